@@ -1,0 +1,3 @@
+"""ablate: DINO hyperparameter ablations on Ray Tune (specs, orchestration, CLI)."""
+
+__version__ = "0.1.0"

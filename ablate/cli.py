@@ -1,0 +1,63 @@
+"""The ``ablate`` command line: one sub-command per module in ``ablate.commands``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ablate import __version__
+from ablate.errors import USAGE_EXIT, USER_ERRORS
+
+# Each module has ``register(subparsers)``, which adds its parser and sets ``func``.
+COMMANDS = ["train", "run", "resume", "report", "compare", "ls", "attention"]
+
+DESCRIPTION = """\
+ablate: which DINO hyperparameters actually matter on your data?
+
+  ablate train [CONFIG.yaml] --out DIR      train one DINO run (kNN-evaluated, resumable)
+  ablate run search_spaces/temps.yaml       run an ablation sweep on Ray Tune
+  ablate resume runs/NAME                   continue an interrupted sweep
+  ablate report runs/NAME                   parquet tables + report.md/report.html
+  ablate compare runs/A runs/B --out DIR    one report across sweeps
+  ablate ls [runs]                          list the sweeps in a storage folder
+  ablate attention SOURCE --out FILE.png    the teacher's [CLS] attention maps
+
+Run `ablate COMMAND --help` for the options of each command.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ablate", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"ablate {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"ablate.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"ablate.commands.{name}":
+                continue  # a command still being built
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return USAGE_EXIT
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        print(f"ablate {args.command}: error: {exc}", file=sys.stderr)
+        return USAGE_EXIT
+    except KeyboardInterrupt:
+        print(f"ablate {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

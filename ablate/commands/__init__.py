@@ -1,0 +1,1 @@
+"""Sub-commands of the ``ablate`` CLI, one module each, each with ``register(subparsers)``."""

@@ -1,0 +1,114 @@
+"""``ablate train``: one DINO run with a progress bar, metrics.jsonl and a checkpoint every epoch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ablate.errors import UserError
+from ablate.overrides import load_yaml, parse_sets
+from trainables.config import DINOConfig, describe_keys, make_config
+from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, NonFiniteLossError
+
+EPILOG = "Trainer keys (name, default, meaning [paper value]):\n" + describe_keys()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train one DINO run", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train one DINO run (student, EMA teacher, multi-crop) with weighted-kNN "
+                    "evaluation at epoch 0, every eval_every epochs and at the end. Writes "
+                    "DIR/config.yaml, DIR/metrics.jsonl (one JSON object per epoch) and "
+                    "DIR/checkpoint.pt (every epoch).")
+    p.add_argument("config", nargs="?", help="YAML file of trainer keys (or a sweep spec: its "
+                   "'trainer' section is used)")
+    p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE", default=[],
+                   help="override a trainer key, e.g. --set epochs=5 --set teacher_temp=0.04")
+    p.add_argument("--out", required=True, metavar="DIR", help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.set_defaults(func=main)
+
+
+def resolve_config(config_file: str | None, sets: list[str]) -> DINOConfig:
+    values: dict[str, Any] = {}
+    where = ""
+    if config_file:
+        data = load_yaml(config_file)
+        values = dict(data.get("trainer") or {}) if "trainer" in data else data
+        where = f"{config_file}: "
+    pairs = parse_sets(sets)
+    values.update(pairs)
+    if pairs:
+        where = f"{config_file} + --set: " if config_file else "--set "
+    return make_config(values, where)
+
+
+def main(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    ckpt = out / CHECKPOINT_NAME
+    if args.resume:
+        if not ckpt.is_file():
+            raise UserError(f"--resume: no {CHECKPOINT_NAME} in {out} (start the run without --resume)")
+        if args.config or args.sets:
+            raise UserError("--resume continues a run with the configuration it was started with; "
+                            "drop CONFIG and --set, or start a new run with another --out")
+        cfg = make_config(load_yaml(out / "config.yaml"), f"{out / 'config.yaml'}: ")
+    else:
+        cfg = resolve_config(args.config, args.sets)
+        if ckpt.exists():
+            raise UserError(f"--out {out}: already holds a run; pass --resume to continue it, "
+                            "or choose another folder")
+    trainer = DINOTrainer(cfg, progress=not args.no_progress)  # validates data before writing
+    if args.resume:
+        trainer.load_checkpoint(ckpt)
+        print(f"resuming {out} after epoch {trainer.epoch}/{cfg.epochs}", file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    metrics_file = out / "metrics.jsonl"
+    keep_metrics(metrics_file, trainer.epoch)
+    baseline = None
+    try:
+        for metrics in trainer.run():
+            if metrics["epoch"] > 0:
+                trainer.save_checkpoint(ckpt)
+            with metrics_file.open("a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            baseline = metrics["knn_top1"] if metrics["epoch"] == 0 else baseline
+            print(epoch_line(metrics, cfg.epochs, baseline), file=sys.stderr, flush=True)
+    except NonFiniteLossError as exc:
+        print(f"ablate train: stopped: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"interrupted; continue with: ablate train --out {out} --resume", file=sys.stderr)
+        return 130
+    print(f"done: {out}/metrics.jsonl, {ckpt}", file=sys.stderr)
+    return 0
+
+
+def keep_metrics(path: Path, last_epoch: int) -> None:
+    """On resume, drop metric rows newer than the checkpoint (written after it by a crashed run)."""
+    if not path.exists():
+        return
+    rows = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [r for r in rows if json.loads(r)["epoch"] <= last_epoch]
+    path.write_text("".join(r + "\n" for r in kept))
+
+
+def epoch_line(m: dict[str, Any], epochs: int, baseline: float | None) -> str:
+    if m["epoch"] == 0:
+        return f"epoch 0/{epochs}  kNN top-1 {m['knn_top1']:.2f}% (untrained baseline)"
+    parts = [f"epoch {m['epoch']}/{epochs}", f"loss {m['loss']:.4f}",
+             f"H(teacher) {m['teacher_entropy']:.3f}/ln K {m['ln_out_dim']:.3f}",
+             f"KL {m['kl_teacher_student']:.3f}"]
+    if "knn_top1" in m:
+        delta = f" ({m['knn_top1'] - baseline:+.2f} vs epoch 0)" if baseline is not None else ""
+        parts.append(f"kNN top-1 {m['knn_top1']:.2f}%{delta}")
+    parts.append(f"{m['images_per_s']:.0f} img/s")
+    return "  ".join(parts)

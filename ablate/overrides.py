@@ -1,0 +1,61 @@
+"""``--set key=value`` overrides and YAML loading with errors that name the file, key and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ablate.errors import UserError
+
+
+def parse_value(text: str) -> Any:
+    """A value as YAML reads it: 0.04 -> float, true -> bool, [0.3, 1] -> list, abc -> str."""
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+def parse_sets(items: list[str] | None) -> list[tuple[str, Any]]:
+    """Split ``["a.b=1", ...]`` into ``[("a.b", 1), ...]`` (the value is parsed as YAML)."""
+    pairs = []
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set teacher_temp=0.04")
+        pairs.append((key.strip(), parse_value(value)))
+    return pairs
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a syntax error or a non-mapping names the file and the line."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"{file}: no such file")
+    try:
+        data = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise UserError(f"{file}:{where}: YAML syntax error: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{file}: expected a mapping of keys to values at the top level, "
+                        f"got {type(data).__name__}")
+    return data
+
+
+def set_dotted(tree: dict[str, Any], path: str, value: Any) -> None:
+    """``set_dotted(d, "search.num_samples", 4)`` sets ``d["search"]["num_samples"] = 4``."""
+    *parents, leaf = path.split(".")
+    node = tree
+    for i, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise UserError(f"--set {path}: {'.'.join(parents[:i + 1])} is a value, not a section")
+        node = child
+    node[leaf] = value

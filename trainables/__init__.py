@@ -1,0 +1,1 @@
+"""DINO training, data and kNN evaluation. Knows nothing of sweeps or reports."""

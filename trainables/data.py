@@ -1,0 +1,144 @@
+"""Datasets: the bundled ``digits`` (default, offline), ``synthetic`` (tests), torchvision sets, image folders.
+
+Each dataset is a pair of (train, test) sequences of ``(PIL image, label)``. Labels are used
+only by the kNN evaluation, never by DINO training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+from trainables.config import ConfigError, DINOConfig
+
+DIGITS_SIZE = 32  # the 8x8 digits are upsampled once, bicubic, to this side
+
+
+class ImageList(Dataset):
+    """A list of PIL images and integer labels, with a transform applied on access."""
+
+    def __init__(self, images: list[Image.Image], labels: np.ndarray, transform: Callable | None = None):
+        self.images, self.labels, self.transform = images, np.asarray(labels, dtype=np.int64), transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        img = self.images[i]
+        return (self.transform(img) if self.transform else img), int(self.labels[i])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.labels.max()) + 1
+
+
+class Transformed(Dataset):
+    """Any (image, label) dataset with a transform applied on access."""
+
+    def __init__(self, base: Dataset, transform: Callable) -> None:
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        img, label = self.base[i]
+        return self.transform(img.convert("RGB")), int(label)
+
+
+def load_digits_split(test_size: float = 0.2, seed: int = 0) -> tuple[ImageList, ImageList]:
+    """scikit-learn's bundled 8x8 digits (1797 images), a fixed stratified 80/20 split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    pixels = (digits.images / 16.0 * 255.0).round().clip(0, 255).astype(np.uint8)
+    images = [Image.fromarray(p, mode="L").resize((DIGITS_SIZE, DIGITS_SIZE), Image.BICUBIC).convert("RGB")
+              for p in pixels]
+    idx_train, idx_test = train_test_split(
+        np.arange(len(images)), test_size=test_size, stratify=digits.target, random_state=seed)
+    pick = lambda idx: ImageList([images[i] for i in idx], digits.target[idx])  # noqa: E731
+    return pick(idx_train), pick(idx_test)
+
+
+def make_synthetic(n_train: int = 160, n_test: int = 80, num_classes: int = 4, size: int = 16,
+                   seed: int = 0) -> tuple[ImageList, ImageList]:
+    """Tiny, learnable images for tests: each class a colour and an oriented bar, plus noise."""
+    rng = np.random.default_rng(seed)
+    palette = rng.integers(40, 215, size=(num_classes, 3))
+
+    def sample(n: int) -> ImageList:
+        labels = np.arange(n) % num_classes
+        images = []
+        for c in labels:
+            img = rng.normal(0, 20, size=(size, size, 3)) + palette[c] * 0.5
+            pos = rng.integers(size // 4, 3 * size // 4)
+            if c % 2 == 0:
+                img[pos - 1:pos + 2, :, :] += palette[c]
+            else:
+                img[:, pos - 1:pos + 2, :] += palette[c]
+            images.append(Image.fromarray(img.clip(0, 255).astype(np.uint8), mode="RGB"))
+        return ImageList(images, labels)
+
+    return sample(n_train), sample(n_test)
+
+
+def _torchvision(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
+    from torchvision import datasets
+
+    root = Path(cfg.data_path or "./data").expanduser()
+    how = (f"pass --set data_path=FOLDER with the {cfg.dataset} files, or --set download=true "
+           "to let torchvision download it there")
+    try:
+        if cfg.dataset in ("cifar10", "cifar100"):
+            cls = datasets.CIFAR10 if cfg.dataset == "cifar10" else datasets.CIFAR100
+            return (cls(root, train=True, download=cfg.download),
+                    cls(root, train=False, download=cfg.download))
+        # STL-10: DINO trains on the unlabeled+train split; kNN uses train (memory) and test.
+        return (datasets.STL10(root, split="train+unlabeled", download=cfg.download),
+                datasets.STL10(root, split="test", download=cfg.download))
+    except RuntimeError as exc:
+        raise ConfigError(f"dataset={cfg.dataset!r}: not found under data_path={str(root)!r} ({exc}); "
+                          f"{how}") from None
+
+
+def _imagefolder(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
+    from torchvision import datasets
+
+    root = Path(cfg.data_path or "").expanduser()
+    missing = [d for d in ("train", "val") if not (root / d).is_dir()]
+    if missing:
+        raise ConfigError(f"data_path={str(root)!r}: dataset 'imagefolder' needs the sub-folders "
+                          f"train/ and val/ (one folder per class inside each); missing: {missing}")
+    return datasets.ImageFolder(root / "train"), datasets.ImageFolder(root / "val")
+
+
+def build_datasets(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
+    """The raw (train, test) datasets of ``cfg.dataset`` as (PIL image, label) pairs."""
+    if cfg.dataset == "digits":
+        return load_digits_split()
+    if cfg.dataset == "synthetic":
+        return make_synthetic(size=max(cfg.global_crops_size, 8))
+    if cfg.dataset == "imagefolder":
+        return _imagefolder(cfg)
+    return _torchvision(cfg)
+
+
+def knn_memory_split(cfg: DINOConfig, train: Dataset) -> Dataset:
+    """The labelled train images used as kNN memory (STL-10's unlabeled part has no labels)."""
+    if cfg.dataset == "stl10":
+        labels = np.asarray(train.labels)  # type: ignore[attr-defined]
+        from torch.utils.data import Subset
+        return Subset(train, np.flatnonzero(labels >= 0).tolist())
+    return train
+
+
+def with_transform(ds: Dataset, transform: Callable) -> Dataset:
+    if isinstance(ds, ImageList):
+        return ImageList(ds.images, ds.labels, transform)
+    return Transformed(ds, transform)
