@@ -1,0 +1,28 @@
+"""``ablate ls``: the sweeps in a storage folder, their trials by status and best kNN top-1."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ablate.errors import UserError
+from reports.errors import ReportError
+from reports.listing import format_listing, list_sweeps
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ls", help="list the sweeps in a storage folder",
+        description="One line per sweep: name, description, trials by status, best final kNN top-1, "
+                    "last update.")
+    p.add_argument("storage", nargs="?", default="runs", metavar="DIR",
+                   help="storage folder of sweeps (default: ./runs)")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        print(format_listing(list_sweeps(Path(args.storage))))
+    except ReportError as exc:
+        raise UserError(str(exc)) from None
+    return 0

@@ -1,0 +1,31 @@
+"""``ablate report``: trials.parquet, epochs.parquet, report.md and report.html of one sweep."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ablate.errors import UserError
+from reports.errors import ReportError
+from reports.render import build_report
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report", help="parquet tables + report.md/report.html of a sweep",
+        description="Write DIR/report/: trials.parquet (one row per trial), epochs.parquet (one row per "
+                    "trial and epoch; schema in reports/SCHEMA.md), report.md and a self-contained "
+                    "report.html (leaderboard, ablation table, effect plots, learning curves, collapse "
+                    "diagnostics, parameter importance). Works on running or interrupted sweeps.")
+    p.add_argument("sweep", metavar="DIR", help="sweep folder, e.g. runs/temps")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        out = build_report(Path(args.sweep))
+    except ReportError as exc:
+        raise UserError(str(exc)) from None
+    for name in ("report.html", "report.md", "trials.parquet", "epochs.parquet"):
+        print(out / name)
+    return 0

@@ -1,0 +1,215 @@
+"""Ray Tune orchestration of a sweep spec: search algorithm, scheduler, resources, resume.
+
+``run_sweep`` starts (or joins) Ray, writes ``<storage>/<name>/spec.yaml`` and runs the Tune
+experiment in ``<storage>/<name>/tune``; ``resume_sweep`` continues an interrupted one with
+``Tuner.restore``. The trainable itself is ``trainables.tune_trainable.dino_trainable``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ablate.errors import UserError
+from ablate.spec import SweepSpec, load_spec
+
+# Results without the metric (epoch 0 has no loss, a diverged trial has no kNN) are expected.
+os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+# The classic CLIReporter table (params, epoch, loss, kNN top-1) instead of Ray's new output.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+EXPERIMENT = "tune"
+SPEC_FILE = "spec.yaml"
+OPTUNA_DB = "optuna.db"
+MAX_FAILURES = 2  # a crashed trial is retried this many times before it counts as errored
+
+
+# --- Ray ---------------------------------------------------------------------------------------
+def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+    """Join the cluster at ``address``, or start a local Ray with this machine's resources.
+
+    The local Ray binds to 127.0.0.1 with the dashboard off; token authentication stays on
+    (Ray writes ``~/.ray/auth_token``; a driver joining a cluster needs RAY_AUTH_MODE=token).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        if "RAY_AUTH_MODE" not in os.environ and (Path.home() / ".ray" / "auth_token").is_file():
+            os.environ["RAY_AUTH_MODE"] = "token"  # use the cluster's token; auth is never disabled
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise UserError(f"--address {address}: cannot join the Ray cluster ({exc}). Start one with "
+                            "`ray start --head`, and set RAY_AUTH_MODE=token with its token") from None
+        return
+    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False,
+             _node_ip_address="127.0.0.1")
+
+
+def trial_resources(spec: SweepSpec) -> dict[str, float]:
+    """CPU and GPU share of one trial; ``gpu: auto`` falls back to CPU on a cluster with no GPU."""
+    import ray
+
+    gpu = spec.resources.gpu
+    if gpu == "auto":
+        has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+        gpu = spec.resources.gpu_auto_fraction if has_gpu else 0.0
+        if not has_gpu:
+            print("ablate: no GPU in the Ray cluster; trials run on CPU", file=sys.stderr)
+    return {"cpu": float(spec.resources.cpu), "gpu": float(gpu)}
+
+
+# --- search -------------------------------------------------------------------------------------
+def param_space(spec: SweepSpec) -> dict[str, Any]:
+    """Constants shared by every trial: the full baseline trainer config and the stop rules."""
+    space: dict[str, Any] = dict(spec.trainer_config().model_dump(mode="json"))
+    space["_stop"] = {"patience": spec.stop.patience, "collapse": spec.stop.collapse,
+                      "nonfinite": spec.stop.nonfinite}
+    bundles = spec_bundles(spec)
+    if bundles:
+        space["_bundles"] = bundles
+    for name in spec.space:
+        space.pop(name, None)  # chosen by the searcher
+    return space
+
+
+def spec_bundles(spec: SweepSpec) -> dict[str, dict[str, dict[str, Any]]]:
+    """Choice parameters whose values set several trainer keys at once: name -> label -> overrides."""
+    return getattr(spec, "bundles", lambda: {})() if callable(getattr(spec, "bundles", None)) else {}
+
+
+def optuna_distributions(spec: SweepSpec) -> dict[str, Any]:
+    from optuna import distributions as d
+
+    out: dict[str, Any] = {}
+    for name, dist in spec.space.items():
+        if dist.type == "float":
+            out[name] = d.FloatDistribution(dist.low, dist.high, log=bool(dist.log), step=dist.step)
+        elif dist.type == "int":
+            out[name] = d.IntDistribution(int(dist.low), int(dist.high), log=bool(dist.log),
+                                          step=int(dist.step or 1))
+        else:
+            out[name] = d.CategoricalDistribution(spec.choice_values(name))
+    return out
+
+
+def optuna_sampler(spec: SweepSpec):  # noqa: ANN201
+    from optuna import samplers
+
+    seed = spec.search.seed
+    kind = spec.search.sampler
+    if kind == "random":
+        return samplers.RandomSampler(seed=seed)
+    if kind == "cmaes":
+        return samplers.CmaEsSampler(seed=seed)
+    if kind == "gp":
+        return samplers.GPSampler(seed=seed)
+    return samplers.TPESampler(seed=seed)
+
+
+def search_algorithm(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
+    """Optuna (with an SQLite study in the sweep folder) wrapped in a Repeater, or explicit points."""
+    from ray.tune.search import BasicVariantGenerator, Repeater
+
+    if spec.search.algorithm == "optuna":
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        storage = optuna.storages.RDBStorage(f"sqlite:///{sweep_dir / OPTUNA_DB}")
+        searcher = OptunaSearch(space=optuna_distributions(spec), metric=spec.metric, mode=spec.mode,
+                                sampler=optuna_sampler(spec), storage=storage, study_name=spec.name)
+        return Repeater(searcher, repeat=spec.repeats, set_index=True) if spec.repeats > 1 else searcher
+    points = [{**point, "repeat": r} for point in spec.points() for r in range(spec.repeats)]
+    return BasicVariantGenerator(points_to_evaluate=points, max_concurrent=spec.search.max_concurrent_trials or 0)
+
+
+def num_trials(spec: SweepSpec) -> int:
+    return spec.num_trials
+
+
+# --- the Tuner ----------------------------------------------------------------------------------
+def make_trainable(spec: SweepSpec):  # noqa: ANN201
+    from ray import tune
+
+    from trainables.tune_trainable import dino_trainable
+
+    return tune.with_resources(dino_trainable, trial_resources(spec))
+
+
+def run_config(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
+    from ray import tune
+
+    stop_epochs = spec.trainer_config().epochs
+    reporter = tune.CLIReporter(
+        metric_columns={"epoch": "epoch", "loss": "loss", "knn_top1": "kNN top-1", "trial_outcome": "outcome"},
+        parameter_columns=list(spec.space), max_report_frequency=15, sort_by_metric=True,
+        metric=spec.metric, mode=spec.mode, max_progress_rows=30)
+    return tune.RunConfig(
+        name=EXPERIMENT, storage_path=str(sweep_dir.resolve()), stop={"epoch": stop_epochs},
+        failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        progress_reporter=reporter, verbose=1)
+
+
+def tune_config(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if spec.scheduler.type == "asha":
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=spec.trainer_config().epochs,
+                                  grace_period=spec.scheduler.grace_period,
+                                  reduction_factor=spec.scheduler.reduction_factor)
+    else:
+        scheduler = FIFOScheduler()
+    return tune.TuneConfig(
+        metric=spec.metric, mode=spec.mode, search_alg=search_algorithm(spec, sweep_dir),
+        scheduler=scheduler, num_samples=spec.num_trials,
+        max_concurrent_trials=spec.search.max_concurrent_trials)
+
+
+def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None = None,
+              num_cpus: int | None = None, num_gpus: int | None = None) -> Path:
+    """Run the sweep into ``<storage>/<spec.name>``; refuses a name that already exists."""
+    from ray import tune
+
+    sweep_dir = Path(storage).expanduser().resolve() / spec.name
+    if sweep_dir.exists():
+        raise UserError(f"{sweep_dir}: a sweep named {spec.name!r} already exists; continue it with "
+                        f"`ablate resume {sweep_dir}`, or choose another name (--set name=...)")
+    start_ray(address, num_cpus, num_gpus)
+    trainable = make_trainable(spec)
+    sweep_dir.mkdir(parents=True)
+    (sweep_dir / SPEC_FILE).write_text(spec.dump())
+    tuner = tune.Tuner(trainable, param_space=param_space(spec), tune_config=tune_config(spec, sweep_dir),
+                       run_config=run_config(spec, sweep_dir))
+    tuner.fit()
+    return sweep_dir
+
+
+def load_sweep_spec(sweep_dir: Path) -> SweepSpec:
+    file = sweep_dir / SPEC_FILE
+    if not file.is_file() or not (sweep_dir / EXPERIMENT).is_dir():
+        raise UserError(f"{sweep_dir}: not a sweep folder (expected {SPEC_FILE} and {EXPERIMENT}/ made by "
+                        "`ablate run`)")
+    return load_spec(file)
+
+
+def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: int | None = None,
+                 num_gpus: int | None = None) -> Path:
+    """Continue an interrupted sweep: finished trials stay, unfinished and errored ones resume."""
+    from ray import tune
+
+    sweep_dir = Path(sweep_dir).expanduser().resolve()
+    spec = load_sweep_spec(sweep_dir)
+    start_ray(address, num_cpus, num_gpus)
+    experiment = sweep_dir / EXPERIMENT
+    if not tune.Tuner.can_restore(str(experiment)):
+        raise UserError(f"{experiment}: Ray has no experiment state to resume from (the sweep was "
+                        "interrupted before its first trial started); remove the folder and run it again")
+    tuner = tune.Tuner.restore(str(experiment), trainable=make_trainable(spec), resume_errored=True)
+    tuner.fit()
+    return sweep_dir

@@ -1,0 +1,164 @@
+"""Leaderboard, DINO-paper-style ablation table and the one-line verdict of a sweep.
+
+The reference of every delta: for ``search.algorithm: ablation`` the *baseline* (the point whose
+params equal the spec's ``trainer`` values; the first point if the spec does not pin them), otherwise
+the *best* point. "Beyond seed noise" is Welch's t-test over repeats (reports.stats).
+
+    result = analyse(trials, sweep.param_info(), sweep.trainer)
+    result.headline()                  # "Best: teacher_temp=0.04 ... +0.52 points vs the baseline ..."
+    leaderboard(result)                # DataFrame ready to render
+    for title, table in ablation_tables(result): ...
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from reports.stats import fmt_mean_ci, noise_verdict, point_summary
+from reports.sweepdir import values_equal
+from reports.tables import final_trials, find_baseline, native
+
+METRIC_LABEL = "kNN top-1 (%)"
+
+
+@dataclass
+class Analysis:
+    params: list[str]
+    points: pd.DataFrame  # stats.point_summary of the counted trials, best first
+    reference: int | None  # point id every delta is taken against
+    reference_kind: str  # "baseline" or "best"
+    is_ablation: bool
+    partial: bool  # no trial has finished: means over running/stopped trials
+    notes: list[str] = field(default_factory=list)
+
+    def row(self, point: int) -> pd.Series:
+        return self.points.set_index("point").loc[point]
+
+    def label(self, point: int, only: list[str] | None = None) -> str:
+        return point_label(self.row(point), only or self.params)
+
+    def headline(self) -> str:
+        return headline(self)
+
+
+def fmt_value(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def point_label(row: pd.Series, params: list[str]) -> str:
+    return ", ".join(f"{p}={fmt_value(row[p])}" for p in params)
+
+
+def analyse(trials: pd.DataFrame, info: dict[str, Any], trainer: dict[str, Any]) -> Analysis:
+    params = list(info.get("params") or [])
+    counted, partial = final_trials(trials)
+    points = point_summary(counted, params)
+    points = points.sort_values(["mean", "n"], ascending=[False, False], na_position="last")
+    points = points.reset_index(drop=True)
+    is_ablation = info.get("algorithm") == "ablation"
+    notes = []
+    if partial and len(points):
+        notes.append("No trial has finished yet: the numbers below are the last kNN top-1 of "
+                     "running or stopped trials.")
+    reference, kind = (int(points["point"].iloc[0]), "best") if len(points) else (None, "best")
+    if is_ablation:
+        baseline = find_baseline(trials, params, trainer)
+        if baseline is not None and baseline in set(points["point"]):
+            reference, kind = baseline, "baseline"
+        else:
+            notes.append("The baseline point has no finished trial yet: deltas are to the best point.")
+    return Analysis(params, points, reference, kind, is_ablation, partial, notes)
+
+
+def delta_text(a: pd.Series, ref: pd.Series) -> str:
+    d = a["mean"] - ref["mean"]
+    return f"{d:+.2f}" if math.isfinite(d) else "–"
+
+
+def leaderboard(result: Analysis, top: int = 10) -> pd.DataFrame:
+    """The ``top`` points by mean kNN top-1 with mean ± 95% CI over repeats and the delta."""
+    ref = result.row(result.reference) if result.reference is not None else None
+    rows = []
+    for rank, (_, r) in enumerate(result.points.head(top).iterrows(), start=1):
+        row = {"#": rank, **{p: fmt_value(r[p]) for p in result.params},
+               METRIC_LABEL: fmt_mean_ci(r["mean"], r["ci"]), "repeats": int(r["n"]),
+               f"Δ vs {result.reference_kind}": delta_text(r, ref) if ref is not None else "–",
+               "collapsed": int(r["collapsed"])}
+        if r["point"] == result.reference:
+            row[f"Δ vs {result.reference_kind}"] = f"({result.reference_kind})"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ablation_tables(result: Analysis) -> list[tuple[str, pd.DataFrame]]:
+    """Ablation sweeps: one table per parameter (its values, the others at the baseline), as in the
+    DINO paper's ablation tables. Other searches: one table of all points against the best."""
+    if result.reference is None:
+        return []
+    ref = result.row(result.reference)
+    pts = result.points
+    if not (result.is_ablation and result.reference_kind == "baseline"):
+        return [("All configurations, against the best", _table(result, pts, result.params, ref))]
+    tables = []
+    for p in result.params:
+        others = [q for q in result.params if q != p]
+        same = pts.apply(lambda r, others=others: all(
+            values_equal(native(r[q]), native(ref[q])) for q in others), axis=1)
+        group = pts[same] if len(pts) else pts
+        group = group.sort_values(p, key=sort_key, kind="stable")
+        tables.append((p, _table(result, group, [p], ref)))
+    return tables
+
+
+def sort_key(series: pd.Series) -> pd.Series:
+    numeric = pd.to_numeric(series, errors="coerce")
+    return numeric if numeric.notna().all() else series.astype("string")
+
+
+def _table(result: Analysis, group: pd.DataFrame, params: list[str], ref: pd.Series) -> pd.DataFrame:
+    kind = result.reference_kind
+    rows = []
+    for _, r in group.iterrows():
+        is_ref = r["point"] == result.reference
+        row = {p: fmt_value(r[p]) + (f" ({kind})" if is_ref and len(params) == 1 else "")
+               for p in params}
+        row.update({METRIC_LABEL: fmt_mean_ci(r["mean"], r["ci"]), "repeats": int(r["n"]),
+                    f"Δ vs {kind}": "–" if is_ref else delta_text(r, ref),
+                    "beyond seed noise (Welch)":
+                        "–" if is_ref else noise_verdict(r["values"], ref["values"])})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def headline(result: Analysis) -> str:
+    """Which configuration wins, and by how much vs the baseline and the runner-up."""
+    pts = result.points
+    if pts.empty or not math.isfinite(pts["mean"].iloc[0]):
+        return "No trial has reported a kNN top-1 yet."
+    best = pts.iloc[0]
+    text = (f"**Best: {point_label(best, result.params)}** with kNN top-1 "
+            f"{fmt_mean_ci(best['mean'], best['ci'])} % (repeats: {int(best['n'])})")
+    parts = []
+    if result.reference_kind == "baseline":
+        base = result.row(result.reference)
+        if best["point"] == result.reference:
+            parts.append("the baseline itself wins")
+        else:
+            parts.append(f"{best['mean'] - base['mean']:+.2f} points vs the baseline "
+                         f"({fmt_mean_ci(base['mean'], base['ci'])} %; beyond seed noise: "
+                         f"{noise_verdict(best['values'], base['values'])})")
+    if len(pts) > 1:
+        second = pts.iloc[1]
+        parts.append(f"{best['mean'] - second['mean']:+.2f} points vs the runner-up "
+                     f"{point_label(second, result.params)} "
+                     f"({fmt_mean_ci(second['mean'], second['ci'])} %; beyond seed noise: "
+                     f"{noise_verdict(best['values'], second['values'])})")
+    return text + (": " + "; ".join(parts) + "." if parts else ".")

@@ -1,0 +1,204 @@
+"""One report across sweeps: the same parameter side by side, one combined trials.parquet.
+
+Inputs are sweep folders or trials.parquet files (``ablate report`` output; the searched parameters
+are read from the file's metadata, epochs from the epochs.parquet next to it).
+
+    out = build_comparison([Path("runs/temps"), Path("runs/temps_vit/report/trials.parquet")],
+                           Path("runs/compare"))
+    # runs/compare/{trials.parquet, epochs.parquet, report.md, report.html, plots/}
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from reports import plots
+from reports.ablation import analyse, fmt_value, leaderboard, point_label
+from reports.document import Document
+from reports.errors import ReportError
+from reports.parquet import read_metadata, write_parquet, write_text
+from reports.stats import fmt_mean_ci, mean_ci
+from reports.sweepdir import open_sweep
+from reports.tables import HEAD_COLUMNS, TAIL_COLUMNS, as_dtype, final_trials, infer_dtype, sweep_tables
+
+SECTIONS = ("Sweeps", "Shared parameters", "Leaderboard", "Trials")
+METRICS = ("knn_top1", "best_knn_top1", "knn_top5", "loss")
+MAX_ROWS = 12  # more distinct values than this are grouped into quantile ranges
+
+
+@dataclass
+class Source:
+    """One input of a comparison: a sweep's tables and what was searched."""
+
+    name: str
+    path: Path
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+    info: dict
+
+    @property
+    def params(self) -> list[str]:
+        return list(self.info.get("params") or [])
+
+
+def load_source(path: str | Path) -> Source:
+    """A sweep folder or a trials.parquet file; ReportError naming the path if it is neither."""
+    p = Path(path)
+    expected = "a sweep folder (spec.yaml + tune/) or a trials.parquet written by `ablate report`"
+    if not p.exists():
+        raise ReportError(f"{p}: no such file or folder (expected {expected})")
+    if p.is_dir():
+        sweep = open_sweep(p)
+        trials, epochs = sweep_tables(sweep)
+        return Source(sweep.name, p, trials, epochs, sweep.param_info())
+    try:
+        trials = pd.read_parquet(p)
+        info = read_metadata(p)
+    except Exception as exc:  # pyarrow raises several types for a file that is not parquet
+        raise ReportError(f"{p}: not a parquet file ({exc.__class__.__name__}); "
+                          f"expected {expected}") from None
+    missing = [c for c in ("sweep", "trial_id", "status", "knn_top1", "point") if c not in trials]
+    if missing:
+        raise ReportError(f"{p}: no column {', '.join(missing)}; expected {expected}")
+    if not info.get("params"):  # a file written by other means: params are the non-schema columns
+        info = {**info, "params": [c for c in trials if c not in HEAD_COLUMNS and c not in TAIL_COLUMNS]}
+    epochs_file = p.with_name("epochs.parquet")
+    epochs = pd.read_parquet(epochs_file) if epochs_file.is_file() else pd.DataFrame()
+    name = info.get("sweep") or (str(trials["sweep"].iloc[0]) if len(trials) else p.stem)
+    return Source(name, p, trials, epochs, info)
+
+
+def unique_names(sources: list[Source]) -> None:
+    """Two inputs of the same name (e.g. a sweep and its copy) become name, name#2."""
+    seen: dict[str, int] = {}
+    for s in sources:
+        seen[s.name] = seen.get(s.name, 0) + 1
+        if seen[s.name] > 1:
+            s.name = f"{s.name}#{seen[s.name]}"
+        s.trials = s.trials.assign(sweep=s.name)
+        if len(s.epochs):
+            s.epochs = s.epochs.assign(sweep=s.name)
+
+
+def check_shared(sources: list[Source]) -> list[str]:
+    """The parameters every sweep searched; ReportError if none, or if a sweep has no kNN top-1."""
+    shared = [p for p in sources[0].params if all(p in s.params for s in sources[1:])]
+    if not shared:
+        searched = "; ".join(f"{s.name} ({s.path}): {', '.join(s.params) or 'none'}" for s in sources)
+        raise ReportError(f"the sweeps share no searched parameter ({searched}); compare needs at "
+                          "least one parameter that every sweep searched")
+    no_metric = [f"{s.name} ({s.path})" for s in sources if not s.trials["knn_top1"].notna().any()]
+    if no_metric:
+        raise ReportError(f"no shared metric: {', '.join(no_metric)} has no trial with a kNN top-1 yet "
+                          "(expected at least one evaluated trial per sweep)")
+    return shared
+
+
+def combined(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame()
+    df = pd.concat(frames, ignore_index=True)
+    for col in df.columns:  # Int64 in one sweep and float64 in another must not end as object
+        if df[col].dtype == object:
+            df[col] = as_dtype(df[col], infer_dtype(df[col].tolist()))
+    return df
+
+
+def build_comparison(paths: list[str | Path], out: str | Path) -> Path:
+    """Write the comparison of ``paths`` (two or more) into ``out``; return ``out``."""
+    if len(paths) < 2:
+        raise ReportError("compare needs two or more sweeps (folders or trials.parquet files)")
+    sources = [load_source(p) for p in paths]
+    unique_names(sources)
+    shared = check_shared(sources)
+    out = Path(out)
+    trials = combined([s.trials for s in sources])
+    epochs = combined([s.epochs for s in sources])
+    meta = {"sweeps": [s.name for s in sources], "params": shared,
+            "log_params": sorted({p for s in sources for p in s.info.get("log_params", []) if p in shared}),
+            "categorical_params": sorted({p for s in sources for p in s.info.get("categorical_params", [])
+                                          if p in shared})}
+    write_parquet(trials, out / "trials.parquet", meta)
+    if len(epochs):
+        write_parquet(epochs, out / "epochs.parquet", meta)
+    doc = comparison_document(sources, shared, trials, meta, out)
+    write_text(out / "report.md", doc.markdown(relative_to=out))
+    write_text(out / "report.html", doc.html())
+    return out
+
+
+def value_groups(values: pd.Series) -> pd.Series:
+    """Each value as itself, or as its quantile range when there are more than MAX_ROWS values."""
+    if values.nunique() <= MAX_ROWS or not plots.is_numeric(values):
+        return values.map(fmt_value)
+    bins = pd.qcut(values.astype(float), q=5, duplicates="drop")
+    return bins.map(lambda b: f"{b.left:.3g} – {b.right:.3g}").astype("string")
+
+
+def side_by_side(counted: pd.DataFrame, param: str, names: list[str]) -> pd.DataFrame:
+    """Rows: values of ``param``; a column per sweep: kNN top-1 mean ± CI (trials)."""
+    data = counted[counted[param].notna()].copy()
+    data["_group"] = value_groups(data[param])
+    order = data.sort_values(param, kind="stable")["_group"].drop_duplicates().tolist()
+    rows = []
+    for group in order:
+        row = {param: group}
+        for name in names:
+            sel = data.loc[(data["_group"] == group) & (data["sweep"] == name), "knn_top1"].tolist()
+            mean, ci, n = mean_ci(sel)
+            row[name] = f"{fmt_mean_ci(mean, ci)} ({n})" if n else "–"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def comparison_document(sources: list[Source], shared: list[str], trials: pd.DataFrame, meta: dict,
+                        out: Path) -> Document:
+    names = [s.name for s in sources]
+    doc = Document(f"DINO sweep comparison: {' vs '.join(names)}")
+    doc.heading("Sweeps")
+    rows, bests = [], []
+    for s in sources:
+        result = analyse(s.trials, s.info, {})
+        best = result.points.iloc[0] if len(result.points) else None
+        counts = s.trials["status"].value_counts()
+        if best is not None and math.isfinite(best["mean"]):
+            bests.append((best["mean"], s.name, point_label(best, s.params)))
+        rows.append({"sweep": s.name, "source": str(s.path), "trials": len(s.trials),
+                     "statuses": ", ".join(f"{int(n)} {k}" for k, n in counts.items()),
+                     "best configuration": point_label(best, s.params) if best is not None else "–",
+                     "kNN top-1 (%)": fmt_mean_ci(best["mean"], best["ci"]) if best is not None else "–"})
+    bests.sort(reverse=True)
+    if bests:
+        text = f"**Best: {bests[0][1]}** ({bests[0][2]}) with kNN top-1 {bests[0][0]:.2f} %"
+        if len(bests) > 1:
+            text += f", {bests[0][0] - bests[1][0]:+.2f} points vs the best of {bests[1][1]}"
+        doc.paragraph(text + ".")
+    doc.table(pd.DataFrame(rows))
+    doc.heading("Shared parameters")
+    doc.note("Final kNN top-1 (%) per value, mean ± 95% CI (trials); completed, collapsed and diverged "
+             "trials. Parameters searched by every sweep: " + ", ".join(f"`{p}`" for p in shared) + ".")
+    counted = pd.concat([final_trials(s.trials)[0] for s in sources], ignore_index=True)
+    for p in shared:
+        doc.heading(p, level=3)
+        doc.table(side_by_side(counted, p, names))
+        path = plots.effect_plot(counted, p, out / "plots" / f"effect_{p}.png", hue="sweep",
+                                 log=p in meta["log_params"], categorical=p in meta["categorical_params"])
+        if path:
+            doc.image(path, f"kNN top-1 vs {p}, by sweep")
+    doc.heading("Leaderboard")
+    doc.note("Best configurations of each sweep (mean ± 95% CI over repeats), Δ to the sweep's best.")
+    boards = []
+    for s in sources:
+        board = leaderboard(analyse(s.trials, s.info, {}), top=5)
+        if len(board):
+            boards.append(board.assign(sweep=s.name)[["sweep", *board.columns]])
+    if boards:
+        doc.table(combined(boards).fillna("–"))
+    doc.heading("Trials")
+    doc.paragraph(f"{len(trials)} trials in trials.parquet (column `sweep` names the sweep).")
+    return doc

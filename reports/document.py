@@ -1,0 +1,122 @@
+"""A report as a list of blocks (headings, paragraphs, tables, images), written as Markdown and as
+one self-contained HTML file (images embedded as base64 PNG, no external files or scripts).
+
+    doc = Document("Sweep temps")
+    doc.heading("Leaderboard"); doc.table(df); doc.image(Path("report/plots/x.png"), "kNN vs x")
+    md = doc.markdown(relative_to=Path("report")); html = doc.html()
+
+Inline markup understood in both: **bold** and `code`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1150px;
+       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { border-bottom: 2px solid #ddd; padding-bottom: .3em; }
+h2 { border-bottom: 1px solid #eee; padding-bottom: .2em; margin-top: 1.8em; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
+th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: right; }
+th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; height: auto; display: block; margin: .8em 0; }
+code { background: #f4f4f4; padding: 0 .2em; }
+.note { color: #666; }
+"""
+
+
+@dataclass
+class Document:
+    title: str
+    blocks: list[tuple[str, object, object]] = field(default_factory=list)
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.blocks.append(("heading", level, text))
+
+    def paragraph(self, text: str) -> None:
+        self.blocks.append(("paragraph", text, None))
+
+    def note(self, text: str) -> None:
+        self.blocks.append(("note", text, None))
+
+    def table(self, df: pd.DataFrame) -> None:
+        self.blocks.append(("table", df, None))
+
+    def image(self, path: Path, alt: str) -> None:
+        self.blocks.append(("image", path, alt))
+
+    def headings(self) -> list[str]:
+        return [text for kind, _, text in self.blocks if kind == "heading"]
+
+    # --- Markdown -------------------------------------------------------------------------
+    def markdown(self, relative_to: Path) -> str:
+        out = [f"# {self.title}", ""]
+        for kind, a, b in self.blocks:
+            if kind == "heading":
+                out += ["#" * a + f" {b}", ""]
+            elif kind in ("paragraph", "note"):
+                out += [str(a) if kind == "paragraph" else f"*{a}*", ""]
+            elif kind == "table":
+                out += [md_table(a), ""]
+            elif kind == "image":
+                out += [f"![{b}]({Path(os.path.relpath(a, relative_to)).as_posix()})", ""]
+        return "\n".join(out).rstrip() + "\n"
+
+    # --- HTML -----------------------------------------------------------------------------
+    def html(self) -> str:
+        body = [f"<h1>{inline_html(self.title)}</h1>"]
+        for kind, a, b in self.blocks:
+            if kind == "heading":
+                anchor = re.sub(r"[^a-z0-9]+", "-", str(b).lower()).strip("-")
+                body.append(f'<h{a} id="{anchor}">{inline_html(str(b))}</h{a}>')
+            elif kind == "paragraph":
+                body.append(f"<p>{inline_html(str(a))}</p>")
+            elif kind == "note":
+                body.append(f'<p class="note">{inline_html(str(a))}</p>')
+            elif kind == "table":
+                body.append(html_table(a))
+            elif kind == "image":
+                data = base64.b64encode(Path(a).read_bytes()).decode("ascii")
+                body.append(f'<img alt="{html.escape(str(b))}" src="data:image/png;base64,{data}">')
+        return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+                f"<title>{html.escape(self.title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+                + "\n".join(body) + "\n</body>\n</html>\n")
+
+
+def inline_html(text: str) -> str:
+    text = html.escape(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+def cell(value: object) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def md_table(df: pd.DataFrame) -> str:
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    header = "| " + " | ".join(esc(str(c)) for c in df.columns) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    rows = ["| " + " | ".join(esc(cell(v)) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def html_table(df: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>"
+                   for row in df.itertuples(index=False))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"

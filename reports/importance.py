@@ -1,0 +1,80 @@
+"""Hyperparameter importance from the sweep's Optuna study (``optuna.db``, study name = sweep name).
+
+Uses Optuna's fANOVA and PED-ANOVA evaluators. When importance cannot be computed (no optuna.db,
+too few finished trials, no variance) the result says why in one line instead.
+
+    result = param_importance(Path("runs/temps"), "temps")
+    result.values      # {"fANOVA": {"teacher_temp": 0.81, ...}, "PED-ANOVA": {...}}
+    result.reason      # "" or why there is none
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MIN_TRIALS = 4  # fewer finished Optuna trials say nothing about importance
+
+
+@dataclass
+class Importance:
+    values: dict[str, dict[str, float]] = field(default_factory=dict)  # evaluator -> param -> importance
+    reason: str = ""  # why there are no values (one line)
+    notes: list[str] = field(default_factory=list)  # an evaluator that failed, and why
+    n_trials: int = 0
+
+
+def evaluators() -> dict[str, object]:
+    """The evaluators this Optuna version has (PED-ANOVA arrived in Optuna 3.6)."""
+    from optuna import importance
+
+    found: dict[str, object] = {}
+    if hasattr(importance, "FanovaImportanceEvaluator"):
+        found["fANOVA"] = importance.FanovaImportanceEvaluator(seed=0)
+    if hasattr(importance, "PedAnovaImportanceEvaluator"):
+        found["PED-ANOVA"] = importance.PedAnovaImportanceEvaluator()
+    return found
+
+
+def param_importance(sweep_dir: Path, study_name: str) -> Importance:
+    db = sweep_dir / "optuna.db"
+    if not db.is_file():
+        return Importance(reason="no optuna.db in the sweep folder (only `search.algorithm: optuna` "
+                                 "sweeps keep an Optuna study)")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{db}")
+    except Exception as exc:  # a missing study or a locked/corrupt file: say so, go on
+        return Importance(reason=f"cannot open study '{study_name}' in {db}: {exc}")
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.value is not None and math.isfinite(t.value)]
+    if len(done) < MIN_TRIALS:
+        return Importance(reason=f"too few finished Optuna trials ({len(done)}, need {MIN_TRIALS})",
+                          n_trials=len(done))
+    if len({t.value for t in done}) < 2:
+        return Importance(reason="no variance: every finished trial has the same value",
+                          n_trials=len(done))
+    names = {k for t in done for k in t.params}
+    if not any(len({repr(t.params.get(p)) for t in done}) > 1 for p in names):
+        return Importance(reason="no variance: every finished trial has the same parameters",
+                          n_trials=len(done))
+    result = Importance(n_trials=len(done))
+    for name, evaluator in evaluators().items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # PED-ANOVA is marked experimental
+                values = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        except Exception as exc:  # one evaluator failing must not lose the report
+            result.notes.append(f"{name}: not computed ({exc.__class__.__name__}: {exc})")
+            continue
+        if values and not all(v == 0 for v in values.values()):
+            result.values[name] = {k: float(v) for k, v in values.items()}
+        else:
+            result.notes.append(f"{name}: all importances are zero")
+    if not result.values:
+        result.reason = "; ".join(result.notes) or "no evaluator available in this Optuna version"
+    return result

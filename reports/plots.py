@@ -1,0 +1,290 @@
+"""The report's figures, drawn with matplotlib's object API (no pyplot, no display: Agg canvas).
+
+Each function takes tables from reports.tables, writes one PNG atomically and returns its path
+(None when there is nothing to draw). Axes carry units; collapsed trials are always marked in red.
+
+    effect_plot(trials, "teacher_temp", Path("report/plots/effect_teacher_temp.png"), log=True)
+    learning_curves(epochs, trials, Path("report/plots/learning_curves.png"))
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
+
+from reports.parquet import atomic_path
+from reports.stats import mean_ci
+
+KNN_LABEL = "kNN top-1 (%)"
+COLLAPSE_COLOR = "#d62728"
+TRIAL_COLOR = "#1f77b4"
+DPI = 110
+
+
+def save(fig: Figure, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
+    return path
+
+
+def is_numeric(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def ordered_values(series: pd.Series) -> list:
+    """Distinct values, numerically sorted when they are numbers."""
+    values = list(pd.unique(series.dropna()))
+    try:
+        return sorted(values, key=float)
+    except (TypeError, ValueError):
+        return sorted(values, key=str)
+
+
+def fmt(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, (float, np.floating)) else str(value)
+
+
+def plain_log_ticks(axis: object) -> None:
+    """Log-axis labels as 0.02, 0.05, 0.1 instead of 2x10^-2."""
+    def minor(v: float, _pos: int) -> str:
+        mantissa = round(v / 10 ** math.floor(math.log10(v))) if v > 0 else 0
+        return f"{v:g}" if mantissa in (2, 5) else ""
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(minor))
+
+
+# --- per-parameter effect ---------------------------------------------------------------------
+def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = False,
+                categorical: bool = False, hue: str | None = None,
+                baseline: float | None = None) -> Path | None:
+    """kNN top-1 vs ``param``: one dot per trial (x: collapsed), mean ± 95% CI per value.
+    ``categorical`` spaces the values evenly (like a paper table); ``hue`` colours by a column
+    (``sweep`` in a comparison)."""
+    data = trials[trials[param].notna() & trials["knn_top1"].notna()]
+    if data.empty:
+        return None
+    categorical = categorical or not is_numeric(data[param])
+    values = ordered_values(data[param])
+    position = {v: i for i, v in enumerate(values)}
+    groups = list(pd.unique(data[hue])) if hue else [None]
+    palette = matplotlib.colormaps["tab10"]
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot()
+    for gi, group in enumerate(groups):
+        sub = data if group is None else data[data[hue] == group]
+        color = palette(gi % 10) if hue else TRIAL_COLOR
+        shift = (gi - (len(groups) - 1) / 2) * 0.12 if categorical else 0.0
+        xs = [position[v] + shift if categorical else float(v) for v in sub[param]]
+        if categorical:  # spread the repeats a little so they do not hide each other
+            xs = [x + 0.03 * ((i % 5) - 2) for i, x in enumerate(xs)]
+        collapsed = sub["collapsed"].fillna(False).to_numpy(dtype=bool)
+        ys = sub["knn_top1"].to_numpy(dtype=float)
+        xs_arr = np.asarray(xs, dtype=float)
+        ax.scatter(xs_arr[~collapsed], ys[~collapsed], s=22, alpha=0.55, color=color, zorder=2)
+        ax.scatter(xs_arr[collapsed], ys[collapsed], s=40, marker="x", color=COLLAPSE_COLOR, zorder=3)
+        means = []
+        for v in ordered_values(sub[param]):
+            m, ci, _ = mean_ci(sub.loc[sub[param] == v, "knn_top1"].tolist())
+            means.append((position[v] + shift if categorical else float(v), m, ci))
+        mx, my, mci = (np.array(c, dtype=float) for c in zip(*means, strict=True))
+        ax.errorbar(mx, my, yerr=np.nan_to_num(mci), fmt="o-" if categorical else "o",
+                    color=color, ecolor=color, capsize=4, lw=1.2, ms=6, zorder=4,
+                    label=f"{group}: mean ± 95% CI" if hue else "mean ± 95% CI over repeats")
+    if baseline is not None and math.isfinite(baseline):
+        ax.axhline(baseline, color="grey", ls="--", lw=1, label=f"baseline {baseline:.2f}%")
+    if categorical:
+        ax.set_xticks(range(len(values)), [fmt(v) for v in values])
+        ax.set_xlim(-0.5, len(values) - 0.5)
+    elif log:
+        ax.set_xscale("log")
+        plain_log_ticks(ax.xaxis)
+    ax.set_xlabel(f"{param}{' (log scale)' if log and not categorical else ''}")
+    ax.set_ylabel(KNN_LABEL)
+    ax.set_title(f"Final kNN top-1 vs {param}")
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], ls="", marker="o", color=TRIAL_COLOR if not hue else "grey", alpha=0.55))
+    labels.append("one trial")
+    if data["collapsed"].fillna(False).any():
+        handles.append(Line2D([], [], ls="", marker="x", color=COLLAPSE_COLOR))
+        labels.append("collapsed trial")
+    ax.legend(handles, labels, fontsize=8, loc="best")
+    return save(fig, out)
+
+
+# --- over epochs ------------------------------------------------------------------------------
+def _trial_styles(trials: pd.DataFrame) -> tuple[dict[str, dict], Normalize, str]:
+    """Per trial: colour by final kNN top-1; red dashed if collapsed, grey dotted if errored."""
+    healthy = ~trials["collapsed"].fillna(False) & (trials["status"] != "errored")
+    final = trials.loc[healthy, "knn_top1"].astype(float)  # collapsed ones would squash the scale
+    norm = Normalize(float(np.nanmin(final)) if final.notna().any() else 0.0,
+                     float(np.nanmax(final)) if final.notna().any() else 100.0)
+    cmap = matplotlib.colormaps["viridis"]
+    styles = {}
+    for _, t in trials.iterrows():
+        if bool(t["collapsed"]) if t["collapsed"] is not pd.NA else False:
+            style = {"color": COLLAPSE_COLOR, "ls": "--", "lw": 1.4}
+        elif t["status"] == "errored":
+            style = {"color": "grey", "ls": ":", "lw": 1.2}
+        else:
+            v = t["knn_top1"]
+            style = {"color": cmap(norm(v)) if pd.notna(v) else "grey", "ls": "-", "lw": 1.4}
+        styles[t["trial_id"]] = style
+    return styles, norm, "viridis"
+
+
+def _status_legend(ax: object, trials: pd.DataFrame) -> None:
+    handles, labels = [], []
+    if trials["collapsed"].fillna(False).any():
+        handles.append(Line2D([], [], color=COLLAPSE_COLOR, ls="--"))
+        labels.append("collapsed")
+    if (trials["status"] == "errored").any():
+        handles.append(Line2D([], [], color="grey", ls=":"))
+        labels.append("errored")
+    if handles:
+        ax.legend(handles, labels, fontsize=8, loc="best")
+
+
+def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Path | None:
+    """Loss and kNN top-1 vs epoch, one line per trial, coloured by its final kNN top-1."""
+    if epochs.empty or "knn_top1" not in epochs:
+        return None
+    styles, norm, cmap = _trial_styles(trials)
+    fig = Figure(figsize=(11, 4.2))
+    ax_loss, ax_knn = fig.subplots(1, 2)
+    for trial_id, rows in epochs.groupby("trial_id", sort=False):
+        style = styles.get(trial_id, {"color": "grey"})
+        if "loss" in rows:
+            trained = rows[rows["loss"].notna()]
+            ax_loss.plot(trained["epoch"], trained["loss"], alpha=0.85, **style)
+        knn = rows[rows["knn_top1"].notna()]
+        ax_knn.plot(knn["epoch"], knn["knn_top1"], marker=".", alpha=0.85, **style)
+    ax_loss.set(xlabel="epoch", ylabel="training loss (nats)", title="Loss")
+    ax_knn.set(xlabel="epoch (0 = untrained)", ylabel=KNN_LABEL, title="kNN top-1 during training")
+    for ax in (ax_loss, ax_knn):
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    _status_legend(ax_knn, trials)
+    fig.colorbar(ScalarMappable(norm, cmap), ax=[ax_loss, ax_knn], label=f"final {KNN_LABEL}",
+                 fraction=0.03, pad=0.02)
+    return save(fig, out)
+
+
+def collapse_plot(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Path | None:
+    """Teacher entropy (with ln(out_dim), the uniform-collapse level) and KL(teacher || student) vs
+    epoch: the DINO paper's Fig. 7 diagnostics. Both near 0 KL = collapse."""
+    if epochs.empty or "teacher_entropy" not in epochs or epochs["teacher_entropy"].isna().all():
+        return None
+    collapsed_ids = set(trials.loc[trials["collapsed"].fillna(False), "trial_id"])
+    fig = Figure(figsize=(11, 4.2))
+    ax_h, ax_kl = fig.subplots(1, 2)
+    for trial_id, rows in epochs.groupby("trial_id", sort=False):
+        rows = rows[rows["teacher_entropy"].notna()]
+        bad = trial_id in collapsed_ids
+        style = {"color": COLLAPSE_COLOR if bad else TRIAL_COLOR, "alpha": 0.9 if bad else 0.45,
+                 "lw": 1.6 if bad else 1.0}
+        ax_h.plot(rows["epoch"], rows["teacher_entropy"], **style)
+        if "kl_teacher_student" in rows:
+            ax_kl.plot(rows["epoch"], rows["kl_teacher_student"], **style)
+        if bad and len(rows):
+            last = rows.iloc[-1]
+            ax_h.plot(last["epoch"], last["teacher_entropy"], "x", color=COLLAPSE_COLOR, ms=9)
+            if "kl_teacher_student" in rows:
+                ax_kl.plot(last["epoch"], last["kl_teacher_student"], "x", color=COLLAPSE_COLOR, ms=9)
+    if "ln_out_dim" in epochs:
+        for ln_k in sorted(epochs["ln_out_dim"].dropna().unique()):
+            ax_h.axhline(ln_k, color="black", ls="--", lw=1)
+            ax_h.annotate(f"ln(out_dim) = {ln_k:.2f} (uniform)", (0.99, ln_k), ha="right", va="top",
+                          xycoords=("axes fraction", "data"), xytext=(0, -3), textcoords="offset points",
+                          fontsize=8)
+    ax_h.set(xlabel="epoch", ylabel="teacher entropy (nats)", title="Teacher entropy")
+    ax_kl.set(xlabel="epoch", ylabel="KL(teacher ‖ student) (nats)", title="KL(teacher ‖ student)")
+    for ax in (ax_h, ax_kl):
+        ax.set_ylim(bottom=0)  # 0 is where one-hot collapse (entropy) and any collapse (KL) end
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    ax_kl.legend([Line2D([], [], color=TRIAL_COLOR), Line2D([], [], color=COLLAPSE_COLOR, marker="x")],
+                 ["trial", f"collapsed ({len(collapsed_ids)})"], fontsize=8, loc="best")
+    return save(fig, out)
+
+
+# --- all parameters at once -------------------------------------------------------------------
+def parallel_plot(trials: pd.DataFrame, params: list[str], out: Path, *, log_params: list[str] = (),
+                  categorical_params: list[str] = ()) -> Path | None:
+    """Parallel coordinates: one vertical axis per parameter plus kNN top-1, one line per trial,
+    coloured by its final kNN top-1."""
+    data = trials[trials["knn_top1"].notna()]
+    if data.empty or not params:
+        return None
+    axes = [*params, "knn_top1"]
+    columns, ticks = {}, {}
+    for name in axes:
+        col = data[name]
+        if name in categorical_params or not is_numeric(col):
+            values = ordered_values(col)
+            k = max(len(values) - 1, 1)
+            pos = {v: i / k if len(values) > 1 else 0.5 for i, v in enumerate(values)}
+            columns[name] = col.map(lambda v, pos=pos: pos.get(v, np.nan)).astype(float)
+            ticks[name] = [(pos[v], fmt(v)) for v in values]
+            continue
+        raw = col.astype(float)
+        scaled = np.log10(raw.where(raw > 0)) if name in log_params else raw
+        lo, hi = float(np.nanmin(scaled)), float(np.nanmax(scaled))
+        span = hi - lo
+        columns[name] = (scaled - lo) / span if span > 0 else scaled * 0 + 0.5
+        if span > 0:  # min, middle, max in the parameter's own units
+            mid = 10 ** ((lo + hi) / 2) if name in log_params else (lo + hi) / 2
+            ticks[name] = [(0.0, fmt(float(np.nanmin(raw)))), (0.5, fmt(float(mid))),
+                           (1.0, fmt(float(np.nanmax(raw))))]
+        else:
+            ticks[name] = [(0.5, fmt(float(np.nanmin(raw))))]
+    norm = Normalize(float(data["knn_top1"].min()), float(data["knn_top1"].max()))
+    cmap = matplotlib.colormaps["viridis"]
+    fig = Figure(figsize=(max(6.0, 1.9 * len(axes)), 4.6))
+    ax = fig.add_subplot()
+    xs = np.arange(len(axes))
+    order = np.argsort(data["knn_top1"].to_numpy())  # best trials drawn last, on top
+    for i in order:
+        ys = [columns[name].iloc[i] for name in axes]
+        ax.plot(xs, ys, color=cmap(norm(data["knn_top1"].iloc[i])), alpha=0.8, lw=1.5)
+    for x, name in zip(xs, axes, strict=True):
+        ax.axvline(x, color="black", lw=0.8)
+        for y, text in ticks[name]:
+            ax.annotate(text, (x, y), xytext=(4, 0), textcoords="offset points", fontsize=8, va="center")
+    labels = [f"{p}\n(log)" if p in log_params else p for p in params] + [KNN_LABEL]
+    ax.set_xticks(xs, labels, fontsize=9)
+    ax.set_yticks([])
+    ax.set_ylim(-0.06, 1.06)
+    ax.set_xlim(-0.2, len(axes) - 0.6)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    ax.set_title("Parameters of every trial, coloured by final kNN top-1")
+    fig.colorbar(ScalarMappable(norm, cmap), ax=ax, label=KNN_LABEL, fraction=0.04, pad=0.02)
+    return save(fig, out)
+
+
+def importance_plot(importances: dict[str, dict[str, float]], out: Path) -> Path | None:
+    """One horizontal bar chart per evaluator (fANOVA, PED-ANOVA), importances summing to 1."""
+    if not importances:
+        return None
+    fig = Figure(figsize=(5.2 * len(importances), 0.5 * max(map(len, importances.values())) + 1.8))
+    for ax, (name, values) in zip(np.atleast_1d(fig.subplots(1, len(importances))), importances.items(),
+                                  strict=True):
+        items = sorted(values.items(), key=lambda kv: kv[1])
+        ax.barh([k for k, _ in items], [v for _, v in items], color=TRIAL_COLOR)
+        for y, (_, v) in enumerate(items):
+            ax.annotate(f"{v:.2f}", (v, y), xytext=(3, 0), textcoords="offset points", va="center",
+                        fontsize=8)
+        ax.set(xlabel="importance for kNN top-1 (fraction, sums to 1)", title=name, xlim=(0, 1.1))
+        ax.grid(axis="x", alpha=0.3)
+    return save(fig, out)

@@ -1,0 +1,173 @@
+"""``build_report(sweep_dir)``: the whole report of one sweep, written atomically into ``<sweep>/report/``.
+
+    report_dir = build_report(Path("runs/temps"))
+    # runs/temps/report/{trials.parquet, epochs.parquet, report.md, report.html, plots/*.png}
+
+``report.md`` links the PNGs in ``plots/``; ``report.html`` embeds them (one file to send around).
+An ``attention.png`` another command put in ``report/`` is shown under "Attention maps".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+
+from reports import plots
+from reports.ablation import Analysis, ablation_tables, analyse, fmt_value, leaderboard
+from reports.document import Document
+from reports.errors import ReportError
+from reports.importance import param_importance
+from reports.parquet import write_parquet, write_text
+from reports.sweepdir import Sweep, open_sweep
+from reports.tables import STATUSES, final_trials, sweep_tables
+
+SECTIONS = ("Leaderboard", "Ablation table", "Parameter effects", "Learning curves",
+            "Collapse diagnostics", "Parameter importance", "Parallel coordinates", "Trials")
+ATTENTION = "Attention maps"
+
+
+def build_report(sweep_dir: str | Path) -> Path:
+    """Write the report of the sweep folder ``sweep_dir`` (finished, running or interrupted) and
+    return the report folder. ReportError if ``sweep_dir`` is not a sweep or has no trial yet."""
+    sweep = open_sweep(sweep_dir)
+    trials, epochs = sweep_tables(sweep)
+    if trials.empty:
+        raise ReportError(f"{sweep.tune_dir}: no trials yet (expected Ray trial folders with "
+                          "params.json and result.json; is the sweep still starting?)")
+    out = sweep.report_dir
+    write_parquet(trials, out / "trials.parquet", sweep.param_info())
+    write_parquet(epochs, out / "epochs.parquet", sweep.param_info())
+    doc = sweep_document(sweep, trials, epochs, out)
+    write_text(out / "report.md", doc.markdown(relative_to=out))
+    write_text(out / "report.html", doc.html())
+    return out
+
+
+def status_counts(trials: pd.DataFrame) -> str:
+    counts = trials["status"].value_counts()
+    return ", ".join(f"{int(counts[s])} {s}" for s in STATUSES if s in counts)
+
+
+def sweep_document(sweep: Sweep, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path) -> Document:
+    result = analyse(trials, sweep.param_info(), sweep.trainer)
+    doc = Document(f"DINO ablation report: {sweep.name}")
+    if sweep.description:
+        doc.paragraph(sweep.description)
+    doc.paragraph(f"{len(trials)} trials ({status_counts(trials)}), search `{sweep.algorithm or '?'}`, "
+                  f"{trials['point'].nunique()} configurations, metric: final kNN top-1 (%) of the "
+                  f"teacher. Written {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.")
+    doc.paragraph(result.headline())
+    for note in result.notes:
+        doc.note(note)
+    add_leaderboard(doc, result)
+    add_ablation(doc, result)
+    add_effects(doc, sweep, result, final_trials(trials)[0], out)
+    add_curves(doc, trials, epochs, out)
+    add_importance(doc, sweep, out)
+    doc.heading("Parallel coordinates")
+    path = plots.parallel_plot(final_trials(trials)[0], sweep.params, out / "plots" / "parallel.png",
+                               log_params=sweep.log_params, categorical_params=sweep.categorical_params)
+    doc.image(path, "parallel coordinates") if path else doc.note("No trial has a kNN top-1 yet.")
+    if (out / "attention.png").is_file():
+        doc.heading(ATTENTION)
+        doc.image(out / "attention.png", "teacher [CLS] attention maps")
+    add_trials(doc, sweep, trials)
+    return doc
+
+
+def add_leaderboard(doc: Document, result: Analysis) -> None:
+    doc.heading("Leaderboard")
+    doc.note("Final kNN top-1 (%), mean ± 95% t-interval over seed repeats; Δ in points. Counts "
+             "completed, collapsed and diverged trials (stopped-early, errored and running ones are "
+             "listed under Trials).")
+    board = leaderboard(result)
+    doc.table(board) if len(board) else doc.note("No trial has a final kNN top-1 yet.")
+
+
+def add_ablation(doc: Document, result: Analysis) -> None:
+    doc.heading("Ablation table")
+    if result.reference_kind == "baseline":
+        doc.note(f"Each parameter varied alone, the others at the baseline "
+                 f"({result.label(result.reference)}). 'Beyond seed noise': Welch's t-test over "
+                 "repeats, p < 0.05; n/a with fewer than 2 repeats on a side.")
+    else:
+        doc.note("Every configuration against the best one. 'Beyond seed noise': Welch's t-test over "
+                 "repeats, p < 0.05; n/a with fewer than 2 repeats on a side.")
+    tables = ablation_tables(result)
+    if not tables:
+        doc.note("No trial has a final kNN top-1 yet.")
+    for title, table in tables:
+        doc.heading(title, level=3)
+        doc.table(table)
+
+
+def add_effects(doc: Document, sweep: Sweep, result: Analysis, counted: pd.DataFrame, out: Path) -> None:
+    doc.heading("Parameter effects")
+    baseline = None
+    if result.reference_kind == "baseline":
+        baseline = float(result.row(result.reference)["mean"])
+    drawn = False
+    for p in sweep.params:
+        path = plots.effect_plot(counted, p, out / "plots" / f"effect_{p}.png", log=p in sweep.log_params,
+                                 categorical=p in sweep.categorical_params, baseline=baseline)
+        if path:
+            doc.image(path, f"kNN top-1 vs {p}")
+            drawn = True
+    if not drawn:
+        doc.note("No trial has a final kNN top-1 yet.")
+
+
+def add_curves(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path) -> None:
+    doc.heading("Learning curves")
+    path = plots.learning_curves(epochs, trials, out / "plots" / "learning_curves.png")
+    doc.image(path, "loss and kNN top-1 vs epoch") if path else doc.note("No epoch reported yet.")
+    doc.heading("Collapse diagnostics")
+    doc.note("DINO paper, Fig. 7: without centering the teacher entropy goes to 0, without sharpening "
+             "to ln(out_dim); in both cases KL(teacher ‖ student) goes to 0.")
+    path = plots.collapse_plot(epochs, trials, out / "plots" / "collapse.png")
+    doc.image(path, "teacher entropy and KL vs epoch") if path else doc.note(
+        "No trained epoch has reported teacher_entropy yet.")
+    collapsed = trials[trials["collapsed"].fillna(False)]
+    if len(collapsed):
+        doc.table(pd.DataFrame({
+            "trial": collapsed["trial_id"], "status": collapsed["status"],
+            "epochs": collapsed["epochs_done"], "stop reason": collapsed["stop_reason"]}))
+    else:
+        doc.paragraph("No trial collapsed.")
+
+
+def add_importance(doc: Document, sweep: Sweep, out: Path) -> None:
+    doc.heading("Parameter importance")
+    imp = param_importance(sweep.path, sweep.name)
+    if not imp.values:
+        doc.paragraph(f"Not computed: {imp.reason}.")
+        return
+    doc.note(f"From the Optuna study ({imp.n_trials} finished Optuna trials; a trial's value is the "
+             "mean over its repeats). fANOVA: share of the variance of kNN top-1 explained by each "
+             "parameter; PED-ANOVA: how much the parameter's distribution differs in the top trials.")
+    path = plots.importance_plot(imp.values, out / "plots" / "importance.png")
+    if path:
+        doc.image(path, "parameter importance")
+    params = sorted({p for v in imp.values.values() for p in v})
+    doc.table(pd.DataFrame({"parameter": params, **{name: [f"{v.get(p, 0.0):.3f}" for p in params]
+                                                   for name, v in imp.values.items()}}))
+    for note in imp.notes:
+        doc.note(note)
+
+
+def add_trials(doc: Document, sweep: Sweep, trials: pd.DataFrame) -> None:
+    doc.heading("Trials")
+    doc.note("All trials in the order Ray created them; the full table is trials.parquet "
+             "(schema: reports/SCHEMA.md), per-epoch metrics in epochs.parquet.")
+    table = pd.DataFrame({"trial": trials["trial_id"], "status": trials["status"]})
+    for p in sweep.params:
+        table[p] = trials[p].map(fmt_value)
+    table["repeat"] = trials["repeat"]
+    table["kNN top-1 (%)"] = trials["knn_top1"].map(lambda v: f"{v:.2f}" if pd.notna(v) else "–")
+    table["best (%)"] = trials["best_knn_top1"].map(lambda v: f"{v:.2f}" if pd.notna(v) else "–")
+    table["epochs"] = [f"{d if pd.notna(d) else 0}/{e if pd.notna(e) else '?'}"
+                       for d, e in zip(trials["epochs_done"], trials["epochs"], strict=True)]
+    table["stop reason"] = trials["stop_reason"].fillna("")
+    doc.table(table)

@@ -1,0 +1,73 @@
+"""Seed-noise statistics over repeats: mean with a 95% t-interval, Welch's t-test, one row per point.
+
+A *point* is one hyperparameter setting; its repeats differ only in the seed. Whether a difference
+between two points exceeds seed noise is Welch's t-test (unequal variances) over their repeats.
+
+    mean, half, n = mean_ci([69.1, 69.7, 69.4])   # 69.4, 0.75, 3  -> "69.40 ± 0.75"
+    welch_p([69.1, 69.7], [66.5, 66.9])            # p-value, None with fewer than 2 repeats a side
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import pandas as pd
+from scipy import stats as sps
+
+ALPHA = 0.05  # "beyond seed noise" when Welch's p < ALPHA
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, int]:
+    """Mean, half-width of the ``level`` t-interval (nan for fewer than 2 values), count."""
+    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    n = len(xs)
+    if n == 0:
+        return math.nan, math.nan, 0
+    mean = sum(xs) / n
+    if n < 2:
+        return mean, math.nan, 1
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
+    return mean, float(sps.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n), n
+
+
+def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Two-sided p of Welch's t-test; None with fewer than 2 values on a side or no variance at all."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    with warnings.catch_warnings():  # identical repeats (e.g. all collapsed to 10.0%) warn, still valid
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(sps.ttest_ind(list(a), list(b), equal_var=False).pvalue)
+    return p if math.isfinite(p) else None
+
+
+def noise_verdict(a: Sequence[float], b: Sequence[float]) -> str:
+    """'yes (p=0.012)', 'no (p=0.41)' or 'n/a' (fewer than 2 repeats on a side)."""
+    if len(a) < 2 or len(b) < 2:
+        return "n/a"
+    p = welch_p(a, b)
+    if p is None:  # no seed variance on either side: the t statistic is undefined
+        return "no (identical repeats)" if sum(a) / len(a) == sum(b) / len(b) else "yes (no seed variance)"
+    return f"{'yes' if p < ALPHA else 'no'} (p={p:.2g})"
+
+
+def point_summary(trials: pd.DataFrame, params: list[str], metric: str = "knn_top1") -> pd.DataFrame:
+    """One row per point (hyperparameter setting): its params, ``values`` (the metric of each repeat),
+    ``mean``, ``ci`` (95% half-width), ``n``, ``collapsed`` (repeats that collapsed)."""
+    rows = []
+    for point, group in trials.groupby("point", sort=True):
+        values = [float(v) for v in group[metric].dropna()]
+        mean, ci, n = mean_ci(values)
+        first = group.iloc[0]
+        rows.append({"point": int(point), **{p: first[p] for p in params}, "values": values,
+                     "mean": mean, "ci": ci, "n": n,
+                     "collapsed": int(group["collapsed"].fillna(False).sum())})
+    columns = ["point", *params, "values", "mean", "ci", "n", "collapsed"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def fmt_mean_ci(mean: float, ci: float, digits: int = 2) -> str:
+    if not math.isfinite(mean):
+        return "–"
+    return f"{mean:.{digits}f}" if not math.isfinite(ci) else f"{mean:.{digits}f} ± {ci:.{digits}f}"

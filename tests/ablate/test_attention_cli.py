@@ -1,0 +1,142 @@
+"""``ablate attention`` on a real tiny run, its trial-folder and checkpoint-file forms; bad sources."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from ablate.attention_plot import attention_figure, comparison_figure, render_comparison_panel
+from ablate.cli import main
+from trainables.attention import cls_attention_maps, held_out_images, load_teacher
+from trainables.config import DINOConfig
+
+TINY_SETS = ["arch=test_vit", "patch_size=4", "global_crops_size=16", "local_crops_size=8",
+             "local_crops_number=1", "dataset=synthetic", "epochs=1", "batch_size=32", "out_dim=16",
+             "head_hidden_dim=16", "head_bottleneck_dim=8", "eval_every=0", "device=cpu"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def sets(items: list[str]) -> list[str]:
+    return [arg for item in items for arg in ("--set", item)]
+
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: intra-op threads only add overhead (20x on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A real one-epoch `ablate train` run of a tiny ViT (test_vit: 2 heads, patch 4, 16 px)."""
+    run = tmp_path_factory.mktemp("attention") / "run"
+    assert main(["train", "--out", str(run), "--no-progress", *sets(TINY_SETS)]) == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def trial_dir(run_dir) -> Path:
+    """A sweep-trial-like folder: params.json and checkpoint_000001/checkpoint.pt."""
+    trial = run_dir.parent / "tune" / "train_abc_00000"
+    (trial / "checkpoint_000001").mkdir(parents=True)
+    shutil.copy(run_dir / "checkpoint.pt", trial / "checkpoint_000001" / "checkpoint.pt")
+    params = load_teacher(run_dir, "cpu").config.model_dump(mode="json")
+    (trial / "params.json").write_text(json.dumps({**params, "repeat": 0, "_stop": {}}))
+    return trial
+
+
+@pytest.fixture(scope="module")
+def cnn_checkpoint(tmp_path_factory) -> Path:
+    cfg = DINOConfig(arch="resnet10t", dataset="synthetic", device="cpu")
+    path = tmp_path_factory.mktemp("cnn") / "checkpoint.pt"
+    torch.save({"teacher": {}, "config": cfg.model_dump(mode="json"), "epoch": 1}, path)
+    return path
+
+
+def test_run_folder_writes_a_png(run_dir, tmp_path, capsys):
+    out = tmp_path / "figs" / "attention.png"
+    assert main(["attention", str(run_dir), "--images", "3", "--threshold", "0.6", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    assert f"wrote {out} (3 images x 2 heads)" in capsys.readouterr().err
+    width, height = Image.open(out).size
+    assert width > height  # 5 columns (image, 2 heads, mean, mask) by 3 rows
+
+
+def test_trial_folder_and_checkpoint_file_sources(run_dir, trial_dir, tmp_path, capsys):
+    picture = tmp_path / "photo.png"
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(picture)
+    for i, source in enumerate([trial_dir, run_dir / "checkpoint.pt"]):
+        out = tmp_path / f"a{i}.png"
+        code = main(["attention", str(source), "--images", "1", "--image", str(picture), "--out", str(out)])
+        assert code == 0, capsys.readouterr().err
+        assert out.read_bytes()[:8] == PNG_MAGIC
+        assert "(2 images x 2 heads)" in capsys.readouterr().err
+
+
+def test_figure_has_labelled_columns(run_dir):
+    teacher = load_teacher(run_dir, "cpu")
+    images, names = held_out_images(teacher.config, 2)
+    fig = attention_figure(images, cls_attention_maps(teacher.backbone, images), names, threshold=0.6)
+    titles = [ax.get_title() for ax in fig.axes[:5]]
+    assert titles == ["image", "head 1", "head 2", "mean", "mask 60%"]
+    assert len(fig.axes) == 2 * 5
+    assert fig.axes[5].get_ylabel() == names[1]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "no such file or folder"),
+    ("empty", "no checkpoint.pt"),
+    ("cnn", "arch 'resnet10t' has no self-attention: attention maps need a ViT "
+            "(e.g. --set arch=vit_tiny_patch16_224)"),
+    ("text", "not a readable PyTorch checkpoint"),
+])
+def test_bad_sources_exit_2_with_a_clear_message(case, message, cnn_checkpoint, tmp_path, capsys):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    source = {"missing": tmp_path / "nope", "empty": tmp_path, "cnn": cnn_checkpoint, "text": text}[case]
+    out = tmp_path / "a.png"
+    assert main(["attention", str(source), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ablate attention: error:") and message in err
+    assert "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--threshold", "1.5"], "--threshold 1.5"),
+    (["--images", "0"], "--images 0"),
+    (["--out", "a.jpg"], "must be a .png file"),
+    (["--image", "missing.png"], "--image missing.png: no such file"),
+])
+def test_bad_arguments_exit_2(args, message, run_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["attention", str(run_dir), *args]
+    if "--out" not in args:
+        argv += ["--out", "a.png"]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_comparison_panel_rows_are_sources_plus_untrained(run_dir, trial_dir, cnn_checkpoint, tmp_path):
+    sources = {"best: teacher_temp=0.04": trial_dir, "baseline": run_dir, "cnn": cnn_checkpoint}
+    fig = comparison_figure(sources, n_images=2)
+    labels = [ax.get_ylabel().replace("\n", " ") for ax in fig.axes[::2]]  # first column of each row
+    assert labels == ["image", "best: teacher_temp=0.04 (epoch 1)", "baseline (epoch 1)",
+                      "untrained (random init)"]  # the CNN source is skipped
+    assert len(fig.axes) == 4 * 2
+    out = render_comparison_panel(sources, tmp_path / "report" / "attention.png", n_images=2,
+                                  include_untrained=False)
+    assert out == tmp_path / "report" / "attention.png" and out.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_comparison_panel_of_cnns_does_nothing(cnn_checkpoint, tmp_path):
+    out = tmp_path / "attention.png"
+    assert render_comparison_panel({"baseline": cnn_checkpoint}, out) is None
+    assert not out.exists()

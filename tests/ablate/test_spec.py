@@ -1,0 +1,272 @@
+"""The sweep spec: shipped specs, validation errors, points of grid/ablation, --set, dump."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ablate.spec import BASELINE, SpecError, available_samplers, load_spec
+
+SPECS = Path(__file__).resolve().parents[2] / "search_spaces"
+MINIMAL = """\
+name: t
+space:
+  teacher_temp: {type: float, low: 0.02, high: 0.08}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def error_of(path: Path, sets: list[str] | None = None) -> str:
+    with pytest.raises(SpecError) as info:
+        load_spec(path, sets)
+    return str(info.value)
+
+
+# --- the shipped specs ----------------------------------------------------------------------------
+@pytest.mark.parametrize("name, trials", [("temps", 8), ("ema", 12), ("out_dim", 12), ("crops", 9),
+                                          ("paper", 12)])
+def test_shipped_spec_loads_with_expected_trials_and_fits_cpu_budget(name: str, trials: int) -> None:
+    spec = load_spec(SPECS / f"{name}.yaml")
+    assert spec.name == name
+    assert spec.num_trials == trials
+    # ~9 s per epoch-trial on 2 cores: 60 epoch-trials is the 15-minute budget on digits
+    assert spec.num_trials * spec.trainer_config().epochs <= 60
+    assert spec.trainer_config().dataset == "digits"
+
+
+def test_paper_ablation_points_mirror_the_tables() -> None:
+    spec = load_spec(SPECS / "paper.yaml")
+    labels = [spec.point_label(p) for p in spec.points()]
+    assert labels == ["baseline", "teacher_temp=0.02", "teacher_temp=0.06", "teacher_temp=0.08",
+                      "center_momentum=0", "center_momentum=0.99", "center_momentum=0.999",
+                      "out_dim=256", "out_dim=4096", "s=0.08", "s=0.24", "s=0.48"]
+    # the crop split equal to the trainer defaults (0.4) is the baseline's label
+    assert spec.points()[0]["crop_split"] == "s=0.4"
+
+
+def test_readme_gpu_example_overrides_validate() -> None:
+    sets = ["trainer.dataset=cifar10", "trainer.data_path=~/data", "trainer.download=true",
+            "trainer.arch=vit_small_patch16_224", "trainer.patch_size=4", "trainer.global_crops_size=32",
+            "trainer.local_crops_size=16", "trainer.out_dim=65536", "trainer.epochs=100",
+            "resources.gpu=0.5"]
+    spec = load_spec(SPECS / "temps.yaml", sets)
+    cfg = spec.trainer_config()
+    assert (cfg.dataset, cfg.patch_size, cfg.out_dim, cfg.epochs) == ("cifar10", 4, 65536, 100)
+    assert spec.resources.gpu_per_trial(cluster_has_gpu=True) == 0.5
+
+
+# --- errors: file, key path, value ----------------------------------------------------------------
+BAD = [
+    ("unknown top-level key", MINIMAL + "nmae: x\n", "nmae:", "'nmae'"),
+    ("unknown nested key", MINIMAL + "search: {num_sample: 4}\n", "search.num_sample:", "num_samples?"),
+    ("not a trainer key", "name: t\nspace: {teacher_tmp: {type: float, low: 0.02, high: 0.08}}\n",
+     "space.teacher_tmp:", "Did you mean teacher_temp"),
+    ("low above high", "name: t\nspace: {teacher_temp: {type: float, low: 0.1, high: 0.01}}\n",
+     "space.teacher_temp:", "low 0.1 is above high 0.01"),
+    ("log range through 0", "name: t\nspace: {center_momentum: {type: float, low: 0.0, high: 0.9, "
+     "log: true}}\n", "space.center_momentum.low:", "got 0.0"),
+    ("empty choice", "name: t\nspace: {out_dim: {type: choice, values: []}}\n",
+     "space.out_dim.values:", "got []"),
+    ("negative temperature", "name: t\nspace: {teacher_temp: {type: float, low: -0.1, high: 0.08}}\n",
+     "space.teacher_temp.low:", "teacher_temp=-0.1"),
+    ("negative temperature in choice", "name: t\nspace: {student_temp: {type: choice, "
+     "values: [0.1, -1]}}\n", "space.student_temp.values[1]:", "student_temp=-1"),
+    ("gpu above 1", MINIMAL + "resources: {gpu: 1.5}\n", "resources.gpu:", "got 1.5"),
+    ("gpu not 1/n", MINIMAL + "resources: {gpu: 0.3}\n", "resources.gpu:", "got 0.3"),
+    ("bad trainer value", MINIMAL + "trainer: {epochs: 0}\n", "trainer.epochs:", "epochs=0"),
+    ("unknown trainer key", MINIMAL + "trainer: {epoch: 3}\n", "trainer.epoch:", "Did you mean epochs"),
+    ("trainer seed", MINIMAL + "trainer: {seed: 3}\n", "trainer.seed:", "search.seed"),
+    ("grid range without step", MINIMAL + "search: {algorithm: grid}\n", "space.teacher_temp:",
+     "needs a step"),
+    ("optuna list choice", "name: t\nspace: {global_crops_scale: {type: choice, "
+     "values: [[0.3, 1.0], [0.4, 1.0]]}}\n", "space.global_crops_scale.values[0]:", "bundle"),
+    ("float range on int key", "name: t\nspace: {out_dim: {type: float, low: 256, high: 4096}}\n",
+     "space.out_dim.type:", "use type: int"),
+    ("repeated choice value", "name: t\nspace: {out_dim: {type: choice, values: [256, 1024, 256]}}\n",
+     "space.out_dim.values[2]:", "repeats values[0]"),
+    ("bundle sets unknown key", "name: t\nspace: {split: {type: choice, values: "
+     "[{label: a, set: {global_crop_scale: [0.3, 1.0]}}]}}\n", "space.split.values[0].set.global_crop_scale:",
+     "global_crops_scale"),
+    ("bundle reuses a searched key", "name: t\nspace:\n  local_crops_scale: {type: choice, values: "
+     "[[0.05, 0.3]]}\n  split: {type: choice, values: [{label: a, set: {local_crops_scale: [0.05, 0.2]}}]}\n"
+     "search: {algorithm: grid}\n", "space.split:", "local_crops_scale"),
+    ("grace period above epochs",
+     MINIMAL + "trainer: {epochs: 2}\nscheduler: {type: asha, grace_period: 3}\n",
+     "scheduler.grace_period:", "got 3"),
+    ("unknown metric", MINIMAL + "metric: knn_top_1\n", "metric:", "'knn_top_1'"),
+    ("unsafe name", MINIMAL.replace("name: t", "name: a/b"), "name:", "'a/b'"),
+    ("num_samples with grid", MINIMAL + "search: {algorithm: grid, num_samples: 4}\n",
+     "search.num_samples:", "got 4"),
+]
+
+
+@pytest.mark.parametrize("text, path, fragment", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_spec_error_names_file_key_path_and_value(tmp_path: Path, text: str, path: str,
+                                                      fragment: str) -> None:
+    spec_file = write(tmp_path, text)
+    message = error_of(spec_file)
+    assert message.startswith(f"{spec_file}: ")
+    assert f" {path}" in message
+    assert fragment in message
+    assert "(from --set" not in message  # no --set was given: none is blamed
+
+
+def test_unknown_key_lists_allowed_keys(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, MINIMAL + "stop: {patiense: 2}\n"))
+    assert "Did you mean patience?" in message
+    assert "Allowed keys in stop: patience, collapse, nonfinite" in message
+
+
+def test_rule_tying_keys_together_reads_cleanly(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, MINIMAL + "trainer: {dataset: imagefolder}\n"))
+    assert "trainer.dataset: dataset 'imagefolder' needs data_path" in message
+    assert "(config)" not in message
+
+
+def test_yaml_syntax_error_gives_line(tmp_path: Path) -> None:
+    spec_file = write(tmp_path, "name: t\nspace:\n  teacher_temp: {type: float, low: 0.02\n")
+    message = error_of(spec_file)
+    assert message.startswith(str(spec_file))
+    assert "line 4" in message or "line 3" in message
+    assert "YAML syntax error" in message
+
+
+def test_unavailable_sampler_lists_installed_ones(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, MINIMAL + "search: {sampler: tpee}\n"))
+    assert "search.sampler: got 'tpee'" in message
+    assert "did you mean tpe?" in message
+    assert ", ".join(available_samplers()) in message
+
+
+# --- --set ----------------------------------------------------------------------------------------
+def test_sets_apply_to_trainer_search_resources_and_space() -> None:
+    spec = load_spec(SPECS / "temps.yaml", ["trainer.epochs=2", "search.num_samples=4",
+                                            "resources.gpu=0.25", "space.teacher_temp.high=0.08"])
+    assert spec.trainer_config().epochs == 2
+    assert spec.search.num_samples == 4 and spec.num_trials == 4
+    assert spec.resources.gpu == 0.25
+    assert spec.space["teacher_temp"].high == 0.08
+    assert spec.scheduler.grace_period == 2  # untouched keys keep the file's values
+
+
+def test_set_with_bad_path_says_so(tmp_path: Path) -> None:
+    spec_file = write(tmp_path, MINIMAL)
+    message = error_of(spec_file, ["search.samplr=tpe"])
+    assert message.startswith(f"{spec_file}: search.samplr:")
+    assert "(from --set search.samplr=tpe)" in message
+    message = error_of(spec_file, ["trainer.epochs=3", "trainer.epochs.x=2"])
+    assert message.startswith(f"{spec_file}: ")
+    assert "trainer.epochs is a value, not a section" in message and "--set trainer.epochs.x=2" in message
+    message = error_of(spec_file, ["epochs"])
+    assert message.startswith(f"{spec_file}: --set 'epochs': expected KEY=VALUE")
+
+
+def test_set_with_bad_value_says_so(tmp_path: Path) -> None:
+    spec_file = write(tmp_path, MINIMAL)
+    message = error_of(spec_file, ["search.num_samples=abc"])
+    assert message.startswith(f"{spec_file}: search.num_samples: got 'abc'")
+    assert message.endswith("(from --set search.num_samples=abc)")
+    message = error_of(spec_file, ["space.teacher_temp.low=-0.1", "trainer.epochs=3"])
+    assert "space.teacher_temp.low" in message and "-0.1" in message
+    assert "--set space.teacher_temp.low=-0.1" in message and "trainer.epochs=3" not in message
+
+
+def test_set_of_trainer_key_at_top_level_points_to_trainer(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, MINIMAL), ["epochs=2"])
+    assert "put it under `trainer:` (--set trainer.epochs=...)" in message
+
+
+# --- points ---------------------------------------------------------------------------------------
+def test_grid_points_are_the_full_product(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, """\
+        name: g
+        space:
+          out_dim: {type: choice, values: [256, 1024]}
+          student_temp: {type: float, low: 0.05, high: 0.15, step: 0.05}
+        search: {algorithm: grid}
+        repeats: 2
+    """))
+    assert spec.points() == [
+        {"out_dim": 256, "student_temp": 0.05}, {"out_dim": 256, "student_temp": 0.1},
+        {"out_dim": 256, "student_temp": 0.15}, {"out_dim": 1024, "student_temp": 0.05},
+        {"out_dim": 1024, "student_temp": 0.1}, {"out_dim": 1024, "student_temp": 0.15}]
+    assert spec.num_trials == 12
+    assert spec.point_label(spec.points()[1]) == "out_dim=256, student_temp=0.1"
+
+
+def test_ablation_points_are_baseline_then_one_factor_at_a_time(tmp_path: Path) -> None:
+    text = """\
+        name: a
+        trainer: {teacher_temp: 0.06}
+        space:
+          teacher_temp: {type: choice, values: [0.02, 0.04, 0.06]}
+          out_dim: {type: choice, values: [256, 1024]}
+        search: {algorithm: ablation}
+    """
+    spec = load_spec(write(tmp_path, text))
+    assert spec.points() == [
+        {"teacher_temp": 0.06, "out_dim": 1024},  # baseline: trainer section over defaults
+        {"teacher_temp": 0.02, "out_dim": 1024},
+        {"teacher_temp": 0.04, "out_dim": 1024},
+        {"teacher_temp": 0.06, "out_dim": 256},  # 0.06 and 1024 equal the baseline: not repeated
+    ]
+    assert [spec.point_label(p) for p in spec.points()] == [
+        "baseline", "teacher_temp=0.02", "teacher_temp=0.04", "out_dim=256"]
+    assert spec.num_trials == 4
+
+
+def test_bundle_expands_to_trainer_keys(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, """\
+        name: b
+        space:
+          crop_split:
+            type: choice
+            values:
+              - {label: s=0.24, set: {global_crops_scale: [0.24, 1.0], local_crops_scale: [0.05, 0.24]}}
+              - {label: s=0.48, set: {global_crops_scale: [0.48, 1.0], local_crops_scale: [0.05, 0.48]}}
+        search: {algorithm: ablation}
+    """))
+    assert spec.choice_values("crop_split") == ["s=0.24", "s=0.48"]
+    assert spec.expand({"crop_split": "s=0.24", "out_dim": 256}) == {
+        "global_crops_scale": [0.24, 1.0], "local_crops_scale": [0.05, 0.24], "out_dim": 256}
+    cfg = spec.trial_config({"crop_split": "s=0.48"})
+    assert cfg.global_crops_scale == (0.48, 1.0) and cfg.local_crops_scale == (0.05, 0.48)
+    # no bundle equals the defaults (0.4): the baseline point uses the reserved label
+    assert spec.points() == [{"crop_split": BASELINE}, {"crop_split": "s=0.24"}, {"crop_split": "s=0.48"}]
+    assert spec.bundles()["crop_split"][BASELINE] == {}
+    with pytest.raises(SpecError, match="no bundle labelled 's=0.3'"):
+        spec.expand({"crop_split": "s=0.3"})
+
+
+def test_optuna_has_no_fixed_points() -> None:
+    spec = load_spec(SPECS / "temps.yaml")
+    with pytest.raises(SpecError, match="grid and ablation only"):
+        spec.points()
+    assert spec.search.sampler == "tpe" and spec.space["teacher_temp"].log is True
+
+
+# --- defaults and dump ----------------------------------------------------------------------------
+def test_defaults_are_filled_in(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, MINIMAL))
+    assert (spec.search.algorithm, spec.search.sampler, spec.search.num_samples) == ("optuna", "tpe", 8)
+    assert (spec.metric, spec.mode, spec.repeats, spec.scheduler.type) == ("knn_top1", "max", 1, "none")
+    assert (spec.resources.cpu, spec.resources.gpu) == (1, "auto")
+    assert spec.resources.gpu_per_trial(cluster_has_gpu=False) == 0.0
+    assert spec.stop.as_dict() == {"patience": 3, "collapse": True, "nonfinite": True}
+    assert spec.num_trials == 8
+
+
+@pytest.mark.parametrize("name", ["temps", "ema", "out_dim", "crops", "paper"])
+def test_dump_round_trips(tmp_path: Path, name: str) -> None:
+    spec = load_spec(SPECS / f"{name}.yaml", ["trainer.epochs=2", "resources.gpu=0.25"])
+    again = load_spec(write(tmp_path, spec.dump()))
+    assert again.as_dict() == spec.as_dict()
+    assert again.num_trials == spec.num_trials
+    assert "epochs: 2" in spec.dump() and "gpu: 0.25" in spec.dump()

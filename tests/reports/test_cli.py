@@ -1,0 +1,53 @@
+"""``ablate report`` and ``ablate ls`` from the command line, and their errors (exit code 2)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ablate.cli import main
+
+
+def test_report_command_writes_the_report(sweep_copy: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["report", str(sweep_copy)]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed[0] == str(sweep_copy / "report" / "report.html")
+    for name in ("report.html", "report.md", "trials.parquet", "epochs.parquet"):
+        assert (sweep_copy / "report" / name).is_file()
+
+
+@pytest.mark.parametrize(("make", "expected"), [
+    (lambda p: p, "no such folder"),
+    (lambda p: p.mkdir(), "empty folder"),
+    (lambda p: (p.mkdir(), (p / "notes.txt").write_text("x")),
+     "not a sweep folder, no spec.yaml and no tune/"),
+    (lambda p: (p.mkdir(), (p / "spec.yaml").write_text("name: x\n")), "not a sweep folder, no tune/"),
+    (lambda p: p.write_text("x"), "is a file"),
+])
+def test_report_errors_name_the_path(tmp_path: Path, capsys: pytest.CaptureFixture, make, expected) -> None:  # noqa: ANN001
+    target = tmp_path / "target"
+    make(target)
+    assert main(["report", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ablate report: error: {target}: {expected}")
+    assert "spec.yaml and tune/" in err and "Traceback" not in err
+
+
+def test_ls_lists_sweeps_in_an_aligned_table(real_sweep: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["ls", str(real_sweep.parent)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() [:2] == ["sweep", "description"]
+    assert len(lines) == 2 and lines[1].startswith("tiny ")
+    assert "tiny real sweep for the report tests" in lines[1] and "4 completed" in lines[1]
+    best = re.search(r"  (\d+\.\d\d)  ", lines[1])
+    assert best and lines[0].index("last update") == lines[1].index(best.group(1)) + len(best.group(1)) + 2
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d$", lines[1])
+
+
+def test_ls_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["ls", str(tmp_path / "nope")]) == 2
+    assert f"{tmp_path / 'nope'}: no such folder" in capsys.readouterr().err
+    assert main(["ls", str(tmp_path)]) == 2
+    assert "no sweeps here" in capsys.readouterr().err

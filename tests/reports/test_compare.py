@@ -1,0 +1,72 @@
+"""``ablate compare``: two sweeps side by side, from folders or trials.parquet files; clear errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from ablate.cli import main
+from reports.compare import SECTIONS
+
+
+def renamed_copy(sweep: Path, dest: Path, name: str, space: dict | None = None) -> Path:
+    shutil.copytree(sweep, dest)
+    spec = yaml.safe_load((dest / "spec.yaml").read_text())
+    spec["name"] = name
+    if space is not None:
+        spec["space"] = space
+    (dest / "spec.yaml").write_text(yaml.safe_dump(spec))
+    return dest
+
+
+def test_compare_two_sweeps(real_sweep: Path, report_dir: Path, tmp_path: Path,
+                            capsys: pytest.CaptureFixture) -> None:
+    other = renamed_copy(real_sweep, tmp_path / "tiny_b", "tiny_b")
+    out = tmp_path / "cmp"
+    # one sweep as a folder, the other as the trials.parquet of its report
+    assert main(["compare", str(other), str(report_dir / "trials.parquet"), "--out", str(out)]) == 0
+    assert str(out / "report.html") in capsys.readouterr().out
+    trials = pq.read_table(out / "trials.parquet").to_pandas()
+    assert trials["sweep"].value_counts().to_dict() == {"tiny_b": 4, "tiny": 4}
+    assert trials["teacher_temp"].dtype == "float64"
+    assert len(pq.read_table(out / "epochs.parquet")) == 2 * len(pq.read_table(report_dir / "epochs.parquet"))
+    md = (out / "report.md").read_text()
+    for heading in SECTIONS:
+        assert f"## {heading}\n" in md
+    for param in ("teacher_temp", "student_temp", "warmup_teacher_temp_epochs"):
+        assert f"### {param}\n" in md and f"plots/effect_{param}.png" in md
+    # the shared parameter side by side: one column per sweep
+    assert "| teacher_temp | tiny_b | tiny |" in md
+    assert "<img" in (out / "report.html").read_text()
+
+
+def test_compare_without_a_shared_parameter_is_a_user_error(real_sweep: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    other = renamed_copy(real_sweep, tmp_path / "ema", "ema",
+                         space={"momentum_teacher": {"type": "choice", "values": [0.99, 0.996]}})
+    assert main(["compare", str(real_sweep), str(other), "--out", str(tmp_path / "cmp")]) == 2
+    err = capsys.readouterr().err
+    assert "share no searched parameter" in err and "ema" in err and "momentum_teacher" in err
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_compare_without_a_shared_metric_is_a_user_error(report_dir: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    trials = pd.read_parquet(report_dir / "trials.parquet")
+    broken = tmp_path / "broken" / "trials.parquet"
+    broken.parent.mkdir()
+    trials.assign(knn_top1=float("nan"), sweep="broken").to_parquet(broken)
+    good = report_dir / "trials.parquet"
+    assert main(["compare", str(good), str(broken), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no shared metric" in err and str(broken) in err
+
+
+def test_compare_needs_two_inputs(report_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["compare", str(report_dir.parent), "--out", str(tmp_path / "o")]) == 2
+    assert "two or more sweeps" in capsys.readouterr().err

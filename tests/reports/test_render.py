@@ -1,0 +1,110 @@
+"""report.md / report.html of a real sweep: every section, embedded plots, importance, attention."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from reports import parquet
+from reports.render import ATTENTION, SECTIONS, build_report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_has_every_section(report_dir: Path) -> None:
+    md = (report_dir / "report.md").read_text()
+    html = (report_dir / "report.html").read_text()
+    for heading in SECTIONS:
+        assert f"\n## {heading}\n" in md
+        assert re.search(rf"<h2 id=\"[a-z-]+\">{heading}</h2>", html), heading
+    assert f"## {ATTENTION}" not in md  # no attention.png: the section is left out silently
+    assert "**Best: teacher_temp=" in md  # the verdict at the top
+    assert "Not computed: too few finished Optuna trials (2, need 4)." in md
+
+
+def test_html_is_self_contained_and_md_links_exist(report_dir: Path) -> None:
+    md = (report_dir / "report.md").read_text()
+    html = (report_dir / "report.html").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert {"plots/effect_teacher_temp.png", "plots/learning_curves.png", "plots/collapse.png",
+            "plots/parallel.png"} <= set(links)
+    for link in links:
+        assert (report_dir / link).read_bytes().startswith(PNG)
+    sources = re.findall(r'<img alt="[^"]*" src="([^"]+)"', html)
+    assert len(sources) == len(links)
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    assert base64.b64decode(sources[0].split(",", 1)[1]).startswith(PNG)
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+    leftovers = [p for p in report_dir.rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_attention_maps_are_embedded_when_present(sweep_copy: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1, 1))
+    fig.add_subplot().imshow([[0, 1], [1, 0]])
+    (sweep_copy / "report").mkdir()
+    fig.savefig(sweep_copy / "report" / "attention.png")  # as `ablate attention` leaves it
+    out = build_report(sweep_copy)
+    md = (out / "report.md").read_text()
+    assert f"## {ATTENTION}\n\n![teacher [CLS] attention maps](attention.png)" in md
+    data = base64.b64encode((out / "attention.png").read_bytes()).decode()
+    assert data in (out / "report.html").read_text()
+
+
+def test_importance_from_the_optuna_study(sweep_copy: Path) -> None:
+    # A study where only teacher_temp matters: fANOVA must rank it first.
+    (sweep_copy / "optuna.db").unlink()
+    study = optuna.create_study(study_name="tiny", storage=f"sqlite:///{sweep_copy / 'optuna.db'}",
+                                direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: 70 - 1e4 * (t.suggest_float("teacher_temp", 0.01, 0.1, log=True) - 0.04) ** 2
+                   + 0 * t.suggest_float("student_temp", 0.05, 0.2), n_trials=16)
+    out = build_report(sweep_copy)
+    md = (out / "report.md").read_text()
+    section = md.split("## Parameter importance")[1].split("\n## ")[0]
+    assert "![parameter importance](plots/importance.png)" in section
+    rows = dict(re.findall(r"\| (\w+) \| ([0-9.]+) \|", section))
+    assert float(rows["teacher_temp"]) > 0.8 > float(rows["student_temp"])
+
+
+def test_importance_left_out_without_optuna_db(sweep_copy: Path) -> None:
+    (sweep_copy / "optuna.db").unlink()
+    md = (build_report(sweep_copy) / "report.md").read_text()
+    assert "Not computed: no optuna.db in the sweep folder" in md
+    assert "plots/importance.png" not in md
+
+
+def test_interrupted_sweep_still_reports(sweep_copy: Path) -> None:
+    for state in (sweep_copy / "tune").glob("experiment_state-*.json"):
+        state.unlink()  # killed before Ray saved its state
+    folders = sorted(d for d in (sweep_copy / "tune").iterdir() if (d / "result.json").exists())
+    for folder in folders:  # every trial cut after epoch 1, its last line half written
+        lines = (folder / "result.json").read_text().splitlines()
+        (folder / "result.json").write_text("\n".join(lines[:2]) + "\n" + lines[2][:40])
+    (folders[0] / "params.json").unlink()
+    out = build_report(sweep_copy)
+    trials = parquet.pq.read_table(out / "trials.parquet").to_pandas()
+    assert set(trials["status"]) == {"running"} and set(trials["epochs_done"]) == {1}
+    md = (out / "report.md").read_text()
+    assert "No trial has finished yet" in md and "4 trials (4 running)" in md
+    assert all(f"## {h}" in md for h in SECTIONS)
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "trials.parquet"
+    target.write_bytes(b"old")
+
+    def broken(table, where) -> None:  # noqa: ANN001
+        Path(where).write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(parquet.pq, "write_table", broken)
+    with pytest.raises(OSError, match="disk full"):
+        parquet.write_parquet(pd.DataFrame({"a": [1]}), target)
+    assert target.read_bytes() == b"old" and list(tmp_path.iterdir()) == [target]

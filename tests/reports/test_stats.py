@@ -1,0 +1,78 @@
+"""Mean ± 95% CI, Welch's test, and the leaderboard/ablation logic on hand-made trial tables."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from reports.ablation import ablation_tables, analyse, leaderboard
+from reports.stats import mean_ci, noise_verdict, welch_p
+
+
+def test_mean_ci_is_a_t_interval() -> None:
+    mean, half, n = mean_ci([1.0, 2.0, 3.0])
+    assert (mean, n) == (2.0, 3)
+    assert half == pytest.approx(sps.t.ppf(0.975, 2) * 1.0 / math.sqrt(3))  # sd = 1
+    assert math.isnan(mean_ci([5.0])[1]) and mean_ci([])[2] == 0
+    assert mean_ci([1.0, float("nan"), 3.0])[:1] == (2.0,)
+
+
+def test_welch_needs_two_repeats_per_side() -> None:
+    a, b = [69.1, 69.7, 69.4], [66.5, 66.9, 66.2]
+    assert welch_p(a, b) == pytest.approx(sps.ttest_ind(a, b, equal_var=False).pvalue)
+    assert welch_p(a, [70.0]) is None
+    assert noise_verdict(a, b).startswith("yes (p=")
+    assert noise_verdict(a, [69.2, 69.6]).startswith("no (p=")
+    assert noise_verdict([1.0], [2.0]) == "n/a"
+
+
+def trials_table(points: list[dict], values: list[list[float]],
+                 statuses: list[str] | None = None) -> pd.DataFrame:
+    rows = []
+    for i, (params, knn) in enumerate(zip(points, values, strict=True)):
+        for r, v in enumerate(knn):
+            rows.append({"trial_id": f"t{i}{r}", "point": i, "repeat": r, "knn_top1": v,
+                         "status": "completed", "collapsed": v < 1, **params})
+    df = pd.DataFrame(rows)
+    if statuses:
+        df["status"] = statuses
+    df["collapsed"] = df["collapsed"].astype("boolean")
+    return df
+
+
+ABLATION = {"params": ["teacher_temp", "out_dim"], "algorithm": "ablation"}
+POINTS = [{"teacher_temp": 0.04, "out_dim": 1024}, {"teacher_temp": 0.02, "out_dim": 1024},
+          {"teacher_temp": 0.08, "out_dim": 1024}, {"teacher_temp": 0.04, "out_dim": 4096}]
+VALUES = [[69.5, 69.7, 69.6], [66.6, 66.8, 66.7], [0.1, 0.1, 0.1], [69.8]]
+
+
+def test_ablation_deltas_are_to_the_baseline_point() -> None:
+    result = analyse(trials_table(POINTS, VALUES), ABLATION, {"teacher_temp": 0.04})
+    assert result.reference_kind == "baseline" and result.reference == 0
+    tables = dict(ablation_tables(result))
+    temp = tables["teacher_temp"]
+    assert temp["teacher_temp"].tolist() == ["0.02", "0.04 (baseline)", "0.08"]  # sorted by value
+    assert temp["Δ vs baseline"].tolist() == ["-2.90", "–", "-69.50"]
+    assert temp["beyond seed noise (Welch)"].iloc[0].startswith("yes")
+    out_dim = tables["out_dim"]
+    assert out_dim["out_dim"].tolist() == ["1024 (baseline)", "4096"]
+    assert out_dim["beyond seed noise (Welch)"].tolist() == ["–", "n/a"]  # one repeat of 4096
+    # the winner is out_dim 4096 (69.8 > 69.6): said with the margin to the baseline
+    headline = result.headline()
+    assert "Best: teacher_temp=0.04, out_dim=4096" in headline
+    assert "+0.20 points vs the baseline" in headline and "vs the runner-up" in headline
+
+
+def test_other_searches_compare_to_the_best_and_skip_unfinished_trials() -> None:
+    trials = trials_table(POINTS, VALUES, statuses=["completed"] * 9 + ["errored"])
+    result = analyse(trials, {"params": ["teacher_temp", "out_dim"], "algorithm": "optuna"}, {})
+    assert result.reference_kind == "best" and result.reference == 0  # the errored 69.8 does not count
+    board = leaderboard(result)
+    assert board["kNN top-1 (%)"].iloc[0].startswith("69.60 ± ")
+    assert board["Δ vs best"].tolist() == ["(best)", "-2.90", "-69.50"]
+    assert board["collapsed"].tolist() == [0, 0, 3]
+    [(title, table)] = ablation_tables(result)
+    assert "best" in title and len(table) == 3

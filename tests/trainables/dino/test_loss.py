@@ -1,0 +1,95 @@
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from trainables.dino.loss import DINOLoss, KoLeoLoss, sinkhorn_knopp
+
+
+def official_dino_loss(student_output, teacher_output, center, student_temp, temp, ncrops):
+    """facebookresearch/dino DINOLoss.forward, written out with its loops."""
+    student_out = (student_output / student_temp).chunk(ncrops)
+    teacher_out = F.softmax((teacher_output - center) / temp, dim=-1).detach().chunk(2)
+    total, n_terms = 0, 0
+    for iq, q in enumerate(teacher_out):
+        for v in range(len(student_out)):
+            if v == iq:
+                continue
+            loss = torch.sum(-q * F.log_softmax(student_out[v], dim=-1), dim=-1)
+            total += loss.mean()
+            n_terms += 1
+    return total / n_terms, n_terms
+
+
+@pytest.mark.parametrize("ncrops", [2, 4, 10])
+def test_loss_matches_official_loops_and_center_update(ncrops):
+    torch.manual_seed(0)
+    B, K = 5, 32
+    loss_fn = DINOLoss(K, ncrops, warmup_teacher_temp=0.04, teacher_temp=0.07,
+                       warmup_teacher_temp_epochs=3, nepochs=10, student_temp=0.1, center_momentum=0.9)
+    loss_fn.center.normal_()  # a non-trivial center
+    center = loss_fn.center.clone()
+    s, t = torch.randn(ncrops * B, K), torch.randn(2 * B, K)
+    got = loss_fn(s, t, epoch=1)
+    want, n_terms = official_dino_loss(s, t, center, 0.1, temp=0.055, ncrops=ncrops)
+    assert n_terms == 2 * ncrops - 2
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(loss_fn.center, center * 0.9 + t.mean(0, keepdim=True) * 0.1)
+
+
+def test_teacher_temperature_warmup_then_constant():
+    loss_fn = DINOLoss(8, 4, 0.04, 0.07, warmup_teacher_temp_epochs=30, nepochs=100)
+    assert loss_fn.teacher_temp(0) == pytest.approx(0.04)
+    assert loss_fn.teacher_temp(29) == pytest.approx(0.07)
+    assert loss_fn.teacher_temp(99) == pytest.approx(0.07)
+    short = DINOLoss(8, 4, 0.04, 0.07, warmup_teacher_temp_epochs=30, nepochs=5)  # official code crashes
+    assert short.teacher_temp(4) == pytest.approx(0.04 + 4 * 0.03 / 29)
+
+
+def test_diagnostics_are_entropy_and_kl():
+    torch.manual_seed(1)
+    B, K, ncrops = 4, 16, 3
+    loss_fn = DINOLoss(K, ncrops, 0.04, 0.04, 0, 1)
+    s, t = torch.randn(ncrops * B, K), torch.randn(2 * B, K)
+    loss = loss_fn(s, t, 0)
+    q = F.softmax(t / 0.04, dim=-1)
+    entropy = -torch.special.xlogy(q, q).sum(-1).mean()
+    logp = F.log_softmax(s / 0.1, dim=-1).view(ncrops, B, K)
+    qs = q.view(2, B, K)
+    kls = [(torch.special.xlogy(qs[i], qs[i]) - qs[i] * logp[j]).sum(-1).mean() for i in range(2) for j in range(ncrops) if i != j]
+    torch.testing.assert_close(loss_fn.teacher_entropy, entropy)
+    torch.testing.assert_close(loss_fn.kl_teacher_student, torch.stack(kls).mean(), rtol=1e-4, atol=1e-5)
+    assert loss.item() > 0
+
+
+def test_uniform_teacher_and_student_give_ln_k():
+    K = 64
+    loss_fn = DINOLoss(K, 4, 0.04, 0.04, 0, 1)
+    loss = loss_fn(torch.zeros(4 * 3, K), torch.zeros(2 * 3, K), 0)
+    assert loss.item() == pytest.approx(math.log(K), rel=1e-6)
+    assert loss_fn.teacher_entropy.item() == pytest.approx(math.log(K), rel=1e-6)
+
+
+def test_sinkhorn_knopp_balances_prototypes_and_samples():
+    torch.manual_seed(2)
+    q = sinkhorn_knopp(torch.randn(12, 6), teacher_temp=0.5, n_iterations=50)
+    torch.testing.assert_close(q.sum(dim=1), torch.ones(12), rtol=1e-4, atol=1e-4)  # rows: distributions
+    torch.testing.assert_close(q.sum(dim=0), torch.full((6,), 2.0), rtol=1e-3, atol=1e-3)  # equal mass
+
+
+def test_centering_none_leaves_the_teacher_uncentered():
+    loss_fn = DINOLoss(8, 2, 0.1, 0.1, 0, 1, centering="none")
+    loss_fn.center.fill_(5.0)
+    t = torch.randn(4, 8)
+    torch.testing.assert_close(loss_fn.teacher_probs(t, 0), F.softmax(t / 0.1, dim=-1))
+    with pytest.raises(ValueError, match="centering"):
+        DINOLoss(8, 2, 0.1, 0.1, 0, 1, centering="bogus")
+
+
+def test_koleo_is_lower_for_spread_features():
+    spread = torch.eye(4)
+    clumped = torch.eye(4) * 0.01 + torch.tensor([1.0, 0, 0, 0])
+    koleo = KoLeoLoss()
+    assert koleo(spread) < koleo(clumped)
+    assert koleo(spread).item() == pytest.approx(-math.log(math.sqrt(2)), rel=1e-5)

@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+import torch
+
+from trainables.knn import knn_accuracy
+
+
+def brute_force_knn(train_f, train_y, test_f, test_y, k, T, C):
+    train_f = train_f / np.linalg.norm(train_f, axis=1, keepdims=True)
+    test_f = test_f / np.linalg.norm(test_f, axis=1, keepdims=True)
+    top1 = top5 = 0
+    for x, y in zip(test_f, test_y):
+        sims = train_f @ x
+        nn = np.argsort(-sims, kind="stable")[:k]
+        votes = np.zeros(C)
+        for j in nn:
+            votes[train_y[j]] += np.exp(sims[j] / T)
+        ranked = np.argsort(-votes, kind="stable")
+        top1 += ranked[0] == y
+        top5 += y in ranked[:5]
+    return 100 * top1 / len(test_y), 100 * top5 / len(test_y)
+
+
+@pytest.mark.parametrize("n_test,chunk_elems", [(7, 2**24), (250, 500)])  # < 100 images; tiny chunks
+def test_knn_matches_brute_force(n_test, chunk_elems):
+    rng = np.random.default_rng(0)
+    C, n_train, d = 12, 300, 16
+    centers = rng.normal(size=(C, d))
+    train_y, test_y = rng.integers(0, C, n_train), rng.integers(0, C, n_test)
+    train_f = centers[train_y] + rng.normal(scale=1.5, size=(n_train, d))
+    test_f = centers[test_y] + rng.normal(scale=1.5, size=(n_test, d))
+    want = brute_force_knn(train_f, train_y, test_f, test_y, k=20, T=0.07, C=C)
+    got = knn_accuracy(torch.tensor(train_f), torch.tensor(train_y), torch.tensor(test_f), torch.tensor(test_y),
+                       k=20, temperature=0.07, max_chunk_elems=chunk_elems)
+    assert got == pytest.approx(want)
+    assert 0 < got[0] < 100 and got[1] >= got[0]
+
+
+def test_knn_k_larger_than_memory_and_few_classes():
+    train = torch.tensor([[1.0, 0], [0, 1.0], [0.9, 0.1]])
+    top1, top5 = knn_accuracy(train, torch.tensor([0, 1, 0]), torch.tensor([[1.0, 0.05], [0.0, 1.0]]),
+                              torch.tensor([0, 1]), k=200)
+    assert top1 == 50.0 or top1 == 100.0
+    assert top5 == 100.0  # only 2 classes: both are within the top 5
