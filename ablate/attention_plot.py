@@ -57,9 +57,19 @@ def _row_label(ax: Axes, text: str) -> None:
     ax.set_ylabel(textwrap.fill(text, 22), fontsize=8, rotation=90, labelpad=4)
 
 
+MASK_COLOUR = np.array([0.0, 0.85, 1.0])  # cyan: visible on dark and light images
+
+
 def masked_image(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The image with the pixels outside ``mask`` dimmed, so the kept region stands out."""
-    return image * np.where(mask, 1.0, 0.25)[..., None]
+    """The image tinted where ``mask`` keeps patches and dimmed elsewhere (DINO's display style)."""
+    kept = 0.6 * image + 0.4 * MASK_COLOUR
+    return np.where(mask[..., None], kept, 0.35 * image).clip(0, 1)
+
+
+def _show_mask(ax: Axes, image: np.ndarray, mask: np.ndarray, title: str | None) -> None:
+    _show(ax, masked_image(image, mask), title)
+    if mask.any() and not mask.all():
+        ax.contour(mask.astype(float), levels=[0.5], colors=[tuple(MASK_COLOUR)], linewidths=0.8)
 
 
 def render_attention_figure(images: torch.Tensor, maps: AttentionMaps, names: list[str], out: Path,
@@ -90,7 +100,7 @@ def attention_figure(images: torch.Tensor, maps: AttentionMaps, names: list[str]
             _show(row[1 + h], per_head[r, h], f"head {h + 1}" if top else None, CMAP)
         _show(row[1 + n_heads], mean[r], "mean" if top else None, CMAP)
         if masks is not None:
-            _show(row[-1], masked_image(shown[r], masks[r]), f"mask {threshold:.0%}" if top else None)
+            _show_mask(row[-1], shown[r], masks[r], f"mask {threshold:.0%}" if top else None)
     if title:
         fig.suptitle(textwrap.fill(title, int(14 * cols)), fontsize=10)
     return fig

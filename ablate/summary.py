@@ -48,7 +48,7 @@ def attention_panel(sweep_dir: Path, trials, spec: dict) -> None:  # noqa: ANN00
     baseline = scored[scored.get("is_baseline", False) == True]  # noqa: E712
     if len(baseline):
         picks[f"baseline ({baseline.iloc[0][metric]:.1f})"] = baseline.iloc[0]
-    sources = {label: Path(row["trial_dir"]) for label, row in picks.items()}
+    sources = {label: sweep_dir / row["trial_dir"] for label, row in picks.items()}
     out = sweep_dir / "report" / "attention.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     try:

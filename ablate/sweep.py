@@ -54,32 +54,24 @@ def trial_resources(spec: SweepSpec) -> dict[str, float]:
     """CPU and GPU share of one trial; ``gpu: auto`` falls back to CPU on a cluster with no GPU."""
     import ray
 
-    gpu = spec.resources.gpu
-    if gpu == "auto":
-        has_gpu = ray.cluster_resources().get("GPU", 0) > 0
-        gpu = spec.resources.gpu_auto_fraction if has_gpu else 0.0
-        if not has_gpu:
-            print("ablate: no GPU in the Ray cluster; trials run on CPU", file=sys.stderr)
-    return {"cpu": float(spec.resources.cpu), "gpu": float(gpu)}
+    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+    if spec.resources.gpu == "auto" and not has_gpu:
+        print("ablate: warning: no GPU in the Ray cluster (resources.gpu: auto); trials run on CPU",
+              file=sys.stderr)
+    return {"cpu": float(spec.resources.cpu), "gpu": spec.resources.gpu_per_trial(has_gpu)}
 
 
 # --- search -------------------------------------------------------------------------------------
 def param_space(spec: SweepSpec) -> dict[str, Any]:
     """Constants shared by every trial: the full baseline trainer config and the stop rules."""
     space: dict[str, Any] = dict(spec.trainer_config().model_dump(mode="json"))
-    space["_stop"] = {"patience": spec.stop.patience, "collapse": spec.stop.collapse,
-                      "nonfinite": spec.stop.nonfinite}
-    bundles = spec_bundles(spec)
+    space["_stop"] = spec.stop.as_dict()
+    bundles = spec.bundles()
     if bundles:
         space["_bundles"] = bundles
     for name in spec.space:
         space.pop(name, None)  # chosen by the searcher
     return space
-
-
-def spec_bundles(spec: SweepSpec) -> dict[str, dict[str, dict[str, Any]]]:
-    """Choice parameters whose values set several trainer keys at once: name -> label -> overrides."""
-    return getattr(spec, "bundles", lambda: {})() if callable(getattr(spec, "bundles", None)) else {}
 
 
 def optuna_distributions(spec: SweepSpec) -> dict[str, Any]:
@@ -127,10 +119,6 @@ def search_algorithm(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
     return BasicVariantGenerator(points_to_evaluate=points, max_concurrent=spec.search.max_concurrent_trials or 0)
 
 
-def num_trials(spec: SweepSpec) -> int:
-    return spec.num_trials
-
-
 # --- the Tuner ----------------------------------------------------------------------------------
 def make_trainable(spec: SweepSpec):  # noqa: ANN201
     from ray import tune
@@ -147,7 +135,7 @@ def run_config(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
     reporter = tune.CLIReporter(
         metric_columns={"epoch": "epoch", "loss": "loss", "knn_top1": "kNN top-1", "trial_outcome": "outcome"},
         parameter_columns=list(spec.space), max_report_frequency=15, sort_by_metric=True,
-        metric=spec.metric, mode=spec.mode, max_progress_rows=30)
+        max_progress_rows=30)
     return tune.RunConfig(
         name=EXPERIMENT, storage_path=str(sweep_dir.resolve()), stop={"epoch": stop_epochs},
         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),

@@ -35,12 +35,6 @@ import sys, ray
 ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
 from ablate.spec import load_spec
 from ablate.sweep import run_sweep
-import ablate.sweep as _s  # TEMP-DEV-PATCH
-_o = _s.run_config  # TEMP-DEV-PATCH
-def _rc(spec, d):  # TEMP-DEV-PATCH
-    from ray import tune  # TEMP-DEV-PATCH
-    r = _o(spec, d); r.progress_reporter = tune.CLIReporter(); return r  # TEMP-DEV-PATCH
-_s.run_config = _rc  # TEMP-DEV-PATCH
 try:
     print(run_sweep(load_spec(sys.argv[1]), sys.argv[2]))
 finally:

@@ -81,7 +81,11 @@ def test_equals_manual_non_fused_computation_and_restores_the_model(vit, fused):
     images = torch.randn(3, 3, 16, 16)
     got = last_block_attention(vit, images)
     vit.eval()
-    torch.testing.assert_close(got, manual_attention(vit, images), rtol=1e-4, atol=1e-6)
+    expected = manual_attention(vit, images)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    # the maps are the [CLS] (first) query row over the patch keys
+    maps = cls_attention_maps(vit, images)
+    torch.testing.assert_close(maps.maps, expected[:, :, 0, 1:].reshape(3, 3, 4, 4), rtol=1e-4, atol=1e-6)
     assert vit.blocks[-1].attn.fused_attn is fused
     vit.blocks[-1].attn.fused_attn = True
 
