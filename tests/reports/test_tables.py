@@ -151,3 +151,18 @@ def test_partial_result_lines_are_skipped(tmp_path: Path) -> None:
     file.write_text('{"epoch": 0, "knn_top1": 50.0}\n{"epoch": 1, "knn_top1": 6')
     assert read_results(file) == [{"epoch": 0, "knn_top1": 50.0}]
     assert read_results(tmp_path / "missing.json") == []
+
+
+def test_final_best_and_epoch0_knn_are_told_apart(sweep_copy: Path) -> None:
+    folder = next(iter(ray_trials(sweep_copy).values()))
+    rows = ray_rows(folder)
+    for row, knn in zip(rows, [50.0, 80.0, 70.0], strict=True):  # epoch 0, 1, 2
+        row["knn_top1"] = knn
+    del rows[2]["knn_top5"]  # an epoch without evaluation: the final top-5 is epoch 1's
+    (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    trials, epochs = load_trials(sweep_copy)
+    t = trials.set_index("trial_id").loc[rows[0]["trial_id"]]
+    assert (t["knn_top1"], t["best_knn_top1"], t["knn_top1_epoch0"]) == (70.0, 80.0, 50.0)
+    assert t["knn_top5"] == rows[1]["knn_top5"]
+    mine = epochs[epochs["trial_id"] == rows[0]["trial_id"]]
+    assert mine["knn_top1"].tolist() == [50.0, 80.0, 70.0] and mine["knn_top5"].isna().tolist()[2]
