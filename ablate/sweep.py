@@ -19,6 +19,13 @@ from ablate.spec import SweepSpec, load_spec
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 # The classic CLIReporter table (params, epoch, loss, kNN top-1) instead of Ray's new output.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Tune lets a searcher (Optuna) keep only one trial pending by default, which starts trials one
+# after another; allow enough pending trials to fill the cluster.
+os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
+# Token authentication stays on: a driver joining a cluster presents ~/.ray/auth_token. Ray reads
+# this when it is imported, so it is set before the first `import ray`.
+if (Path.home() / ".ray" / "auth_token").is_file():
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 EXPERIMENT = "tune"
 SPEC_FILE = "spec.yaml"
@@ -38,16 +45,15 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
     if ray.is_initialized():
         return
     if address:
-        if "RAY_AUTH_MODE" not in os.environ and (Path.home() / ".ray" / "auth_token").is_file():
-            os.environ["RAY_AUTH_MODE"] = "token"  # use the cluster's token; auth is never disabled
         try:
             ray.init(address=address, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise UserError(f"--address {address}: cannot join the Ray cluster ({exc}). Start one with "
                             "`ray start --head`, and set RAY_AUTH_MODE=token with its token") from None
         return
-    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False,
-             _node_ip_address="127.0.0.1")
+    # A single-node Ray bound to loopback: Ray's "no multi-node" switch makes it use 127.0.0.1.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False)
 
 
 def trial_resources(spec: SweepSpec) -> dict[str, float]:
@@ -69,9 +75,25 @@ def param_space(spec: SweepSpec) -> dict[str, Any]:
     bundles = spec.bundles()
     if bundles:
         space["_bundles"] = bundles
-    for name in spec.space:
-        space.pop(name, None)  # chosen by the searcher
+    if spec.search.algorithm == "optuna":
+        for name in spec.space:
+            space.pop(name, None)  # chosen by Optuna
+    else:  # every trial is one of the explicit points; Tune needs each key to be a domain
+        from ray import tune
+
+        points = spec.points()
+        for name in spec.space:
+            space[name] = tune.choice(_unique([p[name] for p in points]))
+        space["repeat"] = tune.choice(list(range(spec.repeats)))
     return space
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for v in values:
+        if v not in out:
+            out.append(v)
+    return out
 
 
 def optuna_distributions(spec: SweepSpec) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from ray import tune
 from trainables.config import DINOConfig
 from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, NonFiniteLossError
 from trainables.stop_rules import CollapseMonitor, StopRules
+
 
 def trial_repeat(config: dict[str, Any]) -> int:
     """Index of the seed repeat: ``repeat`` (grid/ablation points) or Repeater's ``__trial_index__``."""
@@ -52,11 +54,11 @@ def dino_trainable(config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as folder:
             trainer.load_checkpoint(Path(folder) / CHECKPOINT_NAME)
             monitor.load_state_dict(torch.load(Path(folder) / "monitor.pt", weights_only=False))
-    base = {"stop_reason": "", "trial_outcome": "running", "gpu_ids": ",".join(map(str, _gpu_ids())),
-            "seed": cfg.seed, "repeat": trial_repeat(config), "pid": os.getpid()}
+    base = {"stop_reason": "", "trial_outcome": "running", "seed": cfg.seed, "repeat": trial_repeat(config),
+            **_placement()}
     try:
         for metrics in trainer.run():
-            metrics = {**base, **metrics}
+            metrics = {**base, **metrics, "reported_at": time.time()}
             if metrics["epoch"] == cfg.epochs:
                 metrics["trial_outcome"] = "completed"
             reason = monitor.update(metrics)
@@ -81,10 +83,9 @@ def _report(trainer: DINOTrainer, monitor: CollapseMonitor, metrics: dict[str, A
             tune.report(metrics)
 
 
-def _gpu_ids() -> list[int]:
+def _placement() -> dict[str, Any]:
+    """Where this trial runs: node, process, the GPU ids Ray assigned, and when it started."""
     import ray
 
-    try:
-        return [int(i) for i in ray.get_gpu_ids()]
-    except Exception:  # noqa: BLE001 - outside a Ray worker
-        return []
+    return {"node_ip": ray.util.get_node_ip_address(), "pid": os.getpid(), "started_at": time.time(),
+            "gpu_ids": ",".join(str(i) for i in ray.get_gpu_ids())}

@@ -30,8 +30,8 @@ def test_knn_matches_brute_force(n_test, chunk_elems):
     train_f = centers[train_y] + rng.normal(scale=1.5, size=(n_train, d))
     test_f = centers[test_y] + rng.normal(scale=1.5, size=(n_test, d))
     want = brute_force_knn(train_f, train_y, test_f, test_y, k=20, T=0.07, C=C)
-    got = knn_accuracy(torch.tensor(train_f), torch.tensor(train_y), torch.tensor(test_f), torch.tensor(test_y),
-                       k=20, temperature=0.07, max_chunk_elems=chunk_elems)
+    got = knn_accuracy(torch.tensor(train_f), torch.tensor(train_y), torch.tensor(test_f),
+                       torch.tensor(test_y), k=20, temperature=0.07, max_chunk_elems=chunk_elems)
     assert got == pytest.approx(want)
     assert 0 < got[0] < 100 and got[1] >= got[0]
 

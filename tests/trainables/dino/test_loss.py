@@ -57,7 +57,8 @@ def test_diagnostics_are_entropy_and_kl():
     entropy = -torch.special.xlogy(q, q).sum(-1).mean()
     logp = F.log_softmax(s / 0.1, dim=-1).view(ncrops, B, K)
     qs = q.view(2, B, K)
-    kls = [(torch.special.xlogy(qs[i], qs[i]) - qs[i] * logp[j]).sum(-1).mean() for i in range(2) for j in range(ncrops) if i != j]
+    kls = [(torch.special.xlogy(qs[i], qs[i]) - qs[i] * logp[j]).sum(-1).mean()
+           for i in range(2) for j in range(ncrops) if i != j]
     torch.testing.assert_close(loss_fn.teacher_entropy, entropy)
     torch.testing.assert_close(loss_fn.kl_teacher_student, torch.stack(kls).mean(), rtol=1e-4, atol=1e-5)
     assert loss.item() > 0

@@ -1,0 +1,153 @@
+"""Sweeps on a real two-node Ray cluster: Optuna + repeats, packing, ablation, stop reasons, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from ablate.cli import main
+from ablate.spec import load_spec
+from ablate.sweep import run_sweep
+from tests.helpers import HEAD_IP, TINY_TRAINER, WORKER_IP, write_spec
+
+pytestmark = pytest.mark.slow
+
+
+def trial_rows(sweep: Path) -> dict[str, list[dict]]:
+    """Each trial folder's reported rows, straight from Ray's result.json."""
+    out = {}
+    for result in sorted((sweep / "tune").glob("*/result.json")):
+        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        out[result.parent.name] = rows
+    return out
+
+
+def test_optuna_sweep_with_repeats(real_sweep: Path):
+    trials = trial_rows(real_sweep)
+    assert len(trials) == 4  # num_samples 2 x repeats 2
+    by_config: dict[tuple, list[dict]] = {}
+    for rows in trials.values():
+        cfg = rows[-1]["config"]
+        key = (cfg["teacher_temp"], cfg["student_temp"], cfg["warmup_teacher_temp_epochs"])
+        by_config.setdefault(key, []).append(rows[-1])
+        assert [r["epoch"] for r in rows] == [0, 1, 2] and rows[-1]["trial_outcome"] == "completed"
+    assert len(by_config) == 2
+    for finals in by_config.values():  # each configuration twice, with different seeds
+        assert sorted(r["repeat"] for r in finals) == [0, 1]
+        assert sorted(r["seed"] for r in finals) == [0, 1]
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{real_sweep / 'optuna.db'}")
+    assert len(study.trials) == 2 and all(t.value is not None for t in study.trials)
+    assert (real_sweep / "spec.yaml").is_file()
+
+
+def test_fractional_gpus_pack_four_trials_per_gpu(ray_cluster: str, tmp_path: Path):
+    spec = write_spec(tmp_path, f"""
+name: packing
+trainer: {dict(TINY_TRAINER, epochs=3)}
+space:
+  teacher_temp: {{type: choice, values: [0.02, 0.03, 0.04, 0.05, 0.06]}}
+search: {{algorithm: grid}}
+resources: {{cpu: 0.5, gpu: 0.25}}
+""")
+    sweep = run_sweep(load_spec(spec), tmp_path / "runs", address=ray_cluster)
+    trials = trial_rows(sweep)
+    assert len(trials) == 5
+    spans = sorted((rows[0]["started_at"], rows[-1]["reported_at"]) for rows in trials.values())
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    assert peak == 4  # four share the one GPU at once, never five
+    fifth_start = spans[4][0]
+    assert fifth_start >= min(end for _, end in spans[:4])  # the fifth waited for a free quarter
+    for rows in trials.values():
+        assert {r["gpu_ids"] for r in rows} == {"0"} and rows[0]["node_ip"] == HEAD_IP
+
+
+def test_ablation_on_two_nodes_records_collapse_and_divergence(ray_cluster: str, tmp_path: Path):
+    spec = write_spec(tmp_path, f"""
+name: stops
+trainer: {dict(TINY_TRAINER, epochs=4, student_temp=100.0)}
+space:
+  teacher_temp: {{type: choice, values: [1000.0]}}
+  lr: {{type: choice, values: [1.0e+30]}}
+search: {{algorithm: ablation}}
+resources: {{cpu: 2, gpu: 0}}
+stop: {{patience: 2}}
+""")
+    sweep = run_sweep(load_spec(spec), tmp_path / "runs", address=ray_cluster)
+    finals = {}
+    for rows in trial_rows(sweep).values():
+        cfg = rows[-1]["config"]
+        label = "lr" if cfg["lr"] > 1 else "temp" if cfg["teacher_temp"] > 1 else "baseline"
+        finals[label] = rows[-1]
+    assert finals["baseline"]["trial_outcome"] == "completed" and finals["baseline"]["epoch"] == 4
+    assert finals["temp"]["trial_outcome"] == "collapsed"
+    assert "collapsed (uniform)" in finals["temp"]["stop_reason"] and finals["temp"]["epoch"] == 2
+    assert finals["lr"]["trial_outcome"] == "diverged" and "diverged" in finals["lr"]["stop_reason"]
+    assert {r["node_ip"] for r in finals.values() if "node_ip" in r} == {HEAD_IP, WORKER_IP}
+
+
+def test_sigkill_mid_sweep_then_resume(ray_cluster: str, tmp_path: Path):
+    spec = write_spec(tmp_path, f"""
+name: killed
+trainer: {dict(TINY_TRAINER, epochs=5)}
+space:
+  teacher_temp: {{type: float, low: 0.02, high: 0.08}}
+search: {{algorithm: optuna, sampler: random, num_samples: 3, seed: 1}}
+resources: {{cpu: 2, gpu: 0}}
+""")
+    storage = tmp_path / "runs"
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    cmd = [sys.executable, "-m", "ablate.cli"]
+    driver = subprocess.Popen([*cmd, "run", str(spec), "--storage", str(storage), "--address", ray_cluster],
+                              env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    sweep = storage / "killed"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill once a trial has checkpointed two epochs
+        if sweep.exists() and any(rows and rows[-1]["epoch"] >= 2 for rows in trial_rows(sweep).values()):
+            break
+        time.sleep(0.5)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    before = {name: rows[-1]["epoch"] for name, rows in trial_rows(sweep).items()}
+    assert before and min(before.values()) < 5, before  # interrupted mid-way
+
+    resumed = subprocess.run([*cmd, "resume", str(sweep), "--address", ray_cluster], env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trials = trial_rows(sweep)
+    assert len(trials) == 3
+    temps = [rows[-1]["config"]["teacher_temp"] for rows in trials.values()]
+    assert len(set(temps)) == 3  # no configuration ran twice
+    assert all(rows[-1]["epoch"] == 5 for rows in trials.values())
+    continued = []
+    for rows in trials.values():
+        pids = [r["pid"] for r in rows]
+        if len(set(pids)) > 1:  # ran in two processes: before and after the kill
+            first_after = next(r for r in rows if r["pid"] != pids[0])
+            continued.append(first_after["epoch"])
+    assert continued and max(continued) >= 2, continued  # resumed from a checkpoint, not epoch 0
+    assert (sweep / "report" / "trials.parquet").is_file()
+
+
+def test_run_refuses_an_existing_sweep_and_bad_specs_write_nothing(real_sweep: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture):
+    spec = write_spec(tmp_path, (real_sweep / "spec.yaml").read_text())
+    assert main(["run", str(spec), "--storage", str(real_sweep.parent)]) == 2
+    assert "ablate resume" in capsys.readouterr().err
+    storage = tmp_path / "empty"
+    assert main(["run", str(spec), "--storage", str(storage), "--set", "search.num_samples=0"]) == 2
+    err = capsys.readouterr().err
+    assert "search.num_samples" in err and "0" in err
+    assert not storage.exists()

@@ -1,0 +1,34 @@
+"""Constants and small helpers shared by the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"  # loopback addresses: nothing leaves the machine
+
+TINY_TRAINER = {"dataset": "synthetic", "arch": "test_vit", "patch_size": 4, "global_crops_size": 16,
+                "local_crops_size": 8, "local_crops_number": 2, "batch_size": 32, "out_dim": 32,
+                "head_hidden_dim": 32, "head_bottleneck_dim": 16, "epochs": 2, "device": "cpu",
+                "num_workers": 0}
+
+
+def write_spec(folder: Path, text: str) -> Path:
+    path = folder / "spec.yaml"
+    path.write_text(text)
+    return path
+
+
+OPTUNA_SPEC = f"""\
+name: tiny
+description: tiny real sweep shared by the tests
+trainer: {TINY_TRAINER}
+space:
+  teacher_temp: {{type: float, low: 0.01, high: 0.1, log: true}}
+  student_temp: {{type: float, low: 0.05, high: 0.2}}
+  warmup_teacher_temp_epochs: {{type: choice, values: [0, 1]}}
+search: {{algorithm: optuna, sampler: random, num_samples: 2, seed: 0}}
+metric: knn_top1
+mode: max
+repeats: 2
+resources: {{cpu: 1, gpu: 0}}
+"""
