@@ -138,7 +138,8 @@ def search_algorithm(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
                                 sampler=optuna_sampler(spec), storage=storage, study_name=spec.name)
         return Repeater(searcher, repeat=spec.repeats, set_index=True) if spec.repeats > 1 else searcher
     points = [{**point, "repeat": r} for point in spec.points() for r in range(spec.repeats)]
-    return BasicVariantGenerator(points_to_evaluate=points, max_concurrent=spec.search.max_concurrent_trials or 0)
+    return BasicVariantGenerator(points_to_evaluate=points,
+                                 max_concurrent=spec.search.max_concurrent_trials or 0)
 
 
 # --- the Tuner ----------------------------------------------------------------------------------
@@ -155,7 +156,8 @@ def run_config(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
 
     stop_epochs = spec.trainer_config().epochs
     reporter = tune.CLIReporter(
-        metric_columns={"epoch": "epoch", "loss": "loss", "knn_top1": "kNN top-1", "trial_outcome": "outcome"},
+        metric_columns={"epoch": "epoch", "loss": "loss", "knn_top1": "kNN top-1",
+                        "trial_outcome": "outcome"},
         parameter_columns=list(spec.space), max_report_frequency=15, sort_by_metric=True,
         max_progress_rows=30)
     return tune.RunConfig(

@@ -49,8 +49,8 @@ class DINOConfig(BaseModel):
     # --- teacher and loss -----------------------------------------------------------------
     momentum_teacher: float = Field(
         0.99, ge=0, le=1, description="EMA momentum start, cosine to 1 [0.996].")
-    warmup_teacher_temp: float = Field(0.04, gt=0, description="Teacher temp at epoch 0 [0.04].")
-    teacher_temp: float = Field(0.04, gt=0, description="Teacher temp after warmup [0.04-0.07].")
+    warmup_teacher_temp: float = Field(0.02, gt=0, description="Teacher temp at epoch 0 [0.04].")
+    teacher_temp: float = Field(0.02, gt=0, description="Teacher temp after warmup [0.04-0.07].")
     warmup_teacher_temp_epochs: int = Field(
         0, ge=0, description="Epochs of linear teacher-temp warmup [30].")
     student_temp: float = Field(0.1, gt=0, description="Student temperature [0.1].")
@@ -59,11 +59,11 @@ class DINOConfig(BaseModel):
         "center", description="Teacher normalization: DINO centering, DINOv2 Sinkhorn-Knopp, "
         "or none (collapse ablation) [center].")
     koleo_weight: float = Field(
-        0.0, ge=0, description="DINOv2 KoLeo regularizer on student global [CLS] [0].")
+        0.1, ge=0, description="DINOv2 KoLeo regularizer on student global [CLS] [0].")
 
     # --- optimization ---------------------------------------------------------------------
     lr: float = Field(
-        5e-4, gt=0, description="Peak AdamW lr at batch 256, scaled by batch*accum/256 [5e-4].")
+        4e-3, gt=0, description="Peak AdamW lr at batch 256, scaled by batch*accum/256 [5e-4].")
     min_lr: float = Field(1e-6, ge=0, description="Final lr of the cosine schedule [1e-6].")
     warmup_epochs: int = Field(1, ge=0, description="Linear lr warmup epochs [10].")
     weight_decay: float = Field(0.04, ge=0, description="Weight decay start [0.04].")
@@ -72,9 +72,9 @@ class DINOConfig(BaseModel):
         3.0, ge=0, description="Per-parameter gradient norm clip, 0 disables [3.0].")
     freeze_last_layer: int = Field(
         1, ge=0, description="Epochs during which the last layer is frozen [1].")
-    batch_size: int = Field(64, ge=1, description="Images per step (per device) [1024 total].")
+    batch_size: int = Field(32, ge=1, description="Images per step (per device) [1024 total].")
     grad_accum_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step [1].")
-    epochs: int = Field(10, ge=1, description="Training epochs [100-800].")
+    epochs: int = Field(6, ge=1, description="Training epochs [100-800].")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 on GPUs that support it, else fp16 with a scaler; "
         "fp32 on CPU [fp16].")

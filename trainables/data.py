@@ -1,4 +1,4 @@
-"""Datasets: the bundled ``digits`` (default, offline), ``synthetic`` (tests), torchvision sets, image folders.
+"""Datasets: bundled ``digits`` (default, offline), ``synthetic`` (tests), torchvision sets, image folders.
 
 Each dataset is a pair of (train, test) sequences of ``(PIL image, label)``. Labels are used
 only by the kNN evaluation, never by DINO training.

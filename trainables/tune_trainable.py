@@ -70,7 +70,8 @@ def dino_trainable(config: dict[str, Any]) -> None:
     except NonFiniteLossError as exc:
         if not rules.nonfinite:
             raise
-        tune.report({**base, "epoch": trainer.epoch + 1, "trial_outcome": "diverged", "stop_reason": str(exc)})
+        tune.report({**base, "epoch": trainer.epoch + 1, "trial_outcome": "diverged",
+                     "stop_reason": str(exc), "reported_at": time.time()})
 
 
 def _report(trainer: DINOTrainer, monitor: CollapseMonitor, metrics: dict[str, Any]) -> None:

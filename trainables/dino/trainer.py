@@ -261,7 +261,8 @@ class DINOTrainer:
         else:
             self.optimizer.step()
         with torch.no_grad():  # EMA: t = m * t + (1 - m) * s
-            torch._foreach_lerp_(self.teacher_params, self.student_params, 1.0 - float(self.momentum_schedule[it]))
+            weight = 1.0 - float(self.momentum_schedule[it])
+            torch._foreach_lerp_(self.teacher_params, self.student_params, weight)
         return stats
 
     def _progress_bar(self, epoch: int):  # noqa: ANN202
