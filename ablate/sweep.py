@@ -53,7 +53,9 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
         return
     # A single-node Ray bound to loopback: Ray's "no multi-node" switch makes it use 127.0.0.1.
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False)
+    # address="local": always a new Ray for this run, never a cluster that `ray start` left behind.
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+             log_to_driver=False)
 
 
 def trial_resources(spec: SweepSpec) -> dict[str, float]:

@@ -1,0 +1,55 @@
+"""`ablate train`: files written, resume through the CLI, and user mistakes (exit 2, nothing written)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ablate.cli import main
+from tests.helpers import TINY_TRAINER
+
+SETS = [a for k, v in {**TINY_TRAINER, "epochs": 2}.items() for a in ("--set", f"{k}={v}")]
+
+
+def test_train_writes_metrics_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture):
+    out = tmp_path / "run"
+    assert main(["train", *SETS, "--out", str(out), "--no-progress"]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    for key in ("loss", "knn_top1", "knn_top5", "lr", "teacher_temp", "momentum_teacher", "teacher_entropy",
+                "kl_teacher_student", "epoch_time_s", "images_per_s"):
+        assert key in rows[-1], key
+    assert "kNN top-1" in capsys.readouterr().err
+    # A second run into the same folder is refused; --resume with nothing left to do keeps the rows.
+    assert main(["train", *SETS, "--out", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--set", "teacher_tmp=0.1"], "Valid keys:"),
+    (["--set", "teacher_temp=-1"], "teacher_temp=-1"),
+    (["--set", "epochs=abc"], "epochs='abc'"),
+    (["--set", "centering=bogus"], "'center', 'sinkhorn_knopp' or 'none'"),
+    (["--set", "batch_size"], "KEY=VALUE"),
+    (["--set", "dataset=imagefolder"], "data_path"),
+])
+def test_bad_config_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture, args, expected):
+    out = tmp_path / "never"
+    assert main(["train", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_bad_config_file_names_the_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("epochs: 2\nteacher_temp: [0.1\n")
+    assert main(["train", str(cfg), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "line" in err
+    assert main(["train", "--out", str(tmp_path / "x"), "--resume"]) == 2
+    assert "no checkpoint.pt" in capsys.readouterr().err
