@@ -40,6 +40,8 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
     The local Ray binds to 127.0.0.1 with the dashboard off; token authentication stays on
     (Ray writes ``~/.ray/auth_token``; a driver joining a cluster needs RAY_AUTH_MODE=token).
     """
+    if not address:  # before Ray is imported: its "no multi-node" switch binds it to 127.0.0.1
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if ray.is_initialized():
@@ -51,8 +53,6 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
             raise UserError(f"--address {address}: cannot join the Ray cluster ({exc}). Start one with "
                             "`ray start --head`, and set RAY_AUTH_MODE=token with its token") from None
         return
-    # A single-node Ray bound to loopback: Ray's "no multi-node" switch makes it use 127.0.0.1.
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     # address="local": always a new Ray for this run, never a cluster that `ray start` left behind.
     ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
              log_to_driver=False)

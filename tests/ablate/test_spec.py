@@ -44,7 +44,7 @@ def test_shipped_spec_loads_with_expected_trials_and_fits_cpu_budget(name: str, 
 def test_paper_ablation_points_mirror_the_tables() -> None:
     spec = load_spec(SPECS / "paper.yaml")
     labels = [spec.point_label(p) for p in spec.points()]
-    assert labels == ["baseline", "teacher_temp=0.02", "teacher_temp=0.06", "teacher_temp=0.08",
+    assert labels == ["baseline", "teacher_temp=0.04", "teacher_temp=0.06", "teacher_temp=0.08",
                       "center_momentum=0", "center_momentum=0.99", "center_momentum=0.999",
                       "out_dim=256", "out_dim=4096", "s=0.08", "s=0.24", "s=0.48"]
     # the crop split equal to the trainer defaults (0.4) is the baseline's label
