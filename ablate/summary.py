@@ -23,10 +23,12 @@ def finish(sweep_dir: Path) -> int:
     table = trials[[c for c in cols if c in trials.columns]]
     print("\n" + table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     scored = trials.dropna(subset=[metric]) if metric in trials.columns else trials.iloc[0:0]
-    if len(scored):
-        best = scored.sort_values(metric, ascending=(mode == "min")).iloc[0]
-        setting = ", ".join(f"{p}={best[p]}" for p in params)
-        print(f"\nbest {metric}: {best[metric]:.2f} ({setting}; trial {best['trial_id']})")
+    working = scored[~scored["status"].isin(["collapsed", "diverged", "errored"])]
+    if len(working):
+        best = working.sort_values(metric, ascending=(mode == "min")).iloc[0]
+        setting = ", ".join(f"{p}={best[p]:.4g}" if isinstance(best[p], float) else f"{p}={best[p]}"
+                            for p in params)
+        print(f"\nbest {metric}: {best[metric]:.2f} ({setting}; trial {best['trial_id']}, {best['status']})")
     counts = trials["status"].value_counts().to_dict()
     print(f"trials: {counts}")
     print(f"report: {report_dir / 'report.html'} (and report.md, trials.parquet, epochs.parquet)")
@@ -49,9 +51,19 @@ def attention_panel(sweep_dir: Path, trials, spec: dict) -> None:  # noqa: ANN00
     if len(baseline):
         picks[f"baseline ({baseline.iloc[0][metric]:.1f})"] = baseline.iloc[0]
     sources = {label: sweep_dir / row["trial_dir"] for label, row in picks.items()}
+    if not _is_vit(spec):
+        return  # a CNN has no [CLS] attention to draw
     out = sweep_dir / "report" / "attention.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         render_comparison_panel(sources, out)
     except Exception as exc:  # noqa: BLE001 - a missing picture must not lose the sweep's report
         print(f"ablate: attention panel skipped: {exc}", file=sys.stderr)
+
+
+def _is_vit(spec: dict) -> bool:
+    from trainables.config import DINOConfig
+    from trainables.dino.backbone import build_backbone, is_vit
+
+    cfg = DINOConfig(**(spec.get("trainer") or {}))
+    return is_vit(build_backbone(cfg.arch, cfg.global_crops_size, cfg.patch_size, 0.0))

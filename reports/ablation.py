@@ -61,10 +61,15 @@ def analyse(trials: pd.DataFrame, info: dict[str, Any], trainer: dict[str, Any])
     params = list(info.get("params") or [])
     counted, partial = final_trials(trials)
     points = point_summary(counted, params)
-    points = points.sort_values(["mean", "n"], ascending=[False, False], na_position="last")
-    points = points.reset_index(drop=True)
+    # A configuration whose teacher collapsed is not a working DINO, whatever its kNN: rank it last.
+    points["_failed"] = points["collapsed"] > 0
+    points = points.sort_values(["_failed", "mean", "n"], ascending=[True, False, False], na_position="last")
+    points = points.drop(columns="_failed").reset_index(drop=True)
     is_ablation = info.get("algorithm") == "ablation"
     notes = []
+    if (points["collapsed"] > 0).any():
+        notes.append("Configurations with a collapsed trial are ranked last: their kNN top-1 does not "
+                     "come from a working DINO teacher.")
     if partial and len(points):
         notes.append("No trial has finished yet: the numbers below are the last kNN top-1 of "
                      "running or stopped trials.")
