@@ -59,11 +59,13 @@ def count_flops(step: Callable[[], Any]) -> int:
 
 # --- device, dtype, peak ----------------------------------------------------------------------
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name}: CUDA is not available on this machine")
-    return torch.device(name)
+    from trainables.config import ConfigError
+    from trainables.dino.trainer import resolve_device as trainer_device
+
+    try:
+        return trainer_device(name)
+    except ConfigError as exc:
+        raise SystemExit(f"--device {name}: {exc}") from None
 
 
 def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:

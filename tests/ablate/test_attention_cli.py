@@ -26,14 +26,6 @@ def sets(items: list[str]) -> list[str]:
 
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: intra-op threads only add overhead (20x on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A real one-epoch `ablate train` run of a tiny ViT (test_vit: 2 heads, patch 4, 16 px)."""
