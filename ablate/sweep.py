@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.errors import UserError
-from ablate.spec import SweepSpec, load_spec
+from ablate.spec import SAMPLERS, SweepSpec, load_spec
 
 # Results without the metric (epoch 0 has no loss, a diverged trial has no kNN) are expected.
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
@@ -114,17 +114,11 @@ def optuna_distributions(spec: SweepSpec) -> dict[str, Any]:
 
 
 def optuna_sampler(spec: SweepSpec):  # noqa: ANN201
+    """The spec's Optuna sampler (tpe, random, cmaes or gp), seeded with ``search.seed``."""
     from optuna import samplers
 
-    seed = spec.search.seed
-    kind = spec.search.sampler
-    if kind == "random":
-        return samplers.RandomSampler(seed=seed)
-    if kind == "cmaes":
-        return samplers.CmaEsSampler(seed=seed)
-    if kind == "gp":
-        return samplers.GPSampler(seed=seed)
-    return samplers.TPESampler(seed=seed)
+    cls_name, _ = SAMPLERS[spec.search.sampler or "tpe"]
+    return getattr(samplers, cls_name)(seed=spec.search.seed)
 
 
 def search_algorithm(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
