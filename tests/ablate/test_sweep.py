@@ -51,7 +51,7 @@ def test_optuna_sweep_with_repeats(real_sweep: Path):
 def test_fractional_gpus_pack_four_trials_per_gpu(ray_cluster: str, tmp_path: Path):
     spec = write_spec(tmp_path, f"""
 name: packing
-trainer: {dict(TINY_TRAINER, epochs=3)}
+trainer: {dict(TINY_TRAINER, epochs=4)}
 space:
   teacher_temp: {{type: choice, values: [0.02, 0.03, 0.04, 0.05, 0.06]}}
 search: {{algorithm: grid}}
