@@ -1,0 +1,29 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainables.config import ConfigError
+from trainables.dino.backbone import build_backbone
+
+
+def test_pretrained_weights_from_a_local_file_only(tmp_path: Path):
+    torch.manual_seed(0)
+    source = build_backbone("test_vit", img_size=16, patch_size=4, drop_path_rate=0.0)
+    file = tmp_path / "weights.pth"
+    # A DINO checkpoint layout: the teacher's state dict with a "backbone." prefix.
+    torch.save({"teacher": {f"backbone.{k}": v for k, v in source.state_dict().items()}}, file)
+    torch.manual_seed(1)
+    loaded = build_backbone("test_vit", img_size=16, patch_size=4, drop_path_rate=0.1,
+                            pretrained_weights=str(file))
+    for (name, a), b in zip(source.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(ConfigError, match="never downloaded"):
+        build_backbone("test_vit", 16, 4, 0.0, pretrained_weights=str(tmp_path / "missing.pth"))
+
+
+def test_cnn_backbones_work_and_unknown_names_are_clear():
+    cnn = build_backbone("resnet10t", img_size=32, patch_size=16, drop_path_rate=0.1)
+    assert cnn(torch.randn(2, 3, 32, 32)).shape == (2, cnn.num_features)
+    with pytest.raises(ConfigError, match="not a timm model"):
+        build_backbone("vit_no_such_model", 32, 4, 0.0)
