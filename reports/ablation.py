@@ -135,10 +135,12 @@ def _table(result: Analysis, group: pd.DataFrame, params: list[str], ref: pd.Ser
         is_ref = r["point"] == result.reference
         row = {p: fmt_value(r[p]) + (f" ({kind})" if is_ref and len(params) == 1 else "")
                for p in params}
+        collapsed = f"collapsed ({int(r['collapsed'])}/{int(r['n'])})" if r["collapsed"] else "no"
         row.update({METRIC_LABEL: fmt_mean_ci(r["mean"], r["ci"]), "repeats": int(r["n"]),
                     f"Δ vs {kind}": "–" if is_ref else delta_text(r, ref),
                     "beyond seed noise (Welch)":
-                        "–" if is_ref else noise_verdict(r["values"], ref["values"])})
+                        "–" if is_ref else noise_verdict(r["values"], ref["values"]),
+                    "teacher collapsed": collapsed})
         rows.append(row)
     return pd.DataFrame(rows)
 

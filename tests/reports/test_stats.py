@@ -57,6 +57,7 @@ def test_ablation_deltas_are_to_the_baseline_point() -> None:
     assert temp["teacher_temp"].tolist() == ["0.02", "0.04 (baseline)", "0.08"]  # sorted by value
     assert temp["Δ vs baseline"].tolist() == ["-2.90", "–", "-69.50"]
     assert temp["beyond seed noise (Welch)"].iloc[0].startswith("yes")
+    assert temp["teacher collapsed"].tolist() == ["no", "no", "collapsed (3/3)"]  # as the paper's 0.1
     out_dim = tables["out_dim"]
     assert out_dim["out_dim"].tolist() == ["1024 (baseline)", "4096"]
     assert out_dim["beyond seed noise (Welch)"].tolist() == ["–", "n/a"]  # one repeat of 4096
