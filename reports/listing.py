@@ -44,6 +44,8 @@ def sweep_row(folder: Path) -> dict[str, str]:
     counts = trials["status"].value_counts()
     by_status = ", ".join(f"{int(counts[s])} {s}" for s in STATUSES if s in counts) or "no trials yet"
     counted, partial = final_trials(trials)
+    working = counted[~counted["collapsed"].fillna(False).astype(bool)]  # as the report ranks them
+    counted = working if len(working) else counted
     best = f"{counted['knn_top1'].max():.2f}" + (" (running)" if partial else "") if len(counted) else "–"
     return {"sweep": sweep.name, "description": sweep.description, "trials": by_status,
             "best kNN top-1 (%)": best, "last update": last_update(folder)}
