@@ -11,7 +11,7 @@ import yaml
 def finish(sweep_dir: Path) -> int:
     """Build the report (and the attention panel where the backbone is a ViT) and print a summary."""
     from reports.render import build_report
-    from reports.tables import load_trials
+    from reports.tables import load_trials, working_trials
 
     spec = yaml.safe_load((sweep_dir / "spec.yaml").read_text())
     trials, _ = load_trials(sweep_dir)
@@ -23,9 +23,8 @@ def finish(sweep_dir: Path) -> int:
     table = trials[[c for c in cols if c in trials.columns]]
     print("\n" + table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     scored = trials.dropna(subset=[metric]) if metric in trials.columns else trials.iloc[0:0]
-    working = scored[~scored["status"].isin(["collapsed", "diverged", "errored"])]
-    if len(working):
-        best = working.sort_values(metric, ascending=(mode == "min")).iloc[0]
+    if len(scored):  # ranked as the report ranks: collapsed teachers last
+        best = working_trials(scored).sort_values(metric, ascending=(mode == "min")).iloc[0]
         setting = ", ".join(f"{p}={best[p]:.4g}" if isinstance(best[p], float) else f"{p}={best[p]}"
                             for p in params)
         print(f"\nbest {metric}: {best[metric]:.2f} ({setting}; trial {best['trial_id']}, {best['status']})")

@@ -14,7 +14,7 @@ import pandas as pd
 
 from reports.errors import ReportError
 from reports.sweepdir import open_sweep
-from reports.tables import STATUSES, final_trials, sweep_tables
+from reports.tables import STATUSES, final_trials, sweep_tables, working_trials
 
 COLUMNS = ["sweep", "description", "trials", "best kNN top-1 (%)", "last update"]
 
@@ -44,8 +44,7 @@ def sweep_row(folder: Path) -> dict[str, str]:
     counts = trials["status"].value_counts()
     by_status = ", ".join(f"{int(counts[s])} {s}" for s in STATUSES if s in counts) or "no trials yet"
     counted, partial = final_trials(trials)
-    working = counted[~counted["collapsed"].fillna(False).astype(bool)]  # as the report ranks them
-    counted = working if len(working) else counted
+    counted = working_trials(counted)  # as the report ranks them
     best = f"{counted['knn_top1'].max():.2f}" + (" (running)" if partial else "") if len(counted) else "–"
     return {"sweep": sweep.name, "description": sweep.description, "trials": by_status,
             "best kNN top-1 (%)": best, "last update": last_update(folder)}

@@ -311,6 +311,12 @@ def native(value: Any) -> Any:
     return value
 
 
+def working_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """Trials whose teacher did not collapse (the ``collapsed`` column); all of them if none is left."""
+    working = trials[~trials["collapsed"].fillna(False).astype(bool)]
+    return working if len(working) else trials
+
+
 def final_trials(trials: pd.DataFrame, metric: str = "knn_top1") -> tuple[pd.DataFrame, bool]:
     """Trials whose last ``metric`` counts (FINAL_STATUSES). If none has finished yet, every trial with
     a value (second item True: the numbers are partial)."""

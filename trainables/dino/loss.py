@@ -63,6 +63,10 @@ class DINOLoss(nn.Module):
         self.out_dim, self.ncrops = out_dim, ncrops
         self.student_temp, self.center_momentum, self.centering = student_temp, center_momentum, centering
         self.register_buffer("center", torch.zeros(1, out_dim))
+        # (teacher view i, student view j) pairs that count: every one but the same view (i == j).
+        pair_mask = torch.ones(2, ncrops, dtype=torch.bool)
+        pair_mask[[0, 1], [0, 1]] = False
+        self.register_buffer("pair_mask", pair_mask, persistent=False)
         self.teacher_temp_schedule = teacher_temp_schedule(
             warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs, nepochs)
         self.teacher_entropy = math.nan
@@ -89,9 +93,7 @@ class DINOLoss(nn.Module):
         q3 = q.view(n_teacher, batch, -1)
         p3 = log_p.view(self.ncrops, batch, -1)
         cross = torch.einsum("ibk,jbk->ij", q3, p3) / batch
-        mask = torch.ones_like(cross, dtype=torch.bool)
-        mask[torch.arange(n_teacher), torch.arange(n_teacher)] = False
-        loss = -cross[mask].mean()
+        loss = -cross[self.pair_mask].mean()
         self._diagnostics(q, loss)
         self.update_center(teacher_output)
         return loss

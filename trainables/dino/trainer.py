@@ -121,7 +121,7 @@ class DINOTrainer:
         self.loader = DataLoader(
             self.train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
             num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda",
-            generator=self.loader_generator, persistent_workers=False)
+            generator=self.loader_generator)
         self.niter_per_ep = len(self.loader) // cfg.grad_accum_steps
 
     def _make_network(self, drop_path_rate: float) -> MultiCropWrapper:
