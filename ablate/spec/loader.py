@@ -1,0 +1,139 @@
+"""``load_spec``: YAML file + ``--set`` items -> a validated ``SweepSpec``, or one ``SpecError``.
+
+The error names the file, the key path (``space.teacher_temp.low``), the value given and what is
+allowed, and the ``--set`` items that touched that path, one line per mistake.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from ablate.errors import UserError
+from ablate.overrides import load_yaml, parse_sets, set_dotted
+from ablate.spec.base import SPEC_ERROR, UNKNOWN_KEY, SpecError
+from ablate.spec.model import SweepSpec
+from ablate.spec.space import DIST_TAGS, DIST_TYPE_ERROR, DIST_TYPES
+from trainables.config import DINOConfig
+
+RESOLVED = "resolved"  # a section the sweep writes into its spec.yaml: derived, so ignored on reading
+MISSING = {
+    "name": "required: a folder name of letters, digits, '-', '_', '.' (e.g. teacher-temps)",
+    "space": "missing: the parameters to search, e.g. space: {teacher_temp: {type: float, low: 0.02, "
+             "high: 0.08}}",
+    "low": "missing: a range needs low and high", "high": "missing: a range needs low and high",
+}
+# pydantic's error type -> what the user is told after "got VALUE; "
+EXPECTED = {
+    "int_type": "expected an integer", "int_from_float": "expected an integer",
+    "float_type": "expected a number", "finite_number": "expected a finite number",
+    "bool_type": "expected true or false", "string_type": "expected text", "list_type": "expected a list",
+    "dict_type": "expected a mapping of keys to values",
+    "greater_than_equal": "expected a value >= {ge}", "greater_than": "expected a value > {gt}",
+}
+
+
+def load_spec(path: str | Path, sets: list[str] | None = None, force: bool = False) -> SweepSpec:
+    """Read a spec, apply ``--set a.b=value`` items (dotted paths into the spec), validate it all.
+
+    ``force``: accept what is legal but probably a typo (``search.num_samples`` above 100,000).
+    """
+    source = Path(path)
+    try:
+        data = load_yaml(source)
+        pairs = parse_sets(sets)
+    except UserError as exc:
+        message = str(exc)
+        raise SpecError(message if message.startswith(str(source)) else f"{source}: {message}") from None
+    applied = [(key, item) for (key, _), item in zip(pairs, sets or [], strict=True)]
+    for (key, value), (_, item) in zip(pairs, applied, strict=True):
+        try:
+            set_dotted(data, key, value)
+        except UserError as exc:
+            raise SpecError(f"{source}: {exc} (from --set {item})") from None
+    data.pop(RESOLVED, None)
+    try:
+        spec = SweepSpec.model_validate(data, context={"force": force})
+    except ValidationError as exc:
+        raise SpecError("\n".join(describe(err, source, applied) for err in exc.errors())) from None
+    spec._source = source
+    return spec
+
+
+def describe(err: ErrorDetails, source: Path, sets: list[tuple[str, str]]) -> str:
+    """One line: ``FILE: KEY.PATH: got VALUE; allowed ... (from --set ...)``."""
+    loc = list(err["loc"])
+    if len(loc) >= 3 and loc[0] == "space" and loc[2] in DIST_TAGS:
+        del loc[2]  # the distribution pydantic chose by `type`: not a key the user wrote
+    ctx: dict[str, Any] = dict(err.get("ctx") or {})
+    path = _path(loc, str(ctx.get("at", "")))
+    kind, value = err["type"], err["input"]
+    related: tuple[str, ...] = ()
+    if kind == SPEC_ERROR:
+        message = err["msg"]
+        related = tuple(_path(loc, r) for r in ctx.get("related", ()))
+    elif kind == UNKNOWN_KEY:
+        path = _path(loc, str(ctx["key"]))
+        message = _unknown_key(ctx["key"], ctx["allowed"], _path(loc, ""))
+    elif kind == DIST_TYPE_ERROR:
+        path, message = _dist_type(path, value)
+    elif kind == "missing" and loc == ["mode"]:  # only a metric without a better direction leaves it unset
+        message = (f"missing: metric {value.get('metric')} is not better high or low by itself; "
+                   "set mode: max or mode: min")
+        related = ("metric",)
+    elif kind == "missing":
+        message = MISSING.get(str(loc[-1]), "missing (required)")
+    elif kind == "literal_error":
+        allowed = re.findall(r"'((?:[^'\\]|\\.)*)'", ctx.get("expected", ""))
+        close = difflib.get_close_matches(str(value), allowed, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        message = f"got {value!r}; allowed: {', '.join(allowed)}{hint}"
+    else:
+        message = f"got {value!r}; " + EXPECTED.get(kind, err["msg"]).format(**ctx)
+    where = f"{path}: " if path else ""
+    return f"{source}: {where}{message}{_set_note((path, *related), sets)}"
+
+
+def _path(loc: list[int | str], at: str) -> str:
+    """('space', 'split', 'values', 0) + 'set' -> 'space.split.values[0].set'."""
+    text = ""
+    for part in [*loc, *([at] if at else [])]:
+        if isinstance(part, int) or str(part).startswith("["):
+            text += f"[{part}]" if isinstance(part, int) else str(part)
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _unknown_key(key: Any, allowed: tuple[str, ...], section: str) -> str:
+    close = difflib.get_close_matches(str(key), allowed, n=1)
+    hint = f" Did you mean {close[0]}?" if close else ""
+    if not section and key in DINOConfig.model_fields:
+        hint = f" {key} is a trainer key: put it under `trainer:` (--set trainer.{key}=...)."
+    where = f" in {section}" if section else ""
+    return f"unknown key {key!r}.{hint} Allowed keys{where}: {', '.join(allowed)}"
+
+
+def _dist_type(path: str, entry: Any) -> tuple[str, str]:
+    allowed = ", ".join(DIST_TYPES)
+    if not isinstance(entry, dict):
+        return path, f"got {entry!r}; expected a mapping such as {{type: float, low: 0.02, high: 0.08}}"
+    if "type" not in entry:
+        return f"{path}.type", f"missing; allowed: {allowed}"
+    close = difflib.get_close_matches(str(entry["type"]), DIST_TYPES, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"{path}.type", f"got {entry['type']!r}; allowed: {allowed}{hint}"
+
+
+def _set_note(paths: tuple[str, ...], sets: list[tuple[str, str]]) -> str:
+    """Which ``--set`` items touched one of ``paths`` (a path, a section above it or a key below)."""
+    def touches(a: str, b: str) -> bool:
+        return bool(a and b) and (a == b or a.startswith((b + ".", b + "[")) or b.startswith(a + "."))
+
+    items = [item for key, item in sets if any(touches(p, key) for p in paths)]
+    return f" (from --set {', --set '.join(items)})" if items else ""

@@ -1,0 +1,259 @@
+"""``SweepSpec``: a validated sweep, its points and their labels, and its resolved YAML.
+
+Each section is its own model (``space``, ``sections``); this one reads the top-level keys and
+checks the rules that tie sections together (space bounds under the ``trainer`` section, a grid
+that needs steps, ASHA's grace period against the epochs, the metric's direction).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from ablate.spec.base import SpecError, SpecModel, bad
+from ablate.spec.sections import Resources, Scheduler, Search, Stop
+from ablate.spec.space import BASELINE, BundleDist, Dist, check_name, check_no_overlap
+from ablate.spec.trainer import check_trainer, check_values
+from trainables.config import DINOConfig, make_config
+
+Metric = Literal["knn_top1", "knn_top5", "loss", "dino_loss", "teacher_entropy", "kl_teacher_student"]
+METRICS: tuple[str, ...] = get_args(Metric)  # what the trainer reports, each epoch it evaluates
+# the metrics whose better direction is not a matter of taste: ranking the other way is a mistake
+DIRECTION: dict[str, Literal["max", "min"]] = {"knn_top1": "max", "knn_top5": "max", "loss": "min",
+                                               "dino_loss": "min"}
+Logger = Literal["tensorboard", "mlflow", "wandb"]
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+MAX_POINTS = 10_000
+
+
+class SweepSpec(SpecModel):
+    """A validated sweep: fixed ``trainer`` overrides, the ``space`` searched, and how to search it.
+
+    Example::
+
+        spec = load_spec("search_spaces/paper.yaml", sets=["trainer.epochs=2"])
+        spec.num_trials                      # 12
+        spec.point_label(spec.points()[1])   # 'teacher_temp=0.04'
+        spec.trial_config(spec.points()[1])  # the DINOConfig of that trial
+    """
+
+    name: str
+    description: str = ""
+    trainer: dict[str, Any] = Field(default_factory=dict)
+    space: dict[str, Dist]
+    search: Search = Field(default_factory=Search)
+    metric: Metric = "knn_top1"
+    mode: Literal["max", "min"]  # not given: the metric's better direction (_default_mode)
+    repeats: int = Field(default=1, ge=1)
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+    resources: Resources = Field(default_factory=Resources)
+    stop: Stop = Field(default_factory=Stop)
+    loggers: list[Logger] = Field(default_factory=list)
+    _source: Path = PrivateAttr(default=Path("<spec>"))
+
+    # --- validation ----------------------------------------------------------------------
+    @model_validator(mode="before")
+    @classmethod
+    def _default_mode(cls, data: Any) -> Any:
+        """No ``mode``: the metric's better direction; a metric without one (entropy) needs it set."""
+        if isinstance(data, dict) and data.get("mode") is None:
+            metric = data.get("metric") or "knn_top1"
+            if isinstance(metric, str) and metric in DIRECTION:
+                return {**data, "mode": DIRECTION[metric]}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, name: str) -> str:
+        if not NAME_PATTERN.fullmatch(name) or name in (".", ".."):
+            raise bad(name, "required: a folder name of letters, digits, '-', '_', '.' (e.g. teacher-temps)")
+        return name
+
+    @field_validator("trainer")
+    @classmethod
+    def _trainer(cls, trainer: dict[str, Any]) -> dict[str, Any]:
+        return check_trainer(trainer)
+
+    @field_validator("space")
+    @classmethod
+    def _space(cls, space: dict[str, Any]) -> dict[str, Any]:
+        if not space:
+            raise bad(space, "needs at least one parameter, e.g. teacher_temp: {type: choice, values: "
+                      "[0.02, 0.04]}")
+        return space
+
+    @field_validator("loggers")
+    @classmethod
+    def _loggers_once(cls, loggers: list[str]) -> list[str]:
+        for i, logger in enumerate(loggers):
+            if logger in loggers[:i]:
+                raise bad(logger, "each logger once", f"[{i}]")
+        return loggers
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> SweepSpec:
+        for name, dist in self.space.items():
+            check_name(name, dist)
+        check_no_overlap(self.space)
+        for name, dist in self.space.items():
+            dist.check(name, self.trainer, self.search.algorithm)
+        self._check_grid_size()
+        epochs = check_values(self.trainer, "trainer").epochs
+        if self.scheduler.type == "asha" and self.scheduler.grace_period > epochs:
+            raise bad(self.scheduler.grace_period, f"must be <= trainer.epochs ({epochs}): ASHA lets every "
+                      "trial run grace_period epochs", "scheduler.grace_period", ("trainer.epochs",))
+        better = DIRECTION.get(self.metric)
+        if better and self.mode != better:
+            higher = "higher" if better == "max" else "lower"
+            raise bad(self.mode, f"{self.metric} is better when {higher}, so mode: {better} (mode: "
+                      f"{self.mode} would call the worst trial best)", "mode", ("metric",))
+        return self
+
+    def _check_grid_size(self) -> None:
+        if self.search.algorithm == "optuna":
+            return
+        sizes = [dist.count() for dist in self.space.values()]
+        total = math.prod(sizes) if self.search.algorithm == "grid" else 1 + sum(sizes)
+        if total > MAX_POINTS:
+            raise bad(f"{total} points", f"at most {MAX_POINTS} points for {self.search.algorithm}; use "
+                      "fewer values or larger steps, or algorithm optuna", "space")
+
+    # --- trials ----------------------------------------------------------------------------
+    @property
+    def source(self) -> Path:
+        """The file this spec was read from (errors name it)."""
+        return self._source
+
+    def trainer_config(self) -> DINOConfig:
+        """The baseline: trainer defaults with this spec's ``trainer`` overrides."""
+        return make_config(self.trainer, f"{self.source}: trainer.")
+
+    def expand(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Searched values -> trainer overrides (a bundle label becomes the keys it sets)."""
+        out: dict[str, Any] = {}
+        for key, value in params.items():
+            dist = self.space.get(key)
+            if isinstance(dist, BundleDist):
+                if value not in dist.bundles:
+                    raise SpecError(f"{self.source}: space.{key}: no bundle labelled {value!r}; "
+                                    f"labels: {', '.join(map(repr, dist.values))}")
+                out.update(dist.bundles[value])
+            elif key in DINOConfig.model_fields:
+                out[key] = value
+            else:
+                raise SpecError(f"{self.source}: {key!r} is neither a searched parameter nor a "
+                                f"trainer key; searched: {', '.join(self.space)}")
+        return out
+
+    def trial_config(self, params: dict[str, Any]) -> DINOConfig:
+        """The full trainer config of one point (baseline with the point's values)."""
+        return make_config({**self.trainer, **self.expand(params)}, f"{self.source}: ")
+
+    def bundles(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Bundle parameters: name -> label -> trainer overrides (``baseline`` -> {} included)."""
+        return {name: {**dist.bundles, BASELINE: {}} for name, dist in self.space.items()
+                if isinstance(dist, BundleDist)}
+
+    def choice_values(self, name: str) -> list[Any]:
+        """The values a searcher chooses among for a ``choice`` parameter (labels for bundles)."""
+        return list(self.space[name].grid_values())
+
+    def baseline_point(self) -> dict[str, Any]:
+        """The baseline's value of every searched parameter (a bundle: the label equal to it)."""
+        base = self.trainer_config()
+        point: dict[str, Any] = {}
+        for name, dist in self.space.items():
+            if isinstance(dist, BundleDist):
+                same = [label for label in dist.values if self.is_baseline(name, label)]
+                point[name] = same[0] if same else BASELINE
+            else:
+                point[name] = _plain(getattr(base, name))
+        return point
+
+    def is_baseline(self, name: str, value: Any) -> bool:
+        """Whether setting ``name`` to ``value`` leaves the baseline config unchanged."""
+        base, overrides = self.trainer_config(), self.expand({name: value})
+        changed = self.trial_config({name: value})
+        return all(getattr(changed, k) == getattr(base, k) for k in overrides)
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every point to run, each a complete assignment of the space (grid and ablation only).
+
+        grid: the full product of the value lists. ablation: the baseline first, then each value of
+        each parameter with the others at the baseline (values equal to the baseline skipped).
+        """
+        names = list(self.space)
+        if self.search.algorithm == "grid":
+            lists = [dist.grid_values() for dist in self.space.values()]
+            return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*lists)]
+        if self.search.algorithm == "ablation":
+            base = self.baseline_point()
+            points = [dict(base)]
+            for name, dist in self.space.items():
+                points += [{**base, name: v} for v in dist.grid_values() if not self.is_baseline(name, v)]
+            return points
+        raise SpecError(f"{self.source}: search.algorithm: optuna chooses its points while it runs; "
+                        "points() exists for grid and ablation only")
+
+    def point_label(self, point: dict[str, Any]) -> str:
+        """A short name: ablation -> 'baseline' or what differs from it; grid/optuna -> every value."""
+        if self.search.algorithm == "ablation":
+            items = [(k, v) for k, v in point.items() if not self.is_baseline(k, v)]
+            if not items:
+                return BASELINE
+        else:
+            items = list(point.items())
+        return ", ".join(v if isinstance(self.space.get(k), BundleDist) else f"{k}={_fmt(v)}"
+                         for k, v in items)
+
+    @property
+    def num_trials(self) -> int:
+        if self.search.algorithm == "optuna":
+            return int(self.search.num_samples or 0) * self.repeats
+        return len(self.points()) * self.repeats
+
+    # --- the resolved spec ---------------------------------------------------------------------
+    def as_dict(self) -> dict[str, Any]:
+        """The resolved spec, every default filled in (only the keys that apply)."""
+        out: dict[str, Any] = {"name": self.name}
+        if self.description:
+            out["description"] = self.description
+        search = self.search.model_dump(exclude={"max_concurrent_trials"}, exclude_none=True)
+        search["max_concurrent_trials"] = self.search.max_concurrent_trials
+        scheduler = self.scheduler.model_dump(include=None if self.scheduler.type == "asha" else {"type"})
+        return out | {
+            "trainer": _plain(self.trainer),
+            "space": {name: dist.as_dict() for name, dist in self.space.items()},
+            "search": search, "metric": self.metric, "mode": self.mode, "repeats": self.repeats,
+            "scheduler": scheduler, "resources": self.resources.model_dump(), "stop": self.stop.as_dict(),
+            "loggers": list(self.loggers),
+        }
+
+    def dump(self) -> str:
+        """YAML of the resolved spec; ``load_spec`` reads it back to an equal spec."""
+        return yaml.safe_dump(self.as_dict(), sort_keys=False, default_flow_style=None)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists, recursively, so values dump to YAML and compare equal to what YAML loads."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)

@@ -1,0 +1,64 @@
+"""Trainer keys in a spec (the ``trainer`` section, space bounds, bundle sets), checked by ``DINOConfig``.
+
+The trainer's own rules live in ``trainables.config``; this module only says where in the spec a
+value broke them. ``arch_problem`` also serves ``ablate train``: an unknown backbone is refused
+before anything starts, not by every trial of a sweep in turn.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from ablate.spec.base import spec_error
+from trainables.config import ConfigError, DINOConfig, make_config, unknown_key_message
+
+SEED_RULE = ("a trial's seed is search.seed + its repeat index; set search.seed (and repeats for "
+             "several seeds) instead")
+
+
+def check_key(key: Any, at: str) -> None:
+    """``key`` is a trainer key that a spec may set (not ``seed``: the sweep owns the seeds)."""
+    if key not in DINOConfig.model_fields:
+        raise spec_error(unknown_key_message(str(key)), at)
+    if key == "seed":
+        raise spec_error(SEED_RULE, at)
+
+
+def check_values(values: dict[str, Any], at: str) -> DINOConfig:
+    """The trainer config of ``values`` over the defaults; a broken rule is an error at ``at``."""
+    try:
+        config = make_config(values)
+    except ConfigError as exc:  # a rule tying keys together names no key: drop its placeholder
+        raise spec_error(str(exc).replace("(config)='': ", ""), at) from None
+    if "arch" in values:
+        problem = arch_problem(config.arch)
+        if problem:
+            raise spec_error(problem, at)
+    return config
+
+
+def check_trainer(trainer: dict[str, Any]) -> dict[str, Any]:
+    """The ``trainer`` section: each key alone (so the error names it), then the rules between keys."""
+    for key, value in trainer.items():
+        check_key(key, str(key))
+        check_values({key: value}, str(key))
+    check_values(trainer, "")
+    return trainer
+
+
+def arch_problem(arch: str) -> str | None:
+    """Why ``arch`` cannot be built (not a timm model name), with the closest names; None if it can.
+
+    Example: ``arch_problem("vit_smal_patch16_224")`` -> "arch='vit_smal_patch16_224': not a timm
+    model name; did you mean vit_small_patch16_224, ...?"
+    """
+    import timm  # only when a spec names an arch: timm takes a second to import
+
+    if timm.is_model(arch):
+        return None
+    names = timm.list_models()
+    close = difflib.get_close_matches(arch, names, n=5, cutoff=0.6)
+    close = close or timm.list_models(f"*{arch.split('_')[0]}*")[:5]
+    hint = f"did you mean {', '.join(close)}?" if close else "see timm.list_models() for the names"
+    return f"arch={arch!r}: not a timm model name (any of timm's {len(names)} models works); {hint}"
