@@ -203,7 +203,7 @@ def load_sweep_spec(sweep_dir: Path) -> SweepSpec:
     if not file.is_file() or not (sweep_dir / EXPERIMENT).is_dir():
         raise UserError(f"{sweep_dir}: not a sweep folder (expected {SPEC_FILE} and {EXPERIMENT}/ made by "
                         "`ablate run`)")
-    return load_spec(file)
+    return load_spec(file, force=True)  # accepted (with --force if it needed it) when the sweep started
 
 
 def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: int | None = None,

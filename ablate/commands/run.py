@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ablate.spec import load_spec
+from ablate.spec import MAX_SAMPLES, load_spec
 from ablate.summary import finish
 
 
@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override a spec key by its dotted path, e.g. trainer.epochs=2, "
                         "search.num_samples=4, resources.gpu=0.25, name=temps-cifar")
     p.add_argument("--storage", default="runs", metavar="DIR", help="sweeps folder (default: ./runs)")
+    p.add_argument("--force", action="store_true",
+                   help=f"accept search.num_samples above {MAX_SAMPLES} (otherwise refused as a likely typo)")
     add_ray_options(p)
     p.set_defaults(func=main)
 
@@ -40,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from ablate.sweep import run_sweep
 
-    spec = load_spec(args.spec, args.sets)  # every mistake is reported before Ray starts
+    spec = load_spec(args.spec, args.sets, force=args.force)  # every mistake is reported before Ray starts
     print(f"ablate: sweep {spec.name!r}: {spec.num_trials} trials ({spec.search.algorithm}), "
           f"results in {Path(args.storage) / spec.name}", file=sys.stderr)
     sweep_dir = run_sweep(spec, args.storage, args.address, args.num_cpus, args.num_gpus)

@@ -12,7 +12,8 @@ import yaml
 
 from ablate.errors import UserError
 from ablate.overrides import load_yaml, parse_sets
-from trainables.config import DINOConfig, describe_keys, make_config
+from ablate.spec import arch_problem
+from trainables.config import ConfigError, DINOConfig, describe_keys, make_config
 from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, NonFiniteLossError
 
 EPILOG = "Trainer keys (name, default, meaning [paper value]):\n" + describe_keys()
@@ -47,7 +48,11 @@ def resolve_config(config_file: str | None, sets: list[str]) -> DINOConfig:
     values.update(pairs)
     if pairs:
         where = f"{config_file} + --set: " if config_file else "--set "
-    return make_config(values, where)
+    cfg = make_config(values, where)
+    problem = arch_problem(cfg.arch)  # before the data is read, with the closest timm names
+    if problem:
+        raise ConfigError(f"{where}{problem}")
+    return cfg
 
 
 def main(args: argparse.Namespace) -> int:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from ablate.spec import BASELINE, SpecError, available_samplers, load_spec
+from ablate.spec import BASELINE, MAX_SAMPLES, SpecError, available_samplers, load_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "search_spaces"
 MINIMAL = """\
@@ -104,6 +105,28 @@ BAD = [
     ("unsafe name", MINIMAL.replace("name: t", "name: a/b"), "name:", "'a/b'"),
     ("num_samples with grid", MINIMAL + "search: {algorithm: grid, num_samples: 4}\n",
      "search.num_samples:", "got 4"),
+    ("unknown key in a range", "name: t\nspace: {teacher_temp: {type: float, low: 0.02, hgh: 0.08}}\n",
+     "space.teacher_temp.hgh:", "Did you mean high?"),
+    ("misspelt space type", "name: t\nspace: {teacher_temp: {type: flaot, low: 0.02, high: 0.08}}\n",
+     "space.teacher_temp.type:", "got 'flaot'; allowed: float, int, choice (did you mean float?)"),
+    ("repeated bundle label", "name: t\nspace: {split: {type: choice, values: "
+     "[{label: a, set: {out_dim: 8}}, {label: a, set: {out_dim: 16}}]}}\n",
+     "space.split.values[1].label:", "values[0] has it"),
+    ("unknown arch", MINIMAL + "trainer: {arch: vit_smal_patch16_224}\n", "trainer.arch:",
+     "not a timm model name"),
+    ("unknown arch in a choice", "name: t\nsearch: {algorithm: grid}\n"
+     "space: {arch: {type: choice, values: [resnet18, resnt50]}}\n", "space.arch.values[1]:", "resnet50"),
+    ("unknown arch in a bundle", "name: t\nspace: {net: {type: choice, values: [{label: a, set: "
+     "{arch: vit_tiny_patch16}}]}}\n", "space.net.values[0].set.arch:", "vit_tiny_patch16_224"),
+    ("num_samples above the cap", MINIMAL + "search: {num_samples: 100001}\n", "search.num_samples:",
+     "pass --force"),
+    ("fractional gpu with workers", MINIMAL + "resources: {gpu: 0.5, workers: 2}\n", "resources.gpu:",
+     "fractional resources.gpu needs resources.workers: 1"),
+    ("no workers", MINIMAL + "resources: {workers: 0}\n", "resources.workers:", "got 0"),
+    ("unknown logger", MINIMAL + "loggers: [tensorboard, mlfow]\n", "loggers[1]:", "did you mean mlflow?"),
+    ("mode against the metric", MINIMAL + "metric: loss\nmode: max\n", "mode:", "so mode: min"),
+    ("metric with no direction", MINIMAL + "metric: teacher_entropy\n", "mode:",
+     "set mode: max or mode: min"),
 ]
 
 
@@ -116,6 +139,58 @@ def test_bad_spec_error_names_file_key_path_and_value(tmp_path: Path, text: str,
     assert f" {path}" in message
     assert fragment in message
     assert "(from --set" not in message  # no --set was given: none is blamed
+
+
+def test_unknown_arch_lists_the_closest_timm_names(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, MINIMAL + "trainer: {arch: vit_smal_patch16_224}\n"))
+    assert "did you mean vit_small_patch16_224," in message
+    # timm's own test models (tiny ViTs used by the test suite) and pretrained tags are timm names too
+    for arch in ("test_vit", "resnet10t", "vit_small_patch16_224.augreg_in21k"):
+        assert load_spec(write(tmp_path, MINIMAL + f"trainer: {{arch: {arch}}}\n")).trainer["arch"] == arch
+
+
+def test_num_samples_above_the_cap_needs_force(tmp_path: Path) -> None:
+    spec_file = write(tmp_path, MINIMAL)
+    message = error_of(spec_file, ["search.num_samples=200000"])
+    assert message.startswith(f"{spec_file}: search.num_samples: got 200000")
+    assert load_spec(spec_file, ["search.num_samples=200000"], force=True).num_trials == 200_000
+    assert load_spec(spec_file, [f"search.num_samples={MAX_SAMPLES}"]).num_trials == MAX_SAMPLES
+
+
+def test_mode_follows_the_metric_unless_given(tmp_path: Path) -> None:
+    spec_file = write(tmp_path, MINIMAL)
+    assert load_spec(spec_file, ["metric=loss"]).mode == "min"
+    assert load_spec(spec_file, ["metric=knn_top5"]).mode == "max"
+    spec = load_spec(spec_file, ["metric=teacher_entropy", "mode=min"])
+    assert (spec.metric, spec.mode) == ("teacher_entropy", "min")
+    assert "(from --set metric=teacher_entropy)" in error_of(spec_file, ["metric=teacher_entropy"])
+
+
+def test_workers_and_loggers_default_and_validate(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, MINIMAL))
+    assert (spec.resources.workers, spec.loggers) == (1, [])
+    spec = load_spec(write(tmp_path, MINIMAL + "resources: {gpu: 1, workers: 4}\nloggers: [mlflow, wandb]\n"))
+    assert (spec.resources.workers, spec.resources.gpu, spec.loggers) == (4, 1, ["mlflow", "wandb"])
+    message = error_of(write(tmp_path, MINIMAL + "resources: {gpu_auto_fraction: 0.25, workers: 2}\n"))
+    assert "resources.gpu_auto_fraction: fractional resources.gpu_auto_fraction needs resources.workers: 1" \
+        in message
+
+
+def test_every_mistake_is_reported_each_on_its_own_line(tmp_path: Path) -> None:
+    spec_file = write(tmp_path, MINIMAL + "repeats: 1.5\nstop: {collapse: 1}\n")
+    lines = error_of(spec_file, ["search.seed=-1"]).splitlines()
+    assert len(lines) == 3 and all(line.startswith(f"{spec_file}: ") for line in lines)
+    assert lines[0].startswith(f"{spec_file}: search.seed: got -1")
+    assert lines[0].endswith("(from --set search.seed=-1)")
+    assert "repeats: got 1.5; expected an integer" in lines[1]
+    assert "stop.collapse: got 1; expected true or false" in lines[2]
+
+
+def test_null_means_the_default(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, MINIMAL + "search: {algorithm: grid, sampler: null}\nstop:\n"),
+                     ["space.teacher_temp.step=0.02", "description=null"])
+    assert (spec.search.sampler, spec.search.num_samples, spec.stop.patience, spec.description) == (
+        None, None, 3, "")
 
 
 def test_unknown_key_lists_allowed_keys(tmp_path: Path) -> None:
@@ -270,3 +345,25 @@ def test_dump_round_trips(tmp_path: Path, name: str) -> None:
     assert again.as_dict() == spec.as_dict()
     assert again.num_trials == spec.num_trials
     assert "epochs: 2" in spec.dump() and "gpu: 0.25" in spec.dump()
+
+
+def test_dump_with_workers_loggers_and_a_resolved_section_reads_back(tmp_path: Path) -> None:
+    sets = ["resources.gpu=1", "resources.workers=2", "loggers=[tensorboard]", "metric=loss", "mode=min",
+            "search.num_samples=200000"]
+    spec = load_spec(SPECS / "temps.yaml", sets, force=True)
+    # a sweep's spec.yaml may carry what the sweep derived (baseline, ...): read back, ignored
+    dumped = spec.dump() + "resolved: {baseline: {teacher_temp: 0.02}, metric: loss, mode: min}\n"
+    again = load_spec(write(tmp_path, dumped), force=True)
+    assert again.as_dict() == spec.as_dict()
+    assert (again.resources.workers, again.loggers, again.mode) == (2, ["tensorboard"], "min")
+
+
+def test_spec_modules_import_one_way() -> None:
+    """base <- trainer <- space, sections <- model <- loader: no module imports one after it."""
+    order = ["base", "trainer", "space", "sections", "model", "loader"]
+    package = Path(__file__).resolve().parents[2] / "ablate" / "spec"
+    for i, name in enumerate(order):
+        tree = ast.parse((package / f"{name}.py").read_text())
+        imported = {node.module.removeprefix("ablate.spec.") for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ablate.spec")}
+        assert imported <= set(order[:i]) - ({"space"} if name == "sections" else set()), (name, imported)

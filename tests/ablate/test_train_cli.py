@@ -36,6 +36,8 @@ def test_train_writes_metrics_and_resumes(tmp_path: Path, capsys: pytest.Capture
     (["--set", "centering=bogus"], "'center', 'sinkhorn_knopp' or 'none'"),
     (["--set", "batch_size"], "KEY=VALUE"),
     (["--set", "dataset=imagefolder"], "data_path"),
+    (["--set", "arch=vit_smal_patch16_224"], "--set arch='vit_smal_patch16_224': not a timm model name"),
+    (["--set", "arch=vit_smal_patch16_224"], "did you mean vit_small_patch16_224,"),
 ])
 def test_bad_config_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture, args, expected):
     out = tmp_path / "never"

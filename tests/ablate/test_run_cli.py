@@ -1,0 +1,46 @@
+"""`ablate run`: spec mistakes exit 2 before Ray starts and write nothing; --force reaches the spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ablate.cli import main
+from ablate.spec import SweepSpec
+from tests.helpers import OPTUNA_SPEC, write_spec
+
+
+@pytest.mark.parametrize("sets, expected", [
+    (["trainer.arch=vit_smal_patch16_224"],
+     "trainer.arch: arch='vit_smal_patch16_224': not a timm model name"),
+    (["search.num_samples=1000000"], "search.num_samples: got 1000000; at most 100000 trials"),
+])
+def test_spec_mistake_exits_2_before_ray_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                            monkeypatch: pytest.MonkeyPatch, sets: list[str],
+                                                            expected: str) -> None:
+    def no_ray(*args: object) -> None:
+        raise AssertionError("Ray started for a spec that should have been refused")
+
+    monkeypatch.setattr("ablate.sweep.run_sweep", no_ray)
+    spec, storage = write_spec(tmp_path, OPTUNA_SPEC), tmp_path / "runs"
+    args = ["run", str(spec), "--storage", str(storage)] + [a for s in sets for a in ("--set", s)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+    assert not storage.exists()
+
+
+def test_force_accepts_a_huge_num_samples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[SweepSpec] = []
+
+    def fake_sweep(spec: SweepSpec, storage: str, *args: object) -> Path:
+        seen.append(spec)
+        return Path(storage) / spec.name
+
+    monkeypatch.setattr("ablate.sweep.run_sweep", fake_sweep)
+    monkeypatch.setattr("ablate.commands.run.finish", lambda sweep_dir: 0)
+    spec = write_spec(tmp_path, OPTUNA_SPEC)
+    assert main(["run", str(spec), "--storage", str(tmp_path), "--set", "search.num_samples=1000000",
+                 "--force"]) == 0
+    assert seen[0].search.num_samples == 1_000_000
