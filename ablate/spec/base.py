@@ -57,7 +57,7 @@ class SpecModel(BaseModel):
             return {}
         if not isinstance(data, dict):
             raise bad(data, "expected a mapping of keys to values")
-        allowed = cls.keys()
+        allowed = cls.spec_keys()
         for key in data:
             if key not in allowed:
                 raise PydanticCustomError(UNKNOWN_KEY, "unknown key {key}", {"key": key, "allowed": allowed})
@@ -65,6 +65,6 @@ class SpecModel(BaseModel):
         return {k: v for k, v in data.items() if v is not None}
 
     @classmethod
-    def keys(cls) -> tuple[str, ...]:
+    def spec_keys(cls) -> tuple[str, ...]:
         """The keys this section accepts, as the YAML spells them."""
         return tuple(f.alias or name for name, f in cls.model_fields.items())

@@ -18,7 +18,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from ablate.spec.base import SpecError, SpecModel, bad
 from ablate.spec.sections import Resources, Scheduler, Search, Stop
-from ablate.spec.space import BASELINE, BundleDist, Dist, check_name, check_no_overlap
+from ablate.spec.space import BASELINE, BundleDist, ChoiceDist, Dist, check_name, check_no_overlap
 from ablate.spec.trainer import check_trainer, check_values
 from trainables.config import DINOConfig, make_config
 
@@ -162,7 +162,10 @@ class SweepSpec(SpecModel):
 
     def choice_values(self, name: str) -> list[Any]:
         """The values a searcher chooses among for a ``choice`` parameter (labels for bundles)."""
-        return list(self.space[name].grid_values())
+        dist = self.space[name]
+        if not isinstance(dist, (ChoiceDist, BundleDist)):
+            raise SpecError(f"{self.source}: space.{name} is a {dist.type} range, not a choice")
+        return list(dist.values)
 
     def baseline_point(self) -> dict[str, Any]:
         """The baseline's value of every searched parameter (a bundle: the label equal to it)."""

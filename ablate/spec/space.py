@@ -51,7 +51,7 @@ class _Range(SpecModel):
         return math.floor((self.high - self.low) / self.step + 1e-9) + 1
 
     def check(self, name: str, trainer: dict[str, Any], algorithm: str) -> None:
-        kind = "int" if isinstance(self, IntDist) else "float"
+        kind = self.type
         annotation = DINOConfig.model_fields[name].annotation
         if annotation not in (int, float) or (annotation is int and kind == "float"):
             use = "type: int" if annotation is int else "type: choice"
