@@ -34,7 +34,7 @@ EXPECTED = {
     "float_type": "expected a number", "finite_number": "expected a finite number",
     "bool_type": "expected true or false", "string_type": "expected text", "list_type": "expected a list",
     "dict_type": "expected a mapping of keys to values",
-    "greater_than_equal": "expected a value >= {ge}", "greater_than": "expected a value > {gt}",
+    "greater_than_equal": "expected {kind} >= {ge}", "greater_than": "expected {kind} > {gt}",
 }
 
 
@@ -94,6 +94,8 @@ def describe(err: ErrorDetails, source: Path, sets: list[tuple[str, str]]) -> st
         hint = f" (did you mean {close[0]}?)" if close else ""
         message = f"got {value!r}; allowed: {', '.join(allowed)}{hint}"
     else:
+        bound = ctx.get("ge", ctx.get("gt"))  # an int bound is an int key's
+        ctx["kind"] = "an integer" if isinstance(bound, int) else "a number"
         message = f"got {value!r}; " + EXPECTED.get(kind, err["msg"]).format(**ctx)
     where = f"{path}: " if path else ""
     return f"{source}: {where}{message}{_set_note((path, *related), sets)}"

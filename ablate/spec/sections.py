@@ -62,7 +62,7 @@ class Scheduler(SpecModel):
 
     type: Literal["none", "asha"] = "none"
     grace_period: int = Field(default=1, ge=1)
-    reduction_factor: float = Field(default=2.0, gt=1)
+    reduction_factor: float = Field(default=2.0, gt=1.0)
 
     @model_validator(mode="after")
     def _asha_only(self) -> Scheduler:
@@ -92,7 +92,7 @@ def gpu_share(value: Any, zero_ok: bool) -> float:
 class Resources(SpecModel):
     """What one trial gets: CPUs, a GPU share, and its number of training workers (see README)."""
 
-    cpu: float = Field(default=1.0, gt=0)
+    cpu: float = Field(default=1.0, gt=0.0)
     gpu: float | Literal["auto"] = "auto"
     gpu_auto_fraction: float = 1.0
     workers: int = Field(default=1, ge=1)

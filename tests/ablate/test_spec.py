@@ -180,7 +180,7 @@ def test_every_mistake_is_reported_each_on_its_own_line(tmp_path: Path) -> None:
     spec_file = write(tmp_path, MINIMAL + "repeats: 1.5\nstop: {collapse: 1}\n")
     lines = error_of(spec_file, ["search.seed=-1"]).splitlines()
     assert len(lines) == 3 and all(line.startswith(f"{spec_file}: ") for line in lines)
-    assert lines[0].startswith(f"{spec_file}: search.seed: got -1")
+    assert lines[0].startswith(f"{spec_file}: search.seed: got -1; expected an integer >= 0")
     assert lines[0].endswith("(from --set search.seed=-1)")
     assert "repeats: got 1.5; expected an integer" in lines[1]
     assert "stop.collapse: got 1; expected true or false" in lines[2]
