@@ -72,33 +72,38 @@ def describe(err: ErrorDetails, source: Path, sets: list[tuple[str, str]]) -> st
         del loc[2]  # the distribution pydantic chose by `type`: not a key the user wrote
     ctx: dict[str, Any] = dict(err.get("ctx") or {})
     path = _path(loc, str(ctx.get("at", "")))
-    kind, value = err["type"], err["input"]
     related: tuple[str, ...] = ()
-    if kind == SPEC_ERROR:
-        message = err["msg"]
-        related = tuple(_path(loc, r) for r in ctx.get("related", ()))
-    elif kind == UNKNOWN_KEY:
-        path = _path(loc, str(ctx["key"]))
-        message = _unknown_key(ctx["key"], ctx["allowed"], _path(loc, ""))
-    elif kind == DIST_TYPE_ERROR:
-        path, message = _dist_type(path, value)
-    elif kind == "missing" and loc == ["mode"]:  # only a metric without a better direction leaves it unset
-        message = (f"missing: metric {value.get('metric')} is not better high or low by itself; "
+    if err["type"] == SPEC_ERROR:
+        message, related = err["msg"], tuple(_path(loc, r) for r in ctx.get("related", ()))
+    elif err["type"] == UNKNOWN_KEY:
+        path, message = _path(loc, str(ctx["key"])), _unknown_key(ctx["key"], ctx["allowed"], path)
+    elif err["type"] == DIST_TYPE_ERROR:
+        path, message = _dist_type(path, err["input"])
+    elif err["type"] == "missing" and loc == ["mode"]:  # only a metric with no better direction leaves it
+        message = (f"missing: metric {err['input'].get('metric')} is not better high or low by itself; "
                    "set mode: max or mode: min")
         related = ("metric",)
-    elif kind == "missing":
-        message = MISSING.get(str(loc[-1]), "missing (required)")
-    elif kind == "literal_error":
+    else:
+        message = _pydantic_message(err, str(loc[-1]) if loc else "", ctx)
+    where = f"{path}: " if path else ""
+    return f"{source}: {where}{message}{_set_note((path, *related), sets)}"
+
+
+def _pydantic_message(err: ErrorDetails, key: str, ctx: dict[str, Any]) -> str:
+    """pydantic's own checks (types, bounds, literals, missing keys) in the spec's words."""
+    value = err["input"]
+    if err["type"] == "missing":
+        return MISSING.get(key, "missing (required)")
+    if err["type"] == "literal_error":
         allowed = re.findall(r"'((?:[^'\\]|\\.)*)'", ctx.get("expected", ""))
         close = difflib.get_close_matches(str(value), allowed, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        message = f"got {value!r}; allowed: {', '.join(allowed)}{hint}"
-    else:
-        bound = ctx.get("ge", ctx.get("gt"))  # an int bound is an int key's
-        ctx["kind"] = "an integer" if isinstance(bound, int) else "a number"
-        message = f"got {value!r}; " + EXPECTED.get(kind, err["msg"]).format(**ctx)
-    where = f"{path}: " if path else ""
-    return f"{source}: {where}{message}{_set_note((path, *related), sets)}"
+        return f"got {value!r}; allowed: {', '.join(allowed)}{hint}"
+    if err["type"] not in EXPECTED:
+        return f"got {value!r}; {err['msg']}"
+    bound = ctx.get("ge", ctx.get("gt"))  # an int bound is an int key's
+    return f"got {value!r}; " + EXPECTED[err["type"]].format(
+        **ctx, kind="an integer" if isinstance(bound, int) else "a number")
 
 
 def _path(loc: list[int | str], at: str) -> str:
