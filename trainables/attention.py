@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from trainables.checkpoint import load_pt
 from trainables.config import ConfigError, DINOConfig, make_config
 from trainables.data import build_datasets
 from trainables.dino.augment import IMAGENET_MEAN, IMAGENET_STD, eval_transform
@@ -230,10 +231,7 @@ def resolve_checkpoint(source: str | Path) -> Path:
 
 
 def _read_checkpoint(file: Path) -> dict[str, Any]:
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user mistake
-        raise ConfigError(f"{file}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
+    state = load_pt(file, "checkpoint")  # weights-only: a file that would run code is refused
     if not isinstance(state, dict) or "teacher" not in state:
         keys = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
         raise ConfigError(f"{file}: not a DINO checkpoint of ablate (no 'teacher' entry; found {keys})")

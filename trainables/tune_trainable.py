@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from ray import tune
 
+from trainables.checkpoint import load_pt
 from trainables.config import DINOConfig
 from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, NonFiniteLossError
 from trainables.stop_rules import CollapseMonitor, StopRules
@@ -53,7 +54,7 @@ def dino_trainable(config: dict[str, Any]) -> None:
     if checkpoint:
         with checkpoint.as_directory() as folder:
             trainer.load_checkpoint(Path(folder) / CHECKPOINT_NAME)
-            monitor.load_state_dict(torch.load(Path(folder) / "monitor.pt", weights_only=False))
+            monitor.load_state_dict(load_pt(Path(folder) / "monitor.pt", "monitor state"))
     base = {"stop_reason": "", "trial_outcome": "running", "seed": cfg.seed, "repeat": trial_repeat(config),
             **_placement()}
     try:

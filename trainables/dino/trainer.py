@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from trainables.checkpoint import DamagedFileError, load_pt
 from trainables.config import ConfigError, DINOConfig
 from trainables.data import build_datasets, knn_memory_split, with_transform
 from trainables.dino.augment import DataAugmentationDINO, eval_transform
@@ -287,13 +288,11 @@ class DINOTrainer:
     def state_dict(self) -> dict[str, Any]:
         return {
             "student": self.student.state_dict(), "teacher": self.teacher.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "dino_loss": self.loss_fn.state_dict(),
+            "optimizer": plain_optimizer_state(self.optimizer), "dino_loss": self.loss_fn.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "epoch": self.epoch, "baseline_done": self.baseline_done,
             "config": self.cfg.model_dump(mode="json"),
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                    "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+            "rng": rng_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -304,13 +303,8 @@ class DINOTrainer:
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.baseline_done = int(state["epoch"]), bool(state.get("baseline_done", True))
-        rng = state.get("rng") or {}
-        if rng:
-            random.setstate(rng["python"])
-            np.random.set_state(rng["numpy"])
-            torch.set_rng_state(rng["torch"])
-            if rng.get("cuda") and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
+        if state.get("rng"):
+            set_rng_state(state["rng"])
 
     def save_checkpoint(self, path: str | os.PathLike) -> Path:
         """Write atomically (temporary file, then rename), so a crash never leaves half a file."""
@@ -322,5 +316,35 @@ class DINOTrainer:
         return path
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        state = torch.load(Path(path), map_location=self.device, weights_only=False)
+        """Load weights-only (a file that would run code is refused: ``UnsafeFileError``)."""
+        state = load_pt(path, "checkpoint", map_location=self.device)
+        if not isinstance(state, dict) or "student" not in state:
+            raise DamagedFileError(f"{path}: not a checkpoint of a DINO run (no 'student' entry)")
         self.load_state_dict(state)
+
+
+def plain_optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's state with the schedules' numpy scalars (lr, weight_decay) as floats."""
+    state = optimizer.state_dict()
+    for group in state["param_groups"]:
+        group.update({k: v.item() for k, v in group.items() if isinstance(v, np.generic)})
+    return state
+
+
+def rng_state() -> dict[str, Any]:
+    """Every generator's state as tensors, ints and tuples: what weights-only loading accepts."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    return {"python": random.getstate(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(rng: dict[str, Any]) -> None:
+    random.setstate(rng["python"])
+    kind, keys, *rest = rng["numpy"]  # keys: a tensor, or an array in checkpoints of ablate 0.1
+    keys = keys.cpu().numpy() if isinstance(keys, torch.Tensor) else keys
+    np.random.set_state((kind, keys.astype(np.uint32), *rest))
+    torch.set_rng_state(rng["torch"].cpu())
+    if rng.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
