@@ -5,13 +5,19 @@ Each fault must end in one clear line on stderr and exit code 2, with nothing ru
 
 from __future__ import annotations
 
+import errno
+import json
+import os
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from ablate.cli import main
-from tests.helpers import TINY_TRAINER, write_crafted_pickle
+from tests.helpers import OPTUNA_SPEC, TINY_TRAINER, write_crafted_pickle, write_spec
 from trainables.config import DINOConfig
 
 SETS = [a for k, v in TINY_TRAINER.items() for a in ("--set", f"{k}={v}")]
@@ -58,3 +64,66 @@ def test_train_refuses_crafted_pretrained_weights(tmp_path: Path, capsys: pytest
     assert main(["train", *SETS, "--set", f"pretrained_weights={evil}", "--out", str(out)]) == 2
     assert_one_clear_error(capsys, "train", "evil.pt: refused to load this pretrained_weights file")
     assert not marker.exists() and not out.exists()
+
+
+# --- storage that is read-only or full ----------------------------------------------------------
+@pytest.fixture
+def read_only_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A read-only folder: a read-only tmpfs mount where the test may mount (root ignores chmod),
+    else a folder whose write probe fails with EROFS (injected into tempfile.NamedTemporaryFile)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    try:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+                                 capture_output=True).returncode == 0
+    except OSError:  # no mount command
+        mounted = False
+    if mounted:
+        yield folder
+        subprocess.run(["umount", str(folder)], check=True)
+        return
+    real = tempfile.NamedTemporaryFile
+
+    def refuse(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).resolve().is_relative_to(folder.resolve()):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dir))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)
+    yield folder
+
+
+def test_run_on_read_only_storage_exits_2_before_ray_starts(read_only_dir: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture,
+                                                           monkeypatch: pytest.MonkeyPatch):
+    def never(*args, **kwargs):
+        raise AssertionError("Ray was started on read-only storage")
+
+    monkeypatch.setattr("ablate.sweep.start_ray", never)
+    spec = write_spec(tmp_path, OPTUNA_SPEC)
+    assert main(["run", str(spec), "--storage", str(read_only_dir / "runs")]) == 2
+    assert_one_clear_error(capsys, "run", f"--storage {read_only_dir / 'runs'}: cannot write there (EROFS",
+                           "nothing was started")
+
+
+def test_train_with_a_full_disk_keeps_the_last_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                          monkeypatch: pytest.MonkeyPatch):
+    out = tmp_path / "run"
+    real_save, calls = torch.save, []
+
+    def full_at_second_checkpoint(obj, f, *args, **kwargs):
+        calls.append(f)
+        if len(calls) == 2:
+            f.write(b"PK\x03\x04 half a checkpoint")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_at_second_checkpoint)
+    assert main(["train", *SETS, "--out", str(out), "--no-progress"]) == 2
+    assert_one_clear_error(capsys, "train", "cannot write", "checkpoint.pt.tmp (ENOSPC: No space left",
+                           f"ablate train --out {out} --resume")
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.yaml", "metrics.jsonl"]
+    assert [json.loads(r)["epoch"] for r in (out / "metrics.jsonl").read_text().splitlines()] == [0, 1]
+    monkeypatch.setattr(torch, "save", real_save)
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0  # space is back
+    assert [json.loads(r)["epoch"] for r in (out / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]

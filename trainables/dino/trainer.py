@@ -311,8 +311,13 @@ class DINOTrainer:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(self.state_dict(), f)
+            os.replace(tmp, path)
+        except (OSError, RuntimeError) as exc:  # a full disk: keep the previous checkpoint, drop the half
+            tmp.unlink(missing_ok=True)
+            raise _write_error(exc, tmp) from None
         return path
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
@@ -321,6 +326,15 @@ class DINOTrainer:
         if not isinstance(state, dict) or "student" not in state:
             raise DamagedFileError(f"{path}: not a checkpoint of a DINO run (no 'student' entry)")
         self.load_state_dict(state)
+
+
+def _write_error(exc: Exception, path: Path) -> Exception:
+    # torch.save reports a failed write (disk full, read-only) as a RuntimeError whose context is
+    # the OSError with the errno: that OSError, naming the file, is the useful error.
+    cause = exc if isinstance(exc, OSError) else exc.__context__
+    if isinstance(cause, OSError):
+        return OSError(cause.errno, cause.strerror, str(path))
+    return exc
 
 
 def plain_optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
