@@ -127,3 +127,47 @@ def test_train_with_a_full_disk_keeps_the_last_checkpoint(tmp_path: Path, capsys
     monkeypatch.setattr(torch, "save", real_save)
     assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0  # space is back
     assert [json.loads(r)["epoch"] for r in (out / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+
+
+# --- ablate train --resume: damaged checkpoint, changed configuration ----------------------------
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished tiny run (resuming it has nothing left to do, but loads and checks everything)."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    assert main(["train", *SETS, "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def _copy_run(trained: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(trained, tmp_path / "run"))
+
+
+def test_train_resume_with_a_truncated_checkpoint_exits_2(trained: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture):
+    run = _copy_run(trained, tmp_path)
+    ckpt = run / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    before = (run / "metrics.jsonl").read_text()
+    assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 2
+    assert_one_clear_error(capsys, "train", "checkpoint.pt: not a readable PyTorch checkpoint (truncated")
+    assert (run / "metrics.jsonl").read_text() == before
+
+
+def test_train_resume_lists_the_keys_that_changed(trained: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture):
+    run = _copy_run(trained, tmp_path)
+    # Changed on the command line: refused, naming each key with both values.
+    assert main(["train", *SETS, "--set", "teacher_temp=0.07", "--set", "lr=0.001", "--out", str(run),
+                 "--resume"]) == 2
+    assert_one_clear_error(capsys, "train", "Differs: ", "teacher_temp: 0.02 -> 0.07", "lr: 0.004 -> 0.001")
+    # config.yaml edited behind the checkpoint's back: refused too.
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    (run / "config.yaml").write_text(yaml.safe_dump({**cfg, "student_temp": 0.2}))
+    assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 2
+    assert_one_clear_error(capsys, "train", "checkpoint.pt: written by a run with another configuration",
+                           "student_temp: 0.1 -> 0.2")
+    # The same configuration again (and another device) is a resume.
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", *SETS, "--set", "device=cpu", "--out", str(run), "--resume", "--no-progress"]) == 0

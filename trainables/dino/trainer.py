@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from trainables.checkpoint import DamagedFileError, load_pt
-from trainables.config import ConfigError, DINOConfig
+from trainables.config import ConfigError, DINOConfig, config_differences
 from trainables.data import build_datasets, knn_memory_split, with_transform
 from trainables.dino.augment import DataAugmentationDINO, eval_transform
 from trainables.dino.backbone import build_backbone
@@ -325,6 +325,10 @@ class DINOTrainer:
         state = load_pt(path, "checkpoint", map_location=self.device)
         if not isinstance(state, dict) or "student" not in state:
             raise DamagedFileError(f"{path}: not a checkpoint of a DINO run (no 'student' entry)")
+        changed = config_differences(state.get("config") or {}, self.cfg.model_dump(mode="json"))
+        if state.get("config") and changed:
+            raise ConfigError(f"{path}: written by a run with another configuration; a resumed run "
+                              f"must keep it. Differs: {'; '.join(changed)}")
         self.load_state_dict(state)
 
 
