@@ -113,8 +113,10 @@ class DINOTrainer:
         if len(train) < cfg.batch_size * cfg.grad_accum_steps:  # type: ignore[arg-type]
             raise ConfigError(f"batch_size={cfg.batch_size} x grad_accum_steps={cfg.grad_accum_steps}: "
                               f"larger than the {len(train)} training images of {cfg.dataset!r}")
-        augment = DataAugmentationDINO(cfg.global_crops_scale, cfg.local_crops_scale, cfg.local_crops_number,
-                                       cfg.global_crops_size, cfg.local_crops_size)
+        augment = DataAugmentationDINO(
+            global_crops_scale=cfg.global_crops_scale, local_crops_scale=cfg.local_crops_scale,
+            local_crops_number=cfg.local_crops_number, global_crops_size=cfg.global_crops_size,
+            local_crops_size=cfg.local_crops_size)
         self.train_set = with_transform(train, augment)
         self.memory_set = with_transform(knn_memory_split(cfg, train), eval_transform(cfg.global_crops_size))
         self.test_set = with_transform(test, eval_transform(cfg.global_crops_size))
@@ -129,7 +131,7 @@ class DINOTrainer:
         cfg = self.cfg
         backbone = build_backbone(cfg.arch, cfg.global_crops_size, cfg.patch_size, drop_path_rate,
                                   cfg.pretrained_weights)
-        head = DINOHead(backbone.num_features, cfg.out_dim, use_bn=cfg.use_bn_in_head,
+        head = DINOHead(in_dim=backbone.num_features, out_dim=cfg.out_dim, use_bn=cfg.use_bn_in_head,
                         norm_last_layer=cfg.norm_last_layer, nlayers=cfg.head_nlayers,
                         hidden_dim=cfg.head_hidden_dim, bottleneck_dim=cfg.head_bottleneck_dim,
                         use_ln=cfg.use_ln_in_head)
@@ -147,17 +149,23 @@ class DINOTrainer:
 
     def _build_optimization(self) -> None:
         cfg = self.cfg
-        self.loss_fn = DINOLoss(cfg.out_dim, cfg.ncrops, cfg.warmup_teacher_temp, cfg.teacher_temp,
-                                cfg.warmup_teacher_temp_epochs, cfg.epochs, cfg.student_temp,
-                                cfg.center_momentum, cfg.centering).to(self.device)
+        self.loss_fn = DINOLoss(
+            out_dim=cfg.out_dim, ncrops=cfg.ncrops, warmup_teacher_temp=cfg.warmup_teacher_temp,
+            teacher_temp=cfg.teacher_temp, warmup_teacher_temp_epochs=cfg.warmup_teacher_temp_epochs,
+            nepochs=cfg.epochs, student_temp=cfg.student_temp, center_momentum=cfg.center_momentum,
+            centering=cfg.centering).to(self.device)
         self.koleo = KoLeoLoss()
         self.optimizer = torch.optim.AdamW(get_params_groups(self.student))
         use_scaler = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         n = self.niter_per_ep
-        self.lr_schedule = cosine_scheduler(cfg.effective_lr, cfg.min_lr, cfg.epochs, n, cfg.warmup_epochs)
-        self.wd_schedule = cosine_scheduler(cfg.weight_decay, cfg.weight_decay_end, cfg.epochs, n)
-        self.momentum_schedule = cosine_scheduler(cfg.momentum_teacher, 1.0, cfg.epochs, n)
+        self.lr_schedule = cosine_scheduler(base_value=cfg.effective_lr, final_value=cfg.min_lr,
+                                            epochs=cfg.epochs, niter_per_ep=n,
+                                            warmup_epochs=cfg.warmup_epochs)
+        self.wd_schedule = cosine_scheduler(base_value=cfg.weight_decay, final_value=cfg.weight_decay_end,
+                                            epochs=cfg.epochs, niter_per_ep=n)
+        self.momentum_schedule = cosine_scheduler(base_value=cfg.momentum_teacher, final_value=1.0,
+                                                  epochs=cfg.epochs, niter_per_ep=n)
 
     # --- the loop -------------------------------------------------------------------------
     def run(self) -> Iterator[dict[str, Any]]:
