@@ -64,8 +64,8 @@ class SpecReader:
             return {}
         if not isinstance(value, dict):
             raise self.bad(path, value, "expected a mapping of keys to values")
-        for key in value if allowed is not None else ():
-            if key not in allowed:
+        for key in value:
+            if allowed is not None and key not in allowed:
                 close = difflib.get_close_matches(str(key), allowed, n=1)
                 hint = f" Did you mean {close[0]}?" if close else ""
                 if not path and key in DINOConfig.model_fields:

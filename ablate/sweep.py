@@ -14,10 +14,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ablate.errors import UserError
 from ablate.spec import SAMPLERS, SweepSpec, load_spec
+
+if TYPE_CHECKING:  # Ray and Optuna are imported when a sweep starts, not with the CLI
+    from optuna.samplers import BaseSampler
+    from ray.tune import RunConfig, TuneConfig
+    from ray.tune.schedulers import TrialScheduler
+    from ray.tune.search import SearchAlgorithm, Searcher
 
 # Results without the metric (epoch 0 has no loss, a diverged trial has no kNN) are expected.
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
@@ -179,6 +185,7 @@ def optuna_distributions(spec: SweepSpec) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for name, dist in spec.space.items():
+        dist = cast(Any, dist)  # FloatDist or IntDist in the numeric branches
         if dist.type == "float":
             out[name] = d.FloatDistribution(dist.low, dist.high, log=bool(dist.log), step=dist.step)
         elif dist.type == "int":
@@ -189,7 +196,7 @@ def optuna_distributions(spec: SweepSpec) -> dict[str, Any]:
     return out
 
 
-def optuna_sampler(spec: SweepSpec):  # noqa: ANN201
+def optuna_sampler(spec: SweepSpec) -> BaseSampler:
     """The spec's Optuna sampler (tpe, random, cmaes or gp), seeded with ``search.seed``."""
     from optuna import samplers
 
@@ -197,7 +204,7 @@ def optuna_sampler(spec: SweepSpec):  # noqa: ANN201
     return getattr(samplers, cls_name)(seed=spec.search.seed)
 
 
-def search_algorithm(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
+def search_algorithm(spec: SweepSpec, sweep_dir: Path) -> Searcher | SearchAlgorithm:
     """Optuna (with an SQLite study in the sweep folder) wrapped in a Repeater, or explicit points."""
     from ray.tune.search import BasicVariantGenerator, Repeater
 
@@ -215,7 +222,7 @@ def search_algorithm(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
 
 
 # --- the Tuner ----------------------------------------------------------------------------------
-def make_trainable(spec: SweepSpec):  # noqa: ANN201
+def make_trainable(spec: SweepSpec) -> Any:
     from ray import tune
 
     from trainables.tune_trainable import dino_trainable
@@ -223,7 +230,7 @@ def make_trainable(spec: SweepSpec):  # noqa: ANN201
     return tune.with_resources(dino_trainable, trial_resources(spec))
 
 
-def run_config(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
+def run_config(spec: SweepSpec, sweep_dir: Path) -> RunConfig:
     from ray import tune
 
     stop_epochs = spec.trainer_config().epochs
@@ -239,10 +246,11 @@ def run_config(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
         progress_reporter=reporter, verbose=1)
 
 
-def tune_config(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
+def tune_config(spec: SweepSpec, sweep_dir: Path) -> TuneConfig:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    scheduler: TrialScheduler
     if spec.scheduler.type == "asha":
         scheduler = ASHAScheduler(time_attr="epoch", max_t=spec.trainer_config().epochs,
                                   grace_period=spec.scheduler.grace_period,

@@ -40,7 +40,7 @@ class _WritesAFile:
     def __init__(self, marker: Path) -> None:
         self.marker = str(marker)
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (open, (self.marker, "w"))
 
 

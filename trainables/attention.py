@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -78,7 +78,7 @@ def require_vit(backbone: nn.Module, arch: str) -> None:
 
 
 def patch_size_of(backbone: nn.Module) -> int:
-    size = backbone.patch_embed.patch_size
+    size = cast(Any, backbone.patch_embed).patch_size
     return int(size[0] if isinstance(size, (tuple, list)) else size)
 
 
@@ -91,7 +91,7 @@ def last_block_attention(backbone: nn.Module, images: torch.Tensor) -> torch.Ten
     the input of ``attn_drop`` - the softmax output, after any qk-norm, rotary embedding or
     relative position bias the model adds - is captured. The model is left as it was.
     """
-    attn = backbone.blocks[-1].attn
+    attn = cast(Any, backbone).blocks[-1].attn
     if not hasattr(attn, "attn_drop") or not hasattr(attn, "fused_attn"):
         raise ConfigError(f"{type(attn).__name__}: unsupported attention module (needs timm's "
                           "fused_attn switch and attn_drop, as in timm's ViT Attention)")

@@ -59,11 +59,12 @@ def load_digits_split(test_size: float = 0.2, seed: int = 0) -> tuple[ImageList,
 
     digits = load_digits()
     pixels = (digits.images / 16.0 * 255.0).round().clip(0, 255).astype(np.uint8)
-    images = [Image.fromarray(p, mode="L").resize((DIGITS_SIZE, DIGITS_SIZE), Image.BICUBIC).convert("RGB")
+    bicubic = Image.Resampling.BICUBIC
+    images = [Image.fromarray(p, mode="L").resize((DIGITS_SIZE, DIGITS_SIZE), bicubic).convert("RGB")
               for p in pixels]
     idx_train, idx_test = train_test_split(
         np.arange(len(images)), test_size=test_size, stratify=digits.target, random_state=seed)
-    pick = lambda idx: ImageList([images[i] for i in idx], digits.target[idx])  # noqa: E731
+    pick = lambda idx: ImageList([images[i] for i in idx], digits.target[idx])
     return pick(idx_train), pick(idx_test)
 
 

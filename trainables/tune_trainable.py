@@ -105,7 +105,8 @@ def restore_trial(trainer: DINOTrainer, monitor: CollapseMonitor, checkpoint: tu
 def kept_checkpoints(checkpoint: tune.Checkpoint) -> list[Path]:
     """The latest checkpoint folder, then the older ones Ray kept beside it, newest first."""
     latest = Path(checkpoint.path)
-    if checkpoint.filesystem.type_name != "local":  # remote storage: only the latest is reachable
+    # Remote storage: only the latest checkpoint is reachable (through as_directory).
+    if checkpoint.filesystem is None or checkpoint.filesystem.type_name != "local":
         return [latest]
     older = sorted((p for p in latest.parent.glob("checkpoint_*") if p.is_dir() and p.name < latest.name),
                    reverse=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import timm
 from torch import nn
@@ -48,6 +48,7 @@ def load_pretrained(model: nn.Module, path: str) -> None:
     if not file.is_file():
         raise ConfigError(f"pretrained_weights={path!r}: no such file (weights are never downloaded; "
                           "give the path of a local .pth/.safetensors file)")
+    state: Any
     if file.suffix == ".safetensors":
         from safetensors.torch import load_file
         state = load_file(str(file))
@@ -63,7 +64,7 @@ def load_pretrained(model: nn.Module, path: str) -> None:
         from timm.layers import resample_abs_pos_embed
         n_prefix = 0 if getattr(model, "no_embed_class", False) else model.num_prefix_tokens
         state["pos_embed"] = resample_abs_pos_embed(
-            state["pos_embed"], new_size=model.patch_embed.grid_size, num_prefix_tokens=n_prefix)
+            state["pos_embed"], new_size=cast(Any, model.patch_embed).grid_size, num_prefix_tokens=n_prefix)
     check_pretrained_keys(model, state, path)
     try:
         model.load_state_dict(state, strict=False)

@@ -12,9 +12,9 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -66,7 +66,8 @@ def seed_everything(seed: int) -> None:
 
 def get_params_groups(model: nn.Module) -> list[dict[str, Any]]:
     """No weight decay on biases and 1-D parameters (norms), as in the official code."""
-    regularized, not_regularized = [], []
+    regularized: list[nn.Parameter] = []
+    not_regularized: list[nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
@@ -74,7 +75,7 @@ def get_params_groups(model: nn.Module) -> list[dict[str, Any]]:
     return [{"params": regularized}, {"params": not_regularized, "weight_decay": 0.0}]
 
 
-def clip_gradients(params: list[nn.Parameter], clip: float) -> None:
+def clip_gradients(params: list[torch.Tensor], clip: float) -> None:
     """Clip each parameter's gradient norm to ``clip`` separately (official ``clip_gradients``)."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
@@ -110,9 +111,10 @@ class DINOTrainer:
     def _build_data(self) -> None:
         cfg = self.cfg
         train, test = build_datasets(cfg)
-        if len(train) < cfg.batch_size * cfg.grad_accum_steps:  # type: ignore[arg-type]
+        n_train = len(cast(Sized, train))
+        if n_train < cfg.batch_size * cfg.grad_accum_steps:
             raise ConfigError(f"batch_size={cfg.batch_size} x grad_accum_steps={cfg.grad_accum_steps}: "
-                              f"larger than the {len(train)} training images of {cfg.dataset!r}")
+                              f"larger than the {n_train} training images of {cfg.dataset!r}")
         augment = DataAugmentationDINO(
             global_crops_scale=cfg.global_crops_scale, local_crops_scale=cfg.local_crops_scale,
             local_crops_number=cfg.local_crops_number, global_crops_size=cfg.global_crops_size,
@@ -131,10 +133,10 @@ class DINOTrainer:
         cfg = self.cfg
         backbone = build_backbone(cfg.arch, cfg.global_crops_size, cfg.patch_size, drop_path_rate,
                                   cfg.pretrained_weights)
-        head = DINOHead(in_dim=backbone.num_features, out_dim=cfg.out_dim, use_bn=cfg.use_bn_in_head,
-                        norm_last_layer=cfg.norm_last_layer, nlayers=cfg.head_nlayers,
-                        hidden_dim=cfg.head_hidden_dim, bottleneck_dim=cfg.head_bottleneck_dim,
-                        use_ln=cfg.use_ln_in_head)
+        head = DINOHead(in_dim=cast(int, backbone.num_features), out_dim=cfg.out_dim,
+                        use_bn=cfg.use_bn_in_head, norm_last_layer=cfg.norm_last_layer,
+                        nlayers=cfg.head_nlayers, hidden_dim=cfg.head_hidden_dim,
+                        bottleneck_dim=cfg.head_bottleneck_dim, use_ln=cfg.use_ln_in_head)
         return MultiCropWrapper(backbone, head)
 
     def _build_models(self) -> None:
@@ -143,8 +145,8 @@ class DINOTrainer:
         self.teacher.load_state_dict(self.student.state_dict())
         for p in self.teacher.parameters():
             p.requires_grad = False
-        self.student_params = list(self.student.parameters())
-        self.teacher_params = list(self.teacher.parameters())
+        self.student_params: list[torch.Tensor] = list(self.student.parameters())
+        self.teacher_params: list[torch.Tensor] = list(self.teacher.parameters())
         self.last_layer_params = [p for n, p in self.student.named_parameters() if "last_layer" in n]
 
     def _build_optimization(self) -> None:
@@ -274,7 +276,7 @@ class DINOTrainer:
             torch._foreach_lerp_(self.teacher_params, self.student_params, weight)
         return stats
 
-    def _progress_bar(self, epoch: int):  # noqa: ANN202
+    def _progress_bar(self, epoch: int) -> Any:
         if not self.progress:
             return None
         from tqdm.auto import tqdm
@@ -359,7 +361,8 @@ def plain_optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
 
 def rng_state() -> dict[str, Any]:
     """Every generator's state as tensors, ints and tuples: what weights-only loading accepts."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    state = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))
+    kind, keys, pos, has_gauss, gauss = state
     return {"python": random.getstate(),
             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
             "torch": torch.get_rng_state(),
@@ -369,7 +372,7 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(rng: dict[str, Any]) -> None:
     random.setstate(rng["python"])
     kind, keys, *rest = rng["numpy"]  # keys: a tensor, or an array in checkpoints of ablate 0.1
-    keys = keys.cpu().numpy() if isinstance(keys, torch.Tensor) else keys
+    keys = keys.cpu().numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
     np.random.set_state((kind, keys.astype(np.uint32), *rest))
     torch.set_rng_state(rng["torch"].cpu())
     if rng.get("cuda") and torch.cuda.is_available():
