@@ -171,3 +171,15 @@ def test_train_resume_lists_the_keys_that_changed(trained: Path, tmp_path: Path,
     # The same configuration again (and another device) is a resume.
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["train", *SETS, "--set", "device=cpu", "--out", str(run), "--resume", "--no-progress"]) == 0
+
+
+def test_a_sweep_whose_disk_fills_up_exits_2_saying_what_is_kept(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    def disk_full(*args, **kwargs):  # an ENOSPC from one of ablate's own writes, mid-sweep
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "runs/tiny/spec.yaml"))
+
+    monkeypatch.setattr("ablate.sweep.run_sweep", disk_full)
+    spec = write_spec(tmp_path, OPTUNA_SPEC)
+    assert main(["run", str(spec), "--storage", str(tmp_path / "runs")]) == 2
+    assert_one_clear_error(capsys, "run", "cannot write", "runs/tiny/spec.yaml (ENOSPC: No space left",
+                           "keeps finished trials", "ablate resume")
