@@ -26,8 +26,9 @@ def storage_failure(exc: OSError, args: argparse.Namespace) -> str:
     code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
     what = f"cannot write {exc.filename or 'the output'} ({code}: {exc.strerror})"
     if args.command == "train":
-        return (f"{what}; {args.out}/checkpoint.pt holds the last finished epoch (written atomically, "
-                f"and metrics.jsonl up to it); free space, then `ablate train --out {args.out} --resume`")
+        return (f"{what}; {args.out}/checkpoint.pt still holds the last finished epoch (a checkpoint "
+                f"is replaced only once fully written); free space, then "
+                f"`ablate train --out {args.out} --resume`")
     if args.command in ("run", "resume"):
         where = args.sweep if args.command == "resume" else f"{args.storage}/<name>"
         return (f"{what}; the sweep folder {where} keeps finished trials and each running trial's "

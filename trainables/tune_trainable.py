@@ -86,9 +86,10 @@ def restore_trial(trainer: DINOTrainer, monitor: CollapseMonitor, checkpoint: tu
     problems = []
     for folder in kept_checkpoints(checkpoint):
         try:
-            with checkpoint_folder(checkpoint, folder) as local:
+            with checkpoint_folder(checkpoint, folder) as local:  # the trainer changes only once both load
+                monitor_state = load_pt(local / "monitor.pt", "monitor state")
                 trainer.load_checkpoint(local / CHECKPOINT_NAME)
-                monitor.load_state_dict(load_pt(local / "monitor.pt", "monitor state"))
+            monitor.load_state_dict(monitor_state)
         except (DamagedFileError, UnsafeFileError) as exc:
             problems.append(str(exc))
             continue

@@ -28,9 +28,10 @@ def trial_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return trial
 
 
-def restored(trial: Path, *damaged: str) -> tuple[DINOTrainer, CollapseMonitor, str]:
+def restored(trial: Path, *damaged: str, file_name: str = CHECKPOINT_NAME
+             ) -> tuple[DINOTrainer, CollapseMonitor, str]:
     for name in damaged:
-        file = trial / name / CHECKPOINT_NAME
+        file = trial / name / file_name
         file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])  # a crash mid-write
     trainer, monitor = DINOTrainer(DINOConfig(**TINY_TRAINER)), CollapseMonitor(StopRules())
     latest = tune.Checkpoint.from_directory(str(trial / "checkpoint_000001"))
@@ -51,8 +52,10 @@ def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(trial_dir: P
     assert note in capsys.readouterr().err
 
 
-def test_no_usable_checkpoint_restarts_from_epoch_0(trial_dir: Path, tmp_path: Path):
-    trainer, monitor, note = restored(_copy(trial_dir, tmp_path), "checkpoint_000001", "checkpoint_000000")
+@pytest.mark.parametrize("file_name", [CHECKPOINT_NAME, "monitor.pt"])
+def test_no_usable_checkpoint_restarts_from_epoch_0(trial_dir: Path, tmp_path: Path, file_name: str):
+    trainer, monitor, note = restored(_copy(trial_dir, tmp_path), "checkpoint_000001", "checkpoint_000000",
+                                      file_name=file_name)
     assert (trainer.epoch, trainer.baseline_done, monitor.streak) == (0, False, 0)
     assert "no usable checkpoint is left, so the trial restarts from epoch 0" in note
     assert [m["epoch"] for m in trainer.run()] == [0, 1, 2]
