@@ -1,4 +1,4 @@
-"""Fault injection through the CLI: crafted pickles, damaged files, bad storage, bad addresses.
+"""Fault injection through the CLI: crafted pickles, damaged checkpoints, read-only or full storage.
 
 Each fault must end in one clear line on stderr and exit code 2, with nothing run or half-written.
 """
