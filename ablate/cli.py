@@ -7,7 +7,7 @@ import importlib
 import sys
 
 from ablate import __version__
-from ablate.errors import USAGE_EXIT, USER_ERRORS
+from ablate.errors import STORAGE_ERRNOS, USAGE_EXIT, USER_ERRORS, storage_failure
 
 # Each module has ``register(subparsers)``, which adds its parser and sets ``func``.
 COMMANDS = ["train", "run", "resume", "report", "compare", "ls", "attention"]
@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:
         print(f"ablate {args.command}: error: {exc}", file=sys.stderr)
+        return USAGE_EXIT
+    except OSError as exc:
+        if exc.errno not in STORAGE_ERRNOS:
+            raise
+        print(f"ablate {args.command}: error: {storage_failure(exc, args)}", file=sys.stderr)
         return USAGE_EXIT
     except KeyboardInterrupt:
         print(f"ablate {args.command}: interrupted", file=sys.stderr)

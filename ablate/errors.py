@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import errno
+
 from trainables.config import ConfigError
 
 USAGE_EXIT = 2
@@ -12,3 +15,22 @@ class UserError(Exception):
 
 
 USER_ERRORS: tuple[type[Exception], ...] = (UserError, ConfigError)
+
+
+# A disk that fills up or turns read-only while ablate writes: not a bug, and not a traceback.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES}
+
+
+def storage_failure(exc: OSError, args: argparse.Namespace) -> str:
+    """One line: the path and errno of a failed write, what is saved, and how to continue."""
+    code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    what = f"cannot write {exc.filename or 'the output'} ({code}: {exc.strerror})"
+    if args.command == "train":
+        return (f"{what}; {args.out}/checkpoint.pt still holds the last finished epoch (a checkpoint "
+                f"is replaced only once fully written); free space, then "
+                f"`ablate train --out {args.out} --resume`")
+    if args.command in ("run", "resume"):
+        where = args.sweep if args.command == "resume" else f"{args.storage}/<name>"
+        return (f"{what}; the sweep folder {where} keeps finished trials and each running trial's "
+                f"last checkpoint; free space, then `ablate resume {where}`")
+    return f"{what}; nothing else was changed"

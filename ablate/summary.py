@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def finish(sweep_dir: Path) -> int:
@@ -34,7 +38,7 @@ def finish(sweep_dir: Path) -> int:
     return 0 if len(scored) else 1
 
 
-def attention_panel(sweep_dir: Path, trials, spec: dict) -> None:  # noqa: ANN001
+def attention_panel(sweep_dir: Path, trials: pd.DataFrame, spec: dict) -> None:
     """Best, baseline and worst trials' attention maps side by side (ViT backbones only)."""
     try:
         from ablate.attention_plot import render_comparison_panel
@@ -56,7 +60,7 @@ def attention_panel(sweep_dir: Path, trials, spec: dict) -> None:  # noqa: ANN00
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         render_comparison_panel(sources, out)
-    except Exception as exc:  # noqa: BLE001 - a missing picture must not lose the sweep's report
+    except Exception as exc:  # any failure: a missing picture must not lose the sweep's report
         print(f"ablate: attention panel skipped: {exc}", file=sys.stderr)
 
 

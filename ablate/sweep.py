@@ -7,13 +7,23 @@ experiment in ``<storage>/<name>/tune``; ``resume_sweep`` continues an interrupt
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import sys
+import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ablate.errors import UserError
 from ablate.spec import SAMPLERS, SweepSpec, load_spec
+
+if TYPE_CHECKING:  # Ray and Optuna are imported when a sweep starts, not with the CLI
+    from optuna.samplers import BaseSampler
+    from ray.tune import RunConfig, TuneConfig
+    from ray.tune.schedulers import TrialScheduler
+    from ray.tune.search import SearchAlgorithm, Searcher
 
 # Results without the metric (epoch 0 has no loss, a diverged trial has no kNN) are expected.
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
@@ -34,28 +44,100 @@ MAX_FAILURES = 2  # a crashed trial is retried this many times before it counts 
 
 
 # --- Ray ---------------------------------------------------------------------------------------
-def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+DEFAULT_CONNECT_TIMEOUT = 30.0  # seconds `--address` waits for the cluster to answer
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
+              connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
     """Join the cluster at ``address``, or start a local Ray with this machine's resources.
 
     The local Ray binds to 127.0.0.1 with the dashboard off; token authentication stays on
     (Ray writes ``~/.ray/auth_token``; a driver joining a cluster needs RAY_AUTH_MODE=token).
     """
-    if not address:  # before Ray is imported: its "no multi-node" switch binds it to 127.0.0.1
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if not address:
+        bind_local_ray_to_loopback()
     import ray
 
     if ray.is_initialized():
         return
     if address:
-        try:
-            ray.init(address=address, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise UserError(f"--address {address}: cannot join the Ray cluster ({exc}). Start one with "
-                            "`ray start --head`, and set RAY_AUTH_MODE=token with its token") from None
+        join_cluster(address, connect_timeout)
         return
     # address="local": always a new Ray for this run, never a cluster that `ray start` left behind.
     ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
              log_to_driver=False)
+
+
+def bind_local_ray_to_loopback() -> None:
+    """Make the local Ray (gcs_server, raylet, workers) listen on 127.0.0.1 only.
+
+    Ray binds its servers to the node address of ``ray._private.services.get_node_ip_address``,
+    which is 127.0.0.1 only while Ray's multi-node switch RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER is
+    off (``ray.init(_node_ip_address="127.0.0.1")`` does not help: Ray swaps a loopback address
+    for the external one). Ray reads the switch once, when it is imported, so it is set in the
+    environment (read by Ray's processes and by a later import) and, if Ray was imported already
+    (``ray.tune`` by the caller), in Ray's constants too.
+    """
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False  # type: ignore[attr-defined]
+
+
+def join_cluster(address: str, connect_timeout: float) -> None:
+    """``ray.init(address)``, failing within ``connect_timeout`` seconds when nothing answers."""
+    import ray
+
+    wait_for_address(address, connect_timeout)
+    # Ray retries its GCS connection for minutes by default; give it the same budget.
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(max(1, round(connect_timeout))))
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UserError(f"--address {address}: cannot join the Ray cluster ({exc}). Start one with "
+                        "`ray start --head`, and set RAY_AUTH_MODE=token with its token") from None
+
+
+def wait_for_address(address: str, timeout: float) -> None:
+    """Return once something accepts TCP connections at HOST:PORT; a UserError after ``timeout`` s.
+
+    Only HOST:PORT forms are probed (``auto`` and addresses without a port are left to Ray).
+    Each attempt is a plain socket connect of at most a few seconds, so SIGTERM and Ctrl-C act
+    at once.
+    """
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if timeout <= 0:
+        raise UserError(f"--connect-timeout {timeout:g}: must be a positive number of seconds")
+    if not host or not port.isdigit():
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        attempt = min(5.0, max(deadline - time.monotonic(), 0.1))
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=attempt).close()
+            return
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+        if time.monotonic() + 1 > deadline:
+            break
+        time.sleep(1)
+    raise UserError(f"--address {address}: nothing answered within {timeout:g} s ({reason}); start "
+                    f"the cluster with `ray start --head --port={port}`, check HOST:PORT, or wait "
+                    "longer with --connect-timeout SECONDS")
+
+
+def check_writable(folder: Path, option: str) -> None:
+    """A write probe before Ray starts: a read-only or full disk stops the sweep before any trial."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".ablate-write-probe-") as probe:
+            probe.write(b"\0" * 65536)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        code = errno.errorcode.get(exc.errno or 0, "error")
+        raise UserError(f"{option} {folder}: cannot write there ({code}: {exc.strerror}); nothing "
+                        f"was started. Free space, or give a writable folder") from None
 
 
 def trial_resources(spec: SweepSpec) -> dict[str, float]:
@@ -103,6 +185,7 @@ def optuna_distributions(spec: SweepSpec) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for name, dist in spec.space.items():
+        dist = cast(Any, dist)  # FloatDist or IntDist in the numeric branches
         if dist.type == "float":
             out[name] = d.FloatDistribution(dist.low, dist.high, log=bool(dist.log), step=dist.step)
         elif dist.type == "int":
@@ -113,7 +196,7 @@ def optuna_distributions(spec: SweepSpec) -> dict[str, Any]:
     return out
 
 
-def optuna_sampler(spec: SweepSpec):  # noqa: ANN201
+def optuna_sampler(spec: SweepSpec) -> BaseSampler:
     """The spec's Optuna sampler (tpe, random, cmaes or gp), seeded with ``search.seed``."""
     from optuna import samplers
 
@@ -121,7 +204,7 @@ def optuna_sampler(spec: SweepSpec):  # noqa: ANN201
     return getattr(samplers, cls_name)(seed=spec.search.seed)
 
 
-def search_algorithm(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
+def search_algorithm(spec: SweepSpec, sweep_dir: Path) -> Searcher | SearchAlgorithm:
     """Optuna (with an SQLite study in the sweep folder) wrapped in a Repeater, or explicit points."""
     from ray.tune.search import BasicVariantGenerator, Repeater
 
@@ -139,7 +222,7 @@ def search_algorithm(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
 
 
 # --- the Tuner ----------------------------------------------------------------------------------
-def make_trainable(spec: SweepSpec):  # noqa: ANN201
+def make_trainable(spec: SweepSpec) -> Any:
     from ray import tune
 
     from trainables.tune_trainable import dino_trainable
@@ -147,7 +230,7 @@ def make_trainable(spec: SweepSpec):  # noqa: ANN201
     return tune.with_resources(dino_trainable, trial_resources(spec))
 
 
-def run_config(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
+def run_config(spec: SweepSpec, sweep_dir: Path) -> RunConfig:
     from ray import tune
 
     stop_epochs = spec.trainer_config().epochs
@@ -163,10 +246,11 @@ def run_config(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
         progress_reporter=reporter, verbose=1)
 
 
-def tune_config(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
+def tune_config(spec: SweepSpec, sweep_dir: Path) -> TuneConfig:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    scheduler: TrialScheduler
     if spec.scheduler.type == "asha":
         scheduler = ASHAScheduler(time_attr="epoch", max_t=spec.trainer_config().epochs,
                                   grace_period=spec.scheduler.grace_period,
@@ -180,15 +264,17 @@ def tune_config(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
 
 
 def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None = None,
-              num_cpus: int | None = None, num_gpus: int | None = None) -> Path:
+              num_cpus: int | None = None, num_gpus: int | None = None,
+              connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> Path:
     """Run the sweep into ``<storage>/<spec.name>``; refuses a name that already exists."""
-    from ray import tune
-
     sweep_dir = Path(storage).expanduser().resolve() / spec.name
     if sweep_dir.exists():
         raise UserError(f"{sweep_dir}: a sweep named {spec.name!r} already exists; continue it with "
                         f"`ablate resume {sweep_dir}`, or choose another name (--set name=...)")
-    start_ray(address, num_cpus, num_gpus)
+    check_writable(sweep_dir.parent, "--storage")
+    start_ray(address, num_cpus, num_gpus, connect_timeout)
+    from ray import tune  # after start_ray: a local Ray must see its loopback switch first
+
     trainable = make_trainable(spec)
     sweep_dir.mkdir(parents=True)
     (sweep_dir / SPEC_FILE).write_text(spec.dump())
@@ -207,13 +293,14 @@ def load_sweep_spec(sweep_dir: Path) -> SweepSpec:
 
 
 def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: int | None = None,
-                 num_gpus: int | None = None) -> Path:
+                 num_gpus: int | None = None, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> Path:
     """Continue an interrupted sweep: finished trials stay, unfinished and errored ones resume."""
-    from ray import tune
-
     sweep_dir = Path(sweep_dir).expanduser().resolve()
     spec = load_sweep_spec(sweep_dir)
-    start_ray(address, num_cpus, num_gpus)
+    check_writable(sweep_dir, "resume")
+    start_ray(address, num_cpus, num_gpus, connect_timeout)
+    from ray import tune
+
     experiment = sweep_dir / EXPERIMENT
     if not tune.Tuner.can_restore(str(experiment)):
         raise UserError(f"{experiment}: Ray has no experiment state to resume from (the sweep was "

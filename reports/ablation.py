@@ -35,6 +35,13 @@ class Analysis:
     partial: bool  # no trial has finished: means over running/stopped trials
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def reference_point(self) -> int:
+        """The reference's point id; only analyses with a scored trial have one."""
+        if self.reference is None:
+            raise ValueError("no reference point: no trial has a final kNN top-1")
+        return self.reference
+
     def row(self, point: int) -> pd.Series:
         return self.points.set_index("point").loc[point]
 
@@ -133,7 +140,7 @@ def _table(result: Analysis, group: pd.DataFrame, params: list[str], ref: pd.Ser
     rows = []
     for _, r in group.iterrows():
         is_ref = r["point"] == result.reference
-        row = {p: fmt_value(r[p]) + (f" ({kind})" if is_ref and len(params) == 1 else "")
+        row: dict[str, Any] = {p: fmt_value(r[p]) + (f" ({kind})" if is_ref and len(params) == 1 else "")
                for p in params}
         collapsed = f"collapsed ({int(r['collapsed'])}/{int(r['n'])})" if r["collapsed"] else "no"
         row.update({METRIC_LABEL: fmt_mean_ci(r["mean"], r["ci"]), "repeats": int(r["n"]),
@@ -155,7 +162,7 @@ def headline(result: Analysis) -> str:
             f"{fmt_mean_ci(best['mean'], best['ci'])} % (repeats: {int(best['n'])})")
     parts = []
     if result.reference_kind == "baseline":
-        base = result.row(result.reference)
+        base = result.row(result.reference_point)
         if best["point"] == result.reference:
             parts.append("the baseline itself wins")
         else:

@@ -16,6 +16,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -36,7 +37,7 @@ code { background: #f4f4f4; padding: 0 .2em; }
 @dataclass
 class Document:
     title: str
-    blocks: list[tuple[str, object, object]] = field(default_factory=list)
+    blocks: list[tuple[str, Any, Any]] = field(default_factory=list)
 
     def heading(self, text: str, level: int = 2) -> None:
         self.blocks.append(("heading", level, text))

@@ -14,6 +14,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 MIN_TRIALS = 4  # fewer finished Optuna trials say nothing about importance
 
@@ -26,11 +27,11 @@ class Importance:
     n_trials: int = 0
 
 
-def evaluators() -> dict[str, object]:
+def evaluators() -> dict[str, Any]:
     """The evaluators this Optuna version has (PED-ANOVA arrived in Optuna 3.6)."""
     from optuna import importance
 
-    found: dict[str, object] = {}
+    found: dict[str, Any] = {}
     if hasattr(importance, "FanovaImportanceEvaluator"):
         found["fANOVA"] = importance.FanovaImportanceEvaluator(seed=0)
     if hasattr(importance, "PedAnovaImportanceEvaluator"):

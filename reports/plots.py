@@ -10,11 +10,14 @@ Each function takes tables from reports.tables, writes one PNG atomically and re
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
@@ -53,7 +56,7 @@ def fmt(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, (float, np.floating)) else str(value)
 
 
-def plain_log_ticks(axis: object) -> None:
+def plain_log_ticks(axis: Axis) -> None:
     """Log-axis labels as 0.02, 0.05, 0.1 instead of 2x10^-2."""
     def minor(v: float, _pos: int) -> str:
         mantissa = round(v / 10 ** math.floor(math.log10(v))) if v > 0 else 0
@@ -143,7 +146,7 @@ def _trial_styles(trials: pd.DataFrame) -> tuple[dict[str, dict], Normalize, str
     return styles, norm, "viridis"
 
 
-def _status_legend(ax: object, trials: pd.DataFrame) -> None:
+def _status_legend(ax: Axes, trials: pd.DataFrame) -> None:
     handles, labels = [], []
     if trials["collapsed"].fillna(False).any():
         handles.append(Line2D([], [], color=COLLAPSE_COLOR, ls="--"))
@@ -219,8 +222,8 @@ def collapse_plot(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Path
 
 
 # --- all parameters at once -------------------------------------------------------------------
-def parallel_plot(trials: pd.DataFrame, params: list[str], out: Path, *, log_params: list[str] = (),
-                  categorical_params: list[str] = ()) -> Path | None:
+def parallel_plot(trials: pd.DataFrame, params: list[str], out: Path, *, log_params: Sequence[str] = (),
+                  categorical_params: Sequence[str] = ()) -> Path | None:
     """Parallel coordinates: one vertical axis per parameter plus kNN top-1, one line per trial,
     coloured by its final kNN top-1."""
     data = trials[trials["knn_top1"].notna()]
@@ -258,7 +261,7 @@ def parallel_plot(trials: pd.DataFrame, params: list[str], out: Path, *, log_par
         ys = [columns[name].iloc[i] for name in axes]
         ax.plot(xs, ys, color=cmap(norm(data["knn_top1"].iloc[i])), alpha=0.8, lw=1.5)
     for x, name in zip(xs, axes, strict=True):
-        ax.axvline(x, color="black", lw=0.8)
+        ax.axvline(float(x), color="black", lw=0.8)
         for y, text in ticks[name]:
             ax.annotate(text, (x, y), xytext=(4, 0), textcoords="offset points", fontsize=8, va="center")
     labels = [f"{p}\n(log)" if p in log_params else p for p in params] + [KNN_LABEL]

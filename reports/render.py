@@ -90,7 +90,7 @@ def add_ablation(doc: Document, result: Analysis) -> None:
     doc.heading("Ablation table")
     if result.reference_kind == "baseline":
         doc.note(f"Each parameter varied alone, the others at the baseline "
-                 f"({result.label(result.reference)}). 'Beyond seed noise': Welch's t-test over "
+                 f"({result.label(result.reference_point)}). 'Beyond seed noise': Welch's t-test over "
                  "repeats, p < 0.05; n/a with fewer than 2 repeats on a side.")
     else:
         doc.note("Every configuration against the best one. 'Beyond seed noise': Welch's t-test over "
@@ -107,7 +107,7 @@ def add_effects(doc: Document, sweep: Sweep, result: Analysis, counted: pd.DataF
     doc.heading("Parameter effects")
     baseline = None
     if result.reference_kind == "baseline":
-        baseline = float(result.row(result.reference)["mean"])
+        baseline = float(result.row(result.reference_point)["mean"])
     drawn = False
     for p in sweep.params:
         path = plots.effect_plot(counted, p, out / "plots" / f"effect_{p}.png", log=p in sweep.log_params,

@@ -32,3 +32,22 @@ mode: max
 repeats: 2
 resources: {{cpu: 1, gpu: 0}}
 """
+
+
+class _WritesAFile:
+    """Unpickling this calls ``open(marker, "w")``: proof that loading a file ran its code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def write_crafted_pickle(path: Path, marker: Path, **entries) -> Path:
+    """A real ``torch.save`` file whose 'teacher' entry writes ``marker`` when unpickled."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({**entries, "teacher": _WritesAFile(marker), "student": {}}, path)
+    return path

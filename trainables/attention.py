@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from trainables.checkpoint import load_pt
 from trainables.config import ConfigError, DINOConfig, make_config
 from trainables.data import build_datasets
 from trainables.dino.augment import IMAGENET_MEAN, IMAGENET_STD, eval_transform
@@ -77,7 +78,7 @@ def require_vit(backbone: nn.Module, arch: str) -> None:
 
 
 def patch_size_of(backbone: nn.Module) -> int:
-    size = backbone.patch_embed.patch_size
+    size = cast(Any, backbone.patch_embed).patch_size
     return int(size[0] if isinstance(size, (tuple, list)) else size)
 
 
@@ -90,7 +91,7 @@ def last_block_attention(backbone: nn.Module, images: torch.Tensor) -> torch.Ten
     the input of ``attn_drop`` - the softmax output, after any qk-norm, rotary embedding or
     relative position bias the model adds - is captured. The model is left as it was.
     """
-    attn = backbone.blocks[-1].attn
+    attn = cast(Any, backbone).blocks[-1].attn
     if not hasattr(attn, "attn_drop") or not hasattr(attn, "fused_attn"):
         raise ConfigError(f"{type(attn).__name__}: unsupported attention module (needs timm's "
                           "fused_attn switch and attn_drop, as in timm's ViT Attention)")
@@ -230,10 +231,7 @@ def resolve_checkpoint(source: str | Path) -> Path:
 
 
 def _read_checkpoint(file: Path) -> dict[str, Any]:
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user mistake
-        raise ConfigError(f"{file}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
+    state = load_pt(file, "checkpoint")  # weights-only: a file that would run code is refused
     if not isinstance(state, dict) or "teacher" not in state:
         keys = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
         raise ConfigError(f"{file}: not a DINO checkpoint of ablate (no 'teacher' entry; found {keys})")

@@ -95,6 +95,8 @@ class DINOConfig(BaseModel):
     data_path: str | None = Field(None, description="Folder of torchvision data / imagefolder.")
     download: bool = Field(False, description="Let torchvision download the dataset.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    skip_bad_images: bool = Field(
+        False, description="imagefolder: skip unreadable image files (counted, warned) instead of failing.")
     seed: int = Field(0, ge=0, description="Seed of every random number generator.")
     eval_every: int = Field(1, ge=0, description="kNN evaluation period in epochs, 0: end only.")
     knn_k: int = Field(20, ge=1, description="Neighbours of the weighted kNN vote [20].")
@@ -141,6 +143,19 @@ class DINOConfig(BaseModel):
 
 def config_keys() -> list[str]:
     return list(DINOConfig.model_fields)
+
+
+# Where a run executes, not what it computes: these may change when a run is resumed.
+PLACEMENT_KEYS = ("device", "num_workers")
+
+
+def config_differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """``key: old -> new`` for each key (bar PLACEMENT_KEYS) that two config dumps disagree on."""
+    keys = [k for k in DINOConfig.model_fields if k not in PLACEMENT_KEYS]
+    norm = lambda v: list(v) if isinstance(v, tuple) else v  # YAML/JSON dumps turn tuples into lists
+    # A key one side lacks (a config written before the key existed) holds its default: no change.
+    return [f"{k}: {before[k]!r} -> {after[k]!r}" for k in keys
+            if k in before and k in after and norm(before[k]) != norm(after[k])]
 
 
 def describe_keys() -> str:

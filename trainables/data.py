@@ -6,6 +6,7 @@ only by the kNN evaluation, never by DINO training.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -58,11 +59,12 @@ def load_digits_split(test_size: float = 0.2, seed: int = 0) -> tuple[ImageList,
 
     digits = load_digits()
     pixels = (digits.images / 16.0 * 255.0).round().clip(0, 255).astype(np.uint8)
-    images = [Image.fromarray(p, mode="L").resize((DIGITS_SIZE, DIGITS_SIZE), Image.BICUBIC).convert("RGB")
+    bicubic = Image.Resampling.BICUBIC
+    images = [Image.fromarray(p, mode="L").resize((DIGITS_SIZE, DIGITS_SIZE), bicubic).convert("RGB")
               for p in pixels]
     idx_train, idx_test = train_test_split(
         np.arange(len(images)), test_size=test_size, stratify=digits.target, random_state=seed)
-    pick = lambda idx: ImageList([images[i] for i in idx], digits.target[idx])  # noqa: E731
+    pick = lambda idx: ImageList([images[i] for i in idx], digits.target[idx])
     return pick(idx_train), pick(idx_test)
 
 
@@ -108,14 +110,56 @@ def _torchvision(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
 
 
 def _imagefolder(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
-    from torchvision import datasets
-
     root = Path(cfg.data_path or "").expanduser()
     missing = [d for d in ("train", "val") if not (root / d).is_dir()]
     if missing:
         raise ConfigError(f"data_path={str(root)!r}: dataset 'imagefolder' needs the sub-folders "
                           f"train/ and val/ (one folder per class inside each); missing: {missing}")
-    return datasets.ImageFolder(root / "train"), datasets.ImageFolder(root / "val")
+    return (checked_image_folder(root / "train", cfg.skip_bad_images),
+            checked_image_folder(root / "val", cfg.skip_bad_images))
+
+
+def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:
+    """An ImageFolder whose every file decodes: a bad one is an error naming it, or is skipped.
+
+    Each image is decoded once here (JPEGs at reduced scale, which still reads every byte), so
+    a truncated or non-image file stops the run before training instead of in the middle.
+    """
+    from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    empty = ConfigError(f"{folder}: no image files (expected one sub-folder per class holding "
+                        f"{', '.join(IMG_EXTENSIONS)} files)")
+    try:
+        ds = ImageFolder(folder, allow_empty=True)
+    except FileNotFoundError:  # not even a class folder
+        raise empty from None
+    bad = [(path, problem) for path, _ in ds.samples if (problem := image_problem(path))]
+    if bad and not skip_bad:
+        path, problem = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ConfigError(f"{path}: not a readable image ({problem}){more}; remove it, or pass "
+                          "--set skip_bad_images=true to skip unreadable files")
+    if bad:
+        skipped = {path for path, _ in bad}
+        ds.samples = ds.imgs = [s for s in ds.samples if s[0] not in skipped]
+        ds.targets = [label for _, label in ds.samples]
+        print(f"ablate: warning: skipped {len(bad)} unreadable image files in {folder} "
+              f"(e.g. {bad[0][0]}: {bad[0][1]})", file=sys.stderr)
+    if not ds.samples:
+        raise empty
+    return ds
+
+
+def image_problem(path: str) -> str:
+    """Why ``path`` does not decode as an image; "" when it does."""
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (64, 64))
+            img.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        return str(exc).split("\n", 1)[0] or type(exc).__name__
+    return ""
 
 
 def build_datasets(cfg: DINOConfig) -> tuple[Dataset, Dataset]:

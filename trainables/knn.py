@@ -29,7 +29,7 @@ def knn_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_
     n_classes = num_classes or int(max(train_labels.max(), test_labels.max())) + 1
     k = min(k, train.shape[0])
     chunk = max(1, max_chunk_elems // max(train.shape[0], 1))
-    top1 = top5 = 0
+    top1 = top5 = 0.0
     for start in range(0, test.shape[0], chunk):
         sim = test[start:start + chunk] @ train.t()
         sim_k, idx = sim.topk(k, dim=1)

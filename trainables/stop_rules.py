@@ -40,7 +40,8 @@ class CollapseMonitor:
     """
 
     def __init__(self, rules: StopRules) -> None:
-        self.rules, self.streak, self.kind = rules, 0, None
+        self.rules, self.streak = rules, 0
+        self.kind: str | None = None
 
     def update(self, metrics: dict[str, Any]) -> str:
         if not self.rules.collapse or "teacher_entropy" not in metrics:

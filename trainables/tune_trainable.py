@@ -7,15 +7,19 @@ collapses with its reason recorded (``trial_outcome``, ``stop_reason``).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from ray import tune
 
+from trainables.checkpoint import DamagedFileError, UnsafeFileError, load_pt
 from trainables.config import DINOConfig
 from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, NonFiniteLossError
 from trainables.stop_rules import CollapseMonitor, StopRules
@@ -49,13 +53,9 @@ def dino_trainable(config: dict[str, Any]) -> None:
     rules = StopRules(**config.get("_stop", {}))
     trainer = DINOTrainer(cfg)
     monitor = CollapseMonitor(rules)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as folder:
-            trainer.load_checkpoint(Path(folder) / CHECKPOINT_NAME)
-            monitor.load_state_dict(torch.load(Path(folder) / "monitor.pt", weights_only=False))
+    note = restore_trial(trainer, monitor, tune.get_checkpoint())
     base = {"stop_reason": "", "trial_outcome": "running", "seed": cfg.seed, "repeat": trial_repeat(config),
-            **_placement()}
+            **_placement(), **({"restore_note": note} if note else {})}
     try:
         for metrics in trainer.run():
             metrics = {**base, **metrics, "reported_at": time.time()}
@@ -72,6 +72,55 @@ def dino_trainable(config: dict[str, Any]) -> None:
             raise
         tune.report({**base, "epoch": trainer.epoch + 1, "trial_outcome": "diverged",
                      "stop_reason": str(exc), "reported_at": time.time()})
+
+
+def restore_trial(trainer: DINOTrainer, monitor: CollapseMonitor, checkpoint: tune.Checkpoint | None) -> str:
+    """Load the newest usable checkpoint of the trial; returns a note when it was not the latest.
+
+    Ray keeps the trial's last ``num_to_keep`` checkpoints side by side (``checkpoint_NNNNNN``).
+    A damaged latest one (truncated by a full disk or a crash) falls back to the one before it;
+    when none is usable, the trial starts again from epoch 0 instead of failing every retry.
+    """
+    if checkpoint is None:
+        return ""
+    problems = []
+    for folder in kept_checkpoints(checkpoint):
+        try:
+            with checkpoint_folder(checkpoint, folder) as local:  # the trainer changes only once both load
+                monitor_state = load_pt(local / "monitor.pt", "monitor state")
+                trainer.load_checkpoint(local / CHECKPOINT_NAME)
+            monitor.load_state_dict(monitor_state)
+        except (DamagedFileError, UnsafeFileError) as exc:
+            problems.append(str(exc))
+            continue
+        if not problems:
+            return ""
+        note = f"{'; '.join(problems)}; continued from {folder.name} (epoch {trainer.epoch}) instead"
+        print(f"ablate: warning: {note}", file=sys.stderr)
+        return note
+    note = f"{'; '.join(problems)}; no usable checkpoint is left, so the trial restarts from epoch 0"
+    print(f"ablate: warning: {note}", file=sys.stderr)
+    return note
+
+
+def kept_checkpoints(checkpoint: tune.Checkpoint) -> list[Path]:
+    """The latest checkpoint folder, then the older ones Ray kept beside it, newest first."""
+    latest = Path(checkpoint.path)
+    # Remote storage: only the latest checkpoint is reachable (through as_directory).
+    if checkpoint.filesystem is None or checkpoint.filesystem.type_name != "local":
+        return [latest]
+    older = sorted((p for p in latest.parent.glob("checkpoint_*") if p.is_dir() and p.name < latest.name),
+                   reverse=True)
+    return [latest, *older]
+
+
+@contextlib.contextmanager
+def checkpoint_folder(checkpoint: tune.Checkpoint, folder: Path) -> Iterator[Path]:
+    if folder == Path(checkpoint.path):
+        with checkpoint.as_directory() as local:
+            yield Path(local)
+    else:
+        yield folder
 
 
 def _report(trainer: DINOTrainer, monitor: CollapseMonitor, metrics: dict[str, Any]) -> None:

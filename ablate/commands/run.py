@@ -16,6 +16,9 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
                         "(token auth: export RAY_AUTH_MODE=token with the cluster's token)")
     p.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of the local Ray (default: all)")
     p.add_argument("--num-gpus", type=int, metavar="N", help="GPUs of the local Ray (default: detected)")
+    p.add_argument("--connect-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="with --address: give up when the cluster does not answer within this "
+                        "time (default 30)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,5 +48,6 @@ def main(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, args.sets, force=args.force)  # every mistake is reported before Ray starts
     print(f"ablate: sweep {spec.name!r}: {spec.num_trials} trials ({spec.search.algorithm}), "
           f"results in {Path(args.storage) / spec.name}", file=sys.stderr)
-    sweep_dir = run_sweep(spec, args.storage, args.address, args.num_cpus, args.num_gpus)
+    sweep_dir = run_sweep(spec, args.storage, args.address, args.num_cpus, args.num_gpus,
+                          args.connect_timeout)
     return finish(sweep_dir)

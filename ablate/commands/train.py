@@ -13,7 +13,7 @@ import yaml
 from ablate.errors import UserError
 from ablate.overrides import load_yaml, parse_sets
 from ablate.spec import arch_problem
-from trainables.config import ConfigError, DINOConfig, describe_keys, make_config
+from trainables.config import ConfigError, DINOConfig, config_differences, describe_keys, make_config
 from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, NonFiniteLossError
 
 EPILOG = "Trainer keys (name, default, meaning [paper value]):\n" + describe_keys()
@@ -61,10 +61,9 @@ def main(args: argparse.Namespace) -> int:
     if args.resume:
         if not ckpt.is_file():
             raise UserError(f"--resume: no {CHECKPOINT_NAME} in {out} (start the run without --resume)")
-        if args.config or args.sets:
-            raise UserError("--resume continues a run with the configuration it was started with; "
-                            "drop CONFIG and --set, or start a new run with another --out")
         cfg = make_config(load_yaml(out / "config.yaml"), f"{out / 'config.yaml'}: ")
+        if args.config or args.sets:
+            cfg = same_config(cfg, resolve_config(args.config, args.sets), out)
     else:
         cfg = resolve_config(args.config, args.sets)
         if ckpt.exists():
@@ -97,13 +96,30 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def same_config(saved: DINOConfig, given: DINOConfig, out: Path) -> DINOConfig:
+    """``given`` when it is the run's configuration (device and num_workers may change)."""
+    changed = config_differences(saved.model_dump(mode="json"), given.model_dump(mode="json"))
+    if changed:
+        raise UserError(f"--resume: the run in {out} was started with another configuration "
+                        f"(its config.yaml), and a resumed run keeps it; start a new run with another "
+                        f"--out. Differs: {'; '.join(changed)}")
+    return given
+
+
 def keep_metrics(path: Path, last_epoch: int) -> None:
     """On resume, drop metric rows newer than the checkpoint (written after it by a crashed run)."""
     if not path.exists():
         return
-    rows = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [r for r in rows if json.loads(r)["epoch"] <= last_epoch]
+    kept = [r for r in path.read_text().splitlines() if (e := _epoch(r)) is not None and e <= last_epoch]
     path.write_text("".join(r + "\n" for r in kept))
+
+
+def _epoch(row: str) -> int | None:
+    """The epoch of a metrics row; None for a blank or half-written line (a crash mid-write)."""
+    try:
+        return int(json.loads(row)["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def epoch_line(m: dict[str, Any], epochs: int, baseline: float | None) -> str:

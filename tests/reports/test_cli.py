@@ -26,7 +26,7 @@ def test_report_command_writes_the_report(sweep_copy: Path, capsys: pytest.Captu
     (lambda p: (p.mkdir(), (p / "spec.yaml").write_text("name: x\n")), "not a sweep folder, no tune/"),
     (lambda p: p.write_text("x"), "is a file"),
 ])
-def test_report_errors_name_the_path(tmp_path: Path, capsys: pytest.CaptureFixture, make, expected) -> None:  # noqa: ANN001
+def test_report_errors_name_the_path(tmp_path: Path, capsys: pytest.CaptureFixture, make, expected) -> None:
     target = tmp_path / "target"
     make(target)
     assert main(["report", str(target)]) == 2

@@ -70,3 +70,14 @@ def test_compare_without_a_shared_metric_is_a_user_error(report_dir: Path, tmp_p
 def test_compare_needs_two_inputs(report_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["compare", str(report_dir.parent), "--out", str(tmp_path / "o")]) == 2
     assert "two or more sweeps" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("second", ["{a}", "{a}/", "{a}/report/trials.parquet", "{a}/../a"])
+def test_compare_refuses_the_same_sweep_twice(tmp_path: Path, capsys: pytest.CaptureFixture, second: str):
+    a = tmp_path / "a"
+    (a / "report").mkdir(parents=True)
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a), second.format(a=a), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "are the same sweep" in err and "Traceback" not in err
+    assert not out.exists()

@@ -100,7 +100,7 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path, monkeypatch:
     target = tmp_path / "trials.parquet"
     target.write_bytes(b"old")
 
-    def broken(table, where) -> None:  # noqa: ANN001
+    def broken(table, where) -> None:
         Path(where).write_bytes(b"half")
         raise OSError("disk full")
 

@@ -30,3 +30,41 @@ def test_imagefolder_needs_train_and_val(tmp_path: Path):
     (tmp_path / "train" / "cat").mkdir(parents=True)
     with pytest.raises(ConfigError, match=r"train/ and val/.*missing: \['val'\]"):
         build_datasets(DINOConfig(dataset="imagefolder", data_path=str(tmp_path)))
+
+
+def _image_folder(root: Path, n: int = 40) -> Path:
+    """train/ and val/, two classes each, ``n`` small PNGs per class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / c / f"{i}.png")
+    return root
+
+
+def test_unreadable_images_are_named_before_training_or_skipped_and_counted(tmp_path: Path, capsys):
+    root = _image_folder(tmp_path / "data")
+    good = root / "train" / "a" / "0.png"
+    (root / "train" / "a" / "truncated.png").write_bytes(good.read_bytes()[:60])
+    (root / "train" / "b" / "notes.jpg").write_text("not an image")
+    cfg = DINOConfig(dataset="imagefolder", data_path=str(root))
+    with pytest.raises(ConfigError, match=r"truncated\.png: not a readable image .* \(and 1 more\); .*"
+                                          r"skip_bad_images=true"):
+        build_datasets(cfg)
+    train, test = build_datasets(cfg.model_copy(update={"skip_bad_images": True}))
+    assert (len(train), len(test)) == (80, 80)
+    assert "skipped 2 unreadable image files" in capsys.readouterr().err
+
+
+def test_an_empty_image_folder_is_an_error(tmp_path: Path):
+    root = _image_folder(tmp_path / "data", n=0)
+    with pytest.raises(ConfigError, match=r"train: no image files"):
+        build_datasets(DINOConfig(dataset="imagefolder", data_path=str(root)))
+    for folder in (root / "train").iterdir():
+        folder.rmdir()
+    with pytest.raises(ConfigError, match=r"train: no image files"):
+        build_datasets(DINOConfig(dataset="imagefolder", data_path=str(root)))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import timm
-import torch
 from torch import nn
 
+from trainables.checkpoint import load_pt
 from trainables.config import ConfigError
 
 
@@ -47,20 +48,39 @@ def load_pretrained(model: nn.Module, path: str) -> None:
     if not file.is_file():
         raise ConfigError(f"pretrained_weights={path!r}: no such file (weights are never downloaded; "
                           "give the path of a local .pth/.safetensors file)")
+    state: Any
     if file.suffix == ".safetensors":
         from safetensors.torch import load_file
         state = load_file(str(file))
     else:
-        state = torch.load(file, map_location="cpu", weights_only=False)
+        state = load_pt(file, "pretrained_weights file")
     for key in ("teacher", "state_dict", "model"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
+    if not isinstance(state, dict):
+        raise ConfigError(f"pretrained_weights={path!r}: not a state dict (found {type(state).__name__})")
     state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
     if is_vit(model) and "pos_embed" in state:
         from timm.layers import resample_abs_pos_embed
         n_prefix = 0 if getattr(model, "no_embed_class", False) else model.num_prefix_tokens
         state["pos_embed"] = resample_abs_pos_embed(
-            state["pos_embed"], new_size=model.patch_embed.grid_size, num_prefix_tokens=n_prefix)
-    result = model.load_state_dict(state, strict=False)
-    if len(result.missing_keys) == len(model.state_dict()):
-        raise ConfigError(f"pretrained_weights={path!r}: no key matches the backbone {type(model).__name__}")
+            state["pos_embed"], new_size=cast(Any, model.patch_embed).grid_size, num_prefix_tokens=n_prefix)
+    check_pretrained_keys(model, state, path)
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # a key matches but its shape does not
+        first = str(exc).split("\n\t", 2)[1] if "\n\t" in str(exc) else str(exc)
+        raise ConfigError(f"pretrained_weights={path!r}: does not fit {type(model).__name__} "
+                          f"({first})") from None
+
+
+def check_pretrained_keys(model: nn.Module, state: dict[str, Any], path: str) -> None:
+    """A file none of whose weights are loaded is a mistake (wrong file, arch or key prefix)."""
+    # BatchNorm's num_batches_tracked counters are bookkeeping, not weights: they never count
+    # as a match (a file matching only those would load nothing).
+    wanted = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
+    if not wanted & set(state):
+        theirs = ", ".join(sorted(state)[:3]) or "none"
+        ours = ", ".join(sorted(wanted)[:3])
+        raise ConfigError(f"pretrained_weights={path!r}: no weight matches the backbone "
+                          f"{type(model).__name__} (file keys: {theirs}...; expected e.g. {ours}...)")

@@ -54,9 +54,13 @@ class DINOLoss(nn.Module):
         loss = loss_fn(student(crops), teacher(crops[:2]), epoch)
     """
 
-    def __init__(self, out_dim: int, ncrops: int, warmup_teacher_temp: float, teacher_temp: float,
+    center: torch.Tensor  # buffers, registered in __init__
+    pair_mask: torch.Tensor
+
+    def __init__(self, out_dim: int, ncrops: int, *, warmup_teacher_temp: float, teacher_temp: float,
                  warmup_teacher_temp_epochs: int, nepochs: int, student_temp: float = 0.1,
                  center_momentum: float = 0.9, centering: str = "center") -> None:
+        # Keyword-only from the temperatures on: two swapped floats would still train, silently.
         super().__init__()
         if centering not in CENTERINGS:
             raise ValueError(f"centering must be one of {CENTERINGS}, got {centering!r}")
@@ -68,9 +72,10 @@ class DINOLoss(nn.Module):
         pair_mask[[0, 1], [0, 1]] = False
         self.register_buffer("pair_mask", pair_mask, persistent=False)
         self.teacher_temp_schedule = teacher_temp_schedule(
-            warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs, nepochs)
-        self.teacher_entropy = math.nan
-        self.kl_teacher_student = math.nan
+            warmup_teacher_temp=warmup_teacher_temp, teacher_temp=teacher_temp,
+            warmup_teacher_temp_epochs=warmup_teacher_temp_epochs, nepochs=nepochs)
+        self.teacher_entropy = torch.tensor(math.nan)
+        self.kl_teacher_student = torch.tensor(math.nan)
 
     def teacher_temp(self, epoch: int) -> float:
         return float(self.teacher_temp_schedule[min(epoch, len(self.teacher_temp_schedule) - 1)])

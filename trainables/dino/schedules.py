@@ -27,7 +27,7 @@ def cosine_scheduler(base_value: float, final_value: float, epochs: int, niter_p
     return schedule
 
 
-def teacher_temp_schedule(warmup_teacher_temp: float, teacher_temp: float,
+def teacher_temp_schedule(*, warmup_teacher_temp: float, teacher_temp: float,
                           warmup_teacher_temp_epochs: int, nepochs: int) -> np.ndarray:
     """Per-epoch teacher temperature: linear warmup, then constant (official DINOLoss).
 

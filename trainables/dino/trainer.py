@@ -12,16 +12,17 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from trainables.config import ConfigError, DINOConfig
+from trainables.checkpoint import DamagedFileError, load_pt
+from trainables.config import ConfigError, DINOConfig, config_differences
 from trainables.data import build_datasets, knn_memory_split, with_transform
 from trainables.dino.augment import DataAugmentationDINO, eval_transform
 from trainables.dino.backbone import build_backbone
@@ -65,7 +66,8 @@ def seed_everything(seed: int) -> None:
 
 def get_params_groups(model: nn.Module) -> list[dict[str, Any]]:
     """No weight decay on biases and 1-D parameters (norms), as in the official code."""
-    regularized, not_regularized = [], []
+    regularized: list[nn.Parameter] = []
+    not_regularized: list[nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
@@ -73,7 +75,7 @@ def get_params_groups(model: nn.Module) -> list[dict[str, Any]]:
     return [{"params": regularized}, {"params": not_regularized, "weight_decay": 0.0}]
 
 
-def clip_gradients(params: list[nn.Parameter], clip: float) -> None:
+def clip_gradients(params: list[torch.Tensor], clip: float) -> None:
     """Clip each parameter's gradient norm to ``clip`` separately (official ``clip_gradients``)."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
@@ -109,11 +111,14 @@ class DINOTrainer:
     def _build_data(self) -> None:
         cfg = self.cfg
         train, test = build_datasets(cfg)
-        if len(train) < cfg.batch_size * cfg.grad_accum_steps:  # type: ignore[arg-type]
+        n_train = len(cast(Sized, train))
+        if n_train < cfg.batch_size * cfg.grad_accum_steps:
             raise ConfigError(f"batch_size={cfg.batch_size} x grad_accum_steps={cfg.grad_accum_steps}: "
-                              f"larger than the {len(train)} training images of {cfg.dataset!r}")
-        augment = DataAugmentationDINO(cfg.global_crops_scale, cfg.local_crops_scale, cfg.local_crops_number,
-                                       cfg.global_crops_size, cfg.local_crops_size)
+                              f"larger than the {n_train} training images of {cfg.dataset!r}")
+        augment = DataAugmentationDINO(
+            global_crops_scale=cfg.global_crops_scale, local_crops_scale=cfg.local_crops_scale,
+            local_crops_number=cfg.local_crops_number, global_crops_size=cfg.global_crops_size,
+            local_crops_size=cfg.local_crops_size)
         self.train_set = with_transform(train, augment)
         self.memory_set = with_transform(knn_memory_split(cfg, train), eval_transform(cfg.global_crops_size))
         self.test_set = with_transform(test, eval_transform(cfg.global_crops_size))
@@ -128,10 +133,10 @@ class DINOTrainer:
         cfg = self.cfg
         backbone = build_backbone(cfg.arch, cfg.global_crops_size, cfg.patch_size, drop_path_rate,
                                   cfg.pretrained_weights)
-        head = DINOHead(backbone.num_features, cfg.out_dim, use_bn=cfg.use_bn_in_head,
-                        norm_last_layer=cfg.norm_last_layer, nlayers=cfg.head_nlayers,
-                        hidden_dim=cfg.head_hidden_dim, bottleneck_dim=cfg.head_bottleneck_dim,
-                        use_ln=cfg.use_ln_in_head)
+        head = DINOHead(in_dim=cast(int, backbone.num_features), out_dim=cfg.out_dim,
+                        use_bn=cfg.use_bn_in_head, norm_last_layer=cfg.norm_last_layer,
+                        nlayers=cfg.head_nlayers, hidden_dim=cfg.head_hidden_dim,
+                        bottleneck_dim=cfg.head_bottleneck_dim, use_ln=cfg.use_ln_in_head)
         return MultiCropWrapper(backbone, head)
 
     def _build_models(self) -> None:
@@ -140,23 +145,29 @@ class DINOTrainer:
         self.teacher.load_state_dict(self.student.state_dict())
         for p in self.teacher.parameters():
             p.requires_grad = False
-        self.student_params = list(self.student.parameters())
-        self.teacher_params = list(self.teacher.parameters())
+        self.student_params: list[torch.Tensor] = list(self.student.parameters())
+        self.teacher_params: list[torch.Tensor] = list(self.teacher.parameters())
         self.last_layer_params = [p for n, p in self.student.named_parameters() if "last_layer" in n]
 
     def _build_optimization(self) -> None:
         cfg = self.cfg
-        self.loss_fn = DINOLoss(cfg.out_dim, cfg.ncrops, cfg.warmup_teacher_temp, cfg.teacher_temp,
-                                cfg.warmup_teacher_temp_epochs, cfg.epochs, cfg.student_temp,
-                                cfg.center_momentum, cfg.centering).to(self.device)
+        self.loss_fn = DINOLoss(
+            out_dim=cfg.out_dim, ncrops=cfg.ncrops, warmup_teacher_temp=cfg.warmup_teacher_temp,
+            teacher_temp=cfg.teacher_temp, warmup_teacher_temp_epochs=cfg.warmup_teacher_temp_epochs,
+            nepochs=cfg.epochs, student_temp=cfg.student_temp, center_momentum=cfg.center_momentum,
+            centering=cfg.centering).to(self.device)
         self.koleo = KoLeoLoss()
         self.optimizer = torch.optim.AdamW(get_params_groups(self.student))
         use_scaler = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         n = self.niter_per_ep
-        self.lr_schedule = cosine_scheduler(cfg.effective_lr, cfg.min_lr, cfg.epochs, n, cfg.warmup_epochs)
-        self.wd_schedule = cosine_scheduler(cfg.weight_decay, cfg.weight_decay_end, cfg.epochs, n)
-        self.momentum_schedule = cosine_scheduler(cfg.momentum_teacher, 1.0, cfg.epochs, n)
+        self.lr_schedule = cosine_scheduler(base_value=cfg.effective_lr, final_value=cfg.min_lr,
+                                            epochs=cfg.epochs, niter_per_ep=n,
+                                            warmup_epochs=cfg.warmup_epochs)
+        self.wd_schedule = cosine_scheduler(base_value=cfg.weight_decay, final_value=cfg.weight_decay_end,
+                                            epochs=cfg.epochs, niter_per_ep=n)
+        self.momentum_schedule = cosine_scheduler(base_value=cfg.momentum_teacher, final_value=1.0,
+                                                  epochs=cfg.epochs, niter_per_ep=n)
 
     # --- the loop -------------------------------------------------------------------------
     def run(self) -> Iterator[dict[str, Any]]:
@@ -265,7 +276,7 @@ class DINOTrainer:
             torch._foreach_lerp_(self.teacher_params, self.student_params, weight)
         return stats
 
-    def _progress_bar(self, epoch: int):  # noqa: ANN202
+    def _progress_bar(self, epoch: int) -> Any:
         if not self.progress:
             return None
         from tqdm.auto import tqdm
@@ -287,13 +298,11 @@ class DINOTrainer:
     def state_dict(self) -> dict[str, Any]:
         return {
             "student": self.student.state_dict(), "teacher": self.teacher.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "dino_loss": self.loss_fn.state_dict(),
+            "optimizer": plain_optimizer_state(self.optimizer), "dino_loss": self.loss_fn.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "epoch": self.epoch, "baseline_done": self.baseline_done,
             "config": self.cfg.model_dump(mode="json"),
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                    "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+            "rng": rng_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -304,23 +313,67 @@ class DINOTrainer:
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.baseline_done = int(state["epoch"]), bool(state.get("baseline_done", True))
-        rng = state.get("rng") or {}
-        if rng:
-            random.setstate(rng["python"])
-            np.random.set_state(rng["numpy"])
-            torch.set_rng_state(rng["torch"])
-            if rng.get("cuda") and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
+        if state.get("rng"):
+            set_rng_state(state["rng"])
 
     def save_checkpoint(self, path: str | os.PathLike) -> Path:
         """Write atomically (temporary file, then rename), so a crash never leaves half a file."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(self.state_dict(), f)
+            os.replace(tmp, path)
+        except (OSError, RuntimeError) as exc:  # a full disk: keep the previous checkpoint, drop the half
+            tmp.unlink(missing_ok=True)
+            raise _write_error(exc, tmp) from None
         return path
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        state = torch.load(Path(path), map_location=self.device, weights_only=False)
+        """Load weights-only (a file that would run code is refused: ``UnsafeFileError``)."""
+        state = load_pt(path, "checkpoint", map_location=self.device)
+        if not isinstance(state, dict) or "student" not in state:
+            raise DamagedFileError(f"{path}: not a checkpoint of a DINO run (no 'student' entry)")
+        changed = config_differences(state.get("config") or {}, self.cfg.model_dump(mode="json"))
+        if state.get("config") and changed:
+            raise ConfigError(f"{path}: written by a run with another configuration; a resumed run "
+                              f"must keep it. Differs: {'; '.join(changed)}")
         self.load_state_dict(state)
+
+
+def _write_error(exc: Exception, path: Path) -> Exception:
+    # torch.save reports a failed write (disk full, read-only) as a RuntimeError whose context is
+    # the OSError with the errno: that OSError, naming the file, is the useful error.
+    cause = exc if isinstance(exc, OSError) else exc.__context__
+    if isinstance(cause, OSError):
+        return OSError(cause.errno, cause.strerror, str(path))
+    return exc
+
+
+def plain_optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's state with the schedules' numpy scalars (lr, weight_decay) as floats."""
+    state = optimizer.state_dict()
+    for group in state["param_groups"]:
+        group.update({k: v.item() for k, v in group.items() if isinstance(v, np.generic)})
+    return state
+
+
+def rng_state() -> dict[str, Any]:
+    """Every generator's state as tensors, ints and tuples: what weights-only loading accepts."""
+    state = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))
+    kind, keys, pos, has_gauss, gauss = state
+    return {"python": random.getstate(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(rng: dict[str, Any]) -> None:
+    random.setstate(rng["python"])
+    kind, keys, *rest = rng["numpy"]  # keys: a tensor, or an array in checkpoints of ablate 0.1
+    keys = keys.cpu().numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
+    np.random.set_state((kind, keys.astype(np.uint32), *rest))
+    torch.set_rng_state(rng["torch"].cpu())
+    if rng.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])

@@ -27,3 +27,16 @@ def test_cnn_backbones_work_and_unknown_names_are_clear():
     assert cnn(torch.randn(2, 3, 32, 32)).shape == (2, cnn.num_features)
     with pytest.raises(ConfigError, match="not a timm model"):
         build_backbone("vit_no_such_model", 32, 4, 0.0)
+
+
+@pytest.mark.parametrize("arch", ["resnet10t", "test_vit"])  # resnet10t: BatchNorm counters everywhere
+def test_pretrained_weights_matching_nothing_or_misshapen_are_errors(tmp_path: Path, arch: str):
+    file = tmp_path / "w.pth"
+    torch.save({"model": {"fc.weight": torch.zeros(2), "conv.bias": torch.zeros(2)}}, file)
+    with pytest.raises(ConfigError, match=r"no weight matches the backbone .*file keys: conv\.bias"):
+        build_backbone(arch, 16, 4, 0.0, pretrained_weights=str(file))
+    state = build_backbone(arch, 16, 4, 0.0).state_dict()
+    name = next(k for k, v in state.items() if v.ndim > 1)
+    torch.save({**state, name: torch.zeros(3)}, file)
+    with pytest.raises(ConfigError, match=f"does not fit .*size mismatch for {name}"):
+        build_backbone(arch, 16, 4, 0.0, pretrained_weights=str(file))

@@ -6,6 +6,8 @@ from torch.nn import functional as F
 
 from trainables.dino.loss import DINOLoss, KoLeoLoss, sinkhorn_knopp
 
+FIXED_TEMP = dict(warmup_teacher_temp=0.04, teacher_temp=0.04, warmup_teacher_temp_epochs=0, nepochs=1)
+
 
 def official_dino_loss(student_output, teacher_output, center, student_temp, temp, ncrops):
     """facebookresearch/dino DINOLoss.forward, written out with its loops."""
@@ -39,18 +41,21 @@ def test_loss_matches_official_loops_and_center_update(ncrops):
 
 
 def test_teacher_temperature_warmup_then_constant():
-    loss_fn = DINOLoss(8, 4, 0.04, 0.07, warmup_teacher_temp_epochs=30, nepochs=100)
+    loss_fn = DINOLoss(8, 4, warmup_teacher_temp=0.04, teacher_temp=0.07, warmup_teacher_temp_epochs=30,
+                       nepochs=100)
     assert loss_fn.teacher_temp(0) == pytest.approx(0.04)
     assert loss_fn.teacher_temp(29) == pytest.approx(0.07)
     assert loss_fn.teacher_temp(99) == pytest.approx(0.07)
-    short = DINOLoss(8, 4, 0.04, 0.07, warmup_teacher_temp_epochs=30, nepochs=5)  # official code crashes
+    # the official code crashes on a warmup longer than the run
+    short = DINOLoss(8, 4, warmup_teacher_temp=0.04, teacher_temp=0.07, warmup_teacher_temp_epochs=30,
+                     nepochs=5)
     assert short.teacher_temp(4) == pytest.approx(0.04 + 4 * 0.03 / 29)
 
 
 def test_diagnostics_are_entropy_and_kl():
     torch.manual_seed(1)
     B, K, ncrops = 4, 16, 3
-    loss_fn = DINOLoss(K, ncrops, 0.04, 0.04, 0, 1)
+    loss_fn = DINOLoss(K, ncrops, **FIXED_TEMP)
     s, t = torch.randn(ncrops * B, K), torch.randn(2 * B, K)
     loss = loss_fn(s, t, 0)
     q = F.softmax(t / 0.04, dim=-1)
@@ -66,7 +71,7 @@ def test_diagnostics_are_entropy_and_kl():
 
 def test_uniform_teacher_and_student_give_ln_k():
     K = 64
-    loss_fn = DINOLoss(K, 4, 0.04, 0.04, 0, 1)
+    loss_fn = DINOLoss(K, 4, **FIXED_TEMP)
     loss = loss_fn(torch.zeros(4 * 3, K), torch.zeros(2 * 3, K), 0)
     assert loss.item() == pytest.approx(math.log(K), rel=1e-6)
     assert loss_fn.teacher_entropy.item() == pytest.approx(math.log(K), rel=1e-6)
@@ -80,12 +85,12 @@ def test_sinkhorn_knopp_balances_prototypes_and_samples():
 
 
 def test_centering_none_leaves_the_teacher_uncentered():
-    loss_fn = DINOLoss(8, 2, 0.1, 0.1, 0, 1, centering="none")
+    loss_fn = DINOLoss(8, 2, **FIXED_TEMP, centering="none")
     loss_fn.center.fill_(5.0)
     t = torch.randn(4, 8)
-    torch.testing.assert_close(loss_fn.teacher_probs(t, 0), F.softmax(t / 0.1, dim=-1))
+    torch.testing.assert_close(loss_fn.teacher_probs(t, 0), F.softmax(t / 0.04, dim=-1))
     with pytest.raises(ValueError, match="centering"):
-        DINOLoss(8, 2, 0.1, 0.1, 0, 1, centering="bogus")
+        DINOLoss(8, 2, **FIXED_TEMP, centering="bogus")
 
 
 def test_koleo_is_lower_for_spread_features():
@@ -94,3 +99,8 @@ def test_koleo_is_lower_for_spread_features():
     koleo = KoLeoLoss()
     assert koleo(spread) < koleo(clumped)
     assert koleo(spread).item() == pytest.approx(-math.log(math.sqrt(2)), rel=1e-5)
+
+
+def test_temperatures_are_keyword_only():
+    with pytest.raises(TypeError, match="positional"):
+        DINOLoss(8, 4, 0.04, 0.07, 30, 100)  # which float is which? the constructor will not guess

@@ -1,0 +1,124 @@
+"""What a sweep exposes on the network: a local Ray listens on loopback only; a dead --address fails fast.
+
+Both run the real `ablate` command line in a subprocess: Ray reads its bind switch when it is
+imported, and the test process has imported Ray already.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ablate.errors import UserError
+from ablate.sweep import wait_for_address
+from tests.helpers import OPTUNA_SPEC, write_spec
+
+CLI = [sys.executable, "-m", "ablate.cli"]
+
+
+def closed_port() -> int:
+    with socket.socket() as s:  # bound, never listening, then closed: connections are refused
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except (OSError, ValueError):
+            continue
+        if entry.isdigit():
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        found.append(todo.pop())
+        todo += children.get(found[-1], [])
+    return found
+
+
+def listening_sockets(pids: list[int]) -> set[tuple[str, str]]:
+    """(process name, local address) of every TCP socket in LISTEN state held by ``pids``."""
+    listening = {}
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # TCP_LISTEN
+                listening[fields[9]] = _address(fields[1].split(":")[0], width)
+    found = set()
+    for pid in pids:
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:  # the process ended meanwhile
+            continue
+        found |= {(name, listening[link[8:-1]]) for link in links if link[8:-1] in listening}
+    return found
+
+
+def _address(hex_ip: str, width: int) -> str:
+    raw = bytes.fromhex(hex_ip)  # /proc/net lists each 32-bit word in host (little-endian) order
+    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, width, 4))
+    return str(ipaddress.ip_address(raw))
+
+
+def is_loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback)
+
+
+@pytest.mark.slow
+def test_a_local_sweep_listens_on_loopback_only(tmp_path: Path):
+    spec = write_spec(tmp_path, OPTUNA_SPEC.replace("num_samples: 2", "num_samples: 1")
+                      .replace("repeats: 2", "repeats: 1").replace("'epochs': 2", "'epochs': 3"))
+    log = tmp_path / "run.log"
+    run = [*CLI, "run", str(spec), "--storage", str(tmp_path / "runs"), "--num-cpus", "1"]
+    driver = subprocess.Popen(run, start_new_session=True, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    seen: set[tuple[str, str]] = set()
+    try:
+        while driver.poll() is None:
+            seen |= listening_sockets(descendants(driver.pid))
+            time.sleep(0.3)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.wait() == 0, log.read_text()[-3000:]
+    names = {name for name, _ in seen}
+    assert {"gcs_server", "raylet"} <= names, seen  # the sockets of this Ray were found
+    assert all(is_loopback(address) for _, address in seen), sorted(seen)
+
+
+def test_wait_for_address_gives_up_after_the_timeout():
+    start = time.monotonic()
+    with pytest.raises(UserError, match=r"nothing answered within 2 s \(Connection refused\)"):
+        wait_for_address(f"127.0.0.1:{closed_port()}", 2)
+    assert time.monotonic() - start < 4
+
+
+def test_run_with_a_dead_address_exits_2_and_honours_sigterm(tmp_path: Path):
+    spec = write_spec(tmp_path, OPTUNA_SPEC)
+    address = f"127.0.0.1:{closed_port()}"
+    run = [*CLI, "run", str(spec), "--storage", str(tmp_path / "runs"), "--address", address]
+    short = subprocess.Popen([*run, "--connect-timeout", "2"], stderr=subprocess.PIPE, text=True)
+    long = subprocess.Popen([*run, "--connect-timeout", "600"], stderr=subprocess.PIPE, text=True)
+    assert long.stderr.readline().startswith("ablate: sweep 'tiny'")  # the spec is read: Ray is next
+    time.sleep(2)
+    long.send_signal(signal.SIGTERM)
+    try:
+        assert long.wait(timeout=10) == -signal.SIGTERM
+        assert short.wait(timeout=120) == 2
+    finally:
+        for proc in (short, long):
+            proc.kill()
+    err = short.stderr.read()
+    assert f"ablate run: error: --address {address}: nothing answered within 2 s" in err, err
+    assert "Traceback" not in err

@@ -1,0 +1,67 @@
+"""Restoring a trial from the checkpoints Ray kept: a damaged latest one falls back, none restarts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from ray import tune
+
+from tests.helpers import TINY_TRAINER
+from trainables.config import DINOConfig
+from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer
+from trainables.stop_rules import CollapseMonitor, StopRules
+from trainables.tune_trainable import restore_trial
+
+
+@pytest.fixture(scope="module")
+def trial_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trial folder as Ray leaves it with num_to_keep=2: checkpoints after epochs 1 and 2."""
+    trial = tmp_path_factory.mktemp("trial")
+    trainer = DINOTrainer(DINOConfig(**TINY_TRAINER))
+    for metrics in trainer.run():
+        if metrics["epoch"]:
+            folder = trial / f"checkpoint_{metrics['epoch'] - 1:06d}"
+            trainer.save_checkpoint(folder / CHECKPOINT_NAME)
+            torch.save({"streak": metrics["epoch"], "kind": None}, folder / "monitor.pt")
+    return trial
+
+
+def restored(trial: Path, *damaged: str, file_name: str = CHECKPOINT_NAME
+             ) -> tuple[DINOTrainer, CollapseMonitor, str]:
+    for name in damaged:
+        file = trial / name / file_name
+        file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])  # a crash mid-write
+    trainer, monitor = DINOTrainer(DINOConfig(**TINY_TRAINER)), CollapseMonitor(StopRules())
+    latest = tune.Checkpoint.from_directory(str(trial / "checkpoint_000001"))
+    return trainer, monitor, restore_trial(trainer, monitor, latest)
+
+
+def test_intact_latest_checkpoint_restores_silently(trial_dir: Path, tmp_path: Path):
+    trainer, monitor, note = restored(_copy(trial_dir, tmp_path))
+    assert (trainer.epoch, monitor.streak, note) == (2, 2, "")
+
+
+def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(trial_dir: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture):
+    trainer, monitor, note = restored(_copy(trial_dir, tmp_path), "checkpoint_000001")
+    assert (trainer.epoch, monitor.streak) == (1, 1)
+    assert "checkpoint_000001/checkpoint.pt: not a readable PyTorch checkpoint" in note
+    assert "continued from checkpoint_000000 (epoch 1)" in note
+    assert note in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("file_name", [CHECKPOINT_NAME, "monitor.pt"])
+def test_no_usable_checkpoint_restarts_from_epoch_0(trial_dir: Path, tmp_path: Path, file_name: str):
+    trainer, monitor, note = restored(_copy(trial_dir, tmp_path), "checkpoint_000001", "checkpoint_000000",
+                                      file_name=file_name)
+    assert (trainer.epoch, trainer.baseline_done, monitor.streak) == (0, False, 0)
+    assert "no usable checkpoint is left, so the trial restarts from epoch 0" in note
+    assert [m["epoch"] for m in trainer.run()] == [0, 1, 2]
+
+
+def _copy(trial: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(trial, tmp_path / "trial"))
