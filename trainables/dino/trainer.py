@@ -172,9 +172,10 @@ class DINOTrainer:
     def _build_models(self) -> None:
         self.student = self._make_network(self.cfg.drop_path_rate).to(self.device)
         self.teacher = self._make_network(0.0).to(self.device)  # the teacher has no drop path
-        # CNNs run faster on NHWC tensors on GPUs (tensor cores); state dicts are unchanged.
-        self.memory_format = (torch.channels_last if self.device.type == "cuda"
-                              and not is_vit(self.student.backbone) else torch.contiguous_format)
+        # CNNs run faster on NHWC tensors: tensor cores on GPUs, oneDNN on CPUs (resnet10t's
+        # step 1.4x on one core, bench/README.md). State dicts are unchanged.
+        self.memory_format = (torch.contiguous_format if is_vit(self.student.backbone)
+                              else torch.channels_last)
         if self.memory_format == torch.channels_last:
             self.student.to(memory_format=self.memory_format)
             self.teacher.to(memory_format=self.memory_format)
@@ -194,8 +195,9 @@ class DINOTrainer:
                                 cfg.warmup_teacher_temp_epochs, cfg.epochs, cfg.student_temp,
                                 cfg.center_momentum, cfg.centering).to(self.device)
         self.koleo = KoLeoLoss()
-        # One fused kernel on CUDA; multi-tensor (foreach) elsewhere. Neither syncs with the host.
-        fused = self.device.type == "cuda"
+        # The fused kernel (CUDA and CPU; on one CPU core 2-4x faster than foreach), multi-tensor
+        # elsewhere. Neither syncs with the host.
+        fused = self.device.type in ("cuda", "cpu")
         self.optimizer = torch.optim.AdamW(get_params_groups(self.student), fused=fused or None,
                                            foreach=None if fused else True)
         use_scaler = self.amp_dtype == torch.float16
