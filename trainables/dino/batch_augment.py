@@ -235,8 +235,8 @@ class BatchDataAugmentationDINO:
         height, width = batch.shape[-2:]
         boxes = crop_boxes(u, height, width, scale)
         largest = min(max(height, width), math.sqrt(scale[1] * height * width * 4 / 3))
-        # Antialias only where a box can be 1.5x the output or more (PIL averages when shrinking).
-        supersample = min(4, max(1, round(largest / size)))
+        # Antialias where a box can be larger than the output: PIL averages when it shrinks.
+        supersample = min(4, max(1, math.ceil(largest / size - 0.05)))
         x = resized_crops(batch, boxes, u[:, 2 * _ATTEMPTS + 2] < 0.5, size, supersample)
         params = self.crop_params(crop_ids, len(index), x.device)
         return self.photometric(x, u[:, 2 * _ATTEMPTS + 3:], params)
