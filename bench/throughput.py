@@ -7,6 +7,8 @@ first epoch is a warm-up and is not counted. Prints one JSON line.
     python bench/throughput.py                                 # digits, resnet10t, batch 32, 2x32 + 4x16
     python bench/throughput.py --set augment_device=cpu        # the per-image PIL pipeline
     python bench/throughput.py --compare /tmp/h9-base --pairs 3  # A/B against another checkout
+    python bench/throughput.py --device cuda --cifar-like 50000 --set arch=vit_tiny_patch16_224 \
+        --set patch_size=4 --set batch_size=256 --set local_crops_number=6 --set precision=bf16
 
 ``--compare DIR`` runs this bench alternately with ``PYTHONPATH=DIR`` (the other checkout) and with
 this checkout, ``--pairs`` times, and prints each pair's ratio (this / other) and the median.
@@ -38,11 +40,29 @@ def parse_value(text: str) -> Any:
     return yaml.safe_load(text)
 
 
+class CifarLike:
+    """Random uint8 images held like torchvision's CIFAR (``.data`` N x H x W x 3, ``.targets``)."""
+
+    def __init__(self, n: int, side: int = 32, seed: int = 0) -> None:
+        import numpy as np
+        rng = np.random.default_rng(seed)
+        self.data = rng.integers(0, 256, (n, side, side, 3), dtype=np.uint8)
+        self.targets = rng.integers(0, 10, n).tolist()
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from trainables.config import DINOConfig
+    from trainables.dino import trainer as trainer_module
     from trainables.dino.trainer import DINOTrainer
+
+    if args.cifar_like:  # CIFAR-sized in-memory data without a download
+        n = args.cifar_like
+        trainer_module.build_datasets = lambda cfg: (CifarLike(n), CifarLike(max(n // 5, 1), seed=1))
 
     torch.set_num_threads(args.threads)
     values = {**WORK, "device": args.device, "epochs": args.epochs + 1,
@@ -53,14 +73,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     speeds = [m["images_per_s"] for m in epochs]
     return {"img_per_s": round(statistics.median(speeds), 2), "per_epoch": [round(s, 2) for s in speeds],
             "data_wait_share": [round(m.get("data_wait_share", float("nan")), 3) for m in epochs],
-            "threads": args.threads, "device": str(trainer.device), "skipped_keys": sorted(set(values) - set(known)),
+            "gpu_mem_peak_gb": max((m.get("gpu_mem_peak_gb", 0.0) for m in epochs), default=0.0),
+            "threads": args.threads, "device": str(trainer.device),
+            "skipped_keys": sorted(set(values) - set(known)),
             "code": str(ROOT), "torch": torch.__version__, "loadavg": os.getloadavg()[0]}
 
 
 def compare(args: argparse.Namespace) -> None:
     """Alternate runs of the other checkout and this one; one ratio per pair."""
     argv = [sys.executable, str(Path(__file__).resolve()), "--epochs", str(args.epochs),
-            "--threads", str(args.threads), "--device", args.device, *[a for s in args.set for a in ("--set", s)]]
+            "--threads", str(args.threads), "--device", args.device,
+            *[a for s in args.set for a in ("--set", s)]]
     ratios = []
     for pair in range(args.pairs):
         runs = {}
@@ -82,6 +105,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="trainer key override")
+    p.add_argument("--cifar-like", type=int, default=0, metavar="N",
+                   help="train on N random 32 px uint8 images held like CIFAR (in memory)")
     p.add_argument("--compare", metavar="DIR", help="another checkout to A/B against")
     p.add_argument("--pairs", type=int, default=3)
     p.add_argument("--code", help=argparse.SUPPRESS)  # where the code comes from (set by --compare)

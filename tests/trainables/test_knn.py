@@ -53,6 +53,7 @@ def test_in_memory_features_match_the_per_image_eval_transform():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
     for size in (16, 12):  # as stored, and resized + center-cropped
         want, y = extract_features(model, with_transform(train, eval_transform(size)), torch.device("cpu"))
-        got, y2 = extract_features_in_memory(model, *in_memory(train), size, torch.device("cpu"), batch_size=5)
+        got, y2 = extract_features_in_memory(model, *in_memory(train), size, torch.device("cpu"),
+                                             batch_size=5)
         assert got.dtype == torch.float16 and torch.equal(y, y2)
         torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=0.02 if size == 12 else 2e-3)

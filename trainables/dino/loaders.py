@@ -141,7 +141,8 @@ class FolderMultiCropLoader:
             out: list[torch.Tensor] = []
             first = 0
             for ids, _, _ in self.augment.groups():
-                group = torch.cat([c.to(self.device, non_blocking=True) for c in crops[first:first + len(ids)]])
+                group = torch.cat([c.to(self.device, non_blocking=True)
+                                   for c in crops[first:first + len(ids)]])
                 x = group.float().mul_(1 / 255)
                 u = self.augment.photometric_draws(index, self.epoch, ids)
                 params = self.augment.crop_params(ids, len(index), self.device)

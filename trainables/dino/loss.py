@@ -91,7 +91,8 @@ class DINOLoss(nn.Module):
         with torch.autocast(student_output.device.type, enabled=False):
             return self._forward_fp32(student_output.float(), teacher_output.float(), epoch)
 
-    def _forward_fp32(self, student_output: torch.Tensor, teacher_output: torch.Tensor, epoch: int) -> torch.Tensor:
+    def _forward_fp32(self, student_output: torch.Tensor, teacher_output: torch.Tensor,
+                      epoch: int) -> torch.Tensor:
         n_teacher = 2
         batch = teacher_output.shape[0] // n_teacher
         log_p = F.log_softmax(student_output.float() / self.student_temp, dim=-1)

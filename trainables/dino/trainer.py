@@ -141,8 +141,9 @@ class DINOTrainer:
         if cfg.augment_device != "cpu" and self.device.type == "cuda":
             return FolderMultiCropLoader(train, batched, cfg.batch_size, workers, self.loader_generator,
                                          self.device)
-        per_image = DataAugmentationDINO(cfg.global_crops_scale, cfg.local_crops_scale, cfg.local_crops_number,
-                                         cfg.global_crops_size, cfg.local_crops_size, cfg.blur_radius_relative)
+        per_image = DataAugmentationDINO(
+            cfg.global_crops_scale, cfg.local_crops_scale, cfg.local_crops_number, cfg.global_crops_size,
+            cfg.local_crops_size, cfg.blur_radius_relative)
         return CPUMultiCropLoader(train, per_image, cfg.seed, cfg.batch_size, workers, self.loader_generator,
                                   self.device)
 
@@ -266,7 +267,7 @@ class DINOTrainer:
                                      "(try a lower lr, a lower teacher_temp or precision=fp32)")
         elapsed = time.perf_counter() - start
         last_it = (epoch + 1) * self.niter_per_ep - 1
-        return {**self._data_metrics(batches.wait_s, elapsed),
+        return {
             "epoch": epoch + 1, "loss": means[0], "dino_loss": means[1],
             "teacher_entropy": means[2], "kl_teacher_student": means[3],
             "ln_out_dim": cfg.ln_out_dim,
@@ -275,6 +276,7 @@ class DINOTrainer:
             "teacher_temp": self.loss_fn.teacher_temp(epoch),
             "momentum_teacher": float(self.momentum_schedule[last_it]),
             "epoch_time_s": elapsed, "images_per_s": images / elapsed if elapsed > 0 else 0.0,
+            **self._data_metrics(batches.wait_s, elapsed),
         }
 
     def _data_metrics(self, wait_s: float, elapsed: float) -> dict[str, float]:

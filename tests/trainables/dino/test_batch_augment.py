@@ -62,7 +62,8 @@ def test_uniforms_are_uniform_and_independent():
     assert abs(np.corrcoef(u[:, 0], u[:, 1])[0, 1]) < 0.03
 
 
-@pytest.mark.parametrize("height,width,scale", [(32, 32, (0.4, 1.0)), (32, 32, (0.05, 0.4)), (20, 40, (0.08, 1.0))])
+@pytest.mark.parametrize("height,width,scale",
+                         [(32, 32, (0.4, 1.0)), (32, 32, (0.05, 0.4)), (20, 40, (0.08, 1.0))])
 def test_crop_scale_and_aspect_ratio_match_torchvision(height, width, scale):
     boxes = crop_boxes(uniforms(0, 0, torch.arange(N), 0, 32), height, width, scale)
     top, left, h, w = boxes.unbind(1)
@@ -72,8 +73,8 @@ def test_crop_scale_and_aspect_ratio_match_torchvision(height, width, scale):
     assert area.min() >= scale[0] * 0.8 and area.max() <= 1.0
     torch.manual_seed(0)
     img = torch.zeros(3, height, width)
-    ref = torch.tensor([transforms.RandomResizedCrop.get_params(img, scale, (3 / 4, 4 / 3)) for _ in range(N)],
-                       dtype=torch.float32)
+    get_params = transforms.RandomResizedCrop.get_params
+    ref = torch.tensor([get_params(img, scale, (3 / 4, 4 / 3)) for _ in range(N)], dtype=torch.float32)
     ref_area, ref_ratio = ref[:, 2] * ref[:, 3] / (height * width), ref[:, 3] / ref[:, 2]
     assert abs(area.mean() - ref_area.mean()) < 0.02
     assert abs(ratio.log().mean() - ref_ratio.log().mean()) < 0.03
@@ -147,7 +148,7 @@ def test_per_image_and_batched_pipelines_agree_in_distribution():
     per_image = DataAugmentationDINO(*args, blur_radius_relative=True)
     crops = [per_image(im) for im in train.images]
     reference = image_stats([torch.stack([c[i] for c in crops]) for i in range(4)])
-    images = torch.from_numpy(np.stack([np.asarray(im) for im in train.images])).permute(0, 3, 1, 2).contiguous()
+    images = torch.from_numpy(np.stack([np.asarray(im) for im in train.images])).permute(0, 3, 1, 2)
     batched = image_stats(BatchDataAugmentationDINO(*args, blur_radius_relative=True)(
         images, torch.arange(len(images)), 0))
     for (m_ref, s_ref, g_ref), (m, s, g) in zip(reference, batched):

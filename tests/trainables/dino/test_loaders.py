@@ -5,7 +5,12 @@ import torch
 from trainables.data import in_memory, make_synthetic
 from trainables.dino.augment import DataAugmentationDINO
 from trainables.dino.batch_augment import BatchDataAugmentationDINO
-from trainables.dino.loaders import CPUMultiCropLoader, DeviceMultiCropLoader, FolderMultiCropLoader, SeededTransform
+from trainables.dino.loaders import (
+    CPUMultiCropLoader,
+    DeviceMultiCropLoader,
+    FolderMultiCropLoader,
+    SeededTransform,
+)
 
 ARGS = ((0.4, 1.0), (0.05, 0.4), 2, 16, 8)
 
