@@ -71,12 +71,40 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     trainer = DINOTrainer(DINOConfig(**known))
     epochs = [trainer.train_one_epoch(e) for e in range(args.epochs + 1)][1:]  # epoch 0 warms up
     speeds = [m["images_per_s"] for m in epochs]
+    extra = knn_cost(trainer, statistics.median(speeds)) if args.eval else {}
     return {"img_per_s": round(statistics.median(speeds), 2), "per_epoch": [round(s, 2) for s in speeds],
+            **extra,
             "data_wait_share": [round(m.get("data_wait_share", float("nan")), 3) for m in epochs],
             "gpu_mem_peak_gb": max((m.get("gpu_mem_peak_gb", 0.0) for m in epochs), default=0.0),
             "threads": args.threads, "device": str(trainer.device),
             "skipped_keys": sorted(set(values) - set(known)),
             "code": str(ROOT), "torch": torch.__version__, "loadavg": os.getloadavg()[0]}
+
+
+def knn_cost(trainer: Any, train_img_per_s: float) -> dict[str, float]:
+    """One kNN evaluation timed, and its cost relative to an epoch estimated for CIFAR-10.
+
+    Evaluation forwards every memory and test image once (CIFAR-10: 50,000 + 10,000): measured
+    here as eval images/s. The vote is one (10,000 x D) @ (D x 50,000) similarity matmul plus a
+    top-k: timed on a 1/25 slice (2,000 x 10,000) and scaled by 25. An epoch trains on the
+    50,000 train images at the measured train images/s. Share = (forward + vote) / epoch.
+    """
+    import time
+
+    import torch
+    n = len(trainer.memory_set) + len(trainer.test_set)
+    start = time.perf_counter()
+    trainer.evaluate()
+    eval_img_per_s = n / (time.perf_counter() - start)
+    dim = trainer.teacher.backbone.num_features
+    memory = torch.randn(10_000, dim, device=trainer.device)
+    queries = torch.randn(2_000, dim, device=trainer.device)
+    start = time.perf_counter()
+    (queries @ memory.t()).topk(trainer.cfg.knn_k, dim=1)
+    vote_s = 25 * (time.perf_counter() - start)
+    eval_s = 60_000 / eval_img_per_s + vote_s
+    return {"eval_img_per_s": round(eval_img_per_s, 1), "knn_vote_s_cifar10": round(vote_s, 2),
+            "knn_eval_share_cifar10": round(eval_s / (50_000 / train_img_per_s), 4)}
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -107,6 +135,7 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="trainer key override")
     p.add_argument("--cifar-like", type=int, default=0, metavar="N",
                    help="train on N random 32 px uint8 images held like CIFAR (in memory)")
+    p.add_argument("--eval", action="store_true", help="also time one kNN evaluation (see knn_cost)")
     p.add_argument("--compare", metavar="DIR", help="another checkout to A/B against")
     p.add_argument("--pairs", type=int, default=3)
     p.add_argument("--code", help=argparse.SUPPRESS)  # where the code comes from (set by --compare)
