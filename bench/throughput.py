@@ -69,6 +69,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
               **{k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}}
     known = {k: v for k, v in values.items() if k in DINOConfig.model_fields}
     trainer = DINOTrainer(DINOConfig(**known))
+    if args.augment_only:
+        return {**augment_only(trainer), "threads": args.threads, "loadavg": os.getloadavg()[0]}
     epochs = [trainer.train_one_epoch(e) for e in range(args.epochs + 1)][1:]  # epoch 0 warms up
     speeds = [m["images_per_s"] for m in epochs]
     extra = knn_cost(trainer, statistics.median(speeds)) if args.eval else {}
@@ -79,6 +81,19 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "threads": args.threads, "device": str(trainer.device),
             "skipped_keys": sorted(set(values) - set(known)),
             "code": str(ROOT), "torch": torch.__version__, "loadavg": os.getloadavg()[0]}
+
+
+def augment_only(trainer: Any) -> dict[str, Any]:
+    """Images/s of the data path alone: one epoch of batches from the trainer's loader, no step."""
+    import time
+    loader = trainer.loader
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(0)
+    start, images = time.perf_counter(), 0
+    for crops, _ in loader:
+        images += crops[0].shape[0]
+    return {"augment_img_per_s": round(images / (time.perf_counter() - start), 1),
+            "loader": type(loader).__name__}
 
 
 def knn_cost(trainer: Any, train_img_per_s: float) -> dict[str, float]:
@@ -135,6 +150,7 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="trainer key override")
     p.add_argument("--cifar-like", type=int, default=0, metavar="N",
                    help="train on N random 32 px uint8 images held like CIFAR (in memory)")
+    p.add_argument("--augment-only", action="store_true", help="time the data path alone (no step)")
     p.add_argument("--eval", action="store_true", help="also time one kNN evaluation (see knn_cost)")
     p.add_argument("--compare", metavar="DIR", help="another checkout to A/B against")
     p.add_argument("--pairs", type=int, default=3)

@@ -45,7 +45,7 @@ def test_in_memory_datasets_become_one_uint8_tensor():
     train, _ = make_synthetic(n_train=6, size=12)
     images, labels = in_memory(train)
     assert images.shape == (6, 3, 12, 12) and images.dtype == torch.uint8
-    assert torch.equal(images[2].permute(1, 2, 0), torch.from_numpy(np.asarray(train.images[2])))
+    assert torch.equal(images[2].permute(1, 2, 0), torch.from_numpy(np.array(train.images[2])))
     assert torch.equal(labels, torch.as_tensor(train.labels))
     sub_images, sub_labels = in_memory(Subset(train, [4, 1]))
     assert torch.equal(sub_images, images[[4, 1]]) and torch.equal(sub_labels, labels[[4, 1]])
