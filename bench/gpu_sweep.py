@@ -27,7 +27,7 @@ SPEC = """
 name: gpu-{share}
 trainer:
   arch: {arch}
-  patch_size: 4
+  patch_size: {patch}
   global_crops_size: 32
   local_crops_size: 16
   local_crops_number: 6
@@ -37,22 +37,43 @@ trainer:
   eval_every: 0
   num_workers: {workers}
 space:
-  teacher_temp: {{type: choice, values: [0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09]}}
+  teacher_temp: {{type: choice, values: {temps}}}
 search: {{algorithm: grid}}
 resources: {{cpu: {cpu}, gpu: {share}}}
 stop: {{collapse: false}}
 """
 
 
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    """Most trials running at one instant, from their own (start, last report) timestamps."""
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    running = best = 0
+    for _, step in events:
+        running += step
+        best = max(best, running)
+    return best
+
+
 def aggregate(sweep: Path) -> dict[str, float]:
-    images, starts, ends = 0.0, [], []
+    """Images over wall time (all trials), the most concurrent trials, and their peak GPU memory.
+
+    ``train_img_per_s`` counts only the training epochs' own time (no start-up, no kNN): the
+    sum over trials of images / the union of the training intervals."""
+    images, intervals, train_spans, peaks = 0.0, [], [], []
     for result in (sweep / "tune").glob("*/result.json"):
         rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
-        starts.append(rows[0]["started_at"])
-        ends.append(rows[-1]["reported_at"])
-        images += sum(r.get("images_per_s", 0) * r.get("epoch_time_s", 0) for r in rows)
-    wall = max(ends) - min(starts)
-    return {"trials": len(starts), "images": images, "wall_s": wall, "img_per_s": images / wall}
+        intervals.append((rows[0]["started_at"], rows[-1]["reported_at"]))
+        trained = [r for r in rows if r.get("epoch_time_s")]
+        images += sum(r.get("images_per_s", 0) * r.get("epoch_time_s", 0) for r in trained)
+        if trained:
+            first = trained[0]["reported_at"] - trained[0]["epoch_time_s"]
+            train_spans.append((first, trained[-1]["reported_at"]))
+        peaks.append(max((r.get("gpu_mem_peak_gb", 0.0) for r in rows), default=0.0))
+    wall = max(e for _, e in intervals) - min(s for s, _ in intervals)
+    train_wall = max(e for _, e in train_spans) - min(s for s, _ in train_spans) if train_spans else wall
+    return {"trials": len(intervals), "images": images, "wall_s": wall, "img_per_s": images / wall,
+            "train_img_per_s": images / train_wall, "max_concurrent": max_overlap(intervals),
+            "gpu_mem_peak_gb_per_trial": round(max(peaks, default=0.0), 3)}
 
 
 def main() -> None:
@@ -63,6 +84,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers per trial")
     p.add_argument("--cpu", type=float, default=2, help="CPUs per trial")
     p.add_argument("--shares", default="1,0.5,0.25", help="GPU share per trial, comma-separated")
+    p.add_argument("--trials", type=int, default=8, help="trials per packing (a grid of teacher_temp)")
+    p.add_argument("--patch-size", type=int, default=4)
     p.add_argument("--num-gpus", type=int, default=None)
     args = p.parse_args()
 
@@ -77,8 +100,10 @@ def main() -> None:
     try:
         for share in [float(s) for s in args.shares.split(",")]:
             spec_file = storage / f"spec-{share}.yaml"
-            spec_file.write_text(SPEC.format(share=share, arch=args.arch, batch=args.batch,
-                                             epochs=args.epochs, workers=args.workers, cpu=args.cpu))
+            temps = [round(0.02 + 0.01 * i, 3) for i in range(args.trials)]
+            spec_file.write_text(SPEC.format(share=share, arch=args.arch, batch=args.batch, temps=temps,
+                                             epochs=args.epochs, workers=args.workers, cpu=args.cpu,
+                                             patch=args.patch_size))
             t0 = time.time()
             sweep = run_sweep(load_spec(spec_file), storage / "runs")
             out = {"trials_per_gpu": round(1 / share), "gpus": gpus, "arch": args.arch, "batch": args.batch,
