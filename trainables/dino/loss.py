@@ -55,6 +55,7 @@ class DINOLoss(nn.Module):
     """
 
     center: torch.Tensor  # buffers, registered in __init__
+    pair_weight: torch.Tensor
     pair_mask: torch.Tensor
 
     def __init__(self, out_dim: int, ncrops: int, *, warmup_teacher_temp: float, teacher_temp: float,

@@ -134,9 +134,10 @@ class DINOTrainer:
     def _make_loader(self, train: Dataset) -> Any:
         """In memory: batched on the device; from disk: CPU crops + device colour on CUDA, else per image."""
         cfg = self.cfg
-        crops = dict(global_crops_scale=cfg.global_crops_scale, local_crops_scale=cfg.local_crops_scale,
-                     local_crops_number=cfg.local_crops_number, global_crops_size=cfg.global_crops_size,
-                     local_crops_size=cfg.local_crops_size, blur_radius_relative=cfg.blur_radius_relative)
+        crops: dict[str, Any] = dict(
+            global_crops_scale=cfg.global_crops_scale, local_crops_scale=cfg.local_crops_scale,
+            local_crops_number=cfg.local_crops_number, global_crops_size=cfg.global_crops_size,
+            local_crops_size=cfg.local_crops_size, blur_radius_relative=cfg.blur_radius_relative)
         batched = BatchDataAugmentationDINO(**crops, seed=cfg.seed)
         data = in_memory(train) if cfg.augment_device != "cpu" else None
         if data is not None:
