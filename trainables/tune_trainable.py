@@ -7,6 +7,7 @@ collapses with its reason recorded (``trial_outcome``, ``stop_reason``).
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -49,36 +50,79 @@ def dino_trainable(config: dict[str, Any]) -> None:
     rules = StopRules(**config.get("_stop", {}))
     trainer = DINOTrainer(cfg)
     monitor = CollapseMonitor(rules)
+    carry = KnnCarry()
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
             trainer.load_checkpoint(Path(folder) / CHECKPOINT_NAME)
             monitor.load_state_dict(torch.load(Path(folder) / "monitor.pt", weights_only=False))
+            carry.load(Path(folder))
     base = {"stop_reason": "", "trial_outcome": "running", "seed": cfg.seed, "repeat": trial_repeat(config),
             **_placement()}
     try:
         for metrics in trainer.run():
             metrics = {**base, **metrics, "reported_at": time.time()}
-            if metrics["epoch"] == cfg.epochs:
-                metrics["trial_outcome"] = "completed"
             reason = monitor.update(metrics)
-            if reason:
-                metrics.update(trial_outcome="collapsed", stop_reason=reason)
-            _report(trainer, monitor, metrics)
+            metrics["collapse_flag"] = monitor.flag(metrics["epoch"]) if metrics["epoch"] > 0 else ""
+            if reason and "knn_top1" not in metrics:  # a trial's last epoch is always evaluated
+                metrics["knn_top1"], metrics["knn_top5"] = trainer.evaluate()
+            carry.apply(metrics)
+            metrics.update(end_verdict(metrics, reason, cfg.epochs))
+            _report(trainer, monitor, carry, metrics)
             if reason:
                 return
     except NonFiniteLossError as exc:
         if not rules.nonfinite:
             raise
-        tune.report({**base, "epoch": trainer.epoch + 1, "trial_outcome": "diverged",
-                     "stop_reason": str(exc), "reported_at": time.time()})
+        tune.report({**base, **carry.last, "knn_evaluated": False, "epoch": trainer.epoch + 1,
+                     "trial_outcome": "diverged", "stop_reason": str(exc), "reported_at": time.time()})
 
 
-def _report(trainer: DINOTrainer, monitor: CollapseMonitor, metrics: dict[str, Any]) -> None:
+def end_verdict(metrics: dict[str, Any], reason: str, epochs: int) -> dict[str, str]:
+    """``trial_outcome``/``stop_reason`` of this epoch: collapsed (stopped by the rule), flagged (the
+    rule's condition holds at the last epoch, fewer than patience epochs), completed, or running."""
+    if reason:
+        return {"trial_outcome": "collapsed", "stop_reason": reason}
+    if metrics["epoch"] == epochs:
+        if metrics.get("collapse_flag"):
+            return {"trial_outcome": "flagged", "stop_reason": metrics["collapse_flag"]}
+        return {"trial_outcome": "completed"}
+    return {}
+
+
+class KnnCarry:
+    """Every result a searcher or scheduler sees carries the kNN metrics: an epoch without an
+    evaluation (``eval_every`` > 1) repeats the last evaluated values with ``knn_evaluated: false``."""
+
+    KEYS = ("knn_top1", "knn_top5")
+    FILE = "knn_carry.json"
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+
+    def apply(self, metrics: dict[str, Any]) -> None:
+        evaluated = all(k in metrics for k in self.KEYS)
+        if evaluated:
+            self.last = {k: float(metrics[k]) for k in self.KEYS}
+        else:
+            metrics.update(self.last)
+        metrics["knn_evaluated"] = evaluated
+
+    def save(self, folder: Path) -> None:
+        (folder / self.FILE).write_text(json.dumps(self.last))
+
+    def load(self, folder: Path) -> None:
+        file = folder / self.FILE
+        if file.is_file():  # checkpoints written before this file existed have none
+            self.last = {k: float(v) for k, v in json.loads(file.read_text()).items()}
+
+
+def _report(trainer: DINOTrainer, monitor: CollapseMonitor, carry: KnnCarry, metrics: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as folder:
         if metrics["epoch"] > 0:
             trainer.save_checkpoint(Path(folder) / CHECKPOINT_NAME)
             torch.save(monitor.state_dict(), Path(folder) / "monitor.pt")
+            carry.save(Path(folder))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
         else:
             tune.report(metrics)

@@ -1,0 +1,137 @@
+"""The Optuna study of a sweep (``optuna.db``): a searcher that survives a lost or damaged database.
+
+``RecordedOptunaSearch`` is Ray's ``OptunaSearch`` with two differences:
+
+- a result without the metric (epoch 0 has no ``teacher_entropy``) is not an error: Optuna only
+  uses intermediate values for pruning, which ablate leaves to Ray's schedulers;
+- when ``optuna.db`` is deleted or damaged (mid-sweep, or before ``ablate resume``), the study is
+  rebuilt from ablate's own trial records (``trials/*.json``): every finished setting is added back
+  with its value (the mean over its repeats, as Ray's Repeater reports it), and settings that were
+  running are asked again with the same values, so the sampler continues warm. One warning says
+  what happened and where the damaged file went.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ray.tune.search.optuna import OptunaSearch
+
+from ablate.records import read_records
+
+
+class RecordedOptunaSearch(OptunaSearch):
+    def __init__(self, *args: Any, sweep_dir: Path, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sweep_dir = Path(sweep_dir)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if self.metric in result:
+            self._guarded(lambda: super(RecordedOptunaSearch, self).on_trial_result(trial_id, result))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self._guarded(lambda: super(RecordedOptunaSearch, self).on_trial_complete(trial_id, result, error))
+
+    def suggest(self, trial_id: str) -> dict | None:
+        return self._guarded(lambda: super(RecordedOptunaSearch, self).suggest(trial_id))
+
+    def restore(self, checkpoint_path: str) -> None:
+        from ablate.records import ACTIVE
+
+        super().restore(checkpoint_path)
+        self._sweep_dir = ACTIVE.get("sweep_dir", self._sweep_dir)
+        if not study_is_readable(self._ot_study):
+            self._rebuild("missing or damaged when the sweep resumed")
+
+    # --- rebuilding ------------------------------------------------------------------------
+    def _guarded(self, call: Any) -> Any:
+        """Run a storage call; if the database fails, rebuild it once and run the call again."""
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 - any storage failure (sqlite, sqlalchemy, KeyError)
+            if study_is_readable(self._ot_study):
+                raise
+            self._rebuild(f"unreadable during the sweep ({exc.__class__.__name__}: {str(exc)[:120]})")
+            return call()
+
+    def _rebuild(self, why: str) -> None:
+        import optuna
+
+        db = self._sweep_dir / "optuna.db"
+        moved = set_aside(db)
+        storage: Any = optuna.storages.RDBStorage(f"sqlite:///{db}")
+        try:
+            study = new_study(storage, self._study_name, self._mode, self._ot_study.sampler)
+        except Exception as exc:  # noqa: BLE001 - the folder itself may be unwritable now
+            print(f"ablate: warning: cannot write {db} ({exc}); the study continues in memory",
+                  file=sys.stderr)
+            storage = optuna.storages.InMemoryStorage()
+            study = new_study(storage, self._study_name, self._mode, self._ot_study.sampler)
+        added = add_finished(study, self._sweep_dir, list(self._space), self._metric, self._space)
+        running = {tid: t for tid, t in self._ot_trials.items() if tid not in self._completed_trials}
+        for tid, old in running.items():  # asked again with the same values, so tell() finds them
+            study.enqueue_trial(dict(old.params))
+            self._ot_trials[tid] = study.ask(fixed_distributions=self._space)
+        self._ot_study = study
+        print(f"ablate: warning: {db} was {why}; rebuilt from {added} finished settings in "
+              f"{self._sweep_dir / 'trials'} and {len(running)} running ones"
+              + (f" (the damaged file is {moved})" if moved else "") + ". Lost: Optuna's intermediate "
+              "values and the trials it had not yet reported; the sweep continues.", file=sys.stderr)
+
+
+def study_is_readable(study: Any) -> bool:
+    try:
+        study._storage.get_study_id_from_name(study.study_name)
+        study.get_trials(deepcopy=False)
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def set_aside(db: Path) -> Path | None:
+    if not db.exists():
+        return None
+    target = db.with_name(f"{db.name}.damaged-{int(time.time())}")
+    db.replace(target)
+    return target
+
+
+def new_study(storage: Any, name: str, mode: str, sampler: Any) -> Any:
+    import optuna
+
+    return optuna.create_study(storage=storage, study_name=name, sampler=sampler,
+                               direction="minimize" if mode == "min" else "maximize", load_if_exists=True)
+
+
+def add_finished(study: Any, sweep_dir: Path, params: list[str], metric: str,
+                 distributions: dict[str, Any]) -> int:
+    """Each finished setting of the records as one COMPLETE trial (value: mean over its repeats)."""
+    import optuna
+
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for rec in read_records(sweep_dir).values():
+        groups.setdefault(int(rec.get("point", -1)), []).append(rec)
+    added = 0
+    for recs in groups.values():
+        values = [final_value(r, metric) for r in recs if r.get("status") in ("completed", "flagged",
+                                                                            "collapsed", "stopped early")]
+        values = [v for v in values if v is not None]
+        if not values or len(values) < len(recs):
+            continue  # a setting with repeats still running is asked again, not added
+        point = {p: recs[0]["params"][p] for p in params}
+        study.add_trial(optuna.trial.create_trial(params=point, distributions=distributions,
+                                                  value=sum(values) / len(values)))
+        added += 1
+    return added
+
+
+def final_value(rec: dict[str, Any], metric: str) -> float | None:
+    for row in reversed(rec.get("epochs") or []):
+        value = row.get(metric)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    return None
