@@ -1,9 +1,9 @@
 """ablate's own per-trial records, the source of truth of a sweep (``<sweep>/trials/<trial_id>.json``).
 
 Written on the driver by ``ablate.recorder.TrialRecorder`` (a ``tune.Callback``) at every event
-Ray gives it: a trial starts, reports an epoch, completes, errors. Each write replaces the whole small JSON file
-atomically (temporary file, then rename), so a SIGKILL at any moment leaves every record complete
-and at most one event behind. Why the driver and not the trainable: the driver always sees the
+Ray gives it: a trial starts, reports an epoch, completes, errors. Each write replaces the whole
+small JSON file atomically (temporary file, then rename), so a SIGKILL at any moment leaves every
+record complete and at most one event behind. Why the driver and not the trainable: the driver always sees the
 sweep folder (a trial may run on a node without it), it alone knows how a trial ended (ASHA's stop,
 Ray's error after its retries), and on ``ablate resume`` Ray replays the restored trials through the
 same callback, so a record is rewritten by the epochs that run again (last report wins).
