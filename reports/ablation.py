@@ -1,8 +1,8 @@
 """Leaderboard, DINO-paper-style ablation table and the one-line verdict of a sweep.
 
 The reference of every delta: for ``search.algorithm: ablation`` the *baseline* (the point the sweep
-recorded as ``is_baseline``), otherwise the *best* point by the ranking rule (reports.ranking). "Beyond seed noise" is Welch's
-t-test over repeats (reports.stats).
+recorded as ``is_baseline``), otherwise the *best* point by the ranking rule (reports.ranking).
+"Beyond seed noise" is Welch's t-test over repeats (reports.stats).
 
     result = analyse(trials, sweep.param_info())
     result.headline()                  # "Best: teacher_temp=0.04 ... +0.52 points vs the baseline ..."
