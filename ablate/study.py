@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -44,19 +45,30 @@ class RecordedOptunaSearch(OptunaSearch):
 
         super().restore(checkpoint_path)
         self._sweep_dir = ACTIVE.get("sweep_dir", self._sweep_dir)
-        if not study_is_readable(self._ot_study):
+        if not self._healthy():
             self._rebuild("missing or damaged when the sweep resumed")
 
     # --- rebuilding ------------------------------------------------------------------------
     def _guarded(self, call: Any) -> Any:
-        """Run a storage call; if the database fails, rebuild it once and run the call again."""
+        """Run a storage call on a healthy database: rebuild it first if it is lost or damaged (Ray's
+        OptunaSearch only logs a failed tell(), so checking afterwards would be too late)."""
+        if not self._healthy():
+            self._rebuild("deleted or damaged during the sweep")
         try:
             return call()
         except Exception as exc:  # noqa: BLE001 - any storage failure (sqlite, sqlalchemy, KeyError)
-            if study_is_readable(self._ot_study):
+            if self._healthy():
                 raise
             self._rebuild(f"unreadable during the sweep ({exc.__class__.__name__}: {str(exc)[:120]})")
             return call()
+
+    def _healthy(self) -> bool:
+        """The study file is where it was and a fresh connection finds the study in it (an open
+        connection keeps reading a deleted file, so it cannot tell)."""
+        if getattr(self, "_in_memory", False):
+            return True
+        known = [t._trial_id for t in self._ot_trials.values()]
+        return study_in_file(self._sweep_dir / "optuna.db", self._study_name, self._ot_study._study_id, known)
 
     def _rebuild(self, why: str) -> None:
         import optuna
@@ -83,12 +95,22 @@ class RecordedOptunaSearch(OptunaSearch):
               "values and the trials it had not yet reported; the sweep continues.", file=sys.stderr)
 
 
-def study_is_readable(study: Any) -> bool:
+def study_in_file(db: Path, name: str, study_id: int, trial_ids: list[int]) -> bool:
+    """Whether ``db`` holds the study (same id) and every trial the searcher knows of."""
+    import sqlite3
+
+    if not db.is_file():
+        return False
     try:
-        study._storage.get_study_id_from_name(study.study_name)
-        study.get_trials(deepcopy=False)
-        return True
-    except Exception:  # noqa: BLE001
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
+            row = con.execute("SELECT study_id FROM studies WHERE study_name = ?", (name,)).fetchone()
+            if row is None or row[0] != study_id:
+                return False
+            marks = ",".join("?" * len(trial_ids))
+            found = con.execute(f"SELECT COUNT(*) FROM trials WHERE study_id = ? AND trial_id IN ({marks})",
+                                (study_id, *trial_ids)).fetchone()[0] if trial_ids else 0
+            return found == len(trial_ids)
+    except sqlite3.Error:
         return False
 
 
