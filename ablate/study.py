@@ -115,11 +115,36 @@ def study_in_file(db: Path, name: str, study_id: int, trial_ids: list[int]) -> b
 
 
 def set_aside(db: Path) -> Path | None:
+    """Move a damaged study file out of the way (kept for inspection); an empty one is removed."""
     if not db.exists():
+        return None
+    if study_count(db) == 0:
+        db.unlink()  # only the empty schema that reopening a lost file creates
         return None
     target = db.with_name(f"{db.name}.damaged-{int(time.time())}")
     db.replace(target)
     return target
+
+
+def study_count(db: Path) -> int | None:
+    """Studies in ``db``; None when it is not a readable SQLite study file."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
+            return int(con.execute("SELECT COUNT(*) FROM studies").fetchone()[0])
+    except sqlite3.Error:
+        return None
+
+
+def before_resume(sweep_dir: Path) -> None:
+    """A study file SQLite cannot open would fail Ray's own restore of the searcher before
+    ablate's rebuild can run: move it aside first (the searcher's restore then rebuilds the study)."""
+    db = sweep_dir / "optuna.db"
+    if db.exists() and study_count(db) is None:
+        moved = set_aside(db)
+        print(f"ablate: warning: {db} is not a readable study (moved to {moved}); rebuilding it from "
+              f"{sweep_dir / 'trials'}", file=sys.stderr)
 
 
 def new_study(storage: Any, name: str, mode: str, sampler: Any) -> Any:

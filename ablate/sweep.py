@@ -238,6 +238,10 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
         raise UserError(f"{experiment}: Ray has no experiment state to resume from (the sweep was "
                         "interrupted before its first trial started); remove the folder and run it again")
     ACTIVE["sweep_dir"] = sweep_dir  # the records and the study are read from here, moved or not
+    if spec.search.algorithm == "optuna":
+        from ablate.study import before_resume
+
+        before_resume(sweep_dir)
     tuner = tune.Tuner.restore(str(experiment), trainable=make_trainable(spec), resume_errored=True)
     fit(tuner, sweep_dir)
     return sweep_dir
