@@ -76,6 +76,8 @@ def param_space(spec: SweepSpec) -> dict[str, Any]:
     """Constants shared by every trial: the full baseline trainer config and the stop rules."""
     space: dict[str, Any] = dict(spec.trainer_config().model_dump(mode="json"))
     space["_stop"] = spec.stop.as_dict()
+    if spec.scheduler.type == "asha":
+        space["_eval_at"] = asha_rungs(spec)
     bundles = spec.bundles()
     if bundles:
         space["_bundles"] = bundles
@@ -90,6 +92,21 @@ def param_space(spec: SweepSpec) -> dict[str, Any]:
             space[name] = tune.choice(_unique([p[name] for p in points]))
         space["repeat"] = tune.choice(list(range(spec.repeats)))
     return space
+
+
+def asha_rungs(spec: SweepSpec) -> list[int]:
+    """The epochs at which ASHA may stop a trial (its rungs, as Ray's ``_Bracket`` computes them):
+    the trainable evaluates kNN there, so an early-stopped trial's last epoch is measured."""
+    import math
+
+    import numpy as np
+
+    max_t, grace = spec.trainer_config().epochs, spec.scheduler.grace_period
+    rf = spec.scheduler.reduction_factor
+    if grace > max_t or rf <= 1:
+        return []
+    count = int(np.log(max_t / grace) / np.log(rf) + 1)  # numpy, as Ray computes it
+    return sorted({math.ceil(grace * rf ** k) for k in range(count)})
 
 
 def _unique(values: list[Any]) -> list[Any]:

@@ -29,7 +29,8 @@ def trial_repeat(config: dict[str, Any]) -> int:
 
 def trial_config(config: dict[str, Any]) -> DINOConfig:
     """Trainer config of a trial: bundles expanded, bookkeeping dropped, seed offset by the repeat."""
-    values = {k: v for k, v in config.items() if k not in ("repeat", "__trial_index__", "_stop", "_bundles")}
+    values = {k: v for k, v in config.items()
+              if k not in ("repeat", "__trial_index__", "_stop", "_bundles", "_eval_at")}
     for name, options in (config.get("_bundles") or {}).items():
         values.update(options[values.pop(name)])
     values["seed"] = int(values.get("seed", 0)) + trial_repeat(config)
@@ -51,6 +52,7 @@ def dino_trainable(config: dict[str, Any]) -> None:
     trainer = DINOTrainer(cfg)
     monitor = CollapseMonitor(rules)
     carry = KnnCarry()
+    eval_at = set(config.get("_eval_at") or [])  # epochs where a scheduler may stop the trial
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
@@ -64,7 +66,8 @@ def dino_trainable(config: dict[str, Any]) -> None:
             metrics = {**base, **metrics, "reported_at": time.time()}
             reason = monitor.update(metrics)
             metrics["collapse_flag"] = monitor.flag(metrics["epoch"]) if metrics["epoch"] > 0 else ""
-            if reason and "knn_top1" not in metrics:  # a trial's last epoch is always evaluated
+            last = reason or metrics["epoch"] in eval_at  # it may be this trial's last epoch
+            if last and "knn_top1" not in metrics:  # a trial's last epoch is always evaluated
                 metrics["knn_top1"], metrics["knn_top5"] = trainer.evaluate()
             carry.apply(metrics)
             metrics.update(end_verdict(metrics, reason, cfg.epochs))
