@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.errors import UserError
-from ablate.records import ACTIVE, mark_interrupted
+from ablate.records import ACTIVE, FINAL, mark_interrupted, read_records
 from ablate.spec import SAMPLERS, SweepSpec, load_spec
 
 # Results without the metric (epoch 0 has no loss, a diverged trial has no kNN) are expected.
@@ -291,7 +291,9 @@ def fit(tuner: Any, sweep_dir: Path) -> None:
         tuner.fit()
     finally:
         logger.removeFilter(watcher)
-    if watcher.seen:
+    # Ray's log line, or (should a Ray version word it differently) trials left unfinished.
+    unfinished = [r for r in read_records(sweep_dir).values() if r.get("status") not in FINAL]
+    if watcher.seen or unfinished:
         mark_interrupted(sweep_dir)
         raise SweepInterrupted(sweep_dir)
 
