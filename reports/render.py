@@ -35,8 +35,9 @@ def build_report(sweep_dir: str | Path) -> Path:
     sweep = open_sweep(sweep_dir)
     trials, epochs = sweep_tables(sweep)
     if trials.empty:
-        raise ReportError(f"{sweep.tune_dir}: no trials yet (expected Ray trial folders with "
-                          "params.json and result.json; is the sweep still starting?)")
+        raise ReportError(f"{sweep.path / 'trials'}: no trial records yet (expected trials/<id>.json, "
+                          "written from the first trial's start; is the sweep still starting, or was it "
+                          "made by an ablate older than the records?)")
     out = sweep.report_dir
     write_parquet(trials, out / "trials.parquet", sweep.param_info())
     write_parquet(epochs, out / "epochs.parquet", sweep.param_info())
