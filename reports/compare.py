@@ -165,6 +165,13 @@ def fmt_reference(source: Source, key: str) -> str:
     return f"{value:.2f}" if isinstance(value, (int, float)) else "–"
 
 
+def shared_reference(sources: list[Source]) -> dict | None:
+    """The reference kNN lines to draw: only when every sweep has the same (one dataset)."""
+    keys = ("pixel_knn_top1", "untrained_knn_top1")
+    refs = {tuple(s.info.get(k) for k in keys) for s in sources}
+    return dict(zip(keys, refs.pop(), strict=True)) if len(refs) == 1 else None
+
+
 def comparison_document(sources: list[Source], shared: list[str], trials: pd.DataFrame, meta: dict,
                         out: Path) -> Document:
     names = [s.name for s in sources]
@@ -198,7 +205,8 @@ def comparison_document(sources: list[Source], shared: list[str], trials: pd.Dat
         doc.heading(p, level=3)
         doc.table(side_by_side(counted, p, names))
         path = plots.effect_plot(counted, p, out / "plots" / f"effect_{p}.png", hue="sweep",
-                                 log=p in meta["log_params"], categorical=p in meta["categorical_params"])
+                                 log=p in meta["log_params"], categorical=p in meta["categorical_params"],
+                                 reference=shared_reference(sources))
         if path:
             doc.image(path, f"kNN top-1 vs {p}, by sweep")
     doc.heading("Leaderboard")
