@@ -31,7 +31,7 @@ from ablate.overrides import load_yaml, parse_sets, set_dotted
 from trainables.config import DINOConfig, make_config
 
 TOP_KEYS = ("name", "description", "trainer", "space", "search", "metric", "mode", "repeats",
-            "scheduler", "resources", "stop")
+            "scheduler", "resources", "stop", "baseline")  # baseline: written into spec.yaml by ablate run
 METRICS = ("knn_top1", "knn_top5", "loss", "dino_loss", "teacher_entropy", "kl_teacher_student")
 ALGORITHMS = ("optuna", "grid", "ablation")
 # sampler name -> (class in optuna.samplers, modules it needs beyond Optuna)

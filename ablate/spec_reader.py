@@ -114,7 +114,7 @@ class SpecReader:
                              "space: {teacher_temp: {type: float, low: 0.02, high: 0.08}}")
         space = self.space(data["space"], trainer, search.algorithm)
         self.grid_size(space, search.algorithm)
-        return SweepSpec(
+        spec = SweepSpec(
             name=name, description=description, trainer=trainer, space=space, search=search,
             metric=self.one_of("metric", data.get("metric", "knn_top1"), METRICS),
             mode=self.one_of("mode", data.get("mode", "max"), ("max", "min")),
@@ -122,6 +122,10 @@ class SpecReader:
             scheduler=self.scheduler(data.get("scheduler"), self.config(trainer, "trainer").epochs),
             resources=self.resources(data.get("resources")), stop=self.stop(data.get("stop")),
             source=self.source)
+        if "baseline" in data and data["baseline"] != spec.baseline_point():
+            raise self.bad("baseline", data["baseline"], "written by `ablate run` (the trainer's values of "
+                           f"the searched keys): expected {spec.baseline_point()}; remove it to recompute")
+        return spec
 
     def trainer(self, raw: Any) -> dict[str, Any]:
         trainer = self.mapping(raw, "trainer", None)

@@ -229,17 +229,7 @@ def load_sweep_spec(sweep_dir: Path) -> SweepSpec:
     if not file.is_file() or not (sweep_dir / EXPERIMENT).is_dir():
         raise UserError(f"{sweep_dir}: not a sweep folder (expected {SPEC_FILE} and {EXPERIMENT}/ made by "
                         "`ablate run`)")
-    import yaml
-
-    from ablate.spec_reader import SpecReader
-
-    try:
-        data = yaml.safe_load(file.read_text())
-    except yaml.YAMLError:
-        return load_spec(file)  # its own clear error
-    if isinstance(data, dict):
-        data.pop("baseline", None)  # written by spec_text for the reports, not a spec key
-    return SpecReader(file, []).spec(data)
+    return load_spec(file)
 
 
 def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: int | None = None,
