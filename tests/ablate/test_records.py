@@ -74,3 +74,27 @@ def test_interrupt_marks_only_unfinished_records(tmp_path: Path) -> None:
     assert "after 1/4 epochs" in recs["b"]["reason"] and "ablate resume" in recs["b"]["reason"]
     assert not list((tmp_path / "trials").glob(".*.tmp"))  # atomic writes leave nothing behind
     assert json.loads((tmp_path / "trials" / "c.json").read_text())["status"] == "interrupted"
+
+
+def test_spec_yaml_stores_the_baseline_metric_and_mode_and_loads_back(tmp_path: Path) -> None:
+    import yaml
+
+    from ablate.spec import SpecError
+    from ablate.sweep import spec_text
+
+    spec = load_spec(write_spec(tmp_path, f"""
+name: abl
+trainer: {dict(TINY_TRAINER, teacher_temp=0.04)}
+space:
+  teacher_temp: {{type: choice, values: [0.02, 0.04]}}
+search: {{algorithm: ablation}}
+metric: teacher_entropy
+mode: min
+"""))
+    data = yaml.safe_load(spec_text(spec))
+    assert (data["baseline"], data["metric"], data["mode"]) == ({"teacher_temp": 0.04}, "teacher_entropy", "min")
+    (tmp_path / "written.yaml").write_text(spec_text(spec))
+    assert load_spec(tmp_path / "written.yaml").as_dict() == spec.as_dict()  # a copied spec.yaml reruns
+    (tmp_path / "edited.yaml").write_text(yaml.safe_dump({**data, "baseline": {"teacher_temp": 0.5}}))
+    with pytest.raises(SpecError, match="baseline"):
+        load_spec(tmp_path / "edited.yaml")
