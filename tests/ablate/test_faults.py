@@ -100,7 +100,7 @@ name: faults
 trainer: {dict(TINY_TRAINER, epochs=4, eval_every=2)}
 space:
   teacher_temp: {{type: float, low: 0.02, high: 0.08}}
-search: {{algorithm: optuna, sampler: random, num_samples: 3, seed: 3}}
+search: {{algorithm: optuna, sampler: random, num_samples: 2, seed: 3}}
 metric: teacher_entropy
 mode: min
 scheduler: {{type: asha, grace_period: 1}}
@@ -131,7 +131,7 @@ resources: {{cpu: 2, gpu: 0}}
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "rebuilt from" in resumed.stderr and "Traceback" not in resumed.stderr
     final = records(sweep)
-    assert len(final) == 3
+    assert len(final) == 2
     assert {r["status"] for r in final.values()} <= {"completed", "flagged", "stopped early", "collapsed"}
     for rec in final.values():  # every result carried the kNN, the last epoch was evaluated
         rows = rec["epochs"]
