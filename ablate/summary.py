@@ -6,36 +6,62 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
+FINISHED = ("completed", "flagged", "stopped early", "collapsed", "diverged", "errored")
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-def finish(sweep_dir: Path) -> int:
-    """Build the report (and the attention panel where the backbone is a ViT) and print a summary."""
-    from reports.render import build_report
-    from reports.tables import load_trials, working_trials
+def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False) -> int:
+    """Build the report (and the attention panel where the backbone is a ViT) and print a summary.
 
-    spec = yaml.safe_load((sweep_dir / "spec.yaml").read_text())
-    trials, _ = load_trials(sweep_dir)
-    attention_panel(sweep_dir, trials, spec)
-    report_dir = build_report(sweep_dir)
-    metric, mode = spec.get("metric", "knn_top1"), spec.get("mode", "max")
-    params = [p for p in spec.get("space", {}) if p in trials.columns]
-    cols = ["trial_id", "status", *params, "repeat", "epochs_done", "knn_top1_epoch0", "knn_top1", "loss"]
-    table = trials[[c for c in cols if c in trials.columns]]
+    Exit code: 0 when every trial finished, 130 after an interrupt, 1 when a trial errored or none
+    has a value of the metric (the errored ones are named)."""
+    from reports.ranking import best_point
+    from reports.render import build_report
+    from reports.sweepdir import open_sweep
+    from reports.tables import sweep_tables
+
+    sweep = open_sweep(sweep_dir)
+    trials, _ = sweep_tables(sweep)
+    metric = sweep.metric
+    report_dir = None
+    if len(trials):
+        attention_panel(sweep_dir, trials, sweep.spec)
+        report_dir = build_report(sweep_dir)
+    params = [p for p in sweep.params if p in trials.columns]
+    cols = ["trial_id", "status", *params, "repeat", "epochs_done", "knn_top1_epoch0", "knn_top1", metric,
+            "loss"]
+    table = trials[[c for c in dict.fromkeys(cols) if c in trials.columns]]
     print("\n" + table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    scored = trials.dropna(subset=[metric]) if metric in trials.columns else trials.iloc[0:0]
-    if len(scored):  # ranked as the report ranks: collapsed teachers last
-        best = working_trials(scored).sort_values(metric, ascending=(mode == "min")).iloc[0]
+    best, partial = best_point(trials, params, metric, sweep.mode)
+    if best is not None and not (interrupted and partial):  # never a running trial called best
         setting = ", ".join(f"{p}={best[p]:.4g}" if isinstance(best[p], float) else f"{p}={best[p]}"
                             for p in params)
-        print(f"\nbest {metric}: {best[metric]:.2f} ({setting}; trial {best['trial_id']}, {best['status']})")
+        flags = [f"mean of {int(best['n'])}"] + (["partial: no trial finished yet"] if partial else []) + (
+            ["collapsed"] if best["collapsed"] else [])
+        print(f"\nbest {metric} ({sweep.mode}): {best['mean']:.4g} ({setting}; {', '.join(flags)})")
     counts = trials["status"].value_counts().to_dict()
     print(f"trials: {counts}")
-    print(f"report: {report_dir / 'report.html'} (and report.md, trials.parquet, epochs.parquet)")
-    return 0 if len(scored) else 1
+    if report_dir:
+        print(f"report: {report_dir / 'report.html'} (and report.md, trials.parquet, epochs.parquet)")
+    return exit_code(sweep_dir, trials, total, interrupted, best is not None)
+
+
+def exit_code(sweep_dir: Path, trials, total: int | None, interrupted: bool, scored: bool) -> int:
+    if interrupted:
+        done = int(trials["status"].isin(FINISHED).sum())
+        print(f"ablate: interrupted: {done} of {total if total is not None else len(trials)} trials "
+              f"finished; continue with `ablate resume {sweep_dir}`", file=sys.stderr)
+        return 130
+    errored = trials[trials["status"].isin(("errored", "damaged"))]
+    for _, t in errored.iterrows():
+        print(f"ablate: trial {t['trial_id']} {t['status']}: {t['stop_reason']}", file=sys.stderr)
+    if len(errored):
+        print(f"ablate: {len(errored)} trial(s) errored; `ablate resume {sweep_dir}` retries them",
+              file=sys.stderr)
+        return 1
+    return 0 if scored else 1
 
 
 def attention_panel(sweep_dir: Path, trials: pd.DataFrame, spec: dict) -> None:
@@ -44,13 +70,20 @@ def attention_panel(sweep_dir: Path, trials: pd.DataFrame, spec: dict) -> None:
         from ablate.attention_plot import render_comparison_panel
     except ImportError:
         return
+    from reports.ranking import counted_trials, rank_points
+
     metric, mode = spec.get("metric", "knn_top1"), spec.get("mode", "max")
-    scored = trials.dropna(subset=[metric]).sort_values(metric, ascending=(mode == "min"))
-    if scored.empty or "trial_dir" not in scored.columns:
+    params = [p for p in (spec.get("space") or {}) if p in trials.columns]
+    points, _ = rank_points(trials, params, metric, mode)
+    points = points[points["n"] > 0]
+    counted, _ = counted_trials(trials, metric)
+    if points.empty or "trial_dir" not in counted.columns:
         return
-    picks = {f"best ({scored.iloc[0][metric]:.1f})": scored.iloc[0], f"worst ({scored.iloc[-1][metric]:.1f})":
-             scored.iloc[-1]}
-    baseline = scored[scored.get("is_baseline", False) == True]  # noqa: E712
+    first = lambda point: counted[counted["point"] == point].iloc[0]
+    best, worst = points.iloc[0], points.iloc[-1]
+    picks = {f"best ({best['mean']:.1f})": first(best["point"]), f"worst ({worst['mean']:.1f})":
+             first(worst["point"])}
+    baseline = counted[counted["is_baseline"].fillna(False).astype(bool)]
     if len(baseline):
         picks[f"baseline ({baseline.iloc[0][metric]:.1f})"] = baseline.iloc[0]
     sources = {label: sweep_dir / row["trial_dir"] for label, row in picks.items()}

@@ -8,6 +8,7 @@ experiment in ``<storage>/<name>/tune``; ``resume_sweep`` continues an interrupt
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from ablate.errors import UserError
+from ablate.records import ACTIVE, FINAL, mark_interrupted, read_records
 from ablate.spec import SAMPLERS, SweepSpec, load_spec
 
 if TYPE_CHECKING:  # Ray and Optuna are imported when a sweep starts, not with the CLI
@@ -156,6 +158,8 @@ def param_space(spec: SweepSpec) -> dict[str, Any]:
     """Constants shared by every trial: the full baseline trainer config and the stop rules."""
     space: dict[str, Any] = dict(spec.trainer_config().model_dump(mode="json"))
     space["_stop"] = spec.stop.as_dict()
+    if spec.scheduler.type == "asha":
+        space["_eval_at"] = asha_rungs(spec)
     bundles = spec.bundles()
     if bundles:
         space["_bundles"] = bundles
@@ -170,6 +174,21 @@ def param_space(spec: SweepSpec) -> dict[str, Any]:
             space[name] = tune.choice(_unique([p[name] for p in points]))
         space["repeat"] = tune.choice(list(range(spec.repeats)))
     return space
+
+
+def asha_rungs(spec: SweepSpec) -> list[int]:
+    """The epochs at which ASHA may stop a trial (its rungs, as Ray's ``_Bracket`` computes them):
+    the trainable evaluates kNN there, so an early-stopped trial's last epoch is measured."""
+    import math
+
+    import numpy as np
+
+    max_t, grace = spec.trainer_config().epochs, spec.scheduler.grace_period
+    rf = spec.scheduler.reduction_factor
+    if grace > max_t or rf <= 1:
+        return []
+    count = int(np.log(max_t / grace) / np.log(rf) + 1)  # numpy, as Ray computes it
+    return sorted({math.ceil(grace * rf ** k) for k in range(count)})
 
 
 def _unique(values: list[Any]) -> list[Any]:
@@ -210,11 +229,13 @@ def search_algorithm(spec: SweepSpec, sweep_dir: Path) -> Searcher | SearchAlgor
 
     if spec.search.algorithm == "optuna":
         import optuna
-        from ray.tune.search.optuna import OptunaSearch
+
+        from ablate.study import RecordedOptunaSearch
 
         storage = optuna.storages.RDBStorage(f"sqlite:///{sweep_dir / OPTUNA_DB}")
-        searcher = OptunaSearch(space=optuna_distributions(spec), metric=spec.metric, mode=spec.mode,
-                                sampler=optuna_sampler(spec), storage=storage, study_name=spec.name)
+        searcher = RecordedOptunaSearch(space=optuna_distributions(spec), metric=spec.metric, mode=spec.mode,
+                                        sampler=optuna_sampler(spec), storage=storage, study_name=spec.name,
+                                        sweep_dir=sweep_dir)
         return Repeater(searcher, repeat=spec.repeats, set_index=True) if spec.repeats > 1 else searcher
     points = [{**point, "repeat": r} for point in spec.points() for r in range(spec.repeats)]
     return BasicVariantGenerator(points_to_evaluate=points,
@@ -239,8 +260,11 @@ def run_config(spec: SweepSpec, sweep_dir: Path) -> RunConfig:
                         "trial_outcome": "outcome"},
         parameter_columns=list(spec.space), max_report_frequency=15, sort_by_metric=True,
         max_progress_rows=30)
+    from ablate.recorder import TrialRecorder
+
     return tune.RunConfig(
         name=EXPERIMENT, storage_path=str(sweep_dir.resolve()), stop={"epoch": stop_epochs},
+        callbacks=[TrialRecorder(spec, sweep_dir)],
         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         progress_reporter=reporter, verbose=1)
@@ -275,12 +299,14 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
     start_ray(address, num_cpus, num_gpus, connect_timeout)
     from ray import tune  # after start_ray: a local Ray must see its loopback switch first
 
+    ACTIVE["sweep_dir"] = sweep_dir
     trainable = make_trainable(spec)
     sweep_dir.mkdir(parents=True)
-    (sweep_dir / SPEC_FILE).write_text(spec.dump())
+    (sweep_dir / SPEC_FILE).write_text(spec_text(spec))
+    record_reference_knn(spec, sweep_dir)
     tuner = tune.Tuner(trainable, param_space=param_space(spec), tune_config=tune_config(spec, sweep_dir),
                        run_config=run_config(spec, sweep_dir))
-    tuner.fit()
+    fit(tuner, sweep_dir)
     return sweep_dir
 
 
@@ -305,6 +331,88 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
     if not tune.Tuner.can_restore(str(experiment)):
         raise UserError(f"{experiment}: Ray has no experiment state to resume from (the sweep was "
                         "interrupted before its first trial started); remove the folder and run it again")
+    ACTIVE["sweep_dir"] = sweep_dir  # the records and the study are read from here, moved or not
+    if spec.search.algorithm == "optuna":
+        from ablate.study import before_resume
+
+        before_resume(sweep_dir)
     tuner = tune.Tuner.restore(str(experiment), trainable=make_trainable(spec), resume_errored=True)
-    tuner.fit()
+    fit(tuner, sweep_dir)
     return sweep_dir
+
+
+# --- how a run ends -------------------------------------------------------------------------------
+class _Interrupt(logging.Filter):
+    """Ray handles SIGINT inside ``tuner.fit()`` and only logs it: this filter notices that log line
+    (the sweep was interrupted) and drops Ray's ``Tuner.restore(...)`` hint (ablate says
+    ``ablate resume DIR`` instead)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Stop signal received" in message:
+            self.seen = True
+        return "Tuner.restore" not in message and "Resume experiment with" not in message
+
+
+def fit(tuner: Any, sweep_dir: Path) -> None:
+    """``tuner.fit()``; after an interrupt, unfinished records become ``interrupted`` and
+    ``SweepInterrupted`` is raised (the CLI exits 130)."""
+    watcher = _Interrupt()
+    logger = logging.getLogger("ray.tune.tune")
+    logger.addFilter(watcher)
+    try:
+        tuner.fit()
+    finally:
+        logger.removeFilter(watcher)
+    # Ray's log line, or (should a Ray version word it differently) trials left unfinished.
+    unfinished = [r for r in read_records(sweep_dir).values() if r.get("status") not in FINAL]
+    if watcher.seen or unfinished:
+        mark_interrupted(sweep_dir)
+        raise SweepInterrupted(sweep_dir)
+
+
+class SweepInterrupted(Exception):
+    def __init__(self, sweep_dir: Path) -> None:
+        super().__init__(f"interrupted; continue with `ablate resume {sweep_dir}`")
+        self.sweep_dir = sweep_dir
+
+
+def spec_text(spec: SweepSpec) -> str:
+    """spec.yaml: the resolved spec plus what the reports need and must not re-derive: the
+    baseline point (grid and ablation: the trainer's own values of the searched keys)."""
+    import yaml
+
+    from ablate.spec.loader import RESOLVED
+
+    data = yaml.safe_load(spec.dump())
+    data[RESOLVED] = {"baseline": spec.baseline_point()}  # derived: the loader ignores it
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+
+
+REFERENCE_FILE = "reference_knn.json"
+
+
+def record_reference_knn(spec: SweepSpec, sweep_dir: Path) -> None:
+    """The raw-pixel and untrained kNN of the sweep's dataset, once per sweep, before any trial
+    (a failure only warns: the sweep runs without the reference lines)."""
+    import json
+
+    from trainables.baselines import reference_knn
+
+    cfg = spec.trainer_config()
+    try:
+        import torch
+
+        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+            cfg = cfg.model_copy(update={"device": "cpu"})  # the driver may have no GPU
+        values = reference_knn(cfg)
+    except Exception as exc:
+        print(f"ablate: warning: reference kNN (raw pixels, untrained network) not computed: {exc}",
+              file=sys.stderr)
+        return
+    (sweep_dir / REFERENCE_FILE).write_text(json.dumps(
+        {**values, "dataset": cfg.dataset, "arch": cfg.arch, "seed": cfg.seed}, indent=1))

@@ -1,10 +1,10 @@
 """Leaderboard, DINO-paper-style ablation table and the one-line verdict of a sweep.
 
-The reference of every delta: for ``search.algorithm: ablation`` the *baseline* (the point whose
-params equal the spec's ``trainer`` values; the first point if the spec does not pin them), otherwise
-the *best* point. "Beyond seed noise" is Welch's t-test over repeats (reports.stats).
+The reference of every delta: for ``search.algorithm: ablation`` the *baseline* (the point the sweep
+recorded as ``is_baseline``), otherwise the *best* point by the ranking rule (reports.ranking).
+"Beyond seed noise" is Welch's t-test over repeats (reports.stats).
 
-    result = analyse(trials, sweep.param_info(), sweep.trainer)
+    result = analyse(trials, sweep.param_info())
     result.headline()                  # "Best: teacher_temp=0.04 ... +0.52 points vs the baseline ..."
     leaderboard(result)                # DataFrame ready to render
     for title, table in ablation_tables(result): ...
@@ -18,9 +18,10 @@ from typing import Any
 
 import pandas as pd
 
-from reports.stats import fmt_mean_ci, noise_verdict, point_summary
+from reports.ranking import rank_points
+from reports.stats import fmt_mean_ci, noise_verdict
 from reports.sweepdir import values_equal
-from reports.tables import final_trials, find_baseline, native
+from reports.tables import native
 
 METRIC_LABEL = "kNN top-1 (%)"
 
@@ -34,6 +35,12 @@ class Analysis:
     is_ablation: bool
     partial: bool  # no trial has finished: means over running/stopped trials
     notes: list[str] = field(default_factory=list)
+    metric: str = "knn_top1"
+    pixel: float | None = None  # raw-pixel kNN top-1 of the dataset (reference_knn.json)
+
+    @property
+    def metric_label(self) -> str:
+        return METRIC_LABEL if self.metric == "knn_top1" else self.metric
 
     @property
     def reference_point(self) -> int:
@@ -64,30 +71,49 @@ def point_label(row: pd.Series, params: list[str]) -> str:
     return ", ".join(f"{p}={fmt_value(row[p])}" for p in params)
 
 
-def analyse(trials: pd.DataFrame, info: dict[str, Any], trainer: dict[str, Any]) -> Analysis:
+def analyse(trials: pd.DataFrame, info: dict[str, Any]) -> Analysis:
+    """Points ranked by reports.ranking (the spec's metric and mode in ``info``), the reference
+    point, notes. The baseline is the point whose trials the sweep recorded as ``is_baseline``."""
     params = list(info.get("params") or [])
-    counted, partial = final_trials(trials)
-    points = point_summary(counted, params)
-    # A configuration whose teacher collapsed is not a working DINO, whatever its kNN: rank it last.
-    points["_failed"] = points["collapsed"] > 0
-    points = points.sort_values(["_failed", "mean", "n"], ascending=[True, False, False], na_position="last")
-    points = points.drop(columns="_failed").reset_index(drop=True)
+    metric = str(info.get("metric") or "knn_top1")
+    points, partial = rank_points(trials, params, metric, str(info.get("mode") or "max"))
     is_ablation = info.get("algorithm") == "ablation"
     notes = []
     if (points["collapsed"] > 0).any():
-        notes.append("Configurations with a collapsed trial are ranked last: their kNN top-1 does not "
+        notes.append("Configurations with a collapsed trial are ranked last: their metric does not "
                      "come from a working DINO teacher.")
     if partial and len(points):
-        notes.append("No trial has finished yet: the numbers below are the last kNN top-1 of "
+        notes.append(f"No trial has finished yet: the numbers below are the last {metric} of "
                      "running or stopped trials.")
     reference, kind = (int(points["point"].iloc[0]), "best") if len(points) else (None, "best")
     if is_ablation:
-        baseline = find_baseline(trials, params, trainer)
+        baseline = recorded_baseline(trials)
         if baseline is not None and baseline in set(points["point"]):
             reference, kind = baseline, "baseline"
         else:
             notes.append("The baseline point has no finished trial yet: deltas are to the best point.")
-    return Analysis(params, points, reference, kind, is_ablation, partial, notes)
+    pixel = reference_value(trials, "pixel_knn_top1") if metric == "knn_top1" else None
+    return Analysis(params, points, reference, kind, is_ablation, partial, notes, metric, pixel)
+
+
+def recorded_baseline(trials: pd.DataFrame) -> int | None:
+    if "is_baseline" not in trials.columns:
+        return None
+    base = trials[trials["is_baseline"].fillna(False).astype(bool)]
+    return int(base["point"].iloc[0]) if len(base) else None
+
+
+def reference_value(trials: pd.DataFrame, column: str) -> float | None:
+    if column not in trials.columns or trials[column].isna().all():
+        return None
+    return float(trials[column].dropna().iloc[0])
+
+
+def beats_pixels(result: Analysis, mean: float) -> str:
+    """'yes' / 'no' against the dataset's raw-pixel kNN top-1 ('–' without a reference)."""
+    if result.pixel is None or not math.isfinite(mean):
+        return "–"
+    return "yes" if mean > result.pixel else f"no ({mean - result.pixel:+.2f})"
 
 
 def delta_text(a: pd.Series, ref: pd.Series) -> str:
@@ -96,14 +122,17 @@ def delta_text(a: pd.Series, ref: pd.Series) -> str:
 
 
 def leaderboard(result: Analysis, top: int = 10) -> pd.DataFrame:
-    """The ``top`` points by mean kNN top-1 with mean ± 95% CI over repeats and the delta."""
+    """The ``top`` points by the ranking rule, mean ± 95% CI over repeats, the delta and, for kNN
+    top-1, whether the point beats the raw-pixel kNN."""
     ref = result.row(result.reference) if result.reference is not None else None
     rows = []
     for rank, (_, r) in enumerate(result.points.head(top).iterrows(), start=1):
         row = {"#": rank, **{p: fmt_value(r[p]) for p in result.params},
-               METRIC_LABEL: fmt_mean_ci(r["mean"], r["ci"]), "repeats": int(r["n"]),
+               result.metric_label: fmt_mean_ci(r["mean"], r["ci"]), "repeats": int(r["n"]),
                f"Δ vs {result.reference_kind}": delta_text(r, ref) if ref is not None else "–",
                "collapsed": int(r["collapsed"])}
+        if result.pixel is not None:
+            row["beats raw pixels"] = beats_pixels(result, r["mean"])
         if r["point"] == result.reference:
             row[f"Δ vs {result.reference_kind}"] = f"({result.reference_kind})"
         rows.append(row)
@@ -143,7 +172,7 @@ def _table(result: Analysis, group: pd.DataFrame, params: list[str], ref: pd.Ser
         row: dict[str, Any] = {p: fmt_value(r[p]) + (f" ({kind})" if is_ref and len(params) == 1 else "")
                for p in params}
         collapsed = f"collapsed ({int(r['collapsed'])}/{int(r['n'])})" if r["collapsed"] else "no"
-        row.update({METRIC_LABEL: fmt_mean_ci(r["mean"], r["ci"]), "repeats": int(r["n"]),
+        row.update({result.metric_label: fmt_mean_ci(r["mean"], r["ci"]), "repeats": int(r["n"]),
                     f"Δ vs {kind}": "–" if is_ref else delta_text(r, ref),
                     "beyond seed noise (Welch)":
                         "–" if is_ref else noise_verdict(r["values"], ref["values"]),
@@ -156,10 +185,11 @@ def headline(result: Analysis) -> str:
     """Which configuration wins, and by how much vs the baseline and the runner-up."""
     pts = result.points
     if pts.empty or not math.isfinite(pts["mean"].iloc[0]):
-        return "No trial has reported a kNN top-1 yet."
+        return f"No trial has reported {result.metric} yet."
     best = pts.iloc[0]
-    text = (f"**Best: {point_label(best, result.params)}** with kNN top-1 "
-            f"{fmt_mean_ci(best['mean'], best['ci'])} % (repeats: {int(best['n'])})")
+    unit = " %" if result.metric.startswith("knn_") else ""
+    text = (f"**Best: {point_label(best, result.params)}** with {result.metric_label} "
+            f"{fmt_mean_ci(best['mean'], best['ci'])}{unit} (repeats: {int(best['n'])})")
     parts = []
     if result.reference_kind == "baseline":
         base = result.row(result.reference_point)
@@ -175,4 +205,6 @@ def headline(result: Analysis) -> str:
                      f"{point_label(second, result.params)} "
                      f"({fmt_mean_ci(second['mean'], second['ci'])} %; beyond seed noise: "
                      f"{noise_verdict(best['values'], second['values'])})")
+    if result.pixel is not None and best["mean"] <= result.pixel:
+        parts.append(f"it does **not** beat the raw-pixel kNN ({result.pixel:.2f} %)")
     return text + (": " + "; ".join(parts) + "." if parts else ".")

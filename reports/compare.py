@@ -21,9 +21,10 @@ from reports.ablation import analyse, fmt_value, leaderboard, point_label
 from reports.document import Document
 from reports.errors import ReportError
 from reports.parquet import read_metadata, write_parquet, write_text
+from reports.ranking import counted_trials
 from reports.stats import fmt_mean_ci, mean_ci
 from reports.sweepdir import open_sweep
-from reports.tables import HEAD_COLUMNS, TAIL_COLUMNS, as_dtype, final_trials, infer_dtype, sweep_tables
+from reports.tables import HEAD_COLUMNS, TAIL_COLUMNS, as_dtype, infer_dtype, sweep_tables
 
 SECTIONS = ("Sweeps", "Shared parameters", "Leaderboard", "Trials")
 METRICS = ("knn_top1", "best_knn_top1", "knn_top5", "loss")
@@ -156,6 +157,21 @@ def side_by_side(counted: pd.DataFrame, param: str, names: list[str]) -> pd.Data
     return pd.DataFrame(rows)
 
 
+def fmt_reference(source: Source, key: str) -> str:
+    """A sweep's reference kNN top-1 (metadata of its parquet, or its trials' column)."""
+    value = source.info.get(key)
+    if value is None and key in source.trials and source.trials[key].notna().any():
+        value = float(source.trials[key].dropna().iloc[0])
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "–"
+
+
+def shared_reference(sources: list[Source]) -> dict | None:
+    """The reference kNN lines to draw: only when every sweep has the same (one dataset)."""
+    keys = ("pixel_knn_top1", "untrained_knn_top1")
+    refs = {tuple(s.info.get(k) for k in keys) for s in sources}
+    return dict(zip(keys, refs.pop(), strict=True)) if len(refs) == 1 else None
+
+
 def comparison_document(sources: list[Source], shared: list[str], trials: pd.DataFrame, meta: dict,
                         out: Path) -> Document:
     names = [s.name for s in sources]
@@ -163,7 +179,7 @@ def comparison_document(sources: list[Source], shared: list[str], trials: pd.Dat
     doc.heading("Sweeps")
     rows, bests = [], []
     for s in sources:
-        result = analyse(s.trials, s.info, {})
+        result = analyse(s.trials, s.info)
         best = result.points.iloc[0] if len(result.points) else None
         counts = s.trials["status"].value_counts()
         if best is not None and math.isfinite(best["mean"]):
@@ -171,7 +187,9 @@ def comparison_document(sources: list[Source], shared: list[str], trials: pd.Dat
         rows.append({"sweep": s.name, "source": str(s.path), "trials": len(s.trials),
                      "statuses": ", ".join(f"{int(n)} {k}" for k, n in counts.items()),
                      "best configuration": point_label(best, s.params) if best is not None else "–",
-                     "kNN top-1 (%)": fmt_mean_ci(best["mean"], best["ci"]) if best is not None else "–"})
+                     result.metric_label: fmt_mean_ci(best["mean"], best["ci"]) if best is not None else "–",
+                     "raw pixels kNN (%)": fmt_reference(s, "pixel_knn_top1"),
+                     "untrained kNN (%)": fmt_reference(s, "untrained_knn_top1")})
     bests.sort(reverse=True)
     if bests:
         text = f"**Best: {bests[0][1]}** ({bests[0][2]}) with kNN top-1 {bests[0][0]:.2f} %"
@@ -182,19 +200,20 @@ def comparison_document(sources: list[Source], shared: list[str], trials: pd.Dat
     doc.heading("Shared parameters")
     doc.note("Final kNN top-1 (%) per value, mean ± 95% CI (trials); completed, collapsed and diverged "
              "trials. Parameters searched by every sweep: " + ", ".join(f"`{p}`" for p in shared) + ".")
-    counted = pd.concat([final_trials(s.trials)[0] for s in sources], ignore_index=True)
+    counted = pd.concat([counted_trials(s.trials)[0] for s in sources], ignore_index=True)
     for p in shared:
         doc.heading(p, level=3)
         doc.table(side_by_side(counted, p, names))
         path = plots.effect_plot(counted, p, out / "plots" / f"effect_{p}.png", hue="sweep",
-                                 log=p in meta["log_params"], categorical=p in meta["categorical_params"])
+                                 log=p in meta["log_params"], categorical=p in meta["categorical_params"],
+                                 reference=shared_reference(sources))
         if path:
             doc.image(path, f"kNN top-1 vs {p}, by sweep")
     doc.heading("Leaderboard")
     doc.note("Best configurations of each sweep (mean ± 95% CI over repeats), Δ to the sweep's best.")
     boards = []
     for s in sources:
-        board = leaderboard(analyse(s.trials, s.info, {}), top=5)
+        board = leaderboard(analyse(s.trials, s.info), top=5)
         if len(board):
             boards.append(board.assign(sweep=s.name)[["sweep", *board.columns]])
     if boards:

@@ -1,8 +1,8 @@
 """``ablate ls``: the sweeps of a storage folder as a plain aligned table.
 
     print(format_listing(list_sweeps(Path("runs"))))
-    # sweep  description                    trials                     best kNN top-1 (%)  last update
-    # temps  teacher/student temperatures   5 completed, 2 collapsed   71.40               2026-05-02 14:03
+    # sweep  description                    trials                     best             last update
+    # temps  teacher/student temperatures   5 completed, 2 collapsed   knn_top1 71.40   2026-05-02 14:03
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from pathlib import Path
 import pandas as pd
 
 from reports.errors import ReportError
+from reports.ranking import best_point
 from reports.sweepdir import open_sweep
-from reports.tables import STATUSES, final_trials, sweep_tables, working_trials
+from reports.tables import STATUSES, sweep_tables
 
-COLUMNS = ["sweep", "description", "trials", "best kNN top-1 (%)", "last update"]
+COLUMNS = ["sweep", "description", "trials", "best", "last update"]
 
 
 def find_sweeps(storage: Path) -> list[Path]:
@@ -28,8 +29,7 @@ def find_sweeps(storage: Path) -> list[Path]:
 
 
 def last_update(folder: Path) -> str:
-    files = [folder / "spec.yaml", *folder.glob("tune/experiment_state-*.json"),
-             *folder.glob("tune/*/result.json")]
+    files = [folder / "spec.yaml", *folder.glob("trials/*.json")]
     stamps = [f.stat().st_mtime for f in files if f.exists()]
     return dt.datetime.fromtimestamp(max(stamps)).strftime("%Y-%m-%d %H:%M") if stamps else "–"
 
@@ -40,14 +40,15 @@ def sweep_row(folder: Path) -> dict[str, str]:
         trials, _ = sweep_tables(sweep)
     except ReportError as exc:  # one broken sweep must not hide the others
         return {"sweep": folder.name, "description": f"(unreadable: {exc})", "trials": "–",
-                "best kNN top-1 (%)": "–", "last update": last_update(folder)}
+                "best": "–", "last update": last_update(folder)}
     counts = trials["status"].value_counts()
-    by_status = ", ".join(f"{int(counts[s])} {s}" for s in STATUSES if s in counts) or "no trials yet"
-    counted, partial = final_trials(trials)
-    counted = working_trials(counted)  # as the report ranks them
-    best = f"{counted['knn_top1'].max():.2f}" + (" (running)" if partial else "") if len(counted) else "–"
+    order = [*STATUSES, *(s for s in counts.index if s not in STATUSES)]
+    by_status = ", ".join(f"{int(counts[s])} {s}" for s in order if s in counts) or "no trials yet"
+    best, partial = best_point(trials, sweep.params, sweep.metric, sweep.mode)  # as the report ranks
+    text = "–" if best is None else (f"{sweep.metric} {best['mean']:.2f}" + (" (partial)" if partial else "")
+                                     + (" (collapsed)" if best["collapsed"] else ""))
     return {"sweep": sweep.name, "description": sweep.description, "trials": by_status,
-            "best kNN top-1 (%)": best, "last update": last_update(folder)}
+            "best": text, "last update": last_update(folder)}
 
 
 def list_sweeps(storage: str | Path) -> pd.DataFrame:
@@ -69,7 +70,7 @@ def format_listing(df: pd.DataFrame) -> str:
     """Columns padded to their widest cell, two spaces apart; the kNN column right-aligned."""
     cells = [list(df.columns)] + [[str(v) for v in row] for row in df.itertuples(index=False)]
     widths = [max(len(r[i]) for r in cells) for i in range(len(df.columns))]
-    right = {list(df.columns).index("best kNN top-1 (%)")}
+    right = {list(df.columns).index("best")}
     lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w)
                        for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip() for r in cells]
     return "\n".join(lines)

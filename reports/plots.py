@@ -69,7 +69,7 @@ def plain_log_ticks(axis: Axis) -> None:
 # --- per-parameter effect ---------------------------------------------------------------------
 def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = False,
                 categorical: bool = False, hue: str | None = None,
-                baseline: float | None = None) -> Path | None:
+                baseline: float | None = None, reference: dict | None = None) -> Path | None:
     """kNN top-1 vs ``param``: one dot per trial (x: collapsed), mean ± 95% CI per value.
     ``categorical`` spaces the values evenly (like a paper table); ``hue`` colours by a column
     (``sweep`` in a comparison)."""
@@ -105,6 +105,7 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
                     label=f"{group}: mean ± 95% CI" if hue else "mean ± 95% CI over repeats")
     if baseline is not None and math.isfinite(baseline):
         ax.axhline(baseline, color="grey", ls="--", lw=1, label=f"baseline {baseline:.2f}%")
+    reference_lines(ax, reference)
     if categorical:
         ax.set_xticks(range(len(values)), [fmt(v) for v in values])
         ax.set_xlim(-0.5, len(values) - 0.5)
@@ -123,6 +124,18 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
         labels.append("collapsed trial")
     ax.legend(handles, labels, fontsize=8, loc="best")
     return save(fig, out)
+
+
+REFERENCES = {"pixel_knn_top1": ("raw pixels", "#8c564b", ":"),
+              "untrained_knn_top1": ("untrained network", "#7f7f7f", "-.")}
+
+
+def reference_lines(ax: object, reference: dict | None) -> None:
+    """Horizontal lines at the dataset's raw-pixel and untrained-network kNN top-1 (labelled)."""
+    for key, (name, color, ls) in REFERENCES.items():
+        value = (reference or {}).get(key)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            ax.axhline(value, color=color, ls=ls, lw=1.2, label=f"{name} {value:.2f}%", zorder=1)
 
 
 # --- over epochs ------------------------------------------------------------------------------
@@ -147,7 +160,7 @@ def _trial_styles(trials: pd.DataFrame) -> tuple[dict[str, dict], Normalize, str
 
 
 def _status_legend(ax: Axes, trials: pd.DataFrame) -> None:
-    handles, labels = [], []
+    handles, labels = ax.get_legend_handles_labels()
     if trials["collapsed"].fillna(False).any():
         handles.append(Line2D([], [], color=COLLAPSE_COLOR, ls="--"))
         labels.append("collapsed")
@@ -158,8 +171,10 @@ def _status_legend(ax: Axes, trials: pd.DataFrame) -> None:
         ax.legend(handles, labels, fontsize=8, loc="best")
 
 
-def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Path | None:
-    """Loss and kNN top-1 vs epoch, one line per trial, coloured by its final kNN top-1."""
+def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path,
+                    reference: dict | None = None) -> Path | None:
+    """Loss and kNN top-1 vs epoch, one line per trial, coloured by its final kNN top-1; the
+    dataset's raw-pixel and untrained kNN as reference lines."""
     if epochs.empty or "knn_top1" not in epochs:
         return None
     styles, norm, cmap = _trial_styles(trials)
@@ -171,12 +186,15 @@ def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Pa
             trained = rows[rows["loss"].notna()]
             ax_loss.plot(trained["epoch"], trained["loss"], alpha=0.85, **style)
         knn = rows[rows["knn_top1"].notna()]
+        if "knn_evaluated" in knn:  # carried-forward values are not measurements
+            knn = knn[knn["knn_evaluated"].fillna(True).astype(bool)]
         ax_knn.plot(knn["epoch"], knn["knn_top1"], marker=".", alpha=0.85, **style)
     ax_loss.set(xlabel="epoch", ylabel="training loss (nats)", title="Loss")
     ax_knn.set(xlabel="epoch (0 = untrained)", ylabel=KNN_LABEL, title="kNN top-1 during training")
     for ax in (ax_loss, ax_knn):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
+    reference_lines(ax_knn, reference)
     _status_legend(ax_knn, trials)
     fig.colorbar(ScalarMappable(norm, cmap), ax=[ax_loss, ax_knn], label=f"final {KNN_LABEL}",
                  fraction=0.03, pad=0.02)

@@ -20,8 +20,9 @@ from reports.document import Document
 from reports.errors import ReportError
 from reports.importance import param_importance
 from reports.parquet import write_parquet, write_text
+from reports.ranking import counted_trials
 from reports.sweepdir import Sweep, open_sweep
-from reports.tables import STATUSES, final_trials, sweep_tables
+from reports.tables import STATUSES, sweep_tables
 
 SECTIONS = ("Leaderboard", "Ablation table", "Parameter effects", "Learning curves",
             "Collapse diagnostics", "Parameter importance", "Parallel coordinates", "Trials")
@@ -34,8 +35,9 @@ def build_report(sweep_dir: str | Path) -> Path:
     sweep = open_sweep(sweep_dir)
     trials, epochs = sweep_tables(sweep)
     if trials.empty:
-        raise ReportError(f"{sweep.tune_dir}: no trials yet (expected Ray trial folders with "
-                          "params.json and result.json; is the sweep still starting?)")
+        raise ReportError(f"{sweep.path / 'trials'}: no trial records yet (expected trials/<id>.json, "
+                          "written from the first trial's start; is the sweep still starting, or was it "
+                          "made by an ablate older than the records?)")
     out = sweep.report_dir
     write_parquet(trials, out / "trials.parquet", sweep.param_info())
     write_parquet(epochs, out / "epochs.parquet", sweep.param_info())
@@ -51,23 +53,26 @@ def status_counts(trials: pd.DataFrame) -> str:
 
 
 def sweep_document(sweep: Sweep, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path) -> Document:
-    result = analyse(trials, sweep.param_info(), sweep.trainer)
+    result = analyse(trials, sweep.param_info())
+    counted = counted_trials(trials, sweep.metric)[0]
     doc = Document(f"DINO ablation report: {sweep.name}")
     if sweep.description:
         doc.paragraph(sweep.description)
     doc.paragraph(f"{len(trials)} trials ({status_counts(trials)}), search `{sweep.algorithm or '?'}`, "
-                  f"{trials['point'].nunique()} configurations, metric: final kNN top-1 (%) of the "
-                  f"teacher. Written {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.")
+                  f"{trials['point'].nunique()} configurations, ranked by the final `{sweep.metric}` "
+                  f"({'lower' if sweep.mode == 'min' else 'higher'} is better; rule: reports/ranking.py). "
+                  f"Written {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.")
+    doc.paragraph(reference_line(sweep.reference))
     doc.paragraph(result.headline())
     for note in result.notes:
         doc.note(note)
     add_leaderboard(doc, result)
     add_ablation(doc, result)
-    add_effects(doc, sweep, result, final_trials(trials)[0], out)
-    add_curves(doc, trials, epochs, out)
+    add_effects(doc, sweep, result, counted, out)
+    add_curves(doc, trials, epochs, out, sweep.reference)
     add_importance(doc, sweep, out)
     doc.heading("Parallel coordinates")
-    path = plots.parallel_plot(final_trials(trials)[0], sweep.params, out / "plots" / "parallel.png",
+    path = plots.parallel_plot(counted, sweep.params, out / "plots" / "parallel.png",
                                log_params=sweep.log_params, categorical_params=sweep.categorical_params)
     doc.image(path, "parallel coordinates") if path else doc.note("No trial has a kNN top-1 yet.")
     if (out / "attention.png").is_file():
@@ -77,11 +82,21 @@ def sweep_document(sweep: Sweep, trials: pd.DataFrame, epochs: pd.DataFrame, out
     return doc
 
 
+def reference_line(reference: dict) -> str:
+    """The report header's baselines: what a trial must beat to show that DINO learned anything."""
+    pixel, untrained = reference.get("pixel_knn_top1"), reference.get("untrained_knn_top1")
+    if pixel is None and untrained is None:
+        return "Reference kNN top-1 of the dataset: not recorded for this sweep."
+    fmt = lambda v: f"{v:.2f} %" if isinstance(v, (int, float)) else "–"
+    return (f"Reference kNN top-1 of the dataset: **raw pixels {fmt(pixel)}**, **untrained network "
+            f"{fmt(untrained)}**; a configuration that does not beat raw pixels is marked.")
+
+
 def add_leaderboard(doc: Document, result: Analysis) -> None:
     doc.heading("Leaderboard")
-    doc.note("Final kNN top-1 (%), mean ± 95% t-interval over seed repeats; Δ in points. Counts "
-             "completed, collapsed and diverged trials (stopped-early, errored and running ones are "
-             "listed under Trials).")
+    doc.note(f"Final {result.metric}, mean ± 95% t-interval over seed repeats; Δ in its units. Counts "
+             "completed, flagged, collapsed and diverged trials (stopped-early, errored, interrupted "
+             "and running ones are listed under Trials); collapsed configurations rank last.")
     board = leaderboard(result)
     doc.table(board) if len(board) else doc.note("No trial has a final kNN top-1 yet.")
 
@@ -111,7 +126,8 @@ def add_effects(doc: Document, sweep: Sweep, result: Analysis, counted: pd.DataF
     drawn = False
     for p in sweep.params:
         path = plots.effect_plot(counted, p, out / "plots" / f"effect_{p}.png", log=p in sweep.log_params,
-                                 categorical=p in sweep.categorical_params, baseline=baseline)
+                                 categorical=p in sweep.categorical_params, baseline=baseline,
+                                 reference=sweep.reference)
         if path:
             doc.image(path, f"kNN top-1 vs {p}")
             drawn = True
@@ -119,9 +135,10 @@ def add_effects(doc: Document, sweep: Sweep, result: Analysis, counted: pd.DataF
         doc.note("No trial has a final kNN top-1 yet.")
 
 
-def add_curves(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path) -> None:
+def add_curves(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path,
+               reference: dict | None = None) -> None:
     doc.heading("Learning curves")
-    path = plots.learning_curves(epochs, trials, out / "plots" / "learning_curves.png")
+    path = plots.learning_curves(epochs, trials, out / "plots" / "learning_curves.png", reference=reference)
     doc.image(path, "loss and kNN top-1 vs epoch") if path else doc.note("No epoch reported yet.")
     doc.heading("Collapse diagnostics")
     doc.note("DINO paper, Fig. 7: without centering the teacher entropy goes to 0, without sharpening "

@@ -4,7 +4,7 @@ Only reads. The spec is read with plain PyYAML (the ``ablate.spec`` model lives 
 
     sweep = open_sweep("runs/temps")     # ReportError if missing, empty or not a sweep
     sweep.params                          # ["teacher_temp", "student_temp", ...] (keys of `space`)
-    ray_trials(sweep.tune_dir)            # {"a1b2c3d4": RayTrial(status="TERMINATED", ...), ...}
+    sweep.metric, sweep.mode              # the spec's ranking metric and direction
 """
 
 from __future__ import annotations
@@ -75,10 +75,31 @@ class Sweep:
         value = self.trainer.get("epochs")
         return int(value) if isinstance(value, int) else None
 
+    @property
+    def metric(self) -> str:
+        return str(self.spec.get("metric") or "knn_top1")
+
+    @property
+    def mode(self) -> str:
+        return str(self.spec.get("mode") or "max")
+
+    @property
+    def reference(self) -> dict[str, Any]:
+        """``reference_knn.json``: raw-pixel and untrained kNN top-1 of the dataset ({} if absent)."""
+        try:
+            data = json.loads((self.path / "reference_knn.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
     def param_info(self) -> dict[str, Any]:
         """What a parquet file keeps of the spec, so `ablate compare` works on the file alone."""
+        ref = self.reference
         return {"sweep": self.name, "params": self.params, "log_params": self.log_params,
-                "categorical_params": self.categorical_params, "algorithm": self.algorithm}
+                "categorical_params": self.categorical_params, "algorithm": self.algorithm,
+                "metric": self.metric, "mode": self.mode,
+                "pixel_knn_top1": ref.get("pixel_knn_top1"),
+                "untrained_knn_top1": ref.get("untrained_knn_top1")}
 
 
 def space_values(entry: Any) -> list[Any] | None:
@@ -121,44 +142,6 @@ def read_spec(file: Path) -> dict[str, Any]:
     if not isinstance(data.get("space") or {}, dict):
         raise ReportError(f"{file}: 'space' must map parameter names to their ranges")
     return data
-
-
-def trial_dirs(tune_dir: Path) -> list[Path]:
-    """Ray's trial folders: the sub-folders of ``tune/`` that hold a params.json or result.json."""
-    if not tune_dir.is_dir():
-        return []
-    return sorted(d for d in tune_dir.iterdir()
-                  if d.is_dir() and ((d / "params.json").exists() or (d / "result.json").exists()))
-
-
-@dataclass
-class RayTrial:
-    """What Ray's experiment state says of one trial."""
-
-    trial_id: str
-    status: str  # TERMINATED, ERROR, RUNNING, PENDING, PAUSED
-    dir_name: str
-    number: int | None  # creation order (the leading number of Ray's experiment_tag)
-
-
-def ray_trials(tune_dir: Path) -> dict[str, RayTrial]:
-    """Trial id -> RayTrial from the newest ``experiment_state-*.json``; {} when there is none or it
-    cannot be read (a sweep still starting, or a state file being rewritten)."""
-    states = sorted(tune_dir.glob("experiment_state-*.json"), key=lambda p: (p.stat().st_mtime, p.name))
-    for state in reversed(states):
-        try:
-            data = json.loads(state.read_text())
-            trials = {}
-            for trial_json, _runtime in data.get("trial_data", []):
-                t = json.loads(trial_json)
-                tag = str(t.get("experiment_tag", ""))
-                number = int(tag.split("_", 1)[0]) if tag.split("_", 1)[0].isdigit() else None
-                trials[str(t["trial_id"])] = RayTrial(str(t["trial_id"]), str(t.get("status", "")),
-                                                      str(t.get("relative_logdir") or ""), number)
-            return trials
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # an older state file may still be complete
-    return {}
 
 
 def values_equal(a: Any, b: Any) -> bool:

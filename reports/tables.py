@@ -1,9 +1,9 @@
-"""Sweep folder -> two pandas tables, built from Ray's own files so the numbers are what trials reported.
+"""Sweep folder -> two pandas tables, built from ablate's trial records (``trials/*.json``).
 
 ``trials``: one row per trial (status, searched hyperparameters, final/best kNN top-1, ...).
 ``epochs``: one row per trial and epoch with every metric the trial reported.
-Columns, types and meanings: reports/SCHEMA.md. Works on running or interrupted sweeps: a half-written
-last line of result.json is skipped, missing files give missing values, never an error.
+Columns, types and meanings: reports/SCHEMA.md. Works on running or interrupted sweeps (records are
+replaced atomically); a damaged record is a trial with status ``damaged``, never an error.
 
     trials, epochs = load_trials(Path("runs/temps"))
     trials.groupby("teacher_temp")["knn_top1"].mean()
@@ -13,24 +13,18 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from reports.sweepdir import (
-    RayTrial,
-    Sweep,
-    open_sweep,
-    ray_trials,
-    space_values,
-    trial_dirs,
-    values_equal,
-)
+from reports.records import read_records
+from reports.sweepdir import Sweep, open_sweep, space_values
 
-STATUSES = ("completed", "stopped early", "collapsed", "diverged", "oom", "errored", "running")
-FINAL_STATUSES = ("completed", "collapsed", "diverged")  # ran their schedule or were stopped for cause
+# Statuses of ablate's trial records (docs/CONTRACTS.md), in the order reports list them; a record
+# may carry another trainable outcome (e.g. ``oom``), listed after these.
+STATUSES = ("completed", "flagged", "stopped early", "collapsed", "diverged", "oom", "errored", "interrupted",
+            "running", "pending", "damaged")
 # trials.parquet: these columns, in this order, around the searched hyperparameters (SCHEMA.md).
 HEAD_COLUMNS = {"sweep": "string", "trial_id": "string", "status": "string", "stop_reason": "string"}
 TAIL_COLUMNS = {
@@ -38,12 +32,11 @@ TAIL_COLUMNS = {
     "best_knn_top1": "float64", "knn_top1_epoch0": "float64", "loss": "float64",
     "epochs_done": "Int64", "wall_time_s": "float64", "images_per_s": "float64",
     "collapsed": "boolean", "point": "Int64", "is_baseline": "boolean", "epochs": "Int64",
-    "trial_dir": "string",
+    "trial_dir": "string", "label": "string", "pixel_knn_top1": "float64", "untrained_knn_top1": "float64",
 }
 EPOCH_HEAD = {"sweep": "string", "trial_id": "string", "epoch": "Int64"}
-# Ray bookkeeping that is not a measurement (the config is in trials.parquet).
-DROPPED_KEYS = {"config", "hostname", "node_ip", "pid", "date", "checkpoint_dir_name", "trial_id"}
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Per-host bookkeeping that is not a measurement.
+DROPPED_KEYS = {"hostname", "node_ip", "pid"}
 
 
 def load_trials(sweep_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -52,20 +45,17 @@ def load_trials(sweep_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def sweep_tables(sweep: Sweep) -> tuple[pd.DataFrame, pd.DataFrame]:
-    ray = ray_trials(sweep.tune_dir)
-    by_dir = {t.dir_name: t for t in ray.values()}
-    records, epoch_frames = [], []
-    for folder in trial_dirs(sweep.tune_dir):
-        params = read_json(folder / "params.json")
-        rows = epoch_rows(read_results(folder / "result.json"))
-        trial_id = trial_id_of(folder, rows, by_dir)
-        info = ray.get(trial_id) or by_dir.get(folder.name)
-        record = trial_record(sweep, folder, trial_id, params, rows, info)
-        records.append(record)
-        if rows:
-            epoch_frames.append(pd.DataFrame(
-                [{"sweep": sweep.name, "trial_id": trial_id, **row} for row in rows]))
-    trials = typed_trials(sweep, records)
+    """Both tables from ablate's trial records (``trials/*.json``) only: status, seed, point and
+    baseline are what the sweep recorded, never re-derived from Ray's files."""
+    reference = sweep.reference
+    rows, epoch_frames = [], []
+    for rec in read_records(sweep.path):
+        epochs = [{k: v for k, v in r.items() if k not in DROPPED_KEYS} for r in rec.get("epochs") or []]
+        rows.append(trial_row(sweep, rec, epochs, reference))
+        if epochs:
+            epoch_frames.append(pd.DataFrame([{"sweep": sweep.name, "trial_id": rec["trial_id"], **r}
+                                              for r in epochs]))
+    trials = typed_trials(sweep, rows)
     epochs = typed_epochs(pd.concat(epoch_frames, ignore_index=True) if epoch_frames else pd.DataFrame())
     order = {tid: i for i, tid in enumerate(trials["trial_id"])}
     epochs = epochs.sort_values(["trial_id", "epoch"], key=lambda s: s.map(order) if s.name == "trial_id"
@@ -73,80 +63,7 @@ def sweep_tables(sweep: Sweep) -> tuple[pd.DataFrame, pd.DataFrame]:
     return trials, epochs
 
 
-# --- reading Ray's files ----------------------------------------------------------------------
-def read_json(file: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, ValueError):
-        return {}  # not written yet, or being written
-    return data if isinstance(data, dict) else {}
-
-
-def read_results(file: Path) -> list[dict[str, Any]]:
-    """Ray's result.json: one JSON object per line; a partial (still being written) line is skipped."""
-    try:
-        lines = file.read_text().splitlines()
-    except OSError:
-        return []
-    results = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            results.append(row)
-    return results
-
-
-def epoch_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Scalar metrics per epoch, sorted; an epoch reported twice (a trial restored from a checkpoint
-    repeats the epochs after it) keeps its last report."""
-    by_epoch: dict[int, dict[str, Any]] = {}
-    for result in results:
-        epoch = result.get("epoch", result.get("training_iteration", 0) - 1)
-        if not isinstance(epoch, (int, float)) or isinstance(epoch, bool):
-            continue
-        row = {k: v for k, v in result.items()
-               if k not in DROPPED_KEYS and (v is None or isinstance(v, (bool, int, float, str)))}
-        row["epoch"] = int(epoch)
-        by_epoch[int(epoch)] = row
-    return [by_epoch[e] for e in sorted(by_epoch)]
-
-
-def trial_id_of(folder: Path, rows: list[dict[str, Any]], by_dir: dict[str, RayTrial]) -> str:
-    if folder.name in by_dir:
-        return by_dir[folder.name].trial_id
-    if rows and rows[-1].get("trial_id"):
-        return str(rows[-1]["trial_id"])
-    return folder.name
-
-
-def error_line(folder: Path) -> str:
-    """The last line of Ray's error.txt (the exception), without terminal colours."""
-    try:
-        lines = [ANSI.sub("", line).strip() for line in (folder / "error.txt").read_text().splitlines()]
-    except OSError:
-        return ""
-    lines = [line for line in lines if line]
-    return lines[-1][:300] if lines else ""
-
-
 # --- one trial --------------------------------------------------------------------------------
-def trial_status(outcome: str, ray_status: str | None, has_error: bool, epochs_done: int | None,
-                 epochs: int | None) -> str:
-    """One of STATUSES. The trial's own verdict (``trial_outcome``) wins; then Ray's state."""
-    if outcome in ("completed", "collapsed", "diverged", "oom"):
-        return outcome
-    if ray_status == "ERROR" or (not ray_status and has_error):
-        return "errored"
-    if ray_status == "TERMINATED":
-        if epochs is not None and (epochs_done or 0) < epochs:
-            return "stopped early"
-        return "completed"
-    return "running"  # RUNNING, PENDING, PAUSED, or no state yet (an interrupted sweep stays here)
-
-
 def last_value(rows: list[dict[str, Any]], key: str) -> Any:
     for row in reversed(rows):
         if row.get(key) is not None:
@@ -159,75 +76,47 @@ def finite(values: list[Any]) -> list[float]:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
 
 
-def trial_record(sweep: Sweep, folder: Path, trial_id: str, params: dict[str, Any],
-                 rows: list[dict[str, Any]], info: RayTrial | None) -> dict[str, Any]:
-    epochs_done = max((r["epoch"] for r in rows), default=None)
-    epochs = params.get("epochs", sweep.epochs)
-    epochs = int(epochs) if isinstance(epochs, (int, float)) else None
-    has_error = (folder / "error.txt").exists()
-    outcome = str(last_value(rows, "trial_outcome") or "")
-    status = trial_status(outcome, info.status if info else None, has_error, epochs_done, epochs)
-    stop_reason = str(last_value(rows, "stop_reason") or "")
-    if status == "errored" and not stop_reason:
-        stop_reason = error_line(folder) or f"Ray marked the trial as errored (see tune/{folder.name})"
-    elif status == "stopped early" and not stop_reason:
-        stop_reason = f"stopped early by the scheduler after {epochs_done}/{epochs} epochs"
-    knn = [r.get("knn_top1") for r in rows if r["epoch"] > 0]  # best after training, not epoch 0
-    epoch0 = [r.get("knn_top1") for r in rows if r["epoch"] == 0]
+def trial_row(sweep: Sweep, rec: dict[str, Any], rows: list[dict[str, Any]],
+              reference: dict[str, Any]) -> dict[str, Any]:
+    """One trials.parquet row: the record's own fields, and final values read off its epochs."""
+    evaluated = [r for r in rows if r.get("epoch", 0) > 0 and r.get("knn_evaluated", True)]
+    epoch0 = [r.get("knn_top1") for r in rows if r.get("epoch") == 0]
     speed = finite([r.get("images_per_s") for r in rows])
-    at_ln_k = last_value([r for r in rows if r["epoch"] > 0], "loss_at_ln_out_dim")
-    # The trainable reports its seed and repeat; before its first report, derive them from the
-    # config: `repeat` (grid/ablation points) or Ray's Repeater index, seed = spec seed + repeat.
-    repeat = last_value(rows, "repeat")
-    repeat = repeat if repeat is not None else params.get("repeat", params.get("__trial_index__", 0))
-    seed = last_value(rows, "seed")
-    if seed is None and isinstance(params.get("seed"), int) and isinstance(repeat, int):
-        seed = params["seed"] + repeat
-    number = info.number if info and info.number is not None else number_from_dir(folder.name, trial_id)
-    return {
-        "sweep": sweep.name, "trial_id": trial_id, "status": status, "stop_reason": stop_reason,
+    params = rec.get("params") or {}
+    row = {
+        "sweep": sweep.name, "trial_id": rec.get("trial_id"), "status": rec.get("status"),
+        "stop_reason": rec.get("reason") or "",
         **{p: params.get(p) for p in sweep.params},
-        "seed": seed, "repeat": repeat,
+        "seed": rec.get("seed"), "repeat": rec.get("repeat"),
         "knn_top1": last_value(rows, "knn_top1"), "knn_top5": last_value(rows, "knn_top5"),
-        "best_knn_top1": max(finite(knn), default=None),
+        "best_knn_top1": max(finite([r.get("knn_top1") for r in evaluated]), default=None),
         "knn_top1_epoch0": epoch0[0] if epoch0 else None,
-        "loss": last_value(rows, "loss"), "epochs_done": epochs_done,
+        "loss": last_value(rows, "loss"), "epochs_done": max((r["epoch"] for r in rows), default=None),
         "wall_time_s": last_value(rows, "time_total_s"),
         "images_per_s": sum(speed) / len(speed) if speed else None,
-        "collapsed": status == "collapsed" or at_ln_k is True,
-        "epochs": epochs, "trial_dir": f"{sweep.tune_dir.name}/{folder.name}",
-        "_order": (number if number is not None else math.inf,
-                   rows[0].get("timestamp", math.inf) if rows else math.inf, trial_id),
+        "collapsed": bool(rec.get("collapsed")), "point": rec.get("point"),
+        "is_baseline": rec.get("is_baseline"), "epochs": rec.get("epochs_planned"),
+        "trial_dir": rec.get("trial_dir"), "label": rec.get("label"),
+        "pixel_knn_top1": reference.get("pixel_knn_top1"),
+        "untrained_knn_top1": reference.get("untrained_knn_top1"),
+        "_order": (rec.get("created_at") or math.inf, str(rec.get("trial_id"))),
     }
-
-
-def number_from_dir(dir_name: str, trial_id: str) -> int | None:
-    """Ray names trial folders ``<trainable>_<trial_id>_<number>_<params>_<date>``."""
-    _, _, rest = dir_name.partition(f"{trial_id}_")
-    digits = rest.split("_", 1)[0]
-    return int(digits) if digits.isdigit() else None
+    if sweep.metric not in row:  # the spec's metric (e.g. teacher_entropy): its final value
+        row[sweep.metric] = last_value(rows, sweep.metric)
+    return row
 
 
 # --- typing -----------------------------------------------------------------------------------
-def point_key(values: list[Any]) -> str:
-    return json.dumps([round(v, 12) if isinstance(v, float) else v for v in values])
-
-
 def typed_trials(sweep: Sweep, records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Records in creation order, a ``point`` per distinct hyperparameter setting, typed columns."""
-    records = sorted(records, key=lambda r: r["_order"])
-    points: dict[str, int] = {}
-    for r in records:
-        r.pop("_order")
-        r["point"] = points.setdefault(point_key([r[p] for p in sweep.params]), len(points))
-    columns = [*HEAD_COLUMNS, *sweep.params, *TAIL_COLUMNS]
+    """Records in creation order, typed columns (the spec's metric too, where it is another)."""
+    records = sorted(records, key=lambda r: r.pop("_order"))
+    extra = [sweep.metric] if sweep.metric not in {**HEAD_COLUMNS, **TAIL_COLUMNS} else []
+    columns = [*HEAD_COLUMNS, *sweep.params, *TAIL_COLUMNS, *extra]
     df = pd.DataFrame(records, columns=columns)
-    for col, dtype in {**HEAD_COLUMNS, **TAIL_COLUMNS}.items():
+    for col, dtype in {**HEAD_COLUMNS, **TAIL_COLUMNS, **dict.fromkeys(extra, "float64")}.items():
         df[col] = as_dtype(df[col], dtype)
     for p in sweep.params:
         df[p] = as_dtype(df[p], param_dtype(sweep.space[p], df[p].tolist()))
-    baseline = find_baseline(df, sweep.params, sweep.trainer) if sweep.algorithm == "ablation" else None
-    df["is_baseline"] = as_dtype(df["point"] == baseline, "boolean")
     return df
 
 
@@ -285,18 +174,6 @@ def typed_epochs(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def find_baseline(trials: pd.DataFrame, params: list[str], trainer: dict[str, Any]) -> int | None:
-    """The point whose params equal the spec's trainer values (those it pins), else the first point."""
-    if trials.empty:
-        return None
-    pinned = [p for p in params if p in trainer]
-    firsts = trials.sort_values("point", kind="stable").drop_duplicates("point")
-    for _, row in firsts.iterrows():
-        if pinned and all(values_equal(native(row[p]), trainer[p]) for p in pinned):
-            return int(row["point"])
-    return int(firsts["point"].iloc[0])
-
-
 def native(value: Any) -> Any:
     """pandas/numpy scalars to plain Python (JSON text of list-valued params back to a list)."""
     if value is pd.NA:
@@ -315,13 +192,3 @@ def working_trials(trials: pd.DataFrame) -> pd.DataFrame:
     """Trials whose teacher did not collapse (the ``collapsed`` column); all of them if none is left."""
     working = trials[~trials["collapsed"].fillna(False).astype(bool)]
     return working if len(working) else trials
-
-
-def final_trials(trials: pd.DataFrame, metric: str = "knn_top1") -> tuple[pd.DataFrame, bool]:
-    """Trials whose last ``metric`` counts (FINAL_STATUSES). If none has finished yet, every trial with
-    a value (second item True: the numbers are partial)."""
-    has_value = trials[metric].notna()
-    done = trials[has_value & trials["status"].isin(FINAL_STATUSES)]
-    if len(done):
-        return done, False
-    return trials[has_value], True

@@ -58,6 +58,14 @@ class CollapseMonitor:
                     f"(until epoch {metrics['epoch']})")
         return ""
 
+    def flag(self, epoch: int) -> str:
+        """The same rule at a trial's end: the collapse condition holds now, but for fewer than
+        ``patience`` epochs, so the trial was not stopped; it still counts as collapsed (flagged)."""
+        if not self.kind:
+            return ""
+        return (f"flagged as collapsed ({self.kind}): the collapse condition held at its last epoch "
+                f"{epoch} for {self.streak} epoch(s), fewer than patience {self.rules.patience}")
+
     def state_dict(self) -> dict[str, Any]:
         return {"streak": self.streak, "kind": self.kind}
 

@@ -8,6 +8,7 @@ collapses with its reason recorded (``trial_outcome``, ``stop_reason``).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import tempfile
@@ -33,7 +34,8 @@ def trial_repeat(config: dict[str, Any]) -> int:
 
 def trial_config(config: dict[str, Any]) -> DINOConfig:
     """Trainer config of a trial: bundles expanded, bookkeeping dropped, seed offset by the repeat."""
-    values = {k: v for k, v in config.items() if k not in ("repeat", "__trial_index__", "_stop", "_bundles")}
+    values = {k: v for k, v in config.items()
+              if k not in ("repeat", "__trial_index__", "_stop", "_bundles", "_eval_at")}
     for name, options in (config.get("_bundles") or {}).items():
         values.update(options[values.pop(name)])
     values["seed"] = int(values.get("seed", 0)) + trial_repeat(config)
@@ -54,27 +56,32 @@ def dino_trainable(config: dict[str, Any]) -> None:
     rules = StopRules(**config.get("_stop", {}))
     trainer = DINOTrainer(cfg)
     monitor = CollapseMonitor(rules)
-    note = restore_trial(trainer, monitor, tune.get_checkpoint())
+    carry = KnnCarry()
+    eval_at = set(config.get("_eval_at") or [])  # epochs where a scheduler may stop the trial
+    note = restore_trial(trainer, monitor, carry, tune.get_checkpoint())
     base = {"stop_reason": "", "trial_outcome": "running", "seed": cfg.seed, "repeat": trial_repeat(config),
             **_placement(), **({"restore_note": note} if note else {})}
     try:
         for metrics in trainer.run():
             metrics = {**base, **metrics, "reported_at": time.time()}
-            if metrics["epoch"] == cfg.epochs:
-                metrics["trial_outcome"] = "completed"
             reason = monitor.update(metrics)
-            if reason:
-                metrics.update(trial_outcome="collapsed", stop_reason=reason)
-            _report(trainer, monitor, metrics)
+            metrics["collapse_flag"] = monitor.flag(metrics["epoch"]) if metrics["epoch"] > 0 else ""
+            last = reason or metrics["epoch"] in eval_at  # it may be this trial's last epoch
+            if last and "knn_top1" not in metrics:  # a trial's last epoch is always evaluated
+                metrics["knn_top1"], metrics["knn_top5"] = trainer.evaluate()
+            carry.apply(metrics)
+            metrics.update(end_verdict(metrics, reason, cfg.epochs))
+            _report(trainer, monitor, carry, metrics)
             if reason:
                 return
     except NonFiniteLossError as exc:
         if not rules.nonfinite:
             raise
-        tune.report({**base, "epoch": trainer.epoch + 1, "trial_outcome": "diverged",
-                     "stop_reason": str(exc), "reported_at": time.time()})
+        tune.report({**base, **carry.last, "knn_evaluated": False, "epoch": trainer.epoch + 1,
+                     "trial_outcome": "diverged", "stop_reason": str(exc), "reported_at": time.time()})
     except torch.OutOfMemoryError as exc:  # a retry would fail the same way: end with the reason
-        tune.report({**base, "epoch": trainer.epoch + 1, "trial_outcome": "oom",
+        tune.report({**base, **carry.last, "knn_evaluated": False, "epoch": trainer.epoch + 1,
+                     "trial_outcome": "oom",
                      "stop_reason": cuda.oom_reason(exc, trainer.device, gpu_share),
                      "reported_at": time.time()})
 
@@ -91,7 +98,8 @@ def _on_assigned_gpu(cfg: DINOConfig) -> tuple[DINOConfig, float]:
     return cfg, share
 
 
-def restore_trial(trainer: DINOTrainer, monitor: CollapseMonitor, checkpoint: tune.Checkpoint | None) -> str:
+def restore_trial(trainer: DINOTrainer, monitor: CollapseMonitor, carry: KnnCarry,
+                  checkpoint: tune.Checkpoint | None) -> str:
     """Load the newest usable checkpoint of the trial; returns a note when it was not the latest.
 
     Ray keeps the trial's last ``num_to_keep`` checkpoints side by side (``checkpoint_NNNNNN``).
@@ -106,6 +114,7 @@ def restore_trial(trainer: DINOTrainer, monitor: CollapseMonitor, checkpoint: tu
             with checkpoint_folder(checkpoint, folder) as local:  # the trainer changes only once both load
                 monitor_state = load_pt(local / "monitor.pt", "monitor state")
                 trainer.load_checkpoint(local / CHECKPOINT_NAME)
+                carry.load(local)
             monitor.load_state_dict(monitor_state)
         except (DamagedFileError, UnsafeFileError) as exc:
             problems.append(str(exc))
@@ -140,11 +149,51 @@ def checkpoint_folder(checkpoint: tune.Checkpoint, folder: Path) -> Iterator[Pat
         yield folder
 
 
-def _report(trainer: DINOTrainer, monitor: CollapseMonitor, metrics: dict[str, Any]) -> None:
+def end_verdict(metrics: dict[str, Any], reason: str, epochs: int) -> dict[str, str]:
+    """``trial_outcome``/``stop_reason`` of this epoch: collapsed (stopped by the rule), flagged (the
+    rule's condition holds at the last epoch, fewer than patience epochs), completed, or running."""
+    if reason:
+        return {"trial_outcome": "collapsed", "stop_reason": reason}
+    if metrics["epoch"] == epochs:
+        if metrics.get("collapse_flag"):
+            return {"trial_outcome": "flagged", "stop_reason": metrics["collapse_flag"]}
+        return {"trial_outcome": "completed"}
+    return {}
+
+
+class KnnCarry:
+    """Every result a searcher or scheduler sees carries the kNN metrics: an epoch without an
+    evaluation (``eval_every`` > 1) repeats the last evaluated values with ``knn_evaluated: false``."""
+
+    KEYS = ("knn_top1", "knn_top5")
+    FILE = "knn_carry.json"
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+
+    def apply(self, metrics: dict[str, Any]) -> None:
+        evaluated = all(k in metrics for k in self.KEYS)
+        if evaluated:
+            self.last = {k: float(metrics[k]) for k in self.KEYS}
+        else:
+            metrics.update(self.last)
+        metrics["knn_evaluated"] = evaluated
+
+    def save(self, folder: Path) -> None:
+        (folder / self.FILE).write_text(json.dumps(self.last))
+
+    def load(self, folder: Path) -> None:
+        file = folder / self.FILE
+        if file.is_file():  # checkpoints written before this file existed have none
+            self.last = {k: float(v) for k, v in json.loads(file.read_text()).items()}
+
+
+def _report(trainer: DINOTrainer, monitor: CollapseMonitor, carry: KnnCarry, metrics: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as folder:
         if metrics["epoch"] > 0:
             trainer.save_checkpoint(Path(folder) / CHECKPOINT_NAME)
             torch.save(monitor.state_dict(), Path(folder) / "monitor.pt")
+            carry.save(Path(folder))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
         else:
             tune.report(metrics)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ablate.commands.run import add_ray_options
 from ablate.summary import finish
@@ -20,7 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ablate.sweep import resume_sweep
+    from ablate.sweep import SweepInterrupted, load_sweep_spec, resume_sweep
 
-    return finish(resume_sweep(args.sweep, args.address, args.num_cpus, args.num_gpus,
-                               args.connect_timeout))
+    total = load_sweep_spec(Path(args.sweep).expanduser().resolve()).num_trials
+    try:
+        sweep_dir = resume_sweep(args.sweep, args.address, args.num_cpus, args.num_gpus,
+                                  args.connect_timeout)
+    except SweepInterrupted as stop:
+        return finish(stop.sweep_dir, total, interrupted=True)
+    return finish(sweep_dir, total)

@@ -43,11 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ablate.sweep import run_sweep
+    from ablate.sweep import SweepInterrupted, run_sweep
 
     spec = load_spec(args.spec, args.sets, force=args.force)  # every mistake is reported before Ray starts
     print(f"ablate: sweep {spec.name!r}: {spec.num_trials} trials ({spec.search.algorithm}), "
           f"results in {Path(args.storage) / spec.name}", file=sys.stderr)
-    sweep_dir = run_sweep(spec, args.storage, args.address, args.num_cpus, args.num_gpus,
-                          args.connect_timeout)
-    return finish(sweep_dir)
+    try:
+        sweep_dir = run_sweep(spec, args.storage, args.address, args.num_cpus, args.num_gpus,
+                               args.connect_timeout)
+    except SweepInterrupted as stop:
+        return finish(stop.sweep_dir, spec.num_trials, interrupted=True)
+    return finish(sweep_dir, spec.num_trials)

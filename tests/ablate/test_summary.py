@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -16,10 +17,37 @@ def test_finish_builds_report_with_attention_panel(real_sweep: Path, tmp_path: P
     shutil.copytree(real_sweep, sweep)
     assert finish(sweep) == 0
     out = capsys.readouterr().out
-    assert "best knn_top1:" in out and "report.html" in out
+    assert "best knn_top1 (max):" in out and "report.html" in out
     panel = sweep / "report" / "attention.png"
     assert panel.is_file() and panel.stat().st_size > 10_000
     html = (sweep / "report" / "report.html").read_text()
     assert "Attention maps" in html and "data:image/png;base64" in html
     md = (sweep / "report" / "report.md").read_text()
     assert "Attention maps" in md
+
+
+def set_status(sweep: Path, index: int, **changes: object) -> str:
+    file = sorted((sweep / "trials").glob("*.json"))[index]
+    file.write_text(json.dumps({**json.loads(file.read_text()), **changes}))
+    return file.stem
+
+
+def test_errored_trials_exit_1_and_are_named(real_sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    sweep = tmp_path / "tiny"
+    shutil.copytree(real_sweep, sweep)
+    bad = set_status(sweep, 0, status="errored", reason="RuntimeError: boom")
+    assert finish(sweep, total=4) == 1
+    err = capsys.readouterr().err
+    assert f"trial {bad} errored: RuntimeError: boom" in err and "ablate resume" in err
+
+
+def test_interrupted_sweep_exits_130_and_never_names_a_running_trial_best(
+        real_sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    sweep = tmp_path / "tiny"
+    shutil.copytree(real_sweep, sweep)
+    for i in range(4):  # nothing finished: every trial was running when Ctrl-C came
+        set_status(sweep, i, status="interrupted")
+    assert finish(sweep, total=6, interrupted=True) == 130
+    captured = capsys.readouterr()
+    assert "best" not in captured.out
+    assert f"interrupted: 0 of 6 trials finished; continue with `ablate resume {sweep}`" in captured.err

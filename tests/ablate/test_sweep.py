@@ -139,6 +139,10 @@ resources: {{cpu: 2, gpu: 0}}
             continued.append(first_after["epoch"])
     assert continued and max(continued) >= 2, continued  # resumed from a checkpoint, not epoch 0
     assert (sweep / "report" / "trials.parquet").is_file()
+    # ablate's own records say what happened, whatever Ray's state files say
+    records = [json.loads(f.read_text()) for f in (sweep / "trials").glob("*.json")]
+    assert len(records) == 3 and {r["status"] for r in records} == {"completed"}
+    assert all([e["epoch"] for e in r["epochs"]] == [0, 1, 2, 3, 4, 5] for r in records)
 
 
 def test_run_refuses_an_existing_sweep_and_bad_specs_write_nothing(real_sweep: Path, tmp_path: Path,

@@ -42,6 +42,7 @@ def test_compare_two_sweeps(real_sweep: Path, report_dir: Path, tmp_path: Path,
         assert f"### {param}\n" in md and f"plots/effect_{param}.png" in md
     # the shared parameter side by side: one column per sweep
     assert "| teacher_temp | tiny_b | tiny |" in md
+    assert "raw pixels kNN (%)" in md and "untrained kNN (%)" in md and "| 100.00 |" in md  # the references
     assert "<img" in (out / "report.html").read_text()
 
 

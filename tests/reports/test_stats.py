@@ -35,7 +35,7 @@ def trials_table(points: list[dict], values: list[list[float]],
     for i, (params, knn) in enumerate(zip(points, values, strict=True)):
         for r, v in enumerate(knn):
             rows.append({"trial_id": f"t{i}{r}", "point": i, "repeat": r, "knn_top1": v,
-                         "status": "completed", "collapsed": v < 1, **params})
+                         "status": "completed", "collapsed": v < 1, "is_baseline": i == 0, **params})
     df = pd.DataFrame(rows)
     if statuses:
         df["status"] = statuses
@@ -50,7 +50,7 @@ VALUES = [[69.5, 69.7, 69.6], [66.6, 66.8, 66.7], [0.1, 0.1, 0.1], [69.8]]
 
 
 def test_ablation_deltas_are_to_the_baseline_point() -> None:
-    result = analyse(trials_table(POINTS, VALUES), ABLATION, {"teacher_temp": 0.04})
+    result = analyse(trials_table(POINTS, VALUES), ABLATION)
     assert result.reference_kind == "baseline" and result.reference == 0
     tables = dict(ablation_tables(result))
     temp = tables["teacher_temp"]
@@ -69,7 +69,7 @@ def test_ablation_deltas_are_to_the_baseline_point() -> None:
 
 def test_other_searches_compare_to_the_best_and_skip_unfinished_trials() -> None:
     trials = trials_table(POINTS, VALUES, statuses=["completed"] * 9 + ["errored"])
-    result = analyse(trials, {"params": ["teacher_temp", "out_dim"], "algorithm": "optuna"}, {})
+    result = analyse(trials, {"params": ["teacher_temp", "out_dim"], "algorithm": "optuna"})
     assert result.reference_kind == "best" and result.reference == 0  # the errored 69.8 does not count
     board = leaderboard(result)
     assert board["kNN top-1 (%)"].iloc[0].startswith("69.60 ± ")

@@ -1,4 +1,5 @@
-"""trials.parquet / epochs.parquet: schema, types, and values equal to what Ray recorded."""
+"""trials.parquet / epochs.parquet: schema, types, values equal to what Ray recorded, read from
+ablate's own trial records (trials/*.json) only."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from reports.parquet import read_metadata
-from reports.tables import HEAD_COLUMNS, TAIL_COLUMNS, load_trials, read_results, trial_status
+from reports.records import read_record
+from reports.tables import HEAD_COLUMNS, TAIL_COLUMNS, load_trials
 
 PARAMS = ["teacher_temp", "student_temp", "warmup_teacher_temp_epochs"]
 ARROW = {"string": (pa.string(), pa.large_string()), "float64": (pa.float64(),), "Int64": (pa.int64(),),
@@ -60,7 +61,10 @@ def test_trials_equal_what_ray_recorded(report_dir: Path) -> None:
         assert t["loss"] == rows[-1]["loss"] and t["wall_time_s"] == rows[-1]["time_total_s"]
         speeds = [r["images_per_s"] for r in rows if "images_per_s" in r]
         assert math.isclose(t["images_per_s"], sum(speeds) / len(speeds))
-        assert not t["collapsed"]
+        assert not t["collapsed"] and not t["is_baseline"] and t["label"]
+        assert t["pixel_knn_top1"] == 100.0 and 0 < t["untrained_knn_top1"] <= 100  # reference_knn.json
+        if t["seed"] == 0:  # the reference's untrained network is the repeat-0 trials' epoch 0
+            assert t["untrained_knn_top1"] == t["knn_top1_epoch0"]
     # repeats of one configuration share a point; two configurations
     assert trials.groupby("point")["repeat"].apply(sorted).tolist() == [[0, 1], [0, 1]]
 
@@ -83,86 +87,55 @@ def test_epochs_parquet_has_every_reported_metric(report_dir: Path) -> None:
     assert schema.field("trial_outcome").type in ARROW["string"]
 
 
-def set_ray_status(sweep: Path, trial_id: str, status: str) -> None:
-    """Edit Ray's experiment state as Ray would have written it."""
-    for state in (sweep / "tune").glob("experiment_state-*.json"):
-        data = json.loads(state.read_text())
-        for pair in data["trial_data"]:
-            trial = json.loads(pair[0])
-            if trial["trial_id"] == trial_id:
-                trial["status"] = status
-                pair[0] = json.dumps(trial)
-        state.write_text(json.dumps(data))
+def record_file(sweep: Path, trial_id: str) -> Path:
+    return sweep / "trials" / f"{trial_id}.json"
 
 
-def test_statuses_from_trial_outcome_and_ray_state(sweep_copy: Path) -> None:
+def edit_record(sweep: Path, trial_id: str, **changes: object) -> dict:
+    file = record_file(sweep, trial_id)
+    rec = {**json.loads(file.read_text()), **changes}
+    file.write_text(json.dumps(rec))
+    return rec
+
+
+def test_statuses_are_the_records_not_rays_files(sweep_copy: Path) -> None:
     folders = ray_trials(sweep_copy)
-    collapsed, errored, stopped, running = sorted(folders)
-    # a trial stopped for collapse reports one last row saying so (docs/CONTRACTS.md)
-    last = ray_rows(folders[collapsed])[-1]
-    with (folders[collapsed] / "result.json").open("a") as f:
-        f.write(json.dumps({**last, "epoch": 3, "trial_outcome": "collapsed", "loss_at_ln_out_dim": True,
-                            "stop_reason": "teacher entropy at ln(out_dim) for 2 epochs"}) + "\n")
-    # a trial that crashed in epoch 2 (after Ray's retries)
-    rows = ray_rows(folders[errored])[:2]
-    (folders[errored] / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (folders[errored] / "error.txt").write_text("Failure # 1\n\x1b[36mray::train()\x1b[39m\n"
-                                                "RuntimeError: CUDA out of memory\n")
-    set_ray_status(sweep_copy, errored, "ERROR")
-    # ASHA stops a trial: Ray terminates it after epoch 1 with trial_outcome still "running"
-    rows = ray_rows(folders[stopped])[:2]
-    (folders[stopped] / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    # an interrupted sweep: Ray still lists the trial as RUNNING, its last line half written
-    text = (folders[running] / "result.json").read_text().splitlines()
-    (folders[running] / "result.json").write_text("\n".join(text[:2]) + "\n" + text[2][: len(text[2]) // 2])
-    set_ray_status(sweep_copy, running, "RUNNING")
-
+    errored, running, damaged, kept = sorted(folders)
+    edit_record(sweep_copy, errored, status="errored", reason="RuntimeError: CUDA out of memory")
+    edit_record(sweep_copy, running, status="running")
+    record_file(sweep_copy, damaged).write_text('{"format": "ablate.trial", "vers')  # cut mid-write
+    for folder in folders.values():  # Ray's own files may be anything: they are not read
+        (folder / "result.json").write_text("garbage\n")
+    for state in (sweep_copy / "tune").glob("experiment_state-*.json"):
+        state.write_text("{")
     trials, epochs = load_trials(sweep_copy)
     t = trials.set_index("trial_id")
-    assert t.loc[collapsed, "status"] == "collapsed" and t.loc[collapsed, "collapsed"]
-    assert t.loc[collapsed, "stop_reason"] == "teacher entropy at ln(out_dim) for 2 epochs"
-    assert t.loc[collapsed, "epochs_done"] == 3
     assert t.loc[errored, "status"] == "errored"
-    assert t.loc[errored, "stop_reason"] == "RuntimeError: CUDA out of memory"  # colours stripped
-    assert t.loc[stopped, "status"] == "stopped early" and t.loc[stopped, "epochs_done"] == 1
-    assert "1/2 epochs" in t.loc[stopped, "stop_reason"]
-    assert t.loc[running, "status"] == "running" and t.loc[running, "epochs_done"] == 1
-    assert len(epochs[epochs["trial_id"] == running]) == 2  # the partial line is skipped
+    assert t.loc[errored, "stop_reason"] == "RuntimeError: CUDA out of memory"
+    assert t.loc[running, "status"] == "running" and t.loc[kept, "status"] == "completed"
+    assert t.loc[damaged, "status"] == "damaged" and "not readable as JSON" in t.loc[damaged, "stop_reason"]
+    assert t.loc[kept, "epochs_done"] == 2 and len(epochs[epochs["trial_id"] == kept]) == 3
 
 
-@pytest.mark.parametrize(("outcome", "ray", "error", "done", "status"), [
-    ("completed", "TERMINATED", False, 4, "completed"),
-    ("collapsed", "TERMINATED", False, 2, "collapsed"),
-    ("diverged", "TERMINATED", False, 1, "diverged"),
-    ("completed", "ERROR", True, 4, "completed"),  # a retried trial that then finished
-    ("running", "ERROR", True, 2, "errored"),
-    ("running", None, True, 2, "errored"),  # no experiment state yet, but error.txt
-    ("running", "TERMINATED", False, 2, "stopped early"),
-    ("running", "RUNNING", False, 2, "running"),
-    ("running", "PENDING", False, None, "running"),
-    ("", None, False, None, "running"),
-])
-def test_trial_status(outcome: str, ray: str | None, error: bool, done: int | None, status: str) -> None:
-    assert trial_status(outcome, ray, error, done, 4) == status
-
-
-def test_partial_result_lines_are_skipped(tmp_path: Path) -> None:
-    file = tmp_path / "result.json"
-    file.write_text('{"epoch": 0, "knn_top1": 50.0}\n{"epoch": 1, "knn_top1": 6')
-    assert read_results(file) == [{"epoch": 0, "knn_top1": 50.0}]
-    assert read_results(tmp_path / "missing.json") == []
+def test_a_record_of_another_version_is_damaged_not_guessed(tmp_path: Path) -> None:
+    file = tmp_path / "trials" / "abc.json"
+    file.parent.mkdir()
+    file.write_text(json.dumps({"format": "ablate.trial", "version": 99, "trial_id": "abc", "epochs": []}))
+    rec = read_record(file)
+    assert rec["status"] == "damaged" and "version 99" in rec["reason"] and rec["trial_id"] == "abc"
 
 
 def test_final_best_and_epoch0_knn_are_told_apart(sweep_copy: Path) -> None:
-    folder = next(iter(ray_trials(sweep_copy).values()))
-    rows = ray_rows(folder)
+    trial_id = next(iter(ray_trials(sweep_copy)))
+    rows = json.loads(record_file(sweep_copy, trial_id).read_text())["epochs"]
     for row, knn in zip(rows, [50.0, 80.0, 70.0], strict=True):  # epoch 0, 1, 2
         row["knn_top1"] = knn
     del rows[2]["knn_top5"]  # an epoch without evaluation: the final top-5 is epoch 1's
-    (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rows.append({**rows[2], "epoch": 3, "knn_top1": 70.0, "knn_evaluated": False})  # carried forward
+    edit_record(sweep_copy, trial_id, epochs=rows)
     trials, epochs = load_trials(sweep_copy)
-    t = trials.set_index("trial_id").loc[rows[0]["trial_id"]]
+    t = trials.set_index("trial_id").loc[trial_id]
     assert (t["knn_top1"], t["best_knn_top1"], t["knn_top1_epoch0"]) == (70.0, 80.0, 50.0)
     assert t["knn_top5"] == rows[1]["knn_top5"]
-    mine = epochs[epochs["trial_id"] == rows[0]["trial_id"]]
-    assert mine["knn_top1"].tolist() == [50.0, 80.0, 70.0] and mine["knn_top5"].isna().tolist()[2]
+    mine = epochs[epochs["trial_id"] == trial_id]
+    assert mine["knn_top1"].tolist() == [50.0, 80.0, 70.0, 70.0] and mine["knn_top5"].isna().tolist()[2]

@@ -1,0 +1,59 @@
+"""The one ranking rule of ablate: which trials count, and which configuration is best.
+
+Used by the end-of-sweep summary (``ablate run``/``resume``), ``ablate ls``, the report's leaderboard
+and ablation table, and ``ablate compare``. The rule:
+
+1. **Counted trials**: those that ran their schedule or were stopped for cause, i.e. status
+   ``completed``, ``flagged``, ``collapsed`` or ``diverged`` (RANKED), with a value of the metric.
+   A trial a scheduler stopped early (ASHA), an interrupted, running or errored one does not count,
+   so it is never best over a completed one. If no trial counts yet, every trial with a value
+   counts and the ranking is marked *partial*.
+2. **Points**: a point (one hyperparameter setting) is ranked by the mean of its counted repeats.
+3. **Collapse last**: a point with a collapsed trial (status ``collapsed``, or ``flagged`` by the
+   same rule at its last epoch, see trainables.stop_rules) ranks after every point without one:
+   its metric does not come from a working DINO teacher.
+4. **Metric and mode** are the spec's (``metric``, ``mode``): ``max`` ranks the higher mean first,
+   ``min`` the lower. Ties: more repeats first, then the earlier point.
+
+    points, partial = rank_points(trials, ["teacher_temp"], metric="knn_top1", mode="max")
+    best = points.iloc[0]          # the best configuration (mean, ci, n, values, collapsed)
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from reports.stats import point_summary
+
+RANKED = ("completed", "flagged", "collapsed", "diverged")
+
+
+def counted_trials(trials: pd.DataFrame, metric: str = "knn_top1") -> tuple[pd.DataFrame, bool]:
+    """Rule 1: the trials whose final ``metric`` counts; second item True when the ranking is partial."""
+    if metric not in trials.columns:
+        return trials.iloc[0:0], False
+    has_value = trials[metric].notna()
+    done = trials[has_value & trials["status"].isin(RANKED)]
+    if len(done):
+        return done, False
+    return trials[has_value], bool(has_value.any())
+
+
+def rank_points(trials: pd.DataFrame, params: list[str], metric: str = "knn_top1",
+                mode: str = "max") -> tuple[pd.DataFrame, bool]:
+    """Rules 1-4: one row per point (stats.point_summary columns), best first."""
+    counted, partial = counted_trials(trials, metric)
+    points = point_summary(counted, params, metric)
+    points["_failed"] = points["collapsed"] > 0
+    order = ["_failed", "mean", "n", "point"]
+    points = points.sort_values(order, ascending=[True, mode == "min", False, True], na_position="last",
+                                kind="stable")
+    return points.drop(columns="_failed").reset_index(drop=True), partial
+
+
+def best_point(trials: pd.DataFrame, params: list[str], metric: str = "knn_top1",
+               mode: str = "max") -> tuple[pd.Series | None, bool]:
+    """The best point by the rule (None when no trial has a value), and whether it is partial."""
+    points, partial = rank_points(trials, params, metric, mode)
+    points = points[points["n"] > 0]
+    return (points.iloc[0] if len(points) else None), partial

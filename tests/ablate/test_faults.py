@@ -1,0 +1,144 @@
+"""Faults a sweep must survive and report truthfully: Ctrl-C, a lost optuna.db, eval_every > 1.
+
+SIGKILL + resume is in test_sweep.py (test_sigkill_mid_sweep_then_resume); truncated checkpoints,
+read-only storage and crafted pickles have their own modules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from ablate.records import FORMAT, VERSION, write_json
+from tests.helpers import TINY_TRAINER, write_spec
+
+
+def finished_record(sweep: Path, trial_id: str, point: int, temp: float, value: float) -> None:
+    write_json(sweep / "trials" / f"{trial_id}.json", {
+        "format": FORMAT, "version": VERSION, "trial_id": trial_id, "point": point,
+        "params": {"teacher_temp": temp}, "status": "completed", "collapsed": False,
+        "epochs": [{"epoch": 0, "knn_top1": 10.0}, {"epoch": 1, "knn_top1": value}]})
+
+
+def searcher(sweep: Path):
+    from optuna.distributions import FloatDistribution
+
+    from ablate.study import RecordedOptunaSearch
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{sweep / 'optuna.db'}")
+    return RecordedOptunaSearch(space={"teacher_temp": FloatDistribution(0.01, 0.1)}, metric="knn_top1",
+                                mode="max", sampler=optuna.samplers.RandomSampler(seed=0), storage=storage,
+                                study_name="s", sweep_dir=sweep)
+
+
+@pytest.mark.parametrize("damage", ["delete", "corrupt"])
+def test_lost_optuna_db_mid_sweep_is_rebuilt_from_the_records(tmp_path: Path, damage: str,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    search = searcher(tmp_path)
+    done = search.suggest("a")
+    search.on_trial_complete("a", {"knn_top1": 70.0})
+    finished_record(tmp_path, "a", 0, done["teacher_temp"], 70.0)
+    running = search.suggest("b")
+    search.on_trial_result("b", {"epoch": 0})  # no metric yet (e.g. teacher_entropy at epoch 0): fine
+    db = tmp_path / "optuna.db"
+    if damage == "delete":
+        db.unlink()
+    else:
+        db.write_bytes(b"this is not a database" * 100)
+    search.on_trial_complete("b", {"knn_top1": 60.0})  # no traceback: rebuilt, then told
+    assert search.suggest("c") is not None
+    err = capsys.readouterr().err
+    assert "rebuilt from 1 finished settings" in err and "the sweep continues" in err
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{db}")
+    values = sorted((t.params["teacher_temp"], t.value) for t in study.trials if t.value is not None)
+    assert values == sorted([(done["teacher_temp"], 70.0), (running["teacher_temp"], 60.0)])
+    assert any(p.name.startswith("optuna.db.damaged-") for p in tmp_path.iterdir()) == (damage == "corrupt")
+
+
+def test_resume_rebuilds_a_deleted_study(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    search = searcher(tmp_path)
+    done = search.suggest("a")
+    search.on_trial_complete("a", {"knn_top1": 70.0})
+    finished_record(tmp_path, "a", 0, done["teacher_temp"], 70.0)
+    search.suggest("b")
+    search.save(str(tmp_path / "searcher.pkl"))
+    (tmp_path / "optuna.db").unlink()  # lost while the driver was down
+    restored = searcher(tmp_path)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    restored.on_trial_complete("b", {"knn_top1": 50.0})
+    assert "missing or damaged when the sweep resumed" in capsys.readouterr().err
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert sorted(t.value for t in study.trials if t.value is not None) == [50.0, 70.0]
+
+
+# --- a real sweep: Ctrl-C, then a corrupted optuna.db, then resume ------------------------------------
+def records(sweep: Path) -> dict[str, dict]:
+    out = {}
+    for file in (sweep / "trials").glob("*.json"):
+        try:
+            out[file.stem] = json.loads(file.read_text())
+        except ValueError:
+            continue
+    return out
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_resume_of_an_optuna_asha_sweep_with_eval_every_2(ray_cluster: str, tmp_path: Path):
+    """Ctrl-C exits 130 with the resume hint, never a best over running trials; the metric is one
+    that epoch 0 lacks (teacher_entropy, mode min) and kNN runs every 2nd epoch; resume after
+    optuna.db was damaged finishes every trial with the right status."""
+    spec = write_spec(tmp_path, f"""
+name: faults
+trainer: {dict(TINY_TRAINER, epochs=4, eval_every=2)}
+space:
+  teacher_temp: {{type: float, low: 0.02, high: 0.08}}
+search: {{algorithm: optuna, sampler: random, num_samples: 2, seed: 3}}
+metric: teacher_entropy
+mode: min
+scheduler: {{type: asha, grace_period: 1}}
+resources: {{cpu: 2, gpu: 0}}
+""")
+    storage, sweep = tmp_path / "runs", tmp_path / "runs" / "faults"
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    cmd = [sys.executable, "-m", "ablate.cli"]
+    driver = subprocess.Popen([*cmd, "run", str(spec), "--storage", str(storage), "--address", ray_cluster],
+                              env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(r["epochs"] and r["epochs"][-1]["epoch"] >= 1
+                                             for r in records(sweep).values()):
+        time.sleep(0.2)
+    os.killpg(driver.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the driver's process group
+    out, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, err[-3000:]
+    assert "interrupted:" in err and f"trials finished; continue with `ablate resume {sweep}`" in err
+    assert "Tuner.restore" not in out + err and "Traceback" not in err
+    assert "best " not in out or "partial" not in out  # never a running trial called best
+    statuses = {r["status"] for r in records(sweep).values()}
+    assert "interrupted" in statuses and "running" not in statuses, statuses
+
+    (sweep / "optuna.db").write_bytes(b"garbage" * 1000)  # damaged while the sweep was stopped
+    resumed = subprocess.run([*cmd, "resume", str(sweep), "--address", ray_cluster], env=env,
+                             capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "rebuilt from" in resumed.stderr and "Traceback" not in resumed.stderr
+    final = records(sweep)
+    assert len(final) == 2
+    assert {r["status"] for r in final.values()} <= {"completed", "flagged", "stopped early", "collapsed"}
+    for rec in final.values():  # every result carried the kNN, the last epoch was evaluated
+        rows = rec["epochs"]
+        assert all("knn_top1" in r for r in rows)
+        for r in rows:  # every 2nd epoch, ASHA's rungs (where it stops trials) and a finished trial's last
+            # (an ASHA decision that lands off a rung, after a resume, keeps the carried value)
+            last = r is rows[-1] and rec["status"] != "stopped early"
+            expected = r["epoch"] % 2 == 0 or r["epoch"] in (1, 2, 4) or last
+            assert r["knn_evaluated"] is expected, (r["epoch"], rec["status"])
+    assert "best teacher_entropy (min):" in resumed.stdout

@@ -1,0 +1,101 @@
+"""ablate's trial records: the final verdict, points, interrupts (no Ray needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ablate.records import FORMAT, VERSION, Points, final_verdict, mark_interrupted, read_records, write_json
+from ablate.spec import load_spec
+from tests.helpers import TINY_TRAINER, write_spec
+
+
+def rec(*rows: dict, planned: int = 4) -> dict:
+    return {"epochs": list(rows), "epochs_planned": planned}
+
+
+@pytest.mark.parametrize(("rows", "error", "status", "collapsed", "reason"), [
+    ([{"epoch": 4, "trial_outcome": "completed"}], None, "completed", False, ""),
+    ([{"epoch": 4, "trial_outcome": "flagged", "stop_reason": "flagged as collapsed (uniform)"}], None,
+     "flagged", True, "flagged as collapsed (uniform)"),
+    ([{"epoch": 2, "trial_outcome": "collapsed", "stop_reason": "collapsed (one-hot)"}], None, "collapsed",
+     True, "collapsed (one-hot)"),
+    ([{"epoch": 1, "trial_outcome": "diverged", "stop_reason": "loss is nan"}], None, "diverged", False,
+     "loss is nan"),
+    ([{"epoch": 1, "trial_outcome": "running"}], None, "stopped early", False,
+     "stopped early by the asha scheduler after 1/4 epochs"),
+    ([{"epoch": 1, "trial_outcome": "running", "collapse_flag": "flagged as collapsed (uniform): x"}], None,
+     "stopped early", True, "stopped early by the asha scheduler after 1/4 epochs; flagged as collapsed"),
+    ([{"epoch": 2, "trial_outcome": "running"}], "RuntimeError: boom", "errored", False,
+     "RuntimeError: boom"),
+    ([{"epoch": 4, "trial_outcome": "oom", "stop_reason": "CUDA out of memory"}], None, "oom", False,
+     "CUDA out of memory"),  # another trainable outcome passes through
+])
+def test_final_verdict(rows: list, error: str | None, status: str, collapsed: bool, reason: str) -> None:
+    verdict = final_verdict(rec(*rows), "asha", error)
+    assert (verdict["status"], verdict["collapsed"]) == (status, collapsed)
+    assert verdict["reason"].startswith(reason)
+
+
+def test_points_of_an_ablation_and_of_optuna(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, f"""
+name: abl
+trainer: {dict(TINY_TRAINER, teacher_temp=0.04)}
+space:
+  teacher_temp: {{type: choice, values: [0.02, 0.04, 0.08]}}
+search: {{algorithm: ablation}}
+"""))
+    points = Points(spec, {})
+    assert points.of({"teacher_temp": 0.04}) == (0, "baseline", True)
+    assert points.of({"teacher_temp": 0.08}) == (2, "teacher_temp=0.08", False)
+    optuna = load_spec(write_spec(tmp_path, f"""
+name: opt
+trainer: {TINY_TRAINER}
+space:
+  teacher_temp: {{type: float, low: 0.02, high: 0.08}}
+search: {{algorithm: optuna, num_samples: 4}}
+"""))
+    old = {"a": {"point": 0, "params": {"teacher_temp": 0.05}}}  # from the records, after a resume
+    points = Points(optuna, old)
+    assert points.of({"teacher_temp": 0.03})[0] == 1 and points.of({"teacher_temp": 0.05})[0] == 0
+
+
+def test_interrupt_marks_only_unfinished_records(tmp_path: Path) -> None:
+    for tid, status in (("a", "completed"), ("b", "running"), ("c", "pending")):
+        write_json(tmp_path / "trials" / f"{tid}.json", {
+            "format": FORMAT, "version": VERSION, "trial_id": tid, "status": status, "epochs_planned": 4,
+            "epochs": [{"epoch": 0}, {"epoch": 1}] if status != "pending" else []})
+    marked = mark_interrupted(tmp_path)
+    assert sorted(r["trial_id"] for r in marked) == ["b", "c"]
+    recs = read_records(tmp_path)
+    assert recs["a"]["status"] == "completed" and recs["b"]["status"] == "interrupted"
+    assert "after 1/4 epochs" in recs["b"]["reason"] and "ablate resume" in recs["b"]["reason"]
+    assert not list((tmp_path / "trials").glob(".*.tmp"))  # atomic writes leave nothing behind
+    assert json.loads((tmp_path / "trials" / "c.json").read_text())["status"] == "interrupted"
+
+
+def test_spec_yaml_stores_the_baseline_metric_and_mode_and_loads_back(tmp_path: Path) -> None:
+    import yaml
+
+    from ablate.spec import SpecError
+    from ablate.sweep import spec_text
+
+    spec = load_spec(write_spec(tmp_path, f"""
+name: abl
+trainer: {dict(TINY_TRAINER, teacher_temp=0.04)}
+space:
+  teacher_temp: {{type: choice, values: [0.02, 0.04]}}
+search: {{algorithm: ablation}}
+metric: teacher_entropy
+mode: min
+"""))
+    data = yaml.safe_load(spec_text(spec))
+    assert data["baseline"] == {"teacher_temp": 0.04}
+    assert (data["metric"], data["mode"]) == ("teacher_entropy", "min")
+    (tmp_path / "written.yaml").write_text(spec_text(spec))
+    assert load_spec(tmp_path / "written.yaml").as_dict() == spec.as_dict()  # a copied spec.yaml reruns
+    (tmp_path / "edited.yaml").write_text(yaml.safe_dump({**data, "baseline": {"teacher_temp": 0.5}}))
+    with pytest.raises(SpecError, match="baseline"):
+        load_spec(tmp_path / "edited.yaml")

@@ -1,0 +1,51 @@
+"""The one ranking rule (reports.ranking): counted statuses, collapse last, the spec's metric and mode."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from reports.ablation import analyse, leaderboard
+from reports.ranking import best_point, rank_points
+
+
+def table(rows: list[tuple[int, float, str, bool, float]]) -> pd.DataFrame:
+    """(point, knn_top1, status, collapsed, teacher_entropy) per trial."""
+    return pd.DataFrame([{"trial_id": f"t{i}", "point": p, "teacher_temp": 0.01 * (p + 1), "knn_top1": k,
+                          "status": s, "collapsed": c, "teacher_entropy": h, "is_baseline": p == 0}
+                         for i, (p, k, s, c, h) in enumerate(rows)]).astype({"collapsed": "boolean"})
+
+
+def test_a_trial_asha_stopped_early_is_never_best_over_a_completed_one() -> None:
+    trials = table([(0, 94.44, "stopped early", False, 5.0), (1, 90.0, "completed", False, 4.0),
+                    (2, 99.0, "running", False, 3.0), (3, 99.5, "errored", False, 3.0)])
+    best, partial = best_point(trials, ["teacher_temp"])
+    assert best["point"] == 1 and not partial
+
+
+def test_collapsed_and_flagged_rank_last_and_mode_min_ranks_lowest_first() -> None:
+    trials = table([(0, 97.0, "flagged", True, 6.9), (1, 95.0, "completed", False, 4.0),
+                    (2, 96.0, "completed", False, 2.0), (3, 98.0, "collapsed", True, 0.1)])
+    points, _ = rank_points(trials, ["teacher_temp"], "knn_top1", "max")
+    assert points["point"].tolist() == [2, 1, 3, 0]
+    points, _ = rank_points(trials, ["teacher_temp"], "teacher_entropy", "min")
+    assert points["point"].tolist() == [2, 1, 3, 0]  # 2.0 < 4.0 among working; collapsed last
+    points, _ = rank_points(trials, ["teacher_temp"], "teacher_entropy", "max")
+    assert points["point"].tolist()[:2] == [1, 2]
+
+
+def test_partial_only_when_nothing_finished() -> None:
+    trials = table([(0, 50.0, "running", False, 1.0), (1, 60.0, "stopped early", False, 1.0)])
+    best, partial = best_point(trials, ["teacher_temp"])
+    assert partial and best["point"] == 1
+
+
+def test_report_honours_mode_and_marks_configurations_below_raw_pixels() -> None:
+    trials = table([(0, 97.0, "completed", False, 4.0), (1, 99.0, "completed", False, 2.0)])
+    trials["pixel_knn_top1"] = 98.0
+    result = analyse(trials, {"params": ["teacher_temp"], "algorithm": "grid"})
+    board = leaderboard(result)
+    assert board["beats raw pixels"].tolist() == ["yes", "no (-1.00)"]
+    result = analyse(trials, {"params": ["teacher_temp"], "algorithm": "grid", "metric": "teacher_entropy",
+                              "mode": "min"})
+    assert result.points["point"].tolist() == [1, 0] and "teacher_entropy" in result.headline()
+    assert "beats raw pixels" not in leaderboard(result)  # the pixel reference is a kNN figure
