@@ -3,6 +3,15 @@
 The trainer knows nothing of Ray: ``run()`` yields one metrics dict per epoch (epoch 0 is the
 untrained baseline), and ``save_checkpoint`` / ``load_checkpoint`` make a run resumable. The
 command-line ``ablate train`` and the Ray Tune trainable are both thin loops over ``run()``.
+
+Data parallel: when a ``torch.distributed`` process group is initialised (Ray Train, torchrun),
+every process is one worker of one run, as in the official ``main_dino.py``: the student is
+wrapped in DDP (BatchNorm becomes SyncBatchNorm in student and teacher), each rank trains on its
+shard of every global batch, the center and Sinkhorn-Knopp reduce over ranks (``DINOLoss``),
+gradients are averaged by DDP before the per-parameter clipping, the EMA teacher update is the
+same on every rank, epoch metrics are averaged over ranks and kNN features are gathered, so N
+workers x batch b train and evaluate like one process with batch N*b. Only rank 0 should write
+checkpoints (``is_main_process``); every rank loads them.
 """
 
 from __future__ import annotations
@@ -19,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Subset
 
 from trainables.config import ConfigError, DINOConfig
 from trainables.data import build_datasets, knn_memory_split, with_transform
@@ -29,6 +39,16 @@ from trainables.dino.head import DINOHead
 from trainables.dino.loss import DINOLoss, KoLeoLoss
 from trainables.dino.multicrop import MultiCropWrapper
 from trainables.dino.schedules import cosine_scheduler
+from trainables.distributed import (
+    ShardSampler,
+    all_reduce_mean,
+    broadcast_buffers,
+    eval_indices,
+    gather_rows,
+    is_distributed,
+    rank,
+    world_size,
+)
 from trainables.knn import extract_features, knn_accuracy
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -55,6 +75,15 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError("precision='fp16': needs a CUDA device (use bf16 or fp32 on CPU)")
     return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """Seed of the augmentation and drop-path randomness of one rank in one epoch.
+
+    Depends on (seed, epoch, rank) only, so a resumed run draws what an uninterrupted one draws;
+    ranks differ, so workers do not crop their different images with the same random draws.
+    """
+    return seed * 100_003 + epoch + 1 + rank * 1_000_000_007
 
 
 def seed_everything(seed: int) -> None:
@@ -96,6 +125,7 @@ class DINOTrainer:
 
     def __init__(self, cfg: DINOConfig, progress: bool = False) -> None:
         self.cfg, self.progress = cfg, progress
+        self.rank, self.world_size = rank(), world_size()
         self.device = resolve_device(cfg.device)
         self.amp_dtype = resolve_precision(cfg.precision, self.device)
         seed_everything(cfg.seed)
@@ -109,19 +139,19 @@ class DINOTrainer:
     def _build_data(self) -> None:
         cfg = self.cfg
         train, test = build_datasets(cfg)
-        if len(train) < cfg.batch_size * cfg.grad_accum_steps:  # type: ignore[arg-type]
-            raise ConfigError(f"batch_size={cfg.batch_size} x grad_accum_steps={cfg.grad_accum_steps}: "
-                              f"larger than the {len(train)} training images of {cfg.dataset!r}")
+        if len(train) < cfg.batch_size * cfg.grad_accum_steps * self.world_size:  # type: ignore[arg-type]
+            workers = f" x {self.world_size} workers" if self.world_size > 1 else ""
+            raise ConfigError(f"batch_size={cfg.batch_size} x grad_accum_steps={cfg.grad_accum_steps}"
+                              f"{workers}: larger than the {len(train)} training images of {cfg.dataset!r}")
         augment = DataAugmentationDINO(cfg.global_crops_scale, cfg.local_crops_scale, cfg.local_crops_number,
                                        cfg.global_crops_size, cfg.local_crops_size)
         self.train_set = with_transform(train, augment)
         self.memory_set = with_transform(knn_memory_split(cfg, train), eval_transform(cfg.global_crops_size))
         self.test_set = with_transform(test, eval_transform(cfg.global_crops_size))
-        self.loader_generator = torch.Generator()
+        self.sampler = ShardSampler(len(self.train_set), cfg.seed, self.rank, self.world_size)
         self.loader = DataLoader(
-            self.train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-            num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda",
-            generator=self.loader_generator)
+            self.train_set, batch_size=cfg.batch_size, sampler=self.sampler, drop_last=True,
+            num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda")
         self.niter_per_ep = len(self.loader) // cfg.grad_accum_steps
 
     def _make_network(self, drop_path_rate: float) -> MultiCropWrapper:
@@ -135,14 +165,25 @@ class DINOTrainer:
         return MultiCropWrapper(backbone, head)
 
     def _build_models(self) -> None:
-        self.student = self._make_network(self.cfg.drop_path_rate).to(self.device)
-        self.teacher = self._make_network(0.0).to(self.device)  # the teacher has no drop path
+        self.student = self._make_network(self.cfg.drop_path_rate)
+        self.teacher = self._make_network(0.0)  # the teacher has no drop path
+        # BatchNorm statistics over the global batch, as one process has them. PyTorch's
+        # SyncBatchNorm runs on GPUs only: on CPU (gloo) each worker normalizes its own shard.
+        if self.world_size > 1 and self.device.type == "cuda":
+            self.student = nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
+            self.teacher = nn.SyncBatchNorm.convert_sync_batchnorm(self.teacher)
+        self.student, self.teacher = self.student.to(self.device), self.teacher.to(self.device)
         self.teacher.load_state_dict(self.student.state_dict())
         for p in self.teacher.parameters():
             p.requires_grad = False
         self.student_params = list(self.student.parameters())
         self.teacher_params = list(self.teacher.parameters())
         self.last_layer_params = [p for n, p in self.student.named_parameters() if "last_layer" in n]
+        # Forward passes go through DDP (it averages gradients over ranks); weights, EMA and
+        # checkpoints use the plain module, so a checkpoint is the same with or without workers.
+        self.student_forward: nn.Module = self.student
+        if is_distributed():
+            self.student_forward = DistributedDataParallel(self.student)  # on the student's device
 
     def _build_optimization(self) -> None:
         cfg = self.cfg
@@ -154,7 +195,8 @@ class DINOTrainer:
         use_scaler = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         n = self.niter_per_ep
-        self.lr_schedule = cosine_scheduler(cfg.effective_lr, cfg.min_lr, cfg.epochs, n, cfg.warmup_epochs)
+        self.lr_schedule = cosine_scheduler(cfg.effective_lr(self.world_size), cfg.min_lr, cfg.epochs, n,
+                                            cfg.warmup_epochs)
         self.wd_schedule = cosine_scheduler(cfg.weight_decay, cfg.weight_decay_end, cfg.epochs, n)
         self.momentum_schedule = cosine_scheduler(cfg.momentum_teacher, 1.0, cfg.epochs, n)
 
@@ -180,10 +222,10 @@ class DINOTrainer:
 
     def train_one_epoch(self, epoch: int) -> dict[str, Any]:
         cfg = self.cfg
-        # Every epoch starts from RNG states derived from (seed, epoch) only, so a resumed run
-        # draws the same crops and drop-path masks as an uninterrupted one.
-        seed_everything(cfg.seed * 100_003 + epoch + 1)
-        self.loader_generator.manual_seed(cfg.seed * 100_003 + epoch + 1)
+        # Every epoch starts from RNG states derived from (seed, epoch, rank) only, so a resumed
+        # run draws the same crops and drop-path masks as an uninterrupted one.
+        seed_everything(epoch_seed(cfg.seed, epoch, self.rank))
+        self.sampler.set_epoch(epoch)
         self.student.train()
         self.teacher.train()
         sums = torch.zeros(4, device=self.device)  # loss, dino, entropy, kl
@@ -207,7 +249,10 @@ class DINOTrainer:
                     bar.set_postfix(loss=f"{sums[0].item() / n_steps:.4f}")
         if bar is not None:
             bar.close()
-        means = (sums / max(n_steps, 1)).tolist()
+        # Each rank's means are over its equal share of every global batch: their mean over ranks
+        # is the global-batch value (and every rank then takes the same stop decisions).
+        means = all_reduce_mean(sums / max(n_steps, 1)).tolist()
+        images *= self.world_size
         if not math.isfinite(means[0]):
             raise NonFiniteLossError(f"loss is {means[0]} at epoch {epoch + 1}: training diverged "
                                      "(try a lower lr, a lower teacher_temp or precision=fp32)")
@@ -237,7 +282,7 @@ class DINOTrainer:
             crops = [c.to(self.device, non_blocking=True) for c in crops]
             with self._autocast():
                 _, teacher_out = self.teacher(crops[:2])
-                student_feats, student_out = self.student(crops)
+                student_feats, student_out = self.student_forward(crops)
                 dino = self.loss_fn(student_out, teacher_out, epoch)
                 loss = dino
                 if cfg.koleo_weight > 0:
@@ -272,16 +317,32 @@ class DINOTrainer:
         return tqdm(total=self.niter_per_ep, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", leave=False,
                     unit="step", dynamic_ncols=True)
 
+    @property
+    def is_main_process(self) -> bool:
+        """Rank 0, the one worker that writes checkpoints and logs."""
+        return self.rank == 0
+
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
-        """Weighted kNN top-1/top-5 (percent) of the teacher backbone's features."""
-        backbone = self.teacher.backbone
-        with self._autocast():
-            train_f, train_y = extract_features(backbone, self.memory_set, self.device)
-            test_f, test_y = extract_features(backbone, self.test_set, self.device)
+        """Weighted kNN top-1/top-5 (percent) of the teacher backbone's features.
+
+        With workers, each rank embeds its share of both sets and the features are gathered, so
+        every rank votes over all images and gets the single-process top-1.
+        """
+        broadcast_buffers(self.teacher)  # CPU BatchNorm running stats differ per rank: use rank 0's
+        train_f, train_y = self._features(self.memory_set)
+        test_f, test_y = self._features(self.test_set)
         self.teacher.train()
         return knn_accuracy(train_f, train_y, test_f, test_y, k=self.cfg.knn_k,
                             temperature=self.cfg.knn_temperature)
+
+    def _features(self, dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(dataset)
+        if self.world_size > 1:
+            dataset = Subset(dataset, eval_indices(n, self.rank, self.world_size))
+        with self._autocast():
+            feats, labels = extract_features(self.teacher.backbone, dataset, self.device)
+        return gather_rows(feats.float(), n), gather_rows(labels, n)
 
     # --- checkpoints ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
