@@ -11,18 +11,31 @@ import torch.multiprocessing as mp
 
 from tests.helpers import TINY_TRAINER
 from trainables.config import DINOConfig
-from trainables.distributed import all_reduce_mean, epoch_permutation, shard_indices
 from trainables.dino.trainer import DINOTrainer
+from trainables.distributed import all_reduce_mean, epoch_permutation, shard_indices
 
 GLOBAL_BATCH, STEPS = 16, 3
 # No drop path and no KoLeo (its nearest neighbours are per-rank, as in DINOv2): everything else
 # of a step must reduce to the single-process value.
 EQUIVALENT = dict(TINY_TRAINER, drop_path_rate=0.0, koleo_weight=0.0, warmup_epochs=0, freeze_last_layer=0,
-                  momentum_teacher=0.9, lr=0.05, eval_every=0, seed=5)
+                  momentum_teacher=0.9, lr=0.02, eval_every=0, seed=5)
 # float32 with different reduction orders (DDP's all-reduce, per-rank batch means): observed
 # differences are ~1e-7; 1e-5 absolute would still catch a wrong lr scale, a missed all-reduce
 # or an unaveraged gradient, which change values at 1e-3 and more.
 TOL = dict(rtol=1e-4, atol=1e-5)
+
+
+def comparable(key: str, value: torch.Tensor) -> torch.Tensor:
+    """The entries whose value is defined by the arithmetic, not by float noise.
+
+    Attention is invariant to the key bias (softmax ignores a shift per query), so its exact
+    gradient is 0 and AdamW turns the ~1e-9 float residue into steps of up to ~0.1 lr in
+    either direction: those entries differ between any two reduction orders.
+    """
+    if key.endswith("attn.qkv.bias"):
+        dim = value.shape[0] // 3
+        return torch.cat([value[:dim], value[2 * dim:]])
+    return value
 
 
 def test_shards_cover_each_global_batch_of_one_process():
@@ -81,21 +94,27 @@ def two_workers(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     return [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 
-def test_two_workers_train_like_one_process_with_the_global_batch(two_workers: list[dict]):
-    single = run_steps(rank=0, world=1)
+@pytest.fixture(scope="module")
+def one_process() -> dict:
+    return run_steps(rank=0, world=1)
+
+
+def test_two_workers_train_like_one_process_with_the_global_batch(two_workers: list[dict], one_process: dict):
+    single = one_process
     for worker in two_workers:  # both ranks hold the same result ...
         assert worker["lr"] == pytest.approx(single["lr"])  # lr * (B/2) * 2 / 256
         torch.testing.assert_close(worker["loss"], single["loss"], **TOL)  # ... and it is one process's
         torch.testing.assert_close(worker["center"], single["center"], **TOL)
         for name in ("student", "teacher"):
             for key, value in single[name].items():
-                torch.testing.assert_close(worker[name][key], value, **TOL, msg=lambda m, k=key: f"{k}: {m}")
+                torch.testing.assert_close(comparable(key, worker[name][key]), comparable(key, value), **TOL,
+                                           msg=lambda m, k=f"{name}.{key}": f"{k}: {m}")
     moved = max((a - b).abs().max().item() for a, b in zip(two_workers[0]["student"].values(),
                                                           DINOTrainer(DINOConfig(**EQUIVALENT)).student
                                                           .state_dict().values()))
     assert moved > 1e-3  # the steps changed the weights far beyond the tolerance
 
 
-def test_two_workers_gather_knn_features_to_the_single_process_top1(two_workers: list[dict]):
-    single = run_steps(rank=0, world=1)
-    assert two_workers[0]["knn"] == two_workers[1]["knn"] == single["knn"]
+def test_two_workers_gather_knn_features_to_the_single_process_top1(two_workers: list[dict],
+                                                                   one_process: dict):
+    assert two_workers[0]["knn"] == two_workers[1]["knn"] == one_process["knn"]
