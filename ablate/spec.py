@@ -152,11 +152,15 @@ class Scheduler:
 
 @dataclass
 class Resources:
+    """Per worker: ``cpu`` and ``gpu``; ``workers`` data-parallel workers per trial (1: one process)."""
+
     cpu: float = 1.0
     gpu: float | str = "auto"
     gpu_auto_fraction: float = 1.0
+    workers: int = 1
 
     def gpu_per_trial(self, cluster_has_gpu: bool) -> float:
+        """GPU share of one worker (of the trial when ``workers`` is 1)."""
         if self.gpu == "auto":
             return self.gpu_auto_fraction if cluster_has_gpu else 0.0
         return float(self.gpu)
@@ -297,7 +301,8 @@ class SweepSpec:
             "search": search, "metric": self.metric, "mode": self.mode, "repeats": self.repeats,
             "scheduler": scheduler,
             "resources": {"cpu": self.resources.cpu, "gpu": self.resources.gpu,
-                          "gpu_auto_fraction": self.resources.gpu_auto_fraction},
+                          "gpu_auto_fraction": self.resources.gpu_auto_fraction,
+                          "workers": self.resources.workers},
             "stop": self.stop.as_dict(),
         }
 

@@ -179,7 +179,7 @@ class SpecReader:
         return Scheduler(kind, grace, float(factor))
 
     def resources(self, raw: Any) -> Resources:
-        d = self.mapping(raw, "resources", ("cpu", "gpu", "gpu_auto_fraction"))
+        d = self.mapping(raw, "resources", ("cpu", "gpu", "gpu_auto_fraction", "workers"))
         cpu = self.number("resources.cpu", d.get("cpu", 1))
         if cpu <= 0:
             raise self.bad("resources.cpu", cpu, "expected a number of CPUs per trial > 0")
@@ -188,7 +188,17 @@ class SpecReader:
             gpu = self.gpu_share("resources.gpu", gpu, zero_ok=True)
         fraction = self.gpu_share("resources.gpu_auto_fraction", d.get("gpu_auto_fraction", 1.0),
                                   zero_ok=False)
-        return Resources(cpu=cpu, gpu=gpu, gpu_auto_fraction=fraction)
+        workers = self.integer("resources.workers", d.get("workers", 1), 1)
+        if workers > 1:  # DDP ranks each own a device: shares of a GPU are for single-process trials
+            if gpu not in ("auto", 0, 1):
+                raise self.bad("resources.gpu", gpu, f"with workers: {workers}, each data-parallel worker "
+                               "needs a whole GPU: 1, 0 (CPU, gloo) or 'auto' (fractions need workers: 1)",
+                               ("resources.workers",))
+            if fraction != 1:
+                raise self.bad("resources.gpu_auto_fraction", fraction, f"with workers: {workers}, each "
+                               "data-parallel worker needs a whole GPU: 1 (fractions need workers: 1)",
+                               ("resources.workers",))
+        return Resources(cpu=cpu, gpu=gpu, gpu_auto_fraction=fraction, workers=workers)
 
     def gpu_share(self, path: str, value: Any, zero_ok: bool) -> float:
         allowed = (("'auto' or " if zero_ok else "") + "the share of one GPU per trial: "

@@ -80,6 +80,9 @@ BAD = [
      "values: [0.1, -1]}}\n", "space.student_temp.values[1]:", "student_temp=-1"),
     ("gpu above 1", MINIMAL + "resources: {gpu: 1.5}\n", "resources.gpu:", "got 1.5"),
     ("gpu not 1/n", MINIMAL + "resources: {gpu: 0.3}\n", "resources.gpu:", "got 0.3"),
+    ("fractional gpu with workers", MINIMAL + "resources: {workers: 2, gpu: 0.5}\n", "resources.gpu:",
+     "each data-parallel worker needs a whole GPU"),
+    ("zero workers", MINIMAL + "resources: {workers: 0}\n", "resources.workers:", "got 0"),
     ("bad trainer value", MINIMAL + "trainer: {epochs: 0}\n", "trainer.epochs:", "epochs=0"),
     ("unknown trainer key", MINIMAL + "trainer: {epoch: 3}\n", "trainer.epoch:", "Did you mean epochs"),
     ("trainer seed", MINIMAL + "trainer: {seed: 3}\n", "trainer.seed:", "search.seed"),
@@ -270,3 +273,12 @@ def test_dump_round_trips(tmp_path: Path, name: str) -> None:
     assert again.as_dict() == spec.as_dict()
     assert again.num_trials == spec.num_trials
     assert "epochs: 2" in spec.dump() and "gpu: 0.25" in spec.dump()
+
+
+def test_workers_per_trial(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, MINIMAL + "resources: {workers: 4, cpu: 2, gpu: 1}\n"))
+    assert (spec.resources.workers, spec.resources.cpu, spec.resources.gpu_per_trial(True)) == (4, 2, 1.0)
+    assert load_spec(write(tmp_path, spec.dump())).resources == spec.resources
+    assert load_spec(write(tmp_path, MINIMAL)).resources.workers == 1  # one process, as before
+    message = error_of(write(tmp_path, MINIMAL + "resources: {workers: 2, gpu_auto_fraction: 0.5}\n"))
+    assert "resources.gpu_auto_fraction" in message and "whole GPU" in message
