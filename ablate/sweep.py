@@ -224,6 +224,7 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
                         f"`ablate resume {sweep_dir}`, or choose another name (--set name=...)")
     start_ray(address, num_cpus, num_gpus)
     trainable = make_trainable(spec, sweep_dir)
+    max_concurrent_trials(spec)  # a trial too large for the cluster is refused before anything is written
     sweep_dir.mkdir(parents=True)
     (sweep_dir / SPEC_FILE).write_text(spec.dump())
     tuner = tune.Tuner(trainable, param_space=param_space(spec), tune_config=tune_config(spec, sweep_dir),

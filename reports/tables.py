@@ -42,7 +42,8 @@ TAIL_COLUMNS = {
 }
 EPOCH_HEAD = {"sweep": "string", "trial_id": "string", "epoch": "Int64"}
 # Ray bookkeeping that is not a measurement (the config is in trials.parquet).
-DROPPED_KEYS = {"config", "hostname", "node_ip", "pid", "date", "checkpoint_dir_name", "trial_id"}
+DROPPED_KEYS = {"config", "hostname", "node_ip", "pid", "date", "checkpoint_dir_name", "checkpoint_path",
+                "trial_id"}
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
