@@ -127,7 +127,11 @@ class SpecReader:
         trainer = self.mapping(raw, "trainer", None)
         for key, value in trainer.items():
             self.trainer_key(f"trainer.{key}", key)
-            self.config({key: value}, f"trainer.{key}")  # each key alone: the error names it
+            try:  # each key alone: the error names it
+                make_config({key: value})
+            except ConfigError as exc:
+                if "(config)=" not in str(exc):  # a rule tying keys together waits for all keys
+                    raise self.error(f"trainer.{key}", str(exc)) from None
         self.config(trainer, "trainer")  # then the rules that tie keys together
         return dict(trainer)
 

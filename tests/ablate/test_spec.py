@@ -282,3 +282,13 @@ def test_workers_per_trial(tmp_path: Path) -> None:
     assert load_spec(write(tmp_path, MINIMAL)).resources.workers == 1  # one process, as before
     message = error_of(write(tmp_path, MINIMAL + "resources: {workers: 2, gpu_auto_fraction: 0.5}\n"))
     assert "resources.gpu_auto_fraction" in message and "whole GPU" in message
+
+
+def test_paper_scale_spec_is_the_papers_global_batch_over_16_workers() -> None:
+    spec = load_spec(SPECS / "imagenet_vits16.yaml")
+    cfg = spec.trainer_config()
+    assert (spec.resources.workers, spec.resources.gpu) == (16, 1)
+    assert cfg.batch_size * spec.resources.workers == 1024  # paper Table 8
+    assert cfg.effective_lr(spec.resources.workers) == pytest.approx(5e-4 * 1024 / 256)
+    assert (cfg.global_crops_size, cfg.local_crops_size, cfg.local_crops_number) == (224, 96, 10)
+    assert (cfg.dataset, cfg.arch, spec.num_trials) == ("imagefolder", "vit_small_patch16_224", 4)
