@@ -129,8 +129,11 @@ def test_unknown_key_lists_allowed_keys(tmp_path: Path) -> None:
 
 def test_rule_tying_keys_together_reads_cleanly(tmp_path: Path) -> None:
     message = error_of(write(tmp_path, MINIMAL + "trainer: {dataset: imagefolder}\n"))
-    assert "trainer.dataset: dataset 'imagefolder' needs data_path" in message
+    assert "trainer: dataset 'imagefolder' needs data_path" in message
     assert "(config)" not in message
+    # the rule is checked once all keys are read: with data_path the same dataset is valid
+    spec = load_spec(write(tmp_path, MINIMAL + "trainer: {dataset: imagefolder, data_path: /data/x}\n"))
+    assert spec.trainer_config().data_path == "/data/x"
 
 
 def test_yaml_syntax_error_gives_line(tmp_path: Path) -> None:
