@@ -21,3 +21,16 @@ for prec in fp16 bf16; do
     2>&1 | tail -4 | tee "$OUT/train-$prec.txt"
 done
 python bench/gpu_sweep.py --arch vit_tiny_patch16_224 --batch 256 --epochs 2 | tee "$OUT/gpu_sweep.jsonl"
+
+# --- PROPOSAL (issue 10, data-parallel trials): 1 vs N GPU scaling of one DINO run ---------------
+# A separate block on purpose: runs only on a machine with >= 2 GPUs. Same global batch (256),
+# 1 worker x 256 against N workers x 256/N (Ray Train, NCCL); compare images_per_s of epoch 2.
+NGPU=$(nvidia-smi --list-gpus | wc -l)
+if [ "$NGPU" -ge 2 ]; then
+  for n in 1 "$NGPU"; do
+    ablate train --workers "$n" --set device=auto --set arch=vit_tiny_patch16_224 --set patch_size=4 \
+      --set epochs=2 --set eval_every=0 --set batch_size=$((256 / n)) --set lr=5e-4 --no-progress \
+      --out "$OUT/ddp-$n" 2>&1 | tail -2 | tee "$OUT/ddp-$n.txt"
+    tail -1 "$OUT/ddp-$n/metrics.jsonl" | python -c "import json,sys; m=json.load(sys.stdin); print(json.dumps({'workers': $n, 'images_per_s': m['images_per_s']}))" | tee -a "$OUT/ddp_scaling.jsonl"
+  done
+fi
