@@ -7,13 +7,18 @@ clipping, AdamW, EMA) on random crops already in memory (no data loading, no aug
 - ``single``: 1 process, global batch B, ``--threads`` threads (default 2: all of this machine);
 - ``single-1t``: 1 process, global batch B, 1 thread (what one worker alone does per thread);
 - ``ddp``: 2 processes x B/2, 1 thread each, gloo (``torch.multiprocessing``, as Ray Train
-  would start them but without Ray, so only DDP itself is measured).
+  would start them but without Ray, so only DDP itself is measured);
+- ``independent``: the same 2 processes x B/2 at the same time, without a process group (two
+  unrelated half-batch runs). ``ddp`` against ``independent`` isolates what DDP adds (gradient
+  all-reduce, the center's all-reduce, waiting for the slower rank) under the same CPU contention,
+  which makes it the figure to read on a shared machine.
 
     python bench/ddp_overhead.py --batch 64 --iters 8
 
 Prints one JSON line per configuration: name, processes, threads, global batch, step_ms
 (median), img_per_s (global batch / step time), and for ``ddp`` its scaling efficiency
-against ``single-1t`` (img/s of 2 workers / (2 x img/s of 1 process with 1 thread)).
+against ``single-1t`` (img/s of 2 workers / (2 x img/s of 1 process with 1 thread)) and its
+overhead against ``independent`` (ddp step time / independent step time - 1).
 """
 
 from __future__ import annotations
@@ -71,14 +76,23 @@ def time_steps(args: argparse.Namespace, batch: int, rank: int = 0) -> float:
     return statistics.median(times)
 
 
-def _ddp_worker(rank: int, args: argparse.Namespace, init_file: str, out: str) -> None:
+def _worker(rank: int, args: argparse.Namespace, init_file: str, out: str, ddp: bool) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    if ddp:
+        dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
         ms = time_steps(args, args.batch // 2, rank)
         Path(out, f"rank{rank}.txt").write_text(str(ms))
     finally:
-        dist.destroy_process_group()
+        if ddp:
+            dist.destroy_process_group()
+
+
+def two_processes(args: argparse.Namespace, ddp: bool) -> float:
+    """Step ms of 2 processes x B/2 run at once: the slower rank's median."""
+    with tempfile.TemporaryDirectory() as folder:
+        mp.spawn(_worker, args=(args, str(Path(folder) / "init"), folder, ddp), nprocs=2, join=True)
+        return max(float(Path(folder, f"rank{r}.txt").read_text()) for r in range(2))
 
 
 def record(name: str, processes: int, threads: int, batch: int, ms: float, **extra: float) -> dict:
@@ -105,11 +119,11 @@ def main() -> None:
     record("single", 1, args.threads, args.batch, time_steps(args, args.batch))
     torch.set_num_threads(1)
     one = record("single-1t", 1, 1, args.batch, time_steps(args, args.batch))
-    with tempfile.TemporaryDirectory() as folder:
-        mp.spawn(_ddp_worker, args=(args, str(Path(folder) / "init"), folder), nprocs=2, join=True)
-        ms = max(float(Path(folder, f"rank{r}.txt").read_text()) for r in range(2))
+    apart = record("independent", 2, 1, args.batch, two_processes(args, ddp=False))
+    ms = two_processes(args, ddp=True)
     efficiency = args.batch / ms * 1000 / (2 * one["img_per_s"])
-    record("ddp", 2, 1, args.batch, ms, efficiency_vs_2x_single_1t=round(efficiency, 3))
+    record("ddp", 2, 1, args.batch, ms, efficiency_vs_2x_single_1t=round(efficiency, 3),
+           overhead_vs_independent=round(ms / apart["step_ms"] - 1, 3))
 
 
 if __name__ == "__main__":
