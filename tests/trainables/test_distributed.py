@@ -20,8 +20,9 @@ GLOBAL_BATCH, STEPS = 16, 3
 EQUIVALENT = dict(TINY_TRAINER, drop_path_rate=0.0, koleo_weight=0.0, warmup_epochs=0, freeze_last_layer=0,
                   momentum_teacher=0.9, lr=0.02, eval_every=0, seed=5)
 # float32 with different reduction orders (DDP's all-reduce, per-rank batch means): observed
-# differences are ~1e-7; 1e-5 absolute would still catch a wrong lr scale, a missed all-reduce
-# or an unaveraged gradient, which change values at 1e-3 and more.
+# differences after 3 steps are at most 2.4e-7 (loss), 3e-8 (center), 4e-7 (weights); 1e-5
+# absolute still catches a missed all-reduce, a wrong lr scale or rank-local gradients, which
+# change values by 1e-3 and more.
 TOL = dict(rtol=1e-4, atol=1e-5)
 
 
@@ -72,7 +73,9 @@ def run_steps(rank: int, world: int) -> dict:
         local = [c[rank * per:(rank + 1) * per] for c in fixed_crops(step)]
         losses.append(all_reduce_mean(trainer.train_step([local], it=step, epoch=0)))
     top1, top5 = trainer.evaluate()
-    return {"loss": torch.stack(losses), "center": trainer.loss_fn.center.clone(),
+    features, labels = trainer._features(trainer.test_set)  # gathered from every rank
+    return {"features": features, "labels": labels,
+            "loss": torch.stack(losses), "center": trainer.loss_fn.center.clone(),
             "student": trainer.student.state_dict(), "teacher": trainer.teacher.state_dict(),
             "knn": (top1, top5), "lr": trainer.lr_schedule[0]}
 
@@ -117,4 +120,7 @@ def test_two_workers_train_like_one_process_with_the_global_batch(two_workers: l
 
 def test_two_workers_gather_knn_features_to_the_single_process_top1(two_workers: list[dict],
                                                                    one_process: dict):
+    for worker in two_workers:  # every rank holds all test features, in the dataset's order
+        assert torch.equal(worker["labels"], one_process["labels"])
+        torch.testing.assert_close(worker["features"], one_process["features"], **TOL)
     assert two_workers[0]["knn"] == two_workers[1]["knn"] == one_process["knn"]
