@@ -6,7 +6,7 @@ command-line ``ablate train`` and the Ray Tune trainable are both thin loops ove
 
 Data parallel: when a ``torch.distributed`` process group is initialised (Ray Train, torchrun),
 every process is one worker of one run, as in the official ``main_dino.py``: the student is
-wrapped in DDP (BatchNorm becomes SyncBatchNorm in student and teacher), each rank trains on its
+wrapped in DDP (BatchNorm becomes SyncBatchNorm in student and teacher on GPUs), each rank trains on its
 shard of every global batch, the center and Sinkhorn-Knopp reduce over ranks (``DINOLoss``),
 gradients are averaged by DDP before the per-parameter clipping, the EMA teacher update is the
 same on every rank, epoch metrics are averaged over ranks and kNN features are gathered, so N
