@@ -2,13 +2,16 @@
 
 ``run_sweep`` starts (or joins) Ray, writes ``<storage>/<name>/spec.yaml`` and runs the Tune
 experiment in ``<storage>/<name>/tune``; ``resume_sweep`` continues an interrupted one with
-``Tuner.restore``. The trainable itself is ``trainables.tune_trainable.dino_trainable``.
+``Tuner.restore``. The trainable itself is ``trainables.tune_trainable.dino_trainable``, or, for
+trials of several data-parallel workers (``resources.workers``), the Ray Train driver
+``trainables.train_trainable.dino_train_trial``.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import socket
 import sys
@@ -153,6 +156,31 @@ def trial_resources(spec: SweepSpec) -> dict[str, float]:
     return {"cpu": float(spec.resources.cpu), "gpu": spec.resources.gpu_per_trial(has_gpu)}
 
 
+def max_concurrent_trials(spec: SweepSpec) -> int | None:
+    """The spec's limit; for multi-worker trials also the number of trials the cluster holds.
+
+    Tune reserves only the driver of a multi-worker trial; Ray Train reserves the workers when
+    the trial starts. Ray's guide for Train inside Tune therefore limits concurrent trials, or
+    trials would start and then wait for workers the cluster cannot give.
+    """
+    import ray
+
+    limit, workers = spec.search.max_concurrent_trials, spec.resources.workers
+    if workers == 1:
+        return limit
+    per_worker = trial_resources(spec)
+    cluster = ray.cluster_resources()
+    fits = math.floor(cluster.get("CPU", 0) / (workers * per_worker["cpu"]) + 1e-9)
+    if per_worker["gpu"]:
+        fits = min(fits, math.floor(cluster.get("GPU", 0) / (workers * per_worker["gpu"]) + 1e-9))
+    if fits < 1:
+        raise UserError(f"resources: a trial needs {workers} workers x ({per_worker['cpu']:g} CPU, "
+                        f"{per_worker['gpu']:g} GPU); the Ray cluster has {cluster.get('CPU', 0):g} CPUs "
+                        f"and {cluster.get('GPU', 0):g} GPUs (lower resources.workers or join a larger "
+                        "cluster with --address)")
+    return min(limit, fits) if limit else fits
+
+
 # --- search -------------------------------------------------------------------------------------
 def param_space(spec: SweepSpec) -> dict[str, Any]:
     """Constants shared by every trial: the full baseline trainer config and the stop rules."""
@@ -243,9 +271,16 @@ def search_algorithm(spec: SweepSpec, sweep_dir: Path) -> Searcher | SearchAlgor
 
 
 # --- the Tuner ----------------------------------------------------------------------------------
-def make_trainable(spec: SweepSpec) -> Any:
+def make_trainable(spec: SweepSpec, sweep_dir: Path) -> Any:
     from ray import tune
 
+    if spec.resources.workers > 1:  # a Ray Train run per trial, in the trial's own folder
+        from trainables.train_trainable import DRIVER_RESOURCES, dino_train_trial
+
+        per_worker = trial_resources(spec)
+        driver = tune.with_parameters(dino_train_trial, workers=spec.resources.workers, cpu=per_worker["cpu"],
+                                      gpu=per_worker["gpu"], storage_path=str(sweep_dir / EXPERIMENT))
+        return tune.with_resources(driver, DRIVER_RESOURCES)
     from trainables.tune_trainable import dino_trainable
 
     return tune.with_resources(dino_trainable, trial_resources(spec))
@@ -283,8 +318,7 @@ def tune_config(spec: SweepSpec, sweep_dir: Path) -> TuneConfig:
         scheduler = FIFOScheduler()
     return tune.TuneConfig(
         metric=spec.metric, mode=spec.mode, search_alg=search_algorithm(spec, sweep_dir),
-        scheduler=scheduler, num_samples=spec.num_trials,
-        max_concurrent_trials=spec.search.max_concurrent_trials)
+        scheduler=scheduler, num_samples=spec.num_trials, max_concurrent_trials=max_concurrent_trials(spec))
 
 
 def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None = None,
@@ -300,7 +334,8 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
     from ray import tune  # after start_ray: a local Ray must see its loopback switch first
 
     ACTIVE["sweep_dir"] = sweep_dir
-    trainable = make_trainable(spec)
+    trainable = make_trainable(spec, sweep_dir)
+    max_concurrent_trials(spec)  # a trial too large for the cluster is refused before anything is written
     sweep_dir.mkdir(parents=True)
     (sweep_dir / SPEC_FILE).write_text(spec_text(spec))
     record_reference_knn(spec, sweep_dir)
@@ -336,7 +371,8 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
         from ablate.study import before_resume
 
         before_resume(sweep_dir)
-    tuner = tune.Tuner.restore(str(experiment), trainable=make_trainable(spec), resume_errored=True)
+    tuner = tune.Tuner.restore(str(experiment), trainable=make_trainable(spec, sweep_dir),
+                               resume_errored=True)
     fit(tuner, sweep_dir)
     return sweep_dir
 

@@ -102,5 +102,18 @@ print(round(b['train_img_per_s']/a['train_img_per_s'],2), b['max_concurrent'], b
   else fail "4 trials at gpu 0.25: $overlap overlapping, aggregate ${ratio}x one trial (target 2.5x), peak ${mem} GB"; fi
 else fail "packed sweep"; fi
 
+# --- 5. data-parallel trials (issue 10): 1 vs N GPUs for one DINO run, only with >= 2 GPUs ----------
+# Same global batch (256): 1 worker x 256 against N workers x 256/N (Ray Train, NCCL).
+NGPU=$(nvidia-smi --list-gpus | wc -l)
+if [ "$NGPU" -ge 2 ]; then
+  for n in 1 "$NGPU"; do
+    if stage "ddp-$n" 240 ablate train --workers "$n" --set device=auto --set arch=vit_tiny_patch16_224 \
+         --set patch_size=4 --set epochs=2 --set eval_every=0 --set batch_size=$((256 / n)) --no-progress \
+         --out "$OUT/ddp-$n"; then
+      pass "ddp $n worker(s): $(tail -1 "$OUT/ddp-$n/metrics.jsonl" | python -c "import json,sys; print(json.load(sys.stdin)['images_per_s'])") img/s"
+    else fail "ddp $n worker(s)"; fi
+  done
+else echo "== ddp scaling skipped: $NGPU GPU (needs >= 2)"; fi
+
 echo "== $FAILED check(s) failed; figures in $OUT/ (summary.txt, *.log)"
 exit "$FAILED"

@@ -36,7 +36,7 @@ TAIL_COLUMNS = {
 }
 EPOCH_HEAD = {"sweep": "string", "trial_id": "string", "epoch": "Int64"}
 # Per-host bookkeeping that is not a measurement.
-DROPPED_KEYS = {"hostname", "node_ip", "pid"}
+DROPPED_KEYS = {"hostname", "node_ip", "pid", "checkpoint_path"}
 
 
 def load_trials(sweep_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -63,7 +63,7 @@ class DINOConfig(BaseModel):
 
     # --- optimization ---------------------------------------------------------------------
     lr: float = Field(
-        4e-3, gt=0, description="Peak AdamW lr at batch 256, scaled by batch*accum/256 [5e-4].")
+        4e-3, gt=0, description="Peak AdamW lr at batch 256, scaled by batch*accum*workers/256 [5e-4].")
     min_lr: float = Field(1e-6, ge=0, description="Final lr of the cosine schedule [1e-6].")
     warmup_epochs: int = Field(1, ge=0, description="Linear lr warmup epochs [10].")
     weight_decay: float = Field(0.04, ge=0, description="Weight decay start [0.04].")
@@ -149,10 +149,13 @@ class DINOConfig(BaseModel):
     def ln_out_dim(self) -> float:
         return math.log(self.out_dim)
 
-    @property
-    def effective_lr(self) -> float:
-        """The paper's linear scaling rule: lr * total batch / 256."""
-        return self.lr * self.batch_size * self.grad_accum_steps / 256.0
+    def effective_lr(self, world_size: int = 1) -> float:
+        """The paper's linear scaling rule: lr * global batch / 256.
+
+        The global batch is ``batch_size`` (per worker) x ``grad_accum_steps`` x ``world_size``
+        data-parallel workers, so N workers x batch b get the lr of one process with batch N*b.
+        """
+        return self.lr * self.batch_size * self.grad_accum_steps * world_size / 256.0
 
 
 def config_keys() -> list[str]:

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="data-parallel workers on a local Ray (Ray Train: DDP over gloo on CPU, NCCL "
+                        "with one GPU each); batch_size is per worker, lr scales with the global batch")
     p.set_defaults(func=main)
 
 
@@ -56,6 +59,8 @@ def resolve_config(config_file: str | None, sets: list[str]) -> DINOConfig:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise UserError(f"--workers {args.workers}: expected a number of data-parallel workers >= 1")
     out = Path(args.out)
     ckpt = out / CHECKPOINT_NAME
     if args.resume:
@@ -69,30 +74,48 @@ def main(args: argparse.Namespace) -> int:
         if ckpt.exists():
             raise UserError(f"--out {out}: already holds a run; pass --resume to continue it, "
                             "or choose another folder")
+    if args.workers > 1:
+        from ablate.train_workers import train_with_workers
+
+        return train_with_workers(cfg, out, args.workers, args.resume)
     trainer = DINOTrainer(cfg, progress=not args.no_progress)  # validates data before writing
     if args.resume:
         trainer.load_checkpoint(ckpt)
         print(f"resuming {out} after epoch {trainer.epoch}/{cfg.epochs}", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    metrics_file = out / "metrics.jsonl"
-    keep_metrics(metrics_file, trainer.epoch)
+    try:
+        return run_epochs(trainer, out)
+    except KeyboardInterrupt:
+        print(f"interrupted; continue with: ablate train --out {out} --resume", file=sys.stderr)
+        return 130
+
+
+def run_epochs(trainer: DINOTrainer, out: Path, writes: bool = True) -> int:
+    """Train the remaining epochs; ``writes``: this process writes metrics, checkpoint and log lines.
+
+    With data-parallel workers every rank trains and only rank 0 writes.
+    """
+    cfg, ckpt, metrics_file = trainer.cfg, out / CHECKPOINT_NAME, out / "metrics.jsonl"
+    if writes:
+        keep_metrics(metrics_file, trainer.epoch)
     baseline = None
     try:
         for metrics in trainer.run():
+            baseline = metrics["knn_top1"] if metrics["epoch"] == 0 else baseline
+            if not writes:
+                continue
             if metrics["epoch"] > 0:
                 trainer.save_checkpoint(ckpt)
             with metrics_file.open("a") as f:
                 f.write(json.dumps(metrics) + "\n")
-            baseline = metrics["knn_top1"] if metrics["epoch"] == 0 else baseline
             print(epoch_line(metrics, cfg.epochs, baseline), file=sys.stderr, flush=True)
     except NonFiniteLossError as exc:
-        print(f"ablate train: stopped: {exc}", file=sys.stderr)
+        if writes:
+            print(f"ablate train: stopped: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"interrupted; continue with: ablate train --out {out} --resume", file=sys.stderr)
-        return 130
-    print(f"done: {out}/metrics.jsonl, {ckpt}", file=sys.stderr)
+    if writes:
+        print(f"done: {metrics_file}, {ckpt}", file=sys.stderr)
     return 0
 
 

@@ -81,6 +81,9 @@ BAD = [
      "values: [0.1, -1]}}\n", "space.student_temp.values[1]:", "student_temp=-1"),
     ("gpu above 1", MINIMAL + "resources: {gpu: 1.5}\n", "resources.gpu:", "got 1.5"),
     ("gpu not 1/n", MINIMAL + "resources: {gpu: 0.3}\n", "resources.gpu:", "got 0.3"),
+    ("fractional gpu with workers", MINIMAL + "resources: {workers: 2, gpu: 0.5}\n", "resources.gpu:",
+     "each data-parallel worker needs a whole GPU"),
+    ("zero workers", MINIMAL + "resources: {workers: 0}\n", "resources.workers:", "got 0"),
     ("bad trainer value", MINIMAL + "trainer: {epochs: 0}\n", "trainer.epochs:", "epochs=0"),
     ("unknown trainer key", MINIMAL + "trainer: {epoch: 3}\n", "trainer.epoch:", "Did you mean epochs"),
     ("trainer seed", MINIMAL + "trainer: {seed: 3}\n", "trainer.seed:", "search.seed"),
@@ -201,8 +204,11 @@ def test_unknown_key_lists_allowed_keys(tmp_path: Path) -> None:
 
 def test_rule_tying_keys_together_reads_cleanly(tmp_path: Path) -> None:
     message = error_of(write(tmp_path, MINIMAL + "trainer: {dataset: imagefolder}\n"))
-    assert "trainer.dataset: dataset 'imagefolder' needs data_path" in message
+    assert "trainer: dataset 'imagefolder' needs data_path" in message
     assert "(config)" not in message
+    # the rule is checked once all keys are read: with data_path the same dataset is valid
+    spec = load_spec(write(tmp_path, MINIMAL + "trainer: {dataset: imagefolder, data_path: /data/x}\n"))
+    assert spec.trainer_config().data_path == "/data/x"
 
 
 def test_yaml_syntax_error_gives_line(tmp_path: Path) -> None:
@@ -367,3 +373,22 @@ def test_spec_modules_import_one_way() -> None:
         imported = {node.module.removeprefix("ablate.spec.") for node in ast.walk(tree)
                     if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ablate.spec")}
         assert imported <= set(order[:i]) - ({"space"} if name == "sections" else set()), (name, imported)
+
+
+def test_workers_per_trial(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, MINIMAL + "resources: {workers: 4, cpu: 2, gpu: 1}\n"))
+    assert (spec.resources.workers, spec.resources.cpu, spec.resources.gpu_per_trial(True)) == (4, 2, 1.0)
+    assert load_spec(write(tmp_path, spec.dump())).resources == spec.resources
+    assert load_spec(write(tmp_path, MINIMAL)).resources.workers == 1  # one process, as before
+    message = error_of(write(tmp_path, MINIMAL + "resources: {workers: 2, gpu_auto_fraction: 0.5}\n"))
+    assert "resources.gpu_auto_fraction" in message and "whole GPU" in message
+
+
+def test_paper_scale_spec_is_the_papers_global_batch_over_16_workers() -> None:
+    spec = load_spec(SPECS / "imagenet_vits16.yaml")
+    cfg = spec.trainer_config()
+    assert (spec.resources.workers, spec.resources.gpu) == (16, 1)
+    assert cfg.batch_size * spec.resources.workers == 1024  # paper Table 8
+    assert cfg.effective_lr(spec.resources.workers) == pytest.approx(5e-4 * 1024 / 256)
+    assert (cfg.global_crops_size, cfg.local_crops_size, cfg.local_crops_number) == (224, 96, 10)
+    assert (cfg.dataset, cfg.arch, spec.num_trials) == ("imagefolder", "vit_small_patch16_224", 4)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 
 from ablate.cli import main
@@ -155,3 +156,45 @@ def test_run_refuses_an_existing_sweep_and_bad_specs_write_nothing(real_sweep: P
     err = capsys.readouterr().err
     assert "search.num_samples" in err and "0" in err
     assert not storage.exists()
+
+
+def test_two_worker_trial_runs_resumes_after_sigkill_and_reports(ray_cluster: str, tmp_path: Path):
+    spec = write_spec(tmp_path, f"""
+name: ddp
+trainer: {dict(TINY_TRAINER, epochs=8, batch_size=16)}
+space:
+  teacher_temp: {{type: choice, values: [0.04]}}
+search: {{algorithm: grid}}
+resources: {{workers: 2, cpu: 1, gpu: 0}}
+""")
+    storage = tmp_path / "runs"
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    cmd = [sys.executable, "-m", "ablate.cli"]
+    driver = subprocess.Popen([*cmd, "run", str(spec), "--storage", str(storage), "--address", ray_cluster],
+                              env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    sweep = storage / "ddp"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill once the trial has checkpointed an epoch
+        if sweep.exists() and any(rows and rows[-1]["epoch"] >= 1 for rows in trial_rows(sweep).values()):
+            break
+        assert driver.poll() is None, "the sweep ended before it could be killed"
+        time.sleep(0.5)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    [(name, before)] = trial_rows(sweep).items()
+    assert before[-1]["epoch"] < 8, before[-1]  # interrupted mid-way
+
+    resumed = subprocess.run([*cmd, "resume", str(sweep), "--address", ray_cluster], env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    rows = trial_rows(sweep)[name]
+    assert rows[-1]["epoch"] == 8 and rows[-1]["trial_outcome"] == "completed"
+    assert {r["workers"] for r in rows} == {2}  # every epoch trained by two DDP workers
+    after = [r for r in rows if r["pid"] != rows[0]["pid"]]
+    assert after and after[0]["epoch"] >= 2, after[:1]  # continued from its checkpoint, not epoch 0
+    assert [r["epoch"] for r in rows if r["pid"] == after[0]["pid"]] == list(range(after[0]["epoch"], 9))
+    trial_dir = sweep / "tune" / name  # Ray Train checkpoints where a one-process trial has them
+    assert (trial_dir / "checkpoint_000008" / "checkpoint.pt").is_file()
+    report = pd.read_parquet(sweep / "report" / "trials.parquet")
+    assert len(report) == 1 and report["status"].tolist() == ["completed"], report.T

@@ -55,3 +55,23 @@ def test_bad_config_file_names_the_file_and_line(tmp_path: Path, capsys: pytest.
     assert "bad.yaml" in err and "line" in err
     assert main(["train", "--out", str(tmp_path / "x"), "--resume"]) == 2
     assert "no checkpoint.pt" in capsys.readouterr().err
+
+
+def test_train_with_two_workers_writes_metrics_and_resumes(ray_cluster: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture):
+    """`--workers 2` (Ray Train, gloo): rank 0 writes, both ranks restore on --resume.
+
+    The session's Ray is joined (``ablate train`` starts a local one only when none is running).
+    """
+    out = tmp_path / "ddp"
+    sets = [a for k, v in {**TINY_TRAINER, "epochs": 2, "batch_size": 16, "eval_every": 0}.items()
+            for a in ("--set", f"{k}={v}")]
+    assert main(["train", *sets, "--set", "epochs=1", "--out", str(out), "--workers", "2"]) == 0
+    config = (out / "config.yaml").read_text()
+    (out / "config.yaml").write_text(config.replace("epochs: 1", "epochs: 2"))  # one more epoch
+    assert main(["train", "--out", str(out), "--resume", "--workers", "2"]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2]  # once each: only rank 0 writes
+    assert rows[1]["lr"] > 0 and "knn_top1" in rows[2]
+    assert main(["train", *sets, "--out", str(tmp_path / "never"), "--workers", "0"]) == 2
+    assert "--workers 0" in capsys.readouterr().err

@@ -7,7 +7,9 @@
 - ``CPUMultiCropLoader``: the per-image PIL pipeline (``DataAugmentationDINO``) in DataLoader workers.
 
 Each yields ``(crops, labels)``, ``crops`` a list of ``2 + local_crops_number`` float tensors on
-the device, and has ``set_epoch`` (the epoch seeds the random parameters) and ``len``.
+the device, and has ``set_epoch`` (the epoch seeds the random parameters) and ``len``. Which images
+an epoch visits, in which order, comes from a ``ShardSampler``: a pure function of (seed, epoch,
+rank, world size), so N data-parallel workers see the global batches of one big-batch process.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms
 
 from trainables.dino.batch_augment import BatchDataAugmentationDINO
+from trainables.distributed import ShardSampler
 
 Batch = tuple[list[torch.Tensor], torch.Tensor]
 
@@ -29,32 +32,33 @@ Batch = tuple[list[torch.Tensor], torch.Tensor]
 class DeviceMultiCropLoader:
     """Shuffled batches of multi-crops made on ``device`` from in-memory uint8 images.
 
-    The order comes from ``generator`` (re-seeded per epoch by the trainer), each image's crops
-    from (seed, epoch, index): resuming at an epoch gives the same batches.
+    The order comes from ``sampler`` (this rank's shard of the epoch's permutation), each image's
+    crops from (seed, epoch, index): resuming at an epoch gives the same batches.
 
     Example::
 
         loader = DeviceMultiCropLoader(images, labels, aug, batch_size=256,
-                                       generator=torch.Generator().manual_seed(0), device="cuda")
+                                       sampler=ShardSampler(len(images), seed=0), device="cuda")
         loader.set_epoch(0)
         for crops, labels in loader: ...
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, augment: BatchDataAugmentationDINO,
-                 batch_size: int, generator: torch.Generator, device: torch.device | str) -> None:
+                 batch_size: int, sampler: ShardSampler, device: torch.device | str) -> None:
         self.device = torch.device(device)
         self.images, self.labels = images.to(self.device), labels.to(self.device)
-        self.augment, self.batch_size, self.generator = augment, batch_size, generator
+        self.augment, self.batch_size, self.sampler = augment, batch_size, sampler
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return len(self.images) // self.batch_size  # drop_last, as the DataLoader path
+        return len(self.sampler) // self.batch_size  # drop_last, as the DataLoader path
 
     def __iter__(self) -> Iterator[Batch]:
-        order = torch.randperm(len(self.images), generator=self.generator).to(self.device)
+        order = torch.as_tensor(list(self.sampler), dtype=torch.long).to(self.device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start:start + self.batch_size]
             yield self.augment(self.images, index, self.epoch), self.labels[index]
@@ -75,17 +79,21 @@ class CropAndFlip:
 
 
 class SeededSampler(Sampler):
-    """A random order of ``range(n)`` from ``generator``, yielding ``(epoch, index)`` keys."""
+    """``sampler``'s indices as ``(epoch, index)`` keys, so workers seed each image's crops."""
 
-    def __init__(self, n: int, generator: torch.Generator) -> None:
-        self.n, self.generator, self.epoch = n, generator, 0
+    def __init__(self, sampler: ShardSampler) -> None:
+        self.sampler, self.epoch = sampler, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return self.n
+        return len(self.sampler)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
-        return iter([(epoch, int(i)) for i in torch.randperm(self.n, generator=self.generator)])
+        return iter([(epoch, int(i)) for i in self.sampler])
 
 
 class SeededTransform(Dataset):
@@ -113,24 +121,24 @@ class SeededTransform(Dataset):
 
 
 def _seeded_loader(dataset: Dataset, transform: Callable, seed: int, batch_size: int, num_workers: int,
-                   generator: torch.Generator, device: torch.device) -> DataLoader:
-    sampler = SeededSampler(len(dataset), generator)  # type: ignore[arg-type]
-    return DataLoader(SeededTransform(dataset, transform, seed), batch_size=batch_size, sampler=sampler,
-                      drop_last=True, num_workers=num_workers, pin_memory=device.type == "cuda",
-                      generator=generator, persistent_workers=num_workers > 0)
+                   sampler: ShardSampler, device: torch.device) -> DataLoader:
+    return DataLoader(SeededTransform(dataset, transform, seed), batch_size=batch_size,
+                      sampler=SeededSampler(sampler), drop_last=True, num_workers=num_workers,
+                      pin_memory=device.type == "cuda", persistent_workers=num_workers > 0)
 
 
 class FolderMultiCropLoader:
     """Image-folder batches: CPU workers crop and flip (uint8), the device does the rest batched."""
 
     def __init__(self, dataset: Dataset, augment: BatchDataAugmentationDINO, batch_size: int,
-                 num_workers: int, generator: torch.Generator, device: torch.device) -> None:
+                 num_workers: int, sampler: ShardSampler, device: torch.device) -> None:
         self.augment, self.device, self.epoch = augment, device, 0
         self.loader = _seeded_loader(dataset, CropAndFlip(augment), augment.seed, batch_size, num_workers,
-                                     generator, device)
+                                     sampler, device)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = self.loader.sampler.epoch = epoch  # type: ignore[attr-defined]
+        self.epoch = epoch
+        self.loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -155,11 +163,11 @@ class CPUMultiCropLoader:
     """The per-image path: ``DataAugmentationDINO`` (PIL) in DataLoader workers, per (seed, epoch, index)."""
 
     def __init__(self, dataset: Dataset, augment: Callable, seed: int, batch_size: int, num_workers: int,
-                 generator: torch.Generator, device: torch.device) -> None:
-        self.loader = _seeded_loader(dataset, augment, seed, batch_size, num_workers, generator, device)
+                 sampler: ShardSampler, device: torch.device) -> None:
+        self.loader = _seeded_loader(dataset, augment, seed, batch_size, num_workers, sampler, device)
 
     def set_epoch(self, epoch: int) -> None:
-        self.loader.sampler.epoch = epoch  # type: ignore[attr-defined]
+        self.loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
 
     def __len__(self) -> int:
         return len(self.loader)

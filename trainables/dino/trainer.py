@@ -3,6 +3,15 @@
 The trainer knows nothing of Ray: ``run()`` yields one metrics dict per epoch (epoch 0 is the
 untrained baseline), and ``save_checkpoint`` / ``load_checkpoint`` make a run resumable. The
 command-line ``ablate train`` and the Ray Tune trainable are both thin loops over ``run()``.
+
+Data parallel: when a ``torch.distributed`` process group is initialised (Ray Train, torchrun),
+every process is one worker of one run, as in the official ``main_dino.py``: the student is
+wrapped in DDP (BatchNorm becomes SyncBatchNorm in student and teacher on GPUs), each rank trains on its
+shard of every global batch, the center and Sinkhorn-Knopp reduce over ranks (``DINOLoss``),
+gradients are averaged by DDP before the per-parameter clipping, the EMA teacher update is the
+same on every rank, epoch metrics are averaged over ranks and kNN features are gathered, so N
+workers x batch b train and evaluate like one process with batch N*b. Only rank 0 should write
+checkpoints (``is_main_process``); every rank loads them.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, Subset
 
 from trainables import cuda
@@ -33,6 +43,16 @@ from trainables.dino.loaders import CPUMultiCropLoader, DeviceMultiCropLoader, F
 from trainables.dino.loss import DINOLoss, KoLeoLoss
 from trainables.dino.multicrop import MultiCropWrapper
 from trainables.dino.schedules import cosine_scheduler
+from trainables.distributed import (
+    ShardSampler,
+    all_reduce_mean,
+    broadcast_buffers,
+    eval_indices,
+    gather_rows,
+    is_distributed,
+    rank,
+    world_size,
+)
 from trainables.knn import extract_features, extract_features_in_memory, knn_accuracy
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -59,6 +79,15 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError("precision='fp16': needs a CUDA device (use bf16 or fp32 on CPU)")
     return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """Seed of the augmentation and drop-path randomness of one rank in one epoch.
+
+    Depends on (seed, epoch, rank) only, so a resumed run draws what an uninterrupted one draws;
+    ranks differ, so workers do not crop their different images with the same random draws.
+    """
+    return seed * 100_003 + epoch + 1 + rank * 1_000_000_007
 
 
 def seed_everything(seed: int) -> None:
@@ -101,6 +130,7 @@ class DINOTrainer:
 
     def __init__(self, cfg: DINOConfig, progress: bool = False) -> None:
         self.cfg, self.progress = cfg, progress
+        self.rank, self.world_size = rank(), world_size()
         self.device = resolve_device(cfg.device)
         self.amp_dtype = resolve_precision(cfg.precision, self.device)
         if self.device.type == "cuda":
@@ -118,12 +148,14 @@ class DINOTrainer:
         cfg = self.cfg
         train, test = build_datasets(cfg)
         n_train = len(cast(Sized, train))
-        if n_train < cfg.batch_size * cfg.grad_accum_steps:
-            raise ConfigError(f"batch_size={cfg.batch_size} x grad_accum_steps={cfg.grad_accum_steps}: "
-                              f"larger than the {n_train} training images of {cfg.dataset!r}")
+        if n_train < cfg.batch_size * cfg.grad_accum_steps * self.world_size:
+            workers = f" x {self.world_size} workers" if self.world_size > 1 else ""
+            raise ConfigError(f"batch_size={cfg.batch_size} x grad_accum_steps={cfg.grad_accum_steps}"
+                              f"{workers}: larger than the {n_train} training images of {cfg.dataset!r}")
         if cfg.augment_device == "gpu" and self.device.type != "cuda":
             raise ConfigError(f"augment_device='gpu': the run's device is {self.device} (use auto or cpu)")
-        self.loader_generator = torch.Generator()
+        # This worker's shard of each epoch's permutation of the training set (all of it alone).
+        self.sampler = ShardSampler(n_train, cfg.seed, self.rank, self.world_size)
         self.loader = self._make_loader(train)
         memory = self._knn_memory(knn_memory_split(cfg, train))
         self.memory_data, self.test_data = in_memory(memory), in_memory(test)
@@ -141,14 +173,12 @@ class DINOTrainer:
         batched = BatchDataAugmentationDINO(**crops, seed=cfg.seed)
         data = in_memory(train) if cfg.augment_device != "cpu" else None
         if data is not None:
-            return DeviceMultiCropLoader(*data, batched, cfg.batch_size, self.loader_generator, self.device)
+            return DeviceMultiCropLoader(*data, batched, cfg.batch_size, self.sampler, self.device)
         workers = self._num_workers()
         if cfg.augment_device != "cpu" and self.device.type == "cuda":
-            return FolderMultiCropLoader(train, batched, cfg.batch_size, workers, self.loader_generator,
-                                         self.device)
+            return FolderMultiCropLoader(train, batched, cfg.batch_size, workers, self.sampler, self.device)
         per_image = DataAugmentationDINO(**crops)
-        return CPUMultiCropLoader(train, per_image, cfg.seed, cfg.batch_size, workers, self.loader_generator,
-                                  self.device)
+        return CPUMultiCropLoader(train, per_image, cfg.seed, cfg.batch_size, workers, self.sampler, self.device)
 
     def _num_workers(self) -> int:
         if self.cfg.num_workers is not None:
@@ -174,8 +204,14 @@ class DINOTrainer:
         return MultiCropWrapper(backbone, head)
 
     def _build_models(self) -> None:
-        self.student = self._make_network(self.cfg.drop_path_rate).to(self.device)
-        self.teacher = self._make_network(0.0).to(self.device)  # the teacher has no drop path
+        self.student = self._make_network(self.cfg.drop_path_rate)
+        self.teacher = self._make_network(0.0)  # the teacher has no drop path
+        # BatchNorm statistics over the global batch, as one process has them. PyTorch's
+        # SyncBatchNorm runs on GPUs only: on CPU (gloo) each worker normalizes its own shard.
+        if self.world_size > 1 and self.device.type == "cuda":
+            self.student = nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
+            self.teacher = nn.SyncBatchNorm.convert_sync_batchnorm(self.teacher)
+        self.student, self.teacher = self.student.to(self.device), self.teacher.to(self.device)
         # CNNs run faster on NHWC tensors: tensor cores on GPUs, oneDNN on CPUs (resnet10t's
         # step 1.4x on one core, bench/README.md). State dicts are unchanged.
         self.memory_format = (torch.contiguous_format if is_vit(self.student.backbone)
@@ -192,6 +228,11 @@ class DINOTrainer:
         if self.cfg.compile:  # in place: parameter names, state dicts and checkpoints stay the same
             self.student.backbone.compile()
             self.teacher.backbone.compile()
+        # Forward passes go through DDP (it averages gradients over ranks); weights, EMA and
+        # checkpoints use the plain module, so a checkpoint is the same with or without workers.
+        self.student_forward: nn.Module = self.student
+        if is_distributed():
+            self.student_forward = DistributedDataParallel(self.student)  # on the student's device
 
     def _build_optimization(self) -> None:
         cfg = self.cfg
@@ -209,7 +250,7 @@ class DINOTrainer:
         use_scaler = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         n = self.niter_per_ep
-        self.lr_schedule = cosine_scheduler(base_value=cfg.effective_lr, final_value=cfg.min_lr,
+        self.lr_schedule = cosine_scheduler(base_value=cfg.effective_lr(self.world_size), final_value=cfg.min_lr,
                                             epochs=cfg.epochs, niter_per_ep=n,
                                             warmup_epochs=cfg.warmup_epochs)
         self.wd_schedule = cosine_scheduler(base_value=cfg.weight_decay, final_value=cfg.weight_decay_end,
@@ -239,10 +280,9 @@ class DINOTrainer:
 
     def train_one_epoch(self, epoch: int) -> dict[str, Any]:
         cfg = self.cfg
-        # Every epoch starts from RNG states derived from (seed, epoch) only, so a resumed run
-        # draws the same crops and drop-path masks as an uninterrupted one.
-        seed_everything(cfg.seed * 100_003 + epoch + 1)
-        self.loader_generator.manual_seed(cfg.seed * 100_003 + epoch + 1)
+        # Every epoch starts from RNG states derived from (seed, epoch, rank) only, so a resumed
+        # run draws the same crops and drop-path masks as an uninterrupted one.
+        seed_everything(epoch_seed(cfg.seed, epoch, self.rank))
         self.loader.set_epoch(epoch)
         self.student.train()
         self.teacher.train()
@@ -270,7 +310,10 @@ class DINOTrainer:
                     bar.set_postfix(loss=f"{sums[0].item() / n_steps:.4f}")
         if bar is not None:
             bar.close()
-        means = (sums / max(n_steps, 1)).tolist()
+        # Each rank's means are over its equal share of every global batch: their mean over ranks
+        # is the global-batch value (and every rank then takes the same stop decisions).
+        means = all_reduce_mean(sums / max(n_steps, 1)).tolist()
+        images *= self.world_size
         if not math.isfinite(means[0]):
             raise NonFiniteLossError(f"loss is {means[0]} at epoch {epoch + 1}: training diverged "
                                      "(try a lower lr, a lower teacher_temp or precision=fp32)")
@@ -309,7 +352,7 @@ class DINOTrainer:
             crops = [c.to(self.device, non_blocking=True, memory_format=self.memory_format) for c in crops]
             with self._autocast():
                 _, teacher_out = self.teacher(crops[:2])
-                student_feats, student_out = self.student(crops)
+                student_feats, student_out = self.student_forward(crops)
                 dino = self.loss_fn(student_out, teacher_out, epoch)
                 loss = dino
                 if cfg.koleo_weight > 0:
@@ -344,23 +387,41 @@ class DINOTrainer:
         return tqdm(total=self.niter_per_ep, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", leave=False,
                     unit="step", dynamic_ncols=True)
 
+    @property
+    def is_main_process(self) -> bool:
+        """Rank 0, the one worker that writes checkpoints and logs."""
+        return self.rank == 0
+
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
-        """Weighted kNN top-1/top-5 (percent) of the teacher backbone's features."""
-        backbone = self.teacher.backbone
+        """Weighted kNN top-1/top-5 (percent) of the teacher backbone's features.
+
+        With workers, each rank embeds its share of both sets and the features are gathered, so
+        every rank votes over all images and gets the single-process top-1.
+        """
+        broadcast_buffers(self.teacher)  # CPU BatchNorm running stats differ per rank: use rank 0's
         with self._autocast():
-            train_f, train_y = self._features(backbone, self.memory_data, self.memory_set)
-            test_f, test_y = self._features(backbone, self.test_data, self.test_set)
+            train_f, train_y = self._features(self.memory_data, self.memory_set)
+            test_f, test_y = self._features(self.test_data, self.test_set)
         self.teacher.train()
         return knn_accuracy(train_f, train_y, test_f, test_y, k=self.cfg.knn_k,
                             temperature=self.cfg.knn_temperature)
 
-    def _features(self, backbone: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | None,
+    def _features(self, data: tuple[torch.Tensor, torch.Tensor] | None,
                   dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        backbone, n = self.teacher.backbone, len(cast(Sized, dataset))
+        share = eval_indices(n, self.rank, self.world_size) if self.world_size > 1 else None
         if data is not None:  # in memory: resized and normalized in batches on the device
-            return extract_features_in_memory(backbone, *data, self.cfg.global_crops_size, self.device,
-                                              memory_format=self.memory_format)
-        return extract_features(backbone, dataset, self.device, num_workers=self._num_workers())
+            if share is not None:
+                data = (data[0][share], data[1][share])
+            feats, labels = extract_features_in_memory(backbone, *data, self.cfg.global_crops_size, self.device,
+                                                       memory_format=self.memory_format)
+        else:
+            feats, labels = extract_features(backbone, dataset if share is None else Subset(dataset, share),
+                                             self.device, num_workers=self._num_workers())
+        if share is None:
+            return feats, labels
+        return gather_rows(feats.float(), n).to(feats.dtype), gather_rows(labels, n)
 
     # --- checkpoints ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

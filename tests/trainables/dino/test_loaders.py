@@ -11,6 +11,7 @@ from trainables.dino.loaders import (
     FolderMultiCropLoader,
     SeededTransform,
 )
+from trainables.distributed import ShardSampler, epoch_permutation
 
 ARGS = ((0.4, 1.0), (0.05, 0.4), 2, 16, 8)
 
@@ -19,13 +20,13 @@ def test_device_loader_batches_are_a_shuffle_with_per_image_crops():
     train, _ = make_synthetic(n_train=40, size=16)
     images, labels = in_memory(train)
     aug = BatchDataAugmentationDINO(*ARGS, seed=0)
-    loader = DeviceMultiCropLoader(images, labels, aug, 8, torch.Generator().manual_seed(1), "cpu")
+    loader = DeviceMultiCropLoader(images, labels, aug, 8, ShardSampler(40, seed=1), "cpu")
     loader.set_epoch(2)
     batches = list(loader)
     assert len(batches) == len(loader) == 5
     crops, y = batches[0]
     assert [tuple(c.shape) for c in crops] == [(8, 3, 16, 16)] * 2 + [(8, 3, 8, 8)] * 2
-    order = torch.randperm(40, generator=torch.Generator().manual_seed(1))
+    order = epoch_permutation(40, seed=1, epoch=2)
     assert torch.equal(y, labels[order[:8]])
     alone = aug(images, order[:1], epoch=2)
     torch.testing.assert_close(crops[0][:1], alone[0], rtol=0, atol=1e-5)
@@ -47,9 +48,9 @@ def test_per_image_crops_are_seeded_by_epoch_and_index():
 
 def test_cpu_and_folder_loaders_yield_normalized_multicrops():
     train, _ = make_synthetic(n_train=16, size=16)
-    gen = torch.Generator().manual_seed(0)
-    cpu = CPUMultiCropLoader(train, DataAugmentationDINO(*ARGS), 0, 8, 0, gen, torch.device("cpu"))
-    folder = FolderMultiCropLoader(train, BatchDataAugmentationDINO(*ARGS), 8, 0, gen, torch.device("cpu"))
+    cpu = CPUMultiCropLoader(train, DataAugmentationDINO(*ARGS), 0, 8, 0, ShardSampler(16, 0), torch.device("cpu"))
+    folder = FolderMultiCropLoader(train, BatchDataAugmentationDINO(*ARGS), 8, 0, ShardSampler(16, 0),
+                                   torch.device("cpu"))
     for loader in (cpu, folder):
         loader.set_epoch(0)
         crops, labels = next(iter(loader))

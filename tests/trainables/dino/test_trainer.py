@@ -77,7 +77,8 @@ def test_gradient_accumulation_steps_and_lr_scaling():
     cfg = tiny(epochs=1, batch_size=16, grad_accum_steps=2, lr=1e-3)
     trainer = DINOTrainer(cfg)
     assert trainer.niter_per_ep == len(trainer.loader) // 2
-    assert cfg.effective_lr == pytest.approx(1e-3 * 32 / 256)
+    assert cfg.effective_lr() == pytest.approx(1e-3 * 32 / 256)
+    assert cfg.effective_lr(world_size=4) == pytest.approx(1e-3 * 128 / 256)
     metrics = list(trainer.run())
     assert metrics[-1]["epoch"] == 1 and math.isfinite(metrics[-1]["loss"])
 
