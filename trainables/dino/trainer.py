@@ -178,7 +178,8 @@ class DINOTrainer:
         if cfg.augment_device != "cpu" and self.device.type == "cuda":
             return FolderMultiCropLoader(train, batched, cfg.batch_size, workers, self.sampler, self.device)
         per_image = DataAugmentationDINO(**crops)
-        return CPUMultiCropLoader(train, per_image, cfg.seed, cfg.batch_size, workers, self.sampler, self.device)
+        return CPUMultiCropLoader(train, per_image, cfg.seed, cfg.batch_size, workers, self.sampler,
+                                  self.device)
 
     def _num_workers(self) -> int:
         if self.cfg.num_workers is not None:
@@ -250,8 +251,8 @@ class DINOTrainer:
         use_scaler = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         n = self.niter_per_ep
-        self.lr_schedule = cosine_scheduler(base_value=cfg.effective_lr(self.world_size), final_value=cfg.min_lr,
-                                            epochs=cfg.epochs, niter_per_ep=n,
+        self.lr_schedule = cosine_scheduler(base_value=cfg.effective_lr(self.world_size),
+                                            final_value=cfg.min_lr, epochs=cfg.epochs, niter_per_ep=n,
                                             warmup_epochs=cfg.warmup_epochs)
         self.wd_schedule = cosine_scheduler(base_value=cfg.weight_decay, final_value=cfg.weight_decay_end,
                                             epochs=cfg.epochs, niter_per_ep=n)
@@ -414,8 +415,8 @@ class DINOTrainer:
         if data is not None:  # in memory: resized and normalized in batches on the device
             if share is not None:
                 data = (data[0][share], data[1][share])
-            feats, labels = extract_features_in_memory(backbone, *data, self.cfg.global_crops_size, self.device,
-                                                       memory_format=self.memory_format)
+            feats, labels = extract_features_in_memory(backbone, *data, self.cfg.global_crops_size,
+                                                       self.device, memory_format=self.memory_format)
         else:
             feats, labels = extract_features(backbone, dataset if share is None else Subset(dataset, share),
                                              self.device, num_workers=self._num_workers())

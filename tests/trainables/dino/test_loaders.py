@@ -48,7 +48,8 @@ def test_per_image_crops_are_seeded_by_epoch_and_index():
 
 def test_cpu_and_folder_loaders_yield_normalized_multicrops():
     train, _ = make_synthetic(n_train=16, size=16)
-    cpu = CPUMultiCropLoader(train, DataAugmentationDINO(*ARGS), 0, 8, 0, ShardSampler(16, 0), torch.device("cpu"))
+    cpu = CPUMultiCropLoader(train, DataAugmentationDINO(*ARGS), 0, 8, 0, ShardSampler(16, 0),
+                             torch.device("cpu"))
     folder = FolderMultiCropLoader(train, BatchDataAugmentationDINO(*ARGS), 8, 0, ShardSampler(16, 0),
                                    torch.device("cpu"))
     for loader in (cpu, folder):
