@@ -31,7 +31,7 @@ from ablate.overrides import load_yaml, parse_sets, set_dotted
 from trainables.config import DINOConfig, make_config
 
 TOP_KEYS = ("name", "description", "trainer", "space", "search", "metric", "mode", "repeats",
-            "scheduler", "resources", "stop")
+            "scheduler", "resources", "stop", "loggers")
 METRICS = ("knn_top1", "knn_top5", "loss", "dino_loss", "teacher_entropy", "kl_teacher_student")
 ALGORITHMS = ("optuna", "grid", "ablation")
 # sampler name -> (class in optuna.samplers, modules it needs beyond Optuna)
@@ -188,6 +188,7 @@ class SweepSpec:
     scheduler: Scheduler = field(default_factory=Scheduler)
     resources: Resources = field(default_factory=Resources)
     stop: Stop = field(default_factory=Stop)
+    loggers: list[str] = field(default_factory=list)  # experiment trackers (ablate.trackers)
     source: Path = Path("<spec>")
 
     def trainer_config(self) -> DINOConfig:
@@ -299,7 +300,7 @@ class SweepSpec:
             "resources": {"cpu": self.resources.cpu, "gpu": self.resources.gpu,
                           "gpu_auto_fraction": self.resources.gpu_auto_fraction},
             "stop": self.stop.as_dict(),
-        }
+        } | ({"loggers": list(self.loggers)} if self.loggers else {})
 
     def dump(self) -> str:
         """YAML of the resolved spec; ``load_spec`` reads it back to an equal spec."""

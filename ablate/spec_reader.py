@@ -121,7 +121,18 @@ class SpecReader:
             repeats=self.integer("repeats", data.get("repeats", 1), 1),
             scheduler=self.scheduler(data.get("scheduler"), self.config(trainer, "trainer").epochs),
             resources=self.resources(data.get("resources")), stop=self.stop(data.get("stop")),
-            source=self.source)
+            loggers=self.loggers(data.get("loggers")), source=self.source)
+
+    def loggers(self, raw: Any) -> list[str]:
+        """Experiment trackers by name; whether each one's package is installed is checked at run."""
+        from ablate.trackers import TRACKERS
+
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            raise self.bad("loggers", raw, f"expected a list, e.g. [tensorboard, mlflow]; allowed: "
+                           f"{', '.join(TRACKERS)}")
+        return [self.one_of(f"loggers[{i}]", name, list(TRACKERS)) for i, name in enumerate(raw)]
 
     def trainer(self, raw: Any) -> dict[str, Any]:
         trainer = self.mapping(raw, "trainer", None)

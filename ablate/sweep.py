@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ablate.errors import UserError
+from ablate.ray_logs import RayLogFile
 from ablate.spec import SAMPLERS, SweepSpec, load_spec
+from ablate.trackers import check_trackers, tracker_callbacks
 
 # Results without the metric (epoch 0 has no loss, a diverged trial has no kNN) are expected.
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-# The classic CLIReporter table (params, epoch, loss, kNN top-1) instead of Ray's new output.
+# Ray's legacy output engine, which `verbose=0` silences completely; ablate.live draws the progress.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # Tune lets a searcher (Optuna) keep only one trial pending by default, which starts trials one
 # after another; allow enough pending trials to fill the cluster.
@@ -34,7 +37,8 @@ MAX_FAILURES = 2  # a crashed trial is retried this many times before it counts 
 
 
 # --- Ray ---------------------------------------------------------------------------------------
-def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
+              logs: RayLogFile | None = None) -> None:
     """Join the cluster at ``address``, or start a local Ray with this machine's resources.
 
     The local Ray binds to 127.0.0.1 with the dashboard off; token authentication stays on
@@ -44,6 +48,8 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
+    if logs is not None:
+        logs.capture()
     if ray.is_initialized():
         return
     if address:
@@ -147,20 +153,22 @@ def make_trainable(spec: SweepSpec):  # noqa: ANN201
     return tune.with_resources(dino_trainable, trial_resources(spec))
 
 
-def run_config(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
+def run_config(spec: SweepSpec, sweep_dir: Path, callbacks: Sequence[Any] = ()):  # noqa: ANN201
     from ray import tune
 
-    stop_epochs = spec.trainer_config().epochs
-    reporter = tune.CLIReporter(
-        metric_columns={"epoch": "epoch", "loss": "loss", "knn_top1": "kNN top-1",
-                        "trial_outcome": "outcome"},
-        parameter_columns=list(spec.space), max_report_frequency=15, sort_by_metric=True,
-        max_progress_rows=30)
     return tune.RunConfig(
-        name=EXPERIMENT, storage_path=str(sweep_dir.resolve()), stop={"epoch": stop_epochs},
+        name=EXPERIMENT, storage_path=str(sweep_dir.resolve()), stop={"epoch": spec.trainer_config().epochs},
         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        progress_reporter=reporter, verbose=1)
+        callbacks=list(callbacks), verbose=0)  # Ray's own table off: the LiveView draws progress
+
+
+def live_view(spec: SweepSpec, stream: IO[str] | None = None):  # noqa: ANN201
+    """The progress view of this spec's sweep (in place on a terminal, event lines elsewhere)."""
+    from ablate.live import LiveView  # imports Ray: not before the environment above is set
+
+    return LiveView(num_trials=spec.num_trials, epochs=spec.trainer_config().epochs, params=list(spec.space),
+                    metric=spec.metric, mode=spec.mode, stream=stream)
 
 
 def tune_config(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
@@ -180,21 +188,30 @@ def tune_config(spec: SweepSpec, sweep_dir: Path):  # noqa: ANN201
 
 
 def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None = None,
-              num_cpus: int | None = None, num_gpus: int | None = None) -> Path:
-    """Run the sweep into ``<storage>/<spec.name>``; refuses a name that already exists."""
+              num_cpus: int | None = None, num_gpus: int | None = None, loggers: Sequence[str] = (),
+              verbose: bool = False, stream: IO[str] | None = None) -> Path:
+    """Run the sweep into ``<storage>/<spec.name>``; refuses a name that already exists.
+
+    ``loggers`` (tensorboard, mlflow, wandb) add to the spec's; Ray's own log lines go to
+    ``<sweep>/ray.log`` unless ``verbose``; progress goes to ``stream`` (default stderr).
+    """
     from ray import tune
 
     sweep_dir = Path(storage).expanduser().resolve() / spec.name
     if sweep_dir.exists():
         raise UserError(f"{sweep_dir}: a sweep named {spec.name!r} already exists; continue it with "
                         f"`ablate resume {sweep_dir}`, or choose another name (--set name=...)")
-    start_ray(address, num_cpus, num_gpus)
-    trainable = make_trainable(spec)
-    sweep_dir.mkdir(parents=True)
-    (sweep_dir / SPEC_FILE).write_text(spec.dump())
-    tuner = tune.Tuner(trainable, param_space=param_space(spec), tune_config=tune_config(spec, sweep_dir),
-                       run_config=run_config(spec, sweep_dir))
-    tuner.fit()
+    names = check_trackers([*getattr(spec, "loggers", []), *loggers], "loggers (spec or --logger)")
+    with RayLogFile(verbose) as logs:
+        start_ray(address, num_cpus, num_gpus, logs)
+        trainable = make_trainable(spec)
+        sweep_dir.mkdir(parents=True)
+        logs.attach(sweep_dir)
+        (sweep_dir / SPEC_FILE).write_text(spec.dump())
+        callbacks = [live_view(spec, stream), *tracker_callbacks(names, sweep_dir, spec.name)]
+        tuner = tune.Tuner(trainable, param_space=param_space(spec), tune_config=tune_config(spec, sweep_dir),
+                           run_config=run_config(spec, sweep_dir, callbacks))
+        tuner.fit()
     return sweep_dir
 
 
@@ -207,17 +224,22 @@ def load_sweep_spec(sweep_dir: Path) -> SweepSpec:
 
 
 def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: int | None = None,
-                 num_gpus: int | None = None) -> Path:
-    """Continue an interrupted sweep: finished trials stay, unfinished and errored ones resume."""
+                 num_gpus: int | None = None, verbose: bool = False) -> Path:
+    """Continue an interrupted sweep: finished trials stay, unfinished and errored ones resume.
+
+    Ray restores the run config saved with the experiment, callbacks (live view, trackers) included.
+    """
     from ray import tune
 
     sweep_dir = Path(sweep_dir).expanduser().resolve()
     spec = load_sweep_spec(sweep_dir)
-    start_ray(address, num_cpus, num_gpus)
-    experiment = sweep_dir / EXPERIMENT
-    if not tune.Tuner.can_restore(str(experiment)):
-        raise UserError(f"{experiment}: Ray has no experiment state to resume from (the sweep was "
-                        "interrupted before its first trial started); remove the folder and run it again")
-    tuner = tune.Tuner.restore(str(experiment), trainable=make_trainable(spec), resume_errored=True)
-    tuner.fit()
+    with RayLogFile(verbose) as logs:
+        start_ray(address, num_cpus, num_gpus, logs)
+        logs.attach(sweep_dir)
+        experiment = sweep_dir / EXPERIMENT
+        if not tune.Tuner.can_restore(str(experiment)):
+            raise UserError(f"{experiment}: Ray has no experiment state to resume from (the sweep was "
+                            "interrupted before its first trial started); remove the folder and run it again")
+        tuner = tune.Tuner.restore(str(experiment), trainable=make_trainable(spec), resume_errored=True)
+        tuner.fit()
     return sweep_dir

@@ -38,7 +38,7 @@ TAIL_COLUMNS = {
     "best_knn_top1": "float64", "knn_top1_epoch0": "float64", "loss": "float64",
     "epochs_done": "Int64", "wall_time_s": "float64", "images_per_s": "float64",
     "collapsed": "boolean", "point": "Int64", "is_baseline": "boolean", "epochs": "Int64",
-    "trial_dir": "string",
+    "trial_dir": "string", "device_seconds": "float64",
 }
 EPOCH_HEAD = {"sweep": "string", "trial_id": "string", "epoch": "Int64"}
 # Ray bookkeeping that is not a measurement (the config is in trials.parquet).
@@ -196,6 +196,7 @@ def trial_record(sweep: Sweep, folder: Path, trial_id: str, params: dict[str, An
         "images_per_s": sum(speed) / len(speed) if speed else None,
         "collapsed": status == "collapsed" or at_ln_k is True,
         "epochs": epochs, "trial_dir": f"{sweep.tune_dir.name}/{folder.name}",
+        "device_seconds": last_value(rows, "device_seconds"),
         "_order": (number if number is not None else math.inf,
                    rows[0].get("timestamp", math.inf) if rows else math.inf, trial_id),
     }

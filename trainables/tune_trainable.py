@@ -7,6 +7,7 @@ collapses with its reason recorded (``trial_outcome``, ``stop_reason``).
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -49,16 +50,18 @@ def dino_trainable(config: dict[str, Any]) -> None:
     rules = StopRules(**config.get("_stop", {}))
     trainer = DINOTrainer(cfg)
     monitor = CollapseMonitor(rules)
+    clock = DeviceClock()
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
             trainer.load_checkpoint(Path(folder) / CHECKPOINT_NAME)
             monitor.load_state_dict(torch.load(Path(folder) / "monitor.pt", weights_only=False))
+            clock.load(Path(folder))
     base = {"stop_reason": "", "trial_outcome": "running", "seed": cfg.seed, "repeat": trial_repeat(config),
             **_placement()}
     try:
         for metrics in trainer.run():
-            metrics = {**base, **metrics, "reported_at": time.time()}
+            metrics = {**base, **metrics, **clock.metrics(), "reported_at": time.time()}
             if metrics["epoch"] == cfg.epochs:
                 metrics["trial_outcome"] = "completed"
             reason = monitor.update(metrics)
@@ -70,7 +73,7 @@ def dino_trainable(config: dict[str, Any]) -> None:
     except NonFiniteLossError as exc:
         if not rules.nonfinite:
             raise
-        tune.report({**base, "epoch": trainer.epoch + 1, "trial_outcome": "diverged",
+        tune.report({**base, **clock.metrics(), "epoch": trainer.epoch + 1, "trial_outcome": "diverged",
                      "stop_reason": str(exc), "reported_at": time.time()})
 
 
@@ -79,9 +82,42 @@ def _report(trainer: DINOTrainer, monitor: CollapseMonitor, metrics: dict[str, A
         if metrics["epoch"] > 0:
             trainer.save_checkpoint(Path(folder) / CHECKPOINT_NAME)
             torch.save(monitor.state_dict(), Path(folder) / "monitor.pt")
+            DeviceClock.save(Path(folder), metrics["device_seconds"])
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
         else:
             tune.report(metrics)
+
+
+class DeviceClock:
+    """What a trial has cost so far, cumulative over restores: ``device_seconds`` is the trial's GPU
+    share x wall seconds on a GPU, the process's CPU seconds (all its threads) on CPU."""
+
+    FILE = "device_seconds.json"
+
+    def __init__(self) -> None:
+        import ray
+
+        self.gpu_share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
+        self.kind = "GPU" if self.gpu_share > 0 else "CPU"
+        self.before = 0.0  # spent before the checkpoint this process resumed from
+        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
+
+    def seconds(self) -> float:
+        if self.gpu_share > 0:
+            return self.before + self.gpu_share * (time.perf_counter() - self.wall0)
+        return self.before + time.process_time() - self.cpu0
+
+    def metrics(self) -> dict[str, Any]:
+        return {"device_seconds": self.seconds(), "device_kind": self.kind}
+
+    def load(self, folder: Path) -> None:
+        file = folder / self.FILE
+        if file.is_file():  # checkpoints written before cost accounting have none
+            self.before = float(json.loads(file.read_text())["device_seconds"])
+
+    @classmethod
+    def save(cls, folder: Path, seconds: float) -> None:
+        (folder / cls.FILE).write_text(json.dumps({"device_seconds": seconds}))
 
 
 def _placement() -> dict[str, Any]:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ablate.errors import UserError
-from reports.compare import build_comparison
-from reports.errors import ReportError
+from ablate import api
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,12 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if len(args.sources) < 2:
-        raise UserError(f"compare needs two or more sweeps, got {len(args.sources)} ({args.sources[0]})")
-    try:
-        out = build_comparison([Path(s) for s in args.sources], Path(args.out))
-    except ReportError as exc:
-        raise UserError(str(exc)) from None
+    out = api.compare(*args.sources, out=args.out)
     for name in ("report.html", "report.md", "trials.parquet"):
         print(out / name)
     return 0

@@ -22,4 +22,4 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from ablate.sweep import resume_sweep
 
-    return finish(resume_sweep(args.sweep, args.address, args.num_cpus, args.num_gpus))
+    return finish(resume_sweep(args.sweep, args.address, args.num_cpus, args.num_gpus, verbose=args.verbose))

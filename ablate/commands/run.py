@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ablate.spec import load_spec
 from ablate.summary import finish
+from ablate.trackers import TRACKERS
 
 
 def add_ray_options(p: argparse.ArgumentParser) -> None:
@@ -16,6 +17,8 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
                         "(token auth: export RAY_AUTH_MODE=token with the cluster's token)")
     p.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of the local Ray (default: all)")
     p.add_argument("--num-gpus", type=int, metavar="N", help="GPUs of the local Ray (default: detected)")
+    p.add_argument("--verbose", action="store_true",
+                   help="print Ray's own log lines too (default: they go to STORAGE/NAME/ray.log)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,15 +36,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override a spec key by its dotted path, e.g. trainer.epochs=2, "
                         "search.num_samples=4, resources.gpu=0.25, name=temps-cifar")
     p.add_argument("--storage", default="runs", metavar="DIR", help="sweeps folder (default: ./runs)")
+    p.add_argument("--logger", dest="loggers", action="append", default=[], metavar="NAME",
+                   choices=list(TRACKERS),
+                   help="also log to this experiment tracker (repeatable; adds to the spec's `loggers`): "
+                        "tensorboard, mlflow (file store STORAGE/NAME/mlruns unless MLFLOW_TRACKING_URI), "
+                        "wandb (offline unless WANDB_API_KEY or WANDB_MODE)")
     add_ray_options(p)
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    from ablate.sweep import run_sweep
+    from ablate import api
 
     spec = load_spec(args.spec, args.sets)  # every mistake is reported before Ray starts
     print(f"ablate: sweep {spec.name!r}: {spec.num_trials} trials ({spec.search.algorithm}), "
           f"results in {Path(args.storage) / spec.name}", file=sys.stderr)
-    sweep_dir = run_sweep(spec, args.storage, args.address, args.num_cpus, args.num_gpus)
-    return finish(sweep_dir)
+    sweep = api.run_spec(spec, args.storage, args.address, loggers=args.loggers, num_cpus=args.num_cpus,
+                         num_gpus=args.num_gpus, verbose=args.verbose)
+    return finish(sweep.path)
