@@ -1,8 +1,8 @@
 """``ablate ls``: the sweeps of a storage folder as a plain aligned table.
 
     print(format_listing(list_sweeps(Path("runs"))))
-    # sweep  description                    trials                     best kNN top-1 (%)  last update
-    # temps  teacher/student temperatures   5 completed, 2 collapsed   71.40               2026-05-02 14:03
+    # sweep  description           trials                    best kNN top-1 (%)  cost        last update
+    # temps  teacher temperatures  5 completed, 2 collapsed               71.40  0.42 GPU-h  2026-05-02 14:03
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from reports.cost import sweep_total
 from reports.errors import ReportError
 from reports.sweepdir import open_sweep
 from reports.tables import STATUSES, final_trials, sweep_tables, working_trials
 
-COLUMNS = ["sweep", "description", "trials", "best kNN top-1 (%)", "last update"]
+COLUMNS = ["sweep", "description", "trials", "best kNN top-1 (%)", "cost", "last update"]
 
 
 def find_sweeps(storage: Path) -> list[Path]:
@@ -37,17 +38,17 @@ def last_update(folder: Path) -> str:
 def sweep_row(folder: Path) -> dict[str, str]:
     try:
         sweep = open_sweep(folder)
-        trials, _ = sweep_tables(sweep)
+        trials, epochs = sweep_tables(sweep)
     except ReportError as exc:  # one broken sweep must not hide the others
         return {"sweep": folder.name, "description": f"(unreadable: {exc})", "trials": "–",
-                "best kNN top-1 (%)": "–", "last update": last_update(folder)}
+                "best kNN top-1 (%)": "–", "cost": "–", "last update": last_update(folder)}
     counts = trials["status"].value_counts()
     by_status = ", ".join(f"{int(counts[s])} {s}" for s in STATUSES if s in counts) or "no trials yet"
     counted, partial = final_trials(trials)
     counted = working_trials(counted)  # as the report ranks them
     best = f"{counted['knn_top1'].max():.2f}" + (" (running)" if partial else "") if len(counted) else "–"
     return {"sweep": sweep.name, "description": sweep.description, "trials": by_status,
-            "best kNN top-1 (%)": best, "last update": last_update(folder)}
+            "best kNN top-1 (%)": best, "cost": sweep_total(epochs), "last update": last_update(folder)}
 
 
 def list_sweeps(storage: str | Path) -> pd.DataFrame:

@@ -45,12 +45,12 @@ def _use_assigned_cpus() -> None:
 
 def dino_trainable(config: dict[str, Any]) -> None:
     """One sweep trial: train, report each epoch, stop on divergence or collapse."""
+    clock = DeviceClock()  # first: building the trainer (data, model) is part of the cost
     _use_assigned_cpus()
     cfg = trial_config(config)
     rules = StopRules(**config.get("_stop", {}))
     trainer = DINOTrainer(cfg)
     monitor = CollapseMonitor(rules)
-    clock = DeviceClock()
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
