@@ -270,3 +270,15 @@ def test_dump_round_trips(tmp_path: Path, name: str) -> None:
     assert again.as_dict() == spec.as_dict()
     assert again.num_trials == spec.num_trials
     assert "epochs: 2" in spec.dump() and "gpu: 0.25" in spec.dump()
+
+
+def test_loggers_key_is_validated_and_round_trips(tmp_path: Path) -> None:
+    assert load_spec(write(tmp_path, MINIMAL)).loggers == []
+    spec = load_spec(write(tmp_path, MINIMAL + "loggers: [tensorboard, wandb]\n"))
+    assert spec.loggers == ["tensorboard", "wandb"]
+    assert load_spec(write(tmp_path, spec.dump())).loggers == ["tensorboard", "wandb"]
+    message = error_of(write(tmp_path, MINIMAL + "loggers: [tensorbord]\n"))
+    assert "loggers[0]: got 'tensorbord'; allowed: tensorboard, mlflow, wandb (did you mean tensorboard?)" \
+        in message
+    message = error_of(write(tmp_path, MINIMAL + "loggers: mlflow\n"))
+    assert "loggers: got 'mlflow'; expected a list" in message

@@ -97,7 +97,7 @@ def test_wandb_offline_run_files(tracked_sweep: tuple[Path, str]) -> None:
         records = list(wandb_records(file))
         run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
         assert run.project == "tracked" and run.run_id in rows
-        history = [{i.key: json.loads(i.value_json) for i in r.history.item}
+        history = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
                    for r in records if r.WhichOneof("record_type") == "history"]
         by_epoch = rows[run.run_id]
         assert [h["epoch"] for h in history] == sorted(by_epoch)
