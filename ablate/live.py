@@ -126,12 +126,16 @@ class LiveView(Callback):
         self._ended(row)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.close()
+        self._line(f"sweep done in {fmt_duration(time.time() - self.started)}: {self._counts()}; "
+                   f"{self._best_text()}")
+
+    def close(self) -> None:
+        """Draw the view a last time and give the terminal back (cursor shown); safe to repeat."""
         if self._live is not None:
             self._live.update(self._render(), refresh=True)
             self._live.stop()
             self._live = None
-        self._line(f"sweep done in {fmt_duration(time.time() - self.started)}: {self._counts()}; "
-                   f"{self._best_text()}")
 
     # --- state ---------------------------------------------------------------------------------
     def _row(self, trial: Any) -> TrialRow:

@@ -208,10 +208,14 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
         sweep_dir.mkdir(parents=True)
         logs.attach(sweep_dir)
         (sweep_dir / SPEC_FILE).write_text(spec.dump())
-        callbacks = [live_view(spec, stream), *tracker_callbacks(names, sweep_dir, spec.name)]
+        view = live_view(spec, stream)
+        callbacks = [view, *tracker_callbacks(names, sweep_dir, spec.name)]
         tuner = tune.Tuner(trainable, param_space=param_space(spec), tune_config=tune_config(spec, sweep_dir),
                            run_config=run_config(spec, sweep_dir, callbacks))
-        tuner.fit()
+        try:
+            tuner.fit()
+        finally:
+            view.close()  # an interrupted fit does not end the experiment: the terminal is given back here
     return sweep_dir
 
 
