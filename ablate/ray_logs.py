@@ -1,4 +1,5 @@
-"""Ray's own driver log lines (INFO/WARNING about tokens, logdirs, ...) go to ``<sweep>/ray.log``.
+"""Ray's (and Optuna's) driver log lines (INFO/WARNING about tokens, logdirs, ...) go to
+``<sweep>/ray.log``.
 
 Ray's "ray" logger writes to stderr; during a sweep that would interleave with the live view.
 ``RayLogFile`` buffers the lines from the moment Ray is imported, writes them to the sweep
@@ -18,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 LOG_FILE = "ray.log"
-LOGGERS = ("ray", "py.warnings")
+LOGGERS = ("ray", "optuna", "py.warnings")  # Optuna announces its study on the same stderr
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 

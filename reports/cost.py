@@ -85,8 +85,11 @@ def cost_table(trials: pd.DataFrame, epochs: pd.DataFrame, params: list[str]) ->
 
 
 def pareto_front(table: pd.DataFrame) -> list[int]:
-    """Indices of the configurations no other one beats on both kNN top-1 and cost per trial."""
+    """Indices of the configurations no other one beats on both kNN top-1 and cost per trial; a
+    collapsed configuration is not a working DINO and is left out (as the report ranks it last)."""
     scored = table[table["knn_top1"].notna()]
+    if (~scored["collapsed"]).any():
+        scored = scored[~scored["collapsed"]]
     scored = scored.sort_values(["per_trial_s", "knn_top1"], ascending=[True, False])
     front, best = [], -math.inf
     for index, row in scored.iterrows():
@@ -134,6 +137,7 @@ def add_cost(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, params: 
         "cost per trial": [fmt_cost(s, k) for s, k in zip(table["per_trial_s"], table["device_kind"])],
         "total cost": [fmt_cost(s, k) for s, k in zip(table["total_s"], table["device_kind"])],
         "kNN top-1 (%)": table["knn_top1"].map(lambda v: f"{v:.2f}" if np.isfinite(v) else "–"),
+        "collapsed": table["collapsed"].map(lambda c: "yes" if c else ""),
         "Pareto": ["yes" if i in front else "" for i in table.index]}))
     path = pareto_plot(table, out / "plots" / "pareto_cost.png")
     if path:

@@ -90,7 +90,8 @@ def _report(trainer: DINOTrainer, monitor: CollapseMonitor, metrics: dict[str, A
 
 class DeviceClock:
     """What a trial has cost so far, cumulative over restores: ``device_seconds`` is the trial's GPU
-    share x wall seconds on a GPU, the process's CPU seconds (all its threads) on CPU."""
+    share x wall seconds on a GPU, the process's CPU seconds (all its threads, and its DataLoader
+    workers once they exit) on CPU."""
 
     FILE = "device_seconds.json"
 
@@ -100,12 +101,18 @@ class DeviceClock:
         self.gpu_share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
         self.kind = "GPU" if self.gpu_share > 0 else "CPU"
         self.before = 0.0  # spent before the checkpoint this process resumed from
-        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
+        self.wall0, self.cpu0 = time.perf_counter(), self.cpu_seconds()
 
     def seconds(self) -> float:
         if self.gpu_share > 0:
             return self.before + self.gpu_share * (time.perf_counter() - self.wall0)
-        return self.before + time.process_time() - self.cpu0
+        return self.before + self.cpu_seconds() - self.cpu0
+
+    @staticmethod
+    def cpu_seconds() -> float:
+        """CPU time of this process and of its finished children (DataLoader workers)."""
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
 
     def metrics(self) -> dict[str, Any]:
         return {"device_seconds": self.seconds(), "device_kind": self.kind}

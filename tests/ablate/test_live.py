@@ -172,3 +172,12 @@ def test_a_real_sweep_off_a_terminal(tracked_sweep: tuple[Path, str]) -> None:
     assert sum(" epoch 1/2 " in line for line in lines) == 2
     assert len(lines) == 2 + 2 + 2 + 1
     assert (sweep / "ray.log").is_file() and "ray" in (sweep / "ray.log").read_text()
+
+
+def test_best_so_far_ranks_a_loss_at_ln_k_last() -> None:
+    view = LiveView(num_trials=2, epochs=2, params=[], stream=io.StringIO())
+    trials = [SimpleNamespace(trial_id=t, config={}) for t in ("a", "b")]
+    view.on_trial_result(0, trials, trials[0], {"epoch": 2, "knn_top1": 95.0, "loss_at_ln_out_dim": True})
+    assert view.best().trial_id == "a"  # nothing else scored yet
+    view.on_trial_result(0, trials, trials[1], {"epoch": 2, "knn_top1": 93.0, "loss_at_ln_out_dim": False})
+    assert view.best().trial_id == "b"

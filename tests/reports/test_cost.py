@@ -52,3 +52,10 @@ def test_the_report_shows_cost_and_power(report_dir: Path) -> None:
     assert (report_dir / "plots/pareto_cost.png").is_file()
     power = md.split("## Seed power", 1)[1].split("\n## ", 1)[0]
     assert "repeats per configuration**" in power and "seed SD (points)" in power
+
+
+def test_a_collapsed_configuration_is_never_on_the_front() -> None:
+    trials, epochs = tables()
+    trials.loc[trials["trial_id"] == "d", "collapsed"] = True  # the best kNN, but a collapsed teacher
+    table = cost_table(trials, epochs, ["teacher_temp"])
+    assert sorted(table.loc[pareto_front(table), "teacher_temp"]) == [0.02, 0.04]
