@@ -27,8 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run a DINO hyperparameter sweep described by a YAML spec (see "
                     "search_spaces/README.md) on Ray Tune. Results go to STORAGE/NAME/: Ray's "
                     "experiment (tune/), the Optuna study (optuna.db), the resolved spec "
-                    "(spec.yaml) and the report (report/). An interrupted sweep continues with "
-                    "`ablate resume STORAGE/NAME`.",
+                    "(spec.yaml), Ray's own log (ray.log) and the report (report/). Progress: one view "
+                    "redrawn in place on a terminal, one line per event otherwise. An interrupted sweep "
+                    "continues with `ablate resume STORAGE/NAME`.",
         epilog="example: ablate run search_spaces/temps.yaml --set trainer.epochs=2 "
                "--set search.num_samples=4 --set resources.gpu=0.25")
     p.add_argument("spec", help="sweep spec YAML, e.g. search_spaces/temps.yaml")
