@@ -17,12 +17,15 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from ablate.errors import UserError
+from ablate.ray_logs import RayLogFile
 from ablate.records import ACTIVE, FINAL, mark_interrupted, read_records
 from ablate.spec import SAMPLERS, SweepSpec, load_spec
+from ablate.trackers import check_trackers, tracker_callbacks
 
 if TYPE_CHECKING:  # Ray and Optuna are imported when a sweep starts, not with the CLI
     from optuna.samplers import BaseSampler
@@ -32,7 +35,7 @@ if TYPE_CHECKING:  # Ray and Optuna are imported when a sweep starts, not with t
 
 # Results without the metric (epoch 0 has no loss, a diverged trial has no kNN) are expected.
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-# The classic CLIReporter table (params, epoch, loss, kNN top-1) instead of Ray's new output.
+# Ray's legacy output engine, which `verbose=0` silences completely; ablate.live draws the progress.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # Tune lets a searcher (Optuna) keep only one trial pending by default, which starts trials one
 # after another; allow enough pending trials to fill the cluster.
@@ -53,7 +56,7 @@ DEFAULT_CONNECT_TIMEOUT = 30.0  # seconds `--address` waits for the cluster to a
 
 
 def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
-              connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
+              connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, logs: RayLogFile | None = None) -> None:
     """Join the cluster at ``address``, or start a local Ray with this machine's resources.
 
     The local Ray binds to 127.0.0.1 with the dashboard off; token authentication stays on
@@ -63,6 +66,8 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
         bind_local_ray_to_loopback()
     import ray
 
+    if logs is not None:
+        logs.capture()
     if ray.is_initialized():
         return
     if address:
@@ -286,23 +291,25 @@ def make_trainable(spec: SweepSpec, sweep_dir: Path) -> Any:
     return tune.with_resources(dino_trainable, trial_resources(spec))
 
 
-def run_config(spec: SweepSpec, sweep_dir: Path) -> RunConfig:
+def run_config(spec: SweepSpec, sweep_dir: Path, callbacks: Sequence[Any] = ()) -> RunConfig:
     from ray import tune
 
-    stop_epochs = spec.trainer_config().epochs
-    reporter = tune.CLIReporter(
-        metric_columns={"epoch": "epoch", "loss": "loss", "knn_top1": "kNN top-1",
-                        "trial_outcome": "outcome"},
-        parameter_columns=list(spec.space), max_report_frequency=15, sort_by_metric=True,
-        max_progress_rows=30)
     from ablate.recorder import TrialRecorder
 
     return tune.RunConfig(
-        name=EXPERIMENT, storage_path=str(sweep_dir.resolve()), stop={"epoch": stop_epochs},
-        callbacks=[TrialRecorder(spec, sweep_dir)],
+        name=EXPERIMENT, storage_path=str(sweep_dir.resolve()), stop={"epoch": spec.trainer_config().epochs},
         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        progress_reporter=reporter, verbose=1)
+        # Ray's own table off (verbose=0): the LiveView draws the progress.
+        callbacks=[TrialRecorder(spec, sweep_dir), *callbacks], verbose=0)
+
+
+def live_view(spec: SweepSpec, stream: IO[str] | None = None) -> Any:
+    """The progress view of this spec's sweep (in place on a terminal, event lines elsewhere)."""
+    from ablate.live import LiveView  # imports Ray: not before the environment above is set
+
+    return LiveView(num_trials=spec.num_trials, epochs=spec.trainer_config().epochs, params=list(spec.space),
+                    metric=spec.metric, mode=spec.mode, stream=stream)
 
 
 def tune_config(spec: SweepSpec, sweep_dir: Path) -> TuneConfig:
@@ -323,25 +330,38 @@ def tune_config(spec: SweepSpec, sweep_dir: Path) -> TuneConfig:
 
 def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None = None,
               num_cpus: int | None = None, num_gpus: int | None = None,
-              connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> Path:
-    """Run the sweep into ``<storage>/<spec.name>``; refuses a name that already exists."""
+              connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, loggers: Sequence[str] = (),
+              verbose: bool = False, stream: IO[str] | None = None) -> Path:
+    """Run the sweep into ``<storage>/<spec.name>``; refuses a name that already exists.
+
+    ``loggers`` (tensorboard, mlflow, wandb) add to the spec's; Ray's own log lines go to
+    ``<sweep>/ray.log`` unless ``verbose``; progress goes to ``stream`` (default stderr).
+    """
     sweep_dir = Path(storage).expanduser().resolve() / spec.name
     if sweep_dir.exists():
         raise UserError(f"{sweep_dir}: a sweep named {spec.name!r} already exists; continue it with "
                         f"`ablate resume {sweep_dir}`, or choose another name (--set name=...)")
     check_writable(sweep_dir.parent, "--storage")
-    start_ray(address, num_cpus, num_gpus, connect_timeout)
-    from ray import tune  # after start_ray: a local Ray must see its loopback switch first
+    names = check_trackers([*spec.loggers, *loggers], "loggers (spec or --logger)")
+    with RayLogFile(verbose) as logs:
+        start_ray(address, num_cpus, num_gpus, connect_timeout, logs)
+        from ray import tune  # after start_ray: a local Ray must see its loopback switch first
 
-    ACTIVE["sweep_dir"] = sweep_dir
-    trainable = make_trainable(spec, sweep_dir)
-    max_concurrent_trials(spec)  # a trial too large for the cluster is refused before anything is written
-    sweep_dir.mkdir(parents=True)
-    (sweep_dir / SPEC_FILE).write_text(spec_text(spec))
-    record_reference_knn(spec, sweep_dir)
-    tuner = tune.Tuner(trainable, param_space=param_space(spec), tune_config=tune_config(spec, sweep_dir),
-                       run_config=run_config(spec, sweep_dir))
-    fit(tuner, sweep_dir)
+        ACTIVE["sweep_dir"] = sweep_dir
+        trainable = make_trainable(spec, sweep_dir)
+        max_concurrent_trials(spec)  # a trial too large for the cluster is refused before anything is written
+        sweep_dir.mkdir(parents=True)
+        logs.attach(sweep_dir)
+        (sweep_dir / SPEC_FILE).write_text(spec_text(spec))
+        record_reference_knn(spec, sweep_dir)
+        view = live_view(spec, stream)
+        callbacks = [view, *tracker_callbacks(names, sweep_dir, spec.name)]
+        tuner = tune.Tuner(trainable, param_space=param_space(spec), tune_config=tune_config(spec, sweep_dir),
+                           run_config=run_config(spec, sweep_dir, callbacks))
+        try:
+            fit(tuner, sweep_dir)
+        finally:
+            view.close()  # an interrupted fit does not end the experiment: the terminal is given back here
     return sweep_dir
 
 
@@ -354,26 +374,32 @@ def load_sweep_spec(sweep_dir: Path) -> SweepSpec:
 
 
 def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: int | None = None,
-                 num_gpus: int | None = None, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> Path:
-    """Continue an interrupted sweep: finished trials stay, unfinished and errored ones resume."""
+                 num_gpus: int | None = None, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+                 verbose: bool = False) -> Path:
+    """Continue an interrupted sweep: finished trials stay, unfinished and errored ones resume.
+
+    Ray restores the run config saved with the experiment, callbacks (live view, trackers) included.
+    """
     sweep_dir = Path(sweep_dir).expanduser().resolve()
     spec = load_sweep_spec(sweep_dir)
     check_writable(sweep_dir, "resume")
-    start_ray(address, num_cpus, num_gpus, connect_timeout)
-    from ray import tune
+    with RayLogFile(verbose) as logs:
+        start_ray(address, num_cpus, num_gpus, connect_timeout, logs)
+        from ray import tune
 
-    experiment = sweep_dir / EXPERIMENT
-    if not tune.Tuner.can_restore(str(experiment)):
-        raise UserError(f"{experiment}: Ray has no experiment state to resume from (the sweep was "
-                        "interrupted before its first trial started); remove the folder and run it again")
-    ACTIVE["sweep_dir"] = sweep_dir  # the records and the study are read from here, moved or not
-    if spec.search.algorithm == "optuna":
-        from ablate.study import before_resume
+        logs.attach(sweep_dir)
+        experiment = sweep_dir / EXPERIMENT
+        if not tune.Tuner.can_restore(str(experiment)):
+            raise UserError(f"{experiment}: Ray has no experiment state to resume from (the sweep was "
+                            "interrupted before its first trial started); remove the folder and run it again")
+        ACTIVE["sweep_dir"] = sweep_dir  # the records and the study are read from here, moved or not
+        if spec.search.algorithm == "optuna":
+            from ablate.study import before_resume
 
-        before_resume(sweep_dir)
-    tuner = tune.Tuner.restore(str(experiment), trainable=make_trainable(spec, sweep_dir),
-                               resume_errored=True)
-    fit(tuner, sweep_dir)
+            before_resume(sweep_dir)
+        tuner = tune.Tuner.restore(str(experiment), trainable=make_trainable(spec, sweep_dir),
+                                   resume_errored=True)
+        fit(tuner, sweep_dir)
     return sweep_dir
 
 

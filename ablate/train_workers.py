@@ -37,6 +37,9 @@ def worker_devices(cfg: DINOConfig, workers: int) -> bool:
 
 def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool) -> int:
     """Run the DINO training of ``cfg`` on ``workers`` local Ray Train workers; the exit code."""
+    from ablate.sweep import bind_local_ray_to_loopback
+
+    bind_local_ray_to_loopback()  # before Ray is imported: the local Ray listens on 127.0.0.1 only
     import ray
     from ray import train
     from ray.train.torch import TorchTrainer
@@ -78,7 +81,7 @@ def worker_loop(config: dict[str, Any]) -> None:
         torch.set_num_threads(int(threads))
     cfg = DINOConfig(**config["trainer"])
     if cfg.device == "auto":
-        cfg.device = str(get_device())
+        cfg = cfg.model_copy(update={"device": str(get_device())})
     trainer = DINOTrainer(cfg)
     out = Path(config["out"])
     if config["resume"]:

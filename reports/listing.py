@@ -1,8 +1,8 @@
 """``ablate ls``: the sweeps of a storage folder as a plain aligned table.
 
     print(format_listing(list_sweeps(Path("runs"))))
-    # sweep  description                    trials                     best             last update
-    # temps  teacher/student temperatures   5 completed, 2 collapsed   knn_top1 71.40   2026-05-02 14:03
+    # sweep  description   trials                     best             cost        last update
+    # temps  temperatures  5 completed, 2 collapsed   knn_top1 71.40   0.42 GPU-h  2026-05-02 14:03
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from reports.cost import sweep_total
 from reports.errors import ReportError
 from reports.ranking import best_point
 from reports.sweepdir import open_sweep
 from reports.tables import STATUSES, sweep_tables
 
-COLUMNS = ["sweep", "description", "trials", "best", "last update"]
+COLUMNS = ["sweep", "description", "trials", "best", "cost", "last update"]
 
 
 def find_sweeps(storage: Path) -> list[Path]:
@@ -37,10 +38,10 @@ def last_update(folder: Path) -> str:
 def sweep_row(folder: Path) -> dict[str, str]:
     try:
         sweep = open_sweep(folder)
-        trials, _ = sweep_tables(sweep)
+        trials, epochs = sweep_tables(sweep)
     except ReportError as exc:  # one broken sweep must not hide the others
         return {"sweep": folder.name, "description": f"(unreadable: {exc})", "trials": "–",
-                "best": "–", "last update": last_update(folder)}
+                "best": "–", "cost": "–", "last update": last_update(folder)}
     counts = trials["status"].value_counts()
     order = [*STATUSES, *(s for s in counts.index if s not in STATUSES)]
     by_status = ", ".join(f"{int(counts[s])} {s}" for s in order if s in counts) or "no trials yet"
@@ -48,7 +49,7 @@ def sweep_row(folder: Path) -> dict[str, str]:
     text = "–" if best is None else (f"{sweep.metric} {best['mean']:.2f}" + (" (partial)" if partial else "")
                                      + (" (collapsed)" if best["collapsed"] else ""))
     return {"sweep": sweep.name, "description": sweep.description, "trials": by_status,
-            "best": text, "last update": last_update(folder)}
+            "best": text, "cost": sweep_total(epochs), "last update": last_update(folder)}
 
 
 def list_sweeps(storage: str | Path) -> pd.DataFrame:

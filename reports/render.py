@@ -16,15 +16,17 @@ import pandas as pd
 
 from reports import plots
 from reports.ablation import Analysis, ablation_tables, analyse, fmt_value, leaderboard
+from reports.cost import add_cost
 from reports.document import Document
 from reports.errors import ReportError
 from reports.importance import param_importance
 from reports.parquet import write_parquet, write_text
+from reports.power import add_power
 from reports.ranking import counted_trials
 from reports.sweepdir import Sweep, open_sweep
 from reports.tables import STATUSES, sweep_tables
 
-SECTIONS = ("Leaderboard", "Ablation table", "Parameter effects", "Learning curves",
+SECTIONS = ("Leaderboard", "Ablation table", "Seed power", "Cost", "Parameter effects", "Learning curves",
             "Collapse diagnostics", "Parameter importance", "Parallel coordinates", "Trials")
 ATTENTION = "Attention maps"
 
@@ -68,6 +70,8 @@ def sweep_document(sweep: Sweep, trials: pd.DataFrame, epochs: pd.DataFrame, out
         doc.note(note)
     add_leaderboard(doc, result)
     add_ablation(doc, result)
+    add_power(doc, result.points, result.params)
+    add_cost(doc, trials, epochs, sweep.params, out)
     add_effects(doc, sweep, result, counted, out)
     add_curves(doc, trials, epochs, out, sweep.reference)
     add_importance(doc, sweep, out)

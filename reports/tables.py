@@ -33,6 +33,7 @@ TAIL_COLUMNS = {
     "epochs_done": "Int64", "wall_time_s": "float64", "images_per_s": "float64",
     "collapsed": "boolean", "point": "Int64", "is_baseline": "boolean", "epochs": "Int64",
     "trial_dir": "string", "label": "string", "pixel_knn_top1": "float64", "untrained_knn_top1": "float64",
+    "device_seconds": "float64",
 }
 EPOCH_HEAD = {"sweep": "string", "trial_id": "string", "epoch": "Int64"}
 # Per-host bookkeeping that is not a measurement.
@@ -99,6 +100,7 @@ def trial_row(sweep: Sweep, rec: dict[str, Any], rows: list[dict[str, Any]],
         "trial_dir": rec.get("trial_dir"), "label": rec.get("label"),
         "pixel_knn_top1": reference.get("pixel_knn_top1"),
         "untrained_knn_top1": reference.get("untrained_knn_top1"),
+        "device_seconds": last_value(rows, "device_seconds"),
         "_order": (rec.get("created_at") or math.inf, str(rec.get("trial_id"))),
     }
     if sweep.metric not in row:  # the spec's metric (e.g. teacher_entropy): its final value

@@ -17,19 +17,15 @@ folder continues from its latest checkpoint, which every worker loads.
 from __future__ import annotations
 
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, NonFiniteLossError
-from trainables.stop_rules import CollapseMonitor, StopRules
-from trainables.tune_trainable import _placement, _use_assigned_cpus, trial_config, trial_repeat
+from trainables.dino.trainer import DINOTrainer
+from trainables.tune_trainable import DeviceClock, Report, _use_assigned_cpus, run_trial, trial_config
 
 # The driver only waits on the Train controller; Ray Tune needs a non-empty request for it.
 DRIVER_RESOURCES = {"cpu": 0.01}
-MONITOR_FILE = "monitor.pt"
 
 
 def dino_train_trial(config: dict[str, Any], workers: int, cpu: float, gpu: float, storage_path: str) -> None:
@@ -53,52 +49,36 @@ def dino_train_trial(config: dict[str, Any], workers: int, cpu: float, gpu: floa
 
 
 def dino_worker_loop(config: dict[str, Any]) -> None:
-    """One Ray Train worker: the trial's DINOTrainer on this rank's shard, reported every epoch."""
+    """One Ray Train worker: the trial's DINOTrainer on this rank's shard, reported every epoch.
+
+    The epochs are the single-process trial's (``run_trial``): metrics are averaged over ranks
+    inside the trainer, so every rank reaches the same verdicts; rank 0 writes the checkpoint.
+    """
     from ray import train
     from ray.train.torch import get_device
 
     _use_assigned_cpus()
     cfg = trial_config(config)
     if cfg.device == "auto":  # the device Ray Train assigned to this worker
-        cfg.device = str(get_device())
-    rules = StopRules(**config.get("_stop", {}))
-    trainer, monitor = DINOTrainer(cfg), CollapseMonitor(rules)
-    checkpoint = train.get_checkpoint()
-    if checkpoint:  # rank 0 wrote it; every rank restores it
-        with checkpoint.as_directory() as folder:
-            trainer.load_checkpoint(Path(folder) / CHECKPOINT_NAME)
-            monitor.load_state_dict(torch.load(Path(folder) / MONITOR_FILE, weights_only=False))
-    base = {"stop_reason": "", "trial_outcome": "running", "seed": cfg.seed, "repeat": trial_repeat(config),
-            "workers": trainer.world_size, **_placement()}
-    try:
-        for metrics in trainer.run():
-            # Metrics are averaged over ranks inside the trainer: every rank decides the same.
-            metrics = {**base, **metrics, "reported_at": time.time()}
-            if metrics["epoch"] == cfg.epochs:
-                metrics["trial_outcome"] = "completed"
-            reason = monitor.update(metrics)
-            if reason:
-                metrics.update(trial_outcome="collapsed", stop_reason=reason)
-            _report(trainer, monitor, metrics)
-            if reason:
-                return
-    except NonFiniteLossError as exc:
-        if not rules.nonfinite:
-            raise
-        train.report({**base, "epoch": trainer.epoch + 1, "trial_outcome": "diverged",
-                      "stop_reason": str(exc), "reported_at": time.time()})
+        cfg = cfg.model_copy(update={"device": str(get_device())})
+    trainer = DINOTrainer(cfg)
+    clock = DeviceClock(workers=trainer.world_size)
+    run_trial(trainer, config, clock, train.get_checkpoint(), _train_report(trainer),
+              extra={"workers": trainer.world_size})
 
 
-def _report(trainer: DINOTrainer, monitor: CollapseMonitor, metrics: dict[str, Any]) -> None:
+def _train_report(trainer: DINOTrainer) -> Report:
     """Every rank reports (it is a barrier); rank 0 alone writes the checkpoint."""
     from ray import train
 
-    epoch = metrics["epoch"]
-    if epoch == 0 or not trainer.is_main_process:
-        train.report(metrics, checkpoint_dir_name=f"checkpoint_{epoch:06d}" if epoch else None)
-        return
-    with tempfile.TemporaryDirectory() as folder:
-        trainer.save_checkpoint(Path(folder) / CHECKPOINT_NAME)
-        torch.save(monitor.state_dict(), Path(folder) / MONITOR_FILE)
-        train.report(metrics, checkpoint=train.Checkpoint.from_directory(folder),
-                     checkpoint_dir_name=f"checkpoint_{epoch:06d}")
+    def report(metrics: dict[str, Any], write: Callable[[Path], None] | None) -> None:
+        name = f"checkpoint_{metrics['epoch']:06d}" if write else None
+        if write is None or not trainer.is_main_process:
+            train.report(metrics, checkpoint_dir_name=name)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            write(Path(folder))
+            train.report(metrics, checkpoint=train.Checkpoint.from_directory(folder),
+                         checkpoint_dir_name=name)
+
+    return report

@@ -13,7 +13,8 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from trainables.checkpoint import DamagedFileError, UnsafeFileError, load_pt
 from trainables.config import DINOConfig
 from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, NonFiniteLossError
 from trainables.stop_rules import CollapseMonitor, StopRules
+
+MONITOR_FILE = "monitor.pt"
 
 
 def trial_repeat(config: dict[str, Any]) -> int:
@@ -49,21 +52,43 @@ def _use_assigned_cpus() -> None:
         torch.set_num_threads(int(n))
 
 
+# report(metrics, write): hand one epoch's metrics to Ray; ``write(folder)`` fills the checkpoint
+# folder to report with them (None: a result without a checkpoint).
+Report = Callable[[dict[str, Any], "Callable[[Path], None] | None"], None]
+
+
 def dino_trainable(config: dict[str, Any]) -> None:
     """One sweep trial: train, report each epoch, stop on divergence or collapse."""
+    clock = DeviceClock()  # first: building the trainer (data, model) is part of the cost
     _use_assigned_cpus()
     cfg, gpu_share = _on_assigned_gpu(trial_config(config))
+    run_trial(DINOTrainer(cfg), config, clock, tune.get_checkpoint(), _tune_report, gpu_share)
+
+
+def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock,
+              checkpoint: tune.Checkpoint | None, report: Report, gpu_share: float = 0.0,
+              extra: dict[str, Any] | None = None) -> None:
+    """The epochs of one trial, whoever runs it (a Tune trial, or every worker of a Ray Train run).
+
+    Every result carries the kNN metrics (carried forward between evaluations), the cost so far
+    and the one collapse verdict; the last epoch a trial runs is evaluated; divergence and OOM end
+    the trial with their reason instead of a retry that would fail the same way.
+    """
+    cfg = trainer.cfg
     rules = StopRules(**config.get("_stop", {}))
-    trainer = DINOTrainer(cfg)
-    monitor = CollapseMonitor(rules)
-    carry = KnnCarry()
+    monitor, carry = CollapseMonitor(rules), KnnCarry()
     eval_at = set(config.get("_eval_at") or [])  # epochs where a scheduler may stop the trial
-    note = restore_trial(trainer, monitor, carry, tune.get_checkpoint())
+    note = restore_trial(trainer, monitor, checkpoint, carry, clock)
     base = {"stop_reason": "", "trial_outcome": "running", "seed": cfg.seed, "repeat": trial_repeat(config),
-            **_placement(), **({"restore_note": note} if note else {})}
+            **_placement(), **(extra or {}), **({"restore_note": note} if note else {})}
+
+    def final(outcome: str, reason: str) -> None:
+        report({**base, **carry.last, **clock.metrics(), "knn_evaluated": False, "epoch": trainer.epoch + 1,
+                "trial_outcome": outcome, "stop_reason": reason, "reported_at": time.time()}, None)
+
     try:
         for metrics in trainer.run():
-            metrics = {**base, **metrics, "reported_at": time.time()}
+            metrics = {**base, **metrics, **clock.metrics(), "reported_at": time.time()}
             reason = monitor.update(metrics)
             metrics["collapse_flag"] = monitor.flag(metrics["epoch"]) if metrics["epoch"] > 0 else ""
             last = reason or metrics["epoch"] in eval_at  # it may be this trial's last epoch
@@ -71,19 +96,35 @@ def dino_trainable(config: dict[str, Any]) -> None:
                 metrics["knn_top1"], metrics["knn_top5"] = trainer.evaluate()
             carry.apply(metrics)
             metrics.update(end_verdict(metrics, reason, cfg.epochs))
-            _report(trainer, monitor, carry, metrics)
+            write = partial(save_trial, trainer=trainer, monitor=monitor, carry=carry,
+                            device_seconds=metrics["device_seconds"])
+            report(metrics, write if metrics["epoch"] > 0 else None)
             if reason:
                 return
     except NonFiniteLossError as exc:
         if not rules.nonfinite:
             raise
-        tune.report({**base, **carry.last, "knn_evaluated": False, "epoch": trainer.epoch + 1,
-                     "trial_outcome": "diverged", "stop_reason": str(exc), "reported_at": time.time()})
+        final("diverged", str(exc))
     except torch.OutOfMemoryError as exc:  # a retry would fail the same way: end with the reason
-        tune.report({**base, **carry.last, "knn_evaluated": False, "epoch": trainer.epoch + 1,
-                     "trial_outcome": "oom",
-                     "stop_reason": cuda.oom_reason(exc, trainer.device, gpu_share),
-                     "reported_at": time.time()})
+        final("oom", cuda.oom_reason(exc, trainer.device, gpu_share))
+
+
+def save_trial(folder: Path, trainer: DINOTrainer, monitor: CollapseMonitor, carry: KnnCarry,
+               device_seconds: float) -> None:
+    """A trial checkpoint: the trainer's, the collapse monitor, the carried kNN and the cost."""
+    trainer.save_checkpoint(folder / CHECKPOINT_NAME)
+    torch.save(monitor.state_dict(), folder / MONITOR_FILE)
+    carry.save(folder)
+    DeviceClock.save(folder, device_seconds)
+
+
+def _tune_report(metrics: dict[str, Any], write: Callable[[Path], None] | None) -> None:
+    if write is None:
+        tune.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        write(Path(folder))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def _on_assigned_gpu(cfg: DINOConfig) -> tuple[DINOConfig, float]:
@@ -98,8 +139,8 @@ def _on_assigned_gpu(cfg: DINOConfig) -> tuple[DINOConfig, float]:
     return cfg, share
 
 
-def restore_trial(trainer: DINOTrainer, monitor: CollapseMonitor, carry: KnnCarry,
-                  checkpoint: tune.Checkpoint | None) -> str:
+def restore_trial(trainer: DINOTrainer, monitor: CollapseMonitor, checkpoint: tune.Checkpoint | None,
+                  *extras: KnnCarry | DeviceClock) -> str:
     """Load the newest usable checkpoint of the trial; returns a note when it was not the latest.
 
     Ray keeps the trial's last ``num_to_keep`` checkpoints side by side (``checkpoint_NNNNNN``).
@@ -112,9 +153,10 @@ def restore_trial(trainer: DINOTrainer, monitor: CollapseMonitor, carry: KnnCarr
     for folder in kept_checkpoints(checkpoint):
         try:
             with checkpoint_folder(checkpoint, folder) as local:  # the trainer changes only once both load
-                monitor_state = load_pt(local / "monitor.pt", "monitor state")
+                monitor_state = load_pt(local / MONITOR_FILE, "monitor state")
                 trainer.load_checkpoint(local / CHECKPOINT_NAME)
-                carry.load(local)
+                for extra in extras:  # small JSON files beside the checkpoint
+                    extra.load(local)
             monitor.load_state_dict(monitor_state)
         except (DamagedFileError, UnsafeFileError) as exc:
             problems.append(str(exc))
@@ -188,15 +230,46 @@ class KnnCarry:
             self.last = {k: float(v) for k, v in json.loads(file.read_text()).items()}
 
 
-def _report(trainer: DINOTrainer, monitor: CollapseMonitor, carry: KnnCarry, metrics: dict[str, Any]) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        if metrics["epoch"] > 0:
-            trainer.save_checkpoint(Path(folder) / CHECKPOINT_NAME)
-            torch.save(monitor.state_dict(), Path(folder) / "monitor.pt")
-            carry.save(Path(folder))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+class DeviceClock:
+    """What a trial has cost so far, cumulative over restores: ``device_seconds`` is the trial's GPU
+    share x wall seconds on a GPU, the process's CPU seconds (all its threads, and its DataLoader
+    workers once they exit) on CPU."""
+
+    FILE = "device_seconds.json"
+
+    def __init__(self, workers: int = 1) -> None:
+        import ray
+
+        self.workers = workers  # a data-parallel trial costs this process's share on every worker
+        self.gpu_share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
+        self.kind = "GPU" if self.gpu_share > 0 else "CPU"
+        self.before = 0.0  # spent before the checkpoint this process resumed from
+        self.wall0, self.cpu0 = time.perf_counter(), self.cpu_seconds()
+
+    def seconds(self) -> float:
+        if self.gpu_share > 0:
+            spent = self.gpu_share * (time.perf_counter() - self.wall0)
         else:
-            tune.report(metrics)
+            spent = self.cpu_seconds() - self.cpu0
+        return self.before + self.workers * spent
+
+    @staticmethod
+    def cpu_seconds() -> float:
+        """CPU time of this process and of its finished children (DataLoader workers)."""
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def metrics(self) -> dict[str, Any]:
+        return {"device_seconds": self.seconds(), "device_kind": self.kind}
+
+    def load(self, folder: Path) -> None:
+        file = folder / self.FILE
+        if file.is_file():  # checkpoints written before cost accounting have none
+            self.before = float(json.loads(file.read_text())["device_seconds"])
+
+    @classmethod
+    def save(cls, folder: Path, seconds: float) -> None:
+        (folder / cls.FILE).write_text(json.dumps({"device_seconds": seconds}))
 
 
 def _placement() -> dict[str, Any]:

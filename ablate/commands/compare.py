@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ablate.errors import UserError
-from reports.compare import build_comparison
-from reports.errors import ReportError
+from ablate import api
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,26 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if len(args.sources) < 2:
-        raise UserError(f"compare needs two or more sweeps, got {len(args.sources)} ({args.sources[0]})")
-    refuse_repeats(args.sources)
-    try:
-        out = build_comparison([Path(s) for s in args.sources], Path(args.out))
-    except ReportError as exc:
-        raise UserError(str(exc)) from None
+    out = api.compare(*args.sources, out=args.out)
     for name in ("report.html", "report.md", "trials.parquet"):
         print(out / name)
     return 0
 
-
-def refuse_repeats(sources: list[str]) -> None:
-    """The same sweep twice (also as its folder and its report/trials.parquet) compares nothing."""
-    seen: dict[Path, str] = {}
-    for source in sources:
-        path = Path(source).expanduser().resolve()
-        if path.name == "trials.parquet" and path.parent.name == "report":
-            path = path.parent.parent
-        if path in seen:
-            raise UserError(f"compare: {source} and {seen[path]} are the same sweep ({path}); "
-                            "compare two or more different sweeps")
-        seen[path] = source

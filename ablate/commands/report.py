@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ablate.errors import UserError
-from reports.errors import ReportError
-from reports.render import build_report
+from ablate.api import Sweep
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,10 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        out = build_report(Path(args.sweep))
-    except ReportError as exc:
-        raise UserError(str(exc)) from None
+    out = Sweep(Path(args.sweep)).report()
     for name in ("report.html", "report.md", "trials.parquet", "epochs.parquet"):
         print(out / name)
     return 0

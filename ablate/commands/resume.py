@@ -26,7 +26,8 @@ def main(args: argparse.Namespace) -> int:
     total = load_sweep_spec(Path(args.sweep).expanduser().resolve()).num_trials
     try:
         sweep_dir = resume_sweep(args.sweep, args.address, args.num_cpus, args.num_gpus,
-                                  args.connect_timeout)
+                                  args.connect_timeout,
+                                  verbose=args.verbose)
     except SweepInterrupted as stop:
         return finish(stop.sweep_dir, total, interrupted=True)
     return finish(sweep_dir, total)

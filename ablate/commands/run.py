@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ablate.spec import MAX_SAMPLES, load_spec
 from ablate.summary import finish
+from ablate.trackers import TRACKERS
 
 
 def add_ray_options(p: argparse.ArgumentParser) -> None:
@@ -19,6 +20,8 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--connect-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="with --address: give up when the cluster does not answer within this "
                         "time (default 30)")
+    p.add_argument("--verbose", action="store_true",
+                   help="print Ray's own log lines too (default: they go to STORAGE/NAME/ray.log)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,8 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run a DINO hyperparameter sweep described by a YAML spec (see "
                     "search_spaces/README.md) on Ray Tune. Results go to STORAGE/NAME/: Ray's "
                     "experiment (tune/), the Optuna study (optuna.db), the resolved spec "
-                    "(spec.yaml) and the report (report/). An interrupted sweep continues with "
-                    "`ablate resume STORAGE/NAME`.",
+                    "(spec.yaml), Ray's own log (ray.log) and the report (report/). Progress: one view "
+                    "redrawn in place on a terminal, one line per event otherwise. An interrupted sweep "
+                    "continues with `ablate resume STORAGE/NAME`.",
         epilog="example: ablate run search_spaces/temps.yaml --set trainer.epochs=2 "
                "--set search.num_samples=4 --set resources.gpu=0.25")
     p.add_argument("spec", help="sweep spec YAML, e.g. search_spaces/temps.yaml")
@@ -38,19 +42,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", default="runs", metavar="DIR", help="sweeps folder (default: ./runs)")
     p.add_argument("--force", action="store_true",
                    help=f"accept search.num_samples above {MAX_SAMPLES} (otherwise refused as a likely typo)")
+    p.add_argument("--logger", dest="loggers", action="append", default=[], metavar="NAME",
+                   choices=list(TRACKERS),
+                   help="also log to this experiment tracker (repeatable; adds to the spec's `loggers`): "
+                        "tensorboard, mlflow (file store STORAGE/NAME/mlruns unless MLFLOW_TRACKING_URI), "
+                        "wandb (offline unless WANDB_API_KEY or WANDB_MODE)")
     add_ray_options(p)
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    from ablate.sweep import SweepInterrupted, run_sweep
+    from ablate import api
+    from ablate.sweep import SweepInterrupted
 
     spec = load_spec(args.spec, args.sets, force=args.force)  # every mistake is reported before Ray starts
     print(f"ablate: sweep {spec.name!r}: {spec.num_trials} trials ({spec.search.algorithm}), "
           f"results in {Path(args.storage) / spec.name}", file=sys.stderr)
     try:
-        sweep_dir = run_sweep(spec, args.storage, args.address, args.num_cpus, args.num_gpus,
-                               args.connect_timeout)
+        sweep = api.run_spec(spec, args.storage, args.address, loggers=args.loggers, num_cpus=args.num_cpus,
+                             num_gpus=args.num_gpus, verbose=args.verbose,
+                             connect_timeout=args.connect_timeout)
     except SweepInterrupted as stop:
         return finish(stop.sweep_dir, spec.num_trials, interrupted=True)
-    return finish(sweep_dir, spec.num_trials)
+    return finish(sweep.path, spec.num_trials)

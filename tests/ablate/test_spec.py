@@ -392,3 +392,15 @@ def test_paper_scale_spec_is_the_papers_global_batch_over_16_workers() -> None:
     assert cfg.effective_lr(spec.resources.workers) == pytest.approx(5e-4 * 1024 / 256)
     assert (cfg.global_crops_size, cfg.local_crops_size, cfg.local_crops_number) == (224, 96, 10)
     assert (cfg.dataset, cfg.arch, spec.num_trials) == ("imagefolder", "vit_small_patch16_224", 4)
+
+
+def test_loggers_key_is_validated_and_round_trips(tmp_path: Path) -> None:
+    assert load_spec(write(tmp_path, MINIMAL)).loggers == []
+    spec = load_spec(write(tmp_path, MINIMAL + "loggers: [tensorboard, wandb]\n"))
+    assert spec.loggers == ["tensorboard", "wandb"]
+    assert load_spec(write(tmp_path, spec.dump())).loggers == ["tensorboard", "wandb"]
+    message = error_of(write(tmp_path, MINIMAL + "loggers: [tensorbord]\n"))
+    assert "loggers[0]: got 'tensorbord'; allowed: tensorboard, mlflow, wandb (did you mean tensorboard?)" \
+        in message
+    message = error_of(write(tmp_path, MINIMAL + "loggers: mlflow\n"))
+    assert "loggers: got 'mlflow'; expected a list" in message

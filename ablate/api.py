@@ -1,0 +1,175 @@
+"""The Python API, for notebooks and scripts; the ``ablate`` CLI is a thin layer over it.
+
+    import ablate
+    sweep = ablate.run("search_spaces/temps.yaml", set={"trainer.epochs": 2})
+    sweep = ablate.load("runs/temps")          # a finished, running or interrupted sweep
+    sweep.trials                                # one row per trial (pandas; reports/SCHEMA.md)
+    sweep.epochs                                # one row per trial and epoch
+    sweep.best                                  # the best trial's row, ranked as the report ranks
+    sweep.report()                              # writes runs/temps/report/, returns that folder
+    ablate.compare("runs/temps", "runs/temps-cifar", out="runs/compare")
+
+Mistakes raise ``ablate.errors.UserError`` (or ``trainables.config.ConfigError``) with the message
+the CLI would print.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+import yaml
+
+from ablate.errors import UserError
+from reports.errors import ReportError
+
+REPORT_DIR = "report"
+
+
+@dataclass
+class Sweep:
+    """A sweep folder (``runs/NAME``): its spec, its tables and its report."""
+
+    path: Path
+    _tables: tuple[pd.DataFrame, pd.DataFrame] | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The resolved spec the sweep ran with (``spec.yaml``)."""
+        return yaml.safe_load((self.path / "spec.yaml").read_text())
+
+    @property
+    def trials(self) -> pd.DataFrame:
+        """``report/trials.parquet`` as a DataFrame (built from the sweep's files if missing)."""
+        return self._load()[0]
+
+    @property
+    def epochs(self) -> pd.DataFrame:
+        """``report/epochs.parquet`` as a DataFrame (built from the sweep's files if missing)."""
+        return self._load()[1]
+
+    @property
+    def best(self) -> pd.Series | None:
+        """The best finished trial (collapsed teachers ranked last, as in the report); None if none."""
+        from reports.tables import final_trials, working_trials
+
+        spec = self.spec
+        metric, mode = spec.get("metric", "knn_top1"), spec.get("mode", "max")
+        counted, _ = final_trials(self.trials)
+        counted = working_trials(counted.dropna(subset=[metric]))
+        if counted.empty:
+            return None
+        return counted.sort_values(metric, ascending=(mode == "min"), kind="stable").iloc[0]
+
+    def report(self) -> Path:
+        """Write the full report (parquet, report.md, report.html, plots); returns its folder."""
+        from reports.render import build_report
+
+        try:
+            out = build_report(self.path)
+        except ReportError as exc:
+            raise UserError(str(exc)) from None
+        self._tables = None  # re-read: the sweep may have moved on
+        return out
+
+    def reload(self) -> Sweep:
+        """Forget the cached tables (a running sweep has new results)."""
+        self._tables = None
+        return self
+
+    def _load(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if self._tables is None:
+            self._tables = read_or_build_tables(self.path)
+        return self._tables
+
+
+def read_or_build_tables(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The report's parquet tables; built (and written) from Ray's files when missing."""
+    report = sweep_dir / REPORT_DIR
+    files = report / "trials.parquet", report / "epochs.parquet"
+    if all(f.is_file() for f in files):
+        return pd.read_parquet(files[0]), pd.read_parquet(files[1])
+    from reports.parquet import write_parquet
+    from reports.sweepdir import open_sweep
+    from reports.tables import sweep_tables
+
+    try:
+        sweep = open_sweep(sweep_dir)
+        trials, epochs = sweep_tables(sweep)
+    except ReportError as exc:
+        raise UserError(str(exc)) from None
+    write_parquet(trials, files[0], sweep.param_info())
+    write_parquet(epochs, files[1], sweep.param_info())
+    return trials, epochs
+
+
+def load(path: str | Path) -> Sweep:
+    """The sweep in folder ``path`` (``runs/NAME``); UserError if it is not one."""
+    folder = Path(path).expanduser().resolve()
+    if not (folder / "spec.yaml").is_file() or not (folder / "tune").is_dir():
+        raise UserError(f"{folder}: not a sweep folder (expected spec.yaml and tune/ made by `ablate run`)")
+    return Sweep(folder)
+
+
+def set_items(values: Mapping[str, Any] | None) -> list[str]:
+    """``{"trainer.epochs": 2}`` -> ``["trainer.epochs=2"]`` (values as JSON, which YAML reads back)."""
+    return [f"{key}={json.dumps(value)}" for key, value in (values or {}).items()]
+
+
+def run(spec_path: str | Path, set: Mapping[str, Any] | None = None, storage: str | Path = "runs",
+        address: str | None = None, loggers: Sequence[str] = (), num_cpus: int | None = None,
+        num_gpus: int | None = None, verbose: bool = False, stream: IO[str] | None = None,
+        force: bool = False) -> Sweep:
+    """Run the sweep of ``spec_path`` (with ``set`` overrides by dotted key) into ``storage``.
+
+    Progress is printed to ``stream`` (stderr by default), one line per event off a terminal.
+    """
+    from ablate.spec import load_spec
+
+    spec = load_spec(spec_path, set_items(set), force=force)  # every mistake is reported before Ray starts
+    return run_spec(spec, storage, address, loggers, num_cpus, num_gpus, verbose, stream)
+
+
+def run_spec(spec: Any, storage: str | Path = "runs", address: str | None = None, loggers: Sequence[str] = (),
+             num_cpus: int | None = None, num_gpus: int | None = None, verbose: bool = False,
+             stream: IO[str] | None = None, connect_timeout: float = 30.0) -> Sweep:
+    """``run`` for an already loaded ``ablate.spec.SweepSpec``."""
+    from ablate.sweep import run_sweep
+
+    return Sweep(run_sweep(spec, storage, address, num_cpus, num_gpus, connect_timeout=connect_timeout,
+                           loggers=loggers, verbose=verbose, stream=stream))
+
+
+def compare(*sweeps: str | Path | Sweep, out: str | Path) -> Path:
+    """One report across two or more sweeps (folders, Sweep objects or trials.parquet files)."""
+    from reports.compare import build_comparison
+
+    sources = [s.path if isinstance(s, Sweep) else Path(s) for s in sweeps]
+    if len(sources) < 2:
+        raise UserError(f"compare needs two or more sweeps, got {len(sources)}")
+    refuse_repeats(sources)
+    try:
+        return build_comparison(sources, Path(out))
+    except ReportError as exc:
+        raise UserError(str(exc)) from None
+
+
+def refuse_repeats(sources: list[Path]) -> None:
+    """The same sweep twice (also as its folder and its report/trials.parquet) compares nothing."""
+    seen: dict[Path, Path] = {}
+    for source in sources:
+        path = source.expanduser().resolve()
+        if path.name == "trials.parquet" and path.parent.name == "report":
+            path = path.parent.parent
+        if path in seen:
+            raise UserError(f"compare: {source} and {seen[path]} are the same sweep ({path}); "
+                            "compare two or more different sweeps")
+        seen[path] = source

@@ -1,0 +1,282 @@
+"""The live sweep view: what ``ablate run`` prints while Ray Tune works, as a ``ray.tune.Callback``.
+
+On a terminal, one in-place view (rich): a progress bar (trials finished / total, epochs done /
+planned, elapsed, ETA from the measured epoch times), the running and most recent trials
+(parameters, epoch, loss, kNN top-1, outcome) and the best trial so far. A trial that collapses,
+diverges, runs out of memory or errors is printed once above the view with its reason.
+
+Anywhere else (CI, ``| tee``, nohup, a notebook): one line per event - trial started, every
+``every``-th epoch, trial ended with its outcome - so a log reads top to bottom.
+
+    view = LiveView(num_trials=8, epochs=6, params=["teacher_temp"])
+    tune.RunConfig(callbacks=[view], verbose=0)   # Ray's own table silenced
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from ray.tune import Callback
+
+BAD_OUTCOMES = ("collapsed", "diverged", "oom", "errored")
+RECENT = 6  # finished trials kept in the terminal table
+
+
+@dataclass
+class TrialRow:
+    """What the view knows about one trial."""
+
+    trial_id: str
+    params: dict[str, Any]
+    number: int  # 1-based, in the order trials started
+    epoch: int = 0
+    loss: float | None = None
+    knn_top1: float | None = None
+    outcome: str = "running"
+    reason: str = ""
+    at_ln_k: bool = False  # last trained epoch had the loss at ln(out_dim): ranked like a collapse
+    epoch_times: list[float] = field(default_factory=list)
+    ended_at: float | None = None
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """'1:02:03', '2:03', or '?' when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def fmt_value(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class LiveView(Callback):
+    """Ray Tune callback that draws the sweep's progress (see the module docstring)."""
+
+    def __init__(self, num_trials: int, epochs: int, params: list[str], metric: str = "knn_top1",
+                 mode: str = "max", stream: IO[str] | None = None, interactive: bool | None = None,
+                 every: int | None = None) -> None:
+        self.num_trials, self.epochs, self.params = num_trials, epochs, list(params)
+        self.metric, self.mode = metric, mode
+        self.stream = stream
+        self.interactive = interactive
+        self.every = every or max(1, math.ceil(epochs / 3))  # ~3 epoch lines per trial
+        self.rows: dict[str, TrialRow] = {}
+        self.started = time.time()
+        self._live: Any = None
+
+    # --- pickling: Tune saves its callbacks with the experiment; a stream is not picklable -------
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "stream": None, "_live": None, "interactive": None}
+
+    @property
+    def out(self) -> IO[str]:
+        return self.stream or sys.stderr
+
+    @property
+    def is_terminal(self) -> bool:
+        if self.interactive is None:
+            self.interactive = bool(getattr(self.out, "isatty", lambda: False)())
+        return self.interactive
+
+    # --- Tune's hooks ------------------------------------------------------------------------
+    def setup(self, **info: Any) -> None:
+        self.started = time.time()
+        if self.is_terminal:
+            self._start_live()
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        row = self._row(trial)
+        row.outcome, row.ended_at = "running", None
+        if not self.is_terminal:
+            self._line(f"trial {row.number}/{self.num_trials} started  {row.trial_id}  {self._params(row)}")
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        row = self._row(trial)
+        epoch = result.get("epoch")
+        if isinstance(epoch, (int, float)) and epoch > row.epoch and epoch >= 1:
+            row.epoch_times.append(float(result.get("time_this_iter_s") or 0.0))
+        row.epoch = int(epoch) if isinstance(epoch, (int, float)) else row.epoch
+        row.loss = _number(result.get("loss"), row.loss)
+        row.knn_top1 = _number(result.get("knn_top1"), row.knn_top1)
+        row.outcome = str(result.get("trial_outcome") or row.outcome)
+        row.reason = str(result.get("stop_reason") or row.reason)
+        if row.epoch >= 1 and "loss_at_ln_out_dim" in result:
+            row.at_ln_k = bool(result["loss_at_ln_out_dim"])
+        every_nth = row.epoch >= 1 and row.epoch % self.every == 0
+        if not self.is_terminal and every_nth and row.outcome == "running":
+            self._line(f"trial {row.trial_id}  epoch {row.epoch}/{self.epochs}  {self._metrics(row)}")
+        self._refresh()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        row = self._row(trial)
+        if row.outcome == "running":
+            row.outcome = "completed" if row.epoch >= self.epochs else "stopped early"
+            if row.outcome == "stopped early":
+                row.reason = row.reason or f"stopped by the scheduler after {row.epoch}/{self.epochs} epochs"
+        self._ended(row)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        row = self._row(trial)
+        row.outcome = "oom" if "OutOfMemory" in str(getattr(trial, "error_msg", "") or "") else "errored"
+        row.reason = _error_line(trial) or row.reason
+        self._ended(row)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.close()
+        self._line(f"sweep done in {fmt_duration(time.time() - self.started)}: {self._counts()}; "
+                   f"{self._best_text()}")
+
+    def close(self) -> None:
+        """Draw the view a last time and give the terminal back (cursor shown); safe to repeat."""
+        if self._live is not None:
+            self._live.update(self._render(), refresh=True)
+            self._live.stop()
+            self._live = None
+
+    # --- state ---------------------------------------------------------------------------------
+    def _row(self, trial: Any) -> TrialRow:
+        tid = str(trial.trial_id)
+        if tid not in self.rows:
+            config = getattr(trial, "config", {}) or {}
+            self.rows[tid] = TrialRow(tid, {p: config.get(p) for p in self.params}, len(self.rows) + 1)
+        return self.rows[tid]
+
+    def _ended(self, row: TrialRow) -> None:
+        row.ended_at = time.time()
+        done = sum(r.ended_at is not None for r in self.rows.values())
+        text = (f"trial {row.trial_id}  {row.outcome}  {self._metrics(row)}  epochs {row.epoch}/{self.epochs}"
+                + (f"  reason: {row.reason}" if row.reason and row.outcome != "completed" else "")
+                + f"  [{done}/{self.num_trials} done, ETA {fmt_duration(self.eta())}]")
+        if not self.is_terminal or row.outcome in BAD_OUTCOMES:
+            self._line(text)  # on a terminal, only the trials one must look at, once
+        self._refresh()
+
+    def epochs_done(self) -> int:
+        return sum(r.epoch for r in self.rows.values())
+
+    def epochs_planned(self) -> int:
+        """Every trial's schedule, less what ended trials will never run."""
+        ended = [r for r in self.rows.values() if r.ended_at is not None]
+        return self.num_trials * self.epochs - sum(self.epochs - r.epoch for r in ended)
+
+    def eta(self) -> float | None:
+        """Seconds left: epochs left x measured seconds per epoch / trials running at once."""
+        times = [t for r in self.rows.values() for t in r.epoch_times if t > 0]
+        left = self.epochs_planned() - self.epochs_done()
+        if left <= 0:
+            return 0.0
+        if not times:
+            return None
+        running = sum(r.ended_at is None for r in self.rows.values())
+        return left * (sum(times) / len(times)) / max(1, running)
+
+    def best(self) -> TrialRow | None:
+        """As the report ranks: a collapsed teacher (or loss at ln K) only when nothing else scored."""
+        scored = [r for r in self.rows.values() if r.knn_top1 is not None and r.outcome not in BAD_OUTCOMES]
+        working = [r for r in scored if not r.at_ln_k]
+        scored = working or scored
+        if not scored:
+            return None
+        pick = max if self.mode == "max" else min
+        return pick(scored, key=lambda r: r.knn_top1)
+
+    # --- text ------------------------------------------------------------------------------------
+    def _params(self, row: TrialRow) -> str:
+        return " ".join(f"{k}={fmt_value(v)}" for k, v in row.params.items())
+
+    @staticmethod
+    def _metrics(row: TrialRow) -> str:
+        loss = f"loss {row.loss:.4f}" if row.loss is not None else "loss –"
+        knn = f"kNN top-1 {row.knn_top1:.2f}%" if row.knn_top1 is not None else "kNN top-1 –"
+        return f"{loss}  {knn}"
+
+    def _counts(self) -> str:
+        counts: dict[str, int] = {}
+        for r in self.rows.values():
+            counts[r.outcome] = counts.get(r.outcome, 0) + 1
+        return ", ".join(f"{n} {k}" for k, n in counts.items()) or "no trials"
+
+    def _best_text(self) -> str:
+        best = self.best()
+        if best is None:
+            return "no kNN top-1 yet"
+        return f"best kNN top-1 {best.knn_top1:.2f}% ({self._params(best)}; trial {best.trial_id})"
+
+    def _line(self, text: str) -> None:
+        stamp = fmt_duration(time.time() - self.started)
+        if self._live is not None:
+            self._live.console.print(f"[{stamp}] {text}", markup=False, highlight=False)
+        else:
+            print(f"[{stamp}] {text}", file=self.out, flush=True)
+
+    # --- the terminal view -----------------------------------------------------------------------
+    def _start_live(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        console = Console(file=self.out, force_terminal=True)
+        self._live = Live(self._render(), console=console, refresh_per_second=2,
+                          get_renderable=self._render, transient=False)
+        self._live.start()
+
+    def _refresh(self) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def _render(self) -> Any:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        done = sum(r.ended_at is not None for r in self.rows.values())
+        planned = max(1, self.epochs_planned())
+        head = Table.grid(padding=(0, 1))
+        head.add_row(ProgressBar(total=planned, completed=self.epochs_done(), width=30),
+                     Text(f"trials {done}/{self.num_trials}  epochs {self.epochs_done()}/{planned}  "
+                          f"elapsed {fmt_duration(time.time() - self.started)}  "
+                          f"ETA {fmt_duration(self.eta())}"))
+        table = Table(box=None, padding=(0, 1), header_style="bold")
+        for name in ["trial", *self.params, "epoch", "loss", "kNN top-1", "outcome"]:
+            table.add_column(name, justify="left" if name in ("trial", "outcome") else "right")
+        for row in self._shown():
+            table.add_row(row.trial_id, *(fmt_value(row.params[p]) for p in self.params),
+                          f"{row.epoch}/{self.epochs}", _fmt(row.loss, ".4f"), _fmt(row.knn_top1, ".2f"),
+                          row.outcome)
+        return Group(head, table, Text(self._best_text()))
+
+    def _shown(self) -> list[TrialRow]:
+        running = [r for r in self.rows.values() if r.ended_at is None]
+        ended = sorted((r for r in self.rows.values() if r.ended_at is not None),
+                       key=lambda r: r.ended_at or 0.0)[-RECENT:]
+        return running + ended[::-1]
+
+
+def _number(value: Any, default: float | None) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return default
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _error_line(trial: Any) -> str:
+    """The exception line of a failed trial (Ray keeps the traceback in error.txt)."""
+    text = str(getattr(trial, "error_msg", "") or "")
+    if not text:
+        path = getattr(trial, "error_file", None)
+        try:
+            text = open(path).read() if path else ""
+        except OSError:
+            text = ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:200] if lines else ""

@@ -1,0 +1,86 @@
+"""Experiment trackers through Ray Tune's own logger callbacks: TensorBoard, MLflow, Weights & Biases.
+
+Chosen in the spec (``loggers: [tensorboard, mlflow]``) or with ``ablate run --logger NAME``. Every
+tracker writes inside the sweep folder unless told otherwise, and works without a network:
+
+- ``tensorboard``: ``ray.tune.logger.TBXLoggerCallback``; event files in each trial folder under
+  ``tune/`` (``tensorboard --logdir runs/NAME/tune``).
+- ``mlflow``: ``ray.air.integrations.mlflow.MLflowLoggerCallback``; one MLflow run per trial in the
+  experiment named after the sweep, tracking URI ``$MLFLOW_TRACKING_URI`` (any MLflow server or
+  database) or by default a local file store ``runs/NAME/mlruns`` (MLflow 3 needs
+  ``MLFLOW_ALLOW_FILE_STORE=true`` to read it, which ablate sets for its own runs).
+- ``wandb``: ``ray.air.integrations.wandb.WandbLoggerCallback``; project = sweep name, files in
+  ``runs/NAME/wandb``. Offline (``wandb sync`` later) unless ``WANDB_MODE`` or ``WANDB_API_KEY`` is set.
+
+    callbacks = tracker_callbacks(["tensorboard", "mlflow"], Path("runs/temps"), "temps")
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ablate.errors import UserError
+
+# logger name -> (module it needs, pip extra that installs it)
+TRACKERS = {"tensorboard": ("tensorboardX", "tensorboard"), "mlflow": ("mlflow", "mlflow"),
+            "wandb": ("wandb", "wandb")}
+MLFLOW_DIR = "mlruns"
+WANDB_DIR = "wandb"
+
+
+def check_trackers(names: Iterable[str], where: str = "loggers") -> list[str]:
+    """The names, deduplicated in order; UserError for an unknown name or a missing package."""
+    out: list[str] = []
+    for name in names:
+        if name not in TRACKERS:
+            raise UserError(f"{where}: unknown logger {name!r}; allowed: {', '.join(TRACKERS)}")
+        module, extra = TRACKERS[name]
+        if importlib.util.find_spec(module) is None:
+            raise UserError(f"{where}: logger {name!r} needs the {module} package, which is not "
+                            f"installed: pip install 'ablate[{extra}]'")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def tracker_callbacks(names: Iterable[str], sweep_dir: Path, sweep_name: str) -> list[Any]:
+    """One Ray Tune logger callback per tracker name (checked with ``check_trackers`` first)."""
+    return [BUILDERS[name](sweep_dir, sweep_name) for name in check_trackers(names)]
+
+
+def tensorboard_callback(sweep_dir: Path, sweep_name: str) -> Any:
+    from ray.tune.logger import TBXLoggerCallback
+
+    return TBXLoggerCallback()
+
+
+def mlflow_callback(sweep_dir: Path, sweep_name: str) -> Any:
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        uri = (sweep_dir / MLFLOW_DIR).resolve().as_uri()
+        # MLflow 3 keeps its file store in "maintenance mode" behind this switch; it needs no database
+        # package (mlflow-skinny suffices) and `mlflow ui --backend-store-uri` still reads it.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return MLflowLoggerCallback(tracking_uri=uri, experiment_name=sweep_name, save_artifact=False,
+                                tags={"ablate_sweep": sweep_name})
+
+
+def wandb_callback(sweep_dir: Path, sweep_name: str) -> Any:
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    if not os.environ.get("WANDB_API_KEY"):
+        # Ray asks for an API key unless the mode is offline; without one, offline is the only mode.
+        os.environ.setdefault("WANDB_MODE", "offline")
+    folder = sweep_dir / WANDB_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    return WandbLoggerCallback(project=sweep_name, dir=str(folder.resolve()),
+                               mode=os.environ.get("WANDB_MODE", "online"))
+
+
+BUILDERS = {"tensorboard": tensorboard_callback, "mlflow": mlflow_callback, "wandb": wandb_callback}

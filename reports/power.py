@@ -1,0 +1,116 @@
+"""Seed-power advice: how many seed repeats would tell the best configuration from the runner-up.
+
+From the repeats a sweep has, the seed standard deviation of each configuration is estimated; the
+observed best-vs-runner-up difference divided by their pooled seed SD is the effect size d, and the
+repeats needed per configuration are the smallest n at which a two-sided two-sample t-test at
+p < 0.05 has 80 % power, computed exactly with the noncentral t distribution (df = 2n - 2,
+noncentrality d * sqrt(n / 2)).
+
+    repeats_needed(diff=0.8, sd=0.5)     # 8 (per configuration)
+    advice = seed_power(analyse(trials, info, trainer).points, params)
+    advice.text                          # the sentence the report prints
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+from scipy import stats as sps
+
+from reports.document import Document
+from reports.stats import ALPHA
+
+POWER = 0.8
+MAX_REPEATS = 1000
+
+
+def t_test_power(d: float, n: int, alpha: float = ALPHA) -> float:
+    """Power of the two-sided two-sample t-test (n per group, equal SD) at effect size ``d``."""
+    df = 2 * n - 2
+    ncp = abs(d) * math.sqrt(n / 2)
+    crit = float(sps.t.ppf(1 - alpha / 2, df))
+    return float(sps.nct.sf(crit, df, ncp) + sps.nct.cdf(-crit, df, ncp))
+
+
+def repeats_needed(diff: float, sd: float, alpha: float = ALPHA, power: float = POWER) -> int | None:
+    """Smallest repeats per configuration detecting ``diff`` with seed SD ``sd``; None beyond
+    MAX_REPEATS (or for no difference)."""
+    if sd <= 0:
+        return 2  # no seed noise observed: two repeats each already show the difference
+    d = abs(diff) / sd
+    if d == 0:
+        return None
+    for n in range(2, MAX_REPEATS + 1):
+        if t_test_power(d, n, alpha) >= power:
+            return n
+    return None
+
+
+def pooled_sd(groups: list[list[float]]) -> tuple[float, int]:
+    """Pooled within-group SD over groups with 2+ values, and its degrees of freedom (0: no estimate)."""
+    usable = [g for g in groups if len(g) >= 2]
+    dof = sum(len(g) - 1 for g in usable)
+    if dof == 0:
+        return math.nan, 0
+    ss = sum(sum((x - sum(g) / len(g)) ** 2 for x in g) for g in usable)
+    return math.sqrt(ss / dof), dof
+
+
+def sample_sd(values: list[float]) -> float:
+    return pooled_sd([values])[0]
+
+
+@dataclass
+class PowerAdvice:
+    text: str
+    table: pd.DataFrame  # per configuration: parameters, repeats, mean, seed SD
+
+
+def seed_power(points: pd.DataFrame, params: list[str]) -> PowerAdvice:
+    """Advice from ``reports.stats.point_summary`` rows ranked best first (as the report's
+    ``Analysis.points``: collapsed configurations last); ``values`` are the repeats' kNN top-1."""
+    points = points[points["n"] > 0].reset_index(drop=True)
+    table = pd.DataFrame({**{p: points[p] for p in params}, "repeats": points["n"],
+                          "mean kNN top-1 (%)": points["mean"].round(2),
+                          "seed SD (points)": [round(sample_sd(v), 3) for v in points["values"]]})
+    if len(points) < 2:
+        return PowerAdvice("Fewer than two configurations have a final kNN top-1: nothing to compare.", table)
+    best, second = points.iloc[0], points.iloc[1]
+    diff = float(best["mean"] - second["mean"])
+    sd, dof = pooled_sd([list(best["values"]), list(second["values"])])
+    source = "the best and the runner-up"
+    if dof == 0:
+        sd, dof = pooled_sd([list(v) for v in points["values"]])
+        source = "all configurations with 2+ repeats (assuming seed noise alike across them)"
+    head = (f"The best configuration ({label(best, params)}) leads the runner-up ({label(second, params)}) "
+            f"by {diff:.2f} points.")
+    if dof == 0:
+        return PowerAdvice(f"{head} With one repeat per configuration there is no estimate of the seed "
+                           "standard deviation, so no power statement: run 2 or more repeats "
+                           "(`--set repeats=3`).", table)
+    n = repeats_needed(diff, sd)
+    have = int(min(best["n"], second["n"]))
+    need = f"more than {MAX_REPEATS}" if n is None else str(n)
+    verdict = "this sweep has enough" if n is not None and have >= n else f"this sweep has {have}"
+    noise = (f"Seed SD {sd:.2f} points (pooled over {source}, {dof} degrees of freedom)." if sd > 0
+             else f"The repeats show no seed variance at all ({source}).")
+    return PowerAdvice(
+        f"{head} {noise} Detecting a difference of that size at p < 0.05 with 80 % power (two-sided "
+        f"two-sample t-test, exact noncentral t) needs **{need} repeats per configuration**; {verdict}. "
+        "The observed difference is itself an estimate (the best of several looks better than it is): "
+        "treat this as a lower bound.", table)
+
+
+def label(row: pd.Series, params: list[str]) -> str:
+    return ", ".join(f"{p}={row[p]:.4g}" if isinstance(row[p], float) else f"{p}={row[p]}" for p in params)
+
+
+def add_power(doc: Document, points: pd.DataFrame, params: list[str]) -> None:
+    """The report's "Seed power" section from ``point_summary`` rows ranked best first."""
+    doc.heading("Seed power")
+    advice = seed_power(points, params)
+    doc.paragraph(advice.text)
+    if len(advice.table):
+        doc.table(advice.table.head(10))

@@ -1,0 +1,35 @@
+"""A tiny sweep started through the Python API with every tracker on, its progress output captured."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import TINY_TRAINER, write_spec
+
+TRACKED_SPEC = f"""\
+name: tracked
+trainer: {dict(TINY_TRAINER, epochs=2)}
+space:
+  teacher_temp: {{type: choice, values: [0.02, 0.06]}}
+search: {{algorithm: grid}}
+resources: {{cpu: 1, gpu: 0}}
+loggers: [tensorboard, mlflow]
+"""
+
+
+@pytest.fixture(scope="session")
+def tracked_sweep(ray_cluster: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """(sweep folder, what the live view printed) of ``ablate.run`` on a 2-trial grid with TensorBoard
+    and MLflow from the spec and W&B from ``loggers=``; treat as read-only."""
+    pytest.importorskip("mlflow", reason="the tracker tests need ablate[mlflow]")
+    pytest.importorskip("wandb", reason="the tracker tests need ablate[wandb]")
+    import ablate
+
+    root = tmp_path_factory.mktemp("tracked")
+    out = io.StringIO()  # not a terminal: one line per event
+    sweep = ablate.run(write_spec(root, TRACKED_SPEC), set={"trainer.epochs": 2}, storage=root / "runs",
+                       address=ray_cluster, loggers=["wandb"], stream=out)
+    return sweep.path, out.getvalue()

@@ -1,0 +1,66 @@
+"""The Python API: the README's notebook example, run as written on copies of the session's tiny sweep."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import ablate
+from ablate.errors import UserError
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_blocks(section: str) -> list[str]:
+    text = README.read_text().split(f"### {section}", 1)[1].split("\n### ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_notebook_example(real_sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture) -> None:
+    run_block, explore = readme_blocks("Python API (notebooks)")
+    assert 'ablate.run("search_spaces/temps.yaml", set={"trainer.epochs": 2})' in run_block  # see test_run_*
+    shutil.copytree(real_sweep, tmp_path / "runs" / "temps")
+    shutil.copytree(real_sweep, tmp_path / "runs" / "temps-cifar")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(explore, "README.md", "exec"), scope)
+    sweep, best = scope["sweep"], scope["best"]
+    trials = pd.read_parquet(tmp_path / "runs/temps/report/trials.parquet")
+    assert len(sweep.trials) == len(trials) == 4 and sweep.epochs["epoch"].max() == 2
+    assert scope["curves"].shape == (3, 4)  # epochs 0..2 x 4 trials
+    assert best["knn_top1"] == trials["knn_top1"].max() and best["device_seconds"] > 0
+    report_dir = scope["report_dir"]
+    assert report_dir == tmp_path / "runs/temps/report" and (report_dir / "report.html").is_file()
+    assert (tmp_path / "runs/compare/report.html").is_file()
+    assert best["trial_id"] in capsys.readouterr().out
+
+
+def test_load_builds_missing_tables_and_rejects_other_folders(real_sweep: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "tiny"
+    shutil.copytree(real_sweep, copy)
+    sweep = ablate.load(copy)
+    assert not (copy / "report").exists()
+    assert len(sweep.trials) == 4 and (copy / "report/trials.parquet").is_file()
+    assert sweep.spec["name"] == "tiny" and sweep.name == "tiny"
+    with pytest.raises(UserError, match="not a sweep folder"):
+        ablate.load(tmp_path)
+    with pytest.raises(UserError, match="compare needs two or more sweeps"):
+        ablate.compare(copy, out=tmp_path / "cmp")
+
+
+def test_run_through_the_api_with_set_overrides(tracked_sweep: tuple[Path, str]) -> None:
+    sweep = ablate.load(tracked_sweep[0])
+    assert sweep.spec["trainer"]["epochs"] == 2 and sweep.spec["loggers"] == ["tensorboard", "mlflow"]
+    assert sorted(sweep.trials["status"]) == ["completed", "completed"]
+
+
+def test_run_rejects_a_bad_override_before_ray(tmp_path: Path) -> None:
+    spec = Path(__file__).resolve().parents[2] / "search_spaces/temps.yaml"
+    with pytest.raises(UserError, match="trainer.epochs"):
+        ablate.run(spec, set={"trainer.epochs": -1}, storage=tmp_path)
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,183 @@
+"""The live sweep view: one line per event off a terminal, one in-place view on a terminal (a pty)."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from ablate.live import LiveView, fmt_duration
+
+LINE = re.compile(r"^\[\d+:\d\d\] ")
+
+
+def drive(view: LiveView) -> None:
+    """Four trials of 4 epochs: one completes, one collapses at epoch 2, one errors, one is stopped early."""
+    trials = [SimpleNamespace(trial_id=f"t{i}", config={"teacher_temp": 0.02 * (i + 1)}, error_msg="")
+              for i in range(4)]
+    view.setup()
+    for t in trials:
+        view.on_trial_start(0, trials, t)
+    for epoch in range(5):
+        view.on_trial_result(0, trials, trials[0], {"epoch": epoch, "loss": 3.0 - epoch / 4,
+                                                   "knn_top1": 40.0 + epoch, "time_this_iter_s": 2.0,
+                                                   "trial_outcome": "completed" if epoch == 4 else "running"})
+    view.on_trial_complete(0, trials, trials[0])
+    for epoch in range(3):
+        collapsed = epoch == 2
+        view.on_trial_result(0, trials, trials[1], {
+            "epoch": epoch, "loss": 4.1, "knn_top1": 12.0, "time_this_iter_s": 2.0,
+            "trial_outcome": "collapsed" if collapsed else "running",
+            "stop_reason": "teacher entropy at ln(out_dim) for 2 epochs" if collapsed else ""})
+    view.on_trial_complete(0, trials, trials[1])
+    trials[2].error_msg = "Traceback ...\nRuntimeError: boom"
+    view.on_trial_error(0, trials, trials[2])
+    view.on_trial_result(0, trials, trials[3], {"epoch": 1, "loss": 3.5, "knn_top1": 30.0,
+                                               "time_this_iter_s": 2.0, "trial_outcome": "running"})
+    view.on_trial_complete(0, trials, trials[3])
+    view.on_experiment_end(trials)
+
+
+def test_non_terminal_prints_one_line_per_event() -> None:
+    out = io.StringIO()
+    view = LiveView(num_trials=4, epochs=4, params=["teacher_temp"], stream=out, every=2)
+    drive(view)
+    lines = out.getvalue().splitlines()
+    assert all(LINE.match(line) for line in lines), lines
+    text = "\n".join(lines)
+    assert sum("started" in line for line in lines) == 4
+    assert "trial 1/4 started  t0  teacher_temp=0.02" in text
+    # every 2nd epoch while running (2), the last one is the "completed" line
+    assert [line for line in lines if "t0  epoch" in line] == [lines[4]]
+    assert "t0  epoch 2/4  loss 2.5000  kNN top-1 42.00%" in lines[4]
+    assert re.search(r"t0  completed  loss 2.0000  kNN top-1 44.00%  epochs 4/4  \[1/4 done", text)
+    collapsed = [line for line in lines if "collapsed" in line and "sweep done" not in line]
+    assert len(collapsed) == 1 and "reason: teacher entropy at ln(out_dim) for 2 epochs" in collapsed[0]
+    assert "t2  errored" in text and "reason: RuntimeError: boom" in text
+    assert "t3  stopped early" in text and "after 1/4 epochs" in text
+    assert lines[-1].endswith("best kNN top-1 44.00% (teacher_temp=0.02; trial t0)")  # not the collapsed one
+    assert "1 completed, 1 collapsed, 1 errored, 1 stopped early" in lines[-1]
+    assert len(lines) == 4 + 1 + 4 + 1
+
+
+def test_progress_and_eta() -> None:
+    view = LiveView(num_trials=2, epochs=4, params=[], stream=io.StringIO())
+    trials = [SimpleNamespace(trial_id=t, config={}) for t in ("a", "b")]
+    for t in trials:
+        view.on_trial_start(0, trials, t)
+    assert view.eta() is None  # nothing measured yet
+    for epoch in (1, 2):
+        view.on_trial_result(0, trials, trials[0], {"epoch": epoch, "time_this_iter_s": 3.0})
+    view.on_trial_result(0, trials, trials[1], {"epoch": 1, "time_this_iter_s": 3.0})
+    # 8 planned, 3 done: 5 epochs x 3 s over 2 running trials
+    assert (view.epochs_done(), view.epochs_planned(), view.eta()) == (3, 8, 7.5)
+    view.on_trial_complete(0, trials, trials[1])  # stopped early at epoch 1: 3 epochs never run
+    assert view.epochs_planned() == 5 and view.eta() == pytest.approx(2 * 3.0)
+    assert fmt_duration(3725) == "1:02:05" and fmt_duration(65) == "1:05" and fmt_duration(None) == "?"
+
+
+def test_the_view_survives_pickling() -> None:
+    import pickle
+
+    view = LiveView(num_trials=1, epochs=1, params=["x"], stream=io.StringIO())
+    copy = pickle.loads(pickle.dumps(view))  # Tune saves callbacks with the experiment
+    assert copy.stream is None and copy.num_trials == 1
+
+
+TERMINAL_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from types import SimpleNamespace
+    from ablate.live import LiveView
+    view = LiveView(num_trials=2, epochs=6, params=["teacher_temp"], stream=sys.stdout)
+    trials = [SimpleNamespace(trial_id=f"t{i}", config={"teacher_temp": 0.04}, error_msg="")
+              for i in range(2)]
+    view.setup()
+    for t in trials:
+        view.on_trial_start(0, trials, t)
+    for epoch in range(7):
+        for t in trials:
+            view.on_trial_result(0, trials, t, {"epoch": epoch, "loss": 3.0, "knn_top1": 40.0 + epoch,
+                                                "time_this_iter_s": 1.0, "trial_outcome": "running",
+                                                "stop_reason": ""})
+        time.sleep(0.3)
+    view.on_trial_result(0, trials, trials[1], {"epoch": 6, "trial_outcome": "diverged",
+                                                "stop_reason": "loss is nan at step 12"})
+    view.on_trial_complete(0, trials, trials[0])
+    view.on_trial_complete(0, trials, trials[1])
+    view.on_experiment_end(trials)
+""")
+
+
+def read_all(fd: int, proc: subprocess.Popen, timeout: float = 60) -> bytes:
+    chunks, deadline = [], time.time() + timeout
+    while time.time() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:  # the child closed the pty
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    return b"".join(chunks)
+
+
+def test_terminal_draws_one_view_in_place() -> None:
+    master, slave = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "COLUMNS": "120",
+           "LINES": "40", "TERM": "xterm-256color"}
+    proc = subprocess.Popen([sys.executable, "-c", TERMINAL_SCRIPT], stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    try:
+        raw = read_all(master, proc)
+        assert proc.wait(timeout=30) == 0, raw.decode(errors="replace")[-2000:]
+    finally:
+        os.close(master)
+    text = raw.decode("utf-8", errors="replace")
+    assert "\x1b[2K" in text and re.search(r"\x1b\[\d*A", text)  # erase line, cursor up: redrawn in place
+    assert "━" in text  # the progress bar
+    final = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text.split("\x1b[2K")[-1])
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    assert "trials 2/2  epochs 12/12" in plain
+    assert "best kNN top-1 46.00% (teacher_temp=0.04; trial t0)" in plain
+    assert plain.count("t1  diverged") == 1 and "reason: loss is nan at step 12" in plain  # printed once
+    assert "sweep done" in final
+    # redrawn several times, yet the screen grew only by the view (5 lines) and the event lines (3)
+    ups = sum(int(n or 1) for n in re.findall(r"\x1b\[(\d*)A", text))
+    assert ups >= 3 * 4 and text.count("\n") - ups <= 8, (text.count("\n"), ups)
+
+
+@pytest.mark.slow
+def test_a_real_sweep_off_a_terminal(tracked_sweep: tuple[Path, str]) -> None:
+    sweep, text = tracked_sweep
+    lines = text.splitlines()
+    assert all(LINE.match(line) for line in lines), lines  # nothing but the view's own lines
+    assert sum(" started " in line for line in lines) == 2
+    assert sum(" completed  loss " in line for line in lines) == 2
+    assert lines[-1].split("] ", 1)[1].startswith("sweep done in ") and "2 completed" in lines[-1]
+    # epoch 1 of 2 printed once per trial (every = ceil(2 / 3) = 1), the last epoch is the end line
+    assert sum(" epoch 1/2 " in line for line in lines) == 2
+    assert len(lines) == 2 + 2 + 2 + 1
+    assert (sweep / "ray.log").is_file() and "ray" in (sweep / "ray.log").read_text()
+
+
+def test_best_so_far_ranks_a_loss_at_ln_k_last() -> None:
+    view = LiveView(num_trials=2, epochs=2, params=[], stream=io.StringIO())
+    trials = [SimpleNamespace(trial_id=t, config={}) for t in ("a", "b")]
+    view.on_trial_result(0, trials, trials[0], {"epoch": 2, "knn_top1": 95.0, "loss_at_ln_out_dim": True})
+    assert view.best().trial_id == "a"  # nothing else scored yet
+    view.on_trial_result(0, trials, trials[1], {"epoch": 2, "knn_top1": 93.0, "loss_at_ln_out_dim": False})
+    assert view.best().trial_id == "b"

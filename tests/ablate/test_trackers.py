@@ -1,0 +1,118 @@
+"""Experiment trackers: what each tool's own reader finds equals what the trials reported."""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ablate.errors import UserError
+from ablate.trackers import check_trackers
+
+pytestmark = pytest.mark.slow
+
+
+def reported(sweep: Path) -> dict[str, dict[int, dict]]:
+    """trial_id -> epoch -> the row Ray wrote to result.json."""
+    out: dict[str, dict[int, dict]] = {}
+    for file in (sweep / "tune").glob("*/result.json"):
+        rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+        out[rows[0]["trial_id"]] = {r["epoch"]: r for r in rows}
+    return out
+
+
+def test_tensorboard_event_files(tracked_sweep: tuple[Path, str]) -> None:
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    sweep, _ = tracked_sweep
+    rows = reported(sweep)
+    for trial_id, by_epoch in rows.items():
+        folder = next((sweep / "tune").glob(f"*{trial_id}*"))
+        acc = event_accumulator.EventAccumulator(str(folder))
+        acc.Reload()
+        knn = {e.step: e.value for e in acc.Scalars("ray/tune/knn_top1")}
+        # Ray logs each report at step = training_iteration (epoch + 1)
+        assert knn == pytest.approx({r["training_iteration"]: r["knn_top1"] for r in by_epoch.values()})
+        cost = [e.value for e in acc.Scalars("ray/tune/device_seconds")]
+        assert cost == sorted(cost) and cost[-1] > 0  # cumulative
+
+
+def test_mlflow_file_store(tracked_sweep: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    sweep, _ = tracked_sweep
+    client = MlflowClient(tracking_uri=(sweep / "mlruns").as_uri())
+    experiment = client.get_experiment_by_name("tracked")
+    runs = client.search_runs([experiment.experiment_id])
+    rows = reported(sweep)
+    assert len(runs) == len(rows) == 2
+    for run in runs:
+        trial_id = run.data.tags["trial_name"].rsplit("_", 2)[-2:]
+        by_epoch = rows["_".join(trial_id)]
+        history = client.get_metric_history(run.info.run_id, "knn_top1")
+        expected = sorted(r["knn_top1"] for r in by_epoch.values())
+        assert sorted(m.value for m in history) == pytest.approx(expected)
+        assert float(run.data.params["teacher_temp"]) == by_epoch[0]["config"]["teacher_temp"]
+        assert run.data.tags["ablate_sweep"] == "tracked"
+
+
+def wandb_records(path: Path) -> Iterator:
+    """The records of a W&B transaction log (``run-ID.wandb``), decoded with W&B's own protobuf schema.
+
+    The file is W&B's LevelDB-style log: a 7-byte header (':W&B', magic, version), then 32 KiB blocks
+    of chunks, each with a 7-byte header (CRC32, length, type: 1 full, 2 first, 3 middle, 4 last).
+    """
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, chunk = 7, b""
+    while pos + 7 <= len(data):
+        left = 32768 - pos % 32768
+        if left < 7:  # block trailer padding
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if length == 0 and kind == 0:  # zero fill up to the next block
+            pos += left
+            continue
+        chunk += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):
+            record = pb.Record()
+            record.ParseFromString(chunk)
+            yield record
+            chunk = b""
+
+
+def test_wandb_offline_run_files(tracked_sweep: tuple[Path, str]) -> None:
+    sweep, _ = tracked_sweep
+    rows = reported(sweep)
+    files = sorted((sweep / "wandb").glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(files) == len(rows) == 2
+    for file in files:
+        records = list(wandb_records(file))
+        run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+        assert run.project == "tracked" and run.run_id in rows
+        history = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+                   for r in records if r.WhichOneof("record_type") == "history"]
+        by_epoch = rows[run.run_id]
+        assert [h["epoch"] for h in history] == sorted(by_epoch)
+        expected = [by_epoch[e]["knn_top1"] for e in sorted(by_epoch)]
+        assert [h["knn_top1"] for h in history] == pytest.approx(expected)
+
+
+def test_unknown_or_missing_tracker_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UserError, match="unknown logger 'comet'; allowed: tensorboard, mlflow, wandb"):
+        check_trackers(["comet"])
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "mlflow" else real(name, *a))
+    with pytest.raises(UserError, match=r"needs the mlflow package.*pip install 'ablate\[mlflow\]'"):
+        check_trackers(["tensorboard", "mlflow"], "loggers")
+    assert check_trackers(["tensorboard", "tensorboard"]) == ["tensorboard"]

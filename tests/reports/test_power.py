@@ -1,0 +1,56 @@
+"""Seed-power advice: exact t-test power, the repeats needed, and what one repeat can (not) say."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from reports.power import pooled_sd, repeats_needed, seed_power, t_test_power
+from reports.stats import point_summary
+
+
+@pytest.mark.parametrize(("d", "n"), [(0.5, 64), (0.8, 26), (1.0, 17), (2.0, 6)])
+def test_repeats_needed_match_the_standard_tables(d: float, n: int) -> None:
+    # Cohen (1988) / G*Power, two-sided alpha 0.05, power 0.8, n per group
+    assert repeats_needed(diff=d, sd=1.0) == n
+    assert t_test_power(d, n) >= 0.8 > t_test_power(d, n - 1)
+
+
+def test_no_difference_needs_infinitely_many_and_no_noise_needs_two() -> None:
+    assert repeats_needed(0.0, 1.0) is None
+    assert repeats_needed(0.5, 0.0) == 2
+    assert repeats_needed(0.001, 1.0) is None  # beyond MAX_REPEATS
+
+
+def test_pooled_sd_weights_by_degrees_of_freedom() -> None:
+    sd, dof = pooled_sd([[1.0, 3.0], [10.0, 10.0, 13.0], [5.0]])
+    assert dof == 1 + 2 and sd == pytest.approx(math.sqrt((2.0 + 6.0) / 3))
+
+
+def points(values: dict[float, list[float]]) -> pd.DataFrame:
+    trials = pd.DataFrame([{"point": i, "teacher_temp": t, "knn_top1": v, "collapsed": False}
+                           for i, (t, vs) in enumerate(values.items()) for v in vs])
+    summary = point_summary(trials, ["teacher_temp"])
+    return summary.sort_values("mean", ascending=False)
+
+
+def test_advice_from_repeats() -> None:
+    advice = seed_power(points({0.04: [70.0, 71.0, 72.0], 0.02: [69.0, 70.0, 71.0], 0.1: [50.0, 50.5, 51.0]}),
+                        ["teacher_temp"])
+    # best 71 vs runner-up 70, pooled SD 1.0 -> d = 1 -> 17 repeats per configuration
+    assert "best configuration (teacher_temp=0.04)" in advice.text
+    assert "runner-up (teacher_temp=0.02) by 1.00 points" in advice.text
+    assert "Seed SD 1.00 points" in advice.text
+    assert "**17 repeats per configuration**; this sweep has 3" in advice.text
+    assert list(advice.table["seed SD (points)"]) == [1.0, 1.0, 0.5]
+
+
+def test_one_repeat_gives_no_estimate_but_others_can_lend_theirs() -> None:
+    alone = seed_power(points({0.04: [71.0], 0.02: [70.0]}), ["teacher_temp"])
+    assert "no estimate of the seed standard deviation, so no power statement" in alone.text
+    assert "repeats per configuration**" not in alone.text
+    lent = seed_power(points({0.04: [71.0], 0.02: [70.0], 0.1: [50.0, 52.0]}), ["teacher_temp"])
+    assert "pooled over all configurations with 2+ repeats" in lent.text
+    assert "Seed SD 1.41 points" in lent.text and "1 degrees of freedom" in lent.text
