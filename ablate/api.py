@@ -58,16 +58,19 @@ class Sweep:
 
     @property
     def best(self) -> pd.Series | None:
-        """The best finished trial (collapsed teachers ranked last, as in the report); None if none."""
-        from reports.tables import final_trials, working_trials
+        """The trials.parquet row of the best trial of the best configuration, by the one ranking
+        rule (reports/ranking.py: the summary, ``ablate ls`` and the report rank the same way);
+        None while no trial has a value."""
+        from reports.ranking import best_point, counted_trials
 
         spec = self.spec
         metric, mode = spec.get("metric", "knn_top1"), spec.get("mode", "max")
-        counted, _ = final_trials(self.trials)
-        counted = working_trials(counted.dropna(subset=[metric]))
-        if counted.empty:
+        point, _ = best_point(self.trials, list(spec.get("space") or {}), metric, mode)
+        if point is None:
             return None
-        return counted.sort_values(metric, ascending=(mode == "min"), kind="stable").iloc[0]
+        counted, _ = counted_trials(self.trials, metric)
+        repeats = counted[counted["point"] == point["point"]]
+        return repeats.sort_values(metric, ascending=(mode == "min"), kind="stable").iloc[0]
 
     def report(self) -> Path:
         """Write the full report (parquet, report.md, report.html, plots); returns its folder."""
@@ -152,21 +155,21 @@ def compare(*sweeps: str | Path | Sweep, out: str | Path) -> Path:
     """One report across two or more sweeps (folders, Sweep objects or trials.parquet files)."""
     from reports.compare import build_comparison
 
-    sources = [s.path if isinstance(s, Sweep) else Path(s) for s in sweeps]
+    sources: list[str | Path] = [s.path if isinstance(s, Sweep) else Path(s) for s in sweeps]
     if len(sources) < 2:
         raise UserError(f"compare needs two or more sweeps, got {len(sources)}")
     refuse_repeats(sources)
     try:
-        return build_comparison(sources, Path(out))
+        return build_comparison(list(sources), Path(out))
     except ReportError as exc:
         raise UserError(str(exc)) from None
 
 
-def refuse_repeats(sources: list[Path]) -> None:
+def refuse_repeats(sources: list[str | Path]) -> None:
     """The same sweep twice (also as its folder and its report/trials.parquet) compares nothing."""
-    seen: dict[Path, Path] = {}
+    seen: dict[Path, str | Path] = {}
     for source in sources:
-        path = source.expanduser().resolve()
+        path = Path(source).expanduser().resolve()
         if path.name == "trials.parquet" and path.parent.name == "report":
             path = path.parent.parent
         if path in seen:

@@ -86,7 +86,7 @@ class LiveView(Callback):
         return self.interactive
 
     # --- Tune's hooks ------------------------------------------------------------------------
-    def setup(self, **info: Any) -> None:
+    def setup(self, **info: Any) -> None:  # type: ignore[override]  # Ray passes keywords only
         self.started = time.time()
         if self.is_terminal:
             self._start_live()
@@ -185,7 +185,7 @@ class LiveView(Callback):
         if not scored:
             return None
         pick = max if self.mode == "max" else min
-        return pick(scored, key=lambda r: r.knn_top1)
+        return pick(scored, key=lambda r: r.knn_top1 if r.knn_top1 is not None else math.nan)
 
     # --- text ------------------------------------------------------------------------------------
     def _params(self, row: TrialRow) -> str:

@@ -40,9 +40,9 @@ class TrialRecorder(tune.Callback):
         return {"spec": self.spec, "sweep_dir": self.sweep_dir}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["spec"], state["sweep_dir"])
+        TrialRecorder.__init__(self, state["spec"], state["sweep_dir"])
 
-    def setup(self, **info: Any) -> None:
+    def setup(self, **info: Any) -> None:  # type: ignore[override]  # Ray passes keywords only
         self.sweep_dir = ACTIVE.get("sweep_dir", self.sweep_dir)  # a resumed sweep may have moved
         self.records = read_records(self.sweep_dir)
         self.points = Points(self.spec, self.records)

@@ -18,7 +18,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ray.tune.search.optuna import OptunaSearch
 
@@ -68,22 +68,24 @@ class RecordedOptunaSearch(OptunaSearch):
         if getattr(self, "_in_memory", False):
             return True
         known = [t._trial_id for t in self._ot_trials.values()]
-        return study_in_file(self._sweep_dir / "optuna.db", self._study_name, self._ot_study._study_id, known)
+        study: Any = self._ot_study  # OptunaSearch types it Optional; set once the search is set up
+        return study_in_file(self._sweep_dir / "optuna.db", str(self._study_name), study._study_id, known)
 
     def _rebuild(self, why: str) -> None:
         import optuna
 
         db = self._sweep_dir / "optuna.db"
+        name, old, space = str(self._study_name), cast(Any, self._ot_study), cast(dict[str, Any], self._space)
         moved = set_aside(db)
         storage: Any = optuna.storages.RDBStorage(f"sqlite:///{db}")
         try:
-            study = new_study(storage, self._study_name, self._mode, self._ot_study.sampler)
+            study = new_study(storage, name, str(self._mode), old.sampler)
         except Exception as exc:
             print(f"ablate: warning: cannot write {db} ({exc}); the study continues in memory",
                   file=sys.stderr)
             storage = optuna.storages.InMemoryStorage()
-            study = new_study(storage, self._study_name, self._mode, self._ot_study.sampler)
-        added = add_finished(study, self._sweep_dir, list(self._space), self._metric, self._space)
+            study = new_study(storage, name, str(self._mode), old.sampler)
+        added = add_finished(study, self._sweep_dir, list(space), str(self._metric), space)
         running = {tid: t for tid, t in self._ot_trials.items() if tid not in self._completed_trials}
         for tid, old in running.items():  # asked again with the same values, so tell() finds them
             study.enqueue_trial(dict(old.params))
@@ -166,12 +168,12 @@ def add_finished(study: Any, sweep_dir: Path, params: list[str], metric: str,
     for recs in groups.values():
         values = [final_value(r, metric) for r in recs if r.get("status") in ("completed", "flagged",
                                                                             "collapsed", "stopped early")]
-        values = [v for v in values if v is not None]
-        if not values or len(values) < len(recs):
+        finite = [v for v in values if v is not None]
+        if not finite or len(finite) < len(recs):
             continue  # a setting with repeats still running is asked again, not added
         point = {p: recs[0]["params"][p] for p in params}
         study.add_trial(optuna.trial.create_trial(params=point, distributions=distributions,
-                                                  value=sum(values) / len(values)))
+                                                  value=sum(finite) / len(finite)))
         added += 1
     return added
 

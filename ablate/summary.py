@@ -48,7 +48,8 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False)
     return exit_code(sweep_dir, trials, total, interrupted, best is not None)
 
 
-def exit_code(sweep_dir: Path, trials, total: int | None, interrupted: bool, scored: bool) -> int:
+def exit_code(sweep_dir: Path, trials: pd.DataFrame, total: int | None, interrupted: bool,
+              scored: bool) -> int:
     if interrupted:
         done = int(trials["status"].isin(FINISHED).sum())
         print(f"ablate: interrupted: {done} of {total if total is not None else len(trials)} trials "

@@ -21,8 +21,8 @@ from matplotlib.figure import Figure
 
 from reports.document import Document
 from reports.plots import COLLAPSE_COLOR, KNN_LABEL, TRIAL_COLOR, save
+from reports.ranking import counted_trials
 from reports.stats import mean_ci
-from reports.tables import final_trials
 
 KINDS = ("GPU", "CPU")
 
@@ -68,7 +68,7 @@ def cost_table(trials: pd.DataFrame, epochs: pd.DataFrame, params: list[str]) ->
     final kNN top-1 (mean over its finished repeats); sorted by kNN top-1, best first."""
     costs = trial_costs(epochs)
     data = trials.merge(costs, on="trial_id", how="inner", suffixes=("_trials", ""))
-    counted, _ = final_trials(trials)
+    counted, _ = counted_trials(trials)
     finished = set(counted["trial_id"])
     rows = []
     for point, group in data.groupby("point", sort=True):

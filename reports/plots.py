@@ -130,7 +130,7 @@ REFERENCES = {"pixel_knn_top1": ("raw pixels", "#8c564b", ":"),
               "untrained_knn_top1": ("untrained network", "#7f7f7f", "-.")}
 
 
-def reference_lines(ax: object, reference: dict | None) -> None:
+def reference_lines(ax: Axes, reference: dict | None) -> None:
     """Horizontal lines at the dataset's raw-pixel and untrained-network kNN top-1 (labelled)."""
     for key, (name, color, ls) in REFERENCES.items():
         value = (reference or {}).get(key)

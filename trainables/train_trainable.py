@@ -19,7 +19,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from trainables.dino.trainer import DINOTrainer
 from trainables.tune_trainable import DeviceClock, Report, _use_assigned_cpus, run_trial, trial_config
@@ -42,7 +42,7 @@ def dino_train_trial(config: dict[str, Any], workers: int, cpu: float, gpu: floa
         run_config=train.RunConfig(
             # The trial's folder: a restarted trial finds (and resumes) its own Train run.
             name=Path(tune.get_context().get_trial_dir()).name, storage_path=storage_path,
-            callbacks=[TuneReportCallback()],
+            callbacks=[cast(Any, TuneReportCallback())],  # a Train callback, typed as a Tune one
             checkpoint_config=train.CheckpointConfig(num_to_keep=2),
             failure_config=train.FailureConfig(max_failures=0)))  # Tune retries the trial
     trainer.fit()

@@ -11,6 +11,7 @@ import pytest
 
 import ablate
 from ablate.errors import UserError
+from reports.ranking import best_point
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -33,7 +34,10 @@ def test_readme_notebook_example(real_sweep: Path, tmp_path: Path, monkeypatch: 
     trials = pd.read_parquet(tmp_path / "runs/temps/report/trials.parquet")
     assert len(sweep.trials) == len(trials) == 4 and sweep.epochs["epoch"].max() == 2
     assert scope["curves"].shape == (3, 4)  # epochs 0..2 x 4 trials
-    assert best["knn_top1"] == trials["knn_top1"].max() and best["device_seconds"] > 0
+    point, _ = best_point(trials, ["teacher_temp", "student_temp", "warmup_teacher_temp_epochs"])
+    same = trials[trials["point"] == point["point"]]  # the best configuration, as the report ranks
+    assert best["point"] == point["point"] and best["knn_top1"] == same["knn_top1"].max()
+    assert best["device_seconds"] > 0
     report_dir = scope["report_dir"]
     assert report_dir == tmp_path / "runs/temps/report" and (report_dir / "report.html").is_file()
     assert (tmp_path / "runs/compare/report.html").is_file()
