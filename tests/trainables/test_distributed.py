@@ -73,7 +73,7 @@ def run_steps(rank: int, world: int) -> dict:
         local = [c[rank * per:(rank + 1) * per] for c in fixed_crops(step)]
         losses.append(all_reduce_mean(trainer.train_step([local], it=step, epoch=0)))
     top1, top5 = trainer.evaluate()
-    features, labels = trainer._features(trainer.test_set)  # gathered from every rank
+    features, labels = trainer._features(trainer.test_data, trainer.test_set)  # gathered from every rank
     return {"features": features, "labels": labels,
             "loss": torch.stack(losses), "center": trainer.loss_fn.center.clone(),
             "student": trainer.student.state_dict(), "teacher": trainer.teacher.state_dict(),
@@ -122,5 +122,9 @@ def test_two_workers_gather_knn_features_to_the_single_process_top1(two_workers:
                                                                    one_process: dict):
     for worker in two_workers:  # every rank holds all test features, in the dataset's order
         assert torch.equal(worker["labels"], one_process["labels"])
-        torch.testing.assert_close(worker["features"], one_process["features"], **TOL)
+        # kNN features are stored in fp16: the same image embedded in another batch may round one
+        # fp16 step (2^-11 relative) apart.
+        assert worker["features"].dtype == torch.float16
+        torch.testing.assert_close(worker["features"].float(), one_process["features"].float(),
+                                   rtol=2e-3, atol=2e-4)
     assert two_workers[0]["knn"] == two_workers[1]["knn"] == one_process["knn"]

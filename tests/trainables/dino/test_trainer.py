@@ -166,5 +166,5 @@ def test_epoch_reports_data_wait_and_the_per_image_path_trains():
 def test_knn_memory_subsample():
     trainer = DINOTrainer(tiny(epochs=1, knn_memory_size=50))
     assert len(trainer.memory_set) == 50 and trainer.memory_data[0].shape[0] == 50
-    feats, labels = trainer._features(trainer.teacher.backbone, trainer.memory_data, trainer.memory_set)
+    feats, labels = trainer._features(trainer.memory_data, trainer.memory_set)
     assert feats.dtype == torch.float16 and feats.shape[0] == labels.shape[0] == 50
