@@ -39,9 +39,15 @@ def check_values(values: dict[str, Any], at: str) -> DINOConfig:
 
 
 def check_trainer(trainer: dict[str, Any]) -> dict[str, Any]:
-    """The ``trainer`` section: each key alone (so the error names it), then the rules between keys."""
+    """The ``trainer`` section: each key alone (so the error names it), then the rules between keys
+    (e.g. ``dataset: imagefolder`` needs ``data_path``), which only all keys together can satisfy."""
     for key, value in trainer.items():
         check_key(key, str(key))
+        try:
+            make_config({key: value})
+        except ConfigError as exc:
+            if "(config)=" in str(exc):  # a rule tying keys together: judged below, on all keys
+                continue
         check_values({key: value}, str(key))
     check_values(trainer, "")
     return trainer

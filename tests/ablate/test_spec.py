@@ -404,3 +404,10 @@ def test_loggers_key_is_validated_and_round_trips(tmp_path: Path) -> None:
         in message
     message = error_of(write(tmp_path, MINIMAL + "loggers: mlflow\n"))
     assert "loggers: got 'mlflow'; expected a list" in message
+
+
+def test_rules_between_trainer_keys_are_judged_on_the_whole_section(tmp_path: Path) -> None:
+    folder = MINIMAL + "trainer: {dataset: imagefolder, data_path: /data/pets}\n"
+    assert load_spec(write(tmp_path, folder)).trainer_config().data_path == "/data/pets"
+    message = error_of(write(tmp_path, MINIMAL + "trainer: {dataset: imagefolder}\n"))
+    assert "trainer: dataset 'imagefolder' needs data_path" in message
