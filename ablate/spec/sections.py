@@ -111,12 +111,12 @@ class Resources(SpecModel):
     def _whole_gpus_for_workers(self) -> Resources:
         if self.workers > 1 and self.gpu != "auto" and 0 < self.gpu < 1:
             raise spec_error(f"fractional resources.gpu needs resources.workers: 1 (got gpu {self.gpu}, "
-                             f"workers {self.workers}): each worker of a trial takes a whole GPU", "gpu",
+                             f"workers {self.workers}): each data-parallel worker needs a whole GPU", "gpu",
                              ("workers",))
         if self.workers > 1 and self.gpu == "auto" and self.gpu_auto_fraction < 1:
             raise spec_error(f"fractional resources.gpu_auto_fraction needs resources.workers: 1 (got "
-                             f"{self.gpu_auto_fraction}, workers {self.workers})", "gpu_auto_fraction",
-                             ("workers",))
+                             f"{self.gpu_auto_fraction}, workers {self.workers}): each data-parallel "
+                             "worker needs a whole GPU", "gpu_auto_fraction", ("workers",))
         return self
 
     def gpu_per_trial(self, cluster_has_gpu: bool) -> float:
