@@ -134,6 +134,7 @@ def test_statuses_from_trial_outcome_and_ray_state(sweep_copy: Path) -> None:
     ("completed", "TERMINATED", False, 4, "completed"),
     ("collapsed", "TERMINATED", False, 2, "collapsed"),
     ("diverged", "TERMINATED", False, 1, "diverged"),
+    ("oom", "TERMINATED", False, 1, "oom"),  # out of GPU memory: its own outcome, not "stopped early"
     ("completed", "ERROR", True, 4, "completed"),  # a retried trial that then finished
     ("running", "ERROR", True, 2, "errored"),
     ("running", None, True, 2, "errored"),  # no experiment state yet, but error.txt
