@@ -11,7 +11,8 @@ first epoch is a warm-up and is not counted. Prints one JSON line.
         --set patch_size=4 --set batch_size=256 --set local_crops_number=6 --set precision=bf16
 
 ``--compare DIR`` runs this bench alternately with ``PYTHONPATH=DIR`` (the other checkout) and with
-this checkout, ``--pairs`` times, and prints each pair's ratio (this / other) and the median.
+this checkout, ``--pairs`` times, and prints each pair's ratio (this / other) and the median;
+``--concurrent`` starts the two runs of a pair together, so that both see the same machine load.
 Keys the other checkout does not know are skipped there, so both do the same work.
 """
 
@@ -129,11 +130,15 @@ def compare(args: argparse.Namespace) -> None:
             *[a for s in args.set for a in ("--set", s)]]
     ratios = []
     for pair in range(args.pairs):
-        runs = {}
+        procs = {}
         for name, path in (("base", args.compare), ("this", str(ROOT))):
             env = {**os.environ, "PYTHONPATH": path}
-            out = subprocess.run([*argv, "--code", path], env=env, check=True, capture_output=True, text=True)
-            runs[name] = json.loads(out.stdout.strip().splitlines()[-1])
+            procs[name] = subprocess.Popen([*argv, "--code", path], env=env, stdout=subprocess.PIPE,
+                                           text=True)
+            if not args.concurrent:
+                procs[name].wait()
+        runs = {name: json.loads(proc.communicate()[0].strip().splitlines()[-1])
+                for name, proc in procs.items()}
         ratio = runs["this"]["img_per_s"] / runs["base"]["img_per_s"]
         ratios.append(ratio)
         print(json.dumps({"pair": pair, "base": runs["base"]["img_per_s"], "this": runs["this"]["img_per_s"],
@@ -154,6 +159,8 @@ def main() -> None:
     p.add_argument("--eval", action="store_true", help="also time one kNN evaluation (see knn_cost)")
     p.add_argument("--compare", metavar="DIR", help="another checkout to A/B against")
     p.add_argument("--pairs", type=int, default=3)
+    p.add_argument("--concurrent", action="store_true",
+                   help="run the two checkouts of a pair at the same time (same load on a busy machine)")
     p.add_argument("--code", help=argparse.SUPPRESS)  # where the code comes from (set by --compare)
     args = p.parse_args()
     if args.compare:

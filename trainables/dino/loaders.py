@@ -122,9 +122,12 @@ class SeededTransform(Dataset):
 
 def _seeded_loader(dataset: Dataset, transform: Callable, seed: int, batch_size: int, num_workers: int,
                    sampler: ShardSampler, device: torch.device) -> DataLoader:
+    # The DataLoader draws worker base seeds on each new iterator, but persistent workers keep
+    # theirs: its own generator keeps those draws out of the order and the global RNG.
     return DataLoader(SeededTransform(dataset, transform, seed), batch_size=batch_size,
                       sampler=SeededSampler(sampler), drop_last=True, num_workers=num_workers,
-                      pin_memory=device.type == "cuda", persistent_workers=num_workers > 0)
+                      pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed),
+                      persistent_workers=num_workers > 0)
 
 
 class FolderMultiCropLoader:

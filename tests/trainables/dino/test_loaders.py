@@ -57,3 +57,18 @@ def test_cpu_and_folder_loaders_yield_normalized_multicrops():
         crops, labels = next(iter(loader))
         assert [tuple(c.shape) for c in crops] == [(8, 3, 16, 16)] * 2 + [(8, 3, 8, 8)] * 2
         assert crops[0].dtype == torch.float32 and crops[0].min() < 0 and labels.shape == (8,)
+
+
+def test_per_image_batches_do_not_depend_on_the_number_of_workers():
+    # Resume builds a fresh loader; with persistent workers the straight run reuses its iterator.
+    train, _ = make_synthetic(n_train=32, size=16)
+    gen = torch.Generator()
+
+    def first_batch(loader, epoch):
+        gen.manual_seed(100 + epoch)  # as the trainer re-seeds its loader generator every epoch
+        loader.set_epoch(epoch)
+        return next(iter(loader))[0][0]
+    with_workers = CPUMultiCropLoader(train, DataAugmentationDINO(*ARGS), 0, 8, 2, gen, torch.device("cpu"))
+    first_batch(with_workers, 0)
+    resumed = CPUMultiCropLoader(train, DataAugmentationDINO(*ARGS), 0, 8, 0, gen, torch.device("cpu"))
+    assert torch.equal(first_batch(with_workers, 1), first_batch(resumed, 1))
