@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ablate.spec import MAX_SAMPLES, load_spec
 from ablate.summary import finish
+from ablate.sweep import DEFAULT_CONNECT_TIMEOUT
 from ablate.trackers import TRACKERS
 
 
@@ -17,9 +18,9 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
                         "(token auth: export RAY_AUTH_MODE=token with the cluster's token)")
     p.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of the local Ray (default: all)")
     p.add_argument("--num-gpus", type=int, metavar="N", help="GPUs of the local Ray (default: detected)")
-    p.add_argument("--connect-timeout", type=float, default=30.0, metavar="SECONDS",
+    p.add_argument("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT, metavar="SECONDS",
                    help="with --address: give up when the cluster does not answer within this "
-                        "time (default 30)")
+                        f"time (default {DEFAULT_CONNECT_TIMEOUT:g})")
     p.add_argument("--verbose", action="store_true",
                    help="print Ray's own log lines too (default: they go to STORAGE/NAME/ray.log)")
 
