@@ -11,6 +11,7 @@ from typing import Any
 
 from ray import tune
 
+from ablate.errors import UserError
 from ablate.records import (
     ACTIVE,
     FINAL,
@@ -93,12 +94,17 @@ class TrialRecorder(tune.Callback):
         config = dict(trial.config)
         params = {name: config.get(name) for name in self.spec.space}
         point, label, is_base = self.points.of(params)  # type: ignore[union-attr]
-        cfg = trial_config(config)
+        try:
+            cfg = trial_config(config)
+            seed, planned, resolved = cfg.seed, cfg.epochs, cfg.model_dump(mode="json")
+        except Exception:  # noqa: BLE001 - the trial itself fails on this config and says why
+            seed, planned = config.get("seed"), config.get("epochs")
+            resolved = {k: v for k, v in config.items() if not k.startswith("_")}
         return {"format": FORMAT, "version": VERSION, "trial_id": trial.trial_id,
                 "trial_dir": f"tune/{Path(trial.path or '').name}", "point": point, "label": label,
-                "is_baseline": is_base, "params": params, "seed": cfg.seed,
-                "repeat": trial_repeat(config), "epochs_planned": cfg.epochs,
-                "config": cfg.model_dump(mode="json"), "metric": self.spec.metric, "mode": self.spec.mode,
+                "is_baseline": is_base, "params": params, "seed": seed,
+                "repeat": trial_repeat(config), "epochs_planned": planned,
+                "config": resolved, "metric": self.spec.metric, "mode": self.spec.mode,
                 "status": "pending", "reason": "", "collapsed": False, "created_at": time.time(),
                 "epochs": []}
 
@@ -109,4 +115,11 @@ class TrialRecorder(tune.Callback):
 
     def _save(self, rec: dict[str, Any]) -> None:
         rec["updated_at"] = time.time()
-        write_json(self.sweep_dir / RECORDS_DIR / f"{rec['trial_id']}.json", rec)
+        path = self.sweep_dir / RECORDS_DIR / f"{rec['trial_id']}.json"
+        try:
+            write_json(path, rec)
+        except OSError as exc:  # read-only or full storage: stop the sweep with one clear line
+            raise UserError(f"{path}: cannot write the trial record ({exc.strerror or exc}, errno "
+                            f"{exc.errno}); the sweep stopped, the records and checkpoints written so "
+                            f"far are kept; free space or fix permissions, then `ablate resume "
+                            f"{self.sweep_dir}`") from None

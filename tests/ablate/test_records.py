@@ -99,3 +99,22 @@ mode: min
     (tmp_path / "edited.yaml").write_text(yaml.safe_dump({**data, "baseline": {"teacher_temp": 0.5}}))
     with pytest.raises(SpecError, match="baseline"):
         load_spec(tmp_path / "edited.yaml")
+
+
+def test_a_record_that_cannot_be_written_stops_the_sweep_with_one_clear_line(tmp_path: Path) -> None:
+    from ablate.errors import UserError
+    from ablate.recorder import TrialRecorder
+
+    spec = load_spec(write_spec(tmp_path, f"""
+name: w
+trainer: {TINY_TRAINER}
+space:
+  teacher_temp: {{type: choice, values: [0.02, 0.04]}}
+search: {{algorithm: grid}}
+"""))
+    blocked = tmp_path / "storage-is-a-file"
+    blocked.write_text("")  # no folder can be made inside it (root ignores read-only modes)
+    recorder = TrialRecorder(spec, blocked)
+    with pytest.raises(UserError, match=r"storage-is-a-file/trials/t1\.json: cannot write the trial record "
+                                        r"\(.*errno \d+\).*ablate resume"):
+        recorder._save({"trial_id": "t1", "epochs": []})
