@@ -430,6 +430,9 @@ def fit(tuner: Any, sweep_dir: Path) -> None:
         tuner.fit()
     finally:
         logger.removeFilter(watcher)
+        # This driver's sweep is over: a later sweep (or searcher) in the same process, e.g. in a
+        # notebook, must not take this folder for its own.
+        ACTIVE.pop("sweep_dir", None)
     # Ray's log line, or (should a Ray version word it differently) trials left unfinished.
     unfinished = [r for r in read_records(sweep_dir).values() if r.get("status") not in FINAL]
     if watcher.seen or unfinished:
