@@ -28,6 +28,7 @@ from trainables.dino.backbone import build_backbone
 from trainables.dino.head import DINOHead
 from trainables.dino.loss import DINOLoss, KoLeoLoss
 from trainables.dino.multicrop import MultiCropWrapper
+from trainables.dino.optim import build_optimizer
 from trainables.dino.schedules import cosine_scheduler
 from trainables.knn import extract_features, knn_accuracy
 
@@ -150,7 +151,7 @@ class DINOTrainer:
                                 cfg.warmup_teacher_temp_epochs, cfg.epochs, cfg.student_temp,
                                 cfg.center_momentum, cfg.centering).to(self.device)
         self.koleo = KoLeoLoss()
-        self.optimizer = torch.optim.AdamW(get_params_groups(self.student))
+        self.optimizer = build_optimizer(cfg.optimizer, get_params_groups(self.student))
         use_scaler = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         n = self.niter_per_ep
