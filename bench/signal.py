@@ -1,10 +1,12 @@
 """Does the embedded default measure DINO? One table: baselines, the default recipe, its failures.
 
 Trains, at the default epochs and for ``--seeds`` seeds each: the default recipe; the DINO term
-off (KoLeo only: the DINO loss multiplied by 0, KoLeo weight 0.1, so the crops still shape the
-features through KoLeo); teacher_temp 0.09 (the paper's uniform collapse); center_momentum 0.999
-(one-hot collapse). Adds the raw-pixel and untrained-backbone kNN (``trainables.baselines``),
-checks the targets of issue 8 and prints ONE table; ``--out`` writes everything as JSON.
+off (the DINO loss multiplied by 0 and no KoLeo: no gradient reaches the weights, only weight
+decay and the BatchNorm running statistics of the augmented crops change, so this row is what a
+run gains without learning anything); teacher_temp 0.09 (the paper's uniform collapse);
+center_momentum 0.999 (one-hot collapse). Adds the raw-pixel and untrained-backbone kNN
+(``trainables.baselines``), checks the targets of issue 8 and prints ONE table; ``--out``
+writes everything as JSON.
 
     python bench/signal.py --seeds 3 --out signal.json          # ~15 min on 2 cores
     python bench/signal.py --seeds 1 --epochs 2 --set dataset=digits
@@ -28,10 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
-    "dino_off": {"koleo_weight": 0.1, "dino_weight": 0.0},
+    "dino_off": {"koleo_weight": 0.0, "dino_weight": 0.0},
     "teacher_temp_0.09": {"teacher_temp": 0.09, "warmup_teacher_temp": 0.09},
     "center_momentum_0.999": {"center_momentum": 0.999},
+    "koleo_only": {"koleo_weight": 0.1, "dino_weight": 0.0},  # optional: --variants ... koleo_only
+    "dino_koleo": {"koleo_weight": 0.1},                       # optional: DINOv2's regularizer added
 }
+CORE = ["default", "dino_off", "teacher_temp_0.09", "center_momentum_0.999"]
 
 
 class ScaledDINOLoss:
@@ -86,8 +91,8 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def run_all(base: dict[str, Any], seeds: int, jobs: int) -> dict[str, Any]:
-    jobs_list = [(name, seed) for name in VARIANTS for seed in range(seeds)]
+def run_all(base: dict[str, Any], seeds: int, jobs: int, variants: list[str]) -> dict[str, Any]:
+    jobs_list = [(name, seed) for name in variants for seed in range(seeds)]
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         refs = [pool.submit(references, {**base, "seed": seed}) for seed in range(seeds)]
         futures = {key: pool.submit(train_once, {**base, **VARIANTS[key[0]], "seed": key[1]})
@@ -97,7 +102,7 @@ def run_all(base: dict[str, Any], seeds: int, jobs: int) -> dict[str, Any]:
     out: dict[str, Any] = {"config": base, "seeds": seeds, "variants": {}}
     out["pixel_knn_top1"] = ref_values[0]["pixel_knn_top1"]  # seed-independent
     out["untrained_knn_top1"] = [r["untrained_knn_top1"] for r in ref_values]
-    for name in VARIANTS:
+    for name in variants:
         per_seed = [runs[(name, s)] for s in range(seeds)]
         mean, std = mean_std([r["knn_top1"] for r in per_seed])
         out["variants"][name] = {"mean": mean, "std": std, "runs": per_seed}
@@ -166,13 +171,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="trials at a time, one thread each")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="trainer config override applied to every run")
+    parser.add_argument("--variants", nargs="+", default=CORE, choices=list(VARIANTS),
+                        help=f"runs to train (default: {' '.join(CORE)}; the targets need these four)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     base = {"device": "cpu", **parse_sets(args.set)}
     if args.epochs is not None:
         base["epochs"] = args.epochs
     start = time.time()
-    out = run_all(base, args.seeds, args.jobs)
+    if missing := set(CORE) - set(args.variants):
+        parser.error(f"--variants must include {', '.join(sorted(missing))} (the targets read them)")
+    out = run_all(base, args.seeds, args.jobs, args.variants)
     out["wall_s"] = round(time.time() - start, 1)
     print(table(out))
     print(f"\n{args.seeds} seeds, {out['wall_s']:.0f} s wall, overrides {base}")

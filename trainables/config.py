@@ -30,7 +30,7 @@ class DINOConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
     # --- backbone -------------------------------------------------------------------------
-    arch: str = Field("resnet10t", description="Any timm model name [vit_small_patch16_224].")
+    arch: str = Field("test_resnet", description="Any timm model name [vit_small_patch16_224].")
     patch_size: int = Field(16, ge=1, description="ViT patch size (ignored by CNNs) [16].")
     pretrained_weights: str | None = Field(
         None, description="Local file with backbone weights; never downloaded [none].")
