@@ -17,16 +17,20 @@ a sweep runs them on a 2-core machine (``resources: {cpu: 1}``).
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
+# This file is named like the standard library's ``signal``, which multiprocessing imports: run as
+# a script, its own folder must not be on the import path, the repository root must.
+_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [str(_ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != _ROOT / "bench"]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from typing import Any  # noqa: E402
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
