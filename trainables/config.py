@@ -4,8 +4,8 @@ Every hyperparameter lives here, with its default and its meaning. The same name
 YAML files, in ``--set key=value`` overrides, in checkpoints, in metrics and in report columns.
 Names follow the official code (facebookresearch/dino, ``main_dino.py``) where it has one.
 
-The defaults are the recipe for the embedded ``digits`` data on a laptop CPU (see README,
-"Why the defaults differ from the paper"); the paper's ImageNet values are given in each
+The defaults are DINO as published, sized for the embedded ``digit_scenes`` data on a laptop CPU
+(see README, "Why the defaults differ from the paper"); the paper's ImageNet values are given in each
 field's description.
 """
 
