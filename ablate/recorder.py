@@ -94,10 +94,12 @@ class TrialRecorder(tune.Callback):
         config = dict(trial.config)
         params = {name: config.get(name) for name in self.spec.space}
         point, label, is_base = self.points.of(params)  # type: ignore[union-attr]
+        seed: Any
+        planned: Any
         try:
             cfg = trial_config(config)
             seed, planned, resolved = cfg.seed, cfg.epochs, cfg.model_dump(mode="json")
-        except Exception:  # noqa: BLE001 - the trial itself fails on this config and says why
+        except Exception:
             seed, planned = config.get("seed"), config.get("epochs")
             resolved = {k: v for k, v in config.items() if not k.startswith("_")}
         return {"format": FORMAT, "version": VERSION, "trial_id": trial.trial_id,

@@ -1,4 +1,5 @@
-"""Datasets: bundled ``digits`` (default, offline), ``synthetic`` (tests), torchvision sets, image folders.
+"""Datasets: ``digit_scenes`` (default) and ``digits`` (bundled, offline), ``synthetic`` (tests),
+torchvision sets, image folders.
 
 Each dataset is a pair of (train, test) sequences of ``(PIL image, label)``. Labels are used
 only by the kNN evaluation, never by DINO training.
@@ -165,6 +166,9 @@ def image_problem(path: str) -> str:
 
 def build_datasets(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
     """The raw (train, test) datasets of ``cfg.dataset`` as (PIL image, label) pairs."""
+    if cfg.dataset == "digit_scenes":
+        from trainables.digit_scenes import make_digit_scenes  # imports ImageList from here
+        return make_digit_scenes()
     if cfg.dataset == "digits":
         return load_digits_split()
     if cfg.dataset == "synthetic":

@@ -42,6 +42,7 @@ from trainables.dino.head import DINOHead
 from trainables.dino.loaders import CPUMultiCropLoader, DeviceMultiCropLoader, FolderMultiCropLoader
 from trainables.dino.loss import DINOLoss, KoLeoLoss
 from trainables.dino.multicrop import MultiCropWrapper
+from trainables.dino.optim import build_optimizer
 from trainables.dino.schedules import cosine_scheduler
 from trainables.distributed import (
     ShardSampler,
@@ -243,11 +244,7 @@ class DINOTrainer:
             nepochs=cfg.epochs, student_temp=cfg.student_temp, center_momentum=cfg.center_momentum,
             centering=cfg.centering).to(self.device)
         self.koleo = KoLeoLoss()
-        # The fused kernel (CUDA and CPU; on one CPU core 2-4x faster than foreach), multi-tensor
-        # elsewhere. Neither syncs with the host.
-        fused = self.device.type in ("cuda", "cpu")
-        self.optimizer = torch.optim.AdamW(get_params_groups(self.student), fused=fused or None,
-                                           foreach=None if fused else True)
+        self.optimizer = build_optimizer(cfg.optimizer, get_params_groups(self.student), self.device)
         use_scaler = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         n = self.niter_per_ep

@@ -101,8 +101,9 @@ def test_bad_config_errors_name_key_value_and_allowed():
 
 
 @pytest.mark.slow
-def test_default_recipe_learns_on_digits():
-    """The embedded default: kNN top-1 rises above the untrained network's within 3 epochs."""
+def test_default_recipe_runs_on_the_embedded_default():
+    """digit_scenes, default recipe: kNN top-1 above epoch 0 (mostly the BatchNorm statistics of
+    the augmented crops, see bench/README.md "signal"), and the teacher has not collapsed."""
     trainer = DINOTrainer(DINOConfig(epochs=3, device="cpu"))
     metrics = list(trainer.run())
     top1 = [m["knn_top1"] for m in metrics if "knn_top1" in m]
