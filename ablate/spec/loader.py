@@ -56,13 +56,23 @@ def load_spec(path: str | Path, sets: list[str] | None = None, force: bool = Fal
             set_dotted(data, key, value)
         except UserError as exc:
             raise SpecError(f"{source}: {exc} (from --set {item})") from None
-    data.pop(RESOLVED, None)
+    resolved = data.pop(RESOLVED, None)
     try:
         spec = SweepSpec.model_validate(data, context={"force": force})
     except ValidationError as exc:
         raise SpecError("\n".join(describe(err, source, applied) for err in exc.errors())) from None
     spec._source = source
+    check_resolved(spec, resolved, source)
     return spec
+
+
+def check_resolved(spec: SweepSpec, resolved: Any, source: Path) -> None:
+    """A sweep's spec.yaml states the baseline it derived: an edited one no longer matches its records."""
+    baseline = resolved.get("baseline") if isinstance(resolved, dict) else None
+    if baseline is not None and baseline != spec.baseline_point():
+        raise SpecError(f"{source}: {RESOLVED}.baseline: got {baseline}; written by `ablate run` as the "
+                        f"trainer's values of the searched keys, expected {spec.baseline_point()} (remove "
+                        f"the {RESOLVED} section to recompute it)")
 
 
 def describe(err: ErrorDetails, source: Path, sets: list[tuple[str, str]]) -> str:

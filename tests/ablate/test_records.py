@@ -92,11 +92,11 @@ metric: teacher_entropy
 mode: min
 """))
     data = yaml.safe_load(spec_text(spec))
-    assert data["baseline"] == {"teacher_temp": 0.04}
+    assert data["resolved"]["baseline"] == {"teacher_temp": 0.04}
     assert (data["metric"], data["mode"]) == ("teacher_entropy", "min")
     (tmp_path / "written.yaml").write_text(spec_text(spec))
     assert load_spec(tmp_path / "written.yaml").as_dict() == spec.as_dict()  # a copied spec.yaml reruns
-    (tmp_path / "edited.yaml").write_text(yaml.safe_dump({**data, "baseline": {"teacher_temp": 0.5}}))
+    (tmp_path / "edited.yaml").write_text(yaml.safe_dump({**data, "resolved": {"baseline": {"teacher_temp": 0.5}}}))
     with pytest.raises(SpecError, match="baseline"):
         load_spec(tmp_path / "edited.yaml")
 

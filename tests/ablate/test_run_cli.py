@@ -34,7 +34,7 @@ def test_spec_mistake_exits_2_before_ray_and_writes_nothing(tmp_path: Path, caps
 def test_force_accepts_a_huge_num_samples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[SweepSpec] = []
 
-    def fake_sweep(spec: SweepSpec, storage: str, *args: object) -> Path:
+    def fake_sweep(spec: SweepSpec, storage: str, *args: object, **kwargs: object) -> Path:
         seen.append(spec)
         return Path(storage) / spec.name
 

@@ -40,7 +40,7 @@ def restored(trial: Path, *damaged: str, file_name: str = CHECKPOINT_NAME
         file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])  # a crash mid-write
     trainer, monitor = DINOTrainer(DINOConfig(**TINY_TRAINER)), CollapseMonitor(StopRules())
     latest = tune.Checkpoint.from_directory(str(trial / "checkpoint_000001"))
-    return trainer, monitor, restore_trial(trainer, monitor, KnnCarry(), latest)
+    return trainer, monitor, restore_trial(trainer, monitor, latest, KnnCarry())
 
 
 def test_intact_latest_checkpoint_restores_silently(trial_dir: Path, tmp_path: Path):
@@ -80,7 +80,7 @@ class OutOfMemoryTrainer:
 
     def __init__(self, cfg):
         self.configs.append(cfg)
-        self.epoch, self.device = 0, torch.device("cpu")
+        self.cfg, self.epoch, self.device = cfg, 0, torch.device("cpu")
 
     def run(self):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")

@@ -62,13 +62,12 @@ def test_cpu_and_folder_loaders_yield_normalized_multicrops():
 def test_per_image_batches_do_not_depend_on_the_number_of_workers():
     # Resume builds a fresh loader; with persistent workers the straight run reuses its iterator.
     train, _ = make_synthetic(n_train=32, size=16)
-    gen = torch.Generator()
 
     def first_batch(loader, epoch):
-        gen.manual_seed(100 + epoch)  # as the trainer re-seeds its loader generator every epoch
-        loader.set_epoch(epoch)
+        loader.set_epoch(epoch)  # the order is the ShardSampler's, from (seed, epoch)
         return next(iter(loader))[0][0]
-    with_workers = CPUMultiCropLoader(train, DataAugmentationDINO(*ARGS), 0, 8, 2, gen, torch.device("cpu"))
+    cpu = torch.device("cpu")
+    with_workers = CPUMultiCropLoader(train, DataAugmentationDINO(*ARGS), 0, 8, 2, ShardSampler(32, 0), cpu)
     first_batch(with_workers, 0)
-    resumed = CPUMultiCropLoader(train, DataAugmentationDINO(*ARGS), 0, 8, 0, gen, torch.device("cpu"))
+    resumed = CPUMultiCropLoader(train, DataAugmentationDINO(*ARGS), 0, 8, 0, ShardSampler(32, 0), cpu)
     assert torch.equal(first_batch(with_workers, 1), first_batch(resumed, 1))
