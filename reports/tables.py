@@ -29,7 +29,7 @@ from reports.sweepdir import (
     values_equal,
 )
 
-STATUSES = ("completed", "stopped early", "collapsed", "diverged", "errored", "running")
+STATUSES = ("completed", "stopped early", "collapsed", "diverged", "oom", "errored", "running")
 FINAL_STATUSES = ("completed", "collapsed", "diverged")  # ran their schedule or were stopped for cause
 # trials.parquet: these columns, in this order, around the searched hyperparameters (SCHEMA.md).
 HEAD_COLUMNS = {"sweep": "string", "trial_id": "string", "status": "string", "stop_reason": "string"}
@@ -136,7 +136,7 @@ def error_line(folder: Path) -> str:
 def trial_status(outcome: str, ray_status: str | None, has_error: bool, epochs_done: int | None,
                  epochs: int | None) -> str:
     """One of STATUSES. The trial's own verdict (``trial_outcome``) wins; then Ray's state."""
-    if outcome in ("completed", "collapsed", "diverged"):
+    if outcome in ("completed", "collapsed", "diverged", "oom"):
         return outcome
     if ray_status == "ERROR" or (not ray_status and has_error):
         return "errored"

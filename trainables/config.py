@@ -79,8 +79,9 @@ class DINOConfig(BaseModel):
     grad_accum_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step [1].")
     epochs: int = Field(6, ge=1, description="Training epochs [100-800].")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 on GPUs that support it, else fp16 with a scaler; "
-        "fp32 on CPU [fp16].")
+        "auto", description="auto: bf16 on GPUs with native bf16 (compute capability >= 8.0), "
+        "else fp16 with a scaler; fp32 on CPU [fp16].")
+    compile: bool = Field(False, description="torch.compile the backbones (first steps are slower).")
 
     # --- multi-crop -----------------------------------------------------------------------
     global_crops_size: int = Field(32, ge=8, description="Global crop side in px [224].")
@@ -90,6 +91,13 @@ class DINOConfig(BaseModel):
     local_crops_number: int = Field(4, ge=0, description="Local crops per image [8].")
     local_crops_scale: tuple[float, float] = Field(
         (0.05, 0.4), description="RandomResizedCrop scale of local crops [(0.05, 0.4)].")
+    blur_radius_relative: bool = Field(
+        True, description="Gaussian blur radius (0.1, 2) px scaled by crop side / 224 (global) or "
+        "/ 96 (local), as the official radius is for 224/96 px crops; false: absolute [false].")
+    augment_device: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="auto: in-memory datasets augmented batched on the training device, "
+        "image folders cropped by CPU workers and coloured on a GPU; cpu: per-image PIL pipeline; "
+        "gpu: as auto, but a CUDA device is required.")
 
     # --- data and evaluation --------------------------------------------------------------
     dataset: Literal[DATASETS] = Field(  # type: ignore[valid-type]
@@ -97,11 +105,15 @@ class DINOConfig(BaseModel):
         "digits (bundled 8x8, upsampled), synthetic, cifar10, cifar100, stl10, imagefolder.")
     data_path: str | None = Field(None, description="Folder of torchvision data / imagefolder.")
     download: bool = Field(False, description="Let torchvision download the dataset.")
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    num_workers: int | None = Field(
+        None, ge=0, description="DataLoader worker processes for per-image augmentation; none: the "
+        "trial's CPUs - 1 on CUDA, else 0.")
     seed: int = Field(0, ge=0, description="Seed of every random number generator.")
     eval_every: int = Field(1, ge=0, description="kNN evaluation period in epochs, 0: end only.")
     knn_k: int = Field(20, ge=1, description="Neighbours of the weighted kNN vote [20].")
     knn_temperature: float = Field(0.07, gt=0, description="kNN vote temperature [0.07].")
+    knn_memory_size: int | None = Field(
+        None, ge=1, description="Random subset of the train images used as kNN memory; none: all.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
 
     @field_validator("global_crops_scale", "local_crops_scale")
@@ -123,6 +135,8 @@ class DINOConfig(BaseModel):
     def _consistent(self) -> DINOConfig:
         if self.use_bn_in_head and self.use_ln_in_head:
             raise ValueError("use_bn_in_head and use_ln_in_head cannot both be true")
+        if self.augment_device == "gpu" and self.device == "cpu":
+            raise ValueError("augment_device 'gpu' needs a CUDA device (device auto, cuda or cuda:N)")
         if self.dataset == "imagefolder" and not self.data_path:
             raise ValueError("dataset 'imagefolder' needs data_path (a folder with train/ and val/)")
         return self

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from trainables.config import ConfigError, DINOConfig
 
@@ -137,7 +138,6 @@ def knn_memory_split(cfg: DINOConfig, train: Dataset) -> Dataset:
     """The labelled train images used as kNN memory (STL-10's unlabeled part has no labels)."""
     if cfg.dataset == "stl10":
         labels = np.asarray(train.labels)  # type: ignore[attr-defined]
-        from torch.utils.data import Subset
         return Subset(train, np.flatnonzero(labels >= 0).tolist())
     return train
 
@@ -146,3 +146,31 @@ def with_transform(ds: Dataset, transform: Callable) -> Dataset:
     if isinstance(ds, ImageList):
         return ImageList(ds.images, ds.labels, transform)
     return Transformed(ds, transform)
+
+
+def in_memory(ds: Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(images as one (N, 3, H, W) uint8 tensor, labels) of a dataset held in memory, else None.
+
+    In memory: an ``ImageList`` of equal-size images (digits, synthetic, the embedded sets),
+    torchvision's CIFAR (``.data`` N x H x W x 3) and STL-10 (``.data`` N x 3 x H x W), and a
+    ``Subset`` of one. Image folders are read from disk: None.
+    """
+    if isinstance(ds, Subset):
+        base = in_memory(ds.dataset)
+        if base is None:
+            return None
+        index = torch.as_tensor(list(ds.indices), dtype=torch.long)
+        return base[0][index], base[1][index]
+    if isinstance(ds, ImageList):
+        if len({im.size for im in ds.images}) != 1:
+            return None
+        pixels = np.stack([np.asarray(im.convert("RGB")) for im in ds.images])
+        return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(ds.labels)
+    data = getattr(ds, "data", None)
+    labels = getattr(ds, "targets", getattr(ds, "labels", None))
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 4 or labels is None:
+        return None
+    images = torch.from_numpy(data)
+    if images.shape[-1] == 3:  # CIFAR: channels last
+        images = images.permute(0, 3, 1, 2)
+    return images.contiguous(), torch.as_tensor(np.asarray(labels), dtype=torch.long)

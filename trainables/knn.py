@@ -22,8 +22,10 @@ def knn_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_
 
         top1, top5 = knn_accuracy(train_f, train_y, test_f, test_y, k=20, temperature=0.07)
     """
-    train = F.normalize(train_features.float(), dim=1)
-    test = F.normalize(test_features.float(), dim=1)
+    # Similarities in fp16 on a GPU (features are stored in fp16), fp32 on the CPU.
+    dtype = torch.float16 if train_features.is_cuda else torch.float32
+    train = F.normalize(train_features.float(), dim=1).to(dtype)
+    test = F.normalize(test_features.float(), dim=1).to(dtype)
     train_labels = train_labels.to(train.device).long()
     test_labels = test_labels.to(train.device).long()
     n_classes = num_classes or int(max(train_labels.max(), test_labels.max())) + 1
@@ -33,7 +35,7 @@ def knn_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_
     for start in range(0, test.shape[0], chunk):
         sim = test[start:start + chunk] @ train.t()
         sim_k, idx = sim.topk(k, dim=1)
-        weights = (sim_k / temperature).exp()
+        weights = (sim_k.float() / temperature).exp()
         votes = torch.zeros(sim.shape[0], n_classes, device=sim.device)
         votes.scatter_add_(1, train_labels[idx], weights)
         pred = votes.topk(min(5, n_classes), dim=1).indices
@@ -47,12 +49,57 @@ def knn_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_
 @torch.no_grad()
 def extract_features(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 256,
                      num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Backbone features and labels of a dataset that yields (tensor, label)."""
+    """Backbone features (fp16, L2-normalized) and labels of a dataset that yields (tensor, label)."""
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=device.type == "cuda")
     feats, labels = [], []
     for images, targets in loader:
-        out = model(images.to(device, non_blocking=True))
-        feats.append((out[0] if isinstance(out, tuple) else out).float())
+        feats.append(_normalized_half(model(images.to(device, non_blocking=True))))
         labels.append(targets.to(device))
     return torch.cat(feats), torch.cat(labels)
+
+
+@torch.no_grad()
+def extract_features_in_memory(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, size: int,
+                               device: torch.device, batch_size: int = 512,
+                               memory_format: torch.memory_format = torch.contiguous_format,
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features of in-memory uint8 images (N, 3, H, W), evaluated in batches on ``device``.
+
+    The test-time transform of ``eval_transform`` done batched: resize the short side to
+    ``size`` (bicubic, antialiased), center crop, ImageNet normalization.
+
+    Example::
+
+        feats, y = extract_features_in_memory(backbone, cifar_uint8, cifar_labels, 32, torch.device("cuda"))
+    """
+    from trainables.dino.augment import IMAGENET_MEAN, IMAGENET_STD
+
+    model.eval()
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255
+    feats = []
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size].to(device, non_blocking=True).float()
+        x = _resize_center_crop(x, size)
+        x = ((x - mean) / std).contiguous(memory_format=memory_format)
+        feats.append(_normalized_half(model(x)))
+    return torch.cat(feats), labels.to(device)
+
+
+def _resize_center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    height, width = x.shape[-2:]
+    if (height, width) == (size, size):
+        return x
+    scale = size / min(height, width)
+    new = (max(size, round(height * scale)), max(size, round(width * scale)))
+    x = F.interpolate(x, size=new, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 255)
+    top, left = (new[0] - size) // 2, (new[1] - size) // 2
+    return x[..., top:top + size, left:left + size]
+
+
+def _normalized_half(out: torch.Tensor | tuple) -> torch.Tensor:
+    """fp16 halves the memory bank; normalizing first keeps every value in fp16 range."""
+    feats = out[0] if isinstance(out, tuple) else out
+    return F.normalize(feats.float(), dim=1).half()

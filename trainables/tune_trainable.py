@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from ray import tune
 
+from trainables import cuda
 from trainables.config import DINOConfig
 from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, NonFiniteLossError
 from trainables.stop_rules import CollapseMonitor, StopRules
@@ -45,7 +46,7 @@ def _use_assigned_cpus() -> None:
 def dino_trainable(config: dict[str, Any]) -> None:
     """One sweep trial: train, report each epoch, stop on divergence or collapse."""
     _use_assigned_cpus()
-    cfg = trial_config(config)
+    cfg, gpu_share = _on_assigned_gpu(trial_config(config))
     rules = StopRules(**config.get("_stop", {}))
     trainer = DINOTrainer(cfg)
     monitor = CollapseMonitor(rules)
@@ -72,6 +73,22 @@ def dino_trainable(config: dict[str, Any]) -> None:
             raise
         tune.report({**base, "epoch": trainer.epoch + 1, "trial_outcome": "diverged",
                      "stop_reason": str(exc), "reported_at": time.time()})
+    except torch.OutOfMemoryError as exc:  # a retry would fail the same way: end with the reason
+        tune.report({**base, "epoch": trainer.epoch + 1, "trial_outcome": "oom",
+                     "stop_reason": cuda.oom_reason(exc, trainer.device, gpu_share),
+                     "reported_at": time.time()})
+
+
+def _on_assigned_gpu(cfg: DINOConfig) -> tuple[DINOConfig, float]:
+    """The trial's device (CPU without a GPU share) and its GPU share, memory capped to it."""
+    import ray
+
+    share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
+    cfg = cfg.model_copy(update={"device": cuda.trial_device(cfg.device, ray.get_gpu_ids())})
+    if cfg.device != "cpu" and torch.cuda.is_available():
+        cuda.use_expandable_segments()  # before the trainer's first CUDA allocation
+        cuda.cap_memory(share, torch.device(cfg.device if ":" in cfg.device else "cuda"))
+    return cfg, share
 
 
 def _report(trainer: DINOTrainer, monitor: CollapseMonitor, metrics: dict[str, Any]) -> None:

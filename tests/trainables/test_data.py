@@ -30,3 +30,28 @@ def test_imagefolder_needs_train_and_val(tmp_path: Path):
     (tmp_path / "train" / "cat").mkdir(parents=True)
     with pytest.raises(ConfigError, match=r"train/ and val/.*missing: \['val'\]"):
         build_datasets(DINOConfig(dataset="imagefolder", data_path=str(tmp_path)))
+
+
+def test_in_memory_datasets_become_one_uint8_tensor():
+    import types
+
+    import numpy as np
+    import torch
+    from PIL import Image
+    from torch.utils.data import Subset
+
+    from trainables.data import ImageList, in_memory, make_synthetic
+
+    train, _ = make_synthetic(n_train=6, size=12)
+    images, labels = in_memory(train)
+    assert images.shape == (6, 3, 12, 12) and images.dtype == torch.uint8
+    assert torch.equal(images[2].permute(1, 2, 0), torch.from_numpy(np.asarray(train.images[2])))
+    assert torch.equal(labels, torch.as_tensor(train.labels))
+    sub_images, sub_labels = in_memory(Subset(train, [4, 1]))
+    assert torch.equal(sub_images, images[[4, 1]]) and torch.equal(sub_labels, labels[[4, 1]])
+    cifar_like = types.SimpleNamespace(data=np.zeros((5, 32, 32, 3), np.uint8), targets=[0, 1, 2, 3, 4])
+    assert in_memory(cifar_like)[0].shape == (5, 3, 32, 32)
+    stl_like = types.SimpleNamespace(data=np.zeros((5, 3, 96, 96), np.uint8), labels=np.arange(5))
+    assert in_memory(stl_like)[0].shape == (5, 3, 96, 96)
+    mixed = ImageList([Image.new("RGB", (8, 8)), Image.new("RGB", (9, 8))], np.array([0, 1]))
+    assert in_memory(mixed) is None  # different sizes: the per-image path

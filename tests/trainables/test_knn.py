@@ -42,3 +42,17 @@ def test_knn_k_larger_than_memory_and_few_classes():
                               torch.tensor([0, 1]), k=200)
     assert top1 == 50.0 or top1 == 100.0
     assert top5 == 100.0  # only 2 classes: both are within the top 5
+
+
+def test_in_memory_features_match_the_per_image_eval_transform():
+    from trainables.data import in_memory, make_synthetic, with_transform
+    from trainables.dino.augment import eval_transform
+    from trainables.knn import extract_features, extract_features_in_memory
+
+    train, _ = make_synthetic(n_train=12, size=16)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    for size in (16, 12):  # as stored, and resized + center-cropped
+        want, y = extract_features(model, with_transform(train, eval_transform(size)), torch.device("cpu"))
+        got, y2 = extract_features_in_memory(model, *in_memory(train), size, torch.device("cpu"), batch_size=5)
+        assert got.dtype == torch.float16 and torch.equal(y, y2)
+        torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=0.02 if size == 12 else 2e-3)

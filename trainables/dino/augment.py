@@ -43,7 +43,9 @@ class DataAugmentationDINO:
 
     Global crop 1: blur p=1.0; global crop 2: blur p=0.1 and solarization p=0.2; local crops:
     blur p=0.5. All: flip p=0.5, ColorJitter(0.4, 0.4, 0.2, 0.1) p=0.8, grayscale p=0.2,
-    ImageNet normalization. Returns a list of ``2 + local_crops_number`` tensors.
+    ImageNet normalization. Returns a list of ``2 + local_crops_number`` tensors. The blur radius
+    is (0.1, 2.0) px, the official one for 224/96 px crops; ``blur_radius_relative`` scales it by
+    ``global_crops_size / 224`` and ``local_crops_size / 96``.
 
     Example::
 
@@ -52,7 +54,10 @@ class DataAugmentationDINO:
     """
 
     def __init__(self, global_crops_scale: tuple[float, float], local_crops_scale: tuple[float, float],
-                 local_crops_number: int, global_crops_size: int = 224, local_crops_size: int = 96) -> None:
+                 local_crops_number: int, global_crops_size: int = 224, local_crops_size: int = 96,
+                 blur_radius_relative: bool = False) -> None:
+        g_radius = global_crops_size / 224 if blur_radius_relative else 1.0
+        l_radius = local_crops_size / 96 if blur_radius_relative else 1.0
         bicubic = transforms.InterpolationMode.BICUBIC
         flip_and_color_jitter = transforms.Compose([
             transforms.RandomHorizontalFlip(p=0.5),
@@ -62,16 +67,17 @@ class DataAugmentationDINO:
         ])
         self.global_transfo1 = transforms.Compose([
             transforms.RandomResizedCrop(global_crops_size, scale=global_crops_scale, interpolation=bicubic),
-            flip_and_color_jitter, GaussianBlur(1.0), normalize(),
+            flip_and_color_jitter, GaussianBlur(1.0, 0.1 * g_radius, 2.0 * g_radius), normalize(),
         ])
         self.global_transfo2 = transforms.Compose([
             transforms.RandomResizedCrop(global_crops_size, scale=global_crops_scale, interpolation=bicubic),
-            flip_and_color_jitter, GaussianBlur(0.1), Solarization(0.2), normalize(),
+            flip_and_color_jitter, GaussianBlur(0.1, 0.1 * g_radius, 2.0 * g_radius), Solarization(0.2),
+            normalize(),
         ])
         self.local_crops_number = local_crops_number
         self.local_transfo = transforms.Compose([
             transforms.RandomResizedCrop(local_crops_size, scale=local_crops_scale, interpolation=bicubic),
-            flip_and_color_jitter, GaussianBlur(p=0.5), normalize(),
+            flip_and_color_jitter, GaussianBlur(0.5, 0.1 * l_radius, 2.0 * l_radius), normalize(),
         ])
 
     def __call__(self, image: Image.Image) -> list[torch.Tensor]:

@@ -63,10 +63,11 @@ class DINOLoss(nn.Module):
         self.out_dim, self.ncrops = out_dim, ncrops
         self.student_temp, self.center_momentum, self.centering = student_temp, center_momentum, centering
         self.register_buffer("center", torch.zeros(1, out_dim))
-        # (teacher view i, student view j) pairs that count: every one but the same view (i == j).
-        pair_mask = torch.ones(2, ncrops, dtype=torch.bool)
-        pair_mask[[0, 1], [0, 1]] = False
-        self.register_buffer("pair_mask", pair_mask, persistent=False)
+        # (teacher view i, student view j) pairs that count: every one but the same view (i == j),
+        # as weights 1/n_pairs (a boolean-mask index would sync the host with the GPU every step).
+        pair_weight = torch.ones(2, ncrops)
+        pair_weight[[0, 1], [0, 1]] = 0.0
+        self.register_buffer("pair_weight", pair_weight / pair_weight.sum(), persistent=False)
         self.teacher_temp_schedule = teacher_temp_schedule(
             warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs, nepochs)
         self.teacher_entropy = math.nan
@@ -85,6 +86,12 @@ class DINOLoss(nn.Module):
         return F.softmax(t / temp, dim=-1)
 
     def forward(self, student_output: torch.Tensor, teacher_output: torch.Tensor, epoch: int) -> torch.Tensor:
+        # fp32 whatever the autocast around it: in bf16 the einsum below would round the loss
+        # (15.3125 instead of 15.2735), and the official loop computes it in fp32.
+        with torch.autocast(student_output.device.type, enabled=False):
+            return self._forward_fp32(student_output.float(), teacher_output.float(), epoch)
+
+    def _forward_fp32(self, student_output: torch.Tensor, teacher_output: torch.Tensor, epoch: int) -> torch.Tensor:
         n_teacher = 2
         batch = teacher_output.shape[0] // n_teacher
         log_p = F.log_softmax(student_output.float() / self.student_temp, dim=-1)
@@ -93,7 +100,7 @@ class DINOLoss(nn.Module):
         q3 = q.view(n_teacher, batch, -1)
         p3 = log_p.view(self.ncrops, batch, -1)
         cross = torch.einsum("ibk,jbk->ij", q3, p3) / batch
-        loss = -cross[self.pair_mask].mean()
+        loss = -(cross * self.pair_weight).sum()
         self._diagnostics(q, loss)
         self.update_center(teacher_output)
         return loss
@@ -126,7 +133,11 @@ class KoLeoLoss(nn.Module):
     """
 
     def forward(self, x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-        x = F.normalize(x.float(), p=2, dim=-1, eps=eps)
+        with torch.autocast(x.device.type, enabled=False):  # fp32: a bf16 search picks wrong neighbours
+            return self._forward_fp32(x.float(), eps)
+
+    def _forward_fp32(self, x: torch.Tensor, eps: float) -> torch.Tensor:
+        x = F.normalize(x, p=2, dim=-1, eps=eps)
         with torch.no_grad():
             dots = x @ x.t()
             dots.fill_diagonal_(-1)

@@ -49,12 +49,18 @@ class LARS(torch.optim.Optimizer):
                 p.add_(state["mu"], alpha=-group["lr"])
 
 
-def build_optimizer(name: str, params_groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
-    """``adamw`` (ViTs), ``sgd`` (momentum 0.9, the convnet recipe) or ``lars``, as main_dino.py."""
+def build_optimizer(name: str, params_groups: list[dict[str, Any]],
+                    device: torch.device | None = None) -> torch.optim.Optimizer:
+    """``adamw`` (ViTs), ``sgd`` (momentum 0.9, the convnet recipe) or ``lars``, as main_dino.py.
+
+    AdamW and SGD use the fused kernels on CPU and CUDA (on one CPU core 2-4x faster than
+    foreach); neither syncs with the host.
+    """
+    fused = device is not None and device.type in ("cuda", "cpu")
     if name == "adamw":
-        return torch.optim.AdamW(params_groups)
+        return torch.optim.AdamW(params_groups, fused=fused or None, foreach=None if fused else True)
     if name == "sgd":
-        return torch.optim.SGD(params_groups, lr=0.0, momentum=0.9)
+        return torch.optim.SGD(params_groups, lr=0.0, momentum=0.9, fused=fused or None)
     if name == "lars":
         return LARS(params_groups)
     raise ValueError(f"optimizer={name!r}: allowed adamw, sgd, lars")

@@ -94,3 +94,19 @@ def test_koleo_is_lower_for_spread_features():
     koleo = KoLeoLoss()
     assert koleo(spread) < koleo(clumped)
     assert koleo(spread).item() == pytest.approx(-math.log(math.sqrt(2)), rel=1e-5)
+
+
+def test_loss_and_koleo_stay_fp32_under_bf16_autocast():
+    # In bf16 the einsum would round the loss (15.3125 vs 15.2735 on the example).
+    torch.manual_seed(3)
+    B, K, ncrops = 8, 256, 6
+    s, t = torch.randn(ncrops * B, K) * 3, torch.randn(2 * B, K) * 3
+    loss_fn = DINOLoss(K, ncrops, 0.04, 0.04, 0, 1)
+    feats = torch.randn(16, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = loss_fn(s.bfloat16().float(), t.bfloat16().float(), 0)
+        koleo = KoLeoLoss()(feats)
+    ref = DINOLoss(K, ncrops, 0.04, 0.04, 0, 1)(s.bfloat16().float(), t.bfloat16().float(), 0)
+    assert got.dtype == torch.float32 and koleo.dtype == torch.float32
+    torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)  # the fp32 loss of the same inputs
+    torch.testing.assert_close(koleo, KoLeoLoss()(feats), rtol=1e-6, atol=1e-6)

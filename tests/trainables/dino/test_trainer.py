@@ -109,3 +109,49 @@ def test_default_recipe_learns_on_digits():
     assert max(top1[1:]) > top1[0] + 2.0, top1
     last = metrics[-1]
     assert not last["loss_at_ln_out_dim"] and last["teacher_entropy"] < 0.98 * last["ln_out_dim"]
+
+
+def test_checkpoint_of_a_cuda_run_loads_its_rng_states_on_the_cpu(tmp_path, monkeypatch):
+    # load_checkpoint must not map the file to the run's device: the RNG states would become
+    # CUDA tensors and torch.set_rng_state raise TypeError. Faked here: a "cuda" run whose
+    # map_location cannot be honoured on this CPU machine (today's code raises here).
+    trainer = DINOTrainer(tiny(epochs=1))
+    torch.manual_seed(123)
+    saved = torch.get_rng_state()
+    trainer.save_checkpoint(tmp_path / "checkpoint.pt")
+    torch.manual_seed(0)
+    trainer.device = torch.device("cuda:0")
+    trainer.load_checkpoint(tmp_path / "checkpoint.pt")
+    assert torch.equal(torch.get_rng_state(), saved)
+
+
+def test_saving_rng_state_of_a_cpu_run_does_not_touch_cuda(monkeypatch):
+    trainer = DINOTrainer(tiny(epochs=1))
+
+    def no_cuda(*args, **kwargs):
+        raise AssertionError("a CPU run created a CUDA context to save RNG states")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", no_cuda)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", no_cuda)
+    assert trainer.state_dict()["rng"]["cuda"] is None
+
+
+def test_epoch_reports_data_wait_and_the_per_image_path_trains():
+    batched = DINOTrainer(tiny(epochs=1))
+    per_image = DINOTrainer(tiny(epochs=1, augment_device="cpu"))
+    for trainer in (batched, per_image):
+        m = trainer.train_one_epoch(0)
+        assert 0 <= m["data_wait_s"] <= m["epoch_time_s"] and 0 <= m["data_wait_share"] <= 1
+        assert "gpu_mem_peak_gb" not in m  # CUDA only
+        assert math.isfinite(m["loss"])
+    crops, _ = next(iter(per_image.loader))
+    assert [tuple(c.shape) for c in crops] == [(32, 3, 16, 16)] * 2 + [(32, 3, 8, 8)] * 2
+    with pytest.raises(ConfigError, match="augment_device"):
+        make_config({"augment_device": "gpu", "device": "cpu"})
+
+
+def test_knn_memory_subsample():
+    trainer = DINOTrainer(tiny(epochs=1, knn_memory_size=50))
+    assert len(trainer.memory_set) == 50 and trainer.memory_data[0].shape[0] == 50
+    feats, labels = trainer._features(trainer.teacher.backbone, trainer.memory_data, trainer.memory_set)
+    assert feats.dtype == torch.float16 and feats.shape[0] == labels.shape[0] == 50

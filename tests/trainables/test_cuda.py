@@ -1,0 +1,52 @@
+"""CUDA set-up decisions, tested on the CPU by faking what the GPU would answer."""
+
+import pytest
+import torch
+
+from trainables import cuda
+from trainables.config import ConfigError
+from trainables.dino.trainer import resolve_precision
+
+
+def test_trial_without_gpu_share_runs_on_cpu(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # Ray leaves it as is for zero-GPU actors
+    assert cuda.trial_device("auto", []) == "cpu"
+    assert cuda.trial_device("cpu", []) == "cpu"
+    assert cuda.trial_device("auto", [0]) == "auto"
+    with pytest.raises(ConfigError, match="no GPU share"):
+        cuda.trial_device("cuda", [])
+
+
+@pytest.mark.parametrize("capability,expected", [((7, 5), torch.float16), ((8, 0), torch.bfloat16),
+                                                 ((9, 0), torch.bfloat16)])
+def test_auto_precision_needs_native_bf16(monkeypatch, capability, expected):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # emulated
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.version, "hip", None)
+    assert resolve_precision("auto", torch.device("cuda")) == expected
+    assert resolve_precision("auto", torch.device("cpu")) is None
+
+
+def test_oom_reason_names_peak_memory_and_share(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 7.5e9)
+    reason = cuda.oom_reason(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"),
+                             torch.device("cuda"), 0.25)
+    assert "peak 7.50 GB" in reason and "0.25 GPU share" in reason and "Tried to allocate" in reason
+
+
+def test_expandable_segments_are_requested_before_cuda_starts(monkeypatch):
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
+    cuda.use_expandable_segments()
+    import os
+    assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:128")  # the user's own choice stays
+    cuda.use_expandable_segments()
+    assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "max_split_size_mb:128"
+
+
+def test_memory_cap_is_the_trial_share(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, d=None: calls.append((f, d)))
+    cuda.cap_memory(0.25, torch.device("cuda:0"))
+    cuda.cap_memory(1.0, torch.device("cuda:0"))  # a whole GPU: no cap
+    assert calls == [(0.25, torch.device("cuda:0"))]

@@ -1,0 +1,72 @@
+"""CUDA set-up of one run: which device a trial may use, its memory share, fast-math switches, OOM.
+
+Nothing here creates a CUDA context unless the run's device is CUDA: a CPU trial on a GPU
+machine must not touch (or allocate memory on) the GPUs that other trials were given.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from trainables.config import ConfigError
+
+ALLOCATOR_SETTINGS = "expandable_segments:True"  # less fragmentation when trials share a GPU
+
+
+def trial_device(device: str, gpu_ids: list) -> str:
+    """The device of a Ray trial: with no GPU share (``gpu_ids`` empty) it is the CPU.
+
+    Ray leaves ``CUDA_VISIBLE_DEVICES`` untouched for zero-GPU actors, so ``device: auto`` would
+    otherwise put the trial on GPU 0, uncounted, beside the trials that own it.
+    """
+    if gpu_ids:
+        return device
+    if device == "auto":
+        return "cpu"
+    if device.startswith("cuda"):
+        raise ConfigError(f"device={device!r}: this trial has no GPU share (resources.gpu: 0); "
+                          "give it resources.gpu > 0 or use device auto or cpu")
+    return device
+
+
+def use_expandable_segments() -> None:
+    """Ask for expandable segments; PyTorch reads this once, when CUDA first allocates."""
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", ALLOCATOR_SETTINGS)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """True where the GPU computes bf16 natively (compute capability >= 8.0, or ROCm).
+
+    ``torch.cuda.is_bf16_supported()`` also says True on older GPUs that only emulate bf16,
+    slowly; those get fp16 with a GradScaler instead.
+    """
+    if torch.version.hip:
+        return True
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def enable_fast_math() -> None:
+    """cuDNN autotuning (fixed crop shapes) and TF32 matmuls/convolutions for the fp32 parts."""
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.set_float32_matmul_precision("high")
+
+
+def cap_memory(share: float, device: torch.device) -> None:
+    """Limit this process to ``share`` of the GPU's memory (a packed trial's ``resources.gpu``)."""
+    if 0 < share < 1:
+        torch.cuda.set_per_process_memory_fraction(share, device)
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    return torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else 0.0
+
+
+def oom_reason(exc: BaseException, device: torch.device, share: float) -> str:
+    """The stop reason of a trial that ran out of memory: peak, cap and what to change."""
+    cap = f" of its {share:g} GPU share" if 0 < share < 1 else ""
+    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    return (f"out of memory: peak {peak_memory_gb(device):.2f} GB allocated{cap} on {device} ({first}); "
+            "lower batch_size, crop sizes or the number of trials per GPU")
