@@ -53,14 +53,16 @@ def build_optimizer(name: str, params_groups: list[dict[str, Any]],
                     device: torch.device | None = None) -> torch.optim.Optimizer:
     """``adamw`` (ViTs), ``sgd`` (momentum 0.9, the convnet recipe) or ``lars``, as main_dino.py.
 
-    AdamW and SGD use the fused kernels on CPU and CUDA (on one CPU core 2-4x faster than
-    foreach); neither syncs with the host.
+    AdamW uses the fused kernel on CPU and CUDA (on one CPU core 2-4x faster than foreach), which
+    syncs with no host. SGD uses foreach: fused SGD fails once some momentum buffers exist and
+    others do not, which is the case after ``freeze_last_layer`` (the last layer's first
+    gradient comes an epoch after the others').
     """
     fused = device is not None and device.type in ("cuda", "cpu")
     if name == "adamw":
         return torch.optim.AdamW(params_groups, fused=fused or None, foreach=None if fused else True)
     if name == "sgd":
-        return torch.optim.SGD(params_groups, lr=0.0, momentum=0.9, fused=fused or None)
+        return torch.optim.SGD(params_groups, lr=0.0, momentum=0.9, foreach=True)
     if name == "lars":
         return LARS(params_groups)
     raise ValueError(f"optimizer={name!r}: allowed adamw, sgd, lars")
