@@ -15,16 +15,21 @@ a sweep runs them on a 2-core machine (``resources: {cpu: 1}``).
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
+# Run as a script, this file's folder comes first on sys.path, and this file would shadow the
+# standard library's ``signal`` (which multiprocessing imports). The checkout replaces it.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))  # run from a checkout, no install
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from typing import Any  # noqa: E402
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
