@@ -1,14 +1,18 @@
 """``digit_scenes``: the embedded default dataset, scikit-learn's digits composed into scenes.
 
-Each 32x32 image holds three bundled 8x8 digits of one class, each upsampled to a random side of
-10-16 px and drawn at a random position (they may overlap), white on black. The class is the
-digit. Why this design: the class is the one thing that every crop of a scene shares, while
-position, size and arrangement, which raw pixels cannot see past, change from crop to crop -
-what DINO's multi-crop objective is built to exploit. Raw-pixel kNN scores ~22 % and an untrained
-network ~27 % on it (10 classes), so there is room to learn (see bench/README.md for every design
-measured). It is an offline stand-in for a natural-image benchmark, not a claim about one.
-``SceneDesign`` keeps the knobs of the other designs measured (grey levels, polarity, texture,
-tint, copies).
+Each image shows ``per_scene`` different bundled 8x8 digits of ONE class (3 by default), each
+upsampled to a random size and drawn at a random position, white on black, in a small RGB
+canvas. The class is the digit.
+
+Why this design (measured in bench/SIGNAL_RESEARCH_h8b.md): DINO learns what stays the same
+between two augmented views of one image. Any per-image nuisance that the augmentation does not
+resample (a background colour, a texture, a tint, a polarity) is shared by both views, so DINO
+learns it instead of the class: such designs gave no kNN gain at all. Here the only thing the
+views share is the class: a crop sees some of the scene's digits, another crop others, different
+exemplars at other positions and sizes, so matching local to global crops teaches class-level,
+position- and scale-invariant features. Raw pixels (positions differ) and a random network
+(no shape features) stay near 30 %. It is an offline stand-in for a natural-image benchmark,
+not a claim about one.
 
 Train and test images come from disjoint source digits (scikit-learn's 1,797 split 80/20,
 stratified); each scene is built around one source digit (``copies`` scenes per source digit)
@@ -37,17 +41,17 @@ class SceneDesign:
     """The generator's knobs (the shipped default is ``SceneDesign()``)."""
 
     size: int = 32                    # canvas side in px
-    digit_min: int = 10               # smallest digit side in px
+    digit_min: int = 9                # smallest digit side in px
     digit_max: int = 16               # largest digit side in px
-    per_scene: int = 3                # digits per scene, all of the scene's class
-    train_copies: int = 1             # scenes per training source digit
-    test_copies: int = 1              # scenes per test source digit
+    train_copies: int = 3             # scenes per training source digit
+    test_copies: int = 3              # scenes per test source digit (more: a steadier kNN)
     intensity: float = 0.0            # foreground ~ U(1 - intensity, 1), background ~ U(0, intensity)
     contrast_min: float = 0.0         # least foreground - background grey level (0-1)
     invert: float = 0.0               # probability of a dark digit on a light background
     texture: float = 0.0              # amplitude of the smooth background texture (0-1)
     texture_cells: int = 4            # the texture is random noise on a cells x cells grid, upsampled
     tint: float = 0.0                 # amplitude of a random colour shift per image (0: grey images)
+    per_scene: int = 3                # digits per scene, all of the scene's class
 
 
 def source_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -135,7 +139,7 @@ def _render(glyphs: np.ndarray, labels: np.ndarray, copies: int, rng: np.random.
 
 @lru_cache(maxsize=4)
 def make_digit_scenes(seed: int = 0, design: SceneDesign = SceneDesign()) -> tuple[ImageList, ImageList]:
-    """The (train, test) split of ``digit_scenes``: 1,437 / 360 images of 32x32 px by default.
+    """The (train, test) split of ``digit_scenes``: 4,311 / 1,080 images of 32x32 px by default.
 
     Cached in-process: the same (seed, design) returns the same two ImageLists.
     """

@@ -48,3 +48,13 @@ def test_trainer_builds_and_steps_each_optimizer(name, cls):
 def test_unknown_optimizer_is_a_config_error():
     with pytest.raises(ConfigError, match=r"optimizer='adam'.*adamw.*sgd.*lars"):
         make_config({"optimizer": "adam"})
+
+
+def test_sgd_steps_after_the_last_layer_unfreezes():
+    # The last layer's momentum buffer is created an epoch after the others' (fused SGD failed).
+    trainer = DINOTrainer(DINOConfig(**{**TINY, "freeze_last_layer": 1}, optimizer="sgd", lr=0.03))
+    crops, _ = next(iter(trainer.loader))
+    trainer.train_step([crops], it=0, epoch=0)
+    last = [p.detach().clone() for p in trainer.last_layer_params]
+    trainer.train_step([crops], it=trainer.niter_per_ep, epoch=1)
+    assert any(not torch.equal(b, p) for b, p in zip(last, trainer.last_layer_params))
