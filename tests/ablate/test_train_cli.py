@@ -66,12 +66,17 @@ def test_train_with_two_workers_writes_metrics_and_resumes(ray_cluster: str, tmp
     out = tmp_path / "ddp"
     sets = [a for k, v in {**TINY_TRAINER, "epochs": 2, "batch_size": 16, "eval_every": 0}.items()
             for a in ("--set", f"{k}={v}")]
-    assert main(["train", *sets, "--set", "epochs=1", "--out", str(out), "--workers", "2"]) == 0
-    config = (out / "config.yaml").read_text()
-    (out / "config.yaml").write_text(config.replace("epochs: 1", "epochs: 2"))  # one more epoch
-    assert main(["train", "--out", str(out), "--resume", "--workers", "2"]) == 0
+    assert main(["train", *sets, "--out", str(out), "--workers", "2"]) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1, 2]  # once each: only rank 0 writes
     assert rows[1]["lr"] > 0 and "knn_top1" in rows[2]
+    # Every rank restores the checkpoint (a finished run has nothing left to train); a resume
+    # that changes the run (here its epochs) is refused, as for one process.
+    assert main(["train", "--out", str(out), "--resume", "--workers", "2"]) == 0
+    assert (out / "metrics.jsonl").read_text().count("\n") == 3
+    config = (out / "config.yaml").read_text()
+    (out / "config.yaml").write_text(config.replace("epochs: 2", "epochs: 3"))
+    assert main(["train", "--out", str(out), "--resume", "--workers", "2"]) == 2
+    assert "epochs" in capsys.readouterr().err
     assert main(["train", *sets, "--out", str(tmp_path / "never"), "--workers", "0"]) == 2
     assert "--workers 0" in capsys.readouterr().err
