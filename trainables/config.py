@@ -79,7 +79,7 @@ class DINOConfig(BaseModel):
         1, ge=0, description="Epochs during which the last layer is frozen [1].")
     batch_size: int = Field(32, ge=1, description="Images per step (per device) [1024 total].")
     grad_accum_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step [1].")
-    epochs: int = Field(5, ge=1, description="Training epochs [100-800].")
+    epochs: int = Field(8, ge=1, description="Training epochs [100-800].")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 on GPUs with native bf16 (compute capability >= 8.0), "
         "else fp16 with a scaler; fp32 on CPU [fp16].")
