@@ -4,7 +4,7 @@ Each image shows ``per_scene`` different bundled 8x8 digits of ONE class (3 by d
 upsampled to a random size and drawn at a random position, white on black, in a small RGB
 canvas. The class is the digit.
 
-Why this design (measured in bench/SIGNAL_RESEARCH_h8b.md): DINO learns what stays the same
+Why this design (measured in bench/SIGNAL_RESEARCH.md): DINO learns what stays the same
 between two augmented views of one image. Any per-image nuisance that the augmentation does not
 resample (a background colour, a texture, a tint, a polarity) is shared by both views, so DINO
 learns it instead of the class: such designs gave no kNN gain at all. Here the only thing the
