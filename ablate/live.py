@@ -38,7 +38,7 @@ class TrialRow:
     knn_top1: float | None = None
     outcome: str = "running"
     reason: str = ""
-    at_ln_k: bool = False  # last trained epoch had the loss at ln(out_dim): ranked like a collapse
+    collapsing: bool = False  # the stop rule's collapse condition holds (trainables/stop_rules.py)
     epoch_times: list[float] = field(default_factory=list)
     ended_at: float | None = None
 
@@ -107,8 +107,8 @@ class LiveView(Callback):
         row.knn_top1 = _number(result.get("knn_top1"), row.knn_top1)
         row.outcome = str(result.get("trial_outcome") or row.outcome)
         row.reason = str(result.get("stop_reason") or row.reason)
-        if row.epoch >= 1 and "loss_at_ln_out_dim" in result:
-            row.at_ln_k = bool(result["loss_at_ln_out_dim"])
+        if row.epoch >= 1 and "collapse_flag" in result:  # the one collapse rule, as in the records
+            row.collapsing = bool(result["collapse_flag"]) or row.outcome in ("collapsed", "flagged")
         every_nth = row.epoch >= 1 and row.epoch % self.every == 0
         if not self.is_terminal and every_nth and row.outcome == "running":
             self._line(f"trial {row.trial_id}  epoch {row.epoch}/{self.epochs}  {self._metrics(row)}")
@@ -178,9 +178,10 @@ class LiveView(Callback):
         return left * (sum(times) / len(times)) / max(1, running)
 
     def best(self) -> TrialRow | None:
-        """As the report ranks: a collapsed teacher (or loss at ln K) only when nothing else scored."""
+        """Best trial so far; a teacher the stop rule sees collapsing only when nothing else scored
+        (the report then ranks configurations by their mean over repeats: reports/ranking.py)."""
         scored = [r for r in self.rows.values() if r.knn_top1 is not None and r.outcome not in BAD_OUTCOMES]
-        working = [r for r in scored if not r.at_ln_k]
+        working = [r for r in scored if not r.collapsing]
         scored = working or scored
         if not scored:
             return None

@@ -174,10 +174,15 @@ def test_a_real_sweep_off_a_terminal(tracked_sweep: tuple[Path, str]) -> None:
     assert (sweep / "ray.log").is_file() and "ray" in (sweep / "ray.log").read_text()
 
 
-def test_best_so_far_ranks_a_loss_at_ln_k_last() -> None:
-    view = LiveView(num_trials=2, epochs=2, params=[], stream=io.StringIO())
-    trials = [SimpleNamespace(trial_id=t, config={}) for t in ("a", "b")]
-    view.on_trial_result(0, trials, trials[0], {"epoch": 2, "knn_top1": 95.0, "loss_at_ln_out_dim": True})
+def test_best_so_far_ranks_a_collapsing_teacher_last() -> None:
+    view = LiveView(num_trials=3, epochs=2, params=[], stream=io.StringIO())
+    trials = [SimpleNamespace(trial_id=t, config={}) for t in ("a", "b", "c")]
+    flag = "collapse condition held at its last epoch 2 for 1 epoch(s), fewer than patience 2"
+    view.on_trial_result(0, trials, trials[0], {"epoch": 2, "knn_top1": 95.0, "collapse_flag": flag,
+                                                "trial_outcome": "flagged"})
     assert view.best().trial_id == "a"  # nothing else scored yet
-    view.on_trial_result(0, trials, trials[1], {"epoch": 2, "knn_top1": 93.0, "loss_at_ln_out_dim": False})
+    # the loss near ln K alone is not the rule: only the stop rule's verdict ranks a trial last
+    view.on_trial_result(0, trials, trials[2], {"epoch": 2, "knn_top1": 92.0, "collapse_flag": "",
+                                                "loss_at_ln_out_dim": True})
+    view.on_trial_result(0, trials, trials[1], {"epoch": 2, "knn_top1": 93.0, "collapse_flag": ""})
     assert view.best().trial_id == "b"

@@ -96,7 +96,8 @@ mode: min
     assert (data["metric"], data["mode"]) == ("teacher_entropy", "min")
     (tmp_path / "written.yaml").write_text(spec_text(spec))
     assert load_spec(tmp_path / "written.yaml").as_dict() == spec.as_dict()  # a copied spec.yaml reruns
-    (tmp_path / "edited.yaml").write_text(yaml.safe_dump({**data, "resolved": {"baseline": {"teacher_temp": 0.5}}}))
+    edited = {**data, "resolved": {"baseline": {"teacher_temp": 0.5}}}
+    (tmp_path / "edited.yaml").write_text(yaml.safe_dump(edited))
     with pytest.raises(SpecError, match="baseline"):
         load_spec(tmp_path / "edited.yaml")
 
