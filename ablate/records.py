@@ -17,7 +17,6 @@ The format (``FORMAT``, ``VERSION``) is documented in docs/CONTRACTS.md; ``repor
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.spec import SweepSpec
+from reports.sweepdir import values_equal  # one notion of "the same parameter value"
 
 RECORDS_DIR = "trials"
 FORMAT, VERSION = "ablate.trial", 1
@@ -65,16 +65,6 @@ def epoch_row(result: dict[str, Any]) -> dict[str, Any]:
     """Every scalar metric of one report (extra keys of other trainables included), no Ray bookkeeping."""
     return {k: v for k, v in result.items()
             if k not in RAY_KEYS and (v is None or isinstance(v, (bool, int, float, str)))}
-
-
-def values_equal(a: Any, b: Any) -> bool:
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b or a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-    return a == b
 
 
 class Points:
