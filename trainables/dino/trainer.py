@@ -346,19 +346,20 @@ class DINOTrainer:
                 group["weight_decay"] = self.wd_schedule[it]
         self.optimizer.zero_grad(set_to_none=True)
         stats = torch.zeros(4, device=self.device)
-        for crops in micro_batches:
+        for i, crops in enumerate(micro_batches):
             crops = [c.to(self.device, non_blocking=True, memory_format=self.memory_format) for c in crops]
-            with self._autocast():
-                _, teacher_out = self.teacher(crops[:2])
-                student_feats, student_out = self.student_forward(crops)
-                dino = self.loss_fn(student_out, teacher_out, epoch)
-                loss = dino
-                if cfg.koleo_weight > 0:
-                    batch = crops[0].shape[0]
-                    koleo = sum(self.koleo(f) for f in student_feats[:2 * batch].chunk(2))
-                    loss = dino + cfg.koleo_weight * koleo
-            scaled = loss / cfg.grad_accum_steps
-            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            with self._grad_sync(last=i == len(micro_batches) - 1):
+                with self._autocast():
+                    _, teacher_out = self.teacher(crops[:2])
+                    student_feats, student_out = self.student_forward(crops)
+                    dino = self.loss_fn(student_out, teacher_out, epoch)
+                    loss = dino
+                    if cfg.koleo_weight > 0:
+                        batch = crops[0].shape[0]
+                        koleo = sum(self.koleo(f) for f in student_feats[:2 * batch].chunk(2))
+                        loss = dino + cfg.koleo_weight * koleo
+                scaled = loss / cfg.grad_accum_steps
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             stats += torch.stack([loss.detach(), dino.detach(), self.loss_fn.teacher_entropy,
                                   self.loss_fn.kl_teacher_student]).float() / len(micro_batches)
         if self.scaler:
@@ -377,6 +378,12 @@ class DINOTrainer:
             weight = 1.0 - float(self.momentum_schedule[it])
             torch._foreach_lerp_(self.teacher_params, self.student_params, weight)
         return stats
+
+    def _grad_sync(self, last: bool) -> contextlib.AbstractContextManager:
+        """DDP all-reduces gradients on the last micro-batch of a step only (grad_accum_steps > 1)."""
+        if last or not isinstance(self.student_forward, DistributedDataParallel):
+            return contextlib.nullcontext()
+        return self.student_forward.no_sync()
 
     def _progress_bar(self, epoch: int) -> Any:
         if not self.progress:
