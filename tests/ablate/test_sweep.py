@@ -98,6 +98,32 @@ stop: {{patience: 2}}
     assert {r["node_ip"] for r in finals.values() if "node_ip" in r} == {HEAD_IP, WORKER_IP}
 
 
+ENV = {**os.environ, "RAY_AUTH_MODE": "token"}
+CLI = [sys.executable, "-m", "ablate.cli"]
+
+
+def run_then_sigkill(spec: Path, sweep: Path, address: str, epoch: int) -> Path:
+    """`ablate run` in its own process group, SIGKILLed once a trial has reported ``epoch``."""
+    driver = subprocess.Popen([*CLI, "run", str(spec), "--storage", str(sweep.parent), "--address", address],
+                              env=ENV, start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if sweep.exists() and any(rows and rows[-1]["epoch"] >= epoch for rows in trial_rows(sweep).values()):
+            break
+        assert driver.poll() is None, "the sweep ended before it could be killed"
+        time.sleep(0.5)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    return sweep
+
+
+def resume(sweep: Path, address: str) -> None:
+    resumed = subprocess.run([*CLI, "resume", str(sweep), "--address", address], env=ENV,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+
 def test_sigkill_mid_sweep_then_resume(ray_cluster: str, tmp_path: Path):
     spec = write_spec(tmp_path, f"""
 name: killed
@@ -107,26 +133,10 @@ space:
 search: {{algorithm: optuna, sampler: random, num_samples: 3, seed: 1}}
 resources: {{cpu: 2, gpu: 0}}
 """)
-    storage = tmp_path / "runs"
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    cmd = [sys.executable, "-m", "ablate.cli"]
-    driver = subprocess.Popen([*cmd, "run", str(spec), "--storage", str(storage), "--address", ray_cluster],
-                              env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    sweep = storage / "killed"
-    deadline = time.time() + 300
-    while time.time() < deadline:  # kill once a trial has checkpointed two epochs
-        if sweep.exists() and any(rows and rows[-1]["epoch"] >= 2 for rows in trial_rows(sweep).values()):
-            break
-        time.sleep(0.5)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    sweep = run_then_sigkill(spec, tmp_path / "runs" / "killed", ray_cluster, epoch=2)
     before = {name: rows[-1]["epoch"] for name, rows in trial_rows(sweep).items()}
     assert before and min(before.values()) < 5, before  # interrupted mid-way
-
-    resumed = subprocess.run([*cmd, "resume", str(sweep), "--address", ray_cluster], env=env,
-                             capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resume(sweep, ray_cluster)
     trials = trial_rows(sweep)
     assert len(trials) == 3
     temps = [rows[-1]["config"]["teacher_temp"] for rows in trials.values()]
@@ -167,27 +177,10 @@ space:
 search: {{algorithm: grid}}
 resources: {{workers: 2, cpu: 1, gpu: 0}}
 """)
-    storage = tmp_path / "runs"
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    cmd = [sys.executable, "-m", "ablate.cli"]
-    driver = subprocess.Popen([*cmd, "run", str(spec), "--storage", str(storage), "--address", ray_cluster],
-                              env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    sweep = storage / "ddp"
-    deadline = time.time() + 300
-    while time.time() < deadline:  # kill once the trial has checkpointed an epoch
-        if sweep.exists() and any(rows and rows[-1]["epoch"] >= 1 for rows in trial_rows(sweep).values()):
-            break
-        assert driver.poll() is None, "the sweep ended before it could be killed"
-        time.sleep(0.5)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    sweep = run_then_sigkill(spec, tmp_path / "runs" / "ddp", ray_cluster, epoch=1)
     [(name, before)] = trial_rows(sweep).items()
     assert before[-1]["epoch"] < 8, before[-1]  # interrupted mid-way
-
-    resumed = subprocess.run([*cmd, "resume", str(sweep), "--address", ray_cluster], env=env,
-                             capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resume(sweep, ray_cluster)
     rows = trial_rows(sweep)[name]
     assert rows[-1]["epoch"] == 8 and rows[-1]["trial_outcome"] == "completed"
     assert {r["workers"] for r in rows} == {2}  # every epoch trained by two DDP workers
