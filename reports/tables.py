@@ -188,9 +188,3 @@ def native(value: Any) -> Any:
         except ValueError:
             return value
     return value
-
-
-def working_trials(trials: pd.DataFrame) -> pd.DataFrame:
-    """Trials whose teacher did not collapse (the ``collapsed`` column); all of them if none is left."""
-    working = trials[~trials["collapsed"].fillna(False).astype(bool)]
-    return working if len(working) else trials
