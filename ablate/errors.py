@@ -6,6 +6,7 @@ import argparse
 import errno
 
 from trainables.config import ConfigError
+from trainables.storage_errors import STORAGE_ERRNOS as STORAGE_ERRNOS  # one set, the trainable's
 
 USAGE_EXIT = 2
 
@@ -17,8 +18,8 @@ class UserError(Exception):
 USER_ERRORS: tuple[type[Exception], ...] = (UserError, ConfigError)
 
 
-# A disk that fills up or turns read-only while ablate writes: not a bug, and not a traceback.
-STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES}
+class StorageFull(UserError):
+    """A write of the sweep failed (disk full, read-only, over quota): the sweep stops with one line."""
 
 
 def storage_failure(exc: OSError, args: argparse.Namespace) -> str:

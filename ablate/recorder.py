@@ -5,13 +5,14 @@ Kept apart from ablate.records so that reading records never imports Ray.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
 
 from ray import tune
 
-from ablate.errors import UserError
+from ablate.errors import StorageFull
 from ablate.records import (
     ACTIVE,
     FINAL,
@@ -26,6 +27,7 @@ from ablate.records import (
     write_json,
 )
 from ablate.spec import SweepSpec
+from trainables.storage_errors import STORAGE_FULL, write_failure
 
 
 class TrialRecorder(tune.Callback):
@@ -73,6 +75,10 @@ class TrialRecorder(tune.Callback):
         rec["epochs"] = [r for r in rec["epochs"] if r.get("epoch") != epoch] + [row]
         rec["epochs"].sort(key=lambda r: r["epoch"])
         rec.update(status="running", reason="")
+        if row.get("trial_outcome") == STORAGE_FULL:  # the trial could not write: nor will the others
+            with contextlib.suppress(StorageFull):
+                self._save(rec)
+            raise StorageFull(str(row.get("stop_reason") or "a trial could not write its checkpoint"))
         self._save(rec)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -120,8 +126,6 @@ class TrialRecorder(tune.Callback):
         path = self.sweep_dir / RECORDS_DIR / f"{rec['trial_id']}.json"
         try:
             write_json(path, rec)
-        except OSError as exc:  # read-only or full storage: stop the sweep with one clear line
-            raise UserError(f"{path}: cannot write the trial record ({exc.strerror or exc}, errno "
-                            f"{exc.errno}); the sweep stopped, the records and checkpoints written so "
-                            f"far are kept; free space or fix permissions, then `ablate resume "
-                            f"{self.sweep_dir}`") from None
+        except OSError as exc:  # read-only or full storage: ablate.sweep.fit stops with one clear line
+            failed = OSError(exc.errno, exc.strerror, str(path))
+            raise StorageFull(write_failure(failed, "the trial record")) from None

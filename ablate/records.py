@@ -117,6 +117,7 @@ def final_verdict(rec: dict[str, Any], scheduler: str, error: str | None) -> dic
         status = "stopped early"
         reason = f"stopped early by the {scheduler} scheduler after {done}/{planned} epochs"
         reason += f"; {flag}" if flag else ""
+        reason += knn_note(rec["epochs"])
     else:
         status = "completed"
     return {"status": status, "reason": reason,
@@ -134,15 +135,25 @@ def error_text(trial: Any) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
-def mark_interrupted(sweep_dir: Path) -> list[dict[str, Any]]:
-    """After an interrupt: every unfinished record says so (status ``interrupted``); returns them."""
+def knn_note(rows: list[dict[str, Any]]) -> str:
+    """``; kNN last evaluated at epoch E`` when the last row carries an earlier kNN, else ""."""
+    if not rows or rows[-1].get("knn_evaluated", True):
+        return ""
+    measured = [r["epoch"] for r in rows if r.get("knn_evaluated", True) and "knn_top1" in r]
+    return f"; kNN last evaluated at epoch {measured[-1]}" if measured else "; kNN never evaluated"
+
+
+def mark_interrupted(sweep_dir: Path, cause: str = "") -> list[dict[str, Any]]:
+    """After an interrupt (``cause``: why, when it was not Ctrl-C): every unfinished record says so
+    (status ``interrupted``, the epochs done and the epoch of its last kNN); returns them."""
     out = []
     for rec in read_records(sweep_dir).values():
         if rec.get("status") in FINAL:
             continue
         done = rec["epochs"][-1]["epoch"] if rec.get("epochs") else 0
         rec.update(status="interrupted", updated_at=time.time(),
-                   reason=f"interrupted after {done}/{rec.get('epochs_planned')} epochs; "
+                   reason=f"interrupted after {done}/{rec.get('epochs_planned')} epochs"
+                          f"{knn_note(rec.get('epochs') or [])}{'; ' + cause if cause else ''}; "
                           f"`ablate resume {sweep_dir}` continues it")
         write_json(sweep_dir / RECORDS_DIR / f"{rec['trial_id']}.json", rec)
         out.append(rec)

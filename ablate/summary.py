@@ -17,7 +17,7 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False)
 
     Exit code: 0 when every trial finished, 130 after an interrupt, 1 when a trial errored or none
     has a value of the metric (the errored ones are named)."""
-    from reports.ranking import best_point
+    from reports.ranking import best_point, measured_before_end
     from reports.render import build_report
     from reports.sweepdir import open_sweep
     from reports.tables import sweep_tables
@@ -30,16 +30,17 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False)
         attention_panel(sweep_dir, trials, sweep.spec)
         report_dir = build_report(sweep_dir)
     params = [p for p in sweep.params if p in trials.columns]
-    cols = ["trial_id", "status", *params, "repeat", "epochs_done", "knn_top1_epoch0", "knn_top1", metric,
-            "loss"]
+    cols = ["trial_id", "status", *params, "repeat", "epochs_done", "knn_top1_epoch0", "knn_top1",
+            "knn_epoch", metric, "loss"]
     table = trials[[c for c in dict.fromkeys(cols) if c in trials.columns]]
     print("\n" + table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     best, partial = best_point(trials, params, metric, sweep.mode)
     if best is not None and not (interrupted and partial):  # never a running trial called best
         setting = ", ".join(f"{p}={best[p]:.4g}" if isinstance(best[p], float) else f"{p}={best[p]}"
                             for p in params)
+        measured = measured_before_end(trials, best["point"], metric)
         flags = [f"mean of {int(best['n'])}"] + (["partial: no trial finished yet"] if partial else []) + (
-            ["collapsed"] if best["collapsed"] else [])
+            ["collapsed"] if best["collapsed"] else []) + ([measured] if measured else [])
         print(f"\nbest {metric} ({sweep.mode}): {best['mean']:.4g} ({setting}; {', '.join(flags)})")
     counts = trials["status"].value_counts().to_dict()
     print(f"trials: {counts}")

@@ -21,11 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
-from ablate.errors import UserError
+from ablate.errors import STORAGE_ERRNOS, StorageFull, UserError
 from ablate.ray_logs import RayLogFile
 from ablate.records import ACTIVE, FINAL, mark_interrupted, read_records
 from ablate.spec import SAMPLERS, SweepSpec, load_spec
 from ablate.trackers import check_trackers, tracker_callbacks
+from trainables.storage_errors import write_failure
 
 if TYPE_CHECKING:  # Ray and Optuna are imported when a sweep starts, not with the CLI
     from optuna.samplers import BaseSampler
@@ -359,7 +360,7 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
         tuner = tune.Tuner(trainable, param_space=param_space(spec), tune_config=tune_config(spec, sweep_dir),
                            run_config=run_config(spec, sweep_dir, callbacks))
         try:
-            fit(tuner, sweep_dir)
+            fit(tuner, sweep_dir, spec.num_trials)
         finally:
             view.close()  # an interrupted fit does not end the experiment: the terminal is given back here
     return sweep_dir
@@ -399,7 +400,7 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
             before_resume(sweep_dir)
         tuner = tune.Tuner.restore(str(experiment), trainable=make_trainable(spec, sweep_dir),
                                    resume_errored=True)
-        fit(tuner, sweep_dir)
+        fit(tuner, sweep_dir, spec.num_trials)
     return sweep_dir
 
 
@@ -420,14 +421,21 @@ class _Interrupt(logging.Filter):
         return "Tuner.restore" not in message and "Resume experiment with" not in message
 
 
-def fit(tuner: Any, sweep_dir: Path) -> None:
+def fit(tuner: Any, sweep_dir: Path, total: int) -> None:
     """``tuner.fit()``; after an interrupt, unfinished records become ``interrupted`` and
-    ``SweepInterrupted`` is raised (the CLI exits 130)."""
+    ``SweepInterrupted`` is raised (the CLI exits 130). A write that fails for lack of space or
+    permission (a trial's checkpoint, a record, Ray's own files) stops the sweep: ``StorageFull``
+    with one line saying what is kept (the CLI exits 2)."""
     watcher = _Interrupt()
     logger = logging.getLogger("ray.tune.tune")
     logger.addFilter(watcher)
     try:
         tuner.fit()
+    except Exception as exc:
+        failure = failed_write(exc)
+        if failure is None:
+            raise
+        raise stopped_for_storage(sweep_dir, total, failure) from None
     finally:
         logger.removeFilter(watcher)
         # This driver's sweep is over: a later sweep (or searcher) in the same process, e.g. in a
@@ -438,6 +446,31 @@ def fit(tuner: Any, sweep_dir: Path) -> None:
     if watcher.seen or unfinished:
         mark_interrupted(sweep_dir)
         raise SweepInterrupted(sweep_dir)
+
+
+def failed_write(exc: BaseException | None) -> str | None:
+    """The write for lack of space or permission behind ``exc``, if any: ablate's ``StorageFull``
+    (a record, a trial's ``storage_full`` outcome) or Ray's own ``OSError``. Ray re-raises an
+    exception of a callback as a ``TuneError`` holding only its text, so the chain is followed."""
+    while exc is not None:
+        if isinstance(exc, StorageFull):
+            return str(exc)
+        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+            return write_failure(exc)
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def stopped_for_storage(sweep_dir: Path, total: int, failure: str) -> StorageFull:
+    """The one line of a sweep stopped by a failed write: the path and errno, what is kept, how to go on."""
+    try:  # the records may be on the full disk too: then they stay as last written
+        mark_interrupted(sweep_dir, cause=f"stopped: {failure}")
+    except OSError:
+        pass
+    done = sum(r.get("status") in FINAL for r in read_records(sweep_dir).values())
+    return StorageFull(f"{failure}; the sweep stopped: {done} of {total} trials finished, the trial records "
+                       f"and each unfinished trial's last checkpoint are kept; free space (or make the "
+                       f"storage writable), then `ablate resume {sweep_dir}`")
 
 
 class SweepInterrupted(Exception):

@@ -14,7 +14,7 @@ import pandas as pd
 
 from reports.cost import sweep_total
 from reports.errors import ReportError
-from reports.ranking import best_point
+from reports.ranking import best_point, measured_before_end
 from reports.sweepdir import open_sweep
 from reports.tables import STATUSES, sweep_tables
 
@@ -47,9 +47,15 @@ def sweep_row(folder: Path) -> dict[str, str]:
     by_status = ", ".join(f"{int(counts[s])} {s}" for s in order if s in counts) or "no trials yet"
     best, partial = best_point(trials, sweep.params, sweep.metric, sweep.mode)  # as the report ranks
     text = "–" if best is None else (f"{sweep.metric} {best['mean']:.2f}" + (" (partial)" if partial else "")
-                                     + (" (collapsed)" if best["collapsed"] else ""))
+                                     + (" (collapsed)" if best["collapsed"] else "")
+                                     + measured_note(trials, best["point"], sweep.metric))
     return {"sweep": sweep.name, "description": sweep.description, "trials": by_status,
             "best": text, "cost": sweep_total(epochs), "last update": last_update(folder)}
+
+
+def measured_note(trials: pd.DataFrame, point: int, metric: str) -> str:
+    note = measured_before_end(trials, point, metric)
+    return f" ({note})" if note else ""
 
 
 def list_sweeps(storage: str | Path) -> pd.DataFrame:

@@ -15,6 +15,10 @@ and ablation table, and ``ablate compare``. The rule:
 4. **Metric and mode** are the spec's (``metric``, ``mode``): ``max`` ranks the higher mean first,
    ``min`` the lower. Ties: more repeats first, then the earlier point.
 
+A trial's kNN is its last *evaluated* value (``knn_epoch`` says when, reports.tables): a value
+carried forward over epochs without evaluation is never ranked as a later measurement, and
+``measured_before_end`` names the epoch wherever a ranked value was measured before a trial's end.
+
     points, partial = rank_points(trials, ["teacher_temp"], metric="knn_top1", mode="max")
     best = points.iloc[0]          # the best configuration (mean, ci, n, values, collapsed)
 """
@@ -57,3 +61,15 @@ def best_point(trials: pd.DataFrame, params: list[str], metric: str = "knn_top1"
     points, partial = rank_points(trials, params, metric, mode)
     points = points[points["n"] > 0]
     return (points.iloc[0] if len(points) else None), partial
+
+
+def measured_before_end(trials: pd.DataFrame, point: int, metric: str = "knn_top1") -> str:
+    """``kNN at epoch E`` when a counted trial of ``point`` ended on an epoch without evaluation
+    (Ctrl-C, a kill, divergence): its value is the last evaluated one, measured at ``knn_epoch``."""
+    if not metric.startswith("knn_") or "knn_epoch" not in trials.columns:
+        return ""
+    counted, _ = counted_trials(trials, metric)
+    mine = counted[counted["point"] == point]
+    if not (mine["knn_epoch"] < mine["epochs_done"]).fillna(False).any():
+        return ""
+    return "kNN at epoch " + ", ".join(str(e) for e in sorted({int(e) for e in mine["knn_epoch"].dropna()}))

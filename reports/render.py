@@ -178,6 +178,14 @@ def add_importance(doc: Document, sweep: Sweep, out: Path) -> None:
         doc.note(note)
 
 
+def knn_cell(value: float, measured: int, done: int) -> str:
+    """The last evaluated kNN; with its epoch when the trial ran on after it without evaluation."""
+    if pd.isna(value):
+        return "–"
+    before_end = pd.notna(measured) and pd.notna(done) and measured < done
+    return f"{value:.2f}" + (f" (epoch {measured})" if before_end else "")
+
+
 def add_trials(doc: Document, sweep: Sweep, trials: pd.DataFrame) -> None:
     doc.heading("Trials")
     doc.note("All trials in the order Ray created them; the full table is trials.parquet "
@@ -186,7 +194,8 @@ def add_trials(doc: Document, sweep: Sweep, trials: pd.DataFrame) -> None:
     for p in sweep.params:
         table[p] = trials[p].map(fmt_value)
     table["repeat"] = trials["repeat"]
-    table["kNN top-1 (%)"] = trials["knn_top1"].map(lambda v: f"{v:.2f}" if pd.notna(v) else "–")
+    columns = (trials["knn_top1"], trials["knn_epoch"], trials["epochs_done"])
+    table["kNN top-1 (%)"] = [knn_cell(*cells) for cells in zip(*columns, strict=True)]
     table["best (%)"] = trials["best_knn_top1"].map(lambda v: f"{v:.2f}" if pd.notna(v) else "–")
     table["epochs"] = [f"{d if pd.notna(d) else 0}/{e if pd.notna(e) else '?'}"
                        for d, e in zip(trials["epochs_done"], trials["epochs"], strict=True)]

@@ -28,7 +28,7 @@ STATUSES = ("completed", "flagged", "stopped early", "collapsed", "diverged", "o
 # trials.parquet: these columns, in this order, around the searched hyperparameters (SCHEMA.md).
 HEAD_COLUMNS = {"sweep": "string", "trial_id": "string", "status": "string", "stop_reason": "string"}
 TAIL_COLUMNS = {
-    "seed": "Int64", "repeat": "Int64", "knn_top1": "float64", "knn_top5": "float64",
+    "seed": "Int64", "repeat": "Int64", "knn_top1": "float64", "knn_top5": "float64", "knn_epoch": "Int64",
     "best_knn_top1": "float64", "knn_top1_epoch0": "float64", "loss": "float64",
     "epochs_done": "Int64", "wall_time_s": "float64", "images_per_s": "float64",
     "collapsed": "boolean", "point": "Int64", "is_baseline": "boolean", "epochs": "Int64",
@@ -80,7 +80,8 @@ def finite(values: list[Any]) -> list[float]:
 def trial_row(sweep: Sweep, rec: dict[str, Any], rows: list[dict[str, Any]],
               reference: dict[str, Any]) -> dict[str, Any]:
     """One trials.parquet row: the record's own fields, and final values read off its epochs."""
-    evaluated = [r for r in rows if r.get("epoch", 0) > 0 and r.get("knn_evaluated", True)]
+    measured = [r for r in rows if r.get("knn_evaluated", True) and r.get("knn_top1") is not None]
+    evaluated = [r for r in measured if r.get("epoch", 0) > 0]
     epoch0 = [r.get("knn_top1") for r in rows if r.get("epoch") == 0]
     speed = finite([r.get("images_per_s") for r in rows])
     params = rec.get("params") or {}
@@ -89,7 +90,9 @@ def trial_row(sweep: Sweep, rec: dict[str, Any], rows: list[dict[str, Any]],
         "stop_reason": rec.get("reason") or "",
         **{p: params.get(p) for p in sweep.params},
         "seed": rec.get("seed"), "repeat": rec.get("repeat"),
-        "knn_top1": last_value(rows, "knn_top1"), "knn_top5": last_value(rows, "knn_top5"),
+        # the last *evaluated* kNN and its epoch: a carried value is never a final measurement
+        "knn_top1": last_value(measured, "knn_top1"), "knn_top5": last_value(measured, "knn_top5"),
+        "knn_epoch": measured[-1].get("epoch") if measured else None,
         "best_knn_top1": max(finite([r.get("knn_top1") for r in evaluated]), default=None),
         "knn_top1_epoch0": epoch0[0] if epoch0 else None,
         "loss": last_value(rows, "loss"), "epochs_done": max((r["epoch"] for r in rows), default=None),

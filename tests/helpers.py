@@ -51,3 +51,39 @@ def write_crafted_pickle(path: Path, marker: Path, **entries) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({**entries, "teacher": _WritesAFile(marker), "student": {}}, path)
     return path
+
+
+# Fault injection into trial processes: a local Ray started by a driver whose PYTHONPATH begins with
+# this folder runs the sitecustomize below in every Python process it starts (each trial is one).
+TRIAL_FAULT = '''\
+"""Test fault: a trial's checkpoint of epoch {epoch} {what} (epoch 0 writes none)."""
+import errno, os, time
+
+_replace, _written = os.replace, []
+
+
+def replace(src, dst, *args, **kwargs):
+    if os.path.basename(str(dst)) == "checkpoint.pt":
+        _written.append(dst)
+        if len(_written) == {epoch} and {enospc}:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src))
+        if len(_written) == {epoch}:
+            time.sleep(600)
+    return _replace(src, dst, *args, **kwargs)
+
+
+os.replace = replace
+'''
+
+
+def trial_fault_env(folder: Path, epoch: int, fault: str) -> dict[str, str]:
+    """The environment of an `ablate run` (local Ray) whose trials, at ``epoch``'s checkpoint, hang
+    (``fault="hang"``: an epoch that never ends) or find the disk full (``fault="enospc"``)."""
+    import os
+
+    folder.mkdir(parents=True, exist_ok=True)
+    what = "fails with ENOSPC" if fault == "enospc" else "hangs"
+    (folder / "sitecustomize.py").write_text(TRIAL_FAULT.format(epoch=epoch, what=what,
+                                                                enospc=fault == "enospc"))
+    return {**os.environ, "RAY_AUTH_MODE": "token",
+            "PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])}

@@ -1,8 +1,16 @@
 """The Ray Tune function trainable: a thin adapter over ``DINOTrainer``.
 
 It builds the trainer from the trial's config, restores from ``ray.tune.get_checkpoint()``,
-reports every epoch's metrics with a ``ray.tune.Checkpoint``, and ends a trial that diverges or
-collapses with its reason recorded (``trial_outcome``, ``stop_reason``).
+reports every epoch's metrics with a ``ray.tune.Checkpoint``, and ends a trial that diverges,
+collapses or cannot write its checkpoint with its reason recorded (``trial_outcome``,
+``stop_reason``).
+
+What Ray lets a trial do when it is stopped from outside (Ray 2.x function trainables): ASHA's
+stop or Ctrl-C makes the driver mark the trial finished and call ``stop()`` on its actor, which
+releases the trial's blocked ``tune.report`` with ``SystemExit`` and does not wait for it; nothing
+the trial reports afterwards reaches the driver. So the trial cannot evaluate "on the way out":
+it evaluates at every epoch where ASHA may stop it (``AshaRungs``), and where it is stopped
+otherwise (Ctrl-C, a kill) the reports use its last *evaluated* kNN and name that epoch.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from trainables.checkpoint import DamagedFileError, UnsafeFileError, load_pt
 from trainables.config import DINOConfig
 from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, NonFiniteLossError
 from trainables.stop_rules import CollapseMonitor, StopRules
+from trainables.storage_errors import STORAGE_ERRNOS, STORAGE_FULL, write_failure
 
 MONITOR_FILE = "monitor.pt"
 
@@ -71,13 +80,15 @@ def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock,
     """The epochs of one trial, whoever runs it (a Tune trial, or every worker of a Ray Train run).
 
     Every result carries the kNN metrics (carried forward between evaluations), the cost so far
-    and the one collapse verdict; the last epoch a trial runs is evaluated; divergence and OOM end
-    the trial with their reason instead of a retry that would fail the same way.
+    and the one collapse verdict; the last epoch a trial runs is evaluated where it can be known
+    (its schedule's end, a collapse, an ASHA decision); divergence, OOM and a checkpoint that
+    cannot be written (disk full, read-only) end the trial with their reason instead of a retry
+    that would fail the same way.
     """
     cfg = trainer.cfg
     rules = StopRules(**config.get("_stop", {}))
     monitor, carry = CollapseMonitor(rules), KnnCarry()
-    eval_at = set(config.get("_eval_at") or [])  # epochs where a scheduler may stop the trial
+    rungs = AshaRungs(config.get("_eval_at") or [])
     note = restore_trial(trainer, monitor, checkpoint, carry, clock)
     base = {"stop_reason": "", "trial_outcome": "running", "seed": cfg.seed, "repeat": trial_repeat(config),
             **_placement(), **(extra or {}), **({"restore_note": note} if note else {})}
@@ -91,14 +102,17 @@ def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock,
             metrics = {**base, **metrics, **clock.metrics(), "reported_at": time.time()}
             reason = monitor.update(metrics)
             metrics["collapse_flag"] = monitor.flag(metrics["epoch"]) if metrics["epoch"] > 0 else ""
-            last = reason or metrics["epoch"] in eval_at  # it may be this trial's last epoch
+            last = rungs.may_stop(metrics["epoch"]) or reason  # it may be this trial's last epoch
             if last and "knn_top1" not in metrics:  # a trial's last epoch is always evaluated
                 metrics["knn_top1"], metrics["knn_top5"] = trainer.evaluate()
             carry.apply(metrics)
             metrics.update(end_verdict(metrics, reason, cfg.epochs))
             write = partial(save_trial, trainer=trainer, monitor=monitor, carry=carry,
                             device_seconds=metrics["device_seconds"])
-            report(metrics, write if metrics["epoch"] > 0 else None)
+            unwritable = report_epoch(report, metrics, write if metrics["epoch"] > 0 else None)
+            if unwritable:  # the epoch trained, its checkpoint is not saved: a retry fails the same way
+                report({**metrics, "trial_outcome": STORAGE_FULL, "stop_reason": unwritable}, None)
+                return
             if reason:
                 return
     except NonFiniteLossError as exc:
@@ -107,6 +121,39 @@ def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock,
         final("diverged", str(exc))
     except torch.OutOfMemoryError as exc:  # a retry would fail the same way: end with the reason
         final("oom", cuda.oom_reason(exc, trainer.device, gpu_share))
+
+
+def report_epoch(report: Report, metrics: dict[str, Any], write: Callable[[Path], None] | None) -> str:
+    """``report``; when the checkpoint cannot be written (``STORAGE_ERRNOS``), the reason, else ""."""
+    try:
+        report(metrics, write)
+    except OSError as exc:
+        if exc.errno not in STORAGE_ERRNOS:
+            raise
+        return write_failure(exc, f"the checkpoint of epoch {metrics['epoch']}")
+    return ""
+
+
+class AshaRungs:
+    """The epochs at which ASHA may stop this trial, so that they are evaluated.
+
+    Ray's ASHA (``_Bracket.on_result``) judges a trial at the first result at or past each rung it
+    has not recorded for it, one rung per result. Its bookkeeping is not saved with the experiment,
+    so after ``ablate resume`` a trial restored past a rung is judged again on its next results:
+    epoch e may end the trial when more rungs lie at or below e than this process has been judged at.
+
+        rungs = AshaRungs([1, 2, 4])   # sweep.asha_rungs
+        [rungs.may_stop(e) for e in (3, 4, 5, 6)]   # restored at epoch 2: [True, True, True, False]
+    """
+
+    def __init__(self, rungs: list[int]) -> None:
+        self.rungs, self.judged = sorted(rungs), 0
+
+    def may_stop(self, epoch: int) -> bool:
+        if sum(r <= epoch for r in self.rungs) > self.judged:
+            self.judged += 1
+            return True
+        return False
 
 
 def save_trial(folder: Path, trainer: DINOTrainer, monitor: CollapseMonitor, carry: KnnCarry,
@@ -124,7 +171,11 @@ def _tune_report(metrics: dict[str, Any], write: Callable[[Path], None] | None) 
         return
     with tempfile.TemporaryDirectory() as folder:
         write(Path(folder))
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        try:
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        except OSError as exc:  # Ray's copy into the storage (pyarrow) names no file: the trial's folder
+            where = exc.filename or tune.get_context().get_trial_dir()
+            raise OSError(exc.errno, exc.strerror, where) from None
 
 
 def _on_assigned_gpu(cfg: DINOConfig) -> tuple[DINOConfig, float]:

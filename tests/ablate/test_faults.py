@@ -18,7 +18,8 @@ import optuna
 import pytest
 
 from ablate.records import FORMAT, VERSION, write_json
-from tests.helpers import TINY_TRAINER, write_spec
+from reports.tables import load_trials
+from tests.helpers import TINY_TRAINER, trial_fault_env, write_spec
 
 
 def finished_record(sweep: Path, trial_id: str, point: int, temp: float, value: float) -> None:
@@ -136,9 +137,57 @@ resources: {{cpu: 2, gpu: 0}}
     for rec in final.values():  # every result carried the kNN, the last epoch was evaluated
         rows = rec["epochs"]
         assert all("knn_top1" in r for r in rows)
-        for r in rows:  # every 2nd epoch, ASHA's rungs (where it stops trials) and a finished trial's last
-            # (an ASHA decision that lands off a rung, after a resume, keeps the carried value)
-            last = r is rows[-1] and rec["status"] != "stopped early"
-            expected = r["epoch"] % 2 == 0 or r["epoch"] in (1, 2, 4) or last
-            assert r["knn_evaluated"] is expected, (r["epoch"], rec["status"])
+        for r in rows:  # every 2nd epoch, ASHA's rungs and every trial's last, stopped early or not
+            # (after a resume ASHA judges a restored trial off its rungs: those epochs are evaluated too)
+            if r["epoch"] % 2 == 0 or r["epoch"] in (1, 2, 4) or r is rows[-1]:
+                assert r["knn_evaluated"] is True, (r["epoch"], rec["status"])
     assert "best teacher_entropy (min):" in resumed.stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_after_an_epoch_without_knn_names_the_evaluated_epoch_and_resume_evaluates_the_last(
+        tmp_path: Path):
+    """Ray gives a stopped trial no chance to evaluate (see trainables/tune_trainable.py): interrupted
+    after epoch 1, which carried epoch 0's kNN, the record, the summary, `ablate ls` and the report
+    give the value measured at epoch 0 and say so; `ablate resume` finishes the trial, its last epoch
+    evaluated."""
+    spec = write_spec(tmp_path, f"""
+name: carried
+trainer: {dict(TINY_TRAINER, epochs=4, eval_every=2)}
+space:
+  teacher_temp: {{type: choice, values: [0.04]}}
+search: {{algorithm: grid}}
+resources: {{cpu: 1, gpu: 0}}
+""")
+    storage, sweep = tmp_path / "runs", tmp_path / "runs" / "carried"
+    cmd = [sys.executable, "-m", "ablate.cli"]
+    env = trial_fault_env(tmp_path / "fault", epoch=2, fault="hang")  # epoch 2 never ends
+    driver = subprocess.Popen([*cmd, "run", str(spec), "--storage", str(storage), "--num-cpus", "2"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(r["epochs"] and r["epochs"][-1]["epoch"] == 1
+                                             for r in records(sweep).values()):
+        assert driver.poll() is None, driver.communicate()[1][-3000:]
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGINT)  # Ctrl-C
+    out, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, err[-3000:]
+    (rec,) = records(sweep).values()
+    assert rec["epochs"][-1]["knn_evaluated"] is False and rec["epochs"][-1]["epoch"] == 1
+    assert "interrupted after 1/4 epochs; kNN last evaluated at epoch 0" in rec["reason"]
+    assert "knn_epoch" in out  # the summary's trial table
+    trial = load_trials(sweep)[0].iloc[0]
+    assert (trial["knn_top1"], trial["knn_epoch"]) == (rec["epochs"][0]["knn_top1"], 0)
+    listing = subprocess.run([*cmd, "ls", str(storage)], env=env, capture_output=True, text=True, timeout=60)
+    assert "(partial) (kNN at epoch 0)" in listing.stdout, listing.stdout + listing.stderr
+    assert f"{trial['knn_top1']:.2f} (epoch 0)" in (sweep / "report" / "report.md").read_text()
+
+    resumed = subprocess.run([*cmd, "resume", str(sweep), "--num-cpus", "2"],
+                             env={**os.environ, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True,
+                             timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (rec,) = records(sweep).values()
+    assert rec["status"] == "completed" and rec["epochs"][-1] == {**rec["epochs"][-1], "epoch": 4,
+                                                                  "knn_evaluated": True}
+    assert load_trials(sweep)[0].iloc[0]["knn_epoch"] == 4
+    assert "kNN at epoch" not in resumed.stdout

@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import torch
 import yaml
 
 from ablate.cli import main
-from tests.helpers import OPTUNA_SPEC, TINY_TRAINER, write_crafted_pickle, write_spec
+from tests.helpers import OPTUNA_SPEC, TINY_TRAINER, trial_fault_env, write_crafted_pickle, write_spec
 from trainables.config import DINOConfig
 
 SETS = [a for k, v in TINY_TRAINER.items() for a in ("--set", f"{k}={v}")]
@@ -183,3 +184,39 @@ def test_a_sweep_whose_disk_fills_up_exits_2_saying_what_is_kept(
     assert main(["run", str(spec), "--storage", str(tmp_path / "runs")]) == 2
     assert_one_clear_error(capsys, "run", "cannot write", "runs/tiny/spec.yaml (ENOSPC: No space left",
                            "keeps finished trials", "ablate resume")
+
+
+@pytest.mark.slow
+def test_a_trial_that_finds_the_disk_full_stops_the_sweep_with_one_line(tmp_path: Path):
+    """ENOSPC inside a trial's checkpoint write: not Ray's retries and an errored trial, but the trial's
+    own outcome, then one line (path, errno, what is kept, how to go on), exit 2; resume finishes it."""
+    spec = write_spec(tmp_path, f"""
+name: full
+trainer: {dict(TINY_TRAINER, epochs=3)}
+space:
+  teacher_temp: {{type: choice, values: [0.04]}}
+search: {{algorithm: grid}}
+resources: {{cpu: 1, gpu: 0}}
+""")
+    storage, sweep = tmp_path / "runs", tmp_path / "runs" / "full"
+    cmd = [sys.executable, "-m", "ablate.cli"]
+    env = trial_fault_env(tmp_path / "fault", epoch=2, fault="enospc")
+    run = subprocess.run([*cmd, "run", str(spec), "--storage", str(storage), "--num-cpus", "2"], env=env,
+                         capture_output=True, text=True, timeout=400)
+    assert run.returncode == 2, run.stderr[-3000:]
+    errors = [line for line in run.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert errors[0].startswith("ablate run: error: ") and errors[0] == run.stderr.splitlines()[-1]
+    for phrase in ("checkpoint.pt.tmp: cannot write the checkpoint of epoch 2 (ENOSPC: No space left on "
+                   "device)", "the sweep stopped: 0 of 1 trials finished", f"`ablate resume {sweep}`"):
+        assert phrase in errors[0], errors[0]
+    (rec,) = (json.loads(f.read_text()) for f in (sweep / "trials").glob("*.json"))
+    assert rec["status"] == "interrupted" and "ENOSPC" in rec["reason"], rec["reason"]
+    assert (rec["epochs"][-1]["epoch"], rec["epochs"][-1]["trial_outcome"]) == (2, "storage_full")
+
+    resumed = subprocess.run([*cmd, "resume", str(sweep), "--num-cpus", "2"],  # space is back
+                             env={**os.environ, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True,
+                             timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (rec,) = (json.loads(f.read_text()) for f in (sweep / "trials").glob("*.json"))
+    assert rec["status"] == "completed" and [r["epoch"] for r in rec["epochs"]] == [0, 1, 2, 3]

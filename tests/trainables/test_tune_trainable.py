@@ -141,3 +141,57 @@ def test_collapse_at_the_last_epoch_for_fewer_than_patience_epochs_is_flagged() 
         "trial_outcome": "completed"}
     assert end_verdict(epoch(2, 2.0), "", 3) == {}  # mid-run: still running
     assert end_verdict(epoch(2, LN_K), "collapsed (uniform): ...", 3)["trial_outcome"] == "collapsed"
+
+
+# --- the last epoch is evaluated where ASHA may stop the trial; a full disk ends it -------------------
+def test_asha_may_stop_at_its_rungs_and_after_a_restore_past_them() -> None:
+    fresh = tune_trainable.AshaRungs([1, 2, 4])
+    assert [e for e in range(9) if fresh.may_stop(e)] == [1, 2, 4]
+    # Restored from epoch 2 by `ablate resume`: ASHA's bookkeeping starts empty and judges the
+    # trial at one forgotten rung per result (epochs 3 and 4), then at rung 4 (epoch 5).
+    resumed = tune_trainable.AshaRungs([1, 2, 4])
+    assert [e for e in range(3, 9) if resumed.may_stop(e)] == [3, 4, 5]
+
+
+def test_a_trial_restored_past_a_rung_evaluates_where_asha_judges_it(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch):
+    """Restored from epoch 2 (past rungs 1 and 2) with eval_every 4: epoch 3 is evaluated, since the
+    resumed ASHA may stop the trial there (it judges the forgotten rung 2 at the next result)."""
+    monkeypatch.setattr(tune_trainable, "_placement", lambda: {})
+    context = types.SimpleNamespace(get_assigned_resources=lambda: {"CPU": 1.0})
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: context)
+    cfg = DINOConfig(**{**TINY_TRAINER, "epochs": 5, "eval_every": 4})
+    before, carry = DINOTrainer(cfg), KnnCarry()
+    for metrics in before.run():  # the trial before `ablate resume`: epochs 0-2
+        carry.apply(metrics)
+        if metrics["epoch"] == 2:
+            break
+    tune_trainable.save_trial(tmp_path, before, CollapseMonitor(StopRules()), carry, device_seconds=0.0)
+    reports: list[dict] = []
+    config = {**cfg.model_dump(mode="json"), "_eval_at": [1, 2, 4]}
+    tune_trainable.run_trial(DINOTrainer(cfg), config, tune_trainable.DeviceClock(),
+                             tune.Checkpoint.from_directory(str(tmp_path)),
+                             lambda metrics, write: reports.append(metrics))
+    assert [(r["epoch"], r["knn_evaluated"]) for r in reports] == [(3, True), (4, True), (5, True)]
+
+
+def test_a_checkpoint_that_cannot_be_written_ends_the_trial_as_storage_full(monkeypatch: pytest.MonkeyPatch):
+    import errno
+
+    monkeypatch.setattr(tune_trainable, "_placement", lambda: {})
+    context = types.SimpleNamespace(get_assigned_resources=lambda: {"CPU": 1.0})
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: context)
+    reports: list[dict] = []
+
+    def disk_full_at_epoch_2(metrics, write):  # as Ray's copy into the storage fails: no file named
+        if write is not None and metrics["epoch"] == 2:
+            raise OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28]", "runs/t")
+        reports.append(metrics)
+
+    config = {**TINY_TRAINER, "epochs": 3}
+    tune_trainable.run_trial(DINOTrainer(DINOConfig(**config)), config, tune_trainable.DeviceClock(), None,
+                             disk_full_at_epoch_2)
+    assert [r["epoch"] for r in reports] == [0, 1, 2]  # epoch 3 never ran, no retry
+    assert reports[-1]["trial_outcome"] == "storage_full"
+    assert reports[-1]["stop_reason"] == ("runs/t: cannot write the checkpoint of epoch 2 "
+                                          "(ENOSPC: No space left on device)")
