@@ -1,6 +1,6 @@
 """``digit_scenes``: the embedded default dataset, scikit-learn's digits composed into scenes.
 
-Each image shows ``per_scene`` different bundled 8x8 digits of ONE class (3 by default), each
+Each image shows ``per_scene`` different bundled 8x8 digits of ONE class (5 by default), each
 upsampled to a random size and drawn at a random position, white on black, in a small RGB
 canvas. The class is the digit.
 
@@ -41,8 +41,8 @@ class SceneDesign:
     """The generator's knobs (the shipped default is ``SceneDesign()``)."""
 
     size: int = 32                    # canvas side in px
-    digit_min: int = 9                # smallest digit side in px
-    digit_max: int = 16               # largest digit side in px
+    digit_min: int = 8                # smallest digit side in px
+    digit_max: int = 14               # largest digit side in px
     train_copies: int = 3             # scenes per training source digit
     test_copies: int = 3              # scenes per test source digit (more: a steadier kNN)
     intensity: float = 0.0            # foreground ~ U(1 - intensity, 1), background ~ U(0, intensity)
@@ -51,7 +51,7 @@ class SceneDesign:
     texture: float = 0.0              # amplitude of the smooth background texture (0-1)
     texture_cells: int = 4            # the texture is random noise on a cells x cells grid, upsampled
     tint: float = 0.0                 # amplitude of a random colour shift per image (0: grey images)
-    per_scene: int = 3                # digits per scene, all of the scene's class
+    per_scene: int = 5                # digits per scene, all of the scene's class
 
 
 def source_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
