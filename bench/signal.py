@@ -110,8 +110,26 @@ def run_all(base: dict[str, Any], seeds: int, jobs: int, variants: list[str]) ->
         per_seed = [runs[(name, s)] for s in range(seeds)]
         mean, std = mean_std([r["knn_top1"] for r in per_seed])
         out["variants"][name] = {"mean": mean, "std": std, "runs": per_seed}
+    out["paired"] = paired_gaps(out)
     out["targets"] = check_targets(out)
     return out
+
+
+def paired_gaps(out: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Default minus each variant, seed by seed (same seed: same initialization and data order).
+
+    The seed spread of every run is mostly common to all runs of a seed (it follows the
+    initialization), so the paired gap is what a sweep with shared repeat seeds compares.
+    """
+    default = [r["knn_top1"] for r in out["variants"]["default"]["runs"]]
+    gaps = {}
+    for name, v in out["variants"].items():
+        if name != "default":
+            per_seed = [d - r["knn_top1"] for d, r in zip(default, v["runs"])]
+            mean, std = mean_std(per_seed)
+            gaps[name] = {"mean": round(mean, 2), "std": round(std, 2),
+                          "per_seed": [round(g, 2) for g in per_seed]}
+    return gaps
 
 
 def check_targets(out: dict[str, Any]) -> list[dict[str, Any]]:
@@ -150,6 +168,10 @@ def table(out: dict[str, Any]) -> str:
         verdict += f" ({', '.join(sorted(kinds))})" if kinds else ""
         per_seed = ", ".join(f"{r['knn_top1']:.1f}" for r in v["runs"])
         lines.append(f"| {name} | {v['mean']:.2f} ± {v['std']:.2f} | {per_seed} | {verdict} |")
+    lines += ["", "| default minus, paired by seed | mean ± std | per seed |", "|---|---|---|"]
+    for name, g in out.get("paired", {}).items():
+        lines.append(f"| {name} | {g['mean']:.2f} ± {g['std']:.2f} | "
+                     f"{', '.join(f'{x:.1f}' for x in g['per_seed'])} |")
     lines += ["", "| target | measured | required | |", "|---|---|---|---|"]
     lines += [f"| {t['target']} | {t['measured']:.2f} | {t['required']:g} | "
               f"{'pass' if t['passed'] else 'FAIL'} |" for t in out["targets"]]

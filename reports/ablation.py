@@ -2,7 +2,7 @@
 
 The reference of every delta: for ``search.algorithm: ablation`` the *baseline* (the point the sweep
 recorded as ``is_baseline``), otherwise the *best* point by the ranking rule (reports.ranking).
-"Beyond seed noise" is Welch's t-test over repeats (reports.stats).
+"Beyond seed noise" is the paired t-test over shared seeds, else Welch's t-test (reports.stats).
 
     result = analyse(trials, sweep.param_info())
     result.headline()                  # "Best: teacher_temp=0.04 ... +0.52 points vs the baseline ..."
@@ -174,11 +174,15 @@ def _table(result: Analysis, group: pd.DataFrame, params: list[str], ref: pd.Ser
         collapsed = f"collapsed ({int(r['collapsed'])}/{int(r['n'])})" if r["collapsed"] else "no"
         row.update({result.metric_label: fmt_mean_ci(r["mean"], r["ci"]), "repeats": int(r["n"]),
                     f"Δ vs {kind}": "–" if is_ref else delta_text(r, ref),
-                    "beyond seed noise (Welch)":
-                        "–" if is_ref else noise_verdict(r["values"], ref["values"]),
+                    "beyond seed noise": "–" if is_ref else seed_verdict(r, ref),
                     "teacher collapsed": collapsed})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def seed_verdict(a: pd.Series, b: pd.Series) -> str:
+    """Is point ``a`` apart from point ``b`` beyond seed noise (reports.stats.noise_verdict)?"""
+    return noise_verdict(a["values"], b["values"], a.get("seeds"), b.get("seeds"))
 
 
 def headline(result: Analysis) -> str:
@@ -198,13 +202,13 @@ def headline(result: Analysis) -> str:
         else:
             parts.append(f"{best['mean'] - base['mean']:+.2f} points vs the baseline "
                          f"({fmt_mean_ci(base['mean'], base['ci'])} %; beyond seed noise: "
-                         f"{noise_verdict(best['values'], base['values'])})")
+                         f"{seed_verdict(best, base)})")
     if len(pts) > 1:
         second = pts.iloc[1]
         parts.append(f"{best['mean'] - second['mean']:+.2f} points vs the runner-up "
                      f"{point_label(second, result.params)} "
                      f"({fmt_mean_ci(second['mean'], second['ci'])} %; beyond seed noise: "
-                     f"{noise_verdict(best['values'], second['values'])})")
+                     f"{seed_verdict(best, second)})")
     if result.pixel is not None and best["mean"] <= result.pixel:
         parts.append(f"it does **not** beat the raw-pixel kNN ({result.pixel:.2f} %)")
     return text + (": " + "; ".join(parts) + "." if parts else ".")

@@ -4,9 +4,12 @@ From the repeats a sweep has, the seed standard deviation of each configuration 
 observed best-vs-runner-up difference divided by their pooled seed SD is the effect size d, and the
 repeats needed per configuration are the smallest n at which a two-sided two-sample t-test at
 p < 0.05 has 80 % power, computed exactly with the noncentral t distribution (df = 2n - 2,
-noncentrality d * sqrt(n / 2)).
+noncentrality d * sqrt(n / 2)). When the two share 2+ seeds (repeat r runs the same seed in every
+configuration), the test is the paired one the report uses: d is the difference over the SD of
+the seed-by-seed gaps, df = n - 1, noncentrality d * sqrt(n).
 
-    repeats_needed(diff=0.8, sd=0.5)     # 8 (per configuration)
+    repeats_needed(diff=0.8, sd=0.5)                # 8 (per configuration)
+    repeats_needed(diff=0.8, sd=0.5, paired=True)   # 6 (seeds shared by both)
     advice = seed_power(analyse(trials, info, trainer).points, params)
     advice.text                          # the sentence the report prints
 """
@@ -20,21 +23,23 @@ import pandas as pd
 from scipy import stats as sps
 
 from reports.document import Document
-from reports.stats import ALPHA
+from reports.stats import ALPHA, paired_differences
 
 POWER = 0.8
 MAX_REPEATS = 1000
 
 
-def t_test_power(d: float, n: int, alpha: float = ALPHA) -> float:
-    """Power of the two-sided two-sample t-test (n per group, equal SD) at effect size ``d``."""
-    df = 2 * n - 2
-    ncp = abs(d) * math.sqrt(n / 2)
+def t_test_power(d: float, n: int, alpha: float = ALPHA, paired: bool = False) -> float:
+    """Power of the two-sided two-sample t-test (n per group, equal SD) at effect size ``d``, or with
+    ``paired`` of the paired t-test over n seeds (``d``: mean gap / SD of the gaps)."""
+    df, ncp = (n - 1, abs(d) * math.sqrt(n)) if paired else (2 * n - 2, abs(d) * math.sqrt(n / 2))
     crit = float(sps.t.ppf(1 - alpha / 2, df))
-    return float(sps.nct.sf(crit, df, ncp) + sps.nct.cdf(-crit, df, ncp))
+    upper, lower = float(sps.nct.sf(crit, df, ncp)), float(sps.nct.cdf(-crit, df, ncp))
+    return upper + (lower if math.isfinite(lower) else 0.0)  # scipy's far tail can be nan: it is ~0
 
 
-def repeats_needed(diff: float, sd: float, alpha: float = ALPHA, power: float = POWER) -> int | None:
+def repeats_needed(diff: float, sd: float, alpha: float = ALPHA, power: float = POWER,
+                   paired: bool = False) -> int | None:
     """Smallest repeats per configuration detecting ``diff`` with seed SD ``sd``; None beyond
     MAX_REPEATS (or for no difference)."""
     if sd <= 0:
@@ -43,7 +48,7 @@ def repeats_needed(diff: float, sd: float, alpha: float = ALPHA, power: float = 
     if d == 0:
         return None
     for n in range(2, MAX_REPEATS + 1):
-        if t_test_power(d, n, alpha) >= power:
+        if t_test_power(d, n, alpha, paired) >= power:
             return n
     return None
 
@@ -79,7 +84,10 @@ def seed_power(points: pd.DataFrame, params: list[str]) -> PowerAdvice:
         return PowerAdvice("Fewer than two configurations have a final kNN top-1: nothing to compare.", table)
     best, second = points.iloc[0], points.iloc[1]
     diff = float(best["mean"] - second["mean"])
-    sd, dof = pooled_sd([list(best["values"]), list(second["values"])])
+    gaps = paired_differences(best["values"], best.get("seeds", [None] * len(best["values"])),
+                              second["values"], second.get("seeds", [None] * len(second["values"])))
+    paired = len(gaps) >= 2
+    sd, dof = pooled_sd([gaps]) if paired else pooled_sd([list(best["values"]), list(second["values"])])
     source = "the best and the runner-up"
     if dof == 0:
         sd, dof = pooled_sd([list(v) for v in points["values"]])
@@ -90,15 +98,21 @@ def seed_power(points: pd.DataFrame, params: list[str]) -> PowerAdvice:
         return PowerAdvice(f"{head} With one repeat per configuration there is no estimate of the seed "
                            "standard deviation, so no power statement: run 2 or more repeats "
                            "(`--set repeats=3`).", table)
-    n = repeats_needed(diff, sd)
+    n = repeats_needed(diff, sd, paired=paired)
     have = int(min(best["n"], second["n"]))
     need = f"more than {MAX_REPEATS}" if n is None else str(n)
     verdict = "this sweep has enough" if n is not None and have >= n else f"this sweep has {have}"
-    noise = (f"Seed SD {sd:.2f} points (pooled over {source}, {dof} degrees of freedom)." if sd > 0
-             else f"The repeats show no seed variance at all ({source}).")
+    if paired:
+        noise = (f"Over the {len(gaps)} seeds both ran, their gap varies by SD {sd:.2f} points." if sd > 0
+                 else f"Over the {len(gaps)} seeds both ran, the gap is the same on every seed.")
+        test = "paired t-test over shared seeds"
+    else:
+        noise = (f"Seed SD {sd:.2f} points (pooled over {source}, {dof} degrees of freedom)." if sd > 0
+                 else f"The repeats show no seed variance at all ({source}).")
+        test = "two-sample t-test"
     return PowerAdvice(
         f"{head} {noise} Detecting a difference of that size at p < 0.05 with 80 % power (two-sided "
-        f"two-sample t-test, exact noncentral t) needs **{need} repeats per configuration**; {verdict}. "
+        f"{test}, exact noncentral t) needs **{need} repeats per configuration**; {verdict}. "
         "The observed difference is itself an estimate (the best of several looks better than it is): "
         "treat this as a lower bound.", table)
 

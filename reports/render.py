@@ -109,11 +109,13 @@ def add_ablation(doc: Document, result: Analysis) -> None:
     doc.heading("Ablation table")
     if result.reference_kind == "baseline":
         doc.note(f"Each parameter varied alone, the others at the baseline "
-                 f"({result.label(result.reference_point)}). 'Beyond seed noise': Welch's t-test over "
-                 "repeats, p < 0.05; n/a with fewer than 2 repeats on a side.")
+                 f"({result.label(result.reference_point)}). 'Beyond seed noise': paired t-test over "
+                 "the seeds both ran (repeat r runs the same seed everywhere), else Welch's t-test over "
+                 "repeats; p < 0.05; n/a with fewer than 2 repeats on a side.")
     else:
-        doc.note("Every configuration against the best one. 'Beyond seed noise': Welch's t-test over "
-                 "repeats, p < 0.05; n/a with fewer than 2 repeats on a side.")
+        doc.note("Every configuration against the best one. 'Beyond seed noise': paired t-test over "
+                 "the seeds both ran (repeat r runs the same seed everywhere), else Welch's t-test over "
+                 "repeats; p < 0.05; n/a with fewer than 2 repeats on a side.")
     tables = ablation_tables(result)
     if not tables:
         doc.note("No trial has a final kNN top-1 yet.")

@@ -1,10 +1,15 @@
-"""Seed-noise statistics over repeats: mean with a 95% t-interval, Welch's t-test, one row per point.
+"""Seed-noise statistics over repeats: mean with a 95% t-interval, seed tests, one row per point.
 
-A *point* is one hyperparameter setting; its repeats differ only in the seed. Whether a difference
-between two points exceeds seed noise is Welch's t-test (unequal variances) over their repeats.
+A *point* is one hyperparameter setting; its repeats differ only in the seed, and repeat r of every
+point runs seed ``search.seed + r``: the same initialization and data order. Whether a difference
+between two points exceeds seed noise is therefore a paired t-test over the seeds both points ran
+(the seed's common part cancels: on the embedded default a seed moves kNN by ~3 points, the same
+seed's gap between two configurations by ~1, bench/README.md), and Welch's t-test (unequal
+variances) where fewer than 2 seeds are shared.
 
     mean, half, n = mean_ci([69.1, 69.7, 69.4])   # 69.4, 0.75, 3  -> "69.40 ± 0.75"
     welch_p([69.1, 69.7], [66.5, 66.9])            # p-value, None with fewer than 2 repeats a side
+    paired_p([69.1, 69.7, 69.4], [0, 1, 2], [66.5, 66.9, 67.0], [0, 1, 2])  # over the shared seeds
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Sequence
 import pandas as pd
 from scipy import stats as sps
 
-ALPHA = 0.05  # "beyond seed noise" when Welch's p < ALPHA
+ALPHA = 0.05  # "beyond seed noise" when the test's p < ALPHA
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, int]:
@@ -42,8 +47,40 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
     return p if math.isfinite(p) else None
 
 
-def noise_verdict(a: Sequence[float], b: Sequence[float]) -> str:
-    """'yes (p=0.012)', 'no (p=0.41)' or 'n/a' (fewer than 2 repeats on a side)."""
+def paired_differences(a: Sequence[float], seeds_a: Sequence[int | None], b: Sequence[float],
+                       seeds_b: Sequence[int | None]) -> list[float]:
+    """``a - b`` seed by seed, over the known seeds both ran (each seed once on each side, else [])."""
+    known_a, known_b = [s for s in seeds_a if s is not None], [s for s in seeds_b if s is not None]
+    if len(set(known_a)) != len(known_a) or len(set(known_b)) != len(known_b):
+        return []
+    by_seed = {s: v for s, v in zip(seeds_b, b, strict=True) if s is not None}
+    return [float(x) - float(by_seed[s]) for x, s in zip(a, seeds_a, strict=True) if s in by_seed]
+
+
+def paired_p(a: Sequence[float], seeds_a: Sequence[int | None], b: Sequence[float],
+             seeds_b: Sequence[int | None]) -> float | None:
+    """Two-sided p of the paired t-test over shared seeds; None with fewer than 2 shared seeds or
+    no variance in the differences."""
+    diffs = paired_differences(a, seeds_a, b, seeds_b)
+    if len(diffs) < 2:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(sps.ttest_1samp(diffs, 0.0).pvalue)
+    return p if math.isfinite(p) else None
+
+
+def noise_verdict(a: Sequence[float], b: Sequence[float], seeds_a: Sequence[int | None] | None = None,
+                  seeds_b: Sequence[int | None] | None = None) -> str:
+    """'yes (paired p=0.004, 3 seeds)' when the points share at least 2 seeds, else Welch's
+    'yes (p=0.012)' / 'no (p=0.41)', or 'n/a' (fewer than 2 repeats on a side)."""
+    if seeds_a is not None and seeds_b is not None:
+        diffs = paired_differences(a, seeds_a, b, seeds_b)
+        if len(diffs) >= 2:
+            p = paired_p(a, seeds_a, b, seeds_b)
+            if p is None:  # the same gap on every seed
+                return "no (identical repeats)" if diffs[0] == 0 else "yes (no seed variance)"
+            return f"{'yes' if p < ALPHA else 'no'} (paired p={p:.2g}, {len(diffs)} seeds)"
     if len(a) < 2 or len(b) < 2:
         return "n/a"
     p = welch_p(a, b)
@@ -54,16 +91,20 @@ def noise_verdict(a: Sequence[float], b: Sequence[float]) -> str:
 
 def point_summary(trials: pd.DataFrame, params: list[str], metric: str = "knn_top1") -> pd.DataFrame:
     """One row per point (hyperparameter setting): its params, ``values`` (the metric of each repeat),
-    ``mean``, ``ci`` (95% half-width), ``n``, ``collapsed`` (repeats that collapsed)."""
+    ``seeds`` (each value's seed, for the paired test), ``mean``, ``ci`` (95% half-width), ``n``,
+    ``collapsed`` (repeats that collapsed)."""
     rows = []
     for point, group in trials.groupby("point", sort=True):
-        values = [float(v) for v in group[metric].dropna()]
+        measured = group[group[metric].notna()]
+        values = [float(v) for v in measured[metric]]
+        seeds = ([int(s) if pd.notna(s) else None for s in measured["seed"]]
+                 if "seed" in measured else [None] * len(values))
         mean, ci, n = mean_ci(values)
         first = group.iloc[0]
         rows.append({"point": int(point), **{p: first[p] for p in params}, "values": values,
-                     "mean": mean, "ci": ci, "n": n,
+                     "seeds": seeds, "mean": mean, "ci": ci, "n": n,
                      "collapsed": int(group["collapsed"].fillna(False).sum())})
-    columns = ["point", *params, "values", "mean", "ci", "n", "collapsed"]
+    columns = ["point", *params, "values", "seeds", "mean", "ci", "n", "collapsed"]
     return pd.DataFrame(rows, columns=columns)
 
 

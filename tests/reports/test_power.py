@@ -54,3 +54,22 @@ def test_one_repeat_gives_no_estimate_but_others_can_lend_theirs() -> None:
     lent = seed_power(points({0.04: [71.0], 0.02: [70.0], 0.1: [50.0, 52.0]}), ["teacher_temp"])
     assert "pooled over all configurations with 2+ repeats" in lent.text
     assert "Seed SD 1.41 points" in lent.text and "1 degrees of freedom" in lent.text
+
+
+@pytest.mark.parametrize(("d", "n"), [(0.5, 34), (1.0, 10)])
+def test_paired_repeats_needed_match_the_standard_tables(d: float, n: int) -> None:
+    # G*Power, paired (matched pairs) t-test, two-sided alpha 0.05, power 0.8
+    assert repeats_needed(diff=d, sd=1.0, paired=True) == n
+
+
+def test_shared_seeds_give_the_paired_advice() -> None:
+    trials = pd.DataFrame([{"point": i, "teacher_temp": t, "knn_top1": v, "collapsed": False, "seed": s}
+                           for i, (t, vs) in enumerate({0.04: [70.0, 72.0, 71.0],
+                                                        0.02: [69.0, 70.8, 70.2]}.items())
+                           for s, v in enumerate(vs)])
+    summary = point_summary(trials, ["teacher_temp"]).sort_values("mean", ascending=False)
+    advice = seed_power(summary, ["teacher_temp"])
+    # seed SD ~1 in each configuration (17 repeats unpaired), but the gap is 1.0 +- 0.2 seed by seed
+    assert "Over the 3 seeds both ran, their gap varies by SD 0.20 points" in advice.text
+    assert "paired t-test over shared seeds" in advice.text
+    assert "**3 repeats per configuration**; this sweep has enough" in advice.text

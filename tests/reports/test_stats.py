@@ -1,4 +1,4 @@
-"""Mean ± 95% CI, Welch's test, and the leaderboard/ablation logic on hand-made trial tables."""
+"""Mean ± 95% CI, the paired and Welch tests, and the leaderboard/ablation logic on hand-made trial tables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sps
 
 from reports.ablation import ablation_tables, analyse, leaderboard
-from reports.stats import mean_ci, noise_verdict, welch_p
+from reports.stats import mean_ci, noise_verdict, paired_p, welch_p
 
 
 def test_mean_ci_is_a_t_interval() -> None:
@@ -29,13 +29,30 @@ def test_welch_needs_two_repeats_per_side() -> None:
     assert noise_verdict([1.0], [2.0]) == "n/a"
 
 
+def test_shared_seeds_are_compared_pair_by_pair() -> None:
+    # The seed moves both points by ~2 points, the gap between them is 1.0 +- 0.05 on every seed:
+    # Welch's test sees only the spread, the paired test sees the gap.
+    a, b, seeds = [46.0, 42.0, 44.0], [45.0, 41.1, 42.95], [0, 1, 2]
+    assert welch_p(a, b) > 0.5
+    assert paired_p(a, seeds, b, seeds) == pytest.approx(sps.ttest_rel(a, b).pvalue)
+    assert noise_verdict(a, b, seeds, seeds).startswith("yes (paired p=")
+    assert noise_verdict(a, b, seeds, seeds).endswith(", 3 seeds)")
+    # only the shared seeds pair (seed 2 of b is missing, seed 7 of a has no partner)
+    expected = sps.ttest_rel(a[:2], b[:2]).pvalue
+    assert paired_p(a + [50.0], seeds + [7], b[:2], seeds[:2]) == pytest.approx(expected)
+    # fewer than 2 shared or unknown seeds: Welch's test over the repeats
+    assert noise_verdict(a, b, [0, 1, 2], [3, 4, 5]).startswith("no (p=")
+    assert noise_verdict(a, b, [None] * 3, [None] * 3).startswith("no (p=")
+
+
 def trials_table(points: list[dict], values: list[list[float]],
-                 statuses: list[str] | None = None) -> pd.DataFrame:
+                 statuses: list[str] | None = None, seeds: bool = False) -> pd.DataFrame:
     rows = []
     for i, (params, knn) in enumerate(zip(points, values, strict=True)):
         for r, v in enumerate(knn):
             rows.append({"trial_id": f"t{i}{r}", "point": i, "repeat": r, "knn_top1": v,
-                         "status": "completed", "collapsed": v < 1, "is_baseline": i == 0, **params})
+                         "status": "completed", "collapsed": v < 1, "is_baseline": i == 0, **params,
+                         **({"seed": r} if seeds else {})})
     df = pd.DataFrame(rows)
     if statuses:
         df["status"] = statuses
@@ -56,15 +73,24 @@ def test_ablation_deltas_are_to_the_baseline_point() -> None:
     temp = tables["teacher_temp"]
     assert temp["teacher_temp"].tolist() == ["0.02", "0.04 (baseline)", "0.08"]  # sorted by value
     assert temp["Δ vs baseline"].tolist() == ["-2.90", "–", "-69.50"]
-    assert temp["beyond seed noise (Welch)"].iloc[0].startswith("yes")
+    assert temp["beyond seed noise"].iloc[0].startswith("yes (p=")  # no seeds recorded: Welch
     assert temp["teacher collapsed"].tolist() == ["no", "no", "collapsed (3/3)"]  # as the paper's 0.1
     out_dim = tables["out_dim"]
     assert out_dim["out_dim"].tolist() == ["1024 (baseline)", "4096"]
-    assert out_dim["beyond seed noise (Welch)"].tolist() == ["–", "n/a"]  # one repeat of 4096
+    assert out_dim["beyond seed noise"].tolist() == ["–", "n/a"]  # one repeat of 4096
     # the winner is out_dim 4096 (69.8 > 69.6): said with the margin to the baseline
     headline = result.headline()
     assert "Best: teacher_temp=0.04, out_dim=4096" in headline
     assert "+0.20 points vs the baseline" in headline and "vs the runner-up" in headline
+
+
+def test_ablation_pairs_the_repeats_by_seed() -> None:
+    # teacher_temp 0.02 is 0.4-0.6 below the baseline on every seed, within a seed spread of ~1
+    values = [[69.5, 67.7, 68.6], [69.0, 67.1, 68.2], [0.1, 0.1, 0.1], [69.8]]
+    tables = dict(ablation_tables(analyse(trials_table(POINTS, values, seeds=True), ABLATION)))
+    verdicts = tables["teacher_temp"]["beyond seed noise"].tolist()
+    assert verdicts[0].startswith("yes (paired p=") and verdicts[0].endswith(", 3 seeds)")
+    assert tables["out_dim"]["beyond seed noise"].tolist() == ["–", "n/a"]  # one repeat: no pair, no Welch
 
 
 def test_other_searches_compare_to_the_best_and_skip_unfinished_trials() -> None:
