@@ -208,7 +208,7 @@ class LiveView(Callback):
         best = self.best()
         if best is None:
             return "no kNN top-1 yet"
-        return f"best kNN top-1 {best.knn_top1:.2f}% ({self._params(best)}; trial {best.trial_id})"
+        return f"best trial kNN top-1 {best.knn_top1:.2f}% ({self._params(best)}; trial {best.trial_id})"
 
     def _line(self, text: str) -> None:
         stamp = fmt_duration(time.time() - self.started)

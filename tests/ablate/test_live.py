@@ -65,7 +65,8 @@ def test_non_terminal_prints_one_line_per_event() -> None:
     assert len(collapsed) == 1 and "reason: teacher entropy at ln(out_dim) for 2 epochs" in collapsed[0]
     assert "t2  errored" in text and "reason: RuntimeError: boom" in text
     assert "t3  stopped early" in text and "after 1/4 epochs" in text
-    assert lines[-1].endswith("best kNN top-1 44.00% (teacher_temp=0.02; trial t0)")  # not the collapsed one
+    # the best trial, not the collapsed one
+    assert lines[-1].endswith("best trial kNN top-1 44.00% (teacher_temp=0.02; trial t0)")
     assert "1 completed, 1 collapsed, 1 errored, 1 stopped early" in lines[-1]
     assert len(lines) == 4 + 1 + 4 + 1
 
@@ -152,7 +153,7 @@ def test_terminal_draws_one_view_in_place() -> None:
     final = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text.split("\x1b[2K")[-1])
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
     assert "trials 2/2  epochs 12/12" in plain
-    assert "best kNN top-1 46.00% (teacher_temp=0.04; trial t0)" in plain
+    assert "best trial kNN top-1 46.00% (teacher_temp=0.04; trial t0)" in plain
     assert plain.count("t1  diverged") == 1 and "reason: loss is nan at step 12" in plain  # printed once
     assert "sweep done" in final
     # redrawn several times, yet the screen grew only by the view (5 lines) and the event lines (3)
