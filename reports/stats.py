@@ -61,7 +61,11 @@ def paired_p(a: Sequence[float], seeds_a: Sequence[int | None], b: Sequence[floa
              seeds_b: Sequence[int | None]) -> float | None:
     """Two-sided p of the paired t-test over shared seeds; None with fewer than 2 shared seeds or
     no variance in the differences."""
-    diffs = paired_differences(a, seeds_a, b, seeds_b)
+    return _zero_mean_p(paired_differences(a, seeds_a, b, seeds_b))
+
+
+def _zero_mean_p(diffs: list[float]) -> float | None:
+    """Two-sided p of the one-sample t-test of ``diffs`` against 0 (None: < 2 values, no variance)."""
     if len(diffs) < 2:
         return None
     with warnings.catch_warnings():
@@ -77,7 +81,7 @@ def noise_verdict(a: Sequence[float], b: Sequence[float], seeds_a: Sequence[int 
     if seeds_a is not None and seeds_b is not None:
         diffs = paired_differences(a, seeds_a, b, seeds_b)
         if len(diffs) >= 2:
-            p = paired_p(a, seeds_a, b, seeds_b)
+            p = _zero_mean_p(diffs)
             if p is None:  # the same gap on every seed
                 return "no (identical repeats)" if diffs[0] == 0 else "yes (no seed variance)"
             return f"{'yes' if p < ALPHA else 'no'} (paired p={p:.2g}, {len(diffs)} seeds)"
