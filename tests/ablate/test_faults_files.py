@@ -162,7 +162,7 @@ def test_train_resume_lists_the_keys_that_changed(trained: Path, tmp_path: Path,
     # Changed on the command line: refused, naming each key with both values.
     assert main(["train", *SETS, "--set", "teacher_temp=0.07", "--set", "lr=0.001", "--out", str(run),
                  "--resume"]) == 2
-    assert_one_clear_error(capsys, "train", "Differs: ", "teacher_temp: 0.04 -> 0.07", "lr: 0.008 -> 0.001")
+    assert_one_clear_error(capsys, "train", "Differs: ", "teacher_temp: 0.03 -> 0.07", "lr: 0.008 -> 0.001")
     # config.yaml edited behind the checkpoint's back: refused too.
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     (run / "config.yaml").write_text(yaml.safe_dump({**cfg, "student_temp": 0.2}))
