@@ -8,8 +8,8 @@ center_momentum 0.999 (one-hot collapse). Adds the raw-pixel and untrained-backb
 (``trainables.baselines``), checks the targets of issue 8 and prints ONE table; ``--out``
 writes everything as JSON.
 
-    python bench/signal.py --seeds 3 --out signal.json          # ~15 min on 2 cores
-    python bench/signal.py --seeds 1 --epochs 2 --set dataset=digits
+    python bench/dino_signal.py --seeds 3 --out signal.json          # ~15 min on 2 cores
+    python bench/dino_signal.py --seeds 1 --epochs 2 --set dataset=digits
 
 Trials run ``--jobs`` at a time (default 2), each in its own process with one thread, the way
 a sweep runs them on a 2-core machine (``resources: {cpu: 1}``).
@@ -17,20 +17,16 @@ a sweep runs them on a 2-core machine (``resources: {cpu: 1}``).
 
 from __future__ import annotations
 
+import argparse
+import json
+import statistics
 import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
-# This file is named like the standard library's ``signal``, which multiprocessing imports: run as
-# a script, its own folder must not be on the import path, the repository root must.
-_ROOT = Path(__file__).resolve().parents[1]
-sys.path[:] = [str(_ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != _ROOT / "bench"]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor  # noqa: E402
-from typing import Any  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the repository
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
