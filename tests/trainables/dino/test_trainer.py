@@ -113,6 +113,22 @@ def test_default_recipe_runs_on_the_embedded_default():
     assert not last["loss_at_ln_out_dim"] and last["teacher_entropy"] < 0.98 * last["ln_out_dim"]
 
 
+def test_a_cnn_on_cpu_convolves_nhwc_activations_with_nchw_weights():
+    """oneDNN's fast path; NHWC weights would cost a layout copy of every weight gradient and a
+    contiguous copy of every parameter in the fused AdamW step (bench/README.md)."""
+    trainer = DINOTrainer(tiny(arch="test_resnet", epochs=2))
+    conv = next(m for m in trainer.student.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    nhwc: list[bool] = []
+    conv.register_forward_hook(
+        lambda _m, _i, out: nhwc.append(out.is_contiguous(memory_format=torch.channels_last)))
+    trainer.loader.set_epoch(1)
+    crops, _ = next(iter(trainer.loader))
+    trainer.train_step([crops], it=trainer.niter_per_ep, epoch=1)
+    assert nhwc and all(nhwc)  # global and local crops
+    assert all(p.is_contiguous() for p in trainer.student_params + trainer.teacher_params)
+    assert all(p.grad.is_contiguous() for p in trainer.student_params if p.grad is not None)
+
+
 def test_the_trainer_gives_each_config_value_to_its_own_loss_argument():
     # Distinct values everywhere: a swapped pair (warmup_teacher_temp / teacher_temp, student_temp
     # / center_momentum, warmup epochs / epochs) gives other numbers below.
