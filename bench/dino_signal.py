@@ -8,7 +8,7 @@ center_momentum 0.999 (one-hot collapse). Adds the raw-pixel and untrained-backb
 (``trainables.baselines``), checks the targets of issue 8 and prints ONE table; ``--out``
 writes everything as JSON.
 
-    python bench/dino_signal.py --seeds 3 --out signal.json          # ~15 min on 2 cores
+    python bench/dino_signal.py --seeds 5 --out bench/signal.json    # ~11 min on 2 cores
     python bench/dino_signal.py --seeds 1 --epochs 2 --set dataset=digits
 
 Trials run ``--jobs`` at a time (default 2), each in its own process with one thread, the way

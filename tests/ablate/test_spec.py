@@ -37,7 +37,7 @@ def test_shipped_spec_loads_with_expected_trials_and_fits_cpu_budget(name: str, 
     spec = load_spec(SPECS / f"{name}.yaml")
     assert spec.name == name
     assert spec.num_trials == trials
-    # ~9 s per epoch-trial on one quiet core (bench/dino_signal.py: 8-epoch trials in ~75 s, set-up and
+    # ~8 s per epoch-trial on one quiet core (bench/dino_signal.py: 8-epoch trials in ~65 s, set-up and
     # kNN included), two trials at a time: 120 epoch-trials is the 10-minute budget
     assert spec.num_trials * spec.trainer_config().epochs <= 120
     assert spec.trainer_config().dataset == "digit_scenes"
