@@ -31,7 +31,7 @@ def error_of(path: Path, sets: list[str] | None = None) -> str:
 
 
 # --- the shipped specs ----------------------------------------------------------------------------
-@pytest.mark.parametrize("name, trials", [("temps", 12), ("ema", 12), ("out_dim", 12), ("crops", 9),
+@pytest.mark.parametrize("name, trials", [("temps", 15), ("ema", 12), ("out_dim", 12), ("crops", 9),
                                           ("paper", 12)])
 def test_shipped_spec_loads_with_expected_trials_and_fits_cpu_budget(name: str, trials: int) -> None:
     spec = load_spec(SPECS / f"{name}.yaml")
@@ -232,10 +232,10 @@ def test_sets_apply_to_trainer_search_resources_and_space() -> None:
     spec = load_spec(SPECS / "temps.yaml", ["trainer.epochs=2", "search.num_samples=4",
                                             "resources.gpu=0.25", "space.teacher_temp.high=0.08"])
     assert spec.trainer_config().epochs == 2
-    assert spec.search.num_samples == 4 and spec.num_trials == 8  # 2 repeats each
+    assert spec.search.num_samples == 4 and spec.num_trials == 12  # 3 repeats each
     assert spec.resources.gpu == 0.25
     assert spec.space["teacher_temp"].high == 0.08
-    assert spec.repeats == 2 and spec.metric == "knn_top1"  # untouched keys keep the file's values
+    assert spec.repeats == 3 and spec.metric == "knn_top1"  # untouched keys keep the file's values
 
 
 def test_set_with_bad_path_says_so(tmp_path: Path) -> None:
