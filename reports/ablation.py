@@ -5,7 +5,8 @@ recorded as ``is_baseline``), otherwise the *best* point by the ranking rule (re
 "Beyond seed noise" is the paired t-test over shared seeds, else Welch's t-test (reports.stats).
 
     result = analyse(trials, sweep.param_info())
-    result.headline()                  # "Best: teacher_temp=0.04 ... +0.52 points vs the baseline ..."
+    result.headline()                  # "Best: teacher_temp=0.04 ... +0.52 points vs the baseline ...;
+                                       #  3 configurations with a collapsed trial: -12.72 to ..."
     leaderboard(result)                # DataFrame ready to render
     for title, table in ablation_tables(result): ...
 """
@@ -211,4 +212,21 @@ def headline(result: Analysis) -> str:
                      f"{seed_verdict(best, second)})")
     if result.pixel is not None and best["mean"] <= result.pixel:
         parts.append(f"it does **not** beat the raw-pixel kNN ({result.pixel:.2f} %)")
+    if not best["collapsed"] and (failed := collapse_gap(result, best)):
+        parts.append(failed)
     return text + (": " + "; ".join(parts) + "." if parts else ".")
+
+
+def collapse_gap(result: Analysis, best: pd.Series) -> str:
+    """'3 configurations with a collapsed trial: -12.72 to -11.48 points vs it (beyond seed noise:
+    3 of 3)', or '' when none collapsed."""
+    failed = result.points[(result.points["collapsed"] > 0) & (result.points["n"] > 0)]
+    if failed.empty:
+        return ""
+    deltas = sorted(float(r["mean"] - best["mean"]) for _, r in failed.iterrows())
+    tested = [v for v in (seed_verdict(r, best) for _, r in failed.iterrows()) if v != "n/a"]
+    noise = (f"beyond seed noise: {sum(v.startswith('yes') for v in tested)} of {len(tested)}" if tested
+             else "beyond seed noise: n/a, fewer than 2 repeats")
+    span = f"{deltas[0]:+.2f}" if len(deltas) == 1 else f"{deltas[0]:+.2f} to {deltas[-1]:+.2f}"
+    what = "1 configuration" if len(failed) == 1 else f"{len(failed)} configurations"
+    return f"{what} with a collapsed trial: {span} points vs it ({noise})"

@@ -103,3 +103,21 @@ def test_other_searches_compare_to_the_best_and_skip_unfinished_trials() -> None
     assert board["collapsed"].tolist() == [0, 0, 3]
     [(title, table)] = ablation_tables(result)
     assert "best" in title and len(table) == 3
+
+
+def test_headline_says_how_far_collapsed_configurations_fall_and_whether_beyond_noise() -> None:
+    # the main job's sweep (temps.yaml, 5 configurations x seeds 0-2): two working, three collapsed
+    points = [{"teacher_temp": t} for t in (0.0443, 0.0354, 0.0619, 0.0122, 0.0952)]
+    values = [[50.65, 44.26, 43.43], [51.94, 39.35, 42.13], [35.28, 32.87, 35.74],
+              [34.91, 33.15, 32.41], [35.93, 31.57, 32.69]]
+    trials = trials_table(points, values, seeds=True)
+    trials["collapsed"] = (trials["point"] >= 2).astype("boolean")
+    info = {"params": ["teacher_temp"], "algorithm": "optuna"}
+    headline = analyse(trials, info).headline()
+    assert "3 configurations with a collapsed trial: -12.72 to -11.48 points vs it " \
+           "(beyond seed noise: 3 of 3)" in headline
+    # seeds 0 and 1 only: each paired test has 1 degree of freedom, and not every gap clears it
+    two = analyse(trials[trials["seed"] < 2], info).headline()
+    assert "3 configurations with a collapsed trial" in two and "(beyond seed noise: 3 of 3)" not in two
+    # no collapse, no clause
+    assert "collapsed trial" not in analyse(trials[trials["point"] < 2], info).headline()
