@@ -22,12 +22,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
-import yaml
 
 from ablate.errors import UserError
 from reports.errors import ReportError
-
-REPORT_DIR = "report"
+from sweep_format.layout import REPORT_DIR, SPEC_FILE, is_sweep, not_a_sweep
 
 
 @dataclass
@@ -44,7 +42,12 @@ class Sweep:
     @property
     def spec(self) -> dict[str, Any]:
         """The resolved spec the sweep ran with (``spec.yaml``)."""
-        return yaml.safe_load((self.path / "spec.yaml").read_text())
+        from reports.sweepdir import read_spec
+
+        try:
+            return read_spec(self.path / SPEC_FILE)
+        except ReportError as exc:
+            raise UserError(str(exc)) from None
 
     @property
     def trials(self) -> pd.DataFrame:
@@ -61,16 +64,11 @@ class Sweep:
         """The trials.parquet row of the best trial of the best configuration, by the one ranking
         rule (reports/ranking.py: the summary, ``ablate ls`` and the report rank the same way);
         None while no trial has a value."""
-        from reports.ranking import best_point, counted_trials
+        from reports.ranking import best_trial
 
         spec = self.spec
-        metric, mode = spec.get("metric", "knn_top1"), spec.get("mode", "max")
-        point, _ = best_point(self.trials, list(spec.get("space") or {}), metric, mode)
-        if point is None:
-            return None
-        counted, _ = counted_trials(self.trials, metric)
-        repeats = counted[counted["point"] == point["point"]]
-        return repeats.sort_values(metric, ascending=(mode == "min"), kind="stable").iloc[0]
+        return best_trial(self.trials, list(spec.get("space") or {}), spec.get("metric", "knn_top1"),
+                          spec.get("mode", "max"))
 
     def report(self) -> Path:
         """Write the full report (parquet, report.md, report.html, plots); returns its folder."""
@@ -95,7 +93,7 @@ class Sweep:
 
 
 def read_or_build_tables(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The report's parquet tables; built (and written) from Ray's files when missing."""
+    """The report's parquet tables; built (and written) from the trial records when missing."""
     report = sweep_dir / REPORT_DIR
     files = report / "trials.parquet", report / "epochs.parquet"
     if all(f.is_file() for f in files):
@@ -117,8 +115,8 @@ def read_or_build_tables(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 def load(path: str | Path) -> Sweep:
     """The sweep in folder ``path`` (``runs/NAME``); UserError if it is not one."""
     folder = Path(path).expanduser().resolve()
-    if not (folder / "spec.yaml").is_file() or not (folder / "tune").is_dir():
-        raise UserError(f"{folder}: not a sweep folder (expected spec.yaml and tune/ made by `ablate run`)")
+    if not is_sweep(folder):
+        raise UserError(not_a_sweep(folder))
     return Sweep(folder)
 
 

@@ -59,9 +59,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ablate {args.command}: error: {storage_failure(exc, args)}", file=sys.stderr)
         return USAGE_EXIT
-    except KeyboardInterrupt:
-        print(f"ablate {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # before a sweep started, or a second Ctrl-C while one stopped
+        from ablate.ending import exit_code
+
+        print(f"ablate {args.command}: interrupted{f' ({exc})' if str(exc) else ''}", file=sys.stderr)
+        return exit_code(exc)
 
 
 if __name__ == "__main__":

@@ -2,14 +2,19 @@
 
 On a terminal, one in-place view (rich): a progress bar (trials finished / total, epochs done /
 planned, elapsed, ETA from the measured epoch times), the running and most recent trials
-(parameters, epoch, loss, kNN top-1, outcome) and the best trial so far. A trial that collapses,
-diverges, runs out of memory or errors is printed once above the view with its reason.
+(parameters, epoch, loss, kNN top-1, outcome) and the best configuration so far. A trial that
+collapses, diverges, runs out of memory or errors is printed once above the view with its reason.
 
 Anywhere else (CI, ``| tee``, nohup, a notebook): one line per event - trial started, every
 ``every``-th epoch, trial ended with its outcome - so a log reads top to bottom.
 
-    view = LiveView(num_trials=8, epochs=6, params=["teacher_temp"])
-    tune.RunConfig(callbacks=[view], verbose=0)   # Ray's own table silenced
+The view covers the whole sweep (after ``ablate resume`` too): it reads the records the
+``TrialRecorder`` keeps, and names the best configuration by the one ranking rule
+(reports.ranking: the spec's metric and mode, finished trials only), in the summary's words.
+
+    recorder = TrialRecorder(spec, sweep_dir)
+    view = LiveView(recorder)
+    tune.RunConfig(callbacks=[recorder, view], verbose=0)   # the recorder first; Ray's table silenced
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from typing import IO, Any
 
 from ray.tune import Callback
 
-BAD_OUTCOMES = ("collapsed", "diverged", "oom", "errored")
+from ablate.recorder import TrialRecorder, record_id
+from sweep_format import statuses
+
 RECENT = 6  # finished trials kept in the terminal table
 
 
@@ -59,17 +66,21 @@ def fmt_value(value: Any) -> str:
 class LiveView(Callback):
     """Ray Tune callback that draws the sweep's progress (see the module docstring)."""
 
-    def __init__(self, num_trials: int, epochs: int, params: list[str], metric: str = "knn_top1",
-                 mode: str = "max", stream: IO[str] | None = None, interactive: bool | None = None,
-                 every: int | None = None) -> None:
-        self.num_trials, self.epochs, self.params = num_trials, epochs, list(params)
-        self.metric, self.mode = metric, mode
+    def __init__(self, recorder: TrialRecorder, stream: IO[str] | None = None,
+                 interactive: bool | None = None, every: int | None = None) -> None:
+        spec = recorder.spec
+        self.recorder, self.params = recorder, list(spec.space)
+        self.num_trials, self.epochs = spec.num_trials, spec.trainer_config().epochs
+        self.metric, self.mode = spec.metric, spec.mode
         self.stream = stream
         self.interactive = interactive
-        self.every = every or max(1, math.ceil(epochs / 3))  # ~3 epoch lines per trial
+        self.every = every or max(1, math.ceil(self.epochs / 3))  # ~3 epoch lines per trial
         self.rows: dict[str, TrialRow] = {}
         self.started = time.time()
         self._live: Any = None
+        for rec in sorted(recorder.records.values(), key=lambda r: r.get("created_at") or 0.0):
+            self._from_record(rec)  # an earlier run's trials: the view covers the whole sweep
+        self.best_line = self.best_text()  # ranked again whenever a trial ends
 
     # --- pickling: Tune saves its callbacks with the experiment; a stream is not picklable -------
     def __getstate__(self) -> dict[str, Any]:
@@ -93,9 +104,11 @@ class LiveView(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         row = self._row(trial)
-        row.outcome, row.ended_at = "running", None
+        row.outcome, row.ended_at = statuses.RUNNING, None
         if not self.is_terminal:
-            self._line(f"trial {row.number}/{self.num_trials} started  {row.trial_id}  {self._params(row)}")
+            again = f"  (continues from epoch {row.epoch})" if row.epoch else ""
+            self._line(f"trial {row.number}/{self.num_trials} started  {row.trial_id}  "
+                       f"{self._params(row)}{again}")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         row = self._row(trial)
@@ -105,33 +118,24 @@ class LiveView(Callback):
         row.epoch = int(epoch) if isinstance(epoch, (int, float)) else row.epoch
         row.loss = _number(result.get("loss"), row.loss)
         row.knn_top1 = _number(result.get("knn_top1"), row.knn_top1)
-        row.outcome = str(result.get("trial_outcome") or row.outcome)
-        row.reason = str(result.get("stop_reason") or row.reason)
-        if row.epoch >= 1 and "collapse_flag" in result:  # the one collapse rule, as in the records
-            row.collapsing = bool(result["collapse_flag"]) or row.outcome in ("collapsed", "flagged")
+        row.collapsing = bool(result.get("collapsed", row.collapsing))  # the trainable's verdict
         every_nth = row.epoch >= 1 and row.epoch % self.every == 0
-        if not self.is_terminal and every_nth and row.outcome == "running":
+        running = result.get("trial_outcome", statuses.RUNNING) == statuses.RUNNING
+        if not self.is_terminal and every_nth and running:
             self._line(f"trial {row.trial_id}  epoch {row.epoch}/{self.epochs}  {self._metrics(row)}")
         self._refresh()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        row = self._row(trial)
-        if row.outcome == "running":
-            row.outcome = "completed" if row.epoch >= self.epochs else "stopped early"
-            if row.outcome == "stopped early":
-                row.reason = row.reason or f"stopped by the scheduler after {row.epoch}/{self.epochs} epochs"
-        self._ended(row)
+        self._ended(self._row(trial))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        row = self._row(trial)
-        row.outcome = "oom" if "OutOfMemory" in str(getattr(trial, "error_msg", "") or "") else "errored"
-        row.reason = _error_line(trial) or row.reason
-        self._ended(row)
+        self._ended(self._row(trial))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.close()
+        stopped = any(r.ended_at is None for r in self.rows.values())  # interrupted: trials still running
         self._line(f"sweep done in {fmt_duration(time.time() - self.started)}: {self._counts()}; "
-                   f"{self._best_text()}")
+                   f"{self.best_text(finished_only=stopped)}")
 
     def close(self) -> None:
         """Draw the view a last time and give the terminal back (cursor shown); safe to repeat."""
@@ -142,20 +146,35 @@ class LiveView(Callback):
 
     # --- state ---------------------------------------------------------------------------------
     def _row(self, trial: Any) -> TrialRow:
-        tid = str(trial.trial_id)
+        tid = record_id(trial)
         if tid not in self.rows:
             config = getattr(trial, "config", {}) or {}
             self.rows[tid] = TrialRow(tid, {p: config.get(p) for p in self.params}, len(self.rows) + 1)
         return self.rows[tid]
 
+    def _from_record(self, rec: dict[str, Any]) -> None:
+        rows = rec.get("epochs") or []
+        row = self.rows[rec["trial_id"]] = TrialRow(rec["trial_id"], dict(rec.get("params") or {}),
+                                                     len(self.rows) + 1)
+        row.epoch = max((r.get("epoch", 0) for r in rows), default=0)
+        row.loss = _number(rows[-1].get("loss") if rows else None, None)
+        row.knn_top1 = _number(rows[-1].get("knn_top1") if rows else None, None)
+        row.outcome, row.reason = str(rec.get("status")), str(rec.get("reason") or "")
+        if statuses.is_final(rec.get("status")):
+            row.ended_at = float(rec.get("updated_at") or 0.0)
+
     def _ended(self, row: TrialRow) -> None:
+        rec = self.recorder.records.get(row.trial_id, {})  # the recorder has written the trial's end
+        row.outcome, row.reason = str(rec.get("status") or statuses.COMPLETED), str(rec.get("reason") or "")
+        row.collapsing = bool(rec.get("collapsed"))
         row.ended_at = time.time()
         done = sum(r.ended_at is not None for r in self.rows.values())
         text = (f"trial {row.trial_id}  {row.outcome}  {self._metrics(row)}  epochs {row.epoch}/{self.epochs}"
-                + (f"  reason: {row.reason}" if row.reason and row.outcome != "completed" else "")
+                + (f"  reason: {row.reason}" if row.reason and row.outcome != statuses.COMPLETED else "")
                 + f"  [{done}/{self.num_trials} done, ETA {fmt_duration(self.eta())}]")
-        if not self.is_terminal or row.outcome in BAD_OUTCOMES:
+        if not self.is_terminal or row.outcome in statuses.FAILURES:
             self._line(text)  # on a terminal, only the trials one must look at, once
+        self.best_line = self.best_text()
         self._refresh()
 
     def epochs_done(self) -> int:
@@ -177,16 +196,19 @@ class LiveView(Callback):
         running = sum(r.ended_at is None for r in self.rows.values())
         return left * (sum(times) / len(times)) / max(1, running)
 
-    def best(self) -> TrialRow | None:
-        """Best trial so far; a teacher the stop rule sees collapsing only when nothing else scored
-        (the report then ranks configurations by their mean over repeats: reports/ranking.py)."""
-        scored = [r for r in self.rows.values() if r.knn_top1 is not None and r.outcome not in BAD_OUTCOMES]
-        working = [r for r in scored if not r.collapsing]
-        scored = working or scored
-        if not scored:
-            return None
-        pick = max if self.mode == "max" else min
-        return pick(scored, key=lambda r: r.knn_top1 if r.knn_top1 is not None else math.nan)
+    def best_text(self, finished_only: bool = False) -> str:
+        """The best configuration by the one ranking rule, as the summary words it; while no trial
+        has finished, the best so far of the running ones (never once the sweep has stopped)."""
+        from reports.ranking import best_point, best_text
+        from reports.sweepdir import SweepDir
+        from reports.tables import trials_table
+
+        sweep = SweepDir(self.recorder.sweep_dir, self.recorder.spec.as_dict())
+        trials = trials_table(sweep, list(self.recorder.records.values()))
+        best, partial = best_point(trials, self.params, self.metric, self.mode)
+        if best is None or (partial and finished_only):
+            return f"no finished trial with {self.metric} measured after training"
+        return best_text(best, partial, self.params, self.metric, self.mode)
 
     # --- text ------------------------------------------------------------------------------------
     def _params(self, row: TrialRow) -> str:
@@ -202,13 +224,9 @@ class LiveView(Callback):
         counts: dict[str, int] = {}
         for r in self.rows.values():
             counts[r.outcome] = counts.get(r.outcome, 0) + 1
-        return ", ".join(f"{n} {k}" for k, n in counts.items()) or "no trials"
+        order = [*statuses.ORDER, *(s for s in counts if s not in statuses.ORDER)]
+        return ", ".join(f"{counts[k]} {k}" for k in order if k in counts) or "no trials"
 
-    def _best_text(self) -> str:
-        best = self.best()
-        if best is None:
-            return "no kNN top-1 yet"
-        return f"best trial kNN top-1 {best.knn_top1:.2f}% ({self._params(best)}; trial {best.trial_id})"
 
     def _line(self, text: str) -> None:
         stamp = fmt_duration(time.time() - self.started)
@@ -251,7 +269,7 @@ class LiveView(Callback):
             table.add_row(row.trial_id, *(fmt_value(row.params[p]) for p in self.params),
                           f"{row.epoch}/{self.epochs}", _fmt(row.loss, ".4f"), _fmt(row.knn_top1, ".2f"),
                           row.outcome)
-        return Group(head, table, Text(self._best_text()))
+        return Group(head, table, Text(self.best_line))
 
     def _shown(self) -> list[TrialRow]:
         running = [r for r in self.rows.values() if r.ended_at is None]
@@ -268,16 +286,3 @@ def _number(value: Any, default: float | None) -> float | None:
 
 def _fmt(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
-
-
-def _error_line(trial: Any) -> str:
-    """The exception line of a failed trial (Ray keeps the traceback in error.txt)."""
-    text = str(getattr(trial, "error_msg", "") or "")
-    if not text:
-        path = getattr(trial, "error_file", None)
-        try:
-            text = open(path).read() if path else ""
-        except OSError:
-            text = ""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1][:200] if lines else ""

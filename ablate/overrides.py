@@ -8,12 +8,13 @@ from typing import Any
 import yaml
 
 from ablate.errors import UserError
+from sweep_format import yamltext
 
 
 def parse_value(text: str) -> Any:
     """A value as YAML reads it: 0.04 -> float, true -> bool, [0.3, 1] -> list, abc -> str."""
     try:
-        return yaml.safe_load(text) if text.strip() else ""
+        return yamltext.load(text) if text.strip() else ""
     except yaml.YAMLError:
         return text
 
@@ -24,8 +25,11 @@ def parse_sets(items: list[str] | None) -> list[tuple[str, Any]]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set teacher_temp=0.04")
-        pairs.append((key.strip(), parse_value(value)))
+            raise UserError(f"--set {item[:80]!r}: expected KEY=VALUE, e.g. --set teacher_temp=0.04")
+        try:
+            pairs.append((key.strip(), parse_value(value)))
+        except yamltext.TooLarge as exc:
+            raise UserError(f"--set {key.strip()}: the value {exc}") from None
     return pairs
 
 
@@ -35,7 +39,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not file.is_file():
         raise UserError(f"{file}: no such file")
     try:
-        data = yaml.safe_load(file.read_text())
+        data = yamltext.load(file.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise UserError(f"{file}: cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{file}: not a UTF-8 text file (byte {exc.start}); expected a YAML spec") from None
+    except yamltext.TooLarge as exc:
+        raise UserError(f"{file}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -1,6 +1,10 @@
-"""``TrialRecorder``: the ``tune.Callback`` that writes ablate's trial records (see ablate.records).
+"""``TrialRecorder``: the ``tune.Callback`` that writes ablate's trial records at Ray's events.
 
-Kept apart from ablate.records so that reading records never imports Ray.
+Kept apart from ablate.records so that reading records never imports Ray. A trial of this run that
+continues one of an earlier run (``ablate resume``: ``_trial_id`` in its config) writes into that
+trial's record: its earlier epochs stay, the epochs it runs again replace theirs, and the record
+notes the restart (from which epoch, where, why), as it does when Ray retries a trial after an
+error (a lost node, a crash).
 """
 
 from __future__ import annotations
@@ -13,21 +17,17 @@ from typing import Any
 from ray import tune
 
 from ablate.errors import StorageFull
-from ablate.records import (
-    ACTIVE,
-    FINAL,
-    FORMAT,
-    RECORDS_DIR,
-    VERSION,
-    Points,
-    epoch_row,
-    error_text,
-    final_verdict,
-    read_records,
-    write_json,
-)
+from ablate.records import Points, ended, epoch_row, error_text, new_record, row_collapsed
 from ablate.spec import SweepSpec
-from trainables.storage_errors import STORAGE_FULL, write_failure
+from sweep_format import statuses
+from sweep_format.layout import TUNE_DIR
+from sweep_format.records import is_damaged, read_records, record_path, write_record
+from trainables.storage_errors import write_failure
+
+
+def record_id(trial: Any) -> str:
+    """The record a Ray trial writes: the one it continues, else its own Ray id."""
+    return str((getattr(trial, "config", None) or {}).get("_trial_id") or trial.trial_id)
 
 
 class TrialRecorder(tune.Callback):
@@ -35,36 +35,32 @@ class TrialRecorder(tune.Callback):
 
     def __init__(self, spec: SweepSpec, sweep_dir: Path) -> None:
         self.spec, self.sweep_dir = spec, Path(sweep_dir)
-        self.records: dict[str, dict[str, Any]] = {}
-        self.points: Points | None = None
-        self.reconciled = False
+        self.records = {r["trial_id"]: r for r in read_records(self.sweep_dir) if not is_damaged(r)}
+        self.points = Points(spec, list(self.records.values()))
+        self.restart_why: dict[str, str] = {}  # record id -> why its next result comes from a restart
 
-    def __getstate__(self) -> dict[str, Any]:  # Ray pickles the callback with the experiment
+    def __getstate__(self) -> dict[str, Any]:  # Ray saves its callbacks with the experiment (never read back)
         return {"spec": self.spec, "sweep_dir": self.sweep_dir}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         TrialRecorder.__init__(self, state["spec"], state["sweep_dir"])
 
-    def setup(self, **info: Any) -> None:  # type: ignore[override]  # Ray passes keywords only
-        self.sweep_dir = ACTIVE.get("sweep_dir", self.sweep_dir)  # a resumed sweep may have moved
-        self.records = read_records(self.sweep_dir)
-        self.points = Points(self.spec, self.records)
-        self.reconciled = False
-
     # --- Ray's events ----------------------------------------------------------------------
-    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        if self.reconciled:
-            return
-        self.reconciled = True  # once per run: Ray restored these as finished, the record may lag
-        for trial in trials:
-            rec = self.records.get(trial.trial_id)
-            if rec and rec["status"] not in FINAL and trial.status in ("TERMINATED", "ERROR"):
-                self._finish(trial, errored=trial.status == "ERROR")
-
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         rec = self._record(trial)
-        rec.update(status="running", reason="")
+        if rec["epochs"] and record_id(trial) not in self.restart_why:  # an earlier run's trial
+            self.restart_why[record_id(trial)] = "ablate resume"
+        folder = f"{TUNE_DIR}/{Path(trial.path or '').name}"
+        if folder != rec.get("trial_dir"):
+            earlier = rec.get("trial_dirs") or ([rec["trial_dir"]] if rec.get("trial_dir") else [])
+            rec["trial_dirs"] = [*earlier, folder]
+            rec["trial_dir"] = folder
+        rec.update(status=statuses.RUNNING, reason="")
         self._save(rec)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Ray retries a trial that failed (an exception, a lost node): it restarts from its checkpoint."""
+        self.restart_why[record_id(trial)] = f"retried by Ray after: {error_text(trial)}"
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         rec = self._record(trial)
@@ -72,10 +68,12 @@ class TrialRecorder(tune.Callback):
         epoch = row.get("epoch")
         if not isinstance(epoch, int):
             return
-        rec["epochs"] = [r for r in rec["epochs"] if r.get("epoch") != epoch] + [row]
-        rec["epochs"].sort(key=lambda r: r["epoch"])
-        rec.update(status="running", reason="")
-        if row.get("trial_outcome") == STORAGE_FULL:  # the trial could not write: nor will the others
+        self._note_restart(rec, row)
+        rec["epochs"] = sorted([r for r in rec["epochs"] if r.get("epoch") != epoch] + [row],
+                               key=lambda r: r["epoch"])
+        rec.update(status=statuses.RUNNING, reason="", collapsed=row_collapsed(row))
+        if row.get("trial_outcome") == statuses.STORAGE_FULL:  # the trial could not write: nor will others
+            rec.update(status=statuses.STORAGE_FULL, reason=str(row.get("stop_reason") or ""))
             with contextlib.suppress(StorageFull):
                 self._save(rec)
             raise StorageFull(str(row.get("stop_reason") or "a trial could not write its checkpoint"))
@@ -89,43 +87,29 @@ class TrialRecorder(tune.Callback):
 
     # --- the record ------------------------------------------------------------------------
     def _record(self, trial: Any) -> dict[str, Any]:
-        rec = self.records.get(trial.trial_id)
-        if rec is None:
-            rec = self.records[trial.trial_id] = self._new(trial)
-        return rec
+        tid = record_id(trial)
+        if tid not in self.records:
+            self.records[tid] = new_record(self.spec, self.points, tid, dict(trial.config))
+        return self.records[tid]
 
-    def _new(self, trial: Any) -> dict[str, Any]:
-        from trainables.tune_trainable import trial_config, trial_repeat
-
-        config = dict(trial.config)
-        params = {name: config.get(name) for name in self.spec.space}
-        point, label, is_base = self.points.of(params)  # type: ignore[union-attr]
-        seed: Any
-        planned: Any
-        try:
-            cfg = trial_config(config)
-            seed, planned, resolved = cfg.seed, cfg.epochs, cfg.model_dump(mode="json")
-        except Exception:
-            seed, planned = config.get("seed"), config.get("epochs")
-            resolved = {k: v for k, v in config.items() if not k.startswith("_")}
-        return {"format": FORMAT, "version": VERSION, "trial_id": trial.trial_id,
-                "trial_dir": f"tune/{Path(trial.path or '').name}", "point": point, "label": label,
-                "is_baseline": is_base, "params": params, "seed": seed,
-                "repeat": trial_repeat(config), "epochs_planned": planned,
-                "config": resolved, "metric": self.spec.metric, "mode": self.spec.mode,
-                "status": "pending", "reason": "", "collapsed": False, "created_at": time.time(),
-                "epochs": []}
+    def _note_restart(self, rec: dict[str, Any], row: dict[str, Any]) -> None:
+        """The first result of a restarted trial: from which epoch, where, and why."""
+        why = self.restart_why.pop(str(rec["trial_id"]), None)
+        if why is None:
+            return
+        rec.setdefault("restarts", []).append({
+            "from_epoch": int(row.get("restored_from_epoch", 0)), "why": why, "at": time.time(),
+            "node_ip": row.get("node_ip"), "pid": row.get("pid")})
 
     def _finish(self, trial: Any, errored: bool) -> None:
         rec = self._record(trial)
-        rec.update(final_verdict(rec, self.spec.scheduler.type, error_text(trial) if errored else None))
+        rec.update(ended(rec, self.spec.scheduler.type, error_text(trial) if errored else None))
         self._save(rec)
 
     def _save(self, rec: dict[str, Any]) -> None:
         rec["updated_at"] = time.time()
-        path = self.sweep_dir / RECORDS_DIR / f"{rec['trial_id']}.json"
         try:
-            write_json(path, rec)
-        except OSError as exc:  # read-only or full storage: ablate.sweep.fit stops with one clear line
-            failed = OSError(exc.errno, exc.strerror, str(path))
+            write_record(self.sweep_dir, rec)
+        except OSError as exc:  # read-only or full storage: the sweep stops with one clear line
+            failed = OSError(exc.errno, exc.strerror, str(record_path(self.sweep_dir, rec["trial_id"])))
             raise StorageFull(write_failure(failed, "the trial record")) from None

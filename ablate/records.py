@@ -1,64 +1,31 @@
-"""ablate's own per-trial records, the source of truth of a sweep (``<sweep>/trials/<trial_id>.json``).
+"""The driver's side of the trial records: what a new record holds, and how a trial's end is recorded.
 
-Written on the driver by ``ablate.recorder.TrialRecorder`` (a ``tune.Callback``) at every event
-Ray gives it: a trial starts, reports an epoch, completes, errors. Each write replaces the whole
-small JSON file atomically (temporary file, then rename), so a SIGKILL at any moment leaves every
-record complete and at most one event behind. Why the driver and not the trainable: the driver always sees the
-sweep folder (a trial may run on a node without it), it alone knows how a trial ended (ASHA's stop,
-Ray's error after its retries), and on ``ablate resume`` Ray replays the restored trials through the
-same callback, so a record is rewritten by the epochs that run again (last report wins).
+The record format (fields, atomic writes, reading) is ``sweep_format.records``; the statuses are
+``sweep_format.statuses``; ``ablate.recorder.TrialRecorder`` writes records at Ray's events with
+the helpers here. Why the driver and not the trainable writes them: the driver always sees the
+sweep folder (a trial may run on a node without it), and it alone knows how a trial ended (a
+scheduler's stop, an error after Ray's retries, an interrupt).
 
-The format (``FORMAT``, ``VERSION``) is documented in docs/CONTRACTS.md; ``reports.records`` reads it.
-
-    recorder = TrialRecorder(spec, sweep_dir)      # ablate.recorder; RunConfig(callbacks=[recorder])
-    mark_interrupted(sweep_dir, epochs=6)          # after Ctrl-C: unfinished records say so
+    points = Points(spec, read_records(sweep_dir))
+    rec.update(ended(rec, "asha", error=None))       # status and reason of a trial that ended
+    mark_interrupted(sweep_dir, cause="SIGTERM")      # unfinished records say so
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from ablate.spec import SweepSpec
-from reports.sweepdir import values_equal  # one notion of "the same parameter value"
+from sweep_format import statuses
+from sweep_format.records import FORMAT, VERSION, is_damaged, read_records, write_record
+from sweep_format.values import values_equal
 
-RECORDS_DIR = "trials"
-FORMAT, VERSION = "ablate.trial", 1
-FINAL = ("completed", "flagged", "collapsed", "diverged", "stopped early", "errored")
 # Ray bookkeeping kept out of the epoch rows (the config is the record's own field).
 RAY_KEYS = {"config", "date", "hostname", "checkpoint_dir_name", "trial_id", "done", "should_checkpoint",
             "experiment_tag", "time_this_iter_s", "time_since_restore", "iterations_since_restore"}
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Replace ``path`` atomically: a reader or a killed writer never sees half a record."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, allow_nan=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def read_records(sweep_dir: Path) -> dict[str, dict[str, Any]]:
-    """Trial id -> record, for the records that parse (the writer's own view on resume)."""
-    out = {}
-    for file in sorted((sweep_dir / RECORDS_DIR).glob("*.json")):
-        try:
-            data = json.loads(file.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and data.get("format") == FORMAT:
-            out[str(data.get("trial_id"))] = data
-    return out
 
 
 def epoch_row(result: dict[str, Any]) -> dict[str, Any]:
@@ -74,12 +41,12 @@ class Points:
     seen, kept across resumes by reading the existing records.
     """
 
-    def __init__(self, spec: SweepSpec, records: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, spec: SweepSpec, records: list[dict[str, Any]]) -> None:
         self.spec = spec
         self.baseline = spec.baseline_point()
         self.known: list[dict[str, Any]] = [] if spec.search.algorithm == "optuna" else spec.points()
         if spec.search.algorithm == "optuna":
-            for rec in sorted(records.values(), key=lambda r: r.get("point", 0)):
+            for rec in sorted((r for r in records if not is_damaged(r)), key=lambda r: r.get("point", 0)):
                 if rec.get("params") is not None and self.index(rec["params"]) is None:
                     self.known.append(rec["params"])
 
@@ -98,37 +65,61 @@ class Points:
         return i, self.spec.point_label(params), is_base
 
 
-ACTIVE: dict[str, Path] = {}  # set by run/resume: where this driver's sweep folder is now
+def new_record(spec: SweepSpec, points: Points, trial_id: str, config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's record when it first starts: its point, seed, repeat and resolved config."""
+    from trainables.trial import trial_config, trial_repeat
+
+    params = {name: config.get(name) for name in spec.space}
+    point, label, is_base = points.of(params)
+    seed: Any
+    planned: Any
+    try:
+        cfg = trial_config(config)
+        seed, planned, resolved = cfg.seed, cfg.epochs, cfg.model_dump(mode="json")
+    except Exception:
+        seed, planned = config.get("seed"), config.get("epochs")
+        resolved = {k: v for k, v in config.items() if not k.startswith("_")}
+    return {"format": FORMAT, "version": VERSION, "trial_id": trial_id, "trial_dir": None, "trial_dirs": [],
+            "point": point, "label": label, "is_baseline": is_base, "params": params, "seed": seed,
+            "repeat": trial_repeat(config), "optuna_trial": config.get("_optuna_trial"),
+            "epochs_planned": planned, "config": resolved, "metric": spec.metric, "mode": spec.mode,
+            "status": statuses.PENDING, "reason": "", "collapsed": False, "restarts": [],
+            "created_at": time.time(), "epochs": []}
 
 
-def final_verdict(rec: dict[str, Any], scheduler: str, error: str | None) -> dict[str, Any]:
-    """status, reason and collapsed of a trial that ended: the trainable's own verdict
-    (``trial_outcome``, ``stop_reason``, ``collapse_flag`` from trainables.stop_rules) where it gave
-    one, else how Ray ended it (an error, or a scheduler's stop before the last epoch)."""
+def row_collapsed(row: dict[str, Any]) -> bool:
+    """The trainable's collapse verdict of an epoch (rows of ablate <= 0.1 carry only the flag)."""
+    if "collapsed" in row:
+        return bool(row["collapsed"])
+    return bool(row.get("collapse_flag")) or row.get("trial_outcome") in statuses.COLLAPSES
+
+
+def ended(rec: dict[str, Any], scheduler: str, error: str | None) -> dict[str, Any]:
+    """status, reason and collapsed of a trial that ended: the trainable's own outcome where it gave
+    one, else how Ray ended it (an error, or a scheduler's stop before the last epoch). The collapse
+    verdict is the trainable's, at the trial's last epoch."""
     last = rec["epochs"][-1] if rec["epochs"] else {}
     outcome, reason = str(last.get("trial_outcome") or ""), str(last.get("stop_reason") or "")
-    flag = str(last.get("collapse_flag") or "")
     done, planned = last.get("epoch", 0), rec.get("epochs_planned")
     if error is not None:
-        status, reason = "errored", error
-    elif outcome and outcome != "running":
+        status, reason = statuses.ERRORED, error
+    elif outcome and outcome != statuses.RUNNING:
         status = outcome
     elif planned and done < planned:
-        status = "stopped early"
-        reason = f"stopped early by the {scheduler} scheduler after {done}/{planned} epochs"
-        reason += f"; {flag}" if flag else ""
-        reason += knn_note(rec["epochs"])
+        status = statuses.STOPPED_EARLY
+        flag = str(last.get("collapse_flag") or "")
+        reason = (f"stopped early by the {scheduler} scheduler after {done}/{planned} epochs"
+                  + (f"; {flag}" if flag else "") + knn_note(rec["epochs"]))
     else:
-        status = "completed"
-    return {"status": status, "reason": reason,
-            "collapsed": status in ("collapsed", "flagged") or (status == "stopped early" and bool(flag))}
+        status = statuses.COMPLETED
+    return {"status": status, "reason": reason, "collapsed": row_collapsed(last)}
 
 
 def error_text(trial: Any) -> str:
     """The last line of the trial's error file (the exception), else a pointer to the trial folder."""
     try:
         lines = [ln.strip() for ln in Path(trial.error_file).read_text().splitlines() if ln.strip()]
-    except (OSError, TypeError):
+    except (OSError, TypeError, UnicodeDecodeError):
         lines = []
     folder = Path(trial.path or "").name
     text = lines[-1][:300] if lines else f"Ray marked the trial as errored (see tune/{folder})"
@@ -147,14 +138,17 @@ def mark_interrupted(sweep_dir: Path, cause: str = "") -> list[dict[str, Any]]:
     """After an interrupt (``cause``: why, when it was not Ctrl-C): every unfinished record says so
     (status ``interrupted``, the epochs done and the epoch of its last kNN); returns them."""
     out = []
-    for rec in read_records(sweep_dir).values():
-        if rec.get("status") in FINAL:
+    for rec in read_records(sweep_dir):
+        if is_damaged(rec) or statuses.is_final(rec.get("status")):
             continue
-        done = rec["epochs"][-1]["epoch"] if rec.get("epochs") else 0
-        rec.update(status="interrupted", updated_at=time.time(),
-                   reason=f"interrupted after {done}/{rec.get('epochs_planned')} epochs"
+        last = rec["epochs"][-1] if rec.get("epochs") else {}
+        done = last.get("epoch", 0)
+        full = last.get("trial_outcome") == statuses.STORAGE_FULL  # the trial that found the disk full
+        what = "its checkpoint could not be written after" if full else "interrupted after"
+        rec.update(status=statuses.STORAGE_FULL if full else statuses.INTERRUPTED, updated_at=time.time(),
+                   reason=f"{what} {done}/{rec.get('epochs_planned')} epochs"
                           f"{knn_note(rec.get('epochs') or [])}{'; ' + cause if cause else ''}; "
                           f"`ablate resume {sweep_dir}` continues it")
-        write_json(sweep_dir / RECORDS_DIR / f"{rec['trial_id']}.json", rec)
+        write_record(sweep_dir, rec)
         out.append(rec)
     return out

@@ -1,106 +1,288 @@
-"""The Optuna study of a sweep (``optuna.db``): a searcher that survives a lost or damaged database.
+"""The Optuna study of a sweep (``optuna.db``): where its points come from, and what survives its loss.
 
-``RecordedOptunaSearch`` is Ray's ``OptunaSearch`` with two differences:
+``OptunaSource`` asks the study for a point whenever the sweep's queue runs dry and makes it
+``repeats`` jobs (one per seed); once every repeat of a point has ended it tells the study the mean
+of their final metric (only finite values; none at all: the Optuna trial failed). On ``ablate
+resume`` the study is opened again: its finished trials stay, each running one gets back the
+repeats that have no final record (continued from their checkpoints), and the sampler goes on from
+the trials it has, as Optuna samplers do.
 
-- a result without the metric (epoch 0 has no ``teacher_entropy``) is not an error: Optuna only
-  uses intermediate values for pruning, which ablate leaves to Ray's schedulers;
-- when ``optuna.db`` is deleted or damaged (mid-sweep, or before ``ablate resume``), the study is
-  rebuilt from ablate's own trial records (``trials/*.json``): every finished setting is added back
-  with its value (the mean over its repeats, as Ray's Repeater reports it), and settings that were
-  running are asked again with the same values, so the sampler continues warm. One warning says
-  what happened and where the damaged file went.
+When ``optuna.db`` is deleted or damaged (mid-sweep, or before ``ablate resume``), the study is
+rebuilt from ablate's own trial records (``trials/*.json``): every finished point is added back
+with its value, points with repeats still to run are asked again with the same values, so the
+sampler continues warm. One warning says what happened and where the damaged file went. A study
+that cannot be written (disk full, read-only) stops the sweep with one line (``StorageFull``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import sqlite3
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from ray.tune.search.optuna import OptunaSearch
+from ablate.errors import StorageFull
+from ablate.search import Job, continued, same_point
+from ablate.spec import SAMPLERS, SweepSpec
+from sweep_format import statuses
+from sweep_format.layout import OPTUNA_DB, TRIALS_DIR
+from sweep_format.records import is_damaged, read_records
 
-from ablate.records import read_records
+T = TypeVar("T")
+# SQLite's words for a write that failed for lack of space or permission.
+STORAGE_MESSAGES = ("disk is full", "disk i/o error", "readonly database", "unable to open database",
+                    "read-only file system", "no space left")
 
 
-class RecordedOptunaSearch(OptunaSearch):
-    def __init__(self, *args: Any, sweep_dir: Path, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._sweep_dir = Path(sweep_dir)
+@dataclass
+class Point:
+    """One Optuna trial: its values, and the final metric of each repeat that has ended."""
 
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if self.metric in result:
-            self._guarded(lambda: super(RecordedOptunaSearch, self).on_trial_result(trial_id, result))
+    number: int
+    params: dict[str, Any]
+    values: dict[int, float | None] = field(default_factory=dict)  # repeat -> final metric (None: none)
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        self._guarded(lambda: super(RecordedOptunaSearch, self).on_trial_complete(trial_id, result, error))
 
-    def suggest(self, trial_id: str) -> dict | None:
-        return self._guarded(lambda: super(RecordedOptunaSearch, self).suggest(trial_id))
+class OptunaSource:
+    """The jobs of an Optuna sweep, from its study (see the module docstring)."""
 
-    def restore(self, checkpoint_path: str) -> None:
-        from ablate.records import ACTIVE
+    def __init__(self, spec: SweepSpec, sweep_dir: Path) -> None:
+        self.spec, self.sweep_dir = spec, Path(sweep_dir)
+        self.db = self.sweep_dir / OPTUNA_DB
+        self.distributions = optuna_distributions(spec)
+        self.study: Any = None
+        self.points: dict[int, Point] = {}  # the running points, by their number in the study
+        self.trials: dict[int, Any] = {}  # number -> optuna Trial of a running point, for tell()
+        self.alias: dict[int, int] = {}  # a point's number in a lost study -> its number in the rebuilt one
 
-        super().restore(checkpoint_path)
-        self._sweep_dir = ACTIVE.get("sweep_dir", self._sweep_dir)
-        if not self._healthy():
-            self._rebuild("missing or damaged when the sweep resumed")
+    # --- opening ---------------------------------------------------------------------------------
+    def open(self, records: list[dict[str, Any]], retry: tuple[str, ...] = ()) -> list[Job]:
+        """Open the study (rebuilt from ``records`` when it is lost); the jobs that continue or
+        complete its points, for ``ablate resume`` (none for a new sweep)."""
+        import optuna
 
-    # --- rebuilding ------------------------------------------------------------------------
-    def _guarded(self, call: Any) -> Any:
-        """Run a storage call on a healthy database: rebuild it first if it is lost or damaged (Ray's
-        OptunaSearch only logs a failed tell(), so checking afterwards would be too late)."""
-        if not self._healthy():
+        kept = set_aside_unreadable(self.db)
+        self.study = self._guard(lambda: new_study(self._storage(), self.spec))
+        if not self.study.trials and any(not is_damaged(r) for r in records):
+            why = f"missing or damaged when the sweep resumed{moved(kept)}"
+            self._guard(lambda: self._fill(records, why))
+        jobs: list[Job] = []
+        for trial in self.study.trials:
+            if trial.state != optuna.trial.TrialState.RUNNING:
+                mine = self._records_of(trial, records)
+                jobs += [continued(r, self.sweep_dir) for r in mine.values()
+                         if statuses.resumed(r.get("status"), retry)]
+                continue
+            point = self.points[trial.number] = Point(trial.number, dict(trial.params))
+            self.trials[trial.number] = optuna.trial.Trial(self.study, trial._trial_id)
+            for repeat in range(self.spec.repeats):
+                rec = self._records_of(trial, records).get(repeat)
+                if rec is None:
+                    jobs.append(Job(dict(point.params), repeat, optuna=point.number))
+                elif statuses.resumed(rec.get("status"), retry):
+                    jobs.append(Job(dict(point.params), repeat, str(rec["trial_id"]),
+                                    continued(rec, self.sweep_dir).resume_dir, point.number))
+                else:
+                    point.values[repeat] = final_value(rec, self.spec.metric)
+        return jobs
+
+    def _records_of(self, trial: Any, records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+        """Repeat -> record of an Optuna trial: records with its values, tagged with its number (or
+        untagged, as ablate <= 0.1 wrote them, or tagged with a number of a lost study)."""
+        same = [r for r in records if not is_damaged(r) and same_point(r.get("params") or {}, trial.params)]
+        claimed = {t.number for t in self.study.trials if same_point(dict(t.params), trial.params)}
+        out: dict[int, dict[str, Any]] = {}
+        for rec in same:
+            tag = rec.get("optuna_trial")
+            if tag == trial.number or tag not in claimed:
+                out.setdefault(int(rec.get("repeat") or 0), rec)
+        return out
+
+    # --- the searcher's side ---------------------------------------------------------------------
+    def next_jobs(self) -> list[Job]:
+        """A new point, ``repeats`` times; none once the study has ``search.num_samples`` points."""
+        if self._guard(lambda: len(self.study.trials)) >= int(self.spec.search.num_samples or 0):
+            return []
+        trial = self._guard(lambda: self.study.ask(self.distributions))
+        self.trials[trial.number] = trial
+        self.points[trial.number] = Point(trial.number, dict(trial.params))
+        return [Job(dict(trial.params), r, optuna=trial.number) for r in range(self.spec.repeats)]
+
+    def finished(self, job: Job, value: float | None) -> None:
+        """One repeat ended; once all have, the study is told their mean."""
+        if job.optuna is None:
+            return
+        point = self.points.get(self.alias.get(job.optuna, job.optuna))
+        if point is None:
+            return
+        point.values[job.repeat] = value
+        if len(point.values) >= self.spec.repeats:
+            self._guard(lambda: self.tell(point))
+
+    def tell(self, point: Point) -> None:
+        import optuna
+
+        finite = [v for v in point.values.values() if v is not None]
+        trial = self.trials.pop(point.number, None)
+        self.points.pop(point.number, None)
+        if trial is None:  # a rebuilt study holds it as finished already
+            return
+        if finite:
+            self.study.tell(trial, sum(finite) / len(finite))
+        else:
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    # --- a lost, damaged or full study -----------------------------------------------------------
+    def _storage(self) -> Any:
+        import optuna
+
+        return optuna.storages.RDBStorage(f"sqlite:///{self.db}")
+
+    def _guard(self, call: Callable[[], T]) -> T:
+        """Run a storage call on a healthy study: rebuilt first if its file was lost or damaged (an
+        open connection keeps reading a deleted file); a write that fails for lack of space or
+        permission stops the sweep."""
+        if self.study is not None and not self._healthy():
             self._rebuild("deleted or damaged during the sweep")
         try:
             return call()
         except Exception as exc:
-            if self._healthy():
-                raise
-            self._rebuild(f"unreadable during the sweep ({exc.__class__.__name__}: {str(exc)[:120]})")
-            return call()
+            if self.study is not None and not self._healthy():
+                self._rebuild(f"unreadable during the sweep ({type(exc).__name__})")
+                return call()
+            full = storage_failure(exc, self.db)
+            if full is not None:
+                raise full from None
+            raise
 
     def _healthy(self) -> bool:
-        """The study file is where it was and a fresh connection finds the study in it (an open
-        connection keeps reading a deleted file, so it cannot tell)."""
-        if getattr(self, "_in_memory", False):
-            return True
-        known = [t._trial_id for t in self._ot_trials.values()]
-        study: Any = self._ot_study  # OptunaSearch types it Optional; set once the search is set up
-        return study_in_file(self._sweep_dir / "optuna.db", str(self._study_name), study._study_id, known)
-
-    def _rebuild(self, why: str) -> None:
         import optuna
 
-        db = self._sweep_dir / "optuna.db"
-        name, old, space = str(self._study_name), cast(Any, self._ot_study), cast(dict[str, Any], self._space)
-        moved = set_aside(db)
-        storage: Any = optuna.storages.RDBStorage(f"sqlite:///{db}")
+        if isinstance(self.study._storage, optuna.storages.InMemoryStorage):  # a disk that refused the file
+            return True
+        known = [t._trial_id for t in self.trials.values()]
+        return study_in_file(self.db, self.spec.name, self.study._study_id, known)
+
+    def _rebuild(self, why: str) -> None:
+        """The study file is lost or damaged mid-sweep: a new one, filled from the records."""
+        import optuna
+
+        kept = set_aside(self.db)
         try:
-            study = new_study(storage, name, str(self._mode), old.sampler)
+            self.study = new_study(self._storage(), self.spec, self.study.sampler)
         except Exception as exc:
-            print(f"ablate: warning: cannot write {db} ({exc}); the study continues in memory",
-                  file=sys.stderr)
-            storage = optuna.storages.InMemoryStorage()
-            study = new_study(storage, name, str(self._mode), old.sampler)
-        added = add_finished(study, self._sweep_dir, list(space), str(self._metric), space)
-        running = {tid: t for tid, t in self._ot_trials.items() if tid not in self._completed_trials}
-        for tid, old in running.items():  # asked again with the same values, so tell() finds them
-            study.enqueue_trial(dict(old.params))
-            self._ot_trials[tid] = study.ask(fixed_distributions=self._space)
-        self._ot_study = study
-        print(f"ablate: warning: {db} was {why}; rebuilt from {added} finished settings in "
-              f"{self._sweep_dir / 'trials'} and {len(running)} running ones"
-              + (f" (the damaged file is {moved})" if moved else "") + ". Lost: Optuna's intermediate "
-              "values and the trials it had not yet reported; the sweep continues.", file=sys.stderr)
+            print(f"ablate: warning: cannot write {self.db} ({type(exc).__name__}); the study continues in "
+                  "memory", file=sys.stderr)
+            self.study = new_study(optuna.storages.InMemoryStorage(), self.spec, self.study.sampler)
+        self._fill(read_records(self.sweep_dir), why + moved(kept))
+
+    def _fill(self, records: list[dict[str, Any]], why: str) -> None:
+        """Points of the records (and running points not recorded yet) into the (empty) study:
+        finished ones with their mean, unfinished ones asked again with the same values (their
+        repeats keep their records and checkpoints)."""
+        import optuna
+
+        groups: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        for rec in records:
+            if not is_damaged(rec) and rec.get("params") is not None:
+                key = repr(sorted(rec["params"].items()))
+                groups.setdefault(key, (dict(rec["params"]), []))[1].append(rec)
+        for point in self.points.values():  # asked, no trial started yet
+            groups.setdefault(repr(sorted(point.params.items())), (dict(point.params), []))
+        added = asked = 0
+        for params, recs in groups.values():
+            ended = [r for r in recs if statuses.is_final(r.get("status"))]
+            old = next((n for n, p in self.points.items() if same_point(p.params, params)), None)
+            kept = self.points.pop(old).values if old is not None else {}
+            if old is not None:
+                self.trials.pop(old, None)
+            if len(ended) >= self.spec.repeats:  # finished (perhaps while the study was lost)
+                values = [v for v in (final_value(r, self.spec.metric) for r in ended) if v is not None]
+                state = optuna.trial.TrialState.COMPLETE if values else optuna.trial.TrialState.FAIL
+                self.study.add_trial(optuna.trial.create_trial(
+                    params=params, distributions=self.distributions, state=state,
+                    value=sum(values) / len(values) if values else None))
+                added += 1
+                continue
+            self.study.enqueue_trial(params)
+            trial = self.study.ask(self.distributions)
+            asked += 1
+            self.points[trial.number] = Point(trial.number, params, kept)
+            self.trials[trial.number] = trial
+            for tag in {r.get("optuna_trial") for r in recs} | ({old} if old is not None else set()):
+                if isinstance(tag, int) and tag != trial.number:
+                    self.alias[tag] = trial.number
+        print(f"ablate: warning: {self.db} was {why}; rebuilt from {added} finished settings in "
+              f"{self.sweep_dir / TRIALS_DIR} and {asked} running ones. Lost: Optuna's intermediate "
+              "values and the settings it had asked for but no trial had started; the sweep continues.",
+              file=sys.stderr)
+
+
+def moved(path: Path | None) -> str:
+    return f" (the damaged file is {path})" if path else ""
+
+
+def new_study(storage: Any, spec: SweepSpec, sampler: Any = None) -> Any:
+    import optuna
+
+    return optuna.create_study(storage=storage, study_name=spec.name, sampler=sampler or optuna_sampler(spec),
+                               direction="minimize" if spec.mode == "min" else "maximize",
+                               load_if_exists=True)
+
+
+def optuna_distributions(spec: SweepSpec) -> dict[str, Any]:
+    from optuna import distributions as d
+
+    out: dict[str, Any] = {}
+    for name, dist in spec.space.items():
+        dist = cast(Any, dist)  # FloatDist or IntDist in the numeric branches
+        if dist.type == "float":
+            out[name] = d.FloatDistribution(dist.low, dist.high, log=bool(dist.log), step=dist.step)
+        elif dist.type == "int":
+            out[name] = d.IntDistribution(int(dist.low), int(dist.high), log=bool(dist.log),
+                                          step=int(dist.step or 1))
+        else:
+            out[name] = d.CategoricalDistribution(spec.choice_values(name))
+    return out
+
+
+def optuna_sampler(spec: SweepSpec) -> Any:
+    """The spec's Optuna sampler (tpe, random, cmaes or gp), seeded with ``search.seed``."""
+    from optuna import samplers
+
+    cls_name, _ = SAMPLERS[spec.search.sampler or "tpe"]
+    return getattr(samplers, cls_name)(seed=spec.search.seed)
+
+
+def final_value(rec: dict[str, Any], metric: str) -> float | None:
+    """The metric a trial ended with: its last finite value (what Tune's last result carried)."""
+    for row in reversed(rec.get("epochs") or []):
+        value = row.get(metric)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    return None
+
+
+def storage_failure(exc: BaseException, db: Path) -> StorageFull | None:
+    """A StorageFull naming the study file when ``exc`` (SQLAlchemy's or sqlite3's) is a write that
+    failed for lack of space or permission."""
+    while exc is not None:
+        text = str(exc).lower()
+        if isinstance(exc, sqlite3.Error) or type(exc).__module__.startswith("sqlalchemy"):
+            if any(m in text for m in STORAGE_MESSAGES):
+                first = str(exc).strip().splitlines()[0][:160]
+                return StorageFull(f"{db}: cannot write the Optuna study ({first})")
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return None
 
 
 def study_in_file(db: Path, name: str, study_id: int, trial_ids: list[int]) -> bool:
     """Whether ``db`` holds the study (same id) and every trial the searcher knows of."""
-    import sqlite3
-
     if not db.is_file():
         return False
     try:
@@ -116,6 +298,15 @@ def study_in_file(db: Path, name: str, study_id: int, trial_ids: list[int]) -> b
         return False
 
 
+def study_count(db: Path) -> int | None:
+    """Studies in ``db``; None when it is not a readable SQLite study file."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
+            return int(con.execute("SELECT COUNT(*) FROM studies").fetchone()[0])
+    except sqlite3.Error:
+        return None
+
+
 def set_aside(db: Path) -> Path | None:
     """Move a damaged study file out of the way (kept for inspection); an empty one is removed."""
     if not db.exists():
@@ -128,59 +319,8 @@ def set_aside(db: Path) -> Path | None:
     return target
 
 
-def study_count(db: Path) -> int | None:
-    """Studies in ``db``; None when it is not a readable SQLite study file."""
-    import sqlite3
-
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
-            return int(con.execute("SELECT COUNT(*) FROM studies").fetchone()[0])
-    except sqlite3.Error:
-        return None
-
-
-def before_resume(sweep_dir: Path) -> None:
-    """A study file SQLite cannot open would fail Ray's own restore of the searcher before
-    ablate's rebuild can run: move it aside first (the searcher's restore then rebuilds the study)."""
-    db = sweep_dir / "optuna.db"
+def set_aside_unreadable(db: Path) -> Path | None:
+    """A study file SQLite cannot open is moved aside before the study is opened."""
     if db.exists() and study_count(db) is None:
-        moved = set_aside(db)
-        print(f"ablate: warning: {db} is not a readable study (moved to {moved}); rebuilding it from "
-              f"{sweep_dir / 'trials'}", file=sys.stderr)
-
-
-def new_study(storage: Any, name: str, mode: str, sampler: Any) -> Any:
-    import optuna
-
-    return optuna.create_study(storage=storage, study_name=name, sampler=sampler,
-                               direction="minimize" if mode == "min" else "maximize", load_if_exists=True)
-
-
-def add_finished(study: Any, sweep_dir: Path, params: list[str], metric: str,
-                 distributions: dict[str, Any]) -> int:
-    """Each finished setting of the records as one COMPLETE trial (value: mean over its repeats)."""
-    import optuna
-
-    groups: dict[int, list[dict[str, Any]]] = {}
-    for rec in read_records(sweep_dir).values():
-        groups.setdefault(int(rec.get("point", -1)), []).append(rec)
-    added = 0
-    for recs in groups.values():
-        values = [final_value(r, metric) for r in recs if r.get("status") in ("completed", "flagged",
-                                                                            "collapsed", "stopped early")]
-        finite = [v for v in values if v is not None]
-        if not finite or len(finite) < len(recs):
-            continue  # a setting with repeats still running is asked again, not added
-        point = {p: recs[0]["params"][p] for p in params}
-        study.add_trial(optuna.trial.create_trial(params=point, distributions=distributions,
-                                                  value=sum(finite) / len(finite)))
-        added += 1
-    return added
-
-
-def final_value(rec: dict[str, Any], metric: str) -> float | None:
-    for row in reversed(rec.get("epochs") or []):
-        value = row.get(metric)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
+        return set_aside(db)
     return None

@@ -1,4 +1,8 @@
-"""The end of ``ablate run`` / ``ablate resume``: report, best configuration, per-trial table."""
+"""The end of ``ablate run`` / ``ablate resume``: report, best configuration, per-trial table, exit code.
+
+The best configuration is named by the one ranking rule (reports.ranking) in the words the live
+view uses; a sweep in which no trial trained past epoch 0 names none, says so and exits 1.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,20 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-FINISHED = ("completed", "flagged", "stopped early", "collapsed", "diverged", "errored")
+from sweep_format import statuses
+from trainables.storage_errors import write_failure
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False) -> int:
+def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False, exit_code: int = 130) -> int:
     """Build the report (and the attention panel where the backbone is a ViT) and print a summary.
 
-    Exit code: 0 when every trial finished, 130 after an interrupt, 1 when a trial errored or none
-    has a value of the metric (the errored ones are named)."""
-    from reports.ranking import best_point, measured_before_end
+    Exit code: 0 when every trial finished and one has a trained value of the metric; ``exit_code``
+    (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP) after an interrupt; 1 when a trial errored or none trained
+    (the errored ones are named)."""
+    from reports.ranking import best_point, best_text, measured_before_end
     from reports.render import build_report
     from reports.sweepdir import open_sweep
     from reports.tables import sweep_tables
@@ -28,7 +34,11 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False)
     report_dir = None
     if len(trials):
         attention_panel(sweep_dir, trials, sweep.spec)
-        report_dir = build_report(sweep_dir)
+        try:
+            report_dir = build_report(sweep_dir)
+        except OSError as exc:  # an unwritable report must not hide the summary (the records are kept)
+            print(f"ablate: warning: {write_failure(exc, 'the report')}; the records are kept: "
+                  f"`ablate report {sweep_dir}` writes it once there is space", file=sys.stderr)
     params = [p for p in sweep.params if p in trials.columns]
     cols = ["trial_id", "status", *params, "repeat", "epochs_done", "knn_top1_epoch0", "knn_top1",
             "knn_epoch", metric, "loss"]
@@ -36,34 +46,35 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False)
     print("\n" + table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     best, partial = best_point(trials, params, metric, sweep.mode)
     if best is not None and not (interrupted and partial):  # never a running trial called best
-        setting = ", ".join(f"{p}={best[p]:.4g}" if isinstance(best[p], float) else f"{p}={best[p]}"
-                            for p in params)
-        measured = measured_before_end(trials, best["point"], metric)
-        flags = [f"mean of {int(best['n'])}"] + (["partial: no trial finished yet"] if partial else []) + (
-            ["collapsed"] if best["collapsed"] else []) + ([measured] if measured else [])
-        print(f"\nbest {metric} ({sweep.mode}): {best['mean']:.4g} ({setting}; {', '.join(flags)})")
-    counts = trials["status"].value_counts().to_dict()
-    print(f"trials: {counts}")
+        print("\n" + best_text(best, partial, params, metric, sweep.mode,
+                               measured_before_end(trials, best["point"], metric)))
+    elif not interrupted and len(trials):
+        print(f"\nno best configuration: no trial has a {metric} measured after training (every trial "
+              "ended at epoch 0 or before its first evaluation; see the status and reason of each)")
+    print(f"trials: {statuses.describe_counts(trials['status'].value_counts().to_dict()) or 'none'}")
     if report_dir:
         print(f"report: {report_dir / 'report.html'} (and report.md, trials.parquet, epochs.parquet)")
-    return exit_code(sweep_dir, trials, total, interrupted, best is not None)
+    return exit_status(sweep_dir, trials, total, interrupted, exit_code, best is not None)
 
 
-def exit_code(sweep_dir: Path, trials: pd.DataFrame, total: int | None, interrupted: bool,
-              scored: bool) -> int:
+def exit_status(sweep_dir: Path, trials: pd.DataFrame, total: int | None, interrupted: bool, exit_code: int,
+                scored: bool) -> int:
     if interrupted:
-        done = int(trials["status"].isin(FINISHED).sum())
+        done = int(trials["status"].isin(statuses.FINAL).sum())
         print(f"ablate: interrupted: {done} of {total if total is not None else len(trials)} trials "
               f"finished; continue with `ablate resume {sweep_dir}`", file=sys.stderr)
-        return 130
-    errored = trials[trials["status"].isin(("errored", "damaged"))]
+        return exit_code
+    errored = trials[trials["status"].isin((statuses.ERRORED, statuses.DAMAGED))]
     for _, t in errored.iterrows():
         print(f"ablate: trial {t['trial_id']} {t['status']}: {t['stop_reason']}", file=sys.stderr)
     if len(errored):
         print(f"ablate: {len(errored)} trial(s) errored; `ablate resume {sweep_dir}` retries them",
               file=sys.stderr)
         return 1
-    return 0 if scored else 1
+    if not scored:
+        print(f"ablate: no trial trained: nothing to call best in {sweep_dir}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def attention_panel(sweep_dir: Path, trials: pd.DataFrame, spec: dict) -> None:
@@ -73,7 +84,10 @@ def attention_panel(sweep_dir: Path, trials: pd.DataFrame, spec: dict) -> None:
     except ImportError:
         return
     from reports.ranking import counted_trials, rank_points
+    from sweep_format.layout import REPORT_DIR
 
+    if not _is_vit(spec):
+        return  # a CNN has no [CLS] attention to draw
     metric, mode = spec.get("metric", "knn_top1"), spec.get("mode", "max")
     params = [p for p in (spec.get("space") or {}) if p in trials.columns]
     points, _ = rank_points(trials, params, metric, mode)
@@ -89,11 +103,9 @@ def attention_panel(sweep_dir: Path, trials: pd.DataFrame, spec: dict) -> None:
     if len(baseline):
         picks[f"baseline ({baseline.iloc[0][metric]:.1f})"] = baseline.iloc[0]
     sources = {label: sweep_dir / row["trial_dir"] for label, row in picks.items()}
-    if not _is_vit(spec):
-        return  # a CNN has no [CLS] attention to draw
-    out = sweep_dir / "report" / "attention.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = sweep_dir / REPORT_DIR / "attention.png"
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         render_comparison_panel(sources, out)
     except Exception as exc:  # any failure: a missing picture must not lose the sweep's report
         print(f"ablate: attention panel skipped: {exc}", file=sys.stderr)
@@ -103,5 +115,8 @@ def _is_vit(spec: dict) -> bool:
     from trainables.config import DINOConfig
     from trainables.dino.backbone import build_backbone, is_vit
 
-    cfg = DINOConfig(**(spec.get("trainer") or {}))
+    try:
+        cfg = DINOConfig(**(spec.get("trainer") or {}))
+    except Exception:
+        return False
     return is_vit(build_backbone(cfg.arch, cfg.global_crops_size, cfg.patch_size, 0.0))

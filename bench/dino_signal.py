@@ -40,13 +40,14 @@ CORE = ["default", "dino_off", "teacher_temp_0.09", "center_momentum_0.999"]
 
 
 class ScaledDINOLoss:
-    """The trainer's DINOLoss times ``weight``; its diagnostics (entropy, KL) are read through."""
+    """The trainer's DINOLoss with its loss times ``weight``; its diagnostics (entropy, KL) kept."""
 
     def __init__(self, loss: Any, weight: float) -> None:
         self.loss, self.weight = loss, weight
 
     def __call__(self, *args: Any) -> Any:
-        return self.weight * self.loss(*args)
+        out = self.loss(*args)
+        return out._replace(loss=self.weight * out.loss)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.loss, name)

@@ -21,8 +21,8 @@ import pandas as pd
 
 from reports.ranking import rank_points
 from reports.stats import fmt_mean_ci, noise_verdict
-from reports.sweepdir import values_equal
 from reports.tables import native
+from sweep_format.values import values_equal
 
 METRIC_LABEL = "kNN top-1 (%)"
 
@@ -190,7 +190,9 @@ def headline(result: Analysis) -> str:
     """Which configuration wins, and by how much vs the baseline and the runner-up."""
     pts = result.points
     if pts.empty or not math.isfinite(pts["mean"].iloc[0]):
-        return f"No trial has reported {result.metric} yet."
+        return (f"No best configuration: no trial has a {result.metric} measured after training "
+                "(none has finished an epoch yet, or every one ended at epoch 0 or before its first "
+                "evaluation).")
     best = pts.iloc[0]
     unit = " %" if result.metric.startswith("knn_") else ""
     text = (f"**Best: {point_label(best, result.params)}** with {result.metric_label} "

@@ -20,11 +20,13 @@ from reports import plots
 from reports.ablation import analyse, fmt_value, leaderboard, point_label
 from reports.document import Document
 from reports.errors import ReportError
-from reports.parquet import read_metadata, write_parquet, write_text
+from reports.parquet import read_metadata, write_parquet
 from reports.ranking import counted_trials
 from reports.stats import fmt_mean_ci, mean_ci
 from reports.sweepdir import open_sweep
 from reports.tables import HEAD_COLUMNS, TAIL_COLUMNS, as_dtype, infer_dtype, sweep_tables
+from sweep_format.files import write_text
+from sweep_format.layout import SPEC_FILE, TRIALS_DIR
 
 SECTIONS = ("Sweeps", "Shared parameters", "Leaderboard", "Trials")
 METRICS = ("knn_top1", "best_knn_top1", "knn_top5", "loss")
@@ -49,7 +51,7 @@ class Source:
 def load_source(path: str | Path) -> Source:
     """A sweep folder or a trials.parquet file; ReportError naming the path if it is neither."""
     p = Path(path)
-    expected = "a sweep folder (spec.yaml + tune/) or a trials.parquet written by `ablate report`"
+    expected = f"a sweep folder ({SPEC_FILE} + {TRIALS_DIR}/) or a trials.parquet written by `ablate report`"
     if not p.exists():
         raise ReportError(f"{p}: no such file or folder (expected {expected})")
     if p.is_dir():

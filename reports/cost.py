@@ -6,8 +6,8 @@ wall seconds on a GPU (a quarter GPU for 100 s costs 25 GPU-seconds), its proces
 CPU. GPU and CPU seconds are never added together.
 
     costs = trial_costs(epochs)                  # trial_id, device_seconds, device_kind
-    sweep_total(trials, epochs)                  # '0.42 GPU-h'
-    cost_table(trials, epochs, ["teacher_temp"]) # one row per configuration
+    sweep_total(epochs)                          # '0.42 GPU-h'
+    cost_table(trials, epochs, ["teacher_temp"], "knn_top1", "max")  # one row per configuration, ranked
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from matplotlib.figure import Figure
 
 from reports.document import Document
 from reports.plots import COLLAPSE_COLOR, KNN_LABEL, TRIAL_COLOR, save
-from reports.ranking import counted_trials
-from reports.stats import mean_ci
+from reports.ranking import rank_points
 
 KINDS = ("GPU", "CPU")
 
@@ -63,85 +62,96 @@ def sweep_total(epochs: pd.DataFrame) -> str:
     return " + ".join(fmt_cost(s, k) for k, s in parts.items()) or "–"
 
 
-def cost_table(trials: pd.DataFrame, epochs: pd.DataFrame, params: list[str]) -> pd.DataFrame:
+def cost_table(trials: pd.DataFrame, epochs: pd.DataFrame, params: list[str], metric: str = "knn_top1",
+               mode: str = "max") -> pd.DataFrame:
     """One row per configuration (``point``): its parameters, trials, total and per-trial cost, and
-    final kNN top-1 (mean over its finished repeats); sorted by kNN top-1, best first."""
+    ``value``, the mean final ``metric`` of its counted repeats; in the ranking's order
+    (reports.ranking: the spec's metric and mode, collapsed last), unranked points after."""
     costs = trial_costs(epochs)
     data = trials.merge(costs, on="trial_id", how="inner", suffixes=("_trials", ""))
-    counted, _ = counted_trials(trials)
-    finished = set(counted["trial_id"])
+    points, _ = rank_points(trials, params, metric, mode)
+    ranked = {int(p): i for i, p in enumerate(points["point"])}
+    means = dict(zip(points["point"].astype(int), points["mean"], strict=True))
+    counts = dict(zip(points["point"].astype(int), points["n"], strict=True))
     rows = []
     for point, group in data.groupby("point", sort=True):
-        kind = str(group["device_kind"].iloc[-1])
-        done = group[group["trial_id"].isin(finished)]
-        mean, _, n = mean_ci(done["knn_top1"].tolist())
         rows.append({"point": int(point), **{p: group[p].iloc[0] for p in params}, "trials": len(group),
-                     "device_kind": kind, "total_s": float(group["device_seconds"].sum()),
-                     "per_trial_s": float(group["device_seconds"].mean()), "knn_top1": mean, "n": n,
-                     "collapsed": bool(group["collapsed"].fillna(False).any())})
-    table = pd.DataFrame(rows)
-    return table.sort_values("knn_top1", ascending=False, na_position="last").reset_index(drop=True) \
-        if len(table) else table
+                     "device_kind": str(group["device_kind"].iloc[-1]),
+                     "total_s": float(group["device_seconds"].sum()),
+                     "per_trial_s": float(group["device_seconds"].mean()),
+                     "value": float(means.get(int(point), math.nan)), "n": int(counts.get(int(point), 0)),
+                     "collapsed": bool(group["collapsed"].fillna(False).any()),
+                     "_rank": ranked.get(int(point), len(ranked))})
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows).sort_values(["_rank", "point"], kind="stable")
+    return table.drop(columns="_rank").reset_index(drop=True)
 
 
-def pareto_front(table: pd.DataFrame) -> list[int]:
-    """Indices of the configurations no other one beats on both kNN top-1 and cost per trial; a
+def pareto_front(table: pd.DataFrame, mode: str = "max") -> list[int]:
+    """Indices of the configurations no other one beats on both the metric and cost per trial; a
     collapsed configuration is not a working DINO and is left out (as the report ranks it last)."""
-    scored = table[table["knn_top1"].notna()]
+    scored = table[table["value"].notna()]
     if (~scored["collapsed"]).any():
         scored = scored[~scored["collapsed"]]
-    scored = scored.sort_values(["per_trial_s", "knn_top1"], ascending=[True, False])
+    sign = 1.0 if mode == "max" else -1.0
+    scored = scored.assign(_better=sign * scored["value"]).sort_values(["per_trial_s", "_better"],
+                                                                        ascending=[True, False])
     front, best = [], -math.inf
     for index, row in scored.iterrows():
-        if row["knn_top1"] > best:
+        if row["_better"] > best:
             front.append(index)
-            best = row["knn_top1"]
+            best = row["_better"]
     return front
 
 
-def pareto_plot(table: pd.DataFrame, out: Path) -> Path | None:
-    """kNN top-1 (mean over repeats) against device-seconds per trial, the Pareto front joined."""
-    scored = table[table["knn_top1"].notna()]
+def pareto_plot(table: pd.DataFrame, out: Path, metric: str = "knn_top1", mode: str = "max") -> Path | None:
+    """The metric (mean over repeats) against device-seconds per trial, the Pareto front joined."""
+    scored = table[table["value"].notna()]
     if scored.empty:
         return None
     kind = str(scored["device_kind"].iloc[0])
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
     collapsed = scored["collapsed"].to_numpy(dtype=bool)
-    xs, ys = scored["per_trial_s"].to_numpy(dtype=float), scored["knn_top1"].to_numpy(dtype=float)
+    xs, ys = scored["per_trial_s"].to_numpy(dtype=float), scored["value"].to_numpy(dtype=float)
     ax.scatter(xs[~collapsed], ys[~collapsed], s=30, color=TRIAL_COLOR, alpha=0.7, label="configuration")
     ax.scatter(xs[collapsed], ys[collapsed], s=40, marker="x", color=COLLAPSE_COLOR, label="collapsed")
-    front = table.loc[pareto_front(table)]
-    ax.plot(front["per_trial_s"], front["knn_top1"], "-", color="black", lw=1, label="Pareto front")
+    front = table.loc[pareto_front(table, mode)]
+    ax.plot(front["per_trial_s"], front["value"], "-", color="black", lw=1, label="Pareto front")
     ax.set_xlabel(f"{kind}-seconds per trial")
-    ax.set_ylabel(KNN_LABEL)
-    ax.set_title("Accuracy vs cost")
+    better = "higher" if mode == "max" else "lower"
+    ax.set_ylabel(KNN_LABEL if metric == "knn_top1" else f"{metric} ({better} is better)")
+    ax.set_title("Result vs cost")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return save(fig, out)
 
 
-def add_cost(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, params: list[str], out: Path) -> None:
+def add_cost(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, params: list[str], out: Path,
+             metric: str = "knn_top1", mode: str = "max") -> None:
     """The report's "Cost" section."""
     doc.heading("Cost")
-    table = cost_table(trials, epochs, params)
+    table = cost_table(trials, epochs, params, metric, mode)
     if table.empty:
         doc.paragraph("No trial reported `device_seconds` (sweeps run before cost accounting).")
         return
     doc.paragraph(f"Sweep total: **{sweep_total(epochs)}** over {int(table['trials'].sum())} trials. "
                   "GPU trials count their GPU share x wall time, CPU trials their process CPU time.")
-    front = set(pareto_front(table))
+    front = set(pareto_front(table, mode))
     doc.table(pd.DataFrame({
         **{p: table[p].map(_fmt) for p in params},
         "trials": table["trials"],
         "cost per trial": [fmt_cost(s, k) for s, k in zip(table["per_trial_s"], table["device_kind"])],
         "total cost": [fmt_cost(s, k) for s, k in zip(table["total_s"], table["device_kind"])],
-        "kNN top-1 (%)": table["knn_top1"].map(lambda v: f"{v:.2f}" if np.isfinite(v) else "–"),
+        ("kNN top-1 (%)" if metric == "knn_top1" else metric):
+            table["value"].map(lambda v: "–" if not np.isfinite(v) else
+                               f"{v:.2f}" if metric.startswith("knn_") else f"{v:.4g}"),
         "collapsed": table["collapsed"].map(lambda c: "yes" if c else ""),
         "Pareto": ["yes" if i in front else "" for i in table.index]}))
-    path = pareto_plot(table, out / "plots" / "pareto_cost.png")
+    path = pareto_plot(table, out / "plots" / "pareto_cost.png", metric, mode)
     if path:
-        doc.image(path, "kNN top-1 vs device-seconds per trial")
+        doc.image(path, f"{metric} vs device-seconds per trial")
 
 
 def _fmt(value: object) -> str:

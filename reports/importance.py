@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sweep_format.layout import OPTUNA_DB
+
 MIN_TRIALS = 4  # fewer finished Optuna trials say nothing about importance
 
 
@@ -40,9 +42,9 @@ def evaluators() -> dict[str, Any]:
 
 
 def param_importance(sweep_dir: Path, study_name: str) -> Importance:
-    db = sweep_dir / "optuna.db"
+    db = sweep_dir / OPTUNA_DB
     if not db.is_file():
-        return Importance(reason="no optuna.db in the sweep folder (only `search.algorithm: optuna` "
+        return Importance(reason=f"no {OPTUNA_DB} in the sweep folder (only `search.algorithm: optuna` "
                                  "sweeps keep an Optuna study)")
     import optuna
 

@@ -1,5 +1,8 @@
 """``ablate ls``: the sweeps of a storage folder as a plain aligned table.
 
+One unreadable sweep (a damaged spec.yaml, a folder that cannot be listed) is a row saying why;
+it never hides the sweeps beside it.
+
     print(format_listing(list_sweeps(Path("runs"))))
     # sweep  description   trials                     best             cost        last update
     # temps  temperatures  5 completed, 2 collapsed   knn_top1 71.40   0.42 GPU-h  2026-05-02 14:03
@@ -16,22 +19,20 @@ from reports.cost import sweep_total
 from reports.errors import ReportError
 from reports.ranking import best_point, measured_before_end
 from reports.sweepdir import open_sweep
-from reports.tables import STATUSES, sweep_tables
+from reports.tables import sweep_tables
+from sweep_format.layout import SPEC_FILE, TRIALS_DIR, sweeps_in
+from sweep_format.statuses import describe_counts
 
 COLUMNS = ["sweep", "description", "trials", "best", "cost", "last update"]
-
-
-def find_sweeps(storage: Path) -> list[Path]:
-    """``storage`` itself if it is a sweep folder, else its sub-folders that are."""
-    if (storage / "spec.yaml").is_file() and (storage / "tune").is_dir():
-        return [storage]
-    return sorted(d for d in storage.iterdir()
-                  if d.is_dir() and (d / "spec.yaml").is_file() and (d / "tune").is_dir())
+EXPECTED = f"a storage folder holding sweep folders ({SPEC_FILE} + {TRIALS_DIR}/), e.g. ./runs"
 
 
 def last_update(folder: Path) -> str:
-    files = [folder / "spec.yaml", *folder.glob("trials/*.json")]
-    stamps = [f.stat().st_mtime for f in files if f.exists()]
+    try:
+        files = [folder / SPEC_FILE, *folder.glob(f"{TRIALS_DIR}/*.json")]
+        stamps = [f.stat().st_mtime for f in files if f.exists()]
+    except OSError:
+        stamps = []
     return dt.datetime.fromtimestamp(max(stamps)).strftime("%Y-%m-%d %H:%M") if stamps else "–"
 
 
@@ -39,16 +40,17 @@ def sweep_row(folder: Path) -> dict[str, str]:
     try:
         sweep = open_sweep(folder)
         trials, epochs = sweep_tables(sweep)
-    except ReportError as exc:  # one broken sweep must not hide the others
+    except (ReportError, OSError) as exc:  # one broken sweep must not hide the others
         return {"sweep": folder.name, "description": f"(unreadable: {exc})", "trials": "–",
                 "best": "–", "cost": "–", "last update": last_update(folder)}
-    counts = trials["status"].value_counts()
-    order = [*STATUSES, *(s for s in counts.index if s not in STATUSES)]
-    by_status = ", ".join(f"{int(counts[s])} {s}" for s in order if s in counts) or "no trials yet"
+    by_status = describe_counts(trials["status"].value_counts().to_dict()) or "no trials yet"
     best, partial = best_point(trials, sweep.params, sweep.metric, sweep.mode)  # as the report ranks
-    text = "–" if best is None else (f"{sweep.metric} {best['mean']:.2f}" + (" (partial)" if partial else "")
-                                     + (" (collapsed)" if best["collapsed"] else "")
-                                     + measured_note(trials, best["point"], sweep.metric))
+    if best is None:
+        text = "no value after training yet" if len(trials) else "–"
+    else:
+        text = (f"{sweep.metric} {best['mean']:.2f}" + (" (partial)" if partial else "")
+                + (" (collapsed)" if best["collapsed"] else "")
+                + measured_note(trials, best["point"], sweep.metric))
     return {"sweep": sweep.name, "description": sweep.description, "trials": by_status,
             "best": text, "cost": sweep_total(epochs), "last update": last_update(folder)}
 
@@ -61,14 +63,16 @@ def measured_note(trials: pd.DataFrame, point: int, metric: str) -> str:
 def list_sweeps(storage: str | Path) -> pd.DataFrame:
     """One row per sweep in ``storage``; ReportError if it is missing or holds no sweep."""
     folder = Path(storage)
-    expected = "a storage folder holding sweep folders (spec.yaml + tune/), e.g. ./runs"
     if not folder.exists():
-        raise ReportError(f"{folder}: no such folder (expected {expected})")
+        raise ReportError(f"{folder}: no such folder (expected {EXPECTED})")
     if not folder.is_dir():
-        raise ReportError(f"{folder}: is a file (expected {expected})")
-    sweeps = find_sweeps(folder)
+        raise ReportError(f"{folder}: is a file (expected {EXPECTED})")
+    try:
+        sweeps = sweeps_in(folder)
+    except OSError as exc:
+        raise ReportError(f"{folder}: cannot be listed ({exc.strerror})") from None
     if not sweeps:
-        raise ReportError(f"{folder}: no sweeps here (expected {expected}; start one with "
+        raise ReportError(f"{folder}: no sweeps here (expected {EXPECTED}; start one with "
                           "`ablate run SPEC.yaml`)")
     return pd.DataFrame([sweep_row(s) for s in sweeps], columns=COLUMNS)
 

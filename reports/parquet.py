@@ -1,20 +1,14 @@
-"""Atomic writes: a reader (or a crashed writer) never sees half a file.
+"""Parquet tables with ablate's metadata: the searched parameters, metric and references ride along.
 
-Every file of a report is written to a temporary file in the same folder, then renamed over the
-target with ``os.replace`` (atomic on POSIX and Windows for paths on one file system).
+    write_parquet(trials, Path("report/trials.parquet"), sweep.param_info())
+    read_metadata(Path("report/trials.parquet"))    # {"params": ["teacher_temp"], "metric": ...}
 
-    with atomic_path(Path("report/plot.png")) as tmp:
-        fig.savefig(tmp, format="png")
-    write_parquet(trials, Path("report/trials.parquet"), {"params": ["teacher_temp"]})
+Written atomically (sweep_format.files): a reader never sees half a table.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,28 +16,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sweep_format.files import atomic_path
+
 METADATA_KEY = b"ablate"  # parquet schema metadata: JSON with the searched params and their log flags
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be read by others
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text(path: Path, text: str) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
 
 
 def write_parquet(df: pd.DataFrame, path: Path, metadata: dict[str, Any] | None = None) -> Path:

@@ -24,8 +24,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from reports.parquet import atomic_path
 from reports.stats import mean_ci
+from sweep_format.files import atomic_path
 
 KNN_LABEL = "kNN top-1 (%)"
 COLLAPSE_COLOR = "#d62728"

@@ -4,10 +4,12 @@ Used by the end-of-sweep summary (``ablate run``/``resume``), ``ablate ls``, the
 and ablation table, and ``ablate compare``. The rule:
 
 1. **Counted trials**: those that ran their schedule or were stopped for cause, i.e. status
-   ``completed``, ``flagged``, ``collapsed`` or ``diverged`` (RANKED), with a value of the metric.
-   A trial a scheduler stopped early (ASHA), an interrupted, running or errored one does not count,
-   so it is never best over a completed one. If no trial counts yet, every trial with a value
-   counts and the ranking is marked *partial*.
+   ``completed``, ``flagged``, ``collapsed`` or ``diverged`` (``sweep_format.statuses.RANKED``),
+   with a value of the metric measured after training (a kNN measured at epoch 0 is the untrained
+   network's, never a configuration's result). A trial a scheduler stopped early (ASHA), an
+   interrupted, running or errored one does not count, so it is never best over a completed one.
+   If no trial counts yet, every trained trial with a value counts and the ranking is marked
+   *partial*; if none trained at all, there is no best.
 2. **Points**: a point (one hyperparameter setting) is ranked by the mean of its counted repeats.
 3. **Collapse last**: a point with a collapsed trial (status ``collapsed``, or ``flagged`` by the
    same rule at its last epoch, see trainables.stop_rules) ranks after every point without one:
@@ -21,6 +23,8 @@ carried forward over epochs without evaluation is never ranked as a later measur
 
     points, partial = rank_points(trials, ["teacher_temp"], metric="knn_top1", mode="max")
     best = points.iloc[0]          # the best configuration (mean, ci, n, values, collapsed)
+    best_text(*best_point(trials, ["teacher_temp"]), ["teacher_temp"], "knn_top1", "max")
+    # 'best knn_top1 (max): 46.11 (teacher_temp=0.04425; mean of 3)'
 """
 
 from __future__ import annotations
@@ -28,15 +32,23 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.stats import point_summary
+from sweep_format.statuses import RANKED
 
-RANKED = ("completed", "flagged", "collapsed", "diverged")
+
+def trained(trials: pd.DataFrame, metric: str) -> pd.Series:
+    """Trials whose ``metric`` was measured after at least one epoch of training (for kNN metrics,
+    ``knn_epoch`` >= 1; the others exist only for trained epochs)."""
+    has_value = trials[metric].notna()
+    if metric.startswith("knn_") and "knn_epoch" in trials.columns:
+        has_value &= (trials["knn_epoch"] >= 1).fillna(False).astype(bool)
+    return has_value
 
 
 def counted_trials(trials: pd.DataFrame, metric: str = "knn_top1") -> tuple[pd.DataFrame, bool]:
     """Rule 1: the trials whose final ``metric`` counts; second item True when the ranking is partial."""
     if metric not in trials.columns:
         return trials.iloc[0:0], False
-    has_value = trials[metric].notna()
+    has_value = trained(trials, metric)
     done = trials[has_value & trials["status"].isin(RANKED)]
     if len(done):
         return done, False
@@ -73,3 +85,26 @@ def measured_before_end(trials: pd.DataFrame, point: int, metric: str = "knn_top
     if not (mine["knn_epoch"] < mine["epochs_done"]).fillna(False).any():
         return ""
     return "kNN at epoch " + ", ".join(str(e) for e in sorted({int(e) for e in mine["knn_epoch"].dropna()}))
+
+
+def best_trial(trials: pd.DataFrame, params: list[str], metric: str = "knn_top1",
+               mode: str = "max") -> pd.Series | None:
+    """The best counted trial of the best point (None when there is no best point)."""
+    point, _ = best_point(trials, params, metric, mode)
+    if point is None:
+        return None
+    counted, _ = counted_trials(trials, metric)
+    repeats = counted[counted["point"] == point["point"]]
+    return repeats.sort_values(metric, ascending=(mode == "min"), kind="stable").iloc[0]
+
+
+def best_text(best: pd.Series | None, partial: bool, params: list[str], metric: str, mode: str,
+              note: str = "") -> str:
+    """The best configuration in one line, as the summary and the live view print it."""
+    if best is None:
+        return f"no best {metric}: no trial has a value measured after training"
+    setting = ", ".join(f"{p}={best[p]:.4g}" if isinstance(best[p], float) else f"{p}={best[p]}"
+                        for p in params)
+    flags = [f"mean of {int(best['n'])}"] + (["partial: no trial ran its schedule"] if partial else []) + (
+        ["collapsed"] if best["collapsed"] else []) + ([note] if note else [])
+    return f"best {metric} ({mode}): {best['mean']:.4g} ({setting}; {', '.join(flags)})"

@@ -20,11 +20,14 @@ from reports.cost import add_cost
 from reports.document import Document
 from reports.errors import ReportError
 from reports.importance import param_importance
-from reports.parquet import write_parquet, write_text
+from reports.parquet import write_parquet
 from reports.power import add_power
 from reports.ranking import counted_trials
-from reports.sweepdir import Sweep, open_sweep
-from reports.tables import STATUSES, sweep_tables
+from reports.sweepdir import SweepDir, open_sweep
+from reports.tables import sweep_tables
+from sweep_format.files import write_text
+from sweep_format.layout import TRIALS_DIR
+from sweep_format.statuses import describe_counts
 
 SECTIONS = ("Leaderboard", "Ablation table", "Seed power", "Cost", "Parameter effects", "Learning curves",
             "Collapse diagnostics", "Parameter importance", "Parallel coordinates", "Trials")
@@ -37,7 +40,7 @@ def build_report(sweep_dir: str | Path) -> Path:
     sweep = open_sweep(sweep_dir)
     trials, epochs = sweep_tables(sweep)
     if trials.empty:
-        raise ReportError(f"{sweep.path / 'trials'}: no trial records yet (expected trials/<id>.json, "
+        raise ReportError(f"{sweep.path / TRIALS_DIR}: no trial records yet (expected trials/<id>.json, "
                           "written from the first trial's start; is the sweep still starting, or was it "
                           "made by an ablate older than the records?)")
     out = sweep.report_dir
@@ -50,11 +53,10 @@ def build_report(sweep_dir: str | Path) -> Path:
 
 
 def status_counts(trials: pd.DataFrame) -> str:
-    counts = trials["status"].value_counts()
-    return ", ".join(f"{int(counts[s])} {s}" for s in STATUSES if s in counts)
+    return describe_counts(trials["status"].value_counts().to_dict())
 
 
-def sweep_document(sweep: Sweep, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path) -> Document:
+def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path) -> Document:
     result = analyse(trials, sweep.param_info())
     counted = counted_trials(trials, sweep.metric)[0]
     doc = Document(f"DINO ablation report: {sweep.name}")
@@ -71,7 +73,7 @@ def sweep_document(sweep: Sweep, trials: pd.DataFrame, epochs: pd.DataFrame, out
     add_leaderboard(doc, result)
     add_ablation(doc, result)
     add_power(doc, result.points, result.params)
-    add_cost(doc, trials, epochs, sweep.params, out)
+    add_cost(doc, trials, epochs, sweep.params, out, sweep.metric, sweep.mode)
     add_effects(doc, sweep, result, counted, out)
     add_curves(doc, trials, epochs, out, sweep.reference)
     add_importance(doc, sweep, out)
@@ -124,7 +126,7 @@ def add_ablation(doc: Document, result: Analysis) -> None:
         doc.table(table)
 
 
-def add_effects(doc: Document, sweep: Sweep, result: Analysis, counted: pd.DataFrame, out: Path) -> None:
+def add_effects(doc: Document, sweep: SweepDir, result: Analysis, counted: pd.DataFrame, out: Path) -> None:
     doc.heading("Parameter effects")
     baseline = None
     if result.reference_kind == "baseline":
@@ -161,7 +163,7 @@ def add_curves(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, out: P
         doc.paragraph("No trial collapsed.")
 
 
-def add_importance(doc: Document, sweep: Sweep, out: Path) -> None:
+def add_importance(doc: Document, sweep: SweepDir, out: Path) -> None:
     doc.heading("Parameter importance")
     imp = param_importance(sweep.path, sweep.name)
     if not imp.values:
@@ -188,7 +190,7 @@ def knn_cell(value: float, measured: int, done: int) -> str:
     return f"{value:.2f}" + (f" (epoch {measured})" if before_end else "")
 
 
-def add_trials(doc: Document, sweep: Sweep, trials: pd.DataFrame) -> None:
+def add_trials(doc: Document, sweep: SweepDir, trials: pd.DataFrame) -> None:
     doc.heading("Trials")
     doc.note("All trials in the order Ray created them; the full table is trials.parquet "
              "(schema: reports/SCHEMA.md), per-epoch metrics in epochs.parquet.")

@@ -1,8 +1,8 @@
-"""A sweep folder as ``ablate run`` writes it: ``spec.yaml``, ``tune/`` (Ray), ``optuna.db``, ``report/``.
+"""The reports' view of a sweep folder (layout: sweep_format.layout): its spec, params, metric, mode.
 
 Only reads. The spec is read with plain PyYAML (the ``ablate.spec`` model lives in another layer).
 
-    sweep = open_sweep("runs/temps")     # ReportError if missing, empty or not a sweep
+    sweep = open_sweep("runs/temps")     # ReportError if missing, empty, unreadable or not a sweep
     sweep.params                          # ["teacher_temp", "student_temp", ...] (keys of `space`)
     sweep.metric, sweep.mode              # the spec's ranking metric and direction
 """
@@ -10,7 +10,6 @@ Only reads. The spec is read with plain PyYAML (the ``ablate.spec`` model lives 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,12 @@ from typing import Any
 import yaml
 
 from reports.errors import ReportError
-
-EXPECTED = "a sweep folder with spec.yaml and tune/, as `ablate run SPEC.yaml` writes it"
+from sweep_format import yamltext
+from sweep_format.layout import REFERENCE_FILE, REPORT_DIR, SPEC_FILE, TUNE_DIR, is_sweep, not_a_sweep
 
 
 @dataclass
-class Sweep:
+class SweepDir:
     """A sweep folder and its spec (a plain dict, as read from spec.yaml)."""
 
     path: Path
@@ -39,11 +38,11 @@ class Sweep:
 
     @property
     def tune_dir(self) -> Path:
-        return self.path / "tune"
+        return self.path / TUNE_DIR
 
     @property
     def report_dir(self) -> Path:
-        return self.path / "report"
+        return self.path / REPORT_DIR
 
     @property
     def space(self) -> dict[str, Any]:
@@ -87,7 +86,7 @@ class Sweep:
     def reference(self) -> dict[str, Any]:
         """``reference_knn.json``: raw-pixel and untrained kNN top-1 of the dataset ({} if absent)."""
         try:
-            data = json.loads((self.path / "reference_knn.json").read_text())
+            data = json.loads((self.path / REFERENCE_FILE).read_bytes())
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
@@ -111,45 +110,27 @@ def space_values(entry: Any) -> list[Any] | None:
     return None
 
 
-def open_sweep(path: str | Path) -> Sweep:
+def open_sweep(path: str | Path) -> SweepDir:
     """Check that ``path`` is a sweep folder and read its spec; ReportError naming the path if not."""
     folder = Path(path)
-    if not folder.exists():
-        raise ReportError(f"{folder}: no such folder (expected {EXPECTED})")
-    if not folder.is_dir():
-        raise ReportError(f"{folder}: is a file, not a folder (expected {EXPECTED})")
-    if not any(folder.iterdir()):
-        raise ReportError(f"{folder}: empty folder (expected {EXPECTED})")
-    missing = [n for n, ok in (("spec.yaml", (folder / "spec.yaml").is_file()),
-                               ("tune/", (folder / "tune").is_dir())) if not ok]
-    if missing:
-        inside = [d.name for d in sorted(folder.iterdir()) if (d / "spec.yaml").is_file()]
-        hint = f"; it holds the sweeps {', '.join(inside)}: pass one of them" if inside else ""
-        raise ReportError(f"{folder}: not a sweep folder, no {' and no '.join(missing)} "
-                          f"(expected {EXPECTED}{hint})")
-    return Sweep(folder, read_spec(folder / "spec.yaml"))
+    if not is_sweep(folder):
+        raise ReportError(not_a_sweep(folder))
+    return SweepDir(folder, read_spec(folder / SPEC_FILE))
 
 
 def read_spec(file: Path) -> dict[str, Any]:
+    expected = "expected the sweep spec that `ablate run` writes; restore it from a copy of the sweep folder"
     try:
-        data = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
-        raise ReportError(f"{file}: not valid YAML ({exc.__class__.__name__}); expected the sweep "
-                          "spec that `ablate run` writes") from None
+        data = yamltext.load(file.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise ReportError(f"{file}: cannot be read ({exc.strerror})") from None
+    except yamltext.TooLarge as exc:
+        raise ReportError(f"{file}: {exc}; {expected}") from None
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ReportError(f"{file}: not a YAML text ({exc.__class__.__name__}); {expected}") from None
     if not isinstance(data, dict):
         raise ReportError(f"{file}: expected a mapping (name, trainer, space, search, ...), "
-                          f"got {type(data).__name__}")
+                          f"got {type(data).__name__}; {expected}")
     if not isinstance(data.get("space") or {}, dict):
-        raise ReportError(f"{file}: 'space' must map parameter names to their ranges")
+        raise ReportError(f"{file}: 'space' must map parameter names to their ranges; {expected}")
     return data
-
-
-def values_equal(a: Any, b: Any) -> bool:
-    """Parameter values as equal as a sweep means them (0.1 == 0.1000000001, [0.4, 1] == (0.4, 1.0))."""
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b or a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-    return a == b

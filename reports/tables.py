@@ -18,13 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from reports.records import read_records
-from reports.sweepdir import Sweep, open_sweep, space_values
+from reports.sweepdir import SweepDir, open_sweep, space_values
+from sweep_format.records import read_records
 
-# Statuses of ablate's trial records (docs/CONTRACTS.md), in the order reports list them; a record
-# may carry another trainable outcome (e.g. ``oom``), listed after these.
-STATUSES = ("completed", "flagged", "stopped early", "collapsed", "diverged", "oom", "errored", "interrupted",
-            "running", "pending", "damaged")
 # trials.parquet: these columns, in this order, around the searched hyperparameters (SCHEMA.md).
 HEAD_COLUMNS = {"sweep": "string", "trial_id": "string", "status": "string", "stop_reason": "string"}
 TAIL_COLUMNS = {
@@ -33,7 +29,7 @@ TAIL_COLUMNS = {
     "epochs_done": "Int64", "wall_time_s": "float64", "images_per_s": "float64",
     "collapsed": "boolean", "point": "Int64", "is_baseline": "boolean", "epochs": "Int64",
     "trial_dir": "string", "label": "string", "pixel_knn_top1": "float64", "untrained_knn_top1": "float64",
-    "device_seconds": "float64",
+    "device_seconds": "float64", "restarts": "Int64",
 }
 EPOCH_HEAD = {"sweep": "string", "trial_id": "string", "epoch": "Int64"}
 # Per-host bookkeeping that is not a measurement.
@@ -45,12 +41,22 @@ def load_trials(sweep_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return sweep_tables(open_sweep(sweep_dir))
 
 
-def sweep_tables(sweep: Sweep) -> tuple[pd.DataFrame, pd.DataFrame]:
+def sweep_tables(sweep: SweepDir) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Both tables from ablate's trial records (``trials/*.json``) only: status, seed, point and
     baseline are what the sweep recorded, never re-derived from Ray's files."""
+    return records_tables(sweep, read_records(sweep.path))
+
+
+def trials_table(sweep: SweepDir, records: list[dict[str, Any]]) -> pd.DataFrame:
+    """trials.parquet's table of ``records`` (the live view ranks with it)."""
+    reference = sweep.reference
+    return typed_trials(sweep, [trial_row(sweep, rec, rec.get("epochs") or [], reference) for rec in records])
+
+
+def records_tables(sweep: SweepDir, records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     reference = sweep.reference
     rows, epoch_frames = [], []
-    for rec in read_records(sweep.path):
+    for rec in records:
         epochs = [{k: v for k, v in r.items() if k not in DROPPED_KEYS} for r in rec.get("epochs") or []]
         rows.append(trial_row(sweep, rec, epochs, reference))
         if epochs:
@@ -77,7 +83,7 @@ def finite(values: list[Any]) -> list[float]:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
 
 
-def trial_row(sweep: Sweep, rec: dict[str, Any], rows: list[dict[str, Any]],
+def trial_row(sweep: SweepDir, rec: dict[str, Any], rows: list[dict[str, Any]],
               reference: dict[str, Any]) -> dict[str, Any]:
     """One trials.parquet row: the record's own fields, and final values read off its epochs."""
     measured = [r for r in rows if r.get("knn_evaluated", True) and r.get("knn_top1") is not None]
@@ -104,6 +110,7 @@ def trial_row(sweep: Sweep, rec: dict[str, Any], rows: list[dict[str, Any]],
         "pixel_knn_top1": reference.get("pixel_knn_top1"),
         "untrained_knn_top1": reference.get("untrained_knn_top1"),
         "device_seconds": last_value(rows, "device_seconds"),
+        "restarts": len(rec.get("restarts") or []),
         "_order": (rec.get("created_at") or math.inf, str(rec.get("trial_id"))),
     }
     if sweep.metric not in row:  # the spec's metric (e.g. teacher_entropy): its final value
@@ -112,7 +119,7 @@ def trial_row(sweep: Sweep, rec: dict[str, Any], rows: list[dict[str, Any]],
 
 
 # --- typing -----------------------------------------------------------------------------------
-def typed_trials(sweep: Sweep, records: list[dict[str, Any]]) -> pd.DataFrame:
+def typed_trials(sweep: SweepDir, records: list[dict[str, Any]]) -> pd.DataFrame:
     """Records in creation order, typed columns (the spec's metric too, where it is another)."""
     records = sorted(records, key=lambda r: r.pop("_order"))
     extra = [sweep.metric] if sweep.metric not in {**HEAD_COLUMNS, **TAIL_COLUMNS} else []

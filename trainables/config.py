@@ -13,36 +13,61 @@ from __future__ import annotations
 
 import difflib
 import math
-from typing import Any, Literal
+import reprlib
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 DATASETS = ("digit_scenes", "digits", "synthetic", "cifar10", "cifar100", "stl10", "imagefolder")
+# Upper bounds that keep schedules, heads and seeds within memory and range (the paper's values are
+# far below them).
+MAX_EPOCHS = 10_000
+MAX_STEPS = 100_000_000  # epochs x steps per epoch: each per-step schedule holds 8 bytes a step
+MAX_OUT_DIM = 1 << 20
+MAX_TEMP = 1e4
+MAX_SEED = 2**31 - 1
 
 
 class ConfigError(ValueError):
-    """A user-facing configuration error: says which key, what was given, what is allowed."""
+    """A user-facing configuration error: says which key, what was given, what is allowed.
+
+    ``cross_key``: a rule between keys broke (e.g. imagefolder without data_path), not one key's value.
+    """
+
+    def __init__(self, message: str, cross_key: bool = False) -> None:
+        super().__init__(message)
+        self.cross_key = cross_key
 
 
 class DINOConfig(BaseModel):
     """All hyperparameters of one DINO run (paper value in brackets where it differs)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    # Exact types (no 2.0 or true for an integer, no "4" for 4) and finite numbers, as README promises.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
     # --- backbone -------------------------------------------------------------------------
     arch: str = Field(
         "test_resnet", description="Any timm model name; test_resnet: timm's tiny ResNet, the one that "
         "learns within the default budget on 1 CPU core [vit_small_patch16_224].")
-    patch_size: int = Field(16, ge=1, description="ViT patch size (ignored by CNNs) [16].")
+    patch_size: int = Field(16, ge=1, le=1024, description="ViT patch size (ignored by CNNs) [16].")
     pretrained_weights: str | None = Field(
         None, description="Local file with backbone weights; never downloaded [none].")
     drop_path_rate: float = Field(0.1, ge=0, lt=1, description="Student stochastic depth [0.1].")
 
     # --- DINO head ------------------------------------------------------------------------
-    out_dim: int = Field(1024, ge=2, description="Prototypes K of the last layer [65536].")
-    head_nlayers: int = Field(3, ge=1, description="MLP layers before the bottleneck [3].")
-    head_hidden_dim: int = Field(512, ge=1, description="Hidden width of the head MLP [2048].")
-    head_bottleneck_dim: int = Field(128, ge=1, description="L2-normalized bottleneck [256].")
+    out_dim: int = Field(1024, ge=2, le=MAX_OUT_DIM, description="Prototypes K of the last layer [65536].")
+    head_nlayers: int = Field(3, ge=1, le=64, description="MLP layers before the bottleneck [3].")
+    head_hidden_dim: int = Field(512, ge=1, le=65536, description="Hidden width of the head MLP [2048].")
+    head_bottleneck_dim: int = Field(128, ge=1, le=65536, description="L2-normalized bottleneck [256].")
     norm_last_layer: bool = Field(True, description="Freeze weight_g of the last layer [true].")
     use_bn_in_head: bool = Field(False, description="BatchNorm in the head MLP [false].")
     use_ln_in_head: bool = Field(
@@ -51,13 +76,14 @@ class DINOConfig(BaseModel):
     # --- teacher and loss -----------------------------------------------------------------
     momentum_teacher: float = Field(
         0.98, ge=0, le=1, description="EMA momentum start, cosine to 1 [0.996].")
-    warmup_teacher_temp: float = Field(0.03, gt=0, description="Teacher temp at epoch 0 [0.04].")
+    warmup_teacher_temp: float = Field(0.03, gt=0, le=MAX_TEMP, description="Teacher temp at epoch 0 [0.04].")
     teacher_temp: float = Field(
-        0.03, gt=0, description="Teacher temp after warmup [0.04-0.07]; 0.04 nears the uniform collapse "
+        0.03, gt=0, le=MAX_TEMP, description="Teacher temp after warmup [0.04-0.07]; 0.04 nears the uniform "
+        "collapse "
         "on digit_scenes in 1 seed of 5.")
     warmup_teacher_temp_epochs: int = Field(
-        0, ge=0, description="Epochs of linear teacher-temp warmup [30].")
-    student_temp: float = Field(0.1, gt=0, description="Student temperature [0.1].")
+        0, ge=0, le=MAX_EPOCHS, description="Epochs of linear teacher-temp warmup [30].")
+    student_temp: float = Field(0.1, gt=0, le=MAX_TEMP, description="Student temperature [0.1].")
     center_momentum: float = Field(0.9, ge=0, le=1, description="Center EMA momentum [0.9].")
     centering: Literal["center", "sinkhorn_knopp", "none"] = Field(
         "center", description="Teacher normalization: DINO centering, DINOv2 Sinkhorn-Knopp, "
@@ -72,27 +98,27 @@ class DINOConfig(BaseModel):
     lr: float = Field(
         8e-3, gt=0, description="Peak lr at batch 256, scaled by batch*accum*workers/256 [5e-4; sgd 0.03].")
     min_lr: float = Field(1e-6, ge=0, description="Final lr of the cosine schedule [1e-6].")
-    warmup_epochs: int = Field(1, ge=0, description="Linear lr warmup epochs [10].")
+    warmup_epochs: int = Field(1, ge=0, le=MAX_EPOCHS, description="Linear lr warmup epochs [10].")
     weight_decay: float = Field(0.04, ge=0, description="Weight decay start [0.04].")
     weight_decay_end: float = Field(0.4, ge=0, description="Weight decay end, cosine [0.4].")
     clip_grad: float = Field(
         3.0, ge=0, description="Per-parameter gradient norm clip, 0 disables [3.0].")
     freeze_last_layer: int = Field(
-        1, ge=0, description="Epochs during which the last layer is frozen [1].")
-    batch_size: int = Field(32, ge=1, description="Images per step (per device) [1024 total].")
-    grad_accum_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step [1].")
-    epochs: int = Field(8, ge=1, description="Training epochs [100-800].")
+        1, ge=0, le=MAX_EPOCHS, description="Epochs during which the last layer is frozen [1].")
+    batch_size: int = Field(32, ge=1, le=1 << 20, description="Images per step (per device) [1024 total].")
+    grad_accum_steps: int = Field(1, ge=1, le=1 << 16, description="Micro-batches per optimizer step [1].")
+    epochs: int = Field(8, ge=1, le=MAX_EPOCHS, description="Training epochs [100-800].")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 on GPUs with native bf16 (compute capability >= 8.0), "
         "else fp16 with a scaler; fp32 on CPU [fp16].")
     compile: bool = Field(False, description="torch.compile the backbones (first steps are slower).")
 
     # --- multi-crop -----------------------------------------------------------------------
-    global_crops_size: int = Field(32, ge=8, description="Global crop side in px [224].")
-    local_crops_size: int = Field(16, ge=4, description="Local crop side in px [96].")
+    global_crops_size: int = Field(32, ge=8, le=4096, description="Global crop side in px [224].")
+    local_crops_size: int = Field(16, ge=4, le=4096, description="Local crop side in px [96].")
     global_crops_scale: tuple[float, float] = Field(
         (0.4, 1.0), description="RandomResizedCrop scale of global crops [(0.4, 1)].")
-    local_crops_number: int = Field(4, ge=0, description="Local crops per image [8].")
+    local_crops_number: int = Field(4, ge=0, le=256, description="Local crops per image [8].")
     local_crops_scale: tuple[float, float] = Field(
         (0.05, 0.4), description="RandomResizedCrop scale of local crops [(0.05, 0.4)].")
     blur_radius_relative: bool = Field(
@@ -110,23 +136,36 @@ class DINOConfig(BaseModel):
     data_path: str | None = Field(None, description="Folder of torchvision data / imagefolder.")
     download: bool = Field(False, description="Let torchvision download the dataset.")
     num_workers: int | None = Field(
-        None, ge=0, description="DataLoader worker processes for per-image augmentation; none: the "
+        None, ge=0, le=1024, description="DataLoader worker processes for per-image augmentation; none: the "
         "trial's CPUs - 1 on CUDA, else 0.")
     skip_bad_images: bool = Field(
         False, description="imagefolder: skip unreadable image files (counted, warned) instead of failing.")
-    seed: int = Field(0, ge=0, description="Seed of every random number generator.")
-    eval_every: int = Field(1, ge=0, description="kNN evaluation period in epochs, 0: end only.")
-    knn_k: int = Field(20, ge=1, description="Neighbours of the weighted kNN vote [20].")
-    knn_temperature: float = Field(0.07, gt=0, description="kNN vote temperature [0.07].")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of every random number generator.")
+    eval_every: int = Field(
+        1, ge=0, le=MAX_EPOCHS, description="kNN evaluation period in epochs, 0: end only.")
+    knn_k: int = Field(20, ge=1, le=100_000, description="Neighbours of the weighted kNN vote [20].")
+    knn_temperature: float = Field(0.07, gt=0, le=MAX_TEMP, description="kNN vote temperature [0.07].")
     knn_memory_size: int | None = Field(
-        None, ge=1, description="Random subset of the train images used as kNN memory; none: all.")
+        None, ge=1, le=MAX_SEED,
+        description="Random subset of the train images used as kNN memory; none: all.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _exact_type(cls, value: Any, info: ValidationInfo) -> Any:
+        """A value of the key's own type: integers for int keys (not 2.0, not true), numbers for float
+        keys (not true), true/false for flags, text for names; pairs of numbers for crop scales."""
+        field = cls.model_fields[str(info.field_name)]
+        expected = exact_type_problem(field.annotation, value) if value is not None else ""
+        if expected:
+            raise ValueError(f"expected {expected}")
+        return value
 
     @field_validator("global_crops_scale", "local_crops_scale")
     @classmethod
     def _scale_range(cls, v: tuple[float, float]) -> tuple[float, float]:
         lo, hi = v
-        if not (0 < lo <= hi <= 1):
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi <= 1):
             raise ValueError(f"needs 0 < low <= high <= 1, got ({lo}, {hi})")
         return (float(lo), float(hi))
 
@@ -163,6 +202,35 @@ class DINOConfig(BaseModel):
         data-parallel workers, so N workers x batch b get the lr of one process with batch N*b.
         """
         return self.lr * self.batch_size * self.grad_accum_steps * world_size / 256.0
+
+
+def exact_type_problem(annotation: Any, value: Any) -> str:
+    """What a value of ``annotation`` must be, when ``value`` is not one ("" when it is)."""
+    kinds = set(get_args(annotation)) if get_origin(annotation) in (Union, UnionType) else {annotation}
+    kinds.discard(type(None))
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kinds == {int}:
+        return "" if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if kinds == {float}:
+        return "" if is_number else "a number"
+    if kinds == {bool}:
+        return "" if isinstance(value, bool) else "true or false"
+    if kinds == {str} or get_origin(annotation) is Literal:
+        return "" if isinstance(value, str) else "text"
+    if get_origin(annotation) is tuple:
+        pair = isinstance(value, (list, tuple)) and len(value) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        return "" if pair else "a pair of numbers, e.g. [0.4, 1.0]"
+    return ""
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict, _REPR.maxlevel = 60, 60, 6, 6, 3
+
+
+def short(value: Any) -> str:
+    """``repr(value)``, bounded: an error message never prints an unbounded value."""
+    return _REPR.repr(value)
 
 
 def config_keys() -> list[str]:
@@ -204,7 +272,8 @@ def make_config(values: dict[str, Any], where: str = "") -> DINOConfig:
     try:
         return DINOConfig(**values)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, values, where)) from None
+        cross_key = any(not err["loc"] for err in exc.errors())
+        raise ConfigError(format_validation_error(exc, values, where), cross_key) from None
 
 
 def format_validation_error(exc: ValidationError, values: dict[str, Any], where: str) -> str:
@@ -216,5 +285,8 @@ def format_validation_error(exc: ValidationError, values: dict[str, Any], where:
         field = DINOConfig.model_fields.get(key)
         allowed = f" ({field.description})" if field and field.description else ""
         msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}{loc}={given!r}: {msg}{allowed}")
+        if err["type"] == "value_error" and not err["loc"]:  # a rule of its own, its message names the key
+            parts.append(f"{where}{msg}")
+            continue
+        parts.append(f"{where}{loc}={short(given)}: {msg}{allowed}")
     return "\n".join(parts)

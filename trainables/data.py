@@ -18,26 +18,10 @@ from PIL import Image
 from torch.utils.data import Dataset, Subset
 
 from trainables.config import ConfigError, DINOConfig
+from trainables.digit_scenes import make_digit_scenes
+from trainables.images import ImageList
 
 DIGITS_SIZE = 32  # the 8x8 digits are upsampled once, bicubic, to this side
-
-
-class ImageList(Dataset):
-    """A list of PIL images and integer labels, with a transform applied on access."""
-
-    def __init__(self, images: list[Image.Image], labels: np.ndarray, transform: Callable | None = None):
-        self.images, self.labels, self.transform = images, np.asarray(labels, dtype=np.int64), transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> tuple[Any, int]:
-        img = self.images[i]
-        return (self.transform(img) if self.transform else img), int(self.labels[i])
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.labels.max()) + 1
 
 
 class Transformed(Dataset):
@@ -167,7 +151,6 @@ def image_problem(path: str) -> str:
 def build_datasets(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
     """The raw (train, test) datasets of ``cfg.dataset`` as (PIL image, label) pairs."""
     if cfg.dataset == "digit_scenes":
-        from trainables.digit_scenes import make_digit_scenes  # imports ImageList from here
         return make_digit_scenes()
     if cfg.dataset == "digits":
         return load_digits_split()

@@ -1,8 +1,8 @@
-"""A write that fails because the disk is full, read-only or over quota: not a bug, an outcome.
+"""A write that fails because the disk is full, read-only, over quota or not permitted: an outcome.
 
 A retry fails the same way, so a trial that cannot write its checkpoint ends with the outcome
-``storage_full`` (the path and errno in its ``stop_reason``), and ``ablate`` stops the sweep with
-one line instead of a traceback.
+``storage_full`` (sweep_format.statuses; the path and errno in its ``stop_reason``), and ``ablate``
+stops with one line instead of a traceback.
 
     except OSError as exc:
         if exc.errno in STORAGE_ERRNOS: print(write_failure(exc, "the checkpoint"))
@@ -13,8 +13,9 @@ from __future__ import annotations
 import errno
 import os
 
-STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES}
-STORAGE_FULL = "storage_full"  # the trial outcome
+# ENOSPC full, EDQUOT over quota, EROFS read-only file system, EACCES/EPERM not permitted (e.g. an
+# immutable folder, chattr +i), EFBIG a file over the file system's limit.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 
 def write_failure(exc: OSError, what: str = "") -> str:

@@ -6,28 +6,39 @@ import argparse
 from pathlib import Path
 
 from ablate.commands.run import add_ray_options
+from ablate.session import check_connect_timeout
 from ablate.summary import finish
+from sweep_format.statuses import RETRYABLE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "resume", help="continue an interrupted sweep",
-        description="Continue an interrupted sweep: finished trials are kept, the searcher keeps "
-                    "its state, trials that were running continue from their last checkpoint and "
-                    "errored trials are retried.")
+        description="Continue an interrupted sweep from its own records (trials/), its Optuna study "
+                    "(optuna.db) and its weights-only checkpoints; nothing of Ray's experiment state is "
+                    "read back. Finished trials are kept, trials that were running continue from their "
+                    "newest usable checkpoint, errored trials are retried, and trials that never started "
+                    "start. One driver per sweep folder: a sweep still being run or resumed is refused.",
+        epilog="example: ablate resume runs/temps --retry oom   (after lowering nothing: a trial that ran "
+               "out of memory is run again, e.g. on a larger GPU)")
     p.add_argument("sweep", help="the sweep folder, e.g. runs/temps")
+    p.add_argument("--retry", action="append", default=[], choices=list(RETRYABLE), metavar="STATUS",
+                   help=f"also run again the trials that ended with this status ({', '.join(RETRYABLE)}; "
+                        "repeatable); by default they are kept, since they would end the same way")
     add_ray_options(p)
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    from ablate.sweep import SweepInterrupted, load_sweep_spec, resume_sweep
+    from ablate.ending import SweepInterrupted
+    from ablate.folder import load_sweep_spec
+    from ablate.sweep import resume_sweep
 
+    check_connect_timeout(args.connect_timeout)
     total = load_sweep_spec(Path(args.sweep).expanduser().resolve()).num_trials
     try:
-        sweep_dir = resume_sweep(args.sweep, args.address, args.num_cpus, args.num_gpus,
-                                  args.connect_timeout,
-                                  verbose=args.verbose)
+        sweep_dir = resume_sweep(args.sweep, args.address, args.num_cpus, args.num_gpus, args.connect_timeout,
+                                 verbose=args.verbose, retry=args.retry)
     except SweepInterrupted as stop:
-        return finish(stop.sweep_dir, total, interrupted=True)
+        return finish(stop.sweep_dir, total, interrupted=True, exit_code=stop.exit_code)
     return finish(sweep_dir, total)

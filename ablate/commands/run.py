@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ablate.session import DEFAULT_CONNECT_TIMEOUT, MAX_CONNECT_TIMEOUT, check_connect_timeout
 from ablate.spec import MAX_SAMPLES, load_spec
 from ablate.summary import finish
-from ablate.sweep import DEFAULT_CONNECT_TIMEOUT
 from ablate.trackers import TRACKERS
 
 
@@ -20,7 +20,7 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-gpus", type=int, metavar="N", help="GPUs of the local Ray (default: detected)")
     p.add_argument("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT, metavar="SECONDS",
                    help="with --address: give up when the cluster does not answer within this "
-                        f"time (default {DEFAULT_CONNECT_TIMEOUT:g})")
+                        f"time (default {DEFAULT_CONNECT_TIMEOUT:g}, at most {MAX_CONNECT_TIMEOUT:g})")
     p.add_argument("--verbose", action="store_true",
                    help="print Ray's own log lines too (default: they go to STORAGE/NAME/ray.log)")
 
@@ -29,11 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run", help="run an ablation sweep from a YAML search space",
         description="Run a DINO hyperparameter sweep described by a YAML spec (see "
-                    "search_spaces/README.md) on Ray Tune. Results go to STORAGE/NAME/: Ray's "
-                    "experiment (tune/), the Optuna study (optuna.db), the resolved spec "
-                    "(spec.yaml), Ray's own log (ray.log) and the report (report/). Progress: one view "
-                    "redrawn in place on a terminal, one line per event otherwise. An interrupted sweep "
-                    "continues with `ablate resume STORAGE/NAME`.",
+                    "search_spaces/README.md) on Ray Tune. Results go to STORAGE/NAME/: the resolved spec "
+                    "(spec.yaml), ablate's trial records (trials/), the Optuna study (optuna.db), Ray's "
+                    "trial folders and checkpoints (tune/), Ray's own log (ray.log) and the report "
+                    "(report/). Progress: one view redrawn in place on a terminal, one line per event "
+                    "otherwise. Ctrl-C, SIGTERM or SIGHUP stop it cleanly (exit 130, 143, 129); an "
+                    "interrupted sweep continues with `ablate resume STORAGE/NAME`.",
         epilog="example: ablate run search_spaces/temps.yaml --set trainer.epochs=2 "
                "--set search.num_samples=4 --set resources.gpu=0.25")
     p.add_argument("spec", help="sweep spec YAML, e.g. search_spaces/temps.yaml")
@@ -54,8 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ablate import api
-    from ablate.sweep import SweepInterrupted
+    from ablate.ending import SweepInterrupted
 
+    check_connect_timeout(args.connect_timeout)
     spec = load_spec(args.spec, args.sets, force=args.force)  # every mistake is reported before Ray starts
     print(f"ablate: sweep {spec.name!r}: {spec.num_trials} trials ({spec.search.algorithm}), "
           f"results in {Path(args.storage) / spec.name}", file=sys.stderr)
@@ -64,5 +66,5 @@ def main(args: argparse.Namespace) -> int:
                              num_gpus=args.num_gpus, verbose=args.verbose,
                              connect_timeout=args.connect_timeout)
     except SweepInterrupted as stop:
-        return finish(stop.sweep_dir, spec.num_trials, interrupted=True)
+        return finish(stop.sweep_dir, spec.num_trials, interrupted=True, exit_code=stop.exit_code)
     return finish(sweep.path, spec.num_trials)

@@ -1,4 +1,10 @@
-"""``ablate train``: one DINO run with a progress bar, metrics.jsonl and a checkpoint every epoch."""
+"""``ablate train``: one DINO run with a progress bar, metrics.jsonl and a checkpoint every epoch.
+
+``--workers N`` trains the same run as N data-parallel workers on a local Ray: the one
+``TorchTrainer`` launcher of a multi-worker sweep trial (``trainables.ddp_trial.torch_trainer``),
+rank 0 writing ``metrics.jsonl``, ``checkpoint.pt`` and the epoch lines, every rank restoring
+``checkpoint.pt`` on ``--resume``.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,9 @@ from ablate.overrides import load_yaml, parse_sets
 from ablate.spec import arch_problem
 from trainables.config import ConfigError, DINOConfig, config_differences, describe_keys, make_config
 from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, NonFiniteLossError
+from trainables.inputs import check_inputs
+
+RAY_TRAIN_FOLDER = "ray_train"  # Ray Train's own run records inside --out (--workers)
 
 EPILOG = "Trainer keys (name, default, meaning [paper value]):\n" + describe_keys()
 
@@ -55,6 +64,7 @@ def resolve_config(config_file: str | None, sets: list[str]) -> DINOConfig:
     problem = arch_problem(cfg.arch)  # before the data is read, with the closest timm names
     if problem:
         raise ConfigError(f"{where}{problem}")
+    check_inputs(cfg)  # the weights and data it names, before anything is written
     return cfg
 
 
@@ -75,8 +85,6 @@ def main(args: argparse.Namespace) -> int:
             raise UserError(f"--out {out}: already holds a run; pass --resume to continue it, "
                             "or choose another folder")
     if args.workers > 1:
-        from ablate.train_workers import train_with_workers
-
         return train_with_workers(cfg, out, args.workers, args.resume)
     trainer = DINOTrainer(cfg, progress=not args.no_progress)  # validates data before writing
     if args.resume:
@@ -156,3 +164,74 @@ def epoch_line(m: dict[str, Any], epochs: int, baseline: float | None) -> str:
         parts.append(f"kNN top-1 {m['knn_top1']:.2f}%{delta}")
     parts.append(f"{m['images_per_s']:.0f} img/s")
     return "  ".join(parts)
+
+
+# --- --workers N: data-parallel on a local Ray --------------------------------------------------
+def worker_devices(cfg: DINOConfig, workers: int) -> bool:
+    """Whether each worker gets a GPU: auto uses GPUs when there is one per worker."""
+    import torch
+
+    gpus = torch.cuda.device_count()
+    if cfg.device == "cpu":
+        return False
+    if cfg.device.startswith("cuda") and gpus < workers:
+        raise UserError(f"--workers {workers} with device={cfg.device!r}: needs one GPU per worker, "
+                        f"this machine has {gpus} (use device=cpu for gloo workers)")
+    if cfg.device == "auto" and 0 < gpus < workers:
+        print(f"ablate train: {gpus} GPUs for {workers} workers: training on CPU (gloo)", file=sys.stderr)
+    return gpus >= workers
+
+
+def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool) -> int:
+    """Run the DINO training of ``cfg`` on ``workers`` local Ray Train workers (1 CPU each, and one
+    GPU each when there are enough); the exit code."""
+    import os
+
+    from ablate.session import bind_local_ray_to_loopback, prepare
+
+    prepare()
+    bind_local_ray_to_loopback()  # before Ray is imported: the local Ray listens on 127.0.0.1 only
+    import ray
+    from ray import train
+
+    from trainables.ddp_trial import one_line, torch_trainer
+
+    use_gpu = worker_devices(cfg, workers)
+    out = out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    started = not ray.is_initialized()
+    if started:  # workers' stderr (rank 0's epoch lines) is shown here
+        ray.init(address="local", num_cpus=max(workers, os.cpu_count() or 1), include_dashboard=False,
+                 log_to_driver=True)
+    loop_config = {"trainer": cfg.model_dump(mode="json"), "out": str(out), "resume": resume}
+    trainer = torch_trainer(worker_loop, loop_config, workers=workers, cpu=1.0, gpu=1.0 if use_gpu else 0.0,
+                            name=RAY_TRAIN_FOLDER, storage_path=str(out))
+    try:
+        result = trainer.fit()
+    except train.TrainingFailedError as exc:
+        raise UserError(f"ablate train --workers {workers}: a worker failed: {one_line(exc)}") from None
+    finally:
+        if started:
+            ray.shutdown()
+    return int((result.metrics or {}).get("exit_code", 0))
+
+
+def worker_loop(config: dict[str, Any]) -> None:
+    """One Ray Train worker of ``ablate train``: rank 0 writes, every rank trains and restores."""
+    from ray import train
+
+    from trainables.ddp_trial import worker_config
+    from trainables.trial import use_assigned_cpus
+
+    use_assigned_cpus()
+    cfg = worker_config(DINOConfig(**config["trainer"]))
+    trainer = DINOTrainer(cfg)
+    out = Path(config["out"])
+    if config["resume"]:
+        trainer.load_checkpoint(out / CHECKPOINT_NAME)
+        if trainer.is_main_process:
+            print(f"resuming {out} after epoch {trainer.epoch}/{cfg.epochs} "
+                  f"({trainer.world_size} workers)", file=sys.stderr)
+    code = run_epochs(trainer, out, writes=trainer.is_main_process)
+    train.report({"exit_code": code, "epoch": trainer.epoch})

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic_core import PydanticCustomError
 
 from ablate.errors import UserError
+from trainables.config import short
 
 SPEC_ERROR = "spec"  # pydantic error type of spec_error()
 UNKNOWN_KEY = "unknown_key"  # pydantic error type of an unknown key; the loader words it
@@ -33,7 +34,7 @@ def spec_error(message: str, at: str = "", related: Sequence[str] = ()) -> Pydan
 
 
 def bad(value: Any, allowed: str, at: str = "", related: Sequence[str] = ()) -> PydanticCustomError:
-    return spec_error(f"got {value!r}; {allowed}", at, related)
+    return spec_error(f"got {short(value)}; {allowed}", at, related)
 
 
 def one_of(value: Any, allowed: Sequence[str], at: str = "") -> str:

@@ -19,7 +19,7 @@ from ablate.overrides import load_yaml, parse_sets, set_dotted
 from ablate.spec.base import SPEC_ERROR, UNKNOWN_KEY, SpecError
 from ablate.spec.model import SweepSpec
 from ablate.spec.space import DIST_TAGS, DIST_TYPE_ERROR, DIST_TYPES
-from trainables.config import DINOConfig
+from trainables.config import DINOConfig, short
 
 RESOLVED = "resolved"  # a section the sweep writes into its spec.yaml: derived, so ignored on reading
 MISSING = {
@@ -108,11 +108,11 @@ def _pydantic_message(err: ErrorDetails, key: str, ctx: dict[str, Any]) -> str:
         allowed = re.findall(r"'((?:[^'\\]|\\.)*)'", ctx.get("expected", ""))
         close = difflib.get_close_matches(str(value), allowed, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        return f"got {value!r}; allowed: {', '.join(allowed)}{hint}"
+        return f"got {short(value)}; allowed: {', '.join(allowed)}{hint}"
     if err["type"] not in EXPECTED:
-        return f"got {value!r}; {err['msg']}"
+        return f"got {short(value)}; {err['msg']}"
     bound = ctx.get("ge", ctx.get("gt"))  # an int bound is an int key's
-    return f"got {value!r}; " + EXPECTED[err["type"]].format(
+    return f"got {short(value)}; " + EXPECTED[err["type"]].format(
         **ctx, kind="an integer" if isinstance(bound, int) else "a number")
 
 
@@ -133,18 +133,18 @@ def _unknown_key(key: Any, allowed: tuple[str, ...], section: str) -> str:
     if not section and key in DINOConfig.model_fields:
         hint = f" {key} is a trainer key: put it under `trainer:` (--set trainer.{key}=...)."
     where = f" in {section}" if section else ""
-    return f"unknown key {key!r}.{hint} Allowed keys{where}: {', '.join(allowed)}"
+    return f"unknown key {short(key)}.{hint} Allowed keys{where}: {', '.join(allowed)}"
 
 
 def _dist_type(path: str, entry: Any) -> tuple[str, str]:
     allowed = ", ".join(DIST_TYPES)
     if not isinstance(entry, dict):
-        return path, f"got {entry!r}; expected a mapping such as {{type: float, low: 0.02, high: 0.08}}"
+        return path, f"got {short(entry)}; expected a mapping such as {{type: float, low: 0.02, high: 0.08}}"
     if "type" not in entry:
         return f"{path}.type", f"missing; allowed: {allowed}"
     close = difflib.get_close_matches(str(entry["type"]), DIST_TYPES, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
-    return f"{path}.type", f"got {entry['type']!r}; allowed: {allowed}{hint}"
+    return f"{path}.type", f"got {short(entry['type'])}; allowed: {allowed}{hint}"
 
 
 def _set_note(paths: tuple[str, ...], sets: list[tuple[str, str]]) -> str:

@@ -20,7 +20,8 @@ from ablate.spec.base import SpecError, SpecModel, bad
 from ablate.spec.sections import Resources, Scheduler, Search, Stop
 from ablate.spec.space import BASELINE, BundleDist, ChoiceDist, Dist, check_name, check_no_overlap
 from ablate.spec.trainer import check_trainer, check_values
-from trainables.config import DINOConfig, make_config
+from trainables.config import ConfigError, DINOConfig, make_config
+from trainables.inputs import check_inputs
 
 Metric = Literal["knn_top1", "knn_top5", "loss", "dino_loss", "teacher_entropy", "kl_teacher_student"]
 METRICS: tuple[str, ...] = get_args(Metric)  # what the trainer reports, each epoch it evaluates
@@ -30,6 +31,9 @@ DIRECTION: dict[str, Literal["max", "min"]] = {"knn_top1": "max", "knn_top5": "m
 Logger = Literal["tensorboard", "mlflow", "wandb"]
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 MAX_POINTS = 10_000
+# Trainer keys that name a file or change how one is read: the spec checks each value of them.
+INPUT_KEYS = {"pretrained_weights", "dataset", "data_path", "download", "arch", "global_crops_size",
+              "patch_size"}
 
 
 class SweepSpec(SpecModel):
@@ -114,6 +118,28 @@ class SweepSpec(SpecModel):
             raise bad(self.mode, f"{self.metric} is better when {higher}, so mode: {better} (mode: "
                       f"{self.mode} would call the worst trial best)", "mode", ("metric",))
         return self
+
+    def check_inputs(self) -> None:
+        """The files the spec names (pretrained weights, data folders), for the baseline and every
+        searched value that names one: a SpecError naming the key path, before anything runs."""
+        for at, values in self._input_configs():
+            try:
+                check_inputs(make_config(values))
+            except ConfigError as exc:
+                raise SpecError(f"{self.source}: {at}: {exc}") from None
+
+    def _input_configs(self) -> list[tuple[str, dict[str, Any]]]:
+        """The baseline, and every searched value that names a file (weights, data) or changes how it
+        is read, as trainer values with the path of the spec where they come from."""
+        out: list[tuple[str, dict[str, Any]]] = [("trainer", dict(self.trainer))]
+        for name, dist in self.space.items():
+            if isinstance(dist, BundleDist):
+                out += [(f"space.{name}.values[{i}].set", {**self.trainer, **b.overrides})
+                        for i, b in enumerate(dist.choices) if INPUT_KEYS & set(b.overrides)]
+            elif isinstance(dist, ChoiceDist) and name in INPUT_KEYS:
+                out += [(f"space.{name}.values[{i}]", {**self.trainer, name: v})
+                        for i, v in enumerate(dist.values)]
+        return out
 
     def _check_grid_size(self) -> None:
         if self.search.algorithm == "optuna":

@@ -29,8 +29,8 @@ def check_values(values: dict[str, Any], at: str) -> DINOConfig:
     """The trainer config of ``values`` over the defaults; a broken rule is an error at ``at``."""
     try:
         config = make_config(values)
-    except ConfigError as exc:  # a rule tying keys together names no key: drop its placeholder
-        raise spec_error(str(exc).replace("(config)='': ", ""), at) from None
+    except ConfigError as exc:
+        raise spec_error(str(exc), at) from None
     if "arch" in values:
         problem = arch_problem(config.arch)
         if problem:
@@ -46,7 +46,7 @@ def check_trainer(trainer: dict[str, Any]) -> dict[str, Any]:
         try:
             make_config({key: value})
         except ConfigError as exc:
-            if "(config)=" in str(exc):  # a rule tying keys together: judged below, on all keys
+            if exc.cross_key:  # a rule tying keys together: judged below, on all keys
                 continue
         check_values({key: value}, str(key))
     check_values(trainer, "")

@@ -17,39 +17,54 @@ from pathlib import Path
 import optuna
 import pytest
 
-from ablate.records import FORMAT, VERSION, write_json
+from ablate.search import SweepSearch
+from ablate.spec import load_spec
 from reports.tables import load_trials
+from sweep_format.files import write_json
+from sweep_format.records import FORMAT, VERSION, read_records
 from tests.helpers import TINY_TRAINER, trial_fault_env, write_spec
 
 
-def finished_record(sweep: Path, trial_id: str, point: int, temp: float, value: float) -> None:
+def record(sweep: Path, trial_id: str, config: dict, value: float, status: str = "completed") -> None:
     write_json(sweep / "trials" / f"{trial_id}.json", {
-        "format": FORMAT, "version": VERSION, "trial_id": trial_id, "point": point,
-        "params": {"teacher_temp": temp}, "status": "completed", "collapsed": False,
+        "format": FORMAT, "version": VERSION, "trial_id": trial_id, "point": 0, "repeat": 0,
+        "params": {"teacher_temp": config["teacher_temp"]}, "optuna_trial": config["_optuna_trial"],
+        "status": status, "collapsed": False, "trial_dir": f"tune/{trial_id}",
         "epochs": [{"epoch": 0, "knn_top1": 10.0}, {"epoch": 1, "knn_top1": value}]})
 
 
-def searcher(sweep: Path):
-    from optuna.distributions import FloatDistribution
+def optuna_search(sweep: Path) -> tuple[SweepSearch, list]:
+    """The searcher of a 3-point Optuna sweep in ``sweep``, opened as a run or resume opens it."""
+    from ablate.study import OptunaSource
 
-    from ablate.study import RecordedOptunaSearch
+    spec = load_spec(write_spec(sweep.parent, f"""
+name: s
+trainer: {TINY_TRAINER}
+space:
+  teacher_temp: {{type: float, low: 0.01, high: 0.1}}
+search: {{algorithm: optuna, sampler: random, num_samples: 3, seed: 0}}
+"""))
+    sweep.mkdir(parents=True, exist_ok=True)
+    source = OptunaSource(spec, sweep)
+    jobs = source.open(read_records(sweep))
+    return SweepSearch(jobs, source, "knn_top1", "max"), jobs
 
-    storage = optuna.storages.RDBStorage(f"sqlite:///{sweep / 'optuna.db'}")
-    return RecordedOptunaSearch(space={"teacher_temp": FloatDistribution(0.01, 0.1)}, metric="knn_top1",
-                                mode="max", sampler=optuna.samplers.RandomSampler(seed=0), storage=storage,
-                                study_name="s", sweep_dir=sweep)
+
+def values(sweep: Path) -> list[tuple[float, float]]:
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    return sorted((t.params["teacher_temp"], t.value) for t in study.trials if t.value is not None)
 
 
 @pytest.mark.parametrize("damage", ["delete", "corrupt"])
 def test_lost_optuna_db_mid_sweep_is_rebuilt_from_the_records(tmp_path: Path, damage: str,
                                                                capsys: pytest.CaptureFixture) -> None:
-    search = searcher(tmp_path)
+    sweep = tmp_path / "sweep"
+    search, _ = optuna_search(sweep)
     done = search.suggest("a")
     search.on_trial_complete("a", {"knn_top1": 70.0})
-    finished_record(tmp_path, "a", 0, done["teacher_temp"], 70.0)
-    running = search.suggest("b")
-    search.on_trial_result("b", {"epoch": 0})  # no metric yet (e.g. teacher_entropy at epoch 0): fine
-    db = tmp_path / "optuna.db"
+    record(sweep, "a", done, 70.0)
+    running = search.suggest("b")  # started, no record yet: kept in memory
+    db = sweep / "optuna.db"
     if damage == "delete":
         db.unlink()
     else:
@@ -58,26 +73,30 @@ def test_lost_optuna_db_mid_sweep_is_rebuilt_from_the_records(tmp_path: Path, da
     assert search.suggest("c") is not None
     err = capsys.readouterr().err
     assert "rebuilt from 1 finished settings" in err and "the sweep continues" in err
-    study = optuna.load_study(study_name="s", storage=f"sqlite:///{db}")
-    values = sorted((t.params["teacher_temp"], t.value) for t in study.trials if t.value is not None)
-    assert values == sorted([(done["teacher_temp"], 70.0), (running["teacher_temp"], 60.0)])
-    assert any(p.name.startswith("optuna.db.damaged-") for p in tmp_path.iterdir()) == (damage == "corrupt")
+    assert values(sweep) == sorted([(done["teacher_temp"], 70.0), (running["teacher_temp"], 60.0)])
+    assert any(p.name.startswith("optuna.db.damaged-") for p in sweep.iterdir()) == (damage == "corrupt")
 
 
-def test_resume_rebuilds_a_deleted_study(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    search = searcher(tmp_path)
+def test_resume_rebuilds_a_deleted_study_and_continues_its_running_point(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    sweep = tmp_path / "sweep"
+    search, _ = optuna_search(sweep)
     done = search.suggest("a")
     search.on_trial_complete("a", {"knn_top1": 70.0})
-    finished_record(tmp_path, "a", 0, done["teacher_temp"], 70.0)
-    search.suggest("b")
-    search.save(str(tmp_path / "searcher.pkl"))
-    (tmp_path / "optuna.db").unlink()  # lost while the driver was down
-    restored = searcher(tmp_path)
-    restored.restore(str(tmp_path / "searcher.pkl"))
-    restored.on_trial_complete("b", {"knn_top1": 50.0})
+    record(sweep, "a", done, 70.0)
+    running = search.suggest("b")
+    record(sweep, "b", running, 20.0, status="interrupted")  # the driver stopped mid-trial
+    (sweep / "optuna.db").unlink()  # lost while the driver was down
+    resumed, jobs = optuna_search(sweep)  # what `ablate resume` opens: nothing of Ray's, no pickle
     assert "missing or damaged when the sweep resumed" in capsys.readouterr().err
-    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
-    assert sorted(t.value for t in study.trials if t.value is not None) == [50.0, 70.0]
+    assert [(j.trial_id, j.resume_dir) for j in jobs] == [("b", sweep / "tune" / "b")]
+    config = resumed.suggest("x")
+    assert config["_trial_id"] == "b" and config["teacher_temp"] == running["teacher_temp"]
+    resumed.on_trial_complete("x", {"knn_top1": 50.0})
+    assert sorted(v for _, v in values(sweep)) == [50.0, 70.0]
+    third = resumed.suggest("y")  # the sampler goes on: the third point is a new one
+    assert "_trial_id" not in third and third["_optuna_trial"] == 2
+    assert resumed.suggest("z") == "FINISHED"  # search.num_samples points in all
 
 
 # --- a real sweep: Ctrl-C, then a corrupted optuna.db, then resume ------------------------------------
@@ -147,10 +166,10 @@ resources: {{cpu: 2, gpu: 0}}
 @pytest.mark.slow
 def test_ctrl_c_after_an_epoch_without_knn_names_the_evaluated_epoch_and_resume_evaluates_the_last(
         tmp_path: Path):
-    """Ray gives a stopped trial no chance to evaluate (see trainables/tune_trainable.py): interrupted
-    after epoch 1, which carried epoch 0's kNN, the record, the summary, `ablate ls` and the report
-    give the value measured at epoch 0 and say so; `ablate resume` finishes the trial, its last epoch
-    evaluated."""
+    """Ray gives a stopped trial no chance to evaluate (see trainables/trial.py): interrupted after
+    epoch 1, which carried epoch 0's kNN, the record, the summary and the report give the value
+    measured at epoch 0 and say so, and nothing calls the untrained network's value a configuration's
+    best (`ablate ls`); `ablate resume` finishes the trial, its last epoch evaluated."""
     spec = write_spec(tmp_path, f"""
 name: carried
 trainer: {dict(TINY_TRAINER, epochs=4, eval_every=2)}
@@ -179,7 +198,7 @@ resources: {{cpu: 1, gpu: 0}}
     trial = load_trials(sweep)[0].iloc[0]
     assert (trial["knn_top1"], trial["knn_epoch"]) == (rec["epochs"][0]["knn_top1"], 0)
     listing = subprocess.run([*cmd, "ls", str(storage)], env=env, capture_output=True, text=True, timeout=60)
-    assert "(partial) (kNN at epoch 0)" in listing.stdout, listing.stdout + listing.stderr
+    assert "no value after training yet" in listing.stdout, listing.stdout + listing.stderr
     assert f"{trial['knn_top1']:.2f} (epoch 0)" in (sweep / "report" / "report.md").read_text()
 
     resumed = subprocess.run([*cmd, "resume", str(sweep), "--num-cpus", "2"],

@@ -211,7 +211,7 @@ resources: {{cpu: 1, gpu: 0}}
                    "device)", "the sweep stopped: 0 of 1 trials finished", f"`ablate resume {sweep}`"):
         assert phrase in errors[0], errors[0]
     (rec,) = (json.loads(f.read_text()) for f in (sweep / "trials").glob("*.json"))
-    assert rec["status"] == "interrupted" and "ENOSPC" in rec["reason"], rec["reason"]
+    assert rec["status"] == "storage_full" and "ENOSPC" in rec["reason"], rec["reason"]
     assert (rec["epochs"][-1]["epoch"], rec["epochs"][-1]["trial_outcome"]) == (2, "storage_full")
 
     resumed = subprocess.run([*cmd, "resume", str(sweep), "--num-cpus", "2"],  # space is back

@@ -1,4 +1,7 @@
-"""The live sweep view: one line per event off a terminal, one in-place view on a terminal (a pty)."""
+"""The live sweep view: one line per event off a terminal, one in-place view on a terminal (a pty).
+
+The view reads the records the TrialRecorder writes (the recorder comes first among the callbacks),
+and names the best configuration by the one ranking rule, in the summary's words."""
 
 from __future__ import annotations
 
@@ -17,41 +20,75 @@ from types import SimpleNamespace
 import pytest
 
 from ablate.live import LiveView, fmt_duration
+from ablate.recorder import TrialRecorder
+from ablate.spec import load_spec
+from tests.helpers import TINY_TRAINER, write_spec
 
 LINE = re.compile(r"^\[\d+:\d\d\] ")
 
 
-def drive(view: LiveView) -> None:
+def grid(folder: Path, values: list[float], epochs: int, asha: bool = False):
+    """A grid spec over teacher_temp, its recorder in ``folder``, and fake Ray trials of it."""
+    scheduler = "{type: asha, grace_period: 1}" if asha else "{type: none}"
+    spec = load_spec(write_spec(folder, f"""
+name: live
+trainer: {dict(TINY_TRAINER, epochs=epochs)}
+space:
+  teacher_temp: {{type: choice, values: {values}}}
+search: {{algorithm: grid}}
+scheduler: {scheduler}
+"""))
+    recorder = TrialRecorder(spec, folder / "sweep")
+    error = folder / "error.txt"
+    error.write_text("Traceback ...\nRuntimeError: boom\n")
+    trials = [SimpleNamespace(trial_id=f"t{i}", config={**TINY_TRAINER, "epochs": epochs, "teacher_temp": v,
+                                                         "repeat": 0},
+                              path=str(folder / f"t{i}"), error_file=str(error), error_msg="")
+              for i, v in enumerate(values)]
+    return recorder, trials
+
+
+class Both:
+    """Ray's calls to the callbacks, in their order: the recorder first, then the view."""
+
+    def __init__(self, recorder: TrialRecorder, view: LiveView) -> None:
+        self.callbacks = [recorder, view]
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: [getattr(c, name)(*args, **kwargs) for c in self.callbacks]
+
+
+def drive(folder: Path, **view_options) -> LiveView:
     """Four trials of 4 epochs: one completes, one collapses at epoch 2, one errors, one is stopped early."""
-    trials = [SimpleNamespace(trial_id=f"t{i}", config={"teacher_temp": 0.02 * (i + 1)}, error_msg="")
-              for i in range(4)]
+    recorder, trials = grid(folder, [0.02, 0.04, 0.06, 0.08], epochs=4, asha=True)
+    view = LiveView(recorder, **view_options)
+    both = Both(recorder, view)
     view.setup()
     for t in trials:
-        view.on_trial_start(0, trials, t)
+        both.on_trial_start(0, trials, t)
     for epoch in range(5):
-        view.on_trial_result(0, trials, trials[0], {"epoch": epoch, "loss": 3.0 - epoch / 4,
+        both.on_trial_result(0, trials, trials[0], {"epoch": epoch, "loss": 3.0 - epoch / 4,
                                                    "knn_top1": 40.0 + epoch, "time_this_iter_s": 2.0,
                                                    "trial_outcome": "completed" if epoch == 4 else "running"})
-    view.on_trial_complete(0, trials, trials[0])
+    both.on_trial_complete(0, trials, trials[0])
     for epoch in range(3):
         collapsed = epoch == 2
-        view.on_trial_result(0, trials, trials[1], {
-            "epoch": epoch, "loss": 4.1, "knn_top1": 12.0, "time_this_iter_s": 2.0,
+        both.on_trial_result(0, trials, trials[1], {
+            "epoch": epoch, "loss": 4.1, "knn_top1": 12.0, "time_this_iter_s": 2.0, "collapsed": collapsed,
             "trial_outcome": "collapsed" if collapsed else "running",
             "stop_reason": "teacher entropy at ln(out_dim) for 2 epochs" if collapsed else ""})
-    view.on_trial_complete(0, trials, trials[1])
-    trials[2].error_msg = "Traceback ...\nRuntimeError: boom"
-    view.on_trial_error(0, trials, trials[2])
-    view.on_trial_result(0, trials, trials[3], {"epoch": 1, "loss": 3.5, "knn_top1": 30.0,
+    both.on_trial_complete(0, trials, trials[1])
+    both.on_trial_error(0, trials, trials[2])
+    both.on_trial_result(0, trials, trials[3], {"epoch": 1, "loss": 3.5, "knn_top1": 30.0,
                                                "time_this_iter_s": 2.0, "trial_outcome": "running"})
-    view.on_trial_complete(0, trials, trials[3])
+    both.on_trial_complete(0, trials, trials[3])
     view.on_experiment_end(trials)
+    return view
 
 
-def test_non_terminal_prints_one_line_per_event() -> None:
+def test_non_terminal_prints_one_line_per_event(tmp_path: Path) -> None:
     out = io.StringIO()
-    view = LiveView(num_trials=4, epochs=4, params=["teacher_temp"], stream=out, every=2)
-    drive(view)
+    drive(tmp_path, stream=out, every=2)
     lines = out.getvalue().splitlines()
     assert all(LINE.match(line) for line in lines), lines
     text = "\n".join(lines)
@@ -65,15 +102,15 @@ def test_non_terminal_prints_one_line_per_event() -> None:
     assert len(collapsed) == 1 and "reason: teacher entropy at ln(out_dim) for 2 epochs" in collapsed[0]
     assert "t2  errored" in text and "reason: RuntimeError: boom" in text
     assert "t3  stopped early" in text and "after 1/4 epochs" in text
-    # the best trial, not the collapsed one
-    assert lines[-1].endswith("best trial kNN top-1 44.00% (teacher_temp=0.02; trial t0)")
-    assert "1 completed, 1 collapsed, 1 errored, 1 stopped early" in lines[-1]
+    # the best configuration by the summary's rule and words, not the collapsed one
+    assert lines[-1].endswith("best knn_top1 (max): 44 (teacher_temp=0.02; mean of 1)"), lines[-1]
+    assert "1 completed, 1 stopped early, 1 collapsed, 1 errored" in lines[-1]
     assert len(lines) == 4 + 1 + 4 + 1
 
 
-def test_progress_and_eta() -> None:
-    view = LiveView(num_trials=2, epochs=4, params=[], stream=io.StringIO())
-    trials = [SimpleNamespace(trial_id=t, config={}) for t in ("a", "b")]
+def test_progress_and_eta(tmp_path: Path) -> None:
+    recorder, trials = grid(tmp_path, [0.02, 0.04], epochs=4)
+    view = LiveView(recorder, stream=io.StringIO())
     for t in trials:
         view.on_trial_start(0, trials, t)
     assert view.eta() is None  # nothing measured yet
@@ -87,34 +124,36 @@ def test_progress_and_eta() -> None:
     assert fmt_duration(3725) == "1:02:05" and fmt_duration(65) == "1:05" and fmt_duration(None) == "?"
 
 
-def test_the_view_survives_pickling() -> None:
+def test_the_view_survives_pickling(tmp_path: Path) -> None:
     import pickle
 
-    view = LiveView(num_trials=1, epochs=1, params=["x"], stream=io.StringIO())
-    copy = pickle.loads(pickle.dumps(view))  # Tune saves callbacks with the experiment
+    recorder, _ = grid(tmp_path, [0.02], epochs=1)
+    view = LiveView(recorder, stream=io.StringIO())
+    copy = pickle.loads(pickle.dumps(view))  # Tune saves callbacks with the experiment (never read back)
     assert copy.stream is None and copy.num_trials == 1
 
 
 TERMINAL_SCRIPT = textwrap.dedent("""
     import sys, time
-    from types import SimpleNamespace
+    from pathlib import Path
+    from tests.ablate.test_live import Both, grid
     from ablate.live import LiveView
-    view = LiveView(num_trials=2, epochs=6, params=["teacher_temp"], stream=sys.stdout)
-    trials = [SimpleNamespace(trial_id=f"t{i}", config={"teacher_temp": 0.04}, error_msg="")
-              for i in range(2)]
+    recorder, trials = grid(Path(sys.argv[1]), [0.04, 0.05], epochs=6)
+    view = LiveView(recorder, stream=sys.stdout)
+    both = Both(recorder, view)
     view.setup()
     for t in trials:
-        view.on_trial_start(0, trials, t)
+        both.on_trial_start(0, trials, t)
     for epoch in range(7):
         for t in trials:
-            view.on_trial_result(0, trials, t, {"epoch": epoch, "loss": 3.0, "knn_top1": 40.0 + epoch,
+            both.on_trial_result(0, trials, t, {"epoch": epoch, "loss": 3.0, "knn_top1": 40.0 + epoch,
                                                 "time_this_iter_s": 1.0, "trial_outcome": "running",
                                                 "stop_reason": ""})
         time.sleep(0.3)
-    view.on_trial_result(0, trials, trials[1], {"epoch": 6, "trial_outcome": "diverged",
+    both.on_trial_result(0, trials, trials[1], {"epoch": 6, "trial_outcome": "diverged",
                                                 "stop_reason": "loss is nan at step 12"})
-    view.on_trial_complete(0, trials, trials[0])
-    view.on_trial_complete(0, trials, trials[1])
+    both.on_trial_complete(0, trials, trials[0])
+    both.on_trial_complete(0, trials, trials[1])
     view.on_experiment_end(trials)
 """)
 
@@ -136,11 +175,12 @@ def read_all(fd: int, proc: subprocess.Popen, timeout: float = 60) -> bytes:
     return b"".join(chunks)
 
 
-def test_terminal_draws_one_view_in_place() -> None:
+def test_terminal_draws_one_view_in_place(tmp_path: Path) -> None:
     master, slave = pty.openpty()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "COLUMNS": "120",
            "LINES": "40", "TERM": "xterm-256color"}
-    proc = subprocess.Popen([sys.executable, "-c", TERMINAL_SCRIPT], stdout=slave, stderr=slave, env=env)
+    proc = subprocess.Popen([sys.executable, "-c", TERMINAL_SCRIPT, str(tmp_path)], stdout=slave,
+                            stderr=slave, env=env)
     os.close(slave)
     try:
         raw = read_all(master, proc)
@@ -153,7 +193,7 @@ def test_terminal_draws_one_view_in_place() -> None:
     final = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text.split("\x1b[2K")[-1])
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
     assert "trials 2/2  epochs 12/12" in plain
-    assert "best trial kNN top-1 46.00% (teacher_temp=0.04; trial t0)" in plain
+    assert "best knn_top1 (max): 46 (teacher_temp=0.04; mean of 1)" in plain
     assert plain.count("t1  diverged") == 1 and "reason: loss is nan at step 12" in plain  # printed once
     assert "sweep done" in final
     # redrawn several times, yet the screen grew only by the view (5 lines) and the event lines (3)
@@ -175,15 +215,24 @@ def test_a_real_sweep_off_a_terminal(tracked_sweep: tuple[Path, str]) -> None:
     assert (sweep / "ray.log").is_file() and "ray" in (sweep / "ray.log").read_text()
 
 
-def test_best_so_far_ranks_a_collapsing_teacher_last() -> None:
-    view = LiveView(num_trials=3, epochs=2, params=[], stream=io.StringIO())
-    trials = [SimpleNamespace(trial_id=t, config={}) for t in ("a", "b", "c")]
-    flag = "collapse condition held at its last epoch 2 for 1 epoch(s), fewer than patience 2"
-    view.on_trial_result(0, trials, trials[0], {"epoch": 2, "knn_top1": 95.0, "collapse_flag": flag,
-                                                "trial_outcome": "flagged"})
-    assert view.best().trial_id == "a"  # nothing else scored yet
-    # the loss near ln K alone is not the rule: only the stop rule's verdict ranks a trial last
-    view.on_trial_result(0, trials, trials[2], {"epoch": 2, "knn_top1": 92.0, "collapse_flag": "",
-                                                "loss_at_ln_out_dim": True})
-    view.on_trial_result(0, trials, trials[1], {"epoch": 2, "knn_top1": 93.0, "collapse_flag": ""})
-    assert view.best().trial_id == "b"
+def test_the_view_ranks_by_the_specs_metric_and_covers_an_earlier_run(tmp_path: Path) -> None:
+    """metric teacher_entropy, mode min: the view names what the summary names, over every trial of the
+    sweep; a resumed sweep's view counts the trials an earlier run finished (issue 18, point 4)."""
+    recorder, trials = grid(tmp_path, [0.02, 0.04, 0.06], epochs=2)
+    recorder.spec.metric, recorder.spec.mode = "teacher_entropy", "min"
+    both = Both(recorder, LiveView(recorder, stream=io.StringIO()))
+    for t, knn, entropy in zip(trials[:2], (95.0, 60.0), (5.0, 2.0), strict=True):
+        both.on_trial_start(0, trials, t)
+        for e in (0, 1, 2):
+            both.on_trial_result(0, trials, t, {"epoch": e, "knn_top1": knn, "teacher_entropy": entropy,
+                                                "trial_outcome": "completed" if e == 2 else "running"})
+        both.on_trial_complete(0, trials, t)
+    resumed = LiveView(TrialRecorder(recorder.spec, recorder.sweep_dir), stream=io.StringIO())
+    assert resumed.best_text() == "best teacher_entropy (min): 2 (teacher_temp=0.04; mean of 1)"
+    assert sum(r.ended_at is not None for r in resumed.rows.values()) == 2 and resumed.epochs_done() == 4
+    resumed.on_trial_start(0, trials, trials[2])
+    resumed.on_trial_result(0, trials, trials[2], {"epoch": 1, "knn_top1": 99.0, "teacher_entropy": 0.5})
+    resumed.on_experiment_end(trials)  # interrupted: the running trial is never called best
+    assert "2 completed, 1 running" in resumed.stream.getvalue()
+    assert resumed.stream.getvalue().rstrip().endswith("best teacher_entropy (min): 2 (teacher_temp=0.04; "
+                                                       "mean of 1)")

@@ -1,4 +1,4 @@
-"""ablate's trial records: the final verdict, points, interrupts (no Ray needed)."""
+"""ablate's trial records: how a trial's end is recorded, points, interrupts (no Ray needed)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ablate.records import FORMAT, VERSION, Points, final_verdict, mark_interrupted, read_records, write_json
+from ablate.records import Points, ended, mark_interrupted
 from ablate.spec import load_spec
+from sweep_format.files import write_json
+from sweep_format.records import FORMAT, VERSION, read_records
 from tests.helpers import TINY_TRAINER, write_spec
 
 
@@ -18,23 +20,27 @@ def rec(*rows: dict, planned: int = 4) -> dict:
 
 @pytest.mark.parametrize(("rows", "error", "status", "collapsed", "reason"), [
     ([{"epoch": 4, "trial_outcome": "completed"}], None, "completed", False, ""),
-    ([{"epoch": 4, "trial_outcome": "flagged", "stop_reason": "flagged as collapsed (uniform)"}], None,
-     "flagged", True, "flagged as collapsed (uniform)"),
-    ([{"epoch": 2, "trial_outcome": "collapsed", "stop_reason": "collapsed (one-hot)"}], None, "collapsed",
-     True, "collapsed (one-hot)"),
+    ([{"epoch": 4, "trial_outcome": "flagged", "stop_reason": "flagged as collapsed (uniform)",
+       "collapsed": True}], None, "flagged", True, "flagged as collapsed (uniform)"),
+    ([{"epoch": 2, "trial_outcome": "collapsed", "stop_reason": "collapsed (one-hot)", "collapsed": True}],
+     None, "collapsed", True, "collapsed (one-hot)"),
     ([{"epoch": 1, "trial_outcome": "diverged", "stop_reason": "loss is nan"}], None, "diverged", False,
      "loss is nan"),
     ([{"epoch": 1, "trial_outcome": "running"}], None, "stopped early", False,
      "stopped early by the asha scheduler after 1/4 epochs"),
-    ([{"epoch": 1, "trial_outcome": "running", "collapse_flag": "flagged as collapsed (uniform): x"}], None,
+    ([{"epoch": 1, "trial_outcome": "running", "collapse_flag": "flagged as collapsed (uniform): x",
+       "collapsed": True}], None,
      "stopped early", True, "stopped early by the asha scheduler after 1/4 epochs; flagged as collapsed"),
+    # a row of ablate <= 0.1 carries only the flag: the same verdict
+    ([{"epoch": 2, "trial_outcome": "collapsed", "stop_reason": "collapsed (uniform)"}], None, "collapsed",
+     True, "collapsed (uniform)"),
     ([{"epoch": 2, "trial_outcome": "running"}], "RuntimeError: boom", "errored", False,
      "RuntimeError: boom"),
     ([{"epoch": 4, "trial_outcome": "oom", "stop_reason": "CUDA out of memory"}], None, "oom", False,
      "CUDA out of memory"),  # another trainable outcome passes through
 ])
-def test_final_verdict(rows: list, error: str | None, status: str, collapsed: bool, reason: str) -> None:
-    verdict = final_verdict(rec(*rows), "asha", error)
+def test_how_a_trial_ended(rows: list, error: str | None, status: str, collapsed: bool, reason: str) -> None:
+    verdict = ended(rec(*rows), "asha", error)
     assert (verdict["status"], verdict["collapsed"]) == (status, collapsed)
     assert verdict["reason"].startswith(reason)
 
@@ -47,7 +53,7 @@ space:
   teacher_temp: {{type: choice, values: [0.02, 0.04, 0.08]}}
 search: {{algorithm: ablation}}
 """))
-    points = Points(spec, {})
+    points = Points(spec, [])
     assert points.of({"teacher_temp": 0.04}) == (0, "baseline", True)
     assert points.of({"teacher_temp": 0.08}) == (2, "teacher_temp=0.08", False)
     optuna = load_spec(write_spec(tmp_path, f"""
@@ -57,7 +63,7 @@ space:
   teacher_temp: {{type: float, low: 0.02, high: 0.08}}
 search: {{algorithm: optuna, num_samples: 4}}
 """))
-    old = {"a": {"point": 0, "params": {"teacher_temp": 0.05}}}  # from the records, after a resume
+    old = [{"trial_id": "a", "point": 0, "params": {"teacher_temp": 0.05}}]  # the records, after a resume
     points = Points(optuna, old)
     assert points.of({"teacher_temp": 0.03})[0] == 1 and points.of({"teacher_temp": 0.05})[0] == 0
 
@@ -69,7 +75,7 @@ def test_interrupt_marks_only_unfinished_records(tmp_path: Path) -> None:
             "epochs": [{"epoch": 0}, {"epoch": 1}] if status != "pending" else []})
     marked = mark_interrupted(tmp_path)
     assert sorted(r["trial_id"] for r in marked) == ["b", "c"]
-    recs = read_records(tmp_path)
+    recs = {r["trial_id"]: r for r in read_records(tmp_path)}
     assert recs["a"]["status"] == "completed" and recs["b"]["status"] == "interrupted"
     assert "after 1/4 epochs" in recs["b"]["reason"] and "ablate resume" in recs["b"]["reason"]
     assert not list((tmp_path / "trials").glob(".*.tmp"))  # atomic writes leave nothing behind
@@ -79,8 +85,8 @@ def test_interrupt_marks_only_unfinished_records(tmp_path: Path) -> None:
 def test_spec_yaml_stores_the_baseline_metric_and_mode_and_loads_back(tmp_path: Path) -> None:
     import yaml
 
+    from ablate.folder import spec_text
     from ablate.spec import SpecError
-    from ablate.sweep import spec_text
 
     spec = load_spec(write_spec(tmp_path, f"""
 name: abl
@@ -116,7 +122,7 @@ search: {{algorithm: grid}}
     blocked = tmp_path / "storage-is-a-file"
     blocked.write_text("")  # no folder can be made inside it (root ignores read-only modes)
     recorder = TrialRecorder(spec, blocked)
-    # the path and errno; ablate.sweep.fit adds what is kept and `ablate resume` (test_faults_files.py)
+    # the path and errno; ablate.ending.fit adds what is kept and `ablate resume` (test_faults_files.py)
     with pytest.raises(StorageFull, match=r"storage-is-a-file/trials/t1\.json: cannot write the trial record "
                                           r"\(ENOTDIR: Not a directory\)"):
         recorder._save({"trial_id": "t1", "epochs": []})

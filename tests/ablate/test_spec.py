@@ -208,8 +208,17 @@ def test_rule_tying_keys_together_reads_cleanly(tmp_path: Path) -> None:
     assert "trainer: dataset 'imagefolder' needs data_path" in message
     assert "(config)" not in message
     # the rule is checked once all keys are read: with data_path the same dataset is valid
-    spec = load_spec(write(tmp_path, MINIMAL + "trainer: {dataset: imagefolder, data_path: /data/x}\n"))
-    assert spec.trainer_config().data_path == "/data/x"
+    data = tmp_path / "data"
+    for split in ("train", "val"):
+        (data / split / "cat").mkdir(parents=True)
+    spec = load_spec(write(tmp_path, MINIMAL + f"trainer: {{dataset: imagefolder, data_path: {data}}}\n"))
+    assert spec.trainer_config().data_path == str(data)
+    spec.check_inputs()
+    # and the folder it names is looked at before anything runs (ablate run calls check_inputs)
+    missing = load_spec(write(tmp_path, MINIMAL + "trainer: {dataset: imagefolder, data_path: /nowhere/x}\n"))
+    with pytest.raises(SpecError, match=r"trainer: data_path='/nowhere/x': dataset 'imagefolder' needs the "
+                                        r"sub-folders train/ and val/"):
+        missing.check_inputs()
 
 
 def test_yaml_syntax_error_gives_line(tmp_path: Path) -> None:

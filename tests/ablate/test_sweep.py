@@ -23,11 +23,13 @@ pytestmark = pytest.mark.slow
 
 
 def trial_rows(sweep: Path) -> dict[str, list[dict]]:
-    """Each trial folder's reported rows, straight from Ray's result.json."""
+    """Each trial's reported rows, from its record (a resumed trial's rows span its runs), each with the
+    trial's config as Ray's rows have it."""
     out = {}
-    for result in sorted((sweep / "tune").glob("*/result.json")):
-        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
-        out[result.parent.name] = rows
+    for file in sorted((sweep / "trials").glob("*.json")):
+        rec = json.loads(file.read_text())
+        config = {**rec["config"], **rec["params"]}
+        out[rec["trial_id"]] = [{**row, "config": config} for row in rec["epochs"]]
     return out
 
 
@@ -187,7 +189,8 @@ resources: {{workers: 2, cpu: 1, gpu: 0}}
     after = [r for r in rows if r["pid"] != rows[0]["pid"]]
     assert after and after[0]["epoch"] >= 2, after[:1]  # continued from its checkpoint, not epoch 0
     assert [r["epoch"] for r in rows if r["pid"] == after[0]["pid"]] == list(range(after[0]["epoch"], 9))
-    trial_dir = sweep / "tune" / name  # Ray Train checkpoints where a one-process trial has them
+    rec = json.loads((sweep / "trials" / f"{name}.json").read_text())
+    trial_dir = sweep / rec["trial_dir"]  # Ray Train checkpoints where a one-process trial has them
     assert (trial_dir / "checkpoint_000008" / "checkpoint.pt").is_file()
     report = pd.read_parquet(sweep / "report" / "trials.parquet")
     assert len(report) == 1 and report["status"].tolist() == ["completed"], report.T

@@ -50,8 +50,7 @@ def test_mlflow_file_store(tracked_sweep: tuple[Path, str], monkeypatch: pytest.
     rows = reported(sweep)
     assert len(runs) == len(rows) == 2
     for run in runs:
-        trial_id = run.data.tags["trial_name"].rsplit("_", 2)[-2:]
-        by_epoch = rows["_".join(trial_id)]
+        by_epoch = next(rows[t] for t in rows if run.data.tags["trial_name"].endswith(t))  # Ray names it
         history = client.get_metric_history(run.info.run_id, "knn_top1")
         expected = sorted(r["knn_top1"] for r in by_epoch.values())
         assert sorted(m.value for m in history) == pytest.approx(expected)

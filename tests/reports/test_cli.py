@@ -20,10 +20,8 @@ def test_report_command_writes_the_report(sweep_copy: Path, capsys: pytest.Captu
 
 @pytest.mark.parametrize(("make", "expected"), [
     (lambda p: p, "no such folder"),
-    (lambda p: p.mkdir(), "empty folder"),
-    (lambda p: (p.mkdir(), (p / "notes.txt").write_text("x")),
-     "not a sweep folder, no spec.yaml and no tune/"),
-    (lambda p: (p.mkdir(), (p / "spec.yaml").write_text("name: x\n")), "not a sweep folder, no tune/"),
+    (lambda p: p.mkdir(), "not a sweep folder, no spec.yaml"),
+    (lambda p: (p.mkdir(), (p / "notes.txt").write_text("x")), "not a sweep folder, no spec.yaml"),
     (lambda p: p.write_text("x"), "is a file"),
 ])
 def test_report_errors_name_the_path(tmp_path: Path, capsys: pytest.CaptureFixture, make, expected) -> None:
@@ -32,7 +30,26 @@ def test_report_errors_name_the_path(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["report", str(target)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"ablate report: error: {target}: {expected}")
-    assert "spec.yaml and tune/" in err and "Traceback" not in err
+    assert "spec.yaml and trials/" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"name: x\n", "trials: no trial records yet"),  # a sweep stopped before its first trial
+    (b"\x89PNG\r\n\x1a\n\x00\xff\xfe binary", "spec.yaml: not a YAML text (UnicodeDecodeError)"),
+    (b"a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+     b"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+     b"e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
+     "expands to more than 100,000 values"),
+])
+def test_a_damaged_spec_yaml_is_named_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                 content: bytes, expected: str) -> None:
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "spec.yaml").write_bytes(content)
+    assert main(["report", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ablate report: error: ") and expected in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_ls_lists_sweeps_in_an_aligned_table(real_sweep: Path, capsys: pytest.CaptureFixture) -> None:

@@ -31,7 +31,7 @@ def test_cost_per_configuration_and_pareto_front() -> None:
     assert list(table["teacher_temp"]) == [0.1, 0.04, 0.02]  # best kNN first
     assert list(table["total_s"]) == [400.0, 220.0, 30.0]
     assert list(table["per_trial_s"]) == [400.0, 110.0, 30.0]
-    assert list(table["knn_top1"]) == [75.0, 71.0, 69.0]
+    assert list(table["value"]) == [75.0, 71.0, 69.0]
     # each is the best for its cost: cheapest 69, then 71 for 110 s, then 75 for 400 s
     assert sorted(table.loc[pareto_front(table), "teacher_temp"]) == [0.02, 0.04, 0.1]
     dominated = table.assign(per_trial_s=[400.0, 500.0, 30.0])  # 0.04 now costs more and scores less
@@ -59,3 +59,13 @@ def test_a_collapsed_configuration_is_never_on_the_front() -> None:
     trials.loc[trials["trial_id"] == "d", "collapsed"] = True  # the best kNN, but a collapsed teacher
     table = cost_table(trials, epochs, ["teacher_temp"])
     assert sorted(table.loc[pareto_front(table), "teacher_temp"]) == [0.02, 0.04]
+
+
+def test_the_cost_table_ranks_by_the_specs_metric_and_mode() -> None:
+    """reports/cost.py ranks with the one rule: teacher_entropy, lower first, is not kNN's order."""
+    trials, epochs = tables()
+    trials["teacher_entropy"] = [5.0, 5.2, 3.0, 6.0]
+    table = cost_table(trials, epochs, ["teacher_temp"], metric="teacher_entropy", mode="min")
+    assert list(table["teacher_temp"]) == [0.02, 0.04, 0.1] and list(table["value"]) == [3.0, 5.1, 6.0]
+    # cheapest is also lowest: it alone is on the front when lower is better
+    assert table.loc[pareto_front(table, "min"), "teacher_temp"].tolist() == [0.02]

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from reports.parquet import read_metadata
-from reports.records import read_record
 from reports.tables import HEAD_COLUMNS, TAIL_COLUMNS, load_trials
+from sweep_format.records import read_record
 
 PARAMS = ["teacher_temp", "student_temp", "warmup_teacher_temp_epochs"]
 ARROW = {"string": (pa.string(), pa.large_string()), "float64": (pa.float64(),), "Int64": (pa.int64(),),
@@ -54,7 +54,7 @@ def test_trials_equal_what_ray_recorded(report_dir: Path) -> None:
         assert t["status"] == "completed" and t["epochs_done"] == 2 == rows[-1]["epoch"]
         for p in PARAMS:
             assert t[p] == params[p]
-        assert t["repeat"] == params["__trial_index__"] and t["seed"] == rows[-1]["seed"]
+        assert t["repeat"] == params["repeat"] and t["seed"] == rows[-1]["seed"]
         assert t["knn_top1"] == rows[-1]["knn_top1"] and t["knn_top5"] == rows[-1]["knn_top5"]
         assert t["knn_top1_epoch0"] == rows[0]["knn_top1"] and rows[0]["epoch"] == 0
         assert t["best_knn_top1"] == max(r["knn_top1"] for r in rows if r["epoch"] > 0)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
-
-from trainables.dino.schedules import teacher_temp_schedule
 
 CENTERINGS = ("center", "sinkhorn_knopp", "none")
 
@@ -36,32 +34,40 @@ def sinkhorn_knopp(teacher_output: torch.Tensor, teacher_temp: float, n_iteratio
     return q.t()
 
 
+class LossOutput(NamedTuple):
+    """What ``DINOLoss`` returns: the loss and the collapse diagnostics of paper Fig. 7 (means over
+    the batch, in nats; 0-dim tensors)."""
+
+    loss: torch.Tensor
+    teacher_entropy: torch.Tensor
+    kl_teacher_student: torch.Tensor
+
+
 class DINOLoss(nn.Module):
-    """The DINO loss of facebookresearch/dino ``main_dino.py``, numerically the same.
+    """The DINO loss of facebookresearch/dino ``main_dino.py``, numerically the same, kept pure as
+    dinov2's ``DINOLoss``: the caller passes the step's teacher temperature (the schedule is the
+    trainer's, ``schedules.teacher_temp_schedule``), the diagnostics are returned, and the center
+    moves only when the caller says so (``update_center``).
 
     ``student_output`` holds all crops concatenated along the batch (``ncrops * B`` rows, the two
     global crops first), ``teacher_output`` the two global crops (``2 * B`` rows). Every pair of
     teacher view i and student view j with i != j contributes ``-sum(p_t * log p_s)`` averaged
-    over the batch; the loss is the mean over pairs. The center is updated inside ``forward``.
-
-    After each call, ``teacher_entropy`` and ``kl_teacher_student`` hold the collapse diagnostics
-    of paper Fig. 7 (both are means over the batch, in nats).
+    over the batch; the loss is the mean over pairs.
 
     Example::
 
-        loss_fn = DINOLoss(out_dim=65536, ncrops=10, warmup_teacher_temp=0.04, teacher_temp=0.07,
-                           warmup_teacher_temp_epochs=30, nepochs=100)
-        loss = loss_fn(student(crops), teacher(crops[:2]), epoch)
+        loss_fn = DINOLoss(out_dim=65536, ncrops=10, student_temp=0.1, center_momentum=0.9)
+        out = loss_fn(student(crops), teacher(crops[:2]), teacher_temp=0.04)   # LossOutput
+        out.loss.backward()
+        loss_fn.update_center(teacher(crops[:2]))
     """
 
     center: torch.Tensor  # buffers, registered in __init__
     pair_weight: torch.Tensor
-    pair_mask: torch.Tensor
 
-    def __init__(self, out_dim: int, ncrops: int, *, warmup_teacher_temp: float, teacher_temp: float,
-                 warmup_teacher_temp_epochs: int, nepochs: int, student_temp: float = 0.1,
-                 center_momentum: float = 0.9, centering: str = "center") -> None:
-        # Keyword-only from the temperatures on: two swapped floats would still train, silently.
+    def __init__(self, out_dim: int, ncrops: int, *, student_temp: float = 0.1, center_momentum: float = 0.9,
+                 centering: str = "center") -> None:
+        # Keyword-only from the temperature on: two swapped floats would still train, silently.
         super().__init__()
         if centering not in CENTERINGS:
             raise ValueError(f"centering must be one of {CENTERINGS}, got {centering!r}")
@@ -73,59 +79,50 @@ class DINOLoss(nn.Module):
         pair_weight = torch.ones(2, ncrops)
         pair_weight[[0, 1], [0, 1]] = 0.0
         self.register_buffer("pair_weight", pair_weight / pair_weight.sum(), persistent=False)
-        self.teacher_temp_schedule = teacher_temp_schedule(
-            warmup_teacher_temp=warmup_teacher_temp, teacher_temp=teacher_temp,
-            warmup_teacher_temp_epochs=warmup_teacher_temp_epochs, nepochs=nepochs)
-        self.teacher_entropy = torch.tensor(math.nan)
-        self.kl_teacher_student = torch.tensor(math.nan)
 
-    def teacher_temp(self, epoch: int) -> float:
-        return float(self.teacher_temp_schedule[min(epoch, len(self.teacher_temp_schedule) - 1)])
-
-    def teacher_probs(self, teacher_output: torch.Tensor, epoch: int) -> torch.Tensor:
-        temp = self.teacher_temp(epoch)
+    def teacher_probs(self, teacher_output: torch.Tensor, teacher_temp: float) -> torch.Tensor:
+        """Centered (or Sinkhorn-Knopp balanced) and sharpened teacher distributions, (2B, K)."""
         t = teacher_output.detach().float()
         if self.centering == "sinkhorn_knopp":
-            return sinkhorn_knopp(t, temp)
+            return sinkhorn_knopp(t, teacher_temp)
         if self.centering == "center":
             t = t - self.center
-        return F.softmax(t / temp, dim=-1)
+        return F.softmax(t / teacher_temp, dim=-1)
 
-    def forward(self, student_output: torch.Tensor, teacher_output: torch.Tensor, epoch: int) -> torch.Tensor:
+    def forward(self, student_output: torch.Tensor, teacher_output: torch.Tensor,
+                teacher_temp: float) -> LossOutput:
+        """The loss of (ncrops*B, K) student and (2B, K) teacher outputs at ``teacher_temp``."""
         # fp32 whatever the autocast around it: in bf16 the einsum below would round the loss
         # (15.3125 instead of 15.2735), and the official loop computes it in fp32.
         with torch.autocast(student_output.device.type, enabled=False):
-            return self._forward_fp32(student_output.float(), teacher_output.float(), epoch)
+            return self._forward_fp32(student_output.float(), teacher_output.float(), teacher_temp)
 
     def _forward_fp32(self, student_output: torch.Tensor, teacher_output: torch.Tensor,
-                      epoch: int) -> torch.Tensor:
+                      teacher_temp: float) -> LossOutput:
         n_teacher = 2
         batch = teacher_output.shape[0] // n_teacher
         log_p = F.log_softmax(student_output.float() / self.student_temp, dim=-1)
-        q = self.teacher_probs(teacher_output, epoch)
+        q = self.teacher_probs(teacher_output, teacher_temp)
         # cross[i, j] = mean over the batch of sum_k q_i * log p_j: one matmul instead of 18 terms.
         q3 = q.view(n_teacher, batch, -1)
         p3 = log_p.view(self.ncrops, batch, -1)
         cross = torch.einsum("ibk,jbk->ij", q3, p3) / batch
         loss = -(cross * self.pair_weight).sum()
-        self._diagnostics(q, loss)
-        self.update_center(teacher_output)
-        return loss
-
-    @torch.no_grad()
-    def _diagnostics(self, q: torch.Tensor, loss: torch.Tensor) -> None:
-        # Each teacher view is paired with the same number of student views, so the mean
-        # cross-entropy minus the mean teacher entropy is exactly the mean KL(teacher || student).
-        entropy = -(q * torch.log(q.clamp_min(1e-30))).sum(-1).mean()
-        self.teacher_entropy = entropy
-        self.kl_teacher_student = loss.detach() - entropy
+        with torch.no_grad():
+            # Each teacher view is paired with the same number of student views, so the mean
+            # cross-entropy minus the mean teacher entropy is exactly the mean KL(teacher || student).
+            entropy = -(q * torch.log(q.clamp_min(1e-30))).sum(-1).mean()
+            kl = loss.detach() - entropy
+        return LossOutput(loss, entropy, kl)
 
     @torch.no_grad()
     def update_center(self, teacher_output: torch.Tensor) -> None:
+        """The center's EMA step with the batch mean of the teacher's outputs (over all workers)."""
         world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-        batch_center = _all_reduce_sum(teacher_output.float().sum(dim=0, keepdim=True))
-        batch_center = batch_center / (len(teacher_output) * world)
-        self.center.mul_(self.center_momentum).add_(batch_center * (1 - self.center_momentum))
+        with torch.autocast(teacher_output.device.type, enabled=False):  # fp32, as the official code
+            batch_center = _all_reduce_sum(teacher_output.float().sum(dim=0, keepdim=True))
+            batch_center = batch_center / (len(teacher_output) * world)
+            self.center.mul_(self.center_momentum).add_(batch_center * (1 - self.center_momentum))
 
 
 class KoLeoLoss(nn.Module):

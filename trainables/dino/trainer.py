@@ -31,9 +31,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, Subset
 
+from sweep_format.files import atomic_path
 from trainables import cuda
 from trainables.checkpoint import DamagedFileError, load_pt
-from trainables.config import ConfigError, DINOConfig, config_differences
+from trainables.config import MAX_STEPS, ConfigError, DINOConfig, config_differences
 from trainables.data import build_datasets, in_memory, knn_memory_split, with_transform
 from trainables.dino.augment import DataAugmentationDINO, eval_transform
 from trainables.dino.backbone import build_backbone, is_vit
@@ -43,7 +44,7 @@ from trainables.dino.loaders import CPUMultiCropLoader, DeviceMultiCropLoader, F
 from trainables.dino.loss import DINOLoss, KoLeoLoss
 from trainables.dino.multicrop import MultiCropWrapper
 from trainables.dino.optim import build_optimizer
-from trainables.dino.schedules import cosine_scheduler
+from trainables.dino.schedules import cosine_scheduler, teacher_temp_schedule
 from trainables.distributed import (
     ShardSampler,
     all_reduce_mean,
@@ -98,14 +99,19 @@ def seed_everything(seed: int) -> None:
 
 
 def get_params_groups(model: nn.Module) -> list[dict[str, Any]]:
-    """No weight decay on biases and 1-D parameters (norms), as in the official code."""
+    """Parameter groups tagged by name, as dinov2's: ``regularized`` (weight decay x 1) and
+    ``not_regularized`` (biases and 1-D parameters such as norms: x 0, as in the official code)."""
     regularized: list[nn.Parameter] = []
     not_regularized: list[nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         (not_regularized if name.endswith(".bias") or param.ndim == 1 else regularized).append(param)
-    return [{"params": regularized}, {"params": not_regularized, "weight_decay": 0.0}]
+    return [{"params": regularized, "name": "regularized", "wd_multiplier": 1.0},
+            {"params": not_regularized, "name": "not_regularized", "wd_multiplier": 0.0, "weight_decay": 0.0}]
+
+
+GROUP_TAGS = ("name", "wd_multiplier")
 
 
 def clip_gradients(params: list[torch.Tensor], clip: float) -> None:
@@ -241,16 +247,21 @@ class DINOTrainer:
 
     def _build_optimization(self) -> None:
         cfg = self.cfg
-        self.loss_fn = DINOLoss(
-            out_dim=cfg.out_dim, ncrops=cfg.ncrops, warmup_teacher_temp=cfg.warmup_teacher_temp,
-            teacher_temp=cfg.teacher_temp, warmup_teacher_temp_epochs=cfg.warmup_teacher_temp_epochs,
-            nepochs=cfg.epochs, student_temp=cfg.student_temp, center_momentum=cfg.center_momentum,
-            centering=cfg.centering).to(self.device)
+        self.loss_fn = DINOLoss(out_dim=cfg.out_dim, ncrops=cfg.ncrops, student_temp=cfg.student_temp,
+                                center_momentum=cfg.center_momentum, centering=cfg.centering).to(self.device)
+        self.teacher_temp_schedule = teacher_temp_schedule(
+            warmup_teacher_temp=cfg.warmup_teacher_temp, teacher_temp=cfg.teacher_temp,
+            warmup_teacher_temp_epochs=cfg.warmup_teacher_temp_epochs, nepochs=cfg.epochs)
         self.koleo = KoLeoLoss()
         self.optimizer = build_optimizer(cfg.optimizer, get_params_groups(self.student), self.device)
         use_scaler = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         n = self.niter_per_ep
+        if cfg.epochs * n > MAX_STEPS:  # three per-step schedules of 8 bytes a step
+            raise ConfigError(f"epochs={cfg.epochs} x {n} steps per epoch = {cfg.epochs * n:,} optimizer "
+                              f"steps: at most {MAX_STEPS:,}, so that the lr, weight-decay and momentum "
+                              f"schedules fit in memory ({3 * 8 * cfg.epochs * n / 2**30:.1f} GiB asked); "
+                              "lower epochs or raise batch_size")
         self.lr_schedule = cosine_scheduler(base_value=cfg.effective_lr(self.world_size),
                                             final_value=cfg.min_lr, epochs=cfg.epochs, niter_per_ep=n,
                                             warmup_epochs=cfg.warmup_epochs)
@@ -258,6 +269,11 @@ class DINOTrainer:
                                             epochs=cfg.epochs, niter_per_ep=n)
         self.momentum_schedule = cosine_scheduler(base_value=cfg.momentum_teacher, final_value=1.0,
                                                   epochs=cfg.epochs, niter_per_ep=n)
+
+    def teacher_temp(self, epoch: int) -> float:
+        """The teacher temperature of ``epoch`` (linear warmup, then constant)."""
+        schedule = self.teacher_temp_schedule
+        return float(schedule[min(epoch, len(schedule) - 1)])
 
     # --- the loop -------------------------------------------------------------------------
     def run(self) -> Iterator[dict[str, Any]]:
@@ -326,7 +342,7 @@ class DINOTrainer:
             "ln_out_dim": cfg.ln_out_dim,
             "loss_at_ln_out_dim": bool(abs(means[1] - cfg.ln_out_dim) < 0.01 * cfg.ln_out_dim),
             "lr": float(self.lr_schedule[last_it]), "weight_decay": float(self.wd_schedule[last_it]),
-            "teacher_temp": self.loss_fn.teacher_temp(epoch),
+            "teacher_temp": self.teacher_temp(epoch),
             "momentum_teacher": float(self.momentum_schedule[last_it]),
             "epoch_time_s": elapsed, "images_per_s": images / elapsed if elapsed > 0 else 0.0,
             **self._data_metrics(batches.wait_s, elapsed),
@@ -343,10 +359,10 @@ class DINOTrainer:
     def train_step(self, micro_batches: list[list[torch.Tensor]], it: int, epoch: int) -> torch.Tensor:
         """One optimizer step over ``grad_accum_steps`` micro-batches; returns summed diagnostics."""
         cfg = self.cfg
-        for i, group in enumerate(self.optimizer.param_groups):
+        for group in self.optimizer.param_groups:
             group["lr"] = self.lr_schedule[it]
-            if i == 0:  # only the regularized group has weight decay
-                group["weight_decay"] = self.wd_schedule[it]
+            if group["wd_multiplier"]:  # biases and norms keep weight_decay 0
+                group["weight_decay"] = self.wd_schedule[it] * group["wd_multiplier"]
         self.optimizer.zero_grad(set_to_none=True)
         stats = torch.zeros(4, device=self.device)
         for i, crops in enumerate(micro_batches):
@@ -355,16 +371,17 @@ class DINOTrainer:
                 with self._autocast():
                     _, teacher_out = self.teacher(crops[:2])
                     student_feats, student_out = self.student_forward(crops)
-                    dino = self.loss_fn(student_out, teacher_out, epoch)
-                    loss = dino
+                    out = self.loss_fn(student_out, teacher_out, self.teacher_temp(epoch))
+                    self.loss_fn.update_center(teacher_out)
+                    loss = dino = out.loss
                     if cfg.koleo_weight > 0:
                         batch = crops[0].shape[0]
                         koleo = sum(self.koleo(f) for f in student_feats[:2 * batch].chunk(2))
                         loss = dino + cfg.koleo_weight * koleo
                 scaled = loss / cfg.grad_accum_steps
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            stats += torch.stack([loss.detach(), dino.detach(), self.loss_fn.teacher_entropy,
-                                  self.loss_fn.kl_teacher_student]).float() / len(micro_batches)
+            stats += torch.stack([loss.detach(), dino.detach(), out.teacher_entropy,
+                                  out.kl_teacher_student]).float() / len(micro_batches)
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         if cfg.clip_grad:
@@ -445,7 +462,11 @@ class DINOTrainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.student.load_state_dict(state["student"])
         self.teacher.load_state_dict(state["teacher"])
+        tags = [{k: g[k] for k in GROUP_TAGS} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
+        for group, tag in zip(self.optimizer.param_groups, tags, strict=True):
+            for key, value in tag.items():  # checkpoints of ablate 0.1 have untagged groups
+                group.setdefault(key, value)
         self.loss_fn.load_state_dict(state["dino_loss"])
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -454,17 +475,18 @@ class DINOTrainer:
             set_rng_state(state["rng"], self.device)
 
     def save_checkpoint(self, path: str | os.PathLike) -> Path:
-        """Write atomically (temporary file, then rename), so a crash never leaves half a file."""
+        """Write atomically (sweep_format.files), so a crash never leaves half a file."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
         try:
-            with open(tmp, "wb") as f:
-                torch.save(self.state_dict(), f)
-            os.replace(tmp, path)
-        except (OSError, RuntimeError) as exc:  # a full disk: keep the previous checkpoint, drop the half
-            tmp.unlink(missing_ok=True)
-            raise _write_error(exc, tmp) from None
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                try:
+                    torch.save(self.state_dict(), f)
+                except (OSError, RuntimeError) as exc:  # a full disk: the previous checkpoint stays
+                    raise _write_error(exc, tmp) from None
+        except OSError as exc:
+            if exc.filename is None:
+                raise OSError(exc.errno, exc.strerror, str(path)) from None
+            raise
         return path
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:

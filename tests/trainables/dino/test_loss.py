@@ -6,7 +6,7 @@ from torch.nn import functional as F
 
 from trainables.dino.loss import DINOLoss, KoLeoLoss, sinkhorn_knopp
 
-FIXED_TEMP = dict(warmup_teacher_temp=0.04, teacher_temp=0.04, warmup_teacher_temp_epochs=0, nepochs=1)
+FIXED_TEMP: dict = {}  # the teacher temperature is the caller's (0.04 below)
 
 
 def official_dino_loss(student_output, teacher_output, center, student_temp, temp, ncrops):
@@ -28,28 +28,31 @@ def official_dino_loss(student_output, teacher_output, center, student_temp, tem
 def test_loss_matches_official_loops_and_center_update(ncrops):
     torch.manual_seed(0)
     B, K = 5, 32
-    loss_fn = DINOLoss(K, ncrops, warmup_teacher_temp=0.04, teacher_temp=0.07,
-                       warmup_teacher_temp_epochs=3, nepochs=10, student_temp=0.1, center_momentum=0.9)
+    loss_fn = DINOLoss(K, ncrops, student_temp=0.1, center_momentum=0.9)
     loss_fn.center.normal_()  # a non-trivial center
     center = loss_fn.center.clone()
     s, t = torch.randn(ncrops * B, K), torch.randn(2 * B, K)
-    got = loss_fn(s, t, epoch=1)
+    got = loss_fn(s, t, teacher_temp=0.055).loss
     want, n_terms = official_dino_loss(s, t, center, 0.1, temp=0.055, ncrops=ncrops)
     assert n_terms == 2 * ncrops - 2
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(loss_fn.center, center)  # pure: the center moves when the caller says so
+    loss_fn.update_center(t)
     torch.testing.assert_close(loss_fn.center, center * 0.9 + t.mean(0, keepdim=True) * 0.1)
 
 
 def test_teacher_temperature_warmup_then_constant():
-    loss_fn = DINOLoss(8, 4, warmup_teacher_temp=0.04, teacher_temp=0.07, warmup_teacher_temp_epochs=30,
-                       nepochs=100)
-    assert loss_fn.teacher_temp(0) == pytest.approx(0.04)
-    assert loss_fn.teacher_temp(29) == pytest.approx(0.07)
-    assert loss_fn.teacher_temp(99) == pytest.approx(0.07)
+    from trainables.dino.schedules import teacher_temp_schedule
+
+    schedule = teacher_temp_schedule(warmup_teacher_temp=0.04, teacher_temp=0.07,
+                                     warmup_teacher_temp_epochs=30, nepochs=100)
+    assert schedule[0] == pytest.approx(0.04)
+    assert schedule[29] == pytest.approx(0.07)
+    assert schedule[99] == pytest.approx(0.07)
     # the official code crashes on a warmup longer than the run
-    short = DINOLoss(8, 4, warmup_teacher_temp=0.04, teacher_temp=0.07, warmup_teacher_temp_epochs=30,
-                     nepochs=5)
-    assert short.teacher_temp(4) == pytest.approx(0.04 + 4 * 0.03 / 29)
+    short = teacher_temp_schedule(warmup_teacher_temp=0.04, teacher_temp=0.07, warmup_teacher_temp_epochs=30,
+                                  nepochs=5)
+    assert short[4] == pytest.approx(0.04 + 4 * 0.03 / 29)
 
 
 def test_diagnostics_are_entropy_and_kl():
@@ -57,24 +60,24 @@ def test_diagnostics_are_entropy_and_kl():
     B, K, ncrops = 4, 16, 3
     loss_fn = DINOLoss(K, ncrops, **FIXED_TEMP)
     s, t = torch.randn(ncrops * B, K), torch.randn(2 * B, K)
-    loss = loss_fn(s, t, 0)
+    loss, entropy_out, kl_out = loss_fn(s, t, 0.04)
     q = F.softmax(t / 0.04, dim=-1)
     entropy = -torch.special.xlogy(q, q).sum(-1).mean()
     logp = F.log_softmax(s / 0.1, dim=-1).view(ncrops, B, K)
     qs = q.view(2, B, K)
     kls = [(torch.special.xlogy(qs[i], qs[i]) - qs[i] * logp[j]).sum(-1).mean()
            for i in range(2) for j in range(ncrops) if i != j]
-    torch.testing.assert_close(loss_fn.teacher_entropy, entropy)
-    torch.testing.assert_close(loss_fn.kl_teacher_student, torch.stack(kls).mean(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(entropy_out, entropy)
+    torch.testing.assert_close(kl_out, torch.stack(kls).mean(), rtol=1e-4, atol=1e-5)
     assert loss.item() > 0
 
 
 def test_uniform_teacher_and_student_give_ln_k():
     K = 64
     loss_fn = DINOLoss(K, 4, **FIXED_TEMP)
-    loss = loss_fn(torch.zeros(4 * 3, K), torch.zeros(2 * 3, K), 0)
-    assert loss.item() == pytest.approx(math.log(K), rel=1e-6)
-    assert loss_fn.teacher_entropy.item() == pytest.approx(math.log(K), rel=1e-6)
+    out = loss_fn(torch.zeros(4 * 3, K), torch.zeros(2 * 3, K), 0.04)
+    assert out.loss.item() == pytest.approx(math.log(K), rel=1e-6)
+    assert out.teacher_entropy.item() == pytest.approx(math.log(K), rel=1e-6)
 
 
 def test_sinkhorn_knopp_balances_prototypes_and_samples():
@@ -88,7 +91,7 @@ def test_centering_none_leaves_the_teacher_uncentered():
     loss_fn = DINOLoss(8, 2, **FIXED_TEMP, centering="none")
     loss_fn.center.fill_(5.0)
     t = torch.randn(4, 8)
-    torch.testing.assert_close(loss_fn.teacher_probs(t, 0), F.softmax(t / 0.04, dim=-1))
+    torch.testing.assert_close(loss_fn.teacher_probs(t, 0.04), F.softmax(t / 0.04, dim=-1))
     with pytest.raises(ValueError, match="centering"):
         DINOLoss(8, 2, **FIXED_TEMP, centering="bogus")
 
@@ -101,9 +104,9 @@ def test_koleo_is_lower_for_spread_features():
     assert koleo(spread).item() == pytest.approx(-math.log(math.sqrt(2)), rel=1e-5)
 
 
-def test_temperatures_are_keyword_only():
+def test_temperature_and_momentum_are_keyword_only():
     with pytest.raises(TypeError, match="positional"):
-        DINOLoss(8, 4, 0.04, 0.07, 30, 100)  # which float is which? the constructor will not guess
+        DINOLoss(8, 4, 0.1, 0.9)  # which float is which? the constructor will not guess
 
 
 def test_loss_and_koleo_stay_fp32_under_bf16_autocast():
@@ -111,14 +114,12 @@ def test_loss_and_koleo_stay_fp32_under_bf16_autocast():
     torch.manual_seed(3)
     B, K, ncrops = 8, 256, 6
     s, t = torch.randn(ncrops * B, K) * 3, torch.randn(2 * B, K) * 3
-    loss_fn = DINOLoss(out_dim=K, ncrops=ncrops, warmup_teacher_temp=0.04, teacher_temp=0.04,
-                       warmup_teacher_temp_epochs=0, nepochs=1)
+    loss_fn = DINOLoss(out_dim=K, ncrops=ncrops)
     feats = torch.randn(16, 32)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = loss_fn(s.bfloat16().float(), t.bfloat16().float(), 0)
+        got = loss_fn(s.bfloat16().float(), t.bfloat16().float(), 0.04).loss
         koleo = KoLeoLoss()(feats)
-    ref = DINOLoss(out_dim=K, ncrops=ncrops, warmup_teacher_temp=0.04, teacher_temp=0.04,
-                       warmup_teacher_temp_epochs=0, nepochs=1)(s.bfloat16().float(), t.bfloat16().float(), 0)
+    ref = DINOLoss(out_dim=K, ncrops=ncrops)(s.bfloat16().float(), t.bfloat16().float(), 0.04).loss
     assert got.dtype == torch.float32 and koleo.dtype == torch.float32
     torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)  # the fp32 loss of the same inputs
     torch.testing.assert_close(koleo, KoLeoLoss()(feats), rtol=1e-6, atol=1e-6)

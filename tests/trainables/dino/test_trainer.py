@@ -134,8 +134,9 @@ def test_the_trainer_gives_each_config_value_to_its_own_loss_argument():
     # / center_momentum, warmup epochs / epochs) gives other numbers below.
     cfg = tiny(warmup_teacher_temp=0.03, teacher_temp=0.06, warmup_teacher_temp_epochs=4, epochs=5,
                student_temp=0.2, center_momentum=0.8, local_crops_number=3, out_dim=24)
-    loss_fn = DINOTrainer(cfg).loss_fn
-    assert [loss_fn.teacher_temp(e) for e in range(5)] == pytest.approx([0.03, 0.04, 0.05, 0.06, 0.06])
+    trainer = DINOTrainer(cfg)
+    loss_fn = trainer.loss_fn
+    assert [trainer.teacher_temp(e) for e in range(5)] == pytest.approx([0.03, 0.04, 0.05, 0.06, 0.06])
     assert (loss_fn.student_temp, loss_fn.center_momentum) == (0.2, 0.8)
     assert (loss_fn.ncrops, loss_fn.out_dim) == (5, 24)
     assert loss_fn.centering == cfg.centering

@@ -1,6 +1,7 @@
-"""The Ray trainable's own decisions without a cluster: restoring from the checkpoints Ray kept (a
-damaged latest one falls back, none restarts), the device of a zero-GPU trial, the OOM outcome, the
-per-epoch verdicts (kNN carried forward when eval_every > 1, one collapse rule)."""
+"""A trial's own decisions without a cluster (trainables/trial.py, trainables/tune_trial.py): restoring
+from the checkpoints Ray kept (a damaged latest one falls back, none restarts), the device of a
+zero-GPU trial, the OOM outcome, the per-epoch verdicts (kNN carried forward when eval_every > 1, one
+collapse rule)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import torch
 from ray import tune
 
 from tests.helpers import TINY_TRAINER
-from trainables import tune_trainable
+from trainables import trial as trial_module
+from trainables import tune_trial
+from trainables.checkpoint import DamagedFileError
 from trainables.config import DINOConfig
 from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer
 from trainables.stop_rules import CollapseMonitor, StopRules
-from trainables.tune_trainable import KnnCarry, end_verdict, restore_trial
+from trainables.trial import DeviceClock, KnnCarry, checkpoints_in, end_verdict, restore_trial
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +42,8 @@ def restored(trial: Path, *damaged: str, file_name: str = CHECKPOINT_NAME
         file = trial / name / file_name
         file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])  # a crash mid-write
     trainer, monitor = DINOTrainer(DINOConfig(**TINY_TRAINER)), CollapseMonitor(StopRules())
-    latest = tune.Checkpoint.from_directory(str(trial / "checkpoint_000001"))
-    return trainer, monitor, restore_trial(trainer, monitor, latest, KnnCarry())
+    note, _ = restore_trial(trainer, monitor, checkpoints_in(trial), KnnCarry())
+    return trainer, monitor, note
 
 
 def test_intact_latest_checkpoint_restores_silently(trial_dir: Path, tmp_path: Path):
@@ -95,9 +98,9 @@ def test_zero_gpu_trial_runs_on_cpu_and_oom_ends_the_trial(monkeypatch):
     monkeypatch.setattr(ray, "get_runtime_context", lambda: context)
     monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
     monkeypatch.setattr(tune, "report", lambda metrics, checkpoint=None: reports.append(metrics))
-    monkeypatch.setattr(tune_trainable, "_placement", lambda: {})
-    monkeypatch.setattr(tune_trainable, "DINOTrainer", OutOfMemoryTrainer)
-    tune_trainable.dino_trainable({**TINY_TRAINER, "device": "auto"})
+    monkeypatch.setattr(tune_trial, "placement", lambda: {})
+    monkeypatch.setattr(tune_trial, "DINOTrainer", OutOfMemoryTrainer)
+    tune_trial.dino_trainable({**TINY_TRAINER, "device": "auto"})
     assert OutOfMemoryTrainer.configs[-1].device == "cpu"
     assert [r["trial_outcome"] for r in reports] == ["oom"]
     assert "out of memory: peak" in reports[0]["stop_reason"] and "20.00 GiB" in reports[0]["stop_reason"]
@@ -145,11 +148,11 @@ def test_collapse_at_the_last_epoch_for_fewer_than_patience_epochs_is_flagged() 
 
 # --- the last epoch is evaluated where ASHA may stop the trial; a full disk ends it -------------------
 def test_asha_may_stop_at_its_rungs_and_after_a_restore_past_them() -> None:
-    fresh = tune_trainable.AshaRungs([1, 2, 4])
+    fresh = trial_module.AshaRungs([1, 2, 4])
     assert [e for e in range(9) if fresh.may_stop(e)] == [1, 2, 4]
     # Restored from epoch 2 by `ablate resume`: ASHA's bookkeeping starts empty and judges the
     # trial at one forgotten rung per result (epochs 3 and 4), then at rung 4 (epoch 5).
-    resumed = tune_trainable.AshaRungs([1, 2, 4])
+    resumed = trial_module.AshaRungs([1, 2, 4])
     assert [e for e in range(3, 9) if resumed.may_stop(e)] == [3, 4, 5]
 
 
@@ -157,30 +160,23 @@ def test_a_trial_restored_past_a_rung_evaluates_where_asha_judges_it(tmp_path: P
                                                                        monkeypatch: pytest.MonkeyPatch):
     """Restored from epoch 2 (past rungs 1 and 2) with eval_every 4: epoch 3 is evaluated, since the
     resumed ASHA may stop the trial there (it judges the forgotten rung 2 at the next result)."""
-    monkeypatch.setattr(tune_trainable, "_placement", lambda: {})
-    context = types.SimpleNamespace(get_assigned_resources=lambda: {"CPU": 1.0})
-    monkeypatch.setattr(ray, "get_runtime_context", lambda: context)
     cfg = DINOConfig(**{**TINY_TRAINER, "epochs": 5, "eval_every": 4})
     before, carry = DINOTrainer(cfg), KnnCarry()
     for metrics in before.run():  # the trial before `ablate resume`: epochs 0-2
         carry.apply(metrics)
         if metrics["epoch"] == 2:
             break
-    tune_trainable.save_trial(tmp_path, before, CollapseMonitor(StopRules()), carry, device_seconds=0.0)
+    trial_module.save_trial(tmp_path, before, CollapseMonitor(StopRules()), carry, device_seconds=0.0)
     reports: list[dict] = []
     config = {**cfg.model_dump(mode="json"), "_eval_at": [1, 2, 4]}
-    tune_trainable.run_trial(DINOTrainer(cfg), config, tune_trainable.DeviceClock(),
-                             tune.Checkpoint.from_directory(str(tmp_path)),
-                             lambda metrics, write: reports.append(metrics))
+    trial_module.run_trial(DINOTrainer(cfg), config, DeviceClock(), [tmp_path],
+                           lambda metrics, write: reports.append(metrics))
     assert [(r["epoch"], r["knn_evaluated"]) for r in reports] == [(3, True), (4, True), (5, True)]
 
 
 def test_a_checkpoint_that_cannot_be_written_ends_the_trial_as_storage_full(monkeypatch: pytest.MonkeyPatch):
     import errno
 
-    monkeypatch.setattr(tune_trainable, "_placement", lambda: {})
-    context = types.SimpleNamespace(get_assigned_resources=lambda: {"CPU": 1.0})
-    monkeypatch.setattr(ray, "get_runtime_context", lambda: context)
     reports: list[dict] = []
 
     def disk_full_at_epoch_2(metrics, write):  # as Ray's copy into the storage fails: no file named
@@ -189,9 +185,40 @@ def test_a_checkpoint_that_cannot_be_written_ends_the_trial_as_storage_full(monk
         reports.append(metrics)
 
     config = {**TINY_TRAINER, "epochs": 3}
-    tune_trainable.run_trial(DINOTrainer(DINOConfig(**config)), config, tune_trainable.DeviceClock(), None,
-                             disk_full_at_epoch_2)
+    trial_module.run_trial(DINOTrainer(DINOConfig(**config)), config, DeviceClock(), [],
+                           disk_full_at_epoch_2)
     assert [r["epoch"] for r in reports] == [0, 1, 2]  # epoch 3 never ran, no retry
     assert reports[-1]["trial_outcome"] == "storage_full"
     assert reports[-1]["stop_reason"] == ("runs/t: cannot write the checkpoint of epoch 2 "
                                           "(ENOSPC: No space left on device)")
+
+
+@pytest.mark.parametrize("damage", [b"{not json", b"[1, 2]", b"\xff\xfe binary"])
+def test_a_damaged_knn_carry_file_is_named_and_the_checkpoint_before_it_is_used(
+        trial_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, damage: bytes):
+    """A knn_carry.json that does not parse names its file; the trial continues from the checkpoint
+    before it (instead of a bare JSONDecodeError on every retry and resume)."""
+    trial = _copy(trial_dir, tmp_path)
+    for folder in checkpoints_in(trial):
+        KnnCarry().save(folder)
+    (trial / "checkpoint_000001" / KnnCarry.FILE).write_bytes(damage)
+    trainer, monitor = DINOTrainer(DINOConfig(**TINY_TRAINER)), CollapseMonitor(StopRules())
+    note, restored = restore_trial(trainer, monitor, checkpoints_in(trial), KnnCarry())
+    assert restored and trainer.epoch == 1
+    assert f"{trial / 'checkpoint_000001' / KnnCarry.FILE}: " in note
+    assert "continued from checkpoint_000000" in note
+    with pytest.raises(DamagedFileError, match="knn_carry.json"):
+        KnnCarry().load(trial / "checkpoint_000001")
+
+
+def test_a_trial_of_an_earlier_run_continues_from_its_folder(trial_dir: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch):
+    """`ablate resume` names the folder of the trial's earlier run (``_resume_dir``); Tune's own
+    checkpoint (a retry in this run) comes first when there is one."""
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
+    assert tune_trial.restore_sources({"_resume_dir": str(trial_dir)}) == [
+        trial_dir / "checkpoint_000001", trial_dir / "checkpoint_000000"]
+    assert tune_trial.restore_sources({}) == []
+    latest = tune.Checkpoint.from_directory(str(trial_dir / "checkpoint_000000"))
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: latest)
+    assert tune_trial.restore_sources({"_resume_dir": "elsewhere"}) == [trial_dir / "checkpoint_000000"]

@@ -1,0 +1,105 @@
+"""What one trial reserves, and whether the Ray cluster can ever hold it: refused before anything runs.
+
+A one-process trial reserves ``resources.cpu`` CPUs and a ``resources.gpu`` share on one node. A
+data-parallel trial (``resources.workers`` > 1) is a driver that reserves no CPU (it only waits
+on Ray Train's controller: ``DRIVER``, a little memory) plus ``workers`` bundles of ``cpu`` and
+``gpu`` that Ray Train reserves when the trial starts. Tune reserves only the driver, so ablate
+caps the trials running at once at what the cluster holds (Ray's guide for Train inside Tune),
+and a trial the cluster can never hold is refused at once with the numbers.
+
+    resources = trial_resources(spec, cluster())        # TrialResources(cpu=1.0, gpu=0.0, workers=1)
+    limit = admit(spec, resources, cluster())           # max trials at once, or a UserError
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from ablate.errors import UserError
+from ablate.spec import SweepSpec
+
+# The driver of a data-parallel trial: Tune needs a non-empty request; memory is on every node and
+# leaves the CPUs to the workers (on 2 CPUs, 2 workers x 1 CPU fit).
+DRIVER: dict[str, float] = {"memory": 64 * 2**20}
+EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The CPUs and GPUs of the Ray cluster, in total and per alive node."""
+
+    cpus: float
+    gpus: float
+    nodes: tuple[tuple[float, float], ...]  # (CPUs, GPUs) of each node
+
+
+@dataclass(frozen=True)
+class TrialResources:
+    cpu: float  # per process (per worker of a data-parallel trial)
+    gpu: float  # share of one GPU per process
+    workers: int
+
+
+def cluster() -> Cluster:
+    import ray
+
+    total = ray.cluster_resources()
+    nodes = tuple((float(n["Resources"].get("CPU", 0)), float(n["Resources"].get("GPU", 0)))
+                  for n in ray.nodes() if n.get("Alive"))
+    return Cluster(float(total.get("CPU", 0)), float(total.get("GPU", 0)), nodes)
+
+
+def trial_resources(spec: SweepSpec, where: Cluster) -> TrialResources:
+    """CPU and GPU share of one trial's process; ``gpu: auto`` falls back to CPU without a GPU."""
+    has_gpu = where.gpus > 0
+    if spec.resources.gpu == "auto" and not has_gpu:
+        print("ablate: warning: no GPU in the Ray cluster (resources.gpu: auto); trials run on CPU",
+              file=sys.stderr)
+    return TrialResources(float(spec.resources.cpu), spec.resources.gpu_per_trial(has_gpu),
+                          spec.resources.workers)
+
+
+def admit(spec: SweepSpec, resources: TrialResources, where: Cluster) -> int | None:
+    """The most trials that run at once (``None``: as many as Tune fits); a UserError when the
+    cluster can never hold one trial."""
+    limit = spec.search.max_concurrent_trials
+    cpu, gpu, workers = resources.cpu, resources.gpu, resources.workers
+    if not any(c + EPS >= cpu and g + EPS >= gpu for c, g in where.nodes):
+        raise UserError(f"resources: a trial {'worker ' if workers > 1 else ''}needs {cpu:g} CPU and "
+                        f"{gpu:g} GPU on one node; the largest node of the Ray cluster has "
+                        f"{describe_nodes(where)} (lower resources.cpu / resources.gpu, or join a larger "
+                        "cluster with --address)")
+    if workers == 1:
+        return limit
+    fits = sum(math.floor(c / cpu + EPS) if cpu else workers for c, _ in where.nodes)
+    fits = min(fits, sum(math.floor(g / gpu + EPS) for _, g in where.nodes)) if gpu else fits
+    trials = fits // workers
+    if trials < 1:
+        raise UserError(f"resources: a trial needs {workers} workers x ({cpu:g} CPU, {gpu:g} GPU) = "
+                        f"{workers * cpu:g} CPU and {workers * gpu:g} GPU; the Ray cluster has "
+                        f"{where.cpus:g} CPUs and {where.gpus:g} GPUs in all ({describe_nodes(where)}); "
+                        "lower resources.workers or resources.cpu, or join a larger cluster with --address")
+    return min(limit, trials) if limit else trials
+
+
+def describe_nodes(where: Cluster) -> str:
+    best = max(where.nodes, default=(0.0, 0.0))
+    return f"{best[0]:g} CPUs and {best[1]:g} GPUs ({len(where.nodes)} node{'s' * (len(where.nodes) != 1)})"
+
+
+def trainable(spec: SweepSpec, resources: TrialResources, tune_dir: str) -> Any:
+    """The Tune trainable of the sweep with what each trial reserves."""
+    from ray import tune
+
+    if resources.workers > 1:  # a Ray Train run per trial, in the trial's own folder
+        from trainables.ddp_trial import dino_train_trial
+
+        driver = tune.with_parameters(dino_train_trial, workers=resources.workers, cpu=resources.cpu,
+                                      gpu=resources.gpu, storage_path=tune_dir)
+        return tune.with_resources(driver, tune.PlacementGroupFactory([DRIVER]))
+    from trainables.tune_trial import dino_trainable
+
+    return tune.with_resources(dino_trainable, {"cpu": resources.cpu, "gpu": resources.gpu})

@@ -1,0 +1,200 @@
+"""How a sweep's run ends when it does not finish: a signal, or a write that fails for lack of space.
+
+- **Signals.** Ctrl-C (SIGINT), SIGTERM (``timeout``, Slurm, Kubernetes) and SIGHUP (a closed
+  terminal) all end the sweep the same way: Tune stops its trials, every unfinished record becomes
+  ``interrupted`` with its last epoch, the resume hint is printed, and the exit code says which
+  signal it was (130, 143, 129). A second signal during the shutdown ends it sooner, and still
+  leaves no record ``running``. SIGTERM and SIGHUP are turned into the SIGINT that Tune handles;
+  the handlers are installed again after ``ray.init``, which puts its own (aborting) SIGTERM
+  handler in the driver.
+- **Storage.** A write that fails for lack of space or permission (a trial's checkpoint, a record,
+  Optuna's SQLite, Ray's own files) stops the sweep with one line naming the sweep folder and the
+  error (``StorageFull``, exit 2); unfinished records become ``interrupted`` (the trial that found
+  the disk full: ``storage_full``), so ``ablate resume`` continues them once there is space. The
+  records are written with the space a small reserve file (``RESERVE``) gives back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from ablate.errors import STORAGE_ERRNOS, StorageFull
+from ablate.records import mark_interrupted
+from sweep_format import statuses
+from sweep_format.layout import TRIALS_DIR
+from sweep_format.records import read_records
+from trainables.storage_errors import write_failure
+
+EXIT_CODES: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+HANDLED = (signal.SIGTERM, signal.SIGHUP)
+RESERVE = ".reserve"  # in trials/: space to write the records with when the disk is full
+RESERVE_BYTES = 1 << 20
+
+
+class SweepInterrupted(Exception):
+    """The sweep stopped before its end (a signal); records are marked, ``ablate resume`` continues."""
+
+    def __init__(self, sweep_dir: Path, signum: int = signal.SIGINT) -> None:
+        super().__init__(f"interrupted; continue with `ablate resume {sweep_dir}`")
+        self.sweep_dir, self.signum = sweep_dir, signum
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.signum, 130)
+
+
+class SignalInterrupt(KeyboardInterrupt):
+    """SIGTERM or SIGHUP outside Tune's loop (before the sweep started, or while it is torn down)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def exit_code(exc: KeyboardInterrupt) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP."""
+    return EXIT_CODES.get(getattr(exc, "signum", signal.SIGINT), 130)
+
+
+class Signals:
+    """SIGTERM and SIGHUP as Ctrl-C, for as long as the ``with`` block runs; ``received`` says which
+    signal came first (None: none, or only Ctrl-C, which Tune handles itself)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.saved: dict[int, Any] = {}
+
+    def __enter__(self) -> Signals:
+        self.install()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.saved.items():
+            signal.signal(signum, handler)
+
+    def install(self) -> None:
+        """(Again) after ``ray.init``: Ray's driver installs a SIGTERM handler that aborts."""
+        for signum in HANDLED:
+            previous = signal.signal(signum, self._handle)
+            self.saved.setdefault(signum, previous)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = self.received or signum
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # Tune's loop is not running
+            raise SignalInterrupt(signum)
+        signal.raise_signal(signal.SIGINT)  # Tune's own handler: it stops the trials
+
+    @property
+    def signum(self) -> int:
+        return self.received or signal.SIGINT
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """No signal interrupts what runs inside (writing the records of an interrupted sweep)."""
+    saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, *HANDLED)}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+
+
+class _TuneInterrupt(logging.Filter):
+    """Ray handles SIGINT inside ``tuner.fit()`` and only logs it: this filter notices that log line
+    (the sweep was interrupted) and drops Ray's ``Tuner.restore(...)`` hint (ablate says
+    ``ablate resume DIR`` instead)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Stop signal received" in message:
+            self.seen = True
+        return "Tuner.restore" not in message and "Resume experiment with" not in message
+
+
+def fit(tuner: Any, sweep_dir: Path, total: int, signals: Signals) -> None:
+    """``tuner.fit()`` and how it ended: normally; interrupted by a signal (records marked,
+    ``SweepInterrupted``); stopped by a failed write (records marked, ``StorageFull``)."""
+    watcher = _TuneInterrupt()
+    logger = logging.getLogger("ray.tune.tune")
+    logger.addFilter(watcher)
+    try:
+        tuner.fit()
+    except BaseException as exc:
+        failure = failed_write(exc)
+        if failure is not None:
+            raise stopped_for_storage(sweep_dir, total, failure) from None
+        if isinstance(exc, KeyboardInterrupt) or signals.received:  # a second signal, or Ray torn down
+            with quiet():
+                mark_interrupted(sweep_dir, cause=signal_cause(signals))
+            raise SweepInterrupted(sweep_dir, signals.signum) from None
+        raise
+    finally:
+        logger.removeFilter(watcher)
+    # Ray's log line, or (should a Ray version word it differently) trials left unfinished.
+    unfinished = [r for r in read_records(sweep_dir) if not statuses.is_final(r.get("status"))
+                  and r.get("status") != statuses.DAMAGED]
+    if watcher.seen or unfinished or signals.received:
+        with quiet():
+            mark_interrupted(sweep_dir, cause=signal_cause(signals))
+        raise SweepInterrupted(sweep_dir, signals.signum)
+
+
+def signal_cause(signals: Signals) -> str:
+    return f"{signal.Signals(signals.received).name} received" if signals.received else ""
+
+
+def failed_write(exc: BaseException | None) -> str | None:
+    """The write for lack of space or permission behind ``exc``, if any: ablate's ``StorageFull``
+    (a record, Optuna's study, a trial's ``storage_full`` outcome) or Ray's own ``OSError``. Ray
+    re-raises an exception of a callback as a ``TuneError`` holding only its text, so the chain
+    is followed, and the text is searched for ablate's own line."""
+    while exc is not None:
+        if isinstance(exc, StorageFull):
+            return str(exc)
+        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+            return write_failure(exc)
+        for line in str(exc).splitlines():  # a StorageFull raised in a callback, as Ray's text
+            if "StorageFull: " in line:
+                return line.split("StorageFull: ", 1)[1]
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def stopped_for_storage(sweep_dir: Path, total: int, failure: str) -> StorageFull:
+    """The one line of a sweep stopped by a failed write: the path and errno, what is kept, how to go on."""
+    free_reserve(sweep_dir)
+    with contextlib.suppress(OSError), quiet():  # with no space at all, the records stay as last written
+        mark_interrupted(sweep_dir, cause=f"stopped: {failure}")
+    done = sum(statuses.is_final(r.get("status")) for r in read_records(sweep_dir))
+    return StorageFull(f"{failure}; the sweep stopped: {done} of {total} trials finished; the sweep folder "
+                       f"{sweep_dir} keeps the trial records and each unfinished trial's last checkpoint; "
+                       f"free space (or make the storage writable), then `ablate resume {sweep_dir}`")
+
+
+def keep_reserve(sweep_dir: Path) -> None:
+    """A small file in ``trials/`` whose space ``free_reserve`` gives back to write the final records."""
+    with contextlib.suppress(OSError):
+        (sweep_dir / TRIALS_DIR).mkdir(parents=True, exist_ok=True)
+        reserve = sweep_dir / TRIALS_DIR / RESERVE
+        if not reserve.is_file() or reserve.stat().st_size < RESERVE_BYTES:
+            with open(reserve, "wb") as f:
+                f.write(b"\0" * RESERVE_BYTES)
+                f.flush()
+                os.fsync(f.fileno())
+
+
+def free_reserve(sweep_dir: Path) -> None:
+    with contextlib.suppress(OSError):
+        (sweep_dir / TRIALS_DIR / RESERVE).unlink()

@@ -1,0 +1,98 @@
+"""A sweep folder's own files as ablate run writes them: the write probe, ``spec.yaml``, the
+reference kNN; and ``spec.yaml`` read back for ``ablate resume`` (layout: sweep_format.layout).
+
+    check_writable(Path("runs"), "--storage")         # before Ray starts
+    create(spec, Path("runs/temps"))                    # the folder, spec.yaml, trials/
+    spec = load_sweep_spec(Path("runs/temps"))          # one line naming the file if it is damaged
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from ablate.errors import UserError
+from ablate.spec import SweepSpec, load_spec
+from sweep_format.files import write_text
+from sweep_format.layout import REFERENCE_FILE, SPEC_FILE, TRIALS_DIR, is_sweep, not_a_sweep
+
+
+def check_writable(folder: Path, option: str) -> None:
+    """A write probe before Ray starts: a read-only or full disk stops the sweep before any trial."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".ablate-write-probe-") as probe:
+            probe.write(b"\0" * 65536)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        code = errno.errorcode.get(exc.errno or 0, "error")
+        raise UserError(f"{option} {folder}: cannot write there ({code}: {exc.strerror}); nothing "
+                        f"was started. Free space, or give a writable folder") from None
+
+
+def refuse_existing(sweep_dir: Path, name: str) -> None:
+    if sweep_dir.exists():
+        raise UserError(f"{sweep_dir}: a sweep named {name!r} already exists; continue it with "
+                        f"`ablate resume {sweep_dir}`, or choose another name (--set name=...)")
+
+
+def create(spec: SweepSpec, sweep_dir: Path) -> None:
+    """The new sweep folder with ``spec.yaml`` and ``trials/``; refused if another driver made it first."""
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=False)
+    except FileExistsError:
+        raise UserError(f"{sweep_dir}: another `ablate run` created this sweep folder just now; continue "
+                        f"it with `ablate resume {sweep_dir}` once it stops, or choose another name "
+                        "(--set name=...)") from None
+    (sweep_dir / TRIALS_DIR).mkdir()
+    write_text(sweep_dir / SPEC_FILE, spec_text(spec))
+
+
+def spec_text(spec: SweepSpec) -> str:
+    """spec.yaml: the resolved spec plus what the reports need and must not re-derive: the
+    baseline point (grid and ablation: the trainer's own values of the searched keys)."""
+    import yaml
+
+    from ablate.spec.loader import RESOLVED
+
+    data = yaml.safe_load(spec.dump())
+    data[RESOLVED] = {"baseline": spec.baseline_point()}  # derived: the loader ignores it
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+
+
+def load_sweep_spec(sweep_dir: Path) -> SweepSpec:
+    """The spec a sweep ran with; one line naming the folder or ``spec.yaml`` when it is not usable."""
+    if not is_sweep(sweep_dir):
+        raise UserError(not_a_sweep(sweep_dir))
+    file = sweep_dir / SPEC_FILE
+    try:
+        return load_spec(file, force=True)  # accepted (with --force if it needed it) when the sweep started
+    except UserError as exc:
+        raise UserError(f"{exc} ({file} is the spec this sweep ran with: restore it from a copy of the "
+                        "sweep folder, or from the spec file and --set options it was started with)"
+                        ) from None
+
+
+def record_reference_knn(spec: SweepSpec, sweep_dir: Path) -> None:
+    """The raw-pixel and untrained kNN of the sweep's dataset, once per sweep, before any trial
+    (a failure only warns: the sweep runs without the reference lines)."""
+    from trainables.baselines import reference_knn
+
+    cfg = spec.trainer_config()
+    try:
+        import torch
+
+        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+            cfg = cfg.model_copy(update={"device": "cpu"})  # the driver may have no GPU
+        values = reference_knn(cfg)
+    except Exception as exc:
+        print(f"ablate: warning: reference kNN (raw pixels, untrained network) not computed: {exc}",
+              file=sys.stderr)
+        return
+    write_text(sweep_dir / REFERENCE_FILE, json.dumps(
+        {**values, "dataset": cfg.dataset, "arch": cfg.arch, "seed": cfg.seed}, indent=1))

@@ -1,0 +1,131 @@
+"""One driver per sweep folder: ``driver.lock`` says who runs the sweep now.
+
+``ablate run`` and ``ablate resume`` hold an exclusive ``flock`` on ``<sweep>/driver.lock`` for as
+long as they drive the sweep, and write into it who they are (host, pid, command, since when). A
+second ``run`` or ``resume`` of the same folder is refused in one line naming the holder. The
+kernel releases the lock when its process dies, so a driver killed with SIGKILL (or a lost
+machine) leaves a *stale* lock: its text is still there, nobody holds it; the next driver says so
+and takes it over. On a file system without ``flock`` the text alone decides: a holder on this
+host whose process is gone is stale, one on another host is trusted.
+
+    with SweepLock(sweep_dir, "resume"):
+        ...   # drive the sweep
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ablate.errors import UserError
+from sweep_format.layout import LOCK_FILE
+
+
+class SweepLock:
+    """The exclusive right to drive the sweep in ``sweep_dir`` (a context manager)."""
+
+    def __init__(self, sweep_dir: Path, command: str) -> None:
+        self.path, self.command = Path(sweep_dir) / LOCK_FILE, command
+        self.fd: int | None = None
+
+    def __enter__(self) -> SweepLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            held = not self._flock(fd)
+            previous = holder(fd)
+            if held or (self.flock_missing and previous and alive(previous)):
+                raise UserError(in_use(self.path.parent, previous))
+            if previous:
+                print(f"ablate: warning: {self.path}: a stale lock of {describe(previous)} (that driver is "
+                      "gone, e.g. killed); taking it over", file=sys.stderr)
+            write_holder(fd, {"host": socket.gethostname(), "pid": os.getpid(), "command": self.command,
+                              "since": time.time()})
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+
+    def _flock(self, fd: int) -> bool:
+        """Whether this process got the lock (True also where the file system has no flock)."""
+        self.flock_missing = False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            self.flock_missing = True
+        return True
+
+    def release(self) -> None:
+        """Empty the file (a clean stop leaves no stale lock) and let go of it."""
+        if self.fd is None:
+            return
+        with contextlib.suppress(OSError):  # a full or read-only disk: the next driver finds it stale
+            os.ftruncate(self.fd, 0)
+        os.close(self.fd)  # closing releases the flock
+        self.fd = None
+
+
+def holder(fd: int) -> dict[str, Any] | None:
+    """What the lock file says about its holder (None when empty or unreadable)."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    raw = os.read(fd, 4096)
+    try:
+        data = json.loads(raw) if raw.strip() else None
+    except ValueError:
+        return {"host": "?", "pid": "?", "command": "?", "since": None}
+    return data if isinstance(data, dict) else None
+
+
+def write_holder(fd: int, data: dict[str, Any]) -> None:
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, json.dumps(data).encode())
+    os.fsync(fd)
+
+
+def alive(data: dict[str, Any]) -> bool:
+    """Whether the holder may still run: on another host it cannot be checked, so it is trusted."""
+    if data.get("host") != socket.gethostname() or not isinstance(data.get("pid"), int):
+        return True
+    try:
+        os.kill(data["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def describe(data: dict[str, Any] | None) -> str:
+    if not data:
+        return "another ablate process"
+    since = data.get("since")
+    when = time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(since, float) \
+        else ""
+    return f"`ablate {data.get('command')}` (pid {data.get('pid')} on {data.get('host')}{when})"
+
+
+def in_use(sweep_dir: Path, data: dict[str, Any] | None) -> str:
+    return (f"{sweep_dir}: this sweep is being driven by {describe(data)}; one driver per sweep folder. "
+            "Wait for it to finish, or stop it (Ctrl-C, or kill its pid), then `ablate resume "
+            f"{sweep_dir}`")

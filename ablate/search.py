@@ -1,0 +1,154 @@
+"""What a sweep runs: its trials as jobs, handed to Ray Tune one by one by ``SweepSearch``.
+
+A job is one trial: a point of the search space (the searched values), a seed repeat, and, when it
+continues a trial of an earlier run (``ablate resume``), that trial's id and the folder of its
+checkpoints. Grid and ablation sweeps list their jobs up front (every point x every repeat);
+Optuna sweeps ask the study for a point when the queue runs dry (ablate.study), each point
+``repeats`` times. Where a sweep stands is read from its own records and study only (never from
+Ray's experiment files), so a run and a resume build their jobs the same way:
+
+    jobs = point_jobs(spec, records(sweep_dir), sweep_dir)     # grid / ablation: what is left
+    searcher = SweepSearch(jobs, source=None)                 # Tune's search_alg
+
+Tune's ``param_space`` holds what every trial shares (``param_space``): the baseline trainer
+config, the stop rules, ASHA's rungs, bundles and where checkpoints go.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+from ray.tune.search import Searcher
+
+from ablate.spec import SweepSpec
+from sweep_format import statuses
+from sweep_format.records import is_damaged
+from sweep_format.values import values_equal
+
+
+@dataclass
+class Job:
+    """One trial to run."""
+
+    params: dict[str, Any]  # the searched values (bundle labels for bundle parameters)
+    repeat: int
+    trial_id: str | None = None  # the record it continues (a trial of an earlier run), else a new one
+    resume_dir: Path | None = None  # that trial's folder, whose newest usable checkpoint it starts from
+    optuna: int | None = None  # the number of the Optuna trial it is a repeat of
+
+    def config(self) -> dict[str, Any]:
+        """The trial's config as the searcher hands it to Tune (merged into ``param_space``)."""
+        return {**self.params, "repeat": self.repeat,
+                **({"_trial_id": self.trial_id} if self.trial_id else {}),
+                **({"_resume_dir": str(self.resume_dir)} if self.resume_dir else {}),
+                **({"_optuna_trial": self.optuna} if self.optuna is not None else {})}
+
+
+class JobSource(Protocol):
+    """More jobs when the queue runs dry (an Optuna study), told how each ends."""
+
+    def next_jobs(self) -> list[Job]: ...
+
+    def finished(self, job: Job, value: float | None) -> None: ...
+
+
+class SweepSearch(Searcher):
+    """Tune's searcher of an ablate sweep: the queued jobs first, then what ``source`` asks for."""
+
+    def __init__(self, jobs: list[Job], source: JobSource | None = None, metric: str | None = None,
+                 mode: str | None = None) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.queue, self.source = deque(jobs), source
+        self.running: dict[str, Job] = {}
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if not self.queue and self.source is not None:
+            self.queue.extend(self.source.next_jobs())
+        if not self.queue:
+            return cast(dict, Searcher.FINISHED)  # Tune's sentinel: no more trials
+        job = self.queue.popleft()
+        self.running[trial_id] = job
+        return job.config()
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        job = self.running.pop(trial_id, None)
+        if job is not None and self.source is not None:
+            self.source.finished(job, None if error else final_metric(result, str(self.metric)))
+
+
+def final_metric(result: dict | None, metric: str) -> float | None:
+    value = (result or {}).get(metric)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+# --- where a sweep stands, from its records ---------------------------------------------------------
+def resume_dir(sweep_dir: Path, record: dict[str, Any]) -> Path | None:
+    """The folder of a record's trial (its checkpoints), inside the sweep wherever it now lies."""
+    folder = record.get("trial_dir")
+    return sweep_dir / folder if isinstance(folder, str) and folder else None
+
+
+def continued(record: dict[str, Any], sweep_dir: Path) -> Job:
+    return Job(dict(record.get("params") or {}), int(record.get("repeat") or 0), str(record["trial_id"]),
+               resume_dir(sweep_dir, record), record.get("optuna_trial"))
+
+
+def point_jobs(spec: SweepSpec, records: list[dict[str, Any]], sweep_dir: Path,
+               retry: tuple[str, ...] = ()) -> list[Job]:
+    """Grid and ablation: every (point, repeat) that has no final record, the unfinished trials of an
+    earlier run first (they continue from their checkpoints), then the points never started."""
+    points = spec.points()
+    done: set[tuple[int, int]] = set()
+    jobs: list[Job] = []
+    for rec in records:
+        if is_damaged(rec):
+            continue
+        index = next((i for i, p in enumerate(points) if same_point(p, rec.get("params") or {})), None)
+        key = (index if index is not None else -1, int(rec.get("repeat") or 0))
+        if key in done:
+            continue
+        done.add(key)
+        if statuses.resumed(rec.get("status"), retry):
+            jobs.append(continued(rec, sweep_dir))
+    jobs += [Job(dict(p), r) for i, p in enumerate(points) for r in range(spec.repeats) if (i, r) not in done]
+    return jobs
+
+
+def same_point(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
+
+
+# --- what every trial shares -----------------------------------------------------------------------
+def param_space(spec: SweepSpec, tune_dir: Path) -> dict[str, Any]:
+    """Constants shared by every trial: the full baseline trainer config (less the searched keys,
+    which each job sets), the stop rules, ASHA's rungs, bundles and the sweep's trial folders."""
+    space: dict[str, Any] = dict(spec.trainer_config().model_dump(mode="json"))
+    for name in spec.space:
+        space.pop(name, None)
+    space["_stop"] = spec.stop.as_dict()
+    space["_storage_dir"] = str(tune_dir)
+    if spec.scheduler.type == "asha":
+        space["_eval_at"] = asha_rungs(spec)
+    bundles = spec.bundles()
+    if bundles:
+        space["_bundles"] = bundles
+    return space
+
+
+def asha_rungs(spec: SweepSpec) -> list[int]:
+    """The epochs at which ASHA may stop a trial (its rungs, as Ray's ``_Bracket`` computes them):
+    the trainable evaluates kNN there, so an early-stopped trial's last epoch is measured."""
+    import numpy as np
+
+    max_t, grace = spec.trainer_config().epochs, spec.scheduler.grace_period
+    rf = spec.scheduler.reduction_factor
+    if grace > max_t or rf <= 1:
+        return []
+    count = int(np.log(max_t / grace) / np.log(rf) + 1)  # numpy, as Ray computes it
+    return sorted({math.ceil(grace * rf ** k) for k in range(count)})

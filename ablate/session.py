@@ -1,0 +1,135 @@
+"""The Ray session of a sweep: a local Ray on loopback, or a running cluster joined by address.
+
+Nothing happens at import: ``start_ray`` sets Ray's and Tune's environment switches (``prepare``)
+before Ray is first imported, then starts or joins Ray.
+
+    start_ray()                                   # a new local Ray with this machine's CPUs and GPUs
+    start_ray("10.0.0.1:6379", connect_timeout=30)  # join a cluster (token auth: RAY_AUTH_MODE=token)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from ablate.errors import UserError
+from ablate.ray_logs import RayLogFile
+
+DEFAULT_CONNECT_TIMEOUT = 30.0  # seconds `--address` waits for the cluster to answer
+MAX_CONNECT_TIMEOUT = 24 * 3600.0
+
+ENVIRONMENT = {
+    # Results without the metric (epoch 0 has no loss, a diverged trial has no kNN) are expected.
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
+    # Ray's legacy output engine, which `verbose=0` silences completely; ablate.live draws the progress.
+    "RAY_AIR_NEW_OUTPUT": "0",
+    # Tune lets a searcher keep only one trial pending by default, which starts trials one after
+    # another; allow enough pending trials to fill the cluster.
+    "TUNE_MAX_PENDING_TRIALS_PG": "16",
+    # Ray Train: a data-parallel trial's workers must start within this time, or the trial fails
+    # (and Tune retries it) instead of waiting for resources forever.
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "60",
+}
+
+
+def prepare() -> None:
+    """Ray's and Tune's switches, before Ray is imported. Token authentication stays on: a driver
+    joining a cluster presents ~/.ray/auth_token (Ray reads RAY_AUTH_MODE when it is imported)."""
+    for key, value in ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    if (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
+def check_connect_timeout(timeout: float) -> float:
+    """A finite number of seconds in (0, one day]; a UserError otherwise (checked before Ray starts)."""
+    number = isinstance(timeout, (int, float)) and math.isfinite(timeout)
+    if not number or not 0 < timeout <= MAX_CONNECT_TIMEOUT:
+        raise UserError(f"--connect-timeout {timeout}: expected a number of seconds in (0, "
+                        f"{MAX_CONNECT_TIMEOUT:g}]")
+    return float(timeout)
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
+              connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, logs: RayLogFile | None = None) -> None:
+    """Join the cluster at ``address``, or start a local Ray with this machine's resources.
+
+    The local Ray binds to 127.0.0.1 with the dashboard off; token authentication stays on
+    (Ray writes ``~/.ray/auth_token``; a driver joining a cluster needs RAY_AUTH_MODE=token).
+    """
+    prepare()
+    if not address:
+        bind_local_ray_to_loopback()
+    import ray
+
+    if logs is not None:
+        logs.capture()
+    if ray.is_initialized():
+        return
+    if address:
+        join_cluster(address, connect_timeout)
+        return
+    # address="local": always a new Ray for this run, never a cluster that `ray start` left behind.
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+             log_to_driver=False)
+
+
+def bind_local_ray_to_loopback() -> None:
+    """Make the local Ray (gcs_server, raylet, workers) listen on 127.0.0.1 only.
+
+    Ray binds its servers to the node address of ``ray._private.services.get_node_ip_address``,
+    which is 127.0.0.1 only while Ray's multi-node switch RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER is
+    off (``ray.init(_node_ip_address="127.0.0.1")`` does not help: Ray swaps a loopback address
+    for the external one). Ray reads the switch once, when it is imported, so it is set in the
+    environment (read by Ray's processes and by a later import) and, if Ray was imported already
+    (``ray.tune`` by the caller), in Ray's constants too.
+    """
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False  # type: ignore[attr-defined]
+
+
+def join_cluster(address: str, connect_timeout: float) -> None:
+    """``ray.init(address)``, failing within ``connect_timeout`` seconds when nothing answers."""
+    import ray
+
+    wait_for_address(address, connect_timeout)
+    # Ray retries its GCS connection for minutes by default; give it the same budget.
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(max(1, round(connect_timeout))))
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UserError(f"--address {address}: cannot join the Ray cluster ({exc}). Start one with "
+                        "`ray start --head`, and set RAY_AUTH_MODE=token with its token") from None
+
+
+def wait_for_address(address: str, timeout: float) -> None:
+    """Return once something accepts TCP connections at HOST:PORT; a UserError after ``timeout`` s.
+
+    Only HOST:PORT forms are probed (``auto`` and addresses without a port are left to Ray).
+    Each attempt is a plain socket connect of at most a few seconds, so SIGTERM and Ctrl-C act
+    at once.
+    """
+    timeout = check_connect_timeout(timeout)
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        attempt = min(5.0, max(deadline - time.monotonic(), 0.1))
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=attempt).close()
+            return
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+        if time.monotonic() + 1 > deadline:
+            break
+        time.sleep(1)
+    raise UserError(f"--address {address}: nothing answered within {timeout:g} s ({reason}); start "
+                    f"the cluster with `ray start --head --port={port}`, check HOST:PORT, or wait "
+                    "longer with --connect-timeout SECONDS")

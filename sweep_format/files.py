@@ -1,0 +1,49 @@
+"""How every file of a sweep folder and of a run is written: atomically.
+
+The content goes to a temporary file in the target's folder, then ``os.replace`` renames it over the
+target (atomic on POSIX for one file system). A reader, or a writer killed at any moment, never sees
+half a file; a failed write (disk full, read-only) leaves the previous file intact and removes the
+temporary one. Trial records, checkpoints, parquet tables and report pages all go through here.
+
+    with atomic_path(Path("run/checkpoint.pt")) as tmp:
+        torch.save(state, tmp)
+    write_json(Path("runs/temps/trials/a1.json"), record)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` (``.XXXX-NAME.tmp``, unique per writer); on success it replaces
+    ``path``, on any error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".", suffix=f"-{path.name}.tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; sweep folders are shared and handed around
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """JSON (NaN and infinities as JavaScript's literals, which Python's json reads back)."""
+    return write_text(path, json.dumps(data, allow_nan=True))

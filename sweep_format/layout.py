@@ -1,0 +1,62 @@
+"""The layout of a sweep folder, ``<storage>/<name>/``, and the one answer to "is this a sweep?".
+
+    spec.yaml            the resolved spec (ablate.spec), plus ``resolved: {baseline: ...}``
+    trials/<id>.json     ablate's trial records, the sweep's source of truth (sweep_format.records)
+    optuna.db            the Optuna study (search.algorithm: optuna)
+    reference_knn.json   raw-pixel and untrained-network kNN of the dataset
+    tune/                Ray Tune's experiment: one folder per trial run, with its checkpoints;
+                         ablate reads back only the checkpoints (weights-only), never Ray's state
+    report/              parquet tables, report.md, report.html, plots
+    ray.log              Ray's and Optuna's own log lines
+    driver.lock          who is running the sweep now (ablate.lock)
+    mlruns/, wandb/      experiment trackers, when the spec asks for them
+
+A folder is a sweep when it holds ``spec.yaml``: everything else may be missing (a sweep stopped
+before its first trial, a copy without Ray's files) and is rebuilt or resumed from the records.
+
+    if is_sweep(Path("runs/temps")): ...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SPEC_FILE = "spec.yaml"
+TRIALS_DIR = "trials"
+OPTUNA_DB = "optuna.db"
+REFERENCE_FILE = "reference_knn.json"
+TUNE_DIR = "tune"
+REPORT_DIR = "report"
+RAY_LOG = "ray.log"
+LOCK_FILE = "driver.lock"
+MLFLOW_DIR = "mlruns"
+WANDB_DIR = "wandb"
+EXPECTED = f"a sweep folder holding {SPEC_FILE} and {TRIALS_DIR}/, as `ablate run SPEC.yaml` writes it"
+
+
+def is_sweep(folder: str | Path) -> bool:
+    """Whether ``folder`` is a sweep folder (it holds ``spec.yaml``)."""
+    return (Path(folder) / SPEC_FILE).is_file()
+
+
+def not_a_sweep(folder: str | Path) -> str:
+    """Why ``folder`` is not a sweep folder, in one line naming it and what was expected."""
+    folder = Path(folder)
+    if not folder.exists():
+        return f"{folder}: no such folder (expected {EXPECTED})"
+    if not folder.is_dir():
+        return f"{folder}: is a file, not a folder (expected {EXPECTED})"
+    try:
+        inside = sorted(d.name for d in folder.iterdir() if is_sweep(d))
+    except OSError as exc:
+        return f"{folder}: cannot be listed ({exc.strerror}) (expected {EXPECTED})"
+    hint = f"; it holds the sweeps {', '.join(inside)}: pass one of them" if inside else ""
+    return f"{folder}: not a sweep folder, no {SPEC_FILE} (expected {EXPECTED}{hint})"
+
+
+def sweeps_in(storage: str | Path) -> list[Path]:
+    """``storage`` itself if it is a sweep folder, else its sub-folders that are, by name."""
+    storage = Path(storage)
+    if is_sweep(storage):
+        return [storage]
+    return sorted(d for d in storage.iterdir() if d.is_dir() and is_sweep(d))

@@ -1,0 +1,64 @@
+"""ablate's trial records, ``<sweep>/trials/<trial_id>.json``: the sweep's source of truth.
+
+One small JSON object per trial (format ``ablate.trial``, version 1, fields in docs/CONTRACTS.md):
+its point, seed, repeat, resolved config, status and reason, the collapse verdict and every
+epoch's metrics. The sweep's driver writes it at every event (ablate.recorder), each time replacing
+the whole file atomically, so a kill at any moment leaves every record complete; everything else
+(tables, listings, reports, ``ablate resume``) reads it back through ``read_records``, one contract:
+every file of ``trials/``, a record that cannot be read as a ``damaged`` stub naming the file.
+
+    for rec in read_records(Path("runs/temps")):
+        rec["status"], rec["epochs"][-1].get("knn_top1")
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sweep_format.files import write_json
+from sweep_format.layout import TRIALS_DIR
+from sweep_format.statuses import DAMAGED
+
+FORMAT, VERSION = "ablate.trial", 1
+VERSIONS = (1,)  # record versions this reader understands; fields may be added within a version
+
+
+def record_path(sweep_dir: str | Path, trial_id: str) -> Path:
+    return Path(sweep_dir) / TRIALS_DIR / f"{trial_id}.json"
+
+
+def write_record(sweep_dir: str | Path, record: dict[str, Any]) -> Path:
+    """Replace the record's file atomically (an OSError such as ENOSPC leaves the old one intact)."""
+    return write_json(record_path(sweep_dir, str(record["trial_id"])), record)
+
+
+def read_records(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """Every trial record of the sweep in file-name order; damaged ones as ``damaged`` stubs."""
+    folder = Path(sweep_dir) / TRIALS_DIR
+    return [read_record(f) for f in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+def read_record(file: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(file.read_bytes())
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bytes that are not UTF-8
+        return damaged(file, f"not readable as JSON ({exc.__class__.__name__}: {str(exc)[:80]})")
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return damaged(file, f"not an ablate trial record (expected \"format\": \"{FORMAT}\")")
+    if data.get("version") not in VERSIONS:
+        return damaged(file, f"record version {repr(data.get('version'))[:40]}, this ablate reads "
+                             f"{list(VERSIONS)}")
+    if not isinstance(data.get("epochs"), list) or not isinstance(data.get("trial_id"), str):
+        return damaged(file, "record without trial_id or epochs")
+    return data
+
+
+def damaged(file: Path, why: str) -> dict[str, Any]:
+    return {"trial_id": file.stem, "status": DAMAGED, "reason": f"{file.parent.name}/{file.name}: {why}",
+            "collapsed": False, "epochs": [], "params": {}, "file": str(file)}
+
+
+def is_damaged(record: dict[str, Any]) -> bool:
+    return record.get("status") == DAMAGED

@@ -1,0 +1,59 @@
+"""The statuses of a trial: every name, which are final, which count, which are collapses.
+
+One vocabulary for the trainable's outcomes (``trial_outcome`` in each result), ablate's trial
+records, the live view, ``ablate ls``, the end-of-sweep summary and the reports. Everything that
+asks "did this trial end?", "does it count?" or "is it a collapse?" imports the answer from here.
+
+    from sweep_format.statuses import FINAL, RANKED, COLLAPSES
+    record["status"] in FINAL          # ended for good: a resume keeps it
+"""
+
+from __future__ import annotations
+
+# --- what a trainable ends a trial with (``trial_outcome``; ``running`` while it trains) ------------
+RUNNING = "running"
+COMPLETED = "completed"  # ran its schedule
+FLAGGED = "flagged"  # ran its schedule; the collapse condition held at the last epoch, < patience epochs
+COLLAPSED = "collapsed"  # stopped by the collapse rule (paper Fig. 7) after ``stop.patience`` epochs
+DIVERGED = "diverged"  # stopped: the loss went non-finite
+OOM = "oom"  # stopped: out of memory (peak and cap in the reason)
+STORAGE_FULL = "storage_full"  # its checkpoint could not be written (disk full, read-only): the sweep stops
+# --- what the sweep adds -----------------------------------------------------------------------------
+PENDING = "pending"  # created, not started
+STOPPED_EARLY = "stopped early"  # a scheduler (ASHA) ended it before its last epoch
+ERRORED = "errored"  # an exception, after Ray's retries
+INTERRUPTED = "interrupted"  # the sweep stopped (Ctrl-C, SIGTERM, a full disk) while it was unfinished
+DAMAGED = "damaged"  # its record cannot be read
+
+OUTCOMES = (COMPLETED, FLAGGED, COLLAPSED, DIVERGED, OOM, STORAGE_FULL)
+# Every status, in the order listings and reports show them.
+ORDER = (COMPLETED, FLAGGED, STOPPED_EARLY, COLLAPSED, DIVERGED, OOM, ERRORED, STORAGE_FULL, INTERRUPTED,
+         RUNNING, PENDING, DAMAGED)
+# Ended for good: the run never rewrites these, and `ablate resume` keeps them (errored ones, and
+# with --retry oom or diverged ones, are run again).
+FINAL = (COMPLETED, FLAGGED, COLLAPSED, DIVERGED, OOM, STOPPED_EARLY, ERRORED)
+# Resumed by default besides every status that is not final; RETRYABLE only when asked.
+RESUMED = (ERRORED,)
+RETRYABLE = (OOM, DIVERGED)
+# Ran their schedule or were stopped for cause: the trials whose metric counts (reports/ranking.py).
+RANKED = (COMPLETED, FLAGGED, COLLAPSED, DIVERGED)
+# The collapse verdict of the stop rule (trainables/stop_rules.py), decided in the trainable.
+COLLAPSES = (COLLAPSED, FLAGGED)
+# Trials that failed to train: each is named once, with its reason, in the live view and the summary.
+FAILURES = (COLLAPSED, DIVERGED, OOM, ERRORED, STORAGE_FULL)
+
+
+def is_final(status: str | None) -> bool:
+    return status in FINAL
+
+
+def resumed(status: str | None, retry: tuple[str, ...] = ()) -> bool:
+    """Whether `ablate resume` runs a trial of this status (again): every unfinished one, the
+    errored ones, and the ``retry`` statuses (a subset of RETRYABLE)."""
+    return status not in FINAL or status in RESUMED or status in retry
+
+
+def describe_counts(counts: dict[str, int]) -> str:
+    """``3 completed, 2 collapsed`` in ``ORDER`` (statuses it does not know last), "" when empty."""
+    order = [*ORDER, *sorted(s for s in counts if s not in ORDER)]
+    return ", ".join(f"{int(counts[s])} {s}" for s in order if counts.get(s))

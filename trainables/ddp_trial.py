@@ -1,0 +1,111 @@
+"""A trial as a data-parallel run: Ray Train (V2) inside Ray Tune, as Ray documents it.
+
+The Tune trial runs ``dino_train_trial``, a driver that holds no CPU (ablate.admission) and
+launches a ``ray.train.torch.TorchTrainer`` (``torch_trainer``, the one launcher, also used by
+``ablate train --workers``). Ray Train reserves a placement group of ``workers`` bundles (``cpu``
+and ``gpu`` each), starts one process per bundle, joins them in a ``torch.distributed`` group
+(NCCL on GPUs, gloo on CPU) and runs ``dino_worker_loop`` on each: the one-process trial's epochs
+(``trainables.trial.run_trial``), every rank reporting, rank 0 with the checkpoint. Ray Tune's
+``TuneReportCallback`` relays rank 0's metrics to the trial, so searchers, ASHA, repeats, stop
+rules and reports see a multi-worker trial like any other.
+
+The Train run lives in the Tune trial's own folder, with checkpoints ``checkpoint_NNNNNN/
+checkpoint.pt`` as one-process trials have. A worker group that cannot start within
+``RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S`` (60 s; resources taken, a node lost) fails the run at
+once instead of waiting; Tune retries the trial, which continues from its newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+from trainables.config import DINOConfig
+from trainables.dino.trainer import DINOTrainer
+from trainables.trial import DeviceClock, Report, checkpoints_in, run_trial, trial_config, use_assigned_cpus
+from trainables.tune_trial import placement
+
+TRAIN_DIR = "_train_dir"  # the loop config's key: the Train run's folder (its checkpoints)
+
+
+def torch_trainer(loop: Callable[[dict[str, Any]], None], loop_config: dict[str, Any], *, workers: int,
+                  cpu: float, gpu: float, name: str, storage_path: str, callbacks: Sequence[Any] = ()) -> Any:
+    """A ``TorchTrainer`` of ``workers`` processes (``cpu`` CPUs and ``gpu`` GPUs each) running ``loop``
+    in ``storage_path/name``; it fails on the first error (the caller decides about retries)."""
+    from ray import train
+    from ray.train.torch import TorchTrainer
+
+    per_worker = {"CPU": cpu, **({"GPU": gpu} if gpu else {})}
+    return TorchTrainer(
+        loop, train_loop_config=loop_config,
+        scaling_config=train.ScalingConfig(num_workers=workers, use_gpu=gpu > 0,
+                                           resources_per_worker=per_worker),
+        run_config=train.RunConfig(
+            name=name, storage_path=storage_path, callbacks=list(callbacks),
+            checkpoint_config=train.CheckpointConfig(num_to_keep=2),
+            failure_config=cast(Any, train.FailureConfig)(max_failures=0, controller_failure_limit=0)))
+
+
+def dino_train_trial(config: dict[str, Any], workers: int, cpu: float, gpu: float, storage_path: str) -> None:
+    """Tune function trainable: one trial as a TorchTrainer run of ``workers`` DDP workers."""
+    from ray import train, tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    name = Path(tune.get_context().get_trial_dir()).name  # the trial's folder: a retry continues there
+    trainer = torch_trainer(dino_worker_loop, {**config, TRAIN_DIR: str(Path(storage_path) / name)},
+                            workers=workers, cpu=cpu, gpu=gpu, name=name, storage_path=storage_path,
+                            callbacks=[cast(Any, TuneReportCallback())])  # a Train callback, typed as Tune's
+    try:
+        trainer.fit()
+    except train.TrainingFailedError as exc:
+        raise RuntimeError(f"the data-parallel run of {workers} workers failed: {one_line(exc)}") from None
+
+
+def one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:300]
+
+
+def worker_config(cfg: DINOConfig) -> DINOConfig:
+    """A worker's config on the device Ray Train assigned to it (``device: auto``)."""
+    from ray.train.torch import get_device
+
+    return cfg.model_copy(update={"device": str(get_device())}) if cfg.device == "auto" else cfg
+
+
+def dino_worker_loop(config: dict[str, Any]) -> None:
+    """One Ray Train worker: the trial's DINOTrainer on this rank's shard, reported every epoch.
+
+    Metrics are averaged over ranks inside the trainer, so every rank reaches the same verdicts;
+    rank 0 writes the checkpoint. A restarted run continues from the newest usable checkpoint of
+    its own folder, else of the trial's earlier run (``_resume_dir``, set by ``ablate resume``).
+    """
+    import ray
+
+    use_assigned_cpus()
+    trainer = DINOTrainer(worker_config(trial_config(config)))
+    share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
+    sources = checkpoints_in(Path(config[TRAIN_DIR]))
+    if not sources and config.get("_resume_dir"):
+        sources = checkpoints_in(Path(config["_resume_dir"]))
+    run_trial(trainer, config, DeviceClock(share, workers=trainer.world_size), sources, train_report(trainer),
+              placement(), share, extra={"workers": trainer.world_size})
+
+
+def train_report(trainer: DINOTrainer) -> Report:
+    """Every rank reports (it is a barrier); rank 0 alone writes the checkpoint."""
+    from ray import train
+
+    def report(metrics: dict[str, Any], write: Callable[[Path], None] | None) -> None:
+        name = f"checkpoint_{metrics['epoch']:06d}" if write else None
+        if write is None or not trainer.is_main_process:
+            train.report(metrics, checkpoint_dir_name=name)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            write(Path(folder))
+            train.report(metrics, checkpoint=train.Checkpoint.from_directory(folder),
+                         checkpoint_dir_name=name)
+
+    return report

@@ -1,0 +1,37 @@
+"""The files a training config names, checked before anything runs: pretrained weights and data.
+
+``ablate train`` and ``ablate run`` (for the baseline and every searched value that names a file)
+call ``check_inputs`` before Ray starts or anything is written, so a missing or crafted file costs
+a second, not a trial started on a cluster. The checks are the trainer's own: the backbone is built
+with its weights (weights-only loading, the keys must fit), the data folder's layout is looked at.
+
+    check_inputs(DINOConfig(pretrained_weights="vits16.pth", arch="vit_small_patch16_224"))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trainables.config import ConfigError, DINOConfig
+
+TORCHVISION = ("cifar10", "cifar100", "stl10")
+
+
+def check_inputs(cfg: DINOConfig) -> None:
+    """ConfigError (naming the key, the file and what to do) for a file the run could not use."""
+    if cfg.pretrained_weights:
+        from trainables.dino.backbone import build_backbone
+
+        build_backbone(cfg.arch, cfg.global_crops_size, cfg.patch_size, 0.0, cfg.pretrained_weights)
+    if cfg.dataset == "imagefolder":
+        root = Path(cfg.data_path or "").expanduser()
+        missing = [d for d in ("train", "val") if not (root / d).is_dir()]
+        if missing:
+            raise ConfigError(f"data_path={str(root)!r}: dataset 'imagefolder' needs the sub-folders train/ "
+                              f"and val/ (one folder per class inside each); missing: {missing}")
+    elif cfg.dataset in TORCHVISION and not cfg.download:
+        root = Path(cfg.data_path or "./data").expanduser()
+        if not root.is_dir():
+            raise ConfigError(f"data_path={str(root)!r}: no such folder for dataset {cfg.dataset!r}; "
+                              f"pass --set data_path=FOLDER with the {cfg.dataset} files, or --set "
+                              "download=true to let torchvision download it there")

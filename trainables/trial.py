@@ -1,0 +1,295 @@
+"""One sweep trial, whoever runs it: the epochs of a ``DINOTrainer`` with their verdicts.
+
+The Ray Tune function trainable (``trainables.tune_trial``) and every worker of a data-parallel
+trial (``trainables.ddp_trial``) run ``run_trial``; it knows no Ray. Each epoch's result carries
+the kNN metrics (carried forward between evaluations), the cost so far and the one collapse
+verdict of the stop rule (``collapsed``); a trial that collapses, diverges, runs out of memory or
+cannot write its checkpoint ends with that outcome and its reason (``trial_outcome``,
+``stop_reason``) instead of an exception that a retry would repeat.
+
+What Ray lets a trial do when it is stopped from outside (Ray 2.x function trainables): ASHA's
+stop or Ctrl-C makes the driver mark the trial finished and stop its actor, which releases the
+trial's blocked report and does not wait for it. So the trial cannot evaluate "on the way out":
+it evaluates at every epoch where ASHA may stop it (``AshaRungs``), and where it is stopped
+otherwise (Ctrl-C, a kill) the reports use its last *evaluated* kNN and name that epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sweep_format import statuses
+from trainables import cuda
+from trainables.checkpoint import DamagedFileError, UnsafeFileError, load_pt
+from trainables.config import DINOConfig
+from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, NonFiniteLossError
+from trainables.stop_rules import CollapseMonitor, StopRules
+from trainables.storage_errors import STORAGE_ERRNOS, write_failure
+
+MONITOR_FILE = "monitor.pt"
+CHECKPOINT_PREFIX = "checkpoint_"  # Ray's checkpoint folders: checkpoint_000000, checkpoint_000001, ...
+REPEAT = "repeat"  # a trial's config: trainer keys, its seed repeat, and the sweep's keys, which start with _
+
+# report(metrics, write): hand one epoch's metrics to Ray; ``write(folder)`` fills the checkpoint
+# folder to report with them (None: a result without a checkpoint).
+Report = Callable[[dict[str, Any], "Callable[[Path], None] | None"], None]
+
+
+def trial_repeat(config: dict[str, Any]) -> int:
+    """Index of the seed repeat (``repeat``; ``__trial_index__`` in sweeps of ablate <= 0.1)."""
+    return int(config.get(REPEAT, config.get("__trial_index__", 0)))
+
+
+def trial_config(config: dict[str, Any]) -> DINOConfig:
+    """Trainer config of a trial: bundles expanded, bookkeeping dropped, seed offset by the repeat."""
+    values = {k: v for k, v in config.items() if k != REPEAT and not k.startswith("_")}
+    for name, options in (config.get("_bundles") or {}).items():
+        values.update(options[values.pop(name)])
+    values["seed"] = int(values.get("seed", 0)) + trial_repeat(config)
+    return DINOConfig(**values)
+
+
+def use_assigned_cpus() -> None:
+    """Ray sets OMP_NUM_THREADS to the trial's (or worker's) CPUs; torch reads it only at import."""
+    n = os.environ.get("OMP_NUM_THREADS", "")
+    if n.isdigit() and int(n) > 0:
+        torch.set_num_threads(int(n))
+
+
+def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock, sources: Sequence[Path],
+              report: Report, placement: dict[str, Any] | None = None, gpu_share: float = 0.0,
+              extra: dict[str, Any] | None = None) -> None:
+    """The epochs of one trial, from the newest usable checkpoint in ``sources`` (folders, newest
+    first) if any; every result goes to ``report`` with ``placement`` (node, pid, GPU ids) and
+    ``extra``. The last epoch a trial runs is evaluated where it can be known (its schedule's end,
+    a collapse, an ASHA decision)."""
+    cfg = trainer.cfg
+    rules = StopRules(**config.get("_stop", {}))
+    monitor, carry = CollapseMonitor(rules), KnnCarry()
+    rungs = AshaRungs(config.get("_eval_at") or [])
+    note, restored = restore_trial(trainer, monitor, sources, carry, clock)
+    base = {"stop_reason": "", "trial_outcome": statuses.RUNNING, "seed": cfg.seed,
+            "repeat": trial_repeat(config), "started_at": time.time(), **(placement or {}), **(extra or {}),
+            **({"restore_note": note} if note else {}),
+            **({"restored_from_epoch": trainer.epoch} if restored else {})}
+
+    def final(outcome: str, reason: str) -> None:
+        report({**base, **carry.last, **clock.metrics(), "knn_evaluated": False, "epoch": trainer.epoch + 1,
+                "collapsed": bool(monitor.kind), "trial_outcome": outcome, "stop_reason": reason,
+                "reported_at": time.time()}, None)
+
+    try:
+        for metrics in trainer.run():
+            metrics = {**base, **metrics, **clock.metrics(), "reported_at": time.time()}
+            reason = monitor.update(metrics)
+            metrics["collapse_flag"] = monitor.flag(metrics["epoch"]) if metrics["epoch"] > 0 else ""
+            metrics["collapsed"] = bool(metrics["collapse_flag"])  # the one verdict, carried to the record
+            last = rungs.may_stop(metrics["epoch"]) or reason  # it may be this trial's last epoch
+            if last and "knn_top1" not in metrics:  # a trial's last epoch is always evaluated
+                metrics["knn_top1"], metrics["knn_top5"] = trainer.evaluate()
+            carry.apply(metrics)
+            metrics.update(end_verdict(metrics, reason, cfg.epochs))
+            write = partial(save_trial, trainer=trainer, monitor=monitor, carry=carry,
+                            device_seconds=metrics["device_seconds"])
+            unwritable = report_epoch(report, metrics, write if metrics["epoch"] > 0 else None)
+            if unwritable:  # the epoch trained, its checkpoint is not saved: a retry fails the same way
+                report({**metrics, "trial_outcome": statuses.STORAGE_FULL, "stop_reason": unwritable}, None)
+                return
+            if reason:
+                return
+    except NonFiniteLossError as exc:
+        if not rules.nonfinite:
+            raise
+        final(statuses.DIVERGED, str(exc))
+    except torch.OutOfMemoryError as exc:  # a retry would fail the same way: end with the reason
+        final(statuses.OOM, cuda.oom_reason(exc, trainer.device, gpu_share))
+
+
+def report_epoch(report: Report, metrics: dict[str, Any], write: Callable[[Path], None] | None) -> str:
+    """``report``; when the checkpoint cannot be written (``STORAGE_ERRNOS``), the reason, else ""."""
+    try:
+        report(metrics, write)
+    except OSError as exc:
+        if exc.errno not in STORAGE_ERRNOS:
+            raise
+        return write_failure(exc, f"the checkpoint of epoch {metrics['epoch']}")
+    return ""
+
+
+def end_verdict(metrics: dict[str, Any], reason: str, epochs: int) -> dict[str, str]:
+    """``trial_outcome``/``stop_reason`` of this epoch: collapsed (stopped by the rule), flagged (the
+    rule's condition holds at the last epoch, fewer than patience epochs), completed, or running."""
+    if reason:
+        return {"trial_outcome": statuses.COLLAPSED, "stop_reason": reason}
+    if metrics["epoch"] == epochs:
+        if metrics.get("collapse_flag"):
+            return {"trial_outcome": statuses.FLAGGED, "stop_reason": metrics["collapse_flag"]}
+        return {"trial_outcome": statuses.COMPLETED}
+    return {}
+
+
+class AshaRungs:
+    """The epochs at which ASHA may stop this trial, so that they are evaluated.
+
+    Ray's ASHA (``_Bracket.on_result``) judges a trial at the first result at or past each rung it
+    has not recorded for it, one rung per result. Its bookkeeping is not kept across a resume, so
+    a trial restored past a rung is judged again on its next results: epoch e may end the trial
+    when more rungs lie at or below e than this process has been judged at.
+
+        rungs = AshaRungs([1, 2, 4])   # ablate.search.asha_rungs
+        [rungs.may_stop(e) for e in (3, 4, 5, 6)]   # restored at epoch 2: [True, True, True, False]
+    """
+
+    def __init__(self, rungs: list[int]) -> None:
+        self.rungs, self.judged = sorted(rungs), 0
+
+    def may_stop(self, epoch: int) -> bool:
+        if sum(r <= epoch for r in self.rungs) > self.judged:
+            self.judged += 1
+            return True
+        return False
+
+
+# --- checkpoints -----------------------------------------------------------------------------------
+def save_trial(folder: Path, trainer: DINOTrainer, monitor: CollapseMonitor, carry: KnnCarry,
+               device_seconds: float) -> None:
+    """A trial checkpoint: the trainer's, the collapse monitor, the carried kNN and the cost."""
+    trainer.save_checkpoint(folder / CHECKPOINT_NAME)
+    torch.save(monitor.state_dict(), folder / MONITOR_FILE)
+    carry.save(folder)
+    DeviceClock.save(folder, device_seconds)
+
+
+def checkpoints_in(folder: Path) -> list[Path]:
+    """The checkpoint folders of a trial folder (``checkpoint_NNNNNN``), newest first."""
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir()), reverse=True)
+
+
+def restore_trial(trainer: DINOTrainer, monitor: CollapseMonitor, sources: Sequence[Path],
+                  *extras: KnnCarry | DeviceClock) -> tuple[str, bool]:
+    """Load the newest usable checkpoint of ``sources`` (folders, newest first): (a note when it was
+    not the newest, whether one was loaded).
+
+    A damaged checkpoint (truncated by a full disk or a crash, a file that does not parse) falls
+    back to the one before it; when none is usable, the trial starts again from epoch 0 instead of
+    failing every retry. Every file is read weights-only or as plain JSON: nothing runs code.
+    """
+    problems = []
+    for folder in sources:
+        try:  # the trainer changes only once every file of the checkpoint has loaded
+            monitor_state = load_pt(folder / MONITOR_FILE, "monitor state")
+            trainer.load_checkpoint(folder / CHECKPOINT_NAME)
+            for extra in extras:  # small JSON files beside the checkpoint
+                extra.load(folder)
+            monitor.load_state_dict(monitor_state)
+        except (DamagedFileError, UnsafeFileError) as exc:
+            problems.append(str(exc))
+            continue
+        if not problems:
+            return "", True
+        note = f"{'; '.join(problems)}; continued from {folder.name} (epoch {trainer.epoch}) instead"
+        print(f"ablate: warning: {note}", file=sys.stderr)
+        return note, True
+    if not problems:
+        return "", False
+    note = f"{'; '.join(problems)}; no usable checkpoint is left, so the trial restarts from epoch 0"
+    print(f"ablate: warning: {note}", file=sys.stderr)
+    return note, False
+
+
+def read_json(file: Path, what: str) -> Any:
+    """A small JSON file of a checkpoint; DamagedFileError naming it when it does not parse."""
+    try:
+        return json.loads(file.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise DamagedFileError(f"{file}: not a readable {what} ({exc.__class__.__name__}); the "
+                               "checkpoint it belongs to is skipped") from None
+
+
+class KnnCarry:
+    """Every result a searcher or scheduler sees carries the kNN metrics: an epoch without an
+    evaluation (``eval_every`` > 1) repeats the last evaluated values with ``knn_evaluated: false``."""
+
+    KEYS = ("knn_top1", "knn_top5")
+    FILE = "knn_carry.json"
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+
+    def apply(self, metrics: dict[str, Any]) -> None:
+        evaluated = all(k in metrics for k in self.KEYS)
+        if evaluated:
+            self.last = {k: float(metrics[k]) for k in self.KEYS}
+        else:
+            metrics.update(self.last)
+        metrics["knn_evaluated"] = evaluated
+
+    def save(self, folder: Path) -> None:
+        (folder / self.FILE).write_text(json.dumps(self.last))
+
+    def load(self, folder: Path) -> None:
+        file = folder / self.FILE
+        if not file.is_file():  # checkpoints written before this file existed have none
+            return
+        data = read_json(file, "kNN carry file")
+        try:
+            self.last = {str(k): float(v) for k, v in data.items()}
+        except (AttributeError, TypeError, ValueError):
+            raise DamagedFileError(f"{file}: expected {{\"knn_top1\": number, ...}}; the checkpoint it "
+                                   "belongs to is skipped") from None
+
+
+class DeviceClock:
+    """What a trial has cost so far, cumulative over restores: ``device_seconds`` is the trial's GPU
+    share x wall seconds on a GPU, the process's CPU seconds (all its threads, and its DataLoader
+    workers once they exit) on CPU; x ``workers`` for a data-parallel trial."""
+
+    FILE = "device_seconds.json"
+
+    def __init__(self, gpu_share: float = 0.0, workers: int = 1) -> None:
+        self.workers, self.gpu_share = workers, gpu_share
+        self.kind = "GPU" if gpu_share > 0 else "CPU"
+        self.before = 0.0  # spent before the checkpoint this process resumed from
+        self.wall0, self.cpu0 = time.perf_counter(), self.cpu_seconds()
+
+    def seconds(self) -> float:
+        if self.gpu_share > 0:
+            spent = self.gpu_share * (time.perf_counter() - self.wall0)
+        else:
+            spent = self.cpu_seconds() - self.cpu0
+        return self.before + self.workers * spent
+
+    @staticmethod
+    def cpu_seconds() -> float:
+        """CPU time of this process and of its finished children (DataLoader workers)."""
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def metrics(self) -> dict[str, Any]:
+        return {"device_seconds": self.seconds(), "device_kind": self.kind}
+
+    def load(self, folder: Path) -> None:
+        file = folder / self.FILE
+        if not file.is_file():  # checkpoints written before cost accounting have none
+            return
+        data = read_json(file, "cost file")
+        try:
+            self.before = float(data["device_seconds"])
+        except (KeyError, TypeError, ValueError):
+            raise DamagedFileError(f"{file}: expected {{\"device_seconds\": number}}; the checkpoint it "
+                                   "belongs to is skipped") from None
+
+    @classmethod
+    def save(cls, folder: Path, seconds: float) -> None:
+        (folder / cls.FILE).write_text(json.dumps({"device_seconds": seconds}))

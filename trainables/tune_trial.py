@@ -1,0 +1,88 @@
+"""The Ray Tune function trainable of a one-process trial: a thin adapter over ``trainables.trial``.
+
+It builds the trainer from the trial's config on the trial's device (its GPU share, memory capped
+to it), restores from the newest usable checkpoint (Tune's own after a retry, else the folder of
+the trial's earlier run that ``ablate resume`` names in ``_resume_dir``), and reports every epoch's
+metrics with a ``ray.tune.Checkpoint``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import tune
+
+from trainables import cuda
+from trainables.config import DINOConfig
+from trainables.dino.trainer import DINOTrainer
+from trainables.trial import DeviceClock, checkpoints_in, run_trial, trial_config, use_assigned_cpus
+
+
+def dino_trainable(config: dict[str, Any]) -> None:
+    """One sweep trial: train, report each epoch, stop on divergence or collapse."""
+    import ray
+
+    share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
+    clock = DeviceClock(share)  # first: building the trainer (data, model) is part of the cost
+    use_assigned_cpus()
+    cfg = on_assigned_gpu(trial_config(config), share)
+    run_trial(DINOTrainer(cfg), config, clock, restore_sources(config), tune_report(config),
+              placement(), share)
+
+
+def restore_sources(config: dict[str, Any]) -> list[Path]:
+    """Checkpoint folders to restore from, newest first: Tune's latest and the older ones it kept
+    beside it (a retry in this run), else those of the trial's earlier run (``ablate resume``)."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        latest = Path(checkpoint.path)
+        return [latest, *(p for p in checkpoints_in(latest.parent) if p.name < latest.name)]
+    previous = config.get("_resume_dir")
+    return checkpoints_in(Path(previous)) if previous else []
+
+
+def tune_report(config: dict[str, Any]) -> Callable[[dict[str, Any], Callable[[Path], None] | None], None]:
+    """Report to Tune; a checkpoint is written to a temporary folder that Ray copies into storage."""
+
+    def report(metrics: dict[str, Any], write: Callable[[Path], None] | None) -> None:
+        if write is None:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            write(Path(folder))
+            try:
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            except OSError as exc:  # Ray's copy into the storage names no file, or its staging folder
+                raise OSError(exc.errno, exc.strerror, storage_folder(config)) from None
+
+    return report
+
+
+def storage_folder(config: dict[str, Any]) -> str:
+    """The trial's folder in the sweep (``<sweep>/tune/<trial>``), where its checkpoints go."""
+    trial = Path(tune.get_context().get_trial_dir()).name
+    return str(Path(config["_storage_dir"]) / trial) if config.get("_storage_dir") else trial
+
+
+def on_assigned_gpu(cfg: DINOConfig, share: float) -> DINOConfig:
+    """The trial's device (CPU without a GPU share), its CUDA memory capped to its share."""
+    import ray
+
+    cfg = cfg.model_copy(update={"device": cuda.trial_device(cfg.device, ray.get_gpu_ids())})
+    if cfg.device != "cpu" and torch.cuda.is_available():
+        cuda.use_expandable_segments()  # before the trainer's first CUDA allocation
+        cuda.cap_memory(share, torch.device(cfg.device if ":" in cfg.device else "cuda"))
+    return cfg
+
+
+def placement() -> dict[str, Any]:
+    """Where this process runs: node, process and the GPU ids Ray assigned."""
+    import ray
+
+    return {"node_ip": ray.util.get_node_ip_address(), "pid": os.getpid(),
+            "gpu_ids": ",".join(str(i) for i in ray.get_gpu_ids())}
