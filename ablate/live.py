@@ -113,7 +113,8 @@ class LiveView(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         row = self._row(trial)
         epoch = result.get("epoch")
-        if isinstance(epoch, (int, float)) and epoch > row.epoch and epoch >= 1:
+        new = isinstance(epoch, (int, float)) and epoch > row.epoch and epoch >= 1
+        if new and not result.get("replayed"):  # a replayed epoch's time is the trial's start
             row.epoch_times.append(float(result.get("time_this_iter_s") or 0.0))
         row.epoch = int(epoch) if isinstance(epoch, (int, float)) else row.epoch
         row.loss = _number(result.get("loss"), row.loss)

@@ -97,9 +97,10 @@ class TrialRecorder(tune.Callback):
         why = self.restart_why.pop(str(rec["trial_id"]), None)
         if why is None:
             return
-        rec.setdefault("restarts", []).append({
+        rec.setdefault("restarts", []).append({  # a data-parallel trial's rank 0, not its driver
             "from_epoch": int(row.get("restored_from_epoch", 0)), "why": why, "at": time.time(),
-            "node_ip": row.get("node_ip"), "pid": row.get("pid")})
+            "node_ip": row.get("rank0_node_ip", row.get("node_ip")),
+            "pid": row.get("rank0_pid", row.get("pid"))})
 
     def _finish(self, trial: Any, errored: bool) -> None:
         rec = self._record(trial)

@@ -37,14 +37,15 @@ class Job:
     params: dict[str, Any]  # the searched values (bundle labels for bundle parameters)
     repeat: int
     trial_id: str | None = None  # the record it continues (a trial of an earlier run), else a new one
-    resume_dir: Path | None = None  # that trial's folder, whose newest usable checkpoint it starts from
+    resume_dirs: tuple[Path, ...] = ()  # the folders it ran in, newest first: it starts from the newest
+    # usable checkpoint found in them
     optuna: int | None = None  # the number of the Optuna trial it is a repeat of
 
     def config(self) -> dict[str, Any]:
         """The trial's config as the searcher hands it to Tune (merged into ``param_space``)."""
         return {**self.params, "repeat": self.repeat,
                 **({"_trial_id": self.trial_id} if self.trial_id else {}),
-                **({"_resume_dir": str(self.resume_dir)} if self.resume_dir else {}),
+                **({"_resume_dirs": [str(d) for d in self.resume_dirs]} if self.resume_dirs else {}),
                 **({"_optuna_trial": self.optuna} if self.optuna is not None else {})}
 
 
@@ -88,15 +89,17 @@ def final_metric(result: dict | None, metric: str) -> float | None:
 
 
 # --- where a sweep stands, from its records ---------------------------------------------------------
-def resume_dir(sweep_dir: Path, record: dict[str, Any]) -> Path | None:
-    """The folder of a record's trial (its checkpoints), inside the sweep wherever it now lies."""
-    folder = record.get("trial_dir")
-    return sweep_dir / folder if isinstance(folder, str) and folder else None
+def resume_dirs(sweep_dir: Path, record: dict[str, Any]) -> tuple[Path, ...]:
+    """The folders a record's trial ran in (its checkpoints), newest first, inside the sweep wherever it
+    now lies: a run interrupted before its first checkpoint leaves the earlier run's the newest."""
+    folders = [*(record.get("trial_dirs") or []), record.get("trial_dir")]
+    unique = list(dict.fromkeys(f for f in folders if isinstance(f, str) and f))
+    return tuple(sweep_dir / f for f in reversed(unique))
 
 
 def continued(record: dict[str, Any], sweep_dir: Path) -> Job:
     return Job(dict(record.get("params") or {}), int(record.get("repeat") or 0), str(record["trial_id"]),
-               resume_dir(sweep_dir, record), record.get("optuna_trial"))
+               resume_dirs(sweep_dir, record), record.get("optuna_trial"))
 
 
 def point_jobs(spec: SweepSpec, records: list[dict[str, Any]], sweep_dir: Path,

@@ -86,7 +86,7 @@ class OptunaSource:
                     jobs.append(Job(dict(point.params), repeat, optuna=point.number))
                 elif statuses.resumed(rec.get("status"), retry):
                     jobs.append(Job(dict(point.params), repeat, str(rec["trial_id"]),
-                                    continued(rec, self.sweep_dir).resume_dir, point.number))
+                                    continued(rec, self.sweep_dir).resume_dirs, point.number))
                 else:
                     point.values[repeat] = final_value(rec, self.spec.metric)
         return jobs

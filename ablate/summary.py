@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ablate import history
 from sweep_format import statuses
 from trainables.storage_errors import write_failure
 
@@ -54,6 +55,7 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False,
     print(f"trials: {statuses.describe_counts(trials['status'].value_counts().to_dict()) or 'none'}")
     if report_dir:
         print(f"report: {report_dir / 'report.html'} (and report.md, trials.parquet, epochs.parquet)")
+        history.note(sweep_dir, "report")
     return exit_status(sweep_dir, trials, total, interrupted, exit_code, best is not None)
 
 
@@ -61,8 +63,7 @@ def exit_status(sweep_dir: Path, trials: pd.DataFrame, total: int | None, interr
                 scored: bool) -> int:
     if interrupted:
         done = int(trials["status"].isin(statuses.FINAL).sum())
-        print(f"ablate: interrupted: {done} of {total if total is not None else len(trials)} trials "
-              f"finished; continue with `ablate resume {sweep_dir}`", file=sys.stderr)
+        print(resume_hint(sweep_dir, done, total if total is not None else len(trials)), file=sys.stderr)
         return exit_code
     errored = trials[trials["status"].isin((statuses.ERRORED, statuses.DAMAGED))]
     for _, t in errored.iterrows():
@@ -75,6 +76,23 @@ def exit_status(sweep_dir: Path, trials: pd.DataFrame, total: int | None, interr
         print(f"ablate: no trial trained: nothing to call best in {sweep_dir}", file=sys.stderr)
         return 1
     return 0
+
+
+def resume_hint(sweep_dir: Path, done: int | None, total: int | None) -> str:
+    counted = f"{done} of {total} trials finished; " if done is not None else ""
+    return f"ablate: interrupted: {counted}continue with `ablate resume {sweep_dir}`"
+
+
+def conclude(sweep_dir: Path, total: int, interrupted: bool = False, exit_code: int = 130) -> int:
+    """``finish``, and the resume hint even when a second Ctrl-C cuts the report short."""
+    try:
+        return finish(sweep_dir, total, interrupted, exit_code)
+    except KeyboardInterrupt:
+        from sweep_format.records import read_records
+
+        done = sum(statuses.is_final(r.get("status")) for r in read_records(sweep_dir))
+        print(resume_hint(sweep_dir, done, total), file=sys.stderr)
+        return exit_code if interrupted else 130
 
 
 def attention_panel(sweep_dir: Path, trials: pd.DataFrame, spec: dict) -> None:

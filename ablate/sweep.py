@@ -10,14 +10,16 @@ ever loaded, and a sweep written under one Ray release resumes under the next.
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from ablate import admission
+from ablate import admission, history
 from ablate.ending import Signals, fit, keep_reserve
-from ablate.errors import UserError
+from ablate.errors import StorageFull, UserError
 from ablate.folder import check_writable, create, load_sweep_spec, record_reference_knn, refuse_existing
 from ablate.lock import SweepLock
 from ablate.ray_logs import RayLogFile
@@ -39,18 +41,21 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
     ``loggers`` (tensorboard, mlflow, wandb) add to the spec's; Ray's own log lines go to
     ``<sweep>/ray.log`` unless ``verbose``; progress goes to ``stream`` (default stderr).
     """
+    started = time.time()
     sweep_dir = Path(storage).expanduser().resolve() / spec.name
     refuse_existing(sweep_dir, spec.name)
     check_connect_timeout(connect_timeout)
     check_inputs(spec, address)
     check_writable(sweep_dir.parent, "--storage")
     names = check_trackers([*spec.loggers, *loggers], "loggers (spec or --logger)")
+    print(f"ablate: sweep {spec.name!r}: {spec.num_trials} trials ({spec.search.algorithm}), results in "
+          f"{sweep_dir}", file=stream or sys.stderr)
     with Signals() as signals, RayLogFile(verbose) as logs:
         start_ray(address, num_cpus, num_gpus, connect_timeout, logs)
         signals.install()
-        resources, limit = admit(spec)  # a trial too large for the cluster: refused, nothing written
+        resources, limit, where = admit(spec)  # a trial too large for the cluster: refused, nothing written
         create(spec, sweep_dir)
-        with SweepLock(sweep_dir, "run"):
+        with SweepLock(sweep_dir, "run"), ran(sweep_dir, "run", where, started):
             logs.attach(sweep_dir)
             record_reference_knn(spec, sweep_dir)
             drive(spec, sweep_dir, resources, limit, signals, names, stream)
@@ -62,6 +67,7 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
                  verbose: bool = False, retry: Sequence[str] = (), stream: IO[str] | None = None) -> Path:
     """Continue an interrupted sweep: finished trials stay, unfinished ones continue from their newest
     checkpoint, errored ones (and ``retry`` statuses: oom, diverged) run again, missing ones start."""
+    started = time.time()
     sweep_dir = Path(sweep_dir).expanduser().resolve()
     spec = load_sweep_spec(sweep_dir)
     check_connect_timeout(connect_timeout)
@@ -71,9 +77,10 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
     with SweepLock(sweep_dir, "resume"), Signals() as signals, RayLogFile(verbose) as logs:
         start_ray(address, num_cpus, num_gpus, connect_timeout, logs)
         signals.install()
-        resources, limit = admit(spec)
+        resources, limit, where = admit(spec)
         logs.attach(sweep_dir)
-        drive(spec, sweep_dir, resources, limit, signals, names, stream, tuple(retry))
+        with ran(sweep_dir, "resume", where, started):
+            drive(spec, sweep_dir, resources, limit, signals, names, stream, tuple(retry))
     return sweep_dir
 
 
@@ -88,10 +95,26 @@ def check_inputs(spec: SweepSpec, address: str | None) -> None:
         print(f"ablate: warning: {exc} (on this machine; the cluster's nodes must see it)", file=sys.stderr)
 
 
-def admit(spec: SweepSpec) -> tuple[admission.TrialResources, int | None]:
+def admit(spec: SweepSpec) -> tuple[admission.TrialResources, int | None, admission.Cluster]:
     where = admission.cluster()
     resources = admission.trial_resources(spec, where)
-    return resources, admission.admit(spec, resources, where)
+    return resources, admission.admit(spec, resources, where), where
+
+
+@contextlib.contextmanager
+def ran(sweep_dir: Path, command: str, where: admission.Cluster, started: float) -> Iterator[None]:
+    """The driver's start and end in the sweep's history (ablate.history)."""
+    history.note(sweep_dir, "start", command=command, started_at=started, cpus=where.cpus, gpus=where.gpus,
+                 nodes=len(where.nodes))
+    outcome = "interrupted"
+    try:
+        yield
+        outcome = "finished"
+    except StorageFull:
+        outcome = "storage full"
+        raise
+    finally:
+        history.note(sweep_dir, "end", outcome=outcome)
 
 
 def drive(spec: SweepSpec, sweep_dir: Path, resources: admission.TrialResources, limit: int | None,
@@ -126,6 +149,7 @@ def drive(spec: SweepSpec, sweep_dir: Path, resources: admission.TrialResources,
         tune_config=tune.TuneConfig(
             metric=spec.metric, mode=spec.mode, search_alg=SweepSearch(jobs, source, spec.metric, spec.mode),
             scheduler=scheduler(spec), num_samples=left, max_concurrent_trials=limit,
+            trial_dirname_creator=trial_folder,
             reuse_actors=True),  # one process per slot: imports and the dataset are paid once, not per trial
         run_config=tune.RunConfig(
             name=TUNE_DIR, storage_path=str(sweep_dir), stop={"epoch": spec.trainer_config().epochs},
@@ -137,6 +161,14 @@ def drive(spec: SweepSpec, sweep_dir: Path, resources: admission.TrialResources,
         fit(tuner, sweep_dir, spec.num_trials, signals)
     finally:
         view.close()  # an interrupted fit does not end the experiment: the terminal is given back here
+
+
+def trial_folder(trial: Any) -> str:
+    """``tune/trial_<id>``; a trial continued by ``ablate resume``: ``tune/trial_<its id>_<this run's>``."""
+    from ablate.recorder import record_id
+
+    mine = record_id(trial)
+    return f"trial_{trial.trial_id}" if mine == trial.trial_id else f"trial_{mine}_{trial.trial_id}"
 
 
 def scheduler(spec: SweepSpec) -> Any:

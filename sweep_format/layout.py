@@ -9,6 +9,7 @@
     report/              parquet tables, report.md, report.html, plots
     ray.log              Ray's and Optuna's own log lines
     driver.lock          who is running the sweep now (ablate.lock)
+    history.jsonl        one line per event of a driver: start (command, host, CPUs, GPUs), end, report
     mlruns/, wandb/      experiment trackers, when the spec asks for them
 
 A folder is a sweep when it holds ``spec.yaml``: everything else may be missing (a sweep stopped
@@ -29,6 +30,7 @@ TUNE_DIR = "tune"
 REPORT_DIR = "report"
 RAY_LOG = "ray.log"
 LOCK_FILE = "driver.lock"
+HISTORY_FILE = "history.jsonl"
 MLFLOW_DIR = "mlruns"
 WANDB_DIR = "wandb"
 EXPECTED = f"a sweep folder holding {SPEC_FILE} and {TRIALS_DIR}/, as `ablate run SPEC.yaml` writes it"

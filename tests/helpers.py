@@ -87,3 +87,67 @@ def trial_fault_env(folder: Path, epoch: int, fault: str) -> dict[str, str]:
                                                                 enospc=fault == "enospc"))
     return {**os.environ, "RAY_AUTH_MODE": "token",
             "PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])}
+
+
+# Trial outcomes injected at the trainer's boundary (DINOTrainer.train_one_epoch), chosen by each trial's
+# student_temp: a local Ray started by a driver whose PYTHONPATH begins with this folder runs the
+# sitecustomize below in every Python process it starts. Out of memory, divergence and errors are
+# raised where a real one would arrive; the collapse is the trainer's own entropy and KL at ln K and 0.
+OUTCOMES = {0.1: "completed", 0.11: "flagged", 0.12: "collapsed", 0.13: "diverged", 0.14: "oom",
+            0.15: "an exception", 0.16: "a CUDA error"}
+OUTCOME_FAULT = '''\
+"""Test fault: each trial ends as its student_temp says (tests/helpers.py OUTCOMES)."""
+import importlib.util, math, sys
+
+
+def patch(module):
+    import torch
+
+    real = module.DINOTrainer.train_one_epoch
+
+    def train_one_epoch(self, epoch):
+        fault = round(self.cfg.student_temp, 4)
+        if fault == 0.14:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        if fault == 0.15:
+            raise ValueError("boom: an exception at the trainer's boundary")
+        if fault == 0.16:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        metrics = real(self, epoch)
+        if fault == 0.13 and epoch == 1:
+            raise module.NonFiniteLossError(f"loss is nan at epoch {epoch + 1}: training diverged")
+        if fault == 0.12 or (fault == 0.11 and epoch == self.cfg.epochs - 1):
+            metrics.update(teacher_entropy=math.log(self.cfg.out_dim), kl_teacher_student=0.0)
+        return metrics
+
+    module.DINOTrainer.train_one_epoch = train_one_epoch
+
+
+class Finder:
+    def find_spec(self, name, path=None, target=None):
+        if name != "trainables.dino.trainer":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            patch(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, Finder())
+'''
+
+
+def outcome_fault_env(folder: Path) -> dict[str, str]:
+    """The environment of an `ablate run` (local Ray) whose trials end as OUTCOMES says."""
+    import os
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(OUTCOME_FAULT)
+    return {**os.environ, "RAY_AUTH_MODE": "token",
+            "PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])}

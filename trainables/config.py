@@ -212,6 +212,8 @@ def exact_type_problem(annotation: Any, value: Any) -> str:
     if kinds == {int}:
         return "" if isinstance(value, int) and not isinstance(value, bool) else "an integer"
     if kinds == {float}:
+        if isinstance(value, str) and _looks_numeric(value):  # YAML 1.1 reads 1e300 as text
+            return f"a number (YAML reads {value} as text: write {yaml_float(float(value))})"
         return "" if is_number else "a number"
     if kinds == {bool}:
         return "" if isinstance(value, bool) else "true or false"
@@ -222,6 +224,22 @@ def exact_type_problem(annotation: Any, value: Any) -> str:
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
         return "" if pair else "a pair of numbers, e.g. [0.4, 1.0]"
     return ""
+
+
+def yaml_float(value: float) -> str:
+    """``value`` as YAML 1.1 reads a float: a decimal point and a signed exponent (1.0e+300)."""
+    mantissa, e, exponent = repr(value).partition("e")
+    if "." not in mantissa and mantissa.lstrip("-").isdigit():
+        mantissa += ".0"
+    return mantissa + (e + (exponent if exponent[:1] in "+-" else "+" + exponent) if e else "")
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 _REPR = reprlib.Repr()

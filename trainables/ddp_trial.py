@@ -24,7 +24,15 @@ from typing import Any, cast
 
 from trainables.config import DINOConfig
 from trainables.dino.trainer import DINOTrainer
-from trainables.trial import DeviceClock, Report, checkpoints_in, run_trial, trial_config, use_assigned_cpus
+from trainables.trial import (
+    DeviceClock,
+    Report,
+    checkpoints_in,
+    earlier_checkpoints,
+    run_trial,
+    trial_config,
+    use_assigned_cpus,
+)
 from trainables.tune_trial import placement
 
 TRAIN_DIR = "_train_dir"  # the loop config's key: the Train run's folder (its checkpoints)
@@ -80,18 +88,18 @@ def dino_worker_loop(config: dict[str, Any]) -> None:
 
     Metrics are averaged over ranks inside the trainer, so every rank reaches the same verdicts;
     rank 0 writes the checkpoint. A restarted run continues from the newest usable checkpoint of
-    its own folder, else of the trial's earlier run (``_resume_dir``, set by ``ablate resume``).
+    its own folder, else of the trial's earlier runs (``_resume_dirs``, set by ``ablate resume``).
     """
     import ray
 
     use_assigned_cpus()
     trainer = DINOTrainer(worker_config(trial_config(config)))
     share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
-    sources = checkpoints_in(Path(config[TRAIN_DIR]))
-    if not sources and config.get("_resume_dir"):
-        sources = checkpoints_in(Path(config["_resume_dir"]))
+    sources = checkpoints_in(Path(config[TRAIN_DIR])) or earlier_checkpoints(config)
+    where = placement()  # Tune fills node_ip and pid with its own trial's (the driver's): rank 0's kept too
     run_trial(trainer, config, DeviceClock(share, workers=trainer.world_size), sources, train_report(trainer),
-              placement(), share, extra={"workers": trainer.world_size})
+              where, share, extra={"workers": trainer.world_size, "rank0_node_ip": where["node_ip"],
+                                   "rank0_pid": where["pid"]})
 
 
 def train_report(trainer: DINOTrainer) -> Report:

@@ -76,11 +76,14 @@ def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock, 
     rules = StopRules(**config.get("_stop", {}))
     monitor, carry = CollapseMonitor(rules), KnnCarry()
     rungs = AshaRungs(config.get("_eval_at") or [])
-    note, restored = restore_trial(trainer, monitor, sources, carry, clock)
+    last_report = LastReport()
+    note, restored = restore_trial(trainer, monitor, sources, carry, clock, last_report)
     base = {"stop_reason": "", "trial_outcome": statuses.RUNNING, "seed": cfg.seed,
             "repeat": trial_repeat(config), "started_at": time.time(), **(placement or {}), **(extra or {}),
             **({"restore_note": note} if note else {}),
             **({"restored_from_epoch": trainer.epoch} if restored else {})}
+    if restored and last_report.row and replay(last_report.row, base, trainer, rungs, carry, clock, report):
+        return  # the trial had ended with the epoch its checkpoint holds
 
     def final(outcome: str, reason: str) -> None:
         report({**base, **carry.last, **clock.metrics(), "knn_evaluated": False, "epoch": trainer.epoch + 1,
@@ -98,8 +101,7 @@ def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock, 
                 metrics["knn_top1"], metrics["knn_top5"] = trainer.evaluate()
             carry.apply(metrics)
             metrics.update(end_verdict(metrics, reason, cfg.epochs))
-            write = partial(save_trial, trainer=trainer, monitor=monitor, carry=carry,
-                            device_seconds=metrics["device_seconds"])
+            write = partial(save_trial, trainer=trainer, monitor=monitor, carry=carry, row=metrics)
             unwritable = report_epoch(report, metrics, write if metrics["epoch"] > 0 else None)
             if unwritable:  # the epoch trained, its checkpoint is not saved: a retry fails the same way
                 report({**metrics, "trial_outcome": statuses.STORAGE_FULL, "stop_reason": unwritable}, None)
@@ -112,6 +114,22 @@ def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock, 
         final(statuses.DIVERGED, str(exc))
     except torch.OutOfMemoryError as exc:  # a retry would fail the same way: end with the reason
         final(statuses.OOM, cuda.oom_reason(exc, trainer.device, gpu_share))
+
+
+def replay(row: dict[str, Any], base: dict[str, Any], trainer: DINOTrainer, rungs: AshaRungs,
+           carry: KnnCarry, clock: DeviceClock, report: Report) -> bool:
+    """Report again the epoch a restored checkpoint holds (its record may lack it: the driver that
+    stopped may not have seen that result), evaluated if ASHA may judge it; True when the trial had
+    ended with it (completed, flagged or collapsed)."""
+    where = {k: v for k, v in base.items() if k not in ("trial_outcome", "stop_reason")}  # this process
+    row = {**row, **where, **clock.metrics(), "reported_at": time.time(), "replayed": True}
+    if rungs.may_stop(row["epoch"]) and not row.get("knn_evaluated", True):
+        row["knn_top1"], row["knn_top5"] = trainer.evaluate()
+        carry.apply(row)
+    row["trial_outcome"] = row.get("trial_outcome") if row.get("trial_outcome") in statuses.OUTCOMES \
+        else statuses.RUNNING
+    report(row, None)
+    return row["trial_outcome"] in (statuses.COMPLETED, statuses.FLAGGED, statuses.COLLAPSED)
 
 
 def report_epoch(report: Report, metrics: dict[str, Any], write: Callable[[Path], None] | None) -> str:
@@ -161,12 +179,14 @@ class AshaRungs:
 
 # --- checkpoints -----------------------------------------------------------------------------------
 def save_trial(folder: Path, trainer: DINOTrainer, monitor: CollapseMonitor, carry: KnnCarry,
-               device_seconds: float) -> None:
-    """A trial checkpoint: the trainer's, the collapse monitor, the carried kNN and the cost."""
+               row: dict[str, Any]) -> None:
+    """A trial checkpoint: the trainer's, the collapse monitor, the carried kNN, the cost and the
+    epoch's own report (``LastReport``)."""
     trainer.save_checkpoint(folder / CHECKPOINT_NAME)
     torch.save(monitor.state_dict(), folder / MONITOR_FILE)
     carry.save(folder)
-    DeviceClock.save(folder, device_seconds)
+    DeviceClock.save(folder, row["device_seconds"])
+    LastReport.save(folder, row)
 
 
 def checkpoints_in(folder: Path) -> list[Path]:
@@ -176,8 +196,14 @@ def checkpoints_in(folder: Path) -> list[Path]:
     return sorted((p for p in folder.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir()), reverse=True)
 
 
+def earlier_checkpoints(config: dict[str, Any]) -> list[Path]:
+    """The checkpoints of a trial's earlier runs (``_resume_dirs``, newest run first; ``ablate
+    resume`` names them), newest first."""
+    return [c for folder in config.get("_resume_dirs") or [] for c in checkpoints_in(Path(folder))]
+
+
 def restore_trial(trainer: DINOTrainer, monitor: CollapseMonitor, sources: Sequence[Path],
-                  *extras: KnnCarry | DeviceClock) -> tuple[str, bool]:
+                  *extras: KnnCarry | DeviceClock | LastReport) -> tuple[str, bool]:
     """Load the newest usable checkpoint of ``sources`` (folders, newest first): (a note when it was
     not the newest, whether one was loaded).
 
@@ -215,6 +241,31 @@ def read_json(file: Path, what: str) -> Any:
     except (OSError, ValueError) as exc:
         raise DamagedFileError(f"{file}: not a readable {what} ({exc.__class__.__name__}); the "
                                "checkpoint it belongs to is skipped") from None
+
+
+class LastReport:
+    """The metrics a checkpoint's epoch reported, kept beside it, so a trial restored from it can report
+    that epoch again (``replay``)."""
+
+    FILE = "epoch.json"
+
+    def __init__(self) -> None:
+        self.row: dict[str, Any] = {}
+
+    @classmethod
+    def save(cls, folder: Path, row: dict[str, Any]) -> None:
+        plain = {k: v for k, v in row.items() if v is None or isinstance(v, (bool, int, float, str))}
+        (folder / cls.FILE).write_text(json.dumps(plain))
+
+    def load(self, folder: Path) -> None:
+        file = folder / self.FILE
+        if not file.is_file():  # checkpoints written before this file existed have none
+            return
+        data = read_json(file, "epoch report")
+        if not isinstance(data, dict) or not isinstance(data.get("epoch"), int):
+            raise DamagedFileError(f"{file}: expected the epoch's report ({{\"epoch\": N, ...}}); the "
+                                   "checkpoint it belongs to is skipped")
+        self.row = data
 
 
 class KnnCarry:

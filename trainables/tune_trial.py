@@ -2,7 +2,7 @@
 
 It builds the trainer from the trial's config on the trial's device (its GPU share, memory capped
 to it), restores from the newest usable checkpoint (Tune's own after a retry, else the folder of
-the trial's earlier run that ``ablate resume`` names in ``_resume_dir``), and reports every epoch's
+the trial's earlier runs that ``ablate resume`` names in ``_resume_dirs``), and reports every epoch's
 metrics with a ``ray.tune.Checkpoint``.
 """
 
@@ -20,7 +20,14 @@ from ray import tune
 from trainables import cuda
 from trainables.config import DINOConfig
 from trainables.dino.trainer import DINOTrainer
-from trainables.trial import DeviceClock, checkpoints_in, run_trial, trial_config, use_assigned_cpus
+from trainables.trial import (
+    DeviceClock,
+    checkpoints_in,
+    earlier_checkpoints,
+    run_trial,
+    trial_config,
+    use_assigned_cpus,
+)
 
 
 def dino_trainable(config: dict[str, Any]) -> None:
@@ -37,13 +44,12 @@ def dino_trainable(config: dict[str, Any]) -> None:
 
 def restore_sources(config: dict[str, Any]) -> list[Path]:
     """Checkpoint folders to restore from, newest first: Tune's latest and the older ones it kept
-    beside it (a retry in this run), else those of the trial's earlier run (``ablate resume``)."""
+    beside it (a retry in this run), else those of the trial's earlier runs (``ablate resume``)."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         latest = Path(checkpoint.path)
         return [latest, *(p for p in checkpoints_in(latest.parent) if p.name < latest.name)]
-    previous = config.get("_resume_dir")
-    return checkpoints_in(Path(previous)) if previous else []
+    return earlier_checkpoints(config)
 
 
 def tune_report(config: dict[str, Any]) -> Callable[[dict[str, Any], Callable[[Path], None] | None], None]:

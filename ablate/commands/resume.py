@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ablate.commands.run import add_ray_options
 from ablate.session import check_connect_timeout
-from ablate.summary import finish
+from ablate.summary import conclude
 from sweep_format.statuses import RETRYABLE
 
 
@@ -40,5 +40,5 @@ def main(args: argparse.Namespace) -> int:
         sweep_dir = resume_sweep(args.sweep, args.address, args.num_cpus, args.num_gpus, args.connect_timeout,
                                  verbose=args.verbose, retry=args.retry)
     except SweepInterrupted as stop:
-        return finish(stop.sweep_dir, total, interrupted=True, exit_code=stop.exit_code)
-    return finish(sweep_dir, total)
+        return conclude(stop.sweep_dir, total, interrupted=True, exit_code=stop.exit_code)
+    return conclude(sweep_dir, total)

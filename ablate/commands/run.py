@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 from ablate.session import DEFAULT_CONNECT_TIMEOUT, MAX_CONNECT_TIMEOUT, check_connect_timeout
 from ablate.spec import MAX_SAMPLES, load_spec
-from ablate.summary import finish
+from ablate.summary import conclude
 from ablate.trackers import TRACKERS
 
 
@@ -59,12 +57,10 @@ def main(args: argparse.Namespace) -> int:
 
     check_connect_timeout(args.connect_timeout)
     spec = load_spec(args.spec, args.sets, force=args.force)  # every mistake is reported before Ray starts
-    print(f"ablate: sweep {spec.name!r}: {spec.num_trials} trials ({spec.search.algorithm}), "
-          f"results in {Path(args.storage) / spec.name}", file=sys.stderr)
     try:
         sweep = api.run_spec(spec, args.storage, args.address, loggers=args.loggers, num_cpus=args.num_cpus,
                              num_gpus=args.num_gpus, verbose=args.verbose,
                              connect_timeout=args.connect_timeout)
     except SweepInterrupted as stop:
-        return finish(stop.sweep_dir, spec.num_trials, interrupted=True, exit_code=stop.exit_code)
-    return finish(sweep.path, spec.num_trials)
+        return conclude(stop.sweep_dir, spec.num_trials, interrupted=True, exit_code=stop.exit_code)
+    return conclude(sweep.path, spec.num_trials)

@@ -152,5 +152,6 @@ def _set_note(paths: tuple[str, ...], sets: list[tuple[str, str]]) -> str:
     def touches(a: str, b: str) -> bool:
         return bool(a and b) and (a == b or a.startswith((b + ".", b + "[")) or b.startswith(a + "."))
 
-    items = [item for key, item in sets if any(touches(p, key) for p in paths)]
+    items = [item if len(item) <= 100 else item[:97] + "..." for key, item in sets
+             if any(touches(p, key) for p in paths)]
     return f" (from --set {', --set '.join(items)})" if items else ""

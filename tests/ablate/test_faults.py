@@ -89,7 +89,7 @@ def test_resume_rebuilds_a_deleted_study_and_continues_its_running_point(
     (sweep / "optuna.db").unlink()  # lost while the driver was down
     resumed, jobs = optuna_search(sweep)  # what `ablate resume` opens: nothing of Ray's, no pickle
     assert "missing or damaged when the sweep resumed" in capsys.readouterr().err
-    assert [(j.trial_id, j.resume_dir) for j in jobs] == [("b", sweep / "tune" / "b")]
+    assert [(j.trial_id, j.resume_dirs) for j in jobs] == [("b", (sweep / "tune" / "b",))]
     config = resumed.suggest("x")
     assert config["_trial_id"] == "b" and config["teacher_temp"] == running["teacher_temp"]
     resumed.on_trial_complete("x", {"knn_top1": 50.0})

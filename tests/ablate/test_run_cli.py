@@ -39,7 +39,7 @@ def test_force_accepts_a_huge_num_samples(tmp_path: Path, monkeypatch: pytest.Mo
         return Path(storage) / spec.name
 
     monkeypatch.setattr("ablate.sweep.run_sweep", fake_sweep)
-    monkeypatch.setattr("ablate.commands.run.finish", lambda *args, **kwargs: 0)
+    monkeypatch.setattr("ablate.commands.run.conclude", lambda *args, **kwargs: 0)
     spec = write_spec(tmp_path, OPTUNA_SPEC)
     assert main(["run", str(spec), "--storage", str(tmp_path), "--set", "search.num_samples=1000000",
                  "--force"]) == 0

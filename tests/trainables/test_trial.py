@@ -158,20 +158,23 @@ def test_asha_may_stop_at_its_rungs_and_after_a_restore_past_them() -> None:
 
 def test_a_trial_restored_past_a_rung_evaluates_where_asha_judges_it(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch):
-    """Restored from epoch 2 (past rungs 1 and 2) with eval_every 4: epoch 3 is evaluated, since the
-    resumed ASHA may stop the trial there (it judges the forgotten rung 2 at the next result)."""
+    """Restored from epoch 2 (past rungs 1 and 2) with eval_every 4: the epoch the checkpoint holds is
+    reported again first (the driver that stopped may not have recorded it) and evaluated, and so is
+    epoch 3, since the resumed ASHA judges the forgotten rungs at these results."""
     cfg = DINOConfig(**{**TINY_TRAINER, "epochs": 5, "eval_every": 4})
     before, carry = DINOTrainer(cfg), KnnCarry()
     for metrics in before.run():  # the trial before `ablate resume`: epochs 0-2
         carry.apply(metrics)
         if metrics["epoch"] == 2:
             break
-    trial_module.save_trial(tmp_path, before, CollapseMonitor(StopRules()), carry, device_seconds=0.0)
+    trial_module.save_trial(tmp_path, before, CollapseMonitor(StopRules()), carry,
+                            row={**metrics, "device_seconds": 0.0})
     reports: list[dict] = []
     config = {**cfg.model_dump(mode="json"), "_eval_at": [1, 2, 4]}
     trial_module.run_trial(DINOTrainer(cfg), config, DeviceClock(), [tmp_path],
                            lambda metrics, write: reports.append(metrics))
-    assert [(r["epoch"], r["knn_evaluated"]) for r in reports] == [(3, True), (4, True), (5, True)]
+    assert [(r["epoch"], r["knn_evaluated"]) for r in reports] == [(2, True), (3, True), (4, True), (5, True)]
+    assert reports[0]["replayed"] and reports[0]["restored_from_epoch"] == 2 and "replayed" not in reports[1]
 
 
 def test_a_checkpoint_that_cannot_be_written_ends_the_trial_as_storage_full(monkeypatch: pytest.MonkeyPatch):
@@ -213,12 +216,32 @@ def test_a_damaged_knn_carry_file_is_named_and_the_checkpoint_before_it_is_used(
 
 def test_a_trial_of_an_earlier_run_continues_from_its_folder(trial_dir: Path, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch):
-    """`ablate resume` names the folder of the trial's earlier run (``_resume_dir``); Tune's own
-    checkpoint (a retry in this run) comes first when there is one."""
+    """`ablate resume` names the folders of the trial's earlier runs (``_resume_dirs``, newest run
+    first: a run stopped before its first checkpoint leaves the one before it); Tune's own checkpoint
+    (a retry in this run) comes first when there is one."""
     monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
-    assert tune_trial.restore_sources({"_resume_dir": str(trial_dir)}) == [
+    empty = tmp_path / "interrupted-run"  # stopped before it wrote a checkpoint
+    empty.mkdir()
+    assert tune_trial.restore_sources({"_resume_dirs": [str(empty), str(trial_dir)]}) == [
         trial_dir / "checkpoint_000001", trial_dir / "checkpoint_000000"]
     assert tune_trial.restore_sources({}) == []
     latest = tune.Checkpoint.from_directory(str(trial_dir / "checkpoint_000000"))
     monkeypatch.setattr(tune, "get_checkpoint", lambda: latest)
-    assert tune_trial.restore_sources({"_resume_dir": "elsewhere"}) == [trial_dir / "checkpoint_000000"]
+    assert tune_trial.restore_sources({"_resume_dirs": ["elsewhere"]}) == [trial_dir / "checkpoint_000000"]
+
+
+def test_a_trial_restored_from_its_last_epoch_reports_it_again_and_ends(tmp_path: Path) -> None:
+    """The driver stopped as the trial's last result arrived: its checkpoint holds the end. Resumed, the
+    trial reports that epoch again (the record may lack it) and ends, without training on."""
+    cfg = DINOConfig(**{**TINY_TRAINER, "epochs": 2})
+    before, carry = DINOTrainer(cfg), KnnCarry()
+    for metrics in before.run():
+        carry.apply(metrics)
+    final = {**metrics, "device_seconds": 1.5, "trial_outcome": "completed"}
+    trial_module.save_trial(tmp_path, before, CollapseMonitor(StopRules()), carry, row=final)
+    reports: list[dict] = []
+    trainer = DINOTrainer(cfg)
+    trial_module.run_trial(trainer, cfg.model_dump(mode="json"), DeviceClock(), [tmp_path],
+                           lambda m, write: reports.append(m))
+    assert [(r["epoch"], r["trial_outcome"], r["replayed"]) for r in reports] == [(2, "completed", True)]
+    assert reports[0]["knn_top1"] == final["knn_top1"] and trainer.epoch == 2

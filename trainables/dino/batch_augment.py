@@ -38,14 +38,17 @@ def _mix(h: torch.Tensor) -> torch.Tensor:
     return h ^ (h >> 16)
 
 
-def uniforms(seed: int, epoch: int, index: torch.Tensor, crop: int, n: int) -> torch.Tensor:
-    """(len(index), n) floats uniform in [0, 1), a pure function of (seed, epoch, index, crop, draw)."""
-    key = _mix(torch.tensor([(seed * 0x9E37 + epoch) & _MASK32], dtype=torch.int64, device=index.device))
-    key = _mix((key + crop * 0x1000193) & _MASK32)
-    h = _mix((index.long()[:, None] + key) & _MASK32)
-    draws = torch.arange(n, device=index.device, dtype=torch.int64) * 0x3C6EF35F & _MASK32
+def uniforms(seed: int, epoch: int, index: torch.Tensor, crop: int | list[int], n: int) -> torch.Tensor:
+    """(len(crops) * len(index), n) floats uniform in [0, 1), crop-major, a pure function of (seed,
+    epoch, index, crop, draw). All the crops' draws come from one set of integer ops."""
+    crops = [crop] if isinstance(crop, int) else list(crop)
+    device = index.device
+    key = _mix(torch.tensor([(seed * 0x9E37 + epoch) & _MASK32], dtype=torch.int64, device=device))
+    key = _mix((key + torch.tensor(crops, dtype=torch.int64, device=device) * 0x1000193) & _MASK32)  # (C,)
+    h = _mix((index.long()[None, :, None] + key[:, None, None]) & _MASK32)  # (C, B, 1)
+    draws = torch.arange(n, device=device, dtype=torch.int64) * 0x3C6EF35F & _MASK32
     h = _mix(_mix((h + draws) & _MASK32) ^ h)
-    return (h >> 8).float() * (1.0 / (1 << 24))
+    return ((h >> 8).float() * (1.0 / (1 << 24))).view(-1, n)
 
 
 def crop_boxes(u: torch.Tensor, height: int, width: int, scale: tuple[float, float]) -> torch.Tensor:
@@ -226,7 +229,7 @@ class BatchDataAugmentationDINO:
 
     def draws(self, index: torch.Tensor, epoch: int, crop_ids: list[int]) -> torch.Tensor:
         """(len(crop_ids) * B, _N_DRAWS) uniforms, crop-major."""
-        return torch.cat([uniforms(self.seed, epoch, index, c, _N_DRAWS) for c in crop_ids])
+        return uniforms(self.seed, epoch, index, crop_ids, _N_DRAWS)
 
     def crop_group(self, batch: torch.Tensor, index: torch.Tensor, epoch: int, crop_ids: list[int],
                    size: int, scale: tuple[float, float]) -> torch.Tensor:

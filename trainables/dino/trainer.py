@@ -17,6 +17,7 @@ checkpoints (``is_main_process``); every rank loads them.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import random
@@ -58,6 +59,10 @@ from trainables.distributed import (
 from trainables.knn import extract_features, extract_features_in_memory, knn_accuracy
 
 CHECKPOINT_NAME = "checkpoint.pt"
+# kNN of untrained networks this process has evaluated, by a digest of their weights and the data:
+# in a sweep, Ray reuses a trial's process for the next trial, and every repeat of a seed starts
+# from the same initialization, so each is evaluated once (the values are the same ones).
+_UNTRAINED_KNN: dict[str, tuple[float, float]] = {}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -279,7 +284,7 @@ class DINOTrainer:
     def run(self) -> Iterator[dict[str, Any]]:
         """Yield the epoch-0 baseline (once), then one metrics dict per remaining epoch."""
         if not self.baseline_done:
-            top1, top5 = self.evaluate()
+            top1, top5 = self.untrained_knn()
             self.baseline_done = True
             yield {"epoch": 0, "knn_top1": top1, "knn_top5": top5, "ln_out_dim": self.cfg.ln_out_dim}
         while self.epoch < self.cfg.epochs:
@@ -416,6 +421,28 @@ class DINOTrainer:
     def is_main_process(self) -> bool:
         """Rank 0, the one worker that writes checkpoints and logs."""
         return self.rank == 0
+
+    def untrained_knn(self) -> tuple[float, float]:
+        """``evaluate()`` of the untrained network (epoch 0), once per initialization and data."""
+        key = self._untrained_key()
+        if key is None:
+            return self.evaluate()
+        if key not in _UNTRAINED_KNN:
+            _UNTRAINED_KNN[key] = self.evaluate()
+        return _UNTRAINED_KNN[key]
+
+    def _untrained_key(self) -> str | None:
+        """A digest of what the epoch-0 kNN depends on: the teacher backbone's weights, the in-memory
+        kNN memory and test images, the kNN and numerics settings (None: not cached)."""
+        if self.world_size > 1 or self.memory_data is None or self.test_data is None:
+            return None
+        digest = hashlib.blake2b(digest_size=20)
+        for tensor in [*self.teacher.backbone.state_dict().values(), *self.memory_data, *self.test_data]:
+            digest.update(tensor.detach().contiguous().view(-1).view(torch.uint8).cpu().numpy().tobytes())
+        cfg = self.cfg
+        digest.update(repr((cfg.knn_k, cfg.knn_temperature, cfg.global_crops_size, str(self.amp_dtype),
+                            str(self.device), str(self.memory_format))).encode())
+        return digest.hexdigest()
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:

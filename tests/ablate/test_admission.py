@@ -1,0 +1,67 @@
+"""What a trial reserves and whether the cluster can hold it (issue 18, point 1): a data-parallel
+trial's driver reserves no CPU, so 2 workers x 1 CPU run on 2 CPUs; a trial the cluster can never
+hold is refused at once, with the numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ablate.admission import Cluster, TrialResources, admit
+from ablate.errors import UserError
+from ablate.spec import load_spec
+from tests.helpers import OPTUNA_SPEC, write_spec
+
+LAPTOP = Cluster(cpus=2.0, gpus=0.0, nodes=((2.0, 0.0),))
+TWO_NODES = Cluster(cpus=4.0, gpus=1.0, nodes=((2.0, 1.0), (2.0, 0.0)))
+
+
+def spec(tmp_path: Path, **resources: object):
+    items = [f"resources.{k}={v}" for k, v in resources.items()]
+    return load_spec(write_spec(tmp_path, OPTUNA_SPEC), items)
+
+
+def test_two_workers_of_one_cpu_fit_a_two_cpu_machine(tmp_path: Path) -> None:
+    assert admit(spec(tmp_path, workers=2, cpu=1, gpu=0), TrialResources(1.0, 0.0, 2), LAPTOP) == 1
+    assert admit(spec(tmp_path, workers=2, cpu=1, gpu=0), TrialResources(1.0, 0.0, 2), TWO_NODES) == 2
+    two_gpus = Cluster(cpus=4.0, gpus=2.0, nodes=((2.0, 1.0), (2.0, 1.0)))  # one GPU per node
+    assert admit(spec(tmp_path, workers=2, cpu=1, gpu=1), TrialResources(1.0, 1.0, 2), two_gpus) == 1
+
+
+def test_a_trial_the_cluster_can_never_hold_is_refused_with_the_numbers(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"a trial needs 3 CPU and 0 GPU on one node; the largest node of "
+                                        r"the Ray cluster has 2 CPUs and 0 GPUs \(1 node\)"):
+        admit(spec(tmp_path, cpu=3, gpu=0), TrialResources(3.0, 0.0, 1), LAPTOP)
+    with pytest.raises(UserError, match=r"a trial needs 3 workers x \(1 CPU, 0 GPU\) = 3 CPU and 0 GPU; "
+                                        r"the Ray cluster has 2 CPUs"):
+        admit(spec(tmp_path, workers=3, cpu=1, gpu=0), TrialResources(1.0, 0.0, 3), LAPTOP)
+    with pytest.raises(UserError, match="a trial worker needs 1 CPU and 1 GPU on one node"):
+        admit(spec(tmp_path, workers=2, cpu=1, gpu=1), TrialResources(1.0, 1.0, 2), LAPTOP)
+
+
+@pytest.mark.slow
+def test_a_two_worker_trial_runs_on_a_two_cpu_machine(tmp_path: Path) -> None:
+    """Issue 18, point 1: on 2 CPUs, 2 workers x 1 CPU once waited forever (the driver held 0.01 CPU)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import TINY_TRAINER
+
+    spec = write_spec(tmp_path, f"""
+name: ddp-laptop
+trainer: {dict(TINY_TRAINER, epochs=1, batch_size=16)}
+space:
+  teacher_temp: {{type: choice, values: [0.04]}}
+search: {{algorithm: grid}}
+resources: {{workers: 2, cpu: 1, gpu: 0}}
+""")
+    command = [sys.executable, "-m", "ablate.cli", "run", str(spec), "--storage", str(tmp_path / "runs"),
+               "--num-cpus", "2"]
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    (rec,) = [json.loads(f.read_text()) for f in (tmp_path / "runs" / "ddp-laptop" / "trials").glob("*.json")]
+    assert rec["status"] == "completed" and rec["epochs"][-1]["workers"] == 2

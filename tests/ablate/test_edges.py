@@ -1,0 +1,120 @@
+"""Input checks to the edges (issue 18, point 5): every file or number a spec or the command line
+names is refused before Ray starts, in one line, with exit code 2 and nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ablate.cli import main
+from tests.helpers import OPTUNA_SPEC, TINY_TRAINER, write_crafted_pickle, write_spec
+
+SETS = [a for k, v in TINY_TRAINER.items() for a in ("--set", f"{k}={v}")]
+
+
+@pytest.fixture
+def no_ray(monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Ray was started for input that should have been refused")
+
+    monkeypatch.setattr("ablate.sweep.start_ray", never)
+
+
+def one_line_error(capsys: pytest.CaptureFixture, command: str) -> str:
+    err = capsys.readouterr().err
+    assert f"ablate {command}: error:" in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize(("item", "expected"), [
+    ("trainer.teacher_temp=.inf", "teacher_temp=inf: Input should be a finite number"),
+    ("trainer.student_temp=.inf", "student_temp=inf: Input should be a finite number"),
+    ("trainer.teacher_temp=1.0e+300", "teacher_temp=1e+300: Input should be less than or equal to 10000"),
+    ("trainer.teacher_temp=1e300", "YAML reads 1e300 as text: write 1.0e+300"),
+    ("trainer.epochs=2.0", "epochs=2.0: expected an integer"),
+    ("trainer.epochs=true", "epochs=True: expected an integer"),
+    ("trainer.epochs=100000000", "less than or equal to 10000"),
+    ("trainer.epochs=99999999999999999999", "less than or equal to 10000"),
+    ("trainer.seed=3", "seed"),
+])
+def test_run_refuses_numbers_beyond_the_edges_before_ray(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                        no_ray: None, item: str, expected: str) -> None:
+    spec, storage = write_spec(tmp_path, OPTUNA_SPEC), tmp_path / "runs"
+    assert main(["run", str(spec), "--storage", str(storage), "--set", item]) == 2
+    assert expected in one_line_error(capsys, "run")
+    assert not storage.exists()
+
+
+@pytest.mark.parametrize(("item", "expected"), [
+    ("epochs=100000000", "epochs=100000000: Input should be less than or equal to 10000"),
+    ("epochs=99999999999999999999", "less than or equal to 10000"),
+    ("epochs=2.0", "epochs=2.0: expected an integer"),
+    ("local_crops_number=true", "local_crops_number=True: expected an integer"),
+    ("teacher_temp=.inf", "teacher_temp=inf"),
+    ("global_crops_scale=[0.4, .nan]", "global_crops_scale"),
+])
+def test_train_refuses_numbers_beyond_the_edges(tmp_path: Path, capsys: pytest.CaptureFixture, item: str,
+                                                expected: str) -> None:
+    out = tmp_path / "run"
+    assert main(["train", *SETS, "--set", item, "--out", str(out), "--no-progress"]) == 2
+    assert expected in one_line_error(capsys, "train")
+    assert not out.exists()
+
+
+def test_crafted_pretrained_weights_in_a_spec_are_refused_before_ray(tmp_path: Path, no_ray: None,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    marker = tmp_path / "pwned"
+    evil = write_crafted_pickle(tmp_path / "evil.pt", marker)
+    spec, storage = write_spec(tmp_path, OPTUNA_SPEC), tmp_path / "runs"
+    item = f"trainer.pretrained_weights={evil}"
+    assert main(["run", str(spec), "--storage", str(storage), "--set", item]) == 2
+    err = one_line_error(capsys, "run")
+    assert "spec.yaml: trainer: " in err and "evil.pt: refused to load this pretrained_weights file" in err
+    assert not marker.exists() and not storage.exists()
+
+
+def test_a_missing_file_named_by_a_searched_value_is_refused(tmp_path: Path, no_ray: None,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    spec = write_spec(tmp_path, f"""
+name: weights
+trainer: {TINY_TRAINER}
+space:
+  pretrained_weights: {{type: choice, values: [{tmp_path / 'missing.pth'}]}}
+search: {{algorithm: grid}}
+""")
+    assert main(["run", str(spec), "--storage", str(tmp_path / "runs")]) == 2
+    err = one_line_error(capsys, "run")
+    assert "space.pretrained_weights.values[0]" in err and "missing.pth" in err and "no such file" in err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "1e9"])
+def test_connect_timeout_is_a_finite_positive_number(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                     no_ray: None, value: str) -> None:
+    spec = write_spec(tmp_path, OPTUNA_SPEC)
+    assert main(["run", str(spec), "--storage", str(tmp_path / "runs"), "--address", "127.0.0.1:1",
+                 "--connect-timeout", value]) == 2
+    assert "--connect-timeout" in one_line_error(capsys, "run")
+
+
+def test_a_yaml_alias_bomb_is_refused_without_expanding_it(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                          no_ray: None) -> None:
+    """558 bytes whose aliases expand to 10^9 strings: refused in one short line, fast."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"{c}: &{c} [{', '.join(['*' + p] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi", strict=True)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\nname: bomb\n")
+    assert main(["run", str(bomb), "--storage", str(tmp_path / "runs")]) == 2
+    err = one_line_error(capsys, "run")
+    assert "bomb.yaml" in err and "expands to more than 100,000 values" in err and len(err) < 400
+    assert main(["train", "--set", f"description={bomb.read_text()}", "--out", str(tmp_path / "t")]) == 2
+    assert len(capsys.readouterr().err) < 600
+
+
+def test_an_error_never_prints_an_unbounded_value(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                  no_ray: None) -> None:
+    huge = "[" + ", ".join(["1"] * 50_000) + "]"
+    spec = write_spec(tmp_path, OPTUNA_SPEC)
+    assert main(["run", str(spec), "--storage", str(tmp_path / "runs"), "--set", f"trainer.lr={huge}"]) == 2
+    assert "trainer.lr" in (err := one_line_error(capsys, "run")) and len(err) < 600

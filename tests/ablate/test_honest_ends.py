@@ -1,0 +1,57 @@
+"""Honest ends (issue 18, point 3): a sweep in which no trial trained past epoch 0 names no best in
+the summary, `ablate ls` and the report, and exits non-zero; the untrained network's kNN at epoch 0
+is never a configuration's result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ablate.cli import main
+from ablate.folder import create
+from ablate.spec import load_spec
+from ablate.summary import finish
+from sweep_format.files import write_json
+from sweep_format.records import FORMAT, VERSION
+from tests.helpers import TINY_TRAINER, write_spec
+
+
+def diverged_sweep(tmp_path: Path) -> Path:
+    """Two configurations x 1 seed, both diverged at epoch 1 (lr 1e9): only epoch 0 has a kNN."""
+    spec = load_spec(write_spec(tmp_path, f"""
+name: nothing-trained
+trainer: {dict(TINY_TRAINER, lr=1.0e9)}
+space:
+  teacher_temp: {{type: choice, values: [0.02, 0.04]}}
+search: {{algorithm: grid}}
+"""))
+    sweep = tmp_path / "runs" / "nothing-trained"
+    create(spec, sweep)
+    (sweep / "reference_knn.json").write_text(json.dumps({"pixel_knn_top1": 22.87,
+                                                          "untrained_knn_top1": 29.81}))
+    for point, temp in enumerate((0.02, 0.04)):
+        write_json(sweep / "trials" / f"t{point}.json", {
+            "format": FORMAT, "version": VERSION, "trial_id": f"t{point}", "point": point,
+            "label": f"teacher_temp={temp}", "params": {"teacher_temp": temp}, "seed": 0, "repeat": 0,
+            "epochs_planned": 2, "status": "diverged", "collapsed": False, "created_at": float(point),
+            "reason": "loss is nan at epoch 1: training diverged", "trial_dir": f"tune/t{point}",
+            "epochs": [{"epoch": 0, "knn_top1": 29.81, "knn_top5": 70.0, "knn_evaluated": True},
+                       {"epoch": 1, "knn_top1": 29.81, "knn_top5": 70.0, "knn_evaluated": False,
+                        "trial_outcome": "diverged", "stop_reason": "loss is nan at epoch 1"}]})
+    return sweep
+
+
+def test_no_trial_trained_means_no_best_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    sweep = diverged_sweep(tmp_path)
+    assert finish(sweep, total=2) == 1
+    out, err = capsys.readouterr()
+    assert "best knn_top1" not in out and "no best configuration" in out and "2 diverged" in out
+    assert "no trial trained" in err
+    report = (sweep / "report" / "report.md").read_text()
+    board = report.split("## Leaderboard")[1][:400]
+    assert "No best configuration" in report and "beats raw pixels" not in board
+    assert main(["ls", str(sweep.parent)]) == 0
+    listing = capsys.readouterr().out
+    assert "2 diverged" in listing and "no value after training yet" in listing and "29.81" not in listing

@@ -1,0 +1,63 @@
+"""One driver per sweep folder (issue 19, point 2): a live driver's lock refuses a second run or
+resume in one line naming it; a stale lock (its driver killed) is reported and taken over."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from ablate.cli import main
+from ablate.errors import UserError
+from ablate.folder import create
+from ablate.lock import SweepLock
+from ablate.spec import load_spec
+from sweep_format.layout import LOCK_FILE
+from tests.helpers import OPTUNA_SPEC, write_spec
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    """A sweep folder as `ablate run` creates it, before its first trial."""
+    folder = tmp_path / "runs" / "tiny"
+    create(load_spec(write_spec(tmp_path, OPTUNA_SPEC)), folder)
+    return folder
+
+
+def test_a_held_lock_refuses_a_second_driver(sweep: Path) -> None:
+    with SweepLock(sweep, "run"):
+        holder = rf"this sweep is being driven by `ablate run` \(pid {os.getpid()} on {socket.gethostname()}"
+        with pytest.raises(UserError, match=holder):
+            SweepLock(sweep, "resume").acquire()
+    with SweepLock(sweep, "resume"):  # released: the next driver gets it, silently
+        holder = json.loads((sweep / LOCK_FILE).read_text())
+        assert (holder["command"], holder["pid"]) == ("resume", os.getpid())
+    assert (sweep / LOCK_FILE).read_text() == ""  # a clean stop leaves no stale lock
+
+
+def test_resume_of_a_live_sweep_exits_2_before_ray(sweep: Path, capsys: pytest.CaptureFixture,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ablate.sweep.start_ray", lambda *a, **k: pytest.fail("Ray started"))
+    with SweepLock(sweep, "run"):
+        assert main(["resume", str(sweep)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ablate resume: error: {sweep}: this sweep is being driven by `ablate run`")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_stale_lock_is_reported_and_taken_over(sweep: Path, capsys: pytest.CaptureFixture) -> None:
+    (sweep / LOCK_FILE).write_text(json.dumps({"host": "gone-host", "pid": 424242, "command": "run",
+                                               "since": 1.0e9}))  # its driver was SIGKILLed: no flock
+    with SweepLock(sweep, "resume"):
+        pass
+    err = capsys.readouterr().err
+    assert "a stale lock of `ablate run` (pid 424242 on gone-host" in err and "taking it over" in err
+
+
+def test_a_second_run_that_finds_its_folder_made_meanwhile_is_refused(sweep: Path) -> None:
+    spec = load_spec(sweep / "spec.yaml")
+    with pytest.raises(UserError, match="another `ablate run` created this sweep folder just now"):
+        create(spec, sweep)  # the race: both passed the existence check before Ray started

@@ -1,0 +1,87 @@
+"""Every way a trial can end, followed end to end (issue 18, point 2): each outcome the trainer can
+end with is raised at its boundary on CPU (tests/helpers.py OUTCOMES) and followed through the
+record, the exit code, the summary, the live view, `ablate ls`, the report and the parquet; `ablate
+resume` runs the errored trials again, the oom and diverged ones only when asked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.helpers import OUTCOMES, TINY_TRAINER, outcome_fault_env, write_spec
+
+pytestmark = pytest.mark.slow
+CLI = [sys.executable, "-m", "ablate.cli"]
+
+
+def records(sweep: Path) -> dict[float, dict]:
+    """student_temp -> the trial's record."""
+    out = {}
+    for file in (sweep / "trials").glob("*.json"):
+        rec = json.loads(file.read_text())
+        out[round(rec["params"]["student_temp"], 4)] = rec
+    return out
+
+
+def test_every_outcome_is_final_truthful_and_followed_end_to_end(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, f"""
+name: outcomes
+trainer: {dict(TINY_TRAINER, epochs=3)}
+space:
+  student_temp: {{type: choice, values: {list(OUTCOMES)}}}
+search: {{algorithm: grid}}
+resources: {{cpu: 1, gpu: 0}}
+stop: {{patience: 2}}
+""")
+    storage, sweep = tmp_path / "runs", tmp_path / "runs" / "outcomes"
+    env = outcome_fault_env(tmp_path / "fault")
+    run = subprocess.run([*CLI, "run", str(spec), "--storage", str(storage), "--num-cpus", "2"], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1, run.stderr[-3000:]  # errored trials: exit 1, neither 0 nor 130
+    assert "Traceback" not in run.stderr and "interrupted" not in run.stderr
+    recs = records(sweep)
+    status = {temp: rec["status"] for temp, rec in recs.items()}
+    assert status == {0.1: "completed", 0.11: "flagged", 0.12: "collapsed", 0.13: "diverged", 0.14: "oom",
+                      0.15: "errored", 0.16: "errored"}
+    assert [recs[t]["collapsed"] for t in OUTCOMES] == [False, True, True, False, False, False, False]
+    assert "out of memory: peak 0.00 GB allocated on cpu (CUDA out of memory. Tried to allocate 20.00 GiB)" \
+        in recs[0.14]["reason"]
+    assert "diverged" in recs[0.13]["reason"] and recs[0.13]["epochs"][-1]["epoch"] == 2
+    assert "ValueError: boom" in recs[0.15]["reason"] and "RuntimeError: CUDA error" in recs[0.16]["reason"]
+    # the live view names each failure once, with its reason; the summary counts them all
+    for temp, word in ((0.12, "collapsed"), (0.13, "diverged"), (0.14, "oom"), (0.15, "errored")):
+        lines = [ln for ln in run.stderr.splitlines() if f"  {word}  " in ln and recs[temp]["trial_id"] in ln]
+        assert len(lines) == 1 and "reason: " in lines[0], (word, run.stderr[-2000:])
+    counts = "1 completed, 1 flagged, 1 collapsed, 1 diverged, 1 oom, 2 errored"
+    assert f"trials: {counts}" in run.stdout
+    assert any("sweep done" in line and counts in line for line in run.stderr.splitlines())
+    assert f"ablate: trial {recs[0.15]['trial_id']} errored: ValueError: boom" in run.stderr
+    listing = subprocess.run([*CLI, "ls", str(storage)], env=env, capture_output=True, text=True, timeout=60)
+    assert counts in listing.stdout
+    trials = pd.read_parquet(sweep / "report" / "trials.parquet").set_index("student_temp")
+    assert {round(t, 4): s for t, s in trials["status"].items()} == status
+    report = (sweep / "report" / "report.md").read_text()
+    assert counts in report and "out of memory: peak" in report
+
+    # resume: the errored trials run again (and fail again); oom and diverged are kept as they are
+    before = {t: recs[t]["updated_at"] for t in (0.13, 0.14)}
+    resumed = subprocess.run([*CLI, "resume", str(sweep), "--num-cpus", "2"], env=env, capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 1 and "Traceback" not in resumed.stderr, resumed.stderr[-3000:]
+    recs = records(sweep)
+    assert {t: recs[t]["updated_at"] for t in (0.13, 0.14)} == before
+    whys = [r["why"] for r in recs[0.15]["restarts"]]  # Ray's 2 retries in each run, and the resume
+    assert whys.count("ablate resume") == 1 and len(whys) == 5
+    assert all(w.startswith("retried by Ray after: ValueError: boom") for w in whys if w != "ablate resume")
+    # --retry oom: the oom trial too, from where it was
+    again = subprocess.run([*CLI, "resume", str(sweep), "--num-cpus", "2", "--retry", "oom"], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 1, again.stderr[-3000:]
+    recs = records(sweep)
+    assert recs[0.14]["status"] == "oom" and [r["why"] for r in recs[0.14]["restarts"]] == ["ablate resume"]
+    assert recs[0.13]["updated_at"] == before[0.13] and recs[0.13]["restarts"] == []

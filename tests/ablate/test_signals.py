@@ -1,0 +1,126 @@
+"""A sweep stopped by signals and resumed from its own files (issue 19, points 1 and 3), through real
+process groups as a terminal, `timeout`, Slurm or Kubernetes send them:
+
+1. SIGTERM: exit 143, every unfinished record `interrupted` (none `running`), the resume hint;
+2. every pickle in the folder replaced by one that runs code when loaded: `ablate resume` loads none
+   of them; then SIGHUP: exit 129;
+3. every Ray experiment file deleted (only the weights-only checkpoints kept): the sweep still
+   resumes; then Ctrl-C twice, the second during the shutdown: exit 130, still no record `running`;
+4. a last `ablate resume` finishes every trial, its epochs 0..N, with nothing lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import TINY_TRAINER, write_spec
+
+pytestmark = pytest.mark.slow
+CLI = [sys.executable, "-m", "ablate.cli"]
+ENV = {**os.environ, "RAY_AUTH_MODE": "token"}
+EPOCHS = 6
+
+
+class Payload:
+    """Unpickling it calls ``open(marker, "w")``: proof that a file from the folder ran code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def records(sweep: Path) -> list[dict]:
+    return [json.loads(f.read_text()) for f in sorted((sweep / "trials").glob("*.json"))]
+
+
+def epochs_reported(sweep: Path) -> int:
+    return sum(len(r["epochs"]) for r in records(sweep)) if (sweep / "trials").is_dir() else 0
+
+
+def signalled(command: list[str], sweep: Path, *signals: int) -> subprocess.CompletedProcess:
+    """Run ``command`` in its own process group; once it has added an epoch to the records, send it
+    ``signals`` (the group, as a terminal does), 0.3 s apart."""
+    start = epochs_reported(sweep)
+    driver = subprocess.Popen(command, env=ENV, start_new_session=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and epochs_reported(sweep) <= start + 1:
+        assert driver.poll() is None, driver.communicate()[1][-3000:]
+        time.sleep(0.2)
+    for sig in signals:
+        os.killpg(driver.pid, sig)
+        time.sleep(0.3)
+    out, err = driver.communicate(timeout=180)
+    return subprocess.CompletedProcess(command, driver.returncode, out, err)
+
+
+def assert_stopped(result: subprocess.CompletedProcess, sweep: Path, code: int, cause: str) -> None:
+    assert result.returncode == code, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "*** SIGTERM received" not in result.stderr
+    assert f"trials finished; continue with `ablate resume {sweep}`" in result.stderr
+    statuses = {r["status"] for r in records(sweep)}
+    assert "running" not in statuses and "interrupted" in statuses, statuses
+    assert all(cause in r["reason"] for r in records(sweep) if r["status"] == "interrupted")
+
+
+def test_signals_then_resume_from_the_folders_own_files(ray_cluster: str, tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, f"""
+name: signals
+trainer: {dict(TINY_TRAINER, epochs=EPOCHS)}
+space:
+  teacher_temp: {{type: float, low: 0.02, high: 0.08}}
+search: {{algorithm: optuna, sampler: random, num_samples: 3, seed: 2}}
+resources: {{cpu: 1, gpu: 0}}
+""")
+    storage, sweep = tmp_path / "runs", tmp_path / "runs" / "signals"
+    resume = [*CLI, "resume", str(sweep), "--address", ray_cluster]
+    first = signalled([*CLI, "run", str(spec), "--storage", str(storage), "--address", ray_cluster], sweep,
+                      signal.SIGTERM)
+    assert_stopped(first, sweep, 143, "SIGTERM received")
+
+    marker = tmp_path / "pwned"
+    pickles = sorted(sweep.rglob("*.pkl"))
+    assert pickles, "Ray wrote no pickle: nothing to craft"
+    for file in pickles:
+        file.write_bytes(pickle.dumps(Payload(marker)))
+    second = signalled(resume, sweep, signal.SIGHUP)
+    assert not marker.exists(), "a pickle from the sweep folder ran on resume"
+    assert_stopped(second, sweep, 129, "SIGHUP received")
+
+    tune = sweep / "tune"  # every file of Ray's, deepest first; the checkpoints stay
+    for path in sorted(tune.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if any(part.startswith("checkpoint_") for part in path.relative_to(tune).parts):
+            continue
+        if path.is_dir():
+            if not any(path.iterdir()):
+                path.rmdir()
+        else:
+            path.unlink()
+    left = [p for p in tune.rglob("*") if p.is_file() and "checkpoint_" not in str(p.relative_to(tune))]
+    assert not left and list(tune.rglob("checkpoint_*/checkpoint.pt")), left
+    third = signalled(resume, sweep, signal.SIGINT, signal.SIGINT)  # the second during the shutdown
+    assert_stopped(third, sweep, 130, "")
+
+    last = subprocess.run(resume, env=ENV, capture_output=True, text=True, timeout=600)
+    assert last.returncode == 0, last.stderr[-3000:]
+    assert not marker.exists()
+    final = records(sweep)
+    assert len(final) == 3 and {r["status"] for r in final} == {"completed"}
+    assert all([e["epoch"] for e in r["epochs"]] == list(range(EPOCHS + 1)) for r in final), [
+        ([e["epoch"] for e in r["epochs"]], r["restarts"], r["trial_dirs"]) for r in final]
+    restarted = [r for r in final if r["restarts"]]
+    assert restarted and all(x["why"] == "ablate resume" for r in restarted for x in r["restarts"])
+    assert any(x["from_epoch"] >= 1 for r in restarted for x in r["restarts"])  # from a checkpoint
+    history = [json.loads(line)["event"] for line in (sweep / "history.jsonl").read_text().splitlines()]
+    assert history.count("start") == 4 and history.count("end") == 4
