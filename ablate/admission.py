@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ablate.errors import UserError
-from ablate.spec import SweepSpec
+from ablate.sweep_spec import SweepSpec
 
 # The driver of a data-parallel trial: Tune needs a non-empty request; memory is on every node and
 # leaves the CPUs to the workers (on 2 CPUs, 2 workers x 1 CPU fit).

@@ -133,7 +133,7 @@ def run(spec_path: str | Path, set: Mapping[str, Any] | None = None, storage: st
 
     Progress is printed to ``stream`` (stderr by default), one line per event off a terminal.
     """
-    from ablate.spec import load_spec
+    from ablate.sweep_spec import load_spec
 
     spec = load_spec(spec_path, set_items(set), force=force)  # every mistake is reported before Ray starts
     return run_spec(spec, storage, address, loggers, num_cpus, num_gpus, verbose, stream)
@@ -142,7 +142,7 @@ def run(spec_path: str | Path, set: Mapping[str, Any] | None = None, storage: st
 def run_spec(spec: Any, storage: str | Path = "runs", address: str | None = None, loggers: Sequence[str] = (),
              num_cpus: int | None = None, num_gpus: int | None = None, verbose: bool = False,
              stream: IO[str] | None = None, connect_timeout: float = 30.0) -> Sweep:
-    """``run`` for an already loaded ``ablate.spec.SweepSpec``."""
+    """``run`` for an already loaded ``ablate.sweep_spec.SweepSpec``."""
     from ablate.sweep import run_sweep
 
     return Sweep(run_sweep(spec, storage, address, num_cpus, num_gpus, connect_timeout=connect_timeout,

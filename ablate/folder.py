@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from ablate.errors import UserError
-from ablate.spec import SweepSpec, load_spec
+from ablate.sweep_spec import SweepSpec, load_spec
 from sweep_format.files import write_text
 from sweep_format.layout import REFERENCE_FILE, SPEC_FILE, TRIALS_DIR, is_sweep, not_a_sweep
 
@@ -58,7 +58,7 @@ def spec_text(spec: SweepSpec) -> str:
     baseline point (grid and ablation: the trainer's own values of the searched keys)."""
     import yaml
 
-    from ablate.spec.loader import RESOLVED
+    from ablate.sweep_spec.loader import RESOLVED
 
     data = yaml.safe_load(spec.dump())
     data[RESOLVED] = {"baseline": spec.baseline_point()}  # derived: the loader ignores it

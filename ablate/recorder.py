@@ -18,7 +18,7 @@ from ray import tune
 
 from ablate.errors import StorageFull
 from ablate.records import Points, ended, epoch_row, error_text, new_record, row_collapsed
-from ablate.spec import SweepSpec
+from ablate.sweep_spec import SweepSpec
 from sweep_format import statuses
 from sweep_format.layout import TUNE_DIR
 from sweep_format.records import is_damaged, read_records, record_path, write_record

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ablate.spec import SweepSpec
+from ablate.sweep_spec import SweepSpec
 from sweep_format import statuses
 from sweep_format.records import FORMAT, VERSION, is_damaged, read_records, write_record
 from sweep_format.values import values_equal

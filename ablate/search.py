@@ -24,7 +24,7 @@ from typing import Any, Protocol, cast
 
 from ray.tune.search import Searcher
 
-from ablate.spec import SweepSpec
+from ablate.sweep_spec import SweepSpec
 from sweep_format import statuses
 from sweep_format.records import is_damaged
 from sweep_format.values import values_equal

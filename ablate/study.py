@@ -28,7 +28,7 @@ from typing import Any, TypeVar, cast
 
 from ablate.errors import StorageFull
 from ablate.search import Job, continued, same_point
-from ablate.spec import SAMPLERS, SweepSpec
+from ablate.sweep_spec import SAMPLERS, SweepSpec
 from sweep_format import statuses
 from sweep_format.layout import OPTUNA_DB, TRIALS_DIR
 from sweep_format.records import is_damaged, read_records

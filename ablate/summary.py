@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ablate import history
+import ablate.history as history
 from sweep_format import statuses
 from trainables.storage_errors import write_failure
 

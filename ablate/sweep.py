@@ -17,14 +17,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from ablate import admission, history
+import ablate.admission as admission
+import ablate.history as history
 from ablate.ending import Signals, fit, keep_reserve
 from ablate.errors import StorageFull, UserError
 from ablate.folder import check_writable, create, load_sweep_spec, record_reference_knn, refuse_existing
 from ablate.lock import SweepLock
 from ablate.ray_logs import RayLogFile
 from ablate.session import DEFAULT_CONNECT_TIMEOUT, check_connect_timeout, start_ray
-from ablate.spec import SweepSpec
+from ablate.sweep_spec import SweepSpec
 from ablate.trackers import check_trackers, tracker_callbacks
 from sweep_format.layout import TUNE_DIR
 from sweep_format.records import read_records
@@ -49,7 +50,7 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
     check_writable(sweep_dir.parent, "--storage")
     names = check_trackers([*spec.loggers, *loggers], "loggers (spec or --logger)")
     print(f"ablate: sweep {spec.name!r}: {spec.num_trials} trials ({spec.search.algorithm}), results in "
-          f"{sweep_dir}", file=stream or sys.stderr)
+          f"{sweep_dir}", file=sys.stderr)
     with Signals() as signals, RayLogFile(verbose) as logs:
         start_ray(address, num_cpus, num_gpus, connect_timeout, logs)
         signals.install()

@@ -91,8 +91,8 @@ def main() -> None:
 
     import ray
 
-    from ablate.spec import load_spec
     from ablate.sweep import run_sweep, start_ray
+    from ablate.sweep_spec import load_spec
 
     start_ray(num_gpus=args.num_gpus)
     gpus = ray.cluster_resources().get("GPU", 0)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from reports import plots
-from reports.ablation import analyse, fmt_value, leaderboard, point_label
+from reports.analysis import analyse, fmt_value, leaderboard, point_label
 from reports.document import Document
 from reports.errors import ReportError
 from reports.parquet import read_metadata, write_parquet

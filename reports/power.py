@@ -10,7 +10,7 @@ the seed-by-seed gaps, df = n - 1, noncentrality d * sqrt(n).
 
     repeats_needed(diff=0.8, sd=0.5)                # 8 (per configuration)
     repeats_needed(diff=0.8, sd=0.5, paired=True)   # 6 (seeds shared by both)
-    advice = seed_power(analyse(trials, info, trainer).points, params)
+    advice = seed_power(analyse(trials, info).points, params)
     advice.text                          # the sentence the report prints
 """
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from reports import plots
-from reports.ablation import Analysis, ablation_tables, analyse, fmt_value, leaderboard
+from reports.analysis import Analysis, ablation_tables, analyse, fmt_value, leaderboard
 from reports.cost import add_cost
 from reports.document import Document
 from reports.errors import ReportError

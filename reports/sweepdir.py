@@ -1,6 +1,6 @@
 """The reports' view of a sweep folder (layout: sweep_format.layout): its spec, params, metric, mode.
 
-Only reads. The spec is read with plain PyYAML (the ``ablate.spec`` model lives in another layer).
+Only reads. The spec is read with plain PyYAML (the ``ablate.sweep_spec`` model lives in another layer).
 
     sweep = open_sweep("runs/temps")     # ReportError if missing, empty, unreadable or not a sweep
     sweep.params                          # ["teacher_temp", "student_temp", ...] (keys of `space`)

@@ -1,6 +1,6 @@
 """The layout of a sweep folder, ``<storage>/<name>/``, and the one answer to "is this a sweep?".
 
-    spec.yaml            the resolved spec (ablate.spec), plus ``resolved: {baseline: ...}``
+    spec.yaml            the resolved spec (ablate.sweep_spec), plus ``resolved: {baseline: ...}``
     trials/<id>.json     ablate's trial records, the sweep's source of truth (sweep_format.records)
     optuna.db            the Optuna study (search.algorithm: optuna)
     reference_knn.json   raw-pixel and untrained-network kNN of the dataset

@@ -88,8 +88,8 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def real_sweep(ray_cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished Optuna sweep (2 configurations x 2 seed repeats x 2 epochs); treat as read-only."""
-    from ablate.spec import load_spec
     from ablate.sweep import run_sweep
+    from ablate.sweep_spec import load_spec
 
     root = tmp_path_factory.mktemp("storage")
     sweep = run_sweep(load_spec(write_spec(root, OPTUNA_SPEC)), root / "runs", address=ray_cluster)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ablate.session import DEFAULT_CONNECT_TIMEOUT, MAX_CONNECT_TIMEOUT, check_connect_timeout
-from ablate.spec import MAX_SAMPLES, load_spec
 from ablate.summary import conclude
+from ablate.sweep_spec import MAX_SAMPLES, load_spec
 from ablate.trackers import TRACKERS
 
 

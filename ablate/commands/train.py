@@ -18,7 +18,7 @@ import yaml
 
 from ablate.errors import UserError
 from ablate.overrides import load_yaml, parse_sets
-from ablate.spec import arch_problem
+from ablate.sweep_spec import arch_problem
 from trainables.config import ConfigError, DINOConfig, config_differences, describe_keys, make_config
 from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, NonFiniteLossError
 from trainables.inputs import check_inputs

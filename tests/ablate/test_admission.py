@@ -10,7 +10,7 @@ import pytest
 
 from ablate.admission import Cluster, TrialResources, admit
 from ablate.errors import UserError
-from ablate.spec import load_spec
+from ablate.sweep_spec import load_spec
 from tests.helpers import OPTUNA_SPEC, write_spec
 
 LAPTOP = Cluster(cpus=2.0, gpus=0.0, nodes=((2.0, 0.0),))

@@ -18,7 +18,7 @@ import optuna
 import pytest
 
 from ablate.search import SweepSearch
-from ablate.spec import load_spec
+from ablate.sweep_spec import load_spec
 from reports.tables import load_trials
 from sweep_format.files import write_json
 from sweep_format.records import FORMAT, VERSION, read_records

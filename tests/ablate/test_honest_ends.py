@@ -11,8 +11,8 @@ import pytest
 
 from ablate.cli import main
 from ablate.folder import create
-from ablate.spec import load_spec
 from ablate.summary import finish
+from ablate.sweep_spec import load_spec
 from sweep_format.files import write_json
 from sweep_format.records import FORMAT, VERSION
 from tests.helpers import TINY_TRAINER, write_spec

@@ -21,7 +21,7 @@ import pytest
 
 from ablate.live import LiveView, fmt_duration
 from ablate.recorder import TrialRecorder
-from ablate.spec import load_spec
+from ablate.sweep_spec import load_spec
 from tests.helpers import TINY_TRAINER, write_spec
 
 LINE = re.compile(r"^\[\d+:\d\d\] ")

@@ -14,7 +14,7 @@ from ablate.cli import main
 from ablate.errors import UserError
 from ablate.folder import create
 from ablate.lock import SweepLock
-from ablate.spec import load_spec
+from ablate.sweep_spec import load_spec
 from sweep_format.layout import LOCK_FILE
 from tests.helpers import OPTUNA_SPEC, write_spec
 

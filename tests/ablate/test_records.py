@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ablate.records import Points, ended, mark_interrupted
-from ablate.spec import load_spec
+from ablate.sweep_spec import load_spec
 from sweep_format.files import write_json
 from sweep_format.records import FORMAT, VERSION, read_records
 from tests.helpers import TINY_TRAINER, write_spec
@@ -86,7 +86,7 @@ def test_spec_yaml_stores_the_baseline_metric_and_mode_and_loads_back(tmp_path: 
     import yaml
 
     from ablate.folder import spec_text
-    from ablate.spec import SpecError
+    from ablate.sweep_spec import SpecError
 
     spec = load_spec(write_spec(tmp_path, f"""
 name: abl

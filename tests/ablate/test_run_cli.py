@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ablate.cli import main
-from ablate.spec import SweepSpec
+from ablate.sweep_spec import SweepSpec
 from tests.helpers import OPTUNA_SPEC, write_spec
 
 

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from ablate.cli import main
-from ablate.spec import load_spec
 from ablate.sweep import run_sweep
+from ablate.sweep_spec import load_spec
 from tests.helpers import HEAD_IP, TINY_TRAINER, WORKER_IP, write_spec
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports.ablation import analyse, leaderboard
+from reports.analysis import analyse, leaderboard
 from reports.ranking import best_point, rank_points
 
 

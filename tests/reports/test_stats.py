@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from reports.ablation import ablation_tables, analyse, leaderboard
+from reports.analysis import ablation_tables, analyse, leaderboard
 from reports.stats import mean_ci, noise_verdict, paired_p, welch_p
 
 

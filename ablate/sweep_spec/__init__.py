@@ -8,8 +8,9 @@ Example::
 
     spec = load_spec("search_spaces/paper.yaml", sets=["trainer.epochs=2"])
     spec.num_trials                      # 12
-    spec.points()[:2]                    # [{'teacher_temp': 0.02, ...}, {'teacher_temp': 0.04, ...}]
-    spec.point_label(spec.points()[1])   # 'teacher_temp=0.04'
+    spec.points()[:2]                    # [{'teacher_temp': 0.04, ...}, {'teacher_temp': 0.02, ...}]
+    spec.point_label(spec.points()[0])   # 'baseline'
+    spec.point_label(spec.points()[1])   # 'teacher_temp=0.02'
     spec.trial_config(spec.points()[1])  # the DINOConfig of that trial
 
 Modules, each importing only those above it: ``base`` (strict models, errors) <- ``trainer``
@@ -17,12 +18,12 @@ Modules, each importing only those above it: ``base`` (strict models, errors) <-
 (search, scheduler, resources, stop) <- ``model`` (``SweepSpec``) <- ``loader`` (``load_spec``).
 """
 
-from ablate.spec.base import SpecError
-from ablate.spec.loader import load_spec
-from ablate.spec.model import MAX_POINTS, METRICS, SweepSpec
-from ablate.spec.sections import MAX_SAMPLES, SAMPLERS, available_samplers
-from ablate.spec.space import BASELINE, BundleDist, ChoiceDist, FloatDist, IntDist
-from ablate.spec.trainer import arch_problem
+from ablate.sweep_spec.base import SpecError
+from ablate.sweep_spec.loader import load_spec
+from ablate.sweep_spec.model import MAX_POINTS, METRICS, SweepSpec
+from ablate.sweep_spec.sections import MAX_SAMPLES, SAMPLERS, available_samplers
+from ablate.sweep_spec.space import BASELINE, BundleDist, ChoiceDist, FloatDist, IntDist
+from ablate.sweep_spec.trainer import arch_problem
 
 __all__ = ["BASELINE", "MAX_POINTS", "MAX_SAMPLES", "METRICS", "SAMPLERS", "BundleDist", "ChoiceDist",
            "FloatDist", "IntDist", "SpecError", "SweepSpec", "arch_problem", "available_samplers",

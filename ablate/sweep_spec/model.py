@@ -16,10 +16,10 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from ablate.spec.base import SpecError, SpecModel, bad
-from ablate.spec.sections import Resources, Scheduler, Search, Stop
-from ablate.spec.space import BASELINE, BundleDist, ChoiceDist, Dist, check_name, check_no_overlap
-from ablate.spec.trainer import check_trainer, check_values
+from ablate.sweep_spec.base import SpecError, SpecModel, bad
+from ablate.sweep_spec.sections import Resources, Scheduler, Search, Stop
+from ablate.sweep_spec.space import BASELINE, BundleDist, ChoiceDist, Dist, check_name, check_no_overlap
+from ablate.sweep_spec.trainer import check_trainer, check_values
 from trainables.config import ConfigError, DINOConfig, make_config
 from trainables.inputs import check_inputs
 
@@ -43,7 +43,7 @@ class SweepSpec(SpecModel):
 
         spec = load_spec("search_spaces/paper.yaml", sets=["trainer.epochs=2"])
         spec.num_trials                      # 12
-        spec.point_label(spec.points()[1])   # 'teacher_temp=0.04'
+        spec.point_label(spec.points()[1])   # 'teacher_temp=0.02' (points()[0] is the baseline)
         spec.trial_config(spec.points()[1])  # the DINOConfig of that trial
     """
 

@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
-from ablate.spec.base import SpecModel, bad, spec_error
-from ablate.spec.trainer import check_key, check_values
+from ablate.sweep_spec.base import SpecModel, bad, spec_error
+from ablate.sweep_spec.trainer import check_key, check_values
 from trainables.config import DINOConfig
 
 BASELINE = "baseline"  # reserved bundle label: "the trainer section's values"

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ablate.spec.base import SpecModel, bad, one_of, spec_error
+from ablate.sweep_spec.base import SpecModel, bad, one_of, spec_error
 
 ALGORITHMS = ("optuna", "grid", "ablation")
 # sampler name -> (class in optuna.samplers, modules it needs beyond Optuna)

@@ -1,7 +1,7 @@
 """What every section of a sweep spec shares: strict typing, unknown keys refused, ``null`` = default.
 
 Validators raise ``spec_error(...)``: a pydantic error whose message is already the text the user
-reads; ``ablate.spec.loader`` prefixes the file and the key path (pydantic's ``loc`` plus the
+reads; ``ablate.sweep_spec.loader`` prefixes the file and the key path (pydantic's ``loc`` plus the
 error's ``at``) and blames the ``--set`` items that touched it.
 """
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.spec import BASELINE, MAX_SAMPLES, SpecError, available_samplers, load_spec
+from ablate.sweep_spec import BASELINE, MAX_SAMPLES, SpecError, available_samplers, load_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "search_spaces"
 MINIMAL = """\
@@ -378,11 +378,12 @@ def test_dump_with_workers_loggers_and_a_resolved_section_reads_back(tmp_path: P
 def test_spec_modules_import_one_way() -> None:
     """base <- trainer <- space, sections <- model <- loader: no module imports one after it."""
     order = ["base", "trainer", "space", "sections", "model", "loader"]
-    package = Path(__file__).resolve().parents[2] / "ablate" / "spec"
+    package = Path(__file__).resolve().parents[2] / "ablate" / "sweep_spec"
     for i, name in enumerate(order):
         tree = ast.parse((package / f"{name}.py").read_text())
-        imported = {node.module.removeprefix("ablate.spec.") for node in ast.walk(tree)
-                    if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ablate.spec")}
+        imported = {node.module.removeprefix("ablate.sweep_spec.") for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom)
+                    and (node.module or "").startswith("ablate.sweep_spec")}
         assert imported <= set(order[:i]) - ({"space"} if name == "sections" else set()), (name, imported)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from ablate.spec.base import spec_error
+from ablate.sweep_spec.base import spec_error
 from trainables.config import ConfigError, DINOConfig, make_config, unknown_key_message
 
 SEED_RULE = ("a trial's seed is search.seed + its repeat index; set search.seed (and repeats for "

@@ -16,9 +16,9 @@ from pydantic_core import ErrorDetails
 
 from ablate.errors import UserError
 from ablate.overrides import load_yaml, parse_sets, set_dotted
-from ablate.spec.base import SPEC_ERROR, UNKNOWN_KEY, SpecError
-from ablate.spec.model import SweepSpec
-from ablate.spec.space import DIST_TAGS, DIST_TYPE_ERROR, DIST_TYPES
+from ablate.sweep_spec.base import SPEC_ERROR, UNKNOWN_KEY, SpecError
+from ablate.sweep_spec.model import SweepSpec
+from ablate.sweep_spec.space import DIST_TAGS, DIST_TYPE_ERROR, DIST_TYPES
 from trainables.config import DINOConfig, short
 
 RESOLVED = "resolved"  # a section the sweep writes into its spec.yaml: derived, so ignored on reading

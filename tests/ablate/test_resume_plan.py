@@ -1,0 +1,34 @@
+"""What `ablate resume` runs, read from the records alone (ablate/search.py): unfinished and errored
+trials continue under their own id from the folders they ran in; oom and diverged ones only when
+asked (`--retry`); finished ones stay; points never started start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ablate.search import point_jobs
+from ablate.sweep_spec import load_spec
+from tests.helpers import TINY_TRAINER, write_spec
+
+STATUSES = ["completed", "errored", "oom", "diverged", "interrupted", "running", "storage_full", "collapsed"]
+
+
+def test_resume_runs_the_unfinished_and_errored_trials_and_oom_only_when_asked(tmp_path: Path) -> None:
+    temps = [0.01 * (i + 1) for i in range(len(STATUSES) + 1)]
+    spec = load_spec(write_spec(tmp_path, f"""
+name: plan
+trainer: {TINY_TRAINER}
+space:
+  teacher_temp: {{type: choice, values: {temps}}}
+search: {{algorithm: grid}}
+"""))
+    records = [{"trial_id": f"t{i}", "params": {"teacher_temp": temps[i]}, "repeat": 0, "status": status,
+                "trial_dir": f"tune/trial_t{i}_b", "trial_dirs": [f"tune/trial_t{i}", f"tune/trial_t{i}_b"],
+                "epochs": []} for i, status in enumerate(STATUSES)]
+    sweep = tmp_path / "sweep"
+    plan = {job.trial_id: job for job in point_jobs(spec, records, sweep)}
+    assert set(plan) == {"t1", "t4", "t5", "t6", None}  # errored, interrupted, running, storage_full, new
+    assert plan["t4"].resume_dirs == (sweep / "tune/trial_t4_b", sweep / "tune/trial_t4")  # newest first
+    assert plan[None].params == {"teacher_temp": temps[-1]} and plan[None].resume_dirs == ()
+    retried = {job.trial_id for job in point_jobs(spec, records, sweep, retry=("oom",))}
+    assert retried == {"t1", "t2", "t4", "t5", "t6", None}

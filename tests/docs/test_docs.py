@@ -1,0 +1,69 @@
+"""The docs name only what the code has: README, search_spaces/README.md and reports/SCHEMA.md against the
+spec's keys, the trainer's keys, the parquet columns and the status vocabulary (and back)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ablate.sweep_spec.model import SweepSpec
+from ablate.sweep_spec.sections import Resources, Scheduler, Search, Stop
+from reports.tables import EPOCH_HEAD, HEAD_COLUMNS, TAIL_COLUMNS
+from sweep_format import statuses
+from trainables.config import DINOConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+SPEC_README = (ROOT / "search_spaces" / "README.md").read_text()
+SCHEMA = (ROOT / "reports" / "SCHEMA.md").read_text()
+SECTIONS = {"trainer": set(DINOConfig.model_fields), "search": set(Search.spec_keys()),
+            "resources": set(Resources.spec_keys()), "scheduler": set(Scheduler.spec_keys()),
+            "stop": set(Stop.spec_keys())}
+
+
+def dotted_keys(text: str) -> set[tuple[str, str]]:
+    """Every ``section.key`` a text names (``trainer.epochs``, ``resources.gpu``, ...; not a file such
+    as ``ablate/search.py``)."""
+    found = re.findall(r"\b(trainer|search|resources|scheduler|stop)\.([a-z_]+)\b", text)
+    return {(section, key) for section, key in found if key != "py"}
+
+
+def test_every_dotted_spec_key_in_the_docs_exists() -> None:
+    for name, text in (("README.md", README), ("search_spaces/README.md", SPEC_README)):
+        unknown = sorted(f"{s}.{k}" for s, k in dotted_keys(text) if k not in SECTIONS[s])
+        assert not unknown, f"{name} names keys the spec does not have: {unknown}"
+
+
+def test_the_spec_reference_table_lists_every_key_once() -> None:
+    rows = re.findall(r"^\| `([a-z_.]+)` \|", SPEC_README, flags=re.M)
+    top = [r for r in rows if "." not in r]
+    assert len(rows) == len(set(rows)), [r for r in rows if rows.count(r) > 1]
+    assert set(top) <= set(SweepSpec.spec_keys()), set(top) - set(SweepSpec.spec_keys())
+    for section in ("search", "resources", "scheduler", "stop"):
+        documented = {r.split(".", 1)[1] for r in rows if r.startswith(section + ".")}
+        assert documented == SECTIONS[section], (section, documented ^ SECTIONS[section])
+
+
+def test_every_trainer_key_set_in_a_readme_command_exists() -> None:
+    commands = re.findall(r"(?<!\$ )ablate train[^\n]*", README)  # "$ ablate ...": a mistake, shown
+    keys = {k for c in commands for k in re.findall(r"--set ([a-z_]+)=", c)} - {"key"}  # key=value: the form
+    assert keys and keys <= SECTIONS["trainer"], keys - SECTIONS["trainer"]
+
+
+def test_schema_lists_exactly_the_trials_parquet_columns() -> None:
+    table = SCHEMA.split("## `trials.parquet`", 1)[1].split("## `epochs.parquet`", 1)[0]
+    documented = re.findall(r"^\| `([a-z_0-9]+)` \|", table, flags=re.M)
+    assert documented == [*HEAD_COLUMNS, *TAIL_COLUMNS], set(documented) ^ {*HEAD_COLUMNS, *TAIL_COLUMNS}
+    epochs = SCHEMA.split("## `epochs.parquet`", 1)[1]
+    assert re.findall(r"^\| `([a-z_]+)` \|", epochs, flags=re.M) == list(EPOCH_HEAD)
+
+
+def test_every_status_the_docs_name_exists_and_schema_names_them_all() -> None:
+    section = SCHEMA.split("`status`:", 1)[1].split("Which trials count", 1)[0]
+    named = {w for line in section.splitlines() if line.startswith("- ")
+             for w in re.findall(r"`([a-z_ ]+)`", line.split(":", 1)[0])}
+    assert named == set(statuses.ORDER), named ^ set(statuses.ORDER)
+    guarantees = README.split("**Every way a trial ends is final and named.**", 1)[1].split("\n- **", 1)[0]
+    in_readme = set(re.findall(r"`([a-z_ ]+)`", guarantees))
+    unknown = {w for w in in_readme if w not in statuses.ORDER and not w.startswith("ablate ")}
+    assert not unknown, unknown
