@@ -23,6 +23,7 @@ from sweep_format import statuses
 from sweep_format.layout import TUNE_DIR
 from sweep_format.records import is_damaged, read_records, record_path, write_record
 from trainables.storage_errors import write_failure
+from trainables.trial import reported_epochs
 
 
 def record_id(trial: Any) -> str:
@@ -101,6 +102,23 @@ class TrialRecorder(tune.Callback):
             "from_epoch": int(row.get("restored_from_epoch", 0)), "why": why, "at": time.time(),
             "node_ip": row.get("rank0_node_ip", row.get("node_ip")),
             "pid": row.get("rank0_pid", row.get("pid"))})
+        self._fill_from_checkpoints(rec, rec["restarts"][-1])
+
+    def _fill_from_checkpoints(self, rec: dict[str, Any], restart: dict[str, Any]) -> None:
+        """Epochs before the restart point that the record lacks: their results did not reach this
+        driver (the node or the driver died between an epoch's checkpoint and its report). Each is
+        taken from the report kept beside its checkpoint; any still missing is named in the restart."""
+        have = {r.get("epoch") for r in rec["epochs"]}
+        missing = [e for e in range(restart["from_epoch"]) if e not in have]
+        if not missing:
+            return
+        dirs = rec.get("trial_dirs") or [rec.get("trial_dir") or ""]
+        folders = [self.sweep_dir / d for d in reversed(dirs) if d]
+        kept = reported_epochs(folders)
+        found = [epoch_row(kept[e]) for e in missing if e in kept]
+        rec["epochs"] = sorted(rec["epochs"] + found, key=lambda r: r["epoch"])
+        if lost := [e for e in missing if e not in kept]:
+            restart["lost_epochs"] = lost
 
     def _finish(self, trial: Any, errored: bool) -> None:
         rec = self._record(trial)

@@ -196,6 +196,23 @@ def checkpoints_in(folder: Path) -> list[Path]:
     return sorted((p for p in folder.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir()), reverse=True)
 
 
+def reported_epochs(folders: Sequence[Path]) -> dict[int, dict[str, Any]]:
+    """The epoch reports kept beside the checkpoints of trial folders (``LastReport``), by epoch,
+    the newest folder's first; a damaged one is skipped. The sweep's records fill from them the
+    epochs whose results never reached the driver (a node lost between a checkpoint and its report)."""
+    rows: dict[int, dict[str, Any]] = {}
+    for folder in folders:
+        for checkpoint in checkpoints_in(folder):
+            kept = LastReport()
+            try:
+                kept.load(checkpoint)
+            except DamagedFileError:
+                continue
+            if kept.row:
+                rows.setdefault(kept.row["epoch"], {**kept.row, "recovered_from": checkpoint.name})
+    return rows
+
+
 def earlier_checkpoints(config: dict[str, Any]) -> list[Path]:
     """The checkpoints of a trial's earlier runs (``_resume_dirs``, newest run first; ``ablate
     resume`` names them), newest first."""
@@ -248,6 +265,7 @@ class LastReport:
     that epoch again (``replay``)."""
 
     FILE = "epoch.json"
+    MAX_BYTES = 1 << 20  # one epoch's scalars; a larger file is not one this trainer wrote
 
     def __init__(self) -> None:
         self.row: dict[str, Any] = {}
@@ -261,6 +279,9 @@ class LastReport:
         file = folder / self.FILE
         if not file.is_file():  # checkpoints written before this file existed have none
             return
+        if file.stat().st_size > self.MAX_BYTES:
+            raise DamagedFileError(f"{file}: larger than an epoch's report ({file.stat().st_size} bytes); "
+                                   "the checkpoint it belongs to is skipped")
         data = read_json(file, "epoch report")
         if not isinstance(data, dict) or not isinstance(data.get("epoch"), int):
             raise DamagedFileError(f"{file}: expected the epoch's report ({{\"epoch\": N, ...}}); the "

@@ -7,9 +7,6 @@ from which epoch and why, and the sweep finishes with nothing lost; the same for
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster import Cluster
 from tests.helpers import TINY_TRAINER, write_spec
 
 pytestmark = pytest.mark.slow
@@ -27,72 +25,13 @@ FAST_HEALTH = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms
 CLI = [sys.executable, "-m", "ablate.cli"]
 
 
-class Cluster:
-    """``ray start --block`` processes, each in its own process group (stopped by signalling exactly it)."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs, self.env = logs, {**os.environ, "RAY_AUTH_MODE": "token", **FAST_HEALTH}
-        self.ray = str(Path(sys.executable).parent / "ray")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.address = f"{HEAD}:{self.port}"
-        self.procs: dict[str, subprocess.Popen] = {}
-
-    def start(self, ip: str, *args: str) -> None:
-        log = open(self.logs / f"{ip}.log", "a")
-        self.procs[ip] = subprocess.Popen([self.ray, "start", f"--node-ip-address={ip}", "--block",
-                                           "--disable-usage-stats", *args], env=self.env,
-                                          start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
-
-    def start_head(self) -> None:
-        self.start(HEAD, "--head", f"--port={self.port}", "--num-cpus=0", "--num-gpus=0",
-                   "--include-dashboard=false")
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                socket.create_connection((HEAD, self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.5)
-        raise AssertionError((self.logs / f"{HEAD}.log").read_text()[-2000:])
-
-    def start_node(self, ip: str) -> None:
-        self.start(ip, f"--address={self.address}", "--num-cpus=2")
-
-    def wait_alive(self, nodes: int) -> None:
-        alive = "len([n for n in ray.nodes() if n['Alive']])"
-        script = (f"import ray, time; ray.init(address='{self.address}', log_to_driver=False)\n"
-                  f"t = time.time() + 120\nwhile {alive} < {nodes} and time.time() < t: time.sleep(0.5)\n"
-                  f"print({alive})")
-        out = subprocess.run([sys.executable, "-c", script], env=self.env, capture_output=True, text=True,
-                             timeout=180)
-        assert out.stdout.strip().endswith(str(nodes)), out.stderr[-2000:]
-
-    def kill(self, ip: str) -> None:
-        """SIGKILL the node's whole process group: its raylet and every worker on it die at once."""
-        proc = self.procs.pop(ip)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        for proc in reversed(list(self.procs.values())):
-            for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-                try:
-                    os.killpg(proc.pid, sig)
-                    proc.wait(timeout=wait)
-                    break
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    continue
-
-
 @pytest.fixture(scope="module")
 def lossy_cluster(tmp_path_factory: pytest.TempPathFactory):
-    cluster = Cluster(tmp_path_factory.mktemp("lossy-logs"))
+    cluster = Cluster(tmp_path_factory.mktemp("lossy-logs"), HEAD, FAST_HEALTH)
     try:
-        cluster.start_head()
+        cluster.start_head("--num-cpus=0", "--num-gpus=0")
         for ip in NODES:
-            cluster.start_node(ip)
+            cluster.start_node(ip, "--num-cpus=2")
         cluster.wait_alive(3)
         yield cluster
     finally:
@@ -148,7 +87,7 @@ def test_a_trial_whose_node_dies_continues_on_the_other_from_its_checkpoint(loss
                                                                            tmp_path: Path) -> None:
     rec, lost = lose_the_node_mid_trial(lossy_cluster, tmp_path, "{cpu: 2, gpu: 0}")
     assert_continued_elsewhere(rec, lost)
-    lossy_cluster.start_node(lost)  # the machine is back for the next test
+    lossy_cluster.start_node(lost, "--num-cpus=2")  # the machine is back for the next test
     lossy_cluster.wait_alive(3)
 
 

@@ -126,3 +126,45 @@ search: {{algorithm: grid}}
     with pytest.raises(StorageFull, match=r"storage-is-a-file/trials/t1\.json: cannot write the trial record "
                                           r"\(ENOTDIR: Not a directory\)"):
         recorder._save({"trial_id": "t1", "epochs": []})
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_a_restart_fills_the_epochs_whose_results_never_reached_the_driver(tmp_path: Path,
+                                                                           kept: bool) -> None:
+    """A node lost between an epoch's checkpoint and its report: the trial restarts from a later
+    checkpoint, and the record takes the missing epoch from the report kept beside its checkpoint,
+    or names it as lost when that checkpoint is gone."""
+    from types import SimpleNamespace
+
+    from ablate.recorder import TrialRecorder
+
+    spec = load_spec(write_spec(tmp_path, f"""
+name: gap
+trainer: {TINY_TRAINER}
+space:
+  teacher_temp: {{type: choice, values: [0.04]}}
+search: {{algorithm: grid}}
+"""))
+    sweep = tmp_path / "runs" / "gap"
+    trial = SimpleNamespace(trial_id="t1", config={"teacher_temp": 0.04},
+                            path=str(sweep / "tune" / "trial_t1"), error_file=None)
+    for epoch in (3, 4):  # epoch 3 and 4 were checkpointed; neither result arrived
+        if kept or epoch == 4:
+            write_json(Path(trial.path) / f"checkpoint_{epoch:06d}" / "epoch.json",
+                       {"epoch": epoch, "loss": 9.0 - epoch})
+    recorder = TrialRecorder(spec, sweep)
+    recorder.on_trial_start(0, [], trial)
+    for epoch in range(3):
+        recorder.on_trial_result(0, [], trial, {"epoch": epoch, "loss": 9.0 - epoch})
+    recorder.on_trial_recover(0, [], trial)
+    recorder.on_trial_result(0, [], trial,
+                             {"epoch": 4, "loss": 5.0, "restored_from_epoch": 4, "replayed": True})
+
+    (record,) = read_records(sweep)
+    (restart,) = record["restarts"]
+    assert restart["from_epoch"] == 4
+    if kept:
+        assert [r["epoch"] for r in record["epochs"]] == [0, 1, 2, 3, 4] and "lost_epochs" not in restart
+        assert record["epochs"][3] == {"epoch": 3, "loss": 6.0, "recovered_from": "checkpoint_000003"}
+    else:
+        assert [r["epoch"] for r in record["epochs"]] == [0, 1, 2, 4] and restart["lost_epochs"] == [3]
