@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"  # loopback addresses: nothing leaves the machine
+# Loopback addresses of the shared test cluster: nothing leaves the machine. Each pytest-xdist worker
+# (gw0, gw1, ...) has its own cluster on its own pair (127.0.0.2/3, 127.0.0.12/13, ...).
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+HEAD_IP, WORKER_IP = f"127.0.0.{2 + 10 * _WORKER}", f"127.0.0.{3 + 10 * _WORKER}"
 
 TINY_TRAINER = {"dataset": "synthetic", "arch": "test_vit", "patch_size": 4, "global_crops_size": 16,
                 "local_crops_size": 8, "local_crops_number": 2, "batch_size": 32, "out_dim": 32,
