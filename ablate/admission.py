@@ -1,8 +1,8 @@
 """What one trial reserves, and whether the Ray cluster can ever hold it: refused before anything runs.
 
 A one-process trial reserves ``resources.cpu`` CPUs and a ``resources.gpu`` share on one node. A
-data-parallel trial (``resources.workers`` > 1) is a driver that reserves no CPU (it only waits
-on Ray Train's controller: ``DRIVER``, a little memory) plus ``workers`` bundles of ``cpu`` and
+data-parallel trial (``resources.workers`` > 1) is a driver on the head node that reserves no CPU
+(it only waits on Ray Train's controller: ``DRIVER``, a little memory) plus ``workers`` bundles of ``cpu`` and
 ``gpu`` that Ray Train reserves when the trial starts. Tune reserves only the driver, so ablate
 caps the trials running at once at what the cluster holds (Ray's guide for Train inside Tune),
 and a trial the cluster can never hold is refused at once with the numbers.
@@ -21,9 +21,14 @@ from typing import Any
 from ablate.errors import UserError
 from ablate.sweep_spec import SweepSpec
 
-# The driver of a data-parallel trial: Tune needs a non-empty request; memory is on every node and
-# leaves the CPUs to the workers (on 2 CPUs, 2 workers x 1 CPU fit).
-DRIVER: dict[str, float] = {"memory": 64 * 2**20}
+# The driver of a data-parallel trial: Tune needs a non-empty request; memory leaves the CPUs to the
+# workers (on 2 CPUs, 2 workers x 1 CPU fit). It runs on the head node (Ray's resource that only the
+# head has), and with it Ray Train's controller, which Train starts on its caller's node: a lost
+# worker node then never takes a controller along. A controller that dies with its node leaves its
+# workers' placement group reserved (Train's cleaner needs the State API, which a cluster without
+# the dashboard lacks), and the trial's retry then waits for CPUs that never free.
+HEAD_NODE = "node:__internal_head__"
+DRIVER: dict[str, float] = {"memory": 64 * 2**20, HEAD_NODE: 0.001}
 EPS = 1e-9
 
 

@@ -95,4 +95,7 @@ def test_a_two_worker_trial_whose_node_dies_continues_on_the_other(lossy_cluster
                                                                    tmp_path: Path) -> None:
     rec, lost = lose_the_node_mid_trial(lossy_cluster, tmp_path, "{workers: 2, cpu: 1, gpu: 0}")
     assert_continued_elsewhere(rec, lost)
+    # the trial's driver, and Ray Train's controller beside it, stay on the head: a lost worker node
+    # never takes the controller and its workers' reservation along (ablate.admission.DRIVER)
+    assert {e["node_ip"] for e in rec["epochs"] if "recovered_from" not in e} == {HEAD}
     assert {e.get("workers") for e in rec["epochs"] if e["epoch"] > 0} == {2}
