@@ -19,6 +19,8 @@ from pathlib import Path
 from ablate.errors import UserError
 from ablate.ray_logs import RayLogFile
 
+# Ray's multi-node switch; "0" makes a local Ray bind to 127.0.0.1 only (bind_local_ray_to_loopback)
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 DEFAULT_CONNECT_TIMEOUT = 30.0  # seconds `--address` waits for the cluster to answer
 MAX_CONNECT_TIMEOUT = 24 * 3600.0
 
@@ -74,21 +76,24 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
         join_cluster(address, connect_timeout)
         return
     # address="local": always a new Ray for this run, never a cluster that `ray start` left behind.
-    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-             log_to_driver=False)
+    try:
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                 log_to_driver=False)
+    finally:  # Ray's processes have read the switch; a `ray start` this process runs later must not
+        os.environ.pop(LOOPBACK_SWITCH, None)
 
 
 def bind_local_ray_to_loopback() -> None:
     """Make the local Ray (gcs_server, raylet, workers) listen on 127.0.0.1 only.
 
     Ray binds its servers to the node address of ``ray._private.services.get_node_ip_address``,
-    which is 127.0.0.1 only while Ray's multi-node switch RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER is
+    which is 127.0.0.1 only while Ray's multi-node switch (``LOOPBACK_SWITCH``) is
     off (``ray.init(_node_ip_address="127.0.0.1")`` does not help: Ray swaps a loopback address
     for the external one). Ray reads the switch once, when it is imported, so it is set in the
-    environment (read by Ray's processes and by a later import) and, if Ray was imported already
-    (``ray.tune`` by the caller), in Ray's constants too.
+    environment (read by the processes ``ray.init`` starts and by a later import; removed again once
+    they run) and, if Ray was imported already (``ray.tune`` by the caller), in Ray's constants too.
     """
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ[LOOPBACK_SWITCH] = "0"
     constants = sys.modules.get("ray._private.ray_constants")
     if constants is not None:
         constants.ENABLE_RAY_CLUSTER = False  # type: ignore[attr-defined]

@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from ablate.session import LOOPBACK_SWITCH
+
 UP = "Ray runtime started"
 
 
@@ -44,6 +46,7 @@ class Cluster:
     def __init__(self, logs: Path, head_ip: str, env: dict[str, str] | None = None) -> None:
         self.logs, self.head_ip = logs, head_ip
         self.env = {**os.environ, "RAY_AUTH_MODE": "token", **(env or {})}
+        self.env.pop(LOOPBACK_SWITCH, None)  # a multi-node cluster, whatever a local sweep set before
         self.ray = str(Path(sys.executable).parent / "ray")
         self.port = free_port()
         self.address = f"{head_ip}:{self.port}"

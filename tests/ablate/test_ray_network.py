@@ -122,3 +122,22 @@ def test_run_with_a_dead_address_exits_2_and_honours_sigterm(tmp_path: Path):
     err = short.stderr.read()
     assert f"ablate run: error: --address {address}: nothing answered within 2 s" in err, err
     assert "Traceback" not in err
+
+
+def test_the_loopback_switch_is_gone_from_the_environment_once_the_local_ray_runs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local Ray's processes read the switch when ray.init starts them; left in the environment, it
+    would make every later `ray start --address` of this process refuse to join (a library call
+    in a notebook, then a cluster)."""
+    import ray
+    import ray._private.ray_constants as constants
+
+    from ablate import session
+
+    monkeypatch.setattr(constants, "ENABLE_RAY_CLUSTER", constants.ENABLE_RAY_CLUSTER)  # restored after
+    monkeypatch.delenv(session.LOOPBACK_SWITCH, raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    seen: dict[str, str | None] = {}
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.update(during=os.environ.get(session.LOOPBACK_SWITCH)))
+    session.start_ray(None, num_cpus=1, num_gpus=0)
+    assert seen == {"during": "0"} and session.LOOPBACK_SWITCH not in os.environ
