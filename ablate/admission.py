@@ -2,8 +2,8 @@
 
 A one-process trial reserves ``resources.cpu`` CPUs and a ``resources.gpu`` share on one node. A
 data-parallel trial (``resources.workers`` > 1) is a driver on the head node that reserves no CPU
-(it only waits on Ray Train's controller: ``DRIVER``, a little memory) plus ``workers`` bundles of ``cpu`` and
-``gpu`` that Ray Train reserves when the trial starts. Tune reserves only the driver, so ablate
+(it only waits on Ray Train's controller: ``DRIVER``, a little memory) plus ``workers`` bundles of
+``cpu`` and ``gpu`` that Ray Train reserves when the trial starts. Tune reserves only the driver, so ablate
 caps the trials running at once at what the cluster holds (Ray's guide for Train inside Tune),
 and a trial the cluster can never hold is refused at once with the numbers.
 

@@ -64,6 +64,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
     (Ray writes ``~/.ray/auth_token``; a driver joining a cluster needs RAY_AUTH_MODE=token).
     """
     prepare()
+    previous = os.environ.get(LOOPBACK_SWITCH)  # the caller's own value, restored once Ray runs
     if not address:
         bind_local_ray_to_loopback()
     import ray
@@ -80,7 +81,10 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
         ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                  log_to_driver=False)
     finally:  # Ray's processes have read the switch; a `ray start` this process runs later must not
-        os.environ.pop(LOOPBACK_SWITCH, None)
+        if previous is None:
+            os.environ.pop(LOOPBACK_SWITCH, None)
+        else:
+            os.environ[LOOPBACK_SWITCH] = previous
 
 
 def bind_local_ray_to_loopback() -> None:
