@@ -14,6 +14,7 @@ crops whatever batch, order, device or worker it is processed in, so a resumed r
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch.nn import functional as F
@@ -72,102 +73,155 @@ def crop_boxes(u: torch.Tensor, height: int, width: int, scale: tuple[float, flo
     return torch.stack([top, left, h, w], dim=1)
 
 
+def _cubic_weights(t: torch.Tensor) -> torch.Tensor:
+    """Weights of the taps at -1, 0, 1, 2 around a point ``t`` in [0, 1) past a pixel: the cubic
+    convolution kernel with a = -0.75, as ``grid_sample(mode="bicubic")`` and PIL use."""
+    a = -0.75
+    near, far = torch.stack([t, 1 - t], -1), torch.stack([t + 1, 2 - t], -1)  # |distance| to each tap
+    w_near = ((a + 2) * near - (a + 3)) * near * near + 1
+    w_far = ((a * far - 5 * a) * far + 8 * a) * far - 4 * a
+    return torch.stack([w_far[..., 0], w_near[..., 0], w_near[..., 1], w_far[..., 1]], -1)
+
+
+def resample_matrix(start: torch.Tensor, length: torch.Tensor, flip: torch.Tensor | None, size: int,
+                    supersample: int, extent: int) -> torch.Tensor:
+    """(rows, size, extent): output pixel i of row r as a weighted sum of the ``extent`` input pixels
+    along one axis, for the span [start, start + length) of each row resampled to ``size`` px.
+
+    Bicubic at ``supersample`` points per output pixel, averaged; taps past an edge read the edge
+    pixel (``padding_mode="border"``); ``flip`` mirrors a row's output.
+    """
+    side = size * supersample
+    steps = (torch.arange(side, device=start.device, dtype=torch.float32) + 0.5) / side
+    if flip is not None:
+        steps = torch.where(flip[:, None], 1 - steps, steps)
+    pos = start[:, None] + steps * length[:, None] - 0.5  # pixel centers are at .5
+    base = pos.floor()
+    weights = _cubic_weights(pos - base).mul_(1 / supersample)
+    taps = (base.long()[..., None] + torch.arange(-1, 3, device=start.device)).clamp_(0, extent - 1)
+    matrix = torch.zeros(start.shape[0], size, extent, device=start.device)
+    taps, weights = taps.view(-1, size, supersample * 4), weights.view(-1, size, supersample * 4)
+    return matrix.scatter_add_(2, taps, weights)
+
+
 def resized_crops(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor, size: int,
                   supersample: int) -> torch.Tensor:
     """Bicubic resample of boxes to ``size`` px (mirrored where ``flip``), in [0, 1].
 
-    ``boxes`` and ``flip`` hold ``n`` crops per image, crop-major (row ``c * B + b`` is crop c of
-    image b); the result has the same rows. One ``grid_sample`` reads the ``B`` images once: the
-    n sampling grids of an image are stacked along the grid's height. Boxes larger than the
-    output are sampled ``supersample`` times finer and average-pooled, the antialiasing that
-    PIL's resize does when shrinking.
+    ``images`` (B, C, H, W) in [0, 255]; ``boxes`` and ``flip`` hold ``n`` crops per image,
+    crop-major (row ``c * B + b`` is crop c of image b); the result has the same rows. Bicubic
+    resampling is separable, so each crop is two matrix products, rows then columns:
+    ``Ry @ image @ Rx^T``, with every crop of an image in one product with that image. Boxes
+    larger than the output are sampled ``supersample`` times finer and averaged (folded into the
+    matrices), the antialiasing that PIL's resize does when shrinking. The same numbers as
+    ``grid_sample(mode="bicubic", padding_mode="border")`` on the crops' sampling grid.
     """
-    batch, _, height, width = images.shape
-    n, side = boxes.shape[0] // batch, size * supersample
-    steps = (torch.arange(side, device=images.device, dtype=torch.float32) + 0.5) / side
+    batch, channels, height, width = images.shape
+    n = boxes.shape[0] // batch
     top, left, h, w = boxes.unbind(1)
-    steps_x = torch.where(flip[:, None], 1 - steps, steps)
-    xs = (left[:, None] + steps_x * w[:, None]) * (2 / width) - 1  # pixel edges -> [-1, 1]
-    ys = (top[:, None] + steps * h[:, None]) * (2 / height) - 1
-    grid = torch.stack([xs[:, None, :].expand(-1, side, side), ys[:, :, None].expand(-1, side, side)], -1)
-    grid = grid.view(n, batch, side, side, 2).transpose(0, 1).reshape(batch, n * side, side, 2)
-    out = F.grid_sample(images, grid, mode="bicubic", padding_mode="border", align_corners=False)
-    if supersample > 1:
-        out = F.avg_pool2d(out, supersample)
-    out = out.view(batch, 3, n, size, size).permute(2, 0, 1, 3, 4).reshape(n * batch, 3, size, size)
-    return out.clamp_(0, 255).mul_(1 / 255)
+    rows = resample_matrix(top, h, None, size, supersample, height).mul_(1 / 255)
+    cols = resample_matrix(left, w, flip, size, supersample, width)
+    rows = rows.view(n, batch, size, height).transpose(0, 1).reshape(batch, n * size, height)
+    cols = cols.view(n, batch, size, width).transpose(0, 1).reshape(batch * n, size, width)
+    by_row = images.permute(0, 2, 1, 3).reshape(batch, height, channels * width)
+    out = torch.bmm(rows, by_row).view(batch * n, size * channels, width)
+    out = torch.bmm(out, cols.transpose(1, 2))  # (B * n, size * C, size): [b, c][y, channel, x]
+    out = out.view(batch, n, size, channels, size).permute(1, 0, 3, 2, 4)
+    out = out.reshape(n * batch, channels, size, size)
+    return out.clamp_(0, 1)
 
 
-def _gray(x: torch.Tensor) -> torch.Tensor:
-    r, g, b = x.unbind(1)
-    return (_GRAY[0] * r + _GRAY[1] * g + _GRAY[2] * b).unsqueeze(1)
+def _gray_rows(device: torch.device) -> torch.Tensor:
+    """(3, 3): every row the grayscale weights, so ``rows @ rgb`` puts gray(x) in each channel."""
+    return torch.tensor(_GRAY, device=device).expand(3, 3)
 
 
-def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
-    """torchvision's ``_rgb2hsv``, hue in [0, 1)."""
-    r, g, b = x.unbind(1)
-    maxc, minc = x.amax(1), x.amin(1)
-    eqc = maxc == minc
-    cr = maxc - minc
-    ones = torch.ones_like(maxc)
-    s = cr / torch.where(eqc, ones, maxc)
-    cr_divisor = torch.where(eqc, ones, cr)
-    rc, gc, bc = (maxc - r) / cr_divisor, (maxc - g) / cr_divisor, (maxc - b) / cr_divisor
-    hr = (maxc == r) * (bc - gc)
-    hg = ((maxc == g) & (maxc != r)) * (2.0 + rc - bc)
-    hb = ((maxc != g) & (maxc != r)) * (4.0 + gc - rc)
-    h = torch.fmod((hr + hg + hb) / 6.0 + 1.0, 1.0)
-    return torch.stack((h, s, maxc), dim=1)
+def colour_matrices(scale: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) = scale * I + gray * [gray weights in each row]: x -> scale * x + gray * gray(x)."""
+    eye = torch.eye(3, device=scale.device)
+    return scale[..., None, None] * eye + gray[..., None, None] * _gray_rows(scale.device)
 
 
-def _hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
-    """HSV -> RGB, the closed form v - v*s*clamp(min(k, 4 - k), 0, 1), k = (n + 6h) mod 6."""
-    h, s, v = hsv[:, 0:1], hsv[:, 1:2], hsv[:, 2:3]
-    n = torch.tensor([5.0, 3.0, 1.0], device=hsv.device).view(1, 3, 1, 1)
-    k = torch.remainder(n + 6 * h, 6)
-    return v - v * s * torch.minimum(k, 4 - k).clamp(0, 1)
+def jitter_stages(ops: torch.Tensor, factors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Colour matrices (N, S, 3, 3) and mean-gray weights (N, S) of S linear ColorJitter stages.
+
+    ``ops`` (N, S): brightness 0, contrast 1, saturation 2, 3 the identity (the hue slot);
+    ``factors`` (N, >=3): each sample's brightness, contrast and saturation factors. Each stage
+    is torchvision's ``_blend``, ``clamp(a*x + g*gray(x) + m*mean(gray(x)), 0, 1)``: brightness
+    a = b; contrast a = c, m = 1 - c; saturation a = s, g = 1 - s.
+    """
+    b, c, s = factors[:, 0], factors[:, 1], factors[:, 2]
+    one, zero = torch.ones_like(b), torch.zeros_like(b)
+    ops = ops.clamp(0, 3)
+    scale = torch.stack([b, c, s, one], 1).gather(1, ops)
+    gray = torch.stack([zero, zero, 1 - s, zero], 1).gather(1, ops)
+    mean = torch.stack([zero, 1 - c, zero, zero], 1).gather(1, ops)
+    return colour_matrices(scale, gray), mean
+
+
+def blend(flat: torch.Tensor, matrix: torch.Tensor, mean_weight: torch.Tensor) -> torch.Tensor:
+    """One linear jitter stage on (N, 3, P) pixels in [0, 1]: ``matrix @ x + mean_weight *
+    mean(gray(x))``, clamped to [0, 1] (one batched matrix product)."""
+    gray_mean = flat.mean(2) @ _gray_rows(flat.device)[0]  # (N,)
+    return torch.baddbmm((mean_weight * gray_mean)[:, None, None], matrix, flat).clamp_(0, 1)
+
+
+def _float_mask(compare: Callable[..., torch.Tensor], a: torch.Tensor,
+                b: torch.Tensor | float) -> torch.Tensor:
+    """``compare(a, b)`` as 1.0 / 0.0 floats, written straight into a float tensor (CPU kernels on
+    bool tensors are several times slower than the float arithmetic around them)."""
+    shape = torch.broadcast_shapes(a.shape, b.shape) if isinstance(b, torch.Tensor) else a.shape
+    return compare(a, b, out=torch.empty(shape, dtype=a.dtype, device=a.device))
 
 
 def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    hsv = _rgb_to_hsv(x)
-    hue = torch.remainder(hsv[:, 0] + shift.view(-1, 1, 1), 1.0)
-    return _hsv_to_rgb(torch.stack((hue, hsv[:, 1], hsv[:, 2]), dim=1))
+    """torchvision's ``adjust_hue`` per sample on (N, 3, ...) RGB in [0, 1]: to HSV, hue + shift
+    (mod 1), back to RGB. Value (max) and chroma (max - min) are kept, so the result is
+    ``max - chroma * clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + 6 * hue) mod 6``, n = 5, 3, 1."""
+    r, g, b = x.unbind(1)
+    maxc, minc = x.amax(1), x.amin(1)
+    chroma = maxc - minc
+    inv = 1 / (chroma + _float_mask(torch.eq, chroma, 0.0))  # gray pixels: any hue, chroma 0
+    is_r = _float_mask(torch.eq, maxc, r)
+    is_g = _float_mask(torch.eq, maxc, g) * (1 - is_r)
+    is_b = (1 - is_r) * (1 - is_g)
+    sixths = (is_r * (g - b) + is_g * (b - r) + is_b * (r - g)) * inv + 2 * is_g + 4 * is_b  # hue * 6
+    shift = shift.view(-1, *([1] * (x.dim() - 2)))
+    n = torch.tensor([5.0, 3.0, 1.0], device=x.device).view(1, 3, *([1] * (x.dim() - 2)))
+    k = (sixths + 6 * shift).unsqueeze(1) + n
+    k = k - 6 * torch.floor(k * (1 / 6))  # mod 6 (float ops: remainder is slower on CPU)
+    return maxc.unsqueeze(1) - chroma.unsqueeze(1) * torch.minimum(k, 4 - k).clamp_(0, 1)
 
 
-def _blend_stage(x: torch.Tensor, op: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
-                 s: torch.Tensor) -> torch.Tensor:
-    """One ColorJitter stage: brightness (op 0), contrast (1) or saturation (2) per sample; any
-    other op is the identity. All three are ``clamp(a*x + g*gray(x) + m*mean(gray(x)))``."""
-    one = torch.ones_like(b)
-    a = torch.where(op == 0, b, torch.where(op == 1, c, torch.where(op == 2, s, one)))
-    g = torch.where(op == 2, 1 - s, torch.zeros_like(s)).view(-1, 1, 1, 1)
-    m = torch.where(op == 1, 1 - c, torch.zeros_like(c)).view(-1, 1, 1, 1)
-    gray = _gray(x)
-    mean = gray.mean(dim=(1, 2, 3), keepdim=True)
-    return (a.view(-1, 1, 1, 1) * x + g * gray + m * mean).clamp_(0, 1)
+def jitter_factors(u: torch.Tensor, p: float) -> torch.Tensor:
+    """(N, 4) brightness, contrast, saturation, hue factors from 4 uniforms (identity where not applied)."""
+    low = torch.tensor([0.6, 0.6, 0.8, -0.1], device=u.device)
+    span = torch.tensor([0.8, 0.8, 0.4, 0.2], device=u.device)
+    identity = torch.tensor([1.0, 1.0, 1.0, 0.0], device=u.device)
+    return torch.where((u[:, 0] < p)[:, None], low + span * u[:, 5:9], identity)
 
 
 def color_jitter(x: torch.Tensor, u: torch.Tensor, p: float = 0.8) -> torch.Tensor:
     """ColorJitter(0.4, 0.4, 0.2, 0.1) with probability ``p``, the 4 ops in a random order per sample.
 
     ``u``: (B, 9) uniforms: apply, 4 for the order (argsort = a uniform random permutation),
-    brightness, contrast, saturation, hue. The three linear ops run masked around the one hue
-    step, so each sample gets exactly its own sequence and hue is computed once.
+    brightness, contrast, saturation, hue. Each sample's three linear ops sit in 6 stage slots
+    around the one hue step (3 before it, 3 after; a slot a sample does not use is the
+    identity), so each sample gets exactly its own sequence and hue is computed once.
     """
-    apply = u[:, 0] < p
+    factors = jitter_factors(u, p)
     order = u[:, 1:5].argsort(dim=1)  # order[:, k] = op at stage k (0 b, 1 c, 2 s, 3 hue)
-    b = torch.where(apply, 0.6 + 0.8 * u[:, 5], 1.0)
-    c = torch.where(apply, 0.6 + 0.8 * u[:, 6], 1.0)
-    s = torch.where(apply, 0.8 + 0.4 * u[:, 7], 1.0)
-    hue = torch.where(apply, -0.1 + 0.2 * u[:, 8], 0.0)
-    hue_stage = (order == 3).int().argmax(dim=1)
-    none = torch.full_like(hue_stage, 3)
-    for k in range(3):  # stages before the hue step
-        x = _blend_stage(x, torch.where(hue_stage > k, order[:, k], none), b, c, s)
-    x = adjust_hue(x, hue)
-    for k in range(1, 4):  # stages after it
-        x = _blend_stage(x, torch.where(hue_stage < k, order[:, k], none), b, c, s)
-    return x
+    hue_at = (order == 3).int().argmax(dim=1, keepdim=True)
+    slots = torch.arange(3, device=u.device)
+    before = torch.where(hue_at > slots, order[:, :3], 3)
+    after = torch.where(hue_at < slots + 1, order[:, 1:], 3)
+    matrices, means = jitter_stages(torch.cat([before, after], 1), factors)
+    flat = x.reshape(x.shape[0], 3, -1)
+    for k in range(6):
+        if k == 3:
+            flat = adjust_hue(flat, factors[:, 3])
+        flat = blend(flat, matrices[:, k], means[:, k])
+    return flat.view_as(x)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, max_sigma: float) -> torch.Tensor:
@@ -250,12 +304,15 @@ class BatchDataAugmentationDINO:
         ``u``: (rows, 13) uniforms (see ``photometric_draws``); ``params``: ``crop_params`` rows.
         """
         blur_p, radius, solarize_p = params.unbind(1)
+        n = x.shape[0]
         x = color_jitter(x, u[:, :9])
-        x = torch.where((u[:, 9] < 0.2).view(-1, 1, 1, 1), _gray(x).expand_as(x), x)
+        to_gray = (u[:, 9] < 0.2).float()  # RandomGrayscale(p=0.2): x -> gray(x) in all 3 channels
+        x = torch.bmm(colour_matrices(1 - to_gray, to_gray), x.view(n, 3, -1)).view_as(x)
         sigma = torch.where(u[:, 10] < blur_p, radius * (0.1 + 1.9 * u[:, 11]), 1e-3)
         x = gaussian_blur(x, sigma, 2.0 * max(self.global_radius, self.local_radius))
-        flip = (u[:, 12] < solarize_p).view(-1, 1, 1, 1) & (x >= 128 / 255)
-        x = torch.where(flip, 1 - x, x)
+        # Solarization: 1 - x where x >= 128/255, on the samples drawn (p = solarize_p).
+        solarize = _float_mask(torch.ge, x, 128 / 255).mul_((u[:, 12] < solarize_p).float().view(-1, 1, 1, 1))
+        x = torch.addcmul(x, solarize, 1 - 2 * x)
         mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
         return (x - mean) / std

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 from torchvision import transforms
 from torchvision.transforms import functional as TF
 
@@ -12,10 +13,13 @@ from trainables.data import make_synthetic
 from trainables.dino.augment import IMAGENET_MEAN, IMAGENET_STD, DataAugmentationDINO
 from trainables.dino.batch_augment import (
     BatchDataAugmentationDINO,
-    _blend_stage,
     adjust_hue,
+    blend,
+    color_jitter,
     crop_boxes,
     gaussian_blur,
+    jitter_stages,
+    resized_crops,
     uniforms,
 )
 
@@ -123,17 +127,63 @@ def test_gaussian_blur_matches_a_reference_kernel():
     torch.testing.assert_close(gaussian_blur(x, torch.tensor([1e-3, 1e-3]), 2.0), x)  # not applied
 
 
+def stage(x, op, f):
+    matrices, means = jitter_stages(torch.full((len(x), 1), op), torch.stack([f, f, f], 1))
+    return blend(x.reshape(len(x), 3, -1), matrices[:, 0], means[:, 0]).view_as(x)
+
+
 def test_jitter_ops_match_torchvision():
     x = torch.rand(4, 3, 8, 8)
     f = torch.tensor([0.6, 0.9, 1.2, 1.4])
     for op, ref in ((0, TF.adjust_brightness), (1, TF.adjust_contrast), (2, TF.adjust_saturation)):
-        got = _blend_stage(x, torch.full((4,), op), f, f, f)
         want = torch.stack([ref(x[i], f[i].item()) for i in range(4)])
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(_blend_stage(x, torch.full((4,), 3), f, f, f), x)  # hue stage: identity
+        torch.testing.assert_close(stage(x, op, f), want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(stage(x, 3, f), x)  # the hue slot: identity
     hue = torch.tensor([-0.1, -0.03, 0.05, 0.1])
     want = torch.stack([TF.adjust_hue(x[i], hue[i].item()) for i in range(4)])
     torch.testing.assert_close(adjust_hue(x, hue), want, rtol=1e-4, atol=1e-4)
+    # Ties for the maximum channel and gray pixels take torchvision's branches too.
+    ties = torch.tensor([[0.5, 0.5, 0.2], [0.3, 0.7, 0.7], [0.6, 0.2, 0.6], [0.4, 0.4, 0.4]]).view(4, 3, 1, 1)
+    want = torch.stack([TF.adjust_hue(ties[i], hue[i].item()) for i in range(4)])
+    torch.testing.assert_close(adjust_hue(ties, hue), want, rtol=1e-5, atol=1e-5)
+
+
+def test_color_jitter_applies_each_samples_ops_in_its_own_order():
+    x = torch.rand(6, 3, 8, 8)
+    u = torch.rand(6, 9)
+    u[:, 0] = 0.1  # applied to all
+    factors = {0: 0.6 + 0.8 * u[:, 5], 1: 0.6 + 0.8 * u[:, 6], 2: 0.8 + 0.4 * u[:, 7],
+               3: -0.1 + 0.2 * u[:, 8]}
+    ops = {0: TF.adjust_brightness, 1: TF.adjust_contrast, 2: TF.adjust_saturation, 3: TF.adjust_hue}
+    want = []
+    for i in range(6):
+        y = x[i]
+        for op in u[i, 1:5].argsort().tolist():  # torchvision: ColorJitter's random permutation
+            y = ops[op](y, factors[op][i].item())
+        want.append(y)
+    torch.testing.assert_close(color_jitter(x, u), torch.stack(want), rtol=1e-4, atol=1e-4)
+    u[:, 0] = 0.9  # p = 0.8: not applied
+    torch.testing.assert_close(color_jitter(x, u), x)
+
+
+def test_resized_crops_are_bicubic_border_sampling_of_the_boxes():
+    images = torch.randint(0, 256, (3, 3, 20, 24)).float()
+    boxes = torch.tensor([[0.0, 0.0, 20.0, 24.0], [3.0, 5.0, 9.0, 7.0], [11.0, 2.0, 9.0, 17.0],  # crop 1
+                          [1.0, 1.0, 5.0, 5.0], [0.0, 10.0, 20.0, 14.0], [6.0, 0.0, 14.0, 24.0]])  # crop 2
+    flip = torch.tensor([False, True, False, True, True, False])
+    for size, supersample in ((8, 1), (8, 3), (16, 2)):
+        got = resized_crops(images, boxes, flip, size, supersample)
+        side = size * supersample
+        steps = (torch.arange(side) + 0.5) / side
+        for row, (top, left, h, w) in enumerate(boxes.tolist()):
+            xs = left + (1 - steps if flip[row] else steps) * w
+            ys = top + steps * h
+            grid = torch.stack([(xs * 2 / 24 - 1)[None].expand(side, side),
+                                (ys * 2 / 20 - 1)[:, None].expand(side, side)], -1)
+            image = images[row % 3:row % 3 + 1]  # crop-major rows: row c * B + b is image b
+            want = F.grid_sample(image, grid[None], "bicubic", "border", align_corners=False)
+            want = F.avg_pool2d(want, supersample).clamp(0, 255) / 255
+            torch.testing.assert_close(got[row], want[0], rtol=0, atol=1e-5)
 
 
 def image_stats(crops: list[torch.Tensor]) -> list[tuple[float, float, float]]:
