@@ -32,6 +32,27 @@ def test_device_loader_batches_are_a_shuffle_with_per_image_crops():
     torch.testing.assert_close(crops[0][:1], alone[0], rtol=0, atol=1e-5)
 
 
+def test_device_loader_batches_do_not_depend_on_how_many_are_augmented_per_call(monkeypatch):
+    train, _ = make_synthetic(n_train=44, size=16)
+    images, labels = in_memory(train)
+    loader = DeviceMultiCropLoader(images, labels, BatchDataAugmentationDINO(*ARGS, seed=0), 8,
+                                   ShardSampler(44, seed=1), "cpu")
+    loader.set_epoch(1)
+    runs = {}
+    for call_images in (8, 16, 1 << 20):  # 1, 2 (calls of 2, 2, 1) and all 5 batches per call
+        monkeypatch.setattr(DeviceMultiCropLoader, "CALL_IMAGES", call_images)
+        runs[call_images] = (loader.batches_per_call(), list(loader))
+    assert [per_call for per_call, _ in runs.values()] == [1, 2, 5]
+    one_by_one = runs[8][1]
+    assert len(one_by_one) == 5
+    for _, batches in runs.values():
+        for (crops, y), (want_crops, want_y) in zip(batches, one_by_one, strict=True):
+            assert torch.equal(y, want_y)
+            assert all(torch.equal(c, w) for c, w in zip(crops, want_crops, strict=True))
+    monkeypatch.setattr(DeviceMultiCropLoader, "CALL_BYTES", 1)  # a batch's crops exceed it: still 1
+    assert loader.batches_per_call() == 1
+
+
 def test_per_image_crops_are_seeded_by_epoch_and_index():
     train, _ = make_synthetic(n_train=8, size=16)
     seeded = SeededTransform(train, DataAugmentationDINO(*ARGS), seed=0)
