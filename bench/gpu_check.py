@@ -33,8 +33,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RANKED = ("completed", "flagged", "collapsed", "diverged")  # the trials that count (reports/SCHEMA.md)
 # The main job on the 2-core CPU (README, "Set-up"): what the GPU figures are read against.
-CPU_TEMPS = ("CPU (README, 2 cores, 7 min 7 s): working configurations 46.1 and 44.5 % (means of 3 seeds), "
-             "collapsed trials 31.6-35.9 % (teacher_temp 0.062 and 0.095, and 0.012 with student_temp 0.18)")
+CPU_TEMPS = ("CPU (README, 2 cores, 9 min 45 s): working configurations 46.1 and 45.7 % (means of 3 seeds), "
+             "collapsed trials 31.6-36.4 % (teacher_temp 0.062 and 0.095, and 0.012 with student_temp 0.18)")
 
 
 class Verdict(Exception):
