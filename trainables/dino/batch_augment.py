@@ -113,8 +113,9 @@ def resized_crops(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor,
     resampling is separable, so each crop is two matrix products, rows then columns:
     ``Ry @ image @ Rx^T``, with every crop of an image in one product with that image. Boxes
     larger than the output are sampled ``supersample`` times finer and averaged (folded into the
-    matrices), the antialiasing that PIL's resize does when shrinking. The same numbers as
-    ``grid_sample(mode="bicubic", padding_mode="border")`` on the crops' sampling grid.
+    matrices), the antialiasing that PIL's resize does when shrinking. The numbers are those of
+    ``grid_sample(mode="bicubic", padding_mode="border")`` on the crops' sampling grid, to float
+    rounding (the sums run in another order).
     """
     batch, channels, height, width = images.shape
     n = boxes.shape[0] // batch
@@ -152,7 +153,6 @@ def jitter_stages(ops: torch.Tensor, factors: torch.Tensor) -> tuple[torch.Tenso
     """
     b, c, s = factors[:, 0], factors[:, 1], factors[:, 2]
     one, zero = torch.ones_like(b), torch.zeros_like(b)
-    ops = ops.clamp(0, 3)
     scale = torch.stack([b, c, s, one], 1).gather(1, ops)
     gray = torch.stack([zero, zero, 1 - s, zero], 1).gather(1, ops)
     mean = torch.stack([zero, 1 - c, zero, zero], 1).gather(1, ops)
