@@ -155,6 +155,9 @@ def resume(args: argparse.Namespace) -> str:
     work.mkdir(parents=True, exist_ok=True)
     train = ["train", *[w for s in RESUME_SETS for w in ("--set", s)], "--no-progress"]
     logs = {k: (work / f"{k}.log").open("w") for k in "ABC"}
+    # B is stopped with SIGINT. A checker started with SIGINT ignored (`cmd &` in a script, nohup)
+    # would pass that on to the runs; a handled signal is reset to the default at exec instead.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     procs = {k: subprocess.Popen(ablate_cmd(*train, "--out", str(work / k)), stdout=logs[k],
                                  stderr=subprocess.STDOUT, cwd=ROOT) for k in "ABC"}
     interrupted = False
