@@ -3,10 +3,10 @@
 - **Signals.** Ctrl-C (SIGINT), SIGTERM (``timeout``, Slurm, Kubernetes) and SIGHUP (a closed
   terminal) all end the sweep the same way: Tune stops its trials, every unfinished record becomes
   ``interrupted`` with its last epoch, the resume hint is printed, and the exit code says which
-  signal it was (130, 143, 129). A second signal during the shutdown ends it sooner, and still
-  leaves no record ``running``. SIGTERM and SIGHUP are turned into the SIGINT that Tune handles;
-  the handlers are installed again after ``ray.init``, which puts its own (aborting) SIGTERM
-  handler in the driver.
+  signal it was (130, 143, 129); a signal the caller ignores stays ignored (``nohup``). A second
+  signal during the shutdown ends it sooner, and still leaves no record ``running``. SIGTERM and
+  SIGHUP are turned into the SIGINT that Tune handles; the handlers are installed again after
+  ``ray.init``, which puts its own (aborting) SIGTERM handler in the driver.
 - **Storage.** A write that fails for lack of space or permission (a trial's checkpoint, a record,
   Optuna's SQLite, Ray's own files) stops the sweep with one line naming the sweep folder and the
   error (``StorageFull``, exit 2); unfinished records become ``interrupted`` (the trial that found
@@ -80,8 +80,11 @@ class Signals:
             signal.signal(signum, handler)
 
     def install(self) -> None:
-        """(Again) after ``ray.init``: Ray's driver installs a SIGTERM handler that aborts."""
+        """(Again) after ``ray.init``: Ray's driver installs a SIGTERM handler that aborts. A signal
+        the caller ignores stays ignored: ``nohup ablate run ... &`` survives a closed terminal."""
         for signum in HANDLED:
+            if signal.getsignal(signum) is signal.SIG_IGN:
+                continue
             previous = signal.signal(signum, self._handle)
             self.saved.setdefault(signum, previous)
 

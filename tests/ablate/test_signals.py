@@ -48,12 +48,19 @@ def epochs_reported(sweep: Path) -> int:
     return sum(len(r["epochs"]) for r in records(sweep)) if (sweep / "trials").is_dir() else 0
 
 
+def terminal_signals() -> None:
+    """The dispositions a command typed at a terminal starts with, whatever started the tests
+    (CI under ``nohup`` ignores SIGHUP, a script's ``cmd &`` SIGINT)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def signalled(command: list[str], sweep: Path, *signals: int) -> subprocess.CompletedProcess:
     """Run ``command`` in its own process group; once it has added an epoch to the records, send it
     ``signals`` (the group, as a terminal does), 0.3 s apart."""
     start = epochs_reported(sweep)
     driver = subprocess.Popen(command, env=ENV, start_new_session=True, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True, preexec_fn=terminal_signals)
     deadline = time.time() + 300
     while time.time() < deadline and epochs_reported(sweep) <= start + 1:
         assert driver.poll() is None, driver.communicate()[1][-3000:]
@@ -124,3 +131,24 @@ resources: {{cpu: 1, gpu: 0}}
     assert any(x["from_epoch"] >= 1 for r in restarted for x in r["restarts"])  # from a checkpoint
     history = [json.loads(line)["event"] for line in (sweep / "history.jsonl").read_text().splitlines()]
     assert history.count("start") == 4 and history.count("end") == 4
+
+
+def test_a_signal_the_caller_ignores_stays_ignored() -> None:
+    """`nohup ablate run ... &`: SIGHUP is ignored and must stay so (a closed terminal does not stop
+    the sweep); SIGTERM, not ignored, gets the sweep's handler, and both are given back after."""
+    from ablate.ending import Signals
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM)}
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with Signals() as signals:
+            signals.install()  # again, as after ray.init
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) == signals._handle
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
