@@ -6,16 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
-from ablate.attention_plot import render_attention_figure
 from ablate.errors import UserError
-from trainables.attention import (
-    cls_attention_maps,
-    held_out_images,
-    load_image_files,
-    load_teacher,
-)
 
 DEFAULT_IMAGES = 4
 
@@ -62,6 +53,11 @@ def check_args(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from ablate.attention_plot import render_attention_figure
+    from trainables.attention import cls_attention_maps, held_out_images, load_image_files, load_teacher
+
     n = check_args(args)
     teacher = load_teacher(args.source, args.device)
     cfg = teacher.config

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ablate import api
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -20,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ablate import api  # pandas and matplotlib: not for --help
+
     out = api.compare(*args.sources, out=args.out)
     for name in ("report.html", "report.md", "trials.parquet"):
         print(out / name)

@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 
 from ablate.errors import UserError
-from reports.errors import ReportError
-from reports.listing import format_listing, list_sweeps
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from reports.errors import ReportError
+    from reports.listing import format_listing, list_sweeps
+
     try:
         print(format_listing(list_sweeps(Path(args.storage))))
     except ReportError as exc:

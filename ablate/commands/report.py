@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ablate.api import Sweep
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -20,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ablate.api import Sweep  # pandas and matplotlib: not for --help
+
     out = Sweep(Path(args.sweep)).report()
     for name in ("report.html", "report.md", "trials.parquet", "epochs.parquet"):
         print(out / name)

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -20,8 +20,10 @@ from ablate.errors import UserError
 from ablate.overrides import load_yaml, parse_sets
 from ablate.sweep_spec import arch_problem
 from trainables.config import ConfigError, DINOConfig, config_differences, describe_keys, make_config
-from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, NonFiniteLossError
 from trainables.inputs import check_inputs
+
+if TYPE_CHECKING:
+    from trainables.dino.trainer import DINOTrainer
 
 RAY_TRAIN_FOLDER = "ray_train"  # Ray Train's own run records inside --out (--workers)
 
@@ -69,6 +71,8 @@ def resolve_config(config_file: str | None, sets: list[str]) -> DINOConfig:
 
 
 def main(args: argparse.Namespace) -> int:
+    from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer  # torch and timm: not for --help
+
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: expected a number of data-parallel workers >= 1")
     out = Path(args.out)
@@ -104,6 +108,8 @@ def run_epochs(trainer: DINOTrainer, out: Path, writes: bool = True) -> int:
 
     With data-parallel workers every rank trains and only rank 0 writes.
     """
+    from trainables.dino.trainer import CHECKPOINT_NAME, NonFiniteLossError
+
     cfg, ckpt, metrics_file = trainer.cfg, out / CHECKPOINT_NAME, out / "metrics.jsonl"
     if writes:
         keep_metrics(metrics_file, trainer.epoch)
@@ -222,6 +228,7 @@ def worker_loop(config: dict[str, Any]) -> None:
     from ray import train
 
     from trainables.ddp_trial import worker_config
+    from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer
     from trainables.trial import use_assigned_cpus
 
     use_assigned_cpus()

@@ -44,3 +44,16 @@ def test_force_accepts_a_huge_num_samples(tmp_path: Path, monkeypatch: pytest.Mo
     assert main(["run", str(spec), "--storage", str(tmp_path), "--set", "search.num_samples=1000000",
                  "--force"]) == 0
     assert seen[0].search.num_samples == 1_000_000
+
+
+def test_help_imports_no_training_or_report_libraries() -> None:
+    """`ablate --help` and every `ablate COMMAND --help` answer without torch, Ray, pandas or
+    matplotlib (seconds each): the commands import them when they run."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ablate.cli import build_parser; build_parser(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'torch', 'timm', 'torchvision', 'ray', 'pandas', 'matplotlib', 'sklearn', 'optuna'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
