@@ -40,17 +40,15 @@ class Transformed(Dataset):
 
 def load_digits_split(test_size: float = 0.2, seed: int = 0) -> tuple[ImageList, ImageList]:
     """scikit-learn's bundled 8x8 digits (1797 images), a fixed stratified 80/20 split."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from trainables.bundled_digits import load_digits, stratified_split
 
-    digits = load_digits()
-    pixels = (digits.images / 16.0 * 255.0).round().clip(0, 255).astype(np.uint8)
+    digits, target = load_digits()
+    pixels = (digits / 16.0 * 255.0).round().clip(0, 255).astype(np.uint8)
     bicubic = Image.Resampling.BICUBIC
     images = [Image.fromarray(p, mode="L").resize((DIGITS_SIZE, DIGITS_SIZE), bicubic).convert("RGB")
               for p in pixels]
-    idx_train, idx_test = train_test_split(
-        np.arange(len(images)), test_size=test_size, stratify=digits.target, random_state=seed)
-    pick = lambda idx: ImageList([images[i] for i in idx], digits.target[idx])
+    idx_train, idx_test = stratified_split(target, test_size, seed)
+    pick = lambda idx: ImageList([images[i] for i in idx], target[idx])
     return pick(idx_train), pick(idx_test)
 
 

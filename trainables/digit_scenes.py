@@ -34,7 +34,10 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
+from trainables.bundled_digits import load_digits, stratified_split
 from trainables.images import ImageList
+
+_CHUNK = 256  # scenes converted to uint8 at a time
 
 
 @dataclass(frozen=True)
@@ -57,20 +60,13 @@ class SceneDesign:
 
 def source_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Indices of scikit-learn's digits used for train and for test scenes (stratified 80/20)."""
-    from sklearn.model_selection import train_test_split
-
-    labels = _bundled_digits()[1]
-    idx_train, idx_test = train_test_split(np.arange(len(labels)), test_size=0.2, stratify=labels,
-                                           random_state=seed)
-    return idx_train, idx_test
+    return stratified_split(load_digits()[1], test_size=0.2, seed=seed)
 
 
 @lru_cache(maxsize=1)
 def _bundled_digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    return (digits.images / 16.0).astype(np.float32), digits.target
+    images, labels = load_digits()
+    return (images / 16.0).astype(np.float32), labels
 
 
 def _resized(glyphs: np.ndarray, sides: np.ndarray) -> list[np.ndarray]:
@@ -133,8 +129,13 @@ def _render(glyphs: np.ndarray, labels: np.ndarray, copies: int, rng: np.random.
         (y, x), side, mask = corners[scene, digit], sides[scene, digit], masks[j]
         patch = canvases[scene, y:y + side, x:x + side]
         canvases[scene, y:y + side, x:x + side] = patch * (1 - mask) + fg[scene] * mask
-    rgb = canvases[..., None] + rng.uniform(-d.tint, d.tint, size=(n, 1, 1, 3))
-    pixels = (rgb.clip(0, 1) * 255).round().astype(np.uint8)
+    tints = rng.uniform(-d.tint, d.tint, size=(n, 1, 1, 3))
+    pixels = np.empty((n, d.size, d.size, 3), np.uint8)
+    for start in range(0, n, _CHUNK):  # a few scenes at a time: the float64 RGB stays in the caches
+        rgb = canvases[start:start + _CHUNK, ..., None] + tints[start:start + _CHUNK]
+        np.clip(rgb, 0, 1, out=rgb)
+        rgb *= 255
+        pixels[start:start + _CHUNK] = np.round(rgb, out=rgb)  # (clip(rgb, 0, 1) * 255).round(), as uint8
     return ImageList([Image.fromarray(p, mode="RGB") for p in pixels], labels[order])
 
 

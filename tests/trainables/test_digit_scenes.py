@@ -45,3 +45,18 @@ def test_train_and_test_come_from_disjoint_source_digits():
     train, test = make_digit_scenes(design=SMALL)
     train_bytes = {img.tobytes() for img in train.images}
     assert not any(img.tobytes() in train_bytes for img in test.images)
+
+
+def test_the_scenes_do_not_depend_on_how_many_are_converted_at_a_time(monkeypatch):
+    import trainables.digit_scenes as scenes
+
+    small = SceneDesign(train_copies=1, test_copies=1)
+    monkeypatch.setattr(scenes, "_CHUNK", 10**6)  # every scene in one array
+    make_digit_scenes.cache_clear()
+    whole = make_digit_scenes(seed=3, design=small)
+    monkeypatch.setattr(scenes, "_CHUNK", 7)  # many chunks, the last one partial
+    make_digit_scenes.cache_clear()
+    chunked = make_digit_scenes(seed=3, design=small)
+    make_digit_scenes.cache_clear()
+    for a, b in zip(whole, chunked, strict=True):
+        assert np.array_equal(pixels(a, len(a)), pixels(b, len(b)))
