@@ -8,14 +8,11 @@ reference kNN; and ``spec.yaml`` read back for ``ablate resume`` (layout: sweep_
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
 import sys
 import tempfile
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 from ablate.errors import UserError
@@ -83,8 +80,13 @@ def load_sweep_spec(sweep_dir: Path) -> SweepSpec:
 
 def record_reference_knn(spec: SweepSpec, sweep_dir: Path) -> None:
     """The raw-pixel and untrained kNN of the sweep's dataset, written to ``reference_knn.json``
-    (a failure only warns: the sweep runs without the reference lines). One torch thread: the
-    trials have the cores, and theirs run on one thread each too."""
+    before the trials start, unless the folder has it (``ablate resume`` of a sweep stopped before it
+    was written computes it then). A failure only warns: the sweep runs without the reference lines.
+
+    It runs on the driver's main thread, before Tune starts: run in a thread beside Tune's start
+    (tried), the two contended for the GIL and took 2.5x (Tune) and 4x (the kNN) as long."""
+    if (sweep_dir / REFERENCE_FILE).is_file():
+        return
     cfg = spec.trainer_config()
     try:
         import torch
@@ -93,32 +95,10 @@ def record_reference_knn(spec: SweepSpec, sweep_dir: Path) -> None:
 
         if cfg.device.startswith("cuda") and not torch.cuda.is_available():
             cfg = cfg.model_copy(update={"device": "cpu"})  # the driver may have no GPU
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            values = reference_knn(cfg)
-        finally:
-            torch.set_num_threads(threads)
+        values = reference_knn(cfg)
     except Exception as exc:
         print(f"ablate: warning: reference kNN (raw pixels, untrained network) not computed: {exc}",
               file=sys.stderr)
         return
     write_text(sweep_dir / REFERENCE_FILE, json.dumps(
         {**values, "dataset": cfg.dataset, "arch": cfg.arch, "seed": cfg.seed}, indent=1))
-
-
-@contextlib.contextmanager
-def reference_knn_alongside(spec: SweepSpec, sweep_dir: Path) -> Iterator[None]:
-    """``record_reference_knn`` in a thread of the driver while the block (the sweep) runs, unless the
-    folder has it already. Only the report reads it, and the driver is otherwise idle while Ray starts
-    the trials' workers: done first, it held a core for seconds while the other waited."""
-    if (sweep_dir / REFERENCE_FILE).is_file():
-        yield
-        return
-    thread = threading.Thread(target=record_reference_knn, args=(spec, sweep_dir), daemon=True,
-                              name="ablate-reference-knn")
-    thread.start()
-    try:
-        yield
-    finally:
-        thread.join()  # seconds at most; a second Ctrl-C leaves it (a daemon) with the process

@@ -1,8 +1,7 @@
 """Running a sweep on Ray Tune, and resuming one, from the sweep folder's own files.
 
 ``run_sweep`` checks the storage, starts (or joins) Ray, admits the spec's trials to the cluster,
-creates ``<storage>/<name>/`` and drives the sweep, the reference kNN alongside in a thread;
-``resume_sweep`` drives an interrupted one on.
+creates ``<storage>/<name>/`` and drives the sweep; ``resume_sweep`` drives an interrupted one on.
 Both hold the folder's lock (ablate.lock), build what is left to run from the records and the
 Optuna study (ablate.search, ablate.study) and run it as one Tune experiment in
 ``<sweep>/tune``. Nothing of Ray's experiment state is read back: no pickle from the folder is
@@ -22,7 +21,7 @@ import ablate.admission as admission
 import ablate.history as history
 from ablate.ending import Signals, fit, keep_reserve
 from ablate.errors import StorageFull, UserError
-from ablate.folder import check_writable, create, load_sweep_spec, reference_knn_alongside, refuse_existing
+from ablate.folder import check_writable, create, load_sweep_spec, record_reference_knn, refuse_existing
 from ablate.lock import SweepLock
 from ablate.ray_logs import RayLogFile
 from ablate.session import DEFAULT_CONNECT_TIMEOUT, check_connect_timeout, start_ray
@@ -59,8 +58,8 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
         create(spec, sweep_dir)
         with SweepLock(sweep_dir, "run"), ran(sweep_dir, "run", where, started):
             logs.attach(sweep_dir)
-            with reference_knn_alongside(spec, sweep_dir):
-                drive(spec, sweep_dir, resources, limit, signals, names, stream)
+            record_reference_knn(spec, sweep_dir)
+            drive(spec, sweep_dir, resources, limit, signals, names, stream)
     return sweep_dir
 
 
@@ -81,7 +80,8 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
         signals.install()
         resources, limit, where = admit(spec)
         logs.attach(sweep_dir)
-        with ran(sweep_dir, "resume", where, started), reference_knn_alongside(spec, sweep_dir):
+        with ran(sweep_dir, "resume", where, started):
+            record_reference_knn(spec, sweep_dir)  # a sweep stopped before it was written
             drive(spec, sweep_dir, resources, limit, signals, names, stream, tuple(retry))
     return sweep_dir
 
