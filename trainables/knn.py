@@ -60,12 +60,22 @@ def extract_features(model: nn.Module, dataset: Dataset, device: torch.device, b
     return torch.cat(feats), torch.cat(labels)
 
 
+def eval_batch_size(device: torch.device) -> int:
+    """Images per forward pass of the kNN evaluation: 512 on a GPU; 256 on a CPU, where the
+    activations of 512 images fall out of the caches (the main job's per-epoch evaluation of 5,391
+    images on one core: 0.82-0.89 s at 256, 0.91-1.09 s at 512, median of 8 interleaved calls in 3
+    processes; bench/README.md). A speed setting: the main job's features were the same bit for bit
+    at 64 to 1,024 images per batch (oneDNN may round differently for batches of a few images)."""
+    return 512 if device.type == "cuda" else 256
+
+
 @torch.no_grad()
 def extract_features_in_memory(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, size: int,
-                               device: torch.device, batch_size: int = 512,
+                               device: torch.device, batch_size: int | None = None,
                                memory_format: torch.memory_format = torch.contiguous_format,
                                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features of in-memory uint8 images (N, 3, H, W), evaluated in batches on ``device``.
+    """Features of in-memory uint8 images (N, 3, H, W), evaluated in batches on ``device``
+    (``batch_size`` images at a time; None: ``eval_batch_size(device)``).
 
     The test-time transform of ``eval_transform`` done batched: resize the short side to
     ``size`` (bicubic, antialiased), center crop, ImageNet normalization.
@@ -80,15 +90,18 @@ def extract_features_in_memory(model: nn.Module, images: torch.Tensor, labels: t
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255
     feats = []
+    batch_size = batch_size or eval_batch_size(device)
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size].to(device, non_blocking=True).float()
-        x = _resize_center_crop(x, size)
+        x = resize_center_crop(x, size)
         x = ((x - mean) / std).contiguous(memory_format=memory_format)
         feats.append(_normalized_half(model(x)))
     return torch.cat(feats), labels.to(device)
 
 
-def _resize_center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+def resize_center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``eval_transform``'s Resize(size) and CenterCrop(size) on a float batch (N, C, H, W) in
+    [0, 255]: bicubic, antialiased; images already at ``size`` are returned as they are."""
     height, width = x.shape[-2:]
     if (height, width) == (size, size):
         return x

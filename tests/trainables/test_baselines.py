@@ -64,3 +64,21 @@ def test_reference_knn_is_the_runs_own_epoch_zero_and_pixel_knn():
     assert ref["pixel_knn_top1"] == pytest.approx(pixel_knn_top1(
         trainer.memory_set, trainer.test_set, cfg.knn_k, cfg.knn_temperature))
     assert ref["pixel_knn_top1"] > 50.0  # the synthetic classes differ in colour: pixels see it
+
+
+@pytest.mark.parametrize("size", [16, 12])
+def test_in_memory_eval_pixels_are_the_eval_transforms(size: int):
+    """``eval_pixels`` (batched, for in-memory data) against the per-image eval transform through
+    PIL: the same pixels bit for bit at the stored size, to bicubic rounding when resized."""
+    from trainables.baselines import eval_pixels, flat_pixels
+    from trainables.data import in_memory, make_synthetic, with_transform
+    from trainables.dino.augment import eval_transform
+
+    train, _ = make_synthetic(n_train=40, size=16)
+    want_x, want_y = flat_pixels(with_transform(train, eval_transform(size)))
+    got_x, got_y = eval_pixels(*in_memory(train), size)
+    assert got_x.shape == want_x.shape == (40, 3 * size * size) and torch.equal(got_y, want_y)
+    if size == 16:
+        assert torch.equal(got_x, want_x)
+    else:
+        assert (got_x - want_x).abs().max() < 0.1 and not torch.equal(got_x, want_x)

@@ -57,3 +57,32 @@ def test_in_memory_features_match_the_per_image_eval_transform():
                                              batch_size=5)
         assert got.dtype == torch.float16 and torch.equal(y, y2)
         torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=0.02 if size == 12 else 2e-3)
+
+
+def test_in_memory_features_do_not_depend_on_the_batch_size():
+    """The kNN evaluation batch is a speed setting (``eval_batch_size``: 256 on a CPU, 512 on a GPU):
+    in batches of 7, 64 or the default, every image gets its own features, in order, the last
+    partial batch included (to float rounding: oneDNN may pick other kernels for small batches)."""
+    from trainables.data import in_memory, make_synthetic
+    from trainables.dino.backbone import build_backbone
+    from trainables.knn import eval_batch_size, extract_features_in_memory
+
+    train, _ = make_synthetic(n_train=300, size=16)
+    torch.manual_seed(0)
+    model = build_backbone("test_resnet", 16, 16, 0.0).to(memory_format=torch.channels_last)
+    with torch.no_grad():  # BatchNorm running statistics away from their initial values
+        for _ in range(3):
+            model(torch.rand(32, 3, 16, 16).contiguous(memory_format=torch.channels_last) * 3)
+    images, labels = in_memory(train)
+    cpu = torch.device("cpu")
+    assert eval_batch_size(cpu) < len(images) and len(images) % eval_batch_size(cpu)  # 2 batches, 1 partial
+    runs = [extract_features_in_memory(model, images, labels, 16, cpu, batch_size=b,
+                                       memory_format=torch.channels_last) for b in (7, 64, None)]
+    one_by_one = torch.cat([extract_features_in_memory(model, images[i:i + 1], labels[i:i + 1], 16, cpu,
+                                                       memory_format=torch.channels_last)[0]
+                            for i in (0, 150, 299)])
+    for feats, y in runs:
+        assert feats.shape == (len(images), model.num_features) and torch.equal(y, labels)
+        torch.testing.assert_close(feats.float(), runs[0][0].float(), rtol=0, atol=1e-3)
+        torch.testing.assert_close(feats[[0, 150, 299]].float(), one_by_one.float(), rtol=0, atol=1e-3)
+    assert (runs[0][0][0] - runs[0][0][150]).abs().max() > 0.01  # images differ: an order check
