@@ -186,9 +186,13 @@ resources: {{workers: 2, cpu: 1, gpu: 0}}
     rows = trial_rows(sweep)[name]
     assert rows[-1]["epoch"] == 8 and rows[-1]["trial_outcome"] == "completed"
     assert {r["workers"] for r in rows} == {2}  # every epoch trained by two DDP workers
-    after = [r for r in rows if r["pid"] != rows[0]["pid"]]
+    # The training process is rank 0 (``pid`` is Tune's trial process in a live row, rank 0's in a
+    # row recovered from a checkpoint the killed run wrote after its driver died).
+    rank0 = [r["rank0_pid"] for r in rows]
+    after = [r for r in rows if r["rank0_pid"] != rank0[0]]
     assert after and after[0]["epoch"] >= 2, after[:1]  # continued from its checkpoint, not epoch 0
-    assert [r["epoch"] for r in rows if r["pid"] == after[0]["pid"]] == list(range(after[0]["epoch"], 9))
+    resumed = [r["epoch"] for r in rows if r["rank0_pid"] == after[0]["rank0_pid"]]
+    assert resumed == list(range(after[0]["epoch"], 9))
     rec = json.loads((sweep / "trials" / f"{name}.json").read_text())
     trial_dir = sweep / rec["trial_dir"]  # Ray Train checkpoints where a one-process trial has them
     assert (trial_dir / "checkpoint_000008" / "checkpoint.pt").is_file()
