@@ -52,7 +52,7 @@ def eval_pixels(images: torch.Tensor, labels: torch.Tensor, size: int) -> Pixels
 
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    x = resize_center_crop(images.cpu().float(), size)  # a new tensor: normalized in place
+    x = resize_center_crop(images.to("cpu", torch.float32, copy=True), size)  # ours: normalized in place
     return x.div_(255).sub_(mean).div_(std).flatten(1), labels.cpu()
 
 
