@@ -23,7 +23,7 @@ from sweep_format import statuses
 from sweep_format.layout import TUNE_DIR
 from sweep_format.records import is_damaged, read_records, record_path, write_record
 from trainables.storage_errors import write_failure
-from trainables.trial import reported_epochs
+from trainables.trial import checkpoints_in, reported_epochs, retire_earlier_checkpoints
 
 
 def record_id(trial: Any) -> str:
@@ -39,6 +39,7 @@ class TrialRecorder(tune.Callback):
         self.records = {r["trial_id"]: r for r in read_records(self.sweep_dir) if not is_damaged(r)}
         self.points = Points(spec, list(self.records.values()))
         self.restart_why: dict[str, str] = {}  # record id -> why its next result comes from a restart
+        self.retired: set[str] = set()  # record ids whose earlier runs' checkpoints are all deleted
 
     def __getstate__(self) -> dict[str, Any]:  # Ray saves its callbacks with the experiment (never read back)
         return {"spec": self.spec, "sweep_dir": self.sweep_dir}
@@ -79,6 +80,7 @@ class TrialRecorder(tune.Callback):
                 self._save(rec)
             raise StorageFull(str(row.get("stop_reason") or "a trial could not write its checkpoint"))
         self._save(rec)
+        self._retire_earlier_checkpoints(rec)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, errored=False)
@@ -119,6 +121,18 @@ class TrialRecorder(tune.Callback):
         rec["epochs"] = sorted(rec["epochs"] + found, key=lambda r: r["epoch"])
         if lost := [e for e in missing if e not in kept]:
             restart["lost_epochs"] = lost
+
+    def _retire_earlier_checkpoints(self, rec: dict[str, Any]) -> None:
+        """A continued trial's earlier folders give up their checkpoints as its own folder fills (after
+        the record has taken what it needed from them): the sweep keeps two per trial however often it
+        is resumed. A result reaches the driver after its checkpoint is in storage."""
+        earlier = (rec.get("trial_dirs") or [])[:-1]
+        if not earlier or rec["trial_id"] in self.retired:
+            return
+        folders = [self.sweep_dir / d for d in reversed(earlier)]
+        retire_earlier_checkpoints(self.sweep_dir / rec["trial_dir"], folders)
+        if not any(checkpoints_in(folder) for folder in folders):
+            self.retired.add(rec["trial_id"])
 
     def _finish(self, trial: Any, errored: bool) -> None:
         rec = self._record(trial)

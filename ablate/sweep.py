@@ -128,6 +128,7 @@ def drive(spec: SweepSpec, sweep_dir: Path, resources: admission.TrialResources,
     from ablate.live import LiveView
     from ablate.recorder import TrialRecorder
     from ablate.search import SweepSearch, param_space, point_jobs
+    from trainables.trial import KEPT_CHECKPOINTS
 
     records = read_records(sweep_dir)
     source: Any = None
@@ -156,7 +157,7 @@ def drive(spec: SweepSpec, sweep_dir: Path, resources: admission.TrialResources,
         run_config=tune.RunConfig(
             name=TUNE_DIR, storage_path=str(sweep_dir), stop={"epoch": spec.trainer_config().epochs},
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=KEPT_CHECKPOINTS),
             callbacks=callbacks, verbose=0))  # Ray's own table off: the LiveView draws the progress
     keep_reserve(sweep_dir)
     try:

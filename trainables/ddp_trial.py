@@ -25,6 +25,7 @@ from typing import Any, cast
 from trainables.config import DINOConfig
 from trainables.dino.trainer import DINOTrainer
 from trainables.trial import (
+    KEPT_CHECKPOINTS,
     DeviceClock,
     Report,
     checkpoints_in,
@@ -52,7 +53,7 @@ def torch_trainer(loop: Callable[[dict[str, Any]], None], loop_config: dict[str,
                                            resources_per_worker=per_worker),
         run_config=train.RunConfig(
             name=name, storage_path=storage_path, callbacks=list(callbacks),
-            checkpoint_config=train.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=train.CheckpointConfig(num_to_keep=KEPT_CHECKPOINTS),
             failure_config=cast(Any, train.FailureConfig)(max_failures=0, controller_failure_limit=0)))
 
 

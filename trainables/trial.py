@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +38,7 @@ from trainables.storage_errors import STORAGE_ERRNOS, write_failure
 
 MONITOR_FILE = "monitor.pt"
 CHECKPOINT_PREFIX = "checkpoint_"  # Ray's checkpoint folders: checkpoint_000000, checkpoint_000001, ...
+KEPT_CHECKPOINTS = 2  # a trial keeps its two newest: a damaged newest falls back to the one before it
 REPEAT = "repeat"  # a trial's config: trainer keys, its seed repeat, and the sweep's keys, which start with _
 
 # report(metrics, write): hand one epoch's metrics to Ray; ``write(folder)`` fills the checkpoint
@@ -194,6 +196,22 @@ def checkpoints_in(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted((p for p in folder.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir()), reverse=True)
+
+
+def retire_earlier_checkpoints(current: Path, earlier: Sequence[Path]) -> list[Path]:
+    """Delete the checkpoints of a trial's earlier runs (``earlier``: their folders, newest run
+    first) beyond the ``KEPT_CHECKPOINTS`` newest of the trial, counting those of its ``current``
+    folder (Ray prunes that one itself); the deleted folders.
+
+    Without it every ``ablate resume`` would leave each continued trial's last checkpoints behind in
+    its earlier folder for good: a sweep resumed N times would hold N + 2 checkpoints per trial. What
+    is deleted is superseded: the newer checkpoints hold the trial's state, its record every epoch.
+    """
+    room = KEPT_CHECKPOINTS - len(checkpoints_in(current))
+    retired = [c for folder in earlier for c in checkpoints_in(folder)][max(room, 0):]
+    for checkpoint in retired:
+        shutil.rmtree(checkpoint, ignore_errors=True)  # housekeeping: space not freed loses nothing
+    return retired
 
 
 def reported_epochs(folders: Sequence[Path]) -> dict[int, dict[str, Any]]:

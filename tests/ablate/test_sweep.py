@@ -156,6 +156,15 @@ resources: {{cpu: 2, gpu: 0}}
     records = [json.loads(f.read_text()) for f in (sweep / "trials").glob("*.json")]
     assert len(records) == 3 and {r["status"] for r in records} == {"completed"}
     assert all([e["epoch"] for e in r["epochs"]] == [0, 1, 2, 3, 4, 5] for r in records)
+    assert any(len(r.get("trial_dirs") or []) > 1 for r in records)  # continued in a second folder
+    kept = [kept_checkpoints(sweep, r) for r in records]
+    assert all(len(names) == 2 for names in kept), kept
+
+
+def kept_checkpoints(sweep: Path, record: dict) -> list[str]:
+    """A trial's checkpoints in all the folders it ran in: the earlier runs' give theirs up."""
+    folders = record.get("trial_dirs") or [record["trial_dir"]]
+    return sorted(c.name for f in folders for c in (sweep / f).glob("checkpoint_*") if c.is_dir())
 
 
 def test_run_refuses_an_existing_sweep_and_bad_specs_write_nothing(real_sweep: Path, tmp_path: Path,
@@ -196,5 +205,7 @@ resources: {{workers: 2, cpu: 1, gpu: 0}}
     rec = json.loads((sweep / "trials" / f"{name}.json").read_text())
     trial_dir = sweep / rec["trial_dir"]  # Ray Train checkpoints where a one-process trial has them
     assert (trial_dir / "checkpoint_000008" / "checkpoint.pt").is_file()
+    assert len(rec["trial_dirs"]) == 2
+    assert kept_checkpoints(sweep, rec) == ["checkpoint_000007", "checkpoint_000008"]
     report = pd.read_parquet(sweep / "report" / "trials.parquet")
     assert len(report) == 1 and report["status"].tolist() == ["completed"], report.T

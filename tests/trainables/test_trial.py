@@ -20,7 +20,14 @@ from trainables.checkpoint import DamagedFileError
 from trainables.config import DINOConfig
 from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer
 from trainables.stop_rules import CollapseMonitor, StopRules
-from trainables.trial import DeviceClock, KnnCarry, checkpoints_in, end_verdict, restore_trial
+from trainables.trial import (
+    DeviceClock,
+    KnnCarry,
+    checkpoints_in,
+    end_verdict,
+    restore_trial,
+    retire_earlier_checkpoints,
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +74,27 @@ def test_no_usable_checkpoint_restarts_from_epoch_0(trial_dir: Path, tmp_path: P
     assert (trainer.epoch, trainer.baseline_done, monitor.streak) == (0, False, 0)
     assert "no usable checkpoint is left, so the trial restarts from epoch 0" in note
     assert [m["epoch"] for m in trainer.run()] == [0, 1, 2]
+
+
+def test_a_continued_trial_keeps_two_checkpoints_across_its_runs(tmp_path: Path):
+    """ablate resume continues a trial in a new folder; its earlier folders give up their checkpoints
+    as the new one fills, newest kept last, so a sweep resumed N times does not hold N + 2 per trial."""
+    def folder(name: str, *epochs: int) -> Path:
+        for e in epochs:
+            (tmp_path / name / f"checkpoint_{e:06d}").mkdir(parents=True)
+        return tmp_path / name
+
+    first, second, now = folder("trial_a", 0, 1), folder("trial_a_b", 2), folder("trial_a_c")
+    assert retire_earlier_checkpoints(now, [second, first]) == [first / "checkpoint_000000"]
+    assert [c.name for c in checkpoints_in(first)] == ["checkpoint_000001"] and checkpoints_in(second)
+    folder("trial_a_c", 3)
+    assert retire_earlier_checkpoints(now, [second, first]) == [first / "checkpoint_000001"]
+    assert [c.name for c in checkpoints_in(second)] == ["checkpoint_000002"] and not checkpoints_in(first)
+    folder("trial_a_c", 4)
+    assert retire_earlier_checkpoints(now, [second, first]) == [second / "checkpoint_000002"]
+    assert not checkpoints_in(second) and len(checkpoints_in(now)) == 2
+    assert second.is_dir() and first.is_dir()  # the folders (Ray's files in them) stay
+    assert retire_earlier_checkpoints(now, [second, first]) == []
 
 
 def _copy(trial: Path, tmp_path: Path) -> Path:
