@@ -20,7 +20,7 @@ from ablate.errors import StorageFull
 from ablate.records import Points, ended, epoch_row, error_text, new_record, row_collapsed
 from ablate.sweep_spec import SweepSpec
 from sweep_format import statuses
-from sweep_format.layout import TUNE_DIR
+from sweep_format.layout import TUNE_DIR, trial_folders
 from sweep_format.records import is_damaged, read_records, record_path, write_record
 from trainables.storage_errors import write_failure
 from trainables.trial import checkpoints_in, reported_epochs, retire_earlier_checkpoints
@@ -114,9 +114,7 @@ class TrialRecorder(tune.Callback):
         missing = [e for e in range(restart["from_epoch"]) if e not in have]
         if not missing:
             return
-        dirs = rec.get("trial_dirs") or [rec.get("trial_dir") or ""]
-        folders = [self.sweep_dir / d for d in reversed(dirs) if d]
-        kept = reported_epochs(folders)
+        kept = reported_epochs(trial_folders(self.sweep_dir, rec))
         found = [epoch_row(kept[e]) for e in missing if e in kept]
         rec["epochs"] = sorted(rec["epochs"] + found, key=lambda r: r["epoch"])
         if lost := [e for e in missing if e not in kept]:
@@ -126,12 +124,13 @@ class TrialRecorder(tune.Callback):
         """A continued trial's earlier folders give up their checkpoints as its own folder fills (after
         the record has taken what it needed from them): the sweep keeps two per trial however often it
         is resumed. A result reaches the driver after its checkpoint is in storage."""
-        earlier = (rec.get("trial_dirs") or [])[:-1]
-        if not earlier or rec["trial_id"] in self.retired:
+        if rec["trial_id"] in self.retired:
             return
-        folders = [self.sweep_dir / d for d in reversed(earlier)]
-        retire_earlier_checkpoints(self.sweep_dir / rec["trial_dir"], folders)
-        if not any(checkpoints_in(folder) for folder in folders):
+        current, *earlier = trial_folders(self.sweep_dir, rec)
+        if not earlier:
+            return
+        retire_earlier_checkpoints(current, earlier)
+        if not any(checkpoints_in(folder) for folder in earlier):
             self.retired.add(rec["trial_id"])
 
     def _finish(self, trial: Any, errored: bool) -> None:

@@ -26,6 +26,7 @@ from ray.tune.search import Searcher
 
 from ablate.sweep_spec import SweepSpec
 from sweep_format import statuses
+from sweep_format.layout import trial_folders
 from sweep_format.records import is_damaged
 from sweep_format.values import values_equal
 
@@ -89,17 +90,11 @@ def final_metric(result: dict | None, metric: str) -> float | None:
 
 
 # --- where a sweep stands, from its records ---------------------------------------------------------
-def resume_dirs(sweep_dir: Path, record: dict[str, Any]) -> tuple[Path, ...]:
-    """The folders a record's trial ran in (its checkpoints), newest first, inside the sweep wherever it
-    now lies: a run interrupted before its first checkpoint leaves the earlier run's the newest."""
-    folders = [*(record.get("trial_dirs") or []), record.get("trial_dir")]
-    unique = list(dict.fromkeys(f for f in folders if isinstance(f, str) and f))
-    return tuple(sweep_dir / f for f in reversed(unique))
-
-
 def continued(record: dict[str, Any], sweep_dir: Path) -> Job:
+    """The job that continues a record's trial from the folders it ran in, newest first (a run
+    interrupted before its first checkpoint leaves the earlier run's checkpoints the newest)."""
     return Job(dict(record.get("params") or {}), int(record.get("repeat") or 0), str(record["trial_id"]),
-               resume_dirs(sweep_dir, record), record.get("optuna_trial"))
+               tuple(trial_folders(sweep_dir, record)), record.get("optuna_trial"))
 
 
 def point_jobs(spec: SweepSpec, records: list[dict[str, Any]], sweep_dir: Path,

@@ -102,7 +102,7 @@ def attention_panel(sweep_dir: Path, trials: pd.DataFrame, spec: dict) -> None:
     except ImportError:
         return
     from reports.ranking import counted_trials, rank_points
-    from sweep_format.layout import REPORT_DIR
+    from sweep_format.layout import REPORT_DIR, trial_folder
 
     if not _is_vit(spec):
         return  # a CNN has no [CLS] attention to draw
@@ -120,7 +120,8 @@ def attention_panel(sweep_dir: Path, trials: pd.DataFrame, spec: dict) -> None:
     baseline = counted[counted["is_baseline"].fillna(False).astype(bool)]
     if len(baseline):
         picks[f"baseline ({baseline.iloc[0][metric]:.1f})"] = baseline.iloc[0]
-    sources = {label: sweep_dir / row["trial_dir"] for label, row in picks.items()}
+    sources = {label: folder for label, row in picks.items()
+               if (folder := trial_folder(sweep_dir, row["trial_dir"])) is not None}
     out = sweep_dir / REPORT_DIR / "attention.png"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,9 @@ before its first trial, a copy without Ray's files) and is rebuilt or resumed fr
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 SPEC_FILE = "spec.yaml"
 TRIALS_DIR = "trials"
@@ -62,3 +64,23 @@ def sweeps_in(storage: str | Path) -> list[Path]:
     if is_sweep(storage):
         return [storage]
     return sorted(d for d in storage.iterdir() if d.is_dir() and is_sweep(d))
+
+
+def trial_folder(sweep_dir: str | Path, name: object) -> Path | None:
+    """The folder of a trial run that a record names (``trial_dir``: ``tune/<trial run>``, relative,
+    so a sweep moved or copied elsewhere still finds it), or None for anything else. A record is a
+    file anyone may have edited: a path outside ``tune/`` (absolute, ``..``) is never read or deleted."""
+    if not isinstance(name, str):
+        return None
+    parts = PurePosixPath(name).parts
+    if len(parts) != 2 or parts[0] != TUNE_DIR or parts[1] in (".", ".."):
+        return None
+    return Path(sweep_dir) / TUNE_DIR / parts[1]
+
+
+def trial_folders(sweep_dir: str | Path, record: Mapping[str, Any]) -> list[Path]:
+    """Every folder a record's trial ran in (``trial_dirs``, then ``trial_dir``), newest first: the
+    one it runs or ended in, then the earlier runs' that ``ablate resume`` continued it from."""
+    names = [*(record.get("trial_dirs") or []), record.get("trial_dir")]
+    folders = [trial_folder(sweep_dir, n) for n in dict.fromkeys(n for n in names if isinstance(n, str))]
+    return [f for f in reversed(folders) if f is not None]

@@ -168,3 +168,55 @@ search: {{algorithm: grid}}
         assert record["epochs"][3] == {"epoch": 3, "loss": 6.0, "recovered_from": "checkpoint_000003"}
     else:
         assert [r["epoch"] for r in record["epochs"]] == [0, 1, 2, 4] and restart["lost_epochs"] == [3]
+
+
+@pytest.mark.parametrize(("name", "inside"), [
+    ("tune/trial_ab12", True), ("tune/trial_ab12_cd34", True), ("../../home/user/work", False),
+    ("/home/user/work", False), ("tune/../../x", False), ("tune", False), ("tune/..", False),
+    ("trials", False), ("tune\\..\\x", False), (None, False), (7, False)])
+def test_a_record_names_trial_folders_only_inside_the_sweeps_tune_folder(tmp_path: Path, name: object,
+                                                                       inside: bool) -> None:
+    from sweep_format.layout import trial_folder
+
+    folder = trial_folder(tmp_path, name)
+    assert (folder is not None) == inside, folder
+    if folder is not None:
+        assert folder.parent == tmp_path / "tune" and folder.name == str(name).split("/")[1]
+
+
+def test_a_continued_trial_retires_its_earlier_checkpoints_not_any_outside_the_sweep(tmp_path: Path) -> None:
+    """ablate resume continues a trial in a new folder: once that folder holds two checkpoints the
+    earlier run's are deleted; folders a hand-edited record names outside the sweep are never touched."""
+    from types import SimpleNamespace
+
+    from ablate.recorder import TrialRecorder
+
+    spec = load_spec(write_spec(tmp_path, f"""
+name: again
+trainer: {TINY_TRAINER}
+space:
+  teacher_temp: {{type: choice, values: [0.04]}}
+search: {{algorithm: grid}}
+"""))
+    sweep = tmp_path / "runs" / "again"
+    outside = tmp_path / "elsewhere"
+    for folder, epoch in ((outside, 0), (sweep / "tune" / "trial_t1", 1), (sweep / "tune" / "trial_t1", 2)):
+        write_json(folder / f"checkpoint_{epoch:06d}" / "epoch.json", {"epoch": epoch})
+    write_json(sweep / "trials" / "t1.json", {
+        "format": FORMAT, "version": VERSION, "trial_id": "t1", "status": "interrupted", "epochs_planned": 4,
+        "params": {"teacher_temp": 0.04}, "epochs": [{"epoch": e} for e in range(3)],
+        "trial_dirs": [str(outside), "../../elsewhere", "tune/trial_t1"], "trial_dir": "tune/trial_t1"})
+    trial = SimpleNamespace(trial_id="t2", config={"teacher_temp": 0.04, "_trial_id": "t1"},
+                            path=str(sweep / "tune" / "trial_t1_t2"), error_file=None)
+    recorder = TrialRecorder(spec, sweep)
+    recorder.on_trial_start(0, [], trial)
+    earlier = sweep / "tune" / "trial_t1"
+    for epoch in (3, 4):  # the result reaches the driver once its checkpoint is in storage
+        write_json(Path(trial.path) / f"checkpoint_{epoch:06d}" / "epoch.json", {"epoch": epoch})
+        recorder.on_trial_result(0, [], trial, {"epoch": epoch, "restored_from_epoch": 2})
+        left = sorted(c.name for c in earlier.iterdir())
+        assert left == (["checkpoint_000002"] if epoch == 3 else []), left
+    assert (outside / "checkpoint_000000").is_dir()  # named by the record, outside the sweep: kept
+    (record,) = read_records(sweep)
+    assert record["trial_dirs"][-2:] == ["tune/trial_t1", "tune/trial_t1_t2"]
+    assert [r["epoch"] for r in record["epochs"]] == [0, 1, 2, 3, 4]
