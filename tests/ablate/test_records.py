@@ -128,6 +128,17 @@ search: {{algorithm: grid}}
         recorder._save({"trial_id": "t1", "epochs": []})
 
 
+def one_point_sweep(tmp_path: Path, name: str):
+    """A grid of one point (teacher_temp 0.04), for the recorder's tests."""
+    return load_spec(write_spec(tmp_path, f"""
+name: {name}
+trainer: {TINY_TRAINER}
+space:
+  teacher_temp: {{type: choice, values: [0.04]}}
+search: {{algorithm: grid}}
+"""))
+
+
 @pytest.mark.parametrize("kept", [True, False])
 def test_a_restart_fills_the_epochs_whose_results_never_reached_the_driver(tmp_path: Path,
                                                                            kept: bool) -> None:
@@ -138,13 +149,7 @@ def test_a_restart_fills_the_epochs_whose_results_never_reached_the_driver(tmp_p
 
     from ablate.recorder import TrialRecorder
 
-    spec = load_spec(write_spec(tmp_path, f"""
-name: gap
-trainer: {TINY_TRAINER}
-space:
-  teacher_temp: {{type: choice, values: [0.04]}}
-search: {{algorithm: grid}}
-"""))
+    spec = one_point_sweep(tmp_path, "gap")
     sweep = tmp_path / "runs" / "gap"
     trial = SimpleNamespace(trial_id="t1", config={"teacher_temp": 0.04},
                             path=str(sweep / "tune" / "trial_t1"), error_file=None)
@@ -191,13 +196,7 @@ def test_a_continued_trial_retires_its_earlier_checkpoints_not_any_outside_the_s
 
     from ablate.recorder import TrialRecorder
 
-    spec = load_spec(write_spec(tmp_path, f"""
-name: again
-trainer: {TINY_TRAINER}
-space:
-  teacher_temp: {{type: choice, values: [0.04]}}
-search: {{algorithm: grid}}
-"""))
+    spec = one_point_sweep(tmp_path, "again")
     sweep = tmp_path / "runs" / "again"
     outside = tmp_path / "elsewhere"
     for folder, epoch in ((outside, 0), (sweep / "tune" / "trial_t1", 1), (sweep / "tune" / "trial_t1", 2)):
