@@ -17,7 +17,9 @@ import pytest
 from ablate.cli import main
 from ablate.sweep import run_sweep
 from ablate.sweep_spec import load_spec
+from sweep_format.layout import trial_folders
 from tests.helpers import HEAD_IP, TINY_TRAINER, WORKER_IP, write_spec
+from trainables.trial import checkpoints_in
 
 pytestmark = pytest.mark.slow
 
@@ -163,8 +165,7 @@ resources: {{cpu: 2, gpu: 0}}
 
 def kept_checkpoints(sweep: Path, record: dict) -> list[str]:
     """A trial's checkpoints in all the folders it ran in: the earlier runs' give theirs up."""
-    folders = record.get("trial_dirs") or [record["trial_dir"]]
-    return sorted(c.name for f in folders for c in (sweep / f).glob("checkpoint_*") if c.is_dir())
+    return sorted(c.name for folder in trial_folders(sweep, record) for c in checkpoints_in(folder))
 
 
 def test_run_refuses_an_existing_sweep_and_bad_specs_write_nothing(real_sweep: Path, tmp_path: Path,
