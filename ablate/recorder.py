@@ -23,7 +23,7 @@ from sweep_format import statuses
 from sweep_format.layout import TUNE_DIR, trial_folders
 from sweep_format.records import is_damaged, read_records, record_path, write_record
 from trainables.storage_errors import write_failure
-from trainables.trial import checkpoints_in, reported_epochs, retire_earlier_checkpoints
+from trainables.trial import KEPT_CHECKPOINTS, checkpoints_in, reported_epochs, retire_checkpoints
 
 
 def record_id(trial: Any) -> str:
@@ -126,17 +126,19 @@ class TrialRecorder(tune.Callback):
         is resumed. A result reaches the driver after its checkpoint is in storage."""
         if rec["trial_id"] in self.retired:
             return
-        current, *earlier = trial_folders(self.sweep_dir, rec)
-        if not earlier:
+        folders = trial_folders(self.sweep_dir, rec)
+        if len(folders) < 2:
             return
-        retire_earlier_checkpoints(current, earlier)
-        if not any(checkpoints_in(folder) for folder in earlier):
+        retire_checkpoints(folders, KEPT_CHECKPOINTS, running=True)
+        if not any(checkpoints_in(folder) for folder in folders[1:]):
             self.retired.add(rec["trial_id"])
 
     def _finish(self, trial: Any, errored: bool) -> None:
         rec = self._record(trial)
         rec.update(ended(rec, self.spec.scheduler.type, error_text(trial) if errored else None))
         self._save(rec)
+        if not statuses.resumed(rec["status"], statuses.RETRYABLE):  # it never runs again: its last
+            retire_checkpoints(trial_folders(self.sweep_dir, rec), 1, running=False)  # checkpoint is enough
 
     def _save(self, rec: dict[str, Any]) -> None:
         rec["updated_at"] = time.time()

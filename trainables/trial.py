@@ -198,17 +198,18 @@ def checkpoints_in(folder: Path) -> list[Path]:
     return sorted((p for p in folder.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir()), reverse=True)
 
 
-def retire_earlier_checkpoints(current: Path, earlier: Sequence[Path]) -> list[Path]:
-    """Delete the checkpoints of a trial's earlier runs (``earlier``: their folders, newest run
-    first) beyond the ``KEPT_CHECKPOINTS`` newest of the trial, counting those of its ``current``
-    folder (Ray prunes that one itself); the deleted folders.
+def retire_checkpoints(folders: Sequence[Path], keep: int, running: bool) -> list[Path]:
+    """Delete a trial's checkpoints beyond its ``keep`` newest, across the folders it ran in
+    (``folders``: newest run first); the deleted folders. While it runs, those of its current folder
+    (``folders[0]``) are left to Ray, which prunes it itself.
 
-    Without it every ``ablate resume`` would leave each continued trial's last checkpoints behind in
-    its earlier folder for good: a sweep resumed N times would hold N + 2 checkpoints per trial. What
-    is deleted is superseded: the newer checkpoints hold the trial's state, its record every epoch.
+    ``ablate resume`` continues a trial in a new folder: without this each resume would leave its
+    last checkpoints behind for good (a sweep resumed N times held N + 2 per trial). What is deleted
+    is superseded: the newer checkpoints hold the trial's state, its record every epoch.
     """
-    room = KEPT_CHECKPOINTS - len(checkpoints_in(current))
-    retired = [c for folder in earlier for c in checkpoints_in(folder)][max(room, 0):]
+    retired = [c for folder in folders for c in checkpoints_in(folder)][keep:]
+    if running:
+        retired = [c for c in retired if c.parent != folders[0]]
     for checkpoint in retired:
         shutil.rmtree(checkpoint, ignore_errors=True)  # housekeeping: space not freed loses nothing
     return retired

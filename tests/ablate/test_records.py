@@ -219,3 +219,34 @@ def test_a_continued_trial_retires_its_earlier_checkpoints_not_any_outside_the_s
     (record,) = read_records(sweep)
     assert record["trial_dirs"][-2:] == ["tune/trial_t1", "tune/trial_t1_t2"]
     assert [r["epoch"] for r in record["epochs"]] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(("ending", "error", "kept"), [
+    ({"trial_outcome": "completed"}, None, [2]), ({"trial_outcome": "collapsed"}, None, [2]),
+    ({"trial_outcome": "running"}, None, [2]),  # stopped early by ASHA: never continued
+    ({"trial_outcome": "oom"}, None, [1, 2]), ({"trial_outcome": "diverged"}, None, [1, 2]),  # --retry
+    ({"trial_outcome": "running"}, "boom", [1, 2])])  # errored: ablate resume runs it again
+def test_a_trial_that_never_runs_again_keeps_only_its_last_checkpoint(tmp_path: Path, ending: dict,
+                                                                      error: str | None, kept: list) -> None:
+    from types import SimpleNamespace
+
+    from ablate.recorder import TrialRecorder
+    from trainables.trial import reported_epochs
+
+    spec = one_point_sweep(tmp_path, "ends")
+    sweep = tmp_path / "runs" / "ends"
+    trial = SimpleNamespace(trial_id="t1", config={"teacher_temp": 0.04},
+                            path=str(sweep / "tune" / "trial_t1"), error_file=None)
+    recorder = TrialRecorder(spec, sweep)
+    recorder.on_trial_start(0, [], trial)
+    for epoch in (1, 2):
+        write_json(Path(trial.path) / f"checkpoint_{epoch - 1:06d}" / "epoch.json", {"epoch": epoch})
+        recorder.on_trial_result(0, [], trial, {"epoch": epoch, "epochs_planned": 4, **ending})
+    if error:
+        error_file = Path(trial.path) / "error.txt"
+        error_file.write_text(f"RuntimeError: {error}\n")
+        trial.error_file = str(error_file)
+        recorder.on_trial_error(0, [], trial)
+    else:
+        recorder.on_trial_complete(0, [], trial)
+    assert sorted(reported_epochs([Path(trial.path)])) == kept

@@ -19,7 +19,7 @@ from ablate.sweep import run_sweep
 from ablate.sweep_spec import load_spec
 from sweep_format.layout import trial_folders
 from tests.helpers import HEAD_IP, TINY_TRAINER, WORKER_IP, write_spec
-from trainables.trial import checkpoints_in
+from trainables.trial import checkpoints_in, reported_epochs
 
 pytestmark = pytest.mark.slow
 
@@ -159,13 +159,15 @@ resources: {{cpu: 2, gpu: 0}}
     assert len(records) == 3 and {r["status"] for r in records} == {"completed"}
     assert all([e["epoch"] for e in r["epochs"]] == [0, 1, 2, 3, 4, 5] for r in records)
     assert any(len(r.get("trial_dirs") or []) > 1 for r in records)  # continued in a second folder
-    kept = [kept_checkpoints(sweep, r) for r in records]
-    assert all(len(names) == 2 for names in kept), kept
+    kept = [checkpointed_epochs(sweep, r) for r in records]  # a finished trial keeps its last one
+    assert kept == [[5]] * 3, kept
 
 
-def kept_checkpoints(sweep: Path, record: dict) -> list[str]:
-    """A trial's checkpoints in all the folders it ran in: the earlier runs' give theirs up."""
-    return sorted(c.name for folder in trial_folders(sweep, record) for c in checkpoints_in(folder))
+def checkpointed_epochs(sweep: Path, record: dict) -> list[int]:
+    """The epochs of a trial's checkpoints, in all the folders it ran in (the report beside each)."""
+    folders = trial_folders(sweep, record)
+    assert sum(len(checkpoints_in(f)) for f in folders) == len(reported_epochs(folders))
+    return sorted(reported_epochs(folders))
 
 
 def test_run_refuses_an_existing_sweep_and_bad_specs_write_nothing(real_sweep: Path, tmp_path: Path,
@@ -207,6 +209,6 @@ resources: {{workers: 2, cpu: 1, gpu: 0}}
     trial_dir = sweep / rec["trial_dir"]  # Ray Train checkpoints where a one-process trial has them
     assert (trial_dir / "checkpoint_000008" / "checkpoint.pt").is_file()
     assert len(rec["trial_dirs"]) == 2
-    assert kept_checkpoints(sweep, rec) == ["checkpoint_000007", "checkpoint_000008"]
+    assert checkpointed_epochs(sweep, rec) == [8]
     report = pd.read_parquet(sweep / "report" / "trials.parquet")
     assert len(report) == 1 and report["status"].tolist() == ["completed"], report.T

@@ -26,7 +26,7 @@ from trainables.trial import (
     checkpoints_in,
     end_verdict,
     restore_trial,
-    retire_earlier_checkpoints,
+    retire_checkpoints,
 )
 
 
@@ -78,23 +78,28 @@ def test_no_usable_checkpoint_restarts_from_epoch_0(trial_dir: Path, tmp_path: P
 
 def test_a_continued_trial_keeps_two_checkpoints_across_its_runs(tmp_path: Path):
     """ablate resume continues a trial in a new folder; its earlier folders give up their checkpoints
-    as the new one fills, newest kept last, so a sweep resumed N times does not hold N + 2 per trial."""
+    as the new one fills, newest kept last, so a sweep resumed N times does not hold N + 2 per trial.
+    Its current folder is Ray's to prune while it runs; once it never runs again, one is kept."""
     def folder(name: str, *epochs: int) -> Path:
         for e in epochs:
             (tmp_path / name / f"checkpoint_{e:06d}").mkdir(parents=True)
         return tmp_path / name
 
     first, second, now = folder("trial_a", 0, 1), folder("trial_a_b", 2), folder("trial_a_c")
-    assert retire_earlier_checkpoints(now, [second, first]) == [first / "checkpoint_000000"]
+    runs = [now, second, first]  # newest run first
+    assert retire_checkpoints(runs, 2, running=True) == [first / "checkpoint_000000"]
     assert [c.name for c in checkpoints_in(first)] == ["checkpoint_000001"] and checkpoints_in(second)
     folder("trial_a_c", 3)
-    assert retire_earlier_checkpoints(now, [second, first]) == [first / "checkpoint_000001"]
+    assert retire_checkpoints(runs, 2, running=True) == [first / "checkpoint_000001"]
     assert [c.name for c in checkpoints_in(second)] == ["checkpoint_000002"] and not checkpoints_in(first)
-    folder("trial_a_c", 4)
-    assert retire_earlier_checkpoints(now, [second, first]) == [second / "checkpoint_000002"]
-    assert not checkpoints_in(second) and len(checkpoints_in(now)) == 2
+    folder("trial_a_c", 4, 5)  # Ray writes the next before it deletes the oldest: not ours to delete
+    assert retire_checkpoints(runs, 2, running=True) == [second / "checkpoint_000002"]
+    assert not checkpoints_in(second) and len(checkpoints_in(now)) == 3
     assert second.is_dir() and first.is_dir()  # the folders (Ray's files in them) stay
-    assert retire_earlier_checkpoints(now, [second, first]) == []
+    assert retire_checkpoints(runs, 2, running=True) == []
+    finished = retire_checkpoints(runs, 1, running=False)
+    assert finished == [now / "checkpoint_000004", now / "checkpoint_000003"]
+    assert [c.name for c in checkpoints_in(now)] == ["checkpoint_000005"]
 
 
 def _copy(trial: Path, tmp_path: Path) -> Path:
