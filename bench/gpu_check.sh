@@ -32,8 +32,9 @@ cd "$ROOT" || exit 1
 PY=${PYTHON:-python3}
 ABLATE=("$PY" -m ablate.cli)
 TEMPS_GPU=${TEMPS_GPU:-0.125}   # 8 trials of the main job at once (16 cores, 2 CPUs each); TEMPS_LIMIT: its limit
+# PREFLIGHT_IMPORT_LIMIT: the imports' limit (20 s on the GPU machine; more on a loaded CPU machine)
 ORDER=(preflight-import preflight-step step-ablate step-lightly resume+oom e2e e2e-step packed-1 packed-4 temps)
-declare -A LIMIT=([preflight-import]=20 [preflight-step]=25 [step-ablate]=35 [step-lightly]=35 [resume+oom]=60
+declare -A LIMIT=([preflight-import]=${PREFLIGHT_IMPORT_LIMIT:-20} [preflight-step]=25 [step-ablate]=35 [step-lightly]=35 [resume+oom]=60
                   [e2e]=45 [e2e-step]=25 [packed-1]=45 [packed-4]=55 [temps]=${TEMPS_LIMIT:-110})
 TARGETS=(step resume e2e packed memory oom temps)
 ONLY=
