@@ -23,7 +23,7 @@ from sweep_format import statuses
 from sweep_format.layout import TUNE_DIR, trial_folders
 from sweep_format.records import is_damaged, read_records, record_path, write_record
 from trainables.storage_errors import write_failure
-from trainables.trial import KEPT_CHECKPOINTS, checkpoints_in, reported_epochs, retire_checkpoints
+from trainables.trial import KEPT_CHECKPOINTS, reported_epochs, retire_checkpoints
 
 
 def record_id(trial: Any) -> str:
@@ -39,7 +39,6 @@ class TrialRecorder(tune.Callback):
         self.records = {r["trial_id"]: r for r in read_records(self.sweep_dir) if not is_damaged(r)}
         self.points = Points(spec, list(self.records.values()))
         self.restart_why: dict[str, str] = {}  # record id -> why its next result comes from a restart
-        self.retired: set[str] = set()  # record ids whose earlier runs' checkpoints are all deleted
 
     def __getstate__(self) -> dict[str, Any]:  # Ray saves its callbacks with the experiment (never read back)
         return {"spec": self.spec, "sweep_dir": self.sweep_dir}
@@ -124,14 +123,9 @@ class TrialRecorder(tune.Callback):
         """A continued trial's earlier folders give up their checkpoints as its own folder fills (after
         the record has taken what it needed from them): the sweep keeps two per trial however often it
         is resumed. A result reaches the driver after its checkpoint is in storage."""
-        if rec["trial_id"] in self.retired:
-            return
         folders = trial_folders(self.sweep_dir, rec)
-        if len(folders) < 2:
-            return
-        retire_checkpoints(folders, KEPT_CHECKPOINTS, running=True)
-        if not any(checkpoints_in(folder) for folder in folders[1:]):
-            self.retired.add(rec["trial_id"])
+        if len(folders) > 1:
+            retire_checkpoints(folders, KEPT_CHECKPOINTS, running=True)
 
     def _finish(self, trial: Any, errored: bool) -> None:
         rec = self._record(trial)
