@@ -55,9 +55,16 @@ def enable_fast_math() -> None:
 
 
 def cap_memory(share: float, device: torch.device) -> None:
-    """Limit this process to ``share`` of the GPU's memory (a packed trial's ``resources.gpu``)."""
+    """Limit this process to ``share`` of the GPU's memory (a packed trial's ``resources.gpu``).
+
+    ``device`` may be ``cuda`` with no index (a trial's ``device: auto`` or ``cuda``): the cap is
+    then set on the current device, the one Ray's ``CUDA_VISIBLE_DEVICES`` made device 0. PyTorch
+    itself refuses an index-less device here (``ValueError: Expected a torch.device with a
+    specified index``), which failed every packed trial on the first GPU run.
+    """
     if 0 < share < 1:
-        torch.cuda.set_per_process_memory_fraction(share, device)
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        torch.cuda.set_per_process_memory_fraction(share, index)
 
 
 def peak_memory_gb(device: torch.device) -> float:

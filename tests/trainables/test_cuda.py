@@ -44,9 +44,16 @@ def test_expandable_segments_are_requested_before_cuda_starts(monkeypatch):
     assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "max_split_size_mb:128"
 
 
-def test_memory_cap_is_the_trial_share(monkeypatch):
+def test_memory_cap_is_the_trial_share_on_the_trials_device(monkeypatch):
+    """A trial's device is ``cuda`` with no index (``device: auto``); PyTorch needs one here."""
+    from torch.cuda._utils import _get_device_index
+
     calls = []
-    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, d=None: calls.append((f, d)))
-    cuda.cap_memory(0.25, torch.device("cuda:0"))
-    cuda.cap_memory(1.0, torch.device("cuda:0"))  # a whole GPU: no cap
-    assert calls == [(0.25, torch.device("cuda:0"))]
+    # PyTorch's own argument check (it raised on the first GPU run), without a GPU
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction",
+                        lambda f, d=None: calls.append((f, _get_device_index(d))))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    cuda.cap_memory(0.25, torch.device("cuda"))
+    cuda.cap_memory(0.5, torch.device("cuda:1"))
+    cuda.cap_memory(1.0, torch.device("cuda"))  # a whole GPU: no cap
+    assert calls == [(0.25, 0), (0.5, 1)]
