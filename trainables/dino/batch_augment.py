@@ -9,12 +9,20 @@ global 2, ImageNet normalization.
 
 Every random number is a hash of (seed, epoch, image index, crop, draw): an image gets the same
 crops whatever batch, order, device or worker it is processed in, so a resumed run is exact.
+
+No call reads a value back from the device or copies one to it: the constants are made on each
+device once (``constant``) and the per-call keys are Python integers. On CUDA a tensor built from
+host data each call (``torch.tensor(..., device="cuda")``) waits for all the GPU work queued
+before it, so the host could never run ahead of the GPU: on the H200 the loop waited for its
+batches 20 % of the time (``bench/gpu_check.sh``'s e2e stage, 2026-12-04).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from typing import Any, overload
 
 import torch
 from torch.nn import functional as F
@@ -30,8 +38,23 @@ _ATTEMPTS = 10  # torchvision RandomResizedCrop tries 10 boxes before its fallba
 _N_DRAWS = 2 * _ATTEMPTS + 3 + 9 + 1 + 2 + 1
 
 
-def _mix(h: torch.Tensor) -> torch.Tensor:
-    """A 32-bit integer hash (murmur3's finalizer with odd constants < 2^31: no int64 overflow)."""
+def constant(values: tuple, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``torch.tensor(values)`` on ``device``, made once per device (read it, never write it)."""
+    return _constant(values, torch.device(device), dtype)
+
+
+@functools.lru_cache(maxsize=128)
+def _constant(values: tuple, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
+@overload
+def _mix(h: int) -> int: ...
+@overload
+def _mix(h: torch.Tensor) -> torch.Tensor: ...
+def _mix(h: Any) -> Any:
+    """A 32-bit integer hash (murmur3's finalizer with odd constants < 2^31: no int64 overflow),
+    the same numbers on a Python int as on an int64 tensor."""
     h = h ^ (h >> 16)
     h = (h * 0x7FEB352D) & _MASK32
     h = h ^ (h >> 15)
@@ -42,10 +65,10 @@ def _mix(h: torch.Tensor) -> torch.Tensor:
 def uniforms(seed: int, epoch: int, index: torch.Tensor, crop: int | list[int], n: int) -> torch.Tensor:
     """(len(crops) * len(index), n) floats uniform in [0, 1), crop-major, a pure function of (seed,
     epoch, index, crop, draw). All the crops' draws come from one set of integer ops."""
-    crops = [crop] if isinstance(crop, int) else list(crop)
+    crops = (crop,) if isinstance(crop, int) else tuple(crop)
     device = index.device
-    key = _mix(torch.tensor([(seed * 0x9E37 + epoch) & _MASK32], dtype=torch.int64, device=device))
-    key = _mix((key + torch.tensor(crops, dtype=torch.int64, device=device) * 0x1000193) & _MASK32)  # (C,)
+    base = _mix((seed * 0x9E37 + epoch) & _MASK32)  # a Python int: nothing copied to the device
+    key = _mix((constant(crops, device, torch.int64) * 0x1000193 + base) & _MASK32)  # (C,)
     h = _mix((index.long()[None, :, None] + key[:, None, None]) & _MASK32)  # (C, B, 1)
     draws = torch.arange(n, device=device, dtype=torch.int64) * 0x3C6EF35F & _MASK32
     h = _mix(_mix((h + draws) & _MASK32) ^ h)
@@ -134,7 +157,7 @@ def resized_crops(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor,
 
 def _gray_rows(device: torch.device) -> torch.Tensor:
     """(3, 3): every row the grayscale weights, so ``rows @ rgb`` puts gray(x) in each channel."""
-    return torch.tensor(_GRAY, device=device).expand(3, 3)
+    return constant(_GRAY, device).expand(3, 3)
 
 
 def colour_matrices(scale: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
@@ -187,7 +210,7 @@ def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     is_b = (1 - is_r) * (1 - is_g)
     sixths = (is_r * (g - b) + is_g * (b - r) + is_b * (r - g)) * inv + 2 * is_g + 4 * is_b  # hue * 6
     shift = shift.view(-1, *([1] * (x.dim() - 2)))
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device).view(1, 3, *([1] * (x.dim() - 2)))
+    n = constant((5.0, 3.0, 1.0), x.device).view(1, 3, *([1] * (x.dim() - 2)))
     k = (sixths + 6 * shift).unsqueeze(1) + n
     k = k - 6 * torch.floor(k * (1 / 6))  # mod 6 (float ops: remainder is slower on CPU)
     return maxc.unsqueeze(1) - chroma.unsqueeze(1) * torch.minimum(k, 4 - k).clamp_(0, 1)
@@ -195,9 +218,9 @@ def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 
 def jitter_factors(u: torch.Tensor, p: float) -> torch.Tensor:
     """(N, 4) brightness, contrast, saturation, hue factors from 4 uniforms (identity where not applied)."""
-    low = torch.tensor([0.6, 0.6, 0.8, -0.1], device=u.device)
-    span = torch.tensor([0.8, 0.8, 0.4, 0.2], device=u.device)
-    identity = torch.tensor([1.0, 1.0, 1.0, 0.0], device=u.device)
+    low = constant((0.6, 0.6, 0.8, -0.1), u.device)
+    span = constant((0.8, 0.8, 0.4, 0.2), u.device)
+    identity = constant((1.0, 1.0, 1.0, 0.0), u.device)
     return torch.where((u[:, 0] < p)[:, None], low + span * u[:, 5:9], identity)
 
 
@@ -230,7 +253,7 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, max_sigma: float) -> tor
     radius = max(1, math.ceil(3 * max_sigma))
     taps = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     kernel = torch.exp(-(taps[None] ** 2) / (2 * sigma[:, None] ** 2))
-    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(ch, dim=0)  # (n*ch, K)
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True))[:, None].expand(n, ch, -1).reshape(n * ch, -1)
     y = F.pad(x.reshape(1, n * ch, height, width), (radius,) * 4, mode="replicate")
     y = F.conv2d(y, kernel[:, None, None, :], groups=n * ch)
     y = F.conv2d(y, kernel[:, None, :, None], groups=n * ch)
@@ -270,9 +293,9 @@ class BatchDataAugmentationDINO:
 
     def crop_params(self, crop_ids: list[int], batch: int, device: torch.device) -> torch.Tensor:
         """Per row (crop-major): blur p, blur radius scale, solarize p, as in the official code."""
-        rows = [(1.0, self.global_radius, 0.0) if c == 0 else (0.1, self.global_radius, 0.2) if c == 1
-                else (0.5, self.local_radius, 0.0) for c in crop_ids]
-        return torch.tensor(rows, device=device).repeat_interleave(batch, dim=0)
+        rows = tuple((1.0, self.global_radius, 0.0) if c == 0 else (0.1, self.global_radius, 0.2) if c == 1
+                     else (0.5, self.local_radius, 0.0) for c in crop_ids)
+        return constant(rows, device)[:, None].expand(-1, batch, -1).reshape(-1, 3)
 
     def __call__(self, images: torch.Tensor, index: torch.Tensor, epoch: int) -> list[torch.Tensor]:
         batch = images.index_select(0, index).float()
@@ -313,8 +336,8 @@ class BatchDataAugmentationDINO:
         # Solarization: 1 - x where x >= 128/255, on the samples drawn (p = solarize_p).
         solarize = _float_mask(torch.ge, x, 128 / 255).mul_((u[:, 12] < solarize_p).float().view(-1, 1, 1, 1))
         x = torch.addcmul(x, solarize, 1 - 2 * x)
-        mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+        mean = constant(tuple(IMAGENET_MEAN), x.device).view(1, 3, 1, 1)
+        std = constant(tuple(IMAGENET_STD), x.device).view(1, 3, 1, 1)
         return (x - mean) / std
 
     def photometric_draws(self, index: torch.Tensor, epoch: int, crop_ids: list[int]) -> torch.Tensor:
