@@ -28,6 +28,7 @@ from typing import IO, Any
 from ray.tune import Callback
 
 from ablate.recorder import TrialRecorder, record_id
+from ablate.records import error_text
 from sweep_format import statuses
 
 RECENT = 6  # finished trials kept in the terminal table
@@ -109,6 +110,14 @@ class LiveView(Callback):
             again = f"  (continues from epoch {row.epoch})" if row.epoch else ""
             self._line(f"trial {row.number}/{self.num_trials} started  {row.trial_id}  "
                        f"{self._params(row)}{again}")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A trial failed and Ray runs it again from its last checkpoint: said once, with why, on a
+        terminal too (else its next "started" line would look like a new trial)."""
+        row = self._row(trial)
+        tries = f"retry {getattr(trial, 'num_failures', '?')} of {getattr(trial, 'max_failures', '?')}"
+        self._line(f"trial {row.number}/{self.num_trials} {row.trial_id}  failed at epoch {row.epoch}: "
+                   f"{error_text(trial)}; Ray runs it again from its last checkpoint ({tries})")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         row = self._row(trial)

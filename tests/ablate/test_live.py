@@ -108,6 +108,22 @@ def test_non_terminal_prints_one_line_per_event(tmp_path: Path) -> None:
     assert len(lines) == 4 + 1 + 4 + 1
 
 
+def test_a_retried_trial_says_why_and_which_retry_before_it_starts_again(tmp_path: Path) -> None:
+    """On the first GPU run a failing trial printed "started" three times and nothing between."""
+    recorder, trials = grid(tmp_path, [0.02], epochs=4)
+    out = io.StringIO()
+    view = LiveView(recorder, stream=out, interactive=True)  # a terminal: the line is printed there too
+    both, trial = Both(recorder, view), trials[0]
+    both.on_trial_start(0, trials, trial)
+    both.on_trial_result(0, trials, trial, {"epoch": 1, "loss": 3.0, "time_this_iter_s": 1.0})
+    trial.num_failures, trial.max_failures = 1, 2
+    both.on_trial_recover(0, trials, trial)
+    view.close()
+    line = next(line for line in out.getvalue().splitlines() if "failed" in line)
+    assert "trial 1/1 t0  failed at epoch 1: RuntimeError: boom; Ray runs it again from its last " in line
+    assert line.endswith("(retry 1 of 2)")
+
+
 def test_progress_and_eta(tmp_path: Path) -> None:
     recorder, trials = grid(tmp_path, [0.02, 0.04], epochs=4)
     view = LiveView(recorder, stream=io.StringIO())
