@@ -71,6 +71,10 @@ class Cluster:
         raise AssertionError(f"Ray node {ip} did not start:\n" + log.read_text(errors="replace")[-2000:])
 
     def start_head(self, *args: str) -> None:
+        # A head started with token auth needs ~/.ray/auth_token; on a fresh machine only a local
+        # ray.init() would have written it. Ray makes one only where none exists.
+        subprocess.run([self.ray, "get-auth-token", "--generate"], env=self.env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
         self._launch(self.head_ip, ("--head", f"--port={self.port}", "--include-dashboard=false", *args))
 
     def start_node(self, ip: str, *args: str) -> None:
