@@ -121,8 +121,10 @@ def step(args: argparse.Namespace) -> str:
 
 
 # --- resume on CUDA ----------------------------------------------------------------------------
-RESUME_SETS = ["device=cuda", "arch=vit_tiny_patch16_224", "patch_size=4", "epochs=4", "batch_size=128",
-               "seed=0"]
+# The embedded default's network, which learns in 4 epochs: ViT-Tiny/4 with these temperatures
+# collapsed to the uniform output by epoch 2 on the H200, and a collapsed run reaches the same
+# output whatever a resume restored, so the comparison would say nothing.
+RESUME_SETS = ["device=cuda", "epochs=4", "batch_size=128", "seed=0"]
 
 
 ABLATE = [sys.executable, "-m", "ablate.cli"]  # the `ablate` command, from the checkout
@@ -190,6 +192,10 @@ def resume(args: argparse.Namespace) -> str:
     def gap(x: str, y: str, key: str, epochs: tuple[int, ...] = (3, 4)) -> float:
         return max(abs(runs[x][e][key] - runs[y][e][key]) for e in epochs)
 
+    start, end = runs["A"][0]["knn_top1"], runs["A"][4]["knn_top1"]
+    if not end > start:
+        raise Verdict(False, f"run A did not learn (kNN top-1 {start:.2f} % at epoch 0, {end:.2f} % at "
+                             "epoch 4): a run that does not learn says nothing of what a resume restored")
     resumed = {k: gap("A", "B", k) for k in ("loss", "knn_top1")}
     natural = {k: gap("A", "C", k) for k in ("loss", "knn_top1")}
     ok = all(resumed[k] <= 5 * natural[k] + (1e-6 if k == "loss" else 0.0) for k in resumed)
@@ -197,7 +203,8 @@ def resume(args: argparse.Namespace) -> str:
     raise Verdict(ok, f"on CUDA, epochs 3-4 after an interrupt at epoch 2 vs uninterrupted: {same}, "
                       f"max |d loss| {resumed['loss']:.3g}, |d kNN| {resumed['knn_top1']:.3g} points; two "
                       f"uninterrupted runs differ by {natural['loss']:.3g} and {natural['knn_top1']:.3g} "
-                      f"(allowed: 5x that); final loss {runs['A'][4]['loss']:.4f}")
+                      f"(allowed: 5x that); final loss {runs['A'][4]['loss']:.4f}, kNN top-1 "
+                      f"{start:.2f} -> {end:.2f} %")
 
 
 # --- end to end, data wait -----------------------------------------------------------------------

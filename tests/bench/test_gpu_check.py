@@ -216,13 +216,14 @@ out.mkdir(parents=True, exist_ok=True)
 metrics = out / "metrics.jsonl"
 first = 1 + max(json.loads(x)["epoch"] for x in metrics.read_text().splitlines()) if resume else 0
 shift = float(os.environ.get("FAKE_SHIFT", "0")) if resume else 0.0
+learns = float(os.environ.get("FAKE_LEARNS", "1"))
 try:
     for epoch in range(first, 5):
         # B's first run lingers in epoch 3, as a real epoch takes seconds (the checker polls for
         # epoch 2 and interrupts it; a loaded machine may not run the checker within 0.3 s).
         linger = out.name == "B" and not resume and epoch == 3
         time.sleep(60 if linger else 0.3)
-        row = {"epoch": epoch, "loss": 5 - 0.1 * epoch + shift, "knn_top1": 30.0 + epoch}
+        row = {"epoch": epoch, "loss": 5 - 0.1 * epoch + shift, "knn_top1": 30.0 + learns * epoch}
         with metrics.open("a") as f:
             f.write(json.dumps(row) + "\\n")
 except KeyboardInterrupt:
@@ -230,17 +231,21 @@ except KeyboardInterrupt:
 '''
 
 
-@pytest.mark.parametrize(("shift", "ok", "ignore_sigint"),
-                         [("0", True, False), ("0", True, True), ("0.01", False, False)])
-def test_resume_interrupts_after_epoch_2_and_compares(tmp_path: Path, shift: str, ok: bool,
+@pytest.mark.parametrize(("shift", "learns", "ok", "ignore_sigint"),
+                         [("0", "1", True, False), ("0", "1", True, True), ("0.01", "1", False, False),
+                          ("0", "0", False, False)])
+def test_resume_interrupts_after_epoch_2_and_compares(tmp_path: Path, shift: str, learns: str, ok: bool,
                                                       ignore_sigint: bool):
     fake = tmp_path / "fake_ablate.py"
     fake.write_text(FAKE_ABLATE)
     rc, line = verdict("resume", "--work", tmp_path / "w", "--out", tmp_path / "r.json",
-                       "--ablate", f"{sys.executable} {fake}", ignore_sigint=ignore_sigint, FAKE_SHIFT=shift)
+                       "--ablate", f"{sys.executable} {fake}", ignore_sigint=ignore_sigint, FAKE_SHIFT=shift,
+                       FAKE_LEARNS=learns)
     assert (rc == 0) == ok, line
     if ok:
-        assert "bit-identical" in line
+        assert "bit-identical" in line and "kNN top-1 30.00 -> 34.00 %" in line
+    if learns == "0":
+        assert "run A did not learn" in line
     runs = json.loads((tmp_path / "r.json").read_text())
     assert [r["epoch"] for r in runs["B"]] == [0, 1, 2, 3, 4]
 
