@@ -295,3 +295,15 @@ def test_a_stage_past_the_budget_is_stopped_and_the_rest_skipped(tmp_path: Path)
     assert done.returncode == 2, summary
     assert "[stage step-ablate: exit 124, timed out] [stage step-lightly: exit 125, no time left]" in summary
     assert "[stage temps: exit 125, no time left]" in summary
+
+
+@pytest.mark.parametrize("only", ["step,resume,oom,e2e,packed", "temps", "memory"])
+def test_the_plan_lists_the_stages_a_selection_runs(tmp_path: Path, only: str):
+    """`--plan` (each call's limits) and the run read the same selection the same way."""
+    plan = subprocess.run(["bash", str(CHECK_SH), "--only", only, "--plan"], capture_output=True, text=True,
+                          timeout=30).stdout
+    planned = [s for s in re.findall(r"^  (\S+)", plan, re.M) if s != "total"]
+    _, summary = run_check(tmp_path, "--only", only)
+    ran = re.findall(r"(\S+) \d+s", summary.split("== stages:", 1)[1].splitlines()[0])
+    together = list(dict.fromkeys("resume+oom" if s in ("resume", "oom") else s for s in ran))  # run at once
+    assert planned == together, (plan, summary)
