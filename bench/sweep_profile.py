@@ -11,7 +11,8 @@ how many CPUs). The rows:
 - **waiting for augmented batches** inside the epochs (``data_wait_s``: the multi-crop augmentation,
   which on CPU runs in the training thread);
 - **per-trial set-up, kNN evaluation, checkpoints**: each trial's wall time (Ray's ``time_total_s``)
-  less its epochs; ``knn_eval_s`` (where the trials report it) splits out the kNN evaluations;
+  less its epochs; the trials' ``knn_eval_s`` (each evaluation's seconds, epoch 0's included; trials
+  of ablate before 2026-12 did not report it) splits out the kNN evaluations;
 - **outside the trials**: the drivers' core-seconds (wall time x CPUs) not spent in a trial: Ray's
   start, the reference kNN, slots left idle (a trial starting, the last trial running alone), the
   report.
@@ -90,8 +91,9 @@ def table(result: dict[str, Any]) -> str:
     for row in result["rows"]:
         share = f"{100 * row['share']:.1f} %" if row["share"] is not None else "–"
         lines.append(f"| {row['where']} | {row['core_s']:,.0f} | {share} |")
-    if result["knn_eval_core_s"]:
-        lines.append(f"\nof which kNN evaluation: {result['knn_eval_core_s']:,.0f} core-seconds")
+    if result["knn_eval_core_s"] and cores:
+        knn = result["knn_eval_core_s"]
+        lines.append(f"\nof which kNN evaluation: {knn:,.0f} core-seconds ({100 * knn / cores:.1f} %)")
     return "\n".join(lines)
 
 

@@ -100,7 +100,7 @@ def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock, 
             metrics["collapsed"] = bool(metrics["collapse_flag"])  # the one verdict, carried to the record
             last = rungs.may_stop(metrics["epoch"]) or reason  # it may be this trial's last epoch
             if last and "knn_top1" not in metrics:  # a trial's last epoch is always evaluated
-                metrics["knn_top1"], metrics["knn_top5"] = trainer.evaluate()
+                metrics.update(trainer.knn_metrics())
             carry.apply(metrics)
             metrics.update(end_verdict(metrics, reason, cfg.epochs))
             write = partial(save_trial, trainer=trainer, monitor=monitor, carry=carry, row=metrics)
@@ -126,7 +126,7 @@ def replay(row: dict[str, Any], base: dict[str, Any], trainer: DINOTrainer, rung
     where = {k: v for k, v in base.items() if k not in ("trial_outcome", "stop_reason")}  # this process
     row = {**row, **where, **clock.metrics(), "reported_at": time.time(), "replayed": True}
     if rungs.may_stop(row["epoch"]) and not row.get("knn_evaluated", True):
-        row["knn_top1"], row["knn_top5"] = trainer.evaluate()
+        row.update(trainer.knn_metrics())
         carry.apply(row)
     row["trial_outcome"] = row.get("trial_outcome") if row.get("trial_outcome") in statuses.OUTCOMES \
         else statuses.RUNNING

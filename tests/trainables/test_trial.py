@@ -207,6 +207,7 @@ def test_a_trial_restored_past_a_rung_evaluates_where_asha_judges_it(tmp_path: P
     trial_module.run_trial(DINOTrainer(cfg), config, DeviceClock(), [tmp_path],
                            lambda metrics, write: reports.append(metrics))
     assert [(r["epoch"], r["knn_evaluated"]) for r in reports] == [(2, True), (3, True), (4, True), (5, True)]
+    assert all(r["knn_eval_s"] > 0 for r in reports)  # the seconds each evaluation took, for the profile
     assert reports[0]["replayed"] and reports[0]["restored_from_epoch"] == 2 and "replayed" not in reports[1]
 
 

@@ -22,7 +22,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator, Sized
+from collections.abc import Callable, Iterator, Sized
 from pathlib import Path
 from typing import Any, cast
 
@@ -284,16 +284,23 @@ class DINOTrainer:
     def run(self) -> Iterator[dict[str, Any]]:
         """Yield the epoch-0 baseline (once), then one metrics dict per remaining epoch."""
         if not self.baseline_done:
-            top1, top5 = self.untrained_knn()
+            baseline = self.knn_metrics(self.untrained_knn)
             self.baseline_done = True
-            yield {"epoch": 0, "knn_top1": top1, "knn_top5": top5, "ln_out_dim": self.cfg.ln_out_dim}
+            yield {"epoch": 0, **baseline, "ln_out_dim": self.cfg.ln_out_dim}
         while self.epoch < self.cfg.epochs:
             metrics = self.train_one_epoch(self.epoch)
             self.epoch += 1
             every = self.cfg.eval_every
             if self.epoch == self.cfg.epochs or (every and self.epoch % every == 0):
-                metrics["knn_top1"], metrics["knn_top5"] = self.evaluate()
+                metrics.update(self.knn_metrics())
             yield metrics
+
+    def knn_metrics(self, evaluate: Callable[[], tuple[float, float]] | None = None) -> dict[str, float]:
+        """``evaluate()`` (or ``evaluate``) as epoch metrics: ``knn_top1``, ``knn_top5`` and
+        ``knn_eval_s``, the seconds it took (outside ``epoch_time_s``)."""
+        start = time.perf_counter()
+        top1, top5 = (evaluate or self.evaluate)()
+        return {"knn_top1": top1, "knn_top5": top5, "knn_eval_s": time.perf_counter() - start}
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
