@@ -34,32 +34,29 @@ sys.path.insert(0, str(ROOT))
 
 def profile(sweep_dir: Path) -> dict[str, Any]:
     from ablate import history
+    from reports.cost import SPLIT, trial_split
     from sweep_format.records import is_damaged, read_records
     from sweep_format.yamltext import load
 
     spec = load((sweep_dir / "spec.yaml").read_text())
     resources = spec.get("resources") or {}
     per_trial = float(resources.get("cpu", 1.0)) * int(resources.get("workers", 1))
-    train = wait = knn = trial_wall = 0.0
+    split = dict.fromkeys(SPLIT, 0.0)
     trials = 0
     for rec in read_records(sweep_dir):
         if is_damaged(rec) or not rec.get("epochs"):
             continue
-        rows = rec["epochs"]
-        epochs = sum(float(r.get("epoch_time_s") or 0.0) for r in rows if r.get("epoch", 0) > 0)
-        waits = sum(float(r.get("data_wait_s") or 0.0) for r in rows if r.get("epoch", 0) > 0)
-        train, wait = train + epochs - waits, wait + waits
-        knn += sum(float(r.get("knn_eval_s") or 0.0) for r in rows)
-        trial_wall += max((float(r.get("time_total_s") or 0.0) for r in rows), default=epochs)
+        for key, seconds in trial_split(rec["epochs"]).items():
+            split[key] += seconds
         trials += 1
-    overhead = trial_wall - train - wait
     runs = driver_runs(history.read(sweep_dir))
     cores = sum(r["cpus"] * r["wall_s"] for r in runs)
-    in_trials = trial_wall * per_trial
-    rows_out = [("training steps (model forward/backward/update)", train * per_trial),
-                ("waiting for augmented batches inside epochs", wait * per_trial),
+    in_trials = sum(split.values()) * per_trial
+    knn = split["knn"]
+    rows_out = [("training steps (model forward/backward/update)", split["training"] * per_trial),
+                ("waiting for augmented batches inside epochs", split["data"] * per_trial),
                 ("per-trial set-up, kNN evaluation, checkpoints (trial wall - epoch times)",
-                 overhead * per_trial),
+                 (split["knn"] + split["other"]) * per_trial),
                 ("outside the trials: Ray start, reference kNN, idle slots, the tail, the report",
                  max(cores - in_trials, 0.0))]
     return {"sweep": str(sweep_dir), "trials": trials, "driver_runs": runs, "core_seconds": cores,

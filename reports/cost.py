@@ -8,12 +8,14 @@ CPU. GPU and CPU seconds are never added together.
     costs = trial_costs(epochs)                  # trial_id, device_seconds, device_kind
     sweep_total(epochs)                          # '0.42 GPU-h'
     cost_table(trials, epochs, ["teacher_temp"], "knn_top1", "max")  # one row per configuration, ranked
+    time_split(epochs)                           # training, data, knn, other: trial wall seconds
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +26,12 @@ from reports.plots import COLLAPSE_COLOR, KNN_LABEL, TRIAL_COLOR, save
 from reports.ranking import rank_points
 
 KINDS = ("GPU", "CPU")
+# Where a trial's wall time goes (``trial_split``), in the order the report and bench/sweep_profile.py
+# list it.
+SPLIT = {"training": "training steps (forward, backward, update)",
+         "data": "waiting for augmented batches inside epochs",
+         "knn": "kNN evaluation (epoch 0 and each evaluated epoch)",
+         "other": "set-up, checkpoints and reporting"}
 
 
 def fmt_cost(seconds: float, kind: str) -> str:
@@ -60,6 +68,45 @@ def sweep_total(epochs: pd.DataFrame) -> str:
     """'0.42 GPU-h', '3.1 GPU-min + 40 CPU-s', or '–' when no trial reported a cost."""
     parts = totals(trial_costs(epochs))
     return " + ".join(fmt_cost(s, k) for k, s in parts.items()) or "–"
+
+
+def trial_split(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds of one trial's wall time by ``SPLIT`` key, from its epoch reports (``epoch_time_s``,
+    ``data_wait_s``, ``knn_eval_s``, Ray's ``time_total_s``); all zero when it reported no epoch time.
+
+    The wall time is Ray's ``time_total_s`` at the trial's last report, added up over the runs of a
+    resumed trial (each run counts from 0 again: a drop starts a new run). ``other`` is what is left:
+    building the trainer, checkpoints, reports. Trials of ablate before knn_eval_s count their
+    evaluations in ``other``.
+    """
+    rows = sorted((r for r in rows if r.get("epoch") is not None), key=lambda r: r["epoch"])
+    trained = [r for r in rows if r["epoch"] > 0]
+    epochs = sum(float(r.get("epoch_time_s") or 0.0) for r in trained)
+    if not epochs:
+        return dict.fromkeys(SPLIT, 0.0)
+    wait = sum(float(r.get("data_wait_s") or 0.0) for r in trained)
+    knn = sum(float(r.get("knn_eval_s") or 0.0) for r in rows)
+    wall = run_total = 0.0
+    for row in rows:
+        total = float(row.get("time_total_s") or 0.0)
+        if total < run_total:  # a new run of the trial (ablate resume) counts from 0
+            wall += run_total
+        run_total = total
+    wall = max(wall + run_total, epochs + knn)
+    return {"training": epochs - wait, "data": wait, "knn": knn, "other": wall - epochs - knn}
+
+
+def time_split(epochs: pd.DataFrame) -> dict[str, float]:
+    """``trial_split`` added up over the sweep's trials (seconds of trial wall time)."""
+    out = dict.fromkeys(SPLIT, 0.0)
+    if epochs.empty or "epoch_time_s" not in epochs.columns:
+        return out
+    for _, group in epochs.groupby("trial_id", sort=False):
+        rows = [{k: v for k, v in r.items() if not (isinstance(v, float) and math.isnan(v))}
+                for r in group.to_dict("records")]
+        for key, seconds in trial_split(rows).items():
+            out[key] += seconds
+    return out
 
 
 def cost_table(trials: pd.DataFrame, epochs: pd.DataFrame, params: list[str], metric: str = "knn_top1",
@@ -152,6 +199,31 @@ def add_cost(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, params: 
     path = pareto_plot(table, out / "plots" / "pareto_cost.png", metric, mode)
     if path:
         doc.image(path, f"{metric} vs device-seconds per trial")
+    add_time_split(doc, epochs)
+
+
+def add_time_split(doc: Document, epochs: pd.DataFrame) -> None:
+    """Where the trials' wall time went (``time_split``), with the setting that moves a large share."""
+    split = time_split(epochs)
+    wall = sum(split.values())
+    if not wall:
+        return
+    doc.paragraph("Where the trials' wall time went (all trials together; the rest of the machine's "
+                  "time is Ray's start, slots left idle and this report):")
+    doc.table(pd.DataFrame({"where": list(SPLIT.values()),
+                            "seconds": [f"{split[k]:,.0f}" for k in SPLIT],
+                            "share": [f"{100 * split[k] / wall:.1f} %" for k in SPLIT]}))
+    hints = []
+    if split["data"] / wall > 0.1:
+        hints.append("the training loop waited for augmented batches: with an image folder, raise "
+                     "`num_workers` (and the trial's `resources.cpu`); in-memory data is augmented on "
+                     "the training device, on a CPU in the training thread")
+    if split["knn"] / wall > 0.1:
+        hints.append("the kNN evaluation is a forward pass of the memory and test images each "
+                     "evaluated epoch: `eval_every: N` evaluates every N epochs (the last epoch "
+                     "always), `knn_memory_size` caps the memory set")
+    if hints:
+        doc.paragraph("Over 10 %: " + "; ".join(hints) + ".")
 
 
 def _fmt(value: object) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports.cost import cost_table, fmt_cost, pareto_front, sweep_total, trial_costs
+from reports.cost import cost_table, fmt_cost, pareto_front, sweep_total, time_split, trial_costs, trial_split
 
 
 def tables() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -50,6 +50,15 @@ def test_the_report_shows_cost_and_power(report_dir: Path) -> None:
     assert trials["device_seconds"].gt(0).all()
     assert "Sweep total: **" in cost and "CPU-s" in cost and "plots/pareto_cost.png" in cost
     assert (report_dir / "plots/pareto_cost.png").is_file()
+    # where the trials' wall time went, from the real trials' reports (knn_eval_s included)
+    split = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in cost.splitlines()
+             if line.startswith("| ") and line.endswith(" % |")}
+    assert list(split) == ["training steps (forward, backward, update)",
+                           "waiting for augmented batches inside epochs",
+                           "kNN evaluation (epoch 0 and each evaluated epoch)",
+                           "set-up, checkpoints and reporting"]
+    shares = [float(v[1].split(" %")[0]) for v in split.values()]
+    assert abs(sum(shares) - 100) < 0.5 and shares[0] > 0 and shares[2] > 0
     power = md.split("## Seed power", 1)[1].split("\n## ", 1)[0]
     assert "repeats per configuration**" in power and "seed SD (points)" in power
 
@@ -69,3 +78,41 @@ def test_the_cost_table_ranks_by_the_specs_metric_and_mode() -> None:
     assert list(table["teacher_temp"]) == [0.02, 0.04, 0.1] and list(table["value"]) == [3.0, 5.1, 6.0]
     # cheapest is also lowest: it alone is on the front when lower is better
     assert table.loc[pareto_front(table, "min"), "teacher_temp"].tolist() == [0.02]
+
+
+def test_a_trials_wall_time_splits_into_training_data_knn_and_the_rest() -> None:
+    """Two epochs of 10 s (2 s of it waiting for batches), 1 s of kNN each and at epoch 0, Ray's
+    time_total_s 25 s at the end: 16 training, 4 data, 3 kNN, 2 the rest."""
+    rows = [{"epoch": 0, "knn_eval_s": 1.0, "time_total_s": 1.5},
+            {"epoch": 1, "epoch_time_s": 10.0, "data_wait_s": 2.0, "knn_eval_s": 1.0, "time_total_s": 13.0},
+            {"epoch": 2, "epoch_time_s": 10.0, "data_wait_s": 2.0, "knn_eval_s": 1.0, "time_total_s": 25.0}]
+    assert trial_split(rows) == {"training": 16.0, "data": 4.0, "knn": 3.0, "other": 2.0}
+    # resumed after epoch 1 (`ablate resume`): the second run's time_total_s counts from 0 again
+    resumed = [*rows[:2], {**rows[2], "time_total_s": 12.5}]
+    assert trial_split(resumed)["other"] == 13.0 + 12.5 - 20.0 - 3.0
+    # a trial of ablate before knn_eval_s: its evaluations are in the rest
+    old = [{k: v for k, v in r.items() if k != "knn_eval_s"} for r in rows]
+    assert trial_split(old) == {"training": 16.0, "data": 4.0, "knn": 0.0, "other": 5.0}
+    assert set(trial_split(rows[:1]).values()) == {0.0}  # nothing trained: nothing to split
+    epochs = pd.DataFrame([{**r, "trial_id": t} for t in ("a", "b") for r in rows])
+    assert time_split(epochs) == {"training": 32.0, "data": 8.0, "knn": 6.0, "other": 4.0}
+
+
+def test_a_large_knn_or_data_share_names_the_setting_that_moves_it(tmp_path: Path) -> None:
+    from reports.cost import add_time_split
+    from reports.document import Document
+
+    def section(knn: float, wait: float) -> str:
+        doc = Document("t")
+        row = {"trial_id": "a", "epoch": 1, "epoch_time_s": 10.0, "data_wait_s": wait, "knn_eval_s": knn,
+               "time_total_s": 10.0 + knn}
+        add_time_split(doc, pd.DataFrame([row]))
+        return doc.markdown(tmp_path)
+
+    assert "| kNN evaluation (epoch 0 and each evaluated epoch) | 5 | 33.3 % |" in section(5.0, 0.0)
+    assert "`eval_every: N`" in section(5.0, 0.0) and "num_workers" not in section(5.0, 0.0)
+    assert "`num_workers`" in section(0.1, 3.0) and "eval_every" not in section(0.1, 3.0)
+    assert "Over 10 %" not in section(0.5, 0.5)
+    untimed = Document("t")  # trials that reported no epoch time (ablate before the split): no section
+    add_time_split(untimed, pd.DataFrame([{"trial_id": "a", "epoch": 1, "loss": 1.0}]))
+    assert untimed.blocks == []
