@@ -13,7 +13,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 from ablate.errors import UserError
@@ -79,57 +78,27 @@ def load_sweep_spec(sweep_dir: Path) -> SweepSpec:
                         ) from None
 
 
-def record_reference_knn(spec: SweepSpec, sweep_dir: Path, values: ReferenceKnn | None = None) -> None:
+def record_reference_knn(spec: SweepSpec, sweep_dir: Path) -> None:
     """The raw-pixel and untrained kNN of the sweep's dataset, written to ``reference_knn.json``
     before the trials start, unless the folder has it (``ablate resume`` of a sweep stopped before it
-    was written computes it then). ``values``: a ``ReferenceKnn`` started earlier (``ablate run``
-    starts it before Ray, which it overlaps), else computed here. A failure only warns: the sweep
-    runs without the reference lines."""
+    was written computes it then). A failure only warns: the sweep runs without the reference lines.
+
+    It runs on the driver's main thread, before Tune starts: run in a thread beside Tune's start
+    (tried), the two contended for the GIL and took 2.5x (Tune) and 4x (the kNN) as long."""
     if (sweep_dir / REFERENCE_FILE).is_file():
         return
-    values = values or ReferenceKnn(spec)
-    result = values.result()
-    if result is None:
-        return
     cfg = spec.trainer_config()
+    try:
+        import torch
+
+        from trainables.baselines import reference_knn
+
+        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+            cfg = cfg.model_copy(update={"device": "cpu"})  # the driver may have no GPU
+        values = reference_knn(cfg)
+    except Exception as exc:
+        print(f"ablate: warning: reference kNN (raw pixels, untrained network) not computed: {exc}",
+              file=sys.stderr)
+        return
     write_text(sweep_dir / REFERENCE_FILE, json.dumps(
-        {**result, "dataset": cfg.dataset, "arch": cfg.arch, "seed": cfg.seed}, indent=1))
-
-
-class ReferenceKnn:
-    """``trainables.baselines.reference_knn`` of a spec's trainer config, computed in a thread from
-    its creation, so that it overlaps ``ray.init`` (which waits on the processes it starts, and
-    holds the GIL little). Beside Tune's start it did not pay: both hold the GIL, and each took 2.5x
-    (Tune) and 4x (the kNN) as long (bench/README.md, "The start of a sweep")."""
-
-    def __init__(self, spec: SweepSpec, background: bool = False) -> None:
-        self.spec = spec
-        self.values: dict[str, float] | None = None
-        self.error: Exception | None = None
-        self.thread = threading.Thread(target=self._compute, name="reference-knn", daemon=True)
-        if background:
-            self.thread.start()
-
-    def _compute(self) -> None:
-        cfg = self.spec.trainer_config()
-        try:
-            import torch
-
-            from trainables.baselines import reference_knn
-
-            if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-                cfg = cfg.model_copy(update={"device": "cpu"})  # the driver may have no GPU
-            self.values = reference_knn(cfg)
-        except Exception as exc:
-            self.error = exc
-
-    def result(self) -> dict[str, float] | None:
-        """The values (waiting for the thread), or None after a warning when they failed."""
-        if self.thread.ident is None:
-            self._compute()
-        else:
-            self.thread.join()
-        if self.error is not None:
-            print(f"ablate: warning: reference kNN (raw pixels, untrained network) not computed: "
-                  f"{self.error}", file=sys.stderr)
-        return self.values
+        {**values, "dataset": cfg.dataset, "arch": cfg.arch, "seed": cfg.seed}, indent=1))

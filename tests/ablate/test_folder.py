@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.folder import ReferenceKnn, create, record_reference_knn
+from ablate.folder import create, record_reference_knn
 from ablate.sweep_spec import load_spec
 from sweep_format.layout import REFERENCE_FILE
 from tests.helpers import OPTUNA_SPEC, write_spec
@@ -51,36 +51,3 @@ def test_a_failure_warns_and_writes_nothing(sweep, monkeypatch, capsys):
     assert not (folder / REFERENCE_FILE).exists()
     assert "warning: reference kNN (raw pixels, untrained network) not computed: no data on this machine" \
         in capsys.readouterr().err
-
-
-def test_a_reference_started_in_the_background_is_written_once_it_is_done(sweep, monkeypatch, capsys):
-    """`ablate run` starts it before Ray (in a thread): the values are the thread's, and a failure
-    there warns when they are asked for, as in the foreground."""
-    import threading
-
-    spec, folder = sweep
-    release, threads = threading.Event(), []
-
-    def slow(cfg):
-        threads.append(threading.current_thread().name)
-        release.wait(10)
-        return {"pixel_knn_top1": 12.5, "untrained_knn_top1": 25.0}
-
-    monkeypatch.setattr("trainables.baselines.reference_knn", slow)
-    started = ReferenceKnn(spec, background=True)
-    assert not (folder / REFERENCE_FILE).exists()
-    release.set()
-    record_reference_knn(spec, folder, started)
-    written = json.loads((folder / REFERENCE_FILE).read_text())
-    assert (written["pixel_knn_top1"], written["untrained_knn_top1"]) == (12.5, 25.0)
-    assert threads == ["reference-knn"]
-
-    def broken(cfg):
-        raise RuntimeError("no data on this machine")
-
-    monkeypatch.setattr("trainables.baselines.reference_knn", broken)
-    (folder / REFERENCE_FILE).unlink()
-    failed = ReferenceKnn(spec, background=True)
-    record_reference_knn(spec, folder, failed)
-    assert not (folder / REFERENCE_FILE).exists()
-    assert "reference kNN (raw pixels, untrained network) not computed: no data" in capsys.readouterr().err
