@@ -208,11 +208,15 @@ def add_time_split(doc: Document, epochs: pd.DataFrame) -> None:
     wall = sum(split.values())
     if not wall:
         return
+    labels = dict(SPLIT)
+    if "knn_eval_s" not in epochs.columns or epochs["knn_eval_s"].isna().all():  # before knn_eval_s
+        del labels["knn"]
+        labels["other"] = "set-up, kNN evaluation, checkpoints and reporting"
     doc.paragraph("Where the trials' wall time went (all trials together; the rest of the machine's "
                   "time is Ray's start, slots left idle and this report):")
-    doc.table(pd.DataFrame({"where": list(SPLIT.values()),
-                            "seconds": [f"{split[k]:,.0f}" for k in SPLIT],
-                            "share": [f"{100 * split[k] / wall:.1f} %" for k in SPLIT]}))
+    doc.table(pd.DataFrame({"where": list(labels.values()),
+                            "seconds": [f"{split[k]:,.0f}" for k in labels],
+                            "share": [f"{100 * split[k] / wall:.1f} %" for k in labels]}))
     hints = []
     if split["data"] / wall > 0.1:
         hints.append("the training loop waited for augmented batches: with an image folder, raise "

@@ -113,6 +113,11 @@ def test_a_large_knn_or_data_share_names_the_setting_that_moves_it(tmp_path: Pat
     assert "`eval_every: N`" in section(5.0, 0.0) and "num_workers" not in section(5.0, 0.0)
     assert "`num_workers`" in section(0.1, 3.0) and "eval_every" not in section(0.1, 3.0)
     assert "Over 10 %" not in section(0.5, 0.5)
+    before = Document("t")  # a sweep of ablate before knn_eval_s: its evaluations are in the rest
+    old_row = {"trial_id": "a", "epoch": 1, "epoch_time_s": 10.0, "data_wait_s": 0.0, "time_total_s": 15.0}
+    add_time_split(before, pd.DataFrame([old_row]))
+    assert "kNN evaluation (epoch 0" not in before.markdown(tmp_path)
+    assert "| set-up, kNN evaluation, checkpoints and reporting | 5 | 33.3 % |" in before.markdown(tmp_path)
     untimed = Document("t")  # trials that reported no epoch time (ablate before the split): no section
     add_time_split(untimed, pd.DataFrame([{"trial_id": "a", "epoch": 1, "loss": 1.0}]))
     assert untimed.blocks == []
