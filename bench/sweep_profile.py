@@ -53,8 +53,8 @@ def profile(sweep_dir: Path) -> dict[str, Any]:
     cores = sum(r["cpus"] * r["wall_s"] for r in runs)
     in_trials = sum(split.values()) * per_trial
     knn = split["knn"]
-    rows_out = [("training steps (model forward/backward/update)", split["training"] * per_trial),
-                ("waiting for augmented batches inside epochs", split["data"] * per_trial),
+    rows_out = [(SPLIT["training"], split["training"] * per_trial),
+                (SPLIT["data"], split["data"] * per_trial),
                 ("per-trial set-up, kNN evaluation, checkpoints (trial wall - epoch times)",
                  (split["knn"] + split["other"]) * per_trial),
                 ("outside the trials: Ray start, reference kNN, idle slots, the tail, the report",

@@ -40,5 +40,5 @@ def test_the_split_adds_up_from_the_records(tmp_path: Path):
     assert [round(r["core_s"], 6) for r in result["rows"]] == [36.0, 4.0, 10.0, 10.0]
     assert result["knn_eval_core_s"] == 6.0
     table = load_script().table(result)
-    assert "| training steps (model forward/backward/update) | 36 | 60.0 % |" in table
+    assert "| training steps (forward, backward, update) | 36 | 60.0 % |" in table  # reports.cost.SPLIT's
     assert "of which kNN evaluation: 6 core-seconds (10.0 %)" in table
