@@ -1,7 +1,7 @@
 """A sweep folder's own files as ablate run writes them: the write probe, ``spec.yaml``, the
 reference kNN; and ``spec.yaml`` read back for ``ablate resume`` (layout: sweep_format.layout).
 
-    check_writable(Path("runs"), "--storage")         # before Ray starts
+    made = check_writable(Path("runs"), "--storage")  # before Ray starts; remove_made(made, ...) undoes it
     create(spec, Path("runs/temps"))                    # the folder, spec.yaml, trials/
     spec = load_sweep_spec(Path("runs/temps"))          # one line naming the file if it is damaged
 """
@@ -21,8 +21,12 @@ from sweep_format.files import write_text
 from sweep_format.layout import REFERENCE_FILE, SPEC_FILE, TRIALS_DIR, is_sweep, not_a_sweep
 
 
-def check_writable(folder: Path, option: str) -> None:
-    """A write probe before Ray starts: a read-only or full disk stops the sweep before any trial."""
+def check_writable(folder: Path, option: str) -> Path | None:
+    """A write probe before Ray starts: a read-only or full disk stops the sweep before any trial.
+
+    Returns the outermost folder the probe had to create (None: ``folder`` existed), for
+    ``remove_made`` to take away again if the command stops before it writes anything."""
+    made = next((path for path in reversed([folder, *folder.parents]) if not path.exists()), None)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".ablate-write-probe-") as probe:
@@ -30,9 +34,27 @@ def check_writable(folder: Path, option: str) -> None:
             probe.flush()
             os.fsync(probe.fileno())
     except OSError as exc:
+        remove_made(made, folder)
         code = errno.errorcode.get(exc.errno or 0, "error")
         raise UserError(f"{option} {folder}: cannot write there ({code}: {exc.strerror}); nothing "
                         f"was started. Free space, or give a writable folder") from None
+    return made
+
+
+def remove_made(made: Path | None, folder: Path) -> None:
+    """Remove the empty folders ``check_writable`` created, from ``folder`` up to ``made``: a run
+    refused after its write probe (a trial larger than the cluster, no cluster at the address,
+    Ctrl-C while Ray starts) leaves no empty storage folder behind. A folder that is no longer
+    empty (another run wrote there meanwhile) is kept."""
+    if made is None:
+        return
+    for path in [folder, *folder.parents]:
+        try:
+            path.rmdir()
+        except OSError:
+            return
+        if path == made:
+            return
 
 
 def refuse_existing(sweep_dir: Path, name: str) -> None:

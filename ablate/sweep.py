@@ -21,7 +21,14 @@ import ablate.admission as admission
 import ablate.history as history
 from ablate.ending import Signals, fit, keep_reserve
 from ablate.errors import StorageFull, UserError
-from ablate.folder import check_writable, create, load_sweep_spec, record_reference_knn, refuse_existing
+from ablate.folder import (
+    check_writable,
+    create,
+    load_sweep_spec,
+    record_reference_knn,
+    refuse_existing,
+    remove_made,
+)
 from ablate.lock import SweepLock
 from ablate.ray_logs import RayLogFile
 from ablate.session import DEFAULT_CONNECT_TIMEOUT, check_connect_timeout, start_ray
@@ -47,19 +54,24 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
     refuse_existing(sweep_dir, spec.name)
     check_connect_timeout(connect_timeout)
     check_inputs(spec, address)
-    check_writable(sweep_dir.parent, "--storage")
     names = check_trackers([*spec.loggers, *loggers], "loggers (spec or --logger)")
+    made = check_writable(sweep_dir.parent, "--storage")
     print(f"ablate: sweep {spec.name!r}: {spec.num_trials} trials ({spec.search.algorithm}), results in "
           f"{sweep_dir}", file=sys.stderr)
-    with Signals() as signals, RayLogFile(verbose) as logs:
-        start_ray(address, num_cpus, num_gpus, connect_timeout, logs)
-        signals.install()
-        resources, limit, where = admit(spec)  # a trial too large for the cluster: refused, nothing written
-        create(spec, sweep_dir)
-        with SweepLock(sweep_dir, "run"), ran(sweep_dir, "run", where, started):
-            logs.attach(sweep_dir)
-            record_reference_knn(spec, sweep_dir)
-            drive(spec, sweep_dir, resources, limit, signals, names, stream)
+    try:
+        with Signals() as signals, RayLogFile(verbose) as logs:
+            start_ray(address, num_cpus, num_gpus, connect_timeout, logs)
+            signals.install()
+            resources, limit, where = admit(spec)  # a trial too large for the cluster: refused
+            create(spec, sweep_dir)
+            with SweepLock(sweep_dir, "run"), ran(sweep_dir, "run", where, started):
+                logs.attach(sweep_dir)
+                record_reference_knn(spec, sweep_dir)
+                drive(spec, sweep_dir, resources, limit, signals, names, stream)
+    except BaseException:
+        if not sweep_dir.exists():  # stopped before the sweep folder: not even an empty --storage left
+            remove_made(made, sweep_dir.parent)
+        raise
     return sweep_dir
 
 

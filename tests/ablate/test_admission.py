@@ -65,3 +65,17 @@ resources: {{workers: 2, cpu: 1, gpu: 0}}
     assert run.returncode == 0, run.stderr[-3000:]
     (rec,) = [json.loads(f.read_text()) for f in (tmp_path / "runs" / "ddp-laptop" / "trials").glob("*.json")]
     assert rec["status"] == "completed" and rec["epochs"][-1]["workers"] == 2
+
+
+def test_a_refused_trial_leaves_no_storage_folder(ray_cluster: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    """Refused after Ray's start (the write probe made --storage first): one line, exit 2, and the
+    storage folder the probe created is gone again, so nothing is written."""
+    from ablate.cli import main
+
+    storage = tmp_path / "new" / "runs"
+    assert main(["run", str(write_spec(tmp_path, OPTUNA_SPEC)), "--storage", str(storage), "--address",
+                 ray_cluster, "--set", "resources.cpu=3", "--set", "resources.gpu=0"]) == 2
+    err = capsys.readouterr().err
+    assert "a trial needs 3 CPU and 0 GPU on one node" in err and "Traceback" not in err
+    assert not (tmp_path / "new").exists()

@@ -1,4 +1,5 @@
-"""The sweep folder's reference kNN: the runs' own values, written once, a failure only warns."""
+"""The sweep folder's reference kNN: the runs' own values, written once, a failure only warns; the
+write probe's folders, taken away again when a run stops before its sweep folder."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.folder import create, record_reference_knn
+from ablate.folder import check_writable, create, record_reference_knn, remove_made
 from ablate.sweep_spec import load_spec
 from sweep_format.layout import REFERENCE_FILE
 from tests.helpers import OPTUNA_SPEC, write_spec
@@ -51,3 +52,22 @@ def test_a_failure_warns_and_writes_nothing(sweep, monkeypatch, capsys):
     assert not (folder / REFERENCE_FILE).exists()
     assert "warning: reference kNN (raw pixels, untrained network) not computed: no data on this machine" \
         in capsys.readouterr().err
+
+
+def test_the_write_probe_names_what_it_created_and_remove_made_takes_exactly_that(tmp_path: Path):
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    assert check_writable(existing, "--storage") is None  # nothing made: nothing to undo
+    storage = existing / "a" / "b" / "runs"
+    made = check_writable(storage, "--storage")
+    assert made == existing / "a" and storage.is_dir() and list(storage.iterdir()) == []  # probe gone
+    remove_made(made, storage)
+    assert not (existing / "a").exists() and existing.is_dir()  # the user's own folder stays
+
+
+def test_remove_made_keeps_a_folder_another_run_wrote_into(tmp_path: Path):
+    storage = tmp_path / "shared" / "runs"
+    made = check_writable(storage, "--storage")
+    (storage / "other-sweep").mkdir()  # a second `ablate run` on the same storage, meanwhile
+    remove_made(made, storage)
+    assert (storage / "other-sweep").is_dir()
