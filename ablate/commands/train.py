@@ -25,6 +25,7 @@ from trainables.inputs import check_inputs
 if TYPE_CHECKING:
     from trainables.dino.trainer import DINOTrainer
 
+METRICS_NAME = "metrics.jsonl"  # one JSON row per epoch (0: the untrained baseline)
 RAY_TRAIN_FOLDER = "ray_train"  # Ray Train's own run records inside --out (--workers)
 
 EPILOG = "Trainer keys (name, default, meaning [paper value]):\n" + describe_keys()
@@ -88,6 +89,9 @@ def main(args: argparse.Namespace) -> int:
         if ckpt.exists():
             raise UserError(f"--out {out}: already holds a run; pass --resume to continue it, "
                             "or choose another folder")
+        if (out / METRICS_NAME).exists():
+            print(f"ablate train: {out} holds a run stopped before its first checkpoint (nothing to "
+                  "resume): starting it over", file=sys.stderr)
     if args.workers > 1:
         return train_with_workers(cfg, out, args.workers, args.resume)
     trainer = DINOTrainer(cfg, progress=not args.no_progress)  # validates data before writing
@@ -99,7 +103,11 @@ def main(args: argparse.Namespace) -> int:
     try:
         return run_epochs(trainer, out)
     except KeyboardInterrupt:
-        print(f"interrupted; continue with: ablate train --out {out} --resume", file=sys.stderr)
+        if ckpt.is_file():
+            print(f"interrupted; continue with: ablate train --out {out} --resume", file=sys.stderr)
+        else:
+            print("interrupted before the first checkpoint (nothing to resume); the same command "
+                  "starts the run over", file=sys.stderr)
         return 130
 
 
@@ -110,9 +118,9 @@ def run_epochs(trainer: DINOTrainer, out: Path, writes: bool = True) -> int:
     """
     from trainables.dino.trainer import CHECKPOINT_NAME, NonFiniteLossError
 
-    cfg, ckpt, metrics_file = trainer.cfg, out / CHECKPOINT_NAME, out / "metrics.jsonl"
-    if writes:
-        keep_metrics(metrics_file, trainer.epoch)
+    cfg, ckpt, metrics_file = trainer.cfg, out / CHECKPOINT_NAME, out / METRICS_NAME
+    if writes:  # a run that starts over (no checkpoint) rewrites its epoch 0 too: no row is kept
+        keep_metrics(metrics_file, trainer.epoch if trainer.baseline_done else -1)
     baseline = None
     try:
         for metrics in trainer.run():
@@ -144,7 +152,8 @@ def same_config(saved: DINOConfig, given: DINOConfig, out: Path) -> DINOConfig:
 
 
 def keep_metrics(path: Path, last_epoch: int) -> None:
-    """On resume, drop metric rows newer than the checkpoint (written after it by a crashed run)."""
+    """Drop metric rows newer than ``last_epoch``: on resume those a crashed run wrote after its
+    checkpoint; on a start over (``last_epoch`` -1) all of them."""
     if not path.exists():
         return
     kept = [r for r in path.read_text().splitlines() if (e := _epoch(r)) is not None and e <= last_epoch]

@@ -29,6 +29,25 @@ def test_train_writes_metrics_and_resumes(tmp_path: Path, capsys: pytest.Capture
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
 
 
+def test_a_run_stopped_before_its_first_checkpoint_starts_over_with_one_row_per_epoch(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    out = tmp_path / "run"
+
+    def interrupted(*args: object, **kwargs: object) -> int:
+        (out / "metrics.jsonl").write_text(json.dumps({"epoch": 0, "knn_top1": -1.0}) + "\n")
+        raise KeyboardInterrupt  # Ctrl-C during epoch 1: epoch 0's row written, no checkpoint yet
+
+    with monkeypatch.context() as m:
+        m.setattr("ablate.commands.train.run_epochs", interrupted)
+        assert main(["train", *SETS, "--out", str(out), "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert "nothing to resume" in err and "--resume" not in err  # --resume would be refused: no checkpoint
+    assert main(["train", *SETS, "--out", str(out), "--no-progress"]) == 0
+    assert "starting it over" in capsys.readouterr().err
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2] and rows[0]["knn_top1"] > 0  # the stale row is gone
+
+
 @pytest.mark.parametrize("args,expected", [
     (["--set", "teacher_tmp=0.1"], "Valid keys:"),
     (["--set", "teacher_temp=-1"], "teacher_temp=-1"),
