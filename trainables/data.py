@@ -18,10 +18,11 @@ from PIL import Image
 from torch.utils.data import Dataset, Subset
 
 from trainables.config import ConfigError, DINOConfig
-from trainables.digit_scenes import make_digit_scenes
+from trainables.digit_scenes import SceneDesign, make_digit_scenes, source_split
 from trainables.images import ImageList
 
 DIGITS_SIZE = 32  # the 8x8 digits are upsampled once, bicubic, to this side
+SYNTHETIC_TRAIN = 160  # training images of ``synthetic``
 
 
 class Transformed(Dataset):
@@ -38,21 +39,22 @@ class Transformed(Dataset):
         return self.transform(img.convert("RGB")), int(label)
 
 
-def load_digits_split(test_size: float = 0.2, seed: int = 0) -> tuple[ImageList, ImageList]:
-    """scikit-learn's bundled 8x8 digits (1797 images), a fixed stratified 80/20 split."""
-    from trainables.bundled_digits import load_digits, stratified_split
+def load_digits_split(seed: int = 0) -> tuple[ImageList, ImageList]:
+    """scikit-learn's bundled 8x8 digits (1797 images), a fixed stratified 80/20 split: the source
+    split of ``digit_scenes``."""
+    from trainables.bundled_digits import load_digits
 
     digits, target = load_digits()
     pixels = (digits / 16.0 * 255.0).round().clip(0, 255).astype(np.uint8)
     bicubic = Image.Resampling.BICUBIC
     images = [Image.fromarray(p, mode="L").resize((DIGITS_SIZE, DIGITS_SIZE), bicubic).convert("RGB")
               for p in pixels]
-    idx_train, idx_test = stratified_split(target, test_size, seed)
+    idx_train, idx_test = source_split(seed)
     pick = lambda idx: ImageList([images[i] for i in idx], target[idx])
     return pick(idx_train), pick(idx_test)
 
 
-def make_synthetic(n_train: int = 160, n_test: int = 80, num_classes: int = 4, size: int = 16,
+def make_synthetic(n_train: int = SYNTHETIC_TRAIN, n_test: int = 80, num_classes: int = 4, size: int = 16,
                    seed: int = 0) -> tuple[ImageList, ImageList]:
     """Tiny, learnable images for tests: each class a colour and an oriented bar, plus noise."""
     rng = np.random.default_rng(seed)
@@ -157,6 +159,27 @@ def build_datasets(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
     if cfg.dataset == "imagefolder":
         return _imagefolder(cfg)
     return _torchvision(cfg)
+
+
+def known_train_size(cfg: DINOConfig) -> int | None:
+    """Training images of the bundled datasets, known without building them (None: the others,
+    whose size their files tell)."""
+    if cfg.dataset == "digit_scenes":
+        return len(source_split()[0]) * SceneDesign().train_copies
+    if cfg.dataset == "digits":
+        return len(source_split()[0])
+    if cfg.dataset == "synthetic":
+        return SYNTHETIC_TRAIN
+    return None
+
+
+def check_batch(cfg: DINOConfig, n_train: int, workers: int = 1) -> None:
+    """ConfigError when one optimizer step needs more than the ``n_train`` training images (an epoch
+    drops its last incomplete batch, so it would have no step at all)."""
+    if n_train < cfg.batch_size * cfg.grad_accum_steps * workers:
+        per = f" x {workers} workers" if workers > 1 else ""
+        raise ConfigError(f"batch_size={cfg.batch_size} x grad_accum_steps={cfg.grad_accum_steps}{per}: "
+                          f"larger than the {n_train} training images of {cfg.dataset!r}")
 
 
 def knn_memory_split(cfg: DINOConfig, train: Dataset) -> Dataset:

@@ -18,7 +18,15 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from ablate.sweep_spec.base import SpecError, SpecModel, bad
 from ablate.sweep_spec.sections import Resources, Scheduler, Search, Stop
-from ablate.sweep_spec.space import BASELINE, BundleDist, ChoiceDist, Dist, check_name, check_no_overlap
+from ablate.sweep_spec.space import (
+    BASELINE,
+    BundleDist,
+    ChoiceDist,
+    Dist,
+    IntDist,
+    check_name,
+    check_no_overlap,
+)
 from ablate.sweep_spec.trainer import check_trainer, check_values
 from trainables.config import ConfigError, DINOConfig, make_config
 from trainables.inputs import check_inputs
@@ -34,6 +42,8 @@ MAX_POINTS = 10_000
 # Trainer keys that name a file or change how one is read: the spec checks each value of them.
 INPUT_KEYS = {"pretrained_weights", "dataset", "data_path", "download", "arch", "global_crops_size",
               "patch_size"}
+# Trainer keys that set how many training images one optimizer step takes, or from which dataset.
+BATCH_KEYS = {"batch_size", "grad_accum_steps", "dataset"}
 
 
 class SweepSpec(SpecModel):
@@ -122,23 +132,42 @@ class SweepSpec(SpecModel):
     def check_inputs(self) -> None:
         """The files the spec names (pretrained weights, data folders), for the baseline and every
         searched value that names one: a SpecError naming the key path, before anything runs."""
-        for at, values in self._input_configs():
+        for at, values in self._configs_of(INPUT_KEYS):
             try:
                 check_inputs(make_config(values))
             except ConfigError as exc:
                 raise SpecError(f"{self.source}: {at}: {exc}") from None
 
-    def _input_configs(self) -> list[tuple[str, dict[str, Any]]]:
-        """The baseline, and every searched value that names a file (weights, data) or changes how it
-        is read, as trainer values with the path of the spec where they come from."""
+    def check_batches(self) -> None:
+        """A step larger than a bundled dataset's training split (``batch_size x grad_accum_steps x
+        resources.workers`` images), for the baseline and every searched batch (a range: its largest):
+        a SpecError naming the key path before Ray starts, instead of trials that all error. The other
+        datasets are sized by their files: each trial checks them as it builds them."""
+        from trainables.data import check_batch, known_train_size  # torch: not for a spec's other checks
+
+        for at, values in self._configs_of(BATCH_KEYS):
+            cfg = make_config(values)
+            n_train = known_train_size(cfg)
+            try:
+                if n_train is not None:
+                    check_batch(cfg, n_train, self.resources.workers)
+            except ConfigError as exc:
+                raise SpecError(f"{self.source}: {at}: {exc}") from None
+
+    def _configs_of(self, keys: set[str]) -> list[tuple[str, dict[str, Any]]]:
+        """The baseline, and every searched value of ``keys`` (an integer range: its largest value), as
+        trainer values with the path of the spec where they come from."""
         out: list[tuple[str, dict[str, Any]]] = [("trainer", dict(self.trainer))]
         for name, dist in self.space.items():
             if isinstance(dist, BundleDist):
                 out += [(f"space.{name}.values[{i}].set", {**self.trainer, **b.overrides})
-                        for i, b in enumerate(dist.choices) if INPUT_KEYS & set(b.overrides)]
-            elif isinstance(dist, ChoiceDist) and name in INPUT_KEYS:
+                        for i, b in enumerate(dist.choices) if keys & set(b.overrides)]
+            elif isinstance(dist, ChoiceDist) and name in keys:
                 out += [(f"space.{name}.values[{i}]", {**self.trainer, name: v})
                         for i, v in enumerate(dist.values)]
+            elif isinstance(dist, IntDist) and name in keys:
+                at = f"space.{name}" + (".high" if dist.largest() == dist.high else "")
+                out.append((at, {**self.trainer, name: dist.largest()}))
         return out
 
     def _check_grid_size(self) -> None:

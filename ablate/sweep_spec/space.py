@@ -92,6 +92,10 @@ class IntDist(_Range):
     def grid_values(self) -> list[int]:
         return list(range(self.low, self.high + 1, self.step or 1))
 
+    def largest(self) -> int:
+        """The largest value a trial can get: ``high``, or the last grid point at or below it."""
+        return self.high if self.step is None else self.low + (self.count() - 1) * self.step
+
 
 class ChoiceDist(SpecModel):
     """One of ``values`` (each valid for the trainer key), e.g. ``{type: choice, values: [256, 1024]}``."""

@@ -63,6 +63,34 @@ def test_train_refuses_numbers_beyond_the_edges(tmp_path: Path, capsys: pytest.C
     assert not out.exists()
 
 
+@pytest.mark.parametrize(("space", "resources", "expected"), [
+    ("batch_size: {type: choice, values: [16, 200]}", "{cpu: 1, gpu: 0}",
+     "space.batch_size.values[1]: batch_size=200 x grad_accum_steps=1: larger than the 160 training "
+     "images of 'synthetic'"),
+    ("batch_size: {type: int, low: 16, high: 190, step: 80}", "{cpu: 1, gpu: 0}",  # 16, 96, 176
+     "space.batch_size: batch_size=176 x grad_accum_steps=1: larger than the 160"),
+    ("grad_accum_steps: {type: int, low: 1, high: 6, step: 1}", "{cpu: 1, gpu: 0}",
+     "space.grad_accum_steps.high: batch_size=32 x grad_accum_steps=6: larger than the 160"),
+    ("teacher_temp: {type: choice, values: [0.04]}", "{workers: 6, cpu: 1, gpu: 0}",
+     "trainer: batch_size=32 x grad_accum_steps=1 x 6 workers: larger than the 160"),
+])
+def test_a_step_larger_than_a_bundled_dataset_is_refused_before_ray(
+        tmp_path: Path, capsys: pytest.CaptureFixture, no_ray: None, space: str, resources: str,
+        expected: str) -> None:
+    """Every trial would error on its first epoch, and `ablate resume` would only retry them."""
+    spec = write_spec(tmp_path, f"""
+name: big-batch
+trainer: {TINY_TRAINER}
+space:
+  {space}
+search: {{algorithm: grid}}
+resources: {resources}
+""")
+    assert main(["run", str(spec), "--storage", str(tmp_path / "runs")]) == 2
+    assert expected in one_line_error(capsys, "run")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_crafted_pretrained_weights_in_a_spec_are_refused_before_ray(tmp_path: Path, no_ray: None,
                                                                    capsys: pytest.CaptureFixture) -> None:
     marker = tmp_path / "pwned"

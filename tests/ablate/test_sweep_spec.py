@@ -423,3 +423,11 @@ def test_rules_between_trainer_keys_are_judged_on_the_whole_section(tmp_path: Pa
     assert load_spec(write(tmp_path, folder)).trainer_config().data_path == "/data/pets"
     message = error_of(write(tmp_path, MINIMAL + "trainer: {dataset: imagefolder}\n"))
     assert "trainer: dataset 'imagefolder' needs data_path" in message
+
+
+def test_an_int_range_s_largest_value_is_its_last_grid_point() -> None:
+    from ablate.sweep_spec.space import IntDist
+
+    assert IntDist(low=16, high=190, step=80).largest() == 176  # 16, 96, 176
+    assert IntDist(low=16, high=176, step=80).largest() == 176
+    assert IntDist(low=16, high=190).largest() == 190  # Optuna draws any integer up to high

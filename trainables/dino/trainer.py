@@ -36,7 +36,7 @@ from sweep_format.files import atomic_path
 from trainables import cuda
 from trainables.checkpoint import DamagedFileError, load_pt
 from trainables.config import MAX_STEPS, ConfigError, DINOConfig, config_differences
-from trainables.data import build_datasets, in_memory, knn_memory_split, with_transform
+from trainables.data import build_datasets, check_batch, in_memory, knn_memory_split, with_transform
 from trainables.dino.augment import DataAugmentationDINO, eval_transform
 from trainables.dino.backbone import build_backbone, is_vit
 from trainables.dino.batch_augment import BatchDataAugmentationDINO
@@ -160,10 +160,7 @@ class DINOTrainer:
         cfg = self.cfg
         train, test = build_datasets(cfg)
         n_train = len(cast(Sized, train))
-        if n_train < cfg.batch_size * cfg.grad_accum_steps * self.world_size:
-            workers = f" x {self.world_size} workers" if self.world_size > 1 else ""
-            raise ConfigError(f"batch_size={cfg.batch_size} x grad_accum_steps={cfg.grad_accum_steps}"
-                              f"{workers}: larger than the {n_train} training images of {cfg.dataset!r}")
+        check_batch(cfg, n_train, self.world_size)
         if cfg.augment_device == "gpu" and self.device.type != "cuda":
             raise ConfigError(f"augment_device='gpu': the run's device is {self.device} (use auto or cpu)")
         # This worker's shard of each epoch's permutation of the training set (all of it alone).
