@@ -20,6 +20,8 @@ from typing import Any
 
 from ablate.errors import UserError
 from ablate.sweep_spec import SweepSpec
+from ablate.sweep_spec.model import GPU_KEYS
+from trainables.config import make_config
 
 # The driver of a data-parallel trial: Tune needs a non-empty request; memory leaves the CPUs to the
 # workers (on 2 CPUs, 2 workers x 1 CPU fit). It runs on the head node (Ray's resource that only the
@@ -58,13 +60,16 @@ def cluster() -> Cluster:
 
 
 def trial_resources(spec: SweepSpec, where: Cluster) -> TrialResources:
-    """CPU and GPU share of one trial's process; ``gpu: auto`` falls back to CPU without a GPU."""
+    """CPU and GPU share of one trial's process; ``gpu: auto`` falls back to CPU without a GPU,
+    unless the trainer asks for one (a UserError)."""
     has_gpu = where.gpus > 0
+    resources = TrialResources(float(spec.resources.cpu), spec.resources.gpu_per_trial(has_gpu),
+                               spec.resources.workers)
+    check_gpu_asked(spec, resources, where)
     if spec.resources.gpu == "auto" and not has_gpu:
         print("ablate: warning: no GPU in the Ray cluster (resources.gpu: auto); trials run on CPU",
               file=sys.stderr)
-    return TrialResources(float(spec.resources.cpu), spec.resources.gpu_per_trial(has_gpu),
-                          spec.resources.workers)
+    return resources
 
 
 def admit(spec: SweepSpec, resources: TrialResources, where: Cluster) -> int | None:
@@ -88,6 +93,22 @@ def admit(spec: SweepSpec, resources: TrialResources, where: Cluster) -> int | N
                         f"{where.cpus:g} CPUs and {where.gpus:g} GPUs in all ({describe_nodes(where)}); "
                         "lower resources.workers or resources.cpu, or join a larger cluster with --address")
     return min(limit, trials) if limit else trials
+
+
+def check_gpu_asked(spec: SweepSpec, resources: TrialResources, where: Cluster) -> None:
+    """A UserError when the baseline or a searched value asks for a GPU (``device: cuda``,
+    ``augment_device: gpu``) and trials get no GPU share: every trial would error at its start."""
+    if resources.gpu > 0:
+        return
+    why = ("resources.gpu: auto, and the Ray cluster has no GPU" if spec.resources.gpu == "auto" and
+           not where.gpus else f"resources.gpu: {float(spec.resources.gpu):g}")
+    for at, values in spec.configs_of(GPU_KEYS):
+        cfg = make_config(values)
+        if cfg.needs_gpu:
+            raise UserError(f"{spec.source}: {at}: device={cfg.device!r}, augment_device="
+                            f"{cfg.augment_device!r} need a GPU, and a trial gets none ({why}); use device "
+                            "auto or cpu (and augment_device auto), or give trials a GPU share "
+                            "(resources.gpu, --address of a cluster with GPUs)")
 
 
 def describe_nodes(where: Cluster) -> str:

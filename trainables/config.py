@@ -195,6 +195,11 @@ class DINOConfig(BaseModel):
     def ln_out_dim(self) -> float:
         return math.log(self.out_dim)
 
+    @property
+    def needs_gpu(self) -> bool:
+        """Whether the run cannot go on a CPU: a CUDA device or GPU augmentation was asked for."""
+        return self.device.startswith("cuda") or self.augment_device == "gpu"
+
     def effective_lr(self, world_size: int = 1) -> float:
         """The paper's linear scaling rule: lr * global batch / 256.
 

@@ -44,6 +44,8 @@ INPUT_KEYS = {"pretrained_weights", "dataset", "data_path", "download", "arch", 
               "patch_size"}
 # Trainer keys that set how many training images one optimizer step takes, or from which dataset.
 BATCH_KEYS = {"batch_size", "grad_accum_steps", "dataset"}
+# Trainer keys that can ask for a GPU (DINOConfig.needs_gpu).
+GPU_KEYS = {"device", "augment_device"}
 
 
 class SweepSpec(SpecModel):
@@ -132,7 +134,7 @@ class SweepSpec(SpecModel):
     def check_inputs(self) -> None:
         """The files the spec names (pretrained weights, data folders), for the baseline and every
         searched value that names one: a SpecError naming the key path, before anything runs."""
-        for at, values in self._configs_of(INPUT_KEYS):
+        for at, values in self.configs_of(INPUT_KEYS):
             try:
                 check_inputs(make_config(values))
             except ConfigError as exc:
@@ -145,7 +147,7 @@ class SweepSpec(SpecModel):
         datasets are sized by their files: each trial checks them as it builds them."""
         from trainables.data import check_batch, known_train_size  # torch: not for a spec's other checks
 
-        for at, values in self._configs_of(BATCH_KEYS):
+        for at, values in self.configs_of(BATCH_KEYS):
             cfg = make_config(values)
             n_train = known_train_size(cfg)
             try:
@@ -154,7 +156,7 @@ class SweepSpec(SpecModel):
             except ConfigError as exc:
                 raise SpecError(f"{self.source}: {at}: {exc}") from None
 
-    def _configs_of(self, keys: set[str]) -> list[tuple[str, dict[str, Any]]]:
+    def configs_of(self, keys: set[str]) -> list[tuple[str, dict[str, Any]]]:
         """The baseline, and every searched value of ``keys`` (an integer range: its largest value), as
         trainer values with the path of the spec where they come from."""
         out: list[tuple[str, dict[str, Any]]] = [("trainer", dict(self.trainer))]

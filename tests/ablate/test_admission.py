@@ -4,11 +4,12 @@ hold is refused at once, with the numbers."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from ablate.admission import Cluster, TrialResources, admit
+from ablate.admission import Cluster, TrialResources, admit, trial_resources
 from ablate.errors import UserError
 from ablate.sweep_spec import load_spec
 from tests.helpers import OPTUNA_SPEC, write_spec
@@ -38,6 +39,40 @@ def test_a_trial_the_cluster_can_never_hold_is_refused_with_the_numbers(tmp_path
         admit(spec(tmp_path, workers=3, cpu=1, gpu=0), TrialResources(1.0, 0.0, 3), LAPTOP)
     with pytest.raises(UserError, match="a trial worker needs 1 CPU and 1 GPU on one node"):
         admit(spec(tmp_path, workers=2, cpu=1, gpu=1), TrialResources(1.0, 1.0, 2), LAPTOP)
+
+
+ONE_GPU = Cluster(cpus=2.0, gpus=1.0, nodes=((2.0, 1.0),))
+
+
+@pytest.mark.parametrize(("sets", "expected"), [
+    (["resources.gpu=auto", "trainer.device=cuda"],
+     "spec.yaml: trainer: device='cuda', augment_device='auto' need a GPU, and a trial gets none "
+     "(resources.gpu: auto, and the Ray cluster has no GPU)"),
+    (["resources.gpu=auto", "trainer.device=auto", "trainer.augment_device=gpu"],
+     "trainer: device='auto', augment_device='gpu' need a GPU"),
+])
+def test_a_trial_that_asks_for_a_gpu_the_cluster_lacks_is_refused(tmp_path: Path, sets: list[str],
+                                                                  expected: str) -> None:
+    """Every such trial would error at its start, and `ablate resume` would only retry it."""
+    spec = load_spec(write_spec(tmp_path, OPTUNA_SPEC), sets)
+    with pytest.raises(UserError, match=re.escape(expected)):
+        trial_resources(spec, LAPTOP)
+    assert trial_resources(spec, ONE_GPU).gpu > 0  # where there is a GPU, the same spec runs
+
+
+def test_a_cuda_device_without_a_gpu_share_is_refused_even_beside_a_gpu(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, OPTUNA_SPEC), ["resources.gpu=0", "trainer.device=cuda:1"])
+    with pytest.raises(UserError, match=re.escape("device='cuda:1', augment_device='auto' need a GPU, "
+                                                  "and a trial gets none (resources.gpu: 0)")):
+        trial_resources(spec, ONE_GPU)
+
+
+def test_a_searched_cuda_device_is_refused_without_a_gpu(tmp_path: Path) -> None:
+    text = OPTUNA_SPEC.replace("warmup_teacher_temp_epochs: {type: choice, values: [0, 1]}",
+                               "device: {type: choice, values: [cpu, cuda]}")
+    spec = load_spec(write_spec(tmp_path, text), ["resources.gpu=auto"])
+    with pytest.raises(UserError, match=re.escape("space.device.values[1]: device='cuda'")):
+        trial_resources(spec, LAPTOP)
 
 
 @pytest.mark.slow
