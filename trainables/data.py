@@ -7,6 +7,7 @@ only by the kNN evaluation, never by DINO training.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -82,6 +83,7 @@ def _torchvision(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
     root = Path(cfg.data_path or "./data").expanduser()
     how = (f"pass --set data_path=FOLDER with the {cfg.dataset} files, or --set download=true "
            "to let torchvision download it there")
+    existed = root.exists()
     try:
         if cfg.dataset in ("cifar10", "cifar100"):
             cls = datasets.CIFAR10 if cfg.dataset == "cifar10" else datasets.CIFAR100
@@ -93,6 +95,16 @@ def _torchvision(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
     except RuntimeError as exc:
         raise ConfigError(f"dataset={cfg.dataset!r}: not found under data_path={str(root)!r} ({exc}); "
                           f"{how}") from None
+    except OSError as exc:  # no network, a refused or broken download (urllib's URLError is an OSError)
+        if not cfg.download:
+            raise
+        if not existed:
+            with contextlib.suppress(OSError):
+                root.rmdir()  # the folder torchvision made for the download, if it stayed empty
+        reason = getattr(exc, "reason", None) or exc.strerror or exc
+        raise ConfigError(f"dataset={cfg.dataset!r}: download=true: the download to data_path="
+                          f"{str(root)!r} failed ({reason}); check this machine's network, or download "
+                          "the files elsewhere and pass --set data_path=FOLDER") from None
 
 
 def _imagefolder(cfg: DINOConfig) -> tuple[Dataset, Dataset]:

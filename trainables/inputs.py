@@ -3,7 +3,8 @@
 ``ablate train`` and ``ablate run`` (for the baseline and every searched value that names a file)
 call ``check_inputs`` before Ray starts or anything is written, so a missing or crafted file costs
 a second, not a trial started on a cluster. The checks are the trainer's own: the backbone is built
-with its weights (weights-only loading, the keys must fit), the data folder's layout is looked at.
+with its weights (weights-only loading, the keys must fit), the data folder's layout is looked at,
+and a torchvision dataset with ``download: true`` is downloaded (only when missing).
 
     check_inputs(DINOConfig(pretrained_weights="vits16.pth", arch="vit_small_patch16_224"))
 """
@@ -29,7 +30,11 @@ def check_inputs(cfg: DINOConfig) -> None:
         if missing:
             raise ConfigError(f"data_path={str(root)!r}: dataset 'imagefolder' needs the sub-folders train/ "
                               f"and val/ (one folder per class inside each); missing: {missing}")
-    elif cfg.dataset in TORCHVISION and not cfg.download:
+    elif cfg.dataset in TORCHVISION and cfg.download:
+        from trainables.data import build_datasets
+
+        build_datasets(cfg)  # the download, once and here: trials started together would race for the files
+    elif cfg.dataset in TORCHVISION:
         root = Path(cfg.data_path or "./data").expanduser()
         if not root.is_dir():
             raise ConfigError(f"data_path={str(root)!r}: no such folder for dataset {cfg.dataset!r}; "

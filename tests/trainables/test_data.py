@@ -26,6 +26,29 @@ def test_missing_torchvision_data_says_how_to_get_it(tmp_path: Path):
         build_datasets(DINOConfig(dataset="cifar10", data_path=str(tmp_path)))
 
 
+def test_a_download_that_fails_is_one_clear_error_and_leaves_no_folder(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch):
+    """No network (this machine's case): torchvision's URLError used to end `ablate train` in a traceback."""
+    import urllib.error
+
+    from trainables.inputs import check_inputs
+
+    calls: list[tuple[Path, bool]] = []
+
+    def offline(root: Path, train: bool = True, download: bool = False) -> None:
+        calls.append((Path(root), download))
+        Path(root).mkdir(parents=True, exist_ok=True)  # as torchvision does before it fetches
+        raise urllib.error.URLError(OSError(-2, "Name or service not known"))
+
+    monkeypatch.setattr("torchvision.datasets.CIFAR10", offline)
+    root = tmp_path / "data"
+    cfg = DINOConfig(dataset="cifar10", data_path=str(root), download=True)
+    with pytest.raises(ConfigError, match=r"download=true: the download to data_path=.* failed \(.*Name or "
+                                          r"service not known\); check this machine's network"):
+        check_inputs(cfg)  # before Ray: once, in the driver, instead of in every trial at once
+    assert calls == [(root, True)] and not root.exists()
+
+
 def test_imagefolder_needs_train_and_val(tmp_path: Path):
     (tmp_path / "train" / "cat").mkdir(parents=True)
     with pytest.raises(ConfigError, match=r"train/ and val/.*missing: \['val'\]"):
