@@ -97,18 +97,19 @@ def admit(spec: SweepSpec, resources: TrialResources, where: Cluster) -> int | N
 
 def check_gpu_asked(spec: SweepSpec, resources: TrialResources, where: Cluster) -> None:
     """A UserError when the baseline or a searched value asks for a GPU (``device: cuda``,
-    ``augment_device: gpu``) and trials get no GPU share: every trial would error at its start."""
+    ``augment_device: gpu``, ``precision: fp16``) and trials get no GPU share: every trial would
+    error at its start."""
     if resources.gpu > 0:
         return
     why = ("resources.gpu: auto, and the Ray cluster has no GPU" if spec.resources.gpu == "auto" and
            not where.gpus else f"resources.gpu: {float(spec.resources.gpu):g}")
     for at, values in spec.configs_of(GPU_KEYS):
-        cfg = make_config(values)
-        if cfg.needs_gpu:
-            raise UserError(f"{spec.source}: {at}: device={cfg.device!r}, augment_device="
-                            f"{cfg.augment_device!r} need a GPU, and a trial gets none ({why}); use device "
-                            "auto or cpu (and augment_device auto), or give trials a GPU share "
-                            "(resources.gpu, --address of a cluster with GPUs)")
+        asks = make_config(values).gpu_settings()
+        if asks:
+            raise UserError(f"{spec.source}: {at}: {', '.join(asks)} need{'s' * (len(asks) == 1)} a GPU, "
+                            f"and a trial gets none ({why}); on CPUs use device auto or cpu, augment_device "
+                            "auto, precision fp32 or bf16, or give trials a GPU share (resources.gpu, "
+                            "--address of a cluster with GPUs)")
 
 
 def describe_nodes(where: Cluster) -> str:

@@ -195,10 +195,12 @@ class DINOConfig(BaseModel):
     def ln_out_dim(self) -> float:
         return math.log(self.out_dim)
 
-    @property
-    def needs_gpu(self) -> bool:
-        """Whether the run cannot go on a CPU: a CUDA device or GPU augmentation was asked for."""
-        return self.device.startswith("cuda") or self.augment_device == "gpu"
+    def gpu_settings(self) -> list[str]:
+        """The settings that keep the run off a CPU (a CUDA device, GPU augmentation, fp16 with its
+        scaler), as ``key='value'``; empty when it can run on a CPU."""
+        asks = {"device": self.device.startswith("cuda"), "augment_device": self.augment_device == "gpu",
+                "precision": self.precision == "fp16"}
+        return [f"{key}={getattr(self, key)!r}" for key, needed in asks.items() if needed]
 
     def effective_lr(self, world_size: int = 1) -> float:
         """The paper's linear scaling rule: lr * global batch / 256.

@@ -44,8 +44,8 @@ INPUT_KEYS = {"pretrained_weights", "dataset", "data_path", "download", "arch", 
               "patch_size"}
 # Trainer keys that set how many training images one optimizer step takes, or from which dataset.
 BATCH_KEYS = {"batch_size", "grad_accum_steps", "dataset"}
-# Trainer keys that can ask for a GPU (DINOConfig.needs_gpu).
-GPU_KEYS = {"device", "augment_device"}
+# Trainer keys that can ask for a GPU (DINOConfig.gpu_settings).
+GPU_KEYS = {"device", "augment_device", "precision"}
 
 
 class SweepSpec(SpecModel):

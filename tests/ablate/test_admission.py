@@ -46,10 +46,12 @@ ONE_GPU = Cluster(cpus=2.0, gpus=1.0, nodes=((2.0, 1.0),))
 
 @pytest.mark.parametrize(("sets", "expected"), [
     (["resources.gpu=auto", "trainer.device=cuda"],
-     "spec.yaml: trainer: device='cuda', augment_device='auto' need a GPU, and a trial gets none "
-     "(resources.gpu: auto, and the Ray cluster has no GPU)"),
+     "spec.yaml: trainer: device='cuda' needs a GPU, and a trial gets none (resources.gpu: auto, and "
+     "the Ray cluster has no GPU)"),
     (["resources.gpu=auto", "trainer.device=auto", "trainer.augment_device=gpu"],
-     "trainer: device='auto', augment_device='gpu' need a GPU"),
+     "trainer: augment_device='gpu' needs a GPU"),
+    (["resources.gpu=auto", "trainer.device=auto", "trainer.precision=fp16"],
+     "trainer: precision='fp16' needs a GPU"),
 ])
 def test_a_trial_that_asks_for_a_gpu_the_cluster_lacks_is_refused(tmp_path: Path, sets: list[str],
                                                                   expected: str) -> None:
@@ -62,8 +64,8 @@ def test_a_trial_that_asks_for_a_gpu_the_cluster_lacks_is_refused(tmp_path: Path
 
 def test_a_cuda_device_without_a_gpu_share_is_refused_even_beside_a_gpu(tmp_path: Path) -> None:
     spec = load_spec(write_spec(tmp_path, OPTUNA_SPEC), ["resources.gpu=0", "trainer.device=cuda:1"])
-    with pytest.raises(UserError, match=re.escape("device='cuda:1', augment_device='auto' need a GPU, "
-                                                  "and a trial gets none (resources.gpu: 0)")):
+    with pytest.raises(UserError, match=re.escape("device='cuda:1' needs a GPU, and a trial gets none "
+                                                  "(resources.gpu: 0)")):
         trial_resources(spec, ONE_GPU)
 
 
