@@ -78,13 +78,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for fp32. auto: bf16 on GPUs with native bf16, else fp16; fp32 on CPU."""
+    """The autocast dtype, or None for fp32. auto: bf16 on GPUs with native bf16, else fp16; fp32 on CPU.
+    (fp16 off a GPU is refused before: DINOConfig.gpu_settings.)"""
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return None
     if precision == "auto":
         return torch.bfloat16 if cuda.native_bf16(device) else torch.float16
-    if precision == "fp16" and device.type != "cuda":
-        raise ConfigError("precision='fp16': needs a CUDA device (use bf16 or fp32 on CPU)")
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
@@ -144,6 +143,11 @@ class DINOTrainer:
         self.cfg, self.progress = cfg, progress
         self.rank, self.world_size = rank(), world_size()
         self.device = resolve_device(cfg.device)
+        asks = cfg.gpu_settings()
+        if asks and self.device.type != "cuda":
+            raise ConfigError(f"{', '.join(asks)}: need{'s' * (len(asks) == 1)} a CUDA device, and this "
+                              f"run's device is {self.device} (on a CPU: device auto or cpu, augment_device "
+                              "auto, precision fp32 or bf16)")
         self.amp_dtype = resolve_precision(cfg.precision, self.device)
         if self.device.type == "cuda":
             cuda.use_expandable_segments()
@@ -161,8 +165,6 @@ class DINOTrainer:
         train, test = build_datasets(cfg)
         n_train = len(cast(Sized, train))
         check_batch(cfg, n_train, self.world_size)
-        if cfg.augment_device == "gpu" and self.device.type != "cuda":
-            raise ConfigError(f"augment_device='gpu': the run's device is {self.device} (use auto or cpu)")
         # This worker's shard of each epoch's permutation of the training set (all of it alone).
         self.sampler = ShardSampler(n_train, cfg.seed, self.rank, self.world_size)
         self.loader = self._make_loader(train)

@@ -100,6 +100,17 @@ def test_bad_config_errors_name_key_value_and_allowed():
         DINOTrainer(tiny(arch="no_such_net"))
 
 
+def test_settings_that_need_a_gpu_are_named_when_the_run_is_on_a_cpu():
+    """One rule (DINOConfig.gpu_settings) for the trainer and for a sweep's admission."""
+    with pytest.raises(ConfigError, match=r"^precision='fp16': needs a CUDA device, and this run's device "
+                                          r"is cpu"):
+        DINOTrainer(tiny(precision="fp16"))
+    if not torch.cuda.is_available():  # device auto resolves to the CPU here
+        with pytest.raises(ConfigError, match=r"^augment_device='gpu', precision='fp16': need a CUDA"):
+            DINOTrainer(tiny(device="auto", augment_device="gpu", precision="fp16"))
+    assert tiny(device="cuda:1").gpu_settings() == ["device='cuda:1'"] and tiny().gpu_settings() == []
+
+
 @pytest.mark.slow
 def test_default_recipe_runs_on_the_embedded_default():
     """digit_scenes, default recipe: kNN top-1 above epoch 0 (mostly the BatchNorm statistics of
