@@ -18,14 +18,14 @@ COLLAPSED = "collapsed"  # stopped by the collapse rule (paper Fig. 7) after ``s
 DIVERGED = "diverged"  # stopped: the loss went non-finite
 OOM = "oom"  # stopped: out of memory (peak and cap in the reason)
 STORAGE_FULL = "storage_full"  # its checkpoint could not be written (disk full, read-only): the sweep stops
+ERRORED = "errored"  # its inputs unusable (a ConfigError: at once), or an exception after Ray's retries
 # --- what the sweep adds -----------------------------------------------------------------------------
 PENDING = "pending"  # created, not started
 STOPPED_EARLY = "stopped early"  # a scheduler (ASHA) ended it before its last epoch
-ERRORED = "errored"  # an exception, after Ray's retries
 INTERRUPTED = "interrupted"  # the sweep stopped (Ctrl-C, SIGTERM, a full disk) while it was unfinished
 DAMAGED = "damaged"  # its record cannot be read
 
-OUTCOMES = (COMPLETED, FLAGGED, COLLAPSED, DIVERGED, OOM, STORAGE_FULL)
+OUTCOMES = (COMPLETED, FLAGGED, COLLAPSED, DIVERGED, OOM, STORAGE_FULL, ERRORED)
 # Every status, in the order listings and reports show them.
 ORDER = (COMPLETED, FLAGGED, STOPPED_EARLY, COLLAPSED, DIVERGED, OOM, ERRORED, STORAGE_FULL, INTERRUPTED,
          RUNNING, PENDING, DAMAGED)

@@ -16,6 +16,21 @@ TINY_TRAINER = {"dataset": "synthetic", "arch": "test_vit", "patch_size": 4, "gl
                 "num_workers": 0}
 
 
+def write_image_folder(root: Path, n: int = 40, size: int = 16) -> Path:
+    """train/ and val/, two classes (a, b) each, ``n`` random ``size`` px PNGs per class."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / c / f"{i}.png")
+    return root
+
+
 def write_spec(folder: Path, text: str) -> Path:
     path = folder / "spec.yaml"
     path.write_text(text)
@@ -98,7 +113,7 @@ def trial_fault_env(folder: Path, epoch: int, fault: str) -> dict[str, str]:
 # sitecustomize below in every Python process it starts. Out of memory, divergence and errors are
 # raised where a real one would arrive; the collapse is the trainer's own entropy and KL at ln K and 0.
 OUTCOMES = {0.1: "completed", 0.11: "flagged", 0.12: "collapsed", 0.13: "diverged", 0.14: "oom",
-            0.15: "an exception", 0.16: "a CUDA error"}
+            0.15: "an exception", 0.16: "a CUDA error", 0.17: "unusable inputs", 0.18: "the same, mid-run"}
 OUTCOME_FAULT = '''\
 """Test fault: each trial ends as its student_temp says (tests/helpers.py OUTCOMES)."""
 import importlib.util, math, sys
@@ -106,11 +121,19 @@ import importlib.util, math, sys
 
 def patch(module):
     import torch
+    from trainables.config import ConfigError
 
-    real = module.DINOTrainer.train_one_epoch
+    real, build = module.DINOTrainer.train_one_epoch, module.DINOTrainer.__init__
+
+    def __init__(self, cfg, *args, **kwargs):
+        if round(cfg.student_temp, 4) == 0.17:
+            raise ConfigError("/data/train/a/0.png: not a readable image (a test fault at the start)")
+        build(self, cfg, *args, **kwargs)
 
     def train_one_epoch(self, epoch):
         fault = round(self.cfg.student_temp, 4)
+        if fault == 0.18 and epoch == 1:
+            raise ConfigError("/data/train/a/1.png: not a readable image (a test fault in epoch 2)")
         if fault == 0.14:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         if fault == 0.15:
@@ -124,7 +147,7 @@ def patch(module):
             metrics.update(teacher_entropy=math.log(self.cfg.out_dim), kl_teacher_student=0.0)
         return metrics
 
-    module.DINOTrainer.train_one_epoch = train_one_epoch
+    module.DINOTrainer.train_one_epoch, module.DINOTrainer.__init__ = train_one_epoch, __init__
 
 
 class Finder:

@@ -8,6 +8,8 @@ only by the kNN evaluation, never by DINO training.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -132,7 +134,7 @@ def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:
         ds = ImageFolder(folder, allow_empty=True)
     except FileNotFoundError:  # not even a class folder
         raise empty from None
-    bad = [(path, problem) for path, _ in ds.samples if (problem := image_problem(path))]
+    bad = unreadable_images([path for path, _ in ds.samples], str(folder.resolve()))
     if bad and not skip_bad:
         path, problem = bad[0]
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
@@ -147,6 +149,31 @@ def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:
     if not ds.samples:
         raise empty
     return ds
+
+
+# The decode verdicts of the folders this process has checked: folder -> (a digest of its files' paths,
+# sizes and modification times, the unreadable ones). Building an unchanged folder again (the driver's
+# input check, then its reference kNN; a Ray worker's next trial) reads the files' metadata instead of
+# decoding every image again; a file added, removed or rewritten is decoded anew.
+_VERDICTS: dict[str, tuple[bytes, list[tuple[str, str]]]] = {}
+
+
+def unreadable_images(paths: list[str], folder: str) -> list[tuple[str, str]]:
+    """(path, problem) of every file in ``paths`` that does not decode (``image_problem``)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for path in paths:
+        try:
+            st = os.stat(path)
+            stamp = f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0"
+        except OSError:
+            stamp = f"{path}\0missing\0"
+        digest.update(stamp.encode("utf-8", "surrogateescape"))
+    known = _VERDICTS.get(folder)
+    if known is not None and known[0] == digest.digest():
+        return known[1]
+    bad = [(path, problem) for path in paths if (problem := image_problem(path))]
+    _VERDICTS[folder] = (digest.digest(), bad)
+    return bad
 
 
 def image_problem(path: str) -> str:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from trainables.config import DINOConfig
+from trainables.config import ConfigError, DINOConfig
 from trainables.dino.trainer import DINOTrainer
 from trainables.trial import (
     KEPT_CHECKPOINTS,
@@ -30,6 +30,7 @@ from trainables.trial import (
     Report,
     checkpoints_in,
     earlier_checkpoints,
+    input_refused,
     run_trial,
     trial_config,
     use_assigned_cpus,
@@ -94,8 +95,16 @@ def dino_worker_loop(config: dict[str, Any]) -> None:
     import ray
 
     use_assigned_cpus()
-    trainer = DINOTrainer(worker_config(trial_config(config)))
     share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
+    try:
+        trainer = DINOTrainer(worker_config(trial_config(config)))
+    except ConfigError as exc:  # every rank builds the same data: each reports (a barrier) and ends
+        from ray import train
+
+        world = train.get_context().get_world_size()
+        input_refused(exc, config, DeviceClock(share, workers=world), lambda row, _: train.report(row),
+                      {"workers": world})
+        return
     sources = checkpoints_in(Path(config[TRAIN_DIR])) or earlier_checkpoints(config)
     where = placement()  # Tune fills node_ip and pid with its own trial's (the driver's): rank 0's kept too
     run_trial(trainer, config, DeviceClock(share, workers=trainer.world_size), sources, train_report(trainer),

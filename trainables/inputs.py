@@ -3,8 +3,9 @@
 ``ablate train`` and ``ablate run`` (for the baseline and every searched value that names a file)
 call ``check_inputs`` before Ray starts or anything is written, so a missing or crafted file costs
 a second, not a trial started on a cluster. The checks are the trainer's own: the backbone is built
-with its weights (weights-only loading, the keys must fit), the data folder's layout is looked at,
-and a torchvision dataset with ``download: true`` is downloaded (only when missing).
+with its weights (weights-only loading, the keys must fit), an image folder is built as the
+trainer builds it (its layout, every image decoded, enough images for one step), and a torchvision
+dataset with ``download: true`` is downloaded (only when missing).
 
     check_inputs(DINOConfig(pretrained_weights="vits16.pth", arch="vit_small_patch16_224"))
 """
@@ -18,18 +19,24 @@ from trainables.config import ConfigError, DINOConfig
 TORCHVISION = ("cifar10", "cifar100", "stl10")
 
 
-def check_inputs(cfg: DINOConfig) -> None:
+def check_inputs(cfg: DINOConfig, workers: int = 1) -> None:
     """ConfigError (naming the key, the file and what to do) for a file the run could not use."""
     if cfg.pretrained_weights:
         from trainables.dino.backbone import build_backbone
 
         build_backbone(cfg.arch, cfg.global_crops_size, cfg.patch_size, 0.0, cfg.pretrained_weights)
+    check_data(cfg, workers)
+
+
+def check_data(cfg: DINOConfig, workers: int = 1) -> None:
+    """The data ``cfg`` names: an image folder is built as the trainer builds it (its layout, every
+    image decoded once per process, a step of ``workers`` x the batch no larger than its training
+    images); a torchvision dataset's folder is looked for, or downloaded with ``download: true``."""
     if cfg.dataset == "imagefolder":
-        root = Path(cfg.data_path or "").expanduser()
-        missing = [d for d in ("train", "val") if not (root / d).is_dir()]
-        if missing:
-            raise ConfigError(f"data_path={str(root)!r}: dataset 'imagefolder' needs the sub-folders train/ "
-                              f"and val/ (one folder per class inside each); missing: {missing}")
+        from trainables.data import build_datasets, check_batch
+
+        train, _ = build_datasets(cfg)
+        check_batch(cfg, len(train), workers)  # type: ignore[arg-type]
     elif cfg.dataset in TORCHVISION and cfg.download:
         from trainables.data import build_datasets
 

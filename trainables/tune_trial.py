@@ -18,12 +18,13 @@ import torch
 from ray import tune
 
 from trainables import cuda
-from trainables.config import DINOConfig
+from trainables.config import ConfigError, DINOConfig
 from trainables.dino.trainer import DINOTrainer
 from trainables.trial import (
     DeviceClock,
     checkpoints_in,
     earlier_checkpoints,
+    input_refused,
     run_trial,
     trial_config,
     use_assigned_cpus,
@@ -31,15 +32,20 @@ from trainables.trial import (
 
 
 def dino_trainable(config: dict[str, Any]) -> None:
-    """One sweep trial: train, report each epoch, stop on divergence or collapse."""
+    """One sweep trial: train, report each epoch, stop on divergence or collapse; a trial that cannot
+    use its inputs ends errored at once (``input_refused``)."""
     import ray
 
     share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
     clock = DeviceClock(share)  # first: building the trainer (data, model) is part of the cost
     use_assigned_cpus()
-    cfg = on_assigned_gpu(trial_config(config), share)
-    run_trial(DINOTrainer(cfg), config, clock, restore_sources(config), tune_report(config),
-              placement(), share)
+    report = tune_report(config)
+    try:
+        trainer = DINOTrainer(on_assigned_gpu(trial_config(config), share))
+    except ConfigError as exc:
+        input_refused(exc, config, clock, report, placement())
+        return
+    run_trial(trainer, config, clock, restore_sources(config), report, placement(), share)
 
 
 def restore_sources(config: dict[str, Any]) -> list[Path]:

@@ -29,7 +29,7 @@ from ablate.sweep_spec.space import (
 )
 from ablate.sweep_spec.trainer import check_trainer, check_values
 from trainables.config import ConfigError, DINOConfig, make_config
-from trainables.inputs import check_inputs
+from trainables.inputs import check_data, check_inputs
 
 Metric = Literal["knn_top1", "knn_top5", "loss", "dino_loss", "teacher_entropy", "kl_teacher_student"]
 METRICS: tuple[str, ...] = get_args(Metric)  # what the trainer reports, each epoch it evaluates
@@ -133,18 +133,22 @@ class SweepSpec(SpecModel):
 
     def check_inputs(self) -> None:
         """The files the spec names (pretrained weights, data folders), for the baseline and every
-        searched value that names one: a SpecError naming the key path, before anything runs."""
-        for at, values in self.configs_of(INPUT_KEYS):
+        searched value that names one, and an image folder's size against every searched batch: a
+        SpecError naming the key path, before anything runs."""
+        workers = self.resources.workers
+        checks = [(at, values, check_inputs) for at, values in self.configs_of(INPUT_KEYS)]
+        checks += [(at, values, check_data) for at, values in self.configs_of(BATCH_KEYS - INPUT_KEYS)[1:]]
+        for at, values, check in checks:
             try:
-                check_inputs(make_config(values))
+                check(make_config(values), workers)
             except ConfigError as exc:
                 raise SpecError(f"{self.source}: {at}: {exc}") from None
 
     def check_batches(self) -> None:
         """A step larger than a bundled dataset's training split (``batch_size x grad_accum_steps x
         resources.workers`` images), for the baseline and every searched batch (a range: its largest):
-        a SpecError naming the key path before Ray starts, instead of trials that all error. The other
-        datasets are sized by their files: each trial checks them as it builds them."""
+        a SpecError naming the key path before Ray starts, instead of trials that all error. An image
+        folder is sized by its files (``check_inputs``, where the driver sees them)."""
         from trainables.data import check_batch, known_train_size  # torch: not for a spec's other checks
 
         for at, values in self.configs_of(BATCH_KEYS):

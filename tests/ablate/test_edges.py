@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ablate.cli import main
-from tests.helpers import OPTUNA_SPEC, TINY_TRAINER, write_crafted_pickle, write_spec
+from tests.helpers import OPTUNA_SPEC, TINY_TRAINER, write_crafted_pickle, write_image_folder, write_spec
 
 SETS = [a for k, v in TINY_TRAINER.items() for a in ("--set", f"{k}={v}")]
 
@@ -88,6 +88,33 @@ resources: {resources}
 """)
     assert main(["run", str(spec), "--storage", str(tmp_path / "runs")]) == 2
     assert expected in one_line_error(capsys, "run")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(("space", "bad_file", "expected"), [
+    ("teacher_temp: {type: choice, values: [0.04]}", True,
+     "spec.yaml: trainer: {data}/train/a/bad.png: not a readable image"),
+    ("batch_size: {type: choice, values: [8, 64]}", False,
+     "spec.yaml: space.batch_size.values[1]: batch_size=64 x grad_accum_steps=1: larger than the 24 training "
+     "images of 'imagefolder'"),
+])
+def test_an_image_folder_no_trial_could_use_is_refused_before_ray(
+        tmp_path: Path, capsys: pytest.CaptureFixture, no_ray: None, space: str, bad_file: bool,
+        expected: str) -> None:
+    """The driver builds the folder as a trial would (every image decoded, its size against every
+    searched batch): one line before Ray, instead of every trial erroring."""
+    data = write_image_folder(tmp_path / "data", n=12)
+    if bad_file:
+        (data / "train" / "a" / "bad.png").write_text("not an image")
+    spec = write_spec(tmp_path, f"""
+name: folder
+trainer: {dict(TINY_TRAINER, dataset="imagefolder", data_path=str(data), batch_size=8)}
+space:
+  {space}
+search: {{algorithm: grid}}
+""")
+    assert main(["run", str(spec), "--storage", str(tmp_path / "runs")]) == 2
+    assert expected.format(data=data) in one_line_error(capsys, "run")
     assert not (tmp_path / "runs").exists()
 
 

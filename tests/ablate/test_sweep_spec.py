@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ablate.sweep_spec import BASELINE, MAX_SAMPLES, SpecError, available_samplers, load_spec
+from tests.helpers import write_image_folder
 
 SPECS = Path(__file__).resolve().parents[2] / "search_spaces"
 MINIMAL = """\
@@ -208,10 +209,9 @@ def test_rule_tying_keys_together_reads_cleanly(tmp_path: Path) -> None:
     assert "trainer: dataset 'imagefolder' needs data_path" in message
     assert "(config)" not in message
     # the rule is checked once all keys are read: with data_path the same dataset is valid
-    data = tmp_path / "data"
-    for split in ("train", "val"):
-        (data / split / "cat").mkdir(parents=True)
-    spec = load_spec(write(tmp_path, MINIMAL + f"trainer: {{dataset: imagefolder, data_path: {data}}}\n"))
+    data = write_image_folder(tmp_path / "data", n=2)
+    spec = load_spec(write(tmp_path, MINIMAL + f"trainer: {{dataset: imagefolder, data_path: {data}, "
+                                               "batch_size: 4}\n"))
     assert spec.trainer_config().data_path == str(data)
     spec.check_inputs()
     # and the folder it names is looked at before anything runs (ablate run calls check_inputs)

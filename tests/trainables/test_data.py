@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import write_image_folder
 from trainables.config import ConfigError, DINOConfig
 from trainables.data import build_datasets, load_digits_split
 
@@ -55,22 +56,8 @@ def test_imagefolder_needs_train_and_val(tmp_path: Path):
         build_datasets(DINOConfig(dataset="imagefolder", data_path=str(tmp_path)))
 
 
-def _image_folder(root: Path, n: int = 40) -> Path:
-    """train/ and val/, two classes each, ``n`` small PNGs per class."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for c in ("a", "b"):
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                pixels = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(root / split / c / f"{i}.png")
-    return root
-
-
 def test_unreadable_images_are_named_before_training_or_skipped_and_counted(tmp_path: Path, capsys):
-    root = _image_folder(tmp_path / "data")
+    root = write_image_folder(tmp_path / "data")
     good = root / "train" / "a" / "0.png"
     (root / "train" / "a" / "truncated.png").write_bytes(good.read_bytes()[:60])
     (root / "train" / "b" / "notes.jpg").write_text("not an image")
@@ -83,8 +70,34 @@ def test_unreadable_images_are_named_before_training_or_skipped_and_counted(tmp_
     assert "skipped 2 unreadable image files" in capsys.readouterr().err
 
 
+def test_a_folder_checked_once_is_decoded_again_only_when_its_files_changed(tmp_path: Path, monkeypatch):
+    """The driver's input check, its reference kNN and each trial of a reused Ray worker build the same
+    folder: its images are decoded once per process, and again once a file is added, removed or
+    rewritten."""
+    from trainables import data
+
+    root = write_image_folder(tmp_path / "data", n=3)
+    bad = root / "train" / "a" / "bad.png"
+    bad.write_text("not an image")
+    decoded: list[str] = []
+    real = data.image_problem
+    monkeypatch.setattr(data, "image_problem", lambda path: decoded.append(path) or real(path))
+    cfg = DINOConfig(dataset="imagefolder", data_path=str(root))
+    for _ in range(2):
+        with pytest.raises(ConfigError, match=r"bad\.png: not a readable image"):
+            build_datasets(cfg)
+        assert len(decoded) == 7  # train's 6 images and bad.png, once; val is not reached
+    (root / "train" / "a" / "0.png").replace(bad)  # the user puts a good image in its place
+    decoded.clear()
+    train, test = build_datasets(cfg)
+    assert (len(train), len(test)) == (6, 6) and len(decoded) == 12
+    decoded.clear()
+    build_datasets(cfg)
+    assert decoded == []
+
+
 def test_an_empty_image_folder_is_an_error(tmp_path: Path):
-    root = _image_folder(tmp_path / "data", n=0)
+    root = write_image_folder(tmp_path / "data", n=0)
     with pytest.raises(ConfigError, match=r"train: no image files"):
         build_datasets(DINOConfig(dataset="imagefolder", data_path=str(root)))
     for folder in (root / "train").iterdir():
