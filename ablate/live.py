@@ -144,8 +144,9 @@ class LiveView(Callback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.close()
         stopped = any(r.ended_at is None for r in self.rows.values())  # interrupted: trials still running
-        self._line(f"sweep done in {fmt_duration(time.time() - self.started)}: {self._counts()}; "
-                   f"{self.best_text(finished_only=stopped)}")
+        took = fmt_duration(time.time() - self.started)
+        what = f"sweep stopped after {took}" if stopped else f"sweep done in {took}"
+        self._line(f"{what}: {self._counts(unfinished=stopped)}; {self.best_text(finished_only=stopped)}")
 
     def close(self) -> None:
         """Draw the view a last time and give the terminal back (cursor shown); safe to repeat."""
@@ -230,10 +231,12 @@ class LiveView(Callback):
         knn = f"kNN top-1 {row.knn_top1:.2f}%" if row.knn_top1 is not None else "kNN top-1 –"
         return f"{loss}  {knn}"
 
-    def _counts(self) -> str:
+    def _counts(self, unfinished: bool = False) -> str:
+        """``2 completed, 1 collapsed``; with ``unfinished``, the trials still running are counted so."""
         counts: dict[str, int] = {}
         for r in self.rows.values():
-            counts[r.outcome] = counts.get(r.outcome, 0) + 1
+            outcome = "unfinished" if unfinished and r.ended_at is None else r.outcome
+            counts[outcome] = counts.get(outcome, 0) + 1
         order = [*statuses.ORDER, *(s for s in counts if s not in statuses.ORDER)]
         return ", ".join(f"{counts[k]} {k}" for k in order if k in counts) or "no trials"
 

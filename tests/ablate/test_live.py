@@ -249,6 +249,7 @@ def test_the_view_ranks_by_the_specs_metric_and_covers_an_earlier_run(tmp_path: 
     resumed.on_trial_start(0, trials, trials[2])
     resumed.on_trial_result(0, trials, trials[2], {"epoch": 1, "knn_top1": 99.0, "teacher_entropy": 0.5})
     resumed.on_experiment_end(trials)  # interrupted: the running trial is never called best
-    assert "2 completed, 1 running" in resumed.stream.getvalue()
+    end = resumed.stream.getvalue().rstrip().splitlines()[-1]
+    assert "sweep stopped after " in end and "2 completed, 1 unfinished" in end and "sweep done" not in end
     assert resumed.stream.getvalue().rstrip().endswith("best teacher_entropy (min): 2 (teacher_temp=0.04; "
                                                        "mean of 1)")
