@@ -79,24 +79,47 @@ def make_synthetic(n_train: int = SYNTHETIC_TRAIN, n_test: int = 80, num_classes
     return sample(n_train), sample(n_test)
 
 
-def _torchvision(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
+def torchvision_class(dataset: str) -> Any:
+    """torchvision's class of ``dataset`` (cifar10, cifar100, stl10)."""
     from torchvision import datasets
 
-    root = Path(cfg.data_path or "./data").expanduser()
-    how = (f"pass --set data_path=FOLDER with the {cfg.dataset} files, or --set download=true "
-           "to let torchvision download it there")
+    return {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100, "stl10": datasets.STL10}[dataset]
+
+
+def torchvision_root(cfg: DINOConfig) -> Path:
+    return Path(cfg.data_path or "./data").expanduser()
+
+
+def fetch_hint(dataset: str) -> str:
+    """What to do when a torchvision dataset's files are not where the config says."""
+    return (f"pass --set data_path=FOLDER with the {dataset} files, or --set download=true to let "
+            "torchvision download it there")
+
+
+def torchvision_missing(cfg: DINOConfig) -> list[str]:
+    """The files of a torchvision dataset that are not under its ``data_path`` (torchvision's own file
+    lists), found without reading them."""
+    cls = torchvision_class(cfg.dataset)
+    folder = torchvision_root(cfg) / cls.base_folder
+    names = [name for name, _ in cls.train_list + cls.test_list]
+    names += [cls.meta["filename"]] if isinstance(getattr(cls, "meta", None), dict) else []
+    return [str(folder / name) for name in names if not (folder / name).is_file()]
+
+
+def _torchvision(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
+    root = torchvision_root(cfg)
+    cls = torchvision_class(cfg.dataset)
     existed = root.exists()
     try:
         if cfg.dataset in ("cifar10", "cifar100"):
-            cls = datasets.CIFAR10 if cfg.dataset == "cifar10" else datasets.CIFAR100
             return (cls(root, train=True, download=cfg.download),
                     cls(root, train=False, download=cfg.download))
         # STL-10: DINO trains on the unlabeled+train split; kNN uses train (memory) and test.
-        return (datasets.STL10(root, split="train+unlabeled", download=cfg.download),
-                datasets.STL10(root, split="test", download=cfg.download))
+        return (cls(root, split="train+unlabeled", download=cfg.download),
+                cls(root, split="test", download=cfg.download))
     except RuntimeError as exc:
         raise ConfigError(f"dataset={cfg.dataset!r}: not found under data_path={str(root)!r} ({exc}); "
-                          f"{how}") from None
+                          f"{fetch_hint(cfg.dataset)}") from None
     except OSError as exc:  # no network, a refused or broken download (urllib's URLError is an OSError)
         if not cfg.download:
             raise

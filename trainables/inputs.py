@@ -12,8 +12,6 @@ dataset with ``download: true`` is downloaded (only when missing).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from trainables.config import ConfigError, DINOConfig
 
 TORCHVISION = ("cifar10", "cifar100", "stl10")
@@ -31,7 +29,7 @@ def check_inputs(cfg: DINOConfig, workers: int = 1) -> None:
 def check_data(cfg: DINOConfig, workers: int = 1) -> None:
     """The data ``cfg`` names: an image folder is built as the trainer builds it (its layout, every
     image decoded once per process, a step of ``workers`` x the batch no larger than its training
-    images); a torchvision dataset's folder is looked for, or downloaded with ``download: true``."""
+    images); a torchvision dataset's files are looked for, or downloaded with ``download: true``."""
     if cfg.dataset == "imagefolder":
         from trainables.data import build_datasets, check_batch
 
@@ -42,8 +40,14 @@ def check_data(cfg: DINOConfig, workers: int = 1) -> None:
 
         build_datasets(cfg)  # the download, once and here: trials started together would race for the files
     elif cfg.dataset in TORCHVISION:
-        root = Path(cfg.data_path or "./data").expanduser()
+        from trainables.data import fetch_hint, torchvision_missing, torchvision_root
+
+        root = torchvision_root(cfg)
         if not root.is_dir():
             raise ConfigError(f"data_path={str(root)!r}: no such folder for dataset {cfg.dataset!r}; "
-                              f"pass --set data_path=FOLDER with the {cfg.dataset} files, or --set "
-                              "download=true to let torchvision download it there")
+                              f"{fetch_hint(cfg.dataset)}")
+        missing = torchvision_missing(cfg)
+        if missing:
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            raise ConfigError(f"data_path={str(root)!r}: the {cfg.dataset} files are not there (no "
+                              f"{missing[0]}{more}); {fetch_hint(cfg.dataset)}")

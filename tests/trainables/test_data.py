@@ -27,6 +27,29 @@ def test_missing_torchvision_data_says_how_to_get_it(tmp_path: Path):
         build_datasets(DINOConfig(dataset="cifar10", data_path=str(tmp_path)))
 
 
+@pytest.mark.parametrize(("dataset", "first", "count"), [
+    ("cifar10", "cifar-10-batches-py/data_batch_1", 7), ("cifar100", "cifar-100-python/train", 3),
+    ("stl10", "stl10_binary/train_X.bin", 5)])
+def test_torchvision_files_are_looked_for_before_anything_runs(tmp_path: Path, dataset: str, first: str,
+                                                               count: int):
+    """A folder without the dataset's files is refused by the input check (before Ray), naming the
+    first missing file, not by every trial at its start; with the files there the check passes."""
+    from trainables.data import torchvision_missing
+    from trainables.inputs import check_inputs
+
+    cfg = DINOConfig(dataset=dataset, data_path=str(tmp_path))
+    more = f" and {count - 1} more" if count > 1 else ""
+    with pytest.raises(ConfigError, match=rf"the {dataset} files are not there \(no {tmp_path}/{first}"
+                                          rf"{more}\); pass --set data_path=FOLDER with the {dataset} files"):
+        check_inputs(cfg)
+    missing = torchvision_missing(cfg)
+    assert len(missing) == count
+    for name in missing:
+        Path(name).parent.mkdir(exist_ok=True)
+        Path(name).write_bytes(b"")
+    check_inputs(cfg)  # present: reading them is the trainer's (a damaged file ends its trials at once)
+
+
 def test_a_download_that_fails_is_one_clear_error_and_leaves_no_folder(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch):
     """No network (this machine's case): torchvision's URLError used to end `ablate train` in a traceback."""
