@@ -66,6 +66,10 @@ class TrialRecorder(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         rec = self._record(trial)
         row = epoch_row(result)
+        if row.get("trial_outcome") == statuses.ERRORED:  # its trainer could not be built: no epoch
+            rec.update(status=statuses.ERRORED, reason=str(row.get("stop_reason") or ""))
+            self._save(rec)
+            return
         epoch = row.get("epoch")
         if not isinstance(epoch, int):
             return

@@ -103,6 +103,8 @@ def ended(rec: dict[str, Any], scheduler: str, error: str | None) -> dict[str, A
     done, planned = last.get("epoch", 0), rec.get("epochs_planned")
     if error is not None:
         status, reason = statuses.ERRORED, error
+    elif rec.get("status") == statuses.ERRORED:  # the trainable's own: its inputs (no epoch row)
+        status, reason = statuses.ERRORED, str(rec.get("reason") or "")
     elif outcome and outcome != statuses.RUNNING:
         status = outcome
     elif planned and done < planned:

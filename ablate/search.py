@@ -29,7 +29,6 @@ from sweep_format import statuses
 from sweep_format.layout import trial_folders
 from sweep_format.records import is_damaged
 from sweep_format.values import values_equal
-from trainables.trial import METRIC
 
 
 @dataclass
@@ -126,12 +125,11 @@ def same_point(a: dict[str, Any], b: dict[str, Any]) -> bool:
 # --- what every trial shares -----------------------------------------------------------------------
 def param_space(spec: SweepSpec, tune_dir: Path) -> dict[str, Any]:
     """Constants shared by every trial: the full baseline trainer config (less the searched keys,
-    which each job sets), the metric, the stop rules, ASHA's rungs, bundles and the sweep's trial folders."""
+    which each job sets), the stop rules, ASHA's rungs, bundles and the sweep's trial folders."""
     space: dict[str, Any] = dict(spec.trainer_config().model_dump(mode="json"))
     for name in spec.space:
         space.pop(name, None)
     space["_stop"] = spec.stop.as_dict()
-    space[METRIC] = spec.metric
     space["_storage_dir"] = str(tune_dir)
     if spec.scheduler.type == "asha":
         space["_eval_at"] = asha_rungs(spec)

@@ -113,10 +113,13 @@ def trial_fault_env(folder: Path, epoch: int, fault: str) -> dict[str, str]:
 # sitecustomize below in every Python process it starts. Out of memory, divergence and errors are
 # raised where a real one would arrive; the collapse is the trainer's own entropy and KL at ln K and 0.
 OUTCOMES = {0.1: "completed", 0.11: "flagged", 0.12: "collapsed", 0.13: "diverged", 0.14: "oom",
-            0.15: "an exception", 0.16: "a CUDA error", 0.17: "unusable inputs", 0.18: "the same, mid-run"}
+            0.15: "an exception", 0.16: "a CUDA error", 0.17: "unusable inputs",
+            0.18: "oom in epoch 2; unusable inputs once fault/inputs_gone exists"}
 OUTCOME_FAULT = '''\
 """Test fault: each trial ends as its student_temp says (tests/helpers.py OUTCOMES)."""
-import importlib.util, math, sys
+import importlib.util, math, os, sys
+
+GONE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inputs_gone")
 
 
 def patch(module):
@@ -126,14 +129,15 @@ def patch(module):
     real, build = module.DINOTrainer.train_one_epoch, module.DINOTrainer.__init__
 
     def __init__(self, cfg, *args, **kwargs):
-        if round(cfg.student_temp, 4) == 0.17:
-            raise ConfigError("/data/train/a/0.png: not a readable image (a test fault at the start)")
+        fault = round(cfg.student_temp, 4)
+        if fault == 0.17 or (fault == 0.18 and os.path.exists(GONE)):
+            raise ConfigError(f"/data/train/a/{fault}.png: not a readable image (a test fault at the start)")
         build(self, cfg, *args, **kwargs)
 
     def train_one_epoch(self, epoch):
         fault = round(self.cfg.student_temp, 4)
         if fault == 0.18 and epoch == 1:
-            raise ConfigError("/data/train/a/1.png: not a readable image (a test fault in epoch 2)")
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 30.00 GiB")
         if fault == 0.14:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         if fault == 0.15:

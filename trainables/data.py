@@ -175,9 +175,10 @@ def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:
 
 
 # The decode verdicts of the folders this process has checked: folder -> (a digest of its files' paths,
-# sizes and modification times, the unreadable ones). Building an unchanged folder again (the driver's
-# input check, then its reference kNN; a Ray worker's next trial) reads the files' metadata instead of
-# decoding every image again; a file added, removed or rewritten is decoded anew.
+# inodes, sizes, modification and status-change times; the unreadable ones). Building an unchanged
+# folder again (the driver's input check, then its reference kNN; a Ray worker's next trial) reads the
+# files' metadata instead of decoding every image again; a file added, removed or rewritten is decoded
+# anew.
 _VERDICTS: dict[str, tuple[bytes, list[tuple[str, str]]]] = {}
 
 
@@ -187,15 +188,15 @@ def unreadable_images(paths: list[str], folder: str) -> list[tuple[str, str]]:
     for path in paths:
         try:
             st = os.stat(path)
-            stamp = f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0"
+            stamp = f"{path}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0"
         except OSError:
             stamp = f"{path}\0missing\0"
         digest.update(stamp.encode("utf-8", "surrogateescape"))
     known = _VERDICTS.get(folder)
     if known is not None and known[0] == digest.digest():
-        return known[1]
+        return list(known[1])
     bad = [(path, problem) for path in paths if (problem := image_problem(path))]
-    _VERDICTS[folder] = (digest.digest(), bad)
+    _VERDICTS[folder] = (digest.digest(), list(bad))
     return bad
 
 

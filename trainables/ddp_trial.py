@@ -63,6 +63,7 @@ def dino_train_trial(config: dict[str, Any], workers: int, cpu: float, gpu: floa
     from ray import train, tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    clock = DeviceClock(gpu, workers=workers)
     name = Path(tune.get_context().get_trial_dir()).name  # the trial's folder: a retry continues there
     trainer = torch_trainer(dino_worker_loop, {**config, TRAIN_DIR: str(Path(storage_path) / name)},
                             workers=workers, cpu=cpu, gpu=gpu, name=name, storage_path=storage_path,
@@ -70,7 +71,20 @@ def dino_train_trial(config: dict[str, Any], workers: int, cpu: float, gpu: floa
     try:
         trainer.fit()
     except train.TrainingFailedError as exc:
-        raise RuntimeError(f"the data-parallel run of {workers} workers failed: {one_line(exc)}") from None
+        refused = input_error(exc)
+        if refused is None:
+            raise RuntimeError(f"the data-parallel run of {workers} workers failed: {one_line(exc)}") \
+                from None
+        input_refused(refused, config, clock, lambda row, _: tune.report(row), {"workers": workers})
+
+
+def input_error(exc: BaseException) -> ConfigError | None:
+    """The ConfigError a worker's trainer could not be built past (an input it cannot use), when that
+    is what failed the run. A rank raises rather than reports it: its peers may be waiting in a
+    collective, and Ray Train ends the whole group at once on a raise."""
+    failures = getattr(exc, "worker_failures", None) or {}
+    found = [getattr(f, "_base_exc", f) for f in failures.values()]  # Ray Train's wrapper of the exception
+    return next((f for f in found if isinstance(f, ConfigError)), None)
 
 
 def one_line(exc: BaseException) -> str:
@@ -95,16 +109,8 @@ def dino_worker_loop(config: dict[str, Any]) -> None:
     import ray
 
     use_assigned_cpus()
+    trainer = DINOTrainer(worker_config(trial_config(config)))
     share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
-    try:
-        trainer = DINOTrainer(worker_config(trial_config(config)))
-    except ConfigError as exc:  # every rank builds the same data: each reports (a barrier) and ends
-        from ray import train
-
-        world = train.get_context().get_world_size()
-        input_refused(exc, config, DeviceClock(share, workers=world), lambda row, _: train.report(row),
-                      {"workers": world})
-        return
     sources = checkpoints_in(Path(config[TRAIN_DIR])) or earlier_checkpoints(config)
     where = placement()  # Tune fills node_ip and pid with its own trial's (the driver's): rank 0's kept too
     run_trial(trainer, config, DeviceClock(share, workers=trainer.world_size), sources, train_report(trainer),

@@ -19,11 +19,17 @@ TORCHVISION = ("cifar10", "cifar100", "stl10")
 
 def check_inputs(cfg: DINOConfig, workers: int = 1) -> None:
     """ConfigError (naming the key, the file and what to do) for a file the run could not use."""
+    check_weights(cfg)
+    check_data(cfg, workers)
+
+
+def check_weights(cfg: DINOConfig, workers: int = 1) -> None:
+    """Pretrained weights, if any, loaded into the backbone the trainer would build (``workers``: the
+    signature of ``check_data``)."""
     if cfg.pretrained_weights:
         from trainables.dino.backbone import build_backbone
 
         build_backbone(cfg.arch, cfg.global_crops_size, cfg.patch_size, 0.0, cfg.pretrained_weights)
-    check_data(cfg, workers)
 
 
 def check_data(cfg: DINOConfig, workers: int = 1) -> None:

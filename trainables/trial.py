@@ -3,10 +3,10 @@
 The Ray Tune function trainable (``trainables.tune_trial``) and every worker of a data-parallel
 trial (``trainables.ddp_trial``) run ``run_trial``; it knows no Ray. Each epoch's result carries
 the kNN metrics (carried forward between evaluations), the cost so far and the one collapse
-verdict of the stop rule (``collapsed``); a trial that collapses, diverges, runs out of memory,
-cannot write its checkpoint or cannot use its inputs (a ``ConfigError``: ``errored``) ends with that
-outcome and its reason (``trial_outcome``, ``stop_reason``) instead of an exception that a retry
-would repeat.
+verdict of the stop rule (``collapsed``); a trial that collapses, diverges, runs out of memory or
+cannot write its checkpoint ends with that outcome and its reason (``trial_outcome``,
+``stop_reason``) instead of an exception that a retry would repeat, and so does one whose trainer
+cannot be built from its inputs (``input_refused``: ``errored``).
 
 What Ray lets a trial do when it is stopped from outside (Ray 2.x function trainables): ASHA's
 stop or Ctrl-C makes the driver mark the trial finished and stop its actor, which releases the
@@ -18,7 +18,6 @@ otherwise (Ctrl-C, a kill) the reports use its last *evaluated* kNN and name tha
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import sys
@@ -42,7 +41,6 @@ MONITOR_FILE = "monitor.pt"
 CHECKPOINT_PREFIX = "checkpoint_"  # Ray's checkpoint folders: checkpoint_000000, checkpoint_000001, ...
 KEPT_CHECKPOINTS = 2  # a trial keeps its two newest: a damaged newest falls back to the one before it
 REPEAT = "repeat"  # a trial's config: trainer keys, its seed repeat, and the sweep's keys, which start with _
-METRIC = "_metric"  # the sweep's metric: every result carries it (Tune's strict metric check)
 
 # report(metrics, write): hand one epoch's metrics to Ray; ``write(folder)`` fills the checkpoint
 # folder to report with them (None: a result without a checkpoint).
@@ -119,20 +117,18 @@ def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock, 
         final(statuses.DIVERGED, str(exc))
     except torch.OutOfMemoryError as exc:  # a retry would fail the same way: end with the reason
         final(statuses.OOM, cuda.oom_reason(exc, trainer.device, gpu_share))
-    except ConfigError as exc:  # an input this process cannot use: so would a retry's
-        final(statuses.ERRORED, str(exc))
 
 
 def input_refused(exc: ConfigError, config: dict[str, Any], clock: DeviceClock, report: Report,
                   extra: dict[str, Any] | None = None) -> None:
-    """A trial whose process cannot build its trainer from its inputs (an unreadable image, an image
-    folder smaller than one step, pretrained weights that do not fit, a GPU setting without a GPU)
-    reports one last row, ``errored`` with the reason, instead of raising: Ray's retries would fail
-    the same way. The sweep's metric (``_metric``) is NaN in it, so the trial counts for nothing."""
-    report({config.get(METRIC, "knn_top1"): math.nan, "epoch": 0, "seed": config.get("seed"),
-            "repeat": trial_repeat(config), **(extra or {}), **clock.metrics(), "knn_evaluated": False,
-            "collapsed": False, "trial_outcome": statuses.ERRORED, "stop_reason": str(exc),
-            "reported_at": time.time()}, None)
+    """A trial whose trainer cannot be built from its inputs on this node (an unreadable image, an
+    image folder smaller than one step, pretrained weights that do not fit, a GPU setting without a
+    GPU) reports one row, ``errored`` with the reason, instead of raising: Ray's retries would fail
+    the same way. The row has no ``epoch``: it measured nothing, and the epochs a resumed trial
+    holds stay as they are."""
+    report({"trial_outcome": statuses.ERRORED, "stop_reason": str(exc),
+            "seed": int(config.get("seed", 0)) + trial_repeat(config), "repeat": trial_repeat(config),
+            **(extra or {}), **clock.metrics(), "reported_at": time.time()}, None)
 
 
 def replay(row: dict[str, Any], base: dict[str, Any], trainer: DINOTrainer, rungs: AshaRungs,

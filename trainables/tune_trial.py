@@ -32,8 +32,8 @@ from trainables.trial import (
 
 
 def dino_trainable(config: dict[str, Any]) -> None:
-    """One sweep trial: train, report each epoch, stop on divergence or collapse; a trial that cannot
-    use its inputs ends errored at once (``input_refused``)."""
+    """One sweep trial: train, report each epoch, stop on divergence or collapse; a trial whose
+    trainer cannot be built from its inputs ends errored at once (``input_refused``)."""
     import ray
 
     share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))

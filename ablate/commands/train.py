@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
-def resolve_config(config_file: str | None, sets: list[str]) -> DINOConfig:
+def resolve_config(config_file: str | None, sets: list[str], workers: int = 1) -> DINOConfig:
     values: dict[str, Any] = {}
     where = ""
     if config_file:
@@ -67,7 +67,7 @@ def resolve_config(config_file: str | None, sets: list[str]) -> DINOConfig:
     problem = arch_problem(cfg.arch)  # before the data is read, with the closest timm names
     if problem:
         raise ConfigError(f"{where}{problem}")
-    check_inputs(cfg)  # the weights and data it names, before anything is written
+    check_inputs(cfg, workers)  # the weights and data it names, before anything is written
     return cfg
 
 
@@ -83,9 +83,9 @@ def main(args: argparse.Namespace) -> int:
             raise UserError(f"--resume: no {CHECKPOINT_NAME} in {out} (start the run without --resume)")
         cfg = make_config(load_yaml(out / "config.yaml"), f"{out / 'config.yaml'}: ")
         if args.config or args.sets:
-            cfg = same_config(cfg, resolve_config(args.config, args.sets), out)
+            cfg = same_config(cfg, resolve_config(args.config, args.sets, args.workers), out)
     else:
-        cfg = resolve_config(args.config, args.sets)
+        cfg = resolve_config(args.config, args.sets, args.workers)
         if ckpt.exists():
             raise UserError(f"--out {out}: already holds a run; pass --resume to continue it, "
                             "or choose another folder")

@@ -29,7 +29,7 @@ from ablate.sweep_spec.space import (
 )
 from ablate.sweep_spec.trainer import check_trainer, check_values
 from trainables.config import ConfigError, DINOConfig, make_config
-from trainables.inputs import check_data, check_inputs
+from trainables.inputs import check_data, check_weights
 
 Metric = Literal["knn_top1", "knn_top5", "loss", "dino_loss", "teacher_entropy", "kl_teacher_student"]
 METRICS: tuple[str, ...] = get_args(Metric)  # what the trainer reports, each epoch it evaluates
@@ -39,11 +39,13 @@ DIRECTION: dict[str, Literal["max", "min"]] = {"knn_top1": "max", "knn_top5": "m
 Logger = Literal["tensorboard", "mlflow", "wandb"]
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 MAX_POINTS = 10_000
-# Trainer keys that name a file or change how one is read: the spec checks each value of them.
-INPUT_KEYS = {"pretrained_weights", "dataset", "data_path", "download", "arch", "global_crops_size",
-              "patch_size"}
 # Trainer keys that set how many training images one optimizer step takes, or from which dataset.
 BATCH_KEYS = {"batch_size", "grad_accum_steps", "dataset"}
+# Trainer keys that name a file or change how one is read, as the input checks read them
+# (trainables.inputs.check_weights, check_data): the spec checks each value of them, each file once.
+WEIGHT_KEYS = {"pretrained_weights", "arch", "global_crops_size", "patch_size"}
+DATA_KEYS = {"dataset", "data_path", "download", "skip_bad_images", *BATCH_KEYS}
+INPUT_KEYS = WEIGHT_KEYS | (DATA_KEYS - BATCH_KEYS) | {"dataset"}
 # Trainer keys that can ask for a GPU (DINOConfig.gpu_settings).
 GPU_KEYS = {"device", "augment_device", "precision"}
 
@@ -135,12 +137,16 @@ class SweepSpec(SpecModel):
         """The files the spec names (pretrained weights, data folders), for the baseline and every
         searched value that names one, and an image folder's size against every searched batch: a
         SpecError naming the key path, before anything runs."""
-        workers = self.resources.workers
-        checks = [(at, values, check_inputs) for at, values in self.configs_of(INPUT_KEYS)]
-        checks += [(at, values, check_data) for at, values in self.configs_of(BATCH_KEYS - INPUT_KEYS)[1:]]
-        for at, values, check in checks:
+        configs = self.configs_of(INPUT_KEYS) + self.configs_of(BATCH_KEYS - INPUT_KEYS)[1:]
+        done: set[tuple[Any, ...]] = set()  # each file checked once (a folder is decoded, a download read)
+        for at, values in configs:
+            cfg = make_config(values)
             try:
-                check(make_config(values), workers)
+                for keys, check in ((WEIGHT_KEYS, check_weights), (DATA_KEYS, check_data)):
+                    key = (check.__name__, *(getattr(cfg, k) for k in sorted(keys)))
+                    if key not in done:
+                        done.add(key)
+                        check(cfg, self.resources.workers)
             except ConfigError as exc:
                 raise SpecError(f"{self.source}: {at}: {exc}") from None
 

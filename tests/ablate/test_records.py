@@ -45,6 +45,15 @@ def test_how_a_trial_ended(rows: list, error: str | None, status: str, collapsed
     assert verdict["reason"].startswith(reason)
 
 
+def test_a_trial_whose_trainer_could_not_be_built_keeps_its_epochs_and_ends_errored() -> None:
+    """The trainable's errored row has no epoch (it measured nothing): the recorder takes its status and
+    reason, and a resumed trial's earlier epochs (the last one `running`) do not make it `stopped early`."""
+    record = {**rec({"epoch": 0, "trial_outcome": "running"}, {"epoch": 1, "trial_outcome": "running"}),
+              "status": "errored", "reason": "/data/x.png: not a readable image"}
+    assert ended(record, "fifo", None) == {"status": "errored", "reason": "/data/x.png: not a readable image",
+                                           "collapsed": False}
+
+
 def test_points_of_an_ablation_and_of_optuna(tmp_path: Path) -> None:
     spec = load_spec(write_spec(tmp_path, f"""
 name: abl

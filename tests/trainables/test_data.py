@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -110,10 +111,19 @@ def test_a_folder_checked_once_is_decoded_again_only_when_its_files_changed(tmp_
         with pytest.raises(ConfigError, match=r"bad\.png: not a readable image"):
             build_datasets(cfg)
         assert len(decoded) == 7  # train's 6 images and bad.png, once; val is not reached
-    (root / "train" / "a" / "0.png").replace(bad)  # the user puts a good image in its place
+    good = (root / "train" / "a" / "0.png").read_bytes()  # the user mends bad.png in place, its size and
+    before = bad.stat()                                  # modification time as they were (rsync -t, NFS)
+    bad.write_bytes(good[:before.st_size].ljust(before.st_size, b"\0"))
+    os.utime(bad, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (bad.stat().st_size, bad.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    decoded.clear()
+    with pytest.raises(ConfigError, match=r"bad\.png: not a readable image"):  # still truncated: decoded
+        build_datasets(cfg)
+    assert len(decoded) == 7
+    bad.write_bytes(good)  # a whole image now
     decoded.clear()
     train, test = build_datasets(cfg)
-    assert (len(train), len(test)) == (6, 6) and len(decoded) == 12
+    assert (len(train), len(test)) == (7, 6) and len(decoded) == 13
     decoded.clear()
     build_datasets(cfg)
     assert decoded == []
