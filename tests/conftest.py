@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +18,9 @@ import torch
 # Ray reads its auth mode when it is imported: auth stays on, nodes and drivers share
 # ~/.ray/auth_token.
 os.environ["RAY_AUTH_MODE"] = "token"
+# Image-folder verdicts (trainables/image_check.py) in a folder of this session's, not ~/.cache: set
+# before the test clusters start, so their trial processes inherit it.
+os.environ["ABLATE_CACHE_DIR"] = tempfile.mkdtemp(prefix="ablate-cache-")
 
 from tests.cluster import Cluster
 from tests.helpers import HEAD_IP, OPTUNA_SPEC, WORKER_IP, write_spec

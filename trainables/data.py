@@ -8,8 +8,6 @@ only by the kNN evaluation, never by DINO training.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +20,7 @@ from torch.utils.data import Dataset, Subset
 
 from trainables.config import ConfigError, DINOConfig
 from trainables.digit_scenes import SceneDesign, make_digit_scenes, source_split
+from trainables.image_check import unreadable_images
 from trainables.images import ImageList
 
 DIGITS_SIZE = 32  # the 8x8 digits are upsampled once, bicubic, to this side
@@ -172,43 +171,6 @@ def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:
     if not ds.samples:
         raise empty
     return ds
-
-
-# The decode verdicts of the folders this process has checked: folder -> (a digest of its files' paths,
-# inodes, sizes, modification and status-change times; the unreadable ones). Building an unchanged
-# folder again (the driver's input check, then its reference kNN; a Ray worker's next trial) reads the
-# files' metadata instead of decoding every image again; a file added, removed or rewritten is decoded
-# anew.
-_VERDICTS: dict[str, tuple[bytes, list[tuple[str, str]]]] = {}
-
-
-def unreadable_images(paths: list[str], folder: str) -> list[tuple[str, str]]:
-    """(path, problem) of every file in ``paths`` that does not decode (``image_problem``)."""
-    digest = hashlib.blake2b(digest_size=16)
-    for path in paths:
-        try:
-            st = os.stat(path)
-            stamp = f"{path}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0"
-        except OSError:
-            stamp = f"{path}\0missing\0"
-        digest.update(stamp.encode("utf-8", "surrogateescape"))
-    known = _VERDICTS.get(folder)
-    if known is not None and known[0] == digest.digest():
-        return list(known[1])
-    bad = [(path, problem) for path in paths if (problem := image_problem(path))]
-    _VERDICTS[folder] = (digest.digest(), list(bad))
-    return bad
-
-
-def image_problem(path: str) -> str:
-    """Why ``path`` does not decode as an image; "" when it does."""
-    try:
-        with Image.open(path) as img:
-            img.draft("RGB", (64, 64))
-            img.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        return str(exc).split("\n", 1)[0] or type(exc).__name__
-    return ""
 
 
 def build_datasets(cfg: DINOConfig) -> tuple[Dataset, Dataset]:

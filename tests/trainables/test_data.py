@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -95,19 +96,23 @@ def test_unreadable_images_are_named_before_training_or_skipped_and_counted(tmp_
 
 
 def test_a_folder_checked_once_is_decoded_again_only_when_its_files_changed(tmp_path: Path, monkeypatch):
-    """The driver's input check, its reference kNN and each trial of a reused Ray worker build the same
-    folder: its images are decoded once per process, and again once a file is added, removed or
-    rewritten."""
-    from trainables import data
+    """The driver's input check, its reference kNN and every trial process on the machine build the
+    same folder: its images are decoded once (the verdict kept in the process and in the cache
+    folder), and again once a file is added, removed or rewritten."""
+    from trainables import image_check
 
+    monkeypatch.setenv("ABLATE_CACHE_DIR", str(tmp_path / "cache"))
     root = write_image_folder(tmp_path / "data", n=3)
     bad = root / "train" / "a" / "bad.png"
     bad.write_text("not an image")
     decoded: list[str] = []
-    real = data.image_problem
-    monkeypatch.setattr(data, "image_problem", lambda path: decoded.append(path) or real(path))
+    real = image_check.image_problem
+    monkeypatch.setattr(image_check, "image_problem", lambda path: decoded.append(path) or real(path))
+    new_process = image_check._VERDICTS.clear
     cfg = DINOConfig(dataset="imagefolder", data_path=str(root))
-    for _ in range(2):
+    for again in (None, new_process):
+        if again:
+            again()
         with pytest.raises(ConfigError, match=r"bad\.png: not a readable image"):
             build_datasets(cfg)
         assert len(decoded) == 7  # train's 6 images and bad.png, once; val is not reached
@@ -125,8 +130,37 @@ def test_a_folder_checked_once_is_decoded_again_only_when_its_files_changed(tmp_
     train, test = build_datasets(cfg)
     assert (len(train), len(test)) == (7, 6) and len(decoded) == 13
     decoded.clear()
+    new_process()
     build_datasets(cfg)
     assert decoded == []
+
+
+def test_a_kept_verdict_that_is_not_this_folders_is_ignored(tmp_path: Path, monkeypatch):
+    """The verdict file is JSON read with checks: damaged, crafted for another folder or another set of
+    files, it only costs a decode; an unwritable cache folder too."""
+    from trainables import image_check
+
+    monkeypatch.setenv("ABLATE_CACHE_DIR", str(tmp_path / "cache"))
+    root = write_image_folder(tmp_path / "data", n=2)
+    (root / "train" / "b" / "bad.png").write_text("not an image")
+    cfg = DINOConfig(dataset="imagefolder", data_path=str(root))
+    with pytest.raises(ConfigError, match=r"bad\.png"):
+        build_datasets(cfg)
+    file = image_check.verdict_file(str((root / "train").resolve()))
+    kept = json.loads(file.read_text())
+    assert kept["unreadable"][0][0].endswith("bad.png")
+    for crafted in ("{not json", json.dumps({**kept, "unreadable": []}).replace(kept["digest"], "0" * 32),
+                    json.dumps({**kept, "unreadable": [], "folder": "/elsewhere"}),
+                    json.dumps({**kept, "unreadable": [["x"]]}), json.dumps([1, 2])):
+        file.write_text(crafted)
+        image_check._VERDICTS.clear()
+        with pytest.raises(ConfigError, match=r"bad\.png"):  # decoded again: still named
+            build_datasets(cfg)
+    (tmp_path / "not-a-folder").write_text("")  # a cache folder that cannot be made
+    monkeypatch.setenv("ABLATE_CACHE_DIR", str(tmp_path / "not-a-folder"))
+    image_check._VERDICTS.clear()
+    with pytest.raises(ConfigError, match=r"bad\.png"):
+        build_datasets(cfg)
 
 
 def test_an_empty_image_folder_is_an_error(tmp_path: Path):
