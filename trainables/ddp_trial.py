@@ -79,8 +79,8 @@ def dino_train_trial(config: dict[str, Any], workers: int, cpu: float, gpu: floa
 
 
 def input_error(exc: BaseException) -> ConfigError | None:
-    """The ConfigError a worker's trainer could not be built past (an input it cannot use), when that
-    is what failed the run. A rank raises rather than reports it: its peers may be waiting in a
+    """The ConfigError a worker raised (an input it cannot use, a checkpoint it cannot restore), when
+    that is what failed the run. A rank raises rather than reports it: its peers may be waiting in a
     collective, and Ray Train ends the whole group at once on a raise."""
     failures = getattr(exc, "worker_failures", None) or {}
     found = [getattr(f, "_base_exc", f) for f in failures.values()]  # Ray Train's wrapper of the exception

@@ -123,9 +123,9 @@ def input_refused(exc: ConfigError, config: dict[str, Any], clock: DeviceClock, 
                   extra: dict[str, Any] | None = None) -> None:
     """A trial whose trainer cannot be built from its inputs on this node (an unreadable image, an
     image folder smaller than one step, pretrained weights that do not fit, a GPU setting without a
-    GPU) reports one row, ``errored`` with the reason, instead of raising: Ray's retries would fail
-    the same way. The row has no ``epoch``: it measured nothing, and the epochs a resumed trial
-    holds stay as they are."""
+    GPU) or restored (a checkpoint of another configuration): any ``ConfigError``. It reports one
+    row, ``errored`` with the reason, instead of raising: Ray's retries would fail the same way. The
+    row has no ``epoch``: the epochs the trial reported, or a resumed trial holds, stay as they are."""
     report({"trial_outcome": statuses.ERRORED, "stop_reason": str(exc),
             "seed": int(config.get("seed", 0)) + trial_repeat(config), "repeat": trial_repeat(config),
             **(extra or {}), **clock.metrics(), "reported_at": time.time()}, None)

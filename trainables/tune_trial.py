@@ -33,7 +33,7 @@ from trainables.trial import (
 
 def dino_trainable(config: dict[str, Any]) -> None:
     """One sweep trial: train, report each epoch, stop on divergence or collapse; a trial whose
-    trainer cannot be built from its inputs ends errored at once (``input_refused``)."""
+    trainer cannot be built from its inputs, or restored, ends errored at once (``input_refused``)."""
     import ray
 
     share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
@@ -42,10 +42,9 @@ def dino_trainable(config: dict[str, Any]) -> None:
     report = tune_report(config)
     try:
         trainer = DINOTrainer(on_assigned_gpu(trial_config(config), share))
-    except ConfigError as exc:
+        run_trial(trainer, config, clock, restore_sources(config), report, placement(), share)
+    except ConfigError as exc:  # its inputs, or a checkpoint of another configuration: so would a retry
         input_refused(exc, config, clock, report, placement())
-        return
-    run_trial(trainer, config, clock, restore_sources(config), report, placement(), share)
 
 
 def restore_sources(config: dict[str, Any]) -> list[Path]:
