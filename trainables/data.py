@@ -137,8 +137,25 @@ def _imagefolder(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
     if missing:
         raise ConfigError(f"data_path={str(root)!r}: dataset 'imagefolder' needs the sub-folders "
                           f"train/ and val/ (one folder per class inside each); missing: {missing}")
-    return (checked_image_folder(root / "train", cfg.skip_bad_images),
-            checked_image_folder(root / "val", cfg.skip_bad_images))
+    train = checked_image_folder(root / "train", cfg.skip_bad_images)
+    return train, labelled_like(checked_image_folder(root / "val", cfg.skip_bad_images), train)
+
+
+def labelled_like(val: Any, train: Any) -> Any:
+    """``val`` (an ImageFolder) with ``train``'s label of each class name: each folder numbers its own
+    classes in sorted order, so a val/ without one of train/'s classes would give its later classes
+    the labels of others, and the kNN would score them against the wrong train images. A val class
+    that train/ lacks is an error: the kNN can only answer with train's classes."""
+    unknown = sorted(set(val.classes) - set(train.classes))
+    if unknown:
+        names = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise ConfigError(f"{val.root}: class folders {names} have no folder of the same name in "
+                          f"{train.root}; the kNN evaluation labels val images with train's classes")
+    if val.classes != train.classes:
+        val.samples = val.imgs = [(path, train.class_to_idx[val.classes[y]]) for path, y in val.samples]
+        val.targets = [y for _, y in val.samples]
+        val.classes, val.class_to_idx = list(train.classes), dict(train.class_to_idx)
+    return val
 
 
 def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:

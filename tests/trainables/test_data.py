@@ -163,6 +163,24 @@ def test_a_kept_verdict_that_is_not_this_folders_is_ignored(tmp_path: Path, monk
         build_datasets(cfg)
 
 
+def test_val_images_carry_the_label_train_gives_their_class(tmp_path: Path):
+    """Each folder numbers its own classes: a val/ without one of train/'s classes would label its fox
+    images as train's dog (silently wrong kNN); a val class that train/ lacks is an error."""
+    import shutil
+
+    root = write_image_folder(tmp_path / "data", n=2)  # classes a, b
+    for split in ("train", "val"):
+        shutil.copytree(root / split / "b", root / split / "c")
+    shutil.rmtree(root / "val" / "b")  # val: a, c
+    train, test = build_datasets(DINOConfig(dataset="imagefolder", data_path=str(root)))
+    assert train.class_to_idx == {"a": 0, "b": 1, "c": 2}
+    assert sorted({(Path(p).parent.name, y) for p, y in test.samples}) == [("a", 0), ("c", 2)]
+    assert [y for _, y in test] == [0, 0, 2, 2] and test.targets == [0, 0, 2, 2]
+    shutil.copytree(root / "val" / "c", root / "val" / "owl")
+    with pytest.raises(ConfigError, match=r"val: class folders owl have no folder of the same name in "):
+        build_datasets(DINOConfig(dataset="imagefolder", data_path=str(root)))
+
+
 def test_an_empty_image_folder_is_an_error(tmp_path: Path):
     root = write_image_folder(tmp_path / "data", n=0)
     with pytest.raises(ConfigError, match=r"train: no image files"):
