@@ -101,8 +101,10 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
 def check_inputs(spec: SweepSpec, address: str | None) -> None:
     """The weights and data the spec names, before Ray starts. On a cluster (``--address``) the trials
     run on other machines, which may see files this one does not: a warning instead. A batch larger
-    than a bundled dataset is refused everywhere (those data are the same on every machine)."""
+    than a bundled dataset, or a ViT's crop that is not a whole number of patches, is refused
+    everywhere (no file decides them)."""
     spec.check_batches()
+    spec.check_models()
     try:
         spec.check_inputs()
     except UserError as exc:

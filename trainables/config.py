@@ -202,6 +202,12 @@ class DINOConfig(BaseModel):
                 "precision": self.precision == "fp16"}
         return [f"{key}={getattr(self, key)!r}" for key, needed in asks.items() if needed]
 
+    def crop_sizes(self) -> dict[str, int]:
+        """The crops' sides the backbone sees, by key: the global crops', and the local crops' when
+        there are any."""
+        local = {"local_crops_size": self.local_crops_size} if self.local_crops_number else {}
+        return {"global_crops_size": self.global_crops_size, **local}
+
     def effective_lr(self, world_size: int = 1) -> float:
         """The paper's linear scaling rule: lr * global batch / 256.
 

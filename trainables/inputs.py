@@ -18,9 +18,18 @@ TORCHVISION = ("cifar10", "cifar100", "stl10")
 
 
 def check_inputs(cfg: DINOConfig, workers: int = 1) -> None:
-    """ConfigError (naming the key, the file and what to do) for a file the run could not use."""
+    """ConfigError (naming the key, the file and what to do) for a file the run could not use, or a
+    model it could not run."""
+    check_model(cfg)
     check_weights(cfg)
     check_data(cfg, workers)
+
+
+def check_model(cfg: DINOConfig, workers: int = 1) -> None:
+    """The backbone takes the crops: a ViT's crop sizes are whole multiples of its patch size."""
+    from trainables.dino.backbone import check_crop_sizes
+
+    check_crop_sizes(cfg.arch, cfg.patch_size, cfg.crop_sizes())
 
 
 def check_weights(cfg: DINOConfig, workers: int = 1) -> None:

@@ -29,7 +29,7 @@ from ablate.sweep_spec.space import (
 )
 from ablate.sweep_spec.trainer import check_trainer, check_values
 from trainables.config import ConfigError, DINOConfig, make_config
-from trainables.inputs import check_data, check_weights
+from trainables.inputs import check_data, check_model, check_weights
 
 Metric = Literal["knn_top1", "knn_top5", "loss", "dino_loss", "teacher_entropy", "kl_teacher_student"]
 METRICS: tuple[str, ...] = get_args(Metric)  # what the trainer reports, each epoch it evaluates
@@ -46,6 +46,8 @@ BATCH_KEYS = {"batch_size", "grad_accum_steps", "dataset"}
 WEIGHT_KEYS = {"pretrained_weights", "arch", "global_crops_size", "patch_size"}
 DATA_KEYS = {"dataset", "data_path", "download", "skip_bad_images", *BATCH_KEYS}
 INPUT_KEYS = WEIGHT_KEYS | (DATA_KEYS - BATCH_KEYS) | {"dataset"}
+# Trainer keys that set the backbone and the crops it takes (trainables.inputs.check_model).
+MODEL_KEYS = {"arch", "patch_size", "global_crops_size", "local_crops_size", "local_crops_number"}
 # Trainer keys that can ask for a GPU (DINOConfig.gpu_settings).
 GPU_KEYS = {"device", "augment_device", "precision"}
 
@@ -163,6 +165,22 @@ class SweepSpec(SpecModel):
             try:
                 if n_train is not None:
                     check_batch(cfg, n_train, self.resources.workers)
+            except ConfigError as exc:
+                raise SpecError(f"{self.source}: {at}: {exc}") from None
+
+    def check_models(self) -> None:
+        """A ViT's crop sizes against its patch size (``check_model``), for the baseline and every
+        searched value of them (a range: its largest): a SpecError naming the key path before Ray
+        starts, on clusters too (no file is read)."""
+        done: set[tuple[Any, ...]] = set()
+        for at, values in self.configs_of(MODEL_KEYS):
+            cfg = make_config(values)
+            key = tuple(getattr(cfg, k) for k in sorted(MODEL_KEYS))
+            if key in done:
+                continue
+            done.add(key)
+            try:
+                check_model(cfg)
             except ConfigError as exc:
                 raise SpecError(f"{self.source}: {at}: {exc}") from None
 

@@ -54,6 +54,8 @@ def test_run_refuses_numbers_beyond_the_edges_before_ray(tmp_path: Path, capsys:
     ("local_crops_number=true", "local_crops_number=True: expected an integer"),
     ("teacher_temp=.inf", "teacher_temp=inf"),
     ("global_crops_scale=[0.4, .nan]", "global_crops_scale"),
+    ("patch_size=3", "global_crops_size=16, local_crops_size=8: not a multiple of patch_size=3; arch "
+                     "'test_vit' is a ViT"),  # was a traceback from the first forward pass
 ])
 def test_train_refuses_numbers_beyond_the_edges(tmp_path: Path, capsys: pytest.CaptureFixture, item: str,
                                                 expected: str) -> None:
@@ -64,6 +66,9 @@ def test_train_refuses_numbers_beyond_the_edges(tmp_path: Path, capsys: pytest.C
 
 
 @pytest.mark.parametrize(("space", "resources", "expected"), [
+    ("local_crops_size: {type: choice, values: [8, 6]}", "{cpu: 1, gpu: 0}",
+     "space.local_crops_size.values[1]: local_crops_size=6: not a multiple of patch_size=4; arch 'test_vit' "
+     "is a ViT, which cuts every crop into 4 x 4 px patches"),
     ("batch_size: {type: choice, values: [16, 200]}", "{cpu: 1, gpu: 0}",
      "space.batch_size.values[1]: batch_size=200 x grad_accum_steps=1: larger than the 160 training "
      "images of 'synthetic'"),
@@ -74,7 +79,7 @@ def test_train_refuses_numbers_beyond_the_edges(tmp_path: Path, capsys: pytest.C
     ("teacher_temp: {type: choice, values: [0.04]}", "{workers: 6, cpu: 1, gpu: 0}",
      "trainer: batch_size=32 x grad_accum_steps=1 x 6 workers: larger than the 160"),
 ])
-def test_a_step_larger_than_a_bundled_dataset_is_refused_before_ray(
+def test_a_config_no_trial_could_run_is_refused_before_ray(
         tmp_path: Path, capsys: pytest.CaptureFixture, no_ray: None, space: str, resources: str,
         expected: str) -> None:
     """Every trial would error on its first epoch, and `ablate resume` would only retry them."""

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import timm
+import torch
 from torch import nn
 
 from trainables.checkpoint import load_pt
@@ -40,6 +41,24 @@ def build_backbone(arch: str, img_size: int, patch_size: int, drop_path_rate: fl
     if pretrained_weights:
         load_pretrained(model, pretrained_weights)
     return model
+
+
+def check_crop_sizes(arch: str, patch_size: int, crops: dict[str, int]) -> None:
+    """ConfigError when ``arch`` is a ViT and a crop size (``crops``: key -> pixels, the global crops'
+    first) is not a multiple of ``patch_size``: its patch embedding cuts every crop into whole patches,
+    and a remainder fails in the first forward pass. The model is built on the meta device (no
+    weights, no memory: milliseconds) to tell a ViT from the rest."""
+    try:
+        with torch.device("meta"):
+            model = build_backbone(arch, next(iter(crops.values())), patch_size, 0.0)
+    except ConfigError:
+        raise
+    except Exception:  # a model that cannot be built on the meta device: built for real
+        model = build_backbone(arch, next(iter(crops.values())), patch_size, 0.0)
+    bad = [f"{key}={size}" for key, size in crops.items() if size % patch_size]
+    if is_vit(model) and bad:
+        raise ConfigError(f"{', '.join(bad)}: not a multiple of patch_size={patch_size}; arch {arch!r} is a "
+                          f"ViT, which cuts every crop into {patch_size} x {patch_size} px patches")
 
 
 def load_pretrained(model: nn.Module, path: str) -> None:

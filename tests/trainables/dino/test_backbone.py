@@ -40,3 +40,18 @@ def test_pretrained_weights_matching_nothing_or_misshapen_are_errors(tmp_path: P
     torch.save({**state, name: torch.zeros(3)}, file)
     with pytest.raises(ConfigError, match=f"does not fit .*size mismatch for {name}"):
         build_backbone(arch, 16, 4, 0.0, pretrained_weights=str(file))
+
+
+def test_a_vits_crops_are_whole_numbers_of_patches():
+    """A ViT's first forward pass fails on a crop with a remainder (a traceback in `ablate train`): the
+    rule refuses it up front, naming every crop size that does not fit; a CNN takes any size."""
+    from trainables.dino.backbone import check_crop_sizes
+
+    check_crop_sizes("test_vit", 4, {"global_crops_size": 16, "local_crops_size": 8})
+    check_crop_sizes("test_resnet", 4, {"global_crops_size": 30, "local_crops_size": 13})
+    with pytest.raises(ConfigError, match=r"^local_crops_size=10: not a multiple of patch_size=4; arch "
+                                          r"'test_vit' is a ViT"):
+        check_crop_sizes("test_vit", 4, {"global_crops_size": 16, "local_crops_size": 10})
+    vit = build_backbone("test_vit", img_size=16, patch_size=4, drop_path_rate=0.0)
+    with pytest.raises(AssertionError, match="divisible by patch size"):  # what the rule spares users
+        vit(torch.zeros(1, 3, 10, 10))
