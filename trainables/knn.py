@@ -57,7 +57,7 @@ def extract_features(model: nn.Module, dataset: Dataset, device: torch.device, b
     for images, targets in loader:
         feats.append(_normalized_half(model(images.to(device, non_blocking=True))))
         labels.append(targets.to(device))
-    return torch.cat(feats), torch.cat(labels)
+    return concat(feats, device), torch.cat(labels)
 
 
 def eval_batch_size(device: torch.device) -> int:
@@ -96,7 +96,7 @@ def extract_features_in_memory(model: nn.Module, images: torch.Tensor, labels: t
         x = resize_center_crop(x, size)
         x = ((x - mean) / std).contiguous(memory_format=memory_format)
         feats.append(_normalized_half(model(x)))
-    return torch.cat(feats), labels.to(device)
+    return concat(feats, device), labels.to(device)
 
 
 def resize_center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -110,6 +110,13 @@ def resize_center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     x = F.interpolate(x, size=new, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 255)
     top, left = (new[0] - size) // 2, (new[1] - size) // 2
     return x[..., top:top + size, left:left + size]
+
+
+def concat(feats: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """The batches' fp16 features as one tensor, outside autocast: the trainer evaluates under its
+    autocast, and CPU autocast's ``cat`` refuses fp16 inputs (bf16 training on a CPU)."""
+    with torch.autocast(device.type, enabled=False):
+        return torch.cat(feats)
 
 
 def _normalized_half(out: torch.Tensor | tuple) -> torch.Tensor:

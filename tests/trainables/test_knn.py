@@ -86,3 +86,21 @@ def test_in_memory_features_do_not_depend_on_the_batch_size():
         torch.testing.assert_close(feats.float(), runs[0][0].float(), rtol=0, atol=1e-3)
         torch.testing.assert_close(feats[[0, 150, 299]].float(), one_by_one.float(), rtol=0, atol=1e-3)
     assert (runs[0][0][0] - runs[0][0][150]).abs().max() > 0.01  # images differ: an order check
+
+
+def test_features_under_the_trainers_bf16_autocast_on_a_cpu():
+    """`precision: bf16` on a CPU evaluates under CPU autocast, whose `cat` refuses fp16 tensors (the
+    run ended in a traceback at its epoch-0 kNN): the batches are joined outside it."""
+    from trainables.data import in_memory, make_synthetic, with_transform
+    from trainables.dino.augment import eval_transform
+    from trainables.knn import extract_features, extract_features_in_memory
+
+    train, _ = make_synthetic(n_train=12, size=16)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    cpu = torch.device("cpu")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, _ = extract_features_in_memory(model, *in_memory(train), 16, cpu, batch_size=5)
+        also, _ = extract_features(model, with_transform(train, eval_transform(16)), cpu, batch_size=5)
+    want, _ = extract_features_in_memory(model, *in_memory(train), 16, cpu, batch_size=5)
+    assert got.shape == also.shape == want.shape == (12, 4) and got.dtype == torch.float16
+    torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=0.05)  # bf16 convolution
