@@ -25,7 +25,7 @@ def check_inputs(cfg: DINOConfig, workers: int = 1) -> None:
     check_data(cfg, workers)
 
 
-def check_model(cfg: DINOConfig, workers: int = 1) -> None:
+def check_model(cfg: DINOConfig) -> None:
     """The backbone takes the crops: a ViT's crop sizes are whole multiples of its patch size."""
     from trainables.dino.backbone import check_crop_sizes
 

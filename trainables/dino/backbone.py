@@ -48,6 +48,9 @@ def check_crop_sizes(arch: str, patch_size: int, crops: dict[str, int]) -> None:
     first) is not a multiple of ``patch_size``: its patch embedding cuts every crop into whole patches,
     and a remainder fails in the first forward pass. The model is built on the meta device (no
     weights, no memory: milliseconds) to tell a ViT from the rest."""
+    bad = [f"{key}={size}" for key, size in crops.items() if size % patch_size]
+    if not bad:
+        return
     try:
         with torch.device("meta"):
             model = build_backbone(arch, next(iter(crops.values())), patch_size, 0.0)
@@ -55,8 +58,7 @@ def check_crop_sizes(arch: str, patch_size: int, crops: dict[str, int]) -> None:
         raise
     except Exception:  # a model that cannot be built on the meta device: built for real
         model = build_backbone(arch, next(iter(crops.values())), patch_size, 0.0)
-    bad = [f"{key}={size}" for key, size in crops.items() if size % patch_size]
-    if is_vit(model) and bad:
+    if is_vit(model):
         raise ConfigError(f"{', '.join(bad)}: not a multiple of patch_size={patch_size}; arch {arch!r} is a "
                           f"ViT, which cuts every crop into {patch_size} x {patch_size} px patches")
 
