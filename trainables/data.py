@@ -146,7 +146,7 @@ def labelled_like(val: Any, train: Any) -> Any:
     classes in sorted order, so a val/ without one of train/'s classes would give its later classes
     the labels of others, and the kNN would score them against the wrong train images. A val class
     that train/ lacks is an error: the kNN can only answer with train's classes."""
-    unknown = sorted(set(val.classes) - set(train.classes))
+    unknown = sorted({val.classes[y] for _, y in val.samples} - set(train.classes))  # folders with images
     if unknown:
         names = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise ConfigError(f"{val.root}: class folders {names} have no folder of the same name in "

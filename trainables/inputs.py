@@ -26,7 +26,7 @@ def check_inputs(cfg: DINOConfig, workers: int = 1) -> None:
 
 
 def check_model(cfg: DINOConfig) -> None:
-    """The backbone takes the crops: a ViT's crop sizes are whole multiples of its patch size."""
+    """The backbone can take the crops (a ViT's are whole numbers of patches)."""
     from trainables.dino.backbone import check_crop_sizes
 
     check_crop_sizes(cfg.arch, cfg.patch_size, cfg.crop_sizes())

@@ -169,11 +169,11 @@ class SweepSpec(SpecModel):
                 raise SpecError(f"{self.source}: {at}: {exc}") from None
 
     def check_models(self) -> None:
-        """A ViT's crop sizes against its patch size (``check_model``), for the baseline and every
-        searched value of them (a range: its largest): a SpecError naming the key path before Ray
-        starts, on clusters too (no file is read)."""
+        """The crop sizes the backbone must take (``check_model``), for the baseline and every searched
+        value of them (a range of more than 256 values: its largest), one key at a time: a SpecError
+        naming the key path before Ray starts, on clusters too (no file is read)."""
         done: set[tuple[Any, ...]] = set()
-        for at, values in self.configs_of(MODEL_KEYS):
+        for at, values in self.configs_of(MODEL_KEYS, every=256):
             cfg = make_config(values)
             key = tuple(getattr(cfg, k) for k in sorted(MODEL_KEYS))
             if key in done:
@@ -184,9 +184,10 @@ class SweepSpec(SpecModel):
             except ConfigError as exc:
                 raise SpecError(f"{self.source}: {at}: {exc}") from None
 
-    def configs_of(self, keys: set[str]) -> list[tuple[str, dict[str, Any]]]:
-        """The baseline, and every searched value of ``keys`` (an integer range: its largest value), as
-        trainer values with the path of the spec where they come from."""
+    def configs_of(self, keys: set[str], every: int = 0) -> list[tuple[str, dict[str, Any]]]:
+        """The baseline, and every searched value of ``keys`` (an integer range: its largest value, or
+        each of its values when it has at most ``every``), as trainer values with the path of the spec
+        where they come from."""
         out: list[tuple[str, dict[str, Any]]] = [("trainer", dict(self.trainer))]
         for name, dist in self.space.items():
             if isinstance(dist, BundleDist):
@@ -195,6 +196,8 @@ class SweepSpec(SpecModel):
             elif isinstance(dist, ChoiceDist) and name in keys:
                 out += [(f"space.{name}.values[{i}]", {**self.trainer, name: v})
                         for i, v in enumerate(dist.values)]
+            elif isinstance(dist, IntDist) and name in keys and len(dist.grid_values()) <= every:
+                out += [(f"space.{name} ({v})", {**self.trainer, name: v}) for v in dist.grid_values()]
             elif isinstance(dist, IntDist) and name in keys:
                 at = f"space.{name}" + (".high" if dist.largest() == dist.high else "")
                 out.append((at, {**self.trainer, name: dist.largest()}))

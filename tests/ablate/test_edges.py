@@ -54,8 +54,9 @@ def test_run_refuses_numbers_beyond_the_edges_before_ray(tmp_path: Path, capsys:
     ("local_crops_number=true", "local_crops_number=True: expected an integer"),
     ("teacher_temp=.inf", "teacher_temp=inf"),
     ("global_crops_scale=[0.4, .nan]", "global_crops_scale"),
-    ("patch_size=3", "global_crops_size=16, local_crops_size=8: not a multiple of patch_size=3; arch "
-                     "'test_vit' is a ViT"),  # was a traceback from the first forward pass
+    ("patch_size=3", "global_crops_size=16 (Input height (16) should be divisible by patch size (3).); "
+                     "local_crops_size=8 (Input height (8) should be divisible by patch size (3).): arch "
+                     "'test_vit' with patch_size=3 cannot take these crops"),  # was a traceback
 ])
 def test_train_refuses_numbers_beyond_the_edges(tmp_path: Path, capsys: pytest.CaptureFixture, item: str,
                                                 expected: str) -> None:
@@ -67,8 +68,10 @@ def test_train_refuses_numbers_beyond_the_edges(tmp_path: Path, capsys: pytest.C
 
 @pytest.mark.parametrize(("space", "resources", "expected"), [
     ("local_crops_size: {type: choice, values: [8, 6]}", "{cpu: 1, gpu: 0}",
-     "space.local_crops_size.values[1]: local_crops_size=6: not a multiple of patch_size=4; arch 'test_vit' "
-     "is a ViT, which cuts every crop into 4 x 4 px patches"),
+     "space.local_crops_size.values[1]: local_crops_size=6 (Input height (6) should be divisible by patch "
+     "size (4).): arch 'test_vit' with patch_size=4 cannot take this crop"),
+    ("local_crops_size: {type: int, low: 4, high: 12, step: 2}", "{cpu: 1, gpu: 0}",  # 12 fits, 6 does not
+     "space.local_crops_size (6): local_crops_size=6 (Input height (6)"),
     ("batch_size: {type: choice, values: [16, 200]}", "{cpu: 1, gpu: 0}",
      "space.batch_size.values[1]: batch_size=200 x grad_accum_steps=1: larger than the 160 training "
      "images of 'synthetic'"),

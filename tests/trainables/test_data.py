@@ -176,6 +176,8 @@ def test_val_images_carry_the_label_train_gives_their_class(tmp_path: Path):
     assert train.class_to_idx == {"a": 0, "b": 1, "c": 2}
     assert sorted({(Path(p).parent.name, y) for p, y in test.samples}) == [("a", 0), ("c", 2)]
     assert [y for _, y in test] == [0, 0, 2, 2] and test.targets == [0, 0, 2, 2]
+    (root / "val" / ".ipynb_checkpoints").mkdir()  # a folder without images is no class
+    assert build_datasets(DINOConfig(dataset="imagefolder", data_path=str(root)))[1].targets == [0, 0, 2, 2]
     shutil.copytree(root / "val" / "c", root / "val" / "owl")
     with pytest.raises(ConfigError, match=r"val: class folders owl have no folder of the same name in "):
         build_datasets(DINOConfig(dataset="imagefolder", data_path=str(root)))

@@ -44,23 +44,42 @@ def build_backbone(arch: str, img_size: int, patch_size: int, drop_path_rate: fl
 
 
 def check_crop_sizes(arch: str, patch_size: int, crops: dict[str, int]) -> None:
-    """ConfigError when ``arch`` is a ViT and a crop size (``crops``: key -> pixels, the global crops'
-    first) is not a multiple of ``patch_size``: its patch embedding cuts every crop into whole patches,
-    and a remainder fails in the first forward pass. The model is built on the meta device (no
-    weights, no memory: milliseconds) to tell a ViT from the rest."""
-    bad = [f"{key}={size}" for key, size in crops.items() if size % patch_size]
-    if not bad:
-        return
+    """ConfigError naming every crop size (``crops``: key -> pixels, the global crops' first) that the
+    backbone cannot take: a ViT's or Swin's patch embedding needs whole patches, a ConvNeXt's stages
+    need 32 px, ... One forward pass per size on the meta device (no weights, no memory: tens of
+    milliseconds) finds them; a size that fails there is tried on the real model before it is
+    refused (an operation the meta device lacks is not the config's fault)."""
+    img = next(iter(crops.values()))
     try:
         with torch.device("meta"):
-            model = build_backbone(arch, next(iter(crops.values())), patch_size, 0.0)
+            meta: nn.Module | None = build_backbone(arch, img, patch_size, 0.0).eval()
     except ConfigError:
         raise
-    except Exception:  # a model that cannot be built on the meta device: built for real
-        model = build_backbone(arch, next(iter(crops.values())), patch_size, 0.0)
-    if is_vit(model):
-        raise ConfigError(f"{', '.join(bad)}: not a multiple of patch_size={patch_size}; arch {arch!r} is a "
-                          f"ViT, which cuts every crop into {patch_size} x {patch_size} px patches")
+    except Exception:  # a model that cannot be built on the meta device: every size tried for real
+        meta = None
+    real: nn.Module | None = None
+    bad = []
+    for key, size in crops.items():
+        if meta is not None and not crop_problem(meta, size, "meta"):
+            continue
+        if real is None:
+            real = build_backbone(arch, img, patch_size, 0.0).eval()
+        if problem := crop_problem(real, size, "cpu"):
+            bad.append(f"{key}={size} ({problem})")
+    if bad:
+        patches = f" with patch_size={patch_size}" if hasattr(real, "patch_embed") else ""
+        raise ConfigError(f"{'; '.join(bad)}: arch {arch!r}{patches} cannot take "
+                          f"{'these crops' if len(bad) > 1 else 'this crop'}")
+
+
+def crop_problem(model: nn.Module, size: int, device: str) -> str:
+    """Why ``model`` cannot embed one ``size`` x ``size`` image on ``device``; "" when it can."""
+    try:
+        with torch.device(device), torch.no_grad():
+            model(torch.zeros(1, 3, size, size))
+    except Exception as exc:
+        return str(exc).strip().split("\n", 1)[0] or type(exc).__name__
+    return ""
 
 
 def load_pretrained(model: nn.Module, path: str) -> None:

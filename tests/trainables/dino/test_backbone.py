@@ -42,16 +42,25 @@ def test_pretrained_weights_matching_nothing_or_misshapen_are_errors(tmp_path: P
         build_backbone(arch, 16, 4, 0.0, pretrained_weights=str(file))
 
 
-def test_a_vits_crops_are_whole_numbers_of_patches():
-    """A ViT's first forward pass fails on a crop with a remainder (a traceback in `ablate train`): the
-    rule refuses it up front, naming every crop size that does not fit; a CNN takes any size."""
+def test_a_crop_the_backbone_cannot_take_is_refused_up_front():
+    """A ViT's (or Swin's) patch embedding needs whole patches and a ConvNeXt needs 32 px: each failed
+    in the first forward pass (a traceback in `ablate train`). The rule finds them with a forward pass
+    on the meta device, confirmed on the real model, and names every crop that does not fit."""
     from trainables.dino.backbone import check_crop_sizes
 
     check_crop_sizes("test_vit", 4, {"global_crops_size": 16, "local_crops_size": 8})
     check_crop_sizes("test_resnet", 4, {"global_crops_size": 30, "local_crops_size": 13})
-    with pytest.raises(ConfigError, match=r"^local_crops_size=10: not a multiple of patch_size=4; arch "
-                                          r"'test_vit' is a ViT"):
+    with pytest.raises(ConfigError, match=r"^local_crops_size=10 \(Input height \(10\) should be divisible "
+                                          r"by patch size \(4\)\.\): arch 'test_vit' with patch_size=4 "
+                                          r"cannot take this crop$"):
         check_crop_sizes("test_vit", 4, {"global_crops_size": 16, "local_crops_size": 10})
+    with pytest.raises(ConfigError, match=r"^global_crops_size=30 \(.*divisible by patch size \(16\).*\); "
+                                          r"local_crops_size=20 \(.*\): arch 'swin_tiny_patch4_window7_224'"):
+        check_crop_sizes("swin_tiny_patch4_window7_224", 16, {"global_crops_size": 30,
+                                                              "local_crops_size": 20})
+    with pytest.raises(ConfigError, match=r"^local_crops_size=16 \(Calculated padded input size.*\): arch "
+                                          r"'convnext_tiny' cannot take this crop$"):
+        check_crop_sizes("convnext_tiny", 16, {"global_crops_size": 32, "local_crops_size": 16})
     vit = build_backbone("test_vit", img_size=16, patch_size=4, drop_path_rate=0.0)
     with pytest.raises(AssertionError, match="divisible by patch size"):  # what the rule spares users
         vit(torch.zeros(1, 3, 10, 10))
