@@ -78,11 +78,14 @@ def make_synthetic(n_train: int = SYNTHETIC_TRAIN, n_test: int = 80, num_classes
     return sample(n_train), sample(n_test)
 
 
+TORCHVISION = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "stl10": "STL10"}  # dataset -> its class
+
+
 def torchvision_class(dataset: str) -> Any:
-    """torchvision's class of ``dataset`` (cifar10, cifar100, stl10)."""
+    """torchvision's class of ``dataset`` (a key of ``TORCHVISION``)."""
     from torchvision import datasets
 
-    return {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100, "stl10": datasets.STL10}[dataset]
+    return getattr(datasets, TORCHVISION[dataset])
 
 
 def torchvision_root(cfg: DINOConfig) -> Path:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from trainables.config import ConfigError, DINOConfig
 
-TORCHVISION = ("cifar10", "cifar100", "stl10")
-
 
 def check_inputs(cfg: DINOConfig, workers: int = 1) -> None:
     """ConfigError (naming the key, the file and what to do) for a file the run could not use, or a
@@ -43,20 +41,23 @@ def check_weights(cfg: DINOConfig, workers: int = 1) -> None:
 
 def check_data(cfg: DINOConfig, workers: int = 1) -> None:
     """The data ``cfg`` names: an image folder is built as the trainer builds it (its layout, every
-    image decoded once per process, a step of ``workers`` x the batch no larger than its training
+    image decoded once per machine, a step of ``workers`` x the batch no larger than its training
     images); a torchvision dataset's files are looked for, or downloaded with ``download: true``."""
-    if cfg.dataset == "imagefolder":
-        from trainables.data import build_datasets, check_batch
+    from trainables.data import (
+        TORCHVISION,
+        build_datasets,
+        check_batch,
+        fetch_hint,
+        torchvision_missing,
+        torchvision_root,
+    )
 
+    if cfg.dataset == "imagefolder":
         train, _ = build_datasets(cfg)
         check_batch(cfg, len(train), workers)  # type: ignore[arg-type]
     elif cfg.dataset in TORCHVISION and cfg.download:
-        from trainables.data import build_datasets
-
         build_datasets(cfg)  # the download, once and here: trials started together would race for the files
     elif cfg.dataset in TORCHVISION:
-        from trainables.data import fetch_hint, torchvision_missing, torchvision_root
-
         root = torchvision_root(cfg)
         if not root.is_dir():
             raise ConfigError(f"data_path={str(root)!r}: no such folder for dataset {cfg.dataset!r}; "
