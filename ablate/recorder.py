@@ -17,7 +17,7 @@ from typing import Any
 from ray import tune
 
 from ablate.errors import StorageFull
-from ablate.records import Points, ended, epoch_row, error_text, new_record, row_collapsed
+from ablate.records import Points, ended, epoch_row, error_text, failure_of, new_record, row_collapsed
 from ablate.sweep_spec import SweepSpec
 from sweep_format import statuses
 from sweep_format.layout import TUNE_DIR, trial_folders
@@ -133,7 +133,7 @@ class TrialRecorder(tune.Callback):
 
     def _finish(self, trial: Any, errored: bool) -> None:
         rec = self._record(trial)
-        rec.update(ended(rec, self.spec.scheduler.type, error_text(trial) if errored else None))
+        rec.update(ended(rec, self.spec.scheduler.type, failure_of(trial) if errored else None))
         self._save(rec)
         if not statuses.resumed(rec["status"], statuses.RETRYABLE):  # it never runs again: its last
             retire_checkpoints(trial_folders(self.sweep_dir, rec), 1, running=False)  # checkpoint is enough

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ablate.sweep_spec import SweepSpec
 from sweep_format import statuses
@@ -94,15 +94,16 @@ def row_collapsed(row: dict[str, Any]) -> bool:
     return bool(row.get("collapse_flag")) or row.get("trial_outcome") in statuses.COLLAPSES
 
 
-def ended(rec: dict[str, Any], scheduler: str, error: str | None) -> dict[str, Any]:
+def ended(rec: dict[str, Any], scheduler: str, failure: Failure | None) -> dict[str, Any]:
     """status, reason and collapsed of a trial that ended: the trainable's own outcome where it gave
-    one, else how Ray ended it (an error, or a scheduler's stop before the last epoch). The collapse
-    verdict is the trainable's, at the trial's last epoch."""
+    one, else how Ray ended it (``failure``: after its retries, ``failure_of(trial)``; or a
+    scheduler's stop before the last epoch). The collapse verdict is the trainable's, at the trial's
+    last epoch."""
     last = rec["epochs"][-1] if rec["epochs"] else {}
     outcome, reason = str(last.get("trial_outcome") or ""), str(last.get("stop_reason") or "")
     done, planned = last.get("epoch", 0), rec.get("epochs_planned")
-    if error is not None:
-        status, reason = statuses.ERRORED, error
+    if failure is not None:
+        status, reason = failure
     elif rec.get("status") == statuses.ERRORED:  # the trainable's own: its inputs (no epoch row)
         status, reason = statuses.ERRORED, str(rec.get("reason") or "")
     elif outcome and outcome != statuses.RUNNING:
@@ -117,15 +118,53 @@ def ended(rec: dict[str, Any], scheduler: str, error: str | None) -> dict[str, A
     return {"status": status, "reason": reason, "collapsed": row_collapsed(last)}
 
 
-def error_text(trial: Any) -> str:
-    """The last line of the trial's error file (the exception), else a pointer to the trial folder."""
+class Failure(NamedTuple):
+    """How a trial that Ray ended with an error ended: its status and the reason the record gives."""
+
+    status: str
+    reason: str
+
+
+# Ray's memory monitor kills a worker when its node's memory passes RAY_memory_usage_threshold; the
+# trial's error file then holds its report (a page per kill) instead of an exception.
+MEMORY_KILL = "killed due to the node running low on memory"
+NODE_MEMORY = re.compile(r"Memory on the node \(IP: ([^,)]+)[^)]*\) was ([\d.]+ ?[KMGT]?B) used / "
+                         r"([\d.]+ ?[KMGT]?B) limit")
+KILL_THRESHOLD = re.compile(r"exceeded threshold of \d+B \(([\d.]+%) of")
+
+
+def failure_of(trial: Any) -> Failure:
+    """The trial's last failure, from its error file (Ray appends one ``Failure # N`` section per
+    failure): ``oom`` when Ray's memory monitor killed it (its node's memory, the threshold, what
+    to change), else ``errored`` with the exception's last line (a pointer to the trial folder
+    when there is no file)."""
     try:
-        lines = [ln.strip() for ln in Path(trial.error_file).read_text().splitlines() if ln.strip()]
-    except (OSError, TypeError, UnicodeDecodeError):
-        lines = []
+        text = Path(trial.error_file).read_text(errors="replace")
+    except (OSError, TypeError):
+        text = ""
+    last = re.split(r"^Failure # \d+.*$", text, flags=re.MULTILINE)[-1]
+    last = re.sub(r"\x1b\[[0-9;]*m", "", last)
+    if MEMORY_KILL in last:
+        return Failure(statuses.OOM, memory_kill_reason(last))
+    lines = [ln.strip() for ln in last.splitlines() if ln.strip()]
+    if lines:
+        return Failure(statuses.ERRORED, lines[-1][:300])
     folder = Path(trial.path or "").name
-    text = lines[-1][:300] if lines else f"Ray marked the trial as errored (see tune/{folder})"
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+    return Failure(statuses.ERRORED, f"Ray marked the trial as errored (see tune/{folder})")
+
+
+def memory_kill_reason(report: str) -> str:
+    """One line from Ray's memory-monitor report: the node, its memory in use and the threshold."""
+    node, threshold = NODE_MEMORY.search(report), KILL_THRESHOLD.search(report)
+    where = f" on node {node[1]} ({node[2]} of {node[3]} in use)" if node else ""
+    over = f", over Ray's kill threshold of {threshold[1]} (RAY_memory_usage_threshold)" if threshold else ""
+    return (f"out of host memory: killed by Ray's memory monitor{where}{over}; lower batch_size or "
+            "num_workers, or run fewer trials at once (search.max_concurrent_trials)")
+
+
+def error_text(trial: Any) -> str:
+    """The reason of the trial's last failure (``failure_of``)."""
+    return failure_of(trial).reason
 
 
 def knn_note(rows: list[dict[str, Any]]) -> str:

@@ -68,6 +68,11 @@ def exit_status(sweep_dir: Path, trials: pd.DataFrame, total: int | None, interr
     errored = trials[trials["status"].isin((statuses.ERRORED, statuses.DAMAGED))]
     for _, t in errored.iterrows():
         print(f"ablate: trial {t['trial_id']} {t['status']}: {t['stop_reason']}", file=sys.stderr)
+    oom = int((trials["status"] == statuses.OOM).sum())
+    if oom:  # final, as the trainable or Ray's memory monitor ended them: run again only when asked
+        print(f"ablate: {oom} trial(s) ran out of memory (each trial's reason says which and what to "
+              f"lower); `ablate resume {sweep_dir} --retry {statuses.OOM}` runs them again (with "
+              "--num-cpus N, fewer at once)", file=sys.stderr)
     if len(errored):
         print(f"ablate: {len(errored)} trial(s) errored; `ablate resume {sweep_dir}` retries them",
               file=sys.stderr)

@@ -6,6 +6,7 @@ resume` runs the errored trials again, the oom and diverged ones only when asked
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,38 @@ resources: {{workers: {workers}, cpu: 1, gpu: 0}}
     expected = f"{data}/train/b/bad.png: not a readable image (cannot identify image file"
     assert rec["status"] == "errored" and rec["reason"].startswith(expected), rec["reason"]
     assert rec["restarts"] == [] and rec["epochs"] == []  # no retry; nothing measured
+
+
+def test_a_trial_killed_by_rays_memory_monitor_ends_oom_end_to_end(tmp_path: Path) -> None:
+    """Host memory: Ray's memory monitor kills the trial's process (here its threshold is set below what
+    any node running Ray uses). Ray retries it from its checkpoint twice, each retry said with the reason;
+    it then ends `oom` (not `errored` with the tail of Ray's advice), the summary says how to run it again,
+    and `ablate resume --retry oom`, with memory to spare, trains it."""
+    spec = write_spec(tmp_path, f"""
+name: hostmem
+trainer: {dict(TINY_TRAINER, epochs=1)}
+space:
+  student_temp: {{type: choice, values: [0.1]}}
+search: {{algorithm: grid}}
+resources: {{cpu: 1, gpu: 0}}
+""")
+    storage, sweep = tmp_path / "runs", tmp_path / "runs" / "hostmem"
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    env.pop("RAY_ADDRESS", None)
+    tight = {**env, "RAY_memory_usage_threshold": "0.02", "RAY_memory_monitor_refresh_ms": "100"}
+    run = subprocess.run([*CLI, "run", str(spec), "--storage", str(storage), "--num-cpus", "1"], env=tight,
+                         capture_output=True, text=True, timeout=600)
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    (rec,) = records(sweep).values()
+    assert rec["status"] == "oom", (rec["status"], rec["reason"])
+    assert rec["reason"].startswith("out of host memory: killed by Ray's memory monitor on node ")
+    assert "over Ray's kill threshold of 2.0% (RAY_memory_usage_threshold)" in rec["reason"]
+    retried = [ln for ln in run.stderr.splitlines() if "Ray runs it again" in ln]
+    assert len(retried) == 2 and all("failed at epoch 0: out of host memory" in ln for ln in retried)
+    assert "trials: 1 oom" in run.stdout
+    assert f"`ablate resume {sweep} --retry oom` runs them again" in run.stderr
+    again = subprocess.run([*CLI, "resume", str(sweep), "--num-cpus", "1", "--retry", "oom"], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    (rec,) = records(sweep).values()
+    assert rec["status"] == "completed" and [r["epoch"] for r in rec["epochs"]] == [0, 1]

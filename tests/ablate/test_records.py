@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.records import Points, ended, mark_interrupted
+from ablate.records import Failure, Points, ended, failure_of, mark_interrupted
 from ablate.sweep_spec import load_spec
 from sweep_format.files import write_json
 from sweep_format.records import FORMAT, VERSION, read_records
@@ -34,12 +34,15 @@ def rec(*rows: dict, planned: int = 4) -> dict:
     # a row of ablate <= 0.1 carries only the flag: the same verdict
     ([{"epoch": 2, "trial_outcome": "collapsed", "stop_reason": "collapsed (uniform)"}], None, "collapsed",
      True, "collapsed (uniform)"),
-    ([{"epoch": 2, "trial_outcome": "running"}], "RuntimeError: boom", "errored", False,
+    ([{"epoch": 2, "trial_outcome": "running"}], Failure("errored", "RuntimeError: boom"), "errored", False,
      "RuntimeError: boom"),
+    ([{"epoch": 2, "trial_outcome": "running"}], Failure("oom", "out of host memory: killed by Ray's memory"),
+     "oom", False, "out of host memory"),  # Ray's memory monitor killed it: failure_of
     ([{"epoch": 4, "trial_outcome": "oom", "stop_reason": "CUDA out of memory"}], None, "oom", False,
      "CUDA out of memory"),  # another trainable outcome passes through
 ])
-def test_how_a_trial_ended(rows: list, error: str | None, status: str, collapsed: bool, reason: str) -> None:
+def test_how_a_trial_ended(rows: list, error: Failure | None, status: str, collapsed: bool, reason: str
+                            ) -> None:
     verdict = ended(rec(*rows), "asha", error)
     assert (verdict["status"], verdict["collapsed"]) == (status, collapsed)
     assert verdict["reason"].startswith(reason)
@@ -52,6 +55,50 @@ def test_a_trial_whose_trainer_could_not_be_built_keeps_its_epochs_and_ends_erro
               "status": "errored", "reason": "/data/x.png: not a readable image"}
     assert ended(record, "fifo", None) == {"status": "errored", "reason": "/data/x.png: not a readable image",
                                            "collapsed": False}
+
+
+# Ray 2.60's error file of a trial its memory monitor killed (one section per failure; trimmed)
+MEMORY_KILL = """Failure # 1 (occurred at 2026-12-05_03-38-45)
+ray::ImplicitFunc.train() (pid=30406, ip=127.0.0.1)
+ValueError: boom
+Failure # 2 (occurred at 2026-12-05_03-38-46)
+1 worker(s) were killed due to the node running low on memory. Memory on the node (IP: 10.0.0.7, \
+ID: 43753e4e) was 22.81GB used / 23.54GB limit (0.968995)
+OOM kill reason: Memory usage 24491051392B exceeded threshold of 24012384256B (95.0% of 25276194816B limit)
+Object store memory usage: [- objects spillable: 0
+Eviction Stats:
+(global lru) used: 0%]
+Ray killed 1 worker(s) based on the killing policy
+Top 10 memory users: PID	MEM(GB)	COMMAND
+30461	20.05	ray::ImplicitFunc.train
+Refer to the documentation on how to address the out of memory issue: https://docs.ray.io/en/latest/ray-observ\
+ability/user-guides/debug-apps/debug-memory.html. Consider provisioning more memory on this node or \
+reducing task parallelism by requesting more CPUs per task.
+"""
+
+
+class FakeTrial:
+    def __init__(self, error_file: Path | None) -> None:
+        self.error_file, self.path = error_file, "/runs/x/tune/trial_0"
+
+
+def test_a_trial_killed_for_host_memory_is_oom_with_its_node_and_threshold(tmp_path: Path) -> None:
+    """The reason names the node, its memory and Ray's threshold, not the tail of Ray's advice; the last
+    failure decides (an exception after a memory kill is errored, and the reverse is oom)."""
+    file = tmp_path / "error.txt"
+    file.write_text(MEMORY_KILL)
+    status, reason = failure_of(FakeTrial(file))
+    assert status == "oom"
+    assert reason.startswith("out of host memory: killed by Ray's memory monitor on node 10.0.0.7 "
+                             "(22.81GB of 23.54GB in use), over Ray's kill threshold of 95.0% "
+                             "(RAY_memory_usage_threshold)")
+    assert "search.max_concurrent_trials" in reason and "docs.ray.io" not in reason
+    file.write_text(MEMORY_KILL + "Failure # 3 (occurred at 2026-12-05_03-38-47)\nTraceback ...\n"
+                    "RuntimeError: CUDA error: an illegal memory access was encountered\n")
+    assert failure_of(FakeTrial(file)) == (
+        "errored", "RuntimeError: CUDA error: an illegal memory access was encountered")
+    assert failure_of(FakeTrial(tmp_path / "absent.txt")) == (
+        "errored", "Ray marked the trial as errored (see tune/trial_0)")
 
 
 def test_points_of_an_ablation_and_of_optuna(tmp_path: Path) -> None:
