@@ -252,7 +252,8 @@ class SweepSpec(SpecModel):
         """The values a searcher chooses among for a ``choice`` parameter (labels for bundles)."""
         dist = self.space[name]
         if not isinstance(dist, (ChoiceDist, BundleDist)):
-            raise SpecError(f"{self.source}: space.{name} is a {dist.type} range, not a choice")
+            article = "an" if dist.type == "int" else "a"
+            raise SpecError(f"{self.source}: space.{name} is {article} {dist.type} range, not a choice")
         return list(dist.values)
 
     def baseline_point(self) -> dict[str, Any]:

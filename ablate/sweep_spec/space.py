@@ -59,7 +59,8 @@ class _Range(SpecModel):
         for key in ("low", "high"):
             check_values({**trainer, name: getattr(self, key)}, _path(name, key))
         if self.step is None and algorithm != "optuna":
-            raise spec_error(f"a {kind} range in algorithm {algorithm} needs a step (the values low, "
+            article = "an" if kind == "int" else "a"
+            raise spec_error(f"{article} {kind} range in algorithm {algorithm} needs a step (the values low, "
                              "low+step, ... are run), or use type: choice", _path(name, ""),
                              ("search.algorithm",))
 
