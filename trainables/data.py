@@ -237,7 +237,7 @@ def knn_memory_split(cfg: DINOConfig, train: Dataset) -> Dataset:
 
 def with_transform(ds: Dataset, transform: Callable) -> Dataset:
     if isinstance(ds, ImageList):
-        return ImageList(ds.images, ds.labels, transform)
+        return ImageList(ds.images, ds.labels, transform, ds.pixels)
     return Transformed(ds, transform)
 
 
@@ -255,6 +255,8 @@ def in_memory(ds: Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
         index = torch.as_tensor(list(ds.indices), dtype=torch.long)
         return base[0][index], base[1][index]
     if isinstance(ds, ImageList):
+        if ds.pixels is not None:
+            return torch.from_numpy(ds.pixels).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(ds.labels)
         if len({im.size for im in ds.images}) != 1:
             return None
         pixels = np.stack([np.asarray(im.convert("RGB")) for im in ds.images])

@@ -136,7 +136,7 @@ def _render(glyphs: np.ndarray, labels: np.ndarray, copies: int, rng: np.random.
         np.clip(rgb, 0, 1, out=rgb)
         rgb *= 255
         pixels[start:start + _CHUNK] = np.round(rgb, out=rgb)  # (clip(rgb, 0, 1) * 255).round(), as uint8
-    return ImageList([Image.fromarray(p, mode="RGB") for p in pixels], labels[order])
+    return ImageList([Image.fromarray(p, mode="RGB") for p in pixels], labels[order], pixels=pixels)
 
 
 @lru_cache(maxsize=4)

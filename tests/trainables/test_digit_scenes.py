@@ -60,3 +60,23 @@ def test_the_scenes_do_not_depend_on_how_many_are_converted_at_a_time(monkeypatc
     make_digit_scenes.cache_clear()
     for a, b in zip(whole, chunked, strict=True):
         assert np.array_equal(pixels(a, len(a)), pixels(b, len(b)))
+
+
+def test_the_scenes_in_memory_are_their_images_pixels():
+    """``in_memory`` takes the scenes' own array (no per-image conversion in each trial's start): the same
+    tensor, bit for bit, as converting each PIL image, through ``with_transform`` and a ``Subset`` too."""
+    import torch
+    from torch.utils.data import Subset
+
+    from trainables.data import in_memory, with_transform
+
+    train, test = make_digit_scenes()
+    for ds in (train, test, with_transform(test, lambda im: im)):
+        assert ds.pixels is not None
+        images, labels = in_memory(ds)
+        slow = ImageList(ds.images, ds.labels)  # no array: each image converted back
+        want_images, want_labels = in_memory(slow)
+        assert images.dtype == torch.uint8 and torch.equal(images, want_images)
+        assert torch.equal(labels, want_labels)
+    slow = Subset(ImageList(train.images, train.labels), [5, 0, 17])
+    assert torch.equal(in_memory(Subset(train, [5, 0, 17]))[0], in_memory(slow)[0])
