@@ -28,6 +28,8 @@ from pydantic import (
 )
 
 DATASETS = ("digit_scenes", "digits", "synthetic", "cifar10", "cifar100", "stl10", "imagefolder")
+TORCHVISION = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "stl10": "STL10"}  # dataset -> its class
+TORCHVISION_ROOT = "./data"  # where a torchvision dataset is looked for when data_path is not set
 # Upper bounds that keep schedules, heads and seeds within memory and range (the paper's values are
 # far below them).
 MAX_EPOCHS = 10_000

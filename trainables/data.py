@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Subset
 
-from trainables.config import ConfigError, DINOConfig
+from trainables.config import TORCHVISION, TORCHVISION_ROOT, ConfigError, DINOConfig
 from trainables.digit_scenes import SceneDesign, make_digit_scenes, source_split
 from trainables.image_check import unreadable_images
 from trainables.images import ImageList
@@ -78,9 +78,6 @@ def make_synthetic(n_train: int = SYNTHETIC_TRAIN, n_test: int = 80, num_classes
     return sample(n_train), sample(n_test)
 
 
-TORCHVISION = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "stl10": "STL10"}  # dataset -> its class
-
-
 def torchvision_class(dataset: str) -> Any:
     """torchvision's class of ``dataset`` (a key of ``TORCHVISION``)."""
     from torchvision import datasets
@@ -89,7 +86,7 @@ def torchvision_class(dataset: str) -> Any:
 
 
 def torchvision_root(cfg: DINOConfig) -> Path:
-    return Path(cfg.data_path or "./data").expanduser()
+    return Path(cfg.data_path or TORCHVISION_ROOT).expanduser()
 
 
 def fetch_hint(dataset: str) -> str:

@@ -43,8 +43,8 @@ def check_data(cfg: DINOConfig, workers: int = 1) -> None:
     """The data ``cfg`` names: an image folder is built as the trainer builds it (its layout, every
     image decoded once per machine, a step of ``workers`` x the batch no larger than its training
     images); a torchvision dataset's files are looked for, or downloaded with ``download: true``."""
+    from trainables.config import TORCHVISION
     from trainables.data import (
-        TORCHVISION,
         build_datasets,
         check_batch,
         fetch_hint,

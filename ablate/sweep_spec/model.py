@@ -27,8 +27,8 @@ from ablate.sweep_spec.space import (
     check_name,
     check_no_overlap,
 )
-from ablate.sweep_spec.trainer import check_trainer, check_values
-from trainables.config import ConfigError, DINOConfig, make_config
+from ablate.sweep_spec.trainer import PATH_KEYS, absolute, check_trainer, check_values
+from trainables.config import TORCHVISION, TORCHVISION_ROOT, ConfigError, DINOConfig, make_config
 from trainables.inputs import check_data, check_model, check_weights
 
 Metric = Literal["knn_top1", "knn_top5", "loss", "dino_loss", "teacher_entropy", "kl_teacher_student"]
@@ -121,6 +121,7 @@ class SweepSpec(SpecModel):
         for name, dist in self.space.items():
             check_name(name, dist)
         check_no_overlap(self.space)
+        absolute_paths(self.trainer, self.space)  # trials run in other folders than this command
         for name, dist in self.space.items():
             dist.check(name, self.trainer, self.search.algorithm)
         self._check_grid_size()
@@ -330,6 +331,31 @@ class SweepSpec(SpecModel):
     def dump(self) -> str:
         """YAML of the resolved spec; ``load_spec`` reads it back to an equal spec."""
         return yaml.safe_dump(self.as_dict(), sort_keys=False, default_flow_style=None)
+
+
+def absolute_paths(trainer: dict[str, Any], space: dict[str, Any]) -> None:
+    """Every ``PATH_KEYS`` value of the spec made ``absolute``, in place: the trainer section's, a
+    searched choice's values and a bundle's. A torchvision dataset without any ``data_path`` gets the
+    trainer's default folder (``./data``) made absolute, for the same reason."""
+    for key in PATH_KEYS:
+        if key in trainer:
+            trainer[key] = absolute(trainer[key])
+    named, datasets = "data_path" in trainer, [trainer.get("dataset")]
+    for name, dist in space.items():
+        if isinstance(dist, BundleDist):
+            for bundle in dist.choices:
+                for key in PATH_KEYS:
+                    if key in bundle.overrides:
+                        bundle.overrides[key] = absolute(bundle.overrides[key])
+                named = named or "data_path" in bundle.overrides
+                datasets.append(bundle.overrides.get("dataset"))
+        elif isinstance(dist, ChoiceDist) and name in PATH_KEYS:
+            dist.values = [absolute(v) for v in dist.values]
+        named = named or name == "data_path"
+        if name == "dataset" and isinstance(dist, ChoiceDist):
+            datasets += list(dist.values)
+    if not named and any(d in TORCHVISION for d in datasets if isinstance(d, str)):
+        trainer["data_path"] = absolute(TORCHVISION_ROOT)
 
 
 def _plain(value: Any) -> Any:

@@ -8,10 +8,16 @@ before anything starts, not by every trial of a sweep in turn.
 from __future__ import annotations
 
 import difflib
+import os
 from typing import Any
 
 from ablate.sweep_spec.base import spec_error
 from trainables.config import ConfigError, DINOConfig, make_config, unknown_key_message
+
+# Trainer keys that name a file or folder. A relative one means relative to the folder `ablate run`
+# runs in, where the driver checks it; Ray's trial processes run in other folders and `ablate
+# resume` may run from another one, so the spec holds them absolute (``absolute_paths``).
+PATH_KEYS = ("data_path", "pretrained_weights")
 
 SEED_RULE = ("a trial's seed is search.seed + its repeat index; set search.seed (and repeats for "
              "several seeds) instead")
@@ -68,3 +74,10 @@ def arch_problem(arch: str) -> str | None:
     close = close or timm.list_models(f"*{arch.split('_')[0]}*")[:5]
     hint = f"did you mean {', '.join(close)}?" if close else "see timm.list_models() for the names"
     return f"arch={arch!r}: not a timm model name (any of timm's {len(names)} models works); {hint}"
+
+
+def absolute(value: Any) -> Any:
+    """A path as the shell that ran ``ablate`` meant it: ``~`` expanded, made absolute against the
+    current folder (symbolic links kept); anything else as it is."""
+    return os.path.abspath(os.path.expanduser(value)) if isinstance(value, str) and value else value
+

@@ -121,6 +121,30 @@ resources: {{workers: {workers}, cpu: 1, gpu: 0}}
     assert rec["restarts"] == [] and rec["epochs"] == []  # no retry; nothing measured
 
 
+def test_a_relative_data_path_means_the_folder_ablate_runs_in(ray_cluster: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`data_path: data` passes the driver's check in the folder `ablate run` runs in; the trials run in
+    Ray's folders: they read the same folder (the spec holds it absolute) instead of each ending errored
+    with "missing: ['train', 'val']"."""
+    from ablate.sweep import run_sweep
+    from ablate.sweep_spec import load_spec
+
+    write_image_folder(tmp_path / "data", n=12)
+    monkeypatch.chdir(tmp_path)
+    spec = write_spec(tmp_path, f"""
+name: relative
+trainer: {dict(TINY_TRAINER, dataset="imagefolder", data_path="data", batch_size=8, epochs=1)}
+space:
+  teacher_temp: {{type: choice, values: [0.04]}}
+search: {{algorithm: grid}}
+resources: {{cpu: 1, gpu: 0}}
+""")
+    sweep = run_sweep(load_spec(spec), "runs", address=ray_cluster)
+    [rec] = [json.loads(f.read_text()) for f in (sweep / "trials").glob("*.json")]
+    assert rec["status"] == "completed", rec["reason"]
+    assert rec["config"]["data_path"] == str(tmp_path / "data")
+
+
 def test_a_trial_killed_by_rays_memory_monitor_ends_oom_end_to_end(tmp_path: Path) -> None:
     """Host memory: Ray's memory monitor kills the trial's process (here its threshold is set below what
     any node running Ray uses). Ray retries it from its checkpoint twice, each retry said with the reason;

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ablate.sweep_spec import BASELINE, MAX_SAMPLES, SpecError, available_samplers, load_spec
-from tests.helpers import write_image_folder
+from tests.helpers import write_image_folder, write_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "search_spaces"
 MINIMAL = """\
@@ -431,3 +431,41 @@ def test_an_int_range_s_largest_value_is_its_last_grid_point() -> None:
     assert IntDist(low=16, high=190, step=80).largest() == 176  # 16, 96, 176
     assert IntDist(low=16, high=176, step=80).largest() == 176
     assert IntDist(low=16, high=190).largest() == 190  # Optuna draws any integer up to high
+
+
+def test_relative_paths_are_made_absolute_where_ablate_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A relative data_path or pretrained_weights means the folder `ablate run` runs in (where the driver
+    checks it): the spec holds it absolute, in the trainer section, a choice and a bundle, so that Ray's
+    trial processes (other folders) and `ablate resume` (any folder) read the same files; a torchvision
+    dataset without data_path gets the trainer's ./data made absolute the same way."""
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec(write_spec(tmp_path, """
+name: paths
+trainer: {dataset: imagefolder, data_path: data/imgs, pretrained_weights: ~/w.pt}
+space:
+  data_path: {type: choice, values: [other, /abs/imgs]}
+  pick:
+    type: choice
+    values:
+      - {label: a, set: {pretrained_weights: weights/a.pt}}
+      - {label: b, set: {pretrained_weights: /abs/b.pt}}
+"""))
+    assert spec.trainer["data_path"] == str(tmp_path / "data" / "imgs")
+    assert spec.trainer["pretrained_weights"] == str(Path.home() / "w.pt")
+    assert spec.choice_values("data_path") == [str(tmp_path / "other"), "/abs/imgs"]
+    assert [b.overrides["pretrained_weights"] for b in spec.space["pick"].choices] == [
+        str(tmp_path / "weights" / "a.pt"), "/abs/b.pt"]
+    assert spec.trial_config({"data_path": str(tmp_path / "other"), "pick": "a"}).pretrained_weights == \
+        str(tmp_path / "weights" / "a.pt")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the sweep's spec.yaml, read from another folder
+    reread = load_spec(write_spec(tmp_path / "elsewhere", spec.dump()))
+    assert reread.trainer == spec.trainer
+    assert reread.choice_values("data_path") == spec.choice_values("data_path")
+    monkeypatch.chdir(tmp_path)
+    cifar = load_spec(write_spec(tmp_path, """
+name: cifar
+trainer: {dataset: cifar10}
+space: {teacher_temp: {type: choice, values: [0.04]}}
+"""))
+    assert cifar.trainer["data_path"] == str(tmp_path / "data")
