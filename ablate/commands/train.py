@@ -19,6 +19,7 @@ import yaml
 from ablate.errors import UserError
 from ablate.overrides import load_yaml, parse_sets
 from ablate.sweep_spec import arch_problem
+from ablate.sweep_spec.model import absolute_paths
 from trainables.config import ConfigError, DINOConfig, config_differences, describe_keys, make_config
 from trainables.inputs import check_inputs
 
@@ -63,6 +64,7 @@ def resolve_config(config_file: str | None, sets: list[str], workers: int = 1) -
     values.update(pairs)
     if pairs:
         where = f"{config_file} + --set: " if config_file else "--set "
+    absolute_paths(values, {})  # --workers: Ray Train's workers run in other folders
     cfg = make_config(values, where)
     problem = arch_problem(cfg.arch)  # before the data is read, with the closest timm names
     if problem:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ablate.cli import main
-from tests.helpers import TINY_TRAINER
+from tests.helpers import TINY_TRAINER, write_image_folder
 
 SETS = [a for k, v in {**TINY_TRAINER, "epochs": 2}.items() for a in ("--set", f"{k}={v}")]
 
@@ -99,3 +99,15 @@ def test_train_with_two_workers_writes_metrics_and_resumes(ray_cluster: str, tmp
     assert "epochs" in capsys.readouterr().err
     assert main(["train", *sets, "--out", str(tmp_path / "never"), "--workers", "0"]) == 2
     assert "--workers 0" in capsys.readouterr().err
+
+
+def test_train_makes_relative_paths_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`--set data_path=data` means the folder `ablate train` runs in, also for --workers, whose Ray Train
+    workers run in other folders (they ended "missing: ['train', 'val']" with a relative one)."""
+    from ablate.commands.train import resolve_config
+
+    write_image_folder(tmp_path / "data", n=12)
+    monkeypatch.chdir(tmp_path)
+    sets = [f"{k}={v}" for k, v in {**TINY_TRAINER, "dataset": "imagefolder", "data_path": "data",
+                                     "batch_size": 4}.items()]
+    assert resolve_config(None, sets, workers=2).data_path == str(tmp_path / "data")
