@@ -56,6 +56,20 @@ def check_connect_timeout(timeout: float) -> float:
     return float(timeout)
 
 
+def cluster_address(option: str | None) -> str | None:
+    """The cluster to join: ``--address``, else ``RAY_ADDRESS`` (what ``ray job submit`` sets for its
+    entrypoint and ``ray.init`` reads) unless it is empty or ``local``, said in one line; None: a
+    local Ray for this run."""
+    if option:
+        return option
+    env = os.environ.get("RAY_ADDRESS", "").strip()
+    if not env or env == "local":
+        return None
+    print(f"ablate: joining the Ray cluster at {env} (from RAY_ADDRESS; unset it to start a local Ray)",
+          file=sys.stderr)
+    return env
+
+
 def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
               connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, logs: RayLogFile | None = None) -> None:
     """Join the cluster at ``address``, or start a local Ray with this machine's resources.

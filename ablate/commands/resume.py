@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ablate.commands.run import add_ray_options
-from ablate.session import check_connect_timeout
+from ablate.session import check_connect_timeout, cluster_address
 from ablate.summary import conclude
 from sweep_format.statuses import RETRYABLE
 
@@ -37,7 +37,8 @@ def main(args: argparse.Namespace) -> int:
     check_connect_timeout(args.connect_timeout)
     total = load_sweep_spec(Path(args.sweep).expanduser().resolve()).num_trials
     try:
-        sweep_dir = resume_sweep(args.sweep, args.address, args.num_cpus, args.num_gpus, args.connect_timeout,
+        sweep_dir = resume_sweep(args.sweep, cluster_address(args.address), args.num_cpus, args.num_gpus,
+                                 args.connect_timeout,
                                  verbose=args.verbose, retry=args.retry)
     except SweepInterrupted as stop:
         return conclude(stop.sweep_dir, total, interrupted=True, exit_code=stop.exit_code)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from ablate.session import DEFAULT_CONNECT_TIMEOUT, MAX_CONNECT_TIMEOUT, check_connect_timeout
+from ablate.session import (
+    DEFAULT_CONNECT_TIMEOUT,
+    MAX_CONNECT_TIMEOUT,
+    check_connect_timeout,
+    cluster_address,
+)
 from ablate.summary import conclude
 from ablate.sweep_spec import MAX_SAMPLES, load_spec
 from ablate.trackers import TRACKERS
@@ -12,8 +17,9 @@ from ablate.trackers import TRACKERS
 
 def add_ray_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", metavar="HOST:PORT",
-                   help="join this running Ray cluster instead of starting a local Ray "
-                        "(token auth: export RAY_AUTH_MODE=token with the cluster's token)")
+                   help="join this running Ray cluster instead of starting a local Ray (default: "
+                        "$RAY_ADDRESS when set, as under `ray job submit`; token auth: export "
+                        "RAY_AUTH_MODE=token with the cluster's token)")
     p.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of the local Ray (default: all)")
     p.add_argument("--num-gpus", type=int, metavar="N", help="GPUs of the local Ray (default: detected)")
     p.add_argument("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT, metavar="SECONDS",
@@ -58,7 +64,8 @@ def main(args: argparse.Namespace) -> int:
     check_connect_timeout(args.connect_timeout)
     spec = load_spec(args.spec, args.sets, force=args.force)  # every mistake is reported before Ray starts
     try:
-        sweep = api.run_spec(spec, args.storage, args.address, loggers=args.loggers, num_cpus=args.num_cpus,
+        sweep = api.run_spec(spec, args.storage, cluster_address(args.address), loggers=args.loggers,
+                             num_cpus=args.num_cpus,
                              num_gpus=args.num_gpus, verbose=args.verbose,
                              connect_timeout=args.connect_timeout)
     except SweepInterrupted as stop:

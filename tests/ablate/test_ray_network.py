@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from ablate.errors import UserError
-from ablate.session import wait_for_address
+from ablate.session import cluster_address, wait_for_address
 from tests.helpers import OPTUNA_SPEC, write_spec
 
 CLI = [sys.executable, "-m", "ablate.cli"]
@@ -124,6 +124,28 @@ def test_run_with_a_dead_address_exits_2_and_honours_sigterm(tmp_path: Path):
     err = short.stderr.read()
     assert f"ablate run: error: --address {address}: nothing answered within 2 s" in err, err
     assert "Traceback" not in err
+
+
+def test_ray_address_in_the_environment_is_the_cluster_to_join(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """`ray job submit` runs its entrypoint with RAY_ADDRESS set (and ray.init reads it): `ablate run` joins
+    that cluster, saying so, instead of starting a one-machine Ray beside it; --address wins; an empty or
+    `local` RAY_ADDRESS means a local Ray."""
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    assert cluster_address(None) == "10.0.0.5:6379"
+    assert "joining the Ray cluster at 10.0.0.5:6379 (from RAY_ADDRESS" in capsys.readouterr().err
+    assert cluster_address("10.0.0.6:6379") == "10.0.0.6:6379"
+    for local in ("", "local"):
+        monkeypatch.setenv("RAY_ADDRESS", local)
+        assert cluster_address(None) is None
+    address = f"127.0.0.1:{closed_port()}"
+    env = {**os.environ, "RAY_ADDRESS": address}
+    spec = write_spec(tmp_path, OPTUNA_SPEC)
+    run = subprocess.run([*CLI, "run", str(spec), "--storage", str(tmp_path / "runs"), "--connect-timeout",
+                          "2"], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert f"--address {address}: nothing answered within 2 s" in run.stderr, run.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("own", [None, "1"])
