@@ -65,6 +65,10 @@ def cluster_address(option: str | None) -> str | None:
     env = os.environ.get("RAY_ADDRESS", "").strip()
     if not env or env == "local":
         return None
+    if env.startswith(("http://", "https://")):  # the dashboard, for `ray job submit`: not a cluster to join
+        print(f"ablate: RAY_ADDRESS={env} is a dashboard's URL (for `ray job submit`), not a cluster to "
+              "join: starting a local Ray (--address HOST:PORT joins a cluster)", file=sys.stderr)
+        return None
     print(f"ablate: joining the Ray cluster at {env} (from RAY_ADDRESS; unset it to start a local Ray)",
           file=sys.stderr)
     return env

@@ -135,9 +135,10 @@ def test_ray_address_in_the_environment_is_the_cluster_to_join(
     assert cluster_address(None) == "10.0.0.5:6379"
     assert "joining the Ray cluster at 10.0.0.5:6379 (from RAY_ADDRESS" in capsys.readouterr().err
     assert cluster_address("10.0.0.6:6379") == "10.0.0.6:6379"
-    for local in ("", "local"):
+    for local in ("", "local", "http://10.0.0.5:8265"):  # the last: the dashboard, for `ray job submit`
         monkeypatch.setenv("RAY_ADDRESS", local)
         assert cluster_address(None) is None
+    assert "RAY_ADDRESS=http://10.0.0.5:8265 is a dashboard's URL" in capsys.readouterr().err
     address = f"127.0.0.1:{closed_port()}"
     env = {**os.environ, "RAY_ADDRESS": address}
     spec = write_spec(tmp_path, OPTUNA_SPEC)
