@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from ablate.session import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -15,13 +16,26 @@ from ablate.sweep_spec import MAX_SAMPLES, load_spec
 from ablate.trackers import TRACKERS
 
 
+def count(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``least`` (a --num-cpus 0 is refused before Ray starts)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= {least}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value}: expected a whole number >= {least}")
+        return value
+    return parse
+
+
 def add_ray_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", metavar="HOST:PORT",
                    help="join this running Ray cluster instead of starting a local Ray (default: "
                         "$RAY_ADDRESS when set, as under `ray job submit`; token auth: export "
                         "RAY_AUTH_MODE=token with the cluster's token)")
-    p.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of the local Ray (default: all)")
-    p.add_argument("--num-gpus", type=int, metavar="N", help="GPUs of the local Ray (default: detected)")
+    p.add_argument("--num-cpus", type=count(1), metavar="N", help="CPUs of the local Ray (default: all)")
+    p.add_argument("--num-gpus", type=count(0), metavar="N", help="GPUs of the local Ray (default: detected)")
     p.add_argument("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT, metavar="SECONDS",
                    help="with --address: give up when the cluster does not answer within this "
                         f"time (default {DEFAULT_CONNECT_TIMEOUT:g}, at most {MAX_CONNECT_TIMEOUT:g})")

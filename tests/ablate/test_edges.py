@@ -181,3 +181,25 @@ def test_an_error_never_prints_an_unbounded_value(tmp_path: Path, capsys: pytest
     spec = write_spec(tmp_path, OPTUNA_SPEC)
     assert main(["run", str(spec), "--storage", str(tmp_path / "runs"), "--set", f"trainer.lr={huge}"]) == 2
     assert "trainer.lr" in (err := one_line_error(capsys, "run")) and len(err) < 600
+
+
+@pytest.mark.parametrize(("option", "value"), [("--num-cpus", "0"), ("--num-cpus", "-2"),
+                                               ("--num-cpus", "two"), ("--num-gpus", "-1")])
+def test_a_local_ray_of_no_cpus_is_refused_before_ray(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                      no_ray: None, option: str, value: str) -> None:
+    """`--num-cpus 0` started Ray (seconds) to then find no trial fits; now argparse refuses it."""
+    spec = write_spec(tmp_path, OPTUNA_SPEC)
+    with pytest.raises(SystemExit) as stop:
+        main(["run", str(spec), "--storage", str(tmp_path / "runs"), option, value])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: " in err and "expected a whole number >= " in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_folder_given_as_the_spec_is_named_so(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                no_ray: None) -> None:
+    write_spec(tmp_path, OPTUNA_SPEC)
+    assert main(["run", str(tmp_path)]) == 2
+    err = one_line_error(capsys, "run")
+    assert f"{tmp_path}: a folder, not a YAML file (e.g. {tmp_path / 'spec.yaml'})" in err
