@@ -148,8 +148,8 @@ resources: {{cpu: 1, gpu: 0}}
 def test_a_trial_killed_by_rays_memory_monitor_ends_oom_end_to_end(tmp_path: Path) -> None:
     """Host memory: Ray's memory monitor kills the trial's process (here its threshold is set below what
     any node running Ray uses). Ray retries it from its checkpoint twice, each retry said with the reason;
-    it then ends `oom` (not `errored` with the tail of Ray's advice), the summary says how to run it again,
-    and `ablate resume --retry oom`, with memory to spare, trains it."""
+    it then ends `oom` (not `errored` with the tail of Ray's advice), and the summary says how to run it
+    again (`ablate resume --retry oom`, followed through in the test above)."""
     spec = write_spec(tmp_path, f"""
 name: hostmem
 trainer: {dict(TINY_TRAINER, epochs=1)}
@@ -160,7 +160,7 @@ resources: {{cpu: 1, gpu: 0}}
 """)
     storage, sweep = tmp_path / "runs", tmp_path / "runs" / "hostmem"
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    env.pop("RAY_ADDRESS", None)
+    env.pop("RAY_ADDRESS", None)  # a local Ray, started with the tight threshold
     tight = {**env, "RAY_memory_usage_threshold": "0.02", "RAY_memory_monitor_refresh_ms": "100"}
     run = subprocess.run([*CLI, "run", str(spec), "--storage", str(storage), "--num-cpus", "1"], env=tight,
                          capture_output=True, text=True, timeout=600)
@@ -172,9 +172,4 @@ resources: {{cpu: 1, gpu: 0}}
     retried = [ln for ln in run.stderr.splitlines() if "Ray runs it again" in ln]
     assert len(retried) == 2 and all("failed at epoch 0: out of host memory" in ln for ln in retried)
     assert "trials: 1 oom" in run.stdout
-    assert f"`ablate resume {sweep} --retry oom` runs them again" in run.stderr
-    again = subprocess.run([*CLI, "resume", str(sweep), "--num-cpus", "1", "--retry", "oom"], env=env,
-                           capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
-    (rec,) = records(sweep).values()
-    assert rec["status"] == "completed" and [r["epoch"] for r in rec["epochs"]] == [0, 1]
+    assert f"`ablate resume {sweep} --retry oom` runs them again" in run.stderr  # as the test above
