@@ -48,7 +48,11 @@ def check_crop_sizes(arch: str, patch_size: int, crops: dict[str, int]) -> None:
     backbone cannot take: a ViT's or Swin's patch embedding needs whole patches, a ConvNeXt's stages
     need 32 px, ... One forward pass per size on the meta device (no weights, no memory: tens of
     milliseconds) finds them; a size that fails there is tried on the real model before it is
-    refused (an operation the meta device lacks is not the config's fault)."""
+    refused (an operation the meta device lacks is not the config's fault). A combination that fits
+    is remembered for the process (a sweep's trial processes build one trainer after another)."""
+    known = (arch, patch_size, tuple(crops.items()))
+    if known in _CROPS_THAT_FIT:
+        return
     img = next(iter(crops.values()))
     try:
         with torch.device("meta"):
@@ -70,6 +74,10 @@ def check_crop_sizes(arch: str, patch_size: int, crops: dict[str, int]) -> None:
         patches = f" with patch_size={patch_size}" if hasattr(real, "patch_embed") else ""
         raise ConfigError(f"{'; '.join(bad)}: arch {arch!r}{patches} cannot take "
                           f"{'these crops' if len(bad) > 1 else 'this crop'}")
+    _CROPS_THAT_FIT.add(known)
+
+
+_CROPS_THAT_FIT: set[tuple[str, int, tuple[tuple[str, int], ...]]] = set()
 
 
 def crop_problem(model: nn.Module, size: int, device: str) -> str:

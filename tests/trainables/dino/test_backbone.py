@@ -64,3 +64,23 @@ def test_a_crop_the_backbone_cannot_take_is_refused_up_front():
     vit = build_backbone("test_vit", img_size=16, patch_size=4, drop_path_rate=0.0)
     with pytest.raises(AssertionError, match="divisible by patch size"):  # what the rule spares users
         vit(torch.zeros(1, 3, 10, 10))
+
+
+def test_crops_that_fit_are_checked_once_per_process(monkeypatch: pytest.MonkeyPatch):
+    """A sweep's trial process builds one trainer after another: a combination that fits is not checked
+    again (no model built, no forward pass); one that does not fit is refused every time."""
+    from trainables.dino import backbone
+
+    crops = {"global_crops_size": 32, "local_crops_size": 16}
+    backbone.check_crop_sizes("test_resnet", 16, crops)
+
+    def never(*args: object) -> str:
+        raise AssertionError("checked again")
+
+    monkeypatch.setattr(backbone, "crop_problem", never)
+    monkeypatch.setattr(backbone, "build_backbone", never)
+    backbone.check_crop_sizes("test_resnet", 16, crops)
+    monkeypatch.undo()
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="local_crops_size=10"):
+            backbone.check_crop_sizes("test_vit", 4, {"global_crops_size": 16, "local_crops_size": 10})
