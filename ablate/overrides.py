@@ -37,8 +37,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a syntax error or a non-mapping names the file and the line."""
     file = Path(path)
     if file.is_dir():
-        yamls = sorted(f.name for f in file.glob("*.yaml"))[:3]
-        hint = f" (e.g. {file / yamls[0]})" if yamls else ""
+        first = min(file.glob("*.yaml"), default=None)
+        hint = f" (e.g. {first})" if first else ""
         raise UserError(f"{file}: a folder, not a YAML file{hint}")
     if not file.is_file():
         raise UserError(f"{file}: no such file")
