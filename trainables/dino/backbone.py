@@ -17,6 +17,18 @@ def is_vit(model: nn.Module) -> bool:
     return hasattr(model, "patch_embed") and hasattr(model, "blocks")
 
 
+def pointwise_weights_nhwc(model: nn.Module) -> None:
+    """Give every 1x1 convolution weight NHWC strides: the same memory, the same numbers.
+
+    With NHWC activations oneDNN returns a 1x1 kernel's weight gradient with NHWC strides
+    ((C, 1, C, C) where NCHW has (C, 1, 1, 1): only the strides of the 1-sized dims differ). A
+    gradient must have its parameter's strides for DDP's bucket views (PyTorch's "Grad strides do
+    not match bucket view strides" warning, and a copy of each such gradient every step)."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d) and module.weight.shape[2:] == (1, 1):
+            module.weight.data = module.weight.data.to(memory_format=torch.channels_last)
+
+
 def build_backbone(arch: str, img_size: int, patch_size: int, drop_path_rate: float,
                    pretrained_weights: str | None = None) -> nn.Module:
     """A timm model returning pooled features ([CLS] after the final norm for ViTs).

@@ -38,7 +38,7 @@ from trainables.checkpoint import DamagedFileError, load_pt
 from trainables.config import MAX_STEPS, ConfigError, DINOConfig, config_differences
 from trainables.data import build_datasets, check_batch, in_memory, knn_memory_split, with_transform
 from trainables.dino.augment import DataAugmentationDINO, eval_transform
-from trainables.dino.backbone import build_backbone, check_crop_sizes, is_vit
+from trainables.dino.backbone import build_backbone, check_crop_sizes, is_vit, pointwise_weights_nhwc
 from trainables.dino.batch_augment import BatchDataAugmentationDINO
 from trainables.dino.head import DINOHead
 from trainables.dino.loaders import CPUMultiCropLoader, DeviceMultiCropLoader, FolderMultiCropLoader
@@ -248,6 +248,9 @@ class DINOTrainer:
         # checkpoints use the plain module, so a checkpoint is the same with or without workers.
         self.student_forward: nn.Module = self.student
         if is_distributed():
+            if self.memory_format == torch.channels_last and self.device.type == "cpu":
+                pointwise_weights_nhwc(self.student)  # DDP's gradient layout (not in one process:
+                # oneDNN then rounds a few sums differently, and trials stay bit for bit as they were)
             self.student_forward = DistributedDataParallel(self.student)  # on the student's device
 
     def _build_optimization(self) -> None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from trainables.config import ConfigError
-from trainables.dino.backbone import build_backbone
+from trainables.dino.backbone import build_backbone, pointwise_weights_nhwc
 
 
 def test_pretrained_weights_from_a_local_file_only(tmp_path: Path):
@@ -84,3 +84,20 @@ def test_crops_that_fit_are_checked_once_per_process(monkeypatch: pytest.MonkeyP
     for _ in range(2):
         with pytest.raises(ConfigError, match="local_crops_size=10"):
             backbone.check_crop_sizes("test_vit", 4, {"global_crops_size": 16, "local_crops_size": 10})
+
+
+def test_a_cnn_under_ddp_gets_gradients_with_its_weights_strides():
+    """DDP copies each gradient into a bucket view with its parameter's strides and warns when they
+    differ. On a CPU, oneDNN returns the weight gradient of a 1x1 convolution with NHWC strides for
+    NHWC activations; with those weights restrided (the same memory, the same values) every
+    gradient matches its weight, so `workers: 2` CNN trials train without the warning."""
+    torch.manual_seed(0)
+    cnn = build_backbone("test_resnet", img_size=32, patch_size=16, drop_path_rate=0.0)
+    before = {name: p.detach().clone() for name, p in cnn.named_parameters()}
+    pointwise_weights_nhwc(cnn)
+    batch = torch.randn(32, 3, 32, 32)  # the default's global crops (at 4 images oneDNN keeps NCHW)
+    cnn(batch.contiguous(memory_format=torch.channels_last)).sum().backward()
+    pointwise = [name for name, p in cnn.named_parameters() if p.ndim == 4 and p.shape[2:] == (1, 1)]
+    assert pointwise  # test_resnet has 1x1 convolutions (bottleneck and downsample)
+    assert [name for name, p in cnn.named_parameters() if p.grad.stride() != p.stride()] == []
+    assert all(torch.equal(p, before[name]) for name, p in cnn.named_parameters())
