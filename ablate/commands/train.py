@@ -2,17 +2,20 @@
 
 ``--workers N`` trains the same run as N data-parallel workers on a local Ray: the one
 ``TorchTrainer`` launcher of a multi-worker sweep trial (``trainables.ddp_trial.torch_trainer``),
-rank 0 writing ``metrics.jsonl``, ``checkpoint.pt`` and the epoch lines, every rank restoring
-``checkpoint.pt`` on ``--resume``.
+rank 0 writing ``metrics.jsonl``, ``checkpoint.pt`` and its lines (``train.log``, which this
+command prints as they come), every rank restoring ``checkpoint.pt`` on ``--resume``. Ray's own
+lines go to ``ray.log`` and Ray's session logs, not to the terminal.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import yaml
 
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 
 METRICS_NAME = "metrics.jsonl"  # one JSON row per epoch (0: the untrained baseline)
 RAY_TRAIN_FOLDER = "ray_train"  # Ray Train's own run records inside --out (--workers)
+TRAIN_LOG = "train.log"  # --workers: rank 0's lines (epochs, resume, done), printed by this command
 
 EPILOG = "Trainer keys (name, default, meaning [paper value]):\n" + describe_keys()
 
@@ -49,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="data-parallel workers on a local Ray (Ray Train: DDP over gloo on CPU, NCCL "
-                        "with one GPU each); batch_size is per worker, lr scales with the global batch")
+                        "with one GPU each); batch_size is per worker, lr scales with the global batch; "
+                        "rank 0's lines also in DIR/train.log, Ray's in DIR/ray.log")
     p.set_defaults(func=main)
 
 
@@ -95,7 +100,10 @@ def main(args: argparse.Namespace) -> int:
             print(f"ablate train: {out} holds a run stopped before its first checkpoint (nothing to "
                   "resume): starting it over", file=sys.stderr)
     if args.workers > 1:
-        return train_with_workers(cfg, out, args.workers, args.resume)
+        try:
+            return train_with_workers(cfg, out, args.workers, args.resume)
+        except KeyboardInterrupt:
+            return interrupted(out, args.workers)
     trainer = DINOTrainer(cfg, progress=not args.no_progress)  # validates data before writing
     if args.resume:
         trainer.load_checkpoint(ckpt)
@@ -103,24 +111,34 @@ def main(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     try:
-        return run_epochs(trainer, out)
+        return run_epochs(trainer, out, sys.stderr)
     except KeyboardInterrupt:
-        if ckpt.is_file():
-            print(f"interrupted; continue with: ablate train --out {out} --resume", file=sys.stderr)
-        else:
-            print("interrupted before the first checkpoint (nothing to resume); the same command "
-                  "starts the run over", file=sys.stderr)
-        return 130
+        return interrupted(out, args.workers)
 
 
-def run_epochs(trainer: DINOTrainer, out: Path, writes: bool = True) -> int:
-    """Train the remaining epochs; ``writes``: this process writes metrics, checkpoint and log lines.
+def interrupted(out: Path, workers: int) -> int:
+    """Ctrl-C: say how the run continues (or that it starts over), exit 130."""
+    from trainables.dino.trainer import CHECKPOINT_NAME
+
+    if (out / CHECKPOINT_NAME).is_file():
+        same = f" --workers {workers}" if workers > 1 else ""
+        print(f"interrupted; continue with: ablate train --out {out} --resume{same}", file=sys.stderr)
+    else:
+        print("interrupted before the first checkpoint (nothing to resume); the same command "
+              "starts the run over", file=sys.stderr)
+    return 130
+
+
+def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None) -> int:
+    """Train the remaining epochs; with a ``log`` (its lines' stream) this process writes the metrics,
+    the checkpoint and the lines.
 
     With data-parallel workers every rank trains and only rank 0 writes.
     """
     from trainables.dino.trainer import CHECKPOINT_NAME, NonFiniteLossError
 
     cfg, ckpt, metrics_file = trainer.cfg, out / CHECKPOINT_NAME, out / METRICS_NAME
+    writes = log is not None
     if writes:  # a run that starts over (no checkpoint) rewrites its epoch 0 too: no row is kept
         keep_metrics(metrics_file, trainer.epoch if trainer.baseline_done else -1)
     baseline = None
@@ -133,13 +151,13 @@ def run_epochs(trainer: DINOTrainer, out: Path, writes: bool = True) -> int:
                 trainer.save_checkpoint(ckpt)
             with metrics_file.open("a") as f:
                 f.write(json.dumps(metrics) + "\n")
-            print(epoch_line(metrics, cfg.epochs, baseline), file=sys.stderr, flush=True)
+            print(epoch_line(metrics, cfg.epochs, baseline), file=log, flush=True)
     except NonFiniteLossError as exc:
         if writes:
-            print(f"ablate train: stopped: {exc}", file=sys.stderr)
+            print(f"ablate train: stopped: {exc}", file=log)
         return 1
     if writes:
-        print(f"done: {metrics_file}, {ckpt}", file=sys.stderr)
+        print(f"done: {metrics_file}, {ckpt}", file=log)
     return 0
 
 
@@ -208,30 +226,75 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool) -
 
     prepare()
     bind_local_ray_to_loopback()  # before Ray is imported: the local Ray listens on 127.0.0.1 only
-    import ray
-    from ray import train
+    from ablate.ray_logs import LOG_FILE, RayLogFile
 
-    from trainables.ddp_trial import one_line, torch_trainer
+    with RayLogFile() as logs:
+        import ray
+        from ray import train
 
-    use_gpu = worker_devices(cfg, workers)
-    out = out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    started = not ray.is_initialized()
-    if started:  # workers' stderr (rank 0's epoch lines) is shown here
-        ray.init(address="local", num_cpus=max(workers, os.cpu_count() or 1), include_dashboard=False,
-                 log_to_driver=True)
-    loop_config = {"trainer": cfg.model_dump(mode="json"), "out": str(out), "resume": resume}
-    trainer = torch_trainer(worker_loop, loop_config, workers=workers, cpu=1.0, gpu=1.0 if use_gpu else 0.0,
-                            name=RAY_TRAIN_FOLDER, storage_path=str(out))
-    try:
-        result = trainer.fit()
-    except train.TrainingFailedError as exc:
-        raise UserError(f"ablate train --workers {workers}: a worker failed: {one_line(exc)}") from None
-    finally:
-        if started:
-            ray.shutdown()
+        from trainables.ddp_trial import one_line, torch_trainer
+
+        logs.capture()
+        use_gpu = worker_devices(cfg, workers)
+        out = out.resolve()
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        started = not ray.is_initialized()
+        if started:  # the workers' own output (Ray Train's lines among it) stays in Ray's logs
+            ray.init(address="local", num_cpus=max(workers, os.cpu_count() or 1), include_dashboard=False,
+                     log_to_driver=False)
+        logs.attach(out)
+        loop_config = {"trainer": cfg.model_dump(mode="json"), "out": str(out), "resume": resume}
+        trainer = torch_trainer(worker_loop, loop_config, workers=workers, cpu=1.0,
+                                gpu=1.0 if use_gpu else 0.0, name=RAY_TRAIN_FOLDER, storage_path=str(out))
+        each, where = "one GPU" if use_gpu else "one CPU", "a local Ray" if started else "the running Ray"
+        print(f"ablate train: {workers} data-parallel workers ({each} each) on {where}; Ray's lines in "
+              f"{out / LOG_FILE}", file=sys.stderr, flush=True)
+        echo = Echo(out / TRAIN_LOG)
+        try:
+            result = trainer.fit()
+        except train.TrainingFailedError as exc:
+            raise UserError(f"ablate train --workers {workers}: a worker failed: {one_line(exc)}") from None
+        except SystemExit:  # Ray Train's Ctrl-C handler stopped the workers, then exits the process
+            raise KeyboardInterrupt from None
+        finally:
+            echo.stop()
+            if started:
+                ray.shutdown()
     return int((result.metrics or {}).get("exit_code", 0))
+
+
+class Echo(threading.Thread):
+    """Prints to stderr, as they come, the lines rank 0 appends to ``file`` (the local Ray's workers
+    write on this machine's disk); started at once, ``stop()`` prints the last ones."""
+
+    def __init__(self, file: Path) -> None:
+        super().__init__(name="ablate-train-echo", daemon=True)
+        self.file, self.done = file, threading.Event()
+        self.offset = file.stat().st_size if file.exists() else 0  # a resumed run's earlier lines
+        self.start()
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            self.echo()
+        self.echo()
+
+    def echo(self) -> None:
+        try:
+            with self.file.open("rb") as f:
+                f.seek(self.offset)
+                new = f.read()
+        except FileNotFoundError:
+            return
+        whole = new.rfind(b"\n") + 1  # complete lines only
+        if whole:
+            sys.stderr.write(new[:whole].decode(errors="replace"))
+            sys.stderr.flush()
+            self.offset += whole
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
 
 
 def worker_loop(config: dict[str, Any]) -> None:
@@ -246,10 +309,15 @@ def worker_loop(config: dict[str, Any]) -> None:
     cfg = worker_config(DINOConfig(**config["trainer"]))
     trainer = DINOTrainer(cfg)
     out = Path(config["out"])
-    if config["resume"]:
-        trainer.load_checkpoint(out / CHECKPOINT_NAME)
-        if trainer.is_main_process:
-            print(f"resuming {out} after epoch {trainer.epoch}/{cfg.epochs} "
-                  f"({trainer.world_size} workers)", file=sys.stderr)
-    code = run_epochs(trainer, out, writes=trainer.is_main_process)
+    with contextlib.ExitStack() as stack:
+        # rank 0's lines go to the file the driver prints (a file, not stderr: Ray Train's workers
+        # print stderr's lines twice, once of them through its logger)
+        log = stack.enter_context((out / TRAIN_LOG).open("a", buffering=1, encoding="utf-8")) \
+            if trainer.is_main_process else None
+        if config["resume"]:
+            trainer.load_checkpoint(out / CHECKPOINT_NAME)
+            if log:
+                print(f"resuming {out} after epoch {trainer.epoch}/{cfg.epochs} "
+                      f"({trainer.world_size} workers)", file=log)
+        code = run_epochs(trainer, out, log)
     train.report({"exit_code": code, "epoch": trainer.epoch})

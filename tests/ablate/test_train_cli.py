@@ -88,6 +88,12 @@ def test_train_with_two_workers_writes_metrics_and_resumes(ray_cluster: str, tmp
     assert main(["train", *sets, "--out", str(out), "--workers", "2"]) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1, 2]  # once each: only rank 0 writes
+    # rank 0's lines reach this terminal once each (Ray Train's workers printed them twice, and its
+    # own lines and tracebacks beside them), and stay in train.log
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("ablate train: 2 data-parallel workers (one CPU each) on the running Ray")
+    assert [line.split("  ")[0] for line in err[1:-1]] == ["epoch 0/2", "epoch 1/2", "epoch 2/2"], err
+    assert err[-1].startswith("done: ") and err[1:] == (out / "train.log").read_text().splitlines()
     assert rows[1]["lr"] > 0 and "knn_top1" in rows[2]
     # Every rank restores the checkpoint (a finished run has nothing left to train); a resume
     # that changes the run (here its epochs) is refused, as for one process.
@@ -99,6 +105,16 @@ def test_train_with_two_workers_writes_metrics_and_resumes(ray_cluster: str, tmp
     assert "epochs" in capsys.readouterr().err
     assert main(["train", *sets, "--out", str(tmp_path / "never"), "--workers", "0"]) == 2
     assert "--workers 0" in capsys.readouterr().err
+
+    class CtrlC:  # Ray Train's Ctrl-C handler stops the workers, then calls sys.exit inside fit()
+        def fit(self) -> None:
+            raise SystemExit(1)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr("trainables.ddp_trial.torch_trainer", lambda *args, **kwargs: CtrlC())
+        assert main(["train", "--out", str(out), "--resume", "--workers", "2"]) == 130
+    hint = f"interrupted; continue with: ablate train --out {out} --resume --workers 2"
+    assert hint in capsys.readouterr().err
 
 
 def test_train_makes_relative_paths_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
