@@ -11,6 +11,7 @@ it never hides the sweeps beside it.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +22,7 @@ from reports.ranking import best_point, measured_before_end
 from reports.sweepdir import open_sweep
 from reports.tables import sweep_tables
 from sweep_format.layout import SPEC_FILE, TRIALS_DIR, sweeps_in
+from sweep_format.records import read_records
 from sweep_format.statuses import describe_counts
 
 COLUMNS = ["sweep", "description", "trials", "best", "cost", "last update"]
@@ -28,12 +30,20 @@ EXPECTED = f"a storage folder holding sweep folders ({SPEC_FILE} + {TRIALS_DIR}/
 
 
 def last_update(folder: Path) -> str:
+    """When a trial record last changed, by the times the records hold (a copied folder keeps them;
+    its files' times are the copy's); the files' times only where no record holds one."""
     try:
-        files = [folder / SPEC_FILE, *folder.glob(f"{TRIALS_DIR}/*.json")]
-        stamps = [f.stat().st_mtime for f in files if f.exists()]
+        stamps = [t for rec in read_records(folder) for key in ("updated_at", "created_at")
+                  if type(t := rec.get(key)) in (int, float) and math.isfinite(t) and t > 0]
+        if not stamps:
+            files = [folder / SPEC_FILE, *folder.glob(f"{TRIALS_DIR}/*.json")]
+            stamps = [f.stat().st_mtime for f in files if f.exists()]
     except OSError:
         stamps = []
-    return dt.datetime.fromtimestamp(max(stamps)).strftime("%Y-%m-%d %H:%M") if stamps else "–"
+    try:
+        return dt.datetime.fromtimestamp(max(stamps)).strftime("%Y-%m-%d %H:%M") if stamps else "–"
+    except (OverflowError, OSError, ValueError):  # a time no calendar holds
+        return "–"
 
 
 def sweep_row(folder: Path) -> dict[str, str]:

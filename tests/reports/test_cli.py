@@ -65,6 +65,33 @@ def test_ls_lists_sweeps_in_an_aligned_table(real_sweep: Path, capsys: pytest.Ca
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d$", lines[1])
 
 
+def test_ls_dates_a_copied_sweep_by_its_records(sweep_copy: Path, capsys: pytest.CaptureFixture) -> None:
+    """A folder copied (`cp -r`, a download) has the copy's file times; "last update" is the newest time
+    the trial records hold, as the sweep's drivers wrote it."""
+    import datetime as dt
+    import json
+    import os
+
+    from sweep_format.records import read_records
+
+    def copied(later: float) -> str:  # every file's time set to `later`; that time as ls prints it
+        for file in sweep_copy.rglob("*"):
+            os.utime(file, (later, later))
+        return dt.datetime.fromtimestamp(later).strftime("%Y-%m-%d %H:%M")
+
+    newest = max(rec["updated_at"] for rec in read_records(sweep_copy))
+    copy_time = copied(newest + 86_400 * 40)  # copied 40 days later
+    assert main(["ls", str(sweep_copy.parent)]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    assert line.endswith(dt.datetime.fromtimestamp(newest).strftime("%Y-%m-%d %H:%M")), (line, copy_time)
+    for file in (sweep_copy / "trials").glob("*.json"):  # records without times: the files' times
+        rec = json.loads(file.read_text())
+        file.write_text(json.dumps({k: v for k, v in rec.items() if k not in ("updated_at", "created_at")}))
+    copy_time = copied(newest + 86_400 * 40)
+    assert main(["ls", str(sweep_copy.parent)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].endswith(copy_time)
+
+
 def test_ls_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["ls", str(tmp_path / "nope")]) == 2
     assert f"{tmp_path / 'nope'}: no such folder" in capsys.readouterr().err
