@@ -18,12 +18,13 @@ def is_vit(model: nn.Module) -> bool:
 
 
 def pointwise_weights_nhwc(model: nn.Module) -> None:
-    """Give every 1x1 convolution weight NHWC strides: the same memory, the same numbers.
+    """Give every 1x1 convolution weight NHWC strides: the same memory and values.
 
     With NHWC activations oneDNN returns a 1x1 kernel's weight gradient with NHWC strides
     ((C, 1, C, C) where NCHW has (C, 1, 1, 1): only the strides of the 1-sized dims differ). A
     gradient must have its parameter's strides for DDP's bucket views (PyTorch's "Grad strides do
-    not match bucket view strides" warning, and a copy of each such gradient every step)."""
+    not match bucket view strides" warning, and a copy of each such gradient every step). oneDNN
+    may round a few sums differently with such weights, so only DDP's CPU path uses it."""
     for module in model.modules():
         if isinstance(module, nn.Conv2d) and module.weight.shape[2:] == (1, 1):
             module.weight.data = module.weight.data.to(memory_format=torch.channels_last)
