@@ -33,8 +33,9 @@ def last_update(folder: Path) -> str:
     """When a trial record last changed, by the times the records hold (a copied folder keeps them;
     its files' times are the copy's); the files' times only where no record holds one."""
     try:
-        stamps = [t for rec in read_records(folder) for key in ("updated_at", "created_at")
-                  if type(t := rec.get(key)) in (int, float) and math.isfinite(t) and t > 0]
+        stamps = [float(t) for rec in read_records(folder) for key in ("updated_at", "created_at")
+                  if isinstance(t := rec.get(key), (int, float)) and not isinstance(t, bool)
+                  and math.isfinite(t) and t > 0]
         if not stamps:
             files = [folder / SPEC_FILE, *folder.glob(f"{TRIALS_DIR}/*.json")]
             stamps = [f.stat().st_mtime for f in files if f.exists()]
