@@ -21,12 +21,13 @@ from reports.analysis import analyse, fmt_value, leaderboard, point_label
 from reports.document import Document
 from reports.errors import ReportError
 from reports.parquet import read_metadata, write_parquet
-from reports.ranking import counted_trials
+from reports.ranking import counted_statuses, counted_trials, order_points
 from reports.stats import fmt_mean_ci, mean_ci
 from reports.sweepdir import open_sweep
 from reports.tables import HEAD_COLUMNS, TAIL_COLUMNS, as_dtype, infer_dtype, sweep_tables
 from sweep_format.files import write_text
 from sweep_format.layout import SPEC_FILE, TRIALS_DIR
+from sweep_format.statuses import describe_counts
 
 SECTIONS = ("Sweeps", "Shared parameters", "Leaderboard", "Trials")
 METRICS = ("knn_top1", "best_knn_top1", "knn_top5", "loss")
@@ -174,34 +175,60 @@ def shared_reference(sources: list[Source]) -> dict | None:
     return dict(zip(keys, refs.pop(), strict=True)) if len(refs) == 1 else None
 
 
+def comparison_metric(sources: list[Source]) -> tuple[str, str, str]:
+    """The metric and mode every sweep ranks by, and a note: the sweeps' own when they agree, else
+    kNN top-1 (max), which every compared sweep records (check_shared)."""
+    pairs = {(str(s.info.get("metric") or "knn_top1"), str(s.info.get("mode") or "max")) for s in sources}
+    if len(pairs) == 1:
+        metric, mode = pairs.pop()
+        return metric, mode, ""
+    own = "; ".join(f"{s.name}: {s.info.get('metric') or 'knn_top1'} ({s.info.get('mode') or 'max'})"
+                    for s in sources)
+    return "knn_top1", "max", (f"The sweeps rank by different metrics ({own}); they are compared on "
+                               "knn_top1 (max), which every one of them records.")
+
+
+def best_line(bests: pd.DataFrame, metric: str, mode: str) -> str:
+    """The best sweep by the ranking rule (reports.ranking: mode, collapsed last) and its lead."""
+    ranked = order_points(bests, mode)
+    first = ranked.iloc[0]
+    unit = " %" if metric.startswith("knn_") else ""
+    text = (f"**Best: {first['sweep']}** ({first['label']}) with {metric} {first['mean']:.2f}{unit}"
+            + (" (a collapsed configuration: every sweep's best collapsed)" if first["collapsed"] else ""))
+    if len(ranked) > 1:
+        second = ranked.iloc[1]
+        text += f", {first['mean'] - second['mean']:+.2f} vs the best of {second['sweep']}"
+    return text + "."
+
+
 def comparison_document(sources: list[Source], shared: list[str], trials: pd.DataFrame, meta: dict,
                         out: Path) -> Document:
     names = [s.name for s in sources]
+    metric, mode, metric_note = comparison_metric(sources)
+    results = {s.name: analyse(s.trials, {**s.info, "metric": metric, "mode": mode}) for s in sources}
     doc = Document(f"DINO sweep comparison: {' vs '.join(names)}")
     doc.heading("Sweeps")
     rows, bests = [], []
     for s in sources:
-        result = analyse(s.trials, s.info)
+        result = results[s.name]
         best = result.points.iloc[0] if len(result.points) else None
-        counts = s.trials["status"].value_counts()
         if best is not None and math.isfinite(best["mean"]):
-            bests.append((best["mean"], s.name, point_label(best, s.params)))
+            bests.append({"sweep": s.name, "label": point_label(best, s.params), "point": len(bests),
+                          **{k: best[k] for k in ("mean", "n", "collapsed")}})
         rows.append({"sweep": s.name, "source": str(s.path), "trials": len(s.trials),
-                     "statuses": ", ".join(f"{int(n)} {k}" for k, n in counts.items()),
+                     "statuses": describe_counts(s.trials["status"].value_counts().to_dict()),
                      "best configuration": point_label(best, s.params) if best is not None else "–",
                      result.metric_label: fmt_mean_ci(best["mean"], best["ci"]) if best is not None else "–",
                      "raw pixels kNN (%)": fmt_reference(s, "pixel_knn_top1"),
                      "untrained kNN (%)": fmt_reference(s, "untrained_knn_top1")})
-    bests.sort(reverse=True)
+    if metric_note:
+        doc.note(metric_note)
     if bests:
-        text = f"**Best: {bests[0][1]}** ({bests[0][2]}) with kNN top-1 {bests[0][0]:.2f} %"
-        if len(bests) > 1:
-            text += f", {bests[0][0] - bests[1][0]:+.2f} points vs the best of {bests[1][1]}"
-        doc.paragraph(text + ".")
+        doc.paragraph(best_line(pd.DataFrame(bests), metric, mode))
     doc.table(pd.DataFrame(rows))
     doc.heading("Shared parameters")
-    doc.note("Final kNN top-1 (%) per value, mean ± 95% CI (trials); completed, collapsed and diverged "
-             "trials. Parameters searched by every sweep: " + ", ".join(f"`{p}`" for p in shared) + ".")
+    doc.note(f"Final kNN top-1 (%) per value, mean ± 95% CI (trials); {counted_statuses()} trials. "
+             "Parameters searched by every sweep: " + ", ".join(f"`{p}`" for p in shared) + ".")
     counted = pd.concat([counted_trials(s.trials)[0] for s in sources], ignore_index=True)
     for p in shared:
         doc.heading(p, level=3)
@@ -215,7 +242,7 @@ def comparison_document(sources: list[Source], shared: list[str], trials: pd.Dat
     doc.note("Best configurations of each sweep (mean ± 95% CI over repeats), Δ to the sweep's best.")
     boards = []
     for s in sources:
-        board = leaderboard(analyse(s.trials, s.info), top=5)
+        board = leaderboard(results[s.name], top=5)
         if len(board):
             boards.append(board.assign(sweep=s.name)[["sweep", *board.columns]])
     if boards:

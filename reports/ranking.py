@@ -59,12 +59,22 @@ def rank_points(trials: pd.DataFrame, params: list[str], metric: str = "knn_top1
                 mode: str = "max") -> tuple[pd.DataFrame, bool]:
     """Rules 1-4: one row per point (stats.point_summary columns), best first."""
     counted, partial = counted_trials(trials, metric)
-    points = point_summary(counted, params, metric)
-    points["_failed"] = points["collapsed"] > 0
+    return order_points(point_summary(counted, params, metric), mode), partial
+
+
+def order_points(points: pd.DataFrame, mode: str = "max") -> pd.DataFrame:
+    """Rules 3-4 on rows with ``collapsed``, ``mean``, ``n`` and ``point`` (one sweep's points, or the
+    best point of each of several sweeps): best first."""
     order = ["_failed", "mean", "n", "point"]
+    points = points.assign(_failed=points["collapsed"] > 0)
     points = points.sort_values(order, ascending=[True, mode == "min", False, True], na_position="last",
                                 kind="stable")
-    return points.drop(columns="_failed").reset_index(drop=True), partial
+    return points.drop(columns="_failed").reset_index(drop=True)
+
+
+def counted_statuses() -> str:
+    """The statuses rule 1 counts, as a report's notes name them: 'completed, ... and diverged'."""
+    return ", ".join(RANKED[:-1]) + f" and {RANKED[-1]}"
 
 
 def best_point(trials: pd.DataFrame, params: list[str], metric: str = "knn_top1",

@@ -22,7 +22,7 @@ from reports.errors import ReportError
 from reports.importance import param_importance
 from reports.parquet import write_parquet
 from reports.power import add_power
-from reports.ranking import counted_trials
+from reports.ranking import counted_statuses, counted_trials
 from reports.sweepdir import SweepDir, open_sweep
 from reports.tables import sweep_tables
 from sweep_format.files import write_text
@@ -101,8 +101,8 @@ def reference_line(reference: dict) -> str:
 def add_leaderboard(doc: Document, result: Analysis) -> None:
     doc.heading("Leaderboard")
     doc.note(f"Final {result.metric}, mean ± 95% t-interval over seed repeats; Δ in its units. Counts "
-             "completed, flagged, collapsed and diverged trials (stopped-early, errored, interrupted "
-             "and running ones are listed under Trials); collapsed configurations rank last.")
+             f"{counted_statuses()} trials (stopped-early, errored, interrupted and running ones are "
+             "listed under Trials); collapsed configurations rank last.")
     board = leaderboard(result)
     doc.table(board) if len(board) else doc.note("No trial has a final kNN top-1 yet.")
 

@@ -82,3 +82,49 @@ def test_compare_refuses_the_same_sweep_twice(tmp_path: Path, capsys: pytest.Cap
     err = capsys.readouterr().err
     assert "are the same sweep" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def sweep_file(folder: Path, name: str, rows: list[tuple[float, float, str, bool]], metric: str = "knn_top1",
+               mode: str = "max") -> Path:
+    """A trials.parquet of sweep ``name``: (knn_top1, teacher_entropy, status, collapsed) per point."""
+    from reports.parquet import write_parquet
+
+    trials = pd.DataFrame([{"sweep": name, "trial_id": f"{name}{i}", "point": i,
+                            "teacher_temp": 0.01 * (i + 1), "knn_top1": k, "knn_epoch": 2,
+                            "teacher_entropy": h, "status": s, "collapsed": c}
+                           for i, (k, h, s, c) in enumerate(rows)]).astype({"collapsed": "boolean"})
+    path = folder / name / "trials.parquet"
+    write_parquet(trials, path, {"sweep": name, "params": ["teacher_temp"], "metric": metric, "mode": mode})
+    return path
+
+
+def best_paragraph(out: Path) -> str:
+    return next(line for line in (out / "report.md").read_text().splitlines() if line.startswith("**Best: "))
+
+
+def test_the_best_sweep_follows_the_ranking_rule(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The sweeps' own metric and mode decide (lower entropy wins under mode min), and a sweep whose
+    every configuration collapsed is never best over a working one, as within a sweep."""
+    a = sweep_file(tmp_path, "a", [(60.0, 2.0, "completed", False)], "teacher_entropy", "min")
+    b = sweep_file(tmp_path, "b", [(50.0, 1.0, "completed", False)], "teacher_entropy", "min")
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "min")]) == 0
+    assert best_paragraph(tmp_path / "min").startswith(
+        "**Best: b** (teacher_temp=0.01) with teacher_entropy 1.00, -1.00 vs the best of a.")
+    broken = sweep_file(tmp_path, "broken", [(70.0, 6.9, "collapsed", True), (65.0, 6.9, "flagged", True)])
+    working = sweep_file(tmp_path, "working", [(45.0, 4.0, "completed", False)])
+    assert main(["compare", str(broken), str(working), "--out", str(tmp_path / "col")]) == 0
+    assert best_paragraph(tmp_path / "col").startswith(
+        "**Best: working** (teacher_temp=0.01) with knn_top1 45.00 %")
+    md = (tmp_path / "col" / "report.md").read_text()
+    assert "completed, flagged, collapsed and diverged trials" in md  # the statuses the ranking counts
+
+
+def test_sweeps_ranked_by_different_metrics_are_compared_on_knn(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    a = sweep_file(tmp_path, "a", [(60.0, 2.0, "completed", False)], "teacher_entropy", "min")
+    b = sweep_file(tmp_path, "b", [(50.0, 1.0, "completed", False)])
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "o")]) == 0
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "rank by different metrics (a: teacher_entropy (min); b: knn_top1 (max))" in md
+    assert best_paragraph(tmp_path / "o").startswith(
+        "**Best: a** (teacher_temp=0.01) with knn_top1 60.00 %, +10.00 vs the best of b.")
