@@ -112,7 +112,8 @@ def time_split(epochs: pd.DataFrame) -> dict[str, float]:
 def cost_table(trials: pd.DataFrame, epochs: pd.DataFrame, params: list[str], metric: str = "knn_top1",
                mode: str = "max") -> pd.DataFrame:
     """One row per configuration (``point``): its parameters, trials, total and per-trial cost, and
-    ``value``, the mean final ``metric`` of its counted repeats; in the ranking's order
+    ``value``, the mean final ``metric`` of its counted repeats, and ``collapsed``, the ranking's
+    verdict on them (a point without a counted trial: any of its trials); in the ranking's order
     (reports.ranking: the spec's metric and mode, collapsed last), unranked points after."""
     costs = trial_costs(epochs)
     data = trials.merge(costs, on="trial_id", how="inner", suffixes=("_trials", ""))
@@ -120,6 +121,7 @@ def cost_table(trials: pd.DataFrame, epochs: pd.DataFrame, params: list[str], me
     ranked = {int(p): i for i, p in enumerate(points["point"])}
     means = dict(zip(points["point"].astype(int), points["mean"], strict=True))
     counts = dict(zip(points["point"].astype(int), points["n"], strict=True))
+    collapsed = dict(zip(points["point"].astype(int), points["collapsed"] > 0, strict=True))  # the ranking's
     rows = []
     for point, group in data.groupby("point", sort=True):
         rows.append({"point": int(point), **{p: group[p].iloc[0] for p in params}, "trials": len(group),
@@ -127,7 +129,7 @@ def cost_table(trials: pd.DataFrame, epochs: pd.DataFrame, params: list[str], me
                      "total_s": float(group["device_seconds"].sum()),
                      "per_trial_s": float(group["device_seconds"].mean()),
                      "value": float(means.get(int(point), math.nan)), "n": int(counts.get(int(point), 0)),
-                     "collapsed": bool(group["collapsed"].fillna(False).any()),
+                     "collapsed": bool(collapsed.get(int(point), group["collapsed"].fillna(False).any())),
                      "_rank": ranked.get(int(point), len(ranked))})
     if not rows:
         return pd.DataFrame()

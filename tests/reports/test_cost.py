@@ -121,3 +121,21 @@ def test_a_large_knn_or_data_share_names_the_setting_that_moves_it(tmp_path: Pat
     untimed = Document("t")  # trials that reported no epoch time (ablate before the split): no section
     add_time_split(untimed, pd.DataFrame([{"trial_id": "a", "epoch": 1, "loss": 1.0}]))
     assert untimed.blocks == []
+
+
+def test_a_point_is_collapsed_as_the_ranking_counts_it() -> None:
+    """A point ranked first (its counted trial completed) is not marked collapsed, nor left off the
+    Pareto front, because an interrupted repeat's last row had the collapse flag."""
+    trials, epochs = tables()
+    trials = pd.concat([trials, pd.DataFrame({"trial_id": ["e"], "point": [2], "teacher_temp": [0.1],
+                                              "status": ["interrupted"], "knn_top1": [20.0],
+                                              "collapsed": [True]})], ignore_index=True)
+    epochs = pd.concat([epochs, pd.DataFrame({"trial_id": ["e"], "epoch": [1], "device_seconds": [400.0],
+                                              "device_kind": ["GPU"]})], ignore_index=True)
+    table = cost_table(trials, epochs, ["teacher_temp"])
+    assert list(table["teacher_temp"]) == [0.1, 0.04, 0.02] and not table["collapsed"].any()
+    assert 0.1 in set(table.loc[pareto_front(table), "teacher_temp"])
+    trials.loc[trials["trial_id"] == "d", ["status", "collapsed"]] = ["collapsed", True]  # now counted
+    table = cost_table(trials, epochs, ["teacher_temp"])
+    assert list(table["teacher_temp"]) == [0.04, 0.02, 0.1]
+    assert table["collapsed"].tolist() == [False, False, True]
