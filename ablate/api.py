@@ -25,7 +25,7 @@ import pandas as pd
 
 from ablate.errors import UserError
 from reports.errors import ReportError
-from sweep_format.layout import REPORT_DIR, SPEC_FILE, is_sweep, not_a_sweep
+from sweep_format.layout import EPOCHS_TABLE, REPORT_DIR, SPEC_FILE, TRIALS_TABLE, is_sweep, not_a_sweep
 
 
 @dataclass
@@ -95,21 +95,16 @@ class Sweep:
 def read_or_build_tables(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The report's parquet tables; built (and written) from the trial records when missing."""
     report = sweep_dir / REPORT_DIR
-    files = report / "trials.parquet", report / "epochs.parquet"
+    files = report / TRIALS_TABLE, report / EPOCHS_TABLE
     if all(f.is_file() for f in files):
         return pd.read_parquet(files[0]), pd.read_parquet(files[1])
-    from reports.parquet import write_parquet
+    from reports.render import write_tables
     from reports.sweepdir import open_sweep
-    from reports.tables import sweep_tables
 
     try:
-        sweep = open_sweep(sweep_dir)
-        trials, epochs = sweep_tables(sweep)
+        return write_tables(open_sweep(sweep_dir))
     except ReportError as exc:
         raise UserError(str(exc)) from None
-    write_parquet(trials, files[0], sweep.param_info())
-    write_parquet(epochs, files[1], sweep.param_info())
-    return trials, epochs
 
 
 def load(path: str | Path) -> Sweep:
@@ -168,7 +163,7 @@ def refuse_repeats(sources: list[str | Path]) -> None:
     seen: dict[Path, str | Path] = {}
     for source in sources:
         path = Path(source).expanduser().resolve()
-        if path.name == "trials.parquet" and path.parent.name == "report":
+        if path.name == TRIALS_TABLE and path.parent.name == REPORT_DIR:
             path = path.parent.parent
         if path in seen:
             raise UserError(f"compare: {source} and {seen[path]} are the same sweep ({path}); "

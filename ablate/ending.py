@@ -11,7 +11,7 @@
   Optuna's SQLite, Ray's own files) stops the sweep with one line naming the sweep folder and the
   error (``StorageFull``, exit 2); unfinished records become ``interrupted`` (the trial that found
   the disk full: ``storage_full``), so ``ablate resume`` continues them once there is space. The
-  records are written with the space a small reserve file (``RESERVE``) gives back.
+  records are written with the space a small reserve file (``layout.RESERVE_FILE``) gives back.
 """
 
 from __future__ import annotations
@@ -28,13 +28,12 @@ from typing import Any
 from ablate.errors import STORAGE_ERRNOS, StorageFull
 from ablate.records import mark_interrupted
 from sweep_format import statuses
-from sweep_format.layout import TRIALS_DIR
+from sweep_format.layout import RESERVE_FILE, TRIALS_DIR
 from sweep_format.records import read_records
 from trainables.storage_errors import write_failure
 
 EXIT_CODES: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 HANDLED = (signal.SIGTERM, signal.SIGHUP)
-RESERVE = ".reserve"  # in trials/: space to write the records with when the disk is full
 RESERVE_BYTES = 1 << 20
 
 
@@ -146,8 +145,7 @@ def fit(tuner: Any, sweep_dir: Path, total: int, signals: Signals) -> None:
     finally:
         logger.removeFilter(watcher)
     # Ray's log line, or (should a Ray version word it differently) trials left unfinished.
-    unfinished = [r for r in read_records(sweep_dir) if not statuses.is_final(r.get("status"))
-                  and r.get("status") != statuses.DAMAGED]
+    unfinished = [r for r in read_records(sweep_dir) if statuses.is_unfinished(r.get("status"))]
     if watcher.seen or unfinished or signals.received:
         with quiet():
             mark_interrupted(sweep_dir, cause=signal_cause(signals))
@@ -190,7 +188,7 @@ def keep_reserve(sweep_dir: Path) -> None:
     """A small file in ``trials/`` whose space ``free_reserve`` gives back to write the final records."""
     with contextlib.suppress(OSError):
         (sweep_dir / TRIALS_DIR).mkdir(parents=True, exist_ok=True)
-        reserve = sweep_dir / TRIALS_DIR / RESERVE
+        reserve = sweep_dir / TRIALS_DIR / RESERVE_FILE
         if not reserve.is_file() or reserve.stat().st_size < RESERVE_BYTES:
             with open(reserve, "wb") as f:
                 f.write(b"\0" * RESERVE_BYTES)
@@ -200,4 +198,4 @@ def keep_reserve(sweep_dir: Path) -> None:
 
 def free_reserve(sweep_dir: Path) -> None:
     with contextlib.suppress(OSError):
-        (sweep_dir / TRIALS_DIR / RESERVE).unlink()
+        (sweep_dir / TRIALS_DIR / RESERVE_FILE).unlink()

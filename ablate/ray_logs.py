@@ -18,7 +18,8 @@ import logging.handlers
 from pathlib import Path
 from types import TracebackType
 
-LOG_FILE = "ray.log"
+from sweep_format.layout import RAY_LOG
+
 LOGGERS = ("ray", "optuna", "py.warnings")  # Optuna announces its study on the same stderr
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -51,7 +52,7 @@ class RayLogFile:
         """From now on write to ``sweep_dir/ray.log``, starting with what was buffered."""
         if not self.saved or self.file is not None:
             return
-        self.file = logging.FileHandler(sweep_dir / LOG_FILE, encoding="utf-8")
+        self.file = logging.FileHandler(sweep_dir / RAY_LOG, encoding="utf-8")
         self.file.setFormatter(logging.Formatter(FORMAT))
         self.buffer.setTarget(self.file)
         self.buffer.flush()

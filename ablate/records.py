@@ -180,7 +180,7 @@ def mark_interrupted(sweep_dir: Path, cause: str = "") -> list[dict[str, Any]]:
     (status ``interrupted``, the epochs done and the epoch of its last kNN); returns them."""
     out = []
     for rec in read_records(sweep_dir):
-        if is_damaged(rec) or statuses.is_final(rec.get("status")):
+        if not statuses.is_unfinished(rec.get("status")):
             continue
         last = rec["epochs"][-1] if rec.get("epochs") else {}
         done = last.get("epoch", 0)

@@ -12,10 +12,13 @@ from typing import TYPE_CHECKING
 
 import ablate.history as history
 from sweep_format import statuses
+from sweep_format.layout import EPOCHS_TABLE, REPORT_HTML, REPORT_MD, TRIALS_TABLE
 from trainables.storage_errors import write_failure
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from reports.sweepdir import SweepDir
 
 
 def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False, exit_code: int = 130) -> int:
@@ -34,7 +37,7 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False,
     metric = sweep.metric
     report_dir = None
     if len(trials):
-        attention_panel(sweep_dir, trials, sweep.spec)
+        attention_panel(sweep, trials)
         try:
             report_dir = build_report(sweep_dir)
         except OSError as exc:  # an unwritable report must not hide the summary (the records are kept)
@@ -54,7 +57,7 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False,
               "ended at epoch 0 or before its first evaluation; see the status and reason of each)")
     print(f"trials: {statuses.describe_counts(trials['status'].value_counts().to_dict()) or 'none'}")
     if report_dir:
-        print(f"report: {report_dir / 'report.html'} (and report.md, trials.parquet, epochs.parquet)")
+        print(f"report: {report_dir / REPORT_HTML} (and {REPORT_MD}, {TRIALS_TABLE}, {EPOCHS_TABLE})")
         history.note(sweep_dir, "report")
     return exit_status(sweep_dir, trials, total, interrupted, exit_code, best is not None)
 
@@ -100,37 +103,34 @@ def conclude(sweep_dir: Path, total: int, interrupted: bool = False, exit_code: 
         return exit_code if interrupted else 130
 
 
-def attention_panel(sweep_dir: Path, trials: pd.DataFrame, spec: dict) -> None:
-    """Best, baseline and worst trials' attention maps side by side (ViT backbones only)."""
+def attention_panel(sweep: SweepDir, trials: pd.DataFrame) -> None:
+    """The attention maps (ViT backbones only) of the best trial of the best, the baseline and the
+    worst configuration by the ranking rule (reports.ranking, as ``ablate.load(...).best``)."""
     try:
         from ablate.attention_plot import render_comparison_panel
     except ImportError:
         return
-    from reports.ranking import counted_trials, rank_points
-    from sweep_format.layout import REPORT_DIR, trial_folder
+    from reports.analysis import recorded_baseline
+    from reports.ranking import best_trial, rank_points
+    from sweep_format.layout import ATTENTION_FILE, trial_folder
 
-    if not _is_vit(spec):
+    if not _is_vit(sweep.spec) or "trial_dir" not in trials.columns:
         return  # a CNN has no [CLS] attention to draw
-    metric, mode = spec.get("metric", "knn_top1"), spec.get("mode", "max")
-    params = [p for p in (spec.get("space") or {}) if p in trials.columns]
-    points, _ = rank_points(trials, params, metric, mode)
-    points = points[points["n"] > 0]
-    counted, _ = counted_trials(trials, metric)
-    if points.empty or "trial_dir" not in counted.columns:
+    params = [p for p in sweep.params if p in trials.columns]
+    points, _ = rank_points(trials, params, sweep.metric, sweep.mode)
+    points = points[points["n"] > 0].set_index("point", drop=False)
+    if points.empty:
         return
-    first = lambda point: counted[counted["point"] == point].iloc[0]
-    best, worst = points.iloc[0], points.iloc[-1]
-    picks = {f"best ({best['mean']:.1f})": first(best["point"]), f"worst ({worst['mean']:.1f})":
-             first(worst["point"])}
-    baseline = counted[counted["is_baseline"].fillna(False).astype(bool)]
-    if len(baseline):
-        picks[f"baseline ({baseline.iloc[0][metric]:.1f})"] = baseline.iloc[0]
-    sources = {label: folder for label, row in picks.items()
-               if (folder := trial_folder(sweep_dir, row["trial_dir"])) is not None}
-    out = sweep_dir / REPORT_DIR / "attention.png"
+    chosen = {"best": points.index[0], "baseline": recorded_baseline(trials), "worst": points.index[-1]}
+    picks = {}
+    for name, point in chosen.items():
+        row = best_trial(trials, params, sweep.metric, sweep.mode, point) if point in points.index else None
+        if row is not None and (folder := trial_folder(sweep.path, row["trial_dir"])) is not None:
+            picks[f"{name} ({points.loc[point, 'mean']:.1f})"] = folder
+    out = sweep.report_dir / ATTENTION_FILE
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        render_comparison_panel(sources, out)
+        render_comparison_panel(picks, out)
     except Exception as exc:  # any failure: a missing picture must not lose the sweep's report
         print(f"ablate: attention panel skipped: {exc}", file=sys.stderr)
 

@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from ablate.errors import UserError
+from sweep_format.layout import MLFLOW_DIR, WANDB_DIR
 
 # logger name -> (module it needs, pip extra that installs it)
 TRACKERS = {"tensorboard": ("tensorboardX", "tensorboard"), "mlflow": ("mlflow", "mlflow"),
             "wandb": ("wandb", "wandb")}
-MLFLOW_DIR = "mlruns"
-WANDB_DIR = "wandb"
 
 
 def check_trackers(names: Iterable[str], where: str = "loggers") -> list[str]:

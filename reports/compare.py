@@ -26,7 +26,15 @@ from reports.stats import fmt_mean_ci, mean_ci
 from reports.sweepdir import open_sweep
 from reports.tables import HEAD_COLUMNS, TAIL_COLUMNS, as_dtype, infer_dtype, sweep_tables
 from sweep_format.files import write_text
-from sweep_format.layout import SPEC_FILE, TRIALS_DIR
+from sweep_format.layout import (
+    EPOCHS_TABLE,
+    PLOTS_DIR,
+    REPORT_HTML,
+    REPORT_MD,
+    SPEC_FILE,
+    TRIALS_DIR,
+    TRIALS_TABLE,
+)
 from sweep_format.statuses import describe_counts
 
 SECTIONS = ("Sweeps", "Shared parameters", "Leaderboard", "Trials")
@@ -70,7 +78,7 @@ def load_source(path: str | Path) -> Source:
         raise ReportError(f"{p}: no column {', '.join(missing)}; expected {expected}")
     if not info.get("params"):  # a file written by other means: params are the non-schema columns
         info = {**info, "params": [c for c in trials if c not in HEAD_COLUMNS and c not in TAIL_COLUMNS]}
-    epochs_file = p.with_name("epochs.parquet")
+    epochs_file = p.with_name(EPOCHS_TABLE)
     epochs = pd.read_parquet(epochs_file) if epochs_file.is_file() else pd.DataFrame()
     name = info.get("sweep") or (str(trials["sweep"].iloc[0]) if len(trials) else p.stem)
     return Source(name, p, trials, epochs, info)
@@ -127,12 +135,12 @@ def build_comparison(paths: list[str | Path], out: str | Path) -> Path:
             "log_params": sorted({p for s in sources for p in s.info.get("log_params", []) if p in shared}),
             "categorical_params": sorted({p for s in sources for p in s.info.get("categorical_params", [])
                                           if p in shared})}
-    write_parquet(trials, out / "trials.parquet", meta)
+    write_parquet(trials, out / TRIALS_TABLE, meta)
     if len(epochs):
-        write_parquet(epochs, out / "epochs.parquet", meta)
+        write_parquet(epochs, out / EPOCHS_TABLE, meta)
     doc = comparison_document(sources, shared, trials, meta, out)
-    write_text(out / "report.md", doc.markdown(relative_to=out))
-    write_text(out / "report.html", doc.html())
+    write_text(out / REPORT_MD, doc.markdown(relative_to=out))
+    write_text(out / REPORT_HTML, doc.html())
     return out
 
 
@@ -208,7 +216,8 @@ def comparison_document(sources: list[Source], shared: list[str], trials: pd.Dat
     results = {s.name: analyse(s.trials, {**s.info, "metric": metric, "mode": mode}) for s in sources}
     doc = Document(f"DINO sweep comparison: {' vs '.join(names)}")
     doc.heading("Sweeps")
-    rows, bests = [], []
+    rows: list[dict] = []
+    bests: list[dict] = []
     for s in sources:
         result = results[s.name]
         best = result.points.iloc[0] if len(result.points) else None
@@ -233,7 +242,7 @@ def comparison_document(sources: list[Source], shared: list[str], trials: pd.Dat
     for p in shared:
         doc.heading(p, level=3)
         doc.table(side_by_side(counted, p, names))
-        path = plots.effect_plot(counted, p, out / "plots" / f"effect_{p}.png", hue="sweep",
+        path = plots.effect_plot(counted, p, out / PLOTS_DIR / f"effect_{p}.png", hue="sweep",
                                  log=p in meta["log_params"], categorical=p in meta["categorical_params"],
                                  reference=shared_reference(sources))
         if path:

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from reports.document import Document
 from reports.plots import COLLAPSE_COLOR, KNN_LABEL, TRIAL_COLOR, save
 from reports.ranking import rank_points
+from sweep_format.layout import PLOTS_DIR
 
 KINDS = ("GPU", "CPU")
 # Where a trial's wall time goes (``trial_split``), in the order the report and bench/sweep_profile.py
@@ -198,7 +199,7 @@ def add_cost(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, params: 
                                f"{v:.2f}" if metric.startswith("knn_") else f"{v:.4g}"),
         "collapsed": table["collapsed"].map(lambda c: "yes" if c else ""),
         "Pareto": ["yes" if i in front else "" for i in table.index]}))
-    path = pareto_plot(table, out / "plots" / "pareto_cost.png", metric, mode)
+    path = pareto_plot(table, out / PLOTS_DIR / "pareto_cost.png", metric, mode)
     if path:
         doc.image(path, f"{metric} vs device-seconds per trial")
     add_time_split(doc, epochs)

@@ -97,14 +97,18 @@ def measured_before_end(trials: pd.DataFrame, point: int, metric: str = "knn_top
     return "kNN at epoch " + ", ".join(str(e) for e in sorted({int(e) for e in mine["knn_epoch"].dropna()}))
 
 
-def best_trial(trials: pd.DataFrame, params: list[str], metric: str = "knn_top1",
-               mode: str = "max") -> pd.Series | None:
-    """The best counted trial of the best point (None when there is no best point)."""
-    point, _ = best_point(trials, params, metric, mode)
+def best_trial(trials: pd.DataFrame, params: list[str], metric: str = "knn_top1", mode: str = "max",
+               point: int | None = None) -> pd.Series | None:
+    """The best counted trial of ``point`` (default: the best point); None when it has none."""
     if point is None:
-        return None
+        best, _ = best_point(trials, params, metric, mode)
+        if best is None:
+            return None
+        point = int(best["point"])
     counted, _ = counted_trials(trials, metric)
-    repeats = counted[counted["point"] == point["point"]]
+    repeats = counted[(counted["point"] == point) & counted[metric].notna()]
+    if repeats.empty:
+        return None
     return repeats.sort_values(metric, ascending=(mode == "min"), kind="stable").iloc[0]
 
 

@@ -26,7 +26,15 @@ from reports.ranking import counted_statuses, counted_trials
 from reports.sweepdir import SweepDir, open_sweep
 from reports.tables import sweep_tables
 from sweep_format.files import write_text
-from sweep_format.layout import TRIALS_DIR
+from sweep_format.layout import (
+    ATTENTION_FILE,
+    EPOCHS_TABLE,
+    PLOTS_DIR,
+    REPORT_HTML,
+    REPORT_MD,
+    TRIALS_DIR,
+    TRIALS_TABLE,
+)
 from sweep_format.statuses import describe_counts
 
 SECTIONS = ("Leaderboard", "Ablation table", "Seed power", "Cost", "Parameter effects", "Learning curves",
@@ -38,18 +46,26 @@ def build_report(sweep_dir: str | Path) -> Path:
     """Write the report of the sweep folder ``sweep_dir`` (finished, running or interrupted) and
     return the report folder. ReportError if ``sweep_dir`` is not a sweep or has no trial yet."""
     sweep = open_sweep(sweep_dir)
-    trials, epochs = sweep_tables(sweep)
+    trials, epochs = write_tables(sweep)
     if trials.empty:
         raise ReportError(f"{sweep.path / TRIALS_DIR}: no trial records yet (expected trials/<id>.json, "
                           "written from the first trial's start; is the sweep still starting, or was it "
                           "made by an ablate older than the records?)")
     out = sweep.report_dir
-    write_parquet(trials, out / "trials.parquet", sweep.param_info())
-    write_parquet(epochs, out / "epochs.parquet", sweep.param_info())
     doc = sweep_document(sweep, trials, epochs, out)
-    write_text(out / "report.md", doc.markdown(relative_to=out))
-    write_text(out / "report.html", doc.html())
+    write_text(out / REPORT_MD, doc.markdown(relative_to=out))
+    write_text(out / REPORT_HTML, doc.html())
     return out
+
+
+def write_tables(sweep: SweepDir) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The sweep's trials and epochs tables (reports.tables), written to its report folder (with the
+    spec's parameters as parquet metadata, for `ablate compare`); nothing is written without a trial."""
+    trials, epochs = sweep_tables(sweep)
+    if len(trials):
+        write_parquet(trials, sweep.report_dir / TRIALS_TABLE, sweep.param_info())
+        write_parquet(epochs, sweep.report_dir / EPOCHS_TABLE, sweep.param_info())
+    return trials, epochs
 
 
 def status_counts(trials: pd.DataFrame) -> str:
@@ -78,12 +94,12 @@ def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, 
     add_curves(doc, trials, epochs, out, sweep.reference)
     add_importance(doc, sweep, out)
     doc.heading("Parallel coordinates")
-    path = plots.parallel_plot(counted, sweep.params, out / "plots" / "parallel.png",
+    path = plots.parallel_plot(counted, sweep.params, out / PLOTS_DIR / "parallel.png",
                                log_params=sweep.log_params, categorical_params=sweep.categorical_params)
     doc.image(path, "parallel coordinates") if path else doc.note("No trial has a kNN top-1 yet.")
-    if (out / "attention.png").is_file():
+    if (out / ATTENTION_FILE).is_file():
         doc.heading(ATTENTION)
-        doc.image(out / "attention.png", "teacher [CLS] attention maps")
+        doc.image(out / ATTENTION_FILE, "teacher [CLS] attention maps")
     add_trials(doc, sweep, trials)
     return doc
 
@@ -133,7 +149,7 @@ def add_effects(doc: Document, sweep: SweepDir, result: Analysis, counted: pd.Da
         baseline = float(result.row(result.reference_point)["mean"])
     drawn = False
     for p in sweep.params:
-        path = plots.effect_plot(counted, p, out / "plots" / f"effect_{p}.png", log=p in sweep.log_params,
+        path = plots.effect_plot(counted, p, out / PLOTS_DIR / f"effect_{p}.png", log=p in sweep.log_params,
                                  categorical=p in sweep.categorical_params, baseline=baseline,
                                  reference=sweep.reference)
         if path:
@@ -146,12 +162,12 @@ def add_effects(doc: Document, sweep: SweepDir, result: Analysis, counted: pd.Da
 def add_curves(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path,
                reference: dict | None = None) -> None:
     doc.heading("Learning curves")
-    path = plots.learning_curves(epochs, trials, out / "plots" / "learning_curves.png", reference=reference)
+    path = plots.learning_curves(epochs, trials, out / PLOTS_DIR / "learning_curves.png", reference=reference)
     doc.image(path, "loss and kNN top-1 vs epoch") if path else doc.note("No epoch reported yet.")
     doc.heading("Collapse diagnostics")
     doc.note("DINO paper, Fig. 7: without centering the teacher entropy goes to 0, without sharpening "
              "to ln(out_dim); in both cases KL(teacher ‖ student) goes to 0.")
-    path = plots.collapse_plot(epochs, trials, out / "plots" / "collapse.png")
+    path = plots.collapse_plot(epochs, trials, out / PLOTS_DIR / "collapse.png")
     doc.image(path, "teacher entropy and KL vs epoch") if path else doc.note(
         "No trained epoch has reported teacher_entropy yet.")
     collapsed = trials[trials["collapsed"].fillna(False)]
@@ -172,7 +188,7 @@ def add_importance(doc: Document, sweep: SweepDir, out: Path) -> None:
     doc.note(f"From the Optuna study ({imp.n_trials} finished Optuna trials; a trial's value is the "
              "mean over its repeats). fANOVA: share of the variance of kNN top-1 explained by each "
              "parameter; PED-ANOVA: how much the parameter's distribution differs in the top trials.")
-    path = plots.importance_plot(imp.values, out / "plots" / "importance.png")
+    path = plots.importance_plot(imp.values, out / PLOTS_DIR / "importance.png")
     if path:
         doc.image(path, "parameter importance")
     params = sorted({p for v in imp.values.values() for p in v})

@@ -1,12 +1,14 @@
 """The layout of a sweep folder, ``<storage>/<name>/``, and the one answer to "is this a sweep?".
 
     spec.yaml            the resolved spec (ablate.sweep_spec), plus ``resolved: {baseline: ...}``
-    trials/<id>.json     ablate's trial records, the sweep's source of truth (sweep_format.records)
+    trials/<id>.json     ablate's trial records, the sweep's source of truth (sweep_format.records);
+                         trials/.reserve: space kept to write them with when the disk fills
     optuna.db            the Optuna study (search.algorithm: optuna)
     reference_knn.json   raw-pixel and untrained-network kNN of the dataset
     tune/                Ray Tune's experiment: one folder per trial run, with its checkpoints;
                          ablate reads back only the checkpoints (weights-only), never Ray's state
-    report/              parquet tables, report.md, report.html, plots
+    report/              trials.parquet, epochs.parquet, report.md, report.html, plots/, attention.png
+                         (an `ablate compare` folder holds the same names)
     ray.log              Ray's and Optuna's own log lines
     driver.lock          who is running the sweep now (ablate.lock)
     history.jsonl        one line per event of a driver: start (command, host, CPUs, GPUs), end, report
@@ -30,6 +32,14 @@ OPTUNA_DB = "optuna.db"
 REFERENCE_FILE = "reference_knn.json"
 TUNE_DIR = "tune"
 REPORT_DIR = "report"
+RESERVE_FILE = ".reserve"  # in TRIALS_DIR (ablate.ending); never a record: records are *.json
+# in REPORT_DIR, and in an `ablate compare` output folder
+TRIALS_TABLE = "trials.parquet"
+EPOCHS_TABLE = "epochs.parquet"
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+PLOTS_DIR = "plots"
+ATTENTION_FILE = "attention.png"
 RAY_LOG = "ray.log"
 LOCK_FILE = "driver.lock"
 HISTORY_FILE = "history.jsonl"

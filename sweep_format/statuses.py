@@ -47,6 +47,12 @@ def is_final(status: str | None) -> bool:
     return status in FINAL
 
 
+def is_unfinished(status: str | None) -> bool:
+    """Neither ended for good nor unreadable: running, pending, interrupted (a record ``mark_interrupted``
+    and ``ablate resume`` act on)."""
+    return status not in FINAL and status != DAMAGED
+
+
 def resumed(status: str | None, retry: tuple[str, ...] = ()) -> bool:
     """Whether `ablate resume` runs a trial of this status (again): every unfinished one, the
     errored ones, and the ``retry`` statuses (a subset of RETRYABLE)."""

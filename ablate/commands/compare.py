@@ -21,7 +21,9 @@ def main(args: argparse.Namespace) -> int:
     from ablate import api  # pandas and matplotlib: not for --help
 
     out = api.compare(*args.sources, out=args.out)
-    for name in ("report.html", "report.md", "trials.parquet"):
+    from sweep_format.layout import REPORT_HTML, REPORT_MD, TRIALS_TABLE
+
+    for name in (REPORT_HTML, REPORT_MD, TRIALS_TABLE):
         print(out / name)
     return 0
 

@@ -21,6 +21,8 @@ def main(args: argparse.Namespace) -> int:
     from ablate.api import Sweep  # pandas and matplotlib: not for --help
 
     out = Sweep(Path(args.sweep)).report()
-    for name in ("report.html", "report.md", "trials.parquet", "epochs.parquet"):
+    from sweep_format.layout import EPOCHS_TABLE, REPORT_HTML, REPORT_MD, TRIALS_TABLE
+
+    for name in (REPORT_HTML, REPORT_MD, TRIALS_TABLE, EPOCHS_TABLE):
         print(out / name)
     return 0

@@ -226,7 +226,8 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool) -
 
     prepare()
     bind_local_ray_to_loopback()  # before Ray is imported: the local Ray listens on 127.0.0.1 only
-    from ablate.ray_logs import LOG_FILE, RayLogFile
+    from ablate.ray_logs import RayLogFile
+    from sweep_format.layout import RAY_LOG
 
     with RayLogFile() as logs:
         import ray
@@ -249,7 +250,7 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool) -
                                 gpu=1.0 if use_gpu else 0.0, name=RAY_TRAIN_FOLDER, storage_path=str(out))
         each, where = "one GPU" if use_gpu else "one CPU", "a local Ray" if started else "the running Ray"
         print(f"ablate train: {workers} data-parallel workers ({each} each) on {where}; Ray's lines in "
-              f"{out / LOG_FILE}", file=sys.stderr, flush=True)
+              f"{out / RAY_LOG}", file=sys.stderr, flush=True)
         echo = Echo(out / TRAIN_LOG)
         try:
             result = trainer.fit()

@@ -51,3 +51,29 @@ def test_interrupted_sweep_exits_130_and_never_names_a_running_trial_best(
     captured = capsys.readouterr()
     assert "best" not in captured.out
     assert f"interrupted: 0 of 6 trials finished; continue with `ablate resume {sweep}`" in captured.err
+
+
+def test_the_attention_panel_draws_the_trial_the_api_calls_best(real_sweep: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch):
+    """Best, baseline and worst: the best repeat of each configuration by the ranking rule, the same
+    trial as ``ablate.load(...).best`` (the panel drew a configuration's first repeat instead)."""
+    import ablate
+    import ablate.attention_plot
+    from ablate.summary import attention_panel
+    from reports.sweepdir import open_sweep
+    from sweep_format.layout import trial_folder
+
+    sweep = tmp_path / "tiny"
+    shutil.copytree(real_sweep, sweep)
+    drawn: dict[str, Path] = {}
+    monkeypatch.setattr(ablate.attention_plot, "render_comparison_panel",
+                        lambda sources, out: drawn.update(sources))
+    trials = ablate.load(sweep).trials
+    point = trials.groupby("point")["knn_top1"].mean().idxmax()
+    repeats = trials[trials["point"] == point].sort_values("repeat")
+    # the second repeat of the best configuration is its best one
+    trials.loc[repeats.index, "knn_top1"] = [99.5, 100.5]
+    attention_panel(open_sweep(sweep), trials)
+    best = [folder for label, folder in drawn.items() if label.startswith("best (100.0)")]
+    assert best == [trial_folder(sweep, repeats["trial_dir"].iloc[1])]
+    assert len(drawn) == 2 and any(label.startswith("worst (") for label in drawn)
