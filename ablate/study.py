@@ -252,10 +252,16 @@ def optuna_distributions(spec: SweepSpec) -> dict[str, Any]:
 
 
 def optuna_sampler(spec: SweepSpec) -> Any:
-    """The spec's Optuna sampler (tpe, random, cmaes or gp), seeded with ``search.seed``."""
+    """The spec's Optuna sampler (tpe, random, cmaes or gp), seeded with ``search.seed``; CMA-ES reads
+    its stored state without unpickling anything but a CMA-ES state (ablate.cmaes_state)."""
     from optuna import samplers
 
-    cls_name, _ = SAMPLERS[spec.search.sampler or "tpe"]
+    name = spec.search.sampler or "tpe"
+    if name == "cmaes":
+        from ablate.cmaes_state import CmaEsSampler
+
+        return CmaEsSampler(seed=spec.search.seed)
+    cls_name, _ = SAMPLERS[name]
     return getattr(samplers, cls_name)(seed=spec.search.seed)
 
 
