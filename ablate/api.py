@@ -96,12 +96,13 @@ def read_or_build_tables(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The report's parquet tables; built (and written) from the trial records when missing."""
     report = sweep_dir / REPORT_DIR
     files = report / TRIALS_TABLE, report / EPOCHS_TABLE
-    if all(f.is_file() for f in files):
-        return pd.read_parquet(files[0]), pd.read_parquet(files[1])
+    from reports.parquet import read_parquet
     from reports.render import write_tables
     from reports.sweepdir import open_sweep
 
     try:
+        if all(f.is_file() for f in files):
+            return read_parquet(files[0]), read_parquet(files[1])
         return write_tables(open_sweep(sweep_dir))
     except ReportError as exc:
         raise UserError(str(exc)) from None

@@ -20,7 +20,7 @@ from reports import plots
 from reports.analysis import analyse, fmt_value, leaderboard, point_label
 from reports.document import Document
 from reports.errors import ReportError
-from reports.parquet import read_metadata, write_parquet
+from reports.parquet import read_metadata, read_parquet, write_parquet
 from reports.ranking import counted_statuses, counted_trials, order_points
 from reports.stats import fmt_mean_ci, mean_ci
 from reports.sweepdir import open_sweep
@@ -68,8 +68,10 @@ def load_source(path: str | Path) -> Source:
         trials, epochs = sweep_tables(sweep)
         return Source(sweep.name, p, trials, epochs, sweep.param_info())
     try:
-        trials = pd.read_parquet(p)
+        trials = read_parquet(p)
         info = read_metadata(p)
+    except ReportError:
+        raise
     except Exception as exc:  # pyarrow raises several types for a file that is not parquet
         raise ReportError(f"{p}: not a parquet file ({exc.__class__.__name__}); "
                           f"expected {expected}") from None
@@ -79,7 +81,7 @@ def load_source(path: str | Path) -> Source:
     if not info.get("params"):  # a file written by other means: params are the non-schema columns
         info = {**info, "params": [c for c in trials if c not in HEAD_COLUMNS and c not in TAIL_COLUMNS]}
     epochs_file = p.with_name(EPOCHS_TABLE)
-    epochs = pd.read_parquet(epochs_file) if epochs_file.is_file() else pd.DataFrame()
+    epochs = read_parquet(epochs_file) if epochs_file.is_file() else pd.DataFrame()
     name = info.get("sweep") or (str(trials["sweep"].iloc[0]) if len(trials) else p.stem)
     return Source(name, p, trials, epochs, info)
 

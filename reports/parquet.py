@@ -2,8 +2,13 @@
 
     write_parquet(trials, Path("report/trials.parquet"), sweep.param_info())
     read_metadata(Path("report/trials.parquet"))    # {"params": ["teacher_temp"], "metric": ...}
+    read_parquet(Path("report/trials.parquet"))     # the DataFrame; ReportError for a foreign column
 
-Written atomically (sweep_format.files): a reader never sees half a table.
+Written atomically (sweep_format.files): a reader never sees half a table. Read with plain column
+types only: an Arrow extension type (which ablate never writes) is refused before pandas sees it,
+because a library may have registered one that unpickles its values (Ray's
+``ray.data.arrow_pickled_object``, registered in any process that imported Ray Tune), and a
+parquet file may come from anyone.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from reports.errors import ReportError
 from sweep_format.files import atomic_path
 
 METADATA_KEY = b"ablate"  # parquet schema metadata: JSON with the searched params and their log flags
@@ -37,3 +43,29 @@ def read_metadata(path: Path) -> dict[str, Any]:
     """The ``ablate`` metadata of a parquet file written by ``write_parquet`` ({} if absent)."""
     raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
     return json.loads(raw) if raw else {}
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    """The table of a parquet file; ReportError naming the file and column if a column (or a field
+    inside one) has an Arrow extension type."""
+    table = pq.read_table(path)
+    for field in table.schema:
+        foreign = extension_in(field.type)
+        if foreign is not None:
+            raise ReportError(f"{path}: column {field.name!r} has the Arrow extension type {foreign} "
+                              "(ablate's tables hold plain columns only); not read")
+    return table.to_pandas()
+
+
+def extension_in(dtype: pa.DataType) -> str | None:
+    """The name of the first extension type in ``dtype`` or inside it (lists, structs, maps,
+    dictionaries), else None."""
+    if isinstance(dtype, pa.ExtensionType):
+        return str(dtype.extension_name)
+    if isinstance(dtype, pa.DictionaryType):
+        return extension_in(dtype.value_type)
+    for i in range(dtype.num_fields):
+        found = extension_in(dtype.field(i).type)
+        if found is not None:
+            return found
+    return None

@@ -68,3 +68,35 @@ def test_run_rejects_a_bad_override_before_ray(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="trainer.epochs"):
         ablate.run(spec, set={"trainer.epochs": -1}, storage=tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_parquet_column_that_would_unpickle_is_refused(real_sweep: Path, tmp_path: Path) -> None:
+    """A shared sweep whose report table holds Ray's pickled-object column: in a process that imported
+    Ray Tune (as ``ablate.run`` does), pandas would unpickle it; it is refused and nothing runs."""
+    import os
+    import pickle
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import ray.tune  # noqa: F401  (registers ray.data.arrow_pickled_object)
+    from ray.data._internal.object_extensions.arrow import ArrowPythonObjectType
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple:
+            return os.system, (f"touch {marker}",)
+
+    copy = tmp_path / "shared"
+    shutil.copytree(real_sweep, copy)
+    ablate.load(copy).trials  # noqa: B018  (writes report/*.parquet)
+    table = pq.read_table(copy / "report/trials.parquet")
+    values = pa.array([pickle.dumps(Payload())] * table.num_rows, type=pa.large_binary())
+    pq.write_table(table.append_column("notes", ArrowPythonObjectType().wrap_array(values)),
+                   copy / "report/trials.parquet")
+    refused = "column 'notes' has the Arrow extension type ray.data.arrow_pickled_object"
+    with pytest.raises(UserError, match=refused):
+        ablate.load(copy).trials  # noqa: B018
+    with pytest.raises(UserError, match="column 'notes' has the Arrow extension type"):
+        ablate.compare(copy / "report/trials.parquet", real_sweep, out=tmp_path / "cmp")
+    assert not marker.exists() and not (tmp_path / "cmp").exists()
