@@ -244,7 +244,7 @@ def comparison_document(sources: list[Source], shared: list[str], trials: pd.Dat
     for p in shared:
         doc.heading(p, level=3)
         doc.table(side_by_side(counted, p, names))
-        path = plots.effect_plot(counted, p, out / PLOTS_DIR / f"effect_{p}.png", hue="sweep",
+        path = plots.effect_plot(counted, p, plots.effect_file(out / PLOTS_DIR, p), hue="sweep",
                                  log=p in meta["log_params"], categorical=p in meta["categorical_params"],
                                  reference=shared_reference(sources))
         if path:

@@ -5,7 +5,9 @@ one self-contained HTML file (images embedded as base64 PNG, no external files o
     doc.heading("Leaderboard"); doc.table(df); doc.image(Path("report/plots/x.png"), "kNN vs x")
     md = doc.markdown(relative_to=Path("report")); html = doc.html()
 
-Inline markup understood in both: **bold** and `code`.
+Inline markup understood in both: **bold** and `code`; anything else in a text (which may come from
+a spec, a record or a parquet file someone else wrote) stays text: escaped in HTML, and in Markdown
+no HTML tag and no link (``md_inline``).
 """
 
 from __future__ import annotations
@@ -59,12 +61,13 @@ class Document:
 
     # --- Markdown -------------------------------------------------------------------------
     def markdown(self, relative_to: Path) -> str:
-        out = [f"# {self.title}", ""]
+        out = [f"# {md_inline(self.title)}", ""]
         for kind, a, b in self.blocks:
             if kind == "heading":
-                out += ["#" * a + f" {b}", ""]
+                out += ["#" * a + f" {md_inline(str(b))}", ""]
             elif kind in ("paragraph", "note"):
-                out += [str(a) if kind == "paragraph" else f"*{a}*", ""]
+                text = md_inline(str(a))
+                out += [text if kind == "paragraph" else f"*{text}*", ""]
             elif kind == "table":
                 out += [md_table(a), ""]
             elif kind == "image":
@@ -92,6 +95,14 @@ class Document:
                 + "\n".join(body) + "\n</body>\n</html>\n")
 
 
+def md_inline(text: str) -> str:
+    """``text`` for Markdown: ``<`` before what could open an HTML tag or autolink as ``&lt;`` and
+    ``](`` as ``]\\(`` (no inline link), newlines as spaces (no reference-link definition);
+    ``p < 0.05`` and ``[CLS]`` read as written."""
+    text = re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text.replace("\n", " "))
+    return text.replace("](", "]\\(")
+
+
 def inline_html(text: str) -> str:
     text = html.escape(text)
     text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
@@ -108,7 +119,7 @@ def cell(value: object) -> str:
 
 def md_table(df: pd.DataFrame) -> str:
     def esc(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
+        return md_inline(text).replace("|", "\\|")
 
     header = "| " + " | ".join(esc(str(c)) for c in df.columns) + " |"
     rule = "|" + "|".join("---" for _ in df.columns) + "|"

@@ -10,6 +10,7 @@ Each function takes tables from reports.tables, writes one PNG atomically and re
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from matplotlib.ticker import FuncFormatter
 
 from reports.stats import mean_ci
 from sweep_format.files import atomic_path
+from sweep_format.statuses import ERRORED
 
 KNN_LABEL = "kNN top-1 (%)"
 COLLAPSE_COLOR = "#d62728"
@@ -37,6 +39,12 @@ def save(fig: Figure, path: Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
     return path
+
+
+def effect_file(folder: Path, param: str) -> Path:
+    """``folder/effect_<param>.png``, the name made of letters, digits, ``_``, ``-`` and ``.`` only: a
+    parameter name comes from a spec or a parquet file anyone may have written ('../x' stays inside)."""
+    return folder / ("effect_" + re.sub(r"[^A-Za-z0-9_.-]", "_", param).replace("..", "__") + ".png")
 
 
 def is_numeric(series: pd.Series) -> bool:
@@ -141,7 +149,7 @@ def reference_lines(ax: Axes, reference: dict | None) -> None:
 # --- over epochs ------------------------------------------------------------------------------
 def _trial_styles(trials: pd.DataFrame) -> tuple[dict[str, dict], Normalize, str]:
     """Per trial: colour by final kNN top-1; red dashed if collapsed, grey dotted if errored."""
-    healthy = ~trials["collapsed"].fillna(False) & (trials["status"] != "errored")
+    healthy = ~trials["collapsed"].fillna(False) & (trials["status"] != ERRORED)
     final = trials.loc[healthy, "knn_top1"].astype(float)  # collapsed ones would squash the scale
     norm = Normalize(float(np.nanmin(final)) if final.notna().any() else 0.0,
                      float(np.nanmax(final)) if final.notna().any() else 100.0)
@@ -150,7 +158,7 @@ def _trial_styles(trials: pd.DataFrame) -> tuple[dict[str, dict], Normalize, str
     for _, t in trials.iterrows():
         if bool(t["collapsed"]) if t["collapsed"] is not pd.NA else False:
             style = {"color": COLLAPSE_COLOR, "ls": "--", "lw": 1.4}
-        elif t["status"] == "errored":
+        elif t["status"] == ERRORED:
             style = {"color": "grey", "ls": ":", "lw": 1.2}
         else:
             v = t["knn_top1"]
@@ -164,9 +172,9 @@ def _status_legend(ax: Axes, trials: pd.DataFrame) -> None:
     if trials["collapsed"].fillna(False).any():
         handles.append(Line2D([], [], color=COLLAPSE_COLOR, ls="--"))
         labels.append("collapsed")
-    if (trials["status"] == "errored").any():
+    if (trials["status"] == ERRORED).any():
         handles.append(Line2D([], [], color="grey", ls=":"))
-        labels.append("errored")
+        labels.append(ERRORED)
     if handles:
         ax.legend(handles, labels, fontsize=8, loc="best")
 

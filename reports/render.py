@@ -149,7 +149,7 @@ def add_effects(doc: Document, sweep: SweepDir, result: Analysis, counted: pd.Da
         baseline = float(result.row(result.reference_point)["mean"])
     drawn = False
     for p in sweep.params:
-        path = plots.effect_plot(counted, p, out / PLOTS_DIR / f"effect_{p}.png", log=p in sweep.log_params,
+        path = plots.effect_plot(counted, p, plots.effect_file(out / PLOTS_DIR, p), log=p in sweep.log_params,
                                  categorical=p in sweep.categorical_params, baseline=baseline,
                                  reference=sweep.reference)
         if path:

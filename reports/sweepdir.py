@@ -18,7 +18,16 @@ import yaml
 
 from reports.errors import ReportError
 from sweep_format import yamltext
-from sweep_format.layout import REFERENCE_FILE, REPORT_DIR, SPEC_FILE, TUNE_DIR, is_sweep, not_a_sweep
+from sweep_format.layout import (
+    REFERENCE_FILE,
+    REPORT_DIR,
+    SPEC_FILE,
+    TUNE_DIR,
+    is_sweep,
+    links_in,
+    not_a_sweep,
+)
+from sweep_format.text import printable_tree
 
 
 @dataclass
@@ -115,6 +124,8 @@ def open_sweep(path: str | Path) -> SweepDir:
     folder = Path(path)
     if not is_sweep(folder):
         raise ReportError(not_a_sweep(folder))
+    if problem := links_in(folder):
+        raise ReportError(problem)
     return SweepDir(folder, read_spec(folder / SPEC_FILE))
 
 
@@ -133,4 +144,4 @@ def read_spec(file: Path) -> dict[str, Any]:
                           f"got {type(data).__name__}; {expected}")
     if not isinstance(data.get("space") or {}, dict):
         raise ReportError(f"{file}: 'space' must map parameter names to their ranges; {expected}")
-    return data
+    return printable_tree(data)  # its description is printed (ablate ls) and reported

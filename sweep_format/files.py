@@ -16,7 +16,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +47,22 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """JSON (NaN and infinities as JavaScript's literals, which Python's json reads back)."""
     return write_text(path, json.dumps(data, allow_nan=True))
+
+
+def linked(folder: str | os.PathLike, names: Iterable[str], inside: Iterable[str] = ()) -> str:
+    """"" when none of ``folder``'s entries ``names``, nor any entry of its sub-folders ``inside``,
+    is a symbolic link; else one line naming the first. A folder written elsewhere (downloaded,
+    shared) could link them anywhere, and ablate writes, truncates and deletes files there."""
+    folder = Path(folder)
+    links = [folder / n for n in names if (folder / n).is_symlink()]
+    for name in inside:
+        sub = folder / name
+        if sub.is_dir() and not sub.is_symlink():
+            with contextlib.suppress(OSError):
+                links += sorted(entry for entry in sub.iterdir() if entry.is_symlink())
+    if not links:
+        return ""
+    more = f" (and {len(links) - 1} more)" if len(links) > 1 else ""
+    return (f"{links[0]}: a symbolic link (to {os.readlink(links[0])}){more} inside {folder}; ablate "
+            "writes and deletes files only inside its own folders: replace the link with a copy of what "
+            "it points to")

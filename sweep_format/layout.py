@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from sweep_format.files import linked
+
 SPEC_FILE = "spec.yaml"
 TRIALS_DIR = "trials"
 OPTUNA_DB = "optuna.db"
@@ -45,6 +47,11 @@ LOCK_FILE = "driver.lock"
 HISTORY_FILE = "history.jsonl"
 MLFLOW_DIR = "mlruns"
 WANDB_DIR = "wandb"
+# What ablate writes, replaces or deletes in a sweep folder, and the folders it does so entry by entry:
+# none of them may be a symbolic link (``links_in``).
+WRITTEN = (SPEC_FILE, TRIALS_DIR, OPTUNA_DB, REFERENCE_FILE, TUNE_DIR, REPORT_DIR, RAY_LOG, LOCK_FILE,
+           HISTORY_FILE, MLFLOW_DIR, WANDB_DIR)
+ENTRY_FOLDERS = (TRIALS_DIR, TUNE_DIR, REPORT_DIR)
 EXPECTED = f"a sweep folder holding {SPEC_FILE} and {TRIALS_DIR}/, as `ablate run SPEC.yaml` writes it"
 
 
@@ -68,6 +75,12 @@ def not_a_sweep(folder: str | Path) -> str:
     return f"{folder}: not a sweep folder, no {SPEC_FILE} (expected {EXPECTED}{hint})"
 
 
+def links_in(sweep_dir: str | Path) -> str:
+    """"" when ablate may write into the sweep folder, else one line naming the symbolic link that
+    would take its writes or deletions elsewhere (the sweep folder itself may be a link)."""
+    return linked(sweep_dir, WRITTEN, ENTRY_FOLDERS)
+
+
 def sweeps_in(storage: str | Path) -> list[Path]:
     """``storage`` itself if it is a sweep folder, else its sub-folders that are, by name."""
     storage = Path(storage)
@@ -79,13 +92,15 @@ def sweeps_in(storage: str | Path) -> list[Path]:
 def trial_folder(sweep_dir: str | Path, name: object) -> Path | None:
     """The folder of a trial run that a record names (``trial_dir``: ``tune/<trial run>``, relative,
     so a sweep moved or copied elsewhere still finds it), or None for anything else. A record is a
-    file anyone may have edited: a path outside ``tune/`` (absolute, ``..``) is never read or deleted."""
+    file anyone may have edited: a path outside ``tune/`` (absolute, ``..``, a symbolic link) is never
+    read or deleted."""
     if not isinstance(name, str):
         return None
     parts = PurePosixPath(name).parts
     if len(parts) != 2 or parts[0] != TUNE_DIR or parts[1] in (".", ".."):
         return None
-    return Path(sweep_dir) / TUNE_DIR / parts[1]
+    folder = Path(sweep_dir) / TUNE_DIR / parts[1]
+    return None if folder.is_symlink() or folder.parent.is_symlink() else folder
 
 
 def trial_folders(sweep_dir: str | Path, record: Mapping[str, Any]) -> list[Path]:

@@ -20,12 +20,17 @@ from typing import Any
 from sweep_format.files import write_json
 from sweep_format.layout import TRIALS_DIR
 from sweep_format.statuses import DAMAGED
+from sweep_format.text import has_control, printable_tree
 
 FORMAT, VERSION = "ablate.trial", 1
 VERSIONS = (1,)  # record versions this reader understands; fields may be added within a version
 
 
 def record_path(sweep_dir: str | Path, trial_id: str) -> Path:
+    """``trials/<trial_id>.json``; ValueError for an id that is not a plain file name (a record
+    read back always has its file's name as its id: see ``read_record``)."""
+    if not trial_id or trial_id.startswith(".") or any(c in trial_id for c in "/\\\0"):
+        raise ValueError(f"trial id {trial_id[:80]!r} is not a file name")
     return Path(sweep_dir) / TRIALS_DIR / f"{trial_id}.json"
 
 
@@ -42,9 +47,12 @@ def read_records(sweep_dir: str | Path) -> list[dict[str, Any]]:
 
 def read_record(file: Path) -> dict[str, Any]:
     try:
-        data = json.loads(file.read_bytes())
+        text = file.read_bytes().decode("utf-8")
+        data = json.loads(text)
     except (OSError, ValueError) as exc:  # ValueError: bad JSON or bytes that are not UTF-8
         return damaged(file, f"not readable as JSON ({exc.__class__.__name__}: {str(exc)[:80]})")
+    if has_control(text):  # a hand-written reason or id must not drive the terminal it is printed on
+        data = printable_tree(data)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return damaged(file, f"not an ablate trial record (expected \"format\": \"{FORMAT}\")")
     if data.get("version") not in VERSIONS:
@@ -52,7 +60,15 @@ def read_record(file: Path) -> dict[str, Any]:
                              f"{list(VERSIONS)}")
     if not isinstance(data.get("epochs"), list) or not isinstance(data.get("trial_id"), str):
         return damaged(file, "record without trial_id or epochs")
+    if data["trial_id"] != file.stem:  # written back under its id: never a file elsewhere
+        return damaged(file, f"its trial_id {data['trial_id'][:80]!r} is not its file's name")
     return data
+
+
+def knn_measured(row: dict[str, Any]) -> bool:
+    """Whether an epoch's row holds a kNN measured at that epoch (not one carried over epochs that
+    were not evaluated: ``knn_evaluated`` false)."""
+    return bool(row.get("knn_evaluated", True)) and row.get("knn_top1") is not None
 
 
 def damaged(file: Path, why: str) -> dict[str, Any]:

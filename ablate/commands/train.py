@@ -23,12 +23,15 @@ from ablate.errors import UserError
 from ablate.overrides import load_yaml, parse_sets
 from ablate.sweep_spec import arch_problem
 from ablate.sweep_spec.model import absolute_paths
+from sweep_format.files import linked
+from sweep_format.layout import RAY_LOG
 from trainables.config import ConfigError, DINOConfig, config_differences, describe_keys, make_config
 from trainables.inputs import check_inputs
 
 if TYPE_CHECKING:
     from trainables.dino.trainer import DINOTrainer
 
+CONFIG_NAME = "config.yaml"  # the run's resolved configuration, read back by --resume
 METRICS_NAME = "metrics.jsonl"  # one JSON row per epoch (0: the untrained baseline)
 RAY_TRAIN_FOLDER = "ray_train"  # Ray Train's own run records inside --out (--workers)
 TRAIN_LOG = "train.log"  # --workers: rank 0's lines (epochs, resume, done), printed by this command
@@ -85,10 +88,13 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"--workers {args.workers}: expected a number of data-parallel workers >= 1")
     out = Path(args.out)
     ckpt = out / CHECKPOINT_NAME
+    written = (CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, TRAIN_LOG, RAY_LOG, RAY_TRAIN_FOLDER)
+    if problem := linked(out, written):  # a folder written elsewhere must not send writes outside it
+        raise UserError(f"--out {out}: {problem}")
     if args.resume:
         if not ckpt.is_file():
             raise UserError(f"--resume: no {CHECKPOINT_NAME} in {out} (start the run without --resume)")
-        cfg = make_config(load_yaml(out / "config.yaml"), f"{out / 'config.yaml'}: ")
+        cfg = make_config(load_yaml(out / CONFIG_NAME), f"{out / CONFIG_NAME}: ")
         if args.config or args.sets:
             cfg = same_config(cfg, resolve_config(args.config, args.sets, args.workers), out)
     else:
@@ -109,7 +115,7 @@ def main(args: argparse.Namespace) -> int:
         trainer.load_checkpoint(ckpt)
         print(f"resuming {out} after epoch {trainer.epoch}/{cfg.epochs}", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    (out / CONFIG_NAME).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     try:
         return run_epochs(trainer, out, sys.stderr)
     except KeyboardInterrupt:
@@ -227,7 +233,6 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool) -
     prepare()
     bind_local_ray_to_loopback()  # before Ray is imported: the local Ray listens on 127.0.0.1 only
     from ablate.ray_logs import RayLogFile
-    from sweep_format.layout import RAY_LOG
 
     with RayLogFile() as logs:
         import ray
@@ -239,7 +244,7 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool) -
         use_gpu = worker_devices(cfg, workers)
         out = out.resolve()
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        (out / CONFIG_NAME).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         started = not ray.is_initialized()
         if started:  # the workers' own output (Ray Train's lines among it) stays in Ray's logs
             ray.init(address="local", num_cpus=max(workers, os.cpu_count() or 1), include_dashboard=False,

@@ -127,3 +127,16 @@ def test_train_makes_relative_paths_absolute(tmp_path: Path, monkeypatch: pytest
     sets = [f"{k}={v}" for k, v in {**TINY_TRAINER, "dataset": "imagefolder", "data_path": "data",
                                      "batch_size": 4}.items()]
     assert resolve_config(None, sets, workers=2).data_path == str(tmp_path / "data")
+
+
+def test_a_run_folder_with_a_symbolic_link_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """A run folder someone else wrote: --resume rewrote metrics.jsonl through a link to any file."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").symlink_to(victim)
+    assert main(["train", "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--out {out}: {out / 'metrics.jsonl'}: a symbolic link (to {victim})" in err[0]
+    assert victim.read_text() == "precious\n"

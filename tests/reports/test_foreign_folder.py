@@ -1,0 +1,75 @@
+"""A sweep folder someone else wrote (downloaded, shared): ablate writes and deletes only inside it,
+and prints and reports its texts as text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ablate.cli import main
+from sweep_format.files import write_json
+from sweep_format.layout import trial_folder
+from sweep_format.records import read_records, record_path
+
+
+@pytest.mark.parametrize("entry", ["report", "driver.lock", "history.jsonl", "tune/trial_x", "trials/x.json"])
+def test_a_symbolic_link_in_the_folder_is_refused_before_anything_is_written(
+        sweep_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture, entry: str) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.txt").write_text("precious\n")
+    link = sweep_copy / entry
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    link.symlink_to(outside if entry in ("report", "tune/trial_x") else outside / "victim.txt")
+    for command in (["report", str(sweep_copy)], ["resume", str(sweep_copy), "--num-cpus", "1"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].endswith(
+            f": {link}: a symbolic link (to {link.readlink()}) inside {sweep_copy}; ablate writes and "
+            "deletes files only inside its own folders: replace the link with a copy of what it points "
+            "to"), err
+    assert sorted(p.name for p in outside.iterdir()) == ["victim.txt"]
+    assert (outside / "victim.txt").read_text() == "precious\n"
+
+
+def test_a_record_names_no_folder_through_a_link_and_writes_no_file_outside(sweep_copy: Path,
+                                                                           tmp_path: Path) -> None:
+    (tmp_path / "other").mkdir()
+    (sweep_copy / "tune" / "old").symlink_to(tmp_path / "other")
+    assert trial_folder(sweep_copy, "tune/old") is None  # never read, never deleted
+    # a record whose trial_id is a path: damaged (its id is not its file's name), never written back
+    rec = json.loads(next((sweep_copy / "trials").glob("*.json")).read_text())
+    write_json(sweep_copy / "trials" / "zz.json", {**rec, "trial_id": "../../outside/pwned"})
+    (damaged,) = [r for r in read_records(sweep_copy) if r["trial_id"] == "zz"]
+    assert damaged["status"] == "damaged" and "is not its file's name" in damaged["reason"]
+    for bad in ("../../outside/pwned", "/tmp/x", ".hidden", ""):
+        with pytest.raises(ValueError, match="is not a file name"):
+            record_path(sweep_copy, bad)
+
+
+def test_texts_from_the_folder_stay_text(sweep_copy: Path, capsys: pytest.CaptureFixture) -> None:
+    """A description with terminal escapes, an HTML tag and a link; a parameter named like a path."""
+    spec = yaml.safe_load((sweep_copy / "spec.yaml").read_text())
+    spec["description"] = "\x1b]0;TITLE\x07\x1b[2J<img src=x onerror=alert(1)> [click](javascript:alert(1))"
+    evil = "x/../../../../outside/pwned"
+    spec["space"][evil] = spec["space"].pop("teacher_temp")
+    (sweep_copy / "spec.yaml").write_text(yaml.safe_dump(spec))
+    for file in (sweep_copy / "trials").glob("*.json"):
+        rec = json.loads(file.read_text())
+        rec["params"][evil] = rec["params"].pop("teacher_temp")
+        rec["reason"] = "\x1b[31mred\x1b[0m"
+        file.write_text(json.dumps(rec))
+    assert main(["report", str(sweep_copy)]) == 0
+    assert not (sweep_copy.parent / "outside").exists() and not (sweep_copy / "outside").exists()
+    assert (sweep_copy / "report" / "plots" / "effect_x_____________outside_pwned.png").is_file()
+    md = (sweep_copy / "report" / "report.md").read_text()
+    assert "<img" not in md and "](javascript" not in md and "\x1b" not in md
+    assert "&lt;img src=x onerror=alert(1)> [click]\\(javascript:alert(1))" in md
+    capsys.readouterr()
+    assert main(["ls", str(sweep_copy.parent)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "]0;TITLE" in out
