@@ -5,7 +5,7 @@ One JSON line per event, appended: ``start`` (command, host, pid, the cluster's 
 it to tell where a sweep's core-seconds went; it also answers "when was this sweep resumed, and
 where?". A write that fails (a full disk) is left out: the history is a log, not a record.
 
-    note(sweep_dir, "start", command="run", cpus=2.0, gpus=0.0)
+    note(sweep_dir, START, command="run", cpus=2.0, gpus=0.0)
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from sweep_format.layout import HISTORY_FILE
+
+START, END, REPORT = "start", "end", "report"  # the events
 
 
 def note(sweep_dir: Path, event: str, **fields: Any) -> None:

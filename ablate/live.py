@@ -44,7 +44,7 @@ class TrialRow:
     epoch: int = 0
     loss: float | None = None
     knn_top1: float | None = None
-    outcome: str = "running"
+    outcome: str = statuses.RUNNING
     reason: str = ""
     collapsing: bool = False  # the stop rule's collapse condition holds (trainables/stop_rules.py)
     epoch_times: list[float] = field(default_factory=list)
@@ -237,8 +237,7 @@ class LiveView(Callback):
         for r in self.rows.values():
             outcome = "unfinished" if unfinished and r.ended_at is None else r.outcome
             counts[outcome] = counts.get(outcome, 0) + 1
-        order = [*statuses.ORDER, *(s for s in counts if s not in statuses.ORDER)]
-        return ", ".join(f"{counts[k]} {k}" for k in order if k in counts) or "no trials"
+        return statuses.describe_counts(counts) or "no trials"
 
 
     def _line(self, text: str) -> None:

@@ -23,12 +23,12 @@ from sweep_format import statuses
 from sweep_format.layout import TUNE_DIR, trial_folders
 from sweep_format.records import is_damaged, read_records, record_path, write_record
 from trainables.storage_errors import write_failure
-from trainables.trial import KEPT_CHECKPOINTS, reported_epochs, retire_checkpoints
+from trainables.trial import KEPT_CHECKPOINTS, TRIAL_ID, reported_epochs, retire_checkpoints
 
 
 def record_id(trial: Any) -> str:
     """The record a Ray trial writes: the one it continues, else its own Ray id."""
-    return str((getattr(trial, "config", None) or {}).get("_trial_id") or trial.trial_id)
+    return str((getattr(trial, "config", None) or {}).get(TRIAL_ID) or trial.trial_id)
 
 
 class TrialRecorder(tune.Callback):

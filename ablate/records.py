@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from ablate.sweep_spec import SweepSpec
 from sweep_format import statuses
-from sweep_format.records import FORMAT, VERSION, is_damaged, read_records, write_record
+from sweep_format.records import FORMAT, VERSION, is_damaged, knn_measured, read_records, write_record
 from sweep_format.values import values_equal
 
 # Ray bookkeeping kept out of the epoch rows (the config is the record's own field).
@@ -67,7 +67,7 @@ class Points:
 
 def new_record(spec: SweepSpec, points: Points, trial_id: str, config: dict[str, Any]) -> dict[str, Any]:
     """A trial's record when it first starts: its point, seed, repeat and resolved config."""
-    from trainables.trial import trial_config, trial_repeat
+    from trainables.trial import OPTUNA_TRIAL, trial_config, trial_repeat
 
     params = {name: config.get(name) for name in spec.space}
     point, label, is_base = points.of(params)
@@ -81,7 +81,7 @@ def new_record(spec: SweepSpec, points: Points, trial_id: str, config: dict[str,
         resolved = {k: v for k, v in config.items() if not k.startswith("_")}
     return {"format": FORMAT, "version": VERSION, "trial_id": trial_id, "trial_dir": None, "trial_dirs": [],
             "point": point, "label": label, "is_baseline": is_base, "params": params, "seed": seed,
-            "repeat": trial_repeat(config), "optuna_trial": config.get("_optuna_trial"),
+            "repeat": trial_repeat(config), "optuna_trial": config.get(OPTUNA_TRIAL),
             "epochs_planned": planned, "config": resolved, "metric": spec.metric, "mode": spec.mode,
             "status": statuses.PENDING, "reason": "", "collapsed": False, "restarts": [],
             "created_at": time.time(), "epochs": []}
@@ -171,7 +171,7 @@ def knn_note(rows: list[dict[str, Any]]) -> str:
     """``; kNN last evaluated at epoch E`` when the last row carries an earlier kNN, else ""."""
     if not rows or rows[-1].get("knn_evaluated", True):
         return ""
-    measured = [r["epoch"] for r in rows if r.get("knn_evaluated", True) and "knn_top1" in r]
+    measured = [r["epoch"] for r in rows if knn_measured(r)]
     return f"; kNN last evaluated at epoch {measured[-1]}" if measured else "; kNN never evaluated"
 
 

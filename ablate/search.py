@@ -29,6 +29,7 @@ from sweep_format import statuses
 from sweep_format.layout import trial_folders
 from sweep_format.records import is_damaged
 from sweep_format.values import values_equal
+from trainables.trial import BUNDLES, EVAL_AT, OPTUNA_TRIAL, REPEAT, RESUME_DIRS, STOP, STORAGE_DIR, TRIAL_ID
 
 
 @dataclass
@@ -44,10 +45,10 @@ class Job:
 
     def config(self) -> dict[str, Any]:
         """The trial's config as the searcher hands it to Tune (merged into ``param_space``)."""
-        return {**self.params, "repeat": self.repeat,
-                **({"_trial_id": self.trial_id} if self.trial_id else {}),
-                **({"_resume_dirs": [str(d) for d in self.resume_dirs]} if self.resume_dirs else {}),
-                **({"_optuna_trial": self.optuna} if self.optuna is not None else {})}
+        return {**self.params, REPEAT: self.repeat,
+                **({TRIAL_ID: self.trial_id} if self.trial_id else {}),
+                **({RESUME_DIRS: [str(d) for d in self.resume_dirs]} if self.resume_dirs else {}),
+                **({OPTUNA_TRIAL: self.optuna} if self.optuna is not None else {})}
 
 
 class JobSource(Protocol):
@@ -129,13 +130,13 @@ def param_space(spec: SweepSpec, tune_dir: Path) -> dict[str, Any]:
     space: dict[str, Any] = dict(spec.trainer_config().model_dump(mode="json"))
     for name in spec.space:
         space.pop(name, None)
-    space["_stop"] = spec.stop.as_dict()
-    space["_storage_dir"] = str(tune_dir)
+    space[STOP] = spec.stop.as_dict()
+    space[STORAGE_DIR] = str(tune_dir)
     if spec.scheduler.type == "asha":
-        space["_eval_at"] = asha_rungs(spec)
+        space[EVAL_AT] = asha_rungs(spec)
     bundles = spec.bundles()
     if bundles:
-        space["_bundles"] = bundles
+        space[BUNDLES] = bundles
     return space
 
 

@@ -58,7 +58,7 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False,
     print(f"trials: {statuses.describe_counts(trials['status'].value_counts().to_dict()) or 'none'}")
     if report_dir:
         print(f"report: {report_dir / REPORT_HTML} (and {REPORT_MD}, {TRIALS_TABLE}, {EPOCHS_TABLE})")
-        history.note(sweep_dir, "report")
+        history.note(sweep_dir, history.REPORT)
     return exit_status(sweep_dir, trials, total, interrupted, exit_code, best is not None)
 
 

@@ -34,7 +34,7 @@ from ablate.ray_logs import RayLogFile
 from ablate.session import DEFAULT_CONNECT_TIMEOUT, check_connect_timeout, start_ray
 from ablate.sweep_spec import SweepSpec
 from ablate.trackers import check_trackers, tracker_callbacks
-from sweep_format.layout import TUNE_DIR
+from sweep_format.layout import SPEC_FILE, TUNE_DIR
 from sweep_format.records import read_records
 
 MAX_FAILURES = 2  # a crashed trial is retried this many times (from its checkpoint) before it is errored
@@ -86,7 +86,7 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
     check_connect_timeout(connect_timeout)
     check_inputs(spec, address)
     check_writable(sweep_dir, "resume")
-    names = check_trackers(spec.loggers, f"{sweep_dir / 'spec.yaml'}: loggers")
+    names = check_trackers(spec.loggers, f"{sweep_dir / SPEC_FILE}: loggers")
     with SweepLock(sweep_dir, "resume"), Signals() as signals, RayLogFile(verbose) as logs:
         start_ray(address, num_cpus, num_gpus, connect_timeout, logs)
         signals.install()
@@ -122,8 +122,8 @@ def admit(spec: SweepSpec) -> tuple[admission.TrialResources, int | None, admiss
 @contextlib.contextmanager
 def ran(sweep_dir: Path, command: str, where: admission.Cluster, started: float) -> Iterator[None]:
     """The driver's start and end in the sweep's history (ablate.history)."""
-    history.note(sweep_dir, "start", command=command, started_at=started, cpus=where.cpus, gpus=where.gpus,
-                 nodes=len(where.nodes))
+    history.note(sweep_dir, history.START, command=command, started_at=started, cpus=where.cpus,
+                 gpus=where.gpus, nodes=len(where.nodes))
     outcome = "interrupted"
     try:
         yield
@@ -132,7 +132,7 @@ def ran(sweep_dir: Path, command: str, where: admission.Cluster, started: float)
         outcome = "storage full"
         raise
     finally:
-        history.note(sweep_dir, "end", outcome=outcome)
+        history.note(sweep_dir, history.END, outcome=outcome)
 
 
 def drive(spec: SweepSpec, sweep_dir: Path, resources: admission.TrialResources, limit: int | None,

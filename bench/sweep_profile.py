@@ -35,10 +35,11 @@ sys.path.insert(0, str(ROOT))
 def profile(sweep_dir: Path) -> dict[str, Any]:
     from ablate import history
     from reports.cost import SPLIT, trial_split
+    from sweep_format.layout import SPEC_FILE
     from sweep_format.records import is_damaged, read_records
     from sweep_format.yamltext import load
 
-    spec = load((sweep_dir / "spec.yaml").read_text())
+    spec = load((sweep_dir / SPEC_FILE).read_text())
     resources = spec.get("resources") or {}
     per_trial = float(resources.get("cpu", 1.0)) * int(resources.get("workers", 1))
     split = dict.fromkeys(SPLIT, 0.0)
@@ -66,9 +67,11 @@ def profile(sweep_dir: Path) -> dict[str, Any]:
 
 def driver_runs(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One entry per driver run: its command, CPUs and wall time (start to its last event)."""
+    from ablate import history
+
     runs: list[dict[str, Any]] = []
     for event in events:
-        if event.get("event") == "start":
+        if event.get("event") == history.START:
             start = float(event.get("started_at") or event["at"])
             runs.append({"command": event.get("command"), "cpus": float(event.get("cpus") or 0.0),
                          "start": start, "last": float(event["at"])})
@@ -99,8 +102,10 @@ def main() -> int:
     parser.add_argument("sweep", type=Path, help="a finished sweep folder, e.g. runs/temps")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line")
     args = parser.parse_args()
-    if not (args.sweep / "spec.yaml").is_file():
-        print(f"sweep_profile: {args.sweep}: not a sweep folder (no spec.yaml)", file=sys.stderr)
+    from sweep_format.layout import is_sweep, not_a_sweep
+
+    if not is_sweep(args.sweep):
+        print(f"sweep_profile: {not_a_sweep(args.sweep)}", file=sys.stderr)
         return 2
     result = profile(args.sweep)
     print(json.dumps(result) if args.json else table(result))

@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from reports.document import Document
-from reports.stats import ALPHA, paired_differences
+from reports.stats import ALPHA, PAIRED_MIN_SEEDS, paired_differences
 
 POWER = 0.8
 MAX_REPEATS = 1000
@@ -86,7 +86,7 @@ def seed_power(points: pd.DataFrame, params: list[str]) -> PowerAdvice:
     diff = float(best["mean"] - second["mean"])
     gaps = paired_differences(best["values"], best.get("seeds", [None] * len(best["values"])),
                               second["values"], second.get("seeds", [None] * len(second["values"])))
-    paired = len(gaps) >= 2
+    paired = len(gaps) >= PAIRED_MIN_SEEDS  # the test the ablation table's verdict uses (stats.noise_verdict)
     sd, dof = pooled_sd([gaps]) if paired else pooled_sd([list(best["values"]), list(second["values"])])
     source = "the best and the runner-up"
     if dof == 0:
@@ -111,8 +111,8 @@ def seed_power(points: pd.DataFrame, params: list[str]) -> PowerAdvice:
                  else f"The repeats show no seed variance at all ({source}).")
         test = "two-sample t-test"
     return PowerAdvice(
-        f"{head} {noise} Detecting a difference of that size at p < 0.05 with 80 % power (two-sided "
-        f"{test}, exact noncentral t) needs **{need} repeats per configuration**; {verdict}. "
+        f"{head} {noise} Detecting a difference of that size at p < {ALPHA:g} with {POWER * 100:.0f} % power "
+        f"(two-sided {test}, exact noncentral t) needs **{need} repeats per configuration**; {verdict}. "
         "The observed difference is itself an estimate (the best of several looks better than it is): "
         "treat this as a lower bound.", table)
 

@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import stats as sps
 
 ALPHA = 0.05  # "beyond seed noise" when the test's p < ALPHA
+PAIRED_MIN_SEEDS = 2  # two points are compared seed by seed (paired) when they share this many seeds
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, int]:
@@ -80,7 +81,7 @@ def noise_verdict(a: Sequence[float], b: Sequence[float], seeds_a: Sequence[int 
     'yes (p=0.012)' / 'no (p=0.41)', or 'n/a' (fewer than 2 repeats on a side)."""
     if seeds_a is not None and seeds_b is not None:
         diffs = paired_differences(a, seeds_a, b, seeds_b)
-        if len(diffs) >= 2:
+        if len(diffs) >= PAIRED_MIN_SEEDS:
             p = _zero_mean_p(diffs)
             if p is None:  # the same gap on every seed
                 return "no (identical repeats)" if diffs[0] == 0 else "yes (no seed variance)"

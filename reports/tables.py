@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from reports.sweepdir import SweepDir, open_sweep, space_values
-from sweep_format.records import read_records
+from sweep_format.records import knn_measured, read_records
 
 # trials.parquet: these columns, in this order, around the searched hyperparameters (SCHEMA.md).
 HEAD_COLUMNS = {"sweep": "string", "trial_id": "string", "status": "string", "stop_reason": "string"}
@@ -86,7 +86,7 @@ def finite(values: list[Any]) -> list[float]:
 def trial_row(sweep: SweepDir, rec: dict[str, Any], rows: list[dict[str, Any]],
               reference: dict[str, Any]) -> dict[str, Any]:
     """One trials.parquet row: the record's own fields, and final values read off its epochs."""
-    measured = [r for r in rows if r.get("knn_evaluated", True) and r.get("knn_top1") is not None]
+    measured = [r for r in rows if knn_measured(r)]
     evaluated = [r for r in measured if r.get("epoch", 0) > 0]
     epoch0 = [r.get("knn_top1") for r in rows if r.get("epoch") == 0]
     speed = finite([r.get("images_per_s") for r in rows])

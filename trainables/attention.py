@@ -33,12 +33,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from sweep_format.layout import TUNE_DIR
 from trainables.checkpoint import load_pt
 from trainables.config import ConfigError, DINOConfig, make_config
 from trainables.data import build_datasets
 from trainables.dino.augment import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from trainables.dino.backbone import build_backbone, is_vit
 from trainables.dino.trainer import CHECKPOINT_NAME, resolve_device
+from trainables.trial import checkpoints_in
 
 VIT_EXAMPLE = "vit_tiny_patch16_224"
 
@@ -220,12 +222,12 @@ def resolve_checkpoint(source: str | Path) -> Path:
         return path
     if (path / CHECKPOINT_NAME).is_file():
         return path / CHECKPOINT_NAME
-    trial = sorted(path.glob(f"checkpoint_*/{CHECKPOINT_NAME}"), key=lambda p: p.parent.name)
+    trial = [c / CHECKPOINT_NAME for c in checkpoints_in(path) if (c / CHECKPOINT_NAME).is_file()]
     if trial:
-        return trial[-1]
+        return trial[0]  # the newest
     hint = ""
-    if (path / "tune").is_dir():
-        hint = f" (a sweep folder: pass one of its trial folders, {path / 'tune'}/<trial>)"
+    if (path / TUNE_DIR).is_dir():
+        hint = f" (a sweep folder: pass one of its trial folders, {path / TUNE_DIR}/<trial>)"
     raise ConfigError(f"{path}: no {CHECKPOINT_NAME} and no checkpoint_NNNNNN/{CHECKPOINT_NAME} "
                       f"inside{hint}; the run has not finished an epoch yet, or this is not a run folder")
 

@@ -28,6 +28,7 @@ from trainables.trial import (
     KEPT_CHECKPOINTS,
     DeviceClock,
     Report,
+    checkpoint_name,
     checkpoints_in,
     earlier_checkpoints,
     input_refused,
@@ -123,7 +124,7 @@ def train_report(trainer: DINOTrainer) -> Report:
     from ray import train
 
     def report(metrics: dict[str, Any], write: Callable[[Path], None] | None) -> None:
-        name = f"checkpoint_{metrics['epoch']:06d}" if write else None
+        name = checkpoint_name(metrics["epoch"]) if write else None
         if write is None or not trainer.is_main_process:
             train.report(metrics, checkpoint_dir_name=name)
             return

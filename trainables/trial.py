@@ -40,7 +40,16 @@ from trainables.storage_errors import STORAGE_ERRNOS, write_failure
 MONITOR_FILE = "monitor.pt"
 CHECKPOINT_PREFIX = "checkpoint_"  # Ray's checkpoint folders: checkpoint_000000, checkpoint_000001, ...
 KEPT_CHECKPOINTS = 2  # a trial keeps its two newest: a damaged newest falls back to the one before it
-REPEAT = "repeat"  # a trial's config: trainer keys, its seed repeat, and the sweep's keys, which start with _
+# A trial's config (Tune's param_space merged with its job's, written by ablate.search): trainer keys,
+# its seed repeat, and the sweep's keys, which start with _ and are never trainer keys.
+REPEAT = "repeat"
+TRIAL_ID = "_trial_id"  # the record a trial of an earlier run continues (ablate resume)
+RESUME_DIRS = "_resume_dirs"  # the folders that trial ran in, newest first
+OPTUNA_TRIAL = "_optuna_trial"  # the Optuna trial it is a repeat of
+STOP = "_stop"  # the stop rules (StopRules keywords)
+STORAGE_DIR = "_storage_dir"  # the sweep's tune/ folder, where its trial folders go
+EVAL_AT = "_eval_at"  # ASHA's rungs: epochs always evaluated
+BUNDLES = "_bundles"  # bundle name -> option -> trainer keys
 
 # report(metrics, write): hand one epoch's metrics to Ray; ``write(folder)`` fills the checkpoint
 # folder to report with them (None: a result without a checkpoint).
@@ -55,7 +64,7 @@ def trial_repeat(config: dict[str, Any]) -> int:
 def trial_config(config: dict[str, Any]) -> DINOConfig:
     """Trainer config of a trial: bundles expanded, bookkeeping dropped, seed offset by the repeat."""
     values = {k: v for k, v in config.items() if k != REPEAT and not k.startswith("_")}
-    for name, options in (config.get("_bundles") or {}).items():
+    for name, options in (config.get(BUNDLES) or {}).items():
         values.update(options[values.pop(name)])
     values["seed"] = int(values.get("seed", 0)) + trial_repeat(config)
     return DINOConfig(**values)
@@ -76,9 +85,9 @@ def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock, 
     ``extra``. The last epoch a trial runs is evaluated where it can be known (its schedule's end,
     a collapse, an ASHA decision)."""
     cfg = trainer.cfg
-    rules = StopRules(**config.get("_stop", {}))
+    rules = StopRules(**config.get(STOP, {}))
     monitor, carry = CollapseMonitor(rules), KnnCarry()
-    rungs = AshaRungs(config.get("_eval_at") or [])
+    rungs = AshaRungs(config.get(EVAL_AT) or [])
     last_report = LastReport()
     note, restored = restore_trial(trainer, monitor, sources, carry, clock, last_report)
     base = {"stop_reason": "", "trial_outcome": statuses.RUNNING, "seed": cfg.seed,
@@ -204,6 +213,11 @@ def save_trial(folder: Path, trainer: DINOTrainer, monitor: CollapseMonitor, car
     LastReport.save(folder, row)
 
 
+def checkpoint_name(epoch: int) -> str:
+    """The checkpoint folder of ``epoch`` as Ray names a trainable's: ``checkpoint_000003``."""
+    return f"{CHECKPOINT_PREFIX}{epoch:06d}"
+
+
 def checkpoints_in(folder: Path) -> list[Path]:
     """The checkpoint folders of a trial folder (``checkpoint_NNNNNN``), newest first."""
     if not folder.is_dir():
@@ -248,7 +262,7 @@ def reported_epochs(folders: Sequence[Path]) -> dict[int, dict[str, Any]]:
 def earlier_checkpoints(config: dict[str, Any]) -> list[Path]:
     """The checkpoints of a trial's earlier runs (``_resume_dirs``, newest run first; ``ablate
     resume`` names them), newest first."""
-    return [c for folder in config.get("_resume_dirs") or [] for c in checkpoints_in(Path(folder))]
+    return [c for folder in config.get(RESUME_DIRS) or [] for c in checkpoints_in(Path(folder))]
 
 
 def restore_trial(trainer: DINOTrainer, monitor: CollapseMonitor, sources: Sequence[Path],

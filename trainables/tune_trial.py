@@ -21,6 +21,7 @@ from trainables import cuda
 from trainables.config import ConfigError, DINOConfig
 from trainables.dino.trainer import DINOTrainer
 from trainables.trial import (
+    STORAGE_DIR,
     DeviceClock,
     checkpoints_in,
     earlier_checkpoints,
@@ -77,7 +78,7 @@ def tune_report(config: dict[str, Any]) -> Callable[[dict[str, Any], Callable[[P
 def storage_folder(config: dict[str, Any]) -> str:
     """The trial's folder in the sweep (``<sweep>/tune/<trial>``), where its checkpoints go."""
     trial = Path(tune.get_context().get_trial_dir()).name
-    return str(Path(config["_storage_dir"]) / trial) if config.get("_storage_dir") else trial
+    return str(Path(config[STORAGE_DIR]) / trial) if config.get(STORAGE_DIR) else trial
 
 
 def on_assigned_gpu(cfg: DINOConfig, share: float) -> DINOConfig:
