@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -59,6 +60,7 @@ class OptunaSource:
         self.points: dict[int, Point] = {}  # the running points, by their number in the study
         self.trials: dict[int, Any] = {}  # number -> optuna Trial of a running point, for tell()
         self.alias: dict[int, int] = {}  # a point's number in a lost study -> its number in the rebuilt one
+        self.shadows: dict[int, list[Any]] = {}  # a running point -> later asks of the same setting
 
     # --- opening ---------------------------------------------------------------------------------
     def open(self, records: list[dict[str, Any]], retry: tuple[str, ...] = ()) -> list[Job]:
@@ -71,8 +73,18 @@ class OptunaSource:
         if not self.study.trials and any(not is_damaged(r) for r in records):
             why = f"missing or damaged when the sweep resumed{moved(kept)}"
             self._guard(lambda: self._fill(records, why))
+        if self.study.trials:  # a seeded sampler would draw its first settings again: go on from here
+            self.study.sampler = optuna_sampler(self.spec, asked=len(self.study.trials))
         jobs: list[Job] = []
         for trial in self.study.trials:
+            first = self._asked_before(trial.params, trial.number)
+            if trial.state == optuna.trial.TrialState.RUNNING and first is not None:  # asked again
+                again = optuna.trial.Trial(self.study, trial._trial_id)
+                if first.state == optuna.trial.TrialState.RUNNING:
+                    self.shadows.setdefault(first.number, []).append(again)
+                else:
+                    self._guard(partial(self._tell_like, again, first.state, first.value))
+                continue
             if trial.state != optuna.trial.TrialState.RUNNING:
                 mine = self._records_of(trial, records)
                 jobs += [continued(r, self.sweep_dir) for r in mine.values()
@@ -105,13 +117,36 @@ class OptunaSource:
 
     # --- the searcher's side ---------------------------------------------------------------------
     def next_jobs(self) -> list[Job]:
-        """A new point, ``repeats`` times; none once the study has ``search.num_samples`` points."""
-        if self._guard(lambda: len(self.study.trials)) >= int(self.spec.search.num_samples or 0):
-            return []
-        trial = self._guard(lambda: self.study.ask(self.distributions))
-        self.trials[trial.number] = trial
-        self.points[trial.number] = Point(trial.number, dict(trial.params))
-        return [Job(dict(trial.params), r, optuna=trial.number) for r in range(self.spec.repeats)]
+        """A new point, ``repeats`` times; none once the study has ``search.num_samples`` trials. A
+        setting the sampler asks for again (it may, in a discrete space) is not run again: the
+        study is told the earlier trial's result (at once, or when its repeats end), and asked on."""
+        import optuna
+
+        while self._guard(lambda: len(self.study.trials)) < int(self.spec.search.num_samples or 0):
+            trial = self._guard(lambda: self.study.ask(self.distributions))
+            earlier = self._guard(partial(self._asked_before, dict(trial.params), trial.number))
+            if earlier is None:
+                self.trials[trial.number] = trial
+                self.points[trial.number] = Point(trial.number, dict(trial.params))
+                return [Job(dict(trial.params), r, optuna=trial.number) for r in range(self.spec.repeats)]
+            if earlier.state == optuna.trial.TrialState.RUNNING:
+                self.shadows.setdefault(earlier.number, []).append(trial)
+            else:
+                self._guard(partial(self._tell_like, trial, earlier.state, earlier.value))
+        return []
+
+    def _asked_before(self, params: dict[str, Any], number: int) -> Any:
+        """The first trial of the study (frozen) asked before trial ``number`` with the same ``params``."""
+        earlier = (t for t in self.study.trials if t.number < number and same_point(dict(t.params), params))
+        return next(earlier, None)
+
+    def _tell_like(self, trial: Any, state: Any, value: float | None) -> None:
+        import optuna
+
+        if state == optuna.trial.TrialState.COMPLETE:
+            self.study.tell(trial, value)
+        else:
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
     def finished(self, job: Job, value: float | None) -> None:
         """One repeat ended; once all have, the study is told their mean."""
@@ -132,10 +167,10 @@ class OptunaSource:
         self.points.pop(point.number, None)
         if trial is None:  # a rebuilt study holds it as finished already
             return
-        if finite:
-            self.study.tell(trial, sum(finite) / len(finite))
-        else:
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        state = optuna.trial.TrialState.COMPLETE if finite else optuna.trial.TrialState.FAIL
+        value = sum(finite) / len(finite) if finite else None
+        for asked in [trial, *self.shadows.pop(point.number, [])]:
+            self._tell_like(asked, state, value)
 
     # --- a lost, damaged or full study -----------------------------------------------------------
     def _storage(self) -> Any:
@@ -251,18 +286,22 @@ def optuna_distributions(spec: SweepSpec) -> dict[str, Any]:
     return out
 
 
-def optuna_sampler(spec: SweepSpec) -> Any:
-    """The spec's Optuna sampler (tpe, random, cmaes or gp), seeded with ``search.seed``; CMA-ES reads
-    its stored state without unpickling anything but a CMA-ES state (ablate.cmaes_state)."""
+def optuna_sampler(spec: SweepSpec, asked: int = 0) -> Any:
+    """The spec's Optuna sampler (tpe, random, cmaes or gp), seeded with ``search.seed``, or, for a
+    study that has ``asked`` trials already (``ablate resume``), with ``search.seed + asked``: Optuna
+    keeps no sampler state, and a sampler seeded as at the start would ask for the settings it asked
+    for then. CMA-ES reads its stored state without unpickling anything but a CMA-ES state
+    (ablate.cmaes_state)."""
     from optuna import samplers
 
+    seed = spec.search.seed + asked if spec.search.seed is not None else None
     name = spec.search.sampler or "tpe"
     if name == "cmaes":
         from ablate.cmaes_state import CmaEsSampler
 
-        return CmaEsSampler(seed=spec.search.seed)
+        return CmaEsSampler(seed=seed)
     cls_name, _ = SAMPLERS[name]
-    return getattr(samplers, cls_name)(seed=spec.search.seed)
+    return getattr(samplers, cls_name)(seed=seed)
 
 
 def final_value(rec: dict[str, Any], metric: str) -> float | None:

@@ -99,6 +99,45 @@ def test_resume_rebuilds_a_deleted_study_and_continues_its_running_point(
     assert resumed.suggest("z") == "FINISHED"  # search.num_samples points in all
 
 
+def test_a_resumed_study_asks_for_new_settings_not_its_first_ones_again(tmp_path: Path) -> None:
+    """Optuna keeps no sampler state: a sampler seeded as at the start asked, after `ablate resume`,
+    for the setting it had asked for first, which then ran again as a second 'repeat'."""
+    sweep = tmp_path / "sweep"
+    search, _ = optuna_search(sweep)
+    first = search.suggest("a")
+    search.on_trial_complete("a", {"knn_top1": 70.0})
+    record(sweep, "a", first, 70.0)
+    resumed, jobs = optuna_search(sweep)
+    assert jobs == []
+    second = resumed.suggest("b")
+    assert second["_optuna_trial"] == 1 and second["teacher_temp"] != first["teacher_temp"]
+
+
+def test_a_setting_asked_for_again_is_not_run_again(tmp_path: Path) -> None:
+    """Samplers ask for a setting again in a discrete space; it gets the earlier result (at once, or
+    once its repeats end) instead of running the same seeds again as extra repeats."""
+    from ablate.study import OptunaSource
+
+    spec = load_spec(write_spec(tmp_path, f"""
+name: s
+trainer: {TINY_TRAINER}
+space:
+  teacher_temp: {{type: choice, values: [0.04, 0.07]}}
+search: {{algorithm: optuna, sampler: random, num_samples: 6, seed: 0}}
+"""))
+    sweep = tmp_path / "s"
+    sweep.mkdir()
+    source = OptunaSource(spec, sweep)
+    search = SweepSearch(source.open([]), source, "knn_top1", "max")
+    started = [search.suggest("t0"), search.suggest("t1")]
+    assert sorted(c["teacher_temp"] for c in started) == [0.04, 0.07]  # the two settings, once each
+    assert search.suggest("t2") == "FINISHED"  # every other ask repeated one of them: nothing to run
+    for name, config in zip(("t0", "t1"), started, strict=True):
+        search.on_trial_complete(name, {"knn_top1": 100 * config["teacher_temp"]})
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    assert len(study.trials) == 6 and all(t.value == 100 * t.params["teacher_temp"] for t in study.trials)
+
+
 # --- a real sweep: Ctrl-C, then a corrupted optuna.db, then resume ------------------------------------
 def records(sweep: Path) -> dict[str, dict]:
     out = {}
