@@ -36,7 +36,7 @@ from torch import nn
 from sweep_format.layout import TUNE_DIR
 from trainables.checkpoint import load_pt
 from trainables.config import ConfigError, DINOConfig, make_config
-from trainables.data import build_datasets
+from trainables.data import build_datasets, to_rgb
 from trainables.dino.augment import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from trainables.dino.backbone import build_backbone, is_vit
 from trainables.dino.trainer import CHECKPOINT_NAME, resolve_device
@@ -174,7 +174,7 @@ def held_out_images(cfg: DINOConfig, n: int, size: int | None = None) -> tuple[t
     _, test = build_datasets(cfg)
     transform = eval_transform(size or cfg.global_crops_size)
     indices = evenly_spaced(len(test), n)  # type: ignore[arg-type]
-    images = [transform(test[i][0].convert("RGB")) for i in indices]
+    images = [transform(to_rgb(test[i][0])) for i in indices]
     return torch.stack(images), [f"{cfg.dataset} test #{i}" for i in indices]
 
 
@@ -188,7 +188,7 @@ def load_image_files(paths: list[str | Path], size: int) -> tuple[torch.Tensor, 
             raise ConfigError(f"--image {file}: no such file")
         try:
             with Image.open(file) as img:
-                images.append(transform(img.convert("RGB")))
+                images.append(transform(to_rgb(img)))
         except OSError as exc:
             raise ConfigError(f"--image {file}: not a readable image ({exc})") from None
     return torch.stack(images), [Path(p).name for p in paths]

@@ -8,6 +8,7 @@ only by the kNN evaluation, never by DINO training.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,24 @@ DIGITS_SIZE = 32  # the 8x8 digits are upsampled once, bicubic, to this side
 SYNTHETIC_TRAIN = 160  # training images of ``synthetic``
 
 
+WIDE_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # 16-bit greyscale (PNG, TIFF), as PIL opens it
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An image as 8-bit RGB. A 16-bit greyscale image is scaled from 0-65535 (PIL's own
+    ``convert("RGB")`` clips it at 255: a 16-bit PNG trained as an almost white picture)."""
+    if image.mode in WIDE_GREY:
+        wide = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(np.round(wide / 257.0), 0, 255).astype(np.uint8), mode="L")
+    return image.convert("RGB")
+
+
+def open_rgb(path: str) -> Image.Image:
+    """An image file as 8-bit RGB (``to_rgb``); torchvision's loader converts it with PIL alone."""
+    with open(path, "rb") as f:
+        return to_rgb(Image.open(f))
+
+
 class Transformed(Dataset):
     """Any (image, label) dataset with a transform applied on access."""
 
@@ -38,7 +57,7 @@ class Transformed(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
         img, label = self.base[i]
-        return self.transform(img.convert("RGB")), int(label)
+        return self.transform(to_rgb(img)), int(label)
 
 
 def load_digits_split(seed: int = 0) -> tuple[ImageList, ImageList]:
@@ -170,9 +189,21 @@ def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:
     empty = ConfigError(f"{folder}: no image files (expected one sub-folder per class holding "
                         f"{', '.join(IMG_EXTENSIONS)} files)")
     try:
-        ds = ImageFolder(folder, allow_empty=True)
+        ds = ImageFolder(folder, loader=open_rgb, allow_empty=True)
     except FileNotFoundError:  # not even a class folder
         raise empty from None
+    except OSError as exc:  # the folder itself cannot be listed (permissions)
+        raise ConfigError(f"{folder}: cannot be read ({exc.strerror}); ablate needs to list it and read "
+                          "its images") from None
+    unlisted: list[OSError] = []  # torchvision walks the class folders and skips what it cannot list
+    for name in ds.classes:
+        for _ in os.walk(folder / name, onerror=unlisted.append, followlinks=True):
+            pass
+    if unlisted:
+        more = f" (and {len(unlisted) - 1} more)" if len(unlisted) > 1 else ""
+        raise ConfigError(f"{unlisted[0].filename}: cannot be read ({unlisted[0].strerror}){more}; its "
+                          "images would be left out of the dataset without a word: make it readable, or "
+                          "move it out of the folder")
     bad = unreadable_images([path for path, _ in ds.samples], str(folder.resolve()))
     if bad and not skip_bad:
         path, problem = bad[0]
@@ -256,7 +287,7 @@ def in_memory(ds: Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
             return torch.from_numpy(ds.pixels).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(ds.labels)
         if len({im.size for im in ds.images}) != 1:
             return None
-        pixels = np.stack([np.asarray(im.convert("RGB")) for im in ds.images])
+        pixels = np.stack([np.asarray(to_rgb(im)) for im in ds.images])
         return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(ds.labels)
     data = getattr(ds, "data", None)
     labels = getattr(ds, "targets", getattr(ds, "labels", None))

@@ -216,3 +216,38 @@ def test_in_memory_datasets_become_one_uint8_tensor():
     assert in_memory(stl_like)[0].shape == (5, 3, 96, 96)
     mixed = ImageList([Image.new("RGB", (8, 8)), Image.new("RGB", (9, 8))], np.array([0, 1]))
     assert in_memory(mixed) is None  # different sizes: the per-image path
+
+
+def test_a_16_bit_image_is_scaled_to_8_bits_not_clipped(tmp_path: Path):
+    """PIL's convert('RGB') clipped 16-bit greyscale at 255: a 16-bit PNG trained as a white picture."""
+    from PIL import Image
+
+    root = write_image_folder(tmp_path / "data", n=4)
+    wide = (np.arange(16 * 16, dtype=np.uint16).reshape(16, 16) * 257)  # 0..65535 in 256 steps
+    Image.fromarray(wide).save(root / "train" / "a" / "wide.png")
+    cfg = DINOConfig(dataset="imagefolder", data_path=str(root), global_crops_size=16, local_crops_size=8)
+    train, _ = build_datasets(cfg)
+    (i,) = [i for i, (path, _) in enumerate(train.samples) if path.endswith("wide.png")]
+    pixels = np.asarray(train[i][0])
+    assert pixels.shape == (16, 16, 3) and (pixels[..., 0] == np.arange(256).reshape(16, 16)).all()
+
+
+@pytest.mark.parametrize(("folder", "expected"), [
+    ("train/a", r"train/a: cannot be read \(Permission denied\); its images would be left out"),
+    ("train", r"train: cannot be read \(Permission denied\); ablate needs to list it")])
+def test_a_folder_that_cannot_be_listed_is_named_not_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              folder: str, expected: str):
+    """torchvision's walk skipped a class folder it could not list (no permission): its class trained
+    empty; an unlistable train/ was reported as a disk that refused a write."""
+    root = write_image_folder(tmp_path / "data", n=4)
+    scandir = os.scandir
+
+    def denied(path):  # as for a user without read permission on the folder
+        if str(path).endswith(os.path.join(*folder.split("/"))):
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    cfg = DINOConfig(dataset="imagefolder", data_path=str(root), global_crops_size=16, local_crops_size=8)
+    with pytest.raises(ConfigError, match=expected):
+        build_datasets(cfg)

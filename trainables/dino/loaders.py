@@ -23,6 +23,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms
 
+from trainables.data import to_rgb
 from trainables.dino.batch_augment import BatchDataAugmentationDINO
 from trainables.distributed import ShardSampler
 
@@ -134,7 +135,7 @@ class SeededTransform(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             random.seed(seed)
-            out = self.transform(image.convert("RGB"))
+            out = self.transform(to_rgb(image))
         random.setstate(state)
         return out, int(label), i
 
