@@ -47,7 +47,8 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False,
     cols = ["trial_id", "status", *params, "repeat", "epochs_done", "knn_top1_epoch0", "knn_top1",
             "knn_epoch", metric, "loss"]
     table = trials[[c for c in dict.fromkeys(cols) if c in trials.columns]]
-    print("\n" + table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if len(table):
+        print("\n" + table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     best, partial = best_point(trials, params, metric, sweep.mode)
     if best is not None and not (interrupted and partial):  # never a running trial called best
         print("\n" + best_text(best, partial, params, metric, sweep.mode,

@@ -88,6 +88,8 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"--workers {args.workers}: expected a number of data-parallel workers >= 1")
     out = Path(args.out)
     ckpt = out / CHECKPOINT_NAME
+    if file := next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None):
+        raise UserError(f"--out {out}: {file} is a file, not a folder; give a folder for the run")
     written = (CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, TRAIN_LOG, RAY_LOG, RAY_TRAIN_FOLDER)
     if problem := linked(out, written):  # a folder written elsewhere must not send writes outside it
         raise UserError(f"--out {out}: {problem}")

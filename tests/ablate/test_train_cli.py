@@ -140,3 +140,13 @@ def test_a_run_folder_with_a_symbolic_link_is_refused(tmp_path: Path, capsys: py
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"--out {out}: {out / 'metrics.jsonl'}: a symbolic link (to {victim})" in err[0]
     assert victim.read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("out", ["config.yaml", "config.yaml/run"])
+def test_an_out_folder_that_is_a_file_is_refused_at_once(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                         out: str):
+    (tmp_path / "config.yaml").write_text("epochs: 1\n")
+    assert main(["train", "--set", "epochs=1", "--out", str(tmp_path / out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"ablate train: error: --out {tmp_path / out}: {tmp_path / 'config.yaml'} is a file, "
+                   "not a folder; give a folder for the run"]
