@@ -89,6 +89,10 @@ class OptunaSource:
                 mine = self._records_of(trial, records)
                 jobs += [continued(r, self.sweep_dir) for r in mine.values()
                          if statuses.resumed(r.get("status"), retry)]
+                if first is None and trial.state in (optuna.trial.TrialState.COMPLETE,
+                                                     optuna.trial.TrialState.FAIL):
+                    # a repeat whose record is gone (deleted by hand) runs again, as in a grid sweep
+                    jobs += [Job(dict(trial.params), r) for r in range(self.spec.repeats) if r not in mine]
                 continue
             point = self.points[trial.number] = Point(trial.number, dict(trial.params))
             self.trials[trial.number] = optuna.trial.Trial(self.study, trial._trial_id)

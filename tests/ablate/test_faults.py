@@ -113,6 +113,20 @@ def test_a_resumed_study_asks_for_new_settings_not_its_first_ones_again(tmp_path
     assert second["_optuna_trial"] == 1 and second["teacher_temp"] != first["teacher_temp"]
 
 
+def test_a_finished_repeat_whose_record_was_deleted_runs_again(tmp_path: Path) -> None:
+    """As in a grid sweep: the study had the setting as finished, and its repeat was lost in silence."""
+    sweep = tmp_path / "sweep"
+    search, _ = optuna_search(sweep)
+    done = [search.suggest(name) for name in ("a", "b")]
+    for name, config in zip(("a", "b"), done, strict=True):
+        search.on_trial_complete(name, {"knn_top1": 70.0})
+        record(sweep, name, config, 70.0)
+    (sweep / "trials" / "a.json").unlink()
+    _, jobs = optuna_search(sweep)
+    lost = {"teacher_temp": done[0]["teacher_temp"]}
+    assert [(j.params, j.repeat, j.trial_id) for j in jobs] == [(lost, 0, None)]
+
+
 def test_a_setting_asked_for_again_is_not_run_again(tmp_path: Path) -> None:
     """Samplers ask for a setting again in a discrete space; it gets the earlier result (at once, or
     once its repeats end) instead of running the same seeds again as extra repeats."""
