@@ -80,10 +80,12 @@ def spec_text(spec: SweepSpec) -> str:
     baseline point (grid and ablation: the trainer's own values of the searched keys)."""
     import yaml
 
-    from ablate.sweep_spec.loader import RESOLVED
+    from ablate.sweep_spec.loader import RESOLVED, RESOLVED_TRAINER
 
     data = yaml.safe_load(spec.dump())
-    data[RESOLVED] = {"baseline": spec.baseline_point()}  # derived: the loader ignores it
+    # derived (the loader ignores it): the baseline point, and the trainer settings every trial runs with
+    data[RESOLVED] = {"baseline": spec.baseline_point(),
+                      RESOLVED_TRAINER: spec.trainer_config().model_dump(mode="json")}
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
 
 
@@ -95,11 +97,22 @@ def load_sweep_spec(sweep_dir: Path) -> SweepSpec:
         raise UserError(problem)
     file = sweep_dir / SPEC_FILE
     try:
-        return load_spec(file, force=True)  # accepted (with --force if it needed it) when the sweep started
+        spec = load_spec(file, force=True)  # accepted (with --force if it needed it) when the sweep started
     except UserError as exc:
         raise UserError(f"{exc} ({file} is the spec this sweep ran with: restore it from a copy of the "
                         "sweep folder, or from the spec file and --set options it was started with)"
                         ) from None
+    from ablate.sweep_spec.loader import RESOLVED_TRAINER
+    from trainables.config import config_differences
+
+    ran = spec._resolved.get(RESOLVED_TRAINER)
+    now = spec.trainer_config().model_dump(mode="json")
+    changed = config_differences(ran, now) if isinstance(ran, dict) else []
+    if changed:  # the records and checkpoints are of the settings it ran with
+        raise UserError(f"{file}: trainer: edited since the sweep ran ({'; '.join(changed)}); a sweep keeps "
+                        "the trainer settings its trials ran with: undo the edit, or start a new sweep with "
+                        f"them (ablate run {file} --set name=NEW)")
+    return spec
 
 
 def record_reference_knn(spec: SweepSpec, sweep_dir: Path) -> None:

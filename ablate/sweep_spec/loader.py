@@ -22,6 +22,7 @@ from ablate.sweep_spec.space import DIST_TAGS, DIST_TYPE_ERROR, DIST_TYPES
 from trainables.config import DINOConfig, short
 
 RESOLVED = "resolved"  # a section the sweep writes into its spec.yaml: derived, so ignored on reading
+RESOLVED_TRAINER = "trainer"  # in it: the trainer settings the trials run with (kept on resume)
 MISSING = {
     "name": "required: a folder name of letters, digits, '-', '_', '.' (e.g. teacher-temps)",
     "space": "missing: the parameters to search, e.g. space: {teacher_temp: {type: float, low: 0.02, "
@@ -62,6 +63,7 @@ def load_spec(path: str | Path, sets: list[str] | None = None, force: bool = Fal
     except ValidationError as exc:
         raise SpecError("\n".join(describe(err, source, applied) for err in exc.errors())) from None
     spec._source = source
+    spec._resolved = dict(resolved) if isinstance(resolved, dict) else {}
     check_resolved(spec, resolved, source)
     return spec
 

@@ -76,6 +76,7 @@ class SweepSpec(SpecModel):
     stop: Stop = Field(default_factory=Stop)
     loggers: list[Logger] = Field(default_factory=list)
     _source: Path = PrivateAttr(default=Path("<spec>"))
+    _resolved: dict = PrivateAttr(default_factory=dict)  # a sweep's spec.yaml: what `ablate run` derived
 
     # --- validation ----------------------------------------------------------------------
     @model_validator(mode="before")

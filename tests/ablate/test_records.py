@@ -164,6 +164,29 @@ mode: min
         load_spec(tmp_path / "edited.yaml")
 
 
+def test_resume_refuses_a_spec_whose_trainer_settings_were_edited(tmp_path: Path) -> None:
+    """The trials ran with trainer.epochs 2: an edit to 3 was neither refused nor applied on resume
+    (spec.yaml said 3, every trial had run 2); a device change is where a trial runs, not what it computes."""
+    import yaml
+
+    from ablate.errors import UserError
+    from ablate.folder import create, load_sweep_spec
+
+    spec = one_point_sweep(tmp_path, "edited")
+    sweep = tmp_path / "runs" / "edited"
+    create(spec, sweep)
+    assert load_sweep_spec(sweep).as_dict() == spec.as_dict()
+    data = yaml.safe_load((sweep / "spec.yaml").read_text())
+    data["trainer"]["device"] = "cpu"
+    (sweep / "spec.yaml").write_text(yaml.safe_dump(data))
+    load_sweep_spec(sweep)
+    data["trainer"]["epochs"] += 1
+    (sweep / "spec.yaml").write_text(yaml.safe_dump(data))
+    epochs = spec.trainer_config().epochs
+    with pytest.raises(UserError, match=rf"trainer: edited since the sweep ran \(epochs: {epochs} -> "):
+        load_sweep_spec(sweep)
+
+
 def test_a_record_that_cannot_be_written_stops_the_sweep_with_one_clear_line(tmp_path: Path) -> None:
     from ablate.errors import StorageFull
     from ablate.recorder import TrialRecorder
