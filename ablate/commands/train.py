@@ -61,8 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
-def resolve_config(config_file: str | None, sets: list[str], workers: int = 1) -> DINOConfig:
-    values: dict[str, Any] = {}
+def resolve_config(config_file: str | None, sets: list[str], workers: int = 1,
+                   base: dict[str, Any] | None = None) -> DINOConfig:
+    """The run's config: the defaults (or ``base``, a resumed run's own config), then ``config_file``,
+    then ``--set``."""
+    values: dict[str, Any] = dict(base or {})
     where = ""
     if config_file:
         data = load_yaml(config_file)
@@ -97,8 +100,10 @@ def main(args: argparse.Namespace) -> int:
         if not ckpt.is_file():
             raise UserError(f"--resume: no {CHECKPOINT_NAME} in {out} (start the run without --resume)")
         cfg = make_config(load_yaml(out / CONFIG_NAME), f"{out / CONFIG_NAME}: ")
-        if args.config or args.sets:
-            cfg = same_config(cfg, resolve_config(args.config, args.sets, args.workers), out)
+        if args.config or args.sets:  # --set alone changes the run's own config (device, num_workers)
+            given = resolve_config(args.config, args.sets, args.workers,
+                                   base=None if args.config else cfg.model_dump(mode="json"))
+            cfg = same_config(cfg, given, out)
     else:
         cfg = resolve_config(args.config, args.sets, args.workers)
         if ckpt.exists():

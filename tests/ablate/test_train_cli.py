@@ -27,6 +27,12 @@ def test_train_writes_metrics_and_resumes(tmp_path: Path, capsys: pytest.Capture
     assert "--resume" in capsys.readouterr().err
     assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+    # --set alone goes on top of the run's own config: where it runs may change, what it computes not
+    # (it was compared with the defaults, and refused with changes the user never asked for)
+    assert main(["train", "--out", str(out), "--resume", "--no-progress", "--set", "num_workers=1"]) == 0
+    assert main(["train", "--out", str(out), "--resume", "--set", "epochs=3"]) == 2
+    err = capsys.readouterr().err
+    assert "Differs: epochs: 2 -> 3" in err and "batch_size" not in err
 
 
 def test_a_run_stopped_before_its_first_checkpoint_starts_over_with_one_row_per_epoch(
