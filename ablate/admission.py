@@ -14,6 +14,7 @@ and a trial the cluster can never hold is refused at once with the numbers.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -59,14 +60,25 @@ def cluster() -> Cluster:
     return Cluster(float(total.get("CPU", 0)), float(total.get("GPU", 0)), nodes)
 
 
-def trial_resources(spec: SweepSpec, where: Cluster) -> TrialResources:
-    """CPU and GPU share of one trial's process; ``gpu: auto`` falls back to CPU without a GPU,
-    unless the trainer asks for one (a UserError)."""
+def local_cluster(num_cpus: int | None, num_gpus: int | None) -> Cluster:
+    """The cluster a local Ray will be (this machine, or ``--num-cpus``/``--num-gpus``), known before
+    it starts: Ray counts no more CPUs than ``os.cpu_count()`` (it honours cgroup limits) and sees
+    the GPUs torch sees."""
+    import torch
+
+    cpus = float(num_cpus if num_cpus is not None else (os.cpu_count() or 1))
+    gpus = float(num_gpus if num_gpus is not None else torch.cuda.device_count())
+    return Cluster(cpus, gpus, ((cpus, gpus),))
+
+
+def trial_resources(spec: SweepSpec, where: Cluster, quiet: bool = False) -> TrialResources:
+    """CPU and GPU share of one trial's process; ``gpu: auto`` falls back to CPU without a GPU
+    (said once, unless ``quiet``), unless the trainer asks for one (a UserError)."""
     has_gpu = where.gpus > 0
     resources = TrialResources(float(spec.resources.cpu), spec.resources.gpu_per_trial(has_gpu),
                                spec.resources.workers)
     check_gpu_asked(spec, resources, where)
-    if spec.resources.gpu == "auto" and not has_gpu:
+    if spec.resources.gpu == "auto" and not has_gpu and not quiet:
         print("ablate: warning: no GPU in the Ray cluster (resources.gpu: auto); trials run on CPU",
               file=sys.stderr)
     return resources

@@ -55,6 +55,7 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
     check_connect_timeout(connect_timeout)
     check_inputs(spec, address)
     names = check_trackers([*spec.loggers, *loggers], "loggers (spec or --logger)")
+    precheck(spec, address, num_cpus, num_gpus)
     made = check_writable(sweep_dir.parent, "--storage")
     print(f"ablate: sweep {spec.name!r}: {spec.num_trials} trials ({spec.search.algorithm}), results in "
           f"{sweep_dir}", file=sys.stderr)
@@ -87,6 +88,7 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
     check_inputs(spec, address)
     check_writable(sweep_dir, "resume")
     names = check_trackers(spec.loggers, f"{sweep_dir / SPEC_FILE}: loggers")
+    precheck(spec, address, num_cpus, num_gpus)
     with SweepLock(sweep_dir, "resume"), Signals() as signals, RayLogFile(verbose) as logs:
         start_ray(address, num_cpus, num_gpus, connect_timeout, logs)
         signals.install()
@@ -111,6 +113,16 @@ def check_inputs(spec: SweepSpec, address: str | None) -> None:
         if not address:
             raise
         print(f"ablate: warning: {exc} (on this machine; the cluster's nodes must see it)", file=sys.stderr)
+
+
+def precheck(spec: SweepSpec, address: str | None, num_cpus: int | None, num_gpus: int | None) -> None:
+    """A local Ray is this machine: a trial it can never hold (too many CPUs or GPUs, a GPU setting
+    without a GPU) is refused before Ray starts, in one line. A cluster is asked once joined (admit)."""
+    ray = sys.modules.get("ray")  # not imported here: a local Ray binds to loopback (start_ray)
+    if address or (ray is not None and ray.is_initialized()):
+        return
+    where = admission.local_cluster(num_cpus, num_gpus)
+    admission.admit(spec, admission.trial_resources(spec, where, quiet=True), where)
 
 
 def admit(spec: SweepSpec) -> tuple[admission.TrialResources, int | None, admission.Cluster]:

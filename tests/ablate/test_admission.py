@@ -5,6 +5,8 @@ hold is refused at once, with the numbers."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +118,15 @@ def test_a_refused_trial_leaves_no_storage_folder(ray_cluster: str, tmp_path: Pa
     err = capsys.readouterr().err
     assert "a trial needs 3 CPU and 0 GPU on one node" in err and "Traceback" not in err
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("setting", ["resources.cpu=64", "trainer.device=cuda"])
+def test_a_local_run_is_refused_before_ray_starts_in_one_line(tmp_path: Path, setting: str) -> None:
+    """A local Ray is this machine: no Ray started, no 'results in' line for a folder never made."""
+    spec = write_spec(tmp_path, OPTUNA_SPEC)
+    command = [sys.executable, "-m", "ablate.cli", "run", str(spec), "--storage", str(tmp_path / "runs"),
+               "--num-cpus", "2", "--set", setting]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert ("a trial needs 64 CPU" if "cpu" in setting else "needs a GPU") in run.stderr
+    assert not (tmp_path / "runs").exists()
