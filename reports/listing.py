@@ -62,7 +62,9 @@ def sweep_row(folder: Path) -> dict[str, str]:
         text = (f"{sweep.metric} {best['mean']:.2f}" + (" (partial)" if partial else "")
                 + (" (collapsed)" if best["collapsed"] else "")
                 + measured_note(trials, best["point"], sweep.metric))
-    return {"sweep": sweep.name, "description": sweep.description, "trials": by_status,
+    # the folder is what `ablate resume` and `ablate report` take; a copy keeps its spec's name
+    shown = folder.name if folder.name == sweep.name else f"{folder.name} (name: {sweep.name})"
+    return {"sweep": shown, "description": sweep.description, "trials": by_status,
             "best": text, "cost": sweep_total(epochs), "last update": last_update(folder)}
 
 

@@ -92,6 +92,17 @@ def test_ls_dates_a_copied_sweep_by_its_records(sweep_copy: Path, capsys: pytest
     assert capsys.readouterr().out.splitlines()[1].endswith(copy_time)
 
 
+def test_ls_names_each_sweep_by_its_folder(sweep_copy: Path, capsys: pytest.CaptureFixture) -> None:
+    """A copy (`cp -r runs/tiny runs/tiny-old`) kept its spec's name: two rows read 'tiny', and
+    neither said which folder to resume."""
+    import shutil
+
+    shutil.copytree(sweep_copy, sweep_copy.parent / "tiny-old")
+    assert main(["ls", str(sweep_copy.parent)]) == 0
+    rows = [line.split("  ")[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert rows == ["tiny", "tiny-old (name: tiny)"]
+
+
 def test_ls_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["ls", str(tmp_path / "nope")]) == 2
     assert f"{tmp_path / 'nope'}: no such folder" in capsys.readouterr().err
