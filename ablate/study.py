@@ -76,8 +76,9 @@ class OptunaSource:
         if self.study.trials:  # a seeded sampler would draw its first settings again: go on from here
             self.study.sampler = optuna_sampler(self.spec, asked=len(self.study.trials))
         jobs: list[Job] = []
-        for trial in self.study.trials:
-            first = self._asked_before(trial.params, trial.number)
+        asked = self.study.trials
+        for trial in asked:
+            first = self._asked_before(trial.params, trial.number, asked)
             if trial.state == optuna.trial.TrialState.RUNNING and first is not None:  # asked again
                 again = optuna.trial.Trial(self.study, trial._trial_id)
                 if first.state == optuna.trial.TrialState.RUNNING:
@@ -139,10 +140,11 @@ class OptunaSource:
                 self._guard(partial(self._tell_like, trial, earlier.state, earlier.value))
         return []
 
-    def _asked_before(self, params: dict[str, Any], number: int) -> Any:
-        """The first trial of the study (frozen) asked before trial ``number`` with the same ``params``."""
-        earlier = (t for t in self.study.trials if t.number < number and same_point(dict(t.params), params))
-        return next(earlier, None)
+    def _asked_before(self, params: dict[str, Any], number: int, asked: list[Any] | None = None) -> Any:
+        """The first trial of the study (frozen; of ``asked`` when given) asked before trial ``number``
+        with the same ``params``."""
+        asked = self.study.trials if asked is None else asked
+        return next((t for t in asked if t.number < number and same_point(dict(t.params), params)), None)
 
     def _tell_like(self, trial: Any, state: Any, value: float | None) -> None:
         import optuna
