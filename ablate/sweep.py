@@ -107,6 +107,8 @@ def check_inputs(spec: SweepSpec, address: str | None) -> None:
     everywhere (no file decides them)."""
     spec.check_batches()
     spec.check_models()
+    for note in spec.unfinished_warmups():
+        print(f"ablate: warning: {note}", file=sys.stderr)
     try:
         spec.check_inputs()
     except UserError as exc:

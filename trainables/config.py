@@ -204,6 +204,14 @@ class DINOConfig(BaseModel):
                 "precision": self.precision == "fp16"}
         return [f"{key}={getattr(self, key)!r}" for key, needed in asks.items() if needed]
 
+    def unfinished_warmups(self) -> list[str]:
+        """The warmups longer than the run (the paper's 30 and 10 epochs kept for a short run): the
+        value they ramp to is never reached, so it is not the value the run measures."""
+        late = {"warmup_teacher_temp_epochs": "the teacher temperature never reaches teacher_temp",
+                "warmup_epochs": "the learning rate never reaches its peak"}
+        return [f"{key} {getattr(self, key)} > epochs {self.epochs}: {what}" for key, what in late.items()
+                if getattr(self, key) > self.epochs]
+
     def crop_sizes(self) -> dict[str, int]:
         """The crops' sides the backbone sees, by key: the global crops', and the local crops' when
         there are any."""

@@ -112,6 +112,8 @@ def main(args: argparse.Namespace) -> int:
         if (out / METRICS_NAME).exists():
             print(f"ablate train: {out} holds a run stopped before its first checkpoint (nothing to "
                   "resume): starting it over", file=sys.stderr)
+    for note in cfg.unfinished_warmups():
+        print(f"ablate train: warning: {note}", file=sys.stderr)
     if args.workers > 1:
         try:
             return train_with_workers(cfg, out, args.workers, args.resume)

@@ -50,6 +50,7 @@ INPUT_KEYS = WEIGHT_KEYS | (DATA_KEYS - BATCH_KEYS) | {"dataset"}
 MODEL_KEYS = {"arch", "patch_size", "global_crops_size", "local_crops_size", "local_crops_number"}
 # Trainer keys that can ask for a GPU (DINOConfig.gpu_settings).
 GPU_KEYS = {"device", "augment_device", "precision"}
+WARMUP_KEYS = {"warmup_teacher_temp_epochs", "warmup_epochs", "epochs"}
 
 
 class SweepSpec(SpecModel):
@@ -204,6 +205,15 @@ class SweepSpec(SpecModel):
                 at = f"space.{name}" + (".high" if dist.largest() == dist.high else "")
                 out.append((at, {**self.trainer, name: dist.largest()}))
         return out
+
+    def unfinished_warmups(self) -> list[str]:
+        """``FILE: PATH: KEY W > epochs E: ...`` where the baseline or a searched value has a warmup
+        longer than the run (DINOConfig.unfinished_warmups), each once: said, not refused."""
+        notes: dict[str, str] = {}
+        for at, values in self.configs_of(WARMUP_KEYS):
+            for note in make_config(values).unfinished_warmups():
+                notes.setdefault(note, f"{self.source}: {at}: {note}")
+        return list(notes.values())
 
     def _check_grid_size(self) -> None:
         if self.search.algorithm == "optuna":

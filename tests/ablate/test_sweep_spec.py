@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ablate.sweep_spec import BASELINE, MAX_SAMPLES, SpecError, available_samplers, load_spec
-from tests.helpers import write_image_folder, write_spec
+from tests.helpers import TINY_TRAINER, write_image_folder, write_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "search_spaces"
 MINIMAL = """\
@@ -469,3 +469,20 @@ trainer: {dataset: cifar10}
 space: {teacher_temp: {type: choice, values: [0.04]}}
 """))
     assert cifar.trainer["data_path"] == str(tmp_path / "data")
+
+
+def test_a_warmup_longer_than_the_run_is_said_once(tmp_path: Path) -> None:
+    """The paper's warmups (30 and 10 epochs) kept for an 8-epoch run: the teacher temperature and the
+    learning rate never reach the values the sweep varies; said once per setting, not refused."""
+    spec = load_spec(write_spec(tmp_path, f"""
+name: w
+trainer: {dict(TINY_TRAINER, epochs=8, warmup_teacher_temp_epochs=30, warmup_epochs=2)}
+space:
+  warmup_epochs: {{type: choice, values: [2, 10]}}
+search: {{algorithm: grid}}
+"""))
+    assert [n.split(": ", 1)[1] for n in spec.unfinished_warmups()] == [
+        "trainer: warmup_teacher_temp_epochs 30 > epochs 8: the teacher temperature never reaches "
+        "teacher_temp",
+        "space.warmup_epochs.values[1]: warmup_epochs 10 > epochs 8: the learning rate never reaches its "
+        "peak"]
