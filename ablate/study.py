@@ -220,6 +220,7 @@ class OptunaSource:
             print(f"ablate: warning: cannot write {self.db} ({type(exc).__name__}); the study continues in "
                   "memory", file=sys.stderr)
             self.study = new_study(optuna.storages.InMemoryStorage(), self.spec, self.study.sampler)
+        self.shadows.clear()  # repeated asks of the lost study: the new one never had them
         self._fill(read_records(self.sweep_dir), why + moved(kept))
 
     def _fill(self, records: list[dict[str, Any]], why: str) -> None:

@@ -152,6 +152,35 @@ search: {{algorithm: optuna, sampler: random, num_samples: 6, seed: 0}}
     assert len(study.trials) == 6 and all(t.value == 100 * t.params["teacher_temp"] for t in study.trials)
 
 
+def test_a_study_lost_while_a_setting_waits_for_its_repeated_ask(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    """A setting asked again while it runs waits for its result. If optuna.db is lost meanwhile, the
+    rebuilt study numbers its trials from 0 again: the lost study's waiting asks must not be told
+    through a new point that took their old number."""
+    from ablate.study import OptunaSource
+
+    spec = load_spec(write_spec(tmp_path, f"""
+name: s
+trainer: {TINY_TRAINER}
+space:
+  teacher_temp: {{type: choice, values: [0.04, 0.07]}}
+search: {{algorithm: optuna, sampler: random, num_samples: 5, seed: 0}}
+"""))
+    sweep = tmp_path / "s"
+    sweep.mkdir()
+    source = OptunaSource(spec, sweep)
+    search = SweepSearch(source.open([]), source, "knn_top1", "max")
+    first, second = search.suggest("t0"), search.suggest("t1")
+    assert search.suggest("t2") == "FINISHED" and source.shadows  # the other asks repeated them
+    record(sweep, "t0", first, 100 * first["teacher_temp"])
+    record(sweep, "t1", second, 20.0, status="running")
+    (sweep / "optuna.db").unlink()
+    search.on_trial_complete("t0", {"knn_top1": 100 * first["teacher_temp"]})  # rebuilt, then told
+    assert "rebuilt from 1 finished settings" in capsys.readouterr().err
+    search.on_trial_complete("t1", {"knn_top1": 100 * second["teacher_temp"]})  # a KeyError before
+    assert [(t, round(v, 9)) for t, v in values(sweep)] == [(0.04, 4.0), (0.07, 7.0)]
+
+
 # --- a real sweep: Ctrl-C, then a corrupted optuna.db, then resume ------------------------------------
 def records(sweep: Path) -> dict[str, dict]:
     out = {}
