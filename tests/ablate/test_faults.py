@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -127,9 +128,8 @@ def test_a_finished_repeat_whose_record_was_deleted_runs_again(tmp_path: Path) -
     assert [(j.params, j.repeat, j.trial_id) for j in jobs] == [(lost, 0, None)]
 
 
-def test_a_setting_asked_for_again_is_not_run_again(tmp_path: Path) -> None:
-    """Samplers ask for a setting again in a discrete space; it gets the earlier result (at once, or
-    once its repeats end) instead of running the same seeds again as extra repeats."""
+def two_choice_search(tmp_path: Path, num_samples: int) -> tuple[Path, Any, SweepSearch]:
+    """The folder, study and searcher of an Optuna sweep over two settings (random, seed 0)."""
     from ablate.study import OptunaSource
 
     spec = load_spec(write_spec(tmp_path, f"""
@@ -137,12 +137,18 @@ name: s
 trainer: {TINY_TRAINER}
 space:
   teacher_temp: {{type: choice, values: [0.04, 0.07]}}
-search: {{algorithm: optuna, sampler: random, num_samples: 6, seed: 0}}
+search: {{algorithm: optuna, sampler: random, num_samples: {num_samples}, seed: 0}}
 """))
     sweep = tmp_path / "s"
     sweep.mkdir()
     source = OptunaSource(spec, sweep)
-    search = SweepSearch(source.open([]), source, "knn_top1", "max")
+    return sweep, source, SweepSearch(source.open([]), source, "knn_top1", "max")
+
+
+def test_a_setting_asked_for_again_is_not_run_again(tmp_path: Path) -> None:
+    """Samplers ask for a setting again in a discrete space; it gets the earlier result (at once, or
+    once its repeats end) instead of running the same seeds again as extra repeats."""
+    sweep, source, search = two_choice_search(tmp_path, num_samples=6)
     started = [search.suggest("t0"), search.suggest("t1")]
     assert sorted(c["teacher_temp"] for c in started) == [0.04, 0.07]  # the two settings, once each
     assert search.suggest("t2") == "FINISHED"  # every other ask repeated one of them: nothing to run
@@ -157,19 +163,7 @@ def test_a_study_lost_while_a_setting_waits_for_its_repeated_ask(tmp_path: Path,
     """A setting asked again while it runs waits for its result. If optuna.db is lost meanwhile, the
     rebuilt study numbers its trials from 0 again: the lost study's waiting asks must not be told
     through a new point that took their old number."""
-    from ablate.study import OptunaSource
-
-    spec = load_spec(write_spec(tmp_path, f"""
-name: s
-trainer: {TINY_TRAINER}
-space:
-  teacher_temp: {{type: choice, values: [0.04, 0.07]}}
-search: {{algorithm: optuna, sampler: random, num_samples: 5, seed: 0}}
-"""))
-    sweep = tmp_path / "s"
-    sweep.mkdir()
-    source = OptunaSource(spec, sweep)
-    search = SweepSearch(source.open([]), source, "knn_top1", "max")
+    sweep, source, search = two_choice_search(tmp_path, num_samples=5)
     first, second = search.suggest("t0"), search.suggest("t1")
     assert search.suggest("t2") == "FINISHED" and source.shadows  # the other asks repeated them
     record(sweep, "t0", first, 100 * first["teacher_temp"])
