@@ -47,7 +47,8 @@ def read_records(sweep_dir: str | Path) -> list[dict[str, Any]]:
 
 def read_record(file: Path) -> dict[str, Any]:
     try:
-        text = file.read_bytes().decode("utf-8")
+        raw = file.read_bytes()
+        text = raw.decode(json.detect_encoding(raw))  # as json.loads(bytes) reads it (a BOM, UTF-16)
         data = json.loads(text)
     except (OSError, ValueError) as exc:  # ValueError: bad JSON or bytes that are not UTF-8
         return damaged(file, f"not readable as JSON ({exc.__class__.__name__}: {str(exc)[:80]})")

@@ -73,3 +73,11 @@ def test_texts_from_the_folder_stay_text(sweep_copy: Path, capsys: pytest.Captur
     assert main(["ls", str(sweep_copy.parent)]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out and "]0;TITLE" in out
+
+
+def test_a_record_saved_with_a_byte_order_mark_still_reads(sweep_copy: Path) -> None:
+    """A record hand-edited on Windows (UTF-8 with a BOM) read as before the control-character check."""
+    file = next((sweep_copy / "trials").glob("*.json"))
+    file.write_bytes(b"\xef\xbb\xbf" + file.read_bytes())
+    (rec,) = [r for r in read_records(sweep_copy) if r["trial_id"] == file.stem]
+    assert rec["status"] == "completed"
