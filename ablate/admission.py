@@ -63,11 +63,18 @@ def cluster() -> Cluster:
 def local_cluster(num_cpus: int | None, num_gpus: int | None) -> Cluster:
     """The cluster a local Ray will be (this machine, or ``--num-cpus``/``--num-gpus``), known before
     it starts: Ray counts no more CPUs than ``os.cpu_count()`` (it honours cgroup limits) and sees
-    the GPUs torch sees."""
+    the GPUs torch sees. More CPUs than the machine's may be declared (trials then share cores);
+    more GPUs than torch sees are refused (a UserError)."""
     import torch
 
+    seen = torch.cuda.device_count()
+    if num_gpus is not None and num_gpus > seen:  # Ray would hand trials GPU ids that do not exist
+        raise UserError(f"--num-gpus {num_gpus}: torch sees {seen} GPU{'s' * (seen != 1)} on this machine "
+                        f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}), and a "
+                        "local Ray can give trials only those; leave --num-gpus out (the default is what "
+                        "torch sees), or join a cluster with --address")
     cpus = float(num_cpus if num_cpus is not None else (os.cpu_count() or 1))
-    gpus = float(num_gpus if num_gpus is not None else torch.cuda.device_count())
+    gpus = float(num_gpus if num_gpus is not None else seen)
     return Cluster(cpus, gpus, ((cpus, gpus),))
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.admission import Cluster, TrialResources, admit, trial_resources
+from ablate.admission import Cluster, TrialResources, admit, local_cluster, trial_resources
 from ablate.errors import UserError
 from ablate.sweep_spec import load_spec
 from tests.helpers import OPTUNA_SPEC, write_spec
@@ -69,6 +69,17 @@ def test_a_cuda_device_without_a_gpu_share_is_refused_even_beside_a_gpu(tmp_path
     with pytest.raises(UserError, match=re.escape("device='cuda:1' needs a GPU, and a trial gets none "
                                                   "(resources.gpu: 0)")):
         trial_resources(spec, ONE_GPU)
+
+
+def test_a_local_ray_declares_no_more_gpus_than_torch_sees() -> None:
+    """More GPUs than the machine's would give trials CUDA ids that do not exist; more CPUs only share
+    the cores, and stay allowed."""
+    import torch
+
+    seen = torch.cuda.device_count()
+    with pytest.raises(UserError, match=rf"--num-gpus {seen + 1}: torch sees {seen} GPU"):
+        local_cluster(None, seen + 1)
+    assert local_cluster(64, seen) == Cluster(64.0, float(seen), ((64.0, float(seen)),))
 
 
 def test_a_searched_cuda_device_is_refused_without_a_gpu(tmp_path: Path) -> None:
