@@ -20,7 +20,15 @@ from typing import Any, NamedTuple
 
 from ablate.sweep_spec import SweepSpec
 from sweep_format import statuses
-from sweep_format.records import FORMAT, VERSION, is_damaged, knn_measured, read_records, write_record
+from sweep_format.records import (
+    FORMAT,
+    VERSION,
+    final_value,
+    is_damaged,
+    knn_measured,
+    read_records,
+    write_record,
+)
 from sweep_format.values import values_equal
 
 # Ray bookkeeping kept out of the epoch rows (the config is the record's own field).
@@ -116,6 +124,17 @@ def ended(rec: dict[str, Any], scheduler: str, failure: Failure | None) -> dict[
     else:
         status = statuses.COMPLETED
     return {"status": status, "reason": reason, "collapsed": row_collapsed(last)}
+
+
+def search_value(rec: dict[str, Any], metric: str, scheduler: str) -> float | None:
+    """What the search (the Optuna study) learns from a trial that ended: its final value
+    (``final_value``, the value the ranking counts) when its status says something of its setting
+    (``statuses.INFORMATIVE``), else None. A record the driver has not closed yet (its trial ends as
+    this is asked) has the status ``ended`` gives it."""
+    status = rec.get("status")
+    if not statuses.is_final(status) and not is_damaged(rec):
+        status = ended(rec, scheduler, None)["status"]
+    return final_value(rec.get("epochs") or [], metric) if status in statuses.INFORMATIVE else None
 
 
 class Failure(NamedTuple):

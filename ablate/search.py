@@ -56,7 +56,7 @@ class JobSource(Protocol):
 
     def next_jobs(self) -> list[Job]: ...
 
-    def finished(self, job: Job, value: float | None) -> None: ...
+    def finished(self, job: Job, record_id: str, error: bool) -> None: ...
 
 
 class SweepSearch(Searcher):
@@ -78,16 +78,11 @@ class SweepSearch(Searcher):
         return job.config()
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """The source learns how the trial ended from its record (``trials/<id>.json``: the trial it
+        continues, else its Ray id), which holds every epoch Tune reported before this call."""
         job = self.running.pop(trial_id, None)
         if job is not None and self.source is not None:
-            self.source.finished(job, None if error else final_metric(result, str(self.metric)))
-
-
-def final_metric(result: dict | None, metric: str) -> float | None:
-    value = (result or {}).get(metric)
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+            self.source.finished(job, job.trial_id or trial_id, error)
 
 
 # --- where a sweep stands, from its records ---------------------------------------------------------

@@ -2,7 +2,9 @@
 
 ``OptunaSource`` asks the study for a point whenever the sweep's queue runs dry and makes it
 ``repeats`` jobs (one per seed); once every repeat of a point has ended it tells the study the mean
-of their final metric (only finite values; none at all: the Optuna trial failed). On ``ablate
+of their values, read from their records (``ablate.records.search_value``: the final metric the
+ranking counts, of a trial whose status says something of its setting); none at all: the Optuna
+trial failed (every repeat out of memory, say, or none measured after training). On ``ablate
 resume`` the study is opened again: its finished trials stay, each running one gets back the
 repeats that have no final record (continued from their checkpoints), and the sampler goes on from
 the trials it has, as Optuna samplers do.
@@ -17,7 +19,6 @@ that cannot be written (disk full, read-only) stops the sweep with one line (``S
 from __future__ import annotations
 
 import contextlib
-import math
 import sqlite3
 import sys
 import time
@@ -28,11 +29,12 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from ablate.errors import StorageFull
+from ablate.records import search_value
 from ablate.search import Job, continued, same_point
 from ablate.sweep_spec import SAMPLERS, SweepSpec
 from sweep_format import statuses
 from sweep_format.layout import OPTUNA_DB, TRIALS_DIR
-from sweep_format.records import is_damaged, read_records
+from sweep_format.records import is_damaged, read_record, read_records, record_path
 
 T = TypeVar("T")
 # SQLite's words for a write that failed for lack of space or permission.
@@ -105,7 +107,7 @@ class OptunaSource:
                     jobs.append(Job(dict(point.params), repeat, str(rec["trial_id"]),
                                     continued(rec, self.sweep_dir).resume_dirs, point.number))
                 else:
-                    point.values[repeat] = final_value(rec, self.spec.metric)
+                    point.values[repeat] = self.value(rec)
         return jobs
 
     def _records_of(self, trial: Any, records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
@@ -146,6 +148,10 @@ class OptunaSource:
         asked = self.study.trials if asked is None else asked
         return next((t for t in asked if t.number < number and same_point(dict(t.params), params)), None)
 
+    def value(self, rec: dict[str, Any]) -> float | None:
+        """A repeat's value for the study (ablate.records.search_value)."""
+        return search_value(rec, self.spec.metric, self.spec.scheduler.type)
+
     def _tell_like(self, trial: Any, state: Any, value: float | None) -> None:
         import optuna
 
@@ -154,14 +160,16 @@ class OptunaSource:
         else:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
-    def finished(self, job: Job, value: float | None) -> None:
-        """One repeat ended; once all have, the study is told their mean."""
+    def finished(self, job: Job, record_id: str, error: bool) -> None:
+        """One repeat ended (its record, ``record_id``, holds its epochs); once all have, the study is
+        told the mean of their values (``search_value``; a trial Ray ended with an error has none)."""
         if job.optuna is None:
             return
         point = self.points.get(self.alias.get(job.optuna, job.optuna))
         if point is None:
             return
-        point.values[job.repeat] = value
+        rec = None if error else read_record(record_path(self.sweep_dir, record_id))
+        point.values[job.repeat] = None if rec is None else self.value(rec)
         if len(point.values) >= self.spec.repeats:
             self._guard(lambda: self.tell(point))
 
@@ -244,7 +252,7 @@ class OptunaSource:
             if old is not None:
                 self.trials.pop(old, None)
             if len(ended) >= self.spec.repeats:  # finished (perhaps while the study was lost)
-                values = [v for v in (final_value(r, self.spec.metric) for r in ended) if v is not None]
+                values = [v for v in map(self.value, ended) if v is not None]
                 state = optuna.trial.TrialState.COMPLETE if values else optuna.trial.TrialState.FAIL
                 self.study.add_trial(optuna.trial.create_trial(
                     params=params, distributions=self.distributions, state=state,
@@ -309,15 +317,6 @@ def optuna_sampler(spec: SweepSpec, asked: int = 0) -> Any:
         return CmaEsSampler(seed=seed)
     cls_name, _ = SAMPLERS[name]
     return getattr(samplers, cls_name)(seed=seed)
-
-
-def final_value(rec: dict[str, Any], metric: str) -> float | None:
-    """The metric a trial ended with: its last finite value (what Tune's last result carried)."""
-    for row in reversed(rec.get("epochs") or []):
-        value = row.get(metric)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-    return None
 
 
 def storage_failure(exc: BaseException, db: Path) -> StorageFull | None:

@@ -14,6 +14,7 @@ every file of ``trials/``, a record that cannot be read as a ``damaged`` stub na
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,24 @@ def knn_measured(row: dict[str, Any]) -> bool:
     """Whether an epoch's row holds a kNN measured at that epoch (not one carried over epochs that
     were not evaluated: ``knn_evaluated`` false)."""
     return bool(row.get("knn_evaluated", True)) and row.get("knn_top1") is not None
+
+
+def final_value(rows: list[dict[str, Any]], metric: str) -> float | None:
+    """The value of ``metric`` a trial ended with, as it counts: its last finite value at a trained
+    epoch (>= 1), a kNN metric only at an epoch where it was evaluated. Never the untrained
+    network's kNN (epoch 0), nor a value carried over epochs without evaluation (``knn_evaluated``
+    false), e.g. the epoch-0 kNN a trial that ran out of memory in epoch 1 reports. The reports'
+    ranking counts the same value (``reports.ranking.trained``: ``knn_epoch`` >= 1); the Optuna
+    study is told it (``ablate.records.search_value``)."""
+    for row in reversed(rows):
+        if not isinstance(row.get("epoch"), int) or row["epoch"] < 1:
+            continue
+        if metric.startswith("knn_") and not row.get("knn_evaluated", True):
+            continue
+        value = row.get(metric)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    return None
 
 
 def damaged(file: Path, why: str) -> dict[str, Any]:

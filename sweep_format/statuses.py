@@ -37,6 +37,10 @@ RESUMED = (ERRORED,)
 RETRYABLE = (OOM, DIVERGED)
 # Ran their schedule or were stopped for cause: the trials whose metric counts (reports/ranking.py).
 RANKED = (COMPLETED, FLAGGED, COLLAPSED, DIVERGED)
+# Ended with a value that says something of the trial's setting: the search (the Optuna study) is told
+# it. The ranked ones, and a trial a scheduler stopped at a rung (measured there). Out of memory,
+# errored or a full disk say nothing of the setting's quality (Optuna: a failed trial).
+INFORMATIVE = (*RANKED, STOPPED_EARLY)
 # The collapse verdict of the stop rule (trainables/stop_rules.py), decided in the trainable.
 COLLAPSES = (COLLAPSED, FLAGGED)
 # Trials that failed to train: each is named once, with its reason, in the live view and the summary.

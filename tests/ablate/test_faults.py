@@ -34,6 +34,15 @@ def record(sweep: Path, trial_id: str, config: dict, value: float, status: str =
         "epochs": [{"epoch": 0, "knn_top1": 10.0}, {"epoch": 1, "knn_top1": value}]})
 
 
+def end(search: SweepSearch, sweep: Path, trial_id: str, config: dict, value: float,
+        status: str = "completed") -> None:
+    """A trial ends as in a sweep: its record holds its epochs when the searcher hears of it, and the
+    driver closes it with its status after."""
+    record(sweep, trial_id, config, value, "running")
+    search.on_trial_complete(trial_id, {})
+    record(sweep, trial_id, config, value, status)
+
+
 def optuna_search(sweep: Path) -> tuple[SweepSearch, list]:
     """The searcher of a 3-point Optuna sweep in ``sweep``, opened as a run or resume opens it."""
     from ablate.study import OptunaSource
@@ -62,15 +71,14 @@ def test_lost_optuna_db_mid_sweep_is_rebuilt_from_the_records(tmp_path: Path, da
     sweep = tmp_path / "sweep"
     search, _ = optuna_search(sweep)
     done = search.suggest("a")
-    search.on_trial_complete("a", {"knn_top1": 70.0})
-    record(sweep, "a", done, 70.0)
+    end(search, sweep, "a", done, 70.0)
     running = search.suggest("b")  # started, no record yet: kept in memory
     db = sweep / "optuna.db"
     if damage == "delete":
         db.unlink()
     else:
         db.write_bytes(b"this is not a database" * 100)
-    search.on_trial_complete("b", {"knn_top1": 60.0})  # no traceback: rebuilt, then told
+    end(search, sweep, "b", running, 60.0)  # no traceback: rebuilt, then told
     assert search.suggest("c") is not None
     err = capsys.readouterr().err
     assert "rebuilt from 1 finished settings" in err and "the sweep continues" in err
@@ -83,8 +91,7 @@ def test_resume_rebuilds_a_deleted_study_and_continues_its_running_point(
     sweep = tmp_path / "sweep"
     search, _ = optuna_search(sweep)
     done = search.suggest("a")
-    search.on_trial_complete("a", {"knn_top1": 70.0})
-    record(sweep, "a", done, 70.0)
+    end(search, sweep, "a", done, 70.0)
     running = search.suggest("b")
     record(sweep, "b", running, 20.0, status="interrupted")  # the driver stopped mid-trial
     (sweep / "optuna.db").unlink()  # lost while the driver was down
@@ -93,11 +100,42 @@ def test_resume_rebuilds_a_deleted_study_and_continues_its_running_point(
     assert [(j.trial_id, j.resume_dirs) for j in jobs] == [("b", (sweep / "tune" / "b",))]
     config = resumed.suggest("x")
     assert config["_trial_id"] == "b" and config["teacher_temp"] == running["teacher_temp"]
-    resumed.on_trial_complete("x", {"knn_top1": 50.0})
+    record(sweep, "b", running, 50.0)  # Ray's trial "x" continues the record "b"
+    resumed.on_trial_complete("x", {})
     assert sorted(v for _, v in values(sweep)) == [50.0, 70.0]
     third = resumed.suggest("y")  # the sampler goes on: the third point is a new one
     assert "_trial_id" not in third and third["_optuna_trial"] == 2
     assert resumed.suggest("z") == "FINISHED"  # search.num_samples points in all
+
+
+def carried(epoch: int, outcome: str, knn: float) -> dict:
+    """A result without evaluation: it carries the last kNN forward."""
+    return {"epoch": epoch, "knn_top1": knn, "knn_evaluated": False, "trial_outcome": outcome}
+
+
+@pytest.mark.parametrize(("rows", "told"), [
+    ([carried(1, "oom", 30.0)], None),  # out of memory in epoch 1: the untrained network's kNN carried
+    ([carried(1, "diverged", 30.0)], None),  # nothing measured after training
+    ([{"epoch": 1, "knn_top1": 41.0}, carried(2, "diverged", 41.0)], 41.0),
+    ([{"epoch": 1, "knn_top1": 41.0}, {"epoch": 2, "knn_top1": 44.0, "trial_outcome": "completed"}], 44.0),
+    ([{"epoch": 1, "knn_top1": 41.0}, carried(2, "oom", 41.0)], None),  # says nothing of the setting
+])
+def test_the_study_is_told_the_value_the_ranking_counts(tmp_path: Path, rows: list[dict],
+                                                        told: float | None) -> None:
+    """Tune's last result of a trial that ran out of memory (or diverged) in epoch 1 carries the
+    untrained network's kNN (30.0): the study was told it as the setting's result, where the report
+    ranks no value. Out of memory says nothing of a setting's quality: Optuna gets a failed trial."""
+    sweep = tmp_path / "sweep"
+    search, _ = optuna_search(sweep)
+    config = search.suggest("a")
+    write_json(sweep / "trials" / "a.json", {
+        "format": FORMAT, "version": VERSION, "trial_id": "a", "point": 0, "repeat": 0,
+        "params": {"teacher_temp": config["teacher_temp"]}, "optuna_trial": config["_optuna_trial"],
+        "status": "running", "epochs_planned": 2, "epochs": [{"epoch": 0, "knn_top1": 30.0}, *rows]})
+    search.on_trial_complete("a", {"knn_top1": rows[-1]["knn_top1"]})
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    (trial,) = study.trials
+    assert (trial.state.name, trial.value) == (("COMPLETE", told) if told is not None else ("FAIL", None))
 
 
 def test_a_resumed_study_asks_for_new_settings_not_its_first_ones_again(tmp_path: Path) -> None:
@@ -106,8 +144,7 @@ def test_a_resumed_study_asks_for_new_settings_not_its_first_ones_again(tmp_path
     sweep = tmp_path / "sweep"
     search, _ = optuna_search(sweep)
     first = search.suggest("a")
-    search.on_trial_complete("a", {"knn_top1": 70.0})
-    record(sweep, "a", first, 70.0)
+    end(search, sweep, "a", first, 70.0)
     resumed, jobs = optuna_search(sweep)
     assert jobs == []
     second = resumed.suggest("b")
@@ -120,8 +157,7 @@ def test_a_finished_repeat_whose_record_was_deleted_runs_again(tmp_path: Path) -
     search, _ = optuna_search(sweep)
     done = [search.suggest(name) for name in ("a", "b")]
     for name, config in zip(("a", "b"), done, strict=True):
-        search.on_trial_complete(name, {"knn_top1": 70.0})
-        record(sweep, name, config, 70.0)
+        end(search, sweep, name, config, 70.0)
     (sweep / "trials" / "a.json").unlink()
     _, jobs = optuna_search(sweep)
     lost = {"teacher_temp": done[0]["teacher_temp"]}
@@ -153,7 +189,7 @@ def test_a_setting_asked_for_again_is_not_run_again(tmp_path: Path) -> None:
     assert sorted(c["teacher_temp"] for c in started) == [0.04, 0.07]  # the two settings, once each
     assert search.suggest("t2") == "FINISHED"  # every other ask repeated one of them: nothing to run
     for name, config in zip(("t0", "t1"), started, strict=True):
-        search.on_trial_complete(name, {"knn_top1": 100 * config["teacher_temp"]})
+        end(search, sweep, name, config, 100 * config["teacher_temp"])
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{sweep / 'optuna.db'}")
     assert len(study.trials) == 6 and all(t.value == 100 * t.params["teacher_temp"] for t in study.trials)
 
@@ -169,9 +205,9 @@ def test_a_study_lost_while_a_setting_waits_for_its_repeated_ask(tmp_path: Path,
     record(sweep, "t0", first, 100 * first["teacher_temp"])
     record(sweep, "t1", second, 20.0, status="running")
     (sweep / "optuna.db").unlink()
-    search.on_trial_complete("t0", {"knn_top1": 100 * first["teacher_temp"]})  # rebuilt, then told
+    search.on_trial_complete("t0", {})  # rebuilt, then told
     assert "rebuilt from 1 finished settings" in capsys.readouterr().err
-    search.on_trial_complete("t1", {"knn_top1": 100 * second["teacher_temp"]})  # a KeyError before
+    end(search, sweep, "t1", second, 100 * second["teacher_temp"])  # a KeyError before
     assert [(t, round(v, 9)) for t, v in values(sweep)] == [(0.04, 4.0), (0.07, 7.0)]
 
 
