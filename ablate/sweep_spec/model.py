@@ -231,8 +231,9 @@ class SweepSpec(SpecModel):
         return self._source
 
     def trainer_config(self) -> DINOConfig:
-        """The baseline: trainer defaults with this spec's ``trainer`` overrides."""
-        return make_config(self.trainer, f"{self.source}: trainer.")
+        """The baseline: trainer defaults with this spec's ``trainer`` overrides, and the sweep's seed
+        (``search.seed``; a trial's is that plus its repeat, ``trainables.trial.trial_config``)."""
+        return make_config({**self.trainer, "seed": self.search.seed}, f"{self.source}: trainer.")
 
     def expand(self, params: dict[str, Any]) -> dict[str, Any]:
         """Searched values -> trainer overrides (a bundle label becomes the keys it sets)."""

@@ -32,3 +32,22 @@ search: {{algorithm: grid}}
     assert plan[None].params == {"teacher_temp": temps[-1]} and plan[None].resume_dirs == ()
     retried = {job.trial_id for job in point_jobs(spec, records, sweep, retry=("oom",))}
     assert retried == {"t1", "t2", "t4", "t5", "t6", None}
+
+
+def test_a_trials_seed_is_search_seed_plus_its_repeat(tmp_path: Path) -> None:
+    """search.seed had reached only the Optuna sampler: every sweep's trials ran seeds 0, 1, ..."""
+    from ablate.search import param_space
+    from trainables.trial import trial_config
+
+    spec = load_spec(write_spec(tmp_path, f"""
+name: seeds
+trainer: {TINY_TRAINER}
+space:
+  teacher_temp: {{type: choice, values: [0.04, 0.07]}}
+search: {{algorithm: grid, seed: 5}}
+repeats: 2
+"""))
+    shared = param_space(spec, tmp_path / "tune")
+    jobs = point_jobs(spec, [], tmp_path / "sweep")
+    assert [trial_config({**shared, **job.config()}).seed for job in jobs] == [5, 6, 5, 6]
+    assert spec.trainer_config().seed == 5  # the reference kNN's untrained network is repeat 0's

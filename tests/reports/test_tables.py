@@ -63,7 +63,7 @@ def test_trials_equal_what_ray_recorded(report_dir: Path) -> None:
         assert math.isclose(t["images_per_s"], sum(speeds) / len(speeds))
         assert not t["collapsed"] and not t["is_baseline"] and t["label"]
         assert t["pixel_knn_top1"] == 100.0 and 0 < t["untrained_knn_top1"] <= 100  # reference_knn.json
-        if t["seed"] == 0:  # the reference's untrained network is the repeat-0 trials' epoch 0
+        if t["repeat"] == 0:  # the reference's untrained network is the repeat-0 trials' epoch 0
             assert t["untrained_knn_top1"] == t["knn_top1_epoch0"]
     # repeats of one configuration share a point; two configurations
     assert trials.groupby("point")["repeat"].apply(sorted).tolist() == [[0, 1], [0, 1]]
