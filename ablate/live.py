@@ -41,6 +41,7 @@ class TrialRow:
     trial_id: str
     params: dict[str, Any]
     number: int  # 1-based, in the order trials started
+    planned: int  # its epochs (a searched ``epochs`` gives trials different schedules)
     epoch: int = 0
     loss: float | None = None
     knn_top1: float | None = None
@@ -71,11 +72,11 @@ class LiveView(Callback):
                  interactive: bool | None = None, every: int | None = None) -> None:
         spec = recorder.spec
         self.recorder, self.params = recorder, list(spec.space)
-        self.num_trials, self.epochs = spec.num_trials, spec.trainer_config().epochs
+        self.num_trials, self.epochs = spec.num_trials, spec.trainer_config().epochs  # the baseline's
         self.metric, self.mode = spec.metric, spec.mode
         self.stream = stream
         self.interactive = interactive
-        self.every = every or max(1, math.ceil(self.epochs / 3))  # ~3 epoch lines per trial
+        self.every = every or max(1, math.ceil(spec.longest_epochs() / 3))  # ~3 epoch lines per trial
         self.rows: dict[str, TrialRow] = {}
         self.started = time.time()
         self._live: Any = None
@@ -132,7 +133,7 @@ class LiveView(Callback):
         every_nth = row.epoch >= 1 and row.epoch % self.every == 0
         running = result.get("trial_outcome", statuses.RUNNING) == statuses.RUNNING
         if not self.is_terminal and every_nth and running:
-            self._line(f"trial {row.trial_id}  epoch {row.epoch}/{self.epochs}  {self._metrics(row)}")
+            self._line(f"trial {row.trial_id}  epoch {row.epoch}/{row.planned}  {self._metrics(row)}")
         self._refresh()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -160,13 +161,19 @@ class LiveView(Callback):
         tid = record_id(trial)
         if tid not in self.rows:
             config = getattr(trial, "config", {}) or {}
-            self.rows[tid] = TrialRow(tid, {p: config.get(p) for p in self.params}, len(self.rows) + 1)
+            self.rows[tid] = TrialRow(tid, {p: config.get(p) for p in self.params}, len(self.rows) + 1,
+                                      self._planned(self.recorder.records.get(tid)))
         return self.rows[tid]
+
+    def _planned(self, rec: dict[str, Any] | None) -> int:
+        """A trial's epochs, from its record (the recorder writes it before the view hears of it)."""
+        planned = (rec or {}).get("epochs_planned")
+        return planned if isinstance(planned, int) and planned > 0 else self.epochs
 
     def _from_record(self, rec: dict[str, Any]) -> None:
         rows = rec.get("epochs") or []
         row = self.rows[rec["trial_id"]] = TrialRow(rec["trial_id"], dict(rec.get("params") or {}),
-                                                     len(self.rows) + 1)
+                                                     len(self.rows) + 1, self._planned(rec))
         row.epoch = max((r.get("epoch", 0) for r in rows), default=0)
         row.loss = _number(rows[-1].get("loss") if rows else None, None)
         row.knn_top1 = _number(rows[-1].get("knn_top1") if rows else None, None)
@@ -180,7 +187,7 @@ class LiveView(Callback):
         row.collapsing = bool(rec.get("collapsed"))
         row.ended_at = time.time()
         done = sum(r.ended_at is not None for r in self.rows.values())
-        text = (f"trial {row.trial_id}  {row.outcome}  {self._metrics(row)}  epochs {row.epoch}/{self.epochs}"
+        text = (f"trial {row.trial_id}  {row.outcome}  {self._metrics(row)}  epochs {row.epoch}/{row.planned}"
                 + (f"  reason: {row.reason}" if row.reason and row.outcome != statuses.COMPLETED else "")
                 + f"  [{done}/{self.num_trials} done, ETA {fmt_duration(self.eta())}]")
         if not self.is_terminal or row.outcome in statuses.FAILURES:
@@ -193,8 +200,9 @@ class LiveView(Callback):
 
     def epochs_planned(self) -> int:
         """Every trial's schedule, less what ended trials will never run."""
-        ended = [r for r in self.rows.values() if r.ended_at is not None]
-        return self.num_trials * self.epochs - sum(self.epochs - r.epoch for r in ended)
+        unseen = max(0, self.num_trials - len(self.rows))  # not started: the baseline's schedule
+        return unseen * self.epochs + sum(r.epoch if r.ended_at is not None else max(r.planned, r.epoch)
+                                          for r in self.rows.values())
 
     def eta(self) -> float | None:
         """Seconds left: epochs left x measured seconds per epoch / trials running at once."""
@@ -279,7 +287,7 @@ class LiveView(Callback):
             table.add_column(name, justify="left" if name in ("trial", "outcome") else "right")
         for row in self._shown():
             table.add_row(row.trial_id, *(fmt_value(row.params[p]) for p in self.params),
-                          f"{row.epoch}/{self.epochs}", _fmt(row.loss, ".4f"), _fmt(row.knn_top1, ".2f"),
+                          f"{row.epoch}/{row.planned}", _fmt(row.loss, ".4f"), _fmt(row.knn_top1, ".2f"),
                           row.outcome)
         return Group(head, table, Text(self.best_line))
 

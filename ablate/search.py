@@ -140,7 +140,7 @@ def asha_rungs(spec: SweepSpec) -> list[int]:
     the trainable evaluates kNN there, so an early-stopped trial's last epoch is measured."""
     import numpy as np
 
-    max_t, grace = spec.trainer_config().epochs, spec.scheduler.grace_period
+    max_t, grace = spec.longest_epochs(), spec.scheduler.grace_period
     rf = spec.scheduler.reduction_factor
     if grace > max_t or rf <= 1:
         return []

@@ -185,7 +185,7 @@ def drive(spec: SweepSpec, sweep_dir: Path, resources: admission.TrialResources,
             trial_dirname_creator=trial_folder,
             reuse_actors=True),  # one process per slot: imports and the dataset are paid once, not per trial
         run_config=tune.RunConfig(
-            name=TUNE_DIR, storage_path=str(sweep_dir), stop={"epoch": spec.trainer_config().epochs},
+            name=TUNE_DIR, storage_path=str(sweep_dir), stop={"epoch": spec.longest_epochs()},
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=KEPT_CHECKPOINTS),
             callbacks=callbacks, verbose=0))  # Ray's own table off: the LiveView draws the progress
@@ -208,7 +208,7 @@ def scheduler(spec: SweepSpec) -> Any:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if spec.scheduler.type == "asha":
-        return ASHAScheduler(time_attr="epoch", max_t=spec.trainer_config().epochs,
+        return ASHAScheduler(time_attr="epoch", max_t=spec.longest_epochs(),
                              grace_period=spec.scheduler.grace_period,
                              reduction_factor=spec.scheduler.reduction_factor)
     return FIFOScheduler()

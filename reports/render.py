@@ -174,7 +174,7 @@ def add_curves(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, out: P
     if len(collapsed):
         doc.table(pd.DataFrame({
             "trial": collapsed["trial_id"], "status": collapsed["status"],
-            "epochs": collapsed["epochs_done"], "stop reason": collapsed["stop_reason"]}))
+            "epochs run": collapsed["epochs_done"], "stop reason": collapsed["stop_reason"]}))
     else:
         doc.paragraph("No trial collapsed.")
 
@@ -217,7 +217,7 @@ def add_trials(doc: Document, sweep: SweepDir, trials: pd.DataFrame) -> None:
     columns = (trials["knn_top1"], trials["knn_epoch"], trials["epochs_done"])
     table["kNN top-1 (%)"] = [knn_cell(*cells) for cells in zip(*columns, strict=True)]
     table["best (%)"] = trials["best_knn_top1"].map(lambda v: f"{v:.2f}" if pd.notna(v) else "–")
-    table["epochs"] = [f"{d if pd.notna(d) else 0}/{e if pd.notna(e) else '?'}"
-                       for d, e in zip(trials["epochs_done"], trials["epochs"], strict=True)]
+    table["epochs run"] = [f"{d if pd.notna(d) else 0}/{e if pd.notna(e) else '?'}"  # a param may be "epochs"
+                           for d, e in zip(trials["epochs_done"], trials["epochs_planned"], strict=True)]
     table["stop reason"] = trials["stop_reason"].fillna("")
     doc.table(table)

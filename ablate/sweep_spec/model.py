@@ -206,6 +206,11 @@ class SweepSpec(SpecModel):
                 out.append((at, {**self.trainer, name: dist.largest()}))
         return out
 
+    def longest_epochs(self) -> int:
+        """The most epochs a trial runs: the baseline's, or a searched ``epochs`` value's (Tune's stop
+        rule and ASHA's ``max_t``; each trial ends after its own ``epochs``)."""
+        return max(make_config(values).epochs for _, values in self.configs_of({"epochs"}))
+
     def unfinished_warmups(self) -> list[str]:
         """``FILE: PATH: KEY W > epochs E: ...`` where the baseline or a searched value has a warmup
         longer than the run (DINOConfig.unfinished_warmups), each once: said, not refused."""

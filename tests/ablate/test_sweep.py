@@ -85,6 +85,7 @@ trainer: {dict(TINY_TRAINER, epochs=4, student_temp=100.0)}
 space:
   teacher_temp: {{type: choice, values: [1000.0]}}
   lr: {{type: choice, values: [1.0e+30]}}
+  epochs: {{type: choice, values: [5]}}
 search: {{algorithm: ablation}}
 resources: {{cpu: 2, gpu: 0}}
 stop: {{patience: 2}}
@@ -93,9 +94,12 @@ stop: {{patience: 2}}
     finals = {}
     for rows in trial_rows(sweep).values():
         cfg = rows[-1]["config"]
-        label = "lr" if cfg["lr"] > 1 else "temp" if cfg["teacher_temp"] > 1 else "baseline"
+        searched = {"lr": cfg["lr"] > 1, "temp": cfg["teacher_temp"] > 1, "epochs": cfg["epochs"] == 5}
+        label = next((name for name, differs in searched.items() if differs), "baseline")
         finals[label] = rows[-1]
     assert finals["baseline"]["trial_outcome"] == "completed" and finals["baseline"]["epoch"] == 4
+    # a searched epochs longer than the baseline's runs its own schedule (Tune stopped it at 4 before)
+    assert finals["epochs"]["trial_outcome"] == "completed" and finals["epochs"]["epoch"] == 5
     assert finals["temp"]["trial_outcome"] == "collapsed"
     assert "collapsed (uniform)" in finals["temp"]["stop_reason"] and finals["temp"]["epoch"] == 2
     assert finals["lr"]["trial_outcome"] == "diverged" and "diverged" in finals["lr"]["stop_reason"]
