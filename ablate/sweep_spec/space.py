@@ -15,6 +15,7 @@ from pydantic import Discriminator, Field, Tag, model_validator
 
 from ablate.sweep_spec.base import SpecModel, bad, spec_error
 from ablate.sweep_spec.trainer import check_key, check_values
+from sweep_format.values import values_equal
 from trainables.config import DINOConfig
 
 BASELINE = "baseline"  # reserved bundle label: "the trainer section's values"
@@ -124,8 +125,9 @@ class ChoiceDist(SpecModel):
                 raise bad(value, f"a value of {name}; a mapping of several trainer keys is a bundle, which "
                           "needs a space name that is not a trainer key (e.g. crop_split)", at)
             normal = getattr(check_values({**trainer, name: value}, at), name)
-            if normal in seen:
-                raise bad(value, f"each value once (it repeats values[{seen.index(normal)}])", at)
+            same = next((j for j, earlier in enumerate(seen) if values_equal(earlier, normal)), None)
+            if same is not None:  # the same point as the sweep compares points (sweep_format.values)
+                raise bad(value, f"each value once (it repeats values[{same}])", at)
             seen.append(normal)
             if algorithm == "optuna" and not isinstance(value, (str, int, float, bool, type(None))):
                 raise bad(value, "Optuna chooses among numbers, strings and booleans only; for list values "
