@@ -98,7 +98,8 @@ BAD = [
     ("repeated choice value", "name: t\nspace: {out_dim: {type: choice, values: [256, 1024, 256]}}\n",
      "space.out_dim.values[2]:", "repeats values[0]"),
     ("choice values one point apart", "name: t\nspace: {teacher_temp: {type: choice, values: "
-     "[0.04, 0.0400000000001]}}\nsearch: {algorithm: grid}\n", "space.teacher_temp.values[1]:", "repeats values[0]"),
+     "[0.04, 0.0400000000001]}}\nsearch: {algorithm: grid}\n", "space.teacher_temp.values[1]:",
+     "repeats values[0]"),
     ("bundle sets unknown key", "name: t\nspace: {split: {type: choice, values: "
      "[{label: a, set: {global_crop_scale: [0.3, 1.0]}}]}}\n", "space.split.values[0].set.global_crop_scale:",
      "global_crops_scale"),
