@@ -19,12 +19,11 @@ from typing import Any
 
 import pandas as pd
 
+from reports import metric as metric_words
 from reports.ranking import rank_points
 from reports.stats import fmt_mean_ci, noise_verdict
 from reports.tables import native
 from sweep_format.values import values_equal
-
-METRIC_LABEL = "kNN top-1 (%)"
 
 
 @dataclass
@@ -41,7 +40,7 @@ class Analysis:
 
     @property
     def metric_label(self) -> str:
-        return METRIC_LABEL if self.metric == "knn_top1" else self.metric
+        return metric_words.label(self.metric)
 
     @property
     def reference_point(self) -> int:
@@ -194,7 +193,7 @@ def headline(result: Analysis) -> str:
                 "(none has finished an epoch yet, or every one ended at epoch 0 or before its first "
                 "evaluation).")
     best = pts.iloc[0]
-    unit = " %" if result.metric.startswith("knn_") else ""
+    unit, gap = metric_words.unit(result.metric), metric_words.gap(result.metric)
     text = (f"**Best: {point_label(best, result.params)}** with {result.metric_label} "
             f"{fmt_mean_ci(best['mean'], best['ci'])}{unit} (repeats: {int(best['n'])})")
     parts = []
@@ -203,14 +202,14 @@ def headline(result: Analysis) -> str:
         if best["point"] == result.reference:
             parts.append("the baseline itself wins")
         else:
-            parts.append(f"{best['mean'] - base['mean']:+.2f} points vs the baseline "
-                         f"({fmt_mean_ci(base['mean'], base['ci'])} %; beyond seed noise: "
+            parts.append(f"{best['mean'] - base['mean']:+.2f}{gap} vs the baseline "
+                         f"({fmt_mean_ci(base['mean'], base['ci'])}{unit}; beyond seed noise: "
                          f"{seed_verdict(best, base)})")
     if len(pts) > 1:
         second = pts.iloc[1]
-        parts.append(f"{best['mean'] - second['mean']:+.2f} points vs the runner-up "
+        parts.append(f"{best['mean'] - second['mean']:+.2f}{gap} vs the runner-up "
                      f"{point_label(second, result.params)} "
-                     f"({fmt_mean_ci(second['mean'], second['ci'])} %; beyond seed noise: "
+                     f"({fmt_mean_ci(second['mean'], second['ci'])}{unit}; beyond seed noise: "
                      f"{seed_verdict(best, second)})")
     if result.pixel is not None and best["mean"] <= result.pixel:
         parts.append(f"it does **not** beat the raw-pixel kNN ({result.pixel:.2f} %)")
@@ -231,4 +230,4 @@ def collapse_gap(result: Analysis, best: pd.Series) -> str:
              else "beyond seed noise: n/a, fewer than 2 repeats")
     span = f"{deltas[0]:+.2f}" if len(deltas) == 1 else f"{deltas[0]:+.2f} to {deltas[-1]:+.2f}"
     what = "1 configuration" if len(failed) == 1 else f"{len(failed)} configurations"
-    return f"{what} with a collapsed trial: {span} points vs it ({noise})"
+    return f"{what} with a collapsed trial: {span}{metric_words.gap(result.metric)} vs it ({noise})"

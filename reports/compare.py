@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from reports import metric as metric_words
 from reports import plots
 from reports.analysis import analyse, fmt_value, leaderboard, point_label
 from reports.document import Document
@@ -202,7 +203,7 @@ def best_line(bests: pd.DataFrame, metric: str, mode: str) -> str:
     """The best sweep by the ranking rule (reports.ranking: mode, collapsed last) and its lead."""
     ranked = order_points(bests, mode)
     first = ranked.iloc[0]
-    unit = " %" if metric.startswith("knn_") else ""
+    unit = metric_words.unit(metric)
     text = (f"**Best: {first['sweep']}** ({first['label']}) with {metric} {first['mean']:.2f}{unit}"
             + (" (a collapsed configuration: every sweep's best collapsed)" if first["collapsed"] else ""))
     if len(ranked) > 1:

@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from reports import metric as metric_words
 from reports.document import Document
-from reports.plots import COLLAPSE_COLOR, KNN_LABEL, TRIAL_COLOR, save
+from reports.plots import COLLAPSE_COLOR, TRIAL_COLOR, save
 from reports.ranking import rank_points
 from sweep_format.layout import PLOTS_DIR
 
@@ -171,7 +172,7 @@ def pareto_plot(table: pd.DataFrame, out: Path, metric: str = "knn_top1", mode: 
     ax.plot(front["per_trial_s"], front["value"], "-", color="black", lw=1, label="Pareto front")
     ax.set_xlabel(f"{kind}-seconds per trial")
     better = "higher" if mode == "max" else "lower"
-    ax.set_ylabel(KNN_LABEL if metric == "knn_top1" else f"{metric} ({better} is better)")
+    ax.set_ylabel(f"{metric_words.label(metric)} ({better} is better)")
     ax.set_title("Result vs cost")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
@@ -194,9 +195,9 @@ def add_cost(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, params: 
         "trials": table["trials"],
         "cost per trial": [fmt_cost(s, k) for s, k in zip(table["per_trial_s"], table["device_kind"])],
         "total cost": [fmt_cost(s, k) for s, k in zip(table["total_s"], table["device_kind"])],
-        ("kNN top-1 (%)" if metric == "knn_top1" else metric):
+        metric_words.label(metric):
             table["value"].map(lambda v: "–" if not np.isfinite(v) else
-                               f"{v:.2f}" if metric.startswith("knn_") else f"{v:.4g}"),
+                               f"{v:.2f}" if metric_words.is_percent(metric) else f"{v:.4g}"),
         "collapsed": table["collapsed"].map(lambda c: "yes" if c else ""),
         "Pareto": ["yes" if i in front else "" for i in table.index]}))
     path = pareto_plot(table, out / PLOTS_DIR / "pareto_cost.png", metric, mode)

@@ -25,11 +25,12 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
+from reports import metric as metric_words
 from reports.stats import mean_ci
 from sweep_format.files import atomic_path
 from sweep_format.statuses import ERRORED
 
-KNN_LABEL = "kNN top-1 (%)"
+KNN_LABEL = metric_words.label(metric_words.KNN_TOP1)  # the kNN plots' axis, whatever the sweep ranks by
 COLLAPSE_COLOR = "#d62728"
 TRIAL_COLOR = "#1f77b4"
 DPI = 110

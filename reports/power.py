@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import pandas as pd
 from scipy import stats as sps
 
+from reports import metric as metric_words
 from reports.document import Document
 from reports.stats import ALPHA, PAIRED_MIN_SEEDS, paired_differences
 
@@ -73,17 +74,19 @@ class PowerAdvice:
     table: pd.DataFrame  # per configuration: parameters, repeats, mean, seed SD
 
 
-def seed_power(points: pd.DataFrame, params: list[str]) -> PowerAdvice:
+def seed_power(points: pd.DataFrame, params: list[str], metric: str = metric_words.KNN_TOP1) -> PowerAdvice:
     """Advice from ``reports.stats.point_summary`` rows ranked best first (as the report's
-    ``Analysis.points``: collapsed configurations last); ``values`` are the repeats' kNN top-1."""
+    ``Analysis.points``: collapsed configurations last); ``values`` are the repeats' ``metric``."""
+    gap = metric_words.gap(metric)
     points = points[points["n"] > 0].reset_index(drop=True)
     table = pd.DataFrame({**{p: points[p] for p in params}, "repeats": points["n"],
-                          "mean kNN top-1 (%)": points["mean"].round(2),
-                          "seed SD (points)": [round(sample_sd(v), 3) for v in points["values"]]})
+                          f"mean {metric_words.label(metric)}": points["mean"].round(2),
+                          f"seed SD{f' ({gap.strip()})' if gap else ''}":
+                              [round(sample_sd(v), 3) for v in points["values"]]})
     if len(points) < 2:
-        return PowerAdvice("Fewer than two configurations have a final kNN top-1: nothing to compare.", table)
+        return PowerAdvice(f"Fewer than two configurations have a final {metric}: nothing to compare.", table)
     best, second = points.iloc[0], points.iloc[1]
-    diff = float(best["mean"] - second["mean"])
+    diff = abs(float(best["mean"] - second["mean"]))  # the lead, in either mode
     gaps = paired_differences(best["values"], best.get("seeds", [None] * len(best["values"])),
                               second["values"], second.get("seeds", [None] * len(second["values"])))
     paired = len(gaps) >= PAIRED_MIN_SEEDS  # the test the ablation table's verdict uses (stats.noise_verdict)
@@ -93,7 +96,7 @@ def seed_power(points: pd.DataFrame, params: list[str]) -> PowerAdvice:
         sd, dof = pooled_sd([list(v) for v in points["values"]])
         source = "all configurations with 2+ repeats (assuming seed noise alike across them)"
     head = (f"The best configuration ({label(best, params)}) leads the runner-up ({label(second, params)}) "
-            f"by {diff:.2f} points.")
+            f"by {diff:.2f}{gap}.")
     if dof == 0:
         return PowerAdvice(f"{head} With one repeat per configuration there is no estimate of the seed "
                            "standard deviation, so no power statement: run 2 or more repeats "
@@ -103,11 +106,11 @@ def seed_power(points: pd.DataFrame, params: list[str]) -> PowerAdvice:
     need = f"more than {MAX_REPEATS}" if n is None else str(n)
     verdict = "this sweep has enough" if n is not None and have >= n else f"this sweep has {have}"
     if paired:
-        noise = (f"Over the {len(gaps)} seeds both ran, their gap varies by SD {sd:.2f} points." if sd > 0
+        noise = (f"Over the {len(gaps)} seeds both ran, their gap varies by SD {sd:.2f}{gap}." if sd > 0
                  else f"Over the {len(gaps)} seeds both ran, the gap is the same on every seed.")
         test = "paired t-test over shared seeds"
     else:
-        noise = (f"Seed SD {sd:.2f} points (pooled over {source}, {dof} degrees of freedom)." if sd > 0
+        noise = (f"Seed SD {sd:.2f}{gap} (pooled over {source}, {dof} degrees of freedom)." if sd > 0
                  else f"The repeats show no seed variance at all ({source}).")
         test = "two-sample t-test"
     return PowerAdvice(
@@ -121,10 +124,11 @@ def label(row: pd.Series, params: list[str]) -> str:
     return ", ".join(f"{p}={row[p]:.4g}" if isinstance(row[p], float) else f"{p}={row[p]}" for p in params)
 
 
-def add_power(doc: Document, points: pd.DataFrame, params: list[str]) -> None:
+def add_power(doc: Document, points: pd.DataFrame, params: list[str],
+              metric: str = metric_words.KNN_TOP1) -> None:
     """The report's "Seed power" section from ``point_summary`` rows ranked best first."""
     doc.heading("Seed power")
-    advice = seed_power(points, params)
+    advice = seed_power(points, params, metric)
     doc.paragraph(advice.text)
     if len(advice.table):
         doc.table(advice.table.head(10))

@@ -88,7 +88,7 @@ def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, 
         doc.note(note)
     add_leaderboard(doc, result)
     add_ablation(doc, result)
-    add_power(doc, result.points, result.params)
+    add_power(doc, result.points, result.params, result.metric)
     add_cost(doc, trials, epochs, sweep.params, out, sweep.metric, sweep.mode)
     add_effects(doc, sweep, result, counted, out)
     add_curves(doc, trials, epochs, out, sweep.reference)

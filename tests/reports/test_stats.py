@@ -84,6 +84,22 @@ def test_ablation_deltas_are_to_the_baseline_point() -> None:
     assert "+0.20 points vs the baseline" in headline and "vs the runner-up" in headline
 
 
+def test_a_loss_ranked_sweep_is_written_in_its_own_units() -> None:
+    """The headline and the seed-power advice wrote ' %' and 'points' after loss values, and the
+    power table headed the means 'mean kNN top-1 (%)'."""
+    from reports.power import seed_power
+
+    trials = trials_table(POINTS, [[5.0, 5.1, 5.2], [4.0, 4.2, 4.1], [6.0, 6.1, 6.2], [4.5]])
+    trials["loss"] = trials["knn_top1"]
+    result = analyse(trials, {**ABLATION, "metric": "loss", "mode": "min"})
+    headline = result.headline()
+    assert "Best: teacher_temp=0.02, out_dim=1024** with loss 4.10" in headline
+    assert "-1.00 vs the baseline (5.10 ± " in headline and "%" not in headline and "points" not in headline
+    advice = seed_power(result.points, result.params, "loss")
+    assert "by 0.40." in advice.text and "points" not in advice.text
+    assert list(advice.table.columns[-2:]) == ["mean loss", "seed SD"]
+
+
 def test_ablation_pairs_the_repeats_by_seed() -> None:
     # teacher_temp 0.02 is 0.4-0.6 below the baseline on every seed, within a seed spread of ~1
     values = [[69.5, 67.7, 68.6], [69.0, 67.1, 68.2], [0.1, 0.1, 0.1], [69.8]]

@@ -1,0 +1,33 @@
+"""How the reports name and write a sweep's metric (the spec's ``metric``): one label, one unit.
+
+kNN accuracies are percentages and a gap between two is in points; the other metrics (``loss``,
+``teacher_entropy``, ...) are plain numbers. Every table header, headline and advice that shows
+the ranked metric takes its words from here.
+
+    label("knn_top1"), unit("knn_top1"), gap("knn_top1")   # 'kNN top-1 (%)', ' %', ' points'
+    label("loss"), unit("loss"), gap("loss")               # 'loss', '', ''
+"""
+
+from __future__ import annotations
+
+KNN_TOP1 = "knn_top1"
+LABELS = {"knn_top1": "kNN top-1 (%)", "knn_top5": "kNN top-5 (%)"}
+
+
+def is_percent(metric: str) -> bool:
+    return metric.startswith("knn_")
+
+
+def label(metric: str) -> str:
+    """A column header or axis label: 'kNN top-1 (%)', or the metric's own name."""
+    return LABELS.get(metric, metric)
+
+
+def unit(metric: str) -> str:
+    """What follows a value in a sentence: ' %' for a kNN accuracy, else nothing."""
+    return " %" if is_percent(metric) else ""
+
+
+def gap(metric: str) -> str:
+    """What follows a difference of two values in a sentence: ' points' for kNN, else nothing."""
+    return " points" if is_percent(metric) else ""
