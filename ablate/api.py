@@ -19,13 +19,16 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import pandas as pd
 
 from ablate.errors import UserError
 from reports.errors import ReportError
-from sweep_format.layout import EPOCHS_TABLE, REPORT_DIR, SPEC_FILE, TRIALS_TABLE, is_sweep, not_a_sweep
+from sweep_format.layout import REPORT_DIR, SPEC_FILE, TRIALS_TABLE, is_sweep, not_a_sweep
+
+if TYPE_CHECKING:
+    from reports.sweepdir import SweepDir
 
 
 @dataclass
@@ -51,24 +54,25 @@ class Sweep:
 
     @property
     def trials(self) -> pd.DataFrame:
-        """``report/trials.parquet`` as a DataFrame (built from the sweep's files if missing)."""
+        """One row per trial (the columns of ``report/trials.parquet``, reports/SCHEMA.md), built from
+        the sweep's own records when first asked: current while it runs (``reload()`` reads again),
+        whether or not a report was written."""
         return self._load()[0]
 
     @property
     def epochs(self) -> pd.DataFrame:
-        """``report/epochs.parquet`` as a DataFrame (built from the sweep's files if missing)."""
+        """One row per trial and epoch (the columns of ``report/epochs.parquet``), as ``trials``."""
         return self._load()[1]
 
     @property
     def best(self) -> pd.Series | None:
-        """The trials.parquet row of the best trial of the best configuration, by the one ranking
-        rule (reports/ranking.py: the summary, ``ablate ls`` and the report rank the same way);
-        None while no trial has a value."""
+        """The trials row of the best trial of the best configuration, by the one ranking rule
+        (reports/ranking.py: the summary, ``ablate ls`` and the report rank the same way); None
+        while no trial has a value."""
         from reports.ranking import best_trial
 
-        spec = self.spec
-        return best_trial(self.trials, list(spec.get("space") or {}), spec.get("metric", "knn_top1"),
-                          spec.get("mode", "max"))
+        sweep = self._folder()
+        return best_trial(self.trials, sweep.params, sweep.metric, sweep.mode)
 
     def report(self) -> Path:
         """Write the full report (parquet, report.md, report.html, plots); returns its folder."""
@@ -86,26 +90,20 @@ class Sweep:
         self._tables = None
         return self
 
+    def _folder(self) -> SweepDir:
+        from reports.sweepdir import open_sweep
+
+        try:
+            return open_sweep(self.path)
+        except ReportError as exc:
+            raise UserError(str(exc)) from None
+
     def _load(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        from reports.tables import sweep_tables
+
         if self._tables is None:
-            self._tables = read_or_build_tables(self.path)
+            self._tables = sweep_tables(self._folder())
         return self._tables
-
-
-def read_or_build_tables(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The report's parquet tables; built (and written) from the trial records when missing."""
-    report = sweep_dir / REPORT_DIR
-    files = report / TRIALS_TABLE, report / EPOCHS_TABLE
-    from reports.parquet import read_parquet
-    from reports.render import write_tables
-    from reports.sweepdir import open_sweep
-
-    try:
-        if all(f.is_file() for f in files):
-            return read_parquet(files[0]), read_parquet(files[1])
-        return write_tables(open_sweep(sweep_dir))
-    except ReportError as exc:
-        raise UserError(str(exc)) from None
 
 
 def load(path: str | Path) -> Sweep:

@@ -44,12 +44,18 @@ def test_readme_notebook_example(real_sweep: Path, tmp_path: Path, monkeypatch: 
     assert best["trial_id"] in capsys.readouterr().out
 
 
-def test_load_builds_missing_tables_and_rejects_other_folders(real_sweep: Path, tmp_path: Path) -> None:
+def test_load_reads_the_records_not_a_stale_report_and_rejects_other_folders(real_sweep: Path,
+                                                                             tmp_path: Path) -> None:
+    """The tables came from report/trials.parquet whenever one existed: written only with a report,
+    so during or after `ablate resume` they showed the sweep as it was."""
     copy = tmp_path / "tiny"
     shutil.copytree(real_sweep, copy)
     sweep = ablate.load(copy)
-    assert not (copy / "report").exists()
-    assert len(sweep.trials) == 4 and (copy / "report/trials.parquet").is_file()
+    assert len(sweep.trials) == 4 and not (copy / "report").exists()  # reading writes nothing
+    sweep.report()
+    gone = sweep.trials["trial_id"].iloc[0]
+    (copy / "trials" / f"{gone}.json").unlink()
+    assert len(sweep.reload().trials) == 3 and gone not in set(ablate.load(copy).trials["trial_id"])
     assert sweep.spec["name"] == "tiny" and sweep.name == "tiny"
     with pytest.raises(UserError, match="not a sweep folder"):
         ablate.load(tmp_path)
@@ -89,14 +95,12 @@ def test_a_parquet_column_that_would_unpickle_is_refused(real_sweep: Path, tmp_p
 
     copy = tmp_path / "shared"
     shutil.copytree(real_sweep, copy)
-    ablate.load(copy).trials  # noqa: B018  (writes report/*.parquet)
+    ablate.load(copy).report()
     table = pq.read_table(copy / "report/trials.parquet")
     values = pa.array([pickle.dumps(Payload())] * table.num_rows, type=pa.large_binary())
     pq.write_table(table.append_column("notes", ArrowPythonObjectType().wrap_array(values)),
                    copy / "report/trials.parquet")
-    refused = "column 'notes' has the Arrow extension type ray.data.arrow_pickled_object"
-    with pytest.raises(UserError, match=refused):
-        ablate.load(copy).trials  # noqa: B018
-    with pytest.raises(UserError, match="column 'notes' has the Arrow extension type"):
+    assert len(ablate.load(copy).trials) == 4  # built from the records: the table is never read
+    with pytest.raises(UserError, match="column 'notes' has the Arrow extension type ray.data.arrow_pickled"):
         ablate.compare(copy / "report/trials.parquet", real_sweep, out=tmp_path / "cmp")
     assert not marker.exists() and not (tmp_path / "cmp").exists()
