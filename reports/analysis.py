@@ -23,6 +23,7 @@ from reports import metric as metric_words
 from reports.ranking import rank_points
 from reports.stats import fmt_mean_ci, noise_verdict
 from reports.tables import native
+from sweep_format.metrics import DEFAULT_METRIC, mode_of
 from sweep_format.values import values_equal
 
 
@@ -75,8 +76,8 @@ def analyse(trials: pd.DataFrame, info: dict[str, Any]) -> Analysis:
     """Points ranked by reports.ranking (the spec's metric and mode in ``info``), the reference
     point, notes. The baseline is the point whose trials the sweep recorded as ``is_baseline``."""
     params = list(info.get("params") or [])
-    metric = str(info.get("metric") or "knn_top1")
-    points, partial = rank_points(trials, params, metric, str(info.get("mode") or "max"))
+    metric = str(info.get("metric") or DEFAULT_METRIC)
+    points, partial = rank_points(trials, params, metric, mode_of(metric, info.get("mode")))
     is_ablation = info.get("algorithm") == "ablation"
     notes = []
     if (points["collapsed"] > 0).any():

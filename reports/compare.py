@@ -36,10 +36,10 @@ from sweep_format.layout import (
     TRIALS_DIR,
     TRIALS_TABLE,
 )
+from sweep_format.metrics import DEFAULT_METRIC, mode_of
 from sweep_format.statuses import describe_counts
 
 SECTIONS = ("Sweeps", "Shared parameters", "Leaderboard", "Trials")
-METRICS = ("knn_top1", "best_knn_top1", "knn_top5", "loss")
 MAX_ROWS = 12  # more distinct values than this are grouped into quantile ranges
 
 
@@ -189,14 +189,18 @@ def shared_reference(sources: list[Source]) -> dict | None:
 def comparison_metric(sources: list[Source]) -> tuple[str, str, str]:
     """The metric and mode every sweep ranks by, and a note: the sweeps' own when they agree, else
     kNN top-1 (max), which every compared sweep records (check_shared)."""
-    pairs = {(str(s.info.get("metric") or "knn_top1"), str(s.info.get("mode") or "max")) for s in sources}
+    ranks_by = {}
+    for s in sources:
+        metric = str(s.info.get("metric") or DEFAULT_METRIC)
+        ranks_by[s.name] = (metric, mode_of(metric, s.info.get("mode")))
+    pairs = set(ranks_by.values())
     if len(pairs) == 1:
         metric, mode = pairs.pop()
         return metric, mode, ""
-    own = "; ".join(f"{s.name}: {s.info.get('metric') or 'knn_top1'} ({s.info.get('mode') or 'max'})"
-                    for s in sources)
-    return "knn_top1", "max", (f"The sweeps rank by different metrics ({own}); they are compared on "
-                               "knn_top1 (max), which every one of them records.")
+    own = "; ".join(f"{name}: {metric} ({mode})" for name, (metric, mode) in ranks_by.items())
+    knn = mode_of(DEFAULT_METRIC)
+    return DEFAULT_METRIC, knn, (f"The sweeps rank by different metrics ({own}); they are compared on "
+                                 f"{DEFAULT_METRIC} ({knn}), which every one of them records.")
 
 
 def best_line(bests: pd.DataFrame, metric: str, mode: str) -> str:

@@ -27,6 +27,7 @@ from sweep_format.layout import (
     links_in,
     not_a_sweep,
 )
+from sweep_format.metrics import DEFAULT_METRIC, mode_of
 from sweep_format.text import printable_tree
 
 
@@ -85,11 +86,11 @@ class SweepDir:
 
     @property
     def metric(self) -> str:
-        return str(self.spec.get("metric") or "knn_top1")
+        return str(self.spec.get("metric") or DEFAULT_METRIC)
 
     @property
     def mode(self) -> str:
-        return str(self.spec.get("mode") or "max")
+        return mode_of(self.metric, self.spec.get("mode"))
 
     @property
     def reference(self) -> dict[str, Any]:

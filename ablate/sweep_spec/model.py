@@ -11,12 +11,12 @@ import itertools
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from ablate.sweep_spec.base import SpecError, SpecModel, bad
+from ablate.sweep_spec.base import SpecError, SpecModel, bad, one_of
 from ablate.sweep_spec.sections import Resources, Scheduler, Search, Stop
 from ablate.sweep_spec.space import (
     BASELINE,
@@ -28,14 +28,10 @@ from ablate.sweep_spec.space import (
     check_no_overlap,
 )
 from ablate.sweep_spec.trainer import PATH_KEYS, absolute, check_trainer, check_values
+from sweep_format.metrics import DEFAULT_METRIC, DIRECTION, METRICS
 from trainables.config import TORCHVISION, TORCHVISION_ROOT, ConfigError, DINOConfig, make_config
 from trainables.inputs import check_data, check_model, check_weights
 
-Metric = Literal["knn_top1", "knn_top5", "loss", "dino_loss", "teacher_entropy", "kl_teacher_student"]
-METRICS: tuple[str, ...] = get_args(Metric)  # what the trainer reports, each epoch it evaluates
-# the metrics whose better direction is not a matter of taste: ranking the other way is a mistake
-DIRECTION: dict[str, Literal["max", "min"]] = {"knn_top1": "max", "knn_top5": "max", "loss": "min",
-                                               "dino_loss": "min"}
 Logger = Literal["tensorboard", "mlflow", "wandb"]
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 MAX_POINTS = 10_000
@@ -69,7 +65,7 @@ class SweepSpec(SpecModel):
     trainer: dict[str, Any] = Field(default_factory=dict)
     space: dict[str, Dist]
     search: Search = Field(default_factory=Search)
-    metric: Metric = "knn_top1"
+    metric: str = DEFAULT_METRIC  # one of sweep_format.metrics.METRICS
     mode: Literal["max", "min"]  # not given: the metric's better direction (_default_mode)
     repeats: int = Field(default=1, ge=1)
     scheduler: Scheduler = Field(default_factory=Scheduler)
@@ -85,10 +81,15 @@ class SweepSpec(SpecModel):
     def _default_mode(cls, data: Any) -> Any:
         """No ``mode``: the metric's better direction; a metric without one (entropy) needs it set."""
         if isinstance(data, dict) and data.get("mode") is None:
-            metric = data.get("metric") or "knn_top1"
+            metric = data.get("metric") or DEFAULT_METRIC
             if isinstance(metric, str) and metric in DIRECTION:
                 return {**data, "mode": DIRECTION[metric]}
         return data
+
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _metric(cls, metric: Any) -> str:
+        return one_of(metric, METRICS)
 
     @field_validator("name")
     @classmethod

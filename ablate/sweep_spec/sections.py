@@ -15,7 +15,6 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ablate.sweep_spec.base import SpecModel, bad, one_of, spec_error
 
-ALGORITHMS = ("optuna", "grid", "ablation")
 # sampler name -> (class in optuna.samplers, modules it needs beyond Optuna)
 SAMPLERS = {"tpe": ("TPESampler", ()), "random": ("RandomSampler", ()),
             "cmaes": ("CmaEsSampler", ("cmaes",)), "gp": ("GPSampler", ("torch", "scipy"))}

@@ -49,3 +49,17 @@ def test_report_honours_mode_and_marks_configurations_below_raw_pixels() -> None
                               "mode": "min"})
     assert result.points["point"].tolist() == [1, 0] and "teacher_entropy" in result.headline()
     assert "beats raw pixels" not in leaderboard(result)  # the pixel reference is a kNN figure
+
+
+def test_a_spec_without_mode_ranks_in_its_metrics_direction(tmp_path) -> None:
+    """The reports defaulted to max where a sweep's spec.yaml (hand-written, or an older ablate's)
+    has a loss metric and no mode; the spec's own rule says min (sweep_format.metrics)."""
+    from reports.sweepdir import SweepDir
+
+    spec = {"name": "s", "space": {"teacher_temp": {"type": "choice", "values": [0.01, 0.02]}}}
+    assert SweepDir(tmp_path, {**spec, "metric": "loss"}).mode == "min"
+    assert SweepDir(tmp_path, {**spec, "metric": "loss", "mode": "max"}).mode == "max"
+    assert SweepDir(tmp_path, spec).mode == "max" and SweepDir(tmp_path, spec).metric == "knn_top1"
+    trials = table([(0, 50.0, "completed", False, 1.0), (1, 60.0, "completed", False, 1.0)])
+    trials["loss"] = trials["knn_top1"] / 10
+    assert analyse(trials, {"params": ["teacher_temp"], "metric": "loss"}).points["point"].tolist() == [0, 1]

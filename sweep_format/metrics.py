@@ -1,0 +1,23 @@
+"""The metrics a sweep can rank by (a spec's ``metric``) and the direction that is better.
+
+The trainer reports each of them every epoch it evaluates. kNN accuracies are better high and the
+losses low; the collapse diagnostics (``teacher_entropy``, ``kl_teacher_student``) have no better
+direction by themselves, so a spec that ranks by one must say ``mode``. The spec's checks
+(ablate.sweep_spec) and every reader of a sweep folder (reports) take both from here.
+
+    mode_of("loss")            # 'min': a spec.yaml without mode
+    mode_of("loss", "max")     # 'max': the spec's own
+"""
+
+from __future__ import annotations
+
+METRICS = ("knn_top1", "knn_top5", "loss", "dino_loss", "teacher_entropy", "kl_teacher_student")
+DEFAULT_METRIC = "knn_top1"
+MODES = ("max", "min")
+# the metrics whose better direction is not a matter of taste: ranking the other way is a mistake
+DIRECTION = {"knn_top1": "max", "knn_top5": "max", "loss": "min", "dino_loss": "min"}
+
+
+def mode_of(metric: str, mode: str | None = None) -> str:
+    """The ranking direction: ``mode`` where given, else the metric's own (``max`` for one without)."""
+    return mode if mode in MODES else DIRECTION.get(metric, "max")
