@@ -28,6 +28,7 @@ from sweep_format.layout import (
     not_a_sweep,
 )
 from sweep_format.metrics import DEFAULT_METRIC, mode_of
+from sweep_format.space import is_log, values_of
 from sweep_format.text import printable_tree
 
 
@@ -64,12 +65,17 @@ class SweepDir:
 
     @property
     def log_params(self) -> list[str]:
-        return [k for k, v in self.space.items() if isinstance(v, dict) and v.get("log")]
+        return [k for k, v in self.space.items() if is_log(v)]
 
     @property
     def categorical_params(self) -> list[str]:
-        """Parameters searched over a list of values (shown as categories, like the paper's tables)."""
-        return [k for k, v in self.space.items() if space_values(v) is not None]
+        """Parameters searched over a list of values (shown as categories, like the paper's tables):
+        choices, bundles, and the stepped ranges a grid or an ablation runs value by value."""
+        return [k for k in self.space if self.values_of(k) is not None]
+
+    def values_of(self, param: str) -> list[Any] | None:
+        """The values a parameter's trials get (sweep_format.space.values_of), None for a sampled range."""
+        return values_of(self.space.get(param), self.algorithm)
 
     @property
     def algorithm(self) -> str:
@@ -109,15 +115,6 @@ class SweepDir:
                 "metric": self.metric, "mode": self.mode,
                 "pixel_knn_top1": ref.get("pixel_knn_top1"),
                 "untrained_knn_top1": ref.get("untrained_knn_top1")}
-
-
-def space_values(entry: Any) -> list[Any] | None:
-    """The values of a ``choice``/``grid`` space entry (or a plain list), None for a range."""
-    if isinstance(entry, list):
-        return entry
-    if isinstance(entry, dict) and isinstance(entry.get("values"), list):
-        return entry["values"]
-    return None
 
 
 def open_sweep(path: str | Path) -> SweepDir:

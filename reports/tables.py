@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports.sweepdir import SweepDir, open_sweep, space_values
+from reports.sweepdir import SweepDir, open_sweep
 from sweep_format.records import knn_measured, read_records
 
 # trials.parquet: these columns, in this order, around the searched hyperparameters (SCHEMA.md).
@@ -128,18 +128,16 @@ def typed_trials(sweep: SweepDir, records: list[dict[str, Any]]) -> pd.DataFrame
     for col, dtype in {**HEAD_COLUMNS, **TAIL_COLUMNS, **dict.fromkeys(extra, "float64")}.items():
         df[col] = as_dtype(df[col], dtype)
     for p in sweep.params:
-        df[p] = as_dtype(df[p], param_dtype(sweep.space[p], df[p].tolist()))
+        df[p] = as_dtype(df[p], param_dtype(sweep.space[p], sweep.values_of(p), df[p].tolist()))
     return df
 
 
-def param_dtype(entry: Any, observed: list[Any]) -> str:
-    """The column type of a searched hyperparameter: from its space entry, else from its values."""
-    kind = str(entry.get("type", "")).lower() if isinstance(entry, dict) else ""
-    values = space_values(entry)
-    if values is None and kind in ("float", "uniform", "loguniform", "quniform", "qloguniform"):
-        return "float64"
-    if values is None and kind in ("int", "randint", "lograndint", "qrandint", "qlograndint"):
-        return "Int64"
+def param_dtype(entry: Any, values: list[Any] | None, observed: list[Any]) -> str:
+    """The column type of a searched hyperparameter: its range's type, the type of the ``values`` it
+    is searched over, else that of the values its trials recorded."""
+    kind = entry.get("type") if isinstance(entry, dict) else None
+    if kind in ("float", "int"):
+        return "float64" if kind == "float" else "Int64"
     return infer_dtype(values if values is not None else observed)
 
 

@@ -8,18 +8,17 @@ spec's ``trainer`` section applied. Formats: ``search_spaces/README.md``, "Distr
 from __future__ import annotations
 
 import difflib
-import math
 from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from ablate.sweep_spec.base import SpecModel, bad, spec_error
 from ablate.sweep_spec.trainer import check_key, check_values
+from sweep_format.space import DIST_TYPES, is_bundle, range_count, range_grid
 from sweep_format.values import values_equal
 from trainables.config import DINOConfig
 
 BASELINE = "baseline"  # reserved bundle label: "the trainer section's values"
-DIST_TYPES = ("float", "int", "choice")  # what `type:` accepts (a bundle is a choice)
 BUNDLE_FORM = "{label: TEXT, set: {trainer_key: value, ...}}"
 
 
@@ -49,7 +48,7 @@ class _Range(SpecModel):
 
     def count(self) -> int:
         assert self.step is not None, "a range without step has no grid"
-        return math.floor((self.high - self.low) / self.step + 1e-9) + 1
+        return range_count(self.low, self.high, self.step)
 
     def check(self, name: str, trainer: dict[str, Any], algorithm: str) -> None:
         kind = self.type
@@ -75,8 +74,8 @@ class FloatDist(_Range):
     type: Literal["float"] = "float"
 
     def grid_values(self) -> list[float]:
-        step = self.step or 0.0
-        return [round(self.low + i * step, 12) for i in range(self.count())]
+        assert self.step is not None, "a range without step has no grid"
+        return range_grid(self.low, self.high, self.step, integer=False)
 
 
 class IntDist(_Range):
@@ -89,10 +88,11 @@ class IntDist(_Range):
 
     def count(self) -> int:
         assert self.step is not None, "a range without step has no grid"
-        return (self.high - self.low) // self.step + 1
+        return range_count(self.low, self.high, self.step)
 
     def grid_values(self) -> list[int]:
-        return list(range(self.low, self.high + 1, self.step or 1))
+        """Every integer of a range without step (``configs_of`` checks small ones value by value)."""
+        return range_grid(self.low, self.high, self.step or 1, integer=True)
 
     def largest(self) -> int:
         """The largest value a trial can get: ``high``, or the last grid point at or below it."""
@@ -209,11 +209,7 @@ def _dist_tag(entry: Any) -> str | None:
     """Which model reads a space entry: its ``type``, or ``bundle`` for a choice among {label, set}."""
     if not isinstance(entry, dict) or entry.get("type") not in DIST_TYPES:
         return None
-    values = entry.get("values")
-    if entry["type"] == "choice" and isinstance(values, list) and values \
-            and all(isinstance(v, dict) for v in values):
-        return "bundle"
-    return str(entry["type"])
+    return "bundle" if is_bundle(entry) else str(entry["type"])
 
 
 DIST_TYPE_ERROR = "dist_type"  # pydantic error type of an entry without a valid `type`; the loader words it

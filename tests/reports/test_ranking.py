@@ -63,3 +63,36 @@ def test_a_spec_without_mode_ranks_in_its_metrics_direction(tmp_path) -> None:
     trials = table([(0, 50.0, "completed", False, 1.0), (1, 60.0, "completed", False, 1.0)])
     trials["loss"] = trials["knn_top1"] / 10
     assert analyse(trials, {"params": ["teacher_temp"], "metric": "loss"}).points["point"].tolist() == [0, 1]
+
+
+def test_a_folders_space_is_read_by_the_rules_the_sweep_ran_with(tmp_path) -> None:
+    """The reports had their own reading of a space entry: a grid over a stepped range (run value by
+    value) was shown as continuous, and a bundle's values were its {label, set} mappings."""
+    from ablate.sweep_spec import load_spec
+    from reports.sweepdir import SweepDir
+    from tests.helpers import write_spec
+
+    text = """
+name: s
+space:
+  teacher_temp: {type: float, low: 0.02, high: 0.06, step: 0.02}
+  out_dim: {type: int, low: 256, high: 1024, log: true}
+  split:
+    type: choice
+    values:
+      - {label: s=0.24, set: {global_crops_scale: [0.24, 1.0], local_crops_scale: [0.05, 0.24]}}
+      - {label: s=0.48, set: {global_crops_scale: [0.48, 1.0], local_crops_scale: [0.05, 0.48]}}
+search: {algorithm: SEARCH}
+"""
+    ran = load_spec(write_spec(tmp_path, text.replace("SEARCH", "grid").replace(
+        "{type: int, low: 256, high: 1024, log: true}", "{type: choice, values: [256, 1024]}")))
+    spec = {"search": {"algorithm": "grid"}, "space": {n: d.as_dict() for n, d in ran.space.items()}}
+    folder = SweepDir(tmp_path, spec)
+    assert folder.values_of("teacher_temp") == ran.space["teacher_temp"].grid_values() == [0.02, 0.04, 0.06]
+    assert folder.values_of("split") == ["s=0.24", "s=0.48"] and folder.values_of("out_dim") == [256, 1024]
+    assert folder.categorical_params == ["teacher_temp", "out_dim", "split"]
+    sampled = SweepDir(tmp_path, {**spec, "search": {"algorithm": "optuna"}})
+    assert sampled.categorical_params == ["out_dim", "split"]  # Optuna samples the stepped range
+    optuna = load_spec(write_spec(tmp_path, text.replace("SEARCH", "optuna")))
+    logged = SweepDir(tmp_path, {"space": {n: d.as_dict() for n, d in optuna.space.items()}})
+    assert logged.log_params == ["out_dim"] and "out_dim" not in logged.categorical_params
