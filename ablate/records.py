@@ -29,7 +29,7 @@ from sweep_format.records import (
     read_records,
     write_record,
 )
-from sweep_format.values import values_equal
+from sweep_format.values import same_point, values_equal
 
 # Ray bookkeeping kept out of the epoch rows (the config is the record's own field).
 RAY_KEYS = {"config", "date", "hostname", "checkpoint_dir_name", "trial_id", "done", "should_checkpoint",
@@ -59,10 +59,7 @@ class Points:
                     self.known.append(rec["params"])
 
     def index(self, params: dict[str, Any]) -> int | None:
-        for i, point in enumerate(self.known):
-            if all(values_equal(point.get(k), params.get(k)) for k in params):
-                return i
-        return None
+        return next((i for i, point in enumerate(self.known) if same_point(point, params)), None)
 
     def of(self, params: dict[str, Any]) -> tuple[int, str, bool]:
         i = self.index(params)

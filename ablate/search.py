@@ -28,7 +28,7 @@ from ablate.sweep_spec import SweepSpec
 from sweep_format import statuses
 from sweep_format.layout import trial_folders
 from sweep_format.records import is_damaged
-from sweep_format.values import values_equal
+from sweep_format.values import same_point
 from trainables.trial import BUNDLES, EVAL_AT, OPTUNA_TRIAL, REPEAT, RESUME_DIRS, STOP, STORAGE_DIR, TRIAL_ID
 
 
@@ -112,10 +112,6 @@ def point_jobs(spec: SweepSpec, records: list[dict[str, Any]], sweep_dir: Path,
             jobs.append(continued(rec, sweep_dir))
     jobs += [Job(dict(p), r) for i, p in enumerate(points) for r in range(spec.repeats) if (i, r) not in done]
     return jobs
-
-
-def same_point(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
 
 
 # --- what every trial shares -----------------------------------------------------------------------

@@ -30,11 +30,12 @@ from typing import Any, TypeVar, cast
 
 from ablate.errors import StorageFull
 from ablate.records import search_value
-from ablate.search import Job, continued, same_point
+from ablate.search import Job, continued
 from ablate.sweep_spec import SAMPLERS, SweepSpec
 from sweep_format import statuses
 from sweep_format.layout import OPTUNA_DB, TRIALS_DIR
 from sweep_format.records import is_damaged, read_record, read_records, record_path
+from sweep_format.values import same_point
 
 T = TypeVar("T")
 # SQLite's words for a write that failed for lack of space or permission.
@@ -237,15 +238,21 @@ class OptunaSource:
         repeats keep their records and checkpoints)."""
         import optuna
 
-        groups: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        groups: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+
+        def group(params: dict[str, Any]) -> list[dict[str, Any]]:
+            found = next((recs for p, recs in groups if same_point(p, params)), None)
+            if found is None:
+                groups.append((dict(params), found := []))
+            return found
+
         for rec in records:
             if not is_damaged(rec) and rec.get("params") is not None:
-                key = repr(sorted(rec["params"].items()))
-                groups.setdefault(key, (dict(rec["params"]), []))[1].append(rec)
+                group(rec["params"]).append(rec)
         for point in self.points.values():  # asked, no trial started yet
-            groups.setdefault(repr(sorted(point.params.items())), (dict(point.params), []))
+            group(point.params)
         added = asked = 0
-        for params, recs in groups.values():
+        for params, recs in groups:
             ended = [r for r in recs if statuses.is_final(r.get("status"))]
             old = next((n for n, p in self.points.items() if same_point(p.params, params)), None)
             kept = self.points.pop(old).values if old is not None else {}

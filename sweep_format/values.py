@@ -11,6 +11,11 @@ import math
 from typing import Any
 
 
+def same_point(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two trials' searched values are one point: the same parameters, each value equal."""
+    return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
+
+
 def values_equal(a: Any, b: Any) -> bool:
     """Parameter values as equal as a sweep means them (0.1 == 0.1000000001, [0.4, 1] == (0.4, 1.0))."""
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):

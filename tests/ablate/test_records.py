@@ -122,6 +122,10 @@ search: {{algorithm: optuna, num_samples: 4}}
     old = [{"trial_id": "a", "point": 0, "params": {"teacher_temp": 0.05}}]  # the records, after a resume
     points = Points(optuna, old)
     assert points.of({"teacher_temp": 0.03})[0] == 1 and points.of({"teacher_temp": 0.05})[0] == 0
+    # a record of a parameter since removed from spec.yaml's space is another point, as resume sees it
+    # (search.same_point): it had matched any setting with the same teacher_temp
+    wider = [{"trial_id": "b", "point": 0, "params": {"teacher_temp": 0.05, "student_temp": 0.2}}]
+    assert Points(optuna, wider).of({"teacher_temp": 0.05})[0] == 1
 
 
 def test_interrupt_marks_only_unfinished_records(tmp_path: Path) -> None:
