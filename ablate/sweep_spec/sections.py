@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ablate.sweep_spec.base import SpecModel, bad, one_of, spec_error
+from trainables.stop_rules import StopRules
 
 # sampler name -> (class in optuna.samplers, modules it needs beyond Optuna)
 SAMPLERS = {"tpe": ("TPESampler", ()), "random": ("RandomSampler", ()),
@@ -127,9 +128,9 @@ class Resources(SpecModel):
 class Stop(SpecModel):
     """When a trial is stopped early: a collapse lasting ``patience`` epochs, a non-finite loss."""
 
-    patience: int = Field(default=3, ge=1)
-    collapse: bool = True
-    nonfinite: bool = True
+    patience: int = Field(default=StopRules.patience, ge=1)  # the trainable's rules own the defaults
+    collapse: bool = StopRules.collapse
+    nonfinite: bool = StopRules.nonfinite
 
     def as_dict(self) -> dict[str, Any]:
         return {"patience": self.patience, "collapse": self.collapse, "nonfinite": self.nonfinite}
