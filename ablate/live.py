@@ -30,6 +30,7 @@ from ray.tune import Callback
 from ablate.recorder import TrialRecorder, record_id
 from ablate.records import error_text
 from sweep_format import statuses
+from sweep_format.values import fmt_value
 
 RECENT = 6  # finished trials kept in the terminal table
 
@@ -59,10 +60,6 @@ def fmt_duration(seconds: float | None) -> str:
     seconds = int(round(seconds))
     h, rest = divmod(seconds, 3600)
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
-
-
-def fmt_value(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 class LiveView(Callback):

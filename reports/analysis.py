@@ -23,6 +23,7 @@ from reports import metric as metric_words
 from reports.ranking import rank_points
 from reports.stats import fmt_mean_ci, noise_verdict
 from reports.tables import native
+from sweep_format import values as sweep_values
 from sweep_format.metrics import DEFAULT_METRIC, mode_of
 from sweep_format.values import values_equal
 
@@ -61,11 +62,10 @@ class Analysis:
 
 
 def fmt_value(value: Any) -> str:
+    """A searched value in a report's table (sweep_format.values.fmt_value; '–' where missing)."""
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
         return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    return sweep_values.fmt_value(value)
 
 
 def point_label(row: pd.Series, params: list[str]) -> str:

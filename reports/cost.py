@@ -26,6 +26,7 @@ from reports.document import Document
 from reports.plots import COLLAPSE_COLOR, TRIAL_COLOR, save
 from reports.ranking import rank_points
 from sweep_format.layout import PLOTS_DIR
+from sweep_format.values import fmt_value
 
 KINDS = ("GPU", "CPU")
 # Where a trial's wall time goes (``trial_split``), in the order the report and bench/sweep_profile.py
@@ -191,7 +192,7 @@ def add_cost(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, params: 
                   "GPU trials count their GPU share x wall time, CPU trials their process CPU time.")
     front = set(pareto_front(table, mode))
     doc.table(pd.DataFrame({
-        **{p: table[p].map(_fmt) for p in params},
+        **{p: table[p].map(fmt_value) for p in params},
         "trials": table["trials"],
         "cost per trial": [fmt_cost(s, k) for s, k in zip(table["per_trial_s"], table["device_kind"])],
         "total cost": [fmt_cost(s, k) for s, k in zip(table["total_s"], table["device_kind"])],
@@ -234,5 +235,3 @@ def add_time_split(doc: Document, epochs: pd.DataFrame) -> None:
         doc.paragraph("Over 10 %: " + "; ".join(hints) + ".")
 
 
-def _fmt(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

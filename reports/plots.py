@@ -29,6 +29,7 @@ from reports import metric as metric_words
 from reports.stats import mean_ci
 from sweep_format.files import atomic_path
 from sweep_format.statuses import ERRORED
+from sweep_format.values import fmt_value
 
 KNN_LABEL = metric_words.label(metric_words.KNN_TOP1)  # the kNN plots' axis, whatever the sweep ranks by
 COLLAPSE_COLOR = "#d62728"
@@ -59,10 +60,6 @@ def ordered_values(series: pd.Series) -> list:
         return sorted(values, key=float)
     except (TypeError, ValueError):
         return sorted(values, key=str)
-
-
-def fmt(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, (float, np.floating)) else str(value)
 
 
 def plain_log_ticks(axis: Axis) -> None:
@@ -116,7 +113,7 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
         ax.axhline(baseline, color="grey", ls="--", lw=1, label=f"baseline {baseline:.2f}%")
     reference_lines(ax, reference)
     if categorical:
-        ax.set_xticks(range(len(values)), [fmt(v) for v in values])
+        ax.set_xticks(range(len(values)), [fmt_value(v) for v in values])
         ax.set_xlim(-0.5, len(values) - 0.5)
     elif log:
         ax.set_xscale("log")
@@ -265,7 +262,7 @@ def parallel_plot(trials: pd.DataFrame, params: list[str], out: Path, *, log_par
             k = max(len(values) - 1, 1)
             pos = {v: i / k if len(values) > 1 else 0.5 for i, v in enumerate(values)}
             columns[name] = col.map(lambda v, pos=pos: pos.get(v, np.nan)).astype(float)
-            ticks[name] = [(pos[v], fmt(v)) for v in values]
+            ticks[name] = [(pos[v], fmt_value(v)) for v in values]
             continue
         raw = col.astype(float)
         scaled = np.log10(raw.where(raw > 0)) if name in log_params else raw
@@ -274,10 +271,10 @@ def parallel_plot(trials: pd.DataFrame, params: list[str], out: Path, *, log_par
         columns[name] = (scaled - lo) / span if span > 0 else scaled * 0 + 0.5
         if span > 0:  # min, middle, max in the parameter's own units
             mid = 10 ** ((lo + hi) / 2) if name in log_params else (lo + hi) / 2
-            ticks[name] = [(0.0, fmt(float(np.nanmin(raw)))), (0.5, fmt(float(mid))),
-                           (1.0, fmt(float(np.nanmax(raw))))]
+            ticks[name] = [(0.0, fmt_value(float(np.nanmin(raw)))), (0.5, fmt_value(float(mid))),
+                           (1.0, fmt_value(float(np.nanmax(raw))))]
         else:
-            ticks[name] = [(0.5, fmt(float(np.nanmin(raw))))]
+            ticks[name] = [(0.5, fmt_value(float(np.nanmin(raw))))]
     norm = Normalize(float(data["knn_top1"].min()), float(data["knn_top1"].max()))
     cmap = matplotlib.colormaps["viridis"]
     fig = Figure(figsize=(max(6.0, 1.9 * len(axes)), 4.6))

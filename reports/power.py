@@ -23,6 +23,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from reports import metric as metric_words
+from reports.analysis import point_label
 from reports.document import Document
 from reports.stats import ALPHA, PAIRED_MIN_SEEDS, paired_differences
 
@@ -95,7 +96,8 @@ def seed_power(points: pd.DataFrame, params: list[str], metric: str = metric_wor
     if dof == 0:
         sd, dof = pooled_sd([list(v) for v in points["values"]])
         source = "all configurations with 2+ repeats (assuming seed noise alike across them)"
-    head = (f"The best configuration ({label(best, params)}) leads the runner-up ({label(second, params)}) "
+    head = (f"The best configuration ({point_label(best, params)}) leads the runner-up "
+            f"({point_label(second, params)}) "
             f"by {diff:.2f}{gap}.")
     if dof == 0:
         return PowerAdvice(f"{head} With one repeat per configuration there is no estimate of the seed "
@@ -118,10 +120,6 @@ def seed_power(points: pd.DataFrame, params: list[str], metric: str = metric_wor
         f"(two-sided {test}, exact noncentral t) needs **{need} repeats per configuration**; {verdict}. "
         "The observed difference is itself an estimate (the best of several looks better than it is): "
         "treat this as a lower bound.", table)
-
-
-def label(row: pd.Series, params: list[str]) -> str:
-    return ", ".join(f"{p}={row[p]:.4g}" if isinstance(row[p], float) else f"{p}={row[p]}" for p in params)
 
 
 def add_power(doc: Document, points: pd.DataFrame, params: list[str],

@@ -33,6 +33,7 @@ import pandas as pd
 
 from reports.stats import point_summary
 from sweep_format.statuses import RANKED
+from sweep_format.values import fmt_value
 
 
 def trained(trials: pd.DataFrame, metric: str) -> pd.Series:
@@ -117,8 +118,7 @@ def best_text(best: pd.Series | None, partial: bool, params: list[str], metric: 
     """The best configuration in one line, as the summary and the live view print it."""
     if best is None:
         return f"no best {metric}: no trial has a value measured after training"
-    setting = ", ".join(f"{p}={best[p]:.4g}" if isinstance(best[p], float) else f"{p}={best[p]}"
-                        for p in params)
+    setting = ", ".join(f"{p}={fmt_value(best[p])}" for p in params)
     flags = [f"mean of {int(best['n'])}"] + (["partial: no trial ran its schedule"] if partial else []) + (
         ["collapsed"] if best["collapsed"] else []) + ([note] if note else [])
     return f"best {metric} ({mode}): {best['mean']:.4g} ({setting}; {', '.join(flags)})"

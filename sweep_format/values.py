@@ -1,4 +1,4 @@
-"""When two values of a searched parameter are the same point of a sweep.
+"""When two values of a searched parameter are the same point of a sweep, and how a value is written.
 
 A value goes through YAML, JSON records and Optuna's storage on its way, so 0.1 may come back as
 0.1000000001 and a list as a tuple; every comparison of points (the records' ``point``, resuming a
@@ -9,6 +9,20 @@ from __future__ import annotations
 
 import math
 from typing import Any
+
+
+def fmt_value(value: Any, digits: int = 4) -> str:
+    """A searched value as a label, a table or a plot shows it: ``0.04425``, ``true``, ``[0.4, 1]``
+    (floats to ``digits`` significant digits; a record's label keeps 6; numpy scalars as Python's)."""
+    if hasattr(value, "item") and not isinstance(value, (list, tuple, str)):
+        value = value.item()  # numpy scalar
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(fmt_value(v, digits) for v in value) + "]"
+    return str(value)
 
 
 def same_point(a: dict[str, Any], b: dict[str, Any]) -> bool:

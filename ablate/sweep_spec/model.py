@@ -29,6 +29,7 @@ from ablate.sweep_spec.space import (
 )
 from ablate.sweep_spec.trainer import PATH_KEYS, absolute, check_trainer, check_values
 from sweep_format.metrics import DEFAULT_METRIC, DIRECTION, METRICS
+from sweep_format.values import fmt_value
 from trainables.config import TORCHVISION, TORCHVISION_ROOT, ConfigError, DINOConfig, make_config
 from trainables.inputs import check_data, check_model, check_weights
 
@@ -320,7 +321,7 @@ class SweepSpec(SpecModel):
                 return BASELINE
         else:
             items = list(point.items())
-        return ", ".join(v if isinstance(self.space.get(k), BundleDist) else f"{k}={_fmt(v)}"
+        return ", ".join(v if isinstance(self.space.get(k), BundleDist) else f"{k}={fmt_value(v, digits=6)}"
                          for k, v in items)
 
     @property
@@ -383,13 +384,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
-    return str(value)

@@ -333,3 +333,16 @@ def test_a_trial_that_never_runs_again_keeps_only_its_last_checkpoint(tmp_path: 
     else:
         recorder.on_trial_complete(0, [], trial)
     assert sorted(reported_epochs([Path(trial.path)])) == kept
+
+
+def test_a_value_is_written_one_way_in_labels_tables_and_plots() -> None:
+    """Six near-copies had written a bool True in a report where the record's label said true, and
+    a numpy float as 0.123456 in one place and 0.1235 in another."""
+    import numpy as np
+
+    from reports.analysis import fmt_value as report_value
+    from sweep_format.values import fmt_value
+
+    assert [fmt_value(v) for v in (True, np.bool_(False), 0.123456, np.float32(0.5), [0.4, 1], "s=0.24")] == \
+        ["true", "false", "0.1235", "0.5", "[0.4, 1]", "s=0.24"]
+    assert fmt_value(0.123456, digits=6) == "0.123456" and report_value(float("nan")) == "–"
