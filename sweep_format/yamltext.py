@@ -3,7 +3,9 @@
 ``yaml.safe_load`` builds no Python objects beyond plain data, but its aliases can make a few
 hundred bytes stand for billions of values (the "billion laughs"), which anything that walks the
 data (validation, an error message, a JSON dump) would then expand. ``load`` refuses data that
-expands to more than ``MAX_VALUES`` values: a sweep spec holds a few dozen.
+expands to more than ``MAX_VALUES`` values: a sweep spec holds a few dozen. A key written twice in
+one mapping is refused too (a ``yaml.YAMLError`` naming both lines): YAML keeps the last in
+silence, so a second ``teacher_temp:`` under ``space:`` would drop the first one's values.
 
     data = load(Path("spec.yaml").read_text())   # TooLarge when aliases blow it up
 """
@@ -21,8 +23,29 @@ class TooLarge(ValueError):
     """The YAML expands (through its aliases) to more than ``MAX_VALUES`` values."""
 
 
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key written twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: SafeLoader's own error follows
+                continue
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is written twice in one mapping (line {first.start_mark.line + 1} "
+                    f"and line {key_node.start_mark.line + 1}); YAML would keep only the last: keep one",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load(text: str, max_values: int = MAX_VALUES) -> Any:
-    data = yaml.safe_load(text)
+    data = yaml.load(text, Loader=_Loader)
     check_size(data, max_values)
     return data
 

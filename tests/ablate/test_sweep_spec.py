@@ -232,6 +232,16 @@ def test_yaml_syntax_error_gives_line(tmp_path: Path) -> None:
     assert "YAML syntax error" in message
 
 
+def test_a_key_written_twice_is_refused_not_dropped(tmp_path: Path) -> None:
+    """YAML keeps the last of two equal keys: the first teacher_temp's values were dropped in silence."""
+    spec_file = write(tmp_path, "name: t\nspace:\n  teacher_temp: {type: choice, values: [0.03]}\n"
+                                "  teacher_temp: {type: choice, values: [0.05, 0.06]}\n")
+    message = error_of(spec_file)
+    assert message.startswith(f"{spec_file}: line 4, column 3: ") and len(message.splitlines()) == 1
+    assert "'teacher_temp' is written twice in one mapping (line 3 and line 4)" in message
+    assert "twice" in error_of(write(tmp_path, "name: t\nsearch: {seed: 1, seed: 2}\n" + MINIMAL[8:]))
+
+
 def test_unavailable_sampler_lists_installed_ones(tmp_path: Path) -> None:
     message = error_of(write(tmp_path, MINIMAL + "search: {sampler: tpee}\n"))
     assert "search.sampler: got 'tpee'" in message
