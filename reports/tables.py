@@ -18,20 +18,10 @@ from typing import Any
 
 import pandas as pd
 
+from reports.columns import EPOCH_HEAD, HEAD_COLUMNS, TAIL_COLUMNS
 from reports.sweepdir import SweepDir, open_sweep
 from sweep_format.records import knn_measured, read_records
 
-# trials.parquet: these columns, in this order, around the searched hyperparameters (SCHEMA.md).
-HEAD_COLUMNS = {"sweep": "string", "trial_id": "string", "status": "string", "stop_reason": "string"}
-TAIL_COLUMNS = {
-    "seed": "Int64", "repeat": "Int64", "knn_top1": "float64", "knn_top5": "float64", "knn_epoch": "Int64",
-    "best_knn_top1": "float64", "knn_top1_epoch0": "float64", "loss": "float64",
-    "epochs_done": "Int64", "wall_time_s": "float64", "images_per_s": "float64",
-    "collapsed": "boolean", "point": "Int64", "is_baseline": "boolean", "epochs_planned": "Int64",
-    "trial_dir": "string", "label": "string", "pixel_knn_top1": "float64", "untrained_knn_top1": "float64",
-    "device_seconds": "float64", "restarts": "Int64",
-}
-EPOCH_HEAD = {"sweep": "string", "trial_id": "string", "epoch": "Int64"}
 # Per-host bookkeeping that is not a measurement.
 DROPPED_KEYS = {"hostname", "node_ip", "pid", "checkpoint_path"}
 

@@ -45,7 +45,7 @@ class _Loader(yaml.SafeLoader):
 
 
 def load(text: str, max_values: int = MAX_VALUES) -> Any:
-    data = yaml.load(text, Loader=_Loader)
+    data = yaml.load(text, Loader=_Loader)  # a SafeLoader: plain data only
     check_size(data, max_values)
     return data
 

@@ -14,6 +14,8 @@ from pydantic import Discriminator, Field, Tag, model_validator
 
 from ablate.sweep_spec.base import SpecModel, bad, spec_error
 from ablate.sweep_spec.trainer import check_key, check_values
+from reports.columns import taken
+from sweep_format.metrics import METRICS
 from sweep_format.space import DIST_TYPES, is_bundle, range_count, range_grid
 from sweep_format.values import values_equal
 from trainables.config import DINOConfig
@@ -223,6 +225,10 @@ DIST_TAGS = ("float", "int", "choice", "bundle")  # pydantic puts the tag into a
 def check_name(name: str, dist: Any) -> None:
     """A space entry is named after the trainer key it searches; only a bundle may have another name."""
     if isinstance(dist, BundleDist):
+        if taken(name, METRICS):
+            raise spec_error(f"{name!r} names a column of the report's trials table (reports/SCHEMA.md), "
+                             f"which a bundle's column would collide with; name it otherwise, e.g. "
+                             f"{name}_choice", _path(name, ""))
         return
     if name not in DINOConfig.model_fields:
         close = difflib.get_close_matches(name, list(DINOConfig.model_fields), n=3)

@@ -100,6 +100,10 @@ BAD = [
     ("choice values one point apart", "name: t\nspace: {teacher_temp: {type: choice, values: "
      "[0.04, 0.0400000000001]}}\nsearch: {algorithm: grid}\n", "space.teacher_temp.values[1]:",
      "repeats values[0]"),
+    ("bundle named like a table column", "name: t\nspace: {status: {type: choice, values: "
+     "[{label: a, set: {teacher_temp: 0.04}}]}}\n", "space.status:", "names a column of the report's trials"),
+    ("bundle named like a metric", "name: t\nspace: {teacher_entropy: {type: choice, values: "
+     "[{label: a, set: {teacher_temp: 0.04}}]}}\n", "space.teacher_entropy:", "e.g. teacher_entropy_choice"),
     ("bundle sets unknown key", "name: t\nspace: {split: {type: choice, values: "
      "[{label: a, set: {global_crop_scale: [0.3, 1.0]}}]}}\n", "space.split.values[0].set.global_crop_scale:",
      "global_crops_scale"),
@@ -499,3 +503,12 @@ search: {{algorithm: grid}}
         "teacher_temp",
         "space.warmup_epochs.values[1]: warmup_epochs 10 > epochs 8: the learning rate never reaches its "
         "peak"]
+
+
+def test_no_searchable_trainer_key_is_a_column_of_the_trials_table() -> None:
+    """A searched `epochs` was a second 'epochs' column (the planned epochs): every report crashed."""
+    from reports.columns import taken
+    from sweep_format.metrics import METRICS
+    from trainables.config import DINOConfig
+
+    assert [key for key in DINOConfig.model_fields if taken(key, METRICS)] == ["seed"]  # refused in space
