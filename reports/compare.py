@@ -35,6 +35,7 @@ from sweep_format.layout import (
     SPEC_FILE,
     TRIALS_DIR,
     TRIALS_TABLE,
+    is_sweep,
 )
 from sweep_format.metrics import DEFAULT_METRIC, mode_of
 from sweep_format.statuses import describe_counts
@@ -128,10 +129,11 @@ def build_comparison(paths: list[str | Path], out: str | Path) -> Path:
     """Write the comparison of ``paths`` (two or more) into ``out``; return ``out``."""
     if len(paths) < 2:
         raise ReportError("compare needs two or more sweeps (folders or trials.parquet files)")
+    out = Path(out)
+    check_out(out)
     sources = [load_source(p) for p in paths]
     unique_names(sources)
     shared = check_shared(sources)
-    out = Path(out)
     trials = combined([s.trials for s in sources])
     epochs = combined([s.epochs for s in sources])
     meta = {"sweeps": [s.name for s in sources], "params": shared,
@@ -145,6 +147,16 @@ def build_comparison(paths: list[str | Path], out: str | Path) -> Path:
     write_text(out / REPORT_MD, doc.markdown(relative_to=out))
     write_text(out / REPORT_HTML, doc.html())
     return out
+
+
+def check_out(out: Path) -> None:
+    """A comparison is never written into a sweep folder: its report/ and tables are the sweep's
+    (the comparison's trials.parquet would stand for the sweep's own)."""
+    folder = out.expanduser().resolve()
+    inside = next((f for f in (folder, *folder.parents) if is_sweep(f)), None)
+    if inside is not None:
+        raise ReportError(f"--out {out}: inside the sweep folder {inside}, whose files are the sweep's; "
+                          f"write the comparison beside it, e.g. --out {inside.parent / 'compare'}")
 
 
 def value_groups(values: pd.Series) -> pd.Series:

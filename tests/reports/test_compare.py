@@ -128,3 +128,19 @@ def test_sweeps_ranked_by_different_metrics_are_compared_on_knn(tmp_path: Path,
     assert "rank by different metrics (a: teacher_entropy (min); b: knn_top1 (max))" in md
     assert best_paragraph(tmp_path / "o").startswith(
         "**Best: a** (teacher_temp=0.01) with knn_top1 60.00 %, +10.00 vs the best of b.")
+
+
+@pytest.mark.parametrize("inside", ["s", "s/report", "s/report/deeper"])
+def test_compare_never_writes_into_a_sweep_folder(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                  inside: str) -> None:
+    """--out runs/a/report replaced sweep a's report and trials.parquet with the comparison."""
+    a = sweep_file(tmp_path, "a", [(60.0, 2.0, "completed", False)])
+    b = sweep_file(tmp_path, "b", [(50.0, 1.0, "completed", False)])
+    sweep = tmp_path / "s"
+    (sweep / "report").mkdir(parents=True)
+    (sweep / "spec.yaml").write_text("name: s\n")
+    before = sorted(p.relative_to(sweep) for p in sweep.rglob("*"))
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / inside)]) == 2
+    err = capsys.readouterr().err
+    assert f"inside the sweep folder {sweep}" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.relative_to(sweep) for p in sweep.rglob("*")) == before
