@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -55,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ablate {args.command}: error: {exc}", file=sys.stderr)
         return USAGE_EXIT
     except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:  # a path given on the command line, or a name in the spec
+            name = str(exc.filename or "a path")
+            print(f"ablate {args.command}: error: {name[:60]}{'…' if len(name) > 60 else ''}: a name or path "
+                  f"too long for this file system ({len(name.encode())} bytes; a name may have 255): give a "
+                  "shorter one", file=sys.stderr)
+            return USAGE_EXIT
         if exc.errno not in STORAGE_ERRNOS:
             raise
         print(f"ablate {args.command}: error: {storage_failure(exc, args)}", file=sys.stderr)

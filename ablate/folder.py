@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ablate.errors import UserError
 from ablate.sweep_spec import SweepSpec, load_spec
-from sweep_format.files import write_text
+from sweep_format.files import too_long, write_text
 from sweep_format.layout import REFERENCE_FILE, SPEC_FILE, TRIALS_DIR, is_sweep, links_in, not_a_sweep
 
 
@@ -26,6 +26,8 @@ def check_writable(folder: Path, option: str) -> Path | None:
 
     Returns the outermost folder the probe had to create (None: ``folder`` existed), for
     ``remove_made`` to take away again if the command stops before it writes anything."""
+    if problem := too_long(folder):
+        raise UserError(f"{option} {str(folder)[:60]}…: {problem}; give a shorter one")
     made = next((path for path in reversed([folder, *folder.parents]) if not path.exists()), None)
     try:
         folder.mkdir(parents=True, exist_ok=True)

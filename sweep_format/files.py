@@ -66,3 +66,15 @@ def linked(folder: str | os.PathLike, names: Iterable[str], inside: Iterable[str
     return (f"{links[0]}: a symbolic link (to {os.readlink(links[0])}){more} inside {folder}; ablate "
             "writes and deletes files only inside its own folders: replace the link with a copy of what "
             "it points to")
+
+
+NAME_MAX = 255  # bytes in one file name, on every common file system
+
+
+def too_long(path: str | os.PathLike) -> str:
+    """Why ``path`` cannot be made (a name of more than ``NAME_MAX`` bytes), or ""."""
+    for part in Path(path).parts:
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            return f"the name {part[:40]}… is {size} bytes, where a file system allows {NAME_MAX}"
+    return ""

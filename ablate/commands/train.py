@@ -23,7 +23,7 @@ from ablate.errors import UserError
 from ablate.overrides import load_yaml, parse_sets
 from ablate.sweep_spec import arch_problem
 from ablate.sweep_spec.model import absolute_paths
-from sweep_format.files import linked
+from sweep_format.files import linked, too_long
 from sweep_format.layout import RAY_LOG
 from trainables.config import ConfigError, DINOConfig, config_differences, describe_keys, make_config
 from trainables.inputs import check_inputs
@@ -90,6 +90,8 @@ def main(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: expected a number of data-parallel workers >= 1")
     out = Path(args.out)
+    if problem := too_long(out):  # before a parent of it is made
+        raise UserError(f"--out: {problem}; give a shorter folder name")
     ckpt = out / CHECKPOINT_NAME
     if file := next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None):
         raise UserError(f"--out {out}: {file} is a file, not a folder; give a folder for the run")

@@ -35,6 +35,7 @@ from trainables.inputs import check_data, check_model, check_weights
 
 Logger = Literal["tensorboard", "mlflow", "wandb"]
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+MAX_NAME = 100  # a sweep's folder name (file systems allow 255 bytes; its trial folders add to it)
 MAX_POINTS = 10_000
 # Trainer keys that set how many training images one optimizer step takes, or from which dataset.
 BATCH_KEYS = {"batch_size", "grad_accum_steps", "dataset"}
@@ -95,8 +96,9 @@ class SweepSpec(SpecModel):
     @field_validator("name")
     @classmethod
     def _folder_name(cls, name: str) -> str:
-        if not NAME_PATTERN.fullmatch(name) or name in (".", ".."):
-            raise bad(name, "required: a folder name of letters, digits, '-', '_', '.' (e.g. teacher-temps)")
+        if not NAME_PATTERN.fullmatch(name) or name in (".", "..") or len(name) > MAX_NAME:
+            raise bad(name, f"required: a folder name of letters, digits, '-', '_', '.', at most {MAX_NAME} "
+                      "long (e.g. teacher-temps)")
         return name
 
     @field_validator("trainer")

@@ -38,6 +38,7 @@ def one_line_error(capsys: pytest.CaptureFixture, command: str) -> str:
     ("trainer.epochs=100000000", "less than or equal to 10000"),
     ("trainer.epochs=99999999999999999999", "less than or equal to 10000"),
     ("trainer.seed=3", "seed"),
+    (f"name={'n' * 101}", "at most 100 long"),  # a folder name of 256+ bytes was a traceback
 ])
 def test_run_refuses_numbers_beyond_the_edges_before_ray(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                         no_ray: None, item: str, expected: str) -> None:
@@ -203,3 +204,15 @@ def test_a_folder_given_as_the_spec_is_named_so(tmp_path: Path, capsys: pytest.C
     assert main(["run", str(tmp_path)]) == 2
     err = one_line_error(capsys, "run")
     assert f"{tmp_path}: a folder, not a YAML file (e.g. {tmp_path / 'spec.yaml'})" in err
+
+
+def test_a_path_too_long_for_the_file_system_is_refused_and_nothing_made(
+        tmp_path: Path, no_ray: None, capsys: pytest.CaptureFixture) -> None:
+    """--out or --storage with a name of 256+ bytes ended in OSError ENAMETOOLONG, after the folders
+    above it had been made."""
+    long = tmp_path / "new" / ("b" * 260)
+    assert main(["train", *SETS, "--out", str(long)]) == 2
+    assert "is 260 bytes, where a file system allows 255" in one_line_error(capsys, "train")
+    assert main(["run", str(write_spec(tmp_path, OPTUNA_SPEC)), "--storage", str(long)]) == 2
+    assert "is 260 bytes, where a file system allows 255" in one_line_error(capsys, "run")
+    assert not (tmp_path / "new").exists()
