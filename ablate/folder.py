@@ -60,9 +60,12 @@ def remove_made(made: Path | None, folder: Path) -> None:
 
 
 def refuse_existing(sweep_dir: Path, name: str) -> None:
-    if sweep_dir.exists():
+    if is_sweep(sweep_dir):
         raise UserError(f"{sweep_dir}: a sweep named {name!r} already exists; continue it with "
                         f"`ablate resume {sweep_dir}`, or choose another name (--set name=...)")
+    if sweep_dir.exists() or sweep_dir.is_symlink():  # not a sweep: resume would refuse it too
+        raise UserError(f"{sweep_dir}: exists and is not a sweep folder (no {SPEC_FILE}); move it away, or "
+                        "choose another name for the sweep (--set name=...)")
 
 
 def create(spec: SweepSpec, sweep_dir: Path) -> None:

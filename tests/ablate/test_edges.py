@@ -216,3 +216,15 @@ def test_a_path_too_long_for_the_file_system_is_refused_and_nothing_made(
     assert main(["run", str(write_spec(tmp_path, OPTUNA_SPEC)), "--storage", str(long)]) == 2
     assert "is 260 bytes, where a file system allows 255" in one_line_error(capsys, "run")
     assert not (tmp_path / "new").exists()
+
+
+def test_a_folder_named_like_the_sweep_that_is_not_one_is_named_so(tmp_path: Path, no_ray: None,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    """It said 'a sweep named s already exists; continue it with ablate resume', which then refused
+    the folder as not a sweep."""
+    spec, storage = write_spec(tmp_path, OPTUNA_SPEC), tmp_path / "runs"
+    name = OPTUNA_SPEC.split("name: ", 1)[1].split("\n", 1)[0]
+    (storage / name).mkdir(parents=True)
+    assert main(["run", str(spec), "--storage", str(storage)]) == 2
+    assert "exists and is not a sweep folder (no spec.yaml)" in one_line_error(capsys, "run")
+    assert not any((storage / name).iterdir())
