@@ -208,8 +208,9 @@ def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:
     if bad and not skip_bad:
         path, problem = bad[0]
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise ConfigError(f"{path}: not a readable image ({problem}){more}; remove it, or pass "
-                          "--set skip_bad_images=true to skip unreadable files")
+        raise ConfigError(f"{path}: not a readable image ({problem}){more}; remove it, or skip unreadable "
+                          "files with skip_bad_images: true (ablate train --set skip_bad_images=true; in a "
+                          "sweep spec, trainer.skip_bad_images)")
     if bad:
         skipped = {path for path, _ in bad}
         ds.samples = ds.imgs = [s for s in ds.samples if s[0] not in skipped]

@@ -88,7 +88,7 @@ def test_unreadable_images_are_named_before_training_or_skipped_and_counted(tmp_
     (root / "train" / "b" / "notes.jpg").write_text("not an image")
     cfg = DINOConfig(dataset="imagefolder", data_path=str(root))
     with pytest.raises(ConfigError, match=r"truncated\.png: not a readable image .* \(and 1 more\); .*"
-                                          r"skip_bad_images=true"):
+                                          r"skip_bad_images=true; in a sweep spec, trainer\.skip_bad_images"):
         build_datasets(cfg)
     train, test = build_datasets(cfg.model_copy(update={"skip_bad_images": True}))
     assert (len(train), len(test)) == (80, 80)
