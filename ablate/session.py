@@ -9,12 +9,15 @@ before Ray is first imported, then starts or joins Ray.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ablate.errors import UserError
 from ablate.ray_logs import RayLogFile
@@ -96,13 +99,42 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
         return
     # address="local": always a new Ray for this run, never a cluster that `ray start` left behind.
     try:
-        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                 log_to_driver=False)
+        with own_session():
+            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                     log_to_driver=False)
     finally:  # Ray's processes have read the switch; a `ray start` this process runs later must not
         if previous is None:
             os.environ.pop(LOOPBACK_SWITCH, None)
         else:
             os.environ[LOOPBACK_SWITCH] = previous
+
+
+@contextlib.contextmanager
+def own_session() -> Iterator[None]:
+    """The processes a local Ray starts (GCS, raylet and, through it, the workers) in a session of
+    their own. A signal to the driver's process group (``timeout``, ``kill -TERM -PGID``, a closed
+    terminal) then reaches the driver alone, which stops the trials and marks the records as for a
+    SIGTERM to its pid. Without it Ray's processes died first, and the driver hung 60 s on the lost
+    GCS, then exited 1 with the records still ``running``. They still die with the driver: Ray
+    starts them with kernel fate-sharing (the parent-death signal), which is checked first."""
+    from ray._private import services, utils
+
+    popen = getattr(services, "ConsolePopen", None)
+    fate_sharing = getattr(utils, "detect_fate_sharing_support", lambda: False)
+    if popen is None or not sys.platform.startswith("linux") or not fate_sharing():
+        yield
+        return
+    original = popen.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("start_new_session", True)
+        original(self, *args, **kwargs)
+
+    popen.__init__ = init
+    try:
+        yield
+    finally:
+        popen.__init__ = original
 
 
 def bind_local_ray_to_loopback() -> None:
