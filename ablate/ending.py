@@ -57,9 +57,14 @@ class SignalInterrupt(KeyboardInterrupt):
         self.signum = signum
 
 
+def signal_of(exc: KeyboardInterrupt) -> int:
+    """The signal behind an interrupt: SIGINT for Ctrl-C, else the SignalInterrupt's."""
+    return int(getattr(exc, "signum", signal.SIGINT))
+
+
 def exit_code(exc: KeyboardInterrupt) -> int:
     """130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP."""
-    return EXIT_CODES.get(getattr(exc, "signum", signal.SIGINT), 130)
+    return EXIT_CODES.get(signal_of(exc), 130)
 
 
 class Signals:

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import ablate.admission as admission
 import ablate.history as history
-from ablate.ending import Signals, fit, keep_reserve
+from ablate.ending import Signals, SweepInterrupted, fit, keep_reserve, signal_of
 from ablate.errors import StorageFull, UserError
 from ablate.folder import (
     check_writable,
@@ -69,8 +69,13 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
                 logs.attach(sweep_dir)
                 record_reference_knn(spec, sweep_dir)
                 drive(spec, sweep_dir, resources, limit, signals, names, stream)
-    except BaseException:
+    except KeyboardInterrupt as exc:  # before the trials started (Ray's start, the reference kNN)
         if not sweep_dir.exists():  # stopped before the sweep folder: not even an empty --storage left
+            remove_made(made, sweep_dir.parent)
+            raise
+        raise SweepInterrupted(sweep_dir, signal_of(exc)) from None  # the summary, the resume hint
+    except BaseException:
+        if not sweep_dir.exists():
             remove_made(made, sweep_dir.parent)
         raise
     return sweep_dir
@@ -89,14 +94,17 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
     check_writable(sweep_dir, "resume")
     names = check_trackers(spec.loggers, f"{sweep_dir / SPEC_FILE}: loggers")
     precheck(spec, address, num_cpus, num_gpus)
-    with SweepLock(sweep_dir, "resume"), Signals() as signals, RayLogFile(verbose) as logs:
-        start_ray(address, num_cpus, num_gpus, connect_timeout, logs)
-        signals.install()
-        resources, limit, where = admit(spec)
-        logs.attach(sweep_dir)
-        with ran(sweep_dir, "resume", where, started):
-            record_reference_knn(spec, sweep_dir)  # a sweep stopped before it was written
-            drive(spec, sweep_dir, resources, limit, signals, names, stream, tuple(retry))
+    try:
+        with SweepLock(sweep_dir, "resume"), Signals() as signals, RayLogFile(verbose) as logs:
+            start_ray(address, num_cpus, num_gpus, connect_timeout, logs)
+            signals.install()
+            resources, limit, where = admit(spec)
+            logs.attach(sweep_dir)
+            with ran(sweep_dir, "resume", where, started):
+                record_reference_knn(spec, sweep_dir)  # a sweep stopped before it was written
+                drive(spec, sweep_dir, resources, limit, signals, names, stream, tuple(retry))
+    except KeyboardInterrupt as exc:  # before the trials started: the summary and the resume hint
+        raise SweepInterrupted(sweep_dir, signal_of(exc)) from None
     return sweep_dir
 
 

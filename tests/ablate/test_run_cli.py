@@ -57,3 +57,20 @@ def test_help_imports_no_training_or_report_libraries() -> None:
             "{'torch', 'timm', 'torchvision', 'ray', 'pandas', 'matplotlib', 'sklearn', 'optuna'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_ctrl_c_before_the_trials_start_gives_the_resume_hint(ray_cluster: str, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during the reference kNN (after the folder was made) printed only 'interrupted': the
+    sweep folder it left had no word on how to continue."""
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("ablate.sweep.record_reference_knn", interrupted)
+    storage = tmp_path / "runs"
+    assert main(["run", str(write_spec(tmp_path, OPTUNA_SPEC)), "--storage", str(storage),
+                 "--address", ray_cluster]) == 130
+    (sweep,) = storage.iterdir()
+    err = capsys.readouterr().err
+    assert f"0 of 4 trials finished; continue with `ablate resume {sweep}`" in err and "Traceback" not in err
