@@ -38,8 +38,9 @@ class _Loader(yaml.SafeLoader):
                 continue
             if first is not key_node:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"{key!r} is written twice in one mapping (line {first.start_mark.line + 1} "
-                    f"and line {key_node.start_mark.line + 1}); YAML would keep only the last: keep one",
+                    None, None, f"{repr(key)[:60]} is written twice in one mapping (line "
+                    f"{first.start_mark.line + 1} and line {key_node.start_mark.line + 1}); YAML would keep "
+                    "only the last: keep one",
                     key_node.start_mark)
         return super().construct_mapping(node, deep=deep)
 
