@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports import metric as metric_words
+from reports import metric_words
 from reports.ranking import rank_points
 from reports.stats import fmt_mean_ci, noise_verdict
 from reports.tables import native

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports import metric as metric_words
-from reports import plots
+from reports import metric_words, plots
 from reports.analysis import analyse, fmt_value, leaderboard, point_label
 from reports.document import Document
 from reports.errors import ReportError

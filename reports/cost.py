@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from reports import metric as metric_words
+from reports import metric_words
 from reports.document import Document
 from reports.plots import COLLAPSE_COLOR, TRIAL_COLOR, save
 from reports.ranking import rank_points

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from reports import metric as metric_words
+from reports import metric_words
 from reports.stats import mean_ci
 from sweep_format.files import atomic_path
 from sweep_format.statuses import ERRORED

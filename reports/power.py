@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pandas as pd
 from scipy import stats as sps
 
-from reports import metric as metric_words
+from reports import metric_words
 from reports.analysis import point_label
 from reports.document import Document
 from reports.stats import ALPHA, PAIRED_MIN_SEEDS, paired_differences
