@@ -27,7 +27,7 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False,
     Exit code: 0 when every trial finished and one has a trained value of the metric; ``exit_code``
     (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP) after an interrupt; 1 when a trial errored or none trained
     (the errored ones are named)."""
-    from reports.ranking import best_point, best_text, measured_before_end
+    from reports.ranking import best_point, best_text, measured_before_end, no_best_text
     from reports.render import build_report
     from reports.sweepdir import open_sweep
     from reports.tables import sweep_tables
@@ -54,8 +54,7 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False,
         print("\n" + best_text(best, partial, params, metric, sweep.mode,
                                measured_before_end(trials, best["point"], metric)))
     elif not interrupted and len(trials):
-        print(f"\nno best configuration: no trial has a {metric} measured after training (every trial "
-              "ended at epoch 0 or before its first evaluation; see the status and reason of each)")
+        print("\n" + no_best_text(metric))
     print(f"trials: {statuses.describe_counts(trials['status'].value_counts().to_dict()) or 'none'}")
     if report_dir:
         print(f"report: {report_dir / REPORT_HTML} (and {REPORT_MD}, {TRIALS_TABLE}, {EPOCHS_TABLE})")

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from reports import metric_words
-from reports.ranking import rank_points
+from reports.ranking import no_best_text, rank_points
 from reports.stats import fmt_mean_ci, noise_verdict
 from reports.tables import native
 from sweep_format import values as sweep_values
@@ -190,9 +190,8 @@ def headline(result: Analysis) -> str:
     """Which configuration wins, and by how much vs the baseline and the runner-up."""
     pts = result.points
     if pts.empty or not math.isfinite(pts["mean"].iloc[0]):
-        return (f"No best configuration: no trial has a {result.metric} measured after training "
-                "(none has finished an epoch yet, or every one ended at epoch 0 or before its first "
-                "evaluation).")
+        text = no_best_text(result.metric)
+        return text[0].upper() + text[1:] + "."
     best = pts.iloc[0]
     unit, gap = metric_words.unit(result.metric), metric_words.gap(result.metric)
     text = (f"**Best: {point_label(best, result.params)}** with {result.metric_label} "

@@ -113,11 +113,18 @@ def best_trial(trials: pd.DataFrame, params: list[str], metric: str = "knn_top1"
     return repeats.sort_values(metric, ascending=(mode == "min"), kind="stable").iloc[0]
 
 
+def no_best_text(metric: str) -> str:
+    """Why a sweep names no best configuration, in the one sentence the summary and the report print."""
+    return (f"no best configuration: no trial has a {metric} measured after training (none has finished "
+            "an epoch yet, or every one ended at epoch 0 or before its first evaluation; each trial's "
+            "status and reason say why)")
+
+
 def best_text(best: pd.Series | None, partial: bool, params: list[str], metric: str, mode: str,
               note: str = "") -> str:
     """The best configuration in one line, as the summary and the live view print it."""
     if best is None:
-        return f"no best {metric}: no trial has a value measured after training"
+        return no_best_text(metric)
     setting = ", ".join(f"{p}={fmt_value(best[p])}" for p in params)
     flags = [f"mean of {int(best['n'])}"] + (["partial: no trial ran its schedule"] if partial else []) + (
         ["collapsed"] if best["collapsed"] else []) + ([note] if note else [])
