@@ -196,9 +196,11 @@ def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:
         raise ConfigError(f"{folder}: cannot be read ({exc.strerror}); ablate needs to list it and read "
                           "its images") from None
     unlisted: list[OSError] = []  # torchvision walks the class folders and skips what it cannot list
+    left_out: list[str] = []  # and the files whose extension is not an image's
     for name in ds.classes:
-        for _ in os.walk(folder / name, onerror=unlisted.append, followlinks=True):
-            pass
+        for top, _, files in os.walk(folder / name, onerror=unlisted.append, followlinks=True):
+            left_out += [os.path.join(top, f) for f in files
+                         if not f.startswith(".") and not f.lower().endswith(IMG_EXTENSIONS)]
     if unlisted:
         more = f" (and {len(unlisted) - 1} more)" if len(unlisted) > 1 else ""
         raise ConfigError(f"{unlisted[0].filename}: cannot be read ({unlisted[0].strerror}){more}; its "
@@ -217,6 +219,11 @@ def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:
         ds.targets = [label for _, label in ds.samples]
         print(f"ablate: warning: skipped {len(bad)} unreadable image files in {folder} "
               f"(e.g. {bad[0][0]}: {bad[0][1]})", file=sys.stderr)
+    if left_out:
+        kinds = sorted({Path(f).suffix.lower() or "no extension" for f in left_out})
+        print(f"ablate: warning: left out {len(left_out)} files of {folder} that are not images by their "
+              f"extension ({', '.join(kinds[:5])}{', ...' if len(kinds) > 5 else ''}; e.g. {left_out[0]}); "
+              f"ablate reads {', '.join(IMG_EXTENSIONS)}", file=sys.stderr)
     if not ds.samples:
         raise empty
     return ds

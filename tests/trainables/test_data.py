@@ -95,6 +95,21 @@ def test_unreadable_images_are_named_before_training_or_skipped_and_counted(tmp_
     assert "skipped 2 unreadable image files" in capsys.readouterr().err
 
 
+def test_files_that_are_not_images_by_their_extension_are_counted_and_named(tmp_path: Path, capsys):
+    """torchvision lists only image extensions: an animated .gif or a .heic photo was left out of the
+    dataset without a word (dot files, such as .DS_Store, are not worth one)."""
+    root = write_image_folder(tmp_path / "data")
+    good = root / "train" / "a" / "0.png"
+    (root / "train" / "a" / "clip.gif").write_bytes(good.read_bytes())
+    (root / "train" / "b" / "photo.HEIC").write_bytes(b"x")
+    (root / "train" / "b" / ".DS_Store").write_bytes(b"x")
+    train, test = build_datasets(DINOConfig(dataset="imagefolder", data_path=str(root)))
+    assert (len(train), len(test)) == (80, 80)
+    err = capsys.readouterr().err
+    assert "left out 2 files of" in err and "(.gif, .heic; e.g." in err and ".DS_Store" not in err
+    assert err.count("left out") == 1  # val/ has none
+
+
 def test_a_folder_checked_once_is_decoded_again_only_when_its_files_changed(tmp_path: Path, monkeypatch):
     """The driver's input check, its reference kNN and every trial process on the machine build the
     same folder: its images are decoded once (the verdict kept in the process and in the cache
