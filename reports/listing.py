@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -47,14 +48,19 @@ def last_update(folder: Path) -> str:
         return "–"
 
 
-def sweep_row(folder: Path) -> dict[str, str]:
+def sweep_row(folder: Path, planned: int | None = None) -> dict[str, str]:
+    """``folder``'s line; ``planned``: the trials its spec plans (trials that never started have no
+    record, so an interrupted sweep would look finished without it)."""
     try:
         sweep = open_sweep(folder)
         trials, epochs = sweep_tables(sweep)
     except (ReportError, OSError) as exc:  # one broken sweep must not hide the others
         return {"sweep": folder.name, "description": f"(unreadable: {exc})", "trials": "–",
                 "best": "–", "cost": "–", "last update": last_update(folder)}
-    by_status = describe_counts(trials["status"].value_counts().to_dict()) or "no trials yet"
+    by_status = describe_counts(trials["status"].value_counts().to_dict())
+    if planned is not None and planned > len(trials):
+        by_status = ", ".join(filter(None, (by_status, f"{planned - len(trials)} not started")))
+    by_status = by_status or "no trials yet"
     best, partial = best_point(trials, sweep.params, sweep.metric, sweep.mode)  # as the report ranks
     if best is None:
         text = "no value after training yet" if len(trials) else "–"
@@ -73,8 +79,9 @@ def measured_note(trials: pd.DataFrame, point: int, metric: str) -> str:
     return f" ({note})" if note else ""
 
 
-def list_sweeps(storage: str | Path) -> pd.DataFrame:
-    """One row per sweep in ``storage``; ReportError if it is missing or holds no sweep."""
+def list_sweeps(storage: str | Path, planned: Callable[[Path], int | None] = lambda _: None) -> pd.DataFrame:
+    """One row per sweep in ``storage``; ReportError if it is missing or holds no sweep. ``planned``
+    gives a sweep folder's planned number of trials (None: unknown), which its spec's search decides."""
     folder = Path(storage)
     if not folder.exists():
         raise ReportError(f"{folder}: no such folder (expected {EXPECTED})")
@@ -87,7 +94,7 @@ def list_sweeps(storage: str | Path) -> pd.DataFrame:
     if not sweeps:
         raise ReportError(f"{folder}: no sweeps here (expected {EXPECTED}; start one with "
                           "`ablate run SPEC.yaml`)")
-    return pd.DataFrame([sweep_row(s) for s in sweeps], columns=COLUMNS)
+    return pd.DataFrame([sweep_row(s, planned(s)) for s in sweeps], columns=COLUMNS)
 
 
 def format_listing(df: pd.DataFrame) -> str:

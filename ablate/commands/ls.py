@@ -11,11 +11,21 @@ from ablate.errors import UserError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "ls", help="list the sweeps in a storage folder",
-        description="One line per sweep: name, description, trials by status, best final kNN top-1, "
-                    "last update.")
+        description="One line per sweep: name, description, trials by status (and how many of the "
+                    "spec's trials have not started), best final kNN top-1, cost, last update.")
     p.add_argument("storage", nargs="?", default="runs", metavar="DIR",
                    help="storage folder of sweeps (default: ./runs)")
     p.set_defaults(func=main)
+
+
+def planned_trials(sweep_dir: Path) -> int | None:
+    """The trials ``sweep_dir``'s spec plans; None where its spec cannot be read (its row says why)."""
+    from ablate.folder import load_sweep_spec
+
+    try:
+        return load_sweep_spec(sweep_dir).num_trials
+    except UserError:
+        return None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -23,7 +33,7 @@ def main(args: argparse.Namespace) -> int:
     from reports.listing import format_listing, list_sweeps
 
     try:
-        print(format_listing(list_sweeps(Path(args.storage))))
+        print(format_listing(list_sweeps(Path(args.storage), planned_trials)))
     except ReportError as exc:
         raise UserError(str(exc)) from None
     return 0

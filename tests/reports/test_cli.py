@@ -103,6 +103,15 @@ def test_ls_names_each_sweep_by_its_folder(sweep_copy: Path, capsys: pytest.Capt
     assert rows == ["tiny", "tiny-old (name: tiny)"]
 
 
+def test_ls_counts_the_trials_that_never_started(sweep_copy: Path, capsys: pytest.CaptureFixture) -> None:
+    """A sweep stopped before its last trials started has no record of them: ls read '2 completed',
+    a finished sweep to the eye; the spec's plan tells how many are missing."""
+    for file in sorted((sweep_copy / "trials").glob("*.json"))[2:]:
+        file.unlink()
+    assert main(["ls", str(sweep_copy.parent)]) == 0
+    assert "  2 completed, 2 not started  " in capsys.readouterr().out.splitlines()[1]
+
+
 def test_ls_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["ls", str(tmp_path / "nope")]) == 2
     assert f"{tmp_path / 'nope'}: no such folder" in capsys.readouterr().err
