@@ -85,7 +85,7 @@ def spec_text(spec: SweepSpec) -> str:
     baseline point (grid and ablation: the trainer's own values of the searched keys)."""
     import yaml
 
-    from ablate.sweep_spec.loader import RESOLVED, RESOLVED_TRAINER
+    from sweep_format.layout import RESOLVED, RESOLVED_TRAINER
 
     data = yaml.safe_load(spec.dump())
     # derived (the loader ignores it): the baseline point, and the trainer settings every trial runs with
@@ -107,7 +107,7 @@ def load_sweep_spec(sweep_dir: Path) -> SweepSpec:
         raise UserError(f"{exc} ({file} is the spec this sweep ran with: restore it from a copy of the "
                         "sweep folder, or from the spec file and --set options it was started with)"
                         ) from None
-    from ablate.sweep_spec.loader import RESOLVED_TRAINER
+    from sweep_format.layout import RESOLVED_TRAINER
     from trainables.config import config_differences
 
     ran = spec._resolved.get(RESOLVED_TRAINER)

@@ -38,6 +38,7 @@ from sweep_format.layout import (
 )
 from sweep_format.metrics import DEFAULT_METRIC, mode_of
 from sweep_format.statuses import describe_counts
+from sweep_format.values import values_equal
 
 SECTIONS = ("Sweeps", "Shared parameters", "Leaderboard", "Trials")
 MAX_ROWS = 12  # more distinct values than this are grouped into quantile ranges
@@ -182,6 +183,35 @@ def side_by_side(counted: pd.DataFrame, param: str, names: list[str]) -> pd.Data
     return pd.DataFrame(rows)
 
 
+DATA_KEYS = ("dataset", "data_path")  # where a sweep's kNN figures are measured
+
+
+def differing_settings(sources: list[Source]) -> pd.DataFrame:
+    """The fixed trainer settings (none searched by any sweep) in which the sweeps differ: one row per
+    setting, one column per sweep. Sweeps whose files do not keep their settings are left out."""
+    known = [s for s in sources if isinstance(s.info.get("fixed"), dict)]
+    if len(known) < 2:
+        return pd.DataFrame()
+    keys = [k for k in known[0].info["fixed"] if all(k in s.info["fixed"] for s in known[1:])]
+    rows = [{"setting": k, **{s.name: fmt_value(s.info["fixed"][k]) for s in known}} for k in keys
+            if not all(values_equal(known[0].info["fixed"][k], s.info["fixed"][k]) for s in known[1:])]
+    return pd.DataFrame(rows)
+
+
+def settings_note(differ: pd.DataFrame, sources: list[Source]) -> str:
+    """What the comparison can be read for, given the settings in which the sweeps differ."""
+    unknown = [s.name for s in sources if not isinstance(s.info.get("fixed"), dict)]
+    text = (f"{', '.join(unknown)}: no trainer settings in the file (a trials.parquet written before ablate "
+            "kept them), so the sweeps may differ in more than is shown. " if unknown else "")
+    if not len(differ):
+        return text + ("" if unknown else "The sweeps share every trainer setting they do not search.")
+    data = [k for k in DATA_KEYS if k in set(differ["setting"])]
+    return text + ("The sweeps differ in the trainer settings below, besides what they search" + (
+        f"; they ran on different data ({', '.join(data)}): each kNN figure is measured on its own "
+        "dataset, so compare each sweep's trend in a parameter, not its values across sweeps."
+        if data else "."))
+
+
 def fmt_reference(source: Source, key: str) -> str:
     """A sweep's reference kNN top-1 (metadata of its parquet, or its trials' column)."""
     value = source.info.get(key)
@@ -253,6 +283,10 @@ def comparison_document(sources: list[Source], shared: list[str], trials: pd.Dat
     if bests:
         doc.paragraph(best_line(pd.DataFrame(bests), metric, mode))
     doc.table(pd.DataFrame(rows))
+    differ = differing_settings(sources)
+    doc.note(settings_note(differ, sources))
+    if len(differ):
+        doc.table(differ)
     doc.heading("Shared parameters")
     doc.note(f"Final kNN top-1 (%) per value, mean ± 95% CI (trials); {counted_statuses()} trials. "
              "Parameters searched by every sweep: " + ", ".join(f"`{p}`" for p in shared) + ".")

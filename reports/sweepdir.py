@@ -21,6 +21,8 @@ from sweep_format import yamltext
 from sweep_format.layout import (
     REFERENCE_FILE,
     REPORT_DIR,
+    RESOLVED,
+    RESOLVED_TRAINER,
     SPEC_FILE,
     TUNE_DIR,
     is_sweep,
@@ -28,7 +30,7 @@ from sweep_format.layout import (
     not_a_sweep,
 )
 from sweep_format.metrics import DEFAULT_METRIC, mode_of
-from sweep_format.space import is_log, values_of
+from sweep_format.space import is_log, keys_set, values_of
 from sweep_format.text import printable_tree
 
 
@@ -86,6 +88,17 @@ class SweepDir:
         return dict(self.spec.get("trainer") or {})
 
     @property
+    def fixed_settings(self) -> dict[str, Any]:
+        """The trainer settings every trial shares: those the trials ran with (spec.yaml's resolved
+        section; the spec's own trainer section in a folder written before ablate kept them), less
+        the keys the space searches."""
+        resolved = self.spec.get(RESOLVED)
+        ran = resolved.get(RESOLVED_TRAINER) if isinstance(resolved, dict) else None
+        searched = set().union(*(keys_set(p, e) for p, e in self.space.items()))
+        settings = ran if isinstance(ran, dict) else self.trainer
+        return {k: v for k, v in settings.items() if k not in searched}
+
+    @property
     def epochs(self) -> int | None:
         value = self.trainer.get("epochs")
         return int(value) if isinstance(value, int) else None
@@ -114,7 +127,7 @@ class SweepDir:
                 "categorical_params": self.categorical_params, "algorithm": self.algorithm,
                 "metric": self.metric, "mode": self.mode,
                 "pixel_knn_top1": ref.get("pixel_knn_top1"),
-                "untrained_knn_top1": ref.get("untrained_knn_top1")}
+                "untrained_knn_top1": ref.get("untrained_knn_top1"), "fixed": self.fixed_settings}
 
 
 def open_sweep(path: str | Path) -> SweepDir:

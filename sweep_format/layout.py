@@ -1,6 +1,6 @@
 """The layout of a sweep folder, ``<storage>/<name>/``, and the one answer to "is this a sweep?".
 
-    spec.yaml            the resolved spec (ablate.sweep_spec), plus ``resolved: {baseline: ...}``
+    spec.yaml            the resolved spec (ablate.sweep_spec), plus ``resolved: {baseline, trainer}``
     trials/<id>.json     ablate's trial records, the sweep's source of truth (sweep_format.records);
                          trials/.reserve: space kept to write them with when the disk fills
     optuna.db            the Optuna study (search.algorithm: optuna)
@@ -29,6 +29,8 @@ from typing import Any
 from sweep_format.files import linked
 
 SPEC_FILE = "spec.yaml"
+RESOLVED = "resolved"  # a section the sweep writes into its spec.yaml: derived, so ignored on reading
+RESOLVED_TRAINER = "trainer"  # in it: the trainer settings the trials run with (kept on resume)
 TRIALS_DIR = "trials"
 OPTUNA_DB = "optuna.db"
 REFERENCE_FILE = "reference_knn.json"

@@ -28,6 +28,13 @@ def is_bundle(entry: Any) -> bool:
             and bool(values) and all(isinstance(v, dict) for v in values))
 
 
+def keys_set(name: str, entry: Any) -> set[str]:
+    """The trainer keys a parameter sets: a bundle's keys (every value's ``set``), else its name."""
+    if not is_bundle(entry):
+        return {name}
+    return {str(k) for v in entry["values"] if isinstance(v.get("set"), dict) for k in v["set"]}
+
+
 def range_count(low: float, high: float, step: float) -> int:
     """How many values ``low, low + step, ... <= high`` holds."""
     return math.floor((high - low) / step + 1e-9) + 1

@@ -19,10 +19,9 @@ from ablate.overrides import load_yaml, parse_sets, set_dotted
 from ablate.sweep_spec.base import SPEC_ERROR, UNKNOWN_KEY, SpecError
 from ablate.sweep_spec.model import SweepSpec
 from ablate.sweep_spec.space import DIST_TAGS, DIST_TYPE_ERROR, DIST_TYPES
+from sweep_format.layout import RESOLVED
 from trainables.config import DINOConfig, short
 
-RESOLVED = "resolved"  # a section the sweep writes into its spec.yaml: derived, so ignored on reading
-RESOLVED_TRAINER = "trainer"  # in it: the trainer settings the trials run with (kept on resume)
 MISSING = {
     "name": "required: a folder name of letters, digits, '-', '_', '.' (e.g. teacher-temps)",
     "space": "missing: the parameters to search, e.g. space: {teacher_temp: {type: float, low: 0.02, "

@@ -44,6 +44,31 @@ def test_compare_two_sweeps(real_sweep: Path, report_dir: Path, tmp_path: Path,
     assert "| teacher_temp | tiny_b | tiny |" in md
     assert "raw pixels kNN (%)" in md and "untrained kNN (%)" in md and "| 100.00 |" in md  # the references
     assert "<img" in (out / "report.html").read_text()
+    assert "The sweeps share every trainer setting they do not search." in md  # a copy: the same
+
+
+def test_compare_names_the_settings_in_which_the_sweeps_differ(real_sweep: Path, tmp_path: Path) -> None:
+    """Two sweeps on different datasets (or epochs, archs) were compared value against value without a
+    word: the settings they differ in are listed, and different data is said to make values apart."""
+    from reports.compare import differing_settings, load_source, settings_note, unique_names
+
+    other = renamed_copy(real_sweep, tmp_path / "b", "b")
+    spec = yaml.safe_load((other / "spec.yaml").read_text())
+    ran = spec["resolved"]["trainer"]
+    ran["dataset"], ran["epochs"] = "digits", ran["epochs"] + 7
+    ran["teacher_temp"] = 0.5  # searched: never listed
+    (other / "spec.yaml").write_text(yaml.safe_dump(spec))
+    sources = [load_source(real_sweep), load_source(other)]
+    unique_names(sources)
+    differ = differing_settings(sources)
+    assert sorted(differ["setting"]) == ["dataset", "epochs"]
+    assert differ.set_index("setting").loc["dataset"].to_dict() == {"tiny": "synthetic", "b": "digits"}
+    note = settings_note(differ, sources)
+    assert note.startswith("The sweeps differ in the trainer settings below")
+    assert "ran on different data (dataset)" in note
+    sources[1].info.pop("fixed")  # a trials.parquet written before ablate kept the settings
+    assert differing_settings(sources).empty
+    assert settings_note(differing_settings(sources), sources).startswith("b: no trainer settings in the")
 
 
 def test_compare_without_a_shared_parameter_is_a_user_error(real_sweep: Path, tmp_path: Path,
