@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from ablate.sweep_spec.base import SpecModel, bad, spec_error
-from ablate.sweep_spec.trainer import check_key, check_values
+from ablate.sweep_spec.trainer import check_searched_key, check_values
 from reports.columns import taken
 from sweep_format.metrics import METRICS
 from sweep_format.space import DIST_TYPES, is_bundle, range_count, range_grid
@@ -199,7 +199,7 @@ class BundleDist(SpecModel):
         for i, bundle in enumerate(self.choices):
             at = _path(name, f"values[{i}].set")
             for key, value in bundle.overrides.items():
-                check_key(key, f"{at}.{key}")
+                check_searched_key(key, f"{at}.{key}")
                 check_values({**trainer, key: value}, f"{at}.{key}")
             check_values({**trainer, **bundle.overrides}, at)
 
@@ -237,7 +237,7 @@ def check_name(name: str, dist: Any) -> None:
                          f"key it searches; only a bundle (type: choice, values: [{BUNDLE_FORM}, ...]) may "
                          f"have another name. Trainer keys: {', '.join(DINOConfig.model_fields)}",
                          _path(name, ""))
-    check_key(name, _path(name, ""))
+    check_searched_key(name, _path(name, ""))
 
 
 def check_no_overlap(space: dict[str, Any]) -> None:

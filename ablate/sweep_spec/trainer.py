@@ -19,6 +19,10 @@ from trainables.config import ConfigError, DINOConfig, make_config, unknown_key_
 # resume` may run from another one, so the spec holds them absolute (``absolute_paths``).
 PATH_KEYS = ("data_path", "pretrained_weights")
 
+# What a sweep is measured on: its reference kNN and every trial's kNN are of one dataset's images, so
+# a space may not vary them (a "best dataset" is not a setting of DINO).
+MEASURED_ON = ("dataset", "data_path")
+
 SEED_RULE = ("a trial's seed is search.seed + its repeat index; set search.seed (and repeats for "
              "several seeds) instead")
 
@@ -29,6 +33,16 @@ def check_key(key: Any, at: str) -> None:
         raise spec_error(unknown_key_message(str(key)), at)
     if key == "seed":
         raise spec_error(SEED_RULE, at)
+
+
+def check_searched_key(key: Any, at: str) -> None:
+    """``key`` is a trainer key a space may vary: ``check_key``, and not what the sweep is measured on."""
+    check_key(key, at)
+    if key in MEASURED_ON:
+        raise spec_error(f"a sweep is measured on one dataset (its reference kNN and every trial's kNN are "
+                         f"of its images), so {key} cannot be searched: run one sweep per dataset (ablate "
+                         f"run SPEC --set trainer.{key}=... --set name=...) and put them side by side with "
+                         "ablate compare", at)
 
 
 def check_values(values: dict[str, Any], at: str) -> DINOConfig:

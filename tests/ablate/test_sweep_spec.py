@@ -89,6 +89,10 @@ BAD = [
     ("bad trainer value", MINIMAL + "trainer: {epochs: 0}\n", "trainer.epochs:", "epochs=0"),
     ("unknown trainer key", MINIMAL + "trainer: {epoch: 3}\n", "trainer.epoch:", "Did you mean epochs"),
     ("trainer seed", MINIMAL + "trainer: {seed: 3}\n", "trainer.seed:", "search.seed"),
+    ("searched dataset", "name: t\nspace: {dataset: {type: choice, values: [synthetic, digits]}}\n",
+     "space.dataset:", "a sweep is measured on one dataset"),
+    ("bundle sets data_path", "name: t\nspace: {data: {type: choice, values: [{label: a, set: "
+     "{data_path: /tmp}}]}}\n", "space.data.values[0].set.data_path:", "one sweep per dataset"),
     ("grid range without step", MINIMAL + "search: {algorithm: grid}\n", "space.teacher_temp:",
      "needs a step"),
     ("optuna list choice", "name: t\nspace: {global_crops_scale: {type: choice, "
@@ -458,27 +462,31 @@ def test_relative_paths_are_made_absolute_where_ablate_runs(tmp_path: Path, monk
     monkeypatch.chdir(tmp_path)
     spec = load_spec(write_spec(tmp_path, """
 name: paths
+trainer: {dataset: imagefolder, data_path: data/imgs}
+space:
+  pretrained_weights: {type: choice, values: [other.pt, /abs/w.pt]}
+"""))
+    assert spec.trainer["data_path"] == str(tmp_path / "data" / "imgs")
+    assert spec.choice_values("pretrained_weights") == [str(tmp_path / "other.pt"), "/abs/w.pt"]
+    bundled = load_spec(write_spec(tmp_path, """
+name: bundled
 trainer: {dataset: imagefolder, data_path: data/imgs, pretrained_weights: ~/w.pt}
 space:
-  data_path: {type: choice, values: [other, /abs/imgs]}
   pick:
     type: choice
     values:
       - {label: a, set: {pretrained_weights: weights/a.pt}}
       - {label: b, set: {pretrained_weights: /abs/b.pt}}
 """))
-    assert spec.trainer["data_path"] == str(tmp_path / "data" / "imgs")
-    assert spec.trainer["pretrained_weights"] == str(Path.home() / "w.pt")
-    assert spec.choice_values("data_path") == [str(tmp_path / "other"), "/abs/imgs"]
-    assert [b.overrides["pretrained_weights"] for b in spec.space["pick"].choices] == [
+    assert bundled.trainer["pretrained_weights"] == str(Path.home() / "w.pt")
+    assert [b.overrides["pretrained_weights"] for b in bundled.space["pick"].choices] == [
         str(tmp_path / "weights" / "a.pt"), "/abs/b.pt"]
-    assert spec.trial_config({"data_path": str(tmp_path / "other"), "pick": "a"}).pretrained_weights == \
-        str(tmp_path / "weights" / "a.pt")
+    assert bundled.trial_config({"pick": "a"}).pretrained_weights == str(tmp_path / "weights" / "a.pt")
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")  # the sweep's spec.yaml, read from another folder
     reread = load_spec(write_spec(tmp_path / "elsewhere", spec.dump()))
     assert reread.trainer == spec.trainer
-    assert reread.choice_values("data_path") == spec.choice_values("data_path")
+    assert reread.choice_values("pretrained_weights") == spec.choice_values("pretrained_weights")
     monkeypatch.chdir(tmp_path)
     cifar = load_spec(write_spec(tmp_path, """
 name: cifar
