@@ -198,6 +198,11 @@ def differing_settings(sources: list[Source]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def data_keys(differ: pd.DataFrame) -> list[str]:
+    """The keys of where the kNN is measured (dataset, data_path) in which the sweeps differ."""
+    return [k for k in DATA_KEYS if len(differ) and k in set(differ["setting"])]
+
+
 def settings_note(differ: pd.DataFrame, sources: list[Source]) -> str:
     """What the comparison can be read for, given the settings in which the sweeps differ."""
     unknown = [s.name for s in sources if not isinstance(s.info.get("fixed"), dict)]
@@ -205,7 +210,7 @@ def settings_note(differ: pd.DataFrame, sources: list[Source]) -> str:
             "kept them), so the sweeps may differ in more than is shown. " if unknown else "")
     if not len(differ):
         return text + ("" if unknown else "The sweeps share every trainer setting they do not search.")
-    data = [k for k in DATA_KEYS if k in set(differ["setting"])]
+    data = data_keys(differ)
     return text + ("The sweeps differ in the trainer settings below, besides what they search" + (
         f"; they ran on different data ({', '.join(data)}): each kNN figure is measured on its own "
         "dataset, so compare each sweep's trend in a parameter, not its values across sweeps."
@@ -280,10 +285,13 @@ def comparison_document(sources: list[Source], shared: list[str], trials: pd.Dat
                      "untrained kNN (%)": fmt_reference(s, "untrained_knn_top1")})
     if metric_note:
         doc.note(metric_note)
-    if bests:
+    differ = differing_settings(sources)
+    if data_keys(differ):  # values measured on different images: no sweep is best over another
+        doc.paragraph(f"No best sweep: they ran on different data ({', '.join(data_keys(differ))}); "
+                      "each sweep's best is in the table.")
+    elif bests:
         doc.paragraph(best_line(pd.DataFrame(bests), metric, mode))
     doc.table(pd.DataFrame(rows))
-    differ = differing_settings(sources)
     doc.note(settings_note(differ, sources))
     if len(differ):
         doc.table(differ)

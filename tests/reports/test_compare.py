@@ -66,6 +66,11 @@ def test_compare_names_the_settings_in_which_the_sweeps_differ(real_sweep: Path,
     note = settings_note(differ, sources)
     assert note.startswith("The sweeps differ in the trainer settings below")
     assert "ran on different data (dataset)" in note
+    out = tmp_path / "cmp"
+    assert main(["compare", str(real_sweep), str(other), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "No best sweep: they ran on different data (dataset)" in md and "**Best: " not in md
+    assert "| dataset | synthetic | digits |" in md
     sources[1].info.pop("fixed")  # a trials.parquet written before ablate kept the settings
     assert differing_settings(sources).empty
     assert settings_note(differing_settings(sources), sources).startswith("b: no trainer settings in the")
