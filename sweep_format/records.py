@@ -25,6 +25,34 @@ from sweep_format.text import has_control, printable_tree
 
 FORMAT, VERSION = "ablate.trial", 1
 VERSIONS = (1,)  # record versions this reader understands; fields may be added within a version
+INT64 = 2**63  # an integer field must fit the tables' Int64 columns
+
+
+def is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and -INT64 <= v < INT64
+
+
+def is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# What each field the readers use must be, where a record has it (docs/CONTRACTS.md): a record copied
+# from elsewhere or edited by hand that breaks one is ``damaged``, named with the field, instead of
+# a traceback in every table, listing, report and resume that reads it.
+FIELDS: dict[str, tuple[str, Any]] = {
+    "status": ("a status name", lambda v: isinstance(v, str)),
+    "reason": ("a text", lambda v: isinstance(v, str)),
+    "label": ("a text", lambda v: isinstance(v, str)),
+    "params": ("an object", lambda v: isinstance(v, dict)),
+    "config": ("an object", lambda v: isinstance(v, dict)),
+    "restarts": ("a list of objects", lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v)),
+    "trial_dir": ("a text or null", lambda v: v is None or isinstance(v, str)),
+    "trial_dirs": ("a list of texts", lambda v: isinstance(v, list) and all(isinstance(d, str) for d in v)),
+    **dict.fromkeys(("point", "seed", "repeat", "optuna_trial", "epochs_planned"),
+                    ("an integer or null", lambda v: v is None or is_int(v))),
+    **dict.fromkeys(("created_at", "updated_at"), ("a number", is_number)),
+    **dict.fromkeys(("collapsed", "is_baseline"), ("true or false", lambda v: isinstance(v, bool))),
+}
 
 
 def record_path(sweep_dir: str | Path, trial_id: str) -> Path:
@@ -64,7 +92,23 @@ def read_record(file: Path) -> dict[str, Any]:
         return damaged(file, "record without trial_id or epochs")
     if data["trial_id"] != file.stem:  # written back under its id: never a file elsewhere
         return damaged(file, f"its trial_id {data['trial_id'][:80]!r} is not its file's name")
+    if why := misfit(data):
+        return damaged(file, why)
     return data
+
+
+def misfit(data: dict[str, Any]) -> str:
+    """What in a record is not of its field's kind (FIELDS; every epoch an object with an integer
+    ``epoch`` >= 0), "" when nothing is."""
+    if "status" not in data:
+        return "record without status"
+    for key, (kind, fits) in FIELDS.items():
+        if key in data and not fits(data[key]):
+            return f"{key} is {repr(data[key])[:40]}, not {kind}"
+    for i, row in enumerate(data["epochs"]):
+        if not isinstance(row, dict) or not is_int(row.get("epoch")) or row["epoch"] < 0:
+            return f"epochs[{i}] is {repr(row)[:40]}, not an object with an integer epoch >= 0"
+    return ""
 
 
 def knn_measured(row: dict[str, Any]) -> bool:

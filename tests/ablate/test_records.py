@@ -346,3 +346,53 @@ def test_a_value_is_written_one_way_in_labels_tables_and_plots() -> None:
     assert [fmt_value(v) for v in (True, np.bool_(False), 0.123456, np.float32(0.5), [0.4, 1], "s=0.24")] == \
         ["true", "false", "0.1235", "0.5", "[0.4, 1]", "s=0.24"]
     assert fmt_value(0.123456, digits=6) == "0.123456" and report_value(float("nan")) == "–"
+
+
+def good_record(tid: str) -> dict:
+    return {"format": FORMAT, "version": VERSION, "trial_id": tid, "status": "completed", "point": 0,
+            "params": {"teacher_temp": 0.02}, "seed": 0, "repeat": 0, "epochs_planned": 1, "created_at": 1.0,
+            "epochs": [{"epoch": 0, "knn_top1": 30.0}, {"epoch": 1, "knn_top1": 40.0, "loss": 1.0}]}
+
+
+# a field of the wrong kind, as copied from elsewhere or edited by hand; (field, value or None to
+# drop it, why the record is damaged)
+CRAFTED = [
+    ("created_at", "yesterday", "created_at is 'yesterday', not a number"),
+    ("epochs", [{"epoch": 0}, 7], "epochs[1] is 7, not an object with an integer epoch >= 0"),
+    ("epochs", [{"loss": 1.0}], "epochs[0] is {'loss': 1.0}, not an object with an integer epoch >= 0"),
+    ("params", [0.02], "params is [0.02], not an object"),
+    ("epochs_planned", 10**30, "epochs_planned is 1000000000000000000000000000000, not an integer or null"),
+    ("status", None, "record without status"),
+]
+
+
+def test_a_crafted_record_is_damaged_naming_its_field_and_the_sweep_still_lists_and_reports(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Each of CRAFTED made ablate ls and ablate report end in a traceback (TypeError, AttributeError,
+    pandas' OverflowError, ...); now the record is damaged, named with its field, beside a good one."""
+    from ablate.cli import main
+    from ablate.folder import spec_text
+
+    spec = load_spec(write_spec(tmp_path, f"""
+name: crafted
+trainer: {TINY_TRAINER}
+space:
+  teacher_temp: {{type: choice, values: [0.02, 0.04]}}
+search: {{algorithm: grid}}
+"""))
+    sweep = tmp_path / "runs" / "crafted"
+    (sweep / "trials").mkdir(parents=True)
+    (sweep / "spec.yaml").write_text(spec_text(spec))
+    write_json(sweep / "trials" / "a.json", good_record("a"))
+    for i, (field, value, _) in enumerate(CRAFTED):
+        crafted = good_record(f"b{i}")
+        crafted.pop(field) if value is None else crafted.update({field: value})
+        write_json(sweep / "trials" / f"b{i}.json", crafted)
+    recs = {r["trial_id"]: r for r in read_records(sweep)}
+    assert recs["a"]["status"] == "completed"
+    for i, (_, _, why) in enumerate(CRAFTED):
+        assert (recs[f"b{i}"]["status"], recs[f"b{i}"]["reason"]) == ("damaged", f"trials/b{i}.json: {why}")
+    assert main(["ls", str(sweep.parent)]) == 0
+    assert f"1 completed, {len(CRAFTED)} damaged" in capsys.readouterr().out
+    assert main(["report", str(sweep)]) == 0
+    assert CRAFTED[0][2] in (sweep / "report" / "report.md").read_text()
