@@ -99,7 +99,7 @@ def read_record(file: Path) -> dict[str, Any]:
 
 def misfit(data: dict[str, Any]) -> str:
     """What in a record is not of its field's kind (FIELDS; every epoch an object with an integer
-    ``epoch`` >= 0), "" when nothing is."""
+    ``epoch`` >= 0 and no integer beyond the tables' 64 bits), "" when nothing is."""
     if "status" not in data:
         return "record without status"
     for key, (kind, fits) in FIELDS.items():
@@ -108,6 +108,8 @@ def misfit(data: dict[str, Any]) -> str:
     for i, row in enumerate(data["epochs"]):
         if not isinstance(row, dict) or not is_int(row.get("epoch")) or row["epoch"] < 0:
             return f"epochs[{i}] is {repr(row)[:40]}, not an object with an integer epoch >= 0"
+        if big := next((k for k, v in row.items() if isinstance(v, int) and not -INT64 <= v < INT64), None):
+            return f"epochs[{i}].{big[:40]} is {str(row[big])[:40]}..., beyond a 64-bit integer"
     return ""
 
 

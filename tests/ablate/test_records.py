@@ -351,7 +351,8 @@ def test_a_value_is_written_one_way_in_labels_tables_and_plots() -> None:
 def good_record(tid: str) -> dict:
     return {"format": FORMAT, "version": VERSION, "trial_id": tid, "status": "completed", "point": 0,
             "params": {"teacher_temp": 0.02}, "seed": 0, "repeat": 0, "epochs_planned": 1, "created_at": 1.0,
-            "epochs": [{"epoch": 0, "knn_top1": 30.0}, {"epoch": 1, "knn_top1": 40.0, "loss": 1.0}]}
+            "epochs": [{"epoch": 0, "knn_top1": 30.0},
+                       {"epoch": 1, "knn_top1": 40.0, "loss": 1.0, "collapsed": False}]}
 
 
 # a field of the wrong kind, as copied from elsewhere or edited by hand; (field, value or None to
@@ -363,6 +364,8 @@ CRAFTED = [
     ("params", [0.02], "params is [0.02], not an object"),
     ("epochs_planned", 10**30, "epochs_planned is 1000000000000000000000000000000, not an integer or null"),
     ("status", None, "record without status"),
+    ("epochs", [{"epoch": 0, "my_count": 10**30}],
+     "epochs[0].my_count is 1000000000000000000000000000000..., beyond a 64-bit integer"),
 ]
 
 
