@@ -50,8 +50,8 @@ def records_tables(sweep: SweepDir, records: list[dict[str, Any]]) -> tuple[pd.D
         epochs = [{k: v for k, v in r.items() if k not in DROPPED_KEYS} for r in rec.get("epochs") or []]
         rows.append(trial_row(sweep, rec, epochs, reference))
         if epochs:
-            epoch_frames.append(pd.DataFrame([{"sweep": sweep.name, "trial_id": rec["trial_id"], **r}
-                                              for r in epochs]))
+            epoch_frames.append(pd.DataFrame([{**r, "sweep": sweep.name, "trial_id": rec["trial_id"]}
+                                              for r in epochs]))  # an epoch's own keys never rename it
     trials = typed_trials(sweep, rows)
     epochs = typed_epochs(pd.concat(epoch_frames, ignore_index=True) if epoch_frames else pd.DataFrame())
     order = {tid: i for i, tid in enumerate(trials["trial_id"])}

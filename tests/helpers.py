@@ -182,3 +182,35 @@ def outcome_fault_env(folder: Path) -> dict[str, str]:
     (folder / "sitecustomize.py").write_text(OUTCOME_FAULT)
     return {**os.environ, "RAY_AUTH_MODE": "token",
             "PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])}
+
+
+def good_record(tid: str) -> dict:
+    """A completed trial's record at point 0 (teacher_temp 0.02), as ablate writes it."""
+    from sweep_format.records import FORMAT, VERSION
+
+    return {"format": FORMAT, "version": VERSION, "trial_id": tid, "status": "completed", "point": 0,
+            "params": {"teacher_temp": 0.02}, "seed": 0, "repeat": 0, "epochs_planned": 1, "created_at": 1.0,
+            "epochs": [{"epoch": 0, "knn_top1": 30.0},
+                       {"epoch": 1, "knn_top1": 40.0, "loss": 1.0, "collapsed": False}]}
+
+
+def crafted_sweep(tmp_path: Path, records: list[dict]) -> Path:
+    """A sweep folder as ablate writes it (a 2-point grid over teacher_temp) holding ``records``."""
+    from ablate.folder import spec_text
+    from ablate.sweep_spec import load_spec
+    from sweep_format.files import write_json
+
+    spec = load_spec(write_spec(tmp_path, f"""
+name: crafted
+trainer: {TINY_TRAINER}
+space:
+  teacher_temp: {{type: choice, values: [0.02, 0.04]}}
+search: {{algorithm: grid}}
+"""))
+    sweep = tmp_path / "runs" / "crafted"
+    (sweep / "trials").mkdir(parents=True)
+    (sweep / "spec.yaml").write_text(spec_text(spec))
+    for rec in records:
+        write_json(sweep / "trials" / f"{rec['trial_id']}.json", rec)
+    return sweep
+

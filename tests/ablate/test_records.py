@@ -11,7 +11,7 @@ from ablate.records import Failure, Points, ended, failure_of, mark_interrupted
 from ablate.sweep_spec import load_spec
 from sweep_format.files import write_json
 from sweep_format.records import FORMAT, VERSION, read_records
-from tests.helpers import TINY_TRAINER, write_spec
+from tests.helpers import TINY_TRAINER, crafted_sweep, good_record, write_spec
 
 
 def rec(*rows: dict, planned: int = 4) -> dict:
@@ -348,13 +348,6 @@ def test_a_value_is_written_one_way_in_labels_tables_and_plots() -> None:
     assert fmt_value(0.123456, digits=6) == "0.123456" and report_value(float("nan")) == "–"
 
 
-def good_record(tid: str) -> dict:
-    return {"format": FORMAT, "version": VERSION, "trial_id": tid, "status": "completed", "point": 0,
-            "params": {"teacher_temp": 0.02}, "seed": 0, "repeat": 0, "epochs_planned": 1, "created_at": 1.0,
-            "epochs": [{"epoch": 0, "knn_top1": 30.0},
-                       {"epoch": 1, "knn_top1": 40.0, "loss": 1.0, "collapsed": False}]}
-
-
 # a field of the wrong kind, as copied from elsewhere or edited by hand; (field, value or None to
 # drop it, why the record is damaged)
 CRAFTED = [
@@ -374,23 +367,12 @@ def test_a_crafted_record_is_damaged_naming_its_field_and_the_sweep_still_lists_
     """Each of CRAFTED made ablate ls and ablate report end in a traceback (TypeError, AttributeError,
     pandas' OverflowError, ...); now the record is damaged, named with its field, beside a good one."""
     from ablate.cli import main
-    from ablate.folder import spec_text
 
-    spec = load_spec(write_spec(tmp_path, f"""
-name: crafted
-trainer: {TINY_TRAINER}
-space:
-  teacher_temp: {{type: choice, values: [0.02, 0.04]}}
-search: {{algorithm: grid}}
-"""))
-    sweep = tmp_path / "runs" / "crafted"
-    (sweep / "trials").mkdir(parents=True)
-    (sweep / "spec.yaml").write_text(spec_text(spec))
-    write_json(sweep / "trials" / "a.json", good_record("a"))
+    records = [good_record("a")]
     for i, (field, value, _) in enumerate(CRAFTED):
-        crafted = good_record(f"b{i}")
-        crafted.pop(field) if value is None else crafted.update({field: value})
-        write_json(sweep / "trials" / f"b{i}.json", crafted)
+        records.append(good_record(f"b{i}"))
+        records[-1].pop(field) if value is None else records[-1].update({field: value})
+    sweep = crafted_sweep(tmp_path, records)
     recs = {r["trial_id"]: r for r in read_records(sweep)}
     assert recs["a"]["status"] == "completed"
     for i, (_, _, why) in enumerate(CRAFTED):
@@ -399,3 +381,4 @@ search: {{algorithm: grid}}
     assert f"1 completed, {len(CRAFTED)} damaged" in capsys.readouterr().out
     assert main(["report", str(sweep)]) == 0
     assert CRAFTED[0][2] in (sweep / "report" / "report.md").read_text()
+

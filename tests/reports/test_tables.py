@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from reports.parquet import read_metadata
 from reports.tables import HEAD_COLUMNS, TAIL_COLUMNS, load_trials
 from sweep_format.records import read_record
+from tests.helpers import crafted_sweep, good_record
 
 PARAMS = ["teacher_temp", "student_temp", "warmup_teacher_temp_epochs"]
 ARROW = {"string": (pa.string(), pa.large_string()), "float64": (pa.float64(),), "Int64": (pa.int64(),),
@@ -139,3 +140,13 @@ def test_final_best_and_epoch0_knn_are_told_apart(sweep_copy: Path) -> None:
     assert t["knn_top5"] == rows[1]["knn_top5"]
     mine = epochs[epochs["trial_id"] == trial_id]
     assert mine["knn_top1"].tolist() == [50.0, 80.0, 70.0, 70.0] and mine["knn_top5"].isna().tolist()[2]
+
+
+def test_an_epoch_is_its_records_whatever_keys_it_holds(tmp_path: Path) -> None:
+    """An epoch holding keys named like the epochs table's own columns (sweep, trial_id) was put in
+    that table under the trial and sweep it named: another trial's curve and cost."""
+    crafted = good_record("b")
+    crafted["epochs"][1].update(trial_id="a", sweep="other")
+    _, epochs = load_trials(crafted_sweep(tmp_path, [good_record("a"), crafted]))
+    assert epochs[["sweep", "trial_id", "epoch"]].values.tolist() == [
+        ["crafted", "a", 0], ["crafted", "a", 1], ["crafted", "b", 0], ["crafted", "b", 1]]
