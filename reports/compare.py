@@ -24,7 +24,15 @@ from reports.parquet import read_metadata, read_parquet, write_parquet
 from reports.ranking import counted_statuses, counted_trials, order_points
 from reports.stats import fmt_mean_ci, mean_ci
 from reports.sweepdir import open_sweep
-from reports.tables import HEAD_COLUMNS, TAIL_COLUMNS, as_dtype, infer_dtype, sweep_tables
+from reports.tables import (
+    EPOCH_HEAD,
+    HEAD_COLUMNS,
+    TAIL_COLUMNS,
+    as_dtype,
+    infer_dtype,
+    misfit_column,
+    sweep_tables,
+)
 from sweep_format.files import write_text
 from sweep_format.layout import (
     EPOCHS_TABLE,
@@ -80,10 +88,14 @@ def load_source(path: str | Path) -> Source:
     missing = [c for c in ("sweep", "trial_id", "status", "knn_top1", "point") if c not in trials]
     if missing:
         raise ReportError(f"{p}: no column {', '.join(missing)}; expected {expected}")
-    if not info.get("params"):  # a file written by other means: params are the non-schema columns
-        info = {**info, "params": [c for c in trials if c not in HEAD_COLUMNS and c not in TAIL_COLUMNS]}
     epochs_file = p.with_name(EPOCHS_TABLE)
     epochs = read_parquet(epochs_file) if epochs_file.is_file() else pd.DataFrame()
+    schema = {**HEAD_COLUMNS, **TAIL_COLUMNS}
+    for file, table, columns in ((p, trials, schema), (epochs_file, epochs, EPOCH_HEAD)):
+        if why := misfit_column(table, columns):
+            raise ReportError(f"{file}: {why}; expected {expected}")
+    if not info.get("params"):  # a file written by other means: params are the non-schema columns
+        info = {**info, "params": [c for c in trials if c not in HEAD_COLUMNS and c not in TAIL_COLUMNS]}
     name = info.get("sweep") or (str(trials["sweep"].iloc[0]) if len(trials) else p.stem)
     return Source(name, p, trials, epochs, info)
 

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from reports.errors import ReportError
 from sweep_format.files import atomic_path
+from sweep_format.metrics import METRICS, MODES
 
 METADATA_KEY = b"ablate"  # parquet schema metadata: JSON with the searched params and their log flags
 
@@ -39,10 +40,33 @@ def write_parquet(df: pd.DataFrame, path: Path, metadata: dict[str, Any] | None 
     return path
 
 
+# What each key of the metadata must be (SweepDir.param_info writes them): a file from elsewhere
+# whose metadata breaks one is refused in one line, not read as something else.
+METADATA_KINDS: dict[str, tuple[str, Any]] = {
+    **dict.fromkeys(("params", "log_params", "categorical_params"), (
+        "a list of names", lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v))),
+    **dict.fromkeys(("sweep", "algorithm"), ("a text", lambda v: isinstance(v, str))),
+    "metric": (f"one of {', '.join(METRICS)}", lambda v: v in METRICS),
+    "mode": (f"one of {', '.join(MODES)}", lambda v: v in MODES),
+    **dict.fromkeys(("pixel_knn_top1", "untrained_knn_top1"),
+                    ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))),
+}
+
+
 def read_metadata(path: Path) -> dict[str, Any]:
-    """The ``ablate`` metadata of a parquet file written by ``write_parquet`` ({} if absent)."""
+    """The ``ablate`` metadata of a parquet file written by ``write_parquet`` ({} if absent);
+    ReportError naming the file and key where it is not what ``write_parquet`` writes."""
     raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
-    return json.loads(raw) if raw else {}
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: its ablate metadata is not a JSON object (written by `ablate report`)")
+    for key, (kind, fits) in METADATA_KINDS.items():
+        if data.get(key) is not None and not fits(data[key]):
+            raise ReportError(f"{path}: its ablate metadata's {key} is {repr(data[key])[:60]}, not {kind}")
+    return data
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
@@ -54,6 +78,9 @@ def read_parquet(path: Path) -> pd.DataFrame:
         if foreign is not None:
             raise ReportError(f"{path}: column {field.name!r} has the Arrow extension type {foreign} "
                               "(ablate's tables hold plain columns only); not read")
+        if pa.types.is_nested(field.type):  # a list, struct or map: ablate writes one as its JSON text
+            raise ReportError(f"{path}: column {field.name!r} is of type {field.type} (ablate's tables "
+                              "hold plain columns only); not read")
     return table.to_pandas()
 
 

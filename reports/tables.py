@@ -163,6 +163,20 @@ def as_dtype(series: pd.Series, dtype: str) -> pd.Series:
     raise ValueError(f"unknown dtype {dtype}")
 
 
+KINDS = {"string": "texts", "float64": "numbers", "Int64": "integers", "boolean": "true or false"}
+
+
+def misfit_column(df: pd.DataFrame, columns: dict[str, str]) -> str:
+    """The first of ``columns`` (name: dtype, e.g. HEAD_COLUMNS) in ``df`` that holds a value its
+    dtype cannot (a text in ``point``, in a table from elsewhere), named with that value; "" when none."""
+    for col, dtype in columns.items():
+        if col in df:
+            lost = df[col].notna() & as_dtype(df[col], dtype).isna()
+            if lost.any():
+                return f"column {col!r} holds {repr(df[col][lost].iloc[0])[:40]}, not {KINDS[dtype]}"
+    return ""
+
+
 def typed_epochs(df: pd.DataFrame) -> pd.DataFrame:
     """sweep, trial_id, epoch first, then the metrics in the order trials reported them, typed."""
     if df.empty:

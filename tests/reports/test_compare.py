@@ -174,3 +174,46 @@ def test_compare_never_writes_into_a_sweep_folder(tmp_path: Path, capsys: pytest
     err = capsys.readouterr().err
     assert f"inside the sweep folder {sweep}" in err and len(err.strip().splitlines()) == 1
     assert sorted(p.relative_to(sweep) for p in sweep.rglob("*")) == before
+
+
+def crafted_file(folder: Path, change: str) -> Path:
+    """sweep_file's trials.parquet of sweep "x" with one thing of the wrong kind (``change``)."""
+    import json
+
+    import pyarrow as pa
+
+    path = sweep_file(folder, "x", [(60.0, 2.0, "completed", False), (50.0, 1.0, "completed", False)])
+    table = pq.read_table(path)
+    meta = json.loads(table.schema.metadata[b"ablate"])
+    if change == "point":
+        table = table.set_column(table.schema.get_field_index("point"), "point", pa.array(["a", "b"]))
+    elif change == "list":
+        table = table.set_column(table.schema.get_field_index("teacher_temp"), "teacher_temp",
+                                 pa.array([[0.01], [0.02]]))
+    elif change == "metadata":
+        meta = [1, 2]
+    else:
+        meta[change] = {"params": "teacher_temp", "metric": "os.system"}[change]
+    metadata = {**table.schema.metadata, b"ablate": json.dumps(meta)}
+    pq.write_table(table.replace_schema_metadata(metadata), path)
+    return path
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    ("point", "column 'point' holds 'a', not integers"),
+    ("list", "column 'teacher_temp' is of type list<element: double> (ablate's tables hold plain columns"),
+    ("params", "its ablate metadata's params is 'teacher_temp', not a list of names"),
+    ("metadata", "its ablate metadata is not a JSON object"),
+    ("metric", "its ablate metadata's metric is 'os.system', not one of knn_top1"),
+])
+def test_a_crafted_trials_file_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                      change: str, why: str) -> None:
+    """A trials.parquet from elsewhere with a text point, a list column or metadata of the wrong kind
+    ended in a traceback (ValueError, TypeError: unhashable, AttributeError), or was read as something
+    else (params 'teacher_temp' as the parameters t, e, a, c, ...)."""
+    crafted = crafted_file(tmp_path, change)
+    good = sweep_file(tmp_path, "b", [(50.0, 1.0, "completed", False)])
+    assert main(["compare", str(crafted), str(good), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"ablate compare: error: {crafted}: {why}"), err
+    assert not (tmp_path / "o").exists()
