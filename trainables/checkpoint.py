@@ -57,6 +57,15 @@ def load_pt(path: str | os.PathLike, what: str, map_location: str | torch.device
                 f"{file}: refused to load this {what}: it asks for {asks.group(1)}, and loading it "
                 "could run code. ablate loads files weights-only (tensors, numbers, strings, lists, "
                 "dicts); re-save it as a plain state dict or .safetensors") from None
-        detail = str(exc).split("\n", 1)[0][:200] or type(exc).__name__
         raise DamagedFileError(f"{file}: not a readable PyTorch {what} (truncated or not a torch.save "
-                               f"file: {detail})") from None
+                               f"file: {unreadable(exc)})") from None
+
+
+def unreadable(exc: Exception) -> str:
+    """Why torch could not read a file, in a few words: torch's weights-only message around it says
+    to retry with ``weights_only=False`` (which runs the file's code), and its zip reader's goes on
+    for several sentences."""
+    text = str(exc)
+    if found := re.search(r"WeightsUnpickler error:(.+?)(Check the documentation|$)", text, re.S):
+        text = found.group(1)
+    return " ".join(text.split()).split(". ")[0][:200] or type(exc).__name__

@@ -35,6 +35,22 @@ def test_a_truncated_or_empty_file_is_damaged(tmp_path: Path, cut):
         load_pt(bad, "checkpoint")
 
 
+@pytest.mark.parametrize(("content", "why"), [
+    (b"not a pickle", "Unsupported operand 110)"),
+    (b"PK\x03\x04garbage", "PytorchStreamReader failed reading zip archive: not a ZIP archive)"),
+])
+def test_a_file_that_is_not_a_torch_save_file_says_why_in_a_few_words(tmp_path: Path, content: bytes,
+                                                                     why: str) -> None:
+    """The message quoted torch's first 200 characters: for a file that is no pickle, torch's advice to
+    retry with weights_only=False (which runs the file's code), cut off mid-sentence."""
+    bad = tmp_path / "weights.pt"
+    bad.write_bytes(content)
+    with pytest.raises(DamagedFileError) as err:
+        load_pt(bad, "pretrained_weights file")
+    assert str(err.value) == (f"{bad}: not a readable PyTorch pretrained_weights file (truncated or not a "
+                              f"torch.save file: {why}")
+
+
 def test_numpy_rng_state_of_older_checkpoints_still_loads(tmp_path: Path):
     old = tmp_path / "old.pt"
     torch.save({"numpy": np.random.get_state()}, old)
