@@ -4,7 +4,9 @@
 Ray's "ray" logger writes to stderr; during a sweep that would interleave with the live view.
 ``RayLogFile`` buffers the lines from the moment Ray is imported, writes them to the sweep
 folder once it exists (nothing is written for a sweep that fails to start) and gives Ray's
-handlers back afterwards. Python warnings raised meanwhile go to the same file.
+handlers back afterwards. Python warnings raised meanwhile go to the same file, and so do the
+messages Ray's driver prints on stdout whatever ``log_to_driver`` says (the raylet's "A worker
+died or was killed ...", in ANSI colours, when a trial's process is lost or killed for memory).
 
     with RayLogFile(verbose=False) as logs:
         import ray; logs.capture(); ray.init(...)   # Ray installs its stderr handler on import
@@ -15,8 +17,10 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from sweep_format.layout import RAY_LOG
 
@@ -33,6 +37,7 @@ class RayLogFile:
         self.buffer.setFormatter(logging.Formatter(FORMAT))
         self.file: logging.FileHandler | None = None
         self.saved: dict[str, tuple[list[logging.Handler], bool]] = {}
+        self.printer: Callable[..., None] | None = None  # Ray's print_to_stdstream, while replaced
 
     def __enter__(self) -> RayLogFile:
         return self
@@ -47,6 +52,11 @@ class RayLogFile:
             self.saved[name] = (list(logger.handlers), logger.propagate)
             logger.handlers = [self.buffer]
             logger.propagate = False
+        import ray._private.worker as ray_worker
+
+        self.printer = getattr(ray_worker, "print_to_stdstream", None)
+        if self.printer is not None:  # Ray's error listener looks it up at each message
+            ray_worker.print_to_stdstream = to_ray_log
 
     def attach(self, sweep_dir: Path) -> None:
         """From now on write to ``sweep_dir/ray.log``, starting with what was buffered."""
@@ -64,6 +74,10 @@ class RayLogFile:
         if not self.saved:
             return
         logging.captureWarnings(False)
+        if self.printer is not None:
+            import ray._private.worker as ray_worker
+
+            ray_worker.print_to_stdstream = self.printer
         for name, (handlers, propagate) in self.saved.items():
             logger = logging.getLogger(name)
             logger.handlers, logger.propagate = handlers, propagate
@@ -71,3 +85,10 @@ class RayLogFile:
             self.file.close()
         self.buffer.setTarget(None)  # a sweep that never started leaves nothing behind
         self.buffer.close()
+
+
+def to_ray_log(data: dict[str, Any], ignore_prefix: bool = False) -> None:
+    """Ray's ``print_to_stdstream``, into the "ray" logger: ``data`` holds the ``lines`` a process
+    (``pid``: "raylet", a worker's pid) printed."""
+    for line in data.get("lines") or []:
+        logging.getLogger("ray").warning("(%s) %s", data.get("pid"), line)
