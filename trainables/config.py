@@ -236,6 +236,8 @@ def exact_type_problem(annotation: Any, value: Any) -> str:
         return "" if isinstance(value, int) and not isinstance(value, bool) else "an integer"
     if kinds == {float}:
         if isinstance(value, str) and _looks_numeric(value):  # YAML 1.1 reads 1e300 as text
+            if not math.isfinite(float(value)):  # nan, inf: text to YAML too, and never allowed
+                return "a finite number"
             return f"a number (YAML reads {value} as text: write {yaml_float(float(value))})"
         return "" if is_number else "a number"
     if kinds == {bool}:

@@ -33,6 +33,9 @@ def one_line_error(capsys: pytest.CaptureFixture, command: str) -> str:
     ("trainer.student_temp=.inf", "student_temp=inf: Input should be a finite number"),
     ("trainer.teacher_temp=1.0e+300", "teacher_temp=1e+300: Input should be less than or equal to 10000"),
     ("trainer.teacher_temp=1e300", "YAML reads 1e300 as text: write 1.0e+300"),
+    # YAML reads these as text too, and no spelling of them is allowed: it told to 'write nan'
+    ("trainer.lr=nan", "lr='nan': expected a finite number (Peak lr"),
+    ("trainer.lr=-Infinity", "lr='-Infinity': expected a finite number (Peak lr"),
     ("trainer.epochs=2.0", "epochs=2.0: expected an integer"),
     ("trainer.epochs=true", "epochs=True: expected an integer"),
     ("trainer.epochs=100000000", "less than or equal to 10000"),
