@@ -20,7 +20,7 @@ from ablate.sweep_spec.base import SPEC_ERROR, UNKNOWN_KEY, SpecError
 from ablate.sweep_spec.model import SweepSpec
 from ablate.sweep_spec.space import DIST_TAGS, DIST_TYPE_ERROR, DIST_TYPES
 from sweep_format.layout import RESOLVED
-from trainables.config import DINOConfig, short
+from trainables.config import DINOConfig, exact_type_problem, short
 
 MISSING = {
     "name": "required: a folder name of letters, digits, '-', '_', '.' (e.g. teacher-temps)",
@@ -112,6 +112,8 @@ def _pydantic_message(err: ErrorDetails, key: str, ctx: dict[str, Any]) -> str:
         return f"got {short(value)}; allowed: {', '.join(allowed)}{hint}"
     if err["type"] not in EXPECTED:
         return f"got {short(value)}; {err['msg']}"
+    if err["type"] == "float_type" and isinstance(value, str):  # 1e-3 or nan, which YAML 1.1 reads as text
+        return f"got {short(value)}; expected {exact_type_problem(float, value)}"
     bound = ctx.get("ge", ctx.get("gt"))  # an int bound is an int key's
     return f"got {short(value)}; " + EXPECTED[err["type"]].format(
         **ctx, kind="an integer" if isinstance(bound, int) else "a number")

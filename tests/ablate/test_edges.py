@@ -36,6 +36,11 @@ def one_line_error(capsys: pytest.CaptureFixture, command: str) -> str:
     # YAML reads these as text too, and no spelling of them is allowed: it told to 'write nan'
     ("trainer.lr=nan", "lr='nan': expected a finite number (Peak lr"),
     ("trainer.lr=-Infinity", "lr='-Infinity': expected a finite number (Peak lr"),
+    # a range's bounds as the trainer's keys: it said only 'expected a number'
+    ("space.teacher_temp={type: float, low: 1e-3, high: 0.1}",
+     "space.teacher_temp.low: got '1e-3'; expected a number (YAML reads 1e-3 as text: write 0.001)"),
+    ("space.teacher_temp={type: float, low: 0.01, high: nan}",
+     "space.teacher_temp.high: got 'nan'; expected a finite number"),
     ("trainer.epochs=2.0", "epochs=2.0: expected an integer"),
     ("trainer.epochs=true", "epochs=True: expected an integer"),
     ("trainer.epochs=100000000", "less than or equal to 10000"),
