@@ -51,6 +51,7 @@ class TrialRow:
     collapsing: bool = False  # the stop rule's collapse condition holds (trainables/stop_rules.py)
     epoch_times: list[float] = field(default_factory=list)
     ended_at: float | None = None
+    restore_note: str = ""  # the checkpoint its trainable could not restore from, once said
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -127,6 +128,10 @@ class LiveView(Callback):
         row.loss = _number(result.get("loss"), row.loss)
         row.knn_top1 = _number(result.get("knn_top1"), row.knn_top1)
         row.collapsing = bool(result.get("collapsed", row.collapsing))  # the trainable's verdict
+        note = str(result.get("restore_note") or "")
+        if note and note != row.restore_note:  # a damaged checkpoint: it restarted from an earlier epoch
+            row.restore_note = note
+            self._line(f"trial {row.number}/{self.num_trials} {row.trial_id}  {note}")
         every_nth = row.epoch >= 1 and row.epoch % self.every == 0
         running = result.get("trial_outcome", statuses.RUNNING) == statuses.RUNNING
         if not self.is_terminal and every_nth and running:

@@ -124,6 +124,23 @@ def test_a_retried_trial_says_why_and_which_retry_before_it_starts_again(tmp_pat
     assert line.endswith("(retry 1 of 2)")
 
 
+def test_a_checkpoint_a_trial_could_not_restore_from_is_named_once(tmp_path: Path) -> None:
+    """A resumed trial whose checkpoint was damaged or crafted restarted from an earlier epoch under
+    "(continues from epoch 29)", and the note its every epoch carried was never shown."""
+    recorder, trials = grid(tmp_path, [0.02], epochs=4)
+    out = io.StringIO()
+    view = LiveView(recorder, stream=out, interactive=True)  # a terminal: the line is printed there too
+    both, trial = Both(recorder, view), trials[0]
+    both.on_trial_start(0, trials, trial)
+    note = ("tune/t0/checkpoint_000003/checkpoint.pt: refused to load this checkpoint: ...; no usable "
+            "checkpoint is left, so the trial restarts from epoch 0")
+    for epoch in (0, 1):
+        both.on_trial_result(0, trials, trial, {"epoch": epoch, "loss": 3.0, "restore_note": note})
+    view.close()
+    lines = [line for line in out.getvalue().splitlines() if "refused" in line]
+    assert len(lines) == 1 and lines[0].endswith(f"] trial 1/1 t0  {note}"), lines
+
+
 def test_progress_and_eta(tmp_path: Path) -> None:
     recorder, trials = grid(tmp_path, [0.02, 0.04], epochs=4)
     view = LiveView(recorder, stream=io.StringIO())
