@@ -48,6 +48,7 @@ METADATA_KINDS: dict[str, tuple[str, Any]] = {
     **dict.fromkeys(("sweep", "algorithm"), ("a text", lambda v: isinstance(v, str))),
     "metric": (f"one of {', '.join(METRICS)}", lambda v: v in METRICS),
     "mode": (f"one of {', '.join(MODES)}", lambda v: v in MODES),
+    "fixed": ("an object of trainer settings", lambda v: isinstance(v, dict)),
     **dict.fromkeys(("pixel_knn_top1", "untrained_knn_top1"),
                     ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))),
 }

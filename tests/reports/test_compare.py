@@ -193,7 +193,7 @@ def crafted_file(folder: Path, change: str) -> Path:
     elif change == "metadata":
         meta = [1, 2]
     else:
-        meta[change] = {"params": "teacher_temp", "metric": "os.system"}[change]
+        meta[change] = {"params": "teacher_temp", "metric": "os.system", "fixed": ["dataset"]}[change]
     metadata = {**table.schema.metadata, b"ablate": json.dumps(meta)}
     pq.write_table(table.replace_schema_metadata(metadata), path)
     return path
@@ -205,6 +205,7 @@ def crafted_file(folder: Path, change: str) -> Path:
     ("params", "its ablate metadata's params is 'teacher_temp', not a list of names"),
     ("metadata", "its ablate metadata is not a JSON object"),
     ("metric", "its ablate metadata's metric is 'os.system', not one of knn_top1"),
+    ("fixed", "its ablate metadata's fixed is ['dataset'], not an object of trainer settings"),
 ])
 def test_a_crafted_trials_file_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                       change: str, why: str) -> None:
