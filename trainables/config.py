@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import reprlib
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
@@ -60,7 +61,8 @@ class DINOConfig(BaseModel):
     arch: str = Field(
         "test_resnet", description="Any timm model name; test_resnet: timm's tiny ResNet, the one that "
         "learns within the default budget on 1 CPU core [vit_small_patch16_224].")
-    patch_size: int = Field(16, ge=1, le=1024, description="ViT patch size (ignored by CNNs) [16].")
+    patch_size: int = Field(16, ge=1, le=1024, description="ViT patch size (ignored by CNNs); an arch "
+                            "named with other patches (vit_small_patch8_224) needs it set [16].")
     pretrained_weights: str | None = Field(
         None, description="Local file with backbone weights; never downloaded [none].")
     drop_path_rate: float = Field(0.1, ge=0, lt=1, description="Student stochastic depth [0.1].")
@@ -186,6 +188,12 @@ class DINOConfig(BaseModel):
             raise ValueError("augment_device 'gpu' needs a CUDA device (device auto, cuda or cuda:N)")
         if self.dataset == "imagefolder" and not self.data_path:
             raise ValueError("dataset 'imagefolder' needs data_path (a folder with train/ and val/)")
+        named = re.search(r"_patch(\d+)", self.arch)
+        if named and "patch_size" not in self.model_fields_set and int(named.group(1)) != self.patch_size:
+            # timm builds the model with the patch_size it is given: a ViT-S/8 would run as a ViT-S/16
+            raise ValueError(f"arch {self.arch!r} has {named.group(1)}-pixel patches, but patch_size is "
+                             f"{self.patch_size} (the default), which would replace them: set patch_size: "
+                             f"{named.group(1)} to keep them, or the size you want")
         return self
 
     # ------------------------------------------------------------------------------------

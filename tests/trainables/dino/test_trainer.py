@@ -100,6 +100,18 @@ def test_bad_config_errors_name_key_value_and_allowed():
         DINOTrainer(tiny(arch="no_such_net"))
 
 
+def test_an_arch_named_with_other_patches_than_the_default_needs_patch_size_set():
+    """timm builds a ViT with the patch_size it is given: vit_small_patch8_224 with the default 16 ran
+    as a ViT-S/16 without a word (the paper's ViT-S/8 is one a user asks for)."""
+    with pytest.raises(ConfigError, match=r"arch 'vit_small_patch8_224' has 8-pixel patches, but "
+                                          r"patch_size is 16 \(the default\).*set patch_size: 8"):
+        make_config({"arch": "vit_small_patch8_224"})
+    assert make_config({"arch": "vit_small_patch8_224", "patch_size": 8}).patch_size == 8
+    assert make_config({"arch": "vit_small_patch8_224", "patch_size": 4}).patch_size == 4  # asked for
+    assert make_config({"arch": "vit_small_patch16_224"}).patch_size == 16
+    assert make_config({"arch": "resnet18"}).patch_size == 16  # a CNN ignores it
+
+
 def test_settings_that_need_a_gpu_are_named_when_the_run_is_on_a_cpu():
     """One rule (DINOConfig.gpu_settings) for the trainer and for a sweep's admission."""
     with pytest.raises(ConfigError, match=r"^precision='fp16': needs a CUDA device, and this run's device "
