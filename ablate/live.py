@@ -52,6 +52,7 @@ class TrialRow:
     epoch_times: list[float] = field(default_factory=list)
     ended_at: float | None = None
     restore_note: str = ""  # the checkpoint its trainable could not restore from, once said
+    restored_from: int | None = None  # the epoch of the checkpoint it continued from, once said
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -106,7 +107,8 @@ class LiveView(Callback):
         row = self._row(trial)
         row.outcome, row.ended_at = statuses.RUNNING, None
         if not self.is_terminal:
-            again = f"  (continues from epoch {row.epoch})" if row.epoch else ""
+            # where it continues is its newest usable checkpoint's epoch, which its first result says
+            again = f"  (resumed; recorded up to epoch {row.epoch})" if row.epoch else ""
             self._line(f"trial {row.number}/{self.num_trials} started  {row.trial_id}  "
                        f"{self._params(row)}{again}")
 
@@ -122,6 +124,11 @@ class LiveView(Callback):
         row = self._row(trial)
         epoch = result.get("epoch")
         new = isinstance(epoch, (int, float)) and epoch > row.epoch and epoch >= 1
+        restored = result.get("restored_from_epoch")
+        if isinstance(restored, int) and restored != row.restored_from and not self.is_terminal:
+            self._line(f"trial {row.number}/{self.num_trials} {row.trial_id}  continues from epoch "
+                       f"{restored} (its newest usable checkpoint)")
+        row.restored_from = restored if isinstance(restored, int) else row.restored_from
         if new and not result.get("replayed"):  # a replayed epoch's time is the trial's start
             row.epoch_times.append(float(result.get("time_this_iter_s") or 0.0))
         row.epoch = int(epoch) if isinstance(epoch, (int, float)) else row.epoch

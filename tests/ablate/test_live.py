@@ -141,6 +141,26 @@ def test_a_checkpoint_a_trial_could_not_restore_from_is_named_once(tmp_path: Pat
     assert len(lines) == 1 and lines[0].endswith(f"] trial 1/1 t0  {note}"), lines
 
 
+def test_a_resumed_trial_says_the_epoch_it_continues_from_once_its_checkpoint_does(tmp_path: Path) -> None:
+    """The start line said "(continues from epoch N)" with N the record's last epoch: a trial retried
+    after diverging at epoch 1 restarted from its epoch-0 checkpoint under "continues from epoch 1"."""
+    recorder, trials = grid(tmp_path, [0.02], epochs=4)
+    out = io.StringIO()
+    view = LiveView(recorder, stream=out, interactive=False)
+    both, trial = Both(recorder, view), trials[0]
+    both.on_trial_start(0, trials, trial)
+    both.on_trial_result(0, trials, trial, {"epoch": 0, "loss": 3.0})
+    both.on_trial_result(0, trials, trial, {"epoch": 1, "loss": 3.0})
+    both.on_trial_start(0, trials, trial)  # run again (resume --retry)
+    for epoch in (0, 1):
+        both.on_trial_result(0, trials, trial, {"epoch": epoch, "loss": 3.0, "restored_from_epoch": 0})
+    view.close()
+    lines = out.getvalue().splitlines()
+    assert lines[-1].endswith("trial 1/1 t0  continues from epoch 0 (its newest usable checkpoint)")
+    assert lines[-2].endswith("(resumed; recorded up to epoch 1)")
+    assert "continues from epoch 1" not in out.getvalue()
+
+
 def test_progress_and_eta(tmp_path: Path) -> None:
     recorder, trials = grid(tmp_path, [0.02, 0.04], epochs=4)
     view = LiveView(recorder, stream=io.StringIO())
