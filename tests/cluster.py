@@ -45,7 +45,10 @@ class Cluster:
 
     def __init__(self, logs: Path, head_ip: str, env: dict[str, str] | None = None) -> None:
         self.logs, self.head_ip = logs, head_ip
-        self.env = {**os.environ, "RAY_AUTH_MODE": "token", **(env or {})}
+        # A head signalled SIGTERM first asks its GCS to drain it, for up to 30 s; the GCS, in the
+        # same process group, is gone by then, so each stop sat out that wait. Nothing drains here.
+        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+                    **(env or {})}
         self.env.pop(LOOPBACK_SWITCH, None)  # a multi-node cluster, whatever a local sweep set before
         self.ray = str(Path(sys.executable).parent / "ray")
         self.port = free_port()
