@@ -1,11 +1,14 @@
 """Shared fixtures: a real two-node Ray cluster on loopback and one tiny real Optuna sweep.
 
-Both are built once per test session. The cluster is two `ray start --block` processes, each in
-its own process group, stopped by signalling exactly those groups (never `ray stop`).
+The cluster is built once per test session (each pytest-xdist worker has its own), the sweep once
+per pytest run (the first worker to need it runs it; the others copy it). The cluster is two
+`ray start --block` processes, each in its own process group, stopped by signalling exactly those
+groups (never `ray stop`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -51,11 +54,29 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def real_sweep(ray_cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished Optuna sweep (2 configurations x 2 seed repeats x 2 epochs); treat as read-only."""
+    """A finished Optuna sweep (2 configurations x 2 seed repeats x 2 epochs); treat as read-only.
+
+    Run once per pytest run: under pytest-xdist the first worker to ask runs it on its cluster, in the
+    run's shared temporary folder, and every worker gets its own copy of it."""
     from ablate.sweep import run_sweep
     from ablate.sweep_spec import load_spec
 
     root = tmp_path_factory.mktemp("storage")
-    sweep = run_sweep(load_spec(write_spec(root, OPTUNA_SPEC)), root / "runs", address=ray_cluster)
-    shutil.rmtree(sweep / "report", ignore_errors=True)  # tests build their own
-    return sweep
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # one process: nothing to share
+        sweep = run_sweep(load_spec(write_spec(root, OPTUNA_SPEC)), root / "runs", address=ray_cluster)
+        shutil.rmtree(sweep / "report", ignore_errors=True)  # tests build their own
+        return sweep
+    shared = tmp_path_factory.getbasetemp().parent / "real-sweep"  # this run's, beside popen-gw0, ...
+    shared.mkdir(exist_ok=True)
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other workers wait while the first one runs it
+        done = shared / "runs" / "tiny"
+        if not (shared / "done").is_file():
+            shutil.rmtree(shared / "runs", ignore_errors=True)  # a worker that failed left it half-made
+            spec = load_spec(write_spec(shared, OPTUNA_SPEC))
+            sweep = run_sweep(spec, shared / "runs", address=ray_cluster)
+            assert sweep == done, sweep
+            shutil.rmtree(sweep / "report", ignore_errors=True)  # tests build their own
+            (shared / "done").touch()
+        shutil.copytree(done, root / "runs" / "tiny", symlinks=True)
+    return root / "runs" / "tiny"
