@@ -12,9 +12,10 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-import yaml
+if TYPE_CHECKING:  # pandas and yaml load where a fake needs them: most calls only print or exec
+    import pandas as pd
 
 REAL, args = sys.executable, sys.argv[1:]
 ME = f"{REAL} {os.path.abspath(__file__)}"
@@ -37,6 +38,8 @@ def fake_train(argv: list[str]) -> None:
 
 
 def epochs(starts: list[float], epoch_s: float) -> pd.DataFrame:
+    import pandas as pd
+
     rows = []
     for i, t0 in enumerate(starts):
         for e in range(13):
@@ -50,6 +53,9 @@ def epochs(starts: list[float], epoch_s: float) -> pd.DataFrame:
 
 def fake_run(argv: list[str]) -> None:
     """`ablate run SPEC --storage DIR ...`: the sweep's report/*.parquet."""
+    import pandas as pd
+    import yaml
+
     spec = yaml.safe_load(Path(argv[1]).read_text())
     report = Path(argv[argv.index("--storage") + 1]) / spec["name"] / "report"
     report.mkdir(parents=True)
