@@ -45,6 +45,7 @@ from sweep_format.layout import (
     is_sweep,
 )
 from sweep_format.metrics import DEFAULT_METRIC, mode_of
+from sweep_format.space import MEASURED_ON
 from sweep_format.statuses import describe_counts
 from sweep_format.values import values_equal
 
@@ -195,9 +196,6 @@ def side_by_side(counted: pd.DataFrame, param: str, names: list[str]) -> pd.Data
     return pd.DataFrame(rows)
 
 
-DATA_KEYS = ("dataset", "data_path")  # where a sweep's kNN figures are measured
-
-
 def differing_settings(sources: list[Source]) -> pd.DataFrame:
     """The fixed trainer settings (none searched by any sweep) in which the sweeps differ: one row per
     setting, one column per sweep. Sweeps whose files do not keep their settings are left out."""
@@ -212,7 +210,7 @@ def differing_settings(sources: list[Source]) -> pd.DataFrame:
 
 def data_keys(differ: pd.DataFrame) -> list[str]:
     """The keys of where the kNN is measured (dataset, data_path) in which the sweeps differ."""
-    return [k for k in DATA_KEYS if len(differ) and k in set(differ["setting"])]
+    return [k for k in MEASURED_ON if len(differ) and k in set(differ["setting"])]
 
 
 def settings_note(differ: pd.DataFrame, sources: list[Source]) -> str:

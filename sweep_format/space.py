@@ -16,6 +16,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+# What a sweep is measured on: its reference kNN and every trial's kNN are of one dataset's images, so
+# a space may not vary these trainer keys, and sweeps that differ in them are not ranked together.
+MEASURED_ON = ("dataset", "data_path")
 DIST_TYPES = ("float", "int", "choice")  # what ``type:`` accepts (a bundle is a choice)
 LISTED = ("grid", "ablation")  # search algorithms that run every value of a stepped range
 MAX_LISTED = 10_000  # a hand-written folder's range of more values than a sweep can run is not listed

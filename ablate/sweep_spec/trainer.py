@@ -12,16 +12,13 @@ import os
 from typing import Any
 
 from ablate.sweep_spec.base import spec_error
+from sweep_format.space import MEASURED_ON
 from trainables.config import ConfigError, DINOConfig, make_config, unknown_key_message
 
 # Trainer keys that name a file or folder. A relative one means relative to the folder `ablate run`
 # runs in, where the driver checks it; Ray's trial processes run in other folders and `ablate
 # resume` may run from another one, so the spec holds them absolute (``absolute_paths``).
 PATH_KEYS = ("data_path", "pretrained_weights")
-
-# What a sweep is measured on: its reference kNN and every trial's kNN are of one dataset's images, so
-# a space may not vary them (a "best dataset" is not a setting of DINO).
-MEASURED_ON = ("dataset", "data_path")
 
 SEED_RULE = ("a trial's seed is search.seed + its repeat index; set search.seed (and repeats for "
              "several seeds) instead")
