@@ -78,8 +78,9 @@ def cluster_address(option: str | None) -> str | None:
 
 
 def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
-              connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, logs: RayLogFile | None = None) -> None:
-    """Join the cluster at ``address``, or start a local Ray with this machine's resources.
+              connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, logs: RayLogFile | None = None) -> bool:
+    """Join the cluster at ``address``, or start a local Ray with this machine's resources; True
+    when this call did (``stop_ray`` then ends it), False when the process already had Ray.
 
     The local Ray binds to 127.0.0.1 with the dashboard off; token authentication stays on
     (Ray writes ``~/.ray/auth_token``; a driver joining a cluster needs RAY_AUTH_MODE=token).
@@ -93,10 +94,10 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
     if logs is not None:
         logs.capture()
     if ray.is_initialized():
-        return
+        return False
     if address:
         join_cluster(address, connect_timeout)
-        return
+        return True
     # address="local": always a new Ray for this run, never a cluster that `ray start` left behind.
     try:
         with own_session():
@@ -107,6 +108,16 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
             os.environ.pop(LOOPBACK_SWITCH, None)
         else:
             os.environ[LOOPBACK_SWITCH] = previous
+    return True
+
+
+def stop_ray(started: bool) -> None:
+    """Stop the local Ray that ``start_ray`` started, or leave the cluster it joined, once the sweep's
+    trials are over and before its report: left to Ray's exit handler, the shutdown held the terminal
+    3-5 s after the summary's last line. A Ray the caller had started stays."""
+    ray = sys.modules.get("ray")
+    if started and ray is not None and ray.is_initialized():
+        ray.shutdown()
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ from ablate.folder import (
 )
 from ablate.lock import SweepLock
 from ablate.ray_logs import RayLogFile
-from ablate.session import DEFAULT_CONNECT_TIMEOUT, check_connect_timeout, start_ray
+from ablate.session import DEFAULT_CONNECT_TIMEOUT, check_connect_timeout, start_ray, stop_ray
 from ablate.sweep_spec import SweepSpec
 from ablate.trackers import check_trackers, tracker_callbacks
 from sweep_format.layout import SPEC_FILE, TUNE_DIR
@@ -60,8 +60,8 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
     print(f"ablate: sweep {spec.name!r}: {spec.num_trials} trials ({spec.search.algorithm}), results in "
           f"{sweep_dir}", file=sys.stderr)
     try:
-        with Signals() as signals, RayLogFile(verbose) as logs:
-            start_ray(address, num_cpus, num_gpus, connect_timeout, logs)
+        with Signals() as signals, RayLogFile(verbose) as logs, ray_session(address, num_cpus, num_gpus,
+                                                                            connect_timeout, logs):
             signals.install()
             resources, limit, where = admit(spec)  # a trial too large for the cluster: refused
             create(spec, sweep_dir)
@@ -95,8 +95,8 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
     names = check_trackers(spec.loggers, f"{sweep_dir / SPEC_FILE}: loggers")
     precheck(spec, address, num_cpus, num_gpus)
     try:
-        with SweepLock(sweep_dir, "resume"), Signals() as signals, RayLogFile(verbose) as logs:
-            start_ray(address, num_cpus, num_gpus, connect_timeout, logs)
+        with SweepLock(sweep_dir, "resume"), Signals() as signals, RayLogFile(verbose) as logs, \
+                ray_session(address, num_cpus, num_gpus, connect_timeout, logs):
             signals.install()
             resources, limit, where = admit(spec)
             logs.attach(sweep_dir)
@@ -106,6 +106,17 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
     except KeyboardInterrupt as exc:  # before the trials started: the summary and the resume hint
         raise SweepInterrupted(sweep_dir, signal_of(exc)) from None
     return sweep_dir
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, num_cpus: int | None, num_gpus: int | None, connect_timeout: float,
+                logs: RayLogFile | None = None) -> Iterator[None]:
+    """Ray for one driver run: started (or joined) on entry, stopped (or left) once the trials are over."""
+    started = start_ray(address, num_cpus, num_gpus, connect_timeout, logs)
+    try:
+        yield
+    finally:
+        stop_ray(started)
 
 
 def check_inputs(spec: SweepSpec, address: str | None) -> None:

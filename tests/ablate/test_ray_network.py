@@ -183,3 +183,32 @@ def test_the_loopback_switch_is_gone_from_the_environment_once_the_local_ray_run
     monkeypatch.setattr(ray, "init", lambda **kw: seen.update(during=os.environ.get(session.LOOPBACK_SWITCH)))
     session.start_ray(None, num_cpus=1, num_gpus=0)
     assert seen == {"during": "0"} and os.environ.get(session.LOOPBACK_SWITCH) == own
+
+
+def test_a_sweep_stops_the_ray_it_started_and_leaves_the_callers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A driver run stops the local Ray it started once its trials are over, also when they end in an
+    error (left to Ray's exit handler, the shutdown held the terminal seconds after the summary);
+    a Ray the caller had started (a notebook's, this test session's) keeps running."""
+    import ray
+    import ray._private.ray_constants as constants
+
+    from ablate import session
+    from ablate.sweep import ray_session
+
+    monkeypatch.setattr(constants, "ENABLE_RAY_CLUSTER", constants.ENABLE_RAY_CLUSTER)  # restored after
+    monkeypatch.delenv(session.LOOPBACK_SWITCH, raising=False)
+    up = {"ray": False}
+    stopped: list[str] = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: up["ray"])
+    monkeypatch.setattr(ray, "init", lambda **kw: up.update(ray=True))
+    monkeypatch.setattr(ray, "shutdown", lambda: (stopped.append("local"), up.update(ray=False)))
+    with ray_session(None, 1, 0, 30.0):
+        assert up["ray"] and not stopped
+    assert stopped == ["local"] and not up["ray"]
+    with pytest.raises(RuntimeError), ray_session(None, 1, 0, 30.0):
+        raise RuntimeError("a trial's fault")
+    assert stopped == ["local", "local"] and not up["ray"]
+    up["ray"] = True  # the caller's Ray
+    with ray_session(None, 1, 0, 30.0):
+        pass
+    assert stopped == ["local", "local"] and up["ray"]
