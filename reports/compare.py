@@ -11,6 +11,7 @@ are read from the file's metadata, epochs from the epochs.parquet next to it).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,7 +144,7 @@ def build_comparison(paths: list[str | Path], out: str | Path) -> Path:
     if len(paths) < 2:
         raise ReportError("compare needs two or more sweeps (folders or trials.parquet files)")
     out = Path(out)
-    check_out(out)
+    check_out(out, paths)
     sources = [load_source(p) for p in paths]
     unique_names(sources)
     shared = check_shared(sources)
@@ -162,14 +163,22 @@ def build_comparison(paths: list[str | Path], out: str | Path) -> Path:
     return out
 
 
-def check_out(out: Path) -> None:
-    """A comparison is never written into a sweep folder: its report/ and tables are the sweep's
-    (the comparison's trials.parquet would stand for the sweep's own)."""
+def check_out(out: Path, inputs: Sequence[str | Path] = ()) -> None:
+    """A comparison is never written into a sweep folder (its report/ and tables are the sweep's: the
+    comparison's trials.parquet would stand for the sweep's own), over a file, nor into the folder of
+    an input trials.parquet, whose tables it would replace with the comparison's."""
     folder = out.expanduser().resolve()
     inside = next((f for f in (folder, *folder.parents) if is_sweep(f)), None)
     if inside is not None:
         raise ReportError(f"--out {out}: inside the sweep folder {inside}, whose files are the sweep's; "
                           f"write the comparison beside it, e.g. --out {inside.parent / 'compare'}")
+    if folder.exists() and not folder.is_dir():
+        raise ReportError(f"--out {out}: a file, not a folder; name a folder for the comparison")
+    for source in inputs:
+        file = Path(source).expanduser().resolve()
+        if file.is_file() and file.parent == folder:
+            raise ReportError(f"--out {out}: holds the input {source}, which the comparison's "
+                              f"{TRIALS_TABLE} would replace; write the comparison to another folder")
 
 
 def value_groups(values: pd.Series) -> pd.Series:

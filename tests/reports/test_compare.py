@@ -176,6 +176,31 @@ def test_compare_never_writes_into_a_sweep_folder(tmp_path: Path, capsys: pytest
     assert sorted(p.relative_to(sweep) for p in sweep.rglob("*")) == before
 
 
+def test_compare_never_replaces_an_input_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--out the folder of an input trials.parquet (a sweep's tables copied from another machine)
+    replaced that input, and the epochs.parquet beside it, with the comparison's."""
+    a = sweep_file(tmp_path, "a", [(60.0, 2.0, "completed", False)])
+    b = sweep_file(tmp_path, "b", [(50.0, 1.0, "completed", False)])
+    before = a.read_bytes()
+    assert main(["compare", str(a), str(b), "--out", str(a.parent)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"holds the input {a}" in err[0], err
+    assert a.read_bytes() == before and sorted(p.name for p in a.parent.iterdir()) == ["trials.parquet"]
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path)]) == 0  # beside the inputs: fine
+
+
+def test_compare_out_a_file_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--out naming an existing file ended in a FileExistsError traceback."""
+    a = sweep_file(tmp_path, "a", [(60.0, 2.0, "completed", False)])
+    b = sweep_file(tmp_path, "b", [(50.0, 1.0, "completed", False)])
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "notes.txt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"ablate compare: error: --out {tmp_path / 'notes.txt'}: a file, not a folder; name a "
+                   "folder for the comparison"]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def crafted_file(folder: Path, change: str) -> Path:
     """sweep_file's trials.parquet of sweep "x" with one thing of the wrong kind (``change``)."""
     import json
