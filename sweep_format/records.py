@@ -20,7 +20,8 @@ from typing import Any
 
 from sweep_format.files import write_json
 from sweep_format.layout import TRIALS_DIR
-from sweep_format.statuses import DAMAGED
+from sweep_format.metrics import METRICS
+from sweep_format.statuses import DAMAGED, ORDER
 from sweep_format.text import has_control, printable_tree
 
 FORMAT, VERSION = "ablate.trial", 1
@@ -40,7 +41,7 @@ def is_number(v: Any) -> bool:
 # from elsewhere or edited by hand that breaks one is ``damaged``, named with the field, instead of
 # a traceback in every table, listing, report and resume that reads it.
 FIELDS: dict[str, tuple[str, Any]] = {
-    "status": ("a status name", lambda v: isinstance(v, str)),
+    "status": (f"one of {', '.join(ORDER)}", lambda v: v in ORDER),
     "reason": ("a text", lambda v: isinstance(v, str)),
     "label": ("a text", lambda v: isinstance(v, str)),
     "params": ("an object", lambda v: isinstance(v, dict)),
@@ -99,7 +100,8 @@ def read_record(file: Path) -> dict[str, Any]:
 
 def misfit(data: dict[str, Any]) -> str:
     """What in a record is not of its field's kind (FIELDS; every epoch an object with an integer
-    ``epoch`` >= 0 and no integer beyond the tables' 64 bits), "" when nothing is."""
+    ``epoch`` >= 0, no integer beyond the tables' 64 bits, a number or null for each metric a sweep
+    may rank by), "" when nothing is."""
     if "status" not in data:
         return "record without status"
     for key, (kind, fits) in FIELDS.items():
@@ -110,6 +112,9 @@ def misfit(data: dict[str, Any]) -> str:
             return f"epochs[{i}] is {repr(row)[:40]}, not an object with an integer epoch >= 0"
         if big := next((k for k, v in row.items() if isinstance(v, int) and not -INT64 <= v < INT64), None):
             return f"epochs[{i}].{big[:40]} is {str(row[big])[:40]}..., beyond a 64-bit integer"
+        # a text metric, read as missing, would silently drop the trial's value (and change the best)
+        if text := next((k for k in METRICS if row.get(k) is not None and not is_number(row[k])), None):
+            return f"epochs[{i}].{text} is {repr(row[text])[:40]}, not a number"
     return ""
 
 

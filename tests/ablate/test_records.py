@@ -357,6 +357,12 @@ CRAFTED = [
     ("params", [0.02], "params is [0.02], not an object"),
     ("epochs_planned", 10**30, "epochs_planned is 1000000000000000000000000000000, not an integer or null"),
     ("status", None, "record without status"),
+    # an unknown status was listed as its own and resumed as unfinished; a text metric was read as
+    # missing, silently dropping the trial's value from the ranking
+    ("status", "Completed", "status is 'Completed', not one of completed, flagged, stopped early, "
+     "collapsed, diverged, oom, errored, storage_full, interrupted, running, pending, damaged"),
+    ("epochs", [{"epoch": 0}, {"epoch": 1, "knn_top1": "38.2"}],
+     "epochs[1].knn_top1 is '38.2', not a number"),
     ("epochs", [{"epoch": 0, "my_count": 10**30}],
      "epochs[0].my_count is 1000000000000000000000000000000..., beyond a 64-bit integer"),
 ]
