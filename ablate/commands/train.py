@@ -23,7 +23,7 @@ from ablate.errors import UserError
 from ablate.overrides import load_yaml, parse_sets
 from ablate.sweep_spec import arch_problem
 from ablate.sweep_spec.model import absolute_paths
-from sweep_format.files import linked, too_long
+from sweep_format.files import linked, too_long, write_text
 from sweep_format.layout import RAY_LOG
 from trainables.config import ConfigError, DINOConfig, config_differences, describe_keys, make_config
 from trainables.inputs import check_inputs
@@ -126,7 +126,7 @@ def main(args: argparse.Namespace) -> int:
         trainer.load_checkpoint(ckpt)
         print(f"resuming {out} after epoch {trainer.epoch}/{cfg.epochs}", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_NAME).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    write_config(out, cfg)
     try:
         return run_epochs(trainer, out, sys.stderr)
     except KeyboardInterrupt:
@@ -194,7 +194,13 @@ def keep_metrics(path: Path, last_epoch: int) -> None:
     if not path.exists():
         return
     kept = [r for r in path.read_text().splitlines() if (e := _epoch(r)) is not None and e <= last_epoch]
-    path.write_text("".join(r + "\n" for r in kept))
+    write_text(path, "".join(r + "\n" for r in kept))  # a kill mid-write keeps the rows
+
+
+def write_config(out: Path, cfg: DINOConfig) -> None:
+    """The run's config.yaml, replaced atomically: ``--resume`` reads it back, and a kill while it is
+    rewritten must not leave the run without it."""
+    write_text(out / CONFIG_NAME, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
 
 def _epoch(row: str) -> int | None:
@@ -255,7 +261,7 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool) -
         use_gpu = worker_devices(cfg, workers)
         out = out.resolve()
         out.mkdir(parents=True, exist_ok=True)
-        (out / CONFIG_NAME).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        write_config(out, cfg)
         started = not ray.is_initialized()
         if started:  # the workers' own output (Ray Train's lines among it) stays in Ray's logs
             ray.init(address="local", num_cpus=max(workers, os.cpu_count() or 1), include_dashboard=False,

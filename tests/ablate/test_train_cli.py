@@ -54,6 +54,33 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_over_with_one_row_per_
     assert [r["epoch"] for r in rows] == [0, 1, 2] and rows[0]["knn_top1"] > 0  # the stale row is gone
 
 
+def test_a_kill_while_the_run_files_are_rewritten_keeps_them_whole(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch):
+    """--resume rewrote metrics.jsonl (dropping rows past the checkpoint) and config.yaml in place: a
+    kill during the write left half of each, the run's epoch rows lost or its config unreadable."""
+    from ablate.commands.train import CONFIG_NAME, keep_metrics, write_config
+    from trainables.config import DINOConfig
+
+    metrics = tmp_path / "metrics.jsonl"
+    rows = "".join(json.dumps({"epoch": e, "knn_top1": 30.0 + e}) + "\n" for e in range(4))
+    metrics.write_text(rows)
+    write_config(tmp_path, DINOConfig())
+    config = (tmp_path / CONFIG_NAME).read_text()
+
+    def killed(self: Path, text: str, *args: object, **kwargs: object) -> int:
+        with open(self, "w") as f:  # half the text reaches the disk, then the process is stopped
+            f.write(text[: len(text) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", killed)
+    for write in (lambda: keep_metrics(metrics, 2), lambda: write_config(tmp_path, DINOConfig(epochs=3))):
+        with pytest.raises(KeyboardInterrupt):
+            write()
+    monkeypatch.undo()
+    assert metrics.read_text() == rows and (tmp_path / CONFIG_NAME).read_text() == config
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CONFIG_NAME, "metrics.jsonl"]  # no temporary left
+
+
 @pytest.mark.parametrize("args,expected", [
     (["--set", "teacher_tmp=0.1"], "Valid keys:"),
     (["--set", "teacher_temp=-1"], "teacher_temp=-1"),
