@@ -193,12 +193,18 @@ def knn_note(rows: list[dict[str, Any]]) -> str:
 
 def mark_interrupted(sweep_dir: Path, cause: str = "") -> list[dict[str, Any]]:
     """After an interrupt (``cause``: why, when it was not Ctrl-C): every unfinished record says so
-    (status ``interrupted``, the epochs done and the epoch of its last kNN); returns them."""
+    (status ``interrupted``, the epochs done and the epoch of its last kNN); returns them. A trial
+    whose last result already ended it (a trainable's final ``trial_outcome``, reported before the
+    signal stopped Tune from closing it) is closed with that outcome instead."""
     out = []
     for rec in read_records(sweep_dir):
         if not statuses.is_unfinished(rec.get("status")):
             continue
         last = rec["epochs"][-1] if rec.get("epochs") else {}
+        if statuses.is_final(last.get("trial_outcome")):  # it had ended (collapsed, diverged, ...): its
+            rec.update(ended(rec, "", None), updated_at=time.time())  # last result came, Ray's "done" not
+            write_record(sweep_dir, rec)
+            continue
         done = last.get("epoch", 0)
         full = last.get("trial_outcome") == statuses.STORAGE_FULL  # the trial that found the disk full
         what = "its checkpoint could not be written after" if full else "interrupted after"

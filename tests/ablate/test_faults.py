@@ -108,6 +108,17 @@ def test_resume_rebuilds_a_deleted_study_and_continues_its_running_point(
     assert resumed.suggest("z") == "FINISHED"  # search.num_samples points in all
 
 
+def test_resume_tells_the_study_a_setting_whose_repeats_all_ended(tmp_path: Path) -> None:
+    """A Ctrl-C after a trial's last result closes its record (collapsed, say) before the searcher
+    hears of it: the study kept the setting running for ever (no job, nobody told it)."""
+    sweep = tmp_path / "sweep"
+    search, _ = optuna_search(sweep)
+    config = search.suggest("a")
+    record(sweep, "a", config, 55.0, status="collapsed")  # closed by the interrupt, not by the searcher
+    _, jobs = optuna_search(sweep)
+    assert jobs == [] and values(sweep) == [(config["teacher_temp"], 55.0)]
+
+
 def carried(epoch: int, outcome: str, knn: float) -> dict:
     """A result without evaluation: it carries the last kNN forward."""
     return {"epoch": epoch, "knn_top1": knn, "knn_evaluated": False, "trial_outcome": outcome}

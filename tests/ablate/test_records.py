@@ -142,6 +142,25 @@ def test_interrupt_marks_only_unfinished_records(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "trials" / "c.json").read_text())["status"] == "interrupted"
 
 
+def test_an_interrupt_after_a_trials_last_result_closes_it_with_its_outcome(tmp_path: Path) -> None:
+    """A trial whose teacher collapsed reports its last row, then Ray closes it on a later result: a
+    Ctrl-C in between left it `interrupted` (its collapse reason lost, '0 of 2 trials finished')."""
+    rows = {"c": {"epoch": 2, "trial_outcome": "collapsed", "stop_reason": "collapsed (uniform): x",
+                  "collapsed": True},
+            "d": {"epoch": 1, "trial_outcome": "diverged", "stop_reason": "loss is nan"},
+            "r": {"epoch": 2, "trial_outcome": "running"}}
+    for tid, row in rows.items():
+        write_json(tmp_path / "trials" / f"{tid}.json", {
+            "format": FORMAT, "version": VERSION, "trial_id": tid, "status": "running", "epochs_planned": 4,
+            "epochs": [{"epoch": 0}, row]})
+    assert [r["trial_id"] for r in mark_interrupted(tmp_path, cause="SIGTERM received")] == ["r"]
+    recs = {r["trial_id"]: r for r in read_records(tmp_path)}
+    assert (recs["c"]["status"], recs["c"]["reason"], recs["c"]["collapsed"]) == \
+        ("collapsed", "collapsed (uniform): x", True)
+    assert (recs["d"]["status"], recs["d"]["reason"]) == ("diverged", "loss is nan")
+    assert recs["r"]["status"] == "interrupted" and "SIGTERM received" in recs["r"]["reason"]
+
+
 def test_spec_yaml_stores_the_baseline_metric_and_mode_and_loads_back(tmp_path: Path) -> None:
     import yaml
 
