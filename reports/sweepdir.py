@@ -25,8 +25,8 @@ from sweep_format.layout import (
     RESOLVED_TRAINER,
     SPEC_FILE,
     TUNE_DIR,
+    entry_problem,
     is_sweep,
-    links_in,
     not_a_sweep,
 )
 from sweep_format.metrics import DEFAULT_METRIC, mode_of
@@ -135,7 +135,7 @@ def open_sweep(path: str | Path) -> SweepDir:
     folder = Path(path)
     if not is_sweep(folder):
         raise ReportError(not_a_sweep(folder))
-    if problem := links_in(folder):
+    if problem := entry_problem(folder):
         raise ReportError(problem)
     return SweepDir(folder, read_spec(folder / SPEC_FILE))
 

@@ -50,10 +50,12 @@ HISTORY_FILE = "history.jsonl"
 MLFLOW_DIR = "mlruns"
 WANDB_DIR = "wandb"
 # What ablate writes, replaces or deletes in a sweep folder, and the folders it does so entry by entry:
-# none of them may be a symbolic link (``links_in``).
+# none of them may be a symbolic link (``entry_problem``).
 WRITTEN = (SPEC_FILE, TRIALS_DIR, OPTUNA_DB, REFERENCE_FILE, TUNE_DIR, REPORT_DIR, RAY_LOG, LOCK_FILE,
            HISTORY_FILE, MLFLOW_DIR, WANDB_DIR)
 ENTRY_FOLDERS = (TRIALS_DIR, TUNE_DIR, REPORT_DIR)
+# The folders ablate makes in a sweep folder: a file of the same name is refused (``entry_problem``).
+MADE_FOLDERS = (TRIALS_DIR, TUNE_DIR, REPORT_DIR, f"{REPORT_DIR}/{PLOTS_DIR}")
 EXPECTED = f"a sweep folder holding {SPEC_FILE} and {TRIALS_DIR}/, as `ablate run SPEC.yaml` writes it"
 
 
@@ -77,10 +79,18 @@ def not_a_sweep(folder: str | Path) -> str:
     return f"{folder}: not a sweep folder, no {SPEC_FILE} (expected {EXPECTED}{hint})"
 
 
-def links_in(sweep_dir: str | Path) -> str:
+def entry_problem(sweep_dir: str | Path) -> str:
     """"" when ablate may write into the sweep folder, else one line naming the symbolic link that
-    would take its writes or deletions elsewhere (the sweep folder itself may be a link)."""
-    return linked(sweep_dir, WRITTEN, ENTRY_FOLDERS)
+    would take its writes or deletions elsewhere (the sweep folder itself may be a link), or the file
+    that stands where ablate keeps a folder (``MADE_FOLDERS``)."""
+    if problem := linked(sweep_dir, WRITTEN, ENTRY_FOLDERS):
+        return problem
+    for name in MADE_FOLDERS:
+        entry = Path(sweep_dir) / name
+        if entry.exists() and not entry.is_dir():
+            return (f"{entry}: a file, where the sweep folder {sweep_dir} keeps its folder {name}/ (ablate "
+                    "writes there); move or rename the file")
+    return ""
 
 
 def sweeps_in(storage: str | Path) -> list[Path]:

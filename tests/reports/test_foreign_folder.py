@@ -4,6 +4,7 @@ and prints and reports its texts as text."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,30 @@ def test_a_symbolic_link_in_the_folder_is_refused_before_anything_is_written(
             "to"), err
     assert sorted(p.name for p in outside.iterdir()) == ["victim.txt"]
     assert (outside / "victim.txt").read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("entry", ["report", "report/plots", "trials", "tune"])
+def test_a_file_where_the_sweep_keeps_a_folder_is_refused_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture, entry: str) -> None:
+    """A file named report (or report/plots) ended `ablate report` in a FileExistsError traceback; a
+    file named trials read as 'no trial records yet'."""
+    from tests.helpers import crafted_sweep, good_record
+
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    file = sweep / entry
+    if file.is_dir():
+        shutil.rmtree(file)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text("someone's notes\n")
+    for command in (["report", str(sweep)], ["resume", str(sweep), "--num-cpus", "1"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].endswith(
+            f": {file}: a file, where the sweep folder {sweep} keeps its folder {entry}/ (ablate writes "
+            "there); move or rename the file"), err
+    assert file.read_text() == "someone's notes\n"
+    assert main(["ls", str(sweep.parent)]) == 0
+    assert f"(unreadable: {file}: a file" in capsys.readouterr().out
 
 
 def test_a_record_names_no_folder_through_a_link_and_writes_no_file_outside(sweep_copy: Path,
