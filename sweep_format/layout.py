@@ -54,8 +54,12 @@ WANDB_DIR = "wandb"
 WRITTEN = (SPEC_FILE, TRIALS_DIR, OPTUNA_DB, REFERENCE_FILE, TUNE_DIR, REPORT_DIR, RAY_LOG, LOCK_FILE,
            HISTORY_FILE, MLFLOW_DIR, WANDB_DIR)
 ENTRY_FOLDERS = (TRIALS_DIR, TUNE_DIR, REPORT_DIR)
-# The folders ablate makes in a sweep folder: a file of the same name is refused (``entry_problem``).
+# The folders and files ablate makes in a sweep folder: a file where a folder belongs, or a folder
+# where a file belongs, is refused (``entry_problem``).
 MADE_FOLDERS = (TRIALS_DIR, TUNE_DIR, REPORT_DIR, f"{REPORT_DIR}/{PLOTS_DIR}")
+MADE_FILES = (OPTUNA_DB, REFERENCE_FILE, RAY_LOG, LOCK_FILE, HISTORY_FILE,
+              *(f"{REPORT_DIR}/{name}" for name in (TRIALS_TABLE, EPOCHS_TABLE, REPORT_MD, REPORT_HTML,
+                                                    ATTENTION_FILE)))
 EXPECTED = f"a sweep folder holding {SPEC_FILE} and {TRIALS_DIR}/, as `ablate run SPEC.yaml` writes it"
 
 
@@ -81,8 +85,9 @@ def not_a_sweep(folder: str | Path) -> str:
 
 def entry_problem(sweep_dir: str | Path) -> str:
     """"" when ablate may write into the sweep folder, else one line naming the symbolic link that
-    would take its writes or deletions elsewhere (the sweep folder itself may be a link), or the file
-    that stands where ablate keeps a folder (``MADE_FOLDERS``)."""
+    would take its writes or deletions elsewhere (the sweep folder itself may be a link), the file
+    that stands where ablate keeps a folder (``MADE_FOLDERS``), or the folder where it keeps a file
+    (``MADE_FILES``)."""
     if problem := linked(sweep_dir, WRITTEN, ENTRY_FOLDERS):
         return problem
     for name in MADE_FOLDERS:
@@ -90,6 +95,11 @@ def entry_problem(sweep_dir: str | Path) -> str:
         if entry.exists() and not entry.is_dir():
             return (f"{entry}: a file, where the sweep folder {sweep_dir} keeps its folder {name}/ (ablate "
                     "writes there); move or rename the file")
+    for name in MADE_FILES:
+        entry = Path(sweep_dir) / name
+        if entry.is_dir():
+            return (f"{entry}: a folder, where the sweep folder {sweep_dir} keeps its file {name} (ablate "
+                    "writes it); move or rename the folder")
     return ""
 
 

@@ -61,6 +61,24 @@ def test_a_file_where_the_sweep_keeps_a_folder_is_refused_in_one_line(
     assert f"(unreadable: {file}: a file" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("entry", ["report/report.md", "report/trials.parquet", "driver.lock",
+                                   "history.jsonl"])
+def test_a_folder_where_the_sweep_keeps_a_file_is_refused_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture, entry: str) -> None:
+    """A folder named report/report.md ended `ablate report` in an IsADirectoryError traceback."""
+    from tests.helpers import crafted_sweep, good_record
+
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    (sweep / entry / "kept").mkdir(parents=True)
+    for command in (["report", str(sweep)], ["resume", str(sweep), "--num-cpus", "1"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].endswith(
+            f": {sweep / entry}: a folder, where the sweep folder {sweep} keeps its file {entry} (ablate "
+            "writes it); move or rename the folder"), err
+    assert (sweep / entry / "kept").is_dir()
+
+
 def test_a_record_names_no_folder_through_a_link_and_writes_no_file_outside(sweep_copy: Path,
                                                                            tmp_path: Path) -> None:
     (tmp_path / "other").mkdir()
