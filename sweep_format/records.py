@@ -70,9 +70,13 @@ def write_record(sweep_dir: str | Path, record: dict[str, Any]) -> Path:
 
 
 def read_records(sweep_dir: str | Path) -> list[dict[str, Any]]:
-    """Every trial record of the sweep in file-name order; damaged ones as ``damaged`` stubs."""
+    """Every trial record of the sweep in file-name order; damaged ones as ``damaged`` stubs. A hidden
+    file is never a record (``record_path`` gives none such a name): the ``._<id>.json`` that macOS
+    leaves beside each file it copies to another file system is not a damaged trial."""
     folder = Path(sweep_dir) / TRIALS_DIR
-    return [read_record(f) for f in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    return [read_record(f) for f in sorted(folder.glob("*.json")) if not f.name.startswith(".")]
 
 
 def read_record(file: Path) -> dict[str, Any]:

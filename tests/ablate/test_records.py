@@ -161,6 +161,16 @@ def test_an_interrupt_after_a_trials_last_result_closes_it_with_its_outcome(tmp_
     assert recs["r"]["status"] == "interrupted" and "SIGTERM received" in recs["r"]["reason"]
 
 
+def test_a_hidden_file_in_trials_is_not_a_record(tmp_path: Path) -> None:
+    """A sweep copied from a Mac to another file system carries ._<id>.json beside each record: each
+    was listed as a damaged trial, and every run and resume of the sweep exited 1."""
+    from tests.helpers import crafted_sweep, good_record
+
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    (sweep / "trials" / "._a.json").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    assert [(r["trial_id"], r["status"]) for r in read_records(sweep)] == [("a", "completed")]
+
+
 def test_spec_yaml_stores_the_baseline_metric_and_mode_and_loads_back(tmp_path: Path) -> None:
     import yaml
 
