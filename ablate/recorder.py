@@ -99,14 +99,21 @@ class TrialRecorder(tune.Callback):
         return self.records[tid]
 
     def _note_restart(self, rec: dict[str, Any], row: dict[str, Any]) -> None:
-        """The first result of a restarted trial: from which epoch, where, and why."""
+        """The first result of a restarted trial: from which epoch, where, and why. Epochs the record
+        holds past that point belong to the run it no longer continues (its newer checkpoints were
+        damaged or deleted): they are dropped, and named in the restart, so that the trial ends with
+        what this run measures (a collapse or an ASHA stop before them, say), not with their rows."""
         why = self.restart_why.pop(str(rec["trial_id"]), None)
         if why is None:
             return
+        start = int(row.get("restored_from_epoch", 0))
         rec.setdefault("restarts", []).append({  # a data-parallel trial's rank 0, not its driver
-            "from_epoch": int(row.get("restored_from_epoch", 0)), "why": why, "at": time.time(),
+            "from_epoch": start, "why": why, "at": time.time(),
             "node_ip": row.get("rank0_node_ip", row.get("node_ip")),
             "pid": row.get("rank0_pid", row.get("pid"))})
+        if superseded := [r["epoch"] for r in rec["epochs"] if r["epoch"] > start]:
+            rec["epochs"] = [r for r in rec["epochs"] if r["epoch"] <= start]
+            rec["restarts"][-1]["superseded_epochs"] = superseded
         self._fill_from_checkpoints(rec, rec["restarts"][-1])
 
     def _fill_from_checkpoints(self, rec: dict[str, Any], restart: dict[str, Any]) -> None:

@@ -287,6 +287,36 @@ def test_a_restart_fills_the_epochs_whose_results_never_reached_the_driver(tmp_p
         assert [r["epoch"] for r in record["epochs"]] == [0, 1, 2, 4] and restart["lost_epochs"] == [3]
 
 
+def test_a_trial_restarted_from_an_earlier_epoch_ends_with_what_its_new_run_measured(
+        tmp_path: Path) -> None:
+    """An interrupted trial whose checkpoints were lost (tune/ deleted, or both damaged) starts over
+    on `ablate resume`; it diverged in epoch 1, and its record, still holding the earlier run's
+    epochs 2-5, said 'stopped early by the fifo scheduler after 5/8 epochs' with epoch 5's kNN."""
+    from types import SimpleNamespace
+
+    from ablate.recorder import TrialRecorder
+
+    spec = one_point_sweep(tmp_path, "over")
+    sweep = tmp_path / "runs" / "over"
+    earlier = {**good_record("t1"), "params": {"teacher_temp": 0.04}, "status": "interrupted",
+               "epochs_planned": 8, "trial_dir": "tune/trial_t1", "trial_dirs": ["tune/trial_t1"],
+               "epochs": [{"epoch": e, "knn_top1": 30.0 + e, "trial_outcome": "running"} for e in range(6)]}
+    write_json(sweep / "trials" / "t1.json", earlier)
+    trial = SimpleNamespace(trial_id="r2", config={"teacher_temp": 0.04, "_trial_id": "t1"},
+                            path=str(sweep / "tune" / "trial_t1_r2"), error_file=None)
+    recorder = TrialRecorder(spec, sweep)
+    recorder.on_trial_start(0, [], trial)
+    recorder.on_trial_result(0, [], trial, {"epoch": 0, "knn_top1": 29.0, "trial_outcome": "running"})
+    recorder.on_trial_result(0, [], trial, {"epoch": 1, "knn_top1": 29.0, "knn_evaluated": False,
+                                            "trial_outcome": "diverged", "stop_reason": "loss is nan"})
+    recorder.on_trial_complete(0, [], trial)
+    (record,) = read_records(sweep)
+    assert (record["status"], record["reason"]) == ("diverged", "loss is nan")
+    assert [(r["epoch"], r["knn_top1"]) for r in record["epochs"]] == [(0, 29.0), (1, 29.0)]
+    (restart,) = record["restarts"]
+    assert (restart["from_epoch"], restart["superseded_epochs"]) == (0, [1, 2, 3, 4, 5])
+
+
 @pytest.mark.parametrize(("name", "inside"), [
     ("tune/trial_ab12", True), ("tune/trial_ab12_cd34", True), ("../../home/user/work", False),
     ("/home/user/work", False), ("tune/../../x", False), ("tune", False), ("tune/..", False),
