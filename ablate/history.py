@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sweep_format.files import loads
 from sweep_format.layout import HISTORY_FILE
 
 START, END, REPORT = "start", "end", "report"  # the events
@@ -39,7 +40,7 @@ def read(sweep_dir: Path) -> list[dict[str, Any]]:
         return []
     for line in lines:
         with contextlib.suppress(ValueError):
-            event = json.loads(line)
+            event = loads(line)
             if isinstance(event, dict):
                 out.append(event)
     return out

@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from ablate.errors import UserError
+from sweep_format.files import loads
 from sweep_format.layout import LOCK_FILE
 
 
@@ -90,7 +91,7 @@ def holder(fd: int) -> dict[str, Any] | None:
     os.lseek(fd, 0, os.SEEK_SET)
     raw = os.read(fd, 4096)
     try:
-        data = json.loads(raw) if raw.strip() else None
+        data = loads(raw) if raw.strip() else None
     except ValueError:
         return {"host": "?", "pid": "?", "command": "?", "since": None}
     return data if isinstance(data, dict) else None

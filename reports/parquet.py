@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from reports.errors import ReportError
-from sweep_format.files import atomic_path
+from sweep_format.files import atomic_path, loads
 from sweep_format.metrics import METRICS, MODES
 
 METADATA_KEY = b"ablate"  # parquet schema metadata: JSON with the searched params and their log flags
@@ -59,7 +59,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
     ReportError naming the file and key where it is not what ``write_parquet`` writes."""
     raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
     try:
-        data = json.loads(raw) if raw else {}
+        data = loads(raw) if raw else {}
     except ValueError:
         data = None
     if not isinstance(data, dict):

@@ -9,7 +9,6 @@ Only reads. The spec is read with plain PyYAML (the ``ablate.sweep_spec`` model 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import yaml
 
 from reports.errors import ReportError
 from sweep_format import yamltext
+from sweep_format.files import loads
 from sweep_format.layout import (
     REFERENCE_FILE,
     REPORT_DIR,
@@ -115,7 +115,7 @@ class SweepDir:
     def reference(self) -> dict[str, Any]:
         """``reference_knn.json``: raw-pixel and untrained kNN top-1 of the dataset ({} if absent)."""
         try:
-            data = json.loads((self.path / REFERENCE_FILE).read_bytes())
+            data = loads((self.path / REFERENCE_FILE).read_bytes())
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}

@@ -8,6 +8,8 @@ temporary one. Trial records, checkpoints, parquet tables and report pages all g
     with atomic_path(Path("run/checkpoint.pt")) as tmp:
         torch.save(state, tmp)
     write_json(Path("runs/temps/trials/a1.json"), record)
+
+Their JSON files are read back with ``loads``: any text that is not JSON is a ValueError.
 """
 
 from __future__ import annotations
@@ -47,6 +49,16 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """JSON (NaN and infinities as JavaScript's literals, which Python's json reads back)."""
     return write_text(path, json.dumps(data, allow_nan=True))
+
+
+def loads(data: str | bytes) -> Any:
+    """``json.loads`` of a file's text, where text nested deeper than the parser can recurse (a
+    hand-made ``[[[[...``) is a ValueError like any other text that is not JSON, not a RecursionError:
+    every reader of a folder's JSON files names the file in one line when it catches ValueError."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to read") from None
 
 
 def linked(folder: str | os.PathLike, names: Iterable[str], inside: Iterable[str] = ()) -> str:

@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from sweep_format.files import write_json
+from sweep_format.files import loads, write_json
 from sweep_format.layout import TRIALS_DIR
 from sweep_format.metrics import METRICS
 from sweep_format.statuses import DAMAGED, ORDER
@@ -83,7 +83,7 @@ def read_record(file: Path) -> dict[str, Any]:
     try:
         raw = file.read_bytes()
         text = raw.decode(json.detect_encoding(raw))  # as json.loads(bytes) reads it (a BOM, UTF-16)
-        data = json.loads(text)
+        data = loads(text)
     except (OSError, ValueError) as exc:  # ValueError: bad JSON or bytes that are not UTF-8
         return damaged(file, f"not readable as JSON ({exc.__class__.__name__}: {str(exc)[:80]})")
     if has_control(text):  # a hand-written reason or id must not drive the terminal it is printed on

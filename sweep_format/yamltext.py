@@ -20,7 +20,8 @@ MAX_VALUES = 100_000
 
 
 class TooLarge(ValueError):
-    """The YAML expands (through its aliases) to more than ``MAX_VALUES`` values."""
+    """The YAML expands (through its aliases) to more than ``MAX_VALUES`` values, or nests deeper than
+    the parser can recurse."""
 
 
 class _Loader(yaml.SafeLoader):
@@ -46,7 +47,11 @@ class _Loader(yaml.SafeLoader):
 
 
 def load(text: str, max_values: int = MAX_VALUES) -> Any:
-    data = yaml.load(text, Loader=_Loader)  # a SafeLoader: plain data only
+    try:
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader: plain data only
+    except RecursionError:  # PyYAML composes nested collections recursively: [[[[... (hand-made)
+        raise TooLarge("nests collections deeper than a YAML reader can follow; a spec is a few levels "
+                       "deep") from None
     check_size(data, max_values)
     return data
 

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from sweep_format.files import write_json
+from sweep_format.files import loads, write_json
 
 Verdict = list[tuple[str, str]]  # (path, why it does not decode)
 FORMAT = "ablate-image-verdict"
@@ -90,7 +89,7 @@ def read_verdict(folder: str) -> tuple[str, Verdict] | None:
     try:
         if file.stat().st_size > MAX_BYTES:
             return None
-        data: Any = json.loads(file.read_bytes())
+        data: Any = loads(file.read_bytes())
     except (OSError, ValueError):
         return None
     if not (isinstance(data, dict) and data.get("format") == FORMAT and data.get("folder") == folder

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from sweep_format import statuses
+from sweep_format.files import loads
 from trainables import cuda
 from trainables.checkpoint import DamagedFileError, UnsafeFileError, load_pt
 from trainables.config import ConfigError, DINOConfig
@@ -300,7 +301,7 @@ def restore_trial(trainer: DINOTrainer, monitor: CollapseMonitor, sources: Seque
 def read_json(file: Path, what: str) -> Any:
     """A small JSON file of a checkpoint; DamagedFileError naming it when it does not parse."""
     try:
-        return json.loads(file.read_bytes())
+        return loads(file.read_bytes())
     except (OSError, ValueError) as exc:
         raise DamagedFileError(f"{file}: not a readable {what} ({exc.__class__.__name__}); the "
                                "checkpoint it belongs to is skipped") from None

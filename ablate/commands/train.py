@@ -23,7 +23,7 @@ from ablate.errors import UserError
 from ablate.overrides import load_yaml, parse_sets
 from ablate.sweep_spec import arch_problem
 from ablate.sweep_spec.model import absolute_paths
-from sweep_format.files import linked, too_long, write_text
+from sweep_format.files import linked, loads, too_long, write_text
 from sweep_format.layout import RAY_LOG
 from trainables.config import ConfigError, DINOConfig, config_differences, describe_keys, make_config
 from trainables.inputs import check_inputs
@@ -206,7 +206,7 @@ def write_config(out: Path, cfg: DINOConfig) -> None:
 def _epoch(row: str) -> int | None:
     """The epoch of a metrics row; None for a blank or half-written line (a crash mid-write)."""
     try:
-        return int(json.loads(row)["epoch"])
+        return int(loads(row)["epoch"])
     except (ValueError, KeyError, TypeError):
         return None
 

@@ -124,3 +124,38 @@ def test_a_record_saved_with_a_byte_order_mark_still_reads(sweep_copy: Path) -> 
     file.write_bytes(b"\xef\xbb\xbf" + file.read_bytes())
     (rec,) = [r for r in read_records(sweep_copy) if r["trial_id"] == file.stem]
     assert rec["status"] == "completed"
+
+
+def test_text_nested_too_deep_to_parse_is_named_not_a_traceback(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    """A record, reference_knn.json, history.jsonl, driver.lock or checkpoint file of '[[[[...' (or a
+    spec.yaml of it) ended ablate ls, report and resume in a RecursionError traceback."""
+    import os
+
+    from ablate.lock import holder
+    from tests.helpers import crafted_sweep, good_record
+    from trainables.trial import DamagedFileError, read_json
+
+    deep = "[" * 100_000
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    for name in ("trials/b.json", "reference_knn.json", "history.jsonl", "tune/trial_a/knn_carry.json"):
+        (sweep / name).parent.mkdir(parents=True, exist_ok=True)
+        (sweep / name).write_text(deep)
+    assert main(["ls", str(sweep.parent)]) == 0
+    assert "1 completed, 1 damaged" in capsys.readouterr().out
+    assert main(["report", str(sweep)]) == 0
+    assert "trials/b.json: not readable as JSON (ValueError: JSON nested too deeply to read)" in \
+        (sweep / "report" / "report.md").read_text()
+    with pytest.raises(DamagedFileError, match="knn_carry.json: not a readable kNN carry file"):
+        read_json(sweep / "tune" / "trial_a" / "knn_carry.json", "kNN carry file")
+    fd = os.open(sweep / "driver.lock", os.O_RDWR | os.O_CREAT)
+    os.write(fd, deep.encode())
+    assert holder(fd) == {"host": "?", "pid": "?", "command": "?", "since": None}
+    os.close(fd)
+    (sweep / "spec.yaml").write_text("name: crafted\nspace: " + deep)
+    assert main(["report", str(sweep)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"ablate report: error: {sweep / 'spec.yaml'}: nests collections deeper than a YAML "
+                   "reader can follow; a spec is a few levels deep; expected the sweep spec that `ablate "
+                   "run` writes; restore it from a copy of the sweep folder"]
+
