@@ -54,7 +54,8 @@ class Points:
         self.baseline = spec.baseline_point()
         self.known: list[dict[str, Any]] = [] if spec.search.algorithm == "optuna" else spec.points()
         if spec.search.algorithm == "optuna":
-            for rec in sorted((r for r in records if not is_damaged(r)), key=lambda r: r.get("point", 0)):
+            kept = (r for r in records if not is_damaged(r))  # a null point (the format allows it): last
+            for rec in sorted(kept, key=lambda r: (r.get("point") is None, r.get("point") or 0)):
                 if rec.get("params") is not None and self.index(rec["params"]) is None:
                     self.known.append(rec["params"])
 

@@ -126,6 +126,10 @@ search: {{algorithm: optuna, num_samples: 4}}
     # (search.same_point): it had matched any setting with the same teacher_temp
     wider = [{"trial_id": "b", "point": 0, "params": {"teacher_temp": 0.05, "student_temp": 0.2}}]
     assert Points(optuna, wider).of({"teacher_temp": 0.05})[0] == 1
+    # a record whose point is null (the format allows it: hand-edited, copied) made every `ablate
+    # resume` of the sweep end in a TypeError traceback; it is numbered after the others
+    nulled = [{"trial_id": "c", "point": None, "params": {"teacher_temp": 0.07}}, *old]
+    assert [Points(optuna, nulled).of({"teacher_temp": t})[0] for t in (0.05, 0.07)] == [0, 1]
 
 
 def test_interrupt_marks_only_unfinished_records(tmp_path: Path) -> None:
