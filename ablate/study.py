@@ -109,8 +109,8 @@ class OptunaSource:
                                     continued(rec, self.sweep_dir).resume_dirs, point.number))
                 else:
                     point.values[repeat] = self.value(rec)
-            if len(point.values) >= self.spec.repeats:  # every repeat ended before the study was told
-                self._guard(partial(self.tell, point))
+        for point in [p for p in self.points.values() if len(p.values) >= self.spec.repeats]:
+            self._guard(partial(self.tell, point))  # every repeat ended before the study was told
         return jobs
 
     def _records_of(self, trial: Any, records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:

@@ -119,6 +119,21 @@ def test_resume_tells_the_study_a_setting_whose_repeats_all_ended(tmp_path: Path
     assert jobs == [] and values(sweep) == [(config["teacher_temp"], 55.0)]
 
 
+def test_resume_tells_a_setting_asked_again_whose_repeats_all_ended(tmp_path: Path) -> None:
+    """The same, for a setting the sampler had asked for again: that later ask is told too."""
+    from ablate.study import OptunaSource
+
+    sweep, source, search = two_choice_search(tmp_path, num_samples=3)
+    started = {name: search.suggest(name) for name in ("t0", "t1")}
+    assert search.suggest("t2") == "FINISHED"  # the third ask repeated a setting: it waits for it
+    for name, config in started.items():  # both closed by the interrupt, the searcher never told
+        record(sweep, name, config, 100 * config["teacher_temp"], status="collapsed")
+    assert OptunaSource(source.spec, sweep).open(read_records(sweep)) == []
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    assert all(t.value == 100 * t.params["teacher_temp"] for t in study.trials)
+
+
 def carried(epoch: int, outcome: str, knn: float) -> dict:
     """A result without evaluation: it carries the last kNN forward."""
     return {"epoch": epoch, "knn_top1": knn, "knn_evaluated": False, "trial_outcome": outcome}
