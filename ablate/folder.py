@@ -69,7 +69,9 @@ def refuse_existing(sweep_dir: Path, name: str) -> None:
 
 
 def create(spec: SweepSpec, sweep_dir: Path) -> None:
-    """The new sweep folder with ``spec.yaml`` and ``trials/``; refused if another driver made it first."""
+    """The new sweep folder with ``spec.yaml`` and ``trials/``; refused if another driver made it first.
+    The text is made first: a spec that cannot be resolved leaves no folder that blocks its name."""
+    text = spec_text(spec)
     try:
         sweep_dir.mkdir(parents=True, exist_ok=False)
     except FileExistsError:
@@ -77,7 +79,7 @@ def create(spec: SweepSpec, sweep_dir: Path) -> None:
                         f"it with `ablate resume {sweep_dir}` once it stops, or choose another name "
                         "(--set name=...)") from None
     (sweep_dir / TRIALS_DIR).mkdir()
-    write_text(sweep_dir / SPEC_FILE, spec_text(spec))
+    write_text(sweep_dir / SPEC_FILE, text)
 
 
 def spec_text(spec: SweepSpec) -> str:

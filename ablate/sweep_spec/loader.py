@@ -35,6 +35,7 @@ EXPECTED = {
     "bool_type": "expected true or false", "string_type": "expected text", "list_type": "expected a list",
     "dict_type": "expected a mapping of keys to values",
     "greater_than_equal": "expected {kind} >= {ge}", "greater_than": "expected {kind} > {gt}",
+    "less_than_equal": "expected {kind} <= {le}",
 }
 
 
@@ -114,7 +115,7 @@ def _pydantic_message(err: ErrorDetails, key: str, ctx: dict[str, Any]) -> str:
         return f"got {short(value)}; {err['msg']}"
     if err["type"] == "float_type" and isinstance(value, str):  # 1e-3 or nan, which YAML 1.1 reads as text
         return f"got {short(value)}; expected {exact_type_problem(float, value)}"
-    bound = ctx.get("ge", ctx.get("gt"))  # an int bound is an int key's
+    bound = ctx.get("ge", ctx.get("gt", ctx.get("le")))  # an int bound is an int key's
     return f"got {short(value)}; " + EXPECTED[err["type"]].format(
         **ctx, kind="an integer" if isinstance(bound, int) else "a number")
 

@@ -30,7 +30,7 @@ from ablate.sweep_spec.space import (
 from ablate.sweep_spec.trainer import PATH_KEYS, absolute, check_trainer, check_values
 from sweep_format.metrics import DEFAULT_METRIC, DIRECTION, METRICS
 from sweep_format.values import fmt_value
-from trainables.config import TORCHVISION, TORCHVISION_ROOT, ConfigError, DINOConfig, make_config
+from trainables.config import MAX_SEED, TORCHVISION, TORCHVISION_ROOT, ConfigError, DINOConfig, make_config
 from trainables.inputs import check_data, check_model, check_weights
 
 Logger = Literal["tensorboard", "mlflow", "wandb"]
@@ -131,6 +131,10 @@ class SweepSpec(SpecModel):
         for name, dist in self.space.items():
             dist.check(name, self.trainer, self.search.algorithm)
         self._check_grid_size()
+        if self.search.seed + self.repeats - 1 > MAX_SEED:  # the last repeat's trainer seed
+            raise bad(self.repeats, f"search.seed ({self.search.seed}) + repeat is each trial's seed, at "
+                      f"most {MAX_SEED}: at most {MAX_SEED - self.search.seed + 1} repeats from this seed",
+                      "repeats", ("search.seed",))
         epochs = check_values(self.trainer, "trainer").epochs
         if self.scheduler.type == "asha" and self.scheduler.grace_period > epochs:
             raise bad(self.scheduler.grace_period, f"must be <= trainer.epochs ({epochs}): ASHA lets every "

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ablate.sweep_spec.base import SpecModel, bad, one_of, spec_error
+from trainables.config import MAX_SEED
 from trainables.stop_rules import StopRules
 
 # sampler name -> (class in optuna.samplers, modules it needs beyond Optuna)
@@ -36,7 +37,7 @@ class Search(SpecModel):
     algorithm: Literal["optuna", "grid", "ablation"] = "optuna"
     sampler: str | None = None  # optuna only: "tpe" when not given
     num_samples: int | None = Field(default=None, ge=1)  # optuna only: 8 when not given
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)  # the trainer's seed range (trials add their repeat)
     max_concurrent_trials: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")

@@ -13,6 +13,7 @@ from ablate.sweep_spec import load_spec
 from sweep_format.layout import REFERENCE_FILE
 from tests.helpers import OPTUNA_SPEC, write_spec
 from trainables.baselines import reference_knn
+from trainables.config import ConfigError
 
 
 @pytest.fixture
@@ -20,6 +21,18 @@ def sweep(tmp_path: Path):
     spec = load_spec(write_spec(tmp_path, OPTUNA_SPEC))
     create(spec, tmp_path / "runs" / spec.name)
     return spec, tmp_path / "runs" / spec.name
+
+
+def test_a_spec_that_cannot_be_resolved_makes_no_folder(tmp_path: Path, monkeypatch):
+    spec = load_spec(write_spec(tmp_path, OPTUNA_SPEC))
+
+    def unresolvable(self):
+        raise ConfigError("trainer.seed=2147483648: Input should be less than or equal to 2147483647")
+
+    monkeypatch.setattr(type(spec), "trainer_config", unresolvable)
+    with pytest.raises(ConfigError):
+        create(spec, tmp_path / "runs" / spec.name)
+    assert not (tmp_path / "runs" / spec.name).exists()  # `ablate run` again is not told it exists
 
 
 def test_the_reference_is_written_with_what_it_was_computed_on(sweep):

@@ -89,6 +89,10 @@ BAD = [
     ("bad trainer value", MINIMAL + "trainer: {epochs: 0}\n", "trainer.epochs:", "epochs=0"),
     ("unknown trainer key", MINIMAL + "trainer: {epoch: 3}\n", "trainer.epoch:", "Did you mean epochs"),
     ("trainer seed", MINIMAL + "trainer: {seed: 3}\n", "trainer.seed:", "search.seed"),
+    ("seed beyond the trainer's", MINIMAL + "search: {seed: 2147483648}\n", "search.seed:",
+     "got 2147483648; expected an integer <= 2147483647"),
+    ("last repeat's seed beyond the trainer's", MINIMAL + "search: {seed: 2147483647}\nrepeats: 2\n",
+     "repeats:", "at most 1 repeats from this seed"),
     ("searched dataset", "name: t\nspace: {dataset: {type: choice, values: [synthetic, digits]}}\n",
      "space.dataset:", "a sweep is measured on one dataset"),
     ("bundle sets data_path", "name: t\nspace: {data: {type: choice, values: [{label: a, set: "
