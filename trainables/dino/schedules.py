@@ -11,16 +11,18 @@ def cosine_scheduler(base_value: float, final_value: float, epochs: int, niter_p
 
     Identical to facebookresearch/dino ``utils.cosine_scheduler``: the cosine reaches
     ``final_value`` one step after the last iteration, so the last value is within
-    ``(base - final) * (1 - cos(pi / n)) / 2`` of it.
+    ``(base - final) * (1 - cos(pi / n)) / 2`` of it. A warmup longer than the run (where the
+    official code fails) is cut at the run's end, as the teacher temperature's: the value climbs at
+    the warmup's own pace and never reaches ``base_value``.
 
     Example::
 
         lr = cosine_scheduler(5e-4, 1e-6, epochs=100, niter_per_ep=1251, warmup_epochs=10)
         lr[it]  # learning rate of global iteration ``it``
     """
-    warmup_iters = min(warmup_epochs, epochs) * niter_per_ep
-    warmup = np.linspace(start_warmup_value, base_value, warmup_iters) if warmup_iters else np.array([])
-    iters = np.arange(epochs * niter_per_ep - warmup_iters)
+    total, warmup_iters = epochs * niter_per_ep, warmup_epochs * niter_per_ep
+    warmup = np.linspace(start_warmup_value, base_value, warmup_iters)[:total]
+    iters = np.arange(max(total - warmup_iters, 0))
     cosine = final_value + 0.5 * (base_value - final_value) * (1 + np.cos(np.pi * iters / max(len(iters), 1)))
     schedule = np.concatenate((warmup, cosine))
     assert len(schedule) == epochs * niter_per_ep

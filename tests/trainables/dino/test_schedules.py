@@ -26,4 +26,8 @@ def test_momentum_and_weight_decay_schedules_go_up():
 
 def test_warmup_longer_than_run_is_cut():
     s = cosine_scheduler(1.0, 0.0, epochs=2, niter_per_ep=5, warmup_epochs=5)
-    assert len(s) == 10 and s[-1] == pytest.approx(1.0)
+    assert len(s) == 10 and s[-1] == pytest.approx(9 / 24)  # 10 of the warmup's 25 steps: never the peak
+    np.testing.assert_allclose(s, np.linspace(0.0, 1.0, 25)[:10])
+    # each warmup keeps its pace, so a sweep over warmup_epochs above epochs runs different schedules
+    assert cosine_scheduler(1.0, 0.0, epochs=2, niter_per_ep=5, warmup_epochs=3)[-1] > s[-1]
+    assert cosine_scheduler(1.0, 0.0, epochs=2, niter_per_ep=5, warmup_epochs=2)[-1] == pytest.approx(1.0)
