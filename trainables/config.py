@@ -31,6 +31,7 @@ from pydantic import (
 DATASETS = ("digit_scenes", "digits", "synthetic", "cifar10", "cifar100", "stl10", "imagefolder")
 TORCHVISION = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "stl10": "STL10"}  # dataset -> its class
 TORCHVISION_ROOT = "./data"  # where a torchvision dataset is looked for when data_path is not set
+FILE_DATASETS = ("imagefolder", *TORCHVISION)  # the datasets read from data_path; the others are built in
 # Upper bounds that keep schedules, heads and seeds within memory and range (the paper's values are
 # far below them).
 MAX_EPOCHS = 10_000
@@ -188,6 +189,11 @@ class DINOConfig(BaseModel):
             raise ValueError("augment_device 'gpu' needs a CUDA device (device auto, cuda or cuda:N)")
         if self.dataset == "imagefolder" and not self.data_path:
             raise ValueError("dataset 'imagefolder' needs data_path (a folder with train/ and val/)")
+        if self.data_path and self.dataset not in FILE_DATASETS:  # it would train on the built-in set
+            raise ValueError(f"data_path {self.data_path!r} is not read by dataset {self.dataset!r}, which "
+                             "is built in: for your own images set dataset: imagefolder (data_path with "
+                             f"train/ and val/), for torchvision's files {', '.join(TORCHVISION)}; or remove "
+                             "data_path")
         named = re.search(r"_patch(\d+)", self.arch)
         if named and "patch_size" not in self.model_fields_set and int(named.group(1)) != self.patch_size:
             # timm builds the model with the patch_size it is given: a ViT-S/8 would run as a ViT-S/16

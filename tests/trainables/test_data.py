@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.helpers import write_image_folder
-from trainables.config import ConfigError, DINOConfig
+from trainables.config import ConfigError, DINOConfig, make_config
 from trainables.data import build_datasets, load_digits_split
 
 
@@ -79,6 +80,18 @@ def test_imagefolder_needs_train_and_val(tmp_path: Path):
     (tmp_path / "train" / "cat").mkdir(parents=True)
     with pytest.raises(ConfigError, match=r"train/ and val/.*missing: \['val'\]"):
         build_datasets(DINOConfig(dataset="imagefolder", data_path=str(tmp_path)))
+
+
+@pytest.mark.parametrize("dataset", ["digit_scenes", "digits", "synthetic"])
+def test_a_data_path_a_built_in_dataset_would_ignore_is_refused(tmp_path: Path, dataset: str):
+    """`--set data_path=my_images` without dataset imagefolder trained on the built-in set in silence."""
+    write_image_folder(tmp_path, n=4)
+    given = re.escape(str(tmp_path))
+    with pytest.raises(ConfigError, match=rf"data_path '{given}' is not read by dataset '{dataset}', which "
+                                          r"is built in: for your own images set dataset: imagefolder"):
+        make_config({"dataset": dataset, "data_path": str(tmp_path)})
+    for reads in ("imagefolder", "cifar10", "stl10"):
+        assert make_config({"dataset": reads, "data_path": str(tmp_path)}).data_path == str(tmp_path)
 
 
 def test_unreadable_images_are_named_before_training_or_skipped_and_counted(tmp_path: Path, capsys):
