@@ -164,11 +164,15 @@ def labelled_like(val: Any, train: Any) -> Any:
     """``val`` (an ImageFolder) with ``train``'s label of each class name: each folder numbers its own
     classes in sorted order, so a val/ without one of train/'s classes would give its later classes
     the labels of others, and the kNN would score them against the wrong train images. A val class
-    that train/ lacks is an error: the kNN can only answer with train's classes."""
-    unknown = sorted({val.classes[y] for _, y in val.samples} - set(train.classes))  # folders with images
+    that train/ lacks, or holds no image of (an empty folder, its images skipped), is an error: the kNN
+    can only answer with train's images, and would count every image of that class wrong."""
+    def with_images(ds: Any) -> set[str]:
+        return {ds.classes[y] for _, y in ds.samples}
+
+    unknown = sorted(with_images(val) - with_images(train))
     if unknown:
         names = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        raise ConfigError(f"{val.root}: class folders {names} have no folder of the same name in "
+        raise ConfigError(f"{val.root}: class folders {names} have no folder of the same name with images in "
                           f"{train.root}; the kNN evaluation labels val images with train's classes")
     if val.classes != train.classes:
         val.samples = val.imgs = [(path, train.class_to_idx[val.classes[y]]) for path, y in val.samples]

@@ -207,7 +207,14 @@ def test_val_images_carry_the_label_train_gives_their_class(tmp_path: Path):
     (root / "val" / ".ipynb_checkpoints").mkdir()  # a folder without images is no class
     assert build_datasets(DINOConfig(dataset="imagefolder", data_path=str(root)))[1].targets == [0, 0, 2, 2]
     shutil.copytree(root / "val" / "c", root / "val" / "owl")
-    with pytest.raises(ConfigError, match=r"val: class folders owl have no folder of the same name in "):
+    with pytest.raises(ConfigError, match=r"val: class folders owl have no folder of the same name with "
+                                          r"images in "):
+        build_datasets(DINOConfig(dataset="imagefolder", data_path=str(root)))
+    shutil.rmtree(root / "val" / "owl")
+    for image in (root / "train" / "c").iterdir():  # train/c without images: val's c could never be right
+        image.unlink()
+    with pytest.raises(ConfigError, match=r"val: class folders c have no folder of the same name with "
+                                          r"images in .*train; the kNN"):
         build_datasets(DINOConfig(dataset="imagefolder", data_path=str(root)))
 
 
