@@ -25,7 +25,14 @@ from ablate.sweep_spec import arch_problem
 from ablate.sweep_spec.model import absolute_paths
 from sweep_format.files import linked, loads, too_long, write_text
 from sweep_format.layout import RAY_LOG
-from trainables.config import ConfigError, DINOConfig, config_differences, describe_keys, make_config
+from trainables.config import (
+    ConfigError,
+    DINOConfig,
+    config_differences,
+    describe_keys,
+    make_config,
+    short,
+)
 from trainables.inputs import check_inputs
 
 if TYPE_CHECKING:
@@ -68,8 +75,7 @@ def resolve_config(config_file: str | None, sets: list[str], workers: int = 1,
     values: dict[str, Any] = dict(base or {})
     where = ""
     if config_file:
-        data = load_yaml(config_file)
-        values = dict(data.get("trainer") or {}) if "trainer" in data else data
+        values = trainer_keys(load_yaml(config_file), config_file)
         where = f"{config_file}: "
     pairs = parse_sets(sets)
     values.update(pairs)
@@ -82,6 +88,24 @@ def resolve_config(config_file: str | None, sets: list[str], workers: int = 1,
         raise ConfigError(f"{where}{problem}")
     check_inputs(cfg, workers)  # the weights and data it names, before anything is written
     return cfg
+
+
+def trainer_keys(data: dict[str, Any], config_file: str) -> dict[str, Any]:
+    """A CONFIG file's trainer keys: the file itself, or a sweep spec's ``trainer`` section (a spec is
+    a file with any of a spec's own keys, ``trainer`` optional). A trainer key beside the spec's keys
+    would be left out: refused, as ``ablate run`` refuses it."""
+    from ablate.sweep_spec import SweepSpec
+
+    if not set(data) & set(SweepSpec.spec_keys()):
+        return data
+    section = data.get("trainer")
+    if section is not None and not isinstance(section, dict):
+        raise ConfigError(f"{config_file}: trainer: got {short(section)}; expected a mapping of trainer keys "
+                          "to values, e.g. trainer: {epochs: 4}")
+    if stray := [key for key in data if key in DINOConfig.model_fields]:
+        raise ConfigError(f"{config_file}: {', '.join(stray)}: a trainer key at the top of a sweep spec, "
+                          f"which would be left out: put it under `trainer:` (or --set {stray[0]}=...)")
+    return dict(section or {})
 
 
 def main(args: argparse.Namespace) -> int:

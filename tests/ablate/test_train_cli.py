@@ -109,6 +109,27 @@ def test_bad_config_file_names_the_file_and_line(tmp_path: Path, capsys: pytest.
     assert "no checkpoint.pt" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("text,expected", [
+    ("name: x\ntrainer: 5\nspace: {}\n", "spec.yaml: trainer: got 5; expected a mapping of trainer keys"),
+    ("name: x\nepochs: 2\ntrainer: {epochs: 3}\n",
+     "spec.yaml: epochs: a trainer key at the top of a sweep spec, which would be left out"),
+])
+def test_a_sweep_spec_as_config_is_read_by_its_trainer_section(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                               text: str, expected: str):
+    """`ablate train SPEC.yaml` takes the spec's trainer section: `trainer: 5` ended in a TypeError
+    traceback, a spec without one was read as trainer keys ("unknown trainer key 'name'"), and a trainer
+    key beside the spec's keys was dropped in silence."""
+    from ablate.commands.train import resolve_config
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text)
+    assert main(["train", str(spec), "--out", str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err and not (tmp_path / "never").exists()
+    spec.write_text("name: x\nspace: {teacher_temp: {type: float, low: 0.01, high: 0.1}}\n")
+    assert resolve_config(str(spec), ["epochs=3"]).epochs == 3  # no trainer section: the defaults
+
+
 def test_train_with_two_workers_writes_metrics_and_resumes(ray_cluster: str, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture):
     """`--workers 2` (Ray Train, gloo): rank 0 writes, both ranks restore on --resume.
