@@ -71,9 +71,28 @@ def peak_memory_gb(device: torch.device) -> float:
     return torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else 0.0
 
 
+CPU_ALLOC_FAILED = "DefaultCPUAllocator: can't allocate memory"  # torch's RuntimeError on a CPU
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """``exc`` is a failed allocation: CUDA's ``OutOfMemoryError``, or the plain ``RuntimeError`` that
+    torch raises when the host cannot give a tensor its memory (a head of 2^20 prototypes on a laptop)."""
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and CPU_ALLOC_FAILED in str(exc))
+
+
 def oom_reason(exc: BaseException, device: torch.device, share: float) -> str:
     """The stop reason of a trial that ran out of memory: peak, cap and what to change."""
     cap = f" of its {share:g} GPU share" if 0 < share < 1 else ""
-    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    first = short_reason(exc)
     return (f"out of memory: peak {peak_memory_gb(device):.2f} GB allocated{cap} on {device} ({first}); "
             "lower batch_size, crop sizes or the number of trials per GPU")
+
+
+def short_reason(exc: BaseException) -> str:
+    """An allocation failure in a few words: torch's first line, without the CPU allocator's
+    ``[enforce fail at alloc_cpu.cpp:127] err == 0.`` prefix."""
+    text = str(exc).strip()
+    if CPU_ALLOC_FAILED in text:
+        text = text[text.index(CPU_ALLOC_FAILED):]
+    return text.splitlines()[0][:200] if text else type(exc).__name__

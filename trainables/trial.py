@@ -125,7 +125,9 @@ def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock, 
         if not rules.nonfinite:
             raise
         final(statuses.DIVERGED, str(exc))
-    except torch.OutOfMemoryError as exc:  # a retry would fail the same way: end with the reason
+    except RuntimeError as exc:  # torch.OutOfMemoryError, or the host's: a retry would fail the same way
+        if not cuda.out_of_memory(exc):
+            raise
         final(statuses.OOM, cuda.oom_reason(exc, trainer.device, gpu_share))
 
 

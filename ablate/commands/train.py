@@ -176,6 +176,7 @@ def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None) -> int:
 
     With data-parallel workers every rank trains and only rank 0 writes.
     """
+    from trainables import cuda
     from trainables.dino.trainer import CHECKPOINT_NAME, NonFiniteLossError
 
     cfg, ckpt, metrics_file = trainer.cfg, out / CHECKPOINT_NAME, out / METRICS_NAME
@@ -196,6 +197,13 @@ def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None) -> int:
     except NonFiniteLossError as exc:
         if writes:
             print(f"ablate train: stopped: {exc}", file=log)
+        return 1
+    except RuntimeError as exc:  # torch.OutOfMemoryError too
+        if not cuda.out_of_memory(exc):
+            raise
+        if writes:
+            print(f"ablate train: stopped: {cuda.oom_reason(exc, trainer.device, 0)}; {ckpt} holds the last "
+                  "finished epoch", file=log)
         return 1
     if writes:
         print(f"done: {metrics_file}, {ckpt}", file=log)

@@ -130,6 +130,30 @@ def test_a_sweep_spec_as_config_is_read_by_its_trainer_section(tmp_path: Path, c
     assert resolve_config(str(spec), ["epochs=3"]).epochs == 3  # no trainer section: the defaults
 
 
+def test_a_run_out_of_memory_stops_in_one_line(tmp_path: Path):
+    """A CUDA OOM (or the host's) in an epoch ended `ablate train` in a traceback."""
+    import io
+    import types
+
+    import torch
+
+    from ablate.commands.train import run_epochs
+    from trainables.config import DINOConfig
+
+    def run():
+        yield {"epoch": 0, "knn_top1": 30.0, "knn_top5": 70.0}
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    trainer = types.SimpleNamespace(cfg=DINOConfig(**TINY_TRAINER), epoch=0, baseline_done=False, run=run,
+                                    device=torch.device("cpu"))
+    log = io.StringIO()
+    assert run_epochs(trainer, tmp_path, log) == 1  # type: ignore[arg-type]
+    last = log.getvalue().splitlines()[-1]
+    assert last.startswith("ablate train: stopped: out of memory: peak 0.00 GB allocated on cpu (CUDA out "
+                           "of memory. Tried to allocate 20.00 GiB); lower batch_size")
+    assert last.endswith("checkpoint.pt holds the last finished epoch")
+
+
 def test_train_with_two_workers_writes_metrics_and_resumes(ray_cluster: str, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture):
     """`--workers 2` (Ray Train, gloo): rank 0 writes, both ranks restore on --resume.

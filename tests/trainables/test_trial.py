@@ -138,6 +138,32 @@ def test_zero_gpu_trial_runs_on_cpu_and_oom_ends_the_trial(monkeypatch):
     assert [r["trial_outcome"] for r in reports] == ["oom"]
     assert "out of memory: peak" in reports[0]["stop_reason"] and "20.00 GiB" in reports[0]["stop_reason"]
 
+class HostOutOfMemoryTrainer(OutOfMemoryTrainer):
+    """The same, where the host cannot give a tensor its memory (torch raises a plain RuntimeError)."""
+
+    def run(self):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
+                           "allocate memory: you tried to allocate 274877906944 bytes. Error code 12")
+        yield
+
+
+def test_a_trial_the_host_cannot_hold_ends_oom_at_once(monkeypatch):
+    """Ray retried it twice (each failing the same way) and recorded a traceback as `errored`."""
+    reports = []
+    context = types.SimpleNamespace(get_assigned_resources=lambda: {"CPU": 1.0})
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [])
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: context)
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
+    monkeypatch.setattr(tune, "report", lambda metrics, checkpoint=None: reports.append(metrics))
+    monkeypatch.setattr(tune_trial, "placement", lambda: {})
+    monkeypatch.setattr(tune_trial, "DINOTrainer", HostOutOfMemoryTrainer)
+    tune_trial.dino_trainable(dict(TINY_TRAINER))
+    assert [r["trial_outcome"] for r in reports] == ["oom"]
+    assert reports[0]["stop_reason"].startswith("out of memory: peak 0.00 GB allocated on cpu "
+                                                "(DefaultCPUAllocator: can't allocate memory: you tried to "
+                                                "allocate 274877906944 bytes")
+
+
 LN_K = 3.4657  # ln 32
 
 

@@ -217,8 +217,17 @@ class DINOTrainer:
         return MultiCropWrapper(backbone, head)
 
     def _build_models(self) -> None:
-        self.student = self._make_network(self.cfg.drop_path_rate)
-        self.teacher = self._make_network(0.0)  # the teacher has no drop path
+        try:
+            self.student = self._make_network(self.cfg.drop_path_rate)
+            self.teacher = self._make_network(0.0)  # the teacher has no drop path
+        except RuntimeError as exc:  # the host cannot hold them: a setting the user can lower
+            if not cuda.out_of_memory(exc):
+                raise
+            raise ConfigError(f"arch={self.cfg.arch!r} with its DINO head (out_dim={self.cfg.out_dim}, "
+                              f"head_hidden_dim={self.cfg.head_hidden_dim}, head_bottleneck_dim="
+                              f"{self.cfg.head_bottleneck_dim}, head_nlayers={self.cfg.head_nlayers}) does "
+                              f"not fit in this machine's memory ({cuda.short_reason(exc)}): choose a "
+                              "smaller arch or lower them") from None
         # BatchNorm statistics over the global batch, as one process has them. PyTorch's
         # SyncBatchNorm runs on GPUs only: on CPU (gloo) each worker normalizes its own shard.
         if self.world_size > 1 and self.device.type == "cuda":

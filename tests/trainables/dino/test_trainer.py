@@ -15,6 +15,26 @@ def tiny(**kw) -> DINOConfig:
     return DINOConfig(**{**TINY, **kw})
 
 
+HOST_ALLOC_FAILED = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                     "memory: you tried to allocate 274877906944 bytes. Error code 12")
+
+
+def test_a_network_the_host_cannot_hold_is_a_config_error(monkeypatch: pytest.MonkeyPatch):
+    """torch's CPU allocator raises a plain RuntimeError (here for a 2^20 x 65536 last layer): it was a
+    traceback from `ablate train`, and a sweep trial Ray retried twice before recording it errored."""
+    import trainables.dino.trainer as trainer_module
+
+    def head_too_large(**kwargs):
+        raise RuntimeError(HOST_ALLOC_FAILED)
+
+    monkeypatch.setattr(trainer_module, "DINOHead", head_too_large)
+    with pytest.raises(ConfigError, match=r"out_dim=64, head_hidden_dim=32, head_bottleneck_dim=16, "
+                                          r"head_nlayers=3\) does not fit in this machine's memory "
+                                          r"\(DefaultCPUAllocator: can't allocate memory: you tried to "
+                                          r"allocate 274877906944 bytes"):
+        DINOTrainer(tiny())
+
+
 def test_teacher_starts_as_student_and_follows_by_ema():
     trainer = DINOTrainer(tiny(epochs=2, momentum_teacher=0.9, warmup_epochs=0))
     for s, t in zip(trainer.student_params, trainer.teacher_params):
