@@ -241,10 +241,16 @@ class DINOConfig(BaseModel):
         return self.lr * self.batch_size * self.grad_accum_steps * world_size / 256.0
 
 
-def exact_type_problem(annotation: Any, value: Any) -> str:
-    """What a value of ``annotation`` must be, when ``value`` is not one ("" when it is)."""
+def value_kinds(annotation: Any) -> set[Any]:
+    """The kinds of value a key takes besides ``None`` (``int | None`` -> ``{int}``)."""
     kinds = set(get_args(annotation)) if get_origin(annotation) in (Union, UnionType) else {annotation}
     kinds.discard(type(None))
+    return kinds
+
+
+def exact_type_problem(annotation: Any, value: Any) -> str:
+    """What a value of ``annotation`` must be, when ``value`` is not one ("" when it is)."""
+    kinds = value_kinds(annotation)
     is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if kinds == {int}:
         return "" if isinstance(value, int) and not isinstance(value, bool) else "an integer"

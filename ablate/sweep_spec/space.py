@@ -18,7 +18,7 @@ from reports.columns import taken
 from sweep_format.metrics import METRICS
 from sweep_format.space import DIST_TYPES, is_bundle, range_count, range_grid
 from sweep_format.values import values_equal
-from trainables.config import DINOConfig
+from trainables.config import DINOConfig, value_kinds
 
 BASELINE = "baseline"  # reserved bundle label: "the trainer section's values"
 BUNDLE_FORM = "{label: TEXT, set: {trainer_key: value, ...}}"
@@ -54,10 +54,11 @@ class _Range(SpecModel):
 
     def check(self, name: str, trainer: dict[str, Any], algorithm: str) -> None:
         kind = self.type
-        annotation = DINOConfig.model_fields[name].annotation
-        if annotation not in (int, float) or (annotation is int and kind == "float"):
-            use = "type: int" if annotation is int else "type: choice"
-            raise bad(kind, f"{name} is not a {kind} key; use {use}", _path(name, "type"))
+        kinds = value_kinds(DINOConfig.model_fields[name].annotation)  # knn_memory_size: int or none
+        if kinds not in ({int}, {float}) or (kinds == {int} and kind == "float"):
+            use = "type: int" if kinds == {int} else "type: choice"
+            raise bad(kind, f"{name} is not {'an' if kind == 'int' else 'a'} {kind} key; use {use}",
+                      _path(name, "type"))
         for key in ("low", "high"):
             check_values({**trainer, name: getattr(self, key)}, _path(name, key))
         if self.step is None and algorithm != "optuna":

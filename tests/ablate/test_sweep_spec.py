@@ -103,6 +103,10 @@ BAD = [
      "values: [[0.3, 1.0], [0.4, 1.0]]}}\n", "space.global_crops_scale.values[0]:", "bundle"),
     ("float range on int key", "name: t\nspace: {out_dim: {type: float, low: 256, high: 4096}}\n",
      "space.out_dim.type:", "use type: int"),
+    ("float range on an int-or-none key", "name: t\nspace: {knn_memory_size: {type: float, low: 256, "
+     "high: 4096}}\n", "space.knn_memory_size.type:", "knn_memory_size is not a float key; use type: int"),
+    ("int range on a text key", "name: t\nspace: {arch: {type: int, low: 1, high: 3}}\n", "space.arch.type:",
+     "arch is not an int key; use type: choice"),
     ("repeated choice value", "name: t\nspace: {out_dim: {type: choice, values: [256, 1024, 256]}}\n",
      "space.out_dim.values[2]:", "repeats values[0]"),
     ("choice values one point apart", "name: t\nspace: {teacher_temp: {type: choice, values: "
@@ -448,6 +452,15 @@ def test_rules_between_trainer_keys_are_judged_on_the_whole_section(tmp_path: Pa
     assert load_spec(write(tmp_path, folder)).trainer_config().data_path == "/data/pets"
     message = error_of(write(tmp_path, MINIMAL + "trainer: {dataset: imagefolder}\n"))
     assert "trainer: dataset 'imagefolder' needs data_path" in message
+
+
+def test_an_int_or_none_key_is_searched_over_an_int_range(tmp_path: Path) -> None:
+    """knn_memory_size (none: all images) was refused as 'not a int key; use type: choice'."""
+    spec = load_spec(write(tmp_path, "name: t\nspace: {knn_memory_size: {type: int, low: 100, high: 1000, "
+                                     "log: true}}\n"))
+    assert spec.space["knn_memory_size"].high == 1000
+    assert "knn_memory_size=0" in error_of(write(tmp_path, "name: t\nspace: {knn_memory_size: {type: int, "
+                                                             "low: 0, high: 1000}}\n"))
 
 
 def test_an_int_range_s_largest_value_is_its_last_grid_point() -> None:
