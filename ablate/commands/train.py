@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 import yaml
 
 from ablate.errors import UserError
+from ablate.folder import check_writable, remove_made
 from ablate.overrides import load_yaml, parse_sets
 from ablate.sweep_spec import arch_problem
 from ablate.sweep_spec.model import absolute_paths
@@ -113,6 +114,8 @@ def main(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: expected a number of data-parallel workers >= 1")
+    if not args.out.strip():  # Path("") is the folder ablate runs in: its files would land there unasked
+        raise UserError(f"--out {args.out!r}: give a folder for the run, e.g. --out runs/one")
     out = Path(args.out)
     if problem := too_long(out):  # before a parent of it is made
         raise UserError(f"--out: {problem}; give a shorter folder name")
@@ -140,12 +143,17 @@ def main(args: argparse.Namespace) -> int:
                   "resume): starting it over", file=sys.stderr)
     for note in cfg.unfinished_warmups():
         print(f"ablate train: warning: {note}", file=sys.stderr)
+    made = check_writable(out, "--out")  # a folder that cannot be made or written: before training
     if args.workers > 1:
         try:
             return train_with_workers(cfg, out, args.workers, args.resume)
         except KeyboardInterrupt:
             return interrupted(out, args.workers)
-    trainer = DINOTrainer(cfg, progress=not args.no_progress)  # validates data before writing
+    try:
+        trainer = DINOTrainer(cfg, progress=not args.no_progress)  # validates data before writing
+    except BaseException:
+        remove_made(made, out)  # refused before anything was written: no empty folder left
+        raise
     if args.resume:
         trainer.load_checkpoint(ckpt)
         print(f"resuming {out} after epoch {trainer.epoch}/{cfg.epochs}", file=sys.stderr)

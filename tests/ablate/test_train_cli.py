@@ -130,6 +130,34 @@ def test_a_sweep_spec_as_config_is_read_by_its_trainer_section(tmp_path: Path, c
     assert resolve_config(str(spec), ["epochs=3"]).epochs == 3  # no trainer section: the defaults
 
 
+def test_an_out_folder_that_cannot_be_written_is_refused_before_training(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    """--out on a read-only disk trained, then ended in a traceback at its first write (an --out of
+    /proc/x: FileNotFoundError); --out '' wrote the run's files into the folder ablate ran in."""
+    import errno
+
+    import ablate.folder
+    import trainables.dino.trainer
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    def never(*args, **kwargs):
+        raise AssertionError("the run was built before its folder was checked")
+
+    monkeypatch.setattr(ablate.folder.tempfile, "NamedTemporaryFile", read_only)
+    monkeypatch.setattr(trainables.dino.trainer, "DINOTrainer", never)
+    out = tmp_path / "runs" / "one"
+    assert main(["train", *SETS, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}: cannot write there (EROFS: Read-only file system)" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # the folders the check made are taken away again
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *SETS, "--out", ""]) == 2
+    assert "--out '': give a folder for the run" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_run_out_of_memory_stops_in_one_line(tmp_path: Path):
     """A CUDA OOM (or the host's) in an epoch ended `ablate train` in a traceback."""
     import io
