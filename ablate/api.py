@@ -150,6 +150,8 @@ def compare(*sweeps: str | Path | Sweep, out: str | Path) -> Path:
     sources: list[str | Path] = [s.path if isinstance(s, Sweep) else Path(s) for s in sweeps]
     if len(sources) < 2:
         raise UserError(f"compare needs two or more sweeps, got {len(sources)}")
+    if not str(out).strip():  # Path("") is the folder ablate runs in: its files would land there unasked
+        raise UserError(f"--out {str(out)!r}: give a folder for the comparison, e.g. --out runs/compare")
     refuse_repeats(sources)
     try:
         return build_comparison(list(sources), Path(out))

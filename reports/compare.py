@@ -154,6 +154,7 @@ def build_comparison(paths: list[str | Path], out: str | Path) -> Path:
             "log_params": sorted({p for s in sources for p in s.info.get("log_params", []) if p in shared}),
             "categorical_params": sorted({p for s in sources for p in s.info.get("categorical_params", [])
                                           if p in shared})}
+    make_out(out)
     write_parquet(trials, out / TRIALS_TABLE, meta)
     if len(epochs):
         write_parquet(epochs, out / EPOCHS_TABLE, meta)
@@ -165,20 +166,33 @@ def build_comparison(paths: list[str | Path], out: str | Path) -> Path:
 
 def check_out(out: Path, inputs: Sequence[str | Path] = ()) -> None:
     """A comparison is never written into a sweep folder (its report/ and tables are the sweep's: the
-    comparison's trials.parquet would stand for the sweep's own), over a file, nor into the folder of
-    an input trials.parquet, whose tables it would replace with the comparison's."""
+    comparison's trials.parquet would stand for the sweep's own), over or below a file, nor into the
+    folder of an input trials.parquet, whose tables it would replace with the comparison's."""
     folder = out.expanduser().resolve()
+    if file := next((f for f in (folder, *folder.parents) if f.exists() and not f.is_dir()), None):
+        raise ReportError(f"--out {out}: {file} is a file, not a folder; give a folder for the comparison")
     inside = next((f for f in (folder, *folder.parents) if is_sweep(f)), None)
     if inside is not None:
         raise ReportError(f"--out {out}: inside the sweep folder {inside}, whose files are the sweep's; "
                           f"write the comparison beside it, e.g. --out {inside.parent / 'compare'}")
-    if folder.exists() and not folder.is_dir():
-        raise ReportError(f"--out {out}: a file, not a folder; name a folder for the comparison")
     for source in inputs:
         file = Path(source).expanduser().resolve()
         if file.is_file() and file.parent == folder:
             raise ReportError(f"--out {out}: holds the input {source}, which the comparison's "
                               f"{TRIALS_TABLE} would replace; write the comparison to another folder")
+
+
+def make_out(out: Path) -> None:
+    """The comparison's folder, made once its sources are read (a refused comparison leaves none); one
+    that cannot be made is a ReportError naming it and why."""
+    import errno
+
+    try:
+        out.expanduser().mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        code = errno.errorcode.get(exc.errno or 0, "error")
+        raise ReportError(f"--out {out}: cannot make this folder ({code}: {exc.strerror}); give a folder "
+                          "that can be written") from None
 
 
 def value_groups(values: pd.Series) -> pd.Series:

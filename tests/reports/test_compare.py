@@ -189,16 +189,34 @@ def test_compare_never_replaces_an_input_file(tmp_path: Path, capsys: pytest.Cap
     assert main(["compare", str(a), str(b), "--out", str(tmp_path)]) == 0  # beside the inputs: fine
 
 
-def test_compare_out_a_file_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """--out naming an existing file ended in a FileExistsError traceback."""
+def test_an_out_that_is_no_folder_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """--out FILE or below one ended in FileExistsError / NotADirectoryError tracebacks, --out where no
+    folder can be made (/proc/x) in FileNotFoundError, and --out '' wrote the comparison into the
+    folder ablate ran in."""
+    import errno
+
     a = sweep_file(tmp_path, "a", [(60.0, 2.0, "completed", False)])
     b = sweep_file(tmp_path, "b", [(50.0, 1.0, "completed", False)])
-    (tmp_path / "notes.txt").write_text("mine")
-    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "notes.txt")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"ablate compare: error: --out {tmp_path / 'notes.txt'}: a file, not a folder; name a "
-                   "folder for the comparison"]
-    assert (tmp_path / "notes.txt").read_text() == "mine"
+    file = tmp_path / "notes.txt"
+    file.write_text("x")
+    for out in (file, file / "cmp"):
+        assert main(["compare", str(a), str(b), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {out}: {file} is a file, not a folder" in err and "Traceback" not in err
+    monkeypatch.chdir(tmp_path / "a")
+    assert main(["compare", str(a), str(b), "--out", ""]) == 2
+    assert "--out '': give a folder for the comparison" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["trials.parquet"]
+
+    def no_such_place(self, *args, **kwargs):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+
+    monkeypatch.setattr(Path, "mkdir", no_such_place)
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "cmp")]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {tmp_path / 'cmp'}: cannot make this folder (ENOENT: No such file or directory)" in err
+    assert "Traceback" not in err
 
 
 def crafted_file(folder: Path, change: str) -> Path:
