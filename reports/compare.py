@@ -34,7 +34,7 @@ from reports.tables import (
     misfit_column,
     sweep_tables,
 )
-from sweep_format.files import write_text
+from sweep_format.files import file_on_path, write_text
 from sweep_format.layout import (
     EPOCHS_TABLE,
     PLOTS_DIR,
@@ -169,7 +169,7 @@ def check_out(out: Path, inputs: Sequence[str | Path] = ()) -> None:
     comparison's trials.parquet would stand for the sweep's own), over or below a file, nor into the
     folder of an input trials.parquet, whose tables it would replace with the comparison's."""
     folder = out.expanduser().resolve()
-    if file := next((f for f in (folder, *folder.parents) if f.exists() and not f.is_dir()), None):
+    if file := file_on_path(folder):
         raise ReportError(f"--out {out}: {file} is a file, not a folder; give a folder for the comparison")
     inside = next((f for f in (folder, *folder.parents) if is_sweep(f)), None)
     if inside is not None:

@@ -80,6 +80,13 @@ def linked(folder: str | os.PathLike, names: Iterable[str], inside: Iterable[str
             "it points to")
 
 
+def file_on_path(folder: str | os.PathLike) -> Path | None:
+    """The file that stands where ``folder`` or one of its parents must be a folder (an output folder
+    given below a file), or None: ``mkdir`` would end in FileExistsError or NotADirectoryError."""
+    folder = Path(folder)
+    return next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+
+
 NAME_MAX = 255  # bytes in one file name, on every common file system
 
 

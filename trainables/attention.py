@@ -185,7 +185,9 @@ def load_image_files(paths: list[str | Path], size: int) -> tuple[torch.Tensor, 
     for path in paths:
         file = Path(path)
         if not file.is_file():
-            raise ConfigError(f"--image {file}: no such file")
+            what = "a folder; give image files (--image DIR/a.jpg --image DIR/b.jpg)" if file.is_dir() else \
+                "no such file"
+            raise ConfigError(f"--image {file}: {what}")
         try:
             with Image.open(file) as img:
                 images.append(transform(to_rgb(img)))

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from ablate.errors import UserError
+from ablate.folder import check_writable, remove_made
+from sweep_format.files import file_on_path
 
 DEFAULT_IMAGES = 4
 
@@ -47,18 +49,32 @@ def check_args(args: argparse.Namespace) -> int:
                         "mass the mask keeps (e.g. 0.6)")
     if args.image_size is not None and args.image_size < 1:
         raise UserError(f"--image-size {args.image_size}: must be a positive number of pixels")
-    if Path(args.out).suffix.lower() != ".png":
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
         raise UserError(f"--out {args.out}: must be a .png file")
+    if out.is_dir():
+        raise UserError(f"--out {args.out}: a folder; give the .png file to write, e.g. {out / 'a.png'}")
+    if file := file_on_path(out.parent):
+        raise UserError(f"--out {args.out}: {file} is a file, not a folder; give a .png file in a folder")
     return n
 
 
 def main(args: argparse.Namespace) -> int:
+    n = check_args(args)
+    made = check_writable(Path(args.out).parent, "--out")  # before the teacher is loaded and run
+    try:
+        return draw(args, n)
+    except BaseException:
+        remove_made(made, Path(args.out).parent)  # nothing drawn: no empty folder left
+        raise
+
+
+def draw(args: argparse.Namespace, n: int) -> int:
     import torch
 
     from ablate.attention_plot import render_attention_figure
     from trainables.attention import cls_attention_maps, held_out_images, load_image_files, load_teacher
 
-    n = check_args(args)
     teacher = load_teacher(args.source, args.device)
     cfg = teacher.config
     size = args.image_size or cfg.global_crops_size

@@ -24,7 +24,7 @@ from ablate.folder import check_writable, remove_made
 from ablate.overrides import load_yaml, parse_sets
 from ablate.sweep_spec import arch_problem
 from ablate.sweep_spec.model import absolute_paths
-from sweep_format.files import linked, loads, too_long, write_text
+from sweep_format.files import file_on_path, linked, loads, too_long, write_text
 from sweep_format.layout import RAY_LOG
 from trainables.config import (
     ConfigError,
@@ -120,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
     if problem := too_long(out):  # before a parent of it is made
         raise UserError(f"--out: {problem}; give a shorter folder name")
     ckpt = out / CHECKPOINT_NAME
-    if file := next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None):
+    if file := file_on_path(out):
         raise UserError(f"--out {out}: {file} is a file, not a folder; give a folder for the run")
     written = (CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, TRAIN_LOG, RAY_LOG, RAY_TRAIN_FOLDER)
     if problem := linked(out, written):  # a folder written elsewhere must not send writes outside it

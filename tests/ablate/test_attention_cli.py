@@ -106,9 +106,15 @@ def test_bad_sources_exit_2_with_a_clear_message(case, message, cnn_checkpoint, 
     (["--images", "0"], "--images 0"),
     (["--out", "a.jpg"], "must be a .png file"),
     (["--image", "missing.png"], "--image missing.png: no such file"),
+    (["--image", "."], "--image .: a folder; give image files"),
+    (["--out", "notes.txt/a.png"], "--out notes.txt/a.png: notes.txt is a file, not a folder"),
+    (["--out", "shown.png"], "--out shown.png: a folder; give the .png file to write"),
 ])
 def test_bad_arguments_exit_2(args, message, run_dir, tmp_path, capsys, monkeypatch):
+    """An --out below a file ended in a FileExistsError traceback after the maps were computed."""
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "shown.png").mkdir()
     argv = ["attention", str(run_dir), *args]
     if "--out" not in args:
         argv += ["--out", "a.png"]
@@ -132,3 +138,26 @@ def test_comparison_panel_of_cnns_does_nothing(cnn_checkpoint, tmp_path):
     out = tmp_path / "attention.png"
     assert render_comparison_panel({"baseline": cnn_checkpoint}, out) is None
     assert not out.exists()
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_before_the_teacher_is_loaded(
+        run_dir, tmp_path, capsys, monkeypatch):
+    """--out on a read-only disk (or /proc/x.png) loaded and ran the teacher, then ended in a traceback."""
+    import errno
+
+    import ablate.folder
+    import trainables.attention
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    def never(*args, **kwargs):
+        raise AssertionError("the teacher was loaded before --out was checked")
+
+    monkeypatch.setattr(ablate.folder.tempfile, "NamedTemporaryFile", read_only)
+    monkeypatch.setattr(trainables.attention, "load_teacher", never)
+    out = tmp_path / "figs" / "a.png"
+    assert main(["attention", str(run_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out.parent}: cannot write there (EROFS: Read-only file system)" in err
+    assert "Traceback" not in err and not out.parent.exists()
