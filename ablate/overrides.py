@@ -40,8 +40,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         first = min(file.glob("*.yaml"), default=None)
         hint = f" (e.g. {first})" if first else ""
         raise UserError(f"{file}: a folder, not a YAML file{hint}")
-    if not file.is_file():
-        raise UserError(f"{file}: no such file")
+    if not file.is_file():  # /dev/null, a FIFO: no YAML file either, but not missing
+        raise UserError(f"{file}: {'not a regular file' if file.exists() else 'no such file'}; expected a "
+                        "YAML file")
     try:
         data = yamltext.load(file.read_bytes().decode("utf-8"))
     except OSError as exc:

@@ -214,6 +214,19 @@ def test_a_folder_given_as_the_spec_is_named_so(tmp_path: Path, capsys: pytest.C
     assert f"{tmp_path}: a folder, not a YAML file (e.g. {tmp_path / 'spec.yaml'})" in err
 
 
+def test_a_spec_that_is_no_regular_file_is_not_called_missing(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                               no_ray: None) -> None:
+    """`ablate run /dev/null` (or a named pipe) said 'no such file' of a file that is there."""
+    import os
+
+    pipe = tmp_path / "spec.fifo"
+    os.mkfifo(pipe)
+    assert main(["run", str(pipe)]) == 2
+    assert f"{pipe}: not a regular file; expected a YAML file" in one_line_error(capsys, "run")
+    assert main(["run", str(tmp_path / "absent.yaml")]) == 2
+    assert f"{tmp_path / 'absent.yaml'}: no such file" in one_line_error(capsys, "run")
+
+
 def test_a_path_too_long_for_the_file_system_is_refused_and_nothing_made(
         tmp_path: Path, no_ray: None, capsys: pytest.CaptureFixture) -> None:
     """--out or --storage with a name of 256+ bytes ended in OSError ENAMETOOLONG, after the folders
