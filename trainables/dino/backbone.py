@@ -111,8 +111,13 @@ def load_pretrained(model: nn.Module, path: str) -> None:
                           "give the path of a local .pth/.safetensors file)")
     state: Any
     if file.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
-        state = load_file(str(file))
+        try:
+            state = load_file(str(file))
+        except (SafetensorError, OSError) as exc:  # truncated, not safetensors, unreadable
+            raise ConfigError(f"{file}: not a readable safetensors pretrained_weights file (truncated or "
+                              f"not a safetensors file: {str(exc).strip()[:120]})") from None
     else:
         state = load_pt(file, "pretrained_weights file")
     for key in ("teacher", "state_dict", "model"):

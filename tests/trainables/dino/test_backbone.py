@@ -22,6 +22,20 @@ def test_pretrained_weights_from_a_local_file_only(tmp_path: Path):
         build_backbone("test_vit", 16, 4, 0.0, pretrained_weights=str(tmp_path / "missing.pth"))
 
 
+def test_a_damaged_safetensors_file_is_named_in_one_line(tmp_path: Path):
+    """A truncated .safetensors ended in safetensors' SafetensorError traceback (ablate train, ablate run)."""
+    from safetensors.torch import save_file
+
+    good = tmp_path / "w.safetensors"
+    save_file(build_backbone("test_resnet", 32, 16, 0.0).state_dict(), str(good))
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ConfigError, match=r"cut\.safetensors: not a readable safetensors pretrained_weights "
+                                          r"file \(truncated or not a safetensors file: Error while deser"):
+        build_backbone("test_resnet", 32, 16, 0.0, str(cut))
+    build_backbone("test_resnet", 32, 16, 0.0, str(good))  # the whole file loads
+
+
 def test_cnn_backbones_work_and_unknown_names_are_clear():
     cnn = build_backbone("resnet10t", img_size=32, patch_size=16, drop_path_rate=0.1)
     assert cnn(torch.randn(2, 3, 32, 32)).shape == (2, cnn.num_features)
