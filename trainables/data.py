@@ -160,6 +160,16 @@ def _imagefolder(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
     return train, labelled_like(checked_image_folder(root / "val", cfg.skip_bad_images), train)
 
 
+def one_class_note(train: Any) -> str:
+    """What to say of an image folder whose train/ holds one class ("" otherwise): unlabelled images
+    in one folder train DINO fine, but every val image gets that label, so the kNN scores 100 %."""
+    if len({y for _, y in train.samples}) > 1:
+        return ""
+    return (f"{train.root} holds one class ({train.classes[train.samples[0][1]]}): the kNN evaluation labels "
+            "every val image with it, so kNN top-1 is 100 % whatever the network learned; rank by the loss "
+            "(a sweep's metric: loss), or give train/ and val/ a folder per class")
+
+
 def labelled_like(val: Any, train: Any) -> Any:
     """``val`` (an ImageFolder) with ``train``'s label of each class name: each folder numbers its own
     classes in sorted order, so a val/ without one of train/'s classes would give its later classes

@@ -12,6 +12,8 @@ dataset with ``download: true`` is downloaded (only when missing).
 
 from __future__ import annotations
 
+import sys
+
 from trainables.config import ConfigError, DINOConfig
 
 
@@ -48,6 +50,7 @@ def check_data(cfg: DINOConfig, workers: int = 1) -> None:
         build_datasets,
         check_batch,
         fetch_hint,
+        one_class_note,
         torchvision_missing,
         torchvision_root,
     )
@@ -55,6 +58,8 @@ def check_data(cfg: DINOConfig, workers: int = 1) -> None:
     if cfg.dataset == "imagefolder":
         train, _ = build_datasets(cfg)
         check_batch(cfg, len(train), workers)  # type: ignore[arg-type]
+        if note := one_class_note(train):  # said once, where the folder is checked before the run
+            print(f"ablate: warning: {note}", file=sys.stderr)
     elif cfg.dataset in TORCHVISION and cfg.download:
         build_datasets(cfg)  # the download, once and here: trials started together would race for the files
     elif cfg.dataset in TORCHVISION:

@@ -218,6 +218,25 @@ def test_val_images_carry_the_label_train_gives_their_class(tmp_path: Path):
         build_datasets(DINOConfig(dataset="imagefolder", data_path=str(root)))
 
 
+def test_a_one_class_image_folder_says_its_knn_measures_nothing(tmp_path: Path, capsys):
+    """Unlabelled images in one class folder train, but kNN top-1 is 100 % at every epoch: a sweep
+    ranked by it ranked ties, without a word. Said once, where the folder is checked before the run."""
+    import shutil
+
+    from trainables.inputs import check_data
+
+    root = write_image_folder(tmp_path / "data", n=4)
+    cfg = DINOConfig(dataset="imagefolder", data_path=str(root), batch_size=2)
+    check_data(cfg)
+    assert "holds one class" not in capsys.readouterr().err
+    for split in ("train", "val"):
+        shutil.rmtree(root / split / "b")
+    check_data(cfg)
+    said = (f"{root / 'train'} holds one class (a): the kNN evaluation labels every val image with it, so "
+            "kNN top-1 is 100 % whatever the network learned; rank by the loss (a sweep's metric: loss)")
+    assert capsys.readouterr().err.count(said) == 1
+
+
 def test_an_empty_image_folder_is_an_error(tmp_path: Path):
     root = write_image_folder(tmp_path / "data", n=0)
     with pytest.raises(ConfigError, match=r"train: no image files"):
