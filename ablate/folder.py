@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ablate.errors import UserError
 from ablate.sweep_spec import SweepSpec, load_spec
-from sweep_format.files import too_long, write_text
+from sweep_format.files import file_on_path, too_long, write_text
 from sweep_format.layout import REFERENCE_FILE, SPEC_FILE, TRIALS_DIR, entry_problem, is_sweep, not_a_sweep
 
 
@@ -28,6 +28,8 @@ def check_writable(folder: Path, option: str) -> Path | None:
     ``remove_made`` to take away again if the command stops before it writes anything."""
     if problem := too_long(folder):
         raise UserError(f"{option} {str(folder)[:60]}…: {problem}; give a shorter one")
+    if file := file_on_path(folder):  # mkdir's EEXIST would read as a disk problem ("free space")
+        raise UserError(f"{option} {folder}: {file} is a file, not a folder; give a folder")
     made = next((path for path in reversed([folder, *folder.parents]) if not path.exists()), None)
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -78,6 +78,16 @@ def test_the_write_probe_names_what_it_created_and_remove_made_takes_exactly_tha
     assert not (existing / "a").exists() and existing.is_dir()  # the user's own folder stays
 
 
+def test_a_storage_below_a_file_is_named_not_called_a_full_disk(tmp_path: Path):
+    """--storage notes.txt/runs said 'cannot write there (EEXIST: File exists) ... Free space'."""
+    from ablate.errors import UserError
+
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(UserError, match=rf"--storage {tmp_path}/notes.txt/runs: {tmp_path}/notes.txt is a "
+                                        "file, not a folder; give a folder"):
+        check_writable(tmp_path / "notes.txt" / "runs", "--storage")
+
+
 def test_remove_made_keeps_a_folder_another_run_wrote_into(tmp_path: Path):
     storage = tmp_path / "shared" / "runs"
     made = check_writable(storage, "--storage")
