@@ -273,17 +273,21 @@ def restore_trial(trainer: DINOTrainer, monitor: CollapseMonitor, sources: Seque
     """Load the newest usable checkpoint of ``sources`` (folders, newest first): (a note when it was
     not the newest, whether one was loaded).
 
-    A damaged checkpoint (truncated by a full disk or a crash, a file that does not parse) falls
-    back to the one before it; when none is usable, the trial starts again from epoch 0 instead of
-    failing every retry. Every file is read weights-only or as plain JSON: nothing runs code.
+    A damaged checkpoint (truncated by a full disk or a crash, a file that does not parse, an
+    epoch report of another epoch than its weights) falls back to the one before it; when none is
+    usable, the trial starts again from epoch 0 instead of failing every retry. Every file is read
+    weights-only or as plain JSON: nothing runs code.
     """
     problems = []
     for folder in sources:
         try:  # the trainer changes only once every file of the checkpoint has loaded
             monitor_state = load_pt(folder / MONITOR_FILE, "monitor state")
-            trainer.load_checkpoint(folder / CHECKPOINT_NAME)
+            state = trainer.read_checkpoint(folder / CHECKPOINT_NAME)
             for extra in extras:  # small JSON files beside the checkpoint
                 extra.load(folder)
+                if isinstance(extra, LastReport):
+                    extra.check_epoch(folder, state["epoch"])
+            trainer.load_state_dict(state)
             monitor.load_state_dict(monitor_state)
         except (DamagedFileError, UnsafeFileError) as exc:
             problems.append(str(exc))
@@ -326,6 +330,7 @@ class LastReport:
 
     def load(self, folder: Path) -> None:
         file = folder / self.FILE
+        self.row = {}  # not the report of a checkpoint skipped before this one
         if not file.is_file():  # checkpoints written before this file existed have none
             return
         if file.stat().st_size > self.MAX_BYTES:
@@ -336,6 +341,14 @@ class LastReport:
             raise DamagedFileError(f"{file}: expected the epoch's report ({{\"epoch\": N, ...}}); the "
                                    "checkpoint it belongs to is skipped")
         self.row = data
+
+    def check_epoch(self, folder: Path, epoch: Any) -> None:
+        """DamagedFileError unless the report is of ``epoch``, the one the checkpoint's weights hold:
+        replayed, a report of another epoch would end the trial with an outcome it never had."""
+        if self.row and self.row["epoch"] != epoch:
+            claimed, self.row = self.row["epoch"], {}
+            raise DamagedFileError(f"{folder / self.FILE}: reports epoch {claimed}, but the checkpoint "
+                                   f"holds epoch {epoch}; the checkpoint it belongs to is skipped")
 
 
 class KnnCarry:

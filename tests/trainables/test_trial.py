@@ -305,3 +305,29 @@ def test_a_trial_restored_from_its_last_epoch_reports_it_again_and_ends(tmp_path
                            lambda m, write: reports.append(m))
     assert [(r["epoch"], r["trial_outcome"], r["replayed"]) for r in reports] == [(2, "completed", True)]
     assert reports[0]["knn_top1"] == final["knn_top1"] and trainer.epoch == 2
+
+
+def test_an_epoch_report_of_another_epoch_than_its_checkpoint_does_not_end_the_trial(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """An epoch.json claiming the last epoch `completed` beside the checkpoint of an earlier one is
+    damaged: the trial continues from the checkpoint before it and trains to its last epoch."""
+    cfg = DINOConfig(**{**TINY_TRAINER, "epochs": 3})
+    before, carry, monitor = DINOTrainer(cfg), KnnCarry(), CollapseMonitor(StopRules())
+    for metrics in before.run():
+        carry.apply(metrics)
+        if metrics["epoch"] in (1, 2):
+            row = {**metrics, "device_seconds": 1.0, "trial_outcome": "running"}
+            trial_module.save_trial(tmp_path / f"checkpoint_{metrics['epoch'] - 1:06d}", before, monitor,
+                                    carry, row=row)
+        if metrics["epoch"] == 2:
+            break
+    crafted = tmp_path / "checkpoint_000001" / "epoch.json"
+    crafted.write_text('{"epoch": 3, "trial_outcome": "completed", "knn_top1": 99.0}')
+    reports: list[dict] = []
+    trial_module.run_trial(DINOTrainer(cfg), cfg.model_dump(mode="json"), DeviceClock(),
+                           checkpoints_in(tmp_path), lambda m, write: reports.append(m))
+    assert [(r["epoch"], r["trial_outcome"]) for r in reports] == [
+        (1, "running"), (2, "running"), (3, "completed")]
+    assert reports[0]["replayed"] and reports[0]["restored_from_epoch"] == 1
+    assert f"{crafted}: reports epoch 3, but the checkpoint holds epoch 2" in reports[-1]["restore_note"]
+    assert "continued from checkpoint_000000 (epoch 1)" in capsys.readouterr().err

@@ -537,6 +537,11 @@ class DINOTrainer:
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         """Load weights-only (a file that would run code is refused: ``UnsafeFileError``)."""
+        self.load_state_dict(self.read_checkpoint(path))
+
+    def read_checkpoint(self, path: str | os.PathLike) -> dict[str, Any]:
+        """The state a checkpoint holds, checked against this run's configuration; the trainer is
+        left as it is (``load_state_dict`` applies it)."""
         # Onto the CPU: load_state_dict copies weights to the device; RNG states must stay CPU
         # ByteTensors (moved to a GPU, torch.set_rng_state raises TypeError).
         state = load_pt(path, "checkpoint", map_location="cpu")
@@ -546,7 +551,7 @@ class DINOTrainer:
         if state.get("config") and changed:
             raise ConfigError(f"{path}: written by a run with another configuration; a resumed run "
                               f"must keep it. Differs: {'; '.join(changed)}")
-        self.load_state_dict(state)
+        return state
 
 
 def _write_error(exc: Exception, path: Path) -> Exception:
