@@ -22,7 +22,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from sweep_format.files import loads
 from sweep_format.layout import TUNE_DIR
 from trainables.checkpoint import load_pt
 from trainables.config import ConfigError, DINOConfig, make_config
@@ -249,9 +249,22 @@ def _config_of(state: dict[str, Any], file: Path) -> DINOConfig:
         params = file.parent.parent / "params.json"
         if not params.is_file():
             raise ConfigError(f"{file}: no 'config' in the checkpoint and no params.json beside it")
-        values = {k: v for k, v in json.loads(params.read_text()).items() if k in DINOConfig.model_fields}
+        values = {k: v for k, v in _read_params(params).items() if k in DINOConfig.model_fields}
         where = f"{params}: "
     return make_config(values, where)
+
+
+def _read_params(params: Path) -> dict[str, Any]:
+    """A Ray trial's params.json (its config); a ConfigError naming it when it is not a JSON object."""
+    try:
+        values = loads(params.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{params}: not a readable trial config "
+                          f"({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{params}: expected the trial's config (a JSON object), found "
+                          f"{type(values).__name__}")
+    return values
 
 
 def _backbone(cfg: DINOConfig, device: str) -> nn.Module:

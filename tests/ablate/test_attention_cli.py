@@ -161,3 +161,20 @@ def test_an_out_folder_that_cannot_be_written_is_refused_before_the_teacher_is_l
     err = capsys.readouterr().err
     assert f"--out {out.parent}: cannot write there (EROFS: Read-only file system)" in err
     assert "Traceback" not in err and not out.parent.exists()
+
+
+@pytest.mark.parametrize("params, message", [
+    (b"{not json", "not a readable trial config (JSONDecodeError: Expecting property name"),
+    (b"\x80 binary", "not a readable trial config (UnicodeDecodeError"),
+    (b"[1, 2]", "expected the trial's config (a JSON object), found list"),
+])
+def test_a_trial_folder_with_an_unreadable_params_json_exits_2_naming_it(params, message, tmp_path, capsys):
+    """A Ray trial checkpoint has no 'config': its trial's params.json says the configuration."""
+    trial = tmp_path / "trial_abc"
+    (trial / "checkpoint_000001").mkdir(parents=True)
+    torch.save({"teacher": {}, "epoch": 1}, trial / "checkpoint_000001" / "checkpoint.pt")
+    (trial / "params.json").write_bytes(params)
+    assert main(["attention", str(trial), "--out", str(tmp_path / "a.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ablate attention: error: {trial / 'params.json'}: {message}")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
