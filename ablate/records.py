@@ -150,11 +150,30 @@ NODE_MEMORY = re.compile(r"Memory on the node \(IP: ([^,)]+)[^)]*\) was ([\d.]+ 
 KILL_THRESHOLD = re.compile(r"exceeded threshold of \d+B \(([\d.]+%) of")
 
 
+# Ray's text of a trial whose actor died (its worker process killed, its node lost): this line, the
+# actor's fields, then what happened and Ray's advice (ray.exceptions.ActorDiedError).
+ACTOR_DIED = "The actor died unexpectedly before finishing this task."
+ACTOR_FIELD = re.compile(r"(class_name|actor_id|pid|name|namespace|ip): \S*$")
+REASON_MAX = 300  # characters of a reason taken from Ray's text: the live view prints it on one line
+
+
+def first_sentences(text: str, limit: int = REASON_MAX) -> str:
+    """The whole sentences of ``text`` that fit in ``limit`` characters; the first alone cut at a word
+    (ending in "…") when it is longer. Ray's messages say what happened first, then the advice."""
+    kept = ""
+    for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z(])", text.strip()):
+        joined = f"{kept} {sentence}" if kept else sentence
+        if len(joined) > limit:
+            break
+        kept = joined
+    return kept or text[:limit - 1].rsplit(" ", 1)[0] + "…"
+
+
 def failure_of(trial: Any) -> Failure:
     """The trial's last failure, from its error file (Ray appends one ``Failure # N`` section per
     failure): ``oom`` when Ray's memory monitor killed it (its node's memory, the threshold, what
-    to change), else ``errored`` with the exception's last line (a pointer to the trial folder
-    when there is no file)."""
+    to change), else ``errored`` with the first sentences of the exception's last line, or of what
+    happened to a dead actor (a pointer to the trial folder when there is no file)."""
     try:
         text = Path(trial.error_file).read_text(errors="replace")
     except (OSError, TypeError):
@@ -164,8 +183,10 @@ def failure_of(trial: Any) -> Failure:
     if MEMORY_KILL in last:
         return Failure(statuses.OOM, memory_kill_reason(last))
     lines = [ln.strip() for ln in last.splitlines() if ln.strip()]
-    if lines:
-        return Failure(statuses.ERRORED, lines[-1][:300])
+    if ACTOR_DIED in lines:  # what happened follows the actor's fields: a worker or its node died
+        lines = [" ".join(ln for ln in lines[lines.index(ACTOR_DIED) + 1:] if not ACTOR_FIELD.match(ln))]
+    if lines and lines[-1]:
+        return Failure(statuses.ERRORED, first_sentences(lines[-1]))
     folder = Path(trial.path or "").name
     return Failure(statuses.ERRORED, f"Ray marked the trial as errored (see tune/{folder})")
 

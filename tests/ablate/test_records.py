@@ -451,3 +451,45 @@ def test_a_crafted_record_is_damaged_naming_its_field_and_the_sweep_still_lists_
     assert main(["report", str(sweep)]) == 0
     assert CRAFTED[0][2] in (sweep / "report" / "report.md").read_text()
 
+
+
+# Ray 2.60's error file of a trial whose worker was killed (SIGKILL), and of one whose node was lost
+WORKER_KILLED = """Failure # 1 (occurred at 2026-12-05_23-26-28)
+The actor died unexpectedly before finishing this task.
+\tclass_name: ImplicitFunc
+\tactor_id: 5e1854c6bc7a5a6b5a3ce3ef01000000
+\tpid: 21785
+\tnamespace: 60caae11-3f08-4c8b-b016-bce427f81428
+\tip: 127.0.0.1
+The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR Worker exit detail: \
+Worker unexpectedly exits with a connection error code 2. End of file. Some common causes include: (1) the \
+process was killed by the OOM killer due to high memory usage, (2) ray stop --force was called, or (3) the \
+worker crashed unexpectedly due to SIGSEGV or another unexpected error. If the process was killed by the \
+kernel OOM killer (verifiable by checking for OOM in dmesg of the OOMing node), consider enabling resource \
+isolation via --enable-resource-isolation to prevent node deaths by resource contention and significant \
+loss of progress by uninformed kernel OOM killing.
+"""
+NODE_LOST = """Failure # 1 (occurred at 2026-12-05_23-30-00)
+The actor died unexpectedly before finishing this task.
+\tclass_name: ImplicitFunc
+\tactor_id: 5e1854c6bc7a5a6b5a3ce3ef01000000
+The actor died because its node has died. Node Id: 8d1c0a
+\tthe actor's node was terminated unexpectedly: received SIGTERM
+"""
+
+
+def test_a_dead_worker_or_node_is_named_in_whole_sentences_without_ray_advice(tmp_path: Path) -> None:
+    """The reason says what happened, in complete sentences (not Ray's text cut at a length)."""
+    file = tmp_path / "error.txt"
+    file.write_text(WORKER_KILLED)
+    assert failure_of(FakeTrial(file)) == (
+        "errored", "The actor is dead because its worker process has died. Worker exit type: "
+                   "SYSTEM_ERROR Worker exit detail: Worker unexpectedly exits with a connection error "
+                   "code 2. End of file.")
+    file.write_text(NODE_LOST)
+    assert failure_of(FakeTrial(file)) == (
+        "errored", "The actor died because its node has died. Node Id: 8d1c0a the actor's node was "
+                   "terminated unexpectedly: received SIGTERM")
+    file.write_text("Failure # 1 (occurred at 2026-12-05_23-30-00)\nValueError: " + "word " * 100 + "\n")
+    status, reason = failure_of(FakeTrial(file))
+    assert reason.startswith("ValueError: word word") and reason.endswith("word…") and len(reason) <= 300
