@@ -6,12 +6,17 @@ import argparse
 import errno
 import gc
 import importlib
+import os
+import select
+import signal
 import sys
 
 from ablate import __version__
 from ablate.errors import STORAGE_ERRNOS, USAGE_EXIT, USER_ERRORS, storage_failure
 
 # Each module has ``register(subparsers)``, which adds its parser and sets ``func``.
+PIPE_CLOSED_EXIT = 128 + signal.SIGPIPE  # 141, as a shell reports a tool that SIGPIPE ended
+
 COMMANDS = ["train", "run", "resume", "report", "compare", "ls", "attention"]
 
 DESCRIPTION = """\
@@ -46,6 +51,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command of ``argv``; its exit code. When the reader of its output goes away (``ablate
+    report DIR | head``), it stops quietly, as Unix tools do (Python's recipe, ``signal`` docs)."""
+    try:
+        code = dispatch(argv)
+        sys.stdout.flush()  # here, not at the interpreter's exit, where a closed pipe is a warning
+    except BrokenPipeError:
+        if not stdout_closed():  # another pipe broke: not this
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the rest goes nowhere
+        return PIPE_CLOSED_EXIT
+    return code
+
+
+def stdout_closed() -> bool:
+    """Whether nothing reads ablate's output any more (a pipe whose reader exited)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+    except (AttributeError, OSError, ValueError):  # no file descriptor (a StringIO), no poll
+        return False
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def dispatch(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,17 @@ def test_ls_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert f"{tmp_path / 'nope'}: no such folder" in capsys.readouterr().err
     assert main(["ls", str(tmp_path)]) == 2
     assert "no sweeps here" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["ls", "report"])
+def test_output_to_a_closed_pipe_ends_quietly(command: str, sweep_copy: Path, capsys: pytest.CaptureFixture,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ablate report DIR | head`` whose reader has gone: exit 141 as a tool SIGPIPE ended, no traceback."""
+    read, write = os.pipe()
+    os.close(read)  # the reader (head) has exited
+    with os.fdopen(write, "w") as closed:
+        monkeypatch.setattr(sys, "stdout", closed)
+        folder = sweep_copy.parent if command == "ls" else sweep_copy
+        assert main([command, str(folder)]) == 141
+    # closing flushed what was left to print: it went nowhere, without a BrokenPipeError
+    assert capsys.readouterr().err == ""
