@@ -29,7 +29,7 @@ from sweep_format.layout import (
     is_sweep,
     not_a_sweep,
 )
-from sweep_format.metrics import DEFAULT_METRIC, mode_of
+from sweep_format.metrics import DEFAULT_METRIC, LEGACY_METRICS, METRICS, mode_of
 from sweep_format.space import is_log, keys_set, values_of
 from sweep_format.text import printable_tree
 
@@ -155,4 +155,8 @@ def read_spec(file: Path) -> dict[str, Any]:
                           f"got {type(data).__name__}; {expected}")
     if not isinstance(data.get("space") or {}, dict):
         raise ReportError(f"{file}: 'space' must map parameter names to their ranges; {expected}")
-    return printable_tree(data)  # its description is printed (ablate ls) and reported
+    data = printable_tree(data)  # its description is printed (ablate ls) and reported
+    if "metric" in data and data["metric"] not in METRICS + LEGACY_METRICS:
+        raise ReportError(f"{file}: metric: {str(data['metric'])[:60]!r} is not a metric a sweep ranks by "
+                          f"(allowed: {', '.join(METRICS)})")
+    return data

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 METRICS = ("knn_top1", "knn_top5", "loss", "dino_loss", "teacher_entropy", "kl_teacher_student")
 DEFAULT_METRIC = "knn_top1"
+# a spec.yaml's metric of older sweeps, no longer accepted by a spec: their folders still open
+LEGACY_METRICS = ("best_knn_top1",)
 MODES = ("max", "min")
 # the metrics whose better direction is not a matter of taste: ranking the other way is a mistake
 DIRECTION = {"knn_top1": "max", "knn_top5": "max", "loss": "min", "dino_loss": "min"}

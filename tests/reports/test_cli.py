@@ -133,3 +133,22 @@ def test_output_to_a_closed_pipe_ends_quietly(command: str, sweep_copy: Path, ca
         assert main([command, str(folder)]) == 141
     # closing flushed what was left to print: it went nowhere, without a BrokenPipeError
     assert capsys.readouterr().err == ""
+
+
+def test_a_spec_yaml_metric_that_is_no_metric_is_refused_in_one_line(sweep_copy: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    """A hand-edited ``metric`` is named (file, key, value, the allowed metrics), not shown as "no value
+    after training yet"; the name older sweeps wrote still opens."""
+    spec = sweep_copy / "spec.yaml"
+    text = spec.read_text()
+    spec.write_text(re.sub(r"(?m)^metric: .*$", "metric: os.system", text))
+    assert main(["report", str(sweep_copy)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ablate report: error: {spec}: metric: 'os.system' is not a metric a sweep ranks "
+                          "by (allowed: knn_top1, knn_top5, loss, dino_loss, teacher_entropy, kl_teacher_"
+                          "student)") and len(err.strip().splitlines()) == 1
+    assert main(["ls", str(sweep_copy.parent)]) == 0
+    out = capsys.readouterr().out
+    assert "(unreadable: " in out and "metric: 'os.system' is not a metric" in out
+    spec.write_text(re.sub(r"(?m)^metric: .*$", "metric: best_knn_top1", text))
+    assert main(["report", str(sweep_copy)]) == 0
