@@ -152,10 +152,14 @@ def _torchvision(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
 
 def _imagefolder(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
     root = Path(cfg.data_path or "").expanduser()
+    needs = "dataset 'imagefolder' needs the sub-folders train/ and val/ (one folder per class inside each)"
+    if not root.is_dir():  # a typo in the path, before the folders it should hold
+        what = "a file, not a folder" if root.exists() else "no such folder"
+        raise ConfigError(f"data_path={str(root)!r}: {what}; {needs}")
     missing = [d for d in ("train", "val") if not (root / d).is_dir()]
     if missing:
-        raise ConfigError(f"data_path={str(root)!r}: dataset 'imagefolder' needs the sub-folders "
-                          f"train/ and val/ (one folder per class inside each); missing: {missing}")
+        folders = " and ".join(f"{d}/" for d in missing)
+        raise ConfigError(f"data_path={str(root)!r}: {needs}; missing: {folders}")
     train = checked_image_folder(root / "train", cfg.skip_bad_images)
     return train, labelled_like(checked_image_folder(root / "val", cfg.skip_bad_images), train)
 

@@ -77,8 +77,17 @@ def test_a_download_that_fails_is_one_clear_error_and_leaves_no_folder(tmp_path:
 
 
 def test_imagefolder_needs_train_and_val(tmp_path: Path):
+    """A data_path that is not there is said so (it was 'missing: ['train', 'val']', as if the folder
+    existed); one without val/ names that sub-folder."""
+    with pytest.raises(ConfigError, match=r"data_path='[^']*nope': no such folder; dataset 'imagefolder' "
+                                          r"needs"):
+        build_datasets(DINOConfig(dataset="imagefolder", data_path=str(tmp_path / "nope")))
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ConfigError, match=r"notes.txt': a file, not a folder; dataset 'imagefolder' needs"):
+        build_datasets(DINOConfig(dataset="imagefolder", data_path=str(tmp_path / "notes.txt")))
     (tmp_path / "train" / "cat").mkdir(parents=True)
-    with pytest.raises(ConfigError, match=r"train/ and val/.*missing: \['val'\]"):
+    with pytest.raises(ConfigError, match=r"train/ and val/ \(one folder per class inside each\); "
+                                          r"missing: val/$"):
         build_datasets(DINOConfig(dataset="imagefolder", data_path=str(tmp_path)))
 
 
