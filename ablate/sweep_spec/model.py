@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from ablate.sweep_spec.base import SpecError, SpecModel, bad, one_of
-from ablate.sweep_spec.sections import Resources, Scheduler, Search, Stop
+from ablate.sweep_spec.sections import MAX_SAMPLES, Resources, Scheduler, Search, Stop
 from ablate.sweep_spec.space import (
     BASELINE,
     BundleDist,
@@ -123,7 +123,7 @@ class SweepSpec(SpecModel):
         return loggers
 
     @model_validator(mode="after")
-    def _sections_agree(self) -> SweepSpec:
+    def _sections_agree(self, info: ValidationInfo) -> SweepSpec:
         for name, dist in self.space.items():
             check_name(name, dist)
         check_no_overlap(self.space)
@@ -135,6 +135,10 @@ class SweepSpec(SpecModel):
             raise bad(self.repeats, f"search.seed ({self.search.seed}) + repeat is each trial's seed, at "
                       f"most {MAX_SEED}: at most {MAX_SEED - self.search.seed + 1} repeats from this seed",
                       "repeats", ("search.seed",))
+        if self.repeats > 1 and self.num_trials > MAX_SAMPLES and not (info.context or {}).get("force"):
+            raise bad(self.repeats, f"{self.num_trials // self.repeats} settings x {self.repeats} repeats = "
+                      f"{self.num_trials} trials; at most {MAX_SAMPLES} trials per sweep unless you mean it: "
+                      "pass --force to `ablate run`", "repeats")
         epochs = check_values(self.trainer, "trainer").epochs
         if self.scheduler.type == "asha" and self.scheduler.grace_period > epochs:
             raise bad(self.scheduler.grace_period, f"must be <= trainer.epochs ({epochs}): ASHA lets every "

@@ -179,6 +179,12 @@ def test_num_samples_above_the_cap_needs_force(tmp_path: Path) -> None:
     assert message.startswith(f"{spec_file}: search.num_samples: got 200000")
     assert load_spec(spec_file, ["search.num_samples=200000"], force=True).num_trials == 200_000
     assert load_spec(spec_file, [f"search.num_samples={MAX_SAMPLES}"]).num_trials == MAX_SAMPLES
+    # repeats multiply the trials too: --set repeats=1000000000 was 8 billion trials without a word
+    message = error_of(spec_file, ["search.num_samples=4", "repeats=1000000000"])
+    assert message.startswith(f"{spec_file}: repeats: got 1000000000")
+    assert (f"4 settings x 1000000000 repeats = 4000000000 trials; at most {MAX_SAMPLES} trials per sweep "
+            "unless you mean it: pass --force") in message
+    assert load_spec(spec_file, ["search.num_samples=4", "repeats=30000"], force=True).num_trials == 120_000
 
 
 def test_mode_follows_the_metric_unless_given(tmp_path: Path) -> None:
@@ -235,8 +241,8 @@ def test_rule_tying_keys_together_reads_cleanly(tmp_path: Path) -> None:
     spec.check_inputs()
     # and the folder it names is looked at before anything runs (ablate run calls check_inputs)
     missing = load_spec(write(tmp_path, MINIMAL + "trainer: {dataset: imagefolder, data_path: /nowhere/x}\n"))
-    with pytest.raises(SpecError, match=r"trainer: data_path='/nowhere/x': dataset 'imagefolder' needs the "
-                                        r"sub-folders train/ and val/"):
+    with pytest.raises(SpecError, match=r"trainer: data_path='/nowhere/x': no such folder; dataset "
+                                        r"'imagefolder' needs the sub-folders train/ and val/"):
         missing.check_inputs()
 
 
