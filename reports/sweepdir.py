@@ -29,7 +29,7 @@ from sweep_format.layout import (
     is_sweep,
     not_a_sweep,
 )
-from sweep_format.metrics import DEFAULT_METRIC, LEGACY_METRICS, METRICS, mode_of
+from sweep_format.metrics import DEFAULT_METRIC, LEGACY_METRICS, METRICS, MODES, mode_of
 from sweep_format.space import is_log, keys_set, values_of
 from sweep_format.text import printable_tree
 
@@ -159,4 +159,7 @@ def read_spec(file: Path) -> dict[str, Any]:
     if "metric" in data and data["metric"] not in METRICS + LEGACY_METRICS:
         raise ReportError(f"{file}: metric: {str(data['metric'])[:60]!r} is not a metric a sweep ranks by "
                           f"(allowed: {', '.join(METRICS)})")
+    if data.get("mode") is not None and data["mode"] not in MODES:  # ranked the metric's way in silence
+        raise ReportError(f"{file}: mode: {str(data['mode'])[:60]!r} is not a ranking direction "
+                          f"(allowed: {', '.join(MODES)})")
     return data

@@ -152,3 +152,9 @@ def test_a_spec_yaml_metric_that_is_no_metric_is_refused_in_one_line(sweep_copy:
     assert "(unreadable: " in out and "metric: 'os.system' is not a metric" in out
     spec.write_text(re.sub(r"(?m)^metric: .*$", "metric: best_knn_top1", text))
     assert main(["report", str(sweep_copy)]) == 0
+    capsys.readouterr()
+    spec.write_text(re.sub(r"(?m)^mode: .*$", "mode: maximum", text))  # was ranked 'max' without a word
+    assert main(["report", str(sweep_copy)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"ablate report: error: {spec}: mode: 'maximum' is not a ranking direction (allowed: "
+                   "max, min)\n")
