@@ -98,9 +98,12 @@ def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock, 
     if restored and last_report.row and replay(last_report.row, base, trainer, rungs, carry, clock, report):
         return  # the trial had ended with the epoch its checkpoint holds
 
+    progress = Progress(trainer.epoch if restored else -1)
+
     def final(outcome: str, reason: str) -> None:
-        report({**base, **carry.last, **clock.metrics(), "knn_evaluated": False, "epoch": trainer.epoch + 1,
-                "collapsed": bool(monitor.kind), "trial_outcome": outcome, "stop_reason": reason,
+        epoch, where = progress.failed_at(trainer.epoch)
+        report({**base, **carry.last, **clock.metrics(), "knn_evaluated": False, "epoch": epoch,
+                "collapsed": bool(monitor.kind), "trial_outcome": outcome, "stop_reason": reason + where,
                 "reported_at": time.time()}, None)
 
     try:
@@ -115,7 +118,9 @@ def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock, 
             carry.apply(metrics)
             metrics.update(end_verdict(metrics, reason, cfg.epochs))
             write = partial(save_trial, trainer=trainer, monitor=monitor, carry=carry, row=metrics)
+            progress.saving = True
             unwritable = report_epoch(report, metrics, write if metrics["epoch"] > 0 else None)
+            progress.reported, progress.saving = metrics["epoch"], False
             if unwritable:  # the epoch trained, its checkpoint is not saved: a retry fails the same way
                 report({**metrics, "trial_outcome": statuses.STORAGE_FULL, "stop_reason": unwritable}, None)
                 return
@@ -180,6 +185,32 @@ def end_verdict(metrics: dict[str, Any], reason: str, epochs: int) -> dict[str, 
             return {"trial_outcome": statuses.FLAGGED, "stop_reason": metrics["collapse_flag"]}
         return {"trial_outcome": statuses.COMPLETED}
     return {}
+
+
+class Progress:
+    """Where a trial's epoch stood when it failed, so that its last row names the right epoch.
+
+    ``trainer.epoch`` counts the epochs trained; the trainer raises while training epoch
+    ``trainer.epoch + 1`` (an OOM in the step, a non-finite loss), or after training epoch
+    ``trainer.epoch`` and before this process reported it: in its kNN evaluation (the untrained one
+    at epoch 0) or its checkpoint. Counting every failure as one of training made an OOM in the last
+    epoch's kNN evaluation an epoch past the trial's schedule (epoch 3 of 2).
+
+        progress = Progress(reported=-1)     # a fresh trial: nothing reported yet
+        progress.failed_at(0)                # (0, "; in the kNN evaluation of epoch 0 ...")
+    """
+
+    def __init__(self, reported: int) -> None:
+        self.reported, self.saving = reported, False
+
+    def failed_at(self, trained: int) -> tuple[int, str]:
+        """(the epoch of the failure, where in it, "" when in its training)."""
+        if trained <= self.reported:
+            return trained + 1, ""
+        if self.saving:
+            return trained, f"; while saving the checkpoint of epoch {trained}, after it trained"
+        return trained, (f"; in the kNN evaluation of epoch {trained}, after it trained (knn_memory_size "
+                         "bounds the kNN's memory bank)")
 
 
 class AshaRungs:

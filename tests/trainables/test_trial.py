@@ -331,3 +331,44 @@ def test_an_epoch_report_of_another_epoch_than_its_checkpoint_does_not_end_the_t
     assert reports[0]["replayed"] and reports[0]["restored_from_epoch"] == 1
     assert f"{crafted}: reports epoch 3, but the checkpoint holds epoch 2" in reports[-1]["restore_note"]
     assert "continued from checkpoint_000000 (epoch 1)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("epochs, fails_at", [(1, 0), (2, 2)])
+def test_an_oom_in_the_knn_evaluation_ends_the_trial_at_the_epoch_it_evaluated(
+        monkeypatch: pytest.MonkeyPatch, epochs: int, fails_at: int) -> None:
+    """The untrained (epoch 0) or the last epoch's kNN runs out of memory after the epoch trained: the
+    trial ends oom at that epoch, saying where. It was recorded at an epoch past its schedule (3 of 2:
+    every failure counted as one in the next epoch's training)."""
+    cfg = DINOConfig(**{**TINY_TRAINER, "epochs": epochs})
+    trainer = DINOTrainer(cfg)
+    real = trainer.evaluate
+
+    def evaluate() -> tuple[float, float]:
+        if trainer.epoch == fails_at:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+        return real()
+
+    monkeypatch.setattr(trainer, "evaluate", evaluate)
+    monkeypatch.setattr(trainer, "untrained_knn", evaluate)
+    reports: list[dict] = []
+    trial_module.run_trial(trainer, cfg.model_dump(mode="json"), DeviceClock(), [],
+                           lambda m, write: reports.append(m))
+    assert [(r["epoch"], r["trial_outcome"]) for r in reports] == [
+        *((e, "running") for e in range(fails_at)), (fails_at, "oom")]
+    assert reports[-1]["stop_reason"].startswith("out of memory: peak")
+    assert f"in the kNN evaluation of epoch {fails_at}, after it trained" in reports[-1]["stop_reason"]
+
+
+def test_an_oom_while_training_an_epoch_ends_the_trial_at_that_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = DINOConfig(**{**TINY_TRAINER, "epochs": 2})
+    trainer = DINOTrainer(cfg)
+
+    def train_one_epoch(epoch: int) -> dict:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+
+    monkeypatch.setattr(trainer, "train_one_epoch", train_one_epoch)
+    reports: list[dict] = []
+    trial_module.run_trial(trainer, cfg.model_dump(mode="json"), DeviceClock(), [],
+                           lambda m, write: reports.append(m))
+    assert [(r["epoch"], r["trial_outcome"]) for r in reports] == [(0, "running"), (1, "oom")]
+    assert "kNN" not in reports[-1]["stop_reason"]
