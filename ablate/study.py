@@ -6,8 +6,10 @@ of their values, read from their records (``ablate.records.search_value``: the f
 ranking counts, of a trial whose status says something of its setting); none at all: the Optuna
 trial failed (every repeat out of memory, say, or none measured after training). On ``ablate
 resume`` the study is opened again: its finished trials stay, each running one gets back the
-repeats that have no final record (continued from their checkpoints), and the sampler goes on from
-the trials it has, as Optuna samplers do.
+repeats that have no final record (continued from their checkpoints), a finished one whose repeats
+run again (errored, ``--retry oom``, a deleted record) is told their new value as a trial that
+replaces it (``sweep_format.study``: Optuna keeps a told value for good), and the sampler goes on
+from the trials it has, as Optuna samplers do.
 
 When ``optuna.db`` is deleted or damaged (mid-sweep, or before ``ablate resume``), the study is
 rebuilt from ablate's own trial records (``trials/*.json``): every finished point is added back
@@ -23,7 +25,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -35,6 +37,7 @@ from ablate.sweep_spec import SAMPLERS, SweepSpec
 from sweep_format import statuses
 from sweep_format.layout import OPTUNA_DB, TRIALS_DIR
 from sweep_format.records import is_damaged, read_record, read_records, record_path
+from sweep_format.study import RERUN_OF, latest, samples
 from sweep_format.values import same_point
 
 T = TypeVar("T")
@@ -64,6 +67,7 @@ class OptunaSource:
         self.trials: dict[int, Any] = {}  # number -> optuna Trial of a running point, for tell()
         self.alias: dict[int, int] = {}  # a point's number in a lost study -> its number in the rebuilt one
         self.shadows: dict[int, list[Any]] = {}  # a running point -> later asks of the same setting
+        self.reruns: dict[int, Point] = {}  # a finished point some of whose repeats run again (resume)
 
     # --- opening ---------------------------------------------------------------------------------
     def open(self, records: list[dict[str, Any]], retry: tuple[str, ...] = ()) -> list[Job]:
@@ -81,22 +85,19 @@ class OptunaSource:
         jobs: list[Job] = []
         asked = self.study.trials
         for trial in asked:
+            if RERUN_OF in trial.user_attrs:  # the value of a point below: it has no repeats of its own
+                continue
             first = self._asked_before(trial.params, trial.number, asked)
             if trial.state == optuna.trial.TrialState.RUNNING and first is not None:  # asked again
                 again = optuna.trial.Trial(self.study, trial._trial_id)
                 if first.state == optuna.trial.TrialState.RUNNING:
                     self.shadows.setdefault(first.number, []).append(again)
                 else:
-                    self._guard(partial(self._tell_like, again, first.state, first.value))
+                    told = latest(asked, first)
+                    self._guard(partial(self._tell_like, again, told.state, told.value))
                 continue
             if trial.state != optuna.trial.TrialState.RUNNING:
-                mine = self._records_of(trial, records)
-                jobs += [continued(r, self.sweep_dir) for r in mine.values()
-                         if statuses.resumed(r.get("status"), retry)]
-                if first is None and trial.state in (optuna.trial.TrialState.COMPLETE,
-                                                     optuna.trial.TrialState.FAIL):
-                    # a repeat whose record is gone (deleted by hand) runs again, as in a grid sweep
-                    jobs += [Job(dict(trial.params), r) for r in range(self.spec.repeats) if r not in mine]
+                jobs += self._run_again(trial, first_ask=first is None, records=records, retry=retry)
                 continue
             point = self.points[trial.number] = Point(trial.number, dict(trial.params))
             self.trials[trial.number] = optuna.trial.Trial(self.study, trial._trial_id)
@@ -112,6 +113,26 @@ class OptunaSource:
         for point in [p for p in self.points.values() if len(p.values) >= self.spec.repeats]:
             self._guard(partial(self.tell, point))  # every repeat ended before the study was told
         return jobs
+
+    def _run_again(self, trial: Any, first_ask: bool, records: list[dict[str, Any]],
+                   retry: tuple[str, ...]) -> list[Job]:
+        """The repeats of a finished point that run again: those ``statuses.resumed`` (errored, and the
+        ``retry`` statuses), and, of the first ask of a setting, those whose record is gone (deleted by
+        hand), as in a grid sweep. Once they end, the study is told the setting's new value
+        (``retell``): Optuna keeps the value it was told first for good."""
+        import optuna
+
+        mine = self._records_of(trial, records)
+        jobs = [continued(rec, self.sweep_dir) for rec in mine.values()
+                if statuses.resumed(rec.get("status"), retry)]
+        if first_ask and trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL):
+            jobs += [Job(dict(trial.params), r) for r in range(self.spec.repeats) if r not in mine]
+        if not jobs or trial.state not in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL):
+            return jobs
+        again = {j.repeat for j in jobs}
+        kept = {r: self.value(rec) for r, rec in mine.items() if r not in again}
+        self.reruns[trial.number] = Point(trial.number, dict(trial.params), kept)
+        return [replace(j, optuna=trial.number) for j in jobs]
 
     def _records_of(self, trial: Any, records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
         """Repeat -> record of an Optuna trial: records with its values, tagged with its number (or
@@ -132,7 +153,7 @@ class OptunaSource:
         study is told the earlier trial's result (at once, or when its repeats end), and asked on."""
         import optuna
 
-        while self._guard(lambda: len(self.study.trials)) < int(self.spec.search.num_samples or 0):
+        while self._guard(self.samples) < int(self.spec.search.num_samples or 0):
             trial = self._guard(lambda: self.study.ask(self.distributions))
             earlier = self._guard(partial(self._asked_before, dict(trial.params), trial.number))
             if earlier is None:
@@ -142,8 +163,13 @@ class OptunaSource:
             if earlier.state == optuna.trial.TrialState.RUNNING:
                 self.shadows.setdefault(earlier.number, []).append(trial)
             else:
-                self._guard(partial(self._tell_like, trial, earlier.state, earlier.value))
+                told = latest(self.study.trials, earlier)
+                self._guard(partial(self._tell_like, trial, told.state, told.value))
         return []
+
+    def samples(self) -> int:
+        """The settings asked for so far (``search.num_samples`` of them in all; re-runs do not count)."""
+        return samples(self.study.trials)
 
     def _asked_before(self, params: dict[str, Any], number: int, asked: list[Any] | None = None) -> Any:
         """The first trial of the study (frozen; of ``asked`` when given) asked before trial ``number``
@@ -168,26 +194,37 @@ class OptunaSource:
         told the mean of their values (``search_value``; a trial Ray ended with an error has none)."""
         if job.optuna is None:
             return
-        point = self.points.get(self.alias.get(job.optuna, job.optuna))
+        number = self.alias.get(job.optuna, job.optuna)
+        point = self.points.get(number)
+        tell = self.tell
+        if point is None and number in self.reruns:  # a finished point's repeat, run again
+            point, tell = self.reruns[number], self.retell
         if point is None:
             return
         rec = None if error else read_record(record_path(self.sweep_dir, record_id))
         point.values[job.repeat] = None if rec is None else self.value(rec)
         if len(point.values) >= self.spec.repeats:
-            self._guard(lambda: self.tell(point))
+            self._guard(lambda: tell(point))
 
     def tell(self, point: Point) -> None:
-        import optuna
-
-        finite = [v for v in point.values.values() if v is not None]
         trial = self.trials.pop(point.number, None)
         self.points.pop(point.number, None)
         if trial is None:  # a rebuilt study holds it as finished already
             return
-        state = optuna.trial.TrialState.COMPLETE if finite else optuna.trial.TrialState.FAIL
-        value = sum(finite) / len(finite) if finite else None
+        state, value = outcome(point)
         for asked in [trial, *self.shadows.pop(point.number, [])]:
             self._tell_like(asked, state, value)
+
+    def retell(self, point: Point) -> None:
+        """A finished point whose repeats ran again: its new value, as a trial that replaces it
+        (sweep_format.study)."""
+        import optuna
+
+        self.reruns.pop(point.number, None)
+        state, value = outcome(point)
+        self.study.add_trial(optuna.trial.create_trial(
+            params=point.params, distributions=self.distributions, state=state, value=value,
+            user_attrs={RERUN_OF: point.number}))
 
     # --- a lost, damaged or full study -----------------------------------------------------------
     def _storage(self) -> Any:
@@ -233,6 +270,12 @@ class OptunaSource:
             self.study = new_study(optuna.storages.InMemoryStorage(), self.spec, self.study.sampler)
         self.shadows.clear()  # repeated asks of the lost study: the new one never had them
         self._fill(read_records(self.sweep_dir), why + moved(kept))
+        reruns, self.reruns = self.reruns, {}
+        for number, point in reruns.items():  # re-run repeats still to end: the new study's number
+            found = self._asked_before(point.params, len(self.study.trials))
+            if found is not None and found.state != optuna.trial.TrialState.RUNNING:
+                self.reruns[found.number] = replace(point, number=found.number)
+                self.alias[number] = found.number
 
     def _fill(self, records: list[dict[str, Any]], why: str) -> None:
         """Points of the records (and running points not recorded yet) into the (empty) study:
@@ -280,6 +323,17 @@ class OptunaSource:
               f"{self.sweep_dir / TRIALS_DIR} and {asked} running ones. Lost: Optuna's intermediate "
               "values and the settings it had asked for but no trial had started; the sweep continues.",
               file=sys.stderr)
+
+
+def outcome(point: Point) -> tuple[Any, float | None]:
+    """The state and value the study is told of a point whose repeats all ended: the mean of their
+    values; a failed trial when none has one."""
+    import optuna
+
+    finite = [v for v in point.values.values() if v is not None]
+    if not finite:
+        return optuna.trial.TrialState.FAIL, None
+    return optuna.trial.TrialState.COMPLETE, sum(finite) / len(finite)
 
 
 def moved(path: Path | None) -> str:

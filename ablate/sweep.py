@@ -186,7 +186,7 @@ def drive(spec: SweepSpec, sweep_dir: Path, resources: admission.TrialResources,
 
         source = OptunaSource(spec, sweep_dir)
         jobs = source.open(records, retry)
-        left = len(jobs) + spec.repeats * max(0, int(spec.search.num_samples or 0) - len(source.study.trials))
+        left = len(jobs) + spec.repeats * max(0, int(spec.search.num_samples or 0) - source.samples())
     else:
         jobs = point_jobs(spec, records, sweep_dir, retry)
         left = len(jobs)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sweep_format.layout import OPTUNA_DB
+from sweep_format.study import current
 
 MIN_TRIALS = 4  # fewer finished Optuna trials say nothing about importance
 
@@ -53,8 +54,8 @@ def param_importance(sweep_dir: Path, study_name: str) -> Importance:
         study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{db}")
     except Exception as exc:  # a missing study or a locked/corrupt file: say so, go on
         return Importance(reason=f"cannot open study '{study_name}' in {db}: {exc}")
-    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if t.value is not None and math.isfinite(t.value)]
+    done = [t for t in current(study.get_trials(deepcopy=False))  # a setting run again: its new value
+            if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
     if len(done) < MIN_TRIALS:
         return Importance(reason=f"too few finished Optuna trials ({len(done)}, need {MIN_TRIALS})",
                           n_trials=len(done))
@@ -66,6 +67,8 @@ def param_importance(sweep_dir: Path, study_name: str) -> Importance:
         return Importance(reason="no variance: every finished trial has the same parameters",
                           n_trials=len(done))
     result = Importance(n_trials=len(done))
+    study = optuna.create_study(directions=study.directions)  # in memory: the trials that hold the values
+    study.add_trials(done)
     for name, evaluator in evaluators().items():
         try:
             with warnings.catch_warnings():

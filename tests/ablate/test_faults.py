@@ -134,6 +134,38 @@ def test_resume_tells_a_setting_asked_again_whose_repeats_all_ended(tmp_path: Pa
     assert all(t.value == 100 * t.params["teacher_temp"] for t in study.trials)
 
 
+def test_a_repeat_run_again_by_resume_gives_the_study_its_new_value(tmp_path: Path) -> None:
+    """An errored repeat (run again by `ablate resume`, as an oom one is with --retry oom) that then
+    completes: the study kept the failure it was told first, so the sampler and the report's
+    importance never saw the value the report ranks. Its new value replaces it, and is no new sample."""
+    from reports.importance import param_importance
+    from sweep_format.study import current
+
+    sweep = tmp_path / "sweep"
+    search, _ = optuna_search(sweep)
+    config = search.suggest("a")
+    record(sweep, "a", config, 0.0, "running")
+    search.on_trial_complete("a", None, error=True)
+    record(sweep, "a", config, 0.0, "errored")
+    resumed, jobs = optuna_search(sweep)
+    assert [(j.trial_id, j.optuna) for j in jobs] == [("a", 0)]
+    assert resumed.suggest("x")["_trial_id"] == "a"
+    record(sweep, "a", config, 50.0, "running")  # Ray's trial "x" continues the record "a"
+    resumed.on_trial_complete("x", {})
+    record(sweep, "a", config, 50.0, "completed")
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    assert [(t.params, t.state.name, t.value) for t in current(study.trials)] == [
+        ({"teacher_temp": config["teacher_temp"]}, "COMPLETE", 50.0)]
+    news = [resumed.suggest(name) for name in ("y", "z")]  # search.num_samples: 3 settings in all
+    assert [c["_optuna_trial"] for c in news] == [2, 3] and resumed.suggest("w") == "FINISHED"
+    for name, new in zip(("y", "z"), news, strict=True):
+        end(resumed, sweep, name, new, 60.0 + new["teacher_temp"])
+    again, jobs = optuna_search(sweep)  # a later resume: nothing runs twice, the values stay
+    assert jobs == [] and again.suggest("v") == "FINISHED"
+    assert sorted(v for _, v in values(sweep))[0] == 50.0
+    assert param_importance(sweep, "s").n_trials == 3  # the failure it replaced is not counted
+
+
 def carried(epoch: int, outcome: str, knn: float) -> dict:
     """A result without evaluation: it carries the last kNN forward."""
     return {"epoch": epoch, "knn_top1": knn, "knn_evaluated": False, "trial_outcome": outcome}

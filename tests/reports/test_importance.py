@@ -1,0 +1,28 @@
+"""Parameter importance reads each setting's current value from the study (reports/importance.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+
+from reports.importance import param_importance
+from sweep_format.study import RERUN_OF, current, samples
+
+
+def test_a_setting_run_again_counts_once_with_its_new_value(tmp_path: Path) -> None:
+    """`ablate resume` told a setting run again its new value as a trial that replaces the first one:
+    the importance counted both values of that setting, the stale one too."""
+    dist = {"teacher_temp": optuna.distributions.FloatDistribution(0.01, 0.1)}
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+                                direction="maximize")
+    for i, value in enumerate([30.0, 40.0, 45.0, 50.0]):
+        study.add_trial(optuna.trial.create_trial(params={"teacher_temp": 0.02 * (i + 1)}, distributions=dist,
+                                                  value=value))
+    for value in (35.0, 38.0):  # trial 0's repeats ran again, twice
+        study.add_trial(optuna.trial.create_trial(params={"teacher_temp": 0.02}, distributions=dist,
+                                                  value=value, user_attrs={RERUN_OF: 0}))
+    assert [(t.number, t.value) for t in current(study.trials)] == [
+        (5, 38.0), (1, 40.0), (2, 45.0), (3, 50.0)]
+    assert samples(study.trials) == 4
+    assert param_importance(tmp_path, "s").n_trials == 4
