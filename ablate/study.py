@@ -216,15 +216,17 @@ class OptunaSource:
             self._tell_like(asked, state, value)
 
     def retell(self, point: Point) -> None:
-        """A finished point whose repeats ran again: its new value, as a trial that replaces it
-        (sweep_format.study)."""
+        """A finished point whose repeats ran again: its new value, as a trial that replaces it, and
+        each later ask of its setting that was told its first value (sweep_format.study)."""
         import optuna
 
         self.reruns.pop(point.number, None)
         state, value = outcome(point)
-        self.study.add_trial(optuna.trial.create_trial(
-            params=point.params, distributions=self.distributions, state=state, value=value,
-            user_attrs={RERUN_OF: point.number}))
+        for told in [t for t in self.study.trials if t.number >= point.number and RERUN_OF not in t.user_attrs
+                     and t.state.is_finished() and same_point(dict(t.params), point.params)]:
+            self.study.add_trial(optuna.trial.create_trial(
+                params=point.params, distributions=self.distributions, state=state, value=value,
+                user_attrs={RERUN_OF: told.number}))
 
     # --- a lost, damaged or full study -----------------------------------------------------------
     def _storage(self) -> Any:

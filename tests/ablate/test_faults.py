@@ -252,6 +252,30 @@ def test_a_setting_asked_for_again_is_not_run_again(tmp_path: Path) -> None:
     assert len(study.trials) == 6 and all(t.value == 100 * t.params["teacher_temp"] for t in study.trials)
 
 
+def test_a_setting_asked_again_gets_the_new_value_of_its_repeats_run_again(tmp_path: Path) -> None:
+    """The later asks of a setting were told its first value (a failure): once `ablate resume` has
+    run its errored repeat again, they hold its new value too."""
+    from ablate.study import OptunaSource
+    from sweep_format.study import current
+
+    sweep, source, search = two_choice_search(tmp_path, num_samples=4)
+    started = {name: search.suggest(name) for name in ("t0", "t1")}
+    assert search.suggest("t2") == "FINISHED"
+    for name, config in started.items():
+        record(sweep, name, config, 70.0, "running")
+        search.on_trial_complete(name, None, error=config["teacher_temp"] == 0.07)
+        record(sweep, name, config, 70.0, "errored" if config["teacher_temp"] == 0.07 else "completed")
+    errored = next(n for n, c in started.items() if c["teacher_temp"] == 0.07)
+    resumed = OptunaSource(source.spec, sweep)
+    again = SweepSearch(resumed.open(read_records(sweep)), resumed, "knn_top1", "max")
+    assert again.suggest("x")["_trial_id"] == errored and again.suggest("y") == "FINISHED"
+    record(sweep, errored, started[errored], 50.0, "running")
+    again.on_trial_complete("x", {})
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    assert sorted((t.params["teacher_temp"], t.value) for t in current(study.trials)) == [
+        (0.04, 70.0), (0.07, 50.0), (0.07, 50.0), (0.07, 50.0)]  # 0.07 was asked 3 times
+
+
 def test_a_study_lost_while_a_setting_waits_for_its_repeated_ask(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture) -> None:
     """A setting asked again while it runs waits for its result. If optuna.db is lost meanwhile, the
