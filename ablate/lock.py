@@ -86,6 +86,24 @@ class SweepLock:
         self.fd = None
 
 
+def driven(sweep_dir: Path) -> bool:
+    """Whether a driver may be running the sweep now, by what its lock file says: a clean stop empties
+    it; a driver killed with SIGKILL leaves its text, naming a process that is gone (``alive``: one on
+    another host is trusted). The file is only read: a reader that took the lock, however briefly,
+    could make a starting ``ablate run`` refuse the folder."""
+    try:
+        fd = os.open(Path(sweep_dir) / LOCK_FILE, os.O_RDONLY)
+    except OSError:  # no lock file: never driven, or by an ablate that wrote none
+        return False
+    try:
+        previous = holder(fd)
+    except OSError:
+        return True  # unreadable: it cannot be said to be stale
+    finally:
+        os.close(fd)
+    return previous is not None and alive(previous)
+
+
 def holder(fd: int) -> dict[str, Any] | None:
     """What the lock file says about its holder (None when empty or unreadable)."""
     os.lseek(fd, 0, os.SEEK_SET)

@@ -24,7 +24,7 @@ from reports.sweepdir import open_sweep
 from reports.tables import sweep_tables
 from sweep_format.layout import SPEC_FILE, TRIALS_DIR, sweeps_in
 from sweep_format.records import read_records
-from sweep_format.statuses import describe_counts
+from sweep_format.statuses import RUNNING, describe_counts
 
 COLUMNS = ["sweep", "description", "trials", "best", "cost", "last update"]
 EXPECTED = f"a storage folder holding sweep folders ({SPEC_FILE} + {TRIALS_DIR}/), e.g. ./runs"
@@ -48,16 +48,23 @@ def last_update(folder: Path) -> str:
         return "–"
 
 
-def sweep_row(folder: Path, planned: int | None = None) -> dict[str, str]:
+def sweep_row(folder: Path, planned: int | None = None, driven: bool | None = None) -> dict[str, str]:
     """``folder``'s line; ``planned``: the trials its spec plans (trials that never started have no
-    record, so an interrupted sweep would look finished without it)."""
+    record, so an interrupted sweep would look finished without it); ``driven``: whether a driver
+    may run it now (None: unknown): trials recorded ``running`` with none were left so by a driver
+    that is gone (killed with SIGKILL, a lost machine), and say so."""
     try:
         sweep = open_sweep(folder)
         trials, epochs = sweep_tables(sweep)
     except (ReportError, OSError) as exc:  # one broken sweep must not hide the others
         return {"sweep": folder.name, "description": f"(unreadable: {exc})", "trials": "–",
                 "best": "–", "cost": "–", "last update": last_update(folder)}
-    by_status = describe_counts(trials["status"].value_counts().to_dict())
+    counts = trials["status"].value_counts().to_dict()
+    stopped = counts.pop(RUNNING, 0) if driven is False else 0
+    by_status = describe_counts(counts)
+    if stopped:
+        by_status = ", ".join(filter(None, (by_status, f"{stopped} left running by a driver that is gone "
+                                                       f"(`ablate resume {folder}` continues them)")))
     if planned is not None and planned > len(trials):
         by_status = ", ".join(filter(None, (by_status, f"{planned - len(trials)} not started")))
     by_status = by_status or "no trials yet"
@@ -79,9 +86,11 @@ def measured_note(trials: pd.DataFrame, point: int, metric: str) -> str:
     return f" ({note})" if note else ""
 
 
-def list_sweeps(storage: str | Path, planned: Callable[[Path], int | None] = lambda _: None) -> pd.DataFrame:
+def list_sweeps(storage: str | Path, planned: Callable[[Path], int | None] = lambda _: None,
+                driven: Callable[[Path], bool | None] = lambda _: None) -> pd.DataFrame:
     """One row per sweep in ``storage``; ReportError if it is missing or holds no sweep. ``planned``
-    gives a sweep folder's planned number of trials (None: unknown), which its spec's search decides."""
+    gives a sweep folder's planned number of trials (None: unknown), which its spec's search decides;
+    ``driven`` whether a driver may run it now (None: unknown; ablate's lock file decides)."""
     folder = Path(storage)
     if not folder.exists():
         raise ReportError(f"{folder}: no such folder (expected {EXPECTED})")
@@ -94,7 +103,7 @@ def list_sweeps(storage: str | Path, planned: Callable[[Path], int | None] = lam
     if not sweeps:
         raise ReportError(f"{folder}: no sweeps here (expected {EXPECTED}; start one with "
                           "`ablate run SPEC.yaml`)")
-    return pd.DataFrame([sweep_row(s, planned(s)) for s in sweeps], columns=COLUMNS)
+    return pd.DataFrame([sweep_row(s, planned(s), driven(s)) for s in sweeps], columns=COLUMNS)
 
 
 def format_listing(df: pd.DataFrame) -> str:

@@ -29,11 +29,12 @@ def planned_trials(sweep_dir: Path) -> int | None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ablate.lock import driven
     from reports.errors import ReportError
     from reports.listing import format_listing, list_sweeps
 
     try:
-        print(format_listing(list_sweeps(Path(args.storage), planned_trials)))
+        print(format_listing(list_sweeps(Path(args.storage), planned_trials, driven)))
     except ReportError as exc:
         raise UserError(str(exc)) from None
     return 0

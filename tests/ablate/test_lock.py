@@ -61,3 +61,29 @@ def test_a_second_run_that_finds_its_folder_made_meanwhile_is_refused(sweep: Pat
     spec = load_spec(sweep / "spec.yaml")
     with pytest.raises(UserError, match="another `ablate run` created this sweep folder just now"):
         create(spec, sweep)  # the race: both passed the existence check before Ray started
+
+
+def test_ls_says_which_running_trials_a_killed_driver_left(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """A driver killed with SIGKILL leaves its trials recorded `running`: `ablate ls` listed them as
+    running for good. Its lock file names a process that is gone: they are said to be left so."""
+    import subprocess
+    import sys
+
+    from tests.helpers import crafted_sweep, good_record
+
+    running = {**good_record("b"), "status": "running", "params": {"teacher_temp": 0.04}, "point": 1}
+    sweep = crafted_sweep(tmp_path, [good_record("a"), running])
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    lock = sweep / LOCK_FILE
+    for pid, listed in ((os.getpid(), "1 completed, 1 running"),
+                        (int(gone), f"1 completed, 1 left running by a driver that is gone "
+                                    f"(`ablate resume {sweep}` continues them)")):
+        holder = {"host": socket.gethostname(), "pid": pid, "command": "run", "since": 1e9}
+        lock.write_text(json.dumps(holder))
+        assert main(["ls", str(sweep.parent)]) == 0
+        assert listed in capsys.readouterr().out
+    lock.write_text("")  # a driver that stopped cleanly (and left a record running, should that happen)
+    assert main(["ls", str(sweep.parent)]) == 0
+    assert "1 left running by a driver that is gone" in capsys.readouterr().out
