@@ -20,13 +20,14 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from ablate.errors import STORAGE_ERRNOS, StorageFull
-from ablate.records import mark_interrupted
+from ablate.records import first_sentences, mark_interrupted
 from sweep_format import statuses
 from sweep_format.layout import RESERVE_FILE, TRIALS_DIR
 from sweep_format.records import read_records
@@ -47,6 +48,19 @@ class SweepInterrupted(Exception):
     @property
     def exit_code(self) -> int:
         return EXIT_CODES.get(self.signum, 130)
+
+
+class SweepStopped(SweepInterrupted):
+    """Tune's loop itself raised (an error of Ray's, or of a callback; a trial's own errors end that
+    trial): unfinished records are marked ``interrupted`` with it, ``ablate resume`` continues, exit 1."""
+
+    def __init__(self, sweep_dir: Path, reason: str) -> None:
+        super().__init__(sweep_dir)
+        self.reason = reason
+
+    @property
+    def exit_code(self) -> int:
+        return 1
 
 
 class SignalInterrupt(KeyboardInterrupt):
@@ -132,7 +146,9 @@ class _TuneInterrupt(logging.Filter):
 
 def fit(tuner: Any, sweep_dir: Path, total: int, signals: Signals) -> None:
     """``tuner.fit()`` and how it ended: normally; interrupted by a signal (records marked,
-    ``SweepInterrupted``); stopped by a failed write (records marked, ``StorageFull``)."""
+    ``SweepInterrupted``); stopped by a failed write (records marked, ``StorageFull``); stopped by
+    an error Tune's loop raised (records marked, ``SweepStopped``: its one line on stderr, its
+    traceback with Ray's own log lines)."""
     watcher = _TuneInterrupt()
     logger = logging.getLogger("ray.tune.tune")
     logger.addFilter(watcher)
@@ -142,11 +158,14 @@ def fit(tuner: Any, sweep_dir: Path, total: int, signals: Signals) -> None:
         failure = failed_write(exc)
         if failure is not None:
             raise stopped_for_storage(sweep_dir, total, failure) from None
-        if isinstance(exc, KeyboardInterrupt) or signals.received:  # a second signal, or Ray torn down
+        # a second signal, or Ray torn down by the first (Tune logged that it stops)
+        if isinstance(exc, KeyboardInterrupt) or signals.received or watcher.seen:
             with quiet():
                 mark_interrupted(sweep_dir, cause=signal_cause(signals))
             raise SweepInterrupted(sweep_dir, signals.signum) from None
-        raise
+        if not isinstance(exc, Exception):
+            raise
+        raise stopped_by_error(sweep_dir, exc) from None
     finally:
         logger.removeFilter(watcher)
     # Ray's log line, or (should a Ray version word it differently) trials left unfinished.
@@ -155,6 +174,18 @@ def fit(tuner: Any, sweep_dir: Path, total: int, signals: Signals) -> None:
         with quiet():
             mark_interrupted(sweep_dir, cause=signal_cause(signals))
         raise SweepInterrupted(sweep_dir, signals.signum)
+
+
+def stopped_by_error(sweep_dir: Path, exc: Exception) -> SweepStopped:
+    """Tune's loop raised ``exc`` (Ray's memory monitor killing a trial's actor as Tune set it up
+    ended ``tuner.fit()`` in a RuntimeError): the records it left ``running`` would say so for good."""
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    reason = f"{type(exc).__name__}: {first_sentences(text)}" if text else type(exc).__name__
+    logging.getLogger("ray.tune").error("ablate: the sweep stopped", exc_info=exc)  # ray.log, or --verbose
+    with quiet():
+        mark_interrupted(sweep_dir, cause=f"the sweep stopped: {reason}")
+    print(f"ablate: the sweep stopped: Ray's loop raised {reason}", file=sys.stderr)
+    return SweepStopped(sweep_dir, reason)
 
 
 def signal_cause(signals: Signals) -> str:

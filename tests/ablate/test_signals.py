@@ -157,3 +157,33 @@ def test_a_signal_the_caller_ignores_stays_ignored() -> None:
         for signum, handler in before.items():
             signal.signal(signum, handler)
 
+
+
+def test_an_error_of_tunes_own_loop_leaves_no_record_running(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    """Ray's memory monitor killed a trial's actor as Tune set it up (a busy machine, measured): Tune's
+    loop raised a RuntimeError out of `tuner.fit()`; the driver ended in a traceback, exit 1, and left
+    the trial `running` for good. Now it is `interrupted` with the error, and the resume hint follows."""
+    from ablate.ending import Signals, SweepStopped, fit
+    from ablate.summary import conclude
+    from tests.helpers import crafted_sweep, good_record
+
+    running = {**good_record("b"), "status": "running", "params": {"teacher_temp": 0.04}, "point": 1}
+    sweep = crafted_sweep(tmp_path, [good_record("a"), running])
+
+    class Tuner:
+        def fit(self) -> None:
+            raise RuntimeError("Caught unexpected exception: 1 worker(s) were killed due to the node running "
+                               "low on memory. Memory on the node (IP: 127.0.0.1) was 22.84GB used\nmore")
+
+    with pytest.raises(SweepStopped) as stopped:
+        fit(Tuner(), sweep, 2, Signals())
+    rec = json.loads((sweep / "trials" / "b.json").read_text())
+    assert rec["status"] == "interrupted"
+    assert ("the sweep stopped: RuntimeError: Caught unexpected exception: 1 worker(s) were killed due to "
+            "the node running low on memory.") in rec["reason"]
+    assert json.loads((sweep / "trials" / "a.json").read_text())["status"] == "completed"
+    assert conclude(sweep, 2, interrupted=True, exit_code=stopped.value.exit_code) == 1
+    err = capsys.readouterr().err
+    assert "ablate: the sweep stopped: Ray's loop raised RuntimeError: Caught unexpected exception" in err
+    assert f"ablate resume {sweep}" in err and "Traceback" not in err
