@@ -95,10 +95,7 @@ def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock, 
             "repeat": trial_repeat(config), "started_at": time.time(), **(placement or {}), **(extra or {}),
             **({"restore_note": note} if note else {}),
             **({"restored_from_epoch": trainer.epoch} if restored else {})}
-    if restored and last_report.row and replay(last_report.row, base, trainer, rungs, carry, clock, report):
-        return  # the trial had ended with the epoch its checkpoint holds
-
-    progress = Progress(trainer.epoch if restored else -1)
+    progress = Progress(trainer.epoch - 1 if restored else -1)  # a restored epoch is reported again first
 
     def final(outcome: str, reason: str) -> None:
         epoch, where = progress.failed_at(trainer.epoch)
@@ -107,6 +104,11 @@ def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock, 
                 "reported_at": time.time()}, None)
 
     try:
+        if restored and last_report.row and replay(last_report.row, base, trainer, rungs, carry, clock,
+                                                   report):
+            return  # the trial had ended with the epoch its checkpoint holds
+        if restored:
+            progress.reported = trainer.epoch
         for metrics in trainer.run():
             metrics = {**base, **metrics, **clock.metrics(), "reported_at": time.time()}
             reason = monitor.update(metrics)

@@ -372,3 +372,28 @@ def test_an_oom_while_training_an_epoch_ends_the_trial_at_that_epoch(monkeypatch
                            lambda m, write: reports.append(m))
     assert [(r["epoch"], r["trial_outcome"]) for r in reports] == [(0, "running"), (1, "oom")]
     assert "kNN" not in reports[-1]["stop_reason"]
+
+
+def test_an_oom_in_the_knn_of_a_replayed_epoch_ends_the_trial_oom_at_it(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    """Resumed past an ASHA rung, the epoch its checkpoint holds is evaluated as it is reported again:
+    an OOM there ended the trial errored after Ray's retries (it was outside the trial's outcomes)."""
+    cfg = DINOConfig(**{**TINY_TRAINER, "epochs": 3, "eval_every": 4})
+    before, carry = DINOTrainer(cfg), KnnCarry()
+    for metrics in before.run():
+        carry.apply(metrics)
+        if metrics["epoch"] == 1:
+            break
+    trial_module.save_trial(tmp_path, before, CollapseMonitor(StopRules()), carry,
+                            row={**metrics, "device_seconds": 0.0})
+    trainer = DINOTrainer(cfg)
+
+    def evaluate() -> tuple[float, float]:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+
+    monkeypatch.setattr(trainer, "evaluate", evaluate)
+    reports: list[dict] = []
+    trial_module.run_trial(trainer, {**cfg.model_dump(mode="json"), "_eval_at": [1, 2]}, DeviceClock(),
+                           [tmp_path], lambda m, write: reports.append(m))
+    assert [(r["epoch"], r["trial_outcome"]) for r in reports] == [(1, "oom")]
+    assert "in the kNN evaluation of epoch 1, after it trained" in reports[0]["stop_reason"]
