@@ -99,7 +99,8 @@ def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock, 
 
     def final(outcome: str, reason: str) -> None:
         epoch, where = progress.failed_at(trainer.epoch)
-        report({**base, **carry.last, **clock.metrics(), "knn_evaluated": False, "epoch": epoch,
+        kept = last_report.row if last_report.row.get("epoch") == epoch else {}  # a replayed epoch's metrics
+        report({**kept, **base, **carry.last, **clock.metrics(), "knn_evaluated": False, "epoch": epoch,
                 "collapsed": bool(monitor.kind), "trial_outcome": outcome, "stop_reason": reason + where,
                 "reported_at": time.time()}, None)
 

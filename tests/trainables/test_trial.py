@@ -397,3 +397,4 @@ def test_an_oom_in_the_knn_of_a_replayed_epoch_ends_the_trial_oom_at_it(tmp_path
                            [tmp_path], lambda m, write: reports.append(m))
     assert [(r["epoch"], r["trial_outcome"]) for r in reports] == [(1, "oom")]
     assert "in the kNN evaluation of epoch 1, after it trained" in reports[0]["stop_reason"]
+    assert reports[0]["loss"] == metrics["loss"]  # it replaces the epoch's row in the record
