@@ -220,7 +220,9 @@ class OptunaSource:
         each later ask of its setting that was told its first value (sweep_format.study)."""
         import optuna
 
-        self.reruns.pop(point.number, None)
+        if self.reruns.get(point.number) is not point:  # the study was rebuilt meanwhile, with its value
+            return
+        del self.reruns[point.number]
         state, value = outcome(point)
         for told in [t for t in self.study.trials if t.number >= point.number and RERUN_OF not in t.user_attrs
                      and t.state.is_finished() and same_point(dict(t.params), point.params)]:
