@@ -137,3 +137,19 @@ def test_headline_says_how_far_collapsed_configurations_fall_and_whether_beyond_
     assert "3 configurations with a collapsed trial" in two and "(beyond seed noise: 3 of 3)" not in two
     # no collapse, no clause
     assert "collapsed trial" not in analyse(trials[trials["point"] < 2], info).headline()
+
+
+def test_a_sweep_where_every_configuration_collapsed_names_no_best() -> None:
+    """Collapsed points rank last, so the first one collapsed means every one did: the headline said
+    '**Best: teacher_temp=0.01**' of a sweep with no working DINO teacher at all."""
+    trials = trials_table([{"teacher_temp": t} for t in (0.01, 0.02)], [[30.2, 30.4], [30.1, 30.3]],
+                          seeds=True)
+    trials["collapsed"] = pd.array([True] * 4, dtype="boolean")
+    headline = analyse(trials, {"params": ["teacher_temp"], "algorithm": "grid"}).headline()
+    assert "**Best:" not in headline
+    assert headline.startswith("**No working configuration: every one has a collapsed trial**")
+    assert "Ranked first: teacher_temp=0.01 with kNN top-1 (%) 30.30 ± 1.27 % (repeats: 2, 2 collapsed)" \
+        in headline
+    trials.loc[trials["point"] == 1, "collapsed"] = False  # one working point: it is the best
+    assert analyse(trials, {"params": ["teacher_temp"], "algorithm": "grid"}).headline().startswith(
+        "**Best: teacher_temp=0.02**")
