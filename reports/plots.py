@@ -23,7 +23,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from reports import metric_words
 from reports.stats import mean_ci
@@ -183,6 +183,8 @@ def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path,
     dataset's raw-pixel and untrained kNN as reference lines."""
     if epochs.empty or "knn_top1" not in epochs:
         return None
+    if not (epochs["epoch"] >= 1).any():  # epoch 0 alone is the untrained network, the reference line
+        return None
     styles, norm, cmap = _trial_styles(trials)
     fig = Figure(figsize=(11, 4.2))
     ax_loss, ax_knn = fig.subplots(1, 2)
@@ -190,7 +192,7 @@ def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path,
         style = styles.get(trial_id, {"color": "grey"})
         if "loss" in rows:
             trained = rows[rows["loss"].notna()]
-            ax_loss.plot(trained["epoch"], trained["loss"], alpha=0.85, **style)
+            ax_loss.plot(trained["epoch"], trained["loss"], alpha=0.85, marker=lone_marker(trained), **style)
         knn = rows[rows["knn_top1"].notna()]
         if "knn_evaluated" in knn:  # carried-forward values are not measurements
             knn = knn[knn["knn_evaluated"].fillna(True).astype(bool)]
@@ -199,12 +201,36 @@ def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path,
     ax_knn.set(xlabel="epoch (0 = untrained)", ylabel=KNN_LABEL, title="kNN top-1 during training")
     for ax in (ax_loss, ax_knn):
         ax.grid(alpha=0.3)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        epoch_ticks(ax)
     reference_lines(ax_knn, reference)
     _status_legend(ax_knn, trials)
-    fig.colorbar(ScalarMappable(norm, cmap), ax=[ax_loss, ax_knn], label=f"final {KNN_LABEL}",
-                 fraction=0.03, pad=0.02)
+    if colored(trials):
+        fig.colorbar(ScalarMappable(norm, cmap), ax=[ax_loss, ax_knn], label=f"final {KNN_LABEL}",
+                     fraction=0.03, pad=0.02)
     return save(fig, out)
+
+
+def epoch_ticks(ax: Axes) -> None:
+    """Whole epochs on the x axis: the locator's integer mode still ticks 0.96, 0.98, ... when the
+    axis spans less than one epoch (every trial ran one)."""
+    lo, hi = ax.get_xlim()
+    if hi - lo < 2:
+        ax.set_xticks(range(math.ceil(lo), math.floor(hi) + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", steps=[1, 2, 2.5, 5, 10], integer=True))
+
+
+def lone_marker(rows: pd.DataFrame) -> str | None:
+    """A dot for a trial with one point to draw (a 1-epoch sweep, a trial stopped after its first
+    epoch): a line through one point draws nothing."""
+    return "." if len(rows) == 1 else None
+
+
+def colored(trials: pd.DataFrame) -> bool:
+    """Whether any line is coloured by its final kNN top-1 (``_trial_styles``): without one, a colour
+    bar would show a scale no line uses."""
+    healthy = ~trials["collapsed"].fillna(False) & (trials["status"] != ERRORED)
+    return bool(trials.loc[healthy, "knn_top1"].notna().any())
 
 
 def collapse_plot(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Path | None:
@@ -220,9 +246,9 @@ def collapse_plot(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Path
         bad = trial_id in collapsed_ids
         style = {"color": COLLAPSE_COLOR if bad else TRIAL_COLOR, "alpha": 0.9 if bad else 0.45,
                  "lw": 1.6 if bad else 1.0}
-        ax_h.plot(rows["epoch"], rows["teacher_entropy"], **style)
+        ax_h.plot(rows["epoch"], rows["teacher_entropy"], marker=lone_marker(rows), **style)
         if "kl_teacher_student" in rows:
-            ax_kl.plot(rows["epoch"], rows["kl_teacher_student"], **style)
+            ax_kl.plot(rows["epoch"], rows["kl_teacher_student"], marker=lone_marker(rows), **style)
         if bad and len(rows):
             last = rows.iloc[-1]
             ax_h.plot(last["epoch"], last["teacher_entropy"], "x", color=COLLAPSE_COLOR, ms=9)
@@ -239,7 +265,7 @@ def collapse_plot(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Path
     for ax in (ax_h, ax_kl):
         ax.set_ylim(bottom=0)  # 0 is where one-hot collapse (entropy) and any collapse (KL) end
         ax.grid(alpha=0.3)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        epoch_ticks(ax)
     ax_kl.legend([Line2D([], [], color=TRIAL_COLOR), Line2D([], [], color=COLLAPSE_COLOR, marker="x")],
                  ["trial", f"collapsed ({len(collapsed_ids)})"], fontsize=8, loc="best")
     return save(fig, out)

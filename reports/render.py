@@ -163,7 +163,8 @@ def add_curves(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, out: P
                reference: dict | None = None) -> None:
     doc.heading("Learning curves")
     path = plots.learning_curves(epochs, trials, out / PLOTS_DIR / "learning_curves.png", reference=reference)
-    doc.image(path, "loss and kNN top-1 vs epoch") if path else doc.note("No epoch reported yet.")
+    doc.image(path, "loss and kNN top-1 vs epoch") if path else doc.note(
+        "No trial has finished a training epoch yet.")
     doc.heading("Collapse diagnostics")
     doc.note("DINO paper, Fig. 7: without centering the teacher entropy goes to 0, without sharpening "
              "to ln(out_dim); in both cases KL(teacher ‖ student) goes to 0.")

@@ -1,0 +1,91 @@
+"""The report's figures (reports.plots): what a reader sees in odd but legitimate sweeps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from reports import plots
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
+    """The figures the plot functions save, kept to be looked at."""
+    figures: list[Figure] = []
+
+    def keep(fig: Figure, path: Path) -> Path:
+        figures.append(fig)
+        return path
+
+    monkeypatch.setattr(plots, "save", keep)
+    return figures
+
+
+def tables(epochs_done: int, collapsed: bool = False,
+           status: str = "completed") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two trials that ran ``epochs_done`` epochs after the untrained epoch 0."""
+    trials = pd.DataFrame({"trial_id": ["a", "b"], "status": [status] * 2, "knn_top1": [34.0, 33.7],
+                           "collapsed": pd.array([collapsed] * 2, dtype="boolean")})
+    epochs = pd.DataFrame([{"trial_id": t, "epoch": e, "knn_top1": 30.0 + e, "knn_evaluated": True,
+                            "loss": 6.8 if e else None, "teacher_entropy": 5.8 if e else None,
+                            "kl_teacher_student": 0.9 if e else None}
+                           for t in ("a", "b") for e in range(epochs_done + 1)])
+    return trials, epochs
+
+
+def xs(line: Line2D) -> list[float]:
+    return [float(x) for x in np.asarray(line.get_xdata())]
+
+
+def shown(line: Line2D) -> bool:
+    """A line that puts ink on the page: two points or more, or one with a marker."""
+    return len(xs(line)) > 1 or line.get_marker() not in (None, "", "None", " ")
+
+
+def test_a_one_epoch_sweep_draws_its_loss_entropy_and_kl(drawn: list[Figure], tmp_path: Path) -> None:
+    """`--set trainer.epochs=1` gave a blank Loss panel and blank entropy and KL panels: each trial's
+    single trained epoch was a line through one point, which draws nothing."""
+    trials, epochs = tables(epochs_done=1)
+    assert plots.learning_curves(epochs, trials, tmp_path / "curves.png") is not None
+    assert plots.collapse_plot(epochs, trials, tmp_path / "collapse.png") is not None
+    (curves, collapse) = drawn
+    loss, entropy, kl = curves.axes[0], collapse.axes[0], collapse.axes[1]
+    for ax in (loss, entropy, kl):
+        lines = [line for line in ax.lines if xs(line) == [1.0]]
+        assert len(lines) == 2 and all(shown(line) for line in lines), ax.get_title()
+    trials, epochs = tables(epochs_done=3)  # longer trials keep plain lines
+    plots.learning_curves(epochs, trials, tmp_path / "curves3.png")
+    assert all(line.get_marker() in (None, "None") for line in drawn[-1].axes[0].lines)
+
+
+def test_no_trained_epoch_is_no_figure(drawn: list[Figure], tmp_path: Path) -> None:
+    """Every trial errored before its first epoch: the figure was an empty Loss panel, one kNN dot on an
+    axis from -0.04 to 0.04 and a colour bar from 0 to 100."""
+    trials, epochs = tables(epochs_done=0, status="errored")
+    assert plots.learning_curves(epochs, trials, tmp_path / "curves.png") is None
+    assert drawn == []
+
+
+def test_no_colour_bar_when_no_line_is_coloured_by_its_result(drawn: list[Figure], tmp_path: Path) -> None:
+    """Every trial collapsed (drawn red): the colour bar showed a 0-100 scale that no line used."""
+    trials, epochs = tables(epochs_done=2, collapsed=True)
+    plots.learning_curves(epochs, trials, tmp_path / "c.png")
+    assert len(drawn[-1].axes) == 2  # loss and kNN, no colour bar
+    trials, epochs = tables(epochs_done=2)
+    plots.learning_curves(epochs, trials, tmp_path / "w.png")
+    assert len(drawn[-1].axes) == 3
+
+
+def test_a_one_epoch_axis_ticks_whole_epochs(drawn: list[Figure], tmp_path: Path) -> None:
+    """The Loss, entropy and KL panels of a 1-epoch sweep were ticked 0.96, 0.98, 1.00, 1.02, 1.04."""
+    trials, epochs = tables(epochs_done=1)
+    plots.learning_curves(epochs, trials, tmp_path / "curves.png")
+    plots.collapse_plot(epochs, trials, tmp_path / "collapse.png")
+    (curves, collapse) = drawn
+    for ax in (curves.axes[0], curves.axes[1], *collapse.axes):
+        assert [float(t) for t in ax.get_xticks()] in ([1.0], [0.0, 1.0]), ax.get_title()
