@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
+from matplotlib.figure import Figure
 
 from reports.cost import cost_table, fmt_cost, pareto_front, sweep_total, time_split, trial_costs, trial_split
 
@@ -139,3 +141,30 @@ def test_a_point_is_collapsed_as_the_ranking_counts_it() -> None:
     table = cost_table(trials, epochs, ["teacher_temp"])
     assert list(table["teacher_temp"]) == [0.04, 0.02, 0.1]
     assert table["collapsed"].tolist() == [False, False, True]
+
+
+def test_the_cost_axis_of_trials_that_cost_the_same_is_readable(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two CPU trials of 12.08 and 12.10 s: the axis was zoomed to 0.02 s and ticked 12.0800, 12.0825,
+    ... 12.1000, nine labels run together into one unreadable line."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from reports import cost
+
+    drawn: list[Figure] = []
+
+    def keep(fig: Figure, path: Path) -> Path:
+        drawn.append(fig)
+        return path
+
+    monkeypatch.setattr(cost, "save", keep)
+    table = pd.DataFrame({"per_trial_s": [12.08, 12.10], "value": [33.70, 34.07], "collapsed": [False, False],
+                          "device_kind": ["CPU", "CPU"]})
+    assert cost.pareto_plot(table, tmp_path / "p.png") is not None
+    FigureCanvasAgg(drawn[0]).draw()
+    ax = drawn[0].axes[0]
+    assert ax.get_xlim()[0] == 0.0
+    boxes = [t.get_window_extent() for t in ax.get_xticklabels() if t.get_text() and t.get_visible()
+             and ax.get_xlim()[0] <= t.get_position()[0] <= ax.get_xlim()[1]]
+    assert len(boxes) >= 2
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:]))  # no two labels overlap
