@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from reports import metric_words
-from reports.analysis import point_label
+from reports.analysis import fmt_value, point_label
 from reports.document import Document
 from reports.stats import ALPHA, PAIRED_MIN_SEEDS, paired_differences
 
@@ -80,7 +80,7 @@ def seed_power(points: pd.DataFrame, params: list[str], metric: str = metric_wor
     ``Analysis.points``: collapsed configurations last); ``values`` are the repeats' ``metric``."""
     gap = metric_words.gap(metric)
     points = points[points["n"] > 0].reset_index(drop=True)
-    table = pd.DataFrame({**{p: points[p] for p in params}, "repeats": points["n"],
+    table = pd.DataFrame({**{p: points[p].map(fmt_value) for p in params}, "repeats": points["n"],
                           f"mean {metric_words.label(metric)}": points["mean"].round(2),
                           f"seed SD{f' ({gap.strip()})' if gap else ''}":
                               [round(sample_sd(v), 3) for v in points["values"]]})

@@ -73,3 +73,13 @@ def test_shared_seeds_give_the_paired_advice() -> None:
     assert "Over the 3 seeds both ran, their gap varies by SD 0.20 points" in advice.text
     assert "paired t-test over shared seeds" in advice.text
     assert "**3 repeats per configuration**; this sweep has enough" in advice.text
+
+
+def test_the_table_writes_values_as_every_other_table_does() -> None:
+    """A grid over norm_last_layer: the seed-power table said True/False where the leaderboard, the
+    ablation table and the cost table say true/false."""
+    trials = pd.DataFrame([{"point": i, "norm_last_layer": b, "knn_top1": v, "collapsed": False}
+                           for i, (b, vs) in enumerate({True: [70.0, 71.0], False: [69.0, 70.0]}.items())
+                           for v in vs])
+    summary = point_summary(trials, ["norm_last_layer"]).sort_values("mean", ascending=False)
+    assert list(seed_power(summary, ["norm_last_layer"]).table["norm_last_layer"]) == ["true", "false"]
