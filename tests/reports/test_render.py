@@ -107,3 +107,16 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path, monkeypatch:
     with pytest.raises(OSError, match="disk full"):
         parquet.write_parquet(pd.DataFrame({"a": [1]}), target)
     assert target.read_bytes() == b"old" and list(tmp_path.iterdir()) == [target]
+
+
+def test_the_header_promises_marks_only_where_the_tables_make_them() -> None:
+    """A sweep ranked by loss: the header said 'a configuration that does not beat raw pixels is
+    marked', and no table marked one (the mark is a kNN top-1 comparison), so a digits sweep whose
+    every trial sat 10 points under raw pixels read as if none did."""
+    from reports.render import reference_line
+
+    reference = {"pixel_knn_top1": 98.06, "untrained_knn_top1": 80.28}
+    assert reference_line(reference).endswith("a configuration that does not beat raw pixels is marked.")
+    line = reference_line(reference, marked=False)
+    assert "**raw pixels 98.06 %**" in line and "is marked" not in line
+    assert "compare each trial's kNN top-1 under Trials" in line
