@@ -119,7 +119,7 @@ def beats_pixels(result: Analysis, mean: float) -> str:
 
 def delta_text(a: pd.Series, ref: pd.Series) -> str:
     d = a["mean"] - ref["mean"]
-    return f"{d:+.2f}" if math.isfinite(d) else "–"
+    return metric_words.fmt_gap(d, signed=True) if math.isfinite(d) else "–"
 
 
 def leaderboard(result: Analysis, top: int = 10) -> pd.DataFrame:
@@ -208,12 +208,14 @@ def headline(result: Analysis) -> str:
         if best["point"] == result.reference:
             parts.append("the baseline itself wins")
         else:
-            parts.append(f"{best['mean'] - base['mean']:+.2f}{gap} vs the baseline "
+            lead = metric_words.fmt_gap(best["mean"] - base["mean"], signed=True)
+            parts.append(f"{lead}{gap} vs the baseline "
                          f"({fmt_mean_ci(base['mean'], base['ci'])}{unit}; beyond seed noise: "
                          f"{seed_verdict(best, base)})")
     if len(pts) > 1:
         second = pts.iloc[1]
-        parts.append(f"{best['mean'] - second['mean']:+.2f}{gap} vs the runner-up "
+        lead = metric_words.fmt_gap(best["mean"] - second["mean"], signed=True)
+        parts.append(f"{lead}{gap} vs the runner-up "
                      f"{point_label(second, result.params)} "
                      f"({fmt_mean_ci(second['mean'], second['ci'])}{unit}; beyond seed noise: "
                      f"{seed_verdict(best, second)})")
@@ -234,6 +236,7 @@ def collapse_gap(result: Analysis, best: pd.Series) -> str:
     tested = [v for v in (seed_verdict(r, best) for _, r in failed.iterrows()) if v != "n/a"]
     noise = (f"beyond seed noise: {sum(v.startswith('yes') for v in tested)} of {len(tested)}" if tested
              else "beyond seed noise: n/a, fewer than 2 repeats")
-    span = f"{deltas[0]:+.2f}" if len(deltas) == 1 else f"{deltas[0]:+.2f} to {deltas[-1]:+.2f}"
+    fmt = lambda d: metric_words.fmt_gap(d, signed=True)
+    span = fmt(deltas[0]) if len(deltas) == 1 else f"{fmt(deltas[0])} to {fmt(deltas[-1])}"
     what = "1 configuration" if len(failed) == 1 else f"{len(failed)} configurations"
     return f"{what} with a collapsed trial: {span}{metric_words.gap(result.metric)} vs it ({noise})"

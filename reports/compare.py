@@ -291,7 +291,8 @@ def best_line(bests: pd.DataFrame, metric: str, mode: str) -> str:
             + (" (a collapsed configuration: every sweep's best collapsed)" if first["collapsed"] else ""))
     if len(ranked) > 1:
         second = ranked.iloc[1]
-        text += f", {first['mean'] - second['mean']:+.2f} vs the best of {second['sweep']}"
+        lead = metric_words.fmt_gap(first["mean"] - second["mean"], signed=True)
+        text += f", {lead} vs the best of {second['sweep']}"
     return text + "."
 
 

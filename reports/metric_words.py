@@ -6,6 +6,7 @@ the ranked metric takes its words from here.
 
     label("knn_top1"), unit("knn_top1"), gap("knn_top1")   # 'kNN top-1 (%)', ' %', ' points'
     label("loss"), unit("loss"), gap("loss")               # 'loss', '', ''
+    fmt_gap(0.52, signed=True), fmt_gap(4.2e-06)           # '+0.52', '4.2e-06'
 """
 
 from __future__ import annotations
@@ -31,3 +32,13 @@ def unit(metric: str) -> str:
 def gap(metric: str) -> str:
     """What follows a difference of two values in a sentence: ' points' for kNN, else nothing."""
     return " points" if is_percent(metric) else ""
+
+
+def fmt_gap(value: float, signed: bool = False) -> str:
+    """A difference (or a spread) of two values in a sentence or table: two decimals, or two
+    significant digits where two decimals would write a difference that is there as 0.00 (a loss
+    ranked sweep's configurations can be 4e-06 apart: 'leads by 0.00 ... needs 4 repeats')."""
+    sign = "+" if signed else ""
+    if value != 0 and abs(value) < 0.005:
+        return f"{value:{sign}.2g}"
+    return f"{value:{sign}.2f}"

@@ -98,7 +98,7 @@ def seed_power(points: pd.DataFrame, params: list[str], metric: str = metric_wor
         source = "all configurations with 2+ repeats (assuming seed noise alike across them)"
     head = (f"The best configuration ({point_label(best, params)}) leads the runner-up "
             f"({point_label(second, params)}) "
-            f"by {diff:.2f}{gap}.")
+            f"by {metric_words.fmt_gap(diff)}{gap}.")
     if dof == 0:
         return PowerAdvice(f"{head} With one repeat per configuration there is no estimate of the seed "
                            "standard deviation, so no power statement: run 2 or more repeats "
@@ -107,12 +107,13 @@ def seed_power(points: pd.DataFrame, params: list[str], metric: str = metric_wor
     have = int(min(best["n"], second["n"]))
     need = f"more than {MAX_REPEATS}" if n is None else str(n)
     verdict = "this sweep has enough" if n is not None and have >= n else f"this sweep has {have}"
+    spread = metric_words.fmt_gap(sd)
     if paired:
-        noise = (f"Over the {len(gaps)} seeds both ran, their gap varies by SD {sd:.2f}{gap}." if sd > 0
+        noise = (f"Over the {len(gaps)} seeds both ran, their gap varies by SD {spread}{gap}." if sd > 0
                  else f"Over the {len(gaps)} seeds both ran, the gap is the same on every seed.")
         test = "paired t-test over shared seeds"
     else:
-        noise = (f"Seed SD {sd:.2f}{gap} (pooled over {source}, {dof} degrees of freedom)." if sd > 0
+        noise = (f"Seed SD {spread}{gap} (pooled over {source}, {dof} degrees of freedom)." if sd > 0
                  else f"The repeats show no seed variance at all ({source}).")
         test = "two-sample t-test"
     return PowerAdvice(

@@ -7,6 +7,7 @@ import math
 import pandas as pd
 import pytest
 
+from reports.analysis import leaderboard
 from reports.power import pooled_sd, repeats_needed, seed_power, t_test_power
 from reports.stats import point_summary
 
@@ -83,3 +84,23 @@ def test_the_table_writes_values_as_every_other_table_does() -> None:
                            for v in vs])
     summary = point_summary(trials, ["norm_last_layer"]).sort_values("mean", ascending=False)
     assert list(seed_power(summary, ["norm_last_layer"]).table["norm_last_layer"]) == ["true", "false"]
+
+
+def test_a_difference_too_small_for_two_decimals_is_written_with_its_digits() -> None:
+    """Two loss-ranked configurations 4e-06 apart on each of 2 seeds (norm_last_layer true and false,
+    frozen last layer): the advice read 'leads the runner-up by 0.00. ... their gap varies by SD 0.00.
+    ... needs **4 repeats per configuration**', a difference of nothing that 4 repeats would show."""
+    from reports.analysis import analyse
+
+    losses = {False: [5.461587, 5.440184], True: [5.461597, 5.440190]}
+    trials = pd.DataFrame([{"trial_id": f"t{i}{s}", "point": i, "norm_last_layer": b, "loss": v, "seed": s,
+                            "collapsed": False, "status": "completed"}
+                           for i, (b, vs) in enumerate(losses.items())
+                           for s, v in enumerate(vs)]).astype({"collapsed": "boolean"})
+    result = analyse(trials, {"params": ["norm_last_layer"], "metric": "loss", "mode": "min"})
+    text = seed_power(result.points, ["norm_last_layer"], "loss").text
+    assert "(norm_last_layer=true) by 8e-06." in text and "their gap varies by SD 2.8e-06." in text
+    assert "-8e-06 vs the runner-up norm_last_layer=true" in result.headline()
+    assert list(leaderboard(result)["Δ vs best"]) == ["(best)", "+8e-06"]
+    assert seed_power(points({0.04: [70.0, 71.0, 72.0], 0.02: [70.0, 71.0, 72.0]}),
+                      ["teacher_temp"]).text.count("by 0.00 points") == 1  # no difference stays 0.00
