@@ -63,10 +63,13 @@ def ordered_values(series: pd.Series) -> list:
 
 
 def plain_log_ticks(axis: Axis) -> None:
-    """Log-axis labels as 0.02, 0.05, 0.1 instead of 2x10^-2."""
+    """Log-axis labels as 0.02, 0.05, 0.1 instead of 2x10^-2; on an axis spanning less than a decade
+    (teacher_temp 0.01 to 0.045) every minor tick is labelled, or 0.03 and 0.04 would go unnamed."""
     def minor(v: float, _pos: int) -> str:
         mantissa = round(v / 10 ** math.floor(math.log10(v))) if v > 0 else 0
-        return f"{v:g}" if mantissa in (2, 5) else ""
+        lo, hi = sorted(abs(float(x)) for x in axis.get_view_interval())
+        narrow = lo > 0 and hi / lo < 10
+        return f"{v:g}" if mantissa in (2, 5) or (narrow and mantissa) else ""
 
     axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     axis.set_minor_formatter(FuncFormatter(minor))

@@ -89,3 +89,27 @@ def test_a_one_epoch_axis_ticks_whole_epochs(drawn: list[Figure], tmp_path: Path
     (curves, collapse) = drawn
     for ax in (curves.axes[0], curves.axes[1], *collapse.axes):
         assert [float(t) for t in ax.get_xticks()] in ([1.0], [0.0, 1.0]), ax.get_title()
+
+
+def test_a_log_axis_within_one_decade_names_its_ticks(drawn: list[Figure], tmp_path: Path) -> None:
+    """teacher_temp 0.01 to 0.045 on a log axis was labelled 0.01 and 0.02 only: the ticks at 0.03
+    and 0.04, where most of the trials sat, had no number."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    trials = pd.DataFrame({"teacher_temp": [0.01, 0.02, 0.03, 0.0354, 0.0442],
+                           "knn_top1": [30.0, 31, 32, 33, 34],
+                           "collapsed": pd.array([False] * 5, dtype="boolean")})
+    plots.effect_plot(trials, "teacher_temp", tmp_path / "e.png", log=True)
+    FigureCanvasAgg(drawn[0]).draw()
+    ax = drawn[0].axes[0]
+    lo, hi = ax.get_xlim()
+    labels = {t.get_text() for t in ax.get_xticklabels(minor=True) + ax.get_xticklabels()
+              if lo <= t.get_position()[0] <= hi and t.get_text()}
+    assert {"0.01", "0.02", "0.03", "0.04"} <= labels
+    wide = trials.assign(teacher_temp=[0.001, 0.004, 0.02, 0.05, 0.1])  # two decades: 2s and 5s only
+    plots.effect_plot(wide, "teacher_temp", tmp_path / "w.png", log=True)
+    FigureCanvasAgg(drawn[1]).draw()
+    ax = drawn[1].axes[0]
+    lo, hi = ax.get_xlim()
+    labels = {t.get_text() for t in ax.get_xticklabels(minor=True) if lo <= t.get_position()[0] <= hi}
+    assert "0.03" not in labels and "0.02" in labels
