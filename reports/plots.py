@@ -103,7 +103,8 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
         ys = sub["knn_top1"].to_numpy(dtype=float)
         xs_arr = np.asarray(xs, dtype=float)
         ax.scatter(xs_arr[~collapsed], ys[~collapsed], s=22, alpha=0.55, color=color, zorder=2)
-        ax.scatter(xs_arr[collapsed], ys[collapsed], s=40, marker="x", color=COLLAPSE_COLOR, zorder=3)
+        # above the mean marker: a value whose repeats all collapsed has its mean where its trials are
+        ax.scatter(xs_arr[collapsed], ys[collapsed], s=40, marker="x", color=COLLAPSE_COLOR, zorder=5)
         means = []
         for v in ordered_values(sub[param]):
             m, ci, _ = mean_ci(sub.loc[sub[param] == v, "knn_top1"].tolist())

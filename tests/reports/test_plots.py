@@ -113,3 +113,23 @@ def test_a_log_axis_within_one_decade_names_its_ticks(drawn: list[Figure], tmp_p
     lo, hi = ax.get_xlim()
     labels = {t.get_text() for t in ax.get_xticklabels(minor=True) if lo <= t.get_position()[0] <= hi}
     assert "0.03" not in labels and "0.02" in labels
+
+
+def test_collapsed_trials_stay_visible_over_their_mean(drawn: list[Figure], tmp_path: Path) -> None:
+    """A value whose repeats all collapsed (same kNN each) showed a plain blue mean: the red crosses of
+    its trials were drawn beneath the mean marker, so nothing said they collapsed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import to_rgb
+
+    trials = pd.DataFrame({"teacher_temp": [0.01, 0.01], "knn_top1": [30.2, 30.2],
+                           "collapsed": pd.array([True, True], dtype="boolean")})
+    plots.effect_plot(trials, "teacher_temp", tmp_path / "e.png")
+    fig = drawn[0]
+    legend = fig.axes[0].get_legend()
+    assert legend is not None
+    legend.remove()  # its sample cross is red too
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba())[..., :3].astype(float) / 255
+    red = np.abs(pixels - np.array(to_rgb(plots.COLLAPSE_COLOR))).max(axis=-1) < 0.1
+    assert red.sum() > 20
