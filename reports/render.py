@@ -205,9 +205,12 @@ def add_importance(doc: Document, sweep: SweepDir, out: Path) -> None:
 
 
 def knn_cell(value: float, measured: int, done: int) -> str:
-    """The last evaluated kNN; with its epoch when the trial ran on after it without evaluation."""
+    """The last evaluated kNN; with its epoch when the trial ran on after it without evaluation, and
+    said to be the untrained network's when measured at epoch 0 (a trial that never trained)."""
     if pd.isna(value):
         return "–"
+    if pd.notna(measured) and measured == 0:
+        return f"{value:.2f} (untrained)"
     before_end = pd.notna(measured) and pd.notna(done) and measured < done
     return f"{value:.2f}" + (f" (epoch {measured})" if before_end else "")
 

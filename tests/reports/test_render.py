@@ -120,3 +120,13 @@ def test_the_header_promises_marks_only_where_the_tables_make_them() -> None:
     line = reference_line(reference, marked=False)
     assert "**raw pixels 98.06 %**" in line and "is marked" not in line
     assert "compare each trial's kNN top-1 under Trials" in line
+
+
+def test_a_trial_that_never_trained_shows_its_knn_as_the_untrained_networks() -> None:
+    """An errored trial (ended before its first epoch) was listed under Trials with kNN top-1 29.81 and
+    best '–': the untrained network's value read as that trial's result."""
+    from reports.render import knn_cell
+
+    assert knn_cell(29.81, 0, 0) == "29.81 (untrained)"
+    assert knn_cell(34.07, 1, 1) == "34.07" and knn_cell(34.07, 2, 3) == "34.07 (epoch 2)"
+    assert knn_cell(float("nan"), float("nan"), 0) == "–"
