@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.axis import Axis
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
@@ -119,6 +120,7 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
     if categorical:
         ax.set_xticks(range(len(values)), [fmt_value(v) for v in values])
         ax.set_xlim(-0.5, len(values) - 0.5)
+        slant_if_crowded(fig, ax)
     elif log:
         ax.set_xscale("log")
         plain_log_ticks(ax.xaxis)
@@ -134,6 +136,22 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
         labels.append("collapsed trial")
     ax.legend(handles, labels, fontsize=8, loc="best")
     return save(fig, out)
+
+
+SLANT = 45  # degrees: neighbours a label's height apart along the axis clear each other at sin(45°)
+
+
+def slant_if_crowded(fig: Figure, ax: Axes) -> None:
+    """Slant the x tick labels when, level, two of them would overlap (long choices such as timm
+    names, many values, long parameter names): measured on the figure as it will be drawn."""
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    boxes = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()),
+                   key=lambda box: box.x0)
+    if any(a.x1 > b.x0 for a, b in zip(boxes, boxes[1:])):
+        for label in ax.get_xticklabels():
+            label.set_rotation(SLANT)
+            label.set_horizontalalignment("right")
+            label.set_rotation_mode("anchor")
 
 
 REFERENCES = {"pixel_knn_top1": ("raw pixels", "#8c564b", ":"),
@@ -320,6 +338,7 @@ def parallel_plot(trials: pd.DataFrame, params: list[str], out: Path, *, log_par
             ax.annotate(text, (x, y), xytext=(4, 0), textcoords="offset points", fontsize=8, va="center")
     labels = [f"{p}\n(log)" if p in log_params else p for p in params] + [KNN_LABEL]
     ax.set_xticks(xs, labels, fontsize=9)
+    slant_if_crowded(fig, ax)
     ax.set_yticks([])
     ax.set_ylim(-0.06, 1.06)
     ax.set_xlim(-0.2, len(axes) - 0.6)

@@ -133,3 +133,39 @@ def test_collapsed_trials_stay_visible_over_their_mean(drawn: list[Figure], tmp_
     pixels = np.asarray(canvas.buffer_rgba())[..., :3].astype(float) / 255
     red = np.abs(pixels - np.array(to_rgb(plots.COLLAPSE_COLOR))).max(axis=-1) < 0.1
     assert red.sum() > 20
+
+
+def overlapping(fig: Figure) -> bool:
+    """Whether two x tick labels of the figure's first axes overlap as the figure is drawn: level ones
+    by their boxes, slanted ones (parallel lines of text) by their distance across the slant."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    labels = sorted((t for t in fig.axes[0].get_xticklabels() if t.get_text()),
+                    key=lambda t: t.get_window_extent().x1)
+    angle = labels[0].get_rotation()
+    if angle == 0:
+        boxes = [t.get_window_extent() for t in labels]
+        return any(a.x1 > b.x0 for a, b in zip(boxes, boxes[1:], strict=False))
+    anchors = [t.get_window_extent().x1 for t in labels]  # right-aligned: the anchor is the right end
+    height = max(float(t.get_fontsize()) for t in labels) * fig.dpi / 72
+    across = np.sin(np.radians(angle))
+    return any((b - a) * across < height for a, b in zip(anchors, anchors[1:], strict=False))
+
+
+def test_long_choices_do_not_run_together(drawn: list[Figure], tmp_path: Path) -> None:
+    """A choice over timm names: 'convnext_tiny.fb_in22k', 'efficientnet_b0', ... were written level
+    under the effect plot and ran into each other; short values stay level."""
+    archs = ["vit_small_patch16_224", "vit_base_patch16_224", "resnet50", "convnext_tiny.fb_in22k",
+             "efficientnet_b0", "regnety_016"]
+    trials = pd.DataFrame({"arch": archs, "knn_top1": [30.0 + i for i in range(6)],
+                           "collapsed": pd.array([False] * 6, dtype="boolean")})
+    plots.effect_plot(trials, "arch", tmp_path / "e.png", categorical=True)
+    plots.parallel_plot(trials.assign(**{"a_long_parameter_name_" + str(i): 1.0 for i in range(4)}),
+                        ["arch", *("a_long_parameter_name_" + str(i) for i in range(4))], tmp_path / "p.png",
+                        categorical_params=["arch"])
+    assert not overlapping(drawn[0]) and not overlapping(drawn[1])
+    short = trials.assign(arch=["a", "b", "c", "d", "e", "f"])
+    plots.effect_plot(short, "arch", tmp_path / "s.png", categorical=True)
+    assert all(label.get_rotation() == 0 for label in drawn[2].axes[0].get_xticklabels())
