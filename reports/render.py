@@ -126,6 +126,9 @@ def add_leaderboard(doc: Document, result: Analysis) -> None:
              "listed under Trials); collapsed configurations rank last.")
     board = leaderboard(result)
     doc.table(board) if len(board) else doc.note("No trial has a final kNN top-1 yet.")
+    if len(board) < len(result.points):
+        doc.note(f"The top {len(board)} of {len(result.points)} configurations; the ablation table "
+                 "below lists every one.")
 
 
 def add_ablation(doc: Document, result: Analysis) -> None:

@@ -130,3 +130,23 @@ def test_a_trial_that_never_trained_shows_its_knn_as_the_untrained_networks() ->
     assert knn_cell(29.81, 0, 0) == "29.81 (untrained)"
     assert knn_cell(34.07, 1, 1) == "34.07" and knn_cell(34.07, 2, 3) == "34.07 (epoch 2)"
     assert knn_cell(float("nan"), float("nan"), 0) == "–"
+
+
+def test_a_leaderboard_cut_at_ten_says_so(tmp_path: Path) -> None:
+    """The paper.yaml ablation has 12 configurations: the leaderboard showed 10 rows and nothing said
+    that two more exist."""
+    from reports.analysis import analyse
+    from reports.document import Document
+    from reports.render import add_leaderboard
+
+    def section(points: int) -> str:
+        trials = pd.DataFrame({"trial_id": [f"t{i}" for i in range(points)], "point": range(points),
+                               "teacher_temp": [0.01 * (i + 1) for i in range(points)],
+                               "knn_top1": [50.0 + i for i in range(points)], "status": "completed",
+                               "collapsed": pd.array([False] * points, dtype="boolean")})
+        doc = Document("t")
+        add_leaderboard(doc, analyse(trials, {"params": ["teacher_temp"], "algorithm": "grid"}))
+        return doc.markdown(tmp_path)
+
+    assert "The top 10 of 12 configurations; the ablation table below lists every one." in section(12)
+    assert "configurations; the ablation table" not in section(10)
