@@ -151,13 +151,20 @@ def ablation_tables(result: Analysis) -> list[tuple[str, pd.DataFrame]]:
         return [("All configurations, against the best", _table(result, pts, result.params, ref))]
     tables = []
     for p in result.params:
-        others = [q for q in result.params if q != p]
-        same = pts.apply(lambda r, others=others: all(
-            values_equal(native(r[q]), native(ref[q])) for q in others), axis=1)
-        group = pts[same] if len(pts) else pts
+        group = pts[ablation_line(pts, result, p)] if len(pts) else pts
         group = group.sort_values(p, key=sort_key, kind="stable")
         tables.append((p, _table(result, group, [p], ref)))
     return tables
+
+
+def ablation_line(rows: pd.DataFrame, result: Analysis, param: str) -> pd.Series:
+    """Which ``rows`` (points or trials) lie on ``param``'s line of a one-factor ablation: every other
+    parameter at the baseline's value. All rows where deltas are to the best (not an ablation)."""
+    if not (result.is_ablation and result.reference_kind == "baseline") or rows.empty:
+        return pd.Series(True, index=rows.index)
+    ref = result.row(result.reference_point)
+    others = [q for q in result.params if q != param]
+    return rows.apply(lambda r: all(values_equal(native(r[q]), native(ref[q])) for q in others), axis=1)
 
 
 def sort_key(series: pd.Series) -> pd.Series:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from reports import plots
-from reports.analysis import Analysis, ablation_tables, analyse, fmt_value, leaderboard
+from reports.analysis import Analysis, ablation_line, ablation_tables, analyse, fmt_value, leaderboard
 from reports.cost import add_cost
 from reports.document import Document
 from reports.errors import ReportError
@@ -155,9 +155,14 @@ def add_effects(doc: Document, sweep: SweepDir, result: Analysis, counted: pd.Da
     baseline = None
     if result.reference_kind == "baseline":
         baseline = float(result.row(result.reference_point)["mean"])
+    if result.reference_kind == "baseline":
+        doc.note("Each plot is one line of the ablation: that parameter's values, the others at the "
+                 "baseline; the dashed line is the baseline's mean.")
     drawn = False
     for p in sweep.params:
-        path = plots.effect_plot(counted, p, plots.effect_file(out / PLOTS_DIR, p), log=p in sweep.log_params,
+        # an ablation's baseline value is also every other line's centre: only this line's trials
+        line = counted[ablation_line(counted, result, p)]
+        path = plots.effect_plot(line, p, plots.effect_file(out / PLOTS_DIR, p), log=p in sweep.log_params,
                                  categorical=p in sweep.categorical_params, baseline=baseline,
                                  reference=sweep.reference)
         if path:

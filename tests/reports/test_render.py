@@ -129,7 +129,7 @@ def test_a_trial_that_never_trained_shows_its_knn_as_the_untrained_networks() ->
 
     assert knn_cell(29.81, 0, 0) == "29.81 (untrained)"
     assert knn_cell(34.07, 1, 1) == "34.07" and knn_cell(34.07, 2, 3) == "34.07 (epoch 2)"
-    assert knn_cell(float("nan"), float("nan"), 0) == "–"
+    assert knn_cell(float("nan"), 1, 1) == "–"
 
 
 def test_a_leaderboard_cut_at_ten_says_so(tmp_path: Path) -> None:
@@ -150,3 +150,36 @@ def test_a_leaderboard_cut_at_ten_says_so(tmp_path: Path) -> None:
 
     assert "The top 10 of 12 configurations; the ablation table below lists every one." in section(12)
     assert "configurations; the ablation table" not in section(10)
+
+
+def test_an_ablations_effect_plot_holds_only_its_own_line(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """paper.yaml (one factor at a time): the teacher_temp plot's point at the baseline 0.04 pooled every
+    trial with teacher_temp 0.04, i.e. the baseline and every other factor's variations (out_dim 4096,
+    crop scale 0.08, ...), and drew their spread as a '95% CI over repeats'."""
+    from reports import plots
+    from reports.analysis import analyse
+    from reports.document import Document
+    from reports.render import add_effects
+    from reports.sweepdir import SweepDir
+
+    space = {"teacher_temp": {"type": "choice", "values": [0.02, 0.04]},
+             "out_dim": {"type": "choice", "values": [1024, 4096]}}
+    sweep = SweepDir(tmp_path, {"name": "s", "space": space, "search": {"algorithm": "ablation"}})
+    rows = [(0.04, 1024, 60.0, True), (0.02, 1024, 62.0, False), (0.04, 4096, 20.0, False)]
+    trials = pd.DataFrame([{"trial_id": f"t{i}", "point": i, "teacher_temp": t, "out_dim": d, "knn_top1": k,
+                            "status": "completed", "is_baseline": b} for i, (t, d, k, b) in enumerate(rows)])
+    trials["collapsed"] = pd.array([False] * 3, dtype="boolean")
+    result = analyse(trials, sweep.param_info())
+    plotted: dict[str, pd.DataFrame] = {}
+    def effect_plot(data: pd.DataFrame, param: str, out: Path, **_: object) -> None:
+        plotted[param] = data
+
+    monkeypatch.setattr(plots, "effect_plot", effect_plot)
+    add_effects(Document("t"), sweep, result, trials, tmp_path)
+    assert sorted(plotted["teacher_temp"]["knn_top1"]) == [60.0, 62.0]  # not the out_dim 4096 trial
+    assert sorted(plotted["out_dim"]["knn_top1"]) == [20.0, 60.0]
+    grid = analyse(trials, {**sweep.param_info(), "algorithm": "grid"})  # other searches: every trial
+    plotted.clear()
+    add_effects(Document("t"), sweep, grid, trials, tmp_path)
+    assert len(plotted["teacher_temp"]) == 3
