@@ -106,14 +106,18 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
         ax.scatter(xs_arr[~collapsed], ys[~collapsed], s=22, alpha=0.55, color=color, zorder=2)
         # above the mean marker: a value whose repeats all collapsed has its mean where its trials are
         ax.scatter(xs_arr[collapsed], ys[collapsed], s=40, marker="x", color=COLLAPSE_COLOR, zorder=5)
-        means = []
+        means, pooled = [], False
         for v in ordered_values(sub[param]):
-            m, ci, _ = mean_ci(sub.loc[sub[param] == v, "knn_top1"].tolist())
+            at_v = sub[sub[param] == v]
+            m, ci, _ = mean_ci(at_v["knn_top1"].tolist())
             means.append((position[v] + shift if categorical else float(v), m, ci))
+            pooled |= "point" in at_v and at_v["point"].nunique() > 1
         mx, my, mci = (np.array(c, dtype=float) for c in zip(*means, strict=True))
+        # a grid's value holds several configurations: its interval is their spread, not seed noise
+        over = "trials (other parameters vary)" if pooled else "repeats"
         ax.errorbar(mx, my, yerr=np.nan_to_num(mci), fmt="o-" if categorical else "o",
                     color=color, ecolor=color, capsize=4, lw=1.2, ms=6, zorder=4,
-                    label=f"{group}: mean ± 95% CI" if hue else "mean ± 95% CI over repeats")
+                    label=f"{group}: mean ± 95% CI" if hue else f"mean ± 95% CI over {over}")
     if baseline is not None and math.isfinite(baseline):
         ax.axhline(baseline, color="grey", ls="--", lw=1, label=f"baseline {baseline:.2f}%")
     reference_lines(ax, reference)

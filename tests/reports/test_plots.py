@@ -169,3 +169,18 @@ def test_long_choices_do_not_run_together(drawn: list[Figure], tmp_path: Path) -
     short = trials.assign(arch=["a", "b", "c", "d", "e", "f"])
     plots.effect_plot(short, "arch", tmp_path / "s.png", categorical=True)
     assert all(label.get_rotation() == 0 for label in drawn[2].axes[0].get_xticklabels())
+
+
+def test_a_grids_interval_is_not_called_seed_noise(drawn: list[Figure], tmp_path: Path) -> None:
+    """out_dim x head_nlayers, one seed each: the out_dim plot's interval at each value spans two
+    configurations (head_nlayers 1 and 3), and its legend called it 'mean ± 95% CI over repeats'."""
+    grid = pd.DataFrame({"point": [0, 1, 2, 3], "out_dim": [256, 256, 4096, 4096],
+                         "head_nlayers": [1, 3, 1, 3], "knn_top1": [40.0, 50.0, 41.0, 52.0],
+                         "collapsed": pd.array([False] * 4, dtype="boolean")})
+    plots.effect_plot(grid, "out_dim", tmp_path / "g.png", categorical=True)
+    repeats = grid.assign(point=[0, 0, 1, 1])  # two seeds of each value, nothing else varies
+    plots.effect_plot(repeats, "out_dim", tmp_path / "r.png", categorical=True)
+    legends = [fig.axes[0].get_legend() for fig in drawn]
+    texts = [[t.get_text() for t in legend.get_texts()] for legend in legends if legend is not None]
+    assert "mean ± 95% CI over trials (other parameters vary)" in texts[0]
+    assert "mean ± 95% CI over repeats" in texts[1]
