@@ -124,6 +124,15 @@ def load_sweep_spec(sweep_dir: Path) -> SweepSpec:
     return spec
 
 
+def planned_trials(sweep_dir: Path) -> int | None:
+    """The trials ``sweep_dir``'s spec plans (a trial that never started has no record: without this,
+    an interrupted sweep would look finished); None where its spec cannot be read."""
+    try:
+        return load_sweep_spec(sweep_dir).num_trials
+    except UserError:
+        return None
+
+
 def record_reference_knn(spec: SweepSpec, sweep_dir: Path) -> None:
     """The raw-pixel and untrained kNN of the sweep's dataset, written to ``reference_knn.json``
     before the trials start, unless the folder has it (``ablate resume`` of a sweep stopped before it

@@ -27,6 +27,7 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False,
     Exit code: 0 when every trial finished and one has a trained value of the metric; ``exit_code``
     (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP) after an interrupt; 1 when a trial errored or none trained
     (the errored ones are named)."""
+    from ablate.folder import planned_trials
     from reports.ranking import best_point, best_text, measured_before_end, no_best_text
     from reports.render import build_report
     from reports.sweepdir import open_sweep
@@ -39,7 +40,7 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False,
     if len(trials):
         attention_panel(sweep, trials)
         try:
-            report_dir = build_report(sweep_dir)
+            report_dir = build_report(sweep_dir, planned_trials(sweep_dir))
         except OSError as exc:  # an unwritable report must not hide the summary (the records are kept)
             print(f"ablate: warning: {write_failure(exc, 'the report')}; the records are kept: "
                   f"`ablate report {sweep_dir}` writes it once there is space", file=sys.stderr)

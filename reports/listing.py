@@ -21,10 +21,9 @@ from reports.cost import sweep_total
 from reports.errors import ReportError
 from reports.ranking import best_point, measured_before_end
 from reports.sweepdir import open_sweep
-from reports.tables import sweep_tables
+from reports.tables import status_counts, sweep_tables
 from sweep_format.layout import SPEC_FILE, TRIALS_DIR, sweeps_in
 from sweep_format.records import read_records
-from sweep_format.statuses import RUNNING, describe_counts
 
 COLUMNS = ["sweep", "description", "trials", "best", "cost", "last update"]
 EXPECTED = f"a storage folder holding sweep folders ({SPEC_FILE} + {TRIALS_DIR}/), e.g. ./runs"
@@ -59,15 +58,9 @@ def sweep_row(folder: Path, planned: int | None = None, driven: bool | None = No
     except (ReportError, OSError) as exc:  # one broken sweep must not hide the others
         return {"sweep": folder.name, "description": f"(unreadable: {exc})", "trials": "–",
                 "best": "–", "cost": "–", "last update": last_update(folder)}
-    counts = trials["status"].value_counts().to_dict()
-    stopped = counts.pop(RUNNING, 0) if driven is False else 0
-    by_status = describe_counts(counts)
-    if stopped:
-        by_status = ", ".join(filter(None, (by_status, f"{stopped} left running by a driver that is gone "
-                                                       f"(`ablate resume {folder}` continues them)")))
-    if planned is not None and planned > len(trials):
-        by_status = ", ".join(filter(None, (by_status, f"{planned - len(trials)} not started")))
-    by_status = by_status or "no trials yet"
+    gone = (f"left running by a driver that is gone (`ablate resume {folder}` continues them)"
+            if driven is False else None)
+    by_status = status_counts(trials, planned, gone) or "no trials yet"
     best, partial = best_point(trials, sweep.params, sweep.metric, sweep.mode)  # as the report ranks
     if best is None:
         text = "no value after training yet" if len(trials) else "–"

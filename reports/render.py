@@ -24,7 +24,7 @@ from reports.parquet import write_parquet
 from reports.power import add_power
 from reports.ranking import counted_statuses, counted_trials
 from reports.sweepdir import SweepDir, open_sweep
-from reports.tables import sweep_tables
+from reports.tables import status_counts, sweep_tables
 from sweep_format.files import write_text
 from sweep_format.layout import (
     ATTENTION_FILE,
@@ -35,16 +35,16 @@ from sweep_format.layout import (
     TRIALS_DIR,
     TRIALS_TABLE,
 )
-from sweep_format.statuses import describe_counts
 
 SECTIONS = ("Leaderboard", "Ablation table", "Seed power", "Cost", "Parameter effects", "Learning curves",
             "Collapse diagnostics", "Parameter importance", "Parallel coordinates", "Trials")
 ATTENTION = "Attention maps"
 
 
-def build_report(sweep_dir: str | Path) -> Path:
+def build_report(sweep_dir: str | Path, planned: int | None = None) -> Path:
     """Write the report of the sweep folder ``sweep_dir`` (finished, running or interrupted) and
-    return the report folder. ReportError if ``sweep_dir`` is not a sweep or has no trial yet."""
+    return the report folder. ReportError if ``sweep_dir`` is not a sweep or has no trial yet.
+    ``planned``: the trials its spec plans (the header counts those never started)."""
     sweep = open_sweep(sweep_dir)
     trials, epochs = write_tables(sweep)
     if trials.empty:
@@ -52,7 +52,7 @@ def build_report(sweep_dir: str | Path) -> Path:
                           "written from the first trial's start; is the sweep still starting, or was it "
                           "made by an ablate older than the records?)")
     out = sweep.report_dir
-    doc = sweep_document(sweep, trials, epochs, out)
+    doc = sweep_document(sweep, trials, epochs, out, planned)
     write_text(out / REPORT_MD, doc.markdown(relative_to=out))
     write_text(out / REPORT_HTML, doc.html())
     return out
@@ -68,17 +68,15 @@ def write_tables(sweep: SweepDir) -> tuple[pd.DataFrame, pd.DataFrame]:
     return trials, epochs
 
 
-def status_counts(trials: pd.DataFrame) -> str:
-    return describe_counts(trials["status"].value_counts().to_dict())
-
-
-def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path) -> Document:
+def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path,
+                   planned: int | None = None) -> Document:
     result = analyse(trials, sweep.param_info())
     counted = counted_trials(trials, sweep.metric)[0]
     doc = Document(f"DINO ablation report: {sweep.name}")
     if sweep.description:
         doc.paragraph(sweep.description)
-    doc.paragraph(f"{len(trials)} trials ({status_counts(trials)}), search `{sweep.algorithm or '?'}`, "
+    total = f"{len(trials)} of {planned}" if planned is not None and planned > len(trials) else len(trials)
+    doc.paragraph(f"{total} trials ({status_counts(trials, planned)}), search `{sweep.algorithm or '?'}`, "
                   f"{trials['point'].nunique()} configurations, ranked by the final `{sweep.metric}` "
                   f"({'lower' if sweep.mode == 'min' else 'higher'} is better; rule: reports/ranking.py). "
                   f"Written {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.")

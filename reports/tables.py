@@ -21,6 +21,7 @@ import pandas as pd
 from reports.columns import EPOCH_HEAD, HEAD_COLUMNS, TAIL_COLUMNS
 from reports.sweepdir import SweepDir, open_sweep
 from sweep_format.records import knn_measured, read_records
+from sweep_format.statuses import RUNNING, describe_counts
 
 # Per-host bookkeeping that is not a measurement.
 DROPPED_KEYS = {"hostname", "node_ip", "pid", "checkpoint_path"}
@@ -35,6 +36,19 @@ def sweep_tables(sweep: SweepDir) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Both tables from ablate's trial records (``trials/*.json``) only: status, seed, point and
     baseline are what the sweep recorded, never re-derived from Ray's files."""
     return records_tables(sweep, read_records(sweep.path))
+
+
+def status_counts(trials: pd.DataFrame, planned: int | None = None, orphaned: str | None = None) -> str:
+    """'2 interrupted, 1 not started': the trials by status, and how many of the ``planned`` ones
+    (the spec's, which the ablate layer knows) have no record yet; "" when there is neither.
+    ``orphaned``: the words for trials recorded ``running`` whose driver is gone (ablate's lock file
+    tells), said after the others instead of ``running``."""
+    counts = trials["status"].value_counts().to_dict() if len(trials) else {}
+    stopped = counts.pop(RUNNING, 0) if orphaned else 0
+    parts = [describe_counts(counts), f"{stopped} {orphaned}" if stopped else ""]
+    if planned is not None and planned > len(trials):
+        parts.append(f"{planned - len(trials)} not started")
+    return ", ".join(filter(None, parts))
 
 
 def trials_table(sweep: SweepDir, records: list[dict[str, Any]]) -> pd.DataFrame:

@@ -18,17 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
-def planned_trials(sweep_dir: Path) -> int | None:
-    """The trials ``sweep_dir``'s spec plans; None where its spec cannot be read (its row says why)."""
-    from ablate.folder import load_sweep_spec
-
-    try:
-        return load_sweep_spec(sweep_dir).num_trials
-    except UserError:
-        return None
-
-
 def main(args: argparse.Namespace) -> int:
+    from ablate.folder import planned_trials
     from ablate.lock import driven
     from reports.errors import ReportError
     from reports.listing import format_listing, list_sweeps

@@ -183,3 +183,24 @@ def test_an_ablations_effect_plot_holds_only_its_own_line(tmp_path: Path,
     plotted.clear()
     add_effects(Document("t"), sweep, grid, trials, tmp_path)
     assert len(plotted["teacher_temp"]) == 3
+
+
+def test_an_interrupted_sweep_counts_the_trials_it_never_started(tmp_path: Path) -> None:
+    """A temps sweep of 3 trials stopped by Ctrl-C after 2 had started: its report said '2 trials
+    (2 interrupted)', as if the sweep had been of 2 (ablate ls said '1 not started')."""
+    from reports.render import sweep_document
+    from reports.sweepdir import SweepDir
+    from reports.tables import status_counts
+
+    space = {"teacher_temp": {"type": "float", "low": 0.01, "high": 0.1, "log": True}}
+    sweep = SweepDir(tmp_path, {"name": "s", "space": space, "search": {"algorithm": "optuna"}})
+    trials = pd.DataFrame({"trial_id": ["a", "b"], "point": [0, 1], "teacher_temp": [0.02, 0.04],
+                           "status": ["interrupted"] * 2, "knn_top1": [29.8, 29.8], "knn_epoch": [0, 0],
+                           "epochs_done": [0, 0], "epochs_planned": [3, 3], "best_knn_top1": [None, None],
+                           "stop_reason": ["SIGINT", "SIGINT"], "repeat": [0, 0],
+                           "collapsed": pd.array([False, False], dtype="boolean")})
+    epochs = pd.DataFrame({"trial_id": ["a", "b"], "epoch": [0, 0], "knn_top1": [29.8, 29.8]})
+    doc = sweep_document(sweep, trials, epochs, tmp_path, planned=3)
+    assert "2 of 3 trials (2 interrupted, 1 not started), search `optuna`" in doc.markdown(tmp_path)
+    assert status_counts(trials) == "2 interrupted" and status_counts(trials, 2) == "2 interrupted"
+    assert status_counts(trials.iloc[0:0], 3) == "3 not started"
