@@ -28,8 +28,10 @@ body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max
 h1 { border-bottom: 2px solid #ddd; padding-bottom: .3em; }
 h2 { border-bottom: 1px solid #eee; padding-bottom: .2em; margin-top: 1.8em; }
 table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
-th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: right; }
+table { display: block; overflow-x: auto; max-width: 100%; }  /* a wide table scrolls, not the page */
+th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+td.text { white-space: normal; text-align: left; min-width: 24em; }
 img { max-width: 100%; height: auto; display: block; margin: .8em 0; }
 code { background: #f4f4f4; padding: 0 .2em; }
 .note { color: #666; }
@@ -127,8 +129,18 @@ def md_table(df: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows])
 
 
+LONG_CELL = 40  # characters: a cell this long is prose (a stop reason), wrapped and left-aligned
+
+
+def html_cell(value: object) -> str:
+    """A table cell: values on one line (a status, '29.81 (untrained)'), prose wrapped."""
+    text = cell(value)
+    opening = '<td class="text">' if len(text) > LONG_CELL else "<td>"
+    return f"{opening}{html.escape(text)}</td>"
+
+
 def html_table(df: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>"
+    rows = "".join("<tr>" + "".join(html_cell(v) for v in row) + "</tr>"
                    for row in df.itertuples(index=False))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"

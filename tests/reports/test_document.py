@@ -1,0 +1,24 @@
+"""report.md / report.html blocks (reports.document): how a table reads in a browser."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from reports.document import CSS, html_table
+
+
+def test_short_cells_stay_on_one_line_and_prose_wraps_left_aligned() -> None:
+    """A Trials table with one long stop reason (a CUDA error of 200 characters): the browser gave
+    the reason column the width, wrapped 'stopped early', '29.81 (untrained)' and the headers onto
+    two lines each, and right-aligned the reason's lines into a ragged block."""
+    reason = ("RuntimeError: CUDA error: an illegal memory access was encountered. CUDA kernel errors "
+              "might be asynchronously reported at some other API call (after 2 retries by Ray)")
+    table = html_table(pd.DataFrame({"trial": ["a", "b"], "status": ["stopped early", "errored"],
+                                     "kNN top-1 (%)": ["39.26", "29.81 (untrained)"],
+                                     "stop reason": ["", reason]}))
+    cells = re.findall(r"<td( class=\"text\")?>([^<]*)</td>", table)
+    assert [text for cls, text in cells if cls] == [reason]
+    assert re.search(r"th, td \{[^}]*white-space: nowrap", CSS)
+    assert re.search(r"td\.text \{[^}]*white-space: normal[^}]*text-align: left", CSS)
