@@ -201,12 +201,12 @@ def headline(result: Analysis) -> str:
         return text[0].upper() + text[1:] + "."
     best = pts.iloc[0]
     unit, gap = metric_words.unit(result.metric), metric_words.gap(result.metric)
-    text = (f"**Best: {point_label(best, result.params)}** with {result.metric_label} "
+    text = (f"**Best: {point_label(best, result.params)}** with {metric_words.name(result.metric)} "
             f"{fmt_mean_ci(best['mean'], best['ci'])}{unit} (repeats: {int(best['n'])})")
     if best["collapsed"]:  # collapsed points rank last: the first one collapsed means all did
         text = (f"**No working configuration: every one has a collapsed trial** (its teacher collapsed, "
                 f"see Collapse diagnostics), so the ranking below orders failures. Ranked first: "
-                f"{point_label(best, result.params)} with {result.metric_label} "
+                f"{point_label(best, result.params)} with {metric_words.name(result.metric)} "
                 f"{fmt_mean_ci(best['mean'], best['ci'])}{unit} (repeats: {int(best['n'])}, "
                 f"{int(best['collapsed'])} collapsed)")
     parts = []

@@ -24,6 +24,11 @@ def label(metric: str) -> str:
     return LABELS.get(metric, metric)
 
 
+def name(metric: str) -> str:
+    """The metric in a sentence, where its value follows with its unit: 'kNN top-1' (84.44 %)."""
+    return label(metric).removesuffix(" (%)")
+
+
 def unit(metric: str) -> str:
     """What follows a value in a sentence: ' %' for a kNN accuracy, else nothing."""
     return " %" if is_percent(metric) else ""

@@ -75,9 +75,12 @@ def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, 
     doc = Document(f"DINO ablation report: {sweep.name}")
     if sweep.description:
         doc.paragraph(sweep.description)
-    total = f"{len(trials)} of {planned}" if planned is not None and planned > len(trials) else len(trials)
-    doc.paragraph(f"{total} trials ({status_counts(trials, planned)}), search `{sweep.algorithm or '?'}`, "
-                  f"{trials['point'].nunique()} configurations, ranked by the final `{sweep.metric}` "
+    planned = max(planned or 0, len(trials))
+    total = f"{len(trials)} of {planned}" if planned > len(trials) else str(planned)
+    points = trials["point"].nunique()
+    doc.paragraph(f"{total} {plural(planned, 'trial')} "
+                  f"({status_counts(trials, planned)}), search `{sweep.algorithm or '?'}`, "
+                  f"{points} {plural(points, 'configuration')}, ranked by the final `{sweep.metric}` "
                   f"({'lower' if sweep.mode == 'min' else 'higher'} is better; rule: reports/ranking.py). "
                   f"Written {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.")
     doc.paragraph(reference_line(sweep.reference, marked=result.pixel is not None))
@@ -100,6 +103,10 @@ def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, 
         doc.image(out / ATTENTION_FILE, "teacher [CLS] attention maps")
     add_trials(doc, sweep, trials)
     return doc
+
+
+def plural(n: int, word: str) -> str:
+    return word if n == 1 else word + "s"
 
 
 def reference_line(reference: dict, marked: bool = True) -> str:

@@ -204,3 +204,22 @@ def test_an_interrupted_sweep_counts_the_trials_it_never_started(tmp_path: Path)
     assert "2 of 3 trials (2 interrupted, 1 not started), search `optuna`" in doc.markdown(tmp_path)
     assert status_counts(trials) == "2 interrupted" and status_counts(trials, 2) == "2 interrupted"
     assert status_counts(trials.iloc[0:0], 3) == "3 not started"
+
+
+def test_a_single_trial_sweep_reads_in_the_singular(tmp_path: Path) -> None:
+    """`--set search.num_samples=1 --set repeats=1`: the header said '1 trials (1 completed), ...,
+    1 configurations' and the verdict 'with kNN top-1 (%) 33.70 %', its unit twice."""
+    from reports.render import sweep_document
+    from reports.sweepdir import SweepDir
+
+    space = {"teacher_temp": {"type": "float", "low": 0.01, "high": 0.1, "log": True}}
+    sweep = SweepDir(tmp_path, {"name": "s", "space": space, "search": {"algorithm": "optuna"}})
+    trials = pd.DataFrame({"trial_id": ["a"], "point": [0], "teacher_temp": [0.035], "status": ["completed"],
+                           "knn_top1": [33.7], "knn_epoch": [1], "epochs_done": [1], "epochs_planned": [1],
+                           "best_knn_top1": [33.7], "stop_reason": [""], "repeat": [0],
+                           "collapsed": pd.array([False], dtype="boolean")})
+    epochs = pd.DataFrame({"trial_id": ["a", "a"], "epoch": [0, 1], "knn_top1": [29.8, 33.7],
+                           "loss": [None, 6.8]})
+    md = sweep_document(sweep, trials, epochs, tmp_path, planned=1).markdown(tmp_path)
+    assert "\n1 trial (1 completed), search `optuna`, 1 configuration, ranked by" in md
+    assert "**Best: teacher_temp=0.035** with kNN top-1 33.70 % (repeats: 1)." in md
