@@ -63,17 +63,39 @@ def ordered_values(series: pd.Series) -> list:
         return sorted(values, key=str)
 
 
-def plain_log_ticks(axis: Axis) -> None:
-    """Log-axis labels as 0.02, 0.05, 0.1 instead of 2x10^-2; on an axis spanning less than a decade
-    (teacher_temp 0.01 to 0.045) every minor tick is labelled, or 0.03 and 0.04 would go unnamed."""
+def plain_log_ticks(axis: Axis, every: bool = False) -> None:
+    """Log-axis labels as 0.02, 0.05, 0.1 instead of 2x10^-2; with ``every`` each minor tick is
+    labelled (0.03, 0.04 too), for an axis spanning less than a decade (``fit_log_ticks``)."""
     def minor(v: float, _pos: int) -> str:
         mantissa = round(v / 10 ** math.floor(math.log10(v))) if v > 0 else 0
-        lo, hi = sorted(abs(float(x)) for x in axis.get_view_interval())
-        narrow = lo > 0 and hi / lo < 10
-        return f"{v:g}" if mantissa in (2, 5) or (narrow and mantissa) else ""
+        return f"{v:g}" if mantissa in (2, 5) or (every and mantissa) else ""
 
     axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     axis.set_minor_formatter(FuncFormatter(minor))
+
+
+def fit_log_ticks(fig: Figure, ax: Axes) -> None:
+    """Plain log labels on ``ax``'s x axis, every minor tick named where the axis spans less than a
+    decade (teacher_temp 0.01 to 0.045: 0.03 and 0.04 would go unnamed) unless, drawn, two would
+    overlap (0.012 to 0.095: 0.07, 0.08, 0.09 run together); then the 2s and 5s only."""
+    lo, hi = sorted(abs(float(x)) for x in ax.get_xlim())
+    plain_log_ticks(ax.xaxis, every=lo > 0 and hi / lo < 10)
+    if lo > 0 and hi / lo < 10 and crowded(fig, ax, drawn=True):
+        plain_log_ticks(ax.xaxis)
+
+
+def crowded(fig: Figure, ax: Axes, drawn: bool = False) -> bool:
+    """Whether two of ``ax``'s x tick labels overlap as the figure will be drawn; ``drawn`` draws it
+    first (labels a formatter writes at draw time), else the labels set are measured."""
+    canvas = FigureCanvasAgg(fig)
+    if drawn:
+        canvas.draw()
+    renderer = canvas.get_renderer()
+    lo, hi = sorted(ax.get_xlim())
+    labels = [t for t in ax.xaxis.get_majorticklabels() + ax.xaxis.get_minorticklabels()
+              if t.get_text() and t.get_visible() and lo <= t.get_position()[0] <= hi]
+    boxes = sorted((t.get_window_extent(renderer) for t in labels), key=lambda box: box.x0)
+    return any(a.x1 > b.x0 for a, b in zip(boxes, boxes[1:]))
 
 
 # --- per-parameter effect ---------------------------------------------------------------------
@@ -127,7 +149,7 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
         slant_if_crowded(fig, ax)
     elif log:
         ax.set_xscale("log")
-        plain_log_ticks(ax.xaxis)
+        fit_log_ticks(fig, ax)
     ax.set_xlabel(f"{param}{' (log scale)' if log and not categorical else ''}")
     ax.set_ylabel(KNN_LABEL)
     ax.set_title(f"Final kNN top-1 vs {param}")
@@ -148,10 +170,7 @@ SLANT = 45  # degrees: neighbours a label's height apart along the axis clear ea
 def slant_if_crowded(fig: Figure, ax: Axes) -> None:
     """Slant the x tick labels when, level, two of them would overlap (long choices such as timm
     names, many values, long parameter names): measured on the figure as it will be drawn."""
-    renderer = FigureCanvasAgg(fig).get_renderer()
-    boxes = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()),
-                   key=lambda box: box.x0)
-    if any(a.x1 > b.x0 for a, b in zip(boxes, boxes[1:])):
+    if crowded(fig, ax):
         for label in ax.get_xticklabels():
             label.set_rotation(SLANT)
             label.set_horizontalalignment("right")

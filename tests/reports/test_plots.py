@@ -184,3 +184,25 @@ def test_a_grids_interval_is_not_called_seed_noise(drawn: list[Figure], tmp_path
     texts = [[t.get_text() for t in legend.get_texts()] for legend in legends if legend is not None]
     assert "mean ± 95% CI over trials (other parameters vary)" in texts[0]
     assert "mean ± 95% CI over repeats" in texts[1]
+
+
+def test_a_log_axis_names_every_tick_only_where_they_fit(drawn: list[Figure], tmp_path: Path) -> None:
+    """teacher_temp 0.012 to 0.095 (Optuna, log): naming every tick wrote 0.07, 0.08, 0.09 into one
+    another at the top of the decade; there the axis keeps its 2s and 5s."""
+    trials = pd.DataFrame({"teacher_temp": [0.0122, 0.0354, 0.0442, 0.0619, 0.0952],
+                           "knn_top1": [83.9, 83.6, 83.9, 84.2, 83.6],
+                           "collapsed": pd.array([False] * 5, dtype="boolean")})
+    plots.effect_plot(trials, "teacher_temp", tmp_path / "e.png", log=True)
+    assert not overlapping_any(drawn[0])
+
+
+def overlapping_any(fig: Figure) -> bool:
+    """Whether any two x tick labels (major or minor) in view overlap once the figure is drawn."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()
+    boxes = sorted((t.get_window_extent() for t in ax.get_xticklabels() + ax.get_xticklabels(minor=True)
+                    if t.get_text() and lo <= t.get_position()[0] <= hi), key=lambda box: box.x0)
+    return any(a.x1 > b.x0 for a, b in zip(boxes, boxes[1:], strict=False))
