@@ -376,7 +376,9 @@ def importance_plot(importances: dict[str, dict[str, float]], out: Path) -> Path
     """One horizontal bar chart per evaluator (fANOVA, PED-ANOVA), importances summing to 1."""
     if not importances:
         return None
-    fig = Figure(figsize=(5.2 * len(importances), 0.5 * max(map(len, importances.values())) + 1.8))
+    # constrained: each panel's parameter names get their own room, not the panel to their left's
+    fig = Figure(figsize=(5.2 * len(importances), 0.5 * max(map(len, importances.values())) + 1.8),
+                 layout="constrained")
     for ax, (name, values) in zip(np.atleast_1d(fig.subplots(1, len(importances))), importances.items(),
                                   strict=True):
         items = sorted(values.items(), key=lambda kv: kv[1])

@@ -206,3 +206,16 @@ def overlapping_any(fig: Figure) -> bool:
     boxes = sorted((t.get_window_extent() for t in ax.get_xticklabels() + ax.get_xticklabels(minor=True)
                     if t.get_text() and lo <= t.get_position()[0] <= hi), key=lambda box: box.x0)
     return any(a.x1 > b.x0 for a, b in zip(boxes, boxes[1:], strict=False))
+
+
+def test_importance_panels_keep_their_names_apart(drawn: list[Figure], tmp_path: Path) -> None:
+    """fANOVA and PED-ANOVA side by side: the right panel's 'warmup_teacher_temp_epochs' was written
+    across the left panel's bars."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    values = {"teacher_temp": 0.3, "warmup_teacher_temp_epochs": 0.6, "student_temp": 0.1}
+    plots.importance_plot({"fANOVA": values, "PED-ANOVA": values}, tmp_path / "i.png")
+    FigureCanvasAgg(drawn[0]).draw()
+    left, right = drawn[0].axes
+    names = [t.get_window_extent() for t in right.get_yticklabels() if t.get_text()]
+    assert min(box.x0 for box in names) > left.get_window_extent().x1
