@@ -204,8 +204,9 @@ def headline(result: Analysis) -> str:
     text = (f"**Best: {point_label(best, result.params)}** with {metric_words.name(result.metric)} "
             f"{fmt_mean_ci(best['mean'], best['ci'])}{unit} (repeats: {int(best['n'])})")
     if best["collapsed"]:  # collapsed points rank last: the first one collapsed means all did
-        text = (f"**No working configuration: every one has a collapsed trial** (its teacher collapsed, "
-                f"see Collapse diagnostics), so the ranking below orders failures. Ranked first: "
+        text = ("**No working configuration: every ranked configuration has a collapsed trial** (its "
+                "teacher collapsed, see Collapse diagnostics; trials stopped early or unfinished are not "
+                "ranked), so the ranking below orders failures. Ranked first: "
                 f"{point_label(best, result.params)} with {metric_words.name(result.metric)} "
                 f"{fmt_mean_ci(best['mean'], best['ci'])}{unit} (repeats: {int(best['n'])}, "
                 f"{int(best['collapsed'])} collapsed)")

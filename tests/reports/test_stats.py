@@ -147,7 +147,8 @@ def test_a_sweep_where_every_configuration_collapsed_names_no_best() -> None:
     trials["collapsed"] = pd.array([True] * 4, dtype="boolean")
     headline = analyse(trials, {"params": ["teacher_temp"], "algorithm": "grid"}).headline()
     assert "**Best:" not in headline
-    assert headline.startswith("**No working configuration: every one has a collapsed trial**")
+    assert headline.startswith(
+        "**No working configuration: every ranked configuration has a collapsed trial**")
     assert "Ranked first: teacher_temp=0.01 with kNN top-1 30.30 ± 1.27 % (repeats: 2, 2 collapsed)" \
         in headline
     trials.loc[trials["point"] == 1, "collapsed"] = False  # one working point: it is the best
