@@ -190,12 +190,22 @@ def reference_lines(ax: Axes, reference: dict | None) -> None:
 
 
 # --- over epochs ------------------------------------------------------------------------------
+def value_norm(values: pd.Series) -> Normalize:
+    """The colour scale of final kNN top-1 over ``values``; one value (a single trial, or one that is
+    not collapsed) sits mid-scale on a 2-point range, where a zero-width range drew its line at the
+    scale's bottom colour while the colour bar put that value in its middle."""
+    finite = values.astype(float).dropna()
+    if finite.empty:
+        return Normalize(0.0, 100.0)
+    lo, hi = float(finite.min()), float(finite.max())
+    return Normalize(lo - 1.0, hi + 1.0) if lo == hi else Normalize(lo, hi)
+
+
 def _trial_styles(trials: pd.DataFrame) -> tuple[dict[str, dict], Normalize, str]:
     """Per trial: colour by final kNN top-1; red dashed if collapsed, grey dotted if errored."""
     healthy = ~trials["collapsed"].fillna(False) & (trials["status"] != ERRORED)
     final = trials.loc[healthy, "knn_top1"].astype(float)  # collapsed ones would squash the scale
-    norm = Normalize(float(np.nanmin(final)) if final.notna().any() else 0.0,
-                     float(np.nanmax(final)) if final.notna().any() else 100.0)
+    norm = value_norm(final)
     cmap = matplotlib.colormaps["viridis"]
     styles = {}
     for _, t in trials.iterrows():
@@ -346,7 +356,7 @@ def parallel_plot(trials: pd.DataFrame, params: list[str], out: Path, *, log_par
                            (1.0, fmt_value(float(np.nanmax(raw))))]
         else:
             ticks[name] = [(0.5, fmt_value(float(np.nanmin(raw))))]
-    norm = Normalize(float(data["knn_top1"].min()), float(data["knn_top1"].max()))
+    norm = value_norm(data["knn_top1"])
     cmap = matplotlib.colormaps["viridis"]
     fig = Figure(figsize=(max(6.0, 1.9 * len(axes)), 4.6))
     ax = fig.add_subplot()

@@ -219,3 +219,23 @@ def test_importance_panels_keep_their_names_apart(drawn: list[Figure], tmp_path:
     left, right = drawn[0].axes
     names = [t.get_window_extent() for t in right.get_yticklabels() if t.get_text()]
     assert min(box.x0 for box in names) > left.get_window_extent().x1
+
+
+def test_a_lone_value_is_coloured_where_the_colour_bar_puts_it(drawn: list[Figure], tmp_path: Path) -> None:
+    """One trial not collapsed (an ASHA sweep whose others collapsed), or a one-trial sweep: its line
+    was drawn in the scale's bottom colour (dark purple) while the colour bar, widened by matplotlib,
+    put its value mid-scale (teal)."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    trials = pd.DataFrame({"teacher_temp": [0.02], "knn_top1": [34.07],
+                           "collapsed": pd.array([False], dtype="boolean")})
+    plots.parallel_plot(trials, ["teacher_temp"], tmp_path / "p.png")
+    fig = drawn[0]
+    FigureCanvasAgg(fig).draw()
+    ax, bar = fig.axes
+    (line,) = [line for line in ax.lines if line.get_color() != "black"]  # the trial, not the axes
+    lo, hi = bar.get_ylim()
+    assert lo < 34.07 < hi
+    expected = matplotlib.colormaps["viridis"]((34.07 - lo) / (hi - lo))
+    assert np.allclose(matplotlib.colors.to_rgba(line.get_color()), expected, atol=0.02)
