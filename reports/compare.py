@@ -292,7 +292,7 @@ def best_line(bests: pd.DataFrame, metric: str, mode: str) -> str:
     if len(ranked) > 1:
         second = ranked.iloc[1]
         lead = metric_words.fmt_gap(first["mean"] - second["mean"], signed=True)
-        text += f", {lead} vs the best of {second['sweep']}"
+        text += f", {lead}{metric_words.gap(metric)} vs the best of {second['sweep']}"
     return text + "."
 
 

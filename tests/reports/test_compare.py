@@ -157,7 +157,7 @@ def test_sweeps_ranked_by_different_metrics_are_compared_on_knn(tmp_path: Path,
     md = (tmp_path / "o" / "report.md").read_text()
     assert "rank by different metrics (a: teacher_entropy (min); b: knn_top1 (max))" in md
     assert best_paragraph(tmp_path / "o").startswith(
-        "**Best: a** (teacher_temp=0.01) with knn_top1 60.00 %, +10.00 vs the best of b.")
+        "**Best: a** (teacher_temp=0.01) with knn_top1 60.00 %, +10.00 points vs the best of b.")
 
 
 @pytest.mark.parametrize("inside", ["s", "s/report", "s/report/deeper"])
