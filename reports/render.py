@@ -222,9 +222,9 @@ def knn_cell(value: float, measured: int, done: int) -> str:
     said to be the untrained network's when measured at epoch 0 (a trial that never trained)."""
     if pd.isna(value):
         return "–"
-    if pd.notna(measured) and measured == 0:
-        return f"{value:.2f} (untrained)"
     before_end = pd.notna(measured) and pd.notna(done) and measured < done
+    if not before_end and pd.notna(measured) and measured == 0:
+        return f"{value:.2f} (untrained)"
     return f"{value:.2f}" + (f" (epoch {measured})" if before_end else "")
 
 

@@ -129,6 +129,7 @@ def test_a_trial_that_never_trained_shows_its_knn_as_the_untrained_networks() ->
 
     assert knn_cell(29.81, 0, 0) == "29.81 (untrained)"
     assert knn_cell(34.07, 1, 1) == "34.07" and knn_cell(34.07, 2, 3) == "34.07 (epoch 2)"
+    assert knn_cell(29.81, 0, 1) == "29.81 (epoch 0)"  # trained on past it without evaluation
     assert knn_cell(float("nan"), 1, 1) == "–"
 
 
