@@ -64,13 +64,26 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def set_dotted(tree: dict[str, Any], path: str, value: Any) -> None:
-    """``set_dotted(d, "search.num_samples", 4)`` sets ``d["search"]["num_samples"] = 4``."""
-    *parents, leaf = path.split(".")
-    node = tree
+def set_dotted(tree: dict[str, Any], path: str, value: Any) -> str:
+    """``set_dotted(d, "search.num_samples", 4)`` sets ``d["search"]["num_samples"] = 4``.
+
+    Returns the path of the highest section this made (``space.foo`` for ``space.foo.low`` when the
+    space had no ``foo``), or ``path`` itself: an error anywhere below it is this ``--set``'s doing.
+    An empty section (``trainer:`` with nothing under it, null) is filled like a missing one.
+    """
+    *parents, leaf = parts = path.split(".")
+    if not all(part.strip() for part in parts):
+        raise UserError(f"--set {path}: a key path with an empty part; expected names joined by dots, "
+                        "e.g. --set trainer.epochs=2")
+    node, made = tree, path
     for i, part in enumerate(parents):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
+        child = node.get(part)
+        if child is None:
+            if made == path:
+                made = ".".join(parents[:i + 1])
+            child = node[part] = {}
+        elif not isinstance(child, dict):
             raise UserError(f"--set {path}: {'.'.join(parents[:i + 1])} is a value, not a section")
         node = child
     node[leaf] = value
+    return made

@@ -51,10 +51,10 @@ def load_spec(path: str | Path, sets: list[str] | None = None, force: bool = Fal
     except UserError as exc:
         message = str(exc)
         raise SpecError(message if message.startswith(str(source)) else f"{source}: {message}") from None
-    applied = [(key, item) for (key, _), item in zip(pairs, sets or [], strict=True)]
-    for (key, value), (_, item) in zip(pairs, applied, strict=True):
+    applied: list[tuple[str, str]] = []  # (the key path a --set made or set, the --set as given)
+    for (key, value), item in zip(pairs, sets or [], strict=True):
         try:
-            set_dotted(data, key, value)
+            applied.append((set_dotted(data, key, value), item))
         except UserError as exc:
             raise SpecError(f"{source}: {exc} (from --set {item})") from None
     resolved = data.pop(RESOLVED, None)

@@ -294,6 +294,26 @@ def test_set_with_bad_path_says_so(tmp_path: Path) -> None:
     assert message.startswith(f"{spec_file}: --set 'epochs': expected KEY=VALUE")
 
 
+def test_set_into_a_space_entry_the_spec_lacks_is_blamed(tmp_path: Path) -> None:
+    spec_file = write(tmp_path, MINIMAL)
+    for item in ("space.foo.low=1", "space.foo.low.x=1"):  # the error is at space.foo.type, a key it made
+        message = error_of(spec_file, [item, "trainer.epochs=3"])
+        assert message.startswith(f"{spec_file}: space.foo.type: missing")
+        assert message.endswith(f"(from --set {item})")
+    lines = error_of(spec_file, ["space.student_temp.type=float"]).splitlines()
+    assert [line.split(": ")[1] for line in lines] == ["space.student_temp.low", "space.student_temp.high"]
+    assert all(line.endswith("(from --set space.student_temp.type=float)") for line in lines)
+
+
+def test_set_fills_an_empty_section_and_refuses_an_empty_key_part(tmp_path: Path) -> None:
+    spec_file = write(tmp_path, MINIMAL + "trainer:\nstop:\n")  # null sections: the defaults
+    spec = load_spec(spec_file, ["trainer.epochs=3", "stop.patience=4"])
+    assert spec.trainer_config().epochs == 3 and spec.stop.patience == 4
+    for item in ("trainer..epochs=2", ".epochs=2", "trainer.=2"):
+        message = error_of(spec_file, [item])
+        assert "a key path with an empty part" in message and message.endswith(f"(from --set {item})")
+
+
 def test_set_with_bad_value_says_so(tmp_path: Path) -> None:
     spec_file = write(tmp_path, MINIMAL)
     message = error_of(spec_file, ["search.num_samples=abc"])
