@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import sys
 import threading
 from pathlib import Path
@@ -148,7 +149,11 @@ def main(args: argparse.Namespace) -> int:
         try:
             return train_with_workers(cfg, out, args.workers, args.resume)
         except KeyboardInterrupt:
+            remove_unstarted(made, out)
             return interrupted(out, args.workers)
+        except BaseException:  # no GPU per worker, Ray or a worker that did not start
+            remove_unstarted(made, out)
+            raise
     try:
         trainer = DINOTrainer(cfg, progress=not args.no_progress)  # validates data before writing
     except BaseException:
@@ -163,6 +168,21 @@ def main(args: argparse.Namespace) -> int:
         return run_epochs(trainer, out, sys.stderr)
     except KeyboardInterrupt:
         return interrupted(out, args.workers)
+
+
+def remove_unstarted(made: Path | None, out: Path) -> None:
+    """A run folder this command made (``made``: the outermost one ``check_writable`` created), with
+    no result in it (no metrics row, no checkpoint): the files the start wrote (config.yaml, ray.log,
+    train.log, Ray Train's folder) and the made folders removed, so that a run whose workers never
+    started leaves nothing behind. A folder that holds a result or anything else is kept."""
+    from trainables.dino.trainer import CHECKPOINT_NAME
+
+    if made is None or any((out / name).exists() for name in (CHECKPOINT_NAME, METRICS_NAME)):
+        return
+    for name in (CONFIG_NAME, TRAIN_LOG, RAY_LOG):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / RAY_TRAIN_FOLDER, ignore_errors=True)  # a link in its place: rmtree refuses it
+    remove_made(made, out)
 
 
 def interrupted(out: Path, workers: int) -> int:

@@ -256,3 +256,27 @@ def test_an_out_folder_that_is_a_file_is_refused_at_once(tmp_path: Path, capsys:
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"ablate train: error: --out {tmp_path / out}: {tmp_path / 'config.yaml'} is a file, "
                    "not a folder; give a folder for the run"]
+
+
+def test_workers_that_never_start_leave_no_folder_behind(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                          monkeypatch: pytest.MonkeyPatch):
+    """`--workers 2` whose workers fail before a result (no GPU per worker, a worker that raises at
+    start) removed nothing: the --out folder it made stayed with config.yaml, ray.log and ray_train/."""
+    from ray import train
+
+    class FailsAtStart:
+        def fit(self) -> None:
+            raise train.TrainingFailedError("a worker raised at start")
+
+    monkeypatch.setattr("ray.is_initialized", lambda: True)  # no Ray is started for the fake workers
+    monkeypatch.setattr("trainables.ddp_trial.torch_trainer", lambda *args, **kwargs: FailsAtStart())
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 0)
+    for sets in (SETS, [*SETS, "--set", "device=cuda"]):
+        assert main(["train", *sets, "--out", str(tmp_path / "new" / "run"), "--workers", "2"]) == 2
+        assert "ablate train: error: " in capsys.readouterr().err
+        assert not (tmp_path / "new").exists()
+    kept = tmp_path / "kept"  # a folder it did not make, or one holding a result, is kept
+    (kept / "run").mkdir(parents=True)
+    (kept / "run" / "metrics.jsonl").write_text("")
+    assert main(["train", *SETS, "--out", str(kept / "run"), "--workers", "2"]) == 2
+    assert sorted(p.name for p in (kept / "run").iterdir()) == ["config.yaml", "metrics.jsonl", "ray.log"]
