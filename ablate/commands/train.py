@@ -315,7 +315,7 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool) -
         import ray
         from ray import train
 
-        from trainables.ddp_trial import one_line, torch_trainer
+        from trainables.ddp_trial import input_error, one_line, torch_trainer
 
         logs.capture()
         use_gpu = worker_devices(cfg, workers)
@@ -336,8 +336,9 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool) -
         echo = Echo(out / TRAIN_LOG)
         try:
             result = trainer.fit()
-        except train.TrainingFailedError as exc:
-            raise UserError(f"ablate train --workers {workers}: a worker failed: {one_line(exc)}") from None
+        except train.TrainingFailedError as exc:  # a worker's ConfigError (its inputs, its network) whole
+            raise UserError(f"ablate train --workers {workers}: a worker failed: "
+                            f"{input_error(exc) or one_line(exc)}") from None
         except SystemExit:  # Ray Train's Ctrl-C handler stopped the workers, then exits the process
             raise KeyboardInterrupt from None
         finally:

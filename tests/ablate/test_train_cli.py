@@ -264,9 +264,16 @@ def test_workers_that_never_start_leave_no_folder_behind(tmp_path: Path, capsys:
     start) removed nothing: the --out folder it made stayed with config.yaml, ray.log and ray_train/."""
     from ray import train
 
+    from trainables.config import ConfigError
+
+    refused = ConfigError("arch='test_vit' with its DINO head (out_dim=1048576) does not fit in this "
+                          "machine's memory " + "(DefaultCPUAllocator: can't allocate memory) " * 8 + "end")
+
     class FailsAtStart:
         def fit(self) -> None:
-            raise train.TrainingFailedError("a worker raised at start")
+            error = train.TrainingFailedError(f"worker 0: {type(refused).__name__}: {refused}")
+            error.worker_failures = {0: refused}  # as Ray Train's WorkerGroupError holds them
+            raise error
 
     monkeypatch.setattr("ray.is_initialized", lambda: True)  # no Ray is started for the fake workers
     monkeypatch.setattr("trainables.ddp_trial.torch_trainer", lambda *args, **kwargs: FailsAtStart())
@@ -275,6 +282,10 @@ def test_workers_that_never_start_leave_no_folder_behind(tmp_path: Path, capsys:
         assert main(["train", *sets, "--out", str(tmp_path / "new" / "run"), "--workers", "2"]) == 2
         assert "ablate train: error: " in capsys.readouterr().err
         assert not (tmp_path / "new").exists()
+    assert main(["train", *SETS, "--out", str(tmp_path / "run"), "--workers", "2"]) == 2
+    # the worker's own message whole (it was Ray's last line cut at 300 characters, mid-word)
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last == f"ablate train: error: ablate train --workers 2: a worker failed: {refused}"
     kept = tmp_path / "kept"  # a folder it did not make, or one holding a result, is kept
     (kept / "run").mkdir(parents=True)
     (kept / "run" / "metrics.jsonl").write_text("")
