@@ -31,6 +31,9 @@ from trainables.config import make_config
 # workers' placement group reserved (Train's cleaner needs the State API, which a cluster without
 # the dashboard lacks), and the trial's retry then waits for CPUs that never free.
 HEAD_NODE = "node:__internal_head__"
+# The most of one resource Ray accepts (ray._private.ray_constants.MAX_RESOURCE_QUANTITY, not imported
+# here: Ray reads its switches when it is imported, session.start_ray); ray.init raised a ValueError.
+MAX_RESOURCE = 100_000_000_000_000
 DRIVER: dict[str, float] = {"memory": 64 * 2**20, HEAD_NODE: 0.001}
 EPS = 1e-9
 
@@ -64,7 +67,7 @@ def local_cluster(num_cpus: int | None, num_gpus: int | None) -> Cluster:
     """The cluster a local Ray will be (this machine, or ``--num-cpus``/``--num-gpus``), known before
     it starts: Ray counts no more CPUs than ``os.cpu_count()`` (it honours cgroup limits) and sees
     the GPUs torch sees. More CPUs than the machine's may be declared (trials then share cores);
-    more GPUs than torch sees are refused (a UserError)."""
+    more GPUs than torch sees, or more CPUs than Ray takes, are refused (a UserError)."""
     import torch
 
     seen = torch.cuda.device_count()
@@ -73,6 +76,9 @@ def local_cluster(num_cpus: int | None, num_gpus: int | None) -> Cluster:
                         f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}), and a "
                         "local Ray can give trials only those; leave --num-gpus out (the default is what "
                         "torch sees), or join a cluster with --address")
+    if num_cpus is not None and num_cpus > MAX_RESOURCE:
+        raise UserError(f"--num-cpus {num_cpus}: at most {MAX_RESOURCE} (Ray's limit of one resource); "
+                        f"this machine has {os.cpu_count()} CPUs, and more declared only share them")
     cpus = float(num_cpus if num_cpus is not None else (os.cpu_count() or 1))
     gpus = float(num_gpus if num_gpus is not None else seen)
     return Cluster(cpus, gpus, ((cpus, gpus),))

@@ -80,6 +80,10 @@ def test_a_local_ray_declares_no_more_gpus_than_torch_sees() -> None:
     with pytest.raises(UserError, match=rf"--num-gpus {seen + 1}: torch sees {seen} GPU"):
         local_cluster(None, seen + 1)
     assert local_cluster(64, seen) == Cluster(64.0, float(seen), ((64.0, float(seen)),))
+    # more CPUs than Ray takes: ray.init raised a ValueError traceback once the sweep had started
+    with pytest.raises(UserError, match=r"--num-cpus 100000000000001: at most 100000000000000 \(Ray's"):
+        local_cluster(100_000_000_000_001, seen)
+    assert local_cluster(100_000_000_000_000, seen).cpus == 1e14
 
 
 def test_a_searched_cuda_device_is_refused_without_a_gpu(tmp_path: Path) -> None:
