@@ -42,20 +42,24 @@ def check_weights(cfg: DINOConfig, workers: int = 1) -> None:
 
 
 def check_data(cfg: DINOConfig, workers: int = 1) -> None:
-    """The data ``cfg`` names: an image folder is built as the trainer builds it (its layout, every
-    image decoded once per machine, a step of ``workers`` x the batch no larger than its training
-    images); a torchvision dataset's files are looked for, or downloaded with ``download: true``."""
+    """The data ``cfg`` names: a step of ``workers`` x the batch no larger than a bundled dataset's
+    training images; an image folder is built as the trainer builds it (its layout, every image
+    decoded once per machine, the same step rule); a torchvision dataset's files are looked for, or
+    downloaded with ``download: true``."""
     from trainables.config import TORCHVISION
     from trainables.data import (
         build_datasets,
         check_batch,
         fetch_hint,
+        known_train_size,
         one_class_note,
         torchvision_missing,
         torchvision_root,
     )
 
-    if cfg.dataset == "imagefolder":
+    if (n_train := known_train_size(cfg)) is not None:  # a bundled dataset: its size without building it
+        check_batch(cfg, n_train, workers)
+    elif cfg.dataset == "imagefolder":
         train, _ = build_datasets(cfg)
         check_batch(cfg, len(train), workers)  # type: ignore[arg-type]
         if note := one_class_note(train):  # said once, where the folder is checked before the run

@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import yaml
 
+from ablate.admission import MAX_RESOURCE
 from ablate.errors import UserError
 from ablate.folder import check_writable, remove_made
 from ablate.overrides import load_yaml, parse_sets
@@ -113,8 +114,9 @@ def trainer_keys(data: dict[str, Any], config_file: str) -> dict[str, Any]:
 def main(args: argparse.Namespace) -> int:
     from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer  # torch and timm: not for --help
 
-    if args.workers < 1:
-        raise UserError(f"--workers {args.workers}: expected a number of data-parallel workers >= 1")
+    if not 1 <= args.workers <= MAX_RESOURCE:  # Ray's ValueError (a traceback) once it started
+        raise UserError(f"--workers {args.workers}: expected a number of data-parallel workers from 1 to "
+                        f"{MAX_RESOURCE}")
     if not args.out.strip():  # Path("") is the folder ablate runs in: its files would land there unasked
         raise UserError(f"--out {args.out!r}: give a folder for the run, e.g. --out runs/one")
     out = Path(args.out)

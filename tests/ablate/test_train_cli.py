@@ -291,3 +291,17 @@ def test_workers_that_never_start_leave_no_folder_behind(tmp_path: Path, capsys:
     (kept / "run" / "metrics.jsonl").write_text("")
     assert main(["train", *SETS, "--out", str(kept / "run"), "--workers", "2"]) == 2
     assert sorted(p.name for p in (kept / "run").iterdir()) == ["config.yaml", "metrics.jsonl", "ray.log"]
+
+
+def test_workers_whose_step_is_larger_than_the_data_are_refused_before_ray(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    """A bundled dataset's size was checked only by each worker, after Ray and its workers started."""
+    monkeypatch.setattr("ablate.commands.train.train_with_workers", lambda *args, **kwargs: pytest.fail())
+    out = str(tmp_path / "new")
+    assert main(["train", *SETS, "--set", "batch_size=60", "--out", out, "--workers", "3"]) == 2
+    assert "batch_size=60 x grad_accum_steps=1 x 3 workers: larger than the" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    assert main(["train", *SETS, "--out", out, "--workers", "200000000000000"]) == 2  # Ray takes 1e14 at most
+    assert "--workers 200000000000000: expected a number of data-parallel workers from 1 to 100000000000000" \
+        in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()

@@ -314,3 +314,18 @@ def test_a_folder_that_cannot_be_listed_is_named_not_left_out(tmp_path: Path, mo
     cfg = DINOConfig(dataset="imagefolder", data_path=str(root), global_crops_size=16, local_crops_size=8)
     with pytest.raises(ConfigError, match=expected):
         build_datasets(cfg)
+
+
+def test_a_step_larger_than_a_bundled_dataset_is_refused_by_the_input_check():
+    """`ablate train --workers 3 --set batch_size=1500` started Ray and its workers, which each refused
+    the 4,500-image step of digit_scenes (4,311 images); the input check sizes it before anything runs."""
+    from trainables.data import known_train_size
+    from trainables.inputs import check_data
+
+    cfg = DINOConfig(batch_size=1500)
+    n_train = known_train_size(cfg)
+    assert n_train is not None and 1500 * 2 <= n_train < 1500 * 3
+    check_data(cfg, workers=2)
+    with pytest.raises(ConfigError, match=rf"batch_size=1500 x grad_accum_steps=1 x 3 workers: larger than "
+                                          rf"the {n_train} training images of 'digit_scenes'"):
+        check_data(cfg, workers=3)
