@@ -106,9 +106,10 @@ def crop_problem(model: nn.Module, size: int, device: str) -> str:
 def load_pretrained(model: nn.Module, path: str) -> None:
     """Load backbone weights from a local file (a timm/torchvision state dict or a DINO checkpoint)."""
     file = Path(path).expanduser()
-    if not file.is_file():
-        raise ConfigError(f"pretrained_weights={path!r}: no such file (weights are never downloaded; "
-                          "give the path of a local .pth/.safetensors file)")
+    if not file.is_file():  # a folder or /dev/zero is there, but is no weights file either
+        what = "a folder" if file.is_dir() else "not a regular file" if file.exists() else "no such file"
+        raise ConfigError(f"pretrained_weights={path!r}: {what} (weights are never downloaded; give the "
+                          "path of a local .pth/.safetensors file)")
     state: Any
     if file.suffix == ".safetensors":
         from safetensors import SafetensorError

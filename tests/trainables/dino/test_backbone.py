@@ -18,8 +18,12 @@ def test_pretrained_weights_from_a_local_file_only(tmp_path: Path):
                             pretrained_weights=str(file))
     for (name, a), b in zip(source.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), name
-    with pytest.raises(ConfigError, match="never downloaded"):
+    with pytest.raises(ConfigError, match="missing.pth': no such file .weights are never downloaded"):
         build_backbone("test_vit", 16, 4, 0.0, pretrained_weights=str(tmp_path / "missing.pth"))
+    # there, but no file of weights: they were called 'no such file' too
+    for there, what in ((tmp_path, "a folder"), (Path("/dev/null"), "not a regular file")):
+        with pytest.raises(ConfigError, match=f"pretrained_weights='{there}': {what} .weights are never"):
+            build_backbone("test_vit", 16, 4, 0.0, pretrained_weights=str(there))
 
 
 def test_a_damaged_safetensors_file_is_named_in_one_line(tmp_path: Path):
