@@ -108,6 +108,13 @@ def torchvision_root(cfg: DINOConfig) -> Path:
     return Path(cfg.data_path or TORCHVISION_ROOT).expanduser()
 
 
+def folder_problem(root: Path) -> str:
+    """What ``root`` is when it is no folder ("no such folder", "a file, not a folder"); "" for a folder."""
+    if root.is_dir():
+        return ""
+    return "a file, not a folder" if root.exists() else "no such folder"
+
+
 def fetch_hint(dataset: str) -> str:
     """What to do when a torchvision dataset's files are not where the config says."""
     return (f"pass --set data_path=FOLDER with the {dataset} files, or --set download=true to let "
@@ -128,6 +135,9 @@ def _torchvision(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
     root = torchvision_root(cfg)
     cls = torchvision_class(cfg.dataset)
     existed = root.exists()
+    if existed and (problem := folder_problem(root)):  # the download said "File exists", blaming the network
+        raise ConfigError(f"data_path={str(root)!r}: {problem}; dataset {cfg.dataset!r} is read from (and "
+                          "download=true writes it to) a folder: pass --set data_path=FOLDER")
     try:
         if cfg.dataset in ("cifar10", "cifar100"):
             return (cls(root, train=True, download=cfg.download),
@@ -153,9 +163,8 @@ def _torchvision(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
 def _imagefolder(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
     root = Path(cfg.data_path or "").expanduser()
     needs = "dataset 'imagefolder' needs the sub-folders train/ and val/ (one folder per class inside each)"
-    if not root.is_dir():  # a typo in the path, before the folders it should hold
-        what = "a file, not a folder" if root.exists() else "no such folder"
-        raise ConfigError(f"data_path={str(root)!r}: {what}; {needs}")
+    if problem := folder_problem(root):  # a typo in the path, before the folders it should hold
+        raise ConfigError(f"data_path={str(root)!r}: {problem}; {needs}")
     missing = [d for d in ("train", "val") if not (root / d).is_dir()]
     if missing:
         folders = " and ".join(f"{d}/" for d in missing)

@@ -51,6 +51,7 @@ def check_data(cfg: DINOConfig, workers: int = 1) -> None:
         build_datasets,
         check_batch,
         fetch_hint,
+        folder_problem,
         known_train_size,
         one_class_note,
         torchvision_missing,
@@ -68,8 +69,8 @@ def check_data(cfg: DINOConfig, workers: int = 1) -> None:
         build_datasets(cfg)  # the download, once and here: trials started together would race for the files
     elif cfg.dataset in TORCHVISION:
         root = torchvision_root(cfg)
-        if not root.is_dir():
-            raise ConfigError(f"data_path={str(root)!r}: no such folder for dataset {cfg.dataset!r}; "
+        if problem := folder_problem(root):
+            raise ConfigError(f"data_path={str(root)!r}: {problem} for dataset {cfg.dataset!r}; "
                               f"{fetch_hint(cfg.dataset)}")
         missing = torchvision_missing(cfg)
         if missing:

@@ -76,6 +76,22 @@ def test_a_download_that_fails_is_one_clear_error_and_leaves_no_folder(tmp_path:
     assert calls == [(root, True)] and not root.exists()
 
 
+def test_a_torchvision_data_path_that_is_a_file_is_said_so(tmp_path: Path):
+    """It was 'no such folder', and with download=true 'the download failed (File exists); check this
+    machine's network'."""
+    from trainables.inputs import check_inputs
+
+    file = tmp_path / "notes.txt"
+    file.write_text("")
+    with pytest.raises(ConfigError, match=rf"data_path='{file}': a file, not a folder for dataset 'cifar10'; "
+                                          "pass --set data_path=FOLDER"):
+        check_inputs(DINOConfig(dataset="cifar10", data_path=str(file)))
+    with pytest.raises(ConfigError, match=rf"data_path='{file}': a file, not a folder; dataset 'stl10' is "
+                                          r"read from \(and download=true writes it to\) a folder"):
+        check_inputs(DINOConfig(dataset="stl10", data_path=str(file), download=True))
+    assert file.read_text() == ""
+
+
 def test_imagefolder_needs_train_and_val(tmp_path: Path):
     """A data_path that is not there is said so (it was 'missing: ['train', 'val']', as if the folder
     existed); one without val/ names that sub-folder."""
