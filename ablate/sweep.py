@@ -50,6 +50,9 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
     ``<sweep>/ray.log`` unless ``verbose``; progress goes to ``stream`` (default stderr).
     """
     started = time.time()
+    if not str(storage).strip():  # Path("") is the folder ablate runs in: the sweep would land there unasked
+        raise UserError(f"--storage {str(storage)!r}: give a folder for the sweeps, e.g. --storage runs "
+                        "(--storage . for the folder ablate runs in)")
     sweep_dir = Path(storage).expanduser().resolve() / spec.name
     refuse_existing(sweep_dir, spec.name)
     check_connect_timeout(connect_timeout)

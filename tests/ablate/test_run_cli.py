@@ -31,6 +31,21 @@ def test_spec_mistake_exits_2_before_ray_and_writes_nothing(tmp_path: Path, caps
     assert not storage.exists()
 
 
+def test_an_empty_storage_is_refused_before_ray(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """--storage '' put the sweep into the folder ablate ran in (Path('') is '.'), as --out '' did."""
+    def no_ray(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Ray started for a storage that should have been refused")
+
+    monkeypatch.setattr("ablate.sweep.start_ray", no_ray)
+    monkeypatch.chdir(tmp_path)
+    spec = write_spec(tmp_path, OPTUNA_SPEC)
+    for storage in ("", "  "):
+        assert main(["run", str(spec), "--storage", storage]) == 2
+        assert f"--storage {storage!r}: give a folder for the sweeps" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [spec.name]
+
+
 def test_force_accepts_a_huge_num_samples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[SweepSpec] = []
 
