@@ -62,9 +62,13 @@ def check_connect_timeout(timeout: float) -> float:
 def cluster_address(option: str | None) -> str | None:
     """The cluster to join: ``--address``, else ``RAY_ADDRESS`` (what ``ray job submit`` sets for its
     entrypoint and ``ray.init`` reads) unless it is empty or ``local``, said in one line; None: a
-    local Ray for this run."""
-    if option:
-        return option
+    local Ray for this run (also ``--address local``, as Ray reads it: else ray.init would start one
+    that listens on every interface and has no ``--num-cpus``)."""
+    if option is not None:
+        if not option.strip():  # an unset shell variable: not a wish for a local Ray
+            raise UserError(f"--address {option!r}: give HOST:PORT of a running Ray cluster, or leave "
+                            "--address out for a local Ray")
+        return None if option.strip() == "local" else option
     env = os.environ.get("RAY_ADDRESS", "").strip()
     if not env or env == "local":
         return None

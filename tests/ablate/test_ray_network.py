@@ -143,6 +143,11 @@ def test_ray_address_in_the_environment_is_the_cluster_to_join(
     assert cluster_address(None) == "10.0.0.5:6379"
     assert "joining the Ray cluster at 10.0.0.5:6379 (from RAY_ADDRESS" in capsys.readouterr().err
     assert cluster_address("10.0.0.6:6379") == "10.0.0.6:6379"
+    # --address local is a local Ray, as Ray reads it (ray.init started one on every interface); an empty
+    # --address (an unset shell variable) is refused, not taken for a local Ray
+    assert cluster_address("local") is None
+    with pytest.raises(UserError, match=r"--address '': give HOST:PORT of a running Ray cluster"):
+        cluster_address("")
     for local in ("", "local", "http://10.0.0.5:8265"):  # the last: the dashboard, for `ray job submit`
         monkeypatch.setenv("RAY_ADDRESS", local)
         assert cluster_address(None) is None
