@@ -186,7 +186,7 @@ def load_image_files(paths: list[str | Path], size: int) -> tuple[torch.Tensor, 
         file = Path(path)
         if not file.is_file():
             what = "a folder; give image files (--image DIR/a.jpg --image DIR/b.jpg)" if file.is_dir() else \
-                "no such file"
+                "not a regular file" if file.exists() else "no such file"
             raise ConfigError(f"--image {file}: {what}")
         try:
             with Image.open(file) as img:

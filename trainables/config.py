@@ -39,6 +39,8 @@ MAX_STEPS = 100_000_000  # epochs x steps per epoch: each per-step schedule hold
 MAX_OUT_DIM = 1 << 20
 MAX_TEMP = 1e4
 MAX_SEED = 2**31 - 1
+MAX_CROP = 4096  # px of a crop side (and of an image ablate attention draws)
+DEVICES = "auto, cpu, cuda or cuda:N"
 
 
 class ConfigError(ValueError):
@@ -119,8 +121,8 @@ class DINOConfig(BaseModel):
     compile: bool = Field(False, description="torch.compile the backbones (first steps are slower).")
 
     # --- multi-crop -----------------------------------------------------------------------
-    global_crops_size: int = Field(32, ge=8, le=4096, description="Global crop side in px [224].")
-    local_crops_size: int = Field(16, ge=4, le=4096, description="Local crop side in px [96].")
+    global_crops_size: int = Field(32, ge=8, le=MAX_CROP, description="Global crop side in px [224].")
+    local_crops_size: int = Field(16, ge=4, le=MAX_CROP, description="Local crop side in px [96].")
     global_crops_scale: tuple[float, float] = Field(
         (0.4, 1.0), description="RandomResizedCrop scale of global crops [(0.4, 1)].")
     local_crops_number: int = Field(4, ge=0, le=256, description="Local crops per image [8].")
@@ -153,7 +155,7 @@ class DINOConfig(BaseModel):
     knn_memory_size: int | None = Field(
         None, ge=1, le=MAX_SEED,
         description="Random subset of the train images used as kNN memory; none: all.")
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    device: str = Field("auto", description=f"{DEVICES}.")
 
     @field_validator("*", mode="before")
     @classmethod
@@ -177,9 +179,9 @@ class DINOConfig(BaseModel):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()):
-            return v
-        raise ValueError(f"must be auto, cpu, cuda or cuda:N, got {v!r}")
+        if problem := device_problem(v):
+            raise ValueError(problem)
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> DINOConfig:
@@ -239,6 +241,15 @@ class DINOConfig(BaseModel):
         data-parallel workers, so N workers x batch b get the lr of one process with batch N*b.
         """
         return self.lr * self.batch_size * self.grad_accum_steps * world_size / 256.0
+
+
+def device_problem(name: str) -> str:
+    """Why torch would not take ``name`` as the trainer's device; "" for auto, cpu, cuda and cuda:N (N
+    in ASCII digits: "cuda:١" passes str.isdigit and ends torch.device in a RuntimeError)."""
+    index = name.removeprefix("cuda:")
+    if name in ("auto", "cpu", "cuda") or (index != name and index.isascii() and index.isdigit()):
+        return ""
+    return f"must be {DEVICES}, got {name!r}"
 
 
 def value_kinds(annotation: Any) -> set[Any]:

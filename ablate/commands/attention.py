@@ -9,6 +9,7 @@ from pathlib import Path
 from ablate.errors import UserError
 from ablate.folder import check_writable, remove_made
 from sweep_format.files import file_on_path
+from trainables.config import DEVICES, MAX_CROP, device_problem
 
 DEFAULT_IMAGES = 4
 
@@ -34,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, default=None, metavar="PX",
                    help="side the images are resized and center-cropped to (default: the run's "
                         "global_crops_size)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--device", default="auto", help=f"{DEVICES} (default auto)")
     p.add_argument("--out", required=True, metavar="FILE.png", help="the PNG to write")
     p.set_defaults(func=main)
 
@@ -47,8 +48,11 @@ def check_args(args: argparse.Namespace) -> int:
     if args.threshold is not None and not 0 < args.threshold <= 1:
         raise UserError(f"--threshold {args.threshold}: must be in (0, 1], the share of attention "
                         "mass the mask keeps (e.g. 0.6)")
-    if args.image_size is not None and args.image_size < 1:
-        raise UserError(f"--image-size {args.image_size}: must be a positive number of pixels")
+    if args.image_size is not None and not 1 <= args.image_size <= MAX_CROP:  # 20000: killed for memory
+        raise UserError(f"--image-size {args.image_size}: must be a number of pixels from 1 to {MAX_CROP}, "
+                        "the largest crop a run trains on")
+    if problem := device_problem(args.device):  # torch.device's RuntimeError, after the checkpoint is read
+        raise UserError(f"--device {args.device}: {problem}")
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise UserError(f"--out {args.out}: must be a .png file")

@@ -109,6 +109,12 @@ def test_bad_sources_exit_2_with_a_clear_message(case, message, cnn_checkpoint, 
     (["--image", "."], "--image .: a folder; give image files"),
     (["--out", "notes.txt/a.png"], "--out notes.txt/a.png: notes.txt is a file, not a folder"),
     (["--out", "shown.png"], "--out shown.png: a folder; give the .png file to write"),
+    # a device torch does not know was a RuntimeError traceback; an image side of 20000 px was killed for
+    # memory; /dev/null was 'no such file'
+    (["--device", "tpu"], "--device tpu: must be auto, cpu, cuda or cuda:N, got 'tpu'"),
+    (["--device", "cuda:\u0661"], "--device cuda:\u0661: must be auto, cpu, cuda or cuda:N"),
+    (["--image-size", "20000"], "--image-size 20000: must be a number of pixels from 1 to 4096"),
+    (["--image", "/dev/null"], "--image /dev/null: not a regular file"),
 ])
 def test_bad_arguments_exit_2(args, message, run_dir, tmp_path, capsys, monkeypatch):
     """An --out below a file ended in a FileExistsError traceback after the maps were computed."""

@@ -118,6 +118,10 @@ def test_bad_config_errors_name_key_value_and_allowed():
         make_config({"global_crops_scale": [0.9, 0.2]})
     with pytest.raises(ConfigError, match="not a timm model"):
         DINOTrainer(tiny(arch="no_such_net"))
+    # a device index in other than ASCII digits passed str.isdigit, and torch.device raised on a GPU machine
+    with pytest.raises(ConfigError, match="must be auto, cpu, cuda or cuda:N, got 'cuda:\u0661'"):
+        make_config({"device": "cuda:\u0661"})
+    assert make_config({"device": "cuda:1"}).device == "cuda:1"
 
 
 def test_an_arch_named_with_other_patches_than_the_default_needs_patch_size_set():
