@@ -50,6 +50,24 @@ def prepare() -> None:
         os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
+def check_utf8_for_ray() -> None:
+    """Ray sends this process's command line and working folder to its processes as UTF-8: an argument
+    or a folder name in another encoding (bytes Python keeps as lone surrogates: a Latin-1 file name)
+    ended ray.init in a UnicodeEncodeError traceback. A UserError naming it, before anything is written."""
+    try:
+        folder = os.getcwd()
+    except OSError:  # removed under this process: not this check's business
+        folder = ""
+    for what, text in [*(("argument", arg) for arg in sys.orig_argv), ("working folder", folder)]:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raw = text.encode("utf-8", "surrogateescape")
+            raise UserError(f"{what} {str(raw)[2:-1]}: not UTF-8 text, and Ray passes this command's "
+                            "arguments and working folder on as UTF-8; rename the file or folder (or run "
+                            "from another folder)") from None
+
+
 def check_connect_timeout(timeout: float) -> float:
     """A finite number of seconds in (0, one day]; a UserError otherwise (checked before Ray starts)."""
     number = isinstance(timeout, (int, float)) and math.isfinite(timeout)

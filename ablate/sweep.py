@@ -31,7 +31,13 @@ from ablate.folder import (
 )
 from ablate.lock import SweepLock
 from ablate.ray_logs import RayLogFile
-from ablate.session import DEFAULT_CONNECT_TIMEOUT, check_connect_timeout, start_ray, stop_ray
+from ablate.session import (
+    DEFAULT_CONNECT_TIMEOUT,
+    check_connect_timeout,
+    check_utf8_for_ray,
+    start_ray,
+    stop_ray,
+)
 from ablate.sweep_spec import SweepSpec
 from ablate.trackers import check_trackers, tracker_callbacks
 from sweep_format.layout import SPEC_FILE, TUNE_DIR
@@ -56,6 +62,7 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
     sweep_dir = Path(storage).expanduser().resolve() / spec.name
     refuse_existing(sweep_dir, spec.name)
     check_connect_timeout(connect_timeout)
+    check_utf8_for_ray()
     check_inputs(spec, address)
     names = check_trackers([*spec.loggers, *loggers], "loggers (spec or --logger)")
     precheck(spec, address, num_cpus, num_gpus)
@@ -93,6 +100,7 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
     sweep_dir = Path(sweep_dir).expanduser().resolve()
     spec = load_sweep_spec(sweep_dir)
     check_connect_timeout(connect_timeout)
+    check_utf8_for_ray()
     check_inputs(spec, address)
     check_writable(sweep_dir, "resume")
     names = check_trackers(spec.loggers, f"{sweep_dir / SPEC_FILE}: loggers")

@@ -146,6 +146,10 @@ def main(args: argparse.Namespace) -> int:
                   "resume): starting it over", file=sys.stderr)
     for note in cfg.unfinished_warmups():
         print(f"ablate train: warning: {note}", file=sys.stderr)
+    if args.workers > 1:
+        from ablate.session import check_utf8_for_ray
+
+        check_utf8_for_ray()
     made = check_writable(out, "--out")  # a folder that cannot be made or written: before training
     if args.workers > 1:
         try:

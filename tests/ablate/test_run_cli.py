@@ -46,6 +46,32 @@ def test_an_empty_storage_is_refused_before_ray(tmp_path: Path, capsys: pytest.C
     assert sorted(p.name for p in tmp_path.iterdir()) == [spec.name]
 
 
+def test_text_ray_cannot_take_is_refused_before_anything_is_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Latin-1 byte in an argument or in the working folder ended ray.init in a UnicodeEncodeError
+    traceback (Ray sends the command line and folder on as UTF-8)."""
+    def no_ray(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Ray started with text it cannot take")
+
+    monkeypatch.setattr("ablate.sweep.start_ray", no_ray)
+    spec, latin1 = write_spec(tmp_path, OPTUNA_SPEC), "caf\udce9"  # b"caf\xe9" as Python keeps it
+    storage = tmp_path / latin1
+    argv = ["run", str(spec), "--storage", str(storage)]
+    monkeypatch.setattr("sys.orig_argv", ["python", "-m", "ablate", *argv])
+    assert main(argv) == 2
+    assert f"ablate run: error: argument {tmp_path}/caf\\xe9: not UTF-8 text" in capsys.readouterr().err
+    assert not storage.exists()
+    monkeypatch.setattr("sys.orig_argv", ["python", "-m", "ablate"])
+    storage.mkdir()
+    monkeypatch.chdir(storage)
+    assert main(["run", str(spec), "--storage", "runs"]) == 2
+    assert f"error: working folder {tmp_path}/caf\\xe9: not UTF-8 text" in capsys.readouterr().err
+    assert list(storage.iterdir()) == []
+    assert main(["train", "--out", "run", "--workers", "2"]) == 2
+    assert f"error: working folder {tmp_path}/caf\\xe9: not UTF-8 text" in capsys.readouterr().err
+    assert list(storage.iterdir()) == []
+
+
 def test_force_accepts_a_huge_num_samples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[SweepSpec] = []
 
