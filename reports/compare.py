@@ -48,6 +48,7 @@ from sweep_format.layout import (
 from sweep_format.metrics import DEFAULT_METRIC, mode_of
 from sweep_format.space import MEASURED_ON
 from sweep_format.statuses import describe_counts
+from sweep_format.text import printable
 from sweep_format.values import values_equal
 
 SECTIONS = ("Sweeps", "Shared parameters", "Leaderboard", "Trials")
@@ -98,7 +99,7 @@ def load_source(path: str | Path) -> Source:
             raise ReportError(f"{file}: {why}; expected {expected}")
     if not info.get("params"):  # a file written by other means: params are the non-schema columns
         info = {**info, "params": [c for c in trials if c not in HEAD_COLUMNS and c not in TAIL_COLUMNS]}
-    name = info.get("sweep") or (str(trials["sweep"].iloc[0]) if len(trials) else p.stem)
+    name = info.get("sweep") or (str(trials["sweep"].iloc[0]) if len(trials) else printable(p.stem))
     return Source(name, p, trials, epochs, info)
 
 
@@ -311,7 +312,7 @@ def comparison_document(sources: list[Source], shared: list[str], trials: pd.Dat
         if best is not None and math.isfinite(best["mean"]):
             bests.append({"sweep": s.name, "label": point_label(best, s.params), "point": len(bests),
                           **{k: best[k] for k in ("mean", "n", "collapsed")}})
-        rows.append({"sweep": s.name, "source": str(s.path), "trials": len(s.trials),
+        rows.append({"sweep": s.name, "source": printable(str(s.path)), "trials": len(s.trials),
                      "statuses": describe_counts(s.trials["status"].value_counts().to_dict()),
                      "best configuration": point_label(best, s.params) if best is not None else "–",
                      result.metric_label: fmt_mean_ci(best["mean"], best["ci"]) if best is not None else "–",

@@ -24,6 +24,7 @@ from reports.sweepdir import open_sweep
 from reports.tables import status_counts, sweep_tables
 from sweep_format.layout import SPEC_FILE, TRIALS_DIR, sweeps_in
 from sweep_format.records import read_records
+from sweep_format.text import printable
 
 COLUMNS = ["sweep", "description", "trials", "best", "cost", "last update"]
 EXPECTED = f"a storage folder holding sweep folders ({SPEC_FILE} + {TRIALS_DIR}/), e.g. ./runs"
@@ -56,10 +57,10 @@ def sweep_row(folder: Path, planned: int | None = None, driven: bool | None = No
         sweep = open_sweep(folder)
         trials, epochs = sweep_tables(sweep)
     except (ReportError, OSError) as exc:  # one broken sweep must not hide the others
-        return {"sweep": folder.name, "description": f"(unreadable: {exc})", "trials": "–",
-                "best": "–", "cost": "–", "last update": last_update(folder)}
-    gone = (f"left running by a driver that is gone (`ablate resume {folder}` continues them)"
-            if driven is False else None)
+        return {"sweep": printable(folder.name), "description": f"(unreadable: {printable(str(exc))})",
+                "trials": "–", "best": "–", "cost": "–", "last update": last_update(folder)}
+    gone = (f"left running by a driver that is gone (`ablate resume {printable(str(folder))}` continues "
+            "them)" if driven is False else None)
     by_status = status_counts(trials, planned, gone) or "no trials yet"
     best, partial = best_point(trials, sweep.params, sweep.metric, sweep.mode)  # as the report ranks
     if best is None:
@@ -69,7 +70,8 @@ def sweep_row(folder: Path, planned: int | None = None, driven: bool | None = No
                 + (" (collapsed)" if best["collapsed"] else "")
                 + measured_note(trials, best["point"], sweep.metric))
     # the folder is what `ablate resume` and `ablate report` take; a copy keeps its spec's name
-    shown = folder.name if folder.name == sweep.name else f"{folder.name} (name: {sweep.name})"
+    name = printable(folder.name)  # a folder's name may hold control characters, or bytes not UTF-8
+    shown = name if folder.name == sweep.name else f"{name} (name: {sweep.name})"
     return {"sweep": shown, "description": sweep.description, "trials": by_status,
             "best": text, "cost": sweep_total(epochs), "last update": last_update(folder)}
 

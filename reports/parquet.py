@@ -35,8 +35,8 @@ def write_parquet(df: pd.DataFrame, path: Path, metadata: dict[str, Any] | None 
         merged = dict(table.schema.metadata or {})
         merged[METADATA_KEY] = json.dumps(metadata).encode()
         table = table.replace_schema_metadata(merged)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    with atomic_path(path) as tmp, tmp.open("wb") as file:  # a file, not a path: Arrow takes paths as
+        pq.write_table(table, file)                          # UTF-8 only, and a folder's name may not be
     return path
 
 
@@ -57,7 +57,8 @@ METADATA_KINDS: dict[str, tuple[str, Any]] = {
 def read_metadata(path: Path) -> dict[str, Any]:
     """The ``ablate`` metadata of a parquet file written by ``write_parquet`` ({} if absent);
     ReportError naming the file and key where it is not what ``write_parquet`` writes."""
-    raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
+    with path.open("rb") as file:  # a file, not a path: a folder's name may not be UTF-8 (write_parquet)
+        raw = (pq.read_schema(file).metadata or {}).get(METADATA_KEY)
     try:
         data = loads(raw) if raw else {}
     except ValueError:
@@ -73,7 +74,8 @@ def read_metadata(path: Path) -> dict[str, Any]:
 def read_parquet(path: Path) -> pd.DataFrame:
     """The table of a parquet file; ReportError naming the file and column if a column (or a field
     inside one) has an Arrow extension type."""
-    table = pq.read_table(path)
+    with path.open("rb") as file:  # a file, not a path (write_parquet)
+        table = pq.read_table(file)
     for field in table.schema:
         foreign = extension_in(field.type)
         if foreign is not None:

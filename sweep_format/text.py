@@ -1,4 +1,4 @@
-"""Text read from a sweep folder, made safe to print: no terminal control characters.
+"""Text read from a sweep folder, made safe to print: no terminal control characters, no lone surrogates.
 
 A record's reason, a trial id or a spec's description is text anyone may have written; printed as
 it is, an escape sequence in it would retitle the terminal, clear it or hide lines (``ablate ls``,
@@ -15,13 +15,24 @@ from typing import Any
 
 # C0 controls but tab and newline, DEL, and the C1 controls (U+0080-U+009F, e.g. CSI)
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-# the same characters as JSON writes them (\u001b, \r, \b, \f), to find them in a file's text before
-# parsing it (a false alarm, such as a path's backslash before a b, only costs the walk)
-ESCAPED_CONTROL = re.compile(r"\\(?:u00(?:0[0-8b-fB-F]|1[0-9a-fA-F]|7[fF]|[89][0-9a-fA-F])|[rbf])")
+# a lone surrogate: no Unicode text (a JSON or YAML \udce9 escape, or a byte of a file name that is not
+# UTF-8, as Python keeps it); Arrow, and so every table of the reports, cannot hold one
+SURROGATE = re.compile("[\ud800-\udfff]")
+# the same characters as JSON writes them (\u001b, \r, \b, \f, \udce9), to find them in a file's text
+# before parsing it (a false alarm, such as a path's backslash before a b, only costs the walk)
+ESCAPED_CONTROL = re.compile(r"\\(?:u00(?:0[0-8b-fB-F]|1[0-9a-fA-F]|7[fF]|[89][0-9a-fA-F])|[rbf]"
+                             r"|u[dD][89a-fA-F][0-9a-fA-F]{2})")
 
 
 def printable(text: str) -> str:
-    return CONTROL.sub("", text)
+    """``text`` without control characters, and with each lone surrogate written out (``\\xe9`` for
+    a file name's byte that is not UTF-8, ``\\udce9`` otherwise)."""
+    return SURROGATE.sub(_written_out, CONTROL.sub("", text))
+
+
+def _written_out(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
 
 
 def printable_tree(value: Any) -> Any:
@@ -37,4 +48,4 @@ def printable_tree(value: Any) -> Any:
 
 def has_control(text: str) -> bool:
     """Whether a JSON or YAML file's text holds a control character, raw or escaped."""
-    return bool(CONTROL.search(text) or ESCAPED_CONTROL.search(text))
+    return bool(CONTROL.search(text) or SURROGATE.search(text) or ESCAPED_CONTROL.search(text))

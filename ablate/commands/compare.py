@@ -22,8 +22,9 @@ def main(args: argparse.Namespace) -> int:
 
     out = api.compare(*args.sources, out=args.out)
     from sweep_format.layout import REPORT_HTML, REPORT_MD, TRIALS_TABLE
+    from sweep_format.text import printable
 
     for name in (REPORT_HTML, REPORT_MD, TRIALS_TABLE):
-        print(out / name)
+        print(printable(str(out / name)))  # a folder named in bytes that are not UTF-8: written out
     return 0
 

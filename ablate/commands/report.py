@@ -22,7 +22,8 @@ def main(args: argparse.Namespace) -> int:
 
     out = Sweep(Path(args.sweep)).report()
     from sweep_format.layout import EPOCHS_TABLE, REPORT_HTML, REPORT_MD, TRIALS_TABLE
+    from sweep_format.text import printable
 
     for name in (REPORT_HTML, REPORT_MD, TRIALS_TABLE, EPOCHS_TABLE):
-        print(out / name)
+        print(printable(str(out / name)))  # a folder named in bytes that are not UTF-8: written out
     return 0

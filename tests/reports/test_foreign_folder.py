@@ -159,3 +159,41 @@ def test_text_nested_too_deep_to_parse_is_named_not_a_traceback(tmp_path: Path,
                    "reader can follow; a spec is a few levels deep; expected the sweep spec that `ablate "
                    "run` writes; restore it from a copy of the sweep folder"]
 
+
+
+def not_unicode_sweeps(tmp_path: Path) -> tuple[Path, Path]:
+    """Two copies of a crafted sweep: one in a folder named in Latin-1 bytes (b"caf\xe9", as Python keeps
+    it), one named with a terminal escape; \udce9 escapes in their spec's description and a reason."""
+    from tests.helpers import crafted_sweep, good_record
+
+    (tmp_path / "spec").mkdir()  # where crafted_sweep writes the spec file: not a folder above the output
+    sweep = crafted_sweep(tmp_path / "spec", [good_record("a"), {**good_record("b"), "reason": "why \udce9"}])
+    spec = (sweep / "spec.yaml").read_text()
+    (sweep / "spec.yaml").write_text(spec.replace("name: crafted", 'name: crafted\ndescription: "d \\ud800"'))
+    latin1, escape = sweep.parent / "caf\udce9", sweep.parent / "\x1b[31mred"
+    shutil.copytree(sweep, escape)
+    sweep.rename(latin1)
+    return latin1, escape
+
+
+def test_text_that_is_not_unicode_is_listed_and_reported(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """Arrow holds no lone surrogate, so ablate ls (of the whole storage) and ablate report ended in a
+    UnicodeEncodeError traceback; a folder named with a terminal escape was printed as it is."""
+    latin1, _ = not_unicode_sweeps(tmp_path)
+    assert main(["ls", str(latin1.parent)]) == 0
+    out = capsys.readouterr().out
+    assert "caf\\xe9 (name: crafted)" in out and "d \\ud800" in out
+    assert "\x1b" not in out and "[31mred (name: crafted)" in out
+    assert main(["report", str(latin1)]) == 0
+    assert "d \\ud800" in (latin1 / "report" / "report.md").read_text()
+
+
+def test_text_that_is_not_unicode_is_compared(tmp_path: Path) -> None:
+    """The comparison's table of sources held the folders' paths as they are: a traceback for b"caf\xe9",
+    a terminal escape written into report.md."""
+    latin1, escape = not_unicode_sweeps(tmp_path)
+    out_dir = tmp_path / "cmp\udce9"
+    assert main(["compare", str(latin1), str(escape), "--out", str(out_dir)]) == 0
+    md = (out_dir / "report.md").read_text()
+    assert "caf\\xe9" in md and "[31mred" in md and "\x1b" not in md
