@@ -91,6 +91,9 @@ def describe(err: ErrorDetails, source: Path, sets: list[tuple[str, str]]) -> st
         path, message = _path(loc, str(ctx["key"])), _unknown_key(ctx["key"], ctx["allowed"], path)
     elif err["type"] == DIST_TYPE_ERROR:
         path, message = _dist_type(path, err["input"])
+    elif loc and loc[-1] == "[key]":  # pydantic's (section, key, "[key]"): a YAML key read as 1, true, null
+        path, message = _path(loc[:-2], ""), (f"the key {short(err['input'])} is not text; keys are names "
+                                               "(quote a key YAML reads as a number, true/false or null)")
     elif err["type"] == "missing" and loc == ["mode"]:  # only a metric with no better direction leaves it
         message = (f"missing: metric {err['input'].get('metric')} is not better high or low by itself; "
                    "set mode: max or mode: min")

@@ -314,6 +314,14 @@ def test_set_fills_an_empty_section_and_refuses_an_empty_key_part(tmp_path: Path
         assert "a key path with an empty part" in message and message.endswith(f"(from --set {item})")
 
 
+def test_a_key_yaml_reads_as_no_text_is_named_by_its_section(tmp_path: Path) -> None:
+    """It read `space[1][key]: got 1; expected text` (pydantic's location) for `1:` under space."""
+    for key, shown in (("1", "1"), ("yes", "True"), ("null", "None")):
+        spec_file = write(tmp_path, MINIMAL + f"trainer: {{{key}: 2}}\n")
+        assert error_of(spec_file) == (f"{spec_file}: trainer: the key {shown} is not text; keys are names "
+                                       "(quote a key YAML reads as a number, true/false or null)")
+
+
 def test_set_with_bad_value_says_so(tmp_path: Path) -> None:
     spec_file = write(tmp_path, MINIMAL)
     message = error_of(spec_file, ["search.num_samples=abc"])
