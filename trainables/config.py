@@ -332,7 +332,15 @@ def describe_keys() -> str:
     return "\n".join(lines)
 
 
-def unknown_key_message(key: str, where: str = "") -> str:
+def key_not_text(key: Any) -> str:
+    """What is wrong with a key YAML read as a number, a boolean or null (``1:``, ``yes:``, ``null:``)."""
+    return (f"the key {short(key)} is not text; keys are names (quote a key YAML reads as a number, "
+            "true/false or null)")
+
+
+def unknown_key_message(key: Any, where: str = "") -> str:
+    if not isinstance(key, str):  # a CONFIG file's `1:`: difflib raised a TypeError
+        return f"{where}{key_not_text(key)}"
     close = difflib.get_close_matches(key, config_keys(), n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     return (f"{where}unknown trainer key {key!r}.{hint} Valid keys: {', '.join(config_keys())}")

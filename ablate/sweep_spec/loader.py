@@ -20,7 +20,7 @@ from ablate.sweep_spec.base import SPEC_ERROR, UNKNOWN_KEY, SpecError
 from ablate.sweep_spec.model import SweepSpec
 from ablate.sweep_spec.space import DIST_TAGS, DIST_TYPE_ERROR, DIST_TYPES
 from sweep_format.layout import RESOLVED
-from trainables.config import DINOConfig, exact_type_problem, short
+from trainables.config import DINOConfig, exact_type_problem, key_not_text, short
 
 MISSING = {
     "name": "required: a folder name of letters, digits, '-', '_', '.' (e.g. teacher-temps)",
@@ -92,8 +92,7 @@ def describe(err: ErrorDetails, source: Path, sets: list[tuple[str, str]]) -> st
     elif err["type"] == DIST_TYPE_ERROR:
         path, message = _dist_type(path, err["input"])
     elif loc and loc[-1] == "[key]":  # pydantic's (section, key, "[key]"): a YAML key read as 1, true, null
-        path, message = _path(loc[:-2], ""), (f"the key {short(err['input'])} is not text; keys are names "
-                                               "(quote a key YAML reads as a number, true/false or null)")
+        path, message = _path(loc[:-2], ""), key_not_text(err["input"])
     elif err["type"] == "missing" and loc == ["mode"]:  # only a metric with no better direction leaves it
         message = (f"missing: metric {err['input'].get('metric')} is not better high or low by itself; "
                    "set mode: max or mode: min")
