@@ -22,6 +22,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from sweep_format.text import printable
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -75,9 +77,10 @@ def linked(folder: str | os.PathLike, names: Iterable[str], inside: Iterable[str
     if not links:
         return ""
     more = f" (and {len(links) - 1} more)" if len(links) > 1 else ""
-    return (f"{links[0]}: a symbolic link (to {os.readlink(links[0])}){more} inside {folder}; ablate "
-            "writes and deletes files only inside its own folders: replace the link with a copy of what "
-            "it points to")
+    # names and a target the folder's author chose: printed without terminal escapes
+    link, target, where = printable(str(links[0])), printable(os.readlink(links[0])), printable(str(folder))
+    return (f"{link}: a symbolic link (to {target}){more} inside {where}; ablate writes and deletes files "
+            "only inside its own folders: replace the link with a copy of what it points to")
 
 
 def file_on_path(folder: str | os.PathLike) -> Path | None:

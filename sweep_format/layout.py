@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sweep_format.files import linked
+from sweep_format.text import printable
 
 SPEC_FILE = "spec.yaml"
 RESOLVED = "resolved"  # a section the sweep writes into its spec.yaml: derived, so ignored on reading
@@ -76,7 +77,7 @@ def not_a_sweep(folder: str | Path) -> str:
     if not folder.is_dir():
         return f"{folder}: is a file, not a folder (expected {EXPECTED})"
     try:
-        inside = sorted(d.name for d in folder.iterdir() if is_sweep(d))
+        inside = sorted(printable(d.name) for d in folder.iterdir() if is_sweep(d))  # names anyone chose
     except OSError as exc:
         return f"{folder}: cannot be listed ({exc.strerror}) (expected {EXPECTED})"
     hint = f"; it holds the sweeps {', '.join(inside)}: pass one of them" if inside else ""

@@ -197,3 +197,20 @@ def test_text_that_is_not_unicode_is_compared(tmp_path: Path) -> None:
     assert main(["compare", str(latin1), str(escape), "--out", str(out_dir)]) == 0
     md = (out_dir / "report.md").read_text()
     assert "caf\\xe9" in md and "[31mred" in md and "\x1b" not in md
+
+
+def test_names_and_link_targets_from_the_folder_reach_the_terminal_as_text(tmp_path: Path) -> None:
+    """The sweeps a storage folder holds (in `not a sweep folder ...; it holds the sweeps ...`) and where a
+    link in a sweep folder points were printed as they are: an escape in a folder's name or a link's
+    target drove the terminal."""
+    from sweep_format.files import linked
+    from sweep_format.layout import not_a_sweep
+
+    sweep = tmp_path / "\x1b]0;owned\x07x"
+    (sweep / "trials").mkdir(parents=True)
+    (sweep / "spec.yaml").write_text("name: x\n")
+    (sweep / "report").symlink_to("/tmp/\x1b[2J")
+    said = not_a_sweep(tmp_path)
+    assert "it holds the sweeps ]0;ownedx: pass one of them" in said and "\x1b" not in said
+    said = linked(sweep, ["report"])
+    assert "a symbolic link (to /tmp/[2J)" in said and "\x1b" not in said and "\x07" not in said
