@@ -9,13 +9,20 @@ import yaml
 
 from ablate.errors import UserError
 from sweep_format import yamltext
+from trainables.config import short
 
 
 def parse_value(text: str) -> Any:
-    """A value as YAML reads it: 0.04 -> float, true -> bool, [0.3, 1] -> list, abc -> str."""
+    """A value as YAML reads it: 0.04 -> float, true -> bool, [0.3, 1] -> list, abc -> str. Text YAML
+    cannot read is that text (``note: see x``), unless it opens a list or mapping (``[0.02, 0.04``) or
+    breaks a rule of ablate's YAML (a key written twice, a tag): then the YAMLError."""
     try:
         return yamltext.load(text) if text.strip() else ""
+    except yaml.constructor.ConstructorError:
+        raise
     except yaml.YAMLError:
+        if text.lstrip().startswith(("[", "{")):
+            raise
         return text
 
 
@@ -30,6 +37,10 @@ def parse_sets(items: list[str] | None) -> list[tuple[str, Any]]:
             pairs.append((key.strip(), parse_value(value)))
         except yamltext.TooLarge as exc:
             raise UserError(f"--set {key.strip()}: the value {exc}") from None
+        except yaml.YAMLError as exc:  # it was taken for text, and refused as text far from the reason
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise UserError(f"--set {key.strip()}: the value {short(value)} is not YAML ({problem}); quote "
+                            "it if you mean the text") from None
     return pairs
 
 

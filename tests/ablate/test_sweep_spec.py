@@ -332,6 +332,18 @@ def test_set_with_bad_value_says_so(tmp_path: Path) -> None:
     assert "--set space.teacher_temp.low=-0.1" in message and "trainer.epochs=3" not in message
 
 
+def test_a_set_value_yaml_cannot_read_says_why(tmp_path: Path) -> None:
+    """A list or mapping YAML could not read, or a key written twice in one, was taken as text and refused
+    as text: 'trainer: got '{epochs: 2, epochs: 3}'; expected a mapping of keys to values'."""
+    spec_file = write(tmp_path, MINIMAL)
+    message = error_of(spec_file, ["trainer={epochs: 2, epochs: 3}"])
+    assert message.startswith(f"{spec_file}: --set trainer: the value '{{epochs: 2, epochs: 3}}' is not YAML "
+                              "('epochs' is written twice in one mapping")
+    message = error_of(spec_file, ["space.teacher_temp.values=[0.02, 0.04"])
+    assert "--set space.teacher_temp.values: the value '[0.02, 0.04' is not YAML (expected ','" in message
+    assert load_spec(spec_file, ["description=see: a: b"]).description == "see: a: b"  # text stays text
+
+
 def test_set_of_trainer_key_at_top_level_points_to_trainer(tmp_path: Path) -> None:
     message = error_of(write(tmp_path, MINIMAL), ["epochs=2"])
     assert "put it under `trainer:` (--set trainer.epochs=...)" in message
