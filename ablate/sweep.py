@@ -40,7 +40,7 @@ from ablate.session import (
 )
 from ablate.sweep_spec import SweepSpec
 from ablate.trackers import check_trackers, tracker_callbacks
-from sweep_format.layout import SPEC_FILE, TUNE_DIR
+from sweep_format.layout import SPEC_FILE, TUNE_DIR, sweep_around
 from sweep_format.records import read_records
 
 MAX_FAILURES = 2  # a crashed trial is retried this many times (from its checkpoint) before it is errored
@@ -60,6 +60,9 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
         raise UserError(f"--storage {str(storage)!r}: give a folder for the sweeps, e.g. --storage runs "
                         "(--storage . for the folder ablate runs in)")
     sweep_dir = Path(storage).expanduser().resolve() / spec.name
+    if (inside := sweep_around(sweep_dir.parent)) is not None:  # --storage runs/temps for runs
+        raise UserError(f"--storage {storage}: inside the sweep folder {inside}, whose files are the "
+                        f"sweep's; give the folder that holds the sweeps, e.g. --storage {inside.parent}")
     refuse_existing(sweep_dir, spec.name)
     check_connect_timeout(connect_timeout)
     check_utf8_for_ray()

@@ -69,6 +69,14 @@ def is_sweep(folder: str | Path) -> bool:
     return (Path(folder) / SPEC_FILE).is_file()
 
 
+def sweep_around(path: str | Path) -> Path | None:
+    """The sweep folder ``path`` is or lies inside (None: none), whose files are the sweep's: another
+    sweep written there would mix with them. Here a sweep folder holds ``trials/`` too: a project
+    folder whose spec file is named spec.yaml is no sweep that its ``runs/`` lies inside."""
+    folder = Path(path).expanduser().resolve()
+    return next((f for f in (folder, *folder.parents) if is_sweep(f) and (f / TRIALS_DIR).is_dir()), None)
+
+
 def not_a_sweep(folder: str | Path) -> str:
     """Why ``folder`` is not a sweep folder, in one line naming it and what was expected."""
     folder = Path(folder)

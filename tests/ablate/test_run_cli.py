@@ -72,6 +72,25 @@ def test_text_ray_cannot_take_is_refused_before_anything_is_written(
     assert list(storage.iterdir()) == []
 
 
+def test_a_storage_inside_a_sweep_folder_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """--storage runs/temps (for runs) put the new sweep inside the old one's folder, among its files,
+    where ablate ls no longer saw it."""
+    from tests.helpers import crafted_sweep, good_record
+
+    def no_ray(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Ray started for a storage that should have been refused")
+
+    monkeypatch.setattr("ablate.sweep.start_ray", no_ray)
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    before = sorted(sweep.rglob("*"))
+    for storage in (sweep, sweep / "trials"):
+        assert main(["run", str(write_spec(tmp_path, OPTUNA_SPEC)), "--storage", str(storage)]) == 2
+        said = f"--storage {storage}: inside the sweep folder {sweep}, whose files are the sweep's; give the "
+        assert f"{said}folder that holds the sweeps, e.g. --storage {sweep.parent}" in capsys.readouterr().err
+    assert sorted(sweep.rglob("*")) == before
+
+
 def test_force_accepts_a_huge_num_samples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[SweepSpec] = []
 
