@@ -22,7 +22,7 @@ from sweep_format.files import loads, write_json
 from sweep_format.layout import TRIALS_DIR
 from sweep_format.metrics import METRICS
 from sweep_format.statuses import DAMAGED, ORDER
-from sweep_format.text import has_control, printable_tree
+from sweep_format.text import has_control, printable, printable_tree
 
 FORMAT, VERSION = "ablate.trial", 1
 VERSIONS = (1,)  # record versions this reader understands; fields may be added within a version
@@ -147,8 +147,11 @@ def final_value(rows: list[dict[str, Any]], metric: str) -> float | None:
 
 
 def damaged(file: Path, why: str) -> dict[str, Any]:
-    return {"trial_id": file.stem, "status": DAMAGED, "reason": f"{file.parent.name}/{file.name}: {why}",
-            "collapsed": False, "epochs": [], "params": {}, "file": str(file)}
+    """The stub of a record that cannot be read, named by its file (whose name anyone may have chosen:
+    printable, as Arrow holds no byte that is not UTF-8 and a terminal obeys escapes)."""
+    return {"trial_id": printable(file.stem), "status": DAMAGED,
+            "reason": printable(f"{file.parent.name}/{file.name}: {why}"), "collapsed": False, "epochs": [],
+            "params": {}, "file": printable(str(file))}
 
 
 def is_damaged(record: dict[str, Any]) -> bool:

@@ -493,3 +493,21 @@ def test_a_dead_worker_or_node_is_named_in_whole_sentences_without_ray_advice(tm
     file.write_text("Failure # 1 (occurred at 2026-12-05_23-30-00)\nValueError: " + "word " * 100 + "\n")
     status, reason = failure_of(FakeTrial(file))
     assert reason.startswith("ValueError: word word") and reason.endswith("word…") and len(reason) <= 300
+
+
+def test_a_record_file_named_in_other_bytes_is_a_printable_damaged_stub(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The stub of a record file named b"caf\\xe9.json" or with a terminal escape held its name as it is:
+    Arrow holds no lone surrogate, so ablate ls of the whole storage and ablate report ended in a
+    UnicodeEncodeError traceback."""
+    from ablate.cli import main
+
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    text = (sweep / "trials" / "a.json").read_text()
+    for name in ("caf\udce9", "\x1b[2Jx"):
+        (sweep / "trials" / f"{name}.json").write_text(text)
+    stubs = [r for r in read_records(sweep) if r["status"] == "damaged"]
+    assert sorted(r["trial_id"] for r in stubs) == ["[2Jx", "caf\\xe9"]
+    assert all("\x1b" not in r["reason"] and "\udce9" not in r["reason"] for r in stubs)
+    assert main(["ls", str(sweep.parent)]) == 0
+    assert "1 completed, 2 damaged" in capsys.readouterr().out
