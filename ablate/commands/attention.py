@@ -9,6 +9,7 @@ from pathlib import Path
 from ablate.errors import UserError
 from ablate.folder import check_writable, remove_made
 from sweep_format.files import file_on_path
+from sweep_format.text import printable
 from trainables.config import DEVICES, MAX_CROP, device_problem
 
 DEFAULT_IMAGES = 4
@@ -94,8 +95,10 @@ def draw(args: argparse.Namespace, n: int) -> int:
     images = torch.cat(batches)
     device = next(teacher.backbone.parameters()).device
     maps = cls_attention_maps(teacher.backbone, images.to(device))
-    title = (f"{teacher.checkpoint} - {cfg.arch} (patch {maps.patch_size}), epoch {teacher.epoch}: "
-             "last-block [CLS] attention")
+    # file names are any bytes: matplotlib draws no lone surrogate (b"caf\xe9" as Python keeps it)
+    title = (f"{printable(str(teacher.checkpoint))} - {cfg.arch} (patch {maps.patch_size}), epoch "
+             f"{teacher.epoch}: last-block [CLS] attention")
+    names = [printable(name) for name in names]
     out = render_attention_figure(images, maps, names, Path(args.out), args.threshold, title)
-    print(f"wrote {out} ({len(names)} images x {maps.maps.shape[1]} heads)", file=sys.stderr)
+    print(f"wrote {printable(str(out))} ({len(names)} images x {maps.maps.shape[1]} heads)", file=sys.stderr)
     return 0

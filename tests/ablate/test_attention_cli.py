@@ -62,6 +62,19 @@ def test_run_folder_writes_a_png(run_dir, tmp_path, capsys):
     assert width > height  # 5 columns (image, 2 heads, mean, mask) by 3 rows
 
 
+def test_a_run_and_image_named_in_other_bytes_are_drawn(run_dir, tmp_path, capsys):
+    """A run folder or image named b"caf\xe9" (as Python keeps it, a lone surrogate) went into the
+    figure's title and labels, and matplotlib ended in a TypeError traceback."""
+    run = tmp_path / "caf\udce9"
+    shutil.copytree(run_dir, run)
+    picture = tmp_path / "photo\udce9.png"
+    Image.new("RGB", (20, 20), (200, 10, 10)).save(picture, format="PNG")
+    out = tmp_path / "a\udce9.png"
+    assert main(["attention", str(run), "--image", str(picture), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    assert f"wrote {tmp_path}/a\\xe9.png (1 images x 2 heads)" in capsys.readouterr().err
+
+
 def test_trial_folder_and_checkpoint_file_sources(run_dir, trial_dir, tmp_path, capsys):
     picture = tmp_path / "photo.png"
     Image.new("RGB", (40, 30), (200, 30, 30)).save(picture)
