@@ -99,8 +99,8 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path, monkeypatch:
     target = tmp_path / "trials.parquet"
     target.write_bytes(b"old")
 
-    def broken(table, where) -> None:
-        Path(where).write_bytes(b"half")
+    def broken(table, where) -> None:  # write_parquet hands Arrow an open file (names may not be UTF-8)
+        where.write(b"half")
         raise OSError("disk full")
 
     monkeypatch.setattr(parquet.pq, "write_table", broken)
