@@ -21,6 +21,7 @@ from typing import Any
 
 from ablate.errors import UserError
 from ablate.ray_logs import RayLogFile
+from sweep_format.text import printable
 
 # Ray's multi-node switch; "0" makes a local Ray bind to 127.0.0.1 only (bind_local_ray_to_loopback)
 LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -62,8 +63,7 @@ def check_utf8_for_ray() -> None:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            raw = text.encode("utf-8", "surrogateescape")
-            raise UserError(f"{what} {str(raw)[2:-1]}: not UTF-8 text, and Ray passes this command's "
+            raise UserError(f"{what} {printable(text)}: not UTF-8 text, and Ray passes this command's "
                             "arguments and working folder on as UTF-8; rename the file or folder (or run "
                             "from another folder)") from None
 
