@@ -77,10 +77,11 @@ class Sweep:
     def report(self) -> Path:
         """Write the full report (parquet, report.md, report.html, plots); returns its folder."""
         from ablate.folder import planned_trials
+        from ablate.lock import driven
         from reports.render import build_report
 
-        try:
-            out = build_report(self.path, planned_trials(self.path))
+        try:  # ablate's lock file says whether a driver runs it (as for `ablate ls`); reports only read
+            out = build_report(self.path, planned_trials(self.path), driven(self.path))
         except ReportError as exc:
             raise UserError(str(exc)) from None
         self._tables = None  # re-read: the sweep may have moved on

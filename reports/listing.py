@@ -21,7 +21,7 @@ from reports.cost import sweep_total
 from reports.errors import ReportError
 from reports.ranking import best_point, measured_before_end
 from reports.sweepdir import open_sweep
-from reports.tables import status_counts, sweep_tables
+from reports.tables import left_running, status_counts, sweep_tables
 from sweep_format.layout import SPEC_FILE, TRIALS_DIR, sweeps_in
 from sweep_format.records import read_records
 from sweep_format.text import printable
@@ -59,9 +59,7 @@ def sweep_row(folder: Path, planned: int | None = None, driven: bool | None = No
     except (ReportError, OSError) as exc:  # one broken sweep must not hide the others
         return {"sweep": printable(folder.name), "description": f"(unreadable: {printable(str(exc))})",
                 "trials": "–", "best": "–", "cost": "–", "last update": last_update(folder)}
-    gone = (f"left running by a driver that is gone (`ablate resume {printable(str(folder))}` continues "
-            "them)" if driven is False else None)
-    by_status = status_counts(trials, planned, gone) or "no trials yet"
+    by_status = status_counts(trials, planned, left_running(folder, driven)) or "no trials yet"
     best, partial = best_point(trials, sweep.params, sweep.metric, sweep.mode)  # as the report ranks
     if best is None:
         text = "no value after training yet" if len(trials) else "–"

@@ -24,7 +24,7 @@ from reports.parquet import write_parquet
 from reports.power import add_power
 from reports.ranking import counted_statuses, counted_trials
 from reports.sweepdir import SweepDir, open_sweep
-from reports.tables import status_counts, sweep_tables
+from reports.tables import left_running, status_counts, sweep_tables
 from sweep_format.files import write_text
 from sweep_format.layout import (
     ATTENTION_FILE,
@@ -35,16 +35,19 @@ from sweep_format.layout import (
     TRIALS_DIR,
     TRIALS_TABLE,
 )
+from sweep_format.statuses import RUNNING
 
 SECTIONS = ("Leaderboard", "Ablation table", "Seed power", "Cost", "Parameter effects", "Learning curves",
             "Collapse diagnostics", "Parameter importance", "Parallel coordinates", "Trials")
 ATTENTION = "Attention maps"
 
 
-def build_report(sweep_dir: str | Path, planned: int | None = None) -> Path:
+def build_report(sweep_dir: str | Path, planned: int | None = None, driven: bool | None = None) -> Path:
     """Write the report of the sweep folder ``sweep_dir`` (finished, running or interrupted) and
     return the report folder. ReportError if ``sweep_dir`` is not a sweep or has no trial yet.
-    ``planned``: the trials its spec plans (the header counts those never started)."""
+    ``planned``: the trials its spec plans (the header counts those never started); ``driven``:
+    whether a driver may run it now (None: unknown; ablate's lock file decides, as for ``ablate ls``):
+    without one, trials recorded ``running`` are said to be left so by a driver that is gone."""
     sweep = open_sweep(sweep_dir)
     trials, epochs = write_tables(sweep)
     if trials.empty:
@@ -52,7 +55,7 @@ def build_report(sweep_dir: str | Path, planned: int | None = None) -> Path:
                           "written from the first trial's start; is the sweep still starting, or was it "
                           "made by an ablate older than the records?)")
     out = sweep.report_dir
-    doc = sweep_document(sweep, trials, epochs, out, planned)
+    doc = sweep_document(sweep, trials, epochs, out, planned, driven)
     write_text(out / REPORT_MD, doc.markdown(relative_to=out))
     write_text(out / REPORT_HTML, doc.html())
     return out
@@ -69,8 +72,9 @@ def write_tables(sweep: SweepDir) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path,
-                   planned: int | None = None) -> Document:
+                   planned: int | None = None, driven: bool | None = None) -> Document:
     result = analyse(trials, sweep.param_info())
+    gone = left_running(sweep.path, driven)
     counted = counted_trials(trials, sweep.metric)[0]
     doc = Document(f"DINO ablation report: {sweep.name}")
     if sweep.description:
@@ -79,7 +83,7 @@ def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, 
     total = f"{len(trials)} of {planned}" if planned > len(trials) else str(planned)
     points = trials["point"].nunique()
     doc.paragraph(f"{total} {plural(planned, 'trial')} "
-                  f"({status_counts(trials, planned)}), search `{sweep.algorithm or '?'}`, "
+                  f"({status_counts(trials, planned, gone)}), search `{sweep.algorithm or '?'}`, "
                   f"{points} {plural(points, 'configuration')}, ranked by the final `{sweep.metric}` "
                   f"({'lower' if sweep.mode == 'min' else 'higher'} is better; rule: reports/ranking.py). "
                   f"Written {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.")
@@ -101,7 +105,7 @@ def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, 
     if (out / ATTENTION_FILE).is_file():
         doc.heading(ATTENTION)
         doc.image(out / ATTENTION_FILE, "teacher [CLS] attention maps")
-    add_trials(doc, sweep, trials)
+    add_trials(doc, sweep, trials, gone)
     return doc
 
 
@@ -228,10 +232,14 @@ def knn_cell(value: float, measured: int, done: int) -> str:
     return f"{value:.2f}" + (f" (epoch {measured})" if before_end else "")
 
 
-def add_trials(doc: Document, sweep: SweepDir, trials: pd.DataFrame) -> None:
+def add_trials(doc: Document, sweep: SweepDir, trials: pd.DataFrame, gone: str | None = None) -> None:
+    """The table of every trial; ``gone``: the words for its ``running`` ones when no driver runs them
+    (``left_running``)."""
     doc.heading("Trials")
     doc.note("All trials in the order Ray created them; the full table is trials.parquet "
              "(schema: reports/SCHEMA.md), per-epoch metrics in epochs.parquet.")
+    if gone and (trials["status"] == RUNNING).any():
+        doc.note(f"The `{RUNNING}` ones were {gone}; trials.parquet keeps the status they recorded.")
     table = pd.DataFrame({"trial": trials["trial_id"], "status": trials["status"]})
     for p in sweep.params:
         table[p] = trials[p].map(fmt_value)

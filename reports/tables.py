@@ -22,6 +22,7 @@ from reports.columns import EPOCH_HEAD, HEAD_COLUMNS, TAIL_COLUMNS
 from reports.sweepdir import SweepDir, open_sweep
 from sweep_format.records import knn_measured, read_records
 from sweep_format.statuses import RUNNING, describe_counts
+from sweep_format.text import printable
 
 # Per-host bookkeeping that is not a measurement.
 DROPPED_KEYS = {"hostname", "node_ip", "pid", "checkpoint_path"}
@@ -49,6 +50,15 @@ def status_counts(trials: pd.DataFrame, planned: int | None = None, orphaned: st
     if planned is not None and planned > len(trials):
         parts.append(f"{planned - len(trials)} not started")
     return ", ".join(filter(None, parts))
+
+
+def left_running(folder: Path, driven: bool | None) -> str | None:
+    """What ``status_counts`` says of trials recorded ``running`` when no driver holds the sweep's lock
+    (``driven`` False, which ablate's lock file decides: a driver killed with SIGKILL, a lost machine),
+    for ``ablate ls`` and the report alike; None while a driver may run them, or when that is unknown."""
+    if driven is not False:
+        return None
+    return f"left running by a driver that is gone (`ablate resume {printable(str(folder))}` continues them)"
 
 
 def trials_table(sweep: SweepDir, records: list[dict[str, Any]]) -> pd.DataFrame:

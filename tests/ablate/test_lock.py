@@ -87,3 +87,36 @@ def test_ls_says_which_running_trials_a_killed_driver_left(tmp_path: Path,
     lock.write_text("")  # a driver that stopped cleanly (and left a record running, should that happen)
     assert main(["ls", str(sweep.parent)]) == 0
     assert "1 left running by a driver that is gone" in capsys.readouterr().out
+
+
+def test_report_says_which_running_trials_a_killed_driver_left(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    """`ablate ls` said a killed driver's `running` trials were left so; `ablate report` of the same
+    folder still counted them as '1 running', as if the sweep were live. It says what ls says now, and
+    only reads: the records and trials.parquet keep the recorded status."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from tests.helpers import crafted_sweep, good_record
+
+    running = {**good_record("b"), "status": "running", "params": {"teacher_temp": 0.04}, "point": 1}
+    sweep = crafted_sweep(tmp_path, [good_record("a"), running])
+    record = (sweep / "trials" / "b.json").read_bytes()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    words = f"left running by a driver that is gone (`ablate resume {sweep}` continues them)"
+    for pid, counted in ((os.getpid(), "2 trials (1 completed, 1 running), search"),
+                         (int(gone), f"2 trials (1 completed, 1 {words}), search")):
+        holder = {"host": socket.gethostname(), "pid": pid, "command": "run", "since": 1e9}
+        (sweep / LOCK_FILE).write_text(json.dumps(holder))
+        assert main(["report", str(sweep)]) == 0
+        md, html = ((sweep / "report" / name).read_text() for name in ("report.md", "report.html"))
+        assert counted in md
+        assert (f"The `running` ones were {words}" in md) is (pid != os.getpid())
+        assert ("a driver that is gone (<code>ablate resume" in html) is (pid != os.getpid())
+        statuses = pd.read_parquet(sweep / "report" / "trials.parquet")["status"].tolist()
+        assert statuses == ["completed", "running"]
+        assert (sweep / "trials" / "b.json").read_bytes() == record
+    capsys.readouterr()
