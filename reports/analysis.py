@@ -24,8 +24,12 @@ from reports.ranking import no_best_text, rank_points
 from reports.stats import fmt_mean_ci, noise_verdict
 from reports.tables import native
 from sweep_format import values as sweep_values
+from sweep_format.layout import TRIALS_TABLE
 from sweep_format.metrics import DEFAULT_METRIC, mode_of
 from sweep_format.values import values_equal
+
+LEADERBOARD_ROWS = 10  # configurations the leaderboard shows
+TABLE_ROWS = 50  # configurations a table of every one shows: an Optuna sweep may have hundreds
 
 
 @dataclass
@@ -122,7 +126,7 @@ def delta_text(a: pd.Series, ref: pd.Series) -> str:
     return metric_words.fmt_gap(d, signed=True) if math.isfinite(d) else "–"
 
 
-def leaderboard(result: Analysis, top: int = 10) -> pd.DataFrame:
+def leaderboard(result: Analysis, top: int = LEADERBOARD_ROWS) -> pd.DataFrame:
     """The ``top`` points by the ranking rule, mean ± 95% CI over repeats, the delta and, for kNN
     top-1, whether the point beats the raw-pixel kNN."""
     ref = result.row(result.reference) if result.reference is not None else None
@@ -140,15 +144,35 @@ def leaderboard(result: Analysis, top: int = 10) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def ablation_tables(result: Analysis) -> list[tuple[str, pd.DataFrame]]:
+def cut_note(shown: int, total: int, rest: str) -> str:
+    """The one sentence under a ranked table cut to its top ``shown`` of ``total`` configurations
+    (the leaderboard, the table of all of them, the seed-power table); ``rest``: where the others
+    are. "" when nothing is cut."""
+    return f"The top {shown} of {total} configurations; {rest}." if shown < total else ""
+
+
+def left_out(shown: int, total: int) -> str:
+    """``cut_note`` of a table meant to list every configuration: how many it leaves out, and where
+    they all are."""
+    return cut_note(shown, total, f"the other {total - shown} are left out here: {TRIALS_TABLE} holds all "
+                                  "of them (a row per trial)")
+
+
+def lists_every_point(result: Analysis) -> bool:
+    """Whether the ablation table lists every configuration: one line per parameter in an ablation,
+    the top ``TABLE_ROWS`` of all of them otherwise."""
+    return result.reference_kind == "baseline" or len(result.points) <= TABLE_ROWS
+
+
+def ablation_tables(result: Analysis, top: int = TABLE_ROWS) -> list[tuple[str, pd.DataFrame]]:
     """Ablation sweeps: one table per parameter (its values, the others at the baseline), as in the
-    DINO paper's ablation tables. Other searches: one table of all points against the best."""
+    DINO paper's ablation tables. Other searches: one table of the ``top`` points against the best."""
     if result.reference is None:
         return []
     ref = result.row(result.reference)
     pts = result.points
     if not (result.is_ablation and result.reference_kind == "baseline"):
-        return [("All configurations, against the best", _table(result, pts, result.params, ref))]
+        return [("All configurations, against the best", _table(result, pts.head(top), result.params, ref))]
     tables = []
     for p in result.params:
         group = pts[ablation_line(pts, result, p)] if len(pts) else pts

@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from reports import metric_words
-from reports.analysis import fmt_value, point_label
+from reports.analysis import LEADERBOARD_ROWS, fmt_value, left_out, point_label
 from reports.document import Document
 from reports.stats import ALPHA, PAIRED_MIN_SEEDS, paired_differences
 
@@ -130,4 +130,7 @@ def add_power(doc: Document, points: pd.DataFrame, params: list[str],
     advice = seed_power(points, params, metric)
     doc.paragraph(advice.text)
     if len(advice.table):
-        doc.table(advice.table.head(10))
+        shown = advice.table.head(LEADERBOARD_ROWS)
+        doc.table(shown)
+        if note := left_out(len(shown), len(advice.table)):
+            doc.note(note)

@@ -15,7 +15,18 @@ from pathlib import Path
 import pandas as pd
 
 from reports import plots
-from reports.analysis import Analysis, ablation_line, ablation_tables, analyse, fmt_value, leaderboard
+from reports.analysis import (
+    TABLE_ROWS,
+    Analysis,
+    ablation_line,
+    ablation_tables,
+    analyse,
+    cut_note,
+    fmt_value,
+    leaderboard,
+    left_out,
+    lists_every_point,
+)
 from reports.cost import add_cost
 from reports.document import Document
 from reports.errors import ReportError
@@ -135,9 +146,10 @@ def add_leaderboard(doc: Document, result: Analysis) -> None:
              "listed under Trials); collapsed configurations rank last.")
     board = leaderboard(result)
     doc.table(board) if len(board) else doc.note("No trial has a final kNN top-1 yet.")
-    if len(board) < len(result.points):
-        doc.note(f"The top {len(board)} of {len(result.points)} configurations; the ablation table "
-                 "below lists every one.")
+    rest = ("the ablation table below lists every one" if lists_every_point(result) else
+            f"the ablation table below lists the top {TABLE_ROWS}, {TRIALS_TABLE} all of them")
+    if note := cut_note(len(board), len(result.points), rest):
+        doc.note(note)
 
 
 def add_ablation(doc: Document, result: Analysis) -> None:
@@ -157,6 +169,8 @@ def add_ablation(doc: Document, result: Analysis) -> None:
     for title, table in tables:
         doc.heading(title, level=3)
         doc.table(table)
+    if tables and not lists_every_point(result):
+        doc.note(left_out(len(tables[0][1]), len(result.points)))
 
 
 def add_effects(doc: Document, sweep: SweepDir, result: Analysis, counted: pd.DataFrame, out: Path) -> None:

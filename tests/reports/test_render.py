@@ -224,3 +224,39 @@ def test_a_single_trial_sweep_reads_in_the_singular(tmp_path: Path) -> None:
     md = sweep_document(sweep, trials, epochs, tmp_path, planned=1).markdown(tmp_path)
     assert "\n1 trial (1 completed), search `optuna`, 1 configuration, ranked by" in md
     assert "**Best: teacher_temp=0.035** with kNN top-1 33.70 % (repeats: 1)." in md
+
+
+def test_the_table_of_all_configurations_is_cut_and_says_so(tmp_path: Path) -> None:
+    """An Optuna sweep of 300 trials: report.md and report.html listed all 300 configurations under
+    "All configurations, against the best" (and the leaderboard said the table lists every one)."""
+    from reports.analysis import analyse
+    from reports.document import Document
+    from reports.power import add_power
+    from reports.render import add_ablation, add_leaderboard
+
+    def report(points: int) -> tuple[str, str]:
+        trials = pd.DataFrame({"trial_id": [f"t{i}" for i in range(points)], "point": range(points),
+                               "teacher_temp": [0.01 + 0.0003 * i for i in range(points)],
+                               "knn_top1": [30.0 + (37 * i % points) / 10 for i in range(points)],
+                               "status": "completed",
+                               "collapsed": pd.array([False] * points, dtype="boolean")})
+        result = analyse(trials, {"params": ["teacher_temp"], "algorithm": "optuna"})
+        doc = Document("t")
+        add_leaderboard(doc, result)
+        add_ablation(doc, result)
+        add_power(doc, result.points, result.params)
+        return doc.markdown(tmp_path), doc.html()
+
+    md, html = report(300)
+    table = md.split("### All configurations, against the best\n\n")[1].split("\n\n")[0]
+    assert len(table.splitlines()) == 2 + 50  # header, rule, the top 50
+    cut = ("The top 50 of 300 configurations; the other 250 are left out here: trials.parquet holds all "
+           "of them")
+    assert cut in md and cut in html
+    assert ("The top 10 of 300 configurations; the ablation table below lists the top 50, trials.parquet "
+            "all of them.") in md
+    assert "The top 10 of 300 configurations; the other 290 are left out here" in md  # seed power's table
+    md, _ = report(50)
+    table = md.split("### All configurations, against the best\n\n")[1].split("\n\n")[0]
+    assert len(table.splitlines()) == 2 + 50 and "The top 50 of" not in md  # every one, nothing said
+    assert "The top 10 of 50 configurations; the ablation table below lists every one." in md
