@@ -6,7 +6,8 @@ repeats needed per configuration are the smallest n at which a two-sided two-sam
 p < 0.05 has 80 % power, computed exactly with the noncentral t distribution (df = 2n - 2,
 noncentrality d * sqrt(n / 2)). When the two share 2+ seeds (repeat r runs the same seed in every
 configuration), the test is the paired one the report uses: d is the difference over the SD of
-the seed-by-seed gaps, df = n - 1, noncentrality d * sqrt(n).
+the seed-by-seed gaps, df = n - 1, noncentrality d * sqrt(n). Where every configuration has a
+collapsed trial there is no working one, so no effect to power: the advice says so instead.
 
     repeats_needed(diff=0.8, sd=0.5)                # 8 (per configuration)
     repeats_needed(diff=0.8, sd=0.5, paired=True)   # 6 (seeds shared by both)
@@ -29,6 +30,9 @@ from reports.stats import ALPHA, PAIRED_MIN_SEEDS, paired_differences
 
 POWER = 0.8
 MAX_REPEATS = 1000
+COLLAPSED_ONLY = ("Every configuration has a collapsed trial (see Collapse diagnostics): no configuration "
+                  "trained a working DINO teacher, so there is no effect to power. The differences between "
+                  "collapsed configurations are not signal, and more seed repeats would not make them one.")
 
 
 def t_test_power(d: float, n: int, alpha: float = ALPHA, paired: bool = False) -> float:
@@ -84,6 +88,8 @@ def seed_power(points: pd.DataFrame, params: list[str], metric: str = metric_wor
                           f"mean {metric_words.label(metric)}": points["mean"].round(2),
                           f"seed SD{f' ({gap.strip()})' if gap else ''}":
                               [round(sample_sd(v), 3) for v in points["values"]]})
+    if len(points) and (points["collapsed"] > 0).all():  # nothing but failures to tell apart
+        return PowerAdvice(COLLAPSED_ONLY, table)
     if len(points) < 2:
         return PowerAdvice(f"Fewer than two configurations have a final {metric}: nothing to compare.", table)
     best, second = points.iloc[0], points.iloc[1]

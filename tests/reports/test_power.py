@@ -104,3 +104,25 @@ def test_a_difference_too_small_for_two_decimals_is_written_with_its_digits() ->
     assert list(leaderboard(result)["Δ vs best"]) == ["(best)", "+8e-06"]
     assert seed_power(points({0.04: [70.0, 71.0, 72.0], 0.02: [70.0, 71.0, 72.0]}),
                       ["teacher_temp"]).text.count("by 0.00 points") == 1  # no difference stays 0.00
+
+
+def test_a_sweep_where_every_configuration_collapsed_has_no_effect_to_power() -> None:
+    """Every trial collapsed (kNN 10-11 %, chance level): the advice read 'The best configuration
+    (teacher_temp=0.04) leads the runner-up (teacher_temp=0.02) by 0.95 points. ... needs **2 repeats per
+    configuration**; this sweep has enough', sizing repeats for a gap between two failures."""
+    from reports.analysis import analyse
+
+    values = {0.02: [10.0, 10.4], 0.04: [11.0, 11.3]}
+    trials = pd.DataFrame([{"trial_id": f"t{i}{s}", "point": i, "teacher_temp": t, "knn_top1": v, "seed": s,
+                            "knn_epoch": 1, "collapsed": True, "status": "collapsed"}
+                           for i, (t, vs) in enumerate(values.items()) for s, v in enumerate(vs)])
+    result = analyse(trials.astype({"collapsed": "boolean"}), {"params": ["teacher_temp"]})
+    advice = seed_power(result.points, ["teacher_temp"])
+    assert advice.text.startswith("Every configuration has a collapsed trial (see Collapse diagnostics): "
+                                  "no configuration trained a working DINO teacher, so there is no effect "
+                                  "to power.")
+    assert "repeats per configuration" not in advice.text and "leads the runner-up" not in advice.text
+    assert list(advice.table["repeats"]) == [2, 2]  # the facts stay
+    one_working = trials.assign(collapsed=trials["point"] == 0, status=["collapsed"] * 2 + ["completed"] * 2)
+    result = analyse(one_working.astype({"collapsed": "boolean"}), {"params": ["teacher_temp"]})
+    assert "leads the runner-up" in seed_power(result.points, ["teacher_temp"]).text
