@@ -113,7 +113,10 @@ def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock, 
         for metrics in trainer.run():
             metrics = {**base, **metrics, **clock.metrics(), "reported_at": time.time()}
             reason = monitor.update(metrics)
-            metrics["collapse_flag"] = monitor.flag(metrics["epoch"]) if metrics["epoch"] > 0 else ""
+            flag = monitor.flag(metrics["epoch"]) if metrics["epoch"] > 0 else ""
+            # the rule's text: on the epoch it stops the trial, its reason (``flag`` words a streak
+            # shorter than patience, one that did not stop it)
+            metrics["collapse_flag"] = reason or flag
             metrics["collapsed"] = bool(metrics["collapse_flag"])  # the one verdict, carried to the record
             last = rungs.may_stop(metrics["epoch"]) or reason  # it may be this trial's last epoch
             if last and "knn_top1" not in metrics:  # a trial's last epoch is always evaluated

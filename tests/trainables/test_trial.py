@@ -205,6 +205,34 @@ def test_collapse_at_the_last_epoch_for_fewer_than_patience_epochs_is_flagged() 
     assert end_verdict(epoch(2, LN_K), "collapsed (uniform): ...", 3)["trial_outcome"] == "collapsed"
 
 
+class CollapsingTrainer(DINOTrainer):
+    """A real trainer whose teacher reads as collapsed (uniform) from epoch 1 on."""
+
+    def run(self):
+        for metrics in super().run():
+            if metrics["epoch"] >= 1:
+                metrics = {**metrics, "teacher_entropy": metrics["ln_out_dim"], "kl_teacher_student": 0.0}
+            yield metrics
+
+
+def test_the_epoch_the_collapse_rule_stops_a_trial_carries_its_reason_as_the_flag() -> None:
+    """Stopped as collapsed at epoch 2 (patience 2): that epoch's collapse_flag (epochs.parquet) read
+    'flagged as collapsed (uniform): the collapse condition held at its last epoch 2 for 2 epoch(s),
+    fewer than patience 2', a flag the rule had not given, next to the stop reason it had."""
+    cfg = DINOConfig(**{**TINY_TRAINER, "epochs": 3})
+    reports: list[dict] = []
+    trial_module.run_trial(CollapsingTrainer(cfg), {**cfg.model_dump(mode="json"), "_stop": {"patience": 2}},
+                           DeviceClock(), [], lambda metrics, write: reports.append(metrics))
+    assert [(r["epoch"], r["trial_outcome"], r["collapsed"]) for r in reports] == [
+        (0, "running", False), (1, "running", True), (2, "collapsed", True)]
+    assert reports[1]["collapse_flag"] == ("flagged as collapsed (uniform): the collapse condition held at "
+                                           "its last epoch 1 for 1 epoch(s), fewer than patience 2")
+    stop = reports[-1]
+    assert stop["stop_reason"].startswith("collapsed (uniform): teacher entropy 3.466 at ln(out_dim)=3.466")
+    assert stop["stop_reason"].endswith("for 2 epochs (until epoch 2)")
+    assert stop["collapse_flag"] == stop["stop_reason"]
+
+
 # --- the last epoch is evaluated where ASHA may stop the trial; a full disk ends it -------------------
 def test_asha_may_stop_at_its_rungs_and_after_a_restore_past_them() -> None:
     fresh = trial_module.AshaRungs([1, 2, 4])
