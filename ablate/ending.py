@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ablate.errors import STORAGE_ERRNOS, StorageFull
 from ablate.records import first_sentences, mark_interrupted
@@ -32,6 +32,9 @@ from sweep_format import statuses
 from sweep_format.layout import RESERVE_FILE, TRIALS_DIR
 from sweep_format.records import read_records
 from trainables.storage_errors import write_failure
+
+if TYPE_CHECKING:
+    from ablate.live import LiveView
 
 EXIT_CODES: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 HANDLED = (signal.SIGTERM, signal.SIGHUP)
@@ -144,11 +147,23 @@ class _TuneInterrupt(logging.Filter):
         return "Tuner.restore" not in message and "Resume experiment with" not in message
 
 
-def fit(tuner: Any, sweep_dir: Path, total: int, signals: Signals) -> None:
+def fit(tuner: Any, sweep_dir: Path, total: int, signals: Signals, view: LiveView | None = None) -> None:
     """``tuner.fit()`` and how it ended: normally; interrupted by a signal (records marked,
     ``SweepInterrupted``); stopped by a failed write (records marked, ``StorageFull``); stopped by
     an error Tune's loop raised (records marked, ``SweepStopped``: its one line on stderr, its
-    traceback with Ray's own log lines)."""
+    traceback with Ray's own log lines). The one place that decides it: the live ``view`` says
+    "done" only when it returns (Tune ends its loop the same way when a Ctrl-C stops it)."""
+    finished = False
+    try:
+        run_to_end(tuner, sweep_dir, total, signals)
+        finished = True
+    finally:
+        if view is not None:
+            with quiet():  # the decided ending stays the one raised
+                view.end(finished)
+
+
+def run_to_end(tuner: Any, sweep_dir: Path, total: int, signals: Signals) -> None:
     watcher = _TuneInterrupt()
     logger = logging.getLogger("ray.tune.tune")
     logger.addFilter(watcher)

@@ -15,6 +15,7 @@ The view covers the whole sweep (after ``ablate resume`` too): it reads the reco
     recorder = TrialRecorder(spec, sweep_dir)
     view = LiveView(recorder)
     tune.RunConfig(callbacks=[recorder, view], verbose=0)   # the recorder first; Ray's table silenced
+    ablate.ending.fit(tuner, sweep_dir, total, signals, view)  # its last line: done, or stopped
 """
 
 from __future__ import annotations
@@ -152,11 +153,16 @@ class LiveView(Callback):
         self._ended(self._row(trial))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.close()  # the last line waits for ``end``: Tune ends its loop alike when it is interrupted
+
+    def end(self, finished: bool) -> None:
+        """The view's last line, once ``ablate.ending.fit`` has decided how the sweep ended: done, or
+        stopped (a signal, a failed write, an error of Tune's loop) with the trials it left unfinished."""
         self.close()
-        stopped = any(r.ended_at is None for r in self.rows.values())  # interrupted: trials still running
         took = fmt_duration(time.time() - self.started)
-        what = f"sweep stopped after {took}" if stopped else f"sweep done in {took}"
-        self._line(f"{what}: {self._counts(unfinished=stopped)}; {self.best_text(finished_only=stopped)}")
+        what = f"sweep done in {took}" if finished else f"sweep stopped after {took}"
+        self._line(f"{what}: {self._counts(unfinished=not finished)}; "
+                   f"{self.best_text(finished_only=not finished)}")
 
     def close(self) -> None:
         """Draw the view a last time and give the terminal back (cursor shown); safe to repeat."""
@@ -254,8 +260,7 @@ class LiveView(Callback):
         for r in self.rows.values():
             outcome = "unfinished" if unfinished and r.ended_at is None else r.outcome
             counts[outcome] = counts.get(outcome, 0) + 1
-        return statuses.describe_counts(counts) or "no trials"
-
+        return statuses.describe_counts(counts) or "no trial started"
 
     def _line(self, text: str) -> None:
         stamp = fmt_duration(time.time() - self.started)

@@ -223,10 +223,7 @@ def drive(spec: SweepSpec, sweep_dir: Path, resources: admission.TrialResources,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=KEPT_CHECKPOINTS),
             callbacks=callbacks, verbose=0))  # Ray's own table off: the LiveView draws the progress
     keep_reserve(sweep_dir)
-    try:
-        fit(tuner, sweep_dir, spec.num_trials, signals)
-    finally:
-        view.close()  # an interrupted fit does not end the experiment: the terminal is given back here
+    fit(tuner, sweep_dir, spec.num_trials, signals, view)  # the view's last line says how it ended
 
 
 def trial_folder(trial: Any) -> str:

@@ -83,6 +83,7 @@ def drive(folder: Path, **view_options) -> LiveView:
                                                "time_this_iter_s": 2.0, "trial_outcome": "running"})
     both.on_trial_complete(0, trials, trials[3])
     view.on_experiment_end(trials)
+    view.end(finished=True)  # ablate.ending.fit: tuner.fit() returned, no signal
     return view
 
 
@@ -208,6 +209,7 @@ TERMINAL_SCRIPT = textwrap.dedent("""
     both.on_trial_complete(0, trials, trials[0])
     both.on_trial_complete(0, trials, trials[1])
     view.on_experiment_end(trials)
+    view.end(finished=True)
 """)
 
 
@@ -285,7 +287,8 @@ def test_the_view_ranks_by_the_specs_metric_and_covers_an_earlier_run(tmp_path: 
     assert sum(r.ended_at is not None for r in resumed.rows.values()) == 2 and resumed.epochs_done() == 4
     resumed.on_trial_start(0, trials, trials[2])
     resumed.on_trial_result(0, trials, trials[2], {"epoch": 1, "knn_top1": 99.0, "teacher_entropy": 0.5})
-    resumed.on_experiment_end(trials)  # interrupted: the running trial is never called best
+    resumed.on_experiment_end(trials)
+    resumed.end(finished=False)  # interrupted: the running trial is never called best
     end = resumed.stream.getvalue().rstrip().splitlines()[-1]
     assert "sweep stopped after " in end and "2 completed, 1 unfinished" in end and "sweep done" not in end
     assert resumed.stream.getvalue().rstrip().endswith("best teacher_entropy (min): 2 (teacher_temp=0.04; "

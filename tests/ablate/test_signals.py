@@ -187,3 +187,39 @@ def test_an_error_of_tunes_own_loop_leaves_no_record_running(tmp_path: Path,
     err = capsys.readouterr().err
     assert "ablate: the sweep stopped: Ray's loop raised RuntimeError: Caught unexpected exception" in err
     assert f"ablate resume {sweep}" in err and "Traceback" not in err
+
+
+def test_a_ctrl_c_before_any_trial_started_is_said_once_as_interrupted(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    """Ctrl-C a few seconds into `ablate run search_spaces/temps.yaml`, as Tune waited for its first
+    trial's actor: Tune logged its stop and ended its loop as it ends a finished one, and the view,
+    seeing no trial running, printed "sweep done in 0:05: no trials" above the interrupted line and
+    its resume hint. The ending is decided once (ablate.ending.fit): stopped, never done."""
+    import io
+    import logging
+
+    from ablate.ending import Signals, SweepInterrupted, fit
+    from ablate.live import LiveView
+    from ablate.recorder import TrialRecorder
+    from ablate.summary import conclude
+    from ablate.sweep_spec import load_spec
+    from tests.helpers import crafted_sweep
+
+    sweep = crafted_sweep(tmp_path, [])
+    view = LiveView(TrialRecorder(load_spec(sweep / "spec.yaml"), sweep), stream=io.StringIO())
+
+    class Tuner:  # what Tune's loop does on a Ctrl-C before any trial started
+        def fit(self) -> None:
+            view.setup()
+            logging.getLogger("ray.tune.tune").warning("Stop signal received (e.g. via SIGINT/Ctrl+C), "
+                                                       "ending Ray Tune run.")
+            view.on_experiment_end([])
+
+    with pytest.raises(SweepInterrupted) as stopped:
+        fit(Tuner(), sweep, 2, Signals(), view)
+    said = view.out.getvalue()
+    assert "sweep done" not in said and "sweep stopped after" in said and "no trial started" in said, said
+    assert conclude(sweep, 2, interrupted=True, exit_code=stopped.value.exit_code) == 130
+    err = capsys.readouterr().err
+    assert f"ablate: interrupted: 0 of 2 trials finished; continue with `ablate resume {sweep}`" in err
+    assert "sweep done" not in err
