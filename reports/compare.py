@@ -43,7 +43,7 @@ from sweep_format.layout import (
     SPEC_FILE,
     TRIALS_DIR,
     TRIALS_TABLE,
-    is_sweep,
+    sweep_around,
 )
 from sweep_format.metrics import DEFAULT_METRIC, mode_of
 from sweep_format.space import MEASURED_ON
@@ -168,12 +168,13 @@ def build_comparison(paths: list[str | Path], out: str | Path) -> Path:
 def check_out(out: Path, inputs: Sequence[str | Path] = ()) -> None:
     """A comparison is never written into a sweep folder (its report/ and tables are the sweep's: the
     comparison's trials.parquet would stand for the sweep's own), over or below a file, nor into the
-    folder of an input trials.parquet, whose tables it would replace with the comparison's."""
+    folder of an input trials.parquet, whose tables it would replace with the comparison's. A folder
+    is a sweep by the layout's rule (``sweep_around``): a project folder whose own spec file is
+    named spec.yaml is none."""
     folder = out.expanduser().resolve()
     if file := file_on_path(folder):
         raise ReportError(f"--out {out}: {file} is a file, not a folder; give a folder for the comparison")
-    inside = next((f for f in (folder, *folder.parents) if is_sweep(f)), None)
-    if inside is not None:
+    if (inside := sweep_around(folder)) is not None:
         raise ReportError(f"--out {out}: inside the sweep folder {inside}, whose files are the sweep's; "
                           f"write the comparison beside it, e.g. --out {inside.parent / 'compare'}")
     for source in inputs:

@@ -167,13 +167,32 @@ def test_compare_never_writes_into_a_sweep_folder(tmp_path: Path, capsys: pytest
     a = sweep_file(tmp_path, "a", [(60.0, 2.0, "completed", False)])
     b = sweep_file(tmp_path, "b", [(50.0, 1.0, "completed", False)])
     sweep = tmp_path / "s"
-    (sweep / "report").mkdir(parents=True)
+    for folder in ("report", "trials"):
+        (sweep / folder).mkdir(parents=True)
     (sweep / "spec.yaml").write_text("name: s\n")
     before = sorted(p.relative_to(sweep) for p in sweep.rglob("*"))
     assert main(["compare", str(a), str(b), "--out", str(tmp_path / inside)]) == 2
     err = capsys.readouterr().err
     assert f"inside the sweep folder {sweep}" in err and len(err.strip().splitlines()) == 1
     assert sorted(p.relative_to(sweep) for p in sweep.rglob("*")) == before
+
+
+@pytest.mark.parametrize("inside", ["project", "project/compare"])
+def test_a_folder_whose_own_spec_file_is_spec_yaml_is_no_sweep(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                               inside: str) -> None:
+    """--out in (or below) a project folder holding a spec.yaml someone wrote, and no trials/, was
+    refused as "inside the sweep folder": compare had its own rule (spec.yaml alone). The layout's
+    one rule (sweep_format.layout.sweep_around) says it is no sweep: the comparison is written, the
+    spec file left as it was."""
+    a = sweep_file(tmp_path, "a", [(60.0, 2.0, "completed", False)])
+    b = sweep_file(tmp_path, "b", [(50.0, 1.0, "completed", False)])
+    spec = tmp_path / "project" / "spec.yaml"
+    spec.parent.mkdir()
+    spec.write_text("name: mine\n")
+    out = tmp_path / inside
+    assert main(["compare", str(a), str(b), "--out", str(out)]) == 0, capsys.readouterr().err
+    assert pd.read_parquet(out / "trials.parquet")["sweep"].tolist() == ["a", "b"]
+    assert (out / "report.md").is_file() and spec.read_text() == "name: mine\n"
 
 
 def test_compare_never_replaces_an_input_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
