@@ -35,6 +35,7 @@ HEAD_NODE = "node:__internal_head__"
 # here: Ray reads its switches when it is imported, session.start_ray); ray.init raised a ValueError.
 MAX_RESOURCE = 100_000_000_000_000
 DRIVER: dict[str, float] = {"memory": 64 * 2**20, HEAD_NODE: 0.001}
+TRAIN_WORKER = 1.0  # CPUs of one ``ablate train --workers`` worker
 EPS = 1e-9
 
 
@@ -109,15 +110,32 @@ def admit(spec: SweepSpec, resources: TrialResources, where: Cluster) -> int | N
                         "cluster with --address)")
     if workers == 1:
         return limit
-    fits = sum(math.floor(c / cpu + EPS) if cpu else workers for c, _ in where.nodes)
-    fits = min(fits, sum(math.floor(g / gpu + EPS) for _, g in where.nodes)) if gpu else fits
-    trials = fits // workers
+    trials = worker_slots(resources, where) // workers
     if trials < 1:
         raise UserError(f"resources: a trial needs {workers} workers x ({cpu:g} CPU, {gpu:g} GPU) = "
                         f"{workers * cpu:g} CPU and {workers * gpu:g} GPU; the Ray cluster has "
                         f"{where.cpus:g} CPUs and {where.gpus:g} GPUs in all ({describe_nodes(where)}); "
                         "lower resources.workers or resources.cpu, or join a larger cluster with --address")
     return min(limit, trials) if limit else trials
+
+
+def worker_slots(resources: TrialResources, where: Cluster) -> int:
+    """How many data-parallel workers of ``resources`` (CPU and GPU share each) the cluster holds at
+    once, node by node."""
+    cpu, gpu = resources.cpu, resources.gpu
+    fits = sum(math.floor(c / cpu + EPS) if cpu else resources.workers for c, _ in where.nodes)
+    return min(fits, sum(math.floor(g / gpu + EPS) for _, g in where.nodes)) if gpu else fits
+
+
+def admit_workers(workers: int, where: Cluster) -> None:
+    """``ablate train --workers N`` on a local Ray: N workers of one CPU each (``TRAIN_WORKER``) must
+    fit this machine, as a sweep's data-parallel trial must fit its cluster (``admit``); a UserError
+    naming what fits, before the data is read or Ray starts. Declaring more CPUs than the machine has
+    started every worker anyway: 100 on 2 CPUs ran out of memory minutes later."""
+    fits = worker_slots(TrialResources(TRAIN_WORKER, 0.0, workers), where)
+    if workers > fits:
+        raise UserError(f"--workers {workers}: this machine has {where.cpus:g} CPU{'s' * (where.cpus != 1)}, "
+                        f"and each data-parallel worker takes one; give --workers 1 to {max(fits, 1)}")
 
 
 def check_gpu_asked(spec: SweepSpec, resources: TrialResources, where: Cluster) -> None:

@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import yaml
 
-from ablate.admission import MAX_RESOURCE
+from ablate.admission import MAX_RESOURCE, TRAIN_WORKER
 from ablate.errors import UserError
 from ablate.folder import check_writable, remove_made
 from ablate.overrides import load_yaml, parse_sets
@@ -117,6 +117,8 @@ def main(args: argparse.Namespace) -> int:
     if not 1 <= args.workers <= MAX_RESOURCE:  # Ray's ValueError (a traceback) once it started
         raise UserError(f"--workers {args.workers}: expected a number of data-parallel workers from 1 to "
                         f"{MAX_RESOURCE}")
+    if args.workers > 1:
+        check_workers_fit(args.workers)  # before the data is read: the same for every dataset
     if not args.out.strip():  # Path("") is the folder ablate runs in: its files would land there unasked
         raise UserError(f"--out {args.out!r}: give a folder for the run, e.g. --out runs/one")
     out = Path(args.out)
@@ -174,6 +176,16 @@ def main(args: argparse.Namespace) -> int:
         return run_epochs(trainer, out, sys.stderr)
     except KeyboardInterrupt:
         return interrupted(out, args.workers)
+
+
+def check_workers_fit(workers: int) -> None:
+    """A local Ray is this machine: its CPUs hold the workers, one each (admission.admit_workers). A
+    Ray this process has already joined (a notebook's, the tests') is asked when the workers start."""
+    from ablate import admission
+
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        admission.admit_workers(workers, admission.local_cluster(None, None))
 
 
 def remove_unstarted(made: Path | None, out: Path) -> None:
@@ -330,11 +342,11 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool) -
         write_config(out, cfg)
         started = not ray.is_initialized()
         if started:  # the workers' own output (Ray Train's lines among it) stays in Ray's logs
-            ray.init(address="local", num_cpus=max(workers, os.cpu_count() or 1), include_dashboard=False,
-                     log_to_driver=False)
+            ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
+                     log_to_driver=False)  # as many as check_workers_fit counted
         logs.attach(out)
         loop_config = {"trainer": cfg.model_dump(mode="json"), "out": str(out), "resume": resume}
-        trainer = torch_trainer(worker_loop, loop_config, workers=workers, cpu=1.0,
+        trainer = torch_trainer(worker_loop, loop_config, workers=workers, cpu=TRAIN_WORKER,
                                 gpu=1.0 if use_gpu else 0.0, name=RAY_TRAIN_FOLDER, storage_path=str(out))
         each, where = "one GPU" if use_gpu else "one CPU", "a local Ray" if started else "the running Ray"
         print(f"ablate train: {workers} data-parallel workers ({each} each) on {where}; Ray's lines in "

@@ -304,6 +304,7 @@ def test_workers_whose_step_is_larger_than_the_data_are_refused_before_ray(
         tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
     """A bundled dataset's size was checked only by each worker, after Ray and its workers started."""
     monkeypatch.setattr("ablate.commands.train.train_with_workers", lambda *args, **kwargs: pytest.fail())
+    monkeypatch.setattr("os.cpu_count", lambda: 4)  # 3 workers fit: the step is what is refused
     out = str(tmp_path / "new")
     assert main(["train", *SETS, "--set", "batch_size=60", "--out", out, "--workers", "3"]) == 2
     assert "batch_size=60 x grad_accum_steps=1 x 3 workers: larger than the" in capsys.readouterr().err
@@ -312,3 +313,24 @@ def test_workers_whose_step_is_larger_than_the_data_are_refused_before_ray(
     assert "--workers 200000000000000: expected a number of data-parallel workers from 1 to 100000000000000" \
         in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("data", [[], ["--set", "dataset=cifar10", "--set", "data_path=no/such/folder"]])
+def test_more_workers_than_cpus_are_refused_before_the_data_or_ray(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, data: list[str]):
+    """`--workers 100` on 2 CPUs: the embedded dataset started a local Ray declaring 100 CPUs and its
+    workers ran out of memory minutes later; CIFAR was stopped by its data check, after reading the
+    folder. Now one check of the machine, for every dataset, before either."""
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("ray.is_initialized", lambda: False)  # a local Ray would be started
+    monkeypatch.setattr("ablate.commands.train.check_inputs", lambda *a, **k: pytest.fail("data read"))
+    monkeypatch.setattr("ablate.commands.train.train_with_workers", lambda *a, **k: pytest.fail("Ray"))
+    out = tmp_path / "run"
+    assert main(["train", *data, "--out", str(out), "--workers", "100"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["ablate train: error: --workers 100: this machine has 2 CPUs, and each data-parallel "
+                   "worker takes one; give --workers 1 to 2"], err
+    assert not out.exists()
+    monkeypatch.setattr("ablate.commands.train.check_inputs", lambda *a, **k: None)
+    monkeypatch.setattr("ablate.commands.train.train_with_workers", lambda *a, **k: 0)
+    assert main(["train", *data, "--out", str(out), "--workers", "2"]) == 0  # as many as the CPUs: let in
