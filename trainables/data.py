@@ -26,6 +26,9 @@ from trainables.images import ImageList
 
 DIGITS_SIZE = 32  # the 8x8 digits are upsampled once, bicubic, to this side
 SYNTHETIC_TRAIN = 160  # training images of ``synthetic``
+# Training images of the torchvision datasets as _torchvision reads them (STL-10: train+unlabeled);
+# torchvision checks each file's MD5 before it reads one, so these are the only sizes they have.
+TORCHVISION_TRAIN = {"cifar10": 50_000, "cifar100": 50_000, "stl10": 105_000}
 
 
 WIDE_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # 16-bit greyscale (PNG, TIFF), as PIL opens it
@@ -270,15 +273,15 @@ def build_datasets(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
 
 
 def known_train_size(cfg: DINOConfig) -> int | None:
-    """Training images of the bundled datasets, known without building them (None: the others,
-    whose size their files tell)."""
+    """Training images of the bundled and torchvision datasets, known without building them or
+    reading a file (None: an image folder, whose size its files tell)."""
     if cfg.dataset == "digit_scenes":
         return len(source_split()[0]) * SceneDesign().train_copies
     if cfg.dataset == "digits":
         return len(source_split()[0])
     if cfg.dataset == "synthetic":
         return SYNTHETIC_TRAIN
-    return None
+    return TORCHVISION_TRAIN.get(cfg.dataset)
 
 
 def check_batch(cfg: DINOConfig, n_train: int, workers: int = 1) -> None:

@@ -42,10 +42,10 @@ def check_weights(cfg: DINOConfig, workers: int = 1) -> None:
 
 
 def check_data(cfg: DINOConfig, workers: int = 1) -> None:
-    """The data ``cfg`` names: a step of ``workers`` x the batch no larger than a bundled dataset's
-    training images; an image folder is built as the trainer builds it (its layout, every image
-    decoded once per machine, the same step rule); a torchvision dataset's files are looked for, or
-    downloaded with ``download: true``."""
+    """The data ``cfg`` names: an image folder is built as the trainer builds it (its layout, every
+    image decoded once per machine); a torchvision dataset's files are looked for, or downloaded with
+    ``download: true``; then a step of ``workers`` x the batch no larger than the training images
+    (the trainer's rule, ``check_batch``), for every dataset."""
     from trainables.config import TORCHVISION
     from trainables.data import (
         build_datasets,
@@ -58,14 +58,13 @@ def check_data(cfg: DINOConfig, workers: int = 1) -> None:
         torchvision_root,
     )
 
-    if (n_train := known_train_size(cfg)) is not None:  # a bundled dataset: its size without building it
-        check_batch(cfg, n_train, workers)
-    elif cfg.dataset == "imagefolder":
+    if cfg.dataset == "imagefolder":
         train, _ = build_datasets(cfg)
         check_batch(cfg, len(train), workers)  # type: ignore[arg-type]
         if note := one_class_note(train):  # said once, where the folder is checked before the run
             print(f"ablate: warning: {note}", file=sys.stderr)
-    elif cfg.dataset in TORCHVISION and cfg.download:
+        return
+    if cfg.dataset in TORCHVISION and cfg.download:
         build_datasets(cfg)  # the download, once and here: trials started together would race for the files
     elif cfg.dataset in TORCHVISION:
         root = torchvision_root(cfg)
@@ -77,3 +76,5 @@ def check_data(cfg: DINOConfig, workers: int = 1) -> None:
             more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
             raise ConfigError(f"data_path={str(root)!r}: the {cfg.dataset} files are not there (no "
                               f"{missing[0]}{more}); {fetch_hint(cfg.dataset)}")
+    if (n_train := known_train_size(cfg)) is not None:  # its size without building it
+        check_batch(cfg, n_train, workers)

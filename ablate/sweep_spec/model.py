@@ -168,10 +168,10 @@ class SweepSpec(SpecModel):
                 raise SpecError(f"{self.source}: {at}: {exc}") from None
 
     def check_batches(self) -> None:
-        """A step larger than a bundled dataset's training split (``batch_size x grad_accum_steps x
-        resources.workers`` images), for the baseline and every searched batch (a range: its largest):
-        a SpecError naming the key path before Ray starts, instead of trials that all error. An image
-        folder is sized by its files (``check_inputs``, where the driver sees them)."""
+        """A step larger than a bundled or torchvision dataset's training split (``batch_size x
+        grad_accum_steps x resources.workers`` images), for the baseline and every searched batch (a
+        range: its largest): a SpecError naming the key path before Ray starts, instead of trials that
+        all error. An image folder is sized by its files (``check_inputs``, where the driver sees them)."""
         from trainables.data import check_batch, known_train_size  # torch: not for a spec's other checks
 
         for at, values in self.configs_of(BATCH_KEYS):

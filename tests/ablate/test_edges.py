@@ -108,6 +108,25 @@ resources: {resources}
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_step_larger_than_cifar_is_refused_before_ray(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                        no_ray: None) -> None:
+    """A torchvision dataset had no size before Ray: every trial of a 30,000-image step over 2 workers
+    of CIFAR-10 (50,000 images) started, and each errored on its first epoch. Now it is refused before
+    its files are looked for (none are here)."""
+    spec = write_spec(tmp_path, f"""
+name: big-batch
+trainer: {dict(TINY_TRAINER, dataset="cifar10", data_path=str(tmp_path / "no-cifar-here"))}
+space:
+  batch_size: {{type: choice, values: [64, 30000]}}
+search: {{algorithm: grid}}
+resources: {{workers: 2, cpu: 1, gpu: 0}}
+""")
+    assert main(["run", str(spec), "--storage", str(tmp_path / "runs")]) == 2
+    assert ("space.batch_size.values[1]: batch_size=30000 x grad_accum_steps=1 x 2 workers: larger than the "
+            "50000 training images of 'cifar10'") in one_line_error(capsys, "run")
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize(("space", "bad_file", "expected"), [
     ("teacher_temp: {type: choice, values: [0.04]}", True,
      "spec.yaml: trainer: {data}/train/a/bad.png: not a readable image"),

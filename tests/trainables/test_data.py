@@ -345,3 +345,22 @@ def test_a_step_larger_than_a_bundled_dataset_is_refused_by_the_input_check():
     with pytest.raises(ConfigError, match=rf"batch_size=1500 x grad_accum_steps=1 x 3 workers: larger than "
                                           rf"the {n_train} training images of 'digit_scenes'"):
         check_data(cfg, workers=3)
+
+
+def test_a_step_larger_than_cifar_is_refused_once_its_files_are_there(tmp_path: Path):
+    """`ablate train --workers 2 --set dataset=cifar10 --set batch_size=30000`: the bundled datasets were
+    sized before Ray, CIFAR only by each worker once Ray and the workers had started. Its files are
+    looked for first; then the step is sized by the split torchvision reads (no file is read)."""
+    from trainables.data import torchvision_missing
+    from trainables.inputs import check_data
+
+    cfg = DINOConfig(dataset="cifar10", data_path=str(tmp_path), batch_size=30000)
+    with pytest.raises(ConfigError, match="the cifar10 files are not there"):
+        check_data(cfg, workers=2)
+    for name in torchvision_missing(cfg):  # placeholders: their names are all the check looks at
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        Path(name).write_bytes(b"")
+    check_data(cfg, workers=1)
+    with pytest.raises(ConfigError, match=r"^batch_size=30000 x grad_accum_steps=1 x 2 workers: larger than "
+                                          r"the 50000 training images of 'cifar10'$"):
+        check_data(cfg, workers=2)
