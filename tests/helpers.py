@@ -72,6 +72,27 @@ def write_crafted_pickle(path: Path, marker: Path, **entries) -> Path:
     return path
 
 
+# A PostScript program as an EPS file: Pillow identifies it by its content (whatever the file's name)
+# and renders it by running Ghostscript on it.
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n(/etc/hostname) (r) file pop\nshowpage\n"
+
+
+def ghostscript_on_path(folder: Path, monkeypatch) -> Path:
+    """A stand-in ``gs`` first on PATH that writes the returned marker when it is handed a file to
+    render (``gs --version``, Pillow's probe, just answers): proof that a file reached Ghostscript."""
+    from PIL import EpsImagePlugin
+
+    marker = folder / "ghostscript-ran"
+    (folder / "bin").mkdir(parents=True, exist_ok=True)
+    gs = folder / "bin" / "gs"
+    gs.write_text(f'#!/bin/sh\n[ "$1" = --version ] && {{ echo 10.0; exit 0; }}\necho "$@" > "{marker}"\n'
+                  "exit 1\n")
+    gs.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", None)  # Pillow looks for gs again, on this PATH
+    return marker
+
+
 # Fault injection into trial processes: a local Ray started by a driver whose PYTHONPATH begins with
 # this folder runs the sitecustomize below in every Python process it starts (each trial is one).
 TRIAL_FAULT = '''\

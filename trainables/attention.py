@@ -29,7 +29,6 @@ from typing import Any, cast
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from sweep_format.files import loads
@@ -40,6 +39,7 @@ from trainables.data import build_datasets, to_rgb
 from trainables.dino.augment import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from trainables.dino.backbone import build_backbone, is_vit
 from trainables.dino.trainer import CHECKPOINT_NAME, resolve_device
+from trainables.image_files import open_image
 from trainables.trial import checkpoints_in
 
 VIT_EXAMPLE = "vit_tiny_patch16_224"
@@ -189,7 +189,7 @@ def load_image_files(paths: list[str | Path], size: int) -> tuple[torch.Tensor, 
                 "not a regular file" if file.exists() else "no such file"
             raise ConfigError(f"--image {file}: {what}")
         try:
-            with Image.open(file) as img:
+            with open_image(file) as img:
                 images.append(transform(to_rgb(img)))
         except OSError as exc:
             raise ConfigError(f"--image {file}: not a readable image ({exc})") from None

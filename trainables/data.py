@@ -22,6 +22,7 @@ from torch.utils.data import Dataset, Subset
 from trainables.config import TORCHVISION, TORCHVISION_ROOT, ConfigError, DINOConfig
 from trainables.digit_scenes import SceneDesign, make_digit_scenes, source_split
 from trainables.image_check import unreadable_images
+from trainables.image_files import open_image
 from trainables.images import ImageList
 
 DIGITS_SIZE = 32  # the 8x8 digits are upsampled once, bicubic, to this side
@@ -44,9 +45,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def open_rgb(path: str) -> Image.Image:
-    """An image file as 8-bit RGB (``to_rgb``); torchvision's loader converts it with PIL alone."""
+    """An image file as 8-bit RGB (``to_rgb``); torchvision's loader converts it with PIL alone, and
+    lets PIL open any format it knows (``open_image`` allows raster formats only)."""
     with open(path, "rb") as f:
-        return to_rgb(Image.open(f))
+        return to_rgb(open_image(f))
 
 
 class Transformed(Dataset):

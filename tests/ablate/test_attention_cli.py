@@ -12,6 +12,7 @@ from PIL import Image
 
 from ablate.attention_plot import attention_figure, comparison_figure, render_comparison_panel
 from ablate.cli import main
+from tests.helpers import EPS, ghostscript_on_path
 from trainables.attention import cls_attention_maps, held_out_images, load_teacher
 from trainables.config import DINOConfig
 
@@ -73,6 +74,20 @@ def test_a_run_and_image_named_in_other_bytes_are_drawn(run_dir, tmp_path, capsy
     assert main(["attention", str(run), "--image", str(picture), "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == PNG_MAGIC
     assert f"wrote {tmp_path}/a\\xe9.png (1 images x 2 heads)" in capsys.readouterr().err
+
+
+def test_an_image_that_is_a_postscript_program_is_refused_without_running_ghostscript(
+        run_dir, tmp_path, capsys, monkeypatch):
+    """--image x.png holding EPS content went to Ghostscript (Pillow renders EPS with gs)."""
+    marker = ghostscript_on_path(tmp_path, monkeypatch)
+    picture = tmp_path / "x.png"
+    picture.write_bytes(EPS)
+    out = tmp_path / "a.png"
+    assert main(["attention", str(run_dir), "--image", str(picture), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"ablate attention: error: --image {picture}: not a readable image (cannot identify" in err
+    assert "as one of the formats ablate reads" in err and "Traceback" not in err
+    assert not marker.exists() and not out.exists()
 
 
 def test_trial_folder_and_checkpoint_file_sources(run_dir, trial_dir, tmp_path, capsys):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import write_image_folder
+from tests.helpers import EPS, ghostscript_on_path, write_image_folder
 from trainables.config import ConfigError, DINOConfig, make_config
 from trainables.data import build_datasets, load_digits_split
 
@@ -131,6 +131,22 @@ def test_unreadable_images_are_named_before_training_or_skipped_and_counted(tmp_
     train, test = build_datasets(cfg.model_copy(update={"skip_bad_images": True}))
     assert (len(train), len(test)) == (80, 80)
     assert "skipped 2 unreadable image files" in capsys.readouterr().err
+
+
+def test_a_postscript_file_named_as_an_image_is_refused_without_running_ghostscript(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Pillow tells a format by a file's content: an EPS file named 0.png in a data folder someone
+    else wrote was handed to Ghostscript to render (a PostScript program, run by ``gs -dSAFER``), and
+    Ghostscript's failure ended the run in a CalledProcessError traceback. Raster formats only."""
+    marker = ghostscript_on_path(tmp_path, monkeypatch)
+    root = write_image_folder(tmp_path / "data", n=4)
+    (root / "train" / "a" / "0.png").write_bytes(EPS)
+    with pytest.raises(ConfigError, match=r"a/0\.png: not a readable image \(cannot identify image file .* "
+                                          r"as one of the formats ablate reads \(JPEG, PNG, BMP, PPM"):
+        build_datasets(DINOConfig(dataset="imagefolder", data_path=str(root)))
+    assert not marker.exists()
+    train, _ = build_datasets(DINOConfig(dataset="imagefolder", data_path=str(root), skip_bad_images=True))
+    assert len(train) == 7 and not marker.exists()  # 2 classes x 4 images, one skipped
 
 
 def test_files_that_are_not_images_by_their_extension_are_counted_and_named(tmp_path: Path, capsys):

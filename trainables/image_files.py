@@ -1,0 +1,42 @@
+"""Opening an image file with Pillow's raster decoders only: no format whose reader runs a program.
+
+Pillow tells a file's format by its content, not by its name, and one of the formats it knows is
+a program: an EPS file is PostScript, which Pillow renders by running Ghostscript on it (``gs
+-dSAFER``, whose sandbox has been escaped more than once). A ``.png`` in a data folder someone
+else wrote can be such a file. ``open_image`` lets Pillow try the raster formats an image folder
+holds (torchvision's image extensions, and GIF) and nothing else; any other content is an
+``UnidentifiedImageError`` (an OSError) like any file that does not decode. Every image file
+ablate reads (a data folder's, ``ablate attention --image``) is opened here.
+
+    with open_image("data/train/cat/0.jpg") as img:
+        img.load()
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import IO
+
+from PIL import Image, UnidentifiedImageError
+
+# Pillow's format names: .jpg/.jpeg (and a camera's multi-picture JPEG), .png, .bmp, .ppm/.pgm,
+# .tif/.tiff, .webp, .gif
+FORMATS = ("JPEG", "PNG", "BMP", "PPM", "TIFF", "WEBP", "GIF")
+
+
+@functools.cache
+def readable_formats() -> tuple[str, ...]:
+    """The ``FORMATS`` this Pillow can decode (WEBP needs libwebp)."""
+    Image.init()
+    return tuple(f for f in FORMATS if f in Image.OPEN)
+
+
+def open_image(file: str | os.PathLike | IO[bytes]) -> Image.Image:
+    """``Image.open(file)`` trying ``readable_formats()`` only."""
+    formats = readable_formats()
+    try:
+        return Image.open(file, formats=formats)
+    except UnidentifiedImageError as exc:
+        raise UnidentifiedImageError(f"{exc} as one of the formats ablate reads "
+                                     f"({', '.join(formats)})") from None
