@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,7 +125,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
     # address="local": always a new Ray for this run, never a cluster that `ray start` left behind.
     try:
         with own_session():
-            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+            init_ray(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                      log_to_driver=False)
     finally:  # Ray's processes have read the switch; a `ray start` this process runs later must not
         if previous is None:
@@ -140,6 +142,40 @@ def stop_ray(started: bool) -> None:
     ray = sys.modules.get("ray")
     if started and ray is not None and ray.is_initialized():
         ray.shutdown()
+    if started:
+        remove_ray_folder()
+
+
+# The empty folder the running Ray was started from (init_ray), removed once it stops.
+_RAY_FOLDER: list[str] = []
+
+
+def init_ray(**kwargs: Any) -> None:
+    """``ray.init(**kwargs)`` from an empty folder of this user's own (0700), back in the working
+    folder once it returns; ``stop_ray`` removes it.
+
+    Ray puts the driver's working folder first on every worker's ``sys.path`` (and a local Ray's
+    processes start in it), so from a sweep folder someone else wrote (``cd runs/x && ablate resume
+    .``) a ``trainables/`` or ``torch.py`` in it was imported, and run, by every trial process."""
+    import ray
+
+    folder = tempfile.mkdtemp(prefix="ablate-ray-")
+    here = os.getcwd()
+    os.chdir(folder)
+    try:
+        ray.init(**kwargs)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    else:
+        _RAY_FOLDER.append(folder)
+    finally:
+        os.chdir(here)
+
+
+def remove_ray_folder() -> None:
+    while _RAY_FOLDER:
+        shutil.rmtree(_RAY_FOLDER.pop(), ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -188,13 +224,11 @@ def bind_local_ray_to_loopback() -> None:
 
 def join_cluster(address: str, connect_timeout: float) -> None:
     """``ray.init(address)``, failing within ``connect_timeout`` seconds when nothing answers."""
-    import ray
-
     wait_for_address(address, connect_timeout)
     # Ray retries its GCS connection for minutes by default; give it the same budget.
     os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(max(1, round(connect_timeout))))
     try:
-        ray.init(address=address, log_to_driver=False)
+        init_ray(address=address, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"--address {address}: cannot join the Ray cluster ({exc}). Start one with "
                         "`ray start --head`, and set RAY_AUTH_MODE=token with its token") from None

@@ -323,7 +323,7 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool) -
     GPU each when there are enough); the exit code."""
     import os
 
-    from ablate.session import bind_local_ray_to_loopback, prepare
+    from ablate.session import bind_local_ray_to_loopback, init_ray, prepare, stop_ray
 
     prepare()
     bind_local_ray_to_loopback()  # before Ray is imported: the local Ray listens on 127.0.0.1 only
@@ -342,7 +342,7 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool) -
         write_config(out, cfg)
         started = not ray.is_initialized()
         if started:  # the workers' own output (Ray Train's lines among it) stays in Ray's logs
-            ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
+            init_ray(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
                      log_to_driver=False)  # as many as check_workers_fit counted
         logs.attach(out)
         loop_config = {"trainer": cfg.model_dump(mode="json"), "out": str(out), "resume": resume}
@@ -361,8 +361,7 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool) -
             raise KeyboardInterrupt from None
         finally:
             echo.stop()
-            if started:
-                ray.shutdown()
+            stop_ray(started)
     return int((result.metrics or {}).get("exit_code", 0))
 
 

@@ -1,0 +1,56 @@
+"""The Ray session ablate starts: what its worker processes import from the folder ablate runs in."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROBE = """\
+import json, sys
+from ablate.session import start_ray, stop_ray
+
+start_ray(num_cpus=1)
+import ray
+
+
+@ray.remote
+def probe():
+    import os, sys
+    import trainables  # a trial process imports it first thing
+    return {"trainables": trainables.__file__, "cwd": os.getcwd(), "path": sys.path[:3]}
+
+
+print(json.dumps(ray.get(probe.remote())))
+stop_ray(True)
+"""
+
+
+@pytest.mark.slow
+def test_a_local_rays_workers_import_nothing_from_the_folder_ablate_runs_in(tmp_path: Path) -> None:
+    """Ray puts the driver's working folder first on every worker's sys.path: `ablate resume .` in a
+    sweep folder someone else wrote imported (and ran) a `trainables/` planted there in every trial
+    process. Ray is started from an empty folder of its own, removed when it stops."""
+    planted = tmp_path / "sweep"
+    (planted / "trainables").mkdir(parents=True)
+    marker = tmp_path / "planted-module-ran"
+    (planted / "trainables" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    script = tmp_path / "driver" / "probe.py"  # not in the planted folder: the script's folder is on sys.path
+    script.parent.mkdir()
+    script.write_text(PROBE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(script)], cwd=planted, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not marker.exists()
+    assert Path(seen["trainables"]).resolve() == (ROOT / "trainables" / "__init__.py").resolve()
+    assert str(planted) not in seen["path"] and not seen["cwd"].startswith(str(planted))
+    private = Path(seen["path"][0])  # the folder Ray was started from: removed once Ray stopped
+    assert private.name.startswith("ablate-ray-") and not private.exists()
