@@ -25,6 +25,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from reports.plots import drawn_with_defaults
 from trainables.attention import (
     AttentionMaps,
     Teacher,
@@ -72,6 +73,7 @@ def _show_mask(ax: Axes, image: np.ndarray, mask: np.ndarray, title: str | None)
         ax.contour(mask.astype(float), levels=[0.5], colors=[tuple(MASK_COLOUR)], linewidths=0.8)
 
 
+@drawn_with_defaults
 def render_attention_figure(images: torch.Tensor, maps: AttentionMaps, names: list[str], out: Path,
                             threshold: float | None = None, title: str = "") -> Path:
     """``attention_figure`` saved as a PNG at ``out``."""
@@ -113,6 +115,7 @@ def _save(fig: Figure, out: Path) -> Path:
     return out
 
 
+@drawn_with_defaults
 def render_comparison_panel(sources: dict[str, Path], out: Path, n_images: int = 4,
                             include_untrained: bool = True, device: str = "cpu") -> Path | None:
     """``comparison_figure`` saved as a PNG at ``out``; None, writing nothing, if it has no row."""

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from reports import metric_words
 from reports.document import Document
-from reports.plots import COLLAPSE_COLOR, TRIAL_COLOR, save
+from reports.plots import COLLAPSE_COLOR, TRIAL_COLOR, drawn_with_defaults, save
 from reports.ranking import rank_points
 from sweep_format.layout import PLOTS_DIR
 from sweep_format.values import fmt_value
@@ -157,6 +157,7 @@ def pareto_front(table: pd.DataFrame, mode: str = "max") -> list[int]:
     return front
 
 
+@drawn_with_defaults
 def pareto_plot(table: pd.DataFrame, out: Path, metric: str = "knn_top1", mode: str = "max") -> Path | None:
     """The metric (mean over repeats) against device-seconds per trial, the Pareto front joined."""
     scored = table[table["value"].notna()]

@@ -9,12 +9,15 @@ Each function takes tables from reports.tables, writes one PNG atomically and re
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import matplotlib
+import matplotlib.style
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -36,6 +39,24 @@ KNN_LABEL = metric_words.label(metric_words.KNN_TOP1)  # the kNN plots' axis, wh
 COLLAPSE_COLOR = "#d62728"
 TRIAL_COLOR = "#1f77b4"
 DPI = 110
+
+
+Draw = TypeVar("Draw", bound=Callable[..., Any])
+
+
+def drawn_with_defaults(draw: Draw) -> Draw:
+    """``draw`` run under matplotlib's own defaults (its ``default`` style), whatever matplotlibrc is
+    around. matplotlib reads ``./matplotlibrc`` first: in a sweep folder someone else wrote (``cd
+    runs/x && ablate report .``), its ``text.usetex: true`` ran LaTeX on every label, with the file's
+    ``text.latex.preamble`` (which can read any file of this machine into the figure). Every function
+    that makes and saves a figure (here, reports.cost, ablate.attention_plot) is wrapped."""
+
+    @functools.wraps(draw)
+    def drawn(*args: Any, **kwargs: Any) -> Any:
+        with matplotlib.style.context("default"):
+            return draw(*args, **kwargs)
+
+    return cast(Draw, drawn)
 
 
 def save(fig: Figure, path: Path) -> Path:
@@ -99,6 +120,7 @@ def crowded(fig: Figure, ax: Axes, drawn: bool = False) -> bool:
 
 
 # --- per-parameter effect ---------------------------------------------------------------------
+@drawn_with_defaults
 def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = False,
                 categorical: bool = False, hue: str | None = None,
                 baseline: float | None = None, reference: dict | None = None) -> Path | None:
@@ -232,6 +254,7 @@ def _status_legend(ax: Axes, trials: pd.DataFrame) -> None:
         ax.legend(handles, labels, fontsize=8, loc="best")
 
 
+@drawn_with_defaults
 def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path,
                     reference: dict | None = None) -> Path | None:
     """Loss and kNN top-1 vs epoch, one line per trial, coloured by its final kNN top-1; the
@@ -288,6 +311,7 @@ def colored(trials: pd.DataFrame) -> bool:
     return bool(trials.loc[healthy, "knn_top1"].notna().any())
 
 
+@drawn_with_defaults
 def collapse_plot(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Path | None:
     """Teacher entropy (with ln(out_dim), the uniform-collapse level) and KL(teacher || student) vs
     epoch: the DINO paper's Fig. 7 diagnostics. Both near 0 KL = collapse."""
@@ -327,6 +351,7 @@ def collapse_plot(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Path
 
 
 # --- all parameters at once -------------------------------------------------------------------
+@drawn_with_defaults
 def parallel_plot(trials: pd.DataFrame, params: list[str], out: Path, *, log_params: Sequence[str] = (),
                   categorical_params: Sequence[str] = ()) -> Path | None:
     """Parallel coordinates: one vertical axis per parameter plus kNN top-1, one line per trial,
@@ -382,6 +407,7 @@ def parallel_plot(trials: pd.DataFrame, params: list[str], out: Path, *, log_par
     return save(fig, out)
 
 
+@drawn_with_defaults
 def importance_plot(importances: dict[str, dict[str, float]], out: Path) -> Path | None:
     """One horizontal bar chart per evaluator (fANOVA, PED-ANOVA), importances summing to 1."""
     if not importances:

@@ -4,7 +4,10 @@ and prints and reports its texts as text."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,8 @@ from ablate.cli import main
 from sweep_format.files import write_json
 from sweep_format.layout import trial_folder
 from sweep_format.records import read_records, record_path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("entry", ["report", "driver.lock", "history.jsonl", "tune/trial_x", "trials/x.json"])
@@ -214,3 +219,29 @@ def test_names_and_link_targets_from_the_folder_reach_the_terminal_as_text(tmp_p
     assert "it holds the sweeps ]0;ownedx: pass one of them" in said and "\x1b" not in said
     said = linked(sweep, ["report"])
     assert "a symbolic link (to /tmp/[2J)" in said and "\x1b" not in said and "\x07" not in said
+
+
+def test_a_matplotlibrc_in_the_folder_runs_no_program_in_the_report(tmp_path: Path) -> None:
+    """matplotlib reads ./matplotlibrc first: `ablate report .` in a sweep folder holding one with
+    `text.usetex: true` ran LaTeX on every label, with the file's preamble (which can read any file of
+    the machine into the figures), and ended in a RuntimeError traceback without LaTeX. The report's
+    figures are drawn with matplotlib's own defaults."""
+    from tests.helpers import crafted_sweep, good_record
+
+    records = [{**good_record(f"t{i}"), "point": i, "params": {"teacher_temp": t}}
+               for i, t in enumerate([0.02, 0.04])]
+    sweep = crafted_sweep(tmp_path, records)
+    (sweep / "matplotlibrc").write_text("text.usetex: True\ntext.latex.preamble: \\input{/etc/hostname}\n")
+    marker = tmp_path / "latex-ran"
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("latex", "dvipng", "kpsewhich"):  # stand-ins that say when matplotlib runs them
+        (tools / tool).write_text(f'#!/bin/sh\necho "$@" >> "{marker}"\nexit 1\n')
+        (tools / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "ablate", "report", "."], cwd=sweep, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert not marker.exists()
+    assert (sweep / "report" / "plots" / "effect_teacher_temp.png").is_file()
