@@ -7,7 +7,7 @@ one self-contained HTML file (images embedded as base64 PNG, no external files o
 
 Inline markup understood in both: **bold** and `code`; anything else in a text (which may come from
 a spec, a record or a parquet file someone else wrote) stays text: escaped in HTML, and in Markdown
-no HTML tag and no link (``md_inline``).
+no HTML tag and no link (``md_inline``; ``md_alt`` for an image's alt text).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class Document:
             elif kind == "table":
                 out += [md_table(a), ""]
             elif kind == "image":
-                out += [f"![{b}]({Path(os.path.relpath(a, relative_to)).as_posix()})", ""]
+                out += [f"![{md_alt(str(b))}]({Path(os.path.relpath(a, relative_to)).as_posix()})", ""]
         return "\n".join(out).rstrip() + "\n"
 
     # --- HTML -----------------------------------------------------------------------------
@@ -103,6 +103,13 @@ def md_inline(text: str) -> str:
     ``p < 0.05`` and ``[CLS]`` read as written."""
     text = re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text.replace("\n", " "))
     return text.replace("](", "]\\(")
+
+
+def md_alt(text: str) -> str:
+    """``md_inline`` for an image's alt text, its brackets escaped too: a parameter name (from a spec
+    or a parquet file) with a ``]`` ended the alt text there and put the rest of it, an ``<img
+    onerror=...>`` or a link to anywhere, into report.md as Markdown."""
+    return md_inline(text).replace("[", "\\[").replace("]", "\\]")
 
 
 def inline_html(text: str) -> str:

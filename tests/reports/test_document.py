@@ -6,7 +6,7 @@ import re
 
 import pandas as pd
 
-from reports.document import CSS, html_table
+from reports.document import CSS, Document, html_table
 
 
 def test_short_cells_stay_on_one_line_and_prose_wraps_left_aligned() -> None:
@@ -22,3 +22,15 @@ def test_short_cells_stay_on_one_line_and_prose_wraps_left_aligned() -> None:
     assert [text for cls, text in cells if cls] == [reason]
     assert re.search(r"th, td \{[^}]*white-space: nowrap", CSS)
     assert re.search(r"td\.text \{[^}]*white-space: normal[^}]*text-align: left", CSS)
+
+
+def test_an_image_alt_text_from_the_folder_stays_text_in_markdown(tmp_path) -> None:
+    """The alt text of a parameter's plot (`kNN top-1 vs NAME`, NAME from a spec or a parquet file)
+    went into report.md as it is: a `]` in the name ended the image there, and the rest (an
+    `<img onerror=...>`, an image loaded from anywhere) was Markdown of its own."""
+    name = "x](https://evil.example/p.png) <img src=x onerror=alert(1)> [y"
+    doc = Document("t")
+    doc.image(tmp_path / "plots" / "x.png", f"kNN top-1 vs {name}")
+    [line] = [line for line in doc.markdown(relative_to=tmp_path).splitlines() if line.startswith("![")]
+    assert line == ("![kNN top-1 vs x\\]\\(https://evil.example/p.png) &lt;img src=x onerror=alert(1)> \\[y]"
+                    "(plots/x.png)")

@@ -54,7 +54,7 @@ def test_attention_maps_are_embedded_when_present(sweep_copy: Path) -> None:
     fig.savefig(sweep_copy / "report" / "attention.png")  # as `ablate attention` leaves it
     out = build_report(sweep_copy)
     md = (out / "report.md").read_text()
-    assert f"## {ATTENTION}\n\n![teacher [CLS] attention maps](attention.png)" in md
+    assert f"## {ATTENTION}\n\n![teacher \\[CLS\\] attention maps](attention.png)" in md  # alt text escaped
     data = base64.b64encode((out / "attention.png").read_bytes()).decode()
     assert data in (out / "report.html").read_text()
 
