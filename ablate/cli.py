@@ -13,6 +13,7 @@ import sys
 
 from ablate import __version__
 from ablate.errors import STORAGE_ERRNOS, USAGE_EXIT, USER_ERRORS, storage_failure
+from sweep_format.text import printable
 
 # Each module has ``register(subparsers)``, which adds its parser and sets ``func``.
 PIPE_CLOSED_EXIT = 128 + signal.SIGPIPE  # 141, as a shell reports a tool that SIGPIPE ended
@@ -82,19 +83,19 @@ def dispatch(argv: list[str] | None) -> int:
         return USAGE_EXIT
     try:
         return int(args.func(args) or 0)
-    except USER_ERRORS as exc:
-        print(f"ablate {args.command}: error: {exc}", file=sys.stderr)
+    except USER_ERRORS as exc:  # its text may quote a file someone else wrote (a spec key): no escapes
+        print(f"ablate {args.command}: error: {printable(str(exc))}", file=sys.stderr)
         return USAGE_EXIT
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:  # a path given on the command line, or a name in the spec
-            name = str(exc.filename or "a path")
+            name = printable(str(exc.filename or "a path"))
             print(f"ablate {args.command}: error: {name[:60]}{'…' if len(name) > 60 else ''}: a name or path "
                   f"too long for this file system ({len(name.encode())} bytes; a name may have 255): give a "
                   "shorter one", file=sys.stderr)
             return USAGE_EXIT
         if exc.errno not in STORAGE_ERRNOS:
             raise
-        print(f"ablate {args.command}: error: {storage_failure(exc, args)}", file=sys.stderr)
+        print(f"ablate {args.command}: error: {printable(storage_failure(exc, args))}", file=sys.stderr)
         return USAGE_EXIT
     except KeyboardInterrupt as exc:  # before a sweep started, or a second Ctrl-C while one stopped
         from ablate.ending import exit_code

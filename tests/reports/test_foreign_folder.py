@@ -245,3 +245,20 @@ def test_a_matplotlibrc_in_the_folder_runs_no_program_in_the_report(tmp_path: Pa
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert not marker.exists()
     assert (sweep / "report" / "plots" / "effect_teacher_temp.png").is_file()
+
+
+def test_an_error_quoting_the_folder_reaches_the_terminal_as_text(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    """`ablate resume` of a spec.yaml whose space key holds a terminal escape printed the key, as the
+    spec's error names it, escape and all: every one-line error goes out through printable."""
+    from tests.helpers import crafted_sweep, good_record
+
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    spec = yaml.safe_load((sweep / "spec.yaml").read_text())
+    spec["space"] = {"bogus\x1b]0;owned\x07": {"type": "choice", "values": [1]}}
+    (sweep / "spec.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["resume", str(sweep)]) == 2
+    err = capsys.readouterr().err
+    assert "ablate resume: error: " in err and "space.bogus]0;owned: " in err
+    assert "is not a trainer key" in err
+    assert "\x1b" not in err and "\x07" not in err
