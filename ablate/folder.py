@@ -66,7 +66,9 @@ def refuse_existing(sweep_dir: Path, name: str) -> None:
         raise UserError(f"{sweep_dir}: a sweep named {name!r} already exists; continue it with "
                         f"`ablate resume {sweep_dir}`, or choose another name (--set name=...)")
     if sweep_dir.exists() or sweep_dir.is_symlink():  # not a sweep: resume would refuse it too
-        raise UserError(f"{sweep_dir}: exists and is not a sweep folder (no {SPEC_FILE}); move it away, or "
+        has_spec = (sweep_dir / SPEC_FILE).is_file()
+        lacks = f"it holds {SPEC_FILE} but no {TRIALS_DIR}/" if has_spec else f"no {SPEC_FILE}"
+        raise UserError(f"{sweep_dir}: exists and is not a sweep folder ({lacks}); move it away, or "
                         "choose another name for the sweep (--set name=...)")
 
 

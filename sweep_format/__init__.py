@@ -4,7 +4,7 @@ The one layer every other imports (``trainables``, ``ablate`` and ``reports`` re
 folders through it), and which imports none of them: each rule of the format lives here once.
 
     from sweep_format import layout, records, statuses
-    layout.is_sweep(Path("runs/temps"))                   # spec.yaml present
+    layout.is_sweep(Path("runs/temps"))                   # spec.yaml and trials/
     records.read_records(Path("runs/temps"))              # every trial record, damaged ones as stubs
     statuses.FINAL                                         # statuses a trial keeps
 """

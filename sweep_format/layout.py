@@ -14,8 +14,10 @@
     history.jsonl        one line per event of a driver: start (command, host, CPUs, GPUs), end, report
     mlruns/, wandb/      experiment trackers, when the spec asks for them
 
-A folder is a sweep when it holds ``spec.yaml``: everything else may be missing (a sweep stopped
-before its first trial, a copy without Ray's files) and is rebuilt or resumed from the records.
+A folder is a sweep when it holds ``spec.yaml`` and ``trials/`` (``ablate run`` makes both before
+anything else): everything else may be missing (a sweep stopped before its first trial, a copy
+without Ray's files) and is rebuilt or resumed from the records. A project folder whose own spec
+file is named spec.yaml is no sweep: nothing reads it as one, resumes it or writes into it.
 
     if is_sweep(Path("runs/temps")): ...
 """
@@ -65,16 +67,17 @@ EXPECTED = f"a sweep folder holding {SPEC_FILE} and {TRIALS_DIR}/, as `ablate ru
 
 
 def is_sweep(folder: str | Path) -> bool:
-    """Whether ``folder`` is a sweep folder (it holds ``spec.yaml``)."""
-    return (Path(folder) / SPEC_FILE).is_file()
+    """Whether ``folder`` is a sweep folder (it holds ``spec.yaml`` and ``trials/``; a file or link named
+    trials makes a damaged one, which ``entry_problem`` names)."""
+    trials = Path(folder) / TRIALS_DIR
+    return (Path(folder) / SPEC_FILE).is_file() and (trials.exists() or trials.is_symlink())
 
 
 def sweep_around(path: str | Path) -> Path | None:
     """The sweep folder ``path`` is or lies inside (None: none), whose files are the sweep's: another
-    sweep written there would mix with them. Here a sweep folder holds ``trials/`` too: a project
-    folder whose spec file is named spec.yaml is no sweep that its ``runs/`` lies inside."""
+    sweep written there would mix with them."""
     folder = Path(path).expanduser().resolve()
-    return next((f for f in (folder, *folder.parents) if is_sweep(f) and (f / TRIALS_DIR).is_dir()), None)
+    return next((f for f in (folder, *folder.parents) if is_sweep(f)), None)
 
 
 def not_a_sweep(folder: str | Path) -> str:
@@ -89,6 +92,9 @@ def not_a_sweep(folder: str | Path) -> str:
     except OSError as exc:
         return f"{folder}: cannot be listed ({exc.strerror}) (expected {EXPECTED})"
     hint = f"; it holds the sweeps {', '.join(inside)}: pass one of them" if inside else ""
+    if (folder / SPEC_FILE).is_file() and not hint:  # a project's own spec.yaml, or a copy that lost trials/
+        return (f"{folder}: not a sweep folder: it holds {SPEC_FILE} but no {TRIALS_DIR}/ (expected "
+                f"{EXPECTED}; run a spec with `ablate run {folder / SPEC_FILE}`)")
     return f"{folder}: not a sweep folder, no {SPEC_FILE} (expected {EXPECTED}{hint})"
 
 

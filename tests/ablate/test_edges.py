@@ -268,3 +268,24 @@ def test_a_folder_named_like_the_sweep_that_is_not_one_is_named_so(tmp_path: Pat
     assert main(["run", str(spec), "--storage", str(storage)]) == 2
     assert "exists and is not a sweep folder (no spec.yaml)" in one_line_error(capsys, "run")
     assert not any((storage / name).iterdir())
+
+
+def test_a_project_folder_holding_its_own_spec_yaml_is_no_sweep(tmp_path: Path, no_ray: None,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    """A folder whose spec file someone named spec.yaml (no trials/, which ablate run makes first):
+    `ablate resume` ran the whole sweep inside it, `ablate ls` listed it as '15 not started'."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "spec.yaml").write_text(OPTUNA_SPEC)
+    for command in (["resume", str(project)], ["report", str(project)]):
+        assert main(command) == 2
+        assert (f"{project}: not a sweep folder: it holds spec.yaml but no trials/"
+                in one_line_error(capsys, command[0]))
+    assert main(["ls", str(project)]) == 2
+    assert f"{project}: no sweeps here" in one_line_error(capsys, "ls")
+    assert [p.name for p in project.iterdir()] == ["spec.yaml"]
+    assert main(["run", str(project / "spec.yaml"), "--storage", str(tmp_path), "--set",
+                 f"name={project.name}"]) == 2
+    err = one_line_error(capsys, "run")
+    assert "exists and is not a sweep folder (it holds spec.yaml but no trials/)" in err
+    assert [p.name for p in project.iterdir()] == ["spec.yaml"]

@@ -25,6 +25,9 @@ def test_report_command_writes_the_report(sweep_copy: Path, capsys: pytest.Captu
     (lambda p: p.mkdir(), "not a sweep folder, no spec.yaml"),
     (lambda p: (p.mkdir(), (p / "notes.txt").write_text("x")), "not a sweep folder, no spec.yaml"),
     (lambda p: p.write_text("x"), "is a file"),
+    # a project folder whose own spec file is spec.yaml: no sweep (ablate run makes trials/ first)
+    (lambda p: (p.mkdir(), (p / "spec.yaml").write_text("name: x\n")),
+     "not a sweep folder: it holds spec.yaml but no trials/"),
 ])
 def test_report_errors_name_the_path(tmp_path: Path, capsys: pytest.CaptureFixture, make, expected) -> None:
     target = tmp_path / "target"
@@ -46,7 +49,7 @@ def test_report_errors_name_the_path(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_a_damaged_spec_yaml_is_named_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                  content: bytes, expected: str) -> None:
     target = tmp_path / "target"
-    target.mkdir()
+    (target / "trials").mkdir(parents=True)  # a sweep folder, as ablate run makes it
     (target / "spec.yaml").write_bytes(content)
     assert main(["report", str(target)]) == 2
     err = capsys.readouterr().err
