@@ -59,8 +59,16 @@ class CollapseMonitor:
         return ""
 
     def flag(self, epoch: int) -> str:
-        """The same rule at a trial's end: the collapse condition holds now, but for fewer than
-        ``patience`` epochs, so the trial was not stopped; it still counts as collapsed (flagged)."""
+        """This epoch's text (``collapse_flag``) while the collapse condition holds for fewer than
+        ``patience`` epochs: true of this epoch only, as the trial goes on and may recover."""
+        if not self.kind:
+            return ""
+        return (f"collapse condition ({self.kind}) holds at epoch {epoch}, {self.streak} epoch(s) in a row "
+                f"(patience {self.rules.patience})")
+
+    def flagged_reason(self, epoch: int) -> str:
+        """The reason of a trial whose last epoch, ``epoch``, has a ``flag``: it ran its schedule, was not
+        stopped, and still counts as collapsed (``statuses.FLAGGED``)."""
         if not self.kind:
             return ""
         return (f"flagged as collapsed ({self.kind}): the collapse condition held at its last epoch "

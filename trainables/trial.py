@@ -115,14 +115,14 @@ def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock, 
             reason = monitor.update(metrics)
             flag = monitor.flag(metrics["epoch"]) if metrics["epoch"] > 0 else ""
             # the rule's text: on the epoch it stops the trial, its reason (``flag`` words a streak
-            # shorter than patience, one that did not stop it)
+            # shorter than patience at this epoch, one that did not stop it)
             metrics["collapse_flag"] = reason or flag
             metrics["collapsed"] = bool(metrics["collapse_flag"])  # the one verdict, carried to the record
             last = rungs.may_stop(metrics["epoch"]) or reason  # it may be this trial's last epoch
             if last and "knn_top1" not in metrics:  # a trial's last epoch is always evaluated
                 metrics.update(trainer.knn_metrics())
             carry.apply(metrics)
-            metrics.update(end_verdict(metrics, reason, cfg.epochs))
+            metrics.update(end_verdict(metrics, reason, cfg.epochs, monitor))
             write = partial(save_trial, trainer=trainer, monitor=monitor, carry=carry, row=metrics)
             progress.saving = True
             unwritable = report_epoch(report, metrics, write if metrics["epoch"] > 0 else None)
@@ -181,14 +181,17 @@ def report_epoch(report: Report, metrics: dict[str, Any], write: Callable[[Path]
     return ""
 
 
-def end_verdict(metrics: dict[str, Any], reason: str, epochs: int) -> dict[str, str]:
+def end_verdict(metrics: dict[str, Any], reason: str, epochs: int, monitor: CollapseMonitor
+                ) -> dict[str, str]:
     """``trial_outcome``/``stop_reason`` of this epoch: collapsed (stopped by the rule), flagged (the
-    rule's condition holds at the last epoch, fewer than patience epochs), completed, or running."""
+    rule's condition holds at the last epoch, fewer than patience epochs: the monitor's
+    ``flagged_reason``, not the epoch's ``collapse_flag``), completed, or running."""
     if reason:
         return {"trial_outcome": statuses.COLLAPSED, "stop_reason": reason}
     if metrics["epoch"] == epochs:
         if metrics.get("collapse_flag"):
-            return {"trial_outcome": statuses.FLAGGED, "stop_reason": metrics["collapse_flag"]}
+            return {"trial_outcome": statuses.FLAGGED,
+                    "stop_reason": monitor.flagged_reason(metrics["epoch"])}
         return {"trial_outcome": statuses.COMPLETED}
     return {}
 

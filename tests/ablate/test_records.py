@@ -28,9 +28,10 @@ def rec(*rows: dict, planned: int = 4) -> dict:
      "loss is nan"),
     ([{"epoch": 1, "trial_outcome": "running"}], None, "stopped early", False,
      "stopped early by the asha scheduler after 1/4 epochs"),
-    ([{"epoch": 1, "trial_outcome": "running", "collapse_flag": "flagged as collapsed (uniform): x",
-       "collapsed": True}], None,
-     "stopped early", True, "stopped early by the asha scheduler after 1/4 epochs; flagged as collapsed"),
+    ([{"epoch": 1, "trial_outcome": "running", "collapsed": True,
+       "collapse_flag": "collapse condition (uniform) holds at epoch 1, 1 epoch(s) in a row (patience 3)"}],
+     None, "stopped early", True, "stopped early by the asha scheduler after 1/4 epochs; collapse condition "
+     "(uniform) holds at epoch 1, 1 epoch(s) in a row (patience 3)"),
     # a row of ablate <= 0.1 carries only the flag: the same verdict
     ([{"epoch": 2, "trial_outcome": "collapsed", "stop_reason": "collapsed (uniform)"}], None, "collapsed",
      True, "collapsed (uniform)"),

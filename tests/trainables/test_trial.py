@@ -193,24 +193,26 @@ def test_collapse_at_the_last_epoch_for_fewer_than_patience_epochs_is_flagged() 
         reason = monitor.update(epoch(e, h))
     assert reason == ""
     metrics = {**epoch(3, LN_K), "collapse_flag": monitor.flag(3)}
-    verdict = end_verdict(metrics, reason, epochs=3)
+    verdict = end_verdict(metrics, reason, epochs=3, monitor=monitor)
     assert verdict["trial_outcome"] == "flagged"
     assert "collapse condition held at its last epoch 3 for 2 epoch(s), fewer than patience 3" in \
         verdict["stop_reason"]
     healthy = CollapseMonitor(StopRules(patience=3))
     healthy.update(epoch(3, 2.0))
-    assert end_verdict({**epoch(3, 2.0), "collapse_flag": healthy.flag(3)}, "", 3) == {
+    assert end_verdict({**epoch(3, 2.0), "collapse_flag": healthy.flag(3)}, "", 3, healthy) == {
         "trial_outcome": "completed"}
-    assert end_verdict(epoch(2, 2.0), "", 3) == {}  # mid-run: still running
-    assert end_verdict(epoch(2, LN_K), "collapsed (uniform): ...", 3)["trial_outcome"] == "collapsed"
+    assert end_verdict(epoch(2, 2.0), "", 3, healthy) == {}  # mid-run: still running
+    assert end_verdict(epoch(2, LN_K), "collapsed (uniform): ...", 3, monitor)["trial_outcome"] == "collapsed"
 
 
 class CollapsingTrainer(DINOTrainer):
-    """A real trainer whose teacher reads as collapsed (uniform) from epoch 1 on."""
+    """A real trainer whose teacher reads as collapsed (uniform) from epoch 1 on, or at ``collapsed_at``."""
+
+    collapsed_at: frozenset[int] | None = None
 
     def run(self):
         for metrics in super().run():
-            if metrics["epoch"] >= 1:
+            if metrics["epoch"] in self.collapsed_at if self.collapsed_at else metrics["epoch"] >= 1:
                 metrics = {**metrics, "teacher_entropy": metrics["ln_out_dim"], "kl_teacher_student": 0.0}
             yield metrics
 
@@ -225,13 +227,34 @@ def test_the_epoch_the_collapse_rule_stops_a_trial_carries_its_reason_as_the_fla
                            DeviceClock(), [], lambda metrics, write: reports.append(metrics))
     assert [(r["epoch"], r["trial_outcome"], r["collapsed"]) for r in reports] == [
         (0, "running", False), (1, "running", True), (2, "collapsed", True)]
-    assert reports[1]["collapse_flag"] == ("flagged as collapsed (uniform): the collapse condition held at "
-                                           "its last epoch 1 for 1 epoch(s), fewer than patience 2")
+    assert reports[1]["collapse_flag"] == ("collapse condition (uniform) holds at epoch 1, 1 epoch(s) in a "
+                                           "row (patience 2)")
     stop = reports[-1]
     assert stop["stop_reason"].startswith("collapsed (uniform): teacher entropy 3.466 at ln(out_dim)=3.466")
     assert stop["stop_reason"].endswith("for 2 epochs (until epoch 2)")
     assert stop["collapse_flag"] == stop["stop_reason"]
 
+
+
+def test_a_middle_epochs_collapse_flag_is_true_of_that_epoch_and_a_short_streak_at_the_end_flags() -> None:
+    """Uniform at epochs 1 and 3 of 3 (patience 2): epoch 1's collapse_flag (epochs.parquet) read
+    'flagged as collapsed (uniform): the collapse condition held at its last epoch 1 for 1 epoch(s),
+    fewer than patience 2' for a trial that recovered at epoch 2 and ran to epoch 3. Each epoch's text
+    is now true of that epoch; the trial's reason, its last epoch's, still says it was flagged."""
+    cfg = DINOConfig(**{**TINY_TRAINER, "epochs": 3})
+    trainer = CollapsingTrainer(cfg)
+    trainer.collapsed_at = frozenset({1, 3})
+    reports: list[dict] = []
+    trial_module.run_trial(trainer, {**cfg.model_dump(mode="json"), "_stop": {"patience": 2}},
+                           DeviceClock(), [], lambda metrics, write: reports.append(metrics))
+    assert [(r["epoch"], r["trial_outcome"], r["collapsed"]) for r in reports] == [
+        (0, "running", False), (1, "running", True), (2, "running", False), (3, "flagged", True)]
+    assert [r["collapse_flag"] for r in reports] == [
+        "", "collapse condition (uniform) holds at epoch 1, 1 epoch(s) in a row (patience 2)", "",
+        "collapse condition (uniform) holds at epoch 3, 1 epoch(s) in a row (patience 2)"]
+    assert [r["stop_reason"] for r in reports] == ["", "", "", (
+        "flagged as collapsed (uniform): the collapse condition held at its last epoch 3 for 1 epoch(s), "
+        "fewer than patience 2")]
 
 # --- the last epoch is evaluated where ASHA may stop the trial; a full disk ends it -------------------
 def test_asha_may_stop_at_its_rungs_and_after_a_restore_past_them() -> None:
