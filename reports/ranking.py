@@ -73,6 +73,14 @@ def order_points(points: pd.DataFrame, mode: str = "max") -> pd.DataFrame:
     return points.drop(columns="_failed").reset_index(drop=True)
 
 
+def all_collapsed(points: pd.DataFrame) -> bool:
+    """Rule 3's failure case: every ranked point with a value has a collapsed trial, so no
+    configuration trained a working DINO teacher and the ranking orders failures (the gaps between
+    them are not an effect of the hyperparameters on DINO)."""
+    ranked = points[points["n"] > 0]
+    return bool(len(ranked)) and bool((ranked["collapsed"] > 0).all())
+
+
 def counted_statuses() -> str:
     """The statuses rule 1 counts, as a report's notes name them: 'completed, ... and diverged'."""
     return ", ".join(RANKED[:-1]) + f" and {RANKED[-1]}"

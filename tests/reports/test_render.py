@@ -260,3 +260,42 @@ def test_the_table_of_all_configurations_is_cut_and_says_so(tmp_path: Path) -> N
     table = md.split("### All configurations, against the best\n\n")[1].split("\n\n")[0]
     assert len(table.splitlines()) == 2 + 50 and "The top 50 of" not in md  # every one, nothing said
     assert "The top 10 of 50 configurations; the ablation table below lists every one." in md
+
+
+def seeded_record(tid: str, temp: float, seed: int, knn: float, collapsed: bool) -> dict:
+    """A trial of the crafted 2-point grid (teacher_temp 0.02 or 0.04) that ran its 1 epoch."""
+    from tests.helpers import good_record
+
+    rec = good_record(tid)
+    rec.update(point=[0.02, 0.04].index(temp), params={"teacher_temp": temp}, seed=seed, repeat=seed,
+               status="collapsed" if collapsed else "completed", collapsed=collapsed)
+    rec["epochs"][-1].update(knn_top1=knn, collapsed=collapsed)
+    return rec
+
+
+@pytest.mark.parametrize("collapsed", [True, False])
+def test_the_headline_of_an_all_collapsed_sweep_gives_no_seed_noise_verdict(tmp_path: Path,
+                                                                             collapsed: bool) -> None:
+    """Every trial collapsed: the headline said 'No working configuration ... Ranked first:
+    teacher_temp=0.04 ...: +0.93 points vs the runner-up teacher_temp=0.02 (10.20 ± 0.50 %; beyond
+    seed noise: yes (paired p=0.0013, 3 seeds))', a significance verdict between two failures, under
+    a Seed power section saying there is no effect to power."""
+    from tests.helpers import crafted_sweep
+
+    knn = {0.02: [10.0, 10.4, 10.2], 0.04: [11.0, 11.3, 11.1]}  # 0.04 leads by 0.9-1.0 on every seed
+    sweep = crafted_sweep(tmp_path, [seeded_record(f"t{temp}-{seed}", temp, seed, v, collapsed)
+                                     for temp, values in knn.items() for seed, v in enumerate(values)])
+    md = (build_report(sweep) / "report.md").read_text()
+    [line] = [x for x in md.splitlines() if x.startswith(("**No working configuration", "**Best:"))]
+    if collapsed:
+        assert line.startswith("**No working configuration: every ranked configuration has a collapsed "
+                               "trial**")
+        assert line.endswith("+0.93 points vs the runner-up teacher_temp=0.02 (10.20 ± 0.50 %); no "
+                             "seed-noise verdict: a gap between collapsed configurations is not an effect "
+                             "of the hyperparameters on a working DINO teacher.")
+        assert "beyond seed noise" not in line
+        assert "no configuration trained a working DINO teacher, so there is no effect to power" in md
+    else:  # working configurations keep their verdict
+        assert line.startswith("**Best: teacher_temp=0.04**")
+        assert "+0.93 points vs the runner-up teacher_temp=0.02 (10.20 ± 0.50 %; beyond seed noise: yes " \
+               "(paired p=" in line
