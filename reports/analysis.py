@@ -198,6 +198,8 @@ def sort_key(series: pd.Series) -> pd.Series:
 
 def _table(result: Analysis, group: pd.DataFrame, params: list[str], ref: pd.Series) -> pd.DataFrame:
     kind = result.reference_kind
+    # every configuration collapsed: their gaps get no verdict, as in the headline (FAILURES_ONLY)
+    noise = (lambda r: NO_VERDICT) if all_collapsed(result.points) else (lambda r: seed_verdict(r, ref))
     rows = []
     for _, r in group.iterrows():
         is_ref = r["point"] == result.reference
@@ -206,7 +208,7 @@ def _table(result: Analysis, group: pd.DataFrame, params: list[str], ref: pd.Ser
         collapsed = f"collapsed ({int(r['collapsed'])}/{int(r['n'])})" if r["collapsed"] else "no"
         row.update({result.metric_label: fmt_mean_ci(r["mean"], r["ci"]), "repeats": int(r["n"]),
                     f"Δ vs {kind}": "–" if is_ref else delta_text(r, ref),
-                    "beyond seed noise": "–" if is_ref else seed_verdict(r, ref),
+                    "beyond seed noise": "–" if is_ref else noise(r),
                     "teacher collapsed": collapsed})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -219,6 +221,7 @@ def seed_verdict(a: pd.Series, b: pd.Series) -> str:
 
 # Where every configuration collapsed (ranking.all_collapsed), the headline gives their gaps without a
 # seed-noise verdict: a significant gap between two failures is no finding about a working DINO.
+NO_VERDICT = "no verdict (all collapsed)"  # the tables' cell for such a gap
 FAILURES_ONLY = ("no seed-noise verdict: a gap between collapsed configurations is not an effect of the "
                  "hyperparameters on a working DINO teacher")
 

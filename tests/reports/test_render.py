@@ -295,7 +295,11 @@ def test_the_headline_of_an_all_collapsed_sweep_gives_no_seed_noise_verdict(tmp_
                              "of the hyperparameters on a working DINO teacher.")
         assert "beyond seed noise" not in line
         assert "no configuration trained a working DINO teacher, so there is no effect to power" in md
+        rows = [x for x in md.splitlines() if x.startswith("| 0.02 | 10.20 ±")]  # the ablation table
+        assert rows and all("| no verdict (all collapsed) |" in x and "paired p" not in x for x in rows)
     else:  # working configurations keep their verdict
         assert line.startswith("**Best: teacher_temp=0.04**")
         assert "+0.93 points vs the runner-up teacher_temp=0.02 (10.20 ± 0.50 %; beyond seed noise: yes " \
                "(paired p=" in line
+        rows = [x for x in md.splitlines() if x.startswith("| 0.02 | 10.20 ±")]
+        assert rows and all("| yes (paired p=" in x for x in rows)
