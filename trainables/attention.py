@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -34,8 +35,8 @@ from torch import nn
 from sweep_format.files import loads
 from sweep_format.layout import TUNE_DIR
 from trainables.checkpoint import load_pt
-from trainables.config import ConfigError, DINOConfig, make_config
-from trainables.data import build_datasets, to_rgb
+from trainables.config import TORCHVISION, ConfigError, DINOConfig, make_config
+from trainables.data import build_datasets, folder_problem, to_rgb, torchvision_missing, torchvision_root
 from trainables.dino.augment import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from trainables.dino.backbone import build_backbone, is_vit
 from trainables.dino.trainer import CHECKPOINT_NAME, resolve_device
@@ -170,12 +171,40 @@ def evenly_spaced(total: int, n: int) -> list[int]:
 
 
 def held_out_images(cfg: DINOConfig, n: int, size: int | None = None) -> tuple[torch.Tensor, list[str]]:
-    """``n`` evenly spaced test-split images of the run's dataset, eval-transformed; and names."""
-    _, test = build_datasets(cfg)
+    """``n`` evenly spaced test-split images of the run's dataset, eval-transformed; and names.
+
+    Nothing is downloaded: ``cfg`` is a checkpoint's, which anyone may have written, and its
+    ``download: true`` with any ``data_path`` made torchvision fetch a dataset into the folder the
+    file chose. A torchvision dataset whose files are not there is a ConfigError
+    (``held_out_problem``)."""
+    if problem := held_out_problem(cfg):
+        raise ConfigError(problem)
+    _, test = build_datasets(cfg.model_copy(update={"download": False}))
     transform = eval_transform(size or cfg.global_crops_size)
     indices = evenly_spaced(len(test), n)  # type: ignore[arg-type]
     images = [transform(to_rgb(test[i][0])) for i in indices]
     return torch.stack(images), [f"{cfg.dataset} test #{i}" for i in indices]
+
+
+def held_out_problem(cfg: DINOConfig) -> str:
+    """Why the held-out images of ``cfg``'s torchvision dataset cannot be read without a download
+    (its ``data_path`` is no folder, or lacks the dataset's files); "" when they can, or when the
+    dataset is not torchvision's."""
+    if cfg.dataset not in TORCHVISION:
+        return ""
+    root = torchvision_root(cfg)
+    what = folder_problem(root)
+    if not what:
+        missing = torchvision_missing(cfg)
+        if not missing:
+            return ""
+        what = f"no {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+    asked = " (the checkpoint's download=true is not followed)" if cfg.download else ""
+    return (f"dataset {cfg.dataset!r} of the checkpoint: its files are not under data_path={str(root)!r} "
+            f"({what}), and ablate attention downloads nothing{asked}: draw images of your own with "
+            f"--image FILE (without --images), or download the {cfg.dataset} files there first with "
+            f"`ablate train --set dataset={cfg.dataset} --set {shlex.quote(f'data_path={root}')} --set "
+            "download=true --out DIR`")  # quoted: the path is the checkpoint's, and the line is for pasting
 
 
 def load_image_files(paths: list[str | Path], size: int) -> tuple[torch.Tensor, list[str]]:

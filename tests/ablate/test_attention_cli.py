@@ -212,3 +212,41 @@ def test_a_trial_folder_with_an_unreadable_params_json_exits_2_naming_it(params,
     err = capsys.readouterr().err
     assert err.startswith(f"ablate attention: error: {trial / 'params.json'}: {message}")
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("folder", ["empty", "absent"])
+def test_a_checkpoint_that_asks_for_a_download_gets_none(run_dir, tmp_path, capsys, monkeypatch, folder):
+    """A checkpoint's config is not the user: one saying dataset=cifar10, download=true, data_path=X made
+    `ablate attention --images N` download CIFAR-10 into X. Now nothing is fetched or written there, and
+    the one line names the dataset, the folder and what attention's own options can do."""
+    import urllib.request
+
+    import torchvision
+
+    from trainables.checkpoint import load_pt
+
+    def no_network(*args, **kwargs):
+        pytest.fail("ablate attention tried to download")
+
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", no_network)
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    data = tmp_path / "chosen by the file"
+    if folder == "empty":
+        data.mkdir()
+    state = load_pt(run_dir / "checkpoint.pt", "checkpoint")
+    state["config"] = {**state["config"], "dataset": "cifar10", "download": True, "data_path": str(data)}
+    checkpoint = tmp_path / "theirs" / "checkpoint.pt"
+    checkpoint.parent.mkdir()
+    torch.save(state, checkpoint)
+    out = tmp_path / "figs" / "a.png"
+    assert main(["attention", str(checkpoint), "--images", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    what = "no such folder" if folder == "absent" else \
+        f"no {data}/cifar-10-batches-py/data_batch_1 and 6 more"
+    assert err == [f"ablate attention: error: dataset 'cifar10' of the checkpoint: its files are not under "
+                   f"data_path='{data}' ({what}), and ablate attention downloads nothing (the checkpoint's "
+                   "download=true is not followed): draw images of your own with --image FILE (without "
+                   "--images), or download the cifar10 files there first with `ablate train --set "
+                   f"dataset=cifar10 --set 'data_path={data}' --set download=true --out DIR`"], err
+    assert (sorted(data.iterdir()) == []) if folder == "empty" else not data.exists()
+    assert not out.parent.exists()
