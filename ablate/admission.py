@@ -46,6 +46,7 @@ class Cluster:
     cpus: float
     gpus: float
     nodes: tuple[tuple[float, float], ...]  # (CPUs, GPUs) of each node
+    address: str | None = None  # of a running cluster (its GCS); None: the local Ray this machine will be
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ def cluster() -> Cluster:
     total = ray.cluster_resources()
     nodes = tuple((float(n["Resources"].get("CPU", 0)), float(n["Resources"].get("GPU", 0)))
                   for n in ray.nodes() if n.get("Alive"))
-    return Cluster(float(total.get("CPU", 0)), float(total.get("GPU", 0)), nodes)
+    return Cluster(float(total.get("CPU", 0)), float(total.get("GPU", 0)), nodes,
+                   ray.get_runtime_context().gcs_address)
 
 
 def local_cluster(num_cpus: int | None, num_gpus: int | None) -> Cluster:
@@ -127,15 +129,26 @@ def worker_slots(resources: TrialResources, where: Cluster) -> int:
     return min(fits, sum(math.floor(g / gpu + EPS) for _, g in where.nodes)) if gpu else fits
 
 
-def admit_workers(workers: int, where: Cluster) -> None:
-    """``ablate train --workers N`` on a local Ray: N workers of one CPU each (``TRAIN_WORKER``) must
-    fit this machine, as a sweep's data-parallel trial must fit its cluster (``admit``); a UserError
-    naming what fits, before the data is read or Ray starts. Declaring more CPUs than the machine has
-    started every worker anyway: 100 on 2 CPUs ran out of memory minutes later."""
-    fits = worker_slots(TrialResources(TRAIN_WORKER, 0.0, workers), where)
-    if workers > fits:
-        raise UserError(f"--workers {workers}: this machine has {where.cpus:g} CPU{'s' * (where.cpus != 1)}, "
-                        f"and each data-parallel worker takes one; give --workers 1 to {max(fits, 1)}")
+def admit_workers(workers: int, where: Cluster, gpu: float = 0.0) -> None:
+    """``ablate train --workers N``: N workers of one CPU each (``TRAIN_WORKER``), and ``gpu`` GPUs each,
+    must fit the Ray they run on (``where``: this machine for a local Ray, or the running cluster), as
+    a sweep's data-parallel trial must fit its cluster (``admit``); a UserError naming what fits,
+    before the workers start. Declaring more CPUs than the machine has started every worker anyway:
+    100 on 2 CPUs ran out of memory minutes later; on a running cluster Ray Train waited 60 s for
+    workers that could never start, then failed."""
+    fits = worker_slots(TrialResources(TRAIN_WORKER, gpu, workers), where)
+    if workers <= fits:
+        return
+    has = f"{where.cpus:g} CPU{'s' * (where.cpus != 1)}"
+    if gpu:
+        has += f" and {where.gpus:g} GPU{'s' * (where.gpus != 1)}"
+    place = f"the Ray cluster at {where.address}" if where.address else "this machine"
+    each = "one CPU and one GPU" if gpu else "one"
+    give = f"give --workers 1 to {fits}" if fits else "no worker fits"
+    if gpu:
+        give += " (or --set device=cpu: workers of one CPU each)"
+    raise UserError(f"--workers {workers}: {place} has {has}, and each data-parallel worker takes {each}; "
+                    f"{give}")
 
 
 def check_gpu_asked(spec: SweepSpec, resources: TrialResources, where: Cluster) -> None:

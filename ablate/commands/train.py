@@ -178,14 +178,17 @@ def main(args: argparse.Namespace) -> int:
         return interrupted(out, args.workers)
 
 
-def check_workers_fit(workers: int) -> None:
-    """A local Ray is this machine: its CPUs hold the workers, one each (admission.admit_workers). A
-    Ray this process has already joined (a notebook's, the tests') is asked when the workers start."""
+def check_workers_fit(workers: int, gpu: float = 0.0) -> None:
+    """The workers, one CPU (and ``gpu`` GPUs) each, fit the Ray they will run on
+    (admission.admit_workers): a local Ray is this machine, known before it starts; a Ray this process
+    has already joined (a notebook's, the tests') is asked for its resources. Ray Train waited 60 s
+    for workers that did not fit it, then failed."""
     from ablate import admission
 
     ray = sys.modules.get("ray")
-    if ray is None or not ray.is_initialized():
-        admission.admit_workers(workers, admission.local_cluster(None, None))
+    joined = ray is not None and ray.is_initialized()
+    admission.admit_workers(workers, admission.cluster() if joined else admission.local_cluster(None, None),
+                            gpu)
 
 
 def remove_unstarted(made: Path | None, out: Path) -> None:
@@ -337,6 +340,8 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool) -
 
         logs.capture()
         use_gpu = worker_devices(cfg, workers)
+        if use_gpu:  # a GPU each too: on a joined Ray, its GPUs (main checked the CPUs)
+            check_workers_fit(workers, gpu=1.0)
         out = out.resolve()
         out.mkdir(parents=True, exist_ok=True)
         write_config(out, cfg)

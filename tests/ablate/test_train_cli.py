@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ablate.admission import Cluster
 from ablate.cli import main
 from tests.helpers import TINY_TRAINER, write_image_folder
 
@@ -283,6 +284,7 @@ def test_workers_that_never_start_leave_no_folder_behind(tmp_path: Path, capsys:
             raise error
 
     monkeypatch.setattr("ray.is_initialized", lambda: True)  # no Ray is started for the fake workers
+    monkeypatch.setattr("ablate.admission.cluster", lambda: Cluster(2.0, 0.0, ((2.0, 0.0),), "fake:6379"))
     monkeypatch.setattr("trainables.ddp_trial.torch_trainer", lambda *args, **kwargs: FailsAtStart())
     monkeypatch.setattr("torch.cuda.device_count", lambda: 0)
     for sets in (SETS, [*SETS, "--set", "device=cuda"]):
@@ -298,6 +300,30 @@ def test_workers_that_never_start_leave_no_folder_behind(tmp_path: Path, capsys:
     (kept / "run" / "metrics.jsonl").write_text("")
     assert main(["train", *SETS, "--out", str(kept / "run"), "--workers", "2"]) == 2
     assert sorted(p.name for p in (kept / "run").iterdir()) == ["config.yaml", "metrics.jsonl", "ray.log"]
+
+
+def test_more_workers_than_a_joined_ray_holds_are_refused_at_once(ray_cluster: str, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture,
+                                                                 monkeypatch: pytest.MonkeyPatch):
+    """`--workers N` on a Ray this process has joined (the session's: 4 CPUs, 1 GPU on two nodes) was not
+    sized: Ray Train waited 60 s for workers that could never start, then failed. Its CPUs, and its GPUs
+    when each worker takes one, are now asked first."""
+    import time
+
+    monkeypatch.setattr("trainables.ddp_trial.torch_trainer", lambda *a, **k: pytest.fail("workers started"))
+    out = tmp_path / "run"
+    start = time.monotonic()
+    assert main(["train", *SETS, "--out", str(out), "--workers", "5"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"ablate train: error: --workers 5: the Ray cluster at {ray_cluster} has 4 CPUs, and each "
+        "data-parallel worker takes one; give --workers 1 to 4"]
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 2)  # this machine: a GPU per worker (device auto)
+    assert main(["train", *SETS, "--set", "device=auto", "--out", str(out), "--workers", "2"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"ablate train: error: --workers 2: the Ray cluster at {ray_cluster} has 4 CPUs and 1 GPU, and each "
+        "data-parallel worker takes one CPU and one GPU; give --workers 1 to 1 (or --set device=cpu: "
+        "workers of one CPU each)")
+    assert time.monotonic() - start < 30 and not out.exists()
 
 
 def test_workers_whose_step_is_larger_than_the_data_are_refused_before_ray(
