@@ -29,6 +29,7 @@ from sweep_format.records import (
     read_records,
     write_record,
 )
+from sweep_format.text import cut_at_word
 from sweep_format.values import same_point, values_equal
 
 # Ray bookkeeping kept out of the epoch rows (the config is the record's own field).
@@ -166,7 +167,7 @@ def first_sentences(text: str, limit: int = REASON_MAX) -> str:
         if len(joined) > limit:
             break
         kept = joined
-    return kept or text[:limit - 1].rsplit(" ", 1)[0] + "…"
+    return kept or cut_at_word(text, limit)
 
 
 def failure_of(trial: Any) -> Failure:

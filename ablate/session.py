@@ -173,6 +173,15 @@ def init_ray(**kwargs: Any) -> None:
         os.chdir(here)
 
 
+def session_logs() -> str:
+    """Where the running Ray's own logs are on this machine (Ray Train's controller writes a failed
+    run's whole error under ``train/``): Ray keeps them after it stops."""
+    from ray._private import worker
+
+    node = getattr(worker, "_global_node", None)
+    return str(Path(node.get_logs_dir_path()) / "train") if node is not None else "Ray's session logs"
+
+
 def remove_ray_folder() -> None:
     while _RAY_FOLDER:
         shutil.rmtree(_RAY_FOLDER.pop(), ignore_errors=True)

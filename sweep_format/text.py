@@ -6,6 +6,7 @@ the summary, the live view) and reach the reports. Tabs and newlines stay.
 
     printable("\\x1b]0;owned\\x07done")   # ']0;owneddone'
     printable_tree(record)                 # the same for every string in a JSON value
+    cut_at_word("Set max_restarts and max_task_retries", 24)   # 'Set max_restarts and…'
 """
 
 from __future__ import annotations
@@ -49,3 +50,20 @@ def printable_tree(value: Any) -> Any:
 def has_control(text: str) -> bool:
     """Whether a JSON or YAML file's text holds a control character, raw or escaped."""
     return bool(CONTROL.search(text) or SURROGATE.search(text) or ESCAPED_CONTROL.search(text))
+
+
+CUT = "…"  # ends a text cut to fit one line
+
+
+def cut_at_word(text: str, limit: int) -> str:
+    """``text`` when it has at most ``limit`` characters, else its start cut after the last whole word
+    that fits, ending in "…" (``limit`` characters at most). One word longer than ``limit`` is cut
+    inside it."""
+    if len(text) <= limit:
+        return text
+    keep = limit - len(CUT)
+    head = text[:keep]
+    if not text[keep].isspace():  # the cut falls inside a word: drop the part of it that fits
+        whole = re.match(r"(.*\S)\s", head, re.DOTALL)
+        head = whole.group(1) if whole else head
+    return head.rstrip() + CUT

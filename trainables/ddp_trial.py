@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+from sweep_format.text import cut_at_word
 from trainables.config import ConfigError, DINOConfig
 from trainables.dino.trainer import DINOTrainer
 from trainables.trial import (
@@ -39,6 +40,7 @@ from trainables.trial import (
 from trainables.tune_trial import placement
 
 TRAIN_DIR = "_train_dir"  # the loop config's key: the Train run's folder (its checkpoints)
+ONE_LINE_MAX = 300  # characters of a failed run's error shown on one line
 
 
 def torch_trainer(loop: Callable[[dict[str, Any]], None], loop_config: dict[str, Any], *, workers: int,
@@ -88,9 +90,15 @@ def input_error(exc: BaseException) -> ConfigError | None:
     return next((f for f in found if isinstance(f, ConfigError)), None)
 
 
-def one_line(exc: BaseException) -> str:
+
+def one_line(exc: BaseException, whole: str = "") -> str:
+    """The last line of ``exc``'s text, cut at a word to ``ONE_LINE_MAX`` characters and ending in "…"
+    when cut; where it is not the whole text (cut, or lines before it), ``whole`` (where the whole text
+    is), if given, is named. Ray's text was cut mid-word ("Set max_restarts and max_task_")."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[-1] if lines else type(exc).__name__)[:300]
+    line = lines[-1] if lines else type(exc).__name__
+    cut = cut_at_word(line, ONE_LINE_MAX)
+    return f"{cut} (the whole error: {whole})" if whole and cut != str(exc).strip() else cut
 
 
 def worker_config(cfg: DINOConfig) -> DINOConfig:

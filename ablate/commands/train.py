@@ -155,7 +155,7 @@ def main(args: argparse.Namespace) -> int:
     made = check_writable(out, "--out")  # a folder that cannot be made or written: before training
     if args.workers > 1:
         try:
-            return train_with_workers(cfg, out, args.workers, args.resume)
+            return train_with_workers(cfg, out, args.workers, args.resume, made)
         except KeyboardInterrupt:
             remove_unstarted(made, out)
             return interrupted(out, args.workers)
@@ -196,14 +196,20 @@ def remove_unstarted(made: Path | None, out: Path) -> None:
     no result in it (no metrics row, no checkpoint): the files the start wrote (config.yaml, ray.log,
     train.log, Ray Train's folder) and the made folders removed, so that a run whose workers never
     started leaves nothing behind. A folder that holds a result or anything else is kept."""
-    from trainables.dino.trainer import CHECKPOINT_NAME
-
-    if made is None or any((out / name).exists() for name in (CHECKPOINT_NAME, METRICS_NAME)):
+    if not unstarted(made, out):
         return
     for name in (CONFIG_NAME, TRAIN_LOG, RAY_LOG):
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / RAY_TRAIN_FOLDER, ignore_errors=True)  # a link in its place: rmtree refuses it
     remove_made(made, out)
+
+
+def unstarted(made: Path | None, out: Path) -> bool:
+    """Whether ``out`` is a run folder this command made (``made``) that holds no result yet, which
+    ``remove_unstarted`` removes when the run stops."""
+    from trainables.dino.trainer import CHECKPOINT_NAME
+
+    return made is not None and not any((out / name).exists() for name in (CHECKPOINT_NAME, METRICS_NAME))
 
 
 def interrupted(out: Path, workers: int) -> int:
@@ -321,12 +327,15 @@ def worker_devices(cfg: DINOConfig, workers: int) -> bool:
     return gpus >= workers
 
 
-def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool) -> int:
+def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool,
+                       made: Path | None = None) -> int:
     """Run the DINO training of ``cfg`` on ``workers`` local Ray Train workers (1 CPU each, and one
-    GPU each when there are enough); the exit code."""
+    GPU each when there are enough); the exit code. ``made``: the folder ``check_writable`` made for
+    ``out`` (None: none), which a failed start removes."""
+    import logging
     import os
 
-    from ablate.session import bind_local_ray_to_loopback, init_ray, prepare, stop_ray
+    from ablate.session import bind_local_ray_to_loopback, init_ray, prepare, session_logs, stop_ray
 
     prepare()
     bind_local_ray_to_loopback()  # before Ray is imported: the local Ray listens on 127.0.0.1 only
@@ -360,8 +369,12 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool) -
         try:
             result = trainer.fit()
         except train.TrainingFailedError as exc:  # a worker's ConfigError (its inputs, its network) whole
-            raise UserError(f"ablate train --workers {workers}: a worker failed: "
-                            f"{input_error(exc) or one_line(exc)}") from None
+            failed = f"ablate train --workers {workers}: a worker failed"
+            if refused := input_error(exc):
+                raise UserError(f"{failed}: {refused}") from None
+            logging.getLogger("ray").error("%s: %s", failed, exc)  # the whole text, into ray.log
+            whole = session_logs() if unstarted(made, out) else str(out / RAY_LOG)  # unstarted: no ray.log
+            raise UserError(f"{failed}: {one_line(exc, whole)}") from None
         except SystemExit:  # Ray Train's Ctrl-C handler stopped the workers, then exits the process
             raise KeyboardInterrupt from None
         finally:

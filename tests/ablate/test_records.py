@@ -496,6 +496,19 @@ def test_a_dead_worker_or_node_is_named_in_whole_sentences_without_ray_advice(tm
     assert reason.startswith("ValueError: word word") and reason.endswith("word…") and len(reason) <= 300
 
 
+def test_text_is_cut_after_a_whole_word_and_marked() -> None:
+    """The one cutting rule (sweep_format.text.cut_at_word) of a reason and of a failed worker's line."""
+    from sweep_format.text import cut_at_word
+
+    text = "Set max_restarts and max_task_retries"
+    assert cut_at_word(text, len(text)) == text
+    assert cut_at_word(text, 30) == "Set max_restarts and…"  # not "... and max_task_"
+    assert cut_at_word(text, 21) == "Set max_restarts and…"  # the word that ends at the cut is whole
+    assert cut_at_word(text, 20) == "Set max_restarts…"
+    assert cut_at_word("x" * 50, 10) == "x" * 9 + "…"  # one word longer than the line: cut inside it
+    assert all(len(cut_at_word(text, n)) <= n for n in range(1, 40))
+
+
 def test_a_record_file_named_in_other_bytes_is_a_printable_damaged_stub(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """The stub of a record file named b"caf\\xe9.json" or with a terminal escape held its name as it is:

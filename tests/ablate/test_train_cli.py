@@ -326,6 +326,44 @@ def test_more_workers_than_a_joined_ray_holds_are_refused_at_once(ray_cluster: s
     assert time.monotonic() - start < 30 and not out.exists()
 
 
+RAY_DEATH = ("ActorDiedError: The actor died because its worker process has died. Worker exit type: "
+             "SYSTEM_ERROR. (1) The process is killed by SIGKILL by OOM killer due to memory usage. (2) ray "
+             "stop --force is called. (3) The worker crashed due to SIGSEGV or other unexpected errors. Set "
+             "max_restarts and max_task_retries to enable retry when the task crashes due to OOM.")
+
+
+def test_a_long_worker_error_is_cut_at_a_word_and_its_whole_text_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    """A worker error that is not the user's (Ray's text) was cut at 300 characters mid-word ("... Set
+    max_restarts and max_task_"), its rest nowhere. Now cut after a whole word, marked "…", and the whole
+    text is in ray.log, named; a run folder that a failed start removes names Ray's own logs instead."""
+    from ray import train
+
+    from ablate.session import session_logs  # this session's Ray (the tests'), if one runs
+
+    class Dies:
+        def fit(self) -> None:
+            raise train.TrainingFailedError(f"Training failed due to worker errors:\n{RAY_DEATH}")
+
+    monkeypatch.setattr("ray.is_initialized", lambda: True)  # no Ray is started for the fake workers
+    monkeypatch.setattr("ablate.admission.cluster", lambda: Cluster(2.0, 0.0, ((2.0, 0.0),), "fake:6379"))
+    monkeypatch.setattr("trainables.ddp_trial.torch_trainer", lambda *args, **kwargs: Dies())
+    out = tmp_path / "run"  # a run with a result: kept, and its ray.log with it
+    out.mkdir()
+    (out / "metrics.jsonl").write_text("")
+    assert main(["train", *SETS, "--out", str(out), "--workers", "2"]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    prefix = "ablate train: error: ablate train --workers 2: a worker failed: "
+    assert last.startswith(prefix) and last.endswith(f"… (the whole error: {out / 'ray.log'})"), last
+    shown = last.removeprefix(prefix).split("… (the whole error:")[0]
+    assert RAY_DEATH.startswith(shown) and RAY_DEATH[len(shown)] == " " and len(shown) < 300
+    assert shown.endswith("other unexpected errors. Set max_restarts and")  # it was "... and max_task_"
+    assert RAY_DEATH in (out / "ray.log").read_text()
+    assert main(["train", *SETS, "--out", str(tmp_path / "new"), "--workers", "2"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f"… (the whole error: {session_logs()})")
+    assert not (tmp_path / "new").exists()
+
+
 def test_workers_whose_step_is_larger_than_the_data_are_refused_before_ray(
         tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
     """A bundled dataset's size was checked only by each worker, after Ray and its workers started."""
