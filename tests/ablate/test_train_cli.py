@@ -308,11 +308,8 @@ def test_more_workers_than_a_joined_ray_holds_are_refused_at_once(ray_cluster: s
     """`--workers N` on a Ray this process has joined (the session's: 4 CPUs, 1 GPU on two nodes) was not
     sized: Ray Train waited 60 s for workers that could never start, then failed. Its CPUs, and its GPUs
     when each worker takes one, are now asked first."""
-    import time
-
     monkeypatch.setattr("trainables.ddp_trial.torch_trainer", lambda *a, **k: pytest.fail("workers started"))
     out = tmp_path / "run"
-    start = time.monotonic()
     assert main(["train", *SETS, "--out", str(out), "--workers", "5"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"ablate train: error: --workers 5: the Ray cluster at {ray_cluster} has 4 CPUs, and each "
@@ -323,7 +320,7 @@ def test_more_workers_than_a_joined_ray_holds_are_refused_at_once(ray_cluster: s
         f"ablate train: error: --workers 2: the Ray cluster at {ray_cluster} has 4 CPUs and 1 GPU, and each "
         "data-parallel worker takes one CPU and one GPU; give --workers 1 to 1 (or --set device=cpu: "
         "workers of one CPU each)")
-    assert time.monotonic() - start < 30 and not out.exists()
+    assert not out.exists()
 
 
 RAY_DEATH = ("ActorDiedError: The actor died because its worker process has died. Worker exit type: "
