@@ -17,11 +17,23 @@ from typing import Any
 from ray import tune
 
 from ablate.errors import StorageFull
-from ablate.records import Points, ended, epoch_row, error_text, failure_of, new_record, row_collapsed
+from ablate.records import (
+    Failure,
+    Points,
+    ended,
+    epoch_row,
+    error_text,
+    failure_of,
+    failure_text,
+    new_record,
+    row_collapsed,
+)
 from ablate.sweep_spec import SweepSpec
 from sweep_format import statuses
+from sweep_format.files import write_text
 from sweep_format.layout import TUNE_DIR, trial_folders
-from sweep_format.records import is_damaged, read_records, record_path, write_record
+from sweep_format.records import error_path, is_damaged, read_records, record_path, write_record
+from sweep_format.text import whole_error_at
 from trainables.storage_errors import write_failure
 from trainables.trial import KEPT_CHECKPOINTS, TRIAL_ID, reported_epochs, retire_checkpoints
 
@@ -140,10 +152,25 @@ class TrialRecorder(tune.Callback):
 
     def _finish(self, trial: Any, errored: bool) -> None:
         rec = self._record(trial)
-        rec.update(ended(rec, self.spec.scheduler.type, failure_of(trial) if errored else None))
+        rec.update(ended(rec, self.spec.scheduler.type, self._failure(trial, rec) if errored else None))
         self._save(rec)
         if not statuses.resumed(rec["status"], statuses.RETRYABLE):  # it never runs again: its last
             retire_checkpoints(trial_folders(self.sweep_dir, rec), 1, running=False)  # checkpoint is enough
+
+    def _failure(self, trial: Any, rec: dict[str, Any]) -> Failure:
+        """How Ray's error ended the trial; an ``errored`` one keeps its whole error (every failure's
+        traceback, a data-parallel trial's workers' own) beside its record, ``trials/<id>.error.txt``,
+        which its one-line reason names (Ray writes its error file in its session's temporary folder)."""
+        failure, text = failure_of(trial), failure_text(trial)
+        if failure.status != statuses.ERRORED or not text.strip():
+            return failure
+        path = error_path(self.sweep_dir, rec["trial_id"])
+        try:
+            write_text(path, text)
+        except OSError:  # a full disk: the record (written with the reserve's space) says what it can
+            return failure
+        where = path.relative_to(self.sweep_dir).as_posix()
+        return failure._replace(reason=failure.reason + whole_error_at(where))
 
     def _save(self, rec: dict[str, Any]) -> None:
         rec["updated_at"] = time.time()

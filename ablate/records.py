@@ -29,7 +29,7 @@ from sweep_format.records import (
     read_records,
     write_record,
 )
-from sweep_format.text import cut_at_word
+from sweep_format.text import LINE_MAX, cut_at_word
 from sweep_format.values import same_point, values_equal
 
 # Ray bookkeeping kept out of the epoch rows (the config is the record's own field).
@@ -155,10 +155,7 @@ KILL_THRESHOLD = re.compile(r"exceeded threshold of \d+B \(([\d.]+%) of")
 # actor's fields, then what happened and Ray's advice (ray.exceptions.ActorDiedError).
 ACTOR_DIED = "The actor died unexpectedly before finishing this task."
 ACTOR_FIELD = re.compile(r"(class_name|actor_id|pid|name|namespace|ip): \S*$")
-REASON_MAX = 300  # characters of a reason taken from Ray's text: the live view prints it on one line
-
-
-def first_sentences(text: str, limit: int = REASON_MAX) -> str:
+def first_sentences(text: str, limit: int = LINE_MAX) -> str:
     """The whole sentences of ``text`` that fit in ``limit`` characters; the first alone cut at a word
     (ending in "…") when it is longer. Ray's messages say what happened first, then the advice."""
     kept = ""
@@ -175,12 +172,7 @@ def failure_of(trial: Any) -> Failure:
     failure): ``oom`` when Ray's memory monitor killed it (its node's memory, the threshold, what
     to change), else ``errored`` with the first sentences of the exception's last line, or of what
     happened to a dead actor (a pointer to the trial folder when there is no file)."""
-    try:
-        text = Path(trial.error_file).read_text(errors="replace")
-    except (OSError, TypeError):
-        text = ""
-    last = re.split(r"^Failure # \d+.*$", text, flags=re.MULTILINE)[-1]
-    last = re.sub(r"\x1b\[[0-9;]*m", "", last)
+    last = re.split(r"^Failure # \d+.*$", failure_text(trial), flags=re.MULTILINE)[-1]
     if MEMORY_KILL in last:
         return Failure(statuses.OOM, memory_kill_reason(last))
     lines = [ln.strip() for ln in last.splitlines() if ln.strip()]
@@ -190,6 +182,16 @@ def failure_of(trial: Any) -> Failure:
         return Failure(statuses.ERRORED, first_sentences(lines[-1]))
     folder = Path(trial.path or "").name
     return Failure(statuses.ERRORED, f"Ray marked the trial as errored (see tune/{folder})")
+
+
+def failure_text(trial: Any) -> str:
+    """The text of the trial's error file (a ``Failure # N`` section per failure, tracebacks included;
+    Ray's colour codes left out), "" without one."""
+    try:
+        text = Path(trial.error_file).read_text(errors="replace")
+    except (OSError, TypeError):
+        return ""
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
 def memory_kill_reason(report: str) -> str:

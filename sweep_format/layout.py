@@ -2,7 +2,8 @@
 
     spec.yaml            the resolved spec (ablate.sweep_spec), plus ``resolved: {baseline, trainer}``
     trials/<id>.json     ablate's trial records, the sweep's source of truth (sweep_format.records);
-                         trials/.reserve: space kept to write them with when the disk fills
+                         trials/.reserve: space kept to write them with when the disk fills;
+                         trials/<id>.error.txt: an errored trial's whole error (its reason is one line)
     optuna.db            the Optuna study (search.algorithm: optuna)
     reference_knn.json   raw-pixel and untrained-network kNN of the dataset
     tune/                Ray Tune's experiment: one folder per trial run, with its checkpoints;
@@ -40,6 +41,7 @@ REFERENCE_FILE = "reference_knn.json"
 TUNE_DIR = "tune"
 REPORT_DIR = "report"
 RESERVE_FILE = ".reserve"  # in TRIALS_DIR (ablate.ending); never a record: records are *.json
+ERROR_SUFFIX = ".error.txt"  # trials/<id>.error.txt (sweep_format.records.error_path); never a record
 # in REPORT_DIR, and in an `ablate compare` output folder
 TRIALS_TABLE = "trials.parquet"
 EPOCHS_TABLE = "epochs.parquet"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sweep_format.files import loads, write_json
-from sweep_format.layout import TRIALS_DIR
+from sweep_format.layout import ERROR_SUFFIX, TRIALS_DIR
 from sweep_format.metrics import METRICS
 from sweep_format.statuses import DAMAGED, ORDER
 from sweep_format.text import has_control, printable, printable_tree
@@ -62,6 +62,12 @@ def record_path(sweep_dir: str | Path, trial_id: str) -> Path:
     if not trial_id or trial_id.startswith(".") or any(c in trial_id for c in "/\\\0"):
         raise ValueError(f"trial id {trial_id[:80]!r} is not a file name")
     return Path(sweep_dir) / TRIALS_DIR / f"{trial_id}.json"
+
+
+def error_path(sweep_dir: str | Path, trial_id: str) -> Path:
+    """``trials/<trial_id>.error.txt``: the whole error of an errored trial, whose record's reason is one
+    line of it (ablate.recorder writes it)."""
+    return record_path(sweep_dir, trial_id).with_name(f"{trial_id}{ERROR_SUFFIX}")
 
 
 def write_record(sweep_dir: str | Path, record: dict[str, Any]) -> Path:

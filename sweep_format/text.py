@@ -7,6 +7,7 @@ the summary, the live view) and reach the reports. Tabs and newlines stay.
     printable("\\x1b]0;owned\\x07done")   # ']0;owneddone'
     printable_tree(record)                 # the same for every string in a JSON value
     cut_at_word("Set max_restarts and max_task_retries", 24)   # 'Set max_restarts and…'
+    whole_error_at("trials/3.error.txt")       # ' (the whole error: trials/3.error.txt)'
 """
 
 from __future__ import annotations
@@ -53,6 +54,14 @@ def has_control(text: str) -> bool:
 
 
 CUT = "…"  # ends a text cut to fit one line
+# characters of a reason or an error shown on one line: a trial's reason (the live view, ablate ls, the
+# reports) and a failed run's error in the CLI, with ``whole_error_at``'s note when it has one
+LINE_MAX = 300
+
+
+def whole_error_at(where: str) -> str:
+    """The note after an error's one line that says where its whole text is (a file, a folder)."""
+    return f" (the whole error: {where})"
 
 
 def cut_at_word(text: str, limit: int) -> str:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from sweep_format.text import cut_at_word
+from sweep_format.text import LINE_MAX, cut_at_word, whole_error_at
 from trainables.config import ConfigError, DINOConfig
 from trainables.dino.trainer import DINOTrainer
 from trainables.trial import (
@@ -40,7 +40,6 @@ from trainables.trial import (
 from trainables.tune_trial import placement
 
 TRAIN_DIR = "_train_dir"  # the loop config's key: the Train run's folder (its checkpoints)
-ONE_LINE_MAX = 300  # characters of a failed run's error shown on one line
 
 
 def torch_trainer(loop: Callable[[dict[str, Any]], None], loop_config: dict[str, Any], *, workers: int,
@@ -75,9 +74,9 @@ def dino_train_trial(config: dict[str, Any], workers: int, cpu: float, gpu: floa
         trainer.fit()
     except train.TrainingFailedError as exc:
         refused = input_error(exc)
-        if refused is None:
-            raise RuntimeError(f"the data-parallel run of {workers} workers failed: {one_line(exc)}") \
-                from None
+        if refused is None:  # the workers' whole texts, then one line: the record's reason (ablate.records)
+            raise RuntimeError(f"{whole_error(exc)}\nthe data-parallel run of {workers} workers failed: "
+                               f"{last_line(exc)}") from None
         input_refused(refused, config, clock, lambda row, _: tune.report(row), {"workers": workers})
 
 
@@ -91,14 +90,34 @@ def input_error(exc: BaseException) -> ConfigError | None:
 
 
 
-def one_line(exc: BaseException, whole: str = "") -> str:
-    """The last line of ``exc``'s text, cut at a word to ``ONE_LINE_MAX`` characters and ending in "…"
-    when cut; where it is not the whole text (cut, or lines before it), ``whole`` (where the whole text
-    is), if given, is named. Ray's text was cut mid-word ("Set max_restarts and max_task_")."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+def failed_workers(exc: BaseException) -> list[tuple[int | None, str]]:
+    """Each failed rank (by rank) and its whole error text, a worker's traceback included; Ray Train's
+    own message cuts each to its first and last 500 characters. ``exc``'s text when it names no rank."""
+    failures = getattr(exc, "worker_failures", None) or {}
+    return [(rank, str(failure)) for rank, failure in sorted(failures.items())] or [(None, str(exc))]
+
+
+def whole_error(exc: BaseException) -> str:
+    """Every failed worker's whole error, each headed by its rank."""
+    return "\n\n".join(text if rank is None else f"[rank {rank}] {text}"
+                       for rank, text in failed_workers(exc))
+
+
+def last_line(exc: BaseException) -> str:
+    """The last line of the first failed rank's error (an exception's own line), uncut."""
+    rank, text = failed_workers(exc)[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     line = lines[-1] if lines else type(exc).__name__
-    cut = cut_at_word(line, ONE_LINE_MAX)
-    return f"{cut} (the whole error: {whole})" if whole and cut != str(exc).strip() else cut
+    return line if rank is None else f"rank {rank}: {line}"
+
+
+def one_line(exc: BaseException, whole: str = "") -> str:
+    """``last_line(exc)`` cut at a word to ``LINE_MAX`` characters and ending in "…" when cut; where it is
+    not the whole text (cut, or lines before it), ``whole`` (where the whole text is), if given, is
+    named after it. Ray's text was cut mid-word ("Set max_restarts and max_task_")."""
+    line = last_line(exc)
+    cut = cut_at_word(line, LINE_MAX)
+    return cut + whole_error_at(whole) if whole and line != whole_error(exc).strip() else cut
 
 
 def worker_config(cfg: DINOConfig) -> DINOConfig:

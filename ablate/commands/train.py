@@ -345,7 +345,7 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool,
         import ray
         from ray import train
 
-        from trainables.ddp_trial import input_error, one_line, torch_trainer
+        from trainables.ddp_trial import input_error, one_line, torch_trainer, whole_error
 
         logs.capture()
         use_gpu = worker_devices(cfg, workers)
@@ -372,7 +372,7 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool,
             failed = f"ablate train --workers {workers}: a worker failed"
             if refused := input_error(exc):
                 raise UserError(f"{failed}: {refused}") from None
-            logging.getLogger("ray").error("%s: %s", failed, exc)  # the whole text, into ray.log
+            logging.getLogger("ray").error("%s:\n%s", failed, whole_error(exc))  # each worker's whole text
             whole = session_logs() if unstarted(made, out) else str(out / RAY_LOG)  # unstarted: no ray.log
             raise UserError(f"{failed}: {one_line(exc, whole)}") from None
         except SystemExit:  # Ray Train's Ctrl-C handler stopped the workers, then exits the process

@@ -55,6 +55,13 @@ stop: {{patience: 2}}
         in recs[0.14]["reason"]
     assert "diverged" in recs[0.13]["reason"] and recs[0.13]["epochs"][-1]["epoch"] == 2
     assert "ValueError: boom" in recs[0.15]["reason"] and "RuntimeError: CUDA error" in recs[0.16]["reason"]
+    for temp in (0.15, 0.16):  # the reason is one line; the whole error, tracebacks and all, is kept beside
+        whole = f"trials/{recs[temp]['trial_id']}.error.txt"  # the record (Ray's copy is in its session)
+        assert recs[temp]["reason"].endswith(f" (the whole error: {whole})"), recs[temp]["reason"]
+        text = (sweep / whole).read_text()
+        assert [ln[:11] for ln in text.splitlines() if ln.startswith("Failure #")] == [
+            "Failure # 1", "Failure # 2", "Failure # 3"]  # Ray's 2 retries, each with its traceback
+        assert text.count("in train_one_epoch") == 3 and "\x1b[" not in text  # the frame that raised it
     # inputs a trial cannot use (a ConfigError) end it at once, with the message as it is: no Ray retry
     assert recs[0.17]["reason"] == "/data/train/a/0.17.png: not a readable image (a test fault at the start)"
     assert recs[0.17]["restarts"] == [] and recs[0.17]["epochs"] == []  # at once, and it measured nothing

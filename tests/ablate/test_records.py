@@ -525,3 +525,35 @@ def test_a_record_file_named_in_other_bytes_is_a_printable_damaged_stub(
     assert all("\x1b" not in r["reason"] and "\udce9" not in r["reason"] for r in stubs)
     assert main(["ls", str(sweep.parent)]) == 0
     assert "1 completed, 2 damaged" in capsys.readouterr().out
+
+
+def test_an_errored_trial_keeps_its_whole_error_beside_its_record(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reason is one line; the error file's whole text (every failure's traceback) is written to
+    trials/<id>.error.txt and named. A disk that cannot take it leaves the reason without the note; a
+    memory kill's reason is its own summary and keeps no file."""
+    import errno
+
+    from ablate import recorder as recorder_module
+    from ablate.recorder import TrialRecorder
+
+    (tmp_path / "trials").mkdir()
+    rec = object.__new__(TrialRecorder)
+    rec.sweep_dir = tmp_path
+    file = tmp_path / "error.txt"
+    file.write_text("Failure # 1 (occurred at x)\n\x1b[36mray::ImplicitFunc.train()\x1b[39m\n"
+                    '  File "a.py", line 1\nValueError: boom\n')
+    failure = rec._failure(FakeTrial(file), {"trial_id": "t1"})
+    assert failure == ("errored", "ValueError: boom (the whole error: trials/t1.error.txt)")
+    assert (tmp_path / "trials" / "t1.error.txt").read_text() == (
+        'Failure # 1 (occurred at x)\nray::ImplicitFunc.train()\n  File "a.py", line 1\nValueError: boom\n')
+    assert [r["trial_id"] for r in read_records(tmp_path)] == []  # never read as a record
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(recorder_module, "write_text", full)
+    assert rec._failure(FakeTrial(file), {"trial_id": "t2"}) == ("errored", "ValueError: boom")
+    file.write_text(MEMORY_KILL)
+    assert rec._failure(FakeTrial(file), {"trial_id": "t3"}).status == "oom"
+    assert not (tmp_path / "trials" / "t3.error.txt").exists()

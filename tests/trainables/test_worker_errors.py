@@ -1,0 +1,76 @@
+"""A failed data-parallel run's texts: each worker's whole error, and the one line a record or the CLI shows.
+
+Ray Train's own message keeps the first and last 500 characters of each worker's error; its last line
+was a fragment of the middle of a long one ("word52 word53 ..."), and the rest was in no file."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+from ray.train.v2._internal.exceptions import UserExceptionWithTraceback
+from ray.train.v2.api.exceptions import WorkerGroupError
+
+from sweep_format.text import LINE_MAX
+from trainables import ddp_trial
+from trainables.ddp_trial import last_line, one_line, whole_error
+
+LONG = "the first sentence of a worker's error. " + " ".join(f"word{i}" for i in range(150)) + " END"
+
+
+def worker(text: str) -> UserExceptionWithTraceback:
+    trace = f'Traceback (most recent call last):\n  File "loop.py", line 3, in loop\n{text}'
+    return UserExceptionWithTraceback(ValueError(text), trace)
+
+
+def group_error() -> WorkerGroupError:
+    from ray.train.v2._internal.execution.worker_group.poll import _truncate_error_string
+
+    failures: dict[int, Exception] = {1: worker(f"ValueError: {LONG}"), 0: worker("ValueError: rank zero")}
+    return WorkerGroupError(_truncate_error_string(str(failures[1])), failures)
+
+
+def test_the_whole_text_of_every_worker_and_the_line_of_the_first() -> None:
+    exc = group_error()
+    assert "Output truncated" in str(exc) and not str(exc).rstrip().endswith(LONG)  # what Ray keeps
+    whole = whole_error(exc)
+    assert whole.index("[rank 0] Traceback") < whole.index("[rank 1] Traceback")  # by rank
+    assert f"ValueError: {LONG}" in whole and "Output truncated" not in whole  # every word of it
+    assert last_line(exc) == "rank 0: ValueError: rank zero"
+    assert one_line(exc, "DIR/ray.log") == "rank 0: ValueError: rank zero (the whole error: DIR/ray.log)"
+
+
+def test_a_long_line_is_cut_at_a_word_and_names_where_the_whole_text_is() -> None:
+    exc = WorkerGroupError("x", {0: worker(f"ValueError: {LONG}")})
+    line = one_line(exc, "DIR/ray.log")
+    shown, note = line.split("… (the whole error: ")
+    full = f"rank 0: ValueError: {LONG}"
+    assert note == "DIR/ray.log)" and len(shown) < LINE_MAX and full.startswith(shown)
+    assert full[len(shown)] == " "  # cut after a whole word, not inside one
+    assert one_line(exc) == shown + "…"  # nowhere to name: the line alone
+
+
+def test_a_sweep_trials_error_holds_each_workers_whole_text_and_ends_in_its_line(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """What the Tune trial raises: Ray writes its text into the trial's error file, which the recorder
+    keeps beside the record (trials/<id>.error.txt); the record's reason is its last line."""
+    from ray import train, tune
+
+    class Fails:
+        def fit(self) -> None:
+            raise group_error()
+
+    class Context:
+        def get_trial_dir(self) -> str:
+            return str(tmp_path / "tune" / "trial_1")
+
+    assert issubclass(WorkerGroupError, train.TrainingFailedError)
+    monkeypatch.setattr(ddp_trial, "torch_trainer", lambda *args, **kwargs: Fails())
+    monkeypatch.setattr(tune, "get_context", lambda: Context())
+    monkeypatch.setattr("ray.tune.integration.ray_train.TuneReportCallback", lambda: None)
+    with pytest.raises(RuntimeError) as raised:
+        ddp_trial.dino_train_trial({}, workers=2, cpu=1.0, gpu=0.0, storage_path=str(tmp_path / "tune"))
+    text = str(raised.value)
+    assert text.splitlines()[-1] == "the data-parallel run of 2 workers failed: rank 0: ValueError: rank zero"
+    assert "[rank 1] Traceback" in text and f"ValueError: {LONG}" in text
+    assert cast(Any, raised.value).__cause__ is None  # not Ray's cut copy of the same texts again
