@@ -323,10 +323,8 @@ def restore_trial(trainer: DINOTrainer, monitor: CollapseMonitor, sources: Seque
         try:  # the trainer changes only once every file of the checkpoint has loaded
             monitor_state = load_pt(folder / MONITOR_FILE, "monitor state")
             state = trainer.read_checkpoint(folder / CHECKPOINT_NAME)
-            for extra in extras:  # small JSON files beside the checkpoint
-                extra.load(folder)
-                if isinstance(extra, LastReport):
-                    extra.check_epoch(folder, state["epoch"])
+            for extra in extras:  # small JSON files beside the checkpoint, of the epoch its weights hold
+                extra.load(folder, state["epoch"])
             trainer.load_state_dict(state)
             monitor.load_state_dict(monitor_state)
         except (DamagedFileError, UnsafeFileError) as exc:
@@ -368,7 +366,10 @@ class LastReport:
         plain = {k: v for k, v in row.items() if v is None or isinstance(v, (bool, int, float, str))}
         (folder / cls.FILE).write_text(json.dumps(plain))
 
-    def load(self, folder: Path) -> None:
+    def load(self, folder: Path, epoch: int | None = None) -> None:
+        """The report kept in ``folder``; DamagedFileError for one that is not an epoch's report, or
+        (``epoch``: the one the checkpoint's weights hold) is of another epoch: replayed, it would end
+        the trial with an outcome it never had."""
         file = folder / self.FILE
         self.row = {}  # not the report of a checkpoint skipped before this one
         if not file.is_file():  # checkpoints written before this file existed have none
@@ -380,15 +381,10 @@ class LastReport:
         if not isinstance(data, dict) or not isinstance(data.get("epoch"), int):
             raise DamagedFileError(f"{file}: expected the epoch's report ({{\"epoch\": N, ...}}); the "
                                    "checkpoint it belongs to is skipped")
+        if epoch is not None and data["epoch"] != epoch:
+            raise DamagedFileError(f"{file}: reports epoch {data['epoch']}, but the checkpoint holds epoch "
+                                   f"{epoch}; the checkpoint it belongs to is skipped")
         self.row = data
-
-    def check_epoch(self, folder: Path, epoch: Any) -> None:
-        """DamagedFileError unless the report is of ``epoch``, the one the checkpoint's weights hold:
-        replayed, a report of another epoch would end the trial with an outcome it never had."""
-        if self.row and self.row["epoch"] != epoch:
-            claimed, self.row = self.row["epoch"], {}
-            raise DamagedFileError(f"{folder / self.FILE}: reports epoch {claimed}, but the checkpoint "
-                                   f"holds epoch {epoch}; the checkpoint it belongs to is skipped")
 
 
 class KnnCarry:
@@ -412,7 +408,8 @@ class KnnCarry:
     def save(self, folder: Path) -> None:
         (folder / self.FILE).write_text(json.dumps(self.last))
 
-    def load(self, folder: Path) -> None:
+    def load(self, folder: Path, epoch: int | None = None) -> None:
+        """The carried values kept in ``folder`` (any ``epoch``: they are the last evaluated ones)."""
         file = folder / self.FILE
         if not file.is_file():  # checkpoints written before this file existed have none
             return
@@ -453,7 +450,8 @@ class DeviceClock:
     def metrics(self) -> dict[str, Any]:
         return {"device_seconds": self.seconds(), "device_kind": self.kind}
 
-    def load(self, folder: Path) -> None:
+    def load(self, folder: Path, epoch: int | None = None) -> None:
+        """The cost kept in ``folder`` (any ``epoch``: it is cumulative)."""
         file = folder / self.FILE
         if not file.is_file():  # checkpoints written before cost accounting have none
             return
