@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import yaml
 
+from ablate import admission
 from ablate.admission import MAX_RESOURCE, TRAIN_WORKER
 from ablate.errors import UserError
 from ablate.folder import check_writable, remove_made
@@ -180,15 +181,17 @@ def main(args: argparse.Namespace) -> int:
 
 def check_workers_fit(workers: int, gpu: float = 0.0) -> None:
     """The workers, one CPU (and ``gpu`` GPUs) each, fit the Ray they will run on
-    (admission.admit_workers): a local Ray is this machine, known before it starts; a Ray this process
-    has already joined (a notebook's, the tests') is asked for its resources. Ray Train waited 60 s
-    for workers that did not fit it, then failed."""
-    from ablate import admission
+    (admission.admit_workers, ``ray_here``). Ray Train waited 60 s for workers that did not fit it,
+    then failed."""
+    admission.admit_workers(workers, ray_here(), gpu)
 
+
+def ray_here() -> admission.Cluster:
+    """The Ray the workers will run on: a Ray this process has already joined (a notebook's, the
+    tests'), asked for its resources; else the local Ray this machine will be, known before it starts."""
     ray = sys.modules.get("ray")
     joined = ray is not None and ray.is_initialized()
-    admission.admit_workers(workers, admission.cluster() if joined else admission.local_cluster(None, None),
-                            gpu)
+    return admission.cluster() if joined else admission.local_cluster(None, None)
 
 
 def remove_unstarted(made: Path | None, out: Path) -> None:
@@ -313,17 +316,17 @@ def epoch_line(m: dict[str, Any], epochs: int, baseline: float | None) -> str:
 
 # --- --workers N: data-parallel on a local Ray --------------------------------------------------
 def worker_devices(cfg: DINOConfig, workers: int) -> bool:
-    """Whether each worker gets a GPU: auto uses GPUs when there is one per worker."""
-    import torch
-
-    gpus = torch.cuda.device_count()
+    """Whether each worker gets a GPU of the Ray it runs on (``ray_here``: this machine's, or a joined
+    cluster's, node by node): ``device: cuda`` needs one per worker (refused before anything starts),
+    auto takes them when there is one per worker and trains on CPUs otherwise."""
     if cfg.device == "cpu":
         return False
-    if cfg.device.startswith("cuda") and gpus < workers:
-        raise UserError(f"--workers {workers} with device={cfg.device!r}: needs one GPU per worker, "
-                        f"this machine has {gpus} (use device=cpu for gloo workers)")
-    if cfg.device == "auto" and 0 < gpus < workers:
-        print(f"ablate train: {gpus} GPUs for {workers} workers: training on CPU (gloo)", file=sys.stderr)
+    if cfg.device.startswith("cuda"):
+        check_workers_fit(workers, gpu=1.0)
+        return True
+    gpus = admission.worker_slots(admission.TrialResources(TRAIN_WORKER, 1.0, workers), ray_here())
+    if 0 < gpus < workers:
+        print(f"ablate train: GPUs for {gpus} of {workers} workers: training on CPU (gloo)", file=sys.stderr)
     return gpus >= workers
 
 
@@ -348,9 +351,7 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool,
         from trainables.ddp_trial import input_error, one_line, torch_trainer, whole_error
 
         logs.capture()
-        use_gpu = worker_devices(cfg, workers)
-        if use_gpu:  # a GPU each too: on a joined Ray, its GPUs (main checked the CPUs)
-            check_workers_fit(workers, gpu=1.0)
+        use_gpu = worker_devices(cfg, workers)  # a GPU each, when they fit (main checked the CPUs)
         out = out.resolve()
         out.mkdir(parents=True, exist_ok=True)
         write_config(out, cfg)

@@ -314,13 +314,43 @@ def test_more_workers_than_a_joined_ray_holds_are_refused_at_once(ray_cluster: s
     assert capsys.readouterr().err.strip().splitlines() == [
         f"ablate train: error: --workers 5: the Ray cluster at {ray_cluster} has 4 CPUs, and each "
         "data-parallel worker takes one; give --workers 1 to 4"]
-    monkeypatch.setattr("torch.cuda.device_count", lambda: 2)  # this machine: a GPU per worker (device auto)
-    assert main(["train", *SETS, "--set", "device=auto", "--out", str(out), "--workers", "2"]) == 2
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 2)  # this machine's GPUs: not the cluster's
+    assert main(["train", *SETS, "--set", "device=cuda", "--out", str(out), "--workers", "2"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"ablate train: error: --workers 2: the Ray cluster at {ray_cluster} has 4 CPUs and 1 GPU, and each "
         "data-parallel worker takes one CPU and one GPU; give --workers 1 to 1 (or --set device=cpu: "
         "workers of one CPU each)")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("here", "node_gpus", "on_gpu"), [(2, (0.0, 0.0), False), (0, (1.0, 1.0), True),
+                                                        (0, (1.0, 0.0), False), (0, (0.5, 0.5), False)])
+def test_auto_workers_take_the_gpus_of_the_ray_they_join(here: int, node_gpus: tuple[float, float],
+                                                         on_gpu: bool, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture,
+                                                         monkeypatch: pytest.MonkeyPatch):
+    """`device: auto` on a Ray this process joined decided GPU workers by this machine's GPUs: a laptop
+    with a GPU joining a CPU cluster asked for GPUs the cluster lacks (refused), a CPU driver joining a
+    GPU cluster trained its workers on CPU. Now the cluster's GPUs decide, one per worker, node by node."""
+    started = []
+
+    class Started:
+        def fit(self) -> None:
+            raise KeyboardInterrupt  # stops the command once the workers' resources are known
+
+    def trainer(*args: object, gpu: float, **kwargs: object) -> Started:
+        started.append(gpu)
+        return Started()
+
+    monkeypatch.setattr("ray.is_initialized", lambda: True)  # no Ray is started for the fake workers
+    nodes = tuple((2.0, g) for g in node_gpus)  # two nodes of 2 CPUs; a worker takes a whole GPU of one
+    monkeypatch.setattr("ablate.admission.cluster", lambda: Cluster(4.0, sum(node_gpus), nodes, "fake:6379"))
+    monkeypatch.setattr("trainables.ddp_trial.torch_trainer", trainer)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: here)
+    main(["train", *SETS, "--set", "device=auto", "--out", str(tmp_path / "run"), "--workers", "2"])
+    assert started == [1.0 if on_gpu else 0.0]
+    err = capsys.readouterr().err
+    assert ("GPUs for 1 of 2 workers: training on CPU (gloo)" in err) == (node_gpus == (1.0, 0.0)), err
 
 
 RAY_DEATH = ("ActorDiedError: The actor died because its worker process has died. Worker exit type: "
