@@ -91,20 +91,28 @@ def input_error(exc: BaseException) -> ConfigError | None:
 
 
 def failed_workers(exc: BaseException) -> list[tuple[int | None, str]]:
-    """Each failed rank (by rank) and its whole error text, a worker's traceback included; Ray Train's
-    own message cuts each to its first and last 500 characters. ``exc``'s text when it names no rank."""
+    """Each failed rank (by rank) and its exception's whole text ("ValueError: ..."); ``exc``'s text
+    when it names no rank. Ray Train hands back the exceptions without their tracebacks."""
     failures = getattr(exc, "worker_failures", None) or {}
-    return [(rank, str(failure)) for rank, failure in sorted(failures.items())] or [(None, str(exc))]
+    ranks = [(rank, exception_text(failure)) for rank, failure in sorted(failures.items())]
+    return ranks or [(None, str(exc))]
+
+
+def exception_text(exc: BaseException) -> str:
+    """``exc`` as the last line of its traceback reads: its type's name, then its message."""
+    name, text = type(exc).__name__, str(exc)
+    return text if text.startswith(name) else f"{name}: {text}" if text else name
 
 
 def whole_error(exc: BaseException) -> str:
-    """Every failed worker's whole error, each headed by its rank."""
-    return "\n\n".join(text if rank is None else f"[rank {rank}] {text}"
-                       for rank, text in failed_workers(exc))
+    """Ray Train's message (each distinct worker traceback, cut to its first and last 500 characters),
+    then every failed worker's exception whole, headed by its rank."""
+    ranks = [f"[rank {rank}] {text}" for rank, text in failed_workers(exc) if rank is not None]
+    return "\n\n".join([str(exc), *(["Each failed worker's error, whole:", *ranks] if ranks else [])])
 
 
 def last_line(exc: BaseException) -> str:
-    """The last line of the first failed rank's error (an exception's own line), uncut."""
+    """The last line of the first failed rank's exception (its own line), uncut."""
     rank, text = failed_workers(exc)[0]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     line = lines[-1] if lines else type(exc).__name__

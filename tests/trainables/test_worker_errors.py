@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any, cast
 
 import pytest
-from ray.train.v2._internal.exceptions import UserExceptionWithTraceback
 from ray.train.v2.api.exceptions import WorkerGroupError
 
 from sweep_format.text import LINE_MAX
@@ -18,30 +17,28 @@ from trainables.ddp_trial import last_line, one_line, whole_error
 LONG = "the first sentence of a worker's error. " + " ".join(f"word{i}" for i in range(150)) + " END"
 
 
-def worker(text: str) -> UserExceptionWithTraceback:
-    trace = f'Traceback (most recent call last):\n  File "loop.py", line 3, in loop\n{text}'
-    return UserExceptionWithTraceback(ValueError(text), trace)
-
-
-def group_error() -> WorkerGroupError:
+def group_error(failures: dict[int, Exception]) -> WorkerGroupError:
+    """As Ray Train builds it: its message holds each worker's traceback cut to 1,000 characters; the
+    failures are the workers' exceptions without their tracebacks."""
     from ray.train.v2._internal.execution.worker_group.poll import _truncate_error_string
 
-    failures: dict[int, Exception] = {1: worker(f"ValueError: {LONG}"), 0: worker("ValueError: rank zero")}
-    return WorkerGroupError(_truncate_error_string(str(failures[1])), failures)
+    trace = "\n".join(f'[Rank {rank} Error Snippet]:\nTraceback (most recent call last):\n  File "loop.py", '
+                      f"line 3, in loop\n{type(e).__name__}: {e}" for rank, e in sorted(failures.items()))
+    return WorkerGroupError(_truncate_error_string(trace), failures)
 
 
 def test_the_whole_text_of_every_worker_and_the_line_of_the_first() -> None:
-    exc = group_error()
-    assert "Output truncated" in str(exc) and not str(exc).rstrip().endswith(LONG)  # what Ray keeps
+    exc = group_error({1: ValueError(LONG), 0: ValueError("rank zero")})
+    assert "Output truncated" in str(exc) and LONG not in str(exc)  # what Ray keeps
     whole = whole_error(exc)
-    assert whole.index("[rank 0] Traceback") < whole.index("[rank 1] Traceback")  # by rank
-    assert f"ValueError: {LONG}" in whole and "Output truncated" not in whole  # every word of it
-    assert last_line(exc) == "rank 0: ValueError: rank zero"
+    assert whole.startswith(str(exc))  # Ray's text: the tracebacks
+    assert whole.index("[rank 0] ValueError: rank zero") < whole.index(f"[rank 1] ValueError: {LONG}")
+    assert last_line(exc) == "rank 0: ValueError: rank zero"  # the exception's own line, with its type
     assert one_line(exc, "DIR/ray.log") == "rank 0: ValueError: rank zero (the whole error: DIR/ray.log)"
 
 
 def test_a_long_line_is_cut_at_a_word_and_names_where_the_whole_text_is() -> None:
-    exc = WorkerGroupError("x", {0: worker(f"ValueError: {LONG}")})
+    exc = group_error({0: ValueError(LONG)})
     line = one_line(exc, "DIR/ray.log")
     shown, note = line.split("… (the whole error: ")
     full = f"rank 0: ValueError: {LONG}"
@@ -58,7 +55,7 @@ def test_a_sweep_trials_error_holds_each_workers_whole_text_and_ends_in_its_line
 
     class Fails:
         def fit(self) -> None:
-            raise group_error()
+            raise group_error({1: ValueError(LONG), 0: ValueError("rank zero")})
 
     class Context:
         def get_trial_dir(self) -> str:
@@ -72,5 +69,5 @@ def test_a_sweep_trials_error_holds_each_workers_whole_text_and_ends_in_its_line
         ddp_trial.dino_train_trial({}, workers=2, cpu=1.0, gpu=0.0, storage_path=str(tmp_path / "tune"))
     text = str(raised.value)
     assert text.splitlines()[-1] == "the data-parallel run of 2 workers failed: rank 0: ValueError: rank zero"
-    assert "[rank 1] Traceback" in text and f"ValueError: {LONG}" in text
+    assert "[Rank 0 Error Snippet]:\nTraceback" in text and f"[rank 1] ValueError: {LONG}" in text
     assert cast(Any, raised.value).__cause__ is None  # not Ray's cut copy of the same texts again
