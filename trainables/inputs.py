@@ -26,10 +26,18 @@ def check_inputs(cfg: DINOConfig, workers: int = 1) -> None:
 
 
 def check_model(cfg: DINOConfig) -> None:
-    """The backbone can take the crops (a ViT's are whole numbers of patches)."""
-    from trainables.dino.backbone import check_crop_sizes
+    """The backbone can take the crops (a ViT's are whole numbers of patches), and can train on a local
+    crop that is alone in its forward pass (batch_size x local_crops_number = 1: the global crops are
+    always two in theirs)."""
+    from trainables.dino.backbone import check_crop_sizes, lone_crop_problem
 
     check_crop_sizes(cfg.arch, cfg.patch_size, cfg.crop_sizes())
+    if cfg.batch_size * cfg.local_crops_number != 1 or cfg.local_crops_size == cfg.global_crops_size:
+        return
+    if problem := lone_crop_problem(cfg.arch, cfg.patch_size, cfg.global_crops_size, cfg.local_crops_size):
+        raise ConfigError(f"batch_size=1 with local_crops_number=1: the student trains on each "
+                          f"local_crops_size={cfg.local_crops_size} crop alone, which arch {cfg.arch!r} "
+                          f"cannot ({problem}); set batch_size >= 2, or local_crops_number 0 or >= 2")
 
 
 def check_weights(cfg: DINOConfig, workers: int = 1) -> None:

@@ -44,8 +44,10 @@ BATCH_KEYS = {"batch_size", "grad_accum_steps", "dataset"}
 WEIGHT_KEYS = {"pretrained_weights", "arch", "global_crops_size", "patch_size"}
 DATA_KEYS = {"dataset", "data_path", "download", "skip_bad_images", *BATCH_KEYS}
 INPUT_KEYS = WEIGHT_KEYS | (DATA_KEYS - BATCH_KEYS) | {"dataset"}
-# Trainer keys that set the backbone and the crops it takes (trainables.inputs.check_model).
-MODEL_KEYS = {"arch", "patch_size", "global_crops_size", "local_crops_size", "local_crops_number"}
+# Trainer keys that set the backbone, the crops it takes and how many share a forward pass
+# (trainables.inputs.check_model).
+MODEL_KEYS = {"arch", "patch_size", "global_crops_size", "local_crops_size", "local_crops_number",
+              "batch_size"}
 # Trainer keys that can ask for a GPU (DINOConfig.gpu_settings).
 GPU_KEYS = {"device", "augment_device", "precision"}
 WARMUP_KEYS = {"warmup_teacher_temp_epochs", "warmup_epochs", "epochs"}

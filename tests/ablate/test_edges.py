@@ -289,3 +289,31 @@ def test_a_project_folder_holding_its_own_spec_yaml_is_no_sweep(tmp_path: Path, 
     err = one_line_error(capsys, "run")
     assert "exists and is not a sweep folder (it holds spec.yaml but no trials/)" in err
     assert [p.name for p in project.iterdir()] == ["spec.yaml"]
+
+
+def test_a_local_crop_alone_in_a_batchnorm_pass_is_refused_before_it_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture, no_ray: None) -> None:
+    """batch_size 1 with one local crop: the student's CNN sees each local crop alone, and BatchNorm
+    cannot train on one 1 x 1 px value per channel. `ablate train` wrote config.yaml and the epoch-0
+    row, then ended in a ValueError traceback at its first step; every trial of a sweep errored so."""
+    lone = {**TINY_TRAINER, "arch": "test_resnet", "local_crops_number": 1}
+    sets = [a for k, v in lone.items() for a in ("--set", f"{k}={v}")]
+    out = tmp_path / "run"
+    assert main(["train", *sets, "--set", "batch_size=1", "--out", str(out), "--no-progress"]) == 2
+    expected = ("batch_size=1 with local_crops_number=1: the student trains on each local_crops_size=8 "
+                "crop alone, which arch 'test_resnet' cannot (Expected more than 1 value per channel when "
+                "training")
+    err = one_line_error(capsys, "train")
+    assert expected in err and "set batch_size >= 2, or local_crops_number 0 or >= 2" in err
+    assert not out.exists()
+    spec = write_spec(tmp_path, f"""
+name: lone-crop
+trainer: {lone}
+space:
+  batch_size: {{type: choice, values: [8, 1]}}
+search: {{algorithm: grid}}
+resources: {{cpu: 1, gpu: 0}}
+""")
+    assert main(["run", str(spec), "--storage", str(tmp_path / "runs")]) == 2
+    assert f"space.batch_size.values[1]: {expected}" in one_line_error(capsys, "run")
+    assert not (tmp_path / "runs").exists()

@@ -93,6 +93,22 @@ def check_crop_sizes(arch: str, patch_size: int, crops: dict[str, int]) -> None:
 _CROPS_THAT_FIT: set[tuple[str, int, tuple[tuple[str, int], ...]]] = set()
 
 
+def lone_crop_problem(arch: str, patch_size: int, img: int, size: int) -> str:
+    """Why the backbone cannot train on one ``size`` px image alone (its BatchNorm needs more than one
+    value per channel, and a CNN's last stages see 1 x 1 px); "" when it can. On the meta device, and
+    for real when that fails there (an operation the meta device lacks is not the config's fault)."""
+    try:
+        with torch.device("meta"):
+            meta = build_backbone(arch, img, patch_size, 0.0).train()
+        if not crop_problem(meta, size, "meta"):
+            return ""
+    except ConfigError:
+        raise
+    except Exception:  # a model that cannot be built on the meta device: tried for real
+        pass
+    return crop_problem(build_backbone(arch, img, patch_size, 0.0).train(), size, "cpu")
+
+
 def crop_problem(model: nn.Module, size: int, device: str) -> str:
     """Why ``model`` cannot embed one ``size`` x ``size`` image on ``device``; "" when it can."""
     try:

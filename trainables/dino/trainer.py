@@ -38,7 +38,7 @@ from trainables.checkpoint import DamagedFileError, load_pt
 from trainables.config import MAX_STEPS, ConfigError, DINOConfig, config_differences
 from trainables.data import build_datasets, check_batch, in_memory, knn_memory_split, with_transform
 from trainables.dino.augment import DataAugmentationDINO, eval_transform
-from trainables.dino.backbone import build_backbone, check_crop_sizes, is_vit, pointwise_weights_nhwc
+from trainables.dino.backbone import build_backbone, is_vit, pointwise_weights_nhwc
 from trainables.dino.batch_augment import BatchDataAugmentationDINO
 from trainables.dino.head import DINOHead
 from trainables.dino.loaders import CPUMultiCropLoader, DeviceMultiCropLoader, FolderMultiCropLoader
@@ -56,6 +56,7 @@ from trainables.distributed import (
     rank,
     world_size,
 )
+from trainables.inputs import check_model
 from trainables.knn import extract_features, extract_features_in_memory, knn_accuracy
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -149,7 +150,7 @@ class DINOTrainer:
                               f"run's device is {self.device} (on a CPU: device auto or cpu, augment_device "
                               "auto, precision fp32 or bf16)")
         self.amp_dtype = resolve_precision(cfg.precision, self.device)
-        check_crop_sizes(cfg.arch, cfg.patch_size, cfg.crop_sizes())  # before the data is read
+        check_model(cfg)  # the crops the backbone takes, before the data is read
         if self.device.type == "cuda":
             cuda.use_expandable_segments()
             cuda.enable_fast_math()
