@@ -202,9 +202,9 @@ class SweepSpec(SpecModel):
                 raise SpecError(f"{self.source}: {at}: {exc}") from None
 
     def configs_of(self, keys: set[str], every: int = 0) -> list[tuple[str, dict[str, Any]]]:
-        """The baseline, and every searched value of ``keys`` (an integer range: its largest value, or
-        each of its values when it has at most ``every``), as trainer values with the path of the spec
-        where they come from."""
+        """The baseline, and every searched value of ``keys`` (an integer range: its low and largest
+        values, or each of its values when it has at most ``every``), as trainer values with the path
+        of the spec where they come from."""
         out: list[tuple[str, dict[str, Any]]] = [("trainer", dict(self.trainer))]
         for name, dist in self.space.items():
             if isinstance(dist, BundleDist):
@@ -215,9 +215,10 @@ class SweepSpec(SpecModel):
                         for i, v in enumerate(dist.values)]
             elif isinstance(dist, IntDist) and name in keys and len(dist.grid_values()) <= every:
                 out += [(f"space.{name} ({v})", {**self.trainer, name: v}) for v in dist.grid_values()]
-            elif isinstance(dist, IntDist) and name in keys:
+            elif isinstance(dist, IntDist) and name in keys:  # e.g. batch_size 1 and its largest
                 at = f"space.{name}" + (".high" if dist.largest() == dist.high else "")
-                out.append((at, {**self.trainer, name: dist.largest()}))
+                out += [(f"space.{name}.low", {**self.trainer, name: dist.low}),
+                        (at, {**self.trainer, name: dist.largest()})]
         return out
 
     def longest_epochs(self) -> int:

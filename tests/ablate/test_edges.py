@@ -316,4 +316,10 @@ resources: {{cpu: 1, gpu: 0}}
 """)
     assert main(["run", str(spec), "--storage", str(tmp_path / "runs")]) == 2
     assert f"space.batch_size.values[1]: {expected}" in one_line_error(capsys, "run")
+    # a range of more than 256 values was checked at its largest only (Optuna may draw its low)
+    spec = write_spec(tmp_path, spec.read_text().replace("{type: choice, values: [8, 1]}",
+                                                         "{type: int, low: 1, high: 300}").replace(
+        "'synthetic'", "'digit_scenes'").replace("{algorithm: grid}", "{algorithm: optuna, num_samples: 2}"))
+    assert main(["run", str(spec), "--storage", str(tmp_path / "runs")]) == 2
+    assert f"space.batch_size.low: {expected}" in one_line_error(capsys, "run")
     assert not (tmp_path / "runs").exists()
