@@ -133,6 +133,8 @@ class SweepSpec(SpecModel):
         for name, dist in self.space.items():
             dist.check(name, self.trainer, self.search.algorithm)
         self._check_grid_size()
+        for point in self.combinations():  # each value was checked alone; together they may break a rule
+            check_values({**self.trainer, **self.expand(point)}, self.combination_at(point))
         if self.search.seed + self.repeats - 1 > MAX_SEED:  # the last repeat's trainer seed
             raise bad(self.repeats, f"search.seed ({self.search.seed}) + repeat is each trial's seed, at "
                       f"most {MAX_SEED}: at most {MAX_SEED - self.search.seed + 1} repeats from this seed",
@@ -190,7 +192,9 @@ class SweepSpec(SpecModel):
         value of them (a range of more than 256 values: its largest), one key at a time: a SpecError
         naming the key path before Ray starts, on clusters too (no file is read)."""
         done: set[tuple[Any, ...]] = set()
-        for at, values in self.configs_of(MODEL_KEYS, every=256):
+        together = [(self.combination_at(p), {**self.trainer, **self.expand(p)}) for p in self.combinations()
+                    if len(MODEL_KEYS & set(self.expand(p))) > 1]  # e.g. an arch with a crop size
+        for at, values in self.configs_of(MODEL_KEYS, every=256) + together:
             cfg = make_config(values)
             key = tuple(getattr(cfg, k) for k in sorted(MODEL_KEYS))
             if key in done:
@@ -220,6 +224,25 @@ class SweepSpec(SpecModel):
                 out += [(f"space.{name}.low", {**self.trainer, name: dist.low}),
                         (at, {**self.trainer, name: dist.largest()})]
         return out
+
+    def combinations(self) -> list[dict[str, Any]]:
+        """The points whose searched values meet in one trial: a grid's points; with Optuna, every
+        combination of its choices (ranges at the baseline) when there are at most MAX_POINTS. An
+        ablation changes one value at a time (each is checked with the trainer section): none."""
+        choices = {name: dist.grid_values() for name, dist in self.space.items()
+                   if isinstance(dist, (ChoiceDist, BundleDist))}
+        if len(self.space) < 2:
+            return []
+        if self.search.algorithm == "grid":
+            return self.points()
+        if self.search.algorithm == "ablation" or len(choices) < 2 or \
+                math.prod(map(len, choices.values())) > MAX_POINTS:
+            return []
+        return [dict(zip(choices, combo, strict=True)) for combo in itertools.product(*choices.values())]
+
+    def combination_at(self, point: dict[str, Any]) -> str:
+        """Where in the spec the values of ``point`` meet, for an error."""
+        return f"space (the trial {self.point_label(point)})"
 
     def longest_epochs(self) -> int:
         """The most epochs a trial runs: the baseline's, or a searched ``epochs`` value's (Tune's stop

@@ -323,3 +323,33 @@ resources: {{cpu: 1, gpu: 0}}
     assert main(["run", str(spec), "--storage", str(tmp_path / "runs")]) == 2
     assert f"space.batch_size.low: {expected}" in one_line_error(capsys, "run")
     assert not (tmp_path / "runs").exists()
+
+
+BN_LN = ("use_bn_in_head: {type: choice, values: [true, false]}\n"
+         "  use_ln_in_head: {type: choice, values: [true]}")
+BOTH = "space (the trial use_bn_in_head=true, use_ln_in_head=true): use_bn_in_head and use_ln_in_head cannot"
+
+
+@pytest.mark.parametrize(("space", "algorithm", "expected"), [
+    (BN_LN, "grid", BOTH),
+    (BN_LN, "optuna, num_samples: 2", BOTH),
+    ("arch: {type: choice, values: [test_resnet, test_vit]}\n  global_crops_size: {type: choice, values: "
+     "[16, 18]}", "grid", "space (the trial arch=test_vit, global_crops_size=18): global_crops_size=18 "
+     "(Input height (18) should be divisible by patch size (4).): arch 'test_vit' with patch_size=4 cannot"),
+])
+def test_searched_values_valid_alone_but_not_together_are_refused_before_ray(
+        tmp_path: Path, capsys: pytest.CaptureFixture, no_ray: None, space: str, algorithm: str,
+        expected: str) -> None:
+    """Each searched value was checked with the trainer section alone: a grid (or Optuna's choices) that
+    puts two of them in one trial which breaks a rule between keys started Ray, and that trial errored."""
+    spec = write_spec(tmp_path, f"""
+name: together
+trainer: {dict(TINY_TRAINER, arch="test_resnet")}
+space:
+  {space}
+search: {{algorithm: {algorithm}}}
+resources: {{cpu: 1, gpu: 0}}
+""")
+    assert main(["run", str(spec), "--storage", str(tmp_path / "runs")]) == 2
+    assert expected in one_line_error(capsys, "run")
+    assert not (tmp_path / "runs").exists()
