@@ -104,3 +104,27 @@ def test_features_under_the_trainers_bf16_autocast_on_a_cpu():
     want, _ = extract_features_in_memory(model, *in_memory(train), 16, cpu, batch_size=5)
     assert got.shape == also.shape == want.shape == (12, 4) and got.dtype == torch.float16
     torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=0.05)  # bf16 convolution
+
+
+@pytest.mark.parametrize("temperature", [0.005, 1e-4, 1e-300])
+def test_a_small_temperature_votes_as_the_nearest_neighbour(temperature):
+    """knn_temperature is any number > 0: below 1/88.7 exp(sim / T) overflowed float32, every class a
+    neighbour voted for tied at inf, and top-1 was 29 % where the nearest neighbour gets 100 %."""
+    g = torch.Generator().manual_seed(0)
+    train, train_y = torch.randn(400, 16, generator=g), torch.randint(0, 4, (400,), generator=g)
+    test = train[:100] + 0.3 * torch.randn(100, 16, generator=g)
+    nearest = knn_accuracy(train, train_y, test, train_y[:100], k=1, temperature=0.07)
+    got = knn_accuracy(train, train_y, test, train_y[:100], k=20, temperature=temperature)
+    assert got[0] == nearest[0] == 100.0
+
+
+def test_the_vote_exponentiates_the_similarities_as_they_are_while_it_cannot_overflow():
+    """The official code's weights exp(sim / T), bit for bit, at every temperature whose vote stays finite
+    (the main job's kNN figures stay as they were); shifted by each image's largest below that."""
+    from trainables.knn import shifted
+
+    sim = torch.tensor([[0.9, 0.5, -0.2]])
+    assert shifted(sim, 20, 0.07) is sim and shifted(sim, 20, 0.0118) is sim
+    torch.testing.assert_close(shifted(sim, 20, 0.0116), torch.tensor([[0.0, -0.4, -1.1]]))
+    assert torch.isinf((torch.ones(20) / 0.0116).exp().sum())  # where the shift begins: the sum overflows
+    assert torch.isfinite((torch.ones(20) / 0.0118).exp().sum())
