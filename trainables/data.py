@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Subset
 
-from trainables.config import TORCHVISION, TORCHVISION_ROOT, ConfigError, DINOConfig
+from trainables.config import MAX_STEPS, TORCHVISION, TORCHVISION_ROOT, ConfigError, DINOConfig
 from trainables.digit_scenes import SceneDesign, make_digit_scenes, source_split
 from trainables.image_check import unreadable_images
 from trainables.image_files import open_image
@@ -288,11 +288,25 @@ def known_train_size(cfg: DINOConfig) -> int | None:
 
 def check_batch(cfg: DINOConfig, n_train: int, workers: int = 1) -> None:
     """ConfigError when one optimizer step needs more than the ``n_train`` training images (an epoch
-    drops its last incomplete batch, so it would have no step at all)."""
-    if n_train < cfg.batch_size * cfg.grad_accum_steps * workers:
+    drops its last incomplete batch, so it would have no step at all), or the run would take more
+    steps than its schedules may hold (``check_steps``)."""
+    step = cfg.batch_size * cfg.grad_accum_steps * workers
+    if n_train < step:
         per = f" x {workers} workers" if workers > 1 else ""
         raise ConfigError(f"batch_size={cfg.batch_size} x grad_accum_steps={cfg.grad_accum_steps}{per}: "
                           f"larger than the {n_train} training images of {cfg.dataset!r}")
+    check_steps(cfg, n_train // step)
+
+
+def check_steps(cfg: DINOConfig, per_epoch: int) -> None:
+    """ConfigError when ``epochs`` x ``per_epoch`` optimizer steps exceed ``MAX_STEPS``: the lr,
+    weight-decay and momentum schedules hold 8 bytes a step each."""
+    steps = cfg.epochs * per_epoch
+    if steps > MAX_STEPS:
+        raise ConfigError(f"epochs={cfg.epochs} x {per_epoch:,} steps per epoch = {steps:,} optimizer "
+                          f"steps: at most {MAX_STEPS:,}, so that the lr, weight-decay and momentum "
+                          f"schedules fit in memory ({3 * 8 * steps / 2**30:.1f} GiB asked); lower epochs or "
+                          "raise batch_size")
 
 
 def knn_memory_split(cfg: DINOConfig, train: Dataset) -> Dataset:

@@ -178,7 +178,7 @@ class SweepSpec(SpecModel):
         all error. An image folder is sized by its files (``check_inputs``, where the driver sees them)."""
         from trainables.data import check_batch, known_train_size  # torch: not for a spec's other checks
 
-        for at, values in self.configs_of(BATCH_KEYS):
+        for at, values in self.configs_of(BATCH_KEYS | {"epochs"}):  # epochs: the steps a run takes
             cfg = make_config(values)
             n_train = known_train_size(cfg)
             try:

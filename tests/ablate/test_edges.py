@@ -127,6 +127,24 @@ resources: {{workers: 2, cpu: 1, gpu: 0}}
     assert not (tmp_path / "runs").exists()
 
 
+def test_more_steps_than_the_schedules_hold_are_refused_before_ray(
+        tmp_path: Path, capsys: pytest.CaptureFixture, no_ray: None) -> None:
+    """epochs x steps per epoch above MAX_STEPS was checked only when a trial built its trainer: a sweep
+    started and every such trial errored. The rule is check_batch's now, which the spec's checks run."""
+    spec = write_spec(tmp_path, f"""
+name: long
+trainer: {dict(TINY_TRAINER, dataset="cifar10", batch_size=4, data_path=str(tmp_path / "no-cifar-here"))}
+space:
+  epochs: {{type: choice, values: [100, 10000]}}
+search: {{algorithm: grid}}
+resources: {{cpu: 1, gpu: 0}}
+""")
+    assert main(["run", str(spec), "--storage", str(tmp_path / "runs")]) == 2
+    assert ("space.epochs.values[1]: epochs=10000 x 12,500 steps per epoch = 125,000,000 optimizer steps: at "
+            "most 100,000,000") in one_line_error(capsys, "run")
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize(("space", "bad_file", "expected"), [
     ("teacher_temp: {type: choice, values: [0.04]}", True,
      "spec.yaml: trainer: {data}/train/a/bad.png: not a readable image"),

@@ -35,8 +35,15 @@ from torch.utils.data import Dataset, Subset
 from sweep_format.files import atomic_path
 from trainables import cuda
 from trainables.checkpoint import DamagedFileError, load_pt
-from trainables.config import MAX_STEPS, ConfigError, DINOConfig, config_differences
-from trainables.data import build_datasets, check_batch, in_memory, knn_memory_split, with_transform
+from trainables.config import ConfigError, DINOConfig, config_differences
+from trainables.data import (
+    build_datasets,
+    check_batch,
+    check_steps,
+    in_memory,
+    knn_memory_split,
+    with_transform,
+)
 from trainables.dino.augment import DataAugmentationDINO, eval_transform
 from trainables.dino.backbone import build_backbone, is_vit, pointwise_weights_nhwc
 from trainables.dino.batch_augment import BatchDataAugmentationDINO
@@ -275,11 +282,7 @@ class DINOTrainer:
         use_scaler = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         n = self.niter_per_ep
-        if cfg.epochs * n > MAX_STEPS:  # three per-step schedules of 8 bytes a step
-            raise ConfigError(f"epochs={cfg.epochs} x {n} steps per epoch = {cfg.epochs * n:,} optimizer "
-                              f"steps: at most {MAX_STEPS:,}, so that the lr, weight-decay and momentum "
-                              f"schedules fit in memory ({3 * 8 * cfg.epochs * n / 2**30:.1f} GiB asked); "
-                              "lower epochs or raise batch_size")
+        check_steps(cfg, n)  # the loader's own count (check_batch estimated it from the images)
         self.lr_schedule = cosine_scheduler(base_value=cfg.effective_lr(self.world_size),
                                             final_value=cfg.min_lr, epochs=cfg.epochs, niter_per_ep=n,
                                             warmup_epochs=cfg.warmup_epochs)
