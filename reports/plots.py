@@ -355,7 +355,7 @@ def collapse_plot(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Path
 def parallel_plot(trials: pd.DataFrame, params: list[str], out: Path, *, log_params: Sequence[str] = (),
                   categorical_params: Sequence[str] = ()) -> Path | None:
     """Parallel coordinates: one vertical axis per parameter plus kNN top-1, one line per trial,
-    coloured by its final kNN top-1."""
+    coloured by its final kNN top-1; a collapsed trial red and dashed, as in the learning curves."""
     data = trials[trials["knn_top1"].notna()]
     if data.empty or not params:
         return None
@@ -381,7 +381,8 @@ def parallel_plot(trials: pd.DataFrame, params: list[str], out: Path, *, log_par
                            (1.0, fmt_value(float(np.nanmax(raw))))]
         else:
             ticks[name] = [(0.5, fmt_value(float(np.nanmin(raw))))]
-    norm = value_norm(data["knn_top1"])
+    collapsed = data["collapsed"].fillna(False).to_numpy(dtype=bool)
+    norm = value_norm(data.loc[~collapsed, "knn_top1"])  # collapsed ones would squash the scale
     cmap = matplotlib.colormaps["viridis"]
     fig = Figure(figsize=(max(6.0, 1.9 * len(axes)), 4.6))
     ax = fig.add_subplot()
@@ -389,7 +390,9 @@ def parallel_plot(trials: pd.DataFrame, params: list[str], out: Path, *, log_par
     order = np.argsort(data["knn_top1"].to_numpy())  # best trials drawn last, on top
     for i in order:
         ys = [columns[name].iloc[i] for name in axes]
-        ax.plot(xs, ys, color=cmap(norm(data["knn_top1"].iloc[i])), alpha=0.8, lw=1.5)
+        style = ({"color": COLLAPSE_COLOR, "ls": "--"} if collapsed[i] else
+                 {"color": cmap(norm(data["knn_top1"].iloc[i]))})
+        ax.plot(xs, ys, alpha=0.8, lw=1.5, **style)
     for x, name in zip(xs, axes, strict=True):
         ax.axvline(float(x), color="black", lw=0.8)
         for y, text in ticks[name]:
@@ -403,7 +406,11 @@ def parallel_plot(trials: pd.DataFrame, params: list[str], out: Path, *, log_par
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
     ax.set_title("Parameters of every trial, coloured by final kNN top-1")
-    fig.colorbar(ScalarMappable(norm, cmap), ax=ax, label=KNN_LABEL, fraction=0.04, pad=0.02)
+    if collapsed.any():
+        ax.legend([Line2D([], [], color=COLLAPSE_COLOR, ls="--")], [f"collapsed ({int(collapsed.sum())})"],
+                  fontsize=8, loc="best")
+    if not collapsed.all():
+        fig.colorbar(ScalarMappable(norm, cmap), ax=ax, label=KNN_LABEL, fraction=0.04, pad=0.02)
     return save(fig, out)
 
 

@@ -239,3 +239,24 @@ def test_a_lone_value_is_coloured_where_the_colour_bar_puts_it(drawn: list[Figur
     assert lo < 34.07 < hi
     expected = matplotlib.colormaps["viridis"]((34.07 - lo) / (hi - lo))
     assert np.allclose(matplotlib.colors.to_rgba(line.get_color()), expected, atol=0.02)
+
+
+def test_the_parallel_plot_marks_collapsed_trials(drawn: list[Figure], tmp_path: Path) -> None:
+    """temps.yaml: the collapsed trials (teacher_temp 0.0619, kNN 32.7-36.0 at the epoch they were
+    stopped) were drawn in the colour scale's dark purple like a working trial of 44 %, the only figure
+    where nothing said they collapsed, and the colour bar was stretched down to their values."""
+    from matplotlib.colors import to_rgb
+
+    trials = pd.DataFrame({"teacher_temp": [0.0354, 0.0442, 0.0619], "knn_top1": [50.1, 44.1, 32.7],
+                           "collapsed": pd.array([False, False, True], dtype="boolean")})
+    plots.parallel_plot(trials, ["teacher_temp"], tmp_path / "p.png", log_params=["teacher_temp"])
+    ax, bar = drawn[0].axes
+    lines = [line for line in ax.lines if line.get_color() != "black"]  # the trials, not the axes
+    red = [line for line in lines if to_rgb(line.get_color()) == to_rgb(plots.COLLAPSE_COLOR)]
+    assert len(lines) == 3 and len(red) == 1 and red[0].get_linestyle() == "--"
+    assert [float(v) for v in np.asarray(red[0].get_ydata())] == [1.0, 0.0]  # 0.0619 to the lowest kNN
+    assert bar.get_ylim()[0] > 40  # the scale of the working trials
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["collapsed (1)"]
+    plots.parallel_plot(trials.assign(collapsed=pd.array([True] * 3, dtype="boolean")), ["teacher_temp"],
+                        tmp_path / "q.png")
+    assert len(drawn[1].axes) == 1  # every trial red: no colour bar of a scale no line uses
