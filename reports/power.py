@@ -92,7 +92,8 @@ def seed_power(points: pd.DataFrame, params: list[str], metric: str = metric_wor
     if all_collapsed(points):  # nothing but failures to tell apart
         return PowerAdvice(COLLAPSED_ONLY, table)
     if len(points) < 2:
-        return PowerAdvice(f"Fewer than two configurations have a final {metric}: nothing to compare.", table)
+        return PowerAdvice(f"Fewer than two configurations have a final {metric_words.name(metric)}: "
+                           "nothing to compare.", table)
     best, second = points.iloc[0], points.iloc[1]
     diff = abs(float(best["mean"] - second["mean"]))  # the lead, in either mode
     gaps = paired_differences(best["values"], best.get("seeds", [None] * len(best["values"])),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports import plots
+from reports import metric_words, plots
 from reports.analysis import (
     TABLE_ROWS,
     Analysis,
@@ -141,9 +141,10 @@ def reference_line(reference: dict, marked: bool = True) -> str:
 
 def add_leaderboard(doc: Document, result: Analysis) -> None:
     doc.heading("Leaderboard")
-    doc.note(f"Final {result.metric}, mean ± 95% t-interval over seed repeats; Δ in its units. Counts "
-             f"{counted_statuses()} trials (stopped-early, errored, interrupted and running ones are "
-             "listed under Trials); collapsed configurations rank last.")
+    units = metric_words.gap(result.metric) or " its units"
+    doc.note(f"Final {metric_words.name(result.metric)}, mean ± 95% t-interval over seed repeats; "
+             f"Δ in{units}. Counts {counted_statuses()} trials (stopped-early, errored, interrupted and "
+             "running ones are listed under Trials); collapsed configurations rank last.")
     board = leaderboard(result)
     doc.table(board) if len(board) else doc.note("No trial has a final kNN top-1 yet.")
     rest = ("the ablation table below lists every one" if lists_every_point(result) else

@@ -303,3 +303,30 @@ def test_the_headline_of_an_all_collapsed_sweep_gives_no_seed_noise_verdict(tmp_
                "(paired p=" in line
         rows = [x for x in md.splitlines() if x.startswith("| 0.02 | 10.20 ±")]
         assert rows and all("| yes (paired p=" in x for x in rows)
+
+
+def test_the_leaderboard_names_its_metric_and_delta_as_its_table_does(tmp_path: Path) -> None:
+    """temps.yaml: the note over a table headed 'kNN top-1 (%)' and 'Δ vs best' read 'Final knn_top1,
+    mean ± 95% t-interval over seed repeats; Δ in its units', the spec's key and no unit; and a sweep
+    with one scored configuration read 'Fewer than two configurations have a final knn_top1'."""
+    from reports.analysis import analyse
+    from reports.document import Document
+    from reports.power import add_power
+    from reports.render import add_leaderboard
+
+    def note(metric: str, points: int = 2) -> str:
+        trials = pd.DataFrame({"trial_id": [f"t{i}" for i in range(points)], "point": range(points),
+                               "teacher_temp": [0.02, 0.04][:points], metric: [44.0, 46.0][:points],
+                               "status": "completed", "knn_epoch": 8,
+                               "collapsed": pd.array([False] * points, dtype="boolean")})
+        result = analyse(trials, {"params": ["teacher_temp"], "algorithm": "optuna", "metric": metric,
+                                  "mode": "max" if metric == "knn_top1" else "min"})
+        doc = Document("t")
+        add_leaderboard(doc, result)
+        add_power(doc, result.points, result.params, result.metric)
+        return doc.markdown(tmp_path)
+
+    assert "*Final kNN top-1, mean ± 95% t-interval over seed repeats; Δ in points. Counts" in \
+        note("knn_top1")
+    assert "Final loss, mean ± 95% t-interval over seed repeats; Δ in its units." in note("loss")
+    assert "Fewer than two configurations have a final kNN top-1: nothing to compare." in note("knn_top1", 1)
