@@ -405,10 +405,9 @@ def parallel_plot(trials: pd.DataFrame, params: list[str], out: Path, *, log_par
     ax.set_xlim(-0.2, len(axes) - 0.6)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
-    ax.set_title("Parameters of every trial, coloured by final kNN top-1")
-    if collapsed.any():
-        ax.legend([Line2D([], [], color=COLLAPSE_COLOR, ls="--")], [f"collapsed ({int(collapsed.sum())})"],
-                  fontsize=8, loc="best")
+    # said in the title: a legend inside sat on the lines, one above ran into the title
+    red = f"\n{int(collapsed.sum())} collapsed: red, dashed" if collapsed.any() else ""
+    ax.set_title(f"Parameters of every trial, coloured by final kNN top-1{red}")
     if not collapsed.all():
         fig.colorbar(ScalarMappable(norm, cmap), ax=ax, label=KNN_LABEL, fraction=0.04, pad=0.02)
     return save(fig, out)

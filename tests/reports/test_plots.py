@@ -256,7 +256,7 @@ def test_the_parallel_plot_marks_collapsed_trials(drawn: list[Figure], tmp_path:
     assert len(lines) == 3 and len(red) == 1 and red[0].get_linestyle() == "--"
     assert [float(v) for v in np.asarray(red[0].get_ydata())] == [1.0, 0.0]  # 0.0619 to the lowest kNN
     assert bar.get_ylim()[0] > 40  # the scale of the working trials
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["collapsed (1)"]
+    assert ax.get_title().endswith("\n1 collapsed: red, dashed")
     plots.parallel_plot(trials.assign(collapsed=pd.array([True] * 3, dtype="boolean")), ["teacher_temp"],
                         tmp_path / "q.png")
     assert len(drawn[1].axes) == 1  # every trial red: no colour bar of a scale no line uses
