@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import gc
 import importlib
@@ -10,6 +11,7 @@ import os
 import select
 import signal
 import sys
+from typing import NoReturn
 
 from ablate import __version__
 from ablate.errors import STORAGE_ERRNOS, USAGE_EXIT, USER_ERRORS, storage_failure
@@ -77,7 +79,9 @@ def stdout_closed() -> bool:
 
 def dispatch(argv: list[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        unrecognized(parser, args.command, extras)
     if not getattr(args, "func", None):
         parser.print_help()
         return USAGE_EXIT
@@ -102,6 +106,21 @@ def dispatch(argv: list[str] | None) -> int:
 
         print(f"ablate {args.command}: interrupted{f' ({exc})' if str(exc) else ''}", file=sys.stderr)
         return exit_code(exc)
+
+
+def unrecognized(parser: argparse.ArgumentParser, command: str | None, extras: list[str]) -> NoReturn:
+    """Exit 2 naming the arguments the command does not take, as the command itself (its usage line
+    lists its options) with the option it most likely meant: argparse left a subcommand's unknown option
+    to the top parser, whose usage (``ablate [-h] [--version] COMMAND ...``) names none of them."""
+    target = parser
+    for action in parser._subparsers._group_actions if parser._subparsers else []:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            target = action.choices[command]
+    options = [name for action in target._actions for name in action.option_strings]
+    hints = [close[0] for extra in extras if extra.startswith("-")
+             for close in [difflib.get_close_matches(extra.split("=", 1)[0], options, n=1)] if close]
+    hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+    target.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
 
 
 def command() -> int:

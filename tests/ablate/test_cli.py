@@ -1,0 +1,29 @@
+"""The ``ablate`` command line itself: how it answers arguments no command takes."""
+
+from __future__ import annotations
+
+import pytest
+
+from ablate.cli import main
+
+
+@pytest.mark.parametrize("argv, usage, error", [
+    (["run", "spec.yaml", "--stoarge", "x"], "usage: ablate run ",
+     "ablate run: error: unrecognized arguments: --stoarge x (did you mean --storage?)"),
+    (["resume", "runs/temps", "--retyr", "oom"], "usage: ablate resume ",
+     "ablate resume: error: unrecognized arguments: --retyr oom (did you mean --retry?)"),
+    (["ls", "runs", "--verbose"], "usage: ablate ls ",
+     "ablate ls: error: unrecognized arguments: --verbose\n"),
+    (["report", "runs/temps", "runs/other"], "usage: ablate report ",
+     "ablate report: error: unrecognized arguments: runs/other\n"),
+])
+def test_an_argument_a_command_does_not_take_is_named_by_that_command(
+        capsys: pytest.CaptureFixture, argv: list[str], usage: str, error: str) -> None:
+    """A mistyped option of a command was refused by the top parser: `usage: ablate [-h] [--version]
+    COMMAND ...` and `ablate: error: unrecognized arguments`, which named neither the command nor its
+    options."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(usage) and error in err and "Traceback" not in err
