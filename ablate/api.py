@@ -169,6 +169,6 @@ def refuse_repeats(sources: list[str | Path]) -> None:
         if path.name == TRIALS_TABLE and path.parent.name == REPORT_DIR:
             path = path.parent.parent
         if path in seen:
-            raise UserError(f"compare: {source} and {seen[path]} are the same sweep ({path}); "
+            raise UserError(f"{seen[path]} and {source} are the same sweep ({path}); "
                             "compare two or more different sweeps")
         seen[path] = source

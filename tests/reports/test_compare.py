@@ -110,7 +110,8 @@ def test_compare_refuses_the_same_sweep_twice(tmp_path: Path, capsys: pytest.Cap
     out = tmp_path / "cmp"
     assert main(["compare", str(a), second.format(a=a), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "are the same sweep" in err and "Traceback" not in err
+    assert err.startswith(f"ablate compare: error: {a} and {Path(second.format(a=a))} are the same sweep (")
+    assert "Traceback" not in err
     assert not out.exists()
 
 
@@ -158,6 +159,26 @@ def test_sweeps_ranked_by_different_metrics_are_compared_on_knn(tmp_path: Path,
     assert "rank by different metrics (a: teacher_entropy (min); b: knn_top1 (max))" in md
     assert best_paragraph(tmp_path / "o").startswith(
         "**Best: a** (teacher_temp=0.01) with knn_top1 60.00 %, +10.00 points vs the best of b.")
+
+
+def test_compare_prints_each_file_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """It wrote epochs.parquet and printed three files, never that one."""
+    from reports.parquet import write_parquet
+
+    a = sweep_file(tmp_path, "a", [(60.0, 2.0, "completed", False)])
+    b = sweep_file(tmp_path, "b", [(50.0, 1.0, "completed", False)])
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "bare")]) == 0
+    names = ["report.html", "report.md", "trials.parquet"]
+    assert capsys.readouterr().out.splitlines() == [str(tmp_path / "bare" / name) for name in names]
+    assert not (tmp_path / "bare" / "epochs.parquet").exists()  # no epochs in these sources
+    for path in (a, b):
+        name = path.parent.name
+        epochs = pd.DataFrame({"sweep": [name], "trial_id": [f"{name}0"], "epoch": [1], "knn_top1": [55.0]})
+        write_parquet(epochs.astype({"epoch": "Int64"}), path.with_name("epochs.parquet"), {"sweep": name})
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "cmp")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [str(tmp_path / "cmp" / name) for name in [*names, "epochs.parquet"]]
+    assert all(Path(line).is_file() for line in printed)
 
 
 @pytest.mark.parametrize("inside", ["s", "s/report", "s/report/deeper"])
