@@ -120,10 +120,16 @@ def folder_problem(root: Path) -> str:
     return "a file, not a folder" if root.exists() else "no such folder"
 
 
+def in_spec(*keys: str) -> str:
+    """Where ``keys``, named as ``ablate train --set`` takes them, are in a sweep spec (``ablate run``
+    takes ``--set data_path=...`` as an unknown spec key): ``" (in a sweep spec: trainer.data_path)"``."""
+    return f" (in a sweep spec: {', '.join(f'trainer.{key}' for key in keys)})"
+
+
 def fetch_hint(dataset: str) -> str:
     """What to do when a torchvision dataset's files are not where the config says."""
     return (f"pass --set data_path=FOLDER with the {dataset} files, or --set download=true to let "
-            "torchvision download it there")
+            f"torchvision download it there{in_spec('data_path', 'download')}")
 
 
 def torchvision_missing(cfg: DINOConfig) -> list[str]:
@@ -142,7 +148,8 @@ def _torchvision(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
     existed = root.exists()
     if existed and (problem := folder_problem(root)):  # the download said "File exists", blaming the network
         raise ConfigError(f"data_path={str(root)!r}: {problem}; dataset {cfg.dataset!r} is read from (and "
-                          "download=true writes it to) a folder: pass --set data_path=FOLDER")
+                          "download=true writes it to) a folder: pass --set data_path=FOLDER"
+                          f"{in_spec('data_path')}")
     try:
         if cfg.dataset in ("cifar10", "cifar100"):
             return (cls(root, train=True, download=cfg.download),
@@ -162,7 +169,8 @@ def _torchvision(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
         reason = getattr(exc, "reason", None) or exc.strerror or exc
         raise ConfigError(f"dataset={cfg.dataset!r}: download=true: the download to data_path="
                           f"{str(root)!r} failed ({reason}); check this machine's network, or download "
-                          "the files elsewhere and pass --set data_path=FOLDER") from None
+                          f"the files elsewhere and pass --set data_path=FOLDER{in_spec('data_path')}"
+                          ) from None
 
 
 def _imagefolder(cfg: DINOConfig) -> tuple[Dataset, Dataset]:

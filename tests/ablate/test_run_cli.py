@@ -31,6 +31,26 @@ def test_spec_mistake_exits_2_before_ray_and_writes_nothing(tmp_path: Path, caps
     assert not storage.exists()
 
 
+def test_a_missing_dataset_names_its_keys_as_a_spec_holds_them(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trainer's hint names the keys as `ablate train --set` takes them: `ablate run` said "pass --set
+    data_path=FOLDER", which it refuses as an unknown spec key."""
+    def no_ray(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Ray started for a dataset that is not there")
+
+    monkeypatch.setattr("ablate.sweep.start_ray", no_ray)
+    spec, storage = write_spec(tmp_path, OPTUNA_SPEC), tmp_path / "runs"
+    missing = tmp_path / "no-data"
+    assert main(["run", str(spec), "--storage", str(storage), "--set", "trainer.dataset=cifar10",
+                 "--set", f"trainer.data_path={missing}"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"ablate run: error: {spec}: trainer: data_path='{missing}': no such folder for dataset "
+                   "'cifar10'; pass --set data_path=FOLDER with the cifar10 files, or --set download=true to "
+                   "let torchvision download it there (in a sweep spec: trainer.data_path, "
+                   "trainer.download)\n")
+    assert not storage.exists()
+
+
 def test_an_empty_storage_is_refused_before_ray(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """--storage '' put the sweep into the folder ablate ran in (Path('') is '.'), as --out '' did."""
