@@ -12,7 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "ls", help="list the sweeps in a storage folder",
         description="One line per sweep: name, description, trials by status (and how many of the "
-                    "spec's trials have not started), best final kNN top-1, cost, last update.")
+                    "spec's trials have not started), the best configuration's value of the sweep's metric "
+                    "(the spec's, e.g. knn_top1 63.20: the mean of its repeats' final values; the report's "
+                    "ranking), cost, last update.")
     p.add_argument("storage", nargs="?", default="runs", metavar="DIR",
                    help="storage folder of sweeps (default: ./runs)")
     p.set_defaults(func=main)

@@ -117,6 +117,17 @@ def test_ls_counts_the_trials_that_never_started(sweep_copy: Path, capsys: pytes
     assert "  2 completed, 2 not started  " in capsys.readouterr().out.splitlines()[1]
 
 
+def test_ls_help_says_its_best_column_is_the_sweeps_metric(capsys: pytest.CaptureFixture) -> None:
+    """It said "best final kNN top-1"; the column is the spec's metric in its mode (`loss 6.12` for a
+    sweep that minimizes the loss), of the best configuration as reports.ranking picks it."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["ls", "--help"])
+    assert exit_.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "the best configuration's value of the sweep's metric" in help_text
+    assert "kNN top-1" not in help_text
+
+
 def test_ls_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["ls", str(tmp_path / "nope")]) == 2
     assert f"{tmp_path / 'nope'}: no such folder" in capsys.readouterr().err
