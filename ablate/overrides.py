@@ -9,6 +9,7 @@ import yaml
 
 from ablate.errors import UserError
 from sweep_format import yamltext
+from sweep_format.layout import SPEC_FILE, is_sweep
 from trainables.config import short
 
 
@@ -47,6 +48,9 @@ def parse_sets(items: list[str] | None) -> list[tuple[str, Any]]:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a syntax error or a non-mapping names the file and the line."""
     file = Path(path)
+    if is_sweep(file):  # `ablate run runs/temps`, meaning to continue it
+        raise UserError(f"{file}: a sweep folder, not a YAML file: `ablate resume {file}` continues the "
+                        f"sweep (its spec: {file / SPEC_FILE})")
     if file.is_dir():
         first = min(file.glob("*.yaml"), default=None)
         hint = f" (e.g. {first})" if first else ""

@@ -251,6 +251,19 @@ def test_a_folder_given_as_the_spec_is_named_so(tmp_path: Path, capsys: pytest.C
     assert f"{tmp_path}: a folder, not a YAML file (e.g. {tmp_path / 'spec.yaml'})" in err
 
 
+def test_a_sweep_folder_given_as_the_spec_points_to_resume(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                           no_ray: None) -> None:
+    """`ablate run runs/temps` (meaning to continue it) pointed to runs/temps/spec.yaml, which `ablate run`
+    then refuses as a sweep that already exists."""
+    sweep = tmp_path / "runs" / "temps"
+    (sweep / "trials").mkdir(parents=True)
+    write_spec(sweep, OPTUNA_SPEC)
+    assert main(["run", str(sweep)]) == 2
+    err = one_line_error(capsys, "run")
+    assert (f"{sweep}: a sweep folder, not a YAML file: `ablate resume {sweep}` continues the sweep "
+            f"(its spec: {sweep / 'spec.yaml'})") in err
+
+
 def test_a_spec_that_is_no_regular_file_is_not_called_missing(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                                no_ray: None) -> None:
     """`ablate run /dev/null` (or a named pipe) said 'no such file' of a file that is there."""
