@@ -67,3 +67,13 @@ def test_every_status_the_docs_name_exists_and_schema_names_them_all() -> None:
     in_readme = set(re.findall(r"`([a-z_ ]+)`", guarantees))
     unknown = {w for w in in_readme if w not in statuses.ORDER and not w.startswith("ablate ")}
     assert not unknown, unknown
+
+
+def test_the_readme_quotes_the_advice_for_a_number_yaml_reads_as_text() -> None:
+    """README said the error for `1e-3` says to write `1.0e-3`; it says `0.001` (trainables.config)."""
+    from trainables.config import exact_type_problem
+
+    text = " ".join(README.split())
+    quoted = r"YAML 1\.1 reads `([^`]+)` as text, and the error says to write `([^`]+)`"
+    given, advice = re.findall(quoted, text)[0]
+    assert exact_type_problem(float, given) == f"a number (YAML reads {given} as text: write {advice})"
