@@ -42,6 +42,7 @@ from ablate.sweep_spec import SweepSpec
 from ablate.trackers import check_trackers, tracker_callbacks
 from sweep_format.layout import SPEC_FILE, TUNE_DIR, sweep_around
 from sweep_format.records import read_records
+from sweep_format.text import plural
 
 MAX_FAILURES = 2  # a crashed trial is retried this many times (from its checkpoint) before it is errored
 
@@ -70,8 +71,8 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
     names = check_trackers([*spec.loggers, *loggers], "loggers (spec or --logger)")
     precheck(spec, address, num_cpus, num_gpus)
     made = check_writable(sweep_dir.parent, "--storage")
-    print(f"ablate: sweep {spec.name!r}: {spec.num_trials} trials ({spec.search.algorithm}), results in "
-          f"{sweep_dir}", file=sys.stderr)
+    print(f"ablate: sweep {spec.name!r}: {spec.num_trials} {plural(spec.num_trials, 'trial')} "
+          f"({spec.search.algorithm}), results in {sweep_dir}", file=sys.stderr)
     try:
         with Signals() as signals, RayLogFile(verbose) as logs, ray_session(address, num_cpus, num_gpus,
                                                                             connect_timeout, logs):

@@ -47,6 +47,7 @@ from sweep_format.layout import (
     TRIALS_TABLE,
 )
 from sweep_format.statuses import RUNNING
+from sweep_format.text import plural
 
 SECTIONS = ("Leaderboard", "Ablation table", "Seed power", "Cost", "Parameter effects", "Learning curves",
             "Collapse diagnostics", "Parameter importance", "Parallel coordinates", "Trials")
@@ -118,10 +119,6 @@ def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, 
         doc.image(out / ATTENTION_FILE, "teacher [CLS] attention maps")
     add_trials(doc, sweep, trials, gone)
     return doc
-
-
-def plural(n: int, word: str) -> str:
-    return word if n == 1 else word + "s"
 
 
 def reference_line(reference: dict, marked: bool = True) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from ablate.errors import UserError
 from ablate.folder import check_writable, remove_made
 from sweep_format.files import file_on_path
-from sweep_format.text import printable
+from sweep_format.text import plural, printable
 from trainables.config import DEVICES, MAX_CROP, device_problem
 
 DEFAULT_IMAGES = 4
@@ -100,5 +100,7 @@ def draw(args: argparse.Namespace, n: int) -> int:
              f"{teacher.epoch}: last-block [CLS] attention")
     names = [printable(name) for name in names]
     out = render_attention_figure(images, maps, names, Path(args.out), args.threshold, title)
-    print(f"wrote {printable(str(out))} ({len(names)} images x {maps.maps.shape[1]} heads)", file=sys.stderr)
+    heads = maps.maps.shape[1]
+    print(f"wrote {printable(str(out))} ({len(names)} {plural(len(names), 'image')} x {heads} "
+          f"{plural(heads, 'head')})", file=sys.stderr)
     return 0

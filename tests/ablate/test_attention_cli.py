@@ -73,7 +73,7 @@ def test_a_run_and_image_named_in_other_bytes_are_drawn(run_dir, tmp_path, capsy
     out = tmp_path / "a\udce9.png"
     assert main(["attention", str(run), "--image", str(picture), "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == PNG_MAGIC
-    assert f"wrote {tmp_path}/a\\xe9.png (1 images x 2 heads)" in capsys.readouterr().err
+    assert f"wrote {tmp_path}/a\\xe9.png (1 image x 2 heads)" in capsys.readouterr().err  # not "1 images"
 
 
 def test_an_image_that_is_a_postscript_program_is_refused_without_running_ghostscript(

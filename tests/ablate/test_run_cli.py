@@ -51,6 +51,23 @@ def test_a_missing_dataset_names_its_keys_as_a_spec_holds_them(tmp_path: Path, c
     assert not storage.exists()
 
 
+def test_the_opening_line_counts_one_trial_as_one(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """It said "1 trials (optuna)"."""
+    from ablate.errors import UserError
+
+    def no_ray(*args: object, **kwargs: object) -> None:
+        raise UserError("no Ray in this test")
+
+    monkeypatch.setattr("ablate.sweep.ray_session", no_ray)
+    spec, storage = write_spec(tmp_path, OPTUNA_SPEC), tmp_path / "runs"
+    sets = ["--set", "search.num_samples=1", "--set", "repeats=1"]
+    assert main(["run", str(spec), "--storage", str(storage), *sets]) == 2
+    err = capsys.readouterr().err
+    assert f"ablate: sweep 'tiny': 1 trial (optuna), results in {storage / 'tiny'}\n" in err
+    assert not storage.exists()
+
+
 def test_an_empty_storage_is_refused_before_ray(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """--storage '' put the sweep into the folder ablate ran in (Path('') is '.'), as --out '' did."""
