@@ -40,8 +40,10 @@ def check_writable(folder: Path, option: str) -> Path | None:
     except OSError as exc:
         remove_made(made, folder)
         code = errno.errorcode.get(exc.errno or 0, "error")
-        raise UserError(f"{option} {folder}: cannot write there ({code}: {exc.strerror}); nothing "
-                        f"was started. Free space, or give a writable folder") from None
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)  # else a folder this user cannot write (make)
+        advice = "Free space, or give another folder" if full else "Give a writable folder"
+        raise UserError(f"{option} {folder}: cannot write there ({code}: {exc.strerror}); nothing was "
+                        f"started. {advice}") from None
     return made
 
 

@@ -3,7 +3,9 @@ write probe's folders, taken away again when a run stops before its sweep folder
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -94,3 +96,22 @@ def test_remove_made_keeps_a_folder_another_run_wrote_into(tmp_path: Path):
     (storage / "other-sweep").mkdir()  # a second `ablate run` on the same storage, meanwhile
     remove_made(made, storage)
     assert (storage / "other-sweep").is_dir()
+
+
+@pytest.mark.parametrize(("code", "advice"), [(errno.ENOSPC, "Free space, or give another folder"),
+                                              (errno.EDQUOT, "Free space, or give another folder"),
+                                              (errno.ENOENT, "Give a writable folder"),
+                                              (errno.EACCES, "Give a writable folder")])
+def test_the_write_probes_advice_fits_its_errno(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int,
+                                                advice: str):
+    """--storage /proc/nope (ENOENT) and a folder of another user (EACCES) were told to free space."""
+    from ablate.errors import UserError
+
+    def fails(*args: object, **kwargs: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(Path, "mkdir", fails)
+    with pytest.raises(UserError) as raised:
+        check_writable(tmp_path / "runs", "--storage")
+    assert str(raised.value).endswith(f"; nothing was started. {advice}")
+    assert f"({errno.errorcode[code]}: {os.strerror(code)})" in str(raised.value)
