@@ -22,6 +22,7 @@ from typing import Any
 from ablate.errors import UserError
 from ablate.sweep_spec import SweepSpec
 from ablate.sweep_spec.model import GPU_KEYS
+from sweep_format.text import plural
 from trainables.config import make_config
 
 # The driver of a data-parallel trial: Tune needs a non-empty request; memory leaves the CPUs to the
@@ -75,7 +76,7 @@ def local_cluster(num_cpus: int | None, num_gpus: int | None) -> Cluster:
 
     seen = torch.cuda.device_count()
     if num_gpus is not None and num_gpus > seen:  # Ray would hand trials GPU ids that do not exist
-        raise UserError(f"--num-gpus {num_gpus}: torch sees {seen} GPU{'s' * (seen != 1)} on this machine "
+        raise UserError(f"--num-gpus {num_gpus}: torch sees {seen} {plural(seen, 'GPU')} on this machine "
                         f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}), and a "
                         "local Ray can give trials only those; leave --num-gpus out (the default is what "
                         "torch sees), or join a cluster with --address")
@@ -139,9 +140,9 @@ def admit_workers(workers: int, where: Cluster, gpu: float = 0.0) -> None:
     fits = worker_slots(TrialResources(TRAIN_WORKER, gpu, workers), where)
     if workers <= fits:
         return
-    has = f"{where.cpus:g} CPU{'s' * (where.cpus != 1)}"
+    has = f"{where.cpus:g} {plural(where.cpus, 'CPU')}"
     if gpu:
-        has += f" and {where.gpus:g} GPU{'s' * (where.gpus != 1)}"
+        has += f" and {where.gpus:g} {plural(where.gpus, 'GPU')}"
     place = f"the Ray cluster at {where.address}" if where.address else "this machine"
     each = "one CPU and one GPU" if gpu else "one"
     give = f"give --workers 1 to {fits}" if fits else "no worker fits"
@@ -170,7 +171,7 @@ def check_gpu_asked(spec: SweepSpec, resources: TrialResources, where: Cluster) 
 
 def describe_nodes(where: Cluster) -> str:
     best = max(where.nodes, default=(0.0, 0.0))
-    return f"{best[0]:g} CPUs and {best[1]:g} GPUs ({len(where.nodes)} node{'s' * (len(where.nodes) != 1)})"
+    return f"{best[0]:g} CPUs and {best[1]:g} GPUs ({len(where.nodes)} {plural(len(where.nodes), 'node')})"
 
 
 def trainable(spec: SweepSpec, resources: TrialResources, tune_dir: str) -> Any:

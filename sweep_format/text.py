@@ -26,7 +26,7 @@ ESCAPED_CONTROL = re.compile(r"\\(?:u00(?:0[0-8b-fB-F]|1[0-9a-fA-F]|7[fF]|[89][0
                              r"|u[dD][89a-fA-F][0-9a-fA-F]{2})")
 
 
-def plural(n: int, word: str) -> str:
+def plural(n: float, word: str) -> str:
     """``word`` as ``n`` of it reads: 1 trial, 2 trials."""
     return word if n == 1 else word + "s"
 
