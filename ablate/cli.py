@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import errno
 import gc
 import importlib
@@ -15,7 +14,7 @@ from typing import NoReturn
 
 from ablate import __version__
 from ablate.errors import STORAGE_ERRNOS, USAGE_EXIT, USER_ERRORS, storage_failure
-from sweep_format.text import printable
+from sweep_format.text import did_you_mean, printable
 
 # Each module has ``register(subparsers)``, which adds its parser and sets ``func``.
 PIPE_CLOSED_EXIT = 128 + signal.SIGPIPE  # 141, as a shell reports a tool that SIGPIPE ended
@@ -117,8 +116,8 @@ def unrecognized(parser: argparse.ArgumentParser, command: str | None, extras: l
         if isinstance(action, argparse._SubParsersAction) and command in action.choices:
             target = action.choices[command]
     options = [name for action in target._actions for name in action.option_strings]
-    hints = [close[0] for extra in extras if extra.startswith("-")
-             for close in [difflib.get_close_matches(extra.split("=", 1)[0], options, n=1)] if close]
+    hints = [close for extra in extras if extra.startswith("-")
+             for close in [did_you_mean(extra.split("=", 1)[0], options, n=1)] if close]
     hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
     target.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
 

@@ -12,7 +12,9 @@ the summary, the live view) and reach the reports. Tabs and newlines stay.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 from typing import Any
 
 # C0 controls but tab and newline, DEL, and the C1 controls (U+0080-U+009F, e.g. CSI)
@@ -24,6 +26,18 @@ SURROGATE = re.compile("[\ud800-\udfff]")
 # before parsing it (a false alarm, such as a path's backslash before a b, only costs the walk)
 ESCAPED_CONTROL = re.compile(r"\\(?:u00(?:0[0-8b-fB-F]|1[0-9a-fA-F]|7[fF]|[89][0-9a-fA-F])|[rbf]"
                              r"|u[dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
+def did_you_mean(value: object, allowed: Iterable[str], n: int = 3, cutoff: float = 0.6) -> str:
+    """The names of ``allowed`` closest to ``value``, as close as the closest one (at most ``n``), "a, b"
+    ("" when none is close): the one suggestion rule of every "did you mean" (a spec's key, value or
+    metric, a trainer key, an option). knn_top: both knn_top1 and knn_top5; num_sample: num_samples,
+    not sampler as well."""
+    text, names = str(value), list(allowed)
+    score = {c: difflib.SequenceMatcher(None, text, c).ratio()
+             for c in difflib.get_close_matches(text, names, n=n, cutoff=cutoff)}
+    best = max(score.values(), default=0.0)
+    return ", ".join(c for c in names if c in score and score[c] >= best - 1e-9)  # in ``allowed``'s order
 
 
 def plural(n: float, word: str) -> str:

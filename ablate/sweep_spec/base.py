@@ -7,7 +7,6 @@ error's ``at``) and blames the ``--set`` items that touched it.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic_core import PydanticCustomError
 
 from ablate.errors import UserError
+from sweep_format.text import did_you_mean
 from trainables.config import short
 
 SPEC_ERROR = "spec"  # pydantic error type of spec_error()
@@ -41,8 +41,8 @@ def one_of(value: Any, allowed: Sequence[str], at: str = "") -> str:
     """``value`` if it is one of ``allowed``, else an error listing them with a "did you mean"."""
     if isinstance(value, str) and value in allowed:
         return value
-    close = difflib.get_close_matches(str(value), list(allowed), n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
+    close = did_you_mean(value, allowed)
+    hint = f" (did you mean {close}?)" if close else ""
     raise bad(value, f"allowed: {', '.join(allowed)}{hint}", at)
 
 

@@ -6,7 +6,6 @@ allowed, and the ``--set`` items that touched that path, one line per mistake.
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from ablate.sweep_spec.base import SPEC_ERROR, UNKNOWN_KEY, SpecError
 from ablate.sweep_spec.model import SweepSpec
 from ablate.sweep_spec.space import DIST_TAGS, DIST_TYPE_ERROR, DIST_TYPES
 from sweep_format.layout import RESOLVED
+from sweep_format.text import did_you_mean
 from trainables.config import DINOConfig, exact_type_problem, key_not_text, short
 
 MISSING = {
@@ -61,7 +61,10 @@ def load_spec(path: str | Path, sets: list[str] | None = None, force: bool = Fal
     try:
         spec = SweepSpec.model_validate(data, context={"force": force})
     except ValidationError as exc:
-        raise SpecError("\n".join(describe(err, source, applied) for err in exc.errors())) from None
+        errors = exc.errors()
+        if any(tuple(err["loc"]) == ("metric",) for err in errors):  # a metric that is none has no direction:
+            errors = [err for err in errors if tuple(err["loc"]) != ("mode",) or err["type"] != "missing"]
+        raise SpecError("\n".join(describe(err, source, applied) for err in errors)) from None
     spec._source = source
     spec._resolved = dict(resolved) if isinstance(resolved, dict) else {}
     check_resolved(spec, resolved, source)
@@ -110,8 +113,8 @@ def _pydantic_message(err: ErrorDetails, key: str, ctx: dict[str, Any]) -> str:
         return MISSING.get(key, "missing (required)")
     if err["type"] == "literal_error":
         allowed = re.findall(r"'((?:[^'\\]|\\.)*)'", ctx.get("expected", ""))
-        close = difflib.get_close_matches(str(value), allowed, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        close = did_you_mean(value, allowed)
+        hint = f" (did you mean {close}?)" if close else ""
         return f"got {short(value)}; allowed: {', '.join(allowed)}{hint}"
     if err["type"] not in EXPECTED:
         return f"got {short(value)}; {err['msg']}"
@@ -134,8 +137,8 @@ def _path(loc: list[int | str], at: str) -> str:
 
 
 def _unknown_key(key: Any, allowed: tuple[str, ...], section: str) -> str:
-    close = difflib.get_close_matches(str(key), allowed, n=1)
-    hint = f" Did you mean {close[0]}?" if close else ""
+    close = did_you_mean(key, allowed)
+    hint = f" Did you mean {close}?" if close else ""
     if not section and key in DINOConfig.model_fields:
         hint = f" {key} is a trainer key: put it under `trainer:` (--set trainer.{key}=...)."
     where = f" in {section}" if section else ""
@@ -148,8 +151,8 @@ def _dist_type(path: str, entry: Any) -> tuple[str, str]:
         return path, f"got {short(entry)}; expected a mapping such as {{type: float, low: 0.02, high: 0.08}}"
     if "type" not in entry:
         return f"{path}.type", f"missing; allowed: {allowed}"
-    close = difflib.get_close_matches(str(entry["type"]), DIST_TYPES, n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
+    close = did_you_mean(entry["type"], DIST_TYPES)
+    hint = f" (did you mean {close}?)" if close else ""
     return f"{path}.type", f"got {short(entry['type'])}; allowed: {allowed}{hint}"
 
 

@@ -7,7 +7,6 @@ spec's ``trainer`` section applied. Formats: ``search_spaces/README.md``, "Distr
 
 from __future__ import annotations
 
-import difflib
 from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
@@ -17,6 +16,7 @@ from ablate.sweep_spec.trainer import check_searched_key, check_values
 from reports.columns import taken
 from sweep_format.metrics import METRICS
 from sweep_format.space import DIST_TYPES, is_bundle, range_count, range_grid
+from sweep_format.text import did_you_mean
 from sweep_format.values import values_equal
 from trainables.config import DINOConfig, value_kinds
 
@@ -232,8 +232,8 @@ def check_name(name: str, dist: Any) -> None:
                              f"{name}_choice", _path(name, ""))
         return
     if name not in DINOConfig.model_fields:
-        close = difflib.get_close_matches(name, list(DINOConfig.model_fields), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        close = did_you_mean(name, DINOConfig.model_fields)
+        hint = f" Did you mean {close}?" if close else ""
         raise spec_error(f"{name!r} is not a trainer key.{hint} A space entry is named after the trainer "
                          f"key it searches; only a bundle (type: choice, values: [{BUNDLE_FORM}, ...]) may "
                          f"have another name. Trainer keys: {', '.join(DINOConfig.model_fields)}",

@@ -126,6 +126,9 @@ BAD = [
      MINIMAL + "trainer: {epochs: 2}\nscheduler: {type: asha, grace_period: 3}\n",
      "scheduler.grace_period:", "got 3"),
     ("unknown metric", MINIMAL + "metric: knn_top_1\n", "metric:", "'knn_top_1'"),
+    ("metric between two", MINIMAL + "metric: knn_top\n", "metric:", "(did you mean knn_top1, knn_top5?)"),
+    ("key nearly one", MINIMAL + "search: {num_sample: 4}\n", "search.num_sample:",
+     "Did you mean num_samples? "),  # not "num_samples, sampler?"
     ("unsafe name", MINIMAL.replace("name: t", "name: a/b"), "name:", "'a/b'"),
     ("num_samples with grid", MINIMAL + "search: {algorithm: grid, num_samples: 4}\n",
      "search.num_samples:", "got 4"),
@@ -152,6 +155,16 @@ BAD = [
     ("metric with no direction", MINIMAL + "metric: teacher_entropy\n", "mode:",
      "set mode: max or mode: min"),
 ]
+
+
+def test_a_metric_that_is_none_is_one_error_with_the_names_it_may_mean(tmp_path: Path) -> None:
+    """metric: knn_top suggested knn_top5 alone (knn_top1 is as close), and a second line blamed the
+    missing mode on it ("metric knn_top is not better high or low by itself")."""
+    message = error_of(write(tmp_path, MINIMAL + "metric: knn_top\n"))
+    assert message.splitlines() == [f"{tmp_path / 'spec.yaml'}: metric: got 'knn_top'; allowed: knn_top1, "
+                                    "knn_top5, loss, dino_loss, teacher_entropy, kl_teacher_student (did you "
+                                    "mean knn_top1, knn_top5?)"]
+    assert "mode: missing" in error_of(write(tmp_path, MINIMAL + "metric: teacher_entropy\n"))  # a real one
 
 
 @pytest.mark.parametrize("text, path, fragment", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
