@@ -125,7 +125,7 @@ def one_line(exc: BaseException, whole: str = "") -> str:
     named after it. Ray's text was cut mid-word ("Set max_restarts and max_task_")."""
     line = last_line(exc)
     cut = cut_at_word(line, LINE_MAX)
-    return cut + whole_error_at(whole) if whole and line != whole_error(exc).strip() else cut
+    return cut + whole_error_at(whole) if whole and cut != whole_error(exc).strip() else cut
 
 
 def worker_config(cfg: DINOConfig) -> DINOConfig:

@@ -71,3 +71,11 @@ def test_a_sweep_trials_error_holds_each_workers_whole_text_and_ends_in_its_line
     assert text.splitlines()[-1] == "the data-parallel run of 2 workers failed: rank 0: ValueError: rank zero"
     assert "[Rank 0 Error Snippet]:\nTraceback" in text and f"[rank 1] ValueError: {LONG}" in text
     assert cast(Any, raised.value).__cause__ is None  # not Ray's cut copy of the same texts again
+
+
+def test_a_long_error_of_one_line_without_ranks_still_names_where_the_whole_text_is() -> None:
+    """Cut to LINE_MAX, the line is not the whole text even when the error is that one line."""
+    exc = RuntimeError(LONG)
+    line = one_line(exc, "DIR/ray.log")
+    assert line.endswith("… (the whole error: DIR/ray.log)") and LONG.startswith(line.split("…")[0])
+    assert one_line(RuntimeError("short"), "DIR/ray.log") == "short"  # the whole text: nothing to name
