@@ -173,12 +173,15 @@ class SweepSpec(SpecModel):
 
     def check_batches(self) -> None:
         """A step larger than a bundled or torchvision dataset's training split (``batch_size x
-        grad_accum_steps x resources.workers`` images), for the baseline and every searched batch (a
-        range: its largest): a SpecError naming the key path before Ray starts, instead of trials that
-        all error. An image folder is sized by its files (``check_inputs``, where the driver sees them)."""
+        grad_accum_steps x resources.workers`` images), or more steps than the schedules hold (``epochs``
+        x steps per epoch), for the baseline, every searched batch and epochs value (a range: its low and
+        largest values) and the ``combinations`` that set two of them (a small batch with many epochs): a
+        SpecError naming the key path before Ray starts, instead of trials that all error. An image
+        folder is sized by its files (``check_inputs``, where the driver sees them)."""
         from trainables.data import check_batch, known_train_size  # torch: not for a spec's other checks
 
-        for at, values in self.configs_of(BATCH_KEYS | {"epochs"}):  # epochs: the steps a run takes
+        keys = BATCH_KEYS | {"epochs"}  # epochs: the steps a run takes (a small batch's, the most)
+        for at, values in self.configs_of(keys) + self.together(keys):
             cfg = make_config(values)
             n_train = known_train_size(cfg)
             try:
@@ -189,12 +192,11 @@ class SweepSpec(SpecModel):
 
     def check_models(self) -> None:
         """The crop sizes the backbone must take (``check_model``), for the baseline and every searched
-        value of them (a range of more than 256 values: its largest), one key at a time: a SpecError
-        naming the key path before Ray starts, on clusters too (no file is read)."""
+        value of them (a range of more than 256 values: its low and largest values), one key at a time,
+        and the ``combinations`` that set two of them: a SpecError naming the key path before Ray starts,
+        on clusters too (no file is read)."""
         done: set[tuple[Any, ...]] = set()
-        together = [(self.combination_at(p), {**self.trainer, **self.expand(p)}) for p in self.combinations()
-                    if len(MODEL_KEYS & set(self.expand(p))) > 1]  # e.g. an arch with a crop size
-        for at, values in self.configs_of(MODEL_KEYS, every=256) + together:
+        for at, values in self.configs_of(MODEL_KEYS, every=256) + self.together(MODEL_KEYS):
             cfg = make_config(values)
             key = tuple(getattr(cfg, k) for k in sorted(MODEL_KEYS))
             if key in done:
@@ -239,6 +241,12 @@ class SweepSpec(SpecModel):
                 math.prod(map(len, choices.values())) > MAX_POINTS:
             return []
         return [dict(zip(choices, combo, strict=True)) for combo in itertools.product(*choices.values())]
+
+    def together(self, keys: set[str]) -> list[tuple[str, dict[str, Any]]]:
+        """The ``combinations`` that set more than one of ``keys`` (e.g. an arch with a crop size, a small
+        batch with many epochs), as trainer values with where in the spec they meet."""
+        return [(self.combination_at(p), {**self.trainer, **self.expand(p)}) for p in self.combinations()
+                if len(keys & set(self.expand(p))) > 1]
 
     def combination_at(self, point: dict[str, Any]) -> str:
         """Where in the spec the values of ``point`` meet, for an error."""

@@ -145,6 +145,26 @@ resources: {{cpu: 1, gpu: 0}}
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_small_batch_with_many_epochs_of_a_grid_is_refused_before_ray(
+        tmp_path: Path, capsys: pytest.CaptureFixture, no_ray: None) -> None:
+    """Each searched value was checked with the trainer section alone: batch_size 1 at the baseline's
+    epochs, and epochs 10000 at the baseline's batch, both fit; their grid point (50,000 steps an epoch
+    x 10,000 epochs) started the sweep, and that trial errored when it built its trainer."""
+    spec = write_spec(tmp_path, f"""
+name: long
+trainer: {dict(TINY_TRAINER, dataset="cifar10", batch_size=64, data_path=str(tmp_path / "no-cifar-here"))}
+space:
+  batch_size: {{type: choice, values: [1, 64]}}
+  epochs: {{type: choice, values: [2, 10000]}}
+search: {{algorithm: grid}}
+resources: {{cpu: 1, gpu: 0}}
+""")
+    assert main(["run", str(spec), "--storage", str(tmp_path / "runs")]) == 2
+    assert ("space (the trial batch_size=1, epochs=10000): epochs=10000 x 50,000 steps per epoch = "
+            "500,000,000 optimizer steps: at most 100,000,000") in one_line_error(capsys, "run")
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize(("space", "bad_file", "expected"), [
     ("teacher_temp: {type: choice, values: [0.04]}", True,
      "spec.yaml: trainer: {data}/train/a/bad.png: not a readable image"),
