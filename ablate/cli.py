@@ -116,7 +116,7 @@ def unrecognized(parser: argparse.ArgumentParser, command: str | None, extras: l
         if isinstance(action, argparse._SubParsersAction) and command in action.choices:
             target = action.choices[command]
     options = [name for action in target._actions for name in action.option_strings]
-    hints = [close for extra in extras if extra.startswith("-")
+    hints = [close for extra in extras if extra.startswith("-") and extra.split("=", 1)[0] not in options
              for close in [did_you_mean(extra.split("=", 1)[0], options, n=1)] if close]
     hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
     target.error(f"unrecognized arguments: {' '.join(extras)}{hint}")

@@ -16,6 +16,9 @@ from ablate.cli import main
      "ablate ls: error: unrecognized arguments: --verbose\n"),
     (["report", "runs/temps", "runs/other"], "usage: ablate report ",
      "ablate report: error: unrecognized arguments: runs/other\n"),
+    # an option's own name after `--` is a positional it does not take: no 'did you mean --set?' of itself
+    (["run", "spec.yaml", "--", "--set"], "usage: ablate run ",
+     "ablate run: error: unrecognized arguments: --set\n"),
 ])
 def test_an_argument_a_command_does_not_take_is_named_by_that_command(
         capsys: pytest.CaptureFixture, argv: list[str], usage: str, error: str) -> None:
