@@ -10,12 +10,14 @@ error (a lost node, a crash).
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from ray import tune
 
+from ablate.ending import RESERVE_BYTES
 from ablate.errors import StorageFull
 from ablate.records import (
     Failure,
@@ -69,6 +71,8 @@ class TrialRecorder(tune.Callback):
             rec["trial_dirs"] = [*earlier, folder]
             rec["trial_dir"] = folder
         rec.update(status=statuses.RUNNING, reason="")
+        with contextlib.suppress(OSError):  # an earlier run's error, which the record no longer names
+            error_path(self.sweep_dir, rec["trial_id"]).unlink(missing_ok=True)
         self._save(rec)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -165,9 +169,11 @@ class TrialRecorder(tune.Callback):
         if failure.status != statuses.ERRORED or not text.strip():
             return failure
         path = error_path(self.sweep_dir, rec["trial_id"])
-        try:
+        try:  # never the records' last space: on a full disk the record alone says what it can
+            if shutil.disk_usage(path.parent).free < len(text.encode()) + RESERVE_BYTES:
+                return failure
             write_text(path, text)
-        except OSError:  # a full disk: the record (written with the reserve's space) says what it can
+        except OSError:
             return failure
         where = path.relative_to(self.sweep_dir).as_posix()
         return failure._replace(reason=failure.reason + whole_error_at(where))

@@ -155,6 +155,8 @@ KILL_THRESHOLD = re.compile(r"exceeded threshold of \d+B \(([\d.]+%) of")
 # actor's fields, then what happened and Ray's advice (ray.exceptions.ActorDiedError).
 ACTOR_DIED = "The actor died unexpectedly before finishing this task."
 ACTOR_FIELD = re.compile(r"(class_name|actor_id|pid|name|namespace|ip): \S*$")
+
+
 def first_sentences(text: str, limit: int = LINE_MAX) -> str:
     """The whole sentences of ``text`` that fit in ``limit`` characters; the first alone cut at a word
     (ending in "…") when it is longer. Ray's messages say what happened first, then the advice."""

@@ -533,6 +533,7 @@ def test_an_errored_trial_keeps_its_whole_error_beside_its_record(tmp_path: Path
     trials/<id>.error.txt and named. A disk that cannot take it leaves the reason without the note; a
     memory kill's reason is its own summary and keeps no file."""
     import errno
+    from shutil import disk_usage as shutil_usage
 
     from ablate import recorder as recorder_module
     from ablate.recorder import TrialRecorder
@@ -552,8 +553,28 @@ def test_an_errored_trial_keeps_its_whole_error_beside_its_record(tmp_path: Path
     def full(*args: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    monkeypatch.setattr(recorder_module.shutil, "disk_usage", lambda p: shutil_usage(p)._replace(free=2**20))
+    assert rec._failure(FakeTrial(file), {"trial_id": "t4"}) == ("errored", "ValueError: boom")
+    assert not (tmp_path / "trials" / "t4.error.txt").exists()  # the records' last MiB is not taken
+    monkeypatch.setattr(recorder_module.shutil, "disk_usage", shutil_usage)
     monkeypatch.setattr(recorder_module, "write_text", full)
     assert rec._failure(FakeTrial(file), {"trial_id": "t2"}) == ("errored", "ValueError: boom")
     file.write_text(MEMORY_KILL)
     assert rec._failure(FakeTrial(file), {"trial_id": "t3"}).status == "oom"
     assert not (tmp_path / "trials" / "t3.error.txt").exists()
+
+
+def test_a_trial_run_again_drops_the_error_its_record_no_longer_names(tmp_path: Path) -> None:
+    """`ablate resume` runs an errored trial again: its record's reason is cleared as it starts, and the
+    error file of the earlier run goes with it (a trial that then completes kept one beside it)."""
+    from ablate.recorder import TrialRecorder
+
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    (sweep / "trials" / "a.error.txt").write_text("Failure # 1\nValueError: boom\n")
+
+    class Trial:
+        trial_id, config, path = "a", {"teacher_temp": 0.02}, str(sweep / "tune" / "trial_a")
+
+    TrialRecorder(load_spec(sweep / "spec.yaml"), sweep).on_trial_start(0, [], Trial())
+    assert not (sweep / "trials" / "a.error.txt").exists()
+    assert [(r["trial_id"], r["status"], r["reason"]) for r in read_records(sweep)] == [("a", "running", "")]
