@@ -11,7 +11,6 @@ field's description.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import reprlib
@@ -27,6 +26,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from sweep_format.text import did_you_mean
 
 DATASETS = ("digit_scenes", "digits", "synthetic", "cifar10", "cifar100", "stl10", "imagefolder")
 TORCHVISION = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "stl10": "STL10"}  # dataset -> its class
@@ -339,10 +340,10 @@ def key_not_text(key: Any) -> str:
 
 
 def unknown_key_message(key: Any, where: str = "") -> str:
-    if not isinstance(key, str):  # a CONFIG file's `1:`: difflib raised a TypeError
+    if not isinstance(key, str):  # a CONFIG file's `1:`: difflib raised a TypeError on it
         return f"{where}{key_not_text(key)}"
-    close = difflib.get_close_matches(key, config_keys(), n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    close = did_you_mean(key, config_keys())
+    hint = f" Did you mean {close}?" if close else ""
     return (f"{where}unknown trainer key {key!r}.{hint} Valid keys: {', '.join(config_keys())}")
 
 
