@@ -111,7 +111,10 @@ class Signals:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.received = self.received or signum
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # Tune's loop is not running
+        sigint = signal.getsignal(signal.SIGINT)
+        # Tune's loop is not running: Python's own Ctrl-C handler, or none at all (a shell starts a
+        # script's background job, `ablate run ... &`, with SIGINT ignored, and SIGTERM did nothing)
+        if not callable(sigint) or sigint is signal.default_int_handler:
             raise SignalInterrupt(signum)
         signal.raise_signal(signal.SIGINT)  # Tune's own handler: it stops the trials
 

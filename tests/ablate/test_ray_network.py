@@ -105,13 +105,17 @@ def test_wait_for_address_gives_up_after_the_timeout():
     assert time.monotonic() - start < 4
 
 
-def test_run_with_a_dead_address_exits_2_and_honours_sigterm(tmp_path: Path):
+@pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["sigint-default", "sigint-ignored"])
+def test_run_with_a_dead_address_exits_2_and_honours_sigterm(tmp_path: Path, sigint: signal.Handlers):
+    """SIG_IGN: a shell starts a script's background job (`ablate run ... &`) with SIGINT ignored; SIGTERM,
+    turned into that SIGINT, did nothing: the run waited its 600 s."""
     spec = write_spec(tmp_path, OPTUNA_SPEC)
     address = f"127.0.0.1:{closed_port()}"
     run = [*CLI, "run", str(spec), "--storage", str(tmp_path / "runs"), "--address", address]
     short = subprocess.Popen([*run, "--connect-timeout", "2"], stderr=subprocess.PIPE, text=True)
     long = subprocess.Popen([*run, "--connect-timeout", "600"], stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # SIGABRT prints its stacks
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT prints its stacks
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
     assert long.stderr.readline().startswith("ablate: sweep 'tiny'")  # the spec is read: Ray is next
     time.sleep(2)
     long.send_signal(signal.SIGTERM)
