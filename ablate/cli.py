@@ -80,7 +80,7 @@ def dispatch(argv: list[str] | None) -> int:
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if extras:
-        unrecognized(parser, args.command, extras)
+        unrecognized(parser, args.command, extras, argv if argv is not None else sys.argv[1:])
     if not getattr(args, "func", None):
         parser.print_help()
         return USAGE_EXIT
@@ -107,14 +107,20 @@ def dispatch(argv: list[str] | None) -> int:
         return exit_code(exc)
 
 
-def unrecognized(parser: argparse.ArgumentParser, command: str | None, extras: list[str]) -> NoReturn:
+def unrecognized(parser: argparse.ArgumentParser, command: str | None, extras: list[str],
+                 argv: list[str]) -> NoReturn:
     """Exit 2 naming the arguments the command does not take, as the command itself (its usage line
     lists its options) with the option it most likely meant: argparse left a subcommand's unknown option
-    to the top parser, whose usage (``ablate [-h] [--version] COMMAND ...``) names none of them."""
+    to the top parser, whose usage (``ablate [-h] [--version] COMMAND ...``) names none of them. An
+    option written before the command (``ablate --bogus run X``) is the top parser's to refuse."""
     target = parser
-    for action in parser._subparsers._group_actions if parser._subparsers else []:
-        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
-            target = action.choices[command]
+    before = argv[:argv.index(command)] if command in argv else argv  # the top parser takes no values
+    if early := [extra for extra in extras if extra in before]:
+        extras = early  # the command's own extras are its error, once these are mended
+    else:
+        for action in parser._subparsers._group_actions if parser._subparsers else []:
+            if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+                target = action.choices[command]
     options = [name for action in target._actions for name in action.option_strings]
     hints = [close for extra in extras if extra.startswith("-") and extra.split("=", 1)[0] not in options
              for close in [did_you_mean(extra.split("=", 1)[0], options, n=1)] if close]

@@ -19,6 +19,12 @@ from ablate.cli import main
     # an option's own name after `--` is a positional it does not take: no 'did you mean --set?' of itself
     (["run", "spec.yaml", "--", "--set"], "usage: ablate run ",
      "ablate run: error: unrecognized arguments: --set\n"),
+    # written before the command, an option is the top parser's: it was `ablate run`'s error, with a
+    # hint of run's --verbose
+    (["--bogus", "run", "spec.yaml", "--stoarge", "x"], "usage: ablate [-h]",
+     "ablate: error: unrecognized arguments: --bogus\n"),
+    (["--verison", "run", "spec.yaml"], "usage: ablate [-h]",
+     "ablate: error: unrecognized arguments: --verison (did you mean --version?)"),
 ])
 def test_an_argument_a_command_does_not_take_is_named_by_that_command(
         capsys: pytest.CaptureFixture, argv: list[str], usage: str, error: str) -> None:
