@@ -9,7 +9,9 @@ The API lives in ``ablate.api``; it is imported on first use so that the CLI sta
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing's own, without importing typing
+if TYPE_CHECKING:  # not at run time: `python -m ablate` imports this before its path is mended (__main__)
+    from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["Sweep", "compare", "load", "run", "__version__"]

@@ -36,3 +36,17 @@ def test_an_argument_a_command_does_not_take_is_named_by_that_command(
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith(usage) and error in err and "Traceback" not in err
+
+
+def test_python_m_ablate_imports_nothing_from_the_folder_it_runs_in(tmp_path) -> None:
+    """`python -m` puts the working folder first on sys.path: `python -m ablate ls .` in a folder
+    someone else wrote ran its typing.py (ablate/__init__.py imported typing), yaml.py, torch.py, ..."""
+    import subprocess
+    import sys
+
+    for name in ("typing", "yaml", "torch", "pandas", "pathlib"):
+        (tmp_path / f"{name}.py").write_text("print('RAN FROM THE FOLDER'); raise SystemExit(9)\n")
+    done = subprocess.run([sys.executable, "-m", "ablate", "ls", "."], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert "RAN FROM THE FOLDER" not in done.stdout + done.stderr
+    assert done.returncode == 2 and "ablate ls: error: .: no sweeps here" in done.stderr
