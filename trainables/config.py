@@ -366,8 +366,9 @@ def format_validation_error(exc: ValidationError, values: dict[str, Any], where:
         key = str(err["loc"][0]) if err["loc"] else ""
         given = values.get(key, "<missing>") if key else ""
         field = DINOConfig.model_fields.get(key)
-        allowed = f" ({field.description})" if field and field.description else ""
         msg = err["msg"].removeprefix("Value error, ")
+        said = field is None or not field.description or field.description.rstrip(".") in msg
+        allowed = "" if said else f" ({field.description})"  # what the key takes, unless msg says it
         if err["type"] == "value_error" and not err["loc"]:  # a rule of its own, its message names the key
             parts.append(f"{where}{msg}")
             continue

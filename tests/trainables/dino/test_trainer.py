@@ -122,6 +122,12 @@ def test_bad_config_errors_name_key_value_and_allowed():
     with pytest.raises(ConfigError, match="must be auto, cpu, cuda or cuda:N, got 'cuda:\u0661'"):
         make_config({"device": "cuda:\u0661"})
     assert make_config({"device": "cuda:1"}).device == "cuda:1"
+    # what a key takes is said once: 'got 'mps' (auto, cpu, cuda or cuda:N.)' repeated its own message
+    with pytest.raises(ConfigError) as bad_device:
+        make_config({"device": "mps"})
+    assert str(bad_device.value).count("auto, cpu, cuda or cuda:N") == 1
+    with pytest.raises(ConfigError, match=r"lr=-1: Input should be greater than 0 \(Peak lr"):
+        make_config({"lr": -1})
 
 
 def test_an_arch_named_with_other_patches_than_the_default_needs_patch_size_set():
