@@ -176,13 +176,13 @@ def table(out: dict[str, Any]) -> str:
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
-    import yaml
+    from sweep_format import yamltext  # as ablate reads a --set value (1e-4 is a number)
     sets = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--set {item!r}: expected key=value")
-        sets[key] = yaml.safe_load(value)
+        sets[key] = yamltext.load(value)
     return sets
 
 

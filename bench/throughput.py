@@ -37,8 +37,8 @@ WORK = {  # the identical work of the issue: digits, resnet10t, batch 32, 2 x 32
 
 
 def parse_value(text: str) -> Any:
-    import yaml
-    return yaml.safe_load(text)
+    from sweep_format import yamltext  # as ablate reads a --set value (1e-4 is a number)
+    return yamltext.load(text)
 
 
 class CifarLike:

@@ -5,13 +5,16 @@ hundred bytes stand for billions of values (the "billion laughs"), which anythin
 data (validation, an error message, a JSON dump) would then expand. ``load`` refuses data that
 expands to more than ``MAX_VALUES`` values: a sweep spec holds a few dozen. A key written twice in
 one mapping is refused too (a ``yaml.YAMLError`` naming both lines): YAML keeps the last in
-silence, so a second ``teacher_temp:`` under ``space:`` would drop the first one's values.
+silence, so a second ``teacher_temp:`` under ``space:`` would drop the first one's values. A number
+in exponent notation without a dot (``1e-4``, ``5E3``) is a number, as in YAML 1.2 (YAML 1.1, which
+PyYAML reads, takes it for text; every ML config reads it as the number it says).
 
     data = load(Path("spec.yaml").read_text())   # TooLarge when aliases blow it up
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -44,6 +47,11 @@ class _Loader(yaml.SafeLoader):
                     "only the last: keep one",
                     key_node.start_mark)
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.2's floats that YAML 1.1 reads as text: digits with an exponent and no dot (1e-4, +5E3)
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
 
 
 def load(text: str, max_values: int = MAX_VALUES) -> Any:

@@ -267,10 +267,10 @@ def exact_type_problem(annotation: Any, value: Any) -> str:
     if kinds == {int}:
         return "" if isinstance(value, int) and not isinstance(value, bool) else "an integer"
     if kinds == {float}:
-        if isinstance(value, str) and _looks_numeric(value):  # YAML 1.1 reads 1e300 as text
+        if isinstance(value, str) and _looks_numeric(value):  # quoted in YAML ('1e-3'), or a str in Python
             if not math.isfinite(float(value)):  # nan, inf: text to YAML too, and never allowed
                 return "a finite number"
-            return f"a number (YAML reads {value} as text: write {yaml_float(float(value))})"
+            return f"a number, not text (write {value} without quotes)"
         return "" if is_number else "a number"
     if kinds == {bool}:
         return "" if isinstance(value, bool) else "true or false"
@@ -281,14 +281,6 @@ def exact_type_problem(annotation: Any, value: Any) -> str:
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
         return "" if pair else "a pair of numbers, e.g. [0.4, 1.0]"
     return ""
-
-
-def yaml_float(value: float) -> str:
-    """``value`` as YAML 1.1 reads a float: a decimal point and a signed exponent (1.0e+300)."""
-    mantissa, e, exponent = repr(value).partition("e")
-    if "." not in mantissa and mantissa.lstrip("-").isdigit():
-        mantissa += ".0"
-    return mantissa + (e + (exponent if exponent[:1] in "+-" else "+" + exponent) if e else "")
 
 
 def _looks_numeric(text: str) -> bool:
@@ -367,8 +359,8 @@ def format_validation_error(exc: ValidationError, values: dict[str, Any], where:
         given = values.get(key, "<missing>") if key else ""
         field = DINOConfig.model_fields.get(key)
         msg = err["msg"].removeprefix("Value error, ")
-        said = field is None or not field.description or field.description.rstrip(".") in msg
-        allowed = "" if said else f" ({field.description})"  # what the key takes, unless msg says it
+        takes = field.description if field else None  # what the key takes, unless msg says it
+        allowed = f" ({takes})" if takes and takes.rstrip(".") not in msg else ""
         if err["type"] == "value_error" and not err["loc"]:  # a rule of its own, its message names the key
             parts.append(f"{where}{msg}")
             continue

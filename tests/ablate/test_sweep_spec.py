@@ -277,6 +277,21 @@ def test_a_key_written_twice_is_refused_not_dropped(tmp_path: Path) -> None:
     assert "twice" in error_of(write(tmp_path, "name: t\nsearch: {seed: 1, seed: 2}\n" + MINIMAL[8:]))
 
 
+def test_a_number_in_exponent_notation_is_a_number(tmp_path: Path) -> None:
+    """PyYAML (YAML 1.1) reads 1e-4 as text, so `lr: 1e-4` and `low: 1e-3`, as every ML config writes
+    them, were refused ('YAML reads 1e-4 as text: write 0.0001'); in a spec and a --set they are numbers."""
+    text = ("name: t\ntrainer: {lr: 1e-4, weight_decay: 4E-2}\n"
+            "space:\n  teacher_temp: {type: float, low: 1e-2, high: 8e-2, log: true}\n")
+    spec = load_spec(write(tmp_path, text), ["trainer.min_lr=2e-6"])
+    assert spec.trainer["lr"] == 1e-4 and spec.trainer["weight_decay"] == 0.04
+    assert spec.trainer["min_lr"] == 2e-6
+    assert (spec.space["teacher_temp"].low, spec.space["teacher_temp"].high) == (0.01, 0.08)
+    assert "min_lr=-1e-06" in error_of(write(tmp_path, MINIMAL), ["trainer.min_lr=-1e-6"])
+    assert "seed" in error_of(write(tmp_path, MINIMAL), ["search.seed=1e0"])  # a float, not an integer
+    assert "expected a number, not text (write 1e-4 without quotes)" in error_of(
+        write(tmp_path, MINIMAL), ["trainer.lr='1e-4'"])
+
+
 def test_unavailable_sampler_lists_installed_ones(tmp_path: Path) -> None:
     message = error_of(write(tmp_path, MINIMAL + "search: {sampler: tpee}\n"))
     assert "search.sampler: got 'tpee'" in message

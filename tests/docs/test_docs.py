@@ -69,11 +69,16 @@ def test_every_status_the_docs_name_exists_and_schema_names_them_all() -> None:
     assert not unknown, unknown
 
 
-def test_the_readme_quotes_the_advice_for_a_number_yaml_reads_as_text() -> None:
-    """README said the error for `1e-3` says to write `1.0e-3`; it says `0.001` (trainables.config)."""
+def test_the_readme_says_how_a_number_in_exponent_notation_is_read() -> None:
+    """README says an unquoted `1e-3` is the number 0.001 (sweep_format.yamltext), which PyYAML alone
+    reads as text, and a quoted one is refused as text (trainables.config)."""
+    import yaml
+
+    from sweep_format import yamltext
     from trainables.config import exact_type_problem
 
     text = " ".join(README.split())
-    quoted = r"YAML 1\.1 reads `([^`]+)` as text, and the error says to write `([^`]+)`"
-    given, advice = re.findall(quoted, text)[0]
-    assert exact_type_problem(float, given) == f"a number (YAML reads {given} as text: write {advice})"
+    quoted, given, number = re.findall(r"no quoted `'([^`]+)'` for a number; an unquoted `([^`]+)` is the "
+                                       r"number ([0-9.]+), as in YAML 1\.2", text)[0]
+    assert yamltext.load(given) == float(number) and yaml.safe_load(given) == given
+    assert exact_type_problem(float, quoted) == f"a number, not text (write {quoted} without quotes)"
