@@ -91,15 +91,14 @@ def create(spec: SweepSpec, sweep_dir: Path) -> None:
 def spec_text(spec: SweepSpec) -> str:
     """spec.yaml: the resolved spec plus what the reports need and must not re-derive: the
     baseline point (grid and ablation: the trainer's own values of the searched keys)."""
-    import yaml
-
+    from sweep_format import yamltext
     from sweep_format.layout import RESOLVED, RESOLVED_TRAINER
 
-    data = yaml.safe_load(spec.dump())
+    data = yamltext.load(spec.dump())
     # derived (the loader ignores it): the baseline point, and the trainer settings every trial runs with
     data[RESOLVED] = {"baseline": spec.baseline_point(),
                       RESOLVED_TRAINER: spec.trainer_config().model_dump(mode="json")}
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+    return yamltext.dump(data, sort_keys=False, default_flow_style=None)
 
 
 def load_sweep_spec(sweep_dir: Path) -> SweepSpec:

@@ -10,6 +10,7 @@ in exponent notation without a dot (``1e-4``, ``5E3``) is a number, as in YAML 1
 PyYAML reads, takes it for text; every ML config reads it as the number it says).
 
     data = load(Path("spec.yaml").read_text())   # TooLarge when aliases blow it up
+    text = dump(data, sort_keys=False)            # what load reads back equal ('1e5' quoted)
 """
 
 from __future__ import annotations
@@ -49,9 +50,14 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+class _Dumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that quotes the text ``_Loader`` would read as a number ('1e5')."""
+
+
 # YAML 1.2's floats that YAML 1.1 reads as text: digits with an exponent and no dot (1e-4, +5E3)
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
-                              list("-+0123456789"))
+for _kind in (_Loader, _Dumper):
+    _kind.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                                list("-+0123456789"))
 
 
 def load(text: str, max_values: int = MAX_VALUES) -> Any:
@@ -62,6 +68,11 @@ def load(text: str, max_values: int = MAX_VALUES) -> Any:
                        "deep") from None
     check_size(data, max_values)
     return data
+
+
+def dump(data: Any, **options: Any) -> str:
+    """``data`` as YAML that ``load`` reads back equal (``yaml.safe_dump``'s options)."""
+    return yaml.dump(data, Dumper=_Dumper, **options)
 
 
 def check_size(data: Any, max_values: int = MAX_VALUES) -> None:

@@ -18,8 +18,6 @@ import threading
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-import yaml
-
 from ablate import admission
 from ablate.admission import MAX_RESOURCE, TRAIN_WORKER
 from ablate.errors import UserError
@@ -27,6 +25,7 @@ from ablate.folder import check_writable, remove_made
 from ablate.overrides import load_yaml, parse_sets
 from ablate.sweep_spec import arch_problem
 from ablate.sweep_spec.model import absolute_paths
+from sweep_format import yamltext
 from sweep_format.files import file_on_path, linked, loads, too_long, write_text
 from sweep_format.layout import RAY_LOG
 from trainables.config import (
@@ -290,7 +289,7 @@ def keep_metrics(path: Path, last_epoch: int) -> None:
 def write_config(out: Path, cfg: DINOConfig) -> None:
     """The run's config.yaml, replaced atomically: ``--resume`` reads it back, and a kill while it is
     rewritten must not leave the run without it."""
-    write_text(out / CONFIG_NAME, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    write_text(out / CONFIG_NAME, yamltext.dump(cfg.model_dump(mode="json"), sort_keys=False))
 
 
 def _epoch(row: str) -> int | None:

@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from ablate.sweep_spec.base import SpecError, SpecModel, bad, one_of
@@ -28,6 +27,7 @@ from ablate.sweep_spec.space import (
     check_no_overlap,
 )
 from ablate.sweep_spec.trainer import PATH_KEYS, absolute, check_trainer, check_values
+from sweep_format import yamltext
 from sweep_format.metrics import DEFAULT_METRIC, DIRECTION, METRICS
 from sweep_format.values import fmt_value
 from trainables.config import MAX_SEED, TORCHVISION, TORCHVISION_ROOT, ConfigError, DINOConfig, make_config
@@ -393,7 +393,7 @@ class SweepSpec(SpecModel):
 
     def dump(self) -> str:
         """YAML of the resolved spec; ``load_spec`` reads it back to an equal spec."""
-        return yaml.safe_dump(self.as_dict(), sort_keys=False, default_flow_style=None)
+        return yamltext.dump(self.as_dict(), sort_keys=False, default_flow_style=None)
 
 
 def absolute_paths(trainer: dict[str, Any], space: dict[str, Any]) -> None:

@@ -292,6 +292,19 @@ def test_a_number_in_exponent_notation_is_a_number(tmp_path: Path) -> None:
         write(tmp_path, MINIMAL), ["trainer.lr='1e-4'"])
 
 
+def test_text_that_reads_as_a_number_is_written_back_quoted(tmp_path: Path) -> None:
+    """A sweep named '1e5' (quoted: text) was written to spec.yaml as `name: 1e5`, which the reader now
+    takes for the number 100000.0: the sweep folder would no longer load."""
+    from sweep_format import yamltext
+
+    spec = load_spec(write(tmp_path, "name: '1e5'\n" + MINIMAL[8:]))
+    assert spec.name == "1e5" and "name: '1e5'" in spec.dump()
+    again = write(tmp_path, spec.dump())
+    assert load_spec(again).name == "1e5"
+    data = {"a": ["2E3", "-1e-4", 1e-4, 1e300]}
+    assert yamltext.load(yamltext.dump(data)) == data
+
+
 def test_unavailable_sampler_lists_installed_ones(tmp_path: Path) -> None:
     message = error_of(write(tmp_path, MINIMAL + "search: {sampler: tpee}\n"))
     assert "search.sampler: got 'tpee'" in message
