@@ -22,6 +22,7 @@ from ablate.sweep_spec.space import (
     BundleDist,
     ChoiceDist,
     Dist,
+    FloatDist,
     IntDist,
     check_name,
     check_no_overlap,
@@ -229,10 +230,11 @@ class SweepSpec(SpecModel):
 
     def combinations(self) -> list[dict[str, Any]]:
         """The points whose searched values meet in one trial: a grid's points; with Optuna, every
-        combination of its choices (ranges at the baseline) when there are at most MAX_POINTS. An
-        ablation changes one value at a time (each is checked with the trainer section): none."""
-        choices = {name: dist.grid_values() for name, dist in self.space.items()
-                   if isinstance(dist, (ChoiceDist, BundleDist))}
+        combination of its choices and its ranges' ends (a small batch with many epochs, a large batch
+        with many accumulation steps) when there are at most MAX_POINTS. An ablation changes one value
+        at a time (each is checked with the trainer section): none."""
+        choices = {name: dist.grid_values() if isinstance(dist, (ChoiceDist, BundleDist)) else ends(dist)
+                   for name, dist in self.space.items()}
         if len(self.space) < 2:
             return []
         if self.search.algorithm == "grid":
@@ -428,3 +430,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+def ends(dist: IntDist | FloatDist) -> list[Any]:
+    """The values at a range's ends that a trial can get (an integer range's largest may be below high)."""
+    last = dist.largest() if isinstance(dist, IntDist) else dist.high
+    return [dist.low, last] if last != dist.low else [dist.low]

@@ -166,6 +166,28 @@ resources: {{cpu: 1, gpu: 0}}
     assert not (tmp_path / "runs").exists()
 
 
+def test_the_ends_of_two_optuna_ranges_together_are_refused_before_ray(
+        tmp_path: Path, capsys: pytest.CaptureFixture, no_ray: None) -> None:
+    """Optuna's integer ranges were checked one key at a time: batch_size up to 256 and grad_accum_steps
+    up to 32 each fit CIFAR-10 at the other's baseline, but a trial Optuna may sample with both at their
+    ends (a step of 8,192 x 8 = 65,536 images > 50,000) errored when it built its trainer."""
+    spec = write_spec(tmp_path, f"""
+name: ends
+trainer: {dict(TINY_TRAINER, dataset="cifar10", batch_size=64, data_path=str(tmp_path / "no-cifar-here"))}
+space:
+  batch_size: {{type: int, low: 8, high: 8192}}
+  grad_accum_steps: {{type: int, low: 1, high: 8}}
+  teacher_temp: {{type: float, low: 0.02, high: 0.08}}
+search: {{algorithm: optuna, num_samples: 4}}
+resources: {{cpu: 1, gpu: 0}}
+""")
+    assert main(["run", str(spec), "--storage", str(tmp_path / "runs")]) == 2
+    assert ("space (the trial batch_size=8192, grad_accum_steps=8, teacher_temp=0.02): batch_size=8192 x "
+            "grad_accum_steps=8: larger than the 50000 training images of 'cifar10'") in one_line_error(
+        capsys, "run")
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize(("space", "bad_file", "expected"), [
     ("teacher_temp: {type: choice, values: [0.04]}", True,
      "spec.yaml: trainer: {data}/train/a/bad.png: not a readable image"),
