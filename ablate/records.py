@@ -111,8 +111,8 @@ def ended(rec: dict[str, Any], scheduler: str, failure: Failure | None) -> dict[
     done, planned = last.get("epoch", 0), rec.get("epochs_planned")
     if failure is not None:
         status, reason = failure
-    elif rec.get("status") == statuses.ERRORED:  # the trainable's own: its inputs (no epoch row)
-        status, reason = statuses.ERRORED, str(rec.get("reason") or "")
+    elif rec.get("status") in (statuses.ERRORED, statuses.OOM):  # the trainable's own, before it trained
+        status, reason = str(rec["status"]), str(rec.get("reason") or "")  # (no epoch row): inputs, memory
     elif outcome and outcome != statuses.RUNNING:
         status = outcome
     elif planned and done < planned:
@@ -198,11 +198,12 @@ def failure_text(trial: Any) -> str:
 
 def memory_kill_reason(report: str) -> str:
     """One line from Ray's memory-monitor report: the node, its memory in use and the threshold."""
+    from trainables.cuda import HOST_MEMORY_ADVICE  # the trial's own words (torch: imported when needed)
+
     node, threshold = NODE_MEMORY.search(report), KILL_THRESHOLD.search(report)
     where = f" on node {node[1]} ({node[2]} of {node[3]} in use)" if node else ""
     over = f", over Ray's kill threshold of {threshold[1]} (RAY_memory_usage_threshold)" if threshold else ""
-    return (f"out of host memory: killed by Ray's memory monitor{where}{over}; lower batch_size or "
-            "num_workers, or run fewer trials at once (search.max_concurrent_trials)")
+    return f"out of host memory: killed by Ray's memory monitor{where}{over}; {HOST_MEMORY_ADVICE}"
 
 
 def error_text(trial: Any) -> str:

@@ -72,19 +72,32 @@ def peak_memory_gb(device: torch.device) -> float:
 
 
 CPU_ALLOC_FAILED = "DefaultCPUAllocator: can't allocate memory"  # torch's RuntimeError on a CPU
+# What to change when the host's memory ran out (a trial's own MemoryError, or Ray's memory monitor
+# killing it: ablate.records.memory_kill_reason).
+HOST_MEMORY_ADVICE = ("lower batch_size or num_workers, or run fewer trials at once "
+                      "(search.max_concurrent_trials)")
 
 
 def out_of_memory(exc: BaseException) -> bool:
-    """``exc`` is a failed allocation: CUDA's ``OutOfMemoryError``, or the plain ``RuntimeError`` that
-    torch raises when the host cannot give a tensor its memory (a head of 2^20 prototypes on a laptop)."""
-    return isinstance(exc, torch.OutOfMemoryError) or (
+    """``exc`` is a failed allocation: CUDA's ``OutOfMemoryError``, the plain ``RuntimeError`` that
+    torch raises when the host cannot give a tensor its memory (a head of 2^20 prototypes on a laptop),
+    or Python's ``MemoryError`` (NumPy's ``Unable to allocate ...``, decoding an image, a list)."""
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or (
         isinstance(exc, RuntimeError) and CPU_ALLOC_FAILED in str(exc))
 
 
+def host_memory(exc: BaseException) -> bool:
+    """The allocation that failed was the host's (a CPU tensor, NumPy, Python), not a GPU's."""
+    return not isinstance(exc, torch.OutOfMemoryError) and out_of_memory(exc)
+
+
 def oom_reason(exc: BaseException, device: torch.device, share: float) -> str:
-    """The stop reason of a trial that ran out of memory: peak, cap and what to change."""
-    cap = f" of its {share:g} GPU share" if 0 < share < 1 else ""
+    """The stop reason of a trial that ran out of memory: peak, cap and what to change; where the host
+    ran out, that (a GPU's peak says nothing of it)."""
     first = short_reason(exc)
+    if host_memory(exc):
+        return f"out of host memory ({first}); {HOST_MEMORY_ADVICE}"
+    cap = f" of its {share:g} GPU share" if 0 < share < 1 else ""
     return (f"out of memory: peak {peak_memory_gb(device):.2f} GB allocated{cap} on {device} ({first}); "
             "lower batch_size, crop sizes or the number of trials per GPU")
 
@@ -95,4 +108,6 @@ def short_reason(exc: BaseException) -> str:
     text = str(exc).strip()
     if CPU_ALLOC_FAILED in text:
         text = text[text.index(CPU_ALLOC_FAILED):]
+    elif isinstance(exc, MemoryError):  # its message alone may not say what it is ("Unable to allocate")
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -34,7 +34,7 @@ from sweep_format.files import loads
 from trainables import cuda
 from trainables.checkpoint import DamagedFileError, UnsafeFileError, load_pt
 from trainables.config import ConfigError, DINOConfig
-from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, NonFiniteLossError
+from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, NonFiniteLossError, resolve_device
 from trainables.stop_rules import CollapseMonitor, StopRules
 from trainables.storage_errors import STORAGE_ERRNOS, write_failure
 
@@ -136,8 +136,8 @@ def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock, 
         if not rules.nonfinite:
             raise
         final(statuses.DIVERGED, str(exc))
-    except RuntimeError as exc:  # torch.OutOfMemoryError, or the host's: a retry would fail the same way
-        if not cuda.out_of_memory(exc):
+    except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError, or the host's: a retry would
+        if not cuda.out_of_memory(exc):  # fail the same way
             raise
         final(statuses.OOM, cuda.oom_reason(exc, trainer.device, gpu_share))
 
@@ -146,10 +146,26 @@ def input_refused(exc: ConfigError, config: dict[str, Any], clock: DeviceClock, 
                   extra: dict[str, Any] | None = None) -> None:
     """A trial whose trainer cannot be built from its inputs on this node (an unreadable image, an
     image folder smaller than one step, pretrained weights that do not fit, a GPU setting without a
-    GPU) or restored (a checkpoint of another configuration): any ``ConfigError``. It reports one
-    row, ``errored`` with the reason, instead of raising: Ray's retries would fail the same way. The
-    row has no ``epoch``: the epochs the trial reported, or a resumed trial holds, stay as they are."""
-    report({"trial_outcome": statuses.ERRORED, "stop_reason": str(exc),
+    GPU) or restored (a checkpoint of another configuration): any ``ConfigError``. It ends
+    ``errored`` with the reason instead of raising: Ray's retries would fail the same way."""
+    ended_at_start(statuses.ERRORED, str(exc), config, clock, report, extra)
+
+
+def out_of_memory_at_start(exc: BaseException, device: str, share: float, config: dict[str, Any],
+                           clock: DeviceClock, report: Report, extra: dict[str, Any] | None = None) -> None:
+    """A trial that ran out of memory while its trainer was built or restored (its in-memory dataset
+    or models moved to the device, a checkpoint loaded): ``oom`` with the reason, as in its epochs,
+    instead of Ray's retries failing the same way and ending it ``errored``."""
+    reason = f"{cuda.oom_reason(exc, resolve_device(device), share)}; while building the trainer (its data " \
+             "and models)"
+    ended_at_start(statuses.OOM, reason, config, clock, report, extra)
+
+
+def ended_at_start(outcome: str, reason: str, config: dict[str, Any], clock: DeviceClock, report: Report,
+                   extra: dict[str, Any] | None = None) -> None:
+    """Report one row that ends the trial with ``outcome`` before it trained. The row has no ``epoch``:
+    the epochs the trial reported, or a resumed trial holds, stay as they are."""
+    report({"trial_outcome": outcome, "stop_reason": reason,
             "seed": int(config.get("seed", 0)) + trial_repeat(config), "repeat": trial_repeat(config),
             **(extra or {}), **clock.metrics(), "reported_at": time.time()}, None)
 

@@ -26,6 +26,7 @@ from trainables.trial import (
     checkpoints_in,
     earlier_checkpoints,
     input_refused,
+    out_of_memory_at_start,
     run_trial,
     trial_config,
     use_assigned_cpus,
@@ -34,18 +35,25 @@ from trainables.trial import (
 
 def dino_trainable(config: dict[str, Any]) -> None:
     """One sweep trial: train, report each epoch, stop on divergence or collapse; a trial whose
-    trainer cannot be built from its inputs, or restored, ends errored at once (``input_refused``)."""
+    trainer cannot be built from its inputs, or restored, ends errored at once (``input_refused``),
+    one that runs out of memory doing so ends oom (``out_of_memory_at_start``)."""
     import ray
 
     share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
     clock = DeviceClock(share)  # first: building the trainer (data, model) is part of the cost
     use_assigned_cpus()
     report = tune_report(config)
+    device = str(config.get("device", "auto"))
     try:
-        trainer = DINOTrainer(on_assigned_gpu(trial_config(config), share))
-        run_trial(trainer, config, clock, restore_sources(config), report, placement(), share)
+        cfg = on_assigned_gpu(trial_config(config), share)
+        device = cfg.device
+        run_trial(DINOTrainer(cfg), config, clock, restore_sources(config), report, placement(), share)
     except ConfigError as exc:  # its inputs, or a checkpoint of another configuration: so would a retry
         input_refused(exc, config, clock, report, placement())
+    except (RuntimeError, MemoryError) as exc:  # building or restoring it (run_trial ends its epochs' own)
+        if not cuda.out_of_memory(exc):
+            raise
+        out_of_memory_at_start(exc, device, share, config, clock, report, placement())
 
 
 def restore_sources(config: dict[str, Any]) -> list[Path]:

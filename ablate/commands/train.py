@@ -255,7 +255,7 @@ def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None) -> int:
         if writes:
             print(f"ablate train: stopped: {exc}", file=log)
         return 1
-    except RuntimeError as exc:  # torch.OutOfMemoryError too
+    except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError too
         if not cuda.out_of_memory(exc):
             raise
         if writes:

@@ -58,6 +58,25 @@ def test_a_trial_whose_trainer_could_not_be_built_keeps_its_epochs_and_ends_erro
                                            "collapsed": False}
 
 
+def test_a_trial_out_of_memory_as_its_trainer_is_built_ends_oom_with_its_epochs() -> None:
+    """The trainable's oom row without an epoch (a resumed trial whose data no longer fits its GPU
+    share): the recorder takes it, and the trial ended `oom`, not `stopped early` by its old epochs."""
+    from ablate.recorder import TrialRecorder
+
+    recorder = object.__new__(TrialRecorder)
+    record = {**rec({"epoch": 0, "trial_outcome": "running"}, {"epoch": 1, "trial_outcome": "running"}),
+              "trial_id": "t", "status": "running"}
+    recorder.records, recorder.restart_why, recorder._save = {"t": record}, {}, lambda r: None
+
+    class Trial:
+        trial_id, config = "t", {}
+
+    row = {"trial_outcome": "oom", "stop_reason": "out of memory: peak 2.10 GB; while building the trainer"}
+    recorder.on_trial_result(0, [], Trial(), row)
+    assert [r["epoch"] for r in record["epochs"]] == [0, 1]
+    assert ended(record, "fifo", None) == {"status": "oom", "reason": row["stop_reason"], "collapsed": False}
+
+
 # Ray 2.60's error file of a trial its memory monitor killed (one section per failure; trimmed)
 MEMORY_KILL = """Failure # 1 (occurred at 2026-12-05_03-38-45)
 ray::ImplicitFunc.train() (pid=30406, ip=127.0.0.1)

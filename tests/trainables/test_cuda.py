@@ -34,6 +34,21 @@ def test_oom_reason_names_peak_memory_and_share(monkeypatch):
     assert "peak 7.50 GB" in reason and "0.25 GPU share" in reason and "Tried to allocate" in reason
 
 
+def test_a_memory_error_of_the_host_is_an_oom_said_as_the_hosts():
+    """Python's MemoryError (NumPy's ``_ArrayMemoryError`` is one) was no OOM: the trial errored."""
+    import numpy as np
+
+    try:
+        np.empty(2**62, dtype=np.uint8)
+    except MemoryError as exc:
+        numpy_error: BaseException = exc
+    for exc in (MemoryError(), numpy_error):
+        assert cuda.out_of_memory(exc)
+        reason = cuda.oom_reason(exc, torch.device("cpu"), 0.0)
+        assert reason.startswith("out of host memory (MemoryError") and "peak" not in reason, reason
+    assert not cuda.out_of_memory(ValueError("boom"))
+
+
 def test_expandable_segments_are_requested_before_cuda_starts(monkeypatch):
     monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
     cuda.use_expandable_segments()

@@ -159,9 +159,50 @@ def test_a_trial_the_host_cannot_hold_ends_oom_at_once(monkeypatch):
     monkeypatch.setattr(tune_trial, "DINOTrainer", HostOutOfMemoryTrainer)
     tune_trial.dino_trainable(dict(TINY_TRAINER))
     assert [r["trial_outcome"] for r in reports] == ["oom"]
-    assert reports[0]["stop_reason"].startswith("out of memory: peak 0.00 GB allocated on cpu "
-                                                "(DefaultCPUAllocator: can't allocate memory: you tried to "
-                                                "allocate 274877906944 bytes")
+    assert reports[0]["stop_reason"].startswith("out of host memory (DefaultCPUAllocator: can't allocate "
+                                                "memory: you tried to allocate 274877906944 bytes")
+    assert "; lower batch_size or num_workers, or run fewer trials at once (search.max_concurrent_trials)" \
+        in reports[0]["stop_reason"]
+
+
+class PythonOutOfMemoryTrainer(OutOfMemoryTrainer):
+    """The same, where NumPy (or Python itself) cannot allocate: a MemoryError, no RuntimeError."""
+
+    def run(self):
+        raise MemoryError("Unable to allocate 32.0 TiB for an array with shape (35184372088832,) and data "
+                          "type uint8")
+        yield
+
+
+class BuildOutOfMemoryTrainer:
+    """Stands in for DINOTrainer: its in-memory dataset does not fit on its GPU share as it is built."""
+
+    def __init__(self, cfg):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.90 GiB")
+
+
+@pytest.mark.parametrize(("trainer", "reason"), [
+    (PythonOutOfMemoryTrainer, "out of host memory (MemoryError: Unable to allocate 32.0 TiB for an array"),
+    (BuildOutOfMemoryTrainer, "out of memory: peak 0.00 GB allocated on cpu (CUDA out of memory. Tried to "
+                              "allocate 2.90 GiB)"),
+])
+def test_every_allocation_that_fails_ends_the_trial_oom_at_once(monkeypatch, trainer, reason):
+    """A MemoryError in the epochs, and an OOM while the trainer is built (before any epoch: its data and
+    models go to the device), were not caught: Ray retried the trial twice, each failing the same way, and
+    it ended `errored` with "MemoryError" or a traceback's last line, and no advice."""
+    reports = []
+    context = types.SimpleNamespace(get_assigned_resources=lambda: {"CPU": 1.0})
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [])
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: context)
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
+    monkeypatch.setattr(tune, "report", lambda metrics, checkpoint=None: reports.append(metrics))
+    monkeypatch.setattr(tune_trial, "placement", lambda: {})
+    monkeypatch.setattr(tune_trial, "DINOTrainer", trainer)
+    tune_trial.dino_trainable(dict(TINY_TRAINER))
+    assert [r["trial_outcome"] for r in reports] == ["oom"]
+    assert reports[0]["stop_reason"].startswith(reason), reports[0]["stop_reason"]
+    if trainer is BuildOutOfMemoryTrainer:  # no epoch: a resumed trial's earlier epochs stay as they are
+        assert "epoch" not in reports[0] and "while building the trainer" in reports[0]["stop_reason"]
 
 
 LN_K = 3.4657  # ln 32

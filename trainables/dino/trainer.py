@@ -228,7 +228,7 @@ class DINOTrainer:
         try:
             self.student = self._make_network(self.cfg.drop_path_rate)
             self.teacher = self._make_network(0.0)  # the teacher has no drop path
-        except RuntimeError as exc:  # the host cannot hold them: a setting the user can lower
+        except (RuntimeError, MemoryError) as exc:  # the host cannot hold them: a setting the user can lower
             if not cuda.out_of_memory(exc):
                 raise
             raise ConfigError(f"arch={self.cfg.arch!r} with its DINO head (out_dim={self.cfg.out_dim}, "
