@@ -241,7 +241,7 @@ class LiveView(Callback):
         trials = trials_table(sweep, list(self.recorder.records.values()))
         best, partial = best_point(trials, self.params, self.metric, self.mode)
         if best is None or (partial and finished_only):
-            return f"no finished trial with {self.metric} measured after training"
+            return f"no best: no trial that counts has a {self.metric} measured after training"
         return best_text(best, partial, self.params, self.metric, self.mode)
 
     # --- text ------------------------------------------------------------------------------------

@@ -28,7 +28,13 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False,
     (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP) after an interrupt; 1 when a trial errored or none trained
     (the errored ones are named)."""
     from ablate.folder import planned_trials
-    from reports.ranking import best_point, best_text, measured_before_end, no_best_text
+    from reports.ranking import (
+        best_point,
+        best_text,
+        measured_before_end,
+        no_best_text,
+        only_failures_trained,
+    )
     from reports.render import build_report
     from reports.sweepdir import open_sweep
     from reports.tables import sweep_tables
@@ -60,11 +66,12 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False,
     if report_dir:
         print(f"report: {report_dir / REPORT_HTML} (and {REPORT_MD}, {TRIALS_TABLE}, {EPOCHS_TABLE})")
         history.note(sweep_dir, history.REPORT)
-    return exit_status(sweep_dir, trials, total, interrupted, exit_code, best is not None)
+    return exit_status(sweep_dir, trials, total, interrupted, exit_code, best is not None,
+                       only_failures_trained(trials, metric))
 
 
 def exit_status(sweep_dir: Path, trials: pd.DataFrame, total: int | None, interrupted: bool, exit_code: int,
-                scored: bool) -> int:
+                scored: bool, failed_only: bool = False) -> int:
     if interrupted:
         done = int(trials["status"].isin(statuses.FINAL).sum())
         print(resume_hint(sweep_dir, done, total if total is not None else len(trials)), file=sys.stderr)
@@ -82,7 +89,8 @@ def exit_status(sweep_dir: Path, trials: pd.DataFrame, total: int | None, interr
               file=sys.stderr)
         return 1
     if not scored:
-        print(f"ablate: no trial trained: nothing to call best in {sweep_dir}", file=sys.stderr)
+        why = "every trial that trained failed" if failed_only else "no trial trained"
+        print(f"ablate: {why}: nothing to call best in {sweep_dir}", file=sys.stderr)
         return 1
     return 0
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from reports.cost import sweep_total
 from reports.errors import ReportError
-from reports.ranking import best_point, measured_before_end
+from reports.ranking import best_point, measured_before_end, only_failures_trained
 from reports.sweepdir import open_sweep
 from reports.tables import left_running, status_counts, sweep_tables
 from sweep_format.layout import SPEC_FILE, TRIALS_DIR, sweeps_in
@@ -62,7 +62,8 @@ def sweep_row(folder: Path, planned: int | None = None, driven: bool | None = No
     by_status = status_counts(trials, planned, left_running(folder, driven)) or "no trials yet"
     best, partial = best_point(trials, sweep.params, sweep.metric, sweep.mode)  # as the report ranks
     if best is None:
-        text = "no value after training yet" if len(trials) else "–"
+        text = ("none: every trial that trained failed" if only_failures_trained(trials, sweep.metric)
+                else "no value after training yet" if len(trials) else "–")
     else:
         text = (f"{sweep.metric} {best['mean']:.2f}" + (" (partial)" if partial else "")
                 + (" (collapsed)" if best["collapsed"] else "")

@@ -8,8 +8,9 @@ and ablation table, and ``ablate compare``. The rule:
    with a value of the metric measured after training (a kNN measured at epoch 0 is the untrained
    network's, never a configuration's result). A trial a scheduler stopped early (ASHA), an
    interrupted, running or errored one does not count, so it is never best over a completed one.
-   If no trial counts yet, every trained trial with a value counts and the ranking is marked
-   *partial*; if none trained at all, there is no best.
+   If no trial counts yet, every trained trial with a value that is on its way or was stopped
+   early (``statuses.PROVISIONAL``) counts and the ranking is marked *partial*; a trial that failed
+   (oom, errored, storage_full) never counts. If none is left, there is no best.
 2. **Points**: a point (one hyperparameter setting) is ranked by the mean of its counted repeats.
 3. **Collapse last**: a point with a collapsed trial (status ``collapsed``, or ``flagged`` by the
    same rule at its last epoch, see trainables.stop_rules) ranks after every point without one:
@@ -32,7 +33,7 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.stats import point_summary
-from sweep_format.statuses import RANKED
+from sweep_format.statuses import PROVISIONAL, RANKED
 from sweep_format.values import fmt_value
 
 
@@ -53,7 +54,8 @@ def counted_trials(trials: pd.DataFrame, metric: str = "knn_top1") -> tuple[pd.D
     done = trials[has_value & trials["status"].isin(RANKED)]
     if len(done):
         return done, False
-    return trials[has_value], bool(has_value.any())
+    provisional = trials[has_value & trials["status"].isin(PROVISIONAL)]
+    return provisional, bool(len(provisional))
 
 
 def rank_points(trials: pd.DataFrame, params: list[str], metric: str = "knn_top1",
@@ -121,11 +123,20 @@ def best_trial(trials: pd.DataFrame, params: list[str], metric: str = "knn_top1"
     return repeats.sort_values(metric, ascending=(mode == "min"), kind="stable").iloc[0]
 
 
+def only_failures_trained(trials: pd.DataFrame, metric: str = "knn_top1") -> bool:
+    """Whether the trials that have a ``metric`` measured after training all failed (oom, errored,
+    storage_full; none counts, not even partially): where there is no best, it is for that reason,
+    not because nothing trained."""
+    counted, _ = counted_trials(trials, metric)
+    return metric in trials.columns and counted.empty and bool(trained(trials, metric).any())
+
+
 def no_best_text(metric: str) -> str:
     """Why a sweep names no best configuration, in the one sentence the summary and the report print."""
-    return (f"no best configuration: no trial has a {metric} measured after training (none has finished "
-            "an epoch yet, or every one ended at epoch 0 or before its first evaluation; each trial's "
-            "status and reason say why)")
+    return (f"no best configuration: no trial has a {metric} measured after training that counts (none "
+            "has finished an epoch yet, every one ended at epoch 0 or before its first evaluation, or "
+            "every one that trained failed: oom, errored or storage_full; each trial's status and reason "
+            "say why)")
 
 
 def best_text(best: pd.Series | None, partial: bool, params: list[str], metric: str, mode: str,

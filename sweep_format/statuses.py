@@ -37,6 +37,10 @@ RESUMED = (ERRORED,)
 RETRYABLE = (OOM, DIVERGED)
 # Ran their schedule or were stopped for cause: the trials whose metric counts (reports/ranking.py).
 RANKED = (COMPLETED, FLAGGED, COLLAPSED, DIVERGED)
+# While no trial is RANKED, the trials a partial ranking counts: those on their way (running, or stopped
+# by a signal) and those a scheduler stopped. A trial that failed (out of memory, errored, a full disk)
+# is never a configuration's best, however far it trained.
+PROVISIONAL = (STOPPED_EARLY, INTERRUPTED, RUNNING)
 # Ended with a value that says something of the trial's setting: the search (the Optuna study) is told
 # it. The ranked ones, and a trial a scheduler stopped at a rung (measured there). Out of memory,
 # errored or a full disk say nothing of the setting's quality (Optuna: a failed trial).

@@ -55,3 +55,31 @@ def test_no_trial_trained_means_no_best_and_exit_1(tmp_path: Path, capsys: pytes
     assert main(["ls", str(sweep.parent)]) == 0
     listing = capsys.readouterr().out
     assert "2 diverged" in listing and "no value after training yet" in listing and "29.81" not in listing
+
+
+def test_a_sweep_whose_trained_trials_all_failed_names_no_best(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    """Both trials trained an epoch, then errored (an image that became unreadable) and ran out of memory:
+    the summary said "best knn_top1 (max): 36.25 (teacher_temp=0.02; mean of 1, partial: no trial ran its
+    schedule)", `ablate ls` the same value "(partial)", and the report "**Best: teacher_temp=0.02**"."""
+    sweep = diverged_sweep(tmp_path)
+    for point, (status, reason) in enumerate((("errored", "/data/train/a/1.png: not a readable image"),
+                                              ("oom", "out of host memory (MemoryError)"))):
+        file = sweep / "trials" / f"t{point}.json"
+        rec = json.loads(file.read_text())
+        rec["epochs"][1].update(knn_top1=36.25 - point, knn_evaluated=True, trial_outcome="running")
+        write_json(file, {**rec, "status": status, "reason": reason})
+    assert finish(sweep, total=2) == 1
+    out, err = capsys.readouterr()
+    assert "best knn_top1" not in out and "no best configuration" in out and "1 oom, 1 errored" in out
+    assert "every trial that trained failed: nothing to call best" not in err  # an errored one is named
+    assert "ablate: trial t0 errored: /data/train/a/1.png" in err
+    report = (sweep / "report" / "report.md").read_text()
+    assert "No best configuration" in report and "**Best" not in report and "finished yet" not in report
+    assert main(["ls", str(sweep.parent)]) == 0
+    listing = capsys.readouterr().out
+    assert "none: every trial that trained failed" in listing and "36.25" not in listing
+    write_json(sweep / "trials" / "t0.json", {**json.loads((sweep / "trials" / "t0.json").read_text()),
+                                              "status": "oom", "reason": "out of host memory (MemoryError)"})
+    assert finish(sweep, total=2) == 1
+    assert "every trial that trained failed: nothing to call best" in capsys.readouterr().err

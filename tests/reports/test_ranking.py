@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.analysis import analyse, leaderboard
-from reports.ranking import best_point, rank_points
+from reports.ranking import best_point, only_failures_trained, rank_points
 
 
 def table(rows: list[tuple[int, float, str, bool, float]]) -> pd.DataFrame:
@@ -37,6 +37,21 @@ def test_partial_only_when_nothing_finished() -> None:
     trials = table([(0, 50.0, "running", False, 1.0), (1, 60.0, "stopped early", False, 1.0)])
     best, partial = best_point(trials, ["teacher_temp"])
     assert partial and best["point"] == 1
+
+
+def test_a_trial_that_failed_is_never_best_not_even_partially() -> None:
+    """Every trial ended oom, errored or storage_full after training an epoch: the summary, the live view,
+    `ablate ls` and the report named the best of them, "partial: no trial ran its schedule", and the
+    report added that "no trial has finished yet"."""
+    failed = table([(0, 36.25, "errored", False, 1.0), (1, 35.0, "oom", False, 1.0),
+                    (2, 40.0, "storage_full", False, 1.0)])
+    assert best_point(failed, ["teacher_temp"]) == (None, False)
+    assert only_failures_trained(failed)
+    result = analyse(failed, {"params": ["teacher_temp"], "algorithm": "grid"})
+    assert result.headline().startswith("No best configuration") and not result.partial
+    still = table([(0, 36.25, "errored", False, 1.0), (1, 30.0, "interrupted", False, 1.0)])
+    best, partial = best_point(still, ["teacher_temp"])  # one on its way is best so far, marked partial
+    assert best["point"] == 1 and partial and not only_failures_trained(still)
 
 
 def test_report_honours_mode_and_marks_configurations_below_raw_pixels() -> None:
