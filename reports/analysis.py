@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from reports import metric_words
-from reports.ranking import all_collapsed, no_best_text, rank_points
+from reports.ranking import all_collapsed, failed_points, failure_words, no_best_text, rank_points
 from reports.stats import fmt_mean_ci, noise_verdict
 from reports.tables import native
 from sweep_format import values as sweep_values
@@ -84,9 +84,9 @@ def analyse(trials: pd.DataFrame, info: dict[str, Any]) -> Analysis:
     points, partial = rank_points(trials, params, metric, mode_of(metric, info.get("mode")))
     is_ablation = info.get("algorithm") == "ablation"
     notes = []
-    if (points["collapsed"] > 0).any():
-        notes.append("Configurations with a collapsed trial are ranked last: their metric does not "
-                     "come from a working DINO teacher.")
+    if failed_points(points).any():
+        notes.append(f"Configurations with a {failure_words(points)} trial are ranked last: their metric "
+                     "does not come from a working DINO teacher.")
     if partial and len(points):
         notes.append(f"No trial has finished yet: the numbers below are the last {metric} of "
                      "running or stopped trials.")
@@ -199,7 +199,8 @@ def sort_key(series: pd.Series) -> pd.Series:
 def _table(result: Analysis, group: pd.DataFrame, params: list[str], ref: pd.Series) -> pd.DataFrame:
     kind = result.reference_kind
     # every configuration collapsed: their gaps get no verdict, as in the headline (FAILURES_ONLY)
-    noise = (lambda r: NO_VERDICT) if all_collapsed(result.points) else (lambda r: seed_verdict(r, ref))
+    none = NO_VERDICT.replace("collapsed", failure_words(result.points))
+    noise = (lambda r: none) if all_collapsed(result.points) else (lambda r: seed_verdict(r, ref))
     rows = []
     for _, r in group.iterrows():
         is_ref = r["point"] == result.reference
@@ -239,12 +240,15 @@ def headline(result: Analysis) -> str:
     text = (f"**Best: {point_label(best, result.params)}** with {metric_words.name(result.metric)} "
             f"{fmt_mean_ci(best['mean'], best['ci'])}{unit} (repeats: {int(best['n'])})")
     if failures:
-        text = ("**No working configuration: every ranked configuration has a collapsed trial** (its "
-                "teacher collapsed, see Collapse diagnostics; trials stopped early or unfinished are not "
-                "ranked), so the ranking below orders failures. Ranked first: "
-                f"{point_label(best, result.params)} with {metric_words.name(result.metric)} "
+        words = failure_words(pts)
+        why = ("its teacher collapsed, see Collapse diagnostics" if words == "collapsed" else
+               "a collapsed teacher, see Collapse diagnostics, or a loss that went non-finite")
+        counts = [f"{int(best[k])} {k}" for k in ("collapsed", "diverged") if best.get(k, 0)]
+        text = (f"**No working configuration: every ranked configuration has a {words} trial** ({why}; "
+                "trials stopped early or unfinished are not ranked), so the ranking below orders failures. "
+                f"Ranked first: {point_label(best, result.params)} with {metric_words.name(result.metric)} "
                 f"{fmt_mean_ci(best['mean'], best['ci'])}{unit} (repeats: {int(best['n'])}, "
-                f"{int(best['collapsed'])} collapsed)")
+                f"{', '.join(counts)})")
     parts, gaps = [], []
     if result.reference_kind == "baseline":
         base = result.row(result.reference_point)
@@ -256,7 +260,7 @@ def headline(result: Analysis) -> str:
         second = pts.iloc[1]
         gaps.append(gap_to(result, best, second, f"the runner-up {point_label(second, result.params)}",
                            failures))
-    parts += gaps + ([FAILURES_ONLY] if failures and gaps else [])
+    parts += gaps + ([FAILURES_ONLY.replace("collapsed", failure_words(pts))] if failures and gaps else [])
     if result.pixel is not None and best["mean"] <= result.pixel:
         parts.append(f"it does **not** beat the raw-pixel kNN ({result.pixel:.2f} %)")
     if not failures and (failed := collapse_gap(result, best)):

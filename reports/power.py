@@ -26,7 +26,7 @@ from scipy import stats as sps
 from reports import metric_words
 from reports.analysis import LEADERBOARD_ROWS, fmt_value, left_out, point_label
 from reports.document import Document
-from reports.ranking import all_collapsed
+from reports.ranking import all_collapsed, failure_words
 from reports.stats import ALPHA, PAIRED_MIN_SEEDS, paired_differences
 
 POWER = 0.8
@@ -90,7 +90,7 @@ def seed_power(points: pd.DataFrame, params: list[str], metric: str = metric_wor
                           f"seed SD{f' ({gap.strip()})' if gap else ''}":
                               [round(sample_sd(v), 3) for v in points["values"]]})
     if all_collapsed(points):  # nothing but failures to tell apart
-        return PowerAdvice(COLLAPSED_ONLY, table)
+        return PowerAdvice(COLLAPSED_ONLY.replace("collapsed", failure_words(points)), table)
     if len(points) < 2:
         return PowerAdvice(f"Fewer than two configurations have a final {metric_words.name(metric)}: "
                            "nothing to compare.", table)

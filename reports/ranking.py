@@ -12,9 +12,10 @@ and ablation table, and ``ablate compare``. The rule:
    early (``statuses.PROVISIONAL``) counts and the ranking is marked *partial*; a trial that failed
    (oom, errored, storage_full) never counts. If none is left, there is no best.
 2. **Points**: a point (one hyperparameter setting) is ranked by the mean of its counted repeats.
-3. **Collapse last**: a point with a collapsed trial (status ``collapsed``, or ``flagged`` by the
-   same rule at its last epoch, see trainables.stop_rules) ranks after every point without one:
-   its metric does not come from a working DINO teacher.
+3. **Failures last**: a point with a collapsed trial (status ``collapsed``, or ``flagged`` by the
+   same rule at its last epoch, see trainables.stop_rules) or a diverged one (its loss went
+   non-finite) ranks after every point without one: its metric does not come from a working DINO
+   teacher, or from weights that training can still use.
 4. **Metric and mode** are the spec's (``metric``, ``mode``): ``max`` ranks the higher mean first,
    ``min`` the lower. Ties: more repeats first, then the earlier point.
 
@@ -69,18 +70,33 @@ def order_points(points: pd.DataFrame, mode: str = "max") -> pd.DataFrame:
     """Rules 3-4 on rows with ``collapsed``, ``mean``, ``n`` and ``point`` (one sweep's points, or the
     best point of each of several sweeps): best first."""
     order = ["_failed", "mean", "n", "point"]
-    points = points.assign(_failed=points["collapsed"] > 0)
+    points = points.assign(_failed=failed_points(points))
     points = points.sort_values(order, ascending=[True, mode == "min", False, True], na_position="last",
                                 kind="stable")
     return points.drop(columns="_failed").reset_index(drop=True)
 
 
+def failed_points(points: pd.DataFrame) -> pd.Series:
+    """Rule 3: which points have a collapsed or a diverged trial (rows without ``diverged``, the best
+    point of an older sweep's table, by their collapses alone)."""
+    diverged = points["diverged"] if "diverged" in points.columns else 0
+    return (points["collapsed"] > 0) | (diverged > 0)
+
+
 def all_collapsed(points: pd.DataFrame) -> bool:
-    """Rule 3's failure case: every ranked point with a value has a collapsed trial, so no
-    configuration trained a working DINO teacher and the ranking orders failures (the gaps between
+    """Rule 3's failure case: every ranked point with a value has a collapsed (or diverged) trial, so
+    no configuration trained a working DINO teacher and the ranking orders failures (the gaps between
     them are not an effect of the hyperparameters on DINO)."""
     ranked = points[points["n"] > 0]
-    return bool(len(ranked)) and bool((ranked["collapsed"] > 0).all())
+    return bool(len(ranked)) and bool(failed_points(ranked).all())
+
+
+def failure_words(points: pd.DataFrame) -> str:
+    """What the ranked points' failures were, as the report says it: 'collapsed', 'diverged' or
+    'collapsed or diverged'."""
+    ranked = points[points["n"] > 0]
+    kinds = [k for k in ("collapsed", "diverged") if k in ranked.columns and (ranked[k] > 0).any()]
+    return " or ".join(kinds) or "collapsed"
 
 
 def counted_statuses() -> str:

@@ -141,7 +141,7 @@ def add_leaderboard(doc: Document, result: Analysis) -> None:
     units = metric_words.gap(result.metric) or " its units"
     doc.note(f"Final {metric_words.name(result.metric)}, mean ± 95% t-interval over seed repeats; "
              f"Δ in{units}. Counts {counted_statuses()} trials (stopped-early, errored, interrupted and "
-             "running ones are listed under Trials); collapsed configurations rank last.")
+             "running ones are listed under Trials); collapsed and diverged configurations rank last.")
     board = leaderboard(result)
     doc.table(board) if len(board) else doc.note("No trial has a final kNN top-1 yet.")
     rest = ("the ablation table below lists every one" if lists_every_point(result) else

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import pandas as pd
 from scipy import stats as sps
 
+from sweep_format.statuses import DIVERGED
+
 ALPHA = 0.05  # "beyond seed noise" when the test's p < ALPHA
 PAIRED_MIN_SEEDS = 2  # two points are compared seed by seed (paired) when they share this many seeds
 
@@ -97,7 +99,7 @@ def noise_verdict(a: Sequence[float], b: Sequence[float], seeds_a: Sequence[int 
 def point_summary(trials: pd.DataFrame, params: list[str], metric: str = "knn_top1") -> pd.DataFrame:
     """One row per point (hyperparameter setting): its params, ``values`` (the metric of each repeat),
     ``seeds`` (each value's seed, for the paired test), ``mean``, ``ci`` (95% half-width), ``n``,
-    ``collapsed`` (repeats that collapsed)."""
+    ``collapsed`` (repeats that collapsed), ``diverged`` (repeats whose loss went non-finite)."""
     rows = []
     for point, group in trials.groupby("point", sort=True):
         measured = group[group[metric].notna()]
@@ -108,8 +110,9 @@ def point_summary(trials: pd.DataFrame, params: list[str], metric: str = "knn_to
         first = group.iloc[0]
         rows.append({"point": int(point), **{p: first[p] for p in params}, "values": values,
                      "seeds": seeds, "mean": mean, "ci": ci, "n": n,
-                     "collapsed": int(group["collapsed"].fillna(False).sum())})
-    columns = ["point", *params, "values", "seeds", "mean", "ci", "n", "collapsed"]
+                     "collapsed": int(group["collapsed"].fillna(False).sum()),
+                     "diverged": int((group["status"] == DIVERGED).sum()) if "status" in group else 0})
+    columns = ["point", *params, "values", "seeds", "mean", "ci", "n", "collapsed", "diverged"]
     return pd.DataFrame(rows, columns=columns)
 
 

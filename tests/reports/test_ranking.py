@@ -33,6 +33,22 @@ def test_collapsed_and_flagged_rank_last_and_mode_min_ranks_lowest_first() -> No
     assert points["point"].tolist()[:2] == [1, 2]
 
 
+def test_a_diverged_configuration_ranks_after_every_working_one() -> None:
+    """Its loss went non-finite after its last kNN: the report's headline read '**Best: teacher_temp=0.02**
+    with kNN top-1 50.00 %' over a configuration that completed at 45 %; where every ranked configuration
+    failed, the headline says so, naming the divergence."""
+    trials = table([(0, 45.0, "completed", False, 4.0), (1, 50.0, "diverged", False, 4.0)])
+    best, _ = best_point(trials, ["teacher_temp"])
+    assert best["point"] == 0
+    result = analyse(trials, {"params": ["teacher_temp"], "algorithm": "grid"})
+    assert result.headline().startswith("**Best: teacher_temp=0.01**")
+    assert "Configurations with a diverged trial are ranked last" in " ".join(result.notes)
+    trials = table([(0, 45.0, "collapsed", True, 4.0), (1, 50.0, "diverged", False, 4.0)])
+    headline = analyse(trials, {"params": ["teacher_temp"], "algorithm": "grid"}).headline()
+    assert headline.startswith("**No working configuration: every ranked configuration has a collapsed or "
+                               "diverged trial**") and "(repeats: 1, 1 diverged)" in headline
+
+
 def test_partial_only_when_nothing_finished() -> None:
     trials = table([(0, 50.0, "running", False, 1.0), (1, 60.0, "stopped early", False, 1.0)])
     best, partial = best_point(trials, ["teacher_temp"])
