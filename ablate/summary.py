@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import ablate.history as history
 from sweep_format import statuses
 from sweep_format.layout import EPOCHS_TABLE, REPORT_HTML, REPORT_MD, TRIALS_TABLE
+from sweep_format.text import plural
 from trainables.storage_errors import write_failure
 
 if TYPE_CHECKING:
@@ -81,12 +82,12 @@ def exit_status(sweep_dir: Path, trials: pd.DataFrame, total: int | None, interr
         print(f"ablate: trial {t['trial_id']} {t['status']}: {t['stop_reason']}", file=sys.stderr)
     oom = int((trials["status"] == statuses.OOM).sum())
     if oom:  # final, as the trainable or Ray's memory monitor ended them: run again only when asked
-        print(f"ablate: {oom} trial(s) ran out of memory (each trial's reason says which and what to "
-              f"lower); `ablate resume {sweep_dir} --retry {statuses.OOM}` runs them again (with "
+        print(f"ablate: {oom} {plural(oom, 'trial')} ran out of memory (each trial's reason says which and "
+              f"what to lower); `ablate resume {sweep_dir} --retry {statuses.OOM}` runs them again (with "
               "--num-cpus N, fewer at once)", file=sys.stderr)
     if len(errored):
-        print(f"ablate: {len(errored)} trial(s) errored; `ablate resume {sweep_dir}` retries them",
-              file=sys.stderr)
+        print(f"ablate: {len(errored)} {plural(len(errored), 'trial')} errored; `ablate resume {sweep_dir}` "
+              "retries them", file=sys.stderr)
         return 1
     if not scored:
         why = "every trial that trained failed" if failed_only else "no trial trained"

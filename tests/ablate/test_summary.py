@@ -39,6 +39,11 @@ def test_errored_trials_exit_1_and_are_named(real_sweep: Path, tmp_path: Path, c
     assert finish(sweep, total=4) == 1
     err = capsys.readouterr().err
     assert f"trial {bad} errored: RuntimeError: boom" in err and "ablate resume" in err
+    assert "ablate: 1 trial errored;" in err  # it read '1 trial(s) errored'
+    set_status(sweep, 1, status="oom", reason="out of memory")
+    set_status(sweep, 2, status="oom", reason="out of memory")
+    assert finish(sweep, total=4) == 1
+    assert "ablate: 2 trials ran out of memory" in capsys.readouterr().err
 
 
 def test_interrupted_sweep_exits_130_and_never_names_a_running_trial_best(
