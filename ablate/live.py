@@ -118,7 +118,8 @@ class LiveView(Callback):
         terminal too (else its next "started" line would look like a new trial)."""
         row = self._row(trial)
         tries = f"retry {getattr(trial, 'num_failures', '?')} of {getattr(trial, 'max_failures', '?')}"
-        self._line(f"trial {row.number}/{self.num_trials} {row.trial_id}  failed at epoch {row.epoch}: "
+        when = f"after epoch {row.epoch}" if row.epoch else "before its first epoch ended"  # its last report
+        self._line(f"trial {row.number}/{self.num_trials} {row.trial_id}  failed {when}: "
                    f"{error_text(trial)}; Ray runs it again from its last checkpoint ({tries})")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:

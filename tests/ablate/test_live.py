@@ -110,7 +110,8 @@ def test_non_terminal_prints_one_line_per_event(tmp_path: Path) -> None:
 
 
 def test_a_retried_trial_says_why_and_which_retry_before_it_starts_again(tmp_path: Path) -> None:
-    """On the first GPU run a failing trial printed "started" three times and nothing between."""
+    """On the first GPU run a failing trial printed "started" three times and nothing between. It failed
+    after the epoch it reported last (it read "failed at epoch 1", the epoch that had ended well)."""
     recorder, trials = grid(tmp_path, [0.02], epochs=4)
     out = io.StringIO()
     view = LiveView(recorder, stream=out, interactive=True)  # a terminal: the line is printed there too
@@ -121,7 +122,7 @@ def test_a_retried_trial_says_why_and_which_retry_before_it_starts_again(tmp_pat
     both.on_trial_recover(0, trials, trial)
     view.close()
     line = next(line for line in out.getvalue().splitlines() if "failed" in line)
-    assert "trial 1/1 t0  failed at epoch 1: RuntimeError: boom; Ray runs it again from its last " in line
+    assert "trial 1/1 t0  failed after epoch 1: RuntimeError: boom; Ray runs it again from its last " in line
     assert line.endswith("(retry 1 of 2)")
 
 
