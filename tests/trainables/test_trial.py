@@ -147,8 +147,8 @@ class HostOutOfMemoryTrainer(OutOfMemoryTrainer):
         yield
 
 
-def test_a_trial_the_host_cannot_hold_ends_oom_at_once(monkeypatch):
-    """Ray retried it twice (each failing the same way) and recorded a traceback as `errored`."""
+def tune_trial_with(monkeypatch, trainer) -> list[dict]:
+    """The rows ``dino_trainable`` reports on one CPU of a Ray node, with ``trainer`` for DINOTrainer."""
     reports = []
     context = types.SimpleNamespace(get_assigned_resources=lambda: {"CPU": 1.0})
     monkeypatch.setattr(ray, "get_gpu_ids", lambda: [])
@@ -156,8 +156,14 @@ def test_a_trial_the_host_cannot_hold_ends_oom_at_once(monkeypatch):
     monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
     monkeypatch.setattr(tune, "report", lambda metrics, checkpoint=None: reports.append(metrics))
     monkeypatch.setattr(tune_trial, "placement", lambda: {})
-    monkeypatch.setattr(tune_trial, "DINOTrainer", HostOutOfMemoryTrainer)
+    monkeypatch.setattr(tune_trial, "DINOTrainer", trainer)
     tune_trial.dino_trainable(dict(TINY_TRAINER))
+    return reports
+
+
+def test_a_trial_the_host_cannot_hold_ends_oom_at_once(monkeypatch):
+    """Ray retried it twice (each failing the same way) and recorded a traceback as `errored`."""
+    reports = tune_trial_with(monkeypatch, HostOutOfMemoryTrainer)
     assert [r["trial_outcome"] for r in reports] == ["oom"]
     assert reports[0]["stop_reason"].startswith("out of host memory (DefaultCPUAllocator: can't allocate "
                                                 "memory: you tried to allocate 274877906944 bytes")
@@ -190,15 +196,7 @@ def test_every_allocation_that_fails_ends_the_trial_oom_at_once(monkeypatch, tra
     """A MemoryError in the epochs, and an OOM while the trainer is built (before any epoch: its data and
     models go to the device), were not caught: Ray retried the trial twice, each failing the same way, and
     it ended `errored` with "MemoryError" or a traceback's last line, and no advice."""
-    reports = []
-    context = types.SimpleNamespace(get_assigned_resources=lambda: {"CPU": 1.0})
-    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [])
-    monkeypatch.setattr(ray, "get_runtime_context", lambda: context)
-    monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
-    monkeypatch.setattr(tune, "report", lambda metrics, checkpoint=None: reports.append(metrics))
-    monkeypatch.setattr(tune_trial, "placement", lambda: {})
-    monkeypatch.setattr(tune_trial, "DINOTrainer", trainer)
-    tune_trial.dino_trainable(dict(TINY_TRAINER))
+    reports = tune_trial_with(monkeypatch, trainer)
     assert [r["trial_outcome"] for r in reports] == ["oom"]
     assert reports[0]["stop_reason"].startswith(reason), reports[0]["stop_reason"]
     if trainer is BuildOutOfMemoryTrainer:  # no epoch: a resumed trial's earlier epochs stay as they are
