@@ -18,7 +18,14 @@ import torch
 import yaml
 
 from ablate.cli import main
-from tests.helpers import OPTUNA_SPEC, TINY_TRAINER, trial_fault_env, write_crafted_pickle, write_spec
+from tests.helpers import (
+    OPTUNA_SPEC,
+    TINY_TRAINER,
+    trial_fault_env,
+    write_crafted_pickle,
+    write_image_folder,
+    write_spec,
+)
 from trainables.config import DINOConfig
 
 SETS = [a for k, v in TINY_TRAINER.items() for a in ("--set", f"{k}={v}")]
@@ -172,6 +179,24 @@ def test_train_resume_lists_the_keys_that_changed(trained: Path, tmp_path: Path,
     # The same configuration again (and another device) is a resume.
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["train", *SETS, "--set", "device=cpu", "--out", str(run), "--resume", "--no-progress"]) == 0
+
+
+def test_train_resume_on_a_dataset_that_changed_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """A checkpoint resumed on an image folder whose files were removed since (or a retried trial, which
+    lists the folder again) trained on in silence: other images, and steps per epoch that no longer fit
+    the schedules it was saved with."""
+    data = write_image_folder(tmp_path / "images", n=20)
+    sets = [*SETS, "--set", "dataset=imagefolder", "--set", f"data_path={data}", "--set", "batch_size=8",
+            "--set", "epochs=1"]
+    run = tmp_path / "run"
+    assert main(["train", *sets, "--out", str(run), "--no-progress"]) == 0
+    for gone in sorted((data / "train" / "a").iterdir())[:4]:
+        gone.unlink()
+    before = (run / "metrics.jsonl").read_text()
+    assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 2
+    assert_one_clear_error(capsys, "train", "checkpoint.pt: trained on other data than this run reads",
+                           "Differs: train images: 40 -> 36; knn memory images: 40 -> 36")
+    assert (run / "metrics.jsonl").read_text() == before
 
 
 def test_a_sweep_whose_disk_fills_up_exits_2_saying_what_is_kept(

@@ -182,6 +182,9 @@ class DINOTrainer:
         self.memory_set = with_transform(memory, eval_transform(cfg.global_crops_size))
         self.test_set = with_transform(test, eval_transform(cfg.global_crops_size))
         self.niter_per_ep = len(self.loader) // cfg.grad_accum_steps
+        # what a checkpoint was trained and evaluated on: a resumed run must find the same (read_checkpoint)
+        self.data_sizes = {"train": n_train, "knn memory": len(cast(Sized, memory)),
+                           "test": len(cast(Sized, test))}
 
     def _make_loader(self, train: Dataset) -> Any:
         """In memory: batched on the device; from disk: CPU crops + device colour on CUDA, else per image."""
@@ -505,7 +508,7 @@ class DINOTrainer:
             "optimizer": plain_optimizer_state(self.optimizer), "dino_loss": self.loss_fn.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "epoch": self.epoch, "baseline_done": self.baseline_done,
-            "config": self.cfg.model_dump(mode="json"),
+            "config": self.cfg.model_dump(mode="json"), "data_sizes": self.data_sizes,
             "rng": rng_state(self.device),
         }
 
@@ -555,6 +558,12 @@ class DINOTrainer:
         if state.get("config") and changed:
             raise ConfigError(f"{path}: written by a run with another configuration; a resumed run "
                               f"must keep it. Differs: {'; '.join(changed)}")
+        then = state.get("data_sizes") or {}  # checkpoints of ablate <= 0.1 do not say
+        if moved := [f"{k} images: {then[k]:,} -> {n:,}" for k, n in self.data_sizes.items()
+                     if k in then and then[k] != n]:
+            raise ConfigError(f"{path}: trained on other data than this run reads (files added to or "
+                              f"removed from the dataset since?); a resumed run must keep it: restore the "
+                              f"files, or start again. Differs: {'; '.join(moved)}")
         return state
 
 
