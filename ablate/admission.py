@@ -96,8 +96,11 @@ def trial_resources(spec: SweepSpec, where: Cluster, quiet: bool = False) -> Tri
                                spec.resources.workers)
     check_gpu_asked(spec, resources, where)
     if spec.resources.gpu == "auto" and not has_gpu and not quiet:
-        print("ablate: warning: no GPU in the Ray cluster (resources.gpu: auto); trials run on CPU",
-              file=sys.stderr)
+        from trainables.cuda import unseen_gpu
+
+        why = unseen_gpu()  # a local Ray sees the GPUs torch sees
+        print(f"ablate: warning: no GPU in the Ray cluster (resources.gpu: auto); trials run on CPU"
+              f"{f' ({why})' if why else ''}", file=sys.stderr)
     return resources
 
 

@@ -7,6 +7,7 @@ machine must not touch (or allocate memory on) the GPUs that other trials were g
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -29,6 +30,24 @@ def trial_device(device: str, gpu_ids: list) -> str:
         raise ConfigError(f"device={device!r}: this trial has no GPU share (resources.gpu: 0); "
                           "give it resources.gpu > 0 or use device auto or cpu")
     return device
+
+
+def unseen_gpu(dev: Path = Path("/dev")) -> str:
+    """Why torch sees no GPU on a machine that has an NVIDIA one ("" where it sees one, or there is none):
+    a CPU-only torch build (a CPU wheel index, some conda channels), CUDA_VISIBLE_DEVICES hiding it, or a
+    CUDA build its driver cannot run. Said where a run falls back to the CPU or asks for CUDA."""
+    devices = sorted(p.name for p in dev.glob("nvidia[0-9]*"))
+    if not devices or torch.cuda.is_available():
+        return ""
+    has = f"this machine has an NVIDIA GPU ({dev / devices[0]}), but "
+    if torch.version.cuda is None:
+        return (has + f"torch {torch.__version__} is a CPU-only build: install a CUDA build of torch "
+                "(pytorch.org/get-started) in this environment")
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if hidden is not None:
+        return has + f"CUDA_VISIBLE_DEVICES={hidden!r} hides it from torch"
+    return (has + f"torch {torch.__version__} (CUDA {torch.version.cuda}) cannot use it: is the NVIDIA "
+            "driver installed and new enough (nvidia-smi)?")
 
 
 def use_expandable_segments() -> None:

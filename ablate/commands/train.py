@@ -240,6 +240,8 @@ def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None) -> int:
     writes = log is not None
     if writes:  # a run that starts over (no checkpoint) rewrites its epoch 0 too: no row is kept
         keep_metrics(metrics_file, trainer.epoch if trainer.baseline_done else -1)
+    if writes and cfg.device == "auto" and trainer.device.type == "cpu" and (why := cuda.unseen_gpu()):
+        print(f"ablate train: warning: training on CPU: {why}", file=sys.stderr)
     baseline = None
     try:
         for metrics in trainer.run():

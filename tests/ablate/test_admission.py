@@ -94,6 +94,20 @@ def test_a_searched_cuda_device_is_refused_without_a_gpu(tmp_path: Path) -> None
         trial_resources(spec, LAPTOP)
 
 
+def test_gpu_auto_on_cpu_says_why_when_the_machine_has_a_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    """A CPU-only torch on a GPU machine: the sweep warned only 'no GPU in the Ray cluster'."""
+    from trainables import cuda
+
+    monkeypatch.setattr(cuda, "unseen_gpu", lambda: "")
+    assert trial_resources(spec(tmp_path, gpu="auto"), LAPTOP).gpu == 0
+    assert capsys.readouterr().err.endswith("trials run on CPU\n")
+    monkeypatch.setattr(cuda, "unseen_gpu", lambda: "this machine has an NVIDIA GPU (/dev/nvidia0), but ...")
+    assert trial_resources(spec(tmp_path, gpu="auto"), LAPTOP).gpu == 0
+    assert capsys.readouterr().err.endswith(
+        "trials run on CPU (this machine has an NVIDIA GPU (/dev/nvidia0), but ...)\n")
+
+
 @pytest.mark.slow
 def test_a_two_worker_trial_runs_on_a_two_cpu_machine(tmp_path: Path) -> None:
     """Issue 18, point 1: on 2 CPUs, 2 workers x 1 CPU once waited forever (the driver held 0.01 CPU)."""

@@ -72,3 +72,30 @@ def test_memory_cap_is_the_trial_share_on_the_trials_device(monkeypatch):
     cuda.cap_memory(0.5, torch.device("cuda:1"))
     cuda.cap_memory(1.0, torch.device("cuda"))  # a whole GPU: no cap
     assert calls == [(0.25, 0), (0.5, 1)]
+
+
+def test_a_gpu_torch_cannot_use_is_named_with_why(tmp_path, monkeypatch):
+    """On a GPU machine with a CPU-only torch (a CPU wheel index), `device: auto` trained on the CPU and a
+    sweep warned only 'no GPU in the Ray cluster': the researcher learnt neither that the GPU is there
+    nor why torch cannot use it."""
+    from trainables.dino.trainer import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert cuda.unseen_gpu(tmp_path) == ""  # no NVIDIA device: nothing to say
+    (tmp_path / "nvidiactl").touch()
+    assert cuda.unseen_gpu(tmp_path) == ""  # the control node alone is no GPU
+    (tmp_path / "nvidia0").touch()
+    monkeypatch.setattr(torch.version, "cuda", None)
+    gpu = tmp_path / "nvidia0"
+    assert cuda.unseen_gpu(tmp_path) == (f"this machine has an NVIDIA GPU ({gpu}), but torch "
+                                         f"{torch.__version__} is a CPU-only build: install a CUDA build of "
+                                         "torch (pytorch.org/get-started) in this environment")
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    assert cuda.unseen_gpu(tmp_path).endswith("cannot use it: is the NVIDIA driver installed and new enough "
+                                              "(nvidia-smi)?")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert cuda.unseen_gpu(tmp_path).endswith("but CUDA_VISIBLE_DEVICES='' hides it from torch")
+    monkeypatch.setattr(cuda, "unseen_gpu", lambda: "WHY")
+    with pytest.raises(ConfigError, match=r"device='cuda': CUDA is not available \(WHY\) on this machine"):
+        resolve_device("cuda")

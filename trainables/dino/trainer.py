@@ -81,7 +81,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={name!r}: CUDA is not available on this machine (use auto or cpu)")
+        why = cuda.unseen_gpu()
+        raise ConfigError(f"device={name!r}: CUDA is not available {why and f'({why}) '}on this machine "
+                          "(use auto or cpu)")
     return torch.device(name)
 
 
