@@ -104,3 +104,13 @@ def test_a_parquet_column_that_would_unpickle_is_refused(real_sweep: Path, tmp_p
     with pytest.raises(UserError, match="column 'notes' has the Arrow extension type ray.data.arrow_pickled"):
         ablate.compare(copy / "report/trials.parquet", real_sweep, out=tmp_path / "cmp")
     assert not marker.exists() and not (tmp_path / "cmp").exists()
+
+
+def test_the_api_passes_small_floats_as_numbers() -> None:
+    """ablate.run(spec, set={"trainer.lr": 1e-5}) wrote 'trainer.lr=1e-05' (JSON), which YAML 1.1 read
+    back as the text '1e-05': the spec was refused ('expected a number') for a plain Python float."""
+    from ablate.api import set_items
+    from ablate.overrides import parse_sets
+
+    values = {"trainer.lr": 1e-5, "trainer.weight_decay": 0.04, "trainer.teacher_temp": 1e-20}
+    assert parse_sets(set_items(values)) == list(values.items())
