@@ -119,14 +119,8 @@ os.replace = replace
 def trial_fault_env(folder: Path, epoch: int, fault: str) -> dict[str, str]:
     """The environment of an `ablate run` (local Ray) whose trials, at ``epoch``'s checkpoint, hang
     (``fault="hang"``: an epoch that never ends) or find the disk full (``fault="enospc"``)."""
-    import os
-
-    folder.mkdir(parents=True, exist_ok=True)
     what = "fails with ENOSPC" if fault == "enospc" else "hangs"
-    (folder / "sitecustomize.py").write_text(TRIAL_FAULT.format(epoch=epoch, what=what,
-                                                                enospc=fault == "enospc"))
-    return {**os.environ, "RAY_AUTH_MODE": "token",
-            "PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])}
+    return fault_env(folder, TRIAL_FAULT.format(epoch=epoch, what=what, enospc=fault == "enospc"))
 
 
 # Trial outcomes injected at the trainer's boundary (DINOTrainer.train_one_epoch), chosen by each trial's
@@ -136,6 +130,27 @@ def trial_fault_env(folder: Path, epoch: int, fault: str) -> dict[str, str]:
 OUTCOMES = {0.1: "completed", 0.11: "flagged", 0.12: "collapsed", 0.13: "diverged", 0.14: "oom",
             0.15: "an exception", 0.16: "a CUDA error", 0.17: "unusable inputs",
             0.18: "oom in epoch 2; unusable inputs once fault/inputs_gone exists"}
+# The end of a fault sitecustomize: ``patch(module)`` applied to trainables.dino.trainer as it is imported.
+PATCH_ON_IMPORT = '''
+
+class Finder:
+    def find_spec(self, name, path=None, target=None):
+        if name != "trainables.dino.trainer":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            patch(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, Finder())
+'''
 OUTCOME_FAULT = '''\
 """Test fault: each trial ends as its student_temp says (tests/helpers.py OUTCOMES)."""
 import importlib.util, math, os, sys
@@ -174,33 +189,58 @@ def patch(module):
 
     module.DINOTrainer.train_one_epoch, module.DINOTrainer.__init__ = train_one_epoch, __init__
 
-
-class Finder:
-    def find_spec(self, name, path=None, target=None):
-        if name != "trainables.dino.trainer":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        run = spec.loader.exec_module
-
-        def exec_module(module):
-            run(module)
-            patch(module)
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
-sys.meta_path.insert(0, Finder())
-'''
+''' + PATCH_ON_IMPORT
 
 
 def outcome_fault_env(folder: Path) -> dict[str, str]:
     """The environment of an `ablate run` (local Ray) whose trials end as OUTCOMES says."""
+    return fault_env(folder, OUTCOME_FAULT)
+
+
+# Out of memory on rank 1 alone of a data-parallel trial, chosen by its student_temp, where a real one
+# arrives: NumPy allocating its in-memory dataset as the trainer is built, or torch's CPU allocator in a
+# step of the second epoch (rank 0 is then in DDP's all-reduce of that step's gradients).
+RANK_OOM = {0.1: "Unable to allocate 3.00 GiB for an array with shape (50000, 3, 96, 96) and data type "
+                 "float32",
+            0.11: "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                  "you tried to allocate 274877906944 bytes. Error code 12 (Cannot allocate memory)"}
+RANK_OOM_FAULT = f'''\
+"""Test fault: rank 1 of a data-parallel trial runs out of memory (tests/helpers.py RANK_OOM)."""
+import importlib.util, sys
+
+RANK_OOM = {RANK_OOM!r}
+
+
+def rank_1_fault(cfg):
+    import torch.distributed as dist
+
+    rank_1 = dist.is_available() and dist.is_initialized() and dist.get_rank() == 1
+    return round(cfg.student_temp, 4) if rank_1 else None
+
+
+def patch(module):
+    build_data, step = module.DINOTrainer._build_data, module.DINOTrainer.train_step
+
+    def _build_data(self):
+        if rank_1_fault(self.cfg) == 0.1:
+            raise MemoryError(RANK_OOM[0.1])
+        build_data(self)
+
+    def train_step(self, micro_batches, it, epoch):
+        if rank_1_fault(self.cfg) == 0.11 and epoch == 1:
+            raise RuntimeError(RANK_OOM[0.11])
+        return step(self, micro_batches, it, epoch)
+
+    module.DINOTrainer._build_data, module.DINOTrainer.train_step = _build_data, train_step
+''' + PATCH_ON_IMPORT
+
+
+def fault_env(folder: Path, sitecustomize: str) -> dict[str, str]:
+    """The environment of an `ablate run` (local Ray) whose processes run ``sitecustomize``."""
     import os
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sitecustomize.py").write_text(OUTCOME_FAULT)
+    (folder / "sitecustomize.py").write_text(sitecustomize)
     return {**os.environ, "RAY_AUTH_MODE": "token",
             "PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])}
 

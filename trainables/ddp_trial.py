@@ -22,9 +22,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+from sweep_format import statuses
 from sweep_format.text import LINE_MAX, cut_at_word, whole_error_at
+from trainables import cuda
 from trainables.config import ConfigError, DINOConfig
 from trainables.dino.trainer import DINOTrainer
+from trainables.distributed import world_size
 from trainables.trial import (
     KEPT_CHECKPOINTS,
     DeviceClock,
@@ -33,6 +36,7 @@ from trainables.trial import (
     checkpoints_in,
     earlier_checkpoints,
     input_refused,
+    out_of_memory_at_start,
     run_trial,
     trial_config,
     use_assigned_cpus,
@@ -73,20 +77,49 @@ def dino_train_trial(config: dict[str, Any], workers: int, cpu: float, gpu: floa
     try:
         trainer.fit()
     except train.TrainingFailedError as exc:
-        refused = input_error(exc)
-        if refused is None:  # the workers' whole texts, then one line: the record's reason (ablate.records)
+        refused, ended = input_error(exc), rank_ended(exc)
+        if refused is not None:
+            input_refused(refused, config, clock, lambda row, _: tune.report(row), {"workers": workers})
+        elif ended is not None:  # out of memory on one rank: its row, as a one-process trial reports it
+            tune.report(ended.row)
+        else:  # the workers' whole texts, then one line: the record's reason (ablate.records)
             raise RuntimeError(f"{whole_error(exc)}\nthe data-parallel run of {workers} workers failed: "
                                f"{last_line(exc)}") from None
-        input_refused(refused, config, clock, lambda row, _: tune.report(row), {"workers": workers})
+
+
+class RankEnded(Exception):
+    """One rank's row that ends the whole trial (``oom``: that rank's memory alone ran out), raised to
+    the driver instead of reported. Its peers may be waiting in a collective (DDP's all-reduce, the
+    epoch's metrics, the kNN gather) that it will never join, and every rank's report is a barrier: a
+    rank that reports and stops leaves them blocked until gloo's or NCCL's timeout. On a raise Ray
+    Train ends the whole group at once, and ``dino_train_trial`` reports the row."""
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        super().__init__(row.get("stop_reason", ""))
+        self.row = row
+
+    def __reduce__(self) -> tuple[Any, ...]:  # Ray hands it from the worker to the driver pickled
+        return type(self), (self.row,)
+
+
+def worker_exception(exc: BaseException, kind: type[BaseException]) -> Any:
+    """The first (by rank) exception of type ``kind`` that a worker raised to fail the run, or None."""
+    failures = getattr(exc, "worker_failures", None) or {}
+    found = [getattr(f, "_base_exc", f) for _, f in sorted(failures.items())]  # Ray Train's wrapper
+    return next((f for f in found if isinstance(f, kind)), None)
 
 
 def input_error(exc: BaseException) -> ConfigError | None:
     """The ConfigError a worker raised (an input it cannot use, a checkpoint it cannot restore), when
     that is what failed the run. A rank raises rather than reports it: its peers may be waiting in a
     collective, and Ray Train ends the whole group at once on a raise."""
-    failures = getattr(exc, "worker_failures", None) or {}
-    found = [getattr(f, "_base_exc", f) for f in failures.values()]  # Ray Train's wrapper of the exception
-    return next((f for f in found if isinstance(f, ConfigError)), None)
+    return cast("ConfigError | None", worker_exception(exc, ConfigError))
+
+
+def rank_ended(exc: BaseException) -> RankEnded | None:
+    """The row a rank raised to end the trial (``RankEnded``), when that is what failed the run; its
+    peers' errors of being ended with it (a collective whose peer left) are not the trial's."""
+    return cast("RankEnded | None", worker_exception(exc, RankEnded))
 
 
 
@@ -145,20 +178,37 @@ def dino_worker_loop(config: dict[str, Any]) -> None:
     import ray
 
     use_assigned_cpus()
-    trainer = DINOTrainer(worker_config(trial_config(config)))
     share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
-    sources = checkpoints_in(Path(config[TRAIN_DIR])) or earlier_checkpoints(config)
+    workers = world_size()  # Ray Train joined the process group before this loop
+    clock = DeviceClock(share, workers=workers)  # first: building the trainer is part of the cost
     where = placement()  # Tune fills node_ip and pid with its own trial's (the driver's): rank 0's kept too
-    run_trial(trainer, config, DeviceClock(share, workers=trainer.world_size), sources, train_report(trainer),
-              where, share, extra={"workers": trainer.world_size, "rank0_node_ip": where["node_ip"],
-                                   "rank0_pid": where["pid"]})
+    extra = {"workers": workers, "rank0_node_ip": where["node_ip"], "rank0_pid": where["pid"]}
+    device = str(config.get("device", "auto"))
+    try:
+        cfg = worker_config(trial_config(config))
+        device = cfg.device
+        trainer = DINOTrainer(cfg)
+        sources = checkpoints_in(Path(config[TRAIN_DIR])) or earlier_checkpoints(config)
+        run_trial(trainer, config, clock, sources, train_report(trainer), where, share, extra)
+    except (RuntimeError, MemoryError) as exc:  # building or restoring it (run_trial ends its epochs' own)
+        if not cuda.out_of_memory(exc):
+            raise
+        out_of_memory_at_start(exc, device, share, config, clock, raise_row, {**where, **extra})
+
+
+def raise_row(row: dict[str, Any], write: Callable[[Path], None] | None = None) -> None:
+    """A ``Report`` that ends the trial on every rank: it raises the row (``RankEnded``)."""
+    raise RankEnded(row)
 
 
 def train_report(trainer: DINOTrainer) -> Report:
-    """Every rank reports (it is a barrier); rank 0 alone writes the checkpoint."""
+    """Every rank reports (it is a barrier); rank 0 alone writes the checkpoint. A row that ends the
+    trial out of memory is raised (``RankEnded``): the ranks run out of memory one by one, not together."""
     from ray import train
 
     def report(metrics: dict[str, Any], write: Callable[[Path], None] | None) -> None:
+        if metrics.get("trial_outcome") == statuses.OOM:
+            raise_row(metrics)
         name = checkpoint_name(metrics["epoch"]) if write else None
         if write is None or not trainer.is_main_process:
             train.report(metrics, checkpoint_dir_name=name)
