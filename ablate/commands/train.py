@@ -235,6 +235,7 @@ def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None) -> int:
     """
     from trainables import cuda
     from trainables.dino.trainer import CHECKPOINT_NAME, NonFiniteLossError
+    from trainables.distributed import is_distributed
 
     cfg, ckpt, metrics_file = trainer.cfg, out / CHECKPOINT_NAME, out / METRICS_NAME
     writes = log is not None
@@ -260,9 +261,13 @@ def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None) -> int:
     except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError too
         if not cuda.out_of_memory(exc):
             raise
+        reason = cuda.oom_reason(exc, trainer.device, 0)
+        stopped = f"ablate train: stopped: {reason}; {ckpt} holds the last finished epoch"
+        if is_distributed():  # this rank alone, maybe: its peers may wait for it in a collective
+            from trainables.ddp_trial import RankEnded
+            raise RankEnded({"stop_reason": stopped}) from exc  # Ray Train ends them all
         if writes:
-            print(f"ablate train: stopped: {cuda.oom_reason(exc, trainer.device, 0)}; {ckpt} holds the last "
-                  "finished epoch", file=log)
+            print(stopped, file=log)
         return 1
     if writes:
         print(f"done: {metrics_file}, {ckpt}", file=log)
@@ -349,7 +354,7 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool,
         import ray
         from ray import train
 
-        from trainables.ddp_trial import input_error, one_line, torch_trainer, whole_error
+        from trainables.ddp_trial import input_error, one_line, rank_ended, torch_trainer, whole_error
 
         logs.capture()
         use_gpu = worker_devices(cfg, workers)  # a GPU each, when they fit (main checked the CPUs)
@@ -374,6 +379,9 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool,
             failed = f"ablate train --workers {workers}: a worker failed"
             if refused := input_error(exc):
                 raise UserError(f"{failed}: {refused}") from None
+            if ended := rank_ended(exc):  # out of memory on a rank: stopped as one process stops
+                print(ended.row["stop_reason"], file=sys.stderr)
+                return 1
             logging.getLogger("ray").error("%s:\n%s", failed, whole_error(exc))  # each worker's whole text
             whole = session_logs() if unstarted(made, out) else str(out / RAY_LOG)  # unstarted: no ray.log
             raise UserError(f"{failed}: {one_line(exc, whole)}") from None

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from ablate.admission import Cluster
 from ablate.cli import main
-from tests.helpers import TINY_TRAINER, write_image_folder
+from tests.helpers import RANK_OOM, RANK_OOM_FAULT, TINY_TRAINER, fault_env, write_image_folder
+from trainables import cuda
 
 SETS = [a for k, v in {**TINY_TRAINER, "epochs": 2}.items() for a in ("--set", f"{k}={v}")]
 
@@ -188,6 +192,51 @@ def test_a_run_out_of_memory_stops_in_one_line(tmp_path: Path):
     assert last.startswith("ablate train: stopped: out of memory: peak 0.00 GB allocated on cpu (CUDA out "
                            "of memory. Tried to allocate 20.00 GiB); lower batch_size")
     assert last.endswith("checkpoint.pt holds the last finished epoch")
+
+
+def test_a_worker_out_of_memory_raises_the_line_one_process_prints(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch):
+    """With --workers, each rank runs out of memory alone: rank 1 returned 1 unheard (rank 0 alone
+    writes) while rank 0 waited for it in the step's all-reduce, and the run hung. Now the rank raises
+    the line (Ray Train ends the group; train_with_workers prints it and exits 1)."""
+    import io
+    import types
+
+    from ablate.commands.train import run_epochs
+    from trainables import ddp_trial, distributed
+    from trainables.config import DINOConfig
+
+    def run():
+        yield {"epoch": 0, "knn_top1": 30.0, "knn_top5": 70.0}
+        raise MemoryError("Unable to allocate 3.00 GiB for an array with shape (50000, 3, 96, 96)")
+
+    trainer = types.SimpleNamespace(cfg=DINOConfig(**TINY_TRAINER), epoch=0, baseline_done=False, run=run,
+                                    device=torch.device("cpu"))
+    log = io.StringIO()
+    assert run_epochs(trainer, tmp_path, log) == 1  # type: ignore[arg-type]
+    monkeypatch.setattr(distributed, "is_distributed", lambda: True)
+    with pytest.raises(ddp_trial.RankEnded) as raised:
+        run_epochs(trainer, tmp_path, None)  # type: ignore[arg-type]  # rank 1: it writes nothing
+    assert raised.value.row["stop_reason"] == log.getvalue().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_two_workers_one_out_of_memory_stop_in_one_line(tmp_path: Path):
+    """Rank 1 alone runs out of memory in a step of epoch 2 (tests/helpers.py RANK_OOM), rank 0 waits in
+    that step's all-reduce: the run stops with the line one process prints, exit 1, epoch 1 kept."""
+    out = tmp_path / "ddp"
+    sets = [a for k, v in {**TINY_TRAINER, "epochs": 3, "batch_size": 16, "student_temp": 0.11}.items()
+            for a in ("--set", f"{k}={v}")]
+    env = fault_env(tmp_path / "fault", RANK_OOM_FAULT)
+    env.pop("RAY_ADDRESS", None)  # a local Ray, whose workers run the fault
+    run = subprocess.run([sys.executable, "-m", "ablate.cli", "train", *sets, "--out", str(out), "--workers",
+                          "2", "--no-progress"], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    reason = cuda.oom_reason(RuntimeError(RANK_OOM[0.11]), torch.device("cpu"), 0.0)
+    assert run.stderr.splitlines()[-1] == (f"ablate train: stopped: {reason}; {out / 'checkpoint.pt'} holds "
+                                           "the last finished epoch")
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1]
 
 
 def test_train_with_two_workers_writes_metrics_and_resumes(ray_cluster: str, tmp_path: Path,
