@@ -121,6 +121,12 @@ def oom_reason(exc: BaseException, device: torch.device, share: float) -> str:
             "lower batch_size, crop sizes or the number of trials per GPU")
 
 
+def start_oom_reason(exc: BaseException, device: torch.device, share: float) -> str:
+    """``oom_reason`` of a run that ran out of memory before it trained: while its trainer was built or
+    restored (its in-memory dataset or models moved to the device, a checkpoint loaded)."""
+    return f"{oom_reason(exc, device, share)}; while building the trainer (its data and models)"
+
+
 def short_reason(exc: BaseException) -> str:
     """An allocation failure in a few words: torch's first line, without the CPU allocator's
     ``[enforce fail at alloc_cpu.cpp:127] err == 0.`` prefix."""

@@ -156,8 +156,7 @@ def out_of_memory_at_start(exc: BaseException, device: str, share: float, config
     """A trial that ran out of memory while its trainer was built or restored (its in-memory dataset
     or models moved to the device, a checkpoint loaded): ``oom`` with the reason, as in its epochs,
     instead of Ray's retries failing the same way and ending it ``errored``."""
-    reason = f"{cuda.oom_reason(exc, resolve_device(device), share)}; while building the trainer (its data " \
-             "and models)"
+    reason = cuda.start_oom_reason(exc, resolve_device(device), share)
     ended_at_start(statuses.OOM, reason, config, clock, report, extra)
 
 

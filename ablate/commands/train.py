@@ -112,7 +112,8 @@ def trainer_keys(data: dict[str, Any], config_file: str) -> dict[str, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer  # torch and timm: not for --help
+    from trainables import cuda  # torch and timm: not for --help
+    from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, resolve_device
 
     if not 1 <= args.workers <= MAX_RESOURCE:  # Ray's ValueError (a traceback) once it started
         raise UserError(f"--workers {args.workers}: expected a number of data-parallel workers from 1 to "
@@ -164,11 +165,19 @@ def main(args: argparse.Namespace) -> int:
             raise
     try:
         trainer = DINOTrainer(cfg, progress=not args.no_progress)  # validates data before writing
+        if args.resume:
+            trainer.load_checkpoint(ckpt)
+    except (RuntimeError, MemoryError) as exc:  # its data, models or checkpoint do not fit: a fault, no bug
+        remove_made(made, out)
+        if not cuda.out_of_memory(exc):
+            raise
+        print(f"ablate train: stopped: {cuda.start_oom_reason(exc, resolve_device(cfg.device), 0)}",
+              file=sys.stderr)
+        return 1
     except BaseException:
         remove_made(made, out)  # refused before anything was written: no empty folder left
         raise
     if args.resume:
-        trainer.load_checkpoint(ckpt)
         print(f"resuming {out} after epoch {trainer.epoch}/{cfg.epochs}", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     write_config(out, cfg)
@@ -430,22 +439,29 @@ def worker_loop(config: dict[str, Any]) -> None:
     """One Ray Train worker of ``ablate train``: rank 0 writes, every rank trains and restores."""
     from ray import train
 
-    from trainables.ddp_trial import worker_config
-    from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer
+    from trainables import cuda
+    from trainables.ddp_trial import RankEnded, worker_config
+    from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, resolve_device
     from trainables.trial import use_assigned_cpus
 
     use_assigned_cpus()
     cfg = worker_config(DINOConfig(**config["trainer"]))
-    trainer = DINOTrainer(cfg)
     out = Path(config["out"])
+    try:
+        trainer = DINOTrainer(cfg)
+        if config["resume"]:
+            trainer.load_checkpoint(out / CHECKPOINT_NAME)
+    except (RuntimeError, MemoryError) as exc:  # this rank's data, models or checkpoint do not fit
+        if not cuda.out_of_memory(exc):
+            raise
+        reason = cuda.start_oom_reason(exc, resolve_device(cfg.device), 0)
+        raise RankEnded({"stop_reason": f"ablate train: stopped: {reason}"}) from exc  # ends every rank
     with contextlib.ExitStack() as stack:
         # rank 0's lines go to the file the driver prints (a file, not stderr: Ray Train's workers
         # print stderr's lines twice, once of them through its logger)
         log = stack.enter_context((out / TRAIN_LOG).open("a", buffering=1, encoding="utf-8")) \
             if trainer.is_main_process else None
-        if config["resume"]:
-            trainer.load_checkpoint(out / CHECKPOINT_NAME)
-            if log:
+        if config["resume"] and log:
                 print(f"resuming {out} after epoch {trainer.epoch}/{cfg.epochs} "
                       f"({trainer.world_size} workers)", file=log)
         code = run_epochs(trainer, out, log)

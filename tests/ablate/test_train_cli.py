@@ -194,6 +194,46 @@ def test_a_run_out_of_memory_stops_in_one_line(tmp_path: Path):
     assert last.endswith("checkpoint.pt holds the last finished epoch")
 
 
+def test_a_run_whose_data_does_not_fit_in_memory_stops_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    """An out-of-memory error while the trainer was built (its in-memory dataset, its models) or
+    restored ended `ablate train` in a Python traceback."""
+    from trainables.dino.trainer import DINOTrainer
+
+    def too_large(self):
+        raise MemoryError("Unable to allocate 32.0 GiB for an array with shape (1,) and data type uint8")
+
+    monkeypatch.setattr(DINOTrainer, "_build_data", too_large)
+    out = tmp_path / "new" / "run"
+    assert main(["train", *SETS, "--out", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+        "ablate train: stopped: out of host memory (MemoryError: Unable to allocate 32.0 GiB for an array "
+        f"with shape (1,) and data type uint8); {cuda.HOST_MEMORY_ADVICE}; while building the trainer (its "
+        "data and models)")
+    assert not (tmp_path / "new").exists()  # nothing written, no folder left
+
+
+def test_a_worker_whose_data_does_not_fit_raises_the_line_one_process_prints(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """With --workers, a rank whose trainer could not be built for memory failed the run with 'a worker
+    failed: rank 1: MemoryError: ...'; it raises the line one process prints (RankEnded ends every rank)."""
+    from ablate.commands.train import worker_loop
+    from trainables import ddp_trial, trial
+    from trainables.dino.trainer import DINOTrainer
+
+    def too_large(self):
+        raise MemoryError("Unable to allocate 32.0 GiB")
+
+    monkeypatch.setattr(DINOTrainer, "_build_data", too_large)
+    monkeypatch.setattr(trial, "use_assigned_cpus", lambda: None)  # not in a Ray worker here
+    with pytest.raises(ddp_trial.RankEnded) as raised:
+        worker_loop({"trainer": {**TINY_TRAINER, "epochs": 2}, "out": str(tmp_path), "resume": False})
+    assert raised.value.row["stop_reason"] == (
+        "ablate train: stopped: out of host memory (MemoryError: Unable to allocate 32.0 GiB); "
+        f"{cuda.HOST_MEMORY_ADVICE}; while building the trainer (its data and models)")
+
+
 def test_a_worker_out_of_memory_raises_the_line_one_process_prints(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch):
     """With --workers, each rank runs out of memory alone: rank 1 returned 1 unheard (rank 0 alone
