@@ -29,6 +29,7 @@ from typing import Any
 from ablate.errors import UserError
 from sweep_format.files import loads
 from sweep_format.layout import LOCK_FILE
+from sweep_format.text import printable
 
 
 class SweepLock:
@@ -123,12 +124,17 @@ def write_holder(fd: int, data: dict[str, Any]) -> None:
 
 
 def alive(data: dict[str, Any]) -> bool:
-    """Whether the holder may still run: on another host it cannot be checked, so it is trusted."""
-    if data.get("host") != socket.gethostname() or not isinstance(data.get("pid"), int):
+    """Whether the holder may still run: on another host it cannot be checked, so it is trusted. A
+    lock file is text anyone may have edited: a pid no process can have (0 or less, which ``kill``
+    reads as a process group, or beyond the system's pids) is a driver that is gone."""
+    pid = data.get("pid")
+    if data.get("host") != socket.gethostname() or not isinstance(pid, int) or isinstance(pid, bool):
         return True
+    if pid <= 0:
+        return False
     try:
-        os.kill(data["pid"], 0)
-    except ProcessLookupError:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True
@@ -138,10 +144,12 @@ def alive(data: dict[str, Any]) -> bool:
 def describe(data: dict[str, Any] | None) -> str:
     if not data:
         return "another ablate process"
-    since = data.get("since")
-    when = time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(since, float) \
-        else ""
-    return f"`ablate {data.get('command')}` (pid {data.get('pid')} on {data.get('host')}{when})"
+    since, when = data.get("since"), ""
+    if isinstance(since, float):
+        with contextlib.suppress(OverflowError, OSError, ValueError):  # a time no clock reads: left out
+            when = time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(since))
+    command, pid, host = (printable(str(data.get(key)))[:60] for key in ("command", "pid", "host"))
+    return f"`ablate {command}` (pid {pid} on {host}{when})"
 
 
 def in_use(sweep_dir: Path, data: dict[str, Any] | None) -> str:

@@ -120,3 +120,23 @@ def test_report_says_which_running_trials_a_killed_driver_left(tmp_path: Path,
         assert statuses == ["completed", "running"]
         assert (sweep / "trials" / "b.json").read_bytes() == record
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("pid", [10**20, 2**40, 0, -1])
+def test_a_lock_file_edited_elsewhere_is_stale_not_a_traceback(sweep: Path, pid: int,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    """A lock file is text anyone may have edited. A pid beyond any process's raised OverflowError in
+    `ablate ls`, `report` and `resume`, a time beyond the clock's did in `resume`, pid 0 or -1 asked
+    os.kill about process groups (and called the driver alive), and its command's escapes reached the
+    terminal. Now such a pid is a driver that is gone, the time is left out, the text is printable."""
+    from ablate.lock import driven
+
+    (sweep / LOCK_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": pid,
+                                               "command": "run\x1b]0;owned\x07", "since": 1e300}))
+    assert driven(sweep) is False
+    assert main(["ls", str(sweep.parent)]) == 0
+    with SweepLock(sweep, "resume"):
+        pass
+    err = capsys.readouterr().err
+    assert f"a stale lock of `ablate run]0;owned` (pid {pid} on {socket.gethostname()}) (that driver" in err
+    assert "\x1b" not in err and "Traceback" not in err
