@@ -80,14 +80,7 @@ def load_source(path: str | Path) -> Source:
         sweep = open_sweep(p)
         trials, epochs = sweep_tables(sweep)
         return Source(sweep.name, p, trials, epochs, sweep.param_info())
-    try:
-        trials = read_parquet(p)
-        info = read_metadata(p)
-    except ReportError:
-        raise
-    except Exception as exc:  # pyarrow raises several types for a file that is not parquet
-        raise ReportError(f"{p}: not a parquet file ({exc.__class__.__name__}); "
-                          f"expected {expected}") from None
+    trials, info = read_parquet(p), read_metadata(p)  # ReportError for a file that is not a table
     missing = [c for c in ("sweep", "trial_id", "status", "knn_top1", "point") if c not in trials]
     if missing:
         raise ReportError(f"{p}: no column {', '.join(missing)}; expected {expected}")

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from reports.errors import ReportError
 from sweep_format.files import atomic_path, loads
 from sweep_format.metrics import METRICS, MODES
+from sweep_format.text import printable
 
 METADATA_KEY = b"ablate"  # parquet schema metadata: JSON with the searched params and their log flags
 
@@ -54,11 +55,25 @@ METADATA_KINDS: dict[str, tuple[str, Any]] = {
 }
 
 
+def unreadable(path: Path, exc: BaseException, what: str = "not readable as a parquet table") -> ReportError:
+    """The one line for a file that is not a parquet table (empty, truncated, damaged, another format:
+    Arrow's ArrowInvalid, or an OSError without errno for a damaged page), or whose pandas metadata
+    pandas cannot follow (a KeyError, TypeError, ...)."""
+    text = str(exc).strip().removeprefix("Could not open Parquet input source '<Buffer>': ")
+    why = printable(text.splitlines()[0][:100]) if text else ""
+    return ReportError(f"{path}: {what} ({exc.__class__.__name__}{': ' + why if why else ''}); expected a "
+                       "table written by `ablate report`")
+
+
 def read_metadata(path: Path) -> dict[str, Any]:
     """The ``ablate`` metadata of a parquet file written by ``write_parquet`` ({} if absent);
-    ReportError naming the file and key where it is not what ``write_parquet`` writes."""
-    with path.open("rb") as file:  # a file, not a path: a folder's name may not be UTF-8 (write_parquet)
-        raw = (pq.read_schema(file).metadata or {}).get(METADATA_KEY)
+    ReportError naming the file and key where it is not what ``write_parquet`` writes, or where the
+    file is not a parquet table (``unreadable``)."""
+    try:
+        with path.open("rb") as file:  # a file, not a path: a folder's name may not be UTF-8 (write_parquet)
+            raw = (pq.read_schema(file).metadata or {}).get(METADATA_KEY)
+    except (pa.ArrowException, OSError) as exc:
+        raise unreadable(path, exc) from None
     try:
         data = loads(raw) if raw else {}
     except ValueError:
@@ -73,9 +88,12 @@ def read_metadata(path: Path) -> dict[str, Any]:
 
 def read_parquet(path: Path) -> pd.DataFrame:
     """The table of a parquet file; ReportError naming the file and column if a column (or a field
-    inside one) has an Arrow extension type."""
-    with path.open("rb") as file:  # a file, not a path (write_parquet)
-        table = pq.read_table(file)
+    inside one) has an Arrow extension type, or naming the file if it is not a parquet table."""
+    try:
+        with path.open("rb") as file:  # a file, not a path (write_parquet)
+            table = pq.read_table(file)
+    except (pa.ArrowException, OSError) as exc:
+        raise unreadable(path, exc) from None
     for field in table.schema:
         foreign = extension_in(field.type)
         if foreign is not None:
@@ -84,7 +102,10 @@ def read_parquet(path: Path) -> pd.DataFrame:
         if pa.types.is_nested(field.type):  # a list, struct or map: ablate writes one as its JSON text
             raise ReportError(f"{path}: column {field.name!r} is of type {field.type} (ablate's tables "
                               "hold plain columns only); not read")
-    return table.to_pandas()
+    try:
+        return table.to_pandas()
+    except (pa.ArrowException, KeyError, TypeError, ValueError, IndexError) as exc:
+        raise unreadable(path, exc, "its pandas metadata is not as pandas writes it") from None
 
 
 def extension_in(dtype: pa.DataType) -> str | None:

@@ -301,3 +301,35 @@ def test_a_crafted_trials_file_is_refused_in_one_line(tmp_path: Path, capsys: py
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"ablate compare: error: {crafted}: {why}"), err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("damage", "why"), [
+    ("empty", "not readable as a parquet table (ArrowInvalid: Parquet file size is 0 bytes)"),
+    ("text", "not readable as a parquet table (ArrowInvalid: Parquet magic bytes not found in footer."),
+    ("pandas", "its pandas metadata is not as pandas writes it (KeyError: 'columns')"),
+])
+@pytest.mark.parametrize("table", ["trials.parquet", "epochs.parquet"])
+def test_a_damaged_table_is_named_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture, table: str,
+                                              damage: str, why: str) -> None:
+    """An epochs.parquet beside the trials.parquet given that is not a parquet table (empty, a text,
+    a copy cut short) ended `ablate compare` in pyarrow's traceback, as did pandas metadata that is not
+    as pandas writes it, in either table. Now one line names the file and why; nothing is written."""
+    from reports.parquet import write_parquet
+
+    good = sweep_file(tmp_path, "b", [(50.0, 1.0, "completed", False)])
+    given = sweep_file(tmp_path, "a", [(60.0, 2.0, "completed", False)])
+    epochs = pd.DataFrame({"sweep": ["a"], "trial_id": ["a0"], "epoch": [1], "knn_top1": [55.0]})
+    write_parquet(epochs.astype({"epoch": "Int64"}), given.with_name("epochs.parquet"), {"sweep": "a"})
+    damaged = given.with_name(table)
+    if damage == "pandas":
+        written = pq.read_table(damaged)
+        metadata = {**written.schema.metadata, b"pandas": b"{}"}
+        pq.write_table(written.replace_schema_metadata(metadata), damaged)
+    else:
+        damaged.write_text("" if damage == "empty" else "trial_id,knn_top1\na0,60\n")
+    assert main(["compare", str(given), str(good), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"ablate compare: error: {damaged}: {why}"), err
+    assert err[0].endswith("; expected a table written by `ablate report`")
+    assert not (tmp_path / "o").exists()
