@@ -129,11 +129,12 @@ def reference_line(reference: dict, marked: bool = True) -> str:
     if pixel is None and untrained is None:
         return "Reference kNN top-1 of the dataset: not recorded for this sweep."
     fmt = lambda v: f"{v:.2f} %" if isinstance(v, (int, float)) else "–"
-    how = ("a configuration that does not beat raw pixels is marked" if marked else
-           "this sweep ranks by another metric, so the tables do not mark configurations against them: "
+    how = ("" if pixel is None else  # no raw-pixel value to mark against, whatever the metric
+           "; a configuration that does not beat raw pixels is marked" if marked else
+           "; this sweep ranks by another metric, so the tables do not mark configurations against them: "
            "compare each trial's kNN top-1 under Trials and in the learning curves")
     return (f"Reference kNN top-1 of the dataset: **raw pixels {fmt(pixel)}**, **untrained network "
-            f"{fmt(untrained)}**; {how}.")
+            f"{fmt(untrained)}**{how}.")
 
 
 def add_leaderboard(doc: Document, result: Analysis) -> None:

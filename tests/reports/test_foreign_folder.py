@@ -262,3 +262,26 @@ def test_an_error_quoting_the_folder_reaches_the_terminal_as_text(tmp_path: Path
     assert "ablate resume: error: " in err and "space.bogus]0;owned: " in err
     assert "is not a trainer key" in err
     assert "\x1b" not in err and "\x07" not in err
+
+
+@pytest.mark.parametrize("value", ["'abc'", "true", "[1]", "Infinity", "NaN", "1e999"])
+def test_a_reference_value_that_is_no_number_is_left_out(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                         value: str) -> None:
+    """A reference_knn.json edited or damaged elsewhere: a text made the report say the sweep 'ranks by
+    another metric' (it ranks by kNN top-1), true was printed as 'untrained network 1.00 %', infinity
+    marked every configuration as not beating raw pixels, and each went into trials.parquet's metadata,
+    which `ablate compare` then refused. Such a value is left out, as a missing file is."""
+    from tests.helpers import crafted_sweep, good_record
+
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    (sweep / "reference_knn.json").write_text(
+        f'{{"pixel_knn_top1": {value.replace(chr(39), chr(34))}, "untrained_knn_top1": 29.5}}')
+    assert main(["report", str(sweep)]) == 0
+    md = (sweep / "report" / "report.md").read_text()
+    assert "Reference kNN top-1 of the dataset: **raw pixels –**, **untrained network 29.50 %**" in md
+    assert "ranks by another metric" not in md
+    (tmp_path / "other").mkdir()
+    other = crafted_sweep(tmp_path / "other", [good_record("b")])
+    assert main(["compare", str(sweep / "report" / "trials.parquet"), str(other), "--out",
+                 str(tmp_path / "cmp")]) == 0
+    capsys.readouterr()
