@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import ablate.history as history
 from sweep_format import statuses
-from sweep_format.layout import EPOCHS_TABLE, REPORT_HTML, REPORT_MD, TRIALS_TABLE
+from sweep_format.layout import EPOCHS_TABLE, REPORT_HTML, REPORT_MD, TRIALS_DIR, TRIALS_TABLE
 from sweep_format.text import plural
 from trainables.storage_errors import write_failure
 
@@ -85,9 +85,16 @@ def exit_status(sweep_dir: Path, trials: pd.DataFrame, total: int | None, interr
         print(f"ablate: {oom} {plural(oom, 'trial')} ran out of memory (each trial's reason says which and "
               f"what to lower); `ablate resume {sweep_dir} --retry {statuses.OOM}` runs them again (with "
               "--num-cpus N, fewer at once)", file=sys.stderr)
+    damaged = int((errored["status"] == statuses.DAMAGED).sum())
+    if damaged:  # never read again: `ablate resume` cannot retry them, only run their setting anew
+        print(f"ablate: {damaged} trial {plural(damaged, 'record')} damaged: ablate reads nothing from "
+              f"{'it' if damaged == 1 else 'them'}, and `ablate resume {sweep_dir}` runs a damaged trial's "
+              "setting again as a new trial only where no other record holds it; restore each file from "
+              f"a copy of the sweep folder, or move it out of {sweep_dir / TRIALS_DIR}", file=sys.stderr)
+    if (retried := len(errored) - damaged):
+        print(f"ablate: {retried} {plural(retried, 'trial')} errored; `ablate resume {sweep_dir}` retries "
+              "them", file=sys.stderr)
     if len(errored):
-        print(f"ablate: {len(errored)} {plural(len(errored), 'trial')} errored; `ablate resume {sweep_dir}` "
-              "retries them", file=sys.stderr)
         return 1
     if not scored:
         why = "every trial that trained failed" if failed_only else "no trial trained"

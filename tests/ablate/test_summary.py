@@ -82,3 +82,28 @@ def test_the_attention_panel_draws_the_trial_the_api_calls_best(real_sweep: Path
     best = [folder for label, folder in drawn.items() if label.startswith("best (100.0)")]
     assert best == [trial_folder(sweep, repeats["trial_dir"].iloc[1])]
     assert len(drawn) == 2 and any(label.startswith("worst (") for label in drawn)
+
+
+def test_a_damaged_record_is_not_said_to_be_retried(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A record cut short (a copy, a disk) ended every `ablate resume` with '1 trial(s) errored;
+    `ablate resume DIR` retries them', which it never does: a damaged record is never read again. The
+    summary says what resume does with it and what the user can do; an errored trial is still retried."""
+    from tests.helpers import crafted_sweep, good_record
+
+    errored = {**good_record("b"), "status": "errored", "reason": "RuntimeError: boom", "point": 1,
+               "params": {"teacher_temp": 0.04}}
+    sweep = crafted_sweep(tmp_path, [good_record("a"), errored])
+    (sweep / "trials" / "c.json").write_text('{"format": "ablate.trial", "ver')
+    assert finish(sweep) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[:2] == ["ablate: trial b errored: RuntimeError: boom",
+                       "ablate: trial c damaged: trials/c.json: not readable as JSON (JSONDecodeError: "
+                       "Unterminated string starting at: line 1 column 28 (char 27))"]
+    assert err[2] == (f"ablate: 1 trial record damaged: ablate reads nothing from it, and `ablate resume "
+                      f"{sweep}` runs a damaged trial's setting again as a new trial only where no other "
+                      "record holds it; restore each file from a copy of the sweep folder, or move it out "
+                      f"of {sweep / 'trials'}")
+    assert err[3:] == [f"ablate: 1 trial(s) errored; `ablate resume {sweep}` retries them"]
+    (sweep / "trials" / "b.json").unlink()
+    assert finish(sweep) == 1
+    assert "errored" not in capsys.readouterr().err
