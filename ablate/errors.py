@@ -34,4 +34,9 @@ def storage_failure(exc: OSError, args: argparse.Namespace) -> str:
         where = args.sweep if args.command == "resume" else f"{args.storage}/<name>"
         return (f"{what}; the sweep folder {where} keeps finished trials and each running trial's "
                 f"last checkpoint; free space, then `ablate resume {where}`")
+    if args.command == "report":  # a colleague's folder, a shared or read-only disk: the records stay
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"{what}; the sweep's records are unchanged: free space, then `ablate report {args.sweep}`"
+        return (f"{what}; the sweep's records are unchanged. To report a sweep folder you cannot write, "
+                f"copy it (`cp -r {args.sweep} COPY`) and `ablate report COPY`")
     return f"{what}; nothing else was changed"

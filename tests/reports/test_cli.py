@@ -172,3 +172,33 @@ def test_a_spec_yaml_metric_that_is_no_metric_is_refused_in_one_line(sweep_copy:
     err = capsys.readouterr().err
     assert err == (f"ablate report: error: {spec}: mode: 'maximum' is not a ranking direction (allowed: "
                    "max, min)\n")
+
+
+@pytest.mark.parametrize(("code", "advice"), [
+    ("EROFS", "the sweep's records are unchanged. To report a sweep folder you cannot write, copy it "
+              "(`cp -r {sweep} COPY`) and `ablate report COPY`"),
+    ("ENOSPC", "the sweep's records are unchanged: free space, then `ablate report {sweep}`"),
+])
+def test_a_folder_the_report_cannot_be_written_in_says_what_to_do(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, code: str,
+        advice: str) -> None:
+    """A colleague's sweep folder on a read-only or shared disk: `ablate report` said only 'cannot write
+    ... (EROFS: Read-only file system); nothing else was changed', with no way to get the report."""
+    import errno
+    import tempfile
+
+    from tests.helpers import crafted_sweep, good_record
+
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    record = (sweep / "trials" / "a.json").read_bytes()
+
+    def refused(*args: object, **kwargs: object) -> None:
+        number = getattr(errno, code)
+        raise OSError(number, os.strerror(number), str(sweep / "report" / ".x-trials.parquet.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    assert main(["report", str(sweep)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"ablate report: error: cannot write {sweep / 'report'}"), err
+    assert err[0].endswith(f"({code}: {os.strerror(getattr(errno, code))}); {advice.format(sweep=sweep)}")
+    assert (sweep / "trials" / "a.json").read_bytes() == record
