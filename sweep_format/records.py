@@ -56,6 +56,23 @@ FIELDS: dict[str, tuple[str, Any]] = {
 }
 
 
+# What each epoch field the readers compute with must be, where a row has it (null: not reported):
+# a text or a list where a number belongs ended the report and ablate ls in a ValueError (a sum of
+# epoch times, a cost, a plotted line) or, for a metric, silently dropped the trial's value (and
+# changed the best); a text where a flag belongs was read as true.
+EPOCH_NUMBERS = (*METRICS, "ln_out_dim", "lr", "weight_decay", "teacher_temp", "momentum_teacher",
+                 "epoch_time_s", "images_per_s", "data_wait_s", "data_wait_share", "knn_eval_s",
+                 "gpu_mem_peak_gb", "device_seconds", "time_total_s", "timestamp", "started_at",
+                 "reported_at")
+EPOCH_FIELDS: dict[str, tuple[str, Any]] = {
+    **dict.fromkeys(EPOCH_NUMBERS, ("a number", lambda v: v is None or is_number(v))),
+    **dict.fromkeys(("knn_evaluated", "collapsed", "replayed", "loss_at_ln_out_dim"),
+                    ("true or false", lambda v: v is None or isinstance(v, bool))),
+    **dict.fromkeys(("restored_from_epoch", "training_iteration", "workers"),
+                    ("an integer", lambda v: v is None or is_int(v))),
+}
+
+
 def record_path(sweep_dir: str | Path, trial_id: str) -> Path:
     """``trials/<trial_id>.json``; ValueError for an id that is not a plain file name (a record
     read back always has its file's name as its id: see ``read_record``)."""
@@ -110,8 +127,8 @@ def read_record(file: Path) -> dict[str, Any]:
 
 def misfit(data: dict[str, Any]) -> str:
     """What in a record is not of its field's kind (FIELDS; every epoch an object with an integer
-    ``epoch`` >= 0, no integer beyond the tables' 64 bits, a number or null for each metric a sweep
-    may rank by), "" when nothing is."""
+    ``epoch`` >= 0, no integer beyond the tables' 64 bits, each of its EPOCH_FIELDS of its kind or
+    null), "" when nothing is."""
     if "status" not in data:
         return "record without status"
     for key, (kind, fits) in FIELDS.items():
@@ -122,9 +139,9 @@ def misfit(data: dict[str, Any]) -> str:
             return f"epochs[{i}] is {repr(row)[:40]}, not an object with an integer epoch >= 0"
         if big := next((k for k, v in row.items() if isinstance(v, int) and not -INT64 <= v < INT64), None):
             return f"epochs[{i}].{big[:40]} is {str(row[big])[:40]}..., beyond a 64-bit integer"
-        # a text metric, read as missing, would silently drop the trial's value (and change the best)
-        if text := next((k for k in METRICS if row.get(k) is not None and not is_number(row[k])), None):
-            return f"epochs[{i}].{text} is {repr(row[text])[:40]}, not a number"
+        for key, (kind, fits) in EPOCH_FIELDS.items():
+            if key in row and not fits(row[key]):
+                return f"epochs[{i}].{key} is {repr(row[key])[:40]}, not {kind}"
     return ""
 
 
