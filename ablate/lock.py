@@ -93,7 +93,7 @@ def driven(sweep_dir: Path) -> bool:
     another host is trusted). The file is only read: a reader that took the lock, however briefly,
     could make a starting ``ablate run`` refuse the folder."""
     try:
-        fd = os.open(Path(sweep_dir) / LOCK_FILE, os.O_RDONLY)
+        fd = os.open(Path(sweep_dir) / LOCK_FILE, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO: no wait
     except OSError:  # no lock file: never driven, or by an ablate that wrote none
         return False
     try:

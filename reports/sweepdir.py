@@ -124,8 +124,9 @@ class SweepDir:
         unreadable). A value that is not a finite number (a file edited or damaged elsewhere) is left
         out like a missing one: the report would print it, mark configurations against it and write it
         into the tables' metadata, which ``ablate compare`` then refuses."""
+        file = self.path / REFERENCE_FILE
         try:
-            data = loads((self.path / REFERENCE_FILE).read_bytes())
+            data = loads(file.read_bytes()) if file.is_file() else None  # a FIFO would wait for ever
         except (OSError, ValueError):
             return {}
         if not isinstance(data, dict):

@@ -59,8 +59,8 @@ WANDB_DIR = "wandb"
 WRITTEN = (SPEC_FILE, TRIALS_DIR, OPTUNA_DB, REFERENCE_FILE, TUNE_DIR, REPORT_DIR, RAY_LOG, LOCK_FILE,
            HISTORY_FILE, MLFLOW_DIR, WANDB_DIR)
 ENTRY_FOLDERS = (TRIALS_DIR, TUNE_DIR, REPORT_DIR)
-# The folders and files ablate makes in a sweep folder: a file where a folder belongs, or a folder
-# where a file belongs, is refused (``entry_problem``).
+# The folders and files ablate makes in a sweep folder: a file where a folder belongs, or a folder (or a
+# FIFO, socket or device) where a file belongs, is refused (``entry_problem``).
 MADE_FOLDERS = (TRIALS_DIR, TUNE_DIR, REPORT_DIR, f"{REPORT_DIR}/{PLOTS_DIR}")
 MADE_FILES = (OPTUNA_DB, REFERENCE_FILE, RAY_LOG, LOCK_FILE, HISTORY_FILE,
               *(f"{REPORT_DIR}/{name}" for name in (TRIALS_TABLE, EPOCHS_TABLE, REPORT_MD, REPORT_HTML,
@@ -117,6 +117,9 @@ def entry_problem(sweep_dir: str | Path) -> str:
         if entry.is_dir():
             return (f"{entry}: a folder, where the sweep folder {sweep_dir} keeps its file {name} (ablate "
                     "writes it); move or rename the folder")
+        if entry.exists() and not entry.is_file():  # reading a FIFO waits for a writer, for ever
+            return (f"{entry}: a FIFO, socket or device, where the sweep folder {sweep_dir} keeps its file "
+                    f"{name} (ablate reads and writes it); move or rename it")
     return ""
 
 

@@ -103,6 +103,8 @@ def read_records(sweep_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def read_record(file: Path) -> dict[str, Any]:
+    if file.exists() and not file.is_dir() and not file.is_file():  # reading a FIFO would wait for ever
+        return damaged(file, "not a regular file (a FIFO, socket or device); a record is a JSON file")
     try:
         raw = file.read_bytes()
         text = raw.decode(json.detect_encoding(raw))  # as json.loads(bytes) reads it (a BOM, UTF-16)

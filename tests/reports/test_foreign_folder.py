@@ -285,3 +285,45 @@ def test_a_reference_value_that_is_no_number_is_left_out(tmp_path: Path, capsys:
     assert main(["compare", str(sweep / "report" / "trials.parquet"), str(other), "--out",
                  str(tmp_path / "cmp")]) == 0
     capsys.readouterr()
+
+
+def test_a_fifo_in_the_folder_is_named_not_waited_on(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A folder unpacked from an archive may hold a FIFO (tar keeps them). A FIFO named trials/b.json made
+    ablate ls, report and resume wait for a writer for ever, as did one named driver.lock (ls, report)
+    or reference_knn.json (report). Now the record is damaged ('not a regular file'), and a FIFO where
+    the sweep keeps a file is refused in one line, read by nothing. (The alarm only turns a hang into a
+    failure.)"""
+    import signal
+
+    from tests.helpers import crafted_sweep, good_record
+
+    class Hung(BaseException):  # no OSError (TimeoutError is one), which the readers take as unreadable
+        pass
+
+    def hung(*_: object) -> None:
+        raise Hung("waited on a FIFO")
+
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    os.mkfifo(sweep / "trials" / "b.json")
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        assert main(["ls", str(sweep.parent)]) == 0
+        assert "1 completed, 1 damaged" in capsys.readouterr().out
+        assert main(["report", str(sweep)]) == 0
+        assert ("trials/b.json: not a regular file (a FIFO, socket or device); a record is a JSON file"
+                in (sweep / "report" / "report.md").read_text())
+        for name in ("driver.lock", "reference_knn.json"):
+            os.mkfifo(sweep / name)
+            assert main(["ls", str(sweep.parent)]) == 0
+            assert f"(unreadable: {sweep / name}: a FIFO, socket or device, where the sweep folder" in \
+                capsys.readouterr().out
+            assert main(["report", str(sweep)]) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert err == [f"ablate report: error: {sweep / name}: a FIFO, socket or device, where the sweep "
+                           f"folder {sweep} keeps its file {name} (ablate reads and writes it); move or "
+                           "rename it"]
+            (sweep / name).unlink()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
