@@ -103,7 +103,7 @@ def test_a_damaged_record_is_not_said_to_be_retried(tmp_path: Path, capsys: pyte
                       f"{sweep}` runs a damaged trial's setting again as a new trial only where no other "
                       "record holds it; restore each file from a copy of the sweep folder, or move it out "
                       f"of {sweep / 'trials'}")
-    assert err[3:] == [f"ablate: 1 trial(s) errored; `ablate resume {sweep}` retries them"]
+    assert err[3:] == [f"ablate: 1 trial errored; `ablate resume {sweep}` retries them"]
     (sweep / "trials" / "b.json").unlink()
     assert finish(sweep) == 1
     assert "errored" not in capsys.readouterr().err
