@@ -266,15 +266,22 @@ def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path,
     styles, norm, cmap = _trial_styles(trials)
     fig = Figure(figsize=(11, 4.2))
     ax_loss, ax_knn = fig.subplots(1, 2)
-    for trial_id, rows in epochs.groupby("trial_id", sort=False):
+    # the rows each panel draws, chosen once for the table (per trial, it was most of the report's time
+    # on thousands of trials); every trial still gets its line in both, empty or not
+    trained = epochs[epochs["loss"].notna()] if "loss" in epochs else None
+    knn = epochs[epochs["knn_top1"].notna()]
+    if "knn_evaluated" in knn:  # carried-forward values are not measurements
+        knn = knn[knn["knn_evaluated"].fillna(True).astype(bool)]
+    losses = dict(tuple(trained.groupby("trial_id", sort=False))) if trained is not None else {}
+    knns = dict(tuple(knn.groupby("trial_id", sort=False)))
+    empty = epochs.iloc[:0]
+    for trial_id in epochs["trial_id"].dropna().unique():
         style = styles.get(trial_id, {"color": "grey"})
-        if "loss" in rows:
-            trained = rows[rows["loss"].notna()]
-            ax_loss.plot(trained["epoch"], trained["loss"], alpha=0.85, marker=lone_marker(trained), **style)
-        knn = rows[rows["knn_top1"].notna()]
-        if "knn_evaluated" in knn:  # carried-forward values are not measurements
-            knn = knn[knn["knn_evaluated"].fillna(True).astype(bool)]
-        ax_knn.plot(knn["epoch"], knn["knn_top1"], marker=".", alpha=0.85, **style)
+        if trained is not None:
+            rows = losses.get(trial_id, empty)
+            ax_loss.plot(rows["epoch"], rows["loss"], alpha=0.85, marker=lone_marker(rows), **style)
+        rows = knns.get(trial_id, empty)
+        ax_knn.plot(rows["epoch"], rows["knn_top1"], marker=".", alpha=0.85, **style)
     ax_loss.set(xlabel="epoch", ylabel="training loss (nats)", title="Loss")
     ax_knn.set(xlabel="epoch (0 = untrained)", ylabel=KNN_LABEL, title="kNN top-1 during training")
     for ax in (ax_loss, ax_knn):
@@ -320,8 +327,10 @@ def collapse_plot(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Path
     collapsed_ids = set(trials.loc[trials["collapsed"].fillna(False), "trial_id"])
     fig = Figure(figsize=(11, 4.2))
     ax_h, ax_kl = fig.subplots(1, 2)
-    for trial_id, rows in epochs.groupby("trial_id", sort=False):
-        rows = rows[rows["teacher_entropy"].notna()]
+    measured = dict(tuple(epochs[epochs["teacher_entropy"].notna()].groupby("trial_id", sort=False)))
+    empty = epochs.iloc[:0]
+    for trial_id in epochs["trial_id"].dropna().unique():  # every trial's line, as in the learning curves
+        rows = measured.get(trial_id, empty)
         bad = trial_id in collapsed_ids
         style = {"color": COLLAPSE_COLOR if bad else TRIAL_COLOR, "alpha": 0.9 if bad else 0.45,
                  "lw": 1.6 if bad else 1.0}
