@@ -138,12 +138,15 @@ def planned_trials(sweep_dir: Path) -> int | None:
 
 def record_reference_knn(spec: SweepSpec, sweep_dir: Path) -> None:
     """The raw-pixel and untrained kNN of the sweep's dataset, written to ``reference_knn.json``
-    before the trials start, unless the folder has it (``ablate resume`` of a sweep stopped before it
-    was written computes it then). A failure only warns: the sweep runs without the reference lines.
+    before the trials start, unless the folder has them (``ablate resume`` of a sweep stopped before it
+    was written, or whose file was damaged since, computes them then). A failure only warns: the sweep
+    runs without the reference lines.
 
     It runs on the driver's main thread, before Tune starts: run in a thread beside Tune's start
     (tried), the two contended for the GIL and took 2.5x (Tune) and 4x (the kNN) as long."""
-    if (sweep_dir / REFERENCE_FILE).is_file():
+    from reports.sweepdir import REFERENCE_KNN, read_reference
+
+    if all(key in read_reference(sweep_dir) for key in REFERENCE_KNN):  # damaged or edited: computed again
         return
     cfg = spec.trainer_config()
     try:

@@ -124,14 +124,7 @@ class SweepDir:
         unreadable). A value that is not a finite number (a file edited or damaged elsewhere) is left
         out like a missing one: the report would print it, mark configurations against it and write it
         into the tables' metadata, which ``ablate compare`` then refuses."""
-        file = self.path / REFERENCE_FILE
-        try:
-            data = loads(file.read_bytes()) if file.is_file() else None  # a FIFO would wait for ever
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(data, dict):
-            return {}
-        return {k: v for k, v in data.items() if k not in REFERENCE_KNN or is_finite(v)}
+        return read_reference(self.path)
 
     def param_info(self) -> dict[str, Any]:
         """What a parquet file keeps of the spec, so `ablate compare` works on the file alone."""
@@ -141,6 +134,19 @@ class SweepDir:
                 "metric": self.metric, "mode": self.mode,
                 "pixel_knn_top1": ref.get("pixel_knn_top1"),
                 "untrained_knn_top1": ref.get("untrained_knn_top1"), "fixed": self.fixed_settings}
+
+
+def read_reference(sweep_dir: Path) -> dict[str, Any]:
+    """``SweepDir.reference`` of the folder ``sweep_dir`` (``ablate resume`` computes the values again
+    where they are missing)."""
+    file = sweep_dir / REFERENCE_FILE
+    try:
+        data = loads(file.read_bytes()) if file.is_file() else None  # a FIFO would wait for ever
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if k not in REFERENCE_KNN or is_finite(v)}
 
 
 def open_sweep(path: str | Path) -> SweepDir:

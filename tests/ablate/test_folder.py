@@ -49,11 +49,26 @@ def test_the_reference_is_written_with_what_it_was_computed_on(sweep):
 def test_a_folder_that_has_it_is_not_recomputed(sweep, monkeypatch):
     """`ablate resume` asks for it: only a sweep stopped before it was written computes it again."""
     spec, folder = sweep
-    (folder / REFERENCE_FILE).write_text('{"pixel_knn_top1": 12.5}')
+    (folder / REFERENCE_FILE).write_text('{"pixel_knn_top1": 12.5, "untrained_knn_top1": 20.0}')
     monkeypatch.setattr("trainables.baselines.reference_knn",
                         lambda cfg: pytest.fail("reference kNN computed again"))
     record_reference_knn(spec, folder)
-    assert json.loads((folder / REFERENCE_FILE).read_text()) == {"pixel_knn_top1": 12.5}
+    assert json.loads((folder / REFERENCE_FILE).read_text()) == {"pixel_knn_top1": 12.5,
+                                                                 "untrained_knn_top1": 20.0}
+
+
+@pytest.mark.parametrize("damaged", ['{"pixel_knn_top1": "12.5", "untrained_knn_top1": 20.0}',
+                                     '{"pixel_knn_top1": 12.5}', "{cut sho", "[]"])
+def test_a_damaged_reference_is_computed_again(sweep, monkeypatch, damaged):
+    """A reference_knn.json damaged or edited elsewhere was kept for ever: the report left its values
+    out, and `ablate resume` never wrote them again."""
+    spec, folder = sweep
+    (folder / REFERENCE_FILE).write_text(damaged)
+    monkeypatch.setattr("trainables.baselines.reference_knn",
+                        lambda cfg: {"pixel_knn_top1": 22.87, "untrained_knn_top1": 30.4})
+    record_reference_knn(spec, folder)
+    written = json.loads((folder / REFERENCE_FILE).read_text())
+    assert (written["pixel_knn_top1"], written["untrained_knn_top1"]) == (22.87, 30.4)
 
 
 def test_a_failure_warns_and_writes_nothing(sweep, monkeypatch, capsys):
