@@ -97,6 +97,12 @@ def not_a_sweep(folder: str | Path) -> str:
     if (folder / SPEC_FILE).is_file() and not hint:  # a project's own spec.yaml, or a copy that lost trials/
         return (f"{folder}: not a sweep folder: it holds {SPEC_FILE} but no {TRIALS_DIR}/ (expected "
                 f"{EXPECTED}; run a spec with `ablate run {folder / SPEC_FILE}`)")
+    spec = folder / SPEC_FILE
+    if (spec.exists() or spec.is_symlink()) and not spec.is_file() and not hint:  # a FIFO a tar kept, ...
+        kind = "a folder" if spec.is_dir() else "a link to nothing" if not spec.exists() else \
+            "not a regular file (a FIFO, socket or device)"
+        return f"{spec}: {kind}, where a sweep folder keeps the spec it ran as a YAML file (expected " \
+               f"{EXPECTED})"
     return f"{folder}: not a sweep folder, no {SPEC_FILE} (expected {EXPECTED}{hint})"
 
 

@@ -327,3 +327,22 @@ def test_a_fifo_in_the_folder_is_named_not_waited_on(tmp_path: Path, capsys: pyt
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "dangling link"])
+def test_a_spec_yaml_that_is_no_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                              kind: str) -> None:
+    """A FIFO (tar keeps them), a folder or a link to nothing named spec.yaml beside trials/ read 'not a
+    sweep folder, no spec.yaml', which it has."""
+    from tests.helpers import crafted_sweep, good_record
+
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    spec = sweep / "spec.yaml"
+    spec.unlink()
+    make = {"fifo": os.mkfifo, "folder": os.mkdir, "dangling link": lambda p: p.symlink_to(tmp_path / "x")}
+    make[kind](spec)
+    words = {"fifo": "not a regular file (a FIFO, socket or device)", "folder": "a folder",
+             "dangling link": "a link to nothing"}[kind]
+    assert main(["report", str(sweep)]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"ablate report: error: {spec}: {words}, where a sweep folder keeps the spec it ran as a YAML file")
