@@ -128,7 +128,8 @@ def test_train_with_a_full_disk_keeps_the_last_checkpoint(tmp_path: Path, capsys
 
     monkeypatch.setattr(torch, "save", full_at_second_checkpoint)
     assert main(["train", *SETS, "--out", str(out), "--no-progress"]) == 2
-    assert_one_clear_error(capsys, "train", "cannot write", "checkpoint.pt.tmp (ENOSPC: No space left",
+    # the file it was writing, not its temporary '.XXXX-checkpoint.pt.tmp' (sweep_format.files.atomic_path)
+    assert_one_clear_error(capsys, "train", f"cannot write {out / 'checkpoint.pt'} (ENOSPC: No space left",
                            f"ablate train --out {out} --resume")
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.yaml", "metrics.jsonl"]
     assert [json.loads(r)["epoch"] for r in (out / "metrics.jsonl").read_text().splitlines()] == [0, 1]
@@ -232,7 +233,7 @@ resources: {{cpu: 1, gpu: 0}}
     errors = [line for line in run.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
     assert errors[0].startswith("ablate run: error: ") and errors[0] == run.stderr.splitlines()[-1]
-    for phrase in ("checkpoint.pt.tmp: cannot write the checkpoint of epoch 2 (ENOSPC: No space left on "
+    for phrase in ("/checkpoint.pt: cannot write the checkpoint of epoch 2 (ENOSPC: No space left on "
                    "device)", "the sweep stopped: 0 of 1 trials finished", f"`ablate resume {sweep}`"):
         assert phrase in errors[0], errors[0]
     (rec,) = (json.loads(f.read_text()) for f in (sweep / "trials").glob("*.json"))
