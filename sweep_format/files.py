@@ -31,7 +31,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     ``path``, on any error it is removed (an OSError naming it is raised naming ``path``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".", suffix=f"-{path.name}.tmp", dir=path.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=".", suffix=f"-{path.name}.tmp", dir=path.parent)
+    except OSError as exc:  # a read-only or full disk: named by the file to write, as below
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     os.close(fd)
     tmp = Path(name)
     try:

@@ -605,3 +605,39 @@ def test_a_trial_run_again_drops_the_error_its_record_no_longer_names(tmp_path: 
     TrialRecorder(load_spec(sweep / "spec.yaml"), sweep).on_trial_start(0, [], Trial())
     assert not (sweep / "trials" / "a.error.txt").exists()
     assert [(r["trial_id"], r["status"], r["reason"]) for r in read_records(sweep)] == [("a", "running", "")]
+
+
+@pytest.mark.parametrize("where", ["mkstemp", "write", "replace"])
+def test_a_failed_write_names_the_file_not_its_temporary_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             where: str) -> None:
+    """'cannot write runs/x/report/.0arxw4oh-trials.parquet.tmp (EROFS ...)': the user was shown a name
+    ablate made up; the file it was writing is the one to name, and nothing is left behind."""
+    import errno
+    import os
+    import tempfile
+
+    from sweep_format import files
+
+    target = tmp_path / "trials" / "a.json"
+    real_mkstemp, real_replace = tempfile.mkstemp, os.replace
+
+    def refused(name: str) -> OSError:
+        return OSError(errno.EROFS, os.strerror(errno.EROFS), name)
+
+    def mkstemp(*args, **kwargs):
+        fd, name = real_mkstemp(*args, **kwargs)
+        if where == "mkstemp":
+            os.close(fd)
+            os.unlink(name)
+            raise refused(name)
+        return fd, name
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(os, "replace", lambda src, dst: (_ for _ in ()).throw(refused(str(src)))
+                        if where == "replace" else real_replace(src, dst))
+    with pytest.raises(OSError) as failed, files.atomic_path(target) as tmp:
+        if where == "write":
+            raise refused(str(tmp))
+        tmp.write_text("{}")
+    assert (failed.value.errno, failed.value.filename) == (errno.EROFS, str(target))
+    assert not target.exists() and not list(target.parent.iterdir())
