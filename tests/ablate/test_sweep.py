@@ -111,19 +111,32 @@ CLI = [sys.executable, "-m", "ablate.cli"]
 
 
 def run_then_sigkill(spec: Path, sweep: Path, address: str, epoch: int) -> Path:
-    """`ablate run` in its own process group, SIGKILLed once a trial has reported ``epoch``."""
+    """`ablate run` in its own process group, SIGKILLed once a trial has reported ``epoch`` and its
+    checkpoint of that epoch is in the sweep folder (on a loaded machine the record can hold the epoch
+    before Ray has moved its checkpoint there: the kill then lost it, and the trial started over)."""
     driver = subprocess.Popen([*CLI, "run", str(spec), "--storage", str(sweep.parent), "--address", address],
                               env=ENV, start_new_session=True, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline:
-        if sweep.exists() and any(rows and rows[-1]["epoch"] >= epoch for rows in trial_rows(sweep).values()):
+        if any(checkpointed(sweep, file) >= epoch for file in (sweep / "trials").glob("*.json")):
             break
         assert driver.poll() is None, "the sweep ended before it could be killed"
         time.sleep(0.5)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     return sweep
+
+
+def checkpointed(sweep: Path, file: Path) -> int:
+    """The newest epoch a trial both recorded and has a checkpoint of in the sweep folder (-1: none)."""
+    try:
+        record = json.loads(file.read_text())
+    except ValueError:  # being written
+        return -1
+    recorded = {row.get("epoch") for row in record.get("epochs", [])}
+    saved = reported_epochs(trial_folders(sweep, record))
+    return max((e for e in saved if e in recorded), default=-1)
 
 
 def resume(sweep: Path, address: str) -> None:
