@@ -195,16 +195,16 @@ resources: {{cpu: 1, gpu: 0}}
 
 
 def test_a_data_parallel_trial_whose_rank_runs_out_of_memory_ends_oom_at_once(tmp_path: Path) -> None:
-    """Rank 1 alone of a 2-worker trial runs out of memory (tests/helpers.py RANK_OOM): building its
-    in-memory dataset, while rank 0 waits in DDP's first broadcast; or in a step of epoch 2, while rank 0
-    waits in that step's all-reduce. Each trial ends `oom` with the reason a one-process trial gets, and
-    the summary's retry hint. Before, the first was retried by Ray twice and ended `errored`; in the
-    second, rank 1 reported its oom and stopped, and rank 0 waited in the all-reduce: the sweep hung."""
+    """Rank 1 alone of a 2-worker trial runs out of memory in a step of epoch 2 (tests/helpers.py
+    RANK_OOM), while rank 0 waits in that step's all-reduce: the trial ends `oom` with the reason a
+    one-process trial gets, and the summary's retry hint. Before, rank 1 reported its oom and stopped,
+    and rank 0 waited in the all-reduce: the sweep hung (gloo's timeout is 30 min). (Out of memory as a
+    rank builds its trainer: tests/trainables/test_worker_errors.py; one trial here, for the suite's time.)"""
     spec = write_spec(tmp_path, f"""
 name: rankoom
-trainer: {dict(TINY_TRAINER, epochs=3, batch_size=16)}
+trainer: {dict(TINY_TRAINER, epochs=2, batch_size=16)}
 space:
-  student_temp: {{type: choice, values: {list(RANK_OOM)}}}
+  student_temp: {{type: choice, values: [0.11]}}
 search: {{algorithm: grid}}
 resources: {{workers: 2, cpu: 1, gpu: 0}}
 """)
@@ -213,14 +213,9 @@ resources: {{workers: 2, cpu: 1, gpu: 0}}
     run = subprocess.run([*CLI, "run", str(spec), "--storage", str(storage), "--num-cpus", "2"], env=env,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]  # 1: nothing trained
-    recs = records(sweep)
-    assert {t: r["status"] for t, r in recs.items()} == {0.1: "oom", 0.11: "oom"}, recs
-    cpu = torch.device("cpu")
-    built, stepped = (cuda.oom_reason(error, cpu, 0.0) for error in (MemoryError(RANK_OOM[0.1]),
-                                                                     RuntimeError(RANK_OOM[0.11])))
-    assert recs[0.1]["reason"].startswith(f"{built}; while building the trainer"), recs[0.1]["reason"]
-    assert recs[0.1]["epochs"] == [] and recs[0.1]["restarts"] == []  # at once: no retry
-    assert recs[0.11]["reason"] == stepped  # in the training of epoch 2, as in one process
-    assert [r["epoch"] for r in recs[0.11]["epochs"]] == [0, 1, 2] and recs[0.11]["restarts"] == []
-    assert "trials: 2 oom" in run.stdout
+    (rec,) = records(sweep).values()
+    assert rec["status"] == "oom" and rec["reason"] == cuda.oom_reason(RuntimeError(RANK_OOM[0.11]),
+                                                                       torch.device("cpu"), 0.0)
+    assert [r["epoch"] for r in rec["epochs"]] == [0, 1, 2] and rec["restarts"] == []  # at once: no retry
+    assert "trials: 1 oom" in run.stdout
     assert f"`ablate resume {sweep} --retry oom` runs them again" in run.stderr
