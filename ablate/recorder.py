@@ -82,7 +82,7 @@ class TrialRecorder(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         rec = self._record(trial)
         row = epoch_row(result)
-        if "epoch" not in row and statuses.is_final(row.get("trial_outcome")):  # its trainer could not be
+        if "epoch" not in row and row.get("trial_outcome") in statuses.AT_START:  # its trainer could not be
             # built (errored: its inputs; oom: its data or models): no epoch, the earlier ones stay
             rec.update(status=row["trial_outcome"], reason=str(row.get("stop_reason") or ""))
             self._save(rec)

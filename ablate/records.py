@@ -111,7 +111,7 @@ def ended(rec: dict[str, Any], scheduler: str, failure: Failure | None) -> dict[
     done, planned = last.get("epoch", 0), rec.get("epochs_planned")
     if failure is not None:
         status, reason = failure
-    elif rec.get("status") in (statuses.ERRORED, statuses.OOM):  # the trainable's own, before it trained
+    elif rec.get("status") in statuses.AT_START:  # the trainable's own, before it trained
         status, reason = str(rec["status"]), str(rec.get("reason") or "")  # (no epoch row): inputs, memory
     elif outcome and outcome != statuses.RUNNING:
         status = outcome

@@ -45,6 +45,10 @@ PROVISIONAL = (STOPPED_EARLY, INTERRUPTED, RUNNING)
 # it. The ranked ones, and a trial a scheduler stopped at a rung (measured there). Out of memory,
 # errored or a full disk say nothing of the setting's quality (Optuna: a failed trial).
 INFORMATIVE = (*RANKED, STOPPED_EARLY)
+# How a trainable ends a trial before it trained (its inputs unusable; out of memory while its data or
+# models were built): one row with no epoch (trainables/trial.py, ``ended_at_start``), which the
+# driver's record takes as the trial's status (ablate/recorder.py, ablate/records.py).
+AT_START = (ERRORED, OOM)
 # The collapse verdict of the stop rule (trainables/stop_rules.py), decided in the trainable.
 COLLAPSES = (COLLAPSED, FLAGGED)
 # Trials that failed to train: each is named once, with its reason, in the live view and the summary.

@@ -164,6 +164,7 @@ def ended_at_start(outcome: str, reason: str, config: dict[str, Any], clock: Dev
                    extra: dict[str, Any] | None = None) -> None:
     """Report one row that ends the trial with ``outcome`` before it trained. The row has no ``epoch``:
     the epochs the trial reported, or a resumed trial holds, stay as they are."""
+    assert outcome in statuses.AT_START, outcome
     report({"trial_outcome": outcome, "stop_reason": reason,
             "seed": int(config.get("seed", 0)) + trial_repeat(config), "repeat": trial_repeat(config),
             **(extra or {}), **clock.metrics(), "reported_at": time.time()}, None)
