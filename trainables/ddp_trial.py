@@ -27,6 +27,7 @@ from sweep_format.text import LINE_MAX, cut_at_word, whole_error_at
 from trainables import cuda
 from trainables.config import ConfigError, DINOConfig
 from trainables.dino.trainer import DINOTrainer
+from trainables.distributed import rank as world_rank
 from trainables.distributed import world_size
 from trainables.trial import (
     KEPT_CHECKPOINTS,
@@ -182,7 +183,7 @@ def dino_worker_loop(config: dict[str, Any]) -> None:
     workers = world_size()  # Ray Train joined the process group before this loop
     clock = DeviceClock(share, workers=workers)  # first: building the trainer is part of the cost
     where = placement()  # Tune fills node_ip and pid with its own trial's (the driver's): rank 0's kept too
-    extra = {"workers": workers, "rank0_node_ip": where["node_ip"], "rank0_pid": where["pid"]}
+    extra = {"workers": workers, **rank_keys(world_rank(), where)}
     device = str(config.get("device", "auto"))
     try:
         cfg = worker_config(trial_config(config))
@@ -194,6 +195,15 @@ def dino_worker_loop(config: dict[str, Any]) -> None:
         if not cuda.out_of_memory(exc):
             raise
         out_of_memory_at_start(exc, device, share, config, clock, raise_row, {**where, **extra})
+
+
+def rank_keys(this_rank: int, where: dict[str, Any]) -> dict[str, Any]:
+    """What a rank's rows say of where they come from: rank 0's node and pid (its rows are the ones Tune
+    gets; Tune overwrites ``node_ip`` and ``pid`` with its own trial's); another rank's number (its only
+    row is one it raises to end the trial, ``RankEnded``), not its pid under rank 0's name."""
+    if this_rank == 0:
+        return {"rank0_node_ip": where["node_ip"], "rank0_pid": where["pid"]}
+    return {"rank": this_rank}
 
 
 def raise_row(row: dict[str, Any], write: Callable[[Path], None] | None = None) -> None:

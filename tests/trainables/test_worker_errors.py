@@ -176,3 +176,11 @@ def test_the_trial_reports_the_oom_row_a_rank_raised_and_not_its_peers_errors(
     monkeypatch.setattr("ray.tune.integration.ray_train.TuneReportCallback", lambda: None)
     ddp_trial.dino_train_trial({}, workers=2, cpu=1.0, gpu=0.0, storage_path=str(tmp_path / "tune"))
     assert reports == [row]
+
+
+def test_only_rank_0_names_its_node_and_pid_as_rank_0s() -> None:
+    """Rank 0's rows are what Tune gets (it overwrites node_ip and pid with its trial's), so they keep
+    rank 0's own; a row another rank raises to end the trial names that rank, not its pid as rank 0's."""
+    where = {"node_ip": "10.0.0.2", "pid": 7, "gpu_ids": ""}
+    assert ddp_trial.rank_keys(0, where) == {"rank0_node_ip": "10.0.0.2", "rank0_pid": 7}
+    assert ddp_trial.rank_keys(1, where) == {"rank": 1}
