@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, cast
 
@@ -59,38 +60,44 @@ def build_backbone(arch: str, img_size: int, patch_size: int, drop_path_rate: fl
 def check_crop_sizes(arch: str, patch_size: int, crops: dict[str, int]) -> None:
     """ConfigError naming every crop size (``crops``: key -> pixels, the global crops' first) that the
     backbone cannot take: a ViT's or Swin's patch embedding needs whole patches, a ConvNeXt's stages
-    need 32 px, ... One forward pass per size on the meta device (no weights, no memory: tens of
-    milliseconds) finds them; a size that fails there is tried on the real model before it is
-    refused (an operation the meta device lacks is not the config's fault). A combination that fits
-    is remembered for the process (a sweep's trial processes build one trainer after another)."""
-    known = (arch, patch_size, tuple(crops.items()))
-    if known in _CROPS_THAT_FIT:
-        return
+    need 32 px, ... (``size_problem``: one forward pass per size on the meta device)."""
     img = next(iter(crops.values()))
-    try:
-        with torch.device("meta"):
-            meta: nn.Module | None = build_backbone(arch, img, patch_size, 0.0).eval()
-    except ConfigError:
-        raise
-    except Exception:  # a model that cannot be built on the meta device: every size tried for real
-        meta = None
-    real: nn.Module | None = None
-    bad = []
-    for key, size in crops.items():
-        if meta is not None and not crop_problem(meta, size, "meta"):
-            continue
-        if real is None:
-            real = build_backbone(arch, img, patch_size, 0.0).eval()
-        if problem := crop_problem(real, size, "cpu"):
-            bad.append(f"{key}={size} ({problem})")
+    bad = [f"{key}={size} ({problem})" for key, size in crops.items()
+           if (problem := size_problem(arch, patch_size, img, size))]
     if bad:
-        patches = f" with patch_size={patch_size}" if hasattr(real, "patch_embed") else ""
+        model = meta_backbone(arch, patch_size, img)
+        if model is None:
+            model = build_backbone(arch, img, patch_size, 0.0)
+        patches = f" with patch_size={patch_size}" if hasattr(model, "patch_embed") else ""
         raise ConfigError(f"{'; '.join(bad)}: arch {arch!r}{patches} cannot take "
                           f"{'these crops' if len(bad) > 1 else 'this crop'}")
-    _CROPS_THAT_FIT.add(known)
 
 
-_CROPS_THAT_FIT: set[tuple[str, int, tuple[tuple[str, int], ...]]] = set()
+@functools.lru_cache(maxsize=4096)
+def size_problem(arch: str, patch_size: int, img: int, size: int) -> str:
+    """Why the backbone built for ``img`` px cannot embed a ``size`` px crop; "" when it can. A forward
+    pass on the meta device (no weights, no memory: tens of milliseconds); a size that fails there is
+    tried on the real model before it is refused (an operation the meta device lacks is not the
+    config's fault). Remembered for the process: a sweep's trial processes build one trainer after
+    another, and the points of a grid over crop sizes share their sizes (100 points of 10 global x 10
+    local sizes: 110 forward passes, not 200 passes and 100 models)."""
+    meta = meta_backbone(arch, patch_size, img)
+    if meta is not None and not crop_problem(meta, size, "meta"):
+        return ""
+    return crop_problem(build_backbone(arch, img, patch_size, 0.0).eval(), size, "cpu")
+
+
+@functools.lru_cache(maxsize=64)
+def meta_backbone(arch: str, patch_size: int, img: int) -> nn.Module | None:
+    """The backbone on the meta device, in eval mode (read it, never train it); None for a model that
+    cannot be built there. A name that is no model raises ConfigError."""
+    try:
+        with torch.device("meta"):
+            return build_backbone(arch, img, patch_size, 0.0).eval()
+    except ConfigError:
+        raise
+    except Exception:
+        return None
 
 
 def lone_crop_problem(arch: str, patch_size: int, img: int, size: int) -> str:

@@ -104,6 +104,28 @@ def test_crops_that_fit_are_checked_once_per_process(monkeypatch: pytest.MonkeyP
             backbone.check_crop_sizes("test_vit", 4, {"global_crops_size": 16, "local_crops_size": 10})
 
 
+def test_a_grid_of_crop_sizes_checks_each_size_once_per_global_size(monkeypatch: pytest.MonkeyPatch):
+    """The points of a grid over crop sizes share their sizes: each (global size, crop size) pair is one
+    forward pass and each global size one model, not a model and a pass per crop for every point (a
+    10 x 10 grid of global and local sizes took 10 s to check)."""
+    from trainables.dino import backbone
+
+    backbone.size_problem.cache_clear()
+    backbone.meta_backbone.cache_clear()
+    passes: list[int] = []
+    forward = backbone.crop_problem
+    monkeypatch.setattr(backbone, "crop_problem", lambda model, size, device: passes.append(size) or
+                        forward(model, size, device))
+    for global_size in (32, 40):
+        for local_size in (12, 16, 20):
+            backbone.check_crop_sizes("test_resnet", 16, {"global_crops_size": global_size,
+                                                          "local_crops_size": local_size})
+    assert sorted(passes) == [12, 12, 16, 16, 20, 20, 32, 40]
+    assert backbone.meta_backbone.cache_info().currsize == 2
+    with pytest.raises(ConfigError, match="local_crops_size=10"):  # a size that does not fit: still refused
+        backbone.check_crop_sizes("test_vit", 4, {"global_crops_size": 16, "local_crops_size": 10})
+
+
 def test_a_cnn_under_ddp_gets_gradients_with_its_weights_strides():
     """DDP copies each gradient into a bucket view with its parameter's strides and warns when they
     differ. On a CPU, oneDNN returns the weight gradient of a 1x1 convolution with NHWC strides for
