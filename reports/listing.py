@@ -14,6 +14,7 @@ import datetime as dt
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -21,7 +22,7 @@ from reports.cost import sweep_total
 from reports.errors import ReportError
 from reports.ranking import best_point, measured_before_end, only_failures_trained
 from reports.sweepdir import open_sweep
-from reports.tables import left_running, status_counts, sweep_tables
+from reports.tables import left_running, records_tables, status_counts
 from sweep_format.layout import SPEC_FILE, TRIALS_DIR, sweeps_in
 from sweep_format.records import read_records
 from sweep_format.text import printable
@@ -30,11 +31,13 @@ COLUMNS = ["sweep", "description", "trials", "best", "cost", "last update"]
 EXPECTED = f"a storage folder holding sweep folders ({SPEC_FILE} + {TRIALS_DIR}/), e.g. ./runs"
 
 
-def last_update(folder: Path) -> str:
+def last_update(folder: Path, records: list[dict[str, Any]] | None = None) -> str:
     """When a trial record last changed, by the times the records hold (a copied folder keeps them;
-    its files' times are the copy's); the files' times only where no record holds one."""
+    its files' times are the copy's); the files' times only where no record holds one. ``records``:
+    the folder's, where the caller has read them already."""
     try:
-        stamps = [float(t) for rec in read_records(folder) for key in ("updated_at", "created_at")
+        records = read_records(folder) if records is None else records
+        stamps = [float(t) for rec in records for key in ("updated_at", "created_at")
                   if isinstance(t := rec.get(key), (int, float)) and not isinstance(t, bool)
                   and math.isfinite(t) and t > 0]
         if not stamps:
@@ -55,7 +58,8 @@ def sweep_row(folder: Path, planned: int | None = None, driven: bool | None = No
     that is gone (killed with SIGKILL, a lost machine), and say so."""
     try:
         sweep = open_sweep(folder)
-        trials, epochs = sweep_tables(sweep)
+        records = read_records(sweep.path)
+        trials, epochs = records_tables(sweep, records)
     except (ReportError, OSError) as exc:  # one broken sweep must not hide the others
         return {"sweep": printable(folder.name), "description": f"(unreadable: {printable(str(exc))})",
                 "trials": "–", "best": "–", "cost": "–", "last update": last_update(folder)}
@@ -72,7 +76,7 @@ def sweep_row(folder: Path, planned: int | None = None, driven: bool | None = No
     name = printable(folder.name)  # a folder's name may hold control characters, or bytes not UTF-8
     shown = name if folder.name == sweep.name else f"{name} (name: {sweep.name})"
     return {"sweep": shown, "description": sweep.description, "trials": by_status,
-            "best": text, "cost": sweep_total(epochs), "last update": last_update(folder)}
+            "best": text, "cost": sweep_total(epochs), "last update": last_update(folder, records)}
 
 
 def measured_note(trials: pd.DataFrame, point: int, metric: str) -> str:
