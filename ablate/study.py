@@ -83,7 +83,7 @@ class OptunaSource:
         if self.study.trials:  # a seeded sampler would draw its first settings again: go on from here
             self.study.sampler = optuna_sampler(self.spec, asked=len(self.study.trials))
         jobs: list[Job] = []
-        asked = self.study.trials
+        asked = self.asked()
         for trial in asked:
             if RERUN_OF in trial.user_attrs:  # the value of a point below: it has no repeats of its own
                 continue
@@ -97,12 +97,13 @@ class OptunaSource:
                     self._guard(partial(self._tell_like, again, told.state, told.value))
                 continue
             if trial.state != optuna.trial.TrialState.RUNNING:
-                jobs += self._run_again(trial, first_ask=first is None, records=records, retry=retry)
+                jobs += self._run_again(trial, first is None, records, retry, asked)
                 continue
             point = self.points[trial.number] = Point(trial.number, dict(trial.params))
             self.trials[trial.number] = optuna.trial.Trial(self.study, trial._trial_id)
+            mine = self._records_of(trial, records, asked)
             for repeat in range(self.spec.repeats):
-                rec = self._records_of(trial, records).get(repeat)
+                rec = mine.get(repeat)
                 if rec is None:
                     jobs.append(Job(dict(point.params), repeat, optuna=point.number))
                 elif statuses.resumed(rec.get("status"), retry):
@@ -115,14 +116,14 @@ class OptunaSource:
         return jobs
 
     def _run_again(self, trial: Any, first_ask: bool, records: list[dict[str, Any]],
-                   retry: tuple[str, ...]) -> list[Job]:
+                   retry: tuple[str, ...], asked: list[Any]) -> list[Job]:
         """The repeats of a finished point that run again: those ``statuses.resumed`` (errored, and the
         ``retry`` statuses), and, of the first ask of a setting, those whose record is gone (deleted by
         hand), as in a grid sweep. Once they end, the study is told the setting's new value
         (``retell``): Optuna keeps the value it was told first for good."""
         import optuna
 
-        mine = self._records_of(trial, records)
+        mine = self._records_of(trial, records, asked)
         jobs = [continued(rec, self.sweep_dir) for rec in mine.values()
                 if statuses.resumed(rec.get("status"), retry)]
         if first_ask and trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL):
@@ -134,11 +135,14 @@ class OptunaSource:
         self.reruns[trial.number] = Point(trial.number, dict(trial.params), kept)
         return [replace(j, optuna=trial.number) for j in jobs]
 
-    def _records_of(self, trial: Any, records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    def _records_of(self, trial: Any, records: list[dict[str, Any]],
+                    asked: list[Any]) -> dict[int, dict[str, Any]]:
         """Repeat -> record of an Optuna trial: records with its values, tagged with its number (or
-        untagged, as ablate <= 0.1 wrote them, or tagged with a number of a lost study)."""
+        untagged, as ablate <= 0.1 wrote them, or tagged with a number of a lost study). ``asked``:
+        the study's trials, read once by the caller (a read per point made resuming a sweep of
+        thousands of points take minutes)."""
         same = [r for r in records if not is_damaged(r) and same_point(r.get("params") or {}, trial.params)]
-        claimed = {t.number for t in self.study.trials if same_point(dict(t.params), trial.params)}
+        claimed = {t.number for t in asked if same_point(dict(t.params), trial.params)}
         out: dict[int, dict[str, Any]] = {}
         for rec in same:
             tag = rec.get("optuna_trial")
@@ -163,18 +167,23 @@ class OptunaSource:
             if earlier.state == optuna.trial.TrialState.RUNNING:
                 self.shadows.setdefault(earlier.number, []).append(trial)
             else:
-                told = latest(self.study.trials, earlier)
+                told = latest(self.asked(), earlier)
                 self._guard(partial(self._tell_like, trial, told.state, told.value))
         return []
 
     def samples(self) -> int:
         """The settings asked for so far (``search.num_samples`` of them in all; re-runs do not count)."""
-        return samples(self.study.trials)
+        return samples(self.asked())
+
+    def asked(self) -> list[Any]:
+        """The study's trials as stored, read without Optuna's deep copy of every one (``study.trials``
+        copies them all at each call: per new point of a sweep of thousands, seconds); never changed."""
+        return self.study.get_trials(deepcopy=False)
 
     def _asked_before(self, params: dict[str, Any], number: int, asked: list[Any] | None = None) -> Any:
         """The first trial of the study (frozen; of ``asked`` when given) asked before trial ``number``
         with the same ``params``."""
-        asked = self.study.trials if asked is None else asked
+        asked = self.asked() if asked is None else asked
         return next((t for t in asked if t.number < number and same_point(dict(t.params), params)), None)
 
     def value(self, rec: dict[str, Any]) -> float | None:
