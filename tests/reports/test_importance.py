@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pytest
 
 from reports.importance import param_importance
 from sweep_format.study import RERUN_OF, current, samples
@@ -46,3 +47,35 @@ def test_importances_from_few_trials_a_parameter_carry_a_caveat(tmp_path: Path) 
                          "these shares are rough and may not rank the parameters; whether a setting's "
                          "difference is beyond seed noise is the ablation table's paired test. Raise "
                          "search.num_samples for importances to rely on."] if caveat else [])
+
+
+def test_fanova_is_fitted_to_a_sample_of_a_large_study_and_says_so(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """fANOVA's forest took 98 s at 2,500 finished trials: above FANOVA_MAX_TRIALS it sees a seeded random
+    sample of them, the same one every time, and a note says so; PED-ANOVA sees them all."""
+    from reports import importance
+
+    monkeypatch.setattr(importance, "FANOVA_MAX_TRIALS", 8)
+    dists = {p: optuna.distributions.FloatDistribution(0.0, 1.0) for p in ("a", "b")}
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+                                direction="maximize")
+    for i in range(30):
+        a, b = (i * 0.37) % 1, (i * 0.61) % 1
+        study.add_trial(optuna.trial.create_trial(params={"a": a, "b": b}, distributions=dists,
+                                                  value=10 * a + b))
+    seen: dict[str, list[list[float]]] = {"fANOVA": [], "PED-ANOVA": []}
+    evaluate = optuna.importance.get_param_importances
+
+    def counted(study: optuna.Study, evaluator: object) -> dict[str, float]:
+        name = "fANOVA" if "Fanova" in type(evaluator).__name__ else "PED-ANOVA"
+        seen[name].append(sorted(t.params["a"] for t in study.trials))
+        return evaluate(study, evaluator=evaluator)
+
+    monkeypatch.setattr(optuna.importance, "get_param_importances", counted)
+    first, again = param_importance(tmp_path, "s"), param_importance(tmp_path, "s")
+    assert [len(a) for a in seen["fANOVA"]] == [8, 8] and seen["fANOVA"][0] == seen["fANOVA"][1]
+    assert [len(a) for a in seen["PED-ANOVA"]] == [30, 30]
+    assert first.n_trials == 30 and set(first.values) == {"fANOVA", "PED-ANOVA"}
+    assert first.values == again.values
+    assert "fANOVA: fitted to a random 8 of the 30 finished trials (seed 0; its cost grows faster than " \
+           "the trials); PED-ANOVA to all." in first.notes
