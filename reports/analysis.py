@@ -30,6 +30,7 @@ from sweep_format.values import values_equal
 
 LEADERBOARD_ROWS = 10  # configurations the leaderboard shows
 TABLE_ROWS = 50  # configurations a table of every one shows: an Optuna sweep may have hundreds
+TRIALS_ROWS = 200  # trials the report's Trials table lists (a 5,000-trial sweep's listed them all)
 
 
 @dataclass

@@ -17,6 +17,7 @@ import pandas as pd
 from reports import metric_words, plots
 from reports.analysis import (
     TABLE_ROWS,
+    TRIALS_ROWS,
     Analysis,
     ablation_line,
     ablation_tables,
@@ -249,8 +250,14 @@ def add_trials(doc: Document, sweep: SweepDir, trials: pd.DataFrame, gone: str |
     """The table of every trial; ``gone``: the words for its ``running`` ones when no driver runs them
     (``left_running``)."""
     doc.heading("Trials")
-    doc.note("All trials in the order Ray created them; the full table is trials.parquet "
-             "(schema: reports/SCHEMA.md), per-epoch metrics in epochs.parquet.")
+    if len(trials) > TRIALS_ROWS:
+        doc.note(f"The first {TRIALS_ROWS} of the {len(trials):,} trials, in the order Ray created them; "
+                 f"every trial is in {TRIALS_TABLE} (schema: reports/SCHEMA.md), per-epoch metrics in "
+                 "epochs.parquet.")
+        trials = trials.head(TRIALS_ROWS)
+    else:
+        doc.note("All trials in the order Ray created them; the full table is trials.parquet "
+                 "(schema: reports/SCHEMA.md), per-epoch metrics in epochs.parquet.")
     if gone and (trials["status"] == RUNNING).any():
         doc.note(f"The `{RUNNING}` ones were {gone}; trials.parquet keeps the status they recorded.")
     table = pd.DataFrame({"trial": trials["trial_id"], "status": trials["status"]})

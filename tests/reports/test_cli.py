@@ -20,6 +20,23 @@ def test_report_command_writes_the_report(sweep_copy: Path, capsys: pytest.Captu
         assert (sweep_copy / "report" / name).is_file()
 
 
+def test_a_report_lists_the_first_trials_of_a_large_sweep_and_says_how_many(
+        sweep_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 5,000-trial sweep's report listed every trial; above TRIALS_SHOWN rows the Trials table lists the
+    first ones and says how many there are, and trials.parquet keeps them all."""
+    import pandas as pd
+
+    from reports import render
+
+    monkeypatch.setattr(render, "TRIALS_ROWS", 3)
+    assert main(["report", str(sweep_copy)]) == 0
+    text = (sweep_copy / "report" / "report.md").read_text()
+    trials = pd.read_parquet(sweep_copy / "report" / "trials.parquet")
+    listed = text.split("## Trials", 1)[1]
+    assert len(trials) == 4 and "The first 3 of the 4 trials, in the order Ray created them" in listed
+    assert [t for t in trials["trial_id"] if f"| {t} |" in listed] == list(trials["trial_id"][:3])
+
+
 @pytest.mark.parametrize(("make", "expected"), [
     (lambda p: p, "no such folder"),
     (lambda p: p.mkdir(), "not a sweep folder, no spec.yaml"),
