@@ -19,11 +19,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from reports import metric_words
 from reports.document import Document
-from reports.plots import COLLAPSE_COLOR, TRIAL_COLOR, drawn_with_defaults, save
 from reports.ranking import rank_points
 from sweep_format.layout import PLOTS_DIR
 from sweep_format.values import fmt_value
@@ -159,33 +157,6 @@ def pareto_front(table: pd.DataFrame, mode: str = "max") -> list[int]:
     return front
 
 
-@drawn_with_defaults
-def pareto_plot(table: pd.DataFrame, out: Path, metric: str = "knn_top1", mode: str = "max") -> Path | None:
-    """The metric (mean over repeats) against device-seconds per trial, the Pareto front joined."""
-    scored = table[table["value"].notna()]
-    if scored.empty:
-        return None
-    kind = str(scored["device_kind"].iloc[0])
-    fig = Figure(figsize=(6.4, 4.2))
-    ax = fig.add_subplot()
-    collapsed = scored["collapsed"].to_numpy(dtype=bool)
-    xs, ys = scored["per_trial_s"].to_numpy(dtype=float), scored["value"].to_numpy(dtype=float)
-    ax.scatter(xs[~collapsed], ys[~collapsed], s=30, color=TRIAL_COLOR, alpha=0.7, label="configuration")
-    ax.scatter(xs[collapsed], ys[collapsed], s=40, marker="x", color=COLLAPSE_COLOR, label="collapsed")
-    front = table.loc[pareto_front(table, mode)]
-    ax.plot(front["per_trial_s"], front["value"], "-", color="black", lw=1, label="Pareto front")
-    # from zero: costs a fraction of a second apart (every CPU trial alike) read as alike, instead
-    # of a zoomed axis ticked 12.0800, 12.0825, ... with its labels run together
-    ax.set_xlim(left=0, right=max(float(np.nanmax(xs)), 1.0) * 1.05)
-    ax.set_xlabel(f"{kind}-seconds per trial")
-    better = "higher" if mode == "max" else "lower"
-    ax.set_ylabel(f"{metric_words.label(metric)} ({better} is better)")
-    ax.set_title("Result vs cost")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    return save(fig, out)
-
-
 def add_cost(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, params: list[str], out: Path,
              metric: str = "knn_top1", mode: str = "max") -> None:
     """The report's "Cost" section."""
@@ -207,6 +178,8 @@ def add_cost(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, params: 
                                f"{v:.2f}" if metric_words.is_percent(metric) else f"{v:.4g}"),
         "collapsed": table["collapsed"].map(lambda c: "yes" if c else ""),
         "Pareto": ["yes" if i in front else "" for i in table.index]}))
+    from reports.plots import pareto_plot  # matplotlib: not for `ablate ls`, which reads the totals
+
     path = pareto_plot(table, out / PLOTS_DIR / "pareto_cost.png", metric, mode)
     if path:
         doc.image(path, f"{metric} vs device-seconds per trial")

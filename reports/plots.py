@@ -440,3 +440,32 @@ def importance_plot(importances: dict[str, dict[str, float]], out: Path) -> Path
         ax.set(xlabel="importance for kNN top-1 (fraction, sums to 1)", title=name, xlim=(0, 1.1))
         ax.grid(axis="x", alpha=0.3)
     return save(fig, out)
+
+
+@drawn_with_defaults
+def pareto_plot(table: pd.DataFrame, out: Path, metric: str = "knn_top1", mode: str = "max") -> Path | None:
+    """The metric (mean over repeats) against device-seconds per trial, the Pareto front joined."""
+    scored = table[table["value"].notna()]
+    if scored.empty:
+        return None
+    kind = str(scored["device_kind"].iloc[0])
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot()
+    collapsed = scored["collapsed"].to_numpy(dtype=bool)
+    xs, ys = scored["per_trial_s"].to_numpy(dtype=float), scored["value"].to_numpy(dtype=float)
+    ax.scatter(xs[~collapsed], ys[~collapsed], s=30, color=TRIAL_COLOR, alpha=0.7, label="configuration")
+    ax.scatter(xs[collapsed], ys[collapsed], s=40, marker="x", color=COLLAPSE_COLOR, label="collapsed")
+    from reports.cost import pareto_front
+
+    front = table.loc[pareto_front(table, mode)]
+    ax.plot(front["per_trial_s"], front["value"], "-", color="black", lw=1, label="Pareto front")
+    # from zero: costs a fraction of a second apart (every CPU trial alike) read as alike, instead
+    # of a zoomed axis ticked 12.0800, 12.0825, ... with its labels run together
+    ax.set_xlim(left=0, right=max(float(np.nanmax(xs)), 1.0) * 1.05)
+    ax.set_xlabel(f"{kind}-seconds per trial")
+    better = "higher" if mode == "max" else "lower"
+    ax.set_ylabel(f"{metric_words.label(metric)} ({better} is better)")
+    ax.set_title("Result vs cost")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return save(fig, out)

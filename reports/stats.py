@@ -20,7 +20,6 @@ import warnings
 from collections.abc import Sequence
 
 import pandas as pd
-from scipy import stats as sps
 
 from sweep_format.statuses import DIVERGED
 
@@ -43,17 +42,23 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
 
 @functools.cache
 def t_quantile(q: float, dof: int) -> float:
-    """Student's t quantile: one scipy call per (level, repeats), not one per point of a large sweep."""
-    return float(sps.t.ppf(q, dof))
+    """Student's t quantile: one scipy call per (level, repeats), not one per point of a large sweep.
+    ``stdtrit`` is what ``scipy.stats.t.ppf`` computes, the same value, without importing scipy.stats
+    (seconds of `ablate ls`, which ranks but tests nothing)."""
+    from scipy.special import stdtrit
+
+    return float(stdtrit(dof, q))
 
 
 def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
     """Two-sided p of Welch's t-test; None with fewer than 2 values on a side or no variance at all."""
     if len(a) < 2 or len(b) < 2:
         return None
+    from scipy.stats import ttest_ind
+
     with warnings.catch_warnings():  # identical repeats (e.g. all collapsed to 10.0%) warn, still valid
         warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(sps.ttest_ind(list(a), list(b), equal_var=False).pvalue)
+        p = float(ttest_ind(list(a), list(b), equal_var=False).pvalue)
     return p if math.isfinite(p) else None
 
 
@@ -78,9 +83,11 @@ def _zero_mean_p(diffs: list[float]) -> float | None:
     """Two-sided p of the one-sample t-test of ``diffs`` against 0 (None: < 2 values, no variance)."""
     if len(diffs) < 2:
         return None
+    from scipy.stats import ttest_1samp
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(sps.ttest_1samp(diffs, 0.0).pvalue)
+        p = float(ttest_1samp(diffs, 0.0).pvalue)
     return p if math.isfinite(p) else None
 
 

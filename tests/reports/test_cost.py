@@ -149,7 +149,7 @@ def test_the_cost_axis_of_trials_that_cost_the_same_is_readable(tmp_path: Path,
     ... 12.1000, nine labels run together into one unreadable line."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from reports import cost
+    from reports import plots
 
     drawn: list[Figure] = []
 
@@ -157,10 +157,10 @@ def test_the_cost_axis_of_trials_that_cost_the_same_is_readable(tmp_path: Path,
         drawn.append(fig)
         return path
 
-    monkeypatch.setattr(cost, "save", keep)
+    monkeypatch.setattr(plots, "save", keep)
     table = pd.DataFrame({"per_trial_s": [12.08, 12.10], "value": [33.70, 34.07], "collapsed": [False, False],
                           "device_kind": ["CPU", "CPU"]})
-    assert cost.pareto_plot(table, tmp_path / "p.png") is not None
+    assert plots.pareto_plot(table, tmp_path / "p.png") is not None
     FigureCanvasAgg(drawn[0]).draw()
     ax = drawn[0].axes[0]
     assert ax.get_xlim()[0] == 0.0

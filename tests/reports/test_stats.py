@@ -154,3 +154,21 @@ def test_a_sweep_where_every_configuration_collapsed_names_no_best() -> None:
     trials.loc[trials["point"] == 1, "collapsed"] = False  # one working point: it is the best
     assert analyse(trials, {"params": ["teacher_temp"], "algorithm": "grid"}).headline().startswith(
         "**Best: teacher_temp=0.02**")
+
+
+def test_the_t_quantile_is_scipys_without_importing_scipy_stats() -> None:
+    """`ablate ls` ranks (a t interval per point) but tests nothing: importing scipy.stats for the
+    quantile took seconds. stdtrit gives t.ppf's value, bit for bit."""
+    import subprocess
+    import sys
+
+    from reports.stats import t_quantile
+
+    t_quantile.cache_clear()
+    for dof in (1, 2, 4, 9, 30, 199):
+        for q in (0.95, 0.975, 0.995):
+            assert t_quantile(q, dof) == float(sps.t.ppf(q, dof))
+    code = ("import sys; from reports.listing import list_sweeps; from reports.stats import t_quantile; "
+            "t_quantile(0.975, 2); print(sorted(m for m in ('scipy.stats', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
