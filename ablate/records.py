@@ -30,7 +30,7 @@ from sweep_format.records import (
     write_record,
 )
 from sweep_format.text import LINE_MAX, cut_at_word
-from sweep_format.values import same_point, values_equal
+from sweep_format.values import PointIndex, values_equal
 
 # Ray bookkeeping kept out of the epoch rows (the config is the record's own field).
 RAY_KEYS = {"config", "date", "hostname", "checkpoint_dir_name", "trial_id", "done", "should_checkpoint",
@@ -53,21 +53,28 @@ class Points:
     def __init__(self, spec: SweepSpec, records: list[dict[str, Any]]) -> None:
         self.spec = spec
         self.baseline = spec.baseline_point()
-        self.known: list[dict[str, Any]] = [] if spec.search.algorithm == "optuna" else spec.points()
+        self.known: PointIndex[int] = PointIndex()  # each point's index, by its values
+        self.count = 0
+        for point in [] if spec.search.algorithm == "optuna" else spec.points():
+            self._add(point)
         if spec.search.algorithm == "optuna":
             kept = (r for r in records if not is_damaged(r))  # a null point (the format allows it): last
             for rec in sorted(kept, key=lambda r: (r.get("point") is None, r.get("point") or 0)):
                 if rec.get("params") is not None and self.index(rec["params"]) is None:
-                    self.known.append(rec["params"])
+                    self._add(rec["params"])
+
+    def _add(self, params: dict[str, Any]) -> int:
+        self.known.add(params, self.count)
+        self.count += 1
+        return self.count - 1
 
     def index(self, params: dict[str, Any]) -> int | None:
-        return next((i for i, point in enumerate(self.known) if same_point(point, params)), None)
+        return self.known.first(params)
 
     def of(self, params: dict[str, Any]) -> tuple[int, str, bool]:
         i = self.index(params)
         if i is None:
-            self.known.append(params)
-            i = len(self.known) - 1
+            i = self._add(params)
         is_base = all(values_equal(params.get(k), v) for k, v in self.baseline.items())
         return i, self.spec.point_label(params), is_base
 

@@ -28,7 +28,7 @@ from ablate.sweep_spec import SweepSpec
 from sweep_format import statuses
 from sweep_format.layout import trial_folders
 from sweep_format.records import is_damaged
-from sweep_format.values import same_point
+from sweep_format.values import PointIndex
 from trainables.trial import BUNDLES, EVAL_AT, OPTUNA_TRIAL, REPEAT, RESUME_DIRS, STOP, STORAGE_DIR, TRIAL_ID
 
 
@@ -98,12 +98,13 @@ def point_jobs(spec: SweepSpec, records: list[dict[str, Any]], sweep_dir: Path,
     """Grid and ablation: every (point, repeat) that has no final record, the unfinished trials of an
     earlier run first (they continue from their checkpoints), then the points never started."""
     points = spec.points()
+    at = PointIndex((p, i) for i, p in enumerate(points))
     done: set[tuple[int, int]] = set()
     jobs: list[Job] = []
     for rec in records:
         if is_damaged(rec):
             continue
-        index = next((i for i, p in enumerate(points) if same_point(p, rec.get("params") or {})), None)
+        index = at.first(rec.get("params") or {})
         key = (index if index is not None else -1, int(rec.get("repeat") or 0))
         if key in done:
             continue

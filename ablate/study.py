@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from ablate.errors import StorageFull
 from ablate.records import search_value
@@ -38,7 +38,7 @@ from sweep_format import statuses
 from sweep_format.layout import OPTUNA_DB, TRIALS_DIR
 from sweep_format.records import is_damaged, read_record, read_records, record_path
 from sweep_format.study import RERUN_OF, latest, samples
-from sweep_format.values import same_point
+from sweep_format.values import PointIndex, same_point
 
 T = TypeVar("T")
 # SQLite's words for a write that failed for lack of space or permission.
@@ -53,6 +53,13 @@ class Point:
     number: int
     params: dict[str, Any]
     values: dict[int, float | None] = field(default_factory=dict)  # repeat -> final metric (None: none)
+
+
+class Seen(NamedTuple):
+    """A resumed study's trials and the sweep's records, each by its point (read once to open it)."""
+
+    asked: PointIndex[Any]
+    records: PointIndex[dict[str, Any]]
 
 
 class OptunaSource:
@@ -84,10 +91,12 @@ class OptunaSource:
             self.study.sampler = optuna_sampler(self.spec, asked=len(self.study.trials))
         jobs: list[Job] = []
         asked = self.asked()
+        by_point = Seen(PointIndex((dict(t.params), t) for t in asked),  # once: a scan per trial was n^2
+                        PointIndex((r.get("params") or {}, r) for r in records if not is_damaged(r)))
         for trial in asked:
             if RERUN_OF in trial.user_attrs:  # the value of a point below: it has no repeats of its own
                 continue
-            first = self._asked_before(trial.params, trial.number, asked)
+            first = self._asked_before(trial.params, trial.number, by_point.asked)
             if trial.state == optuna.trial.TrialState.RUNNING and first is not None:  # asked again
                 again = optuna.trial.Trial(self.study, trial._trial_id)
                 if first.state == optuna.trial.TrialState.RUNNING:
@@ -97,11 +106,11 @@ class OptunaSource:
                     self._guard(partial(self._tell_like, again, told.state, told.value))
                 continue
             if trial.state != optuna.trial.TrialState.RUNNING:
-                jobs += self._run_again(trial, first is None, records, retry, asked)
+                jobs += self._run_again(trial, first is None, by_point, retry)
                 continue
             point = self.points[trial.number] = Point(trial.number, dict(trial.params))
             self.trials[trial.number] = optuna.trial.Trial(self.study, trial._trial_id)
-            mine = self._records_of(trial, records, asked)
+            mine = self._records_of(trial, by_point)
             for repeat in range(self.spec.repeats):
                 rec = mine.get(repeat)
                 if rec is None:
@@ -115,15 +124,14 @@ class OptunaSource:
             self._guard(partial(self.tell, point))  # every repeat ended before the study was told
         return jobs
 
-    def _run_again(self, trial: Any, first_ask: bool, records: list[dict[str, Any]],
-                   retry: tuple[str, ...], asked: list[Any]) -> list[Job]:
+    def _run_again(self, trial: Any, first_ask: bool, by_point: Seen, retry: tuple[str, ...]) -> list[Job]:
         """The repeats of a finished point that run again: those ``statuses.resumed`` (errored, and the
         ``retry`` statuses), and, of the first ask of a setting, those whose record is gone (deleted by
         hand), as in a grid sweep. Once they end, the study is told the setting's new value
         (``retell``): Optuna keeps the value it was told first for good."""
         import optuna
 
-        mine = self._records_of(trial, records, asked)
+        mine = self._records_of(trial, by_point)
         jobs = [continued(rec, self.sweep_dir) for rec in mine.values()
                 if statuses.resumed(rec.get("status"), retry)]
         if first_ask and trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL):
@@ -135,14 +143,13 @@ class OptunaSource:
         self.reruns[trial.number] = Point(trial.number, dict(trial.params), kept)
         return [replace(j, optuna=trial.number) for j in jobs]
 
-    def _records_of(self, trial: Any, records: list[dict[str, Any]],
-                    asked: list[Any]) -> dict[int, dict[str, Any]]:
+    def _records_of(self, trial: Any, by_point: Seen) -> dict[int, dict[str, Any]]:
         """Repeat -> record of an Optuna trial: records with its values, tagged with its number (or
-        untagged, as ablate <= 0.1 wrote them, or tagged with a number of a lost study). ``asked``:
-        the study's trials, read once by the caller (a read per point made resuming a sweep of
-        thousands of points take minutes)."""
-        same = [r for r in records if not is_damaged(r) and same_point(r.get("params") or {}, trial.params)]
-        claimed = {t.number for t in asked if same_point(dict(t.params), trial.params)}
+        untagged, as ablate <= 0.1 wrote them, or tagged with a number of a lost study). ``by_point``:
+        the study's trials and the records, read and indexed once by the caller (a read per point, then
+        a scan of them all per point, made resuming a sweep of thousands of points take minutes)."""
+        same = by_point.records.all(trial.params)
+        claimed = {t.number for t in by_point.asked.all(trial.params)}
         out: dict[int, dict[str, Any]] = {}
         for rec in same:
             tag = rec.get("optuna_trial")
@@ -180,11 +187,13 @@ class OptunaSource:
         copies them all at each call: per new point of a sweep of thousands, seconds); never changed."""
         return self.study.get_trials(deepcopy=False)
 
-    def _asked_before(self, params: dict[str, Any], number: int, asked: list[Any] | None = None) -> Any:
-        """The first trial of the study (frozen; of ``asked`` when given) asked before trial ``number``
-        with the same ``params``."""
-        asked = self.asked() if asked is None else asked
-        return next((t for t in asked if t.number < number and same_point(dict(t.params), params)), None)
+    def _asked_before(self, params: dict[str, Any], number: int, asked: PointIndex[Any] | None = None) -> Any:
+        """The first trial of the study (frozen; of ``asked``, the study's trials by point, when given)
+        asked before trial ``number`` with the same ``params``."""
+        if asked is not None:
+            return next((t for t in asked.all(params) if t.number < number), None)
+        return next((t for t in self.asked() if t.number < number and same_point(dict(t.params), params)),
+                    None)
 
     def value(self, rec: dict[str, Any]) -> float | None:
         """A repeat's value for the study (ablate.records.search_value)."""

@@ -7,8 +7,12 @@ sweep, the reports' baseline) uses ``values_equal``.
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Any
+from collections.abc import Hashable, Iterable
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 
 def fmt_value(value: Any, digits: int = 4) -> str:
@@ -39,3 +43,67 @@ def values_equal(a: Any, b: Any) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
     return a == b
+
+
+# A number's key is its value to 6 significant digits, and every number nearer to 0 than _ZERO is one
+# key: the numbers values_equal takes for one (rel_tol 1e-9, abs_tol 1e-12) then span at most two
+# neighbouring keys, whose items same_point sorts out.
+_ZERO = 1e-5
+
+
+def _number_key(x: float) -> tuple[str, float]:
+    return ("number", 0.0 if abs(x) < _ZERO else float(f"{x:.6g}"))
+
+
+def _value_key(value: Any) -> Hashable:
+    """The key a value is filed under (``PointIndex``)."""
+    if isinstance(value, (list, tuple)):
+        return ("list", *map(_value_key, value))
+    if isinstance(value, (int, float)):  # bool too: True is 1
+        return _number_key(float(value))
+    try:
+        hash(value)
+    except TypeError:  # a dict, say: compared by same_point alone
+        return ("unhashable", type(value).__name__)
+    return value
+
+
+def _value_keys(value: Any) -> list[Hashable]:
+    """The keys of every value ``values_equal`` takes for ``value``."""
+    if isinstance(value, (list, tuple)):
+        return [("list", *keys) for keys in itertools.product(*map(_value_keys, value))]
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        reach = max(2e-9 * abs(float(value)), 2e-12)  # isclose's tolerance, from either side
+        return list(dict.fromkeys((_number_key(float(value) - reach), _number_key(float(value) + reach))))
+    return [_value_key(value)]
+
+
+class PointIndex(Generic[T]):
+    """Items filed by their point: the items whose point is ``same_point`` as a given one, in the order
+    they were added, looked up in a few keys instead of a scan of them all (resuming a sweep of
+    thousands of points compared every trial with every other: minutes).
+
+        trials = PointIndex((t.params, t) for t in study_trials)
+        trials.all({"teacher_temp": 0.04})    # every trial of that point, first added first
+    """
+
+    def __init__(self, items: Iterable[tuple[dict[str, Any], T]] = ()) -> None:
+        self._keys: dict[Hashable, list[tuple[int, dict[str, Any], T]]] = {}
+        self._added = 0
+        for params, item in items:
+            self.add(params, item)
+
+    def add(self, params: dict[str, Any], item: T) -> None:
+        key = (tuple(sorted(params)), *(_value_key(params[k]) for k in sorted(params)))
+        self._keys.setdefault(key, []).append((self._added, params, item))
+        self._added += 1
+
+    def all(self, params: dict[str, Any]) -> list[T]:
+        names = tuple(sorted(params))
+        found = [entry for values in itertools.product(*(_value_keys(params[k]) for k in names))
+                 for entry in self._keys.get((names, *values), ())]
+        return [item for _, theirs, item in sorted(found, key=lambda e: e[0]) if same_point(theirs, params)]
+
+    def first(self, params: dict[str, Any]) -> T | None:
+        found = self.all(params)
+        return found[0] if found else None

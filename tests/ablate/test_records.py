@@ -641,3 +641,34 @@ def test_a_failed_write_names_the_file_not_its_temporary_one(tmp_path: Path, mon
         tmp.write_text("{}")
     assert (failed.value.errno, failed.value.filename) == (errno.EROFS, str(target))
     assert not target.exists() and not list(target.parent.iterdir())
+
+
+def test_the_point_index_finds_what_a_scan_with_same_point_finds() -> None:
+    """PointIndex files points under rounded keys: every value values_equal takes for another (0.1 and
+    0.1000000001, 1 and 1.0 and True, a list and a tuple, values at a key's edge or near 0) is found, in
+    the order added, and nothing same_point would not find."""
+    import random
+
+    from sweep_format.values import PointIndex, same_point
+
+    rng = random.Random(0)
+    edge = [0.1234565, 1.5e-5, 1e-5, 9.999995e-6, 0.0, -0.0, 1e-13, -2e-12, 1.0, 123456.5]
+    bases: list[object] = [*edge, *(rng.uniform(-1, 1) * 10 ** rng.randint(-8, 4) for _ in range(40)),
+                           1, 2, True, False, "a", None, [0.4, 1.0], (0.05, 0.4), float("inf")]
+
+    def near(value: object) -> object:  # a value values_equal may take for it, or one it may not
+        if isinstance(value, float) and not isinstance(value, bool):
+            scale = 1 + rng.choice([0, 1e-10, -1e-10, 9e-10, -9e-10, 2e-9])
+            return value * scale + rng.choice([0, 5e-13, 0])
+        if isinstance(value, list):
+            return tuple(near(v) for v in value)
+        return value
+
+    items = [({"a": near(v), "b": near(w)}, i) for i, (v, w) in
+             enumerate((rng.choice(bases), rng.choice(bases)) for _ in range(2000))]
+    index = PointIndex(items)
+    for _ in range(500):
+        asked = {"a": near(rng.choice(bases)), "b": near(rng.choice(bases))}
+        assert index.all(asked) == [i for params, i in items if same_point(params, asked)]
+    assert index.all({"a": 0.1}) == [] and index.first({"a": 0.1, "b": 0.2, "c": 1}) is None
+    assert PointIndex([({"x": 1}, "one")]).all({"x": True}) == ["one"]
