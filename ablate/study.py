@@ -306,11 +306,13 @@ class OptunaSource:
         import optuna
 
         groups: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+        grouped: PointIndex[list[dict[str, Any]]] = PointIndex()
 
         def group(params: dict[str, Any]) -> list[dict[str, Any]]:
-            found = next((recs for p, recs in groups if same_point(p, params)), None)
+            found = grouped.first(params)
             if found is None:
                 groups.append((dict(params), found := []))
+                grouped.add(dict(params), found)
             return found
 
         for rec in records:
