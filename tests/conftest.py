@@ -1,14 +1,13 @@
 """Shared fixtures: a real two-node Ray cluster on loopback and one tiny real Optuna sweep.
 
-The cluster is built once per test session (each pytest-xdist worker has its own), the sweep once
-per pytest run (the first worker to need it runs it; the others copy it). The cluster is two
+The cluster is built once per test session (each pytest-xdist worker has its own), the sweeps once
+per pytest run (``built_once``: the first worker to need one runs it; the others copy it). The cluster is two
 `ray start --block` processes, each in its own process group, stopped by signalling exactly those
 groups (never `ray stop`).
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import tempfile
@@ -26,7 +25,7 @@ os.environ["RAY_AUTH_MODE"] = "token"
 os.environ["ABLATE_CACHE_DIR"] = tempfile.mkdtemp(prefix="ablate-cache-")
 
 from tests.cluster import Cluster
-from tests.helpers import HEAD_IP, OPTUNA_SPEC, WORKER_IP, write_spec
+from tests.helpers import HEAD_IP, OPTUNA_SPEC, WORKER_IP, built_once, write_spec
 
 # Tests run tiny models; one thread each avoids oversubscribing a 2-core machine.
 torch.set_num_threads(1)
@@ -54,29 +53,15 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def real_sweep(ray_cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished Optuna sweep (2 configurations x 2 seed repeats x 2 epochs); treat as read-only.
-
-    Run once per pytest run: under pytest-xdist the first worker to ask runs it on its cluster, in the
-    run's shared temporary folder, and every worker gets its own copy of it."""
+    """A finished Optuna sweep (2 configurations x 2 seed repeats x 2 epochs), run once per pytest run
+    (``built_once``); treat as read-only."""
     from ablate.sweep import run_sweep
     from ablate.sweep_spec import load_spec
 
-    root = tmp_path_factory.mktemp("storage")
-    if "PYTEST_XDIST_WORKER" not in os.environ:  # one process: nothing to share
-        sweep = run_sweep(load_spec(write_spec(root, OPTUNA_SPEC)), root / "runs", address=ray_cluster)
+    def build(folder: Path) -> None:
+        folder.mkdir()
+        sweep = run_sweep(load_spec(write_spec(folder, OPTUNA_SPEC)), folder / "runs", address=ray_cluster)
+        assert sweep == folder / "runs" / "tiny", sweep
         shutil.rmtree(sweep / "report", ignore_errors=True)  # tests build their own
-        return sweep
-    shared = tmp_path_factory.getbasetemp().parent / "real-sweep"  # this run's, beside popen-gw0, ...
-    shared.mkdir(exist_ok=True)
-    with open(shared / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # the other workers wait while the first one runs it
-        done = shared / "runs" / "tiny"
-        if not (shared / "done").is_file():
-            shutil.rmtree(shared / "runs", ignore_errors=True)  # a worker that failed left it half-made
-            spec = load_spec(write_spec(shared, OPTUNA_SPEC))
-            sweep = run_sweep(spec, shared / "runs", address=ray_cluster)
-            assert sweep == done, sweep
-            shutil.rmtree(sweep / "report", ignore_errors=True)  # tests build their own
-            (shared / "done").touch()
-        shutil.copytree(done, root / "runs" / "tiny", symlinks=True)
-    return root / "runs" / "tiny"
+
+    return built_once(tmp_path_factory, "real-sweep", build) / "runs" / "tiny"

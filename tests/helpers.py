@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 # Loopback addresses of the shared test cluster: nothing leaves the machine. Each pytest-xdist worker
 # (gw0, gw1, ...) has its own cluster on its own pair (127.0.0.2/3, 127.0.0.12/13, ...).
@@ -29,6 +31,29 @@ def write_image_folder(root: Path, n: int = 40, size: int = 16) -> Path:
                 pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(root / split / c / f"{i}.png")
     return root
+
+
+def built_once(tmp_path_factory: Any, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder that ``build(folder)`` fills, built once per pytest run: under pytest-xdist the first
+    worker to ask builds it (on its own cluster) in the run's shared temporary folder, the others wait,
+    and every worker gets its own copy of it."""
+    import fcntl
+    import shutil
+
+    root = tmp_path_factory.mktemp(name)
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # one process: nothing to share
+        build(root / "built")
+        return root / "built"
+    shared = tmp_path_factory.getbasetemp().parent / name  # this run's, beside popen-gw0, ...
+    shared.mkdir(exist_ok=True)
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other workers wait while the first one builds it
+        if not (shared / "done").is_file():
+            shutil.rmtree(shared / "built", ignore_errors=True)  # a worker that failed left it half-made
+            build(shared / "built")
+            (shared / "done").touch()
+        shutil.copytree(shared / "built", root / "built", symlinks=True)
+    return root / "built"
 
 
 def write_spec(folder: Path, text: str) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TINY_TRAINER, write_spec
+from tests.helpers import TINY_TRAINER, built_once, write_spec
 
 TRACKED_SPEC = f"""\
 name: tracked
@@ -23,13 +23,19 @@ loggers: [tensorboard, mlflow]
 @pytest.fixture(scope="session")
 def tracked_sweep(ray_cluster: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """(sweep folder, what the live view printed) of ``ablate.run`` on a 2-trial grid with TensorBoard
-    and MLflow from the spec and W&B from ``loggers=``; treat as read-only."""
+    and MLflow from the spec and W&B from ``loggers=``, run once per pytest run (``built_once``: the
+    tracker, API and live-view tests read it on both workers); treat as read-only."""
     pytest.importorskip("mlflow", reason="the tracker tests need ablate[mlflow]")
     pytest.importorskip("wandb", reason="the tracker tests need ablate[wandb]")
     import ablate
 
-    root = tmp_path_factory.mktemp("tracked")
-    out = io.StringIO()  # not a terminal: one line per event
-    sweep = ablate.run(write_spec(root, TRACKED_SPEC), set={"trainer.epochs": 2}, storage=root / "runs",
-                       address=ray_cluster, loggers=["wandb"], stream=out)
-    return sweep.path, out.getvalue()
+    def build(folder: Path) -> None:
+        folder.mkdir()
+        out = io.StringIO()  # not a terminal: one line per event
+        sweep = ablate.run(write_spec(folder, TRACKED_SPEC), set={"trainer.epochs": 2},
+                           storage=folder / "runs", address=ray_cluster, loggers=["wandb"], stream=out)
+        assert sweep.path == folder / "runs" / "tracked", sweep.path
+        (folder / "view.txt").write_text(out.getvalue())
+
+    built = built_once(tmp_path_factory, "tracked-sweep", build)
+    return built / "runs" / "tracked", (built / "view.txt").read_text()
