@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
+from ablate.cli import main
 from tests.helpers import (
     OUTCOMES,
     RANK_OOM,
@@ -40,7 +41,8 @@ def records(sweep: Path) -> dict[float, dict]:
     return out
 
 
-def test_every_outcome_is_final_truthful_and_followed_end_to_end(tmp_path: Path) -> None:
+def test_every_outcome_is_final_truthful_and_followed_end_to_end(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
     spec = write_spec(tmp_path, f"""
 name: outcomes
 trainer: {dict(TINY_TRAINER, epochs=3)}
@@ -86,8 +88,8 @@ stop: {{patience: 2}}
     assert f"trials: {counts}" in run.stdout
     assert any("sweep done" in line and counts in line for line in run.stderr.splitlines())
     assert f"ablate: trial {recs[0.15]['trial_id']} errored: ValueError: boom" in run.stderr
-    listing = subprocess.run([*CLI, "ls", str(storage)], env=env, capture_output=True, text=True, timeout=60)
-    assert counts in listing.stdout
+    main(["ls", str(storage)])
+    assert counts in capsys.readouterr().out
     trials = pd.read_parquet(sweep / "report" / "trials.parquet").set_index("student_temp")
     assert {round(t, 4): s for t, s in trials["status"].items()} == status
     report = (sweep / "report" / "report.md").read_text()
@@ -199,12 +201,14 @@ def test_a_data_parallel_trial_whose_rank_runs_out_of_memory_ends_oom_at_once(tm
     RANK_OOM), while rank 0 waits in that step's all-reduce: the trial ends `oom` with the reason a
     one-process trial gets, and the summary's retry hint. Before, rank 1 reported its oom and stopped,
     and rank 0 waited in the all-reduce: the sweep hung (gloo's timeout is 30 min). (Out of memory as a
-    rank builds its trainer: tests/trainables/test_worker_errors.py; one trial here, for the suite's time.)"""
+    rank builds its trainer: tests/trainables/test_worker_errors.py; one such trial here, for the suite's
+    time.) The other trial, no fault, runs to its end: 2 workers x 1 CPU on a 2-CPU machine (issue 18,
+    point 1, tests/ablate/test_admission.py: they once waited forever, the driver holding 0.01 CPU)."""
     spec = write_spec(tmp_path, f"""
 name: rankoom
 trainer: {dict(TINY_TRAINER, epochs=2, batch_size=16)}
 space:
-  student_temp: {{type: choice, values: [0.11]}}
+  student_temp: {{type: choice, values: [0.11, 0.2]}}
 search: {{algorithm: grid}}
 resources: {{workers: 2, cpu: 1, gpu: 0}}
 """)
@@ -212,10 +216,14 @@ resources: {{workers: 2, cpu: 1, gpu: 0}}
     env = fault_env(tmp_path / "fault", RANK_OOM_FAULT)
     run = subprocess.run([*CLI, "run", str(spec), "--storage", str(storage), "--num-cpus", "2"], env=env,
                          capture_output=True, text=True, timeout=600)
-    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]  # 1: nothing trained
-    (rec,) = records(sweep).values()
+    # 0: a trial trained to its end (an oom alone exits 1: tests/ablate/test_honest_ends.py)
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    recs = records(sweep)
+    rec = recs[0.11]
     assert rec["status"] == "oom" and rec["reason"] == cuda.oom_reason(RuntimeError(RANK_OOM[0.11]),
                                                                        torch.device("cpu"), 0.0)
     assert [r["epoch"] for r in rec["epochs"]] == [0, 1, 2] and rec["restarts"] == []  # at once: no retry
-    assert "trials: 1 oom" in run.stdout
+    done = recs[0.2]
+    assert done["status"] == "completed" and [r["workers"] for r in done["epochs"]] == [2, 2, 2]
+    assert "trials: 1 completed, 1 oom" in run.stdout
     assert f"`ablate resume {sweep} --retry oom` runs them again" in run.stderr
