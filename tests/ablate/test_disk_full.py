@@ -59,7 +59,8 @@ def fill(folder: Path) -> Path:
     return filler
 
 
-def test_a_disk_that_fills_up_mid_sweep_stops_it_in_one_line_and_resume_finishes(small_disk: Path,
+def test_a_disk_that_fills_up_mid_sweep_stops_it_in_one_line_and_resume_finishes(ray_cluster: str,
+                                                                                  small_disk: Path,
                                                                                   tmp_path: Path) -> None:
     spec = write_spec(tmp_path, f"""
 name: full
@@ -87,9 +88,9 @@ resources: {{cpu: 1, gpu: 0}}
     statuses = {json.loads(f.read_text())["status"] for f in (sweep / "trials").glob("*.json")}
     assert statuses <= {"interrupted", "storage_full", "completed"} and "running" not in statuses, statuses
 
-    filler.unlink()  # space is back
-    resumed = subprocess.run([*CLI, "resume", str(sweep), "--num-cpus", "2"], env=ENV, capture_output=True,
-                             text=True, timeout=600)
+    filler.unlink()  # space is back; the session's cluster resumes it (a new local Ray costs its start)
+    resumed = subprocess.run([*CLI, "resume", str(sweep), "--address", ray_cluster], env=ENV,
+                             capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     final = [json.loads(f.read_text()) for f in (sweep / "trials").glob("*.json")]
     assert len(final) == 2 and {r["status"] for r in final} == {"completed"}

@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 import pytest
 
+from ablate.cli import main
 from ablate.search import SweepSearch
 from ablate.sweep_spec import load_spec
 from reports.tables import load_trials
@@ -359,7 +360,7 @@ resources: {{cpu: 2, gpu: 0}}
 
 @pytest.mark.slow
 def test_ctrl_c_after_an_epoch_without_knn_names_the_evaluated_epoch_and_resume_evaluates_the_last(
-        tmp_path: Path):
+        ray_cluster: str, tmp_path: Path, capsys: pytest.CaptureFixture):
     """Ray gives a stopped trial no chance to evaluate (see trainables/trial.py): interrupted after
     epoch 1, which carried epoch 0's kNN, the record, the summary and the report give the value
     measured at epoch 0 and say so, and nothing calls the untrained network's value a configuration's
@@ -391,11 +392,13 @@ resources: {{cpu: 1, gpu: 0}}
     assert "knn_epoch" in out  # the summary's trial table
     trial = load_trials(sweep)[0].iloc[0]
     assert (trial["knn_top1"], trial["knn_epoch"]) == (rec["epochs"][0]["knn_top1"], 0)
-    listing = subprocess.run([*cmd, "ls", str(storage)], env=env, capture_output=True, text=True, timeout=60)
-    assert "no value after training yet" in listing.stdout, listing.stdout + listing.stderr
+    main(["ls", str(storage)])
+    listing = capsys.readouterr()
+    assert "no value after training yet" in listing.out, listing.out + listing.err
     assert f"{trial['knn_top1']:.2f} (epoch 0)" in (sweep / "report" / "report.md").read_text()
 
-    resumed = subprocess.run([*cmd, "resume", str(sweep), "--num-cpus", "2"],
+    # the session's cluster: the fault lived in the local Ray of the run (a new one costs its start)
+    resumed = subprocess.run([*cmd, "resume", str(sweep), "--address", ray_cluster],
                              env={**os.environ, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True,
                              timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

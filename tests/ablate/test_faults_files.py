@@ -213,7 +213,7 @@ def test_a_sweep_whose_disk_fills_up_exits_2_saying_what_is_kept(
 
 
 @pytest.mark.slow
-def test_a_trial_that_finds_the_disk_full_stops_the_sweep_with_one_line(tmp_path: Path):
+def test_a_trial_that_finds_the_disk_full_stops_the_sweep_with_one_line(ray_cluster: str, tmp_path: Path):
     """ENOSPC inside a trial's checkpoint write: not Ray's retries and an errored trial, but the trial's
     own outcome, then one line (path, errno, what is kept, how to go on), exit 2; resume finishes it."""
     spec = write_spec(tmp_path, f"""
@@ -240,7 +240,8 @@ resources: {{cpu: 1, gpu: 0}}
     assert rec["status"] == "storage_full" and "ENOSPC" in rec["reason"], rec["reason"]
     assert (rec["epochs"][-1]["epoch"], rec["epochs"][-1]["trial_outcome"]) == (2, "storage_full")
 
-    resumed = subprocess.run([*cmd, "resume", str(sweep), "--num-cpus", "2"],  # space is back
+    # space is back; on the session's cluster (the fault lived in the run's local Ray)
+    resumed = subprocess.run([*cmd, "resume", str(sweep), "--address", ray_cluster],
                              env={**os.environ, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True,
                              timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
