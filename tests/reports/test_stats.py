@@ -169,6 +169,7 @@ def test_the_t_quantile_is_scipys_without_importing_scipy_stats() -> None:
         for q in (0.95, 0.975, 0.995):
             assert t_quantile(q, dof) == float(sps.t.ppf(q, dof))
     code = ("import sys; from reports.listing import list_sweeps; from reports.stats import t_quantile; "
-            "t_quantile(0.975, 2); print(sorted(m for m in ('scipy.stats', 'matplotlib') if m in sys.modules))")
+            "t_quantile(0.975, 2); "
+            "print(sorted(m for m in ('scipy.stats', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
