@@ -123,6 +123,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
         join_cluster(address, connect_timeout)
         return True
     # address="local": always a new Ray for this run, never a cluster that `ray start` left behind.
+    warn_other_rays(other_rays())
     try:
         with own_session():
             init_ray(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
@@ -133,6 +134,39 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
         else:
             os.environ[LOOPBACK_SWITCH] = previous
     return True
+
+
+RAYLET = "raylet"  # the process every Ray node runs, one per local Ray or `ray start`
+
+
+def other_rays(proc: Path = Path("/proc")) -> list[int]:
+    """The pids of the Ray nodes already running on this machine (their ``raylet``), any user's,
+    read from ``/proc`` (Linux; elsewhere none are seen). Called before this run's own Ray starts."""
+    if not proc.is_dir():
+        return []
+    pids = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name = (entry / "comm").read_text().strip()
+        except OSError:  # gone, or not ours to read
+            continue
+        if name == RAYLET:
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def warn_other_rays(pids: list[int]) -> None:
+    """One line when another Ray runs here (another `ablate run`, a `ray start`, anyone's): each Ray
+    hands out every CPU it was given, so two on one machine put two trials on a core, silently."""
+    if not pids:
+        return
+    cpus = os.cpu_count()
+    which = f"pid {pids[0]}" + (f" and {len(pids) - 1} more" if len(pids) > 1 else "")
+    print(f"ablate: warning: another Ray is running on this machine (its raylet, {which}): its work "
+          f"shares this machine's {cpus} CPUs with this sweep's trials, so epochs take longer than on an "
+          "idle machine (the results do not change)", file=sys.stderr)
 
 
 def stop_ray(started: bool) -> None:

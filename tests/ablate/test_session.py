@@ -54,3 +54,31 @@ def test_a_local_rays_workers_import_nothing_from_the_folder_ablate_runs_in(tmp_
     assert str(planted) not in seen["path"] and not seen["cwd"].startswith(str(planted))
     private = Path(seen["path"][0])  # the folder Ray was started from: removed once Ray stopped
     assert private.name.startswith("ablate-ray-") and not private.exists()
+
+
+def test_another_ray_on_this_machine_is_found_and_said_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two `ablate run`s (or a `ray start` and a sweep) on one machine each hand out every CPU, so
+    their trials share cores with no word. A process named `raylet` (what every Ray node runs) is
+    found among the machine's processes and named in one line; none, no line."""
+    from ablate.session import other_rays, warn_other_rays
+
+    if not Path("/proc/self/comm").is_file():
+        pytest.skip("reads /proc (Linux)")
+    raylet = tmp_path / "raylet"
+    raylet.write_bytes(Path("/bin/sleep").read_bytes())
+    raylet.chmod(0o755)
+    before = other_rays()
+    proc = subprocess.Popen([str(raylet), "30"])
+    try:
+        assert proc.pid in other_rays() and proc.pid not in before
+        warn_other_rays([proc.pid])
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.pid not in other_rays()
+    line = capsys.readouterr().err
+    assert line.count("\n") == 1 and f"raylet, pid {proc.pid})" in line
+    assert f"this machine's {os.cpu_count()} CPUs" in line
+    warn_other_rays([])
+    assert capsys.readouterr().err == ""
