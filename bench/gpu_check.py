@@ -4,7 +4,8 @@ Each subcommand reads what a stage left (bench/step.py's and bench/throughput.py
 `ablate train`'s metrics.jsonl, `ablate run`'s report/trials.parquet and report/epochs.parquet,
 columns in reports/SCHEMA.md, and exit codes), prints ONE line, `PASS TARGET: ...` or
 `FAIL TARGET: ...`, on stdout and exits 0 on PASS, 1 on FAIL. Nothing here imports ablate's
-modules or reads Ray's files.
+modules or reads Ray's files; the statuses and the sweep folder's file names are the format's
+own (sweep_format, which imports none of them).
 
     python bench/gpu_check.py preflight --gpu-json W/gpu.json   # imports, CUDA, the GPU
     python bench/gpu_check.py step ABLATE.jsonl LIGHTLY.jsonl --target 1.25
@@ -31,7 +32,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-RANKED = ("completed", "flagged", "collapsed", "diverged")  # the trials that count (reports/SCHEMA.md)
+sys.path.insert(0, str(ROOT))  # the checkout's sweep_format, whatever PYTHONPATH says
+
+from sweep_format.layout import EPOCHS_TABLE, REPORT_DIR, TRIALS_TABLE  # noqa: E402
+from sweep_format.statuses import COMPLETED, OOM, RANKED  # noqa: E402  (RANKED: the trials that count)
+
 # The main job on the 2-core CPU (README, "Set-up"): what the GPU figures are read against.
 CPU_TEMPS = ("CPU (README, 2 cores, 9 min 45 s): working configurations 46.1 and 45.7 % (means of 3 seeds), "
              "collapsed trials 31.6-36.4 % (teacher_temp 0.062 and 0.095, and 0.012 with student_temp 0.18)")
@@ -60,9 +65,10 @@ def last_json(path: Path) -> dict[str, Any]:
 
 
 def read_parquet(sweep: Path, table: str) -> Any:
+    """``table`` (TRIALS_TABLE or EPOCHS_TABLE) of the sweep's report."""
     import pandas as pd
 
-    path = sweep / "report" / f"{table}.parquet"
+    path = sweep / REPORT_DIR / table
     if not path.is_file():
         raise Verdict(False, f"{path}: not written (the sweep did not finish its report)")
     return pd.read_parquet(path)
@@ -257,7 +263,7 @@ def aggregate(spans: list[dict[str, float]]) -> float:
 
 
 def packed_figures(args: argparse.Namespace) -> dict[str, Any]:
-    one, four = (trial_spans(read_parquet(Path(d), "epochs")) for d in (args.one, args.four))
+    one, four = (trial_spans(read_parquet(Path(d), EPOCHS_TABLE)) for d in (args.one, args.four))
     if len(one) != 1 or len(four) != 4:
         raise Verdict(False, f"{len(one)} and {len(four)} trials trained (expected 1 and 4)")
     single, together = aggregate(one), aggregate(four)
@@ -289,21 +295,21 @@ def memory(args: argparse.Namespace) -> str:
 def oom(args: argparse.Namespace) -> str:
     if args.exit_code in (130, 2):
         raise Verdict(False, f"the sweep exited {args.exit_code} (interrupted or refused)")
-    trials = read_parquet(Path(args.sweep), "trials")
+    trials = read_parquet(Path(args.sweep), TRIALS_TABLE)
     by_size = {int(r["global_crops_size"]): r for _, r in trials.iterrows()}
     big, small = by_size.get(args.big), by_size.get(args.small)
     if big is None or small is None:
         raise Verdict(False, f"trials for global_crops_size {sorted(by_size)} (expected "
                              f"{args.small} and {args.big})")
     reason = str(big["stop_reason"] or "")[:160]
-    raise Verdict(big["status"] == "oom" and small["status"] == "completed",
+    raise Verdict(big["status"] == OOM and small["status"] == COMPLETED,
                   f"crops {args.big} px ended {big['status']!r} ({reason}), crops {args.small} px ended "
                   f"{small['status']!r}; the sweep exited {args.exit_code}")
 
 
 # --- the main job on the GPU -------------------------------------------------------------------
 def temps(args: argparse.Namespace) -> str:
-    trials = read_parquet(Path(args.sweep), "trials")
+    trials = read_parquet(Path(args.sweep), TRIALS_TABLE)
     params = [c for c in ("teacher_temp", "warmup_teacher_temp_epochs", "student_temp") if c in trials]
     columns = ["point", "repeat", "status", "knn_top1", "collapsed", *params]
     table = trials[columns].sort_values(["point", "repeat"])
