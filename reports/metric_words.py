@@ -11,12 +11,14 @@ the ranked metric takes its words from here.
 
 from __future__ import annotations
 
+from sweep_format.metrics import is_knn
+
 KNN_TOP1 = "knn_top1"
 LABELS = {"knn_top1": "kNN top-1 (%)", "knn_top5": "kNN top-5 (%)"}
 
 
 def is_percent(metric: str) -> bool:
-    return metric.startswith("knn_")
+    return is_knn(metric)
 
 
 def label(metric: str) -> str:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.stats import point_summary
+from sweep_format.metrics import is_knn
 from sweep_format.statuses import PROVISIONAL, RANKED
 from sweep_format.values import fmt_value
 
@@ -42,7 +43,7 @@ def trained(trials: pd.DataFrame, metric: str) -> pd.Series:
     """Trials whose ``metric`` was measured after at least one epoch of training (for kNN metrics,
     ``knn_epoch`` >= 1; the others exist only for trained epochs)."""
     has_value = trials[metric].notna()
-    if metric.startswith("knn_") and "knn_epoch" in trials.columns:
+    if is_knn(metric) and "knn_epoch" in trials.columns:
         has_value &= (trials["knn_epoch"] >= 1).fillna(False).astype(bool)
     return has_value
 
@@ -115,7 +116,7 @@ def best_point(trials: pd.DataFrame, params: list[str], metric: str = "knn_top1"
 def measured_before_end(trials: pd.DataFrame, point: int, metric: str = "knn_top1") -> str:
     """``kNN at epoch E`` when a counted trial of ``point`` ended on an epoch without evaluation
     (Ctrl-C, a kill, divergence): its value is the last evaluated one, measured at ``knn_epoch``."""
-    if not metric.startswith("knn_") or "knn_epoch" not in trials.columns:
+    if not is_knn(metric) or "knn_epoch" not in trials.columns:
         return ""
     counted, _ = counted_trials(trials, metric)
     mine = counted[counted["point"] == point]

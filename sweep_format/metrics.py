@@ -20,6 +20,12 @@ MODES = ("max", "min")
 DIRECTION = {"knn_top1": "max", "knn_top5": "max", "loss": "min", "dino_loss": "min"}
 
 
+def is_knn(metric: str) -> bool:
+    """A kNN accuracy (``knn_top1``, ``knn_top5``): in percent, and measured only at the epochs the
+    trainer evaluates (the others carry the last measured value, ``knn_evaluated`` false)."""
+    return metric.startswith("knn_")
+
+
 def mode_of(metric: str, mode: str | None = None) -> str:
     """The ranking direction: ``mode`` where given, else the metric's own (``max`` for one without)."""
     return mode if mode in MODES else DIRECTION.get(metric, "max")

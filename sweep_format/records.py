@@ -20,7 +20,7 @@ from typing import Any
 
 from sweep_format.files import loads, write_json
 from sweep_format.layout import ERROR_SUFFIX, TRIALS_DIR
-from sweep_format.metrics import METRICS
+from sweep_format.metrics import METRICS, is_knn
 from sweep_format.statuses import DAMAGED, ORDER
 from sweep_format.text import has_control, printable, printable_tree
 
@@ -163,7 +163,7 @@ def final_value(rows: list[dict[str, Any]], metric: str) -> float | None:
     for row in reversed(rows):
         if not isinstance(row.get("epoch"), int) or row["epoch"] < 1:
             continue
-        if metric.startswith("knn_") and not row.get("knn_evaluated", True):
+        if is_knn(metric) and not row.get("knn_evaluated", True):
             continue
         value = row.get(metric)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
