@@ -25,6 +25,7 @@ from sweep_format.records import (
     VERSION,
     final_value,
     is_damaged,
+    knn_carried,
     knn_measured,
     read_records,
     write_record,
@@ -220,7 +221,7 @@ def error_text(trial: Any) -> str:
 
 def knn_note(rows: list[dict[str, Any]]) -> str:
     """``; kNN last evaluated at epoch E`` when the last row carries an earlier kNN, else ""."""
-    if not rows or rows[-1].get("knn_evaluated", True):
+    if not rows or not knn_carried(rows[-1]):
         return ""
     measured = [r["epoch"] for r in rows if knn_measured(r)]
     return f"; kNN last evaluated at epoch {measured[-1]}" if measured else "; kNN never evaluated"

@@ -147,10 +147,16 @@ def misfit(data: dict[str, Any]) -> str:
     return ""
 
 
+def knn_carried(row: dict[str, Any]) -> bool:
+    """Whether an epoch's kNN values were carried over from an earlier evaluation (``knn_evaluated``
+    false), not measured at that epoch; a row without the field (an older trial's) was evaluated."""
+    return not row.get("knn_evaluated", True)
+
+
 def knn_measured(row: dict[str, Any]) -> bool:
     """Whether an epoch's row holds a kNN measured at that epoch (not one carried over epochs that
-    were not evaluated: ``knn_evaluated`` false)."""
-    return bool(row.get("knn_evaluated", True)) and row.get("knn_top1") is not None
+    were not evaluated: ``knn_carried``)."""
+    return not knn_carried(row) and row.get("knn_top1") is not None
 
 
 def final_value(rows: list[dict[str, Any]], metric: str) -> float | None:
@@ -163,7 +169,7 @@ def final_value(rows: list[dict[str, Any]], metric: str) -> float | None:
     for row in reversed(rows):
         if not isinstance(row.get("epoch"), int) or row["epoch"] < 1:
             continue
-        if is_knn(metric) and not row.get("knn_evaluated", True):
+        if is_knn(metric) and knn_carried(row):
             continue
         value = row.get(metric)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):

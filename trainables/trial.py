@@ -31,6 +31,7 @@ import torch
 
 from sweep_format import statuses
 from sweep_format.files import loads
+from sweep_format.records import knn_carried
 from trainables import cuda
 from trainables.checkpoint import DamagedFileError, UnsafeFileError, load_pt
 from trainables.config import ConfigError, DINOConfig
@@ -177,7 +178,7 @@ def replay(row: dict[str, Any], base: dict[str, Any], trainer: DINOTrainer, rung
     ended with it (completed, flagged or collapsed)."""
     where = {k: v for k, v in base.items() if k not in ("trial_outcome", "stop_reason")}  # this process
     row = {**row, **where, **clock.metrics(), "reported_at": time.time(), "replayed": True}
-    if rungs.may_stop(row["epoch"]) and not row.get("knn_evaluated", True):
+    if rungs.may_stop(row["epoch"]) and knn_carried(row):
         row.update(trainer.knn_metrics())
         carry.apply(row)
     row["trial_outcome"] = row.get("trial_outcome") if row.get("trial_outcome") in statuses.OUTCOMES \
