@@ -23,7 +23,7 @@ from reports.document import Document
 from reports.errors import ReportError
 from reports.parquet import read_metadata, read_parquet, write_parquet
 from reports.ranking import counted_statuses, counted_trials, order_points
-from reports.stats import fmt_mean_ci, mean_ci
+from reports.stats import CI_WORDS, fmt_mean_ci, mean_ci
 from reports.sweepdir import open_sweep
 from reports.tables import (
     EPOCH_HEAD,
@@ -325,7 +325,7 @@ def comparison_document(sources: list[Source], shared: list[str], trials: pd.Dat
     if len(differ):
         doc.table(differ)
     doc.heading("Shared parameters")
-    doc.note(f"Final kNN top-1 (%) per value, mean ± 95% CI (trials); {counted_statuses()} trials. "
+    doc.note(f"Final {plots.KNN_LABEL} per value, mean ± {CI_WORDS} (trials); {counted_statuses()} trials. "
              "Parameters searched by every sweep: " + ", ".join(f"`{p}`" for p in shared) + ".")
     counted = pd.concat([counted_trials(s.trials)[0] for s in sources], ignore_index=True)
     for p in shared:
@@ -337,7 +337,7 @@ def comparison_document(sources: list[Source], shared: list[str], trials: pd.Dat
         if path:
             doc.image(path, f"kNN top-1 vs {p}, by sweep")
     doc.heading("Leaderboard")
-    doc.note("Best configurations of each sweep (mean ± 95% CI over repeats), Δ to the sweep's best.")
+    doc.note(f"Best configurations of each sweep (mean ± {CI_WORDS} over repeats), Δ to the sweep's best.")
     boards = []
     for s in sources:
         board = leaderboard(results[s.name], top=5)

@@ -30,7 +30,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from reports import metric_words
-from reports.stats import mean_ci
+from reports.stats import CI_WORDS, mean_ci
 from sweep_format.files import atomic_path
 from sweep_format.statuses import ERRORED
 from sweep_format.values import fmt_value
@@ -161,7 +161,7 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
         over = "trials (other parameters vary)" if pooled else "repeats"
         ax.errorbar(mx, my, yerr=np.nan_to_num(mci), fmt="o-" if categorical else "o",
                     color=color, ecolor=color, capsize=4, lw=1.2, ms=6, zorder=4,
-                    label=f"{group}: mean ± 95% CI" if hue else f"mean ± 95% CI over {over}")
+                    label=f"{group}: mean ± {CI_WORDS}" if hue else f"mean ± {CI_WORDS} over {over}")
     if baseline is not None and math.isfinite(baseline):
         ax.axhline(baseline, color="grey", ls="--", lw=1, label=f"baseline {baseline:.2f}%")
     reference_lines(ax, reference)

@@ -35,6 +35,7 @@ from reports.importance import param_importance
 from reports.parquet import write_parquet
 from reports.power import add_power
 from reports.ranking import counted_statuses, counted_trials
+from reports.stats import CI_LEVEL, NOISE_TEST
 from reports.sweepdir import SweepDir, open_sweep
 from reports.tables import left_running, status_counts, sweep_tables
 from sweep_format.files import write_text
@@ -141,7 +142,7 @@ def reference_line(reference: dict, marked: bool = True) -> str:
 def add_leaderboard(doc: Document, result: Analysis) -> None:
     doc.heading("Leaderboard")
     units = metric_words.gap(result.metric) or " its units"
-    doc.note(f"Final {metric_words.name(result.metric)}, mean ± 95% t-interval over seed repeats; "
+    doc.note(f"Final {metric_words.name(result.metric)}, mean ± {CI_LEVEL:.0%} t-interval over seed repeats; "
              f"Δ in{units}. Counts {counted_statuses()} trials (stopped-early, errored, interrupted and "
              "running ones are listed under Trials); collapsed and diverged configurations rank last.")
     board = leaderboard(result)
@@ -156,13 +157,9 @@ def add_ablation(doc: Document, result: Analysis) -> None:
     doc.heading("Ablation table")
     if result.reference_kind == "baseline":
         doc.note(f"Each parameter varied alone, the others at the baseline "
-                 f"({result.label(result.reference_point)}). 'Beyond seed noise': paired t-test over "
-                 "the seeds both ran (repeat r runs the same seed everywhere), else Welch's t-test over "
-                 "repeats; p < 0.05; n/a with fewer than 2 repeats on a side.")
+                 f"({result.label(result.reference_point)}). {NOISE_TEST}")
     else:
-        doc.note("Every configuration against the best one. 'Beyond seed noise': paired t-test over "
-                 "the seeds both ran (repeat r runs the same seed everywhere), else Welch's t-test over "
-                 "repeats; p < 0.05; n/a with fewer than 2 repeats on a side.")
+        doc.note(f"Every configuration against the best one. {NOISE_TEST}")
     tables = ablation_tables(result)
     if not tables:
         doc.note("No trial has a final kNN top-1 yet.")
@@ -265,7 +262,7 @@ def add_trials(doc: Document, sweep: SweepDir, trials: pd.DataFrame, gone: str |
         table[p] = trials[p].map(fmt_value)
     table["repeat"] = trials["repeat"]
     columns = (trials["knn_top1"], trials["knn_epoch"], trials["epochs_done"])
-    table["kNN top-1 (%)"] = [knn_cell(*cells) for cells in zip(*columns, strict=True)]
+    table[plots.KNN_LABEL] = [knn_cell(*cells) for cells in zip(*columns, strict=True)]
     table["best (%)"] = trials["best_knn_top1"].map(lambda v: f"{v:.2f}" if pd.notna(v) else "–")
     table["epochs run"] = [f"{d if pd.notna(d) else 0}/{e if pd.notna(e) else '?'}"  # a param may be "epochs"
                            for d, e in zip(trials["epochs_done"], trials["epochs_planned"], strict=True)]

@@ -25,9 +25,15 @@ from sweep_format.statuses import DIVERGED
 
 ALPHA = 0.05  # "beyond seed noise" when the test's p < ALPHA
 PAIRED_MIN_SEEDS = 2  # two points are compared seed by seed (paired) when they share this many seeds
+CI_LEVEL = 0.95  # of every mean ± CI the reports print, and in their words:
+CI_WORDS = f"{CI_LEVEL:.0%} CI"  # '95% CI'
+# ``noise_verdict`` in the words the report's ablation table states it with
+NOISE_TEST = ("'Beyond seed noise': paired t-test over the seeds both ran (repeat r runs the same seed "
+              f"everywhere), else Welch's t-test over repeats; p < {ALPHA:g}; n/a with fewer than 2 repeats "
+              "on a side.")
 
 
-def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, int]:
+def mean_ci(values: Sequence[float], level: float = CI_LEVEL) -> tuple[float, float, int]:
     """Mean, half-width of the ``level`` t-interval (nan for fewer than 2 values), count."""
     xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     n = len(xs)

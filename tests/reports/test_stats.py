@@ -173,3 +173,27 @@ def test_the_t_quantile_is_scipys_without_importing_scipy_stats() -> None:
             "print(sorted(m for m in ('scipy.stats', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_reports_state_the_noise_threshold_and_the_interval_as_stats_computes_them() -> None:
+    """ALPHA and CI_LEVEL decide the verdicts and intervals; the report's words about them come from
+    stats too, so a report never says 'p < 0.05' or '95%' of a test or interval that uses another."""
+    import ast
+    from pathlib import Path
+
+    from reports.stats import ALPHA, CI_LEVEL, CI_WORDS, NOISE_TEST
+
+    assert f"p < {ALPHA:g}" in NOISE_TEST and CI_WORDS.startswith(f"{CI_LEVEL:.0%}")
+
+    def texts(file: Path) -> list[str]:  # the string literals a module prints, less its docstrings
+        tree = ast.parse(file.read_text())
+        docs = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.ClassDef,
+                ast.FunctionDef)) and n.body and isinstance(n.body[0], ast.Expr)}
+        return [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                and id(n) not in docs]
+
+    owner = Path(__file__).resolve().parents[2] / "reports"
+    words = (f"p < {ALPHA:g}", f"{CI_LEVEL:.0%} CI", f"{CI_LEVEL:.0%} t-interval")
+    copies = [f.name for f in sorted(owner.glob("*.py")) if f.name != "stats.py"
+              and any(w in text for text in texts(f) for w in words)]
+    assert not copies, f"state the threshold and the interval with reports.stats' constants in {copies}"
