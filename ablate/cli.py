@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from ablate import __version__
 from ablate.errors import STORAGE_ERRNOS, USAGE_EXIT, USER_ERRORS, storage_failure
+from sweep_format.layout import REPORT_HTML, REPORT_MD
 from sweep_format.text import did_you_mean, printable
 
 # Each module has ``register(subparsers)``, which adds its parser and sets ``func``.
@@ -21,13 +22,13 @@ PIPE_CLOSED_EXIT = 128 + signal.SIGPIPE  # 141, as a shell reports a tool that S
 
 COMMANDS = ["train", "run", "resume", "report", "compare", "ls", "attention"]
 
-DESCRIPTION = """\
+DESCRIPTION = f"""\
 ablate: which DINO hyperparameters actually matter on your data?
 
   ablate train [CONFIG.yaml] --out DIR      train one DINO run (kNN-evaluated, resumable)
   ablate run search_spaces/temps.yaml       run an ablation sweep on Ray Tune
   ablate resume runs/NAME                   continue an interrupted sweep
-  ablate report runs/NAME                   parquet tables + report.md/report.html
+  ablate report runs/NAME                   parquet tables + {REPORT_MD}/{REPORT_HTML}
   ablate compare runs/A runs/B --out DIR    one report across sweeps
   ablate ls [runs]                          list the sweeps in a storage folder
   ablate attention SOURCE --out FILE.png    the teacher's [CLS] attention maps

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 from ablate.sweep_spec import SweepSpec
 from sweep_format import statuses
+from sweep_format.layout import TUNE_DIR
 from sweep_format.records import (
     FORMAT,
     VERSION,
@@ -191,7 +192,7 @@ def failure_of(trial: Any) -> Failure:
     if lines and lines[-1]:
         return Failure(statuses.ERRORED, first_sentences(lines[-1]))
     folder = Path(trial.path or "").name
-    return Failure(statuses.ERRORED, f"Ray marked the trial as errored (see tune/{folder})")
+    return Failure(statuses.ERRORED, f"Ray marked the trial as errored (see {TUNE_DIR}/{folder})")
 
 
 def failure_text(trial: Any) -> str:

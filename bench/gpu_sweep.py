@@ -59,8 +59,10 @@ def aggregate(sweep: Path) -> dict[str, float]:
 
     ``train_img_per_s`` counts only the training epochs' own time (no start-up, no kNN): the
     sum over trials of images / the union of the training intervals."""
+    from sweep_format.layout import TUNE_DIR
+
     images, intervals, train_spans, peaks = 0.0, [], [], []
-    for result in (sweep / "tune").glob("*/result.json"):
+    for result in (sweep / TUNE_DIR).glob("*/result.json"):
         rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
         intervals.append((rows[0]["started_at"], rows[-1]["reported_at"]))
         trained = [r for r in rows if r.get("epoch_time_s")]

@@ -73,7 +73,7 @@ class Source:
 def load_source(path: str | Path) -> Source:
     """A sweep folder or a trials.parquet file; ReportError naming the path if it is neither."""
     p = Path(path)
-    expected = f"a sweep folder ({SPEC_FILE} + {TRIALS_DIR}/) or a trials.parquet written by `ablate report`"
+    expected = f"a sweep folder ({SPEC_FILE} + {TRIALS_DIR}/) or a {TRIALS_TABLE} written by `ablate report`"
     if not p.exists():
         raise ReportError(f"{p}: no such file or folder (expected {expected})")
     if p.is_dir():
@@ -136,7 +136,7 @@ def combined(frames: list[pd.DataFrame]) -> pd.DataFrame:
 def build_comparison(paths: list[str | Path], out: str | Path) -> Path:
     """Write the comparison of ``paths`` (two or more) into ``out``; return ``out``."""
     if len(paths) < 2:
-        raise ReportError("compare needs two or more sweeps (folders or trials.parquet files)")
+        raise ReportError(f"compare needs two or more sweeps (folders or {TRIALS_TABLE} files)")
     out = Path(out)
     check_out(out, paths)
     sources = [load_source(p) for p in paths]
@@ -234,7 +234,7 @@ def data_keys(differ: pd.DataFrame) -> list[str]:
 def settings_note(differ: pd.DataFrame, sources: list[Source]) -> str:
     """What the comparison can be read for, given the settings in which the sweeps differ."""
     unknown = [s.name for s in sources if not isinstance(s.info.get("fixed"), dict)]
-    text = (f"{', '.join(unknown)}: no trainer settings in the file (a trials.parquet written before ablate "
+    text = (f"{', '.join(unknown)}: no trainer settings in the file (a {TRIALS_TABLE} written before ablate "
             "kept them), so the sweeps may differ in more than is shown. " if unknown else "")
     if not len(differ):
         return text + ("" if unknown else "The sweeps share every trainer setting they do not search.")
@@ -346,5 +346,5 @@ def comparison_document(sources: list[Source], shared: list[str], trials: pd.Dat
     if boards:
         doc.table(combined(boards).fillna("–"))
     doc.heading("Trials")
-    doc.paragraph(f"{len(trials)} trials in trials.parquet (column `sweep` names the sweep).")
+    doc.paragraph(f"{len(trials)} trials in {TRIALS_TABLE} (column `sweep` names the sweep).")
     return doc

@@ -65,9 +65,9 @@ def build_report(sweep_dir: str | Path, planned: int | None = None, driven: bool
     sweep = open_sweep(sweep_dir)
     trials, epochs = write_tables(sweep)
     if trials.empty:
-        raise ReportError(f"{sweep.path / TRIALS_DIR}: no trial records yet (expected trials/<id>.json, "
-                          "written from the first trial's start; is the sweep still starting, or was it "
-                          "made by an ablate older than the records?)")
+        raise ReportError(f"{sweep.path / TRIALS_DIR}: no trial records yet (expected "
+                          f"{TRIALS_DIR}/<id>.json, written from the first trial's start; is the sweep still "
+                          "starting, or was it made by an ablate older than the records?)")
     out = sweep.report_dir
     doc = sweep_document(sweep, trials, epochs, out, planned, driven)
     write_text(out / REPORT_MD, doc.markdown(relative_to=out))
@@ -250,13 +250,13 @@ def add_trials(doc: Document, sweep: SweepDir, trials: pd.DataFrame, gone: str |
     if len(trials) > TRIALS_ROWS:
         doc.note(f"The first {TRIALS_ROWS} of the {len(trials):,} trials, in the order Ray created them; "
                  f"every trial is in {TRIALS_TABLE} (schema: reports/SCHEMA.md), per-epoch metrics in "
-                 "epochs.parquet.")
+                 f"{EPOCHS_TABLE}.")
         trials = trials.head(TRIALS_ROWS)
     else:
-        doc.note("All trials in the order Ray created them; the full table is trials.parquet "
-                 "(schema: reports/SCHEMA.md), per-epoch metrics in epochs.parquet.")
+        doc.note(f"All trials in the order Ray created them; the full table is {TRIALS_TABLE} "
+                 f"(schema: reports/SCHEMA.md), per-epoch metrics in {EPOCHS_TABLE}.")
     if gone and (trials["status"] == RUNNING).any():
-        doc.note(f"The `{RUNNING}` ones were {gone}; trials.parquet keeps the status they recorded.")
+        doc.note(f"The `{RUNNING}` ones were {gone}; {TRIALS_TABLE} keeps the status they recorded.")
     table = pd.DataFrame({"trial": trials["trial_id"], "status": trials["status"]})
     for p in sweep.params:
         table[p] = trials[p].map(fmt_value)

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+from sweep_format.layout import EPOCHS_TABLE, REPORT_DIR, REPORT_HTML, REPORT_MD, TRIALS_TABLE
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "compare", help="one report across sweeps",
         description="Compare two or more sweeps: the parameters they all searched side by side, the "
-                    "best configurations of each, and one combined trials.parquet (column `sweep`). "
-                    "Writes OUT/trials.parquet, OUT/epochs.parquet (when the sweeps have per-epoch rows: "
-                    "sweep folders, or trials.parquet files with their epochs.parquet beside them), "
-                    "OUT/report.md, OUT/report.html.")
+                    f"best configurations of each, and one combined {TRIALS_TABLE} (column `sweep`). "
+                    f"Writes OUT/{TRIALS_TABLE}, OUT/{EPOCHS_TABLE} (when the sweeps have per-epoch rows: "
+                    f"sweep folders, or {TRIALS_TABLE} files with their {EPOCHS_TABLE} beside them), "
+                    f"OUT/{REPORT_MD}, OUT/{REPORT_HTML}.")
     p.add_argument("sources", nargs="+", metavar="SWEEP",
-                   help="sweep folders (runs/NAME) or their report/trials.parquet files")
+                   help=f"sweep folders (runs/NAME) or their {REPORT_DIR}/{TRIALS_TABLE} files")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the comparison")
     p.set_defaults(func=main)
 
@@ -23,7 +25,6 @@ def main(args: argparse.Namespace) -> int:
     from ablate import api  # pandas and matplotlib: not for --help
 
     out = api.compare(*args.sources, out=args.out)
-    from sweep_format.layout import EPOCHS_TABLE, REPORT_HTML, REPORT_MD, TRIALS_TABLE
     from sweep_format.text import printable
 
     for name in (REPORT_HTML, REPORT_MD, TRIALS_TABLE, EPOCHS_TABLE):

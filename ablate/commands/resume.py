@@ -8,14 +8,15 @@ from pathlib import Path
 from ablate.commands.run import add_ray_options
 from ablate.session import check_connect_timeout, cluster_address
 from ablate.summary import conclude
+from sweep_format.layout import OPTUNA_DB, TRIALS_DIR
 from sweep_format.statuses import RETRYABLE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "resume", help="continue an interrupted sweep",
-        description="Continue an interrupted sweep from its own records (trials/), its Optuna study "
-                    "(optuna.db) and its weights-only checkpoints; nothing of Ray's experiment state is "
+        description=f"Continue an interrupted sweep from its own records ({TRIALS_DIR}/), its Optuna study "
+                    f"({OPTUNA_DB}) and its weights-only checkpoints; nothing of Ray's experiment state is "
                     "read back. Finished trials are kept, trials that were running continue from their "
                     "newest usable checkpoint, errored trials are retried, and trials that never started "
                     "start. One driver per sweep folder: a sweep still being run or resumed is refused.",

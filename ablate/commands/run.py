@@ -14,6 +14,7 @@ from ablate.session import (
 from ablate.summary import conclude
 from ablate.sweep_spec import MAX_SAMPLES, load_spec
 from ablate.trackers import TRACKERS
+from sweep_format.layout import MLFLOW_DIR, OPTUNA_DB, RAY_LOG, REPORT_DIR, SPEC_FILE, TRIALS_DIR, TUNE_DIR
 
 
 def count(least: int) -> Callable[[str], int]:
@@ -40,7 +41,7 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
                    help="with --address: give up when the cluster does not answer within this "
                         f"time (default {DEFAULT_CONNECT_TIMEOUT:g}, at most {MAX_CONNECT_TIMEOUT:g})")
     p.add_argument("--verbose", action="store_true",
-                   help="print Ray's own log lines too (default: they go to STORAGE/NAME/ray.log)")
+                   help=f"print Ray's own log lines too (default: they go to STORAGE/NAME/{RAY_LOG})")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,10 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "run", help="run an ablation sweep from a YAML search space",
         description="Run a DINO hyperparameter sweep described by a YAML spec (see "
                     "search_spaces/README.md) on Ray Tune. Results go to STORAGE/NAME/: the resolved spec "
-                    "(spec.yaml), ablate's trial records (trials/), the Optuna study (optuna.db), Ray's "
-                    "trial folders and checkpoints (tune/), Ray's own log (ray.log) and the report "
-                    "(report/). Progress: one view redrawn in place on a terminal, one line per event "
-                    "otherwise. Ctrl-C, SIGTERM or SIGHUP stop it cleanly (exit 130, 143, 129); an "
+                    f"({SPEC_FILE}), ablate's trial records ({TRIALS_DIR}/), the Optuna study ({OPTUNA_DB}), "
+                    f"Ray's trial folders and checkpoints ({TUNE_DIR}/), Ray's own log ({RAY_LOG}) and the "
+                    f"report ({REPORT_DIR}/). Progress: one view redrawn in place on a terminal, one line "
+                    "per event otherwise. Ctrl-C, SIGTERM or SIGHUP stop it cleanly (exit 130, 143, 129); an "
                     "interrupted sweep continues with `ablate resume STORAGE/NAME`.",
         epilog="example: ablate run search_spaces/temps.yaml --set trainer.epochs=2 "
                "--set search.num_samples=4 --set resources.gpu=0.25")
@@ -65,8 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--logger", dest="loggers", action="append", default=[], metavar="NAME",
                    choices=list(TRACKERS),
                    help="also log to this experiment tracker (repeatable; adds to the spec's `loggers`): "
-                        "tensorboard, mlflow (file store STORAGE/NAME/mlruns unless MLFLOW_TRACKING_URI), "
-                        "wandb (offline unless WANDB_API_KEY or WANDB_MODE)")
+                        f"tensorboard, mlflow (file store STORAGE/NAME/{MLFLOW_DIR} unless "
+                        "MLFLOW_TRACKING_URI), wandb (offline unless WANDB_API_KEY or WANDB_MODE)")
     add_ray_options(p)
     p.set_defaults(func=main)
 

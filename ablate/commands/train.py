@@ -67,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="data-parallel workers on a local Ray (Ray Train: DDP over gloo on CPU, NCCL "
                         "with one GPU each); batch_size is per worker, lr scales with the global batch; "
-                        "rank 0's lines also in DIR/train.log, Ray's in DIR/ray.log")
+                        f"rank 0's lines also in DIR/{TRAIN_LOG}, Ray's in DIR/{RAY_LOG}")
     p.set_defaults(func=main)
 
 
