@@ -27,7 +27,9 @@ def storage_failure(exc: OSError, args: argparse.Namespace) -> str:
     code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
     what = f"cannot write {exc.filename or 'the output'} ({code}: {exc.strerror})"
     if args.command == "train":
-        return (f"{what}; {args.out}/checkpoint.pt still holds the last finished epoch (a checkpoint "
+        from trainables.dino.trainer import CHECKPOINT_NAME  # torch: imported already by a training run
+
+        return (f"{what}; {args.out}/{CHECKPOINT_NAME} still holds the last finished epoch (a checkpoint "
                 f"is replaced only once fully written); free space, then "
                 f"`ablate train --out {args.out} --resume`")
     if args.command in ("run", "resume"):
