@@ -24,9 +24,9 @@ from reports import metric_words
 from reports.document import Document
 from reports.ranking import rank_points
 from sweep_format.layout import PLOTS_DIR
+from sweep_format.metrics import CPU, DEVICE_KINDS, GPU
 from sweep_format.values import fmt_value
 
-KINDS = ("GPU", "CPU")
 # Where a trial's wall time goes (``trial_split``), in the order the report and bench/sweep_profile.py
 # list it.
 SPLIT = {"training": "training steps (forward, backward, update)",
@@ -53,16 +53,17 @@ def trial_costs(epochs: pd.DataFrame) -> pd.DataFrame:
     if "device_seconds" not in epochs.columns or epochs.empty:
         return pd.DataFrame(columns=columns)
     rows = epochs[epochs["device_seconds"].notna()]
-    kinds = rows["device_kind"] if "device_kind" in rows.columns else pd.Series("GPU", index=rows.index)
+    kinds = rows["device_kind"] if "device_kind" in rows.columns else pd.Series(GPU, index=rows.index)
     out = pd.DataFrame({"trial_id": rows["trial_id"], "device_seconds": rows["device_seconds"].astype(float),
-                        "device_kind": kinds.fillna("CPU").astype(str)})
+                        "device_kind": kinds.fillna(CPU).astype(str)})
     return out.groupby("trial_id", sort=False).last().reset_index()
 
 
 def totals(costs: pd.DataFrame) -> dict[str, float]:
     """Seconds per device kind, GPU first."""
     sums = costs.groupby("device_kind")["device_seconds"].sum()
-    return {k: float(sums[k]) for k in [*KINDS, *sorted(set(sums.index) - set(KINDS))] if k in sums}
+    order = [*DEVICE_KINDS, *sorted(set(sums.index) - set(DEVICE_KINDS))]
+    return {k: float(sums[k]) for k in order if k in sums}
 
 
 def sweep_total(epochs: pd.DataFrame) -> str:

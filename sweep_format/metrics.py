@@ -18,6 +18,10 @@ LEGACY_METRICS = ("best_knn_top1",)
 MODES = ("max", "min")
 # the metrics whose better direction is not a matter of taste: ranking the other way is a mistake
 DIRECTION = {"knn_top1": "max", "knn_top5": "max", "loss": "min", "dino_loss": "min"}
+# ``device_kind``, reported beside ``device_seconds``: the unit of the cost (GPU share x wall seconds on a
+# GPU, process CPU seconds on CPU; never added together), GPU first as the reports list them
+GPU, CPU = "GPU", "CPU"
+DEVICE_KINDS = (GPU, CPU)
 
 
 def is_knn(metric: str) -> bool:

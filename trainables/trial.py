@@ -31,6 +31,7 @@ import torch
 
 from sweep_format import statuses
 from sweep_format.files import loads
+from sweep_format.metrics import CPU, GPU
 from sweep_format.records import knn_carried
 from trainables import cuda
 from trainables.checkpoint import DamagedFileError, UnsafeFileError, load_pt
@@ -447,7 +448,7 @@ class DeviceClock:
 
     def __init__(self, gpu_share: float = 0.0, workers: int = 1) -> None:
         self.workers, self.gpu_share = workers, gpu_share
-        self.kind = "GPU" if gpu_share > 0 else "CPU"
+        self.kind = GPU if gpu_share > 0 else CPU
         self.before = 0.0  # spent before the checkpoint this process resumed from
         self.wall0, self.cpu0 = time.perf_counter(), self.cpu_seconds()
 
