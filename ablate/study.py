@@ -37,7 +37,7 @@ from ablate.sweep_spec import SAMPLERS, SweepSpec
 from sweep_format import statuses
 from sweep_format.layout import OPTUNA_DB, TRIALS_DIR
 from sweep_format.records import is_damaged, read_record, read_records, record_path
-from sweep_format.study import RERUN_OF, latest, samples
+from sweep_format.study import RERUN_OF, StudyIndex, latest
 from sweep_format.values import PointIndex, same_point
 
 T = TypeVar("T")
@@ -75,6 +75,7 @@ class OptunaSource:
         self.alias: dict[int, int] = {}  # a point's number in a lost study -> its number in the rebuilt one
         self.shadows: dict[int, list[Any]] = {}  # a running point -> later asks of the same setting
         self.reruns: dict[int, Point] = {}  # a finished point some of whose repeats run again (resume)
+        self.index = StudyIndex()  # the study's trials by setting, kept up to date as they are added
 
     # --- opening ---------------------------------------------------------------------------------
     def open(self, records: list[dict[str, Any]], retry: tuple[str, ...] = ()) -> list[Job]:
@@ -91,6 +92,7 @@ class OptunaSource:
             self.study.sampler = optuna_sampler(self.spec, asked=len(self.study.trials))
         jobs: list[Job] = []
         asked = self.asked()
+        self.index = StudyIndex(asked)
         by_point = Seen(PointIndex((dict(t.params), t) for t in asked),  # once: a scan per trial was n^2
                         PointIndex((r.get("params") or {}, r) for r in records if not is_damaged(r)))
         for trial in asked:
@@ -166,6 +168,7 @@ class OptunaSource:
 
         while self._guard(self.samples) < int(self.spec.search.num_samples or 0):
             trial = self._guard(lambda: self.study.ask(self.distributions))
+            self.index.add(trial.number, trial._trial_id, trial.params)
             earlier = self._guard(partial(self._asked_before, dict(trial.params), trial.number))
             if earlier is None:
                 self.trials[trial.number] = trial
@@ -174,13 +177,13 @@ class OptunaSource:
             if earlier.state == optuna.trial.TrialState.RUNNING:
                 self.shadows.setdefault(earlier.number, []).append(trial)
             else:
-                told = latest(self.asked(), earlier)
+                told = self._trial(self.index.latest(earlier.number))
                 self._guard(partial(self._tell_like, trial, told.state, told.value))
         return []
 
     def samples(self) -> int:
         """The settings asked for so far (``search.num_samples`` of them in all; re-runs do not count)."""
-        return samples(self.asked())
+        return self.index.samples
 
     def asked(self) -> list[Any]:
         """The study's trials as stored, read without Optuna's deep copy of every one (``study.trials``
@@ -192,8 +195,24 @@ class OptunaSource:
         asked before trial ``number`` with the same ``params``."""
         if asked is not None:
             return next((t for t in asked.all(params) if t.number < number), None)
-        return next((t for t in self.asked() if t.number < number and same_point(dict(t.params), params)),
-                    None)
+        first = next((n for n in self.index.asked(params) if n < number), None)
+        return None if first is None else self._trial(first)
+
+    def _trial(self, number: int) -> Any:
+        """Trial ``number`` of the study as stored now (frozen), read alone."""
+        return self.study._storage.get_trial(self.index.ids[number])
+
+    def _catch_up(self) -> None:
+        """Into the index, the trials added to the study since it last learned of one (``add_trial``
+        says no number): read one by one, by number."""
+        storage, study_id = self.study._storage, self.study._study_id
+        while True:
+            try:
+                trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, len(self.index))
+            except KeyError:
+                return
+            trial = storage.get_trial(trial_id)
+            self.index.add(trial.number, trial_id, trial.params, trial.user_attrs)
 
     def value(self, rec: dict[str, Any]) -> float | None:
         """A repeat's value for the study (ablate.records.search_value)."""
@@ -242,11 +261,13 @@ class OptunaSource:
             return
         del self.reruns[point.number]
         state, value = outcome(point)
-        for told in [t for t in self.study.trials if t.number >= point.number and RERUN_OF not in t.user_attrs
-                     and t.state.is_finished() and same_point(dict(t.params), point.params)]:
+        same = [self._trial(n) for n in self.index.asked(point.params)
+                if n >= point.number and n not in self.index.reruns]
+        for told in [t for t in same if t.state.is_finished()]:
             self.study.add_trial(optuna.trial.create_trial(
                 params=point.params, distributions=self.distributions, state=state, value=value,
                 user_attrs={RERUN_OF: told.number}))
+        self._catch_up()
 
     # --- a lost, damaged or full study -----------------------------------------------------------
     def _storage(self) -> Any:
@@ -292,6 +313,7 @@ class OptunaSource:
             self.study = new_study(optuna.storages.InMemoryStorage(), self.spec, self.study.sampler)
         self.shadows.clear()  # repeated asks of the lost study: the new one never had them
         self._fill(read_records(self.sweep_dir), why + moved(kept))
+        self.index = StudyIndex(self.asked())
         reruns, self.reruns = self.reruns, {}
         for number, point in reruns.items():  # re-run repeats still to end: the new study's number
             found = self._asked_before(point.params, len(self.study.trials))

@@ -7,6 +7,7 @@ import io
 import math
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -114,3 +115,120 @@ def test_resuming_reads_the_study_as_often_for_20_points_as_for_2(tmp_path: Path
     """It deep-copied every trial of the study once per trial: 2,500 points took 8 minutes."""
     (tmp_path / "few").mkdir(), (tmp_path / "many").mkdir()
     assert study_reads(tmp_path / "many", 20, monkeypatch) == study_reads(tmp_path / "few", 2, monkeypatch)
+
+
+def step_study(folder: Path, trials: list[tuple[float, float, str, dict]], step: str = "0.05",
+               num_samples: int = 40) -> Any:
+    """An Optuna sweep (8 settings with ``step`` 0.05) whose study already holds ``trials`` (teacher_temp,
+    student_temp, state, user attributes), and its OptunaSource, opened."""
+    import optuna
+
+    from ablate.study import OptunaSource, new_study, optuna_distributions
+
+    spec = load_spec(write_spec(folder, f"""
+name: s
+trainer: {TINY_TRAINER}
+space:
+  teacher_temp: {{type: choice, values: [0.04, 0.07]}}
+  student_temp: {{type: float, low: 0.05, high: 0.2, step: {step}}}
+search: {{algorithm: optuna, sampler: random, num_samples: {num_samples}, seed: 0}}
+repeats: 2
+"""))
+    study = new_study(optuna.storages.RDBStorage(f"sqlite:///{folder / 'optuna.db'}"), spec)
+    for teacher, student, state, attrs in trials:
+        study.add_trial(optuna.trial.create_trial(
+            params={"teacher_temp": teacher, "student_temp": student},
+            distributions=optuna_distributions(spec), state=optuna.trial.TrialState[state],
+            value=40.0 if state == "COMPLETE" else None, user_attrs=attrs))
+    source = OptunaSource(spec, folder)
+    source.open([])  # no records: the running trials' repeats are jobs, the finished ones stay
+    return source
+
+
+def nudged(params: dict[str, Any]) -> dict[str, Any]:
+    """The same point (values_equal) written another way: 0.1 as 0.10000000001."""
+    return {k: v * (1 + 1e-10) if isinstance(v, float) else v for k, v in params.items()}
+
+
+def assert_the_index_is_a_scan(source: Any) -> None:
+    """What the source answers from its StudyIndex is what a scan of the whole study answered (the code
+    before the index, pasted): the settings asked, the first ask of a setting, a trial's latest value."""
+    from sweep_format.study import latest, samples
+    from sweep_format.values import same_point
+
+    asked = source.asked()
+    assert source.samples() == samples(asked)
+    for t in asked:
+        for params in (dict(t.params), nudged(t.params)):
+            for number in (t.number, t.number + 1, len(asked)):
+                found = source._asked_before(params, number)
+                scan = next((u for u in asked if u.number < number and same_point(dict(u.params), params)),
+                            None)
+                assert (found and (found.number, found.state)) == (scan and (scan.number, scan.state))
+        assert source.index.latest(t.number) == latest(asked, t).number
+
+
+def test_the_studys_index_answers_what_a_scan_of_the_study_answers(tmp_path: Path) -> None:
+    """OptunaSource keeps its study's trials by setting (sweep_format.study.StudyIndex) as it asks for
+    points and tells re-runs, instead of reading and comparing every trial for each new point: after
+    each ask, tell and re-run, its answers are a scan's. Settings come again (8 in all), some wait for
+    a running ask of theirs, one value is 0.1 written as 0.10000000001, re-runs replace trials."""
+    from ablate.study import Point
+    from sweep_format.study import RERUN_OF
+    from sweep_format.values import same_point
+
+    source = step_study(tmp_path, [(0.04, 0.1, "COMPLETE", {}), (0.07, 0.15, "FAIL", {}),
+                                   (0.04, 0.1 * (1 + 1e-10), "COMPLETE", {}),
+                                   (0.04, 0.1, "COMPLETE", {RERUN_OF: 0}), (0.07, 0.2, "RUNNING", {}),
+                                   (0.04, 0.1, "COMPLETE", {RERUN_OF: 0}),
+                                   (0.07, 0.15, "COMPLETE", {RERUN_OF: 1})])
+    assert_the_index_is_a_scan(source)
+    for i in range(12):
+        jobs = source.next_jobs()
+        if i % 3:  # the others keep running: their setting's later asks wait for them
+            for job in jobs:
+                source.finished(job, "none", error=True)
+        assert_the_index_is_a_scan(source)
+    assert source.shadows and source.samples() == 40
+    first = source.asked()[0]
+    asked = source.asked()
+    replaced = [t.number for t in asked if t.number >= 0 and RERUN_OF not in t.user_attrs
+                and t.state.is_finished() and same_point(dict(t.params), dict(first.params))]
+    source.reruns[0] = point = Point(0, dict(first.params), {0: 55.0, 1: None})
+    source.retell(point)  # ``ablate resume`` ran a repeat of setting 0 again: every ask of it told anew
+    told = source.asked()[len(asked):]
+    assert [t.user_attrs[RERUN_OF] for t in told] == replaced and {t.value for t in told} == {55.0}
+    assert_the_index_is_a_scan(source)
+
+
+def test_asking_for_a_point_reads_and_compares_no_trial_of_the_study(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """It read every trial of the study twice and compared the new point with each: 5,000 trials, 18 ms
+    of each new point (bench/driver_events.py)."""
+    import sweep_format.values as values
+    from ablate.study import OptunaSource
+
+    def reads(folder: Path, trials: int) -> tuple[int, int]:
+        folder.mkdir()
+        source = step_study(folder, [(0.04, 0.05 + 0.05 * (i % 4), "COMPLETE", {}) for i in range(trials)],
+                            step="null", num_samples=trials + 3)  # new settings: none asked again
+        counts = [0, 0]
+        asked, same_point = OptunaSource.asked, values.same_point
+
+        def counted(which: int, call: Any) -> Any:
+            def wrapped(*args: Any) -> Any:
+                counts[which] += 1
+                return call(*args)
+            return wrapped
+
+        with monkeypatch.context() as patch:
+            patch.setattr(OptunaSource, "asked", counted(0, asked))
+            patch.setattr(values, "same_point", counted(1, same_point))
+            for _ in range(3):
+                for job in source.next_jobs():
+                    source.finished(job, "none", error=True)
+        return counts[0], counts[1]
+
+    few, many = reads(tmp_path / "few", 4), reads(tmp_path / "many", 40)
+    assert few == many == (0, 3)  # no read of the study; each new point compared with itself alone
+
