@@ -23,11 +23,11 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 from ray.tune import Callback
 
+from ablate.live_rows import Rows, TrialRow
 from ablate.recorder import TrialRecorder, record_id
 from ablate.records import error_text
 from sweep_format import statuses
@@ -38,26 +38,6 @@ RECENT = 6  # finished trials kept in the terminal table
 # n^2 (5,000 trials: 2.8 s a trial end). The terminal's best line is ranked again at most this often
 # (seconds) once a trial has ended, and at the view's last draw; off a terminal only end() prints it.
 BEST_EVERY = 5.0
-
-
-@dataclass
-class TrialRow:
-    """What the view knows about one trial."""
-
-    trial_id: str
-    params: dict[str, Any]
-    number: int  # 1-based, in the order trials started
-    planned: int  # its epochs (a searched ``epochs`` gives trials different schedules)
-    epoch: int = 0
-    loss: float | None = None
-    knn_top1: float | None = None
-    outcome: str = statuses.RUNNING
-    reason: str = ""
-    collapsing: bool = False  # the stop rule's collapse condition holds (trainables/stop_rules.py)
-    epoch_times: list[float] = field(default_factory=list)
-    ended_at: float | None = None
-    restore_note: str = ""  # the checkpoint its trainable could not restore from, once said
-    restored_from: int | None = None  # the epoch of the checkpoint it continued from, once said
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -81,7 +61,7 @@ class LiveView(Callback):
         self.stream = stream
         self.interactive = interactive
         self.every = every or max(1, math.ceil(spec.longest_epochs() / 3))  # ~3 epoch lines per trial
-        self.rows: dict[str, TrialRow] = {}
+        self.rows = Rows()  # by record id, with the sums each redraw reads kept up to date
         self.started = time.time()
         self._live: Any = None
         for rec in sorted(recorder.records.values(), key=lambda r: r.get("created_at") or 0.0):
@@ -110,7 +90,8 @@ class LiveView(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         row = self._row(trial)
-        row.outcome, row.ended_at = statuses.RUNNING, None
+        with self.rows.changing(row):
+            row.outcome, row.ended_at = statuses.RUNNING, None
         if not self.is_terminal:
             # where it continues is its newest usable checkpoint's epoch, which its first result says
             again = f"  (resumed; recorded up to epoch {row.epoch})" if row.epoch else ""
@@ -135,9 +116,10 @@ class LiveView(Callback):
             self._line(f"trial {row.number}/{self.num_trials} {row.trial_id}  continues from epoch "
                        f"{restored} (its newest usable checkpoint)")
         row.restored_from = restored if isinstance(restored, int) else row.restored_from
-        if new and not result.get("replayed"):  # a replayed epoch's time is the trial's start
-            row.epoch_times.append(float(result.get("time_this_iter_s") or 0.0))
-        row.epoch = int(epoch) if isinstance(epoch, (int, float)) else row.epoch
+        with self.rows.changing(row):
+            if new and not result.get("replayed"):  # a replayed epoch's time is the trial's start
+                row.epoch_times.append(float(result.get("time_this_iter_s") or 0.0))
+            row.epoch = int(epoch) if isinstance(epoch, (int, float)) else row.epoch
         row.loss = _number(result.get("loss"), row.loss)
         row.knn_top1 = _number(result.get("knn_top1"), row.knn_top1)
         row.collapsing = bool(result.get("collapsed", row.collapsing))  # the trainable's verdict
@@ -181,8 +163,8 @@ class LiveView(Callback):
         tid = record_id(trial)
         if tid not in self.rows:
             config = getattr(trial, "config", {}) or {}
-            self.rows[tid] = TrialRow(tid, {p: config.get(p) for p in self.params}, len(self.rows) + 1,
-                                      self._planned(self.recorder.records.get(tid)))
+            self.rows.add(TrialRow(tid, {p: config.get(p) for p in self.params}, len(self.rows) + 1,
+                                   self._planned(self.recorder.records.get(tid))))
         return self.rows[tid]
 
     def _planned(self, rec: dict[str, Any] | None) -> int:
@@ -192,21 +174,22 @@ class LiveView(Callback):
 
     def _from_record(self, rec: dict[str, Any]) -> None:
         rows = rec.get("epochs") or []
-        row = self.rows[rec["trial_id"]] = TrialRow(rec["trial_id"], dict(rec.get("params") or {}),
-                                                     len(self.rows) + 1, self._planned(rec))
+        row = TrialRow(rec["trial_id"], dict(rec.get("params") or {}), len(self.rows) + 1, self._planned(rec))
         row.epoch = max((r.get("epoch", 0) for r in rows), default=0)
         row.loss = _number(rows[-1].get("loss") if rows else None, None)
         row.knn_top1 = _number(rows[-1].get("knn_top1") if rows else None, None)
         row.outcome, row.reason = str(rec.get("status")), str(rec.get("reason") or "")
         if statuses.is_final(rec.get("status")):
             row.ended_at = float(rec.get("updated_at") or 0.0)
+        self.rows.add(row)
 
     def _ended(self, row: TrialRow) -> None:
         rec = self.recorder.records.get(row.trial_id, {})  # the recorder has written the trial's end
         row.outcome, row.reason = str(rec.get("status") or statuses.COMPLETED), str(rec.get("reason") or "")
         row.collapsing = bool(rec.get("collapsed"))
-        row.ended_at = time.time()
-        done = sum(r.ended_at is not None for r in self.rows.values())
+        with self.rows.changing(row):
+            row.ended_at = time.time()
+        done = self.rows.ended
         text = (f"trial {row.trial_id}  {row.outcome}  {self._metrics(row)}  epochs {row.epoch}/{row.planned}"
                 + (f"  reason: {row.reason}" if row.reason and row.outcome != statuses.COMPLETED else "")
                 + f"  [{done}/{self.num_trials} done, ETA {fmt_duration(self.eta())}]")
@@ -216,24 +199,22 @@ class LiveView(Callback):
         self._refresh()
 
     def epochs_done(self) -> int:
-        return sum(r.epoch for r in self.rows.values())
+        return self.rows.epochs_done
 
     def epochs_planned(self) -> int:
         """Every trial's schedule, less what ended trials will never run."""
         unseen = max(0, self.num_trials - len(self.rows))  # not started: the baseline's schedule
-        return unseen * self.epochs + sum(r.epoch if r.ended_at is not None else max(r.planned, r.epoch)
-                                          for r in self.rows.values())
+        return unseen * self.epochs + self.rows.epochs_planned
 
     def eta(self) -> float | None:
         """Seconds left: epochs left x measured seconds per epoch / trials running at once."""
-        times = [t for r in self.rows.values() for t in r.epoch_times if t > 0]
         left = self.epochs_planned() - self.epochs_done()
         if left <= 0:
             return 0.0
-        if not times:
+        mean = self.rows.mean_time()
+        if mean is None:
             return None
-        running = sum(r.ended_at is None for r in self.rows.values())
-        return left * (sum(times) / len(times)) / max(1, running)
+        return left * mean / max(1, len(self.rows) - self.rows.ended)
 
     def best_text(self, finished_only: bool = False) -> str:
         """The best configuration by the one ranking rule, as the summary words it; while no trial
@@ -302,7 +283,7 @@ class LiveView(Callback):
         from rich.table import Table
         from rich.text import Text
 
-        done = sum(r.ended_at is not None for r in self.rows.values())
+        done = self.rows.ended
         planned = max(1, self.epochs_planned())
         head = Table.grid(padding=(0, 1))
         head.add_row(ProgressBar(total=planned, completed=self.epochs_done(), width=30),
@@ -319,10 +300,7 @@ class LiveView(Callback):
         return Group(head, table, Text(self.drawn_best(final)))
 
     def _shown(self) -> list[TrialRow]:
-        running = [r for r in self.rows.values() if r.ended_at is None]
-        ended = sorted((r for r in self.rows.values() if r.ended_at is not None),
-                       key=lambda r: r.ended_at or 0.0)[-RECENT:]
-        return running + ended[::-1]
+        return self.rows.running() + self.rows.recent(RECENT)
 
 
 def _number(value: Any, default: float | None) -> float | None:
