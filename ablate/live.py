@@ -38,6 +38,9 @@ RECENT = 6  # finished trials kept in the terminal table
 # n^2 (5,000 trials: 2.8 s a trial end). The terminal's best line is ranked again at most this often
 # (seconds) once a trial has ended, and at the view's last draw; off a terminal only end() prints it.
 BEST_EVERY = 5.0
+# ... and never more often than this many times its own last duration, so that ranking keeps at most
+# about a tenth of the driver however large the sweep (0.2-0.7 s at 5,000 trials).
+BEST_SHARE = 10.0
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -67,6 +70,7 @@ class LiveView(Callback):
         for rec in sorted(recorder.records.values(), key=lambda r: r.get("created_at") or 0.0):
             self._from_record(rec)  # an earlier run's trials: the view covers the whole sweep
         self.best_line, self.best_stale, self.best_at = "", True, -math.inf  # ranked when first drawn
+        self.best_cost = 0.0  # seconds the last ranking took
 
     # --- pickling: Tune saves its callbacks with the experiment; a stream is not picklable -------
     def __getstate__(self) -> dict[str, Any]:
@@ -233,9 +237,12 @@ class LiveView(Callback):
     def drawn_best(self, final: bool = False) -> str:
         """The terminal's best line: ranked again once a trial has ended, at most every BEST_EVERY
         seconds, and at the last draw (``final``)."""
-        due = time.monotonic() - self.best_at >= BEST_EVERY
+        due = time.monotonic() - self.best_at >= max(BEST_EVERY, BEST_SHARE * self.best_cost)
         if self.best_stale and (final or due):
-            self.best_line, self.best_stale, self.best_at = self.best_text(), False, time.monotonic()
+            start = time.monotonic()
+            self.best_line, self.best_stale = self.best_text(), False
+            self.best_at = time.monotonic()
+            self.best_cost = self.best_at - start
         return self.best_line
 
     # --- text ------------------------------------------------------------------------------------

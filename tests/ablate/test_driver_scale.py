@@ -83,6 +83,30 @@ def test_on_a_terminal_the_best_line_is_ranked_at_most_every_few_seconds(
     assert view.best_line in out.getvalue()
 
 
+def test_a_ranking_that_takes_long_is_repeated_less_often(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """However large the sweep, ranking keeps about a tenth of the driver: after a ranking that took
+    2 s, the next waits 20 s (BEST_SHARE x 2 s), not BEST_EVERY's 5 s."""
+    recorder, _ = grid_sweep(tmp_path, 1)
+    view = LiveView(recorder, stream=io.StringIO(), interactive=True)
+    clock = [100.0]
+    monkeypatch.setattr(live.time, "monotonic", lambda: clock[0])
+    ranked: list[float] = []
+
+    def slow_ranking(finished_only: bool = False) -> str:
+        ranked.append(clock[0])
+        clock[0] += 2.0
+        return f"best {len(ranked)}"
+
+    monkeypatch.setattr(view, "best_text", slow_ranking)
+    for _ in range(30):  # a trial ends every second
+        view.best_stale = True
+        view.drawn_best()
+        clock[0] += 1.0
+    assert ranked[0] == 100.0 and [b - a for a, b in zip(ranked, ranked[1:], strict=False)] == [22.0]
+    assert view.drawn_best(final=True) == "best 3"  # the last draw ranks whatever the wait
+
+
 def study_reads(folder: Path, points: int, monkeypatch: pytest.MonkeyPatch) -> int:
     """How often opening a study of ``points`` finished settings (``ablate resume``) copies all its trials."""
     import optuna
