@@ -182,7 +182,8 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
     if data["collapsed"].fillna(False).any():
         handles.append(Line2D([], [], ls="", marker="x", color=COLLAPSE_COLOR))
         labels.append("collapsed trial")
-    ax.legend(handles, labels, fontsize=8, loc="best")
+    # beside the axes: inside, "best" still sat on trials wherever values spread over the whole height
+    ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return save(fig, out)
 
 

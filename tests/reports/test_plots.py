@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -260,3 +261,23 @@ def test_the_parallel_plot_marks_collapsed_trials(drawn: list[Figure], tmp_path:
     plots.parallel_plot(trials.assign(collapsed=pd.array([True] * 3, dtype="boolean")), ["teacher_temp"],
                         tmp_path / "q.png")
     assert len(drawn[1].axes) == 1  # every trial red: no colour bar of a scale no line uses
+
+
+def test_the_effect_plots_legend_covers_no_trial(drawn: list[Figure], tmp_path: Path) -> None:
+    """Trials spread over the whole height at every value (a searched parameter whose other
+    parameters vary): inside the axes, loc="best" still put the legend on some of them."""
+    values = [0, 1, 2] * 4
+    knn = [50.0, 44.0, 31.0, 36.0, 33.0, 49.5, 44.2, 34.0, 43.5, 31.5, 36.3, 40.0]
+    trials = pd.DataFrame({"warmup": values, "knn_top1": knn, "point": range(12),
+                           "collapsed": pd.array([k < 37 for k in knn], dtype="boolean")})
+    assert plots.effect_plot(trials, "warmup", tmp_path / "e.png", categorical=True,
+                             reference={"pixel_knn_top1": 22.9, "untrained_knn_top1": 29.8}) is not None
+    (fig,) = drawn
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    points = np.concatenate([c.get_offsets() for c in ax.collections if isinstance(c, PathCollection)])
+    on_screen = ax.transData.transform(points)
+    inside = ((on_screen[:, 0] >= legend.x0) & (on_screen[:, 0] <= legend.x1)
+              & (on_screen[:, 1] >= legend.y0) & (on_screen[:, 1] <= legend.y1))
+    assert len(points) == 12 and not inside.any()
