@@ -224,12 +224,12 @@ def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:
     a truncated or non-image file stops the run before training instead of in the middle.
     """
     from torchvision.datasets import ImageFolder
-    from torchvision.datasets.folder import IMG_EXTENSIONS
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 
     empty = ConfigError(f"{folder}: no image files (expected one sub-folder per class holding "
                         f"{', '.join(IMG_EXTENSIONS)} files)")
     try:
-        ds = ImageFolder(folder, loader=open_rgb, allow_empty=True)
+        classes, _ = find_classes(folder)
     except FileNotFoundError:  # not even a class folder
         raise empty from None
     except OSError as exc:  # the folder itself cannot be listed (permissions)
@@ -237,15 +237,17 @@ def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:
                           "its images") from None
     unlisted: list[OSError] = []  # torchvision walks the class folders and skips what it cannot list
     left_out: list[str] = []  # and the files whose extension is not an image's
-    for name in ds.classes:
-        for top, _, files in os.walk(folder / name, onerror=unlisted.append, followlinks=True):
+    for name in classes:
+        for top, dirs, files in os.walk(folder / name, onerror=unlisted.append, followlinks=True):
             left_out += [os.path.join(top, f) for f in files
                          if not f.startswith(".") and not f.lower().endswith(IMG_EXTENSIONS)]
+            check_no_link_loop(top, dirs)
     if unlisted:
         more = f" (and {len(unlisted) - 1} more)" if len(unlisted) > 1 else ""
         raise ConfigError(f"{unlisted[0].filename}: cannot be read ({unlisted[0].strerror}){more}; its "
                           "images would be left out of the dataset without a word: make it readable, or "
                           "move it out of the folder")
+    ds = ImageFolder(folder, loader=open_rgb, allow_empty=True)
     bad = unreadable_images([path for path, _ in ds.samples], str(folder.resolve()))
     if bad and not skip_bad:
         path, problem = bad[0]
@@ -267,6 +269,21 @@ def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:
     if not ds.samples:
         raise empty
     return ds
+
+
+def check_no_link_loop(top: str, dirs: list[str]) -> None:
+    """ConfigError when a sub-folder of ``top`` is a symbolic link to ``top`` or a folder holding it:
+    torchvision follows links, so it would read the same images again under each turn of the loop (40
+    deep, until the kernel's limit), all labelled with this class, or walk the whole disk for a link to /."""
+    links = [d for d in dirs if os.path.islink(os.path.join(top, d))]
+    if not links:
+        return
+    here = os.path.realpath(top)
+    for name in links:
+        target = os.path.realpath(os.path.join(top, name))
+        if here == target or here.startswith(target.rstrip(os.sep) + os.sep):
+            raise ConfigError(f"{os.path.join(top, name)}: a symbolic link to {target}, a folder that holds "
+                              "it, so its images would be read again and again; remove the link")
 
 
 def build_datasets(cfg: DINOConfig) -> tuple[Dataset, Dataset]:

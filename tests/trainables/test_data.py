@@ -348,6 +348,22 @@ def test_a_folder_that_cannot_be_listed_is_named_not_left_out(tmp_path: Path, mo
         build_datasets(cfg)
 
 
+@pytest.mark.parametrize("target", ["..", ".", "/"])
+def test_a_link_to_a_folder_holding_it_is_refused_not_walked(tmp_path: Path, target: str):
+    """A class folder holding a symbolic link to itself or a folder above it (``ln -s .. loop``): torchvision
+    follows links, so it read the images again under each turn of the loop until the kernel's limit (40
+    copies of every image, the other classes' under this class's label), or walked the disk for ``/``."""
+    root = write_image_folder(tmp_path / "data", n=4)
+    (root / "train" / "a" / "loop").symlink_to(target)
+    cfg = DINOConfig(dataset="imagefolder", data_path=str(root), global_crops_size=16, local_crops_size=8)
+    with pytest.raises(ConfigError, match=r"train/a/loop: a symbolic link to .*, a folder that holds it"):
+        build_datasets(cfg)
+    (root / "train" / "a" / "loop").unlink()
+    (root / "train" / "a" / "more").symlink_to(root / "val" / "a")  # images elsewhere: read once, as they are
+    train, _ = build_datasets(cfg)
+    assert len(train) == 12
+
+
 def test_a_step_larger_than_a_bundled_dataset_is_refused_by_the_input_check():
     """`ablate train --workers 3 --set batch_size=1500` started Ray and its workers, which each refused
     the 4,500-image step of digit_scenes (4,311 images); the input check sizes it before anything runs."""
