@@ -20,7 +20,7 @@ import pandas as pd
 
 from reports.columns import EPOCH_HEAD, HEAD_COLUMNS, TAIL_COLUMNS
 from reports.sweepdir import SweepDir, open_sweep
-from sweep_format.records import knn_measured, read_records
+from sweep_format.records import EPOCH_FLAGS, EPOCH_INTEGERS, EPOCH_NUMBERS, knn_measured, read_records
 from sweep_format.statuses import RUNNING, describe_counts
 from sweep_format.text import printable
 
@@ -163,8 +163,13 @@ def param_dtype(entry: Any, values: list[Any] | None, observed: list[Any]) -> st
     return infer_dtype(values if values is not None else observed)
 
 
+def present_values(values: list[Any]) -> list[Any]:
+    """The values that are there: not None, not NaN."""
+    return [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+
+
 def infer_dtype(values: list[Any]) -> str:
-    present = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    present = present_values(values)
     if present and all(isinstance(v, bool) for v in present):
         return "boolean"
     if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
@@ -216,8 +221,22 @@ def typed_epochs(df: pd.DataFrame) -> pd.DataFrame:
     columns = [*EPOCH_HEAD, *(c for c in df.columns if c not in EPOCH_HEAD)]
     df = df[columns].copy()
     for col in columns:
-        df[col] = as_dtype(df[col], EPOCH_HEAD.get(col) or infer_dtype(df[col].tolist()))
+        df[col] = as_dtype(df[col], EPOCH_HEAD.get(col) or epoch_dtype(col, df[col].tolist()))
     return df
+
+
+# The kind of an epoch field the record format knows, for a column no row has a value of: inferred from
+# nothing, it was a text column (every trial's kl_teacher_student null), which epochs.parquet promised as
+# a number and the collapse plot could not draw ('ablate report' ended in a TypeError).
+KNOWN_EPOCH_DTYPES = {**dict.fromkeys(EPOCH_NUMBERS, "float64"), **dict.fromkeys(EPOCH_FLAGS, "boolean"),
+                      **dict.fromkeys(EPOCH_INTEGERS, "Int64")}
+
+
+def epoch_dtype(col: str, values: list[Any]) -> str:
+    """The type of an epoch column: that of its values, or where none has one, the record format's."""
+    if col in KNOWN_EPOCH_DTYPES and not present_values(values):
+        return KNOWN_EPOCH_DTYPES[col]
+    return infer_dtype(values)
 
 
 def native(value: Any) -> Any:

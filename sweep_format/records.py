@@ -64,12 +64,12 @@ EPOCH_NUMBERS = (*METRICS, "ln_out_dim", "lr", "weight_decay", "teacher_temp", "
                  "epoch_time_s", "images_per_s", "data_wait_s", "data_wait_share", "knn_eval_s",
                  "gpu_mem_peak_gb", "device_seconds", "time_total_s", "timestamp", "started_at",
                  "reported_at")
+EPOCH_FLAGS = ("knn_evaluated", "collapsed", "replayed", "loss_at_ln_out_dim")
+EPOCH_INTEGERS = ("restored_from_epoch", "training_iteration", "workers")
 EPOCH_FIELDS: dict[str, tuple[str, Any]] = {
     **dict.fromkeys(EPOCH_NUMBERS, ("a number", lambda v: v is None or is_number(v))),
-    **dict.fromkeys(("knn_evaluated", "collapsed", "replayed", "loss_at_ln_out_dim"),
-                    ("true or false", lambda v: v is None or isinstance(v, bool))),
-    **dict.fromkeys(("restored_from_epoch", "training_iteration", "workers"),
-                    ("an integer", lambda v: v is None or is_int(v))),
+    **dict.fromkeys(EPOCH_FLAGS, ("true or false", lambda v: v is None or isinstance(v, bool))),
+    **dict.fromkeys(EPOCH_INTEGERS, ("an integer", lambda v: v is None or is_int(v))),
 }
 
 

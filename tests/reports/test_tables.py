@@ -150,3 +150,18 @@ def test_an_epoch_is_its_records_whatever_keys_it_holds(tmp_path: Path) -> None:
     _, epochs = load_trials(crafted_sweep(tmp_path, [good_record("a"), crafted]))
     assert epochs[["sweep", "trial_id", "epoch"]].values.tolist() == [
         ["crafted", "a", 0], ["crafted", "a", 1], ["crafted", "b", 0], ["crafted", "b", 1]]
+
+
+def test_a_metric_no_epoch_has_a_value_of_is_a_number_column(tmp_path: Path) -> None:
+    """A record whose every epoch has kl_teacher_student null (the format allows it): the column was
+    typed from no value as text, in epochs.parquet where the schema has a number, and the report's
+    collapse plot, drawing it, ended 'ablate report' in a TypeError."""
+    from reports.plots import collapse_plot
+
+    rec = good_record("a")
+    for row in rec["epochs"]:
+        row.update(teacher_entropy=1.0, kl_teacher_student=None, knn_evaluated=None)
+    trials, epochs = load_trials(crafted_sweep(tmp_path, [rec]))
+    dtypes = epochs.dtypes.astype(str)
+    assert (dtypes["kl_teacher_student"], dtypes["knn_evaluated"]) == ("float64", "boolean")
+    assert collapse_plot(epochs, trials, tmp_path / "collapse.png") == tmp_path / "collapse.png"
