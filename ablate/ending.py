@@ -170,6 +170,7 @@ def run_to_end(tuner: Any, sweep_dir: Path, total: int, signals: Signals) -> Non
     watcher = _TuneInterrupt()
     logger = logging.getLogger("ray.tune.tune")
     logger.addFilter(watcher)
+    sigint = signal.getsignal(signal.SIGINT)
     try:
         tuner.fit()
     except BaseException as exc:
@@ -186,6 +187,10 @@ def run_to_end(tuner: Any, sweep_dir: Path, total: int, signals: Signals) -> Non
         raise stopped_by_error(sweep_dir, exc) from None
     finally:
         logger.removeFilter(watcher)
+        # Tune leaves its SIGINT handler in place when the fit ends: a Ctrl-C in Ray's shutdown or the
+        # report, and a SIGTERM or SIGHUP (Signals hands them to it), only set Tune's flag, and the
+        # driver wrote its report and exited 0
+        signal.signal(signal.SIGINT, sigint)
     # Ray's log line, or (should a Ray version word it differently) trials left unfinished.
     unfinished = [r for r in read_records(sweep_dir) if statuses.is_unfinished(r.get("status"))]
     if watcher.seen or unfinished or signals.received:

@@ -109,15 +109,25 @@ def resume_hint(sweep_dir: Path, done: int | None, total: int | None) -> str:
 
 
 def conclude(sweep_dir: Path, total: int, interrupted: bool = False, exit_code: int = 130) -> int:
-    """``finish``, and the resume hint even when a second Ctrl-C cuts the report short."""
+    """``finish``, and the resume hint even when a signal cuts the report short. SIGTERM and SIGHUP
+    stop it as Ctrl-C does: past the sweep's own handlers, they killed the driver in the report
+    without a word (exit 143, no report, no hint), where Ctrl-C printed the hint."""
+    from ablate.ending import Signals
+    from ablate.ending import exit_code as signal_exit
+
     try:
-        return finish(sweep_dir, total, interrupted, exit_code)
-    except KeyboardInterrupt:
+        with Signals():
+            return finish(sweep_dir, total, interrupted, exit_code)
+    except KeyboardInterrupt as exc:
         from sweep_format.records import read_records
 
         done = sum(statuses.is_final(r.get("status")) for r in read_records(sweep_dir))
-        print(resume_hint(sweep_dir, done, total), file=sys.stderr)
-        return exit_code if interrupted else 130
+        if interrupted or done < total:
+            print(resume_hint(sweep_dir, done, total), file=sys.stderr)
+        else:
+            print(f"ablate: interrupted while writing the report: {done} of {total} trials finished; "
+                  f"`ablate report {sweep_dir}` writes it", file=sys.stderr)
+        return exit_code if interrupted else signal_exit(exc)
 
 
 def attention_panel(sweep: SweepDir, trials: pd.DataFrame) -> None:

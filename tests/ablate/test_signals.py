@@ -223,3 +223,51 @@ def test_a_ctrl_c_before_any_trial_started_is_said_once_as_interrupted(tmp_path:
     err = capsys.readouterr().err
     assert f"ablate: interrupted: 0 of 2 trials finished; continue with `ablate resume {sweep}`" in err
     assert "sweep done" not in err
+
+
+def test_tunes_ctrl_c_handler_is_given_back_once_the_sweep_is_done(tmp_path: Path) -> None:
+    """Tune installs its SIGINT handler in the fit and leaves it there when the fit ends: a Ctrl-C in
+    Ray's shutdown or the report, and a SIGTERM or SIGHUP (which Signals hands to Ctrl-C's handler),
+    only set Tune's flag, and `ablate run` wrote its report and exited 0."""
+    from ablate.ending import Signals, fit
+    from tests.helpers import crafted_sweep, good_record
+
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+
+    class Tuner:
+        def fit(self) -> None:
+            signal.signal(signal.SIGINT, lambda signum, frame: None)  # as Tune's, which only sets a flag
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        fit(Tuner(), sweep, 1, Signals())
+        assert signal.getsignal(signal.SIGINT) is before
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_a_sigterm_while_the_report_is_written_is_said_and_ends_143(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    """Past the sweep's own handlers, a SIGTERM in the report killed the driver without a word (exit 143,
+    no report, no line), where Ctrl-C printed the hint. ``killed`` stands for SIGTERM's default action."""
+    import ablate.summary
+    from tests.helpers import crafted_sweep, good_record
+
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+
+    def killed(signum: int, frame: object) -> None:
+        raise AssertionError("SIGTERM took its default action: the driver would be killed without a word")
+
+    def report(*args: object) -> int:
+        signal.raise_signal(signal.SIGTERM)
+        return 0
+
+    before = signal.signal(signal.SIGTERM, killed)
+    try:
+        monkeypatch.setattr(ablate.summary, "finish", report)
+        assert ablate.summary.conclude(sweep, 1) == 143
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert (f"ablate: interrupted while writing the report: 1 of 1 trials finished; `ablate report {sweep}` "
+            "writes it") in capsys.readouterr().err
