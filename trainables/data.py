@@ -252,23 +252,34 @@ def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:
     if bad and not skip_bad:
         path, problem = bad[0]
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise ConfigError(f"{path}: not a readable image ({problem}){more}; remove it, or skip unreadable "
-                          "files with skip_bad_images: true (ablate train --set skip_bad_images=true; in a "
-                          "sweep spec, trainer.skip_bad_images)")
+        raise ConfigError(f"{path}: not a readable image ({problem}){more}; remove it{SKIP_BAD}")
     if bad:
         skipped = {path for path, _ in bad}
         ds.samples = ds.imgs = [s for s in ds.samples if s[0] not in skipped]
         ds.targets = [label for _, label in ds.samples]
-        print(f"ablate: warning: skipped {len(bad)} unreadable image files in {folder} "
-              f"(e.g. {bad[0][0]}: {bad[0][1]})", file=sys.stderr)
+        warn_once(f"skipped {len(bad)} unreadable image files in {folder} (e.g. {bad[0][0]}: {bad[0][1]})")
     if left_out:
         kinds = sorted({Path(f).suffix.lower() or "no extension" for f in left_out})
-        print(f"ablate: warning: left out {len(left_out)} files of {folder} that are not images by their "
-              f"extension ({', '.join(kinds[:5])}{', ...' if len(kinds) > 5 else ''}; e.g. {left_out[0]}); "
-              f"ablate reads {', '.join(IMG_EXTENSIONS)}", file=sys.stderr)
+        warn_once(f"left out {len(left_out)} files of {folder} that are not images by their extension "
+                  f"({', '.join(kinds[:5])}{', ...' if len(kinds) > 5 else ''}; e.g. {left_out[0]}); ablate "
+                  f"reads {', '.join(IMG_EXTENSIONS)}")
     if not ds.samples:
         raise empty
     return ds
+
+
+# how to read a folder with such files all the same (ablate.sweep words it for a resumed sweep)
+SKIP_BAD = (", or skip unreadable files with skip_bad_images: true (ablate train --set skip_bad_images=true; "
+            "in a sweep spec, trainer.skip_bad_images)")
+_WARNED: set[str] = set()
+
+
+def warn_once(text: str) -> None:
+    """A warning line on stderr, once per process: a sweep's driver builds a folder's datasets for
+    its input check and again for the reference kNN, and said the same thing two or three times."""
+    if text not in _WARNED:
+        _WARNED.add(text)
+        print(f"ablate: warning: {text}", file=sys.stderr)
 
 
 def check_no_link_loop(top: str, dirs: list[str]) -> None:
