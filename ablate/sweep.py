@@ -105,7 +105,7 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
     spec = load_sweep_spec(sweep_dir)
     check_connect_timeout(connect_timeout)
     check_utf8_for_ray()
-    check_inputs(spec, address)
+    check_inputs(spec, address, resuming=True)
     check_writable(sweep_dir, "resume")
     names = check_trackers(spec.loggers, f"{sweep_dir / SPEC_FILE}: loggers")
     precheck(spec, address, num_cpus, num_gpus)
@@ -134,11 +134,14 @@ def ray_session(address: str | None, num_cpus: int | None, num_gpus: int | None,
         stop_ray(started)
 
 
-def check_inputs(spec: SweepSpec, address: str | None) -> None:
+def check_inputs(spec: SweepSpec, address: str | None, resuming: bool = False) -> None:
     """The weights and data the spec names, before Ray starts. On a cluster (``--address``) the trials
     run on other machines, which may see files this one does not: a warning instead. A batch larger
     than a bundled dataset, or a ViT's crop that is not a whole number of patches, is refused
-    everywhere (no file decides them)."""
+    everywhere (no file decides them). ``resuming``: a sweep keeps its trainer settings, so an
+    unreadable image can only be removed, not skipped by ``skip_bad_images`` (ablate.folder)."""
+    from trainables.data import SKIP_BAD
+
     spec.check_batches()
     spec.check_models()
     for note in spec.unfinished_warmups():
@@ -146,8 +149,11 @@ def check_inputs(spec: SweepSpec, address: str | None) -> None:
     try:
         spec.check_inputs()
     except UserError as exc:
+        if resuming and SKIP_BAD in str(exc):
+            exc = UserError(str(exc).replace(SKIP_BAD, " (a resumed sweep keeps the trainer settings it ran "
+                                             "with, skip_bad_images among them)"))
         if not address:
-            raise
+            raise exc from None
         print(f"ablate: warning: {exc} (on this machine; the cluster's nodes must see it)", file=sys.stderr)
 
 

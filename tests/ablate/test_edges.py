@@ -215,6 +215,32 @@ search: {{algorithm: grid}}
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_resumed_sweep_is_not_told_to_skip_an_unreadable_image(tmp_path: Path) -> None:
+    """`ablate resume` after a broken file came into the folder said to set skip_bad_images, which a
+    resumed sweep refuses (it keeps the trainer settings its trials ran with): it says to remove it."""
+    from ablate.errors import UserError
+    from ablate.sweep import check_inputs
+    from ablate.sweep_spec import load_spec
+
+    data = write_image_folder(tmp_path / "data", n=12)
+    (data / "train" / "a" / "bad.png").write_text("not an image")
+    spec = load_spec(write_spec(tmp_path, f"""
+name: folder
+trainer: {dict(TINY_TRAINER, dataset="imagefolder", data_path=str(data), batch_size=8)}
+space:
+  teacher_temp: {{type: choice, values: [0.04]}}
+search: {{algorithm: grid}}
+"""))
+    with pytest.raises(UserError, match="skip_bad_images=true"):
+        check_inputs(spec, None)
+    with pytest.raises(UserError) as resumed:
+        check_inputs(spec, None, resuming=True)
+    message = str(resumed.value)
+    assert "train/a/bad.png: not a readable image" in message and "skip_bad_images: true" not in message
+    assert message.endswith("; remove it (a resumed sweep keeps the trainer settings it ran with, "
+                            "skip_bad_images among them)")
+
+
 def test_crafted_pretrained_weights_in_a_spec_are_refused_before_ray(tmp_path: Path, no_ray: None,
                                                                    capsys: pytest.CaptureFixture) -> None:
     marker = tmp_path / "pwned"
