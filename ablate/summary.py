@@ -104,7 +104,11 @@ def exit_status(sweep_dir: Path, trials: pd.DataFrame, total: int | None, interr
 
 
 def resume_hint(sweep_dir: Path, done: int | None, total: int | None) -> str:
+    """What an interrupted driver says last: how far the sweep got, and the command that goes on (with
+    every trial finished, only the report is left to write)."""
     counted = f"{done} of {total} trials finished; " if done is not None else ""
+    if done is not None and done == total:
+        return f"ablate: interrupted: {counted}`ablate report {sweep_dir}` writes the report"
     return f"ablate: interrupted: {counted}continue with `ablate resume {sweep_dir}`"
 
 
@@ -122,11 +126,7 @@ def conclude(sweep_dir: Path, total: int, interrupted: bool = False, exit_code: 
         from sweep_format.records import read_records
 
         done = sum(statuses.is_final(r.get("status")) for r in read_records(sweep_dir))
-        if interrupted or done < total:
-            print(resume_hint(sweep_dir, done, total), file=sys.stderr)
-        else:
-            print(f"ablate: interrupted while writing the report: {done} of {total} trials finished; "
-                  f"`ablate report {sweep_dir}` writes it", file=sys.stderr)
+        print(resume_hint(sweep_dir, done, total), file=sys.stderr)
         return exit_code if interrupted else signal_exit(exc)
 
 

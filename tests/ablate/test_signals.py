@@ -269,5 +269,5 @@ def test_a_sigterm_while_the_report_is_written_is_said_and_ends_143(tmp_path: Pa
         assert ablate.summary.conclude(sweep, 1) == 143
     finally:
         signal.signal(signal.SIGTERM, before)
-    assert (f"ablate: interrupted while writing the report: 1 of 1 trials finished; `ablate report {sweep}` "
-            "writes it") in capsys.readouterr().err
+    assert (f"ablate: interrupted: 1 of 1 trials finished; `ablate report {sweep}` writes the report"
+            ) in capsys.readouterr().err
