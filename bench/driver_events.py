@@ -33,6 +33,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sweep_format.layout import OPTUNA_DB, SPEC_FILE, TRIALS_DIR, TUNE_DIR
+
 TINY = {"epochs": 2, "dataset": "synthetic", "arch": "test_vit", "patch_size": 4, "global_crops_size": 16,
         "local_crops_size": 8, "local_crops_number": 2, "out_dim": 32, "head_hidden_dim": 32,
         "head_bottleneck_dim": 16, "num_workers": 0, "device": "cpu"}
@@ -49,7 +51,7 @@ def build(folder: Path, n: int) -> Path:
     from sweep_format.records import write_record
 
     sweep = folder / f"sweep{n}"
-    if (sweep / "optuna.db").is_file():
+    if (sweep / OPTUNA_DB).is_file():
         return sweep
     shutil.rmtree(sweep, ignore_errors=True)
     text = Path("search_spaces/temps.yaml").read_text().replace("num_samples: 5", f"num_samples: {n + 1000}")
@@ -59,7 +61,7 @@ def build(folder: Path, n: int) -> Path:
     spec = load_spec(folder / "temps.yaml")
     create(spec, sweep)
     points, rng = Points(spec, []), random.Random(0)
-    study = new_study(optuna.storages.RDBStorage(f"sqlite:///{sweep / 'optuna.db'}"), spec)
+    study = new_study(optuna.storages.RDBStorage(f"sqlite:///{sweep / OPTUNA_DB}"), spec)
     frozen = []
     for i in range(n):
         params = {"teacher_temp": 10 ** rng.uniform(-2, -1),
@@ -67,7 +69,7 @@ def build(folder: Path, n: int) -> Path:
         config = {**spec.trainer_config().model_dump(mode="json"), **params, "repeat": 0, "_optuna_trial": i}
         rec = new_record(spec, points, f"{rng.getrandbits(32):08x}", config)
         knn = rng.uniform(20, 60)
-        rec.update(status="completed", trial_dir=f"tune/trial_{rec['trial_id']}", created_at=1.79e9 + i,
+        rec.update(status="completed", trial_dir=f"{TUNE_DIR}/trial_{rec['trial_id']}", created_at=1.79e9 + i,
                    updated_at=1.79e9 + i + 0.5, epochs=[
                        {"epoch": 0, "knn_top1": 30.0, "trial_outcome": "running", "knn_evaluated": True},
                        {"epoch": 1, "loss": rng.uniform(1, 2), "knn_top1": knn, "epoch_time_s": 1.3,
@@ -93,9 +95,9 @@ def time_next_jobs(sweep: Path, sampler: str, repeats: int) -> dict[str, float]:
 
     work = sweep.parent / f"{sweep.name}-{sampler}"
     shutil.rmtree(work, ignore_errors=True)
-    (work / "trials").mkdir(parents=True)
-    shutil.copy(sweep / "optuna.db", work)
-    (work / "spec.yaml").write_text((sweep / "spec.yaml").read_text().replace("sampler: tpe",
+    (work / TRIALS_DIR).mkdir(parents=True)
+    shutil.copy(sweep / OPTUNA_DB, work)
+    (work / SPEC_FILE).write_text((sweep / SPEC_FILE).read_text().replace("sampler: tpe",
                                                                              f"sampler: {sampler}"))
     source = OptunaSource(load_sweep_spec(work), work)
     source.open([])
@@ -134,7 +136,7 @@ def time_callbacks(sweep: Path, repeats: int) -> dict[str, float]:
 
     work = sweep.parent / f"{sweep.name}-callbacks"
     shutil.rmtree(work, ignore_errors=True)
-    shutil.copytree(sweep, work, ignore=shutil.ignore_patterns("optuna.db"))
+    shutil.copytree(sweep, work, ignore=shutil.ignore_patterns(OPTUNA_DB))
     spec = load_sweep_spec(work)
     recorder = TrialRecorder(spec, work)
     views = {"off a terminal": LiveView(recorder, stream=io.StringIO(), interactive=False),
@@ -152,8 +154,8 @@ def time_callbacks(sweep: Path, repeats: int) -> dict[str, float]:
         config = {**spec.trainer_config().model_dump(mode="json"), "teacher_temp": 0.05 + i * 1e-6,
                   "warmup_teacher_temp_epochs": 1, "student_temp": 0.1, "repeat": 0,
                   "_optuna_trial": 10**6 + i}
-        trial = SimpleNamespace(trial_id=f"new{i:05d}", path=f"{work}/tune/trial_new{i:05d}", error_file=None,
-                                error_msg="", config=config)
+        trial = SimpleNamespace(trial_id=f"new{i:05d}", path=f"{work}/{TUNE_DIR}/trial_new{i:05d}",
+                                error_file=None, error_msg="", config=config)
         trials = [trial]
         timed("recorder: trial start", recorder.on_trial_start, 0, trials, trial)
         for view in views.values():
