@@ -9,7 +9,6 @@ Only reads. The spec is read with plain PyYAML (the ``ablate.sweep_spec`` model 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,15 +29,11 @@ from sweep_format.layout import (
     is_sweep,
     not_a_sweep,
 )
-from sweep_format.metrics import DEFAULT_METRIC, LEGACY_METRICS, METRICS, MODES, mode_of
+from sweep_format.metrics import DEFAULT_METRIC, LEGACY_METRICS, METRICS, MODES, is_percent, mode_of
 from sweep_format.space import is_log, keys_set, values_of
 from sweep_format.text import printable_tree
 
 REFERENCE_KNN = ("pixel_knn_top1", "untrained_knn_top1")  # reference_knn.json's values, kNN top-1 in %
-
-
-def is_finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -121,8 +116,8 @@ class SweepDir:
     @property
     def reference(self) -> dict[str, Any]:
         """``reference_knn.json``: raw-pixel and untrained kNN top-1 of the dataset ({} if absent or
-        unreadable). A value that is not a finite number (a file edited or damaged elsewhere) is left
-        out like a missing one: the report would print it, mark configurations against it and write it
+        unreadable). A value that is not a kNN accuracy, 0 to 100 (a file edited or damaged elsewhere),
+        is left out like a missing one: the report would print it, mark configurations against it and write it
         into the tables' metadata, which ``ablate compare`` then refuses."""
         return read_reference(self.path)
 
@@ -146,7 +141,7 @@ def read_reference(sweep_dir: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         return {}
-    return {k: v for k, v in data.items() if k not in REFERENCE_KNN or is_finite(v)}
+    return {k: v for k, v in data.items() if k not in REFERENCE_KNN or is_percent(v)}
 
 
 def open_sweep(path: str | Path) -> SweepDir:

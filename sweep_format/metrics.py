@@ -30,6 +30,12 @@ def is_knn(metric: str) -> bool:
     return metric.startswith("knn_")
 
 
+def is_percent(value: object) -> bool:
+    """A kNN accuracy's value: a number from 0 to 100 (a record or ``reference_knn.json`` edited by
+    hand to 1e308 overflowed the report's mean and interval, or its plots' axes)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 100
+
+
 def mode_of(metric: str, mode: str | None = None) -> str:
     """The ranking direction: ``mode`` where given, else the metric's own (``max`` for one without)."""
     return mode if mode in MODES else DIRECTION.get(metric, "max")

@@ -20,7 +20,7 @@ from typing import Any
 
 from sweep_format.files import loads, write_json
 from sweep_format.layout import ERROR_SUFFIX, TRIALS_DIR
-from sweep_format.metrics import METRICS, is_knn
+from sweep_format.metrics import METRICS, is_knn, is_percent
 from sweep_format.statuses import DAMAGED, ORDER
 from sweep_format.text import has_control, printable, printable_tree
 
@@ -68,6 +68,7 @@ EPOCH_FLAGS = ("knn_evaluated", "collapsed", "replayed", "loss_at_ln_out_dim")
 EPOCH_INTEGERS = ("restored_from_epoch", "training_iteration", "workers")
 EPOCH_FIELDS: dict[str, tuple[str, Any]] = {
     **dict.fromkeys(EPOCH_NUMBERS, ("a number", lambda v: v is None or is_number(v))),
+    **{m: ("a percentage from 0 to 100", lambda v: v is None or is_percent(v)) for m in METRICS if is_knn(m)},
     **dict.fromkeys(EPOCH_FLAGS, ("true or false", lambda v: v is None or isinstance(v, bool))),
     **dict.fromkeys(EPOCH_INTEGERS, ("an integer", lambda v: v is None or is_int(v))),
 }

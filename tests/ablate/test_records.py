@@ -445,7 +445,7 @@ CRAFTED = [
     ("status", "Completed", "status is 'Completed', not one of completed, flagged, stopped early, "
      "collapsed, diverged, oom, errored, storage_full, interrupted, running, pending, damaged"),
     ("epochs", [{"epoch": 0}, {"epoch": 1, "knn_top1": "38.2"}],
-     "epochs[1].knn_top1 is '38.2', not a number"),
+     "epochs[1].knn_top1 is '38.2', not a percentage from 0 to 100"),
     ("epochs", [{"epoch": 0, "my_count": 10**30}],
      "epochs[0].my_count is 1000000000000000000000000000000..., beyond a 64-bit integer"),
     # the other fields the readers compute with: a text or a list there ended ablate report (a sum of

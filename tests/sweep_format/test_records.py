@@ -25,3 +25,28 @@ def test_only_records_reads_knn_evaluated_of_a_row() -> None:
     copies = [str(f.relative_to(ROOT)) for p in PACKAGES for f in sorted((ROOT / p).rglob("*.py"))
               if f != owner and 'get("knn_evaluated"' in f.read_text()]
     assert not copies, f"use sweep_format.records.knn_carried in {copies}"
+
+
+def test_a_knn_accuracy_outside_0_to_100_makes_the_record_damaged(tmp_path: Path) -> None:
+    """A record edited by hand to knn_top1 1e308 overflowed the report's mean and interval (an
+    OverflowError traceback, the report half written); 0 and 100 are accuracies like any other."""
+    from sweep_format.records import read_records
+    from tests.helpers import crafted_sweep, good_record
+
+    records = []
+    for tid, value in (("low", 0.0), ("high", 100), ("huge", 1e308), ("neg", -0.5), ("top5", 101.0)):
+        rec = good_record(tid)
+        rec["epochs"][-1]["knn_top5" if tid == "top5" else "knn_top1"] = value
+        records.append(rec)
+    read = {r["trial_id"]: r for r in read_records(crafted_sweep(tmp_path, records))}
+    assert {t: r["status"] for t, r in read.items()} == {
+        "low": "completed", "high": "completed", "huge": "damaged", "neg": "damaged", "top5": "damaged"}
+    assert read["huge"]["reason"].endswith("epochs[1].knn_top1 is 1e+308, not a percentage from 0 to 100")
+
+
+def test_a_reference_knn_outside_0_to_100_is_left_out_as_missing(tmp_path: Path) -> None:
+    from reports.sweepdir import read_reference
+
+    (tmp_path / "reference_knn.json").write_text('{"pixel_knn_top1": 1e308, "untrained_knn_top1": 29.8, '
+                                                 '"dataset": "digit_scenes"}')
+    assert read_reference(tmp_path) == {"untrained_knn_top1": 29.8, "dataset": "digit_scenes"}
