@@ -101,11 +101,14 @@ def dispatch(argv: list[str] | None) -> int:
             raise
         print(f"ablate {args.command}: error: {printable(storage_failure(exc, args))}", file=sys.stderr)
         return USAGE_EXIT
-    except KeyboardInterrupt as exc:  # before a sweep started, or a second Ctrl-C while one stopped
-        from ablate.ending import exit_code
+    except (KeyboardInterrupt, RuntimeError) as exc:  # before a sweep started, or a second Ctrl-C while
+        from ablate.ending import exit_code, interrupt_in  # one stopped (or in an import: RuntimeError)
 
-        print(f"ablate {args.command}: interrupted{f' ({exc})' if str(exc) else ''}", file=sys.stderr)
-        return exit_code(exc)
+        if (interrupt := interrupt_in(exc)) is None:
+            raise
+        print(f"ablate {args.command}: interrupted{f' ({interrupt})' if str(interrupt) else ''}",
+              file=sys.stderr)
+        return exit_code(interrupt)
 
 
 def unrecognized(parser: argparse.ArgumentParser, command: str | None, extras: list[str],

@@ -79,6 +79,21 @@ def signal_of(exc: KeyboardInterrupt) -> int:
     return int(getattr(exc, "signum", signal.SIGINT))
 
 
+def interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C, SIGTERM or SIGHUP behind ``exc``: itself, or the direct cause of an error it became.
+    One that lands in a class body being imported (``from ray import tune`` as a sweep starts) is
+    re-raised by Python 3.11 as ``RuntimeError: Error calling __set_name__ ...``: a traceback where
+    the user had pressed Ctrl-C."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__
+    return None
+
+
 def exit_code(exc: KeyboardInterrupt) -> int:
     """130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP."""
     return EXIT_CODES.get(signal_of(exc), 130)

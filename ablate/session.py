@@ -13,11 +13,12 @@ import contextlib
 import math
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +198,8 @@ def init_ray(**kwargs: Any) -> None:
     here = os.getcwd()
     os.chdir(folder)
     try:
-        ray.init(**kwargs)
+        with deferred_signals(ray.shutdown) if kwargs.get("address") == "local" else contextlib.nullcontext():
+            ray.init(**kwargs)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -205,6 +207,44 @@ def init_ray(**kwargs: Any) -> None:
         _RAY_FOLDER.append(folder)
     finally:
         os.chdir(here)
+
+
+# The signals ``deferred_signals`` holds back: Ctrl-C, and what ablate.ending.Signals treats as one.
+DEFERRED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def deferred_signals(undo: Callable[[], Any]) -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP held back while a local Ray starts (a few seconds): raised inside
+    ``ray.init``, they left its processes half started, and the driver's exit then ended in a
+    segmentation fault now and then (exit 139 for a Ctrl-C). Once it has started, ``undo`` (stop it)
+    and the first one held goes to the caller's own handler. A second one is not held: the start
+    itself may hang, so it stops it at once. A signal the caller ignores stays ignored; a handler
+    Ray puts in meanwhile (its SIGTERM's) stays when none came."""
+    received: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        if received:
+            restore()
+            signal.raise_signal(signum)
+        else:
+            received.append(signum)
+
+    def restore() -> None:
+        for s, handler in saved.items():
+            if signal.getsignal(s) is hold:
+                signal.signal(s, handler)
+
+    saved: dict[int, Any] = {s: signal.signal(s, hold) for s in DEFERRED
+                             if signal.getsignal(s) is not signal.SIG_IGN}
+    try:
+        yield
+    finally:
+        restore()
+    if received:
+        undo()
+        signal.signal(received[0], saved[received[0]])
+        signal.raise_signal(received[0])
 
 
 def session_logs() -> str:

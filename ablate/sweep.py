@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import ablate.admission as admission
 import ablate.history as history
-from ablate.ending import Signals, SweepInterrupted, fit, keep_reserve, signal_of
+from ablate.ending import Signals, SweepInterrupted, fit, interrupt_in, keep_reserve, signal_of
 from ablate.errors import StorageFull, UserError
 from ablate.folder import (
     check_writable,
@@ -83,15 +83,16 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
                 logs.attach(sweep_dir)
                 record_reference_knn(spec, sweep_dir)
                 drive(spec, sweep_dir, resources, limit, signals, names, stream)
-    except KeyboardInterrupt as exc:  # before the trials started (Ray's start, the reference kNN)
+    except BaseException as exc:
+        interrupt = interrupt_in(exc)  # before the trials started (Ray's start, the reference kNN)
         if not sweep_dir.exists():  # stopped before the sweep folder: not even an empty --storage left
             remove_made(made, sweep_dir.parent)
+            if interrupt is not None and interrupt is not exc:
+                raise interrupt from None
             raise
-        raise SweepInterrupted(sweep_dir, signal_of(exc)) from None  # the summary, the resume hint
-    except BaseException:
-        if not sweep_dir.exists():
-            remove_made(made, sweep_dir.parent)
-        raise
+        if interrupt is None:
+            raise
+        raise SweepInterrupted(sweep_dir, signal_of(interrupt)) from None  # the summary, the resume hint
     return sweep_dir
 
 
@@ -118,8 +119,10 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
             with ran(sweep_dir, "resume", where, started):
                 record_reference_knn(spec, sweep_dir)  # a sweep stopped before it was written
                 drive(spec, sweep_dir, resources, limit, signals, names, stream, tuple(retry))
-    except KeyboardInterrupt as exc:  # before the trials started: the summary and the resume hint
-        raise SweepInterrupted(sweep_dir, signal_of(exc)) from None
+    except BaseException as exc:  # before the trials started: the summary and the resume hint
+        if (interrupt := interrupt_in(exc)) is None:
+            raise
+        raise SweepInterrupted(sweep_dir, signal_of(interrupt)) from None
     return sweep_dir
 
 

@@ -50,3 +50,24 @@ def test_python_m_ablate_imports_nothing_from_the_folder_it_runs_in(tmp_path) ->
                           text=True, timeout=120)
     assert "RAN FROM THE FOLDER" not in done.stdout + done.stderr
     assert done.returncode == 2 and "ablate ls: error: .: no sweeps here" in done.stderr
+
+
+def test_a_ctrl_c_that_lands_in_an_import_is_an_interrupt_not_a_traceback(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Python 3.11 re-raises a Ctrl-C that lands in a class body being imported (``from ray import
+    tune`` as a sweep starts) as ``RuntimeError: Error calling __set_name__``: `ablate run` ended in
+    that traceback, exit 1. Any other RuntimeError is not an interrupt."""
+    import ablate.commands.ls as ls
+
+    def imported(error: BaseException) -> None:
+        try:
+            raise error
+        except BaseException as exc:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance 'x' in 'Y'") from exc
+
+    monkeypatch.setattr(ls, "main", lambda args: imported(KeyboardInterrupt()))
+    assert main(["ls", "runs"]) == 130
+    assert capsys.readouterr().err == "ablate ls: interrupted\n"
+    monkeypatch.setattr(ls, "main", lambda args: imported(ValueError("a bug")))
+    with pytest.raises(RuntimeError):
+        main(["ls", "runs"])

@@ -82,3 +82,46 @@ def test_another_ray_on_this_machine_is_found_and_said_in_one_line(
     assert f"this machine's {os.cpu_count()} CPUs" in line
     warn_other_rays([])
     assert capsys.readouterr().err == ""
+
+
+def test_a_signal_while_a_local_ray_starts_waits_for_the_start_then_stops_it() -> None:
+    """Ctrl-C or SIGTERM raised inside ray.init left Ray half started, and the driver then exited with
+    a segmentation fault now and then (139): held until the start is done, Ray is stopped (``undo``),
+    then the caller's own handler runs. A second Ctrl-C is not held."""
+    import signal
+
+    from ablate.session import deferred_signals
+
+    events: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_signals(lambda: events.append("undo")):
+            signal.raise_signal(signal.SIGINT)
+            events.append("started")
+    assert events == ["started", "undo"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    events.clear()
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_signals(lambda: events.append("undo")):
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)  # pressed again: now
+            events.append("started")
+    assert events == [] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    def caller(signum: int, frame: object) -> None:
+        events.append(f"caller {signum}")
+
+    def rays(signum: int, frame: object) -> None:
+        events.append("ray's")
+
+    previous = signal.signal(signal.SIGTERM, caller)
+    try:
+        with deferred_signals(lambda: events.append("undo")):
+            signal.raise_signal(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, rays)  # ray.init puts in a SIGTERM handler of its own
+        assert events == ["undo", f"caller {signal.SIGTERM}"]
+        events.clear()
+        with deferred_signals(lambda: events.append("undo")):
+            signal.signal(signal.SIGTERM, rays)
+        assert signal.getsignal(signal.SIGTERM) is rays and events == []  # no signal: Ray's stays
+    finally:
+        signal.signal(signal.SIGTERM, previous)
