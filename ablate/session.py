@@ -209,10 +209,6 @@ def init_ray(**kwargs: Any) -> None:
         os.chdir(here)
 
 
-# The signals ``deferred_signals`` holds back: Ctrl-C, and what ablate.ending.Signals treats as one.
-DEFERRED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
 @contextlib.contextmanager
 def deferred_signals(undo: Callable[[], Any]) -> Iterator[None]:
     """Ctrl-C, SIGTERM and SIGHUP held back while a local Ray starts (a few seconds): raised inside
@@ -221,6 +217,8 @@ def deferred_signals(undo: Callable[[], Any]) -> Iterator[None]:
     and the first one held goes to the caller's own handler. A second one is not held: the start
     itself may hang, so it stops it at once. A signal the caller ignores stays ignored; a handler
     Ray puts in meanwhile (its SIGTERM's) stays when none came."""
+    from ablate.ending import HANDLED  # what ablate.ending.Signals treats as a Ctrl-C
+
     received: list[int] = []
 
     def hold(signum: int, frame: Any) -> None:
@@ -235,7 +233,7 @@ def deferred_signals(undo: Callable[[], Any]) -> Iterator[None]:
             if signal.getsignal(s) is hold:
                 signal.signal(s, handler)
 
-    saved: dict[int, Any] = {s: signal.signal(s, hold) for s in DEFERRED
+    saved: dict[int, Any] = {s: signal.signal(s, hold) for s in (signal.SIGINT, *HANDLED)
                              if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield
