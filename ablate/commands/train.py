@@ -353,7 +353,14 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool,
     import logging
     import os
 
-    from ablate.session import bind_local_ray_to_loopback, init_ray, prepare, session_logs, stop_ray
+    from ablate.session import (
+        bind_local_ray_to_loopback,
+        init_ray,
+        prepare,
+        ray_stopped,
+        session_logs,
+        stop_ray,
+    )
 
     prepare()
     bind_local_ray_to_loopback()  # before Ray is imported: the local Ray listens on 127.0.0.1 only
@@ -370,6 +377,7 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool,
         out = out.resolve()
         out.mkdir(parents=True, exist_ok=True)
         write_config(out, cfg)
+        ray_stopped()  # a Ray this process stopped before is gone
         started = not ray.is_initialized()
         if started:  # the workers' own output (Ray Train's lines among it) stays in Ray's logs
             init_ray(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
