@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command of ``argv``; its exit code. When the reader of its output goes away (``ablate
     report DIR | head``), it stops quietly, as Unix tools do (Python's recipe, ``signal`` docs)."""
+    from ablate.ending import keep_interrupts
+
+    keep_interrupts()
     try:
         code = dispatch(argv)
         sys.stdout.flush()  # here, not at the interpreter's exit, where a closed pipe is a warning

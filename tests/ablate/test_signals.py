@@ -271,3 +271,41 @@ def test_a_sigterm_while_the_report_is_written_is_said_and_ends_143(tmp_path: Pa
         signal.signal(signal.SIGTERM, before)
     assert (f"ablate: interrupted: 1 of 1 trials finished; `ablate report {sweep}` writes the report"
             ) in capsys.readouterr().err
+
+
+DROPPED = """\
+import signal, sys, time
+{install}
+
+class Dropped:  # raises the interrupt where Python ignores errors, as a weakref callback of matplotlib's did
+    def __del__(self):
+        raise KeyboardInterrupt
+
+signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt("SIGTERM")))
+obj = Dropped()
+try:
+    del obj
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("went on")
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_an_interrupt_raised_where_python_ignores_errors_is_delivered_again(keep: bool) -> None:
+    """A Ctrl-C that Python raised inside a weakref callback or a ``__del__`` (the report's figures make
+    thousands) printed "Exception ignored in ... KeyboardInterrupt" with a traceback, and ablate went
+    on as if none had come: ``keep_interrupts`` (ablate.cli.main) delivers it again, silently."""
+    twice = "from ablate.ending import keep_interrupts; keep_interrupts(); keep_interrupts()"  # one hook
+    install = twice if keep else ""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", DROPPED.format(install=install)], capture_output=True,
+                          text=True, env=env, timeout=120)
+    if keep:
+        assert done.stdout.strip() == "interrupted" and done.stderr == "", done.stderr
+    else:  # Python's own behaviour, which the test stands on
+        assert done.stdout.strip() == "went on" and "Exception ignored" in done.stderr
