@@ -343,18 +343,20 @@ def collapse_plot(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Path
             ax_h.plot(last["epoch"], last["teacher_entropy"], "x", color=COLLAPSE_COLOR, ms=9)
             if "kl_teacher_student" in rows:
                 ax_kl.plot(last["epoch"], last["kl_teacher_student"], "x", color=COLLAPSE_COLOR, ms=9)
-    if "ln_out_dim" in epochs:
-        for ln_k in sorted(epochs["ln_out_dim"].dropna().unique()):
-            ax_h.axhline(ln_k, color="black", ls="--", lw=1)
-            ax_h.annotate(f"ln(out_dim) = {ln_k:.2f} (uniform)", (0.99, ln_k), ha="right", va="top",
-                          xycoords=("axes fraction", "data"), xytext=(0, -3), textcoords="offset points",
-                          fontsize=8)
+    ln_ks = sorted(epochs["ln_out_dim"].dropna().unique()) if "ln_out_dim" in epochs else []
+    for ln_k in ln_ks:  # labelled above the line (no entropy exceeds ln K) at the left, away from the
+        ax_h.axhline(ln_k, color="black", ls="--", lw=1)  # end marks of trials that collapsed to it
+        ax_h.annotate(f"ln(out_dim) = {ln_k:.2f} (uniform)", (0.01, ln_k), ha="left", va="bottom",
+                      xycoords=("axes fraction", "data"), xytext=(0, 2), textcoords="offset points",
+                      fontsize=8)
     ax_h.set(xlabel="epoch", ylabel="teacher entropy (nats)", title="Teacher entropy")
     ax_kl.set(xlabel="epoch", ylabel="KL(teacher ‖ student) (nats)", title="KL(teacher ‖ student)")
     for ax in (ax_h, ax_kl):
         ax.set_ylim(bottom=0)  # 0 is where one-hot collapse (entropy) and any collapse (KL) end
         ax.grid(alpha=0.3)
         epoch_ticks(ax)
+    if ln_ks:  # room for the top label between its line and the frame
+        ax_h.set_ylim(top=max(ax_h.get_ylim()[1], float(ln_ks[-1]) * 1.1))
     ax_kl.legend([Line2D([], [], color=TRIAL_COLOR), Line2D([], [], color=COLLAPSE_COLOR, marker="x")],
                  ["trial", f"collapsed ({len(collapsed_ids)})"], fontsize=8, loc="best")
     return save(fig, out)

@@ -281,3 +281,31 @@ def test_the_effect_plots_legend_covers_no_trial(drawn: list[Figure], tmp_path: 
     inside = ((on_screen[:, 0] >= legend.x0) & (on_screen[:, 0] <= legend.x1)
               & (on_screen[:, 1] >= legend.y0) & (on_screen[:, 1] <= legend.y1))
     assert len(points) == 12 and not inside.any()
+
+
+def test_the_uniform_level_label_clears_the_collapsed_lines(drawn: list[Figure], tmp_path: Path) -> None:
+    """A trial that collapsed to the uniform teacher ends at entropy ln K, at the right of the panel:
+    the 'ln(out_dim) = 6.93 (uniform)' label, written under the line at the right, had that trial's
+    red line and its end mark drawn through it (the main job's collapse plot). It sits above the line
+    now, where no entropy can reach, at the left, inside the frame."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.transforms import Bbox
+
+    ln_k = float(np.log(1024))
+    trials, epochs = tables(epochs_done=3, collapsed=True)
+    epochs["teacher_entropy"] = [None, 6.0, 6.6, ln_k] * 2
+    epochs["ln_out_dim"] = ln_k
+    plots.collapse_plot(epochs, trials, tmp_path / "collapse.png")
+    fig = drawn[0]
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    ax = fig.axes[0]
+    (label,) = [t for t in ax.texts if t.get_text().startswith("ln(out_dim)")]
+    box = label.get_window_extent(canvas.get_renderer())
+    line_y = ax.transData.transform((0, ln_k))[1]
+    assert box.y0 >= line_y - 0.5, "the label hangs below the ln K line, over the collapsed trials"
+    assert box.y1 <= ax.get_window_extent().y1 + 0.5, "the label sticks out of the panel"
+    ends = ax.transData.transform(epochs[["epoch", "teacher_entropy"]].dropna().to_numpy(dtype=float))
+    mark = 9 / 72 * fig.dpi  # the end mark's size (ms=9 points), in pixels
+    clear = Bbox.from_extents(box.x0 - mark, box.y0 - mark, box.x1 + mark, box.y1 + mark)
+    assert not any(clear.contains(x, y) for x, y in ends), "a trial's line or end mark crosses the label"
