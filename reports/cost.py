@@ -25,6 +25,7 @@ from reports.document import Document
 from reports.ranking import rank_points
 from sweep_format.layout import PLOTS_DIR
 from sweep_format.metrics import CPU, DEVICE_KINDS, GPU
+from sweep_format.text import plural
 from sweep_format.values import fmt_value
 
 # Where a trial's wall time goes (``trial_split``), in the order the report and bench/sweep_profile.py
@@ -166,7 +167,8 @@ def add_cost(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, params: 
     if table.empty:
         doc.paragraph("No trial reported `device_seconds` (sweeps run before cost accounting).")
         return
-    doc.paragraph(f"Sweep total: **{sweep_total(epochs)}** over {int(table['trials'].sum())} trials. "
+    n = int(table["trials"].sum())
+    doc.paragraph(f"Sweep total: **{sweep_total(epochs)}** over {n} {plural(n, 'trial')}. "
                   "GPU trials count their GPU share x wall time, CPU trials their process CPU time.")
     front = set(pareto_front(table, mode))
     doc.table(pd.DataFrame({

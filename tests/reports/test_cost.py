@@ -168,3 +168,18 @@ def test_the_cost_axis_of_trials_that_cost_the_same_is_readable(tmp_path: Path,
              and ax.get_xlim()[0] <= t.get_position()[0] <= ax.get_xlim()[1]]
     assert len(boxes) >= 2
     assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:]))  # no two labels overlap
+
+
+def test_the_sweep_total_counts_one_trial_in_the_singular(tmp_path: Path) -> None:
+    """A 1-trial sweep (`--set search.num_samples=1 --set repeats=1`) read 'Sweep total: **12 CPU-s**
+    over 1 trials.'"""
+    from reports.cost import add_cost
+    from reports.document import Document
+
+    trials, epochs = tables()
+    one, many = Document("t"), Document("t")
+    c_trials, c_epochs = trials[trials["trial_id"] == "c"], epochs[epochs["trial_id"] == "c"]
+    add_cost(one, c_trials, c_epochs, ["teacher_temp"], tmp_path)
+    add_cost(many, trials, epochs, ["teacher_temp"], tmp_path)
+    assert "** over 1 trial. " in one.markdown(tmp_path)
+    assert "** over 4 trials. " in many.markdown(tmp_path)
