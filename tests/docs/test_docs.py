@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from ablate.sweep_spec.model import SweepSpec
 from ablate.sweep_spec.sections import Resources, Scheduler, Search, Stop
 from reports.tables import EPOCH_HEAD, HEAD_COLUMNS, TAIL_COLUMNS
@@ -82,3 +84,20 @@ def test_the_readme_says_how_a_number_in_exponent_notation_is_read() -> None:
                                        r"number ([0-9.]+), as in YAML 1\.2", text)[0]
     assert yamltext.load(given) == float(number) and yaml.safe_load(given) == given
     assert exact_type_problem(float, quoted) == f"a number, not text (write {quoted} without quotes)"
+
+
+def test_the_readmes_example_error_is_what_the_command_prints(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """README showed 'Did you mean teacher_temp, warmup_teacher_temp?' for `--set teacher_tmp=0.1`;
+    the command prints 'Did you mean teacher_temp?'."""
+    from ablate.cli import main
+
+    shown = re.search(r"^\$ (ablate train [^\n]+)\n([^\n]+)$", README, flags=re.M)
+    assert shown is not None
+    command, error = shown.group(1).split(), shown.group(2)
+    out = command.index("--out")
+    command[out + 1] = str(tmp_path / command[out + 1])
+    assert main(command[1:]) == 2
+    printed = capsys.readouterr().err
+    assert error.endswith("Valid keys: ...")
+    assert error.removesuffix("...") in printed
