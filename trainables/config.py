@@ -226,8 +226,12 @@ class DINOConfig(BaseModel):
         value they ramp to is never reached, so it is not the value the run measures."""
         late = {"warmup_teacher_temp_epochs": "the teacher temperature never reaches teacher_temp",
                 "warmup_epochs": "the learning rate never reaches its peak"}
-        return [f"{key} {getattr(self, key)} > epochs {self.epochs}: {what}" for key, what in late.items()
-                if getattr(self, key) > self.epochs]
+        notes = [f"{key} {getattr(self, key)} > epochs {self.epochs}: {what}" for key, what in late.items()
+                 if getattr(self, key) > self.epochs]
+        if self.warmup_teacher_temp_epochs == self.epochs == 1:  # official schedule: linspace(w, t, 1) = [w]
+            notes.insert(0, "warmup_teacher_temp_epochs 1 = epochs 1: the one epoch runs at "
+                            f"warmup_teacher_temp; {late['warmup_teacher_temp_epochs']}")
+        return notes
 
     def crop_sizes(self) -> dict[str, int]:
         """The crops' sides the backbone sees, by key: the global crops', and the local crops' when

@@ -617,6 +617,31 @@ search: {{algorithm: grid}}
         "peak"]
 
 
+def test_a_one_epoch_warmup_of_a_one_epoch_run_is_said(tmp_path: Path) -> None:
+    """temps.yaml with --set trainer.epochs=1: warmup_teacher_temp_epochs 2 was said to never reach
+    teacher_temp, 1 was not, though its one epoch runs at warmup_teacher_temp as well (the official
+    schedule's linspace(w, t, 1) is [w]): the searched teacher_temp had no effect on those trials."""
+    spec = load_spec(write_spec(tmp_path, f"""
+name: w
+trainer: {dict(TINY_TRAINER, epochs=1)}
+space:
+  warmup_teacher_temp_epochs: {{type: choice, values: [0, 1, 2]}}
+search: {{algorithm: grid}}
+"""))
+    notes = [n.split(": ", 1)[1] for n in spec.unfinished_warmups()]
+    assert [n.split(": ", 1)[0] for n in notes] == ["space.warmup_teacher_temp_epochs.values[1]",
+                                                    "space.warmup_teacher_temp_epochs.values[2]"]
+    assert "warmup_teacher_temp_epochs 1 = epochs 1: the one epoch runs at warmup_teacher_temp" in notes[0]
+    longer = load_spec(write_spec(tmp_path, f"""
+name: w2
+trainer: {dict(TINY_TRAINER, epochs=2)}
+space:
+  warmup_teacher_temp_epochs: {{type: choice, values: [0, 1, 2]}}
+search: {{algorithm: grid}}
+"""))
+    assert longer.unfinished_warmups() == []  # 2 epochs reach teacher_temp at epoch 2 (1: at epoch 2)
+
+
 def test_no_searchable_trainer_key_is_a_column_of_the_trials_table() -> None:
     """A searched `epochs` was a second 'epochs' column (the planned epochs): every report crashed."""
     from reports.columns import taken
