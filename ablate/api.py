@@ -124,15 +124,16 @@ def set_items(values: Mapping[str, Any] | None) -> list[str]:
 def run(spec_path: str | Path, set: Mapping[str, Any] | None = None, storage: str | Path = "runs",
         address: str | None = None, loggers: Sequence[str] = (), num_cpus: int | None = None,
         num_gpus: int | None = None, verbose: bool = False, stream: IO[str] | None = None,
-        force: bool = False) -> Sweep:
-    """Run the sweep of ``spec_path`` (with ``set`` overrides by dotted key) into ``storage``.
+        force: bool = False, connect_timeout: float = 30.0) -> Sweep:
+    """Run the sweep of ``spec_path`` (with ``set`` overrides by dotted key) into ``storage``; every
+    option of ``ablate run`` is an argument (``connect_timeout``: ``--connect-timeout``).
 
     Progress is printed to ``stream`` (stderr by default), one line per event off a terminal.
     """
     from ablate.sweep_spec import load_spec
 
     spec = load_spec(spec_path, set_items(set), force=force)  # every mistake is reported before Ray starts
-    return run_spec(spec, storage, address, loggers, num_cpus, num_gpus, verbose, stream)
+    return run_spec(spec, storage, address, loggers, num_cpus, num_gpus, verbose, stream, connect_timeout)
 
 
 def run_spec(spec: Any, storage: str | Path = "runs", address: str | None = None, loggers: Sequence[str] = (),

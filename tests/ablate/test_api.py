@@ -76,6 +76,25 @@ def test_run_rejects_a_bad_override_before_ray(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())
 
 
+def test_run_takes_every_option_of_the_command(tmp_path: Path) -> None:
+    """README: `ablate.run` takes the `ablate run` options as arguments; it had no `connect_timeout`
+    (`--connect-timeout`): `ablate.run(spec, address=..., connect_timeout=60)` was a TypeError."""
+    import argparse
+    import inspect
+
+    from ablate.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    options = {a.dest for a in sub.choices["run"]._actions if a.dest not in ("help", "spec")}
+    renamed = {"sets": "set"}
+    assert {renamed.get(o, o) for o in options} <= set(inspect.signature(ablate.run).parameters)
+    spec = Path(__file__).resolve().parents[2] / "search_spaces/temps.yaml"
+    with pytest.raises(UserError, match="--connect-timeout 0"):  # passed on, checked before Ray starts
+        ablate.run(spec, set={"trainer.epochs": 1}, storage=tmp_path, connect_timeout=0)
+    assert not any(tmp_path.iterdir())
+
+
 def test_a_parquet_column_that_would_unpickle_is_refused(real_sweep: Path, tmp_path: Path) -> None:
     """A shared sweep whose report table holds Ray's pickled-object column: in a process that imported
     Ray Tune (as ``ablate.run`` does), pandas would unpickle it; it is refused and nothing runs."""
