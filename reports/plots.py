@@ -251,8 +251,9 @@ def _status_legend(ax: Axes, trials: pd.DataFrame) -> None:
     if (trials["status"] == ERRORED).any():
         handles.append(Line2D([], [], color="grey", ls=":"))
         labels.append(ERRORED)
-    if handles:
-        ax.legend(handles, labels, fontsize=8, loc="best")
+    if handles:  # below the axes: inside, "best" sat on the raw-pixel line along the bottom
+        ax.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+                  ncol=min(len(handles), 3), borderaxespad=0)
 
 
 @drawn_with_defaults

@@ -283,6 +283,23 @@ def test_the_effect_plots_legend_covers_no_trial(drawn: list[Figure], tmp_path: 
     assert len(points) == 12 and not inside.any()
 
 
+def test_the_learning_curves_legend_covers_no_line(drawn: list[Figure], tmp_path: Path) -> None:
+    """The kNN panel's legend (raw pixels, untrained network, collapsed) sat inside the axes, where
+    "best" put it over the raw-pixel line, drawn along the bottom of the panel (the main job's report).
+    It is under the axes now, below the x label, and every line is inside the axes."""
+    trials, epochs = tables(epochs_done=3, collapsed=True)
+    reference = {"pixel_knn_top1": 22.9, "untrained_knn_top1": 29.8}
+    assert plots.learning_curves(epochs, trials, tmp_path / "c.png", reference) is not None
+    (fig,) = drawn
+    ax_knn = fig.axes[1]
+    fig.canvas.draw()
+    legend = ax_knn.get_legend()
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts[-1] == "collapsed" and any(t.startswith("raw pixels") for t in texts)
+    box, label = legend.get_window_extent(), ax_knn.xaxis.label.get_window_extent()
+    assert box.y1 < label.y0 and box.y1 < ax_knn.get_window_extent().y0
+
+
 def test_the_uniform_level_label_clears_the_collapsed_lines(drawn: list[Figure], tmp_path: Path) -> None:
     """A trial that collapsed to the uniform teacher ends at entropy ln K, at the right of the panel:
     the 'ln(out_dim) = 6.93 (uniform)' label, written under the line at the right, had that trial's
