@@ -40,6 +40,7 @@ from ablate.session import (
 )
 from ablate.sweep_spec import SweepSpec
 from ablate.trackers import check_trackers, tracker_callbacks
+from sweep_format import statuses
 from sweep_format.layout import SPEC_FILE, TUNE_DIR, sweep_around
 from sweep_format.records import read_records
 from sweep_format.text import plural
@@ -105,6 +106,8 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
     sweep_dir = Path(sweep_dir).expanduser().resolve()
     spec = load_sweep_spec(sweep_dir)
     check_connect_timeout(connect_timeout)
+    if nothing_to_resume(spec, sweep_dir, tuple(retry), stream):
+        return sweep_dir
     check_utf8_for_ray()
     check_inputs(spec, address, resuming=True)
     check_writable(sweep_dir, "resume")
@@ -124,6 +127,19 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
             raise
         raise SweepInterrupted(sweep_dir, signal_of(interrupt)) from None
     return sweep_dir
+
+
+def nothing_to_resume(spec: SweepSpec, sweep_dir: Path, retry: tuple[str, ...],
+                      stream: IO[str] | None) -> bool:
+    """Whether every trial the spec plans has a record that ``ablate resume`` would not run again
+    (``statuses.resumed``); then says so in one line. Such a resume started Ray, waited for it, ran
+    nothing and stopped it (about 10 s) with no word of why before the summary."""
+    records = read_records(sweep_dir)
+    if len(records) < spec.num_trials or any(statuses.resumed(r.get("status"), retry) for r in records):
+        return False
+    print(f"ablate: nothing to resume in {sweep_dir}: all {len(records)} {plural(len(records), 'trial')} "
+          "have ended; its summary and report follow", file=stream or sys.stderr)
+    return True
 
 
 @contextlib.contextmanager

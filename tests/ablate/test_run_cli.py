@@ -171,3 +171,32 @@ def test_ctrl_c_before_the_trials_start_gives_the_resume_hint(ray_cluster: str, 
     (sweep,) = storage.iterdir()
     err = capsys.readouterr().err
     assert f"0 of 4 trials finished; continue with `ablate resume {sweep}`" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("status, retry, runs", [
+    ("completed", [], False), ("oom", [], False), ("oom", ["--retry", "oom"], True),
+    ("interrupted", [], True)])
+def test_resume_of_a_sweep_whose_trials_all_ended_starts_no_ray(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+        status: str, retry: list[str], runs: bool) -> None:
+    """`ablate resume` of a sweep whose every planned trial had ended started Ray, waited for it, ran
+    nothing and stopped it (about 10 s) before the summary, with no word of why. Now one line says
+    so and the summary and report follow; a trial it would run (unfinished, or retried) still starts Ray."""
+    from ablate.errors import UserError
+    from tests.helpers import crafted_sweep, good_record
+
+    def no_ray(*args: object, **kwargs: object) -> None:
+        raise UserError("Ray started")
+
+    monkeypatch.setattr("ablate.sweep.ray_session", no_ray)
+    second = {**good_record("b"), "point": 1, "params": {"teacher_temp": 0.04}, "status": status}
+    sweep = crafted_sweep(tmp_path, [good_record("a"), second])
+    code = main(["resume", str(sweep), *retry])
+    err = capsys.readouterr().err
+    if runs:
+        assert code == 2 and "Ray started" in err
+    else:
+        said = f"ablate: nothing to resume in {sweep}: all 2 trials have ended; its summary and report follow"
+        assert said in err
+        assert "Ray started" not in err and code == 0
+        assert (sweep / "report" / "report.md").is_file()
