@@ -19,9 +19,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Subset
 
+from sweep_format.text import plural
 from trainables.config import MAX_STEPS, TORCHVISION, TORCHVISION_ROOT, ConfigError, DINOConfig
 from trainables.digit_scenes import SceneDesign, make_digit_scenes, source_split
-from trainables.image_check import unreadable_images
+from trainables.image_check import large_images, unreadable_images
 from trainables.image_files import open_image
 from trainables.images import ImageList
 
@@ -258,6 +259,13 @@ def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:
         ds.samples = ds.imgs = [s for s in ds.samples if s[0] not in skipped]
         ds.targets = [label for _, label in ds.samples]
         warn_once(f"skipped {len(bad)} unreadable image files in {folder} (e.g. {bad[0][0]}: {bad[0][1]})")
+    if large := large_images(str(folder.resolve())):
+        path, pixels = max(large, key=lambda item: item[1])
+        have = "has" if len(large) == 1 else "have"
+        warn_once(f"{len(large)} {plural(len(large), 'image')} in {folder} {have} more than "
+                  f"{Image.MAX_IMAGE_PIXELS:,} pixels (largest: {path}, {pixels:,}): each is decoded whole "
+                  "whenever a crop is drawn from it, which slows every epoch; resized to a few times the "
+                  "crop size, they give nearly the same crops, faster")
     if left_out:
         kinds = sorted({Path(f).suffix.lower() or "no extension" for f in left_out})
         warn_once(f"left out {len(left_out)} files of {folder} that are not images by their extension "

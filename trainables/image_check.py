@@ -41,21 +41,40 @@ def unreadable_images(paths: list[str], folder: str) -> Verdict:
     if known is not None and known[0] == digest:
         _VERDICTS[folder] = known
         return list(known[1])
-    bad = [(path, problem) for path in paths if (problem := image_problem(path))]
+    bad, large = [], []
+    limit = Image.MAX_IMAGE_PIXELS  # None: the user turned Pillow's limit off
+    for path in paths:
+        problem, pixels = image_problem(path)
+        if problem:
+            bad.append((path, problem))
+        elif limit is not None and pixels > limit:
+            large.append((path, pixels))
     _VERDICTS[folder] = (digest, list(bad))
+    _LARGE[folder] = large
     write_verdict(folder, digest, bad)
     return bad
 
 
-def image_problem(path: str) -> str:
-    """Why ``path`` does not decode as an image; "" when it does."""
+_LARGE: dict[str, list[tuple[str, int]]] = {}  # this process's: folder -> (path, pixels) of its large images
+
+
+def large_images(folder: str) -> list[tuple[str, int]]:
+    """(path, pixels) of the images of ``folder`` above Pillow's decompression-bomb warning limit
+    (``Image.MAX_IMAGE_PIXELS``, 89,478,485 pixels; twice that does not decode), found when this
+    process decoded the folder (none when it read the kept verdict)."""
+    return list(_LARGE.get(folder, []))
+
+
+def image_problem(path: str) -> tuple[str, int]:
+    """Why ``path`` does not decode as an image ("" when it does), and its pixels."""
     try:
         with open_image(path) as img:
+            pixels = img.width * img.height  # before draft(), which scales a JPEG down
             img.draft("RGB", (64, 64))
             img.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        return str(exc).split("\n", 1)[0] or type(exc).__name__
-    return ""
+        return str(exc).split("\n", 1)[0] or type(exc).__name__, 0
+    return "", pixels
 
 
 def files_digest(paths: list[str]) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from typing import IO
 
 from PIL import Image, UnidentifiedImageError
@@ -36,7 +37,9 @@ def open_image(file: str | os.PathLike | IO[bytes]) -> Image.Image:
     """``Image.open(file)`` trying ``readable_formats()`` only."""
     formats = readable_formats()
     try:
-        return Image.open(file, formats=formats)
+        with warnings.catch_warnings():  # Pillow's two lines, naming its own source, reached the terminal:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # trainables.data says it once
+            return Image.open(file, formats=formats)
     except UnidentifiedImageError as exc:
         raise UnidentifiedImageError(f"{exc} as one of the formats ablate reads "
                                      f"({', '.join(formats)})") from None

@@ -398,3 +398,32 @@ def test_a_step_larger_than_cifar_is_refused_once_its_files_are_there(tmp_path: 
     with pytest.raises(ConfigError, match=r"^batch_size=30000 x grad_accum_steps=1 x 2 workers: larger than "
                                           r"the 50000 training images of 'cifar10'$"):
         check_data(cfg, workers=2)
+
+
+def test_images_above_pillows_bomb_limit_are_said_in_one_line(tmp_path: Path, monkeypatch, capsys):
+    """An image above Pillow's decompression-bomb warning limit (89,478,485 pixels: a scan, a slide)
+    printed Pillow's two-line DecompressionBombWarning, naming Pillow's own source line, and nothing
+    of what it means for the run. One line now, once: how many, the largest, why it matters. Pillow's
+    limit is lowered here to a 24 x 24 image's 576 pixels (twice it, 1,152, would not decode)."""
+    import warnings
+
+    from PIL import Image
+
+    from trainables import data, image_check
+
+    monkeypatch.setenv("ABLATE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    monkeypatch.setattr(data, "_WARNED", set())
+    root = write_image_folder(tmp_path / "data", n=3, size=20)  # 400 pixels: below
+    big = root / "train" / "b" / "big.png"
+    Image.new("RGB", (24, 24), (9, 9, 9)).save(big)
+    Image.new("RGB", (23, 23), (9, 9, 9)).save(root / "train" / "a" / "big.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow's own warning would fail the build
+        ds = build_datasets(DINOConfig(dataset="imagefolder", data_path=str(root)))[0]
+        image_check._VERDICTS.clear()  # a second process: the kept verdict, no decode, no second line
+        build_datasets(DINOConfig(dataset="imagefolder", data_path=str(root)))
+    assert len(ds) == 8  # large images are trained on
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        f"ablate: warning: 2 images in {root / 'train'} have more than 500 pixels (largest: {big}, 576): ")
