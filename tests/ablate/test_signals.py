@@ -285,7 +285,7 @@ signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(Keyboa
 obj = Dropped()
 try:
     del obj
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
         time.sleep(0.01)
     print("went on")
