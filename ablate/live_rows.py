@@ -51,7 +51,8 @@ class Rows:
     """The view's trials by record id, in the order they started, with the sums a redraw reads.
 
     ``ended``: rows with an end; ``epochs_done``: their epochs; ``epochs_planned``: each ended row's
-    epochs, each other's schedule (or more, when it ran past it); ``mean_time()``: the mean measured
+    epochs, each other's schedule (or more, when it ran past it); ``most_running``: the most rows
+    without an end at one time so far; ``mean_time()``: the mean measured
     (positive) epoch time, from their exact sum. The fields of a row that these read (``epoch``,
     ``planned``, ``ended_at``, ``epoch_times``) change inside ``changing`` only.
     """
@@ -62,6 +63,7 @@ class Rows:
         self._ended: list[tuple[float, int]] = []  # (ended_at, number) of rows with an end, sorted
         self._by_number: dict[int, TrialRow] = {}
         self.ended = self.epochs_done = self.epochs_planned = 0
+        self.most_running = 0  # the most rows running at once so far: the trials the cluster runs together
         self._time_sum, self._time_count, self._infinite = Fraction(0), 0, False
 
     def __contains__(self, trial_id: object) -> bool:
@@ -99,6 +101,11 @@ class Rows:
             return None
         return math.inf if self._infinite else float(self._time_sum / self._time_count)
 
+    def longest_left(self) -> int:
+        """The most epochs a running row has left of its schedule (0: none running)."""
+        return max((max(row.planned, row.epoch) - row.epoch for row in list(self._running.values())),
+                   default=0)  # list(): one C call, safe from a thread
+
     def running(self) -> list[TrialRow]:
         """The rows without an end, in the order they started."""
         return sorted(self._running.values(), key=attrgetter("number"))  # one C call: safe from a thread
@@ -120,6 +127,7 @@ class Rows:
             if row.ended_at is None:
                 self._running[row.number] = row
             self.ended += (row.ended_at is not None) - (ended_at is not None)
+            self.most_running = max(self.most_running, len(self._running))
         self._timed(row.epoch_times[times:])
 
     def _unend(self, ended_at: float, number: int) -> None:
@@ -135,6 +143,7 @@ class Rows:
         self.epochs_planned += self._planned(row)
         if row.ended_at is None:
             self._running[row.number] = row
+            self.most_running = max(self.most_running, len(self._running))
         else:
             self.ended += 1
             bisect.insort(self._ended, (row.ended_at, row.number))

@@ -172,11 +172,32 @@ def test_progress_and_eta(tmp_path: Path) -> None:
     for epoch in (1, 2):
         view.on_trial_result(0, trials, trials[0], {"epoch": epoch, "time_this_iter_s": 3.0})
     view.on_trial_result(0, trials, trials[1], {"epoch": 1, "time_this_iter_s": 3.0})
-    # 8 planned, 3 done: 5 epochs x 3 s over 2 running trials
-    assert (view.epochs_done(), view.epochs_planned(), view.eta()) == (3, 8, 7.5)
+    # 8 planned, 3 done: 5 epochs x 3 s over 2 running trials, but trial 1's 3 epochs come one by one
+    assert (view.epochs_done(), view.epochs_planned(), view.eta()) == (3, 8, 9.0)
     view.on_trial_complete(0, trials, trials[1])  # stopped early at epoch 1: 3 epochs never run
     assert view.epochs_planned() == 5 and view.eta() == pytest.approx(2 * 3.0)
     assert fmt_duration(3725) == "1:02:05" and fmt_duration(65) == "1:05" and fmt_duration(None) == "?"
+
+
+def test_the_eta_shares_what_is_left_among_the_trials_that_ran_at_once(tmp_path: Path) -> None:
+    """As a trial ended, before the next one started, one trial was running, and the ETA then printed
+    was one trial at a time: the main job on 2 CPUs said "ETA 20:41" after its first trial (8:47 in all)."""
+    recorder, trials = grid(tmp_path, [0.02, 0.04, 0.06, 0.08], epochs=4)
+    view = LiveView(recorder, stream=io.StringIO())
+    for t in trials[:2]:
+        view.on_trial_start(0, trials, t)
+    for epoch in (1, 2, 3, 4):
+        view.on_trial_result(0, trials, trials[0], {"epoch": epoch, "time_this_iter_s": 3.0})
+    view.on_trial_result(0, trials, trials[1], {"epoch": 1, "time_this_iter_s": 3.0})
+    view.on_trial_complete(0, trials, trials[0])
+    # 16 planned, 5 done: 11 epochs x 3 s over the 2 trials that ran at once (not the 1 running now)
+    assert (view.epochs_done(), view.epochs_planned(), view.eta()) == (5, 16, pytest.approx(11 * 3.0 / 2))
+    view.on_trial_start(0, trials, trials[2])
+    view.on_trial_start(0, trials, trials[3])  # 3 running: 11 / 3 epochs each, but 4 left in trials 2, 3
+    assert view.eta() == pytest.approx(4 * 3.0)
+    for t in trials[2:]:
+        view.on_trial_complete(0, trials, t)  # stopped at once: trial 2's 3 epochs are all that is left
+    assert view.eta() == pytest.approx(3 * 3.0)  # one trial's epochs run one after the other
 
 
 def test_the_view_survives_pickling(tmp_path: Path) -> None:
