@@ -216,6 +216,7 @@ def drive(spec: SweepSpec, sweep_dir: Path, resources: admission.TrialResources,
 
     from ablate.live import LiveView
     from ablate.recorder import TrialRecorder
+    from ablate.report_ahead import ReportAhead
     from ablate.search import SweepSearch, param_space, point_jobs
     from trainables.trial import KEPT_CHECKPOINTS
 
@@ -235,7 +236,7 @@ def drive(spec: SweepSpec, sweep_dir: Path, resources: admission.TrialResources,
     tune_dir = sweep_dir / TUNE_DIR
     recorder = TrialRecorder(spec, sweep_dir)
     view = LiveView(recorder, stream=stream)  # after the recorder: it reads the records just written
-    callbacks = [recorder, view, *tracker_callbacks(loggers, sweep_dir, spec.name)]
+    callbacks = [recorder, view, *tracker_callbacks(loggers, sweep_dir, spec.name), ReportAhead(left)]
     tuner = tune.Tuner(
         admission.trainable(spec, resources, str(tune_dir)), param_space=param_space(spec, tune_dir),
         tune_config=tune.TuneConfig(
