@@ -20,14 +20,17 @@ import matplotlib
 import matplotlib.style
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
+from matplotlib.collections import PathCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.transforms import offset_copy
 
 from reports import metric_words
 from reports.stats import CI_WORDS, mean_ci
@@ -140,16 +143,18 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
     for gi, group in enumerate(groups):
         sub = data if group is None else data[data[hue] == group]
         color = palette(gi % 10) if hue else TRIAL_COLOR
-        shift = (gi - (len(groups) - 1) / 2) * 0.12 if categorical else 0.0
+        step = gi - (len(groups) - 1) / 2  # each sweep beside the others at the values they share
+        shift = step * 0.12 if categorical else 0.0
         xs = [position[v] + shift if categorical else float(v) for v in sub[param]]
         if categorical:  # spread the repeats a little so they do not hide each other
             xs = [x + 0.03 * ((i % 5) - 2) for i, x in enumerate(xs)]
         collapsed = sub["collapsed"].fillna(False).to_numpy(dtype=bool)
         ys = sub["knn_top1"].to_numpy(dtype=float)
         xs_arr = np.asarray(xs, dtype=float)
-        ax.scatter(xs_arr[~collapsed], ys[~collapsed], s=22, alpha=0.55, color=color, zorder=2)
-        # above the mean marker: a value whose repeats all collapsed has its mean where its trials are
-        ax.scatter(xs_arr[collapsed], ys[collapsed], s=40, marker="x", color=COLLAPSE_COLOR, zorder=5)
+        # the crosses above the mean marker: a value whose repeats all collapsed has its mean where they are
+        marks: list[Artist] = [
+            ax.scatter(xs_arr[~collapsed], ys[~collapsed], s=22, alpha=0.55, color=color, zorder=2),
+            ax.scatter(xs_arr[collapsed], ys[collapsed], s=40, marker="x", color=COLLAPSE_COLOR, zorder=5)]
         means, pooled = [], False
         for v in ordered_values(sub[param]):
             at_v = sub[sub[param] == v]
@@ -159,9 +164,12 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
         mx, my, mci = (np.array(c, dtype=float) for c in zip(*means, strict=True))
         # a grid's value holds several configurations: its interval is their spread, not seed noise
         over = "trials (other parameters vary)" if pooled else "repeats"
-        ax.errorbar(mx, my, yerr=np.nan_to_num(mci), fmt="o-" if categorical else "o",
-                    color=color, ecolor=color, capsize=4, lw=1.2, ms=6, zorder=4,
-                    label=f"{group}: mean ± {CI_WORDS}" if hue else f"mean ± {CI_WORDS} over {over}")
+        marks += ax.errorbar(mx, my, yerr=np.nan_to_num(mci), fmt="o-" if categorical else "o",
+                             color=color, ecolor=color, capsize=4, lw=1.2, ms=6, zorder=4,
+                             label=f"{group}: mean ± {CI_WORDS}" if hue else f"mean ± {CI_WORDS} over {over}"
+                             ).get_children()
+        if step and not categorical:
+            dodge(fig, ax, marks, step * DODGE_PT)
     if baseline is not None and math.isfinite(baseline):
         ax.axhline(baseline, color="grey", ls="--", lw=1, label=f"baseline {baseline:.2f}%")
     reference_lines(ax, reference)
@@ -185,6 +193,22 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
     # beside the axes: inside, "best" still sat on trials wherever values spread over the whole height
     ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return save(fig, out)
+
+
+DODGE_PT = 9.0  # points between neighbouring sweeps on a numeric axis: their mean markers (6 pt) clear
+
+
+def dodge(fig: Figure, ax: Axes, artists: Sequence[Artist], points: float) -> None:
+    """Move ``artists``, drawn at their values, ``points`` to the right on the page: two sweeps that ran
+    the same value of a numeric parameter (teacher_temp 0.0354 in both) drew their markers and error
+    bars on one another. On the page, so a log axis moves each value by one factor and a linear one by
+    one amount; moved once drawn, so the axis limits stay those of the values themselves."""
+    beside = offset_copy(ax.transData, fig=fig, x=points, units="points")
+    for artist in artists:
+        if isinstance(artist, PathCollection):  # a scatter's markers sit at its offsets
+            artist.set_offset_transform(beside)
+        else:
+            artist.set_transform(beside)
 
 
 SLANT = 45  # degrees: neighbours a label's height apart along the axis clear each other at sin(45°)

@@ -326,3 +326,33 @@ def test_the_uniform_level_label_clears_the_collapsed_lines(drawn: list[Figure],
     mark = 9 / 72 * fig.dpi  # the end mark's size (ms=9 points), in pixels
     clear = Bbox.from_extents(box.x0 - mark, box.y0 - mark, box.x1 + mark, box.y1 + mark)
     assert not any(clear.contains(x, y) for x, y in ends), "a trial's line or end mark crosses the label"
+
+
+@pytest.mark.parametrize("log", [True, False])
+def test_two_sweeps_at_one_value_are_drawn_side_by_side(drawn: list[Figure], tmp_path: Path,
+                                                        log: bool) -> None:
+    """`ablate compare` of two sweeps that both ran teacher_temp 0.0354 (the main job and a tiny one):
+    the second sweep's mean, error bar and trials were drawn on the first's, which hid them. Each
+    sweep sits beside the value now, by one distance on the page on a log axis and a linear one, and
+    its artists still hold the values themselves."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    trials = pd.DataFrame({"sweep": ["main"] * 4 + ["tiny"] * 2,
+                           "knn_top1": [50.1, 44.1, 45.7, 43.9, 33.7, 32.4],
+                           "teacher_temp": [0.0354, 0.0354, 0.0442, 0.0442, 0.0354, 0.0354],
+                           "collapsed": pd.array([False] * 6, dtype="boolean")})
+    plots.effect_plot(trials, "teacher_temp", tmp_path / "c.png", hue="sweep", log=log)
+    (fig,) = drawn
+    FigureCanvasAgg(fig).draw()
+    ax = fig.axes[0]
+    means = {bars.get_label().split(":")[0]: bars.lines[0] for bars in ax.containers}
+    page_x = {name: line.get_transform().transform(np.column_stack([xs(line), line.get_ydata()]))[:, 0]
+              for name, line in means.items()}
+    values_x = ax.transData.transform(np.column_stack([[0.0354, 0.0442], [40.0, 40.0]]))[:, 0]
+    marker = 6 * fig.dpi / 72  # the means' diameter on the page
+    assert page_x["tiny"][0] - page_x["main"][0] > marker  # at the shared value, side by side
+    assert np.allclose(page_x["main"] - values_x, -(page_x["tiny"][0] - values_x[0]))  # one distance
+    assert xs(means["main"]) == [0.0354, 0.0442] and xs(means["tiny"]) == [0.0354]
+    dots = {round(float(x), 4) for c in ax.collections if isinstance(c, PathCollection)
+            for x in c.get_offset_transform().transform(c.get_offsets())[:, 0]}
+    assert len(dots) == 3  # the trials beside their sweep's mean: main at 2 values, tiny at 1
