@@ -388,6 +388,9 @@ def collapse_plot(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Path
 
 
 # --- all parameters at once -------------------------------------------------------------------
+LABEL_BOX = {"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
+
+
 @drawn_with_defaults
 def parallel_plot(trials: pd.DataFrame, params: list[str], out: Path, *, log_params: Sequence[str] = (),
                   categorical_params: Sequence[str] = ()) -> Path | None:
@@ -432,8 +435,9 @@ def parallel_plot(trials: pd.DataFrame, params: list[str], out: Path, *, log_par
         ax.plot(xs, ys, alpha=0.8, lw=1.5, **style)
     for x, name in zip(xs, axes, strict=True):
         ax.axvline(float(x), color="black", lw=0.8)
-        for y, text in ticks[name]:
-            ax.annotate(text, (x, y), xytext=(4, 0), textcoords="offset points", fontsize=8, va="center")
+        for y, text in ticks[name]:  # on white, above the lines: the lines that meet there crossed it
+            ax.annotate(text, (x, y), xytext=(4, 0), textcoords="offset points", fontsize=8, va="center",
+                        bbox=LABEL_BOX, zorder=3)
     labels = [f"{p}\n(log)" if p in log_params else p for p in params] + [KNN_LABEL]
     ax.set_xticks(xs, labels, fontsize=9)
     slant_if_crowded(fig, ax)

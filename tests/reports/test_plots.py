@@ -356,3 +356,27 @@ def test_two_sweeps_at_one_value_are_drawn_side_by_side(drawn: list[Figure], tmp
     dots = {round(float(x), 4) for c in ax.collections if isinstance(c, PathCollection)
             for x in c.get_offset_transform().transform(c.get_offsets())[:, 0]}
     assert len(dots) == 3  # the trials beside their sweep's mean: main at 2 values, tiny at 1
+
+
+def test_the_parallel_plots_labels_stand_clear_of_its_lines(drawn: list[Figure], tmp_path: Path) -> None:
+    """Parallel coordinates of the main job: the lines that meet at an axis ran through its labels
+    (0.1206, 1, 40.83), written on the bare plot. Each label is on white above the lines now: no
+    line's colour shows inside a label, categorical or numeric."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    trials = pd.DataFrame({"warmup": [0, 1, 2, 1], "student_temp": [0.06, 0.12, 0.18, 0.12],
+                           "knn_top1": [30.0, 40.0, 50.0, 40.0],  # two lines level through the middle
+                           "collapsed": pd.array([True, False, False, False], dtype="boolean")})
+    plots.parallel_plot(trials, ["warmup", "student_temp"], tmp_path / "p.png", categorical_params=["warmup"])
+    canvas = FigureCanvasAgg(drawn[0])
+    canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba())[..., :3].astype(float) / 255
+    height = pixels.shape[0]
+    ax = drawn[0].axes[0]
+    middle = [t for t in ax.texts if t.get_text() in ("1", "0.12", "40")]
+    assert len(middle) == 3
+    for label in middle:
+        box = label.get_window_extent()
+        inside = pixels[int(height - box.y1) + 1:int(height - box.y0) - 1, int(box.x0) + 1:int(box.x1) - 1]
+        colour = float((inside.max(axis=-1) - inside.min(axis=-1)).max())  # grey and black text: 0
+        assert inside.size and colour < 0.2, f"{label.get_text()}: a line's colour {colour:.2f} shows through"
