@@ -344,6 +344,9 @@ def colored(trials: pd.DataFrame) -> bool:
     return bool(trials.loc[healthy, "knn_top1"].notna().any())
 
 
+END_MARK = 9  # points: the cross where a collapsed trial stopped, on its last entropy and KL
+
+
 @drawn_with_defaults
 def collapse_plot(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Path | None:
     """Teacher entropy (with ln(out_dim), the uniform-collapse level) and KL(teacher || student) vs
@@ -365,15 +368,16 @@ def collapse_plot(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Path
             ax_kl.plot(rows["epoch"], rows["kl_teacher_student"], marker=lone_marker(rows), **style)
         if bad and len(rows):
             last = rows.iloc[-1]
-            ax_h.plot(last["epoch"], last["teacher_entropy"], "x", color=COLLAPSE_COLOR, ms=9)
+            ax_h.plot(last["epoch"], last["teacher_entropy"], "x", color=COLLAPSE_COLOR, ms=END_MARK)
             if "kl_teacher_student" in rows:
-                ax_kl.plot(last["epoch"], last["kl_teacher_student"], "x", color=COLLAPSE_COLOR, ms=9)
+                ax_kl.plot(last["epoch"], last["kl_teacher_student"], "x", color=COLLAPSE_COLOR, ms=END_MARK)
     ln_ks = sorted(epochs["ln_out_dim"].dropna().unique()) if "ln_out_dim" in epochs else []
     for ln_k in ln_ks:  # labelled above the line (no entropy exceeds ln K) at the left, away from the
-        ax_h.axhline(ln_k, color="black", ls="--", lw=1)  # end marks of trials that collapsed to it
+        ax_h.axhline(ln_k, color="black", ls="--", lw=1)  # end marks of trials that collapsed to it,
+        # and above the top half of the end mark of one that collapsed to it early, on the left
         ax_h.annotate(f"ln(out_dim) = {ln_k:.2f} (uniform)", (0.01, ln_k), ha="left", va="bottom",
-                      xycoords=("axes fraction", "data"), xytext=(0, 2), textcoords="offset points",
-                      fontsize=8)
+                      xycoords=("axes fraction", "data"), xytext=(0, END_MARK / 2 + 1),
+                      textcoords="offset points", fontsize=8)
     ax_h.set(xlabel="epoch", ylabel="teacher entropy (nats)", title="Teacher entropy")
     ax_kl.set(xlabel="epoch", ylabel="KL(teacher ‖ student) (nats)", title="KL(teacher ‖ student)")
     for ax in (ax_h, ax_kl):

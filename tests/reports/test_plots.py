@@ -380,3 +380,28 @@ def test_the_parallel_plots_labels_stand_clear_of_its_lines(drawn: list[Figure],
         inside = pixels[int(height - box.y1) + 1:int(height - box.y0) - 1, int(box.x0) + 1:int(box.x1) - 1]
         colour = float((inside.max(axis=-1) - inside.min(axis=-1)).max())  # grey and black text: 0
         assert inside.size and colour < 0.2, f"{label.get_text()}: a line's colour {colour:.2f} shows through"
+
+
+def test_the_uniform_level_label_clears_an_early_end_mark(drawn: list[Figure], tmp_path: Path) -> None:
+    """The main job's collapse plot: three trials collapsed to the uniform teacher by epoch 3 of 8, and
+    the top half of their end cross, drawn on the ln K line under the label at the left, ran through
+    '(uniform)'. The label stands above the cross now."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    ln_k = float(np.log(1024))
+    trials, epochs = tables(epochs_done=8, collapsed=True)
+    trials["collapsed"] = pd.array([True, False], dtype="boolean")  # b runs its 8 epochs
+    epochs["teacher_entropy"] = [None, 6.8, ln_k, ln_k, *[None] * 5] + [None, *[6.0] * 8]
+    epochs["ln_out_dim"] = ln_k
+    plots.collapse_plot(epochs, trials, tmp_path / "collapse.png")
+    fig = drawn[0]
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    ax = fig.axes[0]
+    (label,) = [t for t in ax.texts if t.get_text().startswith("ln(out_dim)")]
+    box = label.get_window_extent(canvas.get_renderer())
+    (mark,) = [line for line in ax.lines if line.get_marker() == "x"]  # where trial a stopped: epoch 3
+    x, y = ax.transData.transform((3, ln_k))
+    top = y + float(mark.get_markersize()) / 2 * fig.dpi / 72
+    assert box.x0 < x < box.x1, "the case in question: the end mark under the label"
+    assert box.y0 >= top, "the end mark's top half runs into the label"
