@@ -149,6 +149,34 @@ def test_a_postscript_file_named_as_an_image_is_refused_without_running_ghostscr
     assert len(train) == 7 and not marker.exists()  # 2 classes x 4 images, one skipped
 
 
+def test_a_fifo_named_as_an_image_is_refused_not_waited_on(tmp_path: Path):
+    """torchvision lists every non-folder entry with an image extension: a named pipe ``pipe.jpg``
+    (a tar or a data tool left it) was opened by the decode check, which waited for a writer for ever:
+    ``ablate run`` hung before printing a line."""
+    import signal
+
+    class Hung(BaseException):  # no OSError, which the check takes as an unreadable image
+        pass
+
+    def hung(*_: object) -> None:
+        raise Hung("waited on a FIFO")
+
+    root = write_image_folder(tmp_path / "data", n=4)
+    os.mkfifo(root / "train" / "a" / "pipe.jpg")
+    cfg = DINOConfig(dataset="imagefolder", data_path=str(root))
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        with pytest.raises(ConfigError, match=r"a/pipe\.jpg: not a readable image \(not a regular file "
+                                              r"\(a FIFO, socket or device\)\); remove it, or skip"):
+            build_datasets(cfg)
+        train, _ = build_datasets(cfg.model_copy(update={"skip_bad_images": True}))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert len(train) == 8  # 2 classes x 4 images, the FIFO skipped
+
+
 def test_files_that_are_not_images_by_their_extension_are_counted_and_named(tmp_path: Path, capsys):
     """torchvision lists only image extensions: an animated .gif or a .heic photo was left out of the
     dataset without a word (dot files, such as .DS_Store, are not worth one)."""
