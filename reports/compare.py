@@ -80,6 +80,8 @@ def load_source(path: str | Path) -> Source:
         sweep = open_sweep(p)
         trials, epochs = sweep_tables(sweep)
         return Source(sweep.name, p, trials, epochs, sweep.param_info())
+    if not p.is_file():  # reading a FIFO waits for a writer, for ever
+        raise ReportError(f"{p}: not a regular file (a FIFO, socket or device) (expected {expected})")
     trials, info = read_parquet(p), read_metadata(p)  # ReportError for a file that is not a table
     missing = [c for c in ("sweep", "trial_id", "status", "knn_top1", "point") if c not in trials]
     if missing:

@@ -333,3 +333,33 @@ def test_a_damaged_table_is_named_in_one_line(tmp_path: Path, capsys: pytest.Cap
         f"ablate compare: error: {damaged}: {why}"), err
     assert err[0].endswith("; expected a table written by `ablate report`")
     assert not (tmp_path / "o").exists()
+
+
+def test_a_fifo_given_as_a_table_is_refused_not_waited_on(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    """A named pipe given where a trials.parquet goes was opened as the table, and `ablate compare`
+    waited for a writer for ever, printing nothing. Now one line names it; nothing is written."""
+    import os
+    import signal
+
+    class Hung(BaseException):  # no OSError, which the reader takes as an unreadable table
+        pass
+
+    def hung(*_: object) -> None:
+        raise Hung("waited on a FIFO")
+
+    good = sweep_file(tmp_path, "b", [(50.0, 1.0, "completed", False)])
+    fifo = tmp_path / "trials.parquet"
+    os.mkfifo(fifo)
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        assert main(["compare", str(fifo), str(good), "--out", str(tmp_path / "o")]) == 2
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"ablate compare: error: {fifo}: not a regular file (a FIFO, socket or device) "
+                   "(expected a sweep folder (spec.yaml + trials/) or a trials.parquet written by "
+                   "`ablate report`)"]
+    assert not (tmp_path / "o").exists()
