@@ -57,6 +57,14 @@ def build_backbone(arch: str, img_size: int, patch_size: int, drop_path_rate: fl
     return model
 
 
+def feature_dim(model: nn.Module) -> int:
+    """The width of the pooled features ``model`` returns (the DINO head's input). timm's
+    ``num_features`` is the last stage's width; models with a pre-logits layer after pooling
+    (MobileNetV3/V4, GhostNet, LCNet, HGNetV2: a 1x1 conv to 1024-2048) return ``head_hidden_size``
+    features, and a head built on ``num_features`` failed its first step with a shape error."""
+    return int(getattr(model, "head_hidden_size", None) or cast(int, model.num_features))
+
+
 def check_crop_sizes(arch: str, patch_size: int, crops: dict[str, int]) -> None:
     """ConfigError naming every crop size (``crops``: key -> pixels, the global crops' first) that the
     backbone cannot take: a ViT's or Swin's patch embedding needs whole patches, a ConvNeXt's stages

@@ -16,7 +16,7 @@ class MultiCropWrapper(nn.Module):
 
     Example::
 
-        student = MultiCropWrapper(backbone, DINOHead(backbone.num_features, 65536))
+        student = MultiCropWrapper(backbone, DINOHead(feature_dim(backbone), 65536))
         feats, logits = student(crops)          # crops: list of (B, 3, H, W) tensors
     """
 

@@ -45,7 +45,7 @@ from trainables.data import (
     with_transform,
 )
 from trainables.dino.augment import DataAugmentationDINO, eval_transform
-from trainables.dino.backbone import build_backbone, is_vit, pointwise_weights_nhwc
+from trainables.dino.backbone import build_backbone, feature_dim, is_vit, pointwise_weights_nhwc
 from trainables.dino.batch_augment import BatchDataAugmentationDINO
 from trainables.dino.head import DINOHead
 from trainables.dino.loaders import CPUMultiCropLoader, DeviceMultiCropLoader, FolderMultiCropLoader
@@ -223,7 +223,7 @@ class DINOTrainer:
         cfg = self.cfg
         backbone = build_backbone(cfg.arch, cfg.global_crops_size, cfg.patch_size, drop_path_rate,
                                   cfg.pretrained_weights)
-        head = DINOHead(in_dim=cast(int, backbone.num_features), out_dim=cfg.out_dim,
+        head = DINOHead(in_dim=feature_dim(backbone), out_dim=cfg.out_dim,
                         use_bn=cfg.use_bn_in_head, norm_last_layer=cfg.norm_last_layer,
                         nlayers=cfg.head_nlayers, hidden_dim=cfg.head_hidden_dim,
                         bottleneck_dim=cfg.head_bottleneck_dim, use_ln=cfg.use_ln_in_head)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from trainables.config import ConfigError
-from trainables.dino.backbone import build_backbone, pointwise_weights_nhwc
+from trainables.dino.backbone import build_backbone, feature_dim, pointwise_weights_nhwc
 
 
 def test_pretrained_weights_from_a_local_file_only(tmp_path: Path):
@@ -45,6 +45,22 @@ def test_cnn_backbones_work_and_unknown_names_are_clear():
     assert cnn(torch.randn(2, 3, 32, 32)).shape == (2, cnn.num_features)
     with pytest.raises(ConfigError, match="not a timm model"):
         build_backbone("vit_no_such_model", 32, 4, 0.0)
+
+
+@pytest.mark.parametrize("arch", ["mobilenetv3_small_050", "lcnet_050", "test_resnet", "test_vit"])
+def test_the_dino_head_takes_the_features_the_backbone_returns(arch: str):
+    """MobileNetV3 (and GhostNet, LCNet, HGNetV2, MobileNetV4) pool, then widen the features with a
+    1x1 conv: timm's ``num_features`` (288 for mobilenetv3_small_050) is not the width they return
+    (1024), and the head built on it ended `ablate train` in a shape-error traceback at its first step."""
+    from tests.helpers import TINY_TRAINER
+    from trainables.config import DINOConfig
+    from trainables.dino.trainer import DINOTrainer
+
+    cfg = DINOConfig(**{**TINY_TRAINER, "arch": arch, "global_crops_size": 32, "local_crops_size": 32})
+    student = DINOTrainer(cfg).student.eval()
+    with torch.no_grad():
+        feats, logits = student([torch.zeros(2, 3, 32, 32)])
+    assert feats.shape == (2, feature_dim(student.backbone)) and logits.shape == (2, cfg.out_dim)
 
 
 @pytest.mark.parametrize("arch", ["resnet10t", "test_vit"])  # resnet10t: BatchNorm counters everywhere
