@@ -27,7 +27,7 @@ from ablate.sweep_spec import arch_problem
 from ablate.sweep_spec.model import absolute_paths
 from sweep_format import yamltext
 from sweep_format.files import file_on_path, linked, loads, too_long, write_text
-from sweep_format.layout import RAY_LOG
+from sweep_format.layout import RAY_LOG, sweep_around
 from trainables.config import (
     ConfigError,
     DINOConfig,
@@ -131,6 +131,9 @@ def main(args: argparse.Namespace) -> int:
     written = (CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, TRAIN_LOG, RAY_LOG, RAY_TRAIN_FOLDER)
     if problem := linked(out, written):  # a folder written elsewhere must not send writes outside it
         raise UserError(f"--out {out}: {problem}")
+    if (inside := sweep_around(out)) is not None:  # its files would mix with the sweep's
+        raise UserError(f"--out {out}: inside the sweep folder {inside}, whose files are the sweep's; give "
+                        f"a folder beside it, e.g. --out {inside.parent / 'one'}")
     if args.resume:
         if not ckpt.is_file():
             raise UserError(f"--resume: no {CHECKPOINT_NAME} in {out} (start the run without --resume)")
@@ -140,6 +143,8 @@ def main(args: argparse.Namespace) -> int:
                                    base=None if args.config else cfg.model_dump(mode="json"))
             cfg = same_config(cfg, given, out)
     else:
+        if not ckpt.exists() and (problem := foreign_files(out)):  # before the data is read
+            raise UserError(f"--out {out}: {problem}")
         cfg = resolve_config(args.config, args.sets, args.workers)
         if ckpt.exists():
             raise UserError(f"--out {out}: already holds a run; pass --resume to continue it, "
@@ -185,6 +190,26 @@ def main(args: argparse.Namespace) -> int:
         return run_epochs(trainer, out, sys.stderr)
     except KeyboardInterrupt:
         return interrupted(out, args.workers)
+
+
+def foreign_files(out: Path) -> str:
+    """Why the run must not write into ``out``: it holds a config.yaml that no run wrote ("" when it
+    holds none, or a run's stopped before its first checkpoint, which starts over). A run replaces it,
+    so a project's own config.yaml there (``ablate train exp/config.yaml --out exp``) was overwritten
+    with the resolved keys, its comments lost. A run's config.yaml holds every trainer key
+    (``write_config``; an older release's, some of them, beside its metrics.jsonl)."""
+    config = out / CONFIG_NAME
+    if not config.exists():
+        return ""
+    try:
+        keys = set(load_yaml(config))
+    except UserError:
+        keys = set()
+    fields = set(DINOConfig.model_fields)
+    if keys == fields or (keys and keys <= fields and (out / METRICS_NAME).exists()):
+        return ""
+    return (f"holds a {CONFIG_NAME} that is not an ablate train run's, which the run would replace with "
+            "its own; choose another folder, or move the file")
 
 
 def check_workers_fit(workers: int, gpu: float = 0.0) -> None:

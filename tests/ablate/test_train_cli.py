@@ -324,6 +324,32 @@ def test_a_run_folder_with_a_symbolic_link_is_refused(tmp_path: Path, capsys: py
     assert victim.read_text() == "precious\n"
 
 
+def test_an_out_folder_holding_files_no_run_wrote_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """`ablate train exp/config.yaml --out exp` replaced the user's own config.yaml (comments and all)
+    with the resolved keys, and a run into a sweep folder mixed its files with the sweep's. Both are
+    refused in one line, nothing written."""
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    own = "# my recipe\nepochs: 1\n"
+    (exp / "config.yaml").write_text(own)
+    assert main(["train", str(exp / "config.yaml"), "--out", str(exp)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"ablate train: error: --out {exp}: holds a config.yaml that is not an ablate train "
+                   "run's, which the run would replace with its own; choose another folder, or move the file"]
+    assert (exp / "config.yaml").read_text() == own
+    assert sorted(p.name for p in exp.iterdir()) == ["config.yaml"]
+    sweep = tmp_path / "runs" / "temps"
+    (sweep / "trials").mkdir(parents=True)
+    (sweep / "spec.yaml").write_text("name: temps\n")
+    for out in (sweep, sweep / "trials" / "one"):
+        assert main(["train", "--set", "epochs=1", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"ablate train: error: --out {out}: inside the sweep folder {sweep}, whose files are "
+                       f"the sweep's; give a folder beside it, e.g. --out {tmp_path / 'runs' / 'one'}"]
+    assert sorted(p.name for p in sweep.iterdir()) == ["spec.yaml", "trials"]
+    assert not any((sweep / "trials").iterdir())
+
+
 @pytest.mark.parametrize("out", ["config.yaml", "config.yaml/run"])
 def test_an_out_folder_that_is_a_file_is_refused_at_once(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                          out: str):
