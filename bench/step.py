@@ -149,11 +149,13 @@ def build_lightly(args: argparse.Namespace, device: torch.device, n_steps: int) 
     from lightly.models.utils import deactivate_requires_grad, get_weight_decay_parameters, update_momentum
     from lightly.utils.scheduler import cosine_schedule
 
+    from trainables.dino.backbone import feature_dim
+
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # lightly's head uses the deprecated nn.utils.weight_norm
         student_backbone = _timm_backbone(args, DROP_PATH_RATE)
-        dim = student_backbone.num_features
+        dim = feature_dim(student_backbone)  # the width the backbone returns, as the trainer's head takes
         student_head = DINOProjectionHead(dim, args.head_hidden, args.bottleneck, args.out_dim,
                                           freeze_last_layer=0)
         teacher_backbone = _timm_backbone(args, 0.0)

@@ -59,6 +59,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     from trainables.config import DINOConfig
     from trainables.dino import trainer as trainer_module
+    from trainables.dino.backbone import feature_dim
     from trainables.dino.trainer import DINOTrainer
 
     if args.cifar_like:  # CIFAR-sized in-memory data without a download
@@ -112,7 +113,7 @@ def knn_cost(trainer: Any, train_img_per_s: float) -> dict[str, float]:
     start = time.perf_counter()
     trainer.evaluate()
     eval_img_per_s = n / (time.perf_counter() - start)
-    dim = trainer.teacher.backbone.num_features
+    dim = feature_dim(trainer.teacher.backbone)
     memory = torch.randn(10_000, dim, device=trainer.device)
     queries = torch.randn(2_000, dim, device=trainer.device)
     start = time.perf_counter()
