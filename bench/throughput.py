@@ -59,7 +59,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     from trainables.config import DINOConfig
     from trainables.dino import trainer as trainer_module
-    from trainables.dino.backbone import feature_dim
     from trainables.dino.trainer import DINOTrainer
 
     if args.cifar_like:  # CIFAR-sized in-memory data without a download
@@ -109,6 +108,9 @@ def knn_cost(trainer: Any, train_img_per_s: float) -> dict[str, float]:
     import time
 
     import torch
+
+    from trainables.dino.backbone import feature_dim
+
     n = len(trainer.memory_set) + len(trainer.test_set)
     start = time.perf_counter()
     trainer.evaluate()
