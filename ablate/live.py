@@ -207,8 +207,11 @@ class LiveView(Callback):
 
     def epochs_planned(self) -> int:
         """Every trial's schedule, less what ended trials will never run."""
-        unseen = max(0, self.num_trials - len(self.rows))  # not started: the baseline's schedule
-        return unseen * self.epochs + self.rows.epochs_planned
+        return self.unseen() * self.epochs + self.rows.epochs_planned
+
+    def unseen(self) -> int:
+        """Trials not started yet (each planned at the baseline's schedule)."""
+        return max(0, self.num_trials - len(self.rows))
 
     def eta(self) -> float | None:
         """Seconds left: epochs left x measured seconds per epoch, shared among as many trials as
@@ -222,8 +225,7 @@ class LiveView(Callback):
         mean = self.rows.mean_time()
         if mean is None:
             return None
-        unseen = self.num_trials - len(self.rows)
-        longest = max(self.rows.longest_left(), self.epochs if unseen > 0 else 0)
+        longest = max(self.rows.longest_left(), self.epochs if self.unseen() else 0)
         return max(left / max(1, self.rows.most_running), longest) * mean
 
     def best_text(self, finished_only: bool = False) -> str:

@@ -103,7 +103,7 @@ class Rows:
 
     def longest_left(self) -> int:
         """The most epochs a running row has left of its schedule (0: none running)."""
-        return max((max(row.planned, row.epoch) - row.epoch for row in list(self._running.values())),
+        return max((self._planned(row) - row.epoch for row in list(self._running.values())),
                    default=0)  # list(): one C call, safe from a thread
 
     def running(self) -> list[TrialRow]:
