@@ -134,6 +134,8 @@ def main(args: argparse.Namespace) -> int:
     if (inside := sweep_around(out)) is not None:  # its files would mix with the sweep's
         raise UserError(f"--out {out}: inside the sweep folder {inside}, whose files are the sweep's; give "
                         f"a folder beside it, e.g. --out {inside.parent / 'one'}")
+    if problem := foreign_files(out):  # before the data is read
+        raise UserError(f"--out {out}: {problem}")
     if args.resume:
         if not ckpt.is_file():
             raise UserError(f"--resume: no {CHECKPOINT_NAME} in {out} (start the run without --resume)")
@@ -143,8 +145,6 @@ def main(args: argparse.Namespace) -> int:
                                    base=None if args.config else cfg.model_dump(mode="json"))
             cfg = same_config(cfg, given, out)
     else:
-        if not ckpt.exists() and (problem := foreign_files(out)):  # before the data is read
-            raise UserError(f"--out {out}: {problem}")
         cfg = resolve_config(args.config, args.sets, args.workers)
         if ckpt.exists():
             raise UserError(f"--out {out}: already holds a run; pass --resume to continue it, "
@@ -193,14 +193,22 @@ def main(args: argparse.Namespace) -> int:
 
 
 def foreign_files(out: Path) -> str:
-    """Why the run must not write into ``out``: it holds a config.yaml that no run wrote ("" when it
-    holds none, or a run's stopped before its first checkpoint, which starts over). A run replaces it,
-    so a project's own config.yaml there (``ablate train exp/config.yaml --out exp``) was overwritten
-    with the resolved keys, its comments lost. A run's config.yaml holds every trainer key
-    (``write_config``; an older release's, some of them, beside its metrics.jsonl)."""
+    """Why the run must not write into ``out``: it holds a file of a run's name that no run wrote (""
+    when it holds none, or a run's, one stopped before its first checkpoint included, which starts
+    over). A run writes its config.yaml before anything else, with every trainer key (``write_config``;
+    an older release's, some of them, beside its metrics.jsonl): that file is what marks a folder as a
+    run's. So a config.yaml of other keys is someone's own (``ablate train exp/config.yaml --out exp``
+    replaced it with the resolved keys, its comments lost), and a metrics.jsonl or checkpoint.pt
+    without a config.yaml beside it is no run's (the run rewrote the user's metrics.jsonl, dropping its
+    rows and appending its own)."""
+    from trainables.dino.trainer import CHECKPOINT_NAME
+
     config = out / CONFIG_NAME
     if not config.exists():
-        return ""
+        found = next((name for name in (METRICS_NAME, CHECKPOINT_NAME) if (out / name).exists()), "")
+        return (f"holds a {found} that no ablate train run wrote (no {CONFIG_NAME} beside it, which a run "
+                "writes first), which the run would overwrite; choose another folder, or move the file"
+                if found else "")
     try:
         keys = set(load_yaml(config))
     except UserError:

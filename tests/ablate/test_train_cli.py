@@ -350,6 +350,27 @@ def test_an_out_folder_holding_files_no_run_wrote_is_refused(tmp_path: Path, cap
     assert not any((sweep / "trials").iterdir())
 
 
+@pytest.mark.parametrize("name", ["metrics.jsonl", "checkpoint.pt"])
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_metrics_or_checkpoint_file_without_a_runs_config_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture, name: str, resume: bool):
+    """`ablate train --out exp` where exp holds the user's own metrics.jsonl (no config.yaml) rewrote it:
+    its rows dropped as 'a run stopped before its first checkpoint', the run's appended. A run writes its
+    config.yaml before anything else, so a metrics.jsonl or checkpoint.pt without one is no run's:
+    refused in one line, nothing written, with or without --resume."""
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    own = '{"step": 1, "acc": 0.5}\n'
+    (exp / name).write_text(own)
+    assert main(["train", *SETS, "--out", str(exp), *(["--resume"] if resume else [])]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"ablate train: error: --out {exp}: holds a {name} that no ablate train run wrote (no config.yaml "
+        "beside it, which a run writes first), which the run would overwrite; choose another folder, or "
+        "move the file"]
+    assert sorted(p.name for p in exp.iterdir()) == [name] and (exp / name).read_text() == own
+
+
+
 @pytest.mark.parametrize("out", ["config.yaml", "config.yaml/run"])
 def test_an_out_folder_that_is_a_file_is_refused_at_once(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                          out: str):
@@ -366,7 +387,8 @@ def test_workers_that_never_start_leave_no_folder_behind(tmp_path: Path, capsys:
     start) removed nothing: the --out folder it made stayed with config.yaml, ray.log and ray_train/."""
     from ray import train
 
-    from trainables.config import ConfigError
+    from ablate.commands.train import write_config
+    from trainables.config import ConfigError, DINOConfig
 
     refused = ConfigError("arch='test_vit' with its DINO head (out_dim=1048576) does not fit in this "
                           "machine's memory " + "(DefaultCPUAllocator: can't allocate memory) " * 8 + "end")
@@ -391,6 +413,7 @@ def test_workers_that_never_start_leave_no_folder_behind(tmp_path: Path, capsys:
     assert last == f"ablate train: error: ablate train --workers 2: a worker failed: {refused}"
     kept = tmp_path / "kept"  # a folder it did not make, or one holding a result, is kept
     (kept / "run").mkdir(parents=True)
+    write_config(kept / "run", DINOConfig())  # a run's folder: its config.yaml, then its metrics
     (kept / "run" / "metrics.jsonl").write_text("")
     assert main(["train", *SETS, "--out", str(kept / "run"), "--workers", "2"]) == 2
     assert sorted(p.name for p in (kept / "run").iterdir()) == ["config.yaml", "metrics.jsonl", "ray.log"]
@@ -460,7 +483,9 @@ def test_a_long_worker_error_is_cut_at_a_word_and_its_whole_text_named(
     text is in ray.log, named; a run folder that a failed start removes names Ray's own logs instead."""
     from ray import train
 
+    from ablate.commands.train import write_config
     from ablate.session import session_logs  # this session's Ray (the tests'), if one runs
+    from trainables.config import DINOConfig
 
     class Dies:
         def fit(self) -> None:
@@ -471,6 +496,7 @@ def test_a_long_worker_error_is_cut_at_a_word_and_its_whole_text_named(
     monkeypatch.setattr("trainables.ddp_trial.torch_trainer", lambda *args, **kwargs: Dies())
     out = tmp_path / "run"  # a run with a result: kept, and its ray.log with it
     out.mkdir()
+    write_config(out, DINOConfig())  # a run's folder: its config.yaml, then its metrics
     (out / "metrics.jsonl").write_text("")
     assert main(["train", *SETS, "--out", str(out), "--workers", "2"]) == 2
     last = capsys.readouterr().err.splitlines()[-1]
