@@ -101,7 +101,8 @@ def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, 
                   f"{points} {plural(points, 'configuration')}, ranked by the final `{sweep.metric}` "
                   f"({'lower' if sweep.mode == 'min' else 'higher'} is better; rule: reports/ranking.py). "
                   f"Written {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.")
-    doc.paragraph(reference_line(sweep.reference, marked=result.pixel is not None))
+    doc.paragraph(reference_line(sweep.reference, marked=result.pixel is not None,
+                                 damage=sweep.reference_damage))
     doc.paragraph(result.headline())
     for note in result.notes:
         doc.note(note)
@@ -123,20 +124,22 @@ def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, 
     return doc
 
 
-def reference_line(reference: dict, marked: bool = True) -> str:
+def reference_line(reference: dict, marked: bool = True, damage: str = "") -> str:
     """The report header's baselines: what a trial must beat to show that DINO learned anything.
     ``marked``: the leaderboard marks configurations against raw pixels (``Analysis.pixel``: only
-    when the sweep ranks by kNN top-1)."""
+    when the sweep ranks by kNN top-1). ``damage``: why a value is not shown (``SweepDir.reference_damage``:
+    the file named, and what is wrong with it), said in place of "not recorded"."""
     pixel, untrained = reference.get("pixel_knn_top1"), reference.get("untrained_knn_top1")
     if pixel is None and untrained is None:
-        return "Reference kNN top-1 of the dataset: not recorded for this sweep."
+        why = f"not shown, {damage}" if damage else "not recorded for this sweep"
+        return f"Reference kNN top-1 of the dataset: {why}."
     fmt = lambda v: f"{v:.2f} %" if isinstance(v, (int, float)) else "–"
     how = ("" if pixel is None else  # no raw-pixel value to mark against, whatever the metric
            "; a configuration that does not beat raw pixels is marked" if marked else
            "; this sweep ranks by another metric, so the tables do not mark configurations against them: "
            "compare each trial's kNN top-1 under Trials and in the learning curves")
     return (f"Reference kNN top-1 of the dataset: **raw pixels {fmt(pixel)}**, **untrained network "
-            f"{fmt(untrained)}**{how}.")
+            f"{fmt(untrained)}**{how}." + (f" Not shown: {damage}." if damage else ""))
 
 
 def add_leaderboard(doc: Document, result: Analysis) -> None:

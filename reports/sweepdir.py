@@ -118,8 +118,16 @@ class SweepDir:
         """``reference_knn.json``: raw-pixel and untrained kNN top-1 of the dataset ({} if absent or
         unreadable). A value that is not a kNN accuracy, 0 to 100 (a file edited or damaged elsewhere),
         is left out like a missing one: the report would print it, mark configurations against it and write it
-        into the tables' metadata, which ``ablate compare`` then refuses."""
+        into the tables' metadata, which ``ablate compare`` then refuses. ``reference_damage`` says why."""
         return read_reference(self.path)
+
+    @property
+    def reference_damage(self) -> str:
+        """What is wrong with ``reference_knn.json``, naming it ("" when it is whole or absent): what the
+        report says in place of the values ``reference`` leaves out, which would otherwise read as never
+        recorded."""
+        why = reference_file(self.path)[1]
+        return f"{REFERENCE_FILE} is damaged: {why}" if why else ""
 
     def param_info(self) -> dict[str, Any]:
         """What a parquet file keeps of the spec, so `ablate compare` works on the file alone."""
@@ -134,14 +142,29 @@ class SweepDir:
 def read_reference(sweep_dir: Path) -> dict[str, Any]:
     """``SweepDir.reference`` of the folder ``sweep_dir`` (``ablate resume`` computes the values again
     where they are missing)."""
+    return reference_file(sweep_dir)[0]
+
+
+def reference_file(sweep_dir: Path) -> tuple[dict[str, Any], str]:
+    """``reference_knn.json`` of ``sweep_dir``: its entries less the ``REFERENCE_KNN`` values that are
+    not kNN accuracies, and what is wrong with it ("" when it is absent or whole: an object with both
+    values, each a percentage from 0 to 100, as ``ablate run`` writes it)."""
     file = sweep_dir / REFERENCE_FILE
+    if not file.exists():
+        return {}, ""
+    if not file.is_file():  # reading a FIFO would wait for ever (open_sweep refuses one before)
+        return {}, "not a regular file (a FIFO, socket or device)"
     try:
-        data = loads(file.read_bytes()) if file.is_file() else None  # a FIFO would wait for ever
-    except (OSError, ValueError):
-        return {}
+        data = loads(file.read_bytes())
+    except OSError as exc:
+        return {}, f"cannot be read ({exc.strerror})"
+    except ValueError as exc:  # truncated, not JSON, bytes that are not UTF-8
+        return {}, f"not readable as JSON ({exc.__class__.__name__}: {str(exc)[:80]})"
     if not isinstance(data, dict):
-        return {}
-    return {k: v for k, v in data.items() if k not in REFERENCE_KNN or is_percent(v)}
+        return {}, f"holds {repr(data)[:40]}, not a JSON object of {' and '.join(REFERENCE_KNN)}"
+    wrong = [f"{key} is {repr(data[key])[:40]}, not a percentage from 0 to 100" if key in data
+             else f"no {key}" for key in REFERENCE_KNN if not is_percent(data.get(key))]
+    return {k: v for k, v in data.items() if k not in REFERENCE_KNN or is_percent(v)}, "; ".join(wrong)
 
 
 def open_sweep(path: str | Path) -> SweepDir:

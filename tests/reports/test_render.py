@@ -122,6 +122,32 @@ def test_the_header_promises_marks_only_where_the_tables_make_them() -> None:
     assert "compare each trial's kNN top-1 under Trials" in line
 
 
+@pytest.mark.parametrize("text, expected", [
+    ('{"pixel_knn_top1": 22.87, "untrai', "not shown, reference_knn.json is damaged: not readable as JSON "
+     "(JSONDecodeError: Unterminated string starting at: line 1 column 27 (char 26))."),
+    ("[22.87, 29.5]", "not shown, reference_knn.json is damaged: holds [22.87, 29.5], not a JSON object of "
+     "pixel_knn_top1 and untrained_knn_top1."),
+    ('{"pixel_knn_top1": "22.87", "untrained_knn_top1": 29.5}', "**raw pixels –**, **untrained network "
+     "29.50 %**. Not shown: reference_knn.json is damaged: pixel_knn_top1 is '22.87', not a percentage from "
+     "0 to 100."),
+])
+def test_a_damaged_reference_file_is_named_not_reported_as_never_recorded(tmp_path: Path, text: str,
+                                                                          expected: str) -> None:
+    """A truncated reference_knn.json, or one of other types, was reported as 'not recorded for this
+    sweep', as if ablate run had never measured the baselines. Now the header names the file and what is
+    wrong with it, and shows the value that is whole."""
+    from reports.render import reference_line
+    from reports.sweepdir import SweepDir
+
+    (tmp_path / "reference_knn.json").write_text(text)
+    sweep = SweepDir(tmp_path, {})
+    line = reference_line(sweep.reference, damage=sweep.reference_damage)
+    assert line == f"Reference kNN top-1 of the dataset: {expected}"
+    (tmp_path / "reference_knn.json").unlink()  # a sweep that never wrote one
+    line = reference_line(sweep.reference, damage=sweep.reference_damage)
+    assert line == "Reference kNN top-1 of the dataset: not recorded for this sweep."
+
+
 def test_a_trial_that_never_trained_shows_its_knn_as_the_untrained_networks() -> None:
     """An errored trial (ended before its first epoch) was listed under Trials with kNN top-1 29.81 and
     best '–': the untrained network's value read as that trial's result."""
