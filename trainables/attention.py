@@ -40,7 +40,7 @@ from trainables.data import build_datasets, folder_problem, to_rgb, torchvision_
 from trainables.dino.augment import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from trainables.dino.backbone import build_backbone, is_vit
 from trainables.dino.trainer import CHECKPOINT_NAME, resolve_device
-from trainables.image_files import open_image
+from trainables.image_files import check_regular, open_image
 from trainables.trial import checkpoints_in
 
 VIT_EXAMPLE = "vit_tiny_patch16_224"
@@ -243,24 +243,43 @@ class Teacher:
     checkpoint: Path | None  # None for the untrained network
 
 
+SOURCES = f"a run folder of `ablate train`, a sweep trial folder or a {CHECKPOINT_NAME} file"
+
+
 def resolve_checkpoint(source: str | Path) -> Path:
     """The checkpoint file of a run folder, a sweep trial folder (latest) or a checkpoint file."""
     path = Path(source)
     if not path.exists():
-        raise ConfigError(f"{path}: no such file or folder (give a run folder of `ablate train`, "
-                          f"a sweep trial folder or a {CHECKPOINT_NAME} file)")
-    if path.is_file():
-        return path
-    if (path / CHECKPOINT_NAME).is_file():
-        return path / CHECKPOINT_NAME
-    trial = [c / CHECKPOINT_NAME for c in checkpoints_in(path) if (c / CHECKPOINT_NAME).is_file()]
+        raise ConfigError(f"{path}: no such file or folder (give {SOURCES})")
+    if not path.is_dir():
+        return _regular(path)
+    if _file_entry(path / CHECKPOINT_NAME):
+        return _regular(path / CHECKPOINT_NAME)
+    trial = [c / CHECKPOINT_NAME for c in checkpoints_in(path) if _file_entry(c / CHECKPOINT_NAME)]
     if trial:
-        return trial[0]  # the newest
+        return _regular(trial[0])  # the newest
     hint = ""
     if (path / TUNE_DIR).is_dir():
         hint = f" (a sweep folder: pass one of its trial folders, {path / TUNE_DIR}/<trial>)"
     raise ConfigError(f"{path}: no {CHECKPOINT_NAME} and no checkpoint_NNNNNN/{CHECKPOINT_NAME} "
                       f"inside{hint}; the run has not finished an epoch yet, or this is not a run folder")
+
+
+def _file_entry(path: Path) -> bool:
+    """Whether ``path`` is there as something other than a folder: a checkpoint, or what stands in its
+    place (a FIFO, a device), which ``_regular`` names."""
+    return path.exists() and not path.is_dir()
+
+
+def _regular(file: Path) -> Path:
+    """``file`` when it is a regular file (``check_regular``, which opens nothing); a ConfigError naming
+    it when not: torch.load of a FIFO waits for a writer for ever, and a FIFO or device in a run folder's
+    place of its checkpoint was reported as no checkpoint at all."""
+    try:
+        check_regular(file)
+    except OSError as exc:
+        raise ConfigError(f"{file}: {exc}; give {SOURCES}") from None
+    return file
 
 
 def _read_checkpoint(file: Path) -> dict[str, Any]:

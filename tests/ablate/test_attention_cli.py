@@ -129,6 +129,38 @@ def test_bad_sources_exit_2_with_a_clear_message(case, message, cnn_checkpoint, 
     assert "Traceback" not in err and not out.exists()
 
 
+@pytest.mark.parametrize("where", ["pipe", "run/checkpoint.pt", "trial/checkpoint_000002/checkpoint.pt"])
+def test_a_fifo_for_a_checkpoint_is_named_not_a_regular_file_and_not_opened(tmp_path, capsys, where):
+    """A FIFO (or a device such as /dev/null) given as SOURCE, or in a run or trial folder's place of its
+    checkpoint.pt, was reported as 'no checkpoint.pt' (or an older trial checkpoint was drawn). Now it is
+    named as not a regular file, found by stat alone: opening it would wait for a writer for ever (the
+    alarm only turns such a hang into a failure)."""
+    import os
+    import signal
+
+    (tmp_path / "trial" / "checkpoint_000001").mkdir(parents=True)
+    (tmp_path / "trial" / "checkpoint_000001" / "checkpoint.pt").write_bytes(b"")  # older: not drawn
+    fifo = tmp_path / where
+    fifo.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(fifo)
+    source = fifo if where == "pipe" else tmp_path / where.split("/")[0]
+
+    def hung(*_: object) -> None:
+        raise AssertionError("opened the FIFO")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        assert main(["attention", str(source), "--out", str(tmp_path / "a.png")]) == 2
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"ablate attention: error: {fifo}: not a regular file (a FIFO, socket or device); give a run folder "
+        "of `ablate train`, a sweep trial folder or a checkpoint.pt file"]
+    assert not (tmp_path / "a.png").exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--threshold", "1.5"], "--threshold 1.5"),
     (["--images", "0"], "--images 0"),
