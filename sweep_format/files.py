@@ -97,6 +97,16 @@ def file_on_path(folder: str | os.PathLike) -> Path | None:
     return next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
 
 
+NOT_REGULAR = "not a regular file (a FIFO, socket or device)"  # what such a path is called, wherever met
+
+
+def special_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is there as neither a folder nor a regular file (links followed): a FIFO,
+    socket or device, whose read waits for a writer for ever or never ends. Only its type is looked at."""
+    file = Path(path)
+    return file.exists() and not file.is_dir() and not file.is_file()
+
+
 NAME_MAX = 255  # bytes in one file name, on every common file system
 
 

@@ -26,7 +26,7 @@ from ablate.overrides import load_yaml, parse_sets
 from ablate.sweep_spec import arch_problem
 from ablate.sweep_spec.model import absolute_paths
 from sweep_format import yamltext
-from sweep_format.files import file_on_path, linked, loads, too_long, write_text
+from sweep_format.files import NOT_REGULAR, file_on_path, linked, loads, special_file, too_long, write_text
 from sweep_format.layout import RAY_LOG, sweep_around
 from trainables.config import (
     ConfigError,
@@ -136,6 +136,9 @@ def main(args: argparse.Namespace) -> int:
                         f"a folder beside it, e.g. --out {inside.parent / 'one'}")
     if problem := foreign_files(out):  # before the data is read
         raise UserError(f"--out {out}: {problem}")
+    if special_file(ckpt):  # a FIFO's read waits for ever: neither "no checkpoint" nor a run's
+        raise UserError(f"--out {out}: its {CHECKPOINT_NAME} is {NOT_REGULAR}, not a run's checkpoint; "
+                        "choose another folder, or move it")
     if args.resume:
         if not ckpt.is_file():
             raise UserError(f"--resume: no {CHECKPOINT_NAME} in {out} (start the run without --resume)")

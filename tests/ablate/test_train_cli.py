@@ -370,6 +370,27 @@ def test_a_metrics_or_checkpoint_file_without_a_runs_config_is_refused(
     assert sorted(p.name for p in exp.iterdir()) == [name] and (exp / name).read_text() == own
 
 
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_fifo_in_the_place_of_a_runs_checkpoint_is_named_not_opened(
+        tmp_path: Path, capsys: pytest.CaptureFixture, resume: bool):
+    """A run's folder whose checkpoint.pt is a named pipe: `--resume` said "no checkpoint.pt" and a new
+    run "already holds a run; pass --resume", each sending the user to the other. It is named as what it
+    is, in one line, and never opened (a read would wait for a writer for ever)."""
+    import os
+
+    from ablate.commands.train import write_config
+    from trainables.config import DINOConfig
+
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    write_config(exp, DINOConfig())
+    os.mkfifo(exp / "checkpoint.pt")
+    assert main(["train", *SETS, "--out", str(exp), *(["--resume"] if resume else [])]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"ablate train: error: --out {exp}: its checkpoint.pt is not a regular file (a FIFO, socket or "
+        "device), not a run's checkpoint; choose another folder, or move it"]
+    assert sorted(p.name for p in exp.iterdir()) == ["checkpoint.pt", "config.yaml"]
+
 
 @pytest.mark.parametrize("out", ["config.yaml", "config.yaml/run"])
 def test_an_out_folder_that_is_a_file_is_refused_at_once(tmp_path: Path, capsys: pytest.CaptureFixture,
