@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import matplotlib
 import matplotlib.style
@@ -30,7 +30,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
-from matplotlib.transforms import offset_copy
+from matplotlib.transforms import Affine2D, offset_copy
 
 from reports import metric_words
 from reports.stats import CI_WORDS, mean_ci
@@ -129,10 +129,13 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
                 baseline: float | None = None, reference: dict | None = None) -> Path | None:
     """kNN top-1 vs ``param``: one dot per trial (x: collapsed), mean ± 95% CI per value.
     ``categorical`` spaces the values evenly (like a paper table); ``hue`` colours by a column
-    (``sweep`` in a comparison)."""
+    (``sweep`` in a comparison). On the page, the trials at one value stand a few points apart
+    (``spread``) and sweeps at one value beside each other; every artist keeps its values."""
     data = trials[trials[param].notna() & trials["knn_top1"].notna()]
     if data.empty:
         return None
+    if "repeat" in data:  # repeat r runs one seed everywhere: it sits at one place beside every value
+        data = data.sort_values("repeat", kind="stable")
     categorical = categorical or not is_numeric(data[param])
     values = ordered_values(data[param])
     position = {v: i for i, v in enumerate(values)}
@@ -140,36 +143,26 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
     palette = matplotlib.colormaps["tab10"]
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
+    apart, clear, beside, reach = spacing(fig, ax, data, param, hue, len(values) if categorical else 0)
     for gi, group in enumerate(groups):
         sub = data if group is None else data[data[hue] == group]
         color = palette(gi % 10) if hue else TRIAL_COLOR
         step = gi - (len(groups) - 1) / 2  # each sweep beside the others at the values they share
-        shift = step * 0.12 if categorical else 0.0
-        xs = [position[v] + shift if categorical else float(v) for v in sub[param]]
-        if categorical:  # spread the repeats a little so they do not hide each other
-            xs = [x + 0.03 * ((i % 5) - 2) for i, x in enumerate(xs)]
-        collapsed = sub["collapsed"].fillna(False).to_numpy(dtype=bool)
-        ys = sub["knn_top1"].to_numpy(dtype=float)
-        xs_arr = np.asarray(xs, dtype=float)
-        # the crosses above the mean marker: a value whose repeats all collapsed has its mean where they are
-        marks: list[Artist] = [
-            ax.scatter(xs_arr[~collapsed], ys[~collapsed], s=22, alpha=0.55, color=color, zorder=2),
-            ax.scatter(xs_arr[collapsed], ys[collapsed], s=40, marker="x", color=COLLAPSE_COLOR, zorder=5)]
+        xs = np.array([position[v] if categorical else float(v) for v in sub[param]], dtype=float)
+        trial_marks(ax, xs, sub, step * beside + spread(sub[param], apart, clear), color)
         means, pooled = [], False
         for v in ordered_values(sub[param]):
             at_v = sub[sub[param] == v]
             m, ci, _ = mean_ci(at_v["knn_top1"].tolist())
-            means.append((position[v] + shift if categorical else float(v), m, ci))
+            means.append((position[v] if categorical else float(v), m, ci))
             pooled |= "point" in at_v and at_v["point"].nunique() > 1
         mx, my, mci = (np.array(c, dtype=float) for c in zip(*means, strict=True))
         # a grid's value holds several configurations: its interval is their spread, not seed noise
         over = "trials (other parameters vary)" if pooled else "repeats"
-        marks += ax.errorbar(mx, my, yerr=np.nan_to_num(mci), fmt="o-" if categorical else "o",
-                             color=color, ecolor=color, capsize=4, lw=1.2, ms=6, zorder=4,
-                             label=f"{group}: mean ± {CI_WORDS}" if hue else f"mean ± {CI_WORDS} over {over}"
-                             ).get_children()
-        if step and not categorical:
-            dodge(fig, ax, marks, step * DODGE_PT)
+        bars = ax.errorbar(mx, my, yerr=np.nan_to_num(mci), fmt="o-" if categorical else "o",
+                           color=color, ecolor=color, capsize=4, lw=1.2, ms=MEAN_PT, zorder=4,
+                           label=f"{group}: mean ± {CI_WORDS}" if hue else f"mean ± {CI_WORDS} over {over}")
+        dodge(fig, ax, bars.get_children(), step * beside)
     if baseline is not None and math.isfinite(baseline):
         ax.axhline(baseline, color="grey", ls="--", lw=1, label=f"baseline {baseline:.2f}%")
     reference_lines(ax, reference)
@@ -177,9 +170,11 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
         ax.set_xticks(range(len(values)), [fmt_value(v) for v in values])
         ax.set_xlim(-0.5, len(values) - 0.5)
         slant_if_crowded(fig, ax)
-    elif log:
-        ax.set_xscale("log")
-        fit_log_ticks(fig, ax)
+    else:
+        keep_inside(fig, ax, reach)
+        if log:
+            ax.set_xscale("log")
+            fit_log_ticks(fig, ax)
     ax.set_xlabel(f"{param}{' (log scale)' if log and not categorical else ''}")
     ax.set_ylabel(KNN_LABEL)
     ax.set_title(f"Final kNN top-1 vs {param}")
@@ -195,20 +190,98 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
     return save(fig, out)
 
 
-DODGE_PT = 9.0  # points between neighbouring sweeps on a numeric axis: their mean markers (6 pt) clear
+MEAN_PT = 6.0  # points: a mean's marker across
+DODGE_PT = 9.0  # points between neighbouring sweeps: their means' markers (6 pt) and trials clear
+SPREAD_PT = 4.5  # points between neighbouring trials at one value: a dot is 4.7 pt wide (s=22)
+CLEAR_PT = 4.5  # points from a value to its nearest trials: its mean's marker (6 pt) hides under 1/5 of one
+SPREAD_MAX_PT = 10.0  # the farthest a trial sits from its value on a numeric axis, where values may be close
+CATEGORY_FILL = 0.6  # the share of a category's width its sweeps and their trials may take
+
+
+def spread(values: pd.Series, apart: float, clear: float) -> np.ndarray:
+    """Each trial's distance in points from its value on the page, in the table's order left to right:
+    a lone trial on its value; two or more ``apart`` from one another, the nearest two ``clear`` of the
+    value either side of the mean's marker there (an odd one out on the left). Repeats of one
+    configuration share its value, and their dots were drawn at one x: 3 seeds looked like 1."""
+    at_value = values.groupby(values, sort=False)
+    rank = at_value.cumcount().to_numpy(dtype=float)
+    count = at_value.transform("size").to_numpy(dtype=float)
+    left = np.ceil(count / 2)  # how many stand left of the value
+    beside = np.where(rank < left, -(clear + (left - 1 - rank) * apart), clear + (rank - left) * apart)
+    return np.where(count > 1, beside, 0.0)
+
+
+class Spacing(NamedTuple):
+    """Points on the page: ``spread``'s ``apart`` and ``clear``, ``beside`` between neighbouring
+    sweeps (``dodge``), and ``reach``, the farthest a trial or mean sits from its value."""
+    apart: float
+    clear: float
+    beside: float
+    reach: float
+
+
+def spacing(fig: Figure, ax: Axes, data: pd.DataFrame, param: str, hue: str | None,
+            categories: int) -> Spacing:
+    """How far apart the trials at one value and the sweeps beside it stand: sweeps one value's widest
+    spread plus DODGE_PT apart, so that neither their means nor their trials meet. On a numeric axis
+    no trial sits farther than SPREAD_MAX_PT from its sweep's place; on a categorical one
+    (``categories`` values) everything is narrowed to fit CATEGORY_FILL of a category."""
+    most = int(data.groupby([hue, param] if hue else [param], sort=False).size().max())
+    clear, apart = (CLEAR_PT, SPREAD_PT) if most > 1 else (0.0, 0.0)
+    outer = math.ceil(most / 2) - 1  # trials beyond the nearest one on the fuller (left) side
+    if outer and not categories:
+        apart = min(apart, (SPREAD_MAX_PT - clear) / outer)
+    width = 2 * clear + max(most - 2, 0) * apart  # from the leftmost trial to the rightmost
+    sweeps = data[hue].nunique() if hue else 1
+    narrow = 1.0
+    if categories:
+        room = CATEGORY_FILL * ax.get_position().width * fig.get_figwidth() * 72 / categories
+        narrow = min(1.0, room / ((sweeps - 1) * (width + DODGE_PT) + width + DODGE_PT))  # a dot each end
+    beside = (width + DODGE_PT) * narrow
+    reach = (sweeps - 1) / 2 * beside + (clear + outer * apart) * narrow + MEAN_PT / 2
+    return Spacing(apart * narrow, clear * narrow, beside, reach)
+
+
+def keep_inside(fig: Figure, ax: Axes, reach: float) -> None:
+    """Widen ``ax``'s x margins so that what is drawn up to ``reach`` points beside the first and last
+    values stays inside the axes: three seeds of each of two sweeps reach 23 points out, and under the
+    default 5 % (18 points here) those at the lowest and highest teacher_temp were cut off by the frame."""
+    share = reach / (ax.get_position().width * fig.get_figwidth() * 72)  # of the axes' width
+    ax.margins(x=max(float(matplotlib.rcParams["axes.xmargin"]), share / (1 - 2 * share)))
+
+
+def trial_marks(ax: Axes, xs: np.ndarray, trials: pd.DataFrame, points: np.ndarray,
+                color: Any) -> None:
+    """A dot per trial at (``xs``, its kNN top-1), a red cross if it collapsed, each ``points[i]`` to
+    the right on the page; the crosses above the mean's marker: a value whose repeats all collapsed has
+    its mean where they are."""
+    collapsed = trials["collapsed"].fillna(False).to_numpy(dtype=bool)
+    ys = trials["knn_top1"].to_numpy(dtype=float)
+    ok = ~collapsed
+    scatter_beside(ax, xs[ok], ys[ok], points[ok], s=22, alpha=0.55, color=color, zorder=2)
+    scatter_beside(ax, xs[collapsed], ys[collapsed], points[collapsed], s=40, marker="x",
+                   color=COLLAPSE_COLOR, zorder=5)
+
+
+def scatter_beside(ax: Axes, xs: np.ndarray, ys: np.ndarray, points: np.ndarray, *, s: float,
+                   **style: Any) -> PathCollection:
+    """``ax.scatter(xs, ys, s=s)`` with marker i drawn ``points[i]`` to the right on the page: its offset
+    stays at its values, its outline moves (a scatter draws its marker in units of sqrt(s) points).
+    One collection: one per distance (``dodge`` each) took 5 s, not 0.5, for 3,000 trials."""
+    drawn = ax.scatter(xs, ys, s=s, **style)
+    (marker,) = drawn.get_paths()
+    drawn.set_paths([marker.transformed(Affine2D().translate(p / math.sqrt(s), 0)) for p in points])
+    return drawn
 
 
 def dodge(fig: Figure, ax: Axes, artists: Sequence[Artist], points: float) -> None:
     """Move ``artists``, drawn at their values, ``points`` to the right on the page: two sweeps that ran
-    the same value of a numeric parameter (teacher_temp 0.0354 in both) drew their markers and error
-    bars on one another. On the page, so a log axis moves each value by one factor and a linear one by
-    one amount; moved once drawn, so the axis limits stay those of the values themselves."""
+    the same value (teacher_temp 0.0354 in both) drew their means and error bars on one another (their
+    trials move with ``scatter_beside``). On the page, so a log axis moves each value by one factor and
+    a linear one by one amount; moved once drawn, so the axis limits stay those of the values themselves."""
     beside = offset_copy(ax.transData, fig=fig, x=points, units="points")
     for artist in artists:
-        if isinstance(artist, PathCollection):  # a scatter's markers sit at its offsets
-            artist.set_offset_transform(beside)
-        else:
-            artist.set_transform(beside)
+        artist.set_transform(beside)
 
 
 SLANT = 45  # degrees: neighbours a label's height apart along the axis clear each other at sin(45°)

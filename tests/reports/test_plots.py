@@ -334,13 +334,14 @@ def test_two_sweeps_at_one_value_are_drawn_side_by_side(drawn: list[Figure], tmp
     """`ablate compare` of two sweeps that both ran teacher_temp 0.0354 (the main job and a tiny one):
     the second sweep's mean, error bar and trials were drawn on the first's, which hid them. Each
     sweep sits beside the value now, by one distance on the page on a log axis and a linear one, and
-    its artists still hold the values themselves."""
+    its artists still hold the values themselves. With 3 seeds each, the sweeps at the lowest value
+    stood half over the frame under the default margins; they stay inside it."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    trials = pd.DataFrame({"sweep": ["main"] * 4 + ["tiny"] * 2,
-                           "knn_top1": [50.1, 44.1, 45.7, 43.9, 33.7, 32.4],
-                           "teacher_temp": [0.0354, 0.0354, 0.0442, 0.0442, 0.0354, 0.0354],
-                           "collapsed": pd.array([False] * 6, dtype="boolean")})
+    trials = pd.DataFrame({"sweep": ["main"] * 5 + ["tiny"] * 3,
+                           "knn_top1": [50.1, 44.1, 47.0, 45.7, 43.9, 33.7, 32.4, 33.0],
+                           "teacher_temp": [0.0354] * 3 + [0.0442] * 2 + [0.0354] * 3,
+                           "collapsed": pd.array([False] * 8, dtype="boolean")})
     plots.effect_plot(trials, "teacher_temp", tmp_path / "c.png", hue="sweep", log=log)
     (fig,) = drawn
     FigureCanvasAgg(fig).draw()
@@ -353,9 +354,106 @@ def test_two_sweeps_at_one_value_are_drawn_side_by_side(drawn: list[Figure], tmp
     assert page_x["tiny"][0] - page_x["main"][0] > marker  # at the shared value, side by side
     assert np.allclose(page_x["main"] - values_x, -(page_x["tiny"][0] - values_x[0]))  # one distance
     assert xs(means["main"]) == [0.0354, 0.0442] and xs(means["tiny"]) == [0.0354]
-    dots = {round(float(x), 4) for c in ax.collections if isinstance(c, PathCollection)
-            for x in c.get_offset_transform().transform(c.get_offsets())[:, 0]}
-    assert len(dots) == 3  # the trials beside their sweep's mean: main at 2 values, tiny at 1
+    dots = page_dots(fig)
+    colours = {name: dot_colour(line.get_color()) for name, line in means.items()}
+    main, tiny = (dots[colours[name]] for name in ("main", "tiny"))
+    assert max(x for v, x, _ in main if v == 0.0354) < min(x for _, x, _ in tiny)  # trials beside their mean
+    for name, sweep in (("main", main), ("tiny", tiny)):
+        for i, value in enumerate(xs(means[name])):
+            assert around([x for v, x, _ in sweep if v == value], page_x[name][i], fig)
+    frame = ax.get_window_extent()
+    dot = np.sqrt(22) * fig.dpi / 72
+    assert all(frame.x0 + dot / 2 < x < frame.x1 - dot / 2 for _, x, _ in main + tiny)
+
+
+def dot_colour(colour: object) -> tuple[float, ...]:
+    from matplotlib.colors import to_rgb
+
+    return tuple(round(c, 3) for c in to_rgb(colour))  # type: ignore[arg-type]
+
+
+def page_dots(fig: Figure) -> dict[tuple[float, ...], list[tuple[float, float, float]]]:
+    """The trials' dots of the figure's first axes, by colour: (x value held, x on the page in pixels, y)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    dots: dict[tuple[float, ...], list[tuple[float, float, float]]] = {}
+    for c in fig.axes[0].collections:
+        if isinstance(c, PathCollection) and len(c.get_offsets()):
+            held = np.asarray(c.get_offsets(), dtype=float)
+            # a marker's outline may sit beside its offset, in units of sqrt(s) points
+            outline = np.array([path.get_extents().intervalx.mean() for path in c.get_paths()])
+            unit = np.sqrt(c.get_sizes()) * fig.dpi / 72
+            page = c.get_offset_transform().transform(held)[:, 0] + outline * unit
+            dots.setdefault(dot_colour(c.get_facecolor()[0]), []).extend(
+                zip(held[:, 0], page, held[:, 1], strict=True))
+    return dots
+
+
+def mean_page_x(fig: Figure) -> dict[tuple[float, ...], list[tuple[float, float]]]:
+    """Each mean marker of the figure's first axes, by colour: (x value held, x on the page in pixels)."""
+    out = {}
+    for bars in fig.axes[0].containers:
+        line = bars.lines[0]
+        page = line.get_transform().transform(np.column_stack([xs(line), line.get_ydata()]))[:, 0]
+        out[dot_colour(line.get_color())] = list(zip(xs(line), page, strict=True))
+    return out
+
+
+def around(seeds: list[float], mean_x: float, fig: Figure) -> bool:
+    """Whether the trials' dots stand either side of their mean's marker, two thirds of each out from
+    under it (page x in pixels)."""
+    clear = (6 / 2 + np.sqrt(22) / 6) * fig.dpi / 72  # the marker's radius and a third of a dot
+    return min(seeds) < mean_x < max(seeds) and all(abs(x - mean_x) >= clear - 1e-6 for x in seeds)
+
+
+@pytest.mark.parametrize("log", [True, False])
+def test_each_repeat_shows_beside_the_others(drawn: list[Figure], tmp_path: Path, log: bool) -> None:
+    """A sweep's report, teacher_temp 0.02 and 0.04 with 3 seeds each: the seeds of a configuration
+    share its value, and their dots were drawn at one x, so 3 seeds looked like 1 (kNN 40.0 and 40.1
+    as one dot). They stand a dot's width apart on the page now, either side of the mean, which stays
+    at the value and hides none of them, and every dot still holds the value itself; repeat 0 on the
+    left at every value."""
+    trials = pd.DataFrame({"teacher_temp": [0.02] * 3 + [0.04] * 3, "repeat": [2, 0, 1, 1, 2, 0],
+                           "knn_top1": [40.2, 40.0, 40.1, 45.1, 45.2, 45.0],  # tenths: the repeat
+                           "collapsed": pd.array([False] * 6, dtype="boolean")})
+    plots.effect_plot(trials, "teacher_temp", tmp_path / "e.png", log=log)
+    (fig,) = drawn
+    (dots,) = page_dots(fig).values()
+    (means,) = mean_page_x(fig).values()
+    ax = fig.axes[0]
+    dot = np.sqrt(22) * fig.dpi / 72  # a dot's diameter on the page (s=22 points²)
+    for value, mean_x in means:
+        at_value = sorted(x for v, x, _ in dots if v == value)
+        assert len(at_value) == 3
+        left_to_right = [round(y % 1, 1) for v, _, y in sorted(dots, key=lambda d: d[1]) if v == value]
+        assert left_to_right == [0.0, 0.1, 0.2]  # by repeat
+        assert min(np.diff(at_value)) > 0.9 * dot  # each seed its own dot
+        assert around(at_value, mean_x, fig)
+        assert np.isclose(mean_x, ax.transData.transform((value, 40.0))[0])  # the mean at the value
+
+
+def test_two_sweeps_at_one_category_keep_their_repeats_apart(drawn: list[Figure], tmp_path: Path) -> None:
+    """`ablate compare` of two temps sweeps, warmup_teacher_temp_epochs 0/1/2 with 3 seeds each: the
+    sweeps sat 0.12 of a category apart and their seeds were spread by their row number, so at 1 a
+    seed of one sweep was drawn on a seed of the other. At every value now each sweep's seeds are a
+    dot apart either side of its mean, and the two sweeps' seeds do not meet."""
+    one = pd.DataFrame({"warmup_teacher_temp_epochs": [0, 0, 0, 1, 1, 1, 2, 2, 2], "repeat": [0, 1, 2] * 3,
+                        "knn_top1": [40.0, 40.1, 39.9, 45.0, 45.1, 44.9, 42.0, 42.1, 41.9],
+                        "collapsed": pd.array([False] * 9, dtype="boolean")})
+    trials = pd.concat([one.assign(sweep="a"), one.assign(sweep="b", knn_top1=one["knn_top1"] + 0.05)])
+    plots.effect_plot(trials, "warmup_teacher_temp_epochs", tmp_path / "c.png", hue="sweep", categorical=True)
+    (fig,) = drawn
+    dots, means = page_dots(fig), mean_page_x(fig)
+    a, b = (means[dot_colour(bars.lines[0].get_color())] for bars in fig.axes[0].containers)
+    dot = np.sqrt(22) * fig.dpi / 72
+    for position in (0, 1, 2):
+        left, right = ([x for v, x, _ in dots[colour] if round(v) == position] for colour in means)
+        assert len(left) == len(right) == 3
+        assert min(right) - max(left) > dot  # the sweeps' seeds apart
+        for seeds, sweep in ((left, a), (right, b)):
+            assert min(np.diff(sorted(seeds))) > 0.9 * dot
+            assert around(seeds, sweep[position][1], fig)
 
 
 def test_the_parallel_plots_labels_stand_clear_of_its_lines(drawn: list[Figure], tmp_path: Path) -> None:
