@@ -28,7 +28,8 @@ from sweep_format.text import printable
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside ``path`` (``.XXXX-NAME.tmp``, unique per writer); on success it replaces
-    ``path``, on any error it is removed (an OSError naming it is raised naming ``path``)."""
+    ``path``, on any error it is removed (an OSError naming it, or naming no file, is raised naming
+    ``path``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -41,8 +42,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; sweep folders are shared and handed around
         yield tmp
         os.replace(tmp, path)
-    except OSError as exc:  # a write that failed names the file it was writing, not its temporary one
-        if exc.filename not in (str(tmp), tmp) or exc.errno is None:
+    except OSError as exc:  # a write that failed names the file it was writing, not its temporary one;
+        # nor nothing: a write() or close() that finds the disk full (pathlib's write_text, Arrow's parquet
+        # writer) raises an OSError without a file name, and the user was told "cannot write the output"
+        if exc.filename not in (str(tmp), tmp, None) or exc.errno is None:
             raise
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
     finally:

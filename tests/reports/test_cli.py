@@ -219,3 +219,30 @@ def test_a_folder_the_report_cannot_be_written_in_says_what_to_do(
     assert len(err) == 1 and err[0].startswith(f"ablate report: error: cannot write {sweep / 'report'}"), err
     assert err[0].endswith(f"({code}: {os.strerror(getattr(errno, code))}); {advice.format(sweep=sweep)}")
     assert (sweep / "trials" / "a.json").read_bytes() == record
+
+
+def test_a_disk_that_fills_while_a_table_is_written_is_named_and_keeps_the_earlier_table(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk under Arrow's parquet writer (an OSError naming no file, as write() raises it) said
+    'cannot write the output (ENOSPC: ...)', not which file."""
+    import errno
+
+    import pyarrow.parquet as pq
+
+    from tests.helpers import crafted_sweep, good_record
+
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    table = sweep / "report" / "trials.parquet"
+    table.parent.mkdir()
+    table.write_bytes(b"the earlier table")
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pq, "write_table", full)
+    assert main(["report", str(sweep)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"ablate report: error: cannot write {table} (ENOSPC: No space left on device); the "
+                   f"sweep's records are unchanged: free space, then `ablate report {sweep}`"]
+    assert table.read_bytes() == b"the earlier table"
+    assert sorted(p.name for p in table.parent.iterdir()) == ["trials.parquet"]

@@ -1,0 +1,30 @@
+"""sweep_format.files: atomic writes, and the file a failed write names."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from sweep_format.files import atomic_path, write_text
+
+
+def test_a_full_disk_mid_write_keeps_the_old_file_and_names_the_target(tmp_path: Path) -> None:
+    """A write() that finds the disk full raises an OSError naming no file (pathlib's write_text,
+    Arrow's parquet writer): it reached the user as 'cannot write the output', no file named."""
+    target = write_text(tmp_path / "report.md", "the earlier report")
+    with pytest.raises(OSError) as caught, atomic_path(target) as tmp:
+        tmp.write_text("half of the new rep")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as f.write() raises it
+    assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC, str(target))
+    assert target.read_text() == "the earlier report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]  # no temporary file left
+
+
+def test_an_error_about_another_file_keeps_its_name(tmp_path: Path) -> None:
+    other = tmp_path / "source.png"
+    with pytest.raises(FileNotFoundError) as caught, atomic_path(tmp_path / "out.png"):
+        other.read_bytes()
+    assert caught.value.filename == str(other)
