@@ -26,6 +26,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from reports.plots import drawn_with_defaults
+from sweep_format.files import atomic_path
 from trainables.attention import (
     AttentionMaps,
     Teacher,
@@ -109,9 +110,11 @@ def attention_figure(images: torch.Tensor, maps: AttentionMaps, names: list[str]
 
 
 def _save(fig: Figure, out: Path) -> Path:
+    """Atomically: a disk that fills mid-way leaves the earlier picture (the report's attention.png, the
+    user's --out) whole, not truncated."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", dpi=120)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
     return out
 
 

@@ -282,3 +282,28 @@ def test_a_checkpoint_that_asks_for_a_download_gets_none(run_dir, tmp_path, caps
                    f"dataset=cifar10 --set 'data_path={data}' --set download=true --out DIR`"], err
     assert (sorted(data.iterdir()) == []) if folder == "empty" else not data.exists()
     assert not out.parent.exists()
+
+
+def test_a_disk_that_fills_while_the_picture_is_saved_keeps_the_earlier_one(tmp_path, monkeypatch):
+    """savefig wrote straight into the report's attention.png (or --out): a full disk left it
+    truncated, where every other file of a sweep folder is replaced only once fully written."""
+    import errno
+    import os
+
+    from matplotlib.figure import Figure
+
+    from ablate.attention_plot import _save
+
+    out = tmp_path / "attention.png"
+    out.write_bytes(b"the earlier picture")
+
+    def full(self, fname, **kwargs):
+        Path(fname).write_bytes(b"\x89PNG half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Figure, "savefig", full)
+    with pytest.raises(OSError) as caught:
+        _save(Figure(), out)
+    assert caught.value.filename == str(out)
+    assert out.read_bytes() == b"the earlier picture"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["attention.png"]
