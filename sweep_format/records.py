@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,8 @@ def read_record(file: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return damaged(file, f"not an ablate trial record (expected \"format\": \"{FORMAT}\")")
     if data.get("version") not in VERSIONS:
-        return damaged(file, f"record version {repr(data.get('version'))[:40]}, this ablate reads "
+        newer = ", written by a newer ablate" if is_newer(data.get("version")) else ""
+        return damaged(file, f"record version {repr(data.get('version'))[:40]}{newer}, this ablate reads "
                              f"{list(VERSIONS)}")
     if not isinstance(data.get("epochs"), list) or not isinstance(data.get("trial_id"), str):
         return damaged(file, "record without trial_id or epochs")
@@ -126,6 +128,50 @@ def read_record(file: Path) -> dict[str, Any]:
     if why := misfit(data):
         return damaged(file, why)
     return data
+
+
+def is_newer(version: Any) -> bool:
+    """Whether ``version`` is a record version after every one this reader knows (a later ablate's)."""
+    return is_int(version) and version > max(VERSIONS)
+
+
+def newer_format(sweep_dir: str | Path) -> str:
+    """"" unless a record in ``trials/`` is of a version after this reader's: then one line naming the
+    first such file. A sweep a later ablate wrote (or resumed) would read as damaged throughout, its
+    report would replace the later one's with a table of damaged trials, and ``ablate resume`` ran its
+    trials again beside its records; so a folder holding one is refused, by every command, until
+    ablate is upgraded. A record that cannot be read at all is no sign of a later ablate: ``damaged``."""
+    folder = Path(sweep_dir) / TRIALS_DIR
+    if not folder.is_dir() or folder.is_symlink():
+        return ""
+    for file in sorted(folder.glob("*.json")):
+        if file.name.startswith(".") or not file.is_file():
+            continue
+        if is_newer(version := record_version(file)):
+            known = ", ".join(map(str, VERSIONS))
+            return (f"{printable(str(file))}: trial record version {version}, written by a newer ablate "
+                    f"(this one reads version {known}); upgrade ablate to report, compare or resume the "
+                    "sweep")
+    return ""
+
+
+# How every record ablate writes begins (ablate.records.new_record: these keys first, json.dumps's
+# separators): its version is read from the first bytes, not from a parse of every epoch.
+HEAD = re.compile(rb'\{"format": "' + FORMAT.encode() + rb'", "version": (\d{1,18})[,}]')
+
+
+def record_version(file: Path) -> Any:
+    """The ``version`` of the record ``file`` (None: no record, or one that cannot be read)."""
+    try:
+        with file.open("rb") as f:
+            if head := HEAD.match(f.read(64)):
+                return int(head[1])
+            f.seek(0)
+            raw = f.read()
+        data = loads(raw.decode(json.detect_encoding(raw)))
+    except (OSError, ValueError):
+        return None
+    return data.get("version") if isinstance(data, dict) and data.get("format") == FORMAT else None
 
 
 def misfit(data: dict[str, Any]) -> str:

@@ -246,3 +246,30 @@ def test_a_disk_that_fills_while_a_table_is_written_is_named_and_keeps_the_earli
                    f"sweep's records are unchanged: free space, then `ablate report {sweep}`"]
     assert table.read_bytes() == b"the earlier table"
     assert sorted(p.name for p in table.parent.iterdir()) == ["trials.parquet"]
+
+
+@pytest.mark.parametrize("command", ["report", "compare", "resume", "ls"])
+def test_a_sweep_a_newer_ablate_wrote_is_refused_in_one_line_and_left_as_it_is(
+        command: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A record of a later version was read as damaged: `ablate report` replaced the sweep's report with
+    one of damaged trials, exit 0, and `ablate resume` ran the trials again beside their records."""
+    from sweep_format.records import VERSION
+    from tests.helpers import crafted_sweep, good_record
+
+    sweep = crafted_sweep(tmp_path, [good_record("a"), {**good_record("b"), "version": VERSION + 1}])
+    before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
+    argv = [str(sweep)]
+    if command == "compare":
+        (tmp_path / "other").mkdir()
+        other = crafted_sweep(tmp_path / "other", [good_record("a")])
+        argv = [str(other), *argv, "--out", str(tmp_path / "cmp")]
+    code = main([command, *argv])
+    captured = capsys.readouterr()
+    why = (f"{sweep / 'trials' / 'b.json'}: trial record version {VERSION + 1}, written by a newer ablate "
+           f"(this one reads version {VERSION}); upgrade ablate to report, compare or resume the sweep")
+    if command == "ls":  # the sweeps beside it are still listed
+        assert code == 0 and f"(unreadable: {why})" in captured.out
+    else:
+        assert code == 2 and captured.err.splitlines() == [f"ablate {command}: error: {why}"]
+    assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "cmp").exists()

@@ -50,3 +50,27 @@ def test_a_reference_knn_outside_0_to_100_is_left_out_as_missing(tmp_path: Path)
     (tmp_path / "reference_knn.json").write_text('{"pixel_knn_top1": 1e308, "untrained_knn_top1": 29.8, '
                                                  '"dataset": "digit_scenes"}')
     assert read_reference(tmp_path) == {"untrained_knn_top1": 29.8, "dataset": "digit_scenes"}
+
+
+def test_a_record_of_a_later_version_is_named_and_others_are_not(tmp_path: Path) -> None:
+    """A record a newer ablate wrote is named in one line (every command refuses its folder); an
+    unreadable record, one of another format or of an older or odd version is left to ``damaged``."""
+    from sweep_format.files import write_json
+    from sweep_format.records import FORMAT, VERSION, newer_format, read_record
+    from tests.helpers import good_record
+
+    trials = tmp_path / "trials"
+    trials.mkdir()
+    write_json(trials / "a.json", good_record("a"))
+    (trials / "b.json").write_text("{not json")
+    write_json(trials / "c.json", {"format": "other", "version": VERSION + 1})
+    write_json(trials / "d.json", {**good_record("d"), "version": "2"})
+    write_json(trials / "e.json", {**good_record("e"), "version": 0})
+    assert newer_format(tmp_path) == ""
+    newer = {"trial_id": "f", "epochs": [], "format": FORMAT, "version": VERSION + 1}  # keys reordered
+    write_json(trials / "f.json", newer)
+    assert newer_format(tmp_path) == (
+        f"{trials / 'f.json'}: trial record version {VERSION + 1}, written by a newer ablate (this one reads "
+        f"version {VERSION}); upgrade ablate to report, compare or resume the sweep")
+    assert "written by a newer ablate" in read_record(trials / "f.json")["reason"]
+    assert "newer" not in read_record(trials / "d.json")["reason"]
