@@ -37,8 +37,14 @@ def storage_failure(exc: OSError, args: argparse.Namespace) -> str:
         return (f"{what}; the sweep folder {where} keeps finished trials and each running trial's "
                 f"last checkpoint; free space, then `ablate resume {where}`")
     if args.command == "report":  # a colleague's folder, a shared or read-only disk: the records stay
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return f"{what}; the sweep's records are unchanged: free space, then `ablate report {args.sweep}`"
-        return (f"{what}; the sweep's records are unchanged. To report a sweep folder you cannot write, "
-                f"copy it (`cp -r {args.sweep} COPY`) and `ablate report COPY`")
+        return f"{what}; the sweep's records are unchanged{report_advice(exc, args.sweep)}"
     return f"{what}; nothing else was changed"
+
+
+def report_advice(exc: OSError, sweep: object) -> str:
+    """How to get the report of ``sweep`` that ``exc`` stopped (``ablate report``, or the report at the
+    end of ``ablate run``/``resume``): free space, or report a copy of a folder this user cannot write."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f": free space, then `ablate report {sweep}`"
+    return (f". To report a sweep folder you cannot write, copy it (`cp -r {sweep} COPY`) and "
+            "`ablate report COPY`")

@@ -107,3 +107,34 @@ def test_a_damaged_record_is_not_said_to_be_retried(tmp_path: Path, capsys: pyte
     (sweep / "trials" / "b.json").unlink()
     assert finish(sweep) == 1
     assert "errored" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("code, advice", [
+    ("EACCES", ". To report a sweep folder you cannot write, copy it (`cp -r {sweep} COPY`) and "
+               "`ablate report COPY`"),
+    ("ENOSPC", ": free space, then `ablate report {sweep}`"),
+])
+def test_a_report_the_end_of_a_sweep_cannot_write_says_what_to_do(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, code: str,
+        advice: str) -> None:
+    """`ablate resume` of a colleague's finished sweep on a read-only disk (nothing left to run) said the
+    report would be written 'once there is space', for a folder that is not full but not writable."""
+    import errno
+    import os
+
+    import reports.render
+    from tests.helpers import crafted_sweep, good_record
+
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    table = sweep / "report" / "trials.parquet"
+
+    def refused(*args: object, **kwargs: object) -> None:
+        number = getattr(errno, code)
+        raise OSError(number, os.strerror(number), str(table))
+
+    monkeypatch.setattr(reports.render, "build_report", refused)
+    assert finish(sweep) == 0  # the summary is still printed; the records are the sweep's result
+    err = capsys.readouterr().err.splitlines()
+    why = os.strerror(getattr(errno, code))
+    assert err == [f"ablate: warning: {table}: cannot write the report ({code}: {why}); the records are kept"
+                   f"{advice.format(sweep=sweep)}"]
