@@ -26,10 +26,21 @@ from ray.tune.search import Searcher
 
 from ablate.sweep_spec import SweepSpec
 from sweep_format import statuses
-from sweep_format.layout import trial_folders
+from sweep_format.layout import TUNE_DIR, trial_folders
 from sweep_format.records import is_damaged
+from sweep_format.text import plural
 from sweep_format.values import PointIndex
-from trainables.trial import BUNDLES, EVAL_AT, OPTUNA_TRIAL, REPEAT, RESUME_DIRS, STOP, STORAGE_DIR, TRIAL_ID
+from trainables.trial import (
+    BUNDLES,
+    EVAL_AT,
+    OPTUNA_TRIAL,
+    REPEAT,
+    RESUME_DIRS,
+    STOP,
+    STORAGE_DIR,
+    TRIAL_ID,
+    checkpoints_in,
+)
 
 
 @dataclass
@@ -113,6 +124,23 @@ def point_jobs(spec: SweepSpec, records: list[dict[str, Any]], sweep_dir: Path,
             jobs.append(continued(rec, sweep_dir))
     jobs += [Job(dict(p), r) for i, p in enumerate(points) for r in range(spec.repeats) if (i, r) not in done]
     return jobs
+
+
+def without_checkpoints(jobs: list[Job], records: list[dict[str, Any]], sweep_dir: Path) -> str:
+    """"" unless a job continues a trial that trained (an epoch >= 1 in its record) but none of the
+    folders it ran in holds a checkpoint (a copy of the sweep folder made without ``tune/``, where the
+    checkpoints take the space; checkpoints deleted): then one line naming them, since each starts
+    again from epoch 0, which ``ablate resume`` did in silence."""
+    trained = {r["trial_id"]: max((row["epoch"] for row in r["epochs"]), default=0)
+               for r in records if not is_damaged(r)}
+    lost = [f"{job.trial_id} (epoch {trained[job.trial_id]})" for job in jobs
+            if trained.get(job.trial_id, 0) >= 1 and not any(checkpoints_in(d) for d in job.resume_dirs)]
+    if not lost:
+        return ""
+    shown = ", ".join(lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
+    return (f"{sweep_dir / TUNE_DIR}: no checkpoint left of {len(lost)} {plural(len(lost), 'trial')} that "
+            f"trained ({shown}; a copy of the sweep folder made without {TUNE_DIR}/?): "
+            f"{'it starts' if len(lost) == 1 else 'they start'} again from epoch 0")
 
 
 # --- what every trial shares -----------------------------------------------------------------------

@@ -217,7 +217,7 @@ def drive(spec: SweepSpec, sweep_dir: Path, resources: admission.TrialResources,
     from ablate.live import LiveView
     from ablate.recorder import TrialRecorder
     from ablate.report_ahead import ReportAhead
-    from ablate.search import SweepSearch, param_space, point_jobs
+    from ablate.search import SweepSearch, param_space, point_jobs, without_checkpoints
     from trainables.trial import KEPT_CHECKPOINTS
 
     records = read_records(sweep_dir)
@@ -233,6 +233,8 @@ def drive(spec: SweepSpec, sweep_dir: Path, resources: admission.TrialResources,
         left = len(jobs)
     if not left:
         return
+    if lost := without_checkpoints(jobs, records, sweep_dir):
+        print(f"ablate: warning: {lost}", file=sys.stderr)
     tune_dir = sweep_dir / TUNE_DIR
     recorder = TrialRecorder(spec, sweep_dir)
     view = LiveView(recorder, stream=stream)  # after the recorder: it reads the records just written

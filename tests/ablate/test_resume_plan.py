@@ -51,3 +51,22 @@ repeats: 2
     jobs = point_jobs(spec, [], tmp_path / "sweep")
     assert [trial_config({**shared, **job.config()}).seed for job in jobs] == [5, 6, 5, 6]
     assert spec.trainer_config().seed == 5  # the reference kNN's untrained network is repeat 0's
+
+
+def test_a_trial_that_trained_and_has_no_checkpoint_left_is_named(tmp_path: Path) -> None:
+    """A sweep folder copied without tune/ (the checkpoints are most of its size): `ablate resume` ran
+    its interrupted trials again from epoch 0 without a word."""
+    from ablate.search import Job, without_checkpoints
+
+    sweep = tmp_path / "sweep"
+    (sweep / "tune" / "trial_b" / "checkpoint_000001").mkdir(parents=True)
+    trained = [{"epoch": 0}, {"epoch": 1}]
+    records = [{"trial_id": t, "epochs": rows, "status": "interrupted"}
+               for t, rows in (("a", trained), ("b", trained), ("c", [{"epoch": 0}]))]
+    jobs = [Job({}, 0, "a", (sweep / "tune" / "trial_a",)), Job({}, 0, "b", (sweep / "tune" / "trial_b",)),
+            Job({}, 0, "c", (sweep / "tune" / "trial_c",)), Job({}, 1)]
+    assert without_checkpoints(jobs, records, sweep) == (
+        f"{sweep / 'tune'}: no checkpoint left of 1 trial that trained (a (epoch 1); a copy of the sweep "
+        "folder made without tune/?): it starts again from epoch 0")
+    (sweep / "tune" / "trial_a" / "checkpoint_000001").mkdir(parents=True)
+    assert without_checkpoints(jobs, records, sweep) == ""
