@@ -19,7 +19,7 @@ from ablate.errors import UserError
 from ablate.sweep_spec import SweepSpec, load_spec
 from sweep_format.files import file_on_path, too_long, write_text
 from sweep_format.layout import REFERENCE_FILE, SPEC_FILE, TRIALS_DIR, entry_problem, is_sweep, not_a_sweep
-from sweep_format.records import newer_format
+from sweep_format.records import records_problem
 
 
 def check_writable(folder: Path, option: str) -> Path | None:
@@ -106,7 +106,7 @@ def load_sweep_spec(sweep_dir: Path) -> SweepSpec:
     """The spec a sweep ran with; one line naming the folder or ``spec.yaml`` when it is not usable."""
     if not is_sweep(sweep_dir):
         raise UserError(not_a_sweep(sweep_dir))
-    if problem := entry_problem(sweep_dir) or newer_format(sweep_dir):
+    if problem := entry_problem(sweep_dir) or records_problem(sweep_dir):
         raise UserError(problem)
     file = sweep_dir / SPEC_FILE
     try:

@@ -30,7 +30,7 @@ from sweep_format.layout import (
     not_a_sweep,
 )
 from sweep_format.metrics import DEFAULT_METRIC, LEGACY_METRICS, METRICS, MODES, is_percent, mode_of
-from sweep_format.records import newer_format
+from sweep_format.records import records_problem
 from sweep_format.space import is_log, keys_set, values_of
 from sweep_format.text import printable_tree
 
@@ -173,7 +173,7 @@ def open_sweep(path: str | Path) -> SweepDir:
     folder = Path(path)
     if not is_sweep(folder):
         raise ReportError(not_a_sweep(folder))
-    if problem := entry_problem(folder) or newer_format(folder):
+    if problem := entry_problem(folder) or records_problem(folder):
         raise ReportError(problem)
     return SweepDir(folder, read_spec(folder / SPEC_FILE))
 

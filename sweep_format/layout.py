@@ -25,6 +25,7 @@ file is named spec.yaml is no sweep: nothing reads it as one, resumes it or writ
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -72,7 +73,10 @@ def is_sweep(folder: str | Path) -> bool:
     """Whether ``folder`` is a sweep folder (it holds ``spec.yaml`` and ``trials/``; a file or link named
     trials makes a damaged one, which ``entry_problem`` names)."""
     trials = Path(folder) / TRIALS_DIR
-    return (Path(folder) / SPEC_FILE).is_file() and (trials.exists() or trials.is_symlink())
+    try:
+        return (Path(folder) / SPEC_FILE).is_file() and (trials.exists() or trials.is_symlink())
+    except OSError:  # a folder this user may not enter (another user's, made under umask 077): not_a_sweep
+        return False  # says so; it was 'cannot write spec.yaml', and `ablate ls` listed none beside it
 
 
 def sweep_around(path: str | Path) -> Path | None:
@@ -110,9 +114,19 @@ def entry_problem(sweep_dir: str | Path) -> str:
     """"" when ablate may write into the sweep folder, else one line naming the symbolic link that
     would take its writes or deletions elsewhere (the sweep folder itself may be a link), the file
     that stands where ablate keeps a folder (``MADE_FOLDERS``), or the folder where it keeps a file
-    (``MADE_FILES``)."""
-    if problem := linked(sweep_dir, WRITTEN, ENTRY_FOLDERS):
-        return problem
+    (``MADE_FILES``), or the entry that cannot be looked at (a folder of it this user may not enter)."""
+    try:
+        return linked(sweep_dir, WRITTEN, ENTRY_FOLDERS) or misplaced(sweep_dir)
+    except OSError as exc:  # a stat that was refused: it reached the user as 'cannot write ...'
+        code = errno.errorcode.get(exc.errno or 0, "?")
+        return (f"{printable(str(exc.filename))}: cannot be read ({code}: {exc.strerror}), inside the sweep "
+                f"folder {printable(str(sweep_dir))}, whose files ablate reads and writes: ask its owner for "
+                "access")
+
+
+def misplaced(sweep_dir: str | Path) -> str:
+    """"" unless a file stands where the sweep folder keeps a folder, or a folder (FIFO, ...) where it
+    keeps a file: one line naming it (``entry_problem``)."""
     for name in MADE_FOLDERS:
         entry = Path(sweep_dir) / name
         if entry.exists() and not entry.is_dir():

@@ -13,6 +13,7 @@ every file of ``trials/``, a record that cannot be read as a ``damaged`` stub na
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import re
@@ -135,18 +136,24 @@ def is_newer(version: Any) -> bool:
     return is_int(version) and version > max(VERSIONS)
 
 
-def newer_format(sweep_dir: str | Path) -> str:
-    """"" unless a record in ``trials/`` is of a version after this reader's: then one line naming the
-    first such file. A sweep a later ablate wrote (or resumed) would read as damaged throughout, its
-    report would replace the later one's with a table of damaged trials, and ``ablate resume`` ran its
-    trials again beside its records; so a folder holding one is refused, by every command, until
-    ablate is upgraded. A record that cannot be read at all is no sign of a later ablate: ``damaged``."""
+def records_problem(sweep_dir: str | Path) -> str:
+    """"" when this ablate can read the records of ``trials/``, else one line naming why not: the folder
+    cannot be listed (another user's, made under umask 077: it read as a sweep with no trial, and
+    ``ablate resume`` started every trial again), or a record is of a version after this reader's.
+    A sweep a later ablate wrote (or resumed) would read as damaged throughout, its report would
+    replace the later one's with a table of damaged trials, and ``ablate resume`` ran its trials again
+    beside its records; so every command refuses such a folder until ablate is upgraded. A record
+    that cannot be read at all is no sign of a later ablate: ``damaged``."""
     folder = Path(sweep_dir) / TRIALS_DIR
-    if not folder.is_dir() or folder.is_symlink():
-        return ""
-    for file in sorted(folder.glob("*.json")):
-        if file.name.startswith(".") or not file.is_file():
-            continue
+    try:
+        if not folder.is_dir() or folder.is_symlink():
+            return ""
+        files = sorted(f for f in folder.iterdir() if f.suffix == ".json" and not f.name.startswith("."))
+    except OSError as exc:
+        code = errno.errorcode.get(exc.errno or 0, "?")
+        return (f"{printable(str(folder))}: cannot be listed ({code}: {exc.strerror}), so no trial record "
+                "of the sweep can be read: ask its owner for access")
+    for file in files:
         if is_newer(version := record_version(file)):
             known = ", ".join(map(str, VERSIONS))
             return (f"{printable(str(file))}: trial record version {version}, written by a newer ablate "
@@ -162,6 +169,8 @@ HEAD = re.compile(rb'\{"format": "' + FORMAT.encode() + rb'", "version": (\d{1,1
 
 def record_version(file: Path) -> Any:
     """The ``version`` of the record ``file`` (None: no record, or one that cannot be read)."""
+    if not file.is_file():  # reading a FIFO waits for a writer, for ever
+        return None
     try:
         with file.open("rb") as f:
             if head := HEAD.match(f.read(64)):

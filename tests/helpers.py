@@ -300,3 +300,31 @@ search: {{algorithm: grid}}
         write_json(sweep / "trials" / f"{rec['trial_id']}.json", rec)
     return sweep
 
+
+
+def lock_folder(monkeypatch, folder: Path) -> None:
+    """``folder`` as another user's folder made under umask 077 looks to this one (chmod 000 does not
+    stop root, who runs some CI): it can be stat'ed, but not listed, nor can anything inside it."""
+    import errno
+    import os
+
+    stat, listdir, scandir = os.stat, os.listdir, os.scandir
+
+    def refused(path) -> OSError:
+        return PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fsdecode(path))
+
+    def locked_stat(path, *args, **kwargs):
+        if isinstance(path, (str, os.PathLike)) and Path(os.fsdecode(path)).parent == folder:
+            raise refused(path)
+        return stat(path, *args, **kwargs)
+
+    def locked_list(real):
+        def listing(path=".", *args, **kwargs):
+            if isinstance(path, (str, os.PathLike)) and Path(os.fsdecode(path)) == folder:
+                raise refused(path)
+            return real(path, *args, **kwargs)
+        return listing
+
+    monkeypatch.setattr(os, "stat", locked_stat)
+    monkeypatch.setattr(os, "listdir", locked_list(listdir))
+    monkeypatch.setattr(os, "scandir", locked_list(scandir))

@@ -273,3 +273,18 @@ def test_a_sweep_a_newer_ablate_wrote_is_refused_in_one_line_and_left_as_it_is(
         assert code == 2 and captured.err.splitlines() == [f"ablate {command}: error: {why}"]
     assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before
     assert not (tmp_path / "cmp").exists()
+
+
+def test_a_trials_folder_that_cannot_be_listed_is_named_not_reported_empty(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A colleague's sweep whose trials/ this user may not list said 'no trial records yet (... is the
+    sweep still starting ...?)'; `ablate resume` of it started every trial again."""
+    from tests.helpers import crafted_sweep, good_record, lock_folder
+
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    lock_folder(monkeypatch, sweep / "trials")
+    assert main(["report", str(sweep)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"ablate report: error: {sweep / 'trials'}: cannot be listed (EACCES: Permission denied), so no "
+        "trial record of the sweep can be read: ask its owner for access"]
+    assert not (sweep / "report").exists()

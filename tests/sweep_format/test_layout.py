@@ -45,3 +45,33 @@ def test_no_module_spells_a_name_of_the_sweep_folder() -> None:
                for package in PACKAGES for file in sorted((ROOT / package).rglob("*.py")) if file != owner
                for line, name in spelled_names(ast.parse(file.read_text(), str(file)))]
     assert not spelled, "import these from sweep_format.layout:\n" + "\n".join(spelled)
+
+
+def test_a_folder_of_the_sweep_this_user_may_not_enter_is_named_in_one_line(tmp_path: Path,
+                                                                            monkeypatch) -> None:
+    """Another user's report/ (made under umask 077): the stat of report/plots raised PermissionError,
+    which `ablate report`, `compare` and `ls` printed as 'cannot write .../report/plots'."""
+    from tests.helpers import lock_folder
+
+    sweep = tmp_path / "sweep"
+    (sweep / layout.TRIALS_DIR).mkdir(parents=True)
+    (sweep / layout.REPORT_DIR / layout.PLOTS_DIR).mkdir(parents=True)
+    (sweep / layout.SPEC_FILE).write_text("name: s\n")
+    lock_folder(monkeypatch, sweep / layout.REPORT_DIR)
+    assert layout.entry_problem(sweep) == (
+        f"{sweep / layout.REPORT_DIR / layout.PLOTS_DIR}: cannot be read (EACCES: Permission denied), inside "
+        f"the sweep folder {sweep}, whose files ablate reads and writes: ask its owner for access")
+
+
+def test_a_sweep_folder_this_user_may_not_enter_is_said_so_and_skipped_in_a_listing(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    from tests.helpers import lock_folder
+
+    for name in ("a", "b"):
+        (tmp_path / name / layout.TRIALS_DIR).mkdir(parents=True)
+        (tmp_path / name / layout.SPEC_FILE).write_text("name: s\n")
+    lock_folder(monkeypatch, tmp_path / "a")
+    assert not layout.is_sweep(tmp_path / "a")
+    why = layout.not_a_sweep(tmp_path / "a")
+    assert why.startswith(f"{tmp_path / 'a'}: cannot be listed (Permission denied)")
+    assert layout.sweeps_in(tmp_path) == [tmp_path / "b"]  # the readable sweep beside it is still listed

@@ -56,7 +56,7 @@ def test_a_record_of_a_later_version_is_named_and_others_are_not(tmp_path: Path)
     """A record a newer ablate wrote is named in one line (every command refuses its folder); an
     unreadable record, one of another format or of an older or odd version is left to ``damaged``."""
     from sweep_format.files import write_json
-    from sweep_format.records import FORMAT, VERSION, newer_format, read_record
+    from sweep_format.records import FORMAT, VERSION, read_record, records_problem
     from tests.helpers import good_record
 
     trials = tmp_path / "trials"
@@ -66,11 +66,24 @@ def test_a_record_of_a_later_version_is_named_and_others_are_not(tmp_path: Path)
     write_json(trials / "c.json", {"format": "other", "version": VERSION + 1})
     write_json(trials / "d.json", {**good_record("d"), "version": "2"})
     write_json(trials / "e.json", {**good_record("e"), "version": 0})
-    assert newer_format(tmp_path) == ""
+    assert records_problem(tmp_path) == ""
     newer = {"trial_id": "f", "epochs": [], "format": FORMAT, "version": VERSION + 1}  # keys reordered
     write_json(trials / "f.json", newer)
-    assert newer_format(tmp_path) == (
+    assert records_problem(tmp_path) == (
         f"{trials / 'f.json'}: trial record version {VERSION + 1}, written by a newer ablate (this one reads "
         f"version {VERSION}); upgrade ablate to report, compare or resume the sweep")
     assert "written by a newer ablate" in read_record(trials / "f.json")["reason"]
     assert "newer" not in read_record(trials / "d.json")["reason"]
+
+
+def test_a_trials_folder_this_user_may_not_list_is_named(tmp_path: Path, monkeypatch) -> None:
+    """It read as a sweep with no trial: `ablate report` said 'no trial records yet' and `ablate resume`
+    started every trial again."""
+    from sweep_format.records import records_problem
+    from tests.helpers import lock_folder
+
+    (tmp_path / "trials").mkdir()
+    lock_folder(monkeypatch, tmp_path / "trials")
+    assert records_problem(tmp_path) == (
+        f"{tmp_path / 'trials'}: cannot be listed (EACCES: Permission denied), so no trial record of the "
+        "sweep can be read: ask its owner for access")
