@@ -9,6 +9,7 @@ import yaml
 
 from ablate.errors import UserError
 from sweep_format import yamltext
+from sweep_format.files import not_a_file
 from sweep_format.layout import SPEC_FILE, is_sweep
 from trainables.config import short
 
@@ -56,7 +57,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         hint = f" (e.g. {first})" if first else ""
         raise UserError(f"{file}: a folder, not a YAML file{hint}")
     if not file.is_file():  # /dev/null, a FIFO: no YAML file either, but not missing
-        raise UserError(f"{file}: {'not a regular file' if file.exists() else 'no such file'}; expected a "
+        raise UserError(f"{file}: {not_a_file(file)}; expected a "
                         "YAML file")
     try:
         data = yamltext.load(file.read_bytes().decode("utf-8"))

@@ -34,7 +34,7 @@ from reports.tables import (
     misfit_column,
     sweep_tables,
 )
-from sweep_format.files import file_on_path, write_text
+from sweep_format.files import NOT_REGULAR, file_on_path, write_text
 from sweep_format.layout import (
     EPOCHS_TABLE,
     PLOTS_DIR,
@@ -81,7 +81,7 @@ def load_source(path: str | Path) -> Source:
         trials, epochs = sweep_tables(sweep)
         return Source(sweep.name, p, trials, epochs, sweep.param_info())
     if not p.is_file():  # reading a FIFO waits for a writer, for ever
-        raise ReportError(f"{p}: not a regular file (a FIFO, socket or device) (expected {expected})")
+        raise ReportError(f"{p}: {NOT_REGULAR} (expected {expected})")
     trials, info = read_parquet(p), read_metadata(p)  # ReportError for a file that is not a table
     missing = [c for c in ("sweep", "trial_id", "status", "knn_top1", "point") if c not in trials]
     if missing:

@@ -17,7 +17,7 @@ import yaml
 
 from reports.errors import ReportError
 from sweep_format import yamltext
-from sweep_format.files import loads
+from sweep_format.files import NOT_REGULAR, loads
 from sweep_format.layout import (
     REFERENCE_FILE,
     REPORT_DIR,
@@ -154,7 +154,7 @@ def reference_file(sweep_dir: Path) -> tuple[dict[str, Any], str]:
     if not file.exists():
         return {}, ""
     if not file.is_file():  # reading a FIFO would wait for ever (open_sweep refuses one before)
-        return {}, "not a regular file (a FIFO, socket or device)"
+        return {}, NOT_REGULAR
     try:
         data = loads(file.read_bytes())
     except OSError as exc:

@@ -110,6 +110,17 @@ def special_file(path: str | os.PathLike) -> bool:
     return file.exists() and not file.is_dir() and not file.is_file()
 
 
+def not_a_file(path: str | os.PathLike) -> str:
+    """What stands at ``path`` where a regular file was expected ("" for a regular file, links
+    followed): "no such file", "a link to nothing", "a folder" or ``NOT_REGULAR``. Opens nothing."""
+    file = Path(path)
+    if file.is_file():
+        return ""
+    if not file.exists():
+        return "a link to nothing" if file.is_symlink() else "no such file"
+    return "a folder" if file.is_dir() else NOT_REGULAR
+
+
 NAME_MAX = 255  # bytes in one file name, on every common file system
 
 

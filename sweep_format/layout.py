@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sweep_format.files import linked
+from sweep_format.files import linked, not_a_file
 from sweep_format.text import printable
 
 SPEC_FILE = "spec.yaml"
@@ -103,10 +103,8 @@ def not_a_sweep(folder: str | Path) -> str:
                 f"{EXPECTED}; run a spec with `ablate run {folder / SPEC_FILE}`)")
     spec = folder / SPEC_FILE
     if (spec.exists() or spec.is_symlink()) and not spec.is_file() and not hint:  # a FIFO a tar kept, ...
-        kind = "a folder" if spec.is_dir() else "a link to nothing" if not spec.exists() else \
-            "not a regular file (a FIFO, socket or device)"
-        return f"{spec}: {kind}, where a sweep folder keeps the spec it ran as a YAML file (expected " \
-               f"{EXPECTED})"
+        return f"{spec}: {not_a_file(spec)}, where a sweep folder keeps the spec it ran as a YAML file " \
+               f"(expected {EXPECTED})"
     return f"{folder}: not a sweep folder, no {SPEC_FILE} (expected {EXPECTED}{hint})"
 
 

@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sweep_format.files import loads, write_json
+from sweep_format.files import NOT_REGULAR, loads, special_file, write_json
 from sweep_format.layout import ERROR_SUFFIX, TRIALS_DIR
 from sweep_format.metrics import METRICS, is_knn, is_percent
 from sweep_format.statuses import DAMAGED, ORDER
@@ -106,8 +106,8 @@ def read_records(sweep_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def read_record(file: Path) -> dict[str, Any]:
-    if file.exists() and not file.is_dir() and not file.is_file():  # reading a FIFO would wait for ever
-        return damaged(file, "not a regular file (a FIFO, socket or device); a record is a JSON file")
+    if special_file(file):  # reading a FIFO would wait for ever
+        return damaged(file, f"{NOT_REGULAR}; a record is a JSON file")
     try:
         raw = file.read_bytes()
         text = raw.decode(json.detect_encoding(raw))  # as json.loads(bytes) reads it (a BOM, UTF-16)

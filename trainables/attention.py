@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sweep_format.files import loads
+from sweep_format.files import loads, not_a_file
 from sweep_format.layout import TUNE_DIR
 from trainables.checkpoint import load_pt
 from trainables.config import TORCHVISION, ConfigError, DINOConfig, make_config
@@ -215,7 +215,7 @@ def load_image_files(paths: list[str | Path], size: int) -> tuple[torch.Tensor, 
         file = Path(path)
         if not file.is_file():
             what = "a folder; give image files (--image DIR/a.jpg --image DIR/b.jpg)" if file.is_dir() else \
-                "not a regular file" if file.exists() else "no such file"
+                not_a_file(file)
             raise ConfigError(f"--image {file}: {what}")
         try:
             with open_image(file) as img:

@@ -24,6 +24,8 @@ from typing import IO
 
 from PIL import Image, UnidentifiedImageError
 
+from sweep_format.files import NOT_REGULAR
+
 # Pillow's format names: .jpg/.jpeg (and a camera's multi-picture JPEG), .png, .bmp, .ppm/.pgm,
 # .tif/.tiff, .webp, .gif
 FORMATS = ("JPEG", "PNG", "BMP", "PPM", "TIFF", "WEBP", "GIF")
@@ -57,4 +59,4 @@ def check_regular(path: str | os.PathLike) -> None:
     if stat.S_ISDIR(mode):
         raise IsADirectoryError("a folder, not an image file")
     if not stat.S_ISREG(mode):
-        raise OSError("not a regular file (a FIFO, socket or device)")
+        raise OSError(NOT_REGULAR)

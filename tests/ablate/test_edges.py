@@ -341,7 +341,8 @@ def test_a_spec_that_is_no_regular_file_is_not_called_missing(tmp_path: Path, ca
     pipe = tmp_path / "spec.fifo"
     os.mkfifo(pipe)
     assert main(["run", str(pipe)]) == 2
-    assert f"{pipe}: not a regular file; expected a YAML file" in one_line_error(capsys, "run")
+    assert (f"{pipe}: not a regular file (a FIFO, socket or device); expected a YAML file"
+            in one_line_error(capsys, "run"))
     assert main(["run", str(tmp_path / "absent.yaml")]) == 2
     assert f"{tmp_path / 'absent.yaml'}: no such file" in one_line_error(capsys, "run")
 

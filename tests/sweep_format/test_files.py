@@ -28,3 +28,21 @@ def test_an_error_about_another_file_keeps_its_name(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError) as caught, atomic_path(tmp_path / "out.png"):
         other.read_bytes()
     assert caught.value.filename == str(other)
+
+
+def test_what_stands_where_a_file_was_expected_is_named_one_way(tmp_path: Path):
+    """One wording for a path that is no regular file, whichever command meets it (a spec, a record,
+    a checkpoint, weights, an image): each module had its own, and some called a FIFO 'no such file'."""
+    from sweep_format.files import NOT_REGULAR, not_a_file, special_file
+
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    (tmp_path / "link").symlink_to(tmp_path / "file")
+    names = ("file", "link", "folder", "fifo", "dangling", "gone")
+    kinds = {name: not_a_file(tmp_path / name) for name in names}
+    assert kinds == {"file": "", "link": "", "folder": "a folder", "fifo": NOT_REGULAR,
+                     "dangling": "a link to nothing", "gone": "no such file"}
+    assert [n for n in kinds if special_file(tmp_path / n)] == ["fifo"]
+    assert not_a_file("/dev/null") == NOT_REGULAR

@@ -10,6 +10,7 @@ import timm
 import torch
 from torch import nn
 
+from sweep_format.files import not_a_file
 from trainables.checkpoint import load_pt
 from trainables.config import ConfigError
 
@@ -138,9 +139,8 @@ def load_pretrained(model: nn.Module, path: str) -> None:
     """Load backbone weights from a local file (a timm/torchvision state dict or a DINO checkpoint)."""
     file = Path(path).expanduser()
     if not file.is_file():  # a folder or /dev/zero is there, but is no weights file either
-        what = "a folder" if file.is_dir() else "not a regular file" if file.exists() else "no such file"
-        raise ConfigError(f"pretrained_weights={path!r}: {what} (weights are never downloaded; give the "
-                          "path of a local .pth/.safetensors file)")
+        raise ConfigError(f"pretrained_weights={path!r}: {not_a_file(file)} (weights are never downloaded; "
+                          "give the path of a local .pth/.safetensors file)")
     state: Any
     if file.suffix == ".safetensors":
         from safetensors import SafetensorError

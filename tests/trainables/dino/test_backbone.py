@@ -21,7 +21,8 @@ def test_pretrained_weights_from_a_local_file_only(tmp_path: Path):
     with pytest.raises(ConfigError, match="missing.pth': no such file .weights are never downloaded"):
         build_backbone("test_vit", 16, 4, 0.0, pretrained_weights=str(tmp_path / "missing.pth"))
     # there, but no file of weights: they were called 'no such file' too
-    for there, what in ((tmp_path, "a folder"), (Path("/dev/null"), "not a regular file")):
+    special = r"not a regular file \(a FIFO, socket or device\)"
+    for there, what in ((tmp_path, "a folder"), (Path("/dev/null"), special)):
         with pytest.raises(ConfigError, match=f"pretrained_weights='{there}': {what} .weights are never"):
             build_backbone("test_vit", 16, 4, 0.0, pretrained_weights=str(there))
 
