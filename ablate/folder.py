@@ -18,7 +18,15 @@ from pathlib import Path
 from ablate.errors import UserError
 from ablate.sweep_spec import SweepSpec, load_spec
 from sweep_format.files import file_on_path, too_long, write_text
-from sweep_format.layout import REFERENCE_FILE, SPEC_FILE, TRIALS_DIR, entry_problem, is_sweep, not_a_sweep
+from sweep_format.layout import (
+    REFERENCE_FILE,
+    REFERENCE_KNN,
+    SPEC_FILE,
+    TRIALS_DIR,
+    entry_problem,
+    is_sweep,
+    not_a_sweep,
+)
 from sweep_format.records import records_problem
 
 
@@ -145,7 +153,7 @@ def record_reference_knn(spec: SweepSpec, sweep_dir: Path) -> None:
 
     It runs on the driver's main thread, before Tune starts: run in a thread beside Tune's start
     (tried), the two contended for the GIL and took 2.5x (Tune) and 4x (the kNN) as long."""
-    from reports.sweepdir import REFERENCE_KNN, read_reference
+    from reports.sweepdir import read_reference
 
     if all(key in read_reference(sweep_dir) for key in REFERENCE_KNN):  # damaged or edited: computed again
         return

@@ -38,6 +38,7 @@ from sweep_format.files import NOT_REGULAR, file_on_path, write_text
 from sweep_format.layout import (
     EPOCHS_TABLE,
     PLOTS_DIR,
+    REFERENCE_KNN,
     REPORT_HTML,
     REPORT_MD,
     SPEC_FILE,
@@ -257,9 +258,8 @@ def fmt_reference(source: Source, key: str) -> str:
 
 def shared_reference(sources: list[Source]) -> dict | None:
     """The reference kNN lines to draw: only when every sweep has the same (one dataset)."""
-    keys = ("pixel_knn_top1", "untrained_knn_top1")
-    refs = {tuple(s.info.get(k) for k in keys) for s in sources}
-    return dict(zip(keys, refs.pop(), strict=True)) if len(refs) == 1 else None
+    refs = {tuple(s.info.get(k) for k in REFERENCE_KNN) for s in sources}
+    return dict(zip(REFERENCE_KNN, refs.pop(), strict=True)) if len(refs) == 1 else None
 
 
 def comparison_metric(sources: list[Source]) -> tuple[str, str, str]:

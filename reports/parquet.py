@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from reports.errors import ReportError
 from sweep_format.files import atomic_path, loads
+from sweep_format.layout import REFERENCE_KNN
 from sweep_format.metrics import METRICS, MODES, is_percent
 from sweep_format.text import printable
 
@@ -50,7 +51,7 @@ METADATA_KINDS: dict[str, tuple[str, Any]] = {
     "metric": (f"one of {', '.join(METRICS)}", lambda v: v in METRICS),
     "mode": (f"one of {', '.join(MODES)}", lambda v: v in MODES),
     "fixed": ("an object of trainer settings", lambda v: isinstance(v, dict)),
-    **dict.fromkeys(("pixel_knn_top1", "untrained_knn_top1"), ("a percentage from 0 to 100", is_percent)),
+    **dict.fromkeys(REFERENCE_KNN, ("a percentage from 0 to 100", is_percent)),
 }
 
 

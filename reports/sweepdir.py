@@ -20,6 +20,7 @@ from sweep_format import yamltext
 from sweep_format.files import NOT_REGULAR, loads
 from sweep_format.layout import (
     REFERENCE_FILE,
+    REFERENCE_KNN,
     REPORT_DIR,
     RESOLVED,
     RESOLVED_TRAINER,
@@ -33,8 +34,6 @@ from sweep_format.metrics import DEFAULT_METRIC, LEGACY_METRICS, METRICS, MODES,
 from sweep_format.records import records_problem
 from sweep_format.space import is_log, keys_set, values_of
 from sweep_format.text import printable_tree
-
-REFERENCE_KNN = ("pixel_knn_top1", "untrained_knn_top1")  # reference_knn.json's values, kNN top-1 in %
 
 
 @dataclass

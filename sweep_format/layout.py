@@ -39,6 +39,9 @@ RESOLVED_TRAINER = "trainer"  # in it: the trainer settings the trials run with 
 TRIALS_DIR = "trials"
 OPTUNA_DB = "optuna.db"
 REFERENCE_FILE = "reference_knn.json"
+# its values, kNN top-1 in %: raw pixels, the untrained network (trainables.baselines computes them)
+PIXEL_KNN, UNTRAINED_KNN = "pixel_knn_top1", "untrained_knn_top1"
+REFERENCE_KNN = (PIXEL_KNN, UNTRAINED_KNN)
 TUNE_DIR = "tune"
 REPORT_DIR = "report"
 RESERVE_FILE = ".reserve"  # in TRIALS_DIR (ablate.ending); never a record: records are *.json

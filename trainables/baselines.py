@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from sweep_format.layout import PIXEL_KNN, UNTRAINED_KNN
 from trainables.config import DINOConfig
 from trainables.knn import knn_accuracy, resize_center_crop
 
@@ -28,7 +29,7 @@ def reference_knn(cfg: DINOConfig) -> dict[str, float]:
         memory, test = flat_pixels(trainer.memory_set), flat_pixels(trainer.test_set)
     pixel = pixel_knn(memory, test, cfg.knn_k, cfg.knn_temperature)
     untrained, _ = trainer.evaluate()
-    return {"pixel_knn_top1": pixel, "untrained_knn_top1": float(untrained)}
+    return {PIXEL_KNN: pixel, UNTRAINED_KNN: float(untrained)}
 
 
 Pixels = tuple[torch.Tensor, torch.Tensor]  # (N, D) flattened images, (N,) labels
