@@ -20,7 +20,14 @@ from typing import Any
 import pandas as pd
 
 from reports import metric_words
-from reports.ranking import all_collapsed, failed_points, failure_words, no_best_text, rank_points
+from reports.ranking import (
+    FAILED_COUNTS,
+    all_collapsed,
+    failed_points,
+    failure_words,
+    no_best_text,
+    rank_points,
+)
 from reports.stats import fmt_mean_ci, noise_verdict
 from reports.tables import native
 from sweep_format import values as sweep_values
@@ -244,7 +251,7 @@ def headline(result: Analysis) -> str:
         words = failure_words(pts)
         why = ("its teacher collapsed, see Collapse diagnostics" if words == "collapsed" else
                "a collapsed teacher, see Collapse diagnostics, or a loss that went non-finite")
-        counts = [f"{int(best[k])} {k}" for k in ("collapsed", "diverged") if best.get(k, 0)]
+        counts = [f"{int(best[k])} {k}" for k in FAILED_COUNTS if best.get(k, 0)]
         text = (f"**No working configuration: every ranked configuration has a {words} trial** ({why}; "
                 "trials stopped early or unfinished are not ranked), so the ranking below orders failures. "
                 f"Ranked first: {point_label(best, result.params)} with {metric_words.name(result.metric)} "

@@ -22,7 +22,7 @@ import pandas as pd
 
 from reports import metric_words
 from reports.document import Document
-from reports.ranking import rank_points
+from reports.ranking import failed_points, rank_points
 from sweep_format.layout import PLOTS_DIR
 from sweep_format.metrics import CPU, DEVICE_KINDS, GPU
 from sweep_format.text import plural
@@ -117,9 +117,10 @@ def time_split(epochs: pd.DataFrame) -> dict[str, float]:
 def cost_table(trials: pd.DataFrame, epochs: pd.DataFrame, params: list[str], metric: str = "knn_top1",
                mode: str = "max") -> pd.DataFrame:
     """One row per configuration (``point``): its parameters, trials, total and per-trial cost, and
-    ``value``, the mean final ``metric`` of its counted repeats, and ``collapsed``, the ranking's
-    verdict on them (a point without a counted trial: any of its trials); in the ranking's order
-    (reports.ranking: the spec's metric and mode, collapsed last), unranked points after."""
+    ``value``, the mean final ``metric`` of its counted repeats, ``collapsed``, the ranking's collapse
+    verdict on them (a point without a counted trial: any of its trials), and ``failed``, collapsed or
+    diverged (ranking rule 3); in the ranking's order (reports.ranking: the spec's metric and mode,
+    failures last), unranked points after."""
     costs = trial_costs(epochs)
     data = trials.merge(costs, on="trial_id", how="inner", suffixes=("_trials", ""))
     points, _ = rank_points(trials, params, metric, mode)
@@ -127,6 +128,7 @@ def cost_table(trials: pd.DataFrame, epochs: pd.DataFrame, params: list[str], me
     means = dict(zip(points["point"].astype(int), points["mean"], strict=True))
     counts = dict(zip(points["point"].astype(int), points["n"], strict=True))
     collapsed = dict(zip(points["point"].astype(int), points["collapsed"] > 0, strict=True))  # the ranking's
+    failed = dict(zip(points["point"].astype(int), failed_points(points), strict=True))  # rule 3: + diverged
     rows = []
     for point, group in data.groupby("point", sort=True):
         rows.append({"point": int(point), **{p: group[p].iloc[0] for p in params}, "trials": len(group),
@@ -135,6 +137,7 @@ def cost_table(trials: pd.DataFrame, epochs: pd.DataFrame, params: list[str], me
                      "per_trial_s": float(group["device_seconds"].mean()),
                      "value": float(means.get(int(point), math.nan)), "n": int(counts.get(int(point), 0)),
                      "collapsed": bool(collapsed.get(int(point), group["collapsed"].fillna(False).any())),
+                     "failed": bool(failed.get(int(point), group["collapsed"].fillna(False).any())),
                      "_rank": ranked.get(int(point), len(ranked))})
     if not rows:
         return pd.DataFrame()
@@ -144,10 +147,11 @@ def cost_table(trials: pd.DataFrame, epochs: pd.DataFrame, params: list[str], me
 
 def pareto_front(table: pd.DataFrame, mode: str = "max") -> list[int]:
     """Indices of the configurations no other one beats on both the metric and cost per trial; a
-    collapsed configuration is not a working DINO and is left out (as the report ranks it last)."""
+    failed one (collapsed or diverged: ``failed``) is not a working DINO and is left out (as the report
+    ranks it last)."""
     scored = table[table["value"].notna()]
-    if (~scored["collapsed"]).any():
-        scored = scored[~scored["collapsed"]]
+    if (~scored["failed"]).any():
+        scored = scored[~scored["failed"]]
     sign = 1.0 if mode == "max" else -1.0
     scored = scored.assign(_better=sign * scored["value"]).sort_values(["per_trial_s", "_better"],
                                                                         ascending=[True, False])

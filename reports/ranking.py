@@ -38,6 +38,10 @@ from sweep_format.metrics import is_knn
 from sweep_format.statuses import PROVISIONAL, RANKED
 from sweep_format.values import fmt_value
 
+# Rule 3: the point_summary columns that count a point's failed repeats (collapsed, diverged); a point
+# with one above 0 ranks last, stays off the cost table's Pareto front, and is named by them.
+FAILED_COUNTS = ("collapsed", "diverged")
+
 
 def trained(trials: pd.DataFrame, metric: str) -> pd.Series:
     """Trials whose ``metric`` was measured after at least one epoch of training (for kNN metrics,
@@ -78,10 +82,9 @@ def order_points(points: pd.DataFrame, mode: str = "max") -> pd.DataFrame:
 
 
 def failed_points(points: pd.DataFrame) -> pd.Series:
-    """Rule 3: which points have a collapsed or a diverged trial (rows without ``diverged``, the best
-    point of an older sweep's table, by their collapses alone)."""
-    diverged = points["diverged"] if "diverged" in points.columns else 0
-    return (points["collapsed"] > 0) | (diverged > 0)
+    """Rule 3: which points have a collapsed or a diverged trial (``FAILED_COUNTS``; rows without
+    ``diverged``, the best point of an older sweep's table, by their collapses alone)."""
+    return (points.reindex(columns=list(FAILED_COUNTS), fill_value=0) > 0).any(axis=1)
 
 
 def all_collapsed(points: pd.DataFrame) -> bool:
@@ -96,8 +99,8 @@ def failure_words(points: pd.DataFrame) -> str:
     """What the ranked points' failures were, as the report says it: 'collapsed', 'diverged' or
     'collapsed or diverged'."""
     ranked = points[points["n"] > 0]
-    kinds = [k for k in ("collapsed", "diverged") if k in ranked.columns and (ranked[k] > 0).any()]
-    return " or ".join(kinds) or "collapsed"
+    kinds = [k for k in FAILED_COUNTS if k in ranked.columns and (ranked[k] > 0).any()]
+    return " or ".join(kinds) or FAILED_COUNTS[0]
 
 
 def counted_statuses() -> str:

@@ -72,6 +72,17 @@ def test_a_collapsed_configuration_is_never_on_the_front() -> None:
     assert sorted(table.loc[pareto_front(table), "teacher_temp"]) == [0.02, 0.04]
 
 
+def test_a_diverged_configuration_is_never_on_the_front() -> None:
+    """Ranking rule 3 puts a point with a diverged trial last, as a collapsed one; the front kept it
+    (it tested collapses alone), and a run that diverged early is cheap, so it sat on the front."""
+    trials, epochs = tables()
+    trials.loc[trials["trial_id"] == "c", "status"] = "diverged"  # the cheapest, stopped for cause
+    table = cost_table(trials, epochs, ["teacher_temp"])
+    assert list(table["teacher_temp"]) == [0.1, 0.04, 0.02]  # ranked last
+    assert sorted(table.loc[pareto_front(table), "teacher_temp"]) == [0.04, 0.1]
+    assert table["failed"].tolist() == [False, False, True] and not table["collapsed"].any()
+
+
 def test_the_cost_table_ranks_by_the_specs_metric_and_mode() -> None:
     """reports/cost.py ranks with the one rule: teacher_entropy, lower first, is not kNN's order."""
     trials, epochs = tables()
@@ -159,7 +170,7 @@ def test_the_cost_axis_of_trials_that_cost_the_same_is_readable(tmp_path: Path,
 
     monkeypatch.setattr(plots, "save", keep)
     table = pd.DataFrame({"per_trial_s": [12.08, 12.10], "value": [33.70, 34.07], "collapsed": [False, False],
-                          "device_kind": ["CPU", "CPU"]})
+                          "failed": [False, False],                          "device_kind": ["CPU", "CPU"]})
     assert plots.pareto_plot(table, tmp_path / "p.png") is not None
     FigureCanvasAgg(drawn[0]).draw()
     ax = drawn[0].axes[0]
