@@ -17,6 +17,7 @@ from ablate.errors import UserError
 from ablate.overrides import load_yaml, parse_sets, set_dotted
 from ablate.sweep_spec.base import SPEC_ERROR, UNKNOWN_KEY, SpecError
 from ablate.sweep_spec.model import SweepSpec
+from ablate.sweep_spec.sections import FORCE
 from ablate.sweep_spec.space import DIST_TAGS, DIST_TYPE_ERROR, DIST_TYPES
 from sweep_format.layout import RESOLVED
 from sweep_format.text import did_you_mean
@@ -42,7 +43,7 @@ EXPECTED = {
 def load_spec(path: str | Path, sets: list[str] | None = None, force: bool = False) -> SweepSpec:
     """Read a spec, apply ``--set a.b=value`` items (dotted paths into the spec), validate it all.
 
-    ``force``: accept what is legal but probably a typo (``search.num_samples`` above 100,000).
+    ``force``: accept what is legal but probably a typo (more than ``MAX_SAMPLES`` trials).
     """
     source = Path(path)
     try:
@@ -59,7 +60,7 @@ def load_spec(path: str | Path, sets: list[str] | None = None, force: bool = Fal
             raise SpecError(f"{source}: {exc} (from --set {item})") from None
     resolved = data.pop(RESOLVED, None)
     try:
-        spec = SweepSpec.model_validate(data, context={"force": force})
+        spec = SweepSpec.model_validate(data, context={FORCE: force})
     except ValidationError as exc:
         errors = exc.errors()
         if any(tuple(err["loc"]) == ("metric",) for err in errors):  # a metric that is none has no direction:

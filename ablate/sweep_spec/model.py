@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from ablate.sweep_spec.base import SpecError, SpecModel, bad, one_of
-from ablate.sweep_spec.sections import MAX_SAMPLES, Resources, Scheduler, Search, Stop
+from ablate.sweep_spec.sections import MAX_SAMPLES, TOO_MANY, Resources, Scheduler, Search, Stop, forced
 from ablate.sweep_spec.space import (
     BASELINE,
     BundleDist,
@@ -140,10 +140,9 @@ class SweepSpec(SpecModel):
             raise bad(self.repeats, f"search.seed ({self.search.seed}) + repeat is each trial's seed, at "
                       f"most {MAX_SEED}: at most {MAX_SEED - self.search.seed + 1} repeats from this seed",
                       "repeats", ("search.seed",))
-        if self.repeats > 1 and self.num_trials > MAX_SAMPLES and not (info.context or {}).get("force"):
+        if self.repeats > 1 and self.num_trials > MAX_SAMPLES and not forced(info):
             raise bad(self.repeats, f"{self.num_trials // self.repeats} settings x {self.repeats} repeats = "
-                      f"{self.num_trials} trials; at most {MAX_SAMPLES} trials per sweep unless you mean it: "
-                      "pass --force to `ablate run`", "repeats")
+                      f"{self.num_trials} trials; {TOO_MANY}", "repeats")
         epochs = check_values(self.trainer, "trainer").epochs
         if self.scheduler.type == "asha" and self.scheduler.grace_period > epochs:
             raise bad(self.scheduler.grace_period, f"must be <= trainer.epochs ({epochs}): ASHA lets every "

@@ -20,8 +20,16 @@ from trainables.stop_rules import StopRules
 # sampler name -> (class in optuna.samplers, modules it needs beyond Optuna)
 SAMPLERS = {"tpe": ("TPESampler", ()), "random": ("RandomSampler", ()),
             "cmaes": ("CmaEsSampler", ("cmaes",)), "gp": ("GPSampler", ("torch", "scipy"))}
-MAX_SAMPLES = 100_000  # more Optuna samples than this is a typo until --force says otherwise
+MAX_SAMPLES = 100_000  # more trials per sweep (Optuna samples, or settings x repeats) is a typo until --force
+TOO_MANY = f"at most {MAX_SAMPLES} trials per sweep unless you mean it: pass --force to `ablate run`"
+FORCE = "force"  # the validation context's key: load_spec(force=...), `ablate run --force`
 OPTUNA_ONLY = ("sampler", "num_samples")
+
+
+def forced(info: ValidationInfo) -> bool:
+    """Whether the spec is loaded with ``force`` (``ablate run --force``): more than ``MAX_SAMPLES``
+    trials are then meant, not a typo."""
+    return bool((info.context or {}).get(FORCE))
 
 
 def available_samplers() -> list[str]:
@@ -51,10 +59,8 @@ class Search(SpecModel):
             return self
         self.sampler = one_of(self.sampler or "tpe", available_samplers(), "sampler")
         self.num_samples = self.num_samples or 8
-        force = bool((info.context or {}).get("force"))
-        if self.num_samples > MAX_SAMPLES and not force:
-            raise bad(self.num_samples, f"at most {MAX_SAMPLES} trials per sweep unless you mean it: "
-                      "pass --force to `ablate run`", "num_samples")
+        if self.num_samples > MAX_SAMPLES and not forced(info):
+            raise bad(self.num_samples, TOO_MANY, "num_samples")
         return self
 
 
