@@ -41,7 +41,7 @@ from ablate.session import (
 from ablate.sweep_spec import SweepSpec
 from ablate.trackers import check_trackers, tracker_callbacks
 from sweep_format import statuses
-from sweep_format.layout import SPEC_FILE, TUNE_DIR, sweep_around
+from sweep_format.layout import SPEC_FILE, TUNE_DIR, inside_sweep, sweep_around
 from sweep_format.records import read_records
 from sweep_format.text import plural
 
@@ -63,8 +63,8 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
                         "(--storage . for the folder ablate runs in)")
     sweep_dir = Path(storage).expanduser().resolve() / spec.name
     if (inside := sweep_around(sweep_dir.parent)) is not None:  # --storage runs/temps for runs
-        raise UserError(f"--storage {storage}: inside the sweep folder {inside}, whose files are the "
-                        f"sweep's; give the folder that holds the sweeps, e.g. --storage {inside.parent}")
+        raise UserError(f"--storage {storage}: {inside_sweep(inside)}; give the folder that holds the "
+                        f"sweeps, e.g. --storage {inside.parent}")
     refuse_existing(sweep_dir, spec.name)
     check_connect_timeout(connect_timeout)
     check_utf8_for_ray()

@@ -44,6 +44,7 @@ from sweep_format.layout import (
     SPEC_FILE,
     TRIALS_DIR,
     TRIALS_TABLE,
+    inside_sweep,
     sweep_around,
 )
 from sweep_format.metrics import DEFAULT_METRIC, mode_of
@@ -171,8 +172,8 @@ def check_out(out: Path, inputs: Sequence[str | Path] = ()) -> None:
     if file := file_on_path(folder):
         raise ReportError(f"--out {out}: {file} is a file, not a folder; give a folder for the comparison")
     if (inside := sweep_around(folder)) is not None:
-        raise ReportError(f"--out {out}: inside the sweep folder {inside}, whose files are the sweep's; "
-                          f"write the comparison beside it, e.g. --out {inside.parent / 'compare'}")
+        raise ReportError(f"--out {out}: {inside_sweep(inside)}; write the comparison beside it, e.g. "
+                          f"--out {inside.parent / 'compare'}")
     for source in inputs:
         file = Path(source).expanduser().resolve()
         if file.is_file() and file.parent == folder:

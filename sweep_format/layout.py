@@ -89,6 +89,12 @@ def sweep_around(path: str | Path) -> Path | None:
     return next((f for f in (folder, *folder.parents) if is_sweep(f)), None)
 
 
+def inside_sweep(sweep: Path) -> str:
+    """Why a run, a sweep or a comparison may not be written at a path ``sweep_around`` finds in the
+    sweep folder ``sweep``; the caller adds where to write instead."""
+    return f"inside the sweep folder {sweep}, whose files are the sweep's"
+
+
 def not_a_sweep(folder: str | Path) -> str:
     """Why ``folder`` is not a sweep folder, in one line naming it and what was expected."""
     folder = Path(folder)

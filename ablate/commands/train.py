@@ -27,7 +27,7 @@ from ablate.sweep_spec import arch_problem
 from ablate.sweep_spec.model import absolute_paths
 from sweep_format import yamltext
 from sweep_format.files import NOT_REGULAR, file_on_path, linked, loads, special_file, too_long, write_text
-from sweep_format.layout import RAY_LOG, sweep_around
+from sweep_format.layout import RAY_LOG, inside_sweep, sweep_around
 from trainables.config import (
     ConfigError,
     DINOConfig,
@@ -132,8 +132,8 @@ def main(args: argparse.Namespace) -> int:
     if problem := linked(out, written):  # a folder written elsewhere must not send writes outside it
         raise UserError(f"--out {out}: {problem}")
     if (inside := sweep_around(out)) is not None:  # its files would mix with the sweep's
-        raise UserError(f"--out {out}: inside the sweep folder {inside}, whose files are the sweep's; give "
-                        f"a folder beside it, e.g. --out {inside.parent / 'one'}")
+        raise UserError(f"--out {out}: {inside_sweep(inside)}; give a folder beside it, e.g. "
+                        f"--out {inside.parent / 'one'}")
     if problem := foreign_files(out):  # before the data is read
         raise UserError(f"--out {out}: {problem}")
     if special_file(ckpt):  # a FIFO's read waits for ever: neither "no checkpoint" nor a run's
