@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,18 +67,25 @@ def profile(sweep_dir: Path) -> dict[str, Any]:
 
 
 def driver_runs(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per driver run: its command, CPUs and wall time (start to its last event)."""
+    """One entry per driver run: its command, CPUs and wall time (start to its last event). Events
+    come from ``history.read`` (each has a number ``at``); a ``started_at`` or ``cpus`` that is no
+    number (a hand-edited line) counts as absent."""
     from ablate import history
 
     runs: list[dict[str, Any]] = []
     for event in events:
         if event.get("event") == history.START:
-            start = float(event.get("started_at") or event["at"])
-            runs.append({"command": event.get("command"), "cpus": float(event.get("cpus") or 0.0),
+            start = _number(event.get("started_at"), float(event["at"]))
+            runs.append({"command": event.get("command"), "cpus": _number(event.get("cpus"), 0.0),
                          "start": start, "last": float(event["at"])})
         elif runs:
             runs[-1]["last"] = float(event["at"])
     return [{"command": r["command"], "cpus": r["cpus"], "wall_s": r["last"] - r["start"]} for r in runs]
+
+
+def _number(value: Any, default: float) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value
+    return float(value) if ok else default
 
 
 def table(result: dict[str, Any]) -> str:

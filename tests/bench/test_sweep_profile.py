@@ -42,3 +42,9 @@ def test_the_split_adds_up_from_the_records(tmp_path: Path):
     table = load_script().table(result)
     assert "| training steps (forward, backward, update) | 36 | 60.0 % |" in table  # reports.cost.SPLIT's
     assert "of which kNN evaluation: 6 core-seconds (10.0 %)" in table
+
+
+def test_a_start_with_fields_that_are_no_number_counts_them_as_absent() -> None:
+    runs = load_script().driver_runs([{"event": "start", "at": 10.0, "cpus": "two", "started_at": "soon"},
+                                      {"event": "end", "at": 25.0}])
+    assert runs == [{"command": None, "cpus": 0.0, "wall_s": 15.0}]
