@@ -151,11 +151,23 @@ def misplaced(sweep_dir: str | Path) -> str:
 
 
 def sweeps_in(storage: str | Path) -> list[Path]:
-    """``storage`` itself if it is a sweep folder, else its sub-folders that are, by name."""
+    """``storage`` itself if it is a sweep folder, else its sub-folders that are, or may be (``shut``),
+    by name."""
     storage = Path(storage)
     if is_sweep(storage):
         return [storage]
-    return sorted(d for d in storage.iterdir() if d.is_dir() and is_sweep(d))
+    return sorted(d for d in storage.iterdir() if d.is_dir() and (is_sweep(d) or shut(d)))
+
+
+def shut(folder: str | Path) -> bool:
+    """Whether this user may not look into ``folder`` (another user's, made under umask 077), so cannot
+    tell whether it is a sweep: ``ablate ls`` lists it as unreadable (``not_a_sweep`` says why) rather
+    than leave a colleague's sweep out in silence."""
+    try:
+        (Path(folder) / SPEC_FILE).stat()
+    except OSError as exc:
+        return exc.errno in (errno.EACCES, errno.EPERM)
+    return False
 
 
 def trial_folder(sweep_dir: str | Path, name: object) -> Path | None:

@@ -275,6 +275,25 @@ def test_a_sweep_a_newer_ablate_wrote_is_refused_in_one_line_and_left_as_it_is(
     assert not (tmp_path / "cmp").exists()
 
 
+def test_ls_lists_a_sweep_folder_this_user_may_not_enter_as_unreadable(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A colleague's sweep folder (made under umask 077) was left out of `ablate ls` in silence, while
+    `ablate report` of it said it cannot be listed."""
+    import shutil
+
+    from tests.helpers import crafted_sweep, good_record, lock_folder
+
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    shut = sweep.parent / "colleague"
+    shutil.copytree(sweep, shut)
+    lock_folder(monkeypatch, shut)
+    assert main(["ls", str(sweep.parent)]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [row.split()[0] for row in rows] == ["colleague", "crafted"]
+    assert f"(unreadable: {shut}: cannot be listed (Permission denied)" in rows[0]
+    assert "1 completed" in rows[1]
+
+
 def test_a_trials_folder_that_cannot_be_listed_is_named_not_reported_empty(
         tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """A colleague's sweep whose trials/ this user may not list said 'no trial records yet (... is the
