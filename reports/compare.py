@@ -34,7 +34,7 @@ from reports.tables import (
     misfit_column,
     sweep_tables,
 )
-from sweep_format.files import NOT_REGULAR, file_on_path, write_text
+from sweep_format.files import NOT_REGULAR, file_on_path, linked, write_text
 from sweep_format.layout import (
     EPOCHS_TABLE,
     PLOTS_DIR,
@@ -79,7 +79,7 @@ def load_source(path: str | Path) -> Source:
     if not p.exists():
         raise ReportError(f"{p}: no such file or folder (expected {expected})")
     if p.is_dir():
-        sweep = open_sweep(p)
+        sweep = open_sweep(p, read_only=True)  # a source is only read: a link in its report/ is harmless
         trials, epochs = sweep_tables(sweep)
         return Source(sweep.name, p, trials, epochs, sweep.param_info())
     if not p.is_file():  # reading a FIFO waits for a writer, for ever
@@ -137,6 +137,10 @@ def combined(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return df
 
 
+# What a comparison writes into its folder (``check_out``: none of them may be a link)
+WRITTEN = (TRIALS_TABLE, EPOCHS_TABLE, REPORT_MD, REPORT_HTML, PLOTS_DIR)
+
+
 def build_comparison(paths: list[str | Path], out: str | Path) -> Path:
     """Write the comparison of ``paths`` (two or more) into ``out``; return ``out``."""
     if len(paths) < 2:
@@ -167,10 +171,13 @@ def check_out(out: Path, inputs: Sequence[str | Path] = ()) -> None:
     comparison's trials.parquet would stand for the sweep's own), over or below a file, nor into the
     folder of an input trials.parquet, whose tables it would replace with the comparison's. A folder
     is a sweep by the layout's rule (``sweep_around``): a project folder whose own spec file is
-    named spec.yaml is none."""
+    named spec.yaml is none. Nor is it written through a link in the folder to a file or folder
+    elsewhere (its plots/, ...)."""
     folder = out.expanduser().resolve()
     if file := file_on_path(folder):
         raise ReportError(f"--out {out}: {file} is a file, not a folder; give a folder for the comparison")
+    if problem := linked(folder, WRITTEN, (PLOTS_DIR,)):
+        raise ReportError(f"--out {out}: {problem}")
     if (inside := sweep_around(folder)) is not None:
         raise ReportError(f"--out {out}: {inside_sweep(inside)}; write the comparison beside it, e.g. "
                           f"--out {inside.parent / 'compare'}")

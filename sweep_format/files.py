@@ -73,10 +73,16 @@ def loads(data: str | bytes) -> Any:
         raise ValueError("JSON nested too deeply to read") from None
 
 
-def linked(folder: str | os.PathLike, names: Iterable[str], inside: Iterable[str] = ()) -> str:
+WRITES = "ablate writes and deletes files only inside its own folders"  # why ``linked`` refuses a link
+READS = "ablate reads a sweep only from its own folder"  # ... in a folder it only reads
+
+
+def linked(folder: str | os.PathLike, names: Iterable[str], inside: Iterable[str] = (),
+           why: str = WRITES) -> str:
     """"" when none of ``folder``'s entries ``names``, nor any entry of its sub-folders ``inside``,
     is a symbolic link; else one line naming the first. A folder written elsewhere (downloaded,
-    shared) could link them anywhere, and ablate writes, truncates and deletes files there."""
+    shared) could link them anywhere, and ablate writes, truncates and deletes files there (``why``:
+    ``WRITES``), or would read another folder's files as this one's (``READS``)."""
     folder = Path(folder)
     links = [folder / n for n in names if (folder / n).is_symlink()]
     for name in inside:
@@ -89,8 +95,8 @@ def linked(folder: str | os.PathLike, names: Iterable[str], inside: Iterable[str
     more = f" (and {len(links) - 1} more)" if len(links) > 1 else ""
     # names and a target the folder's author chose: printed without terminal escapes
     link, target, where = printable(str(links[0])), printable(os.readlink(links[0])), printable(str(folder))
-    return (f"{link}: a symbolic link (to {target}){more} inside {where}; ablate writes and deletes files "
-            "only inside its own folders: replace the link with a copy of what it points to")
+    return f"{link}: a symbolic link (to {target}){more} inside {where}; {why}: replace the link with a " \
+           "copy of what it points to"
 
 
 def file_on_path(folder: str | os.PathLike) -> Path | None:

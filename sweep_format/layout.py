@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sweep_format.files import linked, not_a_file
+from sweep_format.files import READS, linked, not_a_file
 from sweep_format.text import printable
 
 SPEC_FILE = "spec.yaml"
@@ -63,6 +63,11 @@ WANDB_DIR = "wandb"
 WRITTEN = (SPEC_FILE, TRIALS_DIR, OPTUNA_DB, REFERENCE_FILE, TUNE_DIR, REPORT_DIR, RAY_LOG, LOCK_FILE,
            HISTORY_FILE, MLFLOW_DIR, WANDB_DIR)
 ENTRY_FOLDERS = (TRIALS_DIR, TUNE_DIR, REPORT_DIR)
+# What a reader that writes nothing there (``ablate compare`` of a source sweep) reads in a sweep folder,
+# and the folder it reads entry by entry: a link among them would read another folder's files as the
+# sweep's (``entry_problem(sweep_dir, read_only=True)``); its report/ and tune/ are never read.
+READ = (SPEC_FILE, TRIALS_DIR, REFERENCE_FILE)
+READ_FOLDERS = (TRIALS_DIR,)
 # The folders and files ablate makes in a sweep folder: a file where a folder belongs, or a folder (or a
 # FIFO, socket or device) where a file belongs, is refused (``entry_problem``).
 MADE_FOLDERS = (TRIALS_DIR, TUNE_DIR, REPORT_DIR, f"{REPORT_DIR}/{PLOTS_DIR}")
@@ -117,12 +122,16 @@ def not_a_sweep(folder: str | Path) -> str:
     return f"{folder}: not a sweep folder, no {SPEC_FILE} (expected {EXPECTED}{hint})"
 
 
-def entry_problem(sweep_dir: str | Path) -> str:
+def entry_problem(sweep_dir: str | Path, read_only: bool = False) -> str:
     """"" when ablate may write into the sweep folder, else one line naming the symbolic link that
     would take its writes or deletions elsewhere (the sweep folder itself may be a link), the file
     that stands where ablate keeps a folder (``MADE_FOLDERS``), or the folder where it keeps a file
-    (``MADE_FILES``), or the entry that cannot be looked at (a folder of it this user may not enter)."""
+    (``MADE_FILES``), or the entry that cannot be looked at (a folder of it this user may not enter).
+    ``read_only``: the folder is only read (a source of ``ablate compare``), so only what is read
+    (``READ``) is checked: a link in its report/ takes no write anywhere."""
     try:
+        if read_only:
+            return linked(sweep_dir, READ, READ_FOLDERS, READS) or misplaced(sweep_dir, READ_FOLDERS, ())
         return linked(sweep_dir, WRITTEN, ENTRY_FOLDERS) or misplaced(sweep_dir)
     except OSError as exc:  # a stat that was refused: it reached the user as 'cannot write ...'
         code = errno.errorcode.get(exc.errno or 0, "?")
@@ -131,15 +140,16 @@ def entry_problem(sweep_dir: str | Path) -> str:
                 "access")
 
 
-def misplaced(sweep_dir: str | Path) -> str:
+def misplaced(sweep_dir: str | Path, folders: tuple[str, ...] = MADE_FOLDERS,
+              files: tuple[str, ...] = MADE_FILES) -> str:
     """"" unless a file stands where the sweep folder keeps a folder, or a folder (FIFO, ...) where it
     keeps a file: one line naming it (``entry_problem``)."""
-    for name in MADE_FOLDERS:
+    for name in folders:
         entry = Path(sweep_dir) / name
         if entry.exists() and not entry.is_dir():
             return (f"{entry}: a file, where the sweep folder {sweep_dir} keeps its folder {name}/ (ablate "
                     "writes there); move or rename the file")
-    for name in MADE_FILES:
+    for name in files:
         entry = Path(sweep_dir) / name
         if entry.is_dir():
             return (f"{entry}: a folder, where the sweep folder {sweep_dir} keeps its file {name} (ablate "

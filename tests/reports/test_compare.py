@@ -363,3 +363,56 @@ def test_a_fifo_given_as_a_table_is_refused_not_waited_on(tmp_path: Path,
                    "(expected a sweep folder (spec.yaml + trials/) or a trials.parquet written by "
                    "`ablate report`)"]
     assert not (tmp_path / "o").exists()
+
+
+def two_crafted_sweeps(tmp_path: Path) -> tuple[Path, Path]:
+    from tests.helpers import crafted_sweep, good_record
+
+    a = crafted_sweep(tmp_path, [good_record("a")])
+    return a, renamed_copy(a, a.parent / "b", "b")
+
+
+def test_a_source_whose_report_holds_a_link_is_read(tmp_path: Path) -> None:
+    """compare only reads a source, and never its report/: a link there (to plots kept elsewhere) made
+    it refuse the sweep as if it would write through the link."""
+    from reports.compare import check_out, load_source
+
+    a, _ = two_crafted_sweeps(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (a / "report").mkdir()
+    (a / "report" / "plots").symlink_to(outside)
+    check_out(tmp_path / "cmp", [a])
+    assert load_source(a).trials["trial_id"].tolist() == ["a"]
+    assert not list(outside.iterdir())
+
+
+@pytest.mark.parametrize("entry", ["spec.yaml", "trials/a.json"])
+def test_a_source_that_reads_through_a_link_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                       entry: str) -> None:
+    """What compare reads of a source (its spec, its records) is the sweep's own, as for ablate report."""
+    a, b = two_crafted_sweeps(tmp_path)
+    moved = tmp_path / "moved"
+    (a / entry).rename(moved)
+    (a / entry).symlink_to(moved)
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "cmp")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"ablate compare: error: {a / entry}: a symbolic link (to {moved}) inside {a}; ablate reads a sweep "
+        "only from its own folder: replace the link with a copy of what it points to"]
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_an_out_whose_plots_folder_is_a_link_is_refused(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """The comparison's plots were written through --out's plots/ link into the folder it points to."""
+    a, b = two_crafted_sweeps(tmp_path)
+    outside, out = tmp_path / "outside", tmp_path / "cmp"
+    outside.mkdir()
+    out.mkdir()
+    (out / "plots").symlink_to(outside)
+    assert main(["compare", str(a), str(b), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"ablate compare: error: --out {out}: {out / 'plots'}: a symbolic link (to {outside}) inside {out}; "
+        "ablate writes and deletes files only inside its own folders: replace the link with a copy of what "
+        "it points to"]
+    assert not list(outside.iterdir()) and [p.name for p in out.iterdir()] == ["plots"]
