@@ -34,7 +34,7 @@ from reports.tables import (
     misfit_column,
     sweep_tables,
 )
-from sweep_format.files import NOT_REGULAR, file_on_path, linked, write_text
+from sweep_format.files import NOT_REGULAR, file_on_path, linked, write_texts
 from sweep_format.layout import (
     EPOCHS_TABLE,
     PLOTS_DIR,
@@ -161,8 +161,7 @@ def build_comparison(paths: list[str | Path], out: str | Path) -> Path:
     if len(epochs):
         write_parquet(epochs, out / EPOCHS_TABLE, meta)
     doc = comparison_document(sources, shared, trials, meta, out)
-    write_text(out / REPORT_MD, doc.markdown(relative_to=out))
-    write_text(out / REPORT_HTML, doc.html())
+    write_texts({out / REPORT_MD: doc.markdown(relative_to=out), out / REPORT_HTML: doc.html()})
     return out
 
 

@@ -38,7 +38,7 @@ from reports.ranking import counted_statuses, counted_trials
 from reports.stats import CI_LEVEL, NOISE_TEST
 from reports.sweepdir import SweepDir, open_sweep
 from reports.tables import left_running, status_counts, sweep_tables
-from sweep_format.files import write_text
+from sweep_format.files import write_texts
 from sweep_format.layout import (
     ATTENTION_FILE,
     EPOCHS_TABLE,
@@ -70,8 +70,7 @@ def build_report(sweep_dir: str | Path, planned: int | None = None, driven: bool
                           "starting, or was it made by an ablate older than the records?)")
     out = sweep.report_dir
     doc = sweep_document(sweep, trials, epochs, out, planned, driven)
-    write_text(out / REPORT_MD, doc.markdown(relative_to=out))
-    write_text(out / REPORT_HTML, doc.html())
+    write_texts({out / REPORT_MD: doc.markdown(relative_to=out), out / REPORT_HTML: doc.html()})
     return out
 
 

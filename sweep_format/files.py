@@ -18,7 +18,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,15 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def write_texts(texts: Mapping[Path, str]) -> None:
+    """Each text to its file, the files replaced together once every one is written: a write that fails
+    (a full disk) replaces none, so they never come from different runs (a report.md of this run beside
+    the report.html of the last, which the user opens)."""
+    with contextlib.ExitStack() as stack:
+        for path, text in texts.items():  # each written inside its own atomic_path: a failure names it
+            stack.enter_context(atomic_path(path)).write_text(text, encoding="utf-8")
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:

@@ -109,6 +109,39 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path, monkeypatch:
     assert target.read_bytes() == b"old" and list(tmp_path.iterdir()) == [target]
 
 
+def test_a_full_disk_mid_report_leaves_report_md_and_html_of_one_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """ENOSPC while report.html was written left the new report.md beside the old report.html, the
+    page `ablate report` names first: it showed the earlier run's results as if current."""
+    import errno
+    import os
+
+    from ablate.cli import main
+    from reports import render
+    from reports.document import Document
+    from tests.helpers import crafted_sweep, good_record
+
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    run = iter(["earlier run", "this run"])
+    monkeypatch.setattr(render, "sweep_document", lambda *a, **k: Document(next(run)))  # no plots: fast
+    assert main(["report", str(sweep)]) == 0
+    real = Path.write_text
+
+    def full(self: Path, *args, **kwargs):
+        if self.name.endswith("-report.html.tmp"):  # as f.write() raises it: no file named
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    assert main(["report", str(sweep)]) == 2
+    report = sweep / "report"
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
+        f"ablate report: error: cannot write {report / 'report.html'} (ENOSPC: No space left on device)")
+    assert "earlier run" in (report / "report.md").read_text()
+    assert "earlier run" in (report / "report.html").read_text()
+    assert not [p.name for p in report.iterdir() if p.name.endswith(".tmp")]
+
+
 def test_the_header_promises_marks_only_where_the_tables_make_them() -> None:
     """A sweep ranked by loss: the header said 'a configuration that does not beat raw pixels is
     marked', and no table marked one (the mark is a kNN top-1 comparison), so a digits sweep whose

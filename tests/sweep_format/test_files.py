@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sweep_format.files import atomic_path, write_text
+from sweep_format.files import atomic_path, write_text, write_texts
 
 
 def test_a_full_disk_mid_write_keeps_the_old_file_and_names_the_target(tmp_path: Path) -> None:
@@ -21,6 +21,28 @@ def test_a_full_disk_mid_write_keeps_the_old_file_and_names_the_target(tmp_path:
     assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC, str(target))
     assert target.read_text() == "the earlier report"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]  # no temporary file left
+
+
+def test_files_written_together_are_replaced_together_or_not_at_all(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk at the second file left the first one new and the second one old."""
+    md, html = write_text(tmp_path / "report.md", "old md"), write_text(tmp_path / "report.html", "old html")
+    real = Path.write_text
+
+    def full(self: Path, *args, **kwargs):
+        if self.name.endswith("-report.html.tmp"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError) as caught:
+        write_texts({md: "new md", html: "new html"})
+    assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC, str(html))
+    assert (md.read_text(), html.read_text()) == ("old md", "old html")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.md"]
+    monkeypatch.setattr(Path, "write_text", real)
+    write_texts({md: "new md", html: "new html"})
+    assert (md.read_text(), html.read_text()) == ("new md", "new html")
 
 
 def test_an_error_about_another_file_keeps_its_name(tmp_path: Path) -> None:
