@@ -109,6 +109,35 @@ def test_text_ray_cannot_take_is_refused_before_anything_is_written(
     assert list(storage.iterdir()) == []
 
 
+@pytest.mark.parametrize("sets", [["trainer.data_path={tmp}/imagenet"],  # the paper-scale spec, no GPU
+                                  ["trainer.dataset=cifar10", "trainer.data_path={tmp}/data",
+                                   "trainer.download=true", "resources.gpu=0.5", "resources.cpu=8"]])
+def test_a_trial_this_machine_cannot_hold_is_refused_before_the_data_is_read(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+        sets: list[str]) -> None:
+    """search_spaces/imagenet_vits16.yaml on a 2-CPU machine without a GPU decoded the image folder
+    (ImageNet: about 8 minutes) before saying that a worker needs 10 CPUs and a GPU; README's CIFAR-10
+    GPU example downloaded the dataset first. The machine's check now comes before the data's."""
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("data read or Ray started for a trial this machine cannot hold")
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 0)
+    monkeypatch.setattr("ray.is_initialized", lambda: False)  # a local Ray would be started
+    monkeypatch.setattr(SweepSpec, "check_inputs", never)
+    monkeypatch.setattr("ablate.sweep.start_ray", never)
+    storage = tmp_path / "runs"
+    spec = Path(__file__).resolve().parents[2] / "search_spaces" / "imagenet_vits16.yaml"
+    if "trainer.download=true" in sets:
+        spec = spec.with_name("temps.yaml")
+    args = ["run", str(spec), "--storage", str(storage)]
+    assert main(args + [a for s in sets for a in ("--set", s.format(tmp=tmp_path))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ablate run: error: resources: a trial "), err
+    assert "on one node; the largest node of the Ray cluster has 2 CPUs and 0 GPUs (1 node)" in err[0]
+    assert not storage.exists()
+
+
 def test_a_storage_inside_a_sweep_folder_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """--storage runs/temps (for runs) put the new sweep inside the old one's folder, among its files,
