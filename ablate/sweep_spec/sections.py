@@ -53,9 +53,11 @@ class Search(SpecModel):
         if self.algorithm != "optuna":
             for key in OPTUNA_ONLY:
                 if getattr(self, key) is not None:
+                    fewer = ("; for fewer trials, shorten a value list: --set 'space.NAME.values=[...]'"
+                             if key == "num_samples" else "")
                     raise bad(getattr(self, key), f"{key} applies to algorithm optuna only ({self.algorithm} "
-                              f"runs every point of its list); remove it (or --set search.{key}=null)",
-                              key, ("algorithm",))
+                              f"runs every point of its lists); remove it (or --set search.{key}=null)"
+                              f"{fewer}", key, ("algorithm",))
             return self
         self.sampler = one_of(self.sampler or "tpe", available_samplers(), "sampler")
         self.num_samples = self.num_samples or 8

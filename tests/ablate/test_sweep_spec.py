@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import textwrap
 from pathlib import Path
 
@@ -52,6 +53,20 @@ def test_paper_ablation_points_mirror_the_tables() -> None:
                       "out_dim=256", "out_dim=4096", "s=0.08", "s=0.24", "s=0.48"]
     # the crop split equal to the trainer defaults (0.4) is the baseline's label
     assert spec.points()[0]["crop_split"] == "s=0.4"
+
+
+def test_a_grid_spec_is_shortened_by_its_lists_as_the_readme_says() -> None:
+    """`--set search.num_samples=2`, the README's quick look at temps.yaml, is refused for a grid spec
+    (ema.yaml) with 'remove it' and no word of how a grid runs fewer trials; the README showed none."""
+    message = error_of(SPECS / "ema.yaml", ["trainer.epochs=1", "search.num_samples=2"])
+    assert "search.num_samples: got 2; num_samples applies to algorithm optuna only" in message
+    assert "for fewer trials, shorten a value list: --set 'space.NAME.values=[...]'" in message
+    readme = (SPECS / "README.md").read_text()
+    command = re.findall(r"`(ablate run search_spaces/ema\.yaml [^`]*)`", readme)[0]
+    sets = [s.strip("'") for s in command.split(" --set ")[1:]]
+    spec = load_spec(SPECS / "ema.yaml", sets)
+    assert (spec.num_trials, spec.trainer_config().epochs) == (6, 1)
+    assert "runs 6 trials of 1 epoch instead of 12 of 8" in " ".join(readme.split())
 
 
 def test_readme_gpu_example_overrides_validate() -> None:
