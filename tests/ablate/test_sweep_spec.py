@@ -45,6 +45,19 @@ def test_shipped_spec_loads_with_expected_trials_and_fits_cpu_budget(name: str, 
     assert spec.trainer_config().dataset == "digit_scenes"
 
 
+@pytest.mark.parametrize("name", ["temps", "ema", "out_dim", "crops", "paper"])
+def test_a_shipped_spec_s_measured_time_names_the_epoch_time_it_was_measured_at(name: str) -> None:
+    """The comments gave wall times (crops: 4 min 44 s) measured when an epoch took about 8 s, and
+    search_spaces/README.md promised each spec 'under 10 minutes'; at the 9.5-11.6 s epochs of later
+    sittings (README) out_dim.yaml's 7 min 49 s is about 10-11 minutes, and on a shared 2-core machine
+    (13.5 s per epoch) 1-epoch runs of crops, ema, out_dim and paper scale to 8.6-12 minutes."""
+    comments = " ".join(line.lstrip("# ") for line in (SPECS / f"{name}.yaml").read_text().splitlines()
+                        if line.startswith("#"))
+    assert re.search(r"measured on 2 CPU cores at (about )?[0-9.]+ s per epoch", comments), comments
+    readme = " ".join((SPECS / "README.md").read_text().split())
+    assert "under 10 minutes" not in readme and "scale the column by your epoch time" in readme
+
+
 def test_paper_ablation_points_mirror_the_tables() -> None:
     spec = load_spec(SPECS / "paper.yaml")
     labels = [spec.point_label(p) for p in spec.points()]
