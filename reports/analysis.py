@@ -138,18 +138,27 @@ def leaderboard(result: Analysis, top: int = LEADERBOARD_ROWS) -> pd.DataFrame:
     """The ``top`` points by the ranking rule, mean ± 95% CI over repeats, the delta and, for kNN
     top-1, whether the point beats the raw-pixel kNN."""
     ref = result.row(result.reference) if result.reference is not None else None
-    rows = []
-    for rank, (_, r) in enumerate(result.points.head(top).iterrows(), start=1):
+    rows, shown = [], result.points.head(top)
+    failures = failure_columns(shown)
+    for rank, (_, r) in enumerate(shown.iterrows(), start=1):
         row = {"#": rank, **{p: fmt_value(r[p]) for p in result.params},
                result.metric_label: fmt_mean_ci(r["mean"], r["ci"]), "repeats": int(r["n"]),
                f"Δ vs {result.reference_kind}": delta_text(r, ref) if ref is not None else "–",
-               "collapsed": int(r["collapsed"])}
+               **{kind: int(r[kind]) for kind in failures}}
         if result.pixel is not None:
             row["beats raw pixels"] = beats_pixels(result, r["mean"])
         if r["point"] == result.reference:
             row[f"Δ vs {result.reference_kind}"] = f"({result.reference_kind})"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def failure_columns(points: pd.DataFrame) -> list[str]:
+    """The counts of failed repeats a ranked table shows (ranking rule 3's ``FAILED_COUNTS``):
+    collapsed always, diverged where a point has one. A diverged configuration ranked last with
+    "collapsed 0" and nothing in its row to say why."""
+    return [kind for kind in FAILED_COUNTS
+            if kind == FAILED_COUNTS[0] or (kind in points.columns and bool((points[kind] > 0).any()))]
 
 
 def cut_note(shown: int, total: int, rest: str) -> str:

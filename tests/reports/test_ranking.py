@@ -127,3 +127,17 @@ search: {algorithm: SEARCH}
     optuna = load_spec(write_spec(tmp_path, text.replace("SEARCH", "optuna")))
     logged = SweepDir(tmp_path, {"space": {n: d.as_dict() for n, d in optuna.space.items()}})
     assert logged.log_params == ["out_dim"] and "out_dim" not in logged.categorical_params
+
+
+def test_the_leaderboard_says_which_configuration_diverged() -> None:
+    """A diverged configuration ranks last (rule 3), and its row said 'collapsed 0' and nothing else:
+    the reader saw the best value ranked last with no reason. Its diverged repeats have a column
+    wherever a shown configuration has one, and no column where none diverged."""
+    trials = table([(0, 45.0, "completed", False, 4.0), (1, 50.0, "diverged", False, 4.0),
+                    (2, 40.0, "collapsed", True, 6.9)])
+    board = leaderboard(analyse(trials, {"params": ["teacher_temp"], "algorithm": "grid"}))
+    assert board[["teacher_temp", "collapsed", "diverged"]].values.tolist() == [
+        ["0.01", 0, 0], ["0.02", 0, 1], ["0.03", 1, 0]]
+    calm = leaderboard(analyse(trials[trials["status"] != "diverged"],
+                               {"params": ["teacher_temp"], "algorithm": "grid"}))
+    assert "diverged" not in calm.columns and calm["collapsed"].tolist() == [0, 1]
