@@ -35,12 +35,13 @@ import pandas as pd
 
 from reports.stats import point_summary
 from sweep_format.metrics import is_knn
-from sweep_format.statuses import PROVISIONAL, RANKED
+from sweep_format.statuses import COLLAPSED, DIVERGED, PROVISIONAL, RANKED
 from sweep_format.values import fmt_value
 
-# Rule 3: the point_summary columns that count a point's failed repeats (collapsed, diverged); a point
-# with one above 0 ranks last, stays off the cost table's Pareto front, and is named by them.
-FAILED_COUNTS = ("collapsed", "diverged")
+# Rule 3: the point_summary columns that count a point's failed repeats, named after the statuses
+# (collapsed, diverged); a point with one above 0 ranks last, stays off the cost table's Pareto front,
+# and is named by them.
+FAILED_COUNTS = (COLLAPSED, DIVERGED)
 
 
 def trained(trials: pd.DataFrame, metric: str) -> pd.Series:
