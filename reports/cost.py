@@ -118,9 +118,9 @@ def cost_table(trials: pd.DataFrame, epochs: pd.DataFrame, params: list[str], me
                mode: str = "max") -> pd.DataFrame:
     """One row per configuration (``point``): its parameters, trials, total and per-trial cost, and
     ``value``, the mean final ``metric`` of its counted repeats, ``collapsed``, the ranking's collapse
-    verdict on them (a point without a counted trial: any of its trials), and ``failed``, collapsed or
-    diverged (ranking rule 3); in the ranking's order (reports.ranking: the spec's metric and mode,
-    failures last), unranked points after."""
+    verdict on them (a point without a counted trial: any of its trials), ``diverged`` (a counted
+    repeat diverged), and ``failed``, collapsed or diverged (ranking rule 3); in the ranking's order
+    (reports.ranking: the spec's metric and mode, failures last), unranked points after."""
     costs = trial_costs(epochs)
     data = trials.merge(costs, on="trial_id", how="inner", suffixes=("_trials", ""))
     points, _ = rank_points(trials, params, metric, mode)
@@ -129,6 +129,7 @@ def cost_table(trials: pd.DataFrame, epochs: pd.DataFrame, params: list[str], me
     counts = dict(zip(points["point"].astype(int), points["n"], strict=True))
     collapsed = dict(zip(points["point"].astype(int), points["collapsed"] > 0, strict=True))  # the ranking's
     failed = dict(zip(points["point"].astype(int), failed_points(points), strict=True))  # rule 3: + diverged
+    diverged = dict(zip(points["point"].astype(int), points["diverged"] > 0, strict=True))
     rows = []
     for point, group in data.groupby("point", sort=True):
         rows.append({"point": int(point), **{p: group[p].iloc[0] for p in params}, "trials": len(group),
@@ -138,6 +139,7 @@ def cost_table(trials: pd.DataFrame, epochs: pd.DataFrame, params: list[str], me
                      "value": float(means.get(int(point), math.nan)), "n": int(counts.get(int(point), 0)),
                      "collapsed": bool(collapsed.get(int(point), group["collapsed"].fillna(False).any())),
                      "failed": bool(failed.get(int(point), group["collapsed"].fillna(False).any())),
+                     "diverged": bool(diverged.get(int(point), False)),
                      "_rank": ranked.get(int(point), len(ranked))})
     if not rows:
         return pd.DataFrame()
@@ -184,6 +186,9 @@ def add_cost(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, params: 
             table["value"].map(lambda v: "–" if not np.isfinite(v) else
                                f"{v:.2f}" if metric_words.is_percent(metric) else f"{v:.4g}"),
         "collapsed": table["collapsed"].map(lambda c: "yes" if c else ""),
+        # ranked last and off the front as a collapse is (rule 3): said where one diverged, not left blank
+        **({"diverged": table["diverged"].map(lambda d: "yes" if d else "")}
+           if table["diverged"].any() else {}),
         "Pareto": ["yes" if i in front else "" for i in table.index]}))
     from reports.plots import pareto_plot  # matplotlib: not for `ablate ls`, which reads the totals
 

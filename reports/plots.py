@@ -562,8 +562,14 @@ def pareto_plot(table: pd.DataFrame, out: Path, metric: str = "knn_top1", mode: 
     ax = fig.add_subplot()
     collapsed = scored["collapsed"].to_numpy(dtype=bool)
     xs, ys = scored["per_trial_s"].to_numpy(dtype=float), scored["value"].to_numpy(dtype=float)
-    ax.scatter(xs[~collapsed], ys[~collapsed], s=30, color=TRIAL_COLOR, alpha=0.7, label="configuration")
+    # a diverged configuration is off the front as a collapsed one is (ranking rule 3): not drawn as working
+    diverged = ~collapsed & (scored["diverged"].to_numpy(dtype=bool) if "diverged" in scored else False)
+    working = ~collapsed & ~diverged
+    ax.scatter(xs[working], ys[working], s=30, color=TRIAL_COLOR, alpha=0.7, label="configuration")
     ax.scatter(xs[collapsed], ys[collapsed], s=40, marker="x", color=COLLAPSE_COLOR, label="collapsed")
+    if diverged.any():
+        ax.scatter(xs[diverged], ys[diverged], s=40, marker="^", facecolors="none", edgecolors=COLLAPSE_COLOR,
+                   label="diverged")
     from reports.cost import pareto_front
 
     front = table.loc[pareto_front(table, mode)]

@@ -83,6 +83,32 @@ def test_a_diverged_configuration_is_never_on_the_front() -> None:
     assert table["failed"].tolist() == [False, False, True] and not table["collapsed"].any()
 
 
+def test_a_diverged_configuration_is_said_in_the_cost_table_and_plot(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off the front and ranked last, its row said 'collapsed' blank and nothing else, and the plot drew
+    it as a working configuration: a 'diverged' column (where one diverged) and its own marker."""
+    from reports import plots
+    from reports.cost import add_cost
+    from reports.document import Document
+
+    drawn: list[Figure] = []
+    monkeypatch.setattr(plots, "save", lambda fig, path: drawn.append(fig) or path)
+
+    trials, epochs = tables()
+    trials.loc[trials["trial_id"] == "c", "status"] = "diverged"
+    assert cost_table(trials, epochs, ["teacher_temp"])["diverged"].tolist() == [False, False, True]
+    doc = Document("t")
+    add_cost(doc, trials, epochs, ["teacher_temp"], tmp_path)
+    shown = next(df for kind, df, _ in doc.blocks if kind == "table" and "Pareto" in df.columns)
+    assert shown[["teacher_temp", "collapsed", "diverged", "Pareto"]].values.tolist() == [
+        ["0.1", "", "", "yes"], ["0.04", "", "", "yes"], ["0.02", "", "yes", ""]]
+    points = {c.get_label(): len(c.get_offsets()) for c in drawn[0].axes[0].collections}
+    assert points == {"configuration": 2, "collapsed": 0, "diverged": 1}
+    calm = Document("t")
+    add_cost(calm, *tables(), ["teacher_temp"], tmp_path)
+    assert all("diverged" not in df.columns for kind, df, _ in calm.blocks if kind == "table")
+
+
 def test_the_cost_table_ranks_by_the_specs_metric_and_mode() -> None:
     """reports/cost.py ranks with the one rule: teacher_entropy, lower first, is not kNN's order."""
     trials, epochs = tables()
