@@ -23,12 +23,11 @@ from reports.errors import ReportError
 from reports.ranking import best_point, measured_before_end, only_failures_trained
 from reports.sweepdir import open_sweep
 from reports.tables import left_running, records_tables, status_counts
-from sweep_format.layout import SPEC_FILE, TRIALS_DIR, sweeps_in
+from sweep_format.layout import SPEC_FILE, STORAGE_EXPECTED, TRIALS_DIR, not_a_folder, sweeps_in, unlisted
 from sweep_format.records import read_records
 from sweep_format.text import printable
 
 COLUMNS = ["sweep", "description", "trials", "best", "cost", "last update"]
-EXPECTED = f"a storage folder holding sweep folders ({SPEC_FILE} + {TRIALS_DIR}/), e.g. ./runs"
 
 
 def last_update(folder: Path, records: list[dict[str, Any]] | None = None) -> str:
@@ -90,16 +89,14 @@ def list_sweeps(storage: str | Path, planned: Callable[[Path], int | None] = lam
     gives a sweep folder's planned number of trials (None: unknown), which its spec's search decides;
     ``driven`` whether a driver may run it now (None: unknown; ablate's lock file decides)."""
     folder = Path(storage)
-    if not folder.exists():
-        raise ReportError(f"{folder}: no such folder (expected {EXPECTED})")
-    if not folder.is_dir():
-        raise ReportError(f"{folder}: is a file (expected {EXPECTED})")
+    if problem := not_a_folder(folder, STORAGE_EXPECTED):
+        raise ReportError(problem)
     try:
         sweeps = sweeps_in(folder)
     except OSError as exc:
-        raise ReportError(f"{folder}: cannot be listed ({exc.strerror})") from None
+        raise ReportError(unlisted(folder, exc, STORAGE_EXPECTED)) from None
     if not sweeps:
-        raise ReportError(f"{folder}: no sweeps here (expected {EXPECTED}; start one with "
+        raise ReportError(f"{folder}: no sweeps here (expected {STORAGE_EXPECTED}; start one with "
                           "`ablate run SPEC.yaml`)")
     return pd.DataFrame([sweep_row(s, planned(s), driven(s)) for s in sweeps], columns=COLUMNS)
 

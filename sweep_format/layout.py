@@ -75,6 +75,7 @@ MADE_FILES = (OPTUNA_DB, REFERENCE_FILE, RAY_LOG, LOCK_FILE, HISTORY_FILE,
               *(f"{REPORT_DIR}/{name}" for name in (TRIALS_TABLE, EPOCHS_TABLE, REPORT_MD, REPORT_HTML,
                                                     ATTENTION_FILE)))
 EXPECTED = f"a sweep folder holding {SPEC_FILE} and {TRIALS_DIR}/, as `ablate run SPEC.yaml` writes it"
+STORAGE_EXPECTED = f"a storage folder holding sweep folders ({SPEC_FILE} + {TRIALS_DIR}/), e.g. ./runs"
 
 
 def is_sweep(folder: str | Path) -> bool:
@@ -103,14 +104,12 @@ def inside_sweep(sweep: Path) -> str:
 def not_a_sweep(folder: str | Path) -> str:
     """Why ``folder`` is not a sweep folder, in one line naming it and what was expected."""
     folder = Path(folder)
-    if not folder.exists():
-        return f"{folder}: no such folder (expected {EXPECTED})"
-    if not folder.is_dir():
-        return f"{folder}: is a file, not a folder (expected {EXPECTED})"
+    if problem := not_a_folder(folder, EXPECTED):
+        return problem
     try:
         inside = sorted(printable(d.name) for d in folder.iterdir() if is_sweep(d))  # names anyone chose
     except OSError as exc:
-        return f"{folder}: cannot be listed ({exc.strerror}) (expected {EXPECTED})"
+        return unlisted(folder, exc, EXPECTED)
     hint = f"; it holds the sweeps {', '.join(inside)}: pass one of them" if inside else ""
     if (folder / SPEC_FILE).is_file() and not hint:  # a project's own spec.yaml, or a copy that lost trials/
         return (f"{folder}: not a sweep folder: it holds {SPEC_FILE} but no {TRIALS_DIR}/ (expected "
@@ -120,6 +119,22 @@ def not_a_sweep(folder: str | Path) -> str:
         return f"{spec}: {not_a_file(spec)}, where a sweep folder keeps the spec it ran as a YAML file " \
                f"(expected {EXPECTED})"
     return f"{folder}: not a sweep folder, no {SPEC_FILE} (expected {EXPECTED}{hint})"
+
+
+def not_a_folder(folder: Path, expected: str) -> str:
+    """"" when ``folder`` is a folder, else one line naming it, why not (no such folder, a file) and
+    what was ``expected`` there: the one wording of a sweep folder's (``EXPECTED``) and a storage
+    folder's (``STORAGE_EXPECTED``) check."""
+    if not folder.exists():
+        return f"{folder}: no such folder (expected {expected})"
+    if not folder.is_dir():
+        return f"{folder}: is a file, not a folder (expected {expected})"
+    return ""
+
+
+def unlisted(folder: Path, exc: OSError, expected: str) -> str:
+    """The line of a folder (a sweep folder, a storage folder) whose listing ``exc`` refused."""
+    return f"{folder}: cannot be listed ({exc.strerror}) (expected {expected})"
 
 
 def entry_problem(sweep_dir: str | Path, read_only: bool = False) -> str:

@@ -152,6 +152,29 @@ def test_ls_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "no sweeps here" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("make", ["missing", "file", "locked"])
+def test_ls_and_report_word_a_folder_that_is_not_one_alike(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, make: str) -> None:
+    """`ablate ls` kept its own copy of the folder checks: 'is a file' where `ablate report` said 'is a
+    file, not a folder', and 'cannot be listed (...)' without what it expected there."""
+    from tests.helpers import lock_folder
+
+    target = tmp_path / "target"
+    if make == "file":
+        target.write_text("x")
+    elif make == "locked":
+        target.mkdir()
+        lock_folder(monkeypatch, target)
+    reasons = []
+    for command, expected in (("ls", "a storage folder holding sweep folders"), ("report", "a sweep folder")):
+        assert main([command, str(target)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"ablate {command}: error: {target}: ") and f"(expected {expected}" in err, err
+        reasons.append(err.split(f"{target}: ", 1)[1].split(" (expected ")[0])
+    assert reasons[0] == reasons[1] == {"missing": "no such folder", "file": "is a file, not a folder",
+                                        "locked": "cannot be listed (Permission denied)"}[make]
+
+
 @pytest.mark.parametrize("command", ["ls", "report"])
 def test_output_to_a_closed_pipe_ends_quietly(command: str, sweep_copy: Path, capsys: pytest.CaptureFixture,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
