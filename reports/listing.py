@@ -56,7 +56,7 @@ def sweep_row(folder: Path, planned: int | None = None, driven: bool | None = No
     may run it now (None: unknown): trials recorded ``running`` with none were left so by a driver
     that is gone (killed with SIGKILL, a lost machine), and say so."""
     try:
-        sweep = open_sweep(folder)
+        sweep = open_sweep(folder, read_only=True)  # ls writes nothing: a link in its report/ is harmless
         records = read_records(sweep.path)
         trials, epochs = records_tables(sweep, records)
     except (ReportError, OSError) as exc:  # one broken sweep must not hide the others

@@ -175,6 +175,24 @@ def test_ls_and_report_word_a_folder_that_is_not_one_alike(
                                         "locked": "cannot be listed (Permission denied)"}[make]
 
 
+def test_ls_lists_a_sweep_whose_report_folder_holds_a_link(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    """ls only reads a sweep's spec and records (layout.READ), as a source of `ablate compare` is read: it
+    listed a sweep with a link in its report/ as '(unreadable: ... a symbolic link ...)', the write check's
+    refusal. A link among what it reads is still named."""
+    from tests.helpers import crafted_sweep, good_record
+
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    (sweep / "report").mkdir()
+    (sweep / "report" / "report.md").symlink_to(tmp_path / "spec.yaml")
+    assert main(["ls", str(sweep.parent)]) == 0
+    row = capsys.readouterr().out.splitlines()[1]
+    assert "unreadable" not in row and "  1 completed  " in row and "knn_top1 40.00" in row
+    (sweep / "reference_knn.json").symlink_to(tmp_path / "spec.yaml")
+    assert main(["ls", str(sweep.parent)]) == 0
+    assert "(unreadable: " in capsys.readouterr().out.splitlines()[1]
+
+
 @pytest.mark.parametrize("command", ["ls", "report"])
 def test_output_to_a_closed_pipe_ends_quietly(command: str, sweep_copy: Path, capsys: pytest.CaptureFixture,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
