@@ -1,7 +1,7 @@
 """``ablate ls``: the sweeps of a storage folder as a plain aligned table.
 
-One unreadable sweep (a damaged spec.yaml, a folder that cannot be listed) is a row saying why;
-it never hides the sweeps beside it.
+One unreadable sweep (a damaged spec.yaml, a damaged record) is a row saying why; it never hides the
+sweeps beside it. A folder this user may not look into is a row saying so, without calling it a sweep.
 
     print(format_listing(list_sweeps(Path("runs"))))
     # sweep  description   trials                     best             cost        last update
@@ -23,11 +23,22 @@ from reports.errors import ReportError
 from reports.ranking import best_point, measured_before_end, only_failures_trained
 from reports.sweepdir import open_sweep
 from reports.tables import left_running, records_tables, status_counts
-from sweep_format.layout import SPEC_FILE, STORAGE_EXPECTED, TRIALS_DIR, not_a_folder, sweeps_in, unlisted
+from sweep_format.layout import (
+    SPEC_FILE,
+    STORAGE_EXPECTED,
+    TRIALS_DIR,
+    not_a_folder,
+    shut,
+    sweeps_in,
+    unlisted,
+)
 from sweep_format.records import read_records
 from sweep_format.text import printable
 
 COLUMNS = ["sweep", "description", "trials", "best", "cost", "last update"]
+# a folder this user may not look into (layout.shut): listed, so a colleague's sweep is not left out in
+# silence, but not as a broken sweep: most such folders are none (lost+found on a mounted disk)
+SHUT = "cannot be read by this user: whether it holds a sweep is unknown"
 
 
 def last_update(folder: Path, records: list[dict[str, Any]] | None = None) -> str:
@@ -55,13 +66,14 @@ def sweep_row(folder: Path, planned: int | None = None, driven: bool | None = No
     record, so an interrupted sweep would look finished without it); ``driven``: whether a driver
     may run it now (None: unknown): trials recorded ``running`` with none were left so by a driver
     that is gone (killed with SIGKILL, a lost machine), and say so."""
+    if shut(folder):  # another user's sweep, or no sweep at all (lost+found on a mounted disk)
+        return blank_row(folder, f"({SHUT})")
     try:
         sweep = open_sweep(folder, read_only=True)  # ls writes nothing: a link in its report/ is harmless
         records = read_records(sweep.path)
         trials, epochs = records_tables(sweep, records)
     except (ReportError, OSError) as exc:  # one broken sweep must not hide the others
-        return {"sweep": printable(folder.name), "description": f"(unreadable: {printable(str(exc))})",
-                "trials": "–", "best": "–", "cost": "–", "last update": last_update(folder)}
+        return blank_row(folder, f"(unreadable: {printable(str(exc))})")
     by_status = status_counts(trials, planned, left_running(folder, driven)) or "no trials yet"
     best, partial = best_point(trials, sweep.params, sweep.metric, sweep.mode)  # as the report ranks
     if best is None:
@@ -76,6 +88,12 @@ def sweep_row(folder: Path, planned: int | None = None, driven: bool | None = No
     shown = name if folder.name == sweep.name else f"{name} (name: {sweep.name})"
     return {"sweep": shown, "description": sweep.description, "trials": by_status,
             "best": text, "cost": sweep_total(epochs), "last update": last_update(folder, records)}
+
+
+def blank_row(folder: Path, why: str) -> dict[str, str]:
+    """The line of a folder whose sweep cannot be read: its name and ``why``, nothing else."""
+    return {"sweep": printable(folder.name), "description": why, "trials": "–", "best": "–", "cost": "–",
+            "last update": last_update(folder)}
 
 
 def measured_note(trials: pd.DataFrame, point: int, metric: str) -> str:

@@ -186,8 +186,8 @@ def sweeps_in(storage: str | Path) -> list[Path]:
 
 def shut(folder: str | Path) -> bool:
     """Whether this user may not look into ``folder`` (another user's, made under umask 077), so cannot
-    tell whether it is a sweep: ``ablate ls`` lists it as unreadable (``not_a_sweep`` says why) rather
-    than leave a colleague's sweep out in silence."""
+    tell whether it is a sweep: ``ablate ls`` lists it as a folder it cannot read, not as a sweep (most
+    are none: lost+found on a mounted disk), rather than leave a colleague's sweep out in silence."""
     try:
         (Path(folder) / SPEC_FILE).stat()
     except OSError as exc:

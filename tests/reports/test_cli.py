@@ -193,6 +193,24 @@ def test_ls_lists_a_sweep_whose_report_folder_holds_a_link(tmp_path: Path,
     assert "(unreadable: " in capsys.readouterr().out.splitlines()[1]
 
 
+def test_ls_names_a_folder_it_cannot_look_into_without_calling_it_a_sweep(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A root-owned lost+found on a mounted disk was listed as a broken sweep: '(unreadable: ...: cannot
+    be listed (Permission denied) (expected a sweep folder holding spec.yaml and trials/ ...))'. It may be
+    a colleague's sweep, so it keeps its row, which says only that it cannot be read."""
+    from tests.helpers import crafted_sweep, good_record, lock_folder
+
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    (sweep.parent / "lost+found").mkdir()
+    lock_folder(monkeypatch, sweep.parent / "lost+found")
+    assert main(["ls", str(sweep.parent)]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert rows[0].startswith("crafted ") and "knn_top1 40.00" in rows[0]
+    assert rows[1].split("  ")[:2] == ["lost+found", "(cannot be read by this user: whether it holds a sweep "
+                                                     "is unknown)"], rows[1]
+    assert "unreadable" not in rows[1] and "expected" not in rows[1]
+
+
 @pytest.mark.parametrize("command", ["ls", "report"])
 def test_output_to_a_closed_pipe_ends_quietly(command: str, sweep_copy: Path, capsys: pytest.CaptureFixture,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
@@ -316,10 +334,11 @@ def test_a_sweep_a_newer_ablate_wrote_is_refused_in_one_line_and_left_as_it_is(
     assert not (tmp_path / "cmp").exists()
 
 
-def test_ls_lists_a_sweep_folder_this_user_may_not_enter_as_unreadable(
+def test_ls_lists_a_sweep_folder_this_user_may_not_enter_as_one_it_cannot_read(
         tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """A colleague's sweep folder (made under umask 077) was left out of `ablate ls` in silence, while
-    `ablate report` of it said it cannot be listed."""
+    `ablate report` of it said it cannot be listed. It has a row, which cannot tell it from a folder
+    that holds no sweep (test_ls_names_a_folder_it_cannot_look_into_without_calling_it_a_sweep)."""
     import shutil
 
     from tests.helpers import crafted_sweep, good_record, lock_folder
@@ -331,7 +350,7 @@ def test_ls_lists_a_sweep_folder_this_user_may_not_enter_as_unreadable(
     assert main(["ls", str(sweep.parent)]) == 0
     rows = capsys.readouterr().out.splitlines()[1:]
     assert [row.split()[0] for row in rows] == ["colleague", "crafted"]
-    assert f"(unreadable: {shut}: cannot be listed (Permission denied)" in rows[0]
+    assert "(cannot be read by this user: whether it holds a sweep is unknown)" in rows[0]
     assert "1 completed" in rows[1]
 
 
