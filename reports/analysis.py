@@ -33,6 +33,7 @@ from reports.tables import native
 from sweep_format import values as sweep_values
 from sweep_format.layout import TRIALS_TABLE
 from sweep_format.metrics import DEFAULT_METRIC, mode_of
+from sweep_format.statuses import COLLAPSED
 from sweep_format.values import values_equal
 
 LEADERBOARD_ROWS = 10  # configurations the leaderboard shows
@@ -153,6 +154,10 @@ def leaderboard(result: Analysis, top: int = LEADERBOARD_ROWS) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# The ablation table's headers of failure_columns, as the DINO paper's tables mark a collapse
+FAILURE_HEADERS = {COLLAPSED: "teacher collapsed"}
+
+
 def failure_columns(points: pd.DataFrame) -> list[str]:
     """The counts of failed repeats a ranked table shows (ranking rule 3's ``FAILED_COUNTS``):
     collapsed always, diverged where a point has one. A diverged configuration ranked last with
@@ -218,16 +223,16 @@ def _table(result: Analysis, group: pd.DataFrame, params: list[str], ref: pd.Ser
     # every configuration collapsed: their gaps get no verdict, as in the headline (FAILURES_ONLY)
     none = NO_VERDICT.replace("collapsed", failure_words(result.points))
     noise = (lambda r: none) if all_collapsed(result.points) else (lambda r: seed_verdict(r, ref))
-    rows = []
+    rows, failures = [], failure_columns(group)
     for _, r in group.iterrows():
         is_ref = r["point"] == result.reference
         row: dict[str, Any] = {p: fmt_value(r[p]) + (f" ({kind})" if is_ref and len(params) == 1 else "")
                for p in params}
-        collapsed = f"collapsed ({int(r['collapsed'])}/{int(r['n'])})" if r["collapsed"] else "no"
         row.update({result.metric_label: fmt_mean_ci(r["mean"], r["ci"]), "repeats": int(r["n"]),
                     f"Δ vs {kind}": "–" if is_ref else delta_text(r, ref),
                     "beyond seed noise": "–" if is_ref else noise(r),
-                    "teacher collapsed": collapsed})
+                    **{FAILURE_HEADERS.get(k, k): f"{k} ({int(r[k])}/{int(r['n'])})" if r[k] else "no"
+                       for k in failures}})
         rows.append(row)
     return pd.DataFrame(rows)
 

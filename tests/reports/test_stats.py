@@ -84,6 +84,19 @@ def test_ablation_deltas_are_to_the_baseline_point() -> None:
     assert "+0.20 points vs the baseline" in headline and "vs the runner-up" in headline
 
 
+def test_the_ablation_table_says_which_point_diverged() -> None:
+    """Its 'teacher collapsed' column said 'no' of a point whose loss went non-finite, which ranking rule 3
+    puts last like a collapse (the leaderboard and cost table have a 'diverged' column): a table of a
+    line where a point diverged has one too, from the same failure counts."""
+    statuses = ["completed"] * 3 + ["completed", "diverged", "completed"] + ["completed"] * 4
+    tables = dict(ablation_tables(analyse(trials_table(POINTS, VALUES, statuses=statuses), ABLATION)))
+    temp = tables["teacher_temp"]
+    assert temp["teacher_temp"].tolist() == ["0.02", "0.04 (baseline)", "0.08"]
+    assert temp["teacher collapsed"].tolist() == ["no", "no", "collapsed (3/3)"]
+    assert temp["diverged"].tolist() == ["diverged (1/3)", "no", "no"]
+    assert "diverged" not in tables["out_dim"].columns  # no point of its line diverged
+
+
 def test_a_loss_ranked_sweep_is_written_in_its_own_units() -> None:
     """The headline and the seed-power advice wrote ' %' and 'points' after loss values, and the
     power table headed the means 'mean kNN top-1 (%)'."""
