@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
-from ablate.errors import UserError
+from ablate.errors import UserError, warn
 from ablate.sweep_spec import SweepSpec
 from ablate.sweep_spec.model import GPU_KEYS
 from sweep_format.text import plural
@@ -99,8 +98,8 @@ def trial_resources(spec: SweepSpec, where: Cluster, quiet: bool = False) -> Tri
         from trainables.cuda import unseen_gpu
 
         why = unseen_gpu()  # a local Ray sees the GPUs torch sees
-        print(f"ablate: warning: no GPU in the Ray cluster (resources.gpu: auto); trials run on CPU"
-              f"{f' ({why})' if why else ''}", file=sys.stderr)
+        warn("no GPU in the Ray cluster (resources.gpu: auto); trials run on CPU"
+             + (f" ({why})" if why else ""))
     return resources
 
 

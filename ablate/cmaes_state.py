@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import io
 import pickle
-import sys
 from typing import Any
 
 import optuna
+
+from ablate.errors import warn
 
 # (module, name) of every global a pickled cmaes optimizer refers to (numpy >= 2 and < 2 spellings)
 ALLOWED = frozenset({
@@ -81,8 +82,8 @@ class CmaEsSampler(BASE):
                 return load_state(self._concat_optimizer_attrs(attrs))
             except (UnsafeState, KeyError, TypeError) as exc:  # KeyError/TypeError: parts missing or not text
                 if not self._warned:
-                    print(f"ablate: warning: the study's CMA-ES state (trial {trial.number}, {prefix}) was "
-                          f"not loaded: {exc}; the sampler starts a new CMA-ES optimizer", file=sys.stderr)
+                    warn(f"the study's CMA-ES state (trial {trial.number}, {prefix}) was not loaded: {exc}; "
+                         "the sampler starts a new CMA-ES optimizer")
                     self._warned = True
                 return None
         return None

@@ -11,11 +11,10 @@ from __future__ import annotations
 import errno
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-from ablate.errors import UserError
+from ablate.errors import UserError, warn
 from ablate.sweep_spec import SweepSpec, load_spec
 from sweep_format.files import file_on_path, too_long, write_text
 from sweep_format.layout import (
@@ -167,8 +166,7 @@ def record_reference_knn(spec: SweepSpec, sweep_dir: Path) -> None:
             cfg = cfg.model_copy(update={"device": "cpu"})  # the driver may have no GPU
         values = reference_knn(cfg)
     except Exception as exc:
-        print(f"ablate: warning: reference kNN (raw pixels, untrained network) not computed: {exc}",
-              file=sys.stderr)
+        warn(f"reference kNN (raw pixels, untrained network) not computed: {exc}")
         return
     write_text(sweep_dir / REFERENCE_FILE, json.dumps(
         {**values, "dataset": cfg.dataset, "arch": cfg.arch, "seed": cfg.seed}, indent=1))

@@ -20,13 +20,12 @@ import fcntl
 import json
 import os
 import socket
-import sys
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ablate.errors import UserError
+from ablate.errors import UserError, warn
 from sweep_format.files import loads
 from sweep_format.layout import LOCK_FILE
 from sweep_format.text import printable
@@ -55,8 +54,8 @@ class SweepLock:
             if held or (self.flock_missing and previous and alive(previous)):
                 raise UserError(in_use(self.path.parent, previous))
             if previous:
-                print(f"ablate: warning: {self.path}: a stale lock of {describe(previous)} (that driver is "
-                      "gone, e.g. killed); taking it over", file=sys.stderr)
+                warn(f"{self.path}: a stale lock of {describe(previous)} (that driver is gone, e.g. killed); "
+                     "taking it over")
             write_holder(fd, {"host": socket.gethostname(), "pid": os.getpid(), "command": self.command,
                               "since": time.time()})
         except BaseException:

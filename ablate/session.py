@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ablate.errors import UserError
+from ablate.errors import UserError, warn
 from ablate.ray_logs import RayLogFile
 from sweep_format.text import printable
 
@@ -168,9 +168,9 @@ def warn_other_rays(pids: list[int]) -> None:
         return
     cpus = os.cpu_count()
     which = f"pid {pids[0]}" + (f" and {len(pids) - 1} more" if len(pids) > 1 else "")
-    print(f"ablate: warning: another Ray is running on this machine (its raylet, {which}): its work "
-          f"shares this machine's {cpus} CPUs with this sweep's trials, so epochs take longer than on an "
-          "idle machine (the results do not change)", file=sys.stderr)
+    warn(f"another Ray is running on this machine (its raylet, {which}): its work shares this machine's "
+         f"{cpus} CPUs with this sweep's trials, so epochs take longer than on an idle machine (the results "
+         "do not change)")
 
 
 def stop_ray(started: bool) -> None:
@@ -191,7 +191,7 @@ def stop_ray(started: bool) -> None:
             if ray is not None and ray.is_initialized():
                 ray.shutdown()
         except Exception as exc:  # Ray's processes die with this one anyway (their parent-death signal)
-            print(f"ablate: warning: stopping the local Ray: {printable(str(exc))}", file=sys.stderr)
+            warn(f"stopping the local Ray: {printable(str(exc))}")
         finally:
             remove_ray_folder()
 

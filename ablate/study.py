@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -30,7 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar, cast
 
-from ablate.errors import StorageFull
+from ablate.errors import StorageFull, warn
 from ablate.records import search_value
 from ablate.search import Job, continued
 from ablate.sweep_spec import SAMPLERS, SweepSpec
@@ -308,8 +307,7 @@ class OptunaSource:
         try:
             self.study = new_study(self._storage(), self.spec, self.study.sampler)
         except Exception as exc:
-            print(f"ablate: warning: cannot write {self.db} ({type(exc).__name__}); the study continues in "
-                  "memory", file=sys.stderr)
+            warn(f"cannot write {self.db} ({type(exc).__name__}); the study continues in memory")
             self.study = new_study(optuna.storages.InMemoryStorage(), self.spec, self.study.sampler)
         self.shadows.clear()  # repeated asks of the lost study: the new one never had them
         self._fill(read_records(self.sweep_dir), why + moved(kept))
@@ -365,10 +363,9 @@ class OptunaSource:
             for tag in {r.get("optuna_trial") for r in recs} | ({old} if old is not None else set()):
                 if isinstance(tag, int) and tag != trial.number:
                     self.alias[tag] = trial.number
-        print(f"ablate: warning: {self.db} was {why}; rebuilt from {added} finished settings in "
-              f"{self.sweep_dir / TRIALS_DIR} and {asked} running ones. Lost: Optuna's intermediate "
-              "values and the settings it had asked for but no trial had started; the sweep continues.",
-              file=sys.stderr)
+        warn(f"{self.db} was {why}; rebuilt from {added} finished settings in {self.sweep_dir / TRIALS_DIR} "
+             f"and {asked} running ones. Lost: Optuna's intermediate values and the settings it had asked "
+             "for but no trial had started; the sweep continues.")
 
 
 def outcome(point: Point) -> tuple[Any, float | None]:

@@ -28,7 +28,7 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False,
     Exit code: 0 when every trial finished and one has a trained value of the metric; ``exit_code``
     (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP) after an interrupt; 1 when a trial errored or none trained
     (the errored ones are named)."""
-    from ablate.errors import report_advice
+    from ablate.errors import report_advice, warn
     from ablate.folder import planned_trials
     from reports.ranking import (
         best_point,
@@ -50,8 +50,7 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False,
         try:
             report_dir = build_report(sweep_dir, planned_trials(sweep_dir))
         except OSError as exc:  # an unwritable report must not hide the summary (the records are kept)
-            print(f"ablate: warning: {write_failure(exc, 'the report')}; the records are kept"
-                  f"{report_advice(exc, sweep_dir)}", file=sys.stderr)
+            warn(f"{write_failure(exc, 'the report')}; the records are kept{report_advice(exc, sweep_dir)}")
     params = [p for p in sweep.params if p in trials.columns]
     cols = ["trial_id", "status", *params, "repeat", "epochs_done", "knn_top1_epoch0", "knn_top1",
             "knn_epoch", metric, "loss"]

@@ -20,7 +20,7 @@ from typing import IO, Any
 import ablate.admission as admission
 import ablate.history as history
 from ablate.ending import Signals, SweepInterrupted, fit, interrupt_in, keep_reserve, signal_of
-from ablate.errors import StorageFull, UserError
+from ablate.errors import StorageFull, UserError, warn
 from ablate.folder import (
     check_writable,
     create,
@@ -164,7 +164,7 @@ def check_inputs(spec: SweepSpec, address: str | None, resuming: bool = False) -
     spec.check_batches()
     spec.check_models()
     for note in spec.unfinished_warmups():
-        print(f"ablate: warning: {note}", file=sys.stderr)
+        warn(note)
     try:
         spec.check_inputs()
     except UserError as exc:
@@ -173,7 +173,7 @@ def check_inputs(spec: SweepSpec, address: str | None, resuming: bool = False) -
                                              "with, skip_bad_images among them)"))
         if not address:
             raise exc from None
-        print(f"ablate: warning: {exc} (on this machine; the cluster's nodes must see it)", file=sys.stderr)
+        warn(f"{exc} (on this machine; the cluster's nodes must see it)")
 
 
 def precheck(spec: SweepSpec, address: str | None, num_cpus: int | None, num_gpus: int | None) -> None:
@@ -236,7 +236,7 @@ def drive(spec: SweepSpec, sweep_dir: Path, resources: admission.TrialResources,
     if not left:
         return
     if lost := without_checkpoints(jobs, records, sweep_dir):
-        print(f"ablate: warning: {lost}", file=sys.stderr)
+        warn(lost)
     tune_dir = sweep_dir / TUNE_DIR
     recorder = TrialRecorder(spec, sweep_dir)
     view = LiveView(recorder, stream=stream)  # after the recorder: it reads the records just written

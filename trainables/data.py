@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from trainables.digit_scenes import SceneDesign, make_digit_scenes, source_split
 from trainables.image_check import large_images, unreadable_images
 from trainables.image_files import open_image
 from trainables.images import ImageList
+from trainables.warning import warn
 
 DIGITS_SIZE = 32  # the 8x8 digits are upsampled once, bicubic, to this side
 SYNTHETIC_TRAIN = 160  # training images of ``synthetic``
@@ -287,7 +287,7 @@ def warn_once(text: str) -> None:
     its input check and again for the reference kNN, and said the same thing two or three times."""
     if text not in _WARNED:
         _WARNED.add(text)
-        print(f"ablate: warning: {text}", file=sys.stderr)
+        warn(text)
 
 
 def check_no_link_loop(top: str, dirs: list[str]) -> None:

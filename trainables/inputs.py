@@ -12,9 +12,8 @@ dataset with ``download: true`` is downloaded (only when missing).
 
 from __future__ import annotations
 
-import sys
-
 from trainables.config import ConfigError, DINOConfig
+from trainables.warning import warn
 
 
 def check_inputs(cfg: DINOConfig, workers: int = 1) -> None:
@@ -70,7 +69,7 @@ def check_data(cfg: DINOConfig, workers: int = 1) -> None:
         train, _ = build_datasets(cfg)
         check_batch(cfg, len(train), workers)  # type: ignore[arg-type]
         if note := one_class_note(train):  # said once, where the folder is checked before the run
-            print(f"ablate: warning: {note}", file=sys.stderr)
+            warn(note)
         return
     if cfg.dataset in TORCHVISION and cfg.download:
         build_datasets(cfg)  # the download, once and here: trials started together would race for the files

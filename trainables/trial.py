@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -39,6 +38,7 @@ from trainables.config import ConfigError, DINOConfig
 from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, NonFiniteLossError, resolve_device
 from trainables.stop_rules import CollapseMonitor, StopRules
 from trainables.storage_errors import STORAGE_ERRNOS, write_failure
+from trainables.warning import warn
 
 MONITOR_FILE = "monitor.pt"
 CHECKPOINT_PREFIX = "checkpoint_"  # Ray's checkpoint folders: checkpoint_000000, checkpoint_000001, ...
@@ -351,12 +351,12 @@ def restore_trial(trainer: DINOTrainer, monitor: CollapseMonitor, sources: Seque
         if not problems:
             return "", True
         note = f"{'; '.join(problems)}; continued from {folder.name} (epoch {trainer.epoch}) instead"
-        print(f"ablate: warning: {note}", file=sys.stderr)
+        warn(note)
         return note, True
     if not problems:
         return "", False
     note = f"{'; '.join(problems)}; no usable checkpoint is left, so the trial restarts from epoch 0"
-    print(f"ablate: warning: {note}", file=sys.stderr)
+    warn(note)
     return note, False
 
 

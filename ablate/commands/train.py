@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ablate import admission
 from ablate.admission import MAX_RESOURCE, TRAIN_WORKER
-from ablate.errors import UserError
+from ablate.errors import UserError, warn
 from ablate.folder import check_writable, remove_made
 from ablate.overrides import load_yaml, parse_sets
 from ablate.sweep_spec import arch_problem
@@ -156,7 +156,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"ablate train: {out} holds a run stopped before its first checkpoint (nothing to "
                   "resume): starting it over", file=sys.stderr)
     for note in cfg.unfinished_warmups():
-        print(f"ablate train: warning: {note}", file=sys.stderr)
+        warn(note, command="train")
     if args.workers > 1:
         from ablate.session import check_utf8_for_ray
 
@@ -287,7 +287,7 @@ def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None) -> int:
     if writes:  # a run that starts over (no checkpoint) rewrites its epoch 0 too: no row is kept
         keep_metrics(metrics_file, trainer.epoch if trainer.baseline_done else -1)
     if writes and cfg.device == "auto" and trainer.device.type == "cpu" and (why := cuda.unseen_gpu()):
-        print(f"ablate train: warning: training on CPU: {why}", file=sys.stderr)
+        warn(f"training on CPU: {why}", command="train")
     baseline = None
     try:
         for metrics in trainer.run():

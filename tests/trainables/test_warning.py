@@ -1,0 +1,32 @@
+"""trainables.warning is the one form of a warning line (``ablate: warning: ...``): the trainer, the
+sweep driver and the CLI print theirs through ``warn`` (ablate.errors re-exports it); no module writes
+the prefix."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from trainables.warning import warn
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("ablate", "trainables", "reports", "sweep_format", "bench")
+PREFIX = re.compile(r"ablate( \w+)?: warning: ")
+
+
+def test_a_warning_is_one_line_on_the_stderr_of_the_moment(capsys: pytest.CaptureFixture) -> None:
+    warn("the study continues in memory")
+    warn("training on CPU: no GPU", command="train")
+    assert capsys.readouterr() == ("", "ablate: warning: the study continues in memory\n"
+                                       "ablate train: warning: training on CPU: no GPU\n")
+
+
+def test_no_module_writes_the_warning_prefix_by_hand() -> None:
+    """It was written out at 16 sites (two of them 'ablate train: warning:'), each its own copy."""
+    owner = ROOT / "trainables" / "warning.py"
+    spelled = [f"{file.relative_to(ROOT)}:{n}: {line.strip()}"
+               for package in PACKAGES for file in sorted((ROOT / package).rglob("*.py")) if file != owner
+               for n, line in enumerate(file.read_text().splitlines(), start=1) if PREFIX.search(line)]
+    assert not spelled, "print it with trainables.warning.warn (ablate.errors.warn):\n" + "\n".join(spelled)
