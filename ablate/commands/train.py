@@ -294,10 +294,12 @@ def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None) -> int:
             baseline = metrics["knn_top1"] if metrics["epoch"] == 0 else baseline
             if not writes:
                 continue
-            if metrics["epoch"] > 0:
-                trainer.save_checkpoint(ckpt)
+            # the row before the checkpoint: a kill mid-row leaves the epoch to train again on --resume
+            # (keep_metrics drops the partial row); after it, the checkpoint held an epoch with no row
             with metrics_file.open("a") as f:
                 f.write(json.dumps(metrics) + "\n")
+            if metrics["epoch"] > 0:
+                trainer.save_checkpoint(ckpt)
             print(epoch_line(metrics, cfg.epochs, baseline), file=log, flush=True)
     except NonFiniteLossError as exc:
         if writes:

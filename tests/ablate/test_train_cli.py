@@ -84,6 +84,38 @@ def test_a_kill_while_the_run_files_are_rewritten_keeps_them_whole(tmp_path: Pat
     assert sorted(p.name for p in tmp_path.iterdir()) == [CONFIG_NAME, "metrics.jsonl"]  # no temporary left
 
 
+def test_a_run_killed_while_it_writes_a_metrics_row_resumes_with_every_row_whole(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kill in the middle of the last epoch's row: the resumed run's first row was not glued onto the
+    partial one (keep_metrics rewrites whole rows first), but the row was written after the epoch's
+    checkpoint, so --resume found nothing left to train and the row was gone for good: metrics.jsonl
+    read epochs 0 and 1 of 2."""
+    out, real_open = tmp_path / "run", Path.open
+
+    def killed_mid_row(self: Path, mode: str = "r", *args: object, **kwargs: object):
+        f = real_open(self, mode, *args, **kwargs)
+        if self.name == "metrics.jsonl" and mode == "a":
+            write = f.write
+
+            def half(text: str) -> int:
+                if json.loads(text)["epoch"] != 2:
+                    return write(text)
+                write(text[: len(text) // 2])
+                f.flush()
+                raise KeyboardInterrupt  # half the row reached the disk, then the process was stopped
+            f.write = half
+        return f
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "open", killed_mid_row)
+        assert main(["train", *SETS, "--out", str(out), "--no-progress"]) == 130
+    assert not (out / "metrics.jsonl").read_text().endswith("\n")  # the partial row
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    assert "resuming" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args,expected", [
     (["--set", "teacher_tmp=0.1"], "Valid keys:"),
     (["--set", "teacher_temp=-1"], "teacher_temp=-1"),
