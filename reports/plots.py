@@ -150,18 +150,20 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
         step = gi - (len(groups) - 1) / 2  # each sweep beside the others at the values they share
         xs = np.array([position[v] if categorical else float(v) for v in sub[param]], dtype=float)
         trial_marks(ax, xs, sub, step * beside + spread(sub[param], apart, clear), color)
-        means, pooled = [], False
+        means, pooled = [], []
         for v in ordered_values(sub[param]):
             at_v = sub[sub[param] == v]
             m, ci, _ = mean_ci(at_v["knn_top1"].tolist())
-            means.append((position[v] if categorical else float(v), m, ci))
-            pooled |= "point" in at_v and at_v["point"].nunique() > 1
+            pooled.append("point" in at_v and at_v["point"].nunique() > 1)
+            # a value holding several configurations (a grid's, Optuna's) gets its mean, no interval:
+            # a t-interval over configurations chosen, not drawn, is no one's uncertainty, and over a
+            # 2 x 2 grid's two trials (1 degree of freedom) it ran from -50 to 125 % kNN top-1
+            means.append((position[v] if categorical else float(v), m, math.nan if pooled[-1] else ci))
         mx, my, mci = (np.array(c, dtype=float) for c in zip(*means, strict=True))
-        # a grid's value holds several configurations: its interval is their spread, not seed noise
-        over = "trials (other parameters vary)" if pooled else "repeats"
-        bars = ax.errorbar(mx, my, yerr=np.nan_to_num(mci), fmt="o-" if categorical else "o",
+        yerr = np.where(pooled, math.nan, np.nan_to_num(mci))  # nan: no bar, no caps
+        bars = ax.errorbar(mx, my, yerr=yerr, fmt="o-" if categorical else "o",
                            color=color, ecolor=color, capsize=4, lw=1.2, ms=MEAN_PT, zorder=4,
-                           label=f"{group}: mean ± {CI_WORDS}" if hue else f"mean ± {CI_WORDS} over {over}")
+                           label=(f"{group}: " if hue else "") + mean_words(pooled))
         dodge(fig, ax, bars.get_children(), step * beside)
     if baseline is not None and math.isfinite(baseline):
         ax.axhline(baseline, color="grey", ls="--", lw=1, label=f"baseline {baseline:.2f}%")
@@ -176,6 +178,7 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
             ax.set_xscale("log")
             fit_log_ticks(fig, ax)
     ax.set_xlabel(f"{param}{' (log scale)' if log and not categorical else ''}")
+    within_percent(ax)
     ax.set_ylabel(KNN_LABEL)
     ax.set_title(f"Final kNN top-1 vs {param}")
     ax.grid(alpha=0.3)
@@ -188,6 +191,24 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
     # beside the axes: inside, "best" still sat on trials wherever values spread over the whole height
     ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return save(fig, out)
+
+
+def mean_words(pooled: Sequence[bool]) -> str:
+    """The legend's words for the means of an effect plot whose values each pool several
+    configurations or not (``pooled``): only where a value's trials differ in their seed alone is its
+    interval drawn, and said to be over repeats."""
+    if all(pooled):
+        return "mean over trials (other parameters vary)"
+    if any(pooled):
+        return f"mean; ± {CI_WORDS} over repeats where only the seed varies"
+    return f"mean ± {CI_WORDS} over repeats"
+
+
+def within_percent(ax: Axes) -> None:
+    """A kNN top-1 axis kept within 0-100 %: no accuracy lies outside, though a 2-repeat t-interval
+    (1 degree of freedom, 12.7 standard errors wide each side) may reach there; its bar runs to the frame."""
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(max(lo, 0.0), min(hi, 100.0))
 
 
 MEAN_PT = 6.0  # points: a mean's marker across

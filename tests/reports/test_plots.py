@@ -183,8 +183,46 @@ def test_a_grids_interval_is_not_called_seed_noise(drawn: list[Figure], tmp_path
     plots.effect_plot(repeats, "out_dim", tmp_path / "r.png", categorical=True)
     legends = [fig.axes[0].get_legend() for fig in drawn]
     texts = [[t.get_text() for t in legend.get_texts()] for legend in legends if legend is not None]
-    assert "mean ± 95% CI over trials (other parameters vary)" in texts[0]
+    assert "mean over trials (other parameters vary)" in texts[0]
     assert "mean ± 95% CI over repeats" in texts[1]
+
+
+def interval_bars(fig: Figure) -> list[tuple[float, float]]:
+    """The (low, high) of every error bar an effect plot draws."""
+    from matplotlib.collections import LineCollection
+
+    return [(float(seg[:, 1].min()), float(seg[:, 1].max())) for c in fig.axes[0].collections
+            if isinstance(c, LineCollection) for seg in c.get_segments() if len(seg)]
+
+
+def test_a_grids_value_gets_its_mean_and_no_interval(drawn: list[Figure], tmp_path: Path) -> None:
+    """momentum_teacher x center_momentum, one seed each: the t-interval over a value's two
+    configurations (1 degree of freedom) ran from -47 to 119 % kNN top-1, the axis with it, and the
+    four trials sat in a sliver of the plot. A value pooling configurations gets its mean only; a
+    value whose trials differ in their seed alone keeps its interval."""
+    grid = pd.DataFrame({"point": [0, 1, 2, 3], "momentum_teacher": [0.9, 0.9, 0.996, 0.996],
+                         "center_momentum": [0.0, 0.9, 0.0, 0.9], "knn_top1": [42.3, 29.3, 36.1, 36.2],
+                         "collapsed": pd.array([False] * 4, dtype="boolean")})
+    plots.effect_plot(grid, "momentum_teacher", tmp_path / "g.png", categorical=True)
+    mixed = grid.assign(point=[0, 1, 2, 2])  # 0.996: one configuration, two seeds
+    plots.effect_plot(mixed, "momentum_teacher", tmp_path / "m.png", categorical=True)
+    assert interval_bars(drawn[0]) == []
+    lo, hi = drawn[0].axes[0].get_ylim()
+    assert 20 < lo and hi < 50
+    (bar,) = interval_bars(drawn[1])
+    assert bar[0] < 36.1 and bar[1] > 36.2
+    texts = [t.get_text() for t in drawn[1].axes[0].get_legend().get_texts()]
+    assert "mean; ± 95% CI over repeats where only the seed varies" in texts
+
+
+def test_a_kNN_axis_stays_within_0_and_100_percent(drawn: list[Figure], tmp_path: Path) -> None:
+    """Two seeds 20 points apart: their t-interval (12.7 standard errors each side) reaches below
+    0 and above 100 %, where no kNN top-1 can lie; the axis stops at 0 and 100, the bar at the frame."""
+    repeats = pd.DataFrame({"point": [0, 0, 1, 1], "teacher_temp": [0.04, 0.04, 0.08, 0.08],
+                            "knn_top1": [30.0, 50.0, 31.0, 33.0],
+                            "collapsed": pd.array([False] * 4, dtype="boolean")})
+    plots.effect_plot(repeats, "teacher_temp", tmp_path / "r.png")
+    assert drawn[0].axes[0].get_ylim() == (0.0, 100.0)
 
 
 def test_a_log_axis_names_every_tick_only_where_they_fit(drawn: list[Figure], tmp_path: Path) -> None:
