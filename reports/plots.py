@@ -586,8 +586,12 @@ def pareto_plot(table: pd.DataFrame, out: Path, metric: str = "knn_top1", mode: 
     # a diverged configuration is off the front as a collapsed one is (ranking rule 3): not drawn as working
     diverged = ~collapsed & (scored["diverged"].to_numpy(dtype=bool) if "diverged" in scored else False)
     working = ~collapsed & ~diverged
-    ax.scatter(xs[working], ys[working], s=30, color=TRIAL_COLOR, alpha=0.7, label="configuration")
-    ax.scatter(xs[collapsed], ys[collapsed], s=40, marker="x", color=COLLAPSE_COLOR, label="collapsed")
+    # each kind drawn (and so in the legend) only where there is one: a grid with no collapsed
+    # configuration had a red 'collapsed' cross in its legend, and nothing red on the plot
+    if working.any():
+        ax.scatter(xs[working], ys[working], s=30, color=TRIAL_COLOR, alpha=0.7, label="configuration")
+    if collapsed.any():
+        ax.scatter(xs[collapsed], ys[collapsed], s=40, marker="x", color=COLLAPSE_COLOR, label="collapsed")
     if diverged.any():
         ax.scatter(xs[diverged], ys[diverged], s=40, marker="^", facecolors="none", edgecolors=COLLAPSE_COLOR,
                    label="diverged")
