@@ -187,8 +187,9 @@ def lists_every_point(result: Analysis) -> bool:
 
 
 def ablation_tables(result: Analysis, top: int = TABLE_ROWS) -> list[tuple[str, pd.DataFrame]]:
-    """Ablation sweeps: one table per parameter (its values, the others at the baseline), as in the
-    DINO paper's ablation tables. Other searches: one table of the ``top`` points against the best."""
+    """Ablation sweeps: one table per parameter that varied (its values, the others at the baseline),
+    as in the DINO paper's ablation tables. Other searches: one table of the ``top`` points against the
+    best."""
     if result.reference is None:
         return []
     ref = result.row(result.reference)
@@ -196,7 +197,7 @@ def ablation_tables(result: Analysis, top: int = TABLE_ROWS) -> list[tuple[str, 
     if not (result.is_ablation and result.reference_kind == "baseline"):
         return [("All configurations, against the best", _table(result, pts.head(top), result.params, ref))]
     tables = []
-    for p in result.params:
+    for p in filter(lambda p: varied(pts, p), result.params):  # one value only: no line to tabulate
         group = pts[ablation_line(pts, result, p)] if len(pts) else pts
         group = group.sort_values(p, key=sort_key, kind="stable")
         tables.append((p, _table(result, group, [p], ref)))
@@ -211,6 +212,24 @@ def ablation_line(rows: pd.DataFrame, result: Analysis, param: str) -> pd.Series
     ref = result.row(result.reference_point)
     others = [q for q in result.params if q != param]
     return rows.apply(lambda r: all(values_equal(native(r[q]), native(ref[q])) for q in others), axis=1)
+
+
+def varied(rows: pd.DataFrame, param: str) -> bool:
+    """Whether ``rows`` (points or trials) hold two or more values of ``param``: one that took a single
+    value (a list shortened to the baseline's, a one-value grid of seed repeats) has no effect to show,
+    and its table or plot of one value read as a finding."""
+    return len({repr(native(v)) for v in rows[param] if fmt_value(v) != "–"}) > 1
+
+
+def unvaried_note(rows: pd.DataFrame, params: list[str], where: str) -> str:
+    """The sentence for the ``params`` that took one value in ``rows``: which value, and that
+    ``where`` (the ablation table, the plots) leaves them out; "" when every one varied."""
+    fixed = [p for p in params if p in rows and rows[p].notna().any() and not varied(rows, p)]
+    if not fixed:
+        return ""
+    values = ", ".join(f"{p}={fmt_value(rows[p].dropna().iloc[0])}" for p in fixed)
+    return (f"Not in {where}: {values}, the only value {'it' if len(fixed) == 1 else 'each'} took in the "
+            "trials ranked here, so there is no effect to show.")
 
 
 def sort_key(series: pd.Series) -> pd.Series:

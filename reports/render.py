@@ -27,6 +27,8 @@ from reports.analysis import (
     leaderboard,
     left_out,
     lists_every_point,
+    unvaried_note,
+    varied,
 )
 from reports.cost import add_cost
 from reports.document import Document
@@ -112,15 +114,26 @@ def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, 
     add_effects(doc, sweep, result, counted, out)
     add_curves(doc, trials, epochs, out, sweep.reference)
     add_importance(doc, sweep, out)
-    doc.heading("Parallel coordinates")
-    path = plots.parallel_plot(counted, sweep.params, out / PLOTS_DIR / "parallel.png",
-                               log_params=sweep.log_params, categorical_params=sweep.categorical_params)
-    doc.image(path, "parallel coordinates") if path else doc.note("No trial has a kNN top-1 yet.")
+    add_parallel(doc, sweep, counted, out)
     if (out / ATTENTION_FILE).is_file():
         doc.heading(ATTENTION)
         doc.image(out / ATTENTION_FILE, "teacher [CLS] attention maps")
     add_trials(doc, sweep, trials, gone)
     return doc
+
+
+def add_parallel(doc: Document, sweep: SweepDir, counted: pd.DataFrame, out: Path) -> None:
+    """Parallel coordinates over the parameters that varied (an axis of one value shows nothing)."""
+    doc.heading("Parallel coordinates")
+    params = [p for p in sweep.params if varied(counted, p)]
+    path = plots.parallel_plot(counted, params, out / PLOTS_DIR / "parallel.png",
+                               log_params=sweep.log_params, categorical_params=sweep.categorical_params)
+    if path:
+        doc.image(path, "parallel coordinates")
+    if note := unvaried_note(counted, sweep.params, "this plot"):
+        doc.note(note)
+    elif not path:
+        doc.note("No trial has a kNN top-1 yet.")
 
 
 def reference_line(reference: dict, marked: bool = True, damage: str = "") -> str:
@@ -163,11 +176,14 @@ def add_ablation(doc: Document, result: Analysis) -> None:
     else:
         doc.note(f"Every configuration against the best one. {NOISE_TEST}")
     tables = ablation_tables(result)
-    if not tables:
+    if result.reference is None:
         doc.note("No trial has a final kNN top-1 yet.")
     for title, table in tables:
         doc.heading(title, level=3)
         doc.table(table)
+    if result.reference_kind == "baseline" and (note := unvaried_note(result.points, result.params,
+                                                                       "the ablation table")):
+        doc.note(note)
     if tables and not lists_every_point(result):
         doc.note(left_out(len(tables[0][1]), len(result.points)))
 
@@ -181,7 +197,7 @@ def add_effects(doc: Document, sweep: SweepDir, result: Analysis, counted: pd.Da
         doc.note("Each plot is one line of the ablation: that parameter's values, the others at the "
                  "baseline; the dashed line is the baseline's mean.")
     drawn = False
-    for p in sweep.params:
+    for p in filter(lambda p: varied(counted, p), sweep.params):  # a plot of one value shows no effect
         # an ablation's baseline value is also every other line's centre: only this line's trials
         line = counted[ablation_line(counted, result, p)]
         path = plots.effect_plot(line, p, plots.effect_file(out / PLOTS_DIR, p), log=p in sweep.log_params,
@@ -190,7 +206,9 @@ def add_effects(doc: Document, sweep: SweepDir, result: Analysis, counted: pd.Da
         if path:
             doc.image(path, f"kNN top-1 vs {p}")
             drawn = True
-    if not drawn:
+    if note := unvaried_note(counted, sweep.params, "these plots"):
+        doc.note(note)
+    elif not drawn:
         doc.note("No trial has a final kNN top-1 yet.")
 
 

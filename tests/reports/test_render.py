@@ -389,3 +389,30 @@ def test_the_leaderboard_names_its_metric_and_delta_as_its_table_does(tmp_path: 
         note("knn_top1")
     assert "Final loss, mean ± 95% t-interval over seed repeats; Δ in its units." in note("loss")
     assert "Fewer than two configurations have a final kNN top-1: nothing to compare." in note("knn_top1", 1)
+
+
+def test_a_parameter_that_took_one_value_gets_no_table_or_plot(tmp_path: Path) -> None:
+    """paper.yaml with out_dim's list shortened to the baseline's [1024]: the ablation table had an
+    'out_dim' table of the baseline alone, the effects a plot of one point, the parallel plot an axis
+    of one value, each read as an effect. They are left out, and a note names the value."""
+    from reports.render import sweep_document
+    from reports.sweepdir import SweepDir
+
+    space = {"teacher_temp": {"type": "choice", "values": [0.04, 0.08]},
+             "out_dim": {"type": "choice", "values": [1024]}}
+    sweep = SweepDir(tmp_path, {"name": "s", "space": space, "search": {"algorithm": "ablation"}})
+    n = 2
+    trials = pd.DataFrame({"trial_id": ["a", "b"], "point": [0, 1], "teacher_temp": [0.04, 0.08],
+                           "out_dim": [1024, 1024], "status": ["completed"] * n, "knn_top1": [34.1, 34.4],
+                           "knn_epoch": [1] * n, "epochs_done": [1] * n, "epochs_planned": [1] * n,
+                           "best_knn_top1": [34.1, 34.4], "stop_reason": [""] * n, "repeat": [0] * n,
+                           "is_baseline": [True, False], "collapsed": pd.array([False] * n, dtype="boolean")})
+    epochs = pd.DataFrame({"trial_id": ["a", "a", "b", "b"], "epoch": [0, 1, 0, 1],
+                           "knn_top1": [29.8, 34.1, 29.8, 34.4], "loss": [None, 6.8, None, 6.9]})
+    doc = sweep_document(sweep, trials, epochs, tmp_path, planned=n)
+    assert "### out_dim" not in doc.markdown(tmp_path) and "### teacher_temp" in doc.markdown(tmp_path)
+    images = [path.name for kind, path, _ in doc.blocks if kind == "image"]
+    assert "effect_teacher_temp.png" in images and "effect_out_dim.png" not in images
+    notes = " ".join(text for kind, text, _ in doc.blocks if kind == "note")
+    for where in ("the ablation table", "these plots", "this plot"):
+        assert f"Not in {where}: out_dim=1024, the only value it took in the trials ranked here" in notes
