@@ -27,7 +27,7 @@ from reports import metric_words
 from reports.analysis import LEADERBOARD_ROWS, fmt_value, left_out, point_label
 from reports.document import Document
 from reports.ranking import all_collapsed, failure_words
-from reports.stats import ALPHA, PAIRED_MIN_SEEDS, paired_differences
+from reports.stats import ALPHA, PAIRED_MIN_SEEDS, fmt_mean_ci, paired_differences
 
 POWER = 0.8
 MAX_REPEATS = 1000
@@ -74,6 +74,12 @@ def sample_sd(values: list[float]) -> float:
     return pooled_sd([values])[0]
 
 
+def fmt_sd(sd: float) -> str:
+    """A seed SD in the table as the advice's sentence writes it (``metric_words.fmt_gap``: 1.38, not
+    1.375); '–' with fewer than 2 repeats."""
+    return metric_words.fmt_gap(sd) if math.isfinite(sd) else "–"
+
+
 @dataclass
 class PowerAdvice:
     text: str
@@ -85,10 +91,12 @@ def seed_power(points: pd.DataFrame, params: list[str], metric: str = metric_wor
     ``Analysis.points``: collapsed configurations last); ``values`` are the repeats' ``metric``."""
     gap = metric_words.gap(metric)
     points = points[points["n"] > 0].reset_index(drop=True)
+    # means and SDs written as the leaderboard and the advice write them (36.20, not 36.2 beside its 36.20)
+    means = [fmt_mean_ci(m, math.nan) for m in points["mean"]]
+    sds = [fmt_sd(sample_sd(v)) for v in points["values"]]
     table = pd.DataFrame({**{p: points[p].map(fmt_value) for p in params}, "repeats": points["n"],
-                          f"mean {metric_words.label(metric)}": points["mean"].round(2),
-                          f"seed SD{f' ({gap.strip()})' if gap else ''}":
-                              [round(sample_sd(v), 3) for v in points["values"]]})
+                          f"mean {metric_words.label(metric)}": means,
+                          f"seed SD{f' ({gap.strip()})' if gap else ''}": sds})
     if all_collapsed(points):  # nothing but failures to tell apart
         return PowerAdvice(COLLAPSED_ONLY.replace("collapsed", failure_words(points)), table)
     if len(points) < 2:

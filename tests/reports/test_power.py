@@ -45,7 +45,15 @@ def test_advice_from_repeats() -> None:
     assert "runner-up (teacher_temp=0.02) by 1.00 points" in advice.text
     assert "Seed SD 1.00 points" in advice.text
     assert "**17 repeats per configuration**; this sweep has 3" in advice.text
-    assert list(advice.table["seed SD (points)"]) == [1.0, 1.0, 0.5]
+    assert list(advice.table["seed SD (points)"]) == ["1.00", "1.00", "0.50"]
+
+
+def test_the_table_writes_means_and_sds_as_the_leaderboard_and_the_advice_do() -> None:
+    """A 2 x 2 grid: the seed-power table wrote 36.2 beside the leaderboard's 36.20, and a seed SD of
+    1.375 where the advice above it said 'SD 1.38 points'; one repeat's SD stays '–'."""
+    advice = seed_power(points({0.04: [36.9, 35.5], 0.02: [36.2], 0.1: [33.0, 33.00001]}), ["teacher_temp"])
+    assert list(advice.table["mean kNN top-1 (%)"]) == ["36.20", "36.20", "33.00"]
+    assert list(advice.table["seed SD (points)"]) == ["0.99", "–", "7.1e-06"]
 
 
 def test_one_repeat_gives_no_estimate_but_others_can_lend_theirs() -> None:
