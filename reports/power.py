@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 from scipy import stats as sps
+from scipy.optimize import brentq
 
 from reports import metric_words
 from reports.analysis import LEADERBOARD_ROWS, fmt_value, left_out, point_label
@@ -58,6 +59,36 @@ def repeats_needed(diff: float, sd: float, alpha: float = ALPHA, power: float = 
         if t_test_power(d, n, alpha, paired) >= power:
             return n
     return None
+
+
+def detectable_difference(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest difference that ``n`` repeats per configuration detect with ``power`` (two-sided
+    two-sample t-test at ``alpha``, seed SD ``sd``): ``repeats_needed`` turned round."""
+    d = brentq(lambda d: t_test_power(d, n, alpha) - power, 1e-6, 1e3)
+    return float(d) * sd
+
+
+DETECT_REPEATS = (3, 5, 10)  # repeats per configuration the one-configuration advice is given for
+
+
+def one_point_advice(points: pd.DataFrame, metric: str) -> str:
+    """For a sweep of one configuration with 2+ repeats (seed repeats alone): its seed SD and the
+    smallest difference a later sweep would detect with 3, 5 or 10 repeats per configuration, which
+    is what such a sweep is run to learn; "" otherwise."""
+    if len(points) != 1 or int(points["n"].iloc[0]) < 2:
+        return ""
+    sd, dof = pooled_sd([list(points["values"].iloc[0])])
+    gap, n = metric_words.gap(metric), dof + 1
+    head = f"One configuration, nothing to compare it with. Its {n} repeats"
+    if not sd > 0:
+        return f"{head} show no seed variance at all."
+    sizes = "; ".join(f"{k} repeats: {metric_words.fmt_gap(detectable_difference(sd, k))}{gap}"
+                      for k in DETECT_REPEATS)
+    return (f"{head} vary by seed SD {metric_words.fmt_gap(sd)}{gap} ({dof} degrees of freedom). With that "
+            f"seed noise, the smallest difference between two configurations detected at p < {ALPHA:g} with "
+            f"{POWER * 100:.0f} % power (two-sided two-sample t-test, exact noncentral t), per number of "
+            f"repeats per configuration: {sizes} (a paired test over shared seeds may need fewer). The SD "
+            f"is itself an estimate from {n} repeats.")
 
 
 def pooled_sd(groups: list[list[float]]) -> tuple[float, int]:
@@ -100,8 +131,8 @@ def seed_power(points: pd.DataFrame, params: list[str], metric: str = metric_wor
     if all_collapsed(points):  # nothing but failures to tell apart
         return PowerAdvice(COLLAPSED_ONLY.replace("collapsed", failure_words(points)), table)
     if len(points) < 2:
-        return PowerAdvice(f"Fewer than two configurations have a final {metric_words.name(metric)}: "
-                           "nothing to compare.", table)
+        return PowerAdvice(one_point_advice(points, metric) or f"Fewer than two configurations have a final "
+                           f"{metric_words.name(metric)}: nothing to compare.", table)
     best, second = points.iloc[0], points.iloc[1]
     diff = abs(float(best["mean"] - second["mean"]))  # the lead, in either mode
     gaps = paired_differences(best["values"], best.get("seeds", [None] * len(best["values"])),

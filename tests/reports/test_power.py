@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -134,3 +135,21 @@ def test_a_sweep_where_every_configuration_collapsed_has_no_effect_to_power() ->
     one_working = trials.assign(collapsed=trials["point"] == 0, status=["collapsed"] * 2 + ["completed"] * 2)
     result = analyse(one_working.astype({"collapsed": "boolean"}), {"params": ["teacher_temp"]})
     assert "leads the runner-up" in seed_power(result.points, ["teacher_temp"]).text
+
+
+def test_seed_repeats_of_one_configuration_say_what_they_can_detect() -> None:
+    """A sweep of one configuration x 3 seeds, run to learn the seed noise: the section said 'Fewer than
+    two configurations have a final kNN top-1: nothing to compare' and nothing of the noise it measured.
+    It now gives the SD and the smallest difference 3, 5 and 10 repeats detect, which repeats_needed
+    turns back into those repeats."""
+    from reports.power import detectable_difference
+
+    advice = seed_power(points({0.04: [33.0, 34.0, 32.6]}), ["teacher_temp"])
+    sd = float(np.std([33.0, 34.0, 32.6], ddof=1))
+    assert f"Its 3 repeats vary by seed SD {sd:.2f} points (2 degrees of freedom)" in advice.text
+    for n in (3, 5, 10):
+        size = detectable_difference(sd, n)
+        assert f"{n} repeats: {size:.2f} points" in advice.text
+        assert repeats_needed(size * 1.001, sd) == n and repeats_needed(size * 0.999, sd) == n + 1
+    single = seed_power(points({0.04: [33.0]}), ["teacher_temp"])
+    assert single.text.startswith("Fewer than two configurations")  # one repeat: no noise to speak of
