@@ -50,7 +50,7 @@ from sweep_format.layout import (
     TRIALS_DIR,
     TRIALS_TABLE,
 )
-from sweep_format.statuses import RUNNING
+from sweep_format.statuses import RUNNING, STOPPED_EARLY
 from sweep_format.text import plural
 
 SECTIONS = ("Leaderboard", "Ablation table", "Seed power", "Cost", "Parameter effects", "Learning curves",
@@ -112,8 +112,12 @@ def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, 
     add_power(doc, result.points, result.params, result.metric)
     add_cost(doc, trials, epochs, sweep.params, out, sweep.metric, sweep.mode)
     add_effects(doc, sweep, result, counted, out)
+    if not result.partial and (note := stopped_note(trials, "They are not drawn here: their curves are under "
+                                                            "Learning curves, their values under Trials.")):
+        doc.note(note)
     add_curves(doc, trials, epochs, out, sweep.reference)
-    add_importance(doc, sweep, out)
+    add_importance(doc, sweep, out, stopped_note(trials, "Optuna was told that value, which is lower partly "
+                                                      "because they trained less: these shares mix the two."))
     add_parallel(doc, sweep, counted, out)
     if (out / ATTENTION_FILE).is_file():
         doc.heading(ATTENTION)
@@ -233,7 +237,24 @@ def add_curves(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, out: P
         doc.paragraph("No trial collapsed.")
 
 
-def add_importance(doc: Document, sweep: SweepDir, out: Path) -> None:
+def stopped_note(trials: pd.DataFrame, then: str) -> str:
+    """The sentence on the trials a scheduler stopped early that measured their metric after training:
+    how many, at which epochs of how many, and ``then`` what that means where it is said; "" for none."""
+    stopped = trials[(trials["status"] == STOPPED_EARLY) & (trials["knn_epoch"] >= 1).fillna(False)]
+    if stopped.empty:
+        return ""
+    epochs = sorted({int(e) for e in stopped["knn_epoch"].dropna()})
+    at = f"epoch {epochs[0]}" if len(epochs) == 1 else f"epochs {', '.join(map(str, epochs))}"
+    planned = ", ".join(str(int(e)) for e in sorted(set(stopped["epochs_planned"].dropna())))
+    n = len(stopped)
+    return (f"{n} {plural(n, 'trial')} {'was' if n == 1 else 'were'} stopped early by the scheduler (ASHA), "
+            f"{'its' if n == 1 else 'their'} kNN top-1 measured at {at} of {planned}, not at the end "
+            f"of the schedule the ranked trials ran. {then}")
+
+
+def add_importance(doc: Document, sweep: SweepDir, out: Path, stopped: str = "") -> None:
+    """The Optuna study's importances; ``stopped``: the note on its trials stopped early
+    (``stopped_note``)."""
     doc.heading("Parameter importance")
     imp = param_importance(sweep.path, sweep.name)
     if not imp.values:
@@ -248,7 +269,7 @@ def add_importance(doc: Document, sweep: SweepDir, out: Path) -> None:
     params = sorted({p for v in imp.values.values() for p in v})
     doc.table(pd.DataFrame({"parameter": params, **{name: [f"{v.get(p, 0.0):.3f}" for p in params]
                                                    for name, v in imp.values.items()}}))
-    for note in imp.notes:
+    for note in imp.notes + ([stopped] if stopped else []):
         doc.note(note)
 
 

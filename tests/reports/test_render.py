@@ -416,3 +416,36 @@ def test_a_parameter_that_took_one_value_gets_no_table_or_plot(tmp_path: Path) -
     notes = " ".join(text for kind, text, _ in doc.blocks if kind == "note")
     for where in ("the ablation table", "these plots", "this plot"):
         assert f"Not in {where}: out_dim=1024, the only value it took in the trials ranked here" in notes
+
+
+def test_asha_stopped_trials_are_said_where_they_are_left_out_or_mixed_in(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """temps.yaml with ASHA (grace 1, 3 epochs): two of four trials stopped at epochs 1 and 2. The effect
+    plots drew the two that finished with no word of the others, and the importances, fitted to all
+    four, did not say that two values were measured after fewer epochs."""
+    from reports import render
+    from reports.importance import Importance
+    from reports.render import sweep_document
+    from reports.sweepdir import SweepDir
+
+    monkeypatch.setattr(render, "param_importance", lambda *_: Importance(
+        values={"fANOVA": {"teacher_temp": 1.0}}, n_trials=4))
+    space = {"teacher_temp": {"type": "float", "low": 0.01, "high": 0.1, "log": True}}
+    sweep = SweepDir(tmp_path, {"name": "s", "space": space, "search": {"algorithm": "optuna"}})
+    n, knn, at = 4, [40.6, 39.8, 34.8, 34.9], [3, 3, 1, 2]
+    temps = [0.044, 0.035, 0.062, 0.012]
+    trials = pd.DataFrame({"trial_id": list("abcd"), "point": range(n), "teacher_temp": temps,
+                           "status": ["completed", "completed", "stopped early", "stopped early"],
+                           "knn_top1": knn, "knn_epoch": at, "epochs_done": at, "epochs_planned": [3] * n,
+                           "best_knn_top1": knn, "stop_reason": [""] * n, "repeat": [0] * n,
+                           "collapsed": pd.array([False] * n, dtype="boolean")})
+    epochs = pd.DataFrame({"trial_id": list("abcd"), "epoch": at, "knn_top1": knn, "loss": [6.8] * n})
+    md = sweep_document(sweep, trials, epochs, tmp_path, planned=n).markdown(tmp_path)
+    said = ("2 trials were stopped early by the scheduler (ASHA), their kNN top-1 measured at epochs 1, 2 "
+            "of 3, not at the end of the schedule the ranked trials ran.")
+    effects = md.split("## Parameter effects")[1].split("## Learning curves")[0]
+    importance = md.split("## Parameter importance")[1].split("## Parallel")[0]
+    assert said + " They are not drawn here" in effects
+    assert said + " Optuna was told that value" in importance
+    finished = sweep_document(sweep, trials.assign(status="completed"), epochs, tmp_path)
+    assert "stopped early by the scheduler" not in finished.markdown(tmp_path)
