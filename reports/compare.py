@@ -286,17 +286,23 @@ def comparison_metric(sources: list[Source]) -> tuple[str, str, str]:
                                  f"{DEFAULT_METRIC} ({knn}), which every one of them records.")
 
 
-def best_line(bests: pd.DataFrame, metric: str, mode: str) -> str:
-    """The best sweep by the ranking rule (reports.ranking: mode, collapsed last) and its lead."""
+def best_line(bests: pd.DataFrame, metric: str, mode: str, differ: Sequence[str] = ()) -> str:
+    """The best sweep by the ranking rule (reports.ranking: mode, collapsed last) and its lead;
+    ``differ``: the fixed trainer settings the sweeps differ in (``differing_settings``), said beside
+    the lead, which may come from them (3 epochs against 2) rather than from what was searched."""
     ranked = order_points(bests, mode)
     first = ranked.iloc[0]
     unit = metric_words.unit(metric)
-    text = (f"**Best: {first['sweep']}** ({first['label']}) with {metric} {first['mean']:.2f}{unit}"
+    text = (f"**Best: {first['sweep']}** ({first['label']}) with {metric_words.name(metric)} "
+            f"{first['mean']:.2f}{unit}"
             + (" (a collapsed configuration: every sweep's best collapsed)" if first["collapsed"] else ""))
     if len(ranked) > 1:
         second = ranked.iloc[1]
         lead = metric_words.fmt_gap(first["mean"] - second["mean"], signed=True)
         text += f", {lead}{metric_words.gap(metric)} vs the best of {second['sweep']}"
+        if differ:
+            text += (f" (the sweeps also differ in {', '.join(f'`{k}`' for k in differ)}, below: the lead "
+                     "may come from those settings, not from what they searched)")
     return text + "."
 
 
@@ -328,7 +334,8 @@ def comparison_document(sources: list[Source], shared: list[str], trials: pd.Dat
         doc.paragraph(f"No best sweep: they ran on different data ({', '.join(data_keys(differ))}); "
                       "each sweep's best is in the table.")
     elif bests:
-        doc.paragraph(best_line(pd.DataFrame(bests), metric, mode))
+        settings = list(differ["setting"]) if len(differ) else []
+        doc.paragraph(best_line(pd.DataFrame(bests), metric, mode, settings))
     doc.table(pd.DataFrame(rows))
     doc.note(settings_note(differ, sources))
     if len(differ):

@@ -145,7 +145,7 @@ def test_the_best_sweep_follows_the_ranking_rule(tmp_path: Path, capsys: pytest.
     working = sweep_file(tmp_path, "working", [(45.0, 4.0, "completed", False)])
     assert main(["compare", str(broken), str(working), "--out", str(tmp_path / "col")]) == 0
     assert best_paragraph(tmp_path / "col").startswith(
-        "**Best: working** (teacher_temp=0.01) with knn_top1 45.00 %")
+        "**Best: working** (teacher_temp=0.01) with kNN top-1 45.00 %")
     md = (tmp_path / "col" / "report.md").read_text()
     assert "completed, flagged, collapsed and diverged trials" in md  # the statuses the ranking counts
 
@@ -158,7 +158,7 @@ def test_sweeps_ranked_by_different_metrics_are_compared_on_knn(tmp_path: Path,
     md = (tmp_path / "o" / "report.md").read_text()
     assert "rank by different metrics (a: teacher_entropy (min); b: knn_top1 (max))" in md
     assert best_paragraph(tmp_path / "o").startswith(
-        "**Best: a** (teacher_temp=0.01) with knn_top1 60.00 %, +10.00 points vs the best of b.")
+        "**Best: a** (teacher_temp=0.01) with kNN top-1 60.00 %, +10.00 points vs the best of b.")
 
 
 def test_compare_prints_each_file_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -416,3 +416,18 @@ def test_an_out_whose_plots_folder_is_a_link_is_refused(tmp_path: Path,
         "ablate writes and deletes files only inside its own folders: replace the link with a copy of what "
         "it points to"]
     assert not list(outside.iterdir()) and [p.name for p in out.iterdir()] == ["plots"]
+
+
+def test_the_best_sweeps_lead_names_the_settings_the_sweeps_differ_in() -> None:
+    """temps (2 epochs) against the same spec with ASHA (3 epochs): the line read 'Best: asha ... with
+    knn_top1 40.65 %, +4.40 points vs the best of temps', the spec's key for its metric and the lead
+    given as a finding, while the table of settings further down said the two trained for 2 and 3 epochs."""
+    from reports.compare import best_line
+
+    bests = pd.DataFrame({"sweep": ["temps", "asha"], "label": ["teacher_temp=0.035", "teacher_temp=0.044"],
+                          "point": [0, 1], "mean": [36.25, 40.65], "n": [2, 1], "collapsed": [0, 0]})
+    line = best_line(bests, "knn_top1", "max", ["epochs"])
+    assert line == ("**Best: asha** (teacher_temp=0.044) with kNN top-1 40.65 %, +4.40 points vs the best "
+                    "of temps (the sweeps also differ in `epochs`, below: the lead may come from those "
+                    "settings, not from what they searched).")
+    assert "differ" not in best_line(bests, "knn_top1", "max")
