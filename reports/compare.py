@@ -209,7 +209,10 @@ def value_groups(values: pd.Series) -> pd.Series:
 
 
 def side_by_side(counted: pd.DataFrame, param: str, names: list[str]) -> pd.DataFrame:
-    """Rows: values of ``param``; a column per sweep: kNN top-1 mean ± CI (trials)."""
+    """Rows: values of ``param``; a column per sweep: kNN top-1 mean (trials), ± its CI where the
+    trials are one configuration's repeats. A cell pooling configurations (other parameters vary, or a
+    range of values) has no interval, as in the effect plots (reports.plots.mean_words): a t-interval
+    over configurations a sweep chose is no one's uncertainty."""
     data = counted[counted[param].notna()].copy()
     data["_group"] = value_groups(data[param])
     order = data.sort_values(param, kind="stable")["_group"].drop_duplicates().tolist()
@@ -217,9 +220,10 @@ def side_by_side(counted: pd.DataFrame, param: str, names: list[str]) -> pd.Data
     for group in order:
         row = {param: group}
         for name in names:
-            sel = data.loc[(data["_group"] == group) & (data["sweep"] == name), "knn_top1"].tolist()
-            mean, ci, n = mean_ci(sel)
-            row[name] = f"{fmt_mean_ci(mean, ci)} ({n})" if n else "–"
+            sel = data[(data["_group"] == group) & (data["sweep"] == name)]
+            mean, ci, n = mean_ci(sel["knn_top1"].tolist())
+            pooled = "point" in sel and sel["point"].nunique() > 1
+            row[name] = f"{fmt_mean_ci(mean, math.nan if pooled else ci)} ({n})" if n else "–"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -341,7 +345,9 @@ def comparison_document(sources: list[Source], shared: list[str], trials: pd.Dat
     if len(differ):
         doc.table(differ)
     doc.heading("Shared parameters")
-    doc.note(f"Final {plots.KNN_LABEL} per value, mean ± {CI_WORDS} (trials); {counted_statuses()} trials. "
+    doc.note(f"Final {plots.KNN_LABEL} per value: mean (trials), ± {CI_WORDS} over repeats where the trials "
+             "are one configuration's (none where other parameters vary); "
+             f"{counted_statuses()} trials. "
              "Parameters searched by every sweep: " + ", ".join(f"`{p}`" for p in shared) + ".")
     counted = pd.concat([counted_trials(s.trials)[0] for s in sources], ignore_index=True)
     for p in shared:

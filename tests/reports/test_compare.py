@@ -431,3 +431,17 @@ def test_the_best_sweeps_lead_names_the_settings_the_sweeps_differ_in() -> None:
                     "of temps (the sweeps also differ in `epochs`, below: the lead may come from those "
                     "settings, not from what they searched).")
     assert "differ" not in best_line(bests, "knn_top1", "max")
+
+
+def test_a_shared_value_pooling_configurations_has_no_interval() -> None:
+    """temps against its ASHA copy: warmup_teacher_temp_epochs 2 held two configurations of temps, and
+    the table gave '34.17 ± 3.78 (4)', a t-interval over configurations the sweep chose, beside the
+    plot that draws none there; a value of one configuration's repeats keeps its interval."""
+    from reports.compare import side_by_side
+
+    counted = pd.DataFrame({"sweep": ["temps"] * 6, "point": [0, 0, 1, 1, 2, 2],
+                            "warmup_teacher_temp_epochs": [0, 0, 2, 2, 2, 2],
+                            "knn_top1": [37.22, 35.28, 36.85, 33.06, 35.28, 31.48]})
+    table = side_by_side(counted, "warmup_teacher_temp_epochs", ["temps"])
+    assert table["temps"].tolist()[1] == "34.17 (4)"
+    assert table["temps"].tolist()[0].startswith("36.25 ± ") and table["temps"].tolist()[0].endswith(" (2)")
