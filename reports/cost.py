@@ -190,6 +190,10 @@ def add_cost(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, params: 
         **({"diverged": table["diverged"].map(lambda d: "yes" if d else "")}
            if table["diverged"].any() else {}),
         "Pareto": ["yes" if i in front else "" for i in table.index]}))
+    if not np.isfinite(table["value"].to_numpy(dtype=float)).all():  # a bare '–' read as a value lost
+        doc.note("–: no trial of the configuration counts for the ranking (one that ASHA stopped early, or "
+                 "that was interrupted, errored or ran out of memory): its cost is counted, its "
+                 f"{metric_words.name(metric)} is under Trials.")
     from reports.plots import pareto_plot  # matplotlib: not for `ablate ls`, which reads the totals
 
     path = pareto_plot(table, out / PLOTS_DIR / "pareto_cost.png", metric, mode)

@@ -220,3 +220,21 @@ def test_the_sweep_total_counts_one_trial_in_the_singular(tmp_path: Path) -> Non
     add_cost(many, trials, epochs, ["teacher_temp"], tmp_path)
     assert "** over 1 trial. " in one.markdown(tmp_path)
     assert "** over 4 trials. " in many.markdown(tmp_path)
+
+
+def test_a_configuration_without_a_ranked_trial_says_why_its_value_is_blank(tmp_path: Path) -> None:
+    """temps.yaml with ASHA: the two configurations it stopped after 1 and 2 epochs had '–' for their
+    kNN top-1, beside their cost, and nothing said why (their kNN at that epoch is under Trials)."""
+    from reports.cost import add_cost
+    from reports.document import Document
+
+    def notes(trials: pd.DataFrame) -> str:
+        doc = Document("t")
+        add_cost(doc, trials, epochs, ["teacher_temp"], tmp_path)
+        return " ".join(text for kind, text, _ in doc.blocks if kind == "note")
+
+    trials, epochs = tables()
+    assert "–: no trial of the configuration counts" not in notes(trials)
+    trials.loc[trials["trial_id"] == "d", "status"] = "stopped early"
+    said = notes(trials)
+    assert "–: no trial of the configuration counts for the ranking (one that ASHA stopped early" in said
