@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sweep_format.files import READS, linked, not_a_file
+from sweep_format.files import NOT_REGULAR, READS, linked, not_a_file
 from sweep_format.text import printable
 
 SPEC_FILE = "spec.yaml"
@@ -122,14 +122,24 @@ def not_a_sweep(folder: str | Path) -> str:
 
 
 def not_a_folder(folder: Path, expected: str) -> str:
-    """"" when ``folder`` is a folder, else one line naming it, why not (no such folder, a file) and
+    """"" when ``folder`` is a folder, else one line naming it, why not (``folder_problem``) and
     what was ``expected`` there: the one wording of a sweep folder's (``EXPECTED``) and a storage
     folder's (``STORAGE_EXPECTED``) check."""
+    problem = folder_problem(folder)
+    return f"{folder}: {problem} (expected {expected})" if problem else ""
+
+
+def folder_problem(folder: str | Path) -> str:
+    """What stands at ``folder`` where a folder was expected ("" for a folder, links followed): "no
+    such folder", "a link to nothing", "a file, not a folder" or ``NOT_REGULAR`` (a FIFO, ...): the
+    reason ``not_a_folder`` gives, for a caller that names the folder its own way (a dataset's
+    ``data_path``), as ``sweep_format.files.not_a_file`` is for a file."""
+    folder = Path(folder)
+    if folder.is_dir():
+        return ""
     if not folder.exists():
-        return f"{folder}: no such folder (expected {expected})"
-    if not folder.is_dir():
-        return f"{folder}: is a file, not a folder (expected {expected})"
-    return ""
+        return "a link to nothing" if folder.is_symlink() else "no such folder"
+    return "a file, not a folder" if folder.is_file() else f"{NOT_REGULAR}, not a folder"
 
 
 def unlisted(folder: Path, exc: OSError, expected: str) -> str:

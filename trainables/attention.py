@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from sweep_format.files import loads, not_a_file
-from sweep_format.layout import TUNE_DIR
+from sweep_format.layout import TUNE_DIR, folder_problem
 from trainables.checkpoint import load_pt
 from trainables.config import TORCHVISION, ConfigError, DINOConfig, make_config
-from trainables.data import build_datasets, folder_problem, to_rgb, torchvision_missing, torchvision_root
+from trainables.data import build_datasets, to_rgb, torchvision_missing, torchvision_root
 from trainables.dino.augment import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from trainables.dino.backbone import build_backbone, is_vit
 from trainables.dino.trainer import CHECKPOINT_NAME, resolve_device

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Subset
 
+from sweep_format.layout import folder_problem, unlisted
 from sweep_format.text import plural
 from trainables.config import MAX_STEPS, TORCHVISION, TORCHVISION_ROOT, ConfigError, DINOConfig
 from trainables.digit_scenes import SceneDesign, make_digit_scenes, source_split
@@ -112,13 +113,6 @@ def torchvision_class(dataset: str) -> Any:
 
 def torchvision_root(cfg: DINOConfig) -> Path:
     return Path(cfg.data_path or TORCHVISION_ROOT).expanduser()
-
-
-def folder_problem(root: Path) -> str:
-    """What ``root`` is when it is no folder ("no such folder", "a file, not a folder"); "" for a folder."""
-    if root.is_dir():
-        return ""
-    return "a file, not a folder" if root.exists() else "no such folder"
 
 
 def in_spec(*keys: str) -> str:
@@ -227,25 +221,24 @@ def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:
     from torchvision.datasets import ImageFolder
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 
-    empty = ConfigError(f"{folder}: no image files (expected one sub-folder per class holding "
-                        f"{', '.join(IMG_EXTENSIONS)} files)")
+    expected = f"one sub-folder per class holding {', '.join(IMG_EXTENSIONS)} files"
+    empty = ConfigError(f"{folder}: no image files (expected {expected})")
     try:
         classes, _ = find_classes(folder)
     except FileNotFoundError:  # not even a class folder
         raise empty from None
     except OSError as exc:  # the folder itself cannot be listed (permissions)
-        raise ConfigError(f"{folder}: cannot be read ({exc.strerror}); ablate needs to list it and read "
-                          "its images") from None
-    unlisted: list[OSError] = []  # torchvision walks the class folders and skips what it cannot list
+        raise ConfigError(unlisted(folder, exc, expected)) from None
+    refused: list[OSError] = []  # torchvision walks the class folders and skips what it cannot list
     left_out: list[str] = []  # and the files whose extension is not an image's
     for name in classes:
-        for top, dirs, files in os.walk(folder / name, onerror=unlisted.append, followlinks=True):
+        for top, dirs, files in os.walk(folder / name, onerror=refused.append, followlinks=True):
             left_out += [os.path.join(top, f) for f in files
                          if not f.startswith(".") and not f.lower().endswith(IMG_EXTENSIONS)]
             check_no_link_loop(top, dirs)
-    if unlisted:
-        more = f" (and {len(unlisted) - 1} more)" if len(unlisted) > 1 else ""
-        raise ConfigError(f"{unlisted[0].filename}: cannot be read ({unlisted[0].strerror}){more}; its "
+    if refused:
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        raise ConfigError(f"{refused[0].filename}: cannot be read ({refused[0].strerror}){more}; its "
                           "images would be left out of the dataset without a word: make it readable, or "
                           "move it out of the folder")
     ds = ImageFolder(folder, loader=open_rgb, allow_empty=True)

@@ -53,12 +53,12 @@ def check_data(cfg: DINOConfig, workers: int = 1) -> None:
     image decoded once per machine); a torchvision dataset's files are looked for, or downloaded with
     ``download: true``; then a step of ``workers`` x the batch no larger than the training images
     (the trainer's rule, ``check_batch``), for every dataset."""
+    from sweep_format.layout import folder_problem
     from trainables.config import TORCHVISION
     from trainables.data import (
         build_datasets,
         check_batch,
         fetch_hint,
-        folder_problem,
         known_train_size,
         one_class_note,
         torchvision_missing,

@@ -171,7 +171,7 @@ def test_ls_and_report_word_a_folder_that_is_not_one_alike(
         err = capsys.readouterr().err
         assert err.startswith(f"ablate {command}: error: {target}: ") and f"(expected {expected}" in err, err
         reasons.append(err.split(f"{target}: ", 1)[1].split(" (expected ")[0])
-    assert reasons[0] == reasons[1] == {"missing": "no such folder", "file": "is a file, not a folder",
+    assert reasons[0] == reasons[1] == {"missing": "no such folder", "file": "a file, not a folder",
                                         "locked": "cannot be listed (Permission denied)"}[make]
 
 

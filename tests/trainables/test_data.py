@@ -92,6 +92,22 @@ def test_a_torchvision_data_path_that_is_a_file_is_said_so(tmp_path: Path):
     assert file.read_text() == ""
 
 
+@pytest.mark.parametrize(("make", "reason"), [
+    ("fifo", "not a regular file (a FIFO, socket or device), not a folder"),
+    ("dangling", "a link to nothing")])
+def test_a_data_path_that_is_no_folder_is_worded_as_a_sweep_folder_is(tmp_path: Path, make: str, reason: str):
+    """data.py worded its own folder check: a FIFO at data_path was 'a file, not a folder' and a link to
+    nothing 'no such folder'; the reason is sweep_format.layout's, as for a sweep or storage folder."""
+    from sweep_format.layout import not_a_folder
+
+    path = tmp_path / "data"
+    os.mkfifo(path) if make == "fifo" else path.symlink_to(tmp_path / "gone")
+    assert not_a_folder(path, "x") == f"{path}: {reason} (expected x)"
+    expected = re.escape(f"data_path='{path}': {reason}; dataset 'imagefolder' needs")
+    with pytest.raises(ConfigError, match=expected):
+        build_datasets(DINOConfig(dataset="imagefolder", data_path=str(path)))
+
+
 def test_imagefolder_needs_train_and_val(tmp_path: Path):
     """A data_path that is not there is said so (it was 'missing: ['train', 'val']', as if the folder
     existed); one without val/ names that sub-folder."""
@@ -359,7 +375,7 @@ def test_a_16_bit_image_is_scaled_to_8_bits_not_clipped(tmp_path: Path):
 
 @pytest.mark.parametrize(("folder", "expected"), [
     ("train/a", r"train/a: cannot be read \(Permission denied\); its images would be left out"),
-    ("train", r"train: cannot be read \(Permission denied\); ablate needs to list it")])
+    ("train", r"train: cannot be listed \(Permission denied\) \(expected one sub-folder per class holding ")])
 def test_a_folder_that_cannot_be_listed_is_named_not_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               folder: str, expected: str):
     """torchvision's walk skipped a class folder it could not list (no permission): its class trained
