@@ -13,7 +13,7 @@ import sys
 from typing import NoReturn
 
 from ablate import __version__
-from ablate.errors import STORAGE_ERRNOS, USAGE_EXIT, USER_ERRORS, storage_failure
+from ablate.errors import STORAGE_ERRNOS, USAGE_EXIT, USER_ERRORS, print_error, storage_failure
 from sweep_format.layout import REPORT_HTML, REPORT_MD
 from sweep_format.text import did_you_mean, printable
 
@@ -91,18 +91,18 @@ def dispatch(argv: list[str] | None) -> int:
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:  # its text may quote a file someone else wrote (a spec key): no escapes
-        print(f"ablate {args.command}: error: {printable(str(exc))}", file=sys.stderr)
+        print_error(printable(str(exc)), args.command)
         return USAGE_EXIT
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:  # a path given on the command line, or a name in the spec
             name = printable(str(exc.filename or "a path"))
-            print(f"ablate {args.command}: error: {name[:60]}{'…' if len(name) > 60 else ''}: a name or path "
-                  f"too long for this file system ({len(name.encode())} bytes; a name may have 255): give a "
-                  "shorter one", file=sys.stderr)
+            print_error(f"{name[:60]}{'…' if len(name) > 60 else ''}: a name or path too long for this file "
+                        f"system ({len(name.encode())} bytes; a name may have 255): give a shorter one",
+                        args.command)
             return USAGE_EXIT
         if exc.errno not in STORAGE_ERRNOS:
             raise
-        print(f"ablate {args.command}: error: {printable(storage_failure(exc, args))}", file=sys.stderr)
+        print_error(printable(storage_failure(exc, args)), args.command)
         return USAGE_EXIT
     except (KeyboardInterrupt, RuntimeError) as exc:  # before a sweep started, or a second Ctrl-C while
         from ablate.ending import exit_code, interrupt_in  # one stopped (or in an import: RuntimeError)

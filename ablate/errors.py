@@ -7,6 +7,7 @@ import errno
 
 from trainables.config import ConfigError
 from trainables.storage_errors import STORAGE_ERRNOS as STORAGE_ERRNOS  # one set, the trainable's
+from trainables.warning import print_error as print_error  # one form of an error line, beside:
 from trainables.warning import warn as warn  # one form of a warning line, the trainer's
 
 USAGE_EXIT = 2
