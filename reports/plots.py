@@ -160,10 +160,10 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
             # 2 x 2 grid's two trials (1 degree of freedom) it ran from -50 to 125 % kNN top-1
             means.append((position[v] if categorical else float(v), m, math.nan if pooled[-1] else ci))
         mx, my, mci = (np.array(c, dtype=float) for c in zip(*means, strict=True))
-        yerr = np.where(pooled, math.nan, np.nan_to_num(mci))  # nan: no bar, no caps
-        bars = ax.errorbar(mx, my, yerr=yerr, fmt="o-" if categorical else "o",
+        interval = np.isfinite(mci)  # a value of one trial has none, nor one pooling configurations
+        bars = ax.errorbar(mx, my, yerr=mci, fmt="o-" if categorical else "o",  # nan: no bar, no caps
                            color=color, ecolor=color, capsize=4, lw=1.2, ms=MEAN_PT, zorder=4,
-                           label=(f"{group}: " if hue else "") + mean_words(pooled))
+                           label=(f"{group}: " if hue else "") + mean_words(pooled, interval.tolist()))
         dodge(fig, ax, bars.get_children(), step * beside)
     if baseline is not None and math.isfinite(baseline):
         ax.axhline(baseline, color="grey", ls="--", lw=1, label=f"baseline {baseline:.2f}%")
@@ -182,26 +182,41 @@ def effect_plot(trials: pd.DataFrame, param: str, out: Path, *, log: bool = Fals
     ax.set_ylabel(KNN_LABEL)
     ax.set_title(f"Final kNN top-1 vs {param}")
     ax.grid(alpha=0.3)
-    handles, labels = ax.get_legend_handles_labels()
-    handles.append(Line2D([], [], ls="", marker="o", color=TRIAL_COLOR if not hue else "grey", alpha=0.55))
-    labels.append("one trial")
-    if data["collapsed"].fillna(False).any():
-        handles.append(Line2D([], [], ls="", marker="x", color=COLLAPSE_COLOR))
-        labels.append("collapsed trial")
+    handles, labels = legend_keys(ax, [
+        (Line2D([], [], ls="", marker="o", color=TRIAL_COLOR if not hue else "grey", alpha=0.55), "one trial",
+         True),
+        (Line2D([], [], ls="", marker="x", color=COLLAPSE_COLOR), "collapsed trial",
+         bool(data["collapsed"].fillna(False).any()))])
     # beside the axes: inside, "best" still sat on trials wherever values spread over the whole height
     ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return save(fig, out)
 
 
-def mean_words(pooled: Sequence[bool]) -> str:
+def mean_words(pooled: Sequence[bool], interval: Sequence[bool]) -> str:
     """The legend's words for the means of an effect plot whose values each pool several
-    configurations or not (``pooled``): only where a value's trials differ in their seed alone is its
-    interval drawn, and said to be over repeats."""
+    configurations or not (``pooled``), and have an interval drawn or not (``interval``: only where a
+    value's trials differ in their seed alone, and are two or more). The interval is named only where
+    one is drawn (``legend_keys``): one repeat per value drew none, and the legend still named one."""
     if all(pooled):
         return "mean over trials (other parameters vary)"
-    if any(pooled):
+    if not any(interval):
+        return "mean (one trial per value: no interval)" if not any(pooled) else \
+            "mean (no interval: one trial, or other parameters vary)"
+    if all(interval):
+        return f"mean ± {CI_WORDS} over repeats"
+    if all(i or p for i, p in zip(interval, pooled, strict=True)):
         return f"mean; ± {CI_WORDS} over repeats where only the seed varies"
-    return f"mean ± {CI_WORDS} over repeats"
+    return f"mean; ± {CI_WORDS} over repeats where a value has two or more"
+
+
+def legend_keys(ax: Axes, keys: Sequence[tuple[Artist, str, bool]]) -> tuple[list[Artist], list[str]]:
+    """A legend's entries: the labelled artists of ``ax`` (drawn, so named), then each key
+    ``(handle, label, drawn)`` whose kind the plot draws. A legend names only what is drawn: a red
+    'collapsed' key with nothing red on the plot reads as a finding (``pareto_plot`` labels its
+    artists only where it draws them, to the same end)."""
+    handles, labels = ax.get_legend_handles_labels()
+    drawn = [(handle, label) for handle, label, shown in keys if shown]
+    return [*handles, *(h for h, _ in drawn)], [*labels, *(label for _, label in drawn)]
 
 
 def within_percent(ax: Axes) -> None:
@@ -362,13 +377,10 @@ def _trial_styles(trials: pd.DataFrame) -> tuple[dict[str, dict], Normalize, str
 
 
 def _status_legend(ax: Axes, trials: pd.DataFrame) -> None:
-    handles, labels = ax.get_legend_handles_labels()
-    if trials["collapsed"].fillna(False).any():
-        handles.append(Line2D([], [], color=COLLAPSE_COLOR, ls="--"))
-        labels.append("collapsed")
-    if (trials["status"] == ERRORED).any():
-        handles.append(Line2D([], [], color="grey", ls=":"))
-        labels.append(ERRORED)
+    handles, labels = legend_keys(ax, [
+        (Line2D([], [], color=COLLAPSE_COLOR, ls="--"), "collapsed",
+         bool(trials["collapsed"].fillna(False).any())),
+        (Line2D([], [], color="grey", ls=":"), ERRORED, bool((trials["status"] == ERRORED).any()))])
     if handles:  # below the axes: inside, "best" sat on the raw-pixel line along the bottom
         ax.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2),
                   ncol=min(len(handles), 3), borderaxespad=0)
@@ -480,8 +492,11 @@ def collapse_plot(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path) -> Path
         epoch_ticks(ax)
     if ln_ks:  # room for the top label between its line and the frame
         ax_h.set_ylim(top=max(ax_h.get_ylim()[1], float(ln_ks[-1]) * 1.1))
-    ax_kl.legend([Line2D([], [], color=TRIAL_COLOR), Line2D([], [], color=COLLAPSE_COLOR, marker="x")],
-                 ["trial", f"collapsed ({len(collapsed_ids)})"], fontsize=8, loc="best")
+    drawn_ids = set(epochs["trial_id"].dropna())
+    ax_kl.legend(*legend_keys(ax_kl, [
+        (Line2D([], [], color=TRIAL_COLOR), "trial", bool(drawn_ids - collapsed_ids)),
+        (Line2D([], [], color=COLLAPSE_COLOR, marker="x"), f"collapsed ({len(collapsed_ids & drawn_ids)})",
+         bool(collapsed_ids & drawn_ids))]), fontsize=8, loc="best")
     return save(fig, out)
 
 

@@ -551,3 +551,28 @@ def test_the_uniform_level_label_clears_an_early_end_mark(drawn: list[Figure], t
     top = y + float(mark.get_markersize()) / 2 * fig.dpi / 72
     assert box.x0 < x < box.x1, "the case in question: the end mark under the label"
     assert box.y0 >= top, "the end mark's top half runs into the label"
+
+
+def legend_texts(fig: Figure, axis: int = 0) -> list[str]:
+    legend = fig.axes[axis].get_legend()
+    return [t.get_text() for t in legend.get_texts()] if legend is not None else []
+
+
+def test_a_legend_names_only_what_is_drawn(drawn: list[Figure], tmp_path: Path) -> None:
+    """One repeat per value: the effect plot drew no interval, and its legend said 'mean ± 95% CI over
+    repeats'. Nothing collapsed: the collapse diagnostics' legend showed a red 'collapsed (0)'."""
+    single = pd.DataFrame({"point": [0, 1, 2], "out_dim": [256, 1024, 4096], "knn_top1": [40.0, 45.0, 43.0],
+                           "collapsed": pd.array([False] * 3, dtype="boolean")})
+    plots.effect_plot(single, "out_dim", tmp_path / "s.png", categorical=True)
+    assert interval_bars(drawn[0]) == []
+    assert legend_texts(drawn[0]) == ["mean (one trial per value: no interval)", "one trial"]
+    partly = pd.concat([single, single.iloc[[0]].assign(knn_top1=42.0)])  # 256: two seeds, the rest one
+    plots.effect_plot(partly, "out_dim", tmp_path / "p.png", categorical=True)
+    assert len(interval_bars(drawn[1])) == 1
+    assert "mean; ± 95% CI over repeats where a value has two or more" in legend_texts(drawn[1])
+    trials, epochs = tables(epochs_done=2)
+    plots.collapse_plot(epochs, trials, tmp_path / "c.png")
+    assert legend_texts(drawn[2], axis=1) == ["trial"]
+    plots.collapse_plot(epochs, trials.assign(collapsed=pd.array([True, False], dtype="boolean")),
+                        tmp_path / "c1.png")
+    assert legend_texts(drawn[3], axis=1) == ["trial", "collapsed (1)"]
