@@ -278,7 +278,8 @@ def headline(result: Analysis) -> str:
         return text[0].upper() + text[1:] + "."
     best, failures = pts.iloc[0], all_collapsed(pts)
     unit = metric_words.unit(result.metric)
-    text = (f"**Best: {point_label(best, result.params)}** with {metric_words.name(result.metric)} "
+    lead = "Best" if len(pts) > 1 else "One configuration ranked"  # no other to be best of
+    text = (f"**{lead}: {point_label(best, result.params)}** with {metric_words.name(result.metric)} "
             f"{fmt_mean_ci(best['mean'], best['ci'])}{unit} (repeats: {int(best['n'])})")
     if failures:
         words = failure_words(pts)

@@ -53,7 +53,10 @@ from sweep_format.layout import (
 from sweep_format.statuses import RUNNING, STOPPED_EARLY
 from sweep_format.text import plural
 
-SECTIONS = ("Leaderboard", "Ablation table", "Seed power", "Cost", "Parameter effects", "Learning curves",
+# the table of every configuration against its reference: a one-factor ablation's is the paper's ablation
+# table; an Optuna, grid or random search's compares every configuration with the best (``table_heading``)
+ABLATION_TABLE, AGAINST_BEST = "Ablation table", "Configurations against the best"
+SECTIONS = ("Leaderboard", ABLATION_TABLE, "Seed power", "Cost", "Parameter effects", "Learning curves",
             "Collapse diagnostics", "Parameter importance", "Parallel coordinates", "Trials")
 ATTENTION = "Attention maps"
 
@@ -166,14 +169,25 @@ def add_leaderboard(doc: Document, result: Analysis) -> None:
              "running ones are listed under Trials); collapsed and diverged configurations rank last.")
     board = leaderboard(result)
     doc.table(board) if len(board) else doc.note("No trial has a final kNN top-1 yet.")
-    rest = ("the ablation table below lists every one" if lists_every_point(result) else
-            f"the ablation table below lists the top {TABLE_ROWS}, {TRIALS_TABLE} all of them")
+    table = "the ablation table" if result.is_ablation else "the table of configurations against the best"
+    rest = (f"{table} below lists every one" if lists_every_point(result) else
+            f"{table} below lists the top {TABLE_ROWS}, {TRIALS_TABLE} all of them")
     if note := cut_note(len(board), len(result.points), rest):
         doc.note(note)
 
 
+def sections(is_ablation: bool) -> tuple[str, ...]:
+    """The headings of a sweep's report (``SECTIONS``, an ablation's), with its table's for the search."""
+    return tuple(table_heading(is_ablation) if h == ABLATION_TABLE else h for h in SECTIONS)
+
+
+def table_heading(is_ablation: bool) -> str:
+    """The heading of the table of configurations (``Analysis.is_ablation``: the spec's algorithm)."""
+    return ABLATION_TABLE if is_ablation else AGAINST_BEST
+
+
 def add_ablation(doc: Document, result: Analysis) -> None:
-    doc.heading("Ablation table")
+    doc.heading(table_heading(result.is_ablation))
     if result.reference_kind == "baseline":
         doc.note(f"Each parameter varied alone, the others at the baseline "
                  f"({result.label(result.reference_point)}). {NOISE_TEST}")

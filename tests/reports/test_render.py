@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from reports import parquet
-from reports.render import ATTENTION, SECTIONS, build_report
+from reports.render import ABLATION_TABLE, AGAINST_BEST, ATTENTION, SECTIONS, build_report, sections
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -20,7 +20,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def test_report_has_every_section(report_dir: Path) -> None:
     md = (report_dir / "report.md").read_text()
     html = (report_dir / "report.html").read_text()
-    for heading in SECTIONS:
+    for heading in sections(is_ablation=False):  # an Optuna sweep
         assert f"\n## {heading}\n" in md
         assert re.search(rf"<h2 id=\"[a-z-]+\">{heading}</h2>", html), heading
     assert f"## {ATTENTION}" not in md  # no attention.png: the section is left out silently
@@ -92,7 +92,7 @@ def test_interrupted_sweep_still_reports(sweep_copy: Path) -> None:
     assert set(trials["status"]) == {"running"} and set(trials["epochs_done"]) == {1}
     md = (out / "report.md").read_text()
     assert "No trial has finished yet" in md and "4 trials (4 running)" in md
-    assert all(f"## {h}" in md for h in SECTIONS)
+    assert all(f"## {h}" in md for h in sections(is_ablation=False))
 
 
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -208,8 +208,9 @@ def test_a_leaderboard_cut_at_ten_says_so(tmp_path: Path) -> None:
         add_leaderboard(doc, analyse(trials, {"params": ["teacher_temp"], "algorithm": "grid"}))
         return doc.markdown(tmp_path)
 
-    assert "The top 10 of 12 configurations; the ablation table below lists every one." in section(12)
-    assert "configurations; the ablation table" not in section(10)
+    assert ("The top 10 of 12 configurations; the table of configurations against the best below lists every "
+            "one.") in section(12)
+    assert "configurations; the table" not in section(10)
 
 
 def test_an_ablations_effect_plot_holds_only_its_own_line(tmp_path: Path,
@@ -282,7 +283,7 @@ def test_a_single_trial_sweep_reads_in_the_singular(tmp_path: Path) -> None:
                            "loss": [None, 6.8]})
     md = sweep_document(sweep, trials, epochs, tmp_path, planned=1).markdown(tmp_path)
     assert "\n1 trial (1 completed), search `optuna`, 1 configuration, ranked by" in md
-    assert "**Best: teacher_temp=0.035** with kNN top-1 33.70 % (repeats: 1)." in md
+    assert "**One configuration ranked: teacher_temp=0.035** with kNN top-1 33.70 % (repeats: 1)." in md
 
 
 def test_the_table_of_all_configurations_is_cut_and_says_so(tmp_path: Path) -> None:
@@ -312,13 +313,15 @@ def test_the_table_of_all_configurations_is_cut_and_says_so(tmp_path: Path) -> N
     cut = ("The top 50 of 300 configurations; the other 250 are left out here: trials.parquet holds all "
            "of them")
     assert cut in md and cut in html
-    assert ("The top 10 of 300 configurations; the ablation table below lists the top 50, trials.parquet "
+    assert ("The top 10 of 300 configurations; the table of configurations against the best below lists the "
+            "top 50, trials.parquet "
             "all of them.") in md
     assert "The top 10 of 300 configurations; the other 290 are left out here" in md  # seed power's table
     md, _ = report(50)
     table = md.split("### All configurations, against the best\n\n")[1].split("\n\n")[0]
     assert len(table.splitlines()) == 2 + 50 and "The top 50 of" not in md  # every one, nothing said
-    assert "The top 10 of 50 configurations; the ablation table below lists every one." in md
+    assert ("The top 10 of 50 configurations; the table of configurations against the best below lists "
+            "every one.") in md
 
 
 def seeded_record(tid: str, temp: float, seed: int, knn: float, collapsed: bool) -> dict:
@@ -449,3 +452,21 @@ def test_asha_stopped_trials_are_said_where_they_are_left_out_or_mixed_in(
     assert said + " Optuna was told that value" in importance
     finished = sweep_document(sweep, trials.assign(status="completed"), epochs, tmp_path)
     assert "stopped early by the scheduler" not in finished.markdown(tmp_path)
+
+
+@pytest.mark.parametrize(("algorithm", "heading"), [("ablation", ABLATION_TABLE), ("grid", AGAINST_BEST),
+                                                    ("optuna", AGAINST_BEST)])
+def test_the_table_heading_fits_the_search(tmp_path: Path, algorithm: str, heading: str) -> None:
+    """An Optuna or grid sweep's table of every configuration against the best was headed 'Ablation
+    table', the name of a one-factor ablation's table against its baseline."""
+    from reports.analysis import analyse
+    from reports.document import Document
+    from reports.render import add_ablation
+
+    trials = pd.DataFrame({"trial_id": ["a", "b"], "point": [0, 1], "teacher_temp": [0.02, 0.04],
+                           "knn_top1": [50.0, 52.0], "status": "completed", "is_baseline": [True, False],
+                           "collapsed": pd.array([False] * 2, dtype="boolean")})
+    doc = Document("t")
+    add_ablation(doc, analyse(trials, {"params": ["teacher_temp"], "algorithm": algorithm}))
+    assert doc.headings()[0] == heading
+    assert set(sections(algorithm == "ablation")) - set(SECTIONS) <= {heading}
