@@ -41,7 +41,7 @@ def test_a_report_lists_the_first_trials_of_a_large_sweep_and_says_how_many(
     (lambda p: p, "no such folder"),
     (lambda p: p.mkdir(), "not a sweep folder, no spec.yaml"),
     (lambda p: (p.mkdir(), (p / "notes.txt").write_text("x")), "not a sweep folder, no spec.yaml"),
-    (lambda p: p.write_text("x"), "is a file"),
+    (lambda p: p.write_text("x"), "a file, not a folder"),
     # a project folder whose own spec file is spec.yaml: no sweep (ablate run makes trials/ first)
     (lambda p: (p.mkdir(), (p / "spec.yaml").write_text("name: x\n")),
      "not a sweep folder: it holds spec.yaml but no trials/"),
