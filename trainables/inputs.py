@@ -25,12 +25,15 @@ def check_inputs(cfg: DINOConfig, workers: int = 1) -> None:
 
 
 def check_model(cfg: DINOConfig) -> None:
-    """The backbone can take the crops (a ViT's are whole numbers of patches), and can train on a local
+    """The backbone can take the crops (a ViT's are whole numbers of patches) and the student's
+    drop_path_rate (a model without stochastic depth takes 0 only), and can train on a local
     crop that is alone in its forward pass (batch_size x local_crops_number = 1: the global crops are
     always two in theirs)."""
-    from trainables.dino.backbone import check_crop_sizes, lone_crop_problem
+    from trainables.dino.backbone import check_crop_sizes, drop_path_problem, lone_crop_problem
 
     check_crop_sizes(cfg.arch, cfg.patch_size, cfg.crop_sizes())
+    if problem := drop_path_problem(cfg.arch, cfg.patch_size, cfg.global_crops_size, cfg.drop_path_rate):
+        raise ConfigError(problem)
     if cfg.batch_size * cfg.local_crops_number != 1 or cfg.local_crops_size == cfg.global_crops_size:
         return
     if problem := lone_crop_problem(cfg.arch, cfg.patch_size, cfg.global_crops_size, cfg.local_crops_size):

@@ -48,7 +48,7 @@ INPUT_KEYS = WEIGHT_KEYS | (DATA_KEYS - BATCH_KEYS) | {"dataset"}
 # Trainer keys that set the backbone, the crops it takes and how many share a forward pass
 # (trainables.inputs.check_model).
 MODEL_KEYS = {"arch", "patch_size", "global_crops_size", "local_crops_size", "local_crops_number",
-              "batch_size"}
+              "batch_size", "drop_path_rate"}
 # Trainer keys that can ask for a GPU (DINOConfig.gpu_settings).
 GPU_KEYS = {"device", "augment_device", "precision"}
 WARMUP_KEYS = {"warmup_teacher_temp_epochs", "warmup_epochs", "epochs"}

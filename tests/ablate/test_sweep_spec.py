@@ -677,3 +677,20 @@ def test_no_searchable_trainer_key_is_a_column_of_the_trials_table() -> None:
     from trainables.config import DINOConfig
 
     assert [key for key in DINOConfig.model_fields if taken(key, METRICS)] == ["seed"]  # refused in space
+
+
+def test_a_searched_drop_path_rate_the_arch_cannot_take_is_refused_before_ray(tmp_path: Path) -> None:
+    """GhostNet has no stochastic depth: a drop_path_rate searched over it is checked with the crops
+    (check_models), where every trial of the value ended in a TypeError."""
+    trainer = {**TINY_TRAINER, "arch": "ghostnet_050", "global_crops_size": 32, "local_crops_size": 32,
+               "drop_path_rate": 0.0}
+    spec = load_spec(write(tmp_path, f"""
+        name: t
+        trainer: {trainer}
+        space:
+          drop_path_rate: {{type: choice, values: [0.0, 0.2]}}
+        search: {{algorithm: grid}}
+        """))
+    with pytest.raises(SpecError, match=r"space\.drop_path_rate\.values\[1\]: drop_path_rate=0.2: arch "
+                                        r"'ghostnet_050' has no stochastic depth"):
+        spec.check_models()

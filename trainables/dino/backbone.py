@@ -52,10 +52,45 @@ def build_backbone(arch: str, img_size: int, patch_size: int, drop_path_rate: fl
                                   patch_size=patch_size, dynamic_img_size=True,
                                   drop_path_rate=drop_path_rate)
     except TypeError:  # not a ViT: no image/patch size arguments
-        model = timm.create_model(arch, pretrained=False, num_classes=0, drop_path_rate=drop_path_rate)
+        model = create_cnn(arch, drop_path_rate)
     if pretrained_weights:
         load_pretrained(model, pretrained_weights)
     return model
+
+
+def create_cnn(arch: str, drop_path_rate: float) -> nn.Module:
+    """timm's ``arch`` without a classifier, built without image or patch size; a model without
+    stochastic depth (DenseNet, GhostNet, Inception, VGG, ...: no ``drop_path_rate`` argument) is
+    built without it when the rate is 0, and refused otherwise (the rate would be ignored)."""
+    try:
+        return timm.create_model(arch, pretrained=False, num_classes=0, drop_path_rate=drop_path_rate)
+    except TypeError as exc:
+        if "drop_path_rate" not in str(exc):
+            raise
+        if drop_path_rate:
+            raise ConfigError(no_drop_path(arch, drop_path_rate)) from None
+    return timm.create_model(arch, pretrained=False, num_classes=0)
+
+
+def no_drop_path(arch: str, drop_path_rate: float) -> str:
+    return (f"drop_path_rate={drop_path_rate}: arch {arch!r} has no stochastic depth (timm builds it "
+            "without drop_path_rate), so the rate would be ignored; set drop_path_rate: 0")
+
+
+@functools.lru_cache(maxsize=256)
+def drop_path_problem(arch: str, patch_size: int, img: int, drop_path_rate: float) -> str:
+    """Why the student cannot be built with ``drop_path_rate`` (``no_drop_path``); "" when it can, or
+    when the rate is 0. On the meta device: no weights, no memory."""
+    if not drop_path_rate:
+        return ""
+    try:
+        with torch.device("meta"):
+            build_backbone(arch, img, patch_size, drop_path_rate)
+    except ConfigError as exc:
+        return str(exc)
+    except Exception:  # a model the meta device cannot build: the real build says what is wrong
+        return ""
+    return ""
 
 
 def feature_dim(model: nn.Module) -> int:

@@ -158,3 +158,23 @@ def test_a_cnn_under_ddp_gets_gradients_with_its_weights_strides():
     assert pointwise  # test_resnet has 1x1 convolutions (bottleneck and downsample)
     assert [name for name, p in cnn.named_parameters() if p.grad.stride() != p.stride()] == []
     assert all(torch.equal(p, before[name]) for name, p in cnn.named_parameters())
+
+
+def test_a_model_without_stochastic_depth_takes_drop_path_rate_0_only():
+    """timm's GhostNet (DenseNet, Inception, VGG, DLA, ...) takes no drop_path_rate: `ablate train` with
+    such an arch ended in a TypeError traceback, even at drop_path_rate 0 (the teacher's). It is built
+    without the argument at 0, and a rate it would ignore is refused before the data is read."""
+    from tests.helpers import TINY_TRAINER
+    from trainables.config import DINOConfig
+    from trainables.inputs import check_model
+
+    model = build_backbone("ghostnet_050", 32, 16, 0.0)
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, feature_dim(model))
+    cfg = {**TINY_TRAINER, "arch": "ghostnet_050", "global_crops_size": 32, "local_crops_size": 32}
+    check_model(DINOConfig(**cfg, drop_path_rate=0.0))
+    expected = (r"^drop_path_rate=0.1: arch 'ghostnet_050' has no stochastic depth \(timm builds it without "
+                r"drop_path_rate\), so the rate would be ignored; set drop_path_rate: 0$")
+    with pytest.raises(ConfigError, match=expected):
+        check_model(DINOConfig(**cfg))  # the default rate, 0.1
+    with pytest.raises(ConfigError, match=expected):
+        build_backbone("ghostnet_050", 32, 16, 0.1)
