@@ -188,6 +188,10 @@ class DINOConfig(BaseModel):
     def _consistent(self) -> DINOConfig:
         if self.use_bn_in_head and self.use_ln_in_head:
             raise ValueError("use_bn_in_head and use_ln_in_head cannot both be true")
+        if self.koleo_weight and self.batch_size == 1:  # its nearest neighbour is itself: no gradient
+            raise ValueError(f"koleo_weight {self.koleo_weight} with batch_size 1: KoLeo spreads the images "
+                             "of a batch apart, and a lone image's nearest neighbour is itself, so the term "
+                             "would be a constant with no gradient; set batch_size >= 2, or koleo_weight: 0")
         if self.augment_device == "gpu" and self.device == "cpu":
             raise ValueError("augment_device 'gpu' needs a CUDA device (device auto, cuda or cuda:N)")
         if self.dataset == "imagefolder" and not self.data_path:

@@ -1,0 +1,19 @@
+"""DINOConfig's rules between keys and the notes it gives on a run's schedule."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import TINY_TRAINER
+from trainables.config import ConfigError, make_config
+
+
+def test_koleo_with_a_batch_of_one_is_refused() -> None:
+    """A lone image's nearest neighbour is itself: `ablate train` with koleo_weight 0.1 and batch_size 1
+    ran, its KoLeo term a constant of about 32 added to every reported loss and no gradient."""
+    with pytest.raises(ConfigError, match=r"^--set koleo_weight 0.1 with batch_size 1: KoLeo spreads the "
+                                          r"images .* set batch_size >= 2, or koleo_weight: 0$"):
+        make_config({**TINY_TRAINER, "koleo_weight": 0.1, "batch_size": 1}, "--set ")
+    make_config({**TINY_TRAINER, "koleo_weight": 0.1, "batch_size": 2})
+    make_config({**TINY_TRAINER, "koleo_weight": 0.0, "batch_size": 1})
+
