@@ -227,11 +227,16 @@ class DINOConfig(BaseModel):
 
     def unfinished_warmups(self) -> list[str]:
         """The warmups longer than the run (the paper's 30 and 10 epochs kept for a short run): the
-        value they ramp to is never reached, so it is not the value the run measures."""
+        value they ramp to is never reached, so it is not the value the run measures. A last layer
+        frozen for the whole run (freeze_last_layer 1 of a 1-epoch run) never trains at all."""
         late = {"warmup_teacher_temp_epochs": "the teacher temperature never reaches teacher_temp",
                 "warmup_epochs": "the learning rate never reaches its peak"}
         notes = [f"{key} {getattr(self, key)} > epochs {self.epochs}: {what}" for key, what in late.items()
                  if getattr(self, key) > self.epochs]
+        if self.freeze_last_layer >= self.epochs:  # the official rule: no update while epoch < freeze
+            notes.append(f"freeze_last_layer {self.freeze_last_layer} >= epochs {self.epochs}: the last "
+                         "layer never trains (the prototypes keep their initial weights, and "
+                         "norm_last_layer has no effect)")
         if self.warmup_teacher_temp_epochs == self.epochs == 1:  # official schedule: linspace(w, t, 1) = [w]
             notes.insert(0, "warmup_teacher_temp_epochs 1 = epochs 1: the one epoch runs at "
                             f"warmup_teacher_temp; {late['warmup_teacher_temp_epochs']}")

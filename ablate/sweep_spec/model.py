@@ -51,7 +51,7 @@ MODEL_KEYS = {"arch", "patch_size", "global_crops_size", "local_crops_size", "lo
               "batch_size", "drop_path_rate"}
 # Trainer keys that can ask for a GPU (DINOConfig.gpu_settings).
 GPU_KEYS = {"device", "augment_device", "precision"}
-WARMUP_KEYS = {"warmup_teacher_temp_epochs", "warmup_epochs", "epochs"}
+WARMUP_KEYS = {"warmup_teacher_temp_epochs", "warmup_epochs", "freeze_last_layer", "epochs"}
 
 
 class SweepSpec(SpecModel):

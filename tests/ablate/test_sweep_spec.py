@@ -651,7 +651,7 @@ def test_a_one_epoch_warmup_of_a_one_epoch_run_is_said(tmp_path: Path) -> None:
     schedule's linspace(w, t, 1) is [w]): the searched teacher_temp had no effect on those trials."""
     spec = load_spec(write_spec(tmp_path, f"""
 name: w
-trainer: {dict(TINY_TRAINER, epochs=1)}
+trainer: {dict(TINY_TRAINER, epochs=1, freeze_last_layer=0)}
 space:
   warmup_teacher_temp_epochs: {{type: choice, values: [0, 1, 2]}}
 search: {{algorithm: grid}}
@@ -668,6 +668,21 @@ space:
 search: {{algorithm: grid}}
 """))
     assert longer.unfinished_warmups() == []  # 2 epochs reach teacher_temp at epoch 2 (1: at epoch 2)
+
+
+def test_a_searched_freeze_last_layer_as_long_as_the_run_is_said(tmp_path: Path) -> None:
+    """out_dim.yaml's norm_last_layer true/false with --set trainer.epochs=1 trained the same weights:
+    the last layer is frozen for freeze_last_layer epochs, here the whole run."""
+    spec = load_spec(write_spec(tmp_path, f"""
+name: w
+trainer: {dict(TINY_TRAINER, epochs=2)}
+space:
+  freeze_last_layer: {{type: choice, values: [1, 2]}}
+search: {{algorithm: grid}}
+"""))
+    assert [n.split(": ", 1)[1] for n in spec.unfinished_warmups()] == [
+        "space.freeze_last_layer.values[1]: freeze_last_layer 2 >= epochs 2: the last layer never trains "
+        "(the prototypes keep their initial weights, and norm_last_layer has no effect)"]
 
 
 def test_no_searchable_trainer_key_is_a_column_of_the_trials_table() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import TINY_TRAINER
-from trainables.config import ConfigError, make_config
+from trainables.config import ConfigError, DINOConfig, make_config
 
 
 def test_koleo_with_a_batch_of_one_is_refused() -> None:
@@ -17,3 +17,12 @@ def test_koleo_with_a_batch_of_one_is_refused() -> None:
     make_config({**TINY_TRAINER, "koleo_weight": 0.1, "batch_size": 2})
     make_config({**TINY_TRAINER, "koleo_weight": 0.0, "batch_size": 1})
 
+
+def test_a_last_layer_frozen_for_the_whole_run_is_said() -> None:
+    """freeze_last_layer 1 (the default) of a 1-epoch run: the last layer never got a gradient, so the
+    prototypes stayed random and norm_last_layer true and false trained the same weights, in silence."""
+    note = ("freeze_last_layer 1 >= epochs 1: the last layer never trains (the prototypes keep their "
+            "initial weights, and norm_last_layer has no effect)")
+    assert DINOConfig(**{**TINY_TRAINER, "epochs": 1}).unfinished_warmups() == [note]
+    assert DINOConfig(**{**TINY_TRAINER, "epochs": 2}).unfinished_warmups() == []
+    assert DINOConfig(**{**TINY_TRAINER, "epochs": 1, "freeze_last_layer": 0}).unfinished_warmups() == []
