@@ -44,11 +44,14 @@ def check_model(cfg: DINOConfig) -> None:
 
 def check_weights(cfg: DINOConfig, workers: int = 1) -> None:
     """Pretrained weights, if any, loaded into the backbone the trainer would build (``workers``: the
-    signature of ``check_data``)."""
+    signature of ``check_data``); the backbone's weights the file leaves out are said once, here."""
     if cfg.pretrained_weights:
-        from trainables.dino.backbone import build_backbone
+        from trainables.dino.backbone import build_backbone, load_pretrained, unloaded_note
 
-        build_backbone(cfg.arch, cfg.global_crops_size, cfg.patch_size, 0.0, cfg.pretrained_weights)
+        model = build_backbone(cfg.arch, cfg.global_crops_size, cfg.patch_size, 0.0)
+        missing = load_pretrained(model, cfg.pretrained_weights)
+        if note := unloaded_note(cfg.pretrained_weights, model, missing):
+            print(f"ablate: warning: {note}", file=sys.stderr)
 
 
 def check_data(cfg: DINOConfig, workers: int = 1) -> None:

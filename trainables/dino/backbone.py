@@ -170,8 +170,11 @@ def crop_problem(model: nn.Module, size: int, device: str) -> str:
     return ""
 
 
-def load_pretrained(model: nn.Module, path: str) -> None:
-    """Load backbone weights from a local file (a timm/torchvision state dict or a DINO checkpoint)."""
+def load_pretrained(model: nn.Module, path: str) -> list[str]:
+    """Load backbone weights from a local file (a timm/torchvision state dict or a DINO checkpoint).
+
+    Returns the backbone's weights the file does not hold, which keep their random initialization
+    (resnet18's file loaded into a resnet34: its third and later blocks of each stage)."""
     file = Path(path).expanduser()
     if not file.is_file():  # a folder or /dev/zero is there, but is no weights file either
         raise ConfigError(f"pretrained_weights={path!r}: {not_a_file(file)} (weights are never downloaded; "
@@ -205,13 +208,29 @@ def load_pretrained(model: nn.Module, path: str) -> None:
         first = str(exc).split("\n\t", 2)[1] if "\n\t" in str(exc) else str(exc)
         raise ConfigError(f"pretrained_weights={path!r}: does not fit {type(model).__name__} "
                           f"({first})") from None
+    return sorted(weight_names(model) - set(state))
+
+
+def weight_names(model: nn.Module) -> set[str]:
+    """The names of ``model``'s weights and buffers a file may hold. BatchNorm's num_batches_tracked
+    counters are bookkeeping, not weights: never a match (a file matching only those loads nothing),
+    never missing."""
+    return {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
+
+
+def unloaded_note(path: str, model: nn.Module, missing: list[str]) -> str:
+    """What to say of the backbone weights a pretrained_weights file left out ("" when none): they train
+    from their random initialization, which the run's results do not show."""
+    if not missing:
+        return ""
+    return (f"pretrained_weights={path!r}: {len(missing)} of the {len(weight_names(model))} weights of "
+            f"{type(model).__name__} are not in the file and start from random values (e.g. "
+            f"{', '.join(missing[:3])}); is it the weights of another arch?")
 
 
 def check_pretrained_keys(model: nn.Module, state: dict[str, Any], path: str) -> None:
     """A file none of whose weights are loaded is a mistake (wrong file, arch or key prefix)."""
-    # BatchNorm's num_batches_tracked counters are bookkeeping, not weights: they never count
-    # as a match (a file matching only those would load nothing).
-    wanted = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
+    wanted = weight_names(model)
     if not wanted & set(state):
         theirs = ", ".join(sorted(state)[:3]) or "none"
         ours = ", ".join(sorted(wanted)[:3])

@@ -178,3 +178,27 @@ def test_a_model_without_stochastic_depth_takes_drop_path_rate_0_only():
         check_model(DINOConfig(**cfg))  # the default rate, 0.1
     with pytest.raises(ConfigError, match=expected):
         build_backbone("ghostnet_050", 32, 16, 0.1)
+
+
+def test_backbone_weights_a_pretrained_file_leaves_out_are_said(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture):
+    """resnet18's file loaded into a resnet34 matched most of its weights, and the rest (each stage's
+    later blocks) trained from random values in silence; the check before the run now says how many."""
+    from tests.helpers import TINY_TRAINER
+    from trainables.config import DINOConfig
+    from trainables.inputs import check_weights
+
+    source = build_backbone("test_resnet", 32, 16, 0.0).state_dict()
+    whole, part = tmp_path / "whole.pth", tmp_path / "part.pth"
+    torch.save(source, whole)
+    torch.save({k: v for k, v in source.items() if not k.startswith("layer2.")}, part)
+    cfg = {**TINY_TRAINER, "arch": "test_resnet", "global_crops_size": 32, "local_crops_size": 32}
+    check_weights(DINOConfig(**cfg, pretrained_weights=str(whole)))
+    assert capsys.readouterr().err == ""
+    check_weights(DINOConfig(**cfg, pretrained_weights=str(part)))
+    missing = sorted(k for k in source if k.startswith("layer2.") and not k.endswith("num_batches_tracked"))
+    total = sum(not k.endswith("num_batches_tracked") for k in source)
+    assert capsys.readouterr().err.splitlines() == [
+        f"ablate: warning: pretrained_weights={str(part)!r}: {len(missing)} of the {total} weights of ResNet "
+        f"are not in the file and start from random values (e.g. {', '.join(missing[:3])}); is it the "
+        "weights of another arch?"]
