@@ -81,8 +81,9 @@ def arch_problem(arch: str) -> str | None:
     if timm.is_model(arch):
         return None
     names = timm.list_models()
-    close = difflib.get_close_matches(arch, names, n=5, cutoff=0.6)
-    close = close or timm.list_models(f"*{arch.split('_')[0]}*")[:5]
+    lower = arch.lower()  # timm's names are lower case: RESNET18 is resnet18's
+    close = difflib.get_close_matches(lower, names, n=5, cutoff=0.6)
+    close = close or timm.list_models(f"*{lower.split('_')[0]}*")[:5]
     hint = f"did you mean {', '.join(close)}?" if close else "see timm.list_models() for the names"
     return f"arch={arch!r}: not a timm model name (any of timm's {len(names)} models works); {hint}"
 

@@ -173,6 +173,7 @@ BAD = [
      "space: {arch: {type: choice, values: [resnet18, resnt50]}}\n", "space.arch.values[1]:", "resnet50"),
     ("unknown arch in a bundle", "name: t\nspace: {net: {type: choice, values: [{label: a, set: "
      "{arch: vit_tiny_patch16}}]}}\n", "space.net.values[0].set.arch:", "vit_tiny_patch16_224"),
+    ("arch in capitals", MINIMAL + "trainer: {arch: RESNET18}\n", "trainer.arch:", "did you mean resnet18"),
     ("num_samples above the cap", MINIMAL + "search: {num_samples: 100001}\n", "search.num_samples:",
      "pass --force"),
     ("fractional gpu with workers", MINIMAL + "resources: {gpu: 0.5, workers: 2}\n", "resources.gpu:",
