@@ -225,10 +225,11 @@ class DINOConfig(BaseModel):
                 "precision": self.precision == "fp16"}
         return [f"{key}={getattr(self, key)!r}" for key, needed in asks.items() if needed]
 
-    def unfinished_warmups(self) -> list[str]:
+    def unfinished_warmups(self, world_size: int = 1) -> list[str]:
         """The warmups longer than the run (the paper's 30 and 10 epochs kept for a short run): the
         value they ramp to is never reached, so it is not the value the run measures. A last layer
-        frozen for the whole run (freeze_last_layer 1 of a 1-epoch run) never trains at all."""
+        frozen for the whole run (freeze_last_layer 1 of a 1-epoch run) never trains at all, and a
+        min_lr above the peak (of ``world_size`` workers) turns the lr's cosine decay into a rise."""
         late = {"warmup_teacher_temp_epochs": "the teacher temperature never reaches teacher_temp",
                 "warmup_epochs": "the learning rate never reaches its peak"}
         notes = [f"{key} {getattr(self, key)} > epochs {self.epochs}: {what}" for key, what in late.items()
@@ -237,6 +238,10 @@ class DINOConfig(BaseModel):
             notes.append(f"freeze_last_layer {self.freeze_last_layer} >= epochs {self.epochs}: the last "
                          "layer never trains (the prototypes keep their initial weights, and "
                          "norm_last_layer has no effect)")
+        if self.min_lr > (peak := self.effective_lr(world_size)):  # min_lr is not scaled by the batch
+            notes.append(f"min_lr {self.min_lr:g} > the peak lr {peak:g} (lr {self.lr:g} x batch "
+                         f"{self.batch_size * self.grad_accum_steps * world_size} / 256): after the warmup "
+                         "the learning rate rises to min_lr instead of decaying")
         if self.warmup_teacher_temp_epochs == self.epochs == 1:  # official schedule: linspace(w, t, 1) = [w]
             notes.insert(0, "warmup_teacher_temp_epochs 1 = epochs 1: the one epoch runs at "
                             f"warmup_teacher_temp; {late['warmup_teacher_temp_epochs']}")

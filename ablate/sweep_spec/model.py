@@ -51,7 +51,9 @@ MODEL_KEYS = {"arch", "patch_size", "global_crops_size", "local_crops_size", "lo
               "batch_size", "drop_path_rate"}
 # Trainer keys that can ask for a GPU (DINOConfig.gpu_settings).
 GPU_KEYS = {"device", "augment_device", "precision"}
-WARMUP_KEYS = {"warmup_teacher_temp_epochs", "warmup_epochs", "freeze_last_layer", "epochs"}
+# Trainer keys of the schedules' notes (DINOConfig.unfinished_warmups).
+WARMUP_KEYS = {"warmup_teacher_temp_epochs", "warmup_epochs", "freeze_last_layer", "epochs", "min_lr", "lr",
+               "batch_size", "grad_accum_steps"}
 
 
 class SweepSpec(SpecModel):
@@ -263,7 +265,7 @@ class SweepSpec(SpecModel):
         longer than the run (DINOConfig.unfinished_warmups), each once: said, not refused."""
         notes: dict[str, str] = {}
         for at, values in self.configs_of(WARMUP_KEYS):
-            for note in make_config(values).unfinished_warmups():
+            for note in make_config(values).unfinished_warmups(self.resources.workers):
                 notes.setdefault(note, f"{self.source}: {at}: {note}")
         return list(notes.values())
 

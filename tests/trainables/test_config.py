@@ -26,3 +26,14 @@ def test_a_last_layer_frozen_for_the_whole_run_is_said() -> None:
     assert DINOConfig(**{**TINY_TRAINER, "epochs": 1}).unfinished_warmups() == [note]
     assert DINOConfig(**{**TINY_TRAINER, "epochs": 2}).unfinished_warmups() == []
     assert DINOConfig(**{**TINY_TRAINER, "epochs": 1, "freeze_last_layer": 0}).unfinished_warmups() == []
+
+
+def test_a_min_lr_above_the_peak_is_said() -> None:
+    """lr is scaled by the batch (lr x batch / 256), min_lr is not: lr 5e-6 at batch 32 peaks at 6.25e-7,
+    below the default min_lr 1e-6, and the cosine 'decay' raised the learning rate in silence."""
+    cfg = DINOConfig(**{**TINY_TRAINER, "lr": 5e-6})  # batch 32, epochs 2
+    assert cfg.unfinished_warmups() == [
+        "min_lr 1e-06 > the peak lr 6.25e-07 (lr 5e-06 x batch 32 / 256): after the warmup the learning rate "
+        "rises to min_lr instead of decaying"]
+    assert cfg.unfinished_warmups(world_size=2) == []  # 2 workers: a global batch of 64, a peak of 1.25e-6
+    assert DINOConfig(**TINY_TRAINER).unfinished_warmups() == []
