@@ -367,6 +367,10 @@ class DINOTrainer:
         if not math.isfinite(means[0]):
             raise NonFiniteLossError(f"loss is {means[0]} at epoch {epoch + 1}: training diverged "
                                      "(try a lower lr, a lower teacher_temp or precision=fp32)")
+        if not self.weights_finite():  # the epoch's last updates: its losses were computed before them
+            raise NonFiniteLossError(f"weights are NaN or infinite after epoch {epoch + 1} (its loss "
+                                     f"{means[0]:.4g} was computed before its last update): training "
+                                     "diverged (try a lower lr, clip_grad > 0 or precision=fp32)")
         elapsed = time.perf_counter() - start
         last_it = (epoch + 1) * self.niter_per_ep - 1
         return {
@@ -380,6 +384,13 @@ class DINOTrainer:
             "epoch_time_s": elapsed, "images_per_s": images / elapsed if elapsed > 0 else 0.0,
             **self._data_metrics(batches.wait_s, elapsed),
         }
+
+    def weights_finite(self) -> bool:
+        """Whether the student's and the teacher's weights are all finite (read only: one flag per
+        tensor, one sync). An update can turn them NaN after the last loss of an epoch was computed,
+        and the kNN of NaN features is a chance-level score, not an error."""
+        params = self.student_params + self.teacher_params
+        return bool(torch.stack([p.isfinite().all() for p in params]).all())
 
     def _data_metrics(self, wait_s: float, elapsed: float) -> dict[str, float]:
         """Time the loop waited for batches (on CUDA the device-side augmentation is queued

@@ -239,3 +239,15 @@ def test_knn_memory_subsample():
     assert len(trainer.memory_set) == 50 and trainer.memory_data[0].shape[0] == 50
     feats, labels = trainer._features(trainer.memory_data, trainer.memory_set)
     assert feats.dtype == torch.float16 and feats.shape[0] == labels.shape[0] == 50
+
+
+def test_weights_made_non_finite_by_an_epochs_last_update_stop_as_diverged():
+    """SGD at lr 1e3 without clipping: the last update of epoch 1 turned the weights NaN after every loss
+    of the epoch was computed, and `ablate train` said 'done' with a chance-level kNN (25 %) of NaN
+    features; a sweep ranked the trial as completed."""
+    trainer = DINOTrainer(tiny(epochs=1, optimizer="sgd", lr=1e3, clip_grad=0))
+    with pytest.raises(NonFiniteLossError, match=r"^weights are NaN or infinite after epoch 1 \(its loss "
+                                                 r"[0-9.]+ was computed before its last update\): training "
+                                                 r"diverged"):
+        trainer.train_one_epoch(0)
+    assert not trainer.weights_finite()
