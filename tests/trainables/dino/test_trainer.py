@@ -251,3 +251,13 @@ def test_weights_made_non_finite_by_an_epochs_last_update_stop_as_diverged():
                                                  r"diverged"):
         trainer.train_one_epoch(0)
     assert not trainer.weights_finite()
+
+
+def test_a_sinkhorn_run_that_diverges_is_told_to_raise_teacher_temp():
+    """Sinkhorn-Knopp's exp(logits / teacher_temp) overflows at a low temperature (NaN loss at 1e-4);
+    the advice said 'a lower teacher_temp', which makes it worse."""
+    trainer = DINOTrainer(tiny(epochs=1, centering="sinkhorn_knopp", teacher_temp=1e-4,
+                               warmup_teacher_temp=1e-4))
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 1: training diverged \(try a higher "
+                                                 r"teacher_temp: centering sinkhorn_knopp takes exp"):
+        trainer.train_one_epoch(0)
