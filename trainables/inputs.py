@@ -51,7 +51,7 @@ def check_weights(cfg: DINOConfig, workers: int = 1) -> None:
         model = build_backbone(cfg.arch, cfg.global_crops_size, cfg.patch_size, 0.0)
         missing = load_pretrained(model, cfg.pretrained_weights)
         if note := unloaded_note(cfg.pretrained_weights, model, missing):
-            print(f"ablate: warning: {note}", file=sys.stderr)
+            warn(note)
 
 
 def check_data(cfg: DINOConfig, workers: int = 1) -> None:
