@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -18,20 +19,34 @@ def _all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _all_reduce_max(x: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(x, op=dist.ReduceOp.MAX)
+    return x
+
+
+def _row_logsumexp(x: torch.Tensor) -> torch.Tensor:
+    """log(sum(exp(x), dim=1)) over every rank's columns (the samples of the global batch), K x 1."""
+    m = _all_reduce_max(x.max(dim=1, keepdim=True).values)
+    return m + torch.log(_all_reduce_sum((x - m).exp().sum(dim=1, keepdim=True)))
+
+
 @torch.no_grad()
 def sinkhorn_knopp(teacher_output: torch.Tensor, teacher_temp: float, n_iterations: int = 3) -> torch.Tensor:
-    """DINOv2's teacher normalization: rows and columns of exp(t / tau) balanced (Sinkhorn-Knopp)."""
-    q = torch.exp(teacher_output.float() / teacher_temp).t()  # K x B
+    """DINOv2's teacher normalization: rows and columns of exp(t / tau) balanced (Sinkhorn-Knopp).
+
+    DINOv2's ``sinkhorn_knopp_teacher`` divides Q = exp(t / tau) (K x B) by its sum, then, n times,
+    each prototype's row by its sum and K, each sample's column by its sum and B; the rows span the
+    global batch (all-reduced). The same steps here on log Q, as log-sum-exps: exp(t / tau) overflows
+    float32 once a logit reaches about 88 tau (1.06 at tau 0.012) and made the batch's targets NaN.
+    The first division drops out (the row step removes any constant)."""
+    log_q = (teacher_output.float() / teacher_temp).t()  # K x B
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-    n_samples, n_protos = q.shape[1] * world, q.shape[0]
-    q /= _all_reduce_sum(q.sum())
+    n_samples, n_protos = log_q.shape[1] * world, log_q.shape[0]
     for _ in range(n_iterations):
-        q /= _all_reduce_sum(q.sum(dim=1, keepdim=True))
-        q /= n_protos
-        q /= q.sum(dim=0, keepdim=True)
-        q /= n_samples
-    q *= n_samples
-    return q.t()
+        log_q -= _row_logsumexp(log_q) + math.log(n_protos)
+        log_q -= torch.logsumexp(log_q, dim=0, keepdim=True) + math.log(n_samples)
+    return (log_q + math.log(n_samples)).exp().t()
 
 
 class LossOutput(NamedTuple):

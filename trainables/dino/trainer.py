@@ -366,7 +366,7 @@ class DINOTrainer:
         images *= self.world_size
         if not math.isfinite(means[0]):
             raise NonFiniteLossError(f"loss is {means[0]} at epoch {epoch + 1}: training diverged "
-                                     f"({self.divergence_advice()})")
+                                     "(try a lower lr, a lower teacher_temp or precision=fp32)")
         if not self.weights_finite():  # the epoch's last updates: its losses were computed before them
             raise NonFiniteLossError(f"weights are NaN or infinite after epoch {epoch + 1} (its loss "
                                      f"{means[0]:.4g} was computed before its last update): training "
@@ -384,17 +384,6 @@ class DINOTrainer:
             "epoch_time_s": elapsed, "images_per_s": images / elapsed if elapsed > 0 else 0.0,
             **self._data_metrics(batches.wait_s, elapsed),
         }
-
-    def divergence_advice(self) -> str:
-        """What to try after a non-finite loss. Sinkhorn-Knopp exponentiates logits / teacher_temp
-        unshifted (DINOv2's code): a low temperature overflows float32 there, so a lower one, the advice
-        for centering's softmax, would make it worse."""
-        if self.cfg.centering == "sinkhorn_knopp":
-            low = min(self.cfg.teacher_temp, self.cfg.warmup_teacher_temp)
-            return (f"try a higher teacher_temp: centering sinkhorn_knopp takes exp(logits / teacher_temp), "
-                    f"which overflows float32 once a logit reaches about 88 x teacher_temp (here {low:g}); "
-                    "or a lower lr, or precision=fp32")
-        return "try a lower lr, a lower teacher_temp or precision=fp32"
 
     def weights_finite(self) -> bool:
         """Whether the student's and the teacher's weights are all finite (read only: one flag per

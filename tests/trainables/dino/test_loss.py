@@ -2,6 +2,8 @@ import math
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch.nn import functional as F
 
 from trainables.dino.loss import DINOLoss, KoLeoLoss, sinkhorn_knopp
@@ -85,6 +87,46 @@ def test_sinkhorn_knopp_balances_prototypes_and_samples():
     q = sinkhorn_knopp(torch.randn(12, 6), teacher_temp=0.5, n_iterations=50)
     torch.testing.assert_close(q.sum(dim=1), torch.ones(12), rtol=1e-4, atol=1e-4)  # rows: distributions
     torch.testing.assert_close(q.sum(dim=0), torch.full((6,), 2.0), rtol=1e-3, atol=1e-3)  # equal mass
+
+
+def dinov2_sinkhorn(t: torch.Tensor, tau: float, iterations: int = 3) -> torch.Tensor:
+    """facebookresearch/dinov2 ``SinkhornKnopp.sinkhorn_knopp_teacher``, one process, in float64."""
+    q = torch.exp(t.double() / tau).t()
+    n_protos, n_samples = q.shape
+    q /= q.sum()
+    for _ in range(iterations):
+        q /= q.sum(dim=1, keepdim=True)
+        q /= n_protos
+        q /= q.sum(dim=0, keepdim=True)
+        q /= n_samples
+    q *= n_samples
+    return q.t()
+
+
+@pytest.mark.parametrize(("scale", "tau"), [(1.0, 0.5), (1.0, 0.04), (8.0, 0.04)])
+def test_sinkhorn_knopp_is_dinov2s_also_past_float32s_exponent_range(scale: float, tau: float):
+    """exp(t / tau) overflowed float32 at t >= 88 tau (scale 8 at tau 0.04 reaches t / tau of 600):
+    the targets were NaN. They are DINOv2's, computed in float64 where nothing overflows."""
+    torch.manual_seed(3)
+    t = torch.randn(16, 10) * scale
+    torch.testing.assert_close(sinkhorn_knopp(t, tau), dinov2_sinkhorn(t, tau).float(), rtol=1e-5, atol=1e-6)
+
+
+def _sinkhorn_rank(rank: int, init_file: str, t: torch.Tensor, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        torch.save(sinkhorn_knopp(t.chunk(2)[rank], 0.04), f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_sinkhorn_knopp_over_two_ranks_is_one_process_over_the_global_batch(tmp_path):
+    """The prototypes' sums and the largest logit span every rank's samples (all-reduced)."""
+    torch.manual_seed(4)
+    t = torch.randn(16, 10) * 8
+    mp.spawn(_sinkhorn_rank, args=(str(tmp_path / "init"), t, str(tmp_path)), nprocs=2, join=True)
+    halves = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    torch.testing.assert_close(torch.cat(halves), sinkhorn_knopp(t, 0.04), rtol=1e-5, atol=1e-6)
 
 
 def test_centering_none_leaves_the_teacher_uncentered():

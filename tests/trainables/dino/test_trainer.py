@@ -241,6 +241,15 @@ def test_knn_memory_subsample():
     assert feats.dtype == torch.float16 and feats.shape[0] == labels.shape[0] == 50
 
 
+def test_a_sinkhorn_run_at_a_low_teacher_temp_trains():
+    """Sinkhorn-Knopp took exp(logits / teacher_temp) as DINOv2's code does, which overflowed float32
+    at a low temperature: the loss was NaN at teacher_temp 1e-4 and the run ended diverged."""
+    trainer = DINOTrainer(tiny(epochs=1, centering="sinkhorn_knopp", teacher_temp=1e-4,
+                               warmup_teacher_temp=1e-4))
+    metrics = trainer.train_one_epoch(0)
+    assert math.isfinite(metrics["loss"]) and metrics["loss"] > 0
+
+
 def test_weights_made_non_finite_by_an_epochs_last_update_stop_as_diverged():
     """SGD at lr 1e3 without clipping: the last update of epoch 1 turned the weights NaN after every loss
     of the epoch was computed, and `ablate train` said 'done' with a chance-level kNN (25 %) of NaN
@@ -251,13 +260,3 @@ def test_weights_made_non_finite_by_an_epochs_last_update_stop_as_diverged():
                                                  r"diverged"):
         trainer.train_one_epoch(0)
     assert not trainer.weights_finite()
-
-
-def test_a_sinkhorn_run_that_diverges_is_told_to_raise_teacher_temp():
-    """Sinkhorn-Knopp's exp(logits / teacher_temp) overflows at a low temperature (NaN loss at 1e-4);
-    the advice said 'a lower teacher_temp', which makes it worse."""
-    trainer = DINOTrainer(tiny(epochs=1, centering="sinkhorn_knopp", teacher_temp=1e-4,
-                               warmup_teacher_temp=1e-4))
-    with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 1: training diverged \(try a higher "
-                                                 r"teacher_temp: centering sinkhorn_knopp takes exp"):
-        trainer.train_one_epoch(0)
