@@ -62,7 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "search.num_samples=4, resources.gpu=0.25, name=temps-cifar")
     p.add_argument("--storage", default="runs", metavar="DIR", help="sweeps folder (default: ./runs)")
     p.add_argument("--force", action="store_true",
-                   help=f"accept search.num_samples above {MAX_SAMPLES} (otherwise refused as a likely typo)")
+                   help=f"accept more than {MAX_SAMPLES} trials (search.num_samples, or configurations x "
+                        "repeats; otherwise refused as a likely typo)")
     p.add_argument("--logger", dest="loggers", action="append", default=[], metavar="NAME",
                    choices=list(TRACKERS),
                    help="also log to this experiment tracker (repeatable; adds to the spec's `loggers`): "

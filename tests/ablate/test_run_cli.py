@@ -172,6 +172,27 @@ def test_force_accepts_a_huge_num_samples(tmp_path: Path, monkeypatch: pytest.Mo
     assert seen[0].search.num_samples == 1_000_000
 
 
+def test_force_accepts_repeats_beyond_the_limit_as_its_help_says(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """--help named only search.num_samples, though configurations x repeats above the limit is refused
+    too and --force accepts it (search_spaces/README.md, `repeats`)."""
+    from ablate.sweep_spec import MAX_SAMPLES
+
+    monkeypatch.setattr("ablate.sweep.run_sweep", lambda spec, storage, *a, **k: Path(storage) / spec.name)
+    monkeypatch.setattr("ablate.commands.run.conclude", lambda *args, **kwargs: 0)
+    spec = write_spec(tmp_path, OPTUNA_SPEC)
+    huge = ["run", str(spec), "--storage", str(tmp_path), "--set", "search.num_samples=2",
+            "--set", f"repeats={MAX_SAMPLES}"]
+    assert main(huge) == 2
+    assert "pass --force" in capsys.readouterr().err
+    assert main([*huge, "--force"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"accept more than {MAX_SAMPLES} trials (search.num_samples, or configurations x repeats" in said
+
+
 def test_help_imports_no_training_or_report_libraries() -> None:
     """`ablate --help` and every `ablate COMMAND --help` answer without torch, Ray, pandas or
     matplotlib (seconds each): the commands import them when they run."""
