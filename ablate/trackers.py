@@ -71,15 +71,31 @@ def mlflow_callback(sweep_dir: Path, sweep_name: str) -> Any:
 
 
 def wandb_callback(sweep_dir: Path, sweep_name: str) -> Any:
-    from ray.air.integrations.wandb import WandbLoggerCallback
+    from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
+
+    class RunWrittenActor(_WandbLoggingActor):
+        """Ray's W&B logging actor, which Tune kills (``ray.kill``) as soon as ``run`` returns:
+        ``wandb.finish()`` can return before wandb-core has written the run's file, and the kill
+        then left it empty (an offline ``run-ID.wandb`` of its 7-byte header, seen in a CI run).
+        ``wandb.teardown()`` waits for W&B to finish, as its atexit hook would, which a killed
+        process never runs."""
+
+        def run(self) -> None:
+            try:
+                super().run()
+            finally:
+                self._wandb.teardown()
+
+    class Callback(WandbLoggerCallback):
+        _logger_actor_cls = RunWrittenActor
 
     if not os.environ.get("WANDB_API_KEY"):
         # Ray asks for an API key unless the mode is offline; without one, offline is the only mode.
         os.environ.setdefault("WANDB_MODE", "offline")
     folder = sweep_dir / WANDB_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    return WandbLoggerCallback(project=sweep_name, dir=str(folder.resolve()),
-                               mode=os.environ.get("WANDB_MODE", "online"))
+    return Callback(project=sweep_name, dir=str(folder.resolve()),
+                    mode=os.environ.get("WANDB_MODE", "online"))
 
 
 BUILDERS = {"tensorboard": tensorboard_callback, "mlflow": mlflow_callback, "wandb": wandb_callback}

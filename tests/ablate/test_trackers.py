@@ -115,3 +115,35 @@ def test_unknown_or_missing_tracker_is_a_user_error(monkeypatch: pytest.MonkeyPa
     with pytest.raises(UserError, match=r"needs the mlflow package.*pip install 'ablate\[mlflow\]'"):
         check_trackers(["tensorboard", "mlflow"], "loggers")
     assert check_trackers(["tensorboard", "tensorboard"]) == ["tensorboard"]
+
+
+def test_the_wandb_actor_waits_for_wandb_to_write_its_run_before_tune_kills_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tune kills the W&B logging actor (ray.kill) once its run() returns, and wandb.finish() may return
+    before wandb-core has written the run's file: a CI run's offline run-ID.wandb held its 7-byte header
+    alone. The actor ends in wandb.teardown(), W&B's atexit hook, which a killed process never runs."""
+    import sys
+    import types
+
+    from ray.air.integrations.wandb import _QueueItem
+
+    from ablate.trackers import wandb_callback
+
+    calls: list[str] = []
+    run = types.SimpleNamespace(config=types.SimpleNamespace())
+    fake = types.SimpleNamespace(init=lambda *a, **k: calls.append("init") or run,
+                                 finish=lambda: calls.append("finish"),
+                                 teardown=lambda: calls.append("teardown"))
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    monkeypatch.setattr("ray.air.integrations.wandb._run_wandb_process_run_info_hook", lambda run: None)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_START_METHOD", "thread")  # run() sets it; restored after the test
+    monkeypatch.chdir(tmp_path)  # the actor's __init__ moves into its log folder
+
+    class Queue:
+        def get(self) -> tuple:
+            return _QueueItem.END, None
+
+    actor = wandb_callback(tmp_path, "s")._logger_actor_cls(str(tmp_path), Queue(), [], [])
+    actor.run()
+    assert calls == ["init", "finish", "teardown"]
