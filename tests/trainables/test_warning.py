@@ -17,6 +17,14 @@ PREFIX = re.compile(r"ablate( \w+)?: warning: ")
 ERROR_PREFIX = re.compile(r"[\"']ablate[^\"']*: error: ")  # in a string: "ablate {args.command}: error: "
 
 
+def spelled_out(pattern: re.Pattern[str]) -> list[str]:
+    """``file:line: text`` of each source line matching ``pattern`` outside trainables/warning.py."""
+    owner = ROOT / "trainables" / "warning.py"
+    return [f"{file.relative_to(ROOT)}:{n}: {line.strip()}"
+            for package in PACKAGES for file in sorted((ROOT / package).rglob("*.py")) if file != owner
+            for n, line in enumerate(file.read_text().splitlines(), start=1) if pattern.search(line)]
+
+
 def test_a_warning_is_one_line_on_the_stderr_of_the_moment(capsys: pytest.CaptureFixture) -> None:
     warn("the study continues in memory")
     warn("training on CPU: no GPU", command="train")
@@ -26,10 +34,7 @@ def test_a_warning_is_one_line_on_the_stderr_of_the_moment(capsys: pytest.Captur
 
 def test_no_module_writes_the_warning_prefix_by_hand() -> None:
     """It was written out at 16 sites (two of them 'ablate train: warning:'), each its own copy."""
-    owner = ROOT / "trainables" / "warning.py"
-    spelled = [f"{file.relative_to(ROOT)}:{n}: {line.strip()}"
-               for package in PACKAGES for file in sorted((ROOT / package).rglob("*.py")) if file != owner
-               for n, line in enumerate(file.read_text().splitlines(), start=1) if PREFIX.search(line)]
+    spelled = spelled_out(PREFIX)
     assert not spelled, "print it with trainables.warning.warn (ablate.errors.warn):\n" + "\n".join(spelled)
 
 
@@ -42,8 +47,5 @@ def test_an_error_line_has_the_warning_line_form(capsys: pytest.CaptureFixture) 
 
 def test_no_module_writes_the_error_prefix_by_hand() -> None:
     """ablate.cli wrote 'ablate {command}: error:' out at each of its three error sites."""
-    owner = ROOT / "trainables" / "warning.py"
-    spelled = [f"{file.relative_to(ROOT)}:{n}: {line.strip()}"
-               for package in PACKAGES for file in sorted((ROOT / package).rglob("*.py")) if file != owner
-               for n, line in enumerate(file.read_text().splitlines(), start=1) if ERROR_PREFIX.search(line)]
+    spelled = spelled_out(ERROR_PREFIX)
     assert not spelled, "print it with trainables.warning.print_error (ablate.errors):\n" + "\n".join(spelled)
