@@ -33,7 +33,7 @@ from ablate.records import first_sentences, mark_interrupted
 from sweep_format import statuses
 from sweep_format.layout import RESERVE_FILE, TRIALS_DIR
 from sweep_format.records import read_records
-from trainables.storage_errors import write_failure
+from trainables.storage_errors import code_in, remedy, write_failure
 
 if TYPE_CHECKING:
     from ablate.live import LiveView
@@ -286,7 +286,7 @@ def stopped_for_storage(sweep_dir: Path, total: int, failure: str) -> StorageFul
     done = sum(statuses.is_final(r.get("status")) for r in read_records(sweep_dir))
     return StorageFull(f"{failure}; the sweep stopped: {done} of {total} trials finished; the sweep folder "
                        f"{sweep_dir} keeps the trial records and each unfinished trial's last checkpoint; "
-                       f"free space (or make the storage writable), then `ablate resume {sweep_dir}`")
+                       f"{remedy(code_in(failure))}, then `ablate resume {sweep_dir}`")
 
 
 def keep_reserve(sweep_dir: Path) -> None:

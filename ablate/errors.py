@@ -7,6 +7,7 @@ import errno
 
 from trainables.config import ConfigError
 from trainables.storage_errors import STORAGE_ERRNOS as STORAGE_ERRNOS  # one set, the trainable's
+from trainables.storage_errors import remedy
 from trainables.warning import print_error as print_error  # one form of an error line, beside:
 from trainables.warning import warn as warn  # one form of a warning line, the trainer's
 
@@ -32,12 +33,12 @@ def storage_failure(exc: OSError, args: argparse.Namespace) -> str:
         from trainables.dino.trainer import CHECKPOINT_NAME  # torch: imported already by a training run
 
         return (f"{what}; {args.out}/{CHECKPOINT_NAME} still holds the last finished epoch (a checkpoint "
-                f"is replaced only once fully written); free space, then "
+                f"is replaced only once fully written); {remedy(exc.errno)}, then "
                 f"`ablate train --out {args.out} --resume`")
     if args.command in ("run", "resume"):
         where = args.sweep if args.command == "resume" else f"{args.storage}/<name>"
         return (f"{what}; the sweep folder {where} keeps finished trials and each running trial's "
-                f"last checkpoint; free space, then `ablate resume {where}`")
+                f"last checkpoint; {remedy(exc.errno)}, then `ablate resume {where}`")
     if args.command == "report":  # a colleague's folder, a shared or read-only disk: the records stay
         return f"{what}; the sweep's records are unchanged{report_advice(exc, args.sweep)}"
     return f"{what}; nothing else was changed"
@@ -45,8 +46,9 @@ def storage_failure(exc: OSError, args: argparse.Namespace) -> str:
 
 def report_advice(exc: OSError, sweep: object) -> str:
     """How to get the report of ``sweep`` that ``exc`` stopped (``ablate report``, or the report at the
-    end of ``ablate run``/``resume``): free space, or report a copy of a folder this user cannot write."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f": free space, then `ablate report {sweep}`"
+    end of ``ablate run``/``resume``): free space (or raise the file-size limit), or report a copy of a
+    folder this user cannot write."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return f": {remedy(exc.errno)}, then `ablate report {sweep}`"
     return (f". To report a sweep folder you cannot write, copy it (`cp -r {sweep} COPY`) and "
             "`ablate report COPY`")

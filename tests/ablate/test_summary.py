@@ -113,6 +113,8 @@ def test_a_damaged_record_is_not_said_to_be_retried(tmp_path: Path, capsys: pyte
     ("EACCES", ". To report a sweep folder you cannot write, copy it (`cp -r {sweep} COPY`) and "
                "`ablate report COPY`"),
     ("ENOSPC", ": free space, then `ablate report {sweep}`"),
+    ("EFBIG", ": raise the file-size limit (`ulimit -f`, or a file system that holds files this large), then "
+              "`ablate report {sweep}`"),
 ])
 def test_a_report_the_end_of_a_sweep_cannot_write_says_what_to_do(
         tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, code: str,

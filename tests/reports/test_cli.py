@@ -254,6 +254,8 @@ def test_a_spec_yaml_metric_that_is_no_metric_is_refused_in_one_line(sweep_copy:
     ("EROFS", "the sweep's records are unchanged. To report a sweep folder you cannot write, copy it "
               "(`cp -r {sweep} COPY`) and `ablate report COPY`"),
     ("ENOSPC", "the sweep's records are unchanged: free space, then `ablate report {sweep}`"),
+    ("EFBIG", "the sweep's records are unchanged: raise the file-size limit (`ulimit -f`, or a file system "
+              "that holds files this large), then `ablate report {sweep}`"),
 ])
 def test_a_folder_the_report_cannot_be_written_in_says_what_to_do(
         tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, code: str,
