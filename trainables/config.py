@@ -33,6 +33,10 @@ DATASETS = ("digit_scenes", "digits", "synthetic", "cifar10", "cifar100", "stl10
 TORCHVISION = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "stl10": "STL10"}  # dataset -> its class
 TORCHVISION_ROOT = "./data"  # where a torchvision dataset is looked for when data_path is not set
 FILE_DATASETS = ("imagefolder", *TORCHVISION)  # the datasets read from data_path; the others are built in
+# Keys that name a file or folder, and what leaving one out means. An empty or blank path names none: it
+# was read as the key left out, in silence (a blank one, made absolute, as a file in the current folder).
+PATH_KEYS = {"pretrained_weights": "none",
+             "data_path": f"the default, {TORCHVISION_ROOT} for a torchvision dataset"}
 # Upper bounds that keep schedules, heads and seeds within memory and range (the paper's values are
 # far below them).
 MAX_EPOCHS = 10_000
@@ -168,6 +172,14 @@ class DINOConfig(BaseModel):
         if expected:
             raise ValueError(f"expected {expected}")
         return value
+
+    @field_validator(*PATH_KEYS)
+    @classmethod
+    def _path_given(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("an empty path names no file; give one, or leave the key out (or write null) "
+                             f"for {PATH_KEYS[str(info.field_name)]}")
+        return v
 
     @field_validator("global_crops_scale", "local_crops_scale")
     @classmethod

@@ -13,12 +13,12 @@ from typing import Any
 
 from ablate.sweep_spec.base import spec_error
 from sweep_format.space import MEASURED_ON
+from trainables.config import PATH_KEYS as PATH_KEYS  # the trainer keys that name a file or folder
 from trainables.config import ConfigError, DINOConfig, make_config, unknown_key_message
 
-# Trainer keys that name a file or folder. A relative one means relative to the folder `ablate run`
-# runs in, where the driver checks it; Ray's trial processes run in other folders and `ablate
-# resume` may run from another one, so the spec holds them absolute (``absolute_paths``).
-PATH_KEYS = ("data_path", "pretrained_weights")
+# A relative PATH_KEYS value means relative to the folder `ablate run` runs in, where the driver checks
+# it; Ray's trial processes run in other folders and `ablate resume` may run from another one, so the
+# spec holds them absolute (``absolute_paths``).
 
 SEED_RULE = ("a trial's seed is search.seed + its repeat index; set search.seed (and repeats for "
              "several seeds) instead")
@@ -90,6 +90,7 @@ def arch_problem(arch: str) -> str | None:
 
 def absolute(value: Any) -> Any:
     """A path as the shell that ran ``ablate`` meant it: ``~`` expanded, made absolute against the
-    current folder (symbolic links kept); anything else as it is."""
-    return os.path.abspath(os.path.expanduser(value)) if isinstance(value, str) and value else value
+    current folder (symbolic links kept); anything else as it is (a blank path too, which DINOConfig
+    refuses: made absolute, it would name a file of blanks in the current folder)."""
+    return os.path.abspath(os.path.expanduser(value)) if isinstance(value, str) and value.strip() else value
 

@@ -629,6 +629,27 @@ space: {teacher_temp: {type: choice, values: [0.04]}}
     assert cifar.trainer["data_path"] == str(tmp_path / "data")
 
 
+def test_an_empty_path_fixed_or_searched_is_refused_at_its_key_path(tmp_path: Path) -> None:
+    """An empty or blank pretrained_weights or data_path, in the trainer section, a choice or a bundle:
+    refused where it is written (a blank one was made absolute, a file of blanks in the current folder)."""
+    said = "an empty path names no file; give one, or leave the key out (or write null) for"
+    cases = [
+        (MINIMAL + "trainer: {dataset: cifar10, data_path: ''}", "trainer.data_path: data_path=''"),
+        (MINIMAL + "trainer: {pretrained_weights: '  '}",
+         "trainer.pretrained_weights: pretrained_weights='  '"),
+        ("name: t\nspace: {pretrained_weights: {type: choice, values: [w.pt, ' ']}}",
+         "space.pretrained_weights.values[1]: pretrained_weights=' '"),
+        ("name: t\nspace: {w: {type: choice, values: [{label: a, set: {pretrained_weights: ''}}, "
+         "{label: b, set: {epochs: 2}}]}}",
+         "space.w.values[0].set.pretrained_weights: pretrained_weights=''"),
+    ]
+    for text, where in cases:
+        spec_file = write(tmp_path, text + "\n")
+        assert error_of(spec_file).startswith(f"{spec_file}: {where}: {said} "), text
+    assert error_of(write(tmp_path, MINIMAL), ["trainer.pretrained_weights=''"]).startswith(
+        f"{tmp_path / 'spec.yaml'}: trainer.pretrained_weights: pretrained_weights='': {said} none")
+
+
 def test_a_warmup_longer_than_the_run_is_said_once(tmp_path: Path) -> None:
     """The paper's warmups (30 and 10 epochs) kept for an 8-epoch run: the teacher temperature and the
     learning rate never reach the values the sweep varies; said once per setting, not refused."""

@@ -151,6 +151,21 @@ def test_bad_config_file_names_the_file_and_line(tmp_path: Path, capsys: pytest.
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("key", ["pretrained_weights", "data_path"])
+def test_an_empty_path_in_a_config_file_is_refused_naming_the_file(tmp_path: Path, key: str,
+                                                                   capsys: pytest.CaptureFixture):
+    """`data_path: "  "` was made absolute (a file of blanks in the folder ablate ran in) and refused as a
+    data_path the dataset does not read; `""` trained as if the key were not there."""
+    cfg = tmp_path / "c.yaml"
+    for blank in ("''", "'  '"):
+        cfg.write_text(f"dataset: cifar10\n{key}: {blank}\n")
+        assert main(["train", str(cfg), "--out", str(tmp_path / "never")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"ablate train: error: {cfg}: {key}={blank}: an empty path names no file; ")
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "never").exists()
+
+
 @pytest.mark.parametrize("text,expected", [
     ("name: x\ntrainer: 5\nspace: {}\n", "spec.yaml: trainer: got 5; expected a mapping of trainer keys"),
     ("name: x\nepochs: 2\ntrainer: {epochs: 3}\n",

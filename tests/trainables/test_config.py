@@ -37,3 +37,18 @@ def test_a_min_lr_above_the_peak_is_said() -> None:
         "rises to min_lr instead of decaying"]
     assert cfg.unfinished_warmups(world_size=2) == []  # 2 workers: a global batch of 64, a peak of 1.25e-6
     assert DINOConfig(**TINY_TRAINER).unfinished_warmups() == []
+
+
+@pytest.mark.parametrize("key, unset", [("pretrained_weights", "none"),
+                                        ("data_path", "the default, ./data for a torchvision dataset")])
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_an_empty_path_is_refused_not_read_as_the_key_left_out(key: str, unset: str, blank: str) -> None:
+    """`pretrained_weights: ""` trained from random weights and `data_path: ""` read torchvision's ./data,
+    each as if the key were not there, without a word."""
+    with pytest.raises(ConfigError) as info:
+        make_config({"dataset": "cifar10", key: blank}, "c.yaml: ")
+    assert str(info.value).startswith(f"c.yaml: {key}={blank!r}: an empty path names no file; give one, or "
+                                      f"leave the key out (or write null) for {unset} (")
+    assert not info.value.cross_key
+    assert getattr(make_config({"dataset": "cifar10", key: None}), key) is None
+    assert getattr(make_config({"dataset": "cifar10", key: "x"}), key) == "x"
