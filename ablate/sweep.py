@@ -163,7 +163,7 @@ def check_inputs(spec: SweepSpec, address: str | None, resuming: bool = False) -
 
     spec.check_batches()
     spec.check_models()
-    for note in spec.unfinished_warmups():
+    for note in spec.unfinished_warmups() + spec.unread_keys():
         warn(note)
     try:
         spec.check_inputs()

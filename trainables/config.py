@@ -11,6 +11,7 @@ field's description.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import reprlib
@@ -33,6 +34,13 @@ DATASETS = ("digit_scenes", "digits", "synthetic", "cifar10", "cifar100", "stl10
 TORCHVISION = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "stl10": "STL10"}  # dataset -> its class
 TORCHVISION_ROOT = "./data"  # where a torchvision dataset is looked for when data_path is not set
 FILE_DATASETS = ("imagefolder", *TORCHVISION)  # the datasets read from data_path; the others are built in
+# The data keys only some datasets read, and which; set for another dataset they change nothing. All
+# but image folders are held in memory (trainables.data.in_memory) and augmented in batches on the device
+# (trainables.dino.trainer), so DataLoader workers are for image folders, and for any dataset with
+# augment_device: cpu (PER_IMAGE_KEYS), whose per-image pipeline runs in them.
+DATASET_KEYS = {"download": tuple(TORCHVISION), "skip_bad_images": ("imagefolder",),
+                "num_workers": ("imagefolder",)}
+PER_IMAGE_KEYS = ("num_workers",)
 # Keys that name a file or folder, and what leaving one out means. An empty or blank path names none: it
 # was read as the key left out, in silence (a blank one, made absolute, as a file in the current folder).
 PATH_KEYS = {"pretrained_weights": "none",
@@ -257,6 +265,21 @@ class DINOConfig(BaseModel):
         if self.warmup_teacher_temp_epochs == self.epochs == 1:  # official schedule: linspace(w, t, 1) = [w]
             notes.insert(0, "warmup_teacher_temp_epochs 1 = epochs 1: the one epoch runs at "
                             f"warmup_teacher_temp; {late['warmup_teacher_temp_epochs']}")
+        return notes
+
+    def unread_keys(self) -> list[str]:
+        """Why each of the ``DATASET_KEYS`` that asks for something (not unset, 0 or false, which ask for
+        nothing and get it) changes nothing, when the dataset does not read it (num_workers 4 with the
+        in-memory digit_scenes: no worker starts): said, not refused."""
+        notes = []
+        for key, readers in DATASET_KEYS.items():
+            value, per_image = getattr(self, key), key in PER_IMAGE_KEYS
+            read = self.dataset in readers or (per_image and self.augment_device == "cpu")
+            if value and not read:
+                verb = "reads" if len(readers) == 1 else "read"
+                also = ", or any dataset with augment_device: cpu" if per_image else ""
+                notes.append(f"{key} {json.dumps(value)} has no effect on dataset {self.dataset!r}: only "
+                             f"{', '.join(readers)} {verb} it{also}; leave it out")
         return notes
 
     def crop_sizes(self) -> dict[str, int]:

@@ -155,7 +155,7 @@ def main(args: argparse.Namespace) -> int:
         if (out / METRICS_NAME).exists():
             print(f"ablate train: {out} holds a run stopped before its first checkpoint (nothing to "
                   "resume): starting it over", file=sys.stderr)
-    for note in cfg.unfinished_warmups(args.workers):
+    for note in cfg.unfinished_warmups(args.workers) + cfg.unread_keys():
         warn(note, command="train")
     if args.workers > 1:
         from ablate.session import check_utf8_for_ray

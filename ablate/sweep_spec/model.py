@@ -31,7 +31,15 @@ from ablate.sweep_spec.trainer import PATH_KEYS, absolute, check_trainer, check_
 from sweep_format import yamltext
 from sweep_format.metrics import DEFAULT_METRIC, DIRECTION, METRICS
 from sweep_format.values import fmt_value
-from trainables.config import MAX_SEED, TORCHVISION, TORCHVISION_ROOT, ConfigError, DINOConfig, make_config
+from trainables.config import (
+    DATASET_KEYS,
+    MAX_SEED,
+    TORCHVISION,
+    TORCHVISION_ROOT,
+    ConfigError,
+    DINOConfig,
+    make_config,
+)
 from trainables.inputs import check_data, check_model, check_weights
 
 Logger = Literal["tensorboard", "mlflow", "wandb"]
@@ -54,6 +62,8 @@ GPU_KEYS = {"device", "augment_device", "precision"}
 # Trainer keys of the schedules' notes (DINOConfig.unfinished_warmups).
 WARMUP_KEYS = {"warmup_teacher_temp_epochs", "warmup_epochs", "freeze_last_layer", "epochs", "min_lr", "lr",
                "batch_size", "grad_accum_steps"}
+# Trainer keys of the notes on data keys a dataset does not read (DINOConfig.unread_keys).
+UNREAD_KEYS = {"dataset", "augment_device", *DATASET_KEYS}
 
 
 class SweepSpec(SpecModel):
@@ -266,6 +276,15 @@ class SweepSpec(SpecModel):
         notes: dict[str, str] = {}
         for at, values in self.configs_of(WARMUP_KEYS):
             for note in make_config(values).unfinished_warmups(self.resources.workers):
+                notes.setdefault(note, f"{self.source}: {at}: {note}")
+        return list(notes.values())
+
+    def unread_keys(self) -> list[str]:
+        """``FILE: PATH: KEY V has no effect on dataset D: ...`` where the baseline or a searched value sets
+        a data key its dataset does not read (DINOConfig.unread_keys), each once: said, not refused."""
+        notes: dict[str, str] = {}
+        for at, values in self.configs_of(UNREAD_KEYS):
+            for note in make_config(values).unread_keys():
                 notes.setdefault(note, f"{self.source}: {at}: {note}")
         return list(notes.values())
 

@@ -68,6 +68,29 @@ def test_the_opening_line_counts_one_trial_as_one(tmp_path: Path, capsys: pytest
     assert not storage.exists()
 
 
+def test_a_data_key_its_dataset_does_not_read_is_warned_once_before_ray(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """trainer.num_workers 3 on the in-memory synthetic set, and a bundle's skip_bad_images: accepted and
+    unused by every trial, without a word; now one warning line each, before Ray starts."""
+    from ablate.errors import UserError
+
+    def no_ray(*args: object, **kwargs: object) -> None:
+        raise UserError("no Ray in this test")
+
+    monkeypatch.setattr("ablate.sweep.ray_session", no_ray)
+    pick = ("  pick: {type: choice, values: [{label: a, set: {skip_bad_images: true}}, "
+            "{label: b, set: {epochs: 1}}]}")
+    spec = write_spec(tmp_path, OPTUNA_SPEC.replace("space:\n", f"space:\n{pick}\n"))
+    sets = ["--set", "trainer.num_workers=3"]
+    assert main(["run", str(spec), "--storage", str(tmp_path / "runs"), *sets]) == 2
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "has no effect on dataset" in line]
+    assert warnings == [
+        f"ablate: warning: {spec}: trainer: num_workers 3 has no effect on dataset 'synthetic': only "
+        "imagefolder reads it, or any dataset with augment_device: cpu; leave it out",
+        f"ablate: warning: {spec}: space.pick.values[0].set: skip_bad_images true has no effect on dataset "
+        "'synthetic': only imagefolder reads it; leave it out"]
+
+
 def test_an_empty_storage_is_refused_before_ray(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """--storage '' put the sweep into the folder ablate ran in (Path('') is '.'), as --out '' did."""

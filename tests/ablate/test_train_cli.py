@@ -116,6 +116,20 @@ def test_a_run_killed_while_it_writes_a_metrics_row_resumes_with_every_row_whole
     assert "resuming" in capsys.readouterr().err
 
 
+def test_a_data_key_its_dataset_does_not_read_is_warned_once(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """num_workers 3 and download true with the in-memory synthetic set trained as without them, in
+    silence; each is now one warning line, and the run goes on."""
+    sets = [a for k, v in {**TINY_TRAINER, "epochs": 1, "num_workers": 3, "download": "true"}.items()
+            for a in ("--set", f"{k}={v}")]
+    assert main(["train", *sets, "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "has no effect on dataset" in line]
+    assert warnings == [
+        "ablate train: warning: download true has no effect on dataset 'synthetic': only cifar10, cifar100, "
+        "stl10 read it; leave it out",
+        "ablate train: warning: num_workers 3 has no effect on dataset 'synthetic': only imagefolder reads "
+        "it, or any dataset with augment_device: cpu; leave it out"]
+
+
 @pytest.mark.parametrize("args,expected", [
     (["--set", "teacher_tmp=0.1"], "Valid keys:"),
     (["--set", "teacher_temp=-1"], "teacher_temp=-1"),

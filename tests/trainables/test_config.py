@@ -52,3 +52,22 @@ def test_an_empty_path_is_refused_not_read_as_the_key_left_out(key: str, unset: 
     assert not info.value.cross_key
     assert getattr(make_config({"dataset": "cifar10", key: None}), key) is None
     assert getattr(make_config({"dataset": "cifar10", key: "x"}), key) == "x"
+
+
+def test_a_data_key_the_dataset_does_not_read_is_said() -> None:
+    """num_workers 8 with CIFAR-10 (in memory, augmented in batches on the device: no worker starts),
+    download true with an image folder, skip_bad_images true with a built-in set: accepted and unused,
+    without a word. Unset, 0 and false ask for nothing, and are not said."""
+    cfg = make_config({"dataset": "cifar10", "num_workers": 8, "download": True, "skip_bad_images": True})
+    assert cfg.unread_keys() == [
+        "skip_bad_images true has no effect on dataset 'cifar10': only imagefolder reads it; leave it out",
+        "num_workers 8 has no effect on dataset 'cifar10': only imagefolder reads it, or any dataset with "
+        "augment_device: cpu; leave it out"]
+    folder = make_config({"dataset": "imagefolder", "data_path": "x", "num_workers": 8, "download": True,
+                          "skip_bad_images": True})
+    assert folder.unread_keys() == [
+        "download true has no effect on dataset 'imagefolder': only cifar10, cifar100, stl10 read it; leave "
+        "it out"]
+    assert make_config({"num_workers": 2, "augment_device": "cpu"}).unread_keys() == []  # per-image workers
+    assert make_config({"num_workers": 0, "download": False, "skip_bad_images": False}).unread_keys() == []
+    assert make_config({}).unread_keys() == []

@@ -359,6 +359,19 @@ def test_in_memory_datasets_become_one_uint8_tensor():
     assert in_memory(mixed) is None  # different sizes: the per-image path
 
 
+@pytest.mark.parametrize("dataset", ["synthetic", "digits", "digit_scenes", "imagefolder"])
+def test_the_datasets_that_read_num_workers_are_those_not_held_in_memory(tmp_path: Path, dataset: str):
+    """DATASET_KEYS says which datasets read num_workers (a warning names the others): those the trainer
+    cannot hold in memory, whose images DataLoader workers read (trainables.dino.trainer._make_loader)."""
+    from trainables.config import DATASET_KEYS
+    from trainables.data import in_memory
+
+    path = str(write_image_folder(tmp_path / "f", n=2)) if dataset == "imagefolder" else None
+    train, test = build_datasets(make_config({"dataset": dataset, "data_path": path}))
+    held = in_memory(train) is not None and in_memory(test) is not None
+    assert held == (dataset not in DATASET_KEYS["num_workers"])
+
+
 def test_a_16_bit_image_is_scaled_to_8_bits_not_clipped(tmp_path: Path):
     """PIL's convert('RGB') clipped 16-bit greyscale at 255: a 16-bit PNG trained as a white picture."""
     from PIL import Image
