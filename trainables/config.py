@@ -11,6 +11,7 @@ field's description.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -304,6 +305,26 @@ def device_problem(name: str) -> str:
     if name in ("auto", "cpu", "cuda") or (index != name and index.isascii() and index.isdigit()):
         return ""
     return f"must be {DEVICES}, got {name!r}"
+
+
+def arch_problem(arch: str) -> str | None:
+    """Why ``arch`` cannot be built (not a timm model name), with the closest names; None if it can. The
+    one wording of an unknown backbone: ``ablate train`` and ``ablate run`` refuse it before anything
+    starts, and ``build_backbone`` where no check came first.
+
+    Example: ``arch_problem("vit_smal_patch16_224")`` -> "arch='vit_smal_patch16_224': not a timm
+    model name (any of timm's N models works); did you mean vit_small_patch16_224, ...?"
+    """
+    import timm  # only when an arch is checked: timm takes a second to import
+
+    if timm.is_model(arch):
+        return None
+    names = timm.list_models()
+    lower = arch.lower()  # timm's names are lower case: RESNET18 is resnet18's
+    close = difflib.get_close_matches(lower, names, n=5, cutoff=0.6)
+    close = close or timm.list_models(f"*{lower.split('_')[0]}*")[:5]
+    hint = f"did you mean {', '.join(close)}?" if close else "see timm.list_models() for the names"
+    return f"arch={arch!r}: not a timm model name (any of timm's {len(names)} models works); {hint}"
 
 
 def value_kinds(annotation: Any) -> set[Any]:

@@ -23,7 +23,6 @@ from ablate.admission import MAX_RESOURCE, TRAIN_WORKER
 from ablate.errors import UserError, warn
 from ablate.folder import check_writable, remove_made
 from ablate.overrides import load_yaml, parse_sets
-from ablate.sweep_spec import arch_problem
 from ablate.sweep_spec.model import absolute_paths
 from sweep_format import yamltext
 from sweep_format.files import NOT_REGULAR, file_on_path, linked, loads, special_file, too_long, write_text
@@ -31,6 +30,7 @@ from sweep_format.layout import RAY_LOG, inside_sweep, sweep_around
 from trainables.config import (
     ConfigError,
     DINOConfig,
+    arch_problem,
     config_differences,
     describe_keys,
     make_config,

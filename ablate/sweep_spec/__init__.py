@@ -23,8 +23,6 @@ from ablate.sweep_spec.loader import load_spec
 from ablate.sweep_spec.model import MAX_POINTS, METRICS, SweepSpec
 from ablate.sweep_spec.sections import MAX_SAMPLES, SAMPLERS, available_samplers
 from ablate.sweep_spec.space import BASELINE, BundleDist, ChoiceDist, FloatDist, IntDist
-from ablate.sweep_spec.trainer import arch_problem
 
 __all__ = ["BASELINE", "MAX_POINTS", "MAX_SAMPLES", "METRICS", "SAMPLERS", "BundleDist", "ChoiceDist",
-           "FloatDist", "IntDist", "SpecError", "SweepSpec", "arch_problem", "available_samplers",
-           "load_spec"]
+           "FloatDist", "IntDist", "SpecError", "SweepSpec", "available_samplers", "load_spec"]

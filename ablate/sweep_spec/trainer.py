@@ -1,20 +1,19 @@
 """Trainer keys in a spec (the ``trainer`` section, space bounds, bundle sets), checked by ``DINOConfig``.
 
 The trainer's own rules live in ``trainables.config``; this module only says where in the spec a
-value broke them. ``arch_problem`` also serves ``ablate train``: an unknown backbone is refused
-before anything starts, not by every trial of a sweep in turn.
+value broke them. An unknown backbone (``trainables.config.arch_problem``) is refused before anything
+starts, not by every trial of a sweep in turn.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 from typing import Any
 
 from ablate.sweep_spec.base import spec_error
 from sweep_format.space import MEASURED_ON
 from trainables.config import PATH_KEYS as PATH_KEYS  # the trainer keys that name a file or folder
-from trainables.config import ConfigError, DINOConfig, make_config, unknown_key_message
+from trainables.config import ConfigError, DINOConfig, arch_problem, make_config, unknown_key_message
 
 # A relative PATH_KEYS value means relative to the folder `ablate run` runs in, where the driver checks
 # it; Ray's trial processes run in other folders and `ablate resume` may run from another one, so the
@@ -68,24 +67,6 @@ def check_trainer(trainer: dict[str, Any]) -> dict[str, Any]:
         check_values({key: value}, str(key))
     check_values(trainer, "")
     return trainer
-
-
-def arch_problem(arch: str) -> str | None:
-    """Why ``arch`` cannot be built (not a timm model name), with the closest names; None if it can.
-
-    Example: ``arch_problem("vit_smal_patch16_224")`` -> "arch='vit_smal_patch16_224': not a timm
-    model name; did you mean vit_small_patch16_224, ...?"
-    """
-    import timm  # only when a spec names an arch: timm takes a second to import
-
-    if timm.is_model(arch):
-        return None
-    names = timm.list_models()
-    lower = arch.lower()  # timm's names are lower case: RESNET18 is resnet18's
-    close = difflib.get_close_matches(lower, names, n=5, cutoff=0.6)
-    close = close or timm.list_models(f"*{lower.split('_')[0]}*")[:5]
-    hint = f"did you mean {', '.join(close)}?" if close else "see timm.list_models() for the names"
-    return f"arch={arch!r}: not a timm model name (any of timm's {len(names)} models works); {hint}"
 
 
 def absolute(value: Any) -> Any:

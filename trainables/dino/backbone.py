@@ -12,7 +12,7 @@ from torch import nn
 
 from sweep_format.files import not_a_file
 from trainables.checkpoint import load_pt
-from trainables.config import ConfigError
+from trainables.config import ConfigError, arch_problem
 
 
 def is_vit(model: nn.Module) -> bool:
@@ -44,9 +44,8 @@ def build_backbone(arch: str, img_size: int, patch_size: int, drop_path_rate: fl
         vit = build_backbone("vit_tiny_patch16_224", img_size=32, patch_size=4, drop_path_rate=0.1)
         feats = vit(torch.randn(2, 3, 16, 16))   # (2, 192): local crops work too
     """
-    if not timm.is_model(arch):
-        close = timm.list_models(f"*{arch.split('_')[0]}*")[:8]
-        raise ConfigError(f"arch={arch!r}: not a timm model name. Similar: {', '.join(close) or 'none'}")
+    if problem := arch_problem(arch):
+        raise ConfigError(problem)
     try:
         model = timm.create_model(arch, pretrained=False, num_classes=0, img_size=img_size,
                                   patch_size=patch_size, dynamic_img_size=True,

@@ -202,3 +202,17 @@ def test_backbone_weights_a_pretrained_file_leaves_out_are_said(tmp_path: Path,
         f"ablate: warning: pretrained_weights={str(part)!r}: {len(missing)} of the {total} weights of ResNet "
         f"are not in the file and start from random values (e.g. {', '.join(missing[:3])}); is it the "
         "weights of another arch?"]
+
+
+def test_an_unknown_arch_is_worded_once_whoever_refuses_it():
+    """build_backbone said "Similar: vit_small_patch16_224, ..." (the first eight names of a glob), the
+    input check of ablate train and ablate run "did you mean" (the closest names): one wording now."""
+    from trainables.config import arch_problem
+
+    said = arch_problem("vit_smal_patch16_224")
+    assert said is not None and said.startswith("arch='vit_smal_patch16_224': not a timm model name (any of ")
+    assert "; did you mean vit_small_patch16_224," in said
+    with pytest.raises(ConfigError) as info:
+        build_backbone("vit_smal_patch16_224", 32, 16, 0.0)
+    assert str(info.value) == said
+    assert arch_problem("test_vit") is None
