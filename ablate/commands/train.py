@@ -89,7 +89,10 @@ def resolve_config(config_file: str | None, sets: list[str], workers: int = 1,
     problem = arch_problem(cfg.arch)  # before the data is read, with the closest timm names
     if problem:
         raise ConfigError(f"{where}{problem}")
-    check_inputs(cfg, workers)  # the weights and data it names, before anything is written
+    try:
+        check_inputs(cfg, workers)  # the crops, weights and data it names, before anything is written
+    except ConfigError as exc:  # named by where the values came from, as the config's own refusals are
+        raise ConfigError(f"{where}{exc}", exc.cross_key) from None
     return cfg
 
 

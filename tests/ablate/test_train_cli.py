@@ -180,6 +180,28 @@ def test_an_empty_path_in_a_config_file_is_refused_naming_the_file(tmp_path: Pat
     assert not (tmp_path / "never").exists()
 
 
+def test_a_crop_the_backbone_cannot_take_is_refused_naming_the_config_file(tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture):
+    """A crop size a ViT's patches do not divide was refused as the bare "global_crops_size=30 (...)",
+    without the CONFIG file (or --set) every other refusal of a value starts with; so were the rest of the
+    input check (a step larger than the data, a weights file that is not there)."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("arch: test_vit\npatch_size: 4\nglobal_crops_size: 30\nlocal_crops_number: 0\n"
+                   "dataset: synthetic\n")
+    crop = ("global_crops_size=30 (Input height (30) should be divisible by patch size (4).): arch "
+            "'test_vit' with patch_size=4 cannot take this crop")
+    for args, where in (([str(cfg)], f"{cfg}: "), ([str(cfg), "--set", "epochs=1"], f"{cfg} + --set: "),
+                        (["--set", "arch=test_vit", "--set", "patch_size=4", "--set", "global_crops_size=30",
+                          "--set", "local_crops_number=0"], "--set ")):
+        assert main(["train", *args, "--out", str(tmp_path / "never")]) == 2
+        assert capsys.readouterr().err == f"ablate train: error: {where}{crop}\n"
+    cfg.write_text("dataset: synthetic\nbatch_size: 1000\n")
+    assert main(["train", str(cfg), "--out", str(tmp_path / "never")]) == 2
+    assert capsys.readouterr().err == (f"ablate train: error: {cfg}: batch_size=1000 x grad_accum_steps=1: "
+                                       "larger than the 160 training images of 'synthetic'\n")
+    assert not (tmp_path / "never").exists()
+
+
 @pytest.mark.parametrize("text,expected", [
     ("name: x\ntrainer: 5\nspace: {}\n", "spec.yaml: trainer: got 5; expected a mapping of trainer keys"),
     ("name: x\nepochs: 2\ntrainer: {epochs: 3}\n",
