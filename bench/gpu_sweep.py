@@ -35,7 +35,6 @@ trainer:
   out_dim: 4096
   epochs: {epochs}
   eval_every: 0
-  num_workers: {workers}
 space:
   teacher_temp: {{type: choice, values: {temps}}}
 search: {{algorithm: grid}}
@@ -83,7 +82,6 @@ def main() -> None:
     p.add_argument("--arch", default="vit_small_patch16_224")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--workers", type=int, default=2, help="DataLoader workers per trial")
     p.add_argument("--cpu", type=float, default=2, help="CPUs per trial")
     p.add_argument("--shares", default="1,0.5,0.25", help="GPU share per trial, comma-separated")
     p.add_argument("--trials", type=int, default=8, help="trials per packing (a grid of teacher_temp)")
@@ -104,7 +102,7 @@ def main() -> None:
             spec_file = storage / f"spec-{share}.yaml"
             temps = [round(0.02 + 0.01 * i, 3) for i in range(args.trials)]
             spec_file.write_text(SPEC.format(share=share, arch=args.arch, batch=args.batch, temps=temps,
-                                             epochs=args.epochs, workers=args.workers, cpu=args.cpu,
+                                             epochs=args.epochs, cpu=args.cpu,
                                              patch=args.patch_size))
             t0 = time.time()
             sweep = run_sweep(load_spec(spec_file), storage / "runs")
