@@ -188,14 +188,14 @@ def lists_every_point(result: Analysis) -> bool:
 
 def ablation_tables(result: Analysis, top: int = TABLE_ROWS) -> list[tuple[str, pd.DataFrame]]:
     """Ablation sweeps: one table per parameter that varied (its values, the others at the baseline),
-    as in the DINO paper's ablation tables. Other searches: one table of the ``top`` points against the
-    best."""
+    as in the DINO paper's ablation tables, titled by it. Other searches: one table of the ``top`` points
+    against the best, untitled (the section's heading names it)."""
     if result.reference is None:
         return []
     ref = result.row(result.reference)
     pts = result.points
     if not (result.is_ablation and result.reference_kind == "baseline"):
-        return [("All configurations, against the best", _table(result, pts.head(top), result.params, ref))]
+        return [("", _table(result, pts.head(top), result.params, ref))]
     tables = []
     for p in filter(lambda p: varied(pts, p), result.params):  # one value only: no line to tabulate
         group = pts[ablation_line(pts, result, p)] if len(pts) else pts

@@ -197,7 +197,8 @@ def add_ablation(doc: Document, result: Analysis) -> None:
     if result.reference is None:
         doc.note("No trial has a final kNN top-1 yet.")
     for title, table in tables:
-        doc.heading(title, level=3)
+        if title:  # an ablation's line; the one table against the best is the section's own
+            doc.heading(title, level=3)
         doc.table(table)
     if result.reference_kind == "baseline" and (note := unvaried_note(result.points, result.params,
                                                                        "the ablation table")):

@@ -288,7 +288,7 @@ def test_a_single_trial_sweep_reads_in_the_singular(tmp_path: Path) -> None:
 
 def test_the_table_of_all_configurations_is_cut_and_says_so(tmp_path: Path) -> None:
     """An Optuna sweep of 300 trials: report.md and report.html listed all 300 configurations under
-    "All configurations, against the best" (and the leaderboard said the table lists every one)."""
+    "Configurations against the best" (and the leaderboard said the table lists every one)."""
     from reports.analysis import analyse
     from reports.document import Document
     from reports.power import add_power
@@ -308,7 +308,7 @@ def test_the_table_of_all_configurations_is_cut_and_says_so(tmp_path: Path) -> N
         return doc.markdown(tmp_path), doc.html()
 
     md, html = report(300)
-    table = md.split("### All configurations, against the best\n\n")[1].split("\n\n")[0]
+    table = md.split(f"## {AGAINST_BEST}\n\n")[1].split("\n\n")[1]  # after the note under the heading
     assert len(table.splitlines()) == 2 + 50  # header, rule, the top 50
     cut = ("The top 50 of 300 configurations; the other 250 are left out here: trials.parquet holds all "
            "of them")
@@ -318,7 +318,7 @@ def test_the_table_of_all_configurations_is_cut_and_says_so(tmp_path: Path) -> N
             "all of them.") in md
     assert "The top 10 of 300 configurations; the other 290 are left out here" in md  # seed power's table
     md, _ = report(50)
-    table = md.split("### All configurations, against the best\n\n")[1].split("\n\n")[0]
+    table = md.split(f"## {AGAINST_BEST}\n\n")[1].split("\n\n")[1]
     assert len(table.splitlines()) == 2 + 50 and "The top 50 of" not in md  # every one, nothing said
     assert ("The top 10 of 50 configurations; the table of configurations against the best below lists "
             "every one.") in md
@@ -470,3 +470,6 @@ def test_the_table_heading_fits_the_search(tmp_path: Path, algorithm: str, headi
     add_ablation(doc, analyse(trials, {"params": ["teacher_temp"], "algorithm": algorithm}))
     assert doc.headings()[0] == heading
     assert set(sections(algorithm == "ablation")) - set(SECTIONS) <= {heading}
+    # an ablation's table per parameter has its name; the one table against the best had a sub-heading
+    # 'All configurations, against the best' under 'Configurations against the best', saying it twice
+    assert doc.headings()[1:] == (["teacher_temp"] if algorithm == "ablation" else [])
