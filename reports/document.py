@@ -31,7 +31,13 @@ table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
 table { display: block; overflow-x: auto; max-width: 100%; }  /* a wide table scrolls, not the page */
 th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
-td.text { white-space: normal; text-align: left; min-width: 24em; }
+td.text { white-space: normal; text-align: left; min-width: 24em; } th.text { text-align: left; }
+tr > :first-child { position: sticky; left: 0; background: #fff; }  /* in view while a table scrolls */
+tr > th:first-child { background: #f4f4f4; }
+/* a table wider than the page's column (html_table): smaller, headers wrapped at spaces too, prose
+   narrower; nothing left out */
+table.wide { font-size: .78em; } table.wide th { white-space: normal; vertical-align: bottom; }
+table.wide td.text { min-width: 16em; }
 img { max-width: 100%; height: auto; display: block; margin: .8em 0; }
 code { background: #f4f4f4; padding: 0 .2em; }
 .note { color: #666; }
@@ -137,17 +143,47 @@ def md_table(df: pd.DataFrame) -> str:
 
 
 LONG_CELL = 40  # characters: a cell this long is prose (a stop reason), wrapped and left-aligned
+TEXT = ' class="text"'  # such a cell's class, and its column header's
 
 
 def html_cell(value: object) -> str:
     """A table cell: values on one line (a status, '29.81 (untrained)'), prose wrapped."""
     text = cell(value)
-    opening = '<td class="text">' if len(text) > LONG_CELL else "<td>"
-    return f"{opening}{html.escape(text)}</td>"
+    return f"<td{TEXT if len(text) > LONG_CELL else ''}>{html.escape(text)}</td>"
+
+
+# A table is set ``wide`` where its ``table_width`` exceeds this many characters: at 0.9em a character
+# with its share of the padding took 7.9 px in Chromium (leaderboards of 82 to 129 characters: 658 to
+# 1011 px), so the page's 1150 px column (a window of 1280 px) holds about 145. The Trials table of a
+# 3-parameter ablation (145) overflowed it by 27 px and scrolled. In a narrower window a table scrolls
+# with its first column in view.
+WIDE_TABLE = 140
+PROSE_WIDTH = 44  # the characters of a prose cell at its CSS min-width (td.text: 24em)
+
+
+def table_width(df: pd.DataFrame) -> int:
+    """The characters one line of ``df`` takes: each column its widest cell (prose at its wrapped
+    minimum, ``PROSE_WIDTH``) or header, and two for its padding."""
+    width = 0
+    for i, name in enumerate(df.columns):
+        cells = [len(t) if len(t) <= LONG_CELL else PROSE_WIDTH for t in map(cell, df.iloc[:, i])]
+        width += max([len(str(name)), *cells]) + 2
+    return width
+
+
+def header_html(name: object) -> str:
+    """A header that may break after each '_' (``warmup_<wbr>teacher_<wbr>temp_<wbr>epochs``) where its
+    table has no room for it on one line: a parameter's name is most often its column's widest text."""
+    return html.escape(str(name)).replace("_", "_<wbr>")
 
 
 def html_table(df: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    """``df`` as a table; ``wide`` (CSS) where it would not fit the page's column (``WIDE_TABLE``), a
+    column of prose (a stop reason, a verdict) headed left as its cells are."""
+    prose = [any(len(cell(v)) > LONG_CELL for v in df.iloc[:, i]) for i in range(df.shape[1])]
+    head = "".join(f"<th{TEXT if p else ''}>{header_html(c)}</th>"
+                   for c, p in zip(df.columns, prose, strict=True))
     rows = "".join("<tr>" + "".join(html_cell(v) for v in row) + "</tr>"
                    for row in df.itertuples(index=False))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    wide = ' class="wide"' if table_width(df) > WIDE_TABLE else ""
+    return f"<table{wide}><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"

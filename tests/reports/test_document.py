@@ -34,3 +34,25 @@ def test_an_image_alt_text_from_the_folder_stays_text_in_markdown(tmp_path) -> N
     [line] = [line for line in doc.markdown(relative_to=tmp_path).splitlines() if line.startswith("![")]
     assert line == ("![kNN top-1 vs x\\]\\(https://evil.example/p.png) &lt;img src=x onerror=alert(1)> \\[y]"
                     "(plots/x.png)")
+
+
+def test_a_table_wider_than_the_page_is_set_small_with_wrapping_headers() -> None:
+    """paper.yaml's Trials table (3 parameters and a stop reason) ran 27 px past report.html's 1150 px
+    column at a 1280 px window: its last column, the stop reason, was cut off behind a scroll bar."""
+    from reports.document import WIDE_TABLE, table_width
+
+    reason = "teacher entropy 0.01 for 3 epochs (collapse)"
+    trials = pd.DataFrame({"trial": ["a000"], "status": ["collapsed"], "teacher_temp": [0.08],
+                           "center_momentum": [0.9], "out_dim": [1024], "repeat": [0],
+                           "kNN top-1 (%)": ["10.83"], "best (%)": ["27.43"], "epochs run": ["8/8"],
+                           "stop reason": [reason]})
+    assert table_width(trials) > WIDE_TABLE
+    table = html_table(trials)
+    assert table.startswith('<table class="wide">')
+    assert "<th>center_<wbr>momentum</th>" in table  # a parameter's name may break after its '_'
+    assert '<th class="text">stop reason</th>' in table  # headed left, as its wrapped cells are
+    assert re.search(r"table\.wide \{[^}]*font-size", CSS)
+    assert re.search(r"table\.wide th \{[^}]*white-space: normal", CSS)
+    assert re.search(r"tr > :first-child \{[^}]*position: sticky", CSS)  # row labels stay while it scrolls
+    narrow = html_table(trials[["trial", "status", "kNN top-1 (%)"]])
+    assert narrow.startswith("<table><thead>") and "class=\"text\"" not in narrow
