@@ -52,6 +52,7 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
     metric: str = "knn_top1"
     pixel: float | None = None  # raw-pixel kNN top-1 of the dataset (reference_knn.json)
+    mode: str = "max"  # the spec's: "min" ranks the lower mean first
 
     @property
     def metric_label(self) -> str:
@@ -90,7 +91,8 @@ def analyse(trials: pd.DataFrame, info: dict[str, Any]) -> Analysis:
     point, notes. The baseline is the point whose trials the sweep recorded as ``is_baseline``."""
     params = list(info.get("params") or [])
     metric = str(info.get("metric") or DEFAULT_METRIC)
-    points, partial = rank_points(trials, params, metric, mode_of(metric, info.get("mode")))
+    mode = mode_of(metric, info.get("mode"))
+    points, partial = rank_points(trials, params, metric, mode)
     is_ablation = info.get("algorithm") == "ablation"
     notes = []
     if failed_points(points).any():
@@ -107,7 +109,7 @@ def analyse(trials: pd.DataFrame, info: dict[str, Any]) -> Analysis:
         else:
             notes.append("The baseline point has no finished trial yet: deltas are to the best point.")
     pixel = reference_value(trials, "pixel_knn_top1") if metric == "knn_top1" else None
-    return Analysis(params, points, reference, kind, is_ablation, partial, notes, metric, pixel)
+    return Analysis(params, points, reference, kind, is_ablation, partial, notes, metric, pixel, mode)
 
 
 def recorded_baseline(trials: pd.DataFrame) -> int | None:
@@ -218,7 +220,13 @@ def varied(rows: pd.DataFrame, param: str) -> bool:
     """Whether ``rows`` (points or trials) hold two or more values of ``param``: one that took a single
     value (a list shortened to the baseline's, a one-value grid of seed repeats) has no effect to show,
     and its table or plot of one value read as a finding."""
-    return len({repr(native(v)) for v in rows[param] if fmt_value(v) != "–"}) > 1
+    return len({value_key(v) for v in rows[param] if fmt_value(v) != "–"}) > 1
+
+
+def value_key(value: Any) -> str:
+    """One text per distinct searched value of a table's cell (numpy scalars, lists read back from JSON):
+    what ``varied`` counts, and what reports.main_effects groups configurations by."""
+    return repr(native(value))
 
 
 def unvaried_note(rows: pd.DataFrame, params: list[str], where: str) -> str:

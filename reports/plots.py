@@ -29,6 +29,7 @@ from matplotlib.collections import PathCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 from matplotlib.transforms import Affine2D, offset_copy
 
@@ -592,6 +593,63 @@ def importance_plot(importances: dict[str, dict[str, float]], out: Path) -> Path
                         fontsize=8)
         ax.set(xlabel="importance for kNN top-1 (fraction, sums to 1)", title=name, xlim=(0, 1.1))
         ax.grid(axis="x", alpha=0.3)
+    return save(fig, out)
+
+
+# the bars of main_effects_plot by the verdict's kind (reports.main_effects.MainEffect.kind): the face, the
+# edge, the legend's words; every kind without a verdict (no repeats, too few seeds, all failed) is hollow
+VERDICT_STYLES = {"beyond": (TRIAL_COLOR, TRIAL_COLOR, "beyond seed noise"),
+                  "within": ("#b8b8b8", "#b8b8b8", "within seed noise"),
+                  "": ("white", "#555555", "no seed-noise verdict")}
+
+
+@drawn_with_defaults
+def main_effects_plot(effects: pd.DataFrame, out: Path, metric: str = "knn_top1") -> Path | None:
+    """One horizontal bar per parameter (rows of ``param``, ``spread``, ``half``, ``kind``, ``failed``,
+    ``working``: reports.main_effects.plot_rows), the largest main effect on top, its 95% CI over seeds a
+    whisker where there is one. Filled by the verdict (``VERDICT_STYLES``); a red hatch where a value's
+    trials collapsed or diverged, and a black tick at the spread of the other values."""
+    rows = effects[np.isfinite(effects["spread"].to_numpy(dtype=float))].iloc[::-1]  # barh draws bottom-up
+    if rows.empty:
+        return None
+    fig = Figure(figsize=(6.4, 0.45 * len(rows) + 1.6))
+    ax = fig.add_subplot()
+    ys = np.arange(len(rows))
+    spread, half = rows["spread"].to_numpy(dtype=float), rows["half"].to_numpy(dtype=float)
+    styles = [VERDICT_STYLES.get(k, VERDICT_STYLES[""]) for k in rows["kind"]]
+    failed, working = rows["failed"].to_numpy(dtype=bool), rows["working"].to_numpy(dtype=float)
+    ax.barh(ys, spread, height=0.6, color=[face for face, _, _ in styles], zorder=2, linewidth=1.2,
+            edgecolor=[COLLAPSE_COLOR if f else edge for f, (_, edge, _) in zip(failed, styles, strict=True)])
+    if failed.any():  # the hatch over the failed ones only: barh takes one hatch for all its bars
+        ax.barh(ys[failed], spread[failed], height=0.6, color="none", edgecolor=COLLAPSE_COLOR, hatch="///",
+                linewidth=0, zorder=3)
+    ticks = np.isfinite(working)
+    if ticks.any():
+        ax.scatter(working[ticks], ys[ticks], marker="|", s=400, linewidths=2.5, color="black", zorder=5)
+    whisker = np.isfinite(half)
+    if whisker.any():
+        ax.errorbar(spread[whisker], ys[whisker], xerr=half[whisker], fmt="none", ecolor="black", capsize=4,
+                    lw=1, zorder=4)
+    reach = spread + np.where(whisker, np.nan_to_num(half), 0.0)
+    for y, (s, h, r) in enumerate(zip(spread, half, reach, strict=True)):
+        text = metric_words.fmt_gap(s) + (f" ± {metric_words.fmt_gap(h)}" if math.isfinite(h) else "")
+        ax.annotate(text, (r, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+    ax.set_yticks(ys, list(rows["param"]))
+    ax.set_xlim(0, max(float(reach.max()), 1e-12) * 1.25)
+    unit = metric_words.gap(metric).strip()
+    ax.set_xlabel(f"main effect: best minus worst mean {metric_words.name(metric)}"
+                  + (f" ({unit})" if unit else ""))
+    ax.set_title("Main effect of each parameter")
+    ax.grid(axis="x", alpha=0.3, zorder=0)
+    kinds = {VERDICT_STYLES.get(k, VERDICT_STYLES[""])[2] for k in rows["kind"]}
+    handles, labels = legend_keys(ax, [
+        *((Patch(facecolor=face, edgecolor=edge), words, words in kinds)
+          for face, edge, words in VERDICT_STYLES.values()),
+        (Patch(facecolor="white", edgecolor=COLLAPSE_COLOR, hatch="///"), "a value collapsed or diverged",
+         bool(failed.any())),
+        (Line2D([], [], ls="", marker="|", ms=12, mew=2.5, color="black"), "spread of the other values",
+         bool(ticks.any()))])
+    ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return save(fig, out)
 
 

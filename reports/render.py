@@ -33,7 +33,9 @@ from reports.analysis import (
 from reports.cost import add_cost
 from reports.document import Document
 from reports.errors import ReportError
-from reports.importance import param_importance
+from reports.importance import Importance, param_importance
+from reports.main_effects import HEADING as MAIN_EFFECTS
+from reports.main_effects import add_main_effects
 from reports.parquet import write_parquet
 from reports.power import add_power
 from reports.ranking import counted_statuses, counted_trials
@@ -56,8 +58,9 @@ from sweep_format.text import plural
 # the table of every configuration against its reference: a one-factor ablation's is the paper's ablation
 # table; an Optuna, grid or random search's compares every configuration with the best (``table_heading``)
 ABLATION_TABLE, AGAINST_BEST = "Ablation table", "Configurations against the best"
-SECTIONS = ("Leaderboard", ABLATION_TABLE, "Seed power", "Cost", "Parameter effects", "Learning curves",
-            "Collapse diagnostics", "Parameter importance", "Parallel coordinates", "Trials")
+SECTIONS = ("Leaderboard", ABLATION_TABLE, MAIN_EFFECTS, "Seed power", "Cost", "Parameter effects",
+            "Learning curves", "Collapse diagnostics", "Parameter importance", "Parallel coordinates",
+            "Trials")
 ATTENTION = "Attention maps"
 
 
@@ -110,8 +113,10 @@ def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, 
     doc.paragraph(result.headline())
     for note in result.notes:
         doc.note(note)
+    importance = param_importance(sweep.path, sweep.name)
     add_leaderboard(doc, result)
     add_ablation(doc, result)
+    add_main_effects(doc, result, trials, importance, out)  # none where the importances answer it
     add_power(doc, result.points, result.params, result.metric)
     add_cost(doc, trials, epochs, sweep.params, out, sweep.metric, sweep.mode)
     add_effects(doc, sweep, result, counted, out)
@@ -119,8 +124,9 @@ def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, 
                                                             "Learning curves, their values under Trials.")):
         doc.note(note)
     add_curves(doc, trials, epochs, out, sweep.reference)
-    add_importance(doc, sweep, out, stopped_note(trials, "Optuna was told that value, which is lower partly "
-                                                      "because they trained less: these shares mix the two."))
+    add_importance(doc, importance, out, stopped_note(trials, "Optuna was told that value, which is lower "
+                                                             "partly because they trained less: these shares "
+                                                             "mix the two."))
     add_parallel(doc, sweep, counted, out)
     if (out / ATTENTION_FILE).is_file():
         doc.heading(ATTENTION)
@@ -176,9 +182,11 @@ def add_leaderboard(doc: Document, result: Analysis) -> None:
         doc.note(note)
 
 
-def sections(is_ablation: bool) -> tuple[str, ...]:
-    """The headings of a sweep's report (``SECTIONS``, an ablation's), with its table's for the search."""
-    return tuple(table_heading(is_ablation) if h == ABLATION_TABLE else h for h in SECTIONS)
+def sections(is_ablation: bool, importances: bool = False) -> tuple[str, ...]:
+    """The headings of a sweep's report (``SECTIONS``, an ablation's), with its table's for the search;
+    ``importances``: the Optuna study has them, which answer "which parameters matter" in its stead."""
+    return tuple(table_heading(is_ablation) if h == ABLATION_TABLE else h for h in SECTIONS
+                 if not (importances and h == MAIN_EFFECTS))
 
 
 def table_heading(is_ablation: bool) -> str:
@@ -267,13 +275,12 @@ def stopped_note(trials: pd.DataFrame, then: str) -> str:
             f"of the schedule the ranked trials ran. {then}")
 
 
-def add_importance(doc: Document, sweep: SweepDir, out: Path, stopped: str = "") -> None:
-    """The Optuna study's importances; ``stopped``: the note on its trials stopped early
-    (``stopped_note``)."""
+def add_importance(doc: Document, imp: Importance, out: Path, stopped: str = "") -> None:
+    """The Optuna study's importances (``param_importance``); ``stopped``: the note on its trials stopped
+    early (``stopped_note``)."""
     doc.heading("Parameter importance")
-    imp = param_importance(sweep.path, sweep.name)
     if not imp.values:
-        doc.paragraph(f"Not computed: {imp.reason}.")
+        doc.paragraph(f"Not computed: {imp.reason}. For this sweep, see {MAIN_EFFECTS} above.")
         return
     doc.note(f"From the Optuna study ({imp.n_trials} finished Optuna trials; a trial's value is the "
              "mean over its repeats). fANOVA: share of the variance of kNN top-1 explained by each "

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.collections import PathCollection
+from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 
 from reports import plots
 
@@ -576,3 +577,25 @@ def test_a_legend_names_only_what_is_drawn(drawn: list[Figure], tmp_path: Path) 
     plots.collapse_plot(epochs, trials.assign(collapsed=pd.array([True, False], dtype="boolean")),
                         tmp_path / "c1.png")
     assert legend_texts(drawn[3], axis=1) == ["trial", "collapsed (1)"]
+
+
+def test_the_main_effects_bars_carry_their_interval_verdict_and_collapse(drawn: list[Figure],
+                                                                         tmp_path: Path) -> None:
+    """A bar per parameter, the largest on top; a whisker only where seeds gave an interval; the legend
+    names the verdicts drawn and, where a value collapsed, the hatch and the other values' spread."""
+    effects = pd.DataFrame({"param": ["teacher_temp", "out_dim", "center_momentum"],
+                            "spread": [31.45, 0.67, 0.4], "half": [3.27, 0.9, float("nan")],
+                            "kind": ["beyond", "within", "no repeats"], "failed": [True, False, False],
+                            "working": [2.75, float("nan"), float("nan")]})
+    assert plots.main_effects_plot(effects, tmp_path / "m.png") is not None
+    ax = drawn[0].axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["center_momentum", "out_dim", "teacher_temp"]
+    bars = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_width() > 0 and p.get_hatch() is None]
+    assert sorted(round(b.get_width(), 2) for b in bars) == [0.4, 0.67, 31.45]
+    [whiskers] = [c for c in ax.collections if isinstance(c, LineCollection)]  # none for center_momentum
+    assert [round(float(s[1][0] - s[0][0]) / 2, 2) for s in whiskers.get_segments()] == [0.9, 3.27]
+    assert legend_texts(drawn[0]) == ["beyond seed noise", "within seed noise", "no seed-noise verdict",
+                                      "a value collapsed or diverged", "spread of the other values"]
+    plots.main_effects_plot(effects.iloc[[1]], tmp_path / "w.png")  # nothing collapsed, one verdict
+    assert legend_texts(drawn[1]) == ["within seed noise"]
+    assert plots.main_effects_plot(effects.assign(spread=float("nan")), tmp_path / "n.png") is None
