@@ -272,15 +272,19 @@ class DINOConfig(BaseModel):
         """Why each of the ``DATASET_KEYS`` that asks for something (not unset, 0 or false, which ask for
         nothing and get it) changes nothing, when the dataset does not read it (num_workers 4 with the
         in-memory digit_scenes: no worker starts): said, not refused."""
-        notes = []
+        return list(self.unread().values())
+
+    def unread(self) -> dict[str, str]:
+        """``unread_keys``' notes by key; a key that asks for something and is not among them is read."""
+        notes = {}
         for key, readers in DATASET_KEYS.items():
             value, per_image = getattr(self, key), key in PER_IMAGE_KEYS
             read = self.dataset in readers or (per_image and self.augment_device == "cpu")
             if value and not read:
                 verb = "reads" if len(readers) == 1 else "read"
                 also = ", or any dataset with augment_device: cpu" if per_image else ""
-                notes.append(f"{key} {json.dumps(value)} has no effect on dataset {self.dataset!r}: only "
-                             f"{', '.join(readers)} {verb} it{also}; leave it out")
+                notes[key] = (f"{key} {json.dumps(value)} has no effect on dataset {self.dataset!r}: only "
+                              f"{', '.join(readers)} {verb} it{also}; leave it out")
         return notes
 
     def crop_sizes(self) -> dict[str, int]:

@@ -281,12 +281,18 @@ class SweepSpec(SpecModel):
 
     def unread_keys(self) -> list[str]:
         """``FILE: PATH: KEY V has no effect on dataset D: ...`` where the baseline or a searched value sets
-        a data key its dataset does not read (DINOConfig.unread_keys), each once: said, not refused."""
-        notes: dict[str, str] = {}
+        a data key its dataset does not read (DINOConfig.unread_keys), each once, unless another of the
+        spec's configurations reads it (num_workers 4 with augment_device searched over gpu and cpu: the
+        cpu trials' workers): said, not refused."""
+        notes: dict[str, tuple[str, str]] = {}
+        read: set[str] = set()
         for at, values in self.configs_of(UNREAD_KEYS):
-            for note in make_config(values).unread_keys():
-                notes.setdefault(note, f"{self.source}: {at}: {note}")
-        return list(notes.values())
+            config = make_config(values)
+            unread = config.unread()
+            read |= {key for key in DATASET_KEYS if getattr(config, key) and key not in unread}
+            for key, note in unread.items():
+                notes.setdefault(note, (key, f"{self.source}: {at}: {note}"))
+        return [line for key, line in notes.values() if key not in read]
 
     def _check_grid_size(self) -> None:
         if self.search.algorithm == "optuna":

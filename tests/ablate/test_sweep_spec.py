@@ -667,6 +667,35 @@ search: {{algorithm: grid}}
         "peak"]
 
 
+def test_a_data_key_some_trials_read_is_not_said_to_have_no_effect(tmp_path: Path) -> None:
+    """num_workers 3 on the in-memory synthetic set, augment_device searched over auto and cpu: the cpu
+    trials augment per image in 3 workers, so the baseline's 'no effect; leave it out' was wrong. A key
+    that no trial reads (a bundle's skip_bad_images) is still said, once."""
+    pick = "{label: a, set: {skip_bad_images: true}}, {label: b, set: {epochs: 1}}"
+    spec = load_spec(write_spec(tmp_path, f"""
+name: u
+trainer: {dict(TINY_TRAINER, num_workers=3)}
+space:
+  augment_device: {{type: choice, values: [auto, cpu]}}
+  pick: {{type: choice, values: [{pick}]}}
+search: {{algorithm: grid}}
+"""))
+    assert [n.split(": ", 1)[1] for n in spec.unread_keys()] == [
+        "space.pick.values[0].set: skip_bad_images true has no effect on dataset 'synthetic': only "
+        "imagefolder reads it; leave it out"]
+    (tmp_path / "alone").mkdir()
+    alone = load_spec(write_spec(tmp_path / "alone", f"""
+name: v
+trainer: {dict(TINY_TRAINER, num_workers=3)}
+space:
+  teacher_temp: {{type: choice, values: [0.04]}}
+search: {{algorithm: grid}}
+"""))
+    assert [n.split(": ", 1)[1] for n in alone.unread_keys()] == [
+        "trainer: num_workers 3 has no effect on dataset 'synthetic': only imagefolder reads it, or any "
+        "dataset with augment_device: cpu; leave it out"]
+
+
 def test_a_one_epoch_warmup_of_a_one_epoch_run_is_said(tmp_path: Path) -> None:
     """temps.yaml with --set trainer.epochs=1: warmup_teacher_temp_epochs 2 was said to never reach
     teacher_temp, 1 was not, though its one epoch runs at warmup_teacher_temp as well (the official
