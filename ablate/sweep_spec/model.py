@@ -315,15 +315,17 @@ class SweepSpec(SpecModel):
         return make_config({**self.trainer, "seed": self.search.seed}, f"{self.source}: trainer.")
 
     def expand(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Searched values -> trainer overrides (a bundle label becomes the keys it sets)."""
+        """Searched values -> trainer overrides (a bundle label becomes the keys it sets; the reserved
+        label ``baseline``, an ablation's baseline point where no label equals the trainer section,
+        sets none, as the trial reads it from ``bundles``)."""
         out: dict[str, Any] = {}
         for key, value in params.items():
             dist = self.space.get(key)
             if isinstance(dist, BundleDist):
-                if value not in dist.bundles:
+                if value != BASELINE and value not in dist.bundles:
                     raise SpecError(f"{self.source}: space.{key}: no bundle labelled {value!r}; "
                                     f"labels: {', '.join(map(repr, dist.values))}")
-                out.update(dist.bundles[value])
+                out.update(dist.bundles.get(value, {}))
             elif key in DINOConfig.model_fields:
                 out[key] = value
             else:

@@ -481,6 +481,23 @@ def test_bundle_expands_to_trainer_keys(tmp_path: Path) -> None:
         spec.expand({"crop_split": "s=0.3"})
 
 
+def test_an_ablation_baseline_without_its_bundle_label_runs_the_trainer_section(tmp_path: Path) -> None:
+    """No label equals the trainer section's crop scales, so the baseline point is the reserved label
+    ``baseline``: its label and config were asked of ``expand``, which raised 'no bundle labelled
+    'baseline'' inside Ray's loop, after the sweep folder was made (the sweep stopped, no trial run)."""
+    spec = load_spec(write(tmp_path, """\
+        name: b
+        space:
+          split: {type: choice, values: [{label: s=0.3, set: {global_crops_scale: [0.3, 1.0]}}]}
+        search: {algorithm: ablation}
+    """))
+    baseline, variant = spec.points()
+    assert baseline == {"split": BASELINE} and spec.expand(baseline) == {}
+    assert [spec.point_label(p) for p in (baseline, variant)] == ["baseline", "s=0.3"]
+    assert spec.trial_config(baseline) == spec.trial_config({})  # the trainer section's values
+    assert spec.trial_config(variant).global_crops_scale == (0.3, 1.0)
+
+
 def test_optuna_has_no_fixed_points() -> None:
     spec = load_spec(SPECS / "temps.yaml")
     with pytest.raises(SpecError, match="grid and ablation only"):
