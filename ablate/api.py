@@ -25,6 +25,7 @@ import pandas as pd
 
 from ablate.errors import UserError
 from reports.errors import ReportError
+from sweep_format.files import user_path
 from sweep_format.layout import REPORT_DIR, SPEC_FILE, TRIALS_TABLE, is_sweep, not_a_sweep
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ class Sweep:
 
 def load(path: str | Path) -> Sweep:
     """The sweep in folder ``path`` (``runs/NAME``); UserError if it is not one."""
-    folder = Path(path).expanduser().resolve()
+    folder = user_path(path).resolve()
     if not is_sweep(folder):
         raise UserError(not_a_sweep(folder))
     return Sweep(folder)
@@ -166,7 +167,7 @@ def refuse_repeats(sources: list[str | Path]) -> None:
     """The same sweep twice (also as its folder and its report/trials.parquet) compares nothing."""
     seen: dict[Path, str | Path] = {}
     for source in sources:
-        path = Path(source).expanduser().resolve()
+        path = user_path(source).resolve()
         if path.name == TRIALS_TABLE and path.parent.name == REPORT_DIR:
             path = path.parent.parent
         if path in seen:

@@ -41,6 +41,7 @@ from ablate.session import (
 from ablate.sweep_spec import SweepSpec
 from ablate.trackers import check_trackers, tracker_callbacks
 from sweep_format import statuses
+from sweep_format.files import user_path
 from sweep_format.layout import SPEC_FILE, TUNE_DIR, inside_sweep, sweep_around
 from sweep_format.records import read_records
 from sweep_format.text import plural
@@ -61,7 +62,7 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
     if not str(storage).strip():  # Path("") is the folder ablate runs in: the sweep would land there unasked
         raise UserError(f"--storage {str(storage)!r}: give a folder for the sweeps, e.g. --storage runs "
                         "(--storage . for the folder ablate runs in)")
-    sweep_dir = Path(storage).expanduser().resolve() / spec.name
+    sweep_dir = user_path(storage).resolve() / spec.name
     if (inside := sweep_around(sweep_dir.parent)) is not None:  # --storage runs/temps for runs
         raise UserError(f"--storage {storage}: {inside_sweep(inside)}; give the folder that holds the "
                         f"sweeps, e.g. --storage {inside.parent}")
@@ -103,7 +104,7 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
     """Continue an interrupted sweep: finished trials stay, unfinished ones continue from their newest
     checkpoint, errored ones (and ``retry`` statuses: oom, diverged) run again, missing ones start."""
     started = time.time()
-    sweep_dir = Path(sweep_dir).expanduser().resolve()
+    sweep_dir = user_path(sweep_dir).resolve()
     spec = load_sweep_spec(sweep_dir)
     check_connect_timeout(connect_timeout)
     if nothing_to_resume(spec, sweep_dir, tuple(retry), stream):

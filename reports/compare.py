@@ -34,7 +34,7 @@ from reports.tables import (
     misfit_column,
     sweep_tables,
 )
-from sweep_format.files import NOT_REGULAR, file_on_path, linked, write_texts
+from sweep_format.files import NOT_REGULAR, file_on_path, linked, user_path, write_texts
 from sweep_format.layout import (
     EPOCHS_TABLE,
     PLOTS_DIR,
@@ -172,7 +172,7 @@ def check_out(out: Path, inputs: Sequence[str | Path] = ()) -> None:
     is a sweep by the layout's rule (``sweep_around``): a project folder whose own spec file is
     named spec.yaml is none. Nor is it written through a link in the folder to a file or folder
     elsewhere (its plots/, ...)."""
-    folder = out.expanduser().resolve()
+    folder = user_path(out).resolve()
     if file := file_on_path(folder):
         raise ReportError(f"--out {out}: {file} is a file, not a folder; give a folder for the comparison")
     if problem := linked(folder, WRITTEN, (PLOTS_DIR,)):
@@ -181,7 +181,7 @@ def check_out(out: Path, inputs: Sequence[str | Path] = ()) -> None:
         raise ReportError(f"--out {out}: {inside_sweep(inside)}; write the comparison beside it, e.g. "
                           f"--out {inside.parent / 'compare'}")
     for source in inputs:
-        file = Path(source).expanduser().resolve()
+        file = user_path(source).resolve()
         if file.is_file() and file.parent == folder:
             raise ReportError(f"--out {out}: holds the input {source}, which the comparison's "
                               f"{TRIALS_TABLE} would replace; write the comparison to another folder")
@@ -193,7 +193,7 @@ def make_out(out: Path) -> None:
     import errno
 
     try:
-        out.expanduser().mkdir(parents=True, exist_ok=True)
+        user_path(out).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         code = errno.errorcode.get(exc.errno or 0, "error")
         raise ReportError(f"--out {out}: cannot make this folder ({code}: {exc.strerror}); give a folder "

@@ -108,6 +108,14 @@ def linked(folder: str | os.PathLike, names: Iterable[str], inside: Iterable[str
            "copy of what it points to"
 
 
+def user_path(path: str | os.PathLike) -> Path:
+    """A path as the user wrote it, with ``~`` and ``~user`` expanded as a shell expands them: a ``~name``
+    of no such user (``--storage ~runs``, meaning ~/runs) stays as written, a folder named so, where
+    pathlib's ``expanduser`` raised RuntimeError (a traceback). Every path taken from a command line or a
+    spec goes through here."""
+    return Path(os.path.expanduser(os.fspath(path)))
+
+
 def file_on_path(folder: str | os.PathLike) -> Path | None:
     """The file that stands where ``folder`` or one of its parents must be a folder (an output folder
     given below a file), or None: ``mkdir`` would end in FileExistsError or NotADirectoryError."""

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sweep_format.files import NOT_REGULAR, READS, linked, not_a_file
+from sweep_format.files import NOT_REGULAR, READS, linked, not_a_file, user_path
 from sweep_format.text import printable
 
 SPEC_FILE = "spec.yaml"
@@ -91,7 +91,7 @@ def is_sweep(folder: str | Path) -> bool:
 def sweep_around(path: str | Path) -> Path | None:
     """The sweep folder ``path`` is or lies inside (None: none), whose files are the sweep's: another
     sweep written there would mix with them."""
-    folder = Path(path).expanduser().resolve()
+    folder = user_path(path).resolve()
     return next((f for f in (folder, *folder.parents) if is_sweep(f)), None)
 
 

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Subset
 
+from sweep_format.files import user_path
 from sweep_format.layout import folder_problem, unlisted
 from sweep_format.text import plural
 from trainables.config import MAX_STEPS, TORCHVISION, TORCHVISION_ROOT, ConfigError, DINOConfig
@@ -112,7 +113,7 @@ def torchvision_class(dataset: str) -> Any:
 
 
 def torchvision_root(cfg: DINOConfig) -> Path:
-    return Path(cfg.data_path or TORCHVISION_ROOT).expanduser()
+    return user_path(cfg.data_path or TORCHVISION_ROOT)
 
 
 def in_spec(*keys: str) -> str:
@@ -169,7 +170,7 @@ def _torchvision(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
 
 
 def _imagefolder(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
-    root = Path(cfg.data_path or "").expanduser()
+    root = user_path(cfg.data_path or "")
     needs = "dataset 'imagefolder' needs the sub-folders train/ and val/ (one folder per class inside each)"
     if problem := folder_problem(root):  # a typo in the path, before the folders it should hold
         raise ConfigError(f"data_path={str(root)!r}: {problem}; {needs}")

@@ -24,7 +24,7 @@ from typing import Any
 
 from PIL import Image
 
-from sweep_format.files import loads, write_json
+from sweep_format.files import loads, user_path, write_json
 from trainables.image_files import open_image, readable_formats
 
 Verdict = list[tuple[str, str]]  # (path, why it does not decode)
@@ -96,8 +96,8 @@ def cache_dir() -> Path:
     """Where verdicts are kept: ``$ABLATE_CACHE_DIR``, else ``$XDG_CACHE_HOME/ablate``, else
     ``~/.cache/ablate``."""
     if os.environ.get("ABLATE_CACHE_DIR"):
-        return Path(os.environ["ABLATE_CACHE_DIR"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "ablate"
+        return user_path(os.environ["ABLATE_CACHE_DIR"])
+    return user_path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "ablate"
 
 
 def verdict_file(folder: str) -> Path:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ablate.commands.run import add_ray_options
 from ablate.session import check_connect_timeout, cluster_address
 from ablate.summary import conclude
+from sweep_format.files import user_path
 from sweep_format.layout import OPTUNA_DB, TRIALS_DIR
 from sweep_format.statuses import RETRYABLE
 
@@ -36,7 +36,7 @@ def main(args: argparse.Namespace) -> int:
     from ablate.sweep import resume_sweep
 
     check_connect_timeout(args.connect_timeout)
-    total = load_sweep_spec(Path(args.sweep).expanduser().resolve()).num_trials
+    total = load_sweep_spec(user_path(args.sweep).resolve()).num_trials
     try:
         sweep_dir = resume_sweep(args.sweep, cluster_address(args.address), args.num_cpus, args.num_gpus,
                                  args.connect_timeout,

@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from ablate.sweep_spec.base import spec_error
+from sweep_format.files import user_path
 from sweep_format.space import MEASURED_ON
 from trainables.config import PATH_KEYS as PATH_KEYS  # the trainer keys that name a file or folder
 from trainables.config import ConfigError, DINOConfig, arch_problem, make_config, unknown_key_message
@@ -73,5 +74,5 @@ def absolute(value: Any) -> Any:
     """A path as the shell that ran ``ablate`` meant it: ``~`` expanded, made absolute against the
     current folder (symbolic links kept); anything else as it is (a blank path too, which DINOConfig
     refuses: made absolute, it would name a file of blanks in the current folder)."""
-    return os.path.abspath(os.path.expanduser(value)) if isinstance(value, str) and value.strip() else value
+    return os.path.abspath(user_path(value)) if isinstance(value, str) and value.strip() else value
 

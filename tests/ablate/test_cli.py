@@ -71,3 +71,29 @@ def test_a_ctrl_c_that_lands_in_an_import_is_an_interrupt_not_a_traceback(
     monkeypatch.setattr(ls, "main", lambda args: imported(ValueError("a bug")))
     with pytest.raises(RuntimeError):
         main(["ls", "runs"])
+
+
+NO_USER = "~no-such-user-of-ablate"  # a shell leaves it as written: no user of that name
+
+
+@pytest.mark.parametrize("argv, error", [
+    (["run", "{spec}", "--storage", f"{NO_USER}/runs", "--set", "resources.cpu=1000000"],
+     "resources: a trial needs 1e+06 CPU"),
+    (["resume", f"{NO_USER}/runs/tiny"], f"{{cwd}}/{NO_USER}/runs/tiny: no such folder"),
+    (["compare", f"{NO_USER}/a", f"{NO_USER}/b", "--out", f"{NO_USER}/compare"],
+     f"{NO_USER}/a: no such file or folder"),
+])
+def test_a_tilde_of_no_user_is_a_folder_name_as_in_a_shell(
+        tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, argv: list[str],
+        error: str) -> None:
+    """`--storage ~runs` (meant: ~/runs) ended in a traceback, 'RuntimeError: Could not determine home
+    directory.' (pathlib's expanduser), as did `ablate resume ~x/...` and `ablate compare`'s sources and
+    --out; a shell leaves `~runs` as it is, a folder of that name (sweep_format.files.user_path)."""
+    from tests.helpers import OPTUNA_SPEC, write_spec
+
+    monkeypatch.chdir(tmp_path)
+    spec = write_spec(tmp_path, OPTUNA_SPEC)
+    assert main([arg.format(spec=spec) for arg in argv]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and error.format(cwd=tmp_path) in err, err
+    assert not (tmp_path / NO_USER).exists()

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any, cast
 
 import timm
 import torch
 from torch import nn
 
-from sweep_format.files import not_a_file
+from sweep_format.files import not_a_file, user_path
 from trainables.checkpoint import load_pt
 from trainables.config import ConfigError, arch_problem
 
@@ -174,7 +173,7 @@ def load_pretrained(model: nn.Module, path: str) -> list[str]:
 
     Returns the backbone's weights the file does not hold, which keep their random initialization
     (resnet18's file loaded into a resnet34: its third and later blocks of each stage)."""
-    file = Path(path).expanduser()
+    file = user_path(path)
     if not file.is_file():  # a folder or /dev/zero is there, but is no weights file either
         raise ConfigError(f"pretrained_weights={path!r}: {not_a_file(file)} (weights are never downloaded; "
                           "give the path of a local .pth/.safetensors file)")
