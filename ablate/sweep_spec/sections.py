@@ -82,7 +82,16 @@ class Scheduler(SpecModel):
         return self
 
 
-GPU_SHARES = "1, or 1/n so that whole trials fill a GPU (0.5, 0.25, 0.2, 0.125, 0.1, ...)"
+# Ray reserves CPUs and GPUs in steps of 1/RESOURCE_STEPS; a smaller share than one step is refused by Ray
+# when a trial starts (ray._common.ray_option_utils: 'cannot go beyond 0.0001'), the sweep folder made.
+RESOURCE_STEPS = 10_000
+SMALLEST_SHARE = f"at least {1 / RESOURCE_STEPS:g}, the smallest share Ray reserves"
+GPU_SHARES = f"1, or 1/n so that whole trials fill a GPU (0.5, 0.25, 0.2, 0.125, 0.1, ..., {SMALLEST_SHARE})"
+
+
+def below_ray_step(value: float) -> bool:
+    """Whether a positive share is smaller than Ray's step, by Ray's own rule (a share that rounds to 0)."""
+    return 0 < value and int(value * RESOURCE_STEPS) == 0
 
 
 def gpu_share(value: Any, zero_ok: bool) -> float:
@@ -93,7 +102,7 @@ def gpu_share(value: Any, zero_ok: bool) -> float:
         raise bad(value, f"expected {allowed}")
     if value == 0 and zero_ok:
         return 0.0
-    if not 0 < value <= 1 or abs(1 / value - round(1 / value)) > 1e-6:
+    if not 0 < value <= 1 or below_ray_step(value) or abs(1 / value - round(1 / value)) > 1e-6:
         raise bad(value, f"expected {allowed}")
     return float(value)
 
@@ -105,6 +114,13 @@ class Resources(SpecModel):
     gpu: float | Literal["auto"] = "auto"
     gpu_auto_fraction: float = 1.0
     workers: int = Field(default=1, ge=1)
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, value: float) -> float:
+        if below_ray_step(value):
+            raise bad(value, f"expected a number of CPUs per trial {SMALLEST_SHARE}")
+        return value
 
     @field_validator("gpu", mode="before")
     @classmethod

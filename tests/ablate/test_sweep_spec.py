@@ -238,6 +238,19 @@ def test_mode_follows_the_metric_unless_given(tmp_path: Path) -> None:
     assert "(from --set metric=teacher_entropy)" in error_of(spec_file, ["metric=teacher_entropy"])
 
 
+@pytest.mark.parametrize("key, value", [("cpu", "0.00001"), ("gpu", "1.0e-9"),
+                                        ("gpu_auto_fraction", "0.00001")])
+def test_a_share_smaller_than_ray_reserves_is_refused(tmp_path: Path, key: str, value: str) -> None:
+    """resources.cpu 0.00001 (or a gpu share 1/n of n > 10000) passed the spec; on the CPU laptop the
+    sweep folder was made, then Ray refused the trials ('The precision of the fractional quantity of
+    resource num_cpus cannot go beyond 0.0001') and the sweep stopped with no trial run, exit 1."""
+    message = error_of(write(tmp_path, MINIMAL + f"resources: {{{key}: {value}}}\n"))
+    assert f"spec.yaml: resources.{key}: got {float(value)!r}; expected " in message
+    assert message.endswith("at least 0.0001, the smallest share Ray reserves" + ")" * (key != "cpu"))
+    smallest = load_spec(write(tmp_path, MINIMAL + f"resources: {{{key}: 0.0001}}\n")).resources
+    assert getattr(smallest, key) == 0.0001
+
+
 def test_workers_and_loggers_default_and_validate(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, MINIMAL))
     assert (spec.resources.workers, spec.loggers) == (1, [])
