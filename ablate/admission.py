@@ -109,17 +109,17 @@ def admit(spec: SweepSpec, resources: TrialResources, where: Cluster) -> int | N
     limit = spec.search.max_concurrent_trials
     cpu, gpu, workers = resources.cpu, resources.gpu, resources.workers
     if not any(c + EPS >= cpu and g + EPS >= gpu for c, g in where.nodes):
-        raise UserError(f"resources: a trial {'worker ' if workers > 1 else ''}needs {cpu:g} CPU and "
-                        f"{gpu:g} GPU on one node; the largest node of the Ray cluster has "
+        raise UserError(f"{spec.source}: resources: a trial {'worker ' if workers > 1 else ''}needs {cpu:g} "
+                        f"CPU and {gpu:g} GPU on one node; the largest node of the Ray cluster has "
                         f"{describe_nodes(where)} (lower resources.cpu / resources.gpu, or join a larger "
                         "cluster with --address)")
     if workers == 1:
         return limit
     trials = worker_slots(resources, where) // workers
     if trials < 1:
-        raise UserError(f"resources: a trial needs {workers} workers x ({cpu:g} CPU, {gpu:g} GPU) = "
-                        f"{workers * cpu:g} CPU and {workers * gpu:g} GPU; the Ray cluster has "
-                        f"{where.cpus:g} CPUs and {where.gpus:g} GPUs in all ({describe_nodes(where)}); "
+        raise UserError(f"{spec.source}: resources: a trial needs {workers} workers x ({cpu:g} CPU, {gpu:g} "
+                        f"GPU) = {workers * cpu:g} CPU and {workers * gpu:g} GPU; the Ray cluster has "
+                        f"{counts(where.cpus, where.gpus)} in all ({describe_nodes(where)}); "
                         "lower resources.workers or resources.cpu, or join a larger cluster with --address")
     return min(limit, trials) if limit else trials
 
@@ -173,7 +173,12 @@ def check_gpu_asked(spec: SweepSpec, resources: TrialResources, where: Cluster) 
 
 def describe_nodes(where: Cluster) -> str:
     best = max(where.nodes, default=(0.0, 0.0))
-    return f"{best[0]:g} CPUs and {best[1]:g} GPUs ({len(where.nodes)} {plural(len(where.nodes), 'node')})"
+    return f"{counts(*best)} ({len(where.nodes)} {plural(len(where.nodes), 'node')})"
+
+
+def counts(cpus: float, gpus: float) -> str:
+    """'2 CPUs and 0 GPUs', '1 CPU and 1 GPU'."""
+    return f"{cpus:g} {plural(cpus, 'CPU')} and {gpus:g} {plural(gpus, 'GPU')}"
 
 
 def trainable(spec: SweepSpec, resources: TrialResources, tune_dir: str) -> Any:

@@ -43,6 +43,23 @@ def test_a_trial_the_cluster_can_never_hold_is_refused_with_the_numbers(tmp_path
         admit(spec(tmp_path, workers=2, cpu=1, gpu=1), TrialResources(1.0, 1.0, 2), LAPTOP)
 
 
+def test_a_refusal_names_the_spec_file_and_counts_in_words(tmp_path: Path) -> None:
+    """It read 'ablate run: error: resources: a trial needs ...', the one refusal of a spec that named no
+    file; and on one CPU (`--num-cpus 1`) the cluster had '1 CPUs'."""
+    one_cpu = Cluster(cpus=1.0, gpus=0.0, nodes=((1.0, 0.0),))
+    with pytest.raises(UserError) as info:
+        admit(spec(tmp_path, cpu=2, gpu=0), TrialResources(2.0, 0.0, 1), one_cpu)
+    assert str(info.value) == (
+        f"{tmp_path / 'spec.yaml'}: resources: a trial needs 2 CPU and 0 GPU on one node; the largest node "
+        "of the Ray cluster has 1 CPU and 0 GPUs (1 node) (lower resources.cpu / resources.gpu, or join a "
+        "larger cluster with --address)")
+    with pytest.raises(UserError) as info:
+        admit(spec(tmp_path, workers=2, cpu=1, gpu=0), TrialResources(1.0, 0.0, 2), one_cpu)
+    assert str(info.value).startswith(
+        f"{tmp_path / 'spec.yaml'}: resources: a trial needs 2 workers x (1 CPU, 0 GPU) = 2 CPU and 0 GPU; "
+        "the Ray cluster has 1 CPU and 0 GPUs in all (1 CPU and 0 GPUs (1 node)); lower resources.workers")
+
+
 ONE_GPU = Cluster(cpus=2.0, gpus=1.0, nodes=((2.0, 1.0),))
 
 

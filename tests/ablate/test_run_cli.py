@@ -156,7 +156,7 @@ def test_a_trial_this_machine_cannot_hold_is_refused_before_the_data_is_read(
     args = ["run", str(spec), "--storage", str(storage)]
     assert main(args + [a for s in sets for a in ("--set", s.format(tmp=tmp_path))]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("ablate run: error: resources: a trial "), err
+    assert len(err) == 1 and err[0].startswith(f"ablate run: error: {spec}: resources: a trial "), err
     assert "on one node; the largest node of the Ray cluster has 2 CPUs and 0 GPUs (1 node)" in err[0]
     assert not storage.exists()
 
