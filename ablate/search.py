@@ -24,12 +24,12 @@ from typing import Any, Protocol, cast
 
 from ray.tune.search import Searcher
 
+from ablate.records import first_records, unstarted
 from ablate.sweep_spec import SweepSpec
 from sweep_format import statuses
 from sweep_format.layout import TUNE_DIR, trial_folders
 from sweep_format.records import is_damaged
 from sweep_format.text import plural
-from sweep_format.values import PointIndex
 from trainables.trial import (
     BUNDLES,
     EVAL_AT,
@@ -108,22 +108,9 @@ def point_jobs(spec: SweepSpec, records: list[dict[str, Any]], sweep_dir: Path,
                retry: tuple[str, ...] = ()) -> list[Job]:
     """Grid and ablation: every (point, repeat) that has no final record, the unfinished trials of an
     earlier run first (they continue from their checkpoints), then the points never started."""
-    points = spec.points()
-    at = PointIndex((p, i) for i, p in enumerate(points))
-    done: set[tuple[int, int]] = set()
-    jobs: list[Job] = []
-    for rec in records:
-        if is_damaged(rec):
-            continue
-        index = at.first(rec.get("params") or {})
-        key = (index if index is not None else -1, int(rec.get("repeat") or 0))
-        if key in done:
-            continue
-        done.add(key)
-        if statuses.resumed(rec.get("status"), retry):
-            jobs.append(continued(rec, sweep_dir))
-    jobs += [Job(dict(p), r) for i, p in enumerate(points) for r in range(spec.repeats) if (i, r) not in done]
-    return jobs
+    jobs = [continued(rec, sweep_dir) for rec in first_records(spec, records).values()
+            if statuses.resumed(rec.get("status"), retry)]
+    return jobs + [Job(params, repeat) for params, repeat in unstarted(spec, records)]
 
 
 def without_checkpoints(jobs: list[Job], records: list[dict[str, Any]], sweep_dir: Path) -> str:

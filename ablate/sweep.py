@@ -31,6 +31,7 @@ from ablate.folder import (
 )
 from ablate.lock import SweepLock
 from ablate.ray_logs import RayLogFile
+from ablate.records import unstarted
 from ablate.session import (
     DEFAULT_CONNECT_TIMEOUT,
     check_connect_timeout,
@@ -136,7 +137,10 @@ def nothing_to_resume(spec: SweepSpec, sweep_dir: Path, retry: tuple[str, ...],
     (``statuses.resumed``); then says so in one line. Such a resume started Ray, waited for it, ran
     nothing and stopped it (about 10 s) with no word of why before the summary."""
     records = read_records(sweep_dir)
-    if len(records) < spec.num_trials or any(statuses.resumed(r.get("status"), retry) for r in records):
+    # a grid's or an ablation's plan is its points: an edited space.*.values may leave as many records
+    # as trials planned, of other points (Optuna draws its points: their number is the plan)
+    left = len(records) < spec.num_trials if spec.search.algorithm == "optuna" else unstarted(spec, records)
+    if left or any(statuses.resumed(r.get("status"), retry) for r in records):
         return False
     print(f"ablate: nothing to resume in {sweep_dir}: all {len(records)} {plural(len(records), 'trial')} "
           "have ended; its summary and report follow", file=stream or sys.stderr)

@@ -273,3 +273,24 @@ def test_resume_of_a_sweep_whose_trials_all_ended_starts_no_ray(
         assert said in err
         assert "Ray started" not in err and code == 0
         assert (sweep / "report" / "report.md").is_file()
+
+
+def test_resume_runs_a_value_its_spec_was_edited_to(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A grid's spec.yaml edited from values [0.02, 0.04] to [0.02, 0.06]: as many records as trials
+    planned, so `ablate resume` said 'nothing to resume: all 2 trials have ended' and never ran 0.06
+    (adding a value ran it). The plan is its points (ablate.records.unstarted), as the jobs are."""
+    from ablate.errors import UserError
+    from tests.helpers import crafted_sweep, good_record
+
+    def no_ray(*args: object, **kwargs: object) -> None:
+        raise UserError("Ray started")
+
+    monkeypatch.setattr("ablate.sweep.ray_session", no_ray)
+    second = {**good_record("b"), "point": 1, "params": {"teacher_temp": 0.04}}
+    sweep = crafted_sweep(tmp_path, [good_record("a"), second])
+    spec = sweep / "spec.yaml"
+    spec.write_text(spec.read_text().replace("values: [0.02, 0.04]", "values: [0.02, 0.06]"))
+    assert main(["resume", str(sweep)]) == 2
+    err = capsys.readouterr().err
+    assert "Ray started" in err and "nothing to resume" not in err
