@@ -168,7 +168,7 @@ def check_inputs(spec: SweepSpec, address: str | None, resuming: bool = False) -
 
     spec.check_batches()
     spec.check_models()
-    for note in spec.unfinished_warmups() + spec.unread_keys():
+    for note in spec.unfinished_warmups() + spec.unread_keys() + spec.unused_trainer_values():
         warn(note)
     try:
         spec.check_inputs()

@@ -30,7 +30,7 @@ from ablate.sweep_spec.space import (
 from ablate.sweep_spec.trainer import PATH_KEYS, absolute, check_trainer, check_values
 from sweep_format import yamltext
 from sweep_format.metrics import DEFAULT_METRIC, DIRECTION, METRICS
-from sweep_format.values import fmt_value
+from sweep_format.values import fmt_value, values_equal
 from trainables.config import (
     DATASET_KEYS,
     MAX_SEED,
@@ -39,6 +39,7 @@ from trainables.config import (
     ConfigError,
     DINOConfig,
     make_config,
+    short,
 )
 from trainables.inputs import check_data, check_model, check_weights
 
@@ -294,6 +295,28 @@ class SweepSpec(SpecModel):
                 notes.setdefault(note, (key, f"{self.source}: {at}: {note}"))
         return [line for key, line in notes.values() if key not in read]
 
+    def unused_trainer_values(self) -> list[str]:
+        """``FILE: trainer.KEY: ...`` for each value the ``trainer`` section fixes that a grid or Optuna
+        sweep never runs: the key is searched, and every trial takes a searched value other than it (an
+        ablation runs the trainer section, as its baseline). Said, not refused: the sweep runs as written."""
+        if self.search.algorithm == "ablation":
+            return []
+        notes = []
+        for name, dist in self.space.items():
+            if isinstance(dist, BundleDist):
+                keys = [k for k in self.trainer if all(k in b.overrides for b in dist.choices)]
+                unused = [(k, name) for k in keys
+                          if not any(values_equal(b.overrides[k], self.trainer[k]) for b in dist.choices)]
+            elif name in self.trainer and not takes(dist, self.trainer[name]):
+                unused = [(name, name)]
+            else:
+                unused = []
+            notes += [f"{self.source}: trainer.{key}: {short(self.trainer[key])} is searched by space.{at}, "
+                      f"where every trial of this {self.search.algorithm} sweep takes another value, so no "
+                      "trial runs it (only an ablation runs the trainer section, as its baseline); remove it "
+                      "from trainer, or add it to the searched values" for key, at in unused]
+        return notes
+
     def _check_grid_size(self) -> None:
         if self.search.algorithm == "optuna":
             return
@@ -458,6 +481,14 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+def takes(dist: Dist, value: Any) -> bool:
+    """Whether a trial of a grid or Optuna sweep can get ``value`` from ``dist``: one of its values (a
+    choice, a grid's range), or within an Optuna range."""
+    if isinstance(dist, (IntDist, FloatDist)) and dist.step is None:
+        return isinstance(value, (int, float)) and dist.low <= value <= dist.high
+    return any(values_equal(v, value) for v in dist.grid_values())
 
 
 def ends(dist: IntDist | FloatDist) -> list[Any]:

@@ -511,6 +511,38 @@ def test_an_ablation_baseline_without_its_bundle_label_runs_the_trainer_section(
     assert spec.trial_config(variant).global_crops_scale == (0.3, 1.0)
 
 
+@pytest.mark.parametrize("algorithm, space, unused", [
+    ("grid", "teacher_temp: {type: choice, values: [0.04, 0.07]}", "space.teacher_temp"),
+    ("grid", "teacher_temp: {type: choice, values: [0.05, 0.07]}", ""),  # 0.05 runs, as a searched value
+    ("grid", "teacher_temp: {type: float, low: 0.01, high: 0.09, step: 0.04}", ""),  # 0.01, 0.05, 0.09
+    ("optuna", "teacher_temp: {type: float, low: 0.06, high: 0.1}", "space.teacher_temp"),
+    ("optuna", "teacher_temp: {type: float, low: 0.01, high: 0.1}", ""),
+    ("ablation", "teacher_temp: {type: choice, values: [0.04, 0.07]}", ""),  # the baseline runs it
+    ("grid", "split: {type: choice, values: [{label: a, set: {teacher_temp: 0.04}}]}", "space.split"),
+    ("grid", "split: {type: choice, values: [{label: a, set: {teacher_temp: 0.04}}, {label: b, set: "
+             "{student_temp: 0.2}}]}", ""),  # b leaves the trainer section's 0.05
+])
+def test_a_trainer_value_no_trial_runs_is_said(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                               algorithm: str, space: str, unused: str) -> None:
+    """trainer: {teacher_temp: 0.05} with teacher_temp searched over [0.04, 0.07] in a grid: every trial
+    took a searched value, and the 0.05 the file fixes ran nowhere, in silence (an ablation runs it as
+    the baseline). `ablate run` says so in a warning."""
+    from ablate.sweep import check_inputs
+
+    spec = load_spec(write(tmp_path, f"""\
+        name: t
+        trainer: {{dataset: synthetic, teacher_temp: 0.05, epochs: 2}}
+        space: {{{space}}}
+        search: {{algorithm: {algorithm}}}
+    """))
+    expected = [f"{spec.source}: trainer.teacher_temp: 0.05 is searched by {unused}, where every trial of "
+                f"this {algorithm} sweep takes another value, so no trial runs it (only an ablation runs the "
+                "trainer section, as its baseline); remove it from trainer, or add it to the searched values"]
+    assert spec.unused_trainer_values() == (expected if unused else [])
+    check_inputs(spec, None)
+    assert capsys.readouterr().err == (f"ablate: warning: {expected[0]}\n" if unused else "")
+
+
 def test_optuna_has_no_fixed_points() -> None:
     spec = load_spec(SPECS / "temps.yaml")
     with pytest.raises(SpecError, match="grid and ablation only"):
