@@ -71,7 +71,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise UserError(f"{file}:{where}: YAML syntax error: {problem}") from None
+        kind = "" if isinstance(exc, yaml.constructor.ConstructorError) else "YAML syntax error: "  # a tag,
+        raise UserError(f"{file}:{where}: {kind}{problem}") from None  # a key twice: read, and refused
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -49,6 +49,18 @@ class _Loader(yaml.SafeLoader):
                     key_node.start_mark)
         return super().construct_mapping(node, deep=deep)
 
+    def construct_undefined(self, node: yaml.Node) -> Any:
+        """A tag plain YAML data has no reader for (``!!python/object/apply:os.system``, ``!foo``): refused
+        saying what is read, where PyYAML said 'could not determine a constructor for the tag'."""
+        tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+        raise yaml.constructor.ConstructorError(
+            None, None, f"the tag {tag[:80]} is not read: ablate reads plain data only (text, numbers, "
+            "true/false, null, lists, mappings), so that nothing in a file builds objects or runs code",
+            node.start_mark)
+
+
+_Loader.add_constructor(None, _Loader.construct_undefined)  # SafeLoader's is bound to its own method
+
 
 class _Dumper(yaml.SafeDumper):
     """``yaml.SafeDumper`` that quotes the text ``_Loader`` would read as a number ('1e5')."""

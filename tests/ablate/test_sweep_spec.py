@@ -319,6 +319,23 @@ def test_a_key_written_twice_is_refused_not_dropped(tmp_path: Path) -> None:
     assert "twice" in error_of(write(tmp_path, "name: t\nsearch: {seed: 1, seed: 2}\n" + MINIMAL[8:]))
 
 
+@pytest.mark.parametrize("tag", ["!!python/object/apply:os.system ['touch {tmp}/ran']",
+                                 "!!python/name:os.system", "!foo x"])
+def test_a_tag_that_would_build_an_object_is_refused_saying_what_is_read(tmp_path: Path, tag: str) -> None:
+    """Refused, as safe YAML refuses it, but in PyYAML's words: 'YAML syntax error: could not determine a
+    constructor for the tag 'tag:yaml.org,2002:python/object/apply:os.system'' (no syntax was wrong),
+    without what a spec may hold; in a --set value too."""
+    from trainables.config import short
+
+    said = (f"the tag {tag.split()[0]} is not read: ablate reads plain data only (text, numbers, true/false, "
+            "null, lists, mappings), so that nothing in a file builds objects or runs code")
+    spec_file = write(tmp_path, MINIMAL + f"description: {tag.format(tmp=tmp_path)}\n")
+    assert error_of(spec_file) == f"{spec_file}: line 4, column 14: {said}"
+    message = error_of(write(tmp_path, MINIMAL), [f"description={tag.format(tmp=tmp_path)}"])
+    assert f"--set description: the value {short(tag.format(tmp=tmp_path))} is not YAML ({said})" in message
+    assert not (tmp_path / "ran").exists()
+
+
 def test_a_number_in_exponent_notation_is_a_number(tmp_path: Path) -> None:
     """PyYAML (YAML 1.1) reads 1e-4 as text, so `lr: 1e-4` and `low: 1e-3`, as every ML config writes
     them, were refused ('YAML reads 1e-4 as text: write 0.0001'); in a spec and a --set they are numbers."""
