@@ -13,9 +13,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "report", help=f"parquet tables + {REPORT_MD}/{REPORT_HTML} of a sweep",
         description=f"Write DIR/{REPORT_DIR}/: {TRIALS_TABLE} (one row per trial), {EPOCHS_TABLE} (one "
                     f"row per trial and epoch; schema in reports/SCHEMA.md), {REPORT_MD} and a "
-                    f"self-contained {REPORT_HTML} (leaderboard, ablation table, effect plots, learning "
-                    "curves, collapse diagnostics, parameter importance). Works on running or interrupted "
-                    "sweeps.")
+                    f"self-contained {REPORT_HTML} (leaderboard; the table of configurations: a one-factor "
+                    "ablation's against its baseline, a grid's or Optuna's against the best; seed power, "
+                    "cost, effect plots, learning curves, collapse diagnostics, parameter importance, "
+                    "parallel coordinates, every trial). Works on running or interrupted sweeps.")
     p.add_argument("sweep", metavar="DIR", help="sweep folder, e.g. runs/temps")
     p.set_defaults(func=main)
 

@@ -145,6 +145,18 @@ def test_ls_help_says_its_best_column_is_the_sweeps_metric(capsys: pytest.Captur
     assert "kNN top-1" not in help_text
 
 
+def test_report_help_names_the_table_a_grid_or_optuna_report_has(capsys: pytest.CaptureFixture) -> None:
+    """It listed an 'ablation table' for every sweep: only a one-factor ablation's report has one; a grid's
+    or an Optuna search's compares every configuration with the best (reports.render.table_heading)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", "--help"])
+    assert exit_.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "ablation table" not in help_text
+    assert ("the table of configurations: a one-factor ablation's against its baseline, a grid's or "
+            "Optuna's against the best;") in help_text
+
+
 def test_ls_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["ls", str(tmp_path / "nope")]) == 2
     assert f"{tmp_path / 'nope'}: no such folder" in capsys.readouterr().err
