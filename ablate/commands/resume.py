@@ -22,11 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "start. One driver per sweep folder: a sweep still being run or resumed is refused.",
         epilog="example: ablate resume runs/temps --retry oom   (after lowering nothing: a trial that ran "
                "out of memory is run again, e.g. on a larger GPU)")
-    p.add_argument("sweep", help="the sweep folder, e.g. runs/temps")
+    p.add_argument("sweep", metavar="SWEEP", help="the sweep folder, e.g. runs/temps")
     p.add_argument("--retry", action="append", default=[], choices=list(RETRYABLE), metavar="STATUS",
                    help=f"also run again the trials that ended with this status ({', '.join(RETRYABLE)}; "
                         "repeatable); by default they are kept, since they would end the same way")
-    add_ray_options(p)
+    add_ray_options(p, sweep="SWEEP")
     p.set_defaults(func=main)
 
 

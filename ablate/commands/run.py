@@ -30,7 +30,8 @@ def count(least: int) -> Callable[[str], int]:
     return parse
 
 
-def add_ray_options(p: argparse.ArgumentParser) -> None:
+def add_ray_options(p: argparse.ArgumentParser, sweep: str = "STORAGE/NAME") -> None:
+    """The options of the Ray a sweep runs on; ``sweep``: how the command's help names the sweep folder."""
     p.add_argument("--address", metavar="HOST:PORT",
                    help="join this running Ray cluster instead of starting a local Ray (default: "
                         "$RAY_ADDRESS when set, as under `ray job submit`; token auth: export "
@@ -41,7 +42,7 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
                    help="with --address: give up when the cluster does not answer within this "
                         f"time (default {DEFAULT_CONNECT_TIMEOUT:g}, at most {MAX_CONNECT_TIMEOUT:g})")
     p.add_argument("--verbose", action="store_true",
-                   help=f"print Ray's own log lines too (default: they go to STORAGE/NAME/{RAY_LOG})")
+                   help=f"print Ray's own log lines too (default: they go to {sweep}/{RAY_LOG})")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -97,3 +97,14 @@ def test_a_tilde_of_no_user_is_a_folder_name_as_in_a_shell(
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and error.format(cwd=tmp_path) in err, err
     assert not (tmp_path / NO_USER).exists()
+
+
+def test_resume_help_names_its_own_folder_for_rays_log(capsys: pytest.CaptureFixture) -> None:
+    """`ablate resume --help` said Ray's lines go to STORAGE/NAME/ray.log, run's words: resume is given
+    the sweep folder itself."""
+    with pytest.raises(SystemExit):
+        main(["resume", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "(default: they go to SWEEP/ray.log)" in help_text and "STORAGE/NAME" not in help_text
+    assert help_text.startswith("usage: ablate resume [-h] [--retry STATUS]")
+    assert "SWEEP the sweep folder" in help_text
