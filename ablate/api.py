@@ -158,7 +158,7 @@ def compare(*sweeps: str | Path | Sweep, out: str | Path) -> Path:
         raise UserError(f"--out {str(out)!r}: give a folder for the comparison, e.g. --out runs/compare")
     refuse_repeats(sources)
     try:
-        return build_comparison(list(sources), Path(out))
+        return build_comparison(list(sources), user_path(out))  # checked, made and written: one folder
     except ReportError as exc:
         raise UserError(str(exc)) from None
 

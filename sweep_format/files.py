@@ -116,6 +116,13 @@ def user_path(path: str | os.PathLike) -> Path:
     return Path(os.path.expanduser(os.fspath(path)))
 
 
+def user_arg(text: str) -> str:
+    """``user_path`` as text: the argparse type of a path option. A shell expands a ``~`` only at the start
+    of a word, so ``--out=~/cmp`` reached ablate as written: ``ablate compare`` checked ~/cmp and wrote
+    ./~/cmp, ``ablate train`` and ``ablate attention`` wrote into a folder named ``~``."""
+    return os.fspath(user_path(text))
+
+
 def file_on_path(folder: str | os.PathLike) -> Path | None:
     """The file that stands where ``folder`` or one of its parents must be a folder (an output folder
     given below a file), or None: ``mkdir`` would end in FileExistsError or NotADirectoryError."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ablate.errors import UserError
 from ablate.folder import check_writable, remove_made
-from sweep_format.files import file_on_path
+from sweep_format.files import file_on_path, user_arg
 from sweep_format.text import plural, printable
 from trainables.config import DEVICES, MAX_CROP, device_problem
 
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=int, default=None, metavar="N",
                    help=f"held-out images of the run's dataset (default {DEFAULT_IMAGES}; "
                         "0 when --image is given)")
-    p.add_argument("--image", dest="image_files", action="append", default=[], metavar="PATH",
+    p.add_argument("--image", dest="image_files", action="append", default=[], type=user_arg, metavar="PATH",
                    help="an image file to show (repeatable)")
     p.add_argument("--threshold", type=float, default=None, metavar="SHARE",
                    help="also draw the mask keeping this share of attention mass, e.g. 0.6")
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="side the images are resized and center-cropped to (default: the run's "
                         "global_crops_size)")
     p.add_argument("--device", default="auto", help=f"{DEVICES} (default auto)")
-    p.add_argument("--out", required=True, metavar="FILE.png", help="the PNG to write")
+    p.add_argument("--out", required=True, type=user_arg, metavar="FILE.png", help="the PNG to write")
     p.set_defaults(func=main)
 
 

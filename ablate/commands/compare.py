@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from sweep_format.files import user_arg
 from sweep_format.layout import EPOCHS_TABLE, REPORT_DIR, REPORT_HTML, REPORT_MD, TRIALS_TABLE
 
 
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     f"OUT/{REPORT_MD}, OUT/{REPORT_HTML}.")
     p.add_argument("sources", nargs="+", metavar="SWEEP",
                    help=f"sweep folders (runs/NAME) or their {REPORT_DIR}/{TRIALS_TABLE} files")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for the comparison")
+    p.add_argument("--out", required=True, type=user_arg, metavar="DIR", help="folder for the comparison")
     p.set_defaults(func=main)
 
 

@@ -14,6 +14,7 @@ from ablate.session import (
 from ablate.summary import conclude
 from ablate.sweep_spec import MAX_SAMPLES, load_spec
 from ablate.trackers import TRACKERS
+from sweep_format.files import user_arg
 from sweep_format.layout import MLFLOW_DIR, OPTUNA_DB, RAY_LOG, REPORT_DIR, SPEC_FILE, TRIALS_DIR, TUNE_DIR
 
 
@@ -61,7 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="PATH=VALUE",
                    help="override a spec key by its dotted path, e.g. trainer.epochs=2, "
                         "search.num_samples=4, resources.gpu=0.25, name=temps-cifar")
-    p.add_argument("--storage", default="runs", metavar="DIR", help="sweeps folder (default: ./runs)")
+    p.add_argument("--storage", default="runs", type=user_arg, metavar="DIR",
+                   help="sweeps folder (default: ./runs)")
     p.add_argument("--force", action="store_true",
                    help=f"accept more than {MAX_SAMPLES} trials (search.num_samples, or configurations x "
                         "repeats; otherwise refused as a likely typo)")

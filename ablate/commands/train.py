@@ -25,7 +25,16 @@ from ablate.folder import check_writable, remove_made
 from ablate.overrides import load_yaml, parse_sets
 from ablate.sweep_spec.model import absolute_paths
 from sweep_format import yamltext
-from sweep_format.files import NOT_REGULAR, file_on_path, linked, loads, special_file, too_long, write_text
+from sweep_format.files import (
+    NOT_REGULAR,
+    file_on_path,
+    linked,
+    loads,
+    special_file,
+    too_long,
+    user_arg,
+    write_text,
+)
 from sweep_format.layout import RAY_LOG, inside_sweep, sweep_around
 from trainables.config import (
     ConfigError,
@@ -61,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "'trainer' section is used)")
     p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE", default=[],
                    help="override a trainer key, e.g. --set epochs=5 --set teacher_temp=0.04")
-    p.add_argument("--out", required=True, metavar="DIR", help="run folder")
+    p.add_argument("--out", required=True, type=user_arg, metavar="DIR", help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.add_argument("--workers", type=int, default=1, metavar="N",

@@ -108,3 +108,40 @@ def test_resume_help_names_its_own_folder_for_rays_log(capsys: pytest.CaptureFix
     assert "(default: they go to SWEEP/ray.log)" in help_text and "STORAGE/NAME" not in help_text
     assert help_text.startswith("usage: ablate resume [-h] [--retry STATUS]")
     assert "SWEEP the sweep folder" in help_text
+
+
+@pytest.mark.parametrize("argv, key, expected", [
+    (["run", "spec.yaml", "--storage=~/runs"], "storage", "runs"),
+    (["train", "--out=~/run"], "out", "run"),
+    (["compare", "a", "b", "--out=~/compare"], "out", "compare"),
+    (["attention", "run", "--out=~/a.png"], "out", "a.png"),
+    (["attention", "run", "--image=~/x.png", "--out", "a.png"], "image_files", ["x.png"])])
+def test_a_path_option_after_equals_has_its_tilde_expanded(monkeypatch: pytest.MonkeyPatch, tmp_path,
+                                                           argv: list[str], key: str, expected) -> None:
+    """A shell expands `~` only at the start of a word: `--out=~/run` reached ablate as written, and
+    `ablate train` and `ablate attention` wrote into a folder named `~` in the current one; `ablate
+    compare` checked ~/compare and wrote ./~/compare (ablate run's --storage alone was expanded)."""
+    from ablate.cli import build_parser
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    value = getattr(build_parser().parse_args(argv), key)
+    assert value == ([str(tmp_path / e) for e in expected] if isinstance(expected, list)
+                     else str(tmp_path / expected))
+
+
+def test_a_comparison_is_written_where_its_out_was_checked(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """`ablate.compare(..., out="~/compare")` (or --out=~/compare before the option was expanded) checked
+    and made ~/compare, and wrote every file into ./~/compare, leaving ~/compare empty."""
+    import ablate
+    from tests.helpers import crafted_sweep, good_record
+
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir(), cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    second = {**good_record("b"), "point": 1, "params": {"teacher_temp": 0.04}}
+    (tmp_path / "one").mkdir(), (tmp_path / "two").mkdir()
+    sweeps = [crafted_sweep(tmp_path / name, [good_record("a"), second]) for name in ("one", "two")]
+    out = ablate.compare(*sweeps, out="~/compare")
+    assert out == home / "compare" and (home / "compare" / "report.md").is_file()
+    assert not (cwd / "~").exists()
