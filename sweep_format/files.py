@@ -119,8 +119,9 @@ def user_path(path: str | os.PathLike) -> Path:
 def user_arg(text: str) -> str:
     """``user_path`` as text: the argparse type of a path option. A shell expands a ``~`` only at the start
     of a word, so ``--out=~/cmp`` reached ablate as written: ``ablate compare`` checked ~/cmp and wrote
-    ./~/cmp, ``ablate train`` and ``ablate attention`` wrote into a folder named ``~``."""
-    return os.fspath(user_path(text))
+    ./~/cmp, ``ablate train`` and ``ablate attention`` wrote into a folder named ``~``. Text, not a Path
+    round trip: ``--storage ''`` stays '' (refused), where Path('') is '.'."""
+    return os.path.expanduser(text)
 
 
 def file_on_path(folder: str | os.PathLike) -> Path | None:
