@@ -71,9 +71,13 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
     check_connect_timeout(connect_timeout)
     check_utf8_for_ray()
     precheck(spec, address, num_cpus, num_gpus)  # before the data: a download or a decode took minutes first
-    check_inputs(spec, address)
-    names = check_trackers([*spec.loggers, *loggers], "loggers (spec or --logger)")
-    made = check_writable(sweep_dir.parent, "--storage")
+    made = check_writable(sweep_dir.parent, "--storage")  # so too for a --storage that cannot be written
+    try:
+        check_inputs(spec, address)
+        names = check_trackers([*spec.loggers, *loggers], "loggers (spec or --logger)")
+    except BaseException:
+        remove_made(made, sweep_dir.parent)  # refused: no empty --storage left
+        raise
     print(f"ablate: sweep {spec.name!r}: {spec.num_trials} {plural(spec.num_trials, 'trial')} "
           f"({spec.search.algorithm}), results in {sweep_dir}", file=sys.stderr)
     try:

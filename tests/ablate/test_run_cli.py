@@ -51,6 +51,24 @@ def test_a_missing_dataset_names_its_keys_as_a_spec_holds_them(tmp_path: Path, c
     assert not storage.exists()
 
 
+def test_a_storage_that_cannot_be_written_is_refused_before_the_data_is_read(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write probe of --storage came after the spec's data checks: a download (trainer.download) or
+    the first decode of an image folder (about 8 minutes for ImageNet) ran before a --storage below a
+    file, read-only or full was refused. A refusal of the data after the probe leaves no --storage
+    (test_a_missing_dataset_names_its_keys_as_a_spec_holds_them)."""
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("data read before the storage was checked")
+
+    monkeypatch.setattr(SweepSpec, "check_inputs", never)
+    spec, afile = write_spec(tmp_path, OPTUNA_SPEC), tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["run", str(spec), "--storage", str(afile / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"ablate run: error: --storage {afile / 'runs'}: {afile} is a file, not a folder; give a " \
+                  "folder\n"
+
+
 def test_the_opening_line_counts_one_trial_as_one(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """It said "1 trials (optuna)"."""
