@@ -77,8 +77,8 @@ NO_USER = "~no-such-user-of-ablate"  # a shell leaves it as written: no user of 
 
 
 @pytest.mark.parametrize("argv, error", [
-    (["run", "{spec}", "--storage", f"{NO_USER}/runs", "--set", "resources.cpu=1000000"],
-     "resources: a trial needs 1e+06 CPU"),
+    (["run", "{spec}", "--storage", f"{NO_USER}/runs", "--set", "trainer.batch_size=100000"],
+     "batch_size=100000 x grad_accum_steps=1: larger than the"),  # refused before Ray, running or not
     (["resume", f"{NO_USER}/runs/tiny"], f"{{cwd}}/{NO_USER}/runs/tiny: no such folder"),
     (["compare", f"{NO_USER}/a", f"{NO_USER}/b", "--out", f"{NO_USER}/compare"],
      f"{NO_USER}/a: no such file or folder"),
