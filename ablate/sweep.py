@@ -116,8 +116,8 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
         return sweep_dir
     check_utf8_for_ray()
     precheck(spec, address, num_cpus, num_gpus)
+    check_writable(sweep_dir, "resume")  # before the data, as for ablate run
     check_inputs(spec, address, resuming=True)
-    check_writable(sweep_dir, "resume")
     names = check_trackers(spec.loggers, f"{sweep_dir / SPEC_FILE}: loggers")
     try:
         with SweepLock(sweep_dir, "resume"), Signals() as signals, RayLogFile(verbose) as logs, \

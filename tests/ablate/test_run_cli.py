@@ -312,3 +312,23 @@ def test_resume_runs_a_value_its_spec_was_edited_to(tmp_path: Path, capsys: pyte
     assert main(["resume", str(sweep)]) == 2
     err = capsys.readouterr().err
     assert "Ray started" in err and "nothing to resume" not in err
+
+
+def test_resume_of_a_sweep_that_cannot_be_written_is_refused_before_the_data_is_read(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As for `ablate run`: the write probe of the sweep folder came after the data checks."""
+    from ablate.errors import UserError
+    from tests.helpers import crafted_sweep, good_record
+
+    def read_only(folder: Path, option: str) -> None:
+        raise UserError(f"{option} {folder}: cannot write there (EROFS: Read-only file system)")
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("data read before the sweep folder was checked")
+
+    monkeypatch.setattr("ablate.sweep.check_writable", read_only)
+    monkeypatch.setattr(SweepSpec, "check_inputs", never)
+    sweep = crafted_sweep(tmp_path, [good_record("a")])  # the second point never started
+    assert main(["resume", str(sweep)]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f"resume {sweep}: cannot write there (EROFS: Read-only file system)\n"), err
