@@ -11,6 +11,7 @@ field's description.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import json
 import math
@@ -352,6 +353,10 @@ def exact_type_problem(annotation: Any, value: Any) -> str:
         return "" if is_number else "a number"
     if kinds == {bool}:
         return "" if isinstance(value, bool) else "true or false"
+    if kinds == {str} and isinstance(value, (bool, int, float, datetime.date)):  # a name YAML read as no
+        kind = "" if isinstance(value, bool) else "the date " if isinstance(value, datetime.date) else \
+            "the number "  # text: 2024-06-01, 123, yes
+        return f"text (YAML reads it as {kind}{short(value)}: quote it)"
     if kinds == {str} or get_origin(annotation) is Literal:
         return "" if isinstance(value, str) else "text"
     if get_origin(annotation) is tuple:
@@ -374,7 +379,12 @@ _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict, _REPR.maxlevel = 
 
 
 def short(value: Any) -> str:
-    """``repr(value)``, bounded: an error message never prints an unbounded value."""
+    """``repr(value)``, bounded: an error message never prints an unbounded value. A date (YAML reads
+    ``2024-06-01`` as one) as it was written, true/false as YAML writes them."""
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return str(value).lower()
     return _REPR.repr(value)
 
 

@@ -121,6 +121,8 @@ def _pydantic_message(err: ErrorDetails, key: str, ctx: dict[str, Any]) -> str:
         return f"got {short(value)}; {err['msg']}"
     if err["type"] == "float_type" and isinstance(value, str):  # 1e-3 or nan, which YAML 1.1 reads as text
         return f"got {short(value)}; expected {exact_type_problem(float, value)}"
+    if err["type"] == "string_type":  # a name YAML read as a date, a number or true/false
+        return f"got {short(value)}; expected {exact_type_problem(str, value)}"
     bound = ctx.get("ge", ctx.get("gt", ctx.get("le")))  # an int bound is an int key's
     return f"got {short(value)}; " + EXPECTED[err["type"]].format(
         **ctx, kind="an integer" if isinstance(bound, int) else "a number")

@@ -43,7 +43,7 @@ def one_line_error(capsys: pytest.CaptureFixture, command: str) -> str:
     ("space.teacher_temp={type: float, low: 0.01, high: nan}",
      "space.teacher_temp.high: got 'nan'; expected a finite number"),
     ("trainer.epochs=2.0", "epochs=2.0: expected an integer"),
-    ("trainer.epochs=true", "epochs=True: expected an integer"),
+    ("trainer.epochs=true", "epochs=true: expected an integer"),  # as YAML writes it
     ("trainer.epochs=100000000", "less than or equal to 10000"),
     ("trainer.epochs=99999999999999999999", "less than or equal to 10000"),
     ("trainer.seed=3", "seed"),
@@ -61,7 +61,7 @@ def test_run_refuses_numbers_beyond_the_edges_before_ray(tmp_path: Path, capsys:
     ("epochs=100000000", "epochs=100000000: Input should be less than or equal to 10000"),
     ("epochs=99999999999999999999", "less than or equal to 10000"),
     ("epochs=2.0", "epochs=2.0: expected an integer"),
-    ("local_crops_number=true", "local_crops_number=True: expected an integer"),
+    ("local_crops_number=true", "local_crops_number=true: expected an integer"),
     ("teacher_temp=.inf", "teacher_temp=inf"),
     ("global_crops_scale=[0.4, .nan]", "global_crops_scale"),
     ("patch_size=3", "global_crops_size=16 (Input height (16) should be divisible by patch size (3).); "

@@ -336,6 +336,23 @@ def test_a_tag_that_would_build_an_object_is_refused_saying_what_is_read(tmp_pat
     assert not (tmp_path / "ran").exists()
 
 
+@pytest.mark.parametrize("line, expected", [
+    ("name: 2024-06-01", "name: got 2024-06-01; expected text (YAML reads it as the date 2024-06-01: "
+                         "quote it)"),
+    ("name: 123", "name: got 123; expected text (YAML reads it as the number 123: quote it)"),
+    ("description: yes", "description: got true; expected text (YAML reads it as true: quote it)"),
+    ("trainer: {arch: 2024}", "trainer.arch: arch=2024: expected text (YAML reads it as the number 2024: "
+                              "quote it)"),
+])
+def test_a_name_yaml_reads_as_a_date_or_number_is_shown_as_written(tmp_path: Path, line: str,
+                                                                    expected: str) -> None:
+    """`name: 2024-06-01` (a sweep named by its date) read 'name: got datetime.date(2024, 6, 1); expected
+    text': Python's repr of what YAML made of it, and no word of the quotes that keep it text."""
+    spec_file = write(tmp_path, MINIMAL.replace("name: t\n", "" if line.startswith("name") else "name: t\n")
+                      + line + "\n")
+    assert error_of(spec_file).startswith(f"{spec_file}: {expected}")
+
+
 def test_a_number_in_exponent_notation_is_a_number(tmp_path: Path) -> None:
     """PyYAML (YAML 1.1) reads 1e-4 as text, so `lr: 1e-4` and `low: 1e-3`, as every ML config writes
     them, were refused ('YAML reads 1e-4 as text: write 0.0001'); in a spec and a --set they are numbers."""
@@ -416,7 +433,7 @@ def test_set_fills_an_empty_section_and_refuses_an_empty_key_part(tmp_path: Path
 
 def test_a_key_yaml_reads_as_no_text_is_named_by_its_section(tmp_path: Path) -> None:
     """It read `space[1][key]: got 1; expected text` (pydantic's location) for `1:` under space."""
-    for key, shown in (("1", "1"), ("yes", "True"), ("null", "None")):
+    for key, shown in (("1", "1"), ("yes", "true"), ("null", "None")):
         spec_file = write(tmp_path, MINIMAL + f"trainer: {{{key}: 2}}\n")
         assert error_of(spec_file) == (f"{spec_file}: trainer: the key {shown} is not text; keys are names "
                                        "(quote a key YAML reads as a number, true/false or null)")
