@@ -81,24 +81,25 @@ class Points:
         return i, self.spec.point_label(params), is_base
 
 
-def first_records(spec: SweepSpec, records: list[dict[str, Any]]) -> dict[tuple[int, int], dict[str, Any]]:
-    """Grid and ablation: each (index in ``spec.points()``, repeat) that has a record, with its first
-    undamaged one, in the records' order (a point the spec no longer holds, after an edit of its
-    space: index -1). A planned pair missing here never started."""
-    at = PointIndex((p, i) for i, p in enumerate(spec.points()))
+class GridPlan(NamedTuple):
+    """Where a grid or an ablation stands, by its records (``grid_plan``)."""
+
+    firsts: list[dict[str, Any]]  # each (point, repeat)'s first undamaged record, in the records' order
+    unstarted: list[tuple[dict[str, Any], int]]  # the (point, repeat) pairs the spec plans that none holds
+
+
+def grid_plan(spec: SweepSpec, records: list[dict[str, Any]]) -> GridPlan:
+    """The records that stand for a grid's or an ablation's (point, repeat) pairs, and the pairs none
+    stands for. A record of a point the spec no longer holds (its space edited) stands for itself."""
+    points = spec.points()
+    at = PointIndex((p, i) for i, p in enumerate(points))
     firsts: dict[tuple[int, int], dict[str, Any]] = {}
     for rec in records:
         if not is_damaged(rec):
             index = at.first(rec.get("params") or {})
             firsts.setdefault((index if index is not None else -1, int(rec.get("repeat") or 0)), rec)
-    return firsts
-
-
-def unstarted(spec: SweepSpec, records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
-    """Grid and ablation: the (point, repeat) pairs the spec plans that no record holds."""
-    firsts = first_records(spec, records)
-    return [(dict(p), r) for i, p in enumerate(spec.points()) for r in range(spec.repeats)
-            if (i, r) not in firsts]
+    return GridPlan(list(firsts.values()), [(dict(p), r) for i, p in enumerate(points)
+                                           for r in range(spec.repeats) if (i, r) not in firsts])
 
 
 def new_record(spec: SweepSpec, points: Points, trial_id: str, config: dict[str, Any]) -> dict[str, Any]:

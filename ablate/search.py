@@ -24,7 +24,7 @@ from typing import Any, Protocol, cast
 
 from ray.tune.search import Searcher
 
-from ablate.records import first_records, unstarted
+from ablate.records import grid_plan
 from ablate.sweep_spec import SweepSpec
 from sweep_format import statuses
 from sweep_format.layout import TUNE_DIR, trial_folders
@@ -108,9 +108,9 @@ def point_jobs(spec: SweepSpec, records: list[dict[str, Any]], sweep_dir: Path,
                retry: tuple[str, ...] = ()) -> list[Job]:
     """Grid and ablation: every (point, repeat) that has no final record, the unfinished trials of an
     earlier run first (they continue from their checkpoints), then the points never started."""
-    jobs = [continued(rec, sweep_dir) for rec in first_records(spec, records).values()
-            if statuses.resumed(rec.get("status"), retry)]
-    return jobs + [Job(params, repeat) for params, repeat in unstarted(spec, records)]
+    plan = grid_plan(spec, records)
+    jobs = [continued(rec, sweep_dir) for rec in plan.firsts if statuses.resumed(rec.get("status"), retry)]
+    return jobs + [Job(params, repeat) for params, repeat in plan.unstarted]
 
 
 def without_checkpoints(jobs: list[Job], records: list[dict[str, Any]], sweep_dir: Path) -> str:

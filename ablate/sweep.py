@@ -31,7 +31,7 @@ from ablate.folder import (
 )
 from ablate.lock import SweepLock
 from ablate.ray_logs import RayLogFile
-from ablate.records import unstarted
+from ablate.records import grid_plan
 from ablate.session import (
     DEFAULT_CONNECT_TIMEOUT,
     check_connect_timeout,
@@ -143,7 +143,8 @@ def nothing_to_resume(spec: SweepSpec, sweep_dir: Path, retry: tuple[str, ...],
     records = read_records(sweep_dir)
     # a grid's or an ablation's plan is its points: an edited space.*.values may leave as many records
     # as trials planned, of other points (Optuna draws its points: their number is the plan)
-    left = len(records) < spec.num_trials if spec.search.algorithm == "optuna" else unstarted(spec, records)
+    left = len(records) < spec.num_trials if spec.search.algorithm == "optuna" else \
+        grid_plan(spec, records).unstarted
     if left or any(statuses.resumed(r.get("status"), retry) for r in records):
         return False
     print(f"ablate: nothing to resume in {sweep_dir}: all {len(records)} {plural(len(records), 'trial')} "
