@@ -38,6 +38,9 @@ tr > th:first-child { background: #f4f4f4; }
    narrower; nothing left out */
 table.wide { font-size: .78em; } table.wide th { white-space: normal; vertical-align: bottom; }
 table.wide td.text { min-width: 16em; }
+/* a window narrower than the full column (1024 px: 977 px of it) gives prose the 16em too, so that a
+   table that is not wide (WIDE_TABLE) fits beside it */
+@media (max-width: 1196px) { td.text { min-width: 16em; } }
 img { max-width: 100%; height: auto; display: block; margin: .8em 0; }
 code { background: #f4f4f4; padding: 0 .2em; }
 .note { color: #666; }
@@ -152,13 +155,15 @@ def html_cell(value: object) -> str:
     return f"<td{TEXT if len(text) > LONG_CELL else ''}>{html.escape(text)}</td>"
 
 
-# A table is set ``wide`` where its ``table_width`` exceeds this many characters: at 0.9em a character
-# with its share of the padding took 7.9 px in Chromium (leaderboards of 82 to 129 characters: 658 to
-# 1011 px), so the page's 1150 px column (a window of 1280 px) holds about 145. The Trials table of a
-# 3-parameter ablation (145) overflowed it by 27 px and scrolled. In a narrower window a table scrolls
-# with its first column in view.
-WIDE_TABLE = 140
-PROSE_WIDTH = 44  # the characters of a prose cell at its CSS min-width (td.text: 24em)
+# A table is set ``wide`` where its ``table_width`` exceeds this many characters: the 977 px column of a
+# 1024 px window holds about 132 at 7.4 px each (a character with its share of the padding, at 0.9em in
+# Chromium: 5.8 to 7.4 px in the tables of over 100 characters of five reports, prose at 16em). The full
+# 1150 px column (a window of 1280 px) holds as many with prose at 24em. Counted against the full column
+# alone (140 characters, prose at 24em), a "Which parameters matter" table of a 3-parameter ablation (139)
+# was not wide and ran 35 px past the column at 1024 px, behind a scroll bar. A table wider than the
+# column even when set small scrolls, its first column in view.
+WIDE_TABLE = 130
+PROSE_WIDTH = 32  # the characters of a prose cell at its narrowest CSS min-width (td.text: 16em)
 
 
 def table_width(df: pd.DataFrame) -> int:

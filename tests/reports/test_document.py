@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import shutil
 
 import pandas as pd
+import pytest
 
 from reports.document import CSS, Document, html_table
 
@@ -36,16 +38,19 @@ def test_an_image_alt_text_from_the_folder_stays_text_in_markdown(tmp_path) -> N
                     "(plots/x.png)")
 
 
+# paper.yaml's Trials table: 3 parameters and a stop reason
+PAPER_TRIALS = pd.DataFrame({"trial": ["a000"], "status": ["collapsed"], "teacher_temp": [0.08],
+                             "center_momentum": [0.9], "out_dim": [1024], "repeat": [0],
+                             "kNN top-1 (%)": ["10.83"], "best (%)": ["27.43"], "epochs run": ["8/8"],
+                             "stop reason": ["teacher entropy 0.01 for 3 epochs (collapse)"]})
+
+
 def test_a_table_wider_than_the_page_is_set_small_with_wrapping_headers() -> None:
     """paper.yaml's Trials table (3 parameters and a stop reason) ran 27 px past report.html's 1150 px
     column at a 1280 px window: its last column, the stop reason, was cut off behind a scroll bar."""
     from reports.document import WIDE_TABLE, table_width
 
-    reason = "teacher entropy 0.01 for 3 epochs (collapse)"
-    trials = pd.DataFrame({"trial": ["a000"], "status": ["collapsed"], "teacher_temp": [0.08],
-                           "center_momentum": [0.9], "out_dim": [1024], "repeat": [0],
-                           "kNN top-1 (%)": ["10.83"], "best (%)": ["27.43"], "epochs run": ["8/8"],
-                           "stop reason": [reason]})
+    trials = PAPER_TRIALS
     assert table_width(trials) > WIDE_TABLE
     table = html_table(trials)
     assert table.startswith('<table class="wide">')
@@ -56,3 +61,48 @@ def test_a_table_wider_than_the_page_is_set_small_with_wrapping_headers() -> Non
     assert re.search(r"tr > :first-child \{[^}]*position: sticky", CSS)  # row labels stay while it scrolls
     narrow = html_table(trials[["trial", "status", "kNN top-1 (%)"]])
     assert narrow.startswith("<table><thead>") and "class=\"text\"" not in narrow
+
+
+MEASURE = """<script>document.title = [...document.querySelectorAll("table")]
+    .map(t => t.scrollWidth - t.clientWidth).join(",") + "|"
+    + (document.documentElement.scrollWidth - document.documentElement.clientWidth);</script>"""
+
+
+def scrolled_px(page: str, window: int, tmp_path) -> tuple[list[int], int]:
+    """Each table's content beyond its box, and the page's beyond the window, in headless Chromium at
+    ``window`` px (500 at the least: Chromium's narrowest window)."""
+    import subprocess
+
+    path = tmp_path / f"report-{window}.html"
+    path.write_text(page.replace("</body>", MEASURE + "</body>"), encoding="utf-8")
+    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                          f"--window-size={window},1200", "--dump-dom", path.as_uri()],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    tables, page = re.search(r"<title>([-\d,]*)\|(-?\d+)</title>", dom).groups()  # type: ignore[union-attr]
+    return [int(px) for px in tables.split(",")], int(page)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs headless Chromium to lay the page out")
+def test_the_which_parameters_matter_table_fits_a_1024_px_window(tmp_path) -> None:
+    """paper.yaml's "Which parameters matter" table (3 parameters, each with a verdict of prose) was
+    not set wide (139 characters against 140 for the 1150 px column) and ran 35 px past the 977 px
+    column of a 1024 px window, its verdicts behind a scroll bar: the verdict's 24em did not fit
+    beside the other columns. On a phone the tables scroll and the page does not."""
+    verdict = ("matters: beyond seed noise (paired p=0.00058, 3 seeds); {}={} collapsed, the other values "
+               "span 2.75 points")
+    effects = pd.DataFrame({
+        "parameter": ["teacher_temp", "center_momentum", "out_dim"],
+        "main effect (points)": ["31.45 ± 3.27", "31.36 ± 3.25", "0.67 ± 0.90"],
+        "best value (mean)": ["0.04 (baseline, 42.34)", "0.9 (baseline, 42.34)", "1024 (baseline, 42.34)"],
+        "worst value (mean)": ["0.08 (10.89; collapsed 3/3)", "0.999 (10.98; collapsed 3/3)", "256 (41.67)"],
+        "verdict": [verdict.format("teacher_temp", 0.08), verdict.format("center_momentum", 0.999),
+                    "within seed noise (paired p=0.085, 3 seeds): no sign it matters at these repeats"]})
+    doc = Document("t")
+    doc.table(effects)
+    doc.table(PAPER_TRIALS)
+    page = doc.html()
+    for window in (1024, 1280):
+        assert scrolled_px(page, window, tmp_path) == ([0, 0], 0), window
+    tables, page_scrolled = scrolled_px(page, 500, tmp_path)
+    assert page_scrolled == 0 and min(tables) > 0  # the tables scroll, the page does not
+    assert re.search(r"@media \(max-width: 1196px\) \{ td\.text \{ min-width: 16em", CSS)
