@@ -34,7 +34,7 @@ from reports.tables import (
     misfit_column,
     sweep_tables,
 )
-from sweep_format.files import NOT_REGULAR, file_on_path, linked, user_path, write_texts
+from sweep_format.files import NOT_REGULAR, all_or_none, file_on_path, linked, user_path, write_texts
 from sweep_format.layout import (
     EPOCHS_TABLE,
     PLOTS_DIR,
@@ -157,11 +157,12 @@ def build_comparison(paths: list[str | Path], out: str | Path) -> Path:
             "categorical_params": sorted({p for s in sources for p in s.info.get("categorical_params", [])
                                           if p in shared})}
     make_out(out)
-    write_parquet(trials, out / TRIALS_TABLE, meta)
-    if len(epochs):
-        write_parquet(epochs, out / EPOCHS_TABLE, meta)
-    doc = comparison_document(sources, shared, trials, meta, out)
-    write_texts({out / REPORT_MD: doc.markdown(relative_to=out), out / REPORT_HTML: doc.html()})
+    with all_or_none():  # as a sweep's report (reports.render): tables, plots and pages together
+        write_parquet(trials, out / TRIALS_TABLE, meta)
+        if len(epochs):
+            write_parquet(epochs, out / EPOCHS_TABLE, meta)
+        doc = comparison_document(sources, shared, trials, meta, out)
+        write_texts({out / REPORT_MD: doc.markdown(relative_to=out), out / REPORT_HTML: doc.html()})
     return out
 
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import pandas as pd
 
+from sweep_format.files import written
+
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1150px;
        margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
@@ -99,7 +101,7 @@ class Document:
             elif kind == "table":
                 body.append(html_table(a))
             elif kind == "image":
-                data = base64.b64encode(Path(a).read_bytes()).decode("ascii")
+                data = base64.b64encode(written(a).read_bytes()).decode("ascii")  # all_or_none's too
                 body.append(f'<img alt="{html.escape(str(b))}" src="data:image/png;base64,{data}">')
         return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
                 f"<title>{html.escape(self.title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"

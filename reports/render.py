@@ -1,4 +1,5 @@
-"""``build_report(sweep_dir)``: the whole report of one sweep, written atomically into ``<sweep>/report/``.
+"""``build_report(sweep_dir)``: the whole report of one sweep, written into ``<sweep>/report/`` all or
+nothing (``sweep_format.files.all_or_none``).
 
     report_dir = build_report(Path("runs/temps"))
     # runs/temps/report/{trials.parquet, epochs.parquet, report.md, report.html, plots/*.png}
@@ -42,7 +43,7 @@ from reports.ranking import counted_statuses, counted_trials
 from reports.stats import CI_LEVEL, NOISE_TEST
 from reports.sweepdir import SweepDir, open_sweep
 from reports.tables import left_running, status_counts, sweep_tables
-from sweep_format.files import write_texts
+from sweep_format.files import all_or_none, write_texts
 from sweep_format.layout import (
     ATTENTION_FILE,
     EPOCHS_TABLE,
@@ -71,14 +72,15 @@ def build_report(sweep_dir: str | Path, planned: int | None = None, driven: bool
     whether a driver may run it now (None: unknown; ablate's lock file decides, as for ``ablate ls``):
     without one, trials recorded ``running`` are said to be left so by a driver that is gone."""
     sweep = open_sweep(sweep_dir)
-    trials, epochs = write_tables(sweep)
-    if trials.empty:
-        raise ReportError(f"{sweep.path / TRIALS_DIR}: no trial records yet (expected "
-                          f"{TRIALS_DIR}/<id>.json, written from the first trial's start; is the sweep still "
-                          "starting, or was it made by an ablate older than the records?)")
     out = sweep.report_dir
-    doc = sweep_document(sweep, trials, epochs, out, planned, driven)
-    write_texts({out / REPORT_MD: doc.markdown(relative_to=out), out / REPORT_HTML: doc.html()})
+    with all_or_none():  # tables, plots and pages replace the last report's together, or none do
+        trials, epochs = write_tables(sweep)
+        if trials.empty:
+            raise ReportError(f"{sweep.path / TRIALS_DIR}: no trial records yet (expected "
+                              f"{TRIALS_DIR}/<id>.json, written from the first trial's start; is the sweep "
+                              "still starting, or was it made by an ablate older than the records?)")
+        doc = sweep_document(sweep, trials, epochs, out, planned, driven)
+        write_texts({out / REPORT_MD: doc.markdown(relative_to=out), out / REPORT_HTML: doc.html()})
     return out
 
 

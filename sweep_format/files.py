@@ -4,10 +4,14 @@ The content goes to a temporary file in the target's folder, then ``os.replace``
 target (atomic on POSIX for one file system). A reader, or a writer killed at any moment, never sees
 half a file; a failed write (disk full, read-only) leaves the previous file intact and removes the
 temporary one. Trial records, checkpoints, parquet tables and report pages all go through here.
+Files that must agree (a report's tables, plots and pages) are written ``all_or_none``: each waits in
+its temporary file until the last is written, so a failure leaves the previous set whole.
 
     with atomic_path(Path("run/checkpoint.pt")) as tmp:
         torch.save(state, tmp)
     write_json(Path("runs/temps/trials/a1.json"), record)
+    with all_or_none():
+        write_text(Path("report/report.md"), md); write_text(Path("report/report.html"), html)
 
 Their JSON files are read back with ``loads``: any text that is not JSON is a ValueError.
 """
@@ -19,17 +23,21 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from sweep_format.text import printable
 
+# The files ``all_or_none`` holds back: each target with the temporary file that holds its content
+HELD: ContextVar[dict[Path, Path] | None] = ContextVar("held", default=None)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside ``path`` (``.XXXX-NAME.tmp``, unique per writer); on success it replaces
-    ``path``, on any error it is removed (an OSError naming it, or naming no file, is raised naming
-    ``path``)."""
+    ``path`` (inside ``all_or_none``: when that ends), on any error it is removed (an OSError naming it,
+    or naming no file, is raised naming ``path``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -37,19 +45,71 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except OSError as exc:  # a read-only or full disk: named by the file to write, as below
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
     os.close(fd)
-    tmp = Path(name)
+    tmp, held = Path(name), HELD.get()
     try:
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; sweep folders are shared and handed around
         yield tmp
-        os.replace(tmp, path)
-    except OSError as exc:  # a write that failed names the file it was writing, not its temporary one;
-        # nor nothing: a write() or close() that finds the disk full (pathlib's write_text, Arrow's parquet
-        # writer) raises an OSError without a file name, and the user was told "cannot write the output"
-        if exc.filename not in (str(tmp), tmp, None) or exc.errno is None:
+        if held is None:
+            replace(tmp, path)
+        else:  # all_or_none replaces it; a second write of the same file supersedes the first
+            if (earlier := held.pop(path, None)) is not None:
+                earlier.unlink(missing_ok=True)
+            held[path] = tmp
+    except OSError as exc:
+        if (renamed := named(exc, tmp, path)) is exc:
             raise
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise renamed from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        if held is None or held.get(path) != tmp:
+            tmp.unlink(missing_ok=True)
+
+
+def named(exc: OSError, tmp: Path, path: Path) -> OSError:
+    """``exc`` naming the file it failed to write (``path``), not its temporary one; nor nothing: a write()
+    or close() that finds the disk full (pathlib's write_text, Arrow's parquet writer) raises an OSError
+    without a file name, and the user was told "cannot write the output"."""
+    if exc.filename not in (str(tmp), tmp, None) or exc.errno is None:
+        return exc
+    return OSError(exc.errno, exc.strerror, str(path))
+
+
+def replace(tmp: Path, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        if (renamed := named(exc, tmp, path)) is exc:
+            raise
+        raise renamed from exc
+
+
+@contextlib.contextmanager
+def all_or_none() -> Iterator[None]:
+    """Every file written inside (``atomic_path``) waits in its temporary file until the block ends
+    without error, then replaces its target, in the order they were written (a report's pages last);
+    an error replaces none and removes them all. A full disk halfway through a report left its new tables
+    and plots beside pages that described the old ones; now a reader sees the old report or the new one.
+    Inside an enclosing ``all_or_none``, its files wait for the enclosing one's end."""
+    if HELD.get() is not None:
+        yield
+        return
+    held: dict[Path, Path] = {}
+    token = HELD.set(held)
+    try:
+        yield
+        while held:  # renames take no new space: a full disk stops none of them
+            path, tmp = next(iter(held.items()))
+            replace(tmp, path)
+            del held[path]
+    finally:
+        HELD.reset(token)
+        for tmp in held.values():
+            tmp.unlink(missing_ok=True)
+
+
+def written(path: str | os.PathLike) -> Path:
+    """The file that holds ``path``'s newest content: its temporary file while ``all_or_none`` holds it
+    back (report.html embeds the plots written beside it), else ``path``."""
+    return (HELD.get() or {}).get(Path(path), Path(path))
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -59,12 +119,12 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_texts(texts: Mapping[Path, str]) -> None:
-    """Each text to its file, the files replaced together once every one is written: a write that fails
-    (a full disk) replaces none, so they never come from different runs (a report.md of this run beside
-    the report.html of the last, which the user opens)."""
-    with contextlib.ExitStack() as stack:
-        for path, text in texts.items():  # each written inside its own atomic_path: a failure names it
-            stack.enter_context(atomic_path(path)).write_text(text, encoding="utf-8")
+    """Each text to its file, ``all_or_none``: a write that fails (a full disk) replaces none, so they
+    never come from different runs (a report.md of this run beside the report.html of the last, which
+    the user opens)."""
+    with all_or_none():
+        for path, text in texts.items():
+            write_text(path, text)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:

@@ -142,6 +142,61 @@ def test_a_full_disk_mid_report_leaves_report_md_and_html_of_one_run(
     assert not [p.name for p in report.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_a_full_disk_mid_report_leaves_the_last_report_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """ENOSPC at the report's third file (its first plot, after both tables) left the new
+    trials.parquet (5 trials) and epochs.parquet beside report.md and report.html of the last run (4
+    trials): the tables newer than the pages that describe them. Now a failed write replaces nothing."""
+    import errno
+    import os
+
+    from ablate.cli import main
+    from sweep_format import files
+    from tests.helpers import crafted_sweep, good_record
+
+    def record(i: int) -> dict:
+        temp, knn = [(0.02, 40.0), (0.02, 41.0), (0.04, 35.0), (0.04, 36.0), (0.04, 37.0)][i]
+        rec = {**good_record(f"t{i}"), "point": int(temp == 0.04), "params": {"teacher_temp": temp},
+               "seed": i % 2, "repeat": i % 2}
+        rec["epochs"] = [rec["epochs"][0], {**rec["epochs"][1], "knn_top1": knn, "teacher_entropy": 1.0}]
+        return rec
+
+    def folder(report: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(report)): p.read_bytes() for p in sorted(report.rglob("*")) if p.is_file()}
+
+    sweep = crafted_sweep(tmp_path, [record(i) for i in range(4)])
+    assert main(["report", str(sweep)]) == 0
+    report = sweep / "report"
+    before = folder(report)
+    assert {"trials.parquet", "epochs.parquet", "report.md", "plots/learning_curves.png"} <= set(before)
+    files.write_json(sweep / "trials" / "t4.json", record(4))
+    made = files.tempfile.mkstemp
+    started: list[str] = []
+
+    def full(*args, **kwargs):
+        started.append(kwargs["suffix"])
+        if len(started) == 3:  # the third file of the report
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return made(*args, **kwargs)
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", full)
+    capsys.readouterr()
+    assert main(["report", str(sweep)]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert started[:2] == ["-trials.parquet.tmp", "-epochs.parquet.tmp"]
+    assert line.startswith(f"ablate report: error: cannot write {report / 'plots' / started[2][1:-4]} "
+                           "(ENOSPC: No space left on device)")
+    assert folder(report) == before  # pages, tables and plots: the last report's, no temporary file
+    monkeypatch.undo()  # space freed
+    assert main(["report", str(sweep)]) == 0
+    md, html = (report / "report.md").read_text(), (report / "report.html").read_text()
+    assert len(parquet.read_parquet(report / "trials.parquet")) == 5
+    assert "\n5 trials (5 completed)" in md and "<p>5 trials (5 completed)" in html
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    embedded = [base64.b64decode(s) for s in re.findall(r'src="data:image/png;base64,([^"]+)"', html)]
+    assert embedded == [(report / link).read_bytes() for link in links]  # the plots written with it
+
+
 def test_the_header_promises_marks_only_where_the_tables_make_them() -> None:
     """A sweep ranked by loss: the header said 'a configuration that does not beat raw pixels is
     marked', and no table marked one (the mark is a kNN top-1 comparison), so a digits sweep whose

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sweep_format.files import atomic_path, write_text, write_texts
+from sweep_format.files import all_or_none, atomic_path, write_text, write_texts, written
 
 
 def test_a_full_disk_mid_write_keeps_the_old_file_and_names_the_target(tmp_path: Path) -> None:
@@ -43,6 +43,27 @@ def test_files_written_together_are_replaced_together_or_not_at_all(tmp_path: Pa
     monkeypatch.setattr(Path, "write_text", real)
     write_texts({md: "new md", html: "new html"})
     assert (md.read_text(), html.read_text()) == ("new md", "new html")
+
+
+def test_all_or_none_holds_every_file_back_until_its_end(tmp_path: Path) -> None:
+    """A report's tables, plots and pages (reports.render): each file waits in its temporary file, read
+    through ``written`` (report.html embeds the plots), until the block ends; an error replaces none of
+    them, however many were written, and leaves no temporary file."""
+    table, plot = write_text(tmp_path / "trials.parquet", "old table"), write_text(tmp_path / "x.png", "old")
+    with pytest.raises(OSError), all_or_none():
+        write_text(table, "new table")
+        write_text(plot, "first")
+        with all_or_none():  # inside another: waits for the outer block's end
+            write_text(plot, "second")
+        assert table.read_text() == "old table" and written(plot).read_text() == "second"
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "report.md"))
+    assert (table.read_text(), plot.read_text()) == ("old table", "old")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trials.parquet", "x.png"]
+    with all_or_none():
+        write_text(table, "new table")
+        write_text(plot, "new")
+    assert (table.read_text(), plot.read_text(), written(plot)) == ("new table", "new", plot)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trials.parquet", "x.png"]
 
 
 def test_an_error_about_another_file_keeps_its_name(tmp_path: Path) -> None:
