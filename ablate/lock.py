@@ -47,7 +47,8 @@ class SweepLock:
         self.release()
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # a link is not followed (ELOOP): run and resume refuse one in one line before (layout.WRITTEN)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             held = not self._flock(fd)
             previous = holder(fd)
@@ -86,15 +87,16 @@ class SweepLock:
         self.fd = None
 
 
-def driven(sweep_dir: Path) -> bool:
+def driven(sweep_dir: Path) -> bool | None:
     """Whether a driver may be running the sweep now, by what its lock file says: a clean stop empties
     it; a driver killed with SIGKILL leaves its text, naming a process that is gone (``alive``: one on
     another host is trusted). The file is only read: a reader that took the lock, however briefly,
-    could make a starting ``ablate run`` refuse the folder."""
-    try:
-        fd = os.open(Path(sweep_dir) / LOCK_FILE, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO: no wait
-    except OSError:  # no lock file: never driven, or by an ablate that wrote none
-        return False
+    could make a starting ``ablate run`` refuse the folder. None (unknown) where it is a symbolic link,
+    which is not followed: the sweep's reader refuses it in one line (``sweep_format.layout.READ``)."""
+    try:  # a FIFO: no wait; a link: not followed
+        fd = os.open(Path(sweep_dir) / LOCK_FILE, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError as exc:  # no lock file: never driven, or by an ablate that wrote none
+        return None if exc.errno == errno.ELOOP else False
     try:
         previous = holder(fd)
     except OSError:

@@ -63,10 +63,12 @@ WANDB_DIR = "wandb"
 WRITTEN = (SPEC_FILE, TRIALS_DIR, OPTUNA_DB, REFERENCE_FILE, TUNE_DIR, REPORT_DIR, RAY_LOG, LOCK_FILE,
            HISTORY_FILE, MLFLOW_DIR, WANDB_DIR)
 ENTRY_FOLDERS = (TRIALS_DIR, TUNE_DIR, REPORT_DIR)
-# What a reader that writes nothing there (``ablate compare`` of a source sweep) reads in a sweep folder,
-# and the folder it reads entry by entry: a link among them would read another folder's files as the
-# sweep's (``entry_problem(sweep_dir, read_only=True)``); its report/ and tune/ are never read.
-READ = (SPEC_FILE, TRIALS_DIR, REFERENCE_FILE)
+# What a reader that writes nothing there (``ablate ls``, ``ablate compare`` of a source sweep) reads in a
+# sweep folder, and the folder it reads entry by entry: a link among them would read another folder's
+# files as the sweep's (``entry_problem(sweep_dir, read_only=True)``); its report/ and tune/ are never
+# read. driver.lock says whether a driver runs the sweep now (ablate.lock.driven, for ls): a link there
+# read another sweep's lock, or any file, as this one's, and ls trusted it.
+READ = (SPEC_FILE, TRIALS_DIR, REFERENCE_FILE, LOCK_FILE)
 READ_FOLDERS = (TRIALS_DIR,)
 # The folders and files ablate makes in a sweep folder: a file where a folder belongs, or a folder (or a
 # FIFO, socket or device) where a file belongs, is refused (``entry_problem``).

@@ -140,3 +140,30 @@ def test_a_lock_file_edited_elsewhere_is_stale_not_a_traceback(sweep: Path, pid:
     err = capsys.readouterr().err
     assert f"a stale lock of `ablate run]0;owned` (pid {pid} on {socket.gethostname()}) (that driver" in err
     assert "\x1b" not in err and "Traceback" not in err
+
+
+def test_a_lock_file_that_is_a_link_is_not_followed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A driver.lock linked to another sweep's lock (or any file) in someone else's folder: `ablate ls`
+    read the file it points to as this sweep's lock and trusted it ('1 running', driven by a live
+    process it is not driven by), `ablate report` read it before refusing the link, and a lock taken
+    through it wrote into the file outside. Now ls names the link in the sweep's row, as a link among
+    the other files it reads (layout.READ), and nothing opens the file it points to."""
+    from ablate.lock import driven
+    from tests.helpers import crafted_sweep, good_record
+
+    sweep = crafted_sweep(tmp_path, [{**good_record("a"), "status": "running"}])
+    elsewhere = tmp_path / "other" / LOCK_FILE
+    elsewhere.parent.mkdir()
+    text = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "command": "run", "since": 1e9})
+    elsewhere.write_text(text)
+    (sweep / LOCK_FILE).symlink_to(elsewhere)
+    assert driven(sweep) is None  # unknown: not the other sweep's True
+    assert main(["ls", str(sweep.parent)]) == 0
+    row = capsys.readouterr().out.splitlines()[1]
+    assert (f"(unreadable: {sweep / LOCK_FILE}: a symbolic link (to {elsewhere}) inside {sweep}; ablate "
+            "reads a sweep only from its own folder: replace the link with a copy of what it points "
+            "to)") in row
+    assert "running" not in row
+    with pytest.raises(OSError):
+        SweepLock(sweep, "resume").acquire()
+    assert elsewhere.read_text() == text
