@@ -144,9 +144,13 @@ def folder_problem(folder: str | Path) -> str:
     return "a file, not a folder" if folder.is_file() else f"{NOT_REGULAR}, not a folder"
 
 
-def unlisted(folder: Path, exc: OSError, expected: str) -> str:
-    """The line of a folder (a sweep folder, a storage folder) whose listing ``exc`` refused."""
-    return f"{folder}: cannot be listed ({exc.strerror}) (expected {expected})"
+ASK_ACCESS = "ask its owner for access"  # what to do about a folder of someone else's this user may not read
+
+
+def unlisted(folder: str | Path, exc: OSError, expected: str, todo: str = ASK_ACCESS) -> str:
+    """The line of a folder whose listing ``exc`` refused (a sweep folder, a storage folder, an image
+    folder's train/ or a class folder in it): named, why, what was ``expected`` there, and what to do."""
+    return f"{folder}: cannot be listed ({exc.strerror}) (expected {expected}); {todo}"
 
 
 def entry_problem(sweep_dir: str | Path, read_only: bool = False) -> str:

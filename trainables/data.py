@@ -222,14 +222,15 @@ def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:
     from torchvision.datasets import ImageFolder
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 
-    expected = f"one sub-folder per class holding {', '.join(IMG_EXTENSIONS)} files"
+    images = f"{', '.join(IMG_EXTENSIONS)} files"
+    expected = f"one sub-folder per class holding {images}"
     empty = ConfigError(f"{folder}: no image files (expected {expected})")
     try:
         classes, _ = find_classes(folder)
     except FileNotFoundError:  # not even a class folder
         raise empty from None
     except OSError as exc:  # the folder itself cannot be listed (permissions)
-        raise ConfigError(unlisted(folder, exc, expected)) from None
+        raise ConfigError(unlisted(folder, exc, expected, READABLE)) from None
     refused: list[OSError] = []  # torchvision walks the class folders and skips what it cannot list
     left_out: list[str] = []  # and the files whose extension is not an image's
     for name in classes:
@@ -237,11 +238,12 @@ def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:
             left_out += [os.path.join(top, f) for f in files
                          if not f.startswith(".") and not f.lower().endswith(IMG_EXTENSIONS)]
             check_no_link_loop(top, dirs)
-    if refused:
-        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
-        raise ConfigError(f"{refused[0].filename}: cannot be read ({refused[0].strerror}){more}; its "
-                          "images would be left out of the dataset without a word: make it readable, or "
-                          "move it out of the folder")
+    if refused:  # its images would be left out of the dataset without a word: refused as train/ is
+        first, n = Path(refused[0].filename), len(refused) - 1
+        more = f"; {n} more {plural(n, 'folder')} of it cannot be listed either" if n else ""
+        name = first.relative_to(folder).parts[0]
+        raise ConfigError(unlisted(first, refused[0], f"{images} of the class {name}",
+                                   f"{READABLE}, or move it out of {folder}{more}"))
     ds = ImageFolder(folder, loader=open_rgb, allow_empty=True)
     bad = unreadable_images([path for path, _ in ds.samples], str(folder.resolve()))
     if bad and not skip_bad:
@@ -270,6 +272,8 @@ def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:
     return ds
 
 
+# what to do about a folder of an image folder that this user may not list (layout.unlisted says the rest)
+READABLE = "make it readable by this user (its owner can: chmod -R a+rX)"
 # how to read a folder with such files all the same (ablate.sweep words it for a resumed sweep)
 SKIP_BAD = (", or skip unreadable files with skip_bad_images: true (ablate train --set skip_bad_images=true; "
             "in a sweep spec, trainer.skip_bad_images)")

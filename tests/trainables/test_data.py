@@ -386,13 +386,20 @@ def test_a_16_bit_image_is_scaled_to_8_bits_not_clipped(tmp_path: Path):
     assert pixels.shape == (16, 16, 3) and (pixels[..., 0] == np.arange(256).reshape(16, 16)).all()
 
 
+READABLE = r"; make it readable by this user \(its owner can: chmod -R a\+rX\)"
+
+
 @pytest.mark.parametrize(("folder", "expected"), [
-    ("train/a", r"train/a: cannot be read \(Permission denied\); its images would be left out"),
-    ("train", r"train: cannot be listed \(Permission denied\) \(expected one sub-folder per class holding ")])
+    ("train/a", r"train/a: cannot be listed \(Permission denied\) \(expected \.jpg, .* files of the class a\)"
+                rf"{READABLE}, or move it out of \S*/train$"),
+    ("train", r"train: cannot be listed \(Permission denied\) \(expected one sub-folder per class holding "
+              rf"\.jpg, .* files\){READABLE}$")])
 def test_a_folder_that_cannot_be_listed_is_named_not_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               folder: str, expected: str):
     """torchvision's walk skipped a class folder it could not list (no permission): its class trained
-    empty; an unlistable train/ was reported as a disk that refused a write."""
+    empty; an unlistable train/ was reported as a disk that refused a write. The two are said in one
+    wording (sweep_format.layout.unlisted), with what to do: a class folder read 'train/a: cannot be read
+    (Permission denied); its images would be left out ...', train/ 'cannot be listed' and no remedy."""
     root = write_image_folder(tmp_path / "data", n=4)
     scandir = os.scandir
 
@@ -405,6 +412,21 @@ def test_a_folder_that_cannot_be_listed_is_named_not_left_out(tmp_path: Path, mo
     cfg = DINOConfig(dataset="imagefolder", data_path=str(root), global_crops_size=16, local_crops_size=8)
     with pytest.raises(ConfigError, match=expected):
         build_datasets(cfg)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="chmod 000 does not stop root")
+def test_a_class_folder_chmod_000_is_named_as_an_unlistable_train_folder_is(tmp_path: Path):
+    """The same fault as above, made with chmod rather than a refusing os.scandir."""
+    root = write_image_folder(tmp_path / "data", n=4)
+    locked = root / "train" / "b"
+    locked.chmod(0)
+    cfg = DINOConfig(dataset="imagefolder", data_path=str(root), global_crops_size=16, local_crops_size=8)
+    try:
+        with pytest.raises(ConfigError, match=rf"^{re.escape(str(locked))}: cannot be listed \(Permission "
+                                              rf"denied\) \(expected .* class b\){READABLE}, or move "):
+            build_datasets(cfg)
+    finally:
+        locked.chmod(0o755)
 
 
 @pytest.mark.parametrize("target", ["..", ".", "/"])
