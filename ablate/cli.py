@@ -10,7 +10,7 @@ import os
 import select
 import signal
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ablate import __version__
 from ablate.errors import STORAGE_ERRNOS, USAGE_EXIT, USER_ERRORS, print_error, storage_failure
@@ -37,9 +37,31 @@ Run `ablate COMMAND --help` for the options of each command.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ablate", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+class Parser(argparse.ArgumentParser):
+    """The parser of ``ablate`` and, through ``add_subparsers``, of every command: a refusal is one line,
+    ``ablate run: error: TEXT (`ablate run --help` lists the options)``, in the form of ablate's other
+    errors (``print_error``), where argparse printed its usage (up to five lines) above it. No option
+    prefixes: ``--storag x`` was read as ``--storage x``, and an option added later (``--storage-class``)
+    would have made an old script's prefix ambiguous; a prefix is now an unrecognized argument, with
+    the did-you-mean of ``unrecognized``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "allow_abbrev": False})
+
+    def error(self, message: str) -> NoReturn:
+        self.refuse(message)
+
+    def refuse(self, message: str, hint: str = "") -> NoReturn:
+        """Exit 2 with ``message`` and ``hint`` (a did-you-mean) as this parser's one error line."""
+        command = self.prog.partition(" ")[2]  # "ablate run": run; "ablate": none
+        helps = f"`{self.prog} --help` lists the {'options' if command else 'commands'}"
+        print_error(f"{printable(message)} ({hint + ' ' if hint else ''}{helps})", command)
+        sys.exit(USAGE_EXIT)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="ablate", description=DESCRIPTION,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"ablate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -114,12 +136,12 @@ def dispatch(argv: list[str] | None) -> int:
         return exit_code(interrupt)
 
 
-def unrecognized(parser: argparse.ArgumentParser, command: str | None, extras: list[str],
+def unrecognized(parser: Parser, command: str | None, extras: list[str],
                  argv: list[str]) -> NoReturn:
-    """Exit 2 naming the arguments the command does not take, as the command itself (its usage line
-    lists its options) with the option it most likely meant: argparse left a subcommand's unknown option
-    to the top parser, whose usage (``ablate [-h] [--version] COMMAND ...``) names none of them. An
-    option written before the command (``ablate --bogus run X``) is the top parser's to refuse."""
+    """Exit 2 naming the arguments the command does not take, as the command itself (its help lists
+    its options) with the option it most likely meant: argparse left a subcommand's unknown option
+    to the top parser, which named neither the command nor its options. An option written before the
+    command (``ablate --bogus run X``) is the top parser's to refuse."""
     target = parser
     before = argv[:argv.index(command)] if command in argv else argv  # the top parser takes no values
     if early := [extra for extra in extras if extra in before]:
@@ -127,12 +149,12 @@ def unrecognized(parser: argparse.ArgumentParser, command: str | None, extras: l
     else:
         for action in parser._subparsers._group_actions if parser._subparsers else []:
             if isinstance(action, argparse._SubParsersAction) and command in action.choices:
-                target = action.choices[command]
+                target = action.choices[command]  # a Parser: add_subparsers makes its parser's class
     options = [name for action in target._actions for name in action.option_strings]
     hints = [close for extra in extras if extra.startswith("-") and extra.split("=", 1)[0] not in options
              for close in [did_you_mean(extra.split("=", 1)[0], options, n=1)] if close]
-    hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
-    target.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+    target.refuse(f"unrecognized arguments: {' '.join(extras)}",
+                  f"did you mean {', '.join(hints)}?" if hints else "")
 
 
 def command() -> int:

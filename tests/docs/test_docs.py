@@ -101,3 +101,22 @@ def test_the_readmes_example_error_is_what_the_command_prints(tmp_path: Path,
     printed = capsys.readouterr().err
     assert error.endswith("Valid keys: ...")
     assert error.removesuffix("...") in printed
+
+
+def test_every_option_of_a_documented_command_is_its_whole_name() -> None:
+    """ablate takes no option prefixes (``--storag x`` was read as ``--storage x``; ablate.cli.Parser): an
+    abbreviation, or an option of another command, in a shipped doc would be a command that is refused."""
+    import argparse
+
+    from ablate.cli import COMMANDS, build_parser
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    options = {name: {o for a in parser._actions for o in a.option_strings}
+               for name, parser in sub.choices.items()}
+    docs = [ROOT / "README.md", *(doc for folder in ("search_spaces", "bench", "reports", "docs")
+                                  for doc in (ROOT / folder).glob("*.md"))]
+    used = [(doc.relative_to(ROOT), command, option) for doc in docs
+            for command, line in re.findall(rf"\bablate ({'|'.join(COMMANDS)})\b([^\n`|]*)", doc.read_text())
+            for option in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", line)]
+    assert len(used) > 20 and all(option in options[command] for _, command, option in used), \
+        [u for u in used if u[2] not in options[u[1]]]
