@@ -104,6 +104,14 @@ def cluster_address(option: str | None) -> str | None:
     return env
 
 
+def what_start_ray_does(address: str | None) -> str:
+    """What ``start_ray(address)`` is about to do, in words for the line before it (Ray not imported)."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return "using the Ray this process runs"
+    return f"joining the Ray cluster at {address}" if address else "starting a local Ray"
+
+
 def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
               connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, logs: RayLogFile | None = None) -> bool:
     """Join the cluster at ``address``, or start a local Ray with this machine's resources; True

@@ -38,6 +38,7 @@ from ablate.session import (
     check_utf8_for_ray,
     start_ray,
     stop_ray,
+    what_start_ray_does,
 )
 from ablate.sweep_spec import SweepSpec
 from ablate.trackers import check_trackers, tracker_callbacks
@@ -78,14 +79,16 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
     except BaseException:
         remove_made(made, sweep_dir.parent)  # refused: no empty --storage left
         raise
+    # the folder is named once it exists: a cluster that does not answer, or cannot hold a trial, leaves none
     print(f"ablate: sweep {spec.name!r}: {spec.num_trials} {plural(spec.num_trials, 'trial')} "
-          f"({spec.search.algorithm}), results in {sweep_dir}", file=sys.stderr)
+          f"({spec.search.algorithm}); {what_start_ray_does(address)}", file=sys.stderr)
     try:
         with Signals() as signals, RayLogFile(verbose) as logs, ray_session(address, num_cpus, num_gpus,
                                                                             connect_timeout, logs):
             signals.install()
             resources, limit, where = admit(spec)  # a trial too large for the cluster: refused
             create(spec, sweep_dir)
+            print(f"ablate: sweep {spec.name!r}: results in {sweep_dir}", file=sys.stderr)
             with SweepLock(sweep_dir, "run"), ran(sweep_dir, "run", where, started):
                 logs.attach(sweep_dir)
                 record_reference_knn(spec, sweep_dir)

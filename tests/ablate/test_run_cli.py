@@ -71,7 +71,8 @@ def test_a_storage_that_cannot_be_written_is_refused_before_the_data_is_read(
 
 def test_the_opening_line_counts_one_trial_as_one(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """It said "1 trials (optuna)"."""
+    """It said "1 trials (optuna)", and "results in DIR" before Ray, where a cluster that does not answer
+    or cannot hold a trial left no DIR (test_ray_network: the line, then the refusal)."""
     from ablate.errors import UserError
 
     def no_ray(*args: object, **kwargs: object) -> None:
@@ -82,7 +83,7 @@ def test_the_opening_line_counts_one_trial_as_one(tmp_path: Path, capsys: pytest
     sets = ["--set", "search.num_samples=1", "--set", "repeats=1"]
     assert main(["run", str(spec), "--storage", str(storage), *sets]) == 2
     err = capsys.readouterr().err
-    assert f"ablate: sweep 'tiny': 1 trial (optuna), results in {storage / 'tiny'}\n" in err
+    assert err.startswith("ablate: sweep 'tiny': 1 trial (optuna); ") and "results in" not in err, err
     assert not storage.exists()
 
 
