@@ -15,13 +15,19 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 
+def yaml_word(value: bool | None) -> str:
+    """``true``, ``false`` or ``null``: a boolean or None as YAML writes it, and as the spec's author wrote
+    it (Python's True, False and None are no YAML). The one spelling of labels and error messages."""
+    return "null" if value is None else "true" if value else "false"
+
+
 def fmt_value(value: Any, digits: int = 4) -> str:
-    """A searched value as a label, a table or a plot shows it: ``0.04425``, ``true``, ``[0.4, 1]``
+    """A searched value as a label, a table or a plot shows it: ``0.04425``, ``true``, ``null``, ``[0.4, 1]``
     (floats to ``digits`` significant digits; a record's label keeps 6; numpy scalars as Python's)."""
     if hasattr(value, "item") and not isinstance(value, (list, tuple, str)):
         value = value.item()  # numpy scalar
-    if isinstance(value, bool):
-        return "true" if value else "false"
+    if value is None or isinstance(value, bool):
+        return yaml_word(value)
     if isinstance(value, float):
         return f"{value:.{digits}g}"
     if isinstance(value, (list, tuple)):

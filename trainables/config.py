@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from sweep_format.text import did_you_mean
+from sweep_format.values import yaml_word
 
 DATASETS = ("digit_scenes", "digits", "synthetic", "cifar10", "cifar100", "stl10", "imagefolder")
 TORCHVISION = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "stl10": "STL10"}  # dataset -> its class
@@ -374,17 +375,30 @@ def _looks_numeric(text: str) -> bool:
     return True
 
 
-_REPR = reprlib.Repr()
+class _YamlRepr(reprlib.Repr):
+    """``repr``, bounded, with what YAML read shown as it was written, at any depth (``[0.1, null]``):
+    true, false and null as YAML writes them (sweep_format.values.yaml_word), a date (YAML reads
+    ``2024-06-01`` as one) as its ISO text. reprlib calls ``repr_<type name>``."""
+
+    def repr_bool(self, value: bool, level: int) -> str:
+        return yaml_word(value)
+
+    def repr_NoneType(self, value: None, level: int) -> str:  # reprlib: repr_ + type(None).__name__
+        return yaml_word(value)
+
+    def repr_date(self, value: datetime.date, level: int) -> str:
+        return value.isoformat()
+
+    repr_datetime = repr_date
+
+
+_REPR = _YamlRepr()
 _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict, _REPR.maxlevel = 60, 60, 6, 6, 3
 
 
 def short(value: Any) -> str:
-    """``repr(value)``, bounded: an error message never prints an unbounded value. A date (YAML reads
-    ``2024-06-01`` as one) as it was written, true/false as YAML writes them."""
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    if isinstance(value, bool):
-        return str(value).lower()
+    """``repr(value)``, bounded (an error message never prints an unbounded value), with YAML's words for
+    what YAML read: ``teacher_temp=null``, ``epochs=true``, ``name: got 2024-06-01``."""
     return _REPR.repr(value)
 
 
@@ -401,7 +415,7 @@ def config_differences(before: dict[str, Any], after: dict[str, Any]) -> list[st
     keys = [k for k in DINOConfig.model_fields if k not in PLACEMENT_KEYS]
     norm = lambda v: list(v) if isinstance(v, tuple) else v  # YAML/JSON dumps turn tuples into lists
     # A key one side lacks (a config written before the key existed) holds its default: no change.
-    return [f"{k}: {before[k]!r} -> {after[k]!r}" for k in keys
+    return [f"{k}: {short(before[k])} -> {short(after[k])}" for k in keys
             if k in before and k in after and norm(before[k]) != norm(after[k])]
 
 
@@ -409,7 +423,7 @@ def describe_keys() -> str:
     """One line per key: name, default, description (for --help and errors)."""
     lines = []
     for name, field in DINOConfig.model_fields.items():
-        lines.append(f"  {name:<28} {field.default!r:<24} {field.description or ''}")
+        lines.append(f"  {name:<28} {short(field.default):<24} {field.description or ''}")
     return "\n".join(lines)
 
 

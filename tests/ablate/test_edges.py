@@ -44,6 +44,13 @@ def one_line_error(capsys: pytest.CaptureFixture, command: str) -> str:
      "space.teacher_temp.high: got 'nan'; expected a finite number"),
     ("trainer.epochs=2.0", "epochs=2.0: expected an integer"),
     ("trainer.epochs=true", "epochs=true: expected an integer"),  # as YAML writes it
+    # null too, at any depth: it read teacher_temp=None, got None, values [0.1, None]
+    ("trainer.teacher_temp=~", "trainer.teacher_temp: teacher_temp=null: Input should be a valid number"),
+    ("space.teacher_temp={type: null, low: 0.01, high: 0.1}",
+     "space.teacher_temp.type: got null; allowed: float, int, choice"),
+    ("space.student_temp={type: choice, values: [0.1, null]}",
+     "space.student_temp.values[1]: student_temp=null: Input should be a valid number"),
+    ("trainer.global_crops_scale=[0.4, null]", "global_crops_scale=[0.4, null]: "),
     ("trainer.epochs=100000000", "less than or equal to 10000"),
     ("trainer.epochs=99999999999999999999", "less than or equal to 10000"),
     ("trainer.seed=3", "seed"),
@@ -62,6 +69,7 @@ def test_run_refuses_numbers_beyond_the_edges_before_ray(tmp_path: Path, capsys:
     ("epochs=99999999999999999999", "less than or equal to 10000"),
     ("epochs=2.0", "epochs=2.0: expected an integer"),
     ("local_crops_number=true", "local_crops_number=true: expected an integer"),
+    ("teacher_temp=null", "--set teacher_temp=null: Input should be a valid number"),  # was =None
     ("teacher_temp=.inf", "teacher_temp=inf"),
     ("global_crops_scale=[0.4, .nan]", "global_crops_scale"),
     ("patch_size=3", "global_crops_size=16 (Input height (16) should be divisible by patch size (3).); "

@@ -429,6 +429,11 @@ def test_a_value_is_written_one_way_in_labels_tables_and_plots() -> None:
     assert [fmt_value(v) for v in (True, np.bool_(False), 0.123456, np.float32(0.5), [0.4, 1], "s=0.24")] == \
         ["true", "false", "0.1235", "0.5", "[0.4, 1]", "s=0.24"]
     assert fmt_value(0.123456, digits=6) == "0.123456" and report_value(float("nan")) == "–"
+    # a searched null as YAML writes it, in labels as in error messages (trainables.config.short)
+    from trainables.config import short
+
+    assert [fmt_value(None), fmt_value([0.4, None]), short(None), short([0.4, None, True])] == \
+        ["null", "[0.4, null]", "null", "[0.4, null, true]"]
 
 
 # a field of the wrong kind, as copied from elsewhere or edited by hand; (field, value or None to

@@ -433,7 +433,7 @@ def test_set_fills_an_empty_section_and_refuses_an_empty_key_part(tmp_path: Path
 
 def test_a_key_yaml_reads_as_no_text_is_named_by_its_section(tmp_path: Path) -> None:
     """It read `space[1][key]: got 1; expected text` (pydantic's location) for `1:` under space."""
-    for key, shown in (("1", "1"), ("yes", "true"), ("null", "None")):
+    for key, shown in (("1", "1"), ("yes", "true"), ("null", "null")):
         spec_file = write(tmp_path, MINIMAL + f"trainer: {{{key}: 2}}\n")
         assert error_of(spec_file) == (f"{spec_file}: trainer: the key {shown} is not text; keys are names "
                                        "(quote a key YAML reads as a number, true/false or null)")

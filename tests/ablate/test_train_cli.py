@@ -157,7 +157,7 @@ def test_bad_config_file_names_the_file_and_line(tmp_path: Path, capsys: pytest.
     assert main(["train", "--out", str(tmp_path / "x"), "--resume"]) == 2
     assert "no checkpoint.pt" in capsys.readouterr().err
     # a key YAML reads as a number, true or null ended in difflib's TypeError traceback
-    for text, shown in (("1: 2\n", "1"), ("trainer:\n  null: 2\n", "None"), ("yes: 2\n", "true")):
+    for text, shown in (("1: 2\n", "1"), ("trainer:\n  null: 2\n", "null"), ("yes: 2\n", "true")):
         cfg.write_text(text)
         assert main(["train", str(cfg), "--out", str(tmp_path / "x")]) == 2
         said = f"{cfg}: the key {shown} is not text; keys are names (quote a key YAML reads as a number, "

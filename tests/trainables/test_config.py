@@ -71,3 +71,16 @@ def test_a_data_key_the_dataset_does_not_read_is_said() -> None:
     assert make_config({"num_workers": 2, "augment_device": "cpu"}).unread_keys() == []  # per-image workers
     assert make_config({"num_workers": 0, "download": False, "skip_bad_images": False}).unread_keys() == []
     assert make_config({}).unread_keys() == []
+
+
+def test_values_in_a_difference_and_in_the_key_listing_are_written_as_yaml_writes_them() -> None:
+    """A resumed run's refusal read `pretrained_weights: None -> '/w.pt'; norm_last_layer: True -> False`
+    and `ablate train --help` listed the defaults None and True, words no YAML file has (null, true)."""
+    from trainables.config import config_differences, describe_keys
+
+    before = {"pretrained_weights": None, "norm_last_layer": True, "epochs": 2}
+    after = {"pretrained_weights": "/w.pt", "norm_last_layer": False, "epochs": 2}
+    assert config_differences(before, after) == ["pretrained_weights: null -> '/w.pt'",
+                                                 "norm_last_layer: true -> false"]
+    listing = {line.split()[0]: line.split()[1] for line in describe_keys().splitlines()}
+    assert listing["pretrained_weights"] == "null" and listing["norm_last_layer"] == "true"
