@@ -83,7 +83,7 @@ class DINOConfig(BaseModel):
     patch_size: int = Field(16, ge=1, le=1024, description="ViT patch size (ignored by CNNs); an arch "
                             "named with other patches (vit_small_patch8_224) needs it set [16].")
     pretrained_weights: str | None = Field(
-        None, description="Local file with backbone weights; never downloaded [none].")
+        None, description="Local file with backbone weights; never downloaded; null: random initialization.")
     drop_path_rate: float = Field(0.1, ge=0, lt=1, description="Student stochastic depth [0.1].")
 
     # --- DINO head ------------------------------------------------------------------------
@@ -159,7 +159,7 @@ class DINOConfig(BaseModel):
     data_path: str | None = Field(None, description="Folder of torchvision data / imagefolder.")
     download: bool = Field(False, description="Let torchvision download the dataset.")
     num_workers: int | None = Field(
-        None, ge=0, le=1024, description="DataLoader worker processes for per-image augmentation; none: the "
+        None, ge=0, le=1024, description="DataLoader worker processes for per-image augmentation; null: the "
         "trial's CPUs - 1 on CUDA, else 0.")
     skip_bad_images: bool = Field(
         False, description="imagefolder: skip unreadable image files (counted, warned) instead of failing.")
@@ -170,7 +170,7 @@ class DINOConfig(BaseModel):
     knn_temperature: float = Field(0.07, gt=0, le=MAX_TEMP, description="kNN vote temperature [0.07].")
     knn_memory_size: int | None = Field(
         None, ge=1, le=MAX_SEED,
-        description="Random subset of the train images used as kNN memory; none: all.")
+        description="Random subset of the train images used as kNN memory; null: all.")
     device: str = Field("auto", description=f"{DEVICES}.")
 
     @field_validator("*", mode="before")
