@@ -47,6 +47,7 @@ from trainables.data import (
 from trainables.dino.augment import DataAugmentationDINO, eval_transform
 from trainables.dino.backbone import build_backbone, feature_dim, is_vit, pointwise_weights_nhwc
 from trainables.dino.batch_augment import BatchDataAugmentationDINO
+from trainables.dino.cpu_bf16 import fp32_where_bf16_grads_fail
 from trainables.dino.head import DINOHead
 from trainables.dino.loaders import CPUMultiCropLoader, DeviceMultiCropLoader, FolderMultiCropLoader
 from trainables.dino.loss import DINOLoss, KoLeoLoss
@@ -257,6 +258,8 @@ class DINOTrainer:
         if self.memory_format == torch.channels_last and self.device.type != "cpu":
             self.student.to(memory_format=self.memory_format)
             self.teacher.to(memory_format=self.memory_format)
+        if self.device.type == "cpu" and self.amp_dtype == torch.bfloat16:  # the student's backward only
+            fp32_where_bf16_grads_fail(self.student)  # oneDNN's unwritten weight gradients (cpu_bf16)
         self.teacher.load_state_dict(self.student.state_dict())
         for p in self.teacher.parameters():
             p.requires_grad = False
