@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import shutil
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ablate import admission
 from ablate.admission import MAX_RESOURCE, TRAIN_WORKER
+from ablate.ending import SignalInterrupt, Signals, exit_code, signal_of
 from ablate.errors import UserError, warn
 from ablate.folder import check_writable, remove_made
 from ablate.overrides import load_yaml, parse_sets
@@ -124,6 +126,13 @@ def trainer_keys(data: dict[str, Any], config_file: str) -> dict[str, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Train; SIGTERM (``timeout``, Slurm, Kubernetes) and SIGHUP stop the run as Ctrl-C does: the last
+    epoch's checkpoint kept, a line saying how to continue, exit 143 or 129 (``ablate.ending``)."""
+    with Signals() as signals:
+        return run_train(args, signals)
+
+
+def run_train(args: argparse.Namespace, signals: Signals | None = None) -> int:
     from trainables import cuda  # torch and timm: not for --help
     from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, resolve_device
 
@@ -176,10 +185,10 @@ def main(args: argparse.Namespace) -> int:
     made = check_writable(out, "--out")  # a folder that cannot be made or written: before training
     if args.workers > 1:
         try:
-            return train_with_workers(cfg, out, args.workers, args.resume, made)
-        except KeyboardInterrupt:
+            return train_with_workers(cfg, out, args.workers, args.resume, made, signals)
+        except KeyboardInterrupt as exc:
             remove_unstarted(made, out)
-            return interrupted(out, args.workers)
+            return interrupted(out, args.workers, exc)
         except BaseException:  # no GPU per worker, Ray or a worker that did not start
             remove_unstarted(made, out)
             raise
@@ -203,8 +212,8 @@ def main(args: argparse.Namespace) -> int:
     write_config(out, cfg)
     try:
         return run_epochs(trainer, out, sys.stderr)
-    except KeyboardInterrupt:
-        return interrupted(out, args.workers)
+    except KeyboardInterrupt as exc:
+        return interrupted(out, args.workers, exc, trainer.checkpoint_epoch, cfg.epochs)
 
 
 def foreign_files(out: Path) -> str:
@@ -271,17 +280,23 @@ def unstarted(made: Path | None, out: Path) -> bool:
     return made is not None and not any((out / name).exists() for name in (CHECKPOINT_NAME, METRICS_NAME))
 
 
-def interrupted(out: Path, workers: int) -> int:
-    """Ctrl-C: say how the run continues (or that it starts over), exit 130."""
+def interrupted(out: Path, workers: int, exc: KeyboardInterrupt, saved: int | None = None,
+                epochs: int = 0) -> int:
+    """Ctrl-C, SIGTERM or SIGHUP: say where the run stopped (``saved``: its checkpoint's epoch, when
+    known) and how it continues, or that it starts over; exit 130, 143 or 129."""
     from trainables.dino.trainer import CHECKPOINT_NAME
 
+    signum = signal_of(exc)
+    by = f" by {signal.Signals(signum).name}" if signum != signal.SIGINT else ""
     if (out / CHECKPOINT_NAME).is_file():
+        after = f" after epoch {saved}/{epochs} (its checkpoint kept)" if saved is not None else ""
         same = f" --workers {workers}" if workers > 1 else ""
-        print(f"interrupted; continue with: ablate train --out {out} --resume{same}", file=sys.stderr)
+        print(f"interrupted{by}{after}; continue with: ablate train --out {out} --resume{same}",
+              file=sys.stderr)
     else:
-        print("interrupted before the first checkpoint (nothing to resume); the same command "
+        print(f"interrupted{by} before the first checkpoint (nothing to resume); the same command "
               "starts the run over", file=sys.stderr)
-    return 130
+    return exit_code(exc)
 
 
 def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None) -> int:
@@ -396,10 +411,11 @@ def worker_devices(cfg: DINOConfig, workers: int) -> bool:
 
 
 def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool,
-                       made: Path | None = None) -> int:
+                       made: Path | None = None, signals: Signals | None = None) -> int:
     """Run the DINO training of ``cfg`` on ``workers`` local Ray Train workers (1 CPU each, and one
     GPU each when there are enough); the exit code. ``made``: the folder ``check_writable`` made for
-    ``out`` (None: none), which a failed start removes."""
+    ``out`` (None: none), which a failed start removes. ``signals``: SIGTERM and SIGHUP handed to Ray
+    Train's Ctrl-C handler, which stops the workers; a ``SignalInterrupt`` then says which came."""
     import logging
     import os
 
@@ -432,6 +448,8 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool,
         if started:  # the workers' own output (Ray Train's lines among it) stays in Ray's logs
             init_ray(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
                      log_to_driver=False)  # as many as check_workers_fit counted
+            if signals:
+                signals.install()  # again: Ray's driver puts its own SIGTERM handler in (it exits)
         logs.attach(out)
         loop_config = {"trainer": cfg.model_dump(mode="json"), "out": str(out), "resume": resume}
         trainer = torch_trainer(worker_loop, loop_config, workers=workers, cpu=TRAIN_WORKER,
@@ -453,11 +471,15 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool,
             whole = session_logs() if unstarted(made, out) else str(out / RAY_LOG)  # unstarted: no ray.log
             raise UserError(f"{failed}: {one_line(exc, whole)}") from None
         except SystemExit:  # Ray Train's Ctrl-C handler stopped the workers, then exits the process
-            raise KeyboardInterrupt from None
+            signum = signals.received if signals else None
+            raise (SignalInterrupt(signum) if signum else KeyboardInterrupt()) from None
         finally:
             echo.stop()
             stop_ray(started)
-    return int((result.metrics or {}).get("exit_code", 0))
+    code = (result.metrics or {}).get("exit_code")  # the workers' own end (the run done, or diverged)
+    if code is None and signals and signals.received:  # Ray Train stopped them before it
+        raise SignalInterrupt(signals.received)
+    return int(code or 0)
 
 
 class Echo(threading.Thread):

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,6 +118,36 @@ def test_a_run_killed_while_it_writes_a_metrics_row_resumes_with_every_row_whole
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1, 2]
     assert "resuming" in capsys.readouterr().err
+
+
+def test_sigterm_stops_the_run_as_ctrl_c_does(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """SIGTERM (`timeout`, Slurm, Kubernetes) killed `ablate train` by its default action: the last
+    epoch's checkpoint stayed, but no line said so and the exit code was the kill's (-15). Now it
+    stops as Ctrl-C does: one line naming the epoch kept and the --resume command, exit 143, and the
+    run resumes to its end with one row per epoch."""
+    out, epochs = tmp_path / "run", 4
+    sets = [a for k, v in {**TINY_TRAINER, "epochs": epochs}.items() for a in ("--set", f"{k}={v}")]
+    run = subprocess.Popen([sys.executable, "-m", "ablate.cli", "train", *sets, "--out", str(out),
+                            "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+    assert run.stderr is not None
+    lines = []
+    for line in run.stderr:  # the epoch-1 line comes once its checkpoint is written
+        lines.append(line)
+        if line.startswith(f"epoch 1/{epochs}"):
+            run.send_signal(signal.SIGTERM)
+            break
+    lines += run.stderr.readlines()
+    assert run.wait(timeout=120) == 143, "".join(lines)
+    stopped = re.fullmatch(rf"interrupted by SIGTERM after epoch (\d)/{epochs} \(its checkpoint kept\); "
+                           rf"continue with: ablate train --out {re.escape(str(out))} --resume\n", lines[-1])
+    assert stopped, "".join(lines)
+    saved = int(stopped.group(1))
+    assert 1 <= saved < epochs and not any("Traceback" in line for line in lines)
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert f"resuming {out} after epoch {saved}/{epochs}" in capsys.readouterr().err
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(epochs + 1))
 
 
 def test_a_data_key_its_dataset_does_not_read_is_warned_once(tmp_path: Path, capsys: pytest.CaptureFixture):
@@ -379,6 +413,22 @@ def test_train_with_two_workers_writes_metrics_and_resumes(ray_cluster: str, tmp
         m.setattr("trainables.ddp_trial.torch_trainer", lambda *args, **kwargs: CtrlC())
         assert main(["train", "--out", str(out), "--resume", "--workers", "2"]) == 130
     hint = f"interrupted; continue with: ablate train --out {out} --resume --workers 2"
+    assert hint in capsys.readouterr().err
+
+    class Terminated:  # SIGTERM: handed to Ray Train's Ctrl-C handler (Ray's own exits the driver)
+        def fit(self) -> None:
+            signal.signal(signal.SIGINT, lambda *args: sys.exit(1))
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, "SIGTERM would kill ablate train"
+            signal.raise_signal(signal.SIGTERM)
+
+    sigint = signal.getsignal(signal.SIGINT)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr("trainables.ddp_trial.torch_trainer", lambda *args, **kwargs: Terminated())
+        try:
+            assert main(["train", "--out", str(out), "--resume", "--workers", "2"]) == 143
+        finally:
+            signal.signal(signal.SIGINT, sigint)
+    hint = f"interrupted by SIGTERM; continue with: ablate train --out {out} --resume --workers 2"
     assert hint in capsys.readouterr().err
 
 

@@ -170,6 +170,7 @@ class DINOTrainer:
         self._build_optimization()
         self.epoch = 0  # epochs completed
         self.baseline_done = False
+        self.checkpoint_epoch: int | None = None  # the epoch of the checkpoint last written or read
 
     # --- construction ---------------------------------------------------------------------
     def _build_data(self) -> None:
@@ -540,6 +541,7 @@ class DINOTrainer:
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.baseline_done = int(state["epoch"]), bool(state.get("baseline_done", True))
+        self.checkpoint_epoch = self.epoch
         if state.get("rng"):
             set_rng_state(state["rng"], self.device)
 
@@ -556,6 +558,7 @@ class DINOTrainer:
             if exc.filename is None:
                 raise OSError(exc.errno, exc.strerror, str(path)) from None
             raise
+        self.checkpoint_epoch = self.epoch
         return path
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
