@@ -7,6 +7,7 @@ import errno
 import gc
 import importlib
 import os
+import re
 import select
 import signal
 import sys
@@ -49,13 +50,16 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **{**kwargs, "allow_abbrev": False})
 
     def error(self, message: str) -> NoReturn:
-        self.refuse(message)
+        wrong = re.fullmatch(r"argument COMMAND: invalid choice: '(.*?)'.*", message, re.S)
+        close = did_you_mean(wrong.group(1), COMMANDS, n=1) if wrong else ""  # `ablate rn`: run
+        self.refuse(message, f"did you mean {close}?" if close else "")
 
     def refuse(self, message: str, hint: str = "") -> NoReturn:
         """Exit 2 with ``message`` and ``hint`` (a did-you-mean) as this parser's one error line."""
         command = self.prog.partition(" ")[2]  # "ablate run": run; "ablate": none
         helps = f"`{self.prog} --help` lists the {'options' if command else 'commands'}"
-        print_error(f"{printable(message)} ({hint + ' ' if hint else ''}{helps})", command)
+        hint += (" " if hint.endswith("?") else "; ") if hint else ""  # did you mean X? `ablate --help` ...
+        print_error(f"{printable(message)} ({hint}{helps})", command)
         sys.exit(USAGE_EXIT)
 
 
@@ -151,10 +155,25 @@ def unrecognized(parser: Parser, command: str | None, extras: list[str],
             if isinstance(action, argparse._SubParsersAction) and command in action.choices:
                 target = action.choices[command]  # a Parser: add_subparsers makes its parser's class
     options = [name for action in target._actions for name in action.option_strings]
-    hints = [close for extra in extras if extra.startswith("-") and extra.split("=", 1)[0] not in options
-             for close in [did_you_mean(extra.split("=", 1)[0], options, n=1)] if close]
-    target.refuse(f"unrecognized arguments: {' '.join(extras)}",
-                  f"did you mean {', '.join(hints)}?" if hints else "")
+    unknown = [name for extra in extras if extra.startswith("-")
+               for name in [extra.split("=", 1)[0]] if name not in options]
+    elsewhere = {name: others for name in unknown
+                 if (others := [other for other in commands_with(parser, name) if other != command])}
+    hints = [close for name in unknown if name not in elsewhere
+             for close in [did_you_mean(name, options, n=1)] if close]
+    # `ablate run spec --retry oom`: an option of another command is named as such, not as a misspelling
+    hint = "; ".join([*(f"{name} is an option of {', '.join(f'`ablate {o}`' for o in others)}"
+                        for name, others in elsewhere.items()),
+                      *([f"did you mean {', '.join(hints)}?"] if hints else [])])
+    target.refuse(f"unrecognized arguments: {' '.join(extras)}", hint)
+
+
+def commands_with(parser: Parser, option: str) -> list[str]:
+    """The commands that take ``option`` (``--retry``: resume), in ``COMMANDS`` order."""
+    return [name for action in parser._subparsers._group_actions if parser._subparsers
+            if isinstance(action, argparse._SubParsersAction)
+            for name, sub in action.choices.items()
+            if any(option in a.option_strings for a in sub._actions)]
 
 
 def command() -> int:

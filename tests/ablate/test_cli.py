@@ -15,7 +15,8 @@ RUN_HELP, TOP_HELP = "(`ablate run --help` lists the options)", "(`ablate --help
     (["resume", "runs/temps", "--retyr", "oom"], "ablate resume: error: unrecognized arguments: --retyr oom "
      "(did you mean --retry? `ablate resume --help` lists the options)"),
     (["ls", "runs", "--verbose"],
-     "ablate ls: error: unrecognized arguments: --verbose (`ablate ls --help` lists the options)"),
+     "ablate ls: error: unrecognized arguments: --verbose (--verbose is an option of `ablate run`, "
+     "`ablate resume`; `ablate ls --help` lists the options)"),
     (["report", "runs/temps", "runs/other"],
      "ablate report: error: unrecognized arguments: runs/other (`ablate report --help` lists the options)"),
     # an option's own name after `--` is a positional it does not take: no 'did you mean --set?' of itself
@@ -41,16 +42,22 @@ def test_an_argument_a_command_does_not_take_is_named_by_that_command(
 @pytest.mark.parametrize("argv, error", [
     (["run", "spec.yaml", "--num-cpus", "0"],
      f"ablate run: error: argument --num-cpus: 0: expected a whole number >= 1 {RUN_HELP}"),
+    # resume's option given to run: named as another command's, not 'did you mean --set?'
     (["run", "spec.yaml", "--retry", "foo"],
-     "ablate run: error: unrecognized arguments: --retry foo (did you mean --set? `ablate run --help` lists "
-     "the options)"),
+     "ablate run: error: unrecognized arguments: --retry foo (--retry is an option of `ablate resume`; "
+     "`ablate run --help` lists the options)"),
+    (["resume", "runs/temps", "--out", "x", "--retyr=oom"], "ablate resume: error: unrecognized arguments: "
+     "--out x --retyr=oom (--out is an option of `ablate train`, `ablate compare`, `ablate attention`; "
+     "did you mean --retry? `ablate resume --help` lists the options)"),
     (["run"], f"ablate run: error: the following arguments are required: spec {RUN_HELP}"),
     (["run", "spec.yaml", "--logger", "tensorbord"], "ablate run: error: argument --logger: invalid choice: "
      f"'tensorbord' (choose from 'tensorboard', 'mlflow', 'wandb') {RUN_HELP}"),
     (["train", "--out"], "ablate train: error: argument --out: expected one argument "
      "(`ablate train --help` lists the options)"),
     (["rn"], "ablate: error: argument COMMAND: invalid choice: 'rn' (choose from 'train', 'run', 'resume', "
-     f"'report', 'compare', 'ls', 'attention') {TOP_HELP}"),
+     "'report', 'compare', 'ls', 'attention') (did you mean run? `ablate --help` lists the commands)"),
+    (["frobnicate"], "ablate: error: argument COMMAND: invalid choice: 'frobnicate' (choose from 'train', "
+     f"'run', 'resume', 'report', 'compare', 'ls', 'attention') {TOP_HELP}"),
     # a prefix was read as the option (--storage x): one more option (--storage-class) would have
     # made it ambiguous, and an old script's command line an error
     (["run", "spec.yaml", "--storag", "x"], "ablate run: error: unrecognized arguments: --storag x "
