@@ -170,10 +170,9 @@ def unrecognized(parser: Parser, command: str | None, extras: list[str],
 
 def commands_with(parser: Parser, option: str) -> list[str]:
     """The commands that take ``option`` (``--retry``: resume), in ``COMMANDS`` order."""
-    return [name for action in parser._subparsers._group_actions if parser._subparsers
-            if isinstance(action, argparse._SubParsersAction)
-            for name, sub in action.choices.items()
-            if any(option in a.option_strings for a in sub._actions)]
+    actions = parser._subparsers._group_actions if parser._subparsers else []
+    return [name for action in actions if isinstance(action, argparse._SubParsersAction)
+            for name, sub in action.choices.items() if any(option in a.option_strings for a in sub._actions)]
 
 
 def command() -> int:
