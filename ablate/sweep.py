@@ -45,7 +45,7 @@ from ablate.trackers import check_trackers, tracker_callbacks
 from sweep_format import statuses
 from sweep_format.files import user_path
 from sweep_format.layout import SPEC_FILE, TUNE_DIR, inside_sweep, sweep_around
-from sweep_format.records import read_records
+from sweep_format.records import is_damaged, read_records
 from sweep_format.text import plural
 
 MAX_FAILURES = 2  # a crashed trial is retried this many times (from its checkpoint) before it is errored
@@ -145,12 +145,14 @@ def nothing_to_resume(spec: SweepSpec, sweep_dir: Path, retry: tuple[str, ...],
     nothing and stopped it (about 10 s) with no word of why before the summary."""
     records = read_records(sweep_dir)
     # a grid's or an ablation's plan is its points: an edited space.*.values may leave as many records
-    # as trials planned, of other points (Optuna draws its points: their number is the plan)
-    left = len(records) < spec.num_trials if spec.search.algorithm == "optuna" else \
+    # as trials planned, of other points (Optuna draws its points: their number is the plan; a damaged
+    # record's repeat runs again, as one whose record is gone)
+    kept = [r for r in records if not is_damaged(r)]
+    left = len(kept) < spec.num_trials if spec.search.algorithm == "optuna" else \
         grid_plan(spec, records).unstarted
     if left or any(statuses.resumed(r.get("status"), retry) for r in records):
         return False
-    print(f"ablate: nothing to resume in {sweep_dir}: all {len(records)} {plural(len(records), 'trial')} "
+    print(f"ablate: nothing to resume in {sweep_dir}: all {len(kept)} {plural(len(kept), 'trial')} "
           "have ended; its summary and report follow", file=stream or sys.stderr)
     return True
 

@@ -67,8 +67,9 @@ def is_unfinished(status: str | None) -> bool:
 
 def resumed(status: str | None, retry: tuple[str, ...] = ()) -> bool:
     """Whether `ablate resume` runs a trial of this status (again): every unfinished one, the
-    errored ones, and the ``retry`` statuses (a subset of RETRYABLE)."""
-    return status not in FINAL or status in RESUMED or status in retry
+    errored ones, and the ``retry`` statuses (a subset of RETRYABLE). Never a damaged record: nothing
+    is read from it (its setting runs as a new trial where no other record holds it)."""
+    return is_unfinished(status) or status in RESUMED or status in retry
 
 
 def describe_counts(counts: dict[str, int]) -> str:

@@ -294,6 +294,35 @@ def test_resume_of_a_sweep_whose_trials_all_ended_starts_no_ray(
         assert (sweep / "report" / "report.md").is_file()
 
 
+def test_a_damaged_record_beside_ended_trials_is_nothing_to_resume(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A damaged record (a half-copied trials/x.json) beside a record of every planned trial: `ablate
+    resume` took it for a trial to run (statuses.resumed), started Ray, ran nothing (no job reads a
+    damaged record) and stopped it, with no word of why. An Optuna sweep runs a damaged record's repeat
+    again, as one whose record is gone: there the damaged record is no trial that ended."""
+    from ablate.errors import UserError
+    from ablate.folder import load_sweep_spec
+    from ablate.sweep import nothing_to_resume
+    from tests.helpers import crafted_sweep, good_record
+
+    def no_ray(*args: object, **kwargs: object) -> None:
+        raise UserError("Ray started")
+
+    monkeypatch.setattr("ablate.sweep.ray_session", no_ray)
+    second = {**good_record("b"), "point": 1, "params": {"teacher_temp": 0.04}}
+    sweep = crafted_sweep(tmp_path, [good_record("a"), second])
+    (sweep / "trials" / "c.json").write_text('{"trial_id": "c", "status": "compl')
+    assert main(["resume", str(sweep)]) == 1  # the damaged record: exit 1, as at the end of a run
+    err = capsys.readouterr().err
+    assert f"nothing to resume in {sweep}: all 2 trials have ended" in err and "Ray started" not in err
+    assert "1 trial record damaged" in err
+    spec = load_sweep_spec(sweep)
+    spec.search.algorithm, spec.search.num_samples = "optuna", 2  # 2 trials planned, 1 of them damaged
+    (sweep / "trials" / "c.json").unlink()
+    (sweep / "trials" / "b.json").write_text('{"trial_id": "b", "status": "compl')
+    assert not nothing_to_resume(spec, sweep, (), None)
+
+
 def test_resume_runs_a_value_its_spec_was_edited_to(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A grid's spec.yaml edited from values [0.02, 0.04] to [0.02, 0.06]: as many records as trials
