@@ -31,6 +31,7 @@ from ablate.live_rows import Rows, TrialRow
 from ablate.recorder import TrialRecorder, record_id
 from ablate.records import error_text
 from sweep_format import statuses
+from sweep_format.records import read_records
 from sweep_format.values import fmt_value
 
 RECENT = 6  # finished trials kept in the terminal table
@@ -148,12 +149,17 @@ class LiveView(Callback):
 
     def end(self, finished: bool) -> None:
         """The view's last line, once ``ablate.ending.fit`` has decided how the sweep ended: done, or
-        stopped (a signal, a failed write, an error of Tune's loop) with the trials it left unfinished."""
+        stopped (a signal, a failed write, an error of Tune's loop) with the trials it left unfinished.
+        It counts the records as the summary below it does: as ``fit`` left them (a stopped sweep's
+        ``interrupted`` and ``storage_full`` ones, a trial whose last result had ended it closed with
+        that outcome), damaged ones included; the view's own rows knew none of that, and said
+        "2 unfinished" above the summary's "2 interrupted"."""
         self.close()
         took = fmt_duration(time.time() - self.started)
         what = f"sweep done in {took}" if finished else f"sweep stopped after {took}"
-        self._line(f"{what}: {self._counts(unfinished=not finished)}; "
-                   f"{self.best_text(finished_only=not finished)}")
+        records = read_records(self.recorder.sweep_dir)
+        self._line(f"{what}: {self._counts(records, finished)}; "
+                   f"{self.best_text(finished_only=not finished, records=records)}")
 
     def close(self) -> None:
         """Draw the view a last time and give the terminal back (cursor shown); safe to repeat."""
@@ -228,18 +234,23 @@ class LiveView(Callback):
         longest = max(self.rows.longest_left(), self.epochs if self.unseen() else 0)
         return max(left / max(1, self.rows.most_running), longest) * mean
 
-    def best_text(self, finished_only: bool = False) -> str:
+    def best_text(self, finished_only: bool = False, records: list[dict[str, Any]] | None = None) -> str:
         """The best configuration by the one ranking rule, as the summary words it; while no trial
-        has finished, the best so far of the running ones (never once the sweep has stopped)."""
+        has finished, the best so far of the running ones (never once the sweep has stopped: then
+        that none has finished, not that none has a value, which ``ablate ls`` and the report show
+        marked partial). ``records``: those to rank (default: the recorder's)."""
         from reports.ranking import best_point, best_text
         from reports.sweepdir import SweepDir
         from reports.tables import trials_table
 
         sweep = SweepDir(self.recorder.sweep_dir, self.recorder.spec.as_dict())
-        trials = trials_table(sweep, list(self.recorder.records.values()))
-        best, partial = best_point(trials, self.params, self.metric, self.mode)
-        if best is None or (partial and finished_only):
+        records = list(self.recorder.records.values()) if records is None else records
+        best, partial = best_point(trials_table(sweep, records), self.params, self.metric, self.mode)
+        if best is None:
             return f"no best: no trial that counts has a {self.metric} measured after training"
+        if partial and finished_only:
+            return (f"no best yet: no trial that counts has ended with a {self.metric} measured after "
+                    "training (unfinished ones are ranked only as partial, in `ablate ls` and the report)")
         return best_text(best, partial, self.params, self.metric, self.mode)
 
     def drawn_best(self, final: bool = False) -> str:
@@ -263,12 +274,16 @@ class LiveView(Callback):
         knn = f"kNN top-1 {row.knn_top1:.2f}%" if row.knn_top1 is not None else "kNN top-1 –"
         return f"{loss}  {knn}"
 
-    def _counts(self, unfinished: bool = False) -> str:
-        """``2 completed, 1 collapsed``; with ``unfinished``, the trials still running are counted so."""
+    @staticmethod
+    def _counts(records: list[dict[str, Any]], finished: bool) -> str:
+        """``2 completed, 1 interrupted``; a stopped sweep's record still ``running`` (one its driver could
+        not mark: a full disk) is counted ``unfinished``."""
         counts: dict[str, int] = {}
-        for r in self.rows.values():
-            outcome = "unfinished" if unfinished and r.ended_at is None else r.outcome
-            counts[outcome] = counts.get(outcome, 0) + 1
+        for rec in records:
+            status = str(rec.get("status"))
+            if not finished and status in (statuses.RUNNING, statuses.PENDING):
+                status = "unfinished"
+            counts[status] = counts.get(status, 0) + 1
         return statuses.describe_counts(counts) or "no trial started"
 
     def _line(self, text: str) -> None:

@@ -307,11 +307,41 @@ def test_the_view_ranks_by_the_specs_metric_and_covers_an_earlier_run(tmp_path: 
     resumed = LiveView(TrialRecorder(recorder.spec, recorder.sweep_dir), stream=io.StringIO())
     assert resumed.best_text() == "best teacher_entropy (min): 2 (teacher_temp=0.04; mean of 1)"
     assert sum(r.ended_at is not None for r in resumed.rows.values()) == 2 and resumed.epochs_done() == 4
-    resumed.on_trial_start(0, trials, trials[2])
-    resumed.on_trial_result(0, trials, trials[2], {"epoch": 1, "knn_top1": 99.0, "teacher_entropy": 0.5})
+    again = Both(resumed.recorder, resumed)
+    again.on_trial_start(0, trials, trials[2])
+    again.on_trial_result(0, trials, trials[2], {"epoch": 1, "knn_top1": 99.0, "teacher_entropy": 0.5})
     resumed.on_experiment_end(trials)
     resumed.end(finished=False)  # interrupted: the running trial is never called best
     end = resumed.stream.getvalue().rstrip().splitlines()[-1]
     assert "sweep stopped after " in end and "2 completed, 1 unfinished" in end and "sweep done" not in end
     assert resumed.stream.getvalue().rstrip().endswith("best teacher_entropy (min): 2 (teacher_temp=0.04; "
                                                        "mean of 1)")
+
+
+def test_a_stopped_sweeps_last_line_counts_the_records_as_the_summary_does(tmp_path: Path) -> None:
+    """SIGTERM with two trials running: `fit` marks their records `interrupted` (the one that found the
+    disk full `storage_full`) before the view's last line, which said "2 unfinished" above the
+    summary's "trials: 2 interrupted", left out a damaged record the summary counts, and said "no
+    trial ... has a knn_top1 measured after training" of a sweep that `ablate ls` and the report rank,
+    marked partial, by a trial's value at epoch 1."""
+    from ablate.records import mark_interrupted
+
+    recorder, trials = grid(tmp_path, [0.02, 0.04, 0.06], epochs=4)
+    view = LiveView(recorder, stream=io.StringIO())
+    both = Both(recorder, view)
+    for t in trials:
+        both.on_trial_start(0, trials, t)
+    for epoch in (0, 1):
+        both.on_trial_result(0, trials, trials[0], {"epoch": epoch, "knn_top1": 40.0 + epoch, "loss": 3.0})
+    both.on_trial_result(0, trials, trials[1], {"epoch": 0, "knn_top1": 30.0})
+    both.on_trial_result(0, trials, trials[2], {"epoch": 0, "knn_top1": 30.0})
+    row = {"epoch": 1, "knn_top1": 30.0, "trial_outcome": "storage_full", "stop_reason": "ENOSPC"}
+    with pytest.raises(Exception, match="ENOSPC"):
+        both.on_trial_result(0, trials, trials[2], row)
+    (recorder.sweep_dir / "trials" / "x.json").write_text("{")
+    mark_interrupted(recorder.sweep_dir, cause="SIGTERM received")
+    view.end(finished=False)
+    end = view.stream.getvalue().rstrip().splitlines()[-1]
+    assert "sweep stopped after " in end and ": 1 storage_full, 2 interrupted, 1 damaged; " in end, end
+    assert end.endswith("no best yet: no trial that counts has ended with a knn_top1 measured after training "
+                        "(unfinished ones are ranked only as partial, in `ablate ls` and the report)"), end
