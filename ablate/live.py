@@ -105,12 +105,14 @@ class LiveView(Callback):
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial failed and Ray runs it again from its last checkpoint: said once, with why, on a
-        terminal too (else its next "started" line would look like a new trial)."""
+        terminal too (else its next "started" line would look like a new trial). One that failed before
+        its first epoch ended has none (epoch 0, the untrained network's kNN, writes none): it starts over."""
         row = self._row(trial)
         tries = f"retry {getattr(trial, 'num_failures', '?')} of {getattr(trial, 'max_failures', '?')}"
         when = f"after epoch {row.epoch}" if row.epoch else "before its first epoch ended"  # its last report
+        whence = "from its last checkpoint" if row.epoch else "from the start"
         self._line(f"trial {row.number}/{self.num_trials} {row.trial_id}  failed {when}: "
-                   f"{error_text(trial)}; Ray runs it again from its last checkpoint ({tries})")
+                   f"{error_text(trial)}; Ray runs it again {whence} ({tries})")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         row = self._row(trial)

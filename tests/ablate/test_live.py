@@ -126,6 +126,21 @@ def test_a_retried_trial_says_why_and_which_retry_before_it_starts_again(tmp_pat
     assert line.endswith("(retry 1 of 2)")
 
 
+def test_a_trial_retried_before_its_first_checkpoint_is_said_to_start_over(tmp_path: Path) -> None:
+    """Ray's memory monitor killed a trial before its first epoch ended: "Ray runs it again from its last
+    checkpoint", of a trial that had none (epoch 0 writes none); it started over."""
+    recorder, trials = grid(tmp_path, [0.02], epochs=4)
+    view = LiveView(recorder, stream=io.StringIO())
+    both, trial = Both(recorder, view), trials[0]
+    both.on_trial_start(0, trials, trial)
+    both.on_trial_result(0, trials, trial, {"epoch": 0, "knn_top1": 30.0})
+    trial.num_failures, trial.max_failures = 1, 2
+    both.on_trial_recover(0, trials, trial)
+    (line,) = [line for line in view.stream.getvalue().splitlines() if "failed" in line]
+    assert line.endswith("failed before its first epoch ended: RuntimeError: boom; Ray runs it again from "
+                         "the start (retry 1 of 2)"), line
+
+
 def test_a_checkpoint_a_trial_could_not_restore_from_is_named_once(tmp_path: Path) -> None:
     """A resumed trial whose checkpoint was damaged or crafted restarted from an earlier epoch under
     "(continues from epoch 29)", and the note its every epoch carried was never shown."""
