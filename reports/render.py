@@ -53,7 +53,7 @@ from sweep_format.layout import (
     TRIALS_DIR,
     TRIALS_TABLE,
 )
-from sweep_format.statuses import RUNNING, STOPPED_EARLY
+from sweep_format.statuses import LISTED_ALWAYS, RUNNING, STOPPED_EARLY
 from sweep_format.text import plural
 
 # the table of every configuration against its reference: a one-factor ablation's is the paper's ablation
@@ -308,15 +308,27 @@ def knn_cell(value: float, measured: int, done: int) -> str:
     return f"{value:.2f}" + (f" (epoch {measured})" if before_end else "")
 
 
+def failed_after(count: int) -> str:
+    """What the cut Trials table lists after its first rows: the failed (or damaged) trials after them, each
+    with its reason, a failure among thousands of trials being what a reader looks for; at most
+    ``TRIALS_ROWS`` of them."""
+    if not count:
+        return ""
+    which = f"the {count}" if count <= TRIALS_ROWS else f"the first {TRIALS_ROWS} of the {count:,}"
+    return f", then {which} failed or damaged ({', '.join(LISTED_ALWAYS)}) after them"
+
+
 def add_trials(doc: Document, sweep: SweepDir, trials: pd.DataFrame, gone: str | None = None) -> None:
     """The table of every trial; ``gone``: the words for its ``running`` ones when no driver runs them
     (``left_running``)."""
     doc.heading("Trials")
     if len(trials) > TRIALS_ROWS:
-        doc.note(f"The first {TRIALS_ROWS} of the {len(trials):,} trials, in the order Ray created them; "
-                 f"every trial is in {TRIALS_TABLE} (schema: reports/SCHEMA.md), per-epoch metrics in "
-                 f"{EPOCHS_TABLE}.")
-        trials = trials.head(TRIALS_ROWS)
+        later = trials.iloc[TRIALS_ROWS:]
+        failed = later[later["status"].isin(LISTED_ALWAYS)]
+        doc.note(f"The first {TRIALS_ROWS} of the {len(trials):,} trials, in the order Ray created them"
+                 f"{failed_after(len(failed))}; every trial is in {TRIALS_TABLE} (schema: "
+                 f"reports/SCHEMA.md), per-epoch metrics in {EPOCHS_TABLE}.")
+        trials = pd.concat([trials.head(TRIALS_ROWS), failed.head(TRIALS_ROWS)])
     else:
         doc.note(f"All trials in the order Ray created them; the full table is {TRIALS_TABLE} "
                  f"(schema: reports/SCHEMA.md), per-epoch metrics in {EPOCHS_TABLE}.")

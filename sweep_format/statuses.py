@@ -53,6 +53,9 @@ AT_START = (ERRORED, OOM)
 COLLAPSES = (COLLAPSED, FLAGGED)
 # Trials that failed to train: each is named once, with its reason, in the live view and the summary.
 FAILURES = (COLLAPSED, DIVERGED, OOM, ERRORED, STORAGE_FULL)
+# Listed by the report's Trials table however many trials it leaves out: the failures and the records
+# that cannot be read, each with its reason (reports/render.py).
+LISTED_ALWAYS = (*FAILURES, DAMAGED)
 
 
 def is_final(status: str | None) -> bool:

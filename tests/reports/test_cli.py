@@ -33,8 +33,20 @@ def test_a_report_lists_the_first_trials_of_a_large_sweep_and_says_how_many(
     text = (sweep_copy / "report" / "report.md").read_text()
     trials = pd.read_parquet(sweep_copy / "report" / "trials.parquet")
     listed = text.split("## Trials", 1)[1]
-    assert len(trials) == 4 and "The first 3 of the 4 trials, in the order Ray created them" in listed
+    assert len(trials) == 4 and "The first 3 of the 4 trials, in the order Ray created them;" in listed
     assert [t for t in trials["trial_id"] if f"| {t} |" in listed] == list(trials["trial_id"][:3])
+
+    # a failed trial after the first rows is listed too, with its reason: the Trials table is where the
+    # report names an errored or oom trial, and it left out every one after the first rows
+    last = sweep_copy / "trials" / f"{trials['trial_id'].iloc[-1]}.json"
+    last.write_text(last.read_text().replace('"status": "completed"', '"status": "errored"', 1)
+                    .replace('"reason": ""', '"reason": "ValueError: boom"', 1))
+    assert main(["report", str(sweep_copy)]) == 0
+    listed = (sweep_copy / "report" / "report.md").read_text().split("## Trials", 1)[1]
+    assert ("The first 3 of the 4 trials, in the order Ray created them, then the 1 failed or damaged "
+            "(collapsed, diverged, oom, errored, storage_full, damaged) after them;") in listed
+    assert [t for t in trials["trial_id"] if f"| {t} |" in listed] == list(trials["trial_id"])
+    assert "| errored |" in listed and "ValueError: boom" in listed
 
 
 @pytest.mark.parametrize(("make", "expected"), [
