@@ -35,7 +35,7 @@ import pandas as pd
 
 from reports.stats import point_summary
 from sweep_format.metrics import is_knn
-from sweep_format.statuses import COLLAPSED, DIVERGED, PROVISIONAL, RANKED
+from sweep_format.statuses import COLLAPSED, DIVERGED, ORDER, PROVISIONAL, RANKED
 from sweep_format.values import fmt_value
 
 # Rule 3: the point_summary columns that count a point's failed repeats, named after the statuses
@@ -107,6 +107,12 @@ def failure_words(points: pd.DataFrame) -> str:
 def counted_statuses() -> str:
     """The statuses rule 1 counts, as a report's notes name them: 'completed, ... and diverged'."""
     return ", ".join(RANKED[:-1]) + f" and {RANKED[-1]}"
+
+
+def uncounted_statuses() -> str:
+    """Every other status, in ``statuses.ORDER``: 'stopped early, oom, ... and damaged'."""
+    others = [s for s in ORDER if s not in RANKED]
+    return ", ".join(others[:-1]) + f" and {others[-1]}"
 
 
 def best_point(trials: pd.DataFrame, params: list[str], metric: str = "knn_top1",

@@ -39,7 +39,7 @@ from reports.main_effects import HEADING as MAIN_EFFECTS
 from reports.main_effects import add_main_effects
 from reports.parquet import write_parquet
 from reports.power import add_power
-from reports.ranking import counted_statuses, counted_trials
+from reports.ranking import counted_statuses, counted_trials, uncounted_statuses
 from reports.stats import CI_LEVEL, NOISE_TEST
 from reports.sweepdir import SweepDir, open_sweep
 from reports.tables import left_running, status_counts, sweep_tables
@@ -173,8 +173,8 @@ def add_leaderboard(doc: Document, result: Analysis) -> None:
     doc.heading("Leaderboard")
     units = metric_words.gap(result.metric) or " its units"
     doc.note(f"Final {metric_words.name(result.metric)}, mean ± {CI_LEVEL:.0%} t-interval over seed repeats; "
-             f"Δ in{units}. Counts {counted_statuses()} trials (stopped-early, errored, interrupted and "
-             "running ones are listed under Trials); collapsed and diverged configurations rank last.")
+             f"Δ in{units}. Counts {counted_statuses()} trials ({uncounted_statuses()} ones are "
+             "listed under Trials); collapsed and diverged configurations rank last.")
     board = leaderboard(result)
     doc.table(board) if len(board) else doc.note("No trial has a final kNN top-1 yet.")
     table = "the ablation table" if result.is_ablation else "the table of configurations against the best"

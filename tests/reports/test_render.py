@@ -266,6 +266,10 @@ def test_a_leaderboard_cut_at_ten_says_so(tmp_path: Path) -> None:
     assert ("The top 10 of 12 configurations; the table of configurations against the best below lists every "
             "one.") in section(12)
     assert "configurations; the table" not in section(10)
+    # what it does not count, every status (the list lacked oom and storage_full: a copy of statuses')
+    note = ("Counts completed, flagged, collapsed and diverged trials (stopped early, oom, errored, "
+            "storage_full, interrupted, running, pending and damaged ones are listed under Trials)")
+    assert note in section(10)
 
 
 def test_an_ablations_effect_plot_holds_only_its_own_line(tmp_path: Path,
