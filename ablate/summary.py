@@ -68,14 +68,15 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False,
         print(f"report: {report_dir / REPORT_HTML} (and {REPORT_MD}, {TRIALS_TABLE}, {EPOCHS_TABLE})")
         history.note(sweep_dir, history.REPORT)
     return exit_status(sweep_dir, trials, total, interrupted, exit_code, best is not None,
-                       only_failures_trained(trials, metric))
+                       only_failures_trained(trials, metric), reported=report_dir is not None)
 
 
 def exit_status(sweep_dir: Path, trials: pd.DataFrame, total: int | None, interrupted: bool, exit_code: int,
-                scored: bool, failed_only: bool = False) -> int:
+                scored: bool, failed_only: bool = False, reported: bool = False) -> int:
     if interrupted:
         done = int(trials["status"].isin(statuses.FINAL).sum())
-        print(resume_hint(sweep_dir, done, total if total is not None else len(trials)), file=sys.stderr)
+        total = total if total is not None else len(trials)
+        print(resume_hint(sweep_dir, done, total, reported), file=sys.stderr)
         return exit_code
     errored = trials[trials["status"].isin((statuses.ERRORED, statuses.DAMAGED))]
     for _, t in errored.iterrows():
@@ -103,11 +104,13 @@ def exit_status(sweep_dir: Path, trials: pd.DataFrame, total: int | None, interr
     return 0
 
 
-def resume_hint(sweep_dir: Path, done: int | None, total: int | None) -> str:
+def resume_hint(sweep_dir: Path, done: int | None, total: int | None, reported: bool = False) -> str:
     """What an interrupted driver says last: how far the sweep got, and the command that goes on (with
-    every trial finished, only the report is left to write)."""
+    every trial finished, only the report is left to write; ``reported``: it has been written)."""
     counted = f"{done} of {total} trials finished; " if done is not None else ""
     if done is not None and done == total:
+        if reported:  # the interrupt came as the last trial ended: the summary and report above are whole
+            return f"ablate: interrupted: {counted}nothing is left to run"
         return f"ablate: interrupted: {counted}`ablate report {sweep_dir}` writes the report"
     return f"ablate: interrupted: {counted}continue with `ablate resume {sweep_dir}`"
 

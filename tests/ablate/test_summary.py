@@ -140,3 +140,17 @@ def test_a_report_the_end_of_a_sweep_cannot_write_says_what_to_do(
     why = os.strerror(getattr(errno, code))
     assert err == [f"ablate: warning: {table}: cannot write the report ({code}: {why}); the records are kept"
                    f"{advice.format(sweep=sweep)}"]
+
+
+def test_an_interrupt_as_the_last_trial_ended_points_to_no_report_it_just_wrote(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """SIGTERM as the last trial ended: the summary wrote the report ("report: .../report.html"), then
+    said "1 of 1 trials finished; `ablate report DIR` writes the report", as if it had not."""
+    from tests.helpers import crafted_sweep, good_record
+
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    assert finish(sweep, total=1, interrupted=True, exit_code=143) == 143
+    out, err = capsys.readouterr()
+    assert f"report: {sweep / 'report' / 'report.html'}" in out
+    assert "ablate: interrupted: 1 of 1 trials finished; nothing is left to run" in err
+    assert "ablate report" not in err
