@@ -10,7 +10,8 @@ from ablate.search import point_jobs
 from ablate.sweep_spec import load_spec
 from tests.helpers import TINY_TRAINER, write_spec
 
-STATUSES = ["completed", "errored", "oom", "diverged", "interrupted", "running", "storage_full", "collapsed"]
+STATUSES = ["completed", "errored", "oom", "diverged", "interrupted", "running", "storage_full", "collapsed",
+            "flagged", "stopped early", "pending"]
 
 
 def test_resume_runs_the_unfinished_and_errored_trials_and_oom_only_when_asked(tmp_path: Path) -> None:
@@ -27,11 +28,17 @@ search: {{algorithm: grid}}
                 "epochs": []} for i, status in enumerate(STATUSES)]
     sweep = tmp_path / "sweep"
     plan = {job.trial_id: job for job in point_jobs(spec, records, sweep)}
-    assert set(plan) == {"t1", "t4", "t5", "t6", None}  # errored, interrupted, running, storage_full, new
+    # errored, interrupted, running, storage_full, pending, new
+    assert set(plan) == {"t1", "t4", "t5", "t6", "t10", None}
     assert plan["t4"].resume_dirs == (sweep / "tune/trial_t4_b", sweep / "tune/trial_t4")  # newest first
     assert plan[None].params == {"teacher_temp": temps[-1]} and plan[None].resume_dirs == ()
     retried = {job.trial_id for job in point_jobs(spec, records, sweep, retry=("oom",))}
-    assert retried == {"t1", "t2", "t4", "t5", "t6", None}
+    assert retried == {"t1", "t2", "t4", "t5", "t6", "t10", None}
+    retried = {job.trial_id for job in point_jobs(spec, records, sweep, retry=("oom", "diverged"))}
+    assert retried == {"t1", "t2", "t3", "t4", "t5", "t6", "t10", None}
+    # a damaged record is never run itself: its point runs as a new trial, where no other record holds it
+    damaged = {"trial_id": "x", "status": "damaged", "params": {}, "epochs": []}
+    assert {job.trial_id for job in point_jobs(spec, [damaged, *records], sweep)} == set(plan)
 
 
 def test_a_trials_seed_is_search_seed_plus_its_repeat(tmp_path: Path) -> None:
