@@ -154,7 +154,9 @@ def trial_fault_env(folder: Path, epoch: int, fault: str) -> dict[str, str]:
 # raised where a real one would arrive; the collapse is the trainer's own entropy and KL at ln K and 0.
 OUTCOMES = {0.1: "completed", 0.11: "flagged", 0.12: "collapsed", 0.13: "diverged", 0.14: "oom",
             0.15: "an exception", 0.16: "a CUDA error", 0.17: "unusable inputs",
-            0.18: "oom in epoch 2; unusable inputs once fault/inputs_gone exists"}
+            0.18: "oom in epoch 2; unusable inputs once fault/inputs_gone exists",
+            0.19: "an exception in epoch 3, after two trained epochs",
+            0.2: "its process killed with SIGKILL in epoch 2, once (a lost worker)"}
 # The end of a fault sitecustomize: ``patch(module)`` applied to trainables.dino.trainer as it is imported.
 PATCH_ON_IMPORT = '''
 
@@ -178,9 +180,10 @@ sys.meta_path.insert(0, Finder())
 '''
 OUTCOME_FAULT = '''\
 """Test fault: each trial ends as its student_temp says (tests/helpers.py OUTCOMES)."""
-import importlib.util, math, os, sys
+import importlib.util, math, os, signal, sys
 
 GONE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inputs_gone")
+KILLED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "killed_once")
 
 
 def patch(module):
@@ -205,6 +208,11 @@ def patch(module):
             raise ValueError("boom: an exception at the trainer's boundary")
         if fault == 0.16:
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        if fault == 0.19 and epoch == 2:
+            raise ValueError("boom in epoch 3")
+        if fault == 0.2 and epoch == 1 and not os.path.exists(KILLED):
+            open(KILLED, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer or a `kill -9` would
         metrics = real(self, epoch)
         if fault == 0.13 and epoch == 1:
             raise module.NonFiniteLossError(f"loss is nan at epoch {epoch + 1}: training diverged")

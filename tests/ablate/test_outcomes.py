@@ -61,9 +61,10 @@ stop: {{patience: 2}}
     recs = records(sweep)
     status = {temp: rec["status"] for temp, rec in recs.items()}
     assert status == {0.1: "completed", 0.11: "flagged", 0.12: "collapsed", 0.13: "diverged", 0.14: "oom",
-                      0.15: "errored", 0.16: "errored", 0.17: "errored", 0.18: "oom"}
+                      0.15: "errored", 0.16: "errored", 0.17: "errored", 0.18: "oom", 0.19: "errored",
+                      0.2: "completed"}
     assert [recs[t]["collapsed"] for t in OUTCOMES] == [False, True, True, False, False, False, False, False,
-                                                        False]
+                                                        False, False, False]
     assert "out of memory: peak 0.00 GB allocated on cpu (CUDA out of memory. Tried to allocate 20.00 GiB)" \
         in recs[0.14]["reason"]
     assert "diverged" in recs[0.13]["reason"] and recs[0.13]["epochs"][-1]["epoch"] == 2
@@ -79,25 +80,44 @@ stop: {{patience: 2}}
     assert recs[0.17]["reason"] == "/data/train/a/0.17.png: not a readable image (a test fault at the start)"
     assert recs[0.17]["restarts"] == [] and recs[0.17]["epochs"] == []  # at once, and it measured nothing
     assert [r["epoch"] for r in recs[0.18]["epochs"]] == [0, 1, 2] and recs[0.18]["restarts"] == []
+    # an exception in epoch 3: Ray's 2 retries from the checkpoint of epoch 2, then errored with its epochs
+    assert [r["epoch"] for r in recs[0.19]["epochs"]] == [0, 1, 2]
+    assert [(r["from_epoch"], r["why"]) for r in recs[0.19]["restarts"]] == [
+        (2, "retried by Ray after: ValueError: boom in epoch 3")] * 2
+    assert recs[0.19]["reason"].startswith("ValueError: boom in epoch 3 (the whole error: trials/")
+    # a lost worker (its process killed in epoch 2): retried from its checkpoint of epoch 1, and the
+    # reason Ray gives is what happened, not one of Ray's guesses at why ("killed by the OOM killer")
+    [killed] = recs[0.2]["restarts"]
+    assert killed["from_epoch"] == 1 and [r["epoch"] for r in recs[0.2]["epochs"]] == [0, 1, 2, 3]
+    assert killed["why"].startswith("retried by Ray after: The actor is dead because its worker process has "
+                                    "died.") and "memory" not in killed["why"].lower(), killed["why"]
     # the live view names each failure once, with its reason; the summary counts them all
     for temp, word in ((0.12, "collapsed"), (0.13, "diverged"), (0.14, "oom"), (0.15, "errored"),
-                       (0.17, "errored")):
+                       (0.17, "errored"), (0.19, "errored")):
         lines = [ln for ln in run.stderr.splitlines() if f"  {word}  " in ln and recs[temp]["trial_id"] in ln]
         assert len(lines) == 1 and "reason: " in lines[0], (word, run.stderr[-2000:])
-    counts = "1 completed, 1 flagged, 1 collapsed, 1 diverged, 2 oom, 3 errored"
+    retries = [ln.split("  ", 1)[1] for ln in run.stderr.splitlines() if recs[0.19]["trial_id"] in ln
+               and "Ray runs it again" in ln]
+    assert retries == [f"failed after epoch 2: ValueError: boom in epoch 3; Ray runs it again from its last "
+                       f"checkpoint (retry {n} of 2)" for n in (1, 2)], retries
+    counts = "2 completed, 1 flagged, 1 collapsed, 1 diverged, 2 oom, 4 errored"
     assert f"trials: {counts}" in run.stdout
     assert any("sweep done" in line and counts in line for line in run.stderr.splitlines())
     assert f"ablate: trial {recs[0.15]['trial_id']} errored: ValueError: boom" in run.stderr
+    assert f"ablate: trial {recs[0.19]['trial_id']} errored: ValueError: boom in epoch 3" in run.stderr
     main(["ls", str(storage)])
     assert counts in capsys.readouterr().out
     trials = pd.read_parquet(sweep / "report" / "trials.parquet").set_index("student_temp")
     assert {round(t, 4): s for t, s in trials["status"].items()} == status
     report = (sweep / "report" / "report.md").read_text()
     assert counts in report and "out of memory: peak" in report
+    assert f"| {recs[0.19]['trial_id']} | errored | 0.19 |" in report  # its row, with what it trained
+    assert "| 2/3 | ValueError: boom in epoch 3 (the whole error: " in report
 
     # resume --retry oom: the errored trials and the oom one run again (and end the same way); the
     # diverged one is kept as it is (without --retry, oom is kept too: tests/ablate/test_resume_plan.py)
     before = recs[0.13]["updated_at"]
+    kept = recs[0.2]["updated_at"]
     (tmp_path / "fault" / "inputs_gone").touch()  # 0.18's trainer can no longer be built (--retry oom)
     ended = {t: recs[t]["updated_at"] for t in (0.17, 0.18)}
     again = subprocess.run([*CLI, "resume", str(sweep), "--num-cpus", "2", "--retry", "oom"], env=env,
@@ -109,6 +129,10 @@ stop: {{patience: 2}}
     assert whys.count("ablate resume") == 1 and len(whys) == 5
     assert all(w.startswith("retried by Ray after: ValueError: boom") for w in whys if w != "ablate resume")
     assert recs[0.13]["updated_at"] == before and recs[0.13]["restarts"] == []
+    assert recs[0.2]["updated_at"] == kept and recs[0.2]["status"] == "completed"  # the lost worker's: kept
+    # errored in epoch 3: run again from its checkpoint of epoch 2 (not from the start), errored again
+    assert recs[0.19]["status"] == "errored" and [r["epoch"] for r in recs[0.19]["epochs"]] == [0, 1, 2]
+    assert [(r["from_epoch"], r["why"]) for r in recs[0.19]["restarts"]][2] == (2, "ablate resume")
     for temp in (0.17, 0.18):  # run again by the resume, ended at once: errored with the message
         assert recs[temp]["status"] == "errored" and recs[temp]["updated_at"] > ended[temp]
         assert recs[temp]["reason"].startswith(f"/data/train/a/{temp}.png: not a readable image")
