@@ -189,7 +189,8 @@ resources: {{cpu: 1, gpu: 0}}
     assert rec["config"]["data_path"] == str(tmp_path / "data")
 
 
-def test_a_trial_killed_by_rays_memory_monitor_ends_oom_end_to_end(tmp_path: Path) -> None:
+def test_a_trial_killed_by_rays_memory_monitor_ends_oom_end_to_end(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
     """Host memory: Ray's memory monitor kills the trial's process (here its threshold is set below what
     any node running Ray uses). Ray retries it from its checkpoint twice, each retry said with the reason;
     it then ends `oom` (not `errored` with the tail of Ray's advice), and the summary says how to run it
@@ -218,6 +219,12 @@ resources: {{cpu: 1, gpu: 0}}
     assert all("failed before its first epoch ended: out of host memory" in ln for ln in retried)
     assert "trials: 1 oom" in run.stdout
     assert f"`ablate resume {sweep} --retry oom` runs them again" in run.stderr  # as the test above
+    # nothing trained: exit 1, as the summary says; `ablate ls` counts it and names no value
+    assert run.returncode == 1 and f"no trial trained: nothing to call best in {sweep}" in run.stderr
+    assert any("sweep done" in ln and ": 1 oom; " in ln for ln in run.stderr.splitlines())
+    main(["ls", str(storage)])
+    listing = capsys.readouterr().out
+    assert "1 oom" in listing and "no value after training yet" in listing, listing
 
 
 def test_a_data_parallel_trial_whose_rank_runs_out_of_memory_ends_oom_at_once(tmp_path: Path) -> None:
