@@ -97,9 +97,11 @@ class LiveView(Callback):
         row = self._row(trial)
         with self.rows.changing(row):
             row.outcome, row.ended_at = statuses.RUNNING, None
+        retried, row.retried = row.retried, False
         if not self.is_terminal:
             # where it continues is its newest usable checkpoint's epoch, which its first result says
-            again = f"  (resumed; recorded up to epoch {row.epoch})" if row.epoch else ""
+            how = "Ray's retry" if retried else "resumed"  # this run's retry, or an earlier run's trial
+            again = f"  ({how}; recorded up to epoch {row.epoch})" if row.epoch else ""
             self._line(f"trial {row.number}/{self.num_trials} started  {row.trial_id}  "
                        f"{self._params(row)}{again}")
 
@@ -111,6 +113,7 @@ class LiveView(Callback):
         tries = f"retry {getattr(trial, 'num_failures', '?')} of {getattr(trial, 'max_failures', '?')}"
         when = f"after epoch {row.epoch}" if row.epoch else "before its first epoch ended"  # its last report
         whence = "from its last checkpoint" if row.epoch else "from the start"
+        row.retried = True
         self._line(f"trial {row.number}/{self.num_trials} {row.trial_id}  failed {when}: "
                    f"{error_text(trial)}; Ray runs it again {whence} ({tries})")
 

@@ -45,6 +45,7 @@ class TrialRow:
     ended_at: float | None = None
     restore_note: str = ""  # the checkpoint its trainable could not restore from, once said
     restored_from: int | None = None  # the epoch of the checkpoint it continued from, once said
+    retried: bool = False  # Ray runs it again after a failure: its next start is that retry's
 
 
 class Rows:

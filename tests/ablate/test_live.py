@@ -126,6 +126,24 @@ def test_a_retried_trial_says_why_and_which_retry_before_it_starts_again(tmp_pat
     assert line.endswith("(retry 1 of 2)")
 
 
+def test_a_trial_ray_retries_is_not_said_to_be_resumed(tmp_path: Path) -> None:
+    """Off a terminal, Ray's retry of a failed trial started with "(resumed; recorded up to epoch 2)", the
+    words of a trial `ablate resume` continues; a later run's start of it is still "resumed"."""
+    recorder, trials = grid(tmp_path, [0.02], epochs=4)
+    view = LiveView(recorder, stream=io.StringIO())
+    both, trial = Both(recorder, view), trials[0]
+    both.on_trial_start(0, trials, trial)
+    both.on_trial_result(0, trials, trial, {"epoch": 2, "loss": 3.0, "time_this_iter_s": 1.0})
+    trial.num_failures, trial.max_failures = 1, 2
+    both.on_trial_recover(0, trials, trial)
+    both.on_trial_start(0, trials, trial)
+    started = [line for line in view.stream.getvalue().splitlines() if " started " in line]
+    assert started[-1].endswith("teacher_temp=0.02  (Ray's retry; recorded up to epoch 2)"), started
+    later = LiveView(TrialRecorder(recorder.spec, recorder.sweep_dir), stream=io.StringIO())
+    Both(later.recorder, later).on_trial_start(0, trials, trial)
+    assert later.stream.getvalue().rstrip().endswith("(resumed; recorded up to epoch 2)")
+
+
 def test_a_trial_retried_before_its_first_checkpoint_is_said_to_start_over(tmp_path: Path) -> None:
     """Ray's memory monitor killed a trial before its first epoch ended: "Ray runs it again from its last
     checkpoint", of a trial that had none (epoch 0 writes none); it started over."""
