@@ -165,6 +165,7 @@ def test_an_error_of_tunes_own_loop_leaves_no_record_running(tmp_path: Path,
     loop raised a RuntimeError out of `tuner.fit()`; the driver ended in a traceback, exit 1, and left
     the trial `running` for good. Now it is `interrupted` with the error, and the resume hint follows."""
     from ablate.ending import Signals, SweepStopped, fit
+    from ablate.ray_logs import RayLogFile
     from ablate.summary import conclude
     from tests.helpers import crafted_sweep, good_record
 
@@ -176,8 +177,13 @@ def test_an_error_of_tunes_own_loop_leaves_no_record_running(tmp_path: Path,
             raise RuntimeError("Caught unexpected exception: 1 worker(s) were killed due to the node running "
                                "low on memory. Memory on the node (IP: 127.0.0.1) was 22.84GB used\nmore")
 
-    with pytest.raises(SweepStopped) as stopped:
+    # as in a sweep: Ray's loggers write to ray.log (elsewhere in this process Ray's own stderr handler
+    # may hold the stream of an earlier test's capture, closed by now: a "Logging error" on stderr)
+    with RayLogFile() as logs, pytest.raises(SweepStopped) as stopped:
+        logs.capture()
+        logs.attach(sweep)
         fit(Tuner(), sweep, 2, Signals())
+    assert "ablate: the sweep stopped\nTraceback" in (sweep / "ray.log").read_text()  # the whole error
     rec = json.loads((sweep / "trials" / "b.json").read_text())
     assert rec["status"] == "interrupted"
     assert ("the sweep stopped: RuntimeError: Caught unexpected exception: 1 worker(s) were killed due to "
