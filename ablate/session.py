@@ -82,16 +82,38 @@ def check_connect_timeout(timeout: float) -> float:
     return float(timeout)
 
 
-def cluster_address(option: str | None) -> str | None:
+class ClusterAddress(str):
+    """A cluster's HOST:PORT that remembers where the user gave it (``--address`` or ``RAY_ADDRESS``), so
+    that a line about it names what the user set: ``named`` is ``--address X`` or ``RAY_ADDRESS=X``."""
+
+    origin: str = "--address"
+
+    def __new__(cls, address: str, origin: str = "--address") -> ClusterAddress:
+        made = super().__new__(cls, address)
+        made.origin = origin
+        return made
+
+    @property
+    def named(self) -> str:
+        return f"RAY_ADDRESS={self}" if self.origin == "RAY_ADDRESS" else f"--address {self}"
+
+
+def named_address(address: str) -> str:
+    """``address`` as the user set it, for an error: ``--address X`` unless it came from RAY_ADDRESS."""
+    return address.named if isinstance(address, ClusterAddress) else f"--address {address}"
+
+
+def cluster_address(option: str | None, say: bool = True) -> ClusterAddress | None:
     """The cluster to join: ``--address``, else ``RAY_ADDRESS`` (what ``ray job submit`` sets for its
-    entrypoint and ``ray.init`` reads) unless it is empty or ``local``, said in one line; None: a
-    local Ray for this run (also ``--address local``, as Ray reads it: else ray.init would start one
-    that listens on every interface and has no ``--num-cpus``)."""
+    entrypoint and ``ray.init`` reads) unless it is empty or ``local``; None: a local Ray for this run
+    (also ``--address local``, as Ray reads it: else ray.init would start one that listens on every
+    interface and has no ``--num-cpus``). ``say``: one line when RAY_ADDRESS chose the cluster (``ablate
+    run`` says it in its opening line instead, through ``what_start_ray_does``)."""
     if option is not None:
         if not option.strip():  # an unset shell variable: not a wish for a local Ray
             raise UserError(f"--address {option!r}: give HOST:PORT of a running Ray cluster, or leave "
                             "--address out for a local Ray")
-        return None if option.strip() == "local" else option
+        return None if option.strip() == "local" else ClusterAddress(option)
     env = os.environ.get("RAY_ADDRESS", "").strip()
     if not env or env == "local":
         return None
@@ -99,9 +121,10 @@ def cluster_address(option: str | None) -> str | None:
         print(f"ablate: RAY_ADDRESS={env} is a dashboard's URL (for `ray job submit`), not a cluster to "
               "join: starting a local Ray (--address HOST:PORT joins a cluster)", file=sys.stderr)
         return None
-    print(f"ablate: joining the Ray cluster at {env} (from RAY_ADDRESS; unset it to start a local Ray)",
-          file=sys.stderr)
-    return env
+    address = ClusterAddress(env, "RAY_ADDRESS")
+    if say:
+        print(f"ablate: {joining(address)}", file=sys.stderr)
+    return address
 
 
 def what_start_ray_does(address: str | None) -> str:
@@ -109,7 +132,14 @@ def what_start_ray_does(address: str | None) -> str:
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         return "using the Ray this process runs"
-    return f"joining the Ray cluster at {address}" if address else "starting a local Ray"
+    return joining(address) if address else "starting a local Ray"
+
+
+def joining(address: str) -> str:
+    """"joining the Ray cluster at X", and where X came from when it was RAY_ADDRESS."""
+    if isinstance(address, ClusterAddress) and address.origin == "RAY_ADDRESS":
+        return f"joining the Ray cluster at {address} (from RAY_ADDRESS; unset it to start a local Ray)"
+    return f"joining the Ray cluster at {address}"
 
 
 def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
@@ -365,9 +395,9 @@ def join_cluster(address: str, connect_timeout: float) -> None:
     # Ray retries its GCS connection for minutes by default; give it the same budget.
     os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(max(1, round(connect_timeout))))
     try:
-        init_ray(address=address, log_to_driver=False)
+        init_ray(address=str(address), log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise UserError(f"--address {address}: cannot join the Ray cluster ({exc}). Start one with "
+        raise UserError(f"{named_address(address)}: cannot join the Ray cluster ({exc}). Start one with "
                         "`ray start --head`, and set RAY_AUTH_MODE=token with its token") from None
 
 
@@ -393,6 +423,6 @@ def wait_for_address(address: str, timeout: float) -> None:
         if time.monotonic() + 1 > deadline:
             break
         time.sleep(1)
-    raise UserError(f"--address {address}: nothing answered within {timeout:g} s ({reason}); start "
+    raise UserError(f"{named_address(address)}: nothing answered within {timeout:g} s ({reason}); start "
                     f"the cluster with `ray start --head --port={port}`, check HOST:PORT, or wait "
                     "longer with --connect-timeout SECONDS")

@@ -83,10 +83,11 @@ def main(args: argparse.Namespace) -> int:
     check_connect_timeout(args.connect_timeout)
     spec = load_spec(args.spec, args.sets, force=args.force)  # every mistake is reported before Ray starts
     try:
-        sweep = api.run_spec(spec, args.storage, cluster_address(args.address), loggers=args.loggers,
-                             num_cpus=args.num_cpus,
+        sweep = api.run_spec(spec, args.storage, cluster_address(args.address, say=False),
+                             loggers=args.loggers, num_cpus=args.num_cpus,
                              num_gpus=args.num_gpus, verbose=args.verbose,
                              connect_timeout=args.connect_timeout)
     except SweepInterrupted as stop:
-        return conclude(stop.sweep_dir, spec.num_trials, interrupted=True, exit_code=stop.exit_code)
+        return conclude(stop.sweep_dir, spec.num_trials, interrupted=True, exit_code=stop.exit_code,
+                        ended=stop.ended)
     return conclude(sweep.path, spec.num_trials)

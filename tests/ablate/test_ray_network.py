@@ -177,6 +177,38 @@ def test_ray_address_in_the_environment_is_the_cluster_to_join(
     assert joined == ["10.0.0.5:6379", "10.0.0.5:6379"]
 
 
+def test_a_cluster_from_ray_address_is_said_once_and_named_as_ray_address_in_its_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """`ablate run` said "joining the Ray cluster at X (from RAY_ADDRESS ...)" and then its opening line said
+    it again; a dead cluster's error then named `--address X`, an option the user never gave."""
+    import ray
+
+    address = f"127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # an earlier test's Ray: "using the Ray ..."
+
+    def start_ray(address: str | None, *args: object, **kwargs: object) -> None:
+        wait_for_address(address or "", 0.1)  # what join_cluster does first, with the address run passes on
+
+    monkeypatch.setattr("ablate.sweep.start_ray", start_ray)
+    spec = write_spec(tmp_path, OPTUNA_SPEC)
+    assert main(["run", str(spec), "--storage", str(tmp_path / "runs")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == (f"ablate: sweep 'tiny': 4 trials (optuna); joining the Ray cluster at {address} "
+                        "(from RAY_ADDRESS; unset it to start a local Ray)")
+    assert lines[1].startswith(f"ablate run: error: RAY_ADDRESS={address}: nothing answered"), lines
+    assert len(lines) == 2 and "--address" not in lines[1]
+    # a cluster the user named with --address is still named so
+    assert main(["run", str(spec), "--storage", str(tmp_path / "runs"), "--address", address]) == 2
+    err = capsys.readouterr().err
+    assert "RAY_ADDRESS" not in err and f"error: --address {address}: nothing answered" in err, err
+    (tmp_path / "trials").mkdir()  # a sweep folder to resume: it prints no opening line, so says it here
+    assert main(["resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("(from RAY_ADDRESS") == 1 and f"RAY_ADDRESS={address}: nothing answered" in err, err
+    assert "--address" not in err
+
+
 @pytest.mark.parametrize("own", [None, "1"])
 def test_the_loopback_switch_is_gone_from_the_environment_once_the_local_ray_runs(
         monkeypatch: pytest.MonkeyPatch, own: str | None) -> None:
