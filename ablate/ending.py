@@ -46,8 +46,10 @@ RESERVE_BYTES = 1 << 20
 class SweepInterrupted(Exception):
     """The sweep stopped before its end (a signal); records are marked, ``ablate resume`` continues."""
 
+    ended = "interrupted"  # how the driver's last line (summary.resume_hint) says the sweep ended
+
     def __init__(self, sweep_dir: Path, signum: int = signal.SIGINT) -> None:
-        super().__init__(f"interrupted; continue with `ablate resume {sweep_dir}`")
+        super().__init__(f"{self.ended}; continue with `ablate resume {sweep_dir}`")
         self.sweep_dir, self.signum = sweep_dir, signum
 
     @property
@@ -57,7 +59,10 @@ class SweepInterrupted(Exception):
 
 class SweepStopped(SweepInterrupted):
     """Tune's loop itself raised (an error of Ray's, or of a callback; a trial's own errors end that
-    trial): unfinished records are marked ``interrupted`` with it, ``ablate resume`` continues, exit 1."""
+    trial): unfinished records are marked ``interrupted`` with it, ``ablate resume`` continues, exit 1.
+    Nobody interrupted it: the words say it stopped on an error (the record status stays ``interrupted``)."""
+
+    ended = "stopped on an error"
 
     def __init__(self, sweep_dir: Path, reason: str) -> None:
         super().__init__(sweep_dir)

@@ -22,12 +22,14 @@ if TYPE_CHECKING:
     from reports.sweepdir import SweepDir
 
 
-def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False, exit_code: int = 130) -> int:
+def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False, exit_code: int = 130,
+           ended: str = "interrupted") -> int:
     """Build the report (and the attention panel where the backbone is a ViT) and print a summary.
 
     Exit code: 0 when every trial finished and one has a trained value of the metric; ``exit_code``
     (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP) after an interrupt; 1 when a trial errored or none trained
-    (the errored ones are named)."""
+    (the errored ones are named). ``ended``: how the resume hint says the sweep ended
+    (``SweepInterrupted.ended``: interrupted, or stopped on an error of Tune's own loop)."""
     from ablate.errors import report_advice, warn
     from ablate.folder import planned_trials
     from reports.ranking import (
@@ -68,15 +70,16 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False,
         print(f"report: {report_dir / REPORT_HTML} (and {REPORT_MD}, {TRIALS_TABLE}, {EPOCHS_TABLE})")
         history.note(sweep_dir, history.REPORT)
     return exit_status(sweep_dir, trials, total, interrupted, exit_code, best is not None,
-                       only_failures_trained(trials, metric), reported=report_dir is not None)
+                       only_failures_trained(trials, metric), reported=report_dir is not None, ended=ended)
 
 
 def exit_status(sweep_dir: Path, trials: pd.DataFrame, total: int | None, interrupted: bool, exit_code: int,
-                scored: bool, failed_only: bool = False, reported: bool = False) -> int:
+                scored: bool, failed_only: bool = False, reported: bool = False,
+                ended: str = "interrupted") -> int:
     if interrupted:
         done = int(trials["status"].isin(statuses.FINAL).sum())
         total = total if total is not None else len(trials)
-        print(resume_hint(sweep_dir, done, total, reported), file=sys.stderr)
+        print(resume_hint(sweep_dir, done, total, reported, ended), file=sys.stderr)
         return exit_code
     errored = trials[trials["status"].isin((statuses.ERRORED, statuses.DAMAGED))]
     for _, t in errored.iterrows():
@@ -104,18 +107,21 @@ def exit_status(sweep_dir: Path, trials: pd.DataFrame, total: int | None, interr
     return 0
 
 
-def resume_hint(sweep_dir: Path, done: int | None, total: int | None, reported: bool = False) -> str:
-    """What an interrupted driver says last: how far the sweep got, and the command that goes on (with
-    every trial finished, only the report is left to write; ``reported``: it has been written)."""
+def resume_hint(sweep_dir: Path, done: int | None, total: int | None, reported: bool = False,
+                ended: str = "interrupted") -> str:
+    """What an interrupted driver says last: how the sweep ended (``ended``: interrupted, or stopped on an
+    error), how far it got, and the command that goes on (with every trial finished, only the report is
+    left to write; ``reported``: it has been written)."""
     counted = f"{done} of {total} trials finished; " if done is not None else ""
     if done is not None and done == total:
         if reported:  # the interrupt came as the last trial ended: the summary and report above are whole
-            return f"ablate: interrupted: {counted}nothing is left to run"
-        return f"ablate: interrupted: {counted}`ablate report {sweep_dir}` writes the report"
-    return f"ablate: interrupted: {counted}continue with `ablate resume {sweep_dir}`"
+            return f"ablate: {ended}: {counted}nothing is left to run"
+        return f"ablate: {ended}: {counted}`ablate report {sweep_dir}` writes the report"
+    return f"ablate: {ended}: {counted}continue with `ablate resume {sweep_dir}`"
 
 
-def conclude(sweep_dir: Path, total: int, interrupted: bool = False, exit_code: int = 130) -> int:
+def conclude(sweep_dir: Path, total: int, interrupted: bool = False, exit_code: int = 130,
+             ended: str = "interrupted") -> int:
     """``finish``, and the resume hint even when a signal cuts the report short. SIGTERM and SIGHUP
     stop it as Ctrl-C does: past the sweep's own handlers, they killed the driver in the report
     without a word (exit 143, no report, no hint), where Ctrl-C printed the hint."""
@@ -124,12 +130,12 @@ def conclude(sweep_dir: Path, total: int, interrupted: bool = False, exit_code: 
 
     try:
         with Signals():
-            return finish(sweep_dir, total, interrupted, exit_code)
+            return finish(sweep_dir, total, interrupted, exit_code, ended)
     except KeyboardInterrupt as exc:
         from sweep_format.records import read_records
 
         done = sum(statuses.is_final(r.get("status")) for r in read_records(sweep_dir))
-        print(resume_hint(sweep_dir, done, total), file=sys.stderr)
+        print(resume_hint(sweep_dir, done, total, ended=ended), file=sys.stderr)
         return exit_code if interrupted else signal_exit(exc)
 
 

@@ -42,5 +42,6 @@ def main(args: argparse.Namespace) -> int:
                                  args.connect_timeout,
                                  verbose=args.verbose, retry=args.retry)
     except SweepInterrupted as stop:
-        return conclude(stop.sweep_dir, total, interrupted=True, exit_code=stop.exit_code)
+        return conclude(stop.sweep_dir, total, interrupted=True, exit_code=stop.exit_code,
+                        ended=stop.ended)
     return conclude(sweep_dir, total)

@@ -163,7 +163,8 @@ def test_an_error_of_tunes_own_loop_leaves_no_record_running(tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture) -> None:
     """Ray's memory monitor killed a trial's actor as Tune set it up (a busy machine, measured): Tune's
     loop raised a RuntimeError out of `tuner.fit()`; the driver ended in a traceback, exit 1, and left
-    the trial `running` for good. Now it is `interrupted` with the error, and the resume hint follows."""
+    the trial `running` for good. Now it is `interrupted` with the error, and the resume hint follows,
+    saying the sweep stopped on an error."""
     from ablate.ending import Signals, SweepStopped, fit
     from ablate.ray_logs import RayLogFile
     from ablate.summary import conclude
@@ -189,10 +190,15 @@ def test_an_error_of_tunes_own_loop_leaves_no_record_running(tmp_path: Path,
     assert ("the sweep stopped: RuntimeError: Caught unexpected exception: 1 worker(s) were killed due to "
             "the node running low on memory.") in rec["reason"]
     assert json.loads((sweep / "trials" / "a.json").read_text())["status"] == "completed"
-    assert conclude(sweep, 2, interrupted=True, exit_code=stopped.value.exit_code) == 1
+    stop = stopped.value
+    assert conclude(sweep, 2, interrupted=True, exit_code=stop.exit_code, ended=stop.ended) == 1
     err = capsys.readouterr().err
     assert "ablate: the sweep stopped: Ray's loop raised RuntimeError: Caught unexpected exception" in err
     assert f"ablate resume {sweep}" in err and "Traceback" not in err
+    # nobody interrupted it: the hint said "ablate: interrupted: 1 of 2 trials finished; ..." all the same
+    assert f"ablate: stopped on an error: 1 of 2 trials finished; continue with `ablate resume {sweep}`" \
+        in err
+    assert "interrupted" not in err, err
 
 
 def test_a_ctrl_c_before_any_trial_started_is_said_once_as_interrupted(tmp_path: Path,
