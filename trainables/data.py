@@ -23,7 +23,7 @@ from sweep_format.layout import folder_problem, unlisted
 from sweep_format.text import plural
 from trainables.config import MAX_STEPS, TORCHVISION, TORCHVISION_ROOT, ConfigError, DINOConfig
 from trainables.digit_scenes import SceneDesign, make_digit_scenes, source_split
-from trainables.image_check import large_images, unreadable_images
+from trainables.image_check import denied, large_images, unreadable_images
 from trainables.image_files import open_image
 from trainables.images import ImageList
 from trainables.warning import warn
@@ -249,6 +249,8 @@ def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:
     if bad and not skip_bad:
         path, problem = bad[0]
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        if denied(problem):  # an image all the same: it wants a chmod, not removing
+            raise ConfigError(f"{path}: {problem}{more}; {READABLE}{SKIP_BAD}")
         raise ConfigError(f"{path}: not a readable image ({problem}){more}; remove it{SKIP_BAD}")
     if bad:
         skipped = {path for path, _ in bad}

@@ -9,7 +9,9 @@ files' metadata (path, inode, size, modification and status-change time: one ``s
 ``$XDG_CACHE_HOME/ablate``, else ``~/.cache/ablate``), so the next process on the machine reads it
 instead of decoding. A file added, removed or rewritten changes the digest, and the folder is
 decoded anew. The file is plain JSON read with checks (nothing in it can run code): one that is not
-a verdict of this folder's present files is ignored, and the folder is decoded.
+a verdict of this folder's present files is ignored, and the folder is decoded. A file this user may
+not read (``DENIED``) is not a bad image: a kept verdict stands only while each such file is still
+refused (a group the user has joined since changes no file's metadata), tried again alone.
 
     unreadable_images(["data/train/a/0.jpg", ...], "/abs/data/train")  # [(path, problem), ...]
 """
@@ -17,6 +19,7 @@ a verdict of this folder's present files is ignored, and the folder is decoded.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -32,13 +35,22 @@ FORMAT = "ablate-image-verdict"
 MAX_BYTES = 64 << 20  # a verdict larger than this is not one of ours
 
 _VERDICTS: dict[str, tuple[str, Verdict]] = {}  # this process's: folder -> (digest, verdict)
+# the problem of a file this user may not read starts so: "cannot be read (Permission denied)"
+DENIED = "cannot be read ("
+# how a version before DENIED kept that problem (str of the PermissionError): such a verdict is not reused
+_OLD_DENIED = tuple(f"[Errno {code}] " for code in (errno.EACCES, errno.EPERM))
+
+
+def denied(problem: str) -> bool:
+    """Whether ``problem`` (of a verdict) is a file this user may not read, not one that does not decode."""
+    return problem.startswith(DENIED)
 
 
 def unreadable_images(paths: list[str], folder: str) -> Verdict:
     """(path, problem) of every file in ``paths`` (the images of ``folder``) that does not decode."""
     digest = files_digest(paths)
     known = _VERDICTS.get(folder) or read_verdict(folder)
-    if known is not None and known[0] == digest:
+    if known is not None and known[0] == digest and still_denied(known[1]):
         _VERDICTS[folder] = known
         return list(known[1])
     bad, large = [], []
@@ -58,6 +70,15 @@ def unreadable_images(paths: list[str], folder: str) -> Verdict:
 _LARGE: dict[str, list[tuple[str, int]]] = {}  # this process's: folder -> (path, pixels) of its large images
 
 
+def still_denied(verdict: Verdict) -> bool:
+    """Whether every file the verdict names as refused to this user is refused still (a chmod changes
+    the digest; joining the file's group does not); a verdict of an older version that kept a refusal
+    as a bad image's problem, with the advice to remove it, does not stand."""
+    if any(problem.startswith(_OLD_DENIED) for _, problem in verdict):
+        return False
+    return all(denied(image_problem(path)[0]) for path, problem in verdict if denied(problem))
+
+
 def large_images(folder: str) -> list[tuple[str, int]]:
     """(path, pixels) of the images of ``folder`` above Pillow's decompression-bomb warning limit
     (``Image.MAX_IMAGE_PIXELS``, 89,478,485 pixels; twice that does not decode), found when this
@@ -72,6 +93,8 @@ def image_problem(path: str) -> tuple[str, int]:
             pixels = img.width * img.height  # before draft(), which scales a JPEG down
             img.draft("RGB", (64, 64))
             img.load()
+    except PermissionError as exc:  # not a bad image: the remedy is a chmod, not removing it
+        return f"{DENIED}{exc.strerror or 'Permission denied'})", 0
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         return str(exc).split("\n", 1)[0] or type(exc).__name__, 0
     return "", pixels

@@ -429,6 +429,68 @@ def test_a_class_folder_chmod_000_is_named_as_an_unlistable_train_folder_is(tmp_
         locked.chmod(0o755)
 
 
+IMAGE_DENIED = r": cannot be read \(Permission denied\)" + READABLE
+
+
+def test_an_image_this_user_may_not_read_is_named_so_not_called_a_bad_image(tmp_path: Path, monkeypatch):
+    """A chmod 000 image was refused as "not a readable image ([Errno 13] Permission denied: PATH); remove
+    it, or skip ...": the path twice, and the advice to delete a good image. It says what a class folder
+    this user may not list says. The verdict kept in the cache stands only while the file is refused
+    still (joining its group changes no metadata that the digest sees), and one kept by an older
+    version, with the old advice, is not reused."""
+    from PIL import Image
+
+    from trainables import image_check
+
+    monkeypatch.setenv("ABLATE_CACHE_DIR", str(tmp_path / "cache"))
+    root = write_image_folder(tmp_path / "data", n=3)
+    locked = root / "train" / "a" / "0.png"
+    real_open = Image.open
+
+    def refusing(file: object, *args: object, **kwargs: object) -> Image.Image:
+        if str(file) == str(locked):  # as builtins.open refuses it for a user without read permission
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", refusing)
+    cfg = DINOConfig(dataset="imagefolder", data_path=str(root))
+    expected = rf"^{re.escape(str(locked))}{IMAGE_DENIED}, or skip unreadable files with skip_bad"
+    for process in ("first", "next"):  # decoded, then the kept verdict
+        image_check._VERDICTS.clear()
+        with pytest.raises(ConfigError, match=expected) as refused:
+            build_datasets(cfg)
+        assert "not a readable image" not in str(refused.value) and "remove it" not in str(refused.value)
+        assert str(refused.value).count(str(locked)) == 1, process
+    file = image_check.verdict_file(str((root / "train").resolve()))
+    kept = json.loads(file.read_text())
+    old = [[str(locked), f"[Errno 13] Permission denied: '{locked}'"]]
+    file.write_text(json.dumps({**kept, "unreadable": old}))
+    image_check._VERDICTS.clear()  # an older version's verdict: decoded anew, said anew
+    with pytest.raises(ConfigError, match=expected):
+        build_datasets(cfg)
+    monkeypatch.setattr(Image, "open", real_open)  # now readable (the user joined the file's group)
+    image_check._VERDICTS.clear()
+    train, _ = build_datasets(cfg)
+    assert len(train) == 6
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="chmod 000 does not stop root")
+def test_an_image_chmod_000_is_named_as_refused_and_read_once_made_readable(tmp_path: Path, monkeypatch):
+    """The same fault as above, made with chmod rather than a refusing open."""
+    monkeypatch.setenv("ABLATE_CACHE_DIR", str(tmp_path / "cache"))
+    root = write_image_folder(tmp_path / "data", n=3)
+    locked = root / "train" / "a" / "0.png"
+    locked.chmod(0)
+    cfg = DINOConfig(dataset="imagefolder", data_path=str(root))
+    try:
+        with pytest.raises(ConfigError, match=rf"^{re.escape(str(locked))}{IMAGE_DENIED}"):
+            build_datasets(cfg)
+    finally:
+        locked.chmod(0o644)
+    train, _ = build_datasets(cfg)
+    assert len(train) == 6
+
+
 @pytest.mark.parametrize("target", ["..", ".", "/"])
 def test_a_link_to_a_folder_holding_it_is_refused_not_walked(tmp_path: Path, target: str):
     """A class folder holding a symbolic link to itself or a folder above it (``ln -s .. loop``): torchvision
