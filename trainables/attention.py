@@ -36,7 +36,7 @@ from sweep_format.files import loads, not_a_file
 from sweep_format.layout import TUNE_DIR, folder_problem
 from trainables.checkpoint import load_pt
 from trainables.config import TORCHVISION, ConfigError, DINOConfig, make_config
-from trainables.data import build_datasets, to_rgb, torchvision_missing, torchvision_root
+from trainables.data import READABLE, build_datasets, to_rgb, torchvision_missing, torchvision_root
 from trainables.dino.augment import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from trainables.dino.backbone import build_backbone, is_vit
 from trainables.dino.trainer import CHECKPOINT_NAME, resolve_device
@@ -220,6 +220,8 @@ def load_image_files(paths: list[str | Path], size: int) -> tuple[torch.Tensor, 
         try:
             with open_image(file) as img:
                 images.append(transform(to_rgb(img)))
+        except PermissionError as exc:  # an image all the same: the remedy is a chmod
+            raise ConfigError(f"--image {file}: cannot be read ({exc.strerror}); {READABLE}") from None
         except OSError as exc:
             raise ConfigError(f"--image {file}: not a readable image ({exc})") from None
     return torch.stack(images), [Path(p).name for p in paths]

@@ -90,6 +90,27 @@ def test_an_image_that_is_a_postscript_program_is_refused_without_running_ghosts
     assert not marker.exists() and not out.exists()
 
 
+def test_an_image_this_user_may_not_read_is_said_so_with_the_chmod(run_dir, tmp_path, capsys, monkeypatch):
+    """--image of a file this user may not read was "not a readable image ([Errno 13] Permission denied:
+    'PATH')": the path twice, and no word that it wants a chmod (the machine's tests run as root, where
+    chmod 000 changes nothing: the open is refused as the kernel refuses it)."""
+    import trainables.attention as attention
+
+    picture = tmp_path / "photo.png"
+    Image.new("RGB", (20, 20), (200, 10, 10)).save(picture)
+
+    def refused(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(attention, "open_image", refused)
+    out = tmp_path / "a.png"
+    assert main(["attention", str(run_dir), "--image", str(picture), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"ablate attention: error: --image {picture}: cannot be read (Permission denied); make it "
+                   "readable by this user (its owner can: chmod -R a+rX)\n")
+    assert not out.exists()
+
+
 def test_trial_folder_and_checkpoint_file_sources(run_dir, trial_dir, tmp_path, capsys):
     picture = tmp_path / "photo.png"
     Image.new("RGB", (40, 30), (200, 30, 30)).save(picture)
