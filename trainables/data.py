@@ -274,7 +274,7 @@ def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:
     return ds
 
 
-# what to do about a folder of an image folder that this user may not list (layout.unlisted says the rest)
+# what to do about a file or folder this user may not read (an image folder's, an --image of ablate attention)
 READABLE = "make it readable by this user (its owner can: chmod -R a+rX)"
 # how to read a folder with such files all the same (ablate.sweep words it for a resumed sweep)
 SKIP_BAD = (", or skip unreadable files with skip_bad_images: true (ablate train --set skip_bad_images=true; "
