@@ -29,7 +29,6 @@ from ray.tune import Callback
 
 from ablate.live_rows import Rows, TrialRow
 from ablate.recorder import TrialRecorder, record_id
-from ablate.records import error_text
 from sweep_format import statuses
 from sweep_format.records import read_records
 from sweep_format.values import fmt_value
@@ -115,7 +114,7 @@ class LiveView(Callback):
         whence = "from its last checkpoint" if row.epoch else "from the start"
         row.retried = True
         self._line(f"trial {row.number}/{self.num_trials} {row.trial_id}  failed {when}: "
-                   f"{error_text(trial)}; Ray runs it again {whence} ({tries})")
+                   f"{self.recorder.failure(trial).reason}; Ray runs it again {whence} ({tries})")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         row = self._row(trial)

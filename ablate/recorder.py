@@ -15,16 +15,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ray
 from ray import tune
 
 from ablate.ending import RESERVE_BYTES
 from ablate.errors import StorageFull
+from ablate.oom_kills import KillLedger
 from ablate.records import (
     Failure,
     Points,
     ended,
     epoch_row,
-    error_text,
     failure_of,
     failure_text,
     new_record,
@@ -53,6 +54,9 @@ class TrialRecorder(tune.Callback):
         self.records = {r["trial_id"]: r for r in read_records(self.sweep_dir) if not is_damaged(r)}
         self.points = Points(spec, list(self.records.values()))
         self.restart_why: dict[str, str] = {}  # record id -> why its next result comes from a restart
+        # the driver's node, whose kernel counts of OOM kills explain a worker's unexpected death there
+        self.kills = KillLedger({ray.util.get_node_ip_address()} if ray.is_initialized() else set())
+        self.failures: dict[str, Failure] = {}  # Ray's trial id -> its last failure (failure_of)
 
     def __getstate__(self) -> dict[str, Any]:  # Ray saves its callbacks with the experiment (never read back)
         return {"spec": self.spec, "sweep_dir": self.sweep_dir}
@@ -71,13 +75,16 @@ class TrialRecorder(tune.Callback):
             rec["trial_dirs"] = [*earlier, folder]
             rec["trial_dir"] = folder
         rec.update(status=statuses.RUNNING, reason="")
+        self.kills.start(str(trial.trial_id))
+        self.failures.pop(str(trial.trial_id), None)
         with contextlib.suppress(OSError):  # an earlier run's error, which the record no longer names
             error_path(self.sweep_dir, rec["trial_id"]).unlink(missing_ok=True)
         self._save(rec)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Ray retries a trial that failed (an exception, a lost node): it restarts from its checkpoint."""
-        self.restart_why[record_id(trial)] = f"retried by Ray after: {error_text(trial)}"
+        failure = self.failures[str(trial.trial_id)] = failure_of(trial, self.kills)
+        self.restart_why[record_id(trial)] = f"retried by Ray after: {failure.reason}"
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         rec = self._record(trial)
@@ -107,6 +114,11 @@ class TrialRecorder(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, errored=True)
+
+    def failure(self, trial: Any) -> Failure:
+        """The failure Ray last reported of ``trial`` as this recorder weighed it, for the callbacks after
+        it (the live view): ``failure_of`` with the kernel's counts, read once (a kill explains one death)."""
+        return self.failures.get(str(trial.trial_id)) or failure_of(trial)
 
     # --- the record ------------------------------------------------------------------------
     def _record(self, trial: Any) -> dict[str, Any]:
@@ -166,7 +178,8 @@ class TrialRecorder(tune.Callback):
         """How Ray's error ended the trial; an ``errored`` one keeps its whole error (every failure's
         traceback, a data-parallel trial's workers' own) beside its record, ``trials/<id>.error.txt``,
         which its one-line reason names (Ray writes its error file in its session's temporary folder)."""
-        failure, text = failure_of(trial), failure_text(trial)
+        failure, text = failure_of(trial, self.kills), failure_text(trial)
+        self.failures[str(trial.trial_id)] = failure
         if failure.status != statuses.ERRORED or not text.strip():
             return failure
         path = error_path(self.sweep_dir, rec["trial_id"])

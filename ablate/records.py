@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ablate.oom_kills import CGROUP, Count, KillLedger, logged_kill
 from ablate.sweep_spec import SweepSpec
 from sweep_format import statuses
 from sweep_format.layout import TUNE_DIR
@@ -185,6 +186,9 @@ KILL_THRESHOLD = re.compile(r"exceeded threshold of \d+B \(([\d.]+%) of")
 # actor's fields, then what happened and Ray's advice (ray.exceptions.ActorDiedError).
 ACTOR_DIED = "The actor died unexpectedly before finishing this task."
 ACTOR_FIELD = re.compile(r"(class_name|actor_id|pid|name|namespace|ip): \S*$")
+ACTOR_FIELD_VALUE = re.compile(r"(pid|ip): (\S+)$")
+# A worker killed by a signal Ray did not send (the kernel's OOM killer, a kill -9, a crash).
+WORKER_LOST = re.compile(r"worker process has died\. Worker exit type: SYSTEM_ERROR .*unexpectedly exits")
 
 
 def first_sentences(text: str, limit: int = LINE_MAX) -> str:
@@ -199,17 +203,23 @@ def first_sentences(text: str, limit: int = LINE_MAX) -> str:
     return kept or cut_at_word(text, limit)
 
 
-def failure_of(trial: Any) -> Failure:
+def failure_of(trial: Any, kills: KillLedger | None = None) -> Failure:
     """The trial's last failure, from its error file (Ray appends one ``Failure # N`` section per
     failure): ``oom`` when Ray's memory monitor killed it (its node's memory, the threshold, what
-    to change), else ``errored`` with the first sentences of the exception's last line, or of what
-    happened to a dead actor (a pointer to the trial folder when there is no file)."""
+    to change) or the kernel's OOM killer did (``kernel_kill``: the driver's ``kills`` ledger, the
+    kernel's counts), else ``errored`` with the first sentences of the exception's last line, or of
+    what happened to a dead actor (a pointer to the trial folder when there is no file)."""
     last = re.split(r"^Failure # \d+.*$", failure_text(trial), flags=re.MULTILINE)[-1]
     if MEMORY_KILL in last:
         return Failure(statuses.OOM, memory_kill_reason(last))
     lines = [ln.strip() for ln in last.splitlines() if ln.strip()]
     if ACTOR_DIED in lines:  # what happened follows the actor's fields: a worker or its node died
+        fields = {m[1]: m[2] for ln in lines if (m := ACTOR_FIELD_VALUE.match(ln))}
         lines = [" ".join(ln for ln in lines[lines.index(ACTOR_DIED) + 1:] if not ACTOR_FIELD.match(ln))]
+        if kills is not None and WORKER_LOST.search(lines[-1]):
+            killed = kernel_kill(fields, kills.claim(str(trial.trial_id), fields.get("ip")), lines[-1])
+            if killed is not None:
+                return killed
     if lines and lines[-1]:
         return Failure(statuses.ERRORED, first_sentences(lines[-1]))
     folder = Path(trial.path or "").name
@@ -236,9 +246,38 @@ def memory_kill_reason(report: str) -> str:
     return f"out of host memory: killed by Ray's memory monitor{where}{over}; {HOST_MEMORY_ADVICE}"
 
 
-def error_text(trial: Any) -> str:
-    """The reason of the trial's last failure (``failure_of``)."""
-    return failure_of(trial).reason
+def kernel_kill(fields: dict[str, str], kills: Count | None, said: str) -> Failure | None:
+    """How a worker that died without a word from Ray ended, when the kernel's OOM killer killed a
+    process on the driver's node as it ran (``kills``: those no earlier death claimed, ``KillLedger``).
+
+    ``oom`` when the kernel's log names the worker's pid, or when the kill was in the memory cgroup of
+    the driver and its local Ray (the count of processes started with the sweep, not of the machine):
+    a worker killed unexpectedly while the kernel killed one of them for memory, so that
+    ``ablate resume --retry oom`` and the memory advice apply; "likely" where the log is unreadable
+    (``kernel.dmesg_restrict``), as the count does not name the process. None when the readable log
+    does not name the pid (the kernel killed another process). A machine-wide count alone (no cgroup
+    count to read) may be another user's kill: ``errored``, with Ray's words (``said``), then the
+    likely cause and the advice."""
+    from trainables.cuda import HOST_MEMORY_ADVICE  # the trial's own words (torch: imported when needed)
+
+    if kills is None:
+        return None
+    pid, ip = fields.get("pid"), fields.get("ip")
+    worker = f"its worker (pid {pid}) on node {ip}" if pid else f"its worker on node {ip}"
+    logged = logged_kill(int(pid)) if pid and pid.isdigit() else None
+    if logged is False:  # the kernel killed another process: the worker died otherwise (Ray's words)
+        return None
+    if logged:
+        return Failure(statuses.OOM, f"out of host memory: {worker} was killed by the kernel's OOM killer "
+                                     f"(the kernel log names it); {HOST_MEMORY_ADVICE}")
+    many = f"{kills.kills} processes" if kills.kills > 1 else "a process"
+    if kills.scope == CGROUP:
+        return Failure(statuses.OOM, f"out of host memory, likely: {worker} died unexpectedly as the "
+                                     f"kernel's OOM killer killed {many} in this sweep's memory "
+                                     f"cgroup (its oom_kill count rose); {HOST_MEMORY_ADVICE}")
+    note = (f"Likely out of host memory: the kernel's OOM killer killed {many} on this machine as it ran "
+            f"(/proc/vmstat oom_kill); {HOST_MEMORY_ADVICE}")
+    return Failure(statuses.ERRORED, f"{first_sentences(said, LINE_MAX - len(note) - 1)} {note}")
 
 
 def knn_note(rows: list[dict[str, Any]]) -> str:

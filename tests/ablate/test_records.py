@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ablate.oom_kills import KillLedger
 from ablate.records import Failure, Points, ended, failure_of, mark_interrupted
 from ablate.sweep_spec import load_spec
 from sweep_format.files import write_json
@@ -99,7 +100,7 @@ reducing task parallelism by requesting more CPUs per task.
 
 class FakeTrial:
     def __init__(self, error_file: Path | None) -> None:
-        self.error_file, self.path = error_file, "/runs/x/tune/trial_0"
+        self.error_file, self.path, self.trial_id = error_file, "/runs/x/tune/trial_0", "t0"
 
 
 def test_a_trial_killed_for_host_memory_is_oom_with_its_node_and_threshold(tmp_path: Path) -> None:
@@ -572,7 +573,7 @@ def test_an_errored_trial_keeps_its_whole_error_beside_its_record(tmp_path: Path
 
     (tmp_path / "trials").mkdir()
     rec = object.__new__(TrialRecorder)
-    rec.sweep_dir = tmp_path
+    rec.sweep_dir, rec.kills, rec.failures = tmp_path, KillLedger(set()), {}
     file = tmp_path / "error.txt"
     file.write_text("Failure # 1 (occurred at x)\n\x1b[36mray::ImplicitFunc.train()\x1b[39m\n"
                     '  File "a.py", line 1\nValueError: boom\n')
@@ -677,3 +678,106 @@ def test_the_point_index_finds_what_a_scan_with_same_point_finds() -> None:
         assert index.all(asked) == [i for params, i in items if same_point(params, asked)]
     assert index.all({"a": 0.1}) == [] and index.first({"a": 0.1, "b": 0.2, "c": 1}) is None
     assert PointIndex([({"x": 1}, "one")]).all({"x": True}) == ["one"]
+
+
+# The last failure of a trial whose worker the kernel's OOM killer killed (a cgroup of 3.5 GiB, a trial
+# of out_dim 2^20), from Ray 2.60's error file; `dmesg`: "Memory cgroup out of memory: Killed process
+# 20041 (ray::ImplicitFu) ... oom_score_adj:1000", the cgroup's oom_kill count 3 -> 6 for its 3 runs.
+KERNEL_KILLED = """Failure # 3 (occurred at 2026-12-07_10-53-38)
+The actor died unexpectedly before finishing this task.
+\tclass_name: ImplicitFunc
+\tactor_id: 00539dc048ae90d148f2c70201000000
+\tpid: 20041
+\tnamespace: 5b69a1be-efdb-47e7-99c3-391269cf23d8
+\tip: 127.0.0.1
+The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR Worker exit detail: \
+Worker unexpectedly exits with a connection error code 2. End of file. Some common causes include: (1) the \
+process was killed by the OOM killer due to high memory usage, (2) ray stop --force was called, or (3) the \
+worker crashed unexpectedly due to SIGSEGV or another unexpected error. If the process was killed by the \
+kernel OOM killer (verifiable by checking for OOM in dmesg of the OOMing node), consider enabling resource \
+isolation via --enable-resource-isolation to prevent node deaths by resource contention and significant \
+loss of progress by uninformed kernel OOM killing.
+"""
+RAY_WORDS = ("The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR Worker "
+             "exit detail: Worker unexpectedly exits with a connection error code 2. End of file.")
+ADVICE = "lower batch_size or num_workers, or run fewer trials at once (search.max_concurrent_trials)"
+
+
+def kernel_ledger(scope: str, before: int, after: int):
+    """A ledger whose trial t0 started at ``before`` kills and died at ``after``."""
+    from ablate.oom_kills import Count, KillLedger
+
+    counts = iter([Count(scope, before), Count(scope, after)])
+    ledger = KillLedger(set(), read=lambda: next(counts))
+    ledger.start("t0")
+    return ledger
+
+
+@pytest.mark.parametrize(("scope", "after", "log", "status", "reason"), [
+    ("cgroup", 4, None, "oom", "out of host memory, likely: its worker (pid 20041) on node 127.0.0.1 died "
+     f"unexpectedly as the kernel's OOM killer killed a process in this sweep's memory cgroup (its oom_kill "
+     f"count rose); {ADVICE}"),
+    ("cgroup", 4, "Killed process 20041 (ray::ImplicitFu)", "oom", "out of host memory: its worker "
+     "(pid 20041) on node 127.0.0.1 was killed by the kernel's OOM killer (the kernel log names it); "
+     f"{ADVICE}"),
+    ("cgroup", 4, "Killed process 777 (python)", "errored", RAY_WORDS),  # the kernel killed another one
+    ("cgroup", 3, None, "errored", RAY_WORDS),  # no kill while it ran: Ray's words, as before
+    ("machine", 5, None, "errored", "The actor is dead because its worker process has died. Likely out of "
+     "host memory: the kernel's OOM killer killed 2 processes on this machine as it ran (/proc/vmstat "
+     f"oom_kill); {ADVICE}"),  # maybe another user's: not called oom
+])
+def test_a_worker_the_kernels_oom_killer_killed_ends_oom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         scope: str, after: int, log: str | None,
+                                                         status: str, reason: str) -> None:
+    """Ray says only that the worker "unexpectedly exits"; the kernel's counts read by the driver as the
+    trial started and died (the cgroup's: this sweep's processes) make it `oom` with the memory advice,
+    so that `ablate resume --retry oom` runs it again; "likely" unless the kernel log names its pid."""
+    from ablate import oom_kills
+
+    file = tmp_path / "error.txt"
+    file.write_text(KERNEL_KILLED)
+    monkeypatch.setattr(oom_kills, "KERNEL_LOG", tmp_path / "kmsg")  # absent: unreadable
+    if log:
+        (tmp_path / "kmsg").write_text(f"6,3170,51318638901,-;Memory cgroup out of memory: {log} x\n")
+    assert failure_of(FakeTrial(file), kernel_ledger(scope, 3, after)) == (status, reason)
+    assert failure_of(FakeTrial(file)) == ("errored", RAY_WORDS)  # no counts (a reader of old records)
+
+
+def test_a_kernel_kill_is_said_by_the_retry_line_and_the_record(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recorder reads the counts as the trial starts and as Ray reports each death; the live view's
+    retry line says what the record says (one reading: a kill explains one death, not two)."""
+    import io
+    from types import SimpleNamespace
+
+    from ablate import oom_kills
+    from ablate.live import LiveView
+    from ablate.oom_kills import Count, KillLedger
+    from ablate.recorder import TrialRecorder
+
+    monkeypatch.setattr(oom_kills, "KERNEL_LOG", tmp_path / "kmsg")  # unreadable
+    spec = one_point_sweep(tmp_path, "kernel")
+    sweep = tmp_path / "runs" / "kernel"
+    error = tmp_path / "error.txt"
+    error.write_text(KERNEL_KILLED)
+    trial = SimpleNamespace(trial_id="t0", config={"teacher_temp": 0.04}, error_file=str(error),
+                            path=str(sweep / "tune" / "trial_t0"), num_failures=1, max_failures=2)
+    recorder, stream = TrialRecorder(spec, sweep), io.StringIO()
+    counts = iter(Count("cgroup", n) for n in (0, 1, 1, 2))
+    recorder.kills = KillLedger(set(), read=lambda: next(counts))
+    view = LiveView(recorder, stream=stream, interactive=False)
+    for callback in (recorder, view):
+        callback.on_trial_start(0, [], trial)
+    for callback in (recorder, view):
+        callback.on_trial_recover(0, [], trial)
+    for callback in (recorder, view):
+        callback.on_trial_start(0, [], trial)
+    for callback in (recorder, view):
+        callback.on_trial_error(0, [], trial)
+    likely = "out of host memory, likely: its worker (pid 20041) on node 127.0.0.1 died unexpectedly"
+    retried = [ln for ln in stream.getvalue().splitlines() if "Ray runs it again" in ln]
+    assert len(retried) == 1 and f"failed before its first epoch ended: {likely}" in retried[0]
+    (record,) = read_records(sweep)
+    assert record["status"] == "oom" and record["reason"].startswith(likely)
+    assert not (sweep / "trials" / "t0.error.txt").exists()  # an oom's reason is its own summary
+
