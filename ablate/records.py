@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from ablate.oom_kills import CGROUP, Count, KillLedger, logged_kill
 from ablate.sweep_spec import SweepSpec
 from sweep_format import statuses
-from sweep_format.layout import TUNE_DIR
+from sweep_format.layout import TUNE_DIR, trial_folders
 from sweep_format.records import (
     FORMAT,
     VERSION,
@@ -288,9 +288,22 @@ def knn_note(rows: list[dict[str, Any]]) -> str:
     return f"; kNN last evaluated at epoch {measured[-1]}" if measured else "; kNN never evaluated"
 
 
+def checkpointed_epoch(sweep_dir: Path, rec: dict[str, Any]) -> int:
+    """The newest epoch of which a checkpoint of the record's trial is kept (the report kept beside it
+    says which), 0 without one. It is ahead of the record's epochs when the node or the driver died
+    between the checkpoint and its result (``TrialRecorder`` fills them from these when it resumes)."""
+    from trainables.trial import reported_epochs  # torch: imported when needed
+
+    try:
+        return max(reported_epochs(trial_folders(sweep_dir, rec)), default=0)
+    except OSError:  # an unreadable folder or report: the record says what it holds
+        return 0
+
+
 def mark_interrupted(sweep_dir: Path, cause: str = "") -> list[dict[str, Any]]:
     """After an interrupt (``cause``: why, when it was not Ctrl-C): every unfinished record says so
-    (status ``interrupted``, the epochs done and the epoch of its last kNN); returns them. A trial
+    (status ``interrupted``, the epochs done and the epoch of its last kNN, a newer epoch's checkpoint
+    that its result never reached the record from: resume continues from it); returns them. A trial
     whose last result already ended it (a trainable's final ``trial_outcome``, reported before the
     signal stopped Tune from closing it) is closed with that outcome instead."""
     out = []
@@ -305,10 +318,12 @@ def mark_interrupted(sweep_dir: Path, cause: str = "") -> list[dict[str, Any]]:
         done = last.get("epoch", 0)
         full = last.get("trial_outcome") == statuses.STORAGE_FULL  # the trial that found the disk full
         what = "its checkpoint could not be written after" if full else "interrupted after"
+        kept = 0 if full else checkpointed_epoch(sweep_dir, rec)  # its result lost with the driver or node
+        ahead = f"; its checkpoint of epoch {kept} is kept, its result unrecorded" if kept > done else ""
         rec.update(status=statuses.STORAGE_FULL if full else statuses.INTERRUPTED, updated_at=time.time(),
                    reason=f"{what} {done}/{rec.get('epochs_planned')} epochs"
-                          f"{knn_note(rec.get('epochs') or [])}{'; ' + cause if cause else ''}; "
-                          f"`ablate resume {sweep_dir}` continues it")
+                          f"{knn_note(rec.get('epochs') or [])}{ahead}{'; ' + cause if cause else ''}; "
+                          f"`ablate resume {sweep_dir}` continues it{f' from epoch {kept}' if ahead else ''}")
         write_record(sweep_dir, rec)
         out.append(rec)
     return out

@@ -781,3 +781,18 @@ def test_a_kernel_kill_is_said_by_the_retry_line_and_the_record(tmp_path: Path,
     assert record["status"] == "oom" and record["reason"].startswith(likely)
     assert not (sweep / "trials" / "t0.error.txt").exists()  # an oom's reason is its own summary
 
+
+def test_an_interrupted_trial_names_the_checkpoint_its_result_never_reached_the_record_from(
+        tmp_path: Path) -> None:
+    """The sweep stopped (a signal, a lost node) between epoch 1's checkpoint and its result reaching the
+    driver: the record said "interrupted after 0/4 epochs", though `ablate resume` continues from
+    epoch 1's checkpoint (and fills the record's epoch 1 from the report kept beside it)."""
+    sweep = tmp_path
+    write_json(sweep / "trials" / "b.json", {
+        "format": FORMAT, "version": VERSION, "trial_id": "b", "status": "running", "epochs_planned": 4,
+        "trial_dir": "tune/trial_b", "epochs": [{"epoch": 0}]})
+    write_json(sweep / "tune" / "trial_b" / "checkpoint_000000" / "epoch.json", {"epoch": 1, "loss": 3.0})
+    (marked,) = mark_interrupted(sweep, cause="SIGTERM received")
+    assert marked["reason"] == ("interrupted after 0/4 epochs; its checkpoint of epoch 1 is kept, its "
+                                "result unrecorded; SIGTERM received; "
+                                f"`ablate resume {sweep}` continues it from epoch 1")
