@@ -80,6 +80,8 @@ def logged_kill(pid: int) -> bool | None:
         return None
     try:
         return any(pattern.search(line) for line in kernel_records(fd))
+    except OSError:  # not a log this user may read to its end
+        return None
     finally:
         os.close(fd)
 
@@ -95,7 +97,7 @@ def kernel_records(fd: int) -> Iterable[str]:
                 continue
             if exc.errno == errno.EAGAIN:  # the end of the log
                 break
-            return
+            raise
         if not chunk:
             break
         pending += chunk
