@@ -185,6 +185,18 @@ def quiet() -> Iterator[None]:
             signal.signal(s, handler)
 
 
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """A signal that comes while what runs inside runs is delivered as it ends, not lost (``quiet``
+    drops it): a line printed and the note that it was printed happen both, or neither. For the main
+    thread, where Python runs its signal handlers."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *HANDLED})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 class _TuneInterrupt(logging.Filter):
     """Ray handles SIGINT inside ``tuner.fit()`` and only logs it: this filter notices that log line
     (the sweep was interrupted) and drops Ray's ``Tuner.restore(...)`` hint (ablate says

@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ablate import admission
 from ablate.admission import MAX_RESOURCE, TRAIN_WORKER
-from ablate.ending import SignalInterrupt, Signals, exit_code, signal_of
+from ablate.ending import SignalInterrupt, Signals, deferred, exit_code, signal_of
 from ablate.errors import UserError, warn
 from ablate.folder import check_writable, remove_made
 from ablate.overrides import load_yaml, parse_sets
@@ -56,6 +56,7 @@ CONFIG_NAME = "config.yaml"  # the run's resolved configuration, read back by --
 METRICS_NAME = "metrics.jsonl"  # one JSON row per epoch (0: the untrained baseline)
 RAY_TRAIN_FOLDER = "ray_train"  # Ray Train's own run records inside --out (--workers)
 TRAIN_LOG = "train.log"  # --workers: rank 0's lines (epochs, resume, done), printed by this command
+DONE = "done: "  # how a finished run's last line begins (rank 0's too, in train.log, which Echo prints)
 
 EPILOG = "Trainer keys (name, default, meaning [paper value]):\n" + describe_keys()
 
@@ -128,14 +129,31 @@ def trainer_keys(data: dict[str, Any], config_file: str) -> dict[str, Any]:
 def main(args: argparse.Namespace) -> int:
     """Train; SIGTERM (``timeout``, Slurm, Kubernetes) and SIGHUP stop the run as Ctrl-C does: the last
     epoch's checkpoint kept, a line saying how to continue, exit 143 or 129 (``ablate.ending``)."""
-    with Signals() as signals:
-        return run_train(args, signals)
+    ending = Ending()
+    try:
+        with Signals() as signals:
+            return run_train(args, signals, ending)
+    except KeyboardInterrupt:
+        if ending.done:  # the signal came as the command returned: the done line is its ending
+            return 0
+        raise
 
 
-def run_train(args: argparse.Namespace, signals: Signals | None = None) -> int:
+class Ending:
+    """Whether this command has printed its run's done line (``say_done``, ``Echo``). A signal that
+    comes after it, as Ray's workers stop or as the command returns, stopped nothing: the done line
+    stays the one ending line, exit 0. It printed 'done: ...' and then 'interrupted by SIGTERM;
+    continue with: ... --resume' (exit 143) when a SIGTERM came as a short --workers run ended."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+
+def run_train(args: argparse.Namespace, signals: Signals | None = None, ending: Ending | None = None) -> int:
     from trainables import cuda  # torch and timm: not for --help
     from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, resolve_device
 
+    ending = ending or Ending()
     if not 1 <= args.workers <= MAX_RESOURCE:  # Ray's ValueError (a traceback) once it started
         raise UserError(f"--workers {args.workers}: expected a number of data-parallel workers from 1 to "
                         f"{MAX_RESOURCE}")
@@ -185,10 +203,10 @@ def run_train(args: argparse.Namespace, signals: Signals | None = None) -> int:
     made = check_writable(out, "--out")  # a folder that cannot be made or written: before training
     if args.workers > 1:
         try:
-            return train_with_workers(cfg, out, args.workers, args.resume, made, signals)
+            return train_with_workers(cfg, out, args.workers, args.resume, made, signals, ending)
         except KeyboardInterrupt as exc:
             remove_unstarted(made, out)
-            return interrupted(out, args.workers, exc)
+            return interrupted(out, args.workers, exc, ending=ending)
         except BaseException:  # no GPU per worker, Ray or a worker that did not start
             remove_unstarted(made, out)
             raise
@@ -211,9 +229,9 @@ def run_train(args: argparse.Namespace, signals: Signals | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_config(out, cfg)
     try:
-        return run_epochs(trainer, out, sys.stderr)
+        return run_epochs(trainer, out, sys.stderr, ending)
     except KeyboardInterrupt as exc:
-        return interrupted(out, args.workers, exc, trainer.checkpoint_epoch, cfg.epochs)
+        return interrupted(out, args.workers, exc, trainer.checkpoint_epoch, cfg.epochs, ending)
 
 
 def foreign_files(out: Path) -> str:
@@ -281,11 +299,14 @@ def unstarted(made: Path | None, out: Path) -> bool:
 
 
 def interrupted(out: Path, workers: int, exc: KeyboardInterrupt, saved: int | None = None,
-                epochs: int = 0) -> int:
+                epochs: int = 0, ending: Ending | None = None) -> int:
     """Ctrl-C, SIGTERM or SIGHUP: say where the run stopped (``saved``: its checkpoint's epoch, when
-    known) and how it continues, or that it starts over; exit 130, 143 or 129."""
+    known) and how it continues, or that it starts over; exit 130, 143 or 129. After the run's done
+    line (``ending``) nothing was stopped: nothing more is said, exit 0."""
     from trainables.dino.trainer import CHECKPOINT_NAME
 
+    if ending is not None and ending.done:
+        return 0
     signum = signal_of(exc)
     by = f" by {signal.Signals(signum).name}" if signum != signal.SIGINT else ""
     if (out / CHECKPOINT_NAME).is_file():
@@ -299,9 +320,9 @@ def interrupted(out: Path, workers: int, exc: KeyboardInterrupt, saved: int | No
     return exit_code(exc)
 
 
-def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None) -> int:
+def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None, ending: Ending | None = None) -> int:
     """Train the remaining epochs; with a ``log`` (its lines' stream) this process writes the metrics,
-    the checkpoint and the lines.
+    the checkpoint and the lines; ``ending``: the command's, when the lines are its own (``say_done``).
 
     With data-parallel workers every rank trains and only rank 0 writes.
     """
@@ -343,9 +364,22 @@ def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None) -> int:
         if writes:
             print(stopped, file=log)
         return 1
-    if writes:
-        print(f"done: {metrics_file}, {ckpt}", file=log)
+    if log is not None:
+        say_done(log, f"{DONE}{metrics_file}, {ckpt}", ending)
     return 0
+
+
+def say_done(log: IO[str], line: str, ending: Ending | None) -> None:
+    """Print the run's done line; with the command's ``ending`` (one process), note it as printed in the
+    same breath: a signal meanwhile is delivered after both (``deferred``), so it never finds the line
+    printed and not noted (it said 'interrupted' after it). Rank 0 of --workers writes it to train.log,
+    and the driver's ``Echo`` notes it."""
+    if ending is None:
+        print(line, file=log)
+        return
+    with deferred():
+        print(line, file=log, flush=True)
+        ending.done = True
 
 
 def same_config(saved: DINOConfig, given: DINOConfig, out: Path) -> DINOConfig:
@@ -411,11 +445,13 @@ def worker_devices(cfg: DINOConfig, workers: int) -> bool:
 
 
 def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool,
-                       made: Path | None = None, signals: Signals | None = None) -> int:
+                       made: Path | None = None, signals: Signals | None = None,
+                       ending: Ending | None = None) -> int:
     """Run the DINO training of ``cfg`` on ``workers`` local Ray Train workers (1 CPU each, and one
     GPU each when there are enough); the exit code. ``made``: the folder ``check_writable`` made for
     ``out`` (None: none), which a failed start removes. ``signals``: SIGTERM and SIGHUP handed to Ray
-    Train's Ctrl-C handler, which stops the workers; a ``SignalInterrupt`` then says which came."""
+    Train's Ctrl-C handler, which stops the workers; a ``SignalInterrupt`` then says which came.
+    ``ending``: notes rank 0's done line as ``Echo`` prints it."""
     import logging
     import os
 
@@ -457,7 +493,7 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool,
         each, where = "one GPU" if use_gpu else "one CPU", "a local Ray" if started else "the running Ray"
         print(f"ablate train: {workers} data-parallel workers ({each} each) on {where}; Ray's lines in "
               f"{out / RAY_LOG}", file=sys.stderr, flush=True)
-        echo = Echo(out / TRAIN_LOG)
+        echo = Echo(out / TRAIN_LOG, ending or Ending())
         try:
             result = trainer.fit()
         except train.TrainingFailedError as exc:  # a worker's ConfigError (its inputs, its network) whole
@@ -484,11 +520,12 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool,
 
 class Echo(threading.Thread):
     """Prints to stderr, as they come, the lines rank 0 appends to ``file`` (the local Ray's workers
-    write on this machine's disk); started at once, ``stop()`` prints the last ones."""
+    write on this machine's disk), noting its done line in ``ending``; started at once, ``stop()``
+    prints the last ones (the driver decides how the run ended only after it)."""
 
-    def __init__(self, file: Path) -> None:
+    def __init__(self, file: Path, ending: Ending) -> None:
         super().__init__(name="ablate-train-echo", daemon=True)
-        self.file, self.done = file, threading.Event()
+        self.file, self.done, self.ending = file, threading.Event(), ending
         self.offset = file.stat().st_size if file.exists() else 0  # a resumed run's earlier lines
         self.start()
 
@@ -509,6 +546,7 @@ class Echo(threading.Thread):
             sys.stderr.write(new[:whole].decode(errors="replace"))
             sys.stderr.flush()
             self.offset += whole
+            self.ending.done |= any(line.startswith(DONE.encode()) for line in new[:whole].splitlines())
 
     def stop(self) -> None:
         self.done.set()

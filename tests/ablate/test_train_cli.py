@@ -150,6 +150,85 @@ def test_sigterm_stops_the_run_as_ctrl_c_does(tmp_path: Path, capsys: pytest.Cap
     assert [r["epoch"] for r in rows] == list(range(epochs + 1))
 
 
+class DoneThenTerm:
+    """stderr that receives SIGTERM as the run's done line is written: the signal `timeout` or Slurm
+    sends as a short run ends."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        written = self.stream.write(text)
+        if text.startswith("done: "):
+            signal.raise_signal(signal.SIGTERM)
+        return written
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
+def test_a_sigterm_as_the_done_line_is_printed_leaves_it_the_one_ending(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    """A SIGTERM that came as the run printed 'done: ...' added 'interrupted by SIGTERM after epoch 1/1
+    (its checkpoint kept); continue with: ... --resume' below it, exit 143: two endings that contradict.
+    The run was done; the done line stays the one ending, exit 0."""
+    out = tmp_path / "run"
+    sets = [a for k, v in {**TINY_TRAINER, "epochs": 1}.items() for a in ("--set", f"{k}={v}")]
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "stderr", DoneThenTerm(sys.stderr))
+    assert main(["train", *sets, "--out", str(out), "--no-progress"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == f"done: {out / 'metrics.jsonl'}, {out / 'checkpoint.pt'}", err
+    assert not any("interrupted" in line for line in err), err
+
+
+def test_a_signal_as_the_command_returns_after_its_done_line_adds_no_ending(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    """Past run_train, a signal (as the command returns) reached the command line's own handler, which
+    printed 'ablate train: interrupted (SIGTERM)' under the done line."""
+    from ablate.ending import SignalInterrupt
+
+    def done_then_term(args: object, signals: object, ending) -> int:
+        ending.done = True
+        raise SignalInterrupt(signal.SIGTERM)
+
+    monkeypatch.setattr("ablate.commands.train.run_train", done_then_term)
+    assert main(["train", "--out", "run"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("done_first", [True, False])
+def test_a_sigterm_as_workers_end_prints_one_ending(done_first: bool, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture,
+                                                   monkeypatch: pytest.MonkeyPatch):
+    """`--workers 2`: a SIGTERM that came as a short run ended printed rank 0's 'done: ...' line (the
+    driver echoes train.log) and then 'interrupted by SIGTERM; continue with: ... --resume --workers 2',
+    exit 143. Whichever came first is now the one ending line: done (exit 0), or interrupted (143)."""
+    out = tmp_path / "run"
+    done = f"done: {out / 'metrics.jsonl'}, {out / 'checkpoint.pt'}"
+
+    class EndsAsTerminated:  # rank 0's lines in train.log, and SIGTERM handed to Ray Train's Ctrl-C handler
+        def fit(self) -> None:
+            lines = ["epoch 0/1  kNN top-1 50.00% (untrained baseline)", *([done] if done_first else [])]
+            (out / "train.log").write_text("".join(f"{line}\n" for line in lines))
+            (out / "checkpoint.pt").write_bytes(b"")  # epoch 1's, written before the done line
+            signal.signal(signal.SIGINT, lambda *args: sys.exit(1))
+            signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr("ray.is_initialized", lambda: True)  # no Ray is started for the fake workers
+    monkeypatch.setattr("ablate.admission.cluster", lambda: Cluster(2.0, 0.0, ((2.0, 0.0),), "fake:6379"))
+    monkeypatch.setattr("trainables.ddp_trial.torch_trainer", lambda *args, **kwargs: EndsAsTerminated())
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        code = main(["train", *SETS, "--out", str(out), "--workers", "2"])
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+    err = capsys.readouterr().err.splitlines()
+    interrupted = f"interrupted by SIGTERM; continue with: ablate train --out {out} --resume --workers 2"
+    assert (code, err[-1]) == ((0, done) if done_first else (143, interrupted)), err
+    assert sum(line in (done, interrupted) for line in err) == 1, err
+
+
 def test_a_data_key_its_dataset_does_not_read_is_warned_once(tmp_path: Path, capsys: pytest.CaptureFixture):
     """num_workers 3 and download true with the in-memory synthetic set trained as without them, in
     silence; each is now one warning line, and the run goes on."""
