@@ -95,9 +95,10 @@ class Sweep:
 
     def _folder(self) -> SweepDir:
         from reports.sweepdir import open_sweep
+        from sweep_format.layout import READ
 
-        try:
-            return open_sweep(self.path)
+        try:  # trials, epochs and best only read it (report() checks what it writes)
+            return open_sweep(self.path, READ)
         except ReportError as exc:
             raise UserError(str(exc)) from None
 

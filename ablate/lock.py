@@ -92,7 +92,7 @@ def driven(sweep_dir: Path) -> bool | None:
     it; a driver killed with SIGKILL leaves its text, naming a process that is gone (``alive``: one on
     another host is trusted). The file is only read: a reader that took the lock, however briefly,
     could make a starting ``ablate run`` refuse the folder. None (unknown) where it is a symbolic link,
-    which is not followed: the sweep's reader refuses it in one line (``sweep_format.layout.READ``)."""
+    which is not followed: its readers refuse it in one line (``sweep_format.layout.LISTED``, ``WRITTEN``)."""
     try:  # a FIFO: no wait; a link: not followed
         fd = os.open(Path(sweep_dir) / LOCK_FILE, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError as exc:  # no lock file: never driven, or by an ablate that wrote none

@@ -38,6 +38,7 @@ from sweep_format.files import NOT_REGULAR, all_or_none, file_on_path, linked, u
 from sweep_format.layout import (
     EPOCHS_TABLE,
     PLOTS_DIR,
+    READ,
     REFERENCE_KNN,
     REPORT_HTML,
     REPORT_MD,
@@ -79,7 +80,7 @@ def load_source(path: str | Path) -> Source:
     if not p.exists():
         raise ReportError(f"{p}: no such file or folder (expected {expected})")
     if p.is_dir():
-        sweep = open_sweep(p, read_only=True)  # a source is only read: a link in its report/ is harmless
+        sweep = open_sweep(p, READ)  # a source is only read: a link in its report/ or driver.lock is harmless
         trials, epochs = sweep_tables(sweep)
         return Source(sweep.name, p, trials, epochs, sweep.param_info())
     if not p.is_file():  # reading a FIFO waits for a writer, for ever

@@ -24,6 +24,7 @@ from reports.ranking import best_point, measured_before_end, only_failures_train
 from reports.sweepdir import open_sweep
 from reports.tables import left_running, records_tables, status_counts
 from sweep_format.layout import (
+    LISTED,
     SPEC_FILE,
     STORAGE_EXPECTED,
     TRIALS_DIR,
@@ -69,7 +70,7 @@ def sweep_row(folder: Path, planned: int | None = None, driven: bool | None = No
     if shut(folder):  # another user's sweep, or no sweep at all (lost+found on a mounted disk)
         return blank_row(folder, f"({SHUT})")
     try:
-        sweep = open_sweep(folder, read_only=True)  # ls writes nothing: a link in its report/ is harmless
+        sweep = open_sweep(folder, LISTED)  # ls writes nothing: a link in its report/ is harmless
         records = read_records(sweep.path)
         trials, epochs = records_tables(sweep, records)
     except (ReportError, OSError) as exc:  # one broken sweep must not hide the others

@@ -167,13 +167,14 @@ def reference_file(sweep_dir: Path) -> tuple[dict[str, Any], str]:
     return {k: v for k, v in data.items() if k not in REFERENCE_KNN or is_percent(v)}, "; ".join(wrong)
 
 
-def open_sweep(path: str | Path, read_only: bool = False) -> SweepDir:
+def open_sweep(path: str | Path, reads: tuple[str, ...] | None = None) -> SweepDir:
     """Check that ``path`` is a sweep folder and read its spec; ReportError naming the path if not.
-    ``read_only``: nothing will be written into it (``entry_problem``)."""
+    ``reads``: nothing will be written into it, only these entries read (``layout.READ``, ``layout.LISTED``;
+    ``entry_problem``)."""
     folder = Path(path)
     if not is_sweep(folder):
         raise ReportError(not_a_sweep(folder))
-    if problem := entry_problem(folder, read_only) or records_problem(folder):
+    if problem := entry_problem(folder, reads) or records_problem(folder):
         raise ReportError(problem)
     return SweepDir(folder, read_spec(folder / SPEC_FILE))
 

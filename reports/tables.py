@@ -20,6 +20,7 @@ import pandas as pd
 
 from reports.columns import EPOCH_HEAD, HEAD_COLUMNS, TAIL_COLUMNS
 from reports.sweepdir import SweepDir, open_sweep
+from sweep_format.layout import READ
 from sweep_format.records import EPOCH_FLAGS, EPOCH_INTEGERS, EPOCH_NUMBERS, knn_measured, read_records
 from sweep_format.statuses import RUNNING, describe_counts
 from sweep_format.text import printable
@@ -29,8 +30,9 @@ DROPPED_KEYS = {"hostname", "node_ip", "pid", "checkpoint_path"}
 
 
 def load_trials(sweep_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(trials, epochs) of the sweep folder ``sweep_dir``; ReportError if it is not a sweep folder."""
-    return sweep_tables(open_sweep(sweep_dir))
+    """(trials, epochs) of the sweep folder ``sweep_dir``, which is only read; ReportError if it is not a
+    sweep folder."""
+    return sweep_tables(open_sweep(sweep_dir, READ))
 
 
 def sweep_tables(sweep: SweepDir) -> tuple[pd.DataFrame, pd.DataFrame]:

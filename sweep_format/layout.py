@@ -63,13 +63,15 @@ WANDB_DIR = "wandb"
 WRITTEN = (SPEC_FILE, TRIALS_DIR, OPTUNA_DB, REFERENCE_FILE, TUNE_DIR, REPORT_DIR, RAY_LOG, LOCK_FILE,
            HISTORY_FILE, MLFLOW_DIR, WANDB_DIR)
 ENTRY_FOLDERS = (TRIALS_DIR, TUNE_DIR, REPORT_DIR)
-# What a reader that writes nothing there (``ablate ls``, ``ablate compare`` of a source sweep) reads in a
-# sweep folder, and the folder it reads entry by entry: a link among them would read another folder's
-# files as the sweep's (``entry_problem(sweep_dir, read_only=True)``); its report/ and tune/ are never
-# read. driver.lock says whether a driver runs the sweep now (ablate.lock.driven, for ls): a link there
-# read another sweep's lock, or any file, as this one's, and ls trusted it.
-READ = (SPEC_FILE, TRIALS_DIR, REFERENCE_FILE, LOCK_FILE)
+# What a reader that writes nothing there (``ablate compare`` of a source sweep, ``ablate.load(...).trials``)
+# reads in a sweep folder, and the folder it reads entry by entry: a link among them would read another
+# folder's files as the sweep's (``entry_problem(sweep_dir, READ)``); its report/, tune/ and driver.lock are
+# never read, so a link there is no reader's concern (compare refused a source whose driver.lock was one).
+READ = (SPEC_FILE, TRIALS_DIR, REFERENCE_FILE)
 READ_FOLDERS = (TRIALS_DIR,)
+# What ``ablate ls`` reads: the same, and driver.lock, which says whether a driver runs the sweep now
+# (ablate.lock.driven): a link there read another sweep's lock, or any file, as this one's, and ls trusted it.
+LISTED = (*READ, LOCK_FILE)
 # The folders and files ablate makes in a sweep folder: a file where a folder belongs, or a folder (or a
 # FIFO, socket or device) where a file belongs, is refused (``entry_problem``).
 MADE_FOLDERS = (TRIALS_DIR, TUNE_DIR, REPORT_DIR, f"{REPORT_DIR}/{PLOTS_DIR}")
@@ -153,16 +155,16 @@ def unlisted(folder: str | Path, exc: OSError, expected: str, todo: str = ASK_AC
     return f"{folder}: cannot be listed ({exc.strerror}) (expected {expected}); {todo}"
 
 
-def entry_problem(sweep_dir: str | Path, read_only: bool = False) -> str:
+def entry_problem(sweep_dir: str | Path, reads: tuple[str, ...] | None = None) -> str:
     """"" when ablate may write into the sweep folder, else one line naming the symbolic link that
     would take its writes or deletions elsewhere (the sweep folder itself may be a link), the file
     that stands where ablate keeps a folder (``MADE_FOLDERS``), or the folder where it keeps a file
     (``MADE_FILES``), or the entry that cannot be looked at (a folder of it this user may not enter).
-    ``read_only``: the folder is only read (a source of ``ablate compare``), so only what is read
-    (``READ``) is checked: a link in its report/ takes no write anywhere."""
+    ``reads``: the folder is only read, these entries of it (``READ``: a source of ``ablate compare``;
+    ``LISTED``: ``ablate ls``), so only they are checked: a link in its report/ takes no write anywhere."""
     try:
-        if read_only:
-            return linked(sweep_dir, READ, READ_FOLDERS, READS) or misplaced(sweep_dir, READ_FOLDERS, ())
+        if reads is not None:
+            return linked(sweep_dir, reads, READ_FOLDERS, READS) or misplaced(sweep_dir, READ_FOLDERS, ())
         return linked(sweep_dir, WRITTEN, ENTRY_FOLDERS) or misplaced(sweep_dir)
     except OSError as exc:  # a stat that was refused: it reached the user as 'cannot write ...'
         code = errno.errorcode.get(exc.errno or 0, "?")

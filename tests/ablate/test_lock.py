@@ -147,7 +147,7 @@ def test_a_lock_file_that_is_a_link_is_not_followed(tmp_path: Path, capsys: pyte
     read the file it points to as this sweep's lock and trusted it ('1 running', driven by a live
     process it is not driven by), `ablate report` read it before refusing the link, and a lock taken
     through it wrote into the file outside. Now ls names the link in the sweep's row, as a link among
-    the other files it reads (layout.READ), and nothing opens the file it points to."""
+    the other files it reads (layout.LISTED), and nothing opens the file it points to."""
     from ablate.lock import driven
     from tests.helpers import crafted_sweep, good_record
 

@@ -387,6 +387,30 @@ def test_a_source_whose_report_holds_a_link_is_read(tmp_path: Path) -> None:
     assert not list(outside.iterdir())
 
 
+def test_a_source_whose_driver_lock_is_a_link_is_read_and_only_ls_and_resume_refuse_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """compare never reads a source's driver.lock, but refused a sweep whose lock was a link (it shared
+    ls's list of what is read, and ls reads the lock). ls, which reads the lock, and resume, which takes
+    it, still refuse to follow it; ablate.load(...).trials reads the records only, as compare does."""
+    import ablate
+
+    a, b = two_crafted_sweeps(tmp_path)
+    elsewhere = tmp_path / "other.lock"
+    elsewhere.write_text("")
+    (a / "driver.lock").symlink_to(elsewhere)
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a), str(b), "--out", str(out)]) == 0, capsys.readouterr().err
+    assert (out / "report.md").is_file() and elsewhere.read_text() == ""
+    assert ablate.load(a).trials["trial_id"].tolist() == ["a"]
+    refused = (f"{a / 'driver.lock'}: a symbolic link (to {elsewhere}) inside {a}; ablate ")
+    capsys.readouterr()
+    assert main(["ls", str(a.parent)]) == 0
+    assert f"(unreadable: {refused}reads a sweep only from its own folder" in capsys.readouterr().out
+    assert main(["resume", str(a)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"ablate resume: error: {refused}writes"), err
+
+
 @pytest.mark.parametrize("entry", ["spec.yaml", "trials/a.json"])
 def test_a_source_that_reads_through_a_link_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                        entry: str) -> None:
