@@ -22,6 +22,11 @@ from sweep_format.text import did_you_mean, printable
 PIPE_CLOSED_EXIT = 128 + signal.SIGPIPE  # 141, as a shell reports a tool that SIGPIPE ended
 
 COMMANDS = ["train", "run", "resume", "report", "compare", "ls", "attention"]
+# How close a mistyped option must be to one of the command's options to be named: difflib's ratio of
+# the names without their dashes. 0.75 names typos (--storag 0.92, --adress 0.92, --vebrose 0.86, --froce
+# 0.80, --ot 0.80) and no word of another meaning (--output 0.67, --seed 0.57, --bogus 0.50); with the
+# dashes, which every option shares, and did_you_mean's 0.6, --bogus was 'did you mean --verbose?' (0.625).
+OPTION_CUTOFF = 0.75
 
 DESCRIPTION = f"""\
 ablate: which DINO hyperparameters actually matter on your data?
@@ -160,12 +165,24 @@ def unrecognized(parser: Parser, command: str | None, extras: list[str],
     elsewhere = {name: others for name in unknown
                  if (others := [other for other in commands_with(parser, name) if other != command])}
     hints = [close for name in unknown if name not in elsewhere
-             for close in [did_you_mean(name, options, n=1)] if close]
+             for close in [close_option(name, options)] if close]
     # `ablate run spec --retry oom`: an option of another command is named as such, not as a misspelling
     hint = "; ".join([*(f"{name} is an option of {', '.join(f'`ablate {o}`' for o in others)}"
                         for name, others in elsewhere.items()),
                       *([f"did you mean {', '.join(hints)}?"] if hints else [])])
     target.refuse(f"unrecognized arguments: {' '.join(extras)}", hint)
+
+
+def close_option(name: str, options: list[str]) -> str:
+    """The option of ``options`` that ``name`` most likely meant ("" for none): the one option it begins (an
+    abbreviation, which argparse no longer takes: --vers, --stor), else the closest one by ``did_you_mean``,
+    compared without dashes, at ``OPTION_CUTOFF``."""
+    bare = {option.lstrip("-"): option for option in options}
+    typed = name.lstrip("-")
+    if typed and len(begun := [option for b, option in bare.items() if b.startswith(typed)]) == 1:
+        return begun[0]
+    close = did_you_mean(typed, bare, n=1, cutoff=OPTION_CUTOFF)
+    return bare[close] if close else ""
 
 
 def commands_with(parser: Parser, option: str) -> list[str]:

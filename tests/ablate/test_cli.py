@@ -194,3 +194,32 @@ def test_a_comparison_is_written_where_its_out_was_checked(monkeypatch: pytest.M
     out = ablate.compare(*sweeps, out="~/compare")
     assert out == home / "compare" and (home / "compare" / "report.md").is_file()
     assert not (cwd / "~").exists()
+
+
+@pytest.mark.parametrize("command, typed, meant", [
+    # typos: a letter missing, doubled, wrong or two swapped, a prefix (argparse no longer takes one)
+    ("run", "--storag", "--storage"), ("run", "--adress", "--address"), ("train", "--resum", "--resume"),
+    ("run", "--vebrose", "--verbose"), ("run", "--stroage", "--storage"), ("run", "--froce", "--force"),
+    ("run", "--nmu-cpus", "--num-cpus"), ("run", "--num_cpus", "--num-cpus"), ("run", "--seet", "--set"),
+    ("run", "--conect-timeout", "--connect-timeout"), ("train", "--wokers", "--workers"),
+    ("train", "--no-progres", "--no-progress"), ("attention", "--treshold", "--threshold"),
+    ("attention", "--imgae", "--image"), ("compare", "--ot", "--out"), ("resume", "--retyr", "--retry"),
+    ("run", "--stor", "--storage"), ("attention", "--dev", "--device"), ("run", "-verbose", "--verbose"),
+    # words of another meaning: no suggestion
+    ("run", "--bogus", None), ("run", "--foo", None), ("run", "--quiet", None), ("run", "--dry-run", None),
+    ("run", "--debug", None), ("run", "--seed", None), ("run", "--output", None), ("run", "--name", None),
+    ("run", "--epochs", None), ("run", "--config", None), ("run", "--tag", None), ("run", "--save", None),
+    ("run", "--timeout", None), ("run", "--gpus", None), ("train", "--lr", None), ("train", "--seed", None),
+    ("train", "--config", None), ("attention", "--version", None), ("resume", "--rerun", None),
+])
+def test_an_unknown_option_names_only_the_option_it_is_a_typo_of(
+        capsys: pytest.CaptureFixture, command: str, typed: str, meant: str | None) -> None:
+    """The suggestion compared names with their dashes at difflib's 0.6: `ablate run --bogus` said 'did
+    you mean --verbose?' (the shared -- lifted every ratio)."""
+    out = ["--out", "o"] if command in ("train", "compare", "attention") else []  # required: refused first
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "x", *out, typed])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.startswith(f"ablate {command}: error: unrecognized arguments: {typed}"), err
+    assert f"{typed} ({f'did you mean {meant}? ' if meant else ''}`ablate {command} --help`" in err, err
