@@ -187,6 +187,25 @@ def check_out(out: Path, inputs: Sequence[str | Path] = ()) -> None:
         if file.is_file() and file.parent == folder:
             raise ReportError(f"--out {out}: holds the input {source}, which the comparison's "
                               f"{TRIALS_TABLE} would replace; write the comparison to another folder")
+    if found := foreign_output(folder):
+        raise ReportError(f"--out {out}: holds a {found} that no `ablate compare` wrote (no comparison's "
+                          f"{TRIALS_TABLE} beside it), which the comparison would replace; choose another "
+                          "folder, or move it")
+
+
+def foreign_output(folder: Path) -> str:
+    """The first of the comparison's names (``WRITTEN``) that ``folder`` holds and an earlier comparison
+    did not write ("" when none, or when its trials.parquet is a comparison's, which this one replaces):
+    a notes folder's own report.md was replaced without a word."""
+    found = [name for name in WRITTEN if (folder / name).exists() or (folder / name).is_symlink()]
+    if not found:
+        return ""
+    table = folder / TRIALS_TABLE
+    try:  # the comparison's metadata names its sweeps; a FIFO is not opened (its read waits for ever)
+        wrote = table.is_file() and "sweeps" in read_metadata(table)
+    except ReportError:  # not a table
+        wrote = False
+    return "" if wrote else (f"{found[0]}/" if found[0] == PLOTS_DIR else found[0])
 
 
 def make_out(out: Path) -> None:

@@ -387,6 +387,26 @@ def test_a_source_whose_report_holds_a_link_is_read(tmp_path: Path) -> None:
     assert not list(outside.iterdir())
 
 
+@pytest.mark.parametrize("own", ["report.md", "plots/a.png", "trials.parquet"])
+def test_an_out_folder_holding_files_no_comparison_wrote_is_refused(tmp_path: Path, own: str,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    """--out notes/ replaced the user's own notes/report.md (or plots/, or a trials.parquet of another
+    tool) with the comparison's, exit 0. A folder an earlier comparison wrote is still rewritten."""
+    a, b = two_crafted_sweeps(tmp_path)
+    out = tmp_path / "notes"
+    (out / own).parent.mkdir(parents=True, exist_ok=True)
+    (out / own).write_text("mine")
+    assert main(["compare", str(a), str(b), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"ablate compare: error: --out {out}: holds a {own.split('/')[0]}{'/' if '/' in own else ''} that no "
+        "`ablate compare` wrote (no comparison's trials.parquet beside it), which the comparison would "
+        "replace; choose another folder, or move it"]
+    assert (out / own).read_text() == "mine" and len(list(out.rglob("*"))) == 1 + ("/" in own)
+    again = tmp_path / "cmp"
+    assert main(["compare", str(a), str(b), "--out", str(again)]) == 0
+    assert main(["compare", str(a), str(b), "--out", str(again)]) == 0, capsys.readouterr().err
+
+
 def test_a_source_whose_driver_lock_is_a_link_is_read_and_only_ls_and_resume_refuse_it(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """compare never reads a source's driver.lock, but refused a sweep whose lock was a link (it shared
