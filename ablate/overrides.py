@@ -46,8 +46,10 @@ def parse_sets(items: list[str] | None) -> list[tuple[str, Any]]:
     return pairs
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; a syntax error or a non-mapping names the file and the line."""
+def load_yaml(path: str | Path, expected: str = "") -> dict[str, Any]:
+    """Read a YAML mapping; a syntax error or a non-mapping names the file and the line. ``expected``:
+    what a file given for its keys must hold, so that one without any (empty, or comments only: a save
+    that failed, a template) is refused; without it, it reads as no keys."""
     file = Path(path)
     if is_sweep(file):  # `ablate run runs/temps`, meaning to continue it
         raise UserError(f"{file}: a sweep folder, not a YAML file: `ablate resume {file}` continues the "
@@ -73,6 +75,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         problem = getattr(exc, "problem", None) or str(exc)
         kind = "" if isinstance(exc, yaml.constructor.ConstructorError) else "YAML syntax error: "  # a tag,
         raise UserError(f"{file}:{where}: {kind}{problem}") from None  # a key twice: read, and refused
+    if data is None and expected:  # `ablate train empty.yaml` trained the defaults for hours, unasked
+        raise UserError(f"{file}: holds no keys (an empty file, or comments only); expected {expected}")
     if data is None:
         return {}
     if not isinstance(data, dict):

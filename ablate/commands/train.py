@@ -90,7 +90,8 @@ def resolve_config(config_file: str | None, sets: list[str], workers: int = 1,
     values: dict[str, Any] = dict(base or {})
     where = ""
     if config_file:
-        values = trainer_keys(load_yaml(config_file), config_file)
+        values = trainer_keys(load_yaml(config_file, "trainer keys, e.g. epochs: 4 (leave CONFIG out to "
+                                        "train with the defaults)"), config_file)
         where = f"{config_file}: "
     pairs = parse_sets(sets)
     values.update(pairs)

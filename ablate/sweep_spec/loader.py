@@ -47,7 +47,8 @@ def load_spec(path: str | Path, sets: list[str] | None = None, force: bool = Fal
     """
     source = Path(path)
     try:
-        data = load_yaml(source)
+        data = load_yaml(source, "" if sets else "a sweep spec (name, space, search, ...), e.g. "
+                         "search_spaces/temps.yaml")
         pairs = parse_sets(sets)
     except UserError as exc:
         message = str(exc)

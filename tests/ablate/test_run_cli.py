@@ -8,7 +8,7 @@ import pytest
 
 from ablate.cli import main
 from ablate.sweep_spec import SweepSpec
-from tests.helpers import OPTUNA_SPEC, write_spec
+from tests.helpers import OPTUNA_SPEC, TINY_TRAINER, write_spec
 
 
 @pytest.mark.parametrize("sets, expected", [
@@ -362,3 +362,21 @@ def test_resume_of_a_sweep_that_cannot_be_written_is_refused_before_the_data_is_
     assert main(["resume", str(sweep)]) == 2
     err = capsys.readouterr().err
     assert err.endswith(f"resume {sweep}: cannot write there (EROFS: Read-only file system)\n"), err
+
+
+@pytest.mark.parametrize("command", ["run", "train"])
+@pytest.mark.parametrize("text", ["", "# name: temps\n# space: {}\n"])
+def test_a_spec_or_config_file_without_keys_is_refused_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture, command: str, text: str) -> None:
+    """An empty file (a save that failed, a template with every key commented out): `ablate train` trained
+    the defaults unasked (8 epochs), and `ablate run` listed two errors ('name: required', 'space:
+    missing') on two lines. Now one line says the file holds no keys, and nothing is written."""
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(text)
+    tiny = [a for k, v in {**TINY_TRAINER, "epochs": 1}.items() for a in ("--set", f"{k}={v}")]  # were it run
+    out = ["--storage", str(tmp_path / "runs")] if command == "run" else ["--out", str(tmp_path / "r"), *tiny]
+    assert main([command, str(empty), *out]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"ablate {command}: error: {empty}: holds no keys (an empty "
+                                               "file, or comments only); expected "), err
+    assert sorted(tmp_path.iterdir()) == [empty]
