@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ablate.errors import UserError, warn
 from ablate.sweep_spec import SweepSpec, load_spec
-from sweep_format.files import file_on_path, too_long, write_text
+from sweep_format.files import file_on_path, remove_made, to_make, too_long, write_text
 from sweep_format.layout import (
     REFERENCE_FILE,
     REFERENCE_KNN,
@@ -38,7 +38,7 @@ def check_writable(folder: Path, option: str) -> Path | None:
         raise UserError(f"{option} {str(folder)[:60]}…: {problem}; give a shorter one")
     if file := file_on_path(folder):  # mkdir's EEXIST would read as a disk problem ("free space")
         raise UserError(f"{option} {folder}: {file} is a file, not a folder; give a folder")
-    made = next((path for path in reversed([folder, *folder.parents]) if not path.exists()), None)
+    made = to_make(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".ablate-write-probe-") as probe:
@@ -53,22 +53,6 @@ def check_writable(folder: Path, option: str) -> Path | None:
         raise UserError(f"{option} {folder}: cannot write there ({code}: {exc.strerror}); nothing was "
                         f"started. {advice}") from None
     return made
-
-
-def remove_made(made: Path | None, folder: Path) -> None:
-    """Remove the empty folders ``check_writable`` created, from ``folder`` up to ``made``: a run
-    refused after its write probe (a trial larger than the cluster, no cluster at the address,
-    Ctrl-C while Ray starts) leaves no empty storage folder behind. A folder that is no longer
-    empty (another run wrote there meanwhile) is kept."""
-    if made is None:
-        return
-    for path in [folder, *folder.parents]:
-        try:
-            path.rmdir()
-        except OSError:
-            return
-        if path == made:
-            return
 
 
 def refuse_existing(sweep_dir: Path, name: str) -> None:

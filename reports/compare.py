@@ -34,7 +34,16 @@ from reports.tables import (
     misfit_column,
     sweep_tables,
 )
-from sweep_format.files import NOT_REGULAR, all_or_none, file_on_path, linked, user_path, write_texts
+from sweep_format.files import (
+    NOT_REGULAR,
+    all_or_none,
+    file_on_path,
+    linked,
+    remove_made,
+    to_make,
+    user_path,
+    write_texts,
+)
 from sweep_format.layout import (
     EPOCHS_TABLE,
     PLOTS_DIR,
@@ -157,13 +166,18 @@ def build_comparison(paths: list[str | Path], out: str | Path) -> Path:
             "log_params": sorted({p for s in sources for p in s.info.get("log_params", []) if p in shared}),
             "categorical_params": sorted({p for s in sources for p in s.info.get("categorical_params", [])
                                           if p in shared})}
-    make_out(out)
-    with all_or_none():  # as a sweep's report (reports.render): tables, plots and pages together
-        write_parquet(trials, out / TRIALS_TABLE, meta)
-        if len(epochs):
-            write_parquet(epochs, out / EPOCHS_TABLE, meta)
-        doc = comparison_document(sources, shared, trials, meta, out)
-        write_texts({out / REPORT_MD: doc.markdown(relative_to=out), out / REPORT_HTML: doc.html()})
+    made = make_out(out)
+    try:
+        with all_or_none():  # as a sweep's report (reports.render): tables, plots and pages together
+            write_parquet(trials, out / TRIALS_TABLE, meta)
+            if len(epochs):
+                write_parquet(epochs, out / EPOCHS_TABLE, meta)
+            doc = comparison_document(sources, shared, trials, meta, out)
+            write_texts({out / REPORT_MD: doc.markdown(relative_to=out), out / REPORT_HTML: doc.html()})
+    except BaseException:  # Ctrl-C while plotting, a full disk: none of its files, nor the folder it made
+        for folder in (out / PLOTS_DIR, out):
+            remove_made(made, user_path(folder))
+        raise
     return out
 
 
@@ -208,17 +222,19 @@ def foreign_output(folder: Path) -> str:
     return "" if wrote else (f"{found[0]}/" if found[0] == PLOTS_DIR else found[0])
 
 
-def make_out(out: Path) -> None:
+def make_out(out: Path) -> Path | None:
     """The comparison's folder, made once its sources are read (a refused comparison leaves none); one
-    that cannot be made is a ReportError naming it and why."""
+    that cannot be made is a ReportError naming it and why. The outermost folder it made (``to_make``)."""
     import errno
 
+    made = to_make(user_path(out))
     try:
         user_path(out).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         code = errno.errorcode.get(exc.errno or 0, "error")
         raise ReportError(f"--out {out}: cannot make this folder ({code}: {exc.strerror}); give a folder "
                           "that can be written") from None
+    return made
 
 
 def value_groups(values: pd.Series) -> pd.Series:

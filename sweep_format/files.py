@@ -168,6 +168,29 @@ def linked(folder: str | os.PathLike, names: Iterable[str], inside: Iterable[str
            "copy of what it points to"
 
 
+def to_make(folder: Path) -> Path | None:
+    """The outermost of ``folder`` and its parents that does not exist (None: ``folder`` exists): what
+    ``mkdir(parents=True)`` will make, and ``remove_made`` removes again."""
+    return next((path for path in reversed([folder, *folder.parents]) if not path.exists()), None)
+
+
+def remove_made(made: Path | None, folder: Path) -> None:
+    """Remove the empty folders a command created (``to_make``; ablate.folder.check_writable), from
+    ``folder`` up to ``made``: a run refused after its write probe (a trial larger than the cluster, no
+    cluster at the address, Ctrl-C while Ray starts), or a comparison stopped before its files were
+    written, leaves no empty folder behind. A folder that is no longer empty (another run wrote there
+    meanwhile) is kept."""
+    if made is None:
+        return
+    for path in [folder, *folder.parents]:
+        try:
+            path.rmdir()
+        except OSError:
+            return
+        if path == made:
+            return
+
+
 def user_path(path: str | os.PathLike) -> Path:
     """A path as the user wrote it, with ``~`` and ``~user`` expanded as a shell expands them: a ``~name``
     of no such user (``--storage ~runs``, meaning ~/runs) stays as written, a folder named so, where

@@ -407,6 +407,23 @@ def test_an_out_folder_holding_files_no_comparison_wrote_is_refused(tmp_path: Pa
     assert main(["compare", str(a), str(b), "--out", str(again)]) == 0, capsys.readouterr().err
 
 
+def test_a_comparison_stopped_while_it_is_drawn_leaves_no_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the comparison was drawn ('ablate compare: interrupted', exit 130) left the --out
+    folder it had made, empty, or with an empty plots/ in it."""
+    a, b = two_crafted_sweeps(tmp_path)
+    out = tmp_path / "new" / "cmp"
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        (out / "plots").mkdir()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("reports.compare.comparison_document", stopped)
+    assert main(["compare", str(a), str(b), "--out", str(out)]) == 130
+    assert capsys.readouterr().err == "ablate compare: interrupted\n"
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_source_whose_driver_lock_is_a_link_is_read_and_only_ls_and_resume_refuse_it(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """compare never reads a source's driver.lock, but refused a sweep whose lock was a link (it shared
