@@ -86,13 +86,19 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command of ``argv``; its exit code. When the reader of its output goes away (``ablate
-    report DIR | head``), it stops quietly, as Unix tools do (Python's recipe, ``signal`` docs)."""
-    from ablate.ending import keep_interrupts
-
-    keep_interrupts()
+    report DIR | head``), it stops quietly, as Unix tools do (Python's recipe, ``signal`` docs). A Ctrl-C
+    as ablate starts (its imports, its parser: the first quarter second) is one line, as a command's."""
     try:
+        from ablate.ending import keep_interrupts
+
+        keep_interrupts()
         code = dispatch(argv)
         sys.stdout.flush()  # here, not at the interpreter's exit, where a closed pipe is a warning
+    except KeyboardInterrupt as exc:  # a command's own are dispatch's; this one printed a traceback
+        from ablate.ending import exit_code
+
+        print("ablate: interrupted", file=sys.stderr)
+        return exit_code(exc)
     except BrokenPipeError:
         if not stdout_closed():  # another pipe broke: not this
             raise

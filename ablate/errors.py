@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 
-from trainables.config import ConfigError
+from trainables.errors import ConfigError
 from trainables.storage_errors import STORAGE_ERRNOS as STORAGE_ERRNOS  # one set, the trainable's
 from trainables.storage_errors import remedy
 from trainables.warning import print_error as print_error  # one form of an error line, beside:

@@ -32,6 +32,7 @@ from pydantic import (
 
 from sweep_format.text import did_you_mean
 from sweep_format.values import yaml_word
+from trainables.errors import ConfigError as ConfigError  # its own module: the CLI imports it first
 
 DATASETS = ("digit_scenes", "digits", "synthetic", "cifar10", "cifar100", "stl10", "imagefolder")
 TORCHVISION = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "stl10": "STL10"}  # dataset -> its class
@@ -57,17 +58,6 @@ MAX_TEMP = 1e4
 MAX_SEED = 2**31 - 1
 MAX_CROP = 4096  # px of a crop side (and of an image ablate attention draws)
 DEVICES = "auto, cpu, cuda or cuda:N"
-
-
-class ConfigError(ValueError):
-    """A user-facing configuration error: says which key, what was given, what is allowed.
-
-    ``cross_key``: a rule between keys broke (e.g. imagefolder without data_path), not one key's value.
-    """
-
-    def __init__(self, message: str, cross_key: bool = False) -> None:
-        super().__init__(message)
-        self.cross_key = cross_key
 
 
 class DINOConfig(BaseModel):
