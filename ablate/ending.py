@@ -33,6 +33,7 @@ from ablate.records import first_sentences, mark_interrupted
 from sweep_format import statuses
 from sweep_format.layout import RESERVE_FILE, TRIALS_DIR
 from sweep_format.records import read_records
+from sweep_format.text import shell_word
 from trainables.storage_errors import code_in, remedy, write_failure
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ class SweepInterrupted(Exception):
     ended = "interrupted"  # how the driver's last line (summary.resume_hint) says the sweep ended
 
     def __init__(self, sweep_dir: Path, signum: int = signal.SIGINT) -> None:
-        super().__init__(f"{self.ended}; continue with `ablate resume {sweep_dir}`")
+        super().__init__(f"{self.ended}; continue with `ablate resume {shell_word(sweep_dir)}`")
         self.sweep_dir, self.signum = sweep_dir, signum
 
     @property
@@ -303,7 +304,7 @@ def stopped_for_storage(sweep_dir: Path, total: int, failure: str) -> StorageFul
     done = sum(statuses.is_final(r.get("status")) for r in read_records(sweep_dir))
     return StorageFull(f"{failure}; the sweep stopped: {done} of {total} trials finished; the sweep folder "
                        f"{sweep_dir} keeps the trial records and each unfinished trial's last checkpoint; "
-                       f"{remedy(code_in(failure))}, then `ablate resume {sweep_dir}`")
+                       f"{remedy(code_in(failure))}, then `ablate resume {shell_word(sweep_dir)}`")
 
 
 def keep_reserve(sweep_dir: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 
+from sweep_format.text import shell_word
 from trainables.errors import ConfigError
 from trainables.storage_errors import STORAGE_ERRNOS as STORAGE_ERRNOS  # one set, the trainable's
 from trainables.storage_errors import remedy
@@ -34,11 +35,11 @@ def storage_failure(exc: OSError, args: argparse.Namespace) -> str:
 
         return (f"{what}; {args.out}/{CHECKPOINT_NAME} still holds the last finished epoch (a checkpoint "
                 f"is replaced only once fully written); {remedy(exc.errno)}, then "
-                f"`ablate train --out {args.out} --resume`")
+                f"`ablate train --out {shell_word(args.out)} --resume`")
     if args.command in ("run", "resume"):
         where = args.sweep if args.command == "resume" else f"{args.storage}/<name>"
         return (f"{what}; the sweep folder {where} keeps finished trials and each running trial's "
-                f"last checkpoint; {remedy(exc.errno)}, then `ablate resume {where}`")
+                f"last checkpoint; {remedy(exc.errno)}, then `ablate resume {shell_word(where)}`")
     if args.command == "report":  # a colleague's folder, a shared or read-only disk: the records stay
         return f"{what}; the sweep's records are unchanged{report_advice(exc, args.sweep)}"
     return f"{what}; nothing else was changed"
@@ -49,6 +50,6 @@ def report_advice(exc: OSError, sweep: object) -> str:
     end of ``ablate run``/``resume``): free space (or raise the file-size limit), or report a copy of a
     folder this user cannot write."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return f": {remedy(exc.errno)}, then `ablate report {sweep}`"
+        return f": {remedy(exc.errno)}, then `ablate report {shell_word(sweep)}`"
     return (f". To report a sweep folder you cannot write, copy it (`cp -r {sweep} COPY`) and "
             "`ablate report COPY`")

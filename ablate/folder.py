@@ -27,6 +27,7 @@ from sweep_format.layout import (
     not_a_sweep,
 )
 from sweep_format.records import records_problem
+from sweep_format.text import shell_word
 
 
 def check_writable(folder: Path, option: str) -> Path | None:
@@ -58,7 +59,7 @@ def check_writable(folder: Path, option: str) -> Path | None:
 def refuse_existing(sweep_dir: Path, name: str) -> None:
     if is_sweep(sweep_dir):
         raise UserError(f"{sweep_dir}: a sweep named {name!r} already exists; continue it with "
-                        f"`ablate resume {sweep_dir}`, or choose another name (--set name=...)")
+                        f"`ablate resume {shell_word(sweep_dir)}`, or choose another name (--set name=...)")
     if sweep_dir.exists() or sweep_dir.is_symlink():  # not a sweep: resume would refuse it too
         has_spec = (sweep_dir / SPEC_FILE).is_file()
         lacks = f"it holds {SPEC_FILE} but no {TRIALS_DIR}/" if has_spec else f"no {SPEC_FILE}"
@@ -74,8 +75,8 @@ def create(spec: SweepSpec, sweep_dir: Path) -> None:
         sweep_dir.mkdir(parents=True, exist_ok=False)
     except FileExistsError:
         raise UserError(f"{sweep_dir}: another `ablate run` created this sweep folder just now; continue "
-                        f"it with `ablate resume {sweep_dir}` once it stops, or choose another name "
-                        "(--set name=...)") from None
+                        f"it with `ablate resume {shell_word(sweep_dir)}` once it stops, or choose another "
+                        "name (--set name=...)") from None
     (sweep_dir / TRIALS_DIR).mkdir()
     write_text(sweep_dir / SPEC_FILE, text)
 

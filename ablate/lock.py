@@ -28,7 +28,7 @@ from typing import Any
 from ablate.errors import UserError, warn
 from sweep_format.files import loads
 from sweep_format.layout import LOCK_FILE
-from sweep_format.text import printable
+from sweep_format.text import printable, shell_word
 
 
 class SweepLock:
@@ -156,4 +156,4 @@ def describe(data: dict[str, Any] | None) -> str:
 def in_use(sweep_dir: Path, data: dict[str, Any] | None) -> str:
     return (f"{sweep_dir}: this sweep is being driven by {describe(data)}; one driver per sweep folder. "
             "Wait for it to finish, or stop it (Ctrl-C, or kill its pid), then `ablate resume "
-            f"{sweep_dir}`")
+            f"{shell_word(sweep_dir)}`")

@@ -11,6 +11,7 @@ from ablate.errors import UserError
 from sweep_format import yamltext
 from sweep_format.files import not_a_file
 from sweep_format.layout import SPEC_FILE, is_sweep
+from sweep_format.text import shell_word
 from trainables.config import short
 
 
@@ -52,8 +53,8 @@ def load_yaml(path: str | Path, expected: str = "") -> dict[str, Any]:
     that failed, a template) is refused; without it, it reads as no keys."""
     file = Path(path)
     if is_sweep(file):  # `ablate run runs/temps`, meaning to continue it
-        raise UserError(f"{file}: a sweep folder, not a YAML file: `ablate resume {file}` continues the "
-                        f"sweep (its spec: {file / SPEC_FILE})")
+        raise UserError(f"{file}: a sweep folder, not a YAML file: `ablate resume {shell_word(file)}` "
+                        f"continues the sweep (its spec: {file / SPEC_FILE})")
     if file.is_dir():
         first = min(file.glob("*.yaml"), default=None)
         hint = f" (e.g. {first})" if first else ""

@@ -32,7 +32,7 @@ from sweep_format.records import (
     read_records,
     write_record,
 )
-from sweep_format.text import LINE_MAX, cut_at_word
+from sweep_format.text import LINE_MAX, cut_at_word, shell_word
 from sweep_format.values import PointIndex, values_equal
 
 # Ray bookkeeping kept out of the epoch rows (the config is the record's own field).
@@ -323,7 +323,7 @@ def mark_interrupted(sweep_dir: Path, cause: str = "") -> list[dict[str, Any]]:
         rec.update(status=statuses.STORAGE_FULL if full else statuses.INTERRUPTED, updated_at=time.time(),
                    reason=f"{what} {done}/{rec.get('epochs_planned')} epochs"
                           f"{knn_note(rec.get('epochs') or [])}{ahead}{'; ' + cause if cause else ''}; "
-                          f"`ablate resume {sweep_dir}` continues it{f' from epoch {kept}' if ahead else ''}")
+                          f"`ablate resume {shell_word(sweep_dir)}` continues it{f' from epoch {kept}' if ahead else ''}")
         write_record(sweep_dir, rec)
         out.append(rec)
     return out

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import ablate.history as history
 from sweep_format import statuses
 from sweep_format.layout import EPOCHS_TABLE, REPORT_HTML, REPORT_MD, TRIALS_DIR, TRIALS_TABLE
-from sweep_format.text import plural
+from sweep_format.text import plural, shell_word
 from trainables.storage_errors import write_failure
 
 if TYPE_CHECKING:
@@ -82,22 +82,23 @@ def exit_status(sweep_dir: Path, trials: pd.DataFrame, total: int | None, interr
         print(resume_hint(sweep_dir, done, total, reported, ended), file=sys.stderr)
         return exit_code
     errored = trials[trials["status"].isin((statuses.ERRORED, statuses.DAMAGED))]
+    resume = f"ablate resume {shell_word(sweep_dir)}"  # as the user pastes it
     for _, t in errored.iterrows():
         print(f"ablate: trial {t['trial_id']} {t['status']}: {t['stop_reason']}", file=sys.stderr)
     oom = int((trials["status"] == statuses.OOM).sum())
     if oom:  # final, as the trainable or Ray's memory monitor ended them: run again only when asked
         print(f"ablate: {oom} {plural(oom, 'trial')} ran out of memory (each trial's reason says which and "
-              f"what to lower); `ablate resume {sweep_dir} --retry {statuses.OOM}` runs them again (with "
+              f"what to lower); `{resume} --retry {statuses.OOM}` runs them again (with "
               "--num-cpus N, fewer at once)", file=sys.stderr)
     damaged = int((errored["status"] == statuses.DAMAGED).sum())
     if damaged:  # never read again: `ablate resume` cannot retry them, only run their setting anew
         print(f"ablate: {damaged} trial {plural(damaged, 'record')} damaged: ablate reads nothing from "
-              f"{'it' if damaged == 1 else 'them'}, and `ablate resume {sweep_dir}` runs a damaged trial's "
+              f"{'it' if damaged == 1 else 'them'}, and `{resume}` runs a damaged trial's "
               "setting again as a new trial only where no other record holds it; restore each file from "
               f"a copy of the sweep folder, or move it out of {sweep_dir / TRIALS_DIR}", file=sys.stderr)
     if (retried := len(errored) - damaged):
-        print(f"ablate: {retried} {plural(retried, 'trial')} errored; `ablate resume {sweep_dir}` retries "
-              "them", file=sys.stderr)
+        print(f"ablate: {retried} {plural(retried, 'trial')} errored; `{resume}` retries them",
+              file=sys.stderr)
     if len(errored):
         return 1
     if not scored:
@@ -116,8 +117,8 @@ def resume_hint(sweep_dir: Path, done: int | None, total: int | None, reported: 
     if done is not None and done == total:
         if reported:  # the interrupt came as the last trial ended: the summary and report above are whole
             return f"ablate: {ended}: {counted}nothing is left to run"
-        return f"ablate: {ended}: {counted}`ablate report {sweep_dir}` writes the report"
-    return f"ablate: {ended}: {counted}continue with `ablate resume {sweep_dir}`"
+        return f"ablate: {ended}: {counted}`ablate report {shell_word(sweep_dir)}` writes the report"
+    return f"ablate: {ended}: {counted}continue with `ablate resume {shell_word(sweep_dir)}`"
 
 
 def conclude(sweep_dir: Path, total: int, interrupted: bool = False, exit_code: int = 130,

@@ -23,7 +23,7 @@ from reports.sweepdir import SweepDir, open_sweep
 from sweep_format.layout import READ
 from sweep_format.records import EPOCH_FLAGS, EPOCH_INTEGERS, EPOCH_NUMBERS, knn_measured, read_records
 from sweep_format.statuses import RUNNING, describe_counts
-from sweep_format.text import printable
+from sweep_format.text import shell_word
 
 # Per-host bookkeeping that is not a measurement.
 DROPPED_KEYS = {"hostname", "node_ip", "pid", "checkpoint_path"}
@@ -60,7 +60,7 @@ def left_running(folder: Path, driven: bool | None) -> str | None:
     for ``ablate ls`` and the report alike; None while a driver may run them, or when that is unknown."""
     if driven is not False:
         return None
-    return f"left running by a driver that is gone (`ablate resume {printable(str(folder))}` continues them)"
+    return f"left running by a driver that is gone (`ablate resume {shell_word(folder)}` continues them)"
 
 
 def trials_table(sweep: SweepDir, records: list[dict[str, Any]]) -> pd.DataFrame:

@@ -8,12 +8,14 @@ the summary, the live view) and reach the reports. Tabs and newlines stay.
     printable_tree(record)                 # the same for every string in a JSON value
     cut_at_word("Set max_restarts and max_task_retries", 24)   # 'Set max_restarts and…'
     whole_error_at("trials/3.error.txt")       # ' (the whole error: trials/3.error.txt)'
+    shell_word("runs/my sweep")                # "'runs/my sweep'", as a command to paste names it
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+import shlex
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,6 +40,13 @@ def did_you_mean(value: object, allowed: Iterable[str], n: int = 3, cutoff: floa
              for c in difflib.get_close_matches(text, names, n=n, cutoff=cutoff)}
     best = max(score.values(), default=0.0)
     return ", ".join(c for c in names if c in score and score[c] >= best - 1e-9)  # in ``allowed``'s order
+
+
+def shell_word(path: object) -> str:
+    """``path`` as one word of a command a line tells the user to run (`ablate resume 'runs/my sweep'`):
+    quoted where a shell would split or read it (a space, a quote, ``$``), printable; pasted as printed,
+    `ablate resume runs/my sweep` gave resume two folders."""
+    return shlex.quote(printable(str(path)))
 
 
 def plural(n: float, word: str) -> str:

@@ -38,6 +38,7 @@ from sweep_format.files import (
     write_text,
 )
 from sweep_format.layout import RAY_LOG, inside_sweep, sweep_around
+from sweep_format.text import shell_word
 from trainables.config import (
     ConfigError,
     DINOConfig,
@@ -313,7 +314,7 @@ def interrupted(out: Path, workers: int, exc: KeyboardInterrupt, saved: int | No
     if (out / CHECKPOINT_NAME).is_file():
         after = f" after epoch {saved}/{epochs} (its checkpoint kept)" if saved is not None else ""
         same = f" --workers {workers}" if workers > 1 else ""
-        print(f"interrupted{by}{after}; continue with: ablate train --out {out} --resume{same}",
+        print(f"interrupted{by}{after}; continue with: ablate train --out {shell_word(out)} --resume{same}",
               file=sys.stderr)
     else:
         print(f"interrupted{by} before the first checkpoint (nothing to resume); the same command "
