@@ -245,25 +245,38 @@ _STOPPING: list[threading.Thread] = []  # the stops stop_ray has begun
 _STOPPING_AT_EXIT: list[bool] = []  # whether ray_stopped_at_exit is registered
 
 
+# How long the interpreter's exit waits for Ray's stop (1.4-2.3 s here; a stop stuck for good, e.g. on
+# a lock a Ctrl-C left taken while Ray started, held the exit for ever, deaf to Ctrl-C and SIGTERM)
+EXIT_STOP_WAIT = 60.0
+
+
 def ray_stopped_at_exit() -> None:
     """At the interpreter's exit, the stop ``stop_ray`` began ends first, with Ctrl-C, SIGTERM and
-    SIGHUP ignored meanwhile: Ray's stop is bounded (a process that has not exited a second after
-    its SIGTERM is killed), and a Ctrl-C pressed again while the interpreter waited for the stop
-    ended in a traceback from its shutdown."""
+    SIGHUP ignored meanwhile: a Ctrl-C pressed again while the interpreter waited for the stop ended in
+    a traceback from its shutdown. Ray's stop is bounded (a process that has not exited a second after
+    its SIGTERM is killed), but its thread may not be: after ``EXIT_STOP_WAIT`` the exit goes on with a
+    line saying so (Ray's processes end with this one, by their parent-death signal)."""
     if not _STOPPING:
         return
     from ablate.ending import HANDLED
 
     for signum in (signal.SIGINT, *HANDLED):
         signal.signal(signum, signal.SIG_IGN)
-    ray_stopped()
+    if not ray_stopped(EXIT_STOP_WAIT):
+        warn(f"the local Ray did not stop within {EXIT_STOP_WAIT:g} s; exiting without waiting for it "
+             "(its processes end with this one)")
 
 
-def ray_stopped() -> None:
-    """Wait until the Ray that ``stop_ray`` is stopping has stopped."""
+def ray_stopped(timeout: float | None = None) -> bool:
+    """Wait until the Ray that ``stop_ray`` is stopping has stopped (at most ``timeout`` seconds in all);
+    whether it has."""
+    end = None if timeout is None else time.monotonic() + timeout
     while _STOPPING:
-        _STOPPING[0].join()
+        _STOPPING[0].join(None if end is None else max(0.0, end - time.monotonic()))
+        if _STOPPING[0].is_alive():
+            return False
         _STOPPING.pop(0)
+    return True
 
 
 # The empty folder the running Ray was started from (init_ray), removed once it stops.

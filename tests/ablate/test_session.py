@@ -129,3 +129,40 @@ def test_a_signal_while_a_local_ray_starts_waits_for_the_start_then_stops_it() -
         assert signal.getsignal(signal.SIGTERM) is rays and events == []  # no signal: Ray's stays
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_the_exit_waits_for_a_stuck_ray_stop_only_so_long(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    """A Ctrl-C as the local Ray started (2 s into `ablate run`, on a loaded machine) left Ray's stop
+    thread waiting for good on a lock (logging's, taken when the interrupt came), and the interpreter's
+    exit joined it for ever with Ctrl-C and SIGTERM ignored: only SIGKILL ended ablate. The exit now
+    waits EXIT_STOP_WAIT, says so in one line, and goes on."""
+    import signal
+    import threading
+
+    from ablate import session
+
+    stuck = threading.Event()
+    thread = threading.Thread(target=stuck.wait, daemon=True)
+    thread.start()
+    monkeypatch.setattr(session, "_STOPPING", [thread])
+    monkeypatch.setattr(session, "EXIT_STOP_WAIT", 0.2)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    exited = threading.Event()
+
+    def at_exit() -> None:
+        session.ray_stopped_at_exit()
+        exited.set()
+
+    try:
+        waiter = threading.Thread(target=at_exit, daemon=True)
+        with monkeypatch.context() as m:
+            m.setattr(signal, "signal", lambda *args: None)  # from this thread it would refuse
+            waiter.start()
+            assert exited.wait(10), "the exit waited for ever"
+    finally:
+        stuck.set()
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+    assert capsys.readouterr().err == ("ablate: warning: the local Ray did not stop within 0.2 s; exiting "
+                                       "without waiting for it (its processes end with this one)\n")
