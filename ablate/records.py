@@ -320,10 +320,11 @@ def mark_interrupted(sweep_dir: Path, cause: str = "") -> list[dict[str, Any]]:
         what = "its checkpoint could not be written after" if full else "interrupted after"
         kept = 0 if full else checkpointed_epoch(sweep_dir, rec)  # its result lost with the driver or node
         ahead = f"; its checkpoint of epoch {kept} is kept, its result unrecorded" if kept > done else ""
+        since = f" from epoch {kept}" if ahead else ""
         rec.update(status=statuses.STORAGE_FULL if full else statuses.INTERRUPTED, updated_at=time.time(),
                    reason=f"{what} {done}/{rec.get('epochs_planned')} epochs"
                           f"{knn_note(rec.get('epochs') or [])}{ahead}{'; ' + cause if cause else ''}; "
-                          f"`ablate resume {shell_word(sweep_dir)}` continues it{f' from epoch {kept}' if ahead else ''}")
+                          f"`ablate resume {shell_word(sweep_dir)}` continues it{since}")
         write_record(sweep_dir, rec)
         out.append(rec)
     return out
