@@ -53,11 +53,33 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **{**kwargs, "allow_abbrev": False})
+        self.given: list[str] = []  # the arguments this parser was last given (a command's: those after it)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self.given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
         wrong = re.fullmatch(r"argument COMMAND: invalid choice: '(.*?)'.*", message, re.S)
         close = did_you_mean(wrong.group(1), COMMANDS, n=1) if wrong else ""  # `ablate rn`: run
+        if message.startswith("the following arguments are required") and (unknown := self.unknown_options()):
+            # `ablate train --otu x`: the typo is the mistake to name, not the --out it leaves missing; a
+            # missing option is the likely one meant, so it is named at did_you_mean's laxer cutoff
+            missing = [name for name in message.partition(": ")[2].split(", ") if name.startswith("-")]
+            hints = [close for name in unknown
+                     if (close := close_option(name, self.options()) or close_option(name, missing, 0.6))]
+            self.refuse(f"unrecognized arguments: {' '.join(unknown)}",
+                        f"did you mean {', '.join(hints)}?" if hints else "")
         self.refuse(message, f"did you mean {close}?" if close else "")
+
+    def options(self) -> list[str]:
+        return [name for action in self._actions for name in action.option_strings]
+
+    def unknown_options(self) -> list[str]:
+        """The options among ``given`` that this parser does not take (a negative number is a value)."""
+        return [name for arg in self.given if arg.startswith("-") and arg != "--"
+                and not self._negative_number_matcher.match(arg)
+                for name in [arg.split("=", 1)[0]] if name not in self.options()]
 
     def refuse(self, message: str, hint: str = "") -> NoReturn:
         """Exit 2 with ``message`` and ``hint`` (a did-you-mean) as this parser's one error line."""
@@ -179,15 +201,15 @@ def unrecognized(parser: Parser, command: str | None, extras: list[str],
     target.refuse(f"unrecognized arguments: {' '.join(extras)}", hint)
 
 
-def close_option(name: str, options: list[str]) -> str:
+def close_option(name: str, options: list[str], cutoff: float = OPTION_CUTOFF) -> str:
     """The option of ``options`` that ``name`` most likely meant ("" for none): the one option it begins (an
     abbreviation, which argparse no longer takes: --vers, --stor), else the closest one by ``did_you_mean``,
-    compared without dashes, at ``OPTION_CUTOFF``."""
+    compared without dashes, at ``cutoff``."""
     bare = {option.lstrip("-"): option for option in options}
     typed = name.lstrip("-")
     if typed and len(begun := [option for b, option in bare.items() if b.startswith(typed)]) == 1:
         return begun[0]
-    close = did_you_mean(typed, bare, n=1, cutoff=OPTION_CUTOFF)
+    close = did_you_mean(typed, bare, n=1, cutoff=cutoff)
     return bare[close] if close else ""
 
 

@@ -246,3 +246,28 @@ def test_ctrl_c_as_ablate_starts_is_one_line(capsys: pytest.CaptureFixture,
                             "print(sorted({'pydantic', 'torch', 'pandas', 'ray'} & set(sys.modules)))"],
                            capture_output=True, text=True, timeout=60)
     assert heavy.stdout == "[]\n", heavy.stdout + heavy.stderr
+
+
+@pytest.mark.parametrize("argv, named, meant", [
+    (["train", "--otu", "x"], "--otu", "--out"), (["compare", "a", "b", "--oput=x"], "--oput", "--out"),
+    (["attention", "--outt", "x.png", "runs/a"], "--outt", "--out"),
+    (["compare", "a", "b", "--bogus"], "--bogus", None),
+    (["train", "--otu", "x", "--bogus"], "--otu --bogus", "--out"),
+])
+def test_a_typo_of_a_required_option_is_named_not_the_option_it_left_missing(
+        capsys: pytest.CaptureFixture, argv: list[str], named: str, meant: str | None) -> None:
+    """`ablate train --otu x` said only 'the following arguments are required: --out': argparse checks the
+    required options before it looks at the arguments it does not know, so the typo went unnamed."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.startswith(f"ablate {argv[0]}: error: unrecognized arguments: {named} ("), err
+    assert (f"did you mean {meant}? " in err) == (meant is not None), err
+
+
+def test_a_missing_required_option_without_a_typo_is_named(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["compare", "a", "-1"])  # a negative number is a value, not an unknown option
+    err = capsys.readouterr().err
+    assert err.startswith("ablate compare: error: the following arguments are required: --out"), err
