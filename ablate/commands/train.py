@@ -496,6 +496,7 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool,
         print(f"ablate train: {workers} data-parallel workers ({each} each) on {where}; Ray's lines in "
               f"{out / RAY_LOG}", file=sys.stderr, flush=True)
         echo = Echo(out / TRAIN_LOG, ending or Ending())
+        sigint = signal.getsignal(signal.SIGINT)  # fit() puts Ray Train's own in, and leaves it there
         try:
             result = trainer.fit()
         except train.TrainingFailedError as exc:  # a worker's ConfigError (its inputs, its network) whole
@@ -512,6 +513,7 @@ def train_with_workers(cfg: DINOConfig, out: Path, workers: int, resume: bool,
             signum = signals.received if signals else None
             raise (SignalInterrupt(signum) if signum else KeyboardInterrupt()) from None
         finally:
+            signal.signal(signal.SIGINT, sigint)  # a Ctrl-C after the run is the command's again
             echo.stop()
             stop_ray(started)
     code = (result.metrics or {}).get("exit_code")  # the workers' own end (the run done, or diverged)

@@ -463,7 +463,11 @@ def test_train_with_two_workers_writes_metrics_and_resumes(ray_cluster: str, tmp
     out = tmp_path / "ddp"
     sets = [a for k, v in {**TINY_TRAINER, "epochs": 2, "batch_size": 16, "eval_every": 0}.items()
             for a in ("--set", f"{k}={v}")]
+    sigint = signal.getsignal(signal.SIGINT)
     assert main(["train", *sets, "--out", str(out), "--workers", "2"]) == 0
+    # Ray Train's fit() left its own Ctrl-C handler in, and a Ctrl-C after the run (or in a later test:
+    # ablate.ending.Signals handed SIGTERM to it) stopped no run and raised nothing
+    assert signal.getsignal(signal.SIGINT) is sigint
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1, 2]  # once each: only rank 0 writes
     # rank 0's lines reach this terminal once each (Ray Train's workers printed them twice, and its
