@@ -302,7 +302,8 @@ def test_a_crop_the_backbone_cannot_take_is_refused_naming_the_config_file(tmp_p
     cfg.write_text("arch: test_vit\npatch_size: 4\nglobal_crops_size: 30\nlocal_crops_number: 0\n"
                    "dataset: synthetic\n")
     crop = ("global_crops_size=30 (Input height (30) should be divisible by patch size (4).): arch "
-            "'test_vit' with patch_size=4 cannot take this crop")
+            "'test_vit' with patch_size=4 cannot take this crop; set global_crops_size: 32 (the next size it "
+            "takes)")
     for args, where in (([str(cfg)], f"{cfg}: "), ([str(cfg), "--set", "epochs=1"], f"{cfg} + --set: "),
                         (["--set", "arch=test_vit", "--set", "patch_size=4", "--set", "global_crops_size=30",
                           "--set", "local_crops_number=0"], "--set ")):

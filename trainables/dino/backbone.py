@@ -36,7 +36,10 @@ def build_backbone(arch: str, img_size: int, patch_size: int, drop_path_rate: fl
     """A timm model returning pooled features ([CLS] after the final norm for ViTs).
 
     ViTs get ``img_size``/``patch_size`` and ``dynamic_img_size=True`` so that positional
-    embeddings are interpolated for the smaller local crops; other models ignore them.
+    embeddings are interpolated for the smaller local crops. A model with a fixed input size
+    (BEiT, CaiT, ConViT, LeViT, EfficientFormer, CoAtNet, MaxViT, Hiera, GCViT, VOLO, PiT, ...:
+    ``img_size`` but no dynamic size) is built for ``img_size``, the global crops; other models
+    take neither.
 
     Example::
 
@@ -45,29 +48,47 @@ def build_backbone(arch: str, img_size: int, patch_size: int, drop_path_rate: fl
     """
     if problem := arch_problem(arch):
         raise ConfigError(problem)
-    try:
-        model = timm.create_model(arch, pretrained=False, num_classes=0, img_size=img_size,
-                                  patch_size=patch_size, dynamic_img_size=True,
-                                  drop_path_rate=drop_path_rate)
-    except TypeError:  # not a ViT: no image/patch size arguments
-        model = create_cnn(arch, drop_path_rate)
+    model = sized_model(arch, img_size, patch_size, drop_path_rate)
     if pretrained_weights:
         load_pretrained(model, pretrained_weights)
     return model
 
 
-def create_cnn(arch: str, drop_path_rate: float) -> nn.Module:
-    """timm's ``arch`` without a classifier, built without image or patch size; a model without
-    stochastic depth (DenseNet, GhostNet, Inception, VGG, ...: no ``drop_path_rate`` argument) is
-    built without it when the rate is 0, and refused otherwise (the rate would be ignored)."""
+def sized_model(arch: str, img_size: int, patch_size: int, drop_path_rate: float) -> nn.Module:
+    """``arch`` built with the most of the size arguments it takes: a dynamic size and patches, else a
+    fixed size with or without patches, else its own. A model that takes the arguments but cannot be
+    built with them (a hybrid ViT whose patches are counted on its stem's feature map: VitaMin, and
+    NesT with patches that do not tile its blocks) keeps its own patches; its own size failing too is
+    a ConfigError, not timm's traceback."""
+    tries: tuple[dict[str, Any], ...] = (
+        {"img_size": img_size, "patch_size": patch_size, "dynamic_img_size": True},
+        {"img_size": img_size, "patch_size": patch_size}, {"img_size": img_size}, {})
+    for sizes in tries:
+        try:
+            return create(arch, drop_path_rate, sizes)
+        except ConfigError:
+            raise
+        except (TypeError, AssertionError, ValueError) as exc:  # no such argument, or not with this value
+            failed = exc
+    said = str(failed).strip().split("\n", 1)[0]
+    raise ConfigError(f"arch={arch!r}: timm cannot build it, with img_size={img_size} (global_crops_size) "
+                      f"and patch_size={patch_size} or with its own sizes ({type(failed).__name__}"
+                      f"{': ' + said if said else ''}); choose another arch")
+
+
+def create(arch: str, drop_path_rate: float, sizes: dict[str, Any]) -> nn.Module:
+    """timm's ``arch`` without a classifier, built with ``sizes``; a model without stochastic depth
+    (DenseNet, GhostNet, Inception, VGG, ...: no ``drop_path_rate`` argument) is built without it
+    when the rate is 0, and refused otherwise (the rate would be ignored)."""
     try:
-        return timm.create_model(arch, pretrained=False, num_classes=0, drop_path_rate=drop_path_rate)
+        return timm.create_model(arch, pretrained=False, num_classes=0, drop_path_rate=drop_path_rate,
+                                 **sizes)
     except TypeError as exc:
         if "drop_path_rate" not in str(exc):
             raise
         if drop_path_rate:
             raise ConfigError(no_drop_path(arch, drop_path_rate)) from None
-    return timm.create_model(arch, pretrained=False, num_classes=0)
+    return timm.create_model(arch, pretrained=False, num_classes=0, **sizes)
 
 
 def no_drop_path(arch: str, drop_path_rate: float) -> str:
@@ -101,18 +122,104 @@ def feature_dim(model: nn.Module) -> int:
 
 def check_crop_sizes(arch: str, patch_size: int, crops: dict[str, int]) -> None:
     """ConfigError naming every crop size (``crops``: key -> pixels, the global crops' first) that the
-    backbone cannot take: a ViT's or Swin's patch embedding needs whole patches, a ConvNeXt's stages
-    need 32 px, ... (``size_problem``: one forward pass per size on the meta device)."""
+    backbone cannot take, and the size to set instead: a ViT's or Swin's patch embedding needs whole
+    patches, a ConvNeXt's stages need 32 px, a model with a fixed input size takes its global crops'
+    size only, ... (``size_problem``: one forward pass per size on the meta device)."""
     img = next(iter(crops.values()))
-    bad = [f"{key}={size} ({problem})" for key, size in crops.items()
-           if (problem := size_problem(arch, patch_size, img, size))]
+    bad = {key: problem for key, size in crops.items()
+           if (problem := size_problem(arch, patch_size, img, size))}
     if bad:
         model = meta_backbone(arch, patch_size, img)
         if model is None:
             model = build_backbone(arch, img, patch_size, 0.0)
-        patches = f" with patch_size={patch_size}" if hasattr(model, "patch_embed") else ""
-        raise ConfigError(f"{'; '.join(bad)}: arch {arch!r}{patches} cannot take "
-                          f"{'these crops' if len(bad) > 1 else 'this crop'}")
+        taken = f" with patch_size={patch_size}" if patches(model) == patch_size else ""  # it took them
+        said = "; ".join(f"{key}={crops[key]} ({problem})" for key, problem in bad.items())
+        fixes = [fix for key in bad if (fix := crop_fix(arch, patch_size, crops, key))]
+        raise ConfigError(f"{said}: arch {arch!r}{taken} cannot take "
+                          f"{'these crops' if len(bad) > 1 else 'this crop'}"
+                          + "".join(f"; {fix}" for fix in fixes))
+
+
+def crop_fix(arch: str, patch_size: int, crops: dict[str, int], key: str) -> str:
+    """What to set instead of the crop ``crops[key]`` the backbone cannot take: the next size up it takes
+    (a ViT/14's 42 px for 32, a CNN's 32 px for 16; a local crop's no larger than the global crops),
+    else the size timm makes the model for (an EfficientFormer's 224 px), else timm's own patches
+    (CoaT's 4 px); for a model with a fixed input size, which takes nothing but the size it is built
+    for, the global crops' size or no local crops. "" when none fits. Found with the model built for
+    the global crops, on the meta device (a model that cannot be built there fits nothing)."""
+    first, *_ = crops
+    img, size = crops[first], crops[key]
+    fixed = (key != first and meta_fits(arch, patch_size, img, img)
+             and not meta_fits(arch, patch_size, img, 2 * img))
+    if fixed:
+        return (f"it takes only crops of the size it is built for, {first}={img}: set {key}: {img}, or "
+                "local_crops_number: 0")
+    if fit := next_fit(arch, patch_size, img, size, img if img > size else 4 * size):
+        return f"set {key}: {fit} (the next size it takes)"
+    native = timm_size(arch)
+    if key == first and native and meta_fits(arch, patch_size, native, native):
+        return f"set {key}: {native} (the size timm makes {arch} for)"
+    own = own_patch(arch, img)
+    if own and own != patch_size and meta_fits(arch, own, img, size):
+        return f"set patch_size: {own} (the patches timm makes {arch} with)"
+    return ""
+
+
+def own_patch(arch: str, img: int) -> int | None:
+    """The patch size timm gives ``arch`` when none is asked for (CoaT's 4 px); None if it has none."""
+    for sizes in ({"img_size": img}, {}):
+        try:
+            with torch.device("meta"):
+                return patches(create(arch, 0.0, sizes))
+        except Exception:
+            continue
+    return None
+
+
+def patches(model: nn.Module) -> int | None:
+    """The side of ``model``'s first patch embedding (its ``patch_embed``, CoaT's ``patch_embed1``, ...);
+    None for a model without one."""
+    for module in model.modules():
+        size = getattr(module, "patch_size", None)
+        size = size[0] if isinstance(size, (tuple, list)) and size else size
+        if isinstance(size, int) and not isinstance(size, bool):
+            return size
+    return None
+
+
+def next_fit(arch: str, patch_size: int, img: int, size: int, high: int) -> int | None:
+    """The smallest size above ``size``, up to ``high`` (a local crop: the global crops' size), that the
+    backbone built for ``img`` px takes; None if ``high`` does not fit. The next whole number of patches
+    for a model with patches, else a bisection (a CNN takes every size from its smallest up; a MaxViT's
+    windows only some: the size found fits, the smallest maybe not): a dozen forward passes, not one
+    per size."""
+    model = meta_backbone(arch, patch_size, img)
+    step = patches(model) if model is not None else None
+    if step and step > 1 and meta_fits(arch, patch_size, img, (size // step + 1) * step):
+        return (size // step + 1) * step
+    low = size  # low does not fit; high must
+    if not meta_fits(arch, patch_size, img, high):
+        return None
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if meta_fits(arch, patch_size, img, middle) else (middle, high)
+    return high
+
+
+def timm_size(arch: str) -> int | None:
+    """The input size timm makes ``arch`` for (224 for most ImageNet models); None if it says none."""
+    cfg = timm.models.get_pretrained_cfg(arch)
+    size = getattr(cfg, "input_size", None) if cfg is not None else None
+    return int(size[-1]) if size else None
+
+
+def meta_fits(arch: str, patch_size: int, img: int, size: int) -> bool:
+    """Whether the backbone built for ``img`` px embeds a ``size`` px crop on the meta device."""
+    try:
+        model = meta_backbone(arch, patch_size, img)
+    except ConfigError:  # timm cannot build it for img px
+        return False
+    return model is not None and not crop_problem(model, size, "meta")
 
 
 @functools.lru_cache(maxsize=4096)

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -87,14 +88,16 @@ def test_a_crop_the_backbone_cannot_take_is_refused_up_front():
     check_crop_sizes("test_resnet", 4, {"global_crops_size": 30, "local_crops_size": 13})
     with pytest.raises(ConfigError, match=r"^local_crops_size=10 \(Input height \(10\) should be divisible "
                                           r"by patch size \(4\)\.\): arch 'test_vit' with patch_size=4 "
-                                          r"cannot take this crop$"):
+                                          r"cannot take this crop; set local_crops_size: 12 \(the next size "
+                                          r"it takes\)$"):
         check_crop_sizes("test_vit", 4, {"global_crops_size": 16, "local_crops_size": 10})
     with pytest.raises(ConfigError, match=r"^global_crops_size=30 \(.*divisible by patch size \(16\).*\); "
                                           r"local_crops_size=20 \(.*\): arch 'swin_tiny_patch4_window7_224'"):
         check_crop_sizes("swin_tiny_patch4_window7_224", 16, {"global_crops_size": 30,
                                                               "local_crops_size": 20})
     with pytest.raises(ConfigError, match=r"^local_crops_size=16 \(Calculated padded input size.*\): arch "
-                                          r"'convnext_tiny' cannot take this crop$"):
+                                          r"'convnext_tiny' cannot take this crop; set local_crops_size: 32 "
+                                          r"\(the next size it takes\)$"):
         check_crop_sizes("convnext_tiny", 16, {"global_crops_size": 32, "local_crops_size": 16})
     vit = build_backbone("test_vit", img_size=16, patch_size=4, drop_path_rate=0.0)
     with pytest.raises(AssertionError, match="divisible by patch size"):  # what the rule spares users
@@ -216,3 +219,79 @@ def test_an_unknown_arch_is_worded_once_whoever_refuses_it():
         build_backbone("vit_smal_patch16_224", 32, 16, 0.0)
     assert str(info.value) == said
     assert arch_problem("test_vit") is None
+
+
+@pytest.mark.parametrize("arch", ["test_coatnet", "test_vit_relpos"])
+def test_a_model_with_a_fixed_input_size_is_built_for_the_global_crops(arch: str):
+    """CoAtNet, BEiT, CaiT, LeViT, Hiera, MaxViT, ... take ``img_size`` but no dynamic size: they were
+    built for timm's 224 px, so no crop but 224 px fitted (the default 32/16 crops were refused, with
+    nothing to set). Built for the global crops, they train on them, with local crops of that size or
+    none; a smaller local crop is refused with those two ways out."""
+    from tests.helpers import TINY_TRAINER
+    from trainables.config import DINOConfig
+    from trainables.dino.trainer import DINOTrainer
+    from trainables.inputs import check_model
+
+    cfg = {**TINY_TRAINER, "arch": arch, "global_crops_size": 32, "drop_path_rate": 0.0}
+    check_model(DINOConfig(**{**cfg, "local_crops_size": 32}))
+    check_model(DINOConfig(**{**cfg, "local_crops_number": 0}))
+    with pytest.raises(ConfigError, match=r"^local_crops_size=16 \(.*\): arch '[a-z_]+'( with patch_size=4)? "
+                                          r"cannot take this crop; it takes only crops of the size it is "
+                                          r"built for, global_crops_size=32: set local_crops_size: 32, or "
+                                          r"local_crops_number: 0$"):
+        check_model(DINOConfig(**{**cfg, "local_crops_size": 16}))
+    student = DINOTrainer(DINOConfig(**{**cfg, "local_crops_number": 0})).student
+    feats, logits = student([torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)])
+    logits.sum().backward()
+    assert feats.shape == (4, feature_dim(student.backbone)) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize(("arch", "patch_size", "crops", "fix"), [
+    ("test_vit", 14, {"global_crops_size": 32, "local_crops_size": 16},  # a DINOv2 ViT's 14 px patches
+     "set global_crops_size: 42 (the next size it takes); set local_crops_size: 28 (the next size it takes)"),
+    ("test_convnext", 16, {"global_crops_size": 32, "local_crops_size": 16},  # 1 x 1 px before a 2 x 2 conv
+     "set local_crops_size: 32 (the next size it takes)"),
+    ("efficientformer_l1", 16, {"global_crops_size": 64},  # its attention biases are for 224 px only
+     "set global_crops_size: 224 (the size timm makes efficientformer_l1 for)"),
+    ("coat_lite_mini", 16, {"global_crops_size": 32},  # its stages are for 4 px patches
+     "set patch_size: 4 (the patches timm makes coat_lite_mini with)"),
+])
+def test_a_crop_the_backbone_cannot_take_is_refused_with_what_to_set(arch: str, patch_size: int,
+                                                                     crops: dict[str, int], fix: str):
+    """A crop refusal named the crop and PyTorch's complaint ("Kernel size can't be greater than actual
+    input size", "Expected size for first two dimensions of batch2 tensor ...") but not what would fit:
+    it now says the size (or the patch size) to set, found with forward passes on the meta device."""
+    from trainables.dino.backbone import check_crop_sizes
+
+    with pytest.raises(ConfigError) as info:
+        check_crop_sizes(arch, patch_size, crops)
+    assert re.search(f"cannot take th(is crop|ese crops); {re.escape(fix)}$", str(info.value))
+    for key, value in re.findall(r"set (\w+): (\d+)", fix):  # what it says to set fits
+        patch_size = int(value) if key == "patch_size" else patch_size
+        crops = {**crops, key: int(value)} if key != "patch_size" else crops
+    check_crop_sizes(arch, patch_size, crops)
+
+
+def test_a_model_that_cannot_take_the_patch_size_keeps_its_own():
+    """VitaMin counts its patches on its convolutional stem's feature map: timm's assertion that the map
+    is a whole number of patch_size=16 patches failed while the model was built, and `ablate train
+    --set arch=vitamin_small_224` ended in that AssertionError's traceback. It keeps its own patches
+    now; a model timm cannot build at all is a one-line ConfigError."""
+    import timm
+
+    from trainables.dino import backbone
+
+    with torch.device("meta"):
+        model = build_backbone("vitamin_small_224", 32, 16, 0.0)
+    assert backbone.patches(model) == 1
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise AssertionError("feature size must be divisible by patch size")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(timm, "create_model", broken)
+        with pytest.raises(ConfigError, match=r"^arch='test_vit': timm cannot build it, with img_size=32 "
+                                              r"\(global_crops_size\) and patch_size=16 or with its own "
+                                              r"sizes \(AssertionError: feature size must be divisible by "
+                                              r"patch size\); choose another arch$"):
+            build_backbone("test_vit", 32, 16, 0.0)
