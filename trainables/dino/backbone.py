@@ -49,6 +49,7 @@ def build_backbone(arch: str, img_size: int, patch_size: int, drop_path_rate: fl
     if problem := arch_problem(arch):
         raise ConfigError(problem)
     model = sized_model(arch, img_size, patch_size, drop_path_rate)
+    pool_cls_token(model)
     if pretrained_weights:
         load_pretrained(model, pretrained_weights)
     return model
@@ -74,6 +75,16 @@ def sized_model(arch: str, img_size: int, patch_size: int, drop_path_rate: float
     raise ConfigError(f"arch={arch!r}: timm cannot build it, with img_size={img_size} (global_crops_size) "
                       f"and patch_size={patch_size} or with its own sizes ({type(failed).__name__}"
                       f"{': ' + said if said else ''}); choose another arch")
+
+
+def pool_cls_token(model: nn.Module) -> None:
+    """DINO's features of a ViT are its [CLS] token after the final norm (the head's input, the token
+    whose attention maps are shown). BEiT and EVA-02 pool the mean of their patch tokens instead and
+    PE-core an attention pooler: where a [CLS] token is there, it is what they return (their fc_norm,
+    a per-token LayerNorm, normalizes it as the final norm would)."""
+    pool = getattr(model, "global_pool", "token")
+    if getattr(model, "cls_token", None) is not None and isinstance(pool, str) and pool != "token":
+        cast(Any, model).reset_classifier(0, global_pool="token")
 
 
 def create(arch: str, drop_path_rate: float, sizes: dict[str, Any]) -> nn.Module:

@@ -295,3 +295,16 @@ def test_a_model_that_cannot_take_the_patch_size_keeps_its_own():
                                               r"sizes \(AssertionError: feature size must be divisible by "
                                               r"patch size\); choose another arch$"):
             build_backbone("test_vit", 32, 16, 0.0)
+
+
+def test_a_vit_that_pools_its_patch_tokens_returns_its_cls_token():
+    """EVA-02 and BEiT pool the mean of their patch tokens (PE-core an attention pooler): the DINO head
+    was fed that mean, not the [CLS] token the method trains and whose attention maps ablate shows. It
+    gets the [CLS] token after the final norm, as for every other ViT."""
+    torch.manual_seed(0)
+    vit = build_backbone("eva02_tiny_patch14_224", img_size=28, patch_size=14, drop_path_rate=0.0).eval()
+    x = torch.randn(2, 3, 28, 28)
+    with torch.no_grad():
+        tokens = vit.forward_features(x)  # (2, 1 + 4, 192): [CLS] and 2 x 2 patches
+        cls = torch.nn.functional.layer_norm(tokens[:, 0], tokens.shape[-1:], eps=1e-6)
+        assert torch.allclose(vit(x), cls, atol=1e-5)
