@@ -28,12 +28,19 @@ def check_model(cfg: DINOConfig) -> None:
     """The backbone can take the crops (a ViT's are whole numbers of patches) and the student's
     drop_path_rate (a model without stochastic depth takes 0 only), and can train on a local
     crop that is alone in its forward pass (batch_size x local_crops_number = 1: the global crops are
-    always two in theirs)."""
+    always two in theirs). The crops and the drop_path_rate are said together: a DenseNet's local
+    crops and its rate were two refusals, one after the other."""
     from trainables.dino.backbone import check_crop_sizes, drop_path_problem, lone_crop_problem
 
-    check_crop_sizes(cfg.arch, cfg.patch_size, cfg.crop_sizes())
+    problems = []
+    try:
+        check_crop_sizes(cfg.arch, cfg.patch_size, cfg.crop_sizes())
+    except ConfigError as exc:
+        problems.append(str(exc))
     if problem := drop_path_problem(cfg.arch, cfg.patch_size, cfg.global_crops_size, cfg.drop_path_rate):
-        raise ConfigError(problem)
+        problems.append(problem)
+    if problems:
+        raise ConfigError("; ".join(problems))
     if cfg.batch_size * cfg.local_crops_number != 1 or cfg.local_crops_size == cfg.global_crops_size:
         return
     if problem := lone_crop_problem(cfg.arch, cfg.patch_size, cfg.global_crops_size, cfg.local_crops_size):

@@ -308,3 +308,18 @@ def test_a_vit_that_pools_its_patch_tokens_returns_its_cls_token():
         tokens = vit.forward_features(x)  # (2, 1 + 4, 192): [CLS] and 2 x 2 patches
         cls = torch.nn.functional.layer_norm(tokens[:, 0], tokens.shape[-1:], eps=1e-6)
         assert torch.allclose(vit(x), cls, atol=1e-5)
+
+
+def test_crops_and_drop_path_rate_a_backbone_cannot_take_are_said_at_once():
+    """DenseNet (VGG, DLA, HRNet, Inception) needs larger local crops and has no stochastic depth: the
+    crop was refused, and once it was changed, the rate; both are said in the first refusal now."""
+    from tests.helpers import TINY_TRAINER
+    from trainables.config import DINOConfig
+    from trainables.inputs import check_model
+
+    cfg = {**TINY_TRAINER, "arch": "densenet121", "global_crops_size": 32, "local_crops_size": 16}
+    with pytest.raises(ConfigError, match=r"^local_crops_size=16 \(.*\): arch 'densenet121' cannot take this "
+                                          r"crop; set local_crops_size: \d+ \(the next size it takes\); "
+                                          r"drop_path_rate=0.1: arch 'densenet121' has no stochastic depth "
+                                          r".*; set drop_path_rate: 0$"):
+        check_model(DINOConfig(**cfg, drop_path_rate=0.1))
