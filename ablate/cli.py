@@ -117,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         code = dispatch(argv)
         sys.stdout.flush()  # here, not at the interpreter's exit, where a closed pipe is a warning
     except KeyboardInterrupt as exc:  # a command's own are dispatch's; this one printed a traceback
-        from ablate.ending import exit_code
+        from ablate.ending import exit_code, release_logging_locks
 
+        release_logging_locks()  # Ray's exit handler may stop threads that log
         print("ablate: interrupted", file=sys.stderr)
         return exit_code(exc)
     except BrokenPipeError:
@@ -164,10 +165,12 @@ def dispatch(argv: list[str] | None) -> int:
         print_error(printable(storage_failure(exc, args)), args.command)
         return USAGE_EXIT
     except (KeyboardInterrupt, RuntimeError) as exc:  # before a sweep started, or a second Ctrl-C while
-        from ablate.ending import exit_code, interrupt_in  # one stopped (or in an import: RuntimeError)
+        # one stopped (or in an import: RuntimeError)
+        from ablate.ending import exit_code, interrupt_in, release_logging_locks
 
         if (interrupt := interrupt_in(exc)) is None:
             raise
+        release_logging_locks()  # Ray's exit handler may stop threads that log
         print(f"ablate {args.command}: interrupted{f' ({interrupt})' if str(interrupt) else ''}",
               file=sys.stderr)
         return exit_code(interrupt)

@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,6 +174,32 @@ def keep_interrupts() -> None:
 def interrupt_again(signum: int, after: float = 0.05) -> None:
     time.sleep(after)
     _thread.interrupt_main(signal.Signals(signum))
+
+
+def release_logging_locks() -> int:
+    """Give back the logging locks an interrupt left held by this thread; how many it gave back.
+
+    Python 3.11's logging takes its locks as ``_acquireLock()`` (or ``handler.acquire()``) and only
+    then enters the ``try`` whose ``finally`` releases them: a Ctrl-C (or SIGTERM, SIGHUP as one)
+    raised between the two leaves the lock held by the main thread for good (7 % of interrupts of a
+    loop creating loggers, as imports and ``ray.init`` do in a sweep's first seconds). The main thread
+    takes it again freely (it is re-entrant), but any other thread that logs waits for ever: Ray's
+    stop thread did, and the exit waited on it. Called where an interrupt has unwound the main thread
+    to code that is not inside logging, so whatever lock it still holds there is one left behind.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return 0
+    handlers = (ref() for ref in list(getattr(logging, "_handlerList", [])))
+    locks = [getattr(logging, "_lock", None), *(getattr(h, "lock", None) for h in handlers if h is not None)]
+    released = 0
+    for lock in locks:
+        owned = getattr(lock, "_is_owned", None)  # an RLock's: whether this thread holds it
+        if lock is None or owned is None or not owned():
+            continue
+        while owned():
+            lock.release()
+        released += 1
+    return released
 
 
 @contextlib.contextmanager

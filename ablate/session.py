@@ -222,6 +222,9 @@ def stop_ray(started: bool) -> None:
     (``ray_stopped_at_exit``)."""
     if not started:
         return
+    from ablate.ending import release_logging_locks
+
+    release_logging_locks()  # an early Ctrl-C may have left one held: the stop thread logs
     ray = sys.modules.get("ray")
 
     def stop() -> None:
@@ -245,8 +248,9 @@ _STOPPING: list[threading.Thread] = []  # the stops stop_ray has begun
 _STOPPING_AT_EXIT: list[bool] = []  # whether ray_stopped_at_exit is registered
 
 
-# How long the interpreter's exit waits for Ray's stop (1.4-2.3 s here; a stop stuck for good, e.g. on
-# a lock a Ctrl-C left taken while Ray started, held the exit for ever, deaf to Ctrl-C and SIGTERM)
+# How long the interpreter's exit waits for Ray's stop (1.4-2.3 s here; a stop stuck for good, as on
+# logging's lock a Ctrl-C left taken while Ray started before release_logging_locks, would hold the exit
+# for ever, deaf to Ctrl-C and SIGTERM)
 EXIT_STOP_WAIT = 60.0
 
 
@@ -265,6 +269,10 @@ def ray_stopped_at_exit() -> None:
     if not ray_stopped(EXIT_STOP_WAIT):
         warn(f"the local Ray did not stop within {EXIT_STOP_WAIT:g} s; exiting without waiting for it "
              "(its processes end with this one)")
+        # Ray's own exit handler, next, would wait for ever on the lock the stuck stop holds
+        worker = sys.modules.get("ray._private.worker")
+        if worker is not None:
+            atexit.unregister(worker.shutdown)
 
 
 def ray_stopped(timeout: float | None = None) -> bool:

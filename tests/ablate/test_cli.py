@@ -271,3 +271,32 @@ def test_a_missing_required_option_without_a_typo_is_named(capsys: pytest.Captur
         main(["compare", "a", "-1"])  # a negative number is a value, not an unknown option
     err = capsys.readouterr().err
     assert err.startswith("ablate compare: error: the following arguments are required: --out"), err
+
+
+@pytest.mark.parametrize("where", ["command", "start"])
+def test_an_interrupt_gives_back_a_logging_lock_it_left_held(monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str],
+                                                              where: str) -> None:
+    """A Ctrl-C between logging's lock acquire and its `try` (logging.getLogger, as imports and
+    ray.init run) leaves the lock held by the main thread; at the exit, Ray's handler stops threads
+    that log, and they waited for ever. Whichever level catches the interrupt gives it back."""
+    import logging
+
+    import ablate.cli as cli
+    import ablate.commands.ls as ls
+
+    def leave_it_held(*args: object) -> None:
+        logging._lock.acquire()  # type: ignore[attr-defined]  # as the interrupt leaves it
+        raise KeyboardInterrupt
+
+    if where == "command":
+        monkeypatch.setattr(ls, "main", leave_it_held)
+    else:
+        monkeypatch.setattr(cli, "dispatch", leave_it_held)
+    try:
+        assert main(["ls", "runs"]) == 130
+        assert not logging._lock._is_owned()  # type: ignore[attr-defined]
+    finally:
+        while logging._lock._is_owned():  # type: ignore[attr-defined]
+            logging._lock.release()  # type: ignore[attr-defined]
+    assert capsys.readouterr().err.endswith("interrupted\n")
