@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import types
 from typing import Any, cast
 
 import timm
@@ -81,10 +82,22 @@ def pool_cls_token(model: nn.Module) -> None:
     """DINO's features of a ViT are its [CLS] token after the final norm (the head's input, the token
     whose attention maps are shown). BEiT and EVA-02 pool the mean of their patch tokens instead and
     PE-core an attention pooler: where a [CLS] token is there, it is what they return (their fc_norm,
-    a per-token LayerNorm, normalizes it as the final norm would)."""
+    a per-token LayerNorm, normalizes it as the final norm would). A distilled DeiT or PiT returns the
+    mean of its [CLS] and distillation tokens (timm's inference path for its two classifiers): it
+    returns its [CLS] token (the distillation token still attends in every block). LeViT and
+    EfficientFormer, also distilled, have no [CLS] token: with num_classes=0 both their heads are the
+    identity on the mean of the patch tokens, a CNN's pooled feature, which they keep."""
     pool = getattr(model, "global_pool", "token")
     if getattr(model, "cls_token", None) is not None and isinstance(pool, str) and pool != "token":
         cast(Any, model).reset_classifier(0, global_pool="token")
+    if getattr(model, "cls_token", None) is not None and getattr(model, "head_dist", None) is not None:
+        cast(Any, model).forward_head = types.MethodType(cls_token_head, model)
+
+
+def cls_token_head(model: nn.Module, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+    """A distilled ViT's head without its classifiers: the [CLS] token of the normed tokens ``x``
+    (B, tokens, C) -> (B, C); ``pre_logits`` is the same (the classifiers are timm's Identity)."""
+    return cast(Any, model).head_drop(x[:, 0])
 
 
 def create(arch: str, drop_path_rate: float, sizes: dict[str, Any]) -> nn.Module:

@@ -323,3 +323,40 @@ def test_crops_and_drop_path_rate_a_backbone_cannot_take_are_said_at_once():
                                           r"drop_path_rate=0.1: arch 'densenet121' has no stochastic depth "
                                           r".*; set drop_path_rate: 0$"):
         check_model(DINOConfig(**cfg, drop_path_rate=0.1))
+
+
+@pytest.mark.parametrize("arch", ["deit_tiny_distilled_patch16_224", "pit_ti_distilled_224"])
+def test_a_distilled_vit_returns_its_cls_token(arch: str):
+    """A distilled DeiT (or PiT) returned the mean of its [CLS] and distillation tokens (timm's inference
+    path for its two classifiers), and the DINO head was fed that mean: it returns its [CLS] token."""
+    torch.manual_seed(0)
+    vit = build_backbone(arch, img_size=32, patch_size=16, drop_path_rate=0.0).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        tokens = vit.forward_features(x)  # normed; [CLS] first, the distillation token second
+        assert torch.equal(vit(x), tokens[:, 0]) and not torch.allclose(tokens[:, 0], tokens[:, 1])
+
+
+def test_levit_keeps_the_mean_of_its_patch_tokens():
+    """LeViT is distilled too but has no [CLS] token: its two heads, the identity at num_classes=0, both
+    read the mean of its patch tokens, a CNN's pooled feature, which is what it returns."""
+    levit = build_backbone("levit_128s", img_size=64, patch_size=16, drop_path_rate=0.0).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(levit(x), levit.forward_features(x).mean(dim=1))
+
+
+def test_a_backbone_whose_get_classifier_raises_trains():
+    """timm's get_classifier() raises on EfficientViT-M and SHViT built with num_classes=0 (their heads'
+    layers are Identity); nothing in the trainer asks for a classifier, so they train and evaluate."""
+    from tests.helpers import TINY_TRAINER
+    from trainables.config import DINOConfig
+    from trainables.dino.trainer import DINOTrainer
+
+    cfg = DINOConfig(**{**TINY_TRAINER, "arch": "efficientvit_m0", "global_crops_size": 32,
+                        "local_crops_size": 32, "drop_path_rate": 0.0, "epochs": 1})
+    trainer = DINOTrainer(cfg)
+    with pytest.raises(AttributeError):
+        trainer.student.backbone.get_classifier()
+    assert torch.isfinite(torch.tensor(trainer.train_one_epoch(0)["loss"]))
+    assert all(0 <= value <= 100 for value in trainer.evaluate())  # kNN top-1, top-5 (%)
