@@ -37,7 +37,8 @@ def check_model(cfg: DINOConfig) -> None:
         check_crop_sizes(cfg.arch, cfg.patch_size, cfg.crop_sizes())
     except ConfigError as exc:
         problems.append(str(exc))
-    if problem := drop_path_problem(cfg.arch, cfg.patch_size, cfg.global_crops_size, cfg.drop_path_rate):
+    problem = drop_path_problem(cfg.arch, cfg.patch_size, cfg.global_crops_size, cfg.drop_path_rate)
+    if problem and problem not in "; ".join(problems):  # a patch size refused is said once
         problems.append(problem)
     if problems:
         raise ConfigError("; ".join(problems))

@@ -56,26 +56,54 @@ def build_backbone(arch: str, img_size: int, patch_size: int, drop_path_rate: fl
     return model
 
 
+class PatchSizeError(ConfigError):
+    """A model that takes ``patch_size`` cannot be built with the one asked for; ``own`` is the patch
+    size timm builds it with."""
+
+    def __init__(self, message: str, own: int) -> None:
+        super().__init__(message)
+        self.own = own
+
+
 def sized_model(arch: str, img_size: int, patch_size: int, drop_path_rate: float) -> nn.Module:
     """``arch`` built with the most of the size arguments it takes: a dynamic size and patches, else a
-    fixed size with or without patches, else its own. A model that takes the arguments but cannot be
-    built with them (a hybrid ViT whose patches are counted on its stem's feature map: VitaMin, and
-    NesT with patches that do not tile its blocks) keeps its own patches; its own size failing too is
-    a ConfigError, not timm's traceback."""
+    fixed size with or without patches, else its own. A model that takes ``patch_size`` but cannot be
+    built with it (NesT's blocks need a grid they tile, Twins' stages one they halve, VitaMin counts its
+    patches on its stem's feature map) is refused naming the patch size it is built with: it kept those
+    in silence, and the run's patch_size said another. A model that cannot be built at all is a
+    ConfigError, not timm's traceback."""
     tries: tuple[dict[str, Any], ...] = (
         {"img_size": img_size, "patch_size": patch_size, "dynamic_img_size": True},
         {"img_size": img_size, "patch_size": patch_size}, {"img_size": img_size}, {})
+    refused: Exception | None = None  # patch_size taken, but not this value
     for sizes in tries:
         try:
-            return create(arch, drop_path_rate, sizes)
+            model = create(arch, drop_path_rate, sizes)
         except ConfigError:
             raise
         except (TypeError, AssertionError, ValueError) as exc:  # no such argument, or not with this value
             failed = exc
-    said = str(failed).strip().split("\n", 1)[0]
+            refused = refused or (exc if "patch_size" in sizes and not isinstance(exc, TypeError) else None)
+            continue
+        own = patches(model)
+        if refused is not None and "patch_size" not in sizes and own and own != patch_size:
+            raise PatchSizeError(f"patch_size={patch_size}: arch {arch!r} cannot be built with {patch_size} "
+                                 f"px patches for global_crops_size={img_size} ({said(refused)}); "
+                                 f"{own_patch_fix(arch, own)}", own)
+        return model
     raise ConfigError(f"arch={arch!r}: timm cannot build it, with img_size={img_size} (global_crops_size) "
-                      f"and patch_size={patch_size} or with its own sizes ({type(failed).__name__}"
-                      f"{': ' + said if said else ''}); choose another arch")
+                      f"and patch_size={patch_size} or with its own sizes ({said(failed)}); "
+                      "choose another arch")
+
+
+def said(exc: Exception) -> str:
+    """An exception in a few words: its type and the first line of its message."""
+    first = str(exc).strip().split("\n", 1)[0]
+    return f"{type(exc).__name__}{': ' + first if first else ''}"
+
+
+def own_patch_fix(arch: str, own: int) -> str:
+    return f"set patch_size: {own} (the patches timm makes {arch} with)"
 
 
 def pool_cls_token(model: nn.Module) -> None:
@@ -148,10 +176,18 @@ def check_crop_sizes(arch: str, patch_size: int, crops: dict[str, int]) -> None:
     """ConfigError naming every crop size (``crops``: key -> pixels, the global crops' first) that the
     backbone cannot take, and the size to set instead: a ViT's or Swin's patch embedding needs whole
     patches, a ConvNeXt's stages need 32 px, a model with a fixed input size takes its global crops'
-    size only, ... (``size_problem``: one forward pass per size on the meta device)."""
+    size only, ... (``size_problem``: one forward pass per size on the meta device). A patch size the
+    model cannot be built with is said first, with the crops' fixes for the patches to set."""
     img = next(iter(crops.values()))
-    bad = {key: problem for key, size in crops.items()
-           if (problem := size_problem(arch, patch_size, img, size))}
+    try:
+        bad = {key: problem for key, size in crops.items()
+               if (problem := size_problem(arch, patch_size, img, size))}
+    except PatchSizeError as exc:
+        try:
+            check_crop_sizes(arch, exc.own, crops)
+        except ConfigError as crop:
+            raise ConfigError(f"{exc}; {crop}") from None
+        raise
     if bad:
         model = meta_backbone(arch, patch_size, img)
         if model is None:
@@ -185,7 +221,7 @@ def crop_fix(arch: str, patch_size: int, crops: dict[str, int], key: str) -> str
         return f"set {key}: {native} (the size timm makes {arch} for)"
     own = own_patch(arch, img)
     if own and own != patch_size and meta_fits(arch, own, img, size):
-        return f"set patch_size: {own} (the patches timm makes {arch} with)"
+        return own_patch_fix(arch, own)
     return ""
 
 

@@ -272,18 +272,35 @@ def test_a_crop_the_backbone_cannot_take_is_refused_with_what_to_set(arch: str, 
     check_crop_sizes(arch, patch_size, crops)
 
 
-def test_a_model_that_cannot_take_the_patch_size_keeps_its_own():
-    """VitaMin counts its patches on its convolutional stem's feature map: timm's assertion that the map
-    is a whole number of patch_size=16 patches failed while the model was built, and `ablate train
-    --set arch=vitamin_small_224` ended in that AssertionError's traceback. It keeps its own patches
-    now; a model timm cannot build at all is a one-line ConfigError."""
+def test_a_model_that_cannot_take_the_patch_size_is_refused_naming_its_own():
+    """NesT (blocks that must tile the patch grid), Twins and VitaMin (patches counted on its stem's
+    feature map) take patch_size, but timm could not build them with 16 px patches at 32 px: they were
+    built with their own patches in silence, and the run's patch_size (a report column) said 16. The
+    refusal names the patch size they take, with the crops' fixes for it in the same line; a patch size
+    they can be built with is honoured; a model timm cannot build at all is a one-line ConfigError."""
     import timm
 
+    from tests.helpers import TINY_TRAINER
+    from trainables.config import DINOConfig
     from trainables.dino import backbone
+    from trainables.inputs import check_model
 
+    cfg = {**TINY_TRAINER, "arch": "nest_tiny", "patch_size": 16, "global_crops_size": 32,
+           "local_crops_size": 16}
+    nest = (r"^patch_size=16: arch 'nest_tiny' cannot be built with 16 px patches for global_crops_size=32 "
+            r"\(AssertionError: First level blocks .*\); set patch_size: 4 \(the patches timm makes "
+            r"nest_tiny with\); local_crops_size=16 \(.*\): arch 'nest_tiny' with patch_size=4 cannot "
+            r"take this crop; it takes only crops of the size it is built for, global_crops_size=32: set "
+            r"local_crops_size: 32, or local_crops_number: 0$")
+    with pytest.raises(ConfigError, match=nest):  # drop_path_rate's check builds it too: said once
+        check_model(DINOConfig(**cfg))
+    check_model(DINOConfig(**{**cfg, "patch_size": 4, "local_crops_size": 32}))
     with torch.device("meta"):
-        model = build_backbone("vitamin_small_224", 32, 16, 0.0)
-    assert backbone.patches(model) == 1
+        assert backbone.patches(build_backbone("nest_tiny", 32, 8, 0.0)) == 8  # it tiles: honoured
+    with pytest.raises(ConfigError, match=r"^patch_size=16: arch 'vitamin_small_224' cannot be built .*; "
+                                          r"set patch_size: 1 \(the patches timm makes vitamin_small_224 "
+                                          r"with\)$"):
+        check_model(DINOConfig(**{**cfg, "arch": "vitamin_small_224"}))
 
     def broken(*args: object, **kwargs: object) -> None:
         raise AssertionError("feature size must be divisible by patch size")
