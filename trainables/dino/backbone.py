@@ -194,35 +194,54 @@ def check_crop_sizes(arch: str, patch_size: int, crops: dict[str, int]) -> None:
             model = build_backbone(arch, img, patch_size, 0.0)
         taken = f" with patch_size={patch_size}" if patches(model) == patch_size else ""  # it took them
         said = "; ".join(f"{key}={crops[key]} ({problem})" for key, problem in bad.items())
-        fixes = [fix for key in bad if (fix := crop_fix(arch, patch_size, crops, key))]
         raise ConfigError(f"{said}: arch {arch!r}{taken} cannot take "
                           f"{'these crops' if len(bad) > 1 else 'this crop'}"
-                          + "".join(f"; {fix}" for fix in fixes))
+                          + "".join(f"; {fix}" for fix in crop_fixes(arch, patch_size, crops, bad)))
 
 
-def crop_fix(arch: str, patch_size: int, crops: dict[str, int], key: str) -> str:
-    """What to set instead of the crop ``crops[key]`` the backbone cannot take: the next size up it takes
-    (a ViT/14's 42 px for 32, a CNN's 32 px for 16; a local crop's no larger than the global crops),
-    else the size timm makes the model for (an EfficientFormer's 224 px), else timm's own patches
-    (CoaT's 4 px); for a model with a fixed input size, which takes nothing but the size it is built
-    for, the global crops' size or no local crops. "" when none fits. Found with the model built for
-    the global crops, on the meta device (a model that cannot be built there fits nothing)."""
+def crop_fixes(arch: str, patch_size: int, crops: dict[str, int], bad: dict[str, str]) -> list[str]:
+    """What to set for the crops in ``bad``. The local crops' fixes are for the global crops' size (or
+    patch size) their fix sets: a HaloNet's 32 px global crops and then its 16 px local crops were two
+    refusals, one after the other."""
+    first, *_ = crops
+    fixes, after, patch = [], dict(crops), patch_size
+    for key in crops:
+        moved = key != first and (after[first], patch) != (crops[first], patch_size)
+        if not (size_problem(arch, patch, after[first], crops[key]) if moved else key in bad):
+            continue
+        fix, sets = crop_fix(arch, patch, after, key)
+        if fix:
+            fixes.append(fix)
+        if key == first:
+            patch = sets.pop("patch_size", patch)
+            after.update(sets)
+    return fixes
+
+
+def crop_fix(arch: str, patch_size: int, crops: dict[str, int], key: str) -> tuple[str, dict[str, int]]:
+    """What to set instead of the crop ``crops[key]`` the backbone cannot take, and the values it sets:
+    the next size up it takes (a ViT/14's 42 px for 32, a CNN's 32 px for 16; a local crop's no larger
+    than the global crops), else the size timm makes the model for (an EfficientFormer's 224 px), else
+    timm's own patches (CoaT's 4 px); for a model with a fixed input size, which takes nothing but the
+    size it is built for, the global crops' size or no local crops. "" when none fits. Found with the
+    model built for the global crops, on the meta device (a model that cannot be built there fits
+    nothing)."""
     first, *_ = crops
     img, size = crops[first], crops[key]
     fixed = (key != first and meta_fits(arch, patch_size, img, img)
              and not meta_fits(arch, patch_size, img, 2 * img))
     if fixed:
         return (f"it takes only crops of the size it is built for, {first}={img}: set {key}: {img}, or "
-                "local_crops_number: 0")
+                "local_crops_number: 0"), {}
     if fit := next_fit(arch, patch_size, img, size, img if img > size else 4 * size):
-        return f"set {key}: {fit} (the next size it takes)"
+        return f"set {key}: {fit} (the next size it takes)", {key: fit}
     native = timm_size(arch)
     if key == first and native and meta_fits(arch, patch_size, native, native):
-        return f"set {key}: {native} (the size timm makes {arch} for)"
+        return f"set {key}: {native} (the size timm makes {arch} for)", {key: native}
     own = own_patch(arch, img)
     if own and own != patch_size and meta_fits(arch, own, img, size):
-        return own_patch_fix(arch, own)
-    return ""
+        return own_patch_fix(arch, own), {"patch_size": own}
+    return "", {}
 
 
 def own_patch(arch: str, img: int) -> int | None:
@@ -250,20 +269,42 @@ def patches(model: nn.Module) -> int | None:
 def next_fit(arch: str, patch_size: int, img: int, size: int, high: int) -> int | None:
     """The smallest size above ``size``, up to ``high`` (a local crop: the global crops' size), that the
     backbone built for ``img`` px takes; None if ``high`` does not fit. The next whole number of patches
-    for a model with patches, else a bisection (a CNN takes every size from its smallest up; a MaxViT's
-    windows only some: the size found fits, the smallest maybe not): a dozen forward passes, not one
-    per size."""
+    for a model with patches, else a bisection (a CNN takes every size from its smallest up): a dozen
+    forward passes, not one per size. A model with windows (MaxViT, HaloNet) takes only the sizes its
+    stride rounds to whole windows: the bisection's size (MaxViT's 223 px) is moved to the last size of
+    its run (224 px), the one it is made for, the one a user writes."""
     model = meta_backbone(arch, patch_size, img)
     step = patches(model) if model is not None else None
     if step and step > 1 and meta_fits(arch, patch_size, img, (size // step + 1) * step):
         return (size // step + 1) * step
-    low = size  # low does not fit; high must
+    low, limit = size, high  # low does not fit; high must
     if not meta_fits(arch, patch_size, img, high):
         return None
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (low, middle) if meta_fits(arch, patch_size, img, middle) else (middle, high)
-    return high
+    return windows_fit(arch, patch_size, img, high, limit, stride(model))
+
+
+def stride(model: nn.Module | None) -> int | None:
+    """How many pixels of input one pixel of ``model``'s last feature map spans (32 for most); None if
+    timm does not say."""
+    info = getattr(model, "feature_info", None)
+    last = info[-1] if isinstance(info, list) and info else None
+    return int(last["reduction"]) if isinstance(last, dict) and last.get("reduction") else None
+
+
+def windows_fit(arch: str, patch_size: int, img: int, fit: int, high: int, step: int | None) -> int:
+    """``fit``, or for a model that takes the next multiple of its stride ``step`` (up to ``high``) but
+    not the size after it (windows: a CNN takes every size from its smallest up), the last size of the
+    run of sizes from ``fit`` up that it takes."""
+    top = -(-fit // step) * step if step else fit
+    if top == fit or top > high or not meta_fits(arch, patch_size, img, top) \
+            or meta_fits(arch, patch_size, img, top + 1):
+        return fit
+    while fit < top and meta_fits(arch, patch_size, img, fit + 1):
+        fit += 1
+    return fit
 
 
 def timm_size(arch: str) -> int | None:

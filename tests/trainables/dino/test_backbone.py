@@ -255,12 +255,20 @@ def test_a_model_with_a_fixed_input_size_is_built_for_the_global_crops(arch: str
      "set global_crops_size: 224 (the size timm makes efficientformer_l1 for)"),
     ("coat_lite_mini", 16, {"global_crops_size": 32},  # its stages are for 4 px patches
      "set patch_size: 4 (the patches timm makes coat_lite_mini with)"),
+    ("maxvit_nano_rw_256", 16, {"global_crops_size": 32, "local_crops_size": 16},  # windows: 23 px fits too
+     "set local_crops_size: 24 (the next size it takes)"),
+    ("halonet26t", 16, {"global_crops_size": 32, "local_crops_size": 16},  # the local fix is for 256 px
+     "set global_crops_size: 256 (the size timm makes halonet26t for); set local_crops_size: 256 (the next "
+     "size it takes)"),
 ])
 def test_a_crop_the_backbone_cannot_take_is_refused_with_what_to_set(arch: str, patch_size: int,
                                                                      crops: dict[str, int], fix: str):
     """A crop refusal named the crop and PyTorch's complaint ("Kernel size can't be greater than actual
     input size", "Expected size for first two dimensions of batch2 tensor ...") but not what would fit:
-    it now says the size (or the patch size) to set, found with forward passes on the meta device."""
+    it now says the size (or the patch size) to set, found with forward passes on the meta device. A
+    model with windows (MaxViT, HaloNet) was told odd sizes (23, 223, 241 px: the first its stride
+    rounds to whole windows), and when both crops were refused the local crop's fix came only after the
+    global one was mended: now a size a user would write, and both fixes in one line."""
     from trainables.dino.backbone import check_crop_sizes
 
     with pytest.raises(ConfigError) as info:
