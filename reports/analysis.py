@@ -28,7 +28,7 @@ from reports.ranking import (
     no_best_text,
     rank_points,
 )
-from reports.stats import fmt_mean_ci, noise_verdict
+from reports.stats import BEYOND, NOT_TESTED, fmt_mean_ci, noise_verdict, verdict_kind
 from reports.tables import native
 from sweep_format import values as sweep_values
 from sweep_format.layout import TRIALS_TABLE
@@ -335,9 +335,9 @@ def collapse_gap(result: Analysis, best: pd.Series) -> str:
     if failed.empty:
         return ""
     deltas = sorted(float(r["mean"] - best["mean"]) for _, r in failed.iterrows())
-    tested = [v for v in (seed_verdict(r, best) for _, r in failed.iterrows()) if v != "n/a"]
-    noise = (f"beyond seed noise: {sum(v.startswith('yes') for v in tested)} of {len(tested)}" if tested
-             else "beyond seed noise: n/a, fewer than 2 repeats")
+    tested = [v for v in (seed_verdict(r, best) for _, r in failed.iterrows()) if v != NOT_TESTED]
+    noise = (f"beyond seed noise: {sum(verdict_kind(v) == BEYOND for v in tested)} of {len(tested)}" if tested
+             else f"beyond seed noise: {NOT_TESTED}, fewer than 2 repeats")
     fmt = lambda d: metric_words.fmt_gap(d, signed=True)
     span = fmt(deltas[0]) if len(deltas) == 1 else f"{fmt(deltas[0])} to {fmt(deltas[-1])}"
     what = "1 configuration" if len(failed) == 1 else f"{len(failed)} configurations"

@@ -43,12 +43,15 @@ from reports.importance import Importance
 from reports.ranking import FAILED_COUNTS, all_collapsed, counted_statuses, counted_trials, failure_words
 from reports.stats import (
     ALPHA,
+    BEYOND,
     CI_WORDS,
     PAIRED_MIN_SEEDS,
+    WITHIN,
     fmt_mean_ci,
     mean_ci,
     noise_verdict,
     paired_differences,
+    verdict_kind,
 )
 from sweep_format.layout import PLOTS_DIR
 from sweep_format.statuses import describe_counts
@@ -57,7 +60,7 @@ HEADING = "Which parameters matter"
 PLOT_FILE = "main_effects.png"
 
 # What a parameter's spread says (``MainEffect.kind``)
-BEYOND, WITHIN = "beyond", "within"  # the best and the worst value apart beyond / within seed noise
+# BEYOND, WITHIN (reports.stats): the best and the worst value apart beyond / within seed noise
 NO_REPEATS = "no repeats"  # one seed per configuration: no seed noise to hold the spread against
 FEW_SEEDS = "few seeds"  # repeats, but fewer than 2 on a side once matched by seed
 FAILURES_ONLY = "failures only"  # every configuration collapsed or diverged (ranking.all_collapsed)
@@ -150,8 +153,8 @@ def param_effect(points: pd.DataFrame, param: str, others: list[str], mode: str 
     gaps = paired_differences(best.replicates, best.seeds, worst.replicates, worst.seeds)
     if len(gaps) >= PAIRED_MIN_SEEDS:  # the pairs the verdict's paired test uses
         effect.half = mean_ci(gaps)[1]
-    effect.kind = (BEYOND if effect.test.startswith("yes") else WITHIN if effect.test.startswith("no") else
-                   NO_REPEATS if max(lv.repeats for lv in levels) < 2 else FEW_SEEDS)
+    untested = NO_REPEATS if max(lv.repeats for lv in levels) < 2 else FEW_SEEDS
+    effect.kind = verdict_kind(effect.test) or untested
     return effect
 
 

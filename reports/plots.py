@@ -34,7 +34,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from matplotlib.transforms import Affine2D, offset_copy
 
 from reports import metric_words
-from reports.stats import CI_WORDS, mean_ci
+from reports.stats import BEYOND, CI_WORDS, WITHIN, mean_ci
 from sweep_format.files import atomic_path
 from sweep_format.statuses import ERRORED
 from sweep_format.values import fmt_value
@@ -598,8 +598,8 @@ def importance_plot(importances: dict[str, dict[str, float]], out: Path) -> Path
 
 # the bars of main_effects_plot by the verdict's kind (reports.main_effects.MainEffect.kind): the face, the
 # edge, the legend's words; every kind without a verdict (no repeats, too few seeds, all failed) is hollow
-VERDICT_STYLES = {"beyond": (TRIAL_COLOR, TRIAL_COLOR, "beyond seed noise"),
-                  "within": ("#b8b8b8", "#b8b8b8", "within seed noise"),
+VERDICT_STYLES = {BEYOND: (TRIAL_COLOR, TRIAL_COLOR, "beyond seed noise"),
+                  WITHIN: ("#b8b8b8", "#b8b8b8", "within seed noise"),
                   "": ("white", "#555555", "no seed-noise verdict")}
 
 

@@ -24,6 +24,10 @@ import pandas as pd
 from sweep_format.statuses import DIVERGED
 
 ALPHA = 0.05  # "beyond seed noise" when the test's p < ALPHA
+# ``noise_verdict``'s first word, and the kind of verdict it is (``verdict_kind``): the one place that
+# reads a verdict back (main_effects' kinds, analysis's count of failures beyond noise, the plot's fills)
+YES, NO, NOT_TESTED = "yes", "no", "n/a"
+BEYOND, WITHIN = "beyond", "within"  # apart beyond / within seed noise; "" untested
 PAIRED_MIN_SEEDS = 2  # two points are compared seed by seed (paired) when they share this many seeds
 CI_LEVEL = 0.95  # of every mean ± CI the reports print, and in their words:
 CI_WORDS = f"{CI_LEVEL:.0%} CI"  # '95% CI'
@@ -106,14 +110,21 @@ def noise_verdict(a: Sequence[float], b: Sequence[float], seeds_a: Sequence[int 
         if len(diffs) >= PAIRED_MIN_SEEDS:
             p = _zero_mean_p(diffs)
             if p is None:  # the same gap on every seed
-                return "no (identical repeats)" if diffs[0] == 0 else "yes (no seed variance)"
-            return f"{'yes' if p < ALPHA else 'no'} (paired p={p:.2g}, {len(diffs)} seeds)"
+                return f"{NO} (identical repeats)" if diffs[0] == 0 else f"{YES} (no seed variance)"
+            return f"{YES if p < ALPHA else NO} (paired p={p:.2g}, {len(diffs)} seeds)"
     if len(a) < 2 or len(b) < 2:
-        return "n/a"
+        return NOT_TESTED
     p = welch_p(a, b)
     if p is None:  # no seed variance on either side: the t statistic is undefined
-        return "no (identical repeats)" if sum(a) / len(a) == sum(b) / len(b) else "yes (no seed variance)"
-    return f"{'yes' if p < ALPHA else 'no'} (p={p:.2g})"
+        same = sum(a) / len(a) == sum(b) / len(b)
+        return f"{NO} (identical repeats)" if same else f"{YES} (no seed variance)"
+    return f"{YES if p < ALPHA else NO} (p={p:.2g})"
+
+
+def verdict_kind(verdict: str) -> str:
+    """``BEYOND`` for a ``noise_verdict`` of 'yes ...', ``WITHIN`` for 'no ...', "" for 'n/a' (untested)."""
+    word = verdict.split(" ", 1)[0]
+    return BEYOND if word == YES else WITHIN if word == NO else ""
 
 
 def point_summary(trials: pd.DataFrame, params: list[str], metric: str = "knn_top1") -> pd.DataFrame:

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sps
 
 from reports.analysis import ablation_tables, analyse, leaderboard
-from reports.stats import mean_ci, noise_verdict, paired_p, welch_p
+from reports.stats import BEYOND, WITHIN, mean_ci, noise_verdict, paired_p, verdict_kind, welch_p
 
 
 def test_mean_ci_is_a_t_interval() -> None:
@@ -27,6 +27,31 @@ def test_welch_needs_two_repeats_per_side() -> None:
     assert noise_verdict(a, b).startswith("yes (p=")
     assert noise_verdict(a, [69.2, 69.6]).startswith("no (p=")
     assert noise_verdict([1.0], [2.0]) == "n/a"
+
+
+@pytest.mark.parametrize(("a", "b", "seeds", "kind"), [
+    ([69.1, 69.7, 69.4], [66.5, 66.9, 66.2], None, "beyond"),                  # Welch, p < 0.05
+    ([69.1, 69.7, 69.4], [69.2, 69.6], None, "within"),                         # Welch, p >= 0.05
+    ([69.1, 69.7, 69.4], [66.5, 66.9, 66.2], [0, 1, 2], "beyond"),              # paired
+    ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [0, 1, 2], "within"),                    # the same gap, 0, each seed
+    ([1.0, 2.0, 3.0], [2.0, 3.0, 4.0], [0, 1, 2], "beyond"),                    # the same gap, 1, each seed
+    ([5.0, 5.0], [5.0, 5.0], None, "within"),                                   # no variance, same means
+    ([5.0, 5.0], [6.0, 6.0], None, "beyond"),                                   # no variance, other means
+    ([1.0], [2.0], None, ""),                                                   # untested
+])
+def test_every_noise_verdict_reads_back_as_its_kind(a: list, b: list, seeds: list | None, kind: str) -> None:
+    """The verdict is written once (noise_verdict) and read back once (verdict_kind): the main-effects
+    kinds, the collapse gap's count and the plot's fills all take it from there. They read 'yes'/'no'
+    prefixes each on its own, and a reworded verdict would have read as untested in silence."""
+    verdict = noise_verdict(a, b, seeds, seeds)
+    assert verdict_kind(verdict) == kind, verdict
+    assert verdict.split(" ")[0] == {"beyond": "yes", "within": "no", "": "n/a"}[kind]  # the words stay
+
+
+def test_the_main_effects_plot_fills_every_verdict_kind() -> None:
+    from reports.plots import VERDICT_STYLES
+
+    assert set(VERDICT_STYLES) == {BEYOND, WITHIN, ""}
 
 
 def test_shared_seeds_are_compared_pair_by_pair() -> None:
