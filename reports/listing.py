@@ -33,7 +33,7 @@ from sweep_format.layout import (
     sweeps_in,
     unlisted,
 )
-from sweep_format.records import read_records
+from sweep_format.records import RECORD_SUFFIX, is_record_file, read_records
 from sweep_format.text import printable
 
 COLUMNS = ["sweep", "description", "trials", "best", "cost", "last update"]
@@ -52,7 +52,8 @@ def last_update(folder: Path, records: list[dict[str, Any]] | None = None) -> st
                   if isinstance(t := rec.get(key), (int, float)) and not isinstance(t, bool)
                   and math.isfinite(t) and t > 0]
         if not stamps:
-            files = [folder / SPEC_FILE, *folder.glob(f"{TRIALS_DIR}/*.json")]
+            files = [folder / SPEC_FILE, *(f for f in (folder / TRIALS_DIR).glob(f"*{RECORD_SUFFIX}")
+                                           if is_record_file(f))]
             stamps = [f.stat().st_mtime for f in files if f.exists()]
     except OSError:
         stamps = []

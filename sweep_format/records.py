@@ -76,12 +76,22 @@ EPOCH_FIELDS: dict[str, tuple[str, Any]] = {
 }
 
 
+RECORD_SUFFIX = ".json"
+
+
+def is_record_file(file: Path) -> bool:
+    """Whether a file of ``trials/`` is a trial record (by its name): ``<id>.json``, never a hidden file
+    (``record_path`` gives none such a name): the ``._<id>.json`` that macOS leaves beside each file it
+    copies to another file system is not a trial, nor is ``.reserve`` or ``<id>.error.txt``."""
+    return file.suffix == RECORD_SUFFIX and not file.name.startswith(".")
+
+
 def record_path(sweep_dir: str | Path, trial_id: str) -> Path:
     """``trials/<trial_id>.json``; ValueError for an id that is not a plain file name (a record
     read back always has its file's name as its id: see ``read_record``)."""
     if not trial_id or trial_id.startswith(".") or any(c in trial_id for c in "/\\\0"):
         raise ValueError(f"trial id {trial_id[:80]!r} is not a file name")
-    return Path(sweep_dir) / TRIALS_DIR / f"{trial_id}.json"
+    return Path(sweep_dir) / TRIALS_DIR / f"{trial_id}{RECORD_SUFFIX}"
 
 
 def error_path(sweep_dir: str | Path, trial_id: str) -> Path:
@@ -96,13 +106,12 @@ def write_record(sweep_dir: str | Path, record: dict[str, Any]) -> Path:
 
 
 def read_records(sweep_dir: str | Path) -> list[dict[str, Any]]:
-    """Every trial record of the sweep in file-name order; damaged ones as ``damaged`` stubs. A hidden
-    file is never a record (``record_path`` gives none such a name): the ``._<id>.json`` that macOS
-    leaves beside each file it copies to another file system is not a damaged trial."""
+    """Every trial record of the sweep in file-name order (``is_record_file``); damaged ones as ``damaged``
+    stubs."""
     folder = Path(sweep_dir) / TRIALS_DIR
     if not folder.is_dir():
         return []
-    return [read_record(f) for f in sorted(folder.glob("*.json")) if not f.name.startswith(".")]
+    return [read_record(f) for f in sorted(folder.glob(f"*{RECORD_SUFFIX}")) if is_record_file(f)]
 
 
 def read_record(file: Path) -> dict[str, Any]:
@@ -148,7 +157,7 @@ def records_problem(sweep_dir: str | Path) -> str:
     try:
         if not folder.is_dir() or folder.is_symlink():
             return ""
-        files = sorted(f for f in folder.iterdir() if f.suffix == ".json" and not f.name.startswith("."))
+        files = sorted(f for f in folder.iterdir() if is_record_file(f))
     except OSError as exc:
         code = errno.errorcode.get(exc.errno or 0, "?")
         return (f"{printable(str(folder))}: cannot be listed ({code}: {exc.strerror}), so no trial record "

@@ -87,3 +87,36 @@ def test_a_trials_folder_this_user_may_not_list_is_named(tmp_path: Path, monkeyp
     assert records_problem(tmp_path) == (
         f"{tmp_path / 'trials'}: cannot be listed (EACCES: Permission denied), so no trial record of the "
         "sweep can be read: ask its owner for access")
+
+
+def test_a_hidden_file_in_trials_is_no_record_to_any_reader(tmp_path: Path) -> None:
+    """Which files of trials/ are records is said once (is_record_file). `ablate ls`'s last update read the
+    files' times where no record holds one from its own glob, which took the ``._a.json`` macOS leaves
+    beside a copied file as a record: the sweep's last update was the copy's."""
+    import datetime as dt
+    import os
+
+    from reports.listing import last_update
+    from sweep_format.records import is_record_file, read_records
+
+    (tmp_path / "trials").mkdir()
+    (tmp_path / "spec.yaml").write_text("name: x\n")
+    record, hidden = tmp_path / "trials" / "a.json", tmp_path / "trials" / "._a.json"
+    record.write_text("not json")  # damaged: it holds no time, so the files' times are read
+    hidden.write_bytes(b"\0\0")
+    for file, stamp in ((tmp_path / "spec.yaml", 1.7e9), (record, 1.75e9), (hidden, 1.8e9)):
+        os.utime(file, (stamp, stamp))
+    error = tmp_path / "trials" / "a.error.txt"
+    assert [is_record_file(f) for f in (record, hidden, error)] == [True, False, False]
+    assert len(read_records(tmp_path)) == 1
+    assert last_update(tmp_path) == dt.datetime.fromtimestamp(1.75e9).strftime("%Y-%m-%d %H:%M")
+
+
+def test_no_module_but_records_says_which_files_of_trials_are_records() -> None:
+    import re
+
+    found = [f"{f.relative_to(ROOT)}: {line.strip()}" for package in PACKAGES
+             for f in (ROOT / package).rglob("*.py") if f.name != "records.py"
+             for line in f.read_text().splitlines()
+             if re.search(r"(glob\(|suffix ==).*\.json", line) and "result.json" not in line]  # Ray's
+    assert not found, found
