@@ -28,6 +28,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the repository
 
+from sweep_format.layout import PIXEL_KNN, UNTRAINED_KNN  # reference_knn's keys
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "dino_off": {"koleo_weight": 0.0, "dino_weight": 0.0},
@@ -101,8 +103,8 @@ def run_all(base: dict[str, Any], seeds: int, jobs: int, variants: list[str]) ->
         runs = {key: f.result() for key, f in futures.items()}
         ref_values = [r.result() for r in refs]
     out: dict[str, Any] = {"config": base, "seeds": seeds, "variants": {}}
-    out["pixel_knn_top1"] = ref_values[0]["pixel_knn_top1"]  # seed-independent
-    out["untrained_knn_top1"] = [r["untrained_knn_top1"] for r in ref_values]
+    out[PIXEL_KNN] = ref_values[0][PIXEL_KNN]  # seed-independent
+    out[UNTRAINED_KNN] = [r[UNTRAINED_KNN] for r in ref_values]
     for name in variants:
         per_seed = [runs[(name, s)] for s in range(seeds)]
         mean, std = mean_std([r["knn_top1"] for r in per_seed])
@@ -131,8 +133,8 @@ def paired_gaps(out: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def check_targets(out: dict[str, Any]) -> list[dict[str, Any]]:
     """The targets of issue 8, each as (name, measured, required, passed)."""
-    pixel = out["pixel_knn_top1"]
-    untrained = statistics.fmean(out["untrained_knn_top1"])
+    pixel = out[PIXEL_KNN]
+    untrained = statistics.fmean(out[UNTRAINED_KNN])
     v = out["variants"]
     default = v["default"]["mean"]
     best_ref = max(pixel, untrained)
@@ -152,10 +154,10 @@ def check_targets(out: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def table(out: dict[str, Any]) -> str:
-    untrained = out["untrained_knn_top1"]
+    untrained = out[UNTRAINED_KNN]
     u_mean, u_std = mean_std(untrained)
     lines = ["| run | kNN top-1 (%) | per seed | stop rule (patience 2) |", "|---|---|---|---|",
-             f"| raw pixels | {out['pixel_knn_top1']:.2f} | | |",
+             f"| raw pixels | {out[PIXEL_KNN]:.2f} | | |",
              f"| untrained backbone | {u_mean:.2f} ± {u_std:.2f} | "
              f"{', '.join(f'{u:.1f}' for u in untrained)} | |"]
     for name, v in out["variants"].items():

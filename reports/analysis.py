@@ -31,7 +31,7 @@ from reports.ranking import (
 from reports.stats import BEYOND, NOT_TESTED, fmt_mean_ci, noise_verdict, verdict_kind
 from reports.tables import native
 from sweep_format import values as sweep_values
-from sweep_format.layout import TRIALS_TABLE
+from sweep_format.layout import PIXEL_KNN, TRIALS_TABLE
 from sweep_format.metrics import DEFAULT_METRIC, mode_of
 from sweep_format.statuses import COLLAPSED
 from sweep_format.values import values_equal
@@ -108,7 +108,7 @@ def analyse(trials: pd.DataFrame, info: dict[str, Any]) -> Analysis:
             reference, kind = baseline, "baseline"
         else:
             notes.append("The baseline point has no finished trial yet: deltas are to the best point.")
-    pixel = reference_value(trials, "pixel_knn_top1") if metric == "knn_top1" else None
+    pixel = reference_value(trials, PIXEL_KNN) if metric == "knn_top1" else None
     return Analysis(params, points, reference, kind, is_ablation, partial, notes, metric, pixel, mode)
 
 

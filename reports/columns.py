@@ -6,6 +6,8 @@ cannot take: a parameter is a column of ``trials.parquet`` between ``HEAD_COLUMN
 
 from __future__ import annotations
 
+from sweep_format.layout import PIXEL_KNN, UNTRAINED_KNN
+
 # trials.parquet: these columns, in this order, around the searched hyperparameters (SCHEMA.md).
 HEAD_COLUMNS = {"sweep": "string", "trial_id": "string", "status": "string", "stop_reason": "string"}
 TAIL_COLUMNS = {
@@ -13,7 +15,7 @@ TAIL_COLUMNS = {
     "best_knn_top1": "float64", "knn_top1_epoch0": "float64", "loss": "float64",
     "epochs_done": "Int64", "wall_time_s": "float64", "images_per_s": "float64",
     "collapsed": "boolean", "point": "Int64", "is_baseline": "boolean", "epochs_planned": "Int64",
-    "trial_dir": "string", "label": "string", "pixel_knn_top1": "float64", "untrained_knn_top1": "float64",
+    "trial_dir": "string", "label": "string", PIXEL_KNN: "float64", UNTRAINED_KNN: "float64",
     "device_seconds": "float64", "restarts": "Int64",
 }
 EPOCH_HEAD = {"sweep": "string", "trial_id": "string", "epoch": "Int64"}

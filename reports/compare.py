@@ -46,6 +46,7 @@ from sweep_format.files import (
 )
 from sweep_format.layout import (
     EPOCHS_TABLE,
+    PIXEL_KNN,
     PLOTS_DIR,
     READ,
     REFERENCE_KNN,
@@ -54,6 +55,7 @@ from sweep_format.layout import (
     SPEC_FILE,
     TRIALS_DIR,
     TRIALS_TABLE,
+    UNTRAINED_KNN,
     inside_sweep,
     sweep_around,
 )
@@ -366,8 +368,8 @@ def comparison_document(sources: list[Source], shared: list[str], trials: pd.Dat
                      "statuses": describe_counts(s.trials["status"].value_counts().to_dict()),
                      "best configuration": point_label(best, s.params) if best is not None else "–",
                      result.metric_label: fmt_mean_ci(best["mean"], best["ci"]) if best is not None else "–",
-                     "raw pixels kNN (%)": fmt_reference(s, "pixel_knn_top1"),
-                     "untrained kNN (%)": fmt_reference(s, "untrained_knn_top1")})
+                     "raw pixels kNN (%)": fmt_reference(s, PIXEL_KNN),
+                     "untrained kNN (%)": fmt_reference(s, UNTRAINED_KNN)})
     if metric_note:
         doc.note(metric_note)
     differ = differing_settings(sources)

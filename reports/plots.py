@@ -36,6 +36,7 @@ from matplotlib.transforms import Affine2D, offset_copy
 from reports import metric_words
 from reports.stats import BEYOND, CI_WORDS, WITHIN, mean_ci
 from sweep_format.files import atomic_path
+from sweep_format.layout import PIXEL_KNN, UNTRAINED_KNN
 from sweep_format.statuses import ERRORED
 from sweep_format.values import fmt_value
 
@@ -334,8 +335,8 @@ def slant_if_crowded(fig: Figure, ax: Axes) -> None:
             label.set_rotation_mode("anchor")
 
 
-REFERENCES = {"pixel_knn_top1": ("raw pixels", "#8c564b", ":"),
-              "untrained_knn_top1": ("untrained network", "#7f7f7f", "-.")}
+REFERENCES = {PIXEL_KNN: ("raw pixels", "#8c564b", ":"),
+              UNTRAINED_KNN: ("untrained network", "#7f7f7f", "-.")}
 
 
 def reference_lines(ax: Axes, reference: dict | None) -> None:

@@ -47,11 +47,13 @@ from sweep_format.files import all_or_none, write_texts
 from sweep_format.layout import (
     ATTENTION_FILE,
     EPOCHS_TABLE,
+    PIXEL_KNN,
     PLOTS_DIR,
     REPORT_HTML,
     REPORT_MD,
     TRIALS_DIR,
     TRIALS_TABLE,
+    UNTRAINED_KNN,
 )
 from sweep_format.statuses import LISTED_ALWAYS, RUNNING, STOPPED_EARLY
 from sweep_format.text import plural
@@ -156,7 +158,7 @@ def reference_line(reference: dict, marked: bool = True, damage: str = "") -> st
     ``marked``: the leaderboard marks configurations against raw pixels (``Analysis.pixel``: only
     when the sweep ranks by kNN top-1). ``damage``: why a value is not shown (``SweepDir.reference_damage``:
     the file named, and what is wrong with it), said in place of "not recorded"."""
-    pixel, untrained = reference.get("pixel_knn_top1"), reference.get("untrained_knn_top1")
+    pixel, untrained = reference.get(PIXEL_KNN), reference.get(UNTRAINED_KNN)
     if pixel is None and untrained is None:
         why = f"not shown, {damage}" if damage else "not recorded for this sweep"
         return f"Reference kNN top-1 of the dataset: {why}."

@@ -19,6 +19,7 @@ from reports.errors import ReportError
 from sweep_format import yamltext
 from sweep_format.files import NOT_REGULAR, loads
 from sweep_format.layout import (
+    PIXEL_KNN,
     REFERENCE_FILE,
     REFERENCE_KNN,
     REPORT_DIR,
@@ -26,6 +27,7 @@ from sweep_format.layout import (
     RESOLVED_TRAINER,
     SPEC_FILE,
     TUNE_DIR,
+    UNTRAINED_KNN,
     entry_problem,
     is_sweep,
     not_a_sweep,
@@ -135,8 +137,8 @@ class SweepDir:
         return {"sweep": self.name, "params": self.params, "log_params": self.log_params,
                 "categorical_params": self.categorical_params, "algorithm": self.algorithm,
                 "metric": self.metric, "mode": self.mode,
-                "pixel_knn_top1": ref.get("pixel_knn_top1"),
-                "untrained_knn_top1": ref.get("untrained_knn_top1"), "fixed": self.fixed_settings}
+                PIXEL_KNN: ref.get(PIXEL_KNN),
+                UNTRAINED_KNN: ref.get(UNTRAINED_KNN), "fixed": self.fixed_settings}
 
 
 def read_reference(sweep_dir: Path) -> dict[str, Any]:

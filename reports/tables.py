@@ -20,7 +20,7 @@ import pandas as pd
 
 from reports.columns import EPOCH_HEAD, HEAD_COLUMNS, TAIL_COLUMNS
 from reports.sweepdir import SweepDir, open_sweep
-from sweep_format.layout import READ
+from sweep_format.layout import PIXEL_KNN, READ, UNTRAINED_KNN
 from sweep_format.records import EPOCH_FLAGS, EPOCH_INTEGERS, EPOCH_NUMBERS, knn_measured, read_records
 from sweep_format.statuses import RUNNING, describe_counts
 from sweep_format.text import shell_word
@@ -131,8 +131,8 @@ def trial_row(sweep: SweepDir, rec: dict[str, Any], rows: list[dict[str, Any]],
         "collapsed": bool(rec.get("collapsed")), "point": rec.get("point"),
         "is_baseline": rec.get("is_baseline"), "epochs_planned": rec.get("epochs_planned"),
         "trial_dir": rec.get("trial_dir"), "label": rec.get("label"),
-        "pixel_knn_top1": reference.get("pixel_knn_top1"),
-        "untrained_knn_top1": reference.get("untrained_knn_top1"),
+        PIXEL_KNN: reference.get(PIXEL_KNN),
+        UNTRAINED_KNN: reference.get(UNTRAINED_KNN),
         "device_seconds": last_value(rows, "device_seconds"),
         "restarts": len(rec.get("restarts") or []),
         "_order": (rec.get("created_at") or math.inf, str(rec.get("trial_id"))),

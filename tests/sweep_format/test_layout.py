@@ -47,6 +47,18 @@ def test_no_module_spells_a_name_of_the_sweep_folder() -> None:
     assert not spelled, "import these from sweep_format.layout:\n" + "\n".join(spelled)
 
 
+def test_no_module_spells_a_key_of_reference_knn_json() -> None:
+    """The file's keys (pixel_knn_top1, untrained_knn_top1) are written by trainables.baselines and read
+    back as the trials table's columns, the plots' lines, the report's and compare's reference lines and
+    bench/dino_signal's targets: each spelled them, so a renamed key would have read as missing in some."""
+    owner = ROOT / "sweep_format" / "layout.py"
+    spelled = [f"{file.relative_to(ROOT)}:{node.lineno}: {node.value!r}"
+               for package in PACKAGES for file in sorted((ROOT / package).rglob("*.py")) if file != owner
+               for node in ast.walk(ast.parse(file.read_text(), str(file)))
+               if isinstance(node, ast.Constant) and node.value in layout.REFERENCE_KNN]
+    assert not spelled, "import PIXEL_KNN, UNTRAINED_KNN from sweep_format.layout:\n" + "\n".join(spelled)
+
+
 def test_a_folder_of_the_sweep_this_user_may_not_enter_is_named_in_one_line(tmp_path: Path,
                                                                             monkeypatch) -> None:
     """Another user's report/ (made under umask 077): the stat of report/plots raised PermissionError,
