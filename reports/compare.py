@@ -59,7 +59,7 @@ from sweep_format.layout import (
     inside_sweep,
     sweep_around,
 )
-from sweep_format.metrics import DEFAULT_METRIC, mode_of
+from sweep_format.metrics import DEFAULT_METRIC, KNN_TOP1, mode_of
 from sweep_format.space import MEASURED_ON
 from sweep_format.statuses import describe_counts
 from sweep_format.text import printable
@@ -97,7 +97,7 @@ def load_source(path: str | Path) -> Source:
     if not p.is_file():  # reading a FIFO waits for a writer, for ever
         raise ReportError(f"{p}: {NOT_REGULAR} (expected {expected})")
     trials, info = read_parquet(p), read_metadata(p)  # ReportError for a file that is not a table
-    missing = [c for c in ("sweep", "trial_id", "status", "knn_top1", "point") if c not in trials]
+    missing = [c for c in ("sweep", "trial_id", "status", KNN_TOP1, "point") if c not in trials]
     if missing:
         raise ReportError(f"{p}: no column {', '.join(missing)}; expected {expected}")
     epochs_file = p.with_name(EPOCHS_TABLE)
@@ -131,7 +131,7 @@ def check_shared(sources: list[Source]) -> list[str]:
         searched = "; ".join(f"{s.name} ({s.path}): {', '.join(s.params) or 'none'}" for s in sources)
         raise ReportError(f"the sweeps share no searched parameter ({searched}); compare needs at "
                           "least one parameter that every sweep searched")
-    no_metric = [f"{s.name} ({s.path})" for s in sources if not s.trials["knn_top1"].notna().any()]
+    no_metric = [f"{s.name} ({s.path})" for s in sources if not s.trials[KNN_TOP1].notna().any()]
     if no_metric:
         raise ReportError(f"no shared metric: {', '.join(no_metric)} has no trial with a kNN top-1 yet "
                           "(expected at least one evaluated trial per sweep)")
@@ -260,7 +260,7 @@ def side_by_side(counted: pd.DataFrame, param: str, names: list[str]) -> pd.Data
         row = {param: group}
         for name in names:
             sel = data[(data["_group"] == group) & (data["sweep"] == name)]
-            mean, ci, n = mean_ci(sel["knn_top1"].tolist())
+            mean, ci, n = mean_ci(sel[KNN_TOP1].tolist())
             pooled = "point" in sel and sel["point"].nunique() > 1
             row[name] = f"{fmt_mean_ci(mean, math.nan if pooled else ci)} ({n})" if n else "–"
         rows.append(row)
@@ -324,9 +324,9 @@ def comparison_metric(sources: list[Source]) -> tuple[str, str, str]:
         metric, mode = pairs.pop()
         return metric, mode, ""
     own = "; ".join(f"{name}: {metric} ({mode})" for name, (metric, mode) in ranks_by.items())
-    knn = mode_of(DEFAULT_METRIC)
-    return DEFAULT_METRIC, knn, (f"The sweeps rank by different metrics ({own}); they are compared on "
-                                 f"{DEFAULT_METRIC} ({knn}), which every one of them records.")
+    knn = mode_of(KNN_TOP1)
+    return KNN_TOP1, knn, (f"The sweeps rank by different metrics ({own}); they are compared on "
+                           f"{KNN_TOP1} ({knn}), which every one of them records.")
 
 
 def best_line(bests: pd.DataFrame, metric: str, mode: str, differ: Sequence[str] = ()) -> str:
@@ -388,7 +388,7 @@ def comparison_document(sources: list[Source], shared: list[str], trials: pd.Dat
              "are one configuration's (none where other parameters vary); "
              f"{counted_statuses()} trials. "
              "Parameters searched by every sweep: " + ", ".join(f"`{p}`" for p in shared) + ".")
-    counted = pd.concat([counted_trials(s.trials)[0] for s in sources], ignore_index=True)
+    counted = pd.concat([counted_trials(s.trials, KNN_TOP1)[0] for s in sources], ignore_index=True)
     for p in shared:
         doc.heading(p, level=3)
         doc.table(side_by_side(counted, p, names))

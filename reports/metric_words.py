@@ -11,10 +11,9 @@ the ranked metric takes its words from here.
 
 from __future__ import annotations
 
-from sweep_format.metrics import is_knn
+from sweep_format.metrics import KNN_TOP1, KNN_TOP5, is_knn
 
-KNN_TOP1 = "knn_top1"
-LABELS = {"knn_top1": "kNN top-1 (%)", "knn_top5": "kNN top-5 (%)"}
+LABELS = {KNN_TOP1: "kNN top-1 (%)", KNN_TOP5: "kNN top-5 (%)"}
 
 
 def is_percent(metric: str) -> bool:

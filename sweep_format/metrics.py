@@ -11,13 +11,14 @@ direction by themselves, so a spec that ranks by one must say ``mode``. The spec
 
 from __future__ import annotations
 
-METRICS = ("knn_top1", "knn_top5", "loss", "dino_loss", "teacher_entropy", "kl_teacher_student")
-DEFAULT_METRIC = "knn_top1"
+KNN_TOP1, KNN_TOP5 = "knn_top1", "knn_top5"  # the trainer's weighted-kNN accuracies, in %
+METRICS = (KNN_TOP1, KNN_TOP5, "loss", "dino_loss", "teacher_entropy", "kl_teacher_student")
+DEFAULT_METRIC = KNN_TOP1
 # a spec.yaml's metric of older sweeps, no longer accepted by a spec: their folders still open
 LEGACY_METRICS = ("best_knn_top1",)
 MODES = ("max", "min")
 # the metrics whose better direction is not a matter of taste: ranking the other way is a mistake
-DIRECTION = {"knn_top1": "max", "knn_top5": "max", "loss": "min", "dino_loss": "min"}
+DIRECTION = {KNN_TOP1: "max", KNN_TOP5: "max", "loss": "min", "dino_loss": "min"}
 # ``device_kind``, reported beside ``device_seconds``: the unit of the cost (GPU share x wall seconds on a
 # GPU, process CPU seconds on CPU; never added together), GPU first as the reports list them
 GPU, CPU = "GPU", "CPU"

@@ -41,3 +41,19 @@ def test_only_metrics_names_the_device_kinds() -> None:
     copies = [str(f.relative_to(ROOT)) for p in PACKAGES for f in sorted((ROOT / p).rglob("*.py"))
               if f != owner and kinds(f)]
     assert not copies, f"use sweep_format.metrics.GPU / CPU in {copies}"
+
+
+def test_every_knn_metric_is_labelled_in_percent_and_compare_falls_back_to_the_one_it_checks() -> None:
+    """The kNN metrics' names are sweep_format.metrics' (reports.metric_words kept its own KNN_TOP1, and
+    compare checked a literal "knn_top1" while falling back to DEFAULT_METRIC): a sweep pair that ranks by
+    different metrics is compared on the one check_shared made sure every sweep has."""
+    import pandas as pd
+
+    from reports import compare, metric_words
+
+    assert all(metric_words.label(m).endswith("(%)") for m in METRICS if is_knn(m))
+    sources = [compare.Source(name, Path(name), pd.DataFrame({"knn_top1": [50.0]}), pd.DataFrame(),
+                              {"params": ["teacher_temp"], "metric": metric, "mode": mode})
+               for name, metric, mode in (("a", "loss", "min"), ("b", "knn_top5", "max"))]
+    metric, mode, note = compare.comparison_metric(sources)
+    assert (metric, mode) == (metric_words.KNN_TOP1, "max") and "compared on knn_top1 (max)" in note
