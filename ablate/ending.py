@@ -48,7 +48,8 @@ RESERVE_BYTES = 1 << 20
 class SweepInterrupted(Exception):
     """The sweep stopped before its end (a signal); records are marked, ``ablate resume`` continues."""
 
-    ended = "interrupted"  # how the driver's last line (summary.resume_hint) says the sweep ended
+    # how the driver's last line (summary.resume_hint) says the sweep ended: as its unfinished records say
+    ended = statuses.INTERRUPTED
 
     def __init__(self, sweep_dir: Path, signum: int = signal.SIGINT) -> None:
         super().__init__(f"{self.ended}; continue with `ablate resume {shell_word(sweep_dir)}`")

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False, exit_code: int = 130,
-           ended: str = "interrupted") -> int:
+           ended: str = statuses.INTERRUPTED) -> int:
     """Build the report (and the attention panel where the backbone is a ViT) and print a summary.
 
     Exit code: 0 when every trial finished and one has a trained value of the metric; ``exit_code``
@@ -75,7 +75,7 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False,
 
 def exit_status(sweep_dir: Path, trials: pd.DataFrame, total: int | None, interrupted: bool, exit_code: int,
                 scored: bool, failed_only: bool = False, reported: bool = False,
-                ended: str = "interrupted") -> int:
+                ended: str = statuses.INTERRUPTED) -> int:
     if interrupted:
         done = int(trials["status"].isin(statuses.FINAL).sum())
         total = total if total is not None else len(trials)
@@ -109,7 +109,7 @@ def exit_status(sweep_dir: Path, trials: pd.DataFrame, total: int | None, interr
 
 
 def resume_hint(sweep_dir: Path, done: int | None, total: int | None, reported: bool = False,
-                ended: str = "interrupted") -> str:
+                ended: str = statuses.INTERRUPTED) -> str:
     """What an interrupted driver says last: how the sweep ended (``ended``: interrupted, or stopped on an
     error), how far it got, and the command that goes on (with every trial finished, only the report is
     left to write; ``reported``: it has been written)."""
@@ -122,7 +122,7 @@ def resume_hint(sweep_dir: Path, done: int | None, total: int | None, reported: 
 
 
 def conclude(sweep_dir: Path, total: int, interrupted: bool = False, exit_code: int = 130,
-             ended: str = "interrupted") -> int:
+             ended: str = statuses.INTERRUPTED) -> int:
     """``finish``, and the resume hint even when a signal cuts the report short. SIGTERM and SIGHUP
     stop it as Ctrl-C does: past the sweep's own handlers, they killed the driver in the report
     without a word (exit 143, no report, no hint), where Ctrl-C printed the hint."""

@@ -154,3 +154,15 @@ def test_an_interrupt_as_the_last_trial_ended_points_to_no_report_it_just_wrote(
     assert f"report: {sweep / 'report' / 'report.html'}" in out
     assert "ablate: interrupted: 1 of 1 trials finished; nothing is left to run" in err
     assert "ablate report" not in err
+
+
+def test_an_interrupted_sweep_ends_in_its_records_words_however_the_hint_is_reached(tmp_path: Path) -> None:
+    """How an interrupted sweep ended was written in SweepInterrupted and again as four defaults of
+    ablate.summary: both now say it as the status its unfinished records are marked with."""
+    from ablate.ending import SweepInterrupted
+    from ablate.summary import resume_hint
+    from sweep_format.statuses import INTERRUPTED
+
+    assert SweepInterrupted(tmp_path).ended == INTERRUPTED
+    assert resume_hint(tmp_path, 1, 2) == resume_hint(tmp_path, 1, 2, ended=SweepInterrupted(tmp_path).ended)
+    assert resume_hint(tmp_path, 1, 2).startswith(f"ablate: {INTERRUPTED}: 1 of 2 trials finished; ")
