@@ -6,8 +6,9 @@
                          trials/<id>.error.txt: an errored trial's whole error (its reason is one line)
     optuna.db            the Optuna study (search.algorithm: optuna)
     reference_knn.json   raw-pixel and untrained-network kNN of the dataset
-    tune/                Ray Tune's experiment: one folder per trial run, with its checkpoints;
-                         ablate reads back only the checkpoints (weights-only), never Ray's state
+    tune/                Ray Tune's experiment: one folder per trial run, with its checkpoints
+                         (checkpoint_NNNNNN/checkpoint.pt, the name an `ablate train` run folder uses
+                         too); ablate reads back only the checkpoints (weights-only), never Ray's state
     report/              trials.parquet, epochs.parquet, report.md, report.html, plots/, attention.png
                          (an `ablate compare` folder holds the same names)
     ray.log              Ray's and Optuna's own log lines
@@ -43,6 +44,8 @@ REFERENCE_FILE = "reference_knn.json"
 PIXEL_KNN, UNTRAINED_KNN = "pixel_knn_top1", "untrained_knn_top1"
 REFERENCE_KNN = (PIXEL_KNN, UNTRAINED_KNN)
 TUNE_DIR = "tune"
+# a trial's weights-only checkpoint in tune/<run>/checkpoint_NNNNNN/ (and in an `ablate train` run folder)
+CHECKPOINT_NAME = "checkpoint.pt"
 REPORT_DIR = "report"
 RESERVE_FILE = ".reserve"  # in TRIALS_DIR (ablate.ending); never a record: records are *.json
 ERROR_SUFFIX = ".error.txt"  # trials/<id>.error.txt (sweep_format.records.error_path); never a record

@@ -9,6 +9,7 @@ from pathlib import Path
 from ablate.errors import UserError
 from ablate.folder import check_writable, remove_made
 from sweep_format.files import file_on_path, user_arg
+from sweep_format.layout import CHECKPOINT_NAME
 from sweep_format.text import plural, printable
 from trainables.config import DEVICES, MAX_CROP, device_problem
 
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(nearest, one square per patch), beside each image; optionally the mask of "
                     "the patches that hold --threshold of the attention mass. SOURCE is a run "
                     "folder of `ablate train`, a sweep trial folder (its latest checkpoint) or a "
-                    "checkpoint.pt file. Images: the run's held-out (test split) images, evenly "
+                    f"{CHECKPOINT_NAME} file. Images: the run's held-out (test split) images, evenly "
                     "spaced, and/or image files given with --image.")
     p.add_argument("source", metavar="SOURCE", help="run folder, sweep trial folder or checkpoint file")
     p.add_argument("--images", type=int, default=None, metavar="N",

@@ -37,7 +37,7 @@ from sweep_format.files import (
     user_arg,
     write_text,
 )
-from sweep_format.layout import RAY_LOG, inside_sweep, sweep_around
+from sweep_format.layout import CHECKPOINT_NAME, RAY_LOG, inside_sweep, sweep_around
 from sweep_format.text import shell_word
 from trainables.config import (
     ConfigError,
@@ -68,8 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train one DINO run (student, EMA teacher, multi-crop) with weighted-kNN "
                     "evaluation at epoch 0, every eval_every epochs and at the end. Writes "
-                    "DIR/config.yaml, DIR/metrics.jsonl (one JSON object per epoch) and "
-                    "DIR/checkpoint.pt (every epoch).")
+                    f"DIR/{CONFIG_NAME}, DIR/{METRICS_NAME} (one JSON object per epoch) and "
+                    f"DIR/{CHECKPOINT_NAME} (every epoch).")
     p.add_argument("config", nargs="?", help="YAML file of trainer keys (or a sweep spec: its "
                    "'trainer' section is used)")
     p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE", default=[],
@@ -153,7 +153,7 @@ class Ending:
 
 def run_train(args: argparse.Namespace, signals: Signals | None = None, ending: Ending | None = None) -> int:
     from trainables import cuda  # torch and timm: not for --help
-    from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, resolve_device
+    from trainables.dino.trainer import DINOTrainer, resolve_device
 
     ending = ending or Ending()
     if not 1 <= args.workers <= MAX_RESOURCE:  # Ray's ValueError (a traceback) once it started
@@ -245,7 +245,6 @@ def foreign_files(out: Path) -> str:
     replaced it with the resolved keys, its comments lost), and a metrics.jsonl or checkpoint.pt
     without a config.yaml beside it is no run's (the run rewrote the user's metrics.jsonl, dropping its
     rows and appending its own)."""
-    from trainables.dino.trainer import CHECKPOINT_NAME
 
     config = out / CONFIG_NAME
     if not config.exists():
@@ -295,7 +294,6 @@ def remove_unstarted(made: Path | None, out: Path) -> None:
 def unstarted(made: Path | None, out: Path) -> bool:
     """Whether ``out`` is a run folder this command made (``made``) that holds no result yet, which
     ``remove_unstarted`` removes when the run stops."""
-    from trainables.dino.trainer import CHECKPOINT_NAME
 
     return made is not None and not any((out / name).exists() for name in (CHECKPOINT_NAME, METRICS_NAME))
 
@@ -305,7 +303,6 @@ def interrupted(out: Path, workers: int, exc: KeyboardInterrupt, saved: int | No
     """Ctrl-C, SIGTERM or SIGHUP: say where the run stopped (``saved``: its checkpoint's epoch, when
     known) and how it continues, or that it starts over; exit 130, 143 or 129. After the run's done
     line (``ending``) nothing was stopped: nothing more is said, exit 0."""
-    from trainables.dino.trainer import CHECKPOINT_NAME
 
     if ending is not None and ending.done:
         return 0
@@ -329,7 +326,7 @@ def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None, ending: End
     With data-parallel workers every rank trains and only rank 0 writes.
     """
     from trainables import cuda
-    from trainables.dino.trainer import CHECKPOINT_NAME, NonFiniteLossError
+    from trainables.dino.trainer import NonFiniteLossError
     from trainables.distributed import is_distributed
 
     cfg, ckpt, metrics_file = trainer.cfg, out / CHECKPOINT_NAME, out / METRICS_NAME
@@ -563,7 +560,7 @@ def worker_loop(config: dict[str, Any]) -> None:
 
     from trainables import cuda
     from trainables.ddp_trial import RankEnded, worker_config
-    from trainables.dino.trainer import CHECKPOINT_NAME, DINOTrainer, resolve_device
+    from trainables.dino.trainer import DINOTrainer, resolve_device
     from trainables.trial import use_assigned_cpus
 
     use_assigned_cpus()

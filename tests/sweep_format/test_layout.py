@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("ablate", "trainables", "reports", "sweep_format", "bench")
 FILES = (layout.SPEC_FILE, layout.OPTUNA_DB, layout.REFERENCE_FILE, layout.TRIALS_TABLE, layout.EPOCHS_TABLE,
          layout.REPORT_MD, layout.REPORT_HTML, layout.ATTENTION_FILE, layout.RAY_LOG, layout.LOCK_FILE,
-         layout.HISTORY_FILE, layout.ERROR_SUFFIX)
+         layout.HISTORY_FILE, layout.ERROR_SUFFIX, layout.CHECKPOINT_NAME)
 FOLDERS = (layout.TRIALS_DIR, layout.TUNE_DIR, layout.REPORT_DIR, layout.PLOTS_DIR, layout.MLFLOW_DIR)
 
 

@@ -33,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, Subset
 
 from sweep_format.files import atomic_path
+from sweep_format.layout import CHECKPOINT_NAME as CHECKPOINT_NAME  # the file a run's weights are saved in
 from trainables import cuda
 from trainables.checkpoint import DamagedFileError, load_pt
 from trainables.config import ConfigError, DINOConfig, config_differences
@@ -67,7 +68,6 @@ from trainables.distributed import (
 from trainables.inputs import check_model
 from trainables.knn import extract_features, extract_features_in_memory, knn_accuracy
 
-CHECKPOINT_NAME = "checkpoint.pt"
 # kNN of untrained networks this process has evaluated, by a digest of their weights and the data:
 # in a sweep, Ray reuses a trial's process for the next trial, and every repeat of a seed starts
 # from the same initialization, so each is evaluated once (the values are the same ones).
