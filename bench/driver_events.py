@@ -34,6 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sweep_format.layout import OPTUNA_DB, SPEC_FILE, TRIALS_DIR, TUNE_DIR
+from sweep_format.statuses import COMPLETED, RUNNING
 
 TINY = {"epochs": 2, "dataset": "synthetic", "arch": "test_vit", "patch_size": 4, "global_crops_size": 16,
         "local_crops_size": 8, "local_crops_number": 2, "out_dim": 32, "head_hidden_dim": 32,
@@ -69,13 +70,13 @@ def build(folder: Path, n: int) -> Path:
         config = {**spec.trainer_config().model_dump(mode="json"), **params, "repeat": 0, "_optuna_trial": i}
         rec = new_record(spec, points, f"{rng.getrandbits(32):08x}", config)
         knn = rng.uniform(20, 60)
-        rec.update(status="completed", trial_dir=f"{TUNE_DIR}/trial_{rec['trial_id']}", created_at=1.79e9 + i,
+        rec.update(status=COMPLETED, trial_dir=f"{TUNE_DIR}/trial_{rec['trial_id']}", created_at=1.79e9 + i,
                    updated_at=1.79e9 + i + 0.5, epochs=[
-                       {"epoch": 0, "knn_top1": 30.0, "trial_outcome": "running", "knn_evaluated": True},
+                       {"epoch": 0, "knn_top1": 30.0, "trial_outcome": RUNNING, "knn_evaluated": True},
                        {"epoch": 1, "loss": rng.uniform(1, 2), "knn_top1": knn, "epoch_time_s": 1.3,
-                        "trial_outcome": "running", "knn_evaluated": True},
+                        "trial_outcome": RUNNING, "knn_evaluated": True},
                        {"epoch": 2, "loss": rng.uniform(1, 2), "knn_top1": knn, "epoch_time_s": 1.3,
-                        "trial_outcome": "completed", "knn_evaluated": True}])
+                        "trial_outcome": COMPLETED, "knn_evaluated": True}])
         rec["trial_dirs"] = [rec["trial_dir"]]
         write_record(sweep, rec)
         frozen.append(optuna.trial.create_trial(params=params, distributions=optuna_distributions(spec),
@@ -162,7 +163,7 @@ def time_callbacks(sweep: Path, repeats: int) -> dict[str, float]:
             view.on_trial_start(0, trials, trial)
         for epoch in (0, 1, 2):
             result = {"epoch": epoch, "loss": 1.5, "knn_top1": 40.0, "time_this_iter_s": 1.3,
-                      "stop_reason": "", "trial_outcome": "completed" if epoch == 2 else "running"}
+                      "stop_reason": "", "trial_outcome": COMPLETED if epoch == 2 else RUNNING}
             timed("recorder: result", recorder.on_trial_result, 0, trials, trial, result)
             for view in views.values():
                 view.on_trial_result(0, trials, trial, result)

@@ -15,7 +15,8 @@ PACKAGES = ("ablate", "trainables", "reports", "sweep_format", "bench")
 def status_literals(tree: ast.AST) -> list[tuple[int, str]]:
     """(line, status) of each status spelled as a literal where it decides something: compared with a
     status or an outcome (``rec["status"] == "oom"``, ``outcome in ("completed", ...)``,
-    ``trials["status"].isin([...])``) or kept as a named list of statuses (``RANKED = (...)``)."""
+    ``trials["status"].isin([...])``), kept as a named list of statuses (``RANKED = (...)``) or written
+    as a record's or a result row's status (``status="completed"``, ``{"trial_outcome": "running"}``)."""
     def named(node: ast.AST | None) -> str | None:
         return node.value if isinstance(node, ast.Constant) and node.value in statuses.ORDER else None
 
@@ -26,9 +27,18 @@ def status_literals(tree: ast.AST) -> list[tuple[int, str]]:
     def of_status(node: ast.AST) -> bool:
         return any(word in ast.unparse(node) for word in ("status", "outcome"))
 
+    def written(value: ast.AST) -> list[str]:
+        return [s for n in ast.walk(value) if (s := named(n))]
+
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Compare):
+        if isinstance(node, ast.keyword) and node.arg in ("status", "trial_outcome"):
+            found += [(node.lineno, s) for s in written(node.value)]
+        elif isinstance(node, ast.Dict):
+            found += [(node.lineno, s) for key, value in zip(node.keys, node.values, strict=True)
+                      if isinstance(key, ast.Constant) and key.value in ("status", "trial_outcome")
+                      for s in written(value)]
+        elif isinstance(node, ast.Compare):
             sides = [node.left, *node.comparators]
             if any(of_status(side) for side in sides):
                 found += [(node.lineno, s) for side in sides for s in spelled(side)]
@@ -45,9 +55,10 @@ def status_literals(tree: ast.AST) -> list[tuple[int, str]]:
 def test_status_literals_are_found() -> None:
     code = ('RANKED = ("completed", "flagged")\nok = r["status"] == "oom" or outcome in ("x", "errored")\n'
             't[t["status"].isin(["diverged"])]\n'
-            'k = r["collapsed"] if "collapsed" in r else words == "collapsed"')  # column names, words
-    assert sorted(s for _, s in status_literals(ast.parse(code))) == ["completed", "diverged", "errored",
-                                                                        "flagged", "oom"]
+            'k = r["collapsed"] if "collapsed" in r else words == "collapsed"\n'  # column names, words
+            'rec.update(status="pending")\nrow = {"trial_outcome": "completed" if last else "running"}')
+    found = sorted(s for _, s in status_literals(ast.parse(code)))
+    assert found == ["completed", "completed", "diverged", "errored", "flagged", "oom", "pending", "running"]
 
 
 def test_no_module_spells_a_status_it_decides_on() -> None:
