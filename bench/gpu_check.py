@@ -5,7 +5,8 @@ Each subcommand reads what a stage left (bench/step.py's and bench/throughput.py
 columns in reports/SCHEMA.md, and exit codes), prints ONE line, `PASS TARGET: ...` or
 `FAIL TARGET: ...`, on stdout and exits 0 on PASS, 1 on FAIL. Nothing here imports ablate's
 modules or reads Ray's files; the statuses and the sweep folder's file names are the format's
-own (sweep_format, which imports none of them).
+own (sweep_format, which imports none of them), and which trials count is the report's ranking rule
+(reports.ranking, which reads the same public tables).
 
     python bench/gpu_check.py preflight --gpu-json W/gpu.json   # imports, CUDA, the GPU
     python bench/gpu_check.py step ABLATE.jsonl LIGHTLY.jsonl --target 1.25
@@ -35,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the checkout's sweep_format, whatever PYTHONPATH says
 
 from sweep_format.layout import EPOCHS_TABLE, REPORT_DIR, TRIALS_TABLE  # noqa: E402
-from sweep_format.statuses import COMPLETED, OOM, RANKED  # noqa: E402  (RANKED: the trials that count)
+from sweep_format.metrics import KNN_TOP1  # noqa: E402
+from sweep_format.statuses import COMPLETED, OOM  # noqa: E402
 
 # The main job on the 2-core CPU (README, "Set-up"): what the GPU figures are read against.
 CPU_TEMPS = ("CPU (README, 2 cores, 9 min 45 s): working configurations 46.1 and 45.7 % (means of 3 seeds), "
@@ -316,7 +318,11 @@ def temps(args: argparse.Namespace) -> str:
     if args.csv:
         table.to_csv(args.csv, index=False)
     print(table.to_string(index=False), file=sys.stderr)
-    counted = trials[trials["status"].isin(RANKED) & trials["knn_top1"].notna()]
+    from reports.ranking import counted_trials  # pandas, as read_parquet: only where a table is read
+
+    # as the report counts them: a trained value, of a trial that ran its schedule or stopped for cause
+    counted, partial = counted_trials(trials, KNN_TOP1)
+    counted = counted.iloc[0:0] if partial else counted
     counted = counted.assign(collapsed=counted["collapsed"].fillna(False).astype(bool))
     points = counted.groupby("point").agg(mean=("knn_top1", "mean"), n=("knn_top1", "size"),
                                           collapsed=("collapsed", "any"))

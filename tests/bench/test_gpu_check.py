@@ -201,6 +201,18 @@ def test_temps_needs_every_collapsed_mean_below_every_working_one(tmp_path: Path
     assert len(table) == sum(len(v) for v in knn.values())
 
 
+def test_temps_counts_the_trials_the_report_ranks(tmp_path: Path):
+    """The verdict counted every ranked-status trial with a kNN on its own, where the report's rule
+    (reports.ranking) counts only a value measured after training: a trial that diverged in its first
+    epoch holds the untrained network's kNN (knn_epoch 0), and was a 'working configuration' at 20 %."""
+    table = temps_table({0: [46, 47, 45], 1: [44, 45, 44], 2: [33, 34, 32], 3: [35, 36, 34], 4: [20]}, {2, 3})
+    table["knn_epoch"] = [8] * 12 + [0]
+    table.loc[table["point"] == 4, "status"] = "diverged"
+    path = sweep(tmp_path, "temps", "trials", table.astype({"knn_epoch": "Int64"}))
+    rc, line = verdict("temps", path, "--exit-code", "0", "--seconds", "95")
+    assert rc == 0 and "12 of 13 trials counted" in line, line
+
+
 def test_a_sweep_without_its_report_fails_in_one_line(tmp_path: Path):
     rc, line = verdict("temps", tmp_path / "runs" / "temps", "--exit-code", "124")
     assert rc == 1 and line.startswith("FAIL ") and "trials.parquet: not written" in line
