@@ -34,6 +34,7 @@ from sweep_format.records import (
 )
 from sweep_format.text import LINE_MAX, cut_at_word, shell_word
 from sweep_format.values import PointIndex, values_equal
+from trainables.data_workers import Death, worker_death
 
 # Ray bookkeeping kept out of the epoch rows (the config is the record's own field).
 RAY_KEYS = {"config", "date", "hostname", "checkpoint_dir_name", "trial_id", "done", "should_checkpoint",
@@ -188,6 +189,8 @@ ACTOR_DIED = "The actor died unexpectedly before finishing this task."
 ACTOR_FIELD = re.compile(r"(class_name|actor_id|pid|name|namespace|ip): \S*$")
 ACTOR_FIELD_VALUE = re.compile(r"(pid|ip): (\S+)$")
 # A worker killed by a signal Ray did not send (the kernel's OOM killer, a kill -9, a crash).
+# Ray's header of a task's error: "ray::ImplicitFunc.train() (pid=27706, ip=127.0.0.1, actor_id=...)".
+RAY_TASK = re.compile(r"\(pid=(\d+), ip=([^,)\s]+)")
 WORKER_LOST = re.compile(r"worker process has died\. Worker exit type: SYSTEM_ERROR .*unexpectedly exits")
 
 
@@ -220,10 +223,25 @@ def failure_of(trial: Any, kills: KillLedger | None = None) -> Failure:
             killed = kernel_kill(fields, kills.claim(str(trial.trial_id), fields.get("ip")), lines[-1])
             if killed is not None:
                 return killed
+    if lines and (death := worker_death(lines[-1])) is not None:  # a DataLoader worker of the trial's
+        return loader_death(trial, death, RAY_TASK.findall(last), kills)
     if lines and lines[-1]:
         return Failure(statuses.ERRORED, first_sentences(lines[-1]))
     folder = Path(trial.path or "").name
     return Failure(statuses.ERRORED, f"Ray marked the trial as errored (see {TUNE_DIR}/{folder})")
+
+
+def loader_death(trial: Any, death: Death, task: list[tuple[str, str]], kills: KillLedger | None) -> Failure:
+    """How a trial ended whose data-loading worker died (``trainables.data_workers``): ``oom`` when
+    the kernel's OOM killer killed it (``kernel_kill``, with the worker's pid; the node is the trial's,
+    from Ray's ``(pid=..., ip=...)`` of the task), else ``errored`` with what killed it."""
+    if kills is not None and death.may_be_oom():
+        ip = task[-1][1] if task else None
+        fields = {"pid": str(death.pid), "ip": ip or "?"}
+        killed = kernel_kill(fields, kills.claim(str(trial.trial_id), ip), death.said, "data-loading worker")
+        if killed is not None:
+            return killed
+    return Failure(statuses.ERRORED, first_sentences(death.said))
 
 
 def failure_text(trial: Any) -> str:
@@ -246,7 +264,8 @@ def memory_kill_reason(report: str) -> str:
     return f"out of host memory: killed by Ray's memory monitor{where}{over}; {HOST_MEMORY_ADVICE}"
 
 
-def kernel_kill(fields: dict[str, str], kills: Count | None, said: str) -> Failure | None:
+def kernel_kill(fields: dict[str, str], kills: Count | None, said: str, process: str = "worker"
+                ) -> Failure | None:
     """How a worker that died without a word from Ray ended, when the kernel's OOM killer killed a
     process on the driver's node as it ran (``kills``: those no earlier death claimed, ``KillLedger``).
 
@@ -257,13 +276,14 @@ def kernel_kill(fields: dict[str, str], kills: Count | None, said: str) -> Failu
     (``kernel.dmesg_restrict``), as the count does not name the process. None when the readable log
     does not name the pid (the kernel killed another process). A machine-wide count alone (no cgroup
     count to read) may be another user's kill: ``errored``, with Ray's words (``said``), then the
-    likely cause and the advice."""
+    likely cause and the advice. ``process``: what the pid is, the trial's Ray ``worker`` or its
+    ``data-loading worker`` (a DataLoader's, ``loader_death``)."""
     from trainables.cuda import HOST_MEMORY_ADVICE  # the trial's own words (torch: imported when needed)
 
     if kills is None:
         return None
     pid, ip = fields.get("pid"), fields.get("ip")
-    worker = f"its worker (pid {pid}) on node {ip}" if pid else f"its worker on node {ip}"
+    worker = f"its {process} (pid {pid}) on node {ip}" if pid else f"its {process} on node {ip}"
     logged = logged_kill(int(pid)) if pid and pid.isdigit() else None
     if logged is False:  # the kernel killed another process: the worker died otherwise (Ray's words)
         return None

@@ -22,6 +22,7 @@ from sweep_format.files import user_path
 from sweep_format.layout import folder_problem, unlisted
 from sweep_format.text import plural
 from trainables.config import MAX_STEPS, TORCHVISION, TORCHVISION_ROOT, ConfigError, DINOConfig
+from trainables.data_workers import bad_image
 from trainables.digit_scenes import SceneDesign, make_digit_scenes, source_split
 from trainables.image_check import denied, large_images, unreadable_images
 from trainables.image_files import open_image
@@ -49,9 +50,14 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def open_rgb(path: str) -> Image.Image:
     """An image file as 8-bit RGB (``to_rgb``); torchvision's loader converts it with PIL alone, and
-    lets PIL open any format it knows (``open_image`` allows raster formats only)."""
-    with open(path, "rb") as f:
-        return to_rgb(open_image(f))
+    lets PIL open any format it knows (``open_image`` allows raster formats only). A file that does not
+    read (the folder changed since ``checked_image_folder`` decoded it) is a ``BadImageFile`` naming it:
+    PIL's error, raised in a DataLoader worker, named no file."""
+    try:
+        with open(path, "rb") as f:
+            return to_rgb(open_image(f))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise bad_image(path, exc) from None
 
 
 class Transformed(Dataset):

@@ -7,7 +7,9 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+
+from trainables.dino.loaders import Loader
 
 
 def knn_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
@@ -64,7 +66,7 @@ def extract_features(model: nn.Module, dataset: Dataset, device: torch.device, b
                      num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Backbone features (fp16, L2-normalized) and labels of a dataset that yields (tensor, label)."""
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+    loader = Loader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=device.type == "cuda")
     feats, labels = [], []
     for images, targets in loader:

@@ -326,6 +326,7 @@ def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None, ending: End
     With data-parallel workers every rank trains and only rank 0 writes.
     """
     from trainables import cuda
+    from trainables.data_workers import BadImageFile, dead_worker
     from trainables.dino.trainer import NonFiniteLossError
     from trainables.distributed import is_distributed
 
@@ -352,10 +353,16 @@ def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None, ending: End
         if writes:
             print(f"ablate train: stopped: {exc}", file=log)
         return 1
-    except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError too
-        if not cuda.out_of_memory(exc):
+    except BadImageFile as exc:  # an image file changed as the run read it
+        if not writes:
             raise
-        reason = cuda.oom_reason(exc, trainer.device, 0)
+        print(f"ablate train: stopped: {exc}; {ckpt} holds the last finished epoch", file=log)
+        return 1
+    except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError too; a data-loading worker's death
+        death = dead_worker(exc) if isinstance(exc, RuntimeError) else None
+        if death is None and not cuda.out_of_memory(exc):
+            raise
+        reason = str(death) if death else cuda.oom_reason(exc, trainer.device, 0)
         stopped = f"ablate train: stopped: {reason}; {ckpt} holds the last finished epoch"
         if is_distributed():  # this rank alone, maybe: its peers may wait for it in a collective
             from trainables.ddp_trial import RankEnded

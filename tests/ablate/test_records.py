@@ -796,3 +796,49 @@ def test_an_interrupted_trial_names_the_checkpoint_its_result_never_reached_the_
     assert marked["reason"] == ("interrupted after 0/4 epochs; its checkpoint of epoch 1 is kept, its "
                                 "result unrecorded; SIGTERM received; "
                                 f"`ablate resume {sweep}` continues it from epoch 1")
+
+
+# The last failure of a trial whose DataLoader worker (num_workers 2, an image folder) was killed, as the
+# trial's error file ends after ablate words torch's "DataLoader worker (pid(s) 8822) exited unexpectedly".
+LOADER_KILLED = """Failure # 3 (occurred at 2026-12-07_13-40-08)
+\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=8976, ip=127.0.0.1, actor_id=c35d54, repr=dino_trainable)
+  File "/work/h59/trainables/dino/loaders.py", line 160, in __iter__
+    raise death from None
+trainables.data_workers.WorkerDied: a data-loading worker (DataLoader, pid 9012) was killed by SIGKILL; not \
+sent by ablate: a kill -9, or the kernel's OOM killer (lower num_workers or batch_size where memory is short)
+"""
+LOADER_WORDS = ("a data-loading worker (DataLoader, pid 9012) was killed by SIGKILL; not sent by ablate: "
+                "a kill -9, or the kernel's OOM killer (lower num_workers or batch_size where memory is "
+                "short)")
+
+
+@pytest.mark.parametrize(("text", "after", "log", "status", "reason"), [
+    (LOADER_KILLED, 4, None, "oom", "out of host memory, likely: its data-loading worker (pid 9012) on node "
+     "127.0.0.1 died unexpectedly as the kernel's OOM killer killed a process in this sweep's memory cgroup"),
+    (LOADER_KILLED, 4, "Killed process 9012 (ray::ImplicitFu)", "oom", "out of host memory: its data-loading "
+     "worker (pid 9012) on node 127.0.0.1 was killed by the kernel's OOM killer (the kernel log names it)"),
+    (LOADER_KILLED, 4, "Killed process 777 (python)", "errored", LOADER_WORDS),  # another process's kill
+    (LOADER_KILLED, 3, None, "errored", LOADER_WORDS),  # no kill while it ran: a kill -9
+    (LOADER_KILLED.replace("SIGKILL; not", "SIGBUS; not"), 4, None, "errored",  # not the OOM killer's signal
+     LOADER_WORDS.replace("SIGKILL", "SIGBUS")),
+    (LOADER_KILLED.split("trainables.data_workers")[0]  # torch's own words
+     + "RuntimeError: DataLoader worker (pid(s) 9012) exited unexpectedly\n", 4, None, "oom",
+     "out of host memory, likely: its data-loading worker (pid 9012)"),
+])
+def test_a_data_loading_worker_the_kernels_oom_killer_killed_ends_oom(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, after: int, log: str | None, status: str,
+        reason: str) -> None:
+    """torch's words of a DataLoader worker's death name its pid: the kernel's counts and log weigh it as
+    they weigh a Ray worker's (``kernel_kill``), so that `ablate resume --retry oom` runs it again; any other
+    death is errored, saying which worker died and by what signal (not torch's "exited unexpectedly")."""
+    from ablate import oom_kills
+
+    file = tmp_path / "error.txt"
+    file.write_text(text)
+    monkeypatch.setattr(oom_kills, "KERNEL_LOG", tmp_path / "kmsg")  # absent: unreadable
+    if log:
+        (tmp_path / "kmsg").write_text(f"6,3170,51318638901,-;Memory cgroup out of memory: {log} x\n")
+    got = failure_of(FakeTrial(file), kernel_ledger("cgroup", 3, after))
+    assert got.status == status and got.reason.startswith(reason)
+    if status == "oom":
+        assert got.reason.endswith(ADVICE)

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms
 
 from trainables.data import to_rgb
+from trainables.data_workers import BadImageFile, dead_worker, raised_text
 from trainables.dino.batch_augment import BatchDataAugmentationDINO
 from trainables.distributed import ShardSampler
 
@@ -140,11 +141,31 @@ class SeededTransform(Dataset):
         return out, int(label), i
 
 
+class Loader(DataLoader):
+    """A ``DataLoader`` whose workers' failures are ``BadImageFile`` or ``WorkerDied``
+    (``trainables.data_workers``) instead of torch's words, which name neither the file nor the signal."""
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        batches = super().__iter__()
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except BadImageFile as exc:  # its text: the worker's traceback, its last line the file's
+                raise BadImageFile(raised_text(exc)) from None
+            except RuntimeError as exc:
+                if (death := dead_worker(exc, batches)) is None:
+                    raise
+                raise death from None
+            yield batch
+
+
 def _seeded_loader(dataset: Dataset, transform: Callable, seed: int, batch_size: int, num_workers: int,
-                   sampler: ShardSampler, device: torch.device) -> DataLoader:
+                   sampler: ShardSampler, device: torch.device) -> Loader:
     # The DataLoader draws worker base seeds on each new iterator, but persistent workers keep
     # theirs: its own generator keeps those draws out of the order and the global RNG.
-    return DataLoader(SeededTransform(dataset, transform, seed), batch_size=batch_size,
+    return Loader(SeededTransform(dataset, transform, seed), batch_size=batch_size,
                       sampler=SeededSampler(sampler), drop_last=True, num_workers=num_workers,
                       pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed),
                       persistent_workers=num_workers > 0)

@@ -1,0 +1,133 @@
+"""A failure in a DataLoader's worker processes, with real workers: an image file that changed after the
+check before training is named with what is wrong with it; a worker that died is named with its pid and
+the signal. torch's own words named neither ("image file is truncated"; "DataLoader worker (pid(s) 123)
+exited unexpectedly")."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch.utils.data import Dataset, get_worker_info
+
+from tests.helpers import write_image_folder
+from trainables.config import DINOConfig
+from trainables.data import build_datasets
+from trainables.data_workers import BadImageFile, WorkerDied, worker_death
+from trainables.dino.loaders import Loader
+
+
+def truncate(file: Path) -> None:
+    file.write_bytes(file.read_bytes()[:60])
+
+
+def to_folder(file: Path) -> None:
+    file.unlink()
+    file.mkdir()
+
+
+def to_dangling_link(file: Path) -> None:
+    file.unlink()
+    file.symlink_to(file.parent / "nowhere.png")
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    (truncate, "image file is truncated"),
+    (to_folder, "a folder, not an image file"),
+    (to_dangling_link, "No such file or directory"),
+    (Path.unlink, "No such file or directory"),  # deleted between the check and the read
+])
+def test_an_image_file_that_changed_after_the_check_is_named(tmp_path: Path, change: Any,
+                                                              problem: str) -> None:
+    root = write_image_folder(tmp_path / "data", n=2)
+    train, _ = build_datasets(DINOConfig(dataset="imagefolder", data_path=str(root)))  # checks every file
+    bad = root / "train" / "b" / "1.png"
+    change(bad)
+    # the last image: no worker holds a batch read ahead, which torch's shutdown waits 5 s for
+    loader = Loader(train, batch_size=1, num_workers=2, collate_fn=lambda items: len(items))
+    with pytest.raises(BadImageFile) as raised:
+        list(loader)
+    text = str(raised.value)
+    assert text.startswith(f"{bad}: no longer a readable image (") and problem in text
+    assert "\n" not in text and "Traceback" not in text and "DataLoader worker" not in text
+
+
+class DiesAt(Dataset):
+    """Item 5 ends its worker process: ``how`` is a signal or an exit code."""
+
+    def __init__(self, how: int | signal.Signals) -> None:
+        self.how = how
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int) -> int:
+        if i == 5 and get_worker_info() is not None:
+            if isinstance(self.how, signal.Signals):
+                os.kill(os.getpid(), self.how)
+            os._exit(self.how)
+        return i
+
+
+def iterate_in_a_thread(loader: Loader) -> BaseException | None:
+    """Iterate as a Ray trial does: not in the main thread (torch's SIGCHLD handler is not installed)."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            list(loader)
+        except BaseException as exc:  # handed to the test
+            raised.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(120)
+    return raised[0] if raised else None
+
+
+@pytest.mark.parametrize(("how", "said"), [
+    (signal.SIGKILL, "was killed by SIGKILL; not sent by ablate: a kill -9, or the kernel's OOM killer"),
+    (signal.SIGUSR1, "was killed by SIGUSR1"),
+    (3, "exited with code 3"),
+])
+def test_a_worker_that_died_is_named_with_its_pid_and_signal(how: int | signal.Signals, said: str) -> None:
+    # plain lists, no tensors: no shared-memory handle whose transfer the death could break first
+    loader = Loader(DiesAt(how), batch_size=1, num_workers=2, timeout=1, collate_fn=list)  # noticed in 1 s
+    raised = iterate_in_a_thread(loader)
+    assert isinstance(raised, WorkerDied), raised
+    death = worker_death(str(raised))
+    assert death is not None
+    assert str(raised).startswith(f"a data-loading worker (DataLoader, pid {death.pid}) ")
+    assert said in str(raised)
+    assert death.may_be_oom() == (how == signal.SIGKILL)  # the kernel's OOM killer sends SIGKILL only
+
+
+@pytest.mark.parametrize(("line", "pid", "name"), [
+    ("RuntimeError: DataLoader worker (pid(s) 27778) exited unexpectedly", 27778, ""),  # a Ray trial's thread
+    ("RuntimeError: DataLoader worker (pid 24405) is killed by signal: Killed. ", 24405, "SIGKILL"),  # main
+    ("trainables.data_workers.WorkerDied: a data-loading worker (DataLoader, pid 7) was killed by SIGBUS; x",
+     7, "SIGBUS"),
+    ("RuntimeError: CUDA error: an illegal memory access was encountered", None, None),
+])
+def test_a_worker_death_is_read_from_torchs_words_and_ours(line: str, pid: int | None,
+                                                           name: str | None) -> None:
+    death = worker_death(line)
+    assert (death and (death.pid, death.signal)) == ((pid, name) if pid else None)
+    if death:
+        assert "WorkerDied" not in death.said and "RuntimeError" not in death.said
+
+
+def test_the_main_threads_worker_death_is_worded_as_ours() -> None:
+    """``ablate train`` trains in the main thread: torch raises from its SIGCHLD handler wherever the trainer
+    is (a convolution), outside the loader; ``dead_worker`` words it from torch's text."""
+    from trainables.data_workers import dead_worker
+
+    exc = dead_worker(RuntimeError("DataLoader worker (pid 24405) is killed by signal: Killed. "))
+    assert str(exc).startswith("a data-loading worker (DataLoader, pid 24405) was killed by SIGKILL; ")
+    assert dead_worker(RuntimeError("DefaultCPUAllocator: can't allocate memory")) is None
+    assert torch.utils.data.DataLoader in Loader.__mro__
