@@ -783,3 +783,37 @@ def test_more_workers_than_cpus_are_refused_before_the_data_or_ray(
     monkeypatch.setattr("ablate.commands.train.check_inputs", lambda *a, **k: None)
     monkeypatch.setattr("ablate.commands.train.train_with_workers", lambda *a, **k: 0)
     assert main(["train", *data, "--out", str(out), "--workers", "2"]) == 0  # as many as the CPUs: let in
+
+
+@pytest.mark.parametrize(("error", "said"), [
+    (RuntimeError("DataLoader worker (pid 24405) is killed by signal: Killed. "),  # torch's SIGCHLD handler
+     "a data-loading worker (DataLoader, pid 24405) was killed by SIGKILL; not sent by ablate"),
+    ("bad", "1.png: no longer a readable image (image file is truncated); it decoded when"),
+])
+def test_a_data_loading_failure_stops_in_one_line(tmp_path: Path, error: Exception | str, said: str):
+    """A killed DataLoader worker or an image file that changed as the run read it ended `ablate train`
+    in a traceback ending in torch's words, which named neither the signal nor the file."""
+    import io
+    import types
+
+    import torch
+
+    from ablate.commands.train import run_epochs
+    from tests.helpers import write_image_folder
+    from trainables.config import DINOConfig
+    from trainables.data_workers import bad_image
+
+    png = write_image_folder(tmp_path / "data", n=2) / "train" / "a" / "1.png"
+    png.write_bytes(png.read_bytes()[:60])  # truncated after the check before training
+
+    def run():
+        yield {"epoch": 0, "knn_top1": 30.0, "knn_top5": 70.0}
+        raise bad_image(str(png), OSError("image file is truncated")) if error == "bad" else error
+
+    trainer = types.SimpleNamespace(cfg=DINOConfig(**TINY_TRAINER), epoch=0, baseline_done=False, run=run,
+                                    device=torch.device("cpu"))
+    log = io.StringIO()
+    assert run_epochs(trainer, tmp_path, log) == 1  # type: ignore[arg-type]
+    last = log.getvalue().splitlines()[-1]
+    assert last.startswith("ablate train: stopped: ") and said in last
+    assert last.endswith("checkpoint.pt holds the last finished epoch")
