@@ -103,9 +103,12 @@ def raised_text(exc: BaseException) -> str:
 
 def dead_worker(exc: RuntimeError, batches: Any = None) -> WorkerDied | None:
     """``WorkerDied`` for torch's error of a worker that died, with its signal (its process's exit code,
-    where ``batches``, torch's iterator, holds it; else torch's words), None for any other error. In
-    the main thread torch raises it from its SIGCHLD handler, wherever the trainer is (a convolution)."""
-    if isinstance(exc, WorkerDied) or (found := TORCH_DIED.search(str(exc))) is None:
+    where ``batches``, torch's iterator, holds it; else torch's words), ``exc`` itself when it already is
+    one (a ``Loader``'s), None for any other error. In the main thread torch raises it from its SIGCHLD
+    handler, wherever the trainer is (a convolution), outside the ``Loader``."""
+    if isinstance(exc, WorkerDied):
+        return exc
+    if (found := TORCH_DIED.search(str(exc))) is None:
         return None
     pid = int(found[1])
     codes = {w.pid: w.exitcode for w in getattr(batches, "_workers", [])}  # torch's worker processes

@@ -788,11 +788,14 @@ def test_more_workers_than_cpus_are_refused_before_the_data_or_ray(
 @pytest.mark.parametrize(("error", "said"), [
     (RuntimeError("DataLoader worker (pid 24405) is killed by signal: Killed. "),  # torch's SIGCHLD handler
      "a data-loading worker (DataLoader, pid 24405) was killed by SIGKILL; not sent by ablate"),
+    ("died", "a data-loading worker (DataLoader, pid 3426) was killed by SIGKILL; not sent by ablate"),
     ("bad", "1.png: no longer a readable image (image file is truncated); it decoded when"),
 ])
 def test_a_data_loading_failure_stops_in_one_line(tmp_path: Path, error: Exception | str, said: str):
     """A killed DataLoader worker or an image file that changed as the run read it ended `ablate train`
-    in a traceback ending in torch's words, which named neither the signal nor the file."""
+    in a traceback ending in torch's words, which named neither the signal nor the file. "died": the
+    ``WorkerDied`` a ``Loader`` raises as it waits for a batch, the usual case (a worker that the
+    kernel's OOM killer killed, measured in a memory cgroup), still ended in a traceback."""
     import io
     import types
 
@@ -801,13 +804,15 @@ def test_a_data_loading_failure_stops_in_one_line(tmp_path: Path, error: Excepti
     from ablate.commands.train import run_epochs
     from tests.helpers import write_image_folder
     from trainables.config import DINOConfig
-    from trainables.data_workers import bad_image
+    from trainables.data_workers import bad_image, died
 
     png = write_image_folder(tmp_path / "data", n=2) / "train" / "a" / "1.png"
     png.write_bytes(png.read_bytes()[:60])  # truncated after the check before training
 
     def run():
         yield {"epoch": 0, "knn_top1": 30.0, "knn_top5": 70.0}
+        if error == "died":
+            raise died(3426, -9)
         raise bad_image(str(png), OSError("image file is truncated")) if error == "bad" else error
 
     trainer = types.SimpleNamespace(cfg=DINOConfig(**TINY_TRAINER), epoch=0, baseline_done=False, run=run,
