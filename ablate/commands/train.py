@@ -356,14 +356,14 @@ def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None, ending: End
     except BadImageFile as exc:  # an image file changed as the run read it
         if not writes:
             raise
-        print(f"ablate train: stopped: {exc}; {ckpt} holds the last finished epoch", file=log)
+        print(f"ablate train: stopped: {exc}; {kept(ckpt)}", file=log)
         return 1
     except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError too; a data-loading worker's death
         death = dead_worker(exc) if isinstance(exc, RuntimeError) else None
         if death is None and not cuda.out_of_memory(exc):
             raise
         reason = str(death) if death else cuda.oom_reason(exc, trainer.device, 0)
-        stopped = f"ablate train: stopped: {reason}; {ckpt} holds the last finished epoch"
+        stopped = f"ablate train: stopped: {reason}; {kept(ckpt)}"
         if is_distributed():  # this rank alone, maybe: its peers may wait for it in a collective
             from trainables.ddp_trial import RankEnded
             raise RankEnded({"stop_reason": stopped}) from exc  # Ray Train ends them all
@@ -373,6 +373,14 @@ def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None, ending: End
     if log is not None:
         say_done(log, f"{DONE}{metrics_file}, {ckpt}", ending)
     return 0
+
+
+def kept(ckpt: Path) -> str:
+    """What a stopped run keeps: ``ckpt`` (its last finished epoch), or nothing when it stopped before
+    its first checkpoint (in epoch 1: it named a checkpoint.pt that was never written)."""
+    if ckpt.is_file():
+        return f"{ckpt} holds the last finished epoch"
+    return "it stopped before its first checkpoint (nothing to resume)"
 
 
 def say_done(log: IO[str], line: str, ending: Ending | None) -> None:

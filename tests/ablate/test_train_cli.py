@@ -386,7 +386,7 @@ def test_a_run_out_of_memory_stops_in_one_line(tmp_path: Path):
     last = log.getvalue().splitlines()[-1]
     assert last.startswith("ablate train: stopped: out of memory: peak 0.00 GB allocated on cpu (CUDA out "
                            "of memory. Tried to allocate 20.00 GiB); lower batch_size")
-    assert last.endswith("checkpoint.pt holds the last finished epoch")
+    assert last.endswith("; it stopped before its first checkpoint (nothing to resume)")  # none written
 
 
 def test_a_run_whose_data_does_not_fit_in_memory_stops_in_one_line(
@@ -821,4 +821,8 @@ def test_a_data_loading_failure_stops_in_one_line(tmp_path: Path, error: Excepti
     assert run_epochs(trainer, tmp_path, log) == 1  # type: ignore[arg-type]
     last = log.getvalue().splitlines()[-1]
     assert last.startswith("ablate train: stopped: ") and said in last
-    assert last.endswith("checkpoint.pt holds the last finished epoch")
+    # in epoch 1: no checkpoint.pt was written, and the line named one
+    assert last.endswith("; it stopped before its first checkpoint (nothing to resume)")
+    (tmp_path / "checkpoint.pt").write_bytes(b"an epoch")  # one written before (a resumed run's)
+    assert run_epochs(trainer, tmp_path, log) == 1  # type: ignore[arg-type]
+    assert log.getvalue().splitlines()[-1].endswith("checkpoint.pt holds the last finished epoch")
