@@ -152,8 +152,9 @@ def nothing_to_resume(spec: SweepSpec, sweep_dir: Path, retry: tuple[str, ...],
         grid_plan(spec, records).unstarted
     if left or any(statuses.resumed(r.get("status"), retry) for r in records):
         return False
-    print(f"ablate: nothing to resume in {sweep_dir}: all {len(kept)} {plural(len(kept), 'trial')} "
-          "have ended; its summary and report follow", file=stream or sys.stderr)
+    ended = "its one trial has ended" if len(kept) == 1 else f"all {len(kept)} trials have ended"
+    print(f"ablate: nothing to resume in {sweep_dir}: {ended}; its summary and report follow",
+          file=stream or sys.stderr)
     return True
 
 

@@ -380,3 +380,29 @@ def test_a_spec_or_config_file_without_keys_is_refused_in_one_line(
     assert len(err) == 1 and err[0].startswith(f"ablate {command}: error: {empty}: holds no keys (an empty "
                                                "file, or comments only); expected "), err
     assert sorted(tmp_path.iterdir()) == [empty]
+
+
+def test_nothing_to_resume_of_a_one_trial_sweep_reads_as_english(tmp_path: Path) -> None:
+    """It said "all 1 trial have ended"."""
+    import io
+
+    from ablate.sweep import nothing_to_resume
+    from ablate.sweep_spec import load_spec
+    from sweep_format.files import write_json
+    from tests.helpers import good_record
+
+    spec = load_spec(write_spec(tmp_path, f"""
+name: one
+trainer: {TINY_TRAINER}
+space:
+  teacher_temp: {{type: choice, values: [0.04]}}
+search: {{algorithm: grid}}
+"""))
+    sweep = tmp_path / "runs" / "one"
+    (sweep / "trials").mkdir(parents=True)
+    record = {**good_record("a"), "point": 0, "params": {"teacher_temp": 0.04}}
+    write_json(sweep / "trials" / "a.json", record)
+    said = io.StringIO()
+    assert nothing_to_resume(spec, sweep, (), said)
+    assert said.getvalue() == (f"ablate: nothing to resume in {sweep}: its one trial has ended; its summary "
+                               "and report follow\n")
