@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+from pathlib import Path
 
 from sweep_format.text import shell_word
 from trainables.errors import ConfigError
@@ -31,8 +32,10 @@ def storage_failure(exc: OSError, args: argparse.Namespace) -> str:
     code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
     what = f"cannot write {exc.filename or 'the output'} ({code}: {exc.strerror})"
     if args.command == "train":
-        from trainables.dino.trainer import CHECKPOINT_NAME  # torch: imported already by a training run
+        from sweep_format.layout import CHECKPOINT_NAME
 
+        if not (Path(args.out) / CHECKPOINT_NAME).is_file():  # it stopped before its first checkpoint
+            return f"{what}; no epoch was saved yet (nothing to resume); {remedy(exc.errno)}, then train anew"
         return (f"{what}; {args.out}/{CHECKPOINT_NAME} still holds the last finished epoch (a checkpoint "
                 f"is replaced only once fully written); {remedy(exc.errno)}, then "
                 f"`ablate train --out {shell_word(args.out)} --resume`")

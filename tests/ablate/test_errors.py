@@ -10,12 +10,25 @@ from ablate.errors import storage_failure
 from trainables.dino.trainer import CHECKPOINT_NAME
 
 
-def test_a_full_disk_in_train_names_the_trainers_checkpoint_and_the_resume() -> None:
+def test_a_full_disk_in_train_names_the_trainers_checkpoint_and_the_resume(tmp_path: Path,
+                                                                           monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "one").mkdir(parents=True)
+    (tmp_path / "runs" / "one" / CHECKPOINT_NAME).write_bytes(b"epoch 1")
     exc = OSError(errno.ENOSPC, "No space left on device", f"runs/one/{CHECKPOINT_NAME}.tmp")
     line = storage_failure(exc, argparse.Namespace(command="train", out="runs/one"))
     assert line.startswith(f"cannot write runs/one/{CHECKPOINT_NAME}.tmp (ENOSPC: No space left on device); "
                            f"runs/one/{CHECKPOINT_NAME} still holds the last finished epoch")
     assert line.endswith("`ablate train --out runs/one --resume`")
+
+
+def test_a_full_disk_before_trains_first_checkpoint_offers_no_resume(tmp_path: Path) -> None:
+    """It named a checkpoint that was never written and a --resume that would be refused."""
+    out = tmp_path / "one"
+    exc = OSError(errno.ENOSPC, "No space left on device", str(out / "config.yaml"))
+    line = storage_failure(exc, argparse.Namespace(command="train", out=str(out)))
+    assert line == (f"cannot write {out}/config.yaml (ENOSPC: No space left on device); no epoch was saved "
+                    "yet (nothing to resume); free space, then train anew")
 
 
 def test_each_failed_write_is_told_the_remedy_for_its_errno() -> None:
