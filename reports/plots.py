@@ -604,6 +604,9 @@ VERDICT_STYLES = {BEYOND: (TRIAL_COLOR, TRIAL_COLOR, "beyond seed noise"),
                   "": ("white", "#555555", "no seed-noise verdict")}
 
 
+ZERO_SPREAD = 1e-9  # a spread below this is a tie drawn as 0, in the metric's units
+
+
 @drawn_with_defaults
 def main_effects_plot(effects: pd.DataFrame, out: Path, metric: str = "knn_top1") -> Path | None:
     """One horizontal bar per parameter (rows of ``param``, ``spread``, ``half``, ``kind``, ``failed``,
@@ -636,7 +639,10 @@ def main_effects_plot(effects: pd.DataFrame, out: Path, metric: str = "knn_top1"
         text = metric_words.fmt_gap(s) + (f" ± {metric_words.fmt_gap(h)}" if math.isfinite(h) else "")
         ax.annotate(text, (r, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
     ax.set_yticks(ys, list(rows["param"]))
-    ax.set_xlim(0, max(float(reach.max()), 1e-12) * 1.25)
+    # every spread 0 (a tie, or a mean's rounding noise): an axis of one unit, not of 1e-12 (matplotlib
+    # then labels its ticks 0.0 ... 1.2 with "1e-12" under them, as if the effects were that large)
+    top = float(reach.max())
+    ax.set_xlim(0, (top if top > ZERO_SPREAD else 1.0) * 1.25)
     unit = metric_words.gap(metric).strip()
     ax.set_xlabel(f"main effect: best minus worst mean {metric_words.name(metric)}"
                   + (f" ({unit})" if unit else ""))

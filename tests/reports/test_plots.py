@@ -599,3 +599,17 @@ def test_the_main_effects_bars_carry_their_interval_verdict_and_collapse(drawn: 
     plots.main_effects_plot(effects.iloc[[1]], tmp_path / "w.png")  # nothing collapsed, one verdict
     assert legend_texts(drawn[1]) == ["within seed noise"]
     assert plots.main_effects_plot(effects.assign(spread=float("nan")), tmp_path / "n.png") is None
+
+
+def test_main_effects_that_are_all_zero_get_an_axis_of_one_unit(drawn: list[Figure], tmp_path: Path) -> None:
+    """A grid whose configurations all tie (every spread 0, or a mean's rounding noise) drew an x axis
+    of 0 to 1.25e-12, its ticks read 0.0 ... 1.2 with '1e-12' under them: as if the effects had a
+    size. The axis is one unit (points) wide, the bars at 0."""
+    effects = pd.DataFrame({"param": ["global_crops_scale", "warmup_teacher_temp_epochs"],
+                            "spread": [0.0, 1.4e-14], "half": [float("nan")] * 2, "kind": ["no repeats"] * 2,
+                            "failed": [False, False], "working": [float("nan")] * 2})
+    assert plots.main_effects_plot(effects, tmp_path / "m.png") is not None
+    ax = drawn[0].axes[0]
+    assert ax.get_xlim() == (0.0, 1.25)
+    drawn[0].canvas.draw()
+    assert ax.xaxis.get_offset_text().get_text() == ""
