@@ -406,6 +406,8 @@ def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, out: Path,
     knn = epochs[epochs["knn_top1"].notna()]
     if "knn_evaluated" in knn:  # carried-forward values are not measurements
         knn = knn[knn["knn_evaluated"].fillna(True).astype(bool)]
+    if not any((rows["epoch"] >= 1).any() for rows in (trained, knn) if rows is not None):
+        return None  # every trained epoch's loss NaN or inf (all diverged): two empty panels say nothing
     losses = dict(tuple(trained.groupby("trial_id", sort=False))) if trained is not None else {}
     knns = dict(tuple(knn.groupby("trial_id", sort=False)))
     empty = epochs.iloc[:0]

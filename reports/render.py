@@ -248,7 +248,9 @@ def add_curves(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, out: P
     doc.heading("Learning curves")
     path = plots.learning_curves(epochs, trials, out / PLOTS_DIR / "learning_curves.png", reference=reference)
     doc.image(path, "loss and kNN top-1 vs epoch") if path else doc.note(
-        "No trial has finished a training epoch yet.")
+        "No trained epoch has a finite loss or a kNN top-1: the loss was NaN or inf (each trial's stop "
+        "reason under Trials says why)." if len(epochs) and (epochs["epoch"] >= 1).any()
+        else "No trial has finished a training epoch yet.")
     doc.heading("Collapse diagnostics")
     doc.note("DINO paper, Fig. 7: without centering the teacher entropy goes to 0, without sharpening "
              "to ln(out_dim); in both cases KL(teacher ‖ student) goes to 0.")

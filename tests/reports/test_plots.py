@@ -613,3 +613,22 @@ def test_main_effects_that_are_all_zero_get_an_axis_of_one_unit(drawn: list[Figu
     assert ax.get_xlim() == (0.0, 1.25)
     drawn[0].canvas.draw()
     assert ax.xaxis.get_offset_text().get_text() == ""
+
+
+def test_every_trial_diverged_at_its_first_epoch_is_no_figure(drawn: list[Figure], tmp_path: Path) -> None:
+    """Every trial's loss was NaN at epoch 1 (lr 1e6): epochs.parquet has no loss column and no kNN
+    after epoch 0, and the report drew an empty Loss panel beside a kNN panel holding epoch 0 alone.
+    The section now says why in words (reports/render.py ``add_curves``)."""
+    from reports.document import Document
+    from reports.render import add_curves
+
+    trials, epochs = tables(epochs_done=1, status="diverged")
+    epochs = epochs.drop(columns=["loss", "teacher_entropy", "kl_teacher_student"])
+    epochs.loc[epochs["epoch"] == 1, ["knn_top1", "knn_evaluated"]] = [float("nan"), False]
+    assert plots.learning_curves(epochs, trials, tmp_path / "curves.png") is None
+    assert drawn == []
+    doc = Document("t")
+    add_curves(doc, trials, epochs, tmp_path)
+    text = doc.markdown(tmp_path)
+    assert "No trained epoch has a finite loss or a kNN top-1: the loss was NaN or inf" in text
+    assert "No trial has finished a training epoch yet" not in text
