@@ -37,9 +37,11 @@ SPLIT = {"training": "training steps (forward, backward, update)",
 
 
 def fmt_cost(seconds: float, kind: str) -> str:
-    """'45 CPU-s', '12.3 GPU-min', '1.25 GPU-h'."""
+    """'0.4 CPU-s', '45 CPU-s', '12.3 GPU-min', '1.25 GPU-h'."""
     if not math.isfinite(seconds):
         return "–"
+    if seconds < 10:  # a tiny trial's 0.4 s is not '0 CPU-s' beside a trial that cost '1 CPU-s'
+        return f"{seconds:.1f} {kind}-s"
     if seconds < 120:
         return f"{seconds:.0f} {kind}-s"
     if seconds < 2 * 3600:
@@ -215,7 +217,8 @@ def add_time_split(doc: Document, epochs: pd.DataFrame) -> None:
     doc.paragraph("Where the trials' wall time went (all trials together; the rest of the machine's "
                   "time is Ray's start, slots left idle and this report):")
     doc.table(pd.DataFrame({"where": list(labels.values()),
-                            "seconds": [f"{split[k]:,.0f}" for k in labels],
+                            "seconds": [f"{split[k]:,.1f}" if wall < 10 else f"{split[k]:,.0f}"
+                                        for k in labels],  # a short sweep's 0.4 s is not 0 s at 44 %
                             "share": [f"{100 * split[k] / wall:.1f} %" for k in labels]}))
     hints = []
     if split["data"] / wall > 0.1:

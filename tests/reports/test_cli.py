@@ -94,7 +94,7 @@ def test_ls_lists_sweeps_in_an_aligned_table(real_sweep: Path, capsys: pytest.Ca
     assert "tiny real sweep shared by the tests" in lines[1] and "4 completed" in lines[1]
     best = re.search(r" knn_top1 (\d+\.\d\d)  ", lines[1])
     assert best and lines[0].index("cost") == lines[1].index(best.group(1)) + len(best.group(1)) + 2
-    cost = re.search(r"  (\d+ CPU-s)  ", lines[1])  # the tiny sweep runs on CPU, for seconds
+    cost = re.search(r"  ([\d.]+ CPU-s)  ", lines[1])  # the tiny sweep runs on CPU, for seconds
     assert cost and lines[1].index(cost.group(1)) == lines[0].index("cost")
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d$", lines[1])
 

@@ -45,6 +45,23 @@ def test_units() -> None:
     assert fmt_cost(3 * 3600, "GPU") == "3.00 GPU-h"
 
 
+def test_a_cost_under_a_second_is_not_zero(tmp_path: Path) -> None:
+    """An 8-trial Optuna sweep of 2-epoch test_resnet trials (digit_scenes size) cost 0.3 to 0.7 CPU-s a
+    trial: the cost table read '0 CPU-s' for six of them (and 'Pareto: yes' beside one), and the wall-time
+    split '0' seconds beside a 44.1 % share in a 1-trial sweep."""
+    from reports.cost import add_time_split
+    from reports.document import Document
+
+    assert fmt_cost(0.42, "CPU") == "0.4 CPU-s" and fmt_cost(9.6, "GPU") == "9.6 GPU-s"
+    assert fmt_cost(10.4, "CPU") == "10 CPU-s"
+    doc = Document("t")
+    add_time_split(doc, pd.DataFrame([{"trial_id": "a", "epoch": 1, "epoch_time_s": 0.7, "data_wait_s": 0.1,
+                                       "knn_eval_s": 0.1, "time_total_s": 1.4}]))
+    text = doc.markdown(tmp_path)
+    assert "| training steps (forward, backward, update) | 0.6 | 42.9 % |" in text
+    assert "| waiting for augmented batches inside epochs | 0.1 | 7.1 % |" in text
+
+
 def test_the_report_shows_cost_and_power(report_dir: Path) -> None:
     md = (report_dir / "report.md").read_text()
     cost = md.split("## Cost", 1)[1].split("\n## ", 1)[0]
