@@ -55,8 +55,8 @@ from sweep_format.layout import (
     TRIALS_TABLE,
     UNTRAINED_KNN,
 )
-from sweep_format.statuses import LISTED_ALWAYS, RUNNING, STOPPED_EARLY
-from sweep_format.text import plural
+from sweep_format.statuses import INTERRUPTED, LISTED_ALWAYS, RUNNING, STOPPED_EARLY
+from sweep_format.text import plural, shell_word
 
 # the table of every configuration against its reference: a one-factor ablation's is the paper's ablation
 # table; an Optuna, grid or random search's compares every configuration with the best (``table_heading``)
@@ -115,6 +115,8 @@ def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, 
     doc.paragraph(reference_line(sweep.reference, marked=result.pixel is not None,
                                  damage=sweep.reference_damage))
     doc.paragraph(result.headline())
+    if stopped := stopped_sweep_text(sweep, trials, planned):
+        doc.paragraph(stopped)
     for note in result.notes:
         doc.note(note)
     importance = param_importance(sweep.path, sweep.name)
@@ -320,6 +322,21 @@ def failed_after(count: int) -> str:
         return ""
     which = f"the {count}" if count <= TRIALS_ROWS else f"the first {TRIALS_ROWS} of the {count:,}"
     return f", then {which} failed or damaged ({', '.join(LISTED_ALWAYS)}) after them"
+
+
+def stopped_sweep_text(sweep: SweepDir, trials: pd.DataFrame, planned: int) -> str:
+    """Under the headline of a sweep that stopped before its end (Ctrl-C, SIGTERM, a full disk): that its
+    result is partial and how to continue it. Its only other trace was the stop reason of each interrupted
+    trial, in the last section."""
+    interrupted = int((trials["status"] == INTERRUPTED).sum())
+    if not interrupted:
+        return ""
+    unstarted = planned - len(trials)
+    counts = f"{interrupted} {plural(interrupted, 'trial')} interrupted" + (
+        f", {unstarted} not started" if unstarted > 0 else "")
+    return (f"**The sweep stopped before its end** ({counts}): the ranking covers the trials that finished. "
+            f"`ablate resume {shell_word(sweep.path)}` continues it; each interrupted trial's stop reason "
+            "under Trials says from which epoch.")
 
 
 def add_trials(doc: Document, sweep: SweepDir, trials: pd.DataFrame, gone: str | None = None) -> None:

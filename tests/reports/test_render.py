@@ -326,6 +326,29 @@ def test_an_interrupted_sweep_counts_the_trials_it_never_started(tmp_path: Path)
     assert status_counts(trials.iloc[0:0], 3) == "3 not started"
 
 
+def test_an_interrupted_sweep_says_so_under_its_headline_with_the_resume_command(tmp_path: Path) -> None:
+    """An 8-trial Optuna sweep stopped by SIGTERM (4 completed, 2 interrupted, 2 not started): the report
+    opened with 'Best: ...' and said neither that the result is partial nor how to continue; `ablate
+    resume` appeared only in the stop reasons of the last section's table."""
+    from reports.render import sweep_document
+    from reports.sweepdir import SweepDir
+
+    space = {"teacher_temp": {"type": "float", "low": 0.01, "high": 0.1, "log": True}}
+    sweep = SweepDir(tmp_path / "my runs" / "s", {"name": "s", "space": space, "search": {"algorithm": "optuna"}})
+    trials = pd.DataFrame({"trial_id": ["a", "b", "c"], "point": [0, 1, 2], "teacher_temp": [0.02, 0.04, 0.06],
+                           "status": ["completed", "completed", "interrupted"], "knn_top1": [40.0, 35.0, 29.8],
+                           "knn_epoch": [3, 3, 0], "epochs_done": [3, 3, 0], "epochs_planned": [3, 3, 3],
+                           "best_knn_top1": [40.0, 35.0, None], "stop_reason": [None, None, "SIGTERM"],
+                           "repeat": [0, 0, 0], "collapsed": pd.array([False] * 3, dtype="boolean")})
+    epochs = pd.DataFrame({"trial_id": ["a", "b", "c"], "epoch": [0, 0, 0], "knn_top1": [29.8] * 3})
+    text = sweep_document(sweep, trials, epochs, tmp_path, planned=5).markdown(tmp_path)
+    stopped = ("**The sweep stopped before its end** (1 trial interrupted, 2 not started): the ranking covers "
+               f"the trials that finished. `ablate resume '{tmp_path}/my runs/s'` continues it")
+    assert stopped in text and text.index("**Best: ") < text.index(stopped) < text.index("## Leaderboard")
+    finished = trials.assign(status="completed")
+    assert "stopped before its end" not in sweep_document(sweep, finished, epochs, tmp_path).markdown(tmp_path)
+
+
 def test_a_single_trial_sweep_reads_in_the_singular(tmp_path: Path) -> None:
     """`--set search.num_samples=1 --set repeats=1`: the header said '1 trials (1 completed), ...,
     1 configurations' and the verdict 'with kNN top-1 (%) 33.70 %', its unit twice."""
