@@ -117,6 +117,9 @@ class PowerAdvice:
     table: pd.DataFrame  # per configuration: parameters, repeats, mean, seed SD
 
 
+TIE = 1e-9  # a lead below this (in the metric's units) is a tie: equal means, up to rounding
+
+
 def seed_power(points: pd.DataFrame, params: list[str], metric: str = metric_words.KNN_TOP1) -> PowerAdvice:
     """Advice from ``reports.stats.point_summary`` rows ranked best first (as the report's
     ``Analysis.points``: collapsed configurations last); ``values`` are the repeats' ``metric``."""
@@ -150,10 +153,7 @@ def seed_power(points: pd.DataFrame, params: list[str], metric: str = metric_wor
         return PowerAdvice(f"{head} With one repeat per configuration there is no estimate of the seed "
                            "standard deviation, so no power statement: run 2 or more repeats "
                            "(`--set repeats=3`).", table)
-    n = repeats_needed(diff, sd, paired=paired)
     have = int(min(best["n"], second["n"]))
-    need = f"more than {MAX_REPEATS}" if n is None else str(n)
-    verdict = "this sweep has enough" if n is not None and have >= n else f"this sweep has {have}"
     spread = metric_words.fmt_gap(sd)
     if paired:
         noise = (f"Over the {len(gaps)} seeds both ran, their gap varies by SD {spread}{gap}." if sd > 0
@@ -163,6 +163,12 @@ def seed_power(points: pd.DataFrame, params: list[str], metric: str = metric_wor
         noise = (f"Seed SD {spread}{gap} (pooled over {source}, {dof} degrees of freedom)." if sd > 0
                  else f"The repeats show no seed variance at all ({source}).")
         test = "two-sample t-test"
+    if diff < TIE:  # repeats_needed's 2 for no seed noise would be advice to detect nothing
+        return PowerAdvice(f"{head} {noise} A tie leaves no difference to detect, so no number of repeats "
+                           "follows from it.", table)
+    n = repeats_needed(diff, sd, paired=paired)
+    need = f"more than {MAX_REPEATS}" if n is None else str(n)
+    verdict = "this sweep has enough" if n is not None and have >= n else f"this sweep has {have}"
     return PowerAdvice(
         f"{head} {noise} Detecting a difference of that size at p < {ALPHA:g} with {POWER * 100:.0f} % power "
         f"(two-sided {test}, exact noncentral t) needs **{need} repeats per configuration**; {verdict}. "

@@ -153,3 +153,16 @@ def test_seed_repeats_of_one_configuration_say_what_they_can_detect() -> None:
         assert repeats_needed(size * 1.001, sd) == n and repeats_needed(size * 0.999, sd) == n + 1
     single = seed_power(points({0.04: [33.0]}), ["teacher_temp"])
     assert single.text.startswith("Fewer than two configurations")  # one repeat: no noise to speak of
+
+
+def test_a_tie_on_every_seed_advises_no_number_of_repeats() -> None:
+    """A one-factor ablation on digit_scenes, 2 seeds, whose configurations all ended at 96.88 on each
+    seed: the advice read 'the gap is the same on every seed. Detecting a difference of that size ...
+    needs **2 repeats per configuration**; this sweep has enough', for a difference of 0.00 points."""
+    trials = pd.DataFrame([{"point": i, "teacher_temp": t, "knn_top1": v, "collapsed": False, "seed": s}
+                           for i, t in enumerate((0.03, 0.02)) for s, v in enumerate((93.75, 100.0))])
+    summary = point_summary(trials, ["teacher_temp"]).sort_values("mean", ascending=False)
+    text = seed_power(summary, ["teacher_temp"]).text
+    assert "by 0.00 points. Over the 2 seeds both ran, the gap is the same on every seed." in text
+    assert "A tie leaves no difference to detect, so no number of repeats follows from it." in text
+    assert "repeats per configuration" not in text and "has enough" not in text
