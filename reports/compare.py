@@ -349,6 +349,16 @@ def best_line(bests: pd.DataFrame, metric: str, mode: str, differ: Sequence[str]
     return text + "."
 
 
+DELTA = "Δ vs best or baseline"  # the compared leaderboards' one delta column (each sweep's reference)
+
+
+def board_columns(board: pd.DataFrame, sources: list[Source]) -> pd.DataFrame:
+    """The sweeps' leaderboards side by side: every searched parameter before the results. The
+    parameters only a later sweep searched came after 'beats raw pixels', at the table's far end."""
+    params = list(dict.fromkeys(p for s in sources for p in s.params if p in board.columns))
+    return board[["sweep", "#", *params, *(c for c in board.columns if c not in {"sweep", "#", *params})]]
+
+
 def comparison_document(sources: list[Source], shared: list[str], trials: pd.DataFrame, meta: dict,
                         out: Path) -> Document:
     names = [s.name for s in sources]
@@ -398,14 +408,16 @@ def comparison_document(sources: list[Source], shared: list[str], trials: pd.Dat
         if path:
             doc.image(path, f"kNN top-1 vs {p}, by sweep")
     doc.heading("Leaderboard")
-    doc.note(f"Best configurations of each sweep (mean ± {CI_WORDS} over repeats), Δ to the sweep's best.")
+    doc.note(f"Best configurations of each sweep (mean ± {CI_WORDS} over repeats), Δ to the sweep's best "
+             "(a one-factor ablation's: to its baseline, as its own report has it).")
     boards = []
     for s in sources:
         board = leaderboard(results[s.name], top=5)
         if len(board):
+            board = board.rename(columns={f"Δ vs {results[s.name].reference_kind}": DELTA})
             boards.append(board.assign(sweep=s.name)[["sweep", *board.columns]])
     if boards:
-        doc.table(combined(boards).fillna("–"))
+        doc.table(board_columns(combined(boards).fillna("–"), sources))
     doc.heading("Trials")
     doc.paragraph(f"{len(trials)} trials in {TRIALS_TABLE} (column `sweep` names the sweep).")
     return doc

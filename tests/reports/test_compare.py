@@ -506,3 +506,35 @@ def test_a_shared_value_pooling_configurations_has_no_interval() -> None:
     table = side_by_side(counted, "warmup_teacher_temp_epochs", ["temps"])
     assert table["temps"].tolist()[1] == "34.17 (4)"
     assert table["temps"].tolist()[0].startswith("36.25 ± ") and table["temps"].tolist()[0].endswith(" (2)")
+
+
+def test_the_leaderboards_side_by_side_put_parameters_first_and_one_delta_column(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """An Optuna sweep over (teacher_temp, student_temp) against a one-factor ablation over
+    (teacher_temp, out_dim): the Leaderboard had 'out_dim' after 'beats raw pixels' at the far end, and
+    two delta columns, 'Δ vs best' ('–' in every ablation row) and 'Δ vs baseline' ('–' in every other)."""
+    from reports.parquet import write_parquet
+
+    def sweep(name: str, params: list[str], rows: list[dict], algorithm: str) -> Path:
+        trials = pd.DataFrame([{"sweep": name, "trial_id": f"{name}{i}", "point": i, "knn_epoch": 2,
+                                "status": "completed", "collapsed": False, **r} for i, r in enumerate(rows)])
+        path = tmp_path / name / "trials.parquet"
+        write_parquet(trials.astype({"collapsed": "boolean"}), path,
+                      {"sweep": name, "params": params, "metric": "knn_top1", "mode": "max",
+                       "algorithm": algorithm})
+        return path
+
+    opt = sweep("opt", ["teacher_temp", "student_temp"],
+                [{"teacher_temp": 0.04, "student_temp": 0.1, "knn_top1": 60.0},
+                 {"teacher_temp": 0.02, "student_temp": 0.2, "knn_top1": 55.0}], "optuna")
+    abl = sweep("abl", ["teacher_temp", "out_dim"],
+                [{"teacher_temp": 0.04, "out_dim": 256, "knn_top1": 50.0, "is_baseline": True},
+                 {"teacher_temp": 0.04, "out_dim": 1024, "knn_top1": 52.0, "is_baseline": False}], "ablation")
+    assert main(["compare", str(opt), str(abl), "--out", str(tmp_path / "cmp")]) == 0
+    md = (tmp_path / "cmp" / "report.md").read_text()
+    board = md.split("## Leaderboard", 1)[1].split("\n## ", 1)[0]
+    header = next(line for line in board.splitlines() if line.startswith("| sweep"))
+    assert header.startswith("| sweep | # | teacher_temp | student_temp | out_dim | kNN top-1 (%) | repeats | "
+                             "Δ vs best or baseline |")
+    assert "| abl | 1 | 0.04 | – | 1024 | 52.00 | 1 | +2.00 |" in board
+    assert "| opt | 1 | 0.04 | 0.1 | – | 60.00 | 1 | (best) |" in board

@@ -79,7 +79,9 @@ def test_the_report_shows_cost_and_power(report_dir: Path) -> None:
     shares = [float(v[1].split(" %")[0]) for v in split.values()]
     assert abs(sum(shares) - 100) < 0.5 and shares[0] > 0 and shares[2] > 0
     power = md.split("## Seed power", 1)[1].split("\n## ", 1)[0]
-    assert "repeats per configuration**" in power and "seed SD (points)" in power
+    # the tiny sweep's two configurations may tie on its 80 test images (99.38 % each): no repeats then
+    advice = ("repeats per configuration**", "A tie leaves no difference to detect")
+    assert any(a in power for a in advice) and "seed SD (points)" in power
 
 
 def test_a_collapsed_configuration_is_never_on_the_front() -> None:
