@@ -247,6 +247,18 @@ def value_groups(values: pd.Series) -> pd.Series:
     return bins.map(lambda b: f"{b.left:.3g} – {b.right:.3g}").astype("string")
 
 
+def as_tabled(counted: pd.DataFrame, param: str) -> pd.DataFrame:
+    """``counted`` with each value of ``param`` replaced by the first one written as it is (0.0600007,
+    a sampled float, by another sweep's 0.06): a categorical axis then has one '0.06' tick, as the
+    side-by-side table has one '0.06' row, not two ticks of the same label."""
+    values = counted[param]
+    if values.nunique() > MAX_ROWS or not plots.is_numeric(values):
+        return counted
+    shown = values.map(fmt_value)
+    first = values.groupby(shown, sort=False).first()  # each label's first value
+    return counted.assign(**{param: shown.map(first).where(values.notna())})
+
+
 def side_by_side(counted: pd.DataFrame, param: str, names: list[str]) -> pd.DataFrame:
     """Rows: values of ``param``; a column per sweep: kNN top-1 mean (trials), ± its CI where the
     trials are one configuration's repeats. A cell pooling configurations (other parameters vary, or a
@@ -402,7 +414,8 @@ def comparison_document(sources: list[Source], shared: list[str], trials: pd.Dat
     for p in shared:
         doc.heading(p, level=3)
         doc.table(side_by_side(counted, p, names))
-        path = plots.effect_plot(counted, p, plots.effect_file(out / PLOTS_DIR, p), hue="sweep",
+        path = plots.effect_plot(as_tabled(counted, p) if p in meta["categorical_params"] else counted, p,
+                                 plots.effect_file(out / PLOTS_DIR, p), hue="sweep",
                                  log=p in meta["log_params"], categorical=p in meta["categorical_params"],
                                  reference=shared_reference(sources))
         if path:

@@ -534,7 +534,30 @@ def test_the_leaderboards_side_by_side_put_parameters_first_and_one_delta_column
     md = (tmp_path / "cmp" / "report.md").read_text()
     board = md.split("## Leaderboard", 1)[1].split("\n## ", 1)[0]
     header = next(line for line in board.splitlines() if line.startswith("| sweep"))
-    assert header.startswith("| sweep | # | teacher_temp | student_temp | out_dim | kNN top-1 (%) | repeats | "
-                             "Δ vs best or baseline |")
+    assert header.startswith("| sweep | # | teacher_temp | student_temp | out_dim | kNN top-1 (%) | "
+                             "repeats | Δ vs best or baseline |")
     assert "| abl | 1 | 0.04 | – | 1024 | 52.00 | 1 | +2.00 |" in board
     assert "| opt | 1 | 0.04 | 0.1 | – | 60.00 | 1 | (best) |" in board
+
+
+def test_a_value_two_sweeps_write_alike_is_one_tick_of_the_shared_plot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Optuna sampled teacher_temp 0.0600007, an ablation ran 0.06: the side-by-side table had one
+    '0.06' row, the plot beside it two ticks both labelled '0.06'."""
+    from matplotlib.figure import Figure
+
+    from reports import plots
+    from reports.compare import as_tabled
+
+    figures: list[Figure] = []
+    monkeypatch.setattr(plots, "save", lambda fig, path: figures.append(fig) or path)
+    counted = pd.DataFrame({"sweep": ["opt", "opt", "abl", "abl"], "point": [0, 1, 0, 1],
+                            "teacher_temp": [0.060000759936117566, 0.0137, 0.06, 0.04],
+                            "knn_top1": [60.0, 61.0, 62.0, 63.0], "collapsed": [False] * 4,
+                            "status": ["completed"] * 4})
+    sampled = 0.060000759936117566
+    assert list(as_tabled(counted, "teacher_temp")["teacher_temp"]) == [sampled, 0.0137, sampled, 0.04]
+    plots.effect_plot(as_tabled(counted, "teacher_temp"), "teacher_temp", tmp_path / "e.png", hue="sweep",
+                      categorical=True)
+    figures[0].canvas.draw()
+    assert [t.get_text() for t in figures[0].axes[0].get_xticklabels()] == ["0.0137", "0.04", "0.06"]

@@ -334,19 +334,23 @@ def test_an_interrupted_sweep_says_so_under_its_headline_with_the_resume_command
     from reports.sweepdir import SweepDir
 
     space = {"teacher_temp": {"type": "float", "low": 0.01, "high": 0.1, "log": True}}
-    sweep = SweepDir(tmp_path / "my runs" / "s", {"name": "s", "space": space, "search": {"algorithm": "optuna"}})
-    trials = pd.DataFrame({"trial_id": ["a", "b", "c"], "point": [0, 1, 2], "teacher_temp": [0.02, 0.04, 0.06],
-                           "status": ["completed", "completed", "interrupted"], "knn_top1": [40.0, 35.0, 29.8],
-                           "knn_epoch": [3, 3, 0], "epochs_done": [3, 3, 0], "epochs_planned": [3, 3, 3],
+    sweep = SweepDir(tmp_path / "my runs" / "s",
+                     {"name": "s", "space": space, "search": {"algorithm": "optuna"}})
+    trials = pd.DataFrame({"trial_id": ["a", "b", "c"], "point": [0, 1, 2],
+                           "teacher_temp": [0.02, 0.04, 0.06],
+                           "status": ["completed", "completed", "interrupted"],
+                           "knn_top1": [40.0, 35.0, 29.8], "knn_epoch": [3, 3, 0],
+                           "epochs_done": [3, 3, 0], "epochs_planned": [3, 3, 3],
                            "best_knn_top1": [40.0, 35.0, None], "stop_reason": [None, None, "SIGTERM"],
                            "repeat": [0, 0, 0], "collapsed": pd.array([False] * 3, dtype="boolean")})
     epochs = pd.DataFrame({"trial_id": ["a", "b", "c"], "epoch": [0, 0, 0], "knn_top1": [29.8] * 3})
     text = sweep_document(sweep, trials, epochs, tmp_path, planned=5).markdown(tmp_path)
-    stopped = ("**The sweep stopped before its end** (1 trial interrupted, 2 not started): the ranking covers "
-               f"the trials that finished. `ablate resume '{tmp_path}/my runs/s'` continues it")
+    stopped = ("**The sweep stopped before its end** (1 trial interrupted, 2 not started): the ranking "
+               f"covers the trials that finished. `ablate resume '{tmp_path}/my runs/s'` continues it")
     assert stopped in text and text.index("**Best: ") < text.index(stopped) < text.index("## Leaderboard")
     finished = trials.assign(status="completed")
-    assert "stopped before its end" not in sweep_document(sweep, finished, epochs, tmp_path).markdown(tmp_path)
+    text = sweep_document(sweep, finished, epochs, tmp_path).markdown(tmp_path)
+    assert "stopped before its end" not in text
 
 
 def test_a_single_trial_sweep_reads_in_the_singular(tmp_path: Path) -> None:
