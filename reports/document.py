@@ -151,10 +151,11 @@ LONG_CELL = 40  # characters: a cell this long is prose (a stop reason), wrapped
 TEXT = ' class="text"'  # such a cell's class, and its column header's
 
 
-def html_cell(value: object) -> str:
-    """A table cell: values on one line (a status, '29.81 (untrained)'), prose wrapped."""
-    text = cell(value)
-    return f"<td{TEXT if len(text) > LONG_CELL else ''}>{html.escape(text)}</td>"
+def html_cell(value: object, prose: bool) -> str:
+    """A table cell: values on one line (a status, '29.81 (untrained)'); in a column of prose (``prose``:
+    one of its cells is longer than LONG_CELL) every cell left-aligned and wrapped, the short ones too,
+    or a column of configurations read half from the left and half from the right."""
+    return f"<td{TEXT if prose else ''}>{html.escape(cell(value))}</td>"
 
 
 # A table is set ``wide`` where its ``table_width`` exceeds this many characters: the 977 px column of a
@@ -190,7 +191,7 @@ def html_table(df: pd.DataFrame) -> str:
     prose = [any(len(cell(v)) > LONG_CELL for v in df.iloc[:, i]) for i in range(df.shape[1])]
     head = "".join(f"<th{TEXT if p else ''}>{header_html(c)}</th>"
                    for c, p in zip(df.columns, prose, strict=True))
-    rows = "".join("<tr>" + "".join(html_cell(v) for v in row) + "</tr>"
+    rows = "".join("<tr>" + "".join(html_cell(v, p) for v, p in zip(row, prose, strict=True)) + "</tr>"
                    for row in df.itertuples(index=False))
     wide = ' class="wide"' if table_width(df) > WIDE_TABLE else ""
     return f"<table{wide}><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"

@@ -21,7 +21,7 @@ def test_short_cells_stay_on_one_line_and_prose_wraps_left_aligned() -> None:
                                      "kNN top-1 (%)": ["39.26", "29.81 (untrained)"],
                                      "stop reason": ["", reason]}))
     cells = re.findall(r"<td( class=\"text\")?>([^<]*)</td>", table)
-    assert [text for cls, text in cells if cls] == [reason]
+    assert [text for cls, text in cells if cls] == ["", reason]  # the reason's column, its empty cell too
     assert re.search(r"th, td \{[^}]*white-space: nowrap", CSS)
     assert re.search(r"td\.text \{[^}]*white-space: normal[^}]*text-align: left", CSS)
 
@@ -106,3 +106,17 @@ def test_the_which_parameters_matter_table_fits_a_1024_px_window(tmp_path) -> No
     tables, page_scrolled = scrolled_px(page, 500, tmp_path)
     assert page_scrolled == 0 and min(tables) > 0  # the tables scroll, the page does not
     assert re.search(r"@media \(max-width: 1196px\) \{ td\.text \{ min-width: 16em", CSS)
+
+
+def test_every_cell_of_a_prose_column_is_left_aligned_as_its_header() -> None:
+    """`ablate compare`'s Sweeps table: the 'best configuration' of a seven-parameter Optuna sweep was
+    prose (left-aligned, wrapped), the ablation's 'teacher_temp=0.03, out_dim=32' beneath it
+    right-aligned: one column read from both sides."""
+    sweeps = pd.DataFrame({"sweep": ["wideoptuna", "oneway"],
+                           "best configuration": ["teacher_temp=0.01375, student_temp=0.07949, "
+                                                  "warmup_teacher_temp_epochs=1",
+                                                  "teacher_temp=0.03, out_dim=32"],
+                           "trials": [8, 10]})
+    table = html_table(sweeps)
+    assert '<td class="text">teacher_temp=0.03, out_dim=32</td>' in table
+    assert "<td>10</td>" in table and "<td>oneway</td>" in table  # the other columns as they were
