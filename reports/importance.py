@@ -103,8 +103,10 @@ def param_importance(sweep_dir: Path, study_name: str) -> Importance:
 
 
 def few_trials(trials: int, params: int) -> str:
-    """The caveat under importances estimated from fewer than ``TRIALS_PER_PARAM`` trials a parameter."""
+    """The caveat under importances estimated from fewer than ``TRIALS_PER_PARAM`` trials a parameter.
+    Only an Optuna sweep has importances, and its table of every configuration is Configurations against
+    the best (reports/render.py ``AGAINST_BEST``): it has no ablation table."""
     return (f"Only {trials} finished Optuna trials for {params} parameters (fewer than {TRIALS_PER_PARAM} a "
             "parameter): these shares are rough and may not rank the parameters; whether a setting's "
-            "difference is beyond seed noise is the ablation table's paired test. Raise search.num_samples "
-            "for importances to rely on.")
+            "difference is beyond seed noise is the 'beyond seed noise' column of Configurations against "
+            "the best. Raise search.num_samples for importances to rely on.")

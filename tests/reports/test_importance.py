@@ -31,7 +31,8 @@ def test_a_setting_run_again_counts_once_with_its_new_value(tmp_path: Path) -> N
 
 def test_importances_from_few_trials_a_parameter_carry_a_caveat(tmp_path: Path) -> None:
     """temps.yaml's 5 trials over 3 parameters gave fANOVA 0.37 / 0.34 / 0.29 with nothing said: a table
-    a reader could take as a ranking. Below 10 trials a parameter a note says so; at 10 none."""
+    a reader could take as a ranking. Below 10 trials a parameter a note says so; at 10 none. The note
+    sent readers to 'the ablation table's paired test', which no Optuna sweep's report has."""
     dists = {p: optuna.distributions.FloatDistribution(0.0, 1.0) for p in ("a", "b")}
     for n, caveat in ((5, True), (20, False)):
         study = optuna.create_study(study_name=f"s{n}", storage=f"sqlite:///{tmp_path / 'optuna.db'}",
@@ -45,8 +46,9 @@ def test_importances_from_few_trials_a_parameter_carry_a_caveat(tmp_path: Path) 
         said = [note for note in result.notes if note.startswith("Only ")]
         assert said == ([f"Only {n} finished Optuna trials for 2 parameters (fewer than 10 a parameter): "
                          "these shares are rough and may not rank the parameters; whether a setting's "
-                         "difference is beyond seed noise is the ablation table's paired test. Raise "
-                         "search.num_samples for importances to rely on."] if caveat else [])
+                         "difference is beyond seed noise is the 'beyond seed noise' column of "
+                         "Configurations against the best. Raise search.num_samples for importances to "
+                         "rely on."] if caveat else [])
 
 
 def test_fanova_is_fitted_to_a_sample_of_a_large_study_and_says_so(tmp_path: Path,
