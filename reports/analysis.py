@@ -33,7 +33,7 @@ from reports.tables import native
 from sweep_format import values as sweep_values
 from sweep_format.layout import PIXEL_KNN, TRIALS_TABLE
 from sweep_format.metrics import DEFAULT_METRIC, mode_of
-from sweep_format.statuses import COLLAPSED
+from sweep_format.statuses import COLLAPSED, FINAL
 from sweep_format.values import values_equal
 
 LEADERBOARD_ROWS = 10  # configurations the leaderboard shows
@@ -53,6 +53,16 @@ class Analysis:
     metric: str = "knn_top1"
     pixel: float | None = None  # raw-pixel kNN top-1 of the dataset (reference_knn.json)
     mode: str = "max"  # the spec's: "min" ranks the lower mean first
+    ended: bool = False  # every trial ended for good (statuses.FINAL): nothing more will come
+
+    @property
+    def no_value(self) -> str:
+        """What a section says where no trial has a final value: 'yet' only while one may still get one
+        (a sweep whose every trial diverged or errored read 'No trial has a final kNN top-1 yet.')."""
+        if self.ended:
+            return ("No trial has a final kNN top-1: every one ended without one (each trial's status and "
+                    "stop reason under Trials say why).")
+        return "No trial has a final kNN top-1 yet."
 
     @property
     def metric_label(self) -> str:
@@ -109,7 +119,8 @@ def analyse(trials: pd.DataFrame, info: dict[str, Any]) -> Analysis:
         else:
             notes.append("The baseline point has no finished trial yet: deltas are to the best point.")
     pixel = reference_value(trials, PIXEL_KNN) if metric == "knn_top1" else None
-    return Analysis(params, points, reference, kind, is_ablation, partial, notes, metric, pixel, mode)
+    ended = "status" in trials and len(trials) > 0 and bool(trials["status"].isin(FINAL).all())
+    return Analysis(params, points, reference, kind, is_ablation, partial, notes, metric, pixel, mode, ended)
 
 
 def recorded_baseline(trials: pd.DataFrame) -> int | None:

@@ -180,7 +180,7 @@ def add_leaderboard(doc: Document, result: Analysis) -> None:
              f"Δ in{units}. Counts {counted_statuses()} trials ({uncounted_statuses()} ones are "
              "listed under Trials); collapsed and diverged configurations rank last.")
     board = leaderboard(result)
-    doc.table(board) if len(board) else doc.note("No trial has a final kNN top-1 yet.")
+    doc.table(board) if len(board) else doc.note(result.no_value)
     table = "the ablation table" if result.is_ablation else "the table of configurations against the best"
     rest = (f"{table} below lists every one" if lists_every_point(result) else
             f"{table} below lists the top {TABLE_ROWS}, {TRIALS_TABLE} all of them")
@@ -209,7 +209,7 @@ def add_ablation(doc: Document, result: Analysis) -> None:
         doc.note(f"Every configuration against the best one. {NOISE_TEST}")
     tables = ablation_tables(result)
     if result.reference is None:
-        doc.note("No trial has a final kNN top-1 yet.")
+        doc.note(result.no_value)
     for title, table in tables:
         if title:  # an ablation's line; the one table against the best is the section's own
             doc.heading(title, level=3)
@@ -242,7 +242,7 @@ def add_effects(doc: Document, sweep: SweepDir, result: Analysis, counted: pd.Da
     if note := unvaried_note(counted, sweep.params, "these plots"):
         doc.note(note)
     elif not drawn:
-        doc.note("No trial has a final kNN top-1 yet.")
+        doc.note(result.no_value)
 
 
 def add_curves(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path,

@@ -559,3 +559,26 @@ def test_the_table_heading_fits_the_search(tmp_path: Path, algorithm: str, headi
     # an ablation's table per parameter has its name; the one table against the best had a sub-heading
     # 'All configurations, against the best' under 'Configurations against the best', saying it twice
     assert doc.headings()[1:] == (["teacher_temp"] if algorithm == "ablation" else [])
+
+
+def test_a_sweep_whose_every_trial_ended_without_a_value_does_not_say_yet(tmp_path: Path) -> None:
+    """A grid at lr 1e6 and 1e7, both trials diverged at epoch 1: the Leaderboard, the table against the
+    best and Parameter effects each said 'No trial has a final kNN top-1 yet.', as if waiting would
+    bring one. Where every trial ended for good they say so; a running one keeps the 'yet'."""
+    from reports.render import sweep_document
+    from reports.sweepdir import SweepDir
+
+    sweep = SweepDir(tmp_path, {"name": "s", "space": {"lr": {"type": "choice", "values": [1e6, 1e7]}},
+                                "search": {"algorithm": "grid"}})
+    trials = pd.DataFrame({"trial_id": ["a", "b"], "point": [0, 1], "lr": [1e6, 1e7],
+                           "status": ["diverged"] * 2, "knn_top1": [98.75] * 2, "knn_epoch": [0, 0],
+                           "epochs_done": [1, 1], "epochs_planned": [2, 2], "best_knn_top1": [None, None],
+                           "stop_reason": ["loss is nan at epoch 1"] * 2, "repeat": [0, 0],
+                           "collapsed": pd.array([False, False], dtype="boolean")})
+    epochs = pd.DataFrame({"trial_id": ["a", "a", "b", "b"], "epoch": [0, 1, 0, 1], "knn_top1": [98.75] * 4})
+    text = sweep_document(sweep, trials, epochs, tmp_path).markdown(tmp_path)
+    assert "final kNN top-1 yet" not in text
+    assert text.count("*No trial has a final kNN top-1: every one ended without one (each trial's status "
+                      "and stop reason under Trials say why).*") == 3
+    running = sweep_document(sweep, trials.assign(status="running"), epochs, tmp_path).markdown(tmp_path)
+    assert running.count("No trial has a final kNN top-1 yet.") == 3
