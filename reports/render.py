@@ -129,11 +129,11 @@ def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, 
     if not result.partial and (note := stopped_note(trials, "They are not drawn here: their curves are under "
                                                             "Learning curves, their values under Trials.")):
         doc.note(note)
-    add_curves(doc, trials, epochs, out, sweep.reference)
+    add_curves(doc, trials, epochs, out, sweep.reference, result.ended)
     add_importance(doc, importance, out, stopped_note(trials, "Optuna was told that value, which is lower "
                                                              "partly because they trained less: these shares "
                                                              "mix the two."))
-    add_parallel(doc, sweep, counted, out)
+    add_parallel(doc, sweep, counted, out, result.no_value)
     if (out / ATTENTION_FILE).is_file():
         doc.heading(ATTENTION)
         doc.image(out / ATTENTION_FILE, "teacher [CLS] attention maps")
@@ -141,8 +141,10 @@ def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, 
     return doc
 
 
-def add_parallel(doc: Document, sweep: SweepDir, counted: pd.DataFrame, out: Path) -> None:
-    """Parallel coordinates over the parameters that varied (an axis of one value shows nothing)."""
+def add_parallel(doc: Document, sweep: SweepDir, counted: pd.DataFrame, out: Path,
+                 no_value: str = "No trial has a final kNN top-1 yet.") -> None:
+    """Parallel coordinates over the parameters that varied (an axis of one value shows nothing);
+    ``no_value``: what it says where no trial has a value to draw (``Analysis.no_value``)."""
     doc.heading("Parallel coordinates")
     params = [p for p in sweep.params if varied(counted, p)]
     path = plots.parallel_plot(counted, params, out / PLOTS_DIR / "parallel.png",
@@ -152,7 +154,7 @@ def add_parallel(doc: Document, sweep: SweepDir, counted: pd.DataFrame, out: Pat
     if note := unvaried_note(counted, sweep.params, "this plot"):
         doc.note(note)
     elif not path:
-        doc.note("No trial has a kNN top-1 yet.")
+        doc.note(no_value)
 
 
 def reference_line(reference: dict, marked: bool = True, damage: str = "") -> str:
@@ -246,7 +248,9 @@ def add_effects(doc: Document, sweep: SweepDir, result: Analysis, counted: pd.Da
 
 
 def add_curves(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path,
-               reference: dict | None = None) -> None:
+               reference: dict | None = None, ended: bool = False) -> None:
+    """Learning curves and collapse diagnostics; ``ended``: every trial ended for good
+    (``Analysis.ended``), so a missing value is not one still to come."""
     doc.heading("Learning curves")
     path = plots.learning_curves(epochs, trials, out / PLOTS_DIR / "learning_curves.png", reference=reference)
     doc.image(path, "loss and kNN top-1 vs epoch") if path else doc.note(
@@ -258,7 +262,7 @@ def add_curves(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, out: P
              "to ln(out_dim); in both cases KL(teacher ‖ student) goes to 0.")
     path = plots.collapse_plot(epochs, trials, out / PLOTS_DIR / "collapse.png")
     doc.image(path, "teacher entropy and KL vs epoch") if path else doc.note(
-        "No trained epoch has reported teacher_entropy yet.")
+        "No trained epoch has reported teacher_entropy" + ("." if ended else " yet."))
     collapsed = trials[trials["collapsed"].fillna(False)]
     if len(collapsed):
         doc.table(pd.DataFrame({

@@ -577,8 +577,9 @@ def test_a_sweep_whose_every_trial_ended_without_a_value_does_not_say_yet(tmp_pa
                            "collapsed": pd.array([False, False], dtype="boolean")})
     epochs = pd.DataFrame({"trial_id": ["a", "a", "b", "b"], "epoch": [0, 1, 0, 1], "knn_top1": [98.75] * 4})
     text = sweep_document(sweep, trials, epochs, tmp_path).markdown(tmp_path)
-    assert "final kNN top-1 yet" not in text
+    assert " yet." not in text and "*No trained epoch has reported teacher_entropy.*" in text
     assert text.count("*No trial has a final kNN top-1: every one ended without one (each trial's status "
-                      "and stop reason under Trials say why).*") == 3
+                      "and stop reason under Trials say why).*") == 4  # Parallel coordinates too
     running = sweep_document(sweep, trials.assign(status="running"), epochs, tmp_path).markdown(tmp_path)
-    assert running.count("No trial has a final kNN top-1 yet.") == 3
+    assert running.count("No trial has a final kNN top-1 yet.") == 4
+    assert "No trained epoch has reported teacher_entropy yet." in running
