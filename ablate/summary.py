@@ -1,7 +1,7 @@
 """The end of ``ablate run`` / ``ablate resume``: report, best configuration, per-trial table, exit code.
 
 The best configuration is named by the one ranking rule (reports.ranking) in the words the live
-view uses; a sweep in which no trial trained past epoch 0 names none, says so and exits 1.
+view uses; a sweep in which no trial has a value measured after training names none, says so and exits 1.
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ def exit_status(sweep_dir: Path, trials: pd.DataFrame, total: int | None, interr
     if len(errored):
         return 1
     if not scored:
-        why = "every trial that trained failed" if failed_only else "no trial trained"
+        why = "every trial that trained failed" if failed_only else \
+            "no trial has a value measured after training"
         print(f"ablate: {why}: nothing to call best in {sweep_dir}", file=sys.stderr)
         return 1
     return 0

@@ -220,7 +220,8 @@ resources: {{cpu: 1, gpu: 0}}
     assert "trials: 1 oom" in run.stdout
     assert f"`ablate resume {sweep} --retry oom` runs them again" in run.stderr  # as the test above
     # nothing trained: exit 1, as the summary says; `ablate ls` counts it and names no value
-    assert run.returncode == 1 and f"no trial trained: nothing to call best in {sweep}" in run.stderr
+    assert run.returncode == 1
+    assert f"no trial has a value measured after training: nothing to call best in {sweep}" in run.stderr
     assert any("sweep done" in ln and ": 1 oom; " in ln for ln in run.stderr.splitlines())
     main(["ls", str(storage)])
     listing = capsys.readouterr().out
