@@ -184,8 +184,11 @@ def _imagefolder(cfg: DINOConfig) -> tuple[Dataset, Dataset]:
     if missing:
         folders = " and ".join(f"{d}/" for d in missing)
         raise ConfigError(f"data_path={str(root)!r}: {needs}; missing: {folders}")
-    train = checked_image_folder(root / "train", cfg.skip_bad_images)
-    return train, labelled_like(checked_image_folder(root / "val", cfg.skip_bad_images), train)
+    try:  # named by the key, as the folder's other refusals: "data_path='/d': train/a/1.png: ..."
+        train = checked_image_folder(root / "train", cfg.skip_bad_images)
+        return train, labelled_like(checked_image_folder(root / "val", cfg.skip_bad_images), train)
+    except ConfigError as exc:
+        raise ConfigError(f"data_path={str(root)!r}: {exc}") from None
 
 
 def one_class_note(train: Any) -> str:
@@ -223,37 +226,42 @@ def checked_image_folder(folder: Path, skip_bad: bool) -> Dataset:
     """An ImageFolder whose every file decodes: a bad one is an error naming it, or is skipped.
 
     Each image is decoded once here (JPEGs at reduced scale, which still reads every byte), so
-    a truncated or non-image file stops the run before training instead of in the middle.
+    a truncated or non-image file stops the run before training instead of in the middle. Its errors
+    name files relative to the folder above ``folder`` (``train/a/1.png``), which the caller names
+    (``data_path=...``); its warnings name them whole.
     """
     from torchvision.datasets import ImageFolder
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 
     images = f"{', '.join(IMG_EXTENSIONS)} files"
     expected = f"one sub-folder per class holding {images}"
-    empty = ConfigError(f"{folder}: no image files (expected {expected})")
+    def named(path: str | Path) -> str:  # as the caller's data_path= prefix completes it
+        return os.path.relpath(path, folder.parent)
+
+    empty = ConfigError(f"{named(folder)}: no image files (expected {expected})")
     try:
         classes, _ = find_classes(folder)
     except FileNotFoundError:  # not even a class folder
         raise empty from None
     except OSError as exc:  # the folder itself cannot be listed (permissions)
-        raise ConfigError(unlisted(folder, exc, expected, READABLE)) from None
+        raise ConfigError(unlisted(named(folder), exc, expected, READABLE)) from None
     refused: list[OSError] = []  # torchvision walks the class folders and skips what it cannot list
     left_out: list[str] = []  # and the files whose extension is not an image's
     for name in classes:
         for top, dirs, files in os.walk(folder / name, onerror=refused.append, followlinks=True):
             left_out += [os.path.join(top, f) for f in files
                          if not f.startswith(".") and not f.lower().endswith(IMG_EXTENSIONS)]
-            check_no_link_loop(top, dirs)
+            check_no_link_loop(top, dirs, named)
     if refused:  # its images would be left out of the dataset without a word: refused as train/ is
         first, n = Path(refused[0].filename), len(refused) - 1
         more = f"; {n} more {plural(n, 'folder')} of it cannot be listed either" if n else ""
         name = first.relative_to(folder).parts[0]
-        raise ConfigError(unlisted(first, refused[0], f"{images} of the class {name}",
+        raise ConfigError(unlisted(named(first), refused[0], f"{images} of the class {name}",
                                    f"{READABLE}, or move it out of {folder}{more}"))
     ds = ImageFolder(folder, loader=open_rgb, allow_empty=True)
     bad = unreadable_images([path for path, _ in ds.samples], str(folder.resolve()))
     if bad and not skip_bad:
-        path, problem = bad[0]
+        path, problem = named(bad[0][0]), bad[0][1]
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         if denied(problem):  # an image all the same: it wants a chmod, not removing
             raise ConfigError(f"{path}: {problem}{more}; {READABLE}{SKIP_BAD}")
@@ -296,10 +304,11 @@ def warn_once(text: str) -> None:
         warn(text)
 
 
-def check_no_link_loop(top: str, dirs: list[str]) -> None:
+def check_no_link_loop(top: str, dirs: list[str], named: Callable[[str], str] = str) -> None:
     """ConfigError when a sub-folder of ``top`` is a symbolic link to ``top`` or a folder holding it:
     torchvision follows links, so it would read the same images again under each turn of the loop (40
-    deep, until the kernel's limit), all labelled with this class, or walk the whole disk for a link to /."""
+    deep, until the kernel's limit), all labelled with this class, or walk the whole disk for a link to /.
+    ``named``: how the error names the link (``checked_image_folder``'s, relative to data_path)."""
     links = [d for d in dirs if os.path.islink(os.path.join(top, d))]
     if not links:
         return
@@ -307,7 +316,7 @@ def check_no_link_loop(top: str, dirs: list[str]) -> None:
     for name in links:
         target = os.path.realpath(os.path.join(top, name))
         if here == target or here.startswith(target.rstrip(os.sep) + os.sep):
-            raise ConfigError(f"{os.path.join(top, name)}: a symbolic link to {target}, a folder that holds "
+            raise ConfigError(f"{named(os.path.join(top, name))}: a symbolic link to {target}, a folder that holds "
                               "it, so its images would be read again and again; remove the link")
 
 

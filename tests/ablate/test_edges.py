@@ -200,7 +200,7 @@ resources: {{cpu: 1, gpu: 0}}
 
 @pytest.mark.parametrize(("space", "bad_file", "expected"), [
     ("teacher_temp: {type: choice, values: [0.04]}", True,
-     "spec.yaml: trainer: {data}/train/a/bad.png: not a readable image"),
+     "spec.yaml: trainer: data_path='{data}': train/a/bad.png: not a readable image"),
     ("batch_size: {type: choice, values: [8, 64]}", False,
      "spec.yaml: space.batch_size.values[1]: batch_size=64 x grad_accum_steps=1: larger than the 24 training "
      "images of 'imagefolder'"),

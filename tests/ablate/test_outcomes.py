@@ -160,7 +160,7 @@ resources: {{workers: {workers}, cpu: 1, gpu: 0}}
 """)
     sweep = run_sweep(load_spec(spec), tmp_path / "runs", address=ray_cluster)
     [rec] = [json.loads(f.read_text()) for f in (sweep / "trials").glob("*.json")]
-    expected = f"{data}/train/b/bad.png: not a readable image (cannot identify image file"
+    expected = f"data_path='{data}': train/b/bad.png: not a readable image (cannot identify image file"
     assert rec["status"] == "errored" and rec["reason"].startswith(expected), rec["reason"]
     assert rec["restarts"] == [] and rec["epochs"] == []  # no retry; nothing measured
 

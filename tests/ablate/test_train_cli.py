@@ -826,3 +826,25 @@ def test_a_data_loading_failure_stops_in_one_line(tmp_path: Path, error: Excepti
     (tmp_path / "checkpoint.pt").write_bytes(b"an epoch")  # one written before (a resumed run's)
     assert run_epochs(trainer, tmp_path, log) == 1  # type: ignore[arg-type]
     assert log.getvalue().splitlines()[-1].endswith("checkpoint.pt holds the last finished epoch")
+
+
+@pytest.mark.parametrize("config", [False, True])
+def test_a_bad_image_found_before_training_names_the_data_path_key(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture, config: bool):
+    """The check before training read "ablate train: error: --set /data/train/a/bad.png: not a readable
+    image ..." (the --set prefix is meant for a key=value). It names data_path, as a missing folder's
+    refusal does and as `ablate run` words it for a spec ("spec.yaml: trainer: data_path=...: ...")."""
+    data = write_image_folder(tmp_path / "data", n=4)
+    (data / "train" / "a" / "bad.png").write_text("not an image")
+    keys = {"dataset": "imagefolder", "data_path": str(data)}
+    args = [f"--set={k}={v}" for k, v in keys.items()]
+    if config:
+        (tmp_path / "c.yaml").write_text(json.dumps(keys))
+        args = [str(tmp_path / "c.yaml")]
+    out = tmp_path / "run"
+    assert main(["train", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    where = f"{tmp_path / 'c.yaml'}: " if config else "--set "
+    assert err.startswith(f"ablate train: error: {where}data_path='{data}': train/a/bad.png: not a readable "
+                          "image (cannot identify image file"), err
+    assert not out.exists()
