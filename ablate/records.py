@@ -264,8 +264,8 @@ def memory_kill_reason(report: str) -> str:
     return f"out of host memory: killed by Ray's memory monitor{where}{over}; {HOST_MEMORY_ADVICE}"
 
 
-def kernel_kill(fields: dict[str, str], kills: Count | None, said: str, process: str = "worker"
-                ) -> Failure | None:
+def kernel_kill(fields: dict[str, str], kills: Count | None, said: str, process: str = "worker",
+                run: str = "sweep") -> Failure | None:
     """How a worker that died without a word from Ray ended, when the kernel's OOM killer killed a
     process on the driver's node as it ran (``kills``: those no earlier death claimed, ``KillLedger``).
 
@@ -277,13 +277,14 @@ def kernel_kill(fields: dict[str, str], kills: Count | None, said: str, process:
     does not name the pid (the kernel killed another process). A machine-wide count alone (no cgroup
     count to read) may be another user's kill: ``errored``, with Ray's words (``said``), then the
     likely cause and the advice. ``process``: what the pid is, the trial's Ray ``worker`` or its
-    ``data-loading worker`` (a DataLoader's, ``loader_death``)."""
+    ``data-loading worker`` (a DataLoader's, ``loader_death``). ``run``: whose cgroup it is, the
+    ``sweep``'s or (``ablate train``, whose fields name no node) the ``run``'s."""
     from trainables.cuda import HOST_MEMORY_ADVICE  # the trial's own words (torch: imported when needed)
 
     if kills is None:
         return None
     pid, ip = fields.get("pid"), fields.get("ip")
-    worker = f"its {process} (pid {pid}) on node {ip}" if pid else f"its {process} on node {ip}"
+    worker = f"its {process}" + (f" (pid {pid})" if pid else "") + (f" on node {ip}" if ip else "")
     logged = logged_kill(int(pid)) if pid and pid.isdigit() else None
     if logged is False:  # the kernel killed another process: the worker died otherwise (Ray's words)
         return None
@@ -293,7 +294,7 @@ def kernel_kill(fields: dict[str, str], kills: Count | None, said: str, process:
     many = f"{kills.kills} processes" if kills.kills > 1 else "a process"
     if kills.scope == CGROUP:
         return Failure(statuses.OOM, f"out of host memory, likely: {worker} died unexpectedly as the "
-                                     f"kernel's OOM killer killed {many} in this sweep's memory "
+                                     f"kernel's OOM killer killed {many} in this {run}'s memory "
                                      f"cgroup (its oom_kill count rose); {HOST_MEMORY_ADVICE}")
     note = (f"Likely out of host memory: the kernel's OOM killer killed {many} on this machine as it ran "
             f"(/proc/vmstat oom_kill); {HOST_MEMORY_ADVICE}")

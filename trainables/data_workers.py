@@ -13,7 +13,8 @@ worker's traceback as its text (``image file is truncated``: no file named), and
   checked at the start, so the file changed as the run read it.
 - ``WorkerDied`` (a ``RuntimeError``): ``a data-loading worker (DataLoader, pid N) was killed by
   SIGKILL``; the driver of a sweep reads the pid back (``worker_death``) and weighs the kernel's OOM
-  kills (``ablate.records.kernel_kill``): a SIGKILL the kernel's OOM killer sent is ``oom``.
+  kills (``ablate.records.kernel_kill``): a SIGKILL the kernel's OOM killer sent is ``oom``; ``ablate
+  train`` says it in the same words (``ablate.commands.train.death_reason``).
 
     worker_death("a data-loading worker (DataLoader, pid 123) was killed by SIGKILL")  # Death(123, ...)
 """

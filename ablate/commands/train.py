@@ -51,6 +51,8 @@ from trainables.config import (
 from trainables.inputs import check_inputs
 
 if TYPE_CHECKING:
+    from ablate.oom_kills import KillLedger
+    from trainables.data_workers import WorkerDied
     from trainables.dino.trainer import DINOTrainer
 
 CONFIG_NAME = "config.yaml"  # the run's resolved configuration, read back by --resume
@@ -325,12 +327,15 @@ def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None, ending: End
 
     With data-parallel workers every rank trains and only rank 0 writes.
     """
+    from ablate import oom_kills
     from trainables import cuda
     from trainables.data_workers import BadImageFile, dead_worker
     from trainables.dino.trainer import NonFiniteLossError
     from trainables.distributed import is_distributed
 
     cfg, ckpt, metrics_file = trainer.cfg, out / CHECKPOINT_NAME, out / METRICS_NAME
+    kills = oom_kills.KillLedger({LOCAL}, oom_kills.read_count)  # a worker's death may be the kernel's kill
+    kills.start(RUN)
     writes = log is not None
     if writes:  # a run that starts over (no checkpoint) rewrites its epoch 0 too: no row is kept
         keep_metrics(metrics_file, trainer.epoch if trainer.baseline_done else -1)
@@ -362,7 +367,7 @@ def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None, ending: End
         death = dead_worker(exc) if isinstance(exc, RuntimeError) else None
         if death is None and not cuda.out_of_memory(exc):
             raise
-        reason = str(death) if death else cuda.oom_reason(exc, trainer.device, 0)
+        reason = death_reason(death, kills) if death else cuda.oom_reason(exc, trainer.device, 0)
         stopped = f"ablate train: stopped: {reason}; {kept(ckpt)}"
         if is_distributed():  # this rank alone, maybe: its peers may wait for it in a collective
             from trainables.ddp_trial import RankEnded
@@ -373,6 +378,25 @@ def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None, ending: End
     if log is not None:
         say_done(log, f"{DONE}{metrics_file}, {ckpt}", ending)
     return 0
+
+
+RUN, LOCAL = "run", "127.0.0.1"  # the one key of run_epochs' KillLedger, and this machine
+
+
+def death_reason(death: WorkerDied, kills: KillLedger) -> str:
+    """What killed a data-loading worker: the kernel's OOM killer when it killed a process of this run's
+    memory cgroup as it ran (``kills``: its count since the run started) or its log names the pid, in a
+    sweep's words for a trial's worker (``ablate.records.kernel_kill``); else ``death``'s own (a SIGKILL:
+    "a kill -9, or the kernel's OOM killer")."""
+    from ablate.records import kernel_kill
+    from trainables.data_workers import worker_death
+
+    found = worker_death(str(death))
+    if found is None or not found.may_be_oom():
+        return str(death)
+    killed = kernel_kill({"pid": str(found.pid)}, kills.claim(RUN, LOCAL), found.said, "data-loading worker",
+                         run="run")
+    return killed.reason if killed else str(death)
 
 
 def kept(ckpt: Path) -> str:

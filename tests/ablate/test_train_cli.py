@@ -848,3 +848,48 @@ def test_a_bad_image_found_before_training_names_the_data_path_key(tmp_path: Pat
     assert err.startswith(f"ablate train: error: {where}data_path='{data}': train/a/bad.png: not a readable "
                           "image (cannot identify image file"), err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("signal_", "rose", "log", "said"), [
+    (-9, False, None, "a data-loading worker (DataLoader, pid 24406) was killed by SIGKILL; not sent by ablate: "
+                      "a kill -9, or the kernel's OOM killer"),  # no kill counted: either
+    (-9, True, None, "out of host memory, likely: its data-loading worker (pid 24406) died unexpectedly as the "
+                     "kernel's OOM killer killed a process in this run's memory cgroup (its oom_kill count rose); "
+                     "lower batch_size or num_workers"),
+    (-9, True, "Out of memory: Killed process 24406 (python)",
+     "out of host memory: its data-loading worker (pid 24406) was killed by the kernel's OOM killer (the kernel "
+     "log names it); lower batch_size or num_workers"),
+    (-9, True, "Out of memory: Killed process 9999 (python)",  # the kernel killed another process
+     "a data-loading worker (DataLoader, pid 24406) was killed by SIGKILL; not sent by ablate"),
+    (-11, True, None, "a data-loading worker (DataLoader, pid 24406) was killed by SIGSEGV; no epoch finished"),  # not the OOM killer's
+])
+def test_a_worker_the_kernels_oom_killer_killed_is_said_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signal_: int, rose: bool, log: str | None, said: str):
+    """A SIGKILLed data-loading worker read "not sent by ablate: a kill -9, or the kernel's OOM killer" even
+    when the kernel counted an OOM kill in this run's memory cgroup as it ran, which a sweep's driver calls
+    `oom` (ablate.records.kernel_kill). `ablate train` now words it as the sweep does: a fact where the
+    kernel's log names the pid, "likely" where it cannot be read."""
+    import io
+    import types
+
+    from ablate import oom_kills
+    from ablate.commands.train import run_epochs
+    from trainables.config import DINOConfig
+
+    counts = iter([3, 4 if rose else 3])  # the cgroup's oom_kill as the run starts, and as the worker died
+    monkeypatch.setattr(oom_kills, "read_count", lambda: oom_kills.Count(oom_kills.CGROUP, next(counts)))
+    kmsg = tmp_path / "kmsg"
+    if log:
+        kmsg.write_text(f"6,1,2,-;{log}\n")
+    monkeypatch.setattr(oom_kills, "KERNEL_LOG", kmsg)  # absent: unreadable (dmesg_restrict)
+
+    def run():
+        yield {"epoch": 0, "knn_top1": 30.0, "knn_top5": 70.0}
+        raise died(24406, signal_)
+
+    trainer = types.SimpleNamespace(cfg=DINOConfig(**TINY_TRAINER), epoch=0, baseline_done=False, run=run,
+                                    device=torch.device("cpu"))
+    out = io.StringIO()
+    assert run_epochs(trainer, tmp_path, out) == 1  # type: ignore[arg-type]
+    last = out.getvalue().splitlines()[-1]
+    assert last.startswith(f"ablate train: stopped: {said}"), last
