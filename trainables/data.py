@@ -316,8 +316,8 @@ def check_no_link_loop(top: str, dirs: list[str], named: Callable[[str], str] = 
     for name in links:
         target = os.path.realpath(os.path.join(top, name))
         if here == target or here.startswith(target.rstrip(os.sep) + os.sep):
-            raise ConfigError(f"{named(os.path.join(top, name))}: a symbolic link to {target}, a folder that holds "
-                              "it, so its images would be read again and again; remove the link")
+            raise ConfigError(f"{named(os.path.join(top, name))}: a symbolic link to {target}, a folder that "
+                              "holds it, so its images would be read again and again; remove the link")
 
 
 def build_datasets(cfg: DINOConfig) -> tuple[Dataset, Dataset]:

@@ -829,8 +829,8 @@ def test_a_data_loading_failure_stops_in_one_line(tmp_path: Path, error: Excepti
 
 
 @pytest.mark.parametrize("config", [False, True])
-def test_a_bad_image_found_before_training_names_the_data_path_key(tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture, config: bool):
+def test_a_bad_image_found_before_training_names_the_data_path_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture, config: bool):
     """The check before training read "ablate train: error: --set /data/train/a/bad.png: not a readable
     image ..." (the --set prefix is meant for a key=value). It names data_path, as a missing folder's
     refusal does and as `ablate run` words it for a spec ("spec.yaml: trainer: data_path=...: ...")."""
@@ -850,21 +850,25 @@ def test_a_bad_image_found_before_training_names_the_data_path_key(tmp_path: Pat
     assert not out.exists()
 
 
+DIED_9 = "a data-loading worker (DataLoader, pid 24406) was killed by SIGKILL; not sent by ablate"
+KERNEL_SAYS = "Out of memory: Killed process {} (python)"
+
+
 @pytest.mark.parametrize(("signal_", "rose", "log", "said"), [
-    (-9, False, None, "a data-loading worker (DataLoader, pid 24406) was killed by SIGKILL; not sent by ablate: "
-                      "a kill -9, or the kernel's OOM killer"),  # no kill counted: either
-    (-9, True, None, "out of host memory, likely: its data-loading worker (pid 24406) died unexpectedly as the "
-                     "kernel's OOM killer killed a process in this run's memory cgroup (its oom_kill count rose); "
-                     "lower batch_size or num_workers"),
-    (-9, True, "Out of memory: Killed process 24406 (python)",
-     "out of host memory: its data-loading worker (pid 24406) was killed by the kernel's OOM killer (the kernel "
-     "log names it); lower batch_size or num_workers"),
-    (-9, True, "Out of memory: Killed process 9999 (python)",  # the kernel killed another process
-     "a data-loading worker (DataLoader, pid 24406) was killed by SIGKILL; not sent by ablate"),
-    (-11, True, None, "a data-loading worker (DataLoader, pid 24406) was killed by SIGSEGV; no epoch finished"),  # not the OOM killer's
+    (-9, False, None, f"{DIED_9}: a kill -9, or the kernel's OOM killer"),  # no kill counted: either
+    (-9, True, None, "out of host memory, likely: its data-loading worker (pid 24406) died unexpectedly as "
+                     "the kernel's OOM killer killed a process in this run's memory cgroup (its oom_kill "
+                     "count rose); lower batch_size or num_workers"),
+    (-9, True, KERNEL_SAYS.format(24406),
+     "out of host memory: its data-loading worker (pid 24406) was killed by the kernel's OOM killer (the "
+     "kernel log names it); lower batch_size or num_workers"),
+    (-9, True, KERNEL_SAYS.format(9999), DIED_9),  # the kernel killed another process
+    (-11, True, None,  # not a signal of the OOM killer's
+     "a data-loading worker (DataLoader, pid 24406) was killed by SIGSEGV; no epoch finished"),
 ])
 def test_a_worker_the_kernels_oom_killer_killed_is_said_so(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signal_: int, rose: bool, log: str | None, said: str):
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signal_: int, rose: bool, log: str | None,
+        said: str):
     """A SIGKILLed data-loading worker read "not sent by ablate: a kill -9, or the kernel's OOM killer" even
     when the kernel counted an OOM kill in this run's memory cgroup as it ran, which a sweep's driver calls
     `oom` (ablate.records.kernel_kill). `ablate train` now words it as the sweep does: a fact where the

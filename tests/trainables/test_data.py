@@ -422,8 +422,9 @@ def test_a_class_folder_chmod_000_is_named_as_an_unlistable_train_folder_is(tmp_
     locked.chmod(0)
     cfg = DINOConfig(dataset="imagefolder", data_path=str(root), global_crops_size=16, local_crops_size=8)
     try:
-        with pytest.raises(ConfigError, match=rf"^data_path='{re.escape(str(root))}': train/b: cannot be listed \(Permission "
-                                              rf"denied\) \(expected .* class b\){READABLE}, or move "):
+        expected = (rf"^data_path='{re.escape(str(root))}': train/b: cannot be listed \(Permission "
+                    rf"denied\) \(expected .* class b\){READABLE}, or move ")
+        with pytest.raises(ConfigError, match=expected):
             build_datasets(cfg)
     finally:
         locked.chmod(0o755)
@@ -454,7 +455,8 @@ def test_an_image_this_user_may_not_read_is_named_so_not_called_a_bad_image(tmp_
 
     monkeypatch.setattr(Image, "open", refusing)
     cfg = DINOConfig(dataset="imagefolder", data_path=str(root))
-    expected = rf"^data_path='{re.escape(str(root))}': train/a/0\.png{IMAGE_DENIED}, or skip unreadable files with skip_bad"
+    expected = (rf"^data_path='{re.escape(str(root))}': train/a/0\.png{IMAGE_DENIED}, or skip unreadable "
+                "files with skip_bad")
     for process in ("first", "next"):  # decoded, then the kept verdict
         image_check._VERDICTS.clear()
         with pytest.raises(ConfigError, match=expected) as refused:
