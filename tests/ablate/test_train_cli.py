@@ -16,6 +16,7 @@ from ablate.admission import Cluster
 from ablate.cli import main
 from tests.helpers import TINY_TRAINER, write_image_folder
 from trainables import cuda
+from trainables.data_workers import died
 
 SETS = [a for k, v in {**TINY_TRAINER, "epochs": 2}.items() for a in ("--set", f"{k}={v}")]
 
