@@ -104,12 +104,21 @@ def raised_text(exc: BaseException) -> str:
 
 def dead_worker(exc: RuntimeError, batches: Any = None) -> WorkerDied | None:
     """``WorkerDied`` for torch's error of a worker that died, with its signal (its process's exit code,
-    where ``batches``, torch's iterator, holds it; else torch's words), ``exc`` itself when it already is
-    one (a ``Loader``'s), None for any other error. In the main thread torch raises it from its SIGCHLD
-    handler, wherever the trainer is (a convolution), outside the ``Loader``."""
-    if isinstance(exc, WorkerDied):
-        return exc
-    if (found := TORCH_DIED.search(str(exc))) is None:
+    where ``batches``, torch's iterator, holds it; else torch's words), ``exc`` itself when it is a
+    ``WorkerDied`` already (the ``Loader``'s), None for any other error. In the main thread torch raises
+    it from its SIGCHLD handler, wherever the trainer is (a convolution), or the loader as it waits for
+    a batch. An error raised as torch's was handled is read through to it: torch.save, interrupted in
+    its write by the handler, fails again as it closes the file ("[enforce fail at
+    inline_container.cc:672] . unexpected pos"), the worker's death its context."""
+    chain: list[BaseException] = []
+    error: BaseException | None = exc
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    if ours := next((e for e in chain if isinstance(e, WorkerDied)), None):
+        return ours
+    found = next((f for e in chain if (f := TORCH_DIED.search(str(e)))), None)
+    if found is None:
         return None
     pid = int(found[1])
     codes = {w.pid: w.exitcode for w in getattr(batches, "_workers", [])}  # torch's worker processes

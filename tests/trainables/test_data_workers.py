@@ -131,3 +131,45 @@ def test_the_main_threads_worker_death_is_worded_as_ours() -> None:
     assert str(exc).startswith("a data-loading worker (DataLoader, pid 24405) was killed by SIGKILL; ")
     assert dead_worker(RuntimeError("DefaultCPUAllocator: can't allocate memory")) is None
     assert torch.utils.data.DataLoader in Loader.__mro__
+
+
+def test_a_death_read_through_the_error_raised_as_it_was_handled() -> None:
+    """A worker SIGKILLed as `ablate train` wrote its checkpoint: torch's SIGCHLD handler raised inside
+    torch.save's write, which failed again as it closed the file, and the run ended in a traceback of
+    "RuntimeError: [enforce fail at inline_container.cc:672] . unexpected pos 10516544 vs 10516436"."""
+    from trainables.data_workers import dead_worker
+
+    try:
+        try:
+            raise RuntimeError("DataLoader worker (pid 24405) is killed by signal: Killed. ")
+        except RuntimeError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 768 vs 662"
+                               ) from None
+    except RuntimeError as exc:
+        death = dead_worker(exc)
+    assert str(death).startswith("a data-loading worker (DataLoader, pid 24405) was killed by SIGKILL; ")
+
+
+def test_a_persistent_worker_that_died_between_epochs_is_named_as_the_next_epoch_starts() -> None:
+    """A persistent worker killed between two epochs (as the checkpoint was written) was found dead as the
+    next epoch started, outside the loader's words: "a data-loading worker (DataLoader, pid N) died
+    unexpectedly", without the signal, from torch's "exited unexpectedly"."""
+    loader = Loader(list(range(8)), batch_size=2, num_workers=2, persistent_workers=True, timeout=1,
+                    collate_fn=list)
+    raised: list[BaseException] = []
+
+    def run() -> None:  # a thread: torch's SIGCHLD handler raises in the main thread only
+        list(loader)
+        worker = loader._iterator._workers[0]  # type: ignore[union-attr]
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.join(30)
+        try:
+            list(loader)
+        except BaseException as exc:  # handed to the test
+            raised.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(120)
+    assert raised and isinstance(raised[0], WorkerDied), raised
+    assert "was killed by SIGKILL; not sent by ablate" in str(raised[0])

@@ -146,7 +146,12 @@ class Loader(DataLoader):
     (``trainables.data_workers``) instead of torch's words, which name neither the file nor the signal."""
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
-        batches = super().__iter__()
+        try:  # persistent workers: a new epoch waits for each one's answer, a dead one's too
+            batches = super().__iter__()
+        except RuntimeError as exc:
+            if (death := dead_worker(exc, getattr(self, "_iterator", None))) is None:
+                raise
+            raise death from None
         while True:
             try:
                 batch = next(batches)
