@@ -404,7 +404,7 @@ def kept(ckpt: Path) -> str:
     its first checkpoint (in epoch 1: it named a checkpoint.pt that was never written)."""
     if ckpt.is_file():
         return f"{ckpt} holds the last finished epoch"
-    return "it stopped before its first checkpoint (nothing to resume)"
+    return "it stopped before its first checkpoint (nothing to resume: the same command starts it over)"
 
 
 def say_done(log: IO[str], line: str, ending: Ending | None) -> None:

@@ -387,7 +387,9 @@ def test_a_run_out_of_memory_stops_in_one_line(tmp_path: Path):
     last = log.getvalue().splitlines()[-1]
     assert last.startswith("ablate train: stopped: out of memory: peak 0.00 GB allocated on cpu (CUDA out "
                            "of memory. Tried to allocate 20.00 GiB); lower batch_size")
-    assert last.endswith("; it stopped before its first checkpoint (nothing to resume)")  # none written
+    # none written
+    assert last.endswith("; it stopped before its first checkpoint (nothing to resume: the same command "
+                         "starts it over)")
 
 
 def test_a_run_whose_data_does_not_fit_in_memory_stops_in_one_line(
@@ -823,7 +825,8 @@ def test_a_data_loading_failure_stops_in_one_line(tmp_path: Path, error: Excepti
     last = log.getvalue().splitlines()[-1]
     assert last.startswith("ablate train: stopped: ") and said in last
     # in epoch 1: no checkpoint.pt was written, and the line named one
-    assert last.endswith("; it stopped before its first checkpoint (nothing to resume)")
+    assert last.endswith("; it stopped before its first checkpoint (nothing to resume: the same command "
+                         "starts it over)")
     (tmp_path / "checkpoint.pt").write_bytes(b"an epoch")  # one written before (a resumed run's)
     assert run_epochs(trainer, tmp_path, log) == 1  # type: ignore[arg-type]
     assert log.getvalue().splitlines()[-1].endswith("checkpoint.pt holds the last finished epoch")
@@ -865,7 +868,7 @@ KERNEL_SAYS = "Out of memory: Killed process {} (python)"
      "kernel log names it); lower batch_size or num_workers"),
     (-9, True, KERNEL_SAYS.format(9999), DIED_9),  # the kernel killed another process
     (-11, True, None,  # not a signal of the OOM killer's
-     "a data-loading worker (DataLoader, pid 24406) was killed by SIGSEGV; no epoch finished"),
+     "a data-loading worker (DataLoader, pid 24406) was killed by SIGSEGV; it stopped before its first"),
 ])
 def test_a_worker_the_kernels_oom_killer_killed_is_said_so(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signal_: int, rose: bool, log: str | None,
