@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +75,14 @@ class DiesAt(Dataset):
         return i
 
 
-def iterate_in_a_thread(loader: Loader) -> BaseException | None:
-    """Iterate as a Ray trial does: not in the main thread (torch's SIGCHLD handler is not installed)."""
+def raised_in_a_thread(work: Callable[[], object]) -> BaseException | None:
+    """What ``work`` raises run as a Ray trial runs: not in the main thread (torch's SIGCHLD handler,
+    which raises in the main thread only, is not installed)."""
     raised: list[BaseException] = []
 
     def run() -> None:
         try:
-            list(loader)
+            work()
         except BaseException as exc:  # handed to the test
             raised.append(exc)
 
@@ -88,6 +90,10 @@ def iterate_in_a_thread(loader: Loader) -> BaseException | None:
     thread.start()
     thread.join(120)
     return raised[0] if raised else None
+
+
+def iterate_in_a_thread(loader: Loader) -> BaseException | None:
+    return raised_in_a_thread(lambda: list(loader))
 
 
 @pytest.mark.parametrize(("how", "said"), [
@@ -156,20 +162,14 @@ def test_a_persistent_worker_that_died_between_epochs_is_named_as_the_next_epoch
     unexpectedly", without the signal, from torch's "exited unexpectedly"."""
     loader = Loader(list(range(8)), batch_size=2, num_workers=2, persistent_workers=True, timeout=1,
                     collate_fn=list)
-    raised: list[BaseException] = []
 
-    def run() -> None:  # a thread: torch's SIGCHLD handler raises in the main thread only
+    def run() -> None:
         list(loader)
         worker = loader._iterator._workers[0]  # type: ignore[union-attr]
         os.kill(worker.pid, signal.SIGKILL)
         worker.join(30)
-        try:
-            list(loader)
-        except BaseException as exc:  # handed to the test
-            raised.append(exc)
+        list(loader)
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(120)
-    assert raised and isinstance(raised[0], WorkerDied), raised
-    assert "was killed by SIGKILL; not sent by ablate" in str(raised[0])
+    raised = raised_in_a_thread(run)
+    assert isinstance(raised, WorkerDied), raised
+    assert "was killed by SIGKILL; not sent by ablate" in str(raised)
