@@ -70,8 +70,8 @@ class DiesAt(Dataset):
     def __getitem__(self, i: int) -> int:
         if i == 5 and get_worker_info() is not None:
             if isinstance(self.how, signal.Signals):
-                # as a user's worker dies of it: the process (a test runner's, Ray's) may handle it
-                signal.signal(self.how, signal.SIG_DFL)
+                if self.how != signal.SIGKILL:  # as a user's worker dies of it: the process it was
+                    signal.signal(self.how, signal.SIG_DFL)  # forked from (a test runner's) may handle it
                 os.kill(os.getpid(), self.how)
             os._exit(self.how)
         return i
