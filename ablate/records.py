@@ -237,7 +237,7 @@ def loader_death(trial: Any, death: Death, task: list[tuple[str, str]], kills: K
     from Ray's ``(pid=..., ip=...)`` of the task), else ``errored`` with what killed it."""
     if kills is not None and death.may_be_oom():
         ip = task[-1][1] if task else None
-        fields = {"pid": str(death.pid), "ip": ip or "?"}
+        fields = {"pid": str(death.pid), **({"ip": ip} if ip else {})}  # Ray named no node: none said
         killed = kernel_kill(fields, kills.claim(str(trial.trial_id), ip), death.said, "data-loading worker")
         if killed is not None:
             return killed

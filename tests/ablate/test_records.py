@@ -824,6 +824,8 @@ LOADER_WORDS = ("a data-loading worker (DataLoader, pid 9012) was killed by SIGK
     (LOADER_KILLED.split("trainables.data_workers")[0]  # torch's own words
      + "RuntimeError: DataLoader worker (pid(s) 9012) exited unexpectedly\n", 4, None, "oom",
      "out of host memory, likely: its data-loading worker (pid 9012)"),
+    (LOADER_KILLED.replace("(pid=8976, ip=127.0.0.1, actor_id=c35d54, repr=dino_trainable)", ""), 4, None,
+     "errored", LOADER_WORDS),  # no node named: the driver's node's count cannot be its
 ])
 def test_a_data_loading_worker_the_kernels_oom_killer_killed_ends_oom(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, after: int, log: str | None, status: str,
