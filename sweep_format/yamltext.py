@@ -7,7 +7,10 @@ expands to more than ``MAX_VALUES`` values: a sweep spec holds a few dozen. A ke
 one mapping is refused too (a ``yaml.YAMLError`` naming both lines): YAML keeps the last in
 silence, so a second ``teacher_temp:`` under ``space:`` would drop the first one's values. A number
 in exponent notation without a dot (``1e-4``, ``5E3``) is a number, as in YAML 1.2 (YAML 1.1, which
-PyYAML reads, takes it for text; every ML config reads it as the number it says).
+PyYAML reads, takes it for text; every ML config reads it as the number it says). Integers are YAML
+1.2's too: ``010`` is ten (YAML 1.1: octal, eight: ``epochs: 010`` trained 8 epochs), ``0o17`` is
+octal, and ``1:20`` is text (YAML 1.1: base 60, eighty: ``seed: 1:20`` ran seed 80, and ``description: 12:30``
+was refused as 'the number 750'), so a key that takes a number refuses it.
 
     data = load(Path("spec.yaml").read_text())   # TooLarge when aliases blow it up
     text = dump(data, sort_keys=False)            # what load reads back equal ('1e5' quoted)
@@ -59,16 +62,37 @@ class _Loader(yaml.SafeLoader):
             node.start_mark)
 
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        """Digits are decimal, leading zeros or not (YAML 1.2); 0x, 0o and 0b as YAML 1.1 reads them."""
+        text = str(self.construct_scalar(node)).replace("_", "")
+        if re.fullmatch(r"[-+]?[0-9]+", text):
+            return int(text)
+        return int(super().construct_yaml_int(node))
+
+
 _Loader.add_constructor(None, _Loader.construct_undefined)  # SafeLoader's is bound to its own method
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 
 
 class _Dumper(yaml.SafeDumper):
     """``yaml.SafeDumper`` that quotes the text ``_Loader`` would read as a number ('1e5')."""
 
 
+# YAML 1.1's base-60 numbers (1:20 -> 80, 1:20.5 -> 80.5) are text to _Loader, as in YAML 1.2: its
+# resolvers for int and float are rebuilt without them. _Dumper keeps YAML 1.1's, which only quote more.
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(_INT, re.compile(
+    r"^(?:[-+]?0b[0-1_]+|[-+]?0o[0-7_]+|[-+]?0x[0-9a-fA-F_]+|[-+]?[0-9][0-9_]*)$"), list("-+0123456789"))
+_Loader.add_implicit_resolver(_FLOAT, re.compile(
+    r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+_Dumper.add_implicit_resolver(_INT, re.compile(r"^[-+]?0o[0-7_]+$"), list("-+0"))  # text '0o17': quoted
 # YAML 1.2's floats that YAML 1.1 reads as text: digits with an exponent and no dot (1e-4, +5E3)
 for _kind in (_Loader, _Dumper):
-    _kind.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+    _kind.add_implicit_resolver(_FLOAT, re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
                                 list("-+0123456789"))
 
 

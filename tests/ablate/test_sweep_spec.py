@@ -368,6 +368,22 @@ def test_a_number_in_exponent_notation_is_a_number(tmp_path: Path) -> None:
         write(tmp_path, MINIMAL), ["trainer.lr='1e-4'"])
 
 
+def test_integers_are_read_as_yaml_1_2_reads_them(tmp_path: Path) -> None:
+    """PyYAML (YAML 1.1) reads 010 as octal and 1:20 in base 60: `epochs: 010` trained 8 epochs and
+    `seed: 1:20` ran seed 80, without a word, and `description: 12:30` was refused as "the number 750".
+    As in YAML 1.2, 010 is ten, 0o17 octal, and 1:20 text, which a key taking a number refuses."""
+    from sweep_format import yamltext
+
+    assert yamltext.load("a: [010, -007, 0o17, 0x1F, 1_000, 1:20, 1:20.5, .inf]") == {
+        "a": [10, -7, 15, 31, 1000, "1:20", "1:20.5", float("inf")]}
+    spec = load_spec(write(tmp_path, MINIMAL + "description: 12:30\ntrainer: {epochs: 010}\n"))
+    assert spec.description == "12:30" and spec.trainer["epochs"] == 10
+    assert "trainer.epochs: epochs='1:20': expected an integer" in error_of(
+        write(tmp_path, MINIMAL), ["trainer.epochs=1:20"])
+    data = {"a": ["0o17", "1:20", "010"]}  # text that reads as a number is written back quoted
+    assert yamltext.load(yamltext.dump(data)) == data
+
+
 def test_text_that_reads_as_a_number_is_written_back_quoted(tmp_path: Path) -> None:
     """A sweep named '1e5' (quoted: text) was written to spec.yaml as `name: 1e5`, which the reader now
     takes for the number 100000.0: the sweep folder would no longer load."""
