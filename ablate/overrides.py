@@ -41,9 +41,8 @@ def parse_sets(items: list[str] | None) -> list[tuple[str, Any]]:
         except yamltext.TooLarge as exc:
             raise UserError(f"--set {key.strip()}: the value {exc}") from None
         except yaml.YAMLError as exc:  # it was taken for text, and refused as text far from the reason
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise UserError(f"--set {key.strip()}: the value {short(value)} is not YAML ({problem}); quote "
-                            "it if you mean the text") from None
+            raise UserError(f"--set {key.strip()}: the value {short(value)} is not YAML "
+                            f"({yamltext.reason(exc)}); quote it if you mean the text") from None
     return pairs
 
 
@@ -67,23 +66,35 @@ def load_yaml(path: str | Path, expected: str = "") -> dict[str, Any]:
     except OSError as exc:
         raise UserError(f"{file}: cannot be read ({exc.strerror})") from None
     except UnicodeDecodeError as exc:
-        raise UserError(f"{file}: not a UTF-8 text file (byte {exc.start}); expected a YAML spec") from None
+        raise UserError(f"{file}: {not_utf8(exc)}") from None
     except yamltext.TooLarge as exc:
         raise UserError(f"{file}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
         kind = "" if isinstance(exc, yaml.constructor.ConstructorError) else "YAML syntax error: "  # a tag,
-        raise UserError(f"{file}:{where}: {kind}{problem}") from None  # a key twice: read, and refused
+        raise UserError(f"{file}:{where}: {kind}{yamltext.reason(exc)}") from None  # a key twice: refused
     if data is None and expected:  # `ablate train empty.yaml` trained the defaults for hours, unasked
         raise UserError(f"{file}: holds no keys (an empty file, or comments only); expected {expected}")
     if data is None:
         return {}
-    if not isinstance(data, dict):
-        raise UserError(f"{file}: expected a mapping of keys to values at the top level, "
-                        f"got {type(data).__name__}")
+    if not isinstance(data, dict):  # `epochs:1` is the text 'epochs:1'; `- epochs: 1` a list
+        got = f"the text {short(data)}" if isinstance(data, str) else type(data).__name__
+        raise UserError(f"{file}: expected a mapping of keys to values at the top level, got "
+                        f"{got}{yamltext.colon_hint(data)}")
     return data
+
+
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """What a YAML file that is not UTF-8 is, where, and what to do: saved as Latin-1 (an é in a comment)
+    or as UTF-16 (Windows' "Unicode"), it was 'not a UTF-8 text file (byte 6); expected a YAML spec',
+    a spec when it was a CONFIG, and without the line to look at."""
+    data = bytes(exc.object)
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "a UTF-16 text file; save it as UTF-8"
+    line = data[:exc.start].count(b"\n") + 1
+    return (f"not UTF-8 text: line {line} holds the byte 0x{data[exc.start]:02x} (Latin-1 or another "
+            "encoding?); save the file as UTF-8")
 
 
 def set_dotted(tree: dict[str, Any], path: str, value: Any) -> str:

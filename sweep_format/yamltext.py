@@ -106,6 +106,27 @@ def load(text: str, max_values: int = MAX_VALUES) -> Any:
     return data
 
 
+def reason(exc: yaml.YAMLError) -> str:
+    """Why PyYAML refused a text, in one line: its problem, with what it was reading when the problem
+    alone does not say (a second document: 'but found another document'), and what to do about a tab
+    (PyYAML: "found character '\\t' that cannot start any token")."""
+    problem = str(getattr(exc, "problem", None) or exc)
+    context = getattr(exc, "context", None)
+    if "'\\t'" in problem:
+        return f"{problem}: YAML takes spaces, not tabs, to indent and to separate (replace the tab)"
+    if context == "expected a single document in the stream":
+        return f"{context}, {problem.removeprefix('but ')}: a line `---` starts a second one; keep one"
+    return problem
+
+
+def colon_hint(value: Any) -> str:
+    """Where YAML read text where a mapping belongs (``epochs:1``: a key needs a space after its colon),
+    what to write instead; "" otherwise."""
+    if isinstance(value, str) and (found := re.match(r"([A-Za-z_][\w.-]*):(\S+)", value)):
+        return f" (a key needs a space after its colon: {found[1]}: {found[2]}, not {found[0]})"
+    return ""
+
+
 def dump(data: Any, **options: Any) -> str:
     """``data`` as YAML that ``load`` reads back equal (``yaml.safe_dump``'s options)."""
     return yaml.dump(data, Dumper=_Dumper, **options)

@@ -123,7 +123,7 @@ def trainer_keys(data: dict[str, Any], config_file: str) -> dict[str, Any]:
     section = data.get("trainer")
     if section is not None and not isinstance(section, dict):
         raise ConfigError(f"{config_file}: trainer: got {short(section)}; expected a mapping of trainer keys "
-                          "to values, e.g. trainer: {epochs: 4}")
+                          f"to values, e.g. trainer: {{epochs: 4}}{yamltext.colon_hint(section)}")
     if stray := [key for key in data if key in DINOConfig.model_fields]:
         raise ConfigError(f"{config_file}: {', '.join(stray)}: a trainer key at the top of a sweep spec, "
                           f"which would be left out: put it under `trainer:` (or --set {stray[0]}=...)")

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic_core import PydanticCustomError
 
 from ablate.errors import UserError
+from sweep_format import yamltext
 from sweep_format.text import did_you_mean
 from trainables.config import short
 
@@ -57,7 +58,7 @@ class SpecModel(BaseModel):
         if data is None:  # an empty section, e.g. `stop:` with nothing under it
             return {}
         if not isinstance(data, dict):
-            raise bad(data, "expected a mapping of keys to values")
+            raise bad(data, f"expected a mapping of keys to values{yamltext.colon_hint(data)}")
         allowed = cls.spec_keys()
         for key in data:
             if key not in allowed:

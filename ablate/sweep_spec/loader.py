@@ -19,6 +19,7 @@ from ablate.sweep_spec.base import SPEC_ERROR, UNKNOWN_KEY, SpecError
 from ablate.sweep_spec.model import SweepSpec
 from ablate.sweep_spec.sections import FORCE
 from ablate.sweep_spec.space import DIST_TAGS, DIST_TYPE_ERROR, DIST_TYPES
+from sweep_format import yamltext
 from sweep_format.layout import RESOLVED
 from sweep_format.text import did_you_mean
 from trainables.config import DINOConfig, exact_type_problem, key_not_text, short
@@ -124,6 +125,8 @@ def _pydantic_message(err: ErrorDetails, key: str, ctx: dict[str, Any]) -> str:
         return f"got {short(value)}; expected {exact_type_problem(float, value)}"
     if err["type"] == "string_type":  # a name YAML read as a date, a number or true/false
         return f"got {short(value)}; expected {exact_type_problem(str, value)}"
+    if err["type"] == "dict_type":  # `trainer:` over `epochs:1` (no space after the colon): text
+        return f"got {short(value)}; {EXPECTED['dict_type']}{yamltext.colon_hint(value)}"
     bound = ctx.get("ge", ctx.get("gt", ctx.get("le")))  # an int bound is an int key's
     return f"got {short(value)}; " + EXPECTED[err["type"]].format(
         **ctx, kind="an integer" if isinstance(bound, int) else "a number")

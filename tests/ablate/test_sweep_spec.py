@@ -309,6 +309,42 @@ def test_yaml_syntax_error_gives_line(tmp_path: Path) -> None:
     assert "YAML syntax error" in message
 
 
+def test_a_second_document_or_a_tab_is_refused_saying_what_to_do(tmp_path: Path) -> None:
+    """PyYAML's own words were 'but found another document' (for a `---` line: what was expected went
+    unsaid) and "found character '\\t' that cannot start any token" (a tab, and nothing of spaces)."""
+    spec_file = write(tmp_path, MINIMAL + "---\nname: u\n")
+    assert error_of(spec_file) == (f"{spec_file}: line 4, column 1: YAML syntax error: expected a single "
+                                   "document in the stream, found another document: a line `---` starts a "
+                                   "second one; keep one")
+    spec_file.write_text("name: t\nsearch:\n\tseed: 1\n")
+    assert error_of(spec_file).endswith("cannot start any token: YAML takes spaces, not tabs, to indent and "
+                                        "to separate (replace the tab)")
+
+
+def test_a_file_not_in_utf8_names_its_encoding_and_line(tmp_path: Path) -> None:
+    """A spec saved as Latin-1 (an é in a comment) or UTF-16 was 'not a UTF-8 text file (byte 104);
+    expected a YAML spec': a byte count to find, and no word of what to do."""
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_bytes((MINIMAL + "# temp\u00e9rature\n").encode("latin-1"))
+    assert error_of(spec_file) == (f"{spec_file}: not UTF-8 text: line 4 holds the byte 0xe9 (Latin-1 or "
+                                   "another encoding?); save the file as UTF-8")
+    spec_file.write_bytes(MINIMAL.encode("utf-16"))
+    assert error_of(spec_file) == f"{spec_file}: a UTF-16 text file; save it as UTF-8"
+
+
+def test_a_key_without_a_space_after_its_colon_is_named(tmp_path: Path) -> None:
+    """`epochs:1` is text to YAML, not a key: the top of a file was 'expected a mapping ..., got str',
+    without the text, and a section 'got ...; expected a mapping', without why."""
+    spec_file = write(tmp_path, "name:t\n")
+    assert error_of(spec_file) == (f"{spec_file}: expected a mapping of keys to values at the top level, got "
+                                   "the text 'name:t' (a key needs a space after its colon: name: t, not "
+                                   "name:t)")
+    for section in ("trainer", "stop"):
+        message = error_of(write(tmp_path, MINIMAL + f"{section}:\n  epochs:1\n"))
+        assert message.endswith(f"{section}: got 'epochs:1'; expected a mapping of keys to values (a key "
+                                "needs a space after its colon: epochs: 1, not epochs:1)"), message
+
+
 def test_a_key_written_twice_is_refused_not_dropped(tmp_path: Path) -> None:
     """YAML keeps the last of two equal keys: the first teacher_temp's values were dropped in silence."""
     spec_file = write(tmp_path, "name: t\nspace:\n  teacher_temp: {type: choice, values: [0.03]}\n"

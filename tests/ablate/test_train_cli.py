@@ -321,6 +321,9 @@ def test_a_crop_the_backbone_cannot_take_is_refused_naming_the_config_file(tmp_p
     ("name: x\ntrainer: 5\nspace: {}\n", "spec.yaml: trainer: got 5; expected a mapping of trainer keys"),
     ("name: x\nepochs: 2\ntrainer: {epochs: 3}\n",
      "spec.yaml: epochs: a trainer key at the top of a sweep spec, which would be left out"),
+    ("name: x\ntrainer: epochs:2\n",
+     "spec.yaml: trainer: got 'epochs:2'; expected a mapping of trainer keys to values, e.g. trainer: "
+     "{epochs: 4} (a key needs a space after its colon: epochs: 2, not epochs:2)"),
 ])
 def test_a_sweep_spec_as_config_is_read_by_its_trainer_section(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                                text: str, expected: str):
