@@ -29,6 +29,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from sweep_format.text import did_you_mean
 from sweep_format.values import yaml_word
@@ -431,6 +432,31 @@ def unknown_key_message(key: Any, where: str = "") -> str:
     return (f"{where}unknown trainer key {key!r}.{hint} Valid keys: {', '.join(config_keys())}")
 
 
+# pydantic's error type -> the one wording of a type or bound refused, for trainer keys (make_config)
+# and the spec's own (ablate.sweep_spec.loader); pydantic's ("Input should be less than or equal to
+# 10000") was the trainer's while the spec said "expected an integer <= 10000"
+EXPECTED = {
+    "int_type": "expected an integer", "int_from_float": "expected an integer",
+    "float_type": "expected a number", "finite_number": "expected a finite number",
+    "bool_type": "expected true or false", "string_type": "expected text", "list_type": "expected a list",
+    "dict_type": "expected a mapping of keys to values",
+    "greater_than_equal": "expected {kind} >= {ge}", "greater_than": "expected {kind} > {gt}",
+    "less_than_equal": "expected {kind} <= {le}", "less_than": "expected {kind} < {lt}",
+}
+
+
+def expected_words(err: ErrorDetails) -> str:
+    """``err`` (one of pydantic's errors) in EXPECTED's words, a bound as written (10000, not 10000.0);
+    "" for an error type EXPECTED does not word."""
+    words = EXPECTED.get(err["type"])
+    if words is None:
+        return ""
+    ctx = err.get("ctx", {})
+    bound = ctx.get("ge", ctx.get("gt", ctx.get("le", ctx.get("lt"))))  # an int bound is an int key's
+    written = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in ctx.items()}
+    return words.format(**written, kind="an integer" if isinstance(bound, int) else "a number")
+
+
 def make_config(values: dict[str, Any], where: str = "") -> DINOConfig:
     """Build a DINOConfig, turning pydantic's errors into one readable ConfigError."""
     for key in values:
@@ -450,7 +476,7 @@ def format_validation_error(exc: ValidationError, values: dict[str, Any], where:
         key = str(err["loc"][0]) if err["loc"] else ""
         given = values.get(key, "<missing>") if key else ""
         field = DINOConfig.model_fields.get(key)
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = expected_words(err) or err["msg"].removeprefix("Value error, ")
         takes = field.description if field else None  # what the key takes, unless msg says it
         allowed = f" ({takes})" if takes and takes.rstrip(".") not in msg else ""
         if err["type"] == "value_error" and not err["loc"]:  # a rule of its own, its message names the key

@@ -22,22 +22,20 @@ from ablate.sweep_spec.space import DIST_TAGS, DIST_TYPE_ERROR, DIST_TYPES
 from sweep_format import yamltext
 from sweep_format.layout import RESOLVED
 from sweep_format.text import did_you_mean
-from trainables.config import DINOConfig, exact_type_problem, key_not_text, short
+from trainables.config import (
+    EXPECTED,
+    DINOConfig,
+    exact_type_problem,
+    expected_words,
+    key_not_text,
+    short,
+)
 
 MISSING = {
     "name": "required: a folder name of letters, digits, '-', '_', '.' (e.g. teacher-temps)",
     "space": "missing: the parameters to search, e.g. space: {teacher_temp: {type: float, low: 0.02, "
              "high: 0.08}}",
     "low": "missing: a range needs low and high", "high": "missing: a range needs low and high",
-}
-# pydantic's error type -> what the user is told after "got VALUE; "
-EXPECTED = {
-    "int_type": "expected an integer", "int_from_float": "expected an integer",
-    "float_type": "expected a number", "finite_number": "expected a finite number",
-    "bool_type": "expected true or false", "string_type": "expected text", "list_type": "expected a list",
-    "dict_type": "expected a mapping of keys to values",
-    "greater_than_equal": "expected {kind} >= {ge}", "greater_than": "expected {kind} > {gt}",
-    "less_than_equal": "expected {kind} <= {le}",
 }
 
 
@@ -127,9 +125,7 @@ def _pydantic_message(err: ErrorDetails, key: str, ctx: dict[str, Any]) -> str:
         return f"got {short(value)}; expected {exact_type_problem(str, value)}"
     if err["type"] == "dict_type":  # `trainer:` over `epochs:1` (no space after the colon): text
         return f"got {short(value)}; {EXPECTED['dict_type']}{yamltext.colon_hint(value)}"
-    bound = ctx.get("ge", ctx.get("gt", ctx.get("le")))  # an int bound is an int key's
-    return f"got {short(value)}; " + EXPECTED[err["type"]].format(
-        **ctx, kind="an integer" if isinstance(bound, int) else "a number")
+    return f"got {short(value)}; {expected_words(err)}"
 
 
 def _path(loc: list[int | str], at: str) -> str:

@@ -29,11 +29,11 @@ def one_line_error(capsys: pytest.CaptureFixture, command: str) -> str:
 
 
 @pytest.mark.parametrize(("item", "expected"), [
-    ("trainer.teacher_temp=.inf", "teacher_temp=inf: Input should be a finite number"),
-    ("trainer.student_temp=.inf", "student_temp=inf: Input should be a finite number"),
-    ("trainer.teacher_temp=1.0e+300", "teacher_temp=1e+300: Input should be less than or equal to 10000"),
+    ("trainer.teacher_temp=.inf", "teacher_temp=inf: expected a finite number"),
+    ("trainer.student_temp=.inf", "student_temp=inf: expected a finite number"),
+    ("trainer.teacher_temp=1.0e+300", "teacher_temp=1e+300: expected a number <= 10000"),
     # YAML 1.1 reads 1e300 as text: it is the number (sweep_format.yamltext), and too large
-    ("trainer.teacher_temp=1e300", "teacher_temp=1e+300: Input should be less than or equal to 10000"),
+    ("trainer.teacher_temp=1e300", "teacher_temp=1e+300: expected a number <= 10000"),
     # YAML reads these as text too, and no spelling of them is allowed: it told to 'write nan'
     ("trainer.lr=nan", "lr='nan': expected a finite number (Peak lr"),
     ("trainer.lr=-Infinity", "lr='-Infinity': expected a finite number (Peak lr"),
@@ -45,14 +45,14 @@ def one_line_error(capsys: pytest.CaptureFixture, command: str) -> str:
     ("trainer.epochs=2.0", "epochs=2.0: expected an integer"),
     ("trainer.epochs=true", "epochs=true: expected an integer"),  # as YAML writes it
     # null too, at any depth: it read teacher_temp=None, got None, values [0.1, None]
-    ("trainer.teacher_temp=~", "trainer.teacher_temp: teacher_temp=null: Input should be a valid number"),
+    ("trainer.teacher_temp=~", "trainer.teacher_temp: teacher_temp=null: expected a number"),
     ("space.teacher_temp={type: null, low: 0.01, high: 0.1}",
      "space.teacher_temp.type: got null; allowed: float, int, choice"),
     ("space.student_temp={type: choice, values: [0.1, null]}",
-     "space.student_temp.values[1]: student_temp=null: Input should be a valid number"),
+     "space.student_temp.values[1]: student_temp=null: expected a number"),
     ("trainer.global_crops_scale=[0.4, null]", "global_crops_scale=[0.4, null]: "),
-    ("trainer.epochs=100000000", "less than or equal to 10000"),
-    ("trainer.epochs=99999999999999999999", "less than or equal to 10000"),
+    ("trainer.epochs=100000000", "expected an integer <= 10000"),
+    ("trainer.epochs=99999999999999999999", "expected an integer <= 10000"),
     ("trainer.seed=3", "seed"),
     (f"name={'n' * 101}", "at most 100 long"),  # a folder name of 256+ bytes was a traceback
 ])
@@ -65,11 +65,11 @@ def test_run_refuses_numbers_beyond_the_edges_before_ray(tmp_path: Path, capsys:
 
 
 @pytest.mark.parametrize(("item", "expected"), [
-    ("epochs=100000000", "epochs=100000000: Input should be less than or equal to 10000"),
-    ("epochs=99999999999999999999", "less than or equal to 10000"),
+    ("epochs=100000000", "epochs=100000000: expected an integer <= 10000"),
+    ("epochs=99999999999999999999", "expected an integer <= 10000"),
     ("epochs=2.0", "epochs=2.0: expected an integer"),
     ("local_crops_number=true", "local_crops_number=true: expected an integer"),
-    ("teacher_temp=null", "--set teacher_temp=null: Input should be a valid number"),  # was =None
+    ("teacher_temp=null", "--set teacher_temp=null: expected a number"),  # was =None
     ("teacher_temp=.inf", "teacher_temp=inf"),
     ("global_crops_scale=[0.4, .nan]", "global_crops_scale"),
     ("patch_size=3", "global_crops_size=16 (Input height (16) should be divisible by patch size (3).); "

@@ -112,8 +112,13 @@ def test_non_finite_loss_stops_with_a_clear_error():
 def test_bad_config_errors_name_key_value_and_allowed():
     with pytest.raises(ConfigError, match=r"teacher_tmp.*Did you mean teacher_temp"):
         make_config({"teacher_tmp": 0.04})
-    with pytest.raises(ConfigError, match=r"teacher_temp=-0.1.*greater than 0"):
+    # in the spec's words (ablate.sweep_spec), not pydantic's 'Input should be greater than 0'
+    with pytest.raises(ConfigError, match=r"teacher_temp=-0.1: expected a number > 0 \(Teacher temp"):
         make_config({"teacher_temp": -0.1})
+    with pytest.raises(ConfigError, match=r"teacher_temp=20000.0: expected a number <= 10000 \("):
+        make_config({"teacher_temp": 20000.0})
+    with pytest.raises(ConfigError, match=r"epochs=null: expected an integer \(Training epochs"):
+        make_config({"epochs": None})
     with pytest.raises(ConfigError, match=r"global_crops_scale.*0 < low <= high <= 1"):
         make_config({"global_crops_scale": [0.9, 0.2]})
     with pytest.raises(ConfigError, match="not a timm model"):
@@ -126,7 +131,7 @@ def test_bad_config_errors_name_key_value_and_allowed():
     with pytest.raises(ConfigError) as bad_device:
         make_config({"device": "mps"})
     assert str(bad_device.value).count("auto, cpu, cuda or cuda:N") == 1
-    with pytest.raises(ConfigError, match=r"lr=-1: Input should be greater than 0 \(Peak lr"):
+    with pytest.raises(ConfigError, match=r"lr=-1: expected a number > 0 \(Peak lr"):
         make_config({"lr": -1})
 
 
