@@ -34,8 +34,11 @@ def did_you_mean(value: object, allowed: Iterable[str], n: int = 3, cutoff: floa
     """The names of ``allowed`` closest to ``value``, as close as the closest one (at most ``n``), "a, b"
     ("" when none is close): the one suggestion rule of every "did you mean" (a spec's key, value or
     metric, a trainer key, an option). knn_top: both knn_top1 and knn_top5; num_sample: num_samples,
-    not sampler as well."""
+    not sampler as well. A name in another case is the one meant (MAX: max, ASHA: asha, which no
+    ratio of the letters found)."""
     text, names = str(value), list(allowed)
+    if same := [c for c in names if c.lower() == text.lower()]:
+        return ", ".join(same)
     score = {c: difflib.SequenceMatcher(None, text, c).ratio()
              for c in difflib.get_close_matches(text, names, n=n, cutoff=cutoff)}
     best = max(score.values(), default=0.0)

@@ -40,3 +40,21 @@ def test_a_command_to_run_names_a_path_with_spaces_as_one_word(tmp_path: Path, c
     assert interrupted(root, 2, KeyboardInterrupt(), 1, 2) == 130
     resumed = ["ablate", "train", "--out", str(root), "--resume", "--workers", "2"]
     assert pasted(capsys.readouterr().err) == resumed
+
+
+def test_a_name_in_another_case_is_the_one_suggested(tmp_path: Path) -> None:
+    """`mode: MAX` and `scheduler: {type: ASHA}` were refused with 'allowed: max, min' and no "did you
+    mean": difflib's ratio of 'MAX' to 'max' is 0."""
+    from ablate.sweep_spec import SpecError, load_spec
+    from sweep_format.text import did_you_mean
+
+    assert did_you_mean("MAX", ["max", "min"]) == "max"
+    assert did_you_mean("Teacher_Temp", ["teacher_temp", "student_temp"]) == "teacher_temp"
+    assert did_you_mean("knn_top", ["knn_top1", "knn_top5"]) == "knn_top1, knn_top5"  # as before
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: t\nspace: {teacher_temp: {type: float, low: 0.02, high: 0.08}}\n"
+                    "metric: knn_top1\nmode: MAX\nscheduler: {type: ASHA}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(spec)
+    assert "mode: got 'MAX'; allowed: max, min (did you mean max?)" in str(info.value)
+    assert "scheduler.type: got 'ASHA'; allowed: none, asha (did you mean asha?)" in str(info.value)
