@@ -43,6 +43,15 @@ table.wide td.text { min-width: 16em; }
 /* a window narrower than the full column (1024 px: 977 px of it) gives prose the 16em too, so that a
    table that is not wide (WIDE_TABLE) fits beside it */
 @media (max-width: 1196px) { td.text { min-width: 16em; } }
+/* a window narrower than the 1024 px that WIDE_TABLE is counted for (800 px: a 753 px column) sets
+   every table small, headers and cells wrapped at spaces where it has no room, padding narrow: there
+   tables of many short numeric columns, wide or not, ran 16 to 153 px past the column (a 7-parameter
+   Optuna sweep's Leaderboard, Cost, Trials; a grid's Seed power), padding a quarter of their width.
+   One that does not fit even so (the Trials of 7 parameters) scrolls, its first column in view. */
+@media (max-width: 1023px) {
+  table { font-size: .78em; } th, td { white-space: normal; } th { vertical-align: bottom; }
+  th, td { padding: .25em .3em; } td.text, table.wide td.text { min-width: 10em; }
+}
 img { max-width: 100%; height: auto; display: block; margin: .8em 0; }
 code { background: #f4f4f4; padding: 0 .2em; }
 .note { color: #666; }
