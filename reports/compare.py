@@ -176,6 +176,7 @@ def build_comparison(paths: list[str | Path], out: str | Path) -> Path:
                 write_parquet(epochs, out / EPOCHS_TABLE, meta)
             doc = comparison_document(sources, shared, trials, meta, out)
             write_texts({out / REPORT_MD: doc.markdown(relative_to=out), out / REPORT_HTML: doc.html()})
+        plots.remove_undrawn(out / PLOTS_DIR, doc.images())  # a parameter no longer shared: its old plot
     except BaseException:  # Ctrl-C while plotting, a full disk: none of its files, nor the folder it made
         for folder in (out / PLOTS_DIR, out):
             remove_made(made, user_path(folder))

@@ -196,9 +196,10 @@ def add_cost(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, params: 
         doc.note("–: no trial of the configuration counts for the ranking (one that ASHA stopped early, or "
                  "that was interrupted, errored or ran out of memory): its cost is counted, its "
                  f"{metric_words.name(metric)} is under Trials.")
-    from reports.plots import pareto_plot  # matplotlib: not for `ablate ls`, which reads the totals
+    # matplotlib: not for `ablate ls`, which reads the totals
+    from reports.plots import PARETO_FILE, pareto_plot
 
-    path = pareto_plot(table, out / PLOTS_DIR / "pareto_cost.png", metric, mode)
+    path = pareto_plot(table, out / PLOTS_DIR / PARETO_FILE, metric, mode)
     if path:
         doc.image(path, f"{metric} vs device-seconds per trial")
     add_time_split(doc, epochs)

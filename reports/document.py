@@ -78,6 +78,9 @@ class Document:
     def image(self, path: Path, alt: str) -> None:
         self.blocks.append(("image", path, alt))
 
+    def images(self) -> list[Path]:
+        return [path for kind, path, _ in self.blocks if kind == "image"]
+
     def headings(self) -> list[str]:
         return [text for kind, _, text in self.blocks if kind == "heading"]
 

@@ -57,7 +57,6 @@ from sweep_format.layout import PLOTS_DIR
 from sweep_format.statuses import describe_counts
 
 HEADING = "Which parameters matter"
-PLOT_FILE = "main_effects.png"
 
 # What a parameter's spread says (``MainEffect.kind``)
 # BEYOND, WITHIN (reports.stats): the best and the worst value apart beyond / within seed noise
@@ -307,8 +306,8 @@ def add_main_effects(doc: Document, result: Analysis, trials: pd.DataFrame, impo
         doc.paragraph(answer(effects, result.metric, failures))
         doc.table(table)
         drawn = [e for e in effects if e.estimated]
-        if len(drawn) >= 2 and (path := plots.main_effects_plot(plot_rows(drawn), out / PLOTS_DIR / PLOT_FILE,
-                                                                 result.metric)):
+        plot = out / PLOTS_DIR / plots.MAIN_EFFECTS_FILE
+        if len(drawn) >= 2 and (path := plots.main_effects_plot(plot_rows(drawn), plot, result.metric)):
             doc.image(path, "main effect of each parameter")
         doc.note(method_note(result.metric))
     for note in notes(effects, result, trials, importance):

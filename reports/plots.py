@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar, cast
 
@@ -68,6 +68,30 @@ def save(fig: Figure, path: Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
     return path
+
+
+# The figures a report (and `ablate compare`) draws into its plots/ folder, by file name: the report owns
+# these and no others there (``remove_undrawn``).
+LEARNING_CURVES_FILE, COLLAPSE_FILE, PARALLEL_FILE = "learning_curves.png", "collapse.png", "parallel.png"
+IMPORTANCE_FILE, MAIN_EFFECTS_FILE, PARETO_FILE = "importance.png", "main_effects.png", "pareto_cost.png"
+PLOT_FILES = (LEARNING_CURVES_FILE, COLLAPSE_FILE, PARALLEL_FILE, IMPORTANCE_FILE, MAIN_EFFECTS_FILE,
+              PARETO_FILE)
+EFFECT_FILE = re.compile(r"effect_[A-Za-z0-9_.-]+\.png")  # ``effect_file``'s names
+
+
+def remove_undrawn(folder: Path, drawn: Iterable[Path]) -> list[Path]:
+    """Remove from ``folder`` the report's figures (``PLOT_FILES``, ``effect_file``'s) that it did not
+    draw this time (``drawn``: ``Document.images``) and return them; any other file stays. A re-report
+    whose sweep no longer had curves to draw left the last report's learning_curves.png in plots/, a
+    figure of records since changed beside tables of the new ones."""
+    keep = {Path(p).name for p in drawn}
+    if folder.is_symlink() or not folder.is_dir():
+        return []
+    stale = sorted(p for p in folder.iterdir() if p.name not in keep and p.is_file() and not p.is_symlink()
+                   and (p.name in PLOT_FILES or EFFECT_FILE.fullmatch(p.name)))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def effect_file(folder: Path, param: str) -> Path:

@@ -83,6 +83,7 @@ def build_report(sweep_dir: str | Path, planned: int | None = None, driven: bool
                               "still starting, or was it made by an ablate older than the records?)")
         doc = sweep_document(sweep, trials, epochs, out, planned, driven)
         write_texts({out / REPORT_MD: doc.markdown(relative_to=out), out / REPORT_HTML: doc.html()})
+    plots.remove_undrawn(out / PLOTS_DIR, doc.images())  # once the new pages stand: none shows them
     return out
 
 
@@ -147,7 +148,7 @@ def add_parallel(doc: Document, sweep: SweepDir, counted: pd.DataFrame, out: Pat
     ``no_value``: what it says where no trial has a value to draw (``Analysis.no_value``)."""
     doc.heading("Parallel coordinates")
     params = [p for p in sweep.params if varied(counted, p)]
-    path = plots.parallel_plot(counted, params, out / PLOTS_DIR / "parallel.png",
+    path = plots.parallel_plot(counted, params, out / PLOTS_DIR / plots.PARALLEL_FILE,
                                log_params=sweep.log_params, categorical_params=sweep.categorical_params)
     if path:
         doc.image(path, "parallel coordinates")
@@ -252,7 +253,8 @@ def add_curves(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, out: P
     """Learning curves and collapse diagnostics; ``ended``: every trial ended for good
     (``Analysis.ended``), so a missing value is not one still to come."""
     doc.heading("Learning curves")
-    path = plots.learning_curves(epochs, trials, out / PLOTS_DIR / "learning_curves.png", reference=reference)
+    path = plots.learning_curves(epochs, trials, out / PLOTS_DIR / plots.LEARNING_CURVES_FILE,
+                                 reference=reference)
     doc.image(path, "loss and kNN top-1 vs epoch") if path else doc.note(
         "No trained epoch has a finite loss or a kNN top-1: the loss was NaN or inf (each trial's stop "
         "reason under Trials says why)." if len(epochs) and (epochs["epoch"] >= 1).any()
@@ -260,7 +262,7 @@ def add_curves(doc: Document, trials: pd.DataFrame, epochs: pd.DataFrame, out: P
     doc.heading("Collapse diagnostics")
     doc.note("DINO paper, Fig. 7: without centering the teacher entropy goes to 0, without sharpening "
              "to ln(out_dim); in both cases KL(teacher ‖ student) goes to 0.")
-    path = plots.collapse_plot(epochs, trials, out / PLOTS_DIR / "collapse.png")
+    path = plots.collapse_plot(epochs, trials, out / PLOTS_DIR / plots.COLLAPSE_FILE)
     doc.image(path, "teacher entropy and KL vs epoch") if path else doc.note(
         "No trained epoch has reported teacher_entropy" + ("." if ended else " yet."))
     collapsed = trials[trials["collapsed"].fillna(False)]
@@ -297,7 +299,7 @@ def add_importance(doc: Document, imp: Importance, out: Path, stopped: str = "")
     doc.note(f"From the Optuna study ({imp.n_trials} finished Optuna trials; a trial's value is the "
              "mean over its repeats). fANOVA: share of the variance of kNN top-1 explained by each "
              "parameter; PED-ANOVA: how much the parameter's distribution differs in the top trials.")
-    path = plots.importance_plot(imp.values, out / PLOTS_DIR / "importance.png")
+    path = plots.importance_plot(imp.values, out / PLOTS_DIR / plots.IMPORTANCE_FILE)
     if path:
         doc.image(path, "parameter importance")
     params = sorted({p for v in imp.values.values() for p in v})

@@ -583,3 +583,39 @@ def test_a_sweep_whose_every_trial_ended_without_a_value_does_not_say_yet(tmp_pa
     running = sweep_document(sweep, trials.assign(status="running"), epochs, tmp_path).markdown(tmp_path)
     assert running.count("No trial has a final kNN top-1 yet.") == 4
     assert "No trained epoch has reported teacher_entropy yet." in running
+
+
+def diverged_record(tid: str, temp: float) -> dict:
+    """A trial whose loss was NaN in its first epoch, as the trainer records it (no loss, no kNN after)."""
+    from tests.helpers import good_record
+
+    reason = ("loss is nan at epoch 1: training diverged (try a lower lr, a lower teacher_temp or "
+              "precision=fp32)")
+    last = {"epoch": 1, "trial_outcome": "diverged", "stop_reason": reason, "knn_evaluated": False}
+    return {**good_record(tid), "point": int(temp == 0.04), "params": {"teacher_temp": temp},
+            "status": "diverged", "reason": reason, "epochs": [{"epoch": 0, "knn_top1": 30.0}, last]}
+
+
+def test_a_re_report_removes_the_plots_it_no_longer_draws(tmp_path: Path) -> None:
+    """A sweep reported once with curves, then re-reported after its records changed to trials that all
+    diverged: the new report drew no learning curves, and the last report's learning_curves.png stayed in
+    plots/, an old figure beside tables of the new records. A file of someone else's there stays."""
+    from sweep_format import files
+    from tests.helpers import crafted_sweep, good_record
+
+    sweep = crafted_sweep(tmp_path, [{**good_record(f"t{i}"), "point": i, "params": {"teacher_temp": t},
+                                      "epochs": [{"epoch": 0, "knn_top1": 30.0},
+                                                 {"epoch": 1, "knn_top1": 40.0 + i, "loss": 1.0,
+                                                  "teacher_entropy": 1.0, "collapsed": False}]}
+                                     for i, t in enumerate((0.02, 0.04))])
+    plots = build_report(sweep) / "plots"
+    drawn = {p.name for p in plots.iterdir()}
+    assert {"learning_curves.png", "collapse.png", "effect_teacher_temp.png"} <= drawn
+    (plots / "notes.png").write_bytes(PNG)
+    for i, temp in enumerate((0.02, 0.04)):
+        files.write_json(sweep / "trials" / f"t{i}.json", diverged_record(f"t{i}", temp))
+    md = (build_report(sweep) / "report.md").read_text()
+    assert "No trained epoch has a finite loss" in md
+    assert sorted(p.name for p in plots.iterdir()) == sorted(
+        {"notes.png", *re.findall(r"\(plots/([^)]+)\)", md)})  # what the report shows, and the stranger's
+    assert not (plots / "learning_curves.png").exists()
