@@ -23,6 +23,7 @@ from reports import metric_words
 from reports.ranking import (
     FAILED_COUNTS,
     all_collapsed,
+    all_diverged_text,
     failed_points,
     failure_words,
     no_best_text,
@@ -81,8 +82,8 @@ class Analysis:
     def label(self, point: int, only: list[str] | None = None) -> str:
         return point_label(self.row(point), only or self.params)
 
-    def headline(self) -> str:
-        return headline(self)
+    def headline(self, trials: pd.DataFrame | None = None) -> str:
+        return headline(self, trials)
 
 
 def fmt_value(value: Any) -> str:
@@ -287,12 +288,15 @@ FAILURES_ONLY = ("no seed-noise verdict: a gap between collapsed configurations 
                  "hyperparameters on a working DINO teacher")
 
 
-def headline(result: Analysis) -> str:
+def headline(result: Analysis, trials: pd.DataFrame | None = None) -> str:
     """Which configuration wins, and by how much vs the baseline and the runner-up (beyond seed noise
     or not); where every configuration collapsed, that the ranking orders failures, and their gaps
-    without a verdict (``FAILURES_ONLY``)."""
+    without a verdict (``FAILURES_ONLY``); where none has a result, why (``trials``: the sweep's, to say
+    plainly that every trial diverged, ``all_diverged_text``)."""
     pts = result.points
     if pts.empty or not math.isfinite(pts["mean"].iloc[0]):
+        if trials is not None and (diverged := all_diverged_text(trials)):
+            return "**" + diverged.replace(": ", ":** ", 1)
         text = no_best_text(result.metric)
         return text[0].upper() + text[1:] + "."
     best, failures = pts.iloc[0], all_collapsed(pts)
@@ -302,8 +306,9 @@ def headline(result: Analysis) -> str:
             f"{fmt_mean_ci(best['mean'], best['ci'])}{unit} (repeats: {int(best['n'])})")
     if failures:
         words = failure_words(pts)
-        why = ("its teacher collapsed, see Collapse diagnostics" if words == "collapsed" else
-               "a collapsed teacher, see Collapse diagnostics, or a loss that went non-finite")
+        why = {"collapsed": "its teacher collapsed, see Collapse diagnostics",
+               "diverged": "its loss went NaN or inf, its stop reason under Trials says when and what to try"
+               }.get(words, "a collapsed teacher, see Collapse diagnostics, or a loss that went non-finite")
         counts = [f"{int(best[k])} {k}" for k in FAILED_COUNTS if best.get(k, 0)]
         text = (f"**No working configuration: every ranked configuration has a {words} trial** ({why}; "
                 "trials stopped early or unfinished are not ranked), so the ranking below orders failures. "

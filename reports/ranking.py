@@ -36,6 +36,7 @@ import pandas as pd
 from reports.stats import point_summary
 from sweep_format.metrics import is_knn
 from sweep_format.statuses import COLLAPSED, DIVERGED, ORDER, PROVISIONAL, RANKED
+from sweep_format.text import plural
 from sweep_format.values import fmt_value
 
 # Rule 3: the point_summary columns that count a point's failed repeats, named after the statuses
@@ -164,6 +165,30 @@ def no_best_text(metric: str) -> str:
             "has finished an epoch yet, every one ended at epoch 0 or before its first evaluation, or "
             "every one that trained failed: oom, errored or storage_full; each trial's status and reason "
             "say why)")
+
+
+REASONS_SHOWN = 3  # the distinct stop reasons ``all_diverged_text`` quotes; the rest are under Trials
+
+
+def all_diverged_text(trials: pd.DataFrame) -> str:
+    """Where every trial diverged: that, in which epochs, and their stop reasons, which say what to try
+    (the trainer's advice: a lower lr, ...); "" otherwise. Such a sweep's report said only that no trial
+    had a value that counts, with the reasons there might be (oom, errored, none trained yet), and its
+    one cause among them nowhere."""
+    if trials.empty or not (trials["status"] == DIVERGED).all():
+        return ""
+    n = len(trials)
+    done = sorted({int(e) for e in trials["epochs_done"].dropna()})
+    planned = sorted({int(e) for e in trials["epochs_planned"].dropna()})
+    when = (f" in epoch {', '.join(map(str, done))}" if done else "") + (
+        f" of {', '.join(map(str, planned))}" if done and planned else "")
+    reasons = trials["stop_reason"].fillna("").replace("", "(none recorded)").value_counts()
+    quoted = "; ".join(f"'{reason}'" + (f" ({count} {plural(count, 'trial')})" if len(reasons) > 1 else "")
+                       for reason, count in reasons.head(REASONS_SHOWN).items())
+    more = f"; {len(reasons) - REASONS_SHOWN} more under Trials" if len(reasons) > REASONS_SHOWN else ""
+    return (f"Every trial diverged ({n} of {n}): the loss went NaN or inf{when}, so no configuration has a "
+            f"result to rank. {'Their stop reason' if len(reasons) == 1 else 'Their stop reasons'} (the "
+            f"trainer's says what to try): {quoted}{more}.")
 
 
 def best_text(best: pd.Series | None, partial: bool, params: list[str], metric: str, mode: str,

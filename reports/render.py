@@ -115,7 +115,7 @@ def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, 
                   f"Written {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.")
     doc.paragraph(reference_line(sweep.reference, marked=result.pixel is not None,
                                  damage=sweep.reference_damage))
-    doc.paragraph(result.headline())
+    doc.paragraph(result.headline(trials))
     if stopped := stopped_sweep_text(sweep, trials, planned):
         doc.paragraph(stopped)
     for note in result.notes:

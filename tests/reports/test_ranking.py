@@ -49,6 +49,16 @@ def test_a_diverged_configuration_ranks_after_every_working_one() -> None:
                                "diverged trial**") and "(repeats: 1, 1 diverged)" in headline
 
 
+def test_where_every_ranked_configuration_diverged_the_headline_names_that_alone() -> None:
+    """Both configurations diverged after their last kNN: the headline gave as the cause "a collapsed
+    teacher, see Collapse diagnostics, or a loss that went non-finite", a collapse no trial had."""
+    trials = table([(0, 45.0, "diverged", False, 4.0), (1, 50.0, "diverged", False, 4.0)])
+    headline = analyse(trials, {"params": ["teacher_temp"], "algorithm": "grid"}).headline()
+    assert headline.startswith("**No working configuration: every ranked configuration has a diverged "
+                               "trial** (its loss went NaN or inf, its stop reason under Trials says when "
+                               "and what to try;") and "collapse" not in headline.lower()
+
+
 def test_partial_only_when_nothing_finished() -> None:
     trials = table([(0, 50.0, "running", False, 1.0), (1, 60.0, "stopped early", False, 1.0)])
     best, partial = best_point(trials, ["teacher_temp"])

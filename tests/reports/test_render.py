@@ -619,3 +619,17 @@ def test_a_re_report_removes_the_plots_it_no_longer_draws(tmp_path: Path) -> Non
     assert sorted(p.name for p in plots.iterdir()) == sorted(
         {"notes.png", *re.findall(r"\(plots/([^)]+)\)", md)})  # what the report shows, and the stranger's
     assert not (plots / "learning_curves.png").exists()
+
+
+def test_an_all_diverged_sweep_says_so_in_its_headline(tmp_path: Path) -> None:
+    """Both trials' loss went NaN in epoch 1: the headline said "no best configuration: no trial has a
+    knn_top1 measured after training that counts (none has finished an epoch yet, ... oom, errored or
+    storage_full ...)", every possible reason but the one, and no word of what to try."""
+    from tests.helpers import crafted_sweep
+
+    sweep = crafted_sweep(tmp_path, [diverged_record("t0", 0.02), diverged_record("t1", 0.04)])
+    md = (build_report(sweep) / "report.md").read_text()
+    [headline] = [line for line in md.splitlines() if line.startswith("**Every trial diverged")]
+    assert headline.startswith("**Every trial diverged (2 of 2):** the loss went NaN or inf in epoch 1 of 1,")
+    assert "'loss is nan at epoch 1: training diverged (try a lower lr" in headline  # once: one reason
+    assert headline.count("loss is nan") == 1 and "no best configuration" not in md.lower()
