@@ -38,6 +38,15 @@ class Importance:
     n_trials: int = 0
 
 
+def by_importance(values: dict[str, dict[str, float]]) -> list[str]:
+    """Every parameter of ``values`` (``Importance.values``), the most important first: by the first
+    evaluator's share (fANOVA), ties by the next one's, then by name. The one order of the report's
+    importance table and plot: the table was alphabetical under bars sorted by importance, each panel
+    in its own order."""
+    params = {p for v in values.values() for p in v}
+    return sorted(params, key=lambda p: (*(-v.get(p, 0.0) for v in values.values()), p))
+
+
 def evaluators() -> dict[str, Any]:
     """The evaluators this Optuna version has (PED-ANOVA arrived in Optuna 3.6)."""
     from optuna import importance

@@ -34,6 +34,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from matplotlib.transforms import Affine2D, offset_copy
 
 from reports import metric_words
+from reports.importance import by_importance
 from reports.stats import BEYOND, CI_WORDS, WITHIN, mean_ci
 from sweep_format.files import atomic_path
 from sweep_format.layout import PIXEL_KNN, UNTRAINED_KNN
@@ -605,15 +606,16 @@ def parallel_plot(trials: pd.DataFrame, params: list[str], out: Path, *, log_par
 
 @drawn_with_defaults
 def importance_plot(importances: dict[str, dict[str, float]], out: Path) -> Path | None:
-    """One horizontal bar chart per evaluator (fANOVA, PED-ANOVA), importances summing to 1."""
+    """One horizontal bar chart per evaluator (fANOVA, PED-ANOVA), importances summing to 1, the
+    parameters in one order in every panel, the most important on top (``by_importance``)."""
     if not importances:
         return None
+    params = by_importance(importances)[::-1]  # barh draws bottom-up
     # constrained: each panel's parameter names get their own room, not the panel to their left's
-    fig = Figure(figsize=(5.2 * len(importances), 0.5 * max(map(len, importances.values())) + 1.8),
-                 layout="constrained")
+    fig = Figure(figsize=(5.2 * len(importances), 0.5 * len(params) + 1.8), layout="constrained")
     for ax, (name, values) in zip(np.atleast_1d(fig.subplots(1, len(importances))), importances.items(),
                                   strict=True):
-        items = sorted(values.items(), key=lambda kv: kv[1])
+        items = [(p, values.get(p, 0.0)) for p in params]
         ax.barh([k for k, _ in items], [v for _, v in items], color=TRIAL_COLOR)
         for y, (_, v) in enumerate(items):
             ax.annotate(f"{v:.2f}", (v, y), xytext=(3, 0), textcoords="offset points", va="center",

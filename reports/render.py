@@ -34,7 +34,7 @@ from reports.analysis import (
 from reports.cost import add_cost
 from reports.document import Document
 from reports.errors import ReportError
-from reports.importance import Importance, param_importance
+from reports.importance import Importance, by_importance, param_importance
 from reports.main_effects import HEADING as MAIN_EFFECTS
 from reports.main_effects import add_main_effects
 from reports.parquet import write_parquet
@@ -302,7 +302,7 @@ def add_importance(doc: Document, imp: Importance, out: Path, stopped: str = "")
     path = plots.importance_plot(imp.values, out / PLOTS_DIR / plots.IMPORTANCE_FILE)
     if path:
         doc.image(path, "parameter importance")
-    params = sorted({p for v in imp.values.values() for p in v})
+    params = by_importance(imp.values)
     doc.table(pd.DataFrame({"parameter": params, **{name: [f"{v.get(p, 0.0):.3f}" for p in params]
                                                    for name, v in imp.values.items()}}))
     for note in imp.notes + ([stopped] if stopped else []):

@@ -632,3 +632,17 @@ def test_every_trial_diverged_at_its_first_epoch_is_no_figure(drawn: list[Figure
     text = doc.markdown(tmp_path)
     assert "No trained epoch has a finite loss or a kNN top-1: the loss was NaN or inf" in text
     assert "No trial has finished a training epoch yet" not in text
+
+
+def test_importance_bars_read_top_down_in_the_table_s_order(drawn: list[Figure], tmp_path: Path) -> None:
+    """Each panel sorted its bars by its own evaluator and the table under them was alphabetical: three
+    orders of one set of parameters. Now every panel and the table (render.add_importance) list them as
+    ``by_importance`` does: fANOVA's largest first."""
+    from reports.importance import by_importance
+
+    importances = {"fANOVA": {"a_temp": 0.1, "b_temp": 0.6, "c_temp": 0.3},
+                   "PED-ANOVA": {"a_temp": 0.5, "b_temp": 0.2, "c_temp": 0.3}}
+    assert by_importance(importances) == ["b_temp", "c_temp", "a_temp"]
+    plots.importance_plot(importances, tmp_path / "i.png")
+    for ax in drawn[0].axes:  # barh draws bottom-up: the top bar is the last label
+        assert [t.get_text() for t in ax.get_yticklabels()][::-1] == ["b_temp", "c_temp", "a_temp"]

@@ -540,6 +540,20 @@ def test_asha_stopped_trials_are_said_where_they_are_left_out_or_mixed_in(
     assert "stopped early by the scheduler" not in finished.markdown(tmp_path)
 
 
+def test_the_importance_table_lists_the_most_important_parameter_first(tmp_path: Path) -> None:
+    """The table under the importance plot was alphabetical (center_momentum first at 0.143) while the
+    plot above it put momentum_teacher (0.327) on top."""
+    from reports.document import Document
+    from reports.importance import Importance
+    from reports.render import add_importance
+
+    doc = Document("t")
+    add_importance(doc, Importance(values={"fANOVA": {"center_momentum": 0.143, "momentum_teacher": 0.327,
+                                                      "teacher_temp": 0.245}}, n_trials=8), tmp_path)
+    [table] = [df for kind, df, _ in doc.blocks if kind == "table"]
+    assert table["parameter"].tolist() == ["momentum_teacher", "teacher_temp", "center_momentum"]
+
+
 @pytest.mark.parametrize(("algorithm", "heading"), [("ablation", ABLATION_TABLE), ("grid", AGAINST_BEST),
                                                     ("optuna", AGAINST_BEST)])
 def test_the_table_heading_fits_the_search(tmp_path: Path, algorithm: str, heading: str) -> None:
