@@ -714,7 +714,11 @@ def pareto_plot(table: pd.DataFrame, out: Path, metric: str = "knn_top1", mode: 
     from reports.cost import pareto_front
 
     front = table.loc[pareto_front(table, mode)]
-    ax.plot(front["per_trial_s"], front["value"], "-", color="black", lw=1, label="Pareto front")
+    if len(front) > 1:
+        ax.plot(front["per_trial_s"], front["value"], "-", color="black", lw=1, label="Pareto front")
+    elif len(front):  # a line of one point draws nothing: its legend key named a front no one could see
+        ax.scatter(front["per_trial_s"], front["value"], s=130, facecolors="none", edgecolors="black", lw=1.2,
+                   label="Pareto front: one configuration (none cheaper or better)")
     # from zero: costs a fraction of a second apart (every CPU trial alike) read as alike, instead
     # of a zoomed axis ticked 12.0800, 12.0825, ... with its labels run together
     ax.set_xlim(left=0, right=max(float(np.nanmax(xs)), 1.0) * 1.05)

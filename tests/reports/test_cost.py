@@ -257,3 +257,23 @@ def test_a_configuration_without_a_ranked_trial_says_why_its_value_is_blank(tmp_
     trials.loc[trials["trial_id"] == "d", "status"] = "stopped early"
     said = notes(trials)
     assert "–: no trial of the configuration counts for the ranking (one that ASHA stopped early" in said
+
+
+def test_a_pareto_front_of_one_configuration_is_drawn_as_the_legend_says(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cheapest configuration was also the best: the front, one point, was drawn as a line (nothing
+    on the plot) and the legend still named a "Pareto front". Now it is a ring around that point, said so."""
+    from reports import plots
+
+    drawn: list[Figure] = []
+    monkeypatch.setattr(plots, "save", lambda fig, path: drawn.append(fig) or path)
+    table = pd.DataFrame({"per_trial_s": [5.0, 9.0, 12.0], "value": [40.0, 38.0, 39.0],
+                          "collapsed": [False] * 3, "failed": [False] * 3, "device_kind": ["CPU"] * 3})
+    plots.pareto_plot(table, tmp_path / "p.png")
+    two = table.assign(value=[38.0, 39.0, 40.0])  # each dearer one better: a front of three
+    plots.pareto_plot(two, tmp_path / "p.png")
+    one, three = ([t.get_text() for t in fig.axes[0].get_legend().get_texts()] for fig in drawn)
+    assert one == ["configuration", "Pareto front: one configuration (none cheaper or better)"]
+    assert three == ["configuration", "Pareto front"]
+    ring = [c for c in drawn[0].axes[0].collections if c.get_label().startswith("Pareto front")]
+    assert [tuple(xy) for xy in ring[0].get_offsets()] == [(5.0, 40.0)]
