@@ -6,11 +6,12 @@ data (validation, an error message, a JSON dump) would then expand. ``load`` ref
 expands to more than ``MAX_VALUES`` values: a sweep spec holds a few dozen. A key written twice in
 one mapping is refused too (a ``yaml.YAMLError`` naming both lines): YAML keeps the last in
 silence, so a second ``teacher_temp:`` under ``space:`` would drop the first one's values. A number
-in exponent notation without a dot (``1e-4``, ``5E3``) is a number, as in YAML 1.2 (YAML 1.1, which
-PyYAML reads, takes it for text; every ML config reads it as the number it says). Integers are YAML
-1.2's too: ``010`` is ten (YAML 1.1: octal, eight: ``epochs: 010`` trained 8 epochs), ``0o17`` is
-octal, and ``1:20`` is text (YAML 1.1: base 60, eighty: ``seed: 1:20`` ran seed 80, and ``description: 12:30``
-was refused as 'the number 750'), so a key that takes a number refuses it.
+in exponent notation without a dot or without the exponent's sign (``1e-4``, ``5E3``, ``1.5e5``) is
+a number, as in YAML 1.2 (YAML 1.1, which PyYAML reads, takes it for text; every ML config reads it
+as the number it says). Integers are YAML 1.2's too: ``010`` is ten (YAML 1.1: octal, eight:
+``epochs: 010`` trained 8 epochs), ``0o17`` is octal, and ``1:20`` is text (YAML 1.1: base 60,
+eighty: ``seed: 1:20`` ran seed 80, and ``description: 12:30`` was refused as 'the number 750'), so
+a key that takes a number refuses it.
 
     data = load(Path("spec.yaml").read_text())   # TooLarge when aliases blow it up
     text = dump(data, sort_keys=False)            # what load reads back equal ('1e5' quoted)
@@ -90,10 +91,12 @@ _Loader.add_implicit_resolver(_FLOAT, re.compile(
     r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
     r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
 _Dumper.add_implicit_resolver(_INT, re.compile(r"^[-+]?0o[0-7_]+$"), list("-+0"))  # text '0o17': quoted
-# YAML 1.2's floats that YAML 1.1 reads as text: digits with an exponent and no dot (1e-4, +5E3)
+# YAML 1.2's floats that YAML 1.1 reads as text: an exponent without a dot or without a sign
+# (1e-4, +5E3, 1.5e5, .5e3)
 for _kind in (_Loader, _Dumper):
-    _kind.add_implicit_resolver(_FLOAT, re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
-                                list("-+0123456789"))
+    _kind.add_implicit_resolver(
+        _FLOAT, re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+        list("-+0123456789."))
 
 
 def load(text: str, max_values: int = MAX_VALUES) -> Any:

@@ -402,6 +402,12 @@ def test_a_number_in_exponent_notation_is_a_number(tmp_path: Path) -> None:
     assert "seed" in error_of(write(tmp_path, MINIMAL), ["search.seed=1e0"])  # a float, not an integer
     assert "expected a number, not text (write 1e-4 without quotes)" in error_of(
         write(tmp_path, MINIMAL), ["trainer.lr='1e-4'"])
+    from sweep_format import yamltext  # a dot without the exponent's sign was text too (YAML 1.1)
+
+    assert yamltext.load("a: [1.5e5, 2.5E3, .5e3, -1.e2, 1.0e-4]") == {
+        "a": [1.5e5, 2500.0, 500.0, -100.0, 1e-4]}
+    data = {"a": ["1.5e5", ".5e3", "-1.e2"]}  # the text that now reads as a number is written back quoted
+    assert yamltext.load(yamltext.dump(data)) == data
 
 
 def test_integers_are_read_as_yaml_1_2_reads_them(tmp_path: Path) -> None:
