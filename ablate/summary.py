@@ -33,6 +33,7 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False,
     from ablate.errors import report_advice, warn
     from ablate.folder import planned_trials
     from reports.ranking import (
+        all_diverged_text,
         best_point,
         best_text,
         measured_before_end,
@@ -63,8 +64,8 @@ def finish(sweep_dir: Path, total: int | None = None, interrupted: bool = False,
     if best is not None and not (interrupted and partial):  # never a running trial called best
         print("\n" + best_text(best, partial, params, metric, sweep.mode,
                                measured_before_end(trials, best["point"], metric)))
-    elif not interrupted and len(trials):
-        print("\n" + no_best_text(metric))
+    elif not interrupted and len(trials):  # every trial diverged: that, and what to try, as the report says
+        print("\n" + (all_diverged_text(trials) or no_best_text(metric)))
     print(f"trials: {statuses.describe_counts(trials['status'].value_counts().to_dict()) or 'none'}")
     if report_dir:
         print(f"report: {report_dir / REPORT_HTML} (and {REPORT_MD}, {TRIALS_TABLE}, {EPOCHS_TABLE})")

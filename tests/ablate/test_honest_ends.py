@@ -47,12 +47,16 @@ def test_no_trial_trained_means_no_best_and_exit_1(tmp_path: Path, capsys: pytes
     sweep = diverged_sweep(tmp_path)
     assert finish(sweep, total=2) == 1
     out, err = capsys.readouterr()
-    assert "best knn_top1" not in out and "no best configuration" in out and "2 diverged" in out
+    assert "best knn_top1" not in out and "2 diverged" in out
+    # the summary says what the report's headline says: every trial diverged, when, and what to try
+    # (it said "no best configuration: ... none has finished an epoch yet, ... oom, errored ...")
+    assert "Every trial diverged (2 of 2): the loss went NaN or inf in epoch 1 of 2" in out
+    assert "'loss is nan at epoch 1: training diverged'" in out and "no best configuration" not in out
     # they trained an epoch (it said "no trial trained")
     assert "no trial has a value measured after training: nothing to call best" in err
     report = (sweep / "report" / "report.md").read_text()
     board = report.split("## Leaderboard")[1][:400]
-    assert "No best configuration" in report and "beats raw pixels" not in board
+    assert "Every trial diverged (2 of 2)" in report and "beats raw pixels" not in board
     assert main(["ls", str(sweep.parent)]) == 0
     listing = capsys.readouterr().out
     assert "2 diverged" in listing and "no value after training yet" in listing and "29.81" not in listing
