@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import signal
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from trainables.errors import ConfigError
@@ -90,6 +91,21 @@ def died(pid: int, exitcode: int | None) -> WorkerDied:
         return WorkerDied(f"{what} exited with code {exitcode}; its error is lost with it: num_workers 0 "
                           "reads the data in the trainer, where an error shows")
     return WorkerDied(f"{what} died unexpectedly")
+
+
+# The signals of a crash that torch's worker handler words on its own ("ERROR: Unexpected segmentation
+# fault encountered in worker.", written with the C string's NUL byte) before the worker dies of them.
+CRASH_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE)
+
+
+def start_worker(worker_id: int, then: Callable[[int], None] | None = None) -> None:
+    """A DataLoader worker's ``worker_init_fn``: its crash signals die by the default action, without
+    torch's handler, whose line and NUL byte reached the terminal and the log before ablate's own
+    (``died``: which worker, which signal, what to do); then ``then``, the loader's own init function."""
+    for crash in CRASH_SIGNALS:
+        signal.signal(crash, signal.SIG_DFL)
+    if then is not None:
+        then(worker_id)
 
 
 def raised_text(exc: BaseException) -> str:

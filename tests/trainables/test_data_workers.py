@@ -175,3 +175,45 @@ def test_a_persistent_worker_that_died_between_epochs_is_named_as_the_next_epoch
     raised = raised_in_a_thread(run)
     assert isinstance(raised, WorkerDied), raised
     assert "was killed by SIGKILL; not sent by ablate" in str(raised)
+
+
+class Crashes(Dataset):
+    """Item 5 crashes its worker process with ``crash``, torch's worker handlers as they are."""
+
+    def __init__(self, crash: signal.Signals) -> None:
+        self.crash = crash
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int) -> int:
+        if i == 5 and get_worker_info() is not None:
+            os.kill(os.getpid(), self.crash)
+        return i
+
+
+@pytest.mark.parametrize("crash", [signal.SIGSEGV, signal.SIGBUS], ids=["SIGSEGV", "SIGBUS"])
+def test_a_crashed_worker_is_worded_by_ablate_alone(crash: signal.Signals,
+                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    """torch's worker handler of a crash printed its own line and a NUL byte ("ERROR: Unexpected
+    segmentation fault encountered in worker.\\0") on the terminal and in the log before ablate's."""
+    raised = iterate_in_a_thread(Loader(Crashes(crash), batch_size=1, num_workers=2, timeout=1,
+                                        collate_fn=list))
+    assert isinstance(raised, WorkerDied) and f"was killed by {crash.name}" in str(raised), raised
+    err = capfd.readouterr().err
+    assert "\0" not in err and "encountered in worker" not in err and "bus error" not in err, err
+
+
+class Seeds(Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> int:
+        return torch.initial_seed()
+
+
+def test_a_loaders_own_worker_init_still_runs() -> None:
+    """``Loader`` starts its workers with ``start_worker``, then the init function it was given."""
+    seeds = Loader(Seeds(), batch_size=1, num_workers=1, collate_fn=list,
+                   worker_init_fn=lambda worker: torch.manual_seed(1000 + worker))
+    assert [b[0] for b in seeds] == [1000, 1000]

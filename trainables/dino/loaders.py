@@ -14,6 +14,7 @@ rank, world size), so N data-parallel workers see the global batches of one big-
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms
 
 from trainables.data import to_rgb
-from trainables.data_workers import BadImageFile, dead_worker, raised_text
+from trainables.data_workers import BadImageFile, dead_worker, raised_text, start_worker
 from trainables.dino.batch_augment import BatchDataAugmentationDINO
 from trainables.distributed import ShardSampler
 
@@ -143,7 +144,13 @@ class SeededTransform(Dataset):
 
 class Loader(DataLoader):
     """A ``DataLoader`` whose workers' failures are ``BadImageFile`` or ``WorkerDied``
-    (``trainables.data_workers``) instead of torch's words, which name neither the file nor the signal."""
+    (``trainables.data_workers``) instead of torch's words, which name neither the file nor the signal.
+    Its workers start with ``start_worker``: a crash signal is worded once, by ablate."""
+
+    def __init__(self, dataset: Dataset, worker_init_fn: Callable[[int], None] | None = None,
+                 **kwargs: Any) -> None:  # DataLoader's other arguments by keyword
+        start = functools.partial(start_worker, then=worker_init_fn)
+        super().__init__(dataset, worker_init_fn=start, **kwargs)
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         try:  # persistent workers: a new epoch waits for each one's answer, a dead one's too
