@@ -279,8 +279,9 @@ def kernel_kill(fields: dict[str, str], kills: Count | None, said: str, process:
     likely cause and the advice. ``process``: what the pid is, the trial's Ray ``worker`` or its
     ``data-loading worker`` (a DataLoader's, ``loader_death``). ``run``: whose cgroup it is, the
     ``sweep``'s or (``ablate train``, whose fields name no node) the ``run``'s."""
-    from trainables.cuda import HOST_MEMORY_ADVICE  # the trial's own words (torch: imported when needed)
+    from trainables.cuda import memory_advice  # the trial's own words (torch: imported when needed)
 
+    advice = memory_advice(True, sweep=run == "sweep")
     if kills is None:
         return None
     pid, ip = fields.get("pid"), fields.get("ip")
@@ -290,14 +291,14 @@ def kernel_kill(fields: dict[str, str], kills: Count | None, said: str, process:
         return None
     if logged:
         return Failure(statuses.OOM, f"out of host memory: {worker} was killed by the kernel's OOM killer "
-                                     f"(the kernel log names it); {HOST_MEMORY_ADVICE}")
+                                     f"(the kernel log names it); {advice}")
     many = f"{kills.kills} processes" if kills.kills > 1 else "a process"
     if kills.scope == CGROUP:
         return Failure(statuses.OOM, f"out of host memory, likely: {worker} died unexpectedly as the "
                                      f"kernel's OOM killer killed {many} in this {run}'s memory "
-                                     f"cgroup (its oom_kill count rose); {HOST_MEMORY_ADVICE}")
+                                     f"cgroup (its oom_kill count rose); {advice}")
     note = (f"Likely out of host memory: the kernel's OOM killer killed {many} on this machine as it ran "
-            f"(/proc/vmstat oom_kill); {HOST_MEMORY_ADVICE}")
+            f"(/proc/vmstat oom_kill); {advice}")
     return Failure(statuses.ERRORED, f"{first_sentences(said, LINE_MAX - len(note) - 1)} {note}")
 
 

@@ -91,10 +91,24 @@ def peak_memory_gb(device: torch.device) -> float:
 
 
 CPU_ALLOC_FAILED = "DefaultCPUAllocator: can't allocate memory"  # torch's RuntimeError on a CPU
-# What to change when the host's memory ran out (a trial's own MemoryError, or Ray's memory monitor
-# killing it: ablate.records.memory_kill_reason).
+# What to change when memory ran out, in the keys of what ran: a sweep's trial (the spec's keys; the
+# host's memory also when Ray's memory monitor or the kernel's OOM killer killed it:
+# ablate.records.memory_kill_reason, kernel_kill) or an `ablate train` run (its trainer keys, --set;
+# it runs no other trial that search.max_concurrent_trials or a GPU share would keep off).
 HOST_MEMORY_ADVICE = ("lower batch_size or num_workers, or run fewer trials at once "
                       "(search.max_concurrent_trials)")
+GPU_MEMORY_ADVICE = "lower batch_size, crop sizes or the number of trials per GPU"
+TRAIN_HOST_MEMORY_ADVICE = "lower batch_size or num_workers (--set batch_size=N)"
+TRAIN_GPU_MEMORY_ADVICE = ("lower batch_size, global_crops_size, local_crops_size or local_crops_number "
+                           "(--set batch_size=N)")
+
+
+def memory_advice(host: bool, sweep: bool = True) -> str:
+    """What to change when the ``host``'s memory (else a GPU's) ran out: in a ``sweep``'s trial, or in an
+    ``ablate train`` run."""
+    if sweep:
+        return HOST_MEMORY_ADVICE if host else GPU_MEMORY_ADVICE
+    return TRAIN_HOST_MEMORY_ADVICE if host else TRAIN_GPU_MEMORY_ADVICE
 
 
 def out_of_memory(exc: BaseException) -> bool:
@@ -110,21 +124,21 @@ def host_memory(exc: BaseException) -> bool:
     return not isinstance(exc, torch.OutOfMemoryError) and out_of_memory(exc)
 
 
-def oom_reason(exc: BaseException, device: torch.device, share: float) -> str:
-    """The stop reason of a trial that ran out of memory: peak, cap and what to change; where the host
-    ran out, that (a GPU's peak says nothing of it)."""
+def oom_reason(exc: BaseException, device: torch.device, share: float, sweep: bool = True) -> str:
+    """The stop reason of a trial (``sweep``) or an ``ablate train`` run that ran out of memory: peak, cap
+    and what to change (``memory_advice``); where the host ran out, that (a GPU's peak says nothing of it)."""
     first = short_reason(exc)
     if host_memory(exc):
-        return f"out of host memory ({first}); {HOST_MEMORY_ADVICE}"
+        return f"out of host memory ({first}); {memory_advice(True, sweep)}"
     cap = f" of its {share:g} GPU share" if 0 < share < 1 else ""
     return (f"out of memory: peak {peak_memory_gb(device):.2f} GB allocated{cap} on {device} ({first}); "
-            "lower batch_size, crop sizes or the number of trials per GPU")
+            f"{memory_advice(False, sweep)}")
 
 
-def start_oom_reason(exc: BaseException, device: torch.device, share: float) -> str:
+def start_oom_reason(exc: BaseException, device: torch.device, share: float, sweep: bool = True) -> str:
     """``oom_reason`` of a run that ran out of memory before it trained: while its trainer was built or
     restored (its in-memory dataset or models moved to the device, a checkpoint loaded)."""
-    return f"{oom_reason(exc, device, share)}; while building the trainer (its data and models)"
+    return f"{oom_reason(exc, device, share, sweep)}; while building the trainer (its data and models)"
 
 
 def short_reason(exc: BaseException) -> str:

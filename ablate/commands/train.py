@@ -222,8 +222,8 @@ def run_train(args: argparse.Namespace, signals: Signals | None = None, ending: 
         remove_made(made, out)
         if not cuda.out_of_memory(exc):
             raise
-        print(f"ablate train: stopped: {cuda.start_oom_reason(exc, resolve_device(cfg.device), 0)}",
-              file=sys.stderr)
+        reason = cuda.start_oom_reason(exc, resolve_device(cfg.device), 0, sweep=False)
+        print(f"ablate train: stopped: {reason}", file=sys.stderr)
         return 1
     except BaseException:
         remove_made(made, out)  # refused before anything was written: no empty folder left
@@ -367,7 +367,8 @@ def run_epochs(trainer: DINOTrainer, out: Path, log: IO[str] | None, ending: End
         death = dead_worker(exc) if isinstance(exc, RuntimeError) else None
         if death is None and not cuda.out_of_memory(exc):
             raise
-        reason = death_reason(death, kills) if death else cuda.oom_reason(exc, trainer.device, 0)
+        reason = death_reason(death, kills) if death else \
+            cuda.oom_reason(exc, trainer.device, 0, sweep=False)
         stopped = f"ablate train: stopped: {reason}; {kept(ckpt)}"
         if is_distributed():  # this rank alone, maybe: its peers may wait for it in a collective
             from trainables.ddp_trial import RankEnded
@@ -612,7 +613,7 @@ def worker_loop(config: dict[str, Any]) -> None:
     except (RuntimeError, MemoryError) as exc:  # this rank's data, models or checkpoint do not fit
         if not cuda.out_of_memory(exc):
             raise
-        reason = cuda.start_oom_reason(exc, resolve_device(cfg.device), 0)
+        reason = cuda.start_oom_reason(exc, resolve_device(cfg.device), 0, sweep=False)
         raise RankEnded({"stop_reason": f"ablate train: stopped: {reason}"}) from exc  # ends every rank
     with contextlib.ExitStack() as stack:
         # rank 0's lines go to the file the driver prints (a file, not stderr: Ray Train's workers

@@ -388,8 +388,10 @@ def test_a_run_out_of_memory_stops_in_one_line(tmp_path: Path):
     log = io.StringIO()
     assert run_epochs(trainer, tmp_path, log) == 1  # type: ignore[arg-type]
     last = log.getvalue().splitlines()[-1]
+    # what `ablate train` can change: its trainer keys, not a sweep's trials per GPU
     assert last.startswith("ablate train: stopped: out of memory: peak 0.00 GB allocated on cpu (CUDA out "
-                           "of memory. Tried to allocate 20.00 GiB); lower batch_size")
+                           "of memory. Tried to allocate 20.00 GiB); lower batch_size, global_crops_size, "
+                           "local_crops_size or local_crops_number (--set batch_size=N); "), last
     # none written
     assert last.endswith("; it stopped before its first checkpoint (nothing to resume: the same command "
                          "starts it over)")
@@ -398,7 +400,8 @@ def test_a_run_out_of_memory_stops_in_one_line(tmp_path: Path):
 def test_a_run_whose_data_does_not_fit_in_memory_stops_in_one_line(
         tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
     """An out-of-memory error while the trainer was built (its in-memory dataset, its models) or
-    restored ended `ablate train` in a Python traceback."""
+    restored ended `ablate train` in a Python traceback. Its advice is the run's keys: it told `ablate
+    train` to run fewer trials at once (search.max_concurrent_trials), a sweep's key."""
     from trainables.dino.trainer import DINOTrainer
 
     def too_large(self):
@@ -410,8 +413,8 @@ def test_a_run_whose_data_does_not_fit_in_memory_stops_in_one_line(
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip().splitlines()[-1] == (
         "ablate train: stopped: out of host memory (MemoryError: Unable to allocate 32.0 GiB for an array "
-        f"with shape (1,) and data type uint8); {cuda.HOST_MEMORY_ADVICE}; while building the trainer (its "
-        "data and models)")
+        "with shape (1,) and data type uint8); lower batch_size or num_workers (--set batch_size=N); while "
+        "building the trainer (its data and models)")
     assert not (tmp_path / "new").exists()  # nothing written, no folder left
 
 
@@ -432,7 +435,7 @@ def test_a_worker_whose_data_does_not_fit_raises_the_line_one_process_prints(
         worker_loop({"trainer": {**TINY_TRAINER, "epochs": 2}, "out": str(tmp_path), "resume": False})
     assert raised.value.row["stop_reason"] == (
         "ablate train: stopped: out of host memory (MemoryError: Unable to allocate 32.0 GiB); "
-        f"{cuda.HOST_MEMORY_ADVICE}; while building the trainer (its data and models)")
+        f"{cuda.TRAIN_HOST_MEMORY_ADVICE}; while building the trainer (its data and models)")
 
 
 def test_a_worker_out_of_memory_raises_the_line_one_process_prints(tmp_path: Path,
@@ -904,3 +907,4 @@ def test_a_worker_the_kernels_oom_killer_killed_is_said_so(
     assert run_epochs(trainer, tmp_path, out) == 1  # type: ignore[arg-type]
     last = out.getvalue().splitlines()[-1]
     assert last.startswith(f"ablate train: stopped: {said}"), last
+    assert "trials" not in last  # the run's advice, not a sweep's (search.max_concurrent_trials)
