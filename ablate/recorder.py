@@ -30,6 +30,8 @@ from ablate.records import (
     failure_text,
     new_record,
     row_collapsed,
+    unrecorded_checkpoint,
+    unrecorded_note,
 )
 from ablate.sweep_spec import SweepSpec
 from sweep_format import statuses
@@ -179,6 +181,9 @@ class TrialRecorder(tune.Callback):
         traceback, a data-parallel trial's workers' own) beside its record, ``trials/<id>.error.txt``,
         which its one-line reason names (Ray writes its error file in its session's temporary folder)."""
         failure, text = failure_of(trial, self.kills), failure_text(trial)
+        if kept := unrecorded_checkpoint(self.sweep_dir, rec):  # it died as its result was on its way
+            failure = failure._replace(reason=f"{failure.reason}{unrecorded_note(kept)}: a resume that runs "
+                                              f"it again continues from epoch {kept}")
         self.failures[str(trial.trial_id)] = failure
         if failure.status != statuses.ERRORED or not text.strip():
             return failure

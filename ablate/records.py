@@ -322,6 +322,20 @@ def checkpointed_epoch(sweep_dir: Path, rec: dict[str, Any]) -> int:
         return 0
 
 
+def unrecorded_checkpoint(sweep_dir: Path, rec: dict[str, Any]) -> int:
+    """The epoch of the trial's newest kept checkpoint when it is ahead of the record's epochs (the trial's
+    process, its node or the driver died between the checkpoint and its result reaching the driver),
+    else 0. A resume that runs the trial again continues from it (``checkpointed_epoch``)."""
+    last = rec["epochs"][-1] if rec.get("epochs") else {}
+    kept = checkpointed_epoch(sweep_dir, rec)
+    return kept if kept > last.get("epoch", 0) else 0
+
+
+def unrecorded_note(kept: int) -> str:
+    """What a record whose trial ended says of ``unrecorded_checkpoint``'s epoch ("" for none)."""
+    return f"; its checkpoint of epoch {kept} is kept, its result unrecorded" if kept else ""
+
+
 def mark_interrupted(sweep_dir: Path, cause: str = "") -> list[dict[str, Any]]:
     """After an interrupt (``cause``: why, when it was not Ctrl-C): every unfinished record says so
     (status ``interrupted``, the epochs done and the epoch of its last kNN, a newer epoch's checkpoint
@@ -340,9 +354,8 @@ def mark_interrupted(sweep_dir: Path, cause: str = "") -> list[dict[str, Any]]:
         done = last.get("epoch", 0)
         full = last.get("trial_outcome") == statuses.STORAGE_FULL  # the trial that found the disk full
         what = "its checkpoint could not be written after" if full else "interrupted after"
-        kept = 0 if full else checkpointed_epoch(sweep_dir, rec)  # its result lost with the driver or node
-        ahead = f"; its checkpoint of epoch {kept} is kept, its result unrecorded" if kept > done else ""
-        since = f" from epoch {kept}" if ahead else ""
+        kept = 0 if full else unrecorded_checkpoint(sweep_dir, rec)  # its result lost with the driver or node
+        ahead, since = unrecorded_note(kept), f" from epoch {kept}" if kept else ""
         rec.update(status=statuses.STORAGE_FULL if full else statuses.INTERRUPTED, updated_at=time.time(),
                    reason=f"{what} {done}/{rec.get('epochs_planned')} epochs"
                           f"{knn_note(rec.get('epochs') or [])}{ahead}{'; ' + cause if cause else ''}; "

@@ -844,3 +844,29 @@ def test_a_data_loading_worker_the_kernels_oom_killer_killed_ends_oom(
     assert got.status == status and got.reason.startswith(reason)
     if status == "oom":
         assert got.reason.endswith(ADVICE)
+
+
+def test_a_trial_killed_between_its_checkpoint_and_its_result_names_the_checkpoint(tmp_path: Path) -> None:
+    """A trial's process SIGKILLed after Ray stored its epoch-1 checkpoint, before the result reached the
+    driver (a real sweep, every retry so): the record said errored with epoch 0 alone and nothing of the
+    checkpoint that `ablate resume` continues from ("continues from epoch 1")."""
+    from types import SimpleNamespace
+
+    from ablate.recorder import TrialRecorder
+
+    spec = one_point_sweep(tmp_path, "killed")
+    sweep = tmp_path / "runs" / "killed"
+    error = tmp_path / "error.txt"
+    error.write_text(KERNEL_KILLED)
+    trial = SimpleNamespace(trial_id="t0", config={"teacher_temp": 0.04}, error_file=str(error),
+                            path=str(sweep / "tune" / "trial_t0"))
+    recorder = TrialRecorder(spec, sweep)
+    recorder.on_trial_start(0, [], trial)
+    recorder.on_trial_result(0, [], trial, {"epoch": 0, "knn_top1": 10.0})
+    write_json(sweep / "tune" / "trial_t0" / "checkpoint_000000" / "epoch.json", {"epoch": 1, "loss": 3.0})
+    recorder.on_trial_error(0, [], trial)
+    (record,) = read_records(sweep)
+    assert record["status"] == "errored" and [e["epoch"] for e in record["epochs"]] == [0]
+    assert record["reason"].startswith(f"{RAY_WORDS}; its checkpoint of epoch 1 is kept, its result "
+                                       "unrecorded: a resume that runs it again continues from epoch 1 "
+                                       "(the whole error: trials/t0.error.txt)"), record["reason"]
