@@ -56,6 +56,13 @@ def prepare() -> None:
         os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
+def check_for_ray() -> None:
+    """What would end ``ray.init`` in a traceback or an abort, refused in one line before anything is
+    written: the command line's text (``check_utf8_for_ray``) and the token (``check_ray_token``)."""
+    check_utf8_for_ray()
+    check_ray_token()
+
+
 def check_utf8_for_ray() -> None:
     """Ray sends this process's command line and working folder to its processes as UTF-8: an argument
     or a folder name in another encoding (bytes Python keeps as lone surrogates: a Latin-1 file name)
@@ -71,6 +78,35 @@ def check_utf8_for_ray() -> None:
             raise UserError(f"{what} {printable(text)}: not UTF-8 text, and Ray passes this command's "
                             "arguments and working folder on as UTF-8; rename the file or folder (or run "
                             "from another folder)") from None
+
+
+def check_ray_token() -> None:
+    """The token Ray will present (``RAY_AUTH_TOKEN``, else the file ``RAY_AUTH_TOKEN_PATH`` names, else
+    ~/.ray/auth_token) goes into a gRPC header, which takes printable ASCII only: a token saved with a
+    byte-order mark (Windows' Notepad) or any other byte aborted the process inside ``ray.init`` (exit
+    134, gRPC's 'Illegal header value' and 'ASSERTION FAILED'). A UserError naming the source and the
+    byte, before anything is written. Whitespace around the token is Ray's to trim, and no token is read
+    where authentication is off (RAY_AUTH_MODE=disabled)."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        return
+    if (value := os.environ.get("RAY_AUTH_TOKEN")) is not None:
+        where, data, redo = "RAY_AUTH_TOKEN", value.encode("utf-8", "surrogateescape"), "set it again"
+    else:
+        path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+        where = f"{path} (RAY_AUTH_TOKEN_PATH)" if os.environ.get("RAY_AUTH_TOKEN_PATH") else str(path)
+        redo = "write it again"
+        try:
+            data = path.read_bytes()
+        except OSError:  # none: Ray makes one for a local run, and says what it needs to join a cluster
+            return
+    token = data.strip(b" \t\r\n\v\f")
+    if bad := next(((i, b) for i, b in enumerate(token) if not 0x20 <= b <= 0x7E), None):
+        at, byte = bad
+        bom = " (a UTF-8 byte-order mark: save it without one)" if token.startswith(b"\xef\xbb\xbf") else ""
+        raise UserError(f"{where}: Ray's authentication token holds the byte 0x{byte:02x} at {at + 1}{bom}, "
+                        "and Ray sends it in a header that takes printable ASCII only (it would abort); "
+                        f"{redo} as plain text (`ray get-auth-token` prints the token on the machine that "
+                        "made it; a local Ray makes a new ~/.ray/auth_token where there is none)")
 
 
 def check_connect_timeout(timeout: float) -> float:

@@ -35,7 +35,7 @@ from ablate.records import grid_plan
 from ablate.session import (
     DEFAULT_CONNECT_TIMEOUT,
     check_connect_timeout,
-    check_utf8_for_ray,
+    check_for_ray,
     start_ray,
     stop_ray,
     what_start_ray_does,
@@ -70,7 +70,7 @@ def run_sweep(spec: SweepSpec, storage: str | Path = "runs", address: str | None
                         f"sweeps, e.g. --storage {inside.parent}")
     refuse_existing(sweep_dir, spec.name)
     check_connect_timeout(connect_timeout)
-    check_utf8_for_ray()
+    check_for_ray()
     precheck(spec, address, num_cpus, num_gpus)  # before the data: a download or a decode took minutes first
     made = check_writable(sweep_dir.parent, "--storage")  # so too for a --storage that cannot be written
     try:
@@ -117,7 +117,7 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
     check_connect_timeout(connect_timeout)
     if nothing_to_resume(spec, sweep_dir, tuple(retry), stream):
         return sweep_dir
-    check_utf8_for_ray()
+    check_for_ray()
     precheck(spec, address, num_cpus, num_gpus)
     check_writable(sweep_dir, "resume")  # before the data, as for ablate run
     check_inputs(spec, address, resuming=True)

@@ -201,9 +201,9 @@ def run_train(args: argparse.Namespace, signals: Signals | None = None, ending: 
     for note in cfg.unfinished_warmups(args.workers) + cfg.unread_keys():
         warn(note, command="train")
     if args.workers > 1:
-        from ablate.session import check_utf8_for_ray
+        from ablate.session import check_for_ray
 
-        check_utf8_for_ray()
+        check_for_ray()
     made = check_writable(out, "--out")  # a folder that cannot be made or written: before training
     if args.workers > 1:
         try:

@@ -151,6 +151,43 @@ def test_text_ray_cannot_take_is_refused_before_anything_is_written(
     assert list(storage.iterdir()) == []
 
 
+def test_a_token_ray_cannot_send_is_refused_before_anything_is_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token saved with a byte-order mark (Windows' Notepad) or another byte outside printable ASCII
+    aborted the process inside ray.init (exit 134, gRPC's 'Illegal header value', 'ASSERTION FAILED'):
+    gRPC takes the token as a header. Whitespace around it is Ray's to trim, and passes."""
+    def no_ray(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Ray started with a token it cannot send")
+
+    monkeypatch.setattr("ablate.sweep.start_ray", no_ray)
+    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    token = home / ".ray" / "auth_token"
+    token.write_bytes(b"\xef\xbb\xbf" + b"0123abcd" * 8 + b"\r\n")
+    spec, storage = write_spec(tmp_path, OPTUNA_SPEC), tmp_path / "runs"
+    assert main(["run", str(spec), "--storage", str(storage)]) == 2
+    err = capsys.readouterr().err
+    assert f"ablate run: error: {token}: Ray's authentication token holds the byte 0xef at 1 (a UTF-8 " \
+           "byte-order mark: save it without one)" in err and "Traceback" not in err
+    assert not storage.exists()
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "0123\x01abcd")  # the variable comes before any file, as in Ray
+    assert main(["train", "--out", str(tmp_path / "run"), "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "error: RAY_AUTH_TOKEN: Ray's authentication token holds the byte 0x01 at 5" in err
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # no token is sent: none is read
+    from ablate.session import check_ray_token
+
+    check_ray_token()
+    monkeypatch.delenv("RAY_AUTH_MODE")
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
+    token.write_bytes(b"  " + b"0123abcd" * 8 + b"\r\n")  # whitespace around it: Ray trims it
+    check_ray_token()
+
+
 @pytest.mark.parametrize("sets", [["trainer.data_path={tmp}/imagenet"],  # the paper-scale spec, no GPU
                                   ["trainer.dataset=cifar10", "trainer.data_path={tmp}/data",
                                    "trainer.download=true", "resources.gpu=0.5", "resources.cpu=8"]])
