@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ablate.errors import UserError, warn
+from ablate.errors import STORAGE_ERRNOS, UserError, warn
 from ablate.ray_logs import RayLogFile
 from sweep_format.text import printable
 
@@ -206,12 +206,29 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
         with own_session():
             init_ray(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                      log_to_driver=False)
+    except Exception as exc:  # Ray's start failed: a fault of this machine, said in one line
+        from ablate.ending import interrupt_in
+
+        if interrupt_in(exc) is not None or (isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS):
+            raise  # an interrupt's ending, a full disk's words: the command line's
+        raise UserError(local_start_failed(exc)) from None
     finally:  # Ray's processes have read the switch; a `ray start` this process runs later must not
         if previous is None:
             os.environ.pop(LOOPBACK_SWITCH, None)
         else:
             os.environ[LOOPBACK_SWITCH] = previous
     return True
+
+
+def local_start_failed(exc: Exception) -> str:
+    """Why the local Ray did not start, in one line with where Ray's own logs are: it was a traceback
+    from ray.init (a GCS that did not come up, a /tmp/ray another user owns, ...)."""
+    from ray._common.utils import get_default_ray_temp_dir
+
+    words = " ".join(str(exc).split()) or type(exc).__name__
+    logs = Path(get_default_ray_temp_dir()) / "session_latest" / "logs"
+    return (f"the local Ray did not start ({type(exc).__name__}: {words[:400]}); Ray's own logs, where it "
+            f"got that far: {logs}")
 
 
 RAYLET = "raylet"  # the process every Ray node runs, one per local Ray or `ray start`

@@ -188,6 +188,26 @@ def test_a_token_ray_cannot_send_is_refused_before_anything_is_written(
     check_ray_token()
 
 
+def test_a_local_ray_that_does_not_start_is_one_line_and_leaves_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ray.init's own failure (a GCS that did not come up, a /tmp/ray another user owns) was a traceback
+    from ablate.session: now one line with Ray's words and where its logs are, exit 2, no folder."""
+    import ray
+
+    def no_start(**kwargs: object) -> None:
+        raise RuntimeError("Failed to start GCS.\n  See the logs")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # the shared test Ray is not this run's
+    monkeypatch.setattr("ablate.session.init_ray", no_start)
+    monkeypatch.setattr("ablate.session.other_rays", lambda: [])
+    spec, storage = write_spec(tmp_path, OPTUNA_SPEC), tmp_path / "runs"
+    assert main(["run", str(spec), "--storage", str(storage)]) == 2
+    err = capsys.readouterr().err
+    assert "ablate run: error: the local Ray did not start (RuntimeError: Failed to start GCS. See the " \
+           "logs); Ray's own logs, where it got that far: " in err and "Traceback" not in err
+    assert err.rstrip().endswith("/ray/session_latest/logs") and not storage.exists()
+
+
 @pytest.mark.parametrize("sets", [["trainer.data_path={tmp}/imagenet"],  # the paper-scale spec, no GPU
                                   ["trainer.dataset=cifar10", "trainer.data_path={tmp}/data",
                                    "trainer.download=true", "resources.gpu=0.5", "resources.cpu=8"]])
