@@ -147,7 +147,9 @@ class DINOConfig(BaseModel):
     dataset: Literal[DATASETS] = Field(  # type: ignore[valid-type]
         "digit_scenes", description="digit_scenes (bundled digits in random scenes, the default), "
         "digits (bundled 8x8, upsampled), synthetic, cifar10, cifar100, stl10, imagefolder.")
-    data_path: str | None = Field(None, description="Folder of torchvision data / imagefolder.")
+    data_path: str | None = Field(None, description="Folder of the dataset's files: torchvision's for "
+                                     f"{', '.join(TORCHVISION)} (null: {TORCHVISION_ROOT}); for imagefolder, "
+                                     "one holding train/<class>/ and val/<class>/ with the images.")
     download: bool = Field(False, description="Let torchvision download the dataset.")
     num_workers: int | None = Field(
         None, ge=0, le=1024, description="DataLoader worker processes for per-image augmentation; null: the "

@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     f"best configurations of each, and one combined {TRIALS_TABLE} (column `sweep`). "
                     f"Writes OUT/{TRIALS_TABLE}, OUT/{EPOCHS_TABLE} (when the sweeps have per-epoch rows: "
                     f"sweep folders, or {TRIALS_TABLE} files with their {EPOCHS_TABLE} beside them), "
-                    f"OUT/{REPORT_MD}, OUT/{REPORT_HTML}.")
+                    f"OUT/{REPORT_MD}, OUT/{REPORT_HTML}.",
+        epilog="example: ablate compare runs/temps runs/temps-cifar10 --out runs/compare")
     p.add_argument("sources", nargs="+", metavar="SWEEP",
                    help=f"sweep folders (runs/NAME) or their {REPORT_DIR}/{TRIALS_TABLE} files")
     p.add_argument("--out", required=True, type=user_arg, metavar="DIR", help="folder for the comparison")

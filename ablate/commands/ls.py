@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="One line per sweep: name, description, trials by status (and how many of the "
                     "spec's trials have not started), the best configuration's value of the sweep's metric "
                     "(the spec's, e.g. knn_top1 63.20: the mean of its repeats' final values; the report's "
-                    "ranking), cost, last update.")
+                    "ranking), cost, last update.",
+        epilog="example: ablate ls runs")
     p.add_argument("storage", nargs="?", default="runs", metavar="DIR",
                    help="storage folder of sweeps (default: ./runs)")
     p.set_defaults(func=main)

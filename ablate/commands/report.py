@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     f"self-contained {REPORT_HTML} (leaderboard; the table of configurations: a one-factor "
                     "ablation's against its baseline, a grid's or Optuna's against the best; seed power, "
                     "cost, effect plots, learning curves, collapse diagnostics, parameter importance, "
-                    "parallel coordinates, every trial). Works on running or interrupted sweeps.")
+                    "parallel coordinates, every trial). Works on running or interrupted sweeps.",
+        epilog="example: ablate report runs/temps")
     p.add_argument("sweep", metavar="DIR", help="sweep folder, e.g. runs/temps")
     p.set_defaults(func=main)
 

@@ -61,7 +61,12 @@ RAY_TRAIN_FOLDER = "ray_train"  # Ray Train's own run records inside --out (--wo
 TRAIN_LOG = "train.log"  # --workers: rank 0's lines (epochs, resume, done), printed by this command
 DONE = "done: "  # how a finished run's last line begins (rank 0's too, in train.log, which Echo prints)
 
-EPILOG = "Trainer keys (name, default, meaning [paper value]):\n" + describe_keys()
+EPILOG = ("examples:\n"
+          "  ablate train --set teacher_temp=0.04 --set epochs=10 --out runs/t04\n"
+          "  ablate train --set dataset=imagefolder --set data_path=DIR --out runs/mine   "
+          "(your images: DIR/train/<class>/*.jpg, DIR/val/<class>/*.jpg)\n"
+          "  ablate train --out runs/t04 --resume\n\n"
+          "Trainer keys (name, default, meaning [paper value]):\n" + describe_keys())
 
 
 def register(sub: argparse._SubParsersAction) -> None:

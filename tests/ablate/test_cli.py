@@ -87,6 +87,41 @@ def test_help_and_version_still_answer_and_exit_0(capsys: pytest.CaptureFixture,
     assert exit_.value.code == 0 and out.startswith(("usage: ablate", "ablate ")) and not err
 
 
+@pytest.mark.parametrize("command", ["train", "run", "resume", "report", "compare", "ls", "attention"])
+def test_every_commands_help_ends_with_an_example_that_parses(capsys: pytest.CaptureFixture,
+                                                             command: str) -> None:
+    """`ablate report/compare/ls/attention/train --help` showed no example (run and resume did): a new user
+    had to find one in the README. Each example is a command the parser takes as written."""
+    import shlex
+
+    from ablate.cli import COMMANDS, build_parser
+
+    assert command in COMMANDS
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(("example: ", "examples:")))
+    paragraph = lines[at:lines.index("", at) if "" in lines[at:] else len(lines)]
+    examples = [" ".join(paragraph).removeprefix("example: ")] if lines[at] != "examples:" else \
+        [line for line in paragraph if line.startswith("  ablate ")]
+    assert examples, lines[at:]
+    for example in examples:
+        words = shlex.split(example.split("   (", 1)[0])
+        words = words[:next((i for i, w in enumerate(words) if w.startswith("(")), len(words))]
+        assert words[:2] == ["ablate", command], example
+        assert build_parser().parse_args(words[1:]).command == command
+
+
+def test_train_help_says_how_an_image_folder_is_laid_out(capsys: pytest.CaptureFixture) -> None:
+    """`data_path` read "Folder of torchvision data / imagefolder.": a user with their own images learnt
+    the train/ and val/ class folders only from the README."""
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out.splitlines()
+    (line,) = [line for line in out if line.lstrip().startswith("data_path ")]
+    assert "train/<class>/" in line and "val/<class>/" in line and "./data" in line
+
+
 def test_python_m_ablate_imports_nothing_from_the_folder_it_runs_in(tmp_path) -> None:
     """`python -m` puts the working folder first on sys.path: `python -m ablate ls .` in a folder
     someone else wrote ran its typing.py (ablate/__init__.py imported typing), yaml.py, torch.py, ..."""
