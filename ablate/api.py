@@ -7,7 +7,7 @@
     sweep.epochs                                # one row per trial and epoch
     sweep.best                                  # the best trial's row, ranked as the report ranks
     sweep.report()                              # writes runs/temps/report/, returns that folder
-    ablate.compare("runs/temps", "runs/temps-cifar", out="runs/compare")
+    ablate.compare("runs/temps", "runs/temps-cifar10", out="runs/compare")
 
 Mistakes raise ``ablate.errors.UserError`` (or ``trainables.config.ConfigError``) with the message
 the CLI would print.

@@ -164,3 +164,33 @@ def test_the_spec_reference_tables_defaults_are_the_specs() -> None:
             actual = SweepSpec.model_fields[key].get_default(call_default_factory=True)
         assert documented_value(cell) == actual, (key, cell, actual)
     assert len(rows) >= 18, rows
+
+
+def documented_runs() -> list[tuple[str, str, list[str]]]:
+    """Every ``ablate run SPEC ...`` command of README and search_spaces/README.md (its lines joined at a
+    trailing backslash): (doc, spec, the --set values)."""
+    runs = []
+    for name, text in (("README.md", README), ("search_spaces/README.md", SPEC_README)):
+        for command in re.findall(r"\bablate run (search_spaces/\S+\.yaml)((?:[^\n`]*\\\n)*[^\n`]*)",
+                                  text):
+            runs.append((name, command[0], re.findall(r"--set '?([^ '\\]+)", command[1])))
+    return runs
+
+
+def test_every_compared_sweep_in_the_docs_is_one_a_documented_run_makes() -> None:
+    """README's `ablate compare runs/temps runs/temps-cifar` named a sweep that no documented command
+    made (its CIFAR-10 run is `name=temps-cifar10`), and search_spaces/README.md's CIFAR-10 run, with no
+    `name`, was refused after the main job: `runs/temps` existed."""
+    import yaml
+
+    made = set()
+    for doc, spec, sets in documented_runs():
+        names = [s.split("=", 1)[1] for s in sets if s.startswith("name=")]
+        if any(s.startswith("trainer.dataset=") for s in sets):
+            assert names, f"{doc}: `ablate run {spec}` on another dataset keeps the spec's name: {sets}"
+        made.add(names[-1] if names else yaml.safe_load((ROOT / spec).read_text())["name"])
+    compared = [name for text in (README, SPEC_README)
+                for line in re.findall(r"\bablate[ .]compare\b([^\n]*)", text)
+                for name in re.findall(r"runs/([\w.-]+)", line.split("out", 1)[0])]
+    assert len(compared) >= 4 and {"temps", "temps-cifar10"} <= made
+    assert set(compared) <= made, set(compared) - made
