@@ -194,3 +194,26 @@ def test_every_compared_sweep_in_the_docs_is_one_a_documented_run_makes() -> Non
                 for name in re.findall(r"runs/([\w.-]+)", line.split("out", 1)[0])]
     assert len(compared) >= 4 and {"temps", "temps-cifar10"} <= made
     assert set(compared) <= made, set(compared) - made
+
+
+def test_the_readme_names_where_image_folder_verdicts_are_kept(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """README said `$ABLATE_CACHE_DIR` moves `~/.cache/ablate/image_folders/`: a user who set it to that
+    folder found the verdicts in `.../image_folders/image_folders/` (it replaces `~/.cache/ablate`)."""
+    from trainables.image_check import verdict_file
+
+    text = " ".join(README.split())
+    kept = re.search(r"is kept in `([^`]+)` \(in `([^`]+)` where that is set, else `([^`]+)`;", text)
+    assert kept is not None
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for variable in ("ABLATE_CACHE_DIR", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(variable, raising=False)
+    for documented, variable in zip(kept.groups(), (None, "ABLATE_CACHE_DIR", "XDG_CACHE_HOME"), strict=True):
+        if variable:
+            monkeypatch.setenv(variable, str(tmp_path / variable))
+        expected = documented.replace("~", str(tmp_path))
+        if variable:
+            expected = expected.replace(f"${variable}", str(tmp_path / variable))
+        assert verdict_file("x").parent == Path(expected.rstrip("/")), (documented, verdict_file("x"))
+        if variable:
+            monkeypatch.delenv(variable)
