@@ -153,7 +153,28 @@ def typed_trials(sweep: SweepDir, records: list[dict[str, Any]]) -> pd.DataFrame
         df[col] = as_dtype(df[col], dtype)
     for p in sweep.params:
         df[p] = as_dtype(df[p], param_dtype(sweep.space[p], sweep.values_of(p), df[p].tolist()))
+    df["point"] = filled_points(df, sweep.params)
     return df
+
+
+def filled_points(df: pd.DataFrame, params: list[str]) -> pd.Series:
+    """The ``point`` column, where a record holds none (the format allows a null) the point of the
+    trials with the same searched values, else a new one after the others. Every ranking groups by
+    point, so such a trial was left out of the leaderboard, ``ablate ls`` and ``ablate compare`` in
+    silence, its best configuration with it. A row without any searched value (a damaged record's
+    stub) keeps none: it is no configuration."""
+    points = df["point"].copy()
+    if not points.isna().any() or not params:
+        return points
+    keys = [tuple(repr(v) for v in values) for values in df[params].itertuples(index=False)]
+    known = {k: p for k, p in zip(keys, points, strict=True) if not pd.isna(p)}
+    after = int(points.max()) + 1 if points.notna().any() else 0
+    for i, key in enumerate(keys):
+        if pd.isna(points.iloc[i]) and df[params].iloc[i].notna().any():
+            if key not in known:
+                known[key], after = after, after + 1
+            points.iloc[i] = known[key]
+    return points
 
 
 def param_dtype(entry: Any, values: list[Any] | None, observed: list[Any]) -> str:

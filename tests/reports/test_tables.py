@@ -165,3 +165,19 @@ def test_a_metric_no_epoch_has_a_value_of_is_a_number_column(tmp_path: Path) -> 
     dtypes = epochs.dtypes.astype(str)
     assert (dtypes["kl_teacher_student"], dtypes["knn_evaluated"]) == ("float64", "boolean")
     assert collapse_plot(epochs, trials, tmp_path / "collapse.png") == tmp_path / "collapse.png"
+
+
+def test_a_trial_whose_record_holds_no_point_is_ranked_with_its_values(tmp_path: Path) -> None:
+    """A record with a null point (the format allows it; a colleague's edited copy): every ranking
+    groups by point, so the trial was left out of the leaderboard, `ablate ls` and `ablate compare`
+    in silence; when it was the best, another configuration was called best."""
+    from reports.ranking import rank_points
+
+    best, again = good_record("b"), good_record("c")
+    best.update(point=None, params={"teacher_temp": 0.04})
+    best["epochs"][1]["knn_top1"] = 60.0
+    again["point"] = None
+    trials, _ = load_trials(crafted_sweep(tmp_path, [good_record("a"), best, again]))
+    assert trials.set_index("trial_id")["point"].to_dict() == {"a": 0, "b": 1, "c": 0}
+    points, _ = rank_points(trials, ["teacher_temp"])
+    assert points[["teacher_temp", "mean", "n"]].values.tolist() == [[0.04, 60.0, 1], [0.02, 40.0, 2]]
