@@ -32,7 +32,15 @@ from sweep_format.layout import (
     is_sweep,
     not_a_sweep,
 )
-from sweep_format.metrics import DEFAULT_METRIC, LEGACY_METRICS, METRICS, MODES, is_percent, mode_of
+from sweep_format.metrics import (
+    DEFAULT_METRIC,
+    DIRECTION,
+    LEGACY_METRICS,
+    METRICS,
+    MODES,
+    is_percent,
+    mode_of,
+)
 from sweep_format.records import records_problem
 from sweep_format.space import is_log, keys_set, values_of
 from sweep_format.text import printable_tree
@@ -203,4 +211,8 @@ def read_spec(file: Path) -> dict[str, Any]:
     if data.get("mode") is not None and data["mode"] not in MODES:  # ranked the metric's way in silence
         raise ReportError(f"{file}: mode: {str(data['mode'])[:60]!r} is not a ranking direction "
                           f"(allowed: {', '.join(MODES)})")
+    better = DIRECTION.get(str(data.get("metric") or DEFAULT_METRIC))
+    if data.get("mode") is not None and better and data["mode"] != better:  # ablate run refuses such a spec
+        raise ReportError(f"{file}: mode: {data['mode']!r} ranks {data.get('metric') or DEFAULT_METRIC} the "
+                          f"wrong way (allowed: {better}; {data['mode']} would call the worst trial best)")
     return data

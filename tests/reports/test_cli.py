@@ -274,6 +274,20 @@ def test_a_spec_yaml_metric_that_is_no_metric_is_refused_in_one_line(sweep_copy:
                    "max, min)\n")
 
 
+def test_a_spec_yaml_mode_against_its_metric_is_refused_in_one_line(sweep_copy: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    """spec.yaml edited to 'mode: min' for knn_top1 (which `ablate run` refuses): the report, ls and
+    compare ranked the worst trial best, with 'lower is better' the only hint."""
+    spec = sweep_copy / "spec.yaml"
+    spec.write_text(re.sub(r"(?m)^mode: .*$", "mode: min", spec.read_text()))
+    assert main(["report", str(sweep_copy)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"ablate report: error: {spec}: mode: 'min' ranks knn_top1 the wrong way (allowed: max; "
+                   "min would call the worst trial best)\n")
+    assert main(["ls", str(sweep_copy.parent)]) == 0
+    assert "mode: 'min' ranks knn_top1 the wrong way" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(("code", "advice"), [
     ("EROFS", "the sweep's records are unchanged. To report a sweep folder you cannot write, copy it "
               "(`cp -r {sweep} COPY`) and `ablate report COPY`"),
