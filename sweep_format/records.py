@@ -22,7 +22,7 @@ from typing import Any
 
 from sweep_format.files import NOT_REGULAR, loads, special_file, write_json
 from sweep_format.layout import ERROR_SUFFIX, TRIALS_DIR
-from sweep_format.metrics import METRICS, is_knn, is_percent
+from sweep_format.metrics import DEVICE_KINDS, METRICS, is_knn, is_percent
 from sweep_format.statuses import DAMAGED, ORDER
 from sweep_format.text import has_control, printable, printable_tree
 
@@ -68,8 +68,15 @@ EPOCH_NUMBERS = (*METRICS, "ln_out_dim", "lr", "weight_decay", "teacher_temp", "
                  "reported_at")
 EPOCH_FLAGS = ("knn_evaluated", "collapsed", "replayed", "loss_at_ln_out_dim")
 EPOCH_INTEGERS = ("restored_from_epoch", "training_iteration", "workers")
+# A metric may be NaN or inf (a diverged trial's loss); the others are measured or scheduled, always
+# finite: an inf there (ln_out_dim, device_seconds) ended the report in matplotlib's "Axis limits cannot
+# be NaN or Inf".
 EPOCH_FIELDS: dict[str, tuple[str, Any]] = {
-    **dict.fromkeys(EPOCH_NUMBERS, ("a number", lambda v: v is None or is_number(v))),
+    **dict.fromkeys(EPOCH_NUMBERS, ("a finite number",
+                                    lambda v: v is None or is_number(v) and math.isfinite(v))),
+    **dict.fromkeys(METRICS, ("a number", lambda v: v is None or is_number(v))),
+    # the unit of device_seconds; a text of a million characters drew a plot too wide to save (a traceback)
+    "device_kind": (f"one of {', '.join(DEVICE_KINDS)}", lambda v: v is None or v in DEVICE_KINDS),
     **{m: ("a percentage from 0 to 100", lambda v: v is None or is_percent(v)) for m in METRICS if is_knn(m)},
     **dict.fromkeys(EPOCH_FLAGS, ("true or false", lambda v: v is None or isinstance(v, bool))),
     **dict.fromkeys(EPOCH_INTEGERS, ("an integer", lambda v: v is None or is_int(v))),
@@ -194,16 +201,24 @@ def record_version(file: Path) -> Any:
 
 def misfit(data: dict[str, Any]) -> str:
     """What in a record is not of its field's kind (FIELDS; every epoch an object with an integer
-    ``epoch`` >= 0, no integer beyond the tables' 64 bits, each of its EPOCH_FIELDS of its kind or
-    null), "" when nothing is."""
+    ``epoch`` >= 0, after the one before and at most ``epochs_planned``, no integer beyond the tables'
+    64 bits, each of its EPOCH_FIELDS of its kind or null), "" when nothing is."""
     if "status" not in data:
         return "record without status"
     for key, (kind, fits) in FIELDS.items():
         if key in data and not fits(data[key]):
             return f"{key} is {repr(data[key])[:40]}, not {kind}"
+    before, planned = -1, data.get("epochs_planned")
     for i, row in enumerate(data["epochs"]):
         if not isinstance(row, dict) or not is_int(row.get("epoch")) or row["epoch"] < 0:
             return f"epochs[{i}] is {repr(row)[:40]}, not an object with an integer epoch >= 0"
+        # the recorder keeps one row per epoch, in order (ablate.recorder): the readers take a trial's last
+        # row as its final one, so a row moved or repeated was its final kNN in silence
+        if row["epoch"] <= before:
+            return f"epochs[{i}].epoch is {row['epoch']} after {before}, not in increasing order, each once"
+        if is_int(planned) and row["epoch"] > planned:
+            return f"epochs[{i}].epoch is {row['epoch']}, beyond epochs_planned {planned}"
+        before = row["epoch"]
         if big := next((k for k, v in row.items() if isinstance(v, int) and not -INT64 <= v < INT64), None):
             return f"epochs[{i}].{big[:40]} is {str(row[big])[:40]}..., beyond a 64-bit integer"
         for key, (kind, fits) in EPOCH_FIELDS.items():

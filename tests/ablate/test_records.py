@@ -458,9 +458,9 @@ CRAFTED = [
     # epoch times, the collapse plot's ln(out_dim) line) and ablate ls (the cost) in a ValueError;
     # a text flag was read as true
     ("epochs", [{"epoch": 0}, {"epoch": 1, "epoch_time_s": "0.7"}],
-     "epochs[1].epoch_time_s is '0.7', not a number"),
-    ("epochs", [{"epoch": 1, "device_seconds": [1]}], "epochs[0].device_seconds is [1], not a number"),
-    ("epochs", [{"epoch": 1, "ln_out_dim": True}], "epochs[0].ln_out_dim is True, not a number"),
+     "epochs[1].epoch_time_s is '0.7', not a finite number"),
+    ("epochs", [{"epoch": 1, "device_seconds": [1]}], "epochs[0].device_seconds is [1], not a finite number"),
+    ("epochs", [{"epoch": 1, "ln_out_dim": True}], "epochs[0].ln_out_dim is True, not a finite number"),
     ("epochs", [{"epoch": 1, "knn_evaluated": "no"}], "epochs[0].knn_evaluated is 'no', not true or false"),
 ]
 

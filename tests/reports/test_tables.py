@@ -133,7 +133,7 @@ def test_final_best_and_epoch0_knn_are_told_apart(sweep_copy: Path) -> None:
         row["knn_top1"] = knn
     del rows[2]["knn_top5"]  # an epoch without evaluation: the final top-5 is epoch 1's
     rows.append({**rows[2], "epoch": 3, "knn_top1": 70.0, "knn_evaluated": False})  # carried forward
-    edit_record(sweep_copy, trial_id, epochs=rows)
+    edit_record(sweep_copy, trial_id, epochs=rows, epochs_planned=3)  # a row past the plan is damage
     trials, epochs = load_trials(sweep_copy)
     t = trials.set_index("trial_id").loc[trial_id]
     assert (t["knn_top1"], t["best_knn_top1"], t["knn_top1_epoch0"]) == (70.0, 80.0, 50.0)

@@ -44,6 +44,50 @@ def test_a_knn_accuracy_outside_0_to_100_makes_the_record_damaged(tmp_path: Path
     assert read["huge"]["reason"].endswith("epochs[1].knn_top1 is 1e+308, not a percentage from 0 to 100")
 
 
+def test_epochs_out_of_order_repeated_or_beyond_the_plan_make_the_record_damaged(tmp_path: Path) -> None:
+    """The readers take a trial's last row as its final one: a record edited with its epochs reversed
+    lost its trial from the ranking, a repeated last row with another kNN changed the best, and an
+    epoch 5 of a 1-epoch trial at 90 % was the sweep's best, all in silence."""
+    from sweep_format.records import read_records
+    from tests.helpers import crafted_sweep, good_record
+
+    edits = {"reversed": lambda e: e.reverse(), "repeated": lambda e: e.append({**e[-1], "knn_top1": 1.0}),
+             "beyond": lambda e: e.append({**e[-1], "epoch": 5, "knn_top1": 90.0}), "whole": lambda e: None}
+    records = []
+    for tid, edit in edits.items():
+        rec = good_record(tid)
+        edit(rec["epochs"])
+        records.append(rec)
+    read = {r["trial_id"]: r for r in read_records(crafted_sweep(tmp_path, records))}
+    assert {t: r.get("reason", "").split(": ", 1)[-1] for t, r in read.items()} == {
+        "reversed": "epochs[1].epoch is 0 after 1, not in increasing order, each once",
+        "repeated": "epochs[2].epoch is 1 after 1, not in increasing order, each once",
+        "beyond": "epochs[2].epoch is 5, beyond epochs_planned 1", "whole": ""}
+
+
+def test_a_measured_epoch_field_that_is_not_finite_makes_the_record_damaged(tmp_path: Path) -> None:
+    """ln_out_dim or device_seconds edited to Infinity ended `ablate report` in matplotlib's 'Axis limits
+    cannot be NaN or Inf', a device_kind of a million characters in 'Image size ... is too large'
+    (tracebacks); a diverged trial's NaN loss is a value like any other."""
+    import math
+
+    from sweep_format.records import read_records
+    from tests.helpers import crafted_sweep, good_record
+
+    values = {"ln_out_dim": math.inf, "device_seconds": -math.inf, "device_kind": "x" * 1000,
+              "loss": math.nan}
+    records = []
+    for key, value in values.items():
+        rec = good_record(key)
+        rec["epochs"][-1][key] = value
+        records.append(rec)
+    read = {r["trial_id"]: r for r in read_records(crafted_sweep(tmp_path, records))}
+    assert {t: r.get("reason", "").split(": ", 1)[-1] for t, r in read.items()} == {
+        "ln_out_dim": "epochs[1].ln_out_dim is inf, not a finite number",
+        "device_seconds": "epochs[1].device_seconds is -inf, not a finite number",
+        "device_kind": f"epochs[1].device_kind is '{'x' * 39}, not one of GPU, CPU", "loss": ""}
+
+
 def test_a_reference_knn_outside_0_to_100_is_left_out_as_missing(tmp_path: Path) -> None:
     from reports.sweepdir import read_reference
 
