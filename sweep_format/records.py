@@ -51,8 +51,10 @@ FIELDS: dict[str, tuple[str, Any]] = {
     "restarts": ("a list of objects", lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v)),
     "trial_dir": ("a text or null", lambda v: v is None or isinstance(v, str)),
     "trial_dirs": ("a list of texts", lambda v: isinstance(v, list) and all(isinstance(d, str) for d in v)),
-    **dict.fromkeys(("point", "seed", "repeat", "optuna_trial", "epochs_planned"),
+    **dict.fromkeys(("point", "seed", "repeat", "optuna_trial"),
                     ("an integer or null", lambda v: v is None or is_int(v))),
+    # a trainer's epochs are >= 1 (trainables.config); each epoch row is checked against it (misfit)
+    "epochs_planned": ("an integer >= 1 or null", lambda v: v is None or is_int(v) and v >= 1),
     **dict.fromkeys(("created_at", "updated_at"), ("a number", is_number)),
     **dict.fromkeys(("collapsed", "is_baseline"), ("true or false", lambda v: isinstance(v, bool))),
 }
@@ -66,6 +68,8 @@ EPOCH_NUMBERS = (*METRICS, "ln_out_dim", "lr", "weight_decay", "teacher_temp", "
                  "epoch_time_s", "images_per_s", "data_wait_s", "data_wait_share", "knn_eval_s",
                  "gpu_mem_peak_gb", "device_seconds", "time_total_s", "timestamp", "started_at",
                  "reported_at")
+EPOCH_AMOUNTS = ("ln_out_dim", "epoch_time_s", "images_per_s", "data_wait_s", "data_wait_share", "knn_eval_s",
+                 "gpu_mem_peak_gb", "device_seconds", "time_total_s")
 EPOCH_FLAGS = ("knn_evaluated", "collapsed", "replayed", "loss_at_ln_out_dim")
 EPOCH_INTEGERS = ("restored_from_epoch", "training_iteration", "workers")
 # A metric may be NaN or inf (a diverged trial's loss); the others are measured or scheduled, always
@@ -75,6 +79,10 @@ EPOCH_FIELDS: dict[str, tuple[str, Any]] = {
     **dict.fromkeys(EPOCH_NUMBERS, ("a finite number",
                                     lambda v: v is None or is_number(v) and math.isfinite(v))),
     **dict.fromkeys(METRICS, ("a number", lambda v: v is None or is_number(v))),
+    # times, rates and sizes: a device_seconds of -1 was taken off the sweep's cost (ablate ls: 30 CPU-s
+    # became 14) in silence
+    **dict.fromkeys(EPOCH_AMOUNTS, ("a finite number >= 0",
+                                    lambda v: v is None or is_number(v) and math.isfinite(v) and v >= 0)),
     # the unit of device_seconds; a text of a million characters drew a plot too wide to save (a traceback)
     "device_kind": (f"one of {', '.join(DEVICE_KINDS)}", lambda v: v is None or v in DEVICE_KINDS),
     **{m: ("a percentage from 0 to 100", lambda v: v is None or is_percent(v)) for m in METRICS if is_knn(m)},

@@ -444,7 +444,9 @@ CRAFTED = [
     ("epochs", [{"epoch": 0}, 7], "epochs[1] is 7, not an object with an integer epoch >= 0"),
     ("epochs", [{"loss": 1.0}], "epochs[0] is {'loss': 1.0}, not an object with an integer epoch >= 0"),
     ("params", [0.02], "params is [0.02], not an object"),
-    ("epochs_planned", 10**30, "epochs_planned is 1000000000000000000000000000000, not an integer or null"),
+    ("epochs_planned", 10**30,
+     "epochs_planned is 1000000000000000000000000000000, not an integer >= 1 or null"),
+    ("epochs_planned", 0, "epochs_planned is 0, not an integer >= 1 or null"),
     ("status", None, "record without status"),
     # an unknown status was listed as its own and resumed as unfinished; a text metric was read as
     # missing, silently dropping the trial's value from the ranking
@@ -458,9 +460,10 @@ CRAFTED = [
     # epoch times, the collapse plot's ln(out_dim) line) and ablate ls (the cost) in a ValueError;
     # a text flag was read as true
     ("epochs", [{"epoch": 0}, {"epoch": 1, "epoch_time_s": "0.7"}],
-     "epochs[1].epoch_time_s is '0.7', not a finite number"),
-    ("epochs", [{"epoch": 1, "device_seconds": [1]}], "epochs[0].device_seconds is [1], not a finite number"),
-    ("epochs", [{"epoch": 1, "ln_out_dim": True}], "epochs[0].ln_out_dim is True, not a finite number"),
+     "epochs[1].epoch_time_s is '0.7', not a finite number >= 0"),
+    ("epochs", [{"epoch": 1, "device_seconds": [1]}],
+     "epochs[0].device_seconds is [1], not a finite number >= 0"),
+    ("epochs", [{"epoch": 1, "ln_out_dim": True}], "epochs[0].ln_out_dim is True, not a finite number >= 0"),
     ("epochs", [{"epoch": 1, "knn_evaluated": "no"}], "epochs[0].knn_evaluated is 'no', not true or false"),
 ]
 

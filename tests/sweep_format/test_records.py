@@ -65,17 +65,18 @@ def test_epochs_out_of_order_repeated_or_beyond_the_plan_make_the_record_damaged
         "beyond": "epochs[2].epoch is 5, beyond epochs_planned 1", "whole": ""}
 
 
-def test_a_measured_epoch_field_that_is_not_finite_makes_the_record_damaged(tmp_path: Path) -> None:
+def test_a_measured_epoch_field_not_finite_or_below_0_makes_the_record_damaged(tmp_path: Path) -> None:
     """ln_out_dim or device_seconds edited to Infinity ended `ablate report` in matplotlib's 'Axis limits
-    cannot be NaN or Inf', a device_kind of a million characters in 'Image size ... is too large'
+    cannot be NaN or Inf', a device_seconds of -1 was taken off the sweep's cost, a device_kind of a
+    million characters in 'Image size ... is too large'
     (tracebacks); a diverged trial's NaN loss is a value like any other."""
     import math
 
     from sweep_format.records import read_records
     from tests.helpers import crafted_sweep, good_record
 
-    values = {"ln_out_dim": math.inf, "device_seconds": -math.inf, "device_kind": "x" * 1000,
-              "loss": math.nan}
+    values = {"ln_out_dim": math.inf, "device_seconds": -1.0, "device_kind": "x" * 1000,
+              "loss": math.nan, "lr": math.nan}
     records = []
     for key, value in values.items():
         rec = good_record(key)
@@ -83,8 +84,9 @@ def test_a_measured_epoch_field_that_is_not_finite_makes_the_record_damaged(tmp_
         records.append(rec)
     read = {r["trial_id"]: r for r in read_records(crafted_sweep(tmp_path, records))}
     assert {t: r.get("reason", "").split(": ", 1)[-1] for t, r in read.items()} == {
-        "ln_out_dim": "epochs[1].ln_out_dim is inf, not a finite number",
-        "device_seconds": "epochs[1].device_seconds is -inf, not a finite number",
+        "ln_out_dim": "epochs[1].ln_out_dim is inf, not a finite number >= 0",
+        "device_seconds": "epochs[1].device_seconds is -1.0, not a finite number >= 0",
+        "lr": "epochs[1].lr is nan, not a finite number",
         "device_kind": f"epochs[1].device_kind is '{'x' * 39}, not one of GPU, CPU", "loss": ""}
 
 
