@@ -198,11 +198,22 @@ def misplaced(sweep_dir: str | Path, folders: tuple[str, ...] = MADE_FOLDERS,
 
 def sweeps_in(storage: str | Path) -> list[Path]:
     """``storage`` itself if it is a sweep folder, else its sub-folders that are, or may be (``shut``),
-    by name."""
+    or were (``spec_lost``), by name."""
     storage = Path(storage)
     if is_sweep(storage):
         return [storage]
-    return sorted(d for d in storage.iterdir() if d.is_dir() and (is_sweep(d) or shut(d)))
+    return sorted(d for d in storage.iterdir() if d.is_dir() and (is_sweep(d) or shut(d) or spec_lost(d)))
+
+
+def spec_lost(folder: str | Path) -> bool:
+    """Whether ``folder`` holds ``trials/`` and, named spec.yaml, something that is no file (a folder, a
+    FIFO a tar kept, a link to a device or to nothing): a sweep whose spec is damaged, which ``ablate
+    ls`` lists with why (``not_a_sweep``) rather than leave out: it said "no sweeps here" beside it."""
+    spec, trials = Path(folder) / SPEC_FILE, Path(folder) / TRIALS_DIR
+    try:
+        return (spec.exists() or spec.is_symlink()) and not spec.is_file() and trials.is_dir()
+    except OSError:
+        return False
 
 
 def shut(folder: str | Path) -> bool:

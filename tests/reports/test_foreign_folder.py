@@ -345,3 +345,12 @@ def test_a_spec_yaml_that_is_no_file_is_named(tmp_path: Path, capsys: pytest.Cap
     assert main(["report", str(sweep)]) == 2
     assert capsys.readouterr().err.startswith(
         f"ablate report: error: {spec}: {words}, where a sweep folder keeps the spec it ran as a YAML file")
+    # ablate ls of the folder beside it said "no sweeps here", leaving the sweep out in silence
+    (tmp_path / "runs" / "whole").mkdir()
+    shutil.copytree(sweep / "trials", tmp_path / "runs" / "whole" / "trials")
+    (tmp_path / "again").mkdir()
+    shutil.copy(crafted_sweep(tmp_path / "again", []) / "spec.yaml", tmp_path / "runs" / "whole")
+    assert main(["ls", str(sweep.parent)]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [r.split()[0] for r in rows] == ["crafted", "whole"]
+    assert f"(unreadable: {spec}: {words}, where a sweep folder keeps the spec" in rows[0]
