@@ -183,8 +183,9 @@ def misplaced(sweep_dir: str | Path, folders: tuple[str, ...] = MADE_FOLDERS,
     for name in folders:
         entry = Path(sweep_dir) / name
         if entry.exists() and not entry.is_dir():
-            return (f"{entry}: a file, where the sweep folder {sweep_dir} keeps its folder {name}/ (ablate "
-                    "writes there); move or rename the file")
+            what = ("a file", "the file") if entry.is_file() else (NOT_REGULAR, "it")  # a FIFO a tar kept
+            return (f"{entry}: {what[0]}, where the sweep folder {sweep_dir} keeps its folder {name}/ "
+                    f"(ablate writes there); move or rename {what[1]}")
     for name in files:
         entry = Path(sweep_dir) / name
         if entry.is_dir():

@@ -64,6 +64,13 @@ def test_a_file_where_the_sweep_keeps_a_folder_is_refused_in_one_line(
     assert file.read_text() == "someone's notes\n"
     assert main(["ls", str(sweep.parent)]) == 0  # ls reads the spec and the records only (layout.READ)
     assert (f"(unreadable: {file}: a file" in capsys.readouterr().out) == (entry == "trials")
+    if entry == "trials":  # a FIFO there (tar keeps them) was called 'a file'
+        file.unlink()
+        os.mkfifo(file)
+        assert main(["report", str(sweep)]) == 2
+        assert capsys.readouterr().err.strip().endswith(
+            f": {file}: not a regular file (a FIFO, socket or device), where the sweep folder {sweep} keeps "
+            "its folder trials/ (ablate writes there); move or rename it")
 
 
 @pytest.mark.parametrize("entry", ["report/report.md", "report/trials.parquet", "driver.lock",
