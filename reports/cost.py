@@ -36,8 +36,14 @@ SPLIT = {"training": "training steps (forward, backward, update)",
          "other": "set-up, checkpoints and reporting"}
 
 
+# hours from which a cost is written in powers of ten: a record's device_seconds of 1e308 (edited, or a
+# clock gone wrong) printed as a 300-digit number of hours in `ablate ls` and the report's Cost table
+COMPACT_HOURS = 10_000
+
+
 def fmt_cost(seconds: float, kind: str) -> str:
-    """'0.4 CPU-s', '45 CPU-s', '12.3 GPU-min', '1.25 GPU-h'."""
+    """'0.4 CPU-s', '45 CPU-s', '12.3 GPU-min', '1.25 GPU-h', '2.78e+304 GPU-h': the one form of a cost in
+    `ablate ls` and the report."""
     if not math.isfinite(seconds):
         return "–"
     if seconds < 10:  # a tiny trial's 0.4 s is not '0 CPU-s' beside a trial that cost '1 CPU-s'
@@ -46,7 +52,8 @@ def fmt_cost(seconds: float, kind: str) -> str:
         return f"{seconds:.0f} {kind}-s"
     if seconds < 2 * 3600:
         return f"{seconds / 60:.1f} {kind}-min"
-    return f"{seconds / 3600:.2f} {kind}-h"
+    hours = seconds / 3600
+    return f"{hours:.2f} {kind}-h" if hours < COMPACT_HOURS else f"{hours:.3g} {kind}-h"
 
 
 def trial_costs(epochs: pd.DataFrame) -> pd.DataFrame:

@@ -277,3 +277,22 @@ def test_a_pareto_front_of_one_configuration_is_drawn_as_the_legend_says(
     assert three == ["configuration", "Pareto front"]
     ring = [c for c in drawn[0].axes[0].collections if c.get_label().startswith("Pareto front")]
     assert [tuple(xy) for xy in ring[0].get_offsets()] == [(5.0, 40.0)]
+
+
+def test_a_huge_cost_is_written_in_powers_of_ten(tmp_path: Path) -> None:
+    """A record's device_seconds of 1e308 (edited, or a clock gone wrong; finite, so not damaged) printed
+    as a 300-digit number of CPU-h in `ablate ls` and the report's Cost table: one compact form for both."""
+    from reports.listing import list_sweeps
+    from reports.tables import load_trials
+    from tests.helpers import crafted_sweep, good_record
+
+    assert fmt_cost(9_999 * 3600, "GPU") == "9999.00 GPU-h"
+    assert fmt_cost(12_345 * 3600, "GPU") == "1.23e+04 GPU-h"
+    assert fmt_cost(1e308, "CPU") == "2.78e+304 CPU-h"
+    record = good_record("a")
+    record["epochs"][-1].update(device_seconds=1e308, device_kind="CPU")
+    row = list_sweeps(crafted_sweep(tmp_path, [record]).parent).iloc[0]
+    assert row["cost"] == "2.78e+304 CPU-h", row["cost"]
+    trials, epochs = load_trials(tmp_path / "runs" / "crafted")
+    table = cost_table(trials, epochs, ["teacher_temp"])
+    assert [fmt_cost(s, k) for s, k in zip(table["total_s"], table["device_kind"])] == ["2.78e+304 CPU-h"]
