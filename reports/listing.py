@@ -33,7 +33,7 @@ from sweep_format.layout import (
     sweeps_in,
     unlisted,
 )
-from sweep_format.records import RECORD_SUFFIX, is_record_file, read_records
+from sweep_format.records import RECORD_SUFFIX, is_record_file, read_records, searched_by
 from sweep_format.text import printable
 
 COLUMNS = ["sweep", "description", "trials", "best", "cost", "last update"]
@@ -85,6 +85,8 @@ def sweep_row(folder: Path, planned: int | None = None, driven: bool | None = No
         text = (f"{sweep.metric} {best['mean']:.2f}" + (" (partial)" if partial else "")
                 + (" (collapsed)" if best["collapsed"] else "")
                 + measured_note(trials, best["point"], sweep.metric))
+    if reranked := sweep.reranked(searched_by(records)):
+        text += f" ({reranked})"
     # the folder is what `ablate resume` and `ablate report` take; a copy keeps its spec's name
     name = printable(folder.name)  # a folder's name may hold control characters, or bytes not UTF-8
     shown = name if folder.name == sweep.name else f"{name} (name: {sweep.name})"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -42,7 +43,7 @@ from reports.power import add_power
 from reports.ranking import counted_statuses, counted_trials, uncounted_statuses
 from reports.stats import CI_LEVEL, NOISE_TEST
 from reports.sweepdir import SweepDir, open_sweep
-from reports.tables import left_running, status_counts, sweep_tables
+from reports.tables import left_running, records_tables, status_counts
 from sweep_format.files import all_or_none, write_texts
 from sweep_format.layout import (
     ATTENTION_FILE,
@@ -55,6 +56,7 @@ from sweep_format.layout import (
     TRIALS_TABLE,
     UNTRAINED_KNN,
 )
+from sweep_format.records import read_records, searched_by
 from sweep_format.statuses import INTERRUPTED, LISTED_ALWAYS, RUNNING, STOPPED_EARLY
 from sweep_format.text import plural, shell_word
 
@@ -75,22 +77,24 @@ def build_report(sweep_dir: str | Path, planned: int | None = None, driven: bool
     without one, trials recorded ``running`` are said to be left so by a driver that is gone."""
     sweep = open_sweep(sweep_dir)
     out = sweep.report_dir
+    records = read_records(sweep.path)
     with all_or_none():  # tables, plots and pages replace the last report's together, or none do
-        trials, epochs = write_tables(sweep)
+        trials, epochs = write_tables(sweep, records)
         if trials.empty:
             raise ReportError(f"{sweep.path / TRIALS_DIR}: no trial records yet (expected "
                               f"{TRIALS_DIR}/<id>.json, written from the first trial's start; is the sweep "
                               "still starting, or was it made by an ablate older than the records?)")
-        doc = sweep_document(sweep, trials, epochs, out, planned, driven)
+        doc = sweep_document(sweep, trials, epochs, out, planned, driven, searched_by(records))
         write_texts({out / REPORT_MD: doc.markdown(relative_to=out), out / REPORT_HTML: doc.html()})
     plots.remove_undrawn(out / PLOTS_DIR, doc.images())  # once the new pages stand: none shows them
     return out
 
 
-def write_tables(sweep: SweepDir) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The sweep's trials and epochs tables (reports.tables), written to its report folder (with the
-    spec's parameters as parquet metadata, for `ablate compare`); nothing is written without a trial."""
-    trials, epochs = sweep_tables(sweep)
+def write_tables(sweep: SweepDir, records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The sweep's trials and epochs tables of its ``records`` (reports.tables), written to its report
+    folder (with the spec's parameters as parquet metadata, for `ablate compare`); nothing is written
+    without a trial."""
+    trials, epochs = records_tables(sweep, records)
     if len(trials):
         write_parquet(trials, sweep.report_dir / TRIALS_TABLE, sweep.param_info())
         write_parquet(epochs, sweep.report_dir / EPOCHS_TABLE, sweep.param_info())
@@ -98,7 +102,10 @@ def write_tables(sweep: SweepDir) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path,
-                   planned: int | None = None, driven: bool | None = None) -> Document:
+                   planned: int | None = None, driven: bool | None = None,
+                   searched: list[tuple[str, str]] | None = None) -> Document:
+    """The report's pages; ``searched``: the (metric, mode) pairs the records say the sweep searched
+    (``sweep_format.records.searched_by``; None: unknown), said where spec.yaml ranks by another."""
     result = analyse(trials, sweep.param_info())
     gone = left_running(sweep.path, driven)
     counted = counted_trials(trials, sweep.metric)[0]
@@ -113,6 +120,9 @@ def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, 
                   f"{points} {plural(points, 'configuration')}, ranked by the final `{sweep.metric}` "
                   f"({'lower' if sweep.mode == 'min' else 'higher'} is better; rule: reports/ranking.py). "
                   f"Written {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.")
+    if reranked := sweep.reranked(searched or []):
+        doc.paragraph(f"**{reranked}**: the search chose the configurations to try by the metric it was "
+                      f"given; the rankings below are by `{sweep.metric}`.")
     doc.paragraph(reference_line(sweep.reference, marked=result.pixel is not None,
                                  damage=sweep.reference_damage))
     doc.paragraph(result.headline(trials))

@@ -123,6 +123,23 @@ class SweepDir:
     def mode(self) -> str:
         return mode_of(self.metric, self.spec.get("mode"))
 
+    def reranked(self, searched: list[tuple[str, str]]) -> str:
+        """What ``ablate ls`` and the report say when spec.yaml ranks by another metric or direction than
+        the sweep searched (``sweep_format.records.searched_by`` of its records), e.g. 'spec.yaml ranks by
+        loss, the sweep searched knn_top1'; "" when it ranks by that one, or no record says.
+        Re-ranking by editing spec.yaml is allowed; read in silence, a loss ranking stood for the
+        sweep's own result."""
+        ranked = (self.metric, self.mode)
+        if not searched or searched == [ranked]:
+            return ""
+        turned = len({m for m, _ in [ranked, *searched]}) == 1  # the same metric, the other way: say how
+
+        def said(metric: str, mode: str) -> str:
+            return f"{metric} {mode}" if turned else metric
+
+        return (f"{SPEC_FILE} ranks by {said(*ranked)}, the sweep searched "
+                + " and ".join(said(*pair) for pair in searched))
+
     @property
     def reference(self) -> dict[str, Any]:
         """``reference_knn.json``: raw-pixel and untrained kNN top-1 of the dataset ({} if absent or

@@ -22,7 +22,7 @@ from typing import Any
 
 from sweep_format.files import NOT_REGULAR, loads, special_file, write_json
 from sweep_format.layout import ERROR_SUFFIX, TRIALS_DIR
-from sweep_format.metrics import DEVICE_KINDS, METRICS, is_knn, is_percent
+from sweep_format.metrics import DEVICE_KINDS, LEGACY_METRICS, METRICS, MODES, is_knn, is_percent
 from sweep_format.statuses import DAMAGED, ORDER
 from sweep_format.text import has_control, printable, printable_tree
 
@@ -263,6 +263,15 @@ def final_value(rows: list[dict[str, Any]], metric: str) -> float | None:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
     return None
+
+
+def searched_by(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The (metric, mode) pairs the sweep's search and scheduler were given, as its records say (each
+    record keeps the spec's pair of its run: ablate.records.new_record), first seen first; [] where no
+    record says (damaged ones, an older ablate's, a pair that is no metric and direction). spec.yaml,
+    which the reports rank by, may have been edited since."""
+    pairs = ((r.get("metric"), r.get("mode")) for r in records)
+    return list(dict.fromkeys((m, d) for m, d in pairs if m in METRICS + LEGACY_METRICS and d in MODES))
 
 
 def damaged(file: Path, why: str) -> dict[str, Any]:

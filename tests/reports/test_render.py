@@ -647,3 +647,50 @@ def test_an_all_diverged_sweep_says_so_in_its_headline(tmp_path: Path) -> None:
     assert headline.startswith("**Every trial diverged (2 of 2):** the loss went NaN or inf in epoch 1 of 1,")
     assert "'loss is nan at epoch 1: training diverged (try a lower lr" in headline  # once: one reason
     assert headline.count("loss is nan") == 1 and "no best configuration" not in md.lower()
+
+
+def test_a_spec_edited_to_rank_by_another_metric_says_which_one_the_sweep_searched(tmp_path: Path) -> None:
+    """A sweep searched by knn_top1 (its records say so) whose spec.yaml was edited to `metric: loss, mode:
+    min`: `ablate ls` and the report ranked by loss in silence, as if the sweep had searched it. Re-ranking
+    is allowed; both now say it, in one wording (SweepDir.reranked)."""
+    from reports.listing import list_sweeps
+    from tests.helpers import crafted_sweep, good_record
+
+    low_loss = {**good_record("b"), "point": 1, "params": {"teacher_temp": 0.04}}
+    low_loss["epochs"] = [{"epoch": 0, "knn_top1": 30.0}, {"epoch": 1, "knn_top1": 20.0, "loss": 0.5}]
+    records = [{**r, "metric": "knn_top1", "mode": "max"} for r in (good_record("a"), low_loss)]
+    sweep = crafted_sweep(tmp_path, records)
+    said = "spec.yaml ranks by loss, the sweep searched knn_top1"
+    assert said not in list_sweeps(sweep.parent).iloc[0]["best"]  # spec and records agree: nothing said
+    spec = sweep / "spec.yaml"
+    text = spec.read_text()
+    assert "\nmetric: knn_top1\n" in text and "\nmode: max\n" in text
+    spec.write_text(text.replace("\nmetric: knn_top1\n", "\nmetric: loss\n")
+                    .replace("\nmode: max\n", "\nmode: min\n"))
+    best = list_sweeps(sweep.parent).iloc[0]["best"]
+    assert best == f"loss 0.50 ({said})", best
+    md = (build_report(sweep) / "report.md").read_text()
+    assert f"**{said}**: the search chose" in md, md[:1500]
+    assert md.index(said) < md.index("**Best: teacher_temp=0.04")  # above the headline it qualifies
+
+
+def test_what_the_records_say_was_searched_is_read_only_where_they_say_it() -> None:
+    """searched_by takes a record's metric and mode only where both are a metric and a direction (a record
+    of an older ablate, or a damaged stub, says nothing); a mode turned on the same metric is named."""
+    from reports.sweepdir import SweepDir
+    from sweep_format.records import searched_by
+
+    records = [{"metric": "knn_top1", "mode": "max"}, {}, {"metric": 7, "mode": "max"},
+               {"metric": "knn_top1", "mode": "sideways"}, {"metric": "knn_top1", "mode": "max"}]
+    assert searched_by(records) == [("knn_top1", "max")]
+    assert searched_by([{}, {"status": "damaged"}]) == []
+
+    def sweep(**ranking: str) -> SweepDir:
+        return SweepDir(Path("x"), ranking)
+
+    assert sweep(metric="knn_top1").reranked([("knn_top1", "max")]) == ""  # mode: the metric's own
+    assert sweep(metric="loss").reranked([]) == ""  # no record says: nothing claimed
+    assert sweep(metric="teacher_entropy", mode="min").reranked([("teacher_entropy", "max")]) == (
+        "spec.yaml ranks by teacher_entropy min, the sweep searched teacher_entropy max")
+    assert sweep(metric="loss").reranked([("knn_top1", "max"), ("dino_loss", "min")]) == (
+        "spec.yaml ranks by loss, the sweep searched knn_top1 and dino_loss")
