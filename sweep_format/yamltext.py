@@ -85,12 +85,13 @@ _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_Loader.add_implicit_resolver(_INT, re.compile(
-    r"^(?:[-+]?0b[0-1_]+|[-+]?0o[0-7_]+|[-+]?0x[0-9a-fA-F_]+|[-+]?[0-9][0-9_]*)$"), list("-+0123456789"))
+# _Dumper quotes all that _Loader reads as an integer: YAML 1.1's own rule left '09' and '0o17' bare
+for _kind in (_Loader, _Dumper):
+    _kind.add_implicit_resolver(_INT, re.compile(
+        r"^(?:[-+]?0b[0-1_]+|[-+]?0o[0-7_]+|[-+]?0x[0-9a-fA-F_]+|[-+]?[0-9][0-9_]*)$"), list("-+0123456789"))
 _Loader.add_implicit_resolver(_FLOAT, re.compile(
     r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
     r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
-_Dumper.add_implicit_resolver(_INT, re.compile(r"^[-+]?0o[0-7_]+$"), list("-+0"))  # text '0o17': quoted
 # YAML 1.2's floats that YAML 1.1 reads as text: an exponent without a dot or without a sign
 # (1e-4, +5E3, 1.5e5, .5e3)
 for _kind in (_Loader, _Dumper):

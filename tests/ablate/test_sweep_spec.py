@@ -426,6 +426,18 @@ def test_integers_are_read_as_yaml_1_2_reads_them(tmp_path: Path) -> None:
     assert yamltext.load(yamltext.dump(data)) == data
 
 
+def test_digits_with_a_leading_zero_are_written_back_quoted(tmp_path: Path) -> None:
+    """The reader takes 08 and 09 for the integers 8 and 9 (YAML 1.2); the writer, on YAML 1.1's rules
+    (octal digits only), wrote the text '09' bare: a sweep named '09' was written to spec.yaml as
+    `name: 09`, which read back as the number 9, and the sweep folder no longer loaded."""
+    from sweep_format import yamltext
+
+    spec = load_spec(write(tmp_path, "name: '09'\n" + MINIMAL[8:]))
+    assert load_spec(write(tmp_path, spec.dump())).name == "09"
+    data = {"a": ["08", "-09", "+019", "0_9"], "09": 1}
+    assert yamltext.load(yamltext.dump(data)) == data
+
+
 def test_text_that_reads_as_a_number_is_written_back_quoted(tmp_path: Path) -> None:
     """A sweep named '1e5' (quoted: text) was written to spec.yaml as `name: 1e5`, which the reader now
     takes for the number 100000.0: the sweep folder would no longer load."""
