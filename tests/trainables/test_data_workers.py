@@ -217,3 +217,11 @@ def test_a_loaders_own_worker_init_still_runs() -> None:
     seeds = Loader(Seeds(), batch_size=1, num_workers=1, collate_fn=list,
                    worker_init_fn=lambda worker: torch.manual_seed(1000 + worker))
     assert [b[0] for b in seeds] == [1000, 1000]
+
+
+def test_a_loader_takes_dataloaders_arguments_by_keyword_only() -> None:
+    """``Loader(dataset, 4)``, DataLoader's batch_size in its place, was taken for the worker init
+    function: a loader without workers (which never calls it) gave batches of 1, in silence."""
+    with pytest.raises(TypeError):
+        Loader(list(range(8)), 4, collate_fn=list)
+    assert [len(b) for b in Loader(list(range(8)), batch_size=4, collate_fn=list)] == [4, 4]

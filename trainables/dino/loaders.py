@@ -147,8 +147,8 @@ class Loader(DataLoader):
     (``trainables.data_workers``) instead of torch's words, which name neither the file nor the signal.
     Its workers start with ``start_worker``: a crash signal is worded once, by ablate."""
 
-    def __init__(self, dataset: Dataset, worker_init_fn: Callable[[int], None] | None = None,
-                 **kwargs: Any) -> None:  # DataLoader's other arguments by keyword
+    def __init__(self, dataset: Dataset, *, worker_init_fn: Callable[[int], None] | None = None,
+                 **kwargs: Any) -> None:  # DataLoader's other arguments by keyword only
         start = functools.partial(start_worker, then=worker_init_fn)
         super().__init__(dataset, worker_init_fn=start, **kwargs)
 
