@@ -105,7 +105,9 @@ def iterate_in_a_thread(loader: Loader) -> BaseException | None:
 ])
 def test_a_worker_that_died_is_named_with_its_pid_and_signal(how: int | signal.Signals, said: str) -> None:
     # plain lists, no tensors: no shared-memory handle whose transfer the death could break first
-    loader = Loader(DiesAt(how), batch_size=1, num_workers=2, timeout=1, collate_fn=list)  # noticed in 1 s
+    # no timeout: a loaded machine starts workers late, and "timed out after 1 seconds" was read as no
+    # death (flaky); torch checks its workers every 5 s (MP_STATUS_CHECK_INTERVAL) while it waits
+    loader = Loader(DiesAt(how), batch_size=1, num_workers=2, collate_fn=list)
     raised = iterate_in_a_thread(loader)
     assert isinstance(raised, WorkerDied), raised
     death = worker_death(str(raised))
@@ -162,7 +164,7 @@ def test_a_persistent_worker_that_died_between_epochs_is_named_as_the_next_epoch
     """A persistent worker killed between two epochs (as the checkpoint was written) was found dead as the
     next epoch started, outside the loader's words: "a data-loading worker (DataLoader, pid N) died
     unexpectedly", without the signal, from torch's "exited unexpectedly"."""
-    loader = Loader(list(range(8)), batch_size=2, num_workers=2, persistent_workers=True, timeout=1,
+    loader = Loader(list(range(8)), batch_size=2, num_workers=2, persistent_workers=True,
                     collate_fn=list)
 
     def run() -> None:
@@ -197,7 +199,7 @@ def test_a_crashed_worker_is_worded_by_ablate_alone(crash: signal.Signals,
                                                      capfd: pytest.CaptureFixture[str]) -> None:
     """torch's worker handler of a crash printed its own line and a NUL byte ("ERROR: Unexpected
     segmentation fault encountered in worker.\\0") on the terminal and in the log before ablate's."""
-    raised = iterate_in_a_thread(Loader(Crashes(crash), batch_size=1, num_workers=2, timeout=1,
+    raised = iterate_in_a_thread(Loader(Crashes(crash), batch_size=1, num_workers=2,
                                         collate_fn=list))
     assert isinstance(raised, WorkerDied) and f"was killed by {crash.name}" in str(raised), raised
     err = capfd.readouterr().err
