@@ -89,7 +89,7 @@ def check_ray_token() -> None:
     where authentication is off (RAY_AUTH_MODE=disabled)."""
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
         return
-    if (value := os.environ.get("RAY_AUTH_TOKEN")) is not None:
+    if value := os.environ.get("RAY_AUTH_TOKEN"):  # empty: unset, and the file is read
         where, data, redo = "RAY_AUTH_TOKEN", value.encode("utf-8", "surrogateescape"), "set it again"
     else:
         path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
@@ -223,12 +223,16 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
 def local_start_failed(exc: Exception) -> str:
     """Why the local Ray did not start, in one line with where Ray's own logs are: it was a traceback
     from ray.init (a GCS that did not come up, a /tmp/ray another user owns, ...)."""
-    from ray._common.utils import get_default_ray_temp_dir
+    try:  # Ray's own rule (RAY_TMPDIR, TMPDIR, /tmp), where this Ray has it
+        from ray._common.utils import get_default_ray_temp_dir
 
-    words = " ".join(str(exc).split()) or type(exc).__name__
-    logs = Path(get_default_ray_temp_dir()) / "session_latest" / "logs"
-    return (f"the local Ray did not start ({type(exc).__name__}: {words[:400]}); Ray's own logs, where it "
-            f"got that far: {logs}")
+        temp = Path(get_default_ray_temp_dir())
+    except Exception:  # another Ray's layout: its documented default
+        temp = Path("/tmp/ray")
+    words = " ".join(str(exc).split())[:400]
+    said = f"{type(exc).__name__}: {words}" if words else type(exc).__name__
+    logs = temp / "session_latest" / "logs"
+    return f"the local Ray did not start ({said}); Ray's own logs, where it got that far: {logs}"
 
 
 RAYLET = "raylet"  # the process every Ray node runs, one per local Ray or `ray start`

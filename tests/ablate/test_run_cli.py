@@ -186,6 +186,12 @@ def test_a_token_ray_cannot_send_is_refused_before_anything_is_written(
     monkeypatch.delenv("RAY_AUTH_TOKEN")
     token.write_bytes(b"  " + b"0123abcd" * 8 + b"\r\n")  # whitespace around it: Ray trims it
     check_ray_token()
+    token.write_bytes(b"\xef\xbb\xbf0123")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "")  # empty: no token of its own, the file is read
+    from ablate.errors import UserError
+
+    with pytest.raises(UserError, match="auth_token: Ray's authentication token holds the byte 0xef"):
+        check_ray_token()
 
 
 def test_a_local_ray_that_does_not_start_is_one_line_and_leaves_nothing(
@@ -206,6 +212,13 @@ def test_a_local_ray_that_does_not_start_is_one_line_and_leaves_nothing(
     assert "ablate run: error: the local Ray did not start (RuntimeError: Failed to start GCS. See the " \
            "logs); Ray's own logs, where it got that far: " in err and "Traceback" not in err
     assert err.rstrip().endswith("/ray/session_latest/logs") and not storage.exists()
+    import sys
+
+    from ablate.session import local_start_failed
+
+    monkeypatch.setitem(sys.modules, "ray._common.utils", None)  # a Ray without that module: its default
+    assert local_start_failed(TimeoutError()).endswith("(TimeoutError); Ray's own logs, where it got that "
+                                                       "far: /tmp/ray/session_latest/logs")
 
 
 @pytest.mark.parametrize("sets", [["trainer.data_path={tmp}/imagenet"],  # the paper-scale spec, no GPU
