@@ -34,12 +34,12 @@ from sweep_format.layout import (
 )
 from sweep_format.metrics import (
     DEFAULT_METRIC,
-    DIRECTION,
     LEGACY_METRICS,
     METRICS,
     MODES,
     is_percent,
     mode_of,
+    wrong_way,
 )
 from sweep_format.records import records_problem
 from sweep_format.space import is_log, keys_set, values_of
@@ -228,8 +228,7 @@ def read_spec(file: Path) -> dict[str, Any]:
     if data.get("mode") is not None and data["mode"] not in MODES:  # ranked the metric's way in silence
         raise ReportError(f"{file}: mode: {str(data['mode'])[:60]!r} is not a ranking direction "
                           f"(allowed: {', '.join(MODES)})")
-    better = DIRECTION.get(str(data.get("metric") or DEFAULT_METRIC))
-    if data.get("mode") is not None and better and data["mode"] != better:  # ablate run refuses such a spec
-        raise ReportError(f"{file}: mode: {data['mode']!r} ranks {data.get('metric') or DEFAULT_METRIC} the "
-                          f"wrong way (allowed: {better}; {data['mode']} would call the worst trial best)")
+    if data.get("mode") is not None and (wrong := wrong_way(str(data.get("metric") or DEFAULT_METRIC),
+                                                            data["mode"])):  # ablate run refuses such a spec
+        raise ReportError(f"{file}: mode: {data['mode']!r}: {wrong}")
     return data

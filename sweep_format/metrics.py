@@ -40,3 +40,14 @@ def is_percent(value: object) -> bool:
 def mode_of(metric: str, mode: str | None = None) -> str:
     """The ranking direction: ``mode`` where given, else the metric's own (``max`` for one without)."""
     return mode if mode in MODES else DIRECTION.get(metric, "max")
+
+
+def wrong_way(metric: str, mode: str) -> str:
+    """Why ``mode`` ranks ``metric`` the wrong way, in the words a spec's refusal (ablate.sweep_spec) and a
+    sweep folder's (reports.sweepdir) share; "" where it ranks it its better way, or the metric has none."""
+    better = DIRECTION.get(metric)
+    if not better or mode == better:
+        return ""
+    higher = "higher" if better == "max" else "lower"
+    return (f"{metric} is better when {higher}, so mode: {better} (mode: {mode} would call the worst trial "
+            "best)")

@@ -29,7 +29,7 @@ from ablate.sweep_spec.space import (
 )
 from ablate.sweep_spec.trainer import PATH_KEYS, absolute, check_trainer, check_values
 from sweep_format import yamltext
-from sweep_format.metrics import DEFAULT_METRIC, DIRECTION, METRICS
+from sweep_format.metrics import DEFAULT_METRIC, DIRECTION, METRICS, wrong_way
 from sweep_format.values import fmt_value, values_equal
 from trainables.config import (
     DATASET_KEYS,
@@ -160,11 +160,8 @@ class SweepSpec(SpecModel):
         if self.scheduler.type == "asha" and self.scheduler.grace_period > epochs:
             raise bad(self.scheduler.grace_period, f"must be <= trainer.epochs ({epochs}): ASHA lets every "
                       "trial run grace_period epochs", "scheduler.grace_period", ("trainer.epochs",))
-        better = DIRECTION.get(self.metric)
-        if better and self.mode != better:
-            higher = "higher" if better == "max" else "lower"
-            raise bad(self.mode, f"{self.metric} is better when {higher}, so mode: {better} (mode: "
-                      f"{self.mode} would call the worst trial best)", "mode", ("metric",))
+        if wrong := wrong_way(self.metric, self.mode):
+            raise bad(self.mode, wrong, "mode", ("metric",))
         return self
 
     def check_inputs(self) -> None:

@@ -282,10 +282,10 @@ def test_a_spec_yaml_mode_against_its_metric_is_refused_in_one_line(sweep_copy: 
     spec.write_text(re.sub(r"(?m)^mode: .*$", "mode: min", spec.read_text()))
     assert main(["report", str(sweep_copy)]) == 2
     err = capsys.readouterr().err
-    assert err == (f"ablate report: error: {spec}: mode: 'min' ranks knn_top1 the wrong way (allowed: max; "
-                   "min would call the worst trial best)\n")
+    assert err == (f"ablate report: error: {spec}: mode: 'min': knn_top1 is better when higher, so mode: max "
+                   "(mode: min would call the worst trial best)\n")
     assert main(["ls", str(sweep_copy.parent)]) == 0
-    assert "mode: 'min' ranks knn_top1 the wrong way" in capsys.readouterr().out
+    assert "mode: 'min': knn_top1 is better when higher, so mode: max" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("code", "advice"), [
