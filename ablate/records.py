@@ -279,11 +279,11 @@ def kernel_kill(fields: dict[str, str], kills: Count | None, said: str, process:
     likely cause and the advice. ``process``: what the pid is, the trial's Ray ``worker`` or its
     ``data-loading worker`` (a DataLoader's, ``loader_death``). ``run``: whose cgroup it is, the
     ``sweep``'s or (``ablate train``, whose fields name no node) the ``run``'s."""
+    if kills is None:
+        return None
     from trainables.cuda import memory_advice  # the trial's own words (torch: imported when needed)
 
     advice = memory_advice(True, sweep=run == "sweep")
-    if kills is None:
-        return None
     pid, ip = fields.get("pid"), fields.get("ip")
     worker = f"its {process}" + (f" (pid {pid})" if pid else "") + (f" on node {ip}" if ip else "")
     logged = logged_kill(int(pid)) if pid and pid.isdigit() else None

@@ -119,7 +119,7 @@ def _pydantic_message(err: ErrorDetails, key: str, ctx: dict[str, Any]) -> str:
         return f"got {short(value)}; allowed: {', '.join(allowed)}{hint}"
     if err["type"] not in EXPECTED:
         return f"got {short(value)}; {err['msg']}"
-    if err["type"] == "float_type" and isinstance(value, str):  # 1e-3 or nan, which YAML 1.1 reads as text
+    if err["type"] == "float_type" and isinstance(value, str):  # '1e-3' quoted, or nan: text
         return f"got {short(value)}; expected {exact_type_problem(float, value)}"
     if err["type"] == "string_type":  # a name YAML read as a date, a number or true/false
         return f"got {short(value)}; expected {exact_type_problem(str, value)}"
