@@ -181,14 +181,14 @@ def test_every_compared_sweep_in_the_docs_is_one_a_documented_run_makes() -> Non
     """README's `ablate compare runs/temps runs/temps-cifar` named a sweep that no documented command
     made (its CIFAR-10 run is `name=temps-cifar10`), and search_spaces/README.md's CIFAR-10 run, with no
     `name`, was refused after the main job: `runs/temps` existed."""
-    import yaml
+    from sweep_format import yamltext  # a spec as ablate reads it
 
     made = set()
     for doc, spec, sets in documented_runs():
         names = [s.split("=", 1)[1] for s in sets if s.startswith("name=")]
         if any(s.startswith("trainer.dataset=") for s in sets):
             assert names, f"{doc}: `ablate run {spec}` on another dataset keeps the spec's name: {sets}"
-        made.add(names[-1] if names else yaml.safe_load((ROOT / spec).read_text())["name"])
+        made.add(names[-1] if names else yamltext.load((ROOT / spec).read_text())["name"])
     compared = [name for text in (README, SPEC_README)
                 for line in re.findall(r"\bablate[ .]compare\b([^\n]*)", text)
                 for name in re.findall(r"runs/([\w.-]+)", line.split("out", 1)[0])]
