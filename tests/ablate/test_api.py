@@ -26,7 +26,7 @@ def test_readme_notebook_example(real_sweep: Path, tmp_path: Path, monkeypatch: 
     run_block, explore = readme_blocks("Python API (notebooks)")
     assert 'ablate.run("search_spaces/temps.yaml", set={"trainer.epochs": 2})' in run_block  # see test_run_*
     shutil.copytree(real_sweep, tmp_path / "runs" / "temps")
-    shutil.copytree(real_sweep, tmp_path / "runs" / "temps-cifar")
+    shutil.copytree(real_sweep, tmp_path / "runs" / "temps-cifar10")  # README's CIFAR-10 run's name
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     exec(compile(explore, "README.md", "exec"), scope)
