@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "folder of `ablate train`, a sweep trial folder (its latest checkpoint) or a "
                     f"{CHECKPOINT_NAME} file. Images: the run's held-out (test split) images, evenly "
                     "spaced, and/or image files given with --image.",
-        epilog="example: ablate attention runs/vit --images 4 --threshold 0.6 --out runs/vit/attention.png")
+        epilog="example: ablate attention runs/vit --images 4 --threshold 0.6 "
+               "--out runs/vit/attention_maps.png")
     p.add_argument("source", metavar="SOURCE", help="run folder, sweep trial folder or checkpoint file")
     p.add_argument("--images", type=int, default=None, metavar="N",
                    help=f"held-out images of the run's dataset (default {DEFAULT_IMAGES}; "
