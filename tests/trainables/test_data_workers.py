@@ -23,6 +23,16 @@ from trainables.data_workers import BadImageFile, WorkerDied, worker_death
 from trainables.dino.loaders import Loader
 
 
+@pytest.fixture(autouse=True)
+def prompt_worker_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch looks for a dead worker each time its result queue stays empty for MP_STATUS_CHECK_INTERVAL
+    (5 s, bound as ``_try_get_data``'s default when torch is imported): every 0.2 s here, so a death is
+    seen as in use, only sooner (the cases took 5-25 s each)."""
+    from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
+
+    monkeypatch.setattr(_MultiProcessingDataLoaderIter._try_get_data, "__defaults__", (0.2,))
+
+
 def truncate(file: Path) -> None:
     file.write_bytes(file.read_bytes()[:60])
 
