@@ -24,7 +24,7 @@ from reports.errors import ReportError
 from reports.parquet import read_metadata, read_parquet, write_parquet
 from reports.ranking import counted_statuses, counted_trials, order_points
 from reports.stats import CI_WORDS, fmt_mean_ci, mean_ci
-from reports.sweepdir import open_sweep
+from reports.sweepdir import RERANKED_WHY, open_sweep, reranking
 from reports.tables import (
     EPOCH_HEAD,
     HEAD_COLUMNS,
@@ -32,7 +32,7 @@ from reports.tables import (
     as_dtype,
     infer_dtype,
     misfit_column,
-    sweep_tables,
+    records_tables,
 )
 from sweep_format.files import (
     NOT_REGULAR,
@@ -60,6 +60,7 @@ from sweep_format.layout import (
     sweep_around,
 )
 from sweep_format.metrics import DEFAULT_METRIC, KNN_TOP1, mode_of
+from sweep_format.records import read_records, searched_by
 from sweep_format.space import MEASURED_ON
 from sweep_format.statuses import describe_counts
 from sweep_format.text import printable
@@ -83,6 +84,18 @@ class Source:
     def params(self) -> list[str]:
         return list(self.info.get("params") or [])
 
+    @property
+    def ranks_by(self) -> tuple[str, str]:
+        """The metric and mode its spec ranks by (kept in the file's metadata)."""
+        metric = str(self.info.get("metric") or DEFAULT_METRIC)
+        return metric, mode_of(metric, self.info.get("mode"))
+
+    @property
+    def reranked(self) -> str:
+        """What ``ablate ls`` and its report say where its spec.yaml ranks by another metric than the sweep
+        searched (reports.sweepdir.reranking); "" where it ranks by that one, or its file does not say."""
+        return reranking(*self.ranks_by, self.info.get("searched") or [])
+
 
 def load_source(path: str | Path) -> Source:
     """A sweep folder or a trials.parquet file; ReportError naming the path if it is neither."""
@@ -92,8 +105,9 @@ def load_source(path: str | Path) -> Source:
         raise ReportError(f"{p}: no such file or folder (expected {expected})")
     if p.is_dir():
         sweep = open_sweep(p, READ)  # a source is only read: a link in its report/ or driver.lock is harmless
-        trials, epochs = sweep_tables(sweep)
-        return Source(sweep.name, p, trials, epochs, sweep.param_info())
+        records = read_records(sweep.path)
+        trials, epochs = records_tables(sweep, records)
+        return Source(sweep.name, p, trials, epochs, sweep.param_info(searched_by(records)))
     if not p.is_file():  # reading a FIFO waits for a writer, for ever
         raise ReportError(f"{p}: {NOT_REGULAR} (expected {expected})")
     trials, info = read_parquet(p), read_metadata(p)  # ReportError for a file that is not a table
@@ -328,10 +342,7 @@ def shared_reference(sources: list[Source]) -> dict | None:
 def comparison_metric(sources: list[Source]) -> tuple[str, str, str]:
     """The metric and mode every sweep ranks by, and a note: the sweeps' own when they agree, else
     kNN top-1 (max), which every compared sweep records (check_shared)."""
-    ranks_by = {}
-    for s in sources:
-        metric = str(s.info.get("metric") or DEFAULT_METRIC)
-        ranks_by[s.name] = (metric, mode_of(metric, s.info.get("mode")))
+    ranks_by = {s.name: s.ranks_by for s in sources}
     pairs = set(ranks_by.values())
     if len(pairs) == 1:
         metric, mode = pairs.pop()
@@ -395,6 +406,9 @@ def comparison_document(sources: list[Source], shared: list[str], trials: pd.Dat
                      "untrained kNN (%)": fmt_reference(s, UNTRAINED_KNN)})
     if metric_note:
         doc.note(metric_note)
+    for s in sources:  # as its report says it, above the lines it qualifies
+        if s.reranked:
+            doc.paragraph(f"**{s.name}: {s.reranked}**: {RERANKED_WHY}; the comparison ranks by `{metric}`.")
     differ = differing_settings(sources)
     if data_keys(differ):  # values measured on different images: no sweep is best over another
         doc.paragraph(f"No best sweep: they ran on different data ({', '.join(data_keys(differ))}); "

@@ -25,6 +25,7 @@ from reports.errors import ReportError
 from sweep_format.files import atomic_path, loads
 from sweep_format.layout import REFERENCE_KNN
 from sweep_format.metrics import METRICS, MODES, is_percent
+from sweep_format.records import is_search_pair
 from sweep_format.text import printable
 
 METADATA_KEY = b"ablate"  # parquet schema metadata: JSON with the searched params and their log flags
@@ -51,6 +52,8 @@ METADATA_KINDS: dict[str, tuple[str, Any]] = {
     "metric": (f"one of {', '.join(METRICS)}", lambda v: v in METRICS),
     "mode": (f"one of {', '.join(MODES)}", lambda v: v in MODES),
     "fixed": ("an object of trainer settings", lambda v: isinstance(v, dict)),
+    "searched": ("a list of [metric, mode] pairs", lambda v: isinstance(v, list) and all(
+        isinstance(p, list) and len(p) == 2 and is_search_pair(*p) for p in v)),
     **dict.fromkeys(REFERENCE_KNN, ("a percentage from 0 to 100", is_percent)),
 }
 

@@ -42,7 +42,7 @@ from reports.parquet import write_parquet
 from reports.power import add_power
 from reports.ranking import counted_statuses, counted_trials, uncounted_statuses
 from reports.stats import CI_LEVEL, NOISE_TEST
-from reports.sweepdir import SweepDir, open_sweep
+from reports.sweepdir import RERANKED_WHY, SweepDir, open_sweep
 from reports.tables import left_running, records_tables, status_counts
 from sweep_format.files import all_or_none, write_texts
 from sweep_format.layout import (
@@ -96,8 +96,9 @@ def write_tables(sweep: SweepDir, records: list[dict[str, Any]]) -> tuple[pd.Dat
     without a trial."""
     trials, epochs = records_tables(sweep, records)
     if len(trials):
-        write_parquet(trials, sweep.report_dir / TRIALS_TABLE, sweep.param_info())
-        write_parquet(epochs, sweep.report_dir / EPOCHS_TABLE, sweep.param_info())
+        info = sweep.param_info(searched_by(records))  # what `ablate compare` reads of the file alone
+        write_parquet(trials, sweep.report_dir / TRIALS_TABLE, info)
+        write_parquet(epochs, sweep.report_dir / EPOCHS_TABLE, info)
     return trials, epochs
 
 
@@ -121,8 +122,7 @@ def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, 
                   f"({'lower' if sweep.mode == 'min' else 'higher'} is better; rule: reports/ranking.py). "
                   f"Written {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.")
     if reranked := sweep.reranked(searched or []):
-        doc.paragraph(f"**{reranked}**: the search chose the configurations to try by the metric it was "
-                      f"given; the rankings below are by `{sweep.metric}`.")
+        doc.paragraph(f"**{reranked}**: {RERANKED_WHY}; the rankings below are by `{sweep.metric}`.")
     doc.paragraph(reference_line(sweep.reference, marked=result.pixel is not None,
                                  damage=sweep.reference_damage))
     doc.paragraph(result.headline(trials))

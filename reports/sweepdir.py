@@ -124,21 +124,10 @@ class SweepDir:
         return mode_of(self.metric, self.spec.get("mode"))
 
     def reranked(self, searched: list[tuple[str, str]]) -> str:
-        """What ``ablate ls`` and the report say when spec.yaml ranks by another metric or direction than
-        the sweep searched (``sweep_format.records.searched_by`` of its records), e.g. 'spec.yaml ranks by
-        loss, the sweep searched knn_top1'; "" when it ranks by that one, or no record says.
-        Re-ranking by editing spec.yaml is allowed; read in silence, a loss ranking stood for the
-        sweep's own result."""
-        ranked = (self.metric, self.mode)
-        if not searched or searched == [ranked]:
-            return ""
-        turned = len({m for m, _ in [ranked, *searched]}) == 1  # the same metric, the other way: say how
-
-        def said(metric: str, mode: str) -> str:
-            return f"{metric} {mode}" if turned else metric
-
-        return (f"{SPEC_FILE} ranks by {said(*ranked)}, the sweep searched "
-                + " and ".join(said(*pair) for pair in searched))
+        """What ``ablate ls``, the report and ``ablate compare`` say when spec.yaml ranks by another metric
+        or direction than the sweep searched (``sweep_format.records.searched_by`` of its records):
+        ``reranking`` of the spec's metric and mode."""
+        return reranking(self.metric, self.mode, searched)
 
     @property
     def reference(self) -> dict[str, Any]:
@@ -156,14 +145,40 @@ class SweepDir:
         why = reference_file(self.path)[1]
         return f"{REFERENCE_FILE} is damaged: {why}" if why else ""
 
-    def param_info(self) -> dict[str, Any]:
-        """What a parquet file keeps of the spec, so `ablate compare` works on the file alone."""
+    def param_info(self, searched: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+        """What a parquet file keeps of the spec, so `ablate compare` works on the file alone;
+        ``searched``: the (metric, mode) pairs the records say the sweep searched (``searched_by``), kept
+        as ``searched`` where given, for the comparison to say a re-ranking (``reranking``)."""
         ref = self.reference
         return {"sweep": self.name, "params": self.params, "log_params": self.log_params,
                 "categorical_params": self.categorical_params, "algorithm": self.algorithm,
                 "metric": self.metric, "mode": self.mode,
+                **({"searched": [list(pair) for pair in searched]} if searched is not None else {}),
                 PIXEL_KNN: ref.get(PIXEL_KNN),
                 UNTRAINED_KNN: ref.get(UNTRAINED_KNN), "fixed": self.fixed_settings}
+
+
+# why a re-ranked sweep's configurations are not the ranking's own choice (said after ``reranking``)
+RERANKED_WHY = "the search chose the configurations to try by the metric it was given"
+
+
+def reranking(metric: str, mode: str, searched: list[tuple[str, str]]) -> str:
+    """The one wording for a sweep whose spec.yaml ranks by ``metric`` and ``mode``, another metric or
+    direction than the sweep searched (``searched``: ``sweep_format.records.searched_by`` of its records),
+    e.g. 'spec.yaml ranks by loss, the sweep searched knn_top1'; "" when it ranks by that one, or no
+    record says. Re-ranking by editing spec.yaml is allowed; read in silence, a loss ranking stood for
+    the sweep's own result."""
+    ranked = (metric, mode)
+    searched = [(m, d) for m, d in searched]  # pairs read back from JSON are lists
+    if not searched or searched == [ranked]:
+        return ""
+    turned = len({m for m, _ in [ranked, *searched]}) == 1  # the same metric, the other way: say how
+
+    def said(metric: str, mode: str) -> str:
+        return f"{metric} {mode}" if turned else metric
+
+    return (f"{SPEC_FILE} ranks by {said(*ranked)}, the sweep searched "
+            + " and ".join(said(*pair) for pair in searched))
 
 
 def read_reference(sweep_dir: Path) -> dict[str, Any]:

@@ -271,7 +271,13 @@ def searched_by(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
     record says (damaged ones, an older ablate's, a pair that is no metric and direction). spec.yaml,
     which the reports rank by, may have been edited since."""
     pairs = ((r.get("metric"), r.get("mode")) for r in records)
-    return list(dict.fromkeys((m, d) for m, d in pairs if m in METRICS + LEGACY_METRICS and d in MODES))
+    return list(dict.fromkeys((str(m), str(d)) for m, d in pairs if is_search_pair(m, d)))
+
+
+def is_search_pair(metric: Any, mode: Any) -> bool:
+    """Whether (``metric``, ``mode``) is a pair a search was given: a metric a sweep ranks by (or an older
+    ablate's) and a direction (``searched_by``; a trials.parquet keeps them: reports.parquet)."""
+    return metric in METRICS + LEGACY_METRICS and mode in MODES
 
 
 def damaged(file: Path, why: str) -> dict[str, Any]:

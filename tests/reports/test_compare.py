@@ -276,7 +276,8 @@ def crafted_file(folder: Path, change: str) -> Path:
     elif change == "metadata":
         meta = [1, 2]
     else:
-        meta[change] = {"params": "teacher_temp", "metric": "os.system", "fixed": ["dataset"]}[change]
+        meta[change] = {"params": "teacher_temp", "metric": "os.system", "fixed": ["dataset"],
+                        "searched": [["knn_top1", "up"]]}[change]
     metadata = {**table.schema.metadata, b"ablate": json.dumps(meta)}
     pq.write_table(table.replace_schema_metadata(metadata), path)
     return path
@@ -289,6 +290,8 @@ def crafted_file(folder: Path, change: str) -> Path:
     ("metadata", "its ablate metadata is not a JSON object"),
     ("metric", "its ablate metadata's metric is 'os.system', not one of knn_top1"),
     ("fixed", "its ablate metadata's fixed is ['dataset'], not an object of trainer settings"),
+    ("searched",
+     "its ablate metadata's searched is [['knn_top1', 'up']], not a list of [metric, mode] pairs"),
 ])
 def test_a_crafted_trials_file_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                       change: str, why: str) -> None:
@@ -561,3 +564,30 @@ def test_a_value_two_sweeps_write_alike_is_one_tick_of_the_shared_plot(
                       categorical=True)
     figures[0].canvas.draw()
     assert [t.get_text() for t in figures[0].axes[0].get_xticklabels()] == ["0.0137", "0.04", "0.06"]
+
+
+def test_compare_says_a_sweep_re_ranked_by_another_metric_than_it_searched(tmp_path: Path) -> None:
+    """A sweep searched by knn_top1 whose spec.yaml was edited to rank by loss: `ablate ls` and its report
+    say so (SweepDir.reranked), compare said nothing, from its folder or its report's trials.parquet. It
+    now says it in the same words (reports.sweepdir.reranking), naming the sweep."""
+    from reports.compare import build_comparison
+    from reports.parquet import read_metadata
+    from reports.render import build_report
+    from tests.helpers import crafted_sweep, good_record
+
+    records = [{**good_record(t), "metric": "knn_top1", "mode": "max"} for t in ("a", "b")]
+    (tmp_path / "one").mkdir()
+    searched = crafted_sweep(tmp_path / "one", records)
+    reranked = renamed_copy(searched, tmp_path / "two" / "reranked", "reranked")
+    spec = reranked / "spec.yaml"
+    text = spec.read_text().replace("metric: knn_top1", "metric: loss")
+    spec.write_text(text.replace("mode: max", "mode: min"))
+    assert yaml.safe_load(spec.read_text())["metric"] == "loss"
+    said = ("**reranked: spec.yaml ranks by loss, the sweep searched knn_top1**: the search chose the "
+            "configurations to try by the metric it was given; the comparison ranks by `knn_top1`.")
+    table = build_report(reranked) / "trials.parquet"
+    assert read_metadata(table)["searched"] == [["knn_top1", "max"]]  # for compare to read of the file alone
+    for source in (reranked, table):
+        md = (build_comparison([searched, source], tmp_path / "cmp") / "report.md").read_text()
+        assert said in md, md[:1500]
+        assert "crafted: spec.yaml" not in md  # the sweep that ranks by what it searched: nothing said
