@@ -56,6 +56,23 @@ def fmt_cost(seconds: float, kind: str) -> str:
     return f"{hours:.2f} {kind}-h" if hours < COMPACT_HOURS else f"{hours:.3g} {kind}-h"
 
 
+def fmt_seconds(seconds: float, short: bool = False) -> str:
+    """A cell of the time split: '1,234' seconds, '0.4' where ``short`` (a sweep under 10 s: its 0.4 s is
+    not 0 at 44 %), from ``COMPACT_HOURS`` in powers of ten as ``fmt_cost`` writes them ('1e+308': a
+    record's epoch_time_s of 1e308 printed 309 digits), '–' past the floats (trials' sums of such values)."""
+    if not math.isfinite(seconds):
+        return "–"
+    if abs(seconds) >= COMPACT_HOURS * 3600:
+        return f"{seconds:.3g}"
+    return f"{seconds:,.1f}" if short else f"{seconds:,.0f}"
+
+
+def fmt_share(part: float, whole: float) -> str:
+    """'42.9 %' of ``whole``; '–' where the sum of absurd record values is past the floats (inf, nan %)."""
+    share = part / whole * 100  # not 100 * part: 100 * 1e308 is past the floats
+    return f"{share:.1f} %" if math.isfinite(share) else "–"
+
+
 def trial_costs(epochs: pd.DataFrame) -> pd.DataFrame:
     """One row per trial that reported a cost: ``trial_id``, ``device_seconds`` (its last, i.e. total,
     value) and ``device_kind``; empty for sweeps run before cost accounting."""
@@ -96,7 +113,8 @@ def trial_split(rows: list[dict[str, Any]]) -> dict[str, float]:
     epochs = sum(float(r.get("epoch_time_s") or 0.0) for r in trained)
     if not epochs:
         return dict.fromkeys(SPLIT, 0.0)
-    wait = sum(float(r.get("data_wait_s") or 0.0) for r in trained)
+    # a record's data_wait_s past its epoch_time_s (someone else's file) made training -2,990 s, -14950.0 %
+    wait = min(epochs, sum(float(r.get("data_wait_s") or 0.0) for r in trained))
     knn = sum(float(r.get("knn_eval_s") or 0.0) for r in rows)
     wall = run_total = 0.0
     for row in rows:
@@ -105,7 +123,8 @@ def trial_split(rows: list[dict[str, Any]]) -> dict[str, float]:
             wall += run_total
         run_total = total
     wall = max(wall + run_total, epochs + knn)
-    return {"training": epochs - wait, "data": wait, "knn": knn, "other": wall - epochs - knn}
+    # at an absurd epoch time (1e308 s) wall == epochs + knn loses knn to rounding: the rest was -1 s
+    return {"training": epochs - wait, "data": wait, "knn": knn, "other": max(0.0, wall - epochs - knn)}
 
 
 def time_split(epochs: pd.DataFrame) -> dict[str, float]:
@@ -225,9 +244,8 @@ def add_time_split(doc: Document, epochs: pd.DataFrame) -> None:
     doc.paragraph("Where the trials' wall time went (all trials together; the rest of the machine's "
                   "time is Ray's start, slots left idle and this report):")
     doc.table(pd.DataFrame({"where": list(labels.values()),
-                            "seconds": [f"{split[k]:,.1f}" if wall < 10 else f"{split[k]:,.0f}"
-                                        for k in labels],  # a short sweep's 0.4 s is not 0 s at 44 %
-                            "share": [f"{100 * split[k] / wall:.1f} %" for k in labels]}))
+                            "seconds": [fmt_seconds(split[k], wall < 10) for k in labels],
+                            "share": [fmt_share(split[k], wall) for k in labels]}))
     hints = []
     if split["data"] / wall > 0.1:
         hints.append("the training loop waited for augmented batches: with an image folder, raise "

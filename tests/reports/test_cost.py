@@ -296,3 +296,29 @@ def test_a_huge_cost_is_written_in_powers_of_ten(tmp_path: Path) -> None:
     trials, epochs = load_trials(tmp_path / "runs" / "crafted")
     table = cost_table(trials, epochs, ["teacher_temp"])
     assert [fmt_cost(s, k) for s, k in zip(table["total_s"], table["device_kind"])] == ["2.78e+304 CPU-h"]
+
+
+def test_an_absurd_time_in_a_record_splits_without_digits_or_inf(tmp_path: Path) -> None:
+    """A record someone else wrote with epoch_time_s 1e308 (finite, >= 0: the records accept it): the
+    time split printed a 309-digit number of seconds, 'inf %' beside it, -1 s of the rest; two such
+    trials summed past the floats ('inf' seconds, 'nan %'); a data_wait_s past the epoch's time made
+    training -2,990 s at -14950.0 %. Now powers of ten from fmt_cost's bound, '–' past the floats."""
+    from reports.cost import add_time_split
+    from reports.document import Document
+
+    def table(*rows: dict) -> str:
+        doc = Document("t")
+        add_time_split(doc, pd.DataFrame([{"epoch": 1, "knn_eval_s": 1.0, "data_wait_s": 0.5,
+                                           "time_total_s": 5.0, **r} for r in rows]))
+        return doc.markdown(tmp_path)
+
+    one = table({"trial_id": "a", "epoch_time_s": 1e308})
+    assert "| training steps (forward, backward, update) | 1e+308 | 100.0 % |" in one, one
+    assert "| set-up, checkpoints and reporting | 0 | 0.0 % |" in one
+    two = table({"trial_id": "a", "epoch_time_s": 1e308}, {"trial_id": "b", "epoch_time_s": 1e308})
+    assert "| training steps (forward, backward, update) | – | – |" in two, two
+    for text in (one, two):
+        assert "inf" not in text and "nan" not in text and ",000," not in text and "| -" not in text
+    waited = table({"trial_id": "a", "epoch_time_s": 10.0, "data_wait_s": 3000.0, "time_total_s": 20.0})
+    assert "| training steps (forward, backward, update) | 0 | 0.0 % |" in waited, waited
+    assert "| waiting for augmented batches inside epochs | 10 | 50.0 % |" in waited
