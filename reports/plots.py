@@ -77,7 +77,10 @@ LEARNING_CURVES_FILE, COLLAPSE_FILE, PARALLEL_FILE = "learning_curves.png", "col
 IMPORTANCE_FILE, MAIN_EFFECTS_FILE, PARETO_FILE = "importance.png", "main_effects.png", "pareto_cost.png"
 PLOT_FILES = (LEARNING_CURVES_FILE, COLLAPSE_FILE, PARALLEL_FILE, IMPORTANCE_FILE, MAIN_EFFECTS_FILE,
               PARETO_FILE)
-EFFECT_FILE = re.compile(r"effect_[A-Za-z0-9_.-]+\.png")  # ``effect_file``'s names
+# ``effect_file``'s names: effect_<param>.png, the parameter's name kept to these characters (the others
+# become '_'); ``remove_undrawn`` knows them by the same rule
+EFFECT_PREFIX, EFFECT_SUFFIX, EFFECT_CHARS = "effect_", ".png", "A-Za-z0-9_.-"
+EFFECT_FILE = re.compile(f"{EFFECT_PREFIX}[{EFFECT_CHARS}]*{re.escape(EFFECT_SUFFIX)}")
 
 
 def remove_undrawn(folder: Path, drawn: Iterable[Path]) -> list[Path]:
@@ -96,9 +99,10 @@ def remove_undrawn(folder: Path, drawn: Iterable[Path]) -> list[Path]:
 
 
 def effect_file(folder: Path, param: str) -> Path:
-    """``folder/effect_<param>.png``, the name made of letters, digits, ``_``, ``-`` and ``.`` only: a
-    parameter name comes from a spec or a parquet file anyone may have written ('../x' stays inside)."""
-    return folder / ("effect_" + re.sub(r"[^A-Za-z0-9_.-]", "_", param).replace("..", "__") + ".png")
+    """``folder/effect_<param>.png``, the name made of ``EFFECT_CHARS`` only: a parameter name comes from a
+    spec or a parquet file anyone may have written ('../x' stays inside)."""
+    kept = re.sub(f"[^{EFFECT_CHARS}]", "_", param).replace("..", "__")
+    return folder / f"{EFFECT_PREFIX}{kept}{EFFECT_SUFFIX}"
 
 
 def is_numeric(series: pd.Series) -> bool:

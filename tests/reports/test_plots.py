@@ -646,3 +646,20 @@ def test_importance_bars_read_top_down_in_the_table_s_order(drawn: list[Figure],
     plots.importance_plot(importances, tmp_path / "i.png")
     for ax in drawn[0].axes:  # barh draws bottom-up: the top bar is the last label
         assert [t.get_text() for t in ax.get_yticklabels()][::-1] == ["b_temp", "c_temp", "a_temp"]
+
+
+def test_every_effect_plot_name_is_one_the_report_knows_as_its_own(tmp_path: Path) -> None:
+    """remove_undrawn knows the effect plots by EFFECT_FILE, which restated the characters effect_file
+    keeps (with '+' where a name may keep none): the plot of a parameter named '' (a trials.parquet from
+    elsewhere), effect_.png, was left in plots/ when no longer drawn. Both now read EFFECT_CHARS."""
+    from reports.plots import EFFECT_FILE, effect_file, remove_undrawn
+
+    names = ["teacher_temp", "", ".", "..", "../x", "a b/c", "ünïcode", "x\ny", "-", "a.b"]
+    files = [effect_file(tmp_path, n) for n in names]
+    for name, file in zip(names, files, strict=True):
+        assert file.parent == tmp_path and EFFECT_FILE.fullmatch(file.name), (name, file.name)
+        file.write_bytes(b"png")
+    other = tmp_path / "effect_ notes.png"  # not a name effect_file makes: not the report's
+    other.write_bytes(b"mine")
+    assert sorted(remove_undrawn(tmp_path, [files[0]])) == sorted(set(files[1:]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([files[0].name, other.name])
