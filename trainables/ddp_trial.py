@@ -34,8 +34,7 @@ from trainables.trial import (
     DeviceClock,
     Report,
     checkpoint_name,
-    checkpoints_in,
-    earlier_checkpoints,
+    checkpoints_to_restore,
     input_refused,
     out_of_memory_at_start,
     run_trial,
@@ -189,7 +188,7 @@ def dino_worker_loop(config: dict[str, Any]) -> None:
         cfg = worker_config(trial_config(config))
         device = cfg.device
         trainer = DINOTrainer(cfg)
-        sources = checkpoints_in(Path(config[TRAIN_DIR])) or earlier_checkpoints(config)
+        sources = checkpoints_to_restore(Path(config[TRAIN_DIR]), config)
         run_trial(trainer, config, clock, sources, train_report(trainer), where, share, extra)
     except (RuntimeError, MemoryError) as exc:  # building or restoring it (run_trial ends its epochs' own)
         if not cuda.out_of_memory(exc):

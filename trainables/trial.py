@@ -326,6 +326,18 @@ def earlier_checkpoints(config: dict[str, Any]) -> list[Path]:
     return [c for folder in config.get(RESUME_DIRS) or [] for c in checkpoints_in(Path(folder))]
 
 
+def checkpoints_to_restore(folder: Path | None, config: dict[str, Any]) -> list[Path]:
+    """The checkpoints a trial restores from, newest first: every one in its own ``folder`` (a retry in
+    this run), else those of its earlier runs (``earlier_checkpoints``).
+
+    Its own folder's newest, not the newest its driver registered: a checkpoint is copied into the
+    folder before its result travels to the driver, so a worker lost between the two (a lost node, an
+    OOM kill) leaves a newer checkpoint than the one the driver would hand the retry (none after the
+    first epoch). Its epoch is reported again first (``replay``), which the driver never had.
+    """
+    return (checkpoints_in(folder) if folder is not None else []) or earlier_checkpoints(config)
+
+
 def restore_trial(trainer: DINOTrainer, monitor: CollapseMonitor, sources: Sequence[Path],
                   *extras: KnnCarry | DeviceClock | LastReport) -> tuple[str, bool]:
     """Load the newest usable checkpoint of ``sources`` (folders, newest first): (a note when it was

@@ -1,9 +1,9 @@
 """The Ray Tune function trainable of a one-process trial: a thin adapter over ``trainables.trial``.
 
 It builds the trainer from the trial's config on the trial's device (its GPU share, memory capped
-to it), restores from the newest usable checkpoint (Tune's own after a retry, else the folder of
-the trial's earlier runs that ``ablate resume`` names in ``_resume_dirs``), and reports every epoch's
-metrics with a ``ray.tune.Checkpoint``.
+to it), restores from the newest usable checkpoint (its own folder's after a retry, else the folder
+of the trial's earlier runs that ``ablate resume`` names in ``_resume_dirs``), and reports every
+epoch's metrics with a ``ray.tune.Checkpoint``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from trainables.dino.trainer import DINOTrainer
 from trainables.trial import (
     STORAGE_DIR,
     DeviceClock,
-    checkpoints_in,
-    earlier_checkpoints,
+    checkpoints_to_restore,
     input_refused,
     out_of_memory_at_start,
     run_trial,
@@ -57,13 +56,12 @@ def dino_trainable(config: dict[str, Any]) -> None:
 
 
 def restore_sources(config: dict[str, Any]) -> list[Path]:
-    """Checkpoint folders to restore from, newest first: Tune's latest and the older ones it kept
-    beside it (a retry in this run), else those of the trial's earlier runs (``ablate resume``)."""
+    """Checkpoint folders to restore from, newest first: all of the trial's own folder (a retry in this
+    run; Tune's latest is among them, and may not be the newest), else those of the trial's earlier
+    runs (``ablate resume``): ``checkpoints_to_restore``."""
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        latest = Path(checkpoint.path)
-        return [latest, *(p for p in checkpoints_in(latest.parent) if p.name < latest.name)]
-    return earlier_checkpoints(config)
+    folder = Path(checkpoint.path).parent if checkpoint is not None else trial_folder(config)
+    return checkpoints_to_restore(folder, config)
 
 
 def tune_report(config: dict[str, Any]) -> Callable[[dict[str, Any], Callable[[Path], None] | None], None]:
@@ -85,8 +83,15 @@ def tune_report(config: dict[str, Any]) -> Callable[[dict[str, Any], Callable[[P
 
 def storage_folder(config: dict[str, Any]) -> str:
     """The trial's folder in the sweep (``<sweep>/tune/<trial>``), where its checkpoints go."""
-    trial = Path(tune.get_context().get_trial_dir()).name
-    return str(Path(config[STORAGE_DIR]) / trial) if config.get(STORAGE_DIR) else trial
+    folder = trial_folder(config)
+    return str(folder) if folder is not None else Path(tune.get_context().get_trial_dir()).name
+
+
+def trial_folder(config: dict[str, Any]) -> Path | None:
+    """``<sweep>/tune/<trial>``; None outside a sweep (no ``_storage_dir``)."""
+    if not config.get(STORAGE_DIR):
+        return None
+    return Path(config[STORAGE_DIR]) / Path(tune.get_context().get_trial_dir()).name
 
 
 def on_assigned_gpu(cfg: DINOConfig, share: float) -> DINOConfig:

@@ -5,6 +5,7 @@ collapse rule)."""
 
 from __future__ import annotations
 
+import shutil
 import types
 from pathlib import Path
 
@@ -367,8 +368,9 @@ def test_a_damaged_knn_carry_file_is_named_and_the_checkpoint_before_it_is_used(
 def test_a_trial_of_an_earlier_run_continues_from_its_folder(trial_dir: Path, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch):
     """`ablate resume` names the folders of the trial's earlier runs (``_resume_dirs``, newest run
-    first: a run stopped before its first checkpoint leaves the one before it); Tune's own checkpoint
-    (a retry in this run) comes first when there is one."""
+    first: a run stopped before its first checkpoint leaves the one before it); a retry in this run
+    restores from its own folder, all of it: a checkpoint newer than Tune's (its result lost on the
+    way to the driver) comes first."""
     monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
     empty = tmp_path / "interrupted-run"  # stopped before it wrote a checkpoint
     empty.mkdir()
@@ -377,7 +379,8 @@ def test_a_trial_of_an_earlier_run_continues_from_its_folder(trial_dir: Path, tm
     assert tune_trial.restore_sources({}) == []
     latest = tune.Checkpoint.from_directory(str(trial_dir / "checkpoint_000000"))
     monkeypatch.setattr(tune, "get_checkpoint", lambda: latest)
-    assert tune_trial.restore_sources({"_resume_dirs": ["elsewhere"]}) == [trial_dir / "checkpoint_000000"]
+    assert tune_trial.restore_sources({"_resume_dirs": ["elsewhere"]}) == [
+        trial_dir / "checkpoint_000001", trial_dir / "checkpoint_000000"]
 
 
 def test_a_trial_restored_from_its_last_epoch_reports_it_again_and_ends(tmp_path: Path) -> None:
@@ -488,3 +491,81 @@ def test_an_oom_in_the_knn_of_a_replayed_epoch_ends_the_trial_oom_at_it(tmp_path
     assert [(r["epoch"], r["trial_outcome"]) for r in reports] == [(1, "oom")]
     assert "in the kNN evaluation of epoch 1, after it trained" in reports[0]["stop_reason"]
     assert reports[0]["loss"] == metrics["loss"]  # it replaces the epoch's row in the record
+
+
+class Killed(BaseException):
+    """The trial's process killed (SIGKILL: a lost node, the kernel's OOM killer): nothing runs after it."""
+
+
+class RayStorage:
+    """What Ray does with a trial's ``tune.report(metrics, checkpoint=...)``: it copies the checkpoint into
+    the trial folder as ``checkpoint_<index>`` (the index after the last one the driver registered),
+    then the result travels to the driver, which registers the checkpoint. ``kill_after_copy``: the epoch
+    whose process dies between the two."""
+
+    def __init__(self, trial: Path, kill_after_copy: int) -> None:
+        self.trial, self.kill_after_copy = trial, kill_after_copy
+        self.registered: list[Path] = []  # the driver's checkpoints (tune.get_checkpoint: the last)
+        self.results: list[dict] = []  # what reached the driver
+
+    def report(self, metrics: dict, checkpoint: tune.Checkpoint | None = None) -> None:
+        if checkpoint is not None:
+            folder = self.trial / f"checkpoint_{len(self.registered):06d}"
+            shutil.copytree(checkpoint.path, folder, dirs_exist_ok=True)
+            if metrics["epoch"] == self.kill_after_copy:
+                self.kill_after_copy = -1  # once
+                raise Killed
+            self.registered.append(folder)
+        self.results.append(metrics)
+
+    def run(self, monkeypatch: pytest.MonkeyPatch, config: dict) -> None:
+        """One try of ``dino_trainable``, as Ray runs it on a CPU of a node."""
+        context = types.SimpleNamespace(get_assigned_resources=lambda: {"CPU": 1.0},
+                                        get_trial_dir=lambda: f"/tmp/ray/working_dirs/{self.trial.name}")
+        monkeypatch.setattr(ray, "get_gpu_ids", lambda: [])
+        monkeypatch.setattr(ray, "get_runtime_context", lambda: context)
+        monkeypatch.setattr(tune, "get_context", lambda: context)
+        latest = tune.Checkpoint.from_directory(str(self.registered[-1])) if self.registered else None
+        monkeypatch.setattr(tune, "get_checkpoint", lambda: latest)
+        monkeypatch.setattr(tune, "report", self.report)
+        monkeypatch.setattr(tune_trial, "placement", lambda: {})
+        try:
+            tune_trial.dino_trainable(config)
+        except Killed:
+            pass
+
+
+RETRIED = {**TINY_TRAINER, "epochs": 3}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    """The results of RETRIED's trial where nothing fails."""
+    tune_dir = tmp_path_factory.mktemp("tune")
+    whole = RayStorage(tune_dir / "trial_whole", kill_after_copy=-1)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        whole.run(monkeypatch, {**RETRIED, "_storage_dir": str(tune_dir)})
+    return whole.results
+
+
+@pytest.mark.parametrize("lost", [1, 2])
+def test_a_retry_continues_from_a_checkpoint_whose_result_never_reached_the_driver(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uninterrupted: list[dict], lost: int) -> None:
+    """The process dies after Ray copied epoch ``lost``'s checkpoint into the trial folder, before the
+    result reached the driver: the driver's latest checkpoint is the one before it (none for epoch 1's).
+    Ray's retry continued from the driver's, training that epoch again (from epoch 0 when the first
+    checkpoint's result was lost). It continues from the newest in the folder, reports its epoch once
+    (the driver never had it) and ends with the figures of a run that was never interrupted."""
+    config = {**RETRIED, "_storage_dir": str(tmp_path / "tune")}
+    driver = RayStorage(tmp_path / "tune" / "trial_t0", kill_after_copy=lost)
+    driver.run(monkeypatch, config)
+    assert [r["epoch"] for r in driver.results] == list(range(lost))  # the killed try
+    driver.run(monkeypatch, config)  # Ray's retry
+    retry = driver.results[lost:]
+    assert [(r["epoch"], r.get("replayed", False), r["restored_from_epoch"]) for r in retry] == [
+        (lost, True, lost), *((e, False, lost) for e in range(lost + 1, 4))]
+    assert [r["epoch"] for r in driver.results] == [0, 1, 2, 3]  # each epoch once, in order
+    for key in ("loss", "knn_top1", "teacher_entropy", "trial_outcome"):
+        assert [r.get(key) for r in driver.results] == [r.get(key) for r in uninterrupted], key
+    newest = checkpoints_in(driver.trial)[0]  # what `ablate resume` continues from: the last epoch
+    assert trial_module.reported_epochs([driver.trial])[3]["recovered_from"] == newest.name
