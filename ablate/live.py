@@ -29,6 +29,7 @@ from ray.tune import Callback
 
 from ablate.live_rows import Rows, TrialRow
 from ablate.recorder import TrialRecorder, record_id
+from ablate.records import unrecorded_checkpoint, unrecorded_note
 from sweep_format import statuses
 from sweep_format.records import read_records
 from sweep_format.values import fmt_value
@@ -107,14 +108,20 @@ class LiveView(Callback):
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial failed and Ray runs it again from its last checkpoint: said once, with why, on a
         terminal too (else its next "started" line would look like a new trial). One that failed before
-        its first epoch ended has none (epoch 0, the untrained network's kNN, writes none): it starts over."""
+        its first epoch ended has none (epoch 0, the untrained network's kNN, writes none): it starts over.
+        A checkpoint kept ahead of its last report (the process died as that result was on its way) is
+        where it continues (``unrecorded_checkpoint``)."""
         row = self._row(trial)
         tries = f"retry {getattr(trial, 'num_failures', '?')} of {getattr(trial, 'max_failures', '?')}"
-        when = f"after epoch {row.epoch}" if row.epoch else "before its first epoch ended"  # its last report
-        whence = "from its last checkpoint" if row.epoch else "from the start"
+        rec = self.recorder.records.get(row.trial_id)
+        kept = unrecorded_checkpoint(self.recorder.sweep_dir, rec) if rec else 0
+        done = max(row.epoch, kept)  # its last report, or the checkpoint after it
+        when = f"after epoch {done}" if done else "before its first epoch ended"
+        whence = "from its last checkpoint" if done else "from the start"
         row.retried = True
         self._line(f"trial {row.number}/{self.num_trials} {row.trial_id}  failed {when}: "
-                   f"{self.recorder.failure(trial).reason}; Ray runs it again {whence} ({tries})")
+                   f"{self.recorder.failure(trial).reason}{unrecorded_note(kept)}; Ray runs it again "
+                   f"{whence} ({tries})")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         row = self._row(trial)

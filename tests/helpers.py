@@ -156,7 +156,9 @@ OUTCOMES = {0.1: "completed", 0.11: "flagged", 0.12: "collapsed", 0.13: "diverge
             0.15: "an exception", 0.16: "a CUDA error", 0.17: "unusable inputs",
             0.18: "oom in epoch 2; unusable inputs once fault/inputs_gone exists",
             0.19: "an exception in epoch 3, after two trained epochs",
-            0.2: "its process killed with SIGKILL in epoch 2, once (a lost worker)"}
+            0.2: "its process killed with SIGKILL in epoch 2, once (a lost worker)",
+            0.21: "its process killed with SIGKILL right after Ray copied its checkpoint of epoch 1 into "
+                  "storage, once (the result lost on its way to the driver)"}
 # The end of a fault sitecustomize: ``patch(module)`` applied to trainables.dino.trainer as it is imported.
 PATCH_ON_IMPORT = '''
 
@@ -184,6 +186,8 @@ import importlib.util, math, os, signal, sys
 
 GONE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inputs_gone")
 KILLED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "killed_once")
+COPIED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "killed_after_copy")
+TRAINING = []  # the fault of the trial this process trains
 
 
 def patch(module):
@@ -191,6 +195,18 @@ def patch(module):
     from trainables.config import ConfigError
 
     real, build = module.DINOTrainer.train_one_epoch, module.DINOTrainer.__init__
+    from ray.train._internal.storage import StorageContext
+
+    persist = StorageContext.persist_current_checkpoint
+
+    def persist_current_checkpoint(self, checkpoint):
+        persisted = persist(self, checkpoint)
+        if TRAINING == [0.21] and self.current_checkpoint_index == 0 and not os.path.exists(COPIED):
+            open(COPIED, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)  # in storage, its result not yet sent to the driver
+        return persisted
+
+    StorageContext.persist_current_checkpoint = persist_current_checkpoint
 
     def __init__(self, cfg, *args, **kwargs):
         fault = round(cfg.student_temp, 4)
@@ -200,6 +216,7 @@ def patch(module):
 
     def train_one_epoch(self, epoch):
         fault = round(self.cfg.student_temp, 4)
+        TRAINING[:] = [fault]
         if fault == 0.18 and epoch == 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 30.00 GiB")
         if fault == 0.14:

@@ -23,6 +23,7 @@ from ablate.live import LiveView, fmt_duration
 from ablate.recorder import TrialRecorder
 from ablate.sweep_spec import load_spec
 from tests.helpers import TINY_TRAINER, write_spec
+from trainables.trial import LastReport
 
 LINE = re.compile(r"^\[\d+:\d\d\] ")
 
@@ -157,6 +158,26 @@ def test_a_trial_retried_before_its_first_checkpoint_is_said_to_start_over(tmp_p
     (line,) = [line for line in view.stream.getvalue().splitlines() if "failed" in line]
     assert line.endswith("failed before its first epoch ended: RuntimeError: boom; Ray runs it again from "
                          "the start (retry 1 of 2)"), line
+
+
+def test_a_trial_killed_as_its_first_checkpoints_result_was_on_its_way_is_said_to_continue_from_it(
+        tmp_path: Path) -> None:
+    """The process died after Ray copied epoch 1's checkpoint into the trial folder, before the result
+    reached the driver: the retry continues from that checkpoint (trainables.trial.checkpoints_to_restore),
+    and the line said "failed before its first epoch ended ... from the start"."""
+    recorder, trials = grid(tmp_path, [0.02], epochs=4)
+    view = LiveView(recorder, stream=io.StringIO())
+    both, trial = Both(recorder, view), trials[0]
+    both.on_trial_start(0, trials, trial)
+    both.on_trial_result(0, trials, trial, {"epoch": 0, "knn_top1": 30.0})
+    kept = tmp_path / "sweep" / "tune" / "t0" / "checkpoint_000000"
+    kept.mkdir(parents=True)
+    LastReport.save(kept, {"epoch": 1, "knn_top1": 31.0})
+    trial.num_failures, trial.max_failures = 1, 2
+    both.on_trial_recover(0, trials, trial)
+    (line,) = [line for line in view.stream.getvalue().splitlines() if "failed" in line]
+    assert line.endswith("failed after epoch 1: RuntimeError: boom; its checkpoint of epoch 1 is kept, its "
+                         "result unrecorded; Ray runs it again from its last checkpoint (retry 1 of 2)"), line
 
 
 def test_a_checkpoint_a_trial_could_not_restore_from_is_named_once(tmp_path: Path) -> None:

@@ -62,9 +62,9 @@ stop: {{patience: 2}}
     status = {temp: rec["status"] for temp, rec in recs.items()}
     assert status == {0.1: "completed", 0.11: "flagged", 0.12: "collapsed", 0.13: "diverged", 0.14: "oom",
                       0.15: "errored", 0.16: "errored", 0.17: "errored", 0.18: "oom", 0.19: "errored",
-                      0.2: "completed"}
+                      0.2: "completed", 0.21: "completed"}
     assert [recs[t]["collapsed"] for t in OUTCOMES] == [False, True, True, False, False, False, False, False,
-                                                        False, False, False]
+                                                        False, False, False, False]
     assert "out of memory: peak 0.00 GB allocated on cpu (CUDA out of memory. Tried to allocate 20.00 GiB)" \
         in recs[0.14]["reason"]
     assert "diverged" in recs[0.13]["reason"] and recs[0.13]["epochs"][-1]["epoch"] == 2
@@ -91,6 +91,15 @@ stop: {{patience: 2}}
     assert killed["from_epoch"] == 1 and [r["epoch"] for r in recs[0.2]["epochs"]] == [0, 1, 2, 3]
     assert killed["why"].startswith("retried by Ray after: The actor is dead because its worker process has "
                                     "died.") and "memory" not in killed["why"].lower(), killed["why"]
+    # killed after its checkpoint of epoch 1 was in storage, before the result reached the driver: Ray's
+    # retry continues from that checkpoint (it started again from epoch 0), its epoch reported once
+    [copied] = recs[0.21]["restarts"]
+    assert copied["from_epoch"] == 1 and "lost_epochs" not in copied, copied
+    assert [(r["epoch"], r.get("replayed", False)) for r in recs[0.21]["epochs"]] == [
+        (0, False), (1, True), (2, False), (3, False)]
+    assert f"{recs[0.21]['trial_id']}  failed after epoch 1: " in run.stderr
+    assert "; its checkpoint of epoch 1 is kept, its result unrecorded; Ray runs it again from its last " \
+        "checkpoint (retry 1 of 2)" in run.stderr
     # the live view names each failure once, with its reason; the summary counts them all
     for temp, word in ((0.12, "collapsed"), (0.13, "diverged"), (0.14, "oom"), (0.15, "errored"),
                        (0.17, "errored"), (0.19, "errored")):
@@ -100,7 +109,7 @@ stop: {{patience: 2}}
                and "Ray runs it again" in ln]
     assert retries == [f"failed after epoch 2: ValueError: boom in epoch 3; Ray runs it again from its last "
                        f"checkpoint (retry {n} of 2)" for n in (1, 2)], retries
-    counts = "2 completed, 1 flagged, 1 collapsed, 1 diverged, 2 oom, 4 errored"
+    counts = "3 completed, 1 flagged, 1 collapsed, 1 diverged, 2 oom, 4 errored"
     assert f"trials: {counts}" in run.stdout
     assert any("sweep done" in line and counts in line for line in run.stderr.splitlines())
     assert f"ablate: trial {recs[0.15]['trial_id']} errored: ValueError: boom" in run.stderr
