@@ -176,7 +176,8 @@ def replay(row: dict[str, Any], base: dict[str, Any], trainer: DINOTrainer, rung
            carry: KnnCarry, clock: DeviceClock, report: Report) -> bool:
     """Report again the epoch a restored checkpoint holds (its record may lack it: the driver that
     stopped may not have seen that result), evaluated if ASHA may judge it; True when the trial had
-    ended with it (completed, flagged or collapsed)."""
+    ended with it (completed, flagged or collapsed) or cannot write its storage (the Ray adapter hands
+    a checkpoint its driver never registered on with it: ``tune_trial.tune_report``)."""
     where = {k: v for k, v in base.items() if k not in ("trial_outcome", "stop_reason")}  # this process
     row = {**row, **where, **clock.metrics(), "reported_at": time.time(), "replayed": True}
     if rungs.may_stop(row["epoch"]) and knn_carried(row):
@@ -184,7 +185,9 @@ def replay(row: dict[str, Any], base: dict[str, Any], trainer: DINOTrainer, rung
         carry.apply(row)
     row["trial_outcome"] = row.get("trial_outcome") if row.get("trial_outcome") in statuses.OUTCOMES \
         else statuses.RUNNING
-    report(row, None)
+    if unwritable := report_epoch(report, row, None):
+        report({**row, "trial_outcome": statuses.STORAGE_FULL, "stop_reason": unwritable}, None)
+        return True
     return row["trial_outcome"] in (statuses.COMPLETED, statuses.FLAGGED, statuses.COLLAPSED)
 
 

@@ -8,9 +8,12 @@ epoch's metrics with a ``ray.tune.Checkpoint``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +21,13 @@ import torch
 from ray import tune
 
 from trainables import cuda
+from trainables.checkpoint import DamagedFileError
 from trainables.config import ConfigError, DINOConfig
 from trainables.dino.trainer import DINOTrainer
 from trainables.trial import (
     STORAGE_DIR,
     DeviceClock,
+    LastReport,
     checkpoints_to_restore,
     input_refused,
     out_of_memory_at_start,
@@ -41,12 +46,13 @@ def dino_trainable(config: dict[str, Any]) -> None:
     share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
     clock = DeviceClock(share)  # first: building the trainer (data, model) is part of the cost
     use_assigned_cpus()
-    report = tune_report(config)
+    sources = restore_sources(config)
+    report = tune_report(config, unregistered(sources, config))
     device = str(config.get("device", "auto"))
     try:
         cfg = on_assigned_gpu(trial_config(config), share)
         device = cfg.device
-        run_trial(DINOTrainer(cfg), config, clock, restore_sources(config), report, placement(), share)
+        run_trial(DINOTrainer(cfg), config, clock, sources, report, placement(), share)
     except ConfigError as exc:  # its inputs, or a checkpoint of another configuration: so would a retry
         input_refused(exc, config, clock, report, placement())
     except (RuntimeError, MemoryError) as exc:  # building or restoring it (run_trial ends its epochs' own)
@@ -64,10 +70,32 @@ def restore_sources(config: dict[str, Any]) -> list[Path]:
     return checkpoints_to_restore(folder, config)
 
 
-def tune_report(config: dict[str, Any]) -> Callable[[dict[str, Any], Callable[[Path], None] | None], None]:
-    """Report to Tune; a checkpoint is written to a temporary folder that Ray copies into storage."""
+def unregistered(sources: list[Path], config: dict[str, Any]) -> Path | None:
+    """The newest checkpoint of the trial's own folder when Tune never registered it (the process died
+    as its result was on the way to the driver), else None. Ray copies the next checkpoint it is
+    handed into that very folder (the one after Tune's latest)."""
+    latest = tune.get_checkpoint()
+    if not sources or sources[0].parent != (Path(latest.path).parent if latest else trial_folder(config)):
+        return None
+    return sources[0] if latest is None or sources[0].name > Path(latest.path).name else None
+
+
+def tune_report(config: dict[str, Any], unregistered: Path | None = None
+                ) -> Callable[[dict[str, Any], Callable[[Path], None] | None], None]:
+    """Report to Tune; a checkpoint is written to a temporary folder that Ray copies into storage.
+
+    The replayed epoch of a checkpoint Tune never registered (``unregistered``, the one restored) is
+    reported with a copy of it: Tune registers it, and the next epoch's checkpoint gets a folder of its
+    own instead of overwriting this one (a kill during that copy would leave two epochs' files mixed).
+    """
+
+    pending = [unregistered] if unregistered is not None else []  # handed on once, by the replay
 
     def report(metrics: dict[str, Any], write: Callable[[Path], None] | None) -> None:
+        if write is None and pending and metrics.get("replayed"):
+            checkpoint = pending.pop()
+            if held_epoch(checkpoint) == metrics.get("epoch"):  # the one restored (not one before it)
+                write = partial(shutil.copytree, checkpoint, dirs_exist_ok=True)
         if write is None:
             tune.report(metrics)
             return
@@ -79,6 +107,14 @@ def tune_report(config: dict[str, Any]) -> Callable[[dict[str, Any], Callable[[P
                 raise OSError(exc.errno, exc.strerror, storage_folder(config)) from None
 
     return report
+
+
+def held_epoch(checkpoint: Path) -> int | None:
+    """The epoch a checkpoint folder holds, as its epoch report says (None: none readable)."""
+    kept = LastReport()
+    with contextlib.suppress(DamagedFileError):
+        kept.load(checkpoint)
+    return kept.row.get("epoch")
 
 
 def storage_folder(config: dict[str, Any]) -> str:

@@ -5,6 +5,8 @@ collapse rule)."""
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import types
 from pathlib import Path
@@ -381,6 +383,16 @@ def test_a_trial_of_an_earlier_run_continues_from_its_folder(trial_dir: Path, tm
     monkeypatch.setattr(tune, "get_checkpoint", lambda: latest)
     assert tune_trial.restore_sources({"_resume_dirs": ["elsewhere"]}) == [
         trial_dir / "checkpoint_000001", trial_dir / "checkpoint_000000"]
+    # the newer one is Tune's to register again (its replay reports it); an earlier run's never is
+    sources = tune_trial.restore_sources({})
+    assert tune_trial.unregistered(sources, {}) == trial_dir / "checkpoint_000001"
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: tune.Checkpoint.from_directory(str(sources[0])))
+    assert tune_trial.unregistered(sources, {}) is None
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
+    resumed = {"_resume_dirs": [str(trial_dir)], "_storage_dir": str(tmp_path)}
+    context = types.SimpleNamespace(get_trial_dir=lambda: "/tmp/ray/working_dirs/trial_new")
+    monkeypatch.setattr(tune, "get_context", lambda: context)
+    assert tune_trial.unregistered(tune_trial.restore_sources(resumed), resumed) is None
 
 
 def test_a_trial_restored_from_its_last_epoch_reports_it_again_and_ends(tmp_path: Path) -> None:
@@ -503,14 +515,21 @@ class RayStorage:
     then the result travels to the driver, which registers the checkpoint. ``kill_after_copy``: the epoch
     whose process dies between the two."""
 
-    def __init__(self, trial: Path, kill_after_copy: int) -> None:
+    def __init__(self, trial: Path, kill_after_copy: int, full_after: int | None = None) -> None:
         self.trial, self.kill_after_copy = trial, kill_after_copy
+        self.full_after = full_after  # the epoch after which the storage is full
         self.registered: list[Path] = []  # the driver's checkpoints (tune.get_checkpoint: the last)
         self.results: list[dict] = []  # what reached the driver
+        self.overwritten: list[tuple[str, int, int]] = []  # (folder, its epoch, the epoch copied over it)
 
     def report(self, metrics: dict, checkpoint: tune.Checkpoint | None = None) -> None:
         if checkpoint is not None:
             folder = self.trial / f"checkpoint_{len(self.registered):06d}"
+            if self.full_after is not None and self.kill_after_copy < 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder))
+            held = tune_trial.held_epoch(folder)  # None: a new folder
+            if held not in (None, metrics["epoch"]):
+                self.overwritten.append((folder.name, held, metrics["epoch"]))
             shutil.copytree(checkpoint.path, folder, dirs_exist_ok=True)
             if metrics["epoch"] == self.kill_after_copy:
                 self.kill_after_copy = -1  # once
@@ -569,3 +588,22 @@ def test_a_retry_continues_from_a_checkpoint_whose_result_never_reached_the_driv
         assert [r.get(key) for r in driver.results] == [r.get(key) for r in uninterrupted], key
     newest = checkpoints_in(driver.trial)[0]  # what `ablate resume` continues from: the last epoch
     assert trial_module.reported_epochs([driver.trial])[3]["recovered_from"] == newest.name
+    # the replay hands Tune the checkpoint it restored: the next epoch's is copied into a folder of its
+    # own, not over it (Ray's next index), where a kill mid-copy would leave two epochs' files mixed
+    assert driver.overwritten == []
+    assert [tune_trial.held_epoch(f) for f in driver.registered] == [1, 2, 3]
+
+
+def test_a_retry_whose_storage_is_full_ends_storage_full_with_the_epoch_it_restored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk filled as the process died: the retry hands Tune the checkpoint it restored (its replay)
+    and cannot write it. The trial ends storage_full with that epoch, in one line, as an epoch's
+    checkpoint that cannot be written does (not an OSError that every Ray retry repeats)."""
+    config = {**RETRIED, "_storage_dir": str(tmp_path / "tune")}
+    driver = RayStorage(tmp_path / "tune" / "trial_t0", kill_after_copy=1, full_after=1)
+    driver.run(monkeypatch, config)
+    driver.run(monkeypatch, config)  # Ray's retry
+    assert [(r["epoch"], r["trial_outcome"]) for r in driver.results] == [(0, "running"), (1, "storage_full")]
+    assert driver.results[-1]["restored_from_epoch"] == 1 and driver.results[-1]["replayed"]
+    assert driver.results[-1]["stop_reason"].startswith(
+        f"{tmp_path / 'tune' / 'trial_t0'}: cannot write the checkpoint of epoch 1 (ENOSPC")
