@@ -157,3 +157,25 @@ def in_use(sweep_dir: Path, data: dict[str, Any] | None) -> str:
     return (f"{sweep_dir}: this sweep is being driven by {describe(data)}; one driver per sweep folder. "
             "Wait for it to finish, or stop it (Ctrl-C, or kill its pid), then `ablate resume "
             f"{shell_word(sweep_dir)}`")
+
+
+def hold_run_folder(out: Path) -> int | None:
+    """An ``ablate train`` run's right to its folder ``out``: an exclusive ``flock`` on the folder itself,
+    so that no file is added to it; the caller closes the returned descriptor (None where the file system
+    has no ``flock``). A second ``ablate train`` on the same folder while the first trains (started again
+    in another terminal, or after a Ctrl-C that a background job ignores) appended its epochs to the
+    first one's metrics.jsonl, every epoch twice, and wrote over its checkpoint; it is refused in one line."""
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserError(f"--out {out}: another `ablate train` is training in this folder now; one run per "
+                        "folder. Wait for it to end, or stop it (Ctrl-C, or kill its process), then run "
+                        "this command again") from None
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+        return None
+    return fd

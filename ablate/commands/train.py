@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import signal
 import sys
@@ -24,6 +25,7 @@ from ablate.admission import MAX_RESOURCE, TRAIN_WORKER
 from ablate.ending import SignalInterrupt, Signals, deferred, exit_code, signal_of
 from ablate.errors import UserError, warn
 from ablate.folder import check_writable, remove_made
+from ablate.lock import hold_run_folder
 from ablate.overrides import load_yaml, parse_sets
 from ablate.sweep_spec.model import absolute_paths
 from sweep_format import yamltext
@@ -159,6 +161,19 @@ class Ending:
 
 
 def run_train(args: argparse.Namespace, signals: Signals | None = None, ending: Ending | None = None) -> int:
+    """The run, holding its folder (``hold``) from before anything in it is read until the command ends."""
+    with contextlib.ExitStack() as held:
+        return train_in(args, held, signals, ending)
+
+
+def hold(out: Path, held: contextlib.ExitStack) -> None:
+    """One ``ablate train`` per run folder (ablate.lock.hold_run_folder), for as long as ``held`` lasts."""
+    if (fd := hold_run_folder(out)) is not None:
+        held.callback(os.close, fd)
+
+
+def train_in(args: argparse.Namespace, held: contextlib.ExitStack, signals: Signals | None = None,
+             ending: Ending | None = None) -> int:
     from trainables import cuda  # torch and timm: not for --help
     from trainables.dino.trainer import DINOTrainer, resolve_device
 
@@ -184,6 +199,8 @@ def run_train(args: argparse.Namespace, signals: Signals | None = None, ending: 
                         f"--out {inside.parent / 'one'}")
     if problem := foreign_files(out):  # before the data is read
         raise UserError(f"--out {out}: {problem}")
+    if out.is_dir():  # before its files are read: a run training there now writes them
+        hold(out, held)
     if special_file(ckpt):  # a FIFO's read waits for ever: neither "no checkpoint" nor a run's
         raise UserError(f"--out {out}: its {CHECKPOINT_NAME} is {NOT_REGULAR}, not a run's checkpoint; "
                         "choose another folder, or move it")
@@ -210,6 +227,8 @@ def run_train(args: argparse.Namespace, signals: Signals | None = None, ending: 
 
         check_for_ray()
     made = check_writable(out, "--out")  # a folder that cannot be made or written: before training
+    if made is not None:  # the folder is new: no run could hold it before
+        hold(out, held)
     if args.workers > 1:
         try:
             return train_with_workers(cfg, out, args.workers, args.resume, made, signals, ending)

@@ -69,6 +69,34 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_over_with_one_row_per_
     assert [r["epoch"] for r in rows] == [0, 1, 2] and rows[0]["knn_top1"] > 0  # the stale row is gone
 
 
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_second_train_on_a_folder_a_run_trains_in_now_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture, resume: bool):
+    """`ablate train --out DIR` again while the first one still trained there (a background job, which
+    ignores Ctrl-C; another terminal): "holds a run stopped before its first checkpoint: starting it
+    over", then both appended to metrics.jsonl, every epoch twice. The second is refused in one line and
+    writes nothing; once the first ends, the folder is free."""
+    import fcntl
+    import os
+
+    out = tmp_path / "run"
+    assert main(["train", *SETS, "--set", "epochs=1", "--out", str(out), "--no-progress"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    fd = os.open(out, os.O_RDONLY)  # the run training there now holds its folder
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        again = ["train", *SETS, "--set", "epochs=1", "--out", str(out), "--no-progress"]
+        assert main(again + (["--resume"] if resume else [])) == 2
+    finally:
+        os.close(fd)
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"ablate train: error: --out {out}: another `ablate train` is training in this folder now; one run "
+        "per folder. Wait for it to end, or stop it (Ctrl-C, or kill its process), then run this command "
+        "again"]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_a_kill_while_the_run_files_are_rewritten_keeps_them_whole(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch):
     """--resume rewrote metrics.jsonl (dropping rows past the checkpoint) and config.yaml in place: a
