@@ -22,6 +22,7 @@ import pandas as pd
 from reports import metric_words
 from reports.ranking import (
     FAILED_COUNTS,
+    PARTIAL,
     all_collapsed,
     all_diverged_text,
     failed_points,
@@ -302,6 +303,7 @@ def headline(result: Analysis, trials: pd.DataFrame | None = None) -> str:
     best, failures = pts.iloc[0], all_collapsed(pts)
     unit = metric_words.unit(result.metric)
     lead = "Best" if len(pts) > 1 else "One configuration ranked"  # no other to be best of
+    lead += f" ({PARTIAL})" if result.partial else ""  # the summary and `ablate ls` say so too
     text = (f"**{lead}: {point_label(best, result.params)}** with {metric_words.name(result.metric)} "
             f"{fmt_mean_ci(best['mean'], best['ci'])}{unit} (repeats: {int(best['n'])})")
     if failures:

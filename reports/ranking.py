@@ -43,6 +43,8 @@ from sweep_format.values import fmt_value
 # (collapsed, diverged); a point with one above 0 ranks last, stays off the cost table's Pareto front,
 # and is named by them.
 FAILED_COUNTS = (COLLAPSED, DIVERGED)
+# Rule 1: how a partial ranking (no trial counted yet) is said wherever it names a best
+PARTIAL = "partial: no trial ran its schedule"
 
 
 def trained(trials: pd.DataFrame, metric: str) -> pd.Series:
@@ -197,6 +199,6 @@ def best_text(best: pd.Series | None, partial: bool, params: list[str], metric: 
     if best is None:
         return no_best_text(metric)
     setting = ", ".join(f"{p}={fmt_value(best[p])}" for p in params)
-    flags = [f"mean of {int(best['n'])}"] + (["partial: no trial ran its schedule"] if partial else []) + (
+    flags = [f"mean of {int(best['n'])}"] + ([PARTIAL] if partial else []) + (
         ["collapsed"] if best["collapsed"] else []) + ([note] if note else [])
     return f"best {metric} ({mode}): {best['mean']:.4g} ({setting}; {', '.join(flags)})"

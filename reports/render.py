@@ -126,7 +126,7 @@ def sweep_document(sweep: SweepDir, trials: pd.DataFrame, epochs: pd.DataFrame, 
     doc.paragraph(reference_line(sweep.reference, marked=result.pixel is not None,
                                  damage=sweep.reference_damage))
     doc.paragraph(result.headline(trials))
-    if stopped := stopped_sweep_text(sweep, trials, planned):
+    if stopped := stopped_sweep_text(sweep, trials, planned, result.partial):
         doc.paragraph(stopped)
     for note in result.notes:
         doc.note(note)
@@ -340,17 +340,20 @@ def failed_after(count: int) -> str:
     return f", then {which} failed or damaged ({', '.join(LISTED_ALWAYS)}) after them"
 
 
-def stopped_sweep_text(sweep: SweepDir, trials: pd.DataFrame, planned: int) -> str:
+def stopped_sweep_text(sweep: SweepDir, trials: pd.DataFrame, planned: int, partial: bool = False) -> str:
     """Under the headline of a sweep that stopped before its end (Ctrl-C, SIGTERM, a full disk): that its
     result is partial and how to continue it. Its only other trace was the stop reason of each interrupted
-    trial, in the last section."""
+    trial, in the last section. ``partial``: no trial has finished, so the ranking is of unfinished ones
+    (reports.ranking, rule 1); it said it "covers the trials that finished" there too."""
     interrupted = int((trials["status"] == INTERRUPTED).sum())
     if not interrupted:
         return ""
     unstarted = planned - len(trials)
     counts = f"{interrupted} {plural(interrupted, 'trial')} interrupted" + (
         f", {unstarted} not started" if unstarted > 0 else "")
-    return (f"**The sweep stopped before its end** ({counts}): the ranking covers the trials that finished. "
+    covers = ("no trial has finished, so the ranking is of the unfinished trials' last values" if partial
+              else "the ranking covers the trials that finished")
+    return (f"**The sweep stopped before its end** ({counts}): {covers}. "
             f"`ablate resume {shell_word(sweep.path)}` continues it; each interrupted trial's stop reason "
             "under Trials says from which epoch.")
 

@@ -353,6 +353,29 @@ def test_an_interrupted_sweep_says_so_under_its_headline_with_the_resume_command
     assert "stopped before its end" not in text
 
 
+def test_an_interrupted_sweep_with_no_trial_finished_says_its_ranking_is_partial(tmp_path: Path) -> None:
+    """Ctrl-C during the first epochs of a 4-trial sweep, 2 trials interrupted after epoch 1: the summary
+    said "no best yet", `ablate ls` "(partial)", but the report opened with "**Best: ...**" and "the ranking
+    covers the trials that finished", above its own note that no trial had finished."""
+    from reports.render import sweep_document
+    from reports.sweepdir import SweepDir
+
+    space = {"teacher_temp": {"type": "float", "low": 0.01, "high": 0.1, "log": True}}
+    sweep = SweepDir(tmp_path / "s", {"name": "s", "space": space, "search": {"algorithm": "optuna"}})
+    trials = pd.DataFrame({"trial_id": ["a", "b"], "point": [0, 1], "teacher_temp": [0.02, 0.04],
+                           "status": ["interrupted"] * 2, "knn_top1": [34.1, 35.8], "knn_epoch": [1, 1],
+                           "epochs_done": [1, 1], "epochs_planned": [3, 3], "best_knn_top1": [34.1, 35.8],
+                           "stop_reason": ["SIGINT"] * 2, "repeat": [0, 0],
+                           "collapsed": pd.array([False, False], dtype="boolean")})
+    epochs = pd.DataFrame({"trial_id": ["a", "a", "b", "b"], "epoch": [0, 1, 0, 1],
+                           "knn_top1": [29.8, 34.1, 29.8, 35.8]})
+    text = sweep_document(sweep, trials, epochs, tmp_path, planned=4).markdown(tmp_path)
+    assert "**Best (partial: no trial ran its schedule): teacher_temp=0.04** with kNN top-1 35.80 %" in text
+    assert ("(2 trials interrupted, 2 not started): no trial has finished, so the ranking is of the "
+            "unfinished trials' last values.") in text
+    assert "covers the trials that finished" not in text
+
+
 def test_a_single_trial_sweep_reads_in_the_singular(tmp_path: Path) -> None:
     """`--set search.num_samples=1 --set repeats=1`: the header said '1 trials (1 completed), ...,
     1 configurations' and the verdict 'with kNN top-1 (%) 33.70 %', its unit twice."""
