@@ -85,7 +85,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override a trainer key, e.g. --set epochs=5 --set teacher_temp=0.04")
     p.add_argument("--out", required=True, type=user_arg, metavar="DIR", help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (logs only; so too when stderr is not a terminal)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="data-parallel workers on a local Ray (Ray Train: DDP over gloo on CPU, NCCL "
                         "with one GPU each); batch_size is per worker, lr scales with the global batch; "
@@ -239,7 +240,9 @@ def train_in(args: argparse.Namespace, held: contextlib.ExitStack, signals: Sign
             remove_unstarted(made, out)
             raise
     try:
-        trainer = DINOTrainer(cfg, progress=not args.no_progress)  # validates data before writing
+        # a bar only on a terminal: piped or in CI it wrote its every redraw (tqdm: every 0.1 s) to the log
+        progress = not args.no_progress and sys.stderr.isatty()
+        trainer = DINOTrainer(cfg, progress=progress)  # validates data before writing
         if args.resume:
             trainer.load_checkpoint(ckpt)
     except (RuntimeError, MemoryError) as exc:  # its data, models or checkpoint do not fit: a fault, no bug

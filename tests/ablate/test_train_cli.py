@@ -69,6 +69,17 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_over_with_one_row_per_
     assert [r["epoch"] for r in rows] == [0, 1, 2] and rows[0]["knn_top1"] > 0  # the stale row is gone
 
 
+def test_a_run_piped_or_in_ci_prints_its_epoch_lines_without_a_progress_bar(
+        tmp_path: Path, capsys: pytest.CaptureFixture):
+    """`ablate train ... > log` (stderr not a terminal) wrote tqdm's every redraw into the log, a line of
+    carriage returns for each epoch (16.7 kB for 3 epochs of 134 steps)."""
+    assert main(["train", *SETS, "--set", "epochs=1", "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "step/s" not in err
+    epochs = [line.split()[:2] for line in err.splitlines() if line.startswith("epoch")]
+    assert epochs == [["epoch", "0/1"], ["epoch", "1/1"]]
+
+
 @pytest.mark.parametrize("resume", [False, True])
 def test_a_second_train_on_a_folder_a_run_trains_in_now_is_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture, resume: bool):
