@@ -122,6 +122,9 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
     check_writable(sweep_dir, "resume")  # before the data, as for ablate run
     check_inputs(spec, address, resuming=True)
     names = check_trackers(spec.loggers, f"{sweep_dir / SPEC_FILE}: loggers")
+    ended, left = resume_plan(spec, sweep_dir, tuple(retry))  # as `ablate run` opens: what runs, and where
+    print(f"ablate: sweep {spec.name!r}: resuming {left} {plural(left, 'trial')} ({ended} ended, kept as "
+          f"{'it is' if ended == 1 else 'they are'}); {what_start_ray_does(address)}", file=sys.stderr)
     try:
         with SweepLock(sweep_dir, "resume"), Signals() as signals, RayLogFile(verbose) as logs, \
                 ray_session(address, num_cpus, num_gpus, connect_timeout, logs):
@@ -143,19 +146,26 @@ def nothing_to_resume(spec: SweepSpec, sweep_dir: Path, retry: tuple[str, ...],
     """Whether every trial the spec plans has a record that ``ablate resume`` would not run again
     (``statuses.resumed``); then says so in one line. Such a resume started Ray, waited for it, ran
     nothing and stopped it (about 10 s) with no word of why before the summary."""
+    ended, left = resume_plan(spec, sweep_dir, retry)
+    if left:
+        return False
+    said = "its one trial has ended" if ended == 1 else f"all {ended} trials have ended"
+    print(f"ablate: nothing to resume in {sweep_dir}: {said}; its summary and report follow",
+          file=stream or sys.stderr)
+    return True
+
+
+def resume_plan(spec: SweepSpec, sweep_dir: Path, retry: tuple[str, ...]) -> tuple[int, int]:
+    """(trials whose records stay as they are, trials ``ablate resume`` continues, runs again or starts)."""
     records = read_records(sweep_dir)
     # a grid's or an ablation's plan is its points: an edited space.*.values may leave as many records
     # as trials planned, of other points (Optuna draws its points: their number is the plan; a damaged
     # record's repeat runs again, as one whose record is gone)
     kept = [r for r in records if not is_damaged(r)]
-    left = len(kept) < spec.num_trials if spec.search.algorithm == "optuna" else \
-        grid_plan(spec, records).unstarted
-    if left or any(statuses.resumed(r.get("status"), retry) for r in records):
-        return False
-    ended = "its one trial has ended" if len(kept) == 1 else f"all {len(kept)} trials have ended"
-    print(f"ablate: nothing to resume in {sweep_dir}: {ended}; its summary and report follow",
-          file=stream or sys.stderr)
-    return True
+    again = sum(statuses.resumed(r.get("status"), retry) for r in kept)
+    unstarted = max(spec.num_trials - len(kept), 0) if spec.search.algorithm == "optuna" else \
+        len(grid_plan(spec, records).unstarted)
+    return len(kept) - again, again + unstarted
 
 
 @contextlib.contextmanager
