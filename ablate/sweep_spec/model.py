@@ -156,10 +156,11 @@ class SweepSpec(SpecModel):
         if self.repeats > 1 and self.num_trials > MAX_SAMPLES and not forced(info):
             raise bad(self.repeats, f"{self.num_trials // self.repeats} settings x {self.repeats} repeats = "
                       f"{self.num_trials} trials; {TOO_MANY}", "repeats")
-        epochs = check_values(self.trainer, "trainer").epochs
+        where, epochs = self.longest_epochs_at()
         if self.scheduler.type == "asha" and self.scheduler.grace_period > epochs:
-            raise bad(self.scheduler.grace_period, f"must be <= trainer.epochs ({epochs}): ASHA lets every "
-                      "trial run grace_period epochs", "scheduler.grace_period", ("trainer.epochs",))
+            raise bad(self.scheduler.grace_period, f"must be <= the most epochs a trial runs ({where}: "
+                      f"{epochs}): ASHA lets every trial run grace_period epochs", "scheduler.grace_period",
+                      (where,))
         if wrong := wrong_way(self.metric, self.mode):
             raise bad(self.mode, wrong, "mode", ("metric",))
         return self
@@ -264,9 +265,42 @@ class SweepSpec(SpecModel):
         return f"space (the trial {self.point_label(point)})"
 
     def longest_epochs(self) -> int:
-        """The most epochs a trial runs: the baseline's, or a searched ``epochs`` value's (Tune's stop
-        rule and ASHA's ``max_t``; each trial ends after its own ``epochs``)."""
-        return max(make_config(values).epochs for _, values in self.configs_of({"epochs"}))
+        """The most epochs a trial runs (Tune's stop rule and ASHA's ``max_t``; each trial ends after its
+        own ``epochs``)."""
+        return self.longest_epochs_at()[1]
+
+    def longest_epochs_at(self) -> tuple[str, int]:
+        """The most epochs a trial runs and the key path that sets them: a searched ``epochs`` value, or
+        ``trainer.epochs`` where a trial runs the baseline's. Where every trial of a grid or Optuna sweep
+        takes a searched value (``searched_by_all``), the baseline's runs nowhere: ASHA's ``max_t`` from
+        it (8 over trials of 1 or 2 epochs) put its rungs past every trial's end."""
+        configs = self.configs_of({"epochs"})
+        if self.searched_by_all("epochs"):
+            configs = configs[1:]
+        epochs = [(make_config(values).epochs, -i, at) for i, (at, values) in enumerate(configs)]
+        most, _, at = max(epochs)  # the first place that sets the most
+        return ("trainer.epochs" if at == "trainer" else at), most
+
+    def searched_by_all(self, key: str) -> bool:
+        """Whether every trial of a grid or Optuna sweep takes trainer ``key`` from the space (an entry
+        named ``key``, or a bundle each label of which sets it), so the ``trainer`` section's value runs in
+        none; an ablation's baseline runs it."""
+        if self.search.algorithm == "ablation":
+            return False
+        return any(all(key in b.overrides for b in dist.choices) if isinstance(dist, BundleDist)
+                   else name == key for name, dist in self.space.items())
+
+    def idle_scheduler(self) -> list[str]:
+        """``FILE: scheduler.grace_period: ...`` when ASHA can stop no trial: its first rung is at
+        ``grace_period``, the most epochs a trial runs, where every trial ends anyway (``--set
+        trainer.epochs=1`` on an ASHA spec). Said, not refused: the sweep runs, as without a scheduler."""
+        where, epochs = self.longest_epochs_at()
+        if self.scheduler.type != "asha" or self.scheduler.grace_period < epochs:
+            return []
+        return [f"{self.source}: scheduler.grace_period: {self.scheduler.grace_period} = the most epochs a "
+                f"trial runs ({where}: {epochs}): ASHA first judges trials at the epoch where every trial "
+                "ends anyway, so it stops none; for early stopping, give trials more epochs than "
+                "grace_period"]
 
     def unfinished_warmups(self) -> list[str]:
         """``FILE: PATH: KEY W > epochs E: ...`` where the baseline or a searched value has a warmup

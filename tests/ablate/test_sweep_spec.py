@@ -647,6 +647,60 @@ def test_a_trainer_value_no_trial_runs_is_said(tmp_path: Path, capsys: pytest.Ca
     assert capsys.readouterr().err == (f"ablate: warning: {expected[0]}\n" if unused else "")
 
 
+@pytest.mark.parametrize("algorithm, trainer_epochs, epochs, grace, longest", [
+    ("optuna", 1, "{type: choice, values: [4, 8]}", 2, ("space.epochs.values[1]", 8)),
+    ("grid", 8, "{type: int, low: 1, high: 3, step: 1}", 2, ("space.epochs.high", 3)),
+    ("ablation", 8, "{type: choice, values: [1, 2]}", 5, ("trainer.epochs", 8)),  # the baseline runs 8
+])
+def test_asha_is_measured_against_the_epochs_trials_run(tmp_path: Path, algorithm: str, trainer_epochs: int,
+                                                        epochs: str, grace: int, longest: tuple) -> None:
+    """With epochs searched, no grid or Optuna trial runs trainer.epochs: grace_period 2 over trials of 4
+    or 8 epochs was refused as above 'trainer.epochs (1)', and ASHA's max_t (and Tune's stop) was 8
+    over trials of 1-2 epochs, its rung at 5 past every trial's end."""
+    spec = load_spec(write(tmp_path, f"""\
+        name: t
+        trainer: {{dataset: synthetic, epochs: {trainer_epochs}}}
+        space: {{epochs: {epochs}}}
+        search: {{algorithm: {algorithm}}}
+        scheduler: {{type: asha, grace_period: {grace}}}
+    """))
+    assert (spec.longest_epochs(), spec.longest_epochs_at()[0]) == (longest[1], longest[0])
+
+
+def test_a_grace_period_above_the_epochs_trials_run_is_refused_where_they_are_set(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        name: t
+        trainer: {dataset: synthetic, epochs: 8}
+        space: {epochs: {type: choice, values: [1, 2]}}
+        scheduler: {type: asha, grace_period: 5}
+    """)
+    assert error_of(path) == (f"{path}: scheduler.grace_period: got 5; must be <= the most epochs a trial "
+                              "runs (space.epochs.values[1]: 2): ASHA lets every trial run grace_period "
+                              "epochs")
+    assert "(from --set space.epochs.values=[1,2])" in error_of(path, ["space.epochs.values=[1,2]"])
+
+
+@pytest.mark.parametrize("epochs, grace, idle", [(1, 1, True), (3, 3, True), (3, 2, False)])
+def test_asha_that_can_stop_no_trial_is_said(tmp_path: Path, capsys: pytest.CaptureFixture, epochs: int,
+                                             grace: int, idle: bool) -> None:
+    """`--set trainer.epochs=1` on an ASHA spec (grace_period 1): ASHA's first rung is the last epoch, where
+    every trial ends anyway; the sweep ran as without a scheduler, in silence."""
+    from ablate.sweep import check_inputs
+
+    spec = load_spec(write(tmp_path, f"""\
+        name: t
+        trainer: {{dataset: synthetic, epochs: {epochs}, freeze_last_layer: 0, warmup_epochs: 0}}
+        space: {{teacher_temp: {{type: choice, values: [0.02, 0.04]}}}}
+        scheduler: {{type: asha, grace_period: {grace}}}
+    """))
+    note = (f"{spec.source}: scheduler.grace_period: {grace} = the most epochs a trial runs (trainer."
+            f"epochs: {epochs}): ASHA first judges trials at the epoch where every trial ends anyway, so it "
+            "stops none; for early stopping, give trials more epochs than grace_period")
+    assert spec.idle_scheduler() == ([note] if idle else [])
+    check_inputs(spec, None)
+    assert capsys.readouterr().err == (f"ablate: warning: {note}\n" if idle else "")
+
+
 def test_optuna_has_no_fixed_points() -> None:
     spec = load_spec(SPECS / "temps.yaml")
     with pytest.raises(SpecError, match="grid and ablation only"):
