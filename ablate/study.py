@@ -420,7 +420,7 @@ def optuna_sampler(spec: SweepSpec, asked: int = 0) -> Any:
     if name == "cmaes":
         from ablate.cmaes_state import CmaEsSampler
 
-        return CmaEsSampler(seed=seed)
+        return CmaEsSampler(seed=seed, warn_independent_sampling=False)  # said once: random_under_cmaes
     cls_name, _ = SAMPLERS[name]
     return getattr(samplers, cls_name)(seed=seed)
 

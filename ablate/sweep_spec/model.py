@@ -302,6 +302,22 @@ class SweepSpec(SpecModel):
                 "ends anyway, so it stops none; for early stopping, give trials more epochs than "
                 "grace_period"]
 
+    def random_under_cmaes(self) -> list[str]:
+        """``FILE: search.sampler: ...`` when the CMA-ES sampler draws choices at random: Optuna's CMA-ES
+        models float and int ranges only and hands a choice (a bundle too) to its RandomSampler, with a
+        warning per trial that reached no one; with no range, the sweep is a random search. Said, not
+        refused: the sweep runs as written."""
+        if self.search.sampler != "cmaes":
+            return []
+        choices = [f"space.{name}" for name, dist in self.space.items()
+                   if isinstance(dist, (ChoiceDist, BundleDist))]
+        if not choices:
+            return []
+        what = ("the ranges only" if len(choices) < len(self.space) else
+                "none of this space, so the sweep is a random search (sampler: random)")
+        return [f"{self.source}: search.sampler: cmaes draws {', '.join(choices)} at random: Optuna's CMA-ES "
+                f"models float and int ranges, here {what}"]
+
     def unfinished_warmups(self) -> list[str]:
         """``FILE: PATH: KEY W > epochs E: ...`` where the baseline or a searched value has a warmup
         longer than the run (DINOConfig.unfinished_warmups), each once: said, not refused."""

@@ -701,6 +701,36 @@ def test_asha_that_can_stop_no_trial_is_said(tmp_path: Path, capsys: pytest.Capt
     assert capsys.readouterr().err == (f"ablate: warning: {note}\n" if idle else "")
 
 
+@pytest.mark.skipif("cmaes" not in available_samplers(), reason="needs the cmaes package")
+@pytest.mark.parametrize("sampler, space, note", [
+    ("cmaes", "teacher_temp: {type: choice, values: [0.02, 0.04]}", "space.teacher_temp at random: Optuna's "
+     "CMA-ES models float and int ranges, here none of this space, so the sweep is a random search (sampler: "
+     "random)"),
+    ("cmaes", "teacher_temp: {type: float, low: 0.02, high: 0.04}, "
+              "split: {type: choice, values: [{label: a, set: {student_temp: 0.2}}]}",
+     "space.split at random: Optuna's CMA-ES models float and int ranges, here the ranges only"),
+    ("cmaes", "teacher_temp: {type: float, low: 0.02, high: 0.04}, "
+              "out_dim: {type: int, low: 64, high: 256}", ""),
+    ("tpe", "teacher_temp: {type: choice, values: [0.02, 0.04]}", ""),
+])
+def test_choices_the_cma_es_sampler_draws_at_random_are_said(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                             sampler: str, space: str, note: str) -> None:
+    """Optuna's CMA-ES hands a choice to its RandomSampler, with a warning per trial that reached no one:
+    `search.sampler: cmaes` over choices alone ran a random search under CMA-ES's name."""
+    from ablate.sweep import check_inputs
+
+    spec = load_spec(write(tmp_path, f"""\
+        name: t
+        trainer: {{dataset: synthetic, epochs: 2}}
+        space: {{{space}}}
+        search: {{sampler: {sampler}}}
+    """))
+    expected = [f"{spec.source}: search.sampler: cmaes draws {note}"] if note else []
+    assert spec.random_under_cmaes() == expected
+    check_inputs(spec, None)
+    assert capsys.readouterr().err == "".join(f"ablate: warning: {line}\n" for line in expected)
+
+
 def test_optuna_has_no_fixed_points() -> None:
     spec = load_spec(SPECS / "temps.yaml")
     with pytest.raises(SpecError, match="grid and ablation only"):
