@@ -197,12 +197,20 @@ class BundleDist(SpecModel):
             raise bad(self.choices[0].overrides, f"a value of {name}; a mapping of several trainer keys is a "
                       "bundle, which needs a space name that is not a trainer key (e.g. crop_split)",
                       _path(name, "values[0]"))
+        keys = {key for bundle in self.choices for key in bundle.overrides}
+        seen: list[DINOConfig] = []
         for i, bundle in enumerate(self.choices):
             at = _path(name, f"values[{i}].set")
             for key, value in bundle.overrides.items():
                 check_searched_key(key, f"{at}.{key}")
                 check_values({**trainer, key: value}, f"{at}.{key}")
-            check_values({**trainer, **bundle.overrides}, at)
+            config = check_values({**trainer, **bundle.overrides}, at)
+            same = next((j for j, earlier in enumerate(seen)
+                         if all(values_equal(getattr(earlier, k), getattr(config, k)) for k in keys)), None)
+            if same is not None:  # two labels, one configuration: as a choice's repeated value
+                raise bad(bundle.overrides, f"each setting once (it sets what values[{same}], "
+                          f"{self.choices[same].label!r}, sets)", at)
+            seen.append(config)
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

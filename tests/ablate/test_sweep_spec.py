@@ -167,6 +167,9 @@ BAD = [
     ("repeated bundle label", "name: t\nspace: {split: {type: choice, values: "
      "[{label: a, set: {out_dim: 8}}, {label: a, set: {out_dim: 16}}]}}\n",
      "space.split.values[1].label:", "values[0] has it"),
+    ("two bundle labels of one setting", "name: t\nspace: {split: {type: choice, values: [{label: a, set: "
+     "{out_dim: 8, head_nlayers: 3}}, {label: b, set: {out_dim: 8}}]}}\n",  # head_nlayers 3: the default
+     "space.split.values[1].set:", "each setting once (it sets what values[0], 'a', sets)"),
     ("unknown arch", MINIMAL + "trainer: {arch: vit_smal_patch16_224}\n", "trainer.arch:",
      "not a timm model name"),
     ("unknown arch in a choice", "name: t\nsearch: {algorithm: grid}\n"
