@@ -46,6 +46,9 @@ class _Range(SpecModel):
         if self.step is not None and (self.step <= 0 or self.log):
             raise bad(self.step, "expected a step > 0, and no step with log: true (Optuna cannot "
                       "combine them)", "step")
+        if self.step is not None and self.low < self.high and self.count() == 1:
+            raise bad(self.step, f"a step above high - low ({self.high - self.low:g}) leaves low the only "
+                      "value, never high; use a smaller step, or type: choice for one value", "step")
         return self
 
     def count(self) -> int:

@@ -167,6 +167,9 @@ BAD = [
     ("repeated bundle label", "name: t\nspace: {split: {type: choice, values: "
      "[{label: a, set: {out_dim: 8}}, {label: a, set: {out_dim: 16}}]}}\n",
      "space.split.values[1].label:", "values[0] has it"),
+    ("a step above the range",
+     "name: t\nspace: {teacher_temp: {type: float, low: 0.02, high: 0.06, step: 5}}\n",
+     "space.teacher_temp.step:", "a step above high - low (0.04) leaves low the only value, never high"),
     ("two bundle labels of one setting", "name: t\nspace: {split: {type: choice, values: [{label: a, set: "
      "{out_dim: 8, head_nlayers: 3}}, {label: b, set: {out_dim: 8}}]}}\n",  # head_nlayers 3: the default
      "space.split.values[1].set:", "each setting once (it sets what values[0], 'a', sets)"),
