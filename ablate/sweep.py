@@ -190,7 +190,7 @@ def check_inputs(spec: SweepSpec, address: str | None, resuming: bool = False) -
     spec.check_batches()
     spec.check_models()
     for note in spec.unfinished_warmups() + spec.unread_keys() + spec.unused_trainer_values() + \
-            spec.idle_scheduler() + spec.random_under_cmaes():
+            spec.idle_scheduler() + spec.random_under_cmaes() + spec.oversampled():
         warn(note)
     try:
         spec.check_inputs()

@@ -30,6 +30,7 @@ from ablate.sweep_spec.space import (
 from ablate.sweep_spec.trainer import PATH_KEYS, absolute, check_trainer, check_values
 from sweep_format import yamltext
 from sweep_format.metrics import DEFAULT_METRIC, DIRECTION, METRICS, wrong_way
+from sweep_format.text import plural
 from sweep_format.values import fmt_value, values_equal
 from trainables.config import (
     DATASET_KEYS,
@@ -301,6 +302,29 @@ class SweepSpec(SpecModel):
                 f"trial runs ({where}: {epochs}): ASHA first judges trials at the epoch where every trial "
                 "ends anyway, so it stops none; for early stopping, give trials more epochs than "
                 "grace_period"]
+
+    def configurations(self) -> int | None:
+        """How many configurations the space holds: the product of its entries' values (a choice's, a
+        stepped range's, every integer of an integer range); None where a float range without step
+        makes it endless."""
+        sizes = [None if isinstance(d, FloatDist) and d.step is None else
+                 int(d.high - d.low) + 1 if isinstance(d, IntDist) and d.step is None else d.count()
+                 for d in self.space.values()]
+        return None if None in sizes else math.prod(s for s in sizes if s is not None)
+
+    def oversampled(self) -> list[str]:
+        """``FILE: search.num_samples: ...`` where Optuna is to draw more configurations than the space
+        holds: a draw of a configuration drawn before is not run again, so fewer trials run than planned
+        (num_samples 3 over one value: 1 trial, then 'sweep done', with no word of the other 2). Said,
+        not refused: the sweep runs as written."""
+        size = self.configurations() if self.search.algorithm == "optuna" else None
+        samples = int(self.search.num_samples or 0)
+        if size is None or samples <= size:
+            return []
+        return [f"{self.source}: search.num_samples: {samples} is more than the {size} "
+                f"{plural(size, 'configuration')} the space holds: at most {size * self.repeats} of the "
+                f"{self.num_trials} planned trials run (a configuration Optuna draws again is not run "
+                "again); algorithm: grid runs each configuration once"]
 
     def random_under_cmaes(self) -> list[str]:
         """``FILE: search.sampler: ...`` when the CMA-ES sampler draws choices at random: Optuna's CMA-ES

@@ -697,6 +697,7 @@ def test_asha_that_can_stop_no_trial_is_said(tmp_path: Path, capsys: pytest.Capt
         name: t
         trainer: {{dataset: synthetic, epochs: {epochs}, freeze_last_layer: 0, warmup_epochs: 0}}
         space: {{teacher_temp: {{type: choice, values: [0.02, 0.04]}}}}
+        search: {{num_samples: 2}}
         scheduler: {{type: asha, grace_period: {grace}}}
     """))
     note = (f"{spec.source}: scheduler.grace_period: {grace} = the most epochs a trial runs (trainer."
@@ -729,10 +730,41 @@ def test_choices_the_cma_es_sampler_draws_at_random_are_said(tmp_path: Path, cap
         name: t
         trainer: {{dataset: synthetic, epochs: 2}}
         space: {{{space}}}
-        search: {{sampler: {sampler}}}
+        search: {{sampler: {sampler}, num_samples: 2}}
     """))
     expected = [f"{spec.source}: search.sampler: cmaes draws {note}"] if note else []
     assert spec.random_under_cmaes() == expected
+    check_inputs(spec, None)
+    assert capsys.readouterr().err == "".join(f"ablate: warning: {line}\n" for line in expected)
+
+
+@pytest.mark.parametrize("space, samples, size, note", [
+    ("teacher_temp: {type: choice, values: [0.04]}", 3, 1,
+     "3 is more than the 1 configuration the space holds: at most 2 of the 6 planned trials run"),
+    ("teacher_temp: {type: choice, values: [0.02, 0.04]}, out_dim: {type: int, low: 64, high: 66}", 7, 6,
+     "7 is more than the 6 configurations the space holds: at most 12 of the 14 planned trials run"),
+    ("teacher_temp: {type: float, low: 0.02, high: 0.04, step: 0.01}, "
+     "out_dim: {type: int, low: 64, high: 160, step: 32}", 12, 12, ""),  # 3 x 4 configurations
+    ("teacher_temp: {type: float, low: 0.02, high: 0.04}", 1000, None, ""),  # a float range is endless
+])
+def test_more_optuna_samples_than_the_space_holds_is_said(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                          space: str, samples: int, size: int | None,
+                                                          note: str) -> None:
+    """num_samples 3 over a one-value choice: Optuna drew it 3 times, the repeats were not run again, and
+    the sweep of '3 trials' ended 'done' after 1, with no word of why."""
+    from ablate.sweep import check_inputs
+
+    spec = load_spec(write(tmp_path, f"""\
+        name: t
+        trainer: {{dataset: synthetic, epochs: 2}}
+        space: {{{space}}}
+        search: {{num_samples: {samples}}}
+        repeats: 2
+    """))
+    assert spec.configurations() == size
+    expected = [f"{spec.source}: search.num_samples: {note} (a configuration Optuna draws again is not run "
+                "again); algorithm: grid runs each configuration once"] if note else []
+    assert spec.oversampled() == expected
     check_inputs(spec, None)
     assert capsys.readouterr().err == "".join(f"ablate: warning: {line}\n" for line in expected)
 
