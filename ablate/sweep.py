@@ -41,6 +41,7 @@ from ablate.session import (
     what_start_ray_does,
 )
 from ablate.sweep_spec import SweepSpec
+from ablate.sweep_spec.model import takes
 from ablate.trackers import check_trackers, tracker_callbacks
 from sweep_format import statuses
 from sweep_format.files import user_path
@@ -163,9 +164,23 @@ def resume_plan(spec: SweepSpec, sweep_dir: Path, retry: tuple[str, ...]) -> tup
     # record's repeat runs again, as one whose record is gone)
     kept = [r for r in records if not is_damaged(r)]
     again = sum(statuses.resumed(r.get("status"), retry) for r in kept)
-    unstarted = max(spec.num_trials - len(kept), 0) if spec.search.algorithm == "optuna" else \
-        len(grid_plan(spec, records).unstarted)
+    if spec.search.algorithm == "optuna":
+        unstarted = 0 if every_configuration_ran(spec, kept) else max(spec.num_trials - len(kept), 0)
+    else:
+        unstarted = len(grid_plan(spec, records).unstarted)
     return len(kept) - again, again + unstarted
+
+
+def every_configuration_ran(spec: SweepSpec, records: list[dict[str, Any]]) -> bool:
+    """Whether ``records`` hold each repeat of every configuration of an Optuna sweep's finite space
+    (``SweepSpec.configurations``): a configuration drawn again is not run again, so its study can add
+    none. num_samples 3 over one value: 1 trial ran, and every `ablate resume` started Ray for none."""
+    size = spec.configurations()
+    if size is None:
+        return False
+    inside = [r for r in records if isinstance(r.get("params"), dict) and set(r["params"]) == set(spec.space)
+              and all(takes(spec.space[name], value) for name, value in r["params"].items())]
+    return len(inside) >= size * spec.repeats
 
 
 @contextlib.contextmanager

@@ -364,6 +364,35 @@ def test_resume_of_a_sweep_whose_trials_all_ended_starts_no_ray(
         assert (sweep / "report" / "report.md").is_file()
 
 
+@pytest.mark.parametrize("values, runs", [("[0.02, 0.04]", False), ("[0.02, 0.04, 0.06]", True)])
+def test_resume_of_an_optuna_sweep_that_ran_every_configuration_of_its_space_starts_no_ray(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, values: str,
+        runs: bool) -> None:
+    """num_samples 8 over a choice of two values: both ran, Optuna's other draws repeated them (not run
+    again), and every `ablate resume` took the 2 records of 8 planned trials for a sweep to continue:
+    it started Ray and ran nothing. A configuration still to draw (0.06) still starts Ray."""
+    from ablate.errors import UserError
+    from tests.helpers import crafted_sweep, good_record
+
+    def no_ray(*args: object, **kwargs: object) -> None:
+        raise UserError("Ray started")
+
+    monkeypatch.setattr("ablate.sweep.ray_session", no_ray)
+    second = {**good_record("b"), "point": 1, "params": {"teacher_temp": 0.04}}
+    sweep = crafted_sweep(tmp_path, [good_record("a"), second])
+    spec = sweep / "spec.yaml"
+    text = spec.read_text().replace("{algorithm: grid,", "{algorithm: optuna, sampler: random, "
+                                                          "num_samples: 8,")
+    spec.write_text(text.replace("values: [0.02, 0.04]", f"values: {values}"))
+    code = main(["resume", str(sweep)])
+    err = capsys.readouterr().err
+    if runs:
+        assert code == 2 and "Ray started" in err
+    else:
+        assert f"ablate: nothing to resume in {sweep}: all 2 trials have ended" in err
+        assert "Ray started" not in err and code == 0
+
+
 def test_a_damaged_record_beside_ended_trials_is_nothing_to_resume(
         tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """A damaged record (a half-copied trials/x.json) beside a record of every planned trial: `ablate
