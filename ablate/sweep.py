@@ -205,7 +205,7 @@ def check_inputs(spec: SweepSpec, address: str | None, resuming: bool = False) -
     spec.check_batches()
     spec.check_models()
     for note in spec.unfinished_warmups() + spec.unread_keys() + spec.unused_trainer_values() + \
-            spec.idle_scheduler() + spec.random_under_cmaes() + spec.oversampled():
+            spec.idle_scheduler() + spec.random_under_cmaes() + spec.oversampled() + spec.unvaried():
         warn(note)
     try:
         spec.check_inputs()

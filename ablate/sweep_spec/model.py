@@ -303,6 +303,20 @@ class SweepSpec(SpecModel):
                 "ends anyway, so it stops none; for early stopping, give trials more epochs than "
                 "grace_period"]
 
+    def unvaried(self) -> list[str]:
+        """``FILE: space.NAME: ...`` for each entry of an ablation whose every value is the baseline's: an
+        ablation runs a value equal to the baseline once, as the baseline, so no trial varies it
+        (paper.yaml with ``--set 'space.out_dim.values=[1024]'``, the trainer's own out_dim). Said, not
+        refused: the sweep runs as written."""
+        if self.search.algorithm != "ablation":
+            return []
+        base = {name: value if isinstance(self.space[name], BundleDist) else
+                f"trainer.{name} {fmt_value(value)}" for name, value in self.baseline_point().items()}
+        return [f"{self.source}: space.{name}: every value is the baseline's ({base[name]}), which an "
+                f"ablation runs once, as its baseline: no trial varies {name}; add other values, or change "
+                "the trainer section" for name, dist in self.space.items()
+                if all(self.is_baseline(name, value) for value in dist.grid_values())]
+
     def configurations(self) -> int | None:
         """How many configurations the space holds: the product of its entries' values (a choice's, a
         stepped range's, every integer of an integer range); None where a float range without step

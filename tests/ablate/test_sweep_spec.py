@@ -769,6 +769,29 @@ def test_more_optuna_samples_than_the_space_holds_is_said(tmp_path: Path, capsys
     assert capsys.readouterr().err == "".join(f"ablate: warning: {line}\n" for line in expected)
 
 
+@pytest.mark.parametrize("values, note", [
+    ("[1024]", "space.out_dim: every value is the baseline's (trainer.out_dim 1024)"),
+    ("[1024, 256]", ""),
+])
+def test_an_ablation_entry_that_varies_in_no_trial_is_said(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                          values: str, note: str) -> None:
+    """paper.yaml shortened with --set 'space.out_dim.values=[1024]' (the trainer's out_dim): an ablation
+    runs a value equal to the baseline once, as the baseline, so out_dim varied in no trial, in silence."""
+    from ablate.sweep import check_inputs
+
+    spec = load_spec(write(tmp_path, f"""\
+        name: t
+        trainer: {{dataset: synthetic, epochs: 2}}
+        space: {{out_dim: {{type: choice, values: {values}}}, teacher_temp: {{type: choice, values: [0.05]}}}}
+        search: {{algorithm: ablation}}
+    """))
+    expected = [f"{spec.source}: {note}, which an ablation runs once, as its baseline: no trial varies "
+                "out_dim; add other values, or change the trainer section"] if note else []
+    assert spec.unvaried() == expected
+    check_inputs(spec, None)
+    assert capsys.readouterr().err == "".join(f"ablate: warning: {line}\n" for line in expected)
+
+
 def test_optuna_has_no_fixed_points() -> None:
     spec = load_spec(SPECS / "temps.yaml")
     with pytest.raises(SpecError, match="grid and ablation only"):
