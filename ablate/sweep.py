@@ -123,23 +123,29 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None, num_cpus: in
     check_writable(sweep_dir, "resume")  # before the data, as for ablate run
     check_inputs(spec, address, resuming=True)
     names = check_trackers(spec.loggers, f"{sweep_dir / SPEC_FILE}: loggers")
-    ended, left = resume_plan(spec, sweep_dir, tuple(retry))  # as `ablate run` opens: what runs, and where
-    print(f"ablate: sweep {spec.name!r}: resuming {left} {plural(left, 'trial')} ({ended} ended, kept as "
-          f"{'it is' if ended == 1 else 'they are'}); {what_start_ray_does(address)}", file=sys.stderr)
     try:
-        with SweepLock(sweep_dir, "resume"), Signals() as signals, RayLogFile(verbose) as logs, \
-                ray_session(address, num_cpus, num_gpus, connect_timeout, logs):
-            signals.install()
-            resources, limit, where = admit(spec)
-            logs.attach(sweep_dir)
-            with ran(sweep_dir, "resume", where, started):
-                record_reference_knn(spec, sweep_dir)  # a sweep stopped before it was written
-                drive(spec, sweep_dir, resources, limit, signals, names, stream, tuple(retry))
+        with SweepLock(sweep_dir, "resume"):  # the plan of the records no other driver now writes
+            say_resumed(spec, sweep_dir, tuple(retry), address)
+            with Signals() as signals, RayLogFile(verbose) as logs, \
+                    ray_session(address, num_cpus, num_gpus, connect_timeout, logs):
+                signals.install()
+                resources, limit, where = admit(spec)
+                logs.attach(sweep_dir)
+                with ran(sweep_dir, "resume", where, started):
+                    record_reference_knn(spec, sweep_dir)  # a sweep stopped before it was written
+                    drive(spec, sweep_dir, resources, limit, signals, names, stream, tuple(retry))
     except BaseException as exc:  # before the trials started: the summary and the resume hint
         if (interrupt := interrupt_in(exc)) is None:
             raise
         raise SweepInterrupted(sweep_dir, signal_of(interrupt)) from None
     return sweep_dir
+
+
+def say_resumed(spec: SweepSpec, sweep_dir: Path, retry: tuple[str, ...], address: str | None) -> None:
+    """``ablate resume``'s opening line, as ``ablate run``'s: what it runs, what stays, where Ray is."""
+    ended, left = resume_plan(spec, sweep_dir, retry)
+    print(f"ablate: sweep {spec.name!r}: resuming {left} {plural(left, 'trial')} ({ended} ended, kept as "
+          f"{'it is' if ended == 1 else 'they are'}); {what_start_ray_does(address)}", file=sys.stderr)
 
 
 def nothing_to_resume(spec: SweepSpec, sweep_dir: Path, retry: tuple[str, ...],
