@@ -442,8 +442,7 @@ def test_resume_runs_a_value_its_spec_was_edited_to(tmp_path: Path, capsys: pyte
     err = capsys.readouterr().err
     assert "Ray started" in err and "nothing to resume" not in err
     # its opening line, as `ablate run`'s: 0.06 starts; both records stay (0.04's stands for itself)
-    assert f"ablate: sweep {sweep.name!r}: resuming 1 trial (2 ended, kept as they are); starting a local " \
-        "Ray" in err
+    assert f"ablate: sweep {sweep.name!r}: resuming 1 trial (2 ended, kept as they are); " in err
 
 
 def test_resume_of_a_sweep_that_cannot_be_written_is_refused_before_the_data_is_read(

@@ -78,8 +78,8 @@ def test_a_grid_spec_is_shortened_by_its_lists_as_the_readme_says() -> None:
     command = re.findall(r"`(ablate run search_spaces/ema\.yaml [^`]*)`", readme)[0]
     sets = [s.strip("'") for s in command.split(" --set ")[1:]]
     spec = load_spec(SPECS / "ema.yaml", sets)
-    assert (spec.num_trials, spec.trainer_config().epochs) == (6, 1)
-    assert "runs 6 trials of 1 epoch instead of 12 of 8" in " ".join(readme.split())
+    assert (spec.num_trials, spec.trainer_config().epochs) == (6, 2)
+    assert "runs 6 trials of 2 epochs instead of 12 of 8" in " ".join(readme.split())
 
 
 def test_readme_gpu_example_overrides_validate() -> None:
