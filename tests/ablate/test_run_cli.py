@@ -335,6 +335,20 @@ def test_ctrl_c_before_the_trials_start_gives_the_resume_hint(ray_cluster: str, 
     assert f"0 of 4 trials finished; continue with `ablate resume {sweep}`" in err and "Traceback" not in err
 
 
+def two_trial_grid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: str = "completed") -> Path:
+    """A grid sweep of teacher_temp [0.02, 0.04], one record each (the second's ``status``); a start of
+    Ray raises "Ray started" (a UserError: exit 2), so a test sees whether `ablate resume` would run."""
+    from ablate.errors import UserError
+    from tests.helpers import crafted_sweep, good_record
+
+    def no_ray(*args: object, **kwargs: object) -> None:
+        raise UserError("Ray started")
+
+    monkeypatch.setattr("ablate.sweep.ray_session", no_ray)
+    second = {**good_record("b"), "point": 1, "params": {"teacher_temp": 0.04}, "status": status}
+    return crafted_sweep(tmp_path, [good_record("a"), second])
+
+
 @pytest.mark.parametrize("status, retry, runs", [
     ("completed", [], False), ("oom", [], False), ("oom", ["--retry", "oom"], True),
     ("interrupted", [], True)])
@@ -344,15 +358,7 @@ def test_resume_of_a_sweep_whose_trials_all_ended_starts_no_ray(
     """`ablate resume` of a sweep whose every planned trial had ended started Ray, waited for it, ran
     nothing and stopped it (about 10 s) before the summary, with no word of why. Now one line says
     so and the summary and report follow; a trial it would run (unfinished, or retried) still starts Ray."""
-    from ablate.errors import UserError
-    from tests.helpers import crafted_sweep, good_record
-
-    def no_ray(*args: object, **kwargs: object) -> None:
-        raise UserError("Ray started")
-
-    monkeypatch.setattr("ablate.sweep.ray_session", no_ray)
-    second = {**good_record("b"), "point": 1, "params": {"teacher_temp": 0.04}, "status": status}
-    sweep = crafted_sweep(tmp_path, [good_record("a"), second])
+    sweep = two_trial_grid(tmp_path, monkeypatch, status)
     code = main(["resume", str(sweep), *retry])
     err = capsys.readouterr().err
     if runs:
@@ -371,15 +377,7 @@ def test_resume_of_an_optuna_sweep_that_ran_every_configuration_of_its_space_sta
     """num_samples 8 over a choice of two values: both ran, Optuna's other draws repeated them (not run
     again), and every `ablate resume` took the 2 records of 8 planned trials for a sweep to continue:
     it started Ray and ran nothing. A configuration still to draw (0.06) still starts Ray."""
-    from ablate.errors import UserError
-    from tests.helpers import crafted_sweep, good_record
-
-    def no_ray(*args: object, **kwargs: object) -> None:
-        raise UserError("Ray started")
-
-    monkeypatch.setattr("ablate.sweep.ray_session", no_ray)
-    second = {**good_record("b"), "point": 1, "params": {"teacher_temp": 0.04}}
-    sweep = crafted_sweep(tmp_path, [good_record("a"), second])
+    sweep = two_trial_grid(tmp_path, monkeypatch)
     spec = sweep / "spec.yaml"
     text = spec.read_text().replace("{algorithm: grid,", "{algorithm: optuna, sampler: random, "
                                                           "num_samples: 8,")
@@ -399,17 +397,10 @@ def test_a_damaged_record_beside_ended_trials_is_nothing_to_resume(
     resume` took it for a trial to run (statuses.resumed), started Ray, ran nothing (no job reads a
     damaged record) and stopped it, with no word of why. An Optuna sweep runs a damaged record's repeat
     again, as one whose record is gone: there the damaged record is no trial that ended."""
-    from ablate.errors import UserError
     from ablate.folder import load_sweep_spec
     from ablate.sweep import nothing_to_resume
-    from tests.helpers import crafted_sweep, good_record
 
-    def no_ray(*args: object, **kwargs: object) -> None:
-        raise UserError("Ray started")
-
-    monkeypatch.setattr("ablate.sweep.ray_session", no_ray)
-    second = {**good_record("b"), "point": 1, "params": {"teacher_temp": 0.04}}
-    sweep = crafted_sweep(tmp_path, [good_record("a"), second])
+    sweep = two_trial_grid(tmp_path, monkeypatch)
     (sweep / "trials" / "c.json").write_text('{"trial_id": "c", "status": "compl')
     assert main(["resume", str(sweep)]) == 1  # the damaged record: exit 1, as at the end of a run
     err = capsys.readouterr().err
@@ -427,15 +418,7 @@ def test_resume_runs_a_value_its_spec_was_edited_to(tmp_path: Path, capsys: pyte
     """A grid's spec.yaml edited from values [0.02, 0.04] to [0.02, 0.06]: as many records as trials
     planned, so `ablate resume` said 'nothing to resume: all 2 trials have ended' and never ran 0.06
     (adding a value ran it). The plan is its points (ablate.records.unstarted), as the jobs are."""
-    from ablate.errors import UserError
-    from tests.helpers import crafted_sweep, good_record
-
-    def no_ray(*args: object, **kwargs: object) -> None:
-        raise UserError("Ray started")
-
-    monkeypatch.setattr("ablate.sweep.ray_session", no_ray)
-    second = {**good_record("b"), "point": 1, "params": {"teacher_temp": 0.04}}
-    sweep = crafted_sweep(tmp_path, [good_record("a"), second])
+    sweep = two_trial_grid(tmp_path, monkeypatch)
     spec = sweep / "spec.yaml"
     spec.write_text(spec.read_text().replace("values: [0.02, 0.04]", "values: [0.02, 0.06]"))
     assert main(["resume", str(sweep)]) == 2
