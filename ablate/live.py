@@ -156,6 +156,8 @@ class LiveView(Callback):
         self._ended(self._row(trial))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        for trial in self.recorder.closed_late:  # errored without on_trial_error: named with their reason
+            self._ended(self._row(trial))
         self.close()  # the last line waits for ``end``: Tune ends its loop alike when it is interrupted
 
     def end(self, finished: bool) -> None:

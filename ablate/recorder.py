@@ -48,6 +48,17 @@ def record_id(trial: Any) -> str:
     return str((getattr(trial, "config", None) or {}).get(TRIAL_ID) or trial.trial_id)
 
 
+def errored_unheard(trials: list, records: dict[str, dict[str, Any]]) -> list[Any]:
+    """Trials Tune ended in its ERROR state whose record is not closed: Tune errors a trial without a
+    word to its callbacks when the actor it reuses for it cannot be reset (its function still running
+    ``TUNE_FUNCTION_THREAD_TIMEOUT_S`` after its last result: a data-parallel trial's Ray Train run
+    shutting down). Such a trial never started, has no record, and the sweep said "done" without it."""
+    from ray.tune.experiment import Trial
+
+    return [t for t in trials if t.status == Trial.ERROR
+            and not statuses.is_final((records.get(record_id(t)) or {}).get("status"))]
+
+
 class TrialRecorder(tune.Callback):
     """Writes ``<sweep>/trials/<trial_id>.json`` for every trial, at every Ray event."""
 
@@ -59,6 +70,7 @@ class TrialRecorder(tune.Callback):
         # the driver's node, whose kernel counts of OOM kills explain a worker's unexpected death there
         self.kills = KillLedger({ray.util.get_node_ip_address()} if ray.is_initialized() else set())
         self.failures: dict[str, Failure] = {}  # Ray's trial id -> its last failure (failure_of)
+        self.closed_late: list[Any] = []  # trials on_experiment_end closed (errored_unheard), for the view
 
     def __getstate__(self) -> dict[str, Any]:  # Ray saves its callbacks with the experiment (never read back)
         return {"spec": self.spec, "sweep_dir": self.sweep_dir}
@@ -116,6 +128,13 @@ class TrialRecorder(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, errored=True)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """Trials Tune errored without calling ``on_trial_error`` (``errored_unheard``) are closed
+        with Ray's reason, which its error file holds."""
+        self.closed_late = errored_unheard(trials, self.records)
+        for trial in self.closed_late:
+            self._finish(trial, errored=True)
 
     def failure(self, trial: Any) -> Failure:
         """The failure Ray last reported of ``trial`` as this recorder weighed it, for the callbacks after

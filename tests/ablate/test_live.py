@@ -399,3 +399,42 @@ def test_a_stopped_sweeps_last_line_counts_the_records_as_the_summary_does(tmp_p
     assert "sweep stopped after " in end and ": 1 storage_full, 2 interrupted, 1 damaged; " in end, end
     assert end.endswith("no best yet: no trial that counts has ended with a knn_top1 measured after training "
                         "(unfinished ones are ranked only as partial, in `ablate ls` and the report)"), end
+
+
+def test_a_trial_tune_errors_before_it_starts_is_recorded_said_and_exits_1(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A data-parallel grid of 2 on 2 CPUs: Tune reused trial 1's actor for trial 2, its reset timed out
+    (the Ray Train run still shutting down), and Tune errored trial 2 without calling on_trial_start or
+    on_trial_error. It had no record; the view said "sweep done: 1 completed" and the run exited 0."""
+    from ablate.summary import finish
+    from sweep_format.records import read_records
+
+    recorder, trials = grid(tmp_path, [0.02, 0.04], epochs=1)
+    (tmp_path / "sweep" / "trials").mkdir(parents=True)
+    (tmp_path / "sweep" / "spec.yaml").write_text((tmp_path / "spec.yaml").read_text())
+    view = LiveView(recorder, stream=io.StringIO(), interactive=False)
+    both = Both(recorder, view)
+    view.setup()
+    both.on_trial_start(0, trials, trials[0])
+    for epoch in (0, 1):
+        both.on_trial_result(0, trials, trials[0], {"epoch": epoch, "loss": 3.0, "knn_top1": 40.0 + epoch,
+                                                   "trial_outcome": "completed" if epoch else "running"})
+    both.on_trial_complete(0, trials, trials[0])
+    reset = tmp_path / "reset_error.txt"  # what Trial.handle_error writes (ray/tune/experiment/trial.py)
+    reset.write_text("Failure # 1 (occurred at 2026-12-08_00-51-16)\nTrainable runner reuse requires "
+                     "reset_config() to be implemented and return True.\n")
+    trials[0].status, trials[1].status, trials[1].error_file = "TERMINATED", "ERROR", str(reset)
+    both.on_experiment_end(trials)
+    view.end(finished=True)
+
+    ends = {r["trial_id"]: (r["status"], r["reason"]) for r in read_records(tmp_path / "sweep")}
+    assert ends == {"t0": ("completed", ""), "t1": ("errored", "Trainable runner reuse requires "
+                                                    "reset_config() to be implemented and return True. "
+                                                    "(the whole error: trials/t1.error.txt)")}
+    said = view.out.getvalue()
+    assert "trial t1  errored" in said and "reset_config()" in said
+    assert "sweep done in" in said and "1 completed, 1 errored" in said
+    assert finish(tmp_path / "sweep", total=2) == 1
+    err = capsys.readouterr().err
+    assert "ablate: trial t1 errored: Trainable runner reuse" in err
+    assert "1 trial errored; `ablate resume" in err
