@@ -34,11 +34,12 @@ from ablate.records import first_sentences, mark_interrupted
 from sweep_format import statuses
 from sweep_format.layout import RESERVE_FILE, TRIALS_DIR
 from sweep_format.records import read_records
-from sweep_format.text import shell_word
+from sweep_format.text import plural, shell_word
 from trainables.storage_errors import code_in, remedy, write_failure
 
 if TYPE_CHECKING:
     from ablate.live import LiveView
+    from ablate.sweep_spec import SweepSpec
 
 EXIT_CODES: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 HANDLED = (signal.SIGTERM, signal.SIGHUP)
@@ -242,15 +243,16 @@ class _TuneInterrupt(logging.Filter):
         return "Tuner.restore" not in message and "Resume experiment with" not in message
 
 
-def fit(tuner: Any, sweep_dir: Path, total: int, signals: Signals, view: LiveView | None = None) -> None:
+def fit(tuner: Any, sweep_dir: Path, spec: SweepSpec, signals: Signals, view: LiveView | None = None) -> None:
     """``tuner.fit()`` and how it ended: normally; interrupted by a signal (records marked,
     ``SweepInterrupted``); stopped by a failed write (records marked, ``StorageFull``); stopped by
     an error Tune's loop raised (records marked, ``SweepStopped``: its one line on stderr, its
-    traceback with Ray's own log lines). The one place that decides it: the live ``view`` says
+    traceback with Ray's own log lines); or ended with planned trials that have no record (also
+    ``SweepStopped``: Tune ended without them). The one place that decides it: the live ``view`` says
     "done" only when it returns (Tune ends its loop the same way when a Ctrl-C stops it)."""
     finished = False
     try:
-        run_to_end(tuner, sweep_dir, total, signals)
+        run_to_end(tuner, sweep_dir, spec, signals)
         finished = True
     finally:
         if view is not None:
@@ -258,7 +260,8 @@ def fit(tuner: Any, sweep_dir: Path, total: int, signals: Signals, view: LiveVie
                 view.end(finished)
 
 
-def run_to_end(tuner: Any, sweep_dir: Path, total: int, signals: Signals) -> None:
+def run_to_end(tuner: Any, sweep_dir: Path, spec: SweepSpec, signals: Signals) -> None:
+    total = spec.num_trials
     watcher = _TuneInterrupt()
     logger = logging.getLogger("ray.tune.tune")
     logger.addFilter(watcher)
@@ -289,6 +292,20 @@ def run_to_end(tuner: Any, sweep_dir: Path, total: int, signals: Signals) -> Non
         with quiet():
             mark_interrupted(sweep_dir, cause=signal_cause(signals))
         raise SweepInterrupted(sweep_dir, signals.signum)
+    from ablate.sweep import unstarted_trials
+
+    if never := unstarted_trials(spec, read_records(sweep_dir)):
+        raise never_started(sweep_dir, never, total)
+
+
+def never_started(sweep_dir: Path, never: int, total: int) -> SweepStopped:
+    """Tune's loop ended normally, yet ``never`` of the ``total`` planned trials have no record: Tune
+    ended them before they started without telling the callbacks (the recorder closes the errored ones
+    it can see, ``recorder.errored_unheard``). Never "sweep done" with a trial that did not run."""
+    reason = (f"{never} of its {total} planned {plural(total, 'trial')} never started (Ray ended "
+              f"{'it' if never == 1 else 'them'} without a word to ablate; ray.log may say why)")
+    print(f"ablate: the sweep stopped: {reason}", file=sys.stderr)
+    return SweepStopped(sweep_dir, reason)
 
 
 def stopped_by_error(sweep_dir: Path, exc: Exception) -> SweepStopped:

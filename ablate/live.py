@@ -15,7 +15,7 @@ The view covers the whole sweep (after ``ablate resume`` too): it reads the reco
     recorder = TrialRecorder(spec, sweep_dir)
     view = LiveView(recorder)
     tune.RunConfig(callbacks=[recorder, view], verbose=0)   # the recorder first; Ray's table silenced
-    ablate.ending.fit(tuner, sweep_dir, total, signals, view)  # its last line: done, or stopped
+    ablate.ending.fit(tuner, sweep_dir, spec, signals, view)  # its last line: done, or stopped
 """
 
 from __future__ import annotations

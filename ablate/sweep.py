@@ -170,11 +170,15 @@ def resume_plan(spec: SweepSpec, sweep_dir: Path, retry: tuple[str, ...]) -> tup
     # record's repeat runs again, as one whose record is gone)
     kept = [r for r in records if not is_damaged(r)]
     again = sum(statuses.resumed(r.get("status"), retry) for r in kept)
+    return len(kept) - again, again + unstarted_trials(spec, records)
+
+
+def unstarted_trials(spec: SweepSpec, records: list[dict[str, Any]]) -> int:
+    """Planned trials no (readable) record stands for: ``ablate resume`` starts them."""
+    kept = [r for r in records if not is_damaged(r)]
     if spec.search.algorithm == "optuna":
-        unstarted = 0 if every_configuration_ran(spec, kept) else max(spec.num_trials - len(kept), 0)
-    else:
-        unstarted = len(grid_plan(spec, records).unstarted)
-    return len(kept) - again, again + unstarted
+        return 0 if every_configuration_ran(spec, kept) else max(spec.num_trials - len(kept), 0)
+    return len(grid_plan(spec, records).unstarted)
 
 
 def every_configuration_ran(spec: SweepSpec, records: list[dict[str, Any]]) -> bool:
@@ -302,7 +306,7 @@ def drive(spec: SweepSpec, sweep_dir: Path, resources: admission.TrialResources,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=KEPT_CHECKPOINTS),
             callbacks=callbacks, verbose=0))  # Ray's own table off: the LiveView draws the progress
     keep_reserve(sweep_dir)
-    fit(tuner, sweep_dir, spec.num_trials, signals, view)  # the view's last line says how it ended
+    fit(tuner, sweep_dir, spec, signals, view)  # the view's last line says how it ended
 
 
 def trial_folder(trial: Any) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from ablate.folder import load_sweep_spec
 from tests.helpers import TINY_TRAINER, write_spec
 
 pytestmark = pytest.mark.slow
@@ -183,7 +184,7 @@ def test_an_error_of_tunes_own_loop_leaves_no_record_running(tmp_path: Path,
     with RayLogFile() as logs, pytest.raises(SweepStopped) as stopped:
         logs.capture()
         logs.attach(sweep)
-        fit(Tuner(), sweep, 2, Signals())
+        fit(Tuner(), sweep, load_sweep_spec(sweep), Signals())
     assert "ablate: the sweep stopped\nTraceback" in (sweep / "ray.log").read_text()  # the whole error
     rec = json.loads((sweep / "trials" / "b.json").read_text())
     assert rec["status"] == "interrupted"
@@ -228,7 +229,7 @@ def test_a_ctrl_c_before_any_trial_started_is_said_once_as_interrupted(tmp_path:
             view.on_experiment_end([])
 
     with pytest.raises(SweepInterrupted) as stopped:
-        fit(Tuner(), sweep, 2, Signals(), view)
+        fit(Tuner(), sweep, load_sweep_spec(sweep), Signals(), view)
     said = view.out.getvalue()
     assert "sweep done" not in said and "sweep stopped after" in said and "no trial started" in said, said
     assert conclude(sweep, 2, interrupted=True, exit_code=stopped.value.exit_code) == 130
@@ -244,7 +245,8 @@ def test_tunes_ctrl_c_handler_is_given_back_once_the_sweep_is_done(tmp_path: Pat
     from ablate.ending import Signals, fit
     from tests.helpers import crafted_sweep, good_record
 
-    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    other = {**good_record("b"), "params": {"teacher_temp": 0.04}, "point": 1}
+    sweep = crafted_sweep(tmp_path, [good_record("a"), other])
 
     class Tuner:
         def fit(self) -> None:
@@ -252,7 +254,7 @@ def test_tunes_ctrl_c_handler_is_given_back_once_the_sweep_is_done(tmp_path: Pat
 
     before = signal.getsignal(signal.SIGINT)
     try:
-        fit(Tuner(), sweep, 1, Signals())
+        fit(Tuner(), sweep, load_sweep_spec(sweep), Signals())
         assert signal.getsignal(signal.SIGINT) is before
     finally:
         signal.signal(signal.SIGINT, before)
@@ -321,3 +323,34 @@ def test_an_interrupt_raised_where_python_ignores_errors_is_delivered_again(keep
         assert done.stdout.strip() == "interrupted" and done.stderr == "", done.stderr
     else:  # Python's own behaviour, which the test stands on
         assert done.stdout.strip() == "went on" and "Exception ignored" in done.stderr
+
+
+def test_a_sweep_with_a_planned_trial_that_has_no_record_is_never_done(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    """Tune ended its loop normally with one of a grid's 2 trials never started and no word of it to the
+    callbacks: the view said "sweep done in 0:47: 1 completed" and the run exited 0, the trial forgotten.
+    Now the sweep stopped, says how many never started, and the resume hint runs them (exit 1)."""
+    import io
+
+    from ablate.ending import Signals, SweepStopped, fit
+    from ablate.live import LiveView
+    from ablate.recorder import TrialRecorder
+    from ablate.summary import conclude
+    from tests.helpers import crafted_sweep, good_record
+
+    sweep = crafted_sweep(tmp_path, [good_record("a")])
+    view = LiveView(TrialRecorder(load_sweep_spec(sweep), sweep), stream=io.StringIO(), interactive=False)
+
+    class Tuner:
+        def fit(self) -> None:
+            view.on_experiment_end([])
+
+    with pytest.raises(SweepStopped) as stopped:
+        fit(Tuner(), sweep, load_sweep_spec(sweep), Signals(), view)
+    said = view.out.getvalue()
+    assert "sweep done" not in said and "sweep stopped after" in said, said
+    stop = stopped.value
+    assert conclude(sweep, 2, interrupted=True, exit_code=stop.exit_code, ended=stop.ended) == 1
+    err = capsys.readouterr().err
+    assert "ablate: the sweep stopped: 1 of its 2 planned trials never started" in err
+    assert f"1 of 2 trials finished; continue with `ablate resume {sweep}`" in err
