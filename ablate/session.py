@@ -44,6 +44,12 @@ ENVIRONMENT = {
     # Ray Train: a data-parallel trial's workers must start within this time, or the trial fails
     # (and Tune retries it) instead of waiting for resources forever.
     "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "60",
+    # Tune reuses a trial's actor for the next trial once the trial's function has returned, waiting
+    # this long (Ray: 2 s) before it errors the next trial instead. A data-parallel trial's function
+    # returns when its Ray Train run has shut down, 10-14 s after its last result on 2 busy CPUs: every
+    # trial after the first errored. Not reusing its actor is no way out: the Train run's placement
+    # group outlives the killed actor, and the next trial waited for its workers until it failed.
+    "TUNE_FUNCTION_THREAD_TIMEOUT_S": "120",
 }
 
 
