@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 from ablate.oom_kills import CGROUP, Count, KillLedger, logged_kill
 from ablate.sweep_spec import SweepSpec
+from ablate.sweep_spec.model import takes
 from sweep_format import statuses
 from sweep_format.layout import TUNE_DIR, trial_folders
 from sweep_format.records import (
@@ -102,6 +103,26 @@ def grid_plan(spec: SweepSpec, records: list[dict[str, Any]]) -> GridPlan:
             firsts.setdefault((index if index is not None else -1, int(rec.get("repeat") or 0)), rec)
     return GridPlan(list(firsts.values()), [(dict(p), r) for i, p in enumerate(points)
                                            for r in range(spec.repeats) if (i, r) not in firsts])
+
+
+def unstarted_trials(spec: SweepSpec, records: list[dict[str, Any]]) -> int:
+    """Planned trials no (readable) record stands for: ``ablate resume`` starts them."""
+    kept = [r for r in records if not is_damaged(r)]
+    if spec.search.algorithm == "optuna":
+        return 0 if every_configuration_ran(spec, kept) else max(spec.num_trials - len(kept), 0)
+    return len(grid_plan(spec, records).unstarted)
+
+
+def every_configuration_ran(spec: SweepSpec, records: list[dict[str, Any]]) -> bool:
+    """Whether ``records`` hold each repeat of every configuration of an Optuna sweep's finite space
+    (``SweepSpec.configurations``): a configuration drawn again is not run again, so its study can add
+    none. num_samples 3 over one value: 1 trial ran, and every `ablate resume` started Ray for none."""
+    size = spec.configurations()
+    if size is None:
+        return False
+    inside = [r for r in records if isinstance(r.get("params"), dict) and set(r["params"]) == set(spec.space)
+              and all(takes(spec.space[name], value) for name, value in r["params"].items())]
+    return len(inside) >= size * spec.repeats
 
 
 def new_record(spec: SweepSpec, points: Points, trial_id: str, config: dict[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from ablate.folder import (
 )
 from ablate.lock import SweepLock
 from ablate.ray_logs import RayLogFile
-from ablate.records import grid_plan
+from ablate.records import unstarted_trials
 from ablate.session import (
     DEFAULT_CONNECT_TIMEOUT,
     check_connect_timeout,
@@ -41,7 +41,6 @@ from ablate.session import (
     what_start_ray_does,
 )
 from ablate.sweep_spec import SweepSpec
-from ablate.sweep_spec.model import takes
 from ablate.trackers import check_trackers, tracker_callbacks
 from sweep_format import statuses
 from sweep_format.files import user_path
@@ -171,26 +170,6 @@ def resume_plan(spec: SweepSpec, sweep_dir: Path, retry: tuple[str, ...]) -> tup
     kept = [r for r in records if not is_damaged(r)]
     again = sum(statuses.resumed(r.get("status"), retry) for r in kept)
     return len(kept) - again, again + unstarted_trials(spec, records)
-
-
-def unstarted_trials(spec: SweepSpec, records: list[dict[str, Any]]) -> int:
-    """Planned trials no (readable) record stands for: ``ablate resume`` starts them."""
-    kept = [r for r in records if not is_damaged(r)]
-    if spec.search.algorithm == "optuna":
-        return 0 if every_configuration_ran(spec, kept) else max(spec.num_trials - len(kept), 0)
-    return len(grid_plan(spec, records).unstarted)
-
-
-def every_configuration_ran(spec: SweepSpec, records: list[dict[str, Any]]) -> bool:
-    """Whether ``records`` hold each repeat of every configuration of an Optuna sweep's finite space
-    (``SweepSpec.configurations``): a configuration drawn again is not run again, so its study can add
-    none. num_samples 3 over one value: 1 trial ran, and every `ablate resume` started Ray for none."""
-    size = spec.configurations()
-    if size is None:
-        return False
-    inside = [r for r in records if isinstance(r.get("params"), dict) and set(r["params"]) == set(spec.space)
-              and all(takes(spec.space[name], value) for name, value in r["params"].items())]
-    return len(inside) >= size * spec.repeats
 
 
 @contextlib.contextmanager
