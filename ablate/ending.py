@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ablate.errors import STORAGE_ERRNOS, StorageFull
 from ablate.records import first_sentences, mark_interrupted, unstarted_trials
 from sweep_format import statuses
-from sweep_format.layout import RESERVE_FILE, TRIALS_DIR
+from sweep_format.layout import RAY_LOG, RESERVE_FILE, TRIALS_DIR
 from sweep_format.records import read_records
 from sweep_format.text import plural, shell_word
 from trainables.storage_errors import code_in, remedy, write_failure
@@ -303,7 +303,7 @@ def never_started(sweep_dir: Path, never: int, total: int) -> SweepStopped:
     ended them before they started without telling the callbacks (the recorder closes the errored ones
     it can see, ``recorder.errored_unheard``). Never "sweep done" with a trial that did not run."""
     reason = (f"{never} of its {total} planned {plural(total, 'trial')} never started (Ray ended "
-              f"{'it' if never == 1 else 'them'} without a word to ablate; ray.log may say why)")
+              f"{'it' if never == 1 else 'them'} without a word to ablate; {RAY_LOG} may say why)")
     print(f"ablate: the sweep stopped: {reason}", file=sys.stderr)
     return SweepStopped(sweep_dir, reason)
 

@@ -150,7 +150,7 @@ def cluster_address(option: str | None, say: bool = True) -> ClusterAddress | No
     entrypoint and ``ray.init`` reads) unless it is empty or ``local``; None: a local Ray for this run
     (also ``--address local``, as Ray reads it: else ray.init would start one that listens on every
     interface and has no ``--num-cpus``). ``say``: one line when RAY_ADDRESS chose the cluster (``ablate
-    run`` says it in its opening line instead, through ``what_start_ray_does``)."""
+    run`` and ``ablate resume`` say it in their opening lines instead, through ``what_start_ray_does``)."""
     if option is not None:
         if not option.strip():  # an unset shell variable: not a wish for a local Ray
             raise UserError(f"--address {option!r}: give HOST:PORT of a running Ray cluster, or leave "

@@ -38,8 +38,8 @@ def main(args: argparse.Namespace) -> int:
     check_connect_timeout(args.connect_timeout)
     total = load_sweep_spec(user_path(args.sweep).resolve()).num_trials
     try:
-        sweep_dir = resume_sweep(args.sweep, cluster_address(args.address), args.num_cpus, args.num_gpus,
-                                 args.connect_timeout,
+        address = cluster_address(args.address, say=False)  # said in resume's opening line
+        sweep_dir = resume_sweep(args.sweep, address, args.num_cpus, args.num_gpus, args.connect_timeout,
                                  verbose=args.verbose, retry=args.retry)
     except SweepInterrupted as stop:
         return conclude(stop.sweep_dir, total, interrupted=True, exit_code=stop.exit_code,
