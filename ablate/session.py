@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import math
 import os
 import shutil
@@ -20,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,10 @@ ENVIRONMENT = {
     # group outlives the killed actor, and the next trial waited for its workers until it failed.
     "TUNE_FUNCTION_THREAD_TIMEOUT_S": "120",
 }
+# The switches above that the trial processes read (Tune's trial actor, Ray Train's controller), not
+# the driver. A local Ray's processes inherit this process's environment; a cluster's were started by
+# `ray start` elsewhere, so a driver joining one hands them over in the job's runtime_env.
+TRIAL_ENVIRONMENT = ("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "TUNE_FUNCTION_THREAD_TIMEOUT_S")
 
 
 def prepare() -> None:
@@ -479,10 +484,29 @@ def join_cluster(address: str, connect_timeout: float) -> None:
     # Ray retries its GCS connection for minutes by default; give it the same budget.
     os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(max(1, round(connect_timeout))))
     try:
-        init_ray(address=str(address), log_to_driver=False)
+        init_ray(address=str(address), log_to_driver=False, runtime_env=cluster_runtime_env())
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"{named_address(address)}: cannot join the Ray cluster ({exc}). Start one with "
                         "`ray start --head`, and set RAY_AUTH_MODE=token with its token") from None
+
+
+def cluster_runtime_env(environ: Mapping[str, str] = os.environ) -> dict[str, Any] | None:
+    """The job's runtime_env for a joined cluster: the TRIAL_ENVIRONMENT switches as this process has
+    them (``prepare``'s value, or the user's own), bar any a ``ray job submit`` runtime env sets already
+    (Ray refuses a ray.init that sets a job's variable again); None when nothing is left to hand over."""
+    submitted: dict[str, Any] = {}
+    if text := environ.get(JOB_CONFIG_VARIABLE):
+        try:
+            submitted = (json.loads(text).get("runtime_env") or {}).get("env_vars") or {}
+        except (ValueError, AttributeError):  # not ours to judge: ray.init says what is wrong with it
+            submitted = {}
+    env_vars = {key: environ[key] for key in TRIAL_ENVIRONMENT if key in environ and key not in submitted}
+    return {"env_vars": env_vars} if env_vars else None
+
+
+# Where `ray job submit` passes the job's config (and its runtime_env) to the entrypoint's ray.init
+# (Ray: ray._private.runtime_env.constants.RAY_JOB_CONFIG_JSON_ENV_VAR, read here without importing Ray)
+JOB_CONFIG_VARIABLE = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 
 
 def wait_for_address(address: str, timeout: float) -> None:

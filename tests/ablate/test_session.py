@@ -256,3 +256,53 @@ def test_tune_waits_for_a_data_parallel_trials_train_run_before_reusing_its_acto
     monkeypatch.setenv("TUNE_FUNCTION_THREAD_TIMEOUT_S", "5")  # the user's own setting stays
     prepare()
     assert os.environ["TUNE_FUNCTION_THREAD_TIMEOUT_S"] == "5"
+
+
+JOINED = """\
+import json, os, sys
+from ablate.session import TRIAL_ENVIRONMENT, start_ray
+import ray
+
+start_ray(sys.argv[1])
+
+
+@ray.remote(num_cpus=0)
+def switches():
+    return {key: os.environ.get(key) for key in TRIAL_ENVIRONMENT}
+
+
+print(json.dumps(ray.get(switches.remote())))
+"""
+
+
+@pytest.mark.slow
+def test_a_joined_clusters_trial_processes_get_the_switches_trials_read(ray_cluster: str) -> None:
+    """A local Ray's processes inherit the driver's environment; a cluster's were started by `ray start`
+    elsewhere. Without the job's runtime_env, a data-parallel sweep on a cluster had Tune's 2 s to reuse
+    a trial's actor (every trial after the first errored) and Ray Train's own start timeout: the user's
+    own value (here 7 and 33) and ablate's default both reach the cluster's workers."""
+    from ablate.session import ENVIRONMENT, TRIAL_ENVIRONMENT
+
+    env = {k: v for k, v in os.environ.items() if k not in TRIAL_ENVIRONMENT}
+    run = lambda extra: json.loads(subprocess.run(
+        [sys.executable, "-c", JOINED, ray_cluster], env={**env, **extra}, cwd=ROOT, capture_output=True,
+        text=True, timeout=180, check=True).stdout.strip().splitlines()[-1])
+    mine = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "7", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "33"}
+    assert run(mine) == mine
+    assert run({}) == {key: ENVIRONMENT[key] for key in TRIAL_ENVIRONMENT}
+
+
+def test_a_submitted_jobs_own_variables_are_not_set_again() -> None:
+    """Under `ray job submit`, ray.init merges its runtime_env with the job's and refuses one that sets a
+    variable the job sets: the job's value is left to the job (it reaches the workers by the job)."""
+    from ablate.session import JOB_CONFIG_VARIABLE, cluster_runtime_env
+
+    environ = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "120", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "60"}
+    assert cluster_runtime_env(environ) == {"env_vars": environ}
+    job = {"runtime_env": {"env_vars": {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "9"}, "pip": ["x"]}}
+    assert cluster_runtime_env({**environ, JOB_CONFIG_VARIABLE: json.dumps(job)}) == {
+        "env_vars": {"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "60"}}
+    job["runtime_env"]["env_vars"] = dict(environ)
+    assert cluster_runtime_env({**environ, JOB_CONFIG_VARIABLE: json.dumps(job)}) is None
+    assert cluster_runtime_env({**environ, JOB_CONFIG_VARIABLE: "{not json"}) == {"env_vars": environ}
+    assert cluster_runtime_env({JOB_CONFIG_VARIABLE: json.dumps({"runtime_env": None})}) is None
