@@ -36,7 +36,7 @@ from matplotlib.transforms import Affine2D, offset_copy
 from reports import metric_words
 from reports.importance import by_importance
 from reports.stats import BEYOND, CI_WORDS, WITHIN, mean_ci
-from sweep_format.files import atomic_path
+from sweep_format.files import PORTABLE_CHARS, atomic_path
 from sweep_format.layout import PIXEL_KNN, UNTRAINED_KNN
 from sweep_format.statuses import ERRORED
 from sweep_format.values import fmt_value
@@ -79,7 +79,7 @@ PLOT_FILES = (LEARNING_CURVES_FILE, COLLAPSE_FILE, PARALLEL_FILE, IMPORTANCE_FIL
               PARETO_FILE)
 # ``effect_file``'s names: effect_<param>.png, the parameter's name kept to these characters (the others
 # become '_'); ``remove_undrawn`` knows them by the same rule
-EFFECT_PREFIX, EFFECT_SUFFIX, EFFECT_CHARS = "effect_", ".png", "A-Za-z0-9_.-"
+EFFECT_PREFIX, EFFECT_SUFFIX, EFFECT_CHARS = "effect_", ".png", PORTABLE_CHARS
 EFFECT_FILE = re.compile(f"{EFFECT_PREFIX}[{EFFECT_CHARS}]*{re.escape(EFFECT_SUFFIX)}")
 
 

@@ -236,6 +236,9 @@ def not_a_file(path: str | os.PathLike) -> str:
 
 
 NAME_MAX = 255  # bytes in one file name, on every common file system
+# POSIX's portable file-name characters, as a regex character class's body: the names ablate makes from
+# what a user wrote (a sweep's folder, a plot per parameter) keep to them
+PORTABLE_CHARS = "A-Za-z0-9_.-"
 
 
 def too_long(path: str | os.PathLike) -> str:

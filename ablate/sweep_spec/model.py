@@ -29,6 +29,7 @@ from ablate.sweep_spec.space import (
 )
 from ablate.sweep_spec.trainer import PATH_KEYS, absolute, check_trainer, check_values
 from sweep_format import yamltext
+from sweep_format.files import PORTABLE_CHARS
 from sweep_format.metrics import DEFAULT_METRIC, DIRECTION, METRICS, wrong_way
 from sweep_format.text import plural
 from sweep_format.values import fmt_value, values_equal
@@ -45,7 +46,7 @@ from trainables.config import (
 from trainables.inputs import check_data, check_model, check_weights
 
 Logger = Literal["tensorboard", "mlflow", "wandb"]
-NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+NAME_PATTERN = re.compile(f"[{PORTABLE_CHARS}]+")
 MAX_NAME = 100  # a sweep's folder name (file systems allow 255 bytes; its trial folders add to it)
 MAX_POINTS = 10_000
 # Trainer keys that set how many training images one optimizer step takes, or from which dataset.
