@@ -23,8 +23,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ablate.errors import UserError
+from ablate.errors import UserError, warn
 from sweep_format.layout import MLFLOW_DIR, WANDB_DIR
+from sweep_format.text import printable
 
 # logger name -> (module it needs, pip extra that installs it)
 TRACKERS = {"tensorboard": ("tensorboardX", "tensorboard"), "mlflow": ("mlflow", "mlflow"),
@@ -47,8 +48,45 @@ def check_trackers(names: Iterable[str], where: str = "loggers") -> list[str]:
 
 
 def tracker_callbacks(names: Iterable[str], sweep_dir: Path, sweep_name: str) -> list[Any]:
-    """One Ray Tune logger callback per tracker name (checked with ``check_trackers`` first)."""
-    return [BUILDERS[name](sweep_dir, sweep_name) for name in check_trackers(names)]
+    """One Ray Tune logger callback per tracker name (checked with ``check_trackers`` first), each
+    ``guarded``."""
+    return [guarded(BUILDERS[name](sweep_dir, sweep_name), name) for name in check_trackers(names)]
+
+
+# Tune's callback hooks after ``setup``: a tracker's failure in one of them is said once and ends its
+# logging for the run, never the sweep (Tune stopped the whole sweep for a callback's exception in
+# on_trial_result, and failed and retried the trial for one in on_trial_complete)
+GUARDED_HOOKS = ("on_step_begin", "on_step_end", "on_trial_start", "on_trial_restore", "on_trial_save",
+                 "on_trial_result", "on_trial_complete", "on_trial_recover", "on_trial_error",
+                 "on_checkpoint", "on_experiment_end")
+
+
+def guarded(callback: Any, name: str) -> Any:
+    """``callback`` (a tracker's Tune callback), its class made a subclass whose hooks after ``setup``
+    (``GUARDED_HOOKS``) catch the tracker's failures: an MLflow server gone mid-sweep, a tracking
+    folder removed. The first is said in one line and the tracker logs nothing more in this run; the
+    trials, their records and the report are ablate's own and go on. A failure in ``setup`` (a server
+    that does not answer at the start) still stops the sweep before any trial runs, in one line."""
+    base = type(callback)
+
+    def hook(method: str) -> Any:
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if self.__dict__.get("_tracker_failed"):
+                return None
+            try:
+                return getattr(base, method)(self, *args, **kwargs)
+            except Exception as exc:
+                self._tracker_failed = True
+                said = " ".join(str(exc).split()).rstrip(".")
+                warn(f"logger {name}: {type(exc).__name__}{': ' + printable(said[:300]) if said else ''}; "
+                     f"it logs nothing more in this run, and the sweep goes on (its records and report are "
+                     f"ablate's own; `ablate resume` starts the logger again)")
+                return None
+        call.__name__ = method
+        return call
+
+    callback.__class__ = type(base.__name__, (base,), {m: hook(m) for m in GUARDED_HOOKS if hasattr(base, m)})
+    return callback
 
 
 def tensorboard_callback(sweep_dir: Path, sweep_name: str) -> Any:

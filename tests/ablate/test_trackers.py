@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,3 +148,53 @@ def test_the_wandb_actor_waits_for_wandb_to_write_its_run_before_tune_kills_it(
     actor = wandb_callback(tmp_path, "s")._logger_actor_cls(str(tmp_path), Queue(), [], [])
     actor.run()
     assert calls == ["init", "finish", "teardown"]
+
+
+class FakeTrial:
+    """What a logger callback reads of a Tune trial."""
+
+    def __init__(self, trial_id: str) -> None:
+        self.trial_id, self.config, self.local_path = trial_id, {"teacher_temp": 0.04}, None
+
+    def __str__(self) -> str:
+        return f"trial_{self.trial_id}"
+
+
+def test_a_tracker_that_fails_mid_sweep_is_said_once_and_the_sweep_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """Tune stopped the whole sweep when a callback raised in on_trial_result ("the sweep stopped: Ray's
+    loop raised TuneError", every trial interrupted: measured with the MLflow folder replaced by a file
+    mid-sweep), and failed and retried a trial for a raise in on_trial_complete. A tracker's failure after
+    its setup is one warning, then its logging stops; a failure in setup still stops the sweep at once."""
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    from ablate.trackers import tracker_callbacks
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    [callback] = tracker_callbacks(["mlflow"], tmp_path, "s")
+    assert isinstance(callback, MLflowLoggerCallback)  # Tune's default-logger checks see the same class
+    callback.setup()
+    trial = FakeTrial("a1")
+    callback.on_trial_start(iteration=1, trials=[trial], trial=trial)
+    result = {"training_iteration": 1, "knn_top1": 40.0}
+    callback.on_trial_result(iteration=1, trials=[trial], trial=trial, result=result)
+    metric = [*(tmp_path / "mlruns").glob("*/*/metrics/knn_top1")]
+    assert len(metric) == 1 and metric[0].read_text().split()[1] == "40.0"
+    assert capsys.readouterr().err == ""
+
+    shutil.rmtree(tmp_path / "mlruns")
+    (tmp_path / "mlruns").write_text("not a folder")  # the tracking store gone mid-sweep
+    later = {**result, "training_iteration": 2}
+    callback.on_trial_result(iteration=2, trials=[trial], trial=trial, result=later)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ablate: warning: logger mlflow: ")
+    assert "mlruns" in err and "it logs nothing more in this run, and the sweep goes on" in err
+    callback.on_trial_result(iteration=3, trials=[trial], trial=trial, result=later)
+    callback.on_trial_complete(iteration=3, trials=[trial], trial=trial)
+    callback.on_experiment_end(trials=[trial])
+    assert capsys.readouterr().err == ""  # said once
+
+    [broken] = tracker_callbacks(["mlflow"], tmp_path, "s")  # its store cannot be made at all
+    with pytest.raises(Exception, match="not a directory"):
+        broken.setup()
