@@ -33,7 +33,10 @@ class ReportAhead(Callback):
         if self.done or len(trials) < self.planned or any(t.status == Trial.PENDING for t in trials):
             return
         self.done = True
-        import reports.render  # noqa: F401  (matplotlib, scipy)
-        from reports.importance import evaluators
+        try:
+            import reports.render  # noqa: F401  (matplotlib, scipy)
+            from reports.importance import evaluators
 
-        evaluators()  # Optuna's lazily imported modules
+            evaluators()  # Optuna's lazily imported modules
+        except Exception:  # the report says its own error at the end; raised here, Tune failed and
+            return  # retried the trial whose end this is (an exception in on_trial_complete)
