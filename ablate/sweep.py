@@ -272,6 +272,10 @@ def drive(spec: SweepSpec, sweep_dir: Path, resources: admission.TrialResources,
     recorder = TrialRecorder(spec, sweep_dir)
     view = LiveView(recorder, stream=stream)  # after the recorder: it reads the records just written
     callbacks = [recorder, view, *tracker_callbacks(loggers, sweep_dir, spec.name), ReportAhead(left)]
+    if resources.workers > 1 and spec.scheduler.type == "asha":  # its workers wait for ASHA's decisions
+        from ablate.asha import WorkersTold
+
+        callbacks.append(WorkersTold(tune_dir))
     tuner = tune.Tuner(
         admission.trainable(spec, resources, str(tune_dir)), param_space=param_space(spec, tune_dir),
         tune_config=tune.TuneConfig(

@@ -8,7 +8,8 @@
     reference_knn.json   raw-pixel and untrained-network kNN of the dataset
     tune/                Ray Tune's experiment: one folder per trial run, with its checkpoints
                          (checkpoint_NNNNNN/checkpoint.pt, the name an `ablate train` run folder uses
-                         too); ablate reads back only the checkpoints (weights-only), never Ray's state
+                         too); ablate reads back only the checkpoints (weights-only), never Ray's state;
+                         a data-parallel trial's folder under ASHA holds asha_verdict.json too
     report/              trials.parquet, epochs.parquet, report.md, report.html, plots/, attention.png
                          (an `ablate compare` folder holds the same names)
     ray.log              Ray's and Optuna's own log lines
@@ -44,6 +45,10 @@ REFERENCE_FILE = "reference_knn.json"
 PIXEL_KNN, UNTRAINED_KNN = "pixel_knn_top1", "untrained_knn_top1"
 REFERENCE_KNN = (PIXEL_KNN, UNTRAINED_KNN)
 TUNE_DIR = "tune"
+# In a data-parallel trial's tune/<trial>/ folder under ASHA: {"epoch": E, "stop": BOOL}, Tune's decision
+# on the trial's last result, written by the driver (ablate.asha) and waited for by the trial's workers
+# at each epoch ASHA judges (trainables.ddp_trial.asha_verdict)
+ASHA_VERDICT = "asha_verdict.json"
 # a trial's weights-only checkpoint in tune/<run>/checkpoint_NNNNNN/ (and in an `ablate train` run folder)
 CHECKPOINT_NAME = "checkpoint.pt"
 REPORT_DIR = "report"

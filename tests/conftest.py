@@ -40,7 +40,10 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory):
     try:
         cluster.start_head("--num-cpus=2", "--num-gpus=1")
         cluster.start_node(WORKER_IP, "--num-cpus=2")
-        ray.init(address=cluster.address, log_to_driver=False)
+        from ablate.session import cluster_runtime_env, prepare
+
+        prepare()  # as ablate joins a cluster (ablate.session.join_cluster): the switches trials read too
+        ray.init(address=cluster.address, log_to_driver=False, runtime_env=cluster_runtime_env())
         deadline = time.time() + 120
         while len([n for n in ray.nodes() if n["Alive"]]) < 2:
             assert time.time() < deadline, "the worker node never joined the test cluster"

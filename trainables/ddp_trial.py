@@ -18,17 +18,19 @@ once instead of waiting; Tune retries the trial, which continues from its newest
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 from sweep_format import statuses
+from sweep_format.layout import ASHA_VERDICT
 from sweep_format.text import LINE_MAX, cut_at_word, whole_error_at
 from trainables import cuda
 from trainables.config import ConfigError, DINOConfig
 from trainables.dino.trainer import DINOTrainer
+from trainables.distributed import from_rank0, world_size
 from trainables.distributed import rank as world_rank
-from trainables.distributed import world_size
 from trainables.trial import (
     KEPT_CHECKPOINTS,
     DeviceClock,
@@ -189,11 +191,48 @@ def dino_worker_loop(config: dict[str, Any]) -> None:
         device = cfg.device
         trainer = DINOTrainer(cfg)
         sources = checkpoints_to_restore(Path(config[TRAIN_DIR]), config)
-        run_trial(trainer, config, clock, sources, train_report(trainer), where, share, extra)
+        run_trial(trainer, config, clock, sources, train_report(trainer), where, share, extra,
+                  stopped=asha_verdict(Path(config[TRAIN_DIR])))
     except (RuntimeError, MemoryError) as exc:  # building or restoring it (run_trial ends its epochs' own)
         if not cuda.out_of_memory(exc):
             raise
         out_of_memory_at_start(exc, device, share, config, clock, raise_row, {**where, **extra})
+
+
+# How long a trial's workers wait for ASHA's decision on an epoch it judges before they go on without it
+# (the driver writes it within a second or two of the epoch's result; a driver that died takes its
+# trials with it)
+VERDICT_WAIT_S = 600.0
+
+
+def asha_verdict(folder: Path, wait: float = VERDICT_WAIT_S, poll: float = 0.2) -> Callable[[int], bool]:
+    """``stopped(epoch)`` for ``run_trial``: whether ASHA stopped the trial on that epoch's result, as the
+    driver wrote it in ``folder/ASHA_VERDICT`` (``ablate.asha``); rank 0 waits for it, every rank follows.
+
+    A data-parallel trial's workers never wait for the driver: Tune stopping the trial ended its Tune
+    process's part only, and the Ray Train run trained on to its last epoch, holding its workers (a
+    4-point grid with ASHA on 2 CPUs: every stopped trial wrote checkpoints to its last epoch, and the
+    next trial waited for them)."""
+    import json
+
+    def stopped(epoch: int) -> bool:
+        stop = False
+        if world_rank() == 0:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    said = json.loads((folder / ASHA_VERDICT).read_text())
+                except (OSError, ValueError):
+                    said = {}
+                if isinstance(said, dict) and said.get("epoch") == epoch:
+                    stop = bool(said.get("stop"))
+                    break
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(poll)
+        return from_rank0(stop)
+
+    return stopped
 
 
 def rank_keys(this_rank: int, where: dict[str, Any]) -> dict[str, Any]:

@@ -63,6 +63,15 @@ def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def from_rank0(value: bool) -> bool:
+    """Rank 0's ``value`` on every rank (a decision only rank 0 can make, which all must follow)."""
+    if not is_distributed():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return bool(box[0])
+
+
 def broadcast_buffers(module: torch.nn.Module) -> None:
     """Copy rank 0's buffers (BatchNorm running statistics) to every rank."""
     if is_distributed():

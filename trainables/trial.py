@@ -82,11 +82,15 @@ def use_assigned_cpus() -> None:
 
 def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock, sources: Sequence[Path],
               report: Report, placement: dict[str, Any] | None = None, gpu_share: float = 0.0,
-              extra: dict[str, Any] | None = None) -> None:
+              extra: dict[str, Any] | None = None, stopped: Callable[[int], bool] | None = None) -> None:
     """The epochs of one trial, from the newest usable checkpoint in ``sources`` (folders, newest
     first) if any; every result goes to ``report`` with ``placement`` (node, pid, GPU ids) and
     ``extra``. The last epoch a trial runs is evaluated where it can be known (its schedule's end,
-    a collapse, an ASHA decision)."""
+    a collapse, an ASHA decision).
+
+    ``stopped(epoch)``: whether ASHA stopped the trial on that epoch's result, asked after each epoch it
+    judges, where ``report`` does not wait for the driver (a data-parallel trial's workers): the trial
+    ends there, never training on past the epoch its record ends with."""
     cfg = trainer.cfg
     rules = StopRules(**config.get(STOP, {}))
     monitor, carry = CollapseMonitor(rules), KnnCarry()
@@ -120,7 +124,8 @@ def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock, 
             # shorter than patience at this epoch, one that did not stop it)
             metrics["collapse_flag"] = reason or flag
             metrics["collapsed"] = bool(metrics["collapse_flag"])  # the one verdict, carried to the record
-            last = rungs.may_stop(metrics["epoch"]) or reason  # it may be this trial's last epoch
+            judged = rungs.may_stop(metrics["epoch"])
+            last = judged or reason  # it may be this trial's last epoch
             if last and "knn_top1" not in metrics:  # a trial's last epoch is always evaluated
                 metrics.update(trainer.knn_metrics())
             carry.apply(metrics)
@@ -132,7 +137,8 @@ def run_trial(trainer: DINOTrainer, config: dict[str, Any], clock: DeviceClock, 
             if unwritable:  # the epoch trained, its checkpoint is not saved: a retry fails the same way
                 report({**metrics, "trial_outcome": statuses.STORAGE_FULL, "stop_reason": unwritable}, None)
                 return
-            if reason:
+            if reason or (judged and stopped is not None and metrics["epoch"] < cfg.epochs
+                          and stopped(metrics["epoch"])):
                 return
     except NonFiniteLossError as exc:
         if not rules.nonfinite:

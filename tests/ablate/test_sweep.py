@@ -199,6 +199,33 @@ def test_run_refuses_an_existing_sweep_and_bad_specs_write_nothing(real_sweep: P
     assert not storage.exists()
 
 
+def test_a_data_parallel_trial_asha_stops_ends_its_workers_at_the_epoch_it_stopped(ray_cluster: str,
+                                                                                     tmp_path: Path):
+    """ASHA stops the second trial at its first rung. A data-parallel trial's workers do not wait for the
+    driver, and its Ray Train run trained on to its last epoch, holding its workers and writing
+    checkpoints its record never had (measured: a 4-point grid, 2 workers, every stopped trial's folder
+    held the checkpoints of epochs 2-4). Now they wait for Tune's decision at a rung, and end there."""
+    spec = write_spec(tmp_path, f"""
+name: ddpasha
+trainer: {dict(TINY_TRAINER, epochs=3, batch_size=16)}
+space:
+  student_temp: {{type: choice, values: [0.2, 1.0]}}
+search: {{algorithm: grid, max_concurrent_trials: 1}}
+metric: loss
+scheduler: {{type: asha, grace_period: 1}}
+resources: {{workers: 2, cpu: 1, gpu: 0}}
+""")
+    sweep = run_sweep(load_spec(spec), tmp_path / "runs", address=ray_cluster)
+    recs = {}
+    for file in (sweep / "trials").glob("*.json"):
+        rec = json.loads(file.read_text())
+        recs[rec["params"]["student_temp"]] = rec
+    done, stopped = recs[0.2], recs[1.0]
+    assert done["status"] == "completed" and [r["epoch"] for r in done["epochs"]] == [0, 1, 2, 3]
+    assert stopped["status"] == "stopped early" and [r["epoch"] for r in stopped["epochs"]] == [0, 1]
+    assert [c.name for c in checkpoints_in(sweep / stopped["trial_dir"])] == ["checkpoint_000001"]
+
+
 def test_two_worker_trial_runs_resumes_after_sigkill_and_reports(ray_cluster: str, tmp_path: Path):
     spec = write_spec(tmp_path, f"""
 name: ddp

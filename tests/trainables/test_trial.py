@@ -330,6 +330,32 @@ def test_a_trial_restored_past_a_rung_evaluates_where_asha_judges_it(tmp_path: P
     assert reports[0]["replayed"] and reports[0]["restored_from_epoch"] == 2 and "replayed" not in reports[1]
 
 
+def test_a_trial_asha_stopped_ends_at_the_epoch_it_judged_where_report_does_not_wait() -> None:
+    """A data-parallel trial's workers report and train on: they ask ASHA's decision (``stopped``) after
+    each epoch it judges, and only then, and end at the first it stopped, with nothing trained past it."""
+    cfg = DINOConfig(**{**TINY_TRAINER, "epochs": 5})
+    reports: list[dict] = []
+    asked: list[int] = []
+
+    def stopped(epoch: int) -> bool:
+        asked.append(epoch)
+        return epoch == 2
+
+    trainer = DINOTrainer(cfg)
+    trial_module.run_trial(trainer, {**cfg.model_dump(mode="json"), "_eval_at": [1, 2, 4]}, DeviceClock(), [],
+                           lambda metrics, write: reports.append(metrics), stopped=stopped)
+    assert asked == [1, 2] and [r["epoch"] for r in reports] == [0, 1, 2] and trainer.epoch == 2
+    assert reports[-1]["knn_evaluated"]  # the epoch it ends with is measured
+    # Its last epoch is a rung too (ASHA's max_t), where Tune's epoch limit decides, not ASHA: nothing
+    # is left to stop, and the workers once waited there for a word that never came
+    asked.clear()
+    cfg = DINOConfig(**{**TINY_TRAINER, "epochs": 4})
+    config = {**cfg.model_dump(mode="json"), "_eval_at": [1, 2, 4]}
+    trial_module.run_trial(DINOTrainer(cfg), config, DeviceClock(), [], lambda metrics, write: None,
+                           stopped=lambda epoch: bool(asked.append(epoch)))
+    assert asked == [1, 2]
+
+
 def test_a_checkpoint_that_cannot_be_written_ends_the_trial_as_storage_full(monkeypatch: pytest.MonkeyPatch):
     import errno
 
