@@ -44,7 +44,37 @@ def check_trackers(names: Iterable[str], where: str = "loggers") -> list[str]:
                             f"installed: pip install 'ablate[{extra}]'")
         if name not in out:
             out.append(name)
+    if "mlflow" in out:
+        check_mlflow_server(where)
     return out
+
+
+MLFLOW_ANSWER_S = 5.0  # how long the check before Ray waits for an MLflow server to accept a connection
+
+
+def check_mlflow_server(where: str, timeout: float = MLFLOW_ANSWER_S) -> None:
+    """A UserError, before Ray starts, when ``$MLFLOW_TRACKING_URI`` names an HTTP server that accepts
+    no connection: MLflow's client retried for minutes inside the sweep's start and then stopped the
+    sweep with its traceback's last line. Other stores (a file store, a database) are MLflow's to open."""
+    import socket
+    from urllib.parse import urlsplit
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    named = f"MLFLOW_TRACKING_URI={printable(uri)}"
+    try:
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:  # a port that is not a number
+        raise UserError(f"{where}: {named} is not a URL MLflow can use ({exc})") from None
+    try:
+        socket.create_connection((host or "localhost", port), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UserError(f"{where}: logger 'mlflow' logs to {named}, where nothing answered within "
+                        f"{timeout:g} s ({reason}); start the MLflow server, or unset MLFLOW_TRACKING_URI "
+                        "to log to the sweep's own file store (runs/NAME/mlruns)") from None
 
 
 def tracker_callbacks(names: Iterable[str], sweep_dir: Path, sweep_name: str) -> list[Any]:

@@ -198,3 +198,28 @@ def test_a_tracker_that_fails_mid_sweep_is_said_once_and_the_sweep_goes_on(
     [broken] = tracker_callbacks(["mlflow"], tmp_path, "s")  # its store cannot be made at all
     with pytest.raises(Exception, match="not a directory"):
         broken.setup()
+
+
+def test_an_mlflow_server_that_does_not_answer_is_refused_before_ray_starts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's client retried for minutes inside the sweep's start (measured: MLFLOW_TRACKING_URI at a
+    port nothing listens on), then stopped the sweep with 'Ray's loop raised MlflowException'. Now one line
+    before Ray starts; a server that accepts the connection, and any store but HTTP, pass."""
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+        assert check_trackers(["mlflow"]) == ["mlflow"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}/")  # closed now
+    said = (rf"^loggers: logger 'mlflow' logs to MLFLOW_TRACKING_URI=http://127.0.0.1:{port}/, where nothing "
+            r"answered within 5 s \(Connection refused\); start the MLflow server, or unset MLFLOW_")
+    with pytest.raises(UserError, match=said):
+        check_trackers(["tensorboard", "mlflow"])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:port/")
+    with pytest.raises(UserError, match="is not a URL MLflow can use"):
+        check_trackers(["mlflow"])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///nowhere/mlflow.db")  # MLflow's to open
+    assert check_trackers(["mlflow"]) == ["mlflow"]
