@@ -201,8 +201,8 @@ def dino_worker_loop(config: dict[str, Any]) -> None:
 
 # How long a trial's workers wait for ASHA's decision on an epoch it judges before they go on without it
 # (the driver writes it within a second or two of the epoch's result; a driver that died takes its
-# trials with it)
-VERDICT_WAIT_S = 600.0
+# trials with it). The other ranks wait in a broadcast meanwhile: below NCCL's own 10-minute timeout.
+VERDICT_WAIT_S = 300.0
 
 
 def asha_verdict(folder: Path, wait: float = VERDICT_WAIT_S, poll: float = 0.2) -> Callable[[int], bool]:
