@@ -46,7 +46,33 @@ def check_trackers(names: Iterable[str], where: str = "loggers") -> list[str]:
             out.append(name)
     if "mlflow" in out:
         check_mlflow_server(where)
+    if "wandb" in out:
+        check_wandb_key(where)
     return out
+
+
+def check_wandb_key(where: str) -> None:
+    """A UserError, before Ray starts, when ``WANDB_MODE`` asks for online logging and W&B has no API key
+    where Ray's callback looks (``WANDB_API_KEY``, ``WANDB_SETUP_API_KEY_HOOK``, the ``~/.netrc`` entry
+    ``wandb login`` writes): the sweep started Ray, made its folder and stopped with Ray's ValueError,
+    and its `ablate resume` hint would have failed the same way. Without WANDB_MODE ablate logs offline."""
+    import netrc
+    from urllib.parse import urlsplit
+
+    mode = os.environ.get("WANDB_MODE", "")
+    if not mode or mode in ("offline", "disabled", "dryrun"):
+        return
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_SETUP_API_KEY_HOOK"):
+        return
+    host = urlsplit(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or ""
+    try:
+        if netrc.netrc(os.environ.get("NETRC")).authenticators(host):
+            return
+    except (OSError, netrc.NetrcParseError):  # no ~/.netrc, or one W&B could not read either
+        pass
+    raise UserError(f"{where}: logger 'wandb' with WANDB_MODE={printable(mode)} needs a W&B API key: set "
+                    "WANDB_API_KEY or run `wandb login`, or unset WANDB_MODE to log offline into "
+                    "runs/NAME/wandb (`wandb sync` uploads it later)")
 
 
 MLFLOW_ANSWER_S = 5.0  # how long the check before Ray waits for an MLflow server to accept a connection

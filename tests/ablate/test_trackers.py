@@ -223,3 +223,26 @@ def test_an_mlflow_server_that_does_not_answer_is_refused_before_ray_starts(
         check_trackers(["mlflow"])
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///nowhere/mlflow.db")  # MLflow's to open
     assert check_trackers(["mlflow"]) == ["mlflow"]
+
+
+def test_online_wandb_without_an_api_key_is_refused_before_ray_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """WANDB_MODE=online without a key: the sweep started Ray, made its folder and stopped with Ray's
+    'No WandB API key found' (20 s), naming an `ablate resume` that would fail the same way."""
+    for name in ("WANDB_API_KEY", "WANDB_SETUP_API_KEY_HOOK", "WANDB_BASE_URL", "NETRC"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.setenv("WANDB_MODE", "online")
+    said = (r"^loggers: logger 'wandb' with WANDB_MODE=online needs a W&B API key: set WANDB_API_KEY or run "
+            r"`wandb login`, or unset WANDB_MODE")
+    with pytest.raises(UserError, match=said):
+        check_trackers(["wandb"])
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password k\n")  # `wandb login`
+    (tmp_path / ".netrc").chmod(0o600)
+    assert check_trackers(["wandb"]) == ["wandb"]
+    (tmp_path / ".netrc").unlink()
+    monkeypatch.setenv("WANDB_API_KEY", "k")
+    assert check_trackers(["wandb"]) == ["wandb"]
+    monkeypatch.delenv("WANDB_API_KEY")
+    monkeypatch.delenv("WANDB_MODE")  # ablate's default: offline, no key needed
+    assert check_trackers(["wandb"]) == ["wandb"]
