@@ -62,8 +62,9 @@ def errored_unheard(trials: list, records: dict[str, dict[str, Any]]) -> list[An
 class TrialRecorder(tune.Callback):
     """Writes ``<sweep>/trials/<trial_id>.json`` for every trial, at every Ray event."""
 
-    def __init__(self, spec: SweepSpec, sweep_dir: Path) -> None:
+    def __init__(self, spec: SweepSpec, sweep_dir: Path, search: Any = None) -> None:
         self.spec, self.sweep_dir = spec, Path(sweep_dir)
+        self.search = search  # the sweep's searcher (ablate.search.SweepSearch): told of trials closed late
         self.records = {r["trial_id"]: r for r in read_records(self.sweep_dir) if not is_damaged(r)}
         self.points = Points(spec, list(self.records.values()))
         self.restart_why: dict[str, str] = {}  # record id -> why its next result comes from a restart
@@ -131,10 +132,12 @@ class TrialRecorder(tune.Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Trials Tune errored without calling ``on_trial_error`` (``errored_unheard``) are closed
-        with Ray's reason, which its error file holds."""
+        with Ray's reason, which its error file holds, and the searcher is told they errored."""
         self.closed_late = errored_unheard(trials, self.records)
         for trial in self.closed_late:
             self._finish(trial, errored=True)
+            if self.search is not None:  # nor did Tune tell the searcher: an Optuna study kept it RUNNING
+                self.search.on_trial_complete(str(trial.trial_id), error=True)
 
     def failure(self, trial: Any) -> Failure:
         """The failure Ray last reported of ``trial`` as this recorder weighed it, for the callbacks after

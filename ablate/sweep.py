@@ -269,7 +269,8 @@ def drive(spec: SweepSpec, sweep_dir: Path, resources: admission.TrialResources,
     if lost := without_checkpoints(jobs, records, sweep_dir):
         warn(lost)
     tune_dir = sweep_dir / TUNE_DIR
-    recorder = TrialRecorder(spec, sweep_dir)
+    search = SweepSearch(jobs, source, spec.metric, spec.mode)
+    recorder = TrialRecorder(spec, sweep_dir, search)
     view = LiveView(recorder, stream=stream)  # after the recorder: it reads the records just written
     callbacks = [recorder, view, *tracker_callbacks(loggers, sweep_dir, spec.name), ReportAhead(left)]
     if resources.workers > 1 and spec.scheduler.type == "asha":  # its workers wait for ASHA's decisions
@@ -279,7 +280,7 @@ def drive(spec: SweepSpec, sweep_dir: Path, resources: admission.TrialResources,
     tuner = tune.Tuner(
         admission.trainable(spec, resources, str(tune_dir)), param_space=param_space(spec, tune_dir),
         tune_config=tune.TuneConfig(
-            metric=spec.metric, mode=spec.mode, search_alg=SweepSearch(jobs, source, spec.metric, spec.mode),
+            metric=spec.metric, mode=spec.mode, search_alg=search,
             scheduler=scheduler(spec), num_samples=left, max_concurrent_trials=limit,
             trial_dirname_creator=trial_folder,
             reuse_actors=True),  # one process per slot: imports and the dataset are paid once, not per trial

@@ -410,6 +410,8 @@ def test_a_trial_tune_errors_before_it_starts_is_recorded_said_and_exits_1(
     from sweep_format.records import read_records
 
     recorder, trials = grid(tmp_path, [0.02, 0.04], epochs=1)
+    told: list[tuple[str, bool]] = []
+    recorder.search = SimpleNamespace(on_trial_complete=lambda tid, error: told.append((tid, error)))
     (tmp_path / "sweep" / "trials").mkdir(parents=True)
     (tmp_path / "sweep" / "spec.yaml").write_text((tmp_path / "spec.yaml").read_text())
     view = LiveView(recorder, stream=io.StringIO(), interactive=False)
@@ -431,6 +433,7 @@ def test_a_trial_tune_errors_before_it_starts_is_recorded_said_and_exits_1(
     assert ends == {"t0": ("completed", ""), "t1": ("errored", "Trainable runner reuse requires "
                                                     "reset_config() to be implemented and return True. "
                                                     "(the whole error: trials/t1.error.txt)")}
+    assert told == [("t1", True)]  # the searcher too (an Optuna study kept the trial RUNNING)
     said = view.out.getvalue()
     assert "trial t1  errored" in said and "reset_config()" in said
     assert "sweep done in" in said and "1 completed, 1 errored" in said
