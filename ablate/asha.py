@@ -19,14 +19,13 @@ from typing import Any
 
 from ray.tune import Callback
 
-from sweep_format.files import write_json
-from sweep_format.layout import ASHA_VERDICT
+from sweep_format.layout import tell_verdict
 
 
 class WorkersTold(Callback):
-    """For each result with an ``epoch``, ``<tune_dir>/<trial folder>/ASHA_VERDICT`` =
-    ``{"epoch": E, "stop": BOOL}``: whether Tune stopped the trial on it (ASHA, or Tune's epoch limit:
-    Tune marks that result ``done`` before its callbacks see it)."""
+    """For each result with an ``epoch``, into ``<tune_dir>/<trial folder>``: whether Tune stopped the
+    trial on it (ASHA, or Tune's epoch limit: Tune marks that result ``done`` before its callbacks see
+    it)."""
 
     def __init__(self, tune_dir: Path) -> None:
         self.tune_dir = Path(tune_dir)
@@ -35,5 +34,4 @@ class WorkersTold(Callback):
         epoch = result.get("epoch")
         if isinstance(epoch, int) and trial.path:
             with contextlib.suppress(OSError):  # a full disk: the recorder's write of it stops the sweep
-                write_json(self.tune_dir / Path(trial.path).name / ASHA_VERDICT,
-                           {"epoch": epoch, "stop": bool(result.get("done"))})
+                tell_verdict(self.tune_dir / Path(trial.path).name, epoch, bool(result.get("done")))

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sweep_format.files import NOT_REGULAR, READS, linked, not_a_file, user_path
+from sweep_format.files import NOT_REGULAR, READS, linked, loads, not_a_file, user_path, write_json
 from sweep_format.text import printable
 
 SPEC_FILE = "spec.yaml"
@@ -45,9 +45,9 @@ REFERENCE_FILE = "reference_knn.json"
 PIXEL_KNN, UNTRAINED_KNN = "pixel_knn_top1", "untrained_knn_top1"
 REFERENCE_KNN = (PIXEL_KNN, UNTRAINED_KNN)
 TUNE_DIR = "tune"
-# In a data-parallel trial's tune/<trial>/ folder under ASHA: {"epoch": E, "stop": BOOL}, Tune's decision
-# on the trial's last result, written by the driver (ablate.asha) and waited for by the trial's workers
-# at each epoch ASHA judges (trainables.ddp_trial.asha_verdict)
+# In a data-parallel trial's tune/<trial>/ folder under ASHA: Tune's decision on the trial's last result
+# (``tell_verdict``), written by the driver (ablate.asha) and waited for by the trial's workers at each
+# epoch ASHA judges (trainables.ddp_trial.asha_verdict, through ``told_verdict``)
 ASHA_VERDICT = "asha_verdict.json"
 # a trial's weights-only checkpoint in tune/<run>/checkpoint_NNNNNN/ (and in an `ablate train` run folder)
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -245,6 +245,25 @@ def trial_folder(sweep_dir: str | Path, name: object) -> Path | None:
         return None
     folder = Path(sweep_dir) / TUNE_DIR / parts[1]
     return None if folder.is_symlink() or folder.parent.is_symlink() else folder
+
+
+def tell_verdict(trial_folder: Path, epoch: int, stop: bool) -> None:
+    """``trial_folder/ASHA_VERDICT`` = ``{"epoch": E, "stop": BOOL}``: whether Tune stopped the trial on
+    the result of ``epoch``."""
+    write_json(trial_folder / ASHA_VERDICT, {"epoch": epoch, "stop": stop})
+
+
+def told_verdict(trial_folder: Path, epoch: int) -> bool | None:
+    """Whether Tune stopped the trial on the result of ``epoch``, as ``tell_verdict`` wrote it; None while
+    the folder holds no word on that epoch (none yet, an earlier epoch's, a file half read or foreign)."""
+    try:
+        said = loads((trial_folder / ASHA_VERDICT).read_bytes())
+    except (OSError, ValueError):
+        return None
+    if isinstance(said, dict) and type(said.get("epoch")) is int and said["epoch"] == epoch \
+            and isinstance(said.get("stop"), bool):
+        return said["stop"]
+    return None
 
 
 def trial_folders(sweep_dir: str | Path, record: Mapping[str, Any]) -> list[Path]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from sweep_format import statuses
-from sweep_format.layout import ASHA_VERDICT
+from sweep_format.layout import told_verdict
 from sweep_format.text import LINE_MAX, cut_at_word, whole_error_at
 from trainables import cuda
 from trainables.config import ConfigError, DINOConfig
@@ -207,30 +207,19 @@ VERDICT_WAIT_S = 300.0
 
 def asha_verdict(folder: Path, wait: float = VERDICT_WAIT_S, poll: float = 0.2) -> Callable[[int], bool]:
     """``stopped(epoch)`` for ``run_trial``: whether ASHA stopped the trial on that epoch's result, as the
-    driver wrote it in ``folder/ASHA_VERDICT`` (``ablate.asha``); rank 0 waits for it, every rank follows.
+    driver wrote it into ``folder`` (``ablate.asha``); rank 0 waits for it, every rank follows.
 
     A data-parallel trial's workers never wait for the driver: Tune stopping the trial ended its Tune
     process's part only, and the Ray Train run trained on to its last epoch, holding its workers (a
     4-point grid with ASHA on 2 CPUs: every stopped trial wrote checkpoints to its last epoch, and the
     next trial waited for them)."""
-    import json
-
     def stopped(epoch: int) -> bool:
-        stop = False
+        said = None
         if world_rank() == 0:
             deadline = time.monotonic() + wait
-            while True:
-                try:
-                    said = json.loads((folder / ASHA_VERDICT).read_text())
-                except (OSError, ValueError):
-                    said = {}
-                if isinstance(said, dict) and said.get("epoch") == epoch:
-                    stop = bool(said.get("stop"))
-                    break
-                if time.monotonic() > deadline:
-                    break
+            while (said := told_verdict(folder, epoch)) is None and time.monotonic() < deadline:
                 time.sleep(poll)
-        return from_rank0(stop)
+        return from_rank0(bool(said))
 
     return stopped
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from ablate.asha import WorkersTold
-from sweep_format.layout import ASHA_VERDICT
+from sweep_format.layout import ASHA_VERDICT, tell_verdict, told_verdict
 from trainables.ddp_trial import asha_verdict
 
 
@@ -28,10 +28,8 @@ def test_each_decision_is_written_where_the_trials_workers_wait_for_it(tmp_path:
 def test_the_workers_wait_for_the_epoch_they_ask_about_and_only_so_long(tmp_path: Path) -> None:
     """An older decision (of the epoch before) is not this epoch's: rank 0 waits for the driver's next
     word; past ``wait`` seconds without one, the trial goes on as before the change."""
-    from sweep_format.files import write_json
-
-    write_json(tmp_path / ASHA_VERDICT, {"epoch": 1, "stop": True})
-    later = threading.Timer(0.3, write_json, (tmp_path / ASHA_VERDICT, {"epoch": 2, "stop": True}))
+    tell_verdict(tmp_path, 1, True)
+    later = threading.Timer(0.3, tell_verdict, (tmp_path, 2, True))
     later.start()
     start = time.monotonic()
     assert asha_verdict(tmp_path, wait=30, poll=0.01)(2) is True
@@ -39,3 +37,15 @@ def test_the_workers_wait_for_the_epoch_they_ask_about_and_only_so_long(tmp_path
     start = time.monotonic()
     assert asha_verdict(tmp_path, wait=0.3, poll=0.01)(3) is False  # never said: it trains on
     assert time.monotonic() - start >= 0.3
+
+
+def test_a_word_half_written_or_foreign_is_no_word(tmp_path: Path) -> None:
+    """The folder is the trial's, on storage every node mounts: what is not a whole decision on the epoch
+    asked about is waited past, never read as one."""
+    assert told_verdict(tmp_path, 1) is None  # nothing yet
+    for text in ('{"epoch": 1, "st', "[1, true]", '{"epoch": 1, "stop": "yes"}', '{"epoch": true, "stop": 1}',
+                 '{"epoch": true, "stop": true}'):
+        (tmp_path / ASHA_VERDICT).write_text(text)
+        assert told_verdict(tmp_path, 1) is None, text
+    tell_verdict(tmp_path, 1, False)
+    assert told_verdict(tmp_path, 1) is False and told_verdict(tmp_path, 2) is None
