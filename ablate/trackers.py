@@ -52,27 +52,29 @@ def check_trackers(names: Iterable[str], where: str = "loggers") -> list[str]:
 
 
 def check_wandb_key(where: str) -> None:
-    """A UserError, before Ray starts, when ``WANDB_MODE`` asks for online logging and W&B has no API key
-    where Ray's callback looks (``WANDB_API_KEY``, ``WANDB_SETUP_API_KEY_HOOK``, the ``~/.netrc`` entry
-    ``wandb login`` writes): the sweep started Ray, made its folder and stopped with Ray's ValueError,
+    """A UserError, before Ray starts, when ``WANDB_MODE`` asks W&B for a mode that needs an API key and
+    Ray's callback would find none (Ray's own check, ``_set_api_key``: WANDB_API_KEY, a ``wandb login``,
+    WANDB_SETUP_API_KEY_HOOK): the sweep started Ray, made its folder and stopped with Ray's ValueError,
     and its `ablate resume` hint would have failed the same way. Without WANDB_MODE ablate logs offline."""
-    import netrc
-    from urllib.parse import urlsplit
+    import contextlib
+    import io
 
     mode = os.environ.get("WANDB_MODE", "")
-    if not mode or mode in ("offline", "disabled", "dryrun"):
+    if not mode:  # ablate's default: offline unless a key is set (wandb_callback)
         return
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_SETUP_API_KEY_HOOK"):
-        return
-    host = urlsplit(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or ""
     try:
-        if netrc.netrc(os.environ.get("NETRC")).authenticators(host):
-            return
-    except (OSError, netrc.NetrcParseError):  # no ~/.netrc, or one W&B could not read either
-        pass
-    raise UserError(f"{where}: logger 'wandb' with WANDB_MODE={printable(mode)} needs a W&B API key: set "
-                    "WANDB_API_KEY or run `wandb login`, or unset WANDB_MODE to log offline into "
-                    "runs/NAME/wandb (`wandb sync` uploads it later)")
+        from ray.air.integrations.wandb import _set_api_key
+    except ImportError:  # another Ray: its callback says what it lacks
+        return
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # W&B's deprecation notice of the call Ray makes
+            _set_api_key()
+    except ValueError:
+        raise UserError(f"{where}: logger 'wandb' with WANDB_MODE={printable(mode)} needs a W&B API key: set "
+                        "WANDB_API_KEY or run `wandb login`, or unset WANDB_MODE to log offline into "
+                        "runs/NAME/wandb (`wandb sync` uploads it later)") from None
+    except Exception:  # anything else is W&B's to say when the callback starts
+        return
 
 
 MLFLOW_ANSWER_S = 5.0  # how long the check before Ray waits for an MLflow server to accept a connection
